@@ -1,0 +1,578 @@
+//! The two artefacts `codeai build` writes into every job component, as plain serde types.
+//!
+//! - [`Program`] is what the guest runtime (`guest-stdlib`) interprets: the job's steps with every
+//!   name already resolved and every expression already parsed. The guest never sees DSL text.
+//! - [`Manifest`] is what the host reads from the component's `codeai-manifest` custom section to
+//!   register and run the job without the source: schedule, queue, limits, retry policy, the
+//!   capabilities the program uses, and the declarations (entities, integrations, templates,
+//!   events) that bound what those capabilities may touch.
+//!
+//! This crate knows nothing about parsing, wasm or the host. Both artefacts are serialised as
+//! JSON; [`IR_VERSION`] changes whenever a change here is not backwards compatible.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Version of the [`Program`] and [`Manifest`] formats. A host refuses components whose IR version
+/// it does not know.
+pub const IR_VERSION: u32 = 1;
+
+/// Name of the custom section holding the JSON [`Manifest`].
+pub const MANIFEST_SECTION: &str = "codeai-manifest";
+
+/// The 16 bytes that mark the program slot in the guest runtime's data. The compiler finds them,
+/// writes the program into the module's memory and stores its address and length after them.
+pub const PROGRAM_SLOT_MAGIC: [u8; 16] = *b"\0CODEAI-PROGRAM\x01";
+
+// ---------------------------------------------------------------------------------------------
+// Program (compiler -> guest)
+// ---------------------------------------------------------------------------------------------
+
+/// A compiled job: what the guest runtime executes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Program {
+    pub ir_version: u32,
+    pub job: String,
+    /// Default input; keys of the trigger's input override these. Every key is bound as a variable.
+    pub input_defaults: BTreeMap<String, Expr>,
+    pub steps: Vec<Step>,
+}
+
+/// One named step of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    /// `file:line:col` of the step in the source, for error messages at run time.
+    pub location: String,
+    pub kind: StepKind,
+    /// `as: name` — the binding that receives the step's result.
+    pub bind: Option<String>,
+    /// `on_empty:` — what to do when the result is an empty list (or zero rows affected).
+    pub on_empty: Option<Policy>,
+    /// `on_fail:` — what to do when the step fails. `None` means the job fails.
+    pub on_fail: Option<Policy>,
+    /// `timeout:` of a call step, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// What a step does when it is empty or fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Policy {
+    /// End the job with status `skipped` and this reason.
+    Skip(String),
+    /// Fail the job with this message.
+    Abort(String),
+    /// Log and go on with the next step (the binding holds `null` after a failure).
+    Continue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum StepKind {
+    /// `query: select E where … order by … limit …` — binds a list of row objects.
+    Query {
+        entity: String,
+        filter: Option<Filter>,
+        order: Vec<OrderBy>,
+        limit: Option<Expr>,
+    },
+    /// `query: count E where …` — binds a number.
+    Count { entity: String, filter: Option<Filter> },
+    /// `action: delete E where …` — binds the number of rows deleted.
+    Delete { entity: String, filter: Option<Filter> },
+    /// `action: update E set f = v, … where …` — binds the number of rows changed.
+    Update {
+        entity: String,
+        set: Vec<Assignment>,
+        filter: Option<Filter>,
+    },
+    /// `action: insert E { f: v, … }` — binds the number of rows inserted.
+    Insert { entity: String, values: Vec<(String, Expr)> },
+    /// `action: maintain vacuum|analyze|reindex [E]` — binds the host's summary text.
+    Maintain { op: MaintenanceOp, entity: Option<String> },
+    /// `action: delete_report(id)` — binds whether the report existed.
+    DeleteReport { id: Expr },
+    /// `call: Integration.operation { arg: v, … }` — binds the response body.
+    Call {
+        integration: String,
+        operation: String,
+        args: Vec<(String, Expr)>,
+    },
+    /// `template: "t" data: {…} format: pdf` — binds `{id, format, size, name}` of the stored report.
+    Report { template: String, data: Expr, format: ReportFormat },
+    /// `send: email(to) { template subject attachment data }` — binds the delivery.
+    Email {
+        to: Expr,
+        subject: Expr,
+        template: Option<String>,
+        data: Option<Expr>,
+        attachments: Vec<Expr>,
+    },
+    /// `send: slack("#chan") { template data }` — binds the delivery.
+    Slack {
+        channel: Expr,
+        template: Option<String>,
+        data: Option<Expr>,
+    },
+    /// `emit: Event { … }` — binds null.
+    Emit { event: String, payload: Expr },
+    /// `state: { key: v, … }` — stores per-job values; binds null.
+    SetState { values: Vec<(String, Expr)> },
+    /// `compute: expr` — binds the value of the expression.
+    Compute { value: Expr },
+    /// `log: "text"` (or `log: warn "text"`) — writes to the execution log; binds null.
+    Log { level: LogLevel, message: Expr },
+    /// `for_each: list  item: name  [parallel: N]` with one body step. Binds a list with one
+    /// `{item, ok, value, error}` object per element.
+    ForEach {
+        items: Expr,
+        item: String,
+        parallel: u32,
+        body: Box<StepKind>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MaintenanceOp {
+    Vacuum,
+    Analyze,
+    Reindex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportFormat {
+    Pdf,
+    Csv,
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// A filter over an entity's fields; values are guest expressions evaluated before the call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Filter {
+    All(Vec<Filter>),
+    Any(Vec<Filter>),
+    Not(Box<Filter>),
+    Compare { field: String, op: CompareOp, value: Expr },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Like,
+    In,
+    IsNull,
+    IsNotNull,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderBy {
+    pub field: String,
+    pub descending: bool,
+}
+
+/// `field = value` in an update.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Assignment {
+    Set { field: String, value: Expr },
+    /// `field = field + n` (or `- n`, stored negated).
+    Add { field: String, amount: Expr },
+}
+
+/// An expression evaluated by the guest against its bindings. Values are JSON values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Expr {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    /// A string with `{{path}}` parts, concatenated after evaluation.
+    Interpolated(Vec<Part>),
+    /// A duration literal, in milliseconds.
+    Duration(u64),
+    /// A binding by name (`orders`, `input`, an item variable).
+    Var(String),
+    /// `expr.field`
+    Field(Box<Expr>, String),
+    /// `expr[index]`
+    Index(Box<Expr>, Box<Expr>),
+    List(Vec<Expr>),
+    Object(Vec<(String, Expr)>),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    /// `cond ? a : b`
+    Cond(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// A built-in function call.
+    Call(Builtin, Vec<Expr>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Part {
+    Text(String),
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    /// `a ?? b`: a unless it is null.
+    Coalesce,
+}
+
+/// The built-in functions of the language. The checker knows each one's arity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Builtin {
+    // time
+    Now,
+    Today,
+    Yesterday,
+    Tomorrow,
+    ThisWeek,
+    LastWeek,
+    ThisMonth,
+    LastMonth,
+    ThisYear,
+    LastYear,
+    DaysAgo,
+    HoursAgo,
+    MinutesAgo,
+    FormatDate,
+    // state
+    LastSyncTimestamp,
+    LastRunAt,
+    StateGet,
+    // lists and aggregates
+    Count,
+    Len,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Pluck,
+    First,
+    Last,
+    Join,
+    Contains,
+    // scalars
+    Round,
+    Abs,
+    Floor,
+    Ceil,
+    Lower,
+    Upper,
+    Trim,
+    Concat,
+    Coalesce,
+    ToString,
+    ToNumber,
+}
+
+impl Builtin {
+    /// Every built-in with its DSL name and accepted argument counts (min, max).
+    pub const ALL: &'static [(Builtin, &'static str, usize, usize)] = &[
+        (Builtin::Now, "now", 0, 0),
+        (Builtin::Today, "today", 0, 0),
+        (Builtin::Yesterday, "yesterday", 0, 0),
+        (Builtin::Tomorrow, "tomorrow", 0, 0),
+        (Builtin::ThisWeek, "this_week", 0, 0),
+        (Builtin::LastWeek, "last_week", 0, 0),
+        (Builtin::ThisMonth, "this_month", 0, 0),
+        (Builtin::LastMonth, "last_month", 0, 0),
+        (Builtin::ThisYear, "this_year", 0, 0),
+        (Builtin::LastYear, "last_year", 0, 0),
+        (Builtin::DaysAgo, "days_ago", 1, 1),
+        (Builtin::HoursAgo, "hours_ago", 1, 1),
+        (Builtin::MinutesAgo, "minutes_ago", 1, 1),
+        (Builtin::FormatDate, "format_date", 1, 2),
+        (Builtin::LastSyncTimestamp, "last_sync_timestamp", 0, 0),
+        (Builtin::LastRunAt, "last_run_at", 0, 0),
+        (Builtin::StateGet, "state", 1, 2),
+        (Builtin::Count, "count", 1, 1),
+        (Builtin::Len, "len", 1, 1),
+        (Builtin::Sum, "sum", 1, 2),
+        (Builtin::Avg, "avg", 1, 2),
+        (Builtin::Min, "min", 1, 2),
+        (Builtin::Max, "max", 1, 2),
+        (Builtin::Pluck, "pluck", 2, 2),
+        (Builtin::First, "first", 1, 1),
+        (Builtin::Last, "last", 1, 1),
+        (Builtin::Join, "join", 1, 2),
+        (Builtin::Contains, "contains", 2, 2),
+        (Builtin::Round, "round", 1, 2),
+        (Builtin::Abs, "abs", 1, 1),
+        (Builtin::Floor, "floor", 1, 1),
+        (Builtin::Ceil, "ceil", 1, 1),
+        (Builtin::Lower, "lower", 1, 1),
+        (Builtin::Upper, "upper", 1, 1),
+        (Builtin::Trim, "trim", 1, 1),
+        (Builtin::Concat, "concat", 1, usize::MAX),
+        (Builtin::Coalesce, "coalesce", 1, usize::MAX),
+        (Builtin::ToString, "string", 1, 1),
+        (Builtin::ToNumber, "number", 1, 1),
+    ];
+
+    /// Looks a built-in up by its DSL name.
+    pub fn by_name(name: &str) -> Option<(Builtin, usize, usize)> {
+        Self::ALL
+            .iter()
+            .find(|(_, n, _, _)| *n == name)
+            .map(|(b, _, min, max)| (*b, *min, *max))
+    }
+
+    /// The DSL name of a built-in.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(b, ..)| *b == self)
+            .map(|(_, n, ..)| *n)
+            .unwrap_or("?")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manifest (compiler -> host)
+// ---------------------------------------------------------------------------------------------
+
+/// Everything the host needs to register and run a job from its component alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub ir_version: u32,
+    pub name: String,
+    pub description: Option<String>,
+    /// `report`, `cleanup`, `maintenance`, `sync`, `alert`, `processing` … (free-form, from `job_type:`
+    /// or inferred from the steps).
+    pub job_type: String,
+    pub schedule: Schedule,
+    /// IANA name; `UTC` when the job does not say.
+    pub timezone: String,
+    pub queue: String,
+    /// The queues the source declared, with their weights (the built-in three included).
+    pub queues: Vec<QueueDecl>,
+    pub timeout_ms: u64,
+    pub retry: RetryPolicy,
+    /// Overlap policy: `skip`, `queue` or `allow`.
+    pub overlap: String,
+    /// Event the host emits after the job completes or is skipped (`on_complete: emit(E)`).
+    pub on_complete: Option<String>,
+    /// Event the host emits after the job's final failure, retries exhausted (`on_fail: emit(E)`).
+    pub on_fail: Option<String>,
+    /// WIT interface names the program calls (`data`, `http`, `email`, `slack`, `report`, `events`,
+    /// `state`, `log`, `clock`). The host denies the others.
+    pub capabilities: Vec<String>,
+    pub entities: Vec<EntityDecl>,
+    pub integrations: Vec<IntegrationDecl>,
+    pub templates: Vec<TemplateDecl>,
+    pub events: Vec<EventDecl>,
+    /// Hex SHA-256 of the whole `.codeai` source file.
+    pub source_hash: String,
+    /// The source file name (not its path).
+    pub source_file: String,
+    /// The compiler's version.
+    pub compiler: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Schedule {
+    /// A 5-field cron expression, evaluated in the job's timezone.
+    Cron { expression: String },
+    /// `every N<unit>`.
+    Interval { every_ms: u64 },
+    /// A one-time run at an RFC 3339 instant.
+    Once { at: String },
+    /// Only runs when triggered.
+    Manual,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueDecl {
+    pub name: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (so `retry: 3 times` allows 4 attempts).
+    pub max_retries: u32,
+    pub backoff: Backoff,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Backoff {
+    /// The same delay before every retry.
+    Fixed { delay_ms: u64 },
+    /// `base_ms * 2^n` before retry n (0-based): 100ms, 200ms, 400ms …
+    Exponential { base_ms: u64 },
+    /// `retry_delays: [...]`; the last delay repeats if there are more retries than delays.
+    Custom { delays_ms: Vec<u64> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityDecl {
+    pub name: String,
+    pub table: String,
+    pub fields: Vec<FieldDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldDecl {
+    pub name: String,
+    pub ty: FieldType,
+    pub primary: bool,
+    pub optional: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Datetime,
+    Date,
+    Uuid,
+    Json,
+}
+
+impl FieldType {
+    pub const ALL: &'static [(FieldType, &'static str)] = &[
+        (FieldType::String, "string"),
+        (FieldType::Int, "int"),
+        (FieldType::Float, "float"),
+        (FieldType::Bool, "bool"),
+        (FieldType::Datetime, "datetime"),
+        (FieldType::Date, "date"),
+        (FieldType::Uuid, "uuid"),
+        (FieldType::Json, "json"),
+    ];
+
+    pub fn by_name(name: &str) -> Option<FieldType> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(t, _)| *t)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(t, _)| *t == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntegrationDecl {
+    pub name: String,
+    /// The environment variable holding the base URL (`base_url: env("X")`), or a literal URL.
+    pub base_url: ValueSource,
+    pub auth: Auth,
+    pub timeout_ms: u64,
+    pub operations: Vec<OperationDecl>,
+}
+
+/// A configuration value: a literal, or the name of an environment variable read by the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum ValueSource {
+    Literal(String),
+    Env(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Auth {
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: ValueSource },
+    /// A custom header.
+    Header { name: String, value: ValueSource },
+    /// HTTP basic auth.
+    Basic { user: ValueSource, password: ValueSource },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationDecl {
+    pub name: String,
+    /// `GET`, `POST`, `PUT`, `PATCH` or `DELETE`.
+    pub method: String,
+    /// Path under the base URL; `{param}` placeholders are filled from the arguments.
+    pub path: String,
+    pub params: Vec<ParamDecl>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParamDecl {
+    pub name: String,
+    pub ty: FieldType,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateDecl {
+    pub name: String,
+    pub title: Option<String>,
+    pub subtitle: Option<String>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+    pub table: Option<TableDecl>,
+}
+
+/// The table of a report template: rows from `data[source]`, one column per field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDecl {
+    pub source: String,
+    /// (field, header) in order.
+    pub columns: Vec<(String, String)>,
+    /// Fields summed in a totals row.
+    pub totals: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventDecl {
+    pub name: String,
+    pub fields: Vec<ParamDecl>,
+}
+
+impl Manifest {
+    /// Parses a manifest and checks its IR version.
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest: {e}"))?;
+        if m.ir_version != IR_VERSION {
+            return Err(format!(
+                "manifest has IR version {}, this host understands {IR_VERSION}",
+                m.ir_version
+            ));
+        }
+        Ok(m)
+    }
+}

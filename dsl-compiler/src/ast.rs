@@ -1,0 +1,366 @@
+//! The syntax tree of a `.codeai` file, as the parser produces it: every node carries the byte
+//! span it came from, nothing is resolved yet. The checker (`check.rs`) resolves names and types
+//! and lowers the tree to `codeai_ir::Program` values.
+
+use std::ops::Range;
+
+/// A byte range in the source file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+
+    pub fn range(self) -> Range<usize> {
+        self.start..self.end
+    }
+}
+
+/// A value with the span it was parsed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spanned<T> {
+    pub node: T,
+    pub span: Span,
+}
+
+impl<T> Spanned<T> {
+    pub fn new(node: T, span: Span) -> Self {
+        Spanned { node, span }
+    }
+}
+
+/// An identifier with its span.
+pub type Ident = Spanned<String>;
+
+/// A whole `.codeai` file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct File {
+    pub items: Vec<Item>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Entity(Entity),
+    Integration(Integration),
+    Template(Template),
+    Event(Event),
+    Queue(Queue),
+    Job(Job),
+}
+
+/// `entity Product { table: "products"  id: uuid primary  name: string optional … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entity {
+    pub name: Ident,
+    pub table: Option<Spanned<String>>,
+    pub fields: Vec<FieldDef>,
+    pub span: Span,
+}
+
+/// `name: type [primary] [optional]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldDef {
+    pub name: Ident,
+    /// The type name as written; the checker resolves it.
+    pub ty: Ident,
+    pub primary: bool,
+    pub optional: bool,
+}
+
+/// `integration WarehouseAPI { base_url: env("X")  auth: bearer(env("K"))  timeout: 30s
+///   get_inventory: GET "/v1/inventory" { since: datetime } }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Integration {
+    pub name: Ident,
+    pub base_url: Option<Spanned<ValueSource>>,
+    pub auth: Option<Spanned<AuthDef>>,
+    pub timeout: Option<Spanned<Duration>>,
+    pub operations: Vec<Operation>,
+    pub span: Span,
+}
+
+/// `"literal"` or `env("NAME")`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueSource {
+    Literal(String),
+    Env(String),
+}
+
+/// `bearer(v)`, `header("Name", v)`, `basic(user, password)` or `none`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuthDef {
+    None,
+    Bearer(ValueSource),
+    Header(String, ValueSource),
+    Basic(ValueSource, ValueSource),
+}
+
+/// `name: METHOD "/path/{param}" { param: type, … }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operation {
+    pub name: Ident,
+    pub method: Ident,
+    pub path: Spanned<String>,
+    pub params: Vec<(Ident, Ident)>,
+}
+
+/// `template name { title: "…" subtitle: "…" subject: "…" body: "…"
+///   table: source { field: "Header" … }  totals: [field, …] }`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub name: Ident,
+    pub title: Option<Spanned<String>>,
+    pub subtitle: Option<Spanned<String>>,
+    pub subject: Option<Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub table: Option<TableDef>,
+    pub totals: Vec<Ident>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDef {
+    pub source: Ident,
+    pub columns: Vec<(Ident, Spanned<String>)>,
+}
+
+/// `event Name { field: type, … }` (the braces are optional for an event without fields).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: Ident,
+    pub fields: Vec<(Ident, Ident)>,
+    pub span: Span,
+}
+
+/// `queue name { weight: 5 }` — declares a queue beside the built-in critical/default/low.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Queue {
+    pub name: Ident,
+    pub weight: Option<Spanned<i64>>,
+    pub span: Span,
+}
+
+/// A `job` block. Fields are kept as written (repeated or missing ones too) so that the checker
+/// can report them; the parser only checks the syntax of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub name: Ident,
+    pub fields: Vec<JobField>,
+    pub steps: Vec<Step>,
+    /// Span of the `steps` keyword, if the job has a `steps { }` block.
+    pub steps_span: Option<Span>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobField {
+    /// The field name (`schedule`, `run_at`, `timezone`, …) as written.
+    pub key: Ident,
+    pub value: JobValue,
+    /// Span of the whole `key: value`.
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobValue {
+    /// `description: "…"`, `schedule: "0 6 * * *"`, `run_at: "…"`, `timezone: "…"`
+    Str(Spanned<String>),
+    /// `schedule: every 30m`
+    Every(Spanned<Duration>),
+    /// `timeout: 30m`
+    Duration(Spanned<Duration>),
+    /// `queue: default`, `job_type: report`, `overlap: skip`
+    Ident(Ident),
+    /// `retry: 3 times [with exponential_backoff]`
+    Retry {
+        times: Spanned<i64>,
+        strategy: Option<Ident>,
+    },
+    /// `retry_delays: [1m, 5m]`
+    Durations(Vec<Spanned<Duration>>),
+    /// `on_complete: emit(Event)`, `on_fail: emit(Event)`
+    Emit(Ident),
+    /// `input: { … }` and any other expression-valued field.
+    Expr(Expr),
+}
+
+/// A duration literal: `100ms`, `30s`, `5m`, `2h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration {
+    pub millis: u64,
+}
+
+/// `name { field: value … }` inside `steps { }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: Ident,
+    pub fields: Vec<StepField>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepField {
+    pub key: Ident,
+    pub value: StepValue,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepValue {
+    /// `query: select E where … order by … limit …` / `query: count E where …`
+    Query(Query),
+    /// `action: delete|update|insert|maintain …` or `action: builtin_proc(args)`
+    Action(Action),
+    /// `call: Integration.operation { arg: expr … }`
+    Call(CallSpec),
+    /// `send: email(to) { … }` / `send: slack("#chan") { … }`
+    Send(Send),
+    /// `format: pdf`, `item: name`, `as: name`
+    Ident(Ident),
+    /// `timeout: 60s`
+    Duration(Spanned<Duration>),
+    /// `on_empty:` / `on_fail:` — `skip("…")`, `abort("…")`, `continue`
+    Policy(Spanned<PolicyDef>),
+    /// `emit: Event { … }` (payload optional)
+    Emit { event: Ident, payload: Option<Expr> },
+    /// `log: [level] expr`
+    Log { level: Option<Ident>, message: Expr },
+    /// Everything else: `template: "t"`, `data: {…}`, `compute: {…}`, `for_each: expr`,
+    /// `parallel: 10`, `state: {…}`, `subject: "…"` …
+    Expr(Expr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicyDef {
+    Skip(Option<String>),
+    Abort(Option<String>),
+    Continue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// `select` or `count`
+    pub count: bool,
+    pub entity: Ident,
+    pub filter: Option<Expr>,
+    pub order: Vec<(Ident, bool)>,
+    pub limit: Option<Expr>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Delete {
+        entity: Ident,
+        filter: Option<Expr>,
+        span: Span,
+    },
+    Update {
+        entity: Ident,
+        set: Vec<(Ident, Expr)>,
+        filter: Option<Expr>,
+        span: Span,
+    },
+    Insert {
+        entity: Ident,
+        values: Vec<(Ident, Expr)>,
+        span: Span,
+    },
+    /// `maintain vacuum [Entity]`
+    Maintain {
+        op: Ident,
+        entity: Option<Ident>,
+        span: Span,
+    },
+    /// `delete_report(id)` and other procedure calls.
+    Proc {
+        name: Ident,
+        args: Vec<Expr>,
+        span: Span,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSpec {
+    pub integration: Ident,
+    pub operation: Ident,
+    pub args: Vec<(Ident, Expr)>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Send {
+    /// `email` or `slack`
+    pub channel_kind: Ident,
+    /// The argument in parentheses: recipients or channel.
+    pub target: Expr,
+    /// The fields in braces: `template`, `subject`, `attachment`, `data`.
+    pub fields: Vec<(Ident, Expr)>,
+    pub span: Span,
+}
+
+/// An expression with its span.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    /// A string literal, escapes resolved. `{{…}}` parts are split out by the checker.
+    Str(String),
+    Duration(Duration),
+    Ident(String),
+    Field(Box<Expr>, Ident),
+    Index(Box<Expr>, Box<Expr>),
+    List(Vec<Expr>),
+    Object(Vec<(Ident, Expr)>),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    Cond(Box<Expr>, Box<Expr>, Box<Expr>),
+    /// `name(args)`
+    Call(Ident, Vec<Expr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    Coalesce,
+    /// `field in [..]`
+    In,
+    /// `field like "a%"`
+    Like,
+}

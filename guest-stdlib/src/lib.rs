@@ -1,0 +1,1 @@
+//! The CodeAI guest runtime.
