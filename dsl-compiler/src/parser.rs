@@ -1,0 +1,1286 @@
+//! The parser: tokens (from the nom lexer in [`lexer`]) → [`ast::File`].
+//!
+//! It never fails and never panics. A syntax error becomes a [`Diagnostic`] ("expected X, found
+//! Y") and the parser resynchronises — inside a block at the next line that starts a field or at
+//! the block's closing brace, at top level at the next line starting with an item keyword — so
+//! that every syntax error of a file is reported in one run and the items that did parse are kept
+//! for the checker.
+
+mod lexer;
+
+use crate::ast::*;
+use crate::diagnostic::Diagnostic;
+use lexer::{Tok, TokKind};
+
+/// Deepest nesting of expressions and blocks accepted; deeper input is reported, not recursed into.
+const MAX_DEPTH: usize = 64;
+
+const ITEM_KEYWORDS: &[&str] = &["entity", "integration", "template", "event", "queue", "job"];
+
+/// Words that end an expression: they introduce the next clause of a query or a field.
+const CLAUSE_WORDS: &[&str] = &[
+    "where", "order", "by", "limit", "set", "asc", "desc", "times", "with",
+];
+
+/// Parses a whole file. Always returns a tree (possibly partial) and the syntax diagnostics.
+pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
+    let mut diagnostics = Vec::new();
+    let tokens = lexer::lex(source, &mut diagnostics);
+    let mut p = Parser {
+        source,
+        tokens,
+        pos: 0,
+        diagnostics,
+        depth: 0,
+    };
+    let file = p.file();
+    (file, p.diagnostics)
+}
+
+/// A syntax error; the diagnostic has already been recorded when this is returned.
+struct Failed;
+
+type PResult<T> = Result<T, Failed>;
+
+struct Parser<'s> {
+    source: &'s str,
+    tokens: Vec<Tok>,
+    pos: usize,
+    diagnostics: Vec<Diagnostic>,
+    depth: usize,
+}
+
+impl Parser<'_> {
+    // -----------------------------------------------------------------------------------------
+    // Token helpers
+    // -----------------------------------------------------------------------------------------
+
+    fn peek(&self) -> &Tok {
+        let last = self.tokens.len() - 1;
+        &self.tokens[self.pos.min(last)]
+    }
+
+    fn peek_at(&self, n: usize) -> &Tok {
+        let last = self.tokens.len() - 1;
+        &self.tokens[(self.pos + n).min(last)]
+    }
+
+    fn bump(&mut self) -> Tok {
+        let tok = self.peek().clone();
+        if self.pos < self.tokens.len() - 1 {
+            self.pos += 1;
+        }
+        tok
+    }
+
+    fn at_eof(&self) -> bool {
+        self.peek().kind == TokKind::Eof
+    }
+
+    fn is_punct(&self, p: &str) -> bool {
+        matches!(&self.peek().kind, TokKind::Punct(q) if *q == p)
+    }
+
+    fn is_word(&self, w: &str) -> bool {
+        matches!(&self.peek().kind, TokKind::Ident(s) if s == w)
+    }
+
+    fn eat_punct(&mut self, p: &str) -> bool {
+        if self.is_punct(p) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_word(&mut self, w: &str) -> bool {
+        if self.is_word(w) {
+            self.bump();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn prev_span(&self) -> Span {
+        self.tokens[self.pos.saturating_sub(1)].span
+    }
+
+    /// Records "expected X, found Y" at the current token.
+    fn expected<T>(&mut self, what: &str) -> PResult<T> {
+        let tok = self.peek().clone();
+        let found = tok.describe(self.source);
+        let message = if tok.kind == TokKind::Eof {
+            format!("expected {what}, found end of file")
+        } else {
+            format!("expected {what}, found {found}")
+        };
+        self.diagnostics.push(Diagnostic::error(tok.span, message));
+        Err(Failed)
+    }
+
+    fn expected_hint<T>(&mut self, what: &str, hint: &str) -> PResult<T> {
+        let r = self.expected(what);
+        if let Some(d) = self.diagnostics.last_mut() {
+            d.hint = Some(hint.to_string());
+        }
+        r
+    }
+
+    fn expect_punct(&mut self, p: &str) -> PResult<Span> {
+        if self.is_punct(p) {
+            Ok(self.bump().span)
+        } else {
+            self.expected(&format!("`{p}`"))
+        }
+    }
+
+    fn ident(&mut self, what: &str) -> PResult<Ident> {
+        match &self.peek().kind {
+            TokKind::Ident(name) => {
+                let name = name.clone();
+                let span = self.bump().span;
+                Ok(Spanned::new(name, span))
+            }
+            _ => self.expected(what),
+        }
+    }
+
+    fn string(&mut self, what: &str) -> PResult<Spanned<String>> {
+        match &self.peek().kind {
+            TokKind::Str(s) => {
+                let s = s.clone();
+                let span = self.bump().span;
+                Ok(Spanned::new(s, span))
+            }
+            _ => self.expected(what),
+        }
+    }
+
+    fn duration(&mut self) -> PResult<Spanned<Duration>> {
+        match &self.peek().kind {
+            TokKind::Duration(ms) => {
+                let ms = *ms;
+                let span = self.bump().span;
+                Ok(Spanned::new(Duration { millis: ms }, span))
+            }
+            _ => self.expected_hint(
+                "a duration",
+                "durations are written like `100ms`, `30s`, `5m`, `2h` or `7d`",
+            ),
+        }
+    }
+
+    fn int(&mut self, what: &str) -> PResult<Spanned<i64>> {
+        match &self.peek().kind {
+            TokKind::Int(n) => {
+                let n = *n;
+                let span = self.bump().span;
+                Ok(Spanned::new(n, span))
+            }
+            _ => self.expected(what),
+        }
+    }
+
+    fn enter(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            let span = self.peek().span;
+            self.diagnostics
+                .push(Diagnostic::error(span, "expression nested too deeply"));
+            self.depth -= 1;
+            return Err(Failed);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    /// Skips to the next line that starts at this block's nesting level, or to the `}` that
+    /// closes the block (not consumed). `from` is the token index where the failed construct began.
+    fn recover_in_block(&mut self, from: usize) {
+        let mut depth = 0usize;
+        loop {
+            let tok = self.peek();
+            match &tok.kind {
+                TokKind::Eof => return,
+                TokKind::Punct("}") if depth == 0 => return,
+                TokKind::Ident(w)
+                    if depth == 0
+                        && tok.line_start
+                        && self.pos > from
+                        && ITEM_KEYWORDS.contains(&w.as_str())
+                        && self.column_is_zero(tok.span.start) =>
+                {
+                    return
+                }
+                _ if depth == 0 && tok.line_start && self.pos > from => return,
+                TokKind::Punct("{") | TokKind::Punct("(") | TokKind::Punct("[") => depth += 1,
+                TokKind::Punct("}") | TokKind::Punct(")") | TokKind::Punct("]") => {
+                    depth = depth.saturating_sub(1)
+                }
+                _ => {}
+            }
+            self.bump();
+        }
+    }
+
+    fn item_keyword_at_column_zero(&self) -> bool {
+        let tok = self.peek();
+        matches!(&tok.kind, TokKind::Ident(w) if ITEM_KEYWORDS.contains(&w.as_str()))
+            && tok.line_start
+            && self.column_is_zero(tok.span.start)
+    }
+
+    /// Reports a block whose `}` is missing before the next item.
+    fn unclosed<T>(&mut self, open: Span) -> PResult<T> {
+        let (line, _) = crate::diagnostic::line_col(self.source, open.start);
+        self.expected_hint("`}`", &format!("the `{{` on line {line} is not closed"))
+    }
+
+    fn column_is_zero(&self, offset: usize) -> bool {
+        offset == 0 || self.source.as_bytes().get(offset - 1) == Some(&b'\n')
+    }
+
+    /// Skips to the next item keyword at the start of a line after token index `from`.
+    fn recover_top_level(&mut self, from: usize) {
+        let start = from;
+        loop {
+            let tok = self.peek();
+            match &tok.kind {
+                TokKind::Eof => return,
+                TokKind::Ident(w)
+                    if tok.line_start
+                        && self.pos > start
+                        && ITEM_KEYWORDS.contains(&w.as_str()) =>
+                {
+                    return
+                }
+                _ => {}
+            }
+            self.bump();
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Items
+    // -----------------------------------------------------------------------------------------
+
+    fn file(&mut self) -> File {
+        let mut items = Vec::new();
+        while !self.at_eof() {
+            let start = self.pos;
+            let item = match &self.peek().kind {
+                TokKind::Ident(w) if w == "entity" => self.entity().map(Item::Entity),
+                TokKind::Ident(w) if w == "integration" => {
+                    self.integration().map(Item::Integration)
+                }
+                TokKind::Ident(w) if w == "template" => self.template().map(Item::Template),
+                TokKind::Ident(w) if w == "event" => self.event().map(Item::Event),
+                TokKind::Ident(w) if w == "queue" => self.queue().map(Item::Queue),
+                TokKind::Ident(w) if w == "job" => self.job().map(Item::Job),
+                _ => {
+                    self.expected("`entity`, `integration`, `template`, `event`, `queue` or `job`")
+                }
+            };
+            match item {
+                Ok(item) => items.push(item),
+                Err(Failed) => self.recover_top_level(start),
+            }
+        }
+        File { items }
+    }
+
+    /// Parses `{ entries }` where each entry is parsed by `entry`; errors inside an entry are
+    /// recovered at the next line. Returns the span of the closing brace.
+    fn block(&mut self, mut entry: impl FnMut(&mut Self) -> PResult<()>) -> PResult<Span> {
+        let open = self.expect_punct("{")?;
+        self.enter()?;
+        let result = loop {
+            if self.eat_punct(",") || self.eat_punct(";") {
+                continue;
+            }
+            if self.item_keyword_at_column_zero() {
+                break self.unclosed(open);
+            }
+            if self.is_punct("}") {
+                break Ok(self.bump().span);
+            }
+            if self.at_eof() {
+                break self.expected("`}`");
+            }
+            let start = self.pos;
+            if entry(self).is_err() {
+                self.recover_in_block(start);
+                if self.pos == start {
+                    self.bump();
+                }
+                // An item keyword at column 0 means the closing brace is missing.
+                if self.item_keyword_at_column_zero() {
+                    break self.unclosed(open);
+                }
+            }
+        };
+        self.leave();
+        result
+    }
+
+    fn entity(&mut self) -> PResult<Entity> {
+        let kw = self.bump().span;
+        let name = self.ident("an entity name")?;
+        let mut table = None;
+        let mut fields = Vec::new();
+        let end = self.block(|p| {
+            let key = p.ident("a field name")?;
+            p.expect_punct(":")?;
+            if key.node == "table" {
+                table = Some(p.string("a table name in quotes")?);
+                return Ok(());
+            }
+            let ty = p.ident("a field type")?;
+            let mut primary = false;
+            let mut optional = false;
+            while !p.peek().line_start {
+                if p.eat_word("primary") {
+                    primary = true;
+                } else if p.eat_word("optional") {
+                    optional = true;
+                } else {
+                    break;
+                }
+            }
+            fields.push(FieldDef {
+                name: key,
+                ty,
+                primary,
+                optional,
+            });
+            Ok(())
+        })?;
+        Ok(Entity {
+            name,
+            table,
+            fields,
+            span: kw.to(end),
+        })
+    }
+
+    fn value_source(&mut self) -> PResult<ValueSource> {
+        match &self.peek().kind {
+            TokKind::Str(s) => {
+                let s = s.clone();
+                self.bump();
+                Ok(ValueSource::Literal(s))
+            }
+            TokKind::Ident(w) if w == "env" => {
+                self.bump();
+                self.expect_punct("(")?;
+                let name = self.string("an environment variable name in quotes")?;
+                self.expect_punct(")")?;
+                Ok(ValueSource::Env(name.node))
+            }
+            _ => self.expected("a string or `env(\"NAME\")`"),
+        }
+    }
+
+    fn integration(&mut self) -> PResult<Integration> {
+        let kw = self.bump().span;
+        let name = self.ident("an integration name")?;
+        let mut base_url = None;
+        let mut auth = None;
+        let mut timeout = None;
+        let mut operations = Vec::new();
+        let end = self.block(|p| {
+            let key = p.ident("a field or operation name")?;
+            p.expect_punct(":")?;
+            let start = p.peek().span;
+            match key.node.as_str() {
+                "base_url" => {
+                    let v = p.value_source()?;
+                    base_url = Some(Spanned::new(v, start.to(p.prev_span())));
+                }
+                "auth" => {
+                    let v = p.auth()?;
+                    auth = Some(Spanned::new(v, start.to(p.prev_span())));
+                }
+                "timeout" => timeout = Some(p.duration()?),
+                _ => {
+                    let method = p.ident("an HTTP method (GET, POST, PUT, PATCH, DELETE)")?;
+                    let path = p.string("a path in quotes")?;
+                    let mut params = Vec::new();
+                    if p.is_punct("{") && !p.peek().line_start {
+                        p.block(|p| {
+                            let n = p.ident("a parameter name")?;
+                            p.expect_punct(":")?;
+                            let t = p.ident("a parameter type")?;
+                            params.push((n, t));
+                            Ok(())
+                        })?;
+                    }
+                    operations.push(Operation {
+                        name: key,
+                        method,
+                        path,
+                        params,
+                    });
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Integration {
+            name,
+            base_url,
+            auth,
+            timeout,
+            operations,
+            span: kw.to(end),
+        })
+    }
+
+    fn auth(&mut self) -> PResult<AuthDef> {
+        let kind = self.ident("`none`, `bearer(…)`, `header(…)` or `basic(…)`")?;
+        match kind.node.as_str() {
+            "none" => Ok(AuthDef::None),
+            "bearer" => {
+                self.expect_punct("(")?;
+                let v = self.value_source()?;
+                self.expect_punct(")")?;
+                Ok(AuthDef::Bearer(v))
+            }
+            "header" => {
+                self.expect_punct("(")?;
+                let name = self.string("a header name in quotes")?;
+                self.expect_punct(",")?;
+                let v = self.value_source()?;
+                self.expect_punct(")")?;
+                Ok(AuthDef::Header(name.node, v))
+            }
+            "basic" => {
+                self.expect_punct("(")?;
+                let user = self.value_source()?;
+                self.expect_punct(",")?;
+                let password = self.value_source()?;
+                self.expect_punct(")")?;
+                Ok(AuthDef::Basic(user, password))
+            }
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(kind.span, format!("unknown auth kind `{other}`")).with_hint(
+                        "use `none`, `bearer(…)`, `header(\"Name\", …)` or `basic(user, password)`",
+                    ),
+                );
+                Err(Failed)
+            }
+        }
+    }
+
+    fn template(&mut self) -> PResult<Template> {
+        let kw = self.bump().span;
+        let name = self.ident("a template name")?;
+        let mut t = Template {
+            name,
+            title: None,
+            subtitle: None,
+            subject: None,
+            body: None,
+            table: None,
+            totals: Vec::new(),
+            span: kw,
+        };
+        let end = self.block(|p| {
+            let key = p.ident("a template field")?;
+            p.expect_punct(":")?;
+            match key.node.as_str() {
+                "table" => {
+                    let source = p.ident("the name of the rows in the template's data")?;
+                    let mut columns = Vec::new();
+                    p.block(|p| {
+                        let f = p.ident("a column's field name")?;
+                        p.expect_punct(":")?;
+                        let h = p.string("a column header in quotes")?;
+                        columns.push((f, h));
+                        Ok(())
+                    })?;
+                    t.table = Some(TableDef { source, columns });
+                }
+                "totals" => {
+                    p.expect_punct("[")?;
+                    while !p.is_punct("]") {
+                        t.totals.push(p.ident("a field name")?);
+                        if !p.eat_punct(",") {
+                            break;
+                        }
+                    }
+                    p.expect_punct("]")?;
+                }
+                "title" | "subtitle" | "subject" | "body" => {
+                    let s = p.string("a string")?;
+                    let slot = match key.node.as_str() {
+                        "title" => &mut t.title,
+                        "subtitle" => &mut t.subtitle,
+                        "subject" => &mut t.subject,
+                        _ => &mut t.body,
+                    };
+                    if slot.is_some() {
+                        p.diagnostics.push(Diagnostic::error(
+                            key.span,
+                            format!("`{}` is given twice", key.node),
+                        ));
+                    }
+                    *slot = Some(s);
+                }
+                other => {
+                    p.diagnostics.push(
+                        Diagnostic::error(key.span, format!("unknown template field `{other}`"))
+                            .with_hint(
+                            "template fields are title, subtitle, subject, body, table and totals",
+                        ),
+                    );
+                    return Err(Failed);
+                }
+            }
+            Ok(())
+        })?;
+        t.span = kw.to(end);
+        Ok(t)
+    }
+
+    fn event(&mut self) -> PResult<Event> {
+        let kw = self.bump().span;
+        let name = self.ident("an event name")?;
+        let mut fields = Vec::new();
+        let mut end = name.span;
+        if self.is_punct("{") {
+            end = self.block(|p| {
+                let n = p.ident("a field name")?;
+                p.expect_punct(":")?;
+                let t = p.ident("a field type")?;
+                fields.push((n, t));
+                Ok(())
+            })?;
+        }
+        Ok(Event {
+            name,
+            fields,
+            span: kw.to(end),
+        })
+    }
+
+    fn queue(&mut self) -> PResult<Queue> {
+        let kw = self.bump().span;
+        let name = self.ident("a queue name")?;
+        let mut weight = None;
+        let mut end = name.span;
+        if self.is_punct("{") {
+            end = self.block(|p| {
+                let key = p.ident("`weight`")?;
+                p.expect_punct(":")?;
+                if key.node != "weight" {
+                    p.diagnostics.push(
+                        Diagnostic::error(key.span, format!("unknown queue field `{}`", key.node))
+                            .with_hint("a queue has one field: `weight: N`"),
+                    );
+                    return Err(Failed);
+                }
+                weight = Some(p.int("a whole number")?);
+                Ok(())
+            })?;
+        }
+        Ok(Queue {
+            name,
+            weight,
+            span: kw.to(end),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Jobs
+    // -----------------------------------------------------------------------------------------
+
+    fn job(&mut self) -> PResult<Job> {
+        let kw = self.bump().span;
+        let name = self.ident("a job name")?;
+        let mut fields = Vec::new();
+        let mut steps = Vec::new();
+        let mut steps_span = None;
+        let end = self.block(|p| {
+            let key = p.ident("a job field")?;
+            if key.node == "steps" {
+                steps_span = Some(key.span);
+                p.eat_punct(":");
+                p.block(|p| {
+                    steps.push(p.step()?);
+                    Ok(())
+                })?;
+                return Ok(());
+            }
+            p.expect_punct(":")?;
+            let value = p.job_value(&key.node)?;
+            fields.push(JobField {
+                span: key.span.to(p.prev_span()),
+                key,
+                value,
+            });
+            Ok(())
+        })?;
+        Ok(Job {
+            name,
+            fields,
+            steps,
+            steps_span,
+            span: kw.to(end),
+        })
+    }
+
+    fn job_value(&mut self, key: &str) -> PResult<JobValue> {
+        match key {
+            "description" | "run_at" | "timezone" => {
+                Ok(JobValue::Str(self.string("a string in quotes")?))
+            }
+            "schedule" => {
+                if self.eat_word("every") {
+                    Ok(JobValue::Every(self.duration()?))
+                } else if matches!(self.peek().kind, TokKind::Str(_)) {
+                    Ok(JobValue::Str(self.string("a cron expression")?))
+                } else {
+                    self.expected_hint(
+                        "a cron expression in quotes or `every <duration>`",
+                        "e.g. `schedule: \"0 6 * * *\"` or `schedule: every 30m`",
+                    )
+                }
+            }
+            "timeout" => Ok(JobValue::Duration(self.duration()?)),
+            "queue" | "job_type" | "overlap" => Ok(JobValue::Ident(self.ident("a name")?)),
+            "retry" => {
+                let times = match self.peek().kind {
+                    TokKind::Int(_) => self.int("a number")?,
+                    _ => {
+                        return self.expected_hint(
+                            "a number of retries",
+                            "write it like `retry: 3 times` or `retry: 3 times with exponential_backoff`",
+                        )
+                    }
+                };
+                if !self.eat_word("times") {
+                    return self.expected_hint("`times`", "write it like `retry: 3 times`");
+                }
+                let strategy = if self.eat_word("with") {
+                    Some(self.ident("a retry strategy such as `exponential_backoff`")?)
+                } else {
+                    None
+                };
+                Ok(JobValue::Retry { times, strategy })
+            }
+            "retry_delays" => {
+                self.expect_punct("[")?;
+                let mut delays = Vec::new();
+                while !self.is_punct("]") {
+                    delays.push(self.duration()?);
+                    if !self.eat_punct(",") {
+                        break;
+                    }
+                }
+                self.expect_punct("]")?;
+                Ok(JobValue::Durations(delays))
+            }
+            "on_complete" | "on_fail" => {
+                if !self.eat_word("emit") {
+                    return self.expected_hint("`emit(Event)`", "e.g. `on_fail: emit(JobFailed)`");
+                }
+                self.expect_punct("(")?;
+                let event = self.ident("an event name")?;
+                self.expect_punct(")")?;
+                Ok(JobValue::Emit(event))
+            }
+            _ => Ok(JobValue::Expr(self.expr()?)),
+        }
+    }
+
+    fn step(&mut self) -> PResult<Step> {
+        let name = self.ident("a step name")?;
+        let mut fields = Vec::new();
+        let end = self.block(|p| {
+            let key = p.ident("a step field")?;
+            p.expect_punct(":")?;
+            let value = p.step_value(&key.node)?;
+            fields.push(StepField {
+                span: key.span.to(p.prev_span()),
+                key,
+                value,
+            });
+            Ok(())
+        })?;
+        Ok(Step {
+            span: name.span.to(end),
+            name,
+            fields,
+        })
+    }
+
+    fn step_value(&mut self, key: &str) -> PResult<StepValue> {
+        match key {
+            "query" => Ok(StepValue::Query(self.query()?)),
+            "action" => Ok(StepValue::Action(self.action()?)),
+            "call" => Ok(StepValue::Call(self.call_spec()?)),
+            "send" => Ok(StepValue::Send(self.send()?)),
+            "format" | "item" | "as" => Ok(StepValue::Ident(self.ident("a name")?)),
+            "timeout" => Ok(StepValue::Duration(self.duration()?)),
+            "on_empty" | "on_fail" => {
+                let start = self.peek().span;
+                let policy = self.policy()?;
+                Ok(StepValue::Policy(Spanned::new(
+                    policy,
+                    start.to(self.prev_span()),
+                )))
+            }
+            "emit" => {
+                let event = self.ident("an event name")?;
+                let payload = if self.is_punct("{") && !self.peek().line_start {
+                    Some(self.expr()?)
+                } else {
+                    None
+                };
+                Ok(StepValue::Emit { event, payload })
+            }
+            "log" => {
+                let level = match &self.peek_at(0).kind {
+                    TokKind::Ident(w)
+                        if ["debug", "info", "warn", "error"].contains(&w.as_str())
+                            && !self.peek_at(1).line_start
+                            && matches!(self.peek_at(1).kind, TokKind::Str(_)) =>
+                    {
+                        Some(self.ident("a level")?)
+                    }
+                    _ => None,
+                };
+                Ok(StepValue::Log {
+                    level,
+                    message: self.expr()?,
+                })
+            }
+            _ => Ok(StepValue::Expr(self.expr()?)),
+        }
+    }
+
+    fn policy(&mut self) -> PResult<PolicyDef> {
+        let word = self.ident("`skip(\"…\")`, `abort(\"…\")` or `continue`")?;
+        let message = |p: &mut Self| -> PResult<Option<String>> {
+            if p.eat_punct("(") {
+                let s = p.string("a message in quotes")?;
+                p.expect_punct(")")?;
+                Ok(Some(s.node))
+            } else {
+                Ok(None)
+            }
+        };
+        match word.node.as_str() {
+            "skip" => Ok(PolicyDef::Skip(message(self)?)),
+            "abort" => Ok(PolicyDef::Abort(message(self)?)),
+            "continue" => Ok(PolicyDef::Continue),
+            other => {
+                self.diagnostics.push(
+                    Diagnostic::error(word.span, format!("unknown policy `{other}`"))
+                        .with_hint("use `skip(\"reason\")`, `abort(\"message\")` or `continue`"),
+                );
+                Err(Failed)
+            }
+        }
+    }
+
+    fn query(&mut self) -> PResult<Query> {
+        let start = self.peek().span;
+        let count = if self.eat_word("select") {
+            false
+        } else if self.eat_word("count") {
+            true
+        } else {
+            return self.expected_hint(
+                "`select` or `count`",
+                "e.g. `query: select Product where quantity < 10`",
+            );
+        };
+        let entity = self.ident("an entity name")?;
+        let filter = if self.eat_word("where") {
+            Some(self.expr()?)
+        } else {
+            None
+        };
+        let mut order = Vec::new();
+        let mut limit = None;
+        if !count && self.eat_word("order") {
+            if !self.eat_word("by") {
+                return self.expected("`by`");
+            }
+            loop {
+                let field = self.ident("a field name")?;
+                let desc = if self.eat_word("desc") {
+                    true
+                } else {
+                    self.eat_word("asc");
+                    false
+                };
+                order.push((field, desc));
+                if !self.eat_punct(",") {
+                    break;
+                }
+            }
+        }
+        if !count && self.eat_word("limit") {
+            limit = Some(self.expr()?);
+        }
+        Ok(Query {
+            count,
+            entity,
+            filter,
+            order,
+            limit,
+            span: start.to(self.prev_span()),
+        })
+    }
+
+    fn action(&mut self) -> PResult<Action> {
+        let start = self.peek().span;
+        let word = self.ident("`delete`, `update`, `insert`, `maintain` or a procedure call")?;
+        match word.node.as_str() {
+            "delete" if !self.is_punct("(") => {
+                let entity = self.ident("an entity name")?;
+                let filter = if self.eat_word("where") {
+                    Some(self.expr()?)
+                } else {
+                    None
+                };
+                Ok(Action::Delete {
+                    entity,
+                    filter,
+                    span: start.to(self.prev_span()),
+                })
+            }
+            "update" if !self.is_punct("(") => {
+                let entity = self.ident("an entity name")?;
+                if !self.eat_word("set") {
+                    return self
+                        .expected_hint("`set`", "e.g. `update Product set quantity = 0 where …`");
+                }
+                let mut set = Vec::new();
+                loop {
+                    let field = self.ident("a field name")?;
+                    if !(self.eat_punct("=") || self.eat_punct("==")) {
+                        return self.expected("`=`");
+                    }
+                    set.push((field, self.expr()?));
+                    if !self.eat_punct(",") {
+                        break;
+                    }
+                }
+                let filter = if self.eat_word("where") {
+                    Some(self.expr()?)
+                } else {
+                    None
+                };
+                Ok(Action::Update {
+                    entity,
+                    set,
+                    filter,
+                    span: start.to(self.prev_span()),
+                })
+            }
+            "insert" if !self.is_punct("(") => {
+                let entity = self.ident("an entity name")?;
+                let values = self.named_args()?;
+                Ok(Action::Insert {
+                    entity,
+                    values,
+                    span: start.to(self.prev_span()),
+                })
+            }
+            "maintain" if !self.is_punct("(") => {
+                let op = self.ident("`vacuum`, `analyze` or `reindex`")?;
+                let entity = match &self.peek().kind {
+                    TokKind::Ident(_) if !self.peek().line_start => Some(self.ident("an entity")?),
+                    _ => None,
+                };
+                Ok(Action::Maintain {
+                    op,
+                    entity,
+                    span: start.to(self.prev_span()),
+                })
+            }
+            _ => {
+                if !self.is_punct("(") {
+                    return self.expected_hint(
+                        "`(` after a procedure name",
+                        "actions are `delete E where …`, `update E set … where …`, `insert E { … }`, `maintain vacuum` or a call like `delete_report(id)`",
+                    );
+                }
+                let args = self.call_args()?;
+                Ok(Action::Proc {
+                    name: word,
+                    args,
+                    span: start.to(self.prev_span()),
+                })
+            }
+        }
+    }
+
+    /// `{ name: expr, … }`
+    fn named_args(&mut self) -> PResult<Vec<(Ident, Expr)>> {
+        let mut args = Vec::new();
+        self.block(|p| {
+            let name = p.ident("a name")?;
+            p.expect_punct(":")?;
+            args.push((name, p.expr()?));
+            Ok(())
+        })?;
+        Ok(args)
+    }
+
+    fn call_spec(&mut self) -> PResult<CallSpec> {
+        let start = self.peek().span;
+        let integration = self.ident("an integration name")?;
+        if !self.eat_punct(".") {
+            return self.expected_hint(
+                "`.`",
+                "e.g. `call: WarehouseAPI.get_inventory { since: … }`",
+            );
+        }
+        let operation = self.ident("an operation name")?;
+        let args = if self.is_punct("{") && !self.peek().line_start {
+            self.named_args()?
+        } else {
+            Vec::new()
+        };
+        Ok(CallSpec {
+            integration,
+            operation,
+            args,
+            span: start.to(self.prev_span()),
+        })
+    }
+
+    fn send(&mut self) -> PResult<Send> {
+        let start = self.peek().span;
+        let channel_kind = self.ident("`email(…)` or `slack(…)`")?;
+        self.expect_punct("(")?;
+        let target = self.expr()?;
+        self.expect_punct(")")?;
+        let fields = if self.is_punct("{") {
+            self.named_args()?
+        } else {
+            Vec::new()
+        };
+        Ok(Send {
+            channel_kind,
+            target,
+            fields,
+            span: start.to(self.prev_span()),
+        })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Expressions
+    // -----------------------------------------------------------------------------------------
+
+    fn expr(&mut self) -> PResult<Expr> {
+        self.enter()?;
+        let r = self.conditional();
+        self.leave();
+        r
+    }
+
+    fn conditional(&mut self) -> PResult<Expr> {
+        let cond = self.coalesce()?;
+        if self.eat_punct("?") {
+            let a = self.expr()?;
+            self.expect_punct(":")?;
+            let b = self.expr()?;
+            let span = cond.span.to(b.span);
+            return Ok(Expr {
+                kind: ExprKind::Cond(Box::new(cond), Box::new(a), Box::new(b)),
+                span,
+            });
+        }
+        Ok(cond)
+    }
+
+    fn binary_level(
+        &mut self,
+        next: fn(&mut Self) -> PResult<Expr>,
+        ops: &[(&str, BinaryOp)],
+    ) -> PResult<Expr> {
+        let mut lhs = next(self)?;
+        loop {
+            let op = ops.iter().find(|(t, _)| match &self.peek().kind {
+                TokKind::Punct(p) => p == t,
+                TokKind::Ident(w) => w == t,
+                _ => false,
+            });
+            let Some((_, op)) = op else { return Ok(lhs) };
+            self.bump();
+            self.enter()?;
+            let rhs = next(self);
+            self.leave();
+            let rhs = rhs?;
+            let span = lhs.span.to(rhs.span);
+            lhs = Expr {
+                kind: ExprKind::Binary(*op, Box::new(lhs), Box::new(rhs)),
+                span,
+            };
+        }
+    }
+
+    fn coalesce(&mut self) -> PResult<Expr> {
+        self.binary_level(Self::or, &[("??", BinaryOp::Coalesce)])
+    }
+
+    fn or(&mut self) -> PResult<Expr> {
+        self.binary_level(Self::and, &[("or", BinaryOp::Or), ("||", BinaryOp::Or)])
+    }
+
+    fn and(&mut self) -> PResult<Expr> {
+        self.binary_level(
+            Self::comparison,
+            &[("and", BinaryOp::And), ("&&", BinaryOp::And)],
+        )
+    }
+
+    fn comparison(&mut self) -> PResult<Expr> {
+        const OPS: &[(&str, BinaryOp)] = &[
+            ("==", BinaryOp::Eq),
+            ("=", BinaryOp::Eq),
+            ("!=", BinaryOp::Ne),
+            ("<=", BinaryOp::Le),
+            (">=", BinaryOp::Ge),
+            ("<", BinaryOp::Lt),
+            (">", BinaryOp::Gt),
+            ("in", BinaryOp::In),
+            ("like", BinaryOp::Like),
+        ];
+        let lhs = self.additive()?;
+        let op = OPS.iter().find(|(t, _)| match &self.peek().kind {
+            TokKind::Punct(p) => p == t,
+            TokKind::Ident(w) => w == t,
+            _ => false,
+        });
+        let Some((_, op)) = op else { return Ok(lhs) };
+        self.bump();
+        let rhs = self.additive()?;
+        let span = lhs.span.to(rhs.span);
+        let expr = Expr {
+            kind: ExprKind::Binary(*op, Box::new(lhs), Box::new(rhs)),
+            span,
+        };
+        if let Some((t, _)) = OPS.iter().find(|(t, _)| match &self.peek().kind {
+            TokKind::Punct(p) => p == t,
+            TokKind::Ident(w) => w == t,
+            _ => false,
+        }) {
+            let tok = self.peek().span;
+            self.diagnostics.push(
+                Diagnostic::error(tok, format!("comparisons cannot be chained (`{t}`)"))
+                    .with_hint("combine comparisons with `and` / `or`"),
+            );
+            return Err(Failed);
+        }
+        Ok(expr)
+    }
+
+    fn additive(&mut self) -> PResult<Expr> {
+        self.binary_level(
+            Self::multiplicative,
+            &[("+", BinaryOp::Add), ("-", BinaryOp::Sub)],
+        )
+    }
+
+    fn multiplicative(&mut self) -> PResult<Expr> {
+        self.binary_level(
+            Self::unary,
+            &[
+                ("*", BinaryOp::Mul),
+                ("/", BinaryOp::Div),
+                ("%", BinaryOp::Rem),
+            ],
+        )
+    }
+
+    fn unary(&mut self) -> PResult<Expr> {
+        let start = self.peek().span;
+        let op = if self.is_word("not") || self.is_punct("!") {
+            Some(UnaryOp::Not)
+        } else if self.is_punct("-") {
+            Some(UnaryOp::Neg)
+        } else {
+            None
+        };
+        if let Some(op) = op {
+            self.bump();
+            self.enter()?;
+            let inner = self.unary();
+            self.leave();
+            let inner = inner?;
+            let span = start.to(inner.span);
+            return Ok(Expr {
+                kind: ExprKind::Unary(op, Box::new(inner)),
+                span,
+            });
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> PResult<Expr> {
+        let mut e = self.atom()?;
+        let mut chain = 0usize;
+        loop {
+            if self.is_punct(".") {
+                self.bump();
+                let field = self.ident("a field name after `.`")?;
+                let span = e.span.to(field.span);
+                e = Expr {
+                    kind: ExprKind::Field(Box::new(e), field),
+                    span,
+                };
+            } else if self.is_punct("[") && !self.peek().line_start {
+                self.bump();
+                let index = self.expr()?;
+                let end = self.expect_punct("]")?;
+                let span = e.span.to(end);
+                e = Expr {
+                    kind: ExprKind::Index(Box::new(e), Box::new(index)),
+                    span,
+                };
+            } else {
+                return Ok(e);
+            }
+            chain += 1;
+            if chain > MAX_DEPTH * 4 {
+                self.diagnostics
+                    .push(Diagnostic::error(e.span, "expression nested too deeply"));
+                return Err(Failed);
+            }
+        }
+    }
+
+    fn call_args(&mut self) -> PResult<Vec<Expr>> {
+        self.expect_punct("(")?;
+        let mut args = Vec::new();
+        while !self.is_punct(")") {
+            args.push(self.expr()?);
+            if !self.eat_punct(",") {
+                break;
+            }
+        }
+        self.expect_punct(")")?;
+        Ok(args)
+    }
+
+    fn atom(&mut self) -> PResult<Expr> {
+        let tok = self.peek().clone();
+        let simple = |kind| {
+            Ok(Expr {
+                kind,
+                span: tok.span,
+            })
+        };
+        match &tok.kind {
+            TokKind::Int(n) => {
+                self.bump();
+                simple(ExprKind::Int(*n))
+            }
+            TokKind::Float(f) => {
+                self.bump();
+                simple(ExprKind::Float(*f))
+            }
+            TokKind::Duration(ms) => {
+                self.bump();
+                simple(ExprKind::Duration(Duration { millis: *ms }))
+            }
+            TokKind::Str(s) => {
+                self.bump();
+                simple(ExprKind::Str(s.clone()))
+            }
+            TokKind::Ident(w) if w == "true" || w == "false" => {
+                self.bump();
+                simple(ExprKind::Bool(w == "true"))
+            }
+            TokKind::Ident(w) if w == "null" => {
+                self.bump();
+                simple(ExprKind::Null)
+            }
+            TokKind::Ident(w) if CLAUSE_WORDS.contains(&w.as_str()) => {
+                self.expected("an expression")
+            }
+            TokKind::Ident(w) => {
+                let name = Spanned::new(w.clone(), tok.span);
+                self.bump();
+                if self.is_punct("(") && !self.peek().line_start {
+                    let args = self.call_args()?;
+                    let span = tok.span.to(self.prev_span());
+                    return Ok(Expr {
+                        kind: ExprKind::Call(name, args),
+                        span,
+                    });
+                }
+                simple(ExprKind::Ident(w.clone()))
+            }
+            TokKind::Punct("(") => {
+                self.bump();
+                let inner = self.expr()?;
+                self.expect_punct(")")?;
+                Ok(inner)
+            }
+            TokKind::Punct("[") => {
+                self.bump();
+                self.enter()?;
+                let mut items = Vec::new();
+                let r = loop {
+                    if self.is_punct("]") {
+                        break Ok(());
+                    }
+                    match self.expr() {
+                        Ok(e) => items.push(e),
+                        Err(f) => break Err(f),
+                    }
+                    if !self.eat_punct(",") && !self.is_punct("]") {
+                        if self.peek().line_start && !self.at_eof() {
+                            continue;
+                        }
+                        break self.expected("`,` or `]`");
+                    }
+                };
+                self.leave();
+                r?;
+                let end = self.expect_punct("]")?;
+                Ok(Expr {
+                    kind: ExprKind::List(items),
+                    span: tok.span.to(end),
+                })
+            }
+            TokKind::Punct("{") => {
+                let mut entries = Vec::new();
+                let end = self.block(|p| {
+                    let key = match &p.peek().kind {
+                        TokKind::Str(s) => {
+                            let s = s.clone();
+                            let span = p.bump().span;
+                            Spanned::new(s, span)
+                        }
+                        _ => p.ident("a key")?,
+                    };
+                    p.expect_punct(":")?;
+                    entries.push((key, p.expr()?));
+                    Ok(())
+                })?;
+                Ok(Expr {
+                    kind: ExprKind::Object(entries),
+                    span: tok.span.to(end),
+                })
+            }
+            _ => self.expected("an expression"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

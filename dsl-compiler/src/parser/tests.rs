@@ -1,0 +1,388 @@
+//! Parser unit tests: small inputs, one behaviour each.
+
+use super::parse;
+use crate::ast::*;
+
+/// Parses `src` and returns the tree, asserting there are no diagnostics.
+fn ok(src: &str) -> File {
+    let (file, diags) = parse(src);
+    assert!(
+        diags.is_empty(),
+        "unexpected diagnostics for {src:?}: {:#?}",
+        diags
+    );
+    file
+}
+
+/// Parses `src` and returns the diagnostic messages.
+fn errors(src: &str) -> Vec<String> {
+    parse(src).1.into_iter().map(|d| d.message).collect()
+}
+
+/// Renders an expression compactly, for precedence tests.
+fn show(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Null => "null".into(),
+        ExprKind::Bool(b) => b.to_string(),
+        ExprKind::Int(n) => n.to_string(),
+        ExprKind::Float(f) => format!("{f:?}"),
+        ExprKind::Str(s) => format!("{s:?}"),
+        ExprKind::Duration(d) => format!("{}ms", d.millis),
+        ExprKind::Ident(n) => n.clone(),
+        ExprKind::Field(b, f) => format!("{}.{}", show(b), f.node),
+        ExprKind::Index(b, i) => format!("{}[{}]", show(b), show(i)),
+        ExprKind::List(items) => format!(
+            "[{}]",
+            items.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+        ExprKind::Object(entries) => format!(
+            "{{{}}}",
+            entries
+                .iter()
+                .map(|(k, v)| format!("{}: {}", k.node, show(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        ExprKind::Unary(op, e) => format!("({op:?} {})", show(e)),
+        ExprKind::Binary(op, a, b) => format!("({} {op:?} {})", show(a), show(b)),
+        ExprKind::Cond(c, a, b) => format!("({} ? {} : {})", show(c), show(a), show(b)),
+        ExprKind::Call(n, args) => format!(
+            "{}({})",
+            n.node,
+            args.iter().map(show).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Parses `expr` as the value of a `compute:` step and renders it.
+fn expr(src: &str) -> String {
+    let file = ok(&format!(
+        "job J {{\n steps {{\n s {{\n compute: {src}\n }}\n }}\n}}\n"
+    ));
+    let Item::Job(job) = &file.items[0] else {
+        panic!("not a job")
+    };
+    match &job.steps[0].fields[0].value {
+        StepValue::Expr(e) => show(e),
+        other => panic!("not an expression: {other:?}"),
+    }
+}
+
+#[test]
+fn precedence() {
+    for (src, expected) in [
+        ("1 + 2 * 3", "(1 Add (2 Mul 3))"),
+        ("a and b or c", "((a And b) Or c)"),
+        ("a or b and c", "(a Or (b And c))"),
+        ("not a = b", "((Not a) Eq b)"),
+        ("x < 10 and y != \"s\"", "((x Lt 10) And (y Ne \"s\"))"),
+        ("now() - 30d", "(now() Sub 2592000000ms)"),
+        ("a ?? b ? c : d", "((a Coalesce b) ? c : d)"),
+        ("-a.b[0]", "(Neg a.b[0])"),
+        ("status in [\"a\", \"b\"]", "(status In [\"a\", \"b\"])"),
+        ("name like \"A%\"", "(name Like \"A%\")"),
+        ("yesterday().start", "yesterday().start"),
+        ("{ a: 1, b: [x, y] }", "{a: 1, b: [x, y]}"),
+        ("(1 + 2) * 3", "((1 Add 2) Mul 3)"),
+        ("a == b && c || !d", "(((a Eq b) And c) Or (Not d))"),
+        (
+            "round(sum(orders, \"total\"), 2)",
+            "round(sum(orders, \"total\"), 2)",
+        ),
+        ("1.5 % 2", "(1.5 Rem 2)"),
+        ("null ?? true", "(null Coalesce true)"),
+    ] {
+        assert_eq!(expr(src), expected, "{src}");
+    }
+}
+
+#[test]
+fn chained_comparisons_are_rejected() {
+    let errs = errors("job J {\n steps {\n s {\n compute: a < b < c\n }\n }\n}\n");
+    assert_eq!(
+        errs,
+        vec!["comparisons cannot be chained (`<`)".to_string()]
+    );
+}
+
+#[test]
+fn job_fields_of_every_form() {
+    let file = ok(r#"
+job J {
+    description: "d"
+    schedule: every 30m
+    timezone: "UTC"
+    queue: low
+    timeout: 2h
+    retry: 3 times with exponential_backoff
+    retry_delays: [1m, 5m]
+    on_fail: emit(Failed)
+    input: { who: ["a@b.c"] }
+    steps { s { log: "hi" } }
+}
+"#);
+    let Item::Job(job) = &file.items[0] else {
+        panic!()
+    };
+    let kinds: Vec<String> = job
+        .fields
+        .iter()
+        .map(|f| {
+            let v = match &f.value {
+                JobValue::Str(s) => format!("str {}", s.node),
+                JobValue::Every(d) => format!("every {}", d.node.millis),
+                JobValue::Duration(d) => format!("duration {}", d.node.millis),
+                JobValue::Ident(i) => format!("ident {}", i.node),
+                JobValue::Retry { times, strategy } => format!(
+                    "retry {} {}",
+                    times.node,
+                    strategy.as_ref().map(|s| s.node.as_str()).unwrap_or("-")
+                ),
+                JobValue::Durations(d) => format!("durations {}", d.len()),
+                JobValue::Emit(e) => format!("emit {}", e.node),
+                JobValue::Expr(e) => format!("expr {}", show(e)),
+            };
+            format!("{}: {v}", f.key.node)
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "description: str d",
+            "schedule: every 1800000",
+            "timezone: str UTC",
+            "queue: ident low",
+            "timeout: duration 7200000",
+            "retry: retry 3 exponential_backoff",
+            "retry_delays: durations 2",
+            "on_fail: emit Failed",
+            "input: expr {who: [\"a@b.c\"]}",
+        ]
+    );
+    assert_eq!(job.steps.len(), 1);
+    assert!(job.steps_span.is_some());
+}
+
+#[test]
+fn step_forms() {
+    let file = ok(r##"
+job J {
+    steps {
+        q { query: select Order where total > 10 and status != "x" order by created_at desc, id limit 5
+            as: rows
+            on_empty: skip("none") }
+        c { query: count Order where total > 10 }
+        d { action: delete Session where expires_at < now() }
+        u { action: update Webhook set attempts = attempts + 1, status = "x" where id = 1 }
+        i { action: insert Event { name: "n", at: now() } }
+        m { action: maintain vacuum Order }
+        p { action: delete_report(r.id) }
+        h { call: Api.op { since: now() }
+            timeout: 60s
+            on_fail: abort("failed") }
+        e { send: email(["a@b.c"]) { subject: "s", attachment: r } }
+        s { send: slack("#alerts") { template: "t" } }
+        v { emit: Ev { n: 1 } }
+        w { emit: Ev }
+        l { log: warn "careful {{x}}" }
+        f { for_each: rows
+            item: row
+            parallel: 4
+            on_fail: continue }
+    }
+}
+"##);
+    let Item::Job(job) = &file.items[0] else {
+        panic!()
+    };
+    let first_values: Vec<&StepValue> = job.steps.iter().map(|s| &s.fields[0].value).collect();
+    assert!(
+        matches!(first_values[0], StepValue::Query(Query { count: false, order, limit: Some(_), filter: Some(_), .. }) if order.len() == 2 && order[0].1 && !order[1].1)
+    );
+    assert!(matches!(
+        first_values[1],
+        StepValue::Query(Query { count: true, .. })
+    ));
+    assert!(matches!(
+        first_values[2],
+        StepValue::Action(Action::Delete {
+            filter: Some(_),
+            ..
+        })
+    ));
+    assert!(
+        matches!(first_values[3], StepValue::Action(Action::Update { set, filter: Some(_), .. }) if set.len() == 2)
+    );
+    assert!(
+        matches!(first_values[4], StepValue::Action(Action::Insert { values, .. }) if values.len() == 2)
+    );
+    assert!(matches!(
+        first_values[5],
+        StepValue::Action(Action::Maintain {
+            entity: Some(_),
+            ..
+        })
+    ));
+    assert!(
+        matches!(first_values[6], StepValue::Action(Action::Proc { args, .. }) if args.len() == 1)
+    );
+    assert!(matches!(first_values[7], StepValue::Call(CallSpec { args, .. }) if args.len() == 1));
+    assert!(matches!(first_values[8], StepValue::Send(Send { fields, .. }) if fields.len() == 2));
+    assert!(
+        matches!(first_values[9], StepValue::Send(Send { channel_kind, .. }) if channel_kind.node == "slack")
+    );
+    assert!(matches!(
+        first_values[10],
+        StepValue::Emit {
+            payload: Some(_),
+            ..
+        }
+    ));
+    assert!(matches!(
+        first_values[11],
+        StepValue::Emit { payload: None, .. }
+    ));
+    assert!(matches!(first_values[12], StepValue::Log { level: Some(l), .. } if l.node == "warn"));
+    let q = &job.steps[0].fields;
+    assert!(
+        matches!(&q[2].value, StepValue::Policy(p) if p.node == PolicyDef::Skip(Some("none".into())))
+    );
+    let h = &job.steps[7].fields;
+    assert!(matches!(&h[1].value, StepValue::Duration(d) if d.node.millis == 60_000));
+    assert!(
+        matches!(&h[2].value, StepValue::Policy(p) if p.node == PolicyDef::Abort(Some("failed".into())))
+    );
+    let f = &job.steps[13].fields;
+    assert_eq!(f.len(), 4);
+    assert!(matches!(&f[3].value, StepValue::Policy(p) if p.node == PolicyDef::Continue));
+}
+
+#[test]
+fn declarations() {
+    let file = ok(r#"
+entity Product { table: "products", id: uuid primary
+  note: string optional }
+integration Api {
+    base_url: env("API_URL")
+    auth: header("X-Key", env("KEY"))
+    timeout: 5s
+    get: GET "/items/{id}" { id: string }
+    ping: POST "/ping"
+}
+template t { title: "T", table: rows { a: "A", b: "B" }, totals: [b] }
+event E { n: int, s: string }
+event Bare
+queue bulk { weight: 2 }
+"#);
+    assert_eq!(file.items.len(), 6);
+    let Item::Entity(e) = &file.items[0] else {
+        panic!()
+    };
+    assert_eq!(e.table.as_ref().unwrap().node, "products");
+    assert!(e.fields[0].primary && !e.fields[0].optional);
+    assert!(e.fields[1].optional);
+    let Item::Integration(i) = &file.items[1] else {
+        panic!()
+    };
+    assert_eq!(i.operations.len(), 2);
+    assert_eq!(i.operations[0].params.len(), 1);
+    assert!(
+        matches!(&i.auth.as_ref().unwrap().node, AuthDef::Header(h, ValueSource::Env(k)) if h == "X-Key" && k == "KEY")
+    );
+    let Item::Template(t) = &file.items[2] else {
+        panic!()
+    };
+    assert_eq!(t.table.as_ref().unwrap().columns.len(), 2);
+    assert_eq!(t.totals.len(), 1);
+    let Item::Queue(q) = &file.items[5] else {
+        panic!()
+    };
+    assert_eq!(q.weight.as_ref().unwrap().node, 2);
+}
+
+#[test]
+fn every_syntax_error_of_a_file_is_reported() {
+    let errs = errors(
+        "job A {\n    timeout: 5x\n    retry: three times\n}\njob B {\n    queue default\n}\n",
+    );
+    assert_eq!(
+        errs,
+        vec![
+            "invalid duration unit `x` in `5x`",
+            "expected a number of retries, found `three`",
+            "expected `:`, found `default`",
+        ]
+    );
+}
+
+#[test]
+fn a_missing_brace_does_not_swallow_the_next_item() {
+    let (file, diags) = parse("job A {\n    queue: low\n\njob B {\n    queue: low\n}\n");
+    let messages: Vec<_> = diags.iter().map(|d| d.message.as_str()).collect();
+    assert_eq!(messages, vec!["expected `}`, found `job`"]);
+    let names: Vec<_> = file
+        .items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Job(j) => Some(j.name.node.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, vec!["B"]);
+}
+
+#[test]
+fn unknown_top_level_word() {
+    assert_eq!(
+        errors("jbo A {}\njob B { steps {} }\n"),
+        vec![
+            "expected `entity`, `integration`, `template`, `event`, `queue` or `job`, found `jbo`"
+        ]
+    );
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let deep = format!(
+        "job J {{ input: {}1{} }}",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
+    let errs = errors(&deep);
+    assert!(
+        errs.iter().any(|e| e == "expression nested too deeply"),
+        "{errs:?}"
+    );
+    let deep_objects = format!(
+        "job J {{ input: {}{} }}",
+        "{a:".repeat(3000),
+        "}".repeat(3000)
+    );
+    assert!(!errors(&deep_objects).is_empty());
+}
+
+#[test]
+fn the_example_parses_completely() {
+    let src = include_str!("../../../examples/05-scheduled-jobs/scheduled-jobs.codeai");
+    let file = ok(src);
+    let count = |f: fn(&Item) -> bool| file.items.iter().filter(|i| f(i)).count();
+    assert_eq!(count(|i| matches!(i, Item::Job(_))), 10);
+    assert_eq!(count(|i| matches!(i, Item::Entity(_))), 6);
+    assert_eq!(count(|i| matches!(i, Item::Integration(_))), 2);
+    assert_eq!(count(|i| matches!(i, Item::Event(_))), 4);
+    let low = file
+        .items
+        .iter()
+        .find_map(|i| match i {
+            Item::Job(j) if j.name.node == "LowStockAlert" => Some(j),
+            _ => None,
+        })
+        .unwrap();
+    let StepValue::Query(q) = &low.steps[0].fields[0].value else {
+        panic!()
+    };
+    assert_eq!(q.entity.node, "Product");
+    assert_eq!(show(q.filter.as_ref().unwrap()), "(quantity Lt 10)");
+    // Spans point at the text they came from.
+    assert_eq!(&src[q.entity.span.range()], "Product");
+}
