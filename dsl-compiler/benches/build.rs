@@ -9,11 +9,15 @@ fn main() {
     // `cargo test --benches` runs this with `--test`-like flags; one quick run is enough there.
     let quick = std::env::args().any(|a| a == "--test" || a == "--list");
     let runs = if quick { 2 } else { 50 };
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/05-scheduled-jobs/scheduled-jobs.codeai");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/05-scheduled-jobs/scheduled-jobs.codeai"
+    );
     let source = std::fs::read_to_string(path).expect("the example exists");
 
     let full = measure(runs, || {
-        let (artifacts, _) = codeai_dsl::compile("scheduled-jobs.codeai", &source).expect("the example builds");
+        let (artifacts, _) =
+            codeai_dsl::compile("scheduled-jobs.codeai", &source).expect("the example builds");
         assert_eq!(artifacts.len(), 10);
     });
     let front = measure(runs * 10, || {
