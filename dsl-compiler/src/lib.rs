@@ -55,7 +55,10 @@ pub fn check_source(source: &str) -> Vec<Diagnostic> {
 ///
 /// `source_file` is the file's name as recorded in each manifest. Warnings do not stop a build;
 /// they are returned beside the artefacts.
-pub fn compile(source_file: &str, source: &str) -> Result<(Vec<Artifact>, Vec<Diagnostic>), BuildFailed> {
+pub fn compile(
+    source_file: &str,
+    source: &str,
+) -> Result<(Vec<Artifact>, Vec<Diagnostic>), BuildFailed> {
     let (file, mut diagnostics) = parse(source);
     let (jobs, more) = check::check(&file, source, source_file);
     diagnostics.extend(more);
@@ -69,7 +72,10 @@ pub fn compile(source_file: &str, source: &str) -> Result<(Vec<Artifact>, Vec<Di
         let bytes = emit::emit(&job.program, &job.manifest).map_err(|e| BuildFailed {
             diagnostics: vec![Diagnostic::error(
                 ast::Span::default(),
-                format!("could not emit the component of job `{}`: {e}", job.manifest.name),
+                format!(
+                    "could not emit the component of job `{}`: {e}",
+                    job.manifest.name
+                ),
             )],
         })?;
         artifacts.push(Artifact {

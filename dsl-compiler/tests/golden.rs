@@ -15,7 +15,11 @@ fn golden_diagnostics() {
         .filter(|p| p.extension().is_some_and(|e| e == "codeai"))
         .collect();
     cases.sort();
-    assert!(cases.len() >= 25, "expected at least 25 golden cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 25,
+        "expected at least 25 golden cases, found {}",
+        cases.len()
+    );
 
     let mut failures = Vec::new();
     for case in &cases {

@@ -76,9 +76,15 @@ pub enum StepKind {
         limit: Option<Expr>,
     },
     /// `query: count E where …` — binds a number.
-    Count { entity: String, filter: Option<Filter> },
+    Count {
+        entity: String,
+        filter: Option<Filter>,
+    },
     /// `action: delete E where …` — binds the number of rows deleted.
-    Delete { entity: String, filter: Option<Filter> },
+    Delete {
+        entity: String,
+        filter: Option<Filter>,
+    },
     /// `action: update E set f = v, … where …` — binds the number of rows changed.
     Update {
         entity: String,
@@ -86,9 +92,15 @@ pub enum StepKind {
         filter: Option<Filter>,
     },
     /// `action: insert E { f: v, … }` — binds the number of rows inserted.
-    Insert { entity: String, values: Vec<(String, Expr)> },
+    Insert {
+        entity: String,
+        values: Vec<(String, Expr)>,
+    },
     /// `action: maintain vacuum|analyze|reindex [E]` — binds the host's summary text.
-    Maintain { op: MaintenanceOp, entity: Option<String> },
+    Maintain {
+        op: MaintenanceOp,
+        entity: Option<String>,
+    },
     /// `action: delete_report(id)` — binds whether the report existed.
     DeleteReport { id: Expr },
     /// `call: Integration.operation { arg: v, … }` — binds the response body.
@@ -98,7 +110,11 @@ pub enum StepKind {
         args: Vec<(String, Expr)>,
     },
     /// `template: "t" data: {…} format: pdf` — binds `{id, format, size, name}` of the stored report.
-    Report { template: String, data: Expr, format: ReportFormat },
+    Report {
+        template: String,
+        data: Expr,
+        format: ReportFormat,
+    },
     /// `send: email(to) { template subject attachment data }` — binds the delivery.
     Email {
         to: Expr,
@@ -159,7 +175,11 @@ pub enum Filter {
     All(Vec<Filter>),
     Any(Vec<Filter>),
     Not(Box<Filter>),
-    Compare { field: String, op: CompareOp, value: Expr },
+    Compare {
+        field: String,
+        op: CompareOp,
+        value: Expr,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,9 +205,15 @@ pub struct OrderBy {
 /// `field = value` in an update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Assignment {
-    Set { field: String, value: Expr },
+    Set {
+        field: String,
+        value: Expr,
+    },
     /// `field = field + n` (or `- n`, stored negated).
-    Add { field: String, amount: Expr },
+    Add {
+        field: String,
+        amount: Expr,
+    },
 }
 
 /// An expression evaluated by the guest against its bindings. Values are JSON values.
@@ -514,11 +540,19 @@ pub enum ValueSource {
 pub enum Auth {
     None,
     /// `Authorization: Bearer <token>`.
-    Bearer { token: ValueSource },
+    Bearer {
+        token: ValueSource,
+    },
     /// A custom header.
-    Header { name: String, value: ValueSource },
+    Header {
+        name: String,
+        value: ValueSource,
+    },
     /// HTTP basic auth.
-    Basic { user: ValueSource, password: ValueSource },
+    Basic {
+        user: ValueSource,
+        password: ValueSource,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -566,7 +600,8 @@ pub struct EventDecl {
 impl Manifest {
     /// Parses a manifest and checks its IR version.
     pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
-        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest: {e}"))?;
+        let m: Manifest =
+            serde_json::from_slice(bytes).map_err(|e| format!("invalid manifest: {e}"))?;
         if m.ir_version != IR_VERSION {
             return Err(format!(
                 "manifest has IR version {}, this host understands {IR_VERSION}",

@@ -1,0 +1,135 @@
+//! The checker: resolves the names and types of a parsed file and lowers every job to a
+//! [`codeai_ir::Program`] (what the guest runs) and a [`codeai_ir::Manifest`] (what the host reads).
+//!
+//! It never stops at the first problem: every error is collected as a [`Diagnostic`] with the
+//! span of the offending text and, where one helps, a hint ("did you mean `Product`?"). When
+//! errors were reported, the returned jobs are a best-effort lowering (unresolved parts become
+//! `null`) that is good for tooling but must not be emitted.
+//!
+//! The work is split by topic:
+//! - `decls`: entities, integrations, templates, events and queues, checked once per file;
+//! - `job`: the fields of a job (schedule, timezone, queue, retry…) and its manifest;
+//! - `step`: the steps of a job and their kinds;
+//! - `expr`: expressions, string interpolation, `where` filters, updates and scopes;
+//! - `suggest`: edit distance and "did you mean" hints.
+
+mod decls;
+mod expr;
+mod job;
+mod step;
+mod suggest;
+#[cfg(test)]
+mod tests;
+
+use crate::ast::{self, Span};
+use crate::diagnostic::{line_col, Diagnostic};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// One job, checked and lowered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedJob {
+    pub program: codeai_ir::Program,
+    pub manifest: codeai_ir::Manifest,
+}
+
+/// Checks a parsed file and lowers each of its jobs.
+///
+/// `source` is the text `file` was parsed from (for the source hash and for locating text inside
+/// string literals); `source_file` is the name recorded in manifests and step locations.
+pub fn check(
+    file: &ast::File,
+    source: &str,
+    source_file: &str,
+) -> (Vec<CheckedJob>, Vec<Diagnostic>) {
+    let mut cx = Cx {
+        source,
+        source_file,
+        diagnostics: Vec::new(),
+    };
+    let decls = decls::collect(file, &mut cx);
+    let source_hash = format!("{:x}", Sha256::digest(source.as_bytes()));
+
+    let mut jobs = Vec::new();
+    let mut seen: HashMap<&str, Span> = HashMap::new();
+    for item in &file.items {
+        let ast::Item::Job(job) = item else { continue };
+        if let Some(first) = seen.get(job.name.node.as_str()) {
+            let hint = cx.first_declared(&job.name.node, *first);
+            cx.error_hint(
+                job.name.span,
+                format!("duplicate job `{}`", job.name.node),
+                hint,
+            );
+            continue;
+        }
+        seen.insert(&job.name.node, job.name.span);
+        jobs.push(job::check_job(job, &decls, &mut cx, &source_hash));
+    }
+    (jobs, cx.diagnostics)
+}
+
+/// The state shared by every part of the checker: the source and the diagnostics found so far.
+pub(crate) struct Cx<'s> {
+    source: &'s str,
+    source_file: &'s str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    fn error(&mut self, span: Span, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::error(span, message));
+    }
+
+    fn error_hint(&mut self, span: Span, message: impl Into<String>, hint: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::error(span, message).with_hint(hint));
+    }
+
+    /// An error with an optional hint.
+    fn error_maybe(&mut self, span: Span, message: impl Into<String>, hint: Option<String>) {
+        let d = Diagnostic::error(span, message);
+        self.diagnostics.push(match hint {
+            Some(h) => d.with_hint(h),
+            None => d,
+        });
+    }
+
+    fn warning(&mut self, span: Span, message: impl Into<String>, hint: impl Into<String>) {
+        self.diagnostics
+            .push(Diagnostic::warning(span, message).with_hint(hint));
+    }
+
+    /// `file:line:col` of a span's start.
+    fn location(&self, span: Span) -> String {
+        let (line, col) = line_col(self.source, span.start);
+        format!("{}:{line}:{col}", self.source_file)
+    }
+
+    /// The hint for a duplicate: "`Product` is first declared on line 10".
+    fn first_declared(&self, name: &str, first: Span) -> String {
+        let (line, _) = line_col(self.source, first.start);
+        format!("`{name}` is first declared on line {line}")
+    }
+
+    /// The source text of a span (empty if the span is out of range).
+    fn text(&self, span: Span) -> &str {
+        self.source.get(span.range()).unwrap_or("")
+    }
+
+    /// Reports every name that appears twice; `what` is "entity", "field", …
+    fn check_unique<'i>(&mut self, what: &str, names: impl IntoIterator<Item = &'i ast::Ident>) {
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for name in names {
+            match seen.get(name.node.as_str()) {
+                Some(first) => {
+                    let hint = self.first_declared(&name.node, *first);
+                    self.error_hint(name.span, format!("duplicate {what} `{}`", name.node), hint);
+                }
+                None => {
+                    seen.insert(&name.node, name.span);
+                }
+            }
+        }
+    }
+}

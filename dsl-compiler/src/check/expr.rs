@@ -1,0 +1,716 @@
+//! Expressions: names in scope, built-in calls, `{{path}}` interpolation, and the entity-bound
+//! forms — `where` filters, `set` assignments, `insert` values and `order by` — whose field names
+//! and literal types are checked against the entity's declaration.
+
+use super::decls::{EntityInfo, FieldInfo};
+use super::job::JobCx;
+use super::suggest::{did_you_mean, hint_or_list};
+use crate::ast::{self, BinaryOp, ExprKind, Span};
+use codeai_ir::{self as ir, Assignment, Builtin, CompareOp, FieldType, Filter, OrderBy};
+
+/// Built-ins that read the clock (the `clock` capability).
+const CLOCK_BUILTINS: &[Builtin] = &[
+    Builtin::Now,
+    Builtin::Today,
+    Builtin::Yesterday,
+    Builtin::Tomorrow,
+    Builtin::ThisWeek,
+    Builtin::LastWeek,
+    Builtin::ThisMonth,
+    Builtin::LastMonth,
+    Builtin::ThisYear,
+    Builtin::LastYear,
+    Builtin::DaysAgo,
+    Builtin::HoursAgo,
+    Builtin::MinutesAgo,
+    Builtin::FormatDate,
+];
+
+/// Built-ins that read per-job state (the `state` capability).
+const STATE_BUILTINS: &[Builtin] = &[
+    Builtin::LastSyncTimestamp,
+    Builtin::LastRunAt,
+    Builtin::StateGet,
+];
+
+/// The shape of a literal, for type checks against entity fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lit {
+    Null,
+    Bool,
+    Number,
+    Str,
+    Duration,
+    List,
+}
+
+fn literal(e: &ast::Expr) -> Option<Lit> {
+    Some(match &e.kind {
+        ExprKind::Null => Lit::Null,
+        ExprKind::Bool(_) => Lit::Bool,
+        ExprKind::Int(_) | ExprKind::Float(_) => Lit::Number,
+        ExprKind::Str(_) => Lit::Str,
+        ExprKind::Duration(_) => Lit::Duration,
+        ExprKind::List(_) => Lit::List,
+        ExprKind::Unary(ast::UnaryOp::Neg, inner)
+            if matches!(inner.kind, ExprKind::Int(_) | ExprKind::Float(_)) =>
+        {
+            Lit::Number
+        }
+        _ => return None,
+    })
+}
+
+fn type_name(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::String => "a string",
+        FieldType::Int => "an int",
+        FieldType::Float => "a float",
+        FieldType::Bool => "a bool",
+        FieldType::Datetime => "a datetime",
+        FieldType::Date => "a date",
+        FieldType::Uuid => "a uuid",
+        FieldType::Json => "json",
+    }
+}
+
+fn lit_name(lit: Lit) -> &'static str {
+    match lit {
+        Lit::Null => "null",
+        Lit::Bool => "a bool",
+        Lit::Number => "a number",
+        Lit::Str => "a string",
+        Lit::Duration => "a duration",
+        Lit::List => "a list",
+    }
+}
+
+fn arity(min: usize, max: usize) -> String {
+    let n = |k: usize| {
+        if k == 1 {
+            "1 argument".to_string()
+        } else {
+            format!("{k} arguments")
+        }
+    };
+    match (min, max) {
+        (0, 0) => "no arguments".to_string(),
+        (a, b) if a == b => n(a),
+        (a, usize::MAX) => format!("at least {}", n(a)),
+        (a, b) if b == a + 1 => format!("{a} or {}", n(b)),
+        (a, b) => format!("{a} to {}", n(b)),
+    }
+}
+
+impl JobCx<'_, '_> {
+    /// Lowers an expression evaluated by the guest, checking names and built-in calls.
+    pub(super) fn expr(&mut self, e: &ast::Expr) -> ir::Expr {
+        match &e.kind {
+            ExprKind::Null => ir::Expr::Null,
+            ExprKind::Bool(b) => ir::Expr::Bool(*b),
+            ExprKind::Int(i) => ir::Expr::Int(*i),
+            ExprKind::Float(f) => ir::Expr::Float(*f),
+            ExprKind::Str(s) => self.string(s, e.span),
+            ExprKind::Duration(d) => ir::Expr::Duration(d.millis),
+            ExprKind::Ident(name) => self.var(name, e.span, None),
+            ExprKind::Field(base, field) => {
+                ir::Expr::Field(Box::new(self.expr(base)), field.node.clone())
+            }
+            ExprKind::Index(base, index) => {
+                ir::Expr::Index(Box::new(self.expr(base)), Box::new(self.expr(index)))
+            }
+            ExprKind::List(items) => ir::Expr::List(items.iter().map(|i| self.expr(i)).collect()),
+            ExprKind::Object(entries) => ir::Expr::Object(self.object(entries)),
+            ExprKind::Unary(op, inner) => {
+                let op = match op {
+                    ast::UnaryOp::Not => ir::UnaryOp::Not,
+                    ast::UnaryOp::Neg => ir::UnaryOp::Neg,
+                };
+                ir::Expr::Unary(op, Box::new(self.expr(inner)))
+            }
+            // `x in list` outside a filter is `contains(list, x)`.
+            ExprKind::Binary(BinaryOp::In, item, list) => {
+                let item = self.expr(item);
+                let list = self.expr(list);
+                ir::Expr::Call(Builtin::Contains, vec![list, item])
+            }
+            ExprKind::Binary(BinaryOp::Like, left, right) => {
+                self.expr(left);
+                self.expr(right);
+                self.cx.error_hint(
+                    e.span,
+                    "`like` can only be used in a `where` filter",
+                    "use `contains(text, part)` to test for a substring",
+                );
+                ir::Expr::Null
+            }
+            ExprKind::Binary(op, left, right) => {
+                let op = match op {
+                    BinaryOp::Add => ir::BinaryOp::Add,
+                    BinaryOp::Sub => ir::BinaryOp::Sub,
+                    BinaryOp::Mul => ir::BinaryOp::Mul,
+                    BinaryOp::Div => ir::BinaryOp::Div,
+                    BinaryOp::Rem => ir::BinaryOp::Rem,
+                    BinaryOp::Eq => ir::BinaryOp::Eq,
+                    BinaryOp::Ne => ir::BinaryOp::Ne,
+                    BinaryOp::Lt => ir::BinaryOp::Lt,
+                    BinaryOp::Le => ir::BinaryOp::Le,
+                    BinaryOp::Gt => ir::BinaryOp::Gt,
+                    BinaryOp::Ge => ir::BinaryOp::Ge,
+                    BinaryOp::And => ir::BinaryOp::And,
+                    BinaryOp::Or => ir::BinaryOp::Or,
+                    BinaryOp::Coalesce | BinaryOp::In | BinaryOp::Like => ir::BinaryOp::Coalesce,
+                };
+                ir::Expr::Binary(op, Box::new(self.expr(left)), Box::new(self.expr(right)))
+            }
+            ExprKind::Cond(c, a, b) => ir::Expr::Cond(
+                Box::new(self.expr(c)),
+                Box::new(self.expr(a)),
+                Box::new(self.expr(b)),
+            ),
+            ExprKind::Call(name, args) => self.call(name, args, e.span),
+        }
+    }
+
+    /// Lowers the entries of an object literal, reporting duplicate keys.
+    pub(super) fn object(
+        &mut self,
+        entries: &[(ast::Ident, ast::Expr)],
+    ) -> Vec<(String, ir::Expr)> {
+        self.cx.check_unique("key", entries.iter().map(|(k, _)| k));
+        entries
+            .iter()
+            .map(|(k, v)| (k.node.clone(), self.expr(v)))
+            .collect()
+    }
+
+    /// A name used as a value: it must be in scope. `entity` adds a hint when the name is a
+    /// field of the entity a filter or update is about.
+    fn var(&mut self, name: &str, span: Span, entity: Option<&EntityInfo>) -> ir::Expr {
+        if self.scope.iter().any(|n| n == name) {
+            return ir::Expr::Var(name.to_string());
+        }
+        if let Some(step) = self.later.get(name) {
+            let message = format!(
+                "`{name}` is used before the step that binds it (`as: {name}` in step `{step}`)"
+            );
+            self.cx.error_hint(
+                span,
+                message,
+                "steps run in order: a step sees the bindings of the steps before it",
+            );
+        } else if entity.is_some_and(|e| e.field(name).is_some()) {
+            self.cx.error_hint(
+                span,
+                format!("unknown name `{name}`"),
+                format!(
+                    "`{name}` is a field of `{}`, but the right side is a value: fields cannot be compared with each other",
+                    entity.map(EntityInfo::name).unwrap_or_default()
+                ),
+            );
+        } else if Builtin::by_name(name).is_some_and(|(_, min, _)| min == 0) {
+            self.cx.error_hint(
+                span,
+                format!("unknown name `{name}`"),
+                format!("`{name}` is a function: call it with `{name}()`"),
+            );
+        } else {
+            let hint = did_you_mean(name, self.scope.iter().map(String::as_str)).or_else(|| {
+                (!self.scope.is_empty()).then(|| {
+                    let names: Vec<&str> = self.scope.iter().map(String::as_str).collect();
+                    format!("names in scope here are {}", super::suggest::list(&names))
+                })
+            });
+            self.cx
+                .error_maybe(span, format!("unknown name `{name}`"), hint);
+        }
+        ir::Expr::Var(name.to_string())
+    }
+
+    fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], span: Span) -> ir::Expr {
+        let lowered: Vec<ir::Expr> = args.iter().map(|a| self.expr(a)).collect();
+        let Some((builtin, min, max)) = Builtin::by_name(&name.node) else {
+            let names: Vec<&str> = Builtin::ALL.iter().map(|(_, n, ..)| *n).collect();
+            let hint = did_you_mean(&name.node, names.iter().copied()).unwrap_or_else(|| {
+                "see the list of built-in functions in the language guide".to_string()
+            });
+            self.cx
+                .error_hint(name.span, format!("unknown function `{}`", name.node), hint);
+            return ir::Expr::Null;
+        };
+        if args.len() < min || args.len() > max {
+            self.cx.error(
+                span,
+                format!(
+                    "`{}` takes {}, found {}",
+                    name.node,
+                    arity(min, max),
+                    args.len()
+                ),
+            );
+        }
+        if CLOCK_BUILTINS.contains(&builtin) {
+            self.usage.caps.insert("clock");
+        }
+        if STATE_BUILTINS.contains(&builtin) {
+            self.usage.caps.insert("state");
+        }
+        ir::Expr::Call(builtin, lowered)
+    }
+
+    /// A string literal: plain text, or `Interpolated` parts when it contains `{{path}}`.
+    fn string(&mut self, s: &str, span: Span) -> ir::Expr {
+        if !s.contains("{{") {
+            return ir::Expr::Str(s.to_string());
+        }
+        let raw = self.cx.text(span).to_string();
+        let mut raw_from = 0;
+        let mut parts = Vec::new();
+        let mut rest = s;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(ir::Part::Text(rest[..open].to_string()));
+            }
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                self.cx.error_hint(
+                    span,
+                    "unclosed `{{` in string",
+                    "close it with `}}`, as in `{{metrics.revenue}}`",
+                );
+                return ir::Expr::Str(s.to_string());
+            };
+            let inner = &after[..close];
+            // Locate the placeholder in the source text for a precise span.
+            let path = inner.trim();
+            let inner_span = match raw[raw_from..].find("{{") {
+                Some(i) => {
+                    let start_in_raw = raw_from + i + 2 + (inner.len() - inner.trim_start().len());
+                    raw_from = raw_from + i + 2;
+                    if raw.get(start_in_raw..start_in_raw + path.len()) == Some(path) {
+                        Span::new(
+                            span.start + start_in_raw,
+                            span.start + start_in_raw + path.len(),
+                        )
+                    } else {
+                        span
+                    }
+                }
+                None => span,
+            };
+            parts.push(ir::Part::Expr(self.path(path, inner_span)));
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(ir::Part::Text(rest.to_string()));
+        }
+        ir::Expr::Interpolated(parts)
+    }
+
+    /// `name.field.0.other` inside `{{ }}`.
+    fn path(&mut self, path: &str, span: Span) -> ir::Expr {
+        let is_ident = |s: &str| {
+            s.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && s.chars().all(|c| c.is_alphanumeric() || c == '_')
+        };
+        let mut segments = path.split('.');
+        let first = segments.next().unwrap_or("");
+        let rest: Vec<&str> = segments.collect();
+        let valid = is_ident(first)
+            && rest
+                .iter()
+                .all(|s| is_ident(s) || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())));
+        if !valid {
+            self.cx.error_hint(
+                span,
+                format!("`{{{{{path}}}}}` is not a valid interpolation"),
+                "interpolate a name or a path like `{{metrics.revenue}}`",
+            );
+            return ir::Expr::Null;
+        }
+        let mut e = self.var(first, Span::new(span.start, span.start + first.len()), None);
+        for seg in rest {
+            e = match seg.parse::<i64>() {
+                Ok(i) => ir::Expr::Index(Box::new(e), Box::new(ir::Expr::Int(i))),
+                Err(_) => ir::Expr::Field(Box::new(e), seg.to_string()),
+            };
+        }
+        e
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Entity-bound forms
+    // -----------------------------------------------------------------------------------------
+
+    /// Looks a field up, reporting "entity `Product` has no field `qty`".
+    fn entity_field<'e>(
+        &mut self,
+        entity: &'e EntityInfo,
+        name: &ast::Ident,
+    ) -> Option<&'e FieldInfo> {
+        let found = entity.field(&name.node);
+        if found.is_none() {
+            let hint = hint_or_list(&name.node, "its fields", &entity.field_names());
+            self.cx.error_hint(
+                name.span,
+                format!("entity `{}` has no field `{}`", entity.name(), name.node),
+                hint,
+            );
+        }
+        found
+    }
+
+    /// Lowers a `where` expression to a filter tree.
+    pub(super) fn filter(&mut self, e: &ast::Expr, entity: &EntityInfo) -> Filter {
+        match &e.kind {
+            ExprKind::Binary(BinaryOp::And, a, b) => {
+                let mut all = Vec::new();
+                for side in [a, b] {
+                    match self.filter(side, entity) {
+                        Filter::All(inner) => all.extend(inner),
+                        f => all.push(f),
+                    }
+                }
+                Filter::All(all)
+            }
+            ExprKind::Binary(BinaryOp::Or, a, b) => {
+                let mut any = Vec::new();
+                for side in [a, b] {
+                    match self.filter(side, entity) {
+                        Filter::Any(inner) => any.extend(inner),
+                        f => any.push(f),
+                    }
+                }
+                Filter::Any(any)
+            }
+            ExprKind::Unary(ast::UnaryOp::Not, inner) => {
+                Filter::Not(Box::new(self.filter(inner, entity)))
+            }
+            ExprKind::Binary(
+                op @ (BinaryOp::Eq
+                | BinaryOp::Ne
+                | BinaryOp::Lt
+                | BinaryOp::Le
+                | BinaryOp::Gt
+                | BinaryOp::Ge
+                | BinaryOp::In
+                | BinaryOp::Like),
+                left,
+                right,
+            ) => self.compare(*op, left, right, e.span, entity),
+            // A bare bool field: `where active`.
+            ExprKind::Ident(name) if entity.field(name).is_some() => {
+                let field = entity.field(name);
+                if field
+                    .and_then(|f| f.ty)
+                    .is_some_and(|t| t != FieldType::Bool)
+                {
+                    self.cx.error_hint(
+                        e.span,
+                        format!(
+                            "`{name}` is not a bool field, so it cannot be a condition by itself"
+                        ),
+                        format!("compare it: `{name} = …`"),
+                    );
+                }
+                Filter::Compare {
+                    field: name.clone(),
+                    op: CompareOp::Eq,
+                    value: ir::Expr::Bool(true),
+                }
+            }
+            _ => {
+                self.cx.error_hint(
+                    e.span,
+                    "expected a comparison of a field of the entity",
+                    "a filter compares fields with values, like `quantity < 10 and status = \"open\"`",
+                );
+                Filter::All(Vec::new())
+            }
+        }
+    }
+
+    fn compare(
+        &mut self,
+        op: BinaryOp,
+        left: &ast::Expr,
+        right: &ast::Expr,
+        span: Span,
+        entity: &EntityInfo,
+    ) -> Filter {
+        let ExprKind::Ident(name) = &left.kind else {
+            self.cx.error_hint(
+                left.span,
+                format!(
+                    "the left side of a comparison in a filter must be a field of `{}`",
+                    entity.name()
+                ),
+                "write the field first, like `quantity < 10`",
+            );
+            return Filter::All(Vec::new());
+        };
+        let ident = ast::Ident::new(name.clone(), left.span);
+        let field = self.entity_field(entity, &ident);
+        let lit = literal(right);
+        let op = match (op, lit) {
+            (BinaryOp::Eq, Some(Lit::Null)) => CompareOp::IsNull,
+            (BinaryOp::Ne, Some(Lit::Null)) => CompareOp::IsNotNull,
+            (_, Some(Lit::Null)) => {
+                self.cx.error_hint(
+                    right.span,
+                    "only `=` and `!=` can compare with `null`",
+                    format!("write `{name} = null` or `{name} != null`"),
+                );
+                CompareOp::IsNull
+            }
+            (BinaryOp::Eq, _) => CompareOp::Eq,
+            (BinaryOp::Ne, _) => CompareOp::Ne,
+            (BinaryOp::Lt, _) => CompareOp::Lt,
+            (BinaryOp::Le, _) => CompareOp::Le,
+            (BinaryOp::Gt, _) => CompareOp::Gt,
+            (BinaryOp::Ge, _) => CompareOp::Ge,
+            (BinaryOp::In, _) => CompareOp::In,
+            _ => CompareOp::Like,
+        };
+        if let Some(field) = field {
+            self.check_compare(field, op, right, span);
+        }
+        let value = match op {
+            CompareOp::IsNull | CompareOp::IsNotNull => ir::Expr::Null,
+            _ => self.value(right, entity),
+        };
+        Filter::Compare {
+            field: name.clone(),
+            op,
+            value,
+        }
+    }
+
+    /// A value on the right of a comparison or assignment (a bare field name gets a hint).
+    fn value(&mut self, e: &ast::Expr, entity: &EntityInfo) -> ir::Expr {
+        match &e.kind {
+            ExprKind::Ident(name) => self.var(name, e.span, Some(entity)),
+            _ => self.expr(e),
+        }
+    }
+
+    /// Type checks of the literal on the right of a comparison.
+    fn check_compare(&mut self, field: &FieldInfo, op: CompareOp, right: &ast::Expr, span: Span) {
+        let Some(ty) = field.ty else { return };
+        match op {
+            CompareOp::IsNull | CompareOp::IsNotNull => {}
+            CompareOp::Like => {
+                if !matches!(ty, FieldType::String | FieldType::Uuid) {
+                    self.cx.error_hint(
+                        span,
+                        format!(
+                            "`like` needs a string field, but `{}` is {}",
+                            field.name,
+                            type_name(ty)
+                        ),
+                        "`like` matches text patterns such as `\"a%\"`",
+                    );
+                } else if let Some(lit) = literal(right).filter(|l| *l != Lit::Str) {
+                    self.cx.error_hint(
+                        right.span,
+                        format!(
+                            "`like` needs a string pattern, but `{}` is {}",
+                            self.cx.text(right.span),
+                            lit_name(lit)
+                        ),
+                        "write a pattern such as `\"INV-%\"`",
+                    );
+                }
+            }
+            CompareOp::In => match (&right.kind, literal(right)) {
+                (ExprKind::List(items), _) => {
+                    for item in items {
+                        self.check_literal(field, item);
+                    }
+                }
+                (_, Some(lit)) => self.cx.error_hint(
+                    right.span,
+                    format!(
+                        "`in` needs a list, but `{}` is {}",
+                        self.cx.text(right.span),
+                        lit_name(lit)
+                    ),
+                    format!("write a list, like `{} in [\"a\", \"b\"]`", field.name),
+                ),
+                _ => {}
+            },
+            _ => self.check_literal(field, right),
+        }
+    }
+
+    /// Reports a literal whose type does not fit the field.
+    fn check_literal(&mut self, field: &FieldInfo, value: &ast::Expr) {
+        let (Some(ty), Some(lit)) = (field.ty, literal(value)) else {
+            return;
+        };
+        let fits = match (ty, lit) {
+            (_, Lit::Null) | (FieldType::Json, _) => true,
+            (FieldType::String | FieldType::Uuid, l) => l == Lit::Str,
+            (FieldType::Int | FieldType::Float, l) => matches!(l, Lit::Number | Lit::Duration),
+            (FieldType::Datetime | FieldType::Date, l) => l == Lit::Str,
+            (FieldType::Bool, l) => l == Lit::Bool,
+        };
+        if fits {
+            return;
+        }
+        let text = self.cx.text(value.span).to_string();
+        let message = format!(
+            "field `{}` is {}, but `{text}` is {}",
+            field.name,
+            type_name(ty),
+            lit_name(lit)
+        );
+        let hint = match (ty, lit) {
+            (FieldType::String | FieldType::Uuid, Lit::Number) => {
+                Some(format!("quote it: `\"{text}\"`"))
+            }
+            (FieldType::Datetime | FieldType::Date, Lit::Duration) => Some(format!(
+                "a duration is not a point in time: write `now() - {text}`"
+            )),
+            (FieldType::Datetime | FieldType::Date, _) => Some(
+                "compare with a time such as `now()`, `days_ago(7)` or an RFC 3339 string"
+                    .to_string(),
+            ),
+            (FieldType::Int | FieldType::Float, Lit::Str) => {
+                let unquoted = text.trim_matches('"');
+                unquoted
+                    .parse::<f64>()
+                    .is_ok()
+                    .then(|| format!("remove the quotes: `{unquoted}`"))
+            }
+            _ => None,
+        };
+        self.cx.error_maybe(value.span, message, hint);
+    }
+
+    /// `set f = v, g = g + 1` of an update.
+    pub(super) fn assignments(
+        &mut self,
+        set: &[(ast::Ident, ast::Expr)],
+        entity: &EntityInfo,
+    ) -> Vec<Assignment> {
+        self.cx
+            .check_unique("assignment to", set.iter().map(|(f, _)| f));
+        let mut out = Vec::new();
+        for (name, value) in set {
+            let field = self.entity_field(entity, name);
+            // `f = f + n` and `f = f - n` are atomic increments.
+            if let ExprKind::Binary(op @ (BinaryOp::Add | BinaryOp::Sub), l, r) = &value.kind {
+                if matches!(&l.kind, ExprKind::Ident(n) if *n == name.node) {
+                    if let Some(ty) = field.and_then(|f| f.ty) {
+                        if !matches!(ty, FieldType::Int | FieldType::Float) {
+                            self.cx.error(
+                                value.span,
+                                format!(
+                                    "`{0} = {0} + n` needs a number field, but `{0}` is {1}",
+                                    name.node,
+                                    type_name(ty)
+                                ),
+                            );
+                        }
+                    }
+                    if let Some(lit) = literal(r).filter(|l| *l != Lit::Number) {
+                        self.cx.error(
+                            r.span,
+                            format!(
+                                "an increment must be a number, but `{}` is {}",
+                                self.cx.text(r.span),
+                                lit_name(lit)
+                            ),
+                        );
+                    }
+                    let amount = self.value(r, entity);
+                    let amount = match (op, amount) {
+                        (BinaryOp::Add, a) => a,
+                        (_, ir::Expr::Int(i)) => ir::Expr::Int(-i),
+                        (_, ir::Expr::Float(f)) => ir::Expr::Float(-f),
+                        (_, a) => ir::Expr::Unary(ir::UnaryOp::Neg, Box::new(a)),
+                    };
+                    out.push(Assignment::Add {
+                        field: name.node.clone(),
+                        amount,
+                    });
+                    continue;
+                }
+            }
+            if let Some(field) = field {
+                self.check_assigned(field, value);
+            }
+            let value = self.value(value, entity);
+            out.push(Assignment::Set {
+                field: name.node.clone(),
+                value,
+            });
+        }
+        out
+    }
+
+    /// Checks a literal assigned to (or inserted into) a field.
+    fn check_assigned(&mut self, field: &FieldInfo, value: &ast::Expr) {
+        if literal(value) == Some(Lit::Null) && !field.optional {
+            self.cx.error_hint(
+                value.span,
+                format!(
+                    "field `{}` is not optional, so it cannot be set to null",
+                    field.name
+                ),
+                "declare the field `optional` to allow null",
+            );
+        } else if literal(value) == Some(Lit::List) && field.ty != Some(FieldType::Json) {
+            self.cx.error(
+                value.span,
+                format!(
+                    "field `{}` is {}, but a list can only be stored in a json field",
+                    field.name,
+                    field.ty.map(type_name).unwrap_or("not json")
+                ),
+            );
+        } else {
+            self.check_literal(field, value);
+        }
+    }
+
+    /// `insert E { f: v, … }`.
+    pub(super) fn insert_values(
+        &mut self,
+        values: &[(ast::Ident, ast::Expr)],
+        entity: &EntityInfo,
+    ) -> Vec<(String, ir::Expr)> {
+        self.cx
+            .check_unique("value for", values.iter().map(|(f, _)| f));
+        values
+            .iter()
+            .map(|(name, value)| {
+                if let Some(field) = self.entity_field(entity, name) {
+                    self.check_assigned(field, value);
+                }
+                (name.node.clone(), self.value(value, entity))
+            })
+            .collect()
+    }
+
+    /// `order by f [desc], …`.
+    pub(super) fn order(
+        &mut self,
+        order: &[(ast::Ident, bool)],
+        entity: &EntityInfo,
+    ) -> Vec<OrderBy> {
+        order
+            .iter()
+            .map(|(name, descending)| {
+                self.entity_field(entity, name);
+                OrderBy {
+                    field: name.node.clone(),
+                    descending: *descending,
+                }
+            })
+            .collect()
+    }
+}

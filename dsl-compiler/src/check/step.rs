@@ -1,0 +1,934 @@
+//! The steps of a job: which fields a step may have, its one kind (query, action, call,
+//! template, send, emit, state, compute, log — or `for_each` around one of them), its policies
+//! and its binding, lowered to [`codeai_ir::Step`].
+
+use super::job::JobCx;
+use super::suggest::{did_you_mean, hint_or_list, list};
+use crate::ast::{self, Span, StepValue};
+use codeai_ir::{self as ir, LogLevel, MaintenanceOp, Policy, ReportFormat, StepKind};
+use std::collections::HashMap;
+
+/// The fields that give a step its kind (`for_each` wraps one of the others).
+const KINDS: &[&str] = &[
+    "query", "action", "call", "template", "send", "for_each", "emit", "state", "compute", "log",
+];
+
+/// Every field a step may have.
+const STEP_FIELDS: &[&str] = &[
+    "query", "action", "call", "template", "send", "for_each", "emit", "state", "compute", "log",
+    "as", "on_empty", "on_fail", "timeout", "item", "parallel", "data", "format",
+];
+
+const MAX_PARALLEL: i64 = 100;
+
+/// A step's fields by name (the first of each; repeats are reported).
+struct Fields<'a> {
+    list: Vec<&'a ast::StepField>,
+}
+
+impl<'a> Fields<'a> {
+    fn get(&self, key: &str) -> Option<&'a ast::StepField> {
+        self.list.iter().copied().find(|f| f.key.node == key)
+    }
+}
+
+/// An identifier value (`format: pdf`, `as: orders`), written bare.
+fn ident_value(value: &StepValue) -> Option<ast::Ident> {
+    match value {
+        StepValue::Ident(i) => Some(i.clone()),
+        StepValue::Expr(ast::Expr {
+            kind: ast::ExprKind::Ident(n),
+            span,
+        }) => Some(ast::Ident::new(n.clone(), *span)),
+        _ => None,
+    }
+}
+
+fn policy(p: &ast::PolicyDef) -> Policy {
+    match p {
+        ast::PolicyDef::Skip(reason) => {
+            Policy::Skip(reason.clone().unwrap_or_else(|| "skipped".to_string()))
+        }
+        ast::PolicyDef::Abort(reason) => {
+            Policy::Abort(reason.clone().unwrap_or_else(|| "aborted".to_string()))
+        }
+        ast::PolicyDef::Continue => Policy::Continue,
+    }
+}
+
+impl JobCx<'_, '_> {
+    /// Checks and lowers the steps of a job, in order.
+    pub(super) fn steps(&mut self, job: &ast::Job) -> Vec<ir::Step> {
+        self.cx
+            .check_unique("step", job.steps.iter().map(|s| &s.name));
+        // Every `as:` of the job, so that a use before its step is reported as such.
+        let mut binders: HashMap<String, (String, Span)> = HashMap::new();
+        for step in &job.steps {
+            for field in step.fields.iter().filter(|f| f.key.node == "as") {
+                let Some(name) = ident_value(&field.value) else {
+                    continue;
+                };
+                if let Some((other, first)) = binders.get(&name.node) {
+                    let (line, _) = crate::diagnostic::line_col(self.cx.source, first.start);
+                    let message = format!("`{}` is already bound by step `{other}`", name.node);
+                    self.cx.error_hint(
+                        name.span,
+                        message,
+                        format!(
+                            "the first `as: {}` is on line {line}; give this binding another name",
+                            name.node
+                        ),
+                    );
+                } else if self.scope.contains(&name.node) {
+                    self.cx.error_hint(
+                        name.span,
+                        format!(
+                            "`as: {}` would hide the job's input `{}`",
+                            name.node, name.node
+                        ),
+                        "give this binding another name",
+                    );
+                } else {
+                    binders.insert(name.node.clone(), (step.name.node.clone(), name.span));
+                }
+            }
+        }
+        self.later = binders
+            .iter()
+            .map(|(name, (step, _))| (name.clone(), step.clone()))
+            .collect();
+
+        let mut out = Vec::new();
+        for step in &job.steps {
+            let lowered = self.step(step);
+            if let Some(bind) = &lowered.bind {
+                if binders.get(bind).is_some_and(|(s, _)| *s == step.name.node) {
+                    self.later.remove(bind);
+                    self.scope.push(bind.clone());
+                }
+            }
+            out.push(lowered);
+        }
+        out
+    }
+
+    fn step(&mut self, step: &ast::Step) -> ir::Step {
+        // Known, unrepeated fields.
+        let mut fields = Fields { list: Vec::new() };
+        for field in &step.fields {
+            let key = field.key.node.as_str();
+            if !STEP_FIELDS.contains(&key) {
+                let hint = did_you_mean(key, STEP_FIELDS.iter().copied())
+                    .unwrap_or_else(|| format!("a step is one of {}", list(KINDS)));
+                self.cx
+                    .error_hint(field.key.span, format!("unknown step field `{key}`"), hint);
+            } else if let Some(first) = fields.get(key) {
+                let (line, _) = crate::diagnostic::line_col(self.cx.source, first.key.span.start);
+                self.cx.error_hint(
+                    field.key.span,
+                    format!("`{key}` is set twice in step `{}`", step.name.node),
+                    format!("the first `{key}` is on line {line}"),
+                );
+            } else {
+                fields.list.push(field);
+            }
+        }
+
+        let for_each = fields.get("for_each");
+        let body: Vec<&ast::StepField> = fields
+            .list
+            .iter()
+            .copied()
+            .filter(|f| KINDS.contains(&f.key.node.as_str()) && f.key.node != "for_each")
+            .collect();
+        if body.len() > 1 {
+            self.cx.error_hint(
+                body[1].key.span,
+                format!(
+                    "step `{}` has more than one kind: `{}` and `{}`",
+                    step.name.node, body[0].key.node, body[1].key.node
+                ),
+                "a step does one thing: split it into two steps",
+            );
+        }
+
+        // `for_each:` and its companions.
+        let items = for_each.map(|f| match &f.value {
+            StepValue::Expr(e) => self.expr(e),
+            _ => {
+                self.cx
+                    .error(f.span, "`for_each` expects a list, like `for_each: orders`");
+                ir::Expr::Null
+            }
+        });
+        let item = match fields.get("item") {
+            Some(f) => match ident_value(&f.value) {
+                Some(name) => {
+                    if for_each.is_none() {
+                        self.cx
+                            .error(f.key.span, "`item:` only applies to a `for_each` step");
+                    }
+                    name.node
+                }
+                None => {
+                    self.cx
+                        .error(f.span, "`item` expects a name, like `item: order`");
+                    "item".to_string()
+                }
+            },
+            None => "item".to_string(),
+        };
+        let parallel = match fields.get("parallel") {
+            Some(f) => {
+                if for_each.is_none() {
+                    self.cx
+                        .error(f.key.span, "`parallel:` only applies to a `for_each` step");
+                }
+                match &f.value {
+                    StepValue::Expr(ast::Expr {
+                        kind: ast::ExprKind::Int(n),
+                        ..
+                    }) if (1..=MAX_PARALLEL).contains(n) => *n as u32,
+                    _ => {
+                        self.cx.error(
+                            f.span,
+                            format!("`parallel` expects an integer from 1 to {MAX_PARALLEL}"),
+                        );
+                        1
+                    }
+                }
+            }
+            None => 1,
+        };
+
+        // The kind, with the item variable in scope inside a `for_each`.
+        if for_each.is_some() {
+            self.scope.push(item.clone());
+        }
+        let kind = match body.first() {
+            Some(field) => self.kind(field, &fields, step),
+            None => {
+                if for_each.is_some() {
+                    self.cx.error_hint(
+                        step.name.span,
+                        format!("`for_each` step `{}` has nothing to do for each item", step.name.node),
+                        "add one of `action`, `call`, `send`, `template`, `emit`, `state`, `compute` or `log`",
+                    );
+                } else {
+                    self.cx.error_hint(
+                        step.name.span,
+                        format!("step `{}` does nothing", step.name.node),
+                        format!("give it one of {}", list(KINDS)),
+                    );
+                }
+                StepKind::Compute {
+                    value: ir::Expr::Null,
+                }
+            }
+        };
+        if for_each.is_some() {
+            self.scope.pop();
+        }
+
+        // Fields that belong to a `template` step.
+        if !matches!(kind, StepKind::Report { .. }) {
+            for key in ["data", "format"] {
+                if let Some(f) = fields.get(key) {
+                    self.cx.error_hint(
+                        f.key.span,
+                        format!("`{key}:` only applies to a `template` step"),
+                        "the data of a message goes inside `send: email(…) { data: … }`",
+                    );
+                }
+            }
+        }
+
+        let timeout_ms = fields.get("timeout").and_then(|f| match &f.value {
+            StepValue::Duration(d) => {
+                if !matches!(kind, StepKind::Call { .. }) {
+                    self.cx
+                        .error(f.key.span, "`timeout:` only applies to a `call` step");
+                    None
+                } else if d.node.millis == 0 {
+                    self.cx
+                        .error(d.span, "a call timeout must be greater than 0");
+                    None
+                } else {
+                    Some(d.node.millis)
+                }
+            }
+            _ => {
+                self.cx
+                    .error(f.span, "`timeout` expects a duration, like `timeout: 60s`");
+                None
+            }
+        });
+
+        let policy_of = |this: &mut Self, key: &str| {
+            fields.get(key).and_then(|f| match &f.value {
+                StepValue::Policy(p) => Some(policy(&p.node)),
+                _ => {
+                    this.cx.error(
+                        f.span,
+                        format!(
+                            "`{key}` expects `skip(\"reason\")`, `abort(\"reason\")` or `continue`"
+                        ),
+                    );
+                    None
+                }
+            })
+        };
+        let on_empty = policy_of(self, "on_empty");
+        let on_fail = policy_of(self, "on_fail");
+        if on_empty.is_some()
+            && for_each.is_none()
+            && matches!(
+                kind,
+                StepKind::Log { .. }
+                    | StepKind::Emit { .. }
+                    | StepKind::SetState { .. }
+                    | StepKind::Email { .. }
+                    | StepKind::Slack { .. }
+                    | StepKind::Report { .. }
+                    | StepKind::Maintain { .. }
+            )
+        {
+            if let Some(f) = fields.get("on_empty") {
+                self.cx.error(
+                    f.key.span,
+                    "`on_empty:` only applies to a step that returns rows, a count or a list",
+                );
+            }
+        }
+
+        let bind = fields.get("as").and_then(|f| match ident_value(&f.value) {
+            Some(name) => Some(name.node),
+            None => {
+                self.cx
+                    .error(f.span, "`as` expects a name, like `as: orders`");
+                None
+            }
+        });
+
+        let kind = match items {
+            Some(items) => StepKind::ForEach {
+                items,
+                item,
+                parallel,
+                body: Box::new(kind),
+            },
+            None => kind,
+        };
+        ir::Step {
+            name: step.name.node.clone(),
+            location: self.cx.location(step.name.span),
+            kind,
+            bind,
+            on_empty,
+            on_fail,
+            timeout_ms,
+        }
+    }
+
+    /// Lowers the kind field of a step.
+    fn kind(&mut self, field: &ast::StepField, fields: &Fields<'_>, step: &ast::Step) -> StepKind {
+        let key = field.key.node.as_str();
+        match (key, &field.value) {
+            ("query", StepValue::Query(q)) => self.query(q),
+            ("action", StepValue::Action(a)) => self.action(a),
+            ("call", StepValue::Call(c)) => self.call_step(c),
+            ("send", StepValue::Send(s)) => self.send(s),
+            ("emit", StepValue::Emit { event, payload }) => self.emit(event, payload.as_ref()),
+            ("log", StepValue::Log { level, message }) => {
+                let level = match level.as_ref().map(|l| l.node.as_str()) {
+                    None | Some("info") => LogLevel::Info,
+                    Some("debug") => LogLevel::Debug,
+                    Some("warn") => LogLevel::Warn,
+                    Some("error") => LogLevel::Error,
+                    Some(other) => {
+                        let span = level.as_ref().map(|l| l.span).unwrap_or(field.span);
+                        let hint =
+                            hint_or_list(other, "the levels", &["debug", "info", "warn", "error"]);
+                        self.cx
+                            .error_hint(span, format!("unknown log level `{other}`"), hint);
+                        LogLevel::Info
+                    }
+                };
+                StepKind::Log {
+                    level,
+                    message: self.expr(message),
+                }
+            }
+            ("template", StepValue::Expr(e)) => self.report(e, fields),
+            ("state", StepValue::Expr(e)) => match &e.kind {
+                ast::ExprKind::Object(entries) => {
+                    self.usage.caps.insert("state");
+                    StepKind::SetState {
+                        values: self.object(entries),
+                    }
+                }
+                _ => {
+                    self.cx.error(
+                        e.span,
+                        "`state` expects an object, like `state: { last_sync: now() }`",
+                    );
+                    StepKind::SetState { values: Vec::new() }
+                }
+            },
+            ("compute", StepValue::Expr(e)) => StepKind::Compute {
+                value: self.expr(e),
+            },
+            _ => {
+                self.cx.error(
+                    field.span,
+                    format!(
+                        "step `{}`: `{key}` has a value of the wrong kind",
+                        step.name.node
+                    ),
+                );
+                StepKind::Compute {
+                    value: ir::Expr::Null,
+                }
+            }
+        }
+    }
+
+    /// Looks an entity up and records its use.
+    fn use_entity(&mut self, name: &ast::Ident) -> Option<usize> {
+        self.usage.caps.insert("data");
+        match self
+            .decls
+            .entities
+            .iter()
+            .position(|e| e.decl.name == name.node)
+        {
+            Some(i) => {
+                self.usage.entities.insert(name.node.clone());
+                Some(i)
+            }
+            None => {
+                let hint = hint_or_list(
+                    &name.node,
+                    "the declared entities",
+                    &self.decls.entity_names(),
+                );
+                self.cx
+                    .error_hint(name.span, format!("unknown entity `{}`", name.node), hint);
+                None
+            }
+        }
+    }
+
+    fn query(&mut self, q: &ast::Query) -> StepKind {
+        let decls = self.decls;
+        let entity = self.use_entity(&q.entity).map(|i| &decls.entities[i]);
+        let filter = match (entity, &q.filter) {
+            (Some(e), Some(f)) => Some(self.filter(f, e)),
+            (None, Some(f)) => {
+                // Still check the names the values use.
+                self.filter_values_only(f);
+                None
+            }
+            _ => None,
+        };
+        if q.count {
+            if let Some((first, _)) = q.order.first() {
+                self.cx.error(first.span, "`count` has no `order by`");
+            }
+            if let Some(limit) = &q.limit {
+                self.cx.error(limit.span, "`count` has no `limit`");
+            }
+            return StepKind::Count {
+                entity: q.entity.node.clone(),
+                filter,
+            };
+        }
+        let order = match entity {
+            Some(e) => self.order(&q.order, e),
+            None => Vec::new(),
+        };
+        let limit = q.limit.as_ref().map(|l| {
+            if let ast::ExprKind::Int(n) = l.kind {
+                if n < 1 {
+                    self.cx
+                        .error(l.span, format!("`limit` must be at least 1, found {n}"));
+                }
+            }
+            self.expr(l)
+        });
+        StepKind::Query {
+            entity: q.entity.node.clone(),
+            filter,
+            order,
+            limit,
+        }
+    }
+
+    /// For a filter on an unknown entity: checks only the right-hand values.
+    fn filter_values_only(&mut self, e: &ast::Expr) {
+        match &e.kind {
+            ast::ExprKind::Binary(ast::BinaryOp::And | ast::BinaryOp::Or, a, b) => {
+                self.filter_values_only(a);
+                self.filter_values_only(b);
+            }
+            ast::ExprKind::Unary(ast::UnaryOp::Not, inner) => self.filter_values_only(inner),
+            ast::ExprKind::Binary(_, _, right)
+                if !matches!(right.kind, ast::ExprKind::Ident(_)) =>
+            {
+                self.expr(right);
+            }
+            _ => {}
+        }
+    }
+
+    fn action(&mut self, a: &ast::Action) -> StepKind {
+        let decls = self.decls;
+        match a {
+            ast::Action::Delete {
+                entity,
+                filter,
+                span,
+            } => {
+                let info = self.use_entity(entity).map(|i| &decls.entities[i]);
+                let lowered = match (info, filter) {
+                    (Some(e), Some(f)) => Some(self.filter(f, e)),
+                    (None, Some(f)) => {
+                        self.filter_values_only(f);
+                        None
+                    }
+                    (_, None) => {
+                        self.cx.warning(
+                            *span,
+                            format!("`delete {}` without `where` deletes every row", entity.node),
+                            "add a `where` filter, or `where id != null` if every row is meant",
+                        );
+                        None
+                    }
+                };
+                StepKind::Delete {
+                    entity: entity.node.clone(),
+                    filter: lowered,
+                }
+            }
+            ast::Action::Update {
+                entity,
+                set,
+                filter,
+                ..
+            } => {
+                let info = self.use_entity(entity).map(|i| &decls.entities[i]);
+                let (set, filter) = match info {
+                    Some(e) => (
+                        self.assignments(set, e),
+                        filter.as_ref().map(|f| self.filter(f, e)),
+                    ),
+                    None => {
+                        for (_, v) in set {
+                            self.expr(v);
+                        }
+                        (Vec::new(), None)
+                    }
+                };
+                StepKind::Update {
+                    entity: entity.node.clone(),
+                    set,
+                    filter,
+                }
+            }
+            ast::Action::Insert { entity, values, .. } => {
+                let info = self.use_entity(entity).map(|i| &decls.entities[i]);
+                let values = match info {
+                    Some(e) => self.insert_values(values, e),
+                    None => values
+                        .iter()
+                        .map(|(k, v)| (k.node.clone(), self.expr(v)))
+                        .collect(),
+                };
+                StepKind::Insert {
+                    entity: entity.node.clone(),
+                    values,
+                }
+            }
+            ast::Action::Maintain { op, entity, .. } => {
+                self.usage.caps.insert("data");
+                let lowered = match op.node.as_str() {
+                    "vacuum" => MaintenanceOp::Vacuum,
+                    "analyze" => MaintenanceOp::Analyze,
+                    "reindex" => MaintenanceOp::Reindex,
+                    other => {
+                        let hint = hint_or_list(
+                            other,
+                            "the operations",
+                            &["vacuum", "analyze", "reindex"],
+                        );
+                        self.cx.error_hint(
+                            op.span,
+                            format!("unknown maintenance operation `{other}`"),
+                            hint,
+                        );
+                        MaintenanceOp::Analyze
+                    }
+                };
+                if let Some(e) = entity {
+                    self.use_entity(e);
+                }
+                StepKind::Maintain {
+                    op: lowered,
+                    entity: entity.as_ref().map(|e| e.node.clone()),
+                }
+            }
+            ast::Action::Proc { name, args, span } => {
+                let lowered: Vec<ir::Expr> = args.iter().map(|a| self.expr(a)).collect();
+                if name.node != "delete_report" {
+                    let hint = did_you_mean(&name.node, ["delete_report"]).unwrap_or_else(|| {
+                        "actions are `delete`, `update`, `insert`, `maintain` and `delete_report(id)`".to_string()
+                    });
+                    self.cx
+                        .error_hint(name.span, format!("unknown action `{}`", name.node), hint);
+                    return StepKind::Compute {
+                        value: ir::Expr::Null,
+                    };
+                }
+                self.usage.caps.insert("report");
+                if lowered.len() != 1 {
+                    self.cx.error(
+                        *span,
+                        format!(
+                            "`delete_report` takes 1 argument (the report id), found {}",
+                            lowered.len()
+                        ),
+                    );
+                }
+                StepKind::DeleteReport {
+                    id: lowered.into_iter().next().unwrap_or(ir::Expr::Null),
+                }
+            }
+        }
+    }
+
+    fn call_step(&mut self, c: &ast::CallSpec) -> StepKind {
+        self.usage.caps.insert("http");
+        let args: Vec<(String, ir::Expr)> = {
+            self.cx
+                .check_unique("argument", c.args.iter().map(|(k, _)| k));
+            c.args
+                .iter()
+                .map(|(k, v)| (k.node.clone(), self.expr(v)))
+                .collect()
+        };
+        let lowered = StepKind::Call {
+            integration: c.integration.node.clone(),
+            operation: c.operation.node.clone(),
+            args,
+        };
+        let Some(integration) = self.decls.integration(&c.integration.node) else {
+            let hint = hint_or_list(
+                &c.integration.node,
+                "the declared integrations",
+                &self.decls.integration_names(),
+            );
+            self.cx.error_hint(
+                c.integration.span,
+                format!("unknown integration `{}`", c.integration.node),
+                hint,
+            );
+            return lowered;
+        };
+        self.usage.integrations.insert(integration.name.clone());
+        let Some(op) = integration
+            .operations
+            .iter()
+            .find(|o| o.name == c.operation.node)
+        else {
+            let names: Vec<&str> = integration
+                .operations
+                .iter()
+                .map(|o| o.name.as_str())
+                .collect();
+            let hint = hint_or_list(&c.operation.node, "its operations", &names);
+            self.cx.error_hint(
+                c.operation.span,
+                format!(
+                    "integration `{}` has no operation `{}`",
+                    integration.name, c.operation.node
+                ),
+                hint,
+            );
+            return lowered;
+        };
+        let params: Vec<&str> = op.params.iter().map(|p| p.name.as_str()).collect();
+        for (name, _) in &c.args {
+            if !params.contains(&name.node.as_str()) {
+                let hint = hint_or_list(&name.node, "its parameters", &params);
+                self.cx.error_hint(
+                    name.span,
+                    format!(
+                        "operation `{}.{}` has no parameter `{}`",
+                        integration.name, op.name, name.node
+                    ),
+                    hint,
+                );
+            }
+        }
+        for p in &op.params {
+            if !c.args.iter().any(|(n, _)| n.node == p.name) {
+                self.cx.error_hint(
+                    c.operation.span,
+                    format!(
+                        "missing argument `{}` for `{}.{}`",
+                        p.name, integration.name, op.name
+                    ),
+                    format!("add `{}: …` to the call's arguments", p.name),
+                );
+            }
+        }
+        lowered
+    }
+
+    /// A template name given as a string literal; records its use.
+    fn template_name(&mut self, e: &ast::Expr) -> Option<String> {
+        let name = match &e.kind {
+            ast::ExprKind::Str(s) => s.clone(),
+            ast::ExprKind::Ident(n) => {
+                self.cx.error_hint(
+                    e.span,
+                    "a template name is a string",
+                    format!("write `\"{n}\"`"),
+                );
+                return None;
+            }
+            _ => {
+                self.cx.error(
+                    e.span,
+                    "expected the name of a template, like `\"daily_report\"`",
+                );
+                return None;
+            }
+        };
+        if self.decls.template(&name).is_none() {
+            let hint = hint_or_list(
+                &name,
+                "the declared templates",
+                &self.decls.template_names(),
+            );
+            self.cx
+                .error_hint(e.span, format!("unknown template `{name}`"), hint);
+            return None;
+        }
+        self.usage.templates.insert(name.clone());
+        Some(name)
+    }
+
+    /// `template: "t"  data: {…}  format: pdf`.
+    fn report(&mut self, template: &ast::Expr, fields: &Fields<'_>) -> StepKind {
+        self.usage.caps.insert("report");
+        let name = self.template_name(template).unwrap_or_default();
+        let data = match fields.get("data") {
+            Some(f) => match &f.value {
+                StepValue::Expr(e) => self.expr(e),
+                _ => {
+                    self.cx.error(
+                        f.span,
+                        "`data` expects an expression, like `data: { orders: orders }`",
+                    );
+                    ir::Expr::Null
+                }
+            },
+            None => ir::Expr::Object(Vec::new()),
+        };
+        let format = match fields.get("format") {
+            Some(f) => match ident_value(&f.value) {
+                Some(n) => match n.node.as_str() {
+                    "pdf" => ReportFormat::Pdf,
+                    "csv" => ReportFormat::Csv,
+                    "html" => ReportFormat::Html,
+                    other => {
+                        let hint = hint_or_list(other, "the formats", &["pdf", "csv", "html"]);
+                        self.cx.error_hint(
+                            n.span,
+                            format!("unknown report format `{other}`"),
+                            hint,
+                        );
+                        ReportFormat::Pdf
+                    }
+                },
+                None => {
+                    self.cx
+                        .error(f.span, "`format` expects `pdf`, `csv` or `html`");
+                    ReportFormat::Pdf
+                }
+            },
+            None => ReportFormat::Pdf,
+        };
+        StepKind::Report {
+            template: name,
+            data,
+            format,
+        }
+    }
+
+    /// `send: email(to) { … }` / `send: slack("#chan") { … }`.
+    fn send(&mut self, s: &ast::Send) -> StepKind {
+        let target = self.expr(&s.target);
+        let allowed: &[&str] = match s.channel_kind.node.as_str() {
+            "email" => &["template", "subject", "attachment", "data"],
+            "slack" => &["template", "data", "text"],
+            other => {
+                let hint = hint_or_list(other, "the channels", &["email", "slack"]);
+                self.cx.error_hint(
+                    s.channel_kind.span,
+                    format!("unknown channel `{other}`"),
+                    hint,
+                );
+                for (_, v) in &s.fields {
+                    self.expr(v);
+                }
+                return StepKind::Compute {
+                    value: ir::Expr::Null,
+                };
+            }
+        };
+        self.cx
+            .check_unique("field", s.fields.iter().map(|(k, _)| k));
+        let mut template = None;
+        let mut subject = None;
+        let mut attachments = Vec::new();
+        let mut data = None;
+        let mut text = None;
+        for (key, value) in &s.fields {
+            if !allowed.contains(&key.node.as_str()) {
+                let hint = hint_or_list(
+                    &key.node,
+                    &format!("the fields of `send: {}`", s.channel_kind.node),
+                    allowed,
+                );
+                self.cx.error_hint(
+                    key.span,
+                    format!(
+                        "unknown field `{}` in `send: {}`",
+                        key.node, s.channel_kind.node
+                    ),
+                    hint,
+                );
+                self.expr(value);
+                continue;
+            }
+            match key.node.as_str() {
+                "template" if template.is_none() => template = Some(self.template_name(value)),
+                "subject" if subject.is_none() => subject = Some(self.expr(value)),
+                "data" if data.is_none() => data = Some(self.expr(value)),
+                "text" if text.is_none() => text = Some((self.expr(value), key.span)),
+                "attachment" if attachments.is_empty() => match &value.kind {
+                    ast::ExprKind::List(items) => {
+                        attachments = items.iter().map(|i| self.expr(i)).collect()
+                    }
+                    _ => attachments.push(self.expr(value)),
+                },
+                // A repeated field, already reported.
+                _ => {}
+            }
+        }
+        let template = template.flatten();
+        if s.channel_kind.node == "email" {
+            self.usage.caps.insert("email");
+            let subject = subject.unwrap_or_else(|| {
+                self.cx.error_hint(
+                    s.channel_kind.span,
+                    "an email needs a `subject`",
+                    "add `subject: \"…\"` inside the braces",
+                );
+                ir::Expr::Null
+            });
+            StepKind::Email {
+                to: target,
+                subject,
+                template,
+                data,
+                attachments,
+            }
+        } else {
+            self.usage.caps.insert("slack");
+            // Without a template, Slack posts `data` as the text.
+            let data = match (text, &template) {
+                (Some((_, span)), Some(_)) => {
+                    self.cx.error_hint(
+                        span,
+                        "a Slack message has a `template` or a `text`, not both",
+                        "remove one of them",
+                    );
+                    data
+                }
+                (Some((_, span)), None) if data.is_some() => {
+                    self.cx.error_hint(
+                        span,
+                        "`text` and `data` cannot both be set without a template",
+                        "without a template, `data` is the text: remove one of them",
+                    );
+                    data
+                }
+                (Some((t, _)), None) => Some(t),
+                (None, None) if data.is_none() => {
+                    self.cx.error_hint(
+                        s.channel_kind.span,
+                        "a Slack message needs a `template` or a `text`",
+                        "add `text: \"…\"` or `template: \"name\"` with `data: …`",
+                    );
+                    None
+                }
+                (None, _) => data,
+            };
+            StepKind::Slack {
+                channel: target,
+                template,
+                data,
+            }
+        }
+    }
+
+    /// `emit: Event { … }`.
+    fn emit(&mut self, event: &ast::Ident, payload: Option<&ast::Expr>) -> StepKind {
+        self.usage.caps.insert("events");
+        let decl = self.decls.event(&event.node);
+        match decl {
+            Some(d) => {
+                self.usage.events.insert(d.name.clone());
+            }
+            None => {
+                let hint = hint_or_list(
+                    &event.node,
+                    "the declared events",
+                    &self.decls.event_names(),
+                );
+                self.cx
+                    .error_hint(event.span, format!("unknown event `{}`", event.node), hint);
+            }
+        }
+        let payload = match payload {
+            None => ir::Expr::Object(Vec::new()),
+            Some(ast::Expr {
+                kind: ast::ExprKind::Object(entries),
+                ..
+            }) => {
+                if let Some(d) = decl {
+                    let names: Vec<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
+                    for (key, _) in entries {
+                        if !names.contains(&key.node.as_str()) {
+                            let hint = hint_or_list(&key.node, "its fields", &names);
+                            self.cx.error_hint(
+                                key.span,
+                                format!("event `{}` has no field `{}`", d.name, key.node),
+                                hint,
+                            );
+                        }
+                    }
+                }
+                ir::Expr::Object(self.object(entries))
+            }
+            Some(other) => self.expr(other),
+        };
+        StepKind::Emit {
+            event: event.node.clone(),
+            payload,
+        }
+    }
+}
