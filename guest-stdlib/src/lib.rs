@@ -1,45 +1,16 @@
-// TEMPORARY minimal guest written by the lead to test the emitter; the guest helper replaces this file.
-//! The CodeAI guest runtime (temporary minimal version).
+//! The CodeAI guest runtime: the interpreter every job component carries.
+//!
+//! A job component is this crate, compiled once for `wasm32-unknown-unknown`, with the job's
+//! compiled [`codeai_ir::Program`] written into its memory by `codeai build`. On `run(input)` it
+//! reads the program and executes its steps, reaching the world only through the WIT imports of
+//! `codeai:host` (see `component.rs`, wasm only).
+//!
+//! The interpreter ([`interp`]) talks to a [`host::Host`] trait, so it is tested natively with a
+//! recording fake. It keeps no global state: everything lives in one `run`.
+
+pub mod host;
+pub mod interp;
+pub mod time;
 
 #[cfg(target_arch = "wasm32")]
-mod component {
-    wit_bindgen::generate!({ path: "../wit", world: "job" });
-
-
-    #[repr(C)]
-    struct ProgramSlot {
-        magic: [u8; 16],
-        ptr: u32,
-        len: u32,
-    }
-
-    #[used]
-    static PROGRAM_SLOT: ProgramSlot = ProgramSlot {
-        magic: codeai_ir::PROGRAM_SLOT_MAGIC,
-        ptr: 0,
-        len: 0,
-    };
-
-    fn program_bytes() -> &'static [u8] {
-        unsafe {
-            let ptr = core::ptr::read_volatile(&PROGRAM_SLOT.ptr);
-            let len = core::ptr::read_volatile(&PROGRAM_SLOT.len);
-            core::slice::from_raw_parts(ptr as usize as *const u8, len as usize)
-        }
-    }
-
-    struct Runtime;
-
-    impl Guest for Runtime {
-        fn run(_input: String) -> Result<Outcome, JobError> {
-            let program: codeai_ir::Program = serde_json::from_slice(program_bytes()).map_err(|e| JobError {
-                step: None,
-                message: format!("invalid program: {e}"),
-            })?;
-            codeai::host::log::write(codeai::host::log::Level::Info, &format!("job {} has {} steps", program.job, program.steps.len()));
-            Ok(Outcome::Completed(format!("{{\"steps\":{}}}", program.steps.len())))
-        }
-    }
-
-    export!(Runtime);
-}
+mod component;

@@ -126,8 +126,8 @@ fn skip_trivia<'a>(mut input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<
             input = advance(input, len);
             continue;
         }
-        if frag.starts_with("/*") {
-            match frag[2..].find("*/") {
+        if let Some(body) = frag.strip_prefix("/*") {
+            match body.find("*/") {
                 Some(i) => {
                     newline |= frag[..i + 4].contains('\n');
                     input = advance(input, i + 4);

@@ -1,0 +1,344 @@
+//! The wasm side of the guest: the WIT bindings, the program slot, and a [`Host`] made of the
+//! generated imports. Only compiled for `wasm32`.
+//!
+//! The compiler (`dsl-compiler/src/emit.rs`) writes the job's program into a data segment and
+//! patches [`PROGRAM_SLOT`] with its address and length; nothing else in the guest may contain
+//! the slot's magic bytes.
+
+wit_bindgen::generate!({ path: "../wit", world: "job" });
+
+use crate::host::{self as h, CapError, Host};
+use codeai::host::{clock, data, email, events, http, log, report, slack, state, types};
+use serde_json::Value;
+
+#[repr(C)]
+struct ProgramSlot {
+    magic: [u8; 16],
+    ptr: u32,
+    len: u32,
+}
+
+#[used]
+static PROGRAM_SLOT: ProgramSlot = ProgramSlot {
+    magic: codeai_ir::PROGRAM_SLOT_MAGIC,
+    ptr: 0,
+    len: 0,
+};
+
+fn program_bytes() -> &'static [u8] {
+    // SAFETY: the compiler wrote `len` bytes at `ptr` into an active data segment of this
+    // module's memory, in pages the allocator never hands out (it grows memory for new pages).
+    // `read_volatile` keeps the optimiser from folding the zeros the slot is compiled with.
+    unsafe {
+        let ptr = core::ptr::read_volatile(&PROGRAM_SLOT.ptr);
+        let len = core::ptr::read_volatile(&PROGRAM_SLOT.len);
+        if ptr == 0 || len == 0 {
+            return &[];
+        }
+        core::slice::from_raw_parts(ptr as usize as *const u8, len as usize)
+    }
+}
+
+struct Runtime;
+
+impl Guest for Runtime {
+    fn run(input: String) -> Result<types::Outcome, types::JobError> {
+        std::panic::set_hook(Box::new(|info| {
+            log::write(log::Level::Error, &format!("guest panic: {info}"));
+        }));
+        let program: codeai_ir::Program =
+            serde_json::from_slice(program_bytes()).map_err(|e| types::JobError {
+                step: None,
+                message: format!("the component's program is unreadable: {e}"),
+            })?;
+        if program.ir_version != codeai_ir::IR_VERSION {
+            return Err(types::JobError {
+                step: None,
+                message: format!(
+                    "the program has IR version {}, this runtime runs {}",
+                    program.ir_version,
+                    codeai_ir::IR_VERSION
+                ),
+            });
+        }
+        let input: Value = if input.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&input).map_err(|e| types::JobError {
+                step: None,
+                message: format!("the input is not JSON: {e}"),
+            })?
+        };
+        match crate::interp::run(&program, input, &mut Imports) {
+            Ok(crate::interp::Outcome::Completed(v)) => {
+                Ok(types::Outcome::Completed(v.to_string()))
+            }
+            Ok(crate::interp::Outcome::Skipped(reason)) => Ok(types::Outcome::Skipped(reason)),
+            Err(e) => Err(types::JobError {
+                step: e.step,
+                message: e.message,
+            }),
+        }
+    }
+}
+
+export!(Runtime);
+
+/// The [`Host`] made of the WIT imports.
+struct Imports;
+
+fn cap(e: types::CapError) -> CapError {
+    match e {
+        types::CapError::Denied(m) => CapError::Denied(m),
+        types::CapError::Invalid(m) => CapError::Invalid(m),
+        types::CapError::Timeout(m) => CapError::Timeout(m),
+        types::CapError::Failed(m) => CapError::Failed(m),
+    }
+}
+
+fn parse_json(text: &str) -> Result<Value, CapError> {
+    serde_json::from_str(text)
+        .map_err(|e| CapError::Invalid(format!("the host sent invalid JSON: {e}")))
+}
+
+fn filter(f: Option<h::Filter>) -> Option<data::Filter> {
+    f.map(|f| data::Filter {
+        root: f.root,
+        nodes: f
+            .nodes
+            .into_iter()
+            .map(|n| match n {
+                h::FilterNode::All(c) => data::FilterNode::All(c),
+                h::FilterNode::Any(c) => data::FilterNode::Any(c),
+                h::FilterNode::Not(c) => data::FilterNode::Not(c),
+                h::FilterNode::Compare { field, op, value } => {
+                    data::FilterNode::Compare(data::Comparison {
+                        field,
+                        op: compare_op(op),
+                        value: value.to_string(),
+                    })
+                }
+            })
+            .collect(),
+    })
+}
+
+fn compare_op(op: codeai_ir::CompareOp) -> data::CompareOp {
+    use codeai_ir::CompareOp as C;
+    match op {
+        C::Eq => data::CompareOp::Eq,
+        C::Ne => data::CompareOp::Ne,
+        C::Lt => data::CompareOp::Lt,
+        C::Le => data::CompareOp::Le,
+        C::Gt => data::CompareOp::Gt,
+        C::Ge => data::CompareOp::Ge,
+        C::Like => data::CompareOp::Like,
+        C::In => data::CompareOp::In,
+        C::IsNull => data::CompareOp::IsNull,
+        C::IsNotNull => data::CompareOp::IsNotNull,
+    }
+}
+
+fn call_request(r: &h::CallRequest) -> http::CallRequest {
+    http::CallRequest {
+        integration: r.integration.clone(),
+        operation: r.operation.clone(),
+        args: r.args.to_string(),
+        timeout_ms: r.timeout_ms,
+    }
+}
+
+fn call_response(
+    r: Result<http::CallResponse, types::CapError>,
+) -> Result<h::CallResponse, CapError> {
+    let r = r.map_err(cap)?;
+    Ok(h::CallResponse {
+        status: r.status,
+        body: parse_json(&r.body)?,
+    })
+}
+
+fn delivery(d: types::Delivery) -> h::Delivery {
+    match d {
+        types::Delivery::Sent(id) => h::Delivery::Sent(id),
+        types::Delivery::Held(id) => h::Delivery::Held(id),
+    }
+}
+
+fn report_format(f: codeai_ir::ReportFormat) -> report::Format {
+    match f {
+        codeai_ir::ReportFormat::Pdf => report::Format::Pdf,
+        codeai_ir::ReportFormat::Csv => report::Format::Csv,
+        codeai_ir::ReportFormat::Html => report::Format::Html,
+    }
+}
+
+fn instant(i: clock::Instant) -> h::Instant {
+    h::Instant {
+        unix_ms: i.unix_ms,
+        utc_offset_seconds: i.utc_offset_seconds,
+    }
+}
+
+impl Host for Imports {
+    fn select(&mut self, q: h::Query) -> Result<Value, CapError> {
+        let rows = data::select(&data::Query {
+            entity: q.entity,
+            filter: filter(q.filter),
+            order: q
+                .order
+                .into_iter()
+                .map(|(field, descending)| data::OrderBy { field, descending })
+                .collect(),
+            limit: q.limit,
+        })
+        .map_err(cap)?;
+        parse_json(&rows)
+    }
+
+    fn count(&mut self, entity: &str, f: Option<h::Filter>) -> Result<u64, CapError> {
+        data::count(entity, filter(f).as_ref()).map_err(cap)
+    }
+
+    fn delete(&mut self, entity: &str, f: Option<h::Filter>) -> Result<u64, CapError> {
+        data::delete(entity, filter(f).as_ref()).map_err(cap)
+    }
+
+    fn update(
+        &mut self,
+        entity: &str,
+        f: Option<h::Filter>,
+        set: Vec<h::Assign>,
+    ) -> Result<u64, CapError> {
+        let set: Vec<data::Assignment> = set
+            .into_iter()
+            .map(|a| match a {
+                h::Assign::Set(field, v) => data::Assignment {
+                    field,
+                    value: data::NewValue::Set(v.to_string()),
+                },
+                h::Assign::Add(field, n) => data::Assignment {
+                    field,
+                    value: data::NewValue::Add(n),
+                },
+            })
+            .collect();
+        data::update(entity, filter(f).as_ref(), &set).map_err(cap)
+    }
+
+    fn insert(&mut self, entity: &str, rows: Value) -> Result<u64, CapError> {
+        data::insert(entity, &rows.to_string()).map_err(cap)
+    }
+
+    fn maintain(
+        &mut self,
+        op: codeai_ir::MaintenanceOp,
+        entity: Option<&str>,
+    ) -> Result<String, CapError> {
+        let op = match op {
+            codeai_ir::MaintenanceOp::Vacuum => data::MaintenanceOp::Vacuum,
+            codeai_ir::MaintenanceOp::Analyze => data::MaintenanceOp::Analyze,
+            codeai_ir::MaintenanceOp::Reindex => data::MaintenanceOp::Reindex,
+        };
+        data::maintain(op, entity).map_err(cap)
+    }
+
+    fn call(&mut self, request: h::CallRequest) -> Result<h::CallResponse, CapError> {
+        call_response(http::call(&call_request(&request)))
+    }
+
+    fn call_many(
+        &mut self,
+        requests: Vec<h::CallRequest>,
+        concurrency: u32,
+    ) -> Vec<Result<h::CallResponse, CapError>> {
+        let requests: Vec<http::CallRequest> = requests.iter().map(call_request).collect();
+        http::call_many(&requests, concurrency)
+            .into_iter()
+            .map(call_response)
+            .collect()
+    }
+
+    fn send_email(&mut self, m: h::EmailMessage) -> Result<h::Delivery, CapError> {
+        email::send(&email::Message {
+            to: m.to,
+            subject: m.subject,
+            template: m.template,
+            data: m.data.to_string(),
+            attachments: m.attachments,
+        })
+        .map(delivery)
+        .map_err(cap)
+    }
+
+    fn post_slack(
+        &mut self,
+        channel: &str,
+        template: Option<&str>,
+        data: Value,
+    ) -> Result<h::Delivery, CapError> {
+        slack::post(channel, template, &data.to_string())
+            .map(delivery)
+            .map_err(cap)
+    }
+
+    fn render_report(
+        &mut self,
+        template: &str,
+        data: Value,
+        format: codeai_ir::ReportFormat,
+    ) -> Result<h::Rendered, CapError> {
+        let r = report::render(template, &data.to_string(), report_format(format)).map_err(cap)?;
+        Ok(h::Rendered {
+            id: r.id,
+            format,
+            size: r.size,
+            name: r.name,
+        })
+    }
+
+    fn delete_report(&mut self, id: &str) -> Result<bool, CapError> {
+        report::delete(id).map_err(cap)
+    }
+
+    fn emit_event(&mut self, name: &str, payload: Value) -> Result<(), CapError> {
+        events::emit(name, &payload.to_string()).map_err(cap)
+    }
+
+    fn state_get(&mut self, key: &str) -> Option<Value> {
+        state::get(key).and_then(|text| serde_json::from_str(&text).ok())
+    }
+
+    fn state_set(&mut self, key: &str, value: Value) -> Result<(), CapError> {
+        state::set(key, &value.to_string()).map_err(cap)
+    }
+
+    fn log(&mut self, level: codeai_ir::LogLevel, message: &str) {
+        let level = match level {
+            codeai_ir::LogLevel::Debug => log::Level::Debug,
+            codeai_ir::LogLevel::Info => log::Level::Info,
+            codeai_ir::LogLevel::Warn => log::Level::Warn,
+            codeai_ir::LogLevel::Error => log::Level::Error,
+        };
+        log::write(level, message);
+    }
+
+    fn now(&mut self) -> h::Instant {
+        instant(clock::now())
+    }
+
+    fn period(&mut self, unit: h::PeriodUnit, offset: i32) -> h::Period {
+        let unit = match unit {
+            h::PeriodUnit::Day => clock::PeriodUnit::Day,
+            h::PeriodUnit::Week => clock::PeriodUnit::Week,
+            h::PeriodUnit::Month => clock::PeriodUnit::Month,
+            h::PeriodUnit::Year => clock::PeriodUnit::Year,
+        };
+        let p = clock::period(unit, offset);
+        h::Period {
+            start: instant(p.start),
+            end: instant(p.end),
+            label: p.label,
+        }
+    }
+}

@@ -1,0 +1,1120 @@
+//! The interpreter: runs a [`Program`]'s steps in order against a [`Host`].
+//!
+//! Values are JSON values. Each step's result is bound to its `as:` name; `on_empty` and
+//! `on_fail` decide what an empty result or a failure does to the job. Nothing here panics on
+//! what a program or the host hands it: every type mismatch is a step failure with a message.
+
+use crate::host::*;
+use crate::time;
+use codeai_ir::{
+    Assignment, BinaryOp, Builtin, CompareOp, Expr, Filter as IrFilter, LogLevel, Part, Policy,
+    Program, Step, StepKind, UnaryOp,
+};
+use serde_json::{json, Map, Number, Value};
+use std::collections::BTreeMap;
+
+/// The largest output a job returns; larger outputs are replaced by a summary.
+const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
+/// The largest list `for_each` walks, so a runaway binding cannot loop forever on host calls.
+const MAX_ITEMS: usize = 100_000;
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every step ran; the JSON object of the job's bindings.
+    Completed(Value),
+    /// `on_empty: skip(…)` or `on_fail: skip(…)` ended the job early.
+    Skipped(String),
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobError {
+    pub step: Option<String>,
+    pub message: String,
+}
+
+/// A step-level failure, before the step's policy decides what it means.
+#[derive(Debug)]
+struct Fail(String);
+
+type R<T> = Result<T, Fail>;
+
+fn fail<T>(message: impl Into<String>) -> R<T> {
+    Err(Fail(message.into()))
+}
+
+impl From<CapError> for Fail {
+    fn from(e: CapError) -> Fail {
+        Fail(e.to_string())
+    }
+}
+
+/// Runs a program with the trigger's input (a JSON object, or null).
+pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outcome, JobError> {
+    let mut scope = Scope {
+        vars: BTreeMap::new(),
+        host,
+    };
+    // Defaults first, then the trigger's input over them.
+    let mut merged = Map::new();
+    for (k, e) in &program.input_defaults {
+        let v = scope.eval(e).map_err(|Fail(m)| JobError {
+            step: None,
+            message: format!("input default `{k}`: {m}"),
+        })?;
+        merged.insert(k.clone(), v);
+    }
+    match input {
+        Value::Object(given) => merged.extend(given),
+        Value::Null => {}
+        other => {
+            return Err(JobError {
+                step: None,
+                message: format!("the input must be a JSON object, got {}", type_name(&other)),
+            })
+        }
+    }
+    for (k, v) in &merged {
+        scope.vars.insert(k.clone(), v.clone());
+    }
+    scope.vars.insert("input".into(), Value::Object(merged));
+
+    let mut outputs = Map::new();
+    for step in &program.steps {
+        let result = scope.step(step);
+        let value = match result {
+            Ok(value) => {
+                if is_empty(&step.kind, &value) {
+                    match &step.on_empty {
+                        Some(Policy::Skip(reason)) => {
+                            scope
+                                .host
+                                .log(LogLevel::Info, &format!("step `{}`: {reason}", step.name));
+                            return Ok(Outcome::Skipped(reason.clone()));
+                        }
+                        Some(Policy::Abort(message)) => {
+                            return Err(JobError {
+                                step: Some(step.name.clone()),
+                                message: message.clone(),
+                            })
+                        }
+                        Some(Policy::Continue) | None => {}
+                    }
+                }
+                value
+            }
+            Err(Fail(message)) => {
+                let message = format!("step `{}` ({}): {message}", step.name, step.location);
+                match &step.on_fail {
+                    Some(Policy::Continue) => {
+                        scope
+                            .host
+                            .log(LogLevel::Warn, &format!("{message}; continuing"));
+                        Value::Null
+                    }
+                    Some(Policy::Skip(reason)) => {
+                        scope.host.log(LogLevel::Warn, &message);
+                        return Ok(Outcome::Skipped(reason.clone()));
+                    }
+                    Some(Policy::Abort(text)) => {
+                        scope.host.log(LogLevel::Error, &message);
+                        return Err(JobError {
+                            step: Some(step.name.clone()),
+                            message: text.clone(),
+                        });
+                    }
+                    None => {
+                        return Err(JobError {
+                            step: Some(step.name.clone()),
+                            message,
+                        })
+                    }
+                }
+            }
+        };
+        if let Some(name) = &step.bind {
+            outputs.insert(name.clone(), value.clone());
+            scope.vars.insert(name.clone(), value);
+        }
+    }
+    let output = Value::Object(outputs);
+    let size = serde_json::to_string(&output).map(|s| s.len()).unwrap_or(0);
+    if size > MAX_OUTPUT_BYTES {
+        let names: Vec<Value> = match &output {
+            Value::Object(m) => m.keys().map(|k| Value::String(k.clone())).collect(),
+            _ => Vec::new(),
+        };
+        return Ok(Outcome::Completed(json!({
+            "truncated": true,
+            "size": size,
+            "bindings": names,
+        })));
+    }
+    Ok(Outcome::Completed(output))
+}
+
+/// Whether a step's result triggers `on_empty`.
+fn is_empty(kind: &StepKind, value: &Value) -> bool {
+    match kind {
+        StepKind::Query { .. } | StepKind::ForEach { .. } | StepKind::Compute { .. } => {
+            matches!(value, Value::Array(a) if a.is_empty()) || value.is_null()
+        }
+        StepKind::Count { .. } | StepKind::Delete { .. } | StepKind::Update { .. } => {
+            value.as_f64() == Some(0.0)
+        }
+        StepKind::Call { .. } => match value {
+            Value::Array(a) => a.is_empty(),
+            Value::Null => true,
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+struct Scope<'h> {
+    vars: BTreeMap<String, Value>,
+    host: &'h mut dyn Host,
+}
+
+impl Scope<'_> {
+    // -----------------------------------------------------------------------------------------
+    // Steps
+    // -----------------------------------------------------------------------------------------
+
+    fn step(&mut self, step: &Step) -> R<Value> {
+        if let StepKind::ForEach {
+            items,
+            item,
+            parallel,
+            body,
+        } = &step.kind
+        {
+            let continue_on_fail = matches!(step.on_fail, Some(Policy::Continue));
+            return self.for_each(items, item, *parallel, body, step, continue_on_fail);
+        }
+        self.kind(&step.kind, step.timeout_ms)
+    }
+
+    fn kind(&mut self, kind: &StepKind, timeout_ms: Option<u64>) -> R<Value> {
+        match kind {
+            StepKind::Query {
+                entity,
+                filter,
+                order,
+                limit,
+            } => {
+                let filter = self.filter(filter.as_ref())?;
+                let limit = match limit {
+                    Some(e) => Some(as_u32(&self.eval(e)?, "limit")?),
+                    None => None,
+                };
+                let rows = self.host.select(Query {
+                    entity: entity.clone(),
+                    filter,
+                    order: order
+                        .iter()
+                        .map(|o| (o.field.clone(), o.descending))
+                        .collect(),
+                    limit,
+                })?;
+                Ok(rows)
+            }
+            StepKind::Count { entity, filter } => {
+                let filter = self.filter(filter.as_ref())?;
+                Ok(json!(self.host.count(entity, filter)?))
+            }
+            StepKind::Delete { entity, filter } => {
+                let filter = self.filter(filter.as_ref())?;
+                Ok(json!(self.host.delete(entity, filter)?))
+            }
+            StepKind::Update {
+                entity,
+                set,
+                filter,
+            } => {
+                let mut assigns = Vec::with_capacity(set.len());
+                for a in set {
+                    assigns.push(match a {
+                        Assignment::Set { field, value } => {
+                            Assign::Set(field.clone(), self.eval(value)?)
+                        }
+                        Assignment::Add { field, amount } => {
+                            let v = self.eval(amount)?;
+                            let n = v.as_f64().ok_or_else(|| {
+                                Fail(format!(
+                                    "`{field}` can only grow by a number, got {}",
+                                    type_name(&v)
+                                ))
+                            })?;
+                            Assign::Add(field.clone(), n)
+                        }
+                    });
+                }
+                let filter = self.filter(filter.as_ref())?;
+                Ok(json!(self.host.update(entity, filter, assigns)?))
+            }
+            StepKind::Insert { entity, values } => {
+                let mut row = Map::new();
+                for (k, e) in values {
+                    row.insert(k.clone(), self.eval(e)?);
+                }
+                Ok(json!(self
+                    .host
+                    .insert(entity, Value::Array(vec![Value::Object(row)]))?))
+            }
+            StepKind::Maintain { op, entity } => {
+                Ok(Value::String(self.host.maintain(*op, entity.as_deref())?))
+            }
+            StepKind::DeleteReport { id } => {
+                let id = self.eval(id)?;
+                let id = report_id(&id)?;
+                Ok(Value::Bool(self.host.delete_report(&id)?))
+            }
+            StepKind::Call {
+                integration,
+                operation,
+                args,
+            } => {
+                let request = self.call_request(integration, operation, args, timeout_ms)?;
+                Ok(self.host.call(request)?.body)
+            }
+            StepKind::Report {
+                template,
+                data,
+                format,
+            } => {
+                let data = self.eval(data)?;
+                let r = self.host.render_report(template, data, *format)?;
+                Ok(json!({
+                    "id": r.id,
+                    "format": format_name(r.format),
+                    "size": r.size,
+                    "name": r.name,
+                }))
+            }
+            StepKind::Email {
+                to,
+                subject,
+                template,
+                data,
+                attachments,
+            } => {
+                let to = match self.eval(to)? {
+                    Value::String(s) => vec![s],
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::String(s) => Ok(s),
+                            other => fail(format!(
+                                "a recipient must be a string, got {}",
+                                type_name(&other)
+                            )),
+                        })
+                        .collect::<R<Vec<_>>>()?,
+                    other => {
+                        return fail(format!(
+                            "recipients must be a string or a list of strings, got {}",
+                            type_name(&other)
+                        ))
+                    }
+                };
+                let subject = display(&self.eval(subject)?);
+                let data = match data {
+                    Some(e) => self.eval(e)?,
+                    None => json!({}),
+                };
+                let mut ids = Vec::new();
+                for a in attachments {
+                    match self.eval(a)? {
+                        Value::Array(items) => {
+                            for v in &items {
+                                ids.push(report_id(v)?);
+                            }
+                        }
+                        Value::Null => {}
+                        v => ids.push(report_id(&v)?),
+                    }
+                }
+                let d = self.host.send_email(EmailMessage {
+                    to,
+                    subject,
+                    template: template.clone(),
+                    data,
+                    attachments: ids,
+                })?;
+                Ok(delivery(d))
+            }
+            StepKind::Slack {
+                channel,
+                template,
+                data,
+            } => {
+                let channel = display(&self.eval(channel)?);
+                let data = match data {
+                    Some(e) => self.eval(e)?,
+                    None => json!({}),
+                };
+                Ok(delivery(self.host.post_slack(
+                    &channel,
+                    template.as_deref(),
+                    data,
+                )?))
+            }
+            StepKind::Emit { event, payload } => {
+                let payload = self.eval(payload)?;
+                self.host.emit_event(event, payload)?;
+                Ok(Value::Null)
+            }
+            StepKind::SetState { values } => {
+                for (k, e) in values {
+                    let v = self.eval(e)?;
+                    self.host.state_set(k, v)?;
+                }
+                Ok(Value::Null)
+            }
+            StepKind::Compute { value } => self.eval(value),
+            StepKind::Log { level, message } => {
+                let text = display(&self.eval(message)?);
+                self.host.log(*level, &text);
+                Ok(Value::Null)
+            }
+            StepKind::ForEach { .. } => fail("a `for_each` cannot be nested in a `for_each`"),
+        }
+    }
+
+    fn call_request(
+        &mut self,
+        integration: &str,
+        operation: &str,
+        args: &[(String, Expr)],
+        timeout_ms: Option<u64>,
+    ) -> R<CallRequest> {
+        let mut object = Map::new();
+        for (k, e) in args {
+            object.insert(k.clone(), self.eval(e)?);
+        }
+        Ok(CallRequest {
+            integration: integration.to_string(),
+            operation: operation.to_string(),
+            args: Value::Object(object),
+            timeout_ms: timeout_ms.map(|t| t.min(u64::from(u32::MAX)) as u32),
+        })
+    }
+
+    fn for_each(
+        &mut self,
+        items: &Expr,
+        item: &str,
+        parallel: u32,
+        body: &StepKind,
+        step: &Step,
+        continue_on_fail: bool,
+    ) -> R<Value> {
+        let items = match self.eval(items)? {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => {
+                return fail(format!(
+                    "`for_each` needs a list, got {}",
+                    type_name(&other)
+                ))
+            }
+        };
+        if items.len() > MAX_ITEMS {
+            return fail(format!(
+                "`for_each` over {} items (the limit is {MAX_ITEMS})",
+                items.len()
+            ));
+        }
+        let saved = self.vars.remove(item);
+        let result = self.for_each_items(&items, item, parallel, body, step, continue_on_fail);
+        match saved {
+            Some(v) => {
+                self.vars.insert(item.to_string(), v);
+            }
+            None => {
+                self.vars.remove(item);
+            }
+        }
+        result
+    }
+
+    fn for_each_items(
+        &mut self,
+        items: &[Value],
+        item: &str,
+        parallel: u32,
+        body: &StepKind,
+        step: &Step,
+        continue_on_fail: bool,
+    ) -> R<Value> {
+        let mut results = Vec::with_capacity(items.len());
+        let record = |item: &Value, r: R<Value>| match r {
+            Ok(value) => json!({"item": item, "ok": true, "value": value, "error": null}),
+            Err(Fail(e)) => json!({"item": item, "ok": false, "value": null, "error": e}),
+        };
+        if let (
+            true,
+            StepKind::Call {
+                integration,
+                operation,
+                args,
+            },
+        ) = (parallel > 1, body)
+        {
+            // One batched host call: the host runs up to `parallel` requests at a time.
+            let mut requests = Vec::with_capacity(items.len());
+            for v in items {
+                self.vars.insert(item.to_string(), v.clone());
+                requests.push(self.call_request(integration, operation, args, step.timeout_ms)?);
+            }
+            let responses = self.host.call_many(requests, parallel);
+            if responses.len() != items.len() {
+                return fail(format!(
+                    "the host answered {} of {} calls",
+                    responses.len(),
+                    items.len()
+                ));
+            }
+            for (v, r) in items.iter().zip(responses) {
+                let r = r.map(|resp| resp.body).map_err(Fail::from);
+                if let (Err(Fail(e)), false) = (&r, continue_on_fail) {
+                    return fail(format!("item {}: {e}", display(v)));
+                }
+                results.push(record(v, r));
+            }
+            return Ok(Value::Array(results));
+        }
+        for (i, v) in items.iter().enumerate() {
+            self.vars.insert(item.to_string(), v.clone());
+            let r = self.kind(body, step.timeout_ms);
+            if let Err(Fail(e)) = &r {
+                if !continue_on_fail {
+                    return fail(format!("item {i}: {e}"));
+                }
+                self.host.log(
+                    LogLevel::Warn,
+                    &format!("step `{}` item {i}: {e}", step.name),
+                );
+            }
+            results.push(record(v, r));
+        }
+        Ok(Value::Array(results))
+    }
+
+    /// Evaluates every value in a filter and flattens the tree for the host.
+    fn filter(&mut self, filter: Option<&IrFilter>) -> R<Option<Filter>> {
+        let Some(filter) = filter else {
+            return Ok(None);
+        };
+        let mut nodes = Vec::new();
+        let root = self.flatten(filter, &mut nodes, 0)?;
+        Ok(Some(Filter { nodes, root }))
+    }
+
+    fn flatten(&mut self, f: &IrFilter, nodes: &mut Vec<FilterNode>, depth: usize) -> R<u32> {
+        if depth > 64 {
+            return fail("filter nested too deeply");
+        }
+        let node = match f {
+            IrFilter::All(children) | IrFilter::Any(children) => {
+                let mut ids = Vec::with_capacity(children.len());
+                for c in children {
+                    ids.push(self.flatten(c, nodes, depth + 1)?);
+                }
+                if matches!(f, IrFilter::All(_)) {
+                    FilterNode::All(ids)
+                } else {
+                    FilterNode::Any(ids)
+                }
+            }
+            IrFilter::Not(inner) => FilterNode::Not(self.flatten(inner, nodes, depth + 1)?),
+            IrFilter::Compare { field, op, value } => {
+                let mut value = self.eval(value)?;
+                let mut op = *op;
+                // `x = null` from a binding means "is null".
+                if value.is_null() {
+                    op = match op {
+                        CompareOp::Eq => CompareOp::IsNull,
+                        CompareOp::Ne => CompareOp::IsNotNull,
+                        other => other,
+                    };
+                }
+                if op == CompareOp::In && !value.is_array() {
+                    value = Value::Array(vec![value]);
+                }
+                FilterNode::Compare {
+                    field: field.clone(),
+                    op,
+                    value,
+                }
+            }
+        };
+        nodes.push(node);
+        Ok((nodes.len() - 1) as u32)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Expressions
+    // -----------------------------------------------------------------------------------------
+
+    fn eval(&mut self, e: &Expr) -> R<Value> {
+        Ok(match e {
+            Expr::Null => Value::Null,
+            Expr::Bool(b) => Value::Bool(*b),
+            Expr::Int(n) => json!(n),
+            Expr::Float(f) => number(*f),
+            Expr::Str(s) => Value::String(s.clone()),
+            Expr::Duration(ms) => json!(ms),
+            Expr::Interpolated(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    match p {
+                        Part::Text(t) => out.push_str(t),
+                        Part::Expr(e) => out.push_str(&display(&self.eval(e)?)),
+                    }
+                }
+                Value::String(out)
+            }
+            Expr::Var(name) => match self.vars.get(name) {
+                Some(v) => v.clone(),
+                None => return fail(format!("`{name}` has no value")),
+            },
+            Expr::Field(base, field) => match self.eval(base)? {
+                Value::Object(mut m) => m.remove(field).unwrap_or(Value::Null),
+                Value::Null => Value::Null,
+                Value::Array(items) if field == "length" => json!(items.len()),
+                other => return fail(format!("cannot read `.{field}` of {}", type_name(&other))),
+            },
+            Expr::Index(base, index) => {
+                let base = self.eval(base)?;
+                let index = self.eval(index)?;
+                match (base, index) {
+                    (Value::Array(items), Value::Number(n)) => {
+                        let i = n.as_i64().unwrap_or(-1);
+                        let i = if i < 0 { items.len() as i64 + i } else { i };
+                        usize::try_from(i)
+                            .ok()
+                            .and_then(|i| items.get(i).cloned())
+                            .unwrap_or(Value::Null)
+                    }
+                    (Value::Object(mut m), Value::String(k)) => m.remove(&k).unwrap_or(Value::Null),
+                    (Value::Null, _) => Value::Null,
+                    (b, i) => {
+                        return fail(format!(
+                            "cannot index {} with {}",
+                            type_name(&b),
+                            type_name(&i)
+                        ))
+                    }
+                }
+            }
+            Expr::List(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for i in items {
+                    out.push(self.eval(i)?);
+                }
+                Value::Array(out)
+            }
+            Expr::Object(entries) => {
+                let mut out = Map::new();
+                for (k, v) in entries {
+                    out.insert(k.clone(), self.eval(v)?);
+                }
+                Value::Object(out)
+            }
+            Expr::Unary(op, inner) => {
+                let v = self.eval(inner)?;
+                match op {
+                    UnaryOp::Not => Value::Bool(!truthy(&v)),
+                    UnaryOp::Neg => match v.as_f64() {
+                        Some(_) if v.is_i64() => json!(-v.as_i64().unwrap_or(0)),
+                        Some(n) => number(-n),
+                        None => return fail(format!("cannot negate {}", type_name(&v))),
+                    },
+                }
+            }
+            Expr::Binary(op, a, b) => self.binary(*op, a, b)?,
+            Expr::Cond(c, a, b) => {
+                if truthy(&self.eval(c)?) {
+                    self.eval(a)?
+                } else {
+                    self.eval(b)?
+                }
+            }
+            Expr::Call(f, args) => self.builtin(*f, args)?,
+        })
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: &Expr, b: &Expr) -> R<Value> {
+        // Short-circuiting operators evaluate their right side only when needed.
+        match op {
+            BinaryOp::And => {
+                return Ok(Value::Bool(
+                    truthy(&self.eval(a)?) && truthy(&self.eval(b)?),
+                ))
+            }
+            BinaryOp::Or => {
+                return Ok(Value::Bool(
+                    truthy(&self.eval(a)?) || truthy(&self.eval(b)?),
+                ))
+            }
+            BinaryOp::Coalesce => {
+                let v = self.eval(a)?;
+                return if v.is_null() { self.eval(b) } else { Ok(v) };
+            }
+            _ => {}
+        }
+        let x = self.eval(a)?;
+        let y = self.eval(b)?;
+        arith_or_compare(op, &x, &y)
+    }
+
+    fn builtin(&mut self, f: Builtin, args: &[Expr]) -> R<Value> {
+        let mut vals = Vec::with_capacity(args.len());
+        for a in args {
+            vals.push(self.eval(a)?);
+        }
+        let arg = |i: usize| vals.get(i).cloned().unwrap_or(Value::Null);
+        Ok(match f {
+            Builtin::Now => Value::String(time::format(self.host.now())),
+            Builtin::Today => self.period(PeriodUnit::Day, 0),
+            Builtin::Yesterday => self.period(PeriodUnit::Day, -1),
+            Builtin::Tomorrow => self.period(PeriodUnit::Day, 1),
+            Builtin::ThisWeek => self.period(PeriodUnit::Week, 0),
+            Builtin::LastWeek => self.period(PeriodUnit::Week, -1),
+            Builtin::ThisMonth => self.period(PeriodUnit::Month, 0),
+            Builtin::LastMonth => self.period(PeriodUnit::Month, -1),
+            Builtin::ThisYear => self.period(PeriodUnit::Year, 0),
+            Builtin::LastYear => self.period(PeriodUnit::Year, -1),
+            Builtin::DaysAgo | Builtin::HoursAgo | Builtin::MinutesAgo => {
+                let n = arg(0)
+                    .as_f64()
+                    .ok_or_else(|| Fail(format!("{}() needs a number", f.name())))?;
+                let unit = match f {
+                    Builtin::DaysAgo => 86_400_000.0,
+                    Builtin::HoursAgo => 3_600_000.0,
+                    _ => 60_000.0,
+                };
+                let now = self.host.now();
+                Value::String(time::format(Instant {
+                    unix_ms: now.unix_ms - (n * unit) as i64,
+                    ..now
+                }))
+            }
+            Builtin::FormatDate => {
+                let v = arg(0);
+                let at = instant_of(&v).ok_or_else(|| {
+                    Fail(format!(
+                        "format_date() needs a timestamp, got {}",
+                        display(&v)
+                    ))
+                })?;
+                let pattern = match arg(1) {
+                    Value::String(p) => p,
+                    Value::Null => "%Y-%m-%d".to_string(),
+                    other => {
+                        return fail(format!(
+                            "format_date() pattern must be a string, got {}",
+                            type_name(&other)
+                        ))
+                    }
+                };
+                Value::String(
+                    time::format_with(at, &pattern)
+                        .ok_or_else(|| Fail(format!("invalid date pattern `{pattern}`")))?,
+                )
+            }
+            Builtin::LastSyncTimestamp => self
+                .host
+                .state_get("last_sync_timestamp")
+                .filter(|v| !v.is_null())
+                .unwrap_or_else(|| Value::String("1970-01-01T00:00:00Z".into())),
+            Builtin::LastRunAt => self.host.state_get("last_run_at").unwrap_or(Value::Null),
+            Builtin::StateGet => {
+                let key = display(&arg(0));
+                self.host.state_get(&key).unwrap_or_else(|| arg(1))
+            }
+            Builtin::Count | Builtin::Len => match arg(0) {
+                Value::Array(a) => json!(a.len()),
+                Value::Object(o) => json!(o.len()),
+                Value::String(s) => json!(s.chars().count()),
+                Value::Null => json!(0),
+                other => {
+                    return fail(format!(
+                        "{}() needs a list, got {}",
+                        f.name(),
+                        type_name(&other)
+                    ))
+                }
+            },
+            Builtin::Sum | Builtin::Avg | Builtin::Min | Builtin::Max => {
+                let nums = numbers(&arg(0), vals.get(1), f.name())?;
+                match f {
+                    Builtin::Sum => number(nums.iter().sum()),
+                    Builtin::Avg if nums.is_empty() => json!(0),
+                    Builtin::Avg => number(nums.iter().sum::<f64>() / nums.len() as f64),
+                    Builtin::Min => nums
+                        .iter()
+                        .copied()
+                        .reduce(f64::min)
+                        .map(number)
+                        .unwrap_or(Value::Null),
+                    _ => nums
+                        .iter()
+                        .copied()
+                        .reduce(f64::max)
+                        .map(number)
+                        .unwrap_or(Value::Null),
+                }
+            }
+            Builtin::Pluck => {
+                let field = display(&arg(1));
+                match arg(0) {
+                    Value::Array(items) => Value::Array(
+                        items
+                            .into_iter()
+                            .map(|v| match v {
+                                Value::Object(mut m) => m.remove(&field).unwrap_or(Value::Null),
+                                _ => Value::Null,
+                            })
+                            .collect(),
+                    ),
+                    Value::Null => Value::Array(Vec::new()),
+                    other => {
+                        return fail(format!("pluck() needs a list, got {}", type_name(&other)))
+                    }
+                }
+            }
+            Builtin::First | Builtin::Last => match arg(0) {
+                Value::Array(mut items) => {
+                    if f == Builtin::First {
+                        items.into_iter().next().unwrap_or(Value::Null)
+                    } else {
+                        items.pop().unwrap_or(Value::Null)
+                    }
+                }
+                Value::Null => Value::Null,
+                other => {
+                    return fail(format!(
+                        "{}() needs a list, got {}",
+                        f.name(),
+                        type_name(&other)
+                    ))
+                }
+            },
+            Builtin::Join => {
+                let sep = match arg(1) {
+                    Value::Null => ", ".to_string(),
+                    v => display(&v),
+                };
+                match arg(0) {
+                    Value::Array(items) => {
+                        Value::String(items.iter().map(display).collect::<Vec<_>>().join(&sep))
+                    }
+                    Value::Null => Value::String(String::new()),
+                    other => {
+                        return fail(format!("join() needs a list, got {}", type_name(&other)))
+                    }
+                }
+            }
+            Builtin::Contains => match (arg(0), arg(1)) {
+                (Value::Array(items), needle) => Value::Bool(items.iter().any(|i| {
+                    arith_or_compare(BinaryOp::Eq, i, &needle).ok() == Some(Value::Bool(true))
+                })),
+                (Value::String(s), needle) => Value::Bool(s.contains(&display(&needle))),
+                (Value::Object(m), needle) => Value::Bool(m.contains_key(&display(&needle))),
+                (Value::Null, _) => Value::Bool(false),
+                (other, _) => {
+                    return fail(format!(
+                        "contains() needs a list or a string, got {}",
+                        type_name(&other)
+                    ))
+                }
+            },
+            Builtin::Round => {
+                let x = num_arg(&arg(0), "round")?;
+                let digits = arg(1).as_i64().unwrap_or(0).clamp(0, 12) as i32;
+                let factor = 10f64.powi(digits);
+                number((x * factor).round() / factor)
+            }
+            Builtin::Abs => number(num_arg(&arg(0), "abs")?.abs()),
+            Builtin::Floor => number(num_arg(&arg(0), "floor")?.floor()),
+            Builtin::Ceil => number(num_arg(&arg(0), "ceil")?.ceil()),
+            Builtin::Lower => Value::String(display(&arg(0)).to_lowercase()),
+            Builtin::Upper => Value::String(display(&arg(0)).to_uppercase()),
+            Builtin::Trim => Value::String(display(&arg(0)).trim().to_string()),
+            Builtin::Concat => Value::String(vals.iter().map(display).collect()),
+            Builtin::Coalesce => vals
+                .into_iter()
+                .find(|v| !v.is_null())
+                .unwrap_or(Value::Null),
+            Builtin::ToString => Value::String(display(&arg(0))),
+            Builtin::ToNumber => match arg(0) {
+                Value::Number(n) => Value::Number(n),
+                Value::String(s) => match s.trim().parse::<f64>() {
+                    Ok(n) => number(n),
+                    Err(_) => return fail(format!("`{s}` is not a number")),
+                },
+                Value::Bool(b) => json!(u8::from(b)),
+                other => return fail(format!("number() cannot convert {}", type_name(&other))),
+            },
+        })
+    }
+
+    fn period(&mut self, unit: PeriodUnit, offset: i32) -> Value {
+        let p = self.host.period(unit, offset);
+        json!({
+            "start": time::format(p.start),
+            "end": time::format(p.end),
+            "label": p.label,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------
+
+/// A JSON number, integral when the value is (so `3.0` prints as `3`).
+fn number(x: f64) -> Value {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 {
+        json!(x as i64)
+    } else {
+        Number::from_f64(x)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn num_arg(v: &Value, f: &str) -> R<f64> {
+    v.as_f64()
+        .ok_or_else(|| Fail(format!("{f}() needs a number, got {}", type_name(v))))
+}
+
+fn as_u32(v: &Value, what: &str) -> R<u32> {
+    v.as_f64()
+        .filter(|n| *n >= 0.0)
+        .map(|n| n.min(f64::from(u32::MAX)) as u32)
+        .ok_or_else(|| {
+            Fail(format!(
+                "{what} must be a non-negative number, got {}",
+                display(v)
+            ))
+        })
+}
+
+/// The numbers of a list, or of one field of a list of objects.
+fn numbers(list: &Value, field: Option<&Value>, f: &str) -> R<Vec<f64>> {
+    let items = match list {
+        Value::Array(items) => items,
+        Value::Null => return Ok(Vec::new()),
+        other => return fail(format!("{f}() needs a list, got {}", type_name(other))),
+    };
+    let field = field.map(display);
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let v = match (&field, item) {
+            (Some(name), Value::Object(m)) => m.get(name).cloned().unwrap_or(Value::Null),
+            (Some(name), other) => {
+                return fail(format!(
+                    "{f}(list, \"{name}\") needs objects, got {}",
+                    type_name(other)
+                ))
+            }
+            (None, v) => v.clone(),
+        };
+        match &v {
+            Value::Null => {}
+            Value::Number(n) => out.push(n.as_f64().unwrap_or(0.0)),
+            Value::String(s) => match s.parse::<f64>() {
+                Ok(n) => out.push(n),
+                Err(_) => return fail(format!("{f}() found a non-number `{s}`")),
+            },
+            other => return fail(format!("{f}() found {}", type_name(other))),
+        }
+    }
+    Ok(out)
+}
+
+fn report_id(v: &Value) -> R<String> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Object(m) => match m.get("id") {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => fail("a report must have an `id`"),
+        },
+        other => fail(format!(
+            "expected a report or a report id, got {}",
+            type_name(other)
+        )),
+    }
+}
+
+fn delivery(d: Delivery) -> Value {
+    match d {
+        Delivery::Sent(id) => json!({"status": "sent", "id": id}),
+        Delivery::Held(id) => json!({"status": "held", "id": id}),
+    }
+}
+
+fn format_name(f: codeai_ir::ReportFormat) -> &'static str {
+    match f {
+        codeai_ir::ReportFormat::Pdf => "pdf",
+        codeai_ir::ReportFormat::Csv => "csv",
+        codeai_ir::ReportFormat::Html => "html",
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(_) => true,
+    }
+}
+
+/// How a value reads inside text: strings without quotes, integral numbers without `.0`.
+pub(crate) fn display(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match n.as_f64() {
+            Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => format!("{}", x as i64),
+            _ => n.to_string(),
+        },
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items.iter().map(display).collect::<Vec<_>>().join(", "),
+        Value::Object(_) => v.to_string(),
+    }
+}
+
+/// A timestamp value: an RFC 3339 string, or a period's start.
+fn instant_of(v: &Value) -> Option<Instant> {
+    match v {
+        Value::String(s) => time::parse(s),
+        Value::Object(m) => m
+            .get("start")
+            .and_then(|s| s.as_str())
+            .and_then(time::parse),
+        _ => None,
+    }
+}
+
+fn arith_or_compare(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
+    use std::cmp::Ordering;
+    let ordering = || -> Option<Ordering> {
+        match (x, y) {
+            (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+            (Value::String(a), Value::String(b)) => match (time::parse(a), time::parse(b)) {
+                (Some(p), Some(q)) => Some(p.unix_ms.cmp(&q.unix_ms)),
+                _ => Some(a.cmp(b)),
+            },
+            (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    };
+    let equal = || match (x, y) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => ordering() == Some(Ordering::Equal) || x == y,
+    };
+    let cmp = |want: fn(Ordering) -> bool| -> R<Value> {
+        match ordering() {
+            Some(o) => Ok(Value::Bool(want(o))),
+            None => fail(format!(
+                "cannot compare {} with {}",
+                type_name(x),
+                type_name(y)
+            )),
+        }
+    };
+    match op {
+        BinaryOp::Eq => Ok(Value::Bool(equal())),
+        BinaryOp::Ne => Ok(Value::Bool(!equal())),
+        BinaryOp::Lt => cmp(|o| o == Ordering::Less),
+        BinaryOp::Le => cmp(|o| o != Ordering::Greater),
+        BinaryOp::Gt => cmp(|o| o == Ordering::Greater),
+        BinaryOp::Ge => cmp(|o| o != Ordering::Less),
+        BinaryOp::Add | BinaryOp::Sub => {
+            // timestamp ± milliseconds
+            if let (Value::String(s), Some(ms)) = (x, y.as_f64()) {
+                if let Some(at) = time::parse(s) {
+                    let delta = if op == BinaryOp::Add { ms } else { -ms } as i64;
+                    return Ok(Value::String(time::format(Instant {
+                        unix_ms: at.unix_ms.saturating_add(delta),
+                        ..at
+                    })));
+                }
+            }
+            // timestamp - timestamp = milliseconds
+            if let (BinaryOp::Sub, Value::String(a), Value::String(b)) = (op, x, y) {
+                if let (Some(p), Some(q)) = (time::parse(a), time::parse(b)) {
+                    return Ok(json!(p.unix_ms - q.unix_ms));
+                }
+            }
+            match (op, x, y) {
+                (BinaryOp::Add, Value::String(a), b) => {
+                    Ok(Value::String(format!("{a}{}", display(b))))
+                }
+                (BinaryOp::Add, Value::Array(a), Value::Array(b)) => {
+                    Ok(Value::Array(a.iter().chain(b).cloned().collect()))
+                }
+                _ => numeric(op, x, y),
+            }
+        }
+        BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => numeric(op, x, y),
+        BinaryOp::And | BinaryOp::Or | BinaryOp::Coalesce => {
+            unreachable!("short-circuit operators are evaluated in `binary`")
+        }
+    }
+}
+
+fn numeric(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
+    let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
+        return fail(format!(
+            "cannot apply {op:?} to {} and {}",
+            type_name(x),
+            type_name(y)
+        ));
+    };
+    let both_int = x.is_i64() && y.is_i64();
+    Ok(match op {
+        BinaryOp::Add if both_int => json!(x
+            .as_i64()
+            .unwrap_or(0)
+            .saturating_add(y.as_i64().unwrap_or(0))),
+        BinaryOp::Sub if both_int => json!(x
+            .as_i64()
+            .unwrap_or(0)
+            .saturating_sub(y.as_i64().unwrap_or(0))),
+        BinaryOp::Mul if both_int => json!(x
+            .as_i64()
+            .unwrap_or(0)
+            .saturating_mul(y.as_i64().unwrap_or(0))),
+        BinaryOp::Add => number(a + b),
+        BinaryOp::Sub => number(a - b),
+        BinaryOp::Mul => number(a * b),
+        BinaryOp::Div | BinaryOp::Rem if b == 0.0 => return fail("division by zero"),
+        BinaryOp::Div => number(a / b),
+        _ => number(a % b),
+    })
+}
+
+#[cfg(test)]
+mod tests;

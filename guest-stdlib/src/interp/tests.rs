@@ -1,0 +1,543 @@
+//! Interpreter tests: programs compiled from small DSL files, run against a recording fake host.
+
+use super::{run, JobError, Outcome};
+use crate::host::*;
+use codeai_ir::{LogLevel, MaintenanceOp, Program, ReportFormat};
+use serde_json::{json, Value};
+
+const DECLS: &str = r#"
+entity Product { id: uuid primary, sku: string, quantity: int, price: float, updated_at: datetime }
+entity Order { id: uuid primary, total: float, status: string, created_at: datetime }
+integration Api {
+    base_url: env("API_URL")
+    get: GET "/items" { since: datetime }
+    push: POST "/items/{id}" { id: string, qty: int }
+}
+template t { title: "T" }
+event Done { n: int }
+"#;
+
+/// Compiles one job (after the shared declarations) and returns its program.
+fn program(job: &str) -> Program {
+    let source = format!("{DECLS}\n{job}");
+    let (file, mut diags) = codeai_dsl::parse(&source);
+    let (jobs, more) = codeai_dsl::check::check(&file, &source, "test.codeai");
+    diags.extend(more);
+    assert!(
+        diags.iter().all(|d| !d.is_error()),
+        "{}",
+        codeai_dsl::diagnostic::render_all("test.codeai", &source, &diags)
+    );
+    jobs.into_iter().next().expect("one job").program
+}
+
+/// A host that records every call as a line of text and answers from canned data.
+#[derive(Default)]
+struct Fake {
+    calls: Vec<String>,
+    rows: Vec<Value>,
+    fail_call: bool,
+    state: serde_json::Map<String, Value>,
+}
+
+const NOW: Instant = Instant {
+    unix_ms: 1_768_215_600_000, // 2026-01-12T11:00:00Z
+    utc_offset_seconds: -5 * 3600,
+};
+
+fn show_filter(f: &Option<Filter>) -> String {
+    fn node(f: &Filter, i: u32) -> String {
+        match &f.nodes[i as usize] {
+            FilterNode::All(c) => format!(
+                "({})",
+                c.iter()
+                    .map(|i| node(f, *i))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            FilterNode::Any(c) => format!(
+                "({})",
+                c.iter()
+                    .map(|i| node(f, *i))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            FilterNode::Not(c) => format!("not {}", node(f, *c)),
+            FilterNode::Compare { field, op, value } => format!("{field} {op:?} {value}"),
+        }
+    }
+    match f {
+        Some(f) => node(f, f.root),
+        None => "-".into(),
+    }
+}
+
+impl Host for Fake {
+    fn select(&mut self, q: Query) -> Result<Value, CapError> {
+        self.calls.push(format!(
+            "select {} where {} order {:?} limit {:?}",
+            q.entity,
+            show_filter(&q.filter),
+            q.order,
+            q.limit
+        ));
+        Ok(Value::Array(self.rows.clone()))
+    }
+    fn count(&mut self, entity: &str, filter: Option<Filter>) -> Result<u64, CapError> {
+        self.calls
+            .push(format!("count {entity} where {}", show_filter(&filter)));
+        Ok(self.rows.len() as u64)
+    }
+    fn delete(&mut self, entity: &str, filter: Option<Filter>) -> Result<u64, CapError> {
+        self.calls
+            .push(format!("delete {entity} where {}", show_filter(&filter)));
+        Ok(self.rows.len() as u64)
+    }
+    fn update(
+        &mut self,
+        entity: &str,
+        filter: Option<Filter>,
+        set: Vec<Assign>,
+    ) -> Result<u64, CapError> {
+        self.calls.push(format!(
+            "update {entity} set {set:?} where {}",
+            show_filter(&filter)
+        ));
+        Ok(1)
+    }
+    fn insert(&mut self, entity: &str, rows: Value) -> Result<u64, CapError> {
+        self.calls.push(format!("insert {entity} {rows}"));
+        Ok(1)
+    }
+    fn maintain(&mut self, op: MaintenanceOp, entity: Option<&str>) -> Result<String, CapError> {
+        self.calls.push(format!("maintain {op:?} {entity:?}"));
+        Ok("done".into())
+    }
+    fn call(&mut self, r: CallRequest) -> Result<CallResponse, CapError> {
+        self.calls.push(format!(
+            "call {}.{} {} {:?}",
+            r.integration, r.operation, r.args, r.timeout_ms
+        ));
+        if self.fail_call {
+            return Err(CapError::Failed("503 Service Unavailable".into()));
+        }
+        Ok(CallResponse {
+            status: 200,
+            body: json!({"items": [{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 0}]}),
+        })
+    }
+    fn call_many(
+        &mut self,
+        reqs: Vec<CallRequest>,
+        concurrency: u32,
+    ) -> Vec<Result<CallResponse, CapError>> {
+        self.calls
+            .push(format!("call_many {} x{concurrency}", reqs.len()));
+        reqs.iter()
+            .map(|r| {
+                if r.args["id"] == "bad" {
+                    Err(CapError::Failed("500".into()))
+                } else {
+                    Ok(CallResponse {
+                        status: 200,
+                        body: json!({"ok": r.args["id"]}),
+                    })
+                }
+            })
+            .collect()
+    }
+    fn send_email(&mut self, m: EmailMessage) -> Result<Delivery, CapError> {
+        self.calls.push(format!(
+            "email {:?} {:?} {:?} {} {:?}",
+            m.to, m.subject, m.template, m.data, m.attachments
+        ));
+        Ok(Delivery::Held("out-1".into()))
+    }
+    fn post_slack(
+        &mut self,
+        channel: &str,
+        template: Option<&str>,
+        data: Value,
+    ) -> Result<Delivery, CapError> {
+        self.calls
+            .push(format!("slack {channel} {template:?} {data}"));
+        Ok(Delivery::Sent("ok".into()))
+    }
+    fn render_report(
+        &mut self,
+        template: &str,
+        data: Value,
+        format: ReportFormat,
+    ) -> Result<Rendered, CapError> {
+        self.calls
+            .push(format!("report {template} {format:?} {data}"));
+        Ok(Rendered {
+            id: "rep-1".into(),
+            format,
+            size: 1234,
+            name: "t.pdf".into(),
+        })
+    }
+    fn delete_report(&mut self, id: &str) -> Result<bool, CapError> {
+        self.calls.push(format!("delete_report {id}"));
+        Ok(true)
+    }
+    fn emit_event(&mut self, name: &str, payload: Value) -> Result<(), CapError> {
+        self.calls.push(format!("emit {name} {payload}"));
+        Ok(())
+    }
+    fn state_get(&mut self, key: &str) -> Option<Value> {
+        self.calls.push(format!("state_get {key}"));
+        self.state.get(key).cloned()
+    }
+    fn state_set(&mut self, key: &str, value: Value) -> Result<(), CapError> {
+        self.calls.push(format!("state_set {key} {value}"));
+        self.state.insert(key.into(), value);
+        Ok(())
+    }
+    fn log(&mut self, level: LogLevel, message: &str) {
+        self.calls.push(format!("log {level:?} {message}"));
+    }
+    fn now(&mut self) -> Instant {
+        NOW
+    }
+    fn period(&mut self, unit: PeriodUnit, offset: i32) -> Period {
+        assert_eq!(
+            (unit, offset),
+            (PeriodUnit::Day, -1),
+            "only yesterday is faked"
+        );
+        Period {
+            start: Instant {
+                unix_ms: 1_768_107_600_000,
+                utc_offset_seconds: -18000,
+            },
+            end: Instant {
+                unix_ms: 1_768_194_000_000,
+                utc_offset_seconds: -18000,
+            },
+            label: "2026-01-11".into(),
+        }
+    }
+}
+
+fn exec(job: &str, host: &mut Fake, input: Value) -> Result<Outcome, JobError> {
+    run(&program(job), input, host)
+}
+
+#[test]
+fn query_then_slack_with_computed_data() {
+    let mut host = Fake {
+        rows: vec![
+            json!({"sku": "A", "quantity": 3}),
+            json!({"sku": "B", "quantity": 1}),
+        ],
+        ..Fake::default()
+    };
+    let out = exec(
+        r##"job J { steps {
+            q { query: select Product where quantity < 10 order by quantity limit 50
+                as: low }
+            c { compute: { count: count(low), skus: join(pluck(low, "sku"), ", "), total: sum(low, "quantity") }
+                as: alert }
+            s { send: slack("#alerts") { template: "t", data: alert } }
+        } }"##,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(
+        host.calls,
+        vec![
+            r#"select Product where quantity Lt 10 order [("quantity", false)] limit Some(50)"#,
+            r##"slack #alerts Some("t") {"count":2,"skus":"A, B","total":4}"##,
+        ]
+    );
+    let Outcome::Completed(out) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out["alert"]["count"], 2);
+}
+
+#[test]
+fn on_empty_skip_ends_the_job_as_skipped() {
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { steps {
+            q { query: select Order, as: rows, on_empty: skip("nothing to do") }
+            never { log: "unreachable" }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Skipped("nothing to do".into()));
+    assert_eq!(host.calls.len(), 2, "{:?}", host.calls); // select + the skip's log line
+    assert!(host.calls[1].starts_with("log Info"));
+}
+
+#[test]
+fn failures_follow_the_step_policy() {
+    let job = |policy: &str| {
+        format!(
+            r#"job J {{ steps {{
+                c {{ call: Api.get {{ since: last_sync_timestamp() }}
+                    timeout: 5s
+                    {policy} }}
+                after {{ log: "after" }}
+            }} }}"#
+        )
+    };
+    // No policy: the job fails, naming the step and its location.
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    let err = exec(&job(""), &mut host, json!({})).unwrap_err();
+    assert_eq!(err.step.as_deref(), Some("c"));
+    assert!(
+        err.message.contains("503 Service Unavailable"),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("test.codeai:"), "{}", err.message);
+    // abort: the job fails with the policy's message.
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    let err = exec(
+        &job("on_fail: abort(\"Sync failed\")"),
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.message, "Sync failed");
+    // continue: the next step runs.
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    exec(&job("on_fail: continue"), &mut host, json!({})).unwrap();
+    assert_eq!(host.calls.last().unwrap(), "log Info after");
+    // The call carried its timeout and the default sync timestamp.
+    assert!(
+        host.calls[1].contains(r#"{"since":"1970-01-01T00:00:00Z"} Some(5000)"#),
+        "{:?}",
+        host.calls
+    );
+}
+
+#[test]
+fn time_builtins_and_arithmetic() {
+    let mut host = Fake::default();
+    exec(
+        r#"job J { steps {
+            d { action: delete Order where created_at < now() - 30d and status in ["a", "b"] }
+            w { query: select Order where created_at >= yesterday().start and created_at < yesterday().end }
+            c { compute: { day: format_date(yesterday()), before: days_ago(1) < now(), gap: now() - days_ago(2) }, as: t }
+            l { log: "{{t.day}} {{t.before}} {{t.gap}}" }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(
+        host.calls[0],
+        r#"delete Order where (created_at Lt "2025-12-13T06:00:00-05:00" and status In ["a","b"])"#
+    );
+    assert_eq!(
+        host.calls[1],
+        r#"select Order where (created_at Ge "2026-01-11T00:00:00-05:00" and created_at Lt "2026-01-12T00:00:00-05:00") order [] limit None"#
+    );
+    assert_eq!(host.calls[2], "log Info 2026-01-11 true 172800000");
+}
+
+#[test]
+fn for_each_runs_the_body_per_item_and_binds_results() {
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { steps {
+            sync { call: Api.get { since: now() }, as: inv }
+            upd { for_each: inv.items
+                  item: e
+                  action: update Product set quantity = e.quantity, updated_at = now() where sku = e.sku
+                  as: updated }
+            save { state: { last_sync_timestamp: now() } }
+            ev { emit: Done { n: count(updated) } }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    let updates: Vec<&String> = host
+        .calls
+        .iter()
+        .filter(|c| c.starts_with("update"))
+        .collect();
+    assert_eq!(updates.len(), 2);
+    assert!(
+        updates[0].contains(r#"Set("quantity", Number(5))"#)
+            && updates[0].ends_with(r#"where sku Eq "A""#),
+        "{}",
+        updates[0]
+    );
+    assert!(host
+        .calls
+        .contains(&r#"state_set last_sync_timestamp "2026-01-12T06:00:00-05:00""#.to_string()));
+    assert_eq!(host.calls.last().unwrap(), r#"emit Done {"n":2}"#);
+    let Outcome::Completed(out) = out else {
+        panic!()
+    };
+    assert_eq!(out["updated"][1]["ok"], true);
+    assert_eq!(out["updated"][1]["item"]["sku"], "B");
+}
+
+#[test]
+fn parallel_calls_go_to_the_host_as_one_batch() {
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { input: { ids: ["x", "bad", "y"] }
+          steps {
+            push { for_each: ids
+                   item: i
+                   parallel: 8
+                   call: Api.push { id: i, qty: 1 }
+                   on_fail: continue
+                   as: results }
+            count { compute: count(results) - sum(pluck(results, "ok")) , as: failed }
+        } }"#,
+        &mut host,
+        json!({}),
+    );
+    // `sum` of booleans is not a number: the step fails with a message, never a panic.
+    let err = out.unwrap_err();
+    assert!(
+        err.message.contains("sum() found a boolean"),
+        "{}",
+        err.message
+    );
+    assert_eq!(host.calls[0], "call_many 3 x8");
+
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { input: { ids: ["x", "bad"] }
+          steps {
+            push { for_each: ids, item: i, parallel: 4, call: Api.push { id: i, qty: 1 }, on_fail: continue, as: results }
+        } }"#,
+        &mut host,
+        json!({"ids": ["bad", "z", "w"]}),
+    )
+    .unwrap();
+    let Outcome::Completed(out) = out else {
+        panic!()
+    };
+    let oks: Vec<bool> = out["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ok"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        oks,
+        vec![false, true, true],
+        "the trigger's input overrides the defaults"
+    );
+    assert_eq!(out["results"][0]["error"], "failed: 500");
+}
+
+#[test]
+fn reports_are_attached_to_emails_by_id() {
+    let mut host = Fake {
+        rows: vec![json!({"total": 10.5}), json!({"total": 4.5})],
+        ..Fake::default()
+    };
+    exec(
+        r#"job J { input: { to: ["a@example.com"] }
+          steps {
+            o { query: select Order, as: orders }
+            r { template: "t", data: { total: sum(orders, "total"), avg: avg(orders, "total") }, format: csv, as: file }
+            s { compute: sum(orders, "total"), as: total }
+            m { send: email(to) { subject: "Total {{total}}", attachment: file, data: { n: 1 } } }
+          } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(host.calls[1], r#"report t Csv {"avg":7.5,"total":15}"#);
+    assert_eq!(
+        host.calls[2],
+        r#"email ["a@example.com"] "Total 15" None {"n":1} ["rep-1"]"#
+    );
+}
+
+#[test]
+fn maintenance_and_report_deletion() {
+    let mut host = Fake {
+        rows: vec![json!({"id": "r1"}), json!({"id": "r2"})],
+        ..Fake::default()
+    };
+    exec(
+        r#"job J { steps {
+            a { action: maintain analyze }
+            v { action: maintain vacuum Order }
+            q { query: select Order, as: old }
+            d { for_each: old, item: r, action: delete_report(r.id) }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(
+        host.calls,
+        vec![
+            "maintain Analyze None",
+            r#"maintain Vacuum Some("Order")"#,
+            "select Order where - order [] limit None",
+            "delete_report r1",
+            "delete_report r2",
+        ]
+    );
+}
+
+#[test]
+fn runtime_type_errors_are_step_failures() {
+    for (expr, message) in [
+        (r#""a" * 2"#, "cannot apply Mul to a string and a number"),
+        ("1 / 0", "division by zero"),
+        ("input.x.y.z", ""),
+        (r#"number("abc")"#, "`abc` is not a number"),
+        ("[1][5]", ""),
+        (r#"format_date("nope")"#, "format_date() needs a timestamp"),
+        ("1 < \"a\"", "cannot compare a number with a string"),
+    ] {
+        let mut host = Fake::default();
+        let result = exec(
+            &format!("job J {{ steps {{ c {{ compute: {expr}, as: v }} }} }}"),
+            &mut host,
+            json!({}),
+        );
+        if message.is_empty() {
+            // Missing fields and indices read as null.
+            let Ok(Outcome::Completed(out)) = result else {
+                panic!("{expr}: {result:?}")
+            };
+            assert_eq!(out["v"], Value::Null, "{expr}");
+        } else {
+            let err = result.expect_err(expr);
+            assert!(err.message.contains(message), "{expr}: {}", err.message);
+        }
+    }
+}
+
+#[test]
+fn input_must_be_an_object() {
+    let mut host = Fake::default();
+    let err = exec(
+        "job J { steps { l { log: \"x\" } } }",
+        &mut host,
+        json!([1]),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("must be a JSON object"));
+}
