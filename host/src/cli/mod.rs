@@ -1,0 +1,79 @@
+//! The `codeai` command line: argument definitions and one module per command.
+//!
+//! Each command returns the process's [`ExitCode`] for outcomes the user caused (a source with
+//! errors is exit 1, not a crash) and an `anyhow::Error` for everything else, which `main`
+//! prints with its context chain. Later commands (`exec`, `migrate`, `host run`, `run`,
+//! `worker start`, `schedule next`, `tenant`, `token`) are added as new variants of [`Command`]
+//! with a module each.
+
+mod build;
+mod check;
+mod format;
+mod inspect;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// CodeAI Jobs: compile `.codeai` job files into WebAssembly components and run them.
+#[derive(Debug, Parser)]
+#[command(name = "codeai", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile every job of a `.codeai` file into its own WebAssembly component.
+    #[command(visible_alias = "generate")]
+    Build(build::BuildArgs),
+    /// Parse and check a `.codeai` file; print its diagnostics without building anything.
+    Check(check::CheckArgs),
+    /// Show the manifest, imports and exports of a job component.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Build(args) => build::run(&args),
+        Command::Check(args) => check::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+    }
+}
+
+/// Reads a source file; returns its text and the name diagnostics and manifests show for it.
+fn read_source(path: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use anyhow::Context as _;
+    let source = std::fs::read_to_string(path)
+        .with_context(|| format!("failed to read `{}`", path.display()))?;
+    Ok((path.display().to_string(), source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn generate_is_an_alias_of_build() {
+        let cli = Cli::try_parse_from(["codeai", "generate", "jobs.codeai", "-o", "dist"]).unwrap();
+        match cli.command {
+            Command::Build(args) => {
+                assert_eq!(args.file, std::path::Path::new("jobs.codeai"));
+                assert_eq!(args.out_dir, std::path::Path::new("dist"));
+            }
+            other => panic!("expected build, got {other:?}"),
+        }
+        let cli = Cli::try_parse_from(["codeai", "build", "jobs.codeai"]).unwrap();
+        match cli.command {
+            Command::Build(args) => assert_eq!(args.out_dir, std::path::Path::new("out")),
+            other => panic!("expected build, got {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The CodeAI Jobs platform: the wasmtime runtime that runs job components and the `codeai`
+//! command line.
+//!
+//! - [`wasm`] loads a job component, links the `codeai:host` capabilities a host-state type
+//!   provides, and calls the component's `run` export. It is the seed of the real runtime.
+//! - [`cli`] is the `codeai` binary's commands; `main.rs` only parses arguments and calls in here.
+
+pub mod cli;
+pub mod wasm;

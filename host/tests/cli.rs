@@ -1,0 +1,263 @@
+//! The `codeai` binary end to end: `build` the example into a fresh directory, `inspect` one of
+//! the components, `check` good and broken files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/05-scheduled-jobs/scheduled-jobs.codeai"
+);
+
+const JOBS: [&str; 10] = [
+    "DailySalesReport",
+    "WeeklyInventoryReport",
+    "MonthlyBusinessSummary",
+    "CleanupExpiredSessions",
+    "CleanupJobExecutions",
+    "CleanupExpiredReports",
+    "DatabaseMaintenance",
+    "SyncExternalInventory",
+    "ProcessPendingWebhooks",
+    "LowStockAlert",
+];
+
+fn codeai(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_codeai"))
+        .args(args)
+        .output()
+        .expect("the codeai binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A new empty directory for one test, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("codeai-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn str(&self) -> &str {
+        self.0.to_str().expect("a UTF-8 temp path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn build_example(dir: &TempDir) -> Output {
+    let out = dir.path().join("out");
+    codeai(&["build", EXAMPLE, "-o", out.to_str().unwrap()])
+}
+
+#[test]
+fn build_writes_one_component_per_job_and_a_summary() {
+    let dir = TempDir::new("build");
+    let output = build_example(&dir);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "stdout:\n{stdout}\nstderr:\n{}",
+        text(&output.stderr)
+    );
+
+    let mut files: Vec<String> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut expected: Vec<String> = JOBS
+        .iter()
+        .map(|j| format!("{}.wasm", codeai_dsl::snake_case(j)))
+        .collect();
+    expected.sort();
+    assert_eq!(files, expected);
+
+    let lines: Vec<&str> = stdout.lines().collect();
+    let header: Vec<&str> = lines[0]
+        .split("  ")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["JOB", "SCHEDULE", "TIMEZONE", "QUEUE", "SIZE", "BUILD TIME"],
+        "{stdout}"
+    );
+    assert_eq!(lines.len(), 1 + JOBS.len() + 1, "{stdout}");
+    for job in JOBS {
+        let row = lines
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(job))
+            .unwrap_or_else(|| panic!("no row for {job}:\n{stdout}"));
+        assert!(row.contains(" KiB"), "{row}");
+        assert!(row.trim_end().ends_with(" ms"), "{row}");
+    }
+    let daily = lines
+        .iter()
+        .find(|l| l.starts_with("DailySalesReport "))
+        .unwrap();
+    for cell in ["0 6 * * *", "America/New_York", "default"] {
+        assert!(daily.contains(cell), "{daily}");
+    }
+    let sync = lines
+        .iter()
+        .find(|l| l.starts_with("SyncExternalInventory "))
+        .unwrap();
+    assert!(sync.contains("every 30m"), "{sync}");
+    let last = lines.last().unwrap();
+    assert!(last.starts_with("built 10 jobs in "), "{last}");
+    assert!(
+        last.ends_with(&format!("→ {}", dir.path().join("out").display())),
+        "{last}"
+    );
+}
+
+#[test]
+fn generate_is_build() {
+    let dir = TempDir::new("generate");
+    let out = dir.path().join("gen");
+    let output = codeai(&["generate", EXAMPLE, "-o", out.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 10);
+}
+
+#[test]
+fn inspect_shows_the_manifest_and_the_interface() {
+    let dir = TempDir::new("inspect");
+    assert!(build_example(&dir).status.success());
+    let wasm = dir.path().join("out/daily_sales_report.wasm");
+    let output = codeai(&["inspect", wasm.to_str().unwrap()]);
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        text(&output.stderr)
+    );
+    for expected in [
+        "job:          DailySalesReport",
+        "schedule:     0 6 * * * (",
+        "timezone:     America/New_York",
+        "queue:        default",
+        "timeout:      30m",
+        "retry:        3 retries, exponential backoff",
+        "source:       scheduled-jobs.codeai (sha256 ",
+        "imports:",
+        "codeai:host/data@0.1.0",
+        "exports:",
+        "run: func(input: string) -> result<",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+
+    let output = codeai(&["inspect", "--json", wasm.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let manifest: codeai_ir::Manifest =
+        serde_json::from_slice(&output.stdout).expect("--json prints the manifest");
+    assert_eq!(manifest.name, "DailySalesReport");
+    assert_eq!(manifest.queue, "default");
+}
+
+#[test]
+fn inspect_refuses_files_that_are_not_job_components() {
+    let dir = TempDir::new("inspect-bad");
+    let not_wasm = dir.path().join("notes.wasm");
+    std::fs::write(&not_wasm, "hello").unwrap();
+    // A valid but empty core module: WebAssembly, yet not a component.
+    let module = dir.path().join("module.wasm");
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    // A valid but empty component: no manifest.
+    let component = dir.path().join("component.wasm");
+    std::fs::write(&component, b"\0asm\x0d\0\x01\0").unwrap();
+
+    for (path, expected) in [
+        (&not_wasm, "not a WebAssembly component"),
+        (&module, "not a WebAssembly component"),
+        (&component, "no `codeai-manifest` section"),
+    ] {
+        let output = codeai(&["inspect", path.to_str().unwrap()]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("is not a job component"), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    let output = codeai(&["inspect", dir.path().join("missing.wasm").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("failed to read"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn check_accepts_the_example() {
+    let output = codeai(&["check", EXAMPLE]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout).trim(), "ok: 10 jobs, no problems");
+}
+
+#[test]
+fn check_points_at_errors_and_exits_1() {
+    let dir = TempDir::new("check");
+    let source = std::fs::read_to_string(EXAMPLE).unwrap();
+    let broken = source.replacen(
+        "select Product where quantity < 10",
+        "select Prodcut where quantity < 10",
+        1,
+    );
+    assert_ne!(
+        broken, source,
+        "the example changed; pick another line to break"
+    );
+    let path = dir.path().join("broken.codeai");
+    std::fs::write(&path, &broken).unwrap();
+    let line = broken
+        .lines()
+        .position(|l| l.contains("select Prodcut"))
+        .unwrap()
+        + 1;
+    let col = broken
+        .lines()
+        .nth(line - 1)
+        .unwrap()
+        .find("Prodcut")
+        .unwrap()
+        + 1;
+
+    let output = codeai(&["check", path.to_str().unwrap()]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}:{line}:{col}",
+            dir.str().to_owned() + "/broken.codeai"
+        )),
+        "expected broken.codeai:{line}:{col} in:\n{stderr}"
+    );
+    assert!(stderr.contains("Prodcut"), "{stderr}");
+
+    // `build` refuses the same file and writes nothing.
+    let out = dir.path().join("out");
+    let output = codeai(&["build", path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains(&format!(":{line}:{col}")));
+    assert!(!out.exists());
+}
