@@ -11,10 +11,49 @@ const EXAMPLE: &str = include_str!("../../examples/05-scheduled-jobs/scheduled-j
 
 /// Grammar tokens worth inserting: they push the parser into every branch.
 const TOKENS: &[&str] = &[
-    "{", "}", "(", ")", "[", "]", ":", ",", ".", "\"", "?", "??", "=", "==", "<", "every 5m", "5x", "30d",
-    "job", "entity", "steps", "select", "where", "order by", "limit", "set", "query:", "action:",
-    "for_each:", "\n", "//", "/*", "\u{e9}", "\u{1F600}", "retry: 3 times", "emit(", "{{", "}}",
-    "\\u{", "-", "not", "and", "9999999999999999999999",
+    "{",
+    "}",
+    "(",
+    ")",
+    "[",
+    "]",
+    ":",
+    ",",
+    ".",
+    "\"",
+    "?",
+    "??",
+    "=",
+    "==",
+    "<",
+    "every 5m",
+    "5x",
+    "30d",
+    "job",
+    "entity",
+    "steps",
+    "select",
+    "where",
+    "order by",
+    "limit",
+    "set",
+    "query:",
+    "action:",
+    "for_each:",
+    "\n",
+    "//",
+    "/*",
+    "\u{e9}",
+    "\u{1F600}",
+    "retry: 3 times",
+    "emit(",
+    "{{",
+    "}}",
+    "\\u{",
+    "-",
+    "not",
+    "and",
+    "9999999999999999999999",
 ];
 
 fn cases() -> u32 {
@@ -84,7 +123,10 @@ fn assert_sane(source: &str) {
     for d in &diagnostics {
         assert!(d.span.start <= d.span.end, "{d:?}");
         assert!(d.span.end <= source.len(), "{d:?} beyond {}", source.len());
-        assert!(source.is_char_boundary(d.span.start) && source.is_char_boundary(d.span.end), "{d:?}");
+        assert!(
+            source.is_char_boundary(d.span.start) && source.is_char_boundary(d.span.end),
+            "{d:?}"
+        );
         assert!(!d.message.is_empty());
         // Rendering never panics either.
         let _ = codeai_dsl::diagnostic::render("fuzz.codeai", source, d);

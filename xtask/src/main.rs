@@ -16,7 +16,16 @@ fn main() -> Result<()> {
         Some("fuzz") => {
             let cases = args.get(1).cloned().unwrap_or_else(|| "100000".into());
             run(Command::new(cargo_bin())
-                .args(["test", "--release", "-p", "codeai-dsl", "--test", "fuzz", "--", "--nocapture"])
+                .args([
+                    "test",
+                    "--release",
+                    "-p",
+                    "codeai-dsl",
+                    "--test",
+                    "fuzz",
+                    "--",
+                    "--nocapture",
+                ])
                 .env("CODEAI_FUZZ_CASES", cases))
         }
         _ => bail!("usage: cargo xtask <ci|bench|fuzz [CASES]>"),
@@ -25,7 +34,14 @@ fn main() -> Result<()> {
 
 fn ci() -> Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     let has_nextest = Command::new(cargo_bin())
         .args(["nextest", "--version"])
         .output()
@@ -48,7 +64,9 @@ fn cargo(args: &[&str]) -> Result<()> {
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("$ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("failed to start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
