@@ -42,6 +42,17 @@ fn ci() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The guest's WIT glue only exists on wasm32: lint it there too.
+    cargo(&[
+        "clippy",
+        "--package",
+        "codeai-guest",
+        "--target",
+        "wasm32-unknown-unknown",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     let has_nextest = Command::new(cargo_bin())
         .args(["nextest", "--version"])
         .output()
