@@ -160,6 +160,9 @@ pub struct Job {
     /// Span of the `steps` keyword, if the job has a `steps { }` block.
     pub steps_span: Option<Span>,
     pub span: Span,
+    /// Part of the job failed to parse (and was reported): the checker does not complain
+    /// about what is missing from it.
+    pub broken: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +209,9 @@ pub struct Step {
     pub name: Ident,
     pub fields: Vec<StepField>,
     pub span: Span,
+    /// A field of the step failed to parse (and was reported): the checker does not complain
+    /// about what is missing from it.
+    pub broken: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

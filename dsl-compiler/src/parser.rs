@@ -110,6 +110,10 @@ impl Parser<'_> {
     /// Records "expected X, found Y" at the current token.
     fn expected<T>(&mut self, what: &str) -> PResult<T> {
         let tok = self.peek().clone();
+        if tok.kind == TokKind::Error {
+            // The lexer has reported this token already.
+            return Err(Failed);
+        }
         let found = tok.describe(self.source);
         let message = if tok.kind == TokKind::Eof {
             format!("expected {what}, found end of file")
@@ -235,10 +239,13 @@ impl Parser<'_> {
             && self.column_is_zero(tok.span.start)
     }
 
-    /// Reports a block whose `}` is missing before the next item.
-    fn unclosed<T>(&mut self, open: Span) -> PResult<T> {
+    /// Reports a block whose `}` is missing before the next item, and closes it there so that
+    /// what it declared is kept.
+    fn unclosed(&mut self, open: Span) -> PResult<Span> {
         let (line, _) = crate::diagnostic::line_col(self.source, open.start);
-        self.expected_hint("`}`", &format!("the `{{` on line {line} is not closed"))
+        let _: PResult<()> =
+            self.expected_hint("`}`", &format!("the `{{` on line {line} is not closed"));
+        Ok(self.prev_span())
     }
 
     fn column_is_zero(&self, offset: usize) -> bool {
@@ -601,6 +608,7 @@ impl Parser<'_> {
     // -----------------------------------------------------------------------------------------
 
     fn job(&mut self) -> PResult<Job> {
+        let errors_before = self.diagnostics.len();
         let kw = self.bump().span;
         let name = self.ident("a job name")?;
         let mut fields = Vec::new();
@@ -632,6 +640,7 @@ impl Parser<'_> {
             steps,
             steps_span,
             span: kw.to(end),
+            broken: self.diagnostics.len() > errors_before,
         })
     }
 
@@ -700,6 +709,7 @@ impl Parser<'_> {
     }
 
     fn step(&mut self) -> PResult<Step> {
+        let errors_before = self.diagnostics.len();
         let name = self.ident("a step name")?;
         let mut fields = Vec::new();
         let end = self.block(|p| {
@@ -717,6 +727,7 @@ impl Parser<'_> {
             span: name.span.to(end),
             name,
             fields,
+            broken: self.diagnostics.len() > errors_before,
         })
     }
 

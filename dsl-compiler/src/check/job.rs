@@ -313,6 +313,7 @@ pub(super) fn check_job(
 
     // Steps.
     let steps = match job.steps_span {
+        None if job.broken => Vec::new(),
         None => {
             jcx.cx.error_hint(
                 job.name.span,
@@ -321,6 +322,7 @@ pub(super) fn check_job(
             );
             Vec::new()
         }
+        Some(_) if job.steps.is_empty() && job.broken => Vec::new(),
         Some(span) if job.steps.is_empty() => {
             jcx.cx.error_hint(
                 span,

@@ -208,13 +208,13 @@ impl JobCx<'_, '_> {
         let kind = match body.first() {
             Some(field) => self.kind(field, &fields, step),
             None => {
-                if for_each.is_some() {
+                if for_each.is_some() && !step.broken {
                     self.cx.error_hint(
                         step.name.span,
                         format!("`for_each` step `{}` has nothing to do for each item", step.name.node),
                         "add one of `action`, `call`, `send`, `template`, `emit`, `state`, `compute` or `log`",
                     );
-                } else {
+                } else if !step.broken {
                     self.cx.error_hint(
                         step.name.span,
                         format!("step `{}` does nothing", step.name.node),

@@ -23,6 +23,9 @@ pub(crate) enum TokKind {
     Str(String),
     /// Punctuation and operators, e.g. `{`, `==`, `??`.
     Punct(&'static str),
+    /// A malformed literal (`5x`, a number too large): already reported by the lexer, so the
+    /// parser fails on it without a second message.
+    Error,
     Eof,
 }
 
@@ -195,7 +198,7 @@ fn number<'a>(input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<'a>, TokK
                     Span::new(start, end),
                     format!("number `{text}` is too large"),
                 ));
-                (rest, TokKind::Int(0))
+                (rest, TokKind::Error)
             }
         };
     }
@@ -212,7 +215,7 @@ fn number<'a>(input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<'a>, TokK
                         Span::new(start, end),
                         format!("duration `{text}{unit}` is too large"),
                     ));
-                    (after_unit, TokKind::Duration(0))
+                    (after_unit, TokKind::Error)
                 }
             }
         }
@@ -224,7 +227,7 @@ fn number<'a>(input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<'a>, TokK
                 )
                 .with_hint("use a smaller unit: `90m` instead of `1.5h`"),
             );
-            (after_unit, TokKind::Duration(0))
+            (after_unit, TokKind::Error)
         }
         None => {
             diagnostics.push(
@@ -234,7 +237,7 @@ fn number<'a>(input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<'a>, TokK
                 )
                 .with_hint("durations are written like `100ms`, `30s`, `5m`, `2h` or `7d`"),
             );
-            (after_unit, TokKind::Duration(0))
+            (after_unit, TokKind::Error)
         }
     }
 }

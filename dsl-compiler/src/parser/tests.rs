@@ -328,7 +328,11 @@ fn a_missing_brace_does_not_swallow_the_next_item() {
             _ => None,
         })
         .collect();
-    assert_eq!(names, vec!["B"]);
+    assert_eq!(
+        names,
+        vec!["A", "B"],
+        "the unclosed job is kept as far as it goes"
+    );
 }
 
 #[test]
