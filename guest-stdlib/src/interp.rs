@@ -191,8 +191,7 @@ impl Scope<'_> {
             body,
         } = &step.kind
         {
-            let continue_on_fail = matches!(step.on_fail, Some(Policy::Continue));
-            return self.for_each(items, item, *parallel, body, step, continue_on_fail);
+            return self.for_each(items, item, *parallel, body, step);
         }
         self.kind(&step.kind, step.timeout_ms)
     }
@@ -410,7 +409,6 @@ impl Scope<'_> {
         parallel: u32,
         body: &StepKind,
         step: &Step,
-        continue_on_fail: bool,
     ) -> R<Value> {
         let items = match self.eval(items)? {
             Value::Array(items) => items,
@@ -429,7 +427,7 @@ impl Scope<'_> {
             ));
         }
         let saved = self.vars.remove(item);
-        let result = self.for_each_items(&items, item, parallel, body, step, continue_on_fail);
+        let result = self.for_each_items(&items, item, parallel, body, step);
         match saved {
             Some(v) => {
                 self.vars.insert(item.to_string(), v);
@@ -441,6 +439,8 @@ impl Scope<'_> {
         result
     }
 
+    /// Runs `body` once per item (or as one batched call when `parallel > 1` and the body is a
+    /// call); `on_fail: continue` records a failed item and goes on.
     fn for_each_items(
         &mut self,
         items: &[Value],
@@ -448,8 +448,8 @@ impl Scope<'_> {
         parallel: u32,
         body: &StepKind,
         step: &Step,
-        continue_on_fail: bool,
     ) -> R<Value> {
+        let continue_on_fail = matches!(step.on_fail, Some(Policy::Continue));
         let mut results = Vec::with_capacity(items.len());
         let record = |item: &Value, r: R<Value>| match r {
             Ok(value) => json!({"item": item, "ok": true, "value": value, "error": null}),
