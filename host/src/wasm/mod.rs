@@ -8,10 +8,10 @@
 //! capability implementations are layered on top of it by the runtime.
 
 mod describe;
-mod manifest;
 
+/// The manifest format is the compiler's: it writes it and reads it back.
+pub use codeai_dsl::emit::{read_manifest, ManifestError};
 pub use describe::{describe_component, ComponentShape, ExternShape};
-pub use manifest::{read_manifest, ManifestError};
 
 // wasmtime 48 has its own error type; its `Context` gives it context, `?` makes it an `anyhow::Error`.
 use wasmtime::component::{Component, HasSelf, Linker};
