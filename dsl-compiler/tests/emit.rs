@@ -1,7 +1,14 @@
-//! End-to-end emission: the example's ten jobs become valid components that import only
-//! `codeai:host/*`, export `run`, carry their program as data and their manifest as a section.
+//! End-to-end emission: a hand-built program and the example's ten jobs become valid components
+//! that import only `codeai:host/*`, export `run`, carry their program as data and their manifest
+//! as a section; one emitted component runs in wasmtime and finds its program intact after the
+//! guest has allocated far more memory than the program occupies.
 
-use codeai_dsl::emit::read_manifest;
+use codeai_dsl::emit::{emit, guest_runtime, read_manifest};
+use codeai_ir::{
+    Backoff, Builtin, Expr, Manifest, Part, Program, QueueDecl, RetryPolicy, Schedule, Step,
+    StepKind, IR_VERSION,
+};
+use std::collections::BTreeMap;
 use wasmparser::{ComponentTypeRef, Parser, Payload, Validator, WasmFeatures};
 
 fn example() -> Vec<codeai_dsl::Artifact> {
@@ -101,8 +108,204 @@ fn components_differ_only_by_what_the_job_says() {
 
 #[test]
 fn read_manifest_refuses_what_codeai_did_not_build() {
+    use codeai_dsl::emit::ManifestError;
+    assert!(matches!(
+        read_manifest(b"not wasm"),
+        Err(ManifestError::NotAComponent)
+    ));
+    // The bare guest runtime is a core module, not a job component.
     let runtime = codeai_dsl::emit::guest_runtime();
-    assert!(read_manifest(b"not wasm").is_err());
-    let err = read_manifest(runtime).unwrap_err().to_string();
-    assert!(err.contains("codeai-manifest"), "{err}");
+    assert!(matches!(
+        read_manifest(runtime),
+        Err(ManifestError::NotAComponent)
+    ));
+    // A job component whose manifest section is renamed has no manifest any more.
+    let mut renamed = example()[0].bytes.clone();
+    let name = codeai_ir::MANIFEST_SECTION.as_bytes();
+    let at = renamed
+        .windows(name.len())
+        .rposition(|w| w == name)
+        .unwrap();
+    renamed[at + name.len() - 1] = b'X';
+    assert!(matches!(
+        read_manifest(&renamed),
+        Err(ManifestError::Missing)
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A hand-built program, emitted and run
+// ---------------------------------------------------------------------------------------------
+
+/// A program whose steps use no capability (so a component with trapping imports can run it):
+/// the size of `input.blob`, a large literal `marker`, and a greeting from an input default.
+fn small_program(marker: &str) -> Program {
+    let step = |name: &str, value: Expr| Step {
+        name: name.to_string(),
+        location: format!("small.codeai:{}:5", name.len()),
+        kind: StepKind::Compute { value },
+        bind: Some(name.to_string()),
+        on_empty: None,
+        on_fail: None,
+        timeout_ms: None,
+    };
+    Program {
+        ir_version: IR_VERSION,
+        job: "Small".into(),
+        input_defaults: BTreeMap::from([("who".to_string(), Expr::Str("world".into()))]),
+        steps: vec![
+            step(
+                "size",
+                Expr::Call(
+                    Builtin::Len,
+                    vec![Expr::Field(
+                        Box::new(Expr::Var("input".into())),
+                        "blob".into(),
+                    )],
+                ),
+            ),
+            step("marker", Expr::Str(marker.to_string())),
+            step(
+                "greeting",
+                Expr::Interpolated(vec![
+                    Part::Text("hello ".into()),
+                    Part::Expr(Expr::Var("who".into())),
+                ]),
+            ),
+        ],
+    }
+}
+
+fn small_manifest() -> Manifest {
+    Manifest {
+        ir_version: IR_VERSION,
+        name: "Small".into(),
+        description: Some("a hand-built job".into()),
+        job_type: "processing".into(),
+        schedule: Schedule::Manual,
+        timezone: "UTC".into(),
+        queue: "default".into(),
+        queues: vec![QueueDecl {
+            name: "default".into(),
+            weight: 1,
+        }],
+        timeout_ms: 60_000,
+        retry: RetryPolicy {
+            max_retries: 0,
+            backoff: Backoff::Fixed { delay_ms: 0 },
+        },
+        overlap: "skip".into(),
+        on_complete: None,
+        on_fail: None,
+        capabilities: vec![],
+        entities: vec![],
+        integrations: vec![],
+        templates: vec![],
+        events: vec![],
+        source_hash: "0".repeat(64),
+        source_file: "small.codeai".into(),
+        compiler: "test".into(),
+    }
+}
+
+/// A 200 KB marker (four 64 KiB pages of program) that no allocator garbage can imitate.
+fn marker() -> String {
+    (0..20_000).map(|i| format!("{:09}|", i * 7)).collect()
+}
+
+#[test]
+fn a_hand_built_program_emits_a_valid_component() {
+    let program = small_program(&marker());
+    let manifest = small_manifest();
+    let bytes = emit(&program, &manifest).unwrap();
+
+    Validator::new_with_features(WasmFeatures::all())
+        .validate_all(&bytes)
+        .expect("a valid component");
+    let (imports, exports) = imports_exports(&bytes);
+    assert_eq!(exports, ["run"]);
+    let mut imports = imports;
+    imports.sort();
+    assert_eq!(
+        imports,
+        [
+            "codeai:host/clock@0.1.0",
+            "codeai:host/data@0.1.0",
+            "codeai:host/email@0.1.0",
+            "codeai:host/events@0.1.0",
+            "codeai:host/http@0.1.0",
+            "codeai:host/log@0.1.0",
+            "codeai:host/report@0.1.0",
+            "codeai:host/slack@0.1.0",
+            "codeai:host/state@0.1.0",
+            // The world's shared types (json, outcome, job-error) come as an instance too.
+            "codeai:host/types@0.1.0",
+        ]
+    );
+    assert_eq!(read_manifest(&bytes).unwrap(), manifest);
+    let json = serde_json::to_vec(&program).unwrap();
+    assert!(
+        bytes.windows(json.len()).any(|w| w == json.as_slice()),
+        "the program's JSON is in the component verbatim"
+    );
+    // The component is the runtime plus the program, the manifest and the component wrapping.
+    let overhead = bytes.len() as i64 - guest_runtime().len() as i64 - json.len() as i64;
+    eprintln!(
+        "runtime {} bytes, program {} bytes, component {} bytes (overhead {overhead})",
+        guest_runtime().len(),
+        json.len(),
+        bytes.len()
+    );
+    assert!(overhead < 64 * 1024, "overhead {overhead}");
+}
+
+/// Calls `run(input)` on an instance and returns the `completed` JSON, or the error as text.
+fn call_run(
+    store: &mut wasmtime::Store<()>,
+    instance: &wasmtime::component::Instance,
+    input: String,
+) -> Result<serde_json::Value, String> {
+    use wasmtime::component::Val;
+    let run = instance.get_func(&mut *store, "run").expect("`run` export");
+    let mut results = [Val::Bool(false)];
+    run.call(&mut *store, &[Val::String(input)], &mut results)
+        .map_err(|e| format!("trap: {e:?}"))?;
+    match &results[0] {
+        Val::Result(Ok(Some(outcome))) => match &**outcome {
+            Val::Variant(case, Some(payload)) if case == "completed" => match &**payload {
+                Val::String(json) => serde_json::from_str(json).map_err(|e| e.to_string()),
+                other => Err(format!("completed with {other:?}")),
+            },
+            other => Err(format!("outcome {other:?}")),
+        },
+        other => Err(format!("job error {other:?}")),
+    }
+}
+
+#[test]
+fn an_emitted_component_runs_in_wasmtime_with_its_program_intact() {
+    use wasmtime::component::{Component, Linker};
+    let marker = marker();
+    let bytes = emit(&small_program(&marker), &small_manifest()).unwrap();
+    let engine = wasmtime::Engine::default();
+    let component = Component::new(&engine, &bytes).expect("wasmtime compiles the component");
+    let mut linker = Linker::<()>::new(&engine);
+    linker.define_unknown_imports_as_traps(&component).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = linker.instantiate(&mut store, &component).unwrap();
+
+    // The 8 MiB input is copied into guest memory (and parsed) before the guest reads its
+    // program: had the allocator handed out the program's pages, the program would be garbage.
+    let blob = "x".repeat(8 << 20);
+    let input = serde_json::json!({ "blob": blob, "who": "wasm" }).to_string();
+    let out = call_run(&mut store, &instance, input).unwrap();
+    assert_eq!(out["size"], 8 << 20);
+    assert_eq!(out["greeting"], "hello wasm");
+    assert!(out["marker"] == marker.as_str(), "the program was damaged");
+
+    // The same instance again, after all that memory was used and freed.
+    let out = call_run(&mut store, &instance, "{}".into()).unwrap();
+    assert_eq!(out["size"], 0);
+    assert_eq!(out["greeting"], "hello world");
+    assert!(out["marker"] == marker.as_str(), "the program was damaged");
 }

@@ -630,7 +630,9 @@ impl Scope<'_> {
                 match op {
                     UnaryOp::Not => Value::Bool(!truthy(&v)),
                     UnaryOp::Neg => match v.as_f64() {
-                        Some(_) if v.is_i64() => json!(-v.as_i64().unwrap_or(0)),
+                        Some(_) if v.as_i64().and_then(i64::checked_neg).is_some() => {
+                            json!(-v.as_i64().unwrap_or(0))
+                        }
                         Some(n) => number(-n),
                         None => return fail(format!("cannot negate {}", type_name(&v))),
                     },
@@ -700,7 +702,7 @@ impl Scope<'_> {
                 };
                 let now = self.host.now();
                 Value::String(time::format(Instant {
-                    unix_ms: now.unix_ms - (n * unit) as i64,
+                    unix_ms: now.unix_ms.saturating_sub((n * unit) as i64),
                     ..now
                 }))
             }
@@ -1065,7 +1067,7 @@ fn arith_or_compare(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
             // timestamp - timestamp = milliseconds
             if let (BinaryOp::Sub, Value::String(a), Value::String(b)) = (op, x, y) {
                 if let (Some(p), Some(q)) = (time::parse(a), time::parse(b)) {
-                    return Ok(json!(p.unix_ms - q.unix_ms));
+                    return Ok(json!(p.unix_ms.saturating_sub(q.unix_ms)));
                 }
             }
             match (op, x, y) {
@@ -1079,8 +1081,9 @@ fn arith_or_compare(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
             }
         }
         BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => numeric(op, x, y),
+        // Short-circuit operators are evaluated in `binary`; this is only reached by mistake.
         BinaryOp::And | BinaryOp::Or | BinaryOp::Coalesce => {
-            unreachable!("short-circuit operators are evaluated in `binary`")
+            fail(format!("{op:?} is not a comparison"))
         }
     }
 }

@@ -202,11 +202,18 @@ impl Host for Fake {
         NOW
     }
     fn period(&mut self, unit: PeriodUnit, offset: i32) -> Period {
-        assert_eq!(
-            (unit, offset),
-            (PeriodUnit::Day, -1),
-            "only yesterday is faked"
-        );
+        self.calls.push(format!("period {unit:?} {offset}"));
+        if (unit, offset) != (PeriodUnit::Day, -1) {
+            // Other periods: a fixed start, one day long, labelled by what was asked.
+            return Period {
+                start: NOW,
+                end: Instant {
+                    unix_ms: NOW.unix_ms + 86_400_000,
+                    ..NOW
+                },
+                label: format!("{unit:?}{offset}"),
+            };
+        }
         Period {
             start: Instant {
                 unix_ms: 1_768_107_600_000,
@@ -347,10 +354,14 @@ fn time_builtins_and_arithmetic() {
         r#"delete Order where (created_at Lt "2025-12-13T06:00:00-05:00" and status In ["a","b"])"#
     );
     assert_eq!(
-        host.calls[1],
+        host.calls[3],
         r#"select Order where (created_at Ge "2026-01-11T00:00:00-05:00" and created_at Lt "2026-01-12T00:00:00-05:00") order [] limit None"#
     );
-    assert_eq!(host.calls[2], "log Info 2026-01-11 true 172800000");
+    assert_eq!(host.calls[1..3], ["period Day -1", "period Day -1"]);
+    assert_eq!(
+        host.calls[4..],
+        ["period Day -1", "log Info 2026-01-11 true 172800000"]
+    );
 }
 
 #[test]
@@ -540,4 +551,302 @@ fn input_must_be_an_object() {
     )
     .unwrap_err();
     assert!(err.message.contains("must be a JSON object"));
+}
+
+/// The value a `compute:` of one expression binds, or the job's error message.
+fn compute(expr: &str, host: &mut Fake, input: Value) -> Result<Value, String> {
+    match exec(
+        &format!("job J {{ input: {{ n: 0 }} steps {{ c {{ compute: {expr}, as: v }} }} }}"),
+        host,
+        input,
+    ) {
+        Ok(Outcome::Completed(out)) => Ok(out["v"].clone()),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(e.message),
+    }
+}
+
+#[test]
+fn builtins_compute_what_they_say() {
+    let rows = r#"[{"a": 3, "s": "x"}, {"a": 1.5, "s": "y"}, {"a": null, "s": "z"}]"#;
+    for (expr, expected) in [
+        (format!("count({rows})"), json!(3)),
+        (format!("len({rows})"), json!(3)),
+        (r#"len("héllo")"#.into(), json!(5)),
+        (format!(r#"sum({rows}, "a")"#), json!(4.5)),
+        (format!(r#"avg({rows}, "a")"#), json!(2.25)),
+        (format!(r#"min({rows}, "a")"#), json!(1.5)),
+        (format!(r#"max({rows}, "a")"#), json!(3)),
+        ("sum([1, 2, 3])".into(), json!(6)),
+        ("avg([])".into(), json!(0)),
+        ("max([])".into(), Value::Null),
+        (format!(r#"pluck({rows}, "s")"#), json!(["x", "y", "z"])),
+        (format!(r#"first(pluck({rows}, "s"))"#), json!("x")),
+        (format!(r#"last(pluck({rows}, "s"))"#), json!("z")),
+        ("first([])".into(), Value::Null),
+        (r#"join(["a", 1, 2.5])"#.into(), json!("a, 1, 2.5")),
+        (r#"join(["a", "b"], "-")"#.into(), json!("a-b")),
+        (r#"contains(["a", "b"], "b")"#.into(), json!(true)),
+        ("contains([1, 2], 3)".into(), json!(false)),
+        (r#"contains("hello", "ell")"#.into(), json!(true)),
+        ("round(2.345, 2)".into(), json!(2.35)),
+        ("round(2.5)".into(), json!(3)),
+        ("abs(-4)".into(), json!(4)),
+        ("floor(2.7)".into(), json!(2)),
+        ("ceil(2.1)".into(), json!(3)),
+        (r#"lower("AbC")"#.into(), json!("abc")),
+        (r#"upper("AbC")"#.into(), json!("ABC")),
+        (r#"trim("  x ")"#.into(), json!("x")),
+        (r#"concat("a", 1, true)"#.into(), json!("a1true")),
+        (r#"coalesce(null, input.missing, "d")"#.into(), json!("d")),
+        (r#"input.missing ?? 7"#.into(), json!(7)),
+        ("string(2.0)".into(), json!("2")),
+        (r#"number(" 12.5 ")"#.into(), json!(12.5)),
+        ("1 + 2 * 3 - 4 / 2".into(), json!(5)),
+        ("7 % 4".into(), json!(3)),
+        ("-n".into(), json!(0)),
+        (r#"n > 0 ? "pos" : "zero""#.into(), json!("zero")),
+        (r#"not (n = 0) or n < 1 and true"#.into(), json!(true)),
+        (r#""a" + 1"#.into(), json!("a1")),
+        ("[1] + [2]".into(), json!([1, 2])),
+        (format!("{rows}[1].s"), json!("y")),
+        (format!("{rows}[-1].s"), json!("z")),
+        (r#"state("limit", 10)"#.into(), json!(10)),
+        ("last_run_at()".into(), Value::Null),
+        ("hours_ago(2)".into(), json!("2026-01-12T04:00:00-05:00")),
+        ("minutes_ago(30)".into(), json!("2026-01-12T05:30:00-05:00")),
+        ("now() + 1h".into(), json!("2026-01-12T07:00:00-05:00")),
+        (
+            r#""2026-01-12T11:00:00Z" = "2026-01-12T06:00:00-05:00""#.into(),
+            json!(true),
+        ),
+        (
+            r#""2026-01-12T10:59:59Z" < "2026-01-12T06:00:00-05:00""#.into(),
+            json!(true),
+        ),
+        ("format_date(now(), \"%H:%M\")".into(), json!("06:00")),
+        ("this_week().label".into(), json!("Week0")),
+        ("last_month().label".into(), json!("Month-1")),
+        ("this_year().label".into(), json!("Year0")),
+        ("today().end".into(), json!("2026-01-13T06:00:00-05:00")),
+    ] {
+        let mut host = Fake::default();
+        let got = compute(&expr, &mut host, json!({}));
+        assert_eq!(got, Ok(expected), "{expr}");
+    }
+}
+
+#[test]
+fn state_builtins_read_the_job_state() {
+    let mut host = Fake::default();
+    host.state
+        .insert("last_sync_timestamp".into(), json!("2026-01-01T00:00:00Z"));
+    host.state
+        .insert("last_run_at".into(), json!("2026-01-11T00:00:00Z"));
+    host.state.insert("limit".into(), json!(3));
+    assert_eq!(
+        compute(
+            r#"[last_sync_timestamp(), last_run_at(), state("limit", 10), state("other")]"#,
+            &mut host,
+            json!({})
+        ),
+        Ok(json!([
+            "2026-01-01T00:00:00Z",
+            "2026-01-11T00:00:00Z",
+            3,
+            null
+        ]))
+    );
+}
+
+#[test]
+fn interpolation_formats_values_naturally() {
+    let mut host = Fake::default();
+    exec(
+        r#"job J { input: { who: "Ann", n: 3, x: 2.0, y: 1.25, tags: ["a", "b"], none: null }
+          steps { l { log: warn "{{who}} has {{n}} ({{x}}, {{y}}) [{{tags}}] <{{none}}>" } } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(host.calls, ["log Warn Ann has 3 (2, 1.25) [a, b] <>"]);
+}
+
+#[test]
+fn count_insert_and_on_empty_abort() {
+    let mut host = Fake::default();
+    let err = exec(
+        r#"job J { steps {
+            i { action: insert Order { total: 1.5, status: "new", created_at: now() }, as: inserted }
+            c { query: count Order where status = "new", as: n, on_empty: abort("no orders") }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        host.calls,
+        [
+            r#"insert Order [{"created_at":"2026-01-12T06:00:00-05:00","status":"new","total":1.5}]"#,
+            r#"count Order where status Eq "new""#,
+        ]
+    );
+    assert_eq!(err.step.as_deref(), Some("c"));
+    assert_eq!(err.message, "no orders");
+
+    // With rows the count is bound and the job completes.
+    let mut host = Fake {
+        rows: vec![json!({}), json!({})],
+        ..Fake::default()
+    };
+    let out = exec(
+        r#"job J { steps { c { query: count Order, as: n, on_empty: abort("no orders") } } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Completed(json!({"n": 2})));
+}
+
+#[test]
+fn on_fail_skip_and_continue_bind_null() {
+    let job = |policy: &str| {
+        format!(
+            r#"job J {{ steps {{
+                c {{ call: Api.get {{ since: now() }}, as: r, {policy} }}
+                l {{ log: "r is <{{{{r}}}}>" }}
+            }} }}"#
+        )
+    };
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    let out = exec(&job(r#"on_fail: skip("api down")"#), &mut host, json!({})).unwrap();
+    assert_eq!(out, Outcome::Skipped("api down".into()));
+    assert!(host.calls.last().unwrap().starts_with("log Warn step `c`"));
+
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    let out = exec(&job("on_fail: continue"), &mut host, json!({})).unwrap();
+    assert_eq!(out, Outcome::Completed(json!({"r": null})));
+    assert_eq!(host.calls.last().unwrap(), "log Info r is <>");
+}
+
+#[test]
+fn for_each_failures_fail_the_step_unless_it_continues() {
+    // A sequential body that fails on the second item: without `continue` the job fails there.
+    let job = |policy: &str| {
+        format!(
+            r#"job J {{ input: {{ ids: ["a", "b", "c"] }}
+              steps {{ p {{ for_each: ids, item: i, call: Api.push {{ id: i, qty: 1 }}, as: out {policy} }} }} }}"#
+        )
+    };
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    let err = exec(&job(""), &mut host, json!({})).unwrap_err();
+    assert_eq!(err.step.as_deref(), Some("p"));
+    assert!(
+        err.message.contains("item 0: failed: 503"),
+        "{}",
+        err.message
+    );
+    assert_eq!(host.calls.len(), 1);
+
+    let mut host = Fake {
+        fail_call: true,
+        ..Fake::default()
+    };
+    let Outcome::Completed(out) = exec(&job(", on_fail: continue"), &mut host, json!({})).unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(out["out"].as_array().unwrap().len(), 3);
+    assert_eq!(out["out"][2]["ok"], false);
+    assert_eq!(out["out"][2]["item"], "c");
+    // Three calls and three warnings.
+    assert_eq!(host.calls.len(), 6, "{:?}", host.calls);
+
+    // A batched body whose host call fails without `continue`.
+    let mut host = Fake::default();
+    let err = exec(
+        r#"job J { input: { ids: ["x", "bad"] }
+          steps { p { for_each: ids, item: i, parallel: 2, call: Api.push { id: i, qty: 1 } } } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.contains("item bad: failed: 500"),
+        "{}",
+        err.message
+    );
+
+    // An empty list triggers `on_empty`; a non-list is a step failure.
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { input: { ids: ["x"] }
+          steps { p { for_each: ids, item: i, call: Api.push { id: i, qty: 1 }, on_empty: skip("none") } } }"#,
+        &mut host,
+        json!({"ids": []}),
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Skipped("none".into()));
+    let err = exec(
+        r#"job J { input: { ids: ["x"] }
+          steps { p { for_each: ids, item: i, call: Api.push { id: i, qty: 1 } } } }"#,
+        &mut host,
+        json!({"ids": "x"}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .contains("`for_each` needs a list, got a string"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn extreme_values_fail_or_saturate_without_panicking() {
+    for (expr, input) in [
+        ("-n", json!({"n": i64::MIN})),
+        ("n * n", json!({"n": i64::MAX})),
+        ("n + n", json!({"n": i64::MAX})),
+        ("days_ago(n)", json!({"n": 1e300})),
+        ("now() + n", json!({"n": 1e300})),
+        ("round(n, 400)", json!({"n": 1e300})),
+        ("n / 0.0", json!({"n": 1})),
+        ("format_date(now(), n)", json!({"n": "%"})),
+    ] {
+        let mut host = Fake::default();
+        // Either outcome is fine; reaching here without a panic is the point.
+        let _ = compute(expr, &mut host, input);
+    }
+    let mut host = Fake::default();
+    assert_eq!(
+        compute("-n", &mut host, json!({"n": i64::MIN})),
+        Ok(json!(-(i64::MIN as f64)))
+    );
+}
+
+#[test]
+fn a_huge_output_is_replaced_by_a_note() {
+    let mut host = Fake::default();
+    let big = "x".repeat(2 << 20);
+    let Outcome::Completed(out) = exec(
+        r#"job J { input: { s: "" } steps { c { compute: s, as: copy } } }"#,
+        &mut host,
+        json!({ "s": big }),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(out["truncated"], true);
+    assert_eq!(out["bindings"], json!(["copy"]));
+    assert!(out["size"].as_u64().unwrap() > 2 << 20);
 }
