@@ -6,4 +6,5 @@
 //! - [`cli`] is the `codeai` binary's commands; `main.rs` only parses arguments and calls in here.
 
 pub mod cli;
+pub mod report;
 pub mod wasm;
