@@ -26,12 +26,19 @@ const CLAUSE_WORDS: &[&str] = &[
 pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
     let mut diagnostics = Vec::new();
     let tokens = lexer::lex(source, &mut diagnostics);
+    // An unterminated string or comment swallows the rest of its line (or file), braces
+    // included: a `}` then missing at the end of the file is a consequence, not a new mistake.
+    let eof_explained = diagnostics
+        .iter()
+        .any(|d| d.message.starts_with("unterminated "));
     let mut p = Parser {
         source,
         tokens,
         pos: 0,
         diagnostics,
         depth: 0,
+        silent_failures: 0,
+        eof_explained,
     };
     let file = p.file();
     (file, p.diagnostics)
@@ -48,6 +55,12 @@ struct Parser<'s> {
     pos: usize,
     diagnostics: Vec<Diagnostic>,
     depth: usize,
+    /// Failures at a token the lexer already reported (a malformed literal): no new diagnostic,
+    /// but the construct is still broken. Counted so that [`Parser::error_mark`] sees them.
+    silent_failures: usize,
+    /// A missing `}` at the end of the file is already explained (reported once, or caused by
+    /// an unterminated string or comment): further blocks open at the end close silently.
+    eof_explained: bool,
 }
 
 impl Parser<'_> {
@@ -103,6 +116,12 @@ impl Parser<'_> {
         }
     }
 
+    /// A mark that grows with every failure, reported here or by the lexer; a construct whose
+    /// mark grew while it was parsed is `broken`.
+    fn error_mark(&self) -> usize {
+        self.diagnostics.len() + self.silent_failures
+    }
+
     fn prev_span(&self) -> Span {
         self.tokens[self.pos.saturating_sub(1)].span
     }
@@ -112,6 +131,7 @@ impl Parser<'_> {
         let tok = self.peek().clone();
         if tok.kind == TokKind::Error {
             // The lexer has reported this token already.
+            self.silent_failures += 1;
             return Err(Failed);
         }
         let found = tok.describe(self.source);
@@ -303,7 +323,17 @@ impl Parser<'_> {
 
     /// Parses `{ entries }` where each entry is parsed by `entry`; errors inside an entry are
     /// recovered at the next line. Returns the span of the closing brace.
-    fn block(&mut self, mut entry: impl FnMut(&mut Self) -> PResult<()>) -> PResult<Span> {
+    fn block(&mut self, entry: impl FnMut(&mut Self) -> PResult<()>) -> PResult<Span> {
+        self.block_until(|_| false, entry)
+    }
+
+    /// [`Parser::block`] that also ends, as unclosed, where `stop` says the next construct of
+    /// the enclosing block begins (e.g. the next step when a step's `}` is missing).
+    fn block_until(
+        &mut self,
+        stop: impl Fn(&Self) -> bool,
+        mut entry: impl FnMut(&mut Self) -> PResult<()>,
+    ) -> PResult<Span> {
         let open = self.expect_punct("{")?;
         self.enter()?;
         let result = loop {
@@ -317,7 +347,16 @@ impl Parser<'_> {
                 break Ok(self.bump().span);
             }
             if self.at_eof() {
-                break self.expected("`}`");
+                // Only the innermost open block reports: the outer ones are missing their `}`
+                // for the same reason.
+                if self.eof_explained {
+                    break Ok(self.prev_span());
+                }
+                self.eof_explained = true;
+                break self.unclosed(open);
+            }
+            if stop(self) {
+                break self.unclosed(open);
             }
             let start = self.pos;
             if entry(self).is_err() {
@@ -327,6 +366,9 @@ impl Parser<'_> {
                 }
                 // An item keyword at column 0 means the closing brace is missing.
                 if self.item_keyword_at_column_zero() {
+                    break self.unclosed(open);
+                }
+                if stop(self) {
                     break self.unclosed(open);
                 }
             }
@@ -608,7 +650,7 @@ impl Parser<'_> {
     // -----------------------------------------------------------------------------------------
 
     fn job(&mut self) -> PResult<Job> {
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.error_mark();
         let kw = self.bump().span;
         let name = self.ident("a job name")?;
         let mut fields = Vec::new();
@@ -640,7 +682,7 @@ impl Parser<'_> {
             steps,
             steps_span,
             span: kw.to(end),
-            broken: self.diagnostics.len() > errors_before,
+            broken: self.error_mark() > errors_before,
         })
     }
 
@@ -709,10 +751,16 @@ impl Parser<'_> {
     }
 
     fn step(&mut self) -> PResult<Step> {
-        let errors_before = self.diagnostics.len();
+        let errors_before = self.error_mark();
         let name = self.ident("a step name")?;
         let mut fields = Vec::new();
-        let end = self.block(|p| {
+        // `name {` at the start of a line is the next step: this step's `}` is missing.
+        let next_step = |p: &Self| {
+            p.peek().line_start
+                && matches!(p.peek().kind, TokKind::Ident(_))
+                && matches!(p.peek_at(1).kind, TokKind::Punct("{"))
+        };
+        let end = self.block_until(next_step, |p| {
             let key = p.ident("a step field")?;
             p.expect_punct(":")?;
             let value = p.step_value(&key.node)?;
@@ -727,7 +775,7 @@ impl Parser<'_> {
             span: name.span.to(end),
             name,
             fields,
-            broken: self.diagnostics.len() > errors_before,
+            broken: self.error_mark() > errors_before,
         })
     }
 
@@ -760,8 +808,7 @@ impl Parser<'_> {
                 let level = match &self.peek_at(0).kind {
                     TokKind::Ident(w)
                         if ["debug", "info", "warn", "error"].contains(&w.as_str())
-                            && !self.peek_at(1).line_start
-                            && matches!(self.peek_at(1).kind, TokKind::Str(_)) =>
+                            && self.starts_log_message(self.peek_at(1)) =>
                     {
                         Some(self.ident("a level")?)
                     }
@@ -773,6 +820,35 @@ impl Parser<'_> {
                 })
             }
             _ => Ok(StepValue::Expr(self.expr()?)),
+        }
+    }
+
+    /// After a level word in `log:`, does `next` begin the message? Only tokens that cannot
+    /// continue an expression whose first word is the level count (`warn - 1` and `warn(x)` stay
+    /// expressions over a binding named `warn`).
+    fn starts_log_message(&self, next: &Tok) -> bool {
+        if next.line_start {
+            return false;
+        }
+        match &next.kind {
+            TokKind::Str(_) | TokKind::Int(_) | TokKind::Float(_) | TokKind::Duration(_) => true,
+            TokKind::Ident(w) => {
+                !matches!(w.as_str(), "and" | "or" | "in" | "like")
+                    && !CLAUSE_WORDS.contains(&w.as_str())
+            }
+            TokKind::Punct(p) => matches!(*p, "{" | "!"),
+            _ => false,
+        }
+    }
+
+    /// The entity of a query or action; a clause word there means the entity was left out.
+    fn entity_name(&mut self) -> PResult<Ident> {
+        match &self.peek().kind {
+            TokKind::Ident(w) if CLAUSE_WORDS.contains(&w.as_str()) => self.expected_hint(
+                "an entity name",
+                "e.g. `select Product where quantity < 10`",
+            ),
+            _ => self.ident("an entity name"),
         }
     }
 
@@ -813,7 +889,7 @@ impl Parser<'_> {
                 "e.g. `query: select Product where quantity < 10`",
             );
         };
-        let entity = self.ident("an entity name")?;
+        let entity = self.entity_name()?;
         let filter = if self.eat_word("where") {
             Some(self.expr()?)
         } else {
@@ -857,7 +933,7 @@ impl Parser<'_> {
         let word = self.ident("`delete`, `update`, `insert`, `maintain` or a procedure call")?;
         match word.node.as_str() {
             "delete" if !self.is_punct("(") => {
-                let entity = self.ident("an entity name")?;
+                let entity = self.entity_name()?;
                 let filter = if self.eat_word("where") {
                     Some(self.expr()?)
                 } else {
@@ -870,7 +946,7 @@ impl Parser<'_> {
                 })
             }
             "update" if !self.is_punct("(") => {
-                let entity = self.ident("an entity name")?;
+                let entity = self.entity_name()?;
                 if !self.eat_word("set") {
                     return self
                         .expected_hint("`set`", "e.g. `update Product set quantity = 0 where …`");
@@ -899,7 +975,7 @@ impl Parser<'_> {
                 })
             }
             "insert" if !self.is_punct("(") => {
-                let entity = self.ident("an entity name")?;
+                let entity = self.entity_name()?;
                 let values = self.named_args()?;
                 Ok(Action::Insert {
                     entity,

@@ -390,3 +390,133 @@ fn the_example_parses_completely() {
     // Spans point at the text they came from.
     assert_eq!(&src[q.entity.span.range()], "Product");
 }
+
+/// The first job of `src`, which must parse to at least one item.
+fn first_job(src: &str) -> Job {
+    match parse(src).0.items.into_iter().next() {
+        Some(Item::Job(job)) => job,
+        other => panic!("not a job: {other:?}"),
+    }
+}
+
+#[test]
+fn a_malformed_literal_marks_its_step_and_job_broken() {
+    // The lexer reports these; the parser adds nothing, but the checker must know the step
+    // lost a field (or it would add "step does nothing" / "job has no steps").
+    // (A bad escape is different: the string is kept, so its step is whole.)
+    for value in ["99999999999999999999999", "now() - 5x", "1.5h"] {
+        let src = format!("job J {{\n steps {{\n s {{ compute: {value} }}\n }}\n}}\n");
+        let (_, diags) = parse(&src);
+        assert_eq!(diags.len(), 1, "{value}: {diags:#?}");
+        let job = first_job(&src);
+        assert!(job.broken, "{value}: job not marked broken");
+        assert_eq!(job.steps.len(), 1, "{value}");
+        assert!(job.steps[0].broken, "{value}: step not marked broken");
+    }
+    let job = first_job("job J {\n steps 5x\n}\n");
+    assert!(job.broken);
+    // A clean step stays unbroken next to a broken one.
+    let job = first_job("job J {\n steps {\n a { compute: 5x }\n b { log: \"ok\" }\n }\n}\n");
+    assert!(job.steps[0].broken);
+    assert!(!job.steps[1].broken);
+}
+
+#[test]
+fn end_of_file_in_nested_blocks_is_one_error() {
+    let (file, diags) = parse("job J {\n schedule: every 5m\n steps {\n s { log: \"x\" }");
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0].message, "expected `}`, found end of file");
+    assert_eq!(
+        diags[0].hint.as_deref(),
+        Some("the `{` on line 3 is not closed")
+    );
+    // What was declared before the end is kept.
+    let Item::Job(job) = &file.items[0] else {
+        panic!("not a job")
+    };
+    assert_eq!(job.steps.len(), 1);
+    assert!(job.broken);
+}
+
+#[test]
+fn an_unterminated_comment_or_string_explains_the_missing_brace() {
+    assert_eq!(
+        errors("entity E {\n id: uuid /* no end\n}\n"),
+        vec!["unterminated comment"]
+    );
+    assert_eq!(
+        errors("job J {\n steps {\n s { log: \"x }\n }\n}\n"),
+        vec!["unterminated string"]
+    );
+}
+
+#[test]
+fn a_clause_word_is_not_an_entity_name() {
+    for action in [
+        "query: select where id = 1",
+        "query: count where id = 1",
+        "action: delete where id = 1",
+        "action: update set id = 1",
+    ] {
+        let src = format!("job J {{\n steps {{\n s {{ {action} }}\n }}\n}}\n");
+        let (file, diags) = parse(&src);
+        assert_eq!(diags.len(), 1, "{action}: {diags:#?}");
+        assert!(
+            diags[0]
+                .message
+                .starts_with("expected an entity name, found `"),
+            "{action}: {}",
+            diags[0].message
+        );
+        let Item::Job(job) = &file.items[0] else {
+            panic!("not a job")
+        };
+        assert!(job.steps[0].broken);
+    }
+}
+
+#[test]
+fn log_levels_before_any_message() {
+    let level_of = |log: &str| {
+        let job = first_job(&format!(
+            "job J {{\n steps {{\n s {{ log: {log} }}\n }}\n}}\n"
+        ));
+        assert!(!job.broken, "{log}");
+        match &job.steps[0].fields[0].value {
+            StepValue::Log { level, message } => {
+                (level.as_ref().map(|l| l.node.clone()), show(message))
+            }
+            other => panic!("not a log: {other:?}"),
+        }
+    };
+    let some = |l: &str, m: &str| (Some(l.to_string()), m.to_string());
+    assert_eq!(level_of("warn \"low\""), some("warn", "\"low\""));
+    assert_eq!(level_of("warn count(rows)"), some("warn", "count(rows)"));
+    assert_eq!(level_of("error 1 + 2"), some("error", "(1 Add 2)"));
+    assert_eq!(level_of("info not done"), some("info", "(Not done)"));
+    assert_eq!(level_of("debug { n: 1 }"), some("debug", "{n: 1}"));
+    // A binding that happens to be called like a level stays an expression.
+    assert_eq!(level_of("error"), (None, "error".to_string()));
+    assert_eq!(level_of("warn - 1"), (None, "(warn Sub 1)".to_string()));
+    assert_eq!(level_of("info(x)"), (None, "info(x)".to_string()));
+    assert_eq!(level_of("error and x"), (None, "(error And x)".to_string()));
+    assert_eq!(level_of("info.count"), (None, "info.count".to_string()));
+}
+
+#[test]
+fn a_step_missing_its_brace_ends_at_the_next_step() {
+    let src = "job J {\n steps {\n a { log: \"x\"\n b { log: \"y\" }\n }\n}\n";
+    let (file, diags) = parse(src);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0].message, "expected `}`, found `b`");
+    assert_eq!(
+        diags[0].hint.as_deref(),
+        Some("the `{` on line 3 is not closed")
+    );
+    let Item::Job(job) = &file.items[0] else {
+        panic!("not a job")
+    };
+    let names: Vec<&str> = job.steps.iter().map(|s| s.name.node.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(job.steps[0].fields.len(), 1);
+}
