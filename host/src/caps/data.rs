@@ -1,0 +1,1158 @@
+//! The `data` capability: structured queries compiled into parameterised SQL.
+//!
+//! A guest never sends SQL text (DESIGN.md, invariant 7). It sends an entity name, a flattened
+//! filter tree, sort keys, a limit, assignments or rows; this module checks every name against
+//! the entity declarations of the job's manifest (the column allow-list), checks every value
+//! against its field's type, and builds the statement with [`sqlx::QueryBuilder`], so values only
+//! ever travel as bound parameters. Identifiers come from the declarations, never from the guest.
+//!
+//! Every statement is scoped by `tenant_id = <the execution's tenant>`; inserts set it.
+//!
+//! The input types mirror the WIT records of `codeai:host/data` one to one (JSON values stay
+//! JSON text, as in WIT); the runtime adapts the bindgen types to them.
+//!
+//! Values on the wire and in rows:
+//! - `datetime`: RFC 3339 in, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds) out. SQLite stores
+//!   exactly that text, so text order is time order; PostgreSQL stores `TIMESTAMPTZ`.
+//! - `date`: `YYYY-MM-DD`. `uuid`: hyphenated lower case. `json`: any JSON value.
+//! - `int` accepts integral JSON numbers (`3` or `3.0`); `float` any number.
+//!
+//! Dialect differences smoothed over: `like` is case-insensitive on both (`ILIKE` on PostgreSQL,
+//! SQLite's ASCII-case-insensitive `LIKE`); `NULL`s sort first ascending and last descending on both.
+
+use crate::store::entities::{check_declaration, TENANT_COLUMN};
+use crate::store::{quote_ident, Database, Dialect};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use codeai_ir::{EntityDecl, FieldDecl, FieldType};
+use serde_json::{Map, Number, Value};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Rows a `select` returns when the query gives no limit.
+pub const DEFAULT_ROW_LIMIT: u32 = 10_000;
+/// Rows a `select` returns at most, whatever limit the query asks for. Without this ceiling a
+/// job could pull a whole multi-million-row table into host memory and then into the guest as
+/// one JSON string, starving every other execution on the worker.
+pub const MAX_ROW_LIMIT: u32 = 10_000;
+/// Rows one `insert` may carry: bounds the JSON parsed and the transaction held open.
+pub const MAX_INSERT_ROWS: usize = 10_000;
+/// Nodes a filter list may hold.
+pub const MAX_FILTER_NODES: usize = 1_000;
+/// How deep a filter tree may nest (the compiler recurses; a deep chain would exhaust the stack).
+pub const MAX_FILTER_DEPTH: usize = 64;
+/// Nodes visited when a filter is expanded into SQL. Children may be shared (the list is a DAG),
+/// so a few dozen nodes that each point twice at the next would expand to billions of SQL
+/// fragments; this budget refuses such a filter instead of building it.
+pub const MAX_FILTER_EXPANSION: usize = 2_000;
+/// Values in one `in` list.
+pub const MAX_IN_VALUES: usize = 1_000;
+/// Sort keys and assignments per call.
+pub const MAX_ORDER_KEYS: usize = 16;
+/// Bound parameters per INSERT statement (SQLite allows 32 766, PostgreSQL 65 535); bigger
+/// inserts are split into several statements inside one transaction.
+const MAX_BINDS_PER_STATEMENT: usize = 16_000;
+
+// ---------------------------------------------------------------------------------------------
+// Input types (mirror `codeai:host/data`)
+// ---------------------------------------------------------------------------------------------
+
+/// Why a data call failed. Maps onto `cap-error` (`denied`, `invalid`, `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DataError {
+    /// The entity or a field is not declared by the job.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// A malformed argument: wrong value type, bad filter, unparsable JSON, over a limit.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// `compare-op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Like,
+    In,
+    IsNull,
+    IsNotNull,
+}
+
+/// `comparison`: `field op value`; `value` is JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub field: String,
+    pub op: CompareOp,
+    pub value: String,
+}
+
+impl Comparison {
+    /// A comparison with a JSON value (serialised here).
+    pub fn new(field: impl Into<String>, op: CompareOp, value: Value) -> Comparison {
+        Comparison {
+            field: field.into(),
+            op,
+            value: value.to_string(),
+        }
+    }
+}
+
+/// `filter-node`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FilterNode {
+    All(Vec<u32>),
+    Any(Vec<u32>),
+    Not(u32),
+    Compare(Comparison),
+}
+
+/// `filter`: a flattened tree; `root` indexes the top node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filter {
+    pub nodes: Vec<FilterNode>,
+    pub root: u32,
+}
+
+impl Filter {
+    /// A filter of one comparison.
+    pub fn compare(comparison: Comparison) -> Filter {
+        Filter {
+            nodes: vec![FilterNode::Compare(comparison)],
+            root: 0,
+        }
+    }
+}
+
+/// `order-by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderBy {
+    pub field: String,
+    pub descending: bool,
+}
+
+/// `query`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// The entity's DSL name (not its table).
+    pub entity: String,
+    pub filter: Option<Filter>,
+    pub order: Vec<OrderBy>,
+    pub limit: Option<u32>,
+}
+
+/// `new-value`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NewValue {
+    /// JSON text of the new value.
+    Set(String),
+    /// Add to the current value (`attempts = attempts + 1`); a NULL counts as 0.
+    Add(f64),
+}
+
+/// `assignment`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub field: String,
+    pub value: NewValue,
+}
+
+/// `maintenance-op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaintenanceOp {
+    Vacuum,
+    Analyze,
+    Reindex,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The capability
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Entity {
+    decl: EntityDecl,
+    table: String,
+}
+
+impl Entity {
+    fn field(&self, name: &str) -> Result<&FieldDecl, DataError> {
+        self.decl
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| {
+                DataError::Denied(format!("entity `{}` has no field `{name}`", self.decl.name))
+            })
+    }
+
+    fn columns(&self) -> String {
+        let names: Vec<String> = self
+            .decl
+            .fields
+            .iter()
+            .map(|f| quote_ident(&f.name))
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// The `data` capability of one execution: the job's entities, a pool, and the tenant every
+/// statement is scoped to. Cheap to clone; [`DataCapability::for_tenant`] reuses the checked
+/// declarations.
+#[derive(Debug, Clone)]
+pub struct DataCapability {
+    db: Database,
+    entities: Arc<BTreeMap<String, Entity>>,
+    tenant: String,
+}
+
+impl DataCapability {
+    /// Checks the declarations (identifiers only, no `tenant_id` field) and binds them to a pool
+    /// and a tenant. The tables must exist ([`crate::store::entities::create_entity_tables`]).
+    pub fn new(
+        db: Database,
+        entities: &[EntityDecl],
+        tenant: impl Into<String>,
+    ) -> Result<DataCapability, DataError> {
+        let mut map = BTreeMap::new();
+        for decl in entities {
+            check_declaration(decl).map_err(|m| {
+                DataError::Invalid(format!("entity `{}` cannot be used: {m}", decl.name))
+            })?;
+            map.insert(
+                decl.name.clone(),
+                Entity {
+                    decl: decl.clone(),
+                    table: quote_ident(&decl.table),
+                },
+            );
+        }
+        let tenant = tenant.into();
+        if tenant.is_empty() {
+            return Err(DataError::Invalid("the tenant id is empty".into()));
+        }
+        Ok(DataCapability {
+            db,
+            entities: Arc::new(map),
+            tenant,
+        })
+    }
+
+    /// The same declarations and pool, scoped to another tenant.
+    pub fn for_tenant(&self, tenant: impl Into<String>) -> Result<DataCapability, DataError> {
+        let tenant = tenant.into();
+        if tenant.is_empty() {
+            return Err(DataError::Invalid("the tenant id is empty".into()));
+        }
+        Ok(DataCapability {
+            db: self.db.clone(),
+            entities: self.entities.clone(),
+            tenant,
+        })
+    }
+
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    fn entity(&self, name: &str) -> Result<&Entity, DataError> {
+        self.entities.get(name).ok_or_else(|| {
+            DataError::Denied(format!("entity `{name}` is not declared by this job"))
+        })
+    }
+
+    /// `select`: the matching rows as a JSON array of objects (the declared fields only).
+    pub async fn select(&self, query: &Query) -> Result<String, DataError> {
+        let rows = self.select_rows(query).await?;
+        Ok(Value::Array(rows.into_iter().map(Value::Object).collect()).to_string())
+    }
+
+    /// `select`, returning the rows as JSON objects.
+    pub async fn select_rows(&self, query: &Query) -> Result<Vec<Map<String, Value>>, DataError> {
+        let entity = self.entity(&query.entity)?;
+        let mut stmt = Stmt::default();
+        stmt.sql(format!("SELECT {} FROM {}", entity.columns(), entity.table));
+        self.where_clause(entity, query.filter.as_ref(), &mut stmt)?;
+        self.order_clause(entity, &query.order, &mut stmt)?;
+        // Clamp rather than refuse: a job asking for "everything" gets the ceiling.
+        let limit = query.limit.unwrap_or(DEFAULT_ROW_LIMIT).min(MAX_ROW_LIMIT);
+        stmt.sql(" LIMIT ");
+        stmt.bind(Param::Int(i64::from(limit)));
+        self.fetch_rows(entity, &stmt).await
+    }
+
+    /// `count`.
+    pub async fn count(&self, entity: &str, filter: Option<&Filter>) -> Result<u64, DataError> {
+        let entity = self.entity(entity)?;
+        let mut stmt = Stmt::default();
+        stmt.sql(format!("SELECT COUNT(*) FROM {}", entity.table));
+        self.where_clause(entity, filter, &mut stmt)?;
+        let n = match &self.db {
+            Database::Sqlite(pool) => {
+                let row = sqlite_builder(&stmt)
+                    .build()
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed)?;
+                row.try_get::<i64, _>(0).map_err(failed)?
+            }
+            Database::Postgres(pool) => {
+                let row = pg_builder(&stmt)
+                    .build()
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed)?;
+                row.try_get::<i64, _>(0).map_err(failed)?
+            }
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// `delete`: returns how many rows were deleted.
+    pub async fn delete(&self, entity: &str, filter: Option<&Filter>) -> Result<u64, DataError> {
+        let entity = self.entity(entity)?;
+        let mut stmt = Stmt::default();
+        stmt.sql(format!("DELETE FROM {}", entity.table));
+        self.where_clause(entity, filter, &mut stmt)?;
+        self.execute(&stmt).await
+    }
+
+    /// `update`: returns how many rows were changed.
+    pub async fn update(
+        &self,
+        entity: &str,
+        filter: Option<&Filter>,
+        set: &[Assignment],
+    ) -> Result<u64, DataError> {
+        let entity = self.entity(entity)?;
+        if set.is_empty() {
+            return Err(DataError::Invalid(
+                "an update needs at least one assignment".into(),
+            ));
+        }
+        if set.len() > MAX_ORDER_KEYS.max(entity.decl.fields.len()) {
+            return Err(DataError::Invalid(format!(
+                "{} assignments is more than the entity has fields",
+                set.len()
+            )));
+        }
+        let mut stmt = Stmt::default();
+        stmt.sql(format!("UPDATE {} SET ", entity.table));
+        let mut seen = BTreeSet::new();
+        for (i, assignment) in set.iter().enumerate() {
+            let field = entity.field(&assignment.field)?;
+            if !seen.insert(field.name.as_str()) {
+                return Err(DataError::Invalid(format!(
+                    "field `{}` is assigned twice",
+                    field.name
+                )));
+            }
+            if i > 0 {
+                stmt.sql(", ");
+            }
+            let column = quote_ident(&field.name);
+            match &assignment.value {
+                NewValue::Set(json) => {
+                    let value = parse_json(json, &field.name)?;
+                    let param = if value.is_null() {
+                        if !field.optional {
+                            return Err(DataError::Invalid(format!(
+                                "field `{}` is not optional and cannot be set to null",
+                                field.name
+                            )));
+                        }
+                        Param::Null(field.ty)
+                    } else {
+                        typed(field, &value)?
+                    };
+                    stmt.sql(format!("{column} = "));
+                    stmt.bind(param);
+                }
+                NewValue::Add(delta) => {
+                    let param = match field.ty {
+                        FieldType::Int => Param::Int(integral(*delta).ok_or_else(|| {
+                            DataError::Invalid(format!(
+                                "field `{}` is an int; cannot add {delta}",
+                                field.name
+                            ))
+                        })?),
+                        FieldType::Float if delta.is_finite() => Param::Float(*delta),
+                        _ => {
+                            return Err(DataError::Invalid(format!(
+                                "field `{}` is {}; only int and float fields can be added to",
+                                field.name,
+                                type_name(field.ty)
+                            )))
+                        }
+                    };
+                    stmt.sql(format!("{column} = COALESCE({column}, 0) + "));
+                    stmt.bind(param);
+                }
+            }
+        }
+        self.where_clause(entity, filter, &mut stmt)?;
+        self.execute(&stmt).await
+    }
+
+    /// `insert`: `rows` is a JSON array of objects; returns how many rows were inserted.
+    ///
+    /// A missing optional field is NULL; a missing `uuid` primary key is generated; any other
+    /// missing field is `invalid`. All rows are inserted in one transaction.
+    pub async fn insert(&self, entity: &str, rows: &str) -> Result<u64, DataError> {
+        let entity = self.entity(entity)?;
+        let rows: Value = serde_json::from_str(rows)
+            .map_err(|e| DataError::Invalid(format!("rows are not valid JSON: {e}")))?;
+        let Value::Array(rows) = rows else {
+            return Err(DataError::Invalid(
+                "rows must be a JSON array of objects".into(),
+            ));
+        };
+        if rows.len() > MAX_INSERT_ROWS {
+            return Err(DataError::Invalid(format!(
+                "{} rows is more than the {MAX_INSERT_ROWS} one insert may carry",
+                rows.len()
+            )));
+        }
+        let fields = &entity.decl.fields;
+        let mut values: Vec<Vec<Param>> = Vec::with_capacity(rows.len());
+        for (n, row) in rows.iter().enumerate() {
+            let Value::Object(object) = row else {
+                return Err(DataError::Invalid(format!("row {n} is not a JSON object")));
+            };
+            for key in object.keys() {
+                entity.field(key)?;
+            }
+            let mut params = Vec::with_capacity(fields.len());
+            for field in fields {
+                let param = match object.get(&field.name) {
+                    Some(value) if !value.is_null() => {
+                        typed(field, value).map_err(|e| prefix_row(n, e))?
+                    }
+                    _ if field.optional => Param::Null(field.ty),
+                    None if field.primary && field.ty == FieldType::Uuid => {
+                        Param::Uuid(Uuid::new_v4())
+                    }
+                    _ => {
+                        return Err(DataError::Invalid(format!(
+                            "row {n}: field `{}` is required",
+                            field.name
+                        )))
+                    }
+                };
+                params.push(param);
+            }
+            values.push(params);
+        }
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let columns = format!("{}, {}", quote_ident(TENANT_COLUMN), entity.columns());
+        let per_statement = (MAX_BINDS_PER_STATEMENT / (fields.len() + 1)).max(1);
+        let statements: Vec<Stmt> = values
+            .chunks(per_statement)
+            .map(|chunk| {
+                let mut stmt = Stmt::default();
+                stmt.sql(format!("INSERT INTO {} ({columns}) VALUES ", entity.table));
+                for (i, row) in chunk.iter().enumerate() {
+                    stmt.sql(if i == 0 { "(" } else { ", (" });
+                    stmt.bind(Param::Text(self.tenant.clone()));
+                    for param in row {
+                        stmt.sql(", ");
+                        stmt.bind(param.clone());
+                    }
+                    stmt.sql(")");
+                }
+                stmt
+            })
+            .collect();
+        let mut inserted = 0;
+        match &self.db {
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(failed)?;
+                for stmt in &statements {
+                    let done = sqlite_builder(stmt)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    inserted += done.rows_affected();
+                }
+                tx.commit().await.map_err(failed)?;
+            }
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(failed)?;
+                for stmt in &statements {
+                    let done = pg_builder(stmt)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    inserted += done.rows_affected();
+                }
+                tx.commit().await.map_err(failed)?;
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// `maintain`: runs a maintenance operation on one entity's table, or on every table the
+    /// job declares when `entity` is `None` (a job never touches tables it did not declare).
+    ///
+    /// SQLite: `VACUUM` (always the whole file: SQLite cannot vacuum one table), `ANALYZE t`,
+    /// `REINDEX t`. PostgreSQL: `VACUUM (ANALYZE) t`, `ANALYZE t`, `REINDEX TABLE t`.
+    pub async fn maintain(
+        &self,
+        op: MaintenanceOp,
+        entity: Option<&str>,
+    ) -> Result<String, DataError> {
+        let entities: Vec<&Entity> = match entity {
+            Some(name) => vec![self.entity(name)?],
+            None => self.entities.values().collect(),
+        };
+        let mut tables: Vec<(&str, &str)> = Vec::new();
+        for e in entities {
+            if !tables.iter().any(|(_, quoted)| *quoted == e.table) {
+                tables.push((e.decl.table.as_str(), e.table.as_str()));
+            }
+        }
+        let names: Vec<&str> = tables.iter().map(|(name, _)| *name).collect();
+        let (statements, summary): (Vec<String>, String) = match (self.db.dialect(), op) {
+            (Dialect::Sqlite, MaintenanceOp::Vacuum) => (
+                vec!["VACUUM".into()],
+                "VACUUM of the whole SQLite database".into(),
+            ),
+            (Dialect::Sqlite, MaintenanceOp::Analyze) => (
+                tables.iter().map(|(_, t)| format!("ANALYZE {t}")).collect(),
+                format!("ANALYZE of {}", names.join(", ")),
+            ),
+            (Dialect::Sqlite, MaintenanceOp::Reindex) => (
+                tables.iter().map(|(_, t)| format!("REINDEX {t}")).collect(),
+                format!("REINDEX of {}", names.join(", ")),
+            ),
+            (Dialect::Postgres, MaintenanceOp::Vacuum) => (
+                tables
+                    .iter()
+                    .map(|(_, t)| format!("VACUUM (ANALYZE) {t}"))
+                    .collect(),
+                format!("VACUUM (ANALYZE) of {}", names.join(", ")),
+            ),
+            (Dialect::Postgres, MaintenanceOp::Analyze) => (
+                tables.iter().map(|(_, t)| format!("ANALYZE {t}")).collect(),
+                format!("ANALYZE of {}", names.join(", ")),
+            ),
+            (Dialect::Postgres, MaintenanceOp::Reindex) => (
+                tables
+                    .iter()
+                    .map(|(_, t)| format!("REINDEX TABLE {t}"))
+                    .collect(),
+                format!("REINDEX TABLE of {}", names.join(", ")),
+            ),
+        };
+        for statement in &statements {
+            // Maintenance statements cannot run inside a transaction (VACUUM) and take no
+            // parameters; the table names come from the declarations.
+            match &self.db {
+                Database::Sqlite(pool) => {
+                    sqlx::raw_sql(statement)
+                        .execute(pool)
+                        .await
+                        .map_err(failed)?;
+                }
+                Database::Postgres(pool) => {
+                    sqlx::raw_sql(statement)
+                        .execute(pool)
+                        .await
+                        .map_err(failed)?;
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Compilation
+    // -----------------------------------------------------------------------------------------
+
+    /// ` WHERE tenant_id = ? [AND (filter)]`.
+    fn where_clause(
+        &self,
+        entity: &Entity,
+        filter: Option<&Filter>,
+        stmt: &mut Stmt,
+    ) -> Result<(), DataError> {
+        stmt.sql(format!(" WHERE {} = ", quote_ident(TENANT_COLUMN)));
+        stmt.bind(Param::Text(self.tenant.clone()));
+        if let Some(filter) = filter {
+            if filter.nodes.len() > MAX_FILTER_NODES {
+                return Err(DataError::Invalid(format!(
+                    "the filter has {} nodes; at most {MAX_FILTER_NODES} are allowed",
+                    filter.nodes.len()
+                )));
+            }
+            let mut compiler = FilterCompiler {
+                entity,
+                filter,
+                dialect: self.db.dialect(),
+                on_path: vec![false; filter.nodes.len()],
+                visited: 0,
+            };
+            stmt.sql(" AND (");
+            compiler.node(filter.root, 0, stmt)?;
+            stmt.sql(")");
+        }
+        Ok(())
+    }
+
+    fn order_clause(
+        &self,
+        entity: &Entity,
+        order: &[OrderBy],
+        stmt: &mut Stmt,
+    ) -> Result<(), DataError> {
+        if order.len() > MAX_ORDER_KEYS {
+            return Err(DataError::Invalid(format!(
+                "{} sort keys; at most {MAX_ORDER_KEYS} are allowed",
+                order.len()
+            )));
+        }
+        let mut keys = Vec::new();
+        for key in order {
+            let field = entity.field(&key.field)?;
+            let column = quote_ident(&field.name);
+            keys.push(if key.descending {
+                format!("{column} DESC NULLS LAST")
+            } else {
+                format!("{column} ASC NULLS FIRST")
+            });
+        }
+        // A stable order for equal keys: the primary key last.
+        if let Some(primary) = entity.decl.fields.iter().find(|f| f.primary) {
+            if !order.iter().any(|k| k.field == primary.name) {
+                keys.push(format!("{} ASC", quote_ident(&primary.name)));
+            }
+        }
+        if !keys.is_empty() {
+            stmt.sql(format!(" ORDER BY {}", keys.join(", ")));
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Execution
+    // -----------------------------------------------------------------------------------------
+
+    async fn execute(&self, stmt: &Stmt) -> Result<u64, DataError> {
+        let done = match &self.db {
+            Database::Sqlite(pool) => sqlite_builder(stmt)
+                .build()
+                .execute(pool)
+                .await
+                .map_err(failed)?
+                .rows_affected(),
+            Database::Postgres(pool) => pg_builder(stmt)
+                .build()
+                .execute(pool)
+                .await
+                .map_err(failed)?
+                .rows_affected(),
+        };
+        Ok(done)
+    }
+
+    async fn fetch_rows(
+        &self,
+        entity: &Entity,
+        stmt: &Stmt,
+    ) -> Result<Vec<Map<String, Value>>, DataError> {
+        match &self.db {
+            Database::Sqlite(pool) => {
+                let rows = sqlite_builder(stmt)
+                    .build()
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed)?;
+                rows.iter().map(|r| sqlite_row(entity, r)).collect()
+            }
+            Database::Postgres(pool) => {
+                let rows = pg_builder(stmt)
+                    .build()
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed)?;
+                rows.iter().map(|r| pg_row(entity, r)).collect()
+            }
+        }
+    }
+}
+
+struct FilterCompiler<'a> {
+    entity: &'a Entity,
+    filter: &'a Filter,
+    dialect: Dialect,
+    /// Nodes on the path from the root to the node being compiled: meeting one again is a cycle.
+    on_path: Vec<bool>,
+    /// Nodes compiled so far, counting shared nodes each time (see [`MAX_FILTER_EXPANSION`]).
+    visited: usize,
+}
+
+impl FilterCompiler<'_> {
+    fn node(&mut self, index: u32, depth: usize, stmt: &mut Stmt) -> Result<(), DataError> {
+        let i = index as usize;
+        let Some(node) = self.filter.nodes.get(i) else {
+            return Err(DataError::Invalid(format!(
+                "filter node index {index} is out of range (the filter has {} nodes)",
+                self.filter.nodes.len()
+            )));
+        };
+        if self.on_path[i] {
+            return Err(DataError::Invalid(format!(
+                "the filter has a cycle through node {index}"
+            )));
+        }
+        if depth >= MAX_FILTER_DEPTH {
+            return Err(DataError::Invalid(format!(
+                "the filter nests deeper than {MAX_FILTER_DEPTH} levels"
+            )));
+        }
+        self.visited += 1;
+        if self.visited > MAX_FILTER_EXPANSION {
+            return Err(DataError::Invalid(format!(
+                "the filter expands to more than {MAX_FILTER_EXPANSION} nodes"
+            )));
+        }
+        self.on_path[i] = true;
+        match node {
+            FilterNode::All(children) | FilterNode::Any(children) => {
+                let (empty, joiner) = match node {
+                    FilterNode::All(_) => ("1=1", " AND "),
+                    _ => ("1=0", " OR "),
+                };
+                if children.is_empty() {
+                    stmt.sql(empty);
+                } else {
+                    stmt.sql("(");
+                    for (n, child) in children.iter().enumerate() {
+                        if n > 0 {
+                            stmt.sql(joiner);
+                        }
+                        self.node(*child, depth + 1, stmt)?;
+                    }
+                    stmt.sql(")");
+                }
+            }
+            FilterNode::Not(child) => {
+                stmt.sql("NOT (");
+                self.node(*child, depth + 1, stmt)?;
+                stmt.sql(")");
+            }
+            FilterNode::Compare(comparison) => self.comparison(comparison, stmt)?,
+        }
+        self.on_path[i] = false;
+        Ok(())
+    }
+
+    fn comparison(&self, c: &Comparison, stmt: &mut Stmt) -> Result<(), DataError> {
+        let field = self.entity.field(&c.field)?;
+        let column = quote_ident(&field.name);
+        let op = match c.op {
+            CompareOp::IsNull => {
+                stmt.sql(format!("{column} IS NULL"));
+                return Ok(());
+            }
+            CompareOp::IsNotNull => {
+                stmt.sql(format!("{column} IS NOT NULL"));
+                return Ok(());
+            }
+            CompareOp::Eq => "=",
+            CompareOp::Ne => "<>",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+            CompareOp::Like => match self.dialect {
+                Dialect::Sqlite => "LIKE",
+                Dialect::Postgres => "ILIKE",
+            },
+            CompareOp::In => "IN",
+        };
+        let value = parse_json(&c.value, &field.name)?;
+        match c.op {
+            CompareOp::Eq | CompareOp::Ne if value.is_null() => {
+                let not = if c.op == CompareOp::Ne { " NOT" } else { "" };
+                stmt.sql(format!("{column} IS{not} NULL"));
+                return Ok(());
+            }
+            _ if field.ty == FieldType::Json => {
+                return Err(DataError::Invalid(format!(
+                    "field `{}` is json; it can only be compared with null",
+                    field.name
+                )))
+            }
+            CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+                if matches!(field.ty, FieldType::Bool | FieldType::Uuid) =>
+            {
+                return Err(DataError::Invalid(format!(
+                    "field `{}` is {}; it has no order",
+                    field.name,
+                    type_name(field.ty)
+                )))
+            }
+            CompareOp::Like if field.ty != FieldType::String => {
+                return Err(DataError::Invalid(format!(
+                    "`like` needs a string field; `{}` is {}",
+                    field.name,
+                    type_name(field.ty)
+                )))
+            }
+            _ => {}
+        }
+        if c.op == CompareOp::In {
+            let Value::Array(items) = &value else {
+                return Err(DataError::Invalid(format!(
+                    "`in` on `{}` needs a JSON array, got {}",
+                    field.name,
+                    describe(&value)
+                )));
+            };
+            if items.len() > MAX_IN_VALUES {
+                return Err(DataError::Invalid(format!(
+                    "`in` on `{}` has {} values; at most {MAX_IN_VALUES} are allowed",
+                    field.name,
+                    items.len()
+                )));
+            }
+            if items.is_empty() {
+                stmt.sql("1=0");
+                return Ok(());
+            }
+            stmt.sql(format!("{column} IN ("));
+            for (n, item) in items.iter().enumerate() {
+                if item.is_null() {
+                    return Err(DataError::Invalid(format!(
+                        "`in` on `{}` contains null; use is_null",
+                        field.name
+                    )));
+                }
+                if n > 0 {
+                    stmt.sql(", ");
+                }
+                stmt.bind(typed(field, item)?);
+            }
+            stmt.sql(")");
+            return Ok(());
+        }
+        if value.is_null() {
+            return Err(DataError::Invalid(format!(
+                "cannot compare `{}` with null using {:?}",
+                field.name, c.op
+            )));
+        }
+        let param = typed(field, &value)?;
+        stmt.sql(format!("{column} {op} "));
+        stmt.bind(param);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------
+
+/// A checked, typed value to bind.
+#[derive(Debug, Clone, PartialEq)]
+enum Param {
+    /// NULL of a column type (PostgreSQL needs the type of a NULL parameter).
+    Null(FieldType),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+    Uuid(Uuid),
+    DateTime(DateTime<Utc>),
+    Date(NaiveDate),
+    Json(Value),
+}
+
+/// A statement as SQL text and bound parameters in order, independent of the dialect.
+#[derive(Debug, Default)]
+struct Stmt {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug)]
+enum Piece {
+    Sql(String),
+    Bind(Param),
+}
+
+impl Stmt {
+    fn sql(&mut self, sql: impl Into<String>) {
+        self.pieces.push(Piece::Sql(sql.into()));
+    }
+
+    fn bind(&mut self, param: Param) {
+        self.pieces.push(Piece::Bind(param));
+    }
+}
+
+/// The text a `datetime` is stored as in SQLite and returned as from both databases.
+fn datetime_text(value: &DateTime<Utc>) -> String {
+    value.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn sqlite_builder(stmt: &Stmt) -> QueryBuilder<'static, Sqlite> {
+    let mut qb = QueryBuilder::new("");
+    for piece in &stmt.pieces {
+        match piece {
+            Piece::Sql(sql) => {
+                qb.push(sql);
+            }
+            Piece::Bind(param) => {
+                match param {
+                    Param::Null(_) => qb.push_bind(None::<String>),
+                    Param::Int(v) => qb.push_bind(*v),
+                    Param::Float(v) => qb.push_bind(*v),
+                    Param::Bool(v) => qb.push_bind(*v),
+                    Param::Text(v) => qb.push_bind(v.clone()),
+                    Param::Uuid(v) => qb.push_bind(v.hyphenated().to_string()),
+                    Param::DateTime(v) => qb.push_bind(datetime_text(v)),
+                    Param::Date(v) => qb.push_bind(v.format("%Y-%m-%d").to_string()),
+                    Param::Json(v) => qb.push_bind(v.to_string()),
+                };
+            }
+        }
+    }
+    qb
+}
+
+fn pg_builder(stmt: &Stmt) -> QueryBuilder<'static, Postgres> {
+    let mut qb = QueryBuilder::new("");
+    for piece in &stmt.pieces {
+        match piece {
+            Piece::Sql(sql) => {
+                qb.push(sql);
+            }
+            Piece::Bind(param) => {
+                match param {
+                    Param::Null(FieldType::Int) => qb.push_bind(None::<i64>),
+                    Param::Null(FieldType::Float) => qb.push_bind(None::<f64>),
+                    Param::Null(FieldType::Bool) => qb.push_bind(None::<bool>),
+                    Param::Null(FieldType::String) => qb.push_bind(None::<String>),
+                    Param::Null(FieldType::Uuid) => qb.push_bind(None::<Uuid>),
+                    Param::Null(FieldType::Datetime) => qb.push_bind(None::<DateTime<Utc>>),
+                    Param::Null(FieldType::Date) => qb.push_bind(None::<NaiveDate>),
+                    Param::Null(FieldType::Json) => qb.push_bind(None::<sqlx::types::Json<Value>>),
+                    Param::Int(v) => qb.push_bind(*v),
+                    Param::Float(v) => qb.push_bind(*v),
+                    Param::Bool(v) => qb.push_bind(*v),
+                    Param::Text(v) => qb.push_bind(v.clone()),
+                    Param::Uuid(v) => qb.push_bind(*v),
+                    Param::DateTime(v) => qb.push_bind(*v),
+                    Param::Date(v) => qb.push_bind(*v),
+                    Param::Json(v) => qb.push_bind(sqlx::types::Json(v.clone())),
+                };
+            }
+        }
+    }
+    qb
+}
+
+fn sqlite_row(entity: &Entity, row: &SqliteRow) -> Result<Map<String, Value>, DataError> {
+    let mut out = Map::new();
+    for (i, field) in entity.decl.fields.iter().enumerate() {
+        let value = match field.ty {
+            FieldType::Int => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
+            FieldType::Float => row.try_get::<Option<f64>, _>(i).map(|v| v.map(float)),
+            FieldType::Bool => row
+                .try_get::<Option<bool>, _>(i)
+                .map(|v| v.map(Value::Bool)),
+            FieldType::Json => row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| v.map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)))),
+            FieldType::String | FieldType::Uuid | FieldType::Datetime | FieldType::Date => row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| v.map(Value::String)),
+        }
+        .map_err(|e| DataError::Failed(format!("reading `{}`: {e}", field.name)))?;
+        out.insert(field.name.clone(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+fn pg_row(entity: &Entity, row: &PgRow) -> Result<Map<String, Value>, DataError> {
+    let mut out = Map::new();
+    for (i, field) in entity.decl.fields.iter().enumerate() {
+        let value = match field.ty {
+            FieldType::Int => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
+            FieldType::Float => row.try_get::<Option<f64>, _>(i).map(|v| v.map(float)),
+            FieldType::Bool => row
+                .try_get::<Option<bool>, _>(i)
+                .map(|v| v.map(Value::Bool)),
+            FieldType::String => row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| v.map(Value::String)),
+            FieldType::Uuid => row
+                .try_get::<Option<Uuid>, _>(i)
+                .map(|v| v.map(|u| Value::String(u.hyphenated().to_string()))),
+            FieldType::Datetime => row
+                .try_get::<Option<DateTime<Utc>>, _>(i)
+                .map(|v| v.map(|d| Value::String(datetime_text(&d)))),
+            FieldType::Date => row
+                .try_get::<Option<NaiveDate>, _>(i)
+                .map(|v| v.map(|d| Value::String(d.format("%Y-%m-%d").to_string()))),
+            FieldType::Json => row.try_get::<Option<Value>, _>(i),
+        }
+        .map_err(|e| DataError::Failed(format!("reading `{}`: {e}", field.name)))?;
+        out.insert(field.name.clone(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+fn float(v: f64) -> Value {
+    Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+/// `3`, `3.0` → 3; `3.5` or out of the exactly representable range → None.
+fn integral(v: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (v.is_finite() && v.fract() == 0.0 && v.abs() <= LIMIT).then_some(v as i64)
+}
+
+fn parse_json(text: &str, field: &str) -> Result<Value, DataError> {
+    serde_json::from_str(text)
+        .map_err(|e| DataError::Invalid(format!("the value for `{field}` is not valid JSON: {e}")))
+}
+
+fn type_name(ty: FieldType) -> &'static str {
+    FieldType::ALL
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .map_or("?", |(_, name)| name)
+}
+
+/// A short description of a value for error messages.
+fn describe(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let mut text = value.to_string();
+    if text.len() > 60 {
+        let mut end = 57;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    let mut out = String::new();
+    let _ = write!(out, "{kind} ({text})");
+    out
+}
+
+fn prefix_row(n: usize, error: DataError) -> DataError {
+    match error {
+        DataError::Invalid(m) => DataError::Invalid(format!("row {n}: {m}")),
+        other => other,
+    }
+}
+
+/// Checks a non-null JSON value against a field's type and converts it.
+fn typed(field: &FieldDecl, value: &Value) -> Result<Param, DataError> {
+    let wrong = || {
+        DataError::Invalid(format!(
+            "field `{}` is {}; got {}",
+            field.name,
+            type_name(field.ty),
+            describe(value)
+        ))
+    };
+    Ok(match field.ty {
+        FieldType::Int => match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(v) => Param::Int(v),
+                None => Param::Int(n.as_f64().and_then(integral).ok_or_else(wrong)?),
+            },
+            _ => return Err(wrong()),
+        },
+        FieldType::Float => Param::Float(value.as_f64().ok_or_else(wrong)?),
+        FieldType::Bool => Param::Bool(value.as_bool().ok_or_else(wrong)?),
+        FieldType::String => Param::Text(value.as_str().ok_or_else(wrong)?.to_owned()),
+        FieldType::Uuid => {
+            Param::Uuid(Uuid::parse_str(value.as_str().ok_or_else(wrong)?).map_err(|_| wrong())?)
+        }
+        FieldType::Datetime => {
+            let text = value.as_str().ok_or_else(wrong)?;
+            let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| wrong())?;
+            Param::DateTime(parsed.with_timezone(&Utc))
+        }
+        FieldType::Date => {
+            let text = value.as_str().ok_or_else(wrong)?;
+            Param::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| wrong())?)
+        }
+        FieldType::Json => Param::Json(value.clone()),
+    })
+}
+
+fn failed(error: sqlx::Error) -> DataError {
+    DataError::Failed(format!("database error: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(name: &str, ty: FieldType) -> FieldDecl {
+        FieldDecl {
+            name: name.into(),
+            ty,
+            primary: false,
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn values_are_checked_against_field_types() {
+        let int = field("n", FieldType::Int);
+        assert_eq!(typed(&int, &json!(3)).unwrap(), Param::Int(3));
+        assert_eq!(typed(&int, &json!(3.0)).unwrap(), Param::Int(3));
+        assert!(typed(&int, &json!(3.5)).is_err());
+        assert!(typed(&int, &json!("3")).is_err());
+        let dt = field("t", FieldType::Datetime);
+        let Param::DateTime(t) = typed(&dt, &json!("2026-01-12T09:30:00+01:00")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(datetime_text(&t), "2026-01-12T08:30:00.000000Z");
+        assert!(typed(&dt, &json!("yesterday")).is_err());
+        assert!(typed(&field("u", FieldType::Uuid), &json!("not-a-uuid")).is_err());
+        assert!(typed(&field("d", FieldType::Date), &json!("2026-02-30")).is_err());
+        assert!(typed(&field("b", FieldType::Bool), &json!(1)).is_err());
+        assert!(typed(&field("j", FieldType::Json), &json!({"a": [1]})).is_ok());
+    }
+
+    #[test]
+    fn integral_floats() {
+        assert_eq!(integral(1.0), Some(1));
+        assert_eq!(integral(-2.0), Some(-2));
+        assert_eq!(integral(0.5), None);
+        assert_eq!(integral(f64::NAN), None);
+        assert_eq!(integral(1e300), None);
+    }
+}

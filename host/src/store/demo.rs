@@ -1,0 +1,273 @@
+//! Demo data for the scheduled-jobs example (`examples/05-scheduled-jobs/scheduled-jobs.codeai`):
+//! products of which some are low on stock, expired and live sessions, yesterday's orders
+//! (yesterday in the given timezone, relative to the given `now`) with orders on either side of
+//! that day, old and fresh reports and executions, and webhooks waiting for delivery.
+//!
+//! The rows go in through the [`DataCapability`], so they are checked against the entity
+//! declarations exactly like a job's inserts, and belong to the capability's tenant.
+
+use crate::caps::data::{DataCapability, DataError};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use codeai_ir::EntityDecl;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The example's source, embedded so the demo needs no file.
+pub const EXAMPLE_SOURCE: &str =
+    include_str!("../../../examples/05-scheduled-jobs/scheduled-jobs.codeai");
+
+/// The entities the example's jobs declare (the union over its jobs' manifests), in order of
+/// first use.
+pub fn example_entities() -> Vec<EntityDecl> {
+    let (file, _) = codeai_dsl::parse(EXAMPLE_SOURCE);
+    let (jobs, _) = codeai_dsl::check::check(&file, EXAMPLE_SOURCE, "scheduled-jobs.codeai");
+    let mut entities: Vec<EntityDecl> = Vec::new();
+    for job in jobs {
+        for entity in job.manifest.entities {
+            if !entities.iter().any(|e| e.name == entity.name) {
+                entities.push(entity);
+            }
+        }
+    }
+    entities
+}
+
+/// What [`seed`] inserted, for tests and for the `codeai` command's output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemoSummary {
+    pub products: u64,
+    /// Products with `quantity <= reorder_level`.
+    pub low_stock_products: u64,
+    pub sessions: u64,
+    /// Sessions with `expires_at < now`.
+    pub expired_sessions: u64,
+    pub orders: u64,
+    /// Orders created during yesterday in the given timezone.
+    pub yesterday_orders: u64,
+    /// Sum of the totals of yesterday's orders whose status is not `cancelled`.
+    pub yesterday_revenue: f64,
+    /// Start (inclusive) and end (exclusive) of yesterday in the given timezone, in UTC.
+    pub yesterday: (DateTime<Utc>, DateTime<Utc>),
+    pub reports: u64,
+    /// Reports with `expires_at < now`.
+    pub expired_reports: u64,
+    pub job_executions: u64,
+    pub webhooks: u64,
+    /// Webhooks with status `pending`.
+    pub pending_webhooks: u64,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn id() -> String {
+    Uuid::new_v4().to_string()
+}
+
+/// Local midnight of `date` in `tz`, in UTC (the first instant of the day where a DST change
+/// skips midnight).
+fn midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
+    let mut time = date.and_time(NaiveTime::MIN);
+    for _ in 0..4 {
+        if let Some(t) = tz.from_local_datetime(&time).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        time += Duration::minutes(30);
+    }
+    Utc.from_utc_datetime(&date.and_time(NaiveTime::MIN))
+}
+
+/// Inserts the demo rows for the capability's tenant. The capability must declare the example's
+/// entities (see [`example_entities`]) and their tables must exist.
+pub async fn seed(
+    data: &DataCapability,
+    now: DateTime<Utc>,
+    tz: Tz,
+) -> Result<DemoSummary, DataError> {
+    // Products: (sku, name, quantity, reorder level, price). Three are at or below reorder level.
+    let products = [
+        ("SKU-1001", "Espresso beans 1 kg", 42, 10, 24.90),
+        ("SKU-1002", "Filter coffee 500 g", 8, 12, 11.50),
+        ("SKU-1003", "Ceramic mug", 120, 25, 9.00),
+        ("SKU-1004", "Milk frother", 5, 5, 39.00),
+        ("SKU-1005", "Paper filters (100)", 300, 50, 3.20),
+        ("SKU-1006", "Pour-over kettle", 0, 4, 54.00),
+        ("SKU-1007", "Burr grinder", 16, 6, 129.00),
+        ("SKU-1008", "Travel tumbler", 33, 15, 19.90),
+        ("SKU-1009", "Decaf beans 1 kg", 14, 8, 23.50),
+        ("SKU-1010", "Cleaning tablets", 61, 20, 12.00),
+    ];
+    let rows: Vec<Value> = products
+        .iter()
+        .enumerate()
+        .map(|(i, (sku, name, quantity, reorder, price))| {
+            json!({
+                "id": id(), "sku": sku, "name": name, "quantity": quantity,
+                "reorder_level": reorder, "price": price,
+                "updated_at": ts(now - Duration::hours(3 + 7 * i as i64)),
+            })
+        })
+        .collect();
+    let low_stock_products = products.iter().filter(|p| p.2 <= p.3).count() as u64;
+    let n_products = data
+        .insert("Product", &Value::Array(rows).to_string())
+        .await?;
+
+    // Sessions: five expired, three live.
+    let expires = [
+        -Duration::minutes(1),
+        -Duration::hours(5),
+        -Duration::days(1),
+        -Duration::days(3),
+        -Duration::days(10),
+        Duration::minutes(15),
+        Duration::hours(2),
+        Duration::days(7),
+    ];
+    let rows: Vec<Value> = expires
+        .iter()
+        .enumerate()
+        .map(|(i, offset)| {
+            json!({ "id": id(), "user_id": format!("user-{}", 100 + i), "expires_at": ts(now + *offset) })
+        })
+        .collect();
+    let expired_sessions = expires.iter().filter(|o| **o < Duration::zero()).count() as u64;
+    let n_sessions = data
+        .insert("Session", &Value::Array(rows).to_string())
+        .await?;
+
+    // Orders: yesterday (local), plus some the day before and some today.
+    let today = now.with_timezone(&tz).date_naive();
+    let yesterday = today.pred_opt().unwrap_or(today);
+    let (y_start, y_end) = (midnight(tz, yesterday), midnight(tz, today));
+    let yesterdays = [
+        (90, "alice@example.com", "completed", 48.40),
+        (480, "bob@example.com", "completed", 129.00),
+        (555, "carol@example.com", "shipped", 33.80),
+        (660, "dave@example.com", "cancelled", 54.00),
+        (810, "erin@example.com", "completed", 24.90),
+        (900, "frank@example.com", "completed", 71.70),
+        (1125, "grace@example.com", "shipped", 19.90),
+        (1374, "heidi@example.com", "completed", 9.00),
+    ];
+    let mut rows: Vec<Value> = yesterdays
+        .iter()
+        .map(|(minutes, email, status, total)| {
+            let at = (y_start + Duration::minutes(*minutes)).min(y_end - Duration::seconds(1));
+            json!({ "id": id(), "customer_email": email, "status": status, "total": total, "created_at": ts(at) })
+        })
+        .collect();
+    let yesterday_revenue = yesterdays
+        .iter()
+        .filter(|o| o.2 != "cancelled")
+        .map(|o| o.3)
+        .sum::<f64>();
+    for (hours, email, total) in [
+        (3, "ivan@example.com", 23.50),
+        (14, "judy@example.com", 61.00),
+    ] {
+        rows.push(
+            json!({ "id": id(), "customer_email": email, "status": "completed", "total": total,
+            "created_at": ts(y_start - Duration::hours(hours)) }),
+        );
+    }
+    let elapsed = (now - y_end).max(Duration::zero());
+    for (part, email, total) in [
+        (4, "mallory@example.com", 12.00),
+        (2, "niaj@example.com", 39.00),
+    ] {
+        rows.push(
+            json!({ "id": id(), "customer_email": email, "status": "pending", "total": total,
+            "created_at": ts(y_end + elapsed / part) }),
+        );
+    }
+    let n_orders = data
+        .insert("Order", &Value::Array(rows).to_string())
+        .await?;
+
+    // Reports: two expired, one expiring later, one kept forever.
+    let reports = [
+        ("DailySalesReport", "pdf", 48_213, -40, Some(-10)),
+        ("WeeklyInventoryReport", "csv", 3_904, -35, Some(-5)),
+        ("DailySalesReport", "pdf", 47_530, -1, Some(29)),
+        ("MonthlyBusinessSummary", "html", 12_288, -20, None),
+    ];
+    let rows: Vec<Value> = reports
+        .iter()
+        .map(|(job, format, size, created, expires)| {
+            json!({ "id": id(), "job": job, "format": format, "size": size,
+                "created_at": ts(now + Duration::days(*created)),
+                "expires_at": expires.map(|d| ts(now + Duration::days(d))) })
+        })
+        .collect();
+    let expired_reports = reports
+        .iter()
+        .filter(|r| r.4.is_some_and(|d| d < 0))
+        .count() as u64;
+    let n_reports = data
+        .insert("Report", &Value::Array(rows).to_string())
+        .await?;
+
+    // Job executions: old ones for cleanup, recent ones, one still running.
+    let executions = [
+        ("daily_sales_report", "completed", Some(-45)),
+        ("cleanup_expired_sessions", "completed", Some(-40)),
+        ("sync_inventory", "failed", Some(-31)),
+        ("daily_sales_report", "completed", Some(-1)),
+        ("retry_failed_webhooks", "failed", Some(-1)),
+        ("sync_inventory", "active", None),
+    ];
+    let rows: Vec<Value> = executions
+        .iter()
+        .map(|(job, status, days)| {
+            let started = days.map_or(now - Duration::minutes(2), |d| now + Duration::days(d));
+            json!({ "id": id(), "job_id": job, "status": status, "started_at": ts(started),
+                "finished_at": days.map(|_| ts(started + Duration::seconds(12))) })
+        })
+        .collect();
+    let n_executions = data
+        .insert("JobExecution", &Value::Array(rows).to_string())
+        .await?;
+
+    // Webhooks: three pending (0–2 attempts), two delivered, one given up.
+    let webhooks = [
+        ("order.created", "pending", 0, None),
+        ("order.shipped", "pending", 1, Some("HTTP 502 from relay")),
+        ("inventory.low", "pending", 2, Some("timed out after 10s")),
+        ("order.created", "delivered", 1, None),
+        ("order.cancelled", "delivered", 2, None),
+        ("order.refunded", "failed", 5, Some("HTTP 410 Gone")),
+    ];
+    let rows: Vec<Value> = webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, (event, status, attempts, error))| {
+            json!({ "id": id(), "url": format!("https://hooks.example.com/shop/{i}"), "event": event,
+                "payload": { "order": format!("ORD-{}", 5000 + i), "sequence": i },
+                "status": status, "attempts": attempts, "last_error": error,
+                "updated_at": ts(now - Duration::minutes(10 * (i as i64 + 1))) })
+        })
+        .collect();
+    let pending_webhooks = webhooks.iter().filter(|w| w.1 == "pending").count() as u64;
+    let n_webhooks = data
+        .insert("Webhook", &Value::Array(rows).to_string())
+        .await?;
+
+    Ok(DemoSummary {
+        products: n_products,
+        low_stock_products,
+        sessions: n_sessions,
+        expired_sessions,
+        orders: n_orders,
+        yesterday_orders: yesterdays.len() as u64,
+        yesterday_revenue,
+        yesterday: (y_start, y_end),
+        reports: n_reports,
+        expired_reports,
+        job_executions: n_executions,
+        webhooks: n_webhooks,
+        pending_webhooks,
+    })
+}

@@ -1,0 +1,103 @@
+//! The platform's databases: SQLite (the embedded default, a file in WAL mode) and PostgreSQL
+//! (scale-out), both through `sqlx`.
+//!
+//! - [`Database`] is a pool of either kind; capabilities match on it to pick the SQL dialect.
+//! - [`entities`] creates the tables a job's entity declarations need.
+//! - [`demo`] fills those tables with demo data for the scheduled-jobs example.
+
+pub mod demo;
+pub mod entities;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Which SQL dialect a [`Database`] speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection pool to SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Database {
+    /// Connects to `url`: `sqlite:PATH` / `sqlite://PATH` (created if missing, WAL mode) or
+    /// `postgres://…` / `postgresql://…`.
+    pub async fn connect(url: &str) -> Result<Database, sqlx::Error> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)?;
+            Self::connect_postgres(options).await
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?;
+            Self::connect_sqlite(options).await
+        } else {
+            Err(sqlx::Error::Configuration(
+                format!("unsupported database URL `{url}` (expected sqlite: or postgres://)")
+                    .into(),
+            ))
+        }
+    }
+
+    /// Opens (creating if needed) a SQLite file in WAL mode.
+    pub async fn connect_sqlite(options: SqliteConnectOptions) -> Result<Database, sqlx::Error> {
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        Ok(Database::Sqlite(pool))
+    }
+
+    /// Connects to PostgreSQL. Put `search_path` into `options` to work inside one schema.
+    pub async fn connect_postgres(options: PgConnectOptions) -> Result<Database, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        Ok(Database::Postgres(pool))
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Database::Sqlite(_) => Dialect::Sqlite,
+            Database::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(pool) => pool.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Quotes an identifier (table or column name) for both dialects.
+///
+/// Names come from entity declarations the compiler checked, never from the guest at run time;
+/// [`valid_identifier`] is checked before any name is used, so quoting is belt and braces.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Table and column names the store accepts: `[A-Za-z_][A-Za-z0-9_]*`, at most 63 bytes
+/// (PostgreSQL's identifier limit).
+pub(crate) fn valid_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63
+}

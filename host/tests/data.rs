@@ -1,0 +1,1144 @@
+//! The `data` capability against real databases: every scenario runs on SQLite (a temp file)
+//! and on PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`, in a
+//! schema of its own that is dropped afterwards).
+//!
+//! Under `CI=true` an unreachable PostgreSQL fails the PostgreSQL tests; elsewhere they print a
+//! notice and pass.
+
+use chrono::{DateTime, TimeZone, Utc};
+use codeai_host::caps::data::{
+    Assignment, CompareOp, Comparison, DataCapability, DataError, Filter, FilterNode,
+    MaintenanceOp, NewValue, OrderBy, Query, MAX_FILTER_DEPTH, MAX_ROW_LIMIT,
+};
+use codeai_host::store::entities::create_entity_tables;
+use codeai_host::store::{demo, Database};
+use codeai_ir::{EntityDecl, FieldDecl, FieldType};
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+// ---------------------------------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn run_sqlite<F, Fut>(scenario: F)
+where
+    F: FnOnce(Database) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let path = std::env::temp_dir().join(format!("{}.db", unique("codeai_data")));
+    let options = SqliteConnectOptions::new().filename(&path);
+    let db = Database::connect_sqlite(options)
+        .await
+        .expect("open SQLite");
+    let outcome = tokio::spawn(scenario(db.clone())).await;
+    db.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let _ = std::fs::remove_file(file);
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn run_postgres<F, Fut>(scenario: F)
+where
+    F: FnOnce(Database) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let url = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    let options = PgConnectOptions::from_str(&url).expect("DATABASE_URL");
+    let admin = match PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options.clone())
+        .await
+    {
+        Ok(pool) => pool,
+        Err(e) => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("PostgreSQL at {url} is unreachable under CI=true: {e}");
+            }
+            eprintln!("notice: PostgreSQL at {url} is unreachable ({e}); skipping this test");
+            return;
+        }
+    };
+    let schema = unique("codeai_data");
+    sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+        .execute(&admin)
+        .await
+        .expect("create schema");
+    let db = Database::connect_postgres(options.options([("search_path", schema.as_str())]))
+        .await
+        .expect("connect to the schema");
+    let outcome = tokio::spawn(scenario(db.clone())).await;
+    db.close().await;
+    sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+        .execute(&admin)
+        .await
+        .expect("drop schema");
+    admin.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Each scenario becomes `sqlite::NAME` and `postgres::NAME`.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::run_sqlite(super::$name).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::run_postgres(super::$name).await
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    cleanup_deletes_exactly_the_expired_sessions,
+    demo_data_matches_its_summary,
+    filter_with_and_or_not_in_like_is_null_order_and_limit,
+    comparisons_on_every_type,
+    rows_round_trip_with_declared_types,
+    update_adds_to_a_counter_and_sets_values,
+    tenants_never_see_each_other,
+    refusals_unknown_entity,
+    refusals_unknown_columns,
+    refusals_wrong_value_types,
+    refusals_bad_filters,
+    limit_is_clamped,
+    maintenance_runs,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 12, 7, 0, 0).unwrap()
+}
+
+const TZ: chrono_tz::Tz = chrono_tz::Europe::Berlin;
+
+fn field(name: &str, ty: FieldType, optional: bool) -> FieldDecl {
+    FieldDecl {
+        name: name.into(),
+        ty,
+        primary: name == "id",
+        optional,
+    }
+}
+
+/// A test entity with a field of every type.
+fn item_entity() -> EntityDecl {
+    EntityDecl {
+        name: "Item".into(),
+        table: "items".into(),
+        fields: vec![
+            field("id", FieldType::Uuid, false),
+            field("name", FieldType::String, false),
+            field("kind", FieldType::String, false),
+            field("score", FieldType::Int, false),
+            field("weight", FieldType::Float, true),
+            field("active", FieldType::Bool, false),
+            field("due", FieldType::Date, true),
+            field("seen_at", FieldType::Datetime, true),
+            field("meta", FieldType::Json, true),
+        ],
+    }
+}
+
+fn entities() -> Vec<EntityDecl> {
+    let mut all = demo::example_entities();
+    all.push(item_entity());
+    all
+}
+
+async fn capability(db: &Database, tenant: &str) -> DataCapability {
+    let entities = entities();
+    create_entity_tables(db, &entities)
+        .await
+        .expect("create tables");
+    DataCapability::new(db.clone(), &entities, tenant).expect("capability")
+}
+
+async fn seed_items(data: &DataCapability) {
+    let rows = json!([
+        {"name": "apple", "kind": "fruit", "score": 5, "weight": 0.2, "active": true, "due": "2026-01-10",
+         "seen_at": "2026-01-12T09:00:00+01:00", "meta": {"c": "red"}},
+        {"name": "banana", "kind": "fruit", "score": 3, "active": true},
+        {"name": "cherry", "kind": "fruit", "score": 9, "weight": 0.01, "active": false, "due": "2026-02-01",
+         "seen_at": "2026-01-11T10:00:00+02:00"},
+        {"name": "carrot", "kind": "veg", "score": 7, "weight": 0.1, "active": true, "meta": [1, 2]},
+        {"name": "celery", "kind": "veg", "score": 2, "weight": 0.5, "active": false, "due": "2026-01-05"},
+        {"name": "Cabbage", "kind": "veg", "score": 8, "weight": 1.5, "active": true},
+        {"name": "date", "kind": "fruit", "score": 6, "weight": null, "active": true},
+        {"name": "egg", "kind": "other", "score": 4.0, "weight": 0.06, "active": true},
+    ]);
+    assert_eq!(data.insert("Item", &rows.to_string()).await.unwrap(), 8);
+}
+
+fn cmp(field: &str, op: CompareOp, value: Value) -> FilterNode {
+    FilterNode::Compare(Comparison::new(field, op, value))
+}
+
+fn one(field: &str, op: CompareOp, value: Value) -> Filter {
+    Filter::compare(Comparison::new(field, op, value))
+}
+
+fn query(
+    entity: &str,
+    filter: Option<Filter>,
+    order: &[(&str, bool)],
+    limit: Option<u32>,
+) -> Query {
+    Query {
+        entity: entity.into(),
+        filter,
+        order: order
+            .iter()
+            .map(|(f, d)| OrderBy {
+                field: (*f).into(),
+                descending: *d,
+            })
+            .collect(),
+        limit,
+    }
+}
+
+async fn names(data: &DataCapability, filter: Filter, order: &[(&str, bool)]) -> Vec<String> {
+    data.select_rows(&query("Item", Some(filter), order, None))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn denied(result: Result<impl std::fmt::Debug, DataError>) {
+    match result {
+        Err(DataError::Denied(_)) => {}
+        other => panic!("expected denied, got {other:?}"),
+    }
+}
+
+fn invalid(result: Result<impl std::fmt::Debug, DataError>) {
+    match result {
+        Err(DataError::Invalid(_)) => {}
+        other => panic!("expected invalid, got {other:?}"),
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> Value {
+    json!(t.to_rfc3339())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+/// CleanupExpiredSessions: `delete Session where expires_at < now()`.
+async fn cleanup_deletes_exactly_the_expired_sessions(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    let summary = demo::seed(&data, now(), TZ).await.unwrap();
+    assert_eq!(summary.expired_sessions, 5);
+    let expired = one("expires_at", CompareOp::Lt, rfc3339(now()));
+    assert_eq!(data.count("Session", Some(&expired)).await.unwrap(), 5);
+    let deleted = data.delete("Session", Some(&expired)).await.unwrap();
+    assert_eq!(deleted, summary.expired_sessions);
+    let left = data
+        .select_rows(&query("Session", None, &[("expires_at", false)], None))
+        .await
+        .unwrap();
+    assert_eq!(
+        left.len() as u64,
+        summary.sessions - summary.expired_sessions
+    );
+    for row in &left {
+        let expires = DateTime::parse_from_rfc3339(row["expires_at"].as_str().unwrap()).unwrap();
+        assert!(expires > now(), "a live session was kept: {row:?}");
+    }
+    // Deleting again finds nothing.
+    assert_eq!(data.delete("Session", Some(&expired)).await.unwrap(), 0);
+}
+
+async fn demo_data_matches_its_summary(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    let summary = demo::seed(&data, now(), TZ).await.unwrap();
+    assert_eq!(summary.products, 10);
+    assert_eq!(summary.low_stock_products, 3);
+    assert_eq!(summary.pending_webhooks, 3);
+    // Yesterday in Berlin is 2026-01-11, i.e. 2026-01-10T23:00Z .. 2026-01-11T23:00Z.
+    let (start, end) = summary.yesterday;
+    assert_eq!(start, Utc.with_ymd_and_hms(2026, 1, 10, 23, 0, 0).unwrap());
+    assert_eq!(end, Utc.with_ymd_and_hms(2026, 1, 11, 23, 0, 0).unwrap());
+    let yesterday = Filter {
+        nodes: vec![
+            FilterNode::All(vec![1, 2]),
+            cmp("created_at", CompareOp::Ge, rfc3339(start)),
+            cmp("created_at", CompareOp::Lt, rfc3339(end)),
+        ],
+        root: 0,
+    };
+    assert_eq!(
+        data.count("Order", Some(&yesterday)).await.unwrap(),
+        summary.yesterday_orders
+    );
+    assert!(summary.orders > summary.yesterday_orders);
+    let rows = data
+        .select_rows(&query(
+            "Order",
+            Some(yesterday),
+            &[("created_at", false)],
+            None,
+        ))
+        .await
+        .unwrap();
+    let revenue: f64 = rows
+        .iter()
+        .filter(|r| r["status"] != "cancelled")
+        .map(|r| r["total"].as_f64().unwrap())
+        .sum();
+    assert!((revenue - summary.yesterday_revenue).abs() < 1e-9);
+    let pending = one("status", CompareOp::Eq, json!("pending"));
+    assert_eq!(data.count("Webhook", Some(&pending)).await.unwrap(), 3);
+    let expired_reports = one("expires_at", CompareOp::Lt, rfc3339(now()));
+    assert_eq!(
+        data.count("Report", Some(&expired_reports)).await.unwrap(),
+        summary.expired_reports
+    );
+    assert_eq!(
+        data.count("JobExecution", None).await.unwrap(),
+        summary.job_executions
+    );
+    assert_eq!(data.count("Report", None).await.unwrap(), summary.reports);
+}
+
+async fn filter_with_and_or_not_in_like_is_null_order_and_limit(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    seed_items(&data).await;
+    // (name like "c%" or kind in ["other"]) and not (weight is null) and score >= 3
+    // order by score desc limit 3
+    let filter = Filter {
+        nodes: vec![
+            cmp("score", CompareOp::Ge, json!(3)),
+            FilterNode::Any(vec![2, 3]),
+            cmp("name", CompareOp::Like, json!("c%")),
+            cmp("kind", CompareOp::In, json!(["other"])),
+            FilterNode::Not(5),
+            cmp("weight", CompareOp::IsNull, Value::Null),
+            FilterNode::All(vec![1, 4, 0]),
+        ],
+        root: 6,
+    };
+    let rows = data
+        .select_rows(&query(
+            "Item",
+            Some(filter.clone()),
+            &[("score", true)],
+            Some(3),
+        ))
+        .await
+        .unwrap();
+    let got: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(got, ["cherry", "Cabbage", "carrot"]);
+    // Without the limit, egg (score 4) follows; celery (score 2) never matches.
+    assert_eq!(
+        names(&data, filter.clone(), &[("score", true)]).await,
+        ["cherry", "Cabbage", "carrot", "egg"]
+    );
+    assert_eq!(data.count("Item", Some(&filter)).await.unwrap(), 4);
+    // The JSON text `select` returns is the same rows.
+    let text = data
+        .select(&query("Item", Some(filter), &[("score", true)], Some(2)))
+        .await
+        .unwrap();
+    let parsed: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[0]["name"], "cherry");
+
+    assert_eq!(
+        names(
+            &data,
+            one("weight", CompareOp::IsNull, Value::Null),
+            &[("name", false)]
+        )
+        .await,
+        ["banana", "date"]
+    );
+    assert_eq!(
+        names(
+            &data,
+            one("weight", CompareOp::Eq, Value::Null),
+            &[("name", false)]
+        )
+        .await,
+        ["banana", "date"]
+    );
+    assert_eq!(
+        data.count(
+            "Item",
+            Some(&one("weight", CompareOp::IsNotNull, Value::Null))
+        )
+        .await
+        .unwrap(),
+        6
+    );
+    // Empty any is false, empty all is true.
+    let empty_any = Filter {
+        nodes: vec![FilterNode::Any(vec![])],
+        root: 0,
+    };
+    let empty_all = Filter {
+        nodes: vec![FilterNode::All(vec![])],
+        root: 0,
+    };
+    assert_eq!(data.count("Item", Some(&empty_any)).await.unwrap(), 0);
+    assert_eq!(data.count("Item", Some(&empty_all)).await.unwrap(), 8);
+    // An empty `in` matches nothing; `in` on ints.
+    assert_eq!(
+        data.count("Item", Some(&one("kind", CompareOp::In, json!([]))))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        names(
+            &data,
+            one("score", CompareOp::In, json!([2, 9])),
+            &[("name", false)]
+        )
+        .await,
+        ["celery", "cherry"]
+    );
+    // NULLs sort first ascending and last descending, on both databases.
+    let asc = names(
+        &data,
+        Filter {
+            nodes: vec![FilterNode::All(vec![])],
+            root: 0,
+        },
+        &[("weight", false)],
+    )
+    .await;
+    let mut first_two = asc[..2].to_vec();
+    first_two.sort();
+    assert_eq!(first_two, ["banana", "date"]);
+    assert_eq!(asc[2], "cherry");
+    let desc = names(
+        &data,
+        Filter {
+            nodes: vec![FilterNode::All(vec![])],
+            root: 0,
+        },
+        &[("weight", true)],
+    )
+    .await;
+    assert_eq!(desc[0], "Cabbage");
+    let mut last_two = desc[6..].to_vec();
+    last_two.sort();
+    assert_eq!(last_two, ["banana", "date"]);
+}
+
+async fn comparisons_on_every_type(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    seed_items(&data).await;
+    let by_name = &[("name", false)];
+    assert_eq!(
+        names(&data, one("kind", CompareOp::Ne, json!("fruit")), by_name).await,
+        ["Cabbage", "carrot", "celery", "egg"]
+    );
+    assert_eq!(
+        names(&data, one("active", CompareOp::Eq, json!(false)), by_name).await,
+        ["celery", "cherry"]
+    );
+    assert_eq!(
+        names(&data, one("weight", CompareOp::Gt, json!(0.4)), by_name).await,
+        ["Cabbage", "celery"]
+    );
+    assert_eq!(
+        names(&data, one("score", CompareOp::Le, json!(3)), by_name).await,
+        ["banana", "celery"]
+    );
+    assert_eq!(
+        names(
+            &data,
+            one("due", CompareOp::Lt, json!("2026-01-09")),
+            by_name
+        )
+        .await,
+        ["celery"]
+    );
+    // Datetimes compare as instants whatever offset they were written with.
+    assert_eq!(
+        names(
+            &data,
+            one("seen_at", CompareOp::Lt, json!("2026-01-11T09:00:00Z")),
+            by_name
+        )
+        .await,
+        ["cherry"]
+    );
+    assert_eq!(
+        names(
+            &data,
+            one("seen_at", CompareOp::Eq, json!("2026-01-12T03:00:00-05:00")),
+            by_name
+        )
+        .await,
+        ["apple"]
+    );
+    assert_eq!(
+        names(
+            &data,
+            one("seen_at", CompareOp::Ge, json!("2026-01-11T08:00:00Z")),
+            by_name
+        )
+        .await,
+        ["apple", "cherry"]
+    );
+    // `like` is case-insensitive on both databases.
+    assert_eq!(
+        names(&data, one("name", CompareOp::Like, json!("%AB%")), by_name).await,
+        ["Cabbage"]
+    );
+    assert_eq!(
+        names(
+            &data,
+            one("name", CompareOp::Like, json!("c_rrot")),
+            by_name
+        )
+        .await,
+        ["carrot"]
+    );
+    // A uuid by equality.
+    let apple = data
+        .select_rows(&query(
+            "Item",
+            Some(one("name", CompareOp::Eq, json!("apple"))),
+            &[],
+            None,
+        ))
+        .await
+        .unwrap();
+    let id = apple[0]["id"].as_str().unwrap().to_uppercase();
+    assert_eq!(
+        names(&data, one("id", CompareOp::Eq, json!(id)), by_name).await,
+        ["apple"]
+    );
+    // Json fields can be tested for null.
+    assert_eq!(
+        names(
+            &data,
+            one("meta", CompareOp::IsNotNull, Value::Null),
+            by_name
+        )
+        .await,
+        ["apple", "carrot"]
+    );
+}
+
+async fn rows_round_trip_with_declared_types(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    let id = "6F9619FF-8B86-D011-B42D-00C04FC964FF";
+    let row = json!([{
+        "id": id, "name": "widget", "kind": "tool", "score": 42, "weight": 2.5, "active": true,
+        "due": "2026-03-01", "seen_at": "2026-01-12T09:30:15.250+01:00",
+        "meta": {"tags": ["a", "b"], "depth": 2, "ok": true}
+    }]);
+    assert_eq!(data.insert("Item", &row.to_string()).await.unwrap(), 1);
+    let rows = data
+        .select_rows(&query("Item", None, &[], None))
+        .await
+        .unwrap();
+    assert_eq!(
+        Value::Object(rows[0].clone()),
+        json!({
+            "id": "6f9619ff-8b86-d011-b42d-00c04fc964ff", "name": "widget", "kind": "tool",
+            "score": 42, "weight": 2.5, "active": true, "due": "2026-03-01",
+            "seen_at": "2026-01-12T08:30:15.250000Z",
+            "meta": {"tags": ["a", "b"], "depth": 2, "ok": true}
+        })
+    );
+    // Optional fields left out are null; a missing uuid primary key is generated.
+    let row = json!([{"name": "bare", "kind": "tool", "score": 1, "active": false}]);
+    assert_eq!(data.insert("Item", &row.to_string()).await.unwrap(), 1);
+    let rows = data
+        .select_rows(&query(
+            "Item",
+            Some(one("name", CompareOp::Eq, json!("bare"))),
+            &[],
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows[0]["weight"], Value::Null);
+    assert_eq!(rows[0]["meta"], Value::Null);
+    assert_eq!(rows[0]["seen_at"], Value::Null);
+    assert!(uuid::Uuid::parse_str(rows[0]["id"].as_str().unwrap()).is_ok());
+    // An empty insert is fine.
+    assert_eq!(data.insert("Item", "[]").await.unwrap(), 0);
+    // A failed insert inserts nothing (one transaction): the second row repeats a primary key.
+    let dup = json!([
+        {"id": "00000000-0000-0000-0000-000000000001", "name": "x", "kind": "k", "score": 1, "active": true},
+        {"id": "00000000-0000-0000-0000-000000000001", "name": "y", "kind": "k", "score": 1, "active": true},
+    ]);
+    match data.insert("Item", &dup.to_string()).await {
+        Err(DataError::Failed(_)) => {}
+        other => panic!("expected failed, got {other:?}"),
+    }
+    assert_eq!(data.count("Item", None).await.unwrap(), 2);
+}
+
+/// RetryFailedWebhooks: `update Webhook set attempts = attempts + 1, … where status = "pending"`.
+async fn update_adds_to_a_counter_and_sets_values(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    demo::seed(&data, now(), TZ).await.unwrap();
+    let pending = one("status", CompareOp::Eq, json!("pending"));
+    let before: Vec<i64> = data
+        .select_rows(&query(
+            "Webhook",
+            Some(pending.clone()),
+            &[("attempts", false)],
+            None,
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(before, [0, 1, 2]);
+    let set = [
+        Assignment {
+            field: "attempts".into(),
+            value: NewValue::Add(1.0),
+        },
+        Assignment {
+            field: "updated_at".into(),
+            value: NewValue::Set(rfc3339(now()).to_string()),
+        },
+        Assignment {
+            field: "last_error".into(),
+            value: NewValue::Set("null".into()),
+        },
+    ];
+    assert_eq!(
+        data.update("Webhook", Some(&pending), &set).await.unwrap(),
+        3
+    );
+    let after = data
+        .select_rows(&query(
+            "Webhook",
+            Some(pending.clone()),
+            &[("attempts", false)],
+            None,
+        ))
+        .await
+        .unwrap();
+    let attempts: Vec<i64> = after
+        .iter()
+        .map(|r| r["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+    for row in &after {
+        assert_eq!(row["updated_at"], "2026-01-12T07:00:00.000000Z");
+        assert_eq!(row["last_error"], Value::Null);
+    }
+    // The other webhooks were not touched.
+    let others = data
+        .select_rows(&query(
+            "Webhook",
+            Some(one("status", CompareOp::Ne, json!("pending"))),
+            &[("attempts", false)],
+            None,
+        ))
+        .await
+        .unwrap();
+    let attempts: Vec<i64> = others
+        .iter()
+        .map(|r| r["attempts"].as_i64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 2, 5]);
+    // Adding to a float; setting a string.
+    let first = Filter::compare(Comparison::new("sku", CompareOp::Eq, json!("SKU-1001")));
+    let set = [
+        Assignment {
+            field: "price".into(),
+            value: NewValue::Add(-0.9),
+        },
+        Assignment {
+            field: "name".into(),
+            value: NewValue::Set(json!("Espresso 1kg").to_string()),
+        },
+    ];
+    assert_eq!(data.update("Product", Some(&first), &set).await.unwrap(), 1);
+    let rows = data
+        .select_rows(&query("Product", Some(first), &[], None))
+        .await
+        .unwrap();
+    assert!((rows[0]["price"].as_f64().unwrap() - 24.0).abs() < 1e-9);
+    assert_eq!(rows[0]["name"], "Espresso 1kg");
+    // No filter: every row of the tenant.
+    let all = [Assignment {
+        field: "attempts".into(),
+        value: NewValue::Set("0".into()),
+    }];
+    assert_eq!(data.update("Webhook", None, &all).await.unwrap(), 6);
+}
+
+async fn tenants_never_see_each_other(db: Database) {
+    let a = capability(&db, "tenant-a").await;
+    let b = a.for_tenant("tenant-b").unwrap();
+    let summary = demo::seed(&a, now(), TZ).await.unwrap();
+    seed_items(&a).await;
+    for entity in [
+        "Product",
+        "Order",
+        "Session",
+        "Report",
+        "JobExecution",
+        "Webhook",
+        "Item",
+    ] {
+        assert_eq!(b.count(entity, None).await.unwrap(), 0, "{entity}");
+        assert!(b
+            .select_rows(&query(entity, None, &[], None))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    let everything = Filter {
+        nodes: vec![FilterNode::All(vec![])],
+        root: 0,
+    };
+    let set = [Assignment {
+        field: "attempts".into(),
+        value: NewValue::Add(10.0),
+    }];
+    assert_eq!(
+        b.update("Webhook", Some(&everything), &set).await.unwrap(),
+        0
+    );
+    assert_eq!(b.delete("Session", None).await.unwrap(), 0);
+    assert_eq!(b.delete("Item", Some(&everything)).await.unwrap(), 0);
+    // B's own rows, with the same ids as A's, live beside A's.
+    let a_item = a
+        .select_rows(&query(
+            "Item",
+            Some(one("name", CompareOp::Eq, json!("apple"))),
+            &[],
+            None,
+        ))
+        .await
+        .unwrap();
+    let same_id = json!([{"id": a_item[0]["id"], "name": "b-apple", "kind": "fruit", "score": 1, "active": true}]);
+    assert_eq!(b.insert("Item", &same_id.to_string()).await.unwrap(), 1);
+    assert_eq!(b.count("Item", None).await.unwrap(), 1);
+    let b_rows = b
+        .select_rows(&query(
+            "Item",
+            Some(one("id", CompareOp::Eq, a_item[0]["id"].clone())),
+            &[],
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(b_rows.len(), 1);
+    assert_eq!(b_rows[0]["name"], "b-apple");
+    // A is untouched.
+    assert_eq!(a.count("Session", None).await.unwrap(), summary.sessions);
+    assert_eq!(a.count("Item", None).await.unwrap(), 8);
+    let a_hooks = a
+        .select_rows(&query("Webhook", None, &[("attempts", true)], Some(1)))
+        .await
+        .unwrap();
+    assert_eq!(a_hooks[0]["attempts"], 5);
+    // And B deleting everything it has leaves A's rows.
+    assert_eq!(b.delete("Item", None).await.unwrap(), 1);
+    assert_eq!(a.count("Item", None).await.unwrap(), 8);
+}
+
+async fn refusals_unknown_entity(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    denied(data.select(&query("Customer", None, &[], None)).await);
+    denied(data.count("Customer", None).await);
+    denied(data.delete("Customer", None).await);
+    let set = [Assignment {
+        field: "x".into(),
+        value: NewValue::Add(1.0),
+    }];
+    denied(data.update("Customer", None, &set).await);
+    denied(data.insert("Customer", "[]").await);
+    denied(
+        data.maintain(MaintenanceOp::Analyze, Some("Customer"))
+            .await,
+    );
+    // The table name is not the entity name.
+    denied(data.count("products", None).await);
+    // A capability without the entity refuses it even though the table exists.
+    let narrow = DataCapability::new(db.clone(), &[item_entity()], "tenant-a").unwrap();
+    denied(narrow.count("Product", None).await);
+    assert_eq!(narrow.count("Item", None).await.unwrap(), 0);
+}
+
+async fn refusals_unknown_columns(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    seed_items(&data).await;
+    // In a filter, also nested.
+    denied(
+        data.count("Item", Some(&one("price", CompareOp::Eq, json!(1))))
+            .await,
+    );
+    let nested = Filter {
+        nodes: vec![
+            FilterNode::Any(vec![1, 2]),
+            cmp("name", CompareOp::Eq, json!("apple")),
+            FilterNode::Not(3),
+            cmp("password", CompareOp::IsNull, Value::Null),
+        ],
+        root: 0,
+    };
+    denied(data.select(&query("Item", Some(nested), &[], None)).await);
+    // The tenant column is not a declared field either.
+    denied(
+        data.count(
+            "Item",
+            Some(&one("tenant_id", CompareOp::Eq, json!("tenant-b"))),
+        )
+        .await,
+    );
+    denied(
+        data.delete("Item", Some(&one("tenant_id", CompareOp::Ne, json!("x"))))
+            .await,
+    );
+    // An injection attempt in a field name is just an unknown field.
+    denied(
+        data.count(
+            "Item",
+            Some(&one("name\" OR 1=1 --", CompareOp::Eq, json!(1))),
+        )
+        .await,
+    );
+    // In the order.
+    denied(
+        data.select(&query("Item", None, &[("rowid", false)], None))
+            .await,
+    );
+    // In an assignment.
+    let set = [Assignment {
+        field: "tenant_id".into(),
+        value: NewValue::Set("\"tenant-b\"".into()),
+    }];
+    denied(data.update("Item", None, &set).await);
+    let set = [Assignment {
+        field: "price".into(),
+        value: NewValue::Add(1.0),
+    }];
+    denied(data.update("Item", None, &set).await);
+    // In an insert.
+    let row = json!([{"name": "n", "kind": "k", "score": 1, "active": true, "colour": "red"}]);
+    denied(data.insert("Item", &row.to_string()).await);
+    let row =
+        json!([{"name": "n", "kind": "k", "score": 1, "active": true, "tenant_id": "tenant-b"}]);
+    denied(data.insert("Item", &row.to_string()).await);
+    // Nothing changed.
+    assert_eq!(data.count("Item", None).await.unwrap(), 8);
+}
+
+async fn refusals_wrong_value_types(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    seed_items(&data).await;
+    for (field, op, value) in [
+        ("score", CompareOp::Eq, json!("five")),
+        ("score", CompareOp::Gt, json!(2.5)),
+        ("weight", CompareOp::Lt, json!("heavy")),
+        ("active", CompareOp::Eq, json!(1)),
+        ("name", CompareOp::Eq, json!(5)),
+        ("id", CompareOp::Eq, json!("not-a-uuid")),
+        ("seen_at", CompareOp::Lt, json!("yesterday")),
+        ("seen_at", CompareOp::Lt, json!(1736600000)),
+        ("due", CompareOp::Eq, json!("2026-02-30")),
+        ("score", CompareOp::Like, json!("1%")),
+        ("kind", CompareOp::In, json!("fruit")),
+        ("kind", CompareOp::In, json!(["fruit", 3])),
+        ("kind", CompareOp::In, json!(["fruit", null])),
+        ("meta", CompareOp::Eq, json!({"c": "red"})),
+        ("active", CompareOp::Lt, json!(true)),
+        ("score", CompareOp::Lt, Value::Null),
+    ] {
+        let result = data
+            .count("Item", Some(&one(field, op, value.clone())))
+            .await;
+        assert!(
+            matches!(result, Err(DataError::Invalid(_))),
+            "{field} {op:?} {value}: {result:?}"
+        );
+    }
+    // Malformed JSON text in a comparison.
+    let broken = Filter::compare(Comparison {
+        field: "name".into(),
+        op: CompareOp::Eq,
+        value: "'apple'".into(),
+    });
+    invalid(data.count("Item", Some(&broken)).await);
+    // Assignments.
+    for set in [
+        Assignment {
+            field: "score".into(),
+            value: NewValue::Set("\"lots\"".into()),
+        },
+        Assignment {
+            field: "score".into(),
+            value: NewValue::Add(0.5),
+        },
+        Assignment {
+            field: "name".into(),
+            value: NewValue::Add(1.0),
+        },
+        Assignment {
+            field: "name".into(),
+            value: NewValue::Set("null".into()),
+        },
+        Assignment {
+            field: "seen_at".into(),
+            value: NewValue::Set("\"noon\"".into()),
+        },
+        Assignment {
+            field: "active".into(),
+            value: NewValue::Set("not json".into()),
+        },
+    ] {
+        let result = data.update("Item", None, std::slice::from_ref(&set)).await;
+        assert!(
+            matches!(result, Err(DataError::Invalid(_))),
+            "{set:?}: {result:?}"
+        );
+    }
+    invalid(data.update("Item", None, &[]).await);
+    let twice = [
+        Assignment {
+            field: "score".into(),
+            value: NewValue::Add(1.0),
+        },
+        Assignment {
+            field: "score".into(),
+            value: NewValue::Add(1.0),
+        },
+    ];
+    invalid(data.update("Item", None, &twice).await);
+    // Inserts.
+    for rows in [
+        "not json".to_string(),
+        json!({"name": "x"}).to_string(),
+        json!([1, 2]).to_string(),
+        json!([{"name": "x", "kind": "k", "score": "1", "active": true}]).to_string(),
+        json!([{"name": "x", "kind": "k", "score": 1, "active": "yes"}]).to_string(),
+        json!([{"name": "x", "kind": "k", "score": 1, "active": true, "due": "tomorrow"}])
+            .to_string(),
+        json!([{"name": "x", "kind": "k", "score": 1}]).to_string(),
+        json!([{"name": null, "kind": "k", "score": 1, "active": true}]).to_string(),
+    ] {
+        let result = data.insert("Item", &rows).await;
+        assert!(
+            matches!(result, Err(DataError::Invalid(_))),
+            "{rows}: {result:?}"
+        );
+    }
+    // Nothing changed.
+    assert_eq!(data.count("Item", None).await.unwrap(), 8);
+    let scores: i64 = data
+        .select_rows(&query("Item", None, &[], None))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r["score"].as_i64().unwrap())
+        .sum();
+    assert_eq!(scores, 44);
+}
+
+async fn refusals_bad_filters(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    seed_items(&data).await;
+    let leaf = || cmp("name", CompareOp::Eq, json!("apple"));
+    let bad = [
+        // Root out of range.
+        Filter {
+            nodes: vec![leaf()],
+            root: 1,
+        },
+        // No nodes at all.
+        Filter {
+            nodes: vec![],
+            root: 0,
+        },
+        // A child out of range.
+        Filter {
+            nodes: vec![FilterNode::All(vec![1, 7]), leaf()],
+            root: 0,
+        },
+        Filter {
+            nodes: vec![FilterNode::Not(2), leaf()],
+            root: 0,
+        },
+        // Cycles: self, and through two nodes.
+        Filter {
+            nodes: vec![FilterNode::Not(0)],
+            root: 0,
+        },
+        Filter {
+            nodes: vec![
+                FilterNode::Any(vec![1]),
+                FilterNode::All(vec![2, 0]),
+                leaf(),
+            ],
+            root: 0,
+        },
+        // Too deep: a chain of NOTs.
+        Filter {
+            nodes: (0..=MAX_FILTER_DEPTH as u32)
+                .map(|i| {
+                    if i as usize == MAX_FILTER_DEPTH {
+                        leaf()
+                    } else {
+                        FilterNode::Not(i + 1)
+                    }
+                })
+                .collect(),
+            root: 0,
+        },
+        // Exponential expansion through shared children: 40 nodes, 2^40 paths.
+        Filter {
+            nodes: (0..40u32)
+                .map(|i| {
+                    if i == 39 {
+                        leaf()
+                    } else {
+                        FilterNode::All(vec![i + 1, i + 1])
+                    }
+                })
+                .collect(),
+            root: 0,
+        },
+    ];
+    for filter in bad {
+        let result = data.count("Item", Some(&filter)).await;
+        assert!(
+            matches!(result, Err(DataError::Invalid(_))),
+            "{filter:?}: {result:?}"
+        );
+        invalid(data.delete("Item", Some(&filter)).await);
+    }
+    // A shared child that is not a cycle is fine.
+    let shared = Filter {
+        nodes: vec![
+            FilterNode::All(vec![1, 2]),
+            leaf(),
+            FilterNode::Any(vec![1]),
+        ],
+        root: 0,
+    };
+    assert_eq!(data.count("Item", Some(&shared)).await.unwrap(), 1);
+    // A chain just inside the depth limit is fine.
+    let depth = MAX_FILTER_DEPTH as u32 - 1;
+    let chain = Filter {
+        nodes: (0..=depth)
+            .map(|i| {
+                if i == depth {
+                    leaf()
+                } else {
+                    FilterNode::All(vec![i + 1])
+                }
+            })
+            .collect(),
+        root: 0,
+    };
+    assert_eq!(data.count("Item", Some(&chain)).await.unwrap(), 1);
+    assert_eq!(data.count("Item", None).await.unwrap(), 8);
+}
+
+async fn limit_is_clamped(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    let total = MAX_ROW_LIMIT as usize + 50;
+    for chunk in 0..2 {
+        let rows: Vec<Value> = (0..total / 2)
+            .map(|i| json!({"user_id": format!("u{chunk}-{i}"), "expires_at": "2026-01-01T00:00:00Z"}))
+            .collect();
+        assert_eq!(
+            data.insert("Session", &Value::Array(rows).to_string())
+                .await
+                .unwrap(),
+            (total / 2) as u64
+        );
+    }
+    assert_eq!(data.count("Session", None).await.unwrap(), total as u64);
+    for limit in [None, Some(u32::MAX), Some(MAX_ROW_LIMIT + 1)] {
+        let rows = data
+            .select_rows(&query("Session", None, &[], limit))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), MAX_ROW_LIMIT as usize, "{limit:?}");
+    }
+    let rows = data
+        .select_rows(&query("Session", None, &[], Some(7)))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 7);
+    assert!(data
+        .select_rows(&query("Session", None, &[], Some(0)))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+async fn maintenance_runs(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    demo::seed(&data, now(), TZ).await.unwrap();
+    data.delete("Session", None).await.unwrap();
+    for op in [
+        MaintenanceOp::Vacuum,
+        MaintenanceOp::Analyze,
+        MaintenanceOp::Reindex,
+    ] {
+        let summary = data.maintain(op, Some("Session")).await.unwrap();
+        assert!(!summary.is_empty());
+        let summary = data.maintain(op, None).await.unwrap();
+        assert!(!summary.is_empty());
+    }
+    let summary = data
+        .maintain(MaintenanceOp::Reindex, Some("Session"))
+        .await
+        .unwrap();
+    assert!(summary.contains("sessions"), "{summary}");
+    // The data is intact afterwards.
+    assert_eq!(data.count("Product", None).await.unwrap(), 10);
+}
