@@ -7,7 +7,9 @@
 
 pub mod caps;
 pub mod cli;
+pub mod executor;
 pub mod notify;
 pub mod report;
+pub mod runtime;
 pub mod store;
 pub mod wasm;

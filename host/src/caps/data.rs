@@ -21,13 +21,14 @@
 //! SQLite's ASCII-case-insensitive `LIKE`); `NULL`s sort first ascending and last descending on both.
 
 use crate::store::entities::{check_declaration, TENANT_COLUMN};
+use crate::store::sql::{datetime_text, pg_builder, sqlite_builder, Param, Stmt};
 use crate::store::{quote_ident, Database, Dialect};
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use codeai_ir::{EntityDecl, FieldDecl, FieldType};
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -517,50 +518,66 @@ impl DataCapability {
         op: MaintenanceOp,
         entity: Option<&str>,
     ) -> Result<String, DataError> {
-        let entities: Vec<&Entity> = match entity {
-            Some(name) => vec![self.entity(name)?],
-            None => self.entities.values().collect(),
+        let Some(name) = entity else {
+            return self.maintain_database(op).await;
         };
-        let mut tables: Vec<(&str, &str)> = Vec::new();
-        for e in entities {
-            if !tables.iter().any(|(_, quoted)| *quoted == e.table) {
-                tables.push((e.decl.table.as_str(), e.table.as_str()));
-            }
-        }
-        let names: Vec<&str> = tables.iter().map(|(name, _)| *name).collect();
+        let e = self.entity(name)?;
+        let (table, quoted) = (e.decl.table.as_str(), e.table.as_str());
         let (statements, summary): (Vec<String>, String) = match (self.db.dialect(), op) {
+            // SQLite vacuums whole files only.
             (Dialect::Sqlite, MaintenanceOp::Vacuum) => (
                 vec!["VACUUM".into()],
                 "VACUUM of the whole SQLite database".into(),
             ),
-            (Dialect::Sqlite, MaintenanceOp::Analyze) => (
-                tables.iter().map(|(_, t)| format!("ANALYZE {t}")).collect(),
-                format!("ANALYZE of {}", names.join(", ")),
+            (Dialect::Postgres, MaintenanceOp::Vacuum) => (
+                vec![format!("VACUUM (ANALYZE) {quoted}")],
+                format!("VACUUM (ANALYZE) of {table}"),
+            ),
+            (_, MaintenanceOp::Analyze) => (
+                vec![format!("ANALYZE {quoted}")],
+                format!("ANALYZE of {table}"),
             ),
             (Dialect::Sqlite, MaintenanceOp::Reindex) => (
-                tables.iter().map(|(_, t)| format!("REINDEX {t}")).collect(),
-                format!("REINDEX of {}", names.join(", ")),
-            ),
-            (Dialect::Postgres, MaintenanceOp::Vacuum) => (
-                tables
-                    .iter()
-                    .map(|(_, t)| format!("VACUUM (ANALYZE) {t}"))
-                    .collect(),
-                format!("VACUUM (ANALYZE) of {}", names.join(", ")),
-            ),
-            (Dialect::Postgres, MaintenanceOp::Analyze) => (
-                tables.iter().map(|(_, t)| format!("ANALYZE {t}")).collect(),
-                format!("ANALYZE of {}", names.join(", ")),
+                vec![format!("REINDEX {quoted}")],
+                format!("REINDEX of {table}"),
             ),
             (Dialect::Postgres, MaintenanceOp::Reindex) => (
-                tables
-                    .iter()
-                    .map(|(_, t)| format!("REINDEX TABLE {t}"))
-                    .collect(),
-                format!("REINDEX TABLE of {}", names.join(", ")),
+                vec![format!("REINDEX TABLE {quoted}")],
+                format!("REINDEX TABLE of {table}"),
             ),
         };
-        for statement in &statements {
+        self.run_maintenance(&statements).await?;
+        Ok(summary)
+    }
+
+    /// Maintenance of the whole database (the WIT's `entity: none`).
+    async fn maintain_database(&self, op: MaintenanceOp) -> Result<String, DataError> {
+        let (statement, summary) = match (&self.db, op) {
+            (Database::Sqlite(_), MaintenanceOp::Vacuum) => ("VACUUM".to_string(), "VACUUM"),
+            (Database::Postgres(_), MaintenanceOp::Vacuum) => {
+                ("VACUUM (ANALYZE)".to_string(), "VACUUM (ANALYZE)")
+            }
+            (_, MaintenanceOp::Analyze) => ("ANALYZE".to_string(), "ANALYZE"),
+            (Database::Sqlite(_), MaintenanceOp::Reindex) => ("REINDEX".to_string(), "REINDEX"),
+            (Database::Postgres(pool), MaintenanceOp::Reindex) => {
+                // The schema the platform's tables live in (its `search_path`).
+                let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed)?;
+                (
+                    format!("REINDEX SCHEMA {}", quote_ident(&schema)),
+                    "REINDEX SCHEMA",
+                )
+            }
+        };
+        self.run_maintenance(std::slice::from_ref(&statement))
+            .await?;
+        Ok(format!("{summary} of the whole database"))
+    }
+
+    async fn run_maintenance(&self, statements: &[String]) -> Result<(), DataError> {
+        for statement in statements {
             // Maintenance statements cannot run inside a transaction (VACUUM) and take no
             // parameters; the table names come from the declarations.
             match &self.db {
@@ -578,7 +595,7 @@ impl DataCapability {
                 }
             }
         }
-        Ok(summary)
+        Ok(())
     }
 
     // -----------------------------------------------------------------------------------------
@@ -869,105 +886,6 @@ impl FilterCompiler<'_> {
 // ---------------------------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------------------------
-
-/// A checked, typed value to bind.
-#[derive(Debug, Clone, PartialEq)]
-enum Param {
-    /// NULL of a column type (PostgreSQL needs the type of a NULL parameter).
-    Null(FieldType),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-    Text(String),
-    Uuid(Uuid),
-    DateTime(DateTime<Utc>),
-    Date(NaiveDate),
-    Json(Value),
-}
-
-/// A statement as SQL text and bound parameters in order, independent of the dialect.
-#[derive(Debug, Default)]
-struct Stmt {
-    pieces: Vec<Piece>,
-}
-
-#[derive(Debug)]
-enum Piece {
-    Sql(String),
-    Bind(Param),
-}
-
-impl Stmt {
-    fn sql(&mut self, sql: impl Into<String>) {
-        self.pieces.push(Piece::Sql(sql.into()));
-    }
-
-    fn bind(&mut self, param: Param) {
-        self.pieces.push(Piece::Bind(param));
-    }
-}
-
-/// The text a `datetime` is stored as in SQLite and returned as from both databases.
-fn datetime_text(value: &DateTime<Utc>) -> String {
-    value.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
-
-fn sqlite_builder(stmt: &Stmt) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::new("");
-    for piece in &stmt.pieces {
-        match piece {
-            Piece::Sql(sql) => {
-                qb.push(sql);
-            }
-            Piece::Bind(param) => {
-                match param {
-                    Param::Null(_) => qb.push_bind(None::<String>),
-                    Param::Int(v) => qb.push_bind(*v),
-                    Param::Float(v) => qb.push_bind(*v),
-                    Param::Bool(v) => qb.push_bind(*v),
-                    Param::Text(v) => qb.push_bind(v.clone()),
-                    Param::Uuid(v) => qb.push_bind(v.hyphenated().to_string()),
-                    Param::DateTime(v) => qb.push_bind(datetime_text(v)),
-                    Param::Date(v) => qb.push_bind(v.format("%Y-%m-%d").to_string()),
-                    Param::Json(v) => qb.push_bind(v.to_string()),
-                };
-            }
-        }
-    }
-    qb
-}
-
-fn pg_builder(stmt: &Stmt) -> QueryBuilder<'static, Postgres> {
-    let mut qb = QueryBuilder::new("");
-    for piece in &stmt.pieces {
-        match piece {
-            Piece::Sql(sql) => {
-                qb.push(sql);
-            }
-            Piece::Bind(param) => {
-                match param {
-                    Param::Null(FieldType::Int) => qb.push_bind(None::<i64>),
-                    Param::Null(FieldType::Float) => qb.push_bind(None::<f64>),
-                    Param::Null(FieldType::Bool) => qb.push_bind(None::<bool>),
-                    Param::Null(FieldType::String) => qb.push_bind(None::<String>),
-                    Param::Null(FieldType::Uuid) => qb.push_bind(None::<Uuid>),
-                    Param::Null(FieldType::Datetime) => qb.push_bind(None::<DateTime<Utc>>),
-                    Param::Null(FieldType::Date) => qb.push_bind(None::<NaiveDate>),
-                    Param::Null(FieldType::Json) => qb.push_bind(None::<sqlx::types::Json<Value>>),
-                    Param::Int(v) => qb.push_bind(*v),
-                    Param::Float(v) => qb.push_bind(*v),
-                    Param::Bool(v) => qb.push_bind(*v),
-                    Param::Text(v) => qb.push_bind(v.clone()),
-                    Param::Uuid(v) => qb.push_bind(*v),
-                    Param::DateTime(v) => qb.push_bind(*v),
-                    Param::Date(v) => qb.push_bind(*v),
-                    Param::Json(v) => qb.push_bind(sqlx::types::Json(v.clone())),
-                };
-            }
-        }
-    }
-    qb
-}
 
 fn sqlite_row(entity: &Entity, row: &SqliteRow) -> Result<Map<String, Value>, DataError> {
     let mut out = Map::new();

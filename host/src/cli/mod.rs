@@ -8,8 +8,10 @@
 
 mod build;
 mod check;
+mod exec;
 mod format;
 mod inspect;
+mod migrate;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,6 +33,10 @@ enum Command {
     Check(check::CheckArgs),
     /// Show the manifest, imports and exports of a job component.
     Inspect(inspect::InspectArgs),
+    /// Run one job component once against the configured database and print what it did.
+    Exec(exec::ExecArgs),
+    /// Apply the platform's migrations and create the tables jobs' entities declare.
+    Migrate(migrate::MigrateArgs),
 }
 
 /// Runs a parsed command line.
@@ -39,6 +45,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Exec(args) => exec::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
     }
 }
 

@@ -7,6 +7,9 @@
 
 pub mod demo;
 pub mod entities;
+pub mod migrate;
+pub mod platform;
+pub mod sql;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};

@@ -1,0 +1,317 @@
+//! Per-execution overhead of the sandboxed runtime, against bare wasmtime.
+//!
+//! `cargo bench -p codeai-host --bench exec` prints, for each case, p50/p99/mean in µs over
+//! many sequential executions on one thread:
+//! - `runtime: DSL no-op job`: `Runtime::execute` of a job compiled by `codeai_dsl` (one
+//!   `compute` step): fresh store with limits, fuel, epoch callback, instantiate from the cached
+//!   `InstancePre`, call `run`, classify, drop;
+//! - `runtime: trivial component`: the same path with a hand-written component whose `run`
+//!   returns `completed("{}")` at once;
+//! - `bare wasmtime: trivial component`: a default engine (on-demand allocator, no fuel, no
+//!   epochs), `Linker::instantiate_pre` once, then a new `Store` + instantiate + `run` + drop.
+//!
+//! and the ratios runtime/bare. Set `EXEC_BENCH_ITERS` to change the number of iterations.
+
+use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
+use codeai_host::wasm::{
+    bindings, clock, data, email, events, http, log, report, slack, state, types, CapError,
+    Delivery,
+};
+use std::future::Future;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store};
+
+/// Capabilities that answer at once; only `log` and `clock` are ever called by the jobs here.
+struct Null;
+
+fn refused<T>() -> Result<T, CapError> {
+    Err(CapError::Failed("benchmark".into()))
+}
+
+impl types::Host for Null {}
+impl data::Host for Null {
+    async fn select(&mut self, _: data::Query) -> Result<String, CapError> {
+        refused()
+    }
+    async fn count(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
+        refused()
+    }
+    async fn delete(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
+        refused()
+    }
+    async fn update(
+        &mut self,
+        _: String,
+        _: Option<data::Filter>,
+        _: Vec<data::Assignment>,
+    ) -> Result<u64, CapError> {
+        refused()
+    }
+    async fn insert(&mut self, _: String, _: String) -> Result<u64, CapError> {
+        refused()
+    }
+    async fn maintain(
+        &mut self,
+        _: data::MaintenanceOp,
+        _: Option<String>,
+    ) -> Result<String, CapError> {
+        refused()
+    }
+}
+impl http::Host for Null {
+    async fn call(&mut self, _: http::CallRequest) -> Result<http::CallResponse, CapError> {
+        refused()
+    }
+    async fn call_many(
+        &mut self,
+        reqs: Vec<http::CallRequest>,
+        _: u32,
+    ) -> Vec<Result<http::CallResponse, CapError>> {
+        reqs.iter().map(|_| refused()).collect()
+    }
+}
+impl email::Host for Null {
+    async fn send(&mut self, _: email::Message) -> Result<Delivery, CapError> {
+        refused()
+    }
+}
+impl slack::Host for Null {
+    async fn post(
+        &mut self,
+        _: String,
+        _: Option<String>,
+        _: String,
+    ) -> Result<Delivery, CapError> {
+        refused()
+    }
+}
+impl report::Host for Null {
+    async fn render(
+        &mut self,
+        _: String,
+        _: String,
+        _: report::Format,
+    ) -> Result<report::Rendered, CapError> {
+        refused()
+    }
+    async fn delete(&mut self, _: String) -> Result<bool, CapError> {
+        refused()
+    }
+}
+impl events::Host for Null {
+    async fn emit(&mut self, _: String, _: String) -> Result<(), CapError> {
+        refused()
+    }
+}
+impl state::Host for Null {
+    async fn get(&mut self, _: String) -> Option<String> {
+        None
+    }
+    async fn set(&mut self, _: String, _: String) -> Result<(), CapError> {
+        refused()
+    }
+}
+impl log::Host for Null {
+    async fn write(&mut self, _: log::Level, _: String) {}
+}
+fn instant() -> clock::Instant {
+    clock::Instant {
+        unix_ms: 1_768_302_000_000,
+        utc_offset_seconds: 0,
+    }
+}
+impl clock::Host for Null {
+    async fn now(&mut self) -> clock::Instant {
+        instant()
+    }
+    async fn timezone(&mut self) -> String {
+        "UTC".into()
+    }
+    async fn period(&mut self, _: clock::PeriodUnit, _: i32) -> clock::CalendarPeriod {
+        clock::CalendarPeriod {
+            start: instant(),
+            end: instant(),
+            label: "2026-01-13".into(),
+        }
+    }
+    async fn shift(&mut self, _: i64, _: clock::PeriodUnit, _: i32) -> clock::Instant {
+        instant()
+    }
+}
+
+const NOOP_DSL: &str = r#"job Noop { steps { answer { compute: 42 as: answer } } }"#;
+
+/// A component whose `run` returns `ok(completed("{}"))`, with the DSL job's manifest.
+const TRIVIAL: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $bump (mut i32) (i32.const 4096))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
+    (global.set $bump (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (data (i32.const 16) "{}")
+  (func (export "run") (param i32 i32) (result i32)
+    (i32.store8 (i32.const 64) (i32.const 0))
+    (i32.store8 (i32.const 68) (i32.const 0))
+    (i32.store (i32.const 72) (i32.const 16))
+    (i32.store (i32.const 76) (i32.const 2))
+    (i32.const 64)))"#;
+
+fn trivial_component(manifest: &codeai_ir::Manifest) -> Vec<u8> {
+    let mut module = wat::parse_str(TRIVIAL).expect("the WAT parses");
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+        .expect("the WIT parses");
+    let world = resolve
+        .select_world(&[package], Some("job"))
+        .expect("world");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("metadata");
+    let mut component = wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| e.validate(true).encode())
+        .expect("the component encodes");
+    let manifest = serde_json::to_vec(manifest).expect("manifest");
+    let name = codeai_ir::MANIFEST_SECTION.as_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&manifest);
+    component.push(0);
+    let mut n = section.len();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        component.push(if n == 0 { byte } else { byte | 0x80 });
+        if n == 0 {
+            break;
+        }
+    }
+    component.extend_from_slice(&section);
+    component
+}
+
+struct Stats {
+    p50: f64,
+    p99: f64,
+    mean: f64,
+}
+
+async fn measure<F, Fut>(iters: usize, mut once: F) -> Stats
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for _ in 0..iters / 10 {
+        once().await;
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let start = Instant::now();
+        once().await;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    Stats {
+        p50: us(samples[iters / 2]),
+        p99: us(samples[iters * 99 / 100]),
+        mean: us(samples.iter().sum::<Duration>()) / iters as f64,
+    }
+}
+
+fn print(name: &str, s: &Stats) {
+    println!(
+        "{name:<36} p50 {:>8.1} µs   p99 {:>8.1} µs   mean {:>8.1} µs",
+        s.p50, s.p99, s.mean
+    );
+}
+
+async fn runtime_case(rt: &Runtime<Null>, job: &PreparedJob<Null>, iters: usize) -> Stats {
+    measure(iters, || async {
+        let execution = rt.execute(job, Null, "{}", ExecOptions::default()).await;
+        assert_eq!(execution.result.status, Status::Completed);
+    })
+    .await
+}
+
+fn main() {
+    let iters: usize = std::env::var("EXEC_BENCH_ITERS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+
+    let (mut artifacts, _) = codeai_dsl::compile("noop.codeai", NOOP_DSL)
+        .unwrap_or_else(|_| panic!("the no-op job compiles"));
+    let noop = artifacts.remove(0);
+    let trivial = trivial_component(&noop.manifest);
+
+    let cache_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-bench-cache");
+    let rt = Runtime::<Null>::new(RuntimeConfig {
+        cache_dir,
+        pool_size: 16,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let dsl_job = rt.prepare(&noop.bytes).expect("the DSL job prepares");
+    let trivial_job = rt
+        .prepare(&trivial)
+        .expect("the trivial component prepares");
+
+    // Bare wasmtime: default engine, on-demand allocation, no fuel, no epochs, no limits.
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    let engine = Engine::new(&config).expect("engine");
+    let component = Component::new(&engine, &trivial).expect("compiles");
+    let mut linker = Linker::<Null>::new(&engine);
+    bindings::Job::add_to_linker::<Null, HasSelf<Null>>(&mut linker, |s| s).expect("links");
+    let pre = bindings::JobPre::new(linker.instantiate_pre(&component).expect("pre")).expect("run");
+
+    tokio.block_on(async {
+        println!(
+            "exec bench: {iters} sequential executions per case, one thread (pagemap_scan {})",
+            if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+                "available"
+            } else {
+                "unavailable"
+            }
+        );
+        let dsl = runtime_case(&rt, &dsl_job, iters).await;
+        print("runtime: DSL no-op job", &dsl);
+        let trivial = runtime_case(&rt, &trivial_job, iters).await;
+        print("runtime: trivial component", &trivial);
+        let input = "{}".to_string();
+        let bare = measure(iters, || async {
+            let mut store = Store::new(&engine, Null);
+            let job = pre
+                .instantiate_async(&mut store)
+                .await
+                .expect("instantiates");
+            let result = job.call_run(&mut store, &input).await.expect("runs");
+            assert!(result.is_ok());
+        })
+        .await;
+        print("bare wasmtime: trivial component", &bare);
+        println!(
+            "ratio runtime/bare, trivial component: p50 {:.2}x  mean {:.2}x",
+            trivial.p50 / bare.p50,
+            trivial.mean / bare.mean
+        );
+        println!(
+            "ratio runtime DSL no-op job / bare trivial: p50 {:.2}x  mean {:.2}x",
+            dsl.p50 / bare.p50,
+            dsl.mean / bare.mean
+        );
+    });
+}

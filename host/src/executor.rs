@@ -1,0 +1,184 @@
+//! One execution from start to record: the execution row, the sandboxed run with the real
+//! capabilities, the finished row (status, output, error, log, capability calls, fuel, times)
+//! and the job's `on_complete` / `on_fail` event.
+//!
+//! `codeai exec` runs one execution this way; the workers of the scheduler do the same for each
+//! task they take.
+
+use crate::caps::platform::{ExecContext, JobCaps, Platform};
+use crate::runtime::{ExecOptions, ExecResult, PreparedJob, Runtime, Status};
+use crate::store::platform as store;
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Runs job components with the platform's capabilities and records every execution.
+pub struct Executor {
+    runtime: Runtime<JobCaps>,
+    platform: Arc<Platform>,
+}
+
+/// What to run and for whom.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub tenant: &'a str,
+    /// The job's id in the store (its name when it is not registered).
+    pub job_id: &'a str,
+    pub job_version: Option<i64>,
+    /// `manual`, `schedule`, `api`, `retry`, ….
+    pub trigger: &'a str,
+    /// A JSON object.
+    pub input: &'a str,
+    /// The clock the job sees (a fire time); `None` is the wall clock.
+    pub now: Option<DateTime<Utc>>,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    /// An id chosen by the caller (a queued task's), or a new one.
+    pub execution_id: Option<Uuid>,
+    pub options: ExecOptions,
+}
+
+/// A finished, recorded execution.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub execution_id: Uuid,
+    pub result: ExecResult,
+}
+
+/// Why an execution could not even start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the job's entity declarations cannot be used: {0}")]
+    Entities(#[from] crate::caps::data::DataError),
+    #[error("recording the execution failed: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+impl Executor {
+    pub fn new(runtime: Runtime<JobCaps>, platform: Arc<Platform>) -> Executor {
+        Executor { runtime, platform }
+    }
+
+    pub fn runtime(&self) -> &Runtime<JobCaps> {
+        &self.runtime
+    }
+
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.platform
+    }
+
+    /// Runs `job` once and records it. A job that fails, traps or runs out of a budget is a
+    /// recorded execution with that status, not an `Err`.
+    pub async fn run(
+        &self,
+        job: &PreparedJob<JobCaps>,
+        req: Request<'_>,
+    ) -> Result<Recorded, ExecError> {
+        let manifest = Arc::new(job.manifest().clone());
+        let execution_id = req.execution_id.unwrap_or_else(Uuid::new_v4);
+        let caps = self.platform.caps(ExecContext {
+            tenant: req.tenant.to_string(),
+            execution_id,
+            manifest: manifest.clone(),
+            now: req.now,
+        })?;
+        let db = self.platform.db();
+        let started_at = Utc::now();
+        store::start_execution(
+            db,
+            &store::NewExecution {
+                id: execution_id,
+                tenant: req.tenant,
+                job_id: req.job_id,
+                job_name: &manifest.name,
+                job_version: req.job_version,
+                trigger: req.trigger,
+                queue: &manifest.queue,
+                input: req.input,
+                attempt: req.attempt,
+                max_attempts: req.max_attempts,
+                started_at,
+            },
+        )
+        .await?;
+
+        let execution = self
+            .runtime
+            .execute(job, caps, req.input, req.options)
+            .await;
+        let result = execution.result;
+
+        let log: Vec<Value> = result
+            .logs
+            .iter()
+            .map(|l| json!({ "level": l.level_name(), "message": l.message }))
+            .collect();
+        let calls: Vec<Value> = result
+            .calls
+            .iter()
+            .map(|c| {
+                json!({
+                    "call": c.call,
+                    "detail": c.detail,
+                    "at_ms": c.at.as_secs_f64() * 1000.0,
+                    "duration_ms": c.duration.as_secs_f64() * 1000.0,
+                    "error": c.error,
+                })
+            })
+            .collect();
+        store::finish_execution(
+            db,
+            req.tenant,
+            execution_id,
+            &store::FinishedExecution {
+                status: result.status.as_str(),
+                output: result.output.as_deref(),
+                error: result.error.as_deref(),
+                step: result.step.as_deref(),
+                finished_at: Utc::now(),
+                duration_ms: result.wall_time.as_millis() as i64,
+                fuel_used: result.fuel_used as i64,
+                log: Value::Array(log),
+                calls: Value::Array(calls),
+            },
+        )
+        .await?;
+
+        // The job's completion events, emitted by the host so they fire even when the guest
+        // trapped. A skipped run counts as completed.
+        let event = match result.status {
+            Status::Completed | Status::Skipped => manifest.on_complete.as_ref().map(|e| {
+                (
+                    e,
+                    json!({ "job": manifest.name, "execution": execution_id.to_string() }),
+                )
+            }),
+            _ => manifest.on_fail.as_ref().map(|e| {
+                (
+                    e,
+                    json!({
+                        "job": manifest.name,
+                        "execution": execution_id.to_string(),
+                        "error": result.error.clone().unwrap_or_default(),
+                    }),
+                )
+            }),
+        };
+        if let Some((name, payload)) = event {
+            store::insert_event(
+                db,
+                req.tenant,
+                &manifest.name,
+                Some(execution_id),
+                name,
+                &payload,
+            )
+            .await?;
+        }
+        Ok(Recorded {
+            execution_id,
+            result,
+        })
+    }
+}

@@ -1,0 +1,588 @@
+//! The sandboxed runtime: runs untrusted job components with every limit the design promises.
+//!
+//! - **One engine** ([`engine`]): pooling allocator (tuned to keep 4 MiB of memory and tables
+//!   resident, `pagemap_scan` when the kernel has it), fuel metering, epoch interruption, a
+//!   bounded wasm stack, async calls. A semaphore keeps executions within the pool's capacity.
+//! - **A component cache** ([`cache`]): components are compiled once per SHA-256 of their
+//!   bytes, the artifact kept in a cache directory (default `.codeai/cache/`) beside a header
+//!   that proves this host wrote it, and an `InstancePre` kept in memory per hash.
+//! - **Per execution** ([`Runtime::execute`]): a fresh [`Store`] with a memory cap
+//!   (`StoreLimits`), a fuel budget that yields to tokio every so often, an epoch deadline
+//!   checked at every 10 ms tick, a tokio timeout around the whole call (time inside host calls
+//!   counts), and cancellation through a [`CancelToken`]. The result says how it ended.
+//! - **Capability gating** ([`gate`]): calls to interfaces the manifest does not list, or the
+//!   tenant does not grant, are refused with `cap-error::denied`; the real capabilities are any
+//!   [`Capabilities`] implementation.
+
+pub mod cache;
+pub mod cancel;
+mod engine;
+pub mod gate;
+
+pub use cache::{CacheError, Digest, Source};
+pub use cancel::CancelToken;
+pub use gate::{CallRecord, Capability, CapabilitySet, Gated, LogLine};
+
+use crate::wasm::{bindings, read_manifest, Capabilities, JobError, ManifestError, Outcome};
+use cache::ArtifactCache;
+use codeai_ir::Manifest;
+use engine::EpochTicker;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
+use wasmtime::{UpdateDeadline, WasmBacktrace};
+
+/// How the runtime is set up. [`RuntimeConfig::default`] gives the documented defaults.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where precompiled components are kept (default `.codeai/cache`).
+    pub cache_dir: PathBuf,
+    /// Executions that may run at once; the pooling allocator is sized for this many (default 64).
+    pub pool_size: u32,
+    /// The memory cap of an execution in bytes, and the size of a pool slot (default 64 MiB).
+    /// [`ExecOptions::memory_limit`] can lower it per execution, never raise it.
+    pub max_memory: usize,
+    /// The fuel (≈ wasm instructions) an execution may burn unless its options say otherwise
+    /// (default 2·10⁹, a few seconds of guest CPU).
+    pub fuel: u64,
+    /// A guest yields to the tokio executor after burning this much fuel (default 10⁶), so a
+    /// CPU-bound guest neither starves other tasks nor ignores cancellation.
+    pub fuel_yield_interval: u64,
+    /// The deepest wasm stack a guest may use, in bytes (default 512 KiB).
+    pub max_wasm_stack: usize,
+    /// How often the engine's epoch ticks (default 10 ms): deadlines and cancellation are
+    /// checked at every tick.
+    pub epoch_tick: Duration,
+    /// The timeout of a job whose manifest gives none (default 30 min).
+    pub default_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> RuntimeConfig {
+        RuntimeConfig {
+            cache_dir: PathBuf::from(".codeai/cache"),
+            pool_size: 64,
+            max_memory: 64 << 20,
+            fuel: 2_000_000_000,
+            fuel_yield_interval: 1_000_000,
+            max_wasm_stack: 512 << 10,
+            epoch_tick: Duration::from_millis(10),
+            default_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Per-execution settings; every `None` falls back to the manifest or the [`RuntimeConfig`].
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Wall-clock budget, host calls included (default: the manifest's `timeout`).
+    pub timeout: Option<Duration>,
+    /// CPU budget in fuel (default: [`RuntimeConfig::fuel`]).
+    pub fuel: Option<u64>,
+    /// Memory cap in bytes, at most [`RuntimeConfig::max_memory`].
+    pub memory_limit: Option<usize>,
+    /// What the job's tenant is granted; a call needs both this and the manifest
+    /// (default: everything the manifest lists).
+    pub grants: Option<CapabilitySet>,
+    /// Cancels the execution from another task.
+    pub cancel: Option<CancelToken>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// `run` returned `completed`.
+    Completed,
+    /// `run` returned `skipped`.
+    Skipped,
+    /// `run` returned a job error, the component could not be instantiated, or a capability
+    /// denial with no error channel ended it.
+    Failed,
+    /// The wall-clock budget ran out (epoch deadline or tokio timeout).
+    TimedOut,
+    /// The [`CancelToken`] was cancelled.
+    Cancelled,
+    /// The fuel budget ran out.
+    FuelExhausted,
+    /// The guest tried to grow its memory past the cap.
+    MemoryExceeded,
+    /// Any other trap: `unreachable` (a guest panic), stack overflow, out-of-bounds access, ….
+    Trapped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Completed => "completed",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+            Status::TimedOut => "timed_out",
+            Status::Cancelled => "cancelled",
+            Status::FuelExhausted => "fuel_exhausted",
+            Status::MemoryExceeded => "memory_exceeded",
+            Status::Trapped => "trapped",
+        }
+    }
+}
+
+/// What one execution produced.
+#[derive(Debug, Clone)]
+pub struct ExecResult {
+    pub status: Status,
+    /// The job's output (JSON) when it completed.
+    pub output: Option<String>,
+    /// Why it did not complete: the skip reason, the job's error, the trap or the exhausted limit.
+    pub error: Option<String>,
+    /// The step a job error belongs to.
+    pub step: Option<String>,
+    /// Fuel burnt by the guest.
+    pub fuel_used: u64,
+    /// From instantiation to the end of `run` (waiting for a pool slot not included).
+    pub wall_time: Duration,
+    /// The guest's `log.write` lines (at most [`gate::MAX_LOG_LINES`]).
+    pub logs: Vec<LogLine>,
+    /// Log lines beyond the limit, counted.
+    pub logs_dropped: usize,
+    /// Capability calls refused, as `interface.function`.
+    pub denied: Vec<String>,
+    /// Capability calls let through, in order, with their timings (at most
+    /// [`gate::MAX_CALL_RECORDS`]).
+    pub calls: Vec<CallRecord>,
+    /// Calls beyond the limit, counted.
+    pub calls_dropped: usize,
+}
+
+/// An execution's result and the capabilities it was given, handed back.
+pub struct Execution<C> {
+    pub result: ExecResult,
+    pub capabilities: C,
+}
+
+/// Why a component cannot be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("not a job component: {0}")]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("the component does not fit the `job` world: {0:#}")]
+    Link(anyhow::Error),
+    #[error("the runtime could not start: {0:#}")]
+    Setup(anyhow::Error),
+}
+
+/// A job component ready to run: compiled, linked, its manifest read.
+pub struct PreparedJob<C: 'static> {
+    hash: Digest,
+    manifest: Manifest,
+    capabilities: CapabilitySet,
+    source: Source,
+    pre: bindings::JobPre<ExecState<C>>,
+}
+
+impl<C: 'static> PreparedJob<C> {
+    /// The SHA-256 of the component's bytes.
+    pub fn hash(&self) -> &Digest {
+        &self.hash
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The capabilities the manifest lists (and the runtime knows).
+    pub fn capabilities(&self) -> CapabilitySet {
+        self.capabilities
+    }
+
+    /// Where the compiled component came from when it was prepared.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+}
+
+/// The store data of one execution.
+pub struct ExecState<C> {
+    caps: Gated<C>,
+    limits: Limits,
+    cancel: CancelToken,
+    abort: CancelToken,
+    deadline: Instant,
+}
+
+/// `StoreLimits` plus a record of whether the cap was hit, so a guest that turns a refused
+/// `memory.grow` into a trap (Rust's allocation-failure abort) is still reported as
+/// `memory_exceeded`.
+struct Limits {
+    inner: StoreLimits,
+    cap: usize,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if !allowed && desired > self.cap {
+            self.exceeded = true;
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.inner.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// Why the epoch callback stopped a guest.
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error("cancelled")]
+    Cancelled,
+    #[error("denied")]
+    Denied,
+    #[error("deadline passed")]
+    TimedOut,
+}
+
+/// Runs job components whose capabilities are provided by `C`.
+pub struct Runtime<C: 'static> {
+    engine: Engine,
+    linker: Linker<ExecState<C>>,
+    cache: ArtifactCache,
+    prepared: Mutex<HashMap<Digest, Arc<PreparedJob<C>>>>,
+    permits: Arc<Semaphore>,
+    config: RuntimeConfig,
+    _ticker: EpochTicker,
+}
+
+impl<C: Capabilities> Runtime<C> {
+    /// Builds the engine, the linker of the `job` world, and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> Result<Runtime<C>, RuntimeError> {
+        let engine = engine::build(&config).map_err(RuntimeError::Setup)?;
+        let mut linker = Linker::new(&engine);
+        bindings::Job::add_to_linker::<ExecState<C>, HasSelf<Gated<C>>>(
+            &mut linker,
+            |state: &mut ExecState<C>| &mut state.caps,
+        )
+        .map_err(|e| RuntimeError::Setup(e.into()))?;
+        let ticker = EpochTicker::start(engine.clone(), config.epoch_tick)
+            .map_err(|e| RuntimeError::Setup(e.into()))?;
+        Ok(Runtime {
+            cache: ArtifactCache::new(config.cache_dir.clone(), &engine),
+            engine,
+            linker,
+            prepared: Mutex::new(HashMap::new()),
+            permits: Arc::new(Semaphore::new(config.pool_size.max(1) as usize)),
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Where precompiled artifacts are kept.
+    pub fn cache_dir(&self) -> &std::path::Path {
+        self.cache.dir()
+    }
+
+    /// Prepares a job component: reads its manifest, compiles it (or loads the artifact
+    /// compiled earlier for the same bytes) and links it. Compiling takes tens of milliseconds
+    /// and blocks: call it from `spawn_blocking` on a busy executor.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
+        let hash = cache::sha256(bytes);
+        if let Some(job) = self.lock_prepared().get(&hash) {
+            return Ok(job.clone());
+        }
+        let manifest = read_manifest(bytes)?;
+        let (component, source) = self.cache.load(&self.engine, &hash, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| RuntimeError::Link(e.into()))?;
+        let pre = bindings::JobPre::new(pre).map_err(|e| RuntimeError::Link(e.into()))?;
+        let job = Arc::new(PreparedJob {
+            hash,
+            capabilities: CapabilitySet::from_names(&manifest.capabilities),
+            manifest,
+            source,
+            pre,
+        });
+        Ok(self
+            .lock_prepared()
+            .entry(hash)
+            .or_insert_with(|| job)
+            .clone())
+    }
+
+    fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<PreparedJob<C>>>> {
+        // A panic while holding the lock leaves the map consistent (inserts are single calls).
+        self.prepared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `job` once with `input` (a JSON object) in a fresh store and instance, with
+    /// `capabilities` behind the gate. Never fails: every way an execution can end is a
+    /// [`Status`].
+    pub async fn execute(
+        &self,
+        job: &PreparedJob<C>,
+        capabilities: C,
+        input: &str,
+        options: ExecOptions,
+    ) -> Execution<C> {
+        let cancel = options.cancel.clone().unwrap_or_default();
+        // Wait for a pool slot; cancellation stops the wait too.
+        let permit = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => None,
+            permit = self.permits.clone().acquire_owned() => permit.ok(),
+        };
+        if permit.is_none() {
+            return Execution {
+                result: ExecResult::ended(Status::Cancelled, "cancelled before it started"),
+                capabilities,
+            };
+        }
+
+        let started = Instant::now();
+        let timeout = options.timeout.unwrap_or(if job.manifest.timeout_ms > 0 {
+            Duration::from_millis(job.manifest.timeout_ms)
+        } else {
+            self.config.default_timeout
+        });
+        let fuel = options.fuel.unwrap_or(self.config.fuel);
+        let memory_cap = options
+            .memory_limit
+            .map_or(self.config.max_memory, |m| m.min(self.config.max_memory));
+        let allowed = job
+            .capabilities
+            .intersect(options.grants.unwrap_or_else(CapabilitySet::all));
+        let caps = Gated::new(capabilities, allowed, &job.manifest.name);
+        let abort = caps.abort_token();
+
+        let mut store = Store::new(
+            &self.engine,
+            ExecState {
+                caps,
+                limits: Limits {
+                    inner: StoreLimitsBuilder::new().memory_size(memory_cap).build(),
+                    cap: memory_cap,
+                    exceeded: false,
+                },
+                cancel: cancel.clone(),
+                abort: abort.clone(),
+                deadline: started + timeout,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        // Both only fail when the engine lacks fuel, which `engine::build` enables.
+        let _ = store.set_fuel(fuel);
+        let _ = store.fuel_async_yield_interval(Some(self.config.fuel_yield_interval.max(1)));
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.cancel.is_cancelled() {
+                Err(Stop::Cancelled.into())
+            } else if state.abort.is_cancelled() {
+                Err(Stop::Denied.into())
+            } else if Instant::now() >= state.deadline {
+                Err(Stop::TimedOut.into())
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let ended = {
+            let input = input.to_owned();
+            let call = async {
+                let instance = job.pre.instantiate_async(&mut store).await?;
+                instance.call_run(&mut store, &input).await
+            };
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Ended::Stopped(Stop::Cancelled),
+                _ = abort.cancelled() => Ended::Stopped(Stop::Denied),
+                returned = tokio::time::timeout(timeout, call) => match returned {
+                    Ok(result) => Ended::Returned(result),
+                    Err(_) => Ended::Stopped(Stop::TimedOut),
+                },
+            }
+        };
+        let wall_time = started.elapsed();
+        let fuel_used = fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        drop(permit);
+
+        let state = store.into_data();
+        let memory_exceeded = state.limits.exceeded;
+        let fatal = state.caps.fatal().map(str::to_string);
+        let parts = state.caps.into_parts();
+        let capabilities = parts.inner;
+        let mut result = classify(
+            ended,
+            memory_exceeded,
+            memory_cap,
+            timeout,
+            fatal,
+            &parts.logs,
+        );
+        result.fuel_used = fuel_used;
+        result.wall_time = wall_time;
+        result.logs = parts.logs;
+        result.logs_dropped = parts.logs_dropped;
+        result.denied = parts.denied;
+        result.calls = parts.calls;
+        result.calls_dropped = parts.calls_dropped;
+        tracing::debug!(
+            job = %job.manifest.name,
+            status = result.status.as_str(),
+            fuel_used,
+            wall_us = wall_time.as_micros() as u64,
+            "execution ended"
+        );
+        Execution {
+            result,
+            capabilities,
+        }
+    }
+}
+
+enum Ended {
+    Returned(wasmtime::Result<Result<Outcome, JobError>>),
+    Stopped(Stop),
+}
+
+impl ExecResult {
+    fn ended(status: Status, error: impl Into<String>) -> ExecResult {
+        ExecResult {
+            status,
+            output: None,
+            error: Some(error.into()),
+            step: None,
+            fuel_used: 0,
+            wall_time: Duration::ZERO,
+            logs: Vec::new(),
+            logs_dropped: 0,
+            denied: Vec::new(),
+            calls: Vec::new(),
+            calls_dropped: 0,
+        }
+    }
+}
+
+fn classify(
+    ended: Ended,
+    memory_exceeded: bool,
+    memory_cap: usize,
+    timeout: Duration,
+    fatal: Option<String>,
+    logs: &[LogLine],
+) -> ExecResult {
+    let stopped = |stop: &Stop| match stop {
+        Stop::Cancelled => ExecResult::ended(Status::Cancelled, "cancelled"),
+        Stop::TimedOut => ExecResult::ended(
+            Status::TimedOut,
+            format!("timed out after {} ms", timeout.as_millis()),
+        ),
+        Stop::Denied => ExecResult::ended(
+            Status::Failed,
+            fatal.clone().unwrap_or_else(|| "capability denied".into()),
+        ),
+    };
+    let error = match ended {
+        Ended::Stopped(stop) => return stopped(&stop),
+        Ended::Returned(Ok(Ok(Outcome::Completed(output)))) => {
+            let mut result = ExecResult::ended(Status::Completed, "");
+            result.error = None;
+            result.output = Some(output);
+            return result;
+        }
+        Ended::Returned(Ok(Ok(Outcome::Skipped(reason)))) => {
+            return ExecResult::ended(Status::Skipped, reason);
+        }
+        Ended::Returned(Ok(Err(job_error))) => {
+            let mut result = ExecResult::ended(Status::Failed, job_error.message);
+            result.step = job_error.step;
+            return result;
+        }
+        Ended::Returned(Err(error)) => error,
+    };
+    tracing::debug!("execution error: {error:?}");
+    if memory_exceeded {
+        return ExecResult::ended(
+            Status::MemoryExceeded,
+            format!("memory limit of {memory_cap} bytes exceeded ({error})"),
+        );
+    }
+    if let Some(stop) = error.downcast_ref::<Stop>() {
+        return stopped(stop);
+    }
+    let Some(trap) = error.downcast_ref::<Trap>() else {
+        return ExecResult::ended(Status::Failed, format!("{error:#}"));
+    };
+    let status = match trap {
+        Trap::OutOfFuel => Status::FuelExhausted,
+        Trap::Interrupt => Status::TimedOut,
+        _ => Status::Trapped,
+    };
+    let mut message = match trap {
+        Trap::OutOfFuel => "fuel budget exhausted".to_string(),
+        Trap::StackOverflow => "stack overflow (the wasm stack limit was reached)".to_string(),
+        other => format!("wasm trap: {other}"),
+    };
+    // The guest runtime's panic hook logs the panic message just before it aborts.
+    if let Some(panic) = logs
+        .iter()
+        .rev()
+        .find(|l| l.message.starts_with("guest panic:"))
+    {
+        message = format!("{}; {message}", panic.message);
+    }
+    if let Some(frame) = error
+        .downcast_ref::<WasmBacktrace>()
+        .and_then(|bt| bt.frames().first())
+        .and_then(|f| f.func_name().map(str::to_string))
+    {
+        message = format!("{message} (in `{frame}`)");
+    }
+    ExecResult::ended(status, message)
+}

@@ -1,0 +1,136 @@
+//! Applies the platform's migrations (`migrations/sqlite`, `migrations/postgres`), embedded in
+//! the binary, in order, each once.
+//!
+//! Applied versions are recorded in `_codeai_migrations`. Each migration runs in its own
+//! transaction with its record, so a failure leaves the database at the previous version. On
+//! PostgreSQL a transaction-scoped advisory lock serialises processes that start together (many
+//! `codeai worker start` at once); SQLite's write lock does the same for one file.
+
+use super::Database;
+use chrono::Utc;
+use sqlx::Executor as _;
+
+/// One migration: its version, a name, and the SQL of each dialect.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "platform",
+    sqlite: include_str!("../../../migrations/sqlite/0001_platform.sql"),
+    postgres: include_str!("../../../migrations/postgres/0001_platform.sql"),
+}];
+
+/// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
+const PG_LOCK_KEY: i64 = 0x636f_6465_6169;
+
+/// The latest migration version this binary knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// Applies every migration the database does not have yet; returns the `(version, name)` of
+/// those applied now (empty when it was up to date).
+pub async fn migrate_up(db: &Database) -> Result<Vec<(i64, &'static str)>, sqlx::Error> {
+    let mut applied = Vec::new();
+    for m in MIGRATIONS {
+        let ran = match db {
+            Database::Sqlite(pool) => apply_sqlite(pool, m).await?,
+            Database::Postgres(pool) => apply_postgres(pool, m).await?,
+        };
+        if ran {
+            applied.push((m.version, m.name));
+        }
+    }
+    Ok(applied)
+}
+
+const LEDGER: &str = "CREATE TABLE IF NOT EXISTS _codeai_migrations (\
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+
+/// A boxed `Send` future. `sqlx::raw_sql(..).execute(&mut *tx)` inside an `async fn` trips the
+/// compiler's higher-ranked `Send` check when callers hold the database by reference, so the
+/// statements go through `Executor` methods, and the boxing with the lifetime spelled out keeps
+/// the check here, in one place.
+type Step<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'a>>;
+
+// Every statement below is text this binary carries (no value comes from outside).
+fn record(m: &Migration) -> String {
+    format!(
+        "INSERT INTO _codeai_migrations (version, name, applied_at) VALUES ({}, '{}', '{}')",
+        m.version,
+        m.name,
+        Utc::now().to_rfc3339()
+    )
+}
+
+fn done(m: &Migration) -> String {
+    format!(
+        "SELECT version FROM _codeai_migrations WHERE version = {}",
+        m.version
+    )
+}
+
+fn apply_sqlite<'a>(pool: &'a sqlx::SqlitePool, m: &'static Migration) -> Step<'a> {
+    Box::pin(async move {
+        sqlx::raw_sql(LEDGER).execute(pool).await?;
+        let mut tx = pool.begin().await?;
+        let seen = !(&mut *tx).fetch_all(done(m).as_str()).await?.is_empty();
+        if !seen {
+            (&mut *tx).execute(m.sqlite).await?;
+            (&mut *tx).execute(record(m).as_str()).await?;
+        }
+        tx.commit().await?;
+        Ok(!seen)
+    })
+}
+
+fn apply_postgres<'a>(pool: &'a sqlx::PgPool, m: &'static Migration) -> Step<'a> {
+    Box::pin(async move {
+        let mut tx = pool.begin().await?;
+        let lock = format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})");
+        (&mut *tx).execute(lock.as_str()).await?;
+        (&mut *tx).execute(LEDGER).await?;
+        let seen = !(&mut *tx).fetch_all(done(m).as_str()).await?.is_empty();
+        if !seen {
+            (&mut *tx).execute(m.postgres).await?;
+            (&mut *tx).execute(record(m).as_str()).await?;
+        }
+        tx.commit().await?;
+        Ok(!seen)
+    })
+}
+
+/// The highest migration version applied to the database (0 for a new one).
+pub async fn current_version(db: &Database) -> Result<i64, sqlx::Error> {
+    const SQL: &str = "SELECT COALESCE(MAX(version), 0) FROM _codeai_migrations";
+    let exists = match db {
+        Database::Sqlite(pool) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_codeai_migrations'",
+            )
+            .fetch_one(pool)
+            .await?
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_codeai_migrations'",
+            )
+            .fetch_one(pool)
+            .await?
+        }
+    };
+    if exists == 0 {
+        return Ok(0);
+    }
+    match db {
+        Database::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+        Database::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
+    }
+}

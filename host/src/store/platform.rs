@@ -1,0 +1,526 @@
+//! The platform's own rows (see `migrations/`): registered jobs and their versions, execution
+//! records, reports, events, the outbox and per-job state. Statements are built with
+//! [`Stmt`], so each function works on SQLite and PostgreSQL alike.
+
+use super::sql::{pg_builder, sqlite_builder, Param, Stmt};
+use super::Database;
+use chrono::{DateTime, Utc};
+use codeai_ir::{FieldType, Manifest, Schedule};
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+/// The tenant that owns everything when no other is named (created by the first migration).
+pub const DEFAULT_TENANT: &str = "default";
+
+/// Builds a statement from SQL fragments and parameters: `sql![“INSERT … (”, p1, “, ”, p2, “)”]`
+/// is tedious, so [`stmt`] takes SQL with `?` placeholders and the parameters in order.
+fn stmt(sql: &str, params: Vec<Param>) -> Stmt {
+    let mut s = Stmt::default();
+    let mut params = params.into_iter();
+    let mut pieces = sql.split('?');
+    if let Some(first) = pieces.next() {
+        s.sql(first);
+    }
+    for piece in pieces {
+        s.bind(params.next().unwrap_or(Param::Null(FieldType::String)));
+        s.sql(piece);
+    }
+    s
+}
+
+async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error> {
+    Ok(match db {
+        Database::Sqlite(pool) => sqlite_builder(s)
+            .build()
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        Database::Postgres(pool) => pg_builder(s).build().execute(pool).await?.rows_affected(),
+    })
+}
+
+/// The first column of the first row, as text.
+async fn fetch_text(db: &Database, s: &Stmt) -> Result<Option<String>, sqlx::Error> {
+    Ok(match db {
+        Database::Sqlite(pool) => match sqlite_builder(s).build().fetch_optional(pool).await? {
+            Some(row) => row.try_get::<Option<String>, _>(0)?,
+            None => None,
+        },
+        Database::Postgres(pool) => match pg_builder(s).build().fetch_optional(pool).await? {
+            Some(row) => row.try_get::<Option<String>, _>(0)?,
+            None => None,
+        },
+    })
+}
+
+fn text(s: impl Into<String>) -> Param {
+    Param::Text(s.into())
+}
+
+fn opt_text(s: Option<impl Into<String>>) -> Param {
+    s.map_or(Param::Null(FieldType::String), |s| Param::Text(s.into()))
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Param {
+    t.map_or(Param::Null(FieldType::Datetime), Param::DateTime)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------
+
+/// A job registered in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    pub job_id: String,
+    pub version: i64,
+    /// False when the same component was registered already (nothing changed).
+    pub new_version: bool,
+}
+
+/// Registers a job component for a tenant: creates the job, or adds a version when the
+/// component's bytes changed. The schedule columns follow the manifest.
+pub async fn register_job(
+    db: &Database,
+    tenant: &str,
+    manifest: &Manifest,
+    component: &[u8],
+    sha256: &str,
+) -> Result<Registered, sqlx::Error> {
+    let now = Utc::now();
+    let existing = fetch_text(
+        db,
+        &stmt(
+            "SELECT id FROM jobs WHERE tenant_id = ? AND name = ?",
+            vec![text(tenant), text(&manifest.name)],
+        ),
+    )
+    .await?;
+    let (kind, cron, interval, run_at) = match &manifest.schedule {
+        Schedule::Cron { expression } => ("cron", Some(expression.clone()), None, None),
+        Schedule::Interval { every_ms } => ("every", None, Some(*every_ms as i64), None),
+        Schedule::Once { at } => (
+            "once",
+            None,
+            None,
+            DateTime::parse_from_rfc3339(at)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        ),
+        Schedule::Manual => ("manual", None, None, None),
+    };
+    let timezone = if manifest.timezone.is_empty() {
+        "UTC".to_string()
+    } else {
+        manifest.timezone.clone()
+    };
+    let manifest_json = serde_json::to_string(manifest).unwrap_or_else(|_| "{}".into());
+    let (job_id, version) = match existing {
+        Some(job_id) => {
+            let latest = fetch_text(
+                db,
+                &stmt(
+                    "SELECT sha256 FROM job_versions WHERE job_id = ? ORDER BY version DESC LIMIT 1",
+                    vec![text(&job_id)],
+                ),
+            )
+            .await?;
+            let version = current_version(db, &job_id).await?;
+            if latest.as_deref() == Some(sha256) {
+                return Ok(Registered {
+                    job_id,
+                    version,
+                    new_version: false,
+                });
+            }
+            (job_id, version + 1)
+        }
+        None => (Uuid::new_v4().to_string(), 1),
+    };
+    let params = vec![
+        text(&job_id),
+        text(tenant),
+        text(&manifest.name),
+        Param::Int(version),
+        opt_text(manifest.description.clone()),
+        text(&manifest.job_type),
+        text(kind),
+        opt_text(cron),
+        interval.map_or(Param::Null(FieldType::Int), Param::Int),
+        opt_time(run_at),
+        text(timezone),
+        text(&manifest.queue),
+        Param::Int(manifest.timeout_ms as i64),
+        Param::DateTime(now),
+        Param::DateTime(now),
+    ];
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO jobs (id, tenant_id, name, version, description, job_type, schedule_kind, \
+             cron, interval_ms, run_at, timezone, queue, timeout_ms, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+             description = excluded.description, job_type = excluded.job_type, \
+             schedule_kind = excluded.schedule_kind, cron = excluded.cron, \
+             interval_ms = excluded.interval_ms, run_at = excluded.run_at, \
+             timezone = excluded.timezone, queue = excluded.queue, \
+             timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at",
+            params,
+        ),
+    )
+    .await?;
+    let blob = match db {
+        // The component as bytes: `Param` has no blob, so bind it directly.
+        Database::Sqlite(pool) => sqlx::query(
+            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&job_id)
+        .bind(version)
+        .bind(sha256)
+        .bind(&manifest_json)
+        .bind(component)
+        .bind(super::sql::datetime_text(&now))
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Database::Postgres(pool) => sqlx::query(
+            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&job_id)
+        .bind(version)
+        .bind(sha256)
+        .bind(&manifest_json)
+        .bind(component)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
+    debug_assert_eq!(blob, 1);
+    Ok(Registered {
+        job_id,
+        version,
+        new_version: true,
+    })
+}
+
+async fn current_version(db: &Database, job_id: &str) -> Result<i64, sqlx::Error> {
+    let s = stmt("SELECT version FROM jobs WHERE id = ?", vec![text(job_id)]);
+    Ok(match db {
+        Database::Sqlite(pool) => sqlite_builder(&s)
+            .build()
+            .fetch_one(pool)
+            .await?
+            .try_get(0)?,
+        Database::Postgres(pool) => pg_builder(&s).build().fetch_one(pool).await?.try_get(0)?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executions
+// ---------------------------------------------------------------------------------------------
+
+/// The start of an execution record.
+#[derive(Debug, Clone)]
+pub struct NewExecution<'a> {
+    pub id: Uuid,
+    pub tenant: &'a str,
+    pub job_id: &'a str,
+    pub job_name: &'a str,
+    pub job_version: Option<i64>,
+    pub trigger: &'a str,
+    pub queue: &'a str,
+    pub input: &'a str,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Records an execution as `running`.
+pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+             trigger, queue, input, attempt, max_attempts, started_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                Param::Uuid(e.id),
+                text(e.tenant),
+                text(e.job_id),
+                text(e.job_name),
+                e.job_version
+                    .map_or(Param::Null(FieldType::Int), Param::Int),
+                text(e.trigger),
+                text(e.queue),
+                text(e.input),
+                Param::Int(e.attempt),
+                Param::Int(e.max_attempts),
+                Param::DateTime(e.started_at),
+                Param::DateTime(e.started_at),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// How an execution ended, for its record.
+#[derive(Debug, Clone)]
+pub struct FinishedExecution<'a> {
+    pub status: &'a str,
+    pub output: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub step: Option<&'a str>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub fuel_used: i64,
+    /// JSON array of log lines.
+    pub log: Value,
+    /// JSON array of capability calls.
+    pub calls: Value,
+}
+
+/// Completes an execution record.
+pub async fn finish_execution(
+    db: &Database,
+    tenant: &str,
+    id: Uuid,
+    f: &FinishedExecution<'_>,
+) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
+             finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
+             WHERE tenant_id = ? AND id = ?",
+            vec![
+                text(f.status),
+                opt_text(f.output),
+                opt_text(f.error),
+                opt_text(f.step),
+                Param::DateTime(f.finished_at),
+                Param::Int(f.duration_ms),
+                Param::Int(f.fuel_used),
+                text(f.log.to_string()),
+                text(f.calls.to_string()),
+                text(tenant),
+                Param::Uuid(id),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports
+// ---------------------------------------------------------------------------------------------
+
+/// A `reports` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub job: String,
+    pub execution_id: Option<String>,
+    pub format: String,
+    pub size: i64,
+    pub name: String,
+    pub path: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn insert_report(db: &Database, r: &ReportRow) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO reports (id, tenant_id, job, execution_id, format, size, name, path, \
+             created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                Param::Uuid(r.id),
+                text(&r.tenant),
+                text(&r.job),
+                opt_text(r.execution_id.clone()),
+                text(&r.format),
+                Param::Int(r.size),
+                text(&r.name),
+                text(&r.path),
+                Param::DateTime(r.created_at),
+                opt_time(r.expires_at),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// The stored file of a tenant's report: `(name, format, path)`.
+pub async fn report_file(
+    db: &Database,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<(String, String, String)>, sqlx::Error> {
+    let s = stmt(
+        "SELECT name, format, path FROM reports WHERE tenant_id = ? AND id = ?",
+        vec![text(tenant), Param::Uuid(id)],
+    );
+    Ok(match db {
+        Database::Sqlite(pool) => match sqlite_builder(&s).build().fetch_optional(pool).await? {
+            Some(row) => Some((
+                row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                row.try_get(1)?,
+                row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+            )),
+            None => None,
+        },
+        Database::Postgres(pool) => match pg_builder(&s).build().fetch_optional(pool).await? {
+            Some(row) => Some((
+                row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                row.try_get(1)?,
+                row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+            )),
+            None => None,
+        },
+    })
+}
+
+/// Deletes a tenant's report row; true if there was one.
+pub async fn delete_report(db: &Database, tenant: &str, id: Uuid) -> Result<bool, sqlx::Error> {
+    let n = execute(
+        db,
+        &stmt(
+            "DELETE FROM reports WHERE tenant_id = ? AND id = ?",
+            vec![text(tenant), Param::Uuid(id)],
+        ),
+    )
+    .await?;
+    Ok(n > 0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events, outbox, state
+// ---------------------------------------------------------------------------------------------
+
+/// Stores an emitted event; returns its id.
+pub async fn insert_event(
+    db: &Database,
+    tenant: &str,
+    job: &str,
+    execution_id: Option<Uuid>,
+    name: &str,
+    payload: &Value,
+) -> Result<String, sqlx::Error> {
+    let id = Uuid::new_v4().to_string();
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO events (id, tenant_id, job, execution_id, name, payload, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                text(&id),
+                text(tenant),
+                text(job),
+                opt_text(execution_id.map(|u| u.to_string())),
+                text(name),
+                text(payload.to_string()),
+                Param::DateTime(Utc::now()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A message held in the outbox.
+#[derive(Debug, Clone)]
+pub struct OutboxItem<'a> {
+    pub tenant: &'a str,
+    pub job: &'a str,
+    pub execution_id: Option<Uuid>,
+    /// `email` or `slack`.
+    pub kind: &'a str,
+    /// Email: the recipients as a JSON array; Slack: the channel.
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body: String,
+    /// JSON array of `{id, name}`.
+    pub attachments: Value,
+    pub reason: &'a str,
+}
+
+/// Holds a message in the outbox; returns its id.
+pub async fn insert_outbox(db: &Database, item: &OutboxItem<'_>) -> Result<String, sqlx::Error> {
+    let id = Uuid::new_v4().to_string();
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO outbox (id, tenant_id, job, execution_id, kind, recipient, subject, body, \
+             attachments, status, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'held', ?, ?)",
+            vec![
+                text(&id),
+                text(item.tenant),
+                text(item.job),
+                opt_text(item.execution_id.map(|u| u.to_string())),
+                text(item.kind),
+                text(&item.recipient),
+                opt_text(item.subject.clone()),
+                text(&item.body),
+                text(item.attachments.to_string()),
+                text(item.reason),
+                Param::DateTime(Utc::now()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A job's stored value under `key` (JSON text).
+pub async fn state_get(
+    db: &Database,
+    tenant: &str,
+    job: &str,
+    key: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    fetch_text(
+        db,
+        &stmt(
+            "SELECT value FROM job_state WHERE tenant_id = ? AND job = ? AND key = ?",
+            vec![text(tenant), text(job), text(key)],
+        ),
+    )
+    .await
+}
+
+/// Stores a job's value under `key` (JSON text), replacing any earlier one.
+pub async fn state_set(
+    db: &Database,
+    tenant: &str,
+    job: &str,
+    key: &str,
+    value: &str,
+) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO job_state (tenant_id, job, key, value, updated_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, job, key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+            vec![
+                text(tenant),
+                text(job),
+                text(key),
+                text(value),
+                Param::DateTime(Utc::now()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! Dialect-independent statements: SQL text with typed parameters, turned into a sqlx
+//! [`QueryBuilder`] for SQLite or PostgreSQL. The data capability and the platform's own tables
+//! both build their statements this way, so values only ever travel as bound parameters.
+
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use codeai_ir::FieldType;
+use serde_json::Value;
+use sqlx::{Postgres, QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+/// A checked, typed value to bind.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Param {
+    /// NULL of a column type (PostgreSQL needs the type of a NULL parameter).
+    Null(FieldType),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+    Uuid(Uuid),
+    DateTime(DateTime<Utc>),
+    Date(NaiveDate),
+    Json(Value),
+}
+
+/// A statement as SQL text and bound parameters in order, independent of the dialect.
+#[derive(Debug, Default)]
+pub(crate) struct Stmt {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Piece {
+    Sql(String),
+    Bind(Param),
+}
+
+impl Stmt {
+    pub(crate) fn sql(&mut self, sql: impl Into<String>) {
+        self.pieces.push(Piece::Sql(sql.into()));
+    }
+
+    pub(crate) fn bind(&mut self, param: Param) {
+        self.pieces.push(Piece::Bind(param));
+    }
+}
+
+/// The text a `datetime` is stored as in SQLite and returned as from both databases.
+pub(crate) fn datetime_text(value: &DateTime<Utc>) -> String {
+    value.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn sqlite_builder(stmt: &Stmt) -> QueryBuilder<'static, Sqlite> {
+    let mut qb = QueryBuilder::new("");
+    for piece in &stmt.pieces {
+        match piece {
+            Piece::Sql(sql) => {
+                qb.push(sql);
+            }
+            Piece::Bind(param) => {
+                match param {
+                    Param::Null(_) => qb.push_bind(None::<String>),
+                    Param::Int(v) => qb.push_bind(*v),
+                    Param::Float(v) => qb.push_bind(*v),
+                    Param::Bool(v) => qb.push_bind(*v),
+                    Param::Text(v) => qb.push_bind(v.clone()),
+                    Param::Uuid(v) => qb.push_bind(v.hyphenated().to_string()),
+                    Param::DateTime(v) => qb.push_bind(datetime_text(v)),
+                    Param::Date(v) => qb.push_bind(v.format("%Y-%m-%d").to_string()),
+                    Param::Json(v) => qb.push_bind(v.to_string()),
+                };
+            }
+        }
+    }
+    qb
+}
+
+pub(crate) fn pg_builder(stmt: &Stmt) -> QueryBuilder<'static, Postgres> {
+    let mut qb = QueryBuilder::new("");
+    for piece in &stmt.pieces {
+        match piece {
+            Piece::Sql(sql) => {
+                qb.push(sql);
+            }
+            Piece::Bind(param) => {
+                match param {
+                    Param::Null(FieldType::Int) => qb.push_bind(None::<i64>),
+                    Param::Null(FieldType::Float) => qb.push_bind(None::<f64>),
+                    Param::Null(FieldType::Bool) => qb.push_bind(None::<bool>),
+                    Param::Null(FieldType::String) => qb.push_bind(None::<String>),
+                    Param::Null(FieldType::Uuid) => qb.push_bind(None::<Uuid>),
+                    Param::Null(FieldType::Datetime) => qb.push_bind(None::<DateTime<Utc>>),
+                    Param::Null(FieldType::Date) => qb.push_bind(None::<NaiveDate>),
+                    Param::Null(FieldType::Json) => qb.push_bind(None::<sqlx::types::Json<Value>>),
+                    Param::Int(v) => qb.push_bind(*v),
+                    Param::Float(v) => qb.push_bind(*v),
+                    Param::Bool(v) => qb.push_bind(*v),
+                    Param::Text(v) => qb.push_bind(v.clone()),
+                    Param::Uuid(v) => qb.push_bind(*v),
+                    Param::DateTime(v) => qb.push_bind(*v),
+                    Param::Date(v) => qb.push_bind(*v),
+                    Param::Json(v) => qb.push_bind(sqlx::types::Json(v.clone())),
+                };
+            }
+        }
+    }
+    qb
+}
