@@ -10,7 +10,6 @@
 
 pub mod ast;
 pub mod check;
-pub mod cron;
 pub mod diagnostic;
 pub mod emit;
 pub mod parser;

@@ -36,7 +36,19 @@ pub struct Request<'a> {
     pub max_attempts: i64,
     /// An id chosen by the caller (a queued task's), or a new one.
     pub execution_id: Option<Uuid>,
+    /// The schedule fire the execution is for.
+    pub scheduled_at: Option<DateTime<Utc>>,
     pub options: ExecOptions,
+}
+
+/// Whether an attempt that ended with `status` is the execution's last: it succeeded, was
+/// cancelled, or used the last attempt. Every other failure (a job error, a trap, a timeout, an
+/// exhausted budget) is retried while attempts are left.
+pub fn is_final(status: Status, attempt: i64, max_attempts: i64) -> bool {
+    match status {
+        Status::Completed | Status::Skipped | Status::Cancelled => true,
+        _ => attempt >= max_attempts,
+    }
 }
 
 /// A finished, recorded execution.
@@ -98,6 +110,7 @@ impl Executor {
                 input: req.input,
                 attempt: req.attempt,
                 max_attempts: req.max_attempts,
+                scheduled_at: req.scheduled_at,
                 started_at,
             },
         )
@@ -132,6 +145,8 @@ impl Executor {
             req.tenant,
             execution_id,
             &store::FinishedExecution {
+                attempt: req.attempt,
+                started_at,
                 status: result.status.as_str(),
                 output: result.output.as_deref(),
                 error: result.error.as_deref(),
@@ -146,8 +161,9 @@ impl Executor {
         .await?;
 
         // The job's completion events, emitted by the host so they fire even when the guest
-        // trapped. A skipped run counts as completed.
+        // trapped. A skipped run counts as completed; `on_fail` waits for the final failure.
         let event = match result.status {
+            _ if !is_final(result.status, req.attempt, req.max_attempts) => None,
             Status::Completed | Status::Skipped => manifest.on_complete.as_ref().map(|e| {
                 (
                     e,

@@ -167,6 +167,7 @@ impl Env {
                     attempt: 1,
                     max_attempts: 1,
                     execution_id: None,
+                    scheduled_at: None,
                     options: ExecOptions::default(),
                 },
             )

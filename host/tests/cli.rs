@@ -261,3 +261,137 @@ fn check_points_at_errors_and_exits_1() {
     assert!(text(&output.stderr).contains(&format!(":{line}:{col}")));
     assert!(!out.exists());
 }
+
+/// `codeai schedule next` with its arguments; returns (exit code, stdout lines, stderr).
+fn schedule_next(args: &[&str]) -> (Option<i32>, Vec<String>, String) {
+    let mut all = vec!["schedule", "next"];
+    all.extend_from_slice(args);
+    let output = codeai(&all);
+    let lines = text(&output.stdout).lines().map(str::to_string).collect();
+    (output.status.code(), lines, text(&output.stderr))
+}
+
+#[test]
+fn schedule_next_follows_the_spring_forward_gap() {
+    // 2026-03-08: New York jumps from 02:00 EST to 03:00 EDT; 02:30 fires at the jump.
+    let (code, lines, stderr) = schedule_next(&[
+        "30 2 * * *",
+        "--tz",
+        "America/New_York",
+        "--after",
+        "2026-03-07T12:00:00Z",
+        "-n",
+        "2",
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lines, ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"]);
+}
+
+#[test]
+fn schedule_next_fires_a_wildcard_hour_in_both_passes_of_fall_back() {
+    // 2026-11-01: New York repeats 01:00-01:59 (EDT, then EST).
+    let after = [
+        "--tz",
+        "America/New_York",
+        "--after",
+        "2026-11-01T04:00:00Z",
+        "-n",
+        "4",
+    ];
+    let (code, lines, stderr) = schedule_next(&[&["30 * * * *"][..], &after[..]].concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lines,
+        [
+            "2026-11-01T04:30:00Z",
+            "2026-11-01T05:30:00Z",
+            "2026-11-01T06:30:00Z",
+            "2026-11-01T07:30:00Z"
+        ]
+    );
+    // A fixed hour fires in the first pass only.
+    let (code, lines, stderr) =
+        schedule_next(&[&["30 1 * * *"][..], &after[..5], &["2"][..]].concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lines, ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]);
+}
+
+#[test]
+fn schedule_next_prints_n_times_after_now_by_default() {
+    let after = ["--after", "2026-01-01T06:00:00+01:00"];
+    let (code, lines, stderr) = schedule_next(&[&["0 6 * * *"][..], &after[..]].concat());
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        lines,
+        [
+            "2026-01-01T06:00:00Z",
+            "2026-01-02T06:00:00Z",
+            "2026-01-03T06:00:00Z",
+            "2026-01-04T06:00:00Z",
+            "2026-01-05T06:00:00Z"
+        ]
+    );
+    let (_, lines, _) = schedule_next(&[&["@daily", "-n", "3"][..], &after[..]].concat());
+    assert_eq!(
+        lines,
+        [
+            "2026-01-02T00:00:00Z",
+            "2026-01-03T00:00:00Z",
+            "2026-01-04T00:00:00Z"
+        ]
+    );
+    let (_, lines, _) = schedule_next(&[&["every 90m", "-n", "2"][..], &after[..]].concat());
+    assert_eq!(lines, ["2026-01-01T06:00:00Z", "2026-01-01T07:30:00Z"]);
+
+    // Without --after: five times, strictly increasing, all in the future.
+    let before = chrono::Utc::now();
+    let (code, lines, stderr) = schedule_next(&["* * * * *"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let times: Vec<chrono::DateTime<chrono::Utc>> = lines
+        .iter()
+        .map(|l| {
+            assert!(l.ends_with(":00Z"), "{l}");
+            chrono::DateTime::parse_from_rfc3339(l).unwrap().to_utc()
+        })
+        .collect();
+    assert!(times[0] > before, "{lines:?}");
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+}
+
+#[test]
+fn schedule_next_rejects_bad_expressions_and_zones() {
+    let (code, lines, stderr) = schedule_next(&["0 24 * * *"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(lines.is_empty());
+    assert!(
+        stderr.contains(
+            "invalid cron expression: hour 24 is out of range 0-23\n  0 24 * * *\n    ^^\n"
+        ),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = schedule_next(&["0 0 6 * * *"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("expected 5 fields, found 6"), "{stderr}");
+
+    let (code, _, stderr) = schedule_next(&["0 0 30 2 *"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("never fires"), "{stderr}");
+
+    let (code, lines, stderr) = schedule_next(&["0 6 * * *", "--tz", "Europe/Pariss"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(lines.is_empty());
+    assert!(
+        stderr.contains("unknown timezone `Europe/Pariss`"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = schedule_next(&["every 5 minutes"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("invalid interval `5 minutes`"), "{stderr}");
+
+    let (code, _, stderr) = schedule_next(&["0 6 * * *", "--after", "tomorrow"]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("not an RFC 3339 date-time"), "{stderr}");
+}

@@ -153,6 +153,7 @@ impl World {
                     attempt: 1,
                     max_attempts: 1,
                     execution_id: None,
+                    scheduled_at: None,
                     options: ExecOptions::default(),
                 },
             )

@@ -5,7 +5,7 @@ use super::decls::{Decls, BUILTIN_QUEUES};
 use super::suggest::{did_you_mean, hint_or_list, list};
 use super::{CheckedJob, Cx};
 use crate::ast::{self, JobValue, Span};
-use crate::cron;
+use codeai_cron::CronExpr;
 use codeai_ir::{Backoff, Manifest, Program, RetryPolicy, Schedule, StepKind, IR_VERSION};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
@@ -431,7 +431,7 @@ fn schedule_value(cx: &mut Cx<'_>, field: &ast::JobField) -> Option<Schedule> {
                 );
                 return None;
             }
-            match cron::parse(&s.node) {
+            match CronExpr::parse(&s.node) {
                 Ok(parsed) if !parsed.can_fire() => {
                     cx.error_hint(
                         s.span,
@@ -444,16 +444,21 @@ fn schedule_value(cx: &mut Cx<'_>, field: &ast::JobField) -> Option<Schedule> {
                     expression: expr.to_string(),
                 }),
                 Err(e) => {
-                    let span = cron_span(cx, s, &e.span);
-                    let hint = if e.field.is_none() && !expr.starts_with('@') {
+                    let span = cron_span(cx, s, &e.span());
+                    let hint = if e.field().is_none() && !expr.starts_with('@') {
                         "a cron expression has 5 fields: minute, hour, day of month, month, day of week, as in \"0 6 * * *\"".to_string()
                     } else if expr.starts_with('@') {
-                        let macros: Vec<&str> = cron::MACROS.iter().map(|(m, _)| *m).collect();
+                        let macros: Vec<&str> =
+                            codeai_cron::MACROS.iter().map(|(m, _)| *m).collect();
                         hint_or_list(expr, "the macros", &macros)
                     } else {
                         "the fields are minute (0-59), hour (0-23), day of month (1-31), month (1-12), day of week (0-6, Sunday = 0)".to_string()
                     };
-                    cx.error_hint(span, format!("invalid cron expression: {e}"), hint);
+                    cx.error_hint(
+                        span,
+                        format!("invalid cron expression: {}", e.message()),
+                        hint,
+                    );
                     None
                 }
             }

@@ -147,6 +147,7 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
                     attempt: 1,
                     max_attempts: 1,
                     execution_id: None,
+                    scheduled_at: None,
                     options: ExecOptions {
                         timeout: args.timeout,
                         fuel: args.fuel,

@@ -17,7 +17,7 @@ pub(super) fn schedule(schedule: &Schedule) -> String {
 /// `0 6 * * * (at 06:00 every day)`.
 pub(super) fn schedule_described(schedule: &Schedule) -> String {
     match schedule {
-        Schedule::Cron { expression } => match codeai_dsl::cron::parse(expression) {
+        Schedule::Cron { expression } => match codeai_cron::CronExpr::parse(expression) {
             Ok(cron) => format!("{expression} ({})", cron.describe()),
             Err(_) => expression.clone(),
         },

@@ -10,8 +10,10 @@ mod build;
 mod check;
 mod exec;
 mod format;
+mod host;
 mod inspect;
 mod migrate;
+mod schedule;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -37,6 +39,10 @@ enum Command {
     Exec(exec::ExecArgs),
     /// Apply the platform's migrations and create the tables jobs' entities declare.
     Migrate(migrate::MigrateArgs),
+    /// Run the whole platform on this machine (`codeai host run PATH`).
+    Host(host::HostArgs),
+    /// Work with schedules: `schedule next "EXPR"` prints a cron expression's next fire times.
+    Schedule(schedule::ScheduleArgs),
 }
 
 /// Runs a parsed command line.
@@ -47,6 +53,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Host(args) => host::run(&args),
+        Command::Schedule(args) => schedule::run(&args),
     }
 }
 

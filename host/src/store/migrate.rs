@@ -18,12 +18,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "platform",
-    sqlite: include_str!("../../../migrations/sqlite/0001_platform.sql"),
-    postgres: include_str!("../../../migrations/postgres/0001_platform.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "platform",
+        sqlite: include_str!("../../../migrations/sqlite/0001_platform.sql"),
+        postgres: include_str!("../../../migrations/postgres/0001_platform.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "queue",
+        sqlite: include_str!("../../../migrations/sqlite/0002_queue.sql"),
+        postgres: include_str!("../../../migrations/postgres/0002_queue.sql"),
+    },
+];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
 const PG_LOCK_KEY: i64 = 0x636f_6465_6169;

@@ -2,7 +2,7 @@
 //! records, reports, events, the outbox and per-job state. Statements are built with
 //! [`Stmt`], so each function works on SQLite and PostgreSQL alike.
 
-use super::sql::{pg_builder, sqlite_builder, Param, Stmt};
+use super::sql::{pg_builder, sqlite_builder, stmt, Param, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
 use codeai_ir::{FieldType, Manifest, Schedule};
@@ -12,22 +12,6 @@ use uuid::Uuid;
 
 /// The tenant that owns everything when no other is named (created by the first migration).
 pub const DEFAULT_TENANT: &str = "default";
-
-/// Builds a statement from SQL fragments and parameters: `sql![“INSERT … (”, p1, “, ”, p2, “)”]`
-/// is tedious, so [`stmt`] takes SQL with `?` placeholders and the parameters in order.
-fn stmt(sql: &str, params: Vec<Param>) -> Stmt {
-    let mut s = Stmt::default();
-    let mut params = params.into_iter();
-    let mut pieces = sql.split('?');
-    if let Some(first) = pieces.next() {
-        s.sql(first);
-    }
-    for piece in pieces {
-        s.bind(params.next().unwrap_or(Param::Null(FieldType::String)));
-        s.sql(piece);
-    }
-    s
-}
 
 async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error> {
     Ok(match db {
@@ -237,17 +221,21 @@ pub struct NewExecution<'a> {
     pub input: &'a str,
     pub attempt: i64,
     pub max_attempts: i64,
+    /// The schedule fire it is for.
+    pub scheduled_at: Option<DateTime<Utc>>,
     pub started_at: DateTime<Utc>,
 }
 
-/// Records an execution as `running`.
+/// Records an execution as `running` (its first attempt creates the row, later ones update it).
 pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
     execute(
         db,
         &stmt(
             "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
-             trigger, queue, input, attempt, max_attempts, started_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+             trigger, queue, input, attempt, max_attempts, scheduled_at, started_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET status = 'running', \
+             attempt = excluded.attempt, started_at = excluded.started_at, finished_at = NULL",
             vec![
                 Param::Uuid(e.id),
                 text(e.tenant),
@@ -260,6 +248,7 @@ pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), 
                 text(e.input),
                 Param::Int(e.attempt),
                 Param::Int(e.max_attempts),
+                opt_time(e.scheduled_at),
                 Param::DateTime(e.started_at),
                 Param::DateTime(e.started_at),
             ],
@@ -272,6 +261,8 @@ pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), 
 /// How an execution ended, for its record.
 #[derive(Debug, Clone)]
 pub struct FinishedExecution<'a> {
+    pub attempt: i64,
+    pub started_at: DateTime<Utc>,
     pub status: &'a str,
     pub output: Option<&'a str>,
     pub error: Option<&'a str>,
@@ -285,13 +276,35 @@ pub struct FinishedExecution<'a> {
     pub calls: Value,
 }
 
-/// Completes an execution record.
+/// Completes an execution record and records the attempt.
 pub async fn finish_execution(
     db: &Database,
     tenant: &str,
     id: Uuid,
     f: &FinishedExecution<'_>,
 ) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO execution_attempts (execution_id, tenant_id, attempt, status, error, \
+             started_at, finished_at, duration_ms, fuel_used, log, calls) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            vec![
+                text(id.to_string()),
+                text(tenant),
+                Param::Int(f.attempt),
+                text(f.status),
+                opt_text(f.error),
+                Param::DateTime(f.started_at),
+                Param::DateTime(f.finished_at),
+                Param::Int(f.duration_ms),
+                Param::Int(f.fuel_used),
+                text(f.log.to_string()),
+                text(f.calls.to_string()),
+            ],
+        ),
+    )
+    .await?;
     execute(
         db,
         &stmt(
@@ -518,6 +531,31 @@ pub async fn state_set(
                 text(key),
                 text(value),
                 Param::DateTime(Utc::now()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Sets an execution's status, e.g. `retrying` with the time of the next attempt.
+pub async fn set_execution_status(
+    db: &Database,
+    tenant: &str,
+    id: Uuid,
+    status: &str,
+    scheduled_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "UPDATE job_executions SET status = ?, scheduled_at = COALESCE(?, scheduled_at) \
+             WHERE tenant_id = ? AND id = ?",
+            vec![
+                text(status),
+                opt_time(scheduled_at),
+                text(tenant),
+                Param::Uuid(id),
             ],
         ),
     )

@@ -106,3 +106,19 @@ pub(crate) fn pg_builder(stmt: &Stmt) -> QueryBuilder<'static, Postgres> {
     }
     qb
 }
+
+/// A statement from SQL with `?` placeholders and the parameters in order (a missing parameter
+/// binds a NULL text). The SQL must not contain a literal `?`.
+pub(crate) fn stmt(sql: &str, params: Vec<Param>) -> Stmt {
+    let mut s = Stmt::default();
+    let mut params = params.into_iter();
+    let mut pieces = sql.split('?');
+    if let Some(first) = pieces.next() {
+        s.sql(first);
+    }
+    for piece in pieces {
+        s.bind(params.next().unwrap_or(Param::Null(FieldType::String)));
+        s.sql(piece);
+    }
+    s
+}

@@ -82,9 +82,13 @@ where
         .execute(&admin)
         .await
         .expect("create schema");
-    let db = Database::connect_postgres(options.options([("search_path", schema.as_str())]))
-        .await
-        .expect("connect to the schema");
+    let db = Database::connect_postgres(options.options([
+        ("search_path", schema.as_str()),
+        // Tests do not survive an OS crash; commits need not wait for the disk.
+        ("synchronous_commit", "off"),
+    ]))
+    .await
+    .expect("connect to the schema");
     let outcome = tokio::spawn(scenario(db.clone())).await;
     db.close().await;
     sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))

@@ -1,0 +1,572 @@
+//! The durable task queue of the embedded default: the `tasks` table in the platform's database
+//! (SQLite; PostgreSQL works too, with `FOR UPDATE SKIP LOCKED`).
+//!
+//! - **Weighted dequeue** ([`Picker`]): queues are served by smooth weighted round robin over the
+//!   queues that have a runnable task — critical 6 : default 3 : low 1 by default — so no queue
+//!   starves and an empty queue yields its share to the others. A strict-priority mode always
+//!   serves the heaviest non-empty queue first.
+//! - **Leases**: a dequeued task is `active` until its lease expires; the worker heartbeats it.
+//!   [`SqlQueue::rescue_expired`] puts tasks whose lease ran out back to `pending` (their attempt
+//!   given back), so a crashed worker's task runs again: at least once, never lost.
+//! - **Idempotent fires**: a task for a schedule fire carries `fire_at`, unique per job, so the
+//!   same fire is enqueued once however many times the scheduler tries.
+//! - **Retries**: [`SqlQueue::retry`] puts a failed task back with a later `run_after`.
+
+mod picker;
+
+pub use picker::Picker;
+
+use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param};
+use crate::store::Database;
+use chrono::{DateTime, Utc};
+use codeai_ir::FieldType;
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// How queues are served.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// Queue names and weights (default critical 6, default 3, low 1).
+    pub weights: Vec<(String, u32)>,
+    /// Serve the heaviest non-empty queue first instead of sharing by weight.
+    pub strict: bool,
+    /// How long a dequeued task stays leased without a heartbeat (default 30 s).
+    pub lease: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            weights: vec![
+                ("critical".into(), 6),
+                ("default".into(), 3),
+                ("low".into(), 1),
+            ],
+            strict: false,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A task to enqueue.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The execution id (a new one when `None`).
+    pub id: Option<Uuid>,
+    pub tenant: String,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_version: Option<i64>,
+    pub queue: String,
+    /// `schedule`, `manual`, `api`, `retry`.
+    pub trigger: String,
+    /// A JSON object.
+    pub input: String,
+    /// The schedule fire it is for; at most one task per job and fire.
+    pub fire_at: Option<DateTime<Utc>>,
+    /// Not before this instant.
+    pub run_after: DateTime<Utc>,
+    pub max_attempts: i64,
+    /// Waits while another task of the same job is active (overlap policy `queue`).
+    pub exclusive: bool,
+}
+
+/// A leased task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: Uuid,
+    pub tenant: String,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_version: Option<i64>,
+    pub queue: String,
+    pub trigger: String,
+    pub input: String,
+    pub fire_at: Option<DateTime<Utc>>,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+    pub max_attempts: i64,
+}
+
+/// Tasks per state of one queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    /// Runnable now.
+    pub pending: u64,
+    /// Waiting for their time (a later fire or a retry delay).
+    pub scheduled: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+/// The SQL-backed queue.
+pub struct SqlQueue {
+    db: Database,
+    picker: Mutex<Picker>,
+    config: QueueConfig,
+    /// This process's id on the leases it takes.
+    owner: String,
+}
+
+fn text(s: impl Into<String>) -> Param {
+    Param::Text(s.into())
+}
+
+fn failed(e: sqlx::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("queue")
+}
+
+impl SqlQueue {
+    pub fn new(db: Database, config: QueueConfig) -> SqlQueue {
+        let picker = Picker::new(&config.weights, config.strict);
+        SqlQueue {
+            db,
+            picker: Mutex::new(picker),
+            config,
+            owner: format!("{}-{}", std::process::id(), Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        &self.config
+    }
+
+    /// Makes a queue a job declares known to the picker (with its weight), if it is new.
+    pub fn declare(&self, name: &str, weight: u32) {
+        self.lock_picker().declare(name, weight);
+    }
+
+    fn lock_picker(&self) -> std::sync::MutexGuard<'_, Picker> {
+        self.picker.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn execute(&self, sql: &str, params: Vec<Param>) -> anyhow::Result<u64> {
+        let s = stmt(sql, params);
+        Ok(match &self.db {
+            Database::Sqlite(pool) => sqlite_builder(&s)
+                .build()
+                .execute(pool)
+                .await
+                .map_err(failed)?
+                .rows_affected(),
+            Database::Postgres(pool) => pg_builder(&s)
+                .build()
+                .execute(pool)
+                .await
+                .map_err(failed)?
+                .rows_affected(),
+        })
+    }
+
+    /// Enqueues a task; `None` when a task for the same job and fire exists already.
+    pub async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
+        let id = t.id.unwrap_or_else(Uuid::new_v4);
+        let now = Utc::now();
+        let n = self
+            .execute(
+                "INSERT INTO tasks (id, tenant_id, job_id, job_name, job_version, queue, state, \
+                 trigger, input, fire_at, run_after, attempt, max_attempts, exclusive, created_at, \
+                 updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, 0, ?, ?, ?, ?) \
+                 ON CONFLICT DO NOTHING",
+                vec![
+                    text(id.to_string()),
+                    text(&t.tenant),
+                    text(&t.job_id),
+                    text(&t.job_name),
+                    t.job_version
+                        .map_or(Param::Null(FieldType::Int), Param::Int),
+                    text(&t.queue),
+                    text(&t.trigger),
+                    text(&t.input),
+                    t.fire_at
+                        .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+                    Param::DateTime(t.run_after),
+                    Param::Int(t.max_attempts.max(1)),
+                    Param::Bool(t.exclusive),
+                    Param::DateTime(now),
+                    Param::DateTime(now),
+                ],
+            )
+            .await?;
+        Ok((n == 1).then_some(id))
+    }
+
+    /// Enqueues many tasks in one transaction; returns how many were new.
+    pub async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
+        // One statement per task inside a transaction: the cost is the commit, paid once.
+        let mut n = 0;
+        for chunk in tasks.chunks(500) {
+            let now = Utc::now();
+            let mut s = crate::store::sql::Stmt::default();
+            s.sql(
+                "INSERT INTO tasks (id, tenant_id, job_id, job_name, job_version, queue, state, \
+                 trigger, input, fire_at, run_after, attempt, max_attempts, exclusive, created_at, \
+                 updated_at) VALUES ",
+            );
+            for (i, t) in chunk.iter().enumerate() {
+                if i > 0 {
+                    s.sql(", ");
+                }
+                let values = vec![
+                    text(t.id.unwrap_or_else(Uuid::new_v4).to_string()),
+                    text(&t.tenant),
+                    text(&t.job_id),
+                    text(&t.job_name),
+                    t.job_version
+                        .map_or(Param::Null(FieldType::Int), Param::Int),
+                    text(&t.queue),
+                    text("pending"),
+                    text(&t.trigger),
+                    text(&t.input),
+                    t.fire_at
+                        .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+                    Param::DateTime(t.run_after),
+                    Param::Int(0),
+                    Param::Int(t.max_attempts.max(1)),
+                    Param::Bool(t.exclusive),
+                    Param::DateTime(now),
+                    Param::DateTime(now),
+                ];
+                s.sql("(");
+                for (j, v) in values.into_iter().enumerate() {
+                    if j > 0 {
+                        s.sql(", ");
+                    }
+                    s.bind(v);
+                }
+                s.sql(")");
+            }
+            s.sql(" ON CONFLICT DO NOTHING");
+            n += match &self.db {
+                Database::Sqlite(pool) => sqlite_builder(&s)
+                    .build()
+                    .execute(pool)
+                    .await
+                    .map_err(failed)?
+                    .rows_affected(),
+                Database::Postgres(pool) => pg_builder(&s)
+                    .build()
+                    .execute(pool)
+                    .await
+                    .map_err(failed)?
+                    .rows_affected(),
+            };
+        }
+        Ok(n)
+    }
+
+    /// Leases the next runnable task, choosing the queue by weight; `None` when nothing is
+    /// runnable at `now`.
+    pub async fn dequeue(&self, now: DateTime<Utc>) -> anyhow::Result<Option<Task>> {
+        let mut tried: Vec<String> = Vec::new();
+        loop {
+            let Some(queue) = self.lock_picker().peek(&tried) else {
+                return Ok(None);
+            };
+            match self.claim(&queue, now).await? {
+                Some(task) => {
+                    self.lock_picker().served(&queue, &tried);
+                    return Ok(Some(task));
+                }
+                None => tried.push(queue),
+            }
+        }
+    }
+
+    /// Leases the oldest runnable task of one queue.
+    async fn claim(&self, queue: &str, now: DateTime<Utc>) -> anyhow::Result<Option<Task>> {
+        let lease = now + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
+        let (lock, free) = match self.db {
+            Database::Sqlite(_) => ("", "0"),
+            Database::Postgres(_) => (" FOR UPDATE SKIP LOCKED", "FALSE"),
+        };
+        let sql = format!(
+            "UPDATE tasks SET state = 'active', attempt = attempt + 1, lease_owner = ?, \
+             lease_expires_at = ?, updated_at = ? \
+             WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
+             AND t.run_after <= ? AND (t.exclusive = {free} OR NOT EXISTS \
+             (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
+             ORDER BY t.run_after, t.created_at LIMIT 1{lock}) \
+             RETURNING id, tenant_id, job_id, job_name, job_version, queue, trigger, input, \
+             fire_at, attempt, max_attempts"
+        );
+        let s = stmt(
+            &sql,
+            vec![
+                text(&self.owner),
+                Param::DateTime(lease),
+                Param::DateTime(now),
+                text(queue),
+                Param::DateTime(now),
+            ],
+        );
+        let task = match &self.db {
+            Database::Sqlite(pool) => {
+                match sqlite_builder(&s)
+                    .build()
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(failed)?
+                {
+                    None => None,
+                    Some(row) => Some(Task {
+                        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
+                        tenant: row.try_get(1)?,
+                        job_id: row.try_get(2)?,
+                        job_name: row.try_get(3)?,
+                        job_version: row.try_get(4)?,
+                        queue: row.try_get(5)?,
+                        trigger: row.try_get(6)?,
+                        input: row.try_get(7)?,
+                        fire_at: row
+                            .try_get::<Option<String>, _>(8)?
+                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                            .map(|t| t.with_timezone(&Utc)),
+                        attempt: row.try_get(9)?,
+                        max_attempts: row.try_get(10)?,
+                    }),
+                }
+            }
+            Database::Postgres(pool) => {
+                match pg_builder(&s)
+                    .build()
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(failed)?
+                {
+                    None => None,
+                    Some(row) => Some(Task {
+                        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
+                        tenant: row.try_get(1)?,
+                        job_id: row.try_get(2)?,
+                        job_name: row.try_get(3)?,
+                        job_version: row.try_get(4)?,
+                        queue: row.try_get(5)?,
+                        trigger: row.try_get(6)?,
+                        input: row.try_get(7)?,
+                        fire_at: row.try_get(8)?,
+                        attempt: row.try_get(9)?,
+                        max_attempts: row.try_get(10)?,
+                    }),
+                }
+            }
+        };
+        Ok(task)
+    }
+
+    /// Extends the lease of an active task this process holds.
+    pub async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let lease = now + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
+        let n = self
+            .execute(
+                "UPDATE tasks SET lease_expires_at = ?, updated_at = ? \
+                 WHERE id = ? AND state = 'active' AND lease_owner = ?",
+                vec![
+                    Param::DateTime(lease),
+                    Param::DateTime(now),
+                    text(id.to_string()),
+                    text(&self.owner),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Marks an active task finished (`done` for completed/skipped, `dead` otherwise).
+    pub async fn finish(&self, id: Uuid, outcome: &str, error: Option<&str>) -> anyhow::Result<()> {
+        let state = if matches!(outcome, "completed" | "skipped") {
+            "done"
+        } else {
+            "dead"
+        };
+        self.execute(
+            "UPDATE tasks SET state = ?, outcome = ?, last_error = ?, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            vec![
+                text(state),
+                text(outcome),
+                error.map_or(Param::Null(FieldType::String), text),
+                Param::DateTime(Utc::now()),
+                text(id.to_string()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Puts a failed task back to run again after `run_after`.
+    pub async fn retry(
+        &self,
+        id: Uuid,
+        run_after: DateTime<Utc>,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE tasks SET state = 'pending', run_after = ?, last_error = ?, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            vec![
+                Param::DateTime(run_after),
+                text(error),
+                Param::DateTime(Utc::now()),
+                text(id.to_string()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Puts an active task back to `pending` at once, its attempt given back (shutdown).
+    pub async fn release(&self, id: Uuid) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",
+            vec![Param::DateTime(Utc::now()), text(id.to_string())],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a finished-for-good task (failed, timed out, cancelled) again as the same execution,
+    /// with its attempts counted afresh; false if the task is not `dead`.
+    pub async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE tasks SET state = 'pending', attempt = 0, outcome = NULL, run_after = ?, \
+                 trigger = 'retry', updated_at = ? WHERE id = ? AND state = 'dead'",
+                vec![
+                    Param::DateTime(now),
+                    Param::DateTime(now),
+                    text(id.to_string()),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Cancels a task that has not started; false if it is not pending.
+    pub async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE tasks SET state = 'dead', outcome = 'cancelled', updated_at = ? \
+                 WHERE id = ? AND state = 'pending'",
+                vec![Param::DateTime(Utc::now()), text(id.to_string())],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Puts active tasks whose lease expired before `now` back to `pending`, giving their attempt
+    /// back (the attempt never finished). Returns how many were rescued.
+    pub async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.execute(
+            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? WHERE state = 'active' AND lease_expires_at < ?",
+            vec![Param::DateTime(now), Param::DateTime(now)],
+        )
+        .await
+    }
+
+    /// The jobs that have a task pending or active (the overlap check of a scheduler tick).
+    pub async fn busy_jobs(&self) -> anyhow::Result<std::collections::HashSet<String>> {
+        const SQL: &str = "SELECT DISTINCT job_id FROM tasks WHERE state IN ('pending', 'active')";
+        Ok(match &self.db {
+            Database::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
+            Database::Postgres(pool) => sqlx::query_scalar(SQL).fetch_all(pool).await?,
+        }
+        .into_iter()
+        .collect())
+    }
+
+    /// Tasks per state for every queue that has any (and every configured queue).
+    pub async fn counts(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
+        let s = stmt(
+            "SELECT queue, state, outcome, later, COUNT(*) FROM (SELECT queue, state, outcome, \
+             CASE WHEN run_after > ? THEN 1 ELSE 0 END AS later FROM tasks) t \
+             GROUP BY queue, state, outcome, later",
+            vec![Param::DateTime(now)],
+        );
+        let rows: Vec<(String, String, Option<String>, i64, i64)> = match &self.db {
+            Database::Sqlite(pool) => {
+                let rows = sqlite_builder(&s).build().fetch_all(pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get(0)?,
+                            r.try_get(1)?,
+                            r.try_get(2)?,
+                            r.try_get::<i32, _>(3)? as i64,
+                            r.try_get(4)?,
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?
+            }
+            Database::Postgres(pool) => {
+                let rows = pg_builder(&s).build().fetch_all(pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok((
+                            r.try_get(0)?,
+                            r.try_get(1)?,
+                            r.try_get(2)?,
+                            r.try_get::<i32, _>(3)? as i64,
+                            r.try_get(4)?,
+                        ))
+                    })
+                    .collect::<Result<_, sqlx::Error>>()?
+            }
+        };
+        let mut out: BTreeMap<String, QueueCounts> = self
+            .lock_picker()
+            .names()
+            .into_iter()
+            .map(|n| (n, QueueCounts::default()))
+            .collect();
+        for (queue, state, outcome, later, n) in rows {
+            let c = out.entry(queue).or_default();
+            let n = n as u64;
+            match state.as_str() {
+                "pending" if later == 1 => c.scheduled += n,
+                "pending" => c.pending += n,
+                "active" => c.active += n,
+                "done" => c.completed += n,
+                _ if outcome.as_deref() == Some("cancelled") => {}
+                _ => c.failed += n,
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn parse_uuid(s: &str) -> anyhow::Result<Uuid> {
+    Uuid::parse_str(s).map_err(|e| anyhow::anyhow!("task id `{s}`: {e}"))
+}
+
+/// The delay before retry number `retry` (1 for the first retry) under a job's backoff.
+pub fn retry_delay(backoff: &codeai_ir::Backoff, retry: u32) -> Duration {
+    use codeai_ir::Backoff;
+    let n = retry.max(1) - 1;
+    match backoff {
+        Backoff::Fixed { delay_ms } => Duration::from_millis(*delay_ms),
+        Backoff::Exponential { base_ms } => {
+            Duration::from_millis(base_ms.saturating_mul(1u64 << n.min(40)))
+        }
+        Backoff::Custom { delays_ms } => Duration::from_millis(
+            delays_ms
+                .get(n as usize)
+                .or(delays_ms.last())
+                .copied()
+                .unwrap_or(0),
+        ),
+    }
+}

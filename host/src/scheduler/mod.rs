@@ -1,0 +1,464 @@
+//! The scheduler: turns each job's schedule into tasks on the queue, at the right instants.
+//!
+//! Every job's next fire time is kept in `jobs.next_run_at`. [`Scheduler::tick`] enqueues every
+//! fire that is due at `now` and moves the job's next fire on; the host calls it in a loop (about
+//! once a second, sooner when a fire is due), tests call it with a controlled clock.
+//!
+//! - **Idempotent**: the task of a fire is unique on (job, fire time), and the move of
+//!   `next_run_at` is a compare-and-set, so a fire is enqueued once however often `tick` runs.
+//! - **Misfires** (the host was down when a fire fell due): the missed fire runs once when the
+//!   host is back, and the schedule continues from now — no backlog storm
+//!   ([`MisfirePolicy::RunOnce`], the default); [`MisfirePolicy::Skip`] drops missed fires
+//!   (recorded as a skipped execution).
+//! - **Overlap** (the job's previous run still pending or active when a fire comes), by the job's
+//!   `overlap:` — `skip` (default): the fire is recorded as a skipped execution with its reason;
+//!   `queue`: the fire is enqueued and waits for the previous run; `allow`: it runs alongside.
+//! - **Pause/resume**: a paused job does not fire; resuming computes the next fire from now.
+
+use crate::queue::{NewTask, SqlQueue};
+use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param};
+use crate::store::Database;
+use chrono::{DateTime, Utc};
+use codeai_cron::{CronExpr, Schedule as Fires, Tz};
+use codeai_ir::{FieldType, Manifest, Schedule};
+use sqlx::Row;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// What happens to fires that fell due while the host was down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MisfirePolicy {
+    /// Run the missed fire once, then continue from now.
+    #[default]
+    RunOnce,
+    /// Skip missed fires (older than the grace period) and continue from now.
+    Skip,
+}
+
+/// A job the scheduler fires.
+#[derive(Debug, Clone)]
+pub struct ScheduledJob {
+    pub job_id: String,
+    pub tenant: String,
+    pub version: i64,
+    pub manifest: Arc<Manifest>,
+    /// `None` for manual-only jobs.
+    pub fires: Option<Fires>,
+    pub enabled: bool,
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// Why a schedule cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("invalid cron expression `{expr}`: {message}")]
+    Cron { expr: String, message: String },
+    #[error("`{0}` is not an IANA timezone")]
+    Timezone(String),
+    #[error("`{0}` is not an RFC 3339 instant")]
+    Instant(String),
+}
+
+/// The fire times of a manifest's schedule in its timezone.
+pub fn fires_of(schedule: &Schedule, timezone: &str) -> Result<Option<Fires>, ScheduleError> {
+    let tz = || -> Result<Tz, ScheduleError> {
+        let name = if timezone.is_empty() { "UTC" } else { timezone };
+        name.parse::<Tz>()
+            .map_err(|_| ScheduleError::Timezone(name.to_string()))
+    };
+    Ok(match schedule {
+        Schedule::Cron { expression } => Some(Fires::Cron {
+            expr: CronExpr::parse(expression).map_err(|e| ScheduleError::Cron {
+                expr: expression.clone(),
+                message: e.to_string(),
+            })?,
+            tz: tz()?,
+        }),
+        Schedule::Interval { every_ms } => Some(Fires::Every(Duration::from_millis(*every_ms))),
+        Schedule::Once { at } => Some(Fires::Once(
+            DateTime::parse_from_rfc3339(at)
+                .map_err(|_| ScheduleError::Instant(at.clone()))?
+                .with_timezone(&Utc),
+        )),
+        Schedule::Manual => None,
+    })
+}
+
+/// What one [`Scheduler::tick`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// (job name, fire time, task id) of every fire enqueued.
+    pub enqueued: Vec<(String, DateTime<Utc>, Uuid)>,
+    /// (job name, fire time, reason) of fires recorded as skipped.
+    pub skipped: Vec<(String, DateTime<Utc>, String)>,
+    /// The earliest next fire of any enabled job.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// Fires jobs onto the queue.
+pub struct Scheduler {
+    queue: Arc<SqlQueue>,
+    jobs: Mutex<BTreeMap<String, ScheduledJob>>,
+    misfire: MisfirePolicy,
+    /// A fire later than this is a misfire (default 60 s).
+    grace: chrono::Duration,
+}
+
+impl Scheduler {
+    pub fn new(queue: Arc<SqlQueue>, misfire: MisfirePolicy) -> Scheduler {
+        Scheduler {
+            queue,
+            jobs: Mutex::new(BTreeMap::new()),
+            misfire,
+            grace: chrono::Duration::seconds(60),
+        }
+    }
+
+    fn db(&self) -> &Database {
+        self.queue.db()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ScheduledJob>> {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The jobs this scheduler fires, by id.
+    pub fn jobs(&self) -> Vec<ScheduledJob> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn job(&self, job_id: &str) -> Option<ScheduledJob> {
+        self.lock().get(job_id).cloned()
+    }
+
+    /// Adds (or replaces) a registered job. Its stored `next_run_at` and `enabled` are kept when
+    /// present; otherwise the next fire is computed from `now` and stored.
+    pub async fn add(
+        &self,
+        job_id: &str,
+        tenant: &str,
+        version: i64,
+        manifest: Arc<Manifest>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<ScheduledJob> {
+        let fires = fires_of(&manifest.schedule, &manifest.timezone)?;
+        for q in &manifest.queues {
+            self.queue.declare(&q.name, q.weight);
+        }
+        let (enabled, stored) = self.load_state(job_id).await?;
+        let next_run_at = match stored {
+            Some(t) => Some(t),
+            None => fires.as_ref().and_then(|f| f.next_after(now)),
+        };
+        self.store_next(job_id, next_run_at, None).await?;
+        let job = ScheduledJob {
+            job_id: job_id.to_string(),
+            tenant: tenant.to_string(),
+            version,
+            manifest,
+            fires,
+            enabled,
+            next_run_at,
+        };
+        self.lock().insert(job_id.to_string(), job.clone());
+        Ok(job)
+    }
+
+    async fn load_state(&self, job_id: &str) -> anyhow::Result<(bool, Option<DateTime<Utc>>)> {
+        let s = stmt(
+            "SELECT enabled, next_run_at FROM jobs WHERE id = ?",
+            vec![Param::Text(job_id.into())],
+        );
+        Ok(match self.db() {
+            Database::Sqlite(pool) => {
+                match sqlite_builder(&s).build().fetch_optional(pool).await? {
+                    Some(row) => (
+                        row.try_get::<bool, _>(0)?,
+                        row.try_get::<Option<String>, _>(1)?
+                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                            .map(|t| t.with_timezone(&Utc)),
+                    ),
+                    None => (true, None),
+                }
+            }
+            Database::Postgres(pool) => match pg_builder(&s).build().fetch_optional(pool).await? {
+                Some(row) => (row.try_get(0)?, row.try_get(1)?),
+                None => (true, None),
+            },
+        })
+    }
+
+    /// Stores `next` as the job's next fire; with `expected`, only if the stored one is still
+    /// `expected` (compare-and-set). Returns whether it was stored.
+    async fn store_next(
+        &self,
+        job_id: &str,
+        next: Option<DateTime<Utc>>,
+        expected: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<bool> {
+        let next = next.map_or(Param::Null(FieldType::Datetime), Param::DateTime);
+        let s = match expected {
+            None => stmt(
+                "UPDATE jobs SET next_run_at = ? WHERE id = ?",
+                vec![next, Param::Text(job_id.into())],
+            ),
+            Some(expected) => stmt(
+                "UPDATE jobs SET next_run_at = ?, last_run_at = ? WHERE id = ? AND next_run_at = ?",
+                vec![
+                    next,
+                    Param::DateTime(expected),
+                    Param::Text(job_id.into()),
+                    Param::DateTime(expected),
+                ],
+            ),
+        };
+        let n = match self.db() {
+            Database::Sqlite(pool) => sqlite_builder(&s)
+                .build()
+                .execute(pool)
+                .await?
+                .rows_affected(),
+            Database::Postgres(pool) => pg_builder(&s).build().execute(pool).await?.rows_affected(),
+        };
+        Ok(n == 1)
+    }
+
+    async fn set_enabled(&self, job_id: &str, enabled: bool) -> anyhow::Result<()> {
+        let s = stmt(
+            "UPDATE jobs SET enabled = ?, updated_at = ? WHERE id = ?",
+            vec![
+                Param::Bool(enabled),
+                Param::DateTime(Utc::now()),
+                Param::Text(job_id.into()),
+            ],
+        );
+        match self.db() {
+            Database::Sqlite(pool) => sqlite_builder(&s).build().execute(pool).await?,
+            Database::Postgres(pool) => {
+                pg_builder(&s).build().execute(pool).await?;
+                return Ok(());
+            }
+        };
+        Ok(())
+    }
+
+    /// Pauses a job: it does not fire until resumed. False if the job is unknown.
+    pub async fn pause(&self, job_id: &str) -> anyhow::Result<bool> {
+        if !self.lock().contains_key(job_id) {
+            return Ok(false);
+        }
+        self.set_enabled(job_id, false).await?;
+        if let Some(job) = self.lock().get_mut(job_id) {
+            job.enabled = false;
+        }
+        Ok(true)
+    }
+
+    /// Resumes a job; its next fire is computed from `now` (missed fires are not run).
+    pub async fn resume(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let Some(fires) = self.lock().get(job_id).map(|j| j.fires.clone()) else {
+            return Ok(false);
+        };
+        let next = fires.and_then(|f| f.next_after(now));
+        self.set_enabled(job_id, true).await?;
+        self.store_next(job_id, next, None).await?;
+        if let Some(job) = self.lock().get_mut(job_id) {
+            job.enabled = true;
+            job.next_run_at = next;
+        }
+        Ok(true)
+    }
+
+    /// Replaces a job's cron expression and timezone; the next fire is computed from `now`.
+    pub async fn reschedule(
+        &self,
+        job_id: &str,
+        cron: &str,
+        timezone: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let fires = fires_of(
+            &Schedule::Cron {
+                expression: cron.to_string(),
+            },
+            timezone,
+        )?;
+        let next = fires.as_ref().and_then(|f| f.next_after(now));
+        let s = stmt(
+            "UPDATE jobs SET schedule_kind = 'cron', cron = ?, timezone = ?, interval_ms = NULL, \
+             run_at = NULL, next_run_at = ?, updated_at = ? WHERE id = ?",
+            vec![
+                Param::Text(cron.into()),
+                Param::Text(timezone.into()),
+                next.map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+                Param::DateTime(Utc::now()),
+                Param::Text(job_id.into()),
+            ],
+        );
+        match self.db() {
+            Database::Sqlite(pool) => {
+                sqlite_builder(&s).build().execute(pool).await?;
+            }
+            Database::Postgres(pool) => {
+                pg_builder(&s).build().execute(pool).await?;
+            }
+        }
+        if let Some(job) = self.lock().get_mut(job_id) {
+            job.fires = fires;
+            job.next_run_at = next;
+        }
+        Ok(next)
+    }
+
+    /// Runs a job now with `input` (a JSON object), outside its schedule; returns the execution id.
+    /// `None` if the job is unknown.
+    pub async fn trigger(
+        &self,
+        job_id: &str,
+        input: &str,
+        trigger: &str,
+    ) -> anyhow::Result<Option<Uuid>> {
+        let Some(job) = self.job(job_id) else {
+            return Ok(None);
+        };
+        let task = NewTask {
+            id: None,
+            tenant: job.tenant.clone(),
+            job_id: job.job_id.clone(),
+            job_name: job.manifest.name.clone(),
+            job_version: Some(job.version),
+            queue: job.manifest.queue.clone(),
+            trigger: trigger.into(),
+            input: input.into(),
+            fire_at: None,
+            run_after: Utc::now(),
+            max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
+            exclusive: job.manifest.overlap == "queue",
+        };
+        self.queue.enqueue(&task).await
+    }
+
+    /// Enqueues every fire due at `now` and moves each job's next fire on.
+    pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<Tick> {
+        let due: Vec<ScheduledJob> = self
+            .lock()
+            .values()
+            .filter(|j| j.enabled && j.next_run_at.is_some_and(|t| t <= now))
+            .cloned()
+            .collect();
+        let mut tick = Tick::default();
+        if due.is_empty() {
+            tick.next_due = self.next_due();
+            return Ok(tick);
+        }
+        // One query for the overlap check of every due job, one insert per 200 fires.
+        let busy = self.queue.busy_jobs().await?;
+        let mut batch: Vec<NewTask> = Vec::new();
+        for job in due {
+            let Some(fire) = job.next_run_at else {
+                continue;
+            };
+            let fires = job.fires.clone();
+            // Past fires are not replayed one by one: continue from now.
+            let next = fires.as_ref().and_then(|f| f.next_after(fire.max(now)));
+            if !self.store_next(&job.job_id, next, Some(fire)).await? {
+                // Another scheduler moved it on; take its value.
+                let (_, stored) = self.load_state(&job.job_id).await?;
+                if let Some(j) = self.lock().get_mut(&job.job_id) {
+                    j.next_run_at = stored;
+                }
+                continue;
+            }
+            if let Some(j) = self.lock().get_mut(&job.job_id) {
+                j.next_run_at = next;
+            }
+            let name = job.manifest.name.clone();
+            if self.misfire == MisfirePolicy::Skip && now - fire > self.grace {
+                self.record_skipped(&job, fire, "misfire: the host was down when it fell due")
+                    .await?;
+                tick.skipped.push((name, fire, "misfire".into()));
+                continue;
+            }
+            let overlap = job.manifest.overlap.as_str();
+            if overlap != "allow" && overlap != "queue" && busy.contains(&job.job_id) {
+                let reason = "overlap: the previous run is still pending or active";
+                self.record_skipped(&job, fire, reason).await?;
+                tick.skipped.push((name, fire, reason.into()));
+                continue;
+            }
+            let id = Uuid::new_v4();
+            batch.push(NewTask {
+                id: Some(id),
+                tenant: job.tenant.clone(),
+                job_id: job.job_id.clone(),
+                job_name: name.clone(),
+                job_version: Some(job.version),
+                queue: job.manifest.queue.clone(),
+                trigger: "schedule".into(),
+                input: "{}".into(),
+                fire_at: Some(fire),
+                run_after: fire,
+                max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
+                exclusive: overlap == "queue",
+            });
+            tick.enqueued.push((name, fire, id));
+            if batch.len() >= 200 {
+                self.queue.enqueue_many(&batch).await?;
+                batch.clear();
+            }
+        }
+        // The compare-and-set above makes this scheduler the only one enqueuing these fires;
+        // the unique (job, fire) index would drop a duplicate anyway.
+        self.queue.enqueue_many(&batch).await?;
+        tick.next_due = self.next_due();
+        Ok(tick)
+    }
+
+    /// The earliest next fire of any enabled job.
+    fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.lock()
+            .values()
+            .filter(|j| j.enabled)
+            .filter_map(|j| j.next_run_at)
+            .min()
+    }
+
+    /// Records a fire that did not run as a skipped execution, with its reason.
+    async fn record_skipped(
+        &self,
+        job: &ScheduledJob,
+        fire: DateTime<Utc>,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let s = stmt(
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+             trigger, queue, input, error, attempt, max_attempts, scheduled_at, finished_at, \
+             duration_ms, created_at) VALUES (?, ?, ?, ?, ?, 'skipped', 'schedule', ?, '{}', ?, 0, \
+             0, ?, ?, 0, ?)",
+            vec![
+                Param::Uuid(Uuid::new_v4()),
+                Param::Text(job.tenant.clone()),
+                Param::Text(job.job_id.clone()),
+                Param::Text(job.manifest.name.clone()),
+                Param::Int(job.version),
+                Param::Text(job.manifest.queue.clone()),
+                Param::Text(reason.into()),
+                Param::DateTime(fire),
+                Param::DateTime(now),
+                Param::DateTime(now),
+            ],
+        );
+        match self.db() {
+            Database::Sqlite(pool) => {
+                sqlite_builder(&s).build().execute(pool).await?;
+            }
+            Database::Postgres(pool) => {
+                pg_builder(&s).build().execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! The worker pool: N slots, each running one leased task at a time in a fresh instance.
+//!
+//! A dispatcher takes tasks from the queue (by weight) while a slot is free; each task runs
+//! through the [`Executor`] with a heartbeat extending its lease. When it ends:
+//! completed/skipped → `done`; failed with attempts left → back on the queue after the job's
+//! retry delay (fixed, exponential, or the `retry_delays` list) and the execution shows
+//! `retrying`; otherwise → `dead` and the job's `on_fail` event.
+//!
+//! Shutdown ([`WorkerPool::shutdown`]): stop taking tasks, let the active ones finish within
+//! the grace period, then cancel the rest and put them back on the queue (their attempt given
+//! back), so a restart runs them again.
+
+use crate::caps::platform::JobCaps;
+use crate::executor::{is_final, Executor, Request};
+use crate::queue::{retry_delay, SqlQueue, Task};
+use crate::runtime::{CancelToken, ExecOptions, PreparedJob};
+use crate::scheduler::Scheduler;
+use crate::store::platform as store;
+use crate::store::Database;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+/// How the pool runs.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Executions at once (default 10).
+    pub slots: usize,
+    /// How long the dispatcher sleeps when the queue is empty (default 50 ms; an enqueue in this
+    /// process wakes it at once).
+    pub poll: Duration,
+    /// How often an active task's lease is extended (default 10 s).
+    pub heartbeat: Duration,
+    /// How long shutdown waits for active executions (default 30 s).
+    pub grace: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> PoolConfig {
+        PoolConfig {
+            slots: 10,
+            poll: Duration::from_millis(50),
+            heartbeat: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Running executions, by execution id, with their cancel tokens.
+type Active = Arc<Mutex<HashMap<Uuid, CancelToken>>>;
+
+/// (job id, version).
+type JobVersion = (String, i64);
+
+/// Compiled components by (job id, version), loaded from `job_versions` on first use.
+pub struct Components {
+    executor: Arc<Executor>,
+    cache: Mutex<HashMap<JobVersion, Arc<PreparedJob<JobCaps>>>>,
+}
+
+impl Components {
+    pub fn new(executor: Arc<Executor>) -> Components {
+        Components {
+            executor,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The prepared component of a job version.
+    pub async fn get(
+        &self,
+        job_id: &str,
+        version: i64,
+    ) -> anyhow::Result<Arc<PreparedJob<JobCaps>>> {
+        let key = (job_id.to_string(), version);
+        if let Some(job) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(job.clone());
+        }
+        let db = self.executor.platform().db();
+        let bytes: Vec<u8> = match db {
+            Database::Sqlite(pool) => {
+                sqlx::query("SELECT component FROM job_versions WHERE job_id = ? AND version = ?")
+                    .bind(job_id)
+                    .bind(version)
+                    .fetch_one(pool)
+                    .await?
+                    .try_get(0)?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query("SELECT component FROM job_versions WHERE job_id = $1 AND version = $2")
+                    .bind(job_id)
+                    .bind(version)
+                    .fetch_one(pool)
+                    .await?
+                    .try_get(0)?
+            }
+        };
+        let executor = self.executor.clone();
+        let job = tokio::task::spawn_blocking(move || executor.runtime().prepare(&bytes)).await??;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, job.clone());
+        Ok(job)
+    }
+}
+
+/// The pool.
+pub struct WorkerPool {
+    queue: Arc<SqlQueue>,
+    executor: Arc<Executor>,
+    components: Arc<Components>,
+    config: PoolConfig,
+    permits: Arc<Semaphore>,
+    active: Active,
+    wake: Arc<Notify>,
+    stopping: Arc<AtomicBool>,
+    busy: Arc<AtomicUsize>,
+}
+
+impl WorkerPool {
+    pub fn new(
+        queue: Arc<SqlQueue>,
+        executor: Arc<Executor>,
+        config: PoolConfig,
+    ) -> Arc<WorkerPool> {
+        Arc::new(WorkerPool {
+            components: Arc::new(Components::new(executor.clone())),
+            permits: Arc::new(Semaphore::new(config.slots.max(1))),
+            queue,
+            executor,
+            config,
+            active: Arc::new(Mutex::new(HashMap::new())),
+            wake: Arc::new(Notify::new()),
+            stopping: Arc::new(AtomicBool::new(false)),
+            busy: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// Wakes the dispatcher (after an enqueue in this process).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Slots in the pool and slots running an execution.
+    pub fn utilisation(&self) -> (usize, usize) {
+        (self.config.slots, self.busy.load(Ordering::Relaxed))
+    }
+
+    /// Cancels a running execution of this pool; false if it is not running here.
+    pub fn cancel(&self, execution_id: Uuid) -> bool {
+        match self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&execution_id)
+        {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes and runs tasks until [`WorkerPool::shutdown`].
+    pub async fn run(self: Arc<Self>) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                return;
+            };
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let task = match self.queue.dequeue(Utc::now()).await {
+                Ok(task) => task,
+                Err(e) => {
+                    tracing::warn!("dequeue failed: {e:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    None
+                }
+            };
+            let Some(task) = task else {
+                drop(permit);
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                }
+                continue;
+            };
+            let pool = self.clone();
+            self.busy.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                pool.execute(task).await;
+                pool.busy.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            });
+        }
+    }
+
+    async fn execute(&self, task: Task) {
+        let cancel = CancelToken::new();
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(task.id, cancel.clone());
+        let heartbeat = {
+            let queue = self.queue.clone();
+            let every = self.config.heartbeat;
+            let id = task.id;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = queue.heartbeat(id, Utc::now()).await {
+                        tracing::warn!(%id, "heartbeat failed: {e:#}");
+                    }
+                }
+            })
+        };
+        if let Err(e) = self.attempt(&task, cancel).await {
+            tracing::error!(execution = %task.id, job = %task.job_name, "task failed to run: {e:#}");
+            // The lease runs out and the task is rescued: nothing is lost.
+        }
+        heartbeat.abort();
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&task.id);
+    }
+
+    async fn attempt(&self, task: &Task, cancel: CancelToken) -> anyhow::Result<()> {
+        let version = task.job_version.unwrap_or(1);
+        let job = self.components.get(&task.job_id, version).await?;
+        let recorded = self
+            .executor
+            .run(
+                &job,
+                Request {
+                    tenant: &task.tenant,
+                    job_id: &task.job_id,
+                    job_version: Some(version),
+                    trigger: &task.trigger,
+                    input: &task.input,
+                    now: task.fire_at,
+                    attempt: task.attempt,
+                    max_attempts: task.max_attempts,
+                    execution_id: Some(task.id),
+                    scheduled_at: task.fire_at,
+                    options: ExecOptions {
+                        cancel: Some(cancel),
+                        ..ExecOptions::default()
+                    },
+                },
+            )
+            .await?;
+        let r = &recorded.result;
+        if self.stopping.load(Ordering::SeqCst) && r.status == crate::runtime::Status::Cancelled {
+            // Cancelled by shutdown, not by a user: back on the queue for the next start.
+            self.queue.release(task.id).await?;
+            return Ok(());
+        }
+        if is_final(r.status, task.attempt, task.max_attempts) {
+            self.queue
+                .finish(task.id, r.status.as_str(), r.error.as_deref())
+                .await?;
+        } else {
+            let manifest = job.manifest();
+            let retry = u32::try_from(task.attempt).unwrap_or(u32::MAX);
+            let delay = retry_delay(&manifest.retry.backoff, retry);
+            let at: DateTime<Utc> =
+                Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+            self.queue
+                .retry(task.id, at, r.error.as_deref().unwrap_or(r.status.as_str()))
+                .await?;
+            store::set_execution_status(
+                self.executor.platform().db(),
+                &task.tenant,
+                task.id,
+                "retrying",
+                Some(at),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Stops taking tasks, waits up to the grace period for active executions, then cancels the
+    /// rest (they go back on the queue).
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        let deadline = tokio::time::Instant::now() + self.config.grace;
+        while self.busy.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<CancelToken> = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for token in &left {
+            token.cancel();
+        }
+        while self.busy.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// Runs the scheduler: ticks when a fire is due (at least every second) until `stop`.
+pub async fn run_scheduler(
+    scheduler: Arc<Scheduler>,
+    pool: Arc<WorkerPool>,
+    stop: Arc<AtomicBool>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let now = Utc::now();
+        let wait = match scheduler.tick(now).await {
+            Ok(tick) => {
+                if !tick.enqueued.is_empty() {
+                    pool.notify();
+                }
+                tick.next_due
+                    .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1))
+            }
+            Err(e) => {
+                tracing::warn!("scheduler tick failed: {e:#}");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
+    }
+}
+
+/// Rescues tasks whose lease expired (a crashed worker's), every `every`, until `stop`.
+pub async fn run_reaper(queue: Arc<SqlQueue>, every: Duration, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::SeqCst) {
+        match queue.rescue_expired(Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!("rescued {n} task(s) whose lease expired"),
+            Err(e) => tracing::warn!("rescue failed: {e:#}"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}

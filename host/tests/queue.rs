@@ -1,0 +1,211 @@
+//! The durable queue on SQLite and PostgreSQL: weighted shares, idempotent fires, leases that
+//! expire and are rescued, retries that wait, and no task claimed twice by concurrent workers.
+
+#[macro_use]
+mod common;
+use common::{run_postgres, run_sqlite};
+
+use chrono::{DateTime, Duration, Utc};
+use codeai_host::queue::{NewTask, QueueConfig, SqlQueue};
+use codeai_host::store::{migrate, Database};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+on_both_databases!(
+    ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing,
+    a_fire_is_enqueued_once,
+    an_expired_lease_is_rescued_and_its_attempt_given_back,
+    a_retry_waits_for_its_time,
+    concurrent_workers_never_claim_a_task_twice,
+);
+
+fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
+    NewTask {
+        id: None,
+        tenant: "default".into(),
+        job_id: job.into(),
+        job_name: job.into(),
+        job_version: Some(1),
+        queue: queue.into(),
+        trigger: "test".into(),
+        input: "{}".into(),
+        fire_at: None,
+        run_after,
+        max_attempts: 3,
+        exclusive: false,
+    }
+}
+
+async fn queue(db: Database, config: QueueConfig) -> SqlQueue {
+    migrate::migrate_up(&db).await.unwrap();
+    SqlQueue::new(db, config)
+}
+
+async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(db: Database) {
+    let q = queue(db, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    // Equal numbers in each queue: the shares come from the weights, not from the backlog.
+    let tasks: Vec<NewTask> = (0..10_000)
+        .map(|i| {
+            let name = ["critical", "default", "low"][i % 3];
+            task(name, &format!("job-{name}"), t0)
+        })
+        .collect();
+    assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 10_000);
+    let now = Utc::now();
+    let mut order = Vec::new();
+    // While every queue has work (the first 5,000: critical has 3,334).
+    for _ in 0..5_000 {
+        let t = q.dequeue(now).await.unwrap().expect("a runnable task");
+        order.push(t.queue);
+    }
+    let share =
+        |name: &str| order.iter().filter(|q| *q == name).count() as f64 / order.len() as f64;
+    let (c, d, l) = (share("critical"), share("default"), share("low"));
+    eprintln!("shares: critical {c:.4}, default {d:.4}, low {l:.4}");
+    assert!((c - 0.60).abs() <= 0.03 && (d - 0.30).abs() <= 0.03 && (l - 0.10).abs() <= 0.03);
+    // `low` progresses in every window of 100 dequeues.
+    for window in order.chunks(100) {
+        assert!(window.iter().any(|q| q == "low"), "low starved in a window");
+    }
+    // Once critical runs dry its share goes to the others; everything drains exactly once.
+    let mut rest = 0;
+    while q.dequeue(now).await.unwrap().is_some() {
+        rest += 1;
+    }
+    assert_eq!(order.len() + rest, 10_000);
+    let counts = q.counts(now).await.unwrap();
+    let active: u64 = counts.values().map(|c| c.active).sum();
+    assert_eq!(active, 10_000);
+}
+
+async fn a_fire_is_enqueued_once(db: Database) {
+    let q = queue(db, QueueConfig::default()).await;
+    let fire = DateTime::parse_from_rfc3339("2026-01-12T11:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut t = task("default", "Daily", fire);
+    t.fire_at = Some(fire);
+    assert!(q.enqueue(&t).await.unwrap().is_some());
+    assert!(
+        q.enqueue(&t).await.unwrap().is_none(),
+        "the same fire twice"
+    );
+    t.fire_at = Some(fire + Duration::days(1));
+    assert!(
+        q.enqueue(&t).await.unwrap().is_some(),
+        "the next day's fire is another task"
+    );
+    // Manual tasks (no fire) are never merged.
+    let manual = task("default", "Daily", fire);
+    assert!(q.enqueue(&manual).await.unwrap().is_some());
+    assert!(q.enqueue(&manual).await.unwrap().is_some());
+}
+
+async fn an_expired_lease_is_rescued_and_its_attempt_given_back(db: Database) {
+    let q = queue(
+        db,
+        QueueConfig {
+            lease: std::time::Duration::from_secs(5),
+            ..QueueConfig::default()
+        },
+    )
+    .await;
+    let now = Utc::now();
+    q.enqueue(&task("default", "j", now - Duration::seconds(1)))
+        .await
+        .unwrap();
+    let leased = q.dequeue(now).await.unwrap().unwrap();
+    assert_eq!(leased.attempt, 1);
+    assert!(
+        q.dequeue(now).await.unwrap().is_none(),
+        "leased tasks are not handed out again"
+    );
+    // Before the lease ends nothing is rescued; after, the task is runnable again.
+    assert_eq!(
+        q.rescue_expired(now + Duration::seconds(4)).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        q.rescue_expired(now + Duration::seconds(6)).await.unwrap(),
+        1
+    );
+    let again = q
+        .dequeue(now + Duration::seconds(6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, leased.id);
+    assert_eq!(again.attempt, 1, "the lost attempt does not count");
+    // A heartbeat keeps a lease alive.
+    assert!(q
+        .heartbeat(again.id, now + Duration::seconds(9))
+        .await
+        .unwrap());
+    assert_eq!(
+        q.rescue_expired(now + Duration::seconds(12)).await.unwrap(),
+        0
+    );
+}
+
+async fn a_retry_waits_for_its_time(db: Database) {
+    let q = queue(db, QueueConfig::default()).await;
+    let now = Utc::now();
+    q.enqueue(&task("low", "j", now - Duration::seconds(1)))
+        .await
+        .unwrap();
+    let t = q.dequeue(now).await.unwrap().unwrap();
+    q.retry(t.id, now + Duration::seconds(30), "boom")
+        .await
+        .unwrap();
+    assert!(q
+        .dequeue(now + Duration::seconds(29))
+        .await
+        .unwrap()
+        .is_none());
+    let counts = q.counts(now).await.unwrap();
+    assert_eq!(counts["low"].scheduled, 1);
+    let again = q
+        .dequeue(now + Duration::seconds(31))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (t.id, 2));
+    q.finish(again.id, "completed", None).await.unwrap();
+    assert_eq!(q.counts(now).await.unwrap()["low"].completed, 1);
+}
+
+async fn concurrent_workers_never_claim_a_task_twice(db: Database) {
+    let q = Arc::new(queue(db, QueueConfig::default()).await);
+    let now = Utc::now();
+    for i in 0..400 {
+        q.enqueue(&task(
+            ["critical", "default", "low"][i % 3],
+            "j",
+            now - Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    }
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let q = q.clone();
+        workers.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(t) = q.dequeue(now).await.unwrap() {
+                got.push(t.id);
+            }
+            got
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut per_worker = BTreeMap::new();
+    for (i, w) in workers.into_iter().enumerate() {
+        let got = w.await.unwrap();
+        per_worker.insert(i, got.len());
+        for id in got {
+            assert!(seen.insert(id), "task {id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 400, "{per_worker:?}");
+}

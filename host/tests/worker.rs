@@ -1,0 +1,237 @@
+//! The worker pool end to end: jobs that fail twice and then succeed show three attempts, with
+//! the delays of their retry strategy between them; a job that always fails runs its `on_fail`
+//! once, after the last attempt; a long execution is cancelled by id.
+
+#[macro_use]
+mod common;
+use common::peers::HttpPeer;
+use common::{run_postgres, run_sqlite};
+
+use chrono::{DateTime, Utc};
+use codeai_host::caps::platform::{Platform, PlatformConfig};
+use codeai_host::executor::Executor;
+use codeai_host::queue::{NewTask, QueueConfig, SqlQueue};
+use codeai_host::runtime::{Runtime, RuntimeConfig};
+use codeai_host::store::{migrate, platform, Database};
+use codeai_host::worker::{PoolConfig, WorkerPool};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+on_both_databases!(failing_twice_then_succeeding_shows_three_attempts_per_strategy);
+
+const SOURCE: &str = r#"
+integration Api {
+    base_url: env("API_URL")
+    timeout: 5s
+    ping: GET "/ping/{key}" { key: string }
+}
+
+event Failed { job: string, execution: string, error: string }
+
+job Fixed {
+    retry: 2 times
+    input: { key: "fixed" }
+    steps { p { call: Api.ping { key: input.key } } }
+    on_fail: emit(Failed)
+}
+
+job Exponential {
+    retry: 2 times with exponential_backoff
+    input: { key: "exp" }
+    steps { p { call: Api.ping { key: input.key } } }
+    on_fail: emit(Failed)
+}
+
+job Listed {
+    retry: 2 times
+    retry_delays: [300ms, 600ms]
+    input: { key: "listed" }
+    steps { p { call: Api.ping { key: input.key } } }
+    on_fail: emit(Failed)
+}
+
+job Hopeless {
+    retry: 1 times with exponential_backoff
+    input: { key: "never" }
+    steps { p { call: Api.ping { key: input.key } } }
+    on_fail: emit(Failed)
+}
+"#;
+
+/// (status, started_at, finished_at) of each attempt of an execution, in order.
+async fn attempts(db: &Database, id: &str) -> Vec<(String, DateTime<Utc>, DateTime<Utc>)> {
+    match db {
+        Database::Sqlite(pool) => {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT status, started_at, finished_at FROM execution_attempts WHERE execution_id = ? ORDER BY attempt",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await
+            .unwrap();
+            let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+            rows.into_iter().map(|(s, a, b)| (s, t(&a), t(&b))).collect()
+        }
+        Database::Postgres(pool) => sqlx::query_as(
+            "SELECT status, started_at, finished_at FROM execution_attempts WHERE execution_id = $1 ORDER BY attempt",
+        )
+        .bind(id.to_string())
+        .fetch_all(pool)
+        .await
+        .unwrap(),
+    }
+}
+
+async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(db: Database) {
+    migrate::migrate_up(&db).await.unwrap();
+    // The API fails the first two calls of each key, except `never`, which always fails.
+    let calls: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    let seen = calls.clone();
+    let api = HttpPeer::start(move |r| {
+        let mut calls = seen.lock().unwrap();
+        let n = calls.entry(r.target.clone()).or_default();
+        *n += 1;
+        if *n <= 2 || r.target.ends_with("/never") {
+            (503, r#"{"error":"busy"}"#.into())
+        } else {
+            (200, r#"{"ok":true}"#.into())
+        }
+    })
+    .await;
+    let url = api.url.clone();
+    let env: codeai_host::caps::http::Env =
+        Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
+    let dir = std::env::temp_dir().join(common::unique("codeai_worker"));
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: dir.join("cache"),
+        pool_size: 8,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let executor = Arc::new(Executor::new(
+        runtime,
+        Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
+    ));
+    let queue = Arc::new(SqlQueue::new(db.clone(), QueueConfig::default()));
+    let pool = WorkerPool::new(
+        queue.clone(),
+        executor.clone(),
+        PoolConfig {
+            slots: 4,
+            poll: Duration::from_millis(10),
+            ..PoolConfig::default()
+        },
+    );
+
+    let (artifacts, _) = codeai_dsl::compile("retry.codeai", SOURCE).unwrap();
+    let mut ids = BTreeMap::new();
+    for a in &artifacts {
+        let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, &a.name)
+            .await
+            .unwrap();
+        let id = queue
+            .enqueue(&NewTask {
+                id: None,
+                tenant: "default".into(),
+                job_id: reg.job_id.clone(),
+                job_name: a.name.clone(),
+                job_version: Some(reg.version),
+                queue: a.manifest.queue.clone(),
+                trigger: "manual".into(),
+                input: "{}".into(),
+                fire_at: None,
+                run_after: Utc::now(),
+                max_attempts: i64::from(a.manifest.retry.max_retries) + 1,
+                exclusive: false,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        ids.insert(a.name.clone(), id.to_string());
+    }
+    let running = tokio::spawn(pool.clone().run());
+    // Wait until every task is finished (done or dead).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let c = queue.counts(Utc::now()).await.unwrap();
+        let open: u64 = c.values().map(|c| c.pending + c.scheduled + c.active).sum();
+        if open == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tasks still open: {c:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pool.shutdown().await;
+    running.abort();
+
+    for (job, delays_ms) in [
+        ("Fixed", [1000, 1000]),
+        ("Exponential", [100, 200]),
+        ("Listed", [300, 600]),
+    ] {
+        let a = attempts(&db, &ids[job]).await;
+        let statuses: Vec<&str> = a.iter().map(|(s, _, _)| s.as_str()).collect();
+        assert_eq!(statuses, ["failed", "failed", "completed"], "{job}");
+        for (i, delay) in delays_ms.iter().enumerate() {
+            let waited = (a[i + 1].1 - a[i].2).num_milliseconds();
+            eprintln!(
+                "{job}: retry {} after {waited} ms (delay {delay} ms)",
+                i + 1
+            );
+            assert!(
+                waited >= *delay - 5 && waited < delay + 1000,
+                "{job} retry {}: waited {waited} ms, delay {delay} ms",
+                i + 1
+            );
+        }
+    }
+    // The hopeless job: two attempts, then dead, and its on_fail event exactly once.
+    let a = attempts(&db, &ids["Hopeless"]).await;
+    assert_eq!(a.len(), 2);
+    let failed_events: i64 = match &db {
+        Database::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job = 'Hopeless'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job = 'Hopeless'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(
+        failed_events, 1,
+        "on_fail runs after the final attempt only"
+    );
+    let others: i64 = match &db {
+        Database::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job <> 'Hopeless'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+        Database::Postgres(pool) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job <> 'Hopeless'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(
+        others, 0,
+        "jobs that succeeded on a retry do not report failure"
+    );
+    let c = queue.counts(Utc::now()).await.unwrap();
+    let (done, dead): (u64, u64) = c
+        .values()
+        .fold((0, 0), |(d, f), c| (d + c.completed, f + c.failed));
+    assert_eq!((done, dead), (3, 1));
+    let _ = std::fs::remove_dir_all(&dir);
+}
