@@ -395,3 +395,60 @@ fn schedule_next_rejects_bad_expressions_and_zones() {
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("not an RFC 3339 date-time"), "{stderr}");
 }
+
+/// `codeai migrate up --demo` then `codeai exec` of example jobs against the seeded SQLite file:
+/// the acceptance path of the host runtime, through the binary.
+#[test]
+fn exec_runs_example_jobs_against_the_seeded_database() {
+    let dir = std::env::temp_dir().join(format!("codeai_cli_exec_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_codeai"))
+            .args(args)
+            .current_dir(&dir)
+            .env("DATABASE_URL", "sqlite:demo.db")
+            .env_remove("SMTP_HOST")
+            .env_remove("SLACK_WEBHOOK")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stdout, stderr)
+    };
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/05-scheduled-jobs/scheduled-jobs.codeai"
+    );
+    let (code, _, err) = run(&["build", example, "-o", "out"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(&["migrate", "up", "--demo"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("5 expired"), "{out}");
+
+    let (code, out, err) = run(&["exec", "out/cleanup_expired_sessions.wasm", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["log"][0]["message"], "Deleted 5 expired sessions");
+    assert!(v["fuel_used"].as_u64().unwrap() > 0 && v["wall_time_ms"].as_f64().unwrap() > 0.0);
+
+    let (code, out, err) = run(&["exec", "out/daily_sales_report.wasm"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("status     completed")
+            && out.contains("report.render")
+            && out.contains("held in the outbox"),
+        "{out}"
+    );
+    let reports: Vec<_> = std::fs::read_dir(dir.join(".codeai/reports/default"))
+        .unwrap()
+        .collect();
+    assert_eq!(reports.len(), 1, "one PDF in the report store");
+
+    // A job whose integration is not configured fails, with its reason, and exit code 1.
+    let (code, out, _) = run(&["exec", "out/sync_external_inventory.wasm"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("WAREHOUSE_API_URL"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
