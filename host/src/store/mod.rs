@@ -60,13 +60,8 @@ impl Database {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        // One connection: SQLite has one writer at a time anyway, and writers of the same process
-        // contending for the file lock back off in sleeps of milliseconds (the busy handler),
-        // which cut the queue's throughput by an order of magnitude. Serialising them in the
-        // pool costs microseconds instead. Other processes on the same file still wait on the
-        // busy timeout.
         let pool = SqlitePoolOptions::new()
-            .max_connections(1)
+            .max_connections(8)
             .connect_with(options)
             .await?;
         Ok(Database::Sqlite(pool))
