@@ -277,10 +277,13 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     // A server that accepts and never answers: the job sits in a host call.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
             held.push(socket);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     });
     let env: codeai_host::caps::http::Env =
@@ -335,16 +338,16 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
         ids.push(id);
     }
     let running = tokio::spawn(pool.clone().run());
-    // Both start and wait on the server.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while pool.utilisation().1 < 2 {
+    // Both start (the first run compiles the component) and wait on the server.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 2 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the tasks did not start"
+            "the tasks did not reach the server"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     // Cancel the first by id: it stops within 100 ms, is recorded as cancelled and not retried.
     let asked = std::time::Instant::now();
     assert!(pool.cancel(ids[0]));
@@ -361,11 +364,9 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     eprintln!("cancelled and recorded in {:?}", asked.elapsed());
-    // The runtime stops a cancelled execution within one epoch tick (tests/sandbox.rs); through
-    // the pool, cancel-to-recorded currently measures ~1.2 s here (see the issue note), so this
-    // bound only says "promptly, not at the 30 s call timeout".
+    // Stopped inside its host call and recorded: well under the 30 s call timeout.
     assert!(
-        asked.elapsed() < Duration::from_secs(5),
+        asked.elapsed() < Duration::from_secs(2),
         "{:?}",
         asked.elapsed()
     );
