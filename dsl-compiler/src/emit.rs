@@ -211,7 +211,9 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn append_custom_section(binary: &mut Vec<u8>, name: &str, data: &[u8]) {
+/// Appends a custom section `name` holding `data` to a module or component binary (how the
+/// manifest is attached; tests attach hand-written manifests the same way).
+pub fn append_custom_section(binary: &mut Vec<u8>, name: &str, data: &[u8]) {
     let mut content = Vec::with_capacity(name.len() + data.len() + 5);
     leb128(&mut content, name.len() as u64);
     content.extend_from_slice(name.as_bytes());

@@ -87,7 +87,7 @@ impl Executor {
         job: &PreparedJob<JobCaps>,
         req: Request<'_>,
     ) -> Result<Recorded, ExecError> {
-        let manifest = Arc::new(job.manifest().clone());
+        let manifest = job.manifest_arc();
         let execution_id = req.execution_id.unwrap_or_else(Uuid::new_v4);
         let caps = self.platform.caps(ExecContext {
             tenant: req.tenant.to_string(),

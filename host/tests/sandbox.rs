@@ -280,33 +280,12 @@ fn wat_job(name: &str, imports: &str, body: &str, capabilities: &[&str]) -> Vec<
     let mut manifest = noop_dsl().1.clone();
     manifest.name = name.to_string();
     manifest.capabilities = capabilities.iter().map(|c| c.to_string()).collect();
-    append_custom_section(
+    codeai_dsl::emit::append_custom_section(
         &mut component,
         codeai_ir::MANIFEST_SECTION,
         &serde_json::to_vec(&manifest).unwrap(),
     );
     component
-}
-
-fn append_custom_section(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    fn leb(out: &mut Vec<u8>, mut n: usize) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let mut payload = Vec::new();
-    leb(&mut payload, name.len());
-    payload.extend_from_slice(name.as_bytes());
-    payload.extend_from_slice(data);
-    out.push(0);
-    leb(out, payload.len());
-    out.extend_from_slice(&payload);
 }
 
 const LOG: &str = r#"(import "codeai:host/log@0.1.0" "write" (func $log (param i32 i32 i32)))"#;

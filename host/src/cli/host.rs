@@ -149,7 +149,7 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
                 .runtime()
                 .prepare(bytes)
                 .with_context(|| format!("`{file}` cannot run"))?;
-            let manifest = Arc::new(job.manifest().clone());
+            let manifest = job.manifest_arc();
             for e in &manifest.entities {
                 if !entities
                     .iter()

@@ -308,54 +308,54 @@ impl SqlQueue {
                 Param::DateTime(now),
             ],
         );
+        // The same columns from either database; only `fire_at`'s type differs.
+        macro_rules! task {
+            ($row:expr, $fire_at:expr) => {
+                Task {
+                    id: parse_uuid(&$row.try_get::<String, _>(0)?)?,
+                    tenant: $row.try_get(1)?,
+                    job_id: $row.try_get(2)?,
+                    job_name: $row.try_get(3)?,
+                    job_version: $row.try_get(4)?,
+                    queue: $row.try_get(5)?,
+                    trigger: $row.try_get(6)?,
+                    input: $row.try_get(7)?,
+                    fire_at: $fire_at,
+                    attempt: $row.try_get(9)?,
+                    max_attempts: $row.try_get(10)?,
+                }
+            };
+        }
         let task = match &self.db {
             Database::Sqlite(pool) => {
-                match sqlite_builder(&s)
+                let row = sqlite_builder(&s)
                     .build()
                     .fetch_optional(pool)
                     .await
-                    .map_err(failed)?
-                {
+                    .map_err(failed)?;
+                match row {
                     None => None,
-                    Some(row) => Some(Task {
-                        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-                        tenant: row.try_get(1)?,
-                        job_id: row.try_get(2)?,
-                        job_name: row.try_get(3)?,
-                        job_version: row.try_get(4)?,
-                        queue: row.try_get(5)?,
-                        trigger: row.try_get(6)?,
-                        input: row.try_get(7)?,
-                        fire_at: row
+                    Some(row) => {
+                        let fire_at = row
                             .try_get::<Option<String>, _>(8)?
                             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                            .map(|t| t.with_timezone(&Utc)),
-                        attempt: row.try_get(9)?,
-                        max_attempts: row.try_get(10)?,
-                    }),
+                            .map(|t| t.with_timezone(&Utc));
+                        Some(task!(row, fire_at))
+                    }
                 }
             }
             Database::Postgres(pool) => {
-                match pg_builder(&s)
+                let row = pg_builder(&s)
                     .build()
                     .fetch_optional(pool)
                     .await
-                    .map_err(failed)?
-                {
+                    .map_err(failed)?;
+                match row {
                     None => None,
-                    Some(row) => Some(Task {
-                        id: parse_uuid(&row.try_get::<String, _>(0)?)?,
-                        tenant: row.try_get(1)?,
-                        job_id: row.try_get(2)?,
-                        job_name: row.try_get(3)?,
-                        job_version: row.try_get(4)?,
-                        queue: row.try_get(5)?,
-                        trigger: row.try_get(6)?,
-                        input: row.try_get(7)?,
-                        fire_at: row.try_get(8)?,
-                        attempt: row.try_get(9)?,
-                        max_attempts: row.try_get(10)?,
-                    }),
+                    Some(row) => {
+                        let fire_at = row.try_get(8)?;
+                        Some(task!(row, fire_at))
+                    }
                 }
             }
         };

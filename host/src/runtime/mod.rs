@@ -179,7 +179,7 @@ pub enum RuntimeError {
 /// A job component ready to run: compiled, linked, its manifest read.
 pub struct PreparedJob<C: 'static> {
     hash: Digest,
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
     capabilities: CapabilitySet,
     source: Source,
     pre: bindings::JobPre<ExecState<C>>,
@@ -193,6 +193,11 @@ impl<C: 'static> PreparedJob<C> {
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// The manifest, shared (executions hand it to their capabilities without copying it).
+    pub fn manifest_arc(&self) -> Arc<Manifest> {
+        self.manifest.clone()
     }
 
     /// The capabilities the manifest lists (and the runtime knows).
@@ -344,7 +349,7 @@ impl<C: Capabilities> Runtime<C> {
         let job = Arc::new(PreparedJob {
             hash,
             capabilities: CapabilitySet::from_names(&manifest.capabilities),
-            manifest,
+            manifest: Arc::new(manifest),
             source,
             pre,
         });

@@ -113,32 +113,3 @@ fn apply_postgres<'a>(pool: &'a sqlx::PgPool, m: &'static Migration) -> Step<'a>
         Ok(!seen)
     })
 }
-
-/// The highest migration version applied to the database (0 for a new one).
-pub async fn current_version(db: &Database) -> Result<i64, sqlx::Error> {
-    const SQL: &str = "SELECT COALESCE(MAX(version), 0) FROM _codeai_migrations";
-    let exists = match db {
-        Database::Sqlite(pool) => {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_codeai_migrations'",
-            )
-            .fetch_one(pool)
-            .await?
-        }
-        Database::Postgres(pool) => {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM information_schema.tables \
-                 WHERE table_schema = current_schema() AND table_name = '_codeai_migrations'",
-            )
-            .fetch_one(pool)
-            .await?
-        }
-    };
-    if exists == 0 {
-        return Ok(0);
-    }
-    match db {
-        Database::Sqlite(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-        Database::Postgres(pool) => sqlx::query_scalar(SQL).fetch_one(pool).await,
-    }
-}

@@ -102,15 +102,7 @@ pub async fn register_job(
     let manifest_json = serde_json::to_string(manifest).unwrap_or_else(|_| "{}".into());
     let (job_id, version) = match existing {
         Some(job_id) => {
-            let latest = fetch_text(
-                db,
-                &stmt(
-                    "SELECT sha256 FROM job_versions WHERE job_id = ? ORDER BY version DESC LIMIT 1",
-                    vec![text(&job_id)],
-                ),
-            )
-            .await?;
-            let version = current_version(db, &job_id).await?;
+            let (version, latest) = latest_version(db, &job_id).await?;
             if latest.as_deref() == Some(sha256) {
                 return Ok(Registered {
                     job_id,
@@ -192,15 +184,21 @@ pub async fn register_job(
     })
 }
 
-async fn current_version(db: &Database, job_id: &str) -> Result<i64, sqlx::Error> {
-    let s = stmt("SELECT version FROM jobs WHERE id = ?", vec![text(job_id)]);
+/// The latest version of a job and its component's hash (`(0, None)` before the first).
+async fn latest_version(db: &Database, job_id: &str) -> Result<(i64, Option<String>), sqlx::Error> {
+    let s = stmt(
+        "SELECT version, sha256 FROM job_versions WHERE job_id = ? ORDER BY version DESC LIMIT 1",
+        vec![text(job_id)],
+    );
     Ok(match db {
-        Database::Sqlite(pool) => sqlite_builder(&s)
-            .build()
-            .fetch_one(pool)
-            .await?
-            .try_get(0)?,
-        Database::Postgres(pool) => pg_builder(&s).build().fetch_one(pool).await?.try_get(0)?,
+        Database::Sqlite(pool) => match sqlite_builder(&s).build().fetch_optional(pool).await? {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (0, None),
+        },
+        Database::Postgres(pool) => match pg_builder(&s).build().fetch_optional(pool).await? {
+            Some(row) => (row.try_get(0)?, row.try_get(1)?),
+            None => (0, None),
+        },
     })
 }
 
