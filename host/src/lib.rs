@@ -5,6 +5,9 @@
 //!   provides, and calls the component's `run` export. It is the seed of the real runtime.
 //! - [`cli`] is the `codeai` binary's commands; `main.rs` only parses arguments and calls in here.
 
+pub mod alerts;
+pub mod api;
+pub mod app;
 pub mod caps;
 pub mod cli;
 pub mod executor;

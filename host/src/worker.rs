@@ -16,6 +16,7 @@ use crate::queue::{retry_delay, SqlQueue, Task};
 use crate::runtime::{CancelToken, ExecOptions, PreparedJob};
 use crate::scheduler::Scheduler;
 use crate::store::platform as store;
+use crate::store::tenants::{self, Tenant};
 use crate::store::Database;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
@@ -126,6 +127,66 @@ pub struct WorkerPool {
     wake: Arc<Notify>,
     stopping: Arc<AtomicBool>,
     busy: Arc<AtomicUsize>,
+    limits: TenantLimits,
+    /// Executions running per tenant (for tenants with a concurrency limit).
+    per_tenant: Mutex<HashMap<String, i64>>,
+}
+
+/// Tenants' limits, read from `tenants` and kept for a few seconds.
+struct TenantLimits {
+    db: Database,
+    cache: Mutex<HashMap<String, (Option<Tenant>, std::time::Instant)>>,
+}
+
+impl TenantLimits {
+    const FRESH: Duration = Duration::from_secs(5);
+
+    async fn get(&self, tenant: &str) -> Option<Tenant> {
+        if let Some((t, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+        {
+            if at.elapsed() < Self::FRESH {
+                return t.clone();
+            }
+        }
+        let t = match tenants::tenant(&self.db, tenant).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(%tenant, "reading the tenant's limits failed: {e}");
+                None
+            }
+        };
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tenant.to_string(), (t.clone(), std::time::Instant::now()));
+        t
+    }
+}
+
+/// Decrements a tenant's running count when dropped.
+struct TenantSlot<'a> {
+    pool: &'a WorkerPool,
+    tenant: Option<String>,
+}
+
+impl Drop for TenantSlot<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = &self.tenant {
+            if let Some(n) = self
+                .pool
+                .per_tenant
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(t)
+            {
+                *n -= 1;
+            }
+        }
+    }
 }
 
 impl WorkerPool {
@@ -134,6 +195,7 @@ impl WorkerPool {
         executor: Arc<Executor>,
         config: PoolConfig,
     ) -> Arc<WorkerPool> {
+        let db = queue.db().clone();
         Arc::new(WorkerPool {
             components: Arc::new(Components::new(executor.clone())),
             permits: Arc::new(Semaphore::new(config.slots.max(1))),
@@ -144,6 +206,11 @@ impl WorkerPool {
             wake: Arc::new(Notify::new()),
             stopping: Arc::new(AtomicBool::new(false)),
             busy: Arc::new(AtomicUsize::new(0)),
+            limits: TenantLimits {
+                db,
+                cache: Mutex::new(HashMap::new()),
+            },
+            per_tenant: Mutex::new(HashMap::new()),
         })
     }
 
@@ -239,8 +306,52 @@ impl WorkerPool {
     }
 
     async fn attempt(&self, task: &Task, cancel: CancelToken) -> anyhow::Result<()> {
+        let limits = self.limits.get(&task.tenant).await;
+        let mut slot = TenantSlot {
+            pool: self,
+            tenant: None,
+        };
+        if let Some(max) = limits.as_ref().and_then(|t| t.max_concurrent) {
+            let admitted = {
+                let mut running = self.per_tenant.lock().unwrap_or_else(|e| e.into_inner());
+                let n = running.entry(task.tenant.clone()).or_insert(0);
+                let admitted = *n < max.max(1);
+                if admitted {
+                    *n += 1;
+                }
+                admitted
+            };
+            if !admitted {
+                // The tenant is at its limit: back on the queue for a moment, attempt given back.
+                let at = Utc::now() + chrono::Duration::milliseconds(200);
+                self.queue.defer(task.id, at).await?;
+                return Ok(());
+            }
+            slot.tenant = Some(task.tenant.clone());
+        }
+        let options = ExecOptions {
+            cancel: Some(cancel),
+            fuel: limits
+                .as_ref()
+                .and_then(|t| t.fuel_budget)
+                .and_then(|f| u64::try_from(f).ok()),
+            memory_limit: limits
+                .as_ref()
+                .and_then(|t| t.memory_limit_bytes)
+                .and_then(|m| usize::try_from(m).ok()),
+            ..ExecOptions::default()
+        };
         let version = task.job_version.unwrap_or(1);
-        let job = self.components.get(&task.job_id, version).await?;
+        let job = match self.components.get(&task.job_id, version).await {
+            Ok(job) => job,
+            Err(e) if is_row_not_found(&e) => {
+                // The job was deleted: nothing can run this task, now or later.
+                let error = "the job's component is gone (the job was deleted)";
+                self.queue.finish(task.id, "failed", Some(error)).await?;
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
         let recorded = self
             .executor
             .run(
@@ -256,10 +367,7 @@ impl WorkerPool {
                     max_attempts: task.max_attempts,
                     execution_id: Some(task.id),
                     scheduled_at: task.fire_at,
-                    options: ExecOptions {
-                        cancel: Some(cancel),
-                        ..ExecOptions::default()
-                    },
+                    options,
                 },
             )
             .await?;
@@ -291,6 +399,7 @@ impl WorkerPool {
             )
             .await?;
         }
+        drop(slot);
         Ok(())
     }
 
@@ -317,6 +426,13 @@ impl WorkerPool {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+fn is_row_not_found(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<sqlx::Error>(),
+        Some(sqlx::Error::RowNotFound)
+    )
 }
 
 /// Runs the scheduler: ticks when a fire is due (at least every second) until `stop`.

@@ -74,7 +74,7 @@ async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(db: Da
         rest += 1;
     }
     assert_eq!(order.len() + rest, 10_000);
-    let counts = q.counts(now).await.unwrap();
+    let counts = q.counts(now, None).await.unwrap();
     let active: u64 = counts.values().map(|c| c.active).sum();
     assert_eq!(active, 10_000);
 }
@@ -163,7 +163,7 @@ async fn a_retry_waits_for_its_time(db: Database) {
         .await
         .unwrap()
         .is_none());
-    let counts = q.counts(now).await.unwrap();
+    let counts = q.counts(now, None).await.unwrap();
     assert_eq!(counts["low"].scheduled, 1);
     let again = q
         .dequeue(now + Duration::seconds(31))
@@ -172,7 +172,7 @@ async fn a_retry_waits_for_its_time(db: Database) {
         .unwrap();
     assert_eq!((again.id, again.attempt), (t.id, 2));
     q.finish(again.id, "completed", None).await.unwrap();
-    assert_eq!(q.counts(now).await.unwrap()["low"].completed, 1);
+    assert_eq!(q.counts(now, None).await.unwrap()["low"].completed, 1);
 }
 
 async fn concurrent_workers_never_claim_a_task_twice(db: Database) {

@@ -157,7 +157,7 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(db: Dat
     // Wait until every task is finished (done or dead).
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let c = queue.counts(Utc::now()).await.unwrap();
+        let c = queue.counts(Utc::now(), None).await.unwrap();
         let open: u64 = c.values().map(|c| c.pending + c.scheduled + c.active).sum();
         if open == 0 {
             break;
@@ -231,7 +231,7 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(db: Dat
         others, 0,
         "jobs that succeeded on a retry do not report failure"
     );
-    let c = queue.counts(Utc::now()).await.unwrap();
+    let c = queue.counts(Utc::now(), None).await.unwrap();
     let (done, dead): (u64, u64) = c
         .values()
         .fold((0, 0), |(d, f), c| (d + c.completed, f + c.failed));

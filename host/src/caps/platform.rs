@@ -118,6 +118,11 @@ impl Platform {
         &self.config
     }
 
+    /// The HTTP client for Slack webhooks.
+    pub fn webhooks(&self) -> &reqwest::Client {
+        &self.webhooks
+    }
+
     /// The capabilities of one execution.
     pub fn caps(self: &Arc<Platform>, ctx: ExecContext) -> Result<JobCaps, DataError> {
         let data =

@@ -4,7 +4,7 @@
 use codeai_ir::{Backoff, RetryPolicy, Schedule};
 
 /// A schedule as the DSL spells it: the cron string, `every 30m`, `once at …` or `manual`.
-pub(super) fn schedule(schedule: &Schedule) -> String {
+pub(crate) fn schedule(schedule: &Schedule) -> String {
     match schedule {
         Schedule::Cron { expression } => expression.clone(),
         Schedule::Interval { every_ms } => format!("every {}", duration(*every_ms)),
@@ -15,7 +15,7 @@ pub(super) fn schedule(schedule: &Schedule) -> String {
 
 /// A schedule with a human description when there is one to give:
 /// `0 6 * * * (at 06:00 every day)`.
-pub(super) fn schedule_described(schedule: &Schedule) -> String {
+pub(crate) fn schedule_described(schedule: &Schedule) -> String {
     match schedule {
         Schedule::Cron { expression } => match codeai_cron::CronExpr::parse(expression) {
             Ok(cron) => format!("{expression} ({})", cron.describe()),
@@ -26,7 +26,7 @@ pub(super) fn schedule_described(schedule: &Schedule) -> String {
 }
 
 /// Milliseconds in the largest DSL unit that divides them exactly: `30m`, `2h`, `1500ms`.
-pub(super) fn duration(ms: u64) -> String {
+pub(crate) fn duration(ms: u64) -> String {
     const UNITS: [(u64, &str); 4] = [
         (86_400_000, "d"),
         (3_600_000, "h"),
@@ -44,7 +44,7 @@ pub(super) fn duration(ms: u64) -> String {
 }
 
 /// `3 retries, exponential backoff from 100ms`, `no retries`.
-pub(super) fn retry(policy: &RetryPolicy) -> String {
+pub(crate) fn retry(policy: &RetryPolicy) -> String {
     let count = match policy.max_retries {
         0 => return "no retries".to_string(),
         1 => "1 retry".to_string(),

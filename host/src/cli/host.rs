@@ -1,23 +1,25 @@
 //! `codeai host run PATH`: everything on one machine — compiles the jobs if PATH is a `.codeai`
 //! file (or takes the `.wasm` components of a folder), applies the migrations, creates the entity
-//! tables, registers the jobs, then runs the scheduler, the worker pool and the lease reaper until
+//! tables, registers the jobs (jobs uploaded earlier over the API are loaded too), then runs the
+//! scheduler, the worker pool, the lease reaper, the alerts and the HTTP API on `--listen` until
 //! SIGINT/SIGTERM, and shuts down gracefully (active executions finish within the grace period;
-//! the rest go back on the queue).
+//! the rest go back on the queue). The admin token is `CODEAI_ADMIN_TOKEN`; when it is unset, one
+//! is generated at the first start and printed once.
 
 use super::exec::{database_url, open_database, redact};
-use crate::caps::platform::{Platform, PlatformConfig};
-use crate::executor::Executor;
-use crate::queue::{QueueConfig, SqlQueue};
-use crate::runtime::{Runtime, RuntimeConfig};
-use crate::scheduler::{MisfirePolicy, Scheduler};
-use crate::store::{self, platform as pstore};
-use crate::worker::{run_reaper, run_scheduler, PoolConfig, WorkerPool};
+use crate::alerts::AlertConfig;
+use crate::api::ApiConfig;
+use crate::app::{Host, HostConfig, Registered};
+use crate::caps::platform::PlatformConfig;
+use crate::queue::QueueConfig;
+use crate::runtime::RuntimeConfig;
+use crate::scheduler::MisfirePolicy;
+use crate::store::{self, platform as pstore, tenants};
+use crate::worker::PoolConfig;
 use anyhow::Context as _;
 use chrono::Utc;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -36,7 +38,7 @@ pub(super) enum HostAction {
 pub(super) struct RunArgs {
     /// A `.codeai` file, or a folder of compiled `.wasm` jobs.
     pub(super) path: PathBuf,
-    /// Where the HTTP API listens (it arrives with the API issue; the address is reserved).
+    /// Where the HTTP API listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(super) listen: String,
     /// Executions at once.
@@ -120,60 +122,49 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         "skip" => MisfirePolicy::Skip,
         other => anyhow::bail!("--misfire `{other}`: expected `run-once` or `skip`"),
     };
+    let api_config = ApiConfig::from_env().map_err(anyhow::Error::msg)?;
     let components = components(&args.path)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
+        // Bind first: a busy port is an error before anything else starts.
+        let listener = tokio::net::TcpListener::bind(&args.listen)
+            .await
+            .with_context(|| format!("cannot listen on `{}` (--listen)", args.listen))?;
+        let address = listener.local_addr()?;
         let db = open_database().await?;
-        let runtime = Runtime::new(RuntimeConfig::default())?;
-        let platform = Platform::new(
+        let configured = std::env::var("CODEAI_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty());
+        let generated = tenants::ensure_admin_token(&db, configured.as_deref()).await?;
+        let mut host = Host::new(
             db.clone(),
-            PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
-        );
-        let executor = Arc::new(Executor::new(runtime, platform));
-        let queue = Arc::new(SqlQueue::new(
-            db.clone(),
-            QueueConfig {
-                strict: args.strict_priority,
-                lease: Duration::from_secs(args.lease_secs.max(1)),
-                ..QueueConfig::default()
+            HostConfig {
+                runtime: RuntimeConfig::default(),
+                platform: PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
+                queue: QueueConfig {
+                    strict: args.strict_priority,
+                    lease: Duration::from_secs(args.lease_secs.max(1)),
+                    ..QueueConfig::default()
+                },
+                pool: PoolConfig {
+                    slots: args.workers.max(1),
+                    grace: Duration::from_secs(args.grace_secs),
+                    heartbeat: Duration::from_secs((args.lease_secs / 3).max(1)),
+                    ..PoolConfig::default()
+                },
+                misfire,
+                api: api_config,
+                alerts: AlertConfig::default(),
+                reap_every: Duration::from_secs(1),
             },
-        ));
-        let scheduler = Arc::new(Scheduler::new(queue.clone(), misfire));
-
-        // Register every job (a changed component becomes a new version).
-        let now = Utc::now();
-        let mut rows = Vec::new();
-        let mut entities = Vec::new();
-        for (file, bytes) in &components {
-            let job = executor
-                .runtime()
-                .prepare(bytes)
-                .with_context(|| format!("`{file}` cannot run"))?;
-            let manifest = job.manifest_arc();
-            for e in &manifest.entities {
-                if !entities
-                    .iter()
-                    .any(|x: &codeai_ir::EntityDecl| x.table == e.table)
-                {
-                    entities.push(e.clone());
-                }
-            }
-            let hash = crate::runtime::cache::hex(job.hash());
-            let reg = pstore::register_job(&db, &args.tenant, &manifest, bytes, &hash).await?;
-            let scheduled = scheduler
-                .add(
-                    &reg.job_id,
-                    &args.tenant,
-                    reg.version,
-                    manifest.clone(),
-                    now,
-                )
-                .await
-                .with_context(|| format!("job `{}`", manifest.name))?;
-            rows.push((manifest, scheduled.next_run_at, reg));
+        )
+        .await?;
+        if tenants::tenant(&db, &args.tenant).await?.is_none() {
+            tenants::create_tenant(&db, &args.tenant, None, None, None).await?;
         }
-        store::entities::create_entity_tables(&db, &entities).await?;
+        let rows = host.register(&args.tenant, &components).await?;
         if args.demo {
+            let now = Utc::now();
             let data = crate::caps::data::DataCapability::new(
                 db.clone(),
                 &store::demo::example_entities(),
@@ -186,41 +177,22 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("loading the demo data failed: {e}"))?;
         }
 
-        let pool = WorkerPool::new(
-            queue.clone(),
-            executor.clone(),
-            PoolConfig {
-                slots: args.workers.max(1),
-                grace: Duration::from_secs(args.grace_secs),
-                heartbeat: Duration::from_secs((args.lease_secs / 3).max(1)),
-                ..PoolConfig::default()
-            },
+        print_banner(
+            args,
+            &address.to_string(),
+            &rows,
+            generated.as_deref(),
+            configured.is_some(),
         );
-
-        print_banner(args, &rows);
-        let stop = Arc::new(AtomicBool::new(false));
-        let workers = tokio::spawn(pool.clone().run());
-        let sched = tokio::spawn(run_scheduler(scheduler.clone(), pool.clone(), stop.clone()));
-        let reaper = tokio::spawn(run_reaper(
-            queue.clone(),
-            Duration::from_secs(1),
-            stop.clone(),
-        ));
+        host.start();
+        host.serve(listener);
 
         shutdown_signal().await;
         eprintln!(
             "shutting down: waiting up to {}s for active executions",
             args.grace_secs
         );
-        stop.store(true, Ordering::SeqCst);
-        pool.shutdown().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = sched.await;
-            let _ = reaper.await;
-        })
-        .await;
-        workers.abort();
-        db.close().await;
+        host.shutdown().await;
         eprintln!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -248,22 +220,31 @@ async fn shutdown_signal() {
     }
 }
 
-/// One job in the banner: its manifest, next fire and registration.
-type BannerRow = (
-    Arc<codeai_ir::Manifest>,
-    Option<chrono::DateTime<Utc>>,
-    pstore::Registered,
-);
-
-fn print_banner(args: &RunArgs, rows: &[BannerRow]) {
+fn print_banner(
+    args: &RunArgs,
+    address: &str,
+    rows: &[Registered],
+    generated: Option<&str>,
+    configured: bool,
+) {
     use super::format::{self, Align, Table};
     println!("CodeAI Jobs host {}", env!("CARGO_PKG_VERSION"));
     println!("database  {}", redact(&database_url()));
     println!("workers   {}", args.workers);
-    println!(
-        "API       http://{} (not served yet: the HTTP API arrives with its issue)",
-        args.listen
-    );
+    println!("API       http://{address}  (OpenAPI: http://{address}/openapi.json)");
+    match (generated, configured) {
+        (_, true) => println!("admin     the token in CODEAI_ADMIN_TOKEN"),
+        (Some(token), _) => {
+            println!("admin     {token}");
+            println!(
+                "          (generated now and shown once; set CODEAI_ADMIN_TOKEN to choose one)"
+            );
+        }
+        (None, false) => println!(
+            "admin     the token generated at the first start (not shown again; \
+             `codeai token create --admin` makes another)"
+        ),
+    }
     let mut table = Table::new(&[
         ("JOB", Align::Left),
         ("SCHEDULE", Align::Left),
@@ -272,16 +253,17 @@ fn print_banner(args: &RunArgs, rows: &[BannerRow]) {
         ("NEXT RUN (UTC)", Align::Left),
         ("VERSION", Align::Right),
     ]);
-    for (m, next, reg) in rows {
+    for r in rows {
+        let m = &r.manifest;
         table.row(vec![
             m.name.clone(),
             format::schedule_described(&m.schedule),
             m.timezone.clone(),
             m.queue.clone(),
-            next.map_or("-".to_string(), |t| {
+            r.next_run_at.map_or("-".to_string(), |t| {
                 t.format("%Y-%m-%d %H:%M:%S").to_string()
             }),
-            reg.version.to_string(),
+            r.version.to_string(),
         ]);
     }
     print!("{}", table.render());

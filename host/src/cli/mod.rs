@@ -9,11 +9,12 @@
 mod build;
 mod check;
 mod exec;
-mod format;
+pub(crate) mod format;
 mod host;
 mod inspect;
 mod migrate;
 mod schedule;
+mod tenant;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -43,6 +44,10 @@ enum Command {
     Host(host::HostArgs),
     /// Work with schedules: `schedule next "EXPR"` prints a cron expression's next fire times.
     Schedule(schedule::ScheduleArgs),
+    /// Manage tenants: `tenant create NAME`, `tenant list`.
+    Tenant(tenant::TenantArgs),
+    /// Manage API tokens: `token create --tenant NAME` or `--admin`.
+    Token(tenant::TokenArgs),
 }
 
 /// Runs a parsed command line.
@@ -55,6 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(args) => migrate::run(&args),
         Command::Host(args) => host::run(&args),
         Command::Schedule(args) => schedule::run(&args),
+        Command::Tenant(args) => tenant::run_tenant(&args),
+        Command::Token(args) => tenant::run_token(&args),
     }
 }
 

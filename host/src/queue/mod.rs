@@ -434,6 +434,23 @@ impl SqlQueue {
         Ok(())
     }
 
+    /// Puts an active task back to `pending` until `run_after`, its attempt given back (its
+    /// tenant was at its concurrency limit).
+    pub async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, run_after = ?, \
+             lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+             WHERE id = ? AND state = 'active'",
+            vec![
+                Param::DateTime(run_after),
+                Param::DateTime(Utc::now()),
+                text(id.to_string()),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Runs a finished-for-good task (failed, timed out, cancelled) again as the same execution,
     /// with its attempts counted afresh; false if the task is not `dead`.
     pub async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
@@ -485,16 +502,28 @@ impl SqlQueue {
         .collect())
     }
 
-    /// Tasks per state for every queue that has any (and every configured queue).
+    /// Tasks per state for every queue that has any (and every configured queue); with a
+    /// `tenant`, only that tenant's tasks.
     pub async fn counts(
         &self,
         now: DateTime<Utc>,
+        tenant: Option<&str>,
     ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
+        let mut params = vec![Param::DateTime(now)];
+        let filter = match tenant {
+            Some(t) => {
+                params.push(text(t));
+                " WHERE tenant_id = ?"
+            }
+            None => "",
+        };
         let s = stmt(
-            "SELECT queue, state, outcome, later, COUNT(*) FROM (SELECT queue, state, outcome, \
-             CASE WHEN run_after > ? THEN 1 ELSE 0 END AS later FROM tasks) t \
-             GROUP BY queue, state, outcome, later",
-            vec![Param::DateTime(now)],
+            &format!(
+                "SELECT queue, state, outcome, later, COUNT(*) FROM (SELECT queue, state, outcome, \
+                 CASE WHEN run_after > ? THEN 1 ELSE 0 END AS later FROM tasks{filter}) t \
+                 GROUP BY queue, state, outcome, later"
+            ),
+            params,
         );
         let rows: Vec<(String, String, Option<String>, i64, i64)> = match &self.db {
             Database::Sqlite(pool) => {

@@ -244,6 +244,11 @@ impl Scheduler {
         Ok(())
     }
 
+    /// Forgets a job (deleted): it does not fire any more.
+    pub fn remove(&self, job_id: &str) -> bool {
+        self.lock().remove(job_id).is_some()
+    }
+
     /// Pauses a job: it does not fire until resumed. False if the job is unknown.
     pub async fn pause(&self, job_id: &str) -> anyhow::Result<bool> {
         if !self.lock().contains_key(job_id) {

@@ -31,6 +31,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0002_queue.sql"),
         postgres: include_str!("../../../migrations/postgres/0002_queue.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api",
+        sqlite: include_str!("../../../migrations/sqlite/0003_api.sql"),
+        postgres: include_str!("../../../migrations/postgres/0003_api.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.

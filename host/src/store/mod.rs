@@ -9,7 +9,9 @@ pub mod demo;
 pub mod entities;
 pub mod migrate;
 pub mod platform;
+pub mod rows;
 pub mod sql;
+pub mod tenants;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{

@@ -256,6 +256,35 @@ pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), 
     Ok(())
 }
 
+/// Records an execution that is queued and has not started (a manual run), so it is listed
+/// at once; its first attempt turns it `running`.
+pub async fn record_pending(db: &Database, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+             trigger, queue, input, attempt, max_attempts, scheduled_at, created_at) \
+             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+            vec![
+                Param::Uuid(e.id),
+                text(e.tenant),
+                text(e.job_id),
+                text(e.job_name),
+                e.job_version
+                    .map_or(Param::Null(FieldType::Int), Param::Int),
+                text(e.trigger),
+                text(e.queue),
+                text(e.input),
+                Param::Int(e.max_attempts),
+                opt_time(e.scheduled_at),
+                Param::DateTime(e.started_at),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
 /// How an execution ended, for its record.
 #[derive(Debug, Clone)]
 pub struct FinishedExecution<'a> {

@@ -1,0 +1,217 @@
+//! API errors: JSON `{"error": {"code": "...", "message": "..."}}` with a status code, and the
+//! extractors that turn axum's own rejections (a bad path, query or body) into that shape.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_found`, `unauthorized`, `invalid_request`,
+    /// `invalid_schedule`, `not_cancellable`, `not_retryable`, `not_a_component`, …
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// An error to answer with.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The answer for anything that does not exist *for this caller* (another tenant's object
+    /// included: no hint that it exists).
+    pub fn not_found(what: &str, id: &str) -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} `{id}`"),
+        )
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        tracing::error!("API request failed: {e}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed on the server; see its log",
+        )
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> ApiError {
+        ApiError::internal(format!("database: {e}"))
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code: self.code.to_string(),
+                    message: self.message,
+                },
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> ApiError {
+        ApiError::bad_request("invalid_path", e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> ApiError {
+        ApiError::bad_request("invalid_query", e.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        match e {
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`",
+            ),
+            JsonRejection::BytesRejection(b) => b.into(),
+            other => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                other.body_text(),
+            ),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> ApiError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request body is larger than this server accepts",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    }
+}
+
+/// `Path` with JSON errors.
+pub struct P<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(P(axum::extract::Path::<T>::from_request_parts(
+            parts, state,
+        )
+        .await?
+        .0))
+    }
+}
+
+/// `Query` with JSON errors.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Q(axum::extract::Query::<T>::from_request_parts(
+            parts, state,
+        )
+        .await?
+        .0))
+    }
+}
+
+/// A JSON body that may be absent (no body, or an empty one, is `T::default()`).
+pub struct OptJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default + Send> FromRequest<S> for OptJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        let bytes = axum::body::Bytes::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptJson(T::default()));
+        }
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as `Content-Type: application/json`",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(OptJson).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                e.to_string(),
+            )
+        })
+    }
+}
+
+/// A required JSON body.
+pub struct J<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for J<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(J(Json::<T>::from_request(req, state).await?.0))
+    }
+}

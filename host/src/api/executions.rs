@@ -1,0 +1,367 @@
+//! `/jobs/{id}/executions` and `/executions/{id}`: history, details, cancel and retry.
+
+use super::auth::Auth;
+use super::error::{ApiError, ErrorBody, P, Q};
+use super::jobs::{decode_cursor, encode_cursor, find_job, page_limit, tenant_clause};
+use super::ApiState;
+use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
+use crate::store::sql::{stmt, Param, Stmt};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+/// An execution, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionSummary {
+    pub id: String,
+    pub job_id: String,
+    pub job_name: Option<String>,
+    /// The job version it ran (executions keep theirs when a job is replaced).
+    pub job_version: Option<i64>,
+    /// pending, running, retrying, completed, skipped, failed, timed_out, cancelled,
+    /// fuel_exhausted, memory_exceeded, trapped.
+    pub status: String,
+    /// `schedule`, `manual` or `retry`.
+    pub trigger: Option<String>,
+    pub queue: Option<String>,
+    /// Attempts started.
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub scheduled_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub fuel_used: Option<i64>,
+    /// Why it did not complete (or why it was skipped).
+    pub error: Option<String>,
+    /// The step an error belongs to.
+    pub step: Option<String>,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionList {
+    pub data: Vec<ExecutionSummary>,
+    pub next_cursor: Option<String>,
+}
+
+/// One attempt of an execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptInfo {
+    pub attempt: i64,
+    pub status: String,
+    pub error: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: i64,
+    pub fuel_used: i64,
+}
+
+/// An execution with its input, output, log, capability calls and attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionDetail {
+    #[serde(flatten)]
+    pub execution: ExecutionSummary,
+    pub input: Value,
+    pub output: Value,
+    /// The job's log lines of the latest attempt.
+    pub log: Value,
+    /// The capability calls of the latest attempt, with their start and duration.
+    pub calls: Value,
+    pub attempts: Vec<AttemptInfo>,
+}
+
+/// What a cancel or retry did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionAction {
+    pub id: String,
+    /// `cancelled`, `cancelling` (it stops within milliseconds) or `pending` (retry queued).
+    pub status: String,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExecutionParams {
+    /// Only executions with this status.
+    pub status: Option<String>,
+    /// At most this many (1–500, default 50).
+    pub limit: Option<i64>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+const COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, queue, \
+    attempt, max_attempts, scheduled_at, started_at, finished_at, duration_ms, fuel_used, error, \
+    step, created_at";
+
+fn summary(r: &JsonRow) -> ExecutionSummary {
+    ExecutionSummary {
+        id: r.text("id").unwrap_or_default(),
+        job_id: r.text("job_id").unwrap_or_default(),
+        job_name: r.text("job_name"),
+        job_version: r.int("job_version"),
+        status: r.text("status").unwrap_or_default(),
+        trigger: r.text("trigger"),
+        queue: r.text("queue"),
+        attempt: r.int("attempt").unwrap_or(0),
+        max_attempts: r.int("max_attempts").unwrap_or(1),
+        scheduled_at: r.text("scheduled_at"),
+        started_at: r.text("started_at"),
+        finished_at: r.text("finished_at"),
+        duration_ms: r.int("duration_ms"),
+        fuel_used: r.int("fuel_used"),
+        error: r.text("error"),
+        step: r.text("step"),
+        created_at: r.text("created_at"),
+    }
+}
+
+/// List a job's executions, newest first.
+#[utoipa::path(get, path = "/jobs/{id}/executions", tag = "executions",
+    params(("id" = String, Path, description = "The job's uuid or name"), ExecutionParams),
+    responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+    Q(params): Q<ExecutionParams>,
+) -> Result<Json<ExecutionList>, ApiError> {
+    let job = find_job(&state, &auth, &id).await?;
+    let limit = page_limit(params.limit, 50)?;
+    let mut s = stmt(
+        &format!("SELECT {COLUMNS} FROM job_executions WHERE tenant_id = ? AND job_id = ?"),
+        vec![
+            Param::Text(job.text("tenant_id").unwrap_or_default()),
+            Param::Text(job.text("id").unwrap_or_default()),
+        ],
+    );
+    if let Some(status) = params.status.as_deref().filter(|s| !s.is_empty()) {
+        s.sql(" AND status = ");
+        s.bind(Param::Text(status.into()));
+    }
+    if let Some(c) = &params.cursor {
+        let c = decode_cursor(c, 2)?;
+        let id = Uuid::parse_str(&c[1]).map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
+        })?;
+        let at = chrono::DateTime::parse_from_rfc3339(&c[0])
+            .map_err(|_| {
+                ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
+            })?
+            .with_timezone(&Utc);
+        s.sql(" AND (created_at < ");
+        s.bind(Param::DateTime(at));
+        s.sql(" OR (created_at = ");
+        s.bind(Param::DateTime(at));
+        s.sql(" AND id < ");
+        s.bind(Param::Uuid(id));
+        s.sql("))");
+    }
+    s.sql(" ORDER BY created_at DESC, id DESC LIMIT ");
+    s.bind(Param::Int(limit + 1));
+    let mut rows = fetch_all(&state.db, &s).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| {
+            encode_cursor(&[
+                &r.text("created_at").unwrap_or_default(),
+                &r.text("id").unwrap_or_default(),
+            ])
+        })
+    } else {
+        None
+    };
+    Ok(Json(ExecutionList {
+        data: rows.iter().map(summary).collect(),
+        next_cursor,
+    }))
+}
+
+/// The execution record (or the queued task of one that has no record yet), as the caller
+/// may see it.
+async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow), ApiError> {
+    let uuid = Uuid::parse_str(id).map_err(|_| ApiError::not_found("execution", id))?;
+    let mut s = stmt(
+        &format!("SELECT {COLUMNS}, input, output, log, calls FROM job_executions WHERE id = ?"),
+        vec![Param::Uuid(uuid)],
+    );
+    tenant_clause(auth, "tenant_id", &mut s);
+    if let Some(row) = fetch_one(&state.db, &s).await? {
+        return Ok((uuid, row));
+    }
+    // Queued by the scheduler and not started: the task is all there is.
+    let mut s = stmt(
+        "SELECT id, tenant_id, job_id, job_name, job_version, trigger, queue, attempt, \
+         max_attempts, input, last_error AS error, created_at, run_after AS scheduled_at, \
+         CASE WHEN state = 'pending' THEN 'pending' WHEN state = 'active' THEN 'running' \
+         ELSE COALESCE(outcome, state) END AS status FROM tasks WHERE id = ?",
+        vec![Param::Text(uuid.to_string())],
+    );
+    tenant_clause(auth, "tenant_id", &mut s);
+    fetch_one(&state.db, &s)
+        .await?
+        .map(|row| (uuid, row))
+        .ok_or_else(|| ApiError::not_found("execution", id))
+}
+
+/// Get an execution: attempts, log, timings, fuel used.
+#[utoipa::path(get, path = "/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution's uuid")),
+    responses((status = 200, body = ExecutionDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_execution(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<Json<ExecutionDetail>, ApiError> {
+    let (uuid, row) = find(&state, &auth, &id).await?;
+    let attempts = fetch_all(
+        &state.db,
+        &stmt(
+            "SELECT attempt, status, error, started_at, finished_at, duration_ms, fuel_used \
+             FROM execution_attempts WHERE execution_id = ? AND tenant_id = ? ORDER BY attempt",
+            vec![
+                Param::Text(uuid.to_string()),
+                Param::Text(row.text("tenant_id").unwrap_or_default()),
+            ],
+        ),
+    )
+    .await?
+    .iter()
+    .map(|r| AttemptInfo {
+        attempt: r.int("attempt").unwrap_or(0),
+        status: r.text("status").unwrap_or_default(),
+        error: r.text("error"),
+        started_at: r.text("started_at").unwrap_or_default(),
+        finished_at: r.text("finished_at").unwrap_or_default(),
+        duration_ms: r.int("duration_ms").unwrap_or(0),
+        fuel_used: r.int("fuel_used").unwrap_or(0),
+    })
+    .collect();
+    Ok(Json(ExecutionDetail {
+        execution: summary(&row),
+        input: row
+            .json("input")
+            .unwrap_or(Value::Object(Default::default())),
+        output: row.json("output").unwrap_or(Value::Null),
+        log: row.json("log").unwrap_or(Value::Array(vec![])),
+        calls: row.json("calls").unwrap_or(Value::Array(vec![])),
+        attempts,
+    }))
+}
+
+async fn task_state(state: &ApiState, id: Uuid) -> Result<Option<String>, ApiError> {
+    Ok(fetch_one(
+        &state.db,
+        &stmt(
+            "SELECT state FROM tasks WHERE id = ?",
+            vec![Param::Text(id.to_string())],
+        ),
+    )
+    .await?
+    .and_then(|r| r.text("state")))
+}
+
+async fn set_status(
+    state: &ApiState,
+    tenant: &str,
+    id: Uuid,
+    status: &str,
+    finished: bool,
+) -> Result<(), ApiError> {
+    let mut s = Stmt::default();
+    s.sql("UPDATE job_executions SET status = ");
+    s.bind(Param::Text(status.into()));
+    if finished {
+        s.sql(", finished_at = ");
+        s.bind(Param::DateTime(Utc::now()));
+    }
+    s.sql(" WHERE tenant_id = ");
+    s.bind(Param::Text(tenant.into()));
+    s.sql(" AND id = ");
+    s.bind(Param::Uuid(id));
+    execute(&state.db, &s).await?;
+    Ok(())
+}
+
+/// Cancel a pending or running execution.
+#[utoipa::path(post, path = "/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "The execution's uuid")),
+    responses((status = 202, body = ExecutionAction), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn cancel(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<(StatusCode, Json<ExecutionAction>), ApiError> {
+    let (uuid, row) = find(&state, &auth, &id).await?;
+    let tenant = row.text("tenant_id").unwrap_or_default();
+    let action = |status: &str| {
+        (
+            StatusCode::ACCEPTED,
+            Json(ExecutionAction {
+                id: uuid.to_string(),
+                status: status.into(),
+            }),
+        )
+    };
+    if state.queue.cancel_pending(uuid).await? {
+        set_status(&state, &tenant, uuid, "cancelled", true).await?;
+        return Ok(action("cancelled"));
+    }
+    if state.pool.cancel(uuid) {
+        return Ok(action("cancelling"));
+    }
+    let status = row.text("status").unwrap_or_default();
+    Err(match task_state(&state, uuid).await?.as_deref() {
+        Some("active") => ApiError::conflict(
+            "not_cancellable",
+            "the execution is running in another process",
+        ),
+        _ => ApiError::conflict(
+            "not_cancellable",
+            format!("the execution is not pending or running (it is {status})"),
+        ),
+    })
+}
+
+/// Retry a failed (or cancelled) execution: it runs again as the same execution.
+#[utoipa::path(post, path = "/executions/{id}/retry", tag = "executions",
+    params(("id" = String, Path, description = "The execution's uuid")),
+    responses((status = 202, body = ExecutionAction), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn retry(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<(StatusCode, Json<ExecutionAction>), ApiError> {
+    let (uuid, row) = find(&state, &auth, &id).await?;
+    let tenant = row.text("tenant_id").unwrap_or_default();
+    if state.queue.requeue_dead(uuid, Utc::now()).await? {
+        set_status(&state, &tenant, uuid, "pending", false).await?;
+        state.pool.notify();
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(ExecutionAction {
+                id: uuid.to_string(),
+                status: "pending".into(),
+            }),
+        ));
+    }
+    let status = row.text("status").unwrap_or_default();
+    Err(ApiError::conflict(
+        "not_retryable",
+        format!("only a failed or cancelled execution can be retried (this one is {status})"),
+    ))
+}

@@ -1,0 +1,588 @@
+//! `/jobs`: list, details, run, pause, resume, reschedule.
+
+use super::auth::Auth;
+use super::error::{ApiError, ErrorBody, OptJson, J, P, Q};
+use super::ApiState;
+use crate::store::rows::{fetch_all, fetch_one, JsonRow, RowExt};
+use crate::store::sql::{stmt, Param, Stmt};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use codeai_ir::{Manifest, Schedule};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+
+/// A job's schedule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleInfo {
+    /// `cron`, `every`, `once` or `manual`.
+    pub kind: String,
+    pub cron: Option<String>,
+    pub every_ms: Option<i64>,
+    pub run_at: Option<String>,
+    /// In words: `0 6 * * * (at 06:00 every day)`, `every 5m`.
+    pub description: String,
+}
+
+/// A job, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobSummary {
+    pub id: String,
+    pub name: String,
+    pub tenant: String,
+    /// The version new executions run.
+    pub version: i64,
+    pub description: Option<String>,
+    pub job_type: String,
+    /// The cron expression of a cron job (null for intervals, one-time and manual jobs).
+    pub cron_expression: Option<String>,
+    pub schedule: ScheduleInfo,
+    pub timezone: String,
+    pub queue: String,
+    pub timeout_ms: i64,
+    pub is_enabled: bool,
+    pub next_run_at: Option<String>,
+    pub last_run_at: Option<String>,
+    /// The status of the latest finished execution: `completed`, `failed`, `skipped`, …
+    pub last_run_status: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// `{"data": [...]}` of jobs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList {
+    pub data: Vec<JobSummary>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryInfo {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// `fixed`, `exponential` or `custom`.
+    pub backoff: String,
+    /// The delay before each retry, in milliseconds (the first few for exponential backoff).
+    pub delays_ms: Vec<u64>,
+    pub description: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionInfo {
+    pub version: i64,
+    pub sha256: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobStats {
+    /// Finished executions counted (completed + failed kinds + skipped).
+    pub finished: i64,
+    pub completed: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    /// completed / (completed + failed), null before any.
+    pub success_rate: Option<f64>,
+}
+
+/// A job with its policies, versions and statistics.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    pub retry: RetryInfo,
+    /// `skip`, `queue` or `allow`.
+    pub overlap: String,
+    pub capabilities: Vec<String>,
+    pub entities: Vec<String>,
+    pub integrations: Vec<String>,
+    pub versions: Vec<VersionInfo>,
+    pub stats: JobStats,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RunRequest {
+    /// The job's input, a JSON object (default `{}`).
+    #[serde(default)]
+    pub input: Option<Value>,
+}
+
+/// The execution a run request made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunResponse {
+    /// The execution's id.
+    pub id: String,
+    pub job_id: String,
+    /// The execution's id (the same as `id`).
+    pub execution_id: String,
+    /// `pending`.
+    pub status: String,
+    pub scheduled_at: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ScheduleRequest {
+    /// A 5-field cron expression.
+    pub cron_expression: String,
+    /// An IANA timezone (default: the job's current one).
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// At most this many (1–500, default 100).
+    pub limit: Option<i64>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.name, j.version, j.description, j.job_type, \
+     j.schedule_kind, j.cron, j.interval_ms, j.run_at, j.timezone, j.queue, j.timeout_ms, \
+     j.enabled, j.next_run_at, j.last_run_at, j.created_at, j.updated_at, \
+     (SELECT e.status FROM job_executions e WHERE e.tenant_id = j.tenant_id AND e.job_id = j.id \
+      AND e.status NOT IN ('pending', 'running', 'retrying') ORDER BY e.created_at DESC LIMIT 1) \
+      AS last_run_status, \
+     (SELECT MAX(e.started_at) FROM job_executions e WHERE e.tenant_id = j.tenant_id \
+      AND e.job_id = j.id) AS last_started_at";
+
+pub(super) fn schedule_of(row: &JsonRow) -> Schedule {
+    match row.text("schedule_kind").as_deref() {
+        Some("cron") => Schedule::Cron {
+            expression: row.text("cron").unwrap_or_default(),
+        },
+        Some("every") => Schedule::Interval {
+            every_ms: row.int("interval_ms").unwrap_or(0).max(0) as u64,
+        },
+        Some("once") => Schedule::Once {
+            at: row.text("run_at").unwrap_or_default(),
+        },
+        _ => Schedule::Manual,
+    }
+}
+
+fn summary(row: &JsonRow) -> JobSummary {
+    let schedule = schedule_of(row);
+    let last_run_at = match (row.text("last_started_at"), row.text("last_run_at")) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    JobSummary {
+        id: row.text("id").unwrap_or_default(),
+        name: row.text("name").unwrap_or_default(),
+        tenant: row.text("tenant_id").unwrap_or_default(),
+        version: row.int("version").unwrap_or(1),
+        description: row.text("description"),
+        job_type: row.text("job_type").unwrap_or_default(),
+        cron_expression: match &schedule {
+            Schedule::Cron { expression } => Some(expression.clone()),
+            _ => None,
+        },
+        schedule: ScheduleInfo {
+            kind: row.text("schedule_kind").unwrap_or_else(|| "manual".into()),
+            cron: row.text("cron"),
+            every_ms: row.int("interval_ms"),
+            run_at: row.text("run_at"),
+            description: crate::cli::format::schedule_described(&schedule),
+        },
+        timezone: row.text("timezone").unwrap_or_else(|| "UTC".into()),
+        queue: row.text("queue").unwrap_or_default(),
+        timeout_ms: row.int("timeout_ms").unwrap_or(0),
+        is_enabled: row.flag("enabled"),
+        next_run_at: row.text("next_run_at"),
+        last_run_at,
+        last_run_status: row.text("last_run_status"),
+        created_at: row.text("created_at").unwrap_or_default(),
+        updated_at: row.text("updated_at").unwrap_or_default(),
+    }
+}
+
+/// Appends `AND j.tenant_id = ?` for a tenant's token.
+fn scoped(sql: &str, auth: &Auth, mut params: Vec<Param>) -> (String, Vec<Param>) {
+    match auth.scope() {
+        Some(t) => {
+            params.push(Param::Text(t.into()));
+            (format!("{sql} AND j.tenant_id = ?"), params)
+        }
+        None => (sql.to_string(), params),
+    }
+}
+
+/// The job `id` (a uuid or a name) as the caller may see it.
+pub(super) async fn find_job(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
+    let (sql, params) = scoped(
+        &format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE (j.id = ? OR j.name = ?)"),
+        auth,
+        vec![Param::Text(id.into()), Param::Text(id.into())],
+    );
+    // A name the admin finds in several tenants: the default tenant's first, then the oldest.
+    let sql = format!(
+        "{sql} ORDER BY CASE WHEN j.id = ? THEN 0 WHEN j.tenant_id = 'default' THEN 1 ELSE 2 END, \
+         j.created_at LIMIT 1"
+    );
+    let mut params = params;
+    params.push(Param::Text(id.into()));
+    fetch_one(&state.db, &stmt(&sql, params))
+        .await?
+        .ok_or_else(|| ApiError::not_found("job", id))
+}
+
+pub(super) fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=500).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit {n} is outside 1..=500"),
+        )),
+    }
+}
+
+/// A cursor: the sort key of the last row of a page, opaque to clients.
+pub(super) fn encode_cursor(parts: &[&str]) -> String {
+    hex::encode(parts.join("\u{1f}"))
+}
+
+pub(super) fn decode_cursor(cursor: &str, n: usize) -> Result<Vec<String>, ApiError> {
+    let bad = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave");
+    let bytes = hex::decode(cursor).map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let parts: Vec<String> = text.split('\u{1f}').map(str::to_string).collect();
+    if parts.len() != n {
+        return Err(bad());
+    }
+    Ok(parts)
+}
+
+/// List all jobs.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, body = JobList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    Q(params): Q<ListParams>,
+) -> Result<Json<JobList>, ApiError> {
+    let limit = page_limit(params.limit, 100)?;
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE 1 = 1");
+    let mut binds = Vec::new();
+    if let Some(t) = auth.scope() {
+        sql.push_str(" AND j.tenant_id = ?");
+        binds.push(Param::Text(t.into()));
+    }
+    if let Some(c) = &params.cursor {
+        let c = decode_cursor(c, 2)?;
+        sql.push_str(" AND (j.name > ? OR (j.name = ? AND j.id > ?))");
+        binds.push(Param::Text(c[0].clone()));
+        binds.push(Param::Text(c[0].clone()));
+        binds.push(Param::Text(c[1].clone()));
+    }
+    sql.push_str(" ORDER BY j.name, j.id LIMIT ?");
+    binds.push(Param::Int(limit + 1));
+    let mut rows = fetch_all(&state.db, &stmt(&sql, binds)).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| {
+            encode_cursor(&[
+                &r.text("name").unwrap_or_default(),
+                &r.text("id").unwrap_or_default(),
+            ])
+        })
+    } else {
+        None
+    };
+    Ok(Json(JobList {
+        data: rows.iter().map(summary).collect(),
+        next_cursor,
+    }))
+}
+
+async fn manifest_of(state: &ApiState, job_id: &str, version: i64) -> Result<Manifest, ApiError> {
+    let row = fetch_one(
+        &state.db,
+        &stmt(
+            "SELECT manifest FROM job_versions WHERE job_id = ? AND version = ?",
+            vec![Param::Text(job_id.into()), Param::Int(version)],
+        ),
+    )
+    .await?
+    .ok_or_else(|| ApiError::internal(format!("job {job_id} has no version {version}")))?;
+    serde_json::from_str(&row.text("manifest").unwrap_or_default())
+        .map_err(|e| ApiError::internal(format!("stored manifest of {job_id}: {e}")))
+}
+
+fn retry_info(policy: &codeai_ir::RetryPolicy) -> RetryInfo {
+    use codeai_ir::Backoff;
+    let shown = policy.max_retries.min(10);
+    RetryInfo {
+        max_retries: policy.max_retries,
+        backoff: match &policy.backoff {
+            Backoff::Fixed { .. } => "fixed",
+            Backoff::Exponential { .. } => "exponential",
+            Backoff::Custom { .. } => "custom",
+        }
+        .to_string(),
+        delays_ms: (1..=shown)
+            .map(|n| {
+                u64::try_from(crate::queue::retry_delay(&policy.backoff, n).as_millis())
+                    .unwrap_or(u64::MAX)
+            })
+            .collect(),
+        description: crate::cli::format::retry(policy),
+    }
+}
+
+async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> {
+    let job = summary(row);
+    let manifest = manifest_of(state, &job.id, job.version).await?;
+    let versions = fetch_all(
+        &state.db,
+        &stmt(
+            "SELECT version, sha256, created_at FROM job_versions WHERE job_id = ? \
+             ORDER BY version DESC",
+            vec![Param::Text(job.id.clone())],
+        ),
+    )
+    .await?
+    .iter()
+    .map(|r| VersionInfo {
+        version: r.int("version").unwrap_or(0),
+        sha256: r.text("sha256").unwrap_or_default(),
+        created_at: r.text("created_at").unwrap_or_default(),
+    })
+    .collect();
+    let counts = fetch_all(
+        &state.db,
+        &stmt(
+            "SELECT status, COUNT(*) AS n FROM job_executions WHERE tenant_id = ? AND job_id = ? \
+             GROUP BY status",
+            vec![Param::Text(job.tenant.clone()), Param::Text(job.id.clone())],
+        ),
+    )
+    .await?;
+    let (mut completed, mut failed, mut skipped) = (0, 0, 0);
+    for r in &counts {
+        let n = r.int("n").unwrap_or(0);
+        match r.text("status").as_deref() {
+            Some("completed") => completed += n,
+            Some("skipped") => skipped += n,
+            Some("pending" | "running" | "retrying" | "cancelled") | None => {}
+            Some(_) => failed += n,
+        }
+    }
+    Ok(JobDetail {
+        retry: retry_info(&manifest.retry),
+        overlap: manifest.overlap.clone(),
+        capabilities: manifest.capabilities.clone(),
+        entities: manifest.entities.iter().map(|e| e.name.clone()).collect(),
+        integrations: manifest
+            .integrations
+            .iter()
+            .map(|i| i.name.clone())
+            .collect(),
+        versions,
+        stats: JobStats {
+            finished: completed + failed + skipped,
+            completed,
+            failed,
+            skipped,
+            success_rate: (completed + failed > 0)
+                .then(|| completed as f64 / (completed + failed) as f64),
+        },
+        job,
+    })
+}
+
+/// Get job details.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "The job's uuid or name")),
+    responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_job(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let row = find_job(&state, &auth, &id).await?;
+    Ok(Json(detail(&state, &row).await?))
+}
+
+/// Trigger a job now, with an input.
+#[utoipa::path(post, path = "/jobs/{id}/run", tag = "jobs",
+    params(("id" = String, Path, description = "The job's uuid or name")),
+    request_body(content = RunRequest, content_type = "application/json"),
+    responses((status = 202, body = RunResponse), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn run(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+    OptJson(body): OptJson<RunRequest>,
+) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
+    let row = find_job(&state, &auth, &id).await?;
+    let job_id = row.text("id").unwrap_or_default();
+    let input = match body.input {
+        None | Some(Value::Null) => Value::Object(Default::default()),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "`input` must be a JSON object",
+            ))
+        }
+    };
+    let now = Utc::now();
+    let execution = state
+        .scheduler
+        .trigger(&job_id, &input.to_string(), "manual")
+        .await?
+        .ok_or_else(|| ApiError::not_found("job", &id))?;
+    crate::store::platform::record_pending(
+        &state.db,
+        &crate::store::platform::NewExecution {
+            id: execution,
+            tenant: &row.text("tenant_id").unwrap_or_default(),
+            job_id: &job_id,
+            job_name: &row.text("name").unwrap_or_default(),
+            job_version: row.int("version"),
+            trigger: "manual",
+            queue: &row.text("queue").unwrap_or_default(),
+            input: &input.to_string(),
+            attempt: 0,
+            max_attempts: state
+                .scheduler
+                .job(&job_id)
+                .map_or(1, |j| i64::from(j.manifest.retry.max_retries) + 1),
+            scheduled_at: Some(now),
+            started_at: now,
+        },
+    )
+    .await?;
+    state.pool.notify();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunResponse {
+            id: execution.to_string(),
+            job_id,
+            execution_id: execution.to_string(),
+            status: "pending".into(),
+            scheduled_at: crate::store::sql::datetime_text(&now),
+        }),
+    ))
+}
+
+async fn reload(state: &ApiState, auth: &Auth, job_id: &str) -> Result<Json<JobDetail>, ApiError> {
+    let row = find_job(state, auth, job_id).await?;
+    Ok(Json(detail(state, &row).await?))
+}
+
+/// Pause a job: it does not fire until resumed (running executions go on).
+#[utoipa::path(post, path = "/jobs/{id}/pause", tag = "jobs",
+    params(("id" = String, Path, description = "The job's uuid or name")),
+    responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn pause(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let row = find_job(&state, &auth, &id).await?;
+    let job_id = row.text("id").unwrap_or_default();
+    if !state.scheduler.pause(&job_id).await? {
+        set_enabled(&state, &job_id, false).await?;
+    }
+    reload(&state, &auth, &job_id).await
+}
+
+/// Resume a job: its next fire is computed from now (missed fires do not run).
+#[utoipa::path(post, path = "/jobs/{id}/resume", tag = "jobs",
+    params(("id" = String, Path, description = "The job's uuid or name")),
+    responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn resume(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let row = find_job(&state, &auth, &id).await?;
+    let job_id = row.text("id").unwrap_or_default();
+    if !state.scheduler.resume(&job_id, Utc::now()).await? {
+        set_enabled(&state, &job_id, true).await?;
+    }
+    reload(&state, &auth, &job_id).await
+}
+
+/// For a job this process's scheduler does not hold.
+async fn set_enabled(state: &ApiState, job_id: &str, enabled: bool) -> Result<(), ApiError> {
+    crate::store::rows::execute(
+        &state.db,
+        &stmt(
+            "UPDATE jobs SET enabled = ?, updated_at = ? WHERE id = ?",
+            vec![
+                Param::Bool(enabled),
+                Param::DateTime(Utc::now()),
+                Param::Text(job_id.into()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Update a job's schedule: a cron expression and a timezone.
+#[utoipa::path(put, path = "/jobs/{id}/schedule", tag = "jobs",
+    params(("id" = String, Path, description = "The job's uuid or name")),
+    request_body(content = ScheduleRequest, content_type = "application/json"),
+    responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn schedule(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+    J(body): J<ScheduleRequest>,
+) -> Result<Json<JobDetail>, ApiError> {
+    let row = find_job(&state, &auth, &id).await?;
+    let job_id = row.text("id").unwrap_or_default();
+    let timezone = body
+        .timezone
+        .clone()
+        .unwrap_or_else(|| row.text("timezone").unwrap_or_else(|| "UTC".into()));
+    // Checked before anything changes.
+    if let Err(e) = crate::scheduler::fires_of(
+        &Schedule::Cron {
+            expression: body.cron_expression.clone(),
+        },
+        &timezone,
+    ) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_schedule",
+            e.to_string(),
+        ));
+    }
+    state
+        .scheduler
+        .reschedule(&job_id, &body.cron_expression, &timezone, Utc::now())
+        .await?;
+    reload(&state, &auth, &job_id).await
+}
+
+/// Builds `SELECT … WHERE <scope>` helpers for other modules.
+pub(super) fn tenant_clause(auth: &Auth, column: &str, s: &mut Stmt) {
+    if let Some(t) = auth.scope() {
+        s.sql(format!(" AND {column} = "));
+        s.bind(Param::Text(t.into()));
+    }
+}

@@ -1,0 +1,180 @@
+//! The HTTP API (axum): the spec's endpoints for jobs, executions, reports and queues, upload of
+//! compiled jobs, tenants' tokens, OpenAPI, Prometheus metrics, health, alerts and the outbox.
+//!
+//! - Every request but `/healthz`, `/readyz`, `/openapi.json` and a signed report link carries
+//!   `Authorization: Bearer <token>`: the admin token sees everything, a tenant's token only its
+//!   tenant's objects. Another tenant's object answers 404, like one that does not exist.
+//! - Errors are JSON `{"error": {"code", "message"}}` ([`error::ApiError`]).
+//! - Lists are `{"data": [...], "next_cursor": ...}`; pass `cursor` back for the next page.
+
+pub mod auth;
+pub mod error;
+pub mod executions;
+pub mod jobs;
+pub mod reports;
+pub mod system;
+pub mod upload;
+
+use crate::executor::Executor;
+use crate::queue::SqlQueue;
+use crate::scheduler::Scheduler;
+use crate::store::Database;
+use crate::worker::WorkerPool;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the API behaves; [`ApiConfig::from_env`] reads it.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// `CODEAI_ADMIN_TOKEN`, kept as its hash.
+    pub admin_token_hash: Option<String>,
+    /// The largest `.wasm` upload (`CODEAI_MAX_UPLOAD_BYTES`, default 16 MiB).
+    pub max_upload: usize,
+    /// The largest JSON body (1 MiB).
+    pub max_json: usize,
+    /// How long a report download link works (`CODEAI_DOWNLOAD_TTL_SECS`, default 900).
+    pub download_ttl: Duration,
+    /// The URL download links start with (`CODEAI_PUBLIC_URL`; default: from the request's
+    /// `Host`).
+    pub public_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            admin_token_hash: None,
+            max_upload: 16 << 20,
+            max_json: 1 << 20,
+            download_ttl: Duration::from_secs(900),
+            public_url: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn from_env() -> Result<ApiConfig, String> {
+        let number = |name: &str, default: u64| -> Result<u64, String> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{name}=`{v}` is not a positive number")),
+                _ => Ok(default),
+            }
+        };
+        Ok(ApiConfig {
+            admin_token_hash: std::env::var("CODEAI_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| crate::store::tenants::token_hash(t.trim())),
+            max_upload: usize::try_from(number("CODEAI_MAX_UPLOAD_BYTES", 16 << 20)?)
+                .unwrap_or(usize::MAX),
+            max_json: 1 << 20,
+            download_ttl: Duration::from_secs(number("CODEAI_DOWNLOAD_TTL_SECS", 900)?),
+            public_url: std::env::var("CODEAI_PUBLIC_URL")
+                .ok()
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| u.trim().trim_end_matches('/').to_string()),
+        })
+    }
+}
+
+/// What the handlers share.
+pub struct ApiState {
+    pub db: Database,
+    pub executor: Arc<Executor>,
+    pub queue: Arc<SqlQueue>,
+    pub scheduler: Arc<Scheduler>,
+    /// The worker pool of this process (cancel, utilisation).
+    pub pool: Arc<WorkerPool>,
+    pub config: ApiConfig,
+    /// Signs report download links (kept in `settings`, shared by every process).
+    pub signing_key: Vec<u8>,
+    pub(crate) tokens: auth::TokenCache,
+    pub(crate) metrics: system::HttpMetrics,
+}
+
+impl ApiState {
+    pub async fn new(
+        db: Database,
+        executor: Arc<Executor>,
+        queue: Arc<SqlQueue>,
+        scheduler: Arc<Scheduler>,
+        pool: Arc<WorkerPool>,
+        config: ApiConfig,
+    ) -> anyhow::Result<Arc<ApiState>> {
+        let signing_key = reports::signing_key(&db).await?;
+        Ok(Arc::new(ApiState {
+            db,
+            executor,
+            queue,
+            scheduler,
+            pool,
+            config,
+            signing_key,
+            tokens: auth::TokenCache::default(),
+            metrics: system::HttpMetrics::default(),
+        }))
+    }
+}
+
+/// Every route.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let upload_limit = state.config.max_upload;
+    let json_limit = state.config.max_json;
+    let uploads = Router::new()
+        .route("/jobs", post(upload::upload).get(jobs::list))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    Router::new()
+        .route("/jobs/{id}", get(jobs::get_job).delete(upload::delete_job))
+        .route("/jobs/{id}/run", post(jobs::run))
+        .route("/jobs/{id}/pause", post(jobs::pause))
+        .route("/jobs/{id}/resume", post(jobs::resume))
+        .route("/jobs/{id}/schedule", put(jobs::schedule))
+        .route("/jobs/{id}/executions", get(executions::list))
+        .route("/executions/{id}", get(executions::get_execution))
+        .route("/executions/{id}/cancel", post(executions::cancel))
+        .route("/executions/{id}/retry", post(executions::retry))
+        .route("/reports", get(reports::list))
+        .route("/reports/{id}", get(reports::get_report))
+        .route("/reports/{id}/download", get(reports::download))
+        .route("/files/reports/{id}", get(reports::file))
+        .route("/queues/status", get(system::queues_status))
+        .route("/alerts", get(system::alerts))
+        .route("/outbox", get(system::outbox))
+        .route("/metrics", get(system::metrics))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/openapi.json", get(system::openapi_json))
+        .layer(DefaultBodyLimit::max(json_limit))
+        .merge(uploads)
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            system::count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// The OpenAPI document, generated from the handlers and their types.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    system::ApiDoc::openapi()
+}

@@ -1,0 +1,316 @@
+//! `/reports`: rendered reports and signed, expiring download links.
+//!
+//! A link is `/files/reports/{id}?expires=<unix seconds>&signature=<hex HMAC-SHA256>` over
+//! `"{id}:{expires}"` with the host's signing key (kept in `settings`, made at first start, so
+//! every process of a deployment accepts the links of the others). It needs no token and
+//! serves the file until `expires`.
+
+use super::auth::Auth;
+use super::error::{ApiError, ErrorBody, P, Q};
+use super::jobs::{decode_cursor, encode_cursor, page_limit, tenant_clause, ListParams};
+use super::ApiState;
+use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
+use crate::store::sql::{stmt, Param};
+use crate::store::Database;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportInfo {
+    pub id: String,
+    /// The job that rendered it.
+    pub job: String,
+    pub execution_id: Option<String>,
+    /// `pdf`, `csv` or `html`.
+    pub format: String,
+    pub size: i64,
+    pub name: Option<String>,
+    pub created_at: String,
+    /// After this the report is gone.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReportList {
+    pub data: Vec<ReportInfo>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DownloadLink {
+    /// Serves the file, without a token, until `expires_at`.
+    pub download_url: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FileParams {
+    /// Unix seconds, from the download link.
+    pub expires: Option<i64>,
+    /// From the download link.
+    pub signature: Option<String>,
+}
+
+const COLUMNS: &str = "id, tenant_id, job, execution_id, format, size, name, path, created_at, \
+    expires_at";
+
+fn info(r: &JsonRow) -> ReportInfo {
+    ReportInfo {
+        id: r.text("id").unwrap_or_default(),
+        job: r.text("job").unwrap_or_default(),
+        execution_id: r.text("execution_id"),
+        format: r.text("format").unwrap_or_default(),
+        size: r.int("size").unwrap_or(0),
+        name: r.text("name"),
+        created_at: r.text("created_at").unwrap_or_default(),
+        expires_at: r.text("expires_at"),
+    }
+}
+
+/// The host's key for download links: read from `settings`, made on first use.
+pub(super) async fn signing_key(db: &Database) -> Result<Vec<u8>, sqlx::Error> {
+    let read = || {
+        stmt(
+            "SELECT value FROM settings WHERE key = 'download_signing_key'",
+            vec![],
+        )
+    };
+    if let Some(v) = fetch_one(db, &read()).await?.and_then(|r| r.text("value")) {
+        return Ok(v.into_bytes());
+    }
+    let key = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    execute(
+        db,
+        &stmt(
+            "INSERT INTO settings (key, value, created_at) VALUES ('download_signing_key', ?, ?) \
+             ON CONFLICT (key) DO NOTHING",
+            vec![Param::Text(key), Param::DateTime(Utc::now())],
+        ),
+    )
+    .await?;
+    // Another process may have won the race: its key is the one.
+    Ok(fetch_one(db, &read())
+        .await?
+        .and_then(|r| r.text("value"))
+        .unwrap_or_default()
+        .into_bytes())
+}
+
+fn sign(key: &[u8], id: &str, expires: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{id}:{expires}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn verify(key: &[u8], id: &str, expires: i64, signature: &str) -> bool {
+    let Ok(given) = hex::decode(signature) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("{id}:{expires}").as_bytes());
+    mac.verify_slice(&given).is_ok()
+}
+
+/// List reports, newest first.
+#[utoipa::path(get, path = "/reports", tag = "reports", params(ListParams),
+    responses((status = 200, body = ReportList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    Q(params): Q<ListParams>,
+) -> Result<Json<ReportList>, ApiError> {
+    let limit = page_limit(params.limit, 100)?;
+    let mut s = stmt(
+        &format!("SELECT {COLUMNS} FROM reports WHERE 1 = 1"),
+        vec![],
+    );
+    tenant_clause(&auth, "tenant_id", &mut s);
+    if let Some(c) = &params.cursor {
+        let c = decode_cursor(c, 2)?;
+        let bad = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave");
+        let id = Uuid::parse_str(&c[1]).map_err(|_| bad())?;
+        let at = chrono::DateTime::parse_from_rfc3339(&c[0])
+            .map_err(|_| bad())?
+            .with_timezone(&Utc);
+        s.sql(" AND (created_at < ");
+        s.bind(Param::DateTime(at));
+        s.sql(" OR (created_at = ");
+        s.bind(Param::DateTime(at));
+        s.sql(" AND id < ");
+        s.bind(Param::Uuid(id));
+        s.sql("))");
+    }
+    s.sql(" ORDER BY created_at DESC, id DESC LIMIT ");
+    s.bind(Param::Int(limit + 1));
+    let mut rows = fetch_all(&state.db, &s).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| {
+            encode_cursor(&[
+                &r.text("created_at").unwrap_or_default(),
+                &r.text("id").unwrap_or_default(),
+            ])
+        })
+    } else {
+        None
+    };
+    Ok(Json(ReportList {
+        data: rows.iter().map(info).collect(),
+        next_cursor,
+    }))
+}
+
+async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
+    let uuid = Uuid::parse_str(id).map_err(|_| ApiError::not_found("report", id))?;
+    let mut s = stmt(
+        &format!("SELECT {COLUMNS} FROM reports WHERE id = ?"),
+        vec![Param::Uuid(uuid)],
+    );
+    tenant_clause(auth, "tenant_id", &mut s);
+    fetch_one(&state.db, &s)
+        .await?
+        .ok_or_else(|| ApiError::not_found("report", id))
+}
+
+/// Get a report's details.
+#[utoipa::path(get, path = "/reports/{id}", tag = "reports",
+    params(("id" = String, Path, description = "The report's uuid")),
+    responses((status = 200, body = ReportInfo), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_report(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    P(id): P<String>,
+) -> Result<Json<ReportInfo>, ApiError> {
+    Ok(Json(info(&find(&state, &auth, &id).await?)))
+}
+
+/// Get a download URL for a report; it expires.
+#[utoipa::path(get, path = "/reports/{id}/download", tag = "reports",
+    params(("id" = String, Path, description = "The report's uuid")),
+    responses((status = 200, body = DownloadLink), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn download(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    headers: HeaderMap,
+    P(id): P<String>,
+) -> Result<Json<DownloadLink>, ApiError> {
+    let row = find(&state, &auth, &id).await?;
+    let now = Utc::now();
+    if row.time("expires_at").is_some_and(|t| t <= now) {
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "expired",
+            "the report has expired and is no longer kept",
+        ));
+    }
+    let ttl = chrono::Duration::from_std(state.config.download_ttl).unwrap_or_default();
+    let mut expires_at = now + ttl;
+    if let Some(end) = row.time("expires_at") {
+        expires_at = expires_at.min(end);
+    }
+    let expires = expires_at.timestamp();
+    let report_id = row.text("id").unwrap_or_default();
+    let base = match &state.config.public_url {
+        Some(url) => url.clone(),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}")
+        }
+    };
+    Ok(Json(DownloadLink {
+        download_url: format!(
+            "{base}/files/reports/{report_id}?expires={expires}&signature={}",
+            sign(&state.signing_key, &report_id, expires)
+        ),
+        expires_at: crate::store::sql::datetime_text(
+            &chrono::DateTime::from_timestamp(expires, 0).unwrap_or(expires_at),
+        ),
+    }))
+}
+
+fn forbidden(code: &'static str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, code, message)
+}
+
+/// The file behind a signed download link.
+#[utoipa::path(get, path = "/files/reports/{id}", tag = "reports",
+    params(("id" = String, Path, description = "The report's uuid"), FileParams),
+    responses((status = 200, description = "The report file", content_type = "application/octet-stream"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn file(
+    State(state): State<Arc<ApiState>>,
+    P(id): P<String>,
+    Q(params): Q<FileParams>,
+) -> Result<Response, ApiError> {
+    let (Some(expires), Some(signature)) = (params.expires, params.signature.as_deref()) else {
+        return Err(forbidden("bad_signature", "the link is incomplete"));
+    };
+    if !verify(&state.signing_key, &id, expires, signature) {
+        return Err(forbidden(
+            "bad_signature",
+            "the link's signature does not match",
+        ));
+    }
+    if Utc::now().timestamp() >= expires {
+        return Err(forbidden(
+            "link_expired",
+            "the download link has expired; ask for a new one",
+        ));
+    }
+    let uuid = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("report", &id))?;
+    let row = fetch_one(
+        &state.db,
+        &stmt(
+            &format!("SELECT {COLUMNS} FROM reports WHERE id = ?"),
+            vec![Param::Uuid(uuid)],
+        ),
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("report", &id))?;
+    let path = row.text("path").unwrap_or_default();
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|_| ApiError::not_found("report file", &id))?;
+    let format = row.text("format").unwrap_or_default();
+    let content_type = match format.as_str() {
+        "pdf" => "application/pdf",
+        "csv" => "text/csv; charset=utf-8",
+        "html" => "text/html; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    let name = row
+        .text("name")
+        .unwrap_or_else(|| format!("report.{format}"))
+        .replace(['"', '\\', '\r', '\n'], "_");
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}

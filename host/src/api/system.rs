@@ -1,0 +1,584 @@
+//! Queue status, alerts, outbox, Prometheus metrics, health, OpenAPI and the JSON answers for
+//! unknown routes.
+
+use super::auth::Auth;
+use super::error::{ApiError, ErrorBody, Q};
+use super::jobs::{decode_cursor, encode_cursor, page_limit, tenant_clause};
+use super::ApiState;
+use crate::store::rows::{fetch_all, JsonRow, RowExt};
+use crate::store::sql::{stmt, Param};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueStatus {
+    pub name: String,
+    /// Runnable now.
+    pub pending: u64,
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Waiting for their time: a later fire, or a retry's delay.
+    pub scheduled: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkerStatus {
+    pub total: u64,
+    pub active: u64,
+    pub idle: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuesStatus {
+    pub queues: Vec<QueueStatus>,
+    pub workers: WorkerStatus,
+}
+
+/// Queue statistics: tasks per state of each queue (a tenant's token counts its own tasks),
+/// and the worker slots.
+#[utoipa::path(get, path = "/queues/status", tag = "queues",
+    responses((status = 200, body = QueuesStatus), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn queues_status(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+) -> Result<Json<QueuesStatus>, ApiError> {
+    let counts = state.queue.counts(Utc::now(), auth.scope()).await?;
+    let (total, active) = state.pool.utilisation();
+    Ok(Json(QueuesStatus {
+        queues: counts
+            .into_iter()
+            .map(|(name, c)| QueueStatus {
+                name,
+                pending: c.pending,
+                active: c.active,
+                completed: c.completed,
+                failed: c.failed,
+                scheduled: c.scheduled,
+            })
+            .collect(),
+        workers: WorkerStatus {
+            total: total as u64,
+            active: active as u64,
+            idle: total.saturating_sub(active) as u64,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertInfo {
+    pub id: String,
+    /// `job_failed`, `queue_backlog`, `long_running` or `worker_starvation`.
+    pub kind: String,
+    /// What it is about: a job, a queue, an execution, or `workers`.
+    pub subject: String,
+    pub message: String,
+    /// `active` or `resolved`.
+    pub status: String,
+    /// Null for host-wide alerts (only the admin sees those).
+    pub tenant: Option<String>,
+    /// `slack`, `outbox`, or why delivery failed.
+    pub delivery: Option<String>,
+    pub started_at: String,
+    pub last_seen_at: String,
+    pub resolved_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    pub data: Vec<AlertInfo>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AlertParams {
+    /// `active` (default), `resolved` or `all`.
+    pub status: Option<String>,
+    /// At most this many (1–500, default 100).
+    pub limit: Option<i64>,
+    /// From a previous page's `next_cursor`.
+    pub cursor: Option<String>,
+}
+
+fn keyset(
+    s: &mut crate::store::sql::Stmt,
+    column: &str,
+    cursor: Option<&str>,
+) -> Result<(), ApiError> {
+    if let Some(c) = cursor {
+        let c = decode_cursor(c, 2)?;
+        let bad = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave");
+        let at = chrono::DateTime::parse_from_rfc3339(&c[0])
+            .map_err(|_| bad())?
+            .with_timezone(&Utc);
+        Uuid::parse_str(&c[1]).map_err(|_| bad())?;
+        s.sql(format!(" AND ({column} < "));
+        s.bind(Param::DateTime(at));
+        s.sql(format!(" OR ({column} = "));
+        s.bind(Param::DateTime(at));
+        s.sql(" AND id < ");
+        s.bind(Param::Text(c[1].clone()));
+        s.sql("))");
+    }
+    Ok(())
+}
+
+fn next_page(rows: &mut Vec<JsonRow>, limit: i64, column: &str) -> Option<String> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| {
+            encode_cursor(&[
+                &r.text(column).unwrap_or_default(),
+                &r.text("id").unwrap_or_default(),
+            ])
+        })
+    } else {
+        None
+    }
+}
+
+/// The host's alerts (3+ consecutive failures, backlog, long running, no idle worker).
+#[utoipa::path(get, path = "/alerts", tag = "monitoring", params(AlertParams),
+    responses((status = 200, body = AlertList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn alerts(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    Q(params): Q<AlertParams>,
+) -> Result<Json<AlertList>, ApiError> {
+    let limit = page_limit(params.limit, 100)?;
+    let mut s = stmt(
+        "SELECT id, tenant_id, kind, subject, message, status, delivery, started_at, \
+         last_seen_at, resolved_at FROM alerts WHERE 1 = 1",
+        vec![],
+    );
+    match params.status.as_deref().unwrap_or("active") {
+        "all" => {}
+        status @ ("active" | "resolved") => {
+            s.sql(" AND status = ");
+            s.bind(Param::Text(status.into()));
+        }
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("status `{other}`: expected active, resolved or all"),
+            ))
+        }
+    }
+    tenant_clause(&auth, "tenant_id", &mut s);
+    keyset(&mut s, "started_at", params.cursor.as_deref())?;
+    s.sql(" ORDER BY started_at DESC, id DESC LIMIT ");
+    s.bind(Param::Int(limit + 1));
+    let mut rows = fetch_all(&state.db, &s).await?;
+    let next_cursor = next_page(&mut rows, limit, "started_at");
+    Ok(Json(AlertList {
+        data: rows
+            .iter()
+            .map(|r| AlertInfo {
+                id: r.text("id").unwrap_or_default(),
+                kind: r.text("kind").unwrap_or_default(),
+                subject: r.text("subject").unwrap_or_default(),
+                message: r.text("message").unwrap_or_default(),
+                status: r.text("status").unwrap_or_default(),
+                tenant: r.text("tenant_id"),
+                delivery: r.text("delivery"),
+                started_at: r.text("started_at").unwrap_or_default(),
+                last_seen_at: r.text("last_seen_at").unwrap_or_default(),
+                resolved_at: r.text("resolved_at"),
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub tenant: String,
+    pub job: Option<String>,
+    pub execution_id: Option<String>,
+    /// `email` or `slack`.
+    pub kind: String,
+    /// Email: the recipients (a JSON array); Slack: the channel.
+    pub recipient: Value,
+    pub subject: Option<String>,
+    pub body: String,
+    /// `[{id, name}]` of attached reports.
+    pub attachments: Value,
+    /// `held`.
+    pub status: String,
+    /// Why it is held.
+    pub reason: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutboxList {
+    pub data: Vec<OutboxMessage>,
+    pub next_cursor: Option<String>,
+}
+
+/// Mail and Slack messages held because no SMTP server or Slack webhook is configured.
+#[utoipa::path(get, path = "/outbox", tag = "monitoring", params(super::jobs::ListParams),
+    responses((status = 200, body = OutboxList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn outbox(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+    Q(params): Q<super::jobs::ListParams>,
+) -> Result<Json<OutboxList>, ApiError> {
+    let limit = page_limit(params.limit, 100)?;
+    let mut s = stmt(
+        "SELECT id, tenant_id, job, execution_id, kind, recipient, subject, body, attachments, \
+         status, reason, created_at FROM outbox WHERE 1 = 1",
+        vec![],
+    );
+    tenant_clause(&auth, "tenant_id", &mut s);
+    keyset(&mut s, "created_at", params.cursor.as_deref())?;
+    s.sql(" ORDER BY created_at DESC, id DESC LIMIT ");
+    s.bind(Param::Int(limit + 1));
+    let mut rows = fetch_all(&state.db, &s).await?;
+    let next_cursor = next_page(&mut rows, limit, "created_at");
+    Ok(Json(OutboxList {
+        data: rows
+            .iter()
+            .map(|r| OutboxMessage {
+                id: r.text("id").unwrap_or_default(),
+                tenant: r.text("tenant_id").unwrap_or_default(),
+                job: r.text("job"),
+                execution_id: r.text("execution_id"),
+                kind: r.text("kind").unwrap_or_default(),
+                recipient: r
+                    .json("recipient")
+                    .filter(Value::is_array)
+                    .unwrap_or_else(|| Value::String(r.text("recipient").unwrap_or_default())),
+                subject: r.text("subject"),
+                body: r.text("body").unwrap_or_default(),
+                attachments: r.json("attachments").unwrap_or(Value::Array(vec![])),
+                status: r.text("status").unwrap_or_default(),
+                reason: r.text("reason"),
+                created_at: r.text("created_at").unwrap_or_default(),
+            })
+            .collect(),
+        next_cursor,
+    }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/// Requests answered by this process, by method and status.
+#[derive(Default)]
+pub(crate) struct HttpMetrics(Mutex<BTreeMap<(String, u16), u64>>);
+
+pub(super) async fn count_requests(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().as_str().to_string();
+    let response = next.run(req).await;
+    let status = response.status().as_u16();
+    *state
+        .metrics
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry((method, status))
+        .or_default() += 1;
+    response
+}
+
+/// Duration buckets of the execution histogram, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus metrics: executions by job/status/queue, the duration histogram, retries, queue
+/// depth, worker utilisation, active alerts, HTTP requests. Counted from the database, so every
+/// process of a deployment reports the same totals (admin token).
+#[utoipa::path(get, path = "/metrics", tag = "monitoring",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn metrics(
+    State(state): State<Arc<ApiState>>,
+    auth: Auth,
+) -> Result<Response, ApiError> {
+    if !auth.is_admin() {
+        return Err(ApiError::not_found("route", "/metrics"));
+    }
+    let db = &state.db;
+    let mut out = String::new();
+
+    out.push_str("# HELP job_executions_total Executions by job, final status and queue.\n");
+    out.push_str("# TYPE job_executions_total counter\n");
+    let rows = fetch_all(
+        db,
+        &stmt(
+            "SELECT job_name, status, queue, COUNT(*) AS n FROM job_executions \
+             GROUP BY job_name, status, queue ORDER BY job_name, status, queue",
+            vec![],
+        ),
+    )
+    .await?;
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "job_executions_total{{job=\"{}\",status=\"{}\",queue=\"{}\"}} {}",
+            label(&r.text("job_name").unwrap_or_default()),
+            label(&r.text("status").unwrap_or_default()),
+            label(&r.text("queue").unwrap_or_default()),
+            r.int("n").unwrap_or(0)
+        );
+    }
+
+    out.push_str(
+        "# HELP job_execution_duration_seconds Wall time of finished executions, by job and job type.\n",
+    );
+    out.push_str("# TYPE job_execution_duration_seconds histogram\n");
+    let mut sql = String::from("SELECT e.job_name, MAX(j.job_type) AS job_type");
+    for (i, b) in BUCKETS.iter().enumerate() {
+        let ms = (b * 1000.0) as i64;
+        let _ = write!(
+            sql,
+            ", SUM(CASE WHEN e.duration_ms <= {ms} THEN 1 ELSE 0 END) AS b{i}"
+        );
+    }
+    sql.push_str(
+        ", COUNT(*) AS n, SUM(e.duration_ms) AS total FROM job_executions e \
+         LEFT JOIN jobs j ON j.id = e.job_id WHERE e.duration_ms IS NOT NULL \
+         AND e.started_at IS NOT NULL GROUP BY e.job_name ORDER BY e.job_name",
+    );
+    for r in fetch_all(db, &stmt(&sql, vec![])).await? {
+        let job = label(&r.text("job_name").unwrap_or_default());
+        let kind = label(&r.text("job_type").unwrap_or_default());
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "job_execution_duration_seconds_bucket{{job=\"{job}\",job_type=\"{kind}\",le=\"{b}\"}} {}",
+                r.int(&format!("b{i}")).unwrap_or(0)
+            );
+        }
+        let n = r.int("n").unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "job_execution_duration_seconds_bucket{{job=\"{job}\",job_type=\"{kind}\",le=\"+Inf\"}} {n}"
+        );
+        let total = r.int("total").unwrap_or(0) as f64 / 1000.0;
+        let _ = writeln!(
+            out,
+            "job_execution_duration_seconds_sum{{job=\"{job}\",job_type=\"{kind}\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "job_execution_duration_seconds_count{{job=\"{job}\",job_type=\"{kind}\"}} {n}"
+        );
+    }
+
+    out.push_str("# HELP job_retries_total Retry attempts (attempts after the first), by job.\n");
+    out.push_str("# TYPE job_retries_total counter\n");
+    for r in fetch_all(
+        db,
+        &stmt(
+            "SELECT job_name, SUM(attempt - 1) AS n FROM job_executions WHERE attempt > 1 \
+             GROUP BY job_name ORDER BY job_name",
+            vec![],
+        ),
+    )
+    .await?
+    {
+        let _ = writeln!(
+            out,
+            "job_retries_total{{job=\"{}\"}} {}",
+            label(&r.text("job_name").unwrap_or_default()),
+            r.int("n").unwrap_or(0)
+        );
+    }
+
+    out.push_str("# HELP queue_depth Tasks per queue and state.\n");
+    out.push_str("# TYPE queue_depth gauge\n");
+    for (queue, c) in state.queue.counts(Utc::now(), None).await? {
+        let q = label(&queue);
+        for (st, n) in [
+            ("pending", c.pending),
+            ("scheduled", c.scheduled),
+            ("active", c.active),
+        ] {
+            let _ = writeln!(out, "queue_depth{{queue=\"{q}\",state=\"{st}\"}} {n}");
+        }
+    }
+
+    let (total, active) = state.pool.utilisation();
+    out.push_str(
+        "# HELP workers_total Worker slots of this process.\n# TYPE workers_total gauge\n",
+    );
+    let _ = writeln!(out, "workers_total {total}");
+    out.push_str(
+        "# HELP workers_active Worker slots running an execution.\n# TYPE workers_active gauge\n",
+    );
+    let _ = writeln!(out, "workers_active {active}");
+    out.push_str("# HELP workers_idle Worker slots free.\n# TYPE workers_idle gauge\n");
+    let _ = writeln!(out, "workers_idle {}", total.saturating_sub(active));
+    out.push_str(
+        "# HELP worker_utilization Busy slots / all slots.\n# TYPE worker_utilization gauge\n",
+    );
+    let _ = writeln!(
+        out,
+        "worker_utilization {}",
+        if total == 0 {
+            0.0
+        } else {
+            active as f64 / total as f64
+        }
+    );
+
+    out.push_str("# HELP alerts_active Active alerts by kind.\n# TYPE alerts_active gauge\n");
+    for r in fetch_all(
+        db,
+        &stmt(
+            "SELECT kind, COUNT(*) AS n FROM alerts WHERE status = 'active' GROUP BY kind \
+             ORDER BY kind",
+            vec![],
+        ),
+    )
+    .await?
+    {
+        let _ = writeln!(
+            out,
+            "alerts_active{{kind=\"{}\"}} {}",
+            label(&r.text("kind").unwrap_or_default()),
+            r.int("n").unwrap_or(0)
+        );
+    }
+
+    out.push_str("# HELP http_requests_total Requests answered by this process.\n");
+    out.push_str("# TYPE http_requests_total counter\n");
+    let requests: Vec<((String, u16), u64)> = state
+        .metrics
+        .0
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    for ((method, status), n) in requests {
+        let _ = writeln!(
+            out,
+            "http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
+        );
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `ready`.
+    pub status: String,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "monitoring",
+    responses((status = 200, body = Health)))]
+pub(super) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// The process can reach its database.
+#[utoipa::path(get, path = "/readyz", tag = "monitoring",
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+pub(super) async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Health>, ApiError> {
+    let ok = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        fetch_all(&state.db, &stmt("SELECT 1 AS one", vec![])),
+    )
+    .await;
+    match ok {
+        Ok(Ok(_)) => Ok(Json(Health {
+            status: "ready".into(),
+        })),
+        _ => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database does not answer",
+        )),
+    }
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+pub(super) async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "CodeAI Jobs", description = "Scheduled jobs compiled to WebAssembly: jobs, executions, reports, queues."),
+    paths(
+        super::jobs::list, super::jobs::get_job, super::jobs::run, super::jobs::pause,
+        super::jobs::resume, super::jobs::schedule, super::upload::upload,
+        super::upload::delete_job, super::executions::list, super::executions::get_execution,
+        super::executions::cancel, super::executions::retry, super::reports::list,
+        super::reports::get_report, super::reports::download, super::reports::file,
+        queues_status, alerts, outbox, metrics, healthz, readyz,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub(super) struct ApiDoc;
+
+/// The OpenAPI document.
+pub(super) async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| super::openapi().to_pretty_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response()
+}

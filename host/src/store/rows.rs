@@ -1,0 +1,166 @@
+//! Rows as JSON objects, the same on both databases: what the HTTP API reads.
+//!
+//! Each column is decoded by its database type: integers and floats as numbers, booleans
+//! (PostgreSQL `BOOLEAN`) as `true`/`false`, timestamps as RFC 3339 UTC text with microseconds
+//! (PostgreSQL `TIMESTAMPTZ`; SQLite stores that text already), UUIDs as hyphenated text, JSON as
+//! JSON, everything else as text.
+
+use super::sql::{datetime_text, pg_builder, sqlite_builder, Stmt};
+use super::Database;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Number, Value};
+use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
+
+/// One row: column name → value.
+pub type JsonRow = Map<String, Value>;
+
+/// Every row of a statement.
+pub(crate) async fn fetch_all(db: &Database, s: &Stmt) -> Result<Vec<JsonRow>, sqlx::Error> {
+    match db {
+        Database::Sqlite(pool) => {
+            let rows = sqlite_builder(s).build().fetch_all(pool).await?;
+            rows.iter().map(sqlite_row).collect()
+        }
+        Database::Postgres(pool) => {
+            let rows = pg_builder(s).build().fetch_all(pool).await?;
+            rows.iter().map(pg_row).collect()
+        }
+    }
+}
+
+/// The first row of a statement, if any.
+pub(crate) async fn fetch_one(db: &Database, s: &Stmt) -> Result<Option<JsonRow>, sqlx::Error> {
+    match db {
+        Database::Sqlite(pool) => sqlite_builder(s)
+            .build()
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(sqlite_row)
+            .transpose(),
+        Database::Postgres(pool) => pg_builder(s)
+            .build()
+            .fetch_optional(pool)
+            .await?
+            .as_ref()
+            .map(pg_row)
+            .transpose(),
+    }
+}
+
+/// Runs a statement; returns the rows it changed.
+pub(crate) async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error> {
+    Ok(match db {
+        Database::Sqlite(pool) => sqlite_builder(s)
+            .build()
+            .execute(pool)
+            .await?
+            .rows_affected(),
+        Database::Postgres(pool) => pg_builder(s).build().execute(pool).await?.rows_affected(),
+    })
+}
+
+fn float(v: f64) -> Value {
+    Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<JsonRow, sqlx::Error> {
+    let mut out = Map::new();
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        let value = if raw.is_null() {
+            Value::Null
+        } else {
+            // SQLite is dynamically typed: the value's own type decides.
+            match raw.type_info().name() {
+                "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i)?),
+                "REAL" | "FLOAT" | "DOUBLE" => float(row.try_get::<f64, _>(i)?),
+                "BLOB" => Value::String(format!("<{} bytes>", row.try_get::<Vec<u8>, _>(i)?.len())),
+                _ => Value::String(row.try_get::<String, _>(i)?),
+            }
+        };
+        out.insert(col.name().to_string(), value);
+    }
+    Ok(out)
+}
+
+fn pg_row(row: &sqlx::postgres::PgRow) -> Result<JsonRow, sqlx::Error> {
+    let mut out = Map::new();
+    for (i, col) in row.columns().iter().enumerate() {
+        let raw = row.try_get_raw(i)?;
+        let value = if raw.is_null() {
+            Value::Null
+        } else {
+            match col.type_info().name() {
+                "INT8" => Value::from(row.try_get::<i64, _>(i)?),
+                "INT4" => Value::from(row.try_get::<i32, _>(i)?),
+                "INT2" => Value::from(row.try_get::<i16, _>(i)?),
+                "FLOAT8" => float(row.try_get::<f64, _>(i)?),
+                "FLOAT4" => float(f64::from(row.try_get::<f32, _>(i)?)),
+                "NUMERIC" => Value::String(row.try_get::<String, _>(i).unwrap_or_default()),
+                "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
+                "TIMESTAMPTZ" => Value::String(datetime_text(&row.try_get::<DateTime<Utc>, _>(i)?)),
+                "UUID" => Value::String(row.try_get::<uuid::Uuid, _>(i)?.hyphenated().to_string()),
+                "JSON" | "JSONB" => row.try_get::<sqlx::types::Json<Value>, _>(i)?.0,
+                "BYTEA" => {
+                    Value::String(format!("<{} bytes>", row.try_get::<Vec<u8>, _>(i)?.len()))
+                }
+                _ => Value::String(row.try_get::<String, _>(i)?),
+            }
+        };
+        out.insert(col.name().to_string(), value);
+    }
+    Ok(out)
+}
+
+/// Typed access to a [`JsonRow`]'s columns.
+pub trait RowExt {
+    fn text(&self, col: &str) -> Option<String>;
+    fn int(&self, col: &str) -> Option<i64>;
+    /// A boolean column (SQLite stores 0/1).
+    fn flag(&self, col: &str) -> bool;
+    /// A column holding JSON text (SQLite) or JSON (PostgreSQL), parsed.
+    fn json(&self, col: &str) -> Option<Value>;
+    fn time(&self, col: &str) -> Option<DateTime<Utc>>;
+}
+
+impl RowExt for JsonRow {
+    fn text(&self, col: &str) -> Option<String> {
+        match self.get(col)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    fn int(&self, col: &str) -> Option<i64> {
+        match self.get(col)? {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => s.parse().ok(),
+            Value::Bool(b) => Some(i64::from(*b)),
+            _ => None,
+        }
+    }
+
+    fn flag(&self, col: &str) -> bool {
+        match self.get(col) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(n)) => n.as_i64().unwrap_or(0) != 0,
+            _ => false,
+        }
+    }
+
+    fn json(&self, col: &str) -> Option<Value> {
+        match self.get(col)? {
+            Value::String(s) => serde_json::from_str(s).ok(),
+            Value::Null => None,
+            other => Some(other.clone()),
+        }
+    }
+
+    fn time(&self, col: &str) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(&self.text(col)?)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}

@@ -1,0 +1,1058 @@
+//! The HTTP API against a whole in-process host (store, scheduler, workers, API on a loopback
+//! port): the spec's requests and their shapes, tenants kept apart, uploads and their
+//! refusals, signed report links, alerts, OpenAPI and metrics.
+
+#[macro_use]
+mod common;
+
+use chrono::{DateTime, Timelike, Utc};
+use codeai_host::alerts::AlertConfig;
+use codeai_host::api::ApiConfig;
+use codeai_host::app::{Host, HostConfig};
+use codeai_host::caps::platform::PlatformConfig;
+use codeai_host::queue::QueueConfig;
+use codeai_host::runtime::RuntimeConfig;
+use codeai_host::scheduler::MisfirePolicy;
+use codeai_host::store::{demo, tenants, Database};
+use codeai_host::worker::PoolConfig;
+use common::{run_postgres, run_sqlite};
+use serde_json::{json, Value};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+const ADMIN: &str = "test-admin-token";
+
+/// The example's ten components, compiled once.
+fn example() -> &'static Vec<(String, Vec<u8>)> {
+    static EXAMPLE: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
+    EXAMPLE.get_or_init(|| {
+        let (artifacts, _) =
+            codeai_dsl::compile("scheduled-jobs.codeai", demo::EXAMPLE_SOURCE).unwrap();
+        artifacts
+            .into_iter()
+            .map(|a| (a.file_name, a.bytes))
+            .collect()
+    })
+}
+
+struct TestHost {
+    host: Option<Host>,
+    base: String,
+    http: reqwest::Client,
+    dir: std::path::PathBuf,
+}
+
+impl TestHost {
+    async fn start(db: Database, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
+        let dir = std::env::temp_dir().join(common::unique("codeai_api"));
+        let mut config = HostConfig {
+            runtime: RuntimeConfig {
+                // Shared by the tests: compiled once per component (content-addressed).
+                cache_dir: std::env::temp_dir().join("codeai_api_test_cache"),
+                pool_size: 8,
+                ..RuntimeConfig::default()
+            },
+            platform: PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+            queue: QueueConfig::default(),
+            pool: PoolConfig {
+                slots: 4,
+                poll: Duration::from_millis(10),
+                grace: Duration::from_millis(500),
+                ..PoolConfig::default()
+            },
+            misfire: MisfirePolicy::RunOnce,
+            api: ApiConfig {
+                admin_token_hash: Some(tenants::token_hash(ADMIN)),
+                ..ApiConfig::default()
+            },
+            alerts: AlertConfig {
+                every: Duration::from_secs(3600),
+                ..AlertConfig::default()
+            },
+            reap_every: Duration::from_millis(200),
+        };
+        tweak(&mut config);
+        let mut host = Host::new(db, config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        host.start();
+        host.serve(listener);
+        TestHost {
+            host: Some(host),
+            base,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    fn host(&self) -> &Host {
+        self.host.as_ref().unwrap()
+    }
+
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{path}: not JSON ({status}): {text}"))
+        };
+        (status, value)
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.call(Some(token), reqwest::Method::GET, path, None)
+            .await
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(Some(token), reqwest::Method::POST, path, body)
+            .await
+    }
+
+    /// Waits until the execution's status is final; returns its detail.
+    async fn wait_final(&self, token: &str, id: &str) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, exec) = self.get(token, &format!("/executions/{id}")).await;
+            assert_eq!(status, 200, "{exec}");
+            let s = exec["status"].as_str().unwrap_or_default().to_string();
+            if !["pending", "running", "retrying"].contains(&s.as_str()) {
+                return exec;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "execution {id} still {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(host) = self.host.take() {
+            host.shutdown().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], want_code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+async fn seed_demo(db: &Database, tenant: &str) {
+    let data = codeai_host::caps::data::DataCapability::new(
+        db.clone(),
+        &demo::example_entities(),
+        tenant.to_string(),
+    )
+    .unwrap();
+    codeai_host::store::entities::create_entity_tables(db, &demo::example_entities())
+        .await
+        .unwrap();
+    demo::seed(&data, Utc::now(), chrono_tz::America::New_York)
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The spec's requests
+// ---------------------------------------------------------------------------------------------
+
+async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
+    let t = TestHost::start(db.clone(), |_| {}).await;
+    t.host().register("default", example()).await.unwrap();
+    seed_demo(&db, "default").await;
+
+    // List all jobs.
+    let (status, jobs) = t.get(ADMIN, "/jobs").await;
+    assert_eq!(status, 200, "{jobs}");
+    let data = jobs["data"].as_array().unwrap();
+    assert_eq!(data.len(), 10, "{jobs}");
+    for job in data {
+        for key in [
+            "id",
+            "name",
+            "job_type",
+            "cron_expression",
+            "is_enabled",
+            "next_run_at",
+            "last_run_status",
+        ] {
+            assert!(job.get(key).is_some(), "{key} missing in {job}");
+        }
+    }
+    let daily = data
+        .iter()
+        .find(|j| j["name"] == "DailySalesReport")
+        .unwrap();
+    assert_eq!(daily["cron_expression"], "0 6 * * *");
+    assert_eq!(daily["job_type"], "report");
+    assert_eq!(daily["is_enabled"], true);
+    let webhooks = data
+        .iter()
+        .find(|j| j["name"] == "ProcessPendingWebhooks")
+        .unwrap();
+    assert_eq!(webhooks["cron_expression"], Value::Null);
+    assert_eq!(webhooks["schedule"]["every_ms"], 300_000);
+
+    // Get job details, by uuid and by name.
+    let id = daily["id"].as_str().unwrap().to_string();
+    let (status, by_id) = t.get(ADMIN, &format!("/jobs/{id}")).await;
+    assert_eq!(status, 200);
+    let (_, by_name) = t.get(ADMIN, "/jobs/DailySalesReport").await;
+    assert_eq!(by_id["id"], by_name["id"]);
+    assert_eq!(by_id["versions"][0]["version"], 1);
+
+    // Manually trigger a job.
+    let (status, run) = t
+        .post(
+            ADMIN,
+            &format!("/jobs/{id}/run"),
+            Some(json!({"input": {"start_date": "2026-01-01", "end_date": "2026-01-12"}})),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    assert_eq!(run["job_id"], id.as_str());
+    assert_eq!(run["status"], "pending");
+    assert_eq!(run["id"], run["execution_id"]);
+    assert!(DateTime::parse_from_rfc3339(run["scheduled_at"].as_str().unwrap()).is_ok());
+    let exec_id = run["id"].as_str().unwrap().to_string();
+    let exec = t.wait_final(ADMIN, &exec_id).await;
+    assert_eq!(exec["status"], "completed", "{exec}");
+    assert_eq!(exec["job_name"], "DailySalesReport");
+    assert_eq!(exec["trigger"], "manual");
+    assert_eq!(exec["input"]["start_date"], "2026-01-01");
+    assert_eq!(exec["attempts"].as_array().unwrap().len(), 1);
+    assert!(exec["fuel_used"].as_i64().unwrap() > 0, "{exec}");
+    assert!(exec["duration_ms"].as_i64().is_some());
+    let calls = exec["calls"].as_array().unwrap();
+    assert!(
+        calls.iter().any(|c| c.to_string().contains("report")),
+        "{calls:?}"
+    );
+
+    // The job now shows its last run.
+    let (_, daily) = t.get(ADMIN, "/jobs/DailySalesReport").await;
+    assert_eq!(daily["last_run_status"], "completed");
+    assert_eq!(daily["stats"]["completed"], 1);
+
+    // Pause and resume.
+    let (status, paused) = t.post(ADMIN, "/jobs/DailySalesReport/pause", None).await;
+    assert_eq!(status, 200, "{paused}");
+    assert_eq!(paused["is_enabled"], false);
+    assert!(!t.host().scheduler.job(&id).unwrap().enabled);
+    let (status, resumed) = t.post(ADMIN, "/jobs/DailySalesReport/resume", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(resumed["is_enabled"], true);
+    let next: DateTime<Utc> = resumed["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert!(next > Utc::now());
+
+    // Update the schedule: 07:00 in Los Angeles.
+    let (status, moved) = t
+        .call(
+            Some(ADMIN),
+            reqwest::Method::PUT,
+            "/jobs/DailySalesReport/schedule",
+            Some(json!({"cron_expression": "0 7 * * *", "timezone": "America/Los_Angeles"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["cron_expression"], "0 7 * * *");
+    assert_eq!(moved["timezone"], "America/Los_Angeles");
+    let next: DateTime<Utc> = moved["next_run_at"].as_str().unwrap().parse().unwrap();
+    let local = next.with_timezone(&chrono_tz::America::Los_Angeles);
+    assert_eq!((local.hour(), local.minute()), (7, 0));
+    let (status, bad) = t
+        .call(
+            Some(ADMIN),
+            reqwest::Method::PUT,
+            "/jobs/DailySalesReport/schedule",
+            Some(json!({"cron_expression": "61 * * * *"})),
+        )
+        .await;
+    assert_error(status, &bad, 422, "invalid_schedule");
+    let (status, bad) = t
+        .call(
+            Some(ADMIN),
+            reqwest::Method::PUT,
+            "/jobs/DailySalesReport/schedule",
+            Some(json!({"cron_expression": "0 7 * * *", "timezone": "Mars/Olympus"})),
+        )
+        .await;
+    assert_error(status, &bad, 422, "invalid_schedule");
+
+    // Queue status.
+    let (status, queues) = t.get(ADMIN, "/queues/status").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["name"].as_str().unwrap())
+        .collect();
+    for q in ["critical", "default", "low"] {
+        assert!(names.contains(&q), "{queues}");
+    }
+    for q in queues["queues"].as_array().unwrap() {
+        for key in ["pending", "active", "completed", "failed", "scheduled"] {
+            assert!(q[key].is_u64(), "{q}");
+        }
+    }
+    let completed: u64 = queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["completed"].as_u64().unwrap())
+        .sum();
+    assert!(completed >= 1);
+    assert_eq!(queues["workers"]["total"], 4);
+    assert_eq!(
+        queues["workers"]["active"].as_u64().unwrap() + queues["workers"]["idle"].as_u64().unwrap(),
+        4
+    );
+
+    // Executions of a job, filtered by status.
+    let (status, list) = t
+        .get(ADMIN, "/jobs/DailySalesReport/executions?status=completed")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["data"][0]["id"], exec_id.as_str());
+    let (_, failed) = t
+        .get(ADMIN, "/jobs/DailySalesReport/executions?status=failed")
+        .await;
+    assert_eq!(failed["data"].as_array().unwrap().len(), 0);
+
+    // Cursor pagination: three runs, pages of two, newest first, nothing twice or lost.
+    let mut ours = Vec::new();
+    for _ in 0..3 {
+        let (_, r) = t
+            .post(ADMIN, "/jobs/CleanupExpiredSessions/run", None)
+            .await;
+        t.wait_final(ADMIN, r["id"].as_str().unwrap()).await;
+        ours.push(r["id"].as_str().unwrap().to_string());
+    }
+    let all: Vec<String> = executions_of(&t, ADMIN, "CleanupExpiredSessions", "")
+        .await
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/jobs/CleanupExpiredSessions/executions?limit=2&cursor={c}"),
+            None => "/jobs/CleanupExpiredSessions/executions?limit=2".to_string(),
+        };
+        let (status, page) = t.get(ADMIN, &path).await;
+        assert_eq!(status, 200, "{page}");
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2);
+        paged.extend(data.iter().map(|e| e["id"].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    ours.reverse();
+    let positions: Vec<usize> = ours
+        .iter()
+        .map(|id| all.iter().position(|x| x == id).unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "not newest first: {all:?}"
+    );
+    let (status, bad) = t
+        .get(ADMIN, "/jobs/CleanupExpiredSessions/executions?cursor=zz")
+        .await;
+    assert_error(status, &bad, 400, "invalid_cursor");
+
+    // Retry and cancel a completed execution: refused with the reason.
+    let (status, body) = t
+        .post(ADMIN, &format!("/executions/{exec_id}/retry"), None)
+        .await;
+    assert_error(status, &body, 409, "not_retryable");
+    let (status, body) = t
+        .post(ADMIN, &format!("/executions/{exec_id}/cancel"), None)
+        .await;
+    assert_error(status, &body, 409, "not_cancellable");
+
+    // Reports and a download URL that serves the PDF without a token.
+    let (status, reports) = t.get(ADMIN, "/reports").await;
+    assert_eq!(status, 200);
+    let report = reports["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["format"] == "pdf")
+        .unwrap_or_else(|| panic!("no PDF report: {reports}"))
+        .clone();
+    let rid = report["id"].as_str().unwrap();
+    let (status, detail) = t.get(ADMIN, &format!("/reports/{rid}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["execution_id"], exec_id.as_str());
+    let (status, link) = t.get(ADMIN, &format!("/reports/{rid}/download")).await;
+    assert_eq!(status, 200, "{link}");
+    let url = link["download_url"].as_str().unwrap();
+    assert!(url.starts_with(&t.base), "{url}");
+    let expires: DateTime<Utc> = link["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(expires > Utc::now() && expires < Utc::now() + chrono::Duration::minutes(16));
+    let file = reqwest::get(url).await.unwrap();
+    assert_eq!(file.status(), 200);
+    assert_eq!(file.headers()["content-type"], "application/pdf");
+    let bytes = file.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF"), "not a PDF");
+    assert_eq!(bytes.len() as i64, report["size"].as_i64().unwrap());
+    // A changed signature or report id is refused.
+    let tampered = url.replace("signature=", "signature=00");
+    assert_eq!(reqwest::get(&tampered).await.unwrap().status(), 403);
+    let other = url.replace(rid, &uuid::Uuid::new_v4().to_string());
+    assert_eq!(reqwest::get(&other).await.unwrap().status(), 403);
+
+    // Errors are JSON with a code.
+    let (status, body) = t.call(None, reqwest::Method::GET, "/jobs", None).await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = t.get("wrong-token", "/jobs").await;
+    assert_error(status, &body, 401, "unauthorized");
+    let (status, body) = t.get(ADMIN, "/jobs/NoSuchJob").await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = t.get(ADMIN, "/executions/not-a-uuid").await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = t.get(ADMIN, "/no/such/route").await;
+    assert_error(status, &body, 404, "not_found");
+    let (status, body) = t
+        .post(
+            ADMIN,
+            "/jobs/DailySalesReport/run",
+            Some(json!({"input": [1, 2]})),
+        )
+        .await;
+    assert_error(status, &body, 422, "invalid_body");
+    let res = t
+        .http
+        .post(format!("{}/jobs/DailySalesReport/run", t.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_body");
+    let (status, body) = t.get(ADMIN, "/jobs?limit=0").await;
+    assert_error(status, &body, 400, "invalid_query");
+
+    // Health, OpenAPI, metrics.
+    assert_eq!(
+        t.call(None, reqwest::Method::GET, "/healthz", None).await.0,
+        200
+    );
+    assert_eq!(
+        t.call(None, reqwest::Method::GET, "/readyz", None).await.0,
+        200
+    );
+    let (status, doc) = t
+        .call(None, reqwest::Method::GET, "/openapi.json", None)
+        .await;
+    assert_eq!(status, 200);
+    for path in [
+        "/jobs",
+        "/jobs/{id}",
+        "/jobs/{id}/run",
+        "/jobs/{id}/pause",
+        "/jobs/{id}/resume",
+        "/jobs/{id}/schedule",
+        "/jobs/{id}/executions",
+        "/executions/{id}",
+        "/executions/{id}/cancel",
+        "/executions/{id}/retry",
+        "/reports",
+        "/reports/{id}",
+        "/reports/{id}/download",
+        "/queues/status",
+        "/alerts",
+        "/outbox",
+        "/metrics",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} not in the OpenAPI document"
+        );
+    }
+    let metrics = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "job_executions_total{job=\"DailySalesReport\",status=\"completed\",queue=\"reports\"} 1"
+        ) || metrics.contains("job_executions_total{job=\"DailySalesReport\",status=\"completed\""),
+        "{metrics}"
+    );
+    assert!(metrics
+        .contains("job_executions_total{job=\"CleanupExpiredSessions\",status=\"completed\""));
+    assert!(metrics.contains("job_execution_duration_seconds_bucket{job=\"DailySalesReport\""));
+    assert!(metrics.contains("queue_depth{queue=\"critical\",state=\"pending\"}"));
+    assert!(metrics.contains("workers_total 4"));
+    t.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenants
+// ---------------------------------------------------------------------------------------------
+
+async fn a_tenant_sees_and_changes_only_its_own(db: Database) {
+    let t = TestHost::start(db.clone(), |_| {}).await;
+    tenants::create_tenant(&db, "acme", None, None, None)
+        .await
+        .unwrap();
+    tenants::create_tenant(&db, "globex", None, None, None)
+        .await
+        .unwrap();
+    let a = tenants::create_token(&db, Some("acme"), false, "test")
+        .await
+        .unwrap();
+    let b = tenants::create_token(&db, Some("globex"), false, "test")
+        .await
+        .unwrap();
+    // Both tenants run the example; only acme has data.
+    t.host().register("acme", example()).await.unwrap();
+    t.host().register("globex", example()).await.unwrap();
+    seed_demo(&db, "acme").await;
+
+    // acme runs a report (an execution and a report file of acme's).
+    let (status, run) = t.post(&a, "/jobs/DailySalesReport/run", None).await;
+    assert_eq!(status, 202, "{run}");
+    let exec_id = run["id"].as_str().unwrap().to_string();
+    assert_eq!(t.wait_final(&a, &exec_id).await["status"], "completed");
+    let (_, reports) = t.get(&a, "/reports").await;
+    let report_id = reports["data"][0]["id"].as_str().unwrap().to_string();
+    let (_, job) = t.get(&a, "/jobs/DailySalesReport").await;
+    let job_id = job["id"].as_str().unwrap().to_string();
+    assert_eq!(job["tenant"], "acme");
+
+    // Lists show only one's own.
+    let (_, b_jobs) = t.get(&b, "/jobs").await;
+    assert_eq!(b_jobs["data"].as_array().unwrap().len(), 10);
+    assert!(b_jobs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|j| j["tenant"] == "globex"));
+    let (_, admin_jobs) = t.get(ADMIN, "/jobs").await;
+    assert_eq!(admin_jobs["data"].as_array().unwrap().len(), 20);
+    let (_, b_reports) = t.get(&b, "/reports").await;
+    assert_eq!(b_reports["data"].as_array().unwrap().len(), 0);
+    let (_, b_queues) = t.get(&b, "/queues/status").await;
+    let b_completed: u64 = b_queues["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["completed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(b_completed, 0, "{b_queues}");
+
+    // Every attempt on acme's objects with globex's token is a 404.
+    use reqwest::Method as M;
+    let attempts: Vec<(M, String, Option<Value>)> = vec![
+        (M::GET, format!("/jobs/{job_id}"), None),
+        (M::POST, format!("/jobs/{job_id}/run"), None),
+        (M::POST, format!("/jobs/{job_id}/pause"), None),
+        (M::POST, format!("/jobs/{job_id}/resume"), None),
+        (
+            M::PUT,
+            format!("/jobs/{job_id}/schedule"),
+            Some(json!({"cron_expression": "0 1 * * *"})),
+        ),
+        (M::GET, format!("/jobs/{job_id}/executions"), None),
+        (M::DELETE, format!("/jobs/{job_id}"), None),
+        (M::GET, format!("/executions/{exec_id}"), None),
+        (M::POST, format!("/executions/{exec_id}/cancel"), None),
+        (M::POST, format!("/executions/{exec_id}/retry"), None),
+        (M::GET, format!("/reports/{report_id}"), None),
+        (M::GET, format!("/reports/{report_id}/download"), None),
+    ];
+    for (method, path, body) in &attempts {
+        let (status, answer) = t.call(Some(&b), method.clone(), path, body.clone()).await;
+        assert_error(status, &answer, 404, "not_found");
+        assert!(
+            !answer.to_string().contains("acme"),
+            "{method} {path} hints at the other tenant: {answer}"
+        );
+    }
+    // Nothing changed.
+    let (_, job_after) = t.get(&a, &format!("/jobs/{job_id}")).await;
+    assert_eq!(job_after["is_enabled"], true);
+    assert_eq!(job_after["cron_expression"], "0 6 * * *");
+    let (_, runs) = t.get(&a, &format!("/jobs/{job_id}/executions")).await;
+    assert_eq!(runs["data"].as_array().unwrap().len(), 1);
+    // The same name resolves to one's own job.
+    let (status, own) = t.get(&b, "/jobs/DailySalesReport").await;
+    assert_eq!(status, 200);
+    assert_eq!(own["tenant"], "globex");
+    assert_ne!(own["id"], job_id.as_str());
+
+    // A job of globex cannot read acme's rows: its cleanup deletes nothing of acme's.
+    let expired = |db: Database| async move {
+        let sql = "SELECT COUNT(*) FROM sessions WHERE tenant_id = 'acme'";
+        match &db {
+            Database::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+            Database::Postgres(p) => sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+        }
+    };
+    let before = expired(db.clone()).await;
+    let (_, run) = t.post(&b, "/jobs/CleanupExpiredSessions/run", None).await;
+    let done = t.wait_final(&b, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(expired(db.clone()).await, before);
+    let (_, run) = t.post(&a, "/jobs/CleanupExpiredSessions/run", None).await;
+    t.wait_final(&a, run["id"].as_str().unwrap()).await;
+    assert_eq!(expired(db.clone()).await, before - 5);
+    t.stop().await;
+}
+
+on_both_databases!(
+    spec_requests_answer_with_the_spec_shapes,
+    a_tenant_sees_and_changes_only_its_own,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Upload
+// ---------------------------------------------------------------------------------------------
+
+const UPLOADED: &str = r#"
+entity Session {
+    table: "sessions"
+    id: uuid primary
+    expires_at: datetime
+}
+
+job Ticker {
+    schedule: every 1s
+    steps {
+        cleanup {
+            action: delete Session where expires_at < now()
+            as: deleted
+        }
+    }
+}
+
+integration Down {
+    base_url: env("DOWN_URL")
+    timeout: 1s
+    ping: GET "/ping" {}
+}
+
+job AlwaysFails {
+    steps { p { call: Down.ping {} } }
+}
+"#;
+
+fn compiled(source: &str, job: &str) -> (Vec<u8>, codeai_ir::Manifest) {
+    let (artifacts, _) = codeai_dsl::compile("uploaded.codeai", source).unwrap();
+    let a = artifacts
+        .into_iter()
+        .find(|a| a.manifest.name == job)
+        .unwrap();
+    (a.bytes, a.manifest)
+}
+
+/// A hand-made component with a manifest section.
+fn component_with(wat: &str, manifest: &[u8]) -> Vec<u8> {
+    let mut bytes = wat::parse_str(wat).unwrap();
+    codeai_dsl::emit::append_custom_section(&mut bytes, codeai_ir::MANIFEST_SECTION, manifest);
+    bytes
+}
+
+async fn upload(t: &TestHost, token: &str, bytes: Vec<u8>, content_type: &str) -> (u16, Value) {
+    let res = t
+        .http
+        .post(format!("{}/jobs", t.base))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap())
+}
+
+async fn executions_of(t: &TestHost, token: &str, job: &str, query: &str) -> Vec<Value> {
+    let (status, list) = t
+        .get(token, &format!("/jobs/{job}/executions?limit=500{query}"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    list["data"].as_array().unwrap().clone()
+}
+
+async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Database) {
+    let t = TestHost::start(db.clone(), |c| c.api.max_upload = 1 << 20).await;
+    tenants::create_tenant(&db, "acme", None, None, None)
+        .await
+        .unwrap();
+    let token = tenants::create_token(&db, Some("acme"), false, "test")
+        .await
+        .unwrap();
+    let (ticker, manifest) = compiled(UPLOADED, "Ticker");
+
+    // Every refusal, with its reason, and nothing registered.
+    let good_manifest = serde_json::to_vec(&manifest).unwrap();
+    let mut wrong_ir = serde_json::to_value(&manifest).unwrap();
+    wrong_ir["ir_version"] = json!(999);
+    let cases: Vec<(&str, Vec<u8>, &str, u16, &str)> = vec![
+        (
+            "not wasm",
+            b"hello, world".to_vec(),
+            "application/wasm",
+            422,
+            "not_a_component",
+        ),
+        (
+            "a core module",
+            wat::parse_str("(module)").unwrap(),
+            "application/wasm",
+            422,
+            "not_a_component",
+        ),
+        (
+            "no manifest",
+            wat::parse_str("(component)").unwrap(),
+            "application/wasm",
+            422,
+            "invalid_manifest",
+        ),
+        (
+            "a manifest that is not JSON",
+            component_with("(component)", b"{not json"),
+            "application/wasm",
+            422,
+            "invalid_manifest",
+        ),
+        (
+            "another IR version",
+            component_with("(component)", &serde_json::to_vec(&wrong_ir).unwrap()),
+            "application/wasm",
+            422,
+            "wrong_ir_version",
+        ),
+        (
+            "an import outside the allow-list",
+            component_with(
+                r#"(component (import "wasi:cli/environment@0.2.0" (instance)))"#,
+                &good_manifest,
+            ),
+            "application/wasm",
+            422,
+            "imports_not_allowed",
+        ),
+        (
+            "no `run` export (wrong world)",
+            component_with("(component)", &good_manifest),
+            "application/wasm",
+            422,
+            "wrong_world",
+        ),
+        (
+            "too large",
+            vec![0u8; (1 << 20) + 1],
+            "application/wasm",
+            413,
+            "too_large",
+        ),
+        (
+            "not sent as wasm",
+            ticker.clone(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (what, bytes, content_type, status, code) in cases {
+        let (got, body) = upload(&t, &token, bytes, content_type).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {body}"
+        );
+    }
+    let (_, jobs) = t.get(&token, "/jobs").await;
+    assert_eq!(jobs["data"].as_array().unwrap().len(), 0);
+
+    // A real upload registers the job for the token's tenant; it runs on its schedule.
+    let (status, up) = upload(&t, &token, ticker.clone(), "application/wasm").await;
+    assert_eq!(status, 201, "{up}");
+    assert_eq!(
+        (up["name"].as_str(), up["tenant"].as_str()),
+        (Some("Ticker"), Some("acme"))
+    );
+    assert_eq!(up["version"], 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = executions_of(&t, &token, "Ticker", "&status=completed").await;
+        if done.iter().filter(|e| e["trigger"] == "schedule").count() >= 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "Ticker did not fire");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The same bytes again: nothing changes. A changed job: version 2, old runs keep 1.
+    let (status, same) = upload(&t, &token, ticker.clone(), "application/wasm").await;
+    assert_eq!(status, 200, "{same}");
+    assert_eq!(same["new_version"], false);
+    let (ticker2, _) = compiled(&UPLOADED.replace("every 1s", "every 2s"), "Ticker");
+    let (status, v2) = upload(&t, &token, ticker2, "application/wasm").await;
+    assert_eq!(status, 201, "{v2}");
+    assert_eq!(v2["version"], 2);
+    assert_eq!(v2["id"], up["id"]);
+    let (_, job) = t.get(&token, "/jobs/Ticker").await;
+    assert_eq!(job["version"], 2);
+    assert_eq!(job["schedule"]["every_ms"], 2000);
+    let old = executions_of(&t, &token, "Ticker", "").await;
+    assert!(old.iter().any(|e| e["job_version"] == 1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !executions_of(&t, &token, "Ticker", "&status=completed")
+        .await
+        .iter()
+        .any(|e| e["job_version"] == 2)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "version 2 did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The admin uploads for a named tenant; an unknown tenant is refused.
+    let (fails, _) = compiled(UPLOADED, "AlwaysFails");
+    let res = t
+        .http
+        .post(format!("{}/jobs?tenant=nobody", t.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/wasm")
+        .body(fails.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+
+    // Delete: it stops firing and is gone; its history stays in the database.
+    let job_id = up["id"].as_str().unwrap().to_string();
+    let (status, _) = t
+        .call(Some(&token), reqwest::Method::DELETE, "/jobs/Ticker", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, body) = t.get(&token, "/jobs/Ticker").await;
+    assert_error(status, &body, 404, "not_found");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let count = |db: Database, id: String| async move {
+        let sql = "SELECT COUNT(*) FROM job_executions WHERE job_id = ";
+        match &db {
+            Database::Sqlite(p) => sqlx::query_scalar::<_, i64>(&format!("{sql}?"))
+                .bind(id)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+            Database::Postgres(p) => sqlx::query_scalar::<_, i64>(&format!("{sql}$1"))
+                .bind(id)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+        }
+    };
+    let before = count(db.clone(), job_id.clone()).await;
+    assert!(before >= 3);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        count(db.clone(), job_id.clone()).await,
+        before,
+        "fired after delete"
+    );
+    t.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------------
+
+async fn alerts_start_are_delivered_and_resolve(db: Database) {
+    let t = TestHost::start(db.clone(), |_| {}).await;
+    let (fails, _) = compiled(UPLOADED, "AlwaysFails");
+    t.host()
+        .register("default", &[("fails.wasm".into(), fails)])
+        .await
+        .unwrap();
+    let tenant_token = tenants::create_token(&db, Some("default"), false, "t")
+        .await
+        .unwrap();
+
+    // Two failures: no alert yet; the third makes one, delivered to the outbox (no Slack).
+    for n in 1..=3 {
+        let (_, run) = t.post(ADMIN, "/jobs/AlwaysFails/run", None).await;
+        let done = t.wait_final(ADMIN, run["id"].as_str().unwrap()).await;
+        assert_eq!(done["status"], "failed", "{done}");
+        let eval = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+        assert_eq!(
+            eval.started.len(),
+            usize::from(n == 3),
+            "after {n} failures: {eval:?}"
+        );
+    }
+    let (_, alerts) = t.get(&tenant_token, "/alerts").await;
+    let alert = &alerts["data"][0];
+    assert_eq!(alert["kind"], "job_failed", "{alerts}");
+    assert_eq!(alert["subject"], "AlwaysFails");
+    assert_eq!(alert["delivery"], "outbox");
+    assert_eq!(alert["status"], "active");
+    let (_, outbox) = t.get(ADMIN, "/outbox").await;
+    let held = &outbox["data"][0];
+    assert_eq!(held["kind"], "slack");
+    assert_eq!(held["recipient"], "#alerts");
+    assert!(held["body"]
+        .as_str()
+        .unwrap()
+        .contains("AlwaysFails failed 3 times"));
+    // Still failing: the alert stays, not delivered again.
+    let eval = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+    assert!(eval.started.is_empty() && eval.resolved.is_empty());
+
+    // Backlog: stop the workers, queue 101 runnable tasks.
+    t.host().pool.shutdown().await;
+    let job = t.host().scheduler.jobs()[0].clone();
+    let tasks: Vec<_> = (0..101)
+        .map(|_| codeai_host::queue::NewTask {
+            id: None,
+            tenant: "default".into(),
+            job_id: job.job_id.clone(),
+            job_name: "AlwaysFails".into(),
+            job_version: Some(job.version),
+            queue: "low".into(),
+            trigger: "manual".into(),
+            input: "{}".into(),
+            fire_at: None,
+            run_after: Utc::now() - chrono::Duration::seconds(1),
+            max_attempts: 1,
+            exclusive: false,
+        })
+        .collect();
+    t.host().queue.enqueue_many(&tasks).await.unwrap();
+    // A run that has gone on for more than twice its job's timeout.
+    let long_id = uuid::Uuid::new_v4();
+    let started = Utc::now() - chrono::Duration::hours(3);
+    codeai_host::store::platform::start_execution(
+        &db,
+        &codeai_host::store::platform::NewExecution {
+            id: long_id,
+            tenant: "default",
+            job_id: &job.job_id,
+            job_name: "AlwaysFails",
+            job_version: Some(job.version),
+            trigger: "manual",
+            queue: "default",
+            input: "{}",
+            attempt: 1,
+            max_attempts: 1,
+            scheduled_at: None,
+            started_at: started,
+        },
+    )
+    .await
+    .unwrap();
+    let eval = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+    assert!(
+        eval.started.contains(&"queue_backlog:low".to_string()),
+        "{eval:?}"
+    );
+    assert!(
+        eval.started.contains(&format!("long_running:{long_id}")),
+        "{eval:?}"
+    );
+    let (_, all) = t.get(ADMIN, "/alerts").await;
+    let kinds: Vec<&str> = all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"queue_backlog") && kinds.contains(&"long_running"),
+        "{all}"
+    );
+    // A host-wide alert is the admin's; the tenant sees its own only.
+    let (_, mine) = t.get(&tenant_token, "/alerts").await;
+    assert!(mine["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["kind"] != "queue_backlog"));
+
+    // The backlog clears: the alert is resolved.
+    let sql = "UPDATE tasks SET state = 'dead', outcome = 'cancelled' WHERE state = 'pending'";
+    match &db {
+        Database::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+        Database::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()).unwrap(),
+    }
+    let eval = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+    assert_eq!(eval.resolved, vec!["queue_backlog:low".to_string()]);
+    let (_, resolved) = t.get(ADMIN, "/alerts?status=resolved").await;
+    assert_eq!(resolved["data"][0]["kind"], "queue_backlog");
+    assert!(resolved["data"][0]["resolved_at"].is_string());
+    t.stop().await;
+}
+
+mod more {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_upload() {
+        run_sqlite(an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_upload() {
+        run_postgres(an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_alerts() {
+        run_sqlite(alerts_start_are_delivered_and_resolve).await
+    }
+}
