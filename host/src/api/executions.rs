@@ -91,6 +91,7 @@ pub struct ExecutionParams {
     /// Only executions with this status.
     pub status: Option<String>,
     /// At most this many (1–500, default 50).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

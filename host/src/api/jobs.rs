@@ -135,6 +135,7 @@ pub struct ScheduleRequest {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// At most this many (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

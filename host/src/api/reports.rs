@@ -255,7 +255,8 @@ fn forbidden(code: &'static str, message: &str) -> ApiError {
 #[utoipa::path(get, path = "/files/reports/{id}", tag = "reports",
     params(("id" = String, Path, description = "The report's uuid"), FileParams),
     responses((status = 200, description = "The report file", content_type = "application/octet-stream"),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn file(
     State(state): State<Arc<ApiState>>,
     P(id): P<String>,

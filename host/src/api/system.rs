@@ -108,6 +108,7 @@ pub struct AlertParams {
     /// `active` (default), `resolved` or `all`.
     pub status: Option<String>,
     /// At most this many (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// From a previous page's `next_cursor`.
     pub cursor: Option<String>,

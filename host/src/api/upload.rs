@@ -111,8 +111,8 @@ fn refused((code, message): Refusal) -> ApiError {
 
 /// Upload a compiled job (`codeai build` output): registers it, or adds a version.
 #[utoipa::path(post, path = "/jobs", tag = "jobs", params(UploadParams),
-    request_body(content = Vec<u8>, content_type = "application/wasm",
-        description = "A job component built by `codeai build`"),
+    request_body(description = "A job component built by `codeai build`",
+        content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 201, body = Uploaded, description = "A new job or a new version"),
         (status = 200, body = Uploaded, description = "The same component was there already"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
