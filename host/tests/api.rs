@@ -466,6 +466,10 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
     assert_eq!(body["error"]["code"], "invalid_body");
     let (status, body) = t.get(ADMIN, "/jobs?limit=0").await;
     assert_error(status, &body, 400, "invalid_query");
+    // Request bodies are limited (1 MiB of JSON).
+    let big = json!({"input": {"blob": "x".repeat(2 << 20)}});
+    let (status, body) = t.post(ADMIN, "/jobs/DailySalesReport/run", Some(big)).await;
+    assert_error(status, &body, 413, "too_large");
 
     // Health, OpenAPI, metrics.
     assert_eq!(
@@ -1055,4 +1059,101 @@ mod more {
     async fn sqlite_alerts() {
         run_sqlite(alerts_start_are_delivered_and_resolve).await
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tenant limits
+// ---------------------------------------------------------------------------------------------
+
+const SLOW: &str = r#"
+integration Slow {
+    base_url: env("SLOW_URL")
+    timeout: 10s
+    wait: GET "/wait" {}
+}
+
+job Waits {
+    steps { w { call: Slow.wait {} } }
+}
+"#;
+
+async fn a_tenants_limits_hold_for_its_executions(db: Database) {
+    // A server that answers after 300 ms and counts the requests in flight at once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let in_flight = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    {
+        let (in_flight, most) = (in_flight.clone(), most.clone());
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering::SeqCst;
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (in_flight, most) = (in_flight.clone(), most.clone());
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    let now = in_flight.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    in_flight.fetch_sub(1, SeqCst);
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                        .await;
+                });
+            }
+        });
+    }
+    let env_url = url.clone();
+    let t = TestHost::start(db.clone(), move |c| {
+        c.platform = PlatformConfig::local(
+            std::env::temp_dir().join(common::unique("codeai_limits")),
+            Arc::new(move |k| (k == "SLOW_URL").then(|| env_url.clone())),
+        );
+    })
+    .await;
+    tenants::create_tenant(&db, "small", Some(1), None, Some(1_000))
+        .await
+        .unwrap();
+    tenants::create_tenant(&db, "one", Some(1), None, None)
+        .await
+        .unwrap();
+    let (waits, _) = compiled(SLOW, "Waits");
+    t.host()
+        .register("one", &[("waits.wasm".into(), waits.clone())])
+        .await
+        .unwrap();
+    t.host()
+        .register("small", &[("waits.wasm".into(), waits)])
+        .await
+        .unwrap();
+    let one = tenants::create_token(&db, Some("one"), false, "t")
+        .await
+        .unwrap();
+    let small = tenants::create_token(&db, Some("small"), false, "t")
+        .await
+        .unwrap();
+
+    // Fuel: 1,000 units is not enough to run the job.
+    let (_, run) = t.post(&small, "/jobs/Waits/run", None).await;
+    let done = t.wait_final(&small, run["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "fuel_exhausted", "{done}");
+
+    // Concurrency: four runs of a tenant limited to one at a time (the pool has four slots).
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let (_, run) = t.post(&one, "/jobs/Waits/run", None).await;
+        ids.push(run["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        let done = t.wait_final(&one, id).await;
+        assert_eq!(done["status"], "completed", "{done}");
+    }
+    assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 1);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_tenant_limits() {
+    run_sqlite(a_tenants_limits_hold_for_its_executions).await
 }

@@ -1,0 +1,182 @@
+//! Load on the HTTP API over loopback (release build, SQLite in a temp file, the whole host
+//! running: scheduler, 10 workers, alerts): `GET /jobs` and `POST /jobs/{id}/run` of a no-op job,
+//! each for `LOAD_SECS` seconds (default 30) from `LOAD_CLIENTS` concurrent clients (default 32,
+//! keep-alive connections). Prints requests/s, p50/p99/max latency and the errors (any answer
+//! other than the expected status).
+//!
+//! `cargo bench -p codeai-host --bench api_load`
+
+use codeai_host::alerts::AlertConfig;
+use codeai_host::api::ApiConfig;
+use codeai_host::app::{Host, HostConfig};
+use codeai_host::caps::platform::PlatformConfig;
+use codeai_host::queue::QueueConfig;
+use codeai_host::runtime::RuntimeConfig;
+use codeai_host::scheduler::MisfirePolicy;
+use codeai_host::store::{tenants, Database};
+use codeai_host::worker::PoolConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "load-token";
+
+const NOOP: &str = r#"
+job Noop {
+    queue: critical
+    steps { one { compute: { ok: true } as: result } }
+}
+"#;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Outcome {
+    latencies: Vec<Duration>,
+    errors: u64,
+}
+
+async fn load(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&'static str>,
+    expect: u16,
+    clients: u64,
+    secs: u64,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for _ in 0..clients {
+        let http = reqwest::Client::new();
+        let url = format!("{base}{path}");
+        let stop = stop.clone();
+        let method = method.clone();
+        handles.push(tokio::spawn(async move {
+            let mut out = Outcome {
+                latencies: Vec::new(),
+                errors: 0,
+            };
+            while !stop.load(Ordering::Relaxed) {
+                let start = Instant::now();
+                let mut req = http.request(method.clone(), &url).bearer_auth(TOKEN);
+                if let Some(b) = body {
+                    req = req.header("content-type", "application/json").body(b);
+                }
+                match req.send().await {
+                    Ok(r) if r.status().as_u16() == expect => {
+                        let _ = r.bytes().await;
+                        out.latencies.push(start.elapsed());
+                    }
+                    _ => out.errors += 1,
+                }
+            }
+            out
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let o = h.await.unwrap();
+        latencies.extend(o.latencies);
+        errors += o.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{method} {path}: {} requests in {elapsed:.1}s = {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, \
+         max {:.2} ms, errors {errors} ({clients} clients)",
+        latencies.len(),
+        latencies.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    );
+}
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let secs = env_u64("LOAD_SECS", 30);
+    let clients = env_u64("LOAD_CLIENTS", 32);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("codeai_api_load_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Database::connect(&format!("sqlite:{}", dir.join("load.db").display()))
+            .await
+            .unwrap();
+        let mut host = Host::new(
+            db.clone(),
+            HostConfig {
+                runtime: RuntimeConfig {
+                    cache_dir: dir.join("cache"),
+                    ..RuntimeConfig::default()
+                },
+                platform: PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+                queue: QueueConfig::default(),
+                pool: PoolConfig::default(),
+                misfire: MisfirePolicy::RunOnce,
+                api: ApiConfig {
+                    admin_token_hash: Some(tenants::token_hash(TOKEN)),
+                    ..ApiConfig::default()
+                },
+                alerts: AlertConfig::default(),
+                reap_every: Duration::from_secs(1),
+            },
+        )
+        .await
+        .unwrap();
+        let (example, _) = codeai_dsl::compile(
+            "scheduled-jobs.codeai",
+            codeai_host::store::demo::EXAMPLE_SOURCE,
+        )
+        .unwrap();
+        let (noop, _) = codeai_dsl::compile("noop.codeai", NOOP).unwrap();
+        let components: Vec<(String, Vec<u8>)> = example
+            .into_iter()
+            .chain(noop)
+            .map(|a| (a.file_name, a.bytes))
+            .collect();
+        host.register("default", &components).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        host.start();
+        host.serve(listener);
+
+        load(&base, reqwest::Method::GET, "/jobs", None, 200, clients, secs).await;
+        load(
+            &base,
+            reqwest::Method::POST,
+            "/jobs/Noop/run",
+            Some(r#"{"input": {}}"#),
+            202,
+            clients,
+            secs,
+        )
+        .await;
+        let executed = match &db {
+            Database::Sqlite(pool) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM job_executions WHERE job_name = 'Noop' AND status = 'completed'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+            Database::Postgres(_) => 0,
+        };
+        println!("Noop executions completed while the load ran: {executed}");
+        host.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
