@@ -120,6 +120,8 @@ fn main() {
         let mut host = Host::new(
             db.clone(),
             HostConfig {
+                role: codeai_host::app::Role::All,
+                redis: None,
                 runtime: RuntimeConfig {
                     cache_dir: dir.join("cache"),
                     ..RuntimeConfig::default()

@@ -12,7 +12,7 @@
 use chrono::{Duration as ChronoDuration, Utc};
 use codeai_host::caps::platform::{Platform, PlatformConfig};
 use codeai_host::executor::Executor;
-use codeai_host::queue::{NewTask, QueueConfig, SqlQueue};
+use codeai_host::queue::{NewTask, Queue, QueueConfig};
 use codeai_host::runtime::{Runtime, RuntimeConfig};
 use codeai_host::scheduler::{MisfirePolicy, Scheduler};
 use codeai_host::store::{migrate, platform, Database};
@@ -68,7 +68,7 @@ async fn throughput(dir: &std::path::Path, n: usize) {
             PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
         ),
     ));
-    let queue = Arc::new(SqlQueue::new(db.clone(), QueueConfig::default()));
+    let queue = Arc::new(Queue::new(db.clone(), QueueConfig::default()));
     let tasks: Vec<NewTask> = (0..n)
         .map(|i| NewTask {
             id: None,
@@ -163,7 +163,7 @@ async fn lateness(dir: &std::path::Path, n: usize) {
     };
     let (artifacts, _) = codeai_dsl::compile("noop.codeai", NOOP).unwrap();
     let template = artifacts[0].manifest.clone();
-    let queue = Arc::new(SqlQueue::new(db.clone(), QueueConfig::default()));
+    let queue = Arc::new(Queue::new(db.clone(), QueueConfig::default()));
     // All due at the next whole second, at least 3 s away.
     let due = Utc::now() + ChronoDuration::seconds(3);
     let due = due - ChronoDuration::nanoseconds(i64::from(due.timestamp_subsec_nanos()));

@@ -12,7 +12,8 @@
 //! while the condition holds, and `resolved` when it clears. `GET /alerts` lists them.
 
 use crate::caps::platform::Platform;
-use crate::queue::SqlQueue;
+use crate::cluster::Leadership;
+use crate::queue::Queue;
 use crate::store::platform::{insert_outbox, OutboxItem};
 use crate::store::rows::{execute, fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
@@ -78,7 +79,7 @@ const FAILED: &[&str] = &[
 /// Evaluates the alert conditions.
 pub struct Alerts {
     platform: Arc<Platform>,
-    queue: Arc<SqlQueue>,
+    queue: Arc<Queue>,
     pool: Arc<WorkerPool>,
     config: AlertConfig,
     /// Whether no worker was idle at the previous evaluation.
@@ -88,7 +89,7 @@ pub struct Alerts {
 impl Alerts {
     pub fn new(
         platform: Arc<Platform>,
-        queue: Arc<SqlQueue>,
+        queue: Arc<Queue>,
         pool: Arc<WorkerPool>,
         config: AlertConfig,
     ) -> Alerts {
@@ -199,7 +200,13 @@ impl Alerts {
         }
 
         // worker_starvation: no idle slot now and at the previous evaluation.
-        let (total, active) = self.pool.utilisation();
+        let (total, active) = match self.queue.redis() {
+            Some(r) => {
+                let (total, busy, _) = crate::cluster::workers(r).await?;
+                (total as usize, busy as usize)
+            }
+            None => self.pool.utilisation(),
+        };
         let starved = total > 0 && active >= total;
         let before = self.starved_before.swap(starved, Ordering::SeqCst);
         if starved && before {
@@ -336,9 +343,13 @@ impl Alerts {
     }
 }
 
-/// Evaluates the alerts every [`AlertConfig::every`] until `stop`.
-pub async fn run_alerts(alerts: Arc<Alerts>, stop: Arc<AtomicBool>) {
+/// Evaluates the alerts every [`AlertConfig::every`] while this process leads, until `stop`.
+pub async fn run_alerts(alerts: Arc<Alerts>, leadership: Leadership, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
+        if !leadership.is_leader() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
         if let Err(e) = alerts.evaluate(Utc::now()).await {
             tracing::warn!("alert evaluation failed: {e:#}");
         }

@@ -5,14 +5,15 @@
 use crate::alerts::{run_alerts, AlertConfig, Alerts};
 use crate::api::{self, ApiConfig, ApiState};
 use crate::caps::platform::{Platform, PlatformConfig};
+use crate::cluster::{self, Leadership};
 use crate::executor::Executor;
-use crate::queue::{QueueConfig, SqlQueue};
+use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
 use crate::store::rows::{fetch_all, RowExt};
 use crate::store::sql::stmt;
 use crate::store::{self, platform as pstore, Database};
-use crate::worker::{run_reaper, run_scheduler, PoolConfig, WorkerPool};
+use crate::worker::{run_reaper, PoolConfig, WorkerPool};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use codeai_ir::Manifest;
@@ -21,9 +22,24 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
+/// What a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Everything (`codeai host run`).
+    #[default]
+    All,
+    /// The API, the scheduler (when leader) and the alerts, no workers (`codeai run`).
+    Api,
+    /// Workers only (`codeai worker start`).
+    Worker,
+}
+
 /// How a host runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostConfig {
+    pub role: Role,
+    /// The queue on Redis (`REDIS_URL`); `None`: the `tasks` table of the database.
+    pub redis: Option<RedisQueue>,
     pub runtime: RuntimeConfig,
     pub platform: PlatformConfig,
     pub queue: QueueConfig,
@@ -48,11 +64,12 @@ pub struct Registered {
 pub struct Host {
     pub db: Database,
     pub executor: Arc<Executor>,
-    pub queue: Arc<SqlQueue>,
+    pub queue: Arc<Queue>,
     pub scheduler: Arc<Scheduler>,
     pub pool: Arc<WorkerPool>,
     pub api: Arc<ApiState>,
     pub alerts: Arc<Alerts>,
+    pub leadership: Leadership,
     stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     server: Option<(
@@ -72,7 +89,15 @@ impl Host {
         let runtime = Runtime::new(config.runtime.clone())?;
         let platform = Platform::new(db.clone(), config.platform.clone());
         let executor = Arc::new(Executor::new(runtime, platform.clone()));
-        let queue = Arc::new(SqlQueue::new(db.clone(), config.queue.clone()));
+        let queue = Arc::new(match &config.redis {
+            Some(r) => Queue::with_redis(db.clone(), config.queue.clone(), r.clone()),
+            None => Queue::new(db.clone(), config.queue.clone()),
+        });
+        let leadership = if config.redis.is_some() {
+            Leadership::contender()
+        } else {
+            Leadership::alone()
+        };
         let scheduler = Arc::new(Scheduler::new(queue.clone(), config.misfire));
         let pool = WorkerPool::new(queue.clone(), executor.clone(), config.pool.clone());
         let api = ApiState::new(
@@ -98,29 +123,50 @@ impl Host {
             pool,
             api,
             alerts,
+            leadership,
             stop: Arc::new(AtomicBool::new(false)),
             tasks: Vec::new(),
             server: None,
             config,
         };
-        host.load_registered().await?;
+        if host.config.role != Role::Worker {
+            sync_jobs(&host.db, &host.scheduler).await?;
+        }
         Ok(host)
     }
+}
 
-    /// Puts every job of the store into the scheduler with its latest version.
-    async fn load_registered(&self) -> anyhow::Result<()> {
+/// Puts every job of the store into the scheduler with its latest version (jobs uploaded or
+/// changed by another process included) and forgets deleted ones.
+pub async fn sync_jobs(db: &Database, scheduler: &Scheduler) -> anyhow::Result<()> {
+    {
         let rows = fetch_all(
-            &self.db,
+            db,
             &stmt(
-                "SELECT j.id, j.tenant_id, j.version, v.manifest FROM jobs j \
+                "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest FROM jobs j \
                  JOIN job_versions v ON v.job_id = j.id AND v.version = j.version",
                 vec![],
             ),
         )
         .await?;
         let now = Utc::now();
+        let known: std::collections::HashSet<String> =
+            rows.iter().filter_map(|r| r.text("id")).collect();
+        for j in scheduler.jobs() {
+            if !known.contains(&j.job_id) {
+                scheduler.remove(&j.job_id);
+            }
+        }
         for r in rows {
             let id = r.text("id").unwrap_or_default();
+            let version = r.int("version").unwrap_or(1);
+            let enabled = r.flag("enabled");
+            if scheduler
+                .job(&id)
+                .is_some_and(|j| j.version == version && j.enabled == enabled)
+            {
+                continue;
+            }
             let manifest: Manifest = match serde_json::from_str(
                 &r.text("manifest").unwrap_or_default(),
             ) {
@@ -131,9 +177,7 @@ impl Host {
                 }
             };
             let tenant = r.text("tenant_id").unwrap_or_default();
-            let version = r.int("version").unwrap_or(1);
-            if let Err(e) = self
-                .scheduler
+            if let Err(e) = scheduler
                 .add(&id, &tenant, version, Arc::new(manifest), now)
                 .await
             {
@@ -142,7 +186,9 @@ impl Host {
         }
         Ok(())
     }
+}
 
+impl Host {
     /// Registers components for `tenant` (a changed component becomes a new version), creates
     /// the tables of their entities, and schedules them.
     pub async fn register(
@@ -183,22 +229,64 @@ impl Host {
         Ok(out)
     }
 
-    /// Starts the workers, the scheduler, the reaper and the alerts.
+    /// Starts what the role runs: workers, the scheduler (while this process leads), the lease
+    /// reaper, the alerts, and with Redis the leader election, the worker registry and the
+    /// cancel listener.
     pub fn start(&mut self) {
         let stop = self.stop.clone();
-        self.tasks.push(tokio::spawn(self.pool.clone().run()));
-        self.tasks.push(tokio::spawn(run_scheduler(
-            self.scheduler.clone(),
-            self.pool.clone(),
-            stop.clone(),
-        )));
+        let role = self.config.role;
+        if role != Role::Api {
+            self.tasks.push(tokio::spawn(self.pool.clone().run()));
+        }
+        if role != Role::Worker {
+            self.tasks.push(tokio::spawn(schedule_loop(
+                self.db.clone(),
+                self.scheduler.clone(),
+                self.pool.clone(),
+                self.leadership.clone(),
+                stop.clone(),
+            )));
+            self.tasks.push(tokio::spawn(run_alerts(
+                self.alerts.clone(),
+                self.leadership.clone(),
+                stop.clone(),
+            )));
+        }
         self.tasks.push(tokio::spawn(run_reaper(
             self.queue.clone(),
             self.config.reap_every,
             stop.clone(),
         )));
-        self.tasks
-            .push(tokio::spawn(run_alerts(self.alerts.clone(), stop)));
+        if let Some(redis) = self.config.redis.clone() {
+            if role != Role::Worker {
+                self.tasks.push(tokio::spawn(cluster::run_leader_election(
+                    redis.clone(),
+                    self.queue.owner().to_string(),
+                    self.leadership.clone(),
+                    stop.clone(),
+                )));
+            }
+            if role != Role::Api {
+                let queues = self
+                    .config
+                    .queue
+                    .only
+                    .clone()
+                    .unwrap_or_else(|| self.queue.names());
+                self.tasks.push(tokio::spawn(cluster::run_worker_registry(
+                    redis.clone(),
+                    self.queue.owner().to_string(),
+                    self.pool.clone(),
+                    queues,
+                    stop.clone(),
+                )));
+                self.tasks.push(tokio::spawn(cluster::run_cancel_listener(
+                    redis,
+                    self.pool.clone(),
+                    stop,
+                )));
+            }
+        }
     }
 
     /// Serves the HTTP API on `listener` (until [`Host::shutdown`]).
@@ -227,5 +315,45 @@ impl Host {
             }
         }
         self.db.close().await;
+    }
+}
+
+/// The scheduler loop: ticks while this process leads (about every second, sooner when a fire
+/// is due), and picks up jobs added, changed or deleted by other processes every 5 s.
+async fn schedule_loop(
+    db: Database,
+    scheduler: Arc<Scheduler>,
+    pool: Arc<WorkerPool>,
+    leadership: Leadership,
+    stop: Arc<AtomicBool>,
+) {
+    let mut synced = tokio::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if synced.elapsed() >= Duration::from_secs(5) {
+            if let Err(e) = sync_jobs(&db, &scheduler).await {
+                tracing::warn!("reloading jobs failed: {e:#}");
+            }
+            synced = tokio::time::Instant::now();
+        }
+        if !leadership.is_leader() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        let wait = match scheduler.tick(Utc::now()).await {
+            Ok(tick) => {
+                if !tick.enqueued.is_empty() {
+                    pool.notify();
+                }
+                tick.next_due
+                    .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+                    .unwrap_or(Duration::from_secs(1))
+                    .min(Duration::from_secs(1))
+            }
+            Err(e) => {
+                tracing::warn!("scheduler tick failed: {e:#}");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
     }
 }

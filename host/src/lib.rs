@@ -10,6 +10,7 @@ pub mod api;
 pub mod app;
 pub mod caps;
 pub mod cli;
+pub mod cluster;
 pub mod executor;
 pub mod notify;
 pub mod queue;

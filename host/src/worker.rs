@@ -12,7 +12,7 @@
 
 use crate::caps::platform::JobCaps;
 use crate::executor::{is_final, Executor, Request};
-use crate::queue::{retry_delay, SqlQueue, Task};
+use crate::queue::{retry_delay, Queue, Task};
 use crate::runtime::{CancelToken, ExecOptions, PreparedJob};
 use crate::scheduler::Scheduler;
 use crate::store::platform as store;
@@ -118,7 +118,7 @@ impl Components {
 
 /// The pool.
 pub struct WorkerPool {
-    queue: Arc<SqlQueue>,
+    queue: Arc<Queue>,
     executor: Arc<Executor>,
     components: Arc<Components>,
     config: PoolConfig,
@@ -190,11 +190,7 @@ impl Drop for TenantSlot<'_> {
 }
 
 impl WorkerPool {
-    pub fn new(
-        queue: Arc<SqlQueue>,
-        executor: Arc<Executor>,
-        config: PoolConfig,
-    ) -> Arc<WorkerPool> {
+    pub fn new(queue: Arc<Queue>, executor: Arc<Executor>, config: PoolConfig) -> Arc<WorkerPool> {
         let db = queue.db().clone();
         Arc::new(WorkerPool {
             components: Arc::new(Components::new(executor.clone())),
@@ -463,7 +459,7 @@ pub async fn run_scheduler(
 }
 
 /// Rescues tasks whose lease expired (a crashed worker's), every `every`, until `stop`.
-pub async fn run_reaper(queue: Arc<SqlQueue>, every: Duration, stop: Arc<AtomicBool>) {
+pub async fn run_reaper(queue: Arc<Queue>, every: Duration, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::SeqCst) {
         match queue.rescue_expired(Utc::now()).await {
             Ok(0) => {}

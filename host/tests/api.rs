@@ -46,6 +46,8 @@ impl TestHost {
     async fn start(db: Database, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
         let dir = std::env::temp_dir().join(common::unique("codeai_api"));
         let mut config = HostConfig {
+            role: codeai_host::app::Role::All,
+            redis: None,
             runtime: RuntimeConfig {
                 // Shared by the tests: compiled once per component (content-addressed).
                 cache_dir: std::env::temp_dir().join("codeai_api_test_cache"),

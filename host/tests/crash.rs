@@ -4,7 +4,7 @@
 //! and ran again after its lease expired — are counted and reported.
 
 use chrono::Utc;
-use codeai_host::queue::{NewTask, QueueConfig, SqlQueue};
+use codeai_host::queue::{NewTask, Queue, QueueConfig};
 use codeai_host::store::Database;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -90,7 +90,7 @@ async fn kill_9_in_a_burst_loses_no_task() {
         .fetch_one(pool)
         .await
         .unwrap();
-    let queue = SqlQueue::new(db.clone(), QueueConfig::default());
+    let queue = Queue::new(db.clone(), QueueConfig::default());
     let tasks: Vec<NewTask> = (0..1000)
         .map(|i| NewTask {
             id: None,

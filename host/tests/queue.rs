@@ -1,17 +1,17 @@
-//! The durable queue on SQLite and PostgreSQL: weighted shares, idempotent fires, leases that
-//! expire and are rescued, retries that wait, and no task claimed twice by concurrent workers.
+//! The durable queue on SQLite, PostgreSQL and Redis: weighted shares, idempotent fires, leases
+//! that expire and are rescued, retries that wait, and no task claimed twice by concurrent
+//! workers.
 
 #[macro_use]
 mod common;
-use common::{run_postgres, run_sqlite};
 
 use chrono::{DateTime, Duration, Utc};
-use codeai_host::queue::{NewTask, QueueConfig, SqlQueue};
+use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::store::{migrate, Database};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-on_both_databases!(
+on_every_backend!(
     ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing,
     a_fire_is_enqueued_once,
     an_expired_lease_is_rescued_and_its_attempt_given_back,
@@ -36,13 +36,19 @@ fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
     }
 }
 
-async fn queue(db: Database, config: QueueConfig) -> SqlQueue {
+async fn queue(db: Database, redis: Option<RedisQueue>, config: QueueConfig) -> Queue {
     migrate::migrate_up(&db).await.unwrap();
-    SqlQueue::new(db, config)
+    match redis {
+        Some(r) => Queue::with_redis(db, config, r),
+        None => Queue::new(db, config),
+    }
 }
 
-async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(db: Database) {
-    let q = queue(db, QueueConfig::default()).await;
+async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
     let t0 = Utc::now() - Duration::seconds(1);
     // Equal numbers in each queue: the shares come from the weights, not from the backlog.
     let tasks: Vec<NewTask> = (0..10_000)
@@ -79,8 +85,8 @@ async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(db: Da
     assert_eq!(active, 10_000);
 }
 
-async fn a_fire_is_enqueued_once(db: Database) {
-    let q = queue(db, QueueConfig::default()).await;
+async fn a_fire_is_enqueued_once(db: Database, redis: Option<RedisQueue>) {
+    let q = queue(db, redis, QueueConfig::default()).await;
     let fire = DateTime::parse_from_rfc3339("2026-01-12T11:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
@@ -102,9 +108,13 @@ async fn a_fire_is_enqueued_once(db: Database) {
     assert!(q.enqueue(&manual).await.unwrap().is_some());
 }
 
-async fn an_expired_lease_is_rescued_and_its_attempt_given_back(db: Database) {
+async fn an_expired_lease_is_rescued_and_its_attempt_given_back(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     let q = queue(
         db,
+        redis,
         QueueConfig {
             lease: std::time::Duration::from_secs(5),
             ..QueueConfig::default()
@@ -148,8 +158,8 @@ async fn an_expired_lease_is_rescued_and_its_attempt_given_back(db: Database) {
     );
 }
 
-async fn a_retry_waits_for_its_time(db: Database) {
-    let q = queue(db, QueueConfig::default()).await;
+async fn a_retry_waits_for_its_time(db: Database, redis: Option<RedisQueue>) {
+    let q = queue(db, redis, QueueConfig::default()).await;
     let now = Utc::now();
     q.enqueue(&task("low", "j", now - Duration::seconds(1)))
         .await
@@ -175,8 +185,8 @@ async fn a_retry_waits_for_its_time(db: Database) {
     assert_eq!(q.counts(now, None).await.unwrap()["low"].completed, 1);
 }
 
-async fn concurrent_workers_never_claim_a_task_twice(db: Database) {
-    let q = Arc::new(queue(db, QueueConfig::default()).await);
+async fn concurrent_workers_never_claim_a_task_twice(db: Database, redis: Option<RedisQueue>) {
+    let q = Arc::new(queue(db, redis, QueueConfig::default()).await);
     let now = Utc::now();
     for i in 0..400 {
         q.enqueue(&task(

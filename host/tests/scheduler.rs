@@ -4,16 +4,15 @@
 
 #[macro_use]
 mod common;
-use common::{run_postgres, run_sqlite};
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use codeai_host::queue::{QueueConfig, SqlQueue};
+use codeai_host::queue::{Queue, QueueConfig, RedisQueue};
 use codeai_host::scheduler::{MisfirePolicy, Scheduler};
 use codeai_host::store::{migrate, platform, Database};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-on_both_databases!(
+on_every_backend!(
     the_example_jobs_fire_at_their_instants_through_a_week,
     a_paused_job_does_not_fire_and_resumes_without_a_backlog,
     missed_fires_run_once_after_downtime,
@@ -29,11 +28,15 @@ fn utc(s: &str) -> DateTime<Utc> {
 /// job ids by name.
 async fn setup(
     db: Database,
+    redis: Option<RedisQueue>,
     start: DateTime<Utc>,
     misfire: MisfirePolicy,
-) -> (Arc<SqlQueue>, Scheduler, BTreeMap<String, String>) {
+) -> (Arc<Queue>, Scheduler, BTreeMap<String, String>) {
     migrate::migrate_up(&db).await.unwrap();
-    let queue = Arc::new(SqlQueue::new(db.clone(), QueueConfig::default()));
+    let queue = Arc::new(match redis {
+        Some(r) => Queue::with_redis(db.clone(), QueueConfig::default(), r),
+        None => Queue::new(db.clone(), QueueConfig::default()),
+    });
     let scheduler = Scheduler::new(queue.clone(), misfire);
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -70,7 +73,7 @@ async fn setup(
 /// Runs the clock from `start` to `end` (inclusive), ticking at every due instant and finishing
 /// every enqueued task at once; returns the fires per job.
 async fn simulate(
-    queue: &SqlQueue,
+    queue: &Queue,
     scheduler: &Scheduler,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
@@ -94,11 +97,14 @@ async fn simulate(
     fires
 }
 
-async fn the_example_jobs_fire_at_their_instants_through_a_week(db: Database) {
+async fn the_example_jobs_fire_at_their_instants_through_a_week(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     // Sunday 2026-05-31 00:00 UTC to Sunday 2026-06-07 00:00 UTC; New York is on EDT (UTC-4).
     let start = utc("2026-05-31T00:00:00Z");
     let end = utc("2026-06-07T00:00:00Z");
-    let (queue, scheduler, _) = setup(db, start, MisfirePolicy::RunOnce).await;
+    let (queue, scheduler, _) = setup(db, redis, start, MisfirePolicy::RunOnce).await;
     let fires = simulate(&queue, &scheduler, start, end).await;
     let at = |s: &[&str]| s.iter().map(|t| utc(t)).collect::<Vec<_>>();
     let daily: Vec<DateTime<Utc>> = (0..7)
@@ -144,9 +150,12 @@ async fn the_example_jobs_fire_at_their_instants_through_a_week(db: Database) {
     assert_eq!(fires.len(), 10);
 }
 
-async fn a_paused_job_does_not_fire_and_resumes_without_a_backlog(db: Database) {
+async fn a_paused_job_does_not_fire_and_resumes_without_a_backlog(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     let start = utc("2026-05-31T00:00:00Z");
-    let (queue, scheduler, ids) = setup(db, start, MisfirePolicy::RunOnce).await;
+    let (queue, scheduler, ids) = setup(db, redis, start, MisfirePolicy::RunOnce).await;
     let hooks = &ids["ProcessPendingWebhooks"];
     assert!(scheduler.pause(hooks).await.unwrap());
     let fires = simulate(&queue, &scheduler, start, start + Duration::hours(2)).await;
@@ -179,9 +188,9 @@ async fn a_paused_job_does_not_fire_and_resumes_without_a_backlog(db: Database) 
     assert_eq!(next, Some(utc("2026-05-31T14:00:00Z")), "07:00 PDT");
 }
 
-async fn missed_fires_run_once_after_downtime(db: Database) {
+async fn missed_fires_run_once_after_downtime(db: Database, redis: Option<RedisQueue>) {
     let start = utc("2026-05-31T00:00:00Z");
-    let (queue, scheduler, _) = setup(db, start, MisfirePolicy::RunOnce).await;
+    let (queue, scheduler, _) = setup(db, redis, start, MisfirePolicy::RunOnce).await;
     // The host was down for a day and a half: each job's missed fires run once, now.
     let back = start + Duration::hours(36) + Duration::minutes(2);
     let tick = scheduler.tick(back).await.unwrap();
@@ -206,9 +215,12 @@ async fn missed_fires_run_once_after_downtime(db: Database) {
     );
 }
 
-async fn a_fire_while_the_previous_run_is_busy_is_skipped_with_its_reason(db: Database) {
+async fn a_fire_while_the_previous_run_is_busy_is_skipped_with_its_reason(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     let start = utc("2026-05-31T00:00:00Z");
-    let (queue, scheduler, ids) = setup(db.clone(), start, MisfirePolicy::RunOnce).await;
+    let (queue, scheduler, ids) = setup(db.clone(), redis, start, MisfirePolicy::RunOnce).await;
     let first = scheduler.tick(start + Duration::minutes(5)).await.unwrap();
     assert!(first
         .enqueued
@@ -237,9 +249,12 @@ async fn a_fire_while_the_previous_run_is_busy_is_skipped_with_its_reason(db: Da
     drop(queue);
 }
 
-async fn a_trigger_runs_now_with_its_input_and_a_failed_execution_can_run_again(db: Database) {
+async fn a_trigger_runs_now_with_its_input_and_a_failed_execution_can_run_again(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     let start = Utc::now();
-    let (queue, scheduler, ids) = setup(db, start, MisfirePolicy::RunOnce).await;
+    let (queue, scheduler, ids) = setup(db, redis, start, MisfirePolicy::RunOnce).await;
     let daily = &ids["DailySalesReport"];
     let input = r#"{"recipients":["me@example.com"]}"#;
     let id = scheduler

@@ -5,12 +5,11 @@
 #[macro_use]
 mod common;
 use common::peers::HttpPeer;
-use common::{run_postgres, run_sqlite};
 
 use chrono::{DateTime, Utc};
 use codeai_host::caps::platform::{Platform, PlatformConfig};
 use codeai_host::executor::Executor;
-use codeai_host::queue::{NewTask, QueueConfig, SqlQueue};
+use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::runtime::{Runtime, RuntimeConfig};
 use codeai_host::store::{migrate, platform, Database};
 use codeai_host::worker::{PoolConfig, WorkerPool};
@@ -18,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-on_both_databases!(
+on_every_backend!(
     failing_twice_then_succeeding_shows_three_attempts_per_strategy,
     a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back,
 );
@@ -86,7 +85,10 @@ async fn attempts(db: &Database, id: &str) -> Vec<(String, DateTime<Utc>, DateTi
     }
 }
 
-async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(db: Database) {
+async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     migrate::migrate_up(&db).await.unwrap();
     // The API fails the first two calls of each key, except `never`, which always fails.
     let calls: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
@@ -116,7 +118,10 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(db: Dat
         runtime,
         Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
     ));
-    let queue = Arc::new(SqlQueue::new(db.clone(), QueueConfig::default()));
+    let queue = Arc::new(match redis {
+        Some(r) => Queue::with_redis(db.clone(), QueueConfig::default(), r),
+        None => Queue::new(db.clone(), QueueConfig::default()),
+    });
     let pool = WorkerPool::new(
         queue.clone(),
         executor.clone(),
@@ -253,26 +258,15 @@ job Waits {
 "#;
 
 /// The state, outcome and attempt of a task.
-async fn task_state(db: &Database, id: &str) -> (String, Option<String>, i64) {
-    match db {
-        Database::Sqlite(pool) => {
-            sqlx::query_as("SELECT state, outcome, attempt FROM tasks WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-        Database::Postgres(pool) => {
-            sqlx::query_as("SELECT state, outcome, attempt FROM tasks WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-    }
+async fn task_state(queue: &Queue, id: uuid::Uuid) -> (String, Option<String>, i64) {
+    let t = queue.task_info(id).await.unwrap().unwrap();
+    (t.state, t.outcome, t.attempt)
 }
 
-async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(db: Database) {
+async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
     migrate::migrate_up(&db).await.unwrap();
     // A server that accepts and never answers: the job sits in a host call.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -299,7 +293,10 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
         runtime,
         Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
     ));
-    let queue = Arc::new(SqlQueue::new(db.clone(), QueueConfig::default()));
+    let queue = Arc::new(match redis {
+        Some(r) => Queue::with_redis(db.clone(), QueueConfig::default(), r),
+        None => Queue::new(db.clone(), QueueConfig::default()),
+    });
     let pool = WorkerPool::new(
         queue.clone(),
         executor,
@@ -352,7 +349,7 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     let asked = std::time::Instant::now();
     assert!(pool.cancel(ids[0]));
     loop {
-        let (state, outcome, _) = task_state(&db, &ids[0].to_string()).await;
+        let (state, outcome, _) = task_state(&queue, ids[0]).await;
         if state == "dead" {
             assert_eq!(outcome.as_deref(), Some("cancelled"));
             break;
@@ -374,7 +371,7 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     // its attempt given back, to run on the next start.
     pool.shutdown().await;
     running.abort();
-    let (state, outcome, attempt) = task_state(&db, &ids[1].to_string()).await;
+    let (state, outcome, attempt) = task_state(&queue, ids[1]).await;
     assert_eq!((state.as_str(), outcome, attempt), ("pending", None, 0));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,7 +5,7 @@ use super::error::{ApiError, ErrorBody, P, Q};
 use super::jobs::{decode_cursor, encode_cursor, find_job, page_limit, tenant_clause};
 use super::ApiState;
 use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
-use crate::store::sql::{stmt, Param, Stmt};
+use crate::store::sql::{datetime_text, stmt, Param, Stmt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -199,18 +199,43 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow)
         return Ok((uuid, row));
     }
     // Queued by the scheduler and not started: the task is all there is.
-    let mut s = stmt(
-        "SELECT id, tenant_id, job_id, job_name, job_version, trigger, queue, attempt, \
-         max_attempts, input, last_error AS error, created_at, run_after AS scheduled_at, \
-         CASE WHEN state = 'pending' THEN 'pending' WHEN state = 'active' THEN 'running' \
-         ELSE COALESCE(outcome, state) END AS status FROM tasks WHERE id = ?",
-        vec![Param::Text(uuid.to_string())],
-    );
-    tenant_clause(auth, "tenant_id", &mut s);
-    fetch_one(&state.db, &s)
+    let info = state
+        .queue
+        .task_info(uuid)
         .await?
-        .map(|row| (uuid, row))
-        .ok_or_else(|| ApiError::not_found("execution", id))
+        .filter(|i| auth.scope().is_none_or(|t| t == i.tenant))
+        .ok_or_else(|| ApiError::not_found("execution", id))?;
+    let status = match (info.state.as_str(), info.outcome.as_deref()) {
+        ("pending", _) => "pending".to_string(),
+        ("active", _) => "running".to_string(),
+        (_, Some(outcome)) => outcome.to_string(),
+        (other, None) => other.to_string(),
+    };
+    let time = |t: Option<chrono::DateTime<Utc>>| {
+        t.map_or(Value::Null, |t| Value::String(datetime_text(&t)))
+    };
+    let mut row = JsonRow::new();
+    row.insert("id".into(), Value::String(uuid.to_string()));
+    row.insert("tenant_id".into(), Value::String(info.tenant));
+    row.insert("job_id".into(), Value::String(info.job_id));
+    row.insert("job_name".into(), Value::String(info.job_name));
+    row.insert(
+        "job_version".into(),
+        info.job_version.map_or(Value::Null, Value::from),
+    );
+    row.insert("trigger".into(), Value::String(info.trigger));
+    row.insert("queue".into(), Value::String(info.queue));
+    row.insert("attempt".into(), Value::from(info.attempt));
+    row.insert("max_attempts".into(), Value::from(info.max_attempts));
+    row.insert("input".into(), Value::String(info.input));
+    row.insert(
+        "error".into(),
+        info.last_error.map_or(Value::Null, Value::String),
+    );
+    row.insert("created_at".into(), time(info.created_at));
+    row.insert("scheduled_at".into(), time(info.run_after));
+    row.insert("status".into(), Value::String(status));
+    Ok((uuid, row))
 }
 
 /// Get an execution: attempts, log, timings, fuel used.
@@ -261,15 +286,7 @@ pub(super) async fn get_execution(
 }
 
 async fn task_state(state: &ApiState, id: Uuid) -> Result<Option<String>, ApiError> {
-    Ok(fetch_one(
-        &state.db,
-        &stmt(
-            "SELECT state FROM tasks WHERE id = ?",
-            vec![Param::Text(id.to_string())],
-        ),
-    )
-    .await?
-    .and_then(|r| r.text("state")))
+    Ok(state.queue.task_info(id).await?.map(|i| i.state))
 }
 
 async fn set_status(
@@ -325,10 +342,17 @@ pub(super) async fn cancel(
     }
     let status = row.text("status").unwrap_or_default();
     Err(match task_state(&state, uuid).await?.as_deref() {
-        Some("active") => ApiError::conflict(
-            "not_cancellable",
-            "the execution is running in another process",
-        ),
+        Some("active") => {
+            if let Some(redis) = state.queue.redis() {
+                // Running in another worker process: it hears this and cancels.
+                crate::cluster::publish_cancel(redis, uuid).await?;
+                return Ok(action("cancelling"));
+            }
+            ApiError::conflict(
+                "not_cancellable",
+                "the execution is running in another process",
+            )
+        }
         _ => ApiError::conflict(
             "not_cancellable",
             format!("the execution is not pending or running (it is {status})"),

@@ -16,7 +16,7 @@ pub mod system;
 pub mod upload;
 
 use crate::executor::Executor;
-use crate::queue::SqlQueue;
+use crate::queue::Queue;
 use crate::scheduler::Scheduler;
 use crate::store::Database;
 use crate::worker::WorkerPool;
@@ -88,7 +88,7 @@ impl ApiConfig {
 pub struct ApiState {
     pub db: Database,
     pub executor: Arc<Executor>,
-    pub queue: Arc<SqlQueue>,
+    pub queue: Arc<Queue>,
     pub scheduler: Arc<Scheduler>,
     /// The worker pool of this process (cancel, utilisation).
     pub pool: Arc<WorkerPool>,
@@ -103,7 +103,7 @@ impl ApiState {
     pub async fn new(
         db: Database,
         executor: Arc<Executor>,
-        queue: Arc<SqlQueue>,
+        queue: Arc<Queue>,
         scheduler: Arc<Scheduler>,
         pool: Arc<WorkerPool>,
         config: ApiConfig,

@@ -56,7 +56,7 @@ pub(super) async fn queues_status(
     auth: Auth,
 ) -> Result<Json<QueuesStatus>, ApiError> {
     let counts = state.queue.counts(Utc::now(), auth.scope()).await?;
-    let (total, active) = state.pool.utilisation();
+    let (total, active) = worker_slots(&state).await?;
     Ok(Json(QueuesStatus {
         queues: counts
             .into_iter()
@@ -75,6 +75,17 @@ pub(super) async fn queues_status(
             idle: total.saturating_sub(active) as u64,
         },
     }))
+}
+
+/// Worker slots and busy slots: of every live worker process (Redis), or of this process.
+async fn worker_slots(state: &ApiState) -> Result<(usize, usize), ApiError> {
+    Ok(match state.queue.redis() {
+        Some(r) => {
+            let (total, busy, _) = crate::cluster::workers(r).await?;
+            (total as usize, busy as usize)
+        }
+        None => state.pool.utilisation(),
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -432,9 +443,9 @@ pub(super) async fn metrics(
         }
     }
 
-    let (total, active) = state.pool.utilisation();
+    let (total, active) = worker_slots(&state).await?;
     out.push_str(
-        "# HELP workers_total Worker slots of this process.\n# TYPE workers_total gauge\n",
+        "# HELP workers_total Worker slots of every live worker process.\n# TYPE workers_total gauge\n",
     );
     let _ = writeln!(out, "workers_total {total}");
     out.push_str(

@@ -240,15 +240,7 @@ pub(super) async fn delete_job(
     let job_id = row.text("id").unwrap_or_default();
     state.scheduler.remove(&job_id);
     let now = Utc::now();
-    execute(
-        &state.db,
-        &stmt(
-            "UPDATE tasks SET state = 'dead', outcome = 'cancelled', last_error = 'job deleted', \
-             updated_at = ? WHERE job_id = ? AND state = 'pending'",
-            vec![Param::DateTime(now), Param::Text(job_id.clone())],
-        ),
-    )
-    .await?;
+    state.queue.cancel_job(&job_id).await?;
     execute(
         &state.db,
         &stmt(

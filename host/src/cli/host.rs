@@ -9,9 +9,9 @@
 use super::exec::{database_url, open_database, redact};
 use crate::alerts::AlertConfig;
 use crate::api::ApiConfig;
-use crate::app::{Host, HostConfig, Registered};
+use crate::app::{Host, HostConfig, Registered, Role};
 use crate::caps::platform::PlatformConfig;
-use crate::queue::QueueConfig;
+use crate::queue::{QueueConfig, RedisQueue};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::MisfirePolicy;
 use crate::store::{self, platform as pstore, tenants};
@@ -62,6 +62,121 @@ pub(super) struct RunArgs {
     /// Load the example's demo data into the entity tables first.
     #[arg(long)]
     pub(super) demo: bool,
+}
+
+/// `codeai run [PATH]`: the API and the scheduler, no workers.
+#[derive(Debug, clap::Args)]
+pub(super) struct ServeArgs {
+    /// A `.codeai` file or a folder of `.wasm` jobs to register first (optional: jobs already
+    /// in the database, built or uploaded, are served either way).
+    pub(super) path: Option<PathBuf>,
+    /// Where the HTTP API listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(super) listen: String,
+    /// The tenant PATH's jobs are registered for.
+    #[arg(long, default_value = pstore::DEFAULT_TENANT)]
+    pub(super) tenant: String,
+    /// What to do with fires missed while no scheduler ran: `run-once` or `skip`.
+    #[arg(long, default_value = "run-once")]
+    pub(super) misfire: String,
+    /// Seconds a task's lease lasts without a heartbeat.
+    #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
+    pub(super) lease_secs: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct WorkerArgs {
+    #[command(subcommand)]
+    pub(super) action: WorkerAction,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(super) enum WorkerAction {
+    /// Run workers only: take tasks from the queue (Redis with `REDIS_URL`) and execute them.
+    Start(WorkerStartArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(super) struct WorkerStartArgs {
+    /// Executions at once.
+    #[arg(long, default_value_t = 10)]
+    pub(super) concurrency: usize,
+    /// Take tasks only from these queues, e.g. `critical,default`.
+    #[arg(long, value_delimiter = ',')]
+    pub(super) queues: Option<Vec<String>>,
+    /// Serve the heaviest non-empty queue first instead of sharing by weight.
+    #[arg(long)]
+    pub(super) strict_priority: bool,
+    /// Seconds a task's lease lasts without a heartbeat.
+    #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
+    pub(super) lease_secs: u64,
+    /// Seconds shutdown waits for active executions.
+    #[arg(long, default_value_t = 30)]
+    pub(super) grace_secs: u64,
+}
+
+/// What one process runs, from any of the three commands.
+struct Launch {
+    role: Role,
+    path: Option<PathBuf>,
+    listen: Option<String>,
+    workers: usize,
+    tenant: String,
+    misfire: String,
+    strict: bool,
+    lease_secs: u64,
+    grace_secs: u64,
+    demo: bool,
+    queues: Option<Vec<String>>,
+}
+
+pub(super) fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    launch(Launch {
+        role: Role::Api,
+        path: args.path.clone(),
+        listen: Some(args.listen.clone()),
+        workers: 0,
+        tenant: args.tenant.clone(),
+        misfire: args.misfire.clone(),
+        strict: false,
+        lease_secs: args.lease_secs,
+        grace_secs: 0,
+        demo: false,
+        queues: None,
+    })
+}
+
+pub(super) fn run_worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    let WorkerAction::Start(args) = &args.action;
+    launch(Launch {
+        role: Role::Worker,
+        path: None,
+        listen: None,
+        workers: args.concurrency,
+        tenant: pstore::DEFAULT_TENANT.into(),
+        misfire: "run-once".into(),
+        strict: args.strict_priority,
+        lease_secs: args.lease_secs,
+        grace_secs: args.grace_secs,
+        demo: false,
+        queues: args.queues.clone(),
+    })
+}
+
+/// `REDIS_URL`, connected; `None` when unset.
+async fn redis_from_env() -> anyhow::Result<Option<RedisQueue>> {
+    let Some(url) = std::env::var("REDIS_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let prefix = std::env::var("CODEAI_REDIS_PREFIX").unwrap_or_else(|_| "codeai:".into());
+    Ok(Some(
+        RedisQueue::connect(&url, &prefix)
+            .await
+            .with_context(|| format!("failed to connect to REDIS_URL `{}`", redact(&url)))?,
+    ))
 }
 
 /// The components to register: compiled from a `.codeai` file, or read from a folder.
@@ -117,33 +232,64 @@ fn components(path: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
 
 pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     let HostAction::Run(args) = &args.action;
+    launch(Launch {
+        role: Role::All,
+        path: Some(args.path.clone()),
+        listen: Some(args.listen.clone()),
+        workers: args.workers,
+        tenant: args.tenant.clone(),
+        misfire: args.misfire.clone(),
+        strict: args.strict_priority,
+        lease_secs: args.lease_secs,
+        grace_secs: args.grace_secs,
+        demo: args.demo,
+        queues: None,
+    })
+}
+
+fn launch(args: Launch) -> anyhow::Result<ExitCode> {
     let misfire = match args.misfire.as_str() {
         "run-once" => MisfirePolicy::RunOnce,
         "skip" => MisfirePolicy::Skip,
         other => anyhow::bail!("--misfire `{other}`: expected `run-once` or `skip`"),
     };
     let api_config = ApiConfig::from_env().map_err(anyhow::Error::msg)?;
-    let components = components(&args.path)?;
+    let components = match &args.path {
+        Some(path) => components(path)?,
+        None => Vec::new(),
+    };
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         // Bind first: a busy port is an error before anything else starts.
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("cannot listen on `{}` (--listen)", args.listen))?;
-        let address = listener.local_addr()?;
+        let listener = match &args.listen {
+            Some(listen) => Some(
+                tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("cannot listen on `{listen}` (--listen)"))?,
+            ),
+            None => None,
+        };
         let db = open_database().await?;
+        let redis = redis_from_env().await?;
         let configured = std::env::var("CODEAI_ADMIN_TOKEN")
             .ok()
             .filter(|t| !t.trim().is_empty());
-        let generated = tenants::ensure_admin_token(&db, configured.as_deref()).await?;
+        let generated = if args.role == Role::Worker {
+            None
+        } else {
+            tenants::ensure_admin_token(&db, configured.as_deref()).await?
+        };
         let mut host = Host::new(
             db.clone(),
             HostConfig {
+                role: args.role,
+                redis: redis.clone(),
                 runtime: RuntimeConfig::default(),
                 platform: PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
                 queue: QueueConfig {
-                    strict: args.strict_priority,
+                    strict: args.strict,
                     lease: Duration::from_secs(args.lease_secs.max(1)),
+                    only: args.queues.clone(),
                     ..QueueConfig::default()
                 },
                 pool: PoolConfig {
@@ -177,15 +323,22 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("loading the demo data failed: {e}"))?;
         }
 
+        let address = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.to_string());
         print_banner(
-            args,
-            &address.to_string(),
+            &args,
+            address.as_deref(),
+            redis.as_ref(),
             &rows,
             generated.as_deref(),
             configured.is_some(),
         );
         host.start();
-        host.serve(listener);
+        if let Some(listener) = listener {
+            host.serve(listener);
+        }
 
         shutdown_signal().await;
         eprintln!(
@@ -221,8 +374,9 @@ async fn shutdown_signal() {
 }
 
 fn print_banner(
-    args: &RunArgs,
-    address: &str,
+    args: &Launch,
+    address: Option<&str>,
+    redis: Option<&RedisQueue>,
     rows: &[Registered],
     generated: Option<&str>,
     configured: bool,
@@ -230,20 +384,43 @@ fn print_banner(
     use super::format::{self, Align, Table};
     println!("CodeAI Jobs host {}", env!("CARGO_PKG_VERSION"));
     println!("database  {}", redact(&database_url()));
-    println!("workers   {}", args.workers);
-    println!("API       http://{address}  (OpenAPI: http://{address}/openapi.json)");
-    match (generated, configured) {
-        (_, true) => println!("admin     the token in CODEAI_ADMIN_TOKEN"),
-        (Some(token), _) => {
-            println!("admin     {token}");
-            println!(
-                "          (generated now and shown once; set CODEAI_ADMIN_TOKEN to choose one)"
-            );
-        }
-        (None, false) => println!(
-            "admin     the token generated at the first start (not shown again; \
-             `codeai token create --admin` makes another)"
+    match redis {
+        Some(r) => println!(
+            "queue     redis {} (prefix `{}`)",
+            redact(&std::env::var("REDIS_URL").unwrap_or_default()),
+            r.prefix()
         ),
+        None => println!("queue     the database's `tasks` table"),
+    }
+    match args.role {
+        Role::Api => println!("workers   none in this process (`codeai worker start`)"),
+        _ => println!(
+            "workers   {}{}",
+            args.workers,
+            args.queues
+                .as_ref()
+                .map_or(String::new(), |q| format!(" on {}", q.join(",")))
+        ),
+    }
+    if let Some(address) = address {
+        println!("API       http://{address}  (OpenAPI: http://{address}/openapi.json)");
+        match (generated, configured) {
+            (_, true) => println!("admin     the token in CODEAI_ADMIN_TOKEN"),
+            (Some(token), _) => {
+                println!("admin     {token}");
+                println!(
+                    "          (generated now and shown once; set CODEAI_ADMIN_TOKEN to choose one)"
+                );
+            }
+            (None, false) => println!(
+                "admin     the token generated at the first start (not shown again; \
+                 `codeai token create --admin` makes another)"
+            ),
+        }
+    }
+    if rows.is_empty() {
+        println!("running; Ctrl-C to stop");
+        return;
     }
     let mut table = Table::new(&[
         ("JOB", Align::Left),

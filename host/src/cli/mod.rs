@@ -42,6 +42,10 @@ enum Command {
     Migrate(migrate::MigrateArgs),
     /// Run the whole platform on this machine (`codeai host run PATH`).
     Host(host::HostArgs),
+    /// Run the API and the scheduler (scale-out: workers run apart with `codeai worker start`).
+    Run(host::ServeArgs),
+    /// Run workers only: `codeai worker start [--concurrency N] [--queues critical,default]`.
+    Worker(host::WorkerArgs),
     /// Work with schedules: `schedule next "EXPR"` prints a cron expression's next fire times.
     Schedule(schedule::ScheduleArgs),
     /// Manage tenants: `tenant create NAME`, `tenant list`.
@@ -59,6 +63,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Exec(args) => exec::run(&args),
         Command::Migrate(args) => migrate::run(&args),
         Command::Host(args) => host::run(&args),
+        Command::Run(args) => host::run_serve(&args),
+        Command::Worker(args) => host::run_worker(&args),
         Command::Schedule(args) => schedule::run(&args),
         Command::Tenant(args) => tenant::run_tenant(&args),
         Command::Token(args) => tenant::run_token(&args),

@@ -13,8 +13,10 @@
 //! - **Retries**: [`SqlQueue::retry`] puts a failed task back with a later `run_after`.
 
 mod picker;
+pub mod redis;
 
 pub use picker::Picker;
+pub use redis::RedisQueue;
 
 use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param};
 use crate::store::Database;
@@ -35,6 +37,8 @@ pub struct QueueConfig {
     pub strict: bool,
     /// How long a dequeued task stays leased without a heartbeat (default 30 s).
     pub lease: Duration,
+    /// Take tasks only from these queues (`codeai worker start --queues`); `None`: all.
+    pub only: Option<Vec<String>>,
 }
 
 impl Default for QueueConfig {
@@ -47,6 +51,7 @@ impl Default for QueueConfig {
             ],
             strict: false,
             lease: Duration::from_secs(30),
+            only: None,
         }
     }
 }
@@ -266,7 +271,7 @@ impl SqlQueue {
     /// Leases the next runnable task, choosing the queue by weight; `None` when nothing is
     /// runnable at `now`.
     pub async fn dequeue(&self, now: DateTime<Utc>) -> anyhow::Result<Option<Task>> {
-        let mut tried: Vec<String> = Vec::new();
+        let mut tried = self.excluded();
         loop {
             let Some(queue) = self.lock_picker().peek(&tried) else {
                 return Ok(None);
@@ -279,6 +284,61 @@ impl SqlQueue {
                 None => tried.push(queue),
             }
         }
+    }
+
+    /// The queues this process does not take from.
+    fn excluded(&self) -> Vec<String> {
+        match &self.config.only {
+            Some(only) => self
+                .lock_picker()
+                .names()
+                .into_iter()
+                .filter(|n| !only.contains(n))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// One task as the API shows it.
+    pub async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
+        let row = crate::store::rows::fetch_one(
+            &self.db,
+            &stmt(
+                "SELECT tenant_id, job_id, job_name, job_version, queue, trigger, input, attempt, \
+                 max_attempts, state, outcome, last_error, run_after, created_at FROM tasks \
+                 WHERE id = ?",
+                vec![text(id.to_string())],
+            ),
+        )
+        .await?;
+        use crate::store::rows::RowExt as _;
+        Ok(row.map(|r| TaskInfo {
+            id,
+            tenant: r.text("tenant_id").unwrap_or_default(),
+            job_id: r.text("job_id").unwrap_or_default(),
+            job_name: r.text("job_name").unwrap_or_default(),
+            job_version: r.int("job_version"),
+            queue: r.text("queue").unwrap_or_default(),
+            trigger: r.text("trigger").unwrap_or_default(),
+            input: r.text("input").unwrap_or_default(),
+            attempt: r.int("attempt").unwrap_or(0),
+            max_attempts: r.int("max_attempts").unwrap_or(1),
+            state: r.text("state").unwrap_or_default(),
+            outcome: r.text("outcome"),
+            last_error: r.text("last_error"),
+            run_after: r.time("run_after"),
+            created_at: r.time("created_at"),
+        }))
+    }
+
+    /// Cancels every pending task of a job (deleted); returns how many.
+    pub async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
+        self.execute(
+            "UPDATE tasks SET state = 'dead', outcome = 'cancelled', last_error = 'job deleted', \
+             updated_at = ? WHERE job_id = ? AND state = 'pending'",
+            vec![Param::DateTime(Utc::now()), text(job_id)],
+        )
+        .await
     }
 
     /// Leases the oldest runnable task of one queue.
@@ -574,6 +634,223 @@ impl SqlQueue {
             }
         }
         Ok(out)
+    }
+}
+
+/// A task as the API shows it (an execution that has not started yet).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskInfo {
+    pub id: Uuid,
+    pub tenant: String,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_version: Option<i64>,
+    pub queue: String,
+    pub trigger: String,
+    pub input: String,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    /// `pending`, `active`, `done` or `dead`.
+    pub state: String,
+    pub outcome: Option<String>,
+    pub last_error: Option<String>,
+    pub run_after: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// The queue a process uses: the `tasks` table of the platform's database (the embedded
+/// default), or Redis when `REDIS_URL` is set (scale-out). The weighted picker, the lease
+/// length and this process's lease owner id are the same for both.
+pub struct Queue {
+    sql: SqlQueue,
+    redis: Option<RedisQueue>,
+}
+
+impl Queue {
+    /// The queue in the platform's database.
+    pub fn new(db: Database, config: QueueConfig) -> Queue {
+        Queue {
+            sql: SqlQueue::new(db, config),
+            redis: None,
+        }
+    }
+
+    /// The queue on Redis (the database still holds jobs and executions).
+    pub fn with_redis(db: Database, config: QueueConfig, redis: RedisQueue) -> Queue {
+        Queue {
+            sql: SqlQueue::new(db, config),
+            redis: Some(redis),
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        self.sql.db()
+    }
+
+    pub fn config(&self) -> &QueueConfig {
+        self.sql.config()
+    }
+
+    pub fn redis(&self) -> Option<&RedisQueue> {
+        self.redis.as_ref()
+    }
+
+    /// This process's id on the leases it takes.
+    pub fn owner(&self) -> &str {
+        &self.sql.owner
+    }
+
+    pub fn declare(&self, name: &str, weight: u32) {
+        self.sql.declare(name, weight);
+    }
+
+    /// The names of the known queues, heaviest first.
+    pub fn names(&self) -> Vec<String> {
+        self.sql.lock_picker().names()
+    }
+
+    pub async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
+        match &self.redis {
+            Some(r) => r.enqueue(t).await,
+            None => self.sql.enqueue(t).await,
+        }
+    }
+
+    pub async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
+        match &self.redis {
+            Some(r) => r.enqueue_many(tasks).await,
+            None => self.sql.enqueue_many(tasks).await,
+        }
+    }
+
+    pub async fn dequeue(&self, now: DateTime<Utc>) -> anyhow::Result<Option<Task>> {
+        let Some(r) = &self.redis else {
+            return self.sql.dequeue(now).await;
+        };
+        let mut tried = self.sql.excluded();
+        loop {
+            let Some(queue) = self.sql.lock_picker().peek(&tried) else {
+                return Ok(None);
+            };
+            match r
+                .claim(&queue, now, self.sql.config.lease, &self.sql.owner)
+                .await?
+            {
+                Some(task) => {
+                    self.sql.lock_picker().served(&queue, &tried);
+                    return Ok(Some(task));
+                }
+                None => tried.push(queue),
+            }
+        }
+    }
+
+    pub async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        match &self.redis {
+            Some(r) => {
+                r.heartbeat(id, now, self.sql.config.lease, &self.sql.owner)
+                    .await
+            }
+            None => self.sql.heartbeat(id, now).await,
+        }
+    }
+
+    pub async fn finish(&self, id: Uuid, outcome: &str, error: Option<&str>) -> anyhow::Result<()> {
+        match &self.redis {
+            Some(r) => r.finish(id, outcome, error).await,
+            None => self.sql.finish(id, outcome, error).await,
+        }
+    }
+
+    pub async fn retry(
+        &self,
+        id: Uuid,
+        run_after: DateTime<Utc>,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        match &self.redis {
+            Some(r) => r.later(id, run_after, error, false).await,
+            None => self.sql.retry(id, run_after, error).await,
+        }
+    }
+
+    pub async fn release(&self, id: Uuid) -> anyhow::Result<()> {
+        match &self.redis {
+            Some(r) => r.release(id).await,
+            None => self.sql.release(id).await,
+        }
+    }
+
+    pub async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
+        match &self.redis {
+            Some(r) => r.later(id, run_after, "", true).await,
+            None => self.sql.defer(id, run_after).await,
+        }
+    }
+
+    pub async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        match &self.redis {
+            Some(r) => r.requeue_dead(id, now).await,
+            None => self.sql.requeue_dead(id, now).await,
+        }
+    }
+
+    pub async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
+        match &self.redis {
+            Some(r) => r.cancel_pending(id, "cancelled").await,
+            None => self.sql.cancel_pending(id).await,
+        }
+    }
+
+    pub async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        match &self.redis {
+            Some(r) => r.rescue_expired(now).await,
+            None => self.sql.rescue_expired(now).await,
+        }
+    }
+
+    /// Of `jobs`, those with a pending or active task.
+    pub async fn busy_jobs(
+        &self,
+        jobs: &[String],
+    ) -> anyhow::Result<std::collections::HashSet<String>> {
+        match &self.redis {
+            Some(r) => r.busy_jobs(jobs).await,
+            None => self.sql.busy_jobs().await,
+        }
+    }
+
+    pub async fn counts(
+        &self,
+        now: DateTime<Utc>,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
+        match &self.redis {
+            Some(r) => {
+                let mut out: BTreeMap<String, QueueCounts> = self
+                    .names()
+                    .into_iter()
+                    .map(|n| (n, QueueCounts::default()))
+                    .collect();
+                out.extend(r.counts(tenant).await?);
+                Ok(out)
+            }
+            None => self.sql.counts(now, tenant).await,
+        }
+    }
+
+    pub async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
+        match &self.redis {
+            Some(r) => r.task_info(id).await,
+            None => self.sql.task_info(id).await,
+        }
+    }
+
+    pub async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
+        match &self.redis {
+            Some(r) => r.cancel_job(job_id).await,
+            None => self.sql.cancel_job(job_id).await,
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //!   `queue`: the fire is enqueued and waits for the previous run; `allow`: it runs alongside.
 //! - **Pause/resume**: a paused job does not fire; resuming computes the next fire from now.
 
-use crate::queue::{NewTask, SqlQueue};
+use crate::queue::{NewTask, Queue};
 use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param};
 use crate::store::Database;
 use chrono::{DateTime, Utc};
@@ -99,7 +99,7 @@ pub struct Tick {
 
 /// Fires jobs onto the queue.
 pub struct Scheduler {
-    queue: Arc<SqlQueue>,
+    queue: Arc<Queue>,
     jobs: Mutex<BTreeMap<String, ScheduledJob>>,
     misfire: MisfirePolicy,
     /// A fire later than this is a misfire (default 60 s).
@@ -107,7 +107,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(queue: Arc<SqlQueue>, misfire: MisfirePolicy) -> Scheduler {
+    pub fn new(queue: Arc<Queue>, misfire: MisfirePolicy) -> Scheduler {
         Scheduler {
             queue,
             jobs: Mutex::new(BTreeMap::new()),
@@ -359,7 +359,8 @@ impl Scheduler {
             return Ok(tick);
         }
         // One query for the overlap check of every due job, one insert per 200 fires.
-        let busy = self.queue.busy_jobs().await?;
+        let due_ids: Vec<String> = due.iter().map(|j| j.job_id.clone()).collect();
+        let busy = self.queue.busy_jobs(&due_ids).await?;
         let mut batch: Vec<NewTask> = Vec::new();
         for job in due {
             let Some(fire) = job.next_run_at else {

@@ -102,6 +102,7 @@ where
 }
 
 /// Each scenario becomes `sqlite::NAME` and `postgres::NAME`.
+#[allow(unused_macros)]
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -114,6 +115,84 @@ macro_rules! on_both_databases {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 super::run_postgres(super::$name).await
+            })*
+        }
+    };
+}
+
+/// A Redis queue under a prefix of its own (`REDIS_URL`, default `redis://127.0.0.1:6379`);
+/// `None` (with a notice) when Redis is unreachable outside CI.
+pub async fn redis_queue() -> Option<codeai_host::queue::RedisQueue> {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("{}:", unique("codeai_test"));
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        codeai_host::queue::RedisQueue::connect(&url, &prefix),
+    )
+    .await
+    {
+        Ok(Ok(q)) => Some(q),
+        Ok(Err(e)) => redis_missing(&url, &e.to_string()),
+        Err(_) => redis_missing(&url, "timed out"),
+    }
+}
+
+fn redis_missing<T>(url: &str, e: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("Redis at {url} is unreachable under CI=true: {e}");
+    }
+    eprintln!("notice: Redis at {url} is unreachable ({e}); skipping this test");
+    None
+}
+
+/// Deletes every key under the queue's prefix.
+pub async fn redis_cleanup(q: &codeai_host::queue::RedisQueue) {
+    let mut con = q.connection();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", q.prefix()))
+        .query_async(&mut con)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(&mut con).await;
+    }
+}
+
+/// A scenario on PostgreSQL (state) with the queue on Redis.
+pub async fn run_postgres_redis<F, Fut>(scenario: F)
+where
+    F: FnOnce(Database, Option<codeai_host::queue::RedisQueue>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(redis) = redis_queue().await else {
+        return;
+    };
+    let cleanup = redis.clone();
+    run_postgres(move |db| scenario(db, Some(redis))).await;
+    redis_cleanup(&cleanup).await;
+}
+
+/// Each scenario `NAME(db, redis)` becomes `sqlite::NAME`, `postgres::NAME` (the queue in the
+/// database) and `redis::NAME` (PostgreSQL with the queue on Redis).
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::common::run_sqlite(|db| super::$name(db, None)).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::common::run_postgres(|db| super::$name(db, None)).await
+            })*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::common::run_postgres_redis(super::$name).await
             })*
         }
     };

@@ -1,0 +1,622 @@
+//! The queue on Redis, for scale-out (`REDIS_URL`): the same operations as the SQL queue, each
+//! one Lua script, so every move between states is atomic whatever number of processes share it.
+//!
+//! Keys (all under a prefix, `codeai:` by default, `CODEAI_REDIS_PREFIX` to change it):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `task:{id}` | hash | the task: tenant, job, queue, trigger, input, fire, attempts, state, outcome |
+//! | `ready:{queue}` | list | runnable task ids, oldest first |
+//! | `delayed` | sorted set | tasks waiting for their time (a later fire, a retry delay), by time |
+//! | `active` | sorted set | leased tasks, by lease expiry (heartbeats push it on) |
+//! | `fire:{job}:{instant}` | string | the task of a schedule fire (`SET NX`: a fire is enqueued once) |
+//! | `jobtasks:{job}` | set | a job's pending and active tasks (overlap checks, cancel on delete) |
+//! | `jobactive` | hash | active tasks per job (overlap policy `queue`) |
+//! | `counts` | hash | `{queue}|{tenant}|{state}` → tasks (pending, scheduled, active, completed, failed) |
+//!
+//! Finished tasks keep their hash for 7 days (retry of a failed execution, the API's view).
+//! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
+//! so a restart loses no acknowledged task.
+
+use super::{NewTask, QueueCounts, Task, TaskInfo};
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use redis::Script;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+local function cnt(q, t, s, d) redis.call('HINCRBY', P .. 'counts', q .. '|' .. t .. '|' .. s, d) end
+local function untrack(h, id)
+  local job = redis.call('HGET', h, 'j')
+  redis.call('SREM', P .. 'jobtasks:' .. job, id)
+end
+local function deactivate(h, id)
+  redis.call('ZREM', P .. 'active', id)
+  redis.call('HINCRBY', P .. 'jobactive', redis.call('HGET', h, 'j'), -1)
+  redis.call('HDEL', h, 'w')
+end
+"#;
+
+const ENQUEUE: &str = r#"
+local now, id, tenant, job, queue = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[8]
+local fire, runafter = ARGV[11], tonumber(ARGV[12])
+local h = P .. 'task:' .. id
+if redis.call('EXISTS', h) == 1 then return 0 end
+if fire ~= '' then
+  if not redis.call('SET', P .. 'fire:' .. job .. ':' .. fire, id, 'NX', 'EX', 604800) then return 0 end
+end
+redis.call('HSET', h, 't', tenant, 'j', job, 'n', ARGV[6], 'v', ARGV[7], 'q', queue, 'tr', ARGV[9],
+  'in', ARGV[10], 'f', fire, 'ra', runafter, 'a', 0, 'm', ARGV[13], 'x', ARGV[14], 's', 'pending', 'c', now)
+redis.call('SADD', P .. 'jobtasks:' .. job, id)
+if runafter <= now then
+  redis.call('RPUSH', P .. 'ready:' .. queue, id)
+  cnt(queue, tenant, 'pending', 1)
+else
+  redis.call('ZADD', P .. 'delayed', runafter, id)
+  cnt(queue, tenant, 'scheduled', 1)
+end
+return 1
+"#;
+
+const DEQUEUE: &str = r#"
+local now, queue, lease, owner = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', P .. 'delayed', id)
+  local h = P .. 'task:' .. id
+  local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+  if q and redis.call('HGET', h, 's') == 'pending' then
+    redis.call('RPUSH', P .. 'ready:' .. q, id)
+    cnt(q, t, 'scheduled', -1)
+    cnt(q, t, 'pending', 1)
+  end
+end
+for _ = 1, 1000 do
+  local id = redis.call('LPOP', P .. 'ready:' .. queue)
+  if not id then return false end
+  local h = P .. 'task:' .. id
+  if redis.call('HGET', h, 's') == 'pending' then
+    local job, t = redis.call('HGET', h, 'j'), redis.call('HGET', h, 't')
+    if redis.call('HGET', h, 'x') == '1' and tonumber(redis.call('HGET', P .. 'jobactive', job) or '0') > 0 then
+      redis.call('ZADD', P .. 'delayed', now + 100, id)
+      cnt(queue, t, 'pending', -1)
+      cnt(queue, t, 'scheduled', 1)
+    else
+      redis.call('HSET', h, 's', 'active', 'w', owner)
+      redis.call('HINCRBY', h, 'a', 1)
+      redis.call('ZADD', P .. 'active', now + lease, id)
+      redis.call('HINCRBY', P .. 'jobactive', job, 1)
+      cnt(queue, t, 'pending', -1)
+      cnt(queue, t, 'active', 1)
+      local r = redis.call('HGETALL', h)
+      table.insert(r, 1, id)
+      return r
+    end
+  end
+end
+return false
+"#;
+
+const HEARTBEAT: &str = r#"
+local h = P .. 'task:' .. ARGV[3]
+if redis.call('HGET', h, 's') ~= 'active' or redis.call('HGET', h, 'w') ~= ARGV[5] then return 0 end
+redis.call('ZADD', P .. 'active', tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[3])
+return 1
+"#;
+
+const FINISH: &str = r#"
+local id, outcome, err = ARGV[2], ARGV[3], ARGV[4]
+local h = P .. 'task:' .. id
+if redis.call('HGET', h, 's') ~= 'active' then return 0 end
+local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+deactivate(h, id)
+untrack(h, id)
+local state = 'dead'
+if outcome == 'completed' or outcome == 'skipped' then state = 'done' end
+redis.call('HSET', h, 's', state, 'o', outcome, 'e', err)
+cnt(q, t, 'active', -1)
+if state == 'done' then cnt(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then cnt(q, t, 'failed', 1) end
+redis.call('EXPIRE', h, 604800)
+return 1
+"#;
+
+/// Active → pending later: a retry (ARGV[5] = '0') or a deferral that gives the attempt back
+/// (ARGV[5] = '1').
+const LATER: &str = r#"
+local id, runafter, err, giveback = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local h = P .. 'task:' .. id
+if redis.call('HGET', h, 's') ~= 'active' then return 0 end
+local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+deactivate(h, id)
+redis.call('HSET', h, 's', 'pending', 'ra', runafter)
+if err ~= '' then redis.call('HSET', h, 'e', err) end
+if giveback == '1' then redis.call('HINCRBY', h, 'a', -1) end
+redis.call('ZADD', P .. 'delayed', runafter, id)
+cnt(q, t, 'active', -1)
+cnt(q, t, 'scheduled', 1)
+return 1
+"#;
+
+/// Active → pending now, attempt given back (shutdown).
+const RELEASE: &str = r#"
+local id = ARGV[2]
+local h = P .. 'task:' .. id
+if redis.call('HGET', h, 's') ~= 'active' then return 0 end
+local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+deactivate(h, id)
+redis.call('HSET', h, 's', 'pending')
+redis.call('HINCRBY', h, 'a', -1)
+redis.call('LPUSH', P .. 'ready:' .. q, id)
+cnt(q, t, 'active', -1)
+cnt(q, t, 'pending', 1)
+return 1
+"#;
+
+const REQUEUE_DEAD: &str = r#"
+local id = ARGV[2]
+local h = P .. 'task:' .. id
+if redis.call('HGET', h, 's') ~= 'dead' then return 0 end
+local q, t, job = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't'), redis.call('HGET', h, 'j')
+if redis.call('HGET', h, 'o') ~= 'cancelled' then cnt(q, t, 'failed', -1) end
+redis.call('HSET', h, 's', 'pending', 'a', 0, 'o', '', 'tr', 'retry', 'ra', ARGV[3])
+redis.call('PERSIST', h)
+redis.call('SADD', P .. 'jobtasks:' .. job, id)
+redis.call('RPUSH', P .. 'ready:' .. q, id)
+cnt(q, t, 'pending', 1)
+return 1
+"#;
+
+const CANCEL_PENDING: &str = r#"
+local id, err = ARGV[2], ARGV[3]
+local h = P .. 'task:' .. id
+if redis.call('HGET', h, 's') ~= 'pending' then return 0 end
+local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+if redis.call('ZREM', P .. 'delayed', id) == 1 then
+  cnt(q, t, 'scheduled', -1)
+else
+  redis.call('LREM', P .. 'ready:' .. q, 0, id)
+  cnt(q, t, 'pending', -1)
+end
+untrack(h, id)
+redis.call('HSET', h, 's', 'dead', 'o', 'cancelled', 'e', err)
+redis.call('EXPIRE', h, 604800)
+return 1
+"#;
+
+const RESCUE: &str = r#"
+local now = tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, 1000)
+local n = 0
+for _, id in ipairs(expired) do
+  local h = P .. 'task:' .. id
+  if redis.call('HGET', h, 's') == 'active' then
+    local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+    deactivate(h, id)
+    redis.call('HSET', h, 's', 'pending')
+    redis.call('HINCRBY', h, 'a', -1)
+    redis.call('RPUSH', P .. 'ready:' .. q, id)
+    cnt(q, t, 'active', -1)
+    cnt(q, t, 'pending', 1)
+    n = n + 1
+  else
+    redis.call('ZREM', P .. 'active', id)
+  end
+end
+return n
+"#;
+
+struct Scripts {
+    enqueue: Script,
+    dequeue: Script,
+    heartbeat: Script,
+    finish: Script,
+    later: Script,
+    release: Script,
+    requeue_dead: Script,
+    cancel_pending: Script,
+    rescue: Script,
+}
+
+fn scripts() -> &'static Scripts {
+    static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
+    SCRIPTS.get_or_init(|| {
+        let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        Scripts {
+            enqueue: s(ENQUEUE),
+            dequeue: s(DEQUEUE),
+            heartbeat: s(HEARTBEAT),
+            finish: s(FINISH),
+            later: s(LATER),
+            release: s(RELEASE),
+            requeue_dead: s(REQUEUE_DEAD),
+            cancel_pending: s(CANCEL_PENDING),
+            rescue: s(RESCUE),
+        }
+    })
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn failed(e: redis::RedisError) -> anyhow::Error {
+    anyhow::Error::new(e).context("redis queue")
+}
+
+/// The Redis side of the queue.
+#[derive(Clone)]
+pub struct RedisQueue {
+    con: ConnectionManager,
+    client: redis::Client,
+    prefix: String,
+}
+
+impl RedisQueue {
+    /// Connects (reconnecting by itself later). `prefix` namespaces every key.
+    pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisQueue> {
+        let client = redis::Client::open(url).map_err(failed)?;
+        let con = ConnectionManager::new(client.clone())
+            .await
+            .map_err(failed)?;
+        Ok(RedisQueue {
+            con,
+            client,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    pub(super) async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
+        let id = t.id.unwrap_or_else(Uuid::new_v4);
+        let mut con = self.con.clone();
+        let n: i64 = scripts()
+            .enqueue
+            .arg(&self.prefix)
+            .arg(ms(Utc::now()))
+            .arg(id.to_string())
+            .arg(&t.tenant)
+            .arg(&t.job_id)
+            .arg(&t.job_name)
+            .arg(t.job_version.map_or(String::new(), |v| v.to_string()))
+            .arg(&t.queue)
+            .arg(&t.trigger)
+            .arg(&t.input)
+            .arg(
+                t.fire_at
+                    .map_or(String::new(), |f| crate::store::sql::datetime_text(&f)),
+            )
+            .arg(ms(t.run_after))
+            .arg(t.max_attempts.max(1))
+            .arg(if t.exclusive { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok((n == 1).then_some(id))
+    }
+
+    pub(super) async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
+        // Pipelined: one round trip per 500 tasks.
+        let mut n = 0;
+        for chunk in tasks.chunks(500) {
+            let mut pipe = redis::pipe();
+            let now = ms(Utc::now());
+            let hash = scripts().enqueue.get_hash().to_string();
+            for t in chunk {
+                let id = t.id.unwrap_or_else(Uuid::new_v4);
+                pipe.cmd("EVALSHA")
+                    .arg(&hash)
+                    .arg(0)
+                    .arg(&self.prefix)
+                    .arg(now)
+                    .arg(id.to_string())
+                    .arg(&t.tenant)
+                    .arg(&t.job_id)
+                    .arg(&t.job_name)
+                    .arg(t.job_version.map_or(String::new(), |v| v.to_string()))
+                    .arg(&t.queue)
+                    .arg(&t.trigger)
+                    .arg(&t.input)
+                    .arg(
+                        t.fire_at
+                            .map_or(String::new(), |f| crate::store::sql::datetime_text(&f)),
+                    )
+                    .arg(ms(t.run_after))
+                    .arg(t.max_attempts.max(1))
+                    .arg(if t.exclusive { "1" } else { "0" });
+            }
+            let mut con = self.con.clone();
+            // EVALSHA needs the script loaded (once per server; cheap to repeat).
+            scripts()
+                .enqueue
+                .prepare_invoke()
+                .load_async(&mut con)
+                .await
+                .map_err(failed)?;
+            let results: Vec<i64> = pipe.query_async(&mut con).await.map_err(failed)?;
+            n += results.iter().filter(|r| **r == 1).count() as u64;
+        }
+        Ok(n)
+    }
+
+    /// Leases the oldest runnable task of `queue` (moving due delayed tasks to their queues
+    /// first).
+    pub(super) async fn claim(
+        &self,
+        queue: &str,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        owner: &str,
+    ) -> anyhow::Result<Option<Task>> {
+        let mut con = self.con.clone();
+        let reply: Option<Vec<String>> = scripts()
+            .dequeue
+            .arg(&self.prefix)
+            .arg(ms(now))
+            .arg(queue)
+            .arg(lease.as_millis() as i64)
+            .arg(owner)
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        let Some(reply) = reply else {
+            return Ok(None);
+        };
+        let mut it = reply.into_iter();
+        let id = it.next().unwrap_or_default();
+        let mut h: HashMap<String, String> = HashMap::new();
+        while let (Some(k), Some(v)) = (it.next(), it.next()) {
+            h.insert(k, v);
+        }
+        let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+        Ok(Some(Task {
+            id: Uuid::parse_str(&id)?,
+            tenant: get("t"),
+            job_id: get("j"),
+            job_name: get("n"),
+            job_version: get("v").parse().ok(),
+            queue: get("q"),
+            trigger: get("tr"),
+            input: get("in"),
+            fire_at: DateTime::parse_from_rfc3339(&get("f"))
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            attempt: get("a").parse().unwrap_or(1),
+            max_attempts: get("m").parse().unwrap_or(1),
+        }))
+    }
+
+    pub(super) async fn heartbeat(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        owner: &str,
+    ) -> anyhow::Result<bool> {
+        let mut con = self.con.clone();
+        let n: i64 = scripts()
+            .heartbeat
+            .arg(&self.prefix)
+            .arg(ms(now))
+            .arg(id.to_string())
+            .arg(lease.as_millis() as i64)
+            .arg(owner)
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn finish(
+        &self,
+        id: Uuid,
+        outcome: &str,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut con = self.con.clone();
+        let _: i64 = scripts()
+            .finish
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .arg(outcome)
+            .arg(error.unwrap_or(""))
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub(super) async fn later(
+        &self,
+        id: Uuid,
+        run_after: DateTime<Utc>,
+        error: &str,
+        give_back: bool,
+    ) -> anyhow::Result<()> {
+        let mut con = self.con.clone();
+        let _: i64 = scripts()
+            .later
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .arg(ms(run_after))
+            .arg(error)
+            .arg(if give_back { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub(super) async fn release(&self, id: Uuid) -> anyhow::Result<()> {
+        let mut con = self.con.clone();
+        let _: i64 = scripts()
+            .release
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    pub(super) async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let mut con = self.con.clone();
+        let n: i64 = scripts()
+            .requeue_dead
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .arg(ms(now))
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn cancel_pending(&self, id: Uuid, reason: &str) -> anyhow::Result<bool> {
+        let mut con = self.con.clone();
+        let n: i64 = scripts()
+            .cancel_pending
+            .arg(&self.prefix)
+            .arg(id.to_string())
+            .arg(reason)
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(n == 1)
+    }
+
+    pub(super) async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        let mut con = self.con.clone();
+        let n: i64 = scripts()
+            .rescue
+            .arg(&self.prefix)
+            .arg(ms(now))
+            .invoke_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(n.max(0) as u64)
+    }
+
+    /// Cancels every pending task of a job (deleted); returns how many.
+    pub(super) async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
+        let mut con = self.con.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}jobtasks:{job_id}", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        let mut n = 0;
+        for id in ids {
+            if let Ok(id) = Uuid::parse_str(&id) {
+                if self.cancel_pending(id, "job deleted").await? {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Jobs that have a pending or active task.
+    pub(super) async fn busy_jobs(&self, jobs: &[String]) -> anyhow::Result<HashSet<String>> {
+        if jobs.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let mut pipe = redis::pipe();
+        for j in jobs {
+            pipe.cmd("SCARD")
+                .arg(format!("{}jobtasks:{j}", self.prefix));
+        }
+        let mut con = self.con.clone();
+        let sizes: Vec<i64> = pipe.query_async(&mut con).await.map_err(failed)?;
+        Ok(jobs
+            .iter()
+            .zip(sizes)
+            .filter(|(_, n)| *n > 0)
+            .map(|(j, _)| j.clone())
+            .collect())
+    }
+
+    /// Tasks per queue and state (of one tenant, or all).
+    pub(super) async fn counts(
+        &self,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
+        let mut con = self.con.clone();
+        let all: HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(format!("{}counts", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        let mut out: BTreeMap<String, QueueCounts> = BTreeMap::new();
+        for (field, n) in all {
+            let mut parts = field.splitn(3, '|');
+            let (Some(q), Some(t), Some(s)) = (parts.next(), parts.next(), parts.next()) else {
+                continue;
+            };
+            if tenant.is_some_and(|want| want != t) {
+                continue;
+            }
+            let c = out.entry(q.to_string()).or_default();
+            let n = n.max(0) as u64;
+            match s {
+                "pending" => c.pending += n,
+                "scheduled" => c.scheduled += n,
+                "active" => c.active += n,
+                "completed" => c.completed += n,
+                "failed" => c.failed += n,
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// One task as the API shows it.
+    pub(super) async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
+        let mut con = self.con.clone();
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{}task:{id}", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let get = |k: &str| h.get(k).cloned().unwrap_or_default();
+        let time = |k: &str| {
+            get(k)
+                .parse::<i64>()
+                .ok()
+                .and_then(DateTime::from_timestamp_millis)
+        };
+        Ok(Some(TaskInfo {
+            id,
+            tenant: get("t"),
+            job_id: get("j"),
+            job_name: get("n"),
+            job_version: get("v").parse().ok(),
+            queue: get("q"),
+            trigger: get("tr"),
+            input: get("in"),
+            attempt: get("a").parse().unwrap_or(0),
+            max_attempts: get("m").parse().unwrap_or(1),
+            state: get("s"),
+            outcome: Some(get("o")).filter(|o| !o.is_empty()),
+            last_error: Some(get("e")).filter(|e| !e.is_empty()),
+            run_after: time("ra"),
+            created_at: time("c"),
+        }))
+    }
+}
