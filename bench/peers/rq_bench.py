@@ -42,7 +42,7 @@ def main():
 
     jobs = [job for start in range(0, n, 1000)
             for job in Job.fetch_many(ids[start:start + 1000], connection=conn)]
-    finished = sum(1 for job in jobs if job and job.get_status() == "finished")
+    finished = sum(1 for job in jobs if job and job.get_status(refresh=False) == "finished")
     if finished != n:
         sys.exit(f"rq: only {finished} of {n} jobs finished")
     first = min(job.started_at for job in jobs)

@@ -128,6 +128,8 @@ pub struct WorkerPool {
     stopping: Arc<AtomicBool>,
     busy: Arc<AtomicUsize>,
     limits: TenantLimits,
+    /// Platform failures in a row (backoff).
+    failures: std::sync::atomic::AtomicU32,
     /// Executions running per tenant (for tenants with a concurrency limit).
     per_tenant: Mutex<HashMap<String, i64>>,
 }
@@ -207,6 +209,7 @@ impl WorkerPool {
                 cache: Mutex::new(HashMap::new()),
             },
             per_tenant: Mutex::new(HashMap::new()),
+            failures: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -290,11 +293,23 @@ impl WorkerPool {
                 }
             })
         };
-        if let Err(e) = self.attempt(&task, cancel).await {
-            tracing::error!(execution = %task.id, job = %task.job_name, "task failed to run: {e:#}");
-            // The lease runs out and the task is rescued: nothing is lost.
-        }
+        let outcome = self.attempt(&task, cancel).await;
         heartbeat.abort();
+        match outcome {
+            Ok(()) => self.failures.store(0, Ordering::Relaxed),
+            Err(e) => {
+                // The platform failed (the database is down, say), not the job: put the task
+                // back (if the queue answers; otherwise its lease runs out and it is rescued)
+                // and hold this slot for a growing pause, so a restart of the database is
+                // waited out instead of burning through the queue.
+                let n = self.failures.fetch_add(1, Ordering::Relaxed).min(7);
+                let pause = Duration::from_millis(100 << n);
+                tracing::error!(execution = %task.id, job = %task.job_name,
+                    "task failed to run: {e:#}; back on the queue, pausing {pause:?}");
+                let _ = self.queue.release(task.id).await;
+                tokio::time::sleep(pause).await;
+            }
+        }
         self.active
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -326,3 +326,133 @@ mod redis_schedulers {
         super::common::run_postgres_redis(super::two_schedulers_never_fire_twice).await
     }
 }
+
+/// A Redis of its own on a free port, with the append-only file on.
+fn redis_server(dir: &std::path::Path, port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+            "--dir",
+            dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn connect_when_up(url: &str) -> RedisQueue {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Ok(q)) =
+            tokio::time::timeout(Duration::from_secs(2), RedisQueue::connect(url, "aof:")).await
+        {
+            let mut con = q.connection();
+            if redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .is_ok()
+            {
+                return q;
+            }
+        }
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "redis-server is not installed"
+        );
+        eprintln!("notice: no redis-server; skipping");
+        return;
+    }
+    let dir = std::env::temp_dir().join(common::unique("codeai_aof"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let mut server = redis_server(&dir, port);
+    let db = Database::connect(&format!("sqlite:{}", dir.join("state.db").display()))
+        .await
+        .unwrap();
+    migrate::migrate_up(&db).await.unwrap();
+    let queue = Queue::with_redis(
+        db.clone(),
+        QueueConfig::default(),
+        connect_when_up(&url).await,
+    );
+    let now = Utc::now();
+    let tasks: Vec<NewTask> = (0..1_000)
+        .map(|i| NewTask {
+            id: None,
+            tenant: "default".into(),
+            job_id: format!("job{}", i % 7),
+            job_name: "J".into(),
+            job_version: Some(1),
+            queue: ["critical", "default", "low"][i % 3].into(),
+            trigger: "manual".into(),
+            input: "{}".into(),
+            fire_at: None,
+            run_after: now - chrono::Duration::seconds(1),
+            max_attempts: 1,
+            exclusive: false,
+        })
+        .collect();
+    assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), 1_000);
+    let mut leased = Vec::new();
+    for _ in 0..100 {
+        leased.push(queue.dequeue(now).await.unwrap().unwrap());
+    }
+    for t in &leased[..50] {
+        queue.finish(t.id, "completed", None).await.unwrap();
+    }
+    let before = queue.counts(now, None).await.unwrap();
+
+    // kill -9 and start again on the same files.
+    kill9(&mut server);
+    let mut server = redis_server(&dir, port);
+    let queue = Queue::with_redis(
+        db.clone(),
+        QueueConfig::default(),
+        connect_when_up(&url).await,
+    );
+    let after = queue.counts(now, None).await.unwrap();
+    assert_eq!(after, before);
+    let sum = |f: fn(&codeai_host::queue::QueueCounts) -> u64| after.values().map(f).sum::<u64>();
+    assert_eq!(
+        (sum(|c| c.pending), sum(|c| c.active), sum(|c| c.completed)),
+        (900, 50, 50)
+    );
+    // The leased ones come back when their lease runs out; then every task is there to run.
+    let later = now + chrono::Duration::seconds(60);
+    assert_eq!(queue.rescue_expired(later).await.unwrap(), 50);
+    let mut runnable = 0;
+    while queue.dequeue(later).await.unwrap().is_some() {
+        runnable += 1;
+    }
+    assert_eq!(runnable, 950);
+    kill9(&mut server);
+    db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Peer job queues (BullMQ, RQ) running no-op jobs on the local Redis; see README.md.
+# Env: PEER_JOBS (20000), PEER_CONCURRENCY (10), PEER_REDIS (redis://127.0.0.1:6379),
+#      CODEAI_CMD (optional command run after the peers; its output is passed through).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+jobs="${PEER_JOBS:-20000}"
+conc="${PEER_CONCURRENCY:-10}"
+redis="${PEER_REDIS:-redis://127.0.0.1:6379}"
+export PEER_JOBS="$jobs" PEER_CONCURRENCY="$conc"
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+step() { echo "[peers] $*" >&2; }
+
+# --- installs, from the registries, into the temp folder only ---
+t0=$SECONDS
+mkdir "$tmp/node"
+(cd "$tmp/node" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error bullmq >&2)
+cp "$here/bullmq.mjs" "$tmp/node/"   # ESM resolves `bullmq` next to the script
+step "npm install bullmq: $((SECONDS - t0)) s"
+
+t0=$SECONDS
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install --quiet rq >&2
+step "pip install rq: $((SECONDS - t0)) s"
+
+# --- runs: each peer flushes only its own Redis DB (5: BullMQ, 6: RQ) ---
+step "bullmq: $jobs jobs, concurrency $conc"
+node "$tmp/node/bullmq.mjs" "$redis/5" "$jobs" "$conc"
+
+step "rq: $jobs jobs, $conc SimpleWorker processes"
+PYTHONPATH="$here" "$tmp/venv/bin/python" "$here/rq_bench.py" "$redis/6" "$jobs" "$conc"
+
+if [[ -n "${CODEAI_CMD:-}" ]]; then
+  step "codeai: $CODEAI_CMD"
+  bash -c "$CODEAI_CMD"
+fi
