@@ -2,7 +2,7 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
-use super::jobs::{decode_cursor, encode_cursor, find_job, page_limit, tenant_clause};
+use super::jobs::{decode_cursor, encode_cursor, find_job_row, page_limit, tenant_clause};
 use super::ApiState;
 use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
 use crate::store::sql::{datetime_text, stmt, Param, Stmt};
@@ -135,7 +135,7 @@ pub(super) async fn list(
     P(id): P<String>,
     Q(params): Q<ExecutionParams>,
 ) -> Result<Json<ExecutionList>, ApiError> {
-    let job = find_job(&state, &auth, &id).await?;
+    let job = find_job_row(&state, &auth, &id).await?;
     let limit = page_limit(params.limit, 50)?;
     let mut s = stmt(
         &format!("SELECT {COLUMNS} FROM job_executions WHERE tenant_id = ? AND job_id = ?"),

@@ -212,10 +212,34 @@ fn scoped(sql: &str, auth: &Auth, mut params: Vec<Param>) -> (String, Vec<Param>
     }
 }
 
-/// The job `id` (a uuid or a name) as the caller may see it.
+/// The job `id` (a uuid or a name) as the caller may see it, with every listed column.
 pub(super) async fn find_job(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
+    find_job_with(state, auth, id, JOB_COLUMNS).await
+}
+
+/// The job `id` with only its own columns (no statistics): for the operations on it.
+pub(super) async fn find_job_row(
+    state: &ApiState,
+    auth: &Auth,
+    id: &str,
+) -> Result<JsonRow, ApiError> {
+    find_job_with(
+        state,
+        auth,
+        id,
+        "j.id, j.tenant_id, j.name, j.version, j.queue, j.timezone",
+    )
+    .await
+}
+
+async fn find_job_with(
+    state: &ApiState,
+    auth: &Auth,
+    id: &str,
+    columns: &str,
+) -> Result<JsonRow, ApiError> {
     let (sql, params) = scoped(
-        &format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE (j.id = ? OR j.name = ?)"),
+        &format!("SELECT {columns} FROM jobs j WHERE (j.id = ? OR j.name = ?)"),
         auth,
         vec![Param::Text(id.into()), Param::Text(id.into())],
     );
@@ -427,7 +451,7 @@ pub(super) async fn run(
     P(id): P<String>,
     OptJson(body): OptJson<RunRequest>,
 ) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
-    let row = find_job(&state, &auth, &id).await?;
+    let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
     let input = match body.input {
         None | Some(Value::Null) => Value::Object(Default::default()),
@@ -496,7 +520,7 @@ pub(super) async fn pause(
     auth: Auth,
     P(id): P<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let row = find_job(&state, &auth, &id).await?;
+    let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
     if !state.scheduler.pause(&job_id).await? {
         set_enabled(&state, &job_id, false).await?;
@@ -515,7 +539,7 @@ pub(super) async fn resume(
     auth: Auth,
     P(id): P<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let row = find_job(&state, &auth, &id).await?;
+    let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
     if !state.scheduler.resume(&job_id, Utc::now()).await? {
         set_enabled(&state, &job_id, true).await?;
@@ -554,7 +578,7 @@ pub(super) async fn schedule(
     P(id): P<String>,
     J(body): J<ScheduleRequest>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let row = find_job(&state, &auth, &id).await?;
+    let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
     let timezone = body
         .timezone

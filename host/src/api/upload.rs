@@ -8,7 +8,7 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
-use super::jobs::find_job;
+use super::jobs::find_job_row;
 use super::ApiState;
 use crate::runtime::RuntimeError;
 use crate::store::rows::{execute, RowExt};
@@ -236,7 +236,7 @@ pub(super) async fn delete_job(
     auth: Auth,
     P(id): P<String>,
 ) -> Result<StatusCode, ApiError> {
-    let row = find_job(&state, &auth, &id).await?;
+    let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
     state.scheduler.remove(&job_id);
     let now = Utc::now();
