@@ -18,9 +18,9 @@ step() { echo "[peers] $*" >&2; }
 # --- installs, from the registries, into the temp folder only ---
 t0=$SECONDS
 mkdir "$tmp/node"
-(cd "$tmp/node" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error bullmq >&2)
+(cd "$tmp/node" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error bullmq ioredis >&2)
 cp "$here/bullmq.mjs" "$tmp/node/"   # ESM resolves `bullmq` next to the script
-step "npm install bullmq: $((SECONDS - t0)) s"
+step "npm install bullmq ioredis: $((SECONDS - t0)) s"
 
 t0=$SECONDS
 python3 -m venv "$tmp/venv"

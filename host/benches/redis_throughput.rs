@@ -1,0 +1,162 @@
+//! No-op jobs through CodeAI Jobs on PostgreSQL + Redis (the scale-out setup), for the side-by-side
+//! with peer queues in `bench/peers/`: `PEER_JOBS` tasks (default 20,000) enqueued on Redis, one
+//! worker process with `PEER_CONCURRENCY` slots (default 10), each job run in a fresh wasm instance
+//! with its execution and attempt recorded in PostgreSQL. jobs/s from the pool's start to the last
+//! task completed. Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
+//! a fresh database is made and dropped) and Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`,
+//! keys under a prefix of their own).
+//!
+//! `cargo bench -p codeai-host --bench redis_throughput`
+
+use chrono::Utc;
+use codeai_host::caps::platform::{Platform, PlatformConfig};
+use codeai_host::executor::Executor;
+use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
+use codeai_host::runtime::{Runtime, RuntimeConfig};
+use codeai_host::store::{migrate, platform, Database};
+use codeai_host::worker::{PoolConfig, WorkerPool};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const NOOP: &str = r#"
+job Noop {
+    steps { one { compute: { ok: true } as: result } }
+}
+"#;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let n = env_usize("PEER_JOBS", 20_000);
+        let slots = env_usize("PEER_CONCURRENCY", 10);
+        let base = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("codeai_bench_{}", std::process::id());
+        let admin = Database::connect(&base).await.unwrap();
+        let Database::Postgres(admin_pool) = &admin else {
+            unreachable!()
+        };
+        sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+            .execute(admin_pool)
+            .await
+            .unwrap();
+        let (head, _) = base.rsplit_once('/').unwrap();
+        let db = Database::connect(&format!("{head}/{name}")).await.unwrap();
+        migrate::migrate_up(&db).await.unwrap();
+        let redis_url =
+            std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let prefix = format!("codeai_bench_{}:", std::process::id());
+        let redis = RedisQueue::connect(&redis_url, &prefix).await.unwrap();
+
+        let (artifacts, _) = codeai_dsl::compile("noop.codeai", NOOP).unwrap();
+        let a = &artifacts[0];
+        let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(&name);
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: dir.join("cache"),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        runtime.prepare(&a.bytes).unwrap();
+        let executor = Arc::new(Executor::new(
+            runtime,
+            Platform::new(
+                db.clone(),
+                PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+            ),
+        ));
+        let queue = Arc::new(Queue::with_redis(
+            db.clone(),
+            QueueConfig::default(),
+            redis.clone(),
+        ));
+        let tasks: Vec<NewTask> = (0..n)
+            .map(|_| NewTask {
+                id: None,
+                tenant: "default".into(),
+                job_id: reg.job_id.clone(),
+                job_name: "Noop".into(),
+                job_version: Some(reg.version),
+                queue: "default".into(),
+                trigger: "bench".into(),
+                input: "{}".into(),
+                fire_at: None,
+                run_after: Utc::now(),
+                max_attempts: 1,
+                exclusive: false,
+            })
+            .collect();
+        let t = Instant::now();
+        queue.enqueue_many(&tasks).await.unwrap();
+        let enqueue = t.elapsed();
+        let pool = WorkerPool::new(
+            queue.clone(),
+            executor,
+            PoolConfig {
+                slots,
+                poll: Duration::from_millis(5),
+                ..PoolConfig::default()
+            },
+        );
+        let started = Instant::now();
+        let running = tokio::spawn(pool.clone().run());
+        loop {
+            let c = queue.counts(Utc::now(), None).await.unwrap();
+            if c.values().map(|c| c.completed).sum::<u64>() >= n as u64 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = started.elapsed();
+        pool.shutdown().await;
+        running.abort();
+        let Database::Postgres(pool) = &db else {
+            unreachable!()
+        };
+        let recorded: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_executions WHERE status = 'completed'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(recorded as usize, n);
+        println!(
+            "peer=codeai version={} jobs={n} concurrency={slots} seconds={:.2} jobs_per_s={:.0} \
+             (PostgreSQL + Redis, fresh wasm instance per job, every execution recorded; \
+             enqueue of {n}: {:.0} ms)",
+            env!("CARGO_PKG_VERSION"),
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            enqueue.as_secs_f64() * 1000.0
+        );
+        db.close().await;
+        let mut con = redis.connection();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut con)
+            .await
+            .unwrap_or_default();
+        for chunk in keys.chunks(500) {
+            let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(&mut con).await;
+        }
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .execute(admin_pool)
+            .await
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
