@@ -33,6 +33,7 @@ const finished = new Promise((resolve) => {
 const worker = await finished;
 await worker.close();
 await queue.close();
+await queueConn.flushdb(); // leave nothing behind
 await Promise.all([queueConn.quit(), workerConn.quit()]); // clients we built, we close
 
 const seconds = Number(last - first) / 1e9;

@@ -48,6 +48,7 @@ def main():
     first = min(job.started_at for job in jobs)
     last = max(job.ended_at for job in jobs)
     seconds = (last - first).total_seconds()
+    conn.flushdb()  # leave nothing behind
     print(f"peer=rq version={version('rq')} jobs={n} concurrency={c} "
           f"seconds={seconds:.3f} jobs_per_s={n / seconds:.1f}")
 

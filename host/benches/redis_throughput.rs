@@ -127,12 +127,11 @@ fn main() {
         let Database::Postgres(pool) = &db else {
             unreachable!()
         };
-        let recorded: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM job_executions WHERE status = 'completed'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap();
+        let recorded: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM job_executions WHERE status = 'completed'")
+                .fetch_one(pool)
+                .await
+                .unwrap();
         assert_eq!(recorded as usize, n);
         println!(
             "peer=codeai version={} jobs={n} concurrency={slots} seconds={:.2} jobs_per_s={:.0} \

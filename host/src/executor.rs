@@ -97,9 +97,9 @@ impl Executor {
         })?;
         let db = self.platform.db();
         let started_at = Utc::now();
-        store::start_execution(
-            db,
-            &store::NewExecution {
+        let recorder = self.platform.recorder();
+        recorder
+            .write(store::start_stmts(&store::NewExecution {
                 id: execution_id,
                 tenant: req.tenant,
                 job_id: req.job_id,
@@ -112,9 +112,8 @@ impl Executor {
                 max_attempts: req.max_attempts,
                 scheduled_at: req.scheduled_at,
                 started_at,
-            },
-        )
-        .await?;
+            }))
+            .await?;
 
         let execution = self
             .runtime
@@ -140,25 +139,25 @@ impl Executor {
                 })
             })
             .collect();
-        store::finish_execution(
-            db,
-            req.tenant,
-            execution_id,
-            &store::FinishedExecution {
-                attempt: req.attempt,
-                started_at,
-                status: result.status.as_str(),
-                output: result.output.as_deref(),
-                error: result.error.as_deref(),
-                step: result.step.as_deref(),
-                finished_at: Utc::now(),
-                duration_ms: result.wall_time.as_millis() as i64,
-                fuel_used: result.fuel_used as i64,
-                log: Value::Array(log),
-                calls: Value::Array(calls),
-            },
-        )
-        .await?;
+        recorder
+            .write(store::finish_stmts(
+                req.tenant,
+                execution_id,
+                &store::FinishedExecution {
+                    attempt: req.attempt,
+                    started_at,
+                    status: result.status.as_str(),
+                    output: result.output.as_deref(),
+                    error: result.error.as_deref(),
+                    step: result.step.as_deref(),
+                    finished_at: Utc::now(),
+                    duration_ms: result.wall_time.as_millis() as i64,
+                    fuel_used: result.fuel_used as i64,
+                    log: Value::Array(log),
+                    calls: Value::Array(calls),
+                },
+            ))
+            .await?;
 
         // The job's completion events, emitted by the host so they fire even when the guest
         // trapped. A skipped run counts as completed; `on_fail` waits for the final failure.

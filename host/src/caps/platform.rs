@@ -95,6 +95,7 @@ impl PlatformConfig {
 /// What every execution on this host shares.
 pub struct Platform {
     db: Database,
+    recorder: crate::store::recorder::Recorder,
     config: PlatformConfig,
     integrations: reqwest::Client,
     webhooks: reqwest::Client,
@@ -103,6 +104,7 @@ pub struct Platform {
 impl Platform {
     pub fn new(db: Database, config: PlatformConfig) -> Arc<Platform> {
         Arc::new(Platform {
+            recorder: crate::store::recorder::Recorder::new(db.clone()),
             db,
             config,
             integrations: h::client(),
@@ -116,6 +118,11 @@ impl Platform {
 
     pub fn config(&self) -> &PlatformConfig {
         &self.config
+    }
+
+    /// Writes execution records with group commit.
+    pub fn recorder(&self) -> &crate::store::recorder::Recorder {
+        &self.recorder
     }
 
     /// The HTTP client for Slack webhooks.

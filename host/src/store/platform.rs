@@ -226,34 +226,34 @@ pub struct NewExecution<'a> {
 
 /// Records an execution as `running` (its first attempt creates the row, later ones update it).
 pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
-    execute(
-        db,
-        &stmt(
-            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+    super::recorder::write_all(db, &[start_stmts(e)]).await
+}
+
+/// The statements of [`start_execution`].
+pub(crate) fn start_stmts(e: &NewExecution<'_>) -> Vec<Stmt> {
+    vec![stmt(
+        "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
              trigger, queue, input, attempt, max_attempts, scheduled_at, started_at, created_at) \
              VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (tenant_id, id) DO UPDATE SET status = 'running', \
              attempt = excluded.attempt, started_at = excluded.started_at, finished_at = NULL",
-            vec![
-                Param::Uuid(e.id),
-                text(e.tenant),
-                text(e.job_id),
-                text(e.job_name),
-                e.job_version
-                    .map_or(Param::Null(FieldType::Int), Param::Int),
-                text(e.trigger),
-                text(e.queue),
-                text(e.input),
-                Param::Int(e.attempt),
-                Param::Int(e.max_attempts),
-                opt_time(e.scheduled_at),
-                Param::DateTime(e.started_at),
-                Param::DateTime(e.started_at),
-            ],
-        ),
-    )
-    .await?;
-    Ok(())
+        vec![
+            Param::Uuid(e.id),
+            text(e.tenant),
+            text(e.job_id),
+            text(e.job_name),
+            e.job_version
+                .map_or(Param::Null(FieldType::Int), Param::Int),
+            text(e.trigger),
+            text(e.queue),
+            text(e.input),
+            Param::Int(e.attempt),
+            Param::Int(e.max_attempts),
+            opt_time(e.scheduled_at),
+            Param::DateTime(e.started_at),
+            Param::DateTime(e.started_at),
+        ],
+    )]
 }
 
 /// Records an execution that is queued and has not started (a manual run), so it is listed
@@ -310,9 +310,13 @@ pub async fn finish_execution(
     id: Uuid,
     f: &FinishedExecution<'_>,
 ) -> Result<(), sqlx::Error> {
-    execute(
-        db,
-        &stmt(
+    super::recorder::write_all(db, &[finish_stmts(tenant, id, f)]).await
+}
+
+/// The statements of [`finish_execution`].
+pub(crate) fn finish_stmts(tenant: &str, id: Uuid, f: &FinishedExecution<'_>) -> Vec<Stmt> {
+    vec![
+        stmt(
             "INSERT INTO execution_attempts (execution_id, tenant_id, attempt, status, error, \
              started_at, finished_at, duration_ms, fuel_used, log, calls) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -330,11 +334,7 @@ pub async fn finish_execution(
                 text(f.calls.to_string()),
             ],
         ),
-    )
-    .await?;
-    execute(
-        db,
-        &stmt(
+        stmt(
             "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
              finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
              WHERE tenant_id = ? AND id = ?",
@@ -352,9 +352,7 @@ pub async fn finish_execution(
                 Param::Uuid(id),
             ],
         ),
-    )
-    .await?;
-    Ok(())
+    ]
 }
 
 // ---------------------------------------------------------------------------------------------
