@@ -34,6 +34,12 @@ node "$tmp/node/bullmq.mjs" "$redis/5" "$jobs" "$conc"
 step "rq: $jobs jobs, $conc SimpleWorker processes"
 PYTHONPATH="$here" "$tmp/venv/bin/python" "$here/rq_bench.py" "$redis/6" "$jobs" "$conc"
 
+# CodeAI Jobs' own side (release build of the bench; PostgreSQL at DATABASE_URL or 127.0.0.1).
+# CODEAI_CMD replaces it; CODEAI_CMD=skip leaves it out.
+root="$(cd "$here/../.." && pwd)"
+CODEAI_CMD="${CODEAI_CMD:-cd '$root' && cargo bench -q -p codeai-host --bench redis_throughput 2>/dev/null | grep '^peer='}"
+[[ "$CODEAI_CMD" == skip ]] && CODEAI_CMD=""
+
 if [[ -n "${CODEAI_CMD:-}" ]]; then
   step "codeai: $CODEAI_CMD"
   bash -c "$CODEAI_CMD"

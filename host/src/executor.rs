@@ -98,8 +98,9 @@ impl Executor {
         let db = self.platform.db();
         let started_at = Utc::now();
         let recorder = self.platform.recorder();
-        recorder
-            .write(store::start_stmts(&store::NewExecution {
+        // Written while the job runs; the end record below is written after it and awaited.
+        let start = recorder
+            .submit(store::start_stmts(&store::NewExecution {
                 id: execution_id,
                 tenant: req.tenant,
                 job_id: req.job_id,
@@ -113,7 +114,7 @@ impl Executor {
                 scheduled_at: req.scheduled_at,
                 started_at,
             }))
-            .await?;
+            .await;
 
         let execution = self
             .runtime
@@ -158,6 +159,7 @@ impl Executor {
                 },
             ))
             .await?;
+        start.wait().await?;
 
         // The job's completion events, emitted by the host so they fire even when the guest
         // trapped. A skipped run counts as completed; `on_fail` waits for the final failure.

@@ -98,6 +98,17 @@ fn spawn(args: &[&str], db_url: &str, redis: &RedisQueue, dir: &std::path::Path)
         .unwrap()
 }
 
+/// Child processes killed when dropped, so a failing test leaves none behind.
+struct Reaped(Vec<Child>);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            kill9(c);
+        }
+    }
+}
+
 fn kill9(child: &mut Child) {
     let _ = Command::new("kill")
         .args(["-KILL", &child.id().to_string()])
@@ -149,7 +160,12 @@ async fn workers_killed_with_9_lose_no_task() {
         .unwrap()
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let mut api = spawn(&["run", "--listen", &listen], &url, &redis, &dir);
+    let api = Reaped(vec![spawn(
+        &["run", "--listen", &listen],
+        &url,
+        &redis,
+        &dir,
+    )]);
     let worker_args = [
         "worker",
         "start",
@@ -158,9 +174,11 @@ async fn workers_killed_with_9_lose_no_task() {
         "--grace-secs",
         "1",
     ];
-    let mut workers: Vec<Child> = (0..3)
-        .map(|_| spawn(&worker_args, &url, &redis, &dir))
-        .collect();
+    let mut workers = Reaped(
+        (0..3)
+            .map(|_| spawn(&worker_args, &url, &redis, &dir))
+            .collect(),
+    );
 
     let n = env_usize("SCALE_OUT_TASKS", 20_000);
     let queue = Queue::with_redis(db.clone(), QueueConfig::default(), redis.clone());
@@ -199,9 +217,9 @@ async fn workers_killed_with_9_lose_no_task() {
         }
         seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         tokio::time::sleep(Duration::from_millis((seed % 500) as u64)).await;
-        let i = (seed >> 8) % workers.len();
-        kill9(&mut workers[i]);
-        workers[i] = spawn(&worker_args, &url, &redis, &dir);
+        let i = (seed >> 8) % workers.0.len();
+        kill9(&mut workers.0[i]);
+        workers.0[i] = spawn(&worker_args, &url, &redis, &dir);
         kills += 1;
         eprintln!("kill {kills}: worker {i} at {done} of {n} completed");
     }
@@ -264,10 +282,8 @@ async fn workers_killed_with_9_lose_no_task() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    kill9(&mut api);
-    for w in &mut workers {
-        kill9(w);
-    }
+    drop(api);
+    drop(workers);
     db.close().await;
     common::redis_cleanup(&redis).await;
     drop_database(&name).await;
@@ -392,7 +408,7 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
         .unwrap()
         .port();
     let url = format!("redis://127.0.0.1:{port}");
-    let mut server = redis_server(&dir, port);
+    let mut server = Reaped(vec![redis_server(&dir, port)]);
     let db = Database::connect(&format!("sqlite:{}", dir.join("state.db").display()))
         .await
         .unwrap();
@@ -430,8 +446,8 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
     let before = queue.counts(now, None).await.unwrap();
 
     // kill -9 and start again on the same files.
-    kill9(&mut server);
-    let mut server = redis_server(&dir, port);
+    kill9(&mut server.0[0]);
+    server.0[0] = redis_server(&dir, port);
     let queue = Queue::with_redis(
         db.clone(),
         QueueConfig::default(),
@@ -452,7 +468,7 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
         runnable += 1;
     }
     assert_eq!(runnable, 950);
-    kill9(&mut server);
+    drop(server);
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,7 +71,13 @@ impl Database {
     }
 
     /// Connects to PostgreSQL. Put `search_path` into `options` to work inside one schema.
+    ///
+    /// Every statement is planned for its parameters (`plan_cache_mode = force_custom_plan`):
+    /// sqlx keeps statements prepared, and a generic plan made while a table was still empty
+    /// (a fresh deployment) scans the whole table forever after — measured: execution updates
+    /// slowed as `job_executions` grew, 513 no-op jobs/s over 5,000 jobs but 198 over 20,000.
     pub async fn connect_postgres(options: PgConnectOptions) -> Result<Database, sqlx::Error> {
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))

@@ -7,6 +7,10 @@
 //! that takes everything waiting (up to 256 items), runs it in one transaction, and answers each
 //! caller after the commit: a caller still returns only once its record is durable. If a batch
 //! fails, its items are retried one by one, so one bad item fails alone.
+//!
+//! An execution's start record is submitted without waiting ([`Recorder::submit`]): the job runs
+//! while it is written, and the end record, written after it in the same order, is awaited.
+//! If the host dies before either commits, the task's lease runs out and it runs again.
 
 use super::sql::{pg_builder, sqlite_builder, Stmt};
 use super::Database;
@@ -37,22 +41,47 @@ impl Recorder {
     /// Writes `stmts` (in order, atomically) with whatever else is waiting; returns after the
     /// commit.
     pub(crate) async fn write(&self, stmts: Vec<Stmt>) -> Result<(), sqlx::Error> {
+        self.submit(stmts).await.wait().await
+    }
+
+    /// Hands `stmts` to the writer without waiting for the commit; [`Pending::wait`] waits.
+    /// Items are written in the order they are submitted, so a later item of the same
+    /// execution never lands before an earlier one.
+    pub(crate) async fn submit(&self, stmts: Vec<Stmt>) -> Pending {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(writer(self.db.clone(), rx));
             tx
         });
         let (done, wait) = oneshot::channel();
-        if let Err(mpsc::error::SendError(item)) = tx.send(Item { stmts, done }) {
+        match tx.send(Item { stmts, done }) {
+            Ok(()) => Pending::Waiting(wait),
             // The writer is gone (its runtime ended): write directly.
-            return write_all(&self.db, &[item.stmts]).await;
+            Err(mpsc::error::SendError(item)) => {
+                Pending::Done(write_all(&self.db, &[item.stmts]).await)
+            }
         }
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(sqlx::Error::Protocol(e)),
-            Err(_) => Err(sqlx::Error::Protocol(
-                "the record writer stopped before the commit".into(),
-            )),
+    }
+}
+
+/// A submitted write.
+pub(crate) enum Pending {
+    Waiting(oneshot::Receiver<Result<(), String>>),
+    Done(Result<(), sqlx::Error>),
+}
+
+impl Pending {
+    /// Waits for the commit.
+    pub(crate) async fn wait(self) -> Result<(), sqlx::Error> {
+        match self {
+            Pending::Done(r) => r,
+            Pending::Waiting(wait) => match wait.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(sqlx::Error::Protocol(e)),
+                Err(_) => Err(sqlx::Error::Protocol(
+                    "the record writer stopped before the commit".into(),
+                )),
+            },
         }
     }
 }
