@@ -339,21 +339,7 @@ async fn schedule_loop(
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
-        let wait = match scheduler.tick(Utc::now()).await {
-            Ok(tick) => {
-                if !tick.enqueued.is_empty() {
-                    pool.notify();
-                }
-                tick.next_due
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(Duration::from_secs(1))
-            }
-            Err(e) => {
-                tracing::warn!("scheduler tick failed: {e:#}");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
+        let wait = crate::worker::tick(&scheduler, &pool).await;
+        tokio::time::sleep(wait).await;
     }
 }

@@ -453,24 +453,29 @@ pub async fn run_scheduler(
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::SeqCst) {
-        let now = Utc::now();
-        let wait = match scheduler.tick(now).await {
-            Ok(tick) => {
-                if !tick.enqueued.is_empty() {
-                    pool.notify();
-                }
-                tick.next_due
-                    .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
-                    .unwrap_or(Duration::from_secs(1))
-                    .min(Duration::from_secs(1))
-            }
-            Err(e) => {
-                tracing::warn!("scheduler tick failed: {e:#}");
-                Duration::from_secs(1)
-            }
-        };
-        tokio::time::sleep(wait.max(Duration::from_millis(5))).await;
+        let wait = tick(&scheduler, &pool).await;
+        tokio::time::sleep(wait).await;
     }
+}
+
+/// One scheduler tick (waking the pool when it enqueued); how long to wait before the next.
+pub async fn tick(scheduler: &Scheduler, pool: &WorkerPool) -> Duration {
+    let wait = match scheduler.tick(Utc::now()).await {
+        Ok(tick) => {
+            if !tick.enqueued.is_empty() {
+                pool.notify();
+            }
+            tick.next_due
+                .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1))
+        }
+        Err(e) => {
+            tracing::warn!("scheduler tick failed: {e:#}");
+            Duration::from_secs(1)
+        }
+    };
+    wait.max(Duration::from_millis(5))
 }
 
 /// Rescues tasks whose lease expired (a crashed worker's), every `every`, until `stop`.

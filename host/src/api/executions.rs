@@ -2,7 +2,8 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
-use super::jobs::{decode_cursor, encode_cursor, find_job_row, page_limit, tenant_clause};
+use super::jobs::{find_job_row, tenant_clause};
+use super::page::{newest_first, next_page, page_limit, IdColumn};
 use super::ApiState;
 use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
 use crate::store::sql::{datetime_text, stmt, Param, Stmt};
@@ -148,38 +149,15 @@ pub(super) async fn list(
         s.sql(" AND status = ");
         s.bind(Param::Text(status.into()));
     }
-    if let Some(c) = &params.cursor {
-        let c = decode_cursor(c, 2)?;
-        let id = Uuid::parse_str(&c[1]).map_err(|_| {
-            ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
-        })?;
-        let at = chrono::DateTime::parse_from_rfc3339(&c[0])
-            .map_err(|_| {
-                ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave")
-            })?
-            .with_timezone(&Utc);
-        s.sql(" AND (created_at < ");
-        s.bind(Param::DateTime(at));
-        s.sql(" OR (created_at = ");
-        s.bind(Param::DateTime(at));
-        s.sql(" AND id < ");
-        s.bind(Param::Uuid(id));
-        s.sql("))");
-    }
-    s.sql(" ORDER BY created_at DESC, id DESC LIMIT ");
-    s.bind(Param::Int(limit + 1));
+    newest_first(
+        &mut s,
+        "created_at",
+        IdColumn::Uuid,
+        params.cursor.as_deref(),
+        limit,
+    )?;
     let mut rows = fetch_all(&state.db, &s).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| {
-            encode_cursor(&[
-                &r.text("created_at").unwrap_or_default(),
-                &r.text("id").unwrap_or_default(),
-            ])
-        })
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut rows, limit, "created_at");
     Ok(Json(ExecutionList {
         data: rows.iter().map(summary).collect(),
         next_cursor,

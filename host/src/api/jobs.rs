@@ -2,6 +2,7 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, OptJson, J, P, Q};
+use super::page::{decode_cursor, next_page, page_limit};
 use super::ApiState;
 use crate::store::rows::{fetch_all, fetch_one, JsonRow, RowExt};
 use crate::store::sql::{stmt, Param, Stmt};
@@ -255,33 +256,6 @@ async fn find_job_with(
         .ok_or_else(|| ApiError::not_found("job", id))
 }
 
-pub(super) fn page_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
-    match limit {
-        None => Ok(default),
-        Some(n) if (1..=500).contains(&n) => Ok(n),
-        Some(n) => Err(ApiError::bad_request(
-            "invalid_query",
-            format!("limit {n} is outside 1..=500"),
-        )),
-    }
-}
-
-/// A cursor: the sort key of the last row of a page, opaque to clients.
-pub(super) fn encode_cursor(parts: &[&str]) -> String {
-    hex::encode(parts.join("\u{1f}"))
-}
-
-pub(super) fn decode_cursor(cursor: &str, n: usize) -> Result<Vec<String>, ApiError> {
-    let bad = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave");
-    let bytes = hex::decode(cursor).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let parts: Vec<String> = text.split('\u{1f}').map(str::to_string).collect();
-    if parts.len() != n {
-        return Err(bad());
-    }
-    Ok(parts)
-}
-
 /// List all jobs.
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody),
@@ -309,17 +283,7 @@ pub(super) async fn list(
     sql.push_str(" ORDER BY j.name, j.id LIMIT ?");
     binds.push(Param::Int(limit + 1));
     let mut rows = fetch_all(&state.db, &stmt(&sql, binds)).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| {
-            encode_cursor(&[
-                &r.text("name").unwrap_or_default(),
-                &r.text("id").unwrap_or_default(),
-            ])
-        })
-    } else {
-        None
-    };
+    let next_cursor = next_page(&mut rows, limit, "name");
     Ok(Json(JobList {
         data: rows.iter().map(summary).collect(),
         next_cursor,

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod error;
 pub mod executions;
 pub mod jobs;
+mod page;
 pub mod reports;
 pub mod system;
 pub mod upload;

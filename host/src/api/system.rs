@@ -3,9 +3,10 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, Q};
-use super::jobs::{decode_cursor, encode_cursor, page_limit, tenant_clause};
+use super::jobs::tenant_clause;
+use super::page::{newest_first, next_page, page_limit, IdColumn};
 use super::ApiState;
-use crate::store::rows::{fetch_all, JsonRow, RowExt};
+use crate::store::rows::{fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -19,7 +20,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use utoipa::{IntoParams, OpenApi, ToSchema};
-use uuid::Uuid;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QueueStatus {
@@ -125,43 +125,6 @@ pub struct AlertParams {
     pub cursor: Option<String>,
 }
 
-fn keyset(
-    s: &mut crate::store::sql::Stmt,
-    column: &str,
-    cursor: Option<&str>,
-) -> Result<(), ApiError> {
-    if let Some(c) = cursor {
-        let c = decode_cursor(c, 2)?;
-        let bad = || ApiError::bad_request("invalid_cursor", "the cursor is not one this API gave");
-        let at = chrono::DateTime::parse_from_rfc3339(&c[0])
-            .map_err(|_| bad())?
-            .with_timezone(&Utc);
-        Uuid::parse_str(&c[1]).map_err(|_| bad())?;
-        s.sql(format!(" AND ({column} < "));
-        s.bind(Param::DateTime(at));
-        s.sql(format!(" OR ({column} = "));
-        s.bind(Param::DateTime(at));
-        s.sql(" AND id < ");
-        s.bind(Param::Text(c[1].clone()));
-        s.sql("))");
-    }
-    Ok(())
-}
-
-fn next_page(rows: &mut Vec<JsonRow>, limit: i64, column: &str) -> Option<String> {
-    if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| {
-            encode_cursor(&[
-                &r.text(column).unwrap_or_default(),
-                &r.text("id").unwrap_or_default(),
-            ])
-        })
-    } else {
-        None
-    }
-}
-
 /// The host's alerts (3+ consecutive failures, backlog, long running, no idle worker).
 #[utoipa::path(get, path = "/alerts", tag = "monitoring", params(AlertParams),
     responses((status = 200, body = AlertList), (status = 400, body = ErrorBody),
@@ -192,9 +155,13 @@ pub(super) async fn alerts(
         }
     }
     tenant_clause(&auth, "tenant_id", &mut s);
-    keyset(&mut s, "started_at", params.cursor.as_deref())?;
-    s.sql(" ORDER BY started_at DESC, id DESC LIMIT ");
-    s.bind(Param::Int(limit + 1));
+    newest_first(
+        &mut s,
+        "started_at",
+        IdColumn::Text,
+        params.cursor.as_deref(),
+        limit,
+    )?;
     let mut rows = fetch_all(&state.db, &s).await?;
     let next_cursor = next_page(&mut rows, limit, "started_at");
     Ok(Json(AlertList {
@@ -261,9 +228,13 @@ pub(super) async fn outbox(
         vec![],
     );
     tenant_clause(&auth, "tenant_id", &mut s);
-    keyset(&mut s, "created_at", params.cursor.as_deref())?;
-    s.sql(" ORDER BY created_at DESC, id DESC LIMIT ");
-    s.bind(Param::Int(limit + 1));
+    newest_first(
+        &mut s,
+        "created_at",
+        IdColumn::Text,
+        params.cursor.as_deref(),
+        limit,
+    )?;
     let mut rows = fetch_all(&state.db, &s).await?;
     let next_cursor = next_page(&mut rows, limit, "created_at");
     Ok(Json(OutboxList {

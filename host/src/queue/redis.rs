@@ -282,30 +282,11 @@ impl RedisQueue {
 
     pub(super) async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
         let id = t.id.unwrap_or_else(Uuid::new_v4);
-        let mut con = self.con.clone();
-        let n: i64 = scripts()
-            .enqueue
-            .arg(&self.prefix)
-            .arg(ms(Utc::now()))
-            .arg(id.to_string())
-            .arg(&t.tenant)
-            .arg(&t.job_id)
-            .arg(&t.job_name)
-            .arg(t.job_version.map_or(String::new(), |v| v.to_string()))
-            .arg(&t.queue)
-            .arg(&t.trigger)
-            .arg(&t.input)
-            .arg(
-                t.fire_at
-                    .map_or(String::new(), |f| crate::store::sql::datetime_text(&f)),
-            )
-            .arg(ms(t.run_after))
-            .arg(t.max_attempts.max(1))
-            .arg(if t.exclusive { "1" } else { "0" })
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        Ok((n == 1).then_some(id))
+        let task = NewTask {
+            id: Some(id),
+            ..t.clone()
+        };
+        Ok((self.enqueue_many(std::slice::from_ref(&task)).await? == 1).then_some(id))
     }
 
     pub(super) async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
