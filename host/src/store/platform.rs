@@ -13,16 +13,7 @@ use uuid::Uuid;
 /// The tenant that owns everything when no other is named (created by the first migration).
 pub const DEFAULT_TENANT: &str = "default";
 
-async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error> {
-    Ok(match db {
-        Database::Sqlite(pool) => sqlite_builder(s)
-            .build()
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        Database::Postgres(pool) => pg_builder(s).build().execute(pool).await?.rows_affected(),
-    })
-}
+use super::rows::execute;
 
 /// The first column of the first row, as text.
 async fn fetch_text(db: &Database, s: &Stmt) -> Result<Option<String>, sqlx::Error> {
