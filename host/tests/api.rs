@@ -1159,3 +1159,88 @@ async fn a_tenants_limits_hold_for_its_executions(db: Database) {
 async fn sqlite_tenant_limits() {
     run_sqlite(a_tenants_limits_hold_for_its_executions).await
 }
+
+/// No idle worker at two evaluations in a row makes `worker_starvation`; cancelling the running
+/// executions over the API frees the slots and resolves it.
+async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
+    // A server that accepts and never answers: every call waits until cancelled.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let accepted = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    let t = TestHost::start(db.clone(), move |c| {
+        c.pool.slots = 2;
+        c.platform = PlatformConfig::local(
+            std::env::temp_dir().join(common::unique("codeai_starved")),
+            Arc::new(move |k| (k == "SLOW_URL").then(|| url.clone())),
+        );
+    })
+    .await;
+    let (waits, _) = compiled(SLOW, "Waits");
+    t.host()
+        .register("default", &[("waits.wasm".into(), waits)])
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (_, run) = t.post(ADMIN, "/jobs/Waits/run", None).await;
+        ids.push(run["id"].as_str().unwrap().to_string());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runs did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+    assert!(!first.started.contains(&"worker_starvation".to_string()));
+    let second = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+    assert!(
+        second.started.contains(&"worker_starvation".to_string()),
+        "{second:?}"
+    );
+    let (_, status) = t.get(ADMIN, "/queues/status").await;
+    assert_eq!(
+        (&status["workers"]["active"], &status["workers"]["idle"]),
+        (&json!(2), &json!(0))
+    );
+
+    // Cancel both running executions over the API.
+    for id in &ids {
+        let (code, body) = t
+            .post(ADMIN, &format!("/executions/{id}/cancel"), None)
+            .await;
+        assert_eq!(
+            (code, body["status"].as_str()),
+            (202, Some("cancelling")),
+            "{body}"
+        );
+    }
+    for id in &ids {
+        assert_eq!(t.wait_final(ADMIN, id).await["status"], "cancelled");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.host().pool.utilisation().1 > 0 {
+        assert!(std::time::Instant::now() < deadline, "slots not freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let third = t.host().alerts.evaluate(Utc::now()).await.unwrap();
+    assert_eq!(third.resolved, vec!["worker_starvation".to_string()]);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_worker_starvation() {
+    run_sqlite(starved_workers_raise_an_alert_and_cancel_frees_them).await
+}
