@@ -200,13 +200,7 @@ impl Alerts {
         }
 
         // worker_starvation: no idle slot now and at the previous evaluation.
-        let (total, active) = match self.queue.redis() {
-            Some(r) => {
-                let (total, busy, _) = crate::cluster::workers(r).await?;
-                (total as usize, busy as usize)
-            }
-            None => self.pool.utilisation(),
-        };
+        let (total, active) = crate::cluster::slots(&self.queue, &self.pool).await?;
         let starved = total > 0 && active >= total;
         let before = self.starved_before.swap(starved, Ordering::SeqCst);
         if starved && before {

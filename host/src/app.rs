@@ -58,6 +58,35 @@ pub struct Registered {
     pub next_run_at: Option<DateTime<Utc>>,
     pub job_id: String,
     pub version: i64,
+    /// False when the same component was registered already.
+    pub new_version: bool,
+}
+
+/// Stores a prepared component for `tenant` (a new job, or a new version when its bytes
+/// changed) and schedules it: what `codeai host run` and `POST /jobs` both do. The tables of
+/// its entities are the caller's to create.
+pub async fn register_prepared(
+    db: &Database,
+    scheduler: &Scheduler,
+    tenant: &str,
+    job: &crate::runtime::PreparedJob<crate::caps::platform::JobCaps>,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Registered> {
+    let manifest = job.manifest_arc();
+    let hash = crate::runtime::cache::hex(job.hash());
+    let reg = pstore::register_job(db, tenant, &manifest, bytes, &hash).await?;
+    let scheduled = scheduler
+        .add(&reg.job_id, tenant, reg.version, manifest.clone(), now)
+        .await
+        .with_context(|| format!("job `{}`", manifest.name))?;
+    Ok(Registered {
+        manifest,
+        next_run_at: scheduled.next_run_at,
+        job_id: reg.job_id,
+        version: reg.version,
+        new_version: reg.new_version,
+    })
 }
 
 /// A running host.
@@ -89,10 +118,11 @@ impl Host {
         let runtime = Runtime::new(config.runtime.clone())?;
         let platform = Platform::new(db.clone(), config.platform.clone());
         let executor = Arc::new(Executor::new(runtime, platform.clone()));
-        let queue = Arc::new(match &config.redis {
-            Some(r) => Queue::with_redis(db.clone(), config.queue.clone(), r.clone()),
-            None => Queue::new(db.clone(), config.queue.clone()),
-        });
+        let queue = Arc::new(Queue::open(
+            db.clone(),
+            config.queue.clone(),
+            config.redis.clone(),
+        ));
         let leadership = if config.redis.is_some() {
             Leadership::contender()
         } else {
@@ -211,19 +241,7 @@ impl Host {
                     entities.push(e.clone());
                 }
             }
-            let hash = crate::runtime::cache::hex(job.hash());
-            let reg = pstore::register_job(&self.db, tenant, &manifest, bytes, &hash).await?;
-            let scheduled = self
-                .scheduler
-                .add(&reg.job_id, tenant, reg.version, manifest.clone(), now)
-                .await
-                .with_context(|| format!("job `{}`", manifest.name))?;
-            out.push(Registered {
-                manifest,
-                next_run_at: scheduled.next_run_at,
-                job_id: reg.job_id,
-                version: reg.version,
-            });
+            out.push(register_prepared(&self.db, &self.scheduler, tenant, &job, bytes, now).await?);
         }
         store::entities::create_entity_tables(&self.db, &entities).await?;
         Ok(out)

@@ -173,6 +173,21 @@ pub async fn workers(redis: &RedisQueue) -> anyhow::Result<(u64, u64, u64)> {
     Ok((total, busy, live))
 }
 
+/// Worker slots and busy slots: of every live worker process when the queue is on Redis, else
+/// of this process's pool.
+pub async fn slots(
+    queue: &crate::queue::Queue,
+    pool: &WorkerPool,
+) -> anyhow::Result<(usize, usize)> {
+    Ok(match queue.redis() {
+        Some(r) => {
+            let (total, busy, _) = workers(r).await?;
+            (total as usize, busy as usize)
+        }
+        None => pool.utilisation(),
+    })
+}
+
 /// Asks every worker process to cancel an execution; returns how many listened.
 pub async fn publish_cancel(redis: &RedisQueue, id: Uuid) -> anyhow::Result<i64> {
     let mut con = redis.connection();

@@ -38,10 +38,7 @@ fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
 
 async fn queue(db: Database, redis: Option<RedisQueue>, config: QueueConfig) -> Queue {
     migrate::migrate_up(&db).await.unwrap();
-    match redis {
-        Some(r) => Queue::with_redis(db, config, r),
-        None => Queue::new(db, config),
-    }
+    Queue::open(db, config, redis)
 }
 
 async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(

@@ -33,10 +33,7 @@ async fn setup(
     misfire: MisfirePolicy,
 ) -> (Arc<Queue>, Scheduler, BTreeMap<String, String>) {
     migrate::migrate_up(&db).await.unwrap();
-    let queue = Arc::new(match redis {
-        Some(r) => Queue::with_redis(db.clone(), QueueConfig::default(), r),
-        None => Queue::new(db.clone(), QueueConfig::default()),
-    });
+    let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
     let scheduler = Scheduler::new(queue.clone(), misfire);
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -118,10 +118,7 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
         runtime,
         Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
     ));
-    let queue = Arc::new(match redis {
-        Some(r) => Queue::with_redis(db.clone(), QueueConfig::default(), r),
-        None => Queue::new(db.clone(), QueueConfig::default()),
-    });
+    let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
     let pool = WorkerPool::new(
         queue.clone(),
         executor.clone(),
@@ -293,10 +290,7 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
         runtime,
         Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
     ));
-    let queue = Arc::new(match redis {
-        Some(r) => Queue::with_redis(db.clone(), QueueConfig::default(), r),
-        None => Queue::new(db.clone(), QueueConfig::default()),
-    });
+    let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
     let pool = WorkerPool::new(
         queue.clone(),
         executor,

@@ -56,7 +56,7 @@ pub(super) async fn queues_status(
     auth: Auth,
 ) -> Result<Json<QueuesStatus>, ApiError> {
     let counts = state.queue.counts(Utc::now(), auth.scope()).await?;
-    let (total, active) = worker_slots(&state).await?;
+    let (total, active) = crate::cluster::slots(&state.queue, &state.pool).await?;
     Ok(Json(QueuesStatus {
         queues: counts
             .into_iter()
@@ -75,17 +75,6 @@ pub(super) async fn queues_status(
             idle: total.saturating_sub(active) as u64,
         },
     }))
-}
-
-/// Worker slots and busy slots: of every live worker process (Redis), or of this process.
-async fn worker_slots(state: &ApiState) -> Result<(usize, usize), ApiError> {
-    Ok(match state.queue.redis() {
-        Some(r) => {
-            let (total, busy, _) = crate::cluster::workers(r).await?;
-            (total as usize, busy as usize)
-        }
-        None => state.pool.utilisation(),
-    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -414,7 +403,7 @@ pub(super) async fn metrics(
         }
     }
 
-    let (total, active) = worker_slots(&state).await?;
+    let (total, active) = crate::cluster::slots(&state.queue, &state.pool).await?;
     out.push_str(
         "# HELP workers_total Worker slots of every live worker process.\n# TYPE workers_total gauge\n",
     );

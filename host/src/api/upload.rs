@@ -192,18 +192,15 @@ pub(super) async fn upload(
     store::entities::create_entity_tables(&state.db, &manifest.entities)
         .await
         .map_err(|e| refused(("invalid_manifest", e.to_string())))?;
-    let hash = crate::runtime::cache::hex(job.hash());
-    let reg = pstore::register_job(&state.db, &tenant, &manifest, &bytes, &hash).await?;
-    let scheduled = state
-        .scheduler
-        .add(
-            &reg.job_id,
-            &tenant,
-            reg.version,
-            manifest.clone(),
-            Utc::now(),
-        )
-        .await?;
+    let reg = crate::app::register_prepared(
+        &state.db,
+        &state.scheduler,
+        &tenant,
+        &job,
+        &bytes,
+        Utc::now(),
+    )
+    .await?;
     tracing::info!(job = %manifest.name, %tenant, version = reg.version, "job uploaded");
     Ok((
         if reg.new_version {
@@ -217,7 +214,7 @@ pub(super) async fn upload(
             tenant,
             version: reg.version,
             new_version: reg.new_version,
-            next_run_at: scheduled
+            next_run_at: reg
                 .next_run_at
                 .map(|t| crate::store::sql::datetime_text(&t)),
         }),

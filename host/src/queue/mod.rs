@@ -667,20 +667,23 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// The queue in the platform's database.
-    pub fn new(db: Database, config: QueueConfig) -> Queue {
+    /// The queue on Redis when one is given, else in the platform's database (which holds jobs
+    /// and executions either way).
+    pub fn open(db: Database, config: QueueConfig, redis: Option<RedisQueue>) -> Queue {
         Queue {
             sql: SqlQueue::new(db, config),
-            redis: None,
+            redis,
         }
     }
 
-    /// The queue on Redis (the database still holds jobs and executions).
+    /// The queue in the platform's database.
+    pub fn new(db: Database, config: QueueConfig) -> Queue {
+        Queue::open(db, config, None)
+    }
+
+    /// The queue on Redis.
     pub fn with_redis(db: Database, config: QueueConfig, redis: RedisQueue) -> Queue {
-        Queue {
-            sql: SqlQueue::new(db, config),
-            redis: Some(redis),
-        }
+        Queue::open(db, config, Some(redis))
     }
 
     pub fn db(&self) -> &Database {
