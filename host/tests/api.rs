@@ -1246,3 +1246,189 @@ async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
 async fn sqlite_worker_starvation() {
     run_sqlite(starved_workers_raise_an_alert_and_cancel_frees_them).await
 }
+
+// ---------------------------------------------------------------------------------------------
+// The dashboard's page and endpoints
+// ---------------------------------------------------------------------------------------------
+
+async fn the_dashboard_is_served_and_its_endpoints_answer_for_the_caller(db: Database) {
+    let t = TestHost::start(db.clone(), |_| {}).await;
+    tenants::create_tenant(&db, "acme", None, None, None)
+        .await
+        .unwrap();
+    tenants::create_tenant(&db, "globex", None, None, None)
+        .await
+        .unwrap();
+    let acme = tenants::create_token(&db, Some("acme"), false, "test")
+        .await
+        .unwrap();
+    let globex = tenants::create_token(&db, Some("globex"), false, "test")
+        .await
+        .unwrap();
+    t.host().register("acme", example()).await.unwrap();
+    seed_demo(&db, "acme").await;
+
+    // The page: `/` leads to it; its files are served with a strict policy, no token needed.
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let root = no_redirect
+        .get(format!("{}/", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status().as_u16(), 307);
+    assert_eq!(root.headers()["location"], "/ui/");
+    for (path, content_type, needle) in [
+        (
+            "/ui/",
+            "text/html",
+            "<script type=\"module\" src=\"app.js\">",
+        ),
+        ("/ui/app.js", "text/javascript", "Authorization: `Bearer"),
+        ("/ui/app.css", "text/css", "prefers-color-scheme"),
+        ("/ui/favicon.svg", "image/svg+xml", "<svg"),
+    ] {
+        let res = t
+            .http
+            .get(format!("{}{path}", t.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 200, "{path}");
+        let headers = res.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}: {headers:?}"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert!(res.text().await.unwrap().contains(needle), "{path}");
+    }
+
+    // GET /me
+    let (status, me) = t.get(ADMIN, "/me").await;
+    assert_eq!((status, me["role"].as_str()), (200, Some("admin")), "{me}");
+    assert!(me["tenant"].is_null(), "{me}");
+    let (_, me) = t.get(&acme, "/me").await;
+    assert_eq!(me, json!({"role": "tenant", "tenant": "acme"}));
+    let (status, body) = t.call(None, reqwest::Method::GET, "/me", None).await;
+    assert_error(status, &body, 401, "unauthorized");
+
+    // GET /stats/throughput: two completed runs and one failed, counted in this minute (or the
+    // one before, when the minute turned meanwhile), for acme and the admin, not for globex.
+    let (bytes, _) = compiled(UPLOADED, "AlwaysFails");
+    let (status, body) = upload(&t, &acme, bytes, "application/wasm").await;
+    assert_eq!(status, 201, "{body}");
+    let mut runs = vec![];
+    for job in [
+        "CleanupExpiredSessions",
+        "CleanupExpiredSessions",
+        "AlwaysFails",
+    ] {
+        let (status, run) = t.post(&acme, &format!("/jobs/{job}/run"), None).await;
+        assert_eq!(status, 202, "{run}");
+        runs.push(run["execution_id"].as_str().unwrap().to_string());
+    }
+    let mut statuses = vec![];
+    for id in &runs {
+        statuses.push(t.wait_final(&acme, id).await["status"].clone());
+    }
+    assert_eq!(
+        statuses,
+        [json!("completed"), json!("completed"), json!("failed")]
+    );
+    let totals = |stats: &Value| -> (u64, u64, u64) {
+        let data = stats["data"].as_array().unwrap();
+        let sum = |k: &str| data.iter().map(|b| b[k].as_u64().unwrap()).sum::<u64>();
+        (sum("completed"), sum("failed"), sum("cancelled"))
+    };
+    let (status, stats) = t.get(&acme, "/stats/throughput").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["bucket_seconds"], 60);
+    let data = stats["data"].as_array().unwrap();
+    assert_eq!(data.len(), 60);
+    let minute = |b: &Value| DateTime::parse_from_rfc3339(b["at"].as_str().unwrap()).unwrap();
+    let last = minute(&data[59]);
+    assert_eq!((last.second(), last.nanosecond()), (0, 0));
+    assert!(Utc::now().signed_duration_since(last) < chrono::Duration::seconds(61));
+    assert_eq!(last - minute(&data[0]), chrono::Duration::minutes(59));
+    assert_eq!(totals(&stats), (2, 1, 0), "{stats}");
+    let busy: u64 = data[58..]
+        .iter()
+        .map(|b| b["completed"].as_u64().unwrap() + b["failed"].as_u64().unwrap())
+        .sum();
+    assert_eq!(busy, 3, "the runs are in the last minutes: {stats}");
+    let (_, stats) = t.get(ADMIN, "/stats/throughput?minutes=5").await;
+    assert_eq!(stats["data"].as_array().unwrap().len(), 5);
+    assert_eq!(totals(&stats), (2, 1, 0), "{stats}");
+    let (_, stats) = t.get(&globex, "/stats/throughput").await;
+    assert_eq!(totals(&stats), (0, 0, 0), "{stats}");
+    let (status, body) = t.get(ADMIN, "/stats/throughput?minutes=0").await;
+    assert_error(status, &body, 400, "invalid_query");
+
+    // GET /schedule/preview: 07:00 on weekdays in Los Angeles.
+    let (status, p) = t
+        .get(
+            &acme,
+            "/schedule/preview?cron_expression=0%207%20*%20*%201-5&timezone=America/Los_Angeles&count=7",
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["valid"], true);
+    assert!(p["description"].as_str().unwrap().contains("07:00"), "{p}");
+    let next = p["next"].as_array().unwrap();
+    assert_eq!(next.len(), 7);
+    let mut previous = Utc::now();
+    for f in next {
+        let at = DateTime::parse_from_rfc3339(f["at"].as_str().unwrap())
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(at > previous, "{p}");
+        previous = at;
+        let local = at.with_timezone(&chrono_tz::America::Los_Angeles);
+        assert_eq!((local.hour(), local.minute()), (7, 0), "{p}");
+        use chrono::Datelike;
+        assert!(local.weekday().number_from_monday() <= 5, "{p}");
+        assert_eq!(
+            DateTime::parse_from_rfc3339(f["local"].as_str().unwrap()).unwrap(),
+            local.fixed_offset()
+        );
+    }
+    // What is being typed is often not valid yet: said in the answer, not as an HTTP error.
+    for (query, reason) in [
+        ("cron_expression=61%20*%20*%20*%20*", "minute"),
+        ("cron_expression=0%207%20*%20*&timezone=UTC", ""),
+        (
+            "cron_expression=0%207%20*%20*%20*&timezone=Mars/Olympus",
+            "IANA",
+        ),
+    ] {
+        let (status, p) = t.get(&acme, &format!("/schedule/preview?{query}")).await;
+        assert_eq!(status, 200, "{p}");
+        assert_eq!(p["valid"], false, "{p}");
+        assert!(p["next"].as_array().unwrap().is_empty(), "{p}");
+        assert!(p["error"].as_str().unwrap().contains(reason), "{p}");
+    }
+    let (status, body) = t
+        .get(
+            &acme,
+            "/schedule/preview?cron_expression=*%20*%20*%20*%20*&count=51",
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid_query");
+    let (status, body) = t.get(&acme, "/schedule/preview").await;
+    assert_error(status, &body, 400, "invalid_query");
+    t.stop().await;
+}
+
+mod dashboard {
+    use super::*;
+
+    on_both_databases!(the_dashboard_is_served_and_its_endpoints_answer_for_the_caller);
+}

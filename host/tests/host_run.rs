@@ -2,121 +2,12 @@
 //! `examples/05-scheduled-jobs/test.sh` against the served API, graceful stop on SIGTERM, and the
 //! admin token generated at the first start and printed once.
 
-use serde_json::Value;
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+#[path = "common/host_process.rs"]
+mod host_process;
+
+use host_process::{start, temp_dir, ROOT};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-
-struct Running {
-    child: Child,
-    base: String,
-    stdout: Arc<Mutex<String>>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn start(dir: &Path, admin: Option<&str>) -> Running {
-    // reqwest is built without a default TLS provider; the host installs ring, so do we.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codeai"));
-    cmd.args([
-        "host",
-        "run",
-        &format!("{ROOT}/examples/05-scheduled-jobs/scheduled-jobs.codeai"),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--demo",
-        "--grace-secs",
-        "2",
-    ])
-    .current_dir(dir)
-    .env("DATABASE_URL", "sqlite:host.db")
-    .env_remove("SMTP_HOST")
-    .env_remove("SLACK_WEBHOOK")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    match admin {
-        Some(t) => cmd.env("CODEAI_ADMIN_TOKEN", t),
-        None => cmd.env_remove("CODEAI_ADMIN_TOKEN"),
-    };
-    let mut child = cmd.spawn().unwrap();
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let sink = stdout.clone();
-    let pipe = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        if let Ok(r) = reqwest::blocking::get(format!("{base}/readyz")) {
-            if r.status() == 200 && stdout.lock().unwrap().contains("running;") {
-                break;
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!(
-                "codeai host run exited with {status}: {}",
-                stdout.lock().unwrap()
-            );
-        }
-        assert!(Instant::now() < deadline, "the host did not come up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Running {
-        child,
-        base,
-        stdout,
-    }
-}
-
-impl Running {
-    fn stop(mut self) -> String {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "exit status {status}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        let r = reqwest::blocking::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("codeai_hostrun_{name}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Runs test.sh; returns `(request, HTTP status)` in order.
 fn test_sh(base: &str, token: &str, extra: &[(&str, &str)]) -> Vec<(String, u16)> {

@@ -8,6 +8,7 @@
 //! - Lists are `{"data": [...], "next_cursor": ...}`; pass `cursor` back for the next page.
 
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod executions;
 pub mod jobs;
@@ -152,6 +153,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi_json))
+        .route("/me", get(dashboard::me))
+        .route("/stats/throughput", get(dashboard::throughput))
+        .route("/schedule/preview", get(dashboard::schedule_preview))
+        .route("/", get(dashboard::root))
+        .route("/ui", get(dashboard::root))
+        .route("/ui/", get(dashboard::index))
+        .route("/ui/app.js", get(dashboard::app_js))
+        .route("/ui/app.css", get(dashboard::app_css))
+        .route("/ui/favicon.svg", get(dashboard::favicon))
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(uploads)
         .fallback(system::not_found)

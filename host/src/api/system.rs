@@ -542,7 +542,8 @@ impl utoipa::Modify for BearerAuth {
         super::upload::delete_job, super::executions::list, super::executions::get_execution,
         super::executions::cancel, super::executions::retry, super::reports::list,
         super::reports::get_report, super::reports::download, super::reports::file,
-        queues_status, alerts, outbox, metrics, healthz, readyz,
+        queues_status, alerts, outbox, metrics, healthz, readyz, super::dashboard::me,
+        super::dashboard::throughput, super::dashboard::schedule_preview,
     ),
     modifiers(&BearerAuth),
 )]

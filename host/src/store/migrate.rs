@@ -37,6 +37,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0003_api.sql"),
         postgres: include_str!("../../../migrations/postgres/0003_api.sql"),
     },
+    Migration {
+        version: 4,
+        name: "dashboard",
+        sqlite: include_str!("../../../migrations/sqlite/0004_dashboard.sql"),
+        postgres: include_str!("../../../migrations/postgres/0004_dashboard.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
