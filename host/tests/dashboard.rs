@@ -44,8 +44,10 @@ fn prerequisites() -> Result<PathBuf, String> {
     if Command::new("node").arg("--version").output().is_err() {
         return Err("node is missing".into());
     }
-    if !Path::new(E2E).join("node_modules/playwright-core").exists() {
-        return Err(format!("playwright-core is missing: npm ci --prefix {E2E}"));
+    for package in ["playwright-core", "axe-core"] {
+        if !Path::new(E2E).join("node_modules").join(package).exists() {
+            return Err(format!("{package} is missing: npm ci --prefix {E2E}"));
+        }
     }
     Ok(chromium)
 }

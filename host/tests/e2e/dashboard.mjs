@@ -14,6 +14,9 @@
 import { chromium } from "playwright-core";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { createRequire } from "node:module";
+
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 
 const env = (name) => {
   const v = process.env[name];
@@ -75,6 +78,25 @@ async function shot(page, name, fullPage = true) {
   log(`screenshot ${path}`);
 }
 
+/**
+ * Audits the page with axe-core (WCAG 2 A/AA rules): a serious or critical violation is a
+ * problem. axe is put in through DevTools (the page's own policy allows no foreign script).
+ */
+async function audit(page, name) {
+  const hasAxe = await page.evaluate(() => typeof window.axe !== "undefined");
+  if (!hasAxe) await page.evaluate(AXE);
+  const result = await page.evaluate(() =>
+    window.axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] }, resultTypes: ["violations"] }),
+  );
+  const serious = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+  writeFileSync(join(ARTIFACTS, `${name}.axe.json`), JSON.stringify(result.violations, null, 2));
+  for (const v of serious) {
+    const where = v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join("; ");
+    problems.push(`accessibility (${name}): ${v.id} [${v.impact}] ${v.help} at ${where}`);
+  }
+  log(`axe ${name}: ${result.violations.length} violation(s), ${serious.length} serious or critical`);
+}
+
 async function signIn(page, token) {
   await page.goto(BASE + "/");
   check(page.url().endsWith("/ui/") || page.url().includes("/ui/#"), `/ redirects to the dashboard, got ${page.url()}`);
@@ -109,6 +131,7 @@ try {
     viewport: { width: 1366, height: 800 },
     acceptDownloads: true,
     timezoneId: "Europe/Berlin",
+    locale: "en-GB",
   });
   const page = await admin.newPage();
   page.setDefaultTimeout(TIMEOUT);
@@ -119,6 +142,7 @@ try {
   await page.goto(BASE + "/");
   await page.getByLabel("API token").waitFor();
   await shot(page, "01-sign-in");
+  await audit(page, "sign-in");
   step = "sign in as admin";
   await page.getByLabel("API token").fill(ADMIN);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -134,6 +158,7 @@ try {
   const slots = Number(await page.locator("#workers-total").textContent());
   check(slots > 0, `worker slots shown (${slots})`);
   await shot(page, "02-overview");
+  await audit(page, "overview");
 
   // --- Jobs: the ten of the example ---------------------------------------------------------
   step = "jobs list";
@@ -152,7 +177,15 @@ try {
   const dailyText = await daily.textContent();
   check(dailyText.includes("0 6 * * *"), "DailySalesReport shows its cron expression");
   check(/06:00/.test(dailyText), `DailySalesReport's schedule in words mentions 06:00: ${dailyText}`);
+  // Its next run in the viewer's zone (the browser says Europe/Berlin) and in the job's.
+  const dailyJob = (await api(ADMIN, "GET", "/jobs/DailySalesReport")).body;
+  const nextRun = new Date(dailyJob.next_run_at);
+  const hhmm = (timeZone) => new Intl.DateTimeFormat("en-GB", { timeZone, hour: "2-digit", minute: "2-digit" }).format(nextRun);
+  const nextCell = await daily.locator("td[data-label='Next run']").textContent();
+  check(nextCell.includes(hhmm("Europe/Berlin")), `next run in the viewer's time ${hhmm("Europe/Berlin")}: ${nextCell}`);
+  check(nextCell.includes(`${hhmm("America/New_York")}`) && nextCell.includes("America/New_York"), `next run in the job's time ${hhmm("America/New_York")} America/New_York: ${nextCell}`);
   await shot(page, "03-jobs");
+  await audit(page, "jobs");
 
   // --- Pause and resume ----------------------------------------------------------------------
   step = "pause";
@@ -197,6 +230,7 @@ try {
   const preview = await dialog.locator("#preview").textContent();
   check(/07:00/.test(preview), `the preview shows 07:00 in the job's zone: ${preview}`);
   await shot(page, "04-edit-schedule", false);
+  await audit(page, "schedule-dialog");
   await dialog.getByLabel("Cron expression").fill("61 * * * *");
   await dialog.locator("#preview .error").waitFor();
   await dialog.getByLabel("Cron expression").fill("0 7 * * 1-5");
@@ -228,6 +262,7 @@ try {
   check(calls >= 2, `capability calls listed with timings (${calls})`);
   check(await page.getByRole("button", { name: "Cancel" }).isDisabled(), "a completed execution cannot be cancelled");
   await shot(page, "05-execution-completed");
+  await audit(page, "execution");
   log("execution completed; detail shows calls, log, input, output");
 
   // --- The job's executions, filtered by status -------------------------------------------------
@@ -244,6 +279,7 @@ try {
   await page.getByLabel("Show executions with status").selectOption("");
   await page.locator(`tr[data-execution="${executionId}"]`).waitFor();
   await shot(page, "06-job-executions");
+  await audit(page, "job");
   log("executions of DailySalesReport, filtered by status");
 
   // --- Reports: download the PDF the run made ---------------------------------------------------
@@ -253,6 +289,7 @@ try {
   const reportRow = page.locator("tr[data-report]").first();
   await reportRow.waitFor();
   await shot(page, "07-reports");
+  await audit(page, "reports");
   step = "download";
   const [download] = await Promise.all([
     page.waitForEvent("download"),
@@ -271,6 +308,7 @@ try {
   await page.locator("#outbox li").first().waitFor();
   await page.locator("#outbox summary").first().click();
   await shot(page, "08-outbox");
+  await audit(page, "outbox");
   log("the report's mail is held in the outbox");
 
   // --- Cancel a long-running execution -------------------------------------------------------------
@@ -309,6 +347,7 @@ try {
   const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the page fits the phone's width (overflows by ${overflow}px); tables scroll in their box`);
   await shot(mobile, "12-phone-jobs");
+  await audit(mobile, "phone-jobs");
   await mobile.goto(`${BASE}/ui/#/executions/${encodeURIComponent(executionId)}`);
   await waitForStatus(mobile, "completed");
   await shot(mobile, "13-phone-execution");
