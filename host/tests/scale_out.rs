@@ -1,7 +1,8 @@
 //! Scale-out on PostgreSQL + Redis with real processes: one `codeai run` (API and scheduler) and
 //! three `codeai worker start`, 20,000 tasks, a worker killed with -9 five times and restarted:
-//! every task completes at least once (counted in the database), duplicates reported. And two
-//! schedulers at once never enqueue one fire twice (1,000 fires).
+//! every task completes at least once (counted in the database), duplicates reported. Two
+//! schedulers at once never enqueue one fire twice (1,000 fires). A Redis restart with AOF loses
+//! no acknowledged task; a PostgreSQL crash and restart under a running worker loses none either.
 
 #[macro_use]
 mod common;
@@ -470,5 +471,201 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
     assert_eq!(runnable, 950);
     drop(server);
     db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The newest PostgreSQL server programs installed (`/usr/lib/postgresql/<version>/bin`).
+fn pg_bin() -> Option<std::path::PathBuf> {
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("pg_ctl").exists() && bin.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop()
+}
+
+/// `pg_ctl` as the `postgres` user (the server refuses to run as root).
+fn pg_ctl(bin: &std::path::Path, args: &[&str]) -> bool {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(bin.join("pg_ctl"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A PostgreSQL server of its own, stopped with `-m immediate` (a crash) while a worker runs
+/// tasks and started again: the worker does not exit, waits with its backoff, and every task
+/// completes once the database is back (tasks have 3 attempts: a run whose capability call met
+/// the outage failed like any job whose dependency failed, and is retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgresql_restart_makes_workers_wait_not_crash() {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let Some(bin) = pg_bin() else {
+        assert!(
+            !ci,
+            "no PostgreSQL server programs under /usr/lib/postgresql"
+        );
+        eprintln!("notice: no PostgreSQL server programs; skipping");
+        return;
+    };
+    let Some(redis) = common::redis_queue().await else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(common::unique("codeai_pgrestart"));
+    let data = dir.join("pgdata");
+    std::fs::create_dir_all(&data).unwrap();
+    let owned = Command::new("chown")
+        .args(["-R", "postgres", dir.to_str().unwrap()])
+        .status()
+        .is_ok_and(|s| s.success());
+    let initdb = owned
+        && Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(bin.join("initdb"))
+            .args([
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-D",
+                data.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !initdb {
+        assert!(!ci, "initdb as the postgres user failed (is this root?)");
+        eprintln!("notice: cannot run initdb as postgres; skipping");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+        dir.display()
+    );
+    let data_dir = data.to_str().unwrap();
+    let start = || {
+        pg_ctl(
+            &bin,
+            &["-D", data_dir, "-o", &options, "-w", "-t", "30", "start"],
+        )
+    };
+    let crash = || pg_ctl(&bin, &["-D", data_dir, "-m", "immediate", "-w", "stop"]);
+    assert!(start(), "the private PostgreSQL did not start");
+    struct Stop<F: Fn() -> bool>(F);
+    impl<F: Fn() -> bool> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _stop = Stop(crash);
+
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let db = Database::connect(&url).await.unwrap();
+    migrate::migrate_up(&db).await.unwrap();
+    let (artifacts, _) = codeai_dsl::compile("scale.codeai", JOB).unwrap();
+    let noop = artifacts
+        .iter()
+        .find(|a| a.manifest.name == "Noop")
+        .unwrap();
+    let reg = platform::register_job(&db, "default", &noop.manifest, &noop.bytes, "noop")
+        .await
+        .unwrap();
+    let mut worker = Reaped(vec![spawn(
+        &["worker", "start", "--concurrency", "4", "--grace-secs", "1"],
+        &url,
+        &redis,
+        &dir,
+    )]);
+
+    let n = 2_000;
+    let queue = Queue::with_redis(db.clone(), QueueConfig::default(), redis.clone());
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|_| NewTask {
+            id: None,
+            tenant: "default".into(),
+            job_id: reg.job_id.clone(),
+            job_name: "Noop".into(),
+            job_version: Some(reg.version),
+            queue: "default".into(),
+            trigger: "manual".into(),
+            input: "{}".into(),
+            fire_at: None,
+            run_after: Utc::now(),
+            // A run whose `emit` meets the database down fails like any job whose capability
+            // failed; its retry runs it again once the database is back.
+            max_attempts: 3,
+            exclusive: false,
+        })
+        .collect();
+    assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), n as u64);
+    let completed_sql = "SELECT COUNT(DISTINCT id) FROM job_executions WHERE status = 'completed'";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while (scalar(&db, completed_sql).await as usize) < n / 10 {
+        assert!(Instant::now() < deadline, "the worker does not run tasks");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The database goes away for 5 s in the middle of the run.
+    assert!(crash(), "pg_ctl stop -m immediate failed");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        worker.0[0].try_wait().unwrap().is_none(),
+        "the worker exited while the database was down"
+    );
+    let left = queue.counts(Utc::now(), None).await.unwrap()["default"].pending;
+    assert!(start(), "the private PostgreSQL did not start again");
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = match Database::connect(&url).await {
+            Ok(check) => {
+                let n = scalar(&check, completed_sql).await;
+                check.close().await;
+                n
+            }
+            Err(_) => 0,
+        };
+        if done as usize >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            let statuses: Vec<(String, i64)> = match &db {
+                Database::Postgres(pool) => sqlx::query_as(
+                    "SELECT status, COUNT(*) FROM job_executions GROUP BY status ORDER BY status",
+                )
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default(),
+                Database::Sqlite(_) => unreachable!(),
+            };
+            let counts = queue.counts(Utc::now(), None).await.unwrap();
+            panic!(
+                "{done} of {n} completed after the restart ({left} were left when it went \
+                 down); records by status {statuses:?}; queue {counts:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        worker.0[0].try_wait().unwrap().is_none(),
+        "the worker exited after the restart"
+    );
+    let counts = queue.counts(Utc::now(), None).await.unwrap();
+    assert_eq!(counts["default"].completed as usize, n);
+    kill9(&mut worker.0[0]);
+    drop(worker);
+    db.close().await;
+    common::redis_cleanup(&redis).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
