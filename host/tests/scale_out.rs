@@ -568,7 +568,7 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
             (self.0)();
         }
     }
-    let _stop = Stop(crash);
+    let stop = Stop(crash);
 
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let db = Database::connect(&url).await.unwrap();
@@ -666,6 +666,7 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
     kill9(&mut worker.0[0]);
     drop(worker);
     db.close().await;
+    drop(stop);
     common::redis_cleanup(&redis).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
