@@ -353,6 +353,21 @@ try {
   await shot(mobile, "13-phone-execution");
   await phone.close();
 
+  // --- Dark mode (from the system's setting) ----------------------------------------------------------
+  step = "dark";
+  const dark = await browser.newContext({ viewport: { width: 1366, height: 800 }, colorScheme: "dark" });
+  const night = await dark.newPage();
+  night.setDefaultTimeout(TIMEOUT);
+  watch(night, "dark");
+  await signIn(night, ADMIN);
+  await night.locator("#throughput svg").waitFor();
+  await audit(night, "dark-overview");
+  await night.goto(`${BASE}/ui/#/executions/${encodeURIComponent(executionId)}`);
+  await waitForStatus(night, "completed");
+  await audit(night, "dark-execution");
+  await shot(night, "15-dark-execution");
+  await dark.close();
+
   // --- A tenant's token sees only its own jobs ----------------------------------------------------------
   step = "tenant";
   const tenantContext = await browser.newContext({ viewport: { width: 1366, height: 800 } });
