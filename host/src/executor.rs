@@ -8,6 +8,7 @@
 use crate::caps::platform::{ExecContext, JobCaps, Platform};
 use crate::runtime::{ExecOptions, ExecResult, PreparedJob, Runtime, Status};
 use crate::store::platform as store;
+use crate::store::recorder::Record;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -100,20 +101,23 @@ impl Executor {
         let recorder = self.platform.recorder();
         // Written while the job runs; the end record below is written after it and awaited.
         let start = recorder
-            .submit(store::start_stmts(&store::NewExecution {
-                id: execution_id,
-                tenant: req.tenant,
-                job_id: req.job_id,
-                job_name: &manifest.name,
-                job_version: req.job_version,
-                trigger: req.trigger,
-                queue: &manifest.queue,
-                input: req.input,
-                attempt: req.attempt,
-                max_attempts: req.max_attempts,
-                scheduled_at: req.scheduled_at,
-                started_at,
-            }))
+            .submit(Record::Start(
+                store::NewExecution {
+                    id: execution_id,
+                    tenant: req.tenant,
+                    job_id: req.job_id,
+                    job_name: &manifest.name,
+                    job_version: req.job_version,
+                    trigger: req.trigger,
+                    queue: &manifest.queue,
+                    input: req.input,
+                    attempt: req.attempt,
+                    max_attempts: req.max_attempts,
+                    scheduled_at: req.scheduled_at,
+                    started_at,
+                }
+                .row(),
+            ))
             .await;
 
         let execution = self
@@ -141,10 +145,8 @@ impl Executor {
             })
             .collect();
         recorder
-            .write(store::finish_stmts(
-                req.tenant,
-                execution_id,
-                &store::FinishedExecution {
+            .write(Record::Finish(
+                store::FinishedExecution {
                     attempt: req.attempt,
                     started_at,
                     status: result.status.as_str(),
@@ -156,7 +158,8 @@ impl Executor {
                     fuel_used: result.fuel_used as i64,
                     log: Value::Array(log),
                     calls: Value::Array(calls),
-                },
+                }
+                .row(req.tenant, execution_id),
             ))
             .await?;
         start.wait().await?;

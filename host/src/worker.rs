@@ -1,7 +1,9 @@
 //! The worker pool: N slots, each running one leased task at a time in a fresh instance.
 //!
-//! A dispatcher takes tasks from the queue (by weight) while a slot is free; each task runs
-//! through the [`Executor`] with a heartbeat extending its lease. When it ends:
+//! A dispatcher takes tasks from the queue (by weight) while a slot is free, as many per round
+//! trip as there are free slots; each task runs through the [`Executor`] with a heartbeat
+//! extending its lease. On Redis, a slot that finishes a task leases its next task in the same
+//! round trip and runs it without going back to the dispatcher. When a task ends:
 //! completed/skipped → `done`; failed with attempts left → back on the queue after the job's
 //! retry delay (fixed, exponential, or the `retry_delays` list) and the execution shows
 //! `retrying`; otherwise → `dead` and the job's `on_fail` event.
@@ -239,7 +241,8 @@ impl WorkerPool {
         }
     }
 
-    /// Takes and runs tasks until [`WorkerPool::shutdown`].
+    /// Takes and runs tasks until [`WorkerPool::shutdown`]: waits for a free slot, then leases
+    /// as many tasks as there are free slots at that moment (one round trip on Redis).
     pub async fn run(self: Arc<Self>) {
         while !self.stopping.load(Ordering::SeqCst) {
             let Ok(permit) = self.permits.clone().acquire_owned().await else {
@@ -248,33 +251,46 @@ impl WorkerPool {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let task = match self.queue.dequeue(Utc::now()).await {
-                Ok(task) => task,
+            let mut permits = vec![permit];
+            while let Ok(p) = self.permits.clone().try_acquire_owned() {
+                permits.push(p);
+            }
+            let tasks = match self.queue.dequeue_many(Utc::now(), permits.len()).await {
+                Ok(tasks) => tasks,
                 Err(e) => {
                     tracing::warn!("dequeue failed: {e:#}; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    None
+                    Vec::new()
                 }
             };
-            let Some(task) = task else {
-                drop(permit);
+            if tasks.is_empty() {
+                drop(permits);
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(self.config.poll) => {}
                 }
                 continue;
-            };
-            let pool = self.clone();
-            self.busy.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                pool.execute(task).await;
-                pool.busy.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-            });
+            }
+            permits.truncate(tasks.len());
+            for (task, permit) in tasks.into_iter().zip(permits) {
+                let pool = self.clone();
+                self.busy.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    // A slot that finishes a task on Redis leases the next one in the same
+                    // round trip and runs it here, without waiting for the dispatcher.
+                    let mut next = Some(task);
+                    while let Some(task) = next {
+                        next = pool.execute(task).await;
+                    }
+                    pool.busy.fetch_sub(1, Ordering::Relaxed);
+                    drop(permit);
+                });
+            }
         }
     }
 
-    async fn execute(&self, task: Task) {
+    /// Runs one task; the next task for this slot when finishing it leased one.
+    async fn execute(&self, task: Task) -> Option<Task> {
         let cancel = CancelToken::new();
         self.active
             .lock()
@@ -295,8 +311,12 @@ impl WorkerPool {
         };
         let outcome = self.attempt(&task, cancel).await;
         heartbeat.abort();
+        let mut next = None;
         match outcome {
-            Ok(()) => self.failures.store(0, Ordering::Relaxed),
+            Ok(leased) => {
+                self.failures.store(0, Ordering::Relaxed);
+                next = leased;
+            }
             Err(e) => {
                 // The platform failed (the database is down, say), not the job: put the task
                 // back (if the queue answers; otherwise its lease runs out and it is rescued)
@@ -314,9 +334,22 @@ impl WorkerPool {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&task.id);
+        if let Some(t) = next
+            .as_ref()
+            .filter(|_| self.stopping.load(Ordering::SeqCst))
+        {
+            // Leased as shutdown began: back on the queue, attempt given back.
+            if let Err(e) = self.queue.release(t.id).await {
+                tracing::warn!(id = %t.id, "putting a task back failed: {e:#}; its lease will run out");
+            }
+            return None;
+        }
+        next
     }
 
-    async fn attempt(&self, task: &Task, cancel: CancelToken) -> anyhow::Result<()> {
+    /// Runs one attempt of a task and records its outcome in the queue; the next task for
+    /// this slot when finishing leased one.
+    async fn attempt(&self, task: &Task, cancel: CancelToken) -> anyhow::Result<Option<Task>> {
         let limits = self.limits.get(&task.tenant).await;
         let mut slot = TenantSlot {
             pool: self,
@@ -336,7 +369,7 @@ impl WorkerPool {
                 // The tenant is at its limit: back on the queue for a moment, attempt given back.
                 let at = Utc::now() + chrono::Duration::milliseconds(200);
                 self.queue.defer(task.id, at).await?;
-                return Ok(());
+                return Ok(None);
             }
             slot.tenant = Some(task.tenant.clone());
         }
@@ -359,7 +392,7 @@ impl WorkerPool {
                 // The job was deleted: nothing can run this task, now or later.
                 let error = "the job's component is gone (the job was deleted)";
                 self.queue.finish(task.id, "failed", Some(error)).await?;
-                return Ok(());
+                return Ok(None);
             }
             Err(e) => return Err(e),
         };
@@ -386,12 +419,19 @@ impl WorkerPool {
         if self.stopping.load(Ordering::SeqCst) && r.status == crate::runtime::Status::Cancelled {
             // Cancelled by shutdown, not by a user: back on the queue for the next start.
             self.queue.release(task.id).await?;
-            return Ok(());
+            return Ok(None);
         }
+        let mut next = None;
         if is_final(r.status, task.attempt, task.max_attempts) {
-            self.queue
-                .finish(task.id, r.status.as_str(), r.error.as_deref())
-                .await?;
+            let (status, error) = (r.status.as_str(), r.error.as_deref());
+            if self.stopping.load(Ordering::SeqCst) {
+                self.queue.finish(task.id, status, error).await?;
+            } else {
+                next = self
+                    .queue
+                    .finish_and_dequeue(task.id, status, error, Utc::now())
+                    .await?;
+            }
         } else {
             let manifest = job.manifest();
             let retry = u32::try_from(task.attempt).unwrap_or(u32::MAX);
@@ -411,7 +451,7 @@ impl WorkerPool {
             .await?;
         }
         drop(slot);
-        Ok(())
+        Ok(next)
     }
 
     /// Stops taking tasks, waits up to the grace period for active executions, then cancels the

@@ -726,26 +726,93 @@ impl Queue {
         }
     }
 
+    /// Leases the next runnable task, choosing the queue by weight; `None` when nothing is
+    /// runnable at `now`.
     pub async fn dequeue(&self, now: DateTime<Utc>) -> anyhow::Result<Option<Task>> {
+        Ok(self.dequeue_many(now, 1).await?.pop())
+    }
+
+    /// Leases up to `n` runnable tasks, each queue chosen by weight as `n` calls of
+    /// [`Queue::dequeue`] would; fewer (or none) when fewer are runnable at `now`. On Redis
+    /// this is one round trip. On the SQL queue an error after some tasks were leased returns
+    /// those.
+    pub async fn dequeue_many(&self, now: DateTime<Utc>, n: usize) -> anyhow::Result<Vec<Task>> {
         let Some(r) = &self.redis else {
-            return self.sql.dequeue(now).await;
-        };
-        let mut tried = self.sql.excluded();
-        loop {
-            let Some(queue) = self.sql.lock_picker().peek(&tried) else {
-                return Ok(None);
-            };
-            match r
-                .claim(&queue, now, self.sql.config.lease, &self.sql.owner)
-                .await?
-            {
-                Some(task) => {
-                    self.sql.lock_picker().served(&queue, &tried);
-                    return Ok(Some(task));
+            let mut out = Vec::new();
+            while out.len() < n {
+                match self.sql.dequeue(now).await {
+                    Ok(Some(task)) => out.push(task),
+                    Ok(None) => break,
+                    Err(e) if out.is_empty() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!("dequeue failed: {e:#}");
+                        break;
+                    }
                 }
-                None => tried.push(queue),
             }
-        }
+            return Ok(out);
+        };
+        let excluded = self.sql.excluded();
+        let queues = self.sql.lock_picker().queues(&excluded);
+        let picks = redis::Picks {
+            n,
+            strict: self.sql.config.strict,
+            queues: &queues,
+        };
+        let claimed = r
+            .claim(&picks, now, self.sql.config.lease, &self.sql.owner)
+            .await?;
+        Ok(self.replay(&excluded, claimed))
+    }
+
+    /// Records the picks a claim on Redis made on this process's picker; the tasks.
+    fn replay(&self, excluded: &[String], (empties, tasks): redis::Claimed) -> Vec<Task> {
+        let mut picker = self.sql.lock_picker();
+        let mut empty = excluded.to_vec();
+        tasks
+            .into_iter()
+            .map(|(before, queue, task)| {
+                empty.truncate(excluded.len());
+                empty.extend(empties.iter().take(before).cloned());
+                picker.served(&queue, &empty);
+                task
+            })
+            .collect()
+    }
+
+    /// Finishes an active task (as [`Queue::finish`]) and, on Redis in the same round trip,
+    /// leases the next runnable task (as [`Queue::dequeue`]) for the slot it frees. The SQL
+    /// queue only finishes (`None`).
+    pub async fn finish_and_dequeue(
+        &self,
+        id: Uuid,
+        outcome: &str,
+        error: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<Task>> {
+        let Some(r) = &self.redis else {
+            self.sql.finish(id, outcome, error).await?;
+            return Ok(None);
+        };
+        let excluded = self.sql.excluded();
+        let queues = self.sql.lock_picker().queues(&excluded);
+        let picks = redis::Picks {
+            n: 1,
+            strict: self.sql.config.strict,
+            queues: &queues,
+        };
+        let claimed = r
+            .finish_and_claim(
+                id,
+                outcome,
+                error,
+                &picks,
+                now,
+                self.sql.config.lease,
+                &self.sql.owner,
+            )
+            .await?;
+        Ok(self.replay(&excluded, claimed).pop())
     }
 
     pub async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {

@@ -36,6 +36,15 @@ impl Picker {
             .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     }
 
+    /// The queues as (name, weight, credit), heaviest first, leaving out those in `skip`.
+    pub fn queues(&self, skip: &[String]) -> Vec<(String, i64, i64)> {
+        self.queues
+            .iter()
+            .filter(|(n, _, _)| !skip.contains(n))
+            .cloned()
+            .collect()
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.queues.iter().map(|(n, _, _)| n.clone()).collect()
     }

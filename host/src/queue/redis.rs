@@ -61,65 +61,122 @@ end
 return 1
 "#;
 
-const DEQUEUE: &str = r#"
-local now, queue, lease, owner = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
-  redis.call('ZREM', P .. 'delayed', id)
-  local h = P .. 'task:' .. id
-  local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
-  if q and redis.call('HGET', h, 's') == 'pending' then
-    redis.call('RPUSH', P .. 'ready:' .. q, id)
-    cnt(q, t, 'scheduled', -1)
-    cnt(q, t, 'pending', 1)
-  end
-end
-for _ = 1, 1000 do
-  local id = redis.call('LPOP', P .. 'ready:' .. queue)
-  if not id then return false end
-  local h = P .. 'task:' .. id
-  if redis.call('HGET', h, 's') == 'pending' then
-    local job, t = redis.call('HGET', h, 'j'), redis.call('HGET', h, 't')
-    if redis.call('HGET', h, 'x') == '1' and tonumber(redis.call('HGET', P .. 'jobactive', job) or '0') > 0 then
-      redis.call('ZADD', P .. 'delayed', now + 100, id)
-      cnt(queue, t, 'pending', -1)
-      cnt(queue, t, 'scheduled', 1)
-    else
-      redis.call('HSET', h, 's', 'active', 'w', owner)
-      redis.call('HINCRBY', h, 'a', 1)
-      redis.call('ZADD', P .. 'active', now + lease, id)
-      redis.call('HINCRBY', P .. 'jobactive', job, 1)
-      cnt(queue, t, 'pending', -1)
-      cnt(queue, t, 'active', 1)
-      local r = redis.call('HGETALL', h)
-      table.insert(r, 1, id)
-      return r
+/// `claim(now, lease, owner, i)`: leases up to `n` tasks, choosing each one's queue as the
+/// process's [`Picker`](super::Picker) would: ARGV[i] = n, ARGV[i+1] = '1' for strict priority,
+/// ARGV[i+2] = the number of queues, then per queue (heaviest first) its name, weight and
+/// credit. A queue found empty is not eligible for the rest of the call. Due delayed tasks are
+/// moved to their queues first. Returns `{empties, tasks}`: the queues found empty, in order,
+/// and per leased task `{how many of empties were found before it, its queue, its id, then its
+/// hash's fields and values}`, so the caller can replay the picks on its picker.
+const CLAIM_FN: &str = r#"
+local function lease_one(queue, now, lease, owner)
+  for _ = 1, 1000 do
+    local id = redis.call('LPOP', P .. 'ready:' .. queue)
+    if not id then return nil end
+    local h = P .. 'task:' .. id
+    local f = redis.call('HMGET', h, 's', 'j', 't', 'x')
+    if f[1] == 'pending' then
+      local job, t = f[2], f[3]
+      if f[4] == '1' and tonumber(redis.call('HGET', P .. 'jobactive', job) or '0') > 0 then
+        redis.call('ZADD', P .. 'delayed', now + 100, id)
+        cnt(queue, t, 'pending', -1)
+        cnt(queue, t, 'scheduled', 1)
+      else
+        redis.call('HSET', h, 's', 'active', 'w', owner)
+        redis.call('HINCRBY', h, 'a', 1)
+        redis.call('ZADD', P .. 'active', now + lease, id)
+        redis.call('HINCRBY', P .. 'jobactive', job, 1)
+        cnt(queue, t, 'pending', -1)
+        cnt(queue, t, 'active', 1)
+        local r = redis.call('HGETALL', h)
+        table.insert(r, 1, id)
+        return r
+      end
     end
   end
+  return nil
 end
-return false
+local function claim(now, lease, owner, i)
+  local n, strict, k = tonumber(ARGV[i]), ARGV[i + 1] == '1', tonumber(ARGV[i + 2])
+  local qs = {}
+  for j = 0, k - 1 do
+    qs[#qs + 1] = {ARGV[i + 3 + 3 * j], tonumber(ARGV[i + 4 + 3 * j]), tonumber(ARGV[i + 5 + 3 * j])}
+  end
+  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', P .. 'delayed', id)
+    local h = P .. 'task:' .. id
+    local f = redis.call('HMGET', h, 'q', 't', 's')
+    local q, t = f[1], f[2]
+    if q and f[3] == 'pending' then
+      redis.call('RPUSH', P .. 'ready:' .. q, id)
+      cnt(q, t, 'scheduled', -1)
+      cnt(q, t, 'pending', 1)
+    end
+  end
+  local out, empty, empties = {}, {}, {}
+  while #out < n do
+    local best = nil
+    for _, q in ipairs(qs) do
+      if not empty[q[1]] then
+        if strict then
+          best = best or q
+        elseif best == nil or q[3] + q[2] > best[3] + best[2]
+            or (q[3] + q[2] == best[3] + best[2] and q[1] < best[1]) then
+          best = q
+        end
+      end
+    end
+    if not best then break end
+    local r = lease_one(best[1], now, lease, owner)
+    if r then
+      if not strict then
+        local total = 0
+        for _, q in ipairs(qs) do
+          if not empty[q[1]] then
+            q[3] = q[3] + q[2]
+            total = total + q[2]
+          end
+        end
+        best[3] = best[3] - total
+      end
+      table.insert(r, 1, best[1])
+      table.insert(r, 1, tostring(#empties))
+      out[#out + 1] = r
+    else
+      empty[best[1]] = true
+      empties[#empties + 1] = best[1]
+    end
+  end
+  return {empties, out}
+end
+"#;
+
+/// `finish(id, outcome, error)`: active → done (completed, skipped) or dead.
+const FINISH_FN: &str = r#"
+local function finish(id, outcome, err)
+  local h = P .. 'task:' .. id
+  local f = redis.call('HMGET', h, 's', 'q', 't', 'j')
+  if f[1] ~= 'active' then return 0 end
+  local q, t, job = f[2], f[3], f[4]
+  redis.call('ZREM', P .. 'active', id)
+  redis.call('HINCRBY', P .. 'jobactive', job, -1)
+  redis.call('SREM', P .. 'jobtasks:' .. job, id)
+  redis.call('HDEL', h, 'w')
+  local state = 'dead'
+  if outcome == 'completed' or outcome == 'skipped' then state = 'done' end
+  redis.call('HSET', h, 's', state, 'o', outcome, 'e', err)
+  cnt(q, t, 'active', -1)
+  if state == 'done' then cnt(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then cnt(q, t, 'failed', 1) end
+  redis.call('EXPIRE', h, 604800)
+  return 1
+end
 "#;
 
 const HEARTBEAT: &str = r#"
 local h = P .. 'task:' .. ARGV[3]
 if redis.call('HGET', h, 's') ~= 'active' or redis.call('HGET', h, 'w') ~= ARGV[5] then return 0 end
 redis.call('ZADD', P .. 'active', tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[3])
-return 1
-"#;
-
-const FINISH: &str = r#"
-local id, outcome, err = ARGV[2], ARGV[3], ARGV[4]
-local h = P .. 'task:' .. id
-if redis.call('HGET', h, 's') ~= 'active' then return 0 end
-local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
-deactivate(h, id)
-untrack(h, id)
-local state = 'dead'
-if outcome == 'completed' or outcome == 'skipped' then state = 'done' end
-redis.call('HSET', h, 's', state, 'o', outcome, 'e', err)
-cnt(q, t, 'active', -1)
-if state == 'done' then cnt(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then cnt(q, t, 'failed', 1) end
-redis.call('EXPIRE', h, 604800)
 return 1
 "#;
 
@@ -211,6 +268,7 @@ return n
 struct Scripts {
     enqueue: Script,
     dequeue: Script,
+    finish_claim: Script,
     heartbeat: Script,
     finish: Script,
     later: Script,
@@ -224,11 +282,16 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
         let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
+        let claim = "return claim(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], 5)";
+        let finish = "return finish(ARGV[2], ARGV[3], ARGV[4])";
+        let finish_claim = "finish(ARGV[2], ARGV[3], ARGV[4])\n\
+            return claim(tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], 8)";
         Scripts {
             enqueue: s(ENQUEUE),
-            dequeue: s(DEQUEUE),
+            dequeue: s(&format!("{CLAIM_FN}{claim}")),
+            finish_claim: s(&format!("{FINISH_FN}{CLAIM_FN}{finish_claim}")),
             heartbeat: s(HEARTBEAT),
-            finish: s(FINISH),
+            finish: s(&format!("{FINISH_FN}{finish}")),
             later: s(LATER),
             release: s(RELEASE),
             requeue_dead: s(REQUEUE_DEAD),
@@ -240,6 +303,88 @@ fn scripts() -> &'static Scripts {
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+/// What a claim chooses queues by: how many tasks to lease, strict priority, and the queues
+/// this process takes from as the picker holds them (name, weight, credit; heaviest first).
+pub(super) struct Picks<'a> {
+    pub n: usize,
+    pub strict: bool,
+    pub queues: &'a [(String, i64, i64)],
+}
+
+/// What a claim leased: the queues it found empty, in order, and per task the number of those
+/// found before its queue was chosen, its queue, and the task.
+pub(super) type Claimed = (Vec<String>, Vec<(usize, String, Task)>);
+
+fn claim_args(
+    invocation: &mut redis::ScriptInvocation<'_>,
+    picks: &Picks<'_>,
+    now: DateTime<Utc>,
+    lease: std::time::Duration,
+    owner: &str,
+) {
+    invocation
+        .arg(ms(now))
+        .arg(lease.as_millis() as i64)
+        .arg(owner)
+        .arg(picks.n)
+        .arg(if picks.strict { "1" } else { "0" })
+        .arg(picks.queues.len());
+    for (name, weight, credit) in picks.queues {
+        invocation.arg(name).arg(*weight).arg(*credit);
+    }
+}
+
+fn claimed(reply: (Vec<String>, Vec<Vec<String>>)) -> anyhow::Result<Claimed> {
+    let (empties, rows) = reply;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut it = row.into_iter();
+        let before = it.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+        let queue = it.next().unwrap_or_default();
+        tasks.push((before, queue, task_of(it.collect())?));
+    }
+    Ok((empties, tasks))
+}
+
+/// A task from its id followed by its hash's fields and values.
+fn task_of(reply: Vec<String>) -> anyhow::Result<Task> {
+    let mut it = reply.into_iter();
+    let id = it.next().unwrap_or_default();
+    let mut t = Task {
+        id: Uuid::parse_str(&id)?,
+        tenant: String::new(),
+        job_id: String::new(),
+        job_name: String::new(),
+        job_version: None,
+        queue: String::new(),
+        trigger: String::new(),
+        input: String::new(),
+        fire_at: None,
+        attempt: 1,
+        max_attempts: 1,
+    };
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        match k.as_str() {
+            "t" => t.tenant = v,
+            "j" => t.job_id = v,
+            "n" => t.job_name = v,
+            "v" => t.job_version = v.parse().ok(),
+            "q" => t.queue = v,
+            "tr" => t.trigger = v,
+            "in" => t.input = v,
+            "f" => {
+                t.fire_at = DateTime::parse_from_rfc3339(&v)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc))
+            }
+            "a" => t.attempt = v.parse().unwrap_or(1),
+            "m" => t.max_attempts = v.parse().unwrap_or(1),
+            _ => {}
+        }
+    }
+    Ok(t)
 }
 
 fn failed(e: redis::RedisError) -> anyhow::Error {
@@ -258,7 +403,13 @@ impl RedisQueue {
     /// Connects (reconnecting by itself later). `prefix` namespaces every key.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisQueue> {
         let client = redis::Client::open(url).map_err(failed)?;
-        let con = ConnectionManager::new(client.clone())
+        // redis-rs gives up on an answer after 500 ms by default; a Redis that fsyncs every
+        // write (`appendfsync always`) on a busy disk can take longer, and a script that ran
+        // but whose answer was dropped leaves its tasks to the lease. Wait longer.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(5)));
+        let con = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(failed)?;
         Ok(RedisQueue {
@@ -333,51 +484,46 @@ impl RedisQueue {
         Ok(n)
     }
 
-    /// Leases the oldest runnable task of `queue` (moving due delayed tasks to their queues
-    /// first).
+    /// Leases up to `picks.n` tasks in one round trip, each from the queue the picker would
+    /// choose (moving due delayed tasks to their queues first).
     pub(super) async fn claim(
         &self,
-        queue: &str,
+        picks: &Picks<'_>,
         now: DateTime<Utc>,
         lease: std::time::Duration,
         owner: &str,
-    ) -> anyhow::Result<Option<Task>> {
+    ) -> anyhow::Result<Claimed> {
         let mut con = self.con.clone();
-        let reply: Option<Vec<String>> = scripts()
-            .dequeue
+        let mut invocation = scripts().dequeue.prepare_invoke();
+        invocation.arg(&self.prefix);
+        claim_args(&mut invocation, picks, now, lease, owner);
+        let reply = invocation.invoke_async(&mut con).await.map_err(failed)?;
+        claimed(reply)
+    }
+
+    /// Finishes an active task (as [`RedisQueue::finish`]) and leases up to `picks.n` tasks (as
+    /// [`RedisQueue::claim`]) in one round trip.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn finish_and_claim(
+        &self,
+        id: Uuid,
+        outcome: &str,
+        error: Option<&str>,
+        picks: &Picks<'_>,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        owner: &str,
+    ) -> anyhow::Result<Claimed> {
+        let mut con = self.con.clone();
+        let mut invocation = scripts().finish_claim.prepare_invoke();
+        invocation
             .arg(&self.prefix)
-            .arg(ms(now))
-            .arg(queue)
-            .arg(lease.as_millis() as i64)
-            .arg(owner)
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        let Some(reply) = reply else {
-            return Ok(None);
-        };
-        let mut it = reply.into_iter();
-        let id = it.next().unwrap_or_default();
-        let mut h: HashMap<String, String> = HashMap::new();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            h.insert(k, v);
-        }
-        let get = |k: &str| h.get(k).cloned().unwrap_or_default();
-        Ok(Some(Task {
-            id: Uuid::parse_str(&id)?,
-            tenant: get("t"),
-            job_id: get("j"),
-            job_name: get("n"),
-            job_version: get("v").parse().ok(),
-            queue: get("q"),
-            trigger: get("tr"),
-            input: get("in"),
-            fire_at: DateTime::parse_from_rfc3339(&get("f"))
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-            attempt: get("a").parse().unwrap_or(1),
-            max_attempts: get("m").parse().unwrap_or(1),
-        }))
+            .arg(id.to_string())
+            .arg(outcome)
+            .arg(error.unwrap_or(""));
+        claim_args(&mut invocation, picks, now, lease, owner);
+        let reply = invocation.invoke_async(&mut con).await.map_err(failed)?;
+        claimed(reply)
     }
 
     pub(super) async fn heartbeat(

@@ -2,6 +2,7 @@
 //! records, reports, events, the outbox and per-job state. Statements are built with
 //! [`Stmt`], so each function works on SQLite and PostgreSQL alike.
 
+use super::recorder::{FinishRow, Record, StartRow};
 use super::sql::{pg_builder, sqlite_builder, stmt, Param, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
@@ -217,34 +218,28 @@ pub struct NewExecution<'a> {
 
 /// Records an execution as `running` (its first attempt creates the row, later ones update it).
 pub async fn start_execution(db: &Database, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
-    super::recorder::write_all(db, &[start_stmts(e)]).await
+    let record = Record::Start(e.row());
+    super::recorder::write_records(db, &[&record]).await
 }
 
-/// The statements of [`start_execution`].
-pub(crate) fn start_stmts(e: &NewExecution<'_>) -> Vec<Stmt> {
-    vec![stmt(
-        "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
-             trigger, queue, input, attempt, max_attempts, scheduled_at, started_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (tenant_id, id) DO UPDATE SET status = 'running', \
-             attempt = excluded.attempt, started_at = excluded.started_at, finished_at = NULL",
-        vec![
-            Param::Uuid(e.id),
-            text(e.tenant),
-            text(e.job_id),
-            text(e.job_name),
-            e.job_version
-                .map_or(Param::Null(FieldType::Int), Param::Int),
-            text(e.trigger),
-            text(e.queue),
-            text(e.input),
-            Param::Int(e.attempt),
-            Param::Int(e.max_attempts),
-            opt_time(e.scheduled_at),
-            Param::DateTime(e.started_at),
-            Param::DateTime(e.started_at),
-        ],
-    )]
+impl NewExecution<'_> {
+    /// The record the writer takes.
+    pub(crate) fn row(&self) -> StartRow {
+        StartRow {
+            id: self.id,
+            tenant: self.tenant.to_string(),
+            job_id: self.job_id.to_string(),
+            job_name: self.job_name.to_string(),
+            job_version: self.job_version,
+            trigger: self.trigger.to_string(),
+            queue: self.queue.to_string(),
+            input: self.input.to_string(),
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            scheduled_at: self.scheduled_at,
+            started_at: self.started_at,
+        }
+    }
 }
 
 /// Records an execution that is queued and has not started (a manual run), so it is listed
@@ -301,49 +296,29 @@ pub async fn finish_execution(
     id: Uuid,
     f: &FinishedExecution<'_>,
 ) -> Result<(), sqlx::Error> {
-    super::recorder::write_all(db, &[finish_stmts(tenant, id, f)]).await
+    let record = Record::Finish(f.row(tenant, id));
+    super::recorder::write_records(db, &[&record]).await
 }
 
-/// The statements of [`finish_execution`].
-pub(crate) fn finish_stmts(tenant: &str, id: Uuid, f: &FinishedExecution<'_>) -> Vec<Stmt> {
-    vec![
-        stmt(
-            "INSERT INTO execution_attempts (execution_id, tenant_id, attempt, status, error, \
-             started_at, finished_at, duration_ms, fuel_used, log, calls) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            vec![
-                text(id.to_string()),
-                text(tenant),
-                Param::Int(f.attempt),
-                text(f.status),
-                opt_text(f.error),
-                Param::DateTime(f.started_at),
-                Param::DateTime(f.finished_at),
-                Param::Int(f.duration_ms),
-                Param::Int(f.fuel_used),
-                text(f.log.to_string()),
-                text(f.calls.to_string()),
-            ],
-        ),
-        stmt(
-            "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
-             finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
-             WHERE tenant_id = ? AND id = ?",
-            vec![
-                text(f.status),
-                opt_text(f.output),
-                opt_text(f.error),
-                opt_text(f.step),
-                Param::DateTime(f.finished_at),
-                Param::Int(f.duration_ms),
-                Param::Int(f.fuel_used),
-                text(f.log.to_string()),
-                text(f.calls.to_string()),
-                text(tenant),
-                Param::Uuid(id),
-            ],
-        ),
-    ]
+impl FinishedExecution<'_> {
+    /// The record the writer takes.
+    pub(crate) fn row(&self, tenant: &str, id: Uuid) -> FinishRow {
+        FinishRow {
+            id,
+            tenant: tenant.to_string(),
+            attempt: self.attempt,
+            started_at: self.started_at,
+            status: self.status.to_string(),
+            output: self.output.map(str::to_string),
+            error: self.error.map(str::to_string),
+            step: self.step.map(str::to_string),
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            fuel_used: self.fuel_used,
+            log: self.log.to_string(),
+            calls: self.calls.to_string(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,26 +1,100 @@
-//! Group commit of execution records: the statements of many executions' starts and ends
-//! written in one transaction.
+//! Group commit of execution records: many executions' starts and ends written in one
+//! transaction.
 //!
 //! Every execution writes its record when it starts and when it ends. One commit each costs a
 //! disk flush on PostgreSQL and the one write lock on SQLite, so with many executions at once
-//! the commits are the bottleneck. [`Recorder::write`] hands its statements to one writer task
-//! that takes everything waiting (up to 256 items), runs it in one transaction, and answers each
+//! the commits are the bottleneck. [`Recorder::write`] hands its record to one writer task that
+//! takes everything waiting (up to 512 records), writes it in one transaction, and answers each
 //! caller after the commit: a caller still returns only once its record is durable. If a batch
-//! fails, its items are retried one by one, so one bad item fails alone.
+//! fails, its records are retried one by one, so one bad record fails alone. On PostgreSQL two
+//! batches may be in flight at once (the next is written while the previous one commits); a
+//! batch that holds a record of an execution still in flight waits for it.
 //!
 //! An execution's start record is submitted without waiting ([`Recorder::submit`]): the job runs
 //! while it is written, and the end record, written after it in the same order, is awaited.
 //! If the host dies before either commits, the task's lease runs out and it runs again.
+//!
+//! How a batch is written:
+//! - A start and the end of the same execution in one batch become one row written with its
+//!   final values (the transaction makes the `running` state in between invisible anyway).
+//! - On PostgreSQL the whole batch is one statement (data-modifying CTEs over `UNNEST`ed
+//!   arrays: the new and restarted executions, the attempts, the ends of executions started in
+//!   an earlier batch), so a batch costs one round trip and one commit, whatever its size.
+//! - On SQLite (a local file) each row is its own statement inside the one transaction.
+//!
+//! Records of one execution keep their order: a batch is cut where a record would depend on one
+//! before it in the same statement (an execution started again after its end, say), and the
+//! pieces run in order in the transaction.
 
-use super::sql::{pg_builder, sqlite_builder, Stmt};
+use super::sql::{sqlite_builder, stmt, Param, Stmt};
 use super::Database;
+use chrono::{DateTime, Utc};
+use codeai_ir::FieldType;
+use sqlx::PgPool;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::OnceLock;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
 
-const MAX_BATCH: usize = 256;
+const MAX_BATCH: usize = 512;
+
+/// The start of an execution's attempt: the row is created `running` (a later attempt, or a
+/// row recorded `pending` earlier, is updated to `running`).
+#[derive(Debug, Clone)]
+pub(crate) struct StartRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub job_id: String,
+    pub job_name: String,
+    pub job_version: Option<i64>,
+    pub trigger: String,
+    pub queue: String,
+    pub input: String,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// The end of an execution's attempt: the execution row's outcome and the attempt's row.
+#[derive(Debug, Clone)]
+pub(crate) struct FinishRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub attempt: i64,
+    pub started_at: DateTime<Utc>,
+    pub status: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub step: Option<String>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub fuel_used: i64,
+    /// JSON array of log lines.
+    pub log: String,
+    /// JSON array of capability calls.
+    pub calls: String,
+}
+
+/// One record for the writer.
+#[derive(Debug, Clone)]
+pub(crate) enum Record {
+    Start(StartRow),
+    Finish(FinishRow),
+}
+
+impl Record {
+    fn id(&self) -> Uuid {
+        match self {
+            Record::Start(s) => s.id,
+            Record::Finish(f) => f.id,
+        }
+    }
+}
 
 struct Item {
-    stmts: Vec<Stmt>,
+    record: Record,
     done: oneshot::Sender<Result<(), String>>,
 }
 
@@ -38,27 +112,26 @@ impl Recorder {
         }
     }
 
-    /// Writes `stmts` (in order, atomically) with whatever else is waiting; returns after the
-    /// commit.
-    pub(crate) async fn write(&self, stmts: Vec<Stmt>) -> Result<(), sqlx::Error> {
-        self.submit(stmts).await.wait().await
+    /// Writes `record` (atomically) with whatever else is waiting; returns after the commit.
+    pub(crate) async fn write(&self, record: Record) -> Result<(), sqlx::Error> {
+        self.submit(record).await.wait().await
     }
 
-    /// Hands `stmts` to the writer without waiting for the commit; [`Pending::wait`] waits.
-    /// Items are written in the order they are submitted, so a later item of the same
+    /// Hands `record` to the writer without waiting for the commit; [`Pending::wait`] waits.
+    /// Records are written in the order they are submitted, so a later record of the same
     /// execution never lands before an earlier one.
-    pub(crate) async fn submit(&self, stmts: Vec<Stmt>) -> Pending {
+    pub(crate) async fn submit(&self, record: Record) -> Pending {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(writer(self.db.clone(), rx));
             tx
         });
         let (done, wait) = oneshot::channel();
-        match tx.send(Item { stmts, done }) {
+        match tx.send(Item { record, done }) {
             Ok(()) => Pending::Waiting(wait),
             // The writer is gone (its runtime ended): write directly.
             Err(mpsc::error::SendError(item)) => {
-                Pending::Done(write_all(&self.db, &[item.stmts]).await)
+                Pending::Done(write_records(&self.db, &[&item.record]).await)
             }
         }
     }
@@ -86,52 +159,601 @@ impl Pending {
     }
 }
 
+/// Batches written at once on PostgreSQL (each on its own connection): while one batch
+/// commits, the next is already being written, so a record waits for about one batch, not one
+/// and a half. SQLite has one writer at a time: one batch.
+const IN_FLIGHT: usize = 2;
+
 async fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<Item>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    // Batches being written, with the executions they touch: a record of an execution that is
+    // in one of them waits until that batch is done, so records of an execution stay in order.
+    let mut flying: VecDeque<(JoinHandle<()>, HashSet<Uuid>)> = VecDeque::new();
+    let mut batch: Vec<Item> = Vec::new();
+    let in_flight = match db {
+        Database::Sqlite(_) => 1,
+        Database::Postgres(_) => IN_FLIGHT,
+    };
+    let mut open = true;
+    while open || !batch.is_empty() {
+        if batch.is_empty() {
+            match rx.recv().await {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
-                Err(_) => break,
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
             }
         }
-        let groups: Vec<&[Stmt]> = batch.iter().map(|i| i.stmts.as_slice()).collect();
-        if write_groups(&db, &groups).await.is_ok() {
-            for item in batch {
-                let _ = item.done.send(Ok(()));
+        while flying.front().is_some_and(|(h, _)| h.is_finished()) {
+            flying.pop_front();
+        }
+        let depends = || {
+            batch.iter().any(|i| {
+                let id = i.record.id();
+                flying.iter().any(|(_, ids)| ids.contains(&id))
+            })
+        };
+        if flying.len() >= in_flight || depends() {
+            // Wait for the oldest batch, then take what came meanwhile too.
+            if let Some((h, _)) = flying.pop_front() {
+                let _ = h.await;
             }
             continue;
         }
-        for item in batch {
-            let result = write_groups(&db, &[item.stmts.as_slice()])
-                .await
-                .map_err(|e| e.to_string());
-            let _ = item.done.send(result);
-        }
+        let ids = batch.iter().map(|i| i.record.id()).collect();
+        let items = std::mem::take(&mut batch);
+        flying.push_back((tokio::spawn(write_batch(db.clone(), items)), ids));
+    }
+    for (h, _) in flying {
+        let _ = h.await;
     }
 }
 
-/// Runs groups of statements in one transaction.
-pub(crate) async fn write_all(db: &Database, groups: &[Vec<Stmt>]) -> Result<(), sqlx::Error> {
-    let groups: Vec<&[Stmt]> = groups.iter().map(Vec::as_slice).collect();
-    write_groups(db, &groups).await
+/// Writes a batch and answers each of its callers; if the batch fails, its records are
+/// written one by one, so one bad record fails alone.
+async fn write_batch(db: Database, batch: Vec<Item>) {
+    let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
+    let written = write_records(&db, &records).await;
+    drop(records);
+    if written.is_ok() {
+        for item in batch {
+            let _ = item.done.send(Ok(()));
+        }
+        return;
+    }
+    for item in batch {
+        let result = write_records(&db, &[&item.record])
+            .await
+            .map_err(|e| e.to_string());
+        let _ = item.done.send(result);
+    }
 }
 
-async fn write_groups(db: &Database, groups: &[&[Stmt]]) -> Result<(), sqlx::Error> {
+/// Writes records in one transaction, in order.
+pub(crate) async fn write_records(db: &Database, records: &[&Record]) -> Result<(), sqlx::Error> {
+    let parts = plan(records);
     match db {
         Database::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
-            for s in groups.iter().flat_map(|g| g.iter()) {
-                sqlite_builder(s).build().execute(&mut *tx).await?;
+            for part in &parts {
+                for s in part.sqlite_stmts() {
+                    sqlite_builder(&s).build().execute(&mut *tx).await?;
+                }
             }
             tx.commit().await
         }
-        Database::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            for s in groups.iter().flat_map(|g| g.iter()) {
-                pg_builder(s).build().execute(&mut *tx).await?;
+        Database::Postgres(pool) => write_pg(pool, &parts).await,
+    }
+}
+
+/// Records that can be written by one statement: executions to insert (or restart), each with
+/// its end when the end came in the same batch; ends of executions started earlier; attempts.
+#[derive(Default)]
+struct Part<'a> {
+    execs: Vec<(&'a StartRow, Option<&'a FinishRow>)>,
+    ends: Vec<&'a FinishRow>,
+    /// Execution id → index in `execs`, or `usize::MAX` for one in `ends`.
+    seen: HashMap<Uuid, usize>,
+}
+
+impl<'a> Part<'a> {
+    /// Adds `r` unless it depends on a record of this part (then the caller starts a new part).
+    fn add(&mut self, r: &'a Record) -> bool {
+        match r {
+            Record::Start(s) => {
+                if self.seen.contains_key(&s.id) {
+                    return false;
+                }
+                self.seen.insert(s.id, self.execs.len());
+                self.execs.push((s, None));
             }
-            tx.commit().await
+            Record::Finish(f) => match self.seen.get(&f.id) {
+                Some(&i) if i != usize::MAX => {
+                    let (start, end) = &mut self.execs[i];
+                    if end.is_some() || start.tenant != f.tenant {
+                        return false;
+                    }
+                    *end = Some(f);
+                }
+                Some(_) => return false,
+                None => {
+                    self.seen.insert(f.id, usize::MAX);
+                    self.ends.push(f);
+                }
+            },
         }
+        true
+    }
+
+    fn attempts(&self) -> impl Iterator<Item = &'a FinishRow> + '_ {
+        self.execs
+            .iter()
+            .filter_map(|(_, end)| *end)
+            .chain(self.ends.iter().copied())
+    }
+
+    /// The same writes as statements of one row each (SQLite).
+    fn sqlite_stmts(&self) -> Vec<Stmt> {
+        let mut out = Vec::new();
+        for (start, end) in &self.execs {
+            out.push(insert_stmt(start, *end));
+        }
+        for f in self.attempts() {
+            out.push(attempt_stmt(f));
+        }
+        for f in &self.ends {
+            out.push(end_stmt(f));
+        }
+        out
+    }
+}
+
+/// Splits records into parts that each can be one statement, in order.
+fn plan<'a>(records: &[&'a Record]) -> Vec<Part<'a>> {
+    let mut parts = vec![Part::default()];
+    for r in records {
+        let last = parts.last_mut().expect("one part at least");
+        if !last.add(r) {
+            let mut part = Part::default();
+            part.add(r);
+            parts.push(part);
+        }
+    }
+    debug_assert!(records
+        .iter()
+        .all(|r| parts.iter().any(|p| p.seen.contains_key(&r.id()))));
+    parts
+}
+
+fn text(s: &str) -> Param {
+    Param::Text(s.to_string())
+}
+
+fn opt_text(s: Option<&str>) -> Param {
+    s.map_or(Param::Null(FieldType::String), text)
+}
+
+/// The columns a new row gets; on a conflict (a later attempt, or a row recorded `pending`),
+/// the row is restarted: its status, attempt and times, and the outcome when the end is known.
+const INSERT_COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, \
+     queue, input, attempt, max_attempts, scheduled_at, started_at, created_at, output, error, \
+     step, finished_at, duration_ms, fuel_used, log, calls";
+
+const ON_CONFLICT: &str = " ON CONFLICT (tenant_id, id) DO UPDATE SET status = excluded.status, \
+     attempt = excluded.attempt, started_at = excluded.started_at, \
+     finished_at = excluded.finished_at, \
+     output = CASE WHEN excluded.finished_at IS NULL THEN job_executions.output ELSE excluded.output END, \
+     error = CASE WHEN excluded.finished_at IS NULL THEN job_executions.error ELSE excluded.error END, \
+     step = CASE WHEN excluded.finished_at IS NULL THEN job_executions.step ELSE excluded.step END, \
+     duration_ms = CASE WHEN excluded.finished_at IS NULL THEN job_executions.duration_ms \
+     ELSE excluded.duration_ms END, \
+     fuel_used = CASE WHEN excluded.finished_at IS NULL THEN job_executions.fuel_used \
+     ELSE excluded.fuel_used END, \
+     log = CASE WHEN excluded.finished_at IS NULL THEN job_executions.log ELSE excluded.log END, \
+     calls = CASE WHEN excluded.finished_at IS NULL THEN job_executions.calls ELSE excluded.calls END";
+
+const ATTEMPT_COLUMNS: &str = "execution_id, tenant_id, attempt, status, error, started_at, \
+     finished_at, duration_ms, fuel_used, log, calls";
+
+fn insert_stmt(s: &StartRow, end: Option<&FinishRow>) -> Stmt {
+    let mut params = vec![
+        Param::Uuid(s.id),
+        text(&s.tenant),
+        text(&s.job_id),
+        text(&s.job_name),
+        s.job_version
+            .map_or(Param::Null(FieldType::Int), Param::Int),
+        text(end.map_or("running", |f| f.status.as_str())),
+        text(&s.trigger),
+        text(&s.queue),
+        text(&s.input),
+        Param::Int(s.attempt),
+        Param::Int(s.max_attempts),
+        s.scheduled_at
+            .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+        Param::DateTime(s.started_at),
+        Param::DateTime(s.started_at),
+    ];
+    match end {
+        Some(f) => params.extend([
+            opt_text(f.output.as_deref()),
+            opt_text(f.error.as_deref()),
+            opt_text(f.step.as_deref()),
+            Param::DateTime(f.finished_at),
+            Param::Int(f.duration_ms),
+            Param::Int(f.fuel_used),
+            text(&f.log),
+            text(&f.calls),
+        ]),
+        None => params.extend([
+            Param::Null(FieldType::String),
+            Param::Null(FieldType::String),
+            Param::Null(FieldType::String),
+            Param::Null(FieldType::Datetime),
+            Param::Null(FieldType::Int),
+            Param::Null(FieldType::Int),
+            Param::Null(FieldType::String),
+            Param::Null(FieldType::String),
+        ]),
+    }
+    stmt(
+        &format!(
+            "INSERT INTO job_executions ({INSERT_COLUMNS}) VALUES \
+             (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){ON_CONFLICT}"
+        ),
+        params,
+    )
+}
+
+fn attempt_stmt(f: &FinishRow) -> Stmt {
+    stmt(
+        &format!(
+            "INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+        ),
+        vec![
+            text(&f.id.to_string()),
+            text(&f.tenant),
+            Param::Int(f.attempt),
+            text(&f.status),
+            opt_text(f.error.as_deref()),
+            Param::DateTime(f.started_at),
+            Param::DateTime(f.finished_at),
+            Param::Int(f.duration_ms),
+            Param::Int(f.fuel_used),
+            text(&f.log),
+            text(&f.calls),
+        ],
+    )
+}
+
+fn end_stmt(f: &FinishRow) -> Stmt {
+    stmt(
+        "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
+         finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
+         WHERE tenant_id = ? AND id = ?",
+        vec![
+            text(&f.status),
+            opt_text(f.output.as_deref()),
+            opt_text(f.error.as_deref()),
+            opt_text(f.step.as_deref()),
+            Param::DateTime(f.finished_at),
+            Param::Int(f.duration_ms),
+            Param::Int(f.fuel_used),
+            text(&f.log),
+            text(&f.calls),
+            text(&f.tenant),
+            Param::Uuid(f.id),
+        ],
+    )
+}
+
+/// The parts, each one statement, in one transaction (no transaction for a single part: one
+/// statement is atomic by itself).
+async fn write_pg(pool: &PgPool, parts: &[Part<'_>]) -> Result<(), sqlx::Error> {
+    if let [part] = parts {
+        return pg_part(part).execute(pool).await.map(|_| ());
+    }
+    let mut tx = pool.begin().await?;
+    for part in parts {
+        pg_part(part).execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
+type PgQuery = sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+const EXEC_TYPES: &[&str] = &[
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "text",
+    "text",
+    "int8",
+    "int8",
+    "timestamptz",
+    "timestamptz",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "int8",
+    "int8",
+    "text",
+    "text",
+];
+const ATTEMPT_TYPES: &[&str] = &[
+    "text",
+    "text",
+    "int8",
+    "text",
+    "text",
+    "timestamptz",
+    "timestamptz",
+    "int8",
+    "int8",
+    "text",
+    "text",
+];
+const END_TYPES: &[&str] = &[
+    "uuid",
+    "text",
+    "text",
+    "text",
+    "text",
+    "text",
+    "timestamptz",
+    "int8",
+    "int8",
+    "text",
+    "text",
+];
+
+/// The statement of a part that has executions to insert (`mask & 1`), attempts (`& 2`) and
+/// ends of executions started earlier (`& 4`): eight shapes, made once, each prepared once per
+/// connection.
+fn pg_sql(mask: usize) -> &'static str {
+    static SQL: OnceLock<Vec<String>> = OnceLock::new();
+    &SQL.get_or_init(|| (0..8).map(make_pg_sql).collect())[mask]
+}
+
+fn make_pg_sql(mask: usize) -> String {
+    let mut ctes: Vec<String> = Vec::new();
+    let mut n = 0;
+    let mut args = |types: &[&str]| -> String {
+        types
+            .iter()
+            .map(|t| {
+                n += 1;
+                format!("${n}::{t}[]")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if mask & 1 != 0 {
+        let a = args(EXEC_TYPES);
+        ctes.push(format!(
+            "s AS (INSERT INTO job_executions ({INSERT_COLUMNS}) SELECT id, tenant_id, job_id, \
+             job_name, job_version, status, trigger, queue, input, attempt, max_attempts, \
+             scheduled_at, started_at, started_at, output, error, step, finished_at, \
+             duration_ms, fuel_used, log, calls FROM UNNEST({a}) AS v(id, tenant_id, job_id, \
+             job_name, job_version, status, trigger, queue, input, attempt, max_attempts, \
+             scheduled_at, started_at, output, error, step, finished_at, duration_ms, \
+             fuel_used, log, calls){ON_CONFLICT})"
+        ));
+    }
+    if mask & 2 != 0 {
+        let a = args(ATTEMPT_TYPES);
+        ctes.push(format!(
+            "a AS (INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) SELECT * FROM UNNEST({a}) \
+             ON CONFLICT DO NOTHING)"
+        ));
+    }
+    if mask & 4 != 0 {
+        let a = args(END_TYPES);
+        ctes.push(format!(
+            "u AS (UPDATE job_executions e SET status = v.status, output = v.output, \
+             error = v.error, step = v.step, finished_at = v.finished_at, \
+             duration_ms = v.duration_ms, fuel_used = v.fuel_used, log = v.log, calls = v.calls \
+             FROM UNNEST({a}) AS v(id, tenant_id, status, output, error, step, finished_at, \
+             duration_ms, fuel_used, log, calls) \
+             WHERE e.tenant_id = v.tenant_id AND e.id = v.id)"
+        ));
+    }
+    if ctes.is_empty() {
+        "SELECT 1".to_string()
+    } else {
+        format!("WITH {} SELECT 1", ctes.join(", "))
+    }
+}
+
+/// One part as one statement: `UNNEST`ed arrays feeding data-modifying CTEs.
+fn pg_part(part: &Part<'_>) -> PgQuery {
+    let execs = &part.execs;
+    let attempts: Vec<&FinishRow> = part.attempts().collect();
+    let ends = &part.ends;
+    let mask = usize::from(!execs.is_empty())
+        | usize::from(!attempts.is_empty()) << 1
+        | usize::from(!ends.is_empty()) << 2;
+    let mut q = sqlx::query(pg_sql(mask));
+    if !execs.is_empty() {
+        let col = |f: &dyn Fn(&StartRow, Option<&FinishRow>) -> Option<String>| {
+            execs
+                .iter()
+                .map(|(s, e)| f(s, *e))
+                .collect::<Vec<Option<String>>>()
+        };
+        q = q
+            .bind(execs.iter().map(|(s, _)| s.id).collect::<Vec<Uuid>>())
+            .bind(col(&|s, _| Some(s.tenant.clone())))
+            .bind(col(&|s, _| Some(s.job_id.clone())))
+            .bind(col(&|s, _| Some(s.job_name.clone())))
+            .bind(execs.iter().map(|(s, _)| s.job_version).collect::<Vec<_>>())
+            .bind(col(&|_, e| {
+                Some(e.map_or("running", |f| f.status.as_str()).to_string())
+            }))
+            .bind(col(&|s, _| Some(s.trigger.clone())))
+            .bind(col(&|s, _| Some(s.queue.clone())))
+            .bind(col(&|s, _| Some(s.input.clone())))
+            .bind(execs.iter().map(|(s, _)| s.attempt).collect::<Vec<_>>())
+            .bind(
+                execs
+                    .iter()
+                    .map(|(s, _)| s.max_attempts)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                execs
+                    .iter()
+                    .map(|(s, _)| s.scheduled_at)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(execs.iter().map(|(s, _)| s.started_at).collect::<Vec<_>>())
+            .bind(col(&|_, e| e.and_then(|f| f.output.clone())))
+            .bind(col(&|_, e| e.and_then(|f| f.error.clone())))
+            .bind(col(&|_, e| e.and_then(|f| f.step.clone())))
+            .bind(
+                execs
+                    .iter()
+                    .map(|(_, e)| e.map(|f| f.finished_at))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                execs
+                    .iter()
+                    .map(|(_, e)| e.map(|f| f.duration_ms))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                execs
+                    .iter()
+                    .map(|(_, e)| e.map(|f| f.fuel_used))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(col(&|_, e| e.map(|f| f.log.clone())))
+            .bind(col(&|_, e| e.map(|f| f.calls.clone())));
+    }
+    if !attempts.is_empty() {
+        let col = |f: &dyn Fn(&FinishRow) -> Option<String>| {
+            attempts
+                .iter()
+                .map(|a| f(a))
+                .collect::<Vec<Option<String>>>()
+        };
+        q = q
+            .bind(col(&|f| Some(f.id.to_string())))
+            .bind(col(&|f| Some(f.tenant.clone())))
+            .bind(attempts.iter().map(|f| f.attempt).collect::<Vec<_>>())
+            .bind(col(&|f| Some(f.status.clone())))
+            .bind(col(&|f| f.error.clone()))
+            .bind(attempts.iter().map(|f| f.started_at).collect::<Vec<_>>())
+            .bind(attempts.iter().map(|f| f.finished_at).collect::<Vec<_>>())
+            .bind(attempts.iter().map(|f| f.duration_ms).collect::<Vec<_>>())
+            .bind(attempts.iter().map(|f| f.fuel_used).collect::<Vec<_>>())
+            .bind(col(&|f| Some(f.log.clone())))
+            .bind(col(&|f| Some(f.calls.clone())));
+    }
+    if !ends.is_empty() {
+        let col = |f: &dyn Fn(&FinishRow) -> Option<String>| {
+            ends.iter().map(|a| f(a)).collect::<Vec<Option<String>>>()
+        };
+        q = q
+            .bind(ends.iter().map(|f| f.id).collect::<Vec<Uuid>>())
+            .bind(col(&|f| Some(f.tenant.clone())))
+            .bind(col(&|f| Some(f.status.clone())))
+            .bind(col(&|f| f.output.clone()))
+            .bind(col(&|f| f.error.clone()))
+            .bind(col(&|f| f.step.clone()))
+            .bind(ends.iter().map(|f| f.finished_at).collect::<Vec<_>>())
+            .bind(ends.iter().map(|f| f.duration_ms).collect::<Vec<_>>())
+            .bind(ends.iter().map(|f| f.fuel_used).collect::<Vec<_>>())
+            .bind(col(&|f| Some(f.log.clone())))
+            .bind(col(&|f| Some(f.calls.clone())));
+    }
+    q
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(id: Uuid) -> Record {
+        Record::Start(StartRow {
+            id,
+            tenant: "t".into(),
+            job_id: "j".into(),
+            job_name: "J".into(),
+            job_version: Some(1),
+            trigger: "manual".into(),
+            queue: "default".into(),
+            input: "{}".into(),
+            attempt: 1,
+            max_attempts: 1,
+            scheduled_at: None,
+            started_at: Utc::now(),
+        })
+    }
+
+    fn finish(id: Uuid) -> Record {
+        Record::Finish(FinishRow {
+            id,
+            tenant: "t".into(),
+            attempt: 1,
+            started_at: Utc::now(),
+            status: "completed".into(),
+            output: None,
+            error: None,
+            step: None,
+            finished_at: Utc::now(),
+            duration_ms: 0,
+            fuel_used: 0,
+            log: "[]".into(),
+            calls: "[]".into(),
+        })
+    }
+
+    #[test]
+    fn a_start_and_its_end_become_one_row_and_a_dependent_record_starts_a_new_part() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let records = [
+            start(a),
+            finish(a),
+            start(b),
+            finish(c),
+            start(c),
+            finish(b),
+        ];
+        let refs: Vec<&Record> = records.iter().collect();
+        let parts = plan(&refs);
+        assert_eq!(
+            parts.len(),
+            2,
+            "c starts again after its end: a second part"
+        );
+        let first = &parts[0];
+        assert_eq!(first.execs.len(), 2);
+        assert!(first.execs[0].1.is_some(), "a: start and end in one row");
+        assert!(first.execs[1].1.is_none(), "b: its end came after the cut");
+        assert_eq!(first.ends.len(), 1, "c ended (started in an earlier batch)");
+        assert_eq!(first.attempts().count(), 2);
+        let second = &parts[1];
+        assert_eq!(second.execs.len(), 1, "c's new start");
+        assert_eq!(
+            second.ends.len(),
+            1,
+            "b's end, after its start in the first part"
+        );
+        assert_eq!(second.sqlite_stmts().len(), 3);
     }
 }
