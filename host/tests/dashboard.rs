@@ -86,6 +86,12 @@ fn the_dashboard_works_in_a_real_browser() {
         ],
     );
 
+    let banner = host.stdout.lock().unwrap().clone();
+    assert!(
+        banner.contains(&format!("dashboard {}/ui/", host.base)),
+        "{banner}"
+    );
+
     // A tenant with a job of its own, uploaded with its token.
     let out = codeai(&dir)
         .args(["tenant", "create", "acme"])

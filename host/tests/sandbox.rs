@@ -442,11 +442,15 @@ async fn a_dsl_job_completes_with_its_output_and_fuel_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_runs_out_of_fuel_while_another_execution_completes() {
-    let looping = tokio::spawn(async { run(spin(), with_fuel(300_000_000)).await });
+    // Both components compiled first, so the race below is only between executions: the loop's
+    // budget lasts about a second in a debug build, five no-op runs take milliseconds.
+    let (spinner, quick) = (spin(), noop());
+    let looping = tokio::spawn(async move { run(spinner, with_fuel(500_000_000)).await });
     // The loop is running; well-behaved executions on the same runtime keep completing.
     tokio::time::sleep(Duration::from_millis(20)).await;
     for _ in 0..5 {
-        run_noop().await;
+        let result = run(quick.clone(), ExecOptions::default()).await;
+        assert_eq!(result.status, Status::Completed, "{result:?}");
     }
     assert!(
         !looping.is_finished(),
@@ -454,7 +458,7 @@ async fn an_infinite_loop_runs_out_of_fuel_while_another_execution_completes() {
     );
     let result = looping.await.unwrap();
     assert_eq!(result.status, Status::FuelExhausted, "{result:?}");
-    assert_eq!(result.fuel_used, 300_000_000);
+    assert_eq!(result.fuel_used, 500_000_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

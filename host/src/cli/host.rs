@@ -404,6 +404,7 @@ fn print_banner(
     }
     if let Some(address) = address {
         println!("API       http://{address}  (OpenAPI: http://{address}/openapi.json)");
+        println!("dashboard http://{address}/ui/  (sign in with an API token)");
         match (generated, configured) {
             (_, true) => println!("admin     the token in CODEAI_ADMIN_TOKEN"),
             (Some(token), _) => {
