@@ -620,28 +620,23 @@ function jobActions(job, after) {
     "div",
     { class: "actions compact" },
     h("button", { type: "button", "data-key": `run-${job.id}`, "data-action": "run", onclick: () => runDialog(job) }, "Run now"),
-    job.is_enabled
-      ? h(
-          "button",
-          {
-            type: "button",
-            "data-key": `toggle-${job.id}`,
-            "data-action": "pause",
-            onclick: () => act("Pause", "POST", `/jobs/${enc(job.id)}/pause`, undefined, () => `${job.name} paused`),
-          },
-          "Pause",
-        )
-      : h(
-          "button",
-          {
-            type: "button",
-            "data-key": `toggle-${job.id}`,
-            "data-action": "resume",
-            onclick: () => act("Resume", "POST", `/jobs/${enc(job.id)}/resume`, undefined, () => `${job.name} resumed`),
-          },
-          "Resume",
-        ),
+    toggle(job, act),
     h("button", { type: "button", "data-key": `schedule-${job.id}`, "data-action": "schedule", onclick: () => scheduleDialog(job) }, "Edit schedule"),
+  );
+}
+
+/** Pause for an enabled job, Resume for a paused one. */
+function toggle(job, act) {
+  const [action, label, done] = job.is_enabled ? ["pause", "Pause", "paused"] : ["resume", "Resume", "resumed"];
+  return h(
+    "button",
+    {
+      type: "button",
+      "data-key": `toggle-${job.id}`,
+      "data-action": action,
+      onclick: () => act(label, "POST", `/jobs/${enc(job.id)}/${action}`, undefined, () => `${job.name} ${done}`),
+    },
+    label,
   );
 }
 

@@ -540,20 +540,26 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
 // Tenants
 // ---------------------------------------------------------------------------------------------
 
+/// Tenants `acme` and `globex`, and a token of each.
+async fn acme_and_globex(db: &Database) -> (String, String) {
+    let mut tokens = Vec::new();
+    for name in ["acme", "globex"] {
+        tenants::create_tenant(db, name, None, None, None)
+            .await
+            .unwrap();
+        tokens.push(
+            tenants::create_token(db, Some(name), false, "test")
+                .await
+                .unwrap(),
+        );
+    }
+    let globex = tokens.pop().unwrap();
+    (tokens.pop().unwrap(), globex)
+}
+
 async fn a_tenant_sees_and_changes_only_its_own(db: Database) {
     let t = TestHost::start(db.clone(), |_| {}).await;
-    tenants::create_tenant(&db, "acme", None, None, None)
-        .await
-        .unwrap();
-    tenants::create_tenant(&db, "globex", None, None, None)
-        .await
-        .unwrap();
-    let a = tenants::create_token(&db, Some("acme"), false, "test")
-        .await
-        .unwrap();
-    let b = tenants::create_token(&db, Some("globex"), false, "test")
-        .await
-        .unwrap();
+    let (a, b) = acme_and_globex(&db).await;
     // Both tenants run the example; only acme has data.
     t.host().register("acme", example()).await.unwrap();
     t.host().register("globex", example()).await.unwrap();
@@ -1253,18 +1259,7 @@ async fn sqlite_worker_starvation() {
 
 async fn the_dashboard_is_served_and_its_endpoints_answer_for_the_caller(db: Database) {
     let t = TestHost::start(db.clone(), |_| {}).await;
-    tenants::create_tenant(&db, "acme", None, None, None)
-        .await
-        .unwrap();
-    tenants::create_tenant(&db, "globex", None, None, None)
-        .await
-        .unwrap();
-    let acme = tenants::create_token(&db, Some("acme"), false, "test")
-        .await
-        .unwrap();
-    let globex = tenants::create_token(&db, Some("globex"), false, "test")
-        .await
-        .unwrap();
+    let (acme, globex) = acme_and_globex(&db).await;
     t.host().register("acme", example()).await.unwrap();
     seed_demo(&db, "acme").await;
 

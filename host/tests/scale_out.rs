@@ -131,6 +131,39 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// The `Noop` job of [`JOB`], compiled and registered for the default tenant.
+async fn register_noop(db: &Database) -> platform::Registered {
+    let (artifacts, _) = codeai_dsl::compile("scale.codeai", JOB).unwrap();
+    let noop = artifacts
+        .iter()
+        .find(|a| a.manifest.name == "Noop")
+        .unwrap();
+    platform::register_job(db, "default", &noop.manifest, &noop.bytes, "noop")
+        .await
+        .unwrap()
+}
+
+/// `n` manual runs of the registered `Noop`, runnable now.
+fn noop_tasks(reg: &platform::Registered, n: usize, max_attempts: i64) -> Vec<NewTask> {
+    let now = Utc::now();
+    (0..n)
+        .map(|_| NewTask {
+            id: None,
+            tenant: "default".into(),
+            job_id: reg.job_id.clone(),
+            job_name: "Noop".into(),
+            job_version: Some(reg.version),
+            queue: "default".into(),
+            trigger: "manual".into(),
+            input: "{}".into(),
+            fire_at: None,
+            run_after: now,
+            max_attempts,
+            exclusive: false,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_killed_with_9_lose_no_task() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -145,14 +178,7 @@ async fn workers_killed_with_9_lose_no_task() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = Database::connect(&url).await.unwrap();
     migrate::migrate_up(&db).await.unwrap();
-    let (artifacts, _) = codeai_dsl::compile("scale.codeai", JOB).unwrap();
-    let noop = artifacts
-        .iter()
-        .find(|a| a.manifest.name == "Noop")
-        .unwrap();
-    let reg = platform::register_job(&db, "default", &noop.manifest, &noop.bytes, "noop")
-        .await
-        .unwrap();
+    let reg = register_noop(&db).await;
 
     // The API/scheduler and three workers.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -183,23 +209,7 @@ async fn workers_killed_with_9_lose_no_task() {
 
     let n = env_usize("SCALE_OUT_TASKS", 20_000);
     let queue = Queue::with_redis(db.clone(), QueueConfig::default(), redis.clone());
-    let now = Utc::now();
-    let tasks: Vec<NewTask> = (0..n)
-        .map(|_| NewTask {
-            id: None,
-            tenant: "default".into(),
-            job_id: reg.job_id.clone(),
-            job_name: "Noop".into(),
-            job_version: Some(reg.version),
-            queue: "default".into(),
-            trigger: "manual".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: now,
-            max_attempts: 1,
-            exclusive: false,
-        })
-        .collect();
+    let tasks = noop_tasks(&reg, n, 1);
     let started = Instant::now();
     assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), n as u64);
 
@@ -573,14 +583,7 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let db = Database::connect(&url).await.unwrap();
     migrate::migrate_up(&db).await.unwrap();
-    let (artifacts, _) = codeai_dsl::compile("scale.codeai", JOB).unwrap();
-    let noop = artifacts
-        .iter()
-        .find(|a| a.manifest.name == "Noop")
-        .unwrap();
-    let reg = platform::register_job(&db, "default", &noop.manifest, &noop.bytes, "noop")
-        .await
-        .unwrap();
+    let reg = register_noop(&db).await;
     let mut worker = Reaped(vec![spawn(
         &["worker", "start", "--concurrency", "4", "--grace-secs", "1"],
         &url,
@@ -590,24 +593,9 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
 
     let n = 2_000;
     let queue = Queue::with_redis(db.clone(), QueueConfig::default(), redis.clone());
-    let tasks: Vec<NewTask> = (0..n)
-        .map(|_| NewTask {
-            id: None,
-            tenant: "default".into(),
-            job_id: reg.job_id.clone(),
-            job_name: "Noop".into(),
-            job_version: Some(reg.version),
-            queue: "default".into(),
-            trigger: "manual".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: Utc::now(),
-            // A run whose `emit` meets the database down fails like any job whose capability
-            // failed; its retry runs it again once the database is back.
-            max_attempts: 3,
-            exclusive: false,
-        })
-        .collect();
+    // A run whose `emit` meets the database down fails like any job whose capability failed;
+    // its retry runs it again once the database is back.
+    let tasks = noop_tasks(&reg, n, 3);
     assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), n as u64);
     let completed_sql = "SELECT COUNT(DISTINCT id) FROM job_executions WHERE status = 'completed'";
     let deadline = Instant::now() + Duration::from_secs(300);
