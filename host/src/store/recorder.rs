@@ -340,6 +340,21 @@ fn opt_text(s: Option<&str>) -> Param {
     s.map_or(Param::Null(FieldType::String), text)
 }
 
+/// An end's outcome columns: output, error, step, finished_at, duration_ms, fuel_used, log,
+/// calls (in that order, in every statement that writes them).
+fn end_params(f: &FinishRow) -> [Param; 8] {
+    [
+        opt_text(f.output.as_deref()),
+        opt_text(f.error.as_deref()),
+        opt_text(f.step.as_deref()),
+        Param::DateTime(f.finished_at),
+        Param::Int(f.duration_ms),
+        Param::Int(f.fuel_used),
+        text(&f.log),
+        text(&f.calls),
+    ]
+}
+
 /// The columns a new row gets; on a conflict (a later attempt, or a row recorded `pending`),
 /// the row is restarted: its status, attempt and times, and the outcome when the end is known.
 const INSERT_COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, \
@@ -382,16 +397,7 @@ fn insert_stmt(s: &StartRow, end: Option<&FinishRow>) -> Stmt {
         Param::DateTime(s.started_at),
     ];
     match end {
-        Some(f) => params.extend([
-            opt_text(f.output.as_deref()),
-            opt_text(f.error.as_deref()),
-            opt_text(f.step.as_deref()),
-            Param::DateTime(f.finished_at),
-            Param::Int(f.duration_ms),
-            Param::Int(f.fuel_used),
-            text(&f.log),
-            text(&f.calls),
-        ]),
+        Some(f) => params.extend(end_params(f)),
         None => params.extend([
             Param::Null(FieldType::String),
             Param::Null(FieldType::String),
@@ -439,19 +445,10 @@ fn end_stmt(f: &FinishRow) -> Stmt {
         "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
          finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
          WHERE tenant_id = ? AND id = ?",
-        vec![
-            text(&f.status),
-            opt_text(f.output.as_deref()),
-            opt_text(f.error.as_deref()),
-            opt_text(f.step.as_deref()),
-            Param::DateTime(f.finished_at),
-            Param::Int(f.duration_ms),
-            Param::Int(f.fuel_used),
-            text(&f.log),
-            text(&f.calls),
-            text(&f.tenant),
-            Param::Uuid(f.id),
-        ],
+        std::iter::once(text(&f.status))
+            .chain(end_params(f))
+            .chain([text(&f.tenant), Param::Uuid(f.id)])
+            .collect(),
     )
 }
 
