@@ -3,7 +3,7 @@
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
 use super::jobs::{find_job_row, tenant_clause};
-use super::page::{newest_first, next_page, page_limit, IdColumn};
+use super::page::{fetch_newest_first, page_limit, IdColumn};
 use super::ApiState;
 use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
 use crate::store::sql::{datetime_text, stmt, Param, Stmt};
@@ -149,15 +149,15 @@ pub(super) async fn list(
         s.sql(" AND status = ");
         s.bind(Param::Text(status.into()));
     }
-    newest_first(
-        &mut s,
+    let (rows, next_cursor) = fetch_newest_first(
+        &state.db,
+        s,
         "created_at",
         IdColumn::Uuid,
         params.cursor.as_deref(),
         limit,
-    )?;
-    let mut rows = fetch_all(&state.db, &s).await?;
-    let next_cursor = next_page(&mut rows, limit, "created_at");
+    )
+    .await?;
     Ok(Json(ExecutionList {
         data: rows.iter().map(summary).collect(),
         next_cursor,

@@ -2,8 +2,9 @@
 //! key of its last row) that the next request passes back.
 
 use super::error::ApiError;
-use crate::store::rows::{JsonRow, RowExt};
+use crate::store::rows::{fetch_all, JsonRow, RowExt};
 use crate::store::sql::{Param, Stmt};
+use crate::store::Database;
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -47,7 +48,7 @@ pub(super) enum IdColumn {
 
 /// Appends the page after `cursor`, newest first by `column` then `id`, and `LIMIT limit + 1`
 /// (the extra row tells whether there is a next page).
-pub(super) fn newest_first(
+fn newest_first(
     s: &mut Stmt,
     column: &str,
     id: IdColumn,
@@ -74,6 +75,22 @@ pub(super) fn newest_first(
     s.sql(format!(" ORDER BY {column} DESC, id DESC LIMIT "));
     s.bind(Param::Int(limit + 1));
     Ok(())
+}
+
+/// Runs `s` for one page, newest first by `column` then `id`, after `cursor`: the page's rows
+/// and the cursor of the next page, if there is one.
+pub(super) async fn fetch_newest_first(
+    db: &Database,
+    mut s: Stmt,
+    column: &str,
+    id: IdColumn,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<JsonRow>, Option<String>), ApiError> {
+    newest_first(&mut s, column, id, cursor, limit)?;
+    let mut rows = fetch_all(db, &s).await?;
+    let next = next_page(&mut rows, limit, column);
+    Ok((rows, next))
 }
 
 /// Cuts `rows` to the page; the cursor of the next page, if there is one.

@@ -8,9 +8,9 @@
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
 use super::jobs::{tenant_clause, ListParams};
-use super::page::{newest_first, next_page, page_limit, IdColumn};
+use super::page::{fetch_newest_first, page_limit, IdColumn};
 use super::ApiState;
-use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
+use crate::store::rows::{execute, fetch_one, JsonRow, RowExt};
 use crate::store::sql::{stmt, Param};
 use crate::store::Database;
 use axum::extract::State;
@@ -138,15 +138,15 @@ pub(super) async fn list(
         vec![],
     );
     tenant_clause(&auth, "tenant_id", &mut s);
-    newest_first(
-        &mut s,
+    let (rows, next_cursor) = fetch_newest_first(
+        &state.db,
+        s,
         "created_at",
         IdColumn::Uuid,
         params.cursor.as_deref(),
         limit,
-    )?;
-    let mut rows = fetch_all(&state.db, &s).await?;
-    let next_cursor = next_page(&mut rows, limit, "created_at");
+    )
+    .await?;
     Ok(Json(ReportList {
         data: rows.iter().map(info).collect(),
         next_cursor,

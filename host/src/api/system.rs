@@ -4,7 +4,7 @@
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, Q};
 use super::jobs::tenant_clause;
-use super::page::{newest_first, next_page, page_limit, IdColumn};
+use super::page::{fetch_newest_first, page_limit, IdColumn};
 use super::ApiState;
 use crate::store::rows::{fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
@@ -144,15 +144,15 @@ pub(super) async fn alerts(
         }
     }
     tenant_clause(&auth, "tenant_id", &mut s);
-    newest_first(
-        &mut s,
+    let (rows, next_cursor) = fetch_newest_first(
+        &state.db,
+        s,
         "started_at",
         IdColumn::Text,
         params.cursor.as_deref(),
         limit,
-    )?;
-    let mut rows = fetch_all(&state.db, &s).await?;
-    let next_cursor = next_page(&mut rows, limit, "started_at");
+    )
+    .await?;
     Ok(Json(AlertList {
         data: rows
             .iter()
@@ -217,15 +217,15 @@ pub(super) async fn outbox(
         vec![],
     );
     tenant_clause(&auth, "tenant_id", &mut s);
-    newest_first(
-        &mut s,
+    let (rows, next_cursor) = fetch_newest_first(
+        &state.db,
+        s,
         "created_at",
         IdColumn::Text,
         params.cursor.as_deref(),
         limit,
-    )?;
-    let mut rows = fetch_all(&state.db, &s).await?;
-    let next_cursor = next_page(&mut rows, limit, "created_at");
+    )
+    .await?;
     Ok(Json(OutboxList {
         data: rows
             .iter()
