@@ -11,7 +11,7 @@
 //! | `active` | sorted set | leased tasks, by lease expiry (heartbeats push it on) |
 //! | `fire:{job}:{instant}` | string | the task of a schedule fire (`SET NX`: a fire is enqueued once) |
 //! | `jobtasks:{job}` | set | a job's pending and active tasks (overlap checks, cancel on delete) |
-//! | `jobactive` | hash | active tasks per job (overlap policy `queue`) |
+//! | `jobactive` | hash | active tasks per exclusive job (overlap policy `queue`) |
 //! | `counts` | hash | `{queue}|{tenant}|{state}` → tasks (pending, scheduled, active, completed, failed) |
 //!
 //! Finished tasks keep their hash for 7 days (retry of a failed execution, the API's view).
@@ -33,10 +33,37 @@ local function untrack(h, id)
   local job = redis.call('HGET', h, 'j')
   redis.call('SREM', P .. 'jobtasks:' .. job, id)
 end
+-- `jobactive` counts the active tasks of exclusive jobs only (the only ones that look).
 local function deactivate(h, id)
   redis.call('ZREM', P .. 'active', id)
-  redis.call('HINCRBY', P .. 'jobactive', redis.call('HGET', h, 'j'), -1)
+  local f = redis.call('HMGET', h, 'j', 'x')
+  if f[2] == '1' then redis.call('HINCRBY', P .. 'jobactive', f[1], -1) end
   redis.call('HDEL', h, 'w')
+end
+"#;
+
+/// For the scripts that move many tasks: key names made once per call (a string built in Lua
+/// costs about as much as a command), and the changes to `counts` added up by queue, tenant and
+/// state and written once per call (`add`, then `flush`).
+const BATCH_FN: &str = r#"
+local K = {task = P .. 'task:', ready = P .. 'ready:', active = P .. 'active',
+  delayed = P .. 'delayed', jobactive = P .. 'jobactive', jobtasks = P .. 'jobtasks:'}
+local D = {}
+local function add(q, t, s, d)
+  local dq = D[q]
+  if not dq then dq = {}; D[q] = dq end
+  local dt = dq[t]
+  if not dt then dt = {}; dq[t] = dt end
+  dt[s] = (dt[s] or 0) + d
+end
+local function flush()
+  for q, dq in pairs(D) do
+    for t, dt in pairs(dq) do
+      for s, d in pairs(dt) do
+        if d ~= 0 then redis.call('HINCRBY', P .. 'counts', q .. '|' .. t .. '|' .. s, d) end
+      end
+    end
+  end
 end
 "#;
 
@@ -46,17 +73,19 @@ local fire, runafter = ARGV[11], tonumber(ARGV[12])
 local h = P .. 'task:' .. id
 if redis.call('EXISTS', h) == 1 then return 0 end
 if fire ~= '' then
-  if not redis.call('SET', P .. 'fire:' .. job .. ':' .. fire, id, 'NX', 'EX', 604800) then return 0 end
+  if not redis.call('SET', P .. 'fire:' .. job .. ':' .. fire, id, 'NX', 'EX', '604800') then return 0 end
 end
+-- Numbers go to commands as the strings they came as (formatting one costs about a command).
 redis.call('HSET', h, 't', tenant, 'j', job, 'n', ARGV[6], 'v', ARGV[7], 'q', queue, 'tr', ARGV[9],
-  'in', ARGV[10], 'f', fire, 'ra', runafter, 'a', 0, 'm', ARGV[13], 'x', ARGV[14], 's', 'pending', 'c', now)
+  'in', ARGV[10], 'f', fire, 'ra', ARGV[12], 'a', '0', 'm', ARGV[13], 'x', ARGV[14], 's', 'pending',
+  'c', ARGV[2])
 redis.call('SADD', P .. 'jobtasks:' .. job, id)
 if runafter <= now then
   redis.call('RPUSH', P .. 'ready:' .. queue, id)
-  cnt(queue, tenant, 'pending', 1)
+  cnt(queue, tenant, 'pending', '1')
 else
-  redis.call('ZADD', P .. 'delayed', runafter, id)
-  cnt(queue, tenant, 'scheduled', 1)
+  redis.call('ZADD', P .. 'delayed', ARGV[12], id)
+  cnt(queue, tenant, 'scheduled', '1')
 end
 return 1
 "#;
@@ -69,26 +98,33 @@ return 1
 /// and per leased task `{how many of empties were found before it, its queue, its id, then its
 /// hash's fields and values}`, so the caller can replay the picks on its picker.
 const CLAIM_FN: &str = r#"
-local function lease_one(queue, now, lease, owner)
+local function lease_one(queue, now, lease_end, owner)
+  local ready = K.ready .. queue
   for _ = 1, 1000 do
-    local id = redis.call('LPOP', P .. 'ready:' .. queue)
+    local id = redis.call('LPOP', ready)
     if not id then return nil end
-    local h = P .. 'task:' .. id
-    local f = redis.call('HMGET', h, 's', 'j', 't', 'x')
-    if f[1] == 'pending' then
-      local job, t = f[2], f[3]
-      if f[4] == '1' and tonumber(redis.call('HGET', P .. 'jobactive', job) or '0') > 0 then
-        redis.call('ZADD', P .. 'delayed', now + 100, id)
-        cnt(queue, t, 'pending', -1)
-        cnt(queue, t, 'scheduled', 1)
+    local h = K.task .. id
+    local r = redis.call('HGETALL', h)
+    local f = {}
+    for j = 1, #r, 2 do f[r[j]] = r[j + 1] end
+    if f.s == 'pending' then
+      local job, t = f.j, f.t
+      if f.x == '1' and tonumber(redis.call('HGET', K.jobactive, job) or '0') > 0 then
+        redis.call('ZADD', K.delayed, now + 100, id)
+        add(queue, t, 'pending', -1)
+        add(queue, t, 'scheduled', 1)
       else
-        redis.call('HSET', h, 's', 'active', 'w', owner)
-        redis.call('HINCRBY', h, 'a', 1)
-        redis.call('ZADD', P .. 'active', now + lease, id)
-        redis.call('HINCRBY', P .. 'jobactive', job, 1)
-        cnt(queue, t, 'pending', -1)
-        cnt(queue, t, 'active', 1)
-        local r = redis.call('HGETALL', h)
+        local a = tostring((tonumber(f.a) or 0) + 1)
+        redis.call('HSET', h, 's', 'active', 'w', owner, 'a', a)
+        redis.call('ZADD', K.active, lease_end, id)
+        if f.x == '1' then redis.call('HINCRBY', K.jobactive, job, 1) end
+        add(queue, t, 'pending', -1)
+        add(queue, t, 'active', 1)
+        -- The hash as it is now: later fields win when the caller reads it.
+        r[#r + 1] = 'a'
+        r[#r + 1] = a
+        r[#r + 1] = 's'
+        r[#r + 1] = 'active'
         table.insert(r, 1, id)
         return r
       end
@@ -102,19 +138,21 @@ local function claim(now, lease, owner, i)
   for j = 0, k - 1 do
     qs[#qs + 1] = {ARGV[i + 3 + 3 * j], tonumber(ARGV[i + 4 + 3 * j]), tonumber(ARGV[i + 5 + 3 * j])}
   end
-  local due = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 1000)
+  local due = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
-    redis.call('ZREM', P .. 'delayed', id)
-    local h = P .. 'task:' .. id
+    redis.call('ZREM', K.delayed, id)
+    local h = K.task .. id
     local f = redis.call('HMGET', h, 'q', 't', 's')
     local q, t = f[1], f[2]
     if q and f[3] == 'pending' then
-      redis.call('RPUSH', P .. 'ready:' .. q, id)
-      cnt(q, t, 'scheduled', -1)
-      cnt(q, t, 'pending', 1)
+      redis.call('RPUSH', K.ready .. q, id)
+      add(q, t, 'scheduled', -1)
+      add(q, t, 'pending', 1)
     end
   end
   local out, empty, empties = {}, {}, {}
+  -- A number is formatted for each command that gets it: format the lease's end once.
+  local lease_end = tostring(now + lease)
   while #out < n do
     local best = nil
     for _, q in ipairs(qs) do
@@ -128,7 +166,7 @@ local function claim(now, lease, owner, i)
       end
     end
     if not best then break end
-    local r = lease_one(best[1], now, lease, owner)
+    local r = lease_one(best[1], now, lease_end, owner)
     if r then
       if not strict then
         local total = 0
@@ -155,29 +193,37 @@ end
 /// `finish(id, outcome, error)`: active → done (completed, skipped) or dead.
 const FINISH_FN: &str = r#"
 local function finish(id, outcome, err)
-  local h = P .. 'task:' .. id
-  local f = redis.call('HMGET', h, 's', 'q', 't', 'j')
+  local h = K.task .. id
+  local f = redis.call('HMGET', h, 's', 'q', 't', 'j', 'x')
   if f[1] ~= 'active' then return 0 end
   local q, t, job = f[2], f[3], f[4]
-  redis.call('ZREM', P .. 'active', id)
-  redis.call('HINCRBY', P .. 'jobactive', job, -1)
-  redis.call('SREM', P .. 'jobtasks:' .. job, id)
-  redis.call('HDEL', h, 'w')
+  redis.call('ZREM', K.active, id)
+  if f[5] == '1' then redis.call('HINCRBY', K.jobactive, job, -1) end
+  redis.call('SREM', K.jobtasks .. job, id)
   local state = 'dead'
   if outcome == 'completed' or outcome == 'skipped' then state = 'done' end
-  redis.call('HSET', h, 's', state, 'o', outcome, 'e', err)
-  cnt(q, t, 'active', -1)
-  if state == 'done' then cnt(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then cnt(q, t, 'failed', 1) end
-  redis.call('EXPIRE', h, 604800)
+  -- `w` emptied (no owner) in the same write as the state.
+  redis.call('HSET', h, 's', state, 'o', outcome, 'e', err, 'w', '')
+  redis.call('EXPIRE', h, '604800')
+  add(q, t, 'active', -1)
+  if state == 'done' then add(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then add(q, t, 'failed', 1) end
   return 1
 end
 "#;
 
+/// `heartbeat(now, lease, owner, ids...)`: extends the leases this owner still holds; returns
+/// how many.
 const HEARTBEAT: &str = r#"
-local h = P .. 'task:' .. ARGV[3]
-if redis.call('HGET', h, 's') ~= 'active' or redis.call('HGET', h, 'w') ~= ARGV[5] then return 0 end
-redis.call('ZADD', P .. 'active', tonumber(ARGV[2]) + tonumber(ARGV[4]), ARGV[3])
-return 1
+local lease_end, owner, n = tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[4], 0
+for i = 5, #ARGV do
+  local h = P .. 'task:' .. ARGV[i]
+  local f = redis.call('HMGET', h, 's', 'w')
+  if f[1] == 'active' and f[2] == owner then
+    redis.call('ZADD', P .. 'active', lease_end, ARGV[i])
+    n = n + 1
+  end
+end
+return n
 "#;
 
 /// Active → pending later: a retry (ARGV[5] = '0') or a deferral that gives the attempt back
@@ -282,16 +328,25 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
         let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
-        let claim = "return claim(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], 5)";
-        let finish = "return finish(ARGV[2], ARGV[3], ARGV[4])";
-        let finish_claim = "finish(ARGV[2], ARGV[3], ARGV[4])\n\
-            return claim(tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7], 8)";
+        let claim = "local r = claim(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], 5)\n\
+            flush()\n\
+            return r";
+        let finish = "local r = finish(ARGV[2], ARGV[3], ARGV[4])\n\
+            flush()\n\
+            return r";
+        // ARGV[2] = k finishes, then k (id, outcome, error), then the claim's arguments.
+        let finish_claim = "local k = tonumber(ARGV[2])\n\
+            for j = 0, k - 1 do finish(ARGV[3 + 3 * j], ARGV[4 + 3 * j], ARGV[5 + 3 * j]) end\n\
+            local i = 3 + 3 * k\n\
+            local r = claim(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], i + 3)\n\
+            flush()\n\
+            return r";
         Scripts {
             enqueue: s(ENQUEUE),
-            dequeue: s(&format!("{CLAIM_FN}{claim}")),
-            finish_claim: s(&format!("{FINISH_FN}{CLAIM_FN}{finish_claim}")),
+            dequeue: s(&format!("{BATCH_FN}{CLAIM_FN}{claim}")),
+            finish_claim: s(&format!("{BATCH_FN}{FINISH_FN}{CLAIM_FN}{finish_claim}")),
             heartbeat: s(HEARTBEAT),
-            finish: s(&format!("{FINISH_FN}{finish}")),
+            finish: s(&format!("{BATCH_FN}{FINISH_FN}{finish}")),
             later: s(LATER),
             release: s(RELEASE),
             requeue_dead: s(REQUEUE_DEAD),
@@ -501,14 +556,11 @@ impl RedisQueue {
         claimed(reply)
     }
 
-    /// Finishes an active task (as [`RedisQueue::finish`]) and leases up to `picks.n` tasks (as
-    /// [`RedisQueue::claim`]) in one round trip.
-    #[allow(clippy::too_many_arguments)]
+    /// Finishes active tasks (each as [`RedisQueue::finish`]) and leases up to `picks.n` tasks
+    /// (as [`RedisQueue::claim`]) in one round trip.
     pub(super) async fn finish_and_claim(
         &self,
-        id: Uuid,
-        outcome: &str,
-        error: Option<&str>,
+        done: &[super::Finished],
         picks: &Picks<'_>,
         now: DateTime<Utc>,
         lease: std::time::Duration,
@@ -516,35 +568,38 @@ impl RedisQueue {
     ) -> anyhow::Result<Claimed> {
         let mut con = self.con.clone();
         let mut invocation = scripts().finish_claim.prepare_invoke();
-        invocation
-            .arg(&self.prefix)
-            .arg(id.to_string())
-            .arg(outcome)
-            .arg(error.unwrap_or(""));
+        invocation.arg(&self.prefix).arg(done.len());
+        for d in done {
+            invocation
+                .arg(d.id.to_string())
+                .arg(d.outcome)
+                .arg(d.error.as_deref().unwrap_or(""));
+        }
         claim_args(&mut invocation, picks, now, lease, owner);
         let reply = invocation.invoke_async(&mut con).await.map_err(failed)?;
         claimed(reply)
     }
 
+    /// Extends the leases of the active tasks `owner` holds of `ids`; returns how many.
     pub(super) async fn heartbeat(
         &self,
-        id: Uuid,
+        ids: &[Uuid],
         now: DateTime<Utc>,
         lease: std::time::Duration,
         owner: &str,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<u64> {
         let mut con = self.con.clone();
-        let n: i64 = scripts()
-            .heartbeat
+        let mut invocation = scripts().heartbeat.prepare_invoke();
+        invocation
             .arg(&self.prefix)
             .arg(ms(now))
-            .arg(id.to_string())
             .arg(lease.as_millis() as i64)
-            .arg(owner)
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        Ok(n == 1)
+            .arg(owner);
+        for id in ids {
+            invocation.arg(id.to_string());
+        }
+        let n: i64 = invocation.invoke_async(&mut con).await.map_err(failed)?;
+        Ok(n.max(0) as u64)
     }
 
     pub(super) async fn finish(
