@@ -145,10 +145,15 @@ async fn an_expired_lease_is_rescued_and_its_attempt_given_back(
     assert_eq!(again.id, leased.id);
     assert_eq!(again.attempt, 1, "the lost attempt does not count");
     // A heartbeat keeps a lease alive.
-    assert!(q
-        .heartbeat(again.id, now + Duration::seconds(9))
+    assert_eq!(
+        q.heartbeat(
+            &[again.id, uuid::Uuid::new_v4()],
+            now + Duration::seconds(9)
+        )
         .await
-        .unwrap());
+        .unwrap(),
+        1
+    );
     assert_eq!(
         q.rescue_expired(now + Duration::seconds(12)).await.unwrap(),
         0

@@ -18,7 +18,7 @@ pub mod redis;
 pub use picker::Picker;
 pub use redis::RedisQueue;
 
-use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param};
+use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param, Stmt};
 use crate::store::Database;
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
@@ -94,6 +94,15 @@ pub struct Task {
     /// This attempt's number, from 1.
     pub attempt: i64,
     pub max_attempts: i64,
+}
+
+/// A task to finish: its id, how its execution ended (`completed`, `skipped`, `failed`,
+/// `cancelled`, `timed_out`, …) and the error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    pub id: Uuid,
+    pub outcome: &'static str,
+    pub error: Option<String>,
 }
 
 /// Tasks per state of one queue.
@@ -422,44 +431,75 @@ impl SqlQueue {
         Ok(task)
     }
 
-    /// Extends the lease of an active task this process holds.
-    pub async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    /// Extends the leases of those of `ids` that are active and held by this process; how many.
+    pub async fn heartbeat(&self, ids: &[Uuid], now: DateTime<Utc>) -> anyhow::Result<u64> {
         let lease = now + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
-        let n = self
-            .execute(
-                "UPDATE tasks SET lease_expires_at = ?, updated_at = ? \
-                 WHERE id = ? AND state = 'active' AND lease_owner = ?",
-                vec![
-                    Param::DateTime(lease),
-                    Param::DateTime(now),
-                    text(id.to_string()),
-                    text(&self.owner),
-                ],
-            )
-            .await?;
-        Ok(n == 1)
+        let mut n = 0;
+        for chunk in ids.chunks(200) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut params = vec![
+                Param::DateTime(lease),
+                Param::DateTime(now),
+                text(&self.owner),
+            ];
+            params.extend(chunk.iter().map(|id| text(id.to_string())));
+            n += self
+                .execute(
+                    &format!(
+                        "UPDATE tasks SET lease_expires_at = ?, updated_at = ? \
+                         WHERE state = 'active' AND lease_owner = ? AND id IN ({marks})"
+                    ),
+                    params,
+                )
+                .await?;
+        }
+        Ok(n)
     }
 
     /// Marks an active task finished (`done` for completed/skipped, `dead` otherwise).
     pub async fn finish(&self, id: Uuid, outcome: &str, error: Option<&str>) -> anyhow::Result<()> {
-        let state = if matches!(outcome, "completed" | "skipped") {
-            "done"
-        } else {
-            "dead"
-        };
-        self.execute(
-            "UPDATE tasks SET state = ?, outcome = ?, last_error = ?, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = ? WHERE id = ?",
-            vec![
-                text(state),
-                text(outcome),
-                error.map_or(Param::Null(FieldType::String), text),
-                Param::DateTime(Utc::now()),
-                text(id.to_string()),
-            ],
-        )
-        .await?;
-        Ok(())
+        let s = finish_stmt(id, outcome, error);
+        match &self.db {
+            Database::Sqlite(pool) => sqlite_builder(&s).build().execute(pool).await.map(drop),
+            Database::Postgres(pool) => pg_builder(&s).build().execute(pool).await.map(drop),
+        }
+        .map_err(failed)
+    }
+
+    /// Finishes tasks (as [`SqlQueue::finish`]) in one transaction.
+    pub async fn finish_many(&self, done: &[Finished]) -> anyhow::Result<()> {
+        match done {
+            [] => return Ok(()),
+            [d] => return self.finish(d.id, d.outcome, d.error.as_deref()).await,
+            _ => {}
+        }
+        let stmts = done
+            .iter()
+            .map(|d| finish_stmt(d.id, d.outcome, d.error.as_deref()));
+        match &self.db {
+            Database::Sqlite(pool) => {
+                let mut tx = pool.begin().await.map_err(failed)?;
+                for s in stmts {
+                    sqlite_builder(&s)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                }
+                tx.commit().await.map_err(failed)
+            }
+            Database::Postgres(pool) => {
+                let mut tx = pool.begin().await.map_err(failed)?;
+                for s in stmts {
+                    pg_builder(&s)
+                        .build()
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                }
+                tx.commit().await.map_err(failed)
+            }
+        }
     }
 
     /// Puts a failed task back to run again after `run_after`.
@@ -780,48 +820,44 @@ impl Queue {
             .collect()
     }
 
-    /// Finishes an active task (as [`Queue::finish`]) and, on Redis in the same round trip,
-    /// leases the next runnable task (as [`Queue::dequeue`]) for the slot it frees. The SQL
-    /// queue only finishes (`None`).
+    /// Finishes active tasks (each as [`Queue::finish`]) and leases up to `n` runnable tasks
+    /// (as [`Queue::dequeue_many`]): on Redis one round trip, on the SQL queue the finishes in
+    /// one transaction and then the leases. A failed call may have finished some of `done` or
+    /// all of them; finishing a task again does nothing, so the caller repeats it.
     pub async fn finish_and_dequeue(
         &self,
-        id: Uuid,
-        outcome: &str,
-        error: Option<&str>,
+        done: &[Finished],
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Option<Task>> {
+        n: usize,
+    ) -> anyhow::Result<Vec<Task>> {
         let Some(r) = &self.redis else {
-            self.sql.finish(id, outcome, error).await?;
-            return Ok(None);
+            self.sql.finish_many(done).await?;
+            return self.dequeue_many(now, n).await;
         };
         let excluded = self.sql.excluded();
         let queues = self.sql.lock_picker().queues(&excluded);
         let picks = redis::Picks {
-            n: 1,
+            n,
             strict: self.sql.config.strict,
             queues: &queues,
         };
         let claimed = r
-            .finish_and_claim(
-                id,
-                outcome,
-                error,
-                &picks,
-                now,
-                self.sql.config.lease,
-                &self.sql.owner,
-            )
+            .finish_and_claim(done, &picks, now, self.sql.config.lease, &self.sql.owner)
             .await?;
-        Ok(self.replay(&excluded, claimed).pop())
+        Ok(self.replay(&excluded, claimed))
     }
 
-    pub async fn heartbeat(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    /// Extends the leases of those of `ids` that this process still holds; how many.
+    pub async fn heartbeat(&self, ids: &[Uuid], now: DateTime<Utc>) -> anyhow::Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
         match &self.redis {
             Some(r) => {
-                r.heartbeat(id, now, self.sql.config.lease, &self.sql.owner)
+                r.heartbeat(ids, now, self.sql.config.lease, &self.sql.owner)
                     .await
             }
-            None => self.sql.heartbeat(id, now).await,
+            None => self.sql.heartbeat(ids, now).await,
         }
     }
 
@@ -922,6 +958,26 @@ impl Queue {
             None => self.sql.cancel_job(job_id).await,
         }
     }
+}
+
+/// The update that finishes an active task.
+fn finish_stmt(id: Uuid, outcome: &str, error: Option<&str>) -> Stmt {
+    let state = if matches!(outcome, "completed" | "skipped") {
+        "done"
+    } else {
+        "dead"
+    };
+    stmt(
+        "UPDATE tasks SET state = ?, outcome = ?, last_error = ?, lease_owner = NULL, \
+         lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",
+        vec![
+            text(state),
+            text(outcome),
+            error.map_or(Param::Null(FieldType::String), text),
+            Param::DateTime(Utc::now()),
+            text(id.to_string()),
+        ],
+    )
 }
 
 fn parse_uuid(s: &str) -> anyhow::Result<Uuid> {
