@@ -8,7 +8,7 @@
 use crate::caps::platform::{ExecContext, JobCaps, Platform};
 use crate::runtime::{ExecOptions, ExecResult, PreparedJob, Runtime, Status};
 use crate::store::platform as store;
-use crate::store::recorder::Record;
+use crate::store::recorder::{Pending, Record};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -88,6 +88,22 @@ impl Executor {
         job: &PreparedJob<JobCaps>,
         req: Request<'_>,
     ) -> Result<Recorded, ExecError> {
+        let (recorded, commit) = self.run_uncommitted(job, req).await?;
+        commit.wait().await?;
+        Ok(recorded)
+    }
+
+    /// [`Executor::run`] that returns as soon as the job has run: its records are handed to the
+    /// writer and [`Commit::wait`] waits until they are durable. A worker uses it to start its
+    /// next task while the records of the last one are written, and finishes a task on the
+    /// queue only after its commit (a task leaves the queue only when its execution is
+    /// recorded). A job with an `on_complete` / `on_fail` event waits for its records here, as
+    /// its event is written after them.
+    pub async fn run_uncommitted(
+        &self,
+        job: &PreparedJob<JobCaps>,
+        req: Request<'_>,
+    ) -> Result<(Recorded, Commit), ExecError> {
         let manifest = job.manifest_arc();
         let execution_id = req.execution_id.unwrap_or_else(Uuid::new_v4);
         let caps = self.platform.caps(ExecContext {
@@ -144,8 +160,8 @@ impl Executor {
                 })
             })
             .collect();
-        recorder
-            .write(Record::Finish(
+        let end = recorder
+            .submit(Record::Finish(
                 store::FinishedExecution {
                     attempt: req.attempt,
                     started_at,
@@ -161,8 +177,10 @@ impl Executor {
                 }
                 .row(req.tenant, execution_id),
             ))
-            .await?;
-        start.wait().await?;
+            .await;
+        let commit = Commit {
+            pending: vec![start, end],
+        };
 
         // The job's completion events, emitted by the host so they fire even when the guest
         // trapped. A skipped run counts as completed; `on_fail` waits for the final failure.
@@ -185,20 +203,44 @@ impl Executor {
                 )
             }),
         };
-        if let Some((name, payload)) = event {
-            store::insert_event(
-                db,
-                req.tenant,
-                &manifest.name,
-                Some(execution_id),
-                name,
-                &payload,
-            )
-            .await?;
+        let commit = match event {
+            None => commit,
+            Some((name, payload)) => {
+                commit.wait().await?;
+                store::insert_event(
+                    db,
+                    req.tenant,
+                    &manifest.name,
+                    Some(execution_id),
+                    name,
+                    &payload,
+                )
+                .await?;
+                Commit::default()
+            }
+        };
+        Ok((
+            Recorded {
+                execution_id,
+                result,
+            },
+            commit,
+        ))
+    }
+}
+
+/// The records of an execution on their way to the database.
+#[derive(Default)]
+pub struct Commit {
+    pending: Vec<Pending>,
+}
+
+impl Commit {
+    /// Waits until the records are committed.
+    pub async fn wait(self) -> Result<(), ExecError> {
+        for p in self.pending {
+            p.wait().await?;
         }
-        Ok(Recorded {
-            execution_id,
-            result,
-        })
+        Ok(())
     }
 }

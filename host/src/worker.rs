@@ -1,32 +1,44 @@
 //! The worker pool: N slots, each running one leased task at a time in a fresh instance.
 //!
-//! A dispatcher takes tasks from the queue (by weight) while a slot is free, as many per round
-//! trip as there are free slots; each task runs through the [`Executor`] with a heartbeat
-//! extending its lease. On Redis, a slot that finishes a task leases its next task in the same
-//! round trip and runs it without going back to the dispatcher. When a task ends:
-//! completed/skipped → `done`; failed with attempts left → back on the queue after the job's
-//! retry delay (fixed, exponential, or the `retry_delays` list) and the execution shows
-//! `retrying`; otherwise → `dead` and the job's `on_fail` event.
+//! The pool's tasks:
+//! - **Slots** (N): each asks the feeder for a task, runs it through the [`Executor`], and asks
+//!   again. A slot does not wait for its execution's records to be committed: it hands the
+//!   commit to the confirmer and takes its next task while the records are written.
+//! - **The feeder** (one): makes the pool's queue calls, one at a time, each finishing the
+//!   tasks whose records are committed and leasing as many tasks as there are slots waiting
+//!   (by weight): one Redis round trip, however many of each. While a call is out, the next
+//!   one's finishes and requests gather, so a busy pool makes fewer, larger calls.
+//! - **The confirmer** (one): waits for the commits, in order, and passes each task to the
+//!   feeder to finish. A task leaves the queue only when its execution is recorded; if the host
+//!   dies first, the task's lease runs out and it runs again.
+//! - **The heartbeat** (one): every `heartbeat`, extends the leases of all the tasks the pool
+//!   holds (running or waiting for their commit) in one call.
+//!
+//! The pool holds at most `slots * 4 + 64` tasks at once, so a slow database slows the slots
+//! down instead of piling up unfinished tasks. When a task ends: completed/skipped → `done`;
+//! failed with attempts left → back on the queue after the job's retry delay (fixed,
+//! exponential, or the `retry_delays` list) and the execution shows `retrying`; otherwise →
+//! `dead` and the job's `on_fail` event.
 //!
 //! Shutdown ([`WorkerPool::shutdown`]): stop taking tasks, let the active ones finish within
 //! the grace period, then cancel the rest and put them back on the queue (their attempt given
-//! back), so a restart runs them again.
+//! back), so a restart runs them again; then finish the tasks whose commits are still out.
 
 use crate::caps::platform::JobCaps;
-use crate::executor::{is_final, Executor, Request};
-use crate::queue::{retry_delay, Queue, Task};
-use crate::runtime::{CancelToken, ExecOptions, PreparedJob};
+use crate::executor::{is_final, Commit, Executor, Request};
+use crate::queue::{retry_delay, Finished, Queue, Task};
+use crate::runtime::{CancelToken, ExecOptions, PreparedJob, Status};
 use crate::scheduler::Scheduler;
 use crate::store::platform as store;
 use crate::store::tenants::{self, Tenant};
 use crate::store::Database;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 /// How the pool runs.
@@ -81,12 +93,7 @@ impl Components {
         version: i64,
     ) -> anyhow::Result<Arc<PreparedJob<JobCaps>>> {
         let key = (job_id.to_string(), version);
-        if let Some(job) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
+        if let Some(job) = lock(&self.cache).get(&key) {
             return Ok(job.clone());
         }
         let db = self.executor.platform().db();
@@ -110,10 +117,7 @@ impl Components {
         };
         let executor = self.executor.clone();
         let job = tokio::task::spawn_blocking(move || executor.runtime().prepare(&bytes)).await??;
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, job.clone());
+        lock(&self.cache).insert(key, job.clone());
         Ok(job)
     }
 }
@@ -124,16 +128,44 @@ pub struct WorkerPool {
     executor: Arc<Executor>,
     components: Arc<Components>,
     config: PoolConfig,
-    permits: Arc<Semaphore>,
+    /// Tasks the pool may hold at once (see the module's doc).
+    room: Arc<Semaphore>,
+    /// Leased tasks not yet finished or put back (their leases are heartbeated).
+    held: Mutex<HashSet<Uuid>>,
     active: Active,
-    wake: Arc<Notify>,
+    feed: Mutex<Feed>,
+    /// Wakes the feeder: a slot wants a task, a task is ready to finish, an enqueue, shutdown.
+    kick: Notify,
+    commits: mpsc::UnboundedSender<Committing>,
+    /// The confirmer's end of `commits`, taken by [`WorkerPool::run`].
+    confirms: Mutex<Option<mpsc::UnboundedReceiver<Committing>>>,
     stopping: Arc<AtomicBool>,
     busy: Arc<AtomicUsize>,
     limits: TenantLimits,
     /// Platform failures in a row (backoff).
-    failures: std::sync::atomic::AtomicU32,
+    failures: AtomicU32,
+    /// No slot takes a task before this instant (after a platform failure).
+    paused_until: Mutex<Option<tokio::time::Instant>>,
     /// Executions running per tenant (for tenants with a concurrency limit).
     per_tenant: Mutex<HashMap<String, i64>>,
+}
+
+/// What the feeder has to do.
+#[derive(Default)]
+struct Feed {
+    /// Slots waiting for a task, first come first served.
+    wanting: VecDeque<oneshot::Sender<Task>>,
+    /// Tasks whose records are committed, to finish on the queue.
+    done: Vec<(Finished, OwnedSemaphorePermit)>,
+    /// An enqueue in this process since the feeder last looked.
+    woken: bool,
+}
+
+/// A finished task whose records are being committed.
+struct Committing {
+    finished: Finished,
+    commit: Commit,
+    room: OwnedSemaphorePermit,
 }
 
 /// Tenants' limits, read from `tenants` and kept for a few seconds.
@@ -146,12 +178,7 @@ impl TenantLimits {
     const FRESH: Duration = Duration::from_secs(5);
 
     async fn get(&self, tenant: &str) -> Option<Tenant> {
-        if let Some((t, at)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tenant)
-        {
+        if let Some((t, at)) = lock(&self.cache).get(tenant) {
             if at.elapsed() < Self::FRESH {
                 return t.clone();
             }
@@ -163,10 +190,7 @@ impl TenantLimits {
                 None
             }
         };
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(tenant.to_string(), (t.clone(), std::time::Instant::now()));
+        lock(&self.cache).insert(tenant.to_string(), (t.clone(), std::time::Instant::now()));
         t
     }
 }
@@ -180,44 +204,58 @@ struct TenantSlot<'a> {
 impl Drop for TenantSlot<'_> {
     fn drop(&mut self) {
         if let Some(t) = &self.tenant {
-            if let Some(n) = self
-                .pool
-                .per_tenant
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get_mut(t)
-            {
+            if let Some(n) = lock(&self.pool.per_tenant).get_mut(t) {
                 *n -= 1;
             }
         }
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How a task's attempt ended for the pool.
+enum Ended {
+    /// Final: finish the task once the records are committed.
+    Final(Finished, Commit),
+    /// Already put back or finished on the queue (a retry, a deferral, a release).
+    Handled,
+}
+
 impl WorkerPool {
     pub fn new(queue: Arc<Queue>, executor: Arc<Executor>, config: PoolConfig) -> Arc<WorkerPool> {
         let db = queue.db().clone();
+        let slots = config.slots.max(1);
+        let (commits, confirms) = mpsc::unbounded_channel();
         Arc::new(WorkerPool {
             components: Arc::new(Components::new(executor.clone())),
-            permits: Arc::new(Semaphore::new(config.slots.max(1))),
+            room: Arc::new(Semaphore::new(slots * 4 + 64)),
+            held: Mutex::new(HashSet::new()),
             queue,
             executor,
             config,
             active: Arc::new(Mutex::new(HashMap::new())),
-            wake: Arc::new(Notify::new()),
+            feed: Mutex::new(Feed::default()),
+            kick: Notify::new(),
+            commits,
+            confirms: Mutex::new(Some(confirms)),
             stopping: Arc::new(AtomicBool::new(false)),
             busy: Arc::new(AtomicUsize::new(0)),
             limits: TenantLimits {
                 db,
                 cache: Mutex::new(HashMap::new()),
             },
+            failures: AtomicU32::new(0),
+            paused_until: Mutex::new(None),
             per_tenant: Mutex::new(HashMap::new()),
-            failures: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
-    /// Wakes the dispatcher (after an enqueue in this process).
+    /// Wakes the feeder (after an enqueue in this process).
     pub fn notify(&self) {
-        self.wake.notify_one();
+        lock(&self.feed).woken = true;
+        self.kick.notify_one();
     }
 
     /// Slots in the pool and slots running an execution.
@@ -227,12 +265,7 @@ impl WorkerPool {
 
     /// Cancels a running execution of this pool; false if it is not running here.
     pub fn cancel(&self, execution_id: Uuid) -> bool {
-        match self
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&execution_id)
-        {
+        match lock(&self.active).get(&execution_id) {
             Some(token) => {
                 token.cancel();
                 true
@@ -241,115 +274,219 @@ impl WorkerPool {
         }
     }
 
-    /// Takes and runs tasks until [`WorkerPool::shutdown`]: waits for a free slot, then leases
-    /// as many tasks as there are free slots at that moment (one round trip on Redis).
+    /// Runs the pool until [`WorkerPool::shutdown`]: the slots, the feeder, the confirmer and
+    /// the heartbeat (see the module's doc).
     pub async fn run(self: Arc<Self>) {
-        while !self.stopping.load(Ordering::SeqCst) {
-            let Ok(permit) = self.permits.clone().acquire_owned().await else {
-                return;
-            };
+        let Some(confirms) = lock(&self.confirms).take() else {
+            tracing::warn!("the worker pool is running already");
+            return;
+        };
+        let feeder = tokio::spawn(self.clone().feeder());
+        let confirmer = tokio::spawn(self.clone().confirmer(confirms));
+        let heartbeat = tokio::spawn(self.clone().heartbeat());
+        let slots: Vec<_> = (0..self.config.slots.max(1))
+            .map(|_| tokio::spawn(self.clone().slot()))
+            .collect();
+        for slot in slots {
+            let _ = slot.await;
+        }
+        self.drain().await;
+        feeder.abort();
+        confirmer.abort();
+        heartbeat.abort();
+    }
+
+    /// Takes tasks from the feeder and runs them, until shutdown.
+    async fn slot(self: Arc<Self>) {
+        loop {
             if self.stopping.load(Ordering::SeqCst) {
                 return;
             }
-            let mut permits = vec![permit];
-            while let Ok(p) = self.permits.clone().try_acquire_owned() {
-                permits.push(p);
+            let paused = *lock(&self.paused_until);
+            if let Some(until) = paused.filter(|u| *u > tokio::time::Instant::now()) {
+                tokio::time::sleep_until(until).await;
+                continue;
             }
-            let tasks = match self.queue.dequeue_many(Utc::now(), permits.len()).await {
-                Ok(tasks) => tasks,
-                Err(e) => {
-                    tracing::warn!("dequeue failed: {e:#}; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    Vec::new()
-                }
+            let Ok(room) = self.room.clone().acquire_owned().await else {
+                return;
             };
-            if tasks.is_empty() {
-                drop(permits);
-                tokio::select! {
-                    _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.config.poll) => {}
+            let (tx, rx) = oneshot::channel();
+            lock(&self.feed).wanting.push_back(tx);
+            self.kick.notify_one();
+            let Ok(task) = rx.await else {
+                return; // shutdown: the feeder let go of the waiting slots
+            };
+            self.busy.fetch_add(1, Ordering::Relaxed);
+            self.execute(task, room).await;
+            self.busy.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes the pool's queue calls: finishes committed tasks and leases tasks for waiting
+    /// slots, one call at a time.
+    async fn feeder(self: Arc<Self>) {
+        // When the last call found nothing to lease: no new lease is tried before the poll
+        // interval is over, unless an enqueue in this process wakes the feeder.
+        let mut idle_since: Option<tokio::time::Instant> = None;
+        loop {
+            let stopping = self.stopping.load(Ordering::SeqCst);
+            let (done, want) = {
+                let mut feed = lock(&self.feed);
+                if std::mem::take(&mut feed.woken)
+                    || idle_since.is_some_and(|t| t.elapsed() >= self.config.poll)
+                {
+                    idle_since = None;
+                }
+                if stopping {
+                    feed.wanting.clear();
+                }
+                let want = if idle_since.is_some() {
+                    0
+                } else {
+                    feed.wanting.len()
+                };
+                (std::mem::take(&mut feed.done), want)
+            };
+            if done.is_empty() && want == 0 {
+                match idle_since {
+                    Some(since) => tokio::select! {
+                        _ = self.kick.notified() => {}
+                        _ = tokio::time::sleep_until(since + self.config.poll) => {}
+                    },
+                    None => self.kick.notified().await,
                 }
                 continue;
             }
-            permits.truncate(tasks.len());
-            for (task, permit) in tasks.into_iter().zip(permits) {
-                let pool = self.clone();
-                self.busy.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    // A slot that finishes a task on Redis leases the next one in the same
-                    // round trip and runs it here, without waiting for the dispatcher.
-                    let mut next = Some(task);
-                    while let Some(task) = next {
-                        next = pool.execute(task).await;
+            let finished: Vec<Finished> = done.iter().map(|(f, _)| f.clone()).collect();
+            match self
+                .queue
+                .finish_and_dequeue(&finished, Utc::now(), want)
+                .await
+            {
+                Ok(tasks) => {
+                    {
+                        let mut held = lock(&self.held);
+                        for f in &finished {
+                            held.remove(&f.id);
+                        }
+                        held.extend(tasks.iter().map(|t| t.id));
                     }
-                    pool.busy.fetch_sub(1, Ordering::Relaxed);
-                    drop(permit);
-                });
-            }
-        }
-    }
-
-    /// Runs one task; the next task for this slot when finishing it leased one.
-    async fn execute(&self, task: Task) -> Option<Task> {
-        let cancel = CancelToken::new();
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(task.id, cancel.clone());
-        let heartbeat = {
-            let queue = self.queue.clone();
-            let every = self.config.heartbeat;
-            let id = task.id;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    if let Err(e) = queue.heartbeat(id, Utc::now()).await {
-                        tracing::warn!(%id, "heartbeat failed: {e:#}");
+                    drop(done);
+                    if tasks.len() < want {
+                        idle_since = Some(tokio::time::Instant::now());
+                    }
+                    for task in tasks {
+                        let slot = lock(&self.feed).wanting.pop_front();
+                        let unsent = match slot {
+                            Some(slot) => slot.send(task).err(),
+                            None => Some(task),
+                        };
+                        if let Some(task) = unsent {
+                            // The slot is gone (shutdown): back on the queue.
+                            self.put_back(task.id).await;
+                        }
                     }
                 }
-            })
-        };
-        let outcome = self.attempt(&task, cancel).await;
-        heartbeat.abort();
-        let mut next = None;
-        match outcome {
-            Ok(leased) => {
-                self.failures.store(0, Ordering::Relaxed);
-                next = leased;
-            }
-            Err(e) => {
-                // The platform failed (the database is down, say), not the job: put the task
-                // back (if the queue answers; otherwise its lease runs out and it is rescued)
-                // and hold this slot for a growing pause, so a restart of the database is
-                // waited out instead of burning through the queue.
-                let n = self.failures.fetch_add(1, Ordering::Relaxed).min(7);
-                let pause = Duration::from_millis(100 << n);
-                tracing::error!(execution = %task.id, job = %task.job_name,
-                    "task failed to run: {e:#}; back on the queue, pausing {pause:?}");
-                let _ = self.queue.release(task.id).await;
-                tokio::time::sleep(pause).await;
+                Err(e) => {
+                    tracing::warn!("the queue call failed: {e:#}; retrying");
+                    lock(&self.feed).done.splice(0..0, done);
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
             }
         }
-        self.active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&task.id);
-        if let Some(t) = next
-            .as_ref()
-            .filter(|_| self.stopping.load(Ordering::SeqCst))
-        {
-            // Leased as shutdown began: back on the queue, attempt given back.
-            if let Err(e) = self.queue.release(t.id).await {
-                tracing::warn!(id = %t.id, "putting a task back failed: {e:#}; its lease will run out");
-            }
-            return None;
-        }
-        next
     }
 
-    /// Runs one attempt of a task and records its outcome in the queue; the next task for
-    /// this slot when finishing leased one.
-    async fn attempt(&self, task: &Task, cancel: CancelToken) -> anyhow::Result<Option<Task>> {
+    /// Waits for the commits of finished tasks, in order, and passes each to the feeder.
+    async fn confirmer(self: Arc<Self>, mut confirms: mpsc::UnboundedReceiver<Committing>) {
+        while let Some(c) = confirms.recv().await {
+            match c.commit.wait().await {
+                Ok(()) => {
+                    self.failures.store(0, Ordering::Relaxed);
+                    lock(&self.feed).done.push((c.finished, c.room));
+                    self.kick.notify_one();
+                }
+                Err(e) => {
+                    let id = c.finished.id;
+                    let pause = self.failed();
+                    tracing::error!(execution = %id,
+                        "recording the execution failed: {e}; back on the queue, pausing {pause:?}");
+                    self.put_back(id).await;
+                }
+            }
+        }
+    }
+
+    /// Extends the leases of the tasks the pool holds, every `heartbeat`.
+    async fn heartbeat(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.config.heartbeat).await;
+            let ids: Vec<Uuid> = lock(&self.held).iter().copied().collect();
+            if let Err(e) = self.queue.heartbeat(&ids, Utc::now()).await {
+                tracing::warn!(tasks = ids.len(), "heartbeat failed: {e:#}");
+            }
+        }
+    }
+
+    /// A platform failure (the database is down, say): the slots pause for a growing time
+    /// before taking tasks, so a restart of the database is waited out instead of burning
+    /// through the queue. The pause.
+    fn failed(&self) -> Duration {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed).min(7);
+        let pause = Duration::from_millis(100 << n);
+        *lock(&self.paused_until) = Some(tokio::time::Instant::now() + pause);
+        pause
+    }
+
+    /// Puts a held task back on the queue, its attempt given back (if the queue answers;
+    /// otherwise its lease runs out and it is rescued).
+    async fn put_back(&self, id: Uuid) {
+        if let Err(e) = self.queue.release(id).await {
+            tracing::warn!(%id, "putting a task back failed: {e:#}; its lease will run out");
+        }
+        lock(&self.held).remove(&id);
+    }
+
+    /// Runs one task and sees to its end on the queue.
+    async fn execute(&self, task: Task, room: OwnedSemaphorePermit) {
+        let cancel = CancelToken::new();
+        lock(&self.active).insert(task.id, cancel.clone());
+        let outcome = self.attempt(&task, cancel).await;
+        lock(&self.active).remove(&task.id);
+        match outcome {
+            Ok(Ended::Final(finished, commit)) => {
+                let c = Committing {
+                    finished,
+                    commit,
+                    room,
+                };
+                if let Err(mpsc::error::SendError(c)) = self.commits.send(c) {
+                    // The confirmer is gone (the runtime is ending): wait here.
+                    if c.commit.wait().await.is_ok() {
+                        let _ = self
+                            .queue
+                            .finish(task.id, c.finished.outcome, c.finished.error.as_deref())
+                            .await;
+                    }
+                    lock(&self.held).remove(&task.id);
+                }
+            }
+            Ok(Ended::Handled) => {
+                self.failures.store(0, Ordering::Relaxed);
+                lock(&self.held).remove(&task.id);
+            }
+            Err(e) => {
+                // The platform failed, not the job: put the task back and pause the slots.
+                let pause = self.failed();
+                tracing::error!(execution = %task.id, job = %task.job_name,
+                    "task failed to run: {e:#}; back on the queue, pausing {pause:?}");
+                self.put_back(task.id).await;
+            }
+        }
+    }
+
+    /// Runs one attempt of a task. A final end is finished on the queue by the feeder once its
+    /// records are committed; any other end is seen to here, after the commit.
+    async fn attempt(&self, task: &Task, cancel: CancelToken) -> anyhow::Result<Ended> {
         let limits = self.limits.get(&task.tenant).await;
         let mut slot = TenantSlot {
             pool: self,
@@ -369,7 +506,7 @@ impl WorkerPool {
                 // The tenant is at its limit: back on the queue for a moment, attempt given back.
                 let at = Utc::now() + chrono::Duration::milliseconds(200);
                 self.queue.defer(task.id, at).await?;
-                return Ok(None);
+                return Ok(Ended::Handled);
             }
             slot.tenant = Some(task.tenant.clone());
         }
@@ -392,13 +529,13 @@ impl WorkerPool {
                 // The job was deleted: nothing can run this task, now or later.
                 let error = "the job's component is gone (the job was deleted)";
                 self.queue.finish(task.id, "failed", Some(error)).await?;
-                return Ok(None);
+                return Ok(Ended::Handled);
             }
             Err(e) => return Err(e),
         };
-        let recorded = self
+        let (recorded, commit) = self
             .executor
-            .run(
+            .run_uncommitted(
                 &job,
                 Request {
                     tenant: &task.tenant,
@@ -415,65 +552,67 @@ impl WorkerPool {
                 },
             )
             .await?;
+        drop(slot);
         let r = &recorded.result;
-        if self.stopping.load(Ordering::SeqCst) && r.status == crate::runtime::Status::Cancelled {
+        if is_final(r.status, task.attempt, task.max_attempts)
+            && !(self.stopping.load(Ordering::SeqCst) && r.status == Status::Cancelled)
+        {
+            let finished = Finished {
+                id: task.id,
+                outcome: r.status.as_str(),
+                error: r.error.clone(),
+            };
+            return Ok(Ended::Final(finished, commit));
+        }
+        commit.wait().await?;
+        if r.status == Status::Cancelled {
             // Cancelled by shutdown, not by a user: back on the queue for the next start.
             self.queue.release(task.id).await?;
-            return Ok(None);
+            return Ok(Ended::Handled);
         }
-        let mut next = None;
-        if is_final(r.status, task.attempt, task.max_attempts) {
-            let (status, error) = (r.status.as_str(), r.error.as_deref());
-            if self.stopping.load(Ordering::SeqCst) {
-                self.queue.finish(task.id, status, error).await?;
-            } else {
-                next = self
-                    .queue
-                    .finish_and_dequeue(task.id, status, error, Utc::now())
-                    .await?;
-            }
-        } else {
-            let manifest = job.manifest();
-            let retry = u32::try_from(task.attempt).unwrap_or(u32::MAX);
-            let delay = retry_delay(&manifest.retry.backoff, retry);
-            let at: DateTime<Utc> =
-                Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-            self.queue
-                .retry(task.id, at, r.error.as_deref().unwrap_or(r.status.as_str()))
-                .await?;
-            store::set_execution_status(
-                self.executor.platform().db(),
-                &task.tenant,
-                task.id,
-                "retrying",
-                Some(at),
-            )
+        let manifest = job.manifest();
+        let retry = u32::try_from(task.attempt).unwrap_or(u32::MAX);
+        let delay = retry_delay(&manifest.retry.backoff, retry);
+        let at: DateTime<Utc> = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        self.queue
+            .retry(task.id, at, r.error.as_deref().unwrap_or(r.status.as_str()))
             .await?;
-        }
-        drop(slot);
-        Ok(next)
+        store::set_execution_status(
+            self.executor.platform().db(),
+            &task.tenant,
+            task.id,
+            "retrying",
+            Some(at),
+        )
+        .await?;
+        Ok(Ended::Handled)
     }
 
     /// Stops taking tasks, waits up to the grace period for active executions, then cancels the
-    /// rest (they go back on the queue).
+    /// rest (they go back on the queue), and waits for the commits still out.
     pub async fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
+        self.kick.notify_one();
         let deadline = tokio::time::Instant::now() + self.config.grace;
         while self.busy.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let left: Vec<CancelToken> = self
-            .active
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let left: Vec<CancelToken> = lock(&self.active).values().cloned().collect();
         for token in &left {
             token.cancel();
         }
         while self.busy.load(Ordering::Relaxed) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.drain().await;
+    }
+
+    /// Waits (up to 10 s) until the pool holds no task: the last commits are in and their
+    /// tasks finished on the queue.
+    async fn drain(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !lock(&self.held).is_empty() && tokio::time::Instant::now() < deadline {
+            self.kick.notify_one();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
