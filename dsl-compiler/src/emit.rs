@@ -4,11 +4,12 @@
 //! by `build.rs` and embedded here) with the job's program written into its linear memory:
 //!
 //! 1. the program is serialised as JSON;
-//! 2. the runtime's core module is copied with memory 0's minimum raised by enough 64 KiB pages,
-//!    a new active data segment at the old minimum holding the program, and the runtime's program
-//!    slot (found by [`PROGRAM_SLOT_MAGIC`]) patched with the program's address and length. Rust's
-//!    wasm allocator takes new memory with `memory.grow`, so pages of the initial memory above the
-//!    runtime's own data are never handed out and the program stays intact;
+//! 2. the runtime's core module is copied with memory 0's minimum raised by enough 64 KiB pages
+//!    for the program and [`HEAP_PAGES`] more, a new active data segment at the old minimum
+//!    holding the program, and the runtime's program slot (found by [`PROGRAM_SLOT_MAGIC`])
+//!    patched with the program's address and length. The runtime's allocator starts with the
+//!    pages above the program (`guest-stdlib/src/heap.rs`) and grows memory for more, so the
+//!    program stays intact and a job that needs less than the heap never grows its memory;
 //! 3. debug names are dropped, the module becomes a component with `wit-component` (the world
 //!    comes from the `component-type` section `wit-bindgen` left in the module);
 //! 4. the manifest is appended as a top-level custom section named [`MANIFEST_SECTION`].
@@ -22,6 +23,11 @@ use wasm_encoder::{
 use wasmparser::{DataKind, Operator, Parser, Payload};
 
 const PAGE: u64 = 65_536;
+
+/// Pages of heap in a component's initial memory, above the program (1 MiB). Growing memory
+/// costs the host two `mprotect`s per run (see `guest-stdlib/src/heap.rs`); untouched pages
+/// cost nothing, and the host's memory cap still counts them.
+pub const HEAP_PAGES: u64 = 16;
 
 /// Why a component could not be emitted. These are bugs or a corrupt build, never user errors:
 /// the checker has already accepted the program.
@@ -126,7 +132,7 @@ fn embed_program(module: &[u8], program: &[u8]) -> Result<Vec<u8>, EmitError> {
                     let mut maximum = memory.maximum;
                     if i == 0 {
                         program_addr = Some(memory.initial * PAGE);
-                        minimum += pages;
+                        minimum += pages + HEAP_PAGES;
                         maximum = maximum.map(|m| m.max(minimum));
                     }
                     section.memory(MemoryType {
@@ -290,7 +296,7 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!(initial, Some(original_initial + 2));
+        assert_eq!(initial, Some(original_initial + 2 + HEAP_PAGES));
         assert_eq!(segments.last().unwrap(), &program);
         let slot_segment = segments
             .iter()

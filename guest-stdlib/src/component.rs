@@ -27,7 +27,7 @@ static PROGRAM_SLOT: ProgramSlot = ProgramSlot {
 
 fn program_bytes() -> &'static [u8] {
     // SAFETY: the compiler wrote `len` bytes at `ptr` into an active data segment of this
-    // module's memory, in pages the allocator never hands out (it grows memory for new pages).
+    // module's memory, below the heap the allocator starts with (`heap.rs`).
     // `read_volatile` keeps the optimiser from folding the zeros the slot is compiled with.
     unsafe {
         let ptr = core::ptr::read_volatile(&PROGRAM_SLOT.ptr);
@@ -36,6 +36,19 @@ fn program_bytes() -> &'static [u8] {
             return &[];
         }
         core::slice::from_raw_parts(ptr as usize as *const u8, len as usize)
+    }
+}
+
+/// Where the program ends in linear memory (0 when no program was written in).
+pub(crate) fn program_end() -> usize {
+    // SAFETY: as in `program_bytes`.
+    unsafe {
+        let ptr = core::ptr::read_volatile(&PROGRAM_SLOT.ptr);
+        let len = core::ptr::read_volatile(&PROGRAM_SLOT.len);
+        if ptr == 0 {
+            return 0;
+        }
+        ptr as usize + len as usize
     }
 }
 
