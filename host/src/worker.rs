@@ -35,7 +35,7 @@ use crate::store::Database;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
@@ -53,7 +53,16 @@ pub struct PoolConfig {
     pub heartbeat: Duration,
     /// How long shutdown waits for active executions (default 30 s).
     pub grace: Duration,
+    /// Tasks leased ahead for slots that are still busy, while executions are short (see
+    /// [`SHORT`]), so a slot that ends one finds the next waiting instead of waiting a queue
+    /// call for it (default: twice the slots; 0 turns it off).
+    pub prefetch: Option<usize>,
 }
+
+/// Executions shorter than this on average (over the last few dozen) make the pool lease
+/// ahead ([`PoolConfig::prefetch`]); longer ones do not, so tasks do not wait behind long jobs
+/// in one worker while another worker is idle.
+pub const SHORT: Duration = Duration::from_millis(20);
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
@@ -62,6 +71,7 @@ impl Default for PoolConfig {
             poll: Duration::from_millis(50),
             heartbeat: Duration::from_secs(10),
             grace: Duration::from_secs(30),
+            prefetch: None,
         }
     }
 }
@@ -144,6 +154,9 @@ pub struct WorkerPool {
     limits: TenantLimits,
     /// Platform failures in a row (backoff).
     failures: AtomicU32,
+    /// Moving average of execution times, in µs (it starts long: no lease ahead until short
+    /// executions have been seen).
+    typical_us: AtomicU64,
     /// No slot takes a task before this instant (after a platform failure).
     paused_until: Mutex<Option<tokio::time::Instant>>,
     /// Executions running per tenant (for tenants with a concurrency limit).
@@ -155,6 +168,8 @@ pub struct WorkerPool {
 struct Feed {
     /// Slots waiting for a task, first come first served.
     wanting: VecDeque<oneshot::Sender<Task>>,
+    /// Tasks leased ahead (with their room in the pool), for the next slots that ask.
+    ready: VecDeque<(Task, OwnedSemaphorePermit)>,
     /// Tasks whose records are committed, to finish on the queue.
     done: Vec<(Finished, OwnedSemaphorePermit)>,
     /// An enqueue in this process since the feeder last looked.
@@ -247,6 +262,7 @@ impl WorkerPool {
                 cache: Mutex::new(HashMap::new()),
             },
             failures: AtomicU32::new(0),
+            typical_us: AtomicU64::new(1_000_000),
             paused_until: Mutex::new(None),
             per_tenant: Mutex::new(HashMap::new()),
         })
@@ -263,15 +279,24 @@ impl WorkerPool {
         (self.config.slots, self.busy.load(Ordering::Relaxed))
     }
 
-    /// Cancels a running execution of this pool; false if it is not running here.
-    pub fn cancel(&self, execution_id: Uuid) -> bool {
-        match lock(&self.active).get(&execution_id) {
-            Some(token) => {
-                token.cancel();
-                true
-            }
-            None => false,
+    /// Cancels an execution this pool holds, running or leased ahead; false if it does not
+    /// hold it. One leased ahead is run at once, cancelled before it starts, so it is recorded
+    /// `cancelled` without waiting for a slot.
+    pub fn cancel(self: &Arc<Self>, execution_id: Uuid) -> bool {
+        let Some(token) = lock(&self.active).get(&execution_id).cloned() else {
+            return false;
+        };
+        token.cancel();
+        let waiting = {
+            let mut feed = lock(&self.feed);
+            let at = feed.ready.iter().position(|(t, _)| t.id == execution_id);
+            at.and_then(|i| feed.ready.remove(i))
+        };
+        if let Some((task, room)) = waiting {
+            let pool = self.clone();
+            tokio::spawn(async move { pool.execute(task, room).await });
         }
+        true
     }
 
     /// Runs the pool until [`WorkerPool::shutdown`]: the slots, the feeder, the confirmer and
@@ -310,43 +335,85 @@ impl WorkerPool {
             let Ok(room) = self.room.clone().acquire_owned().await else {
                 return;
             };
-            let (tx, rx) = oneshot::channel();
-            lock(&self.feed).wanting.push_back(tx);
+            let ahead = {
+                let mut feed = lock(&self.feed);
+                match feed.ready.pop_front() {
+                    // A task leased ahead: this slot's room replaces the one it was held with.
+                    Some((task, _)) => Ok(task),
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        feed.wanting.push_back(tx);
+                        Err(rx)
+                    }
+                }
+            };
             self.kick.notify_one();
-            let Ok(task) = rx.await else {
-                return; // shutdown: the feeder let go of the waiting slots
+            let task = match ahead {
+                Ok(task) => task,
+                Err(rx) => match rx.await {
+                    Ok(task) => task,
+                    Err(_) => return, // shutdown: the feeder let go of the waiting slots
+                },
             };
             self.busy.fetch_add(1, Ordering::Relaxed);
+            let started = std::time::Instant::now();
             self.execute(task, room).await;
+            let took = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u64;
+            let _ = self
+                .typical_us
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t - t / 8 + took / 8)
+                });
             self.busy.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
+    /// How many tasks to lease ahead now.
+    fn prefetch(&self) -> usize {
+        let short = self.typical_us.load(Ordering::Relaxed) < SHORT.as_micros() as u64;
+        match self.config.prefetch {
+            _ if !short => 0,
+            Some(n) => n,
+            None => 2 * self.config.slots.max(1),
+        }
+    }
+
     /// Makes the pool's queue calls: finishes committed tasks and leases tasks for waiting
-    /// slots, one call at a time.
+    /// slots (and ahead, see [`PoolConfig::prefetch`]), one call at a time.
     async fn feeder(self: Arc<Self>) {
         // When the last call found nothing to lease: no new lease is tried before the poll
         // interval is over, unless an enqueue in this process wakes the feeder.
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
             let stopping = self.stopping.load(Ordering::SeqCst);
-            let (done, want) = {
+            let (done, want, ahead, unneeded) = {
                 let mut feed = lock(&self.feed);
                 if std::mem::take(&mut feed.woken)
                     || idle_since.is_some_and(|t| t.elapsed() >= self.config.poll)
                 {
                     idle_since = None;
                 }
+                let mut unneeded = Vec::new();
                 if stopping {
                     feed.wanting.clear();
+                    unneeded.extend(feed.ready.drain(..).map(|(t, _)| t.id));
                 }
-                let want = if idle_since.is_some() {
-                    0
+                let (want, ahead) = if idle_since.is_some() || stopping {
+                    (0, Vec::new())
                 } else {
-                    feed.wanting.len()
+                    // Lease ahead only with room in the pool to spare.
+                    let missing = self.prefetch().saturating_sub(feed.ready.len());
+                    let ahead: Vec<OwnedSemaphorePermit> = (0..missing)
+                        .map_while(|_| self.room.clone().try_acquire_owned().ok())
+                        .collect();
+                    (feed.wanting.len() + ahead.len(), ahead)
                 };
-                (std::mem::take(&mut feed.done), want)
+                (std::mem::take(&mut feed.done), want, ahead, unneeded)
             };
+            for id in unneeded {
+                lock(&self.active).remove(&id);
+                self.put_back(id).await;
+            }
             if done.is_empty() && want == 0 {
                 match idle_since {
                     Some(since) => tokio::select! {
@@ -371,18 +438,35 @@ impl WorkerPool {
                         }
                         held.extend(tasks.iter().map(|t| t.id));
                     }
+                    {
+                        // Cancellable from the lease on, running or not (`WorkerPool::cancel`).
+                        let mut active = lock(&self.active);
+                        for t in &tasks {
+                            active.insert(t.id, CancelToken::new());
+                        }
+                    }
                     drop(done);
                     if tasks.len() < want {
                         idle_since = Some(tokio::time::Instant::now());
                     }
+                    let mut ahead = ahead.into_iter();
                     for task in tasks {
-                        let slot = lock(&self.feed).wanting.pop_front();
-                        let unsent = match slot {
-                            Some(slot) => slot.send(task).err(),
-                            None => Some(task),
+                        let unsent = {
+                            let mut feed = lock(&self.feed);
+                            match feed.wanting.pop_front() {
+                                Some(slot) => slot.send(task).err(),
+                                None => match ahead.next() {
+                                    Some(room) => {
+                                        feed.ready.push_back((task, room));
+                                        None
+                                    }
+                                    None => Some(task),
+                                },
+                            }
                         };
                         if let Some(task) = unsent {
                             // The slot is gone (shutdown): back on the queue.
+                            lock(&self.active).remove(&task.id);
                             self.put_back(task.id).await;
                         }
                     }
@@ -448,8 +532,11 @@ impl WorkerPool {
 
     /// Runs one task and sees to its end on the queue.
     async fn execute(&self, task: Task, room: OwnedSemaphorePermit) {
-        let cancel = CancelToken::new();
-        lock(&self.active).insert(task.id, cancel.clone());
+        // The feeder made the task's token when it leased the task.
+        let cancel = lock(&self.active)
+            .entry(task.id)
+            .or_default()
+            .clone();
         let outcome = self.attempt(&task, cancel).await;
         lock(&self.active).remove(&task.id);
         match outcome {

@@ -1,6 +1,7 @@
 //! The worker pool end to end: jobs that fail twice and then succeed show three attempts, with
 //! the delays of their retry strategy between them; a job that always fails runs its `on_fail`
-//! once, after the last attempt; a long execution is cancelled by id.
+//! once, after the last attempt; a long execution is cancelled by id; while jobs are short, the
+//! pool leases ahead, and a task leased ahead can be cancelled and is put back on shutdown.
 
 #[macro_use]
 mod common;
@@ -20,6 +21,7 @@ use std::time::Duration;
 on_every_backend!(
     failing_twice_then_succeeding_shows_three_attempts_per_strategy,
     a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back,
+    short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown,
 );
 
 const SOURCE: &str = r#"
@@ -367,5 +369,159 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     running.abort();
     let (state, outcome, attempt) = task_state(&queue, ids[1]).await;
     assert_eq!((state.as_str(), outcome, attempt), ("pending", None, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+const QUICK_AND_SLOW: &str = r#"
+integration Slow {
+    base_url: env("API_URL")
+    timeout: 30s
+    wait: GET "/wait" {}
+}
+
+job Waits {
+    steps { w { call: Slow.wait {} } }
+}
+
+job Quick {
+    steps { one { compute: { ok: true } as: result } }
+}
+"#;
+
+async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    migrate::migrate_up(&db).await.unwrap();
+    // A server that accepts and never answers: `Waits` sits in a host call.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let env: codeai_host::caps::http::Env =
+        Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
+    let dir = std::env::temp_dir().join(common::unique("codeai_ahead"));
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: dir.join("cache"),
+        pool_size: 4,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let executor = Arc::new(Executor::new(
+        runtime,
+        Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
+    ));
+    let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
+    let pool = WorkerPool::new(
+        queue.clone(),
+        executor,
+        PoolConfig {
+            slots: 1,
+            poll: Duration::from_millis(10),
+            grace: Duration::from_millis(200),
+            prefetch: Some(2),
+            ..PoolConfig::default()
+        },
+    );
+    let (artifacts, _) = codeai_dsl::compile("ahead.codeai", QUICK_AND_SLOW).unwrap();
+    let mut jobs = BTreeMap::new();
+    for a in &artifacts {
+        let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, &a.name)
+            .await
+            .unwrap();
+        jobs.insert(a.name.clone(), reg);
+    }
+    let task = |name: &str| {
+        let reg = &jobs[name];
+        NewTask {
+            id: None,
+            tenant: "default".into(),
+            job_id: reg.job_id.clone(),
+            job_name: name.into(),
+            job_version: Some(reg.version),
+            queue: "default".into(),
+            trigger: "manual".into(),
+            input: "{}".into(),
+            fire_at: None,
+            run_after: Utc::now(),
+            max_attempts: 3,
+            exclusive: false,
+        }
+    };
+    let completed = || async {
+        let c = queue.counts(Utc::now(), None).await.unwrap();
+        c.values().map(|c| c.completed).sum::<u64>()
+    };
+
+    // Sixty short jobs: the pool learns that executions here are short.
+    let warm: Vec<NewTask> = (0..60).map(|_| task("Quick")).collect();
+    queue.enqueue_many(&warm).await.unwrap();
+    let running = tokio::spawn(pool.clone().run());
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while completed().await < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the short jobs did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The one slot runs `Waits`; two short tasks enqueued behind it are leased ahead.
+    let slow = queue.enqueue(&task("Waits")).await.unwrap().unwrap();
+    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 1 {
+        assert!(std::time::Instant::now() < deadline, "Waits did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let q1 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
+    let q2 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while task_state(&queue, q1).await.0 != "active" || task_state(&queue, q2).await.0 != "active" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the short tasks were not leased ahead: {:?} {:?}",
+            task_state(&queue, q1).await,
+            task_state(&queue, q2).await
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        completed().await,
+        60,
+        "a task leased ahead ran with the slot busy"
+    );
+
+    // Cancelling one leased ahead records it `cancelled` at once, the slot still busy.
+    assert!(pool.cancel(q1));
+    let asked = std::time::Instant::now();
+    loop {
+        let (state, outcome, _) = task_state(&queue, q1).await;
+        if state == "dead" {
+            assert_eq!(outcome.as_deref(), Some("cancelled"));
+            break;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "cancelling a task leased ahead waited for a slot: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(task_state(&queue, slow).await.0, "active");
+
+    // Shutdown: `Waits` is cancelled after the grace and put back; the task still leased
+    // ahead is put back too; neither uses up an attempt.
+    pool.shutdown().await;
+    running.abort();
+    for id in [slow, q2] {
+        let (state, outcome, attempt) = task_state(&queue, id).await;
+        assert_eq!((state.as_str(), outcome, attempt), ("pending", None, 0));
+    }
+    assert_eq!(completed().await, 60);
     let _ = std::fs::remove_dir_all(&dir);
 }
