@@ -174,6 +174,7 @@ impl Executor {
                     fuel_used: result.fuel_used as i64,
                     log: Value::Array(log),
                     calls: Value::Array(calls),
+                    last: is_final(result.status, req.attempt, req.max_attempts),
                 }
                 .row(req.tenant, execution_id),
             ))

@@ -533,10 +533,7 @@ impl WorkerPool {
     /// Runs one task and sees to its end on the queue.
     async fn execute(&self, task: Task, room: OwnedSemaphorePermit) {
         // The feeder made the task's token when it leased the task.
-        let cancel = lock(&self.active)
-            .entry(task.id)
-            .or_default()
-            .clone();
+        let cancel = lock(&self.active).entry(task.id).or_default().clone();
         let outcome = self.attempt(&task, cancel).await;
         lock(&self.active).remove(&task.id);
         match outcome {

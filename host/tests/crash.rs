@@ -1,7 +1,8 @@
 //! Durability of the embedded default: `codeai host run` is killed with SIGKILL in the middle of
 //! a burst of 1,000 tasks and started again; every task completes at least once, none is lost
-//! (counted in the SQLite file), and the duplicates — tasks whose attempt was cut off by the kill
-//! and ran again after its lease expired — are counted and reported.
+//! (counted in the SQLite file), and each has one execution recorded completed (a task whose
+//! attempt was cut off by the kill runs again after its lease expires and writes the same row).
+//! `tests/scale_out.rs` counts duplicate runs through an event each run emits.
 
 use chrono::Utc;
 use codeai_host::queue::{NewTask, Queue, QueueConfig};
@@ -142,23 +143,14 @@ async fn kill_9_in_a_burst_loses_no_task() {
     let _ = host.wait();
 
     let tasks = count(&db, "SELECT COUNT(*) FROM tasks").await;
-    let completed = count(
-        &db,
-        "SELECT COUNT(DISTINCT execution_id) FROM execution_attempts WHERE status = 'completed'",
-    )
-    .await;
-    let runs = count(&db, "SELECT COUNT(*) FROM execution_attempts").await;
+    // One execution row per task, completed (a task run again after the kill writes the same row).
     let recorded = count(
         &db,
         "SELECT COUNT(*) FROM job_executions WHERE job_name = 'Noop' AND status = 'completed'",
     )
     .await;
-    eprintln!(
-        "{tasks} tasks, {completed} completed at least once, {runs} recorded runs, {} duplicates",
-        runs - completed
-    );
+    eprintln!("{tasks} tasks, {recorded} executions recorded completed");
     assert_eq!(tasks, 1000);
-    assert_eq!(completed, 1000, "every task completed at least once");
     assert_eq!(recorded, 1000);
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -228,7 +228,8 @@ pub(super) async fn get_execution(
     P(id): P<String>,
 ) -> Result<Json<ExecutionDetail>, ApiError> {
     let (uuid, row) = find(&state, &auth, &id).await?;
-    let attempts = fetch_all(
+    // Attempts that were retried have rows of their own; the last one is the execution row.
+    let mut attempts: Vec<AttemptInfo> = fetch_all(
         &state.db,
         &stmt(
             "SELECT attempt, status, error, started_at, finished_at, duration_ms, fuel_used \
@@ -251,6 +252,12 @@ pub(super) async fn get_execution(
         fuel_used: r.int("fuel_used").unwrap_or(0),
     })
     .collect();
+    if let Some(last) = last_attempt(&row) {
+        // Rows written before the last attempt moved into the execution row repeat it.
+        if !attempts.iter().any(|a| a.attempt == last.attempt) {
+            attempts.push(last);
+        }
+    }
     Ok(Json(ExecutionDetail {
         execution: summary(&row),
         input: row
@@ -261,6 +268,27 @@ pub(super) async fn get_execution(
         calls: row.json("calls").unwrap_or(Value::Array(vec![])),
         attempts,
     }))
+}
+
+/// The attempt an execution row holds, when it has ended (not running, queued or retrying).
+fn last_attempt(row: &JsonRow) -> Option<AttemptInfo> {
+    let status = row.text("status")?;
+    let attempt = row.int("attempt").filter(|a| *a >= 1)?;
+    if matches!(
+        status.as_str(),
+        "running" | "retrying" | "queued" | "pending" | "scheduled"
+    ) {
+        return None;
+    }
+    Some(AttemptInfo {
+        attempt,
+        error: row.text("error"),
+        started_at: row.text("started_at")?,
+        finished_at: row.text("finished_at")?,
+        duration_ms: row.int("duration_ms").unwrap_or(0),
+        fuel_used: row.int("fuel_used").unwrap_or(0),
+        status,
+    })
 }
 
 async fn task_state(state: &ApiState, id: Uuid) -> Result<Option<String>, ApiError> {

@@ -287,9 +287,11 @@ pub struct FinishedExecution<'a> {
     pub log: Value,
     /// JSON array of capability calls.
     pub calls: Value,
+    /// The execution's last attempt (no attempt row: see `FinishRow::last`).
+    pub last: bool,
 }
 
-/// Completes an execution record and records the attempt.
+/// Completes an execution record (and records the attempt when it is retried).
 pub async fn finish_execution(
     db: &Database,
     tenant: &str,
@@ -317,6 +319,7 @@ impl FinishedExecution<'_> {
             fuel_used: self.fuel_used,
             log: self.log.to_string(),
             calls: self.calls.to_string(),
+            last: self.last,
         }
     }
 }

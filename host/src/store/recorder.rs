@@ -19,8 +19,12 @@
 //! - A start and the end of the same execution in one batch become one row written with its
 //!   final values (the transaction makes the `running` state in between invisible anyway).
 //! - On PostgreSQL the whole batch is one statement (data-modifying CTEs over `UNNEST`ed
-//!   arrays: the new and restarted executions, the attempts, the ends of executions started in
-//!   an earlier batch), so a batch costs one round trip and one commit, whatever its size.
+//!   arrays: the new and restarted executions, the attempts that are retried, the ends of
+//!   executions started in an earlier batch), so a batch costs one round trip and one commit,
+//!   whatever its size.
+//! - An execution's last attempt is its execution row only; an attempt that is retried also
+//!   gets an `execution_attempts` row, since the next attempt overwrites the execution row. So
+//!   a job that succeeds at once is one row, and no log is stored twice.
 //! - On SQLite (a local file) each row is its own statement inside the one transaction.
 //!
 //! Records of one execution keep their order: a batch is cut where a record would depend on one
@@ -76,6 +80,10 @@ pub(crate) struct FinishRow {
     pub log: String,
     /// JSON array of capability calls.
     pub calls: String,
+    /// The execution's last attempt: it stays in the execution row only. An attempt that is
+    /// retried also gets its own `execution_attempts` row, as the next attempt overwrites the
+    /// execution row (so every execution's log and calls are stored once).
+    pub last: bool,
 }
 
 /// One record for the writer.
@@ -290,11 +298,13 @@ impl<'a> Part<'a> {
         true
     }
 
+    /// The ends that get an attempt row: those of attempts that are retried.
     fn attempts(&self) -> impl Iterator<Item = &'a FinishRow> + '_ {
         self.execs
             .iter()
             .filter_map(|(_, end)| *end)
             .chain(self.ends.iter().copied())
+            .filter(|f| !f.last)
     }
 
     /// The same writes as statements of one row each (SQLite).
@@ -700,7 +710,8 @@ mod tests {
         })
     }
 
-    fn finish(id: Uuid) -> Record {
+    /// The end of `id`'s attempt; `last`: not retried (no attempt row).
+    fn finish(id: Uuid, last: bool) -> Record {
         Record::Finish(FinishRow {
             id,
             tenant: "t".into(),
@@ -715,6 +726,7 @@ mod tests {
             fuel_used: 0,
             log: "[]".into(),
             calls: "[]".into(),
+            last,
         })
     }
 
@@ -723,11 +735,11 @@ mod tests {
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         let records = [
             start(a),
-            finish(a),
+            finish(a, true),
             start(b),
-            finish(c),
+            finish(c, false),
             start(c),
-            finish(b),
+            finish(b, false),
         ];
         let refs: Vec<&Record> = records.iter().collect();
         let parts = plan(&refs);
@@ -741,7 +753,11 @@ mod tests {
         assert!(first.execs[0].1.is_some(), "a: start and end in one row");
         assert!(first.execs[1].1.is_none(), "b: its end came after the cut");
         assert_eq!(first.ends.len(), 1, "c ended (started in an earlier batch)");
-        assert_eq!(first.attempts().count(), 2);
+        assert_eq!(
+            first.attempts().count(),
+            1,
+            "c's attempt is retried; a's was its last"
+        );
         let second = &parts[1];
         assert_eq!(second.execs.len(), 1, "c's new start");
         assert_eq!(
@@ -749,6 +765,10 @@ mod tests {
             1,
             "b's end, after its start in the first part"
         );
-        assert_eq!(second.sqlite_stmts().len(), 3);
+        assert_eq!(
+            second.sqlite_stmts().len(),
+            3,
+            "c's insert, b's attempt row, b's end"
+        );
     }
 }
