@@ -145,7 +145,7 @@ async fn throughput(dir: &std::path::Path, n: usize) {
     let elapsed = started.elapsed();
     pool.shutdown().await;
     running.abort();
-    let recorded = count(&db, "SELECT COUNT(*) FROM execution_attempts WHERE status = 'completed' AND execution_id IN (SELECT id FROM tasks)").await;
+    let recorded = count(&db, "SELECT COUNT(*) FROM job_executions WHERE status = 'completed' AND id IN (SELECT id FROM tasks)").await;
     assert!(recorded >= n as i64);
     println!(
         "throughput: {n} no-op jobs, 10 workers: {:.0} jobs/s ({:.2} ms per job per worker slot); enqueue of {n}: {:.1} ms",
