@@ -7,15 +7,17 @@
 //! - **The feeder** (one): makes the pool's queue calls, one at a time, each finishing the
 //!   tasks whose records are committed and leasing as many tasks as there are slots waiting
 //!   (by weight): one Redis round trip, however many of each. While a call is out, the next
-//!   one's finishes and requests gather, so a busy pool makes fewer, larger calls.
+//!   one's finishes and requests gather, so a busy pool makes fewer, larger calls. While
+//!   executions are short (under [`SHORT`] on average) it also leases ahead
+//!   ([`PoolConfig::prefetch`]), so a slot that ends one finds its next task waiting.
 //! - **The confirmer** (one): waits for the commits, in order, and passes each task to the
 //!   feeder to finish. A task leaves the queue only when its execution is recorded; if the host
 //!   dies first, the task's lease runs out and it runs again.
 //! - **The heartbeat** (one): every `heartbeat`, extends the leases of all the tasks the pool
 //!   holds (running or waiting for their commit) in one call.
 //!
-//! The pool holds at most `slots * 4 + 64` tasks at once, so a slow database slows the slots
-//! down instead of piling up unfinished tasks. When a task ends: completed/skipped → `done`;
+//! The pool holds at most `slots * 4 + 64` tasks at once, plus those it may lease ahead, so a
+//! slow database slows the slots down instead of piling up unfinished tasks. When a task ends: completed/skipped → `done`;
 //! failed with attempts left → back on the queue after the job's retry delay (fixed,
 //! exponential, or the `retry_delays` list) and the execution shows `retrying`; otherwise →
 //! `dead` and the job's `on_fail` event.
@@ -245,7 +247,9 @@ impl WorkerPool {
         let (commits, confirms) = mpsc::unbounded_channel();
         Arc::new(WorkerPool {
             components: Arc::new(Components::new(executor.clone())),
-            room: Arc::new(Semaphore::new(slots * 4 + 64)),
+            room: Arc::new(Semaphore::new(
+                slots * 4 + 64 + config.prefetch.unwrap_or(2 * slots),
+            )),
             held: Mutex::new(HashSet::new()),
             queue,
             executor,

@@ -289,12 +289,17 @@ async fn task_state(queue: &Queue, id: uuid::Uuid) -> (String, Option<String>, i
     (t.state, t.outcome, t.attempt)
 }
 
-async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
-    db: Database,
-    redis: Option<RedisQueue>,
-) {
-    migrate::migrate_up(&db).await.unwrap();
-    // A server that accepts and never answers: the job sits in a host call.
+/// An executor and queue whose `API_URL` is a server that accepts and never answers: a job
+/// calling it sits in a host call. `accepted` counts the connections.
+struct Hanging {
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    dir: std::path::PathBuf,
+    executor: Arc<Executor>,
+    queue: Arc<Queue>,
+}
+
+async fn hanging(db: &Database, redis: Option<RedisQueue>, name: &str) -> Hanging {
+    migrate::migrate_up(db).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -308,7 +313,7 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     });
     let env: codeai_host::caps::http::Env =
         Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
-    let dir = std::env::temp_dir().join(common::unique("codeai_cancel"));
+    let dir = std::env::temp_dir().join(common::unique(name));
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: dir.join("cache"),
         pool_size: 4,
@@ -320,6 +325,24 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
         Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
     ));
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
+    Hanging {
+        accepted,
+        dir,
+        executor,
+        queue,
+    }
+}
+
+async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let Hanging {
+        accepted,
+        dir,
+        executor,
+        queue,
+    } = hanging(&db, redis, "codeai_cancel").await;
     let pool = WorkerPool::new(
         queue.clone(),
         executor,
@@ -419,33 +442,12 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    migrate::migrate_up(&db).await.unwrap();
-    // A server that accepts and never answers: `Waits` sits in a host call.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
-    let env: codeai_host::caps::http::Env =
-        Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
-    let dir = std::env::temp_dir().join(common::unique("codeai_ahead"));
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: dir.join("cache"),
-        pool_size: 4,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let executor = Arc::new(Executor::new(
-        runtime,
-        Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
-    ));
-    let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
+    let Hanging {
+        accepted,
+        dir,
+        executor,
+        queue,
+    } = hanging(&db, redis, "codeai_ahead").await;
     let pool = WorkerPool::new(
         queue.clone(),
         executor,
