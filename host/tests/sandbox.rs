@@ -487,11 +487,25 @@ async fn memory_growth_past_the_cap_fails_alone() {
     };
     let (hogged, ok) = tokio::join!(run(hog(), options), run_noop());
     assert_eq!(hogged.status, Status::MemoryExceeded, "{hogged:?}");
+    assert!(
+        hogged.memory_grows >= 7,
+        "1 MiB grows up to 8 MiB: {hogged:?}"
+    );
     assert!(hogged.error.unwrap().contains("8388608"));
     assert_eq!(ok.status, Status::Completed);
     // The default cap (64 MiB) holds too.
     let hogged = run(hog(), ExecOptions::default()).await;
     assert_eq!(hogged.status, Status::MemoryExceeded, "{hogged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_dsl_job_runs_in_its_initial_memory() {
+    // The guest's heap is reserved in its initial memory: a small job never calls
+    // `memory.grow` (each grow costs the host a remap and a TLB flush on every core).
+    for _ in 0..3 {
+        let result = run_noop().await;
+        assert_eq!(result.memory_grows, 0, "{result:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

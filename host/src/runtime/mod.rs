@@ -155,6 +155,10 @@ pub struct ExecResult {
     pub calls: Vec<CallRecord>,
     /// Calls beyond the limit, counted.
     pub calls_dropped: usize,
+    /// Times the guest grew its memory past its initial size. Each grow costs the host a remap
+    /// (and a TLB flush on every core), so a small job should not grow at all: the guest's
+    /// allocator starts with a heap reserved in the initial memory (`guest-stdlib/src/heap.rs`).
+    pub memory_grows: u32,
 }
 
 /// An execution's result and the capabilities it was given, handed back.
@@ -227,6 +231,8 @@ struct Limits {
     inner: StoreLimits,
     cap: usize,
     exceeded: bool,
+    /// `memory.grow`s past the initial size asked for (allowed or not).
+    grows: u32,
 }
 
 impl ResourceLimiter for Limits {
@@ -236,6 +242,9 @@ impl ResourceLimiter for Limits {
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        if current > 0 && desired > current {
+            self.grows += 1;
+        }
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
         if !allowed && desired > self.cap {
             self.exceeded = true;
@@ -413,6 +422,7 @@ impl<C: Capabilities> Runtime<C> {
                     inner: StoreLimitsBuilder::new().memory_size(memory_cap).build(),
                     cap: memory_cap,
                     exceeded: false,
+                    grows: 0,
                 },
                 cancel: cancel.clone(),
                 abort: abort.clone(),
@@ -459,6 +469,7 @@ impl<C: Capabilities> Runtime<C> {
 
         let state = store.into_data();
         let memory_exceeded = state.limits.exceeded;
+        let memory_grows = state.limits.grows;
         let fatal = state.caps.fatal().map(str::to_string);
         let parts = state.caps.into_parts();
         let capabilities = parts.inner;
@@ -477,6 +488,7 @@ impl<C: Capabilities> Runtime<C> {
         result.denied = parts.denied;
         result.calls = parts.calls;
         result.calls_dropped = parts.calls_dropped;
+        result.memory_grows = memory_grows;
         tracing::debug!(
             job = %job.manifest.name,
             status = result.status.as_str(),
@@ -510,6 +522,7 @@ impl ExecResult {
             denied: Vec::new(),
             calls: Vec::new(),
             calls_dropped: 0,
+            memory_grows: 0,
         }
     }
 }
