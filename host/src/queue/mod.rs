@@ -800,7 +800,7 @@ impl Queue {
             queues: &queues,
         };
         let claimed = r
-            .claim(&picks, now, self.sql.config.lease, &self.sql.owner)
+            .finish_and_claim(&[], &picks, now, self.sql.config.lease, &self.sql.owner)
             .await?;
         Ok(self.replay(&excluded, claimed))
     }

@@ -309,7 +309,6 @@ return n
 
 struct Scripts {
     enqueue: Script,
-    dequeue: Script,
     finish_claim: Script,
     heartbeat: Script,
     finish: Script,
@@ -324,9 +323,6 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
         let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
-        let claim = "local r = claim(tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], 5)\n\
-            flush()\n\
-            return r";
         let finish = "local r = finish(ARGV[2], ARGV[3], ARGV[4])\n\
             flush()\n\
             return r";
@@ -339,7 +335,6 @@ fn scripts() -> &'static Scripts {
             return r";
         Scripts {
             enqueue: s(ENQUEUE),
-            dequeue: s(&format!("{BATCH_FN}{CLAIM_FN}{claim}")),
             finish_claim: s(&format!("{BATCH_FN}{FINISH_FN}{CLAIM_FN}{finish_claim}")),
             heartbeat: s(HEARTBEAT),
             finish: s(&format!("{BATCH_FN}{FINISH_FN}{finish}")),
@@ -534,25 +529,9 @@ impl RedisQueue {
         Ok(n)
     }
 
-    /// Leases up to `picks.n` tasks in one round trip, each from the queue the picker would
-    /// choose (moving due delayed tasks to their queues first).
-    pub(super) async fn claim(
-        &self,
-        picks: &Picks<'_>,
-        now: DateTime<Utc>,
-        lease: std::time::Duration,
-        owner: &str,
-    ) -> anyhow::Result<Claimed> {
-        let mut con = self.con.clone();
-        let mut invocation = scripts().dequeue.prepare_invoke();
-        invocation.arg(&self.prefix);
-        claim_args(&mut invocation, picks, now, lease, owner);
-        let reply = invocation.invoke_async(&mut con).await.map_err(failed)?;
-        claimed(reply)
-    }
-
     /// Finishes active tasks (each as [`RedisQueue::finish`]) and leases up to `picks.n` tasks
-    /// (as [`RedisQueue::claim`]) in one round trip.
+    /// in one round trip, each from the queue the picker would choose (moving due delayed tasks
+    /// to their queues first). With no finishes it is a plain lease.
     pub(super) async fn finish_and_claim(
         &self,
         done: &[super::Finished],
