@@ -173,7 +173,9 @@ struct Feed {
     /// Tasks leased ahead (with their room in the pool), for the next slots that ask.
     ready: VecDeque<(Task, OwnedSemaphorePermit)>,
     /// Tasks whose records are committed, to finish on the queue.
-    done: Vec<(Finished, OwnedSemaphorePermit)>,
+    done: Vec<Finished>,
+    /// Their room in the pool, given back once they are finished.
+    rooms: Vec<OwnedSemaphorePermit>,
     /// An enqueue in this process since the feeder last looked.
     woken: bool,
 }
@@ -390,7 +392,7 @@ impl WorkerPool {
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
             let stopping = self.stopping.load(Ordering::SeqCst);
-            let (done, want, ahead, unneeded) = {
+            let (finished, rooms, want, ahead, unneeded) = {
                 let mut feed = lock(&self.feed);
                 if std::mem::take(&mut feed.woken)
                     || idle_since.is_some_and(|t| t.elapsed() >= self.config.poll)
@@ -412,13 +414,17 @@ impl WorkerPool {
                         .collect();
                     (feed.wanting.len() + ahead.len(), ahead)
                 };
-                (std::mem::take(&mut feed.done), want, ahead, unneeded)
+                let (finished, rooms) = (
+                    std::mem::take(&mut feed.done),
+                    std::mem::take(&mut feed.rooms),
+                );
+                (finished, rooms, want, ahead, unneeded)
             };
             for id in unneeded {
                 lock(&self.active).remove(&id);
                 self.put_back(id).await;
             }
-            if done.is_empty() && want == 0 {
+            if finished.is_empty() && want == 0 {
                 match idle_since {
                     Some(since) => tokio::select! {
                         _ = self.kick.notified() => {}
@@ -428,7 +434,6 @@ impl WorkerPool {
                 }
                 continue;
             }
-            let finished: Vec<Finished> = done.iter().map(|(f, _)| f.clone()).collect();
             match self
                 .queue
                 .finish_and_dequeue(&finished, Utc::now(), want)
@@ -449,7 +454,7 @@ impl WorkerPool {
                             active.insert(t.id, CancelToken::new());
                         }
                     }
-                    drop(done);
+                    drop(rooms);
                     if tasks.len() < want {
                         idle_since = Some(tokio::time::Instant::now());
                     }
@@ -477,7 +482,11 @@ impl WorkerPool {
                 }
                 Err(e) => {
                     tracing::warn!("the queue call failed: {e:#}; retrying");
-                    lock(&self.feed).done.splice(0..0, done);
+                    {
+                        let mut feed = lock(&self.feed);
+                        feed.done.splice(0..0, finished);
+                        feed.rooms.extend(rooms);
+                    }
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -490,7 +499,11 @@ impl WorkerPool {
             match c.commit.wait().await {
                 Ok(()) => {
                     self.failures.store(0, Ordering::Relaxed);
-                    lock(&self.feed).done.push((c.finished, c.room));
+                    {
+                        let mut feed = lock(&self.feed);
+                        feed.done.push(c.finished);
+                        feed.rooms.push(c.room);
+                    }
                     self.kick.notify_one();
                 }
                 Err(e) => {

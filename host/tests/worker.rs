@@ -289,16 +289,43 @@ async fn task_state(queue: &Queue, id: uuid::Uuid) -> (String, Option<String>, i
     (t.state, t.outcome, t.attempt)
 }
 
-/// An executor and queue whose `API_URL` is a server that accepts and never answers: a job
-/// calling it sits in a host call. `accepted` counts the connections.
+/// Waits until task `id` is dead with outcome `cancelled`, failing with `what` (and the task's
+/// state) if that takes longer than `within` from `asked`.
+async fn wait_cancelled(
+    queue: &Queue,
+    id: uuid::Uuid,
+    asked: std::time::Instant,
+    within: Duration,
+    what: &str,
+) {
+    loop {
+        let (state, outcome, _) = task_state(queue, id).await;
+        if state == "dead" {
+            assert_eq!(outcome.as_deref(), Some("cancelled"));
+            return;
+        }
+        assert!(asked.elapsed() < within, "{what}: {state}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A queue and a worker pool (`slots`, `prefetch`; 10 ms poll, 200 ms grace) whose `API_URL` is
+/// a server that accepts and never answers: a job calling it sits in a host call. `accepted`
+/// counts the connections.
 struct Hanging {
     accepted: Arc<std::sync::atomic::AtomicUsize>,
     dir: std::path::PathBuf,
-    executor: Arc<Executor>,
     queue: Arc<Queue>,
+    pool: Arc<WorkerPool>,
 }
 
-async fn hanging(db: &Database, redis: Option<RedisQueue>, name: &str) -> Hanging {
+async fn hanging(
+    db: &Database,
+    redis: Option<RedisQueue>,
+    name: &str,
+    slots: usize,
+    prefetch: Option<usize>,
+) -> Hanging {
     migrate::migrate_up(db).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -325,11 +352,22 @@ async fn hanging(db: &Database, redis: Option<RedisQueue>, name: &str) -> Hangin
         Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env)),
     ));
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
+    let pool = WorkerPool::new(
+        queue.clone(),
+        executor,
+        PoolConfig {
+            slots,
+            poll: Duration::from_millis(10),
+            grace: Duration::from_millis(200),
+            prefetch,
+            ..PoolConfig::default()
+        },
+    );
     Hanging {
         accepted,
         dir,
-        executor,
         queue,
+        pool,
     }
 }
 
@@ -340,19 +378,9 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     let Hanging {
         accepted,
         dir,
-        executor,
         queue,
-    } = hanging(&db, redis, "codeai_cancel").await;
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor,
-        PoolConfig {
-            slots: 2,
-            poll: Duration::from_millis(10),
-            grace: Duration::from_millis(200),
-            ..PoolConfig::default()
-        },
-    );
+        pool,
+    } = hanging(&db, redis, "codeai_cancel", 2, None).await;
     let (artifacts, _) = codeai_dsl::compile("slow.codeai", SLOW).unwrap();
     let a = &artifacts[0];
     let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "slow")
@@ -394,18 +422,14 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     // Cancel the first by id: it stops within 100 ms, is recorded as cancelled and not retried.
     let asked = std::time::Instant::now();
     assert!(pool.cancel(ids[0]));
-    loop {
-        let (state, outcome, _) = task_state(&queue, ids[0]).await;
-        if state == "dead" {
-            assert_eq!(outcome.as_deref(), Some("cancelled"));
-            break;
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(5),
-            "cancel did not stop the execution"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_cancelled(
+        &queue,
+        ids[0],
+        asked,
+        Duration::from_secs(5),
+        "cancel did not stop the execution",
+    )
+    .await;
     eprintln!("cancelled and recorded in {:?}", asked.elapsed());
     // Stopped inside its host call and recorded: well under the 30 s call timeout.
     assert!(
@@ -445,20 +469,9 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     let Hanging {
         accepted,
         dir,
-        executor,
         queue,
-    } = hanging(&db, redis, "codeai_ahead").await;
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor,
-        PoolConfig {
-            slots: 1,
-            poll: Duration::from_millis(10),
-            grace: Duration::from_millis(200),
-            prefetch: Some(2),
-            ..PoolConfig::default()
-        },
-    );
+        pool,
+    } = hanging(&db, redis, "codeai_ahead", 1, Some(2)).await;
     let (artifacts, _) = codeai_dsl::compile("ahead.codeai", QUICK_AND_SLOW).unwrap();
     let mut jobs = BTreeMap::new();
     for a in &artifacts {
@@ -528,19 +541,14 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
 
     // Cancelling one leased ahead records it `cancelled` at once, the slot still busy.
     assert!(pool.cancel(q1));
-    let asked = std::time::Instant::now();
-    loop {
-        let (state, outcome, _) = task_state(&queue, q1).await;
-        if state == "dead" {
-            assert_eq!(outcome.as_deref(), Some("cancelled"));
-            break;
-        }
-        assert!(
-            asked.elapsed() < Duration::from_secs(2),
-            "cancelling a task leased ahead waited for a slot: {state}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_cancelled(
+        &queue,
+        q1,
+        std::time::Instant::now(),
+        Duration::from_secs(2),
+        "cancelling a task leased ahead waited for a slot",
+    )
+    .await;
     assert_eq!(task_state(&queue, slow).await.0, "active");
 
     // Shutdown: `Waits` is cancelled after the grace and put back; the task still leased

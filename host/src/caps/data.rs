@@ -478,33 +478,9 @@ impl DataCapability {
                 stmt
             })
             .collect();
-        let mut inserted = 0;
-        match &self.db {
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(failed)?;
-                for stmt in &statements {
-                    let done = sqlite_builder(stmt)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                    inserted += done.rows_affected();
-                }
-                tx.commit().await.map_err(failed)?;
-            }
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(failed)?;
-                for stmt in &statements {
-                    let done = pg_builder(stmt)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                    inserted += done.rows_affected();
-                }
-                tx.commit().await.map_err(failed)?;
-            }
-        }
+        let inserted = crate::store::rows::execute_all(&self.db, &statements)
+            .await
+            .map_err(failed)?;
         Ok(inserted)
     }
 

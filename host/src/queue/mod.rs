@@ -473,33 +473,14 @@ impl SqlQueue {
             [d] => return self.finish(d.id, d.outcome, d.error.as_deref()).await,
             _ => {}
         }
-        let stmts = done
+        let stmts: Vec<Stmt> = done
             .iter()
-            .map(|d| finish_stmt(d.id, d.outcome, d.error.as_deref()));
-        match &self.db {
-            Database::Sqlite(pool) => {
-                let mut tx = pool.begin().await.map_err(failed)?;
-                for s in stmts {
-                    sqlite_builder(&s)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                }
-                tx.commit().await.map_err(failed)
-            }
-            Database::Postgres(pool) => {
-                let mut tx = pool.begin().await.map_err(failed)?;
-                for s in stmts {
-                    pg_builder(&s)
-                        .build()
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                }
-                tx.commit().await.map_err(failed)
-            }
-        }
+            .map(|d| finish_stmt(d.id, d.outcome, d.error.as_deref()))
+            .collect();
+        crate::store::rows::execute_all(&self.db, &stmts)
+            .await
+            .map(|_| ())
+            .map_err(failed)
     }
 
     /// Puts a failed task back to run again after `run_after`.

@@ -48,6 +48,36 @@ pub(crate) async fn fetch_one(db: &Database, s: &Stmt) -> Result<Option<JsonRow>
     }
 }
 
+/// Runs statements in order in one transaction; returns the rows they changed.
+pub(crate) async fn execute_all(db: &Database, stmts: &[Stmt]) -> Result<u64, sqlx::Error> {
+    let mut changed = 0;
+    match db {
+        Database::Sqlite(pool) => {
+            let mut tx = pool.begin().await?;
+            for s in stmts {
+                changed += sqlite_builder(s)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+        }
+        Database::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            for s in stmts {
+                changed += pg_builder(s)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
+            tx.commit().await?;
+        }
+    }
+    Ok(changed)
+}
+
 /// Runs a statement; returns the rows it changed.
 pub(crate) async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error> {
     Ok(match db {
