@@ -43,6 +43,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0004_dashboard.sql"),
         postgres: include_str!("../../../migrations/postgres/0004_dashboard.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lean_executions",
+        sqlite: include_str!("../../../migrations/sqlite/0005_lean_executions.sql"),
+        postgres: include_str!("../../../migrations/postgres/0005_lean_executions.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.

@@ -369,7 +369,7 @@ const INSERT_COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, stat
      queue, input, attempt, max_attempts, scheduled_at, started_at, created_at, output, error, \
      step, finished_at, duration_ms, fuel_used, log, calls";
 
-const ON_CONFLICT: &str = " ON CONFLICT (tenant_id, id) DO UPDATE SET status = excluded.status, \
+const ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET status = excluded.status, \
      attempt = excluded.attempt, started_at = excluded.started_at, \
      finished_at = excluded.finished_at, \
      output = CASE WHEN excluded.finished_at IS NULL THEN job_executions.output ELSE excluded.output END, \
