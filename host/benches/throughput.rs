@@ -134,6 +134,10 @@ async fn throughput(dir: &std::path::Path, n: usize) {
         PoolConfig {
             slots: 10,
             poll: Duration::from_millis(5),
+            // `PEER_PREFETCH`: tasks leased ahead (default: the pool's).
+            prefetch: std::env::var("PEER_PREFETCH")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             ..PoolConfig::default()
         },
     );

@@ -57,7 +57,8 @@ pub struct PoolConfig {
     pub grace: Duration,
     /// Tasks leased ahead for slots that are still busy, while executions are short (see
     /// [`SHORT`]), so a slot that ends one finds the next waiting instead of waiting a queue
-    /// call for it (default: twice the slots; 0 turns it off).
+    /// call for it (default: about [`AHEAD`] of the pool's work at its current pace, between 2
+    /// and [`MAX_AHEAD`] per slot; 0 turns it off).
     pub prefetch: Option<usize>,
 }
 
@@ -65,6 +66,16 @@ pub struct PoolConfig {
 /// ahead ([`PoolConfig::prefetch`]); longer ones do not, so tasks do not wait behind long jobs
 /// in one worker while another worker is idle.
 pub const SHORT: Duration = Duration::from_millis(20);
+
+/// How much of the pool's work it leases ahead by default: what its slots get through in this
+/// time at their current pace. Enough to cover a queue call's round trip with room to spare
+/// (a busy machine delays the call), and short enough that tasks held ahead by one worker do
+/// not wait noticeably while another worker is idle.
+pub const AHEAD: Duration = Duration::from_millis(10);
+
+/// The most tasks leased ahead per slot by default (no-op jobs at ~20,000 a second would ask
+/// for more).
+pub const MAX_AHEAD: usize = 32;
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
@@ -250,7 +261,7 @@ impl WorkerPool {
         Arc::new(WorkerPool {
             components: Arc::new(Components::new(executor.clone())),
             room: Arc::new(Semaphore::new(
-                slots * 4 + 64 + config.prefetch.unwrap_or(2 * slots),
+                slots * 4 + 64 + config.prefetch.unwrap_or(MAX_AHEAD * slots),
             )),
             held: Mutex::new(HashSet::new()),
             queue,
@@ -374,14 +385,19 @@ impl WorkerPool {
         }
     }
 
-    /// How many tasks to lease ahead now.
+    /// How many tasks to lease ahead now: none while executions are long; else the configured
+    /// number, or about [`AHEAD`] of the pool's work at its current pace (`slots` executions
+    /// every `typical_us`), at least two and at most [`MAX_AHEAD`] per slot.
     fn prefetch(&self) -> usize {
-        let short = self.typical_us.load(Ordering::Relaxed) < SHORT.as_micros() as u64;
-        match self.config.prefetch {
-            _ if !short => 0,
-            Some(n) => n,
-            None => 2 * self.config.slots.max(1),
+        let typical = self.typical_us.load(Ordering::Relaxed);
+        if typical >= SHORT.as_micros() as u64 {
+            return 0;
         }
+        let slots = self.config.slots.max(1);
+        self.config.prefetch.unwrap_or_else(|| {
+            let pace = slots as u64 * AHEAD.as_micros() as u64 / typical.max(1);
+            (pace as usize).clamp(2 * slots, MAX_AHEAD * slots)
+        })
     }
 
     /// Makes the pool's queue calls: finishes committed tasks and leases tasks for waiting
