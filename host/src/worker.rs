@@ -389,15 +389,11 @@ impl WorkerPool {
     /// number, or about [`AHEAD`] of the pool's work at its current pace (`slots` executions
     /// every `typical_us`), at least two and at most [`MAX_AHEAD`] per slot.
     fn prefetch(&self) -> usize {
-        let typical = self.typical_us.load(Ordering::Relaxed);
-        if typical >= SHORT.as_micros() as u64 {
-            return 0;
-        }
-        let slots = self.config.slots.max(1);
-        self.config.prefetch.unwrap_or_else(|| {
-            let pace = slots as u64 * AHEAD.as_micros() as u64 / typical.max(1);
-            (pace as usize).clamp(2 * slots, MAX_AHEAD * slots)
-        })
+        lease_ahead(
+            self.config.slots,
+            self.typical_us.load(Ordering::Relaxed),
+            self.config.prefetch,
+        )
     }
 
     /// Makes the pool's queue calls: finishes committed tasks and leases tasks for waiting
@@ -735,6 +731,21 @@ impl WorkerPool {
     }
 }
 
+/// Tasks to lease ahead for a pool of `slots` whose executions take `typical_us` on average
+/// (see [`WorkerPool::prefetch`]).
+fn lease_ahead(slots: usize, typical_us: u64, configured: Option<usize>) -> usize {
+    if typical_us >= SHORT.as_micros() as u64 {
+        return 0;
+    }
+    let slots = slots.max(1);
+    configured.unwrap_or_else(|| {
+        let pace = slots as u64 * AHEAD.as_micros() as u64 / typical_us.max(1);
+        usize::try_from(pace)
+            .unwrap_or(usize::MAX)
+            .clamp(2 * slots, MAX_AHEAD * slots)
+    })
+}
+
 fn is_row_not_found(e: &anyhow::Error) -> bool {
     matches!(
         e.downcast_ref::<sqlx::Error>(),
@@ -783,5 +794,28 @@ pub async fn run_reaper(queue: Arc<Queue>, every: Duration, stop: Arc<AtomicBool
             Err(e) => tracing::warn!("rescue failed: {e:#}"),
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_leases_about_ten_ms_of_work_ahead_while_jobs_are_short() {
+        // 10 slots at 1 ms a job get through 100 tasks in 10 ms.
+        assert_eq!(lease_ahead(10, 1_000, None), 100);
+        assert_eq!(lease_ahead(4, 2_500, None), 16);
+        // Very short jobs: at most 32 per slot; jobs near the limit: at least 2 per slot.
+        assert_eq!(lease_ahead(10, 20, None), 320);
+        assert_eq!(lease_ahead(10, 0, None), 320);
+        assert_eq!(lease_ahead(10, 19_000, None), 20);
+        // Long jobs (and a pool that has not run any yet, at 1 s): nothing ahead, configured
+        // or not.
+        assert_eq!(lease_ahead(10, 20_000, None), 0);
+        assert_eq!(lease_ahead(10, 1_000_000, Some(50)), 0);
+        // A configured number wins while jobs are short.
+        assert_eq!(lease_ahead(10, 1_000, Some(5)), 5);
+        assert_eq!(lease_ahead(0, 1_000, None), 10);
     }
 }
