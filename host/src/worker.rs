@@ -432,10 +432,13 @@ impl WorkerPool {
                 );
                 (finished, rooms, want, ahead, unneeded)
             };
-            for id in unneeded {
-                lock(&self.active).remove(&id);
-                self.put_back(id).await;
-            }
+            // Back on the queue at once, in the order they were leased (each goes to the head
+            // of its queue, so the last leased goes first).
+            futures_util::future::join_all(unneeded.iter().rev().map(|id| {
+                lock(&self.active).remove(id);
+                self.put_back(*id)
+            }))
+            .await;
             if finished.is_empty() && want == 0 {
                 match idle_since {
                     Some(since) => tokio::select! {

@@ -471,7 +471,7 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
         dir,
         queue,
         pool,
-    } = hanging(&db, redis, "codeai_ahead", 1, Some(2)).await;
+    } = hanging(&db, redis, "codeai_ahead", 1, Some(3)).await;
     let (artifacts, _) = codeai_dsl::compile("ahead.codeai", QUICK_AND_SLOW).unwrap();
     let mut jobs = BTreeMap::new();
     for a in &artifacts {
@@ -515,7 +515,7 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
-    // The one slot runs `Waits`; two short tasks enqueued behind it are leased ahead.
+    // The one slot runs `Waits`; three short tasks enqueued behind it are leased ahead.
     let slow = queue.enqueue(&task("Waits")).await.unwrap().unwrap();
     while accepted.load(std::sync::atomic::Ordering::SeqCst) < 1 {
         assert!(std::time::Instant::now() < deadline, "Waits did not start");
@@ -523,15 +523,17 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     }
     let q1 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
     let q2 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
+    let q3 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while task_state(&queue, q1).await.0 != "active" || task_state(&queue, q2).await.0 != "active" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the short tasks were not leased ahead: {:?} {:?}",
-            task_state(&queue, q1).await,
-            task_state(&queue, q2).await
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for q in [q1, q2, q3] {
+        while task_state(&queue, q).await.0 != "active" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the short tasks were not leased ahead: {:?}",
+                task_state(&queue, q).await,
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     assert_eq!(
         completed().await,
@@ -551,14 +553,19 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     .await;
     assert_eq!(task_state(&queue, slow).await.0, "active");
 
-    // Shutdown: `Waits` is cancelled after the grace and put back; the task still leased
-    // ahead is put back too; neither uses up an attempt.
+    // Shutdown: `Waits` is cancelled after the grace and put back; the tasks still leased
+    // ahead are put back too; none uses up an attempt, and they come back in their order.
     pool.shutdown().await;
     running.abort();
-    for id in [slow, q2] {
+    for id in [slow, q2, q3] {
         let (state, outcome, attempt) = task_state(&queue, id).await;
         assert_eq!((state.as_str(), outcome, attempt), ("pending", None, 0));
     }
     assert_eq!(completed().await, 60);
+    let mut order = Vec::new();
+    while let Some(t) = queue.dequeue(Utc::now()).await.unwrap() {
+        order.push(t.id);
+    }
+    assert_eq!(order, [slow, q2, q3], "put back out of order");
     let _ = std::fs::remove_dir_all(&dir);
 }
