@@ -6,7 +6,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
+use codeai_host::queue::{Finished, NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::store::{migrate, Database};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -17,6 +17,7 @@ on_every_backend!(
     an_expired_lease_is_rescued_and_its_attempt_given_back,
     a_retry_waits_for_its_time,
     concurrent_workers_never_claim_a_task_twice,
+    leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly,
 );
 
 fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
@@ -220,4 +221,91 @@ async fn concurrent_workers_never_claim_a_task_twice(db: Database, redis: Option
         }
     }
     assert_eq!(seen.len(), 400, "{per_worker:?}");
+}
+
+/// The worker leases and finishes many tasks per call (`finish_and_dequeue`): calls of any size
+/// lease each queue's tasks in their order, by weight, each once, and finishing them leaves
+/// nothing behind (on Redis: no lease and no job-task entry left for a finished task).
+async fn leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let keys = redis.clone();
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let names = ["critical", "default", "low"];
+    let mut enqueued: BTreeMap<&str, Vec<uuid::Uuid>> = BTreeMap::new();
+    let tasks: Vec<NewTask> = (0..300)
+        .map(|i| {
+            let name = names[i % 3];
+            let id = uuid::Uuid::new_v4();
+            enqueued.entry(name).or_default().push(id);
+            NewTask {
+                id: Some(id),
+                ..task(name, &format!("job-{}", i % 7), t0)
+            }
+        })
+        .collect();
+    assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 300);
+    let now = Utc::now();
+    let mut leased: Vec<(String, uuid::Uuid)> = Vec::new();
+    let mut done: Vec<Finished> = Vec::new();
+    for n in [7, 1, 13, 5, 32].into_iter().cycle() {
+        let got = q.finish_and_dequeue(&done, now, n).await.unwrap();
+        done.clear();
+        if got.is_empty() {
+            break;
+        }
+        assert!(got.len() <= n);
+        for t in got {
+            done.push(Finished {
+                id: t.id,
+                outcome: "completed",
+                error: None,
+            });
+            leased.push((t.queue, t.id));
+        }
+    }
+    assert_eq!(leased.len(), 300, "every task leased");
+    let unique: HashSet<_> = leased.iter().map(|(_, id)| *id).collect();
+    assert_eq!(unique.len(), 300, "no task leased twice");
+    for name in names {
+        let order: Vec<uuid::Uuid> = leased
+            .iter()
+            .filter(|(q, _)| q == name)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(order, enqueued[name], "{name} out of order");
+    }
+    // While all three queues had work (the first 150: low has 100), the weights held.
+    let first: Vec<&str> = leased[..150].iter().map(|(q, _)| q.as_str()).collect();
+    let share = |name: &str| first.iter().filter(|q| **q == name).count();
+    assert!(
+        (80..=100).contains(&share("critical")) && (37..=53).contains(&share("default")),
+        "shares {} / {} / {}",
+        share("critical"),
+        share("default"),
+        share("low")
+    );
+    let counts = q.counts(now, None).await.unwrap();
+    let completed: u64 = counts.values().map(|c| c.completed).sum();
+    let active: u64 = counts.values().map(|c| c.active).sum();
+    assert_eq!((completed, active), (300, 0));
+    if let Some(r) = keys {
+        let mut con = r.connection();
+        let leases: i64 = ::redis::cmd("ZCARD")
+            .arg(format!("{}active", r.prefix()))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(leases, 0, "finished tasks left in the lease set");
+        for j in 0..7 {
+            let left: i64 = ::redis::cmd("SCARD")
+                .arg(format!("{}jobtasks:job-{j}", r.prefix()))
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            assert_eq!(left, 0, "finished tasks left in job-{j}'s tasks");
+        }
+    }
 }

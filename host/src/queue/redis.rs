@@ -43,18 +43,28 @@ end
 "#;
 
 /// For the scripts that move many tasks: key names made once per call (a string built in Lua
-/// costs about as much as a command), and the changes to `counts` added up by queue, tenant and
-/// state and written once per call (`add`, then `flush`).
+/// costs about as much as a command); the changes to `counts` added up by queue, tenant and state
+/// and written once per call (`add`, then `flush`); and the moves in and out of `active` and
+/// `jobtasks:<job>` gathered and written with one command per key per call (`flush`), since a
+/// command costs about the same with one member as with a hundred. Nothing in a script reads
+/// those keys after changing them.
 const BATCH_FN: &str = r#"
 local K = {task = P .. 'task:', ready = P .. 'ready:', active = P .. 'active',
   delayed = P .. 'delayed', jobactive = P .. 'jobactive', jobtasks = P .. 'jobtasks:'}
 local D = {}
+local ZADD, ZREM, SREM = {}, {}, {}
 local function add(q, t, s, d)
   local dq = D[q]
   if not dq then dq = {}; D[q] = dq end
   local dt = dq[t]
   if not dt then dt = {}; dq[t] = dt end
   dt[s] = (dt[s] or 0) + d
+end
+-- One command per 1,000 arguments (Lua's `unpack` has a limit).
+local function chunked(cmd, key, args)
+  for i = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
+  end
 end
 local function flush()
   for q, dq in pairs(D) do
@@ -64,6 +74,9 @@ local function flush()
       end
     end
   end
+  chunked('ZREM', K.active, ZREM)
+  chunked('ZADD', K.active, ZADD)
+  for job, ids in pairs(SREM) do chunked('SREM', K.jobtasks .. job, ids) end
 end
 "#;
 
@@ -100,10 +113,31 @@ return 1
 const CLAIM_FN: &str = r#"
 -- A leased task's fields, in the order `claimed` reads them (the input last).
 local FIELDS = {'t', 'j', 'n', 'v', 'q', 'tr', 'f', 'm', 'in'}
-local function lease_one(queue, now, lease_end, owner)
-  local ready = K.ready .. queue
+-- Ids popped from each queue's list in one `LPOP key count` for the tasks still wanted, and
+-- the next one to use; those not used go back to the head of their list (`unpop`).
+local B = {}
+local function pop(queue, want)
+  local b = B[queue]
+  if b == nil or b.i > #b.ids then
+    local ids = redis.call('LPOP', K.ready .. queue, want)
+    if not ids then return nil end
+    b = {ids = ids, i = 1}
+    B[queue] = b
+  end
+  local id = b.ids[b.i]
+  b.i = b.i + 1
+  return id
+end
+local function unpop()
+  for queue, b in pairs(B) do
+    local rest = {}
+    for j = #b.ids, b.i, -1 do rest[#rest + 1] = b.ids[j] end
+    chunked('LPUSH', K.ready .. queue, rest)
+  end
+end
+local function lease_one(queue, now, lease_end, owner, want)
   for _ = 1, 1000 do
-    local id = redis.call('LPOP', ready)
+    local id = pop(queue, want)
     if not id then return nil end
     local h = K.task .. id
     local f = redis.call('HMGET', h, 's', 'x', 'a', unpack(FIELDS))
@@ -116,7 +150,8 @@ local function lease_one(queue, now, lease_end, owner)
       else
         local a = tostring((tonumber(f[3]) or 0) + 1)
         redis.call('HSET', h, 's', 'active', 'w', owner, 'a', a)
-        redis.call('ZADD', K.active, lease_end, id)
+        ZADD[#ZADD + 1] = lease_end
+        ZADD[#ZADD + 1] = id
         if f[2] == '1' then redis.call('HINCRBY', K.jobactive, job, 1) end
         add(queue, t, 'pending', -1)
         add(queue, t, 'active', 1)
@@ -164,7 +199,7 @@ local function claim(now, lease, owner, i)
       end
     end
     if not best then break end
-    local r = lease_one(best[1], now, lease_end, owner)
+    local r = lease_one(best[1], now, lease_end, owner, n - #out)
     if r then
       if not strict then
         local total = 0
@@ -182,6 +217,7 @@ local function claim(now, lease, owner, i)
       empties[#empties + 1] = best[1]
     end
   end
+  unpop()
   return {empties, out}
 end
 "#;
@@ -193,9 +229,11 @@ local function finish(id, outcome, err)
   local f = redis.call('HMGET', h, 's', 'q', 't', 'j', 'x')
   if f[1] ~= 'active' then return 0 end
   local q, t, job = f[2], f[3], f[4]
-  redis.call('ZREM', K.active, id)
+  ZREM[#ZREM + 1] = id
   if f[5] == '1' then redis.call('HINCRBY', K.jobactive, job, -1) end
-  redis.call('SREM', K.jobtasks .. job, id)
+  local ids = SREM[job]
+  if not ids then ids = {}; SREM[job] = ids end
+  ids[#ids + 1] = id
   local state = 'dead'
   if outcome == 'completed' or outcome == 'skipped' then state = 'done' end
   -- `w` emptied (no owner) in the same write as the state.
