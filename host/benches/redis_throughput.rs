@@ -2,11 +2,12 @@
 //! with peer queues in `bench/peers/`: `PEER_JOBS` tasks (default 20,000) enqueued on Redis, one
 //! worker process with `PEER_CONCURRENCY` slots (default 10), each job run in a fresh wasm instance
 //! with its execution recorded in PostgreSQL. jobs/s from the first job's start to the last task
-//! completed, as the peers time themselves (and from the pool's start, which adds its connecting). Needs PostgreSQL (`DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
-//! a fresh database is made and dropped) and Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`,
-//! keys under a prefix of their own).
+//! completed, as the peers time themselves (and from the pool's start, which adds its
+//! connecting). Needs PostgreSQL (`DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`; a fresh database is made and dropped) and Redis
+//! (`REDIS_URL`, default `redis://127.0.0.1:6379`, keys under a prefix of their own).
 //!
-//! `PEER_PREFETCH` sets the tasks leased ahead (default: the pool's, twice the slots).
+//! `PEER_PREFETCH` sets the tasks leased ahead (default: the pool's, about 10 ms of its work).
 //!
 //! `cargo bench -p codeai-host --bench redis_throughput`
 

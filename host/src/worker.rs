@@ -17,8 +17,8 @@
 //!   holds (running or waiting for their commit) in one call.
 //!
 //! The pool holds at most `slots * 4 + 64` tasks at once, plus those it may lease ahead, so a
-//! slow database slows the slots down instead of piling up unfinished tasks. When a task ends: completed/skipped → `done`;
-//! failed with attempts left → back on the queue after the job's retry delay (fixed,
+//! slow database slows the slots down instead of piling up unfinished tasks. When a task ends:
+//! completed/skipped → `done`; failed with attempts left → back on the queue after the job's retry delay (fixed,
 //! exponential, or the `retry_delays` list) and the execution shows `retrying`; otherwise →
 //! `dead` and the job's `on_fail` event.
 //!
@@ -434,11 +434,8 @@ impl WorkerPool {
             };
             // Back on the queue at once, in the order they were leased (each goes to the head
             // of its queue, so the last leased goes first).
-            futures_util::future::join_all(unneeded.iter().rev().map(|id| {
-                lock(&self.active).remove(id);
-                self.put_back(*id)
-            }))
-            .await;
+            futures_util::future::join_all(unneeded.iter().rev().map(|id| self.put_back(*id)))
+                .await;
             if finished.is_empty() && want == 0 {
                 match idle_since {
                     Some(since) => tokio::select! {
@@ -490,7 +487,6 @@ impl WorkerPool {
                         };
                         if let Some(task) = unsent {
                             // The slot is gone (shutdown): back on the queue.
-                            lock(&self.active).remove(&task.id);
                             self.put_back(task.id).await;
                         }
                     }
@@ -554,8 +550,9 @@ impl WorkerPool {
     }
 
     /// Puts a held task back on the queue, its attempt given back (if the queue answers;
-    /// otherwise its lease runs out and it is rescued).
+    /// otherwise its lease runs out and it is rescued); it is no longer cancellable here.
     async fn put_back(&self, id: Uuid) {
+        lock(&self.active).remove(&id);
         if let Err(e) = self.queue.release(id).await {
             tracing::warn!(%id, "putting a task back failed: {e:#}; its lease will run out");
         }

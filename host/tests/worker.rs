@@ -114,6 +114,24 @@ async fn attempts(db: &Database, id: &str) -> Vec<(String, DateTime<Utc>, DateTi
     rows.into_iter().map(|(_, s, a, b)| (s, a, b)).collect()
 }
 
+/// A manual run of a registered job, due now.
+fn manual_task(reg: &platform::Registered, name: &str, queue: &str, max_attempts: i64) -> NewTask {
+    NewTask {
+        id: None,
+        tenant: "default".into(),
+        job_id: reg.job_id.clone(),
+        job_name: name.into(),
+        job_version: Some(reg.version),
+        queue: queue.into(),
+        trigger: "manual".into(),
+        input: "{}".into(),
+        fire_at: None,
+        run_after: Utc::now(),
+        max_attempts,
+        exclusive: false,
+    }
+}
+
 async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
     db: Database,
     redis: Option<RedisQueue>,
@@ -165,20 +183,12 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
             .await
             .unwrap();
         let id = queue
-            .enqueue(&NewTask {
-                id: None,
-                tenant: "default".into(),
-                job_id: reg.job_id.clone(),
-                job_name: a.name.clone(),
-                job_version: Some(reg.version),
-                queue: a.manifest.queue.clone(),
-                trigger: "manual".into(),
-                input: "{}".into(),
-                fire_at: None,
-                run_after: Utc::now(),
-                max_attempts: i64::from(a.manifest.retry.max_retries) + 1,
-                exclusive: false,
-            })
+            .enqueue(&manual_task(
+                &reg,
+                &a.name,
+                &a.manifest.queue,
+                i64::from(a.manifest.retry.max_retries) + 1,
+            ))
             .await
             .unwrap()
             .unwrap();
@@ -389,20 +399,7 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     let mut ids = Vec::new();
     for _ in 0..2 {
         let id = queue
-            .enqueue(&NewTask {
-                id: None,
-                tenant: "default".into(),
-                job_id: reg.job_id.clone(),
-                job_name: "Waits".into(),
-                job_version: Some(reg.version),
-                queue: "default".into(),
-                trigger: "manual".into(),
-                input: "{}".into(),
-                fire_at: None,
-                run_after: Utc::now(),
-                max_attempts: 4,
-                exclusive: false,
-            })
+            .enqueue(&manual_task(&reg, "Waits", "default", 4))
             .await
             .unwrap()
             .unwrap();
@@ -480,23 +477,7 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
             .unwrap();
         jobs.insert(a.name.clone(), reg);
     }
-    let task = |name: &str| {
-        let reg = &jobs[name];
-        NewTask {
-            id: None,
-            tenant: "default".into(),
-            job_id: reg.job_id.clone(),
-            job_name: name.into(),
-            job_version: Some(reg.version),
-            queue: "default".into(),
-            trigger: "manual".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: Utc::now(),
-            max_attempts: 3,
-            exclusive: false,
-        }
-    };
+    let task = |name: &str| manual_task(&jobs[name], name, "default", 3);
     let completed = || async {
         let c = queue.counts(Utc::now(), None).await.unwrap();
         c.values().map(|c| c.completed).sum::<u64>()

@@ -31,7 +31,7 @@
 //! before it in the same statement (an execution started again after its end, say), and the
 //! pieces run in order in the transaction.
 
-use super::sql::{sqlite_builder, stmt, Param, Stmt};
+use super::sql::{stmt, Param, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
@@ -246,14 +246,9 @@ async fn write_batch(db: Database, batch: Vec<Item>) {
 pub(crate) async fn write_records(db: &Database, records: &[&Record]) -> Result<(), sqlx::Error> {
     let parts = plan(records);
     match db {
-        Database::Sqlite(pool) => {
-            let mut tx = pool.begin().await?;
-            for part in &parts {
-                for s in part.sqlite_stmts() {
-                    sqlite_builder(&s).build().execute(&mut *tx).await?;
-                }
-            }
-            tx.commit().await
+        Database::Sqlite(_) => {
+            let stmts: Vec<Stmt> = parts.iter().flat_map(Part::sqlite_stmts).collect();
+            super::rows::execute_all(db, &stmts).await.map(|_| ())
         }
         Database::Postgres(pool) => write_pg(pool, &parts).await,
     }
