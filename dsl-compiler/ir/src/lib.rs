@@ -13,6 +13,8 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod platform;
+
 /// Version of the [`Program`] and [`Manifest`] formats. A host refuses components whose IR version
 /// it does not know.
 pub const IR_VERSION: u32 = 1;

@@ -49,6 +49,13 @@ pub enum TenantError {
     Db(#[from] sqlx::Error),
 }
 
+/// Whether `tenant` is the operator's own: the default tenant, whose jobs the operator registers
+/// (`codeai host run PATH`, `codeai run PATH`, uploads by the admin token without `?tenant=`).
+/// The operator is trusted; every other tenant and its jobs are not (`SECURITY.md`).
+pub fn is_operator(tenant: &str) -> bool {
+    tenant == super::platform::DEFAULT_TENANT
+}
+
 /// The SHA-256 of a token, hex: what `tokens.token_hash` holds.
 pub fn token_hash(token: &str) -> String {
     crate::runtime::cache::hex(&Sha256::digest(token.as_bytes()))
