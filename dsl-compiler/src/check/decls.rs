@@ -4,6 +4,7 @@
 use super::suggest::hint_or_list;
 use super::Cx;
 use crate::ast::{self, Span};
+use codeai_ir::platform::{builtin_entity, check_builtin_fields, BuiltinEntity, BUILTIN_ENTITIES};
 use codeai_ir::{
     Auth, EntityDecl, EventDecl, FieldDecl, FieldType, IntegrationDecl, OperationDecl, ParamDecl,
     QueueDecl, TableDecl, TemplateDecl, ValueSource,
@@ -33,6 +34,8 @@ pub(super) struct EntityInfo {
     pub(super) decl: EntityDecl,
     /// Field name, type (`None` when the declared type is unknown) and whether it is optional.
     pub(super) fields: Vec<FieldInfo>,
+    /// A platform table jobs may read (`JobExecution`, `Report`): read-only but for `delete`.
+    pub(super) builtin: Option<&'static BuiltinEntity>,
 }
 
 pub(super) struct FieldInfo {
@@ -184,6 +187,12 @@ pub(super) fn collect(file: &ast::File, cx: &mut Cx<'_>) -> Decls {
             ast::Item::Job(_) => {}
         }
     }
+    // The built-in entities are there without a declaration, under their usual names.
+    for b in BUILTIN_ENTITIES {
+        if decls.entity(b.entity).is_none() {
+            decls.entities.push(builtin_info(b));
+        }
+    }
     decls
 }
 
@@ -233,24 +242,40 @@ fn entity(e: &ast::Entity, cx: &mut Cx<'_>) -> EntityInfo {
             optional: f.optional,
         });
     }
-    let table = match &e.table {
-        Some(t) => {
-            let valid = !t.node.is_empty()
-                && t.node
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !t.node.starts_with(|c: char| c.is_ascii_digit());
-            if !valid {
+    let (table, table_span) = match &e.table {
+        Some(t) => (t.node.clone(), t.span),
+        None => (table_name(&e.name.node), e.name.span),
+    };
+    if let Err(message) = codeai_ir::platform::check_table_name(&table) {
+        let hint = if codeai_ir::platform::PLATFORM_TABLES.contains(&table.as_str()) {
+            "jobs reach the platform's data only through the built-in entities `JobExecution` \
+             and `Report`; name your own table something else"
+                .to_string()
+        } else if e.table.is_none() {
+            format!("the entity's table defaults to `{table}`; name another with `table: \"…\"`")
+        } else {
+            "a table name is lower-case letters, digits and `_`; the platform resolves it inside \
+             the job's own namespace"
+                .to_string()
+        };
+        cx.error_hint(table_span, message, hint);
+    }
+    let builtin = builtin_entity(&table);
+    if let Some(b) = builtin {
+        for f in &e.fields {
+            let Some(ty) = FieldType::by_name(&f.ty.node) else {
+                continue;
+            };
+            if let Err(message) = check_builtin_fields(b, &[(f.name.node.as_str(), ty, f.primary)])
+            {
                 cx.error_hint(
-                    t.span,
-                    format!("`{}` is not a valid table name", t.node),
-                    "a table name is letters, digits and `_`, not starting with a digit",
+                    f.name.span,
+                    message,
+                    "declare a subset of the built-in fields, or leave the entity out: it is built in",
                 );
             }
-            t.node.clone()
         }
-        None => table_name(&e.name.node),
-    };
+    }
     EntityInfo {
         decl: EntityDecl {
             name: e.name.node.clone(),
@@ -258,6 +283,37 @@ fn entity(e: &ast::Entity, cx: &mut Cx<'_>) -> EntityInfo {
             fields: decl_fields,
         },
         fields,
+        builtin,
+    }
+}
+
+/// A built-in entity a file uses without declaring it: every field of the platform's shape.
+fn builtin_info(b: &'static BuiltinEntity) -> EntityInfo {
+    EntityInfo {
+        decl: EntityDecl {
+            name: b.entity.to_string(),
+            table: b.table.to_string(),
+            fields: b
+                .fields
+                .iter()
+                .map(|(name, ty, optional)| FieldDecl {
+                    name: name.to_string(),
+                    ty: *ty,
+                    primary: *name == b.primary,
+                    optional: *optional,
+                })
+                .collect(),
+        },
+        fields: b
+            .fields
+            .iter()
+            .map(|(name, ty, optional)| FieldInfo {
+                name: name.to_string(),
+                ty: Some(*ty),
+                optional: *optional,
+            })
+            .collect(),
+        builtin: Some(b),
     }
 }
 

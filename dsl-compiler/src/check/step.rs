@@ -2,6 +2,7 @@
 //! template, send, emit, state, compute, log — or `for_each` around one of them), its policies
 //! and its binding, lowered to [`codeai_ir::Step`].
 
+use super::decls::EntityInfo;
 use super::job::JobCx;
 use super::suggest::{did_you_mean, hint_or_list, list};
 use crate::ast::{self, Span, StepValue};
@@ -393,6 +394,22 @@ impl JobCx<'_, '_> {
         }
     }
 
+    /// A built-in entity (the platform's executions and reports) is read and deleted from, never
+    /// written or maintained by a job.
+    fn refuse_builtin(&mut self, info: Option<&EntityInfo>, entity: &ast::Ident, what: &str) {
+        if let Some(b) = info.and_then(|e| e.builtin) {
+            self.cx.error_hint(
+                entity.span,
+                format!(
+                    "cannot {what} `{}`: it is the platform's table `{}`, which jobs only read \
+                     and delete from",
+                    entity.node, b.table
+                ),
+                "the platform writes executions and reports itself",
+            );
+        }
+    }
+
     /// Looks an entity up and records its use.
     fn use_entity(&mut self, name: &ast::Ident) -> Option<usize> {
         self.usage.caps.insert("data");
@@ -517,6 +534,7 @@ impl JobCx<'_, '_> {
                 ..
             } => {
                 let info = self.use_entity(entity).map(|i| &decls.entities[i]);
+                self.refuse_builtin(info, entity, "update");
                 let (set, filter) = match info {
                     Some(e) => (
                         self.assignments(set, e),
@@ -537,6 +555,7 @@ impl JobCx<'_, '_> {
             }
             ast::Action::Insert { entity, values, .. } => {
                 let info = self.use_entity(entity).map(|i| &decls.entities[i]);
+                self.refuse_builtin(info, entity, "insert into");
                 let values = match info {
                     Some(e) => self.insert_values(values, e),
                     None => values
@@ -570,7 +589,8 @@ impl JobCx<'_, '_> {
                     }
                 };
                 if let Some(e) = entity {
-                    self.use_entity(e);
+                    let info = self.use_entity(e).map(|i| &decls.entities[i]);
+                    self.refuse_builtin(info, e, "maintain");
                 }
                 StepKind::Maintain {
                     op: lowered,

@@ -885,3 +885,74 @@ fn delete_without_where_warns() {
         "`delete Product` without `where` deletes every row"
     );
 }
+
+#[test]
+fn platform_tables_and_unsafe_names_are_refused() {
+    for (table, message) in [
+        ("tokens", "`tokens` is a table of the platform itself; jobs cannot declare it"),
+        ("Tokens", "`Tokens` is not a table name: 1 to 48 characters of a-z, 0-9 and `_`, starting with a letter"),
+        ("t_acme__tokens", "`t_acme__tokens` contains `__`, which the platform keeps to separate tenants from their tables"),
+        ("sqlite_master", "`sqlite_master` starts with `sqlite_`, which is reserved for the database and the platform"),
+    ] {
+        let job = format!(
+            "entity Stolen {{ table: \"{table}\" id: uuid primary }}\njob A {{ steps {{ s {{ query: select Stolen }} }} }}"
+        );
+        one_error(&job, message, &format!("\"{table}\""));
+    }
+    // The default table of an entity is checked too.
+    one_error(
+        "entity Token { id: uuid primary }\njob A { steps { s { query: select Token } } }",
+        "`tokens` is a table of the platform itself; jobs cannot declare it",
+        "Token @ Token {",
+    );
+}
+
+#[test]
+fn builtin_entities_are_read_and_deleted_only() {
+    // Usable without a declaration, with the platform's shape.
+    let j = ok(
+        r#"job A { steps { s { action: delete JobExecution where finished_at < now() - 30d and status = "completed" } } }"#,
+    );
+    let m = &j.manifest;
+    assert_eq!(m.entities[0].name, "JobExecution");
+    assert_eq!(m.entities[0].table, "job_executions");
+    assert!(m.entities[0].fields.iter().any(|f| f.name == "finished_at"));
+    ok("job A { steps { s { query: select Report where expires_at < now() limit 5 } } }");
+    for (action, verb) in [
+        (
+            r#"insert JobExecution { status: "completed" }"#,
+            "insert into",
+        ),
+        (r#"update Report set size = 0 where size > 0"#, "update"),
+        ("maintain vacuum Report", "maintain"),
+    ] {
+        let entity = if action.contains("Report") {
+            "Report"
+        } else {
+            "JobExecution"
+        };
+        let table = if entity == "Report" {
+            "reports"
+        } else {
+            "job_executions"
+        };
+        one_error(
+            &format!("job A {{ steps {{ s {{ action: {action} }} }} }}"),
+            &format!(
+                "cannot {verb} `{entity}`: it is the platform's table `{table}`, which jobs only read and delete from"
+            ),
+            &format!("{entity} @ {entity}"),
+        );
+    }
+    // A declaration lists a subset of the built-in fields, with their types.
+    one_error(
+        "entity Report { id: uuid primary path: string }\njob A { steps { s { query: select Report } } }",
+        "the built-in entity `Report` (table `reports`) has no field `path`; it has id, job, execution_id, format, size, name, created_at, expires_at",
+        "path",
+    );
+    one_error(
+        "entity Report { id: uuid primary size: string }\njob A { steps { s { query: select Report } } }",
+        "field `size` of the built-in entity `Report` is int, not string",
+        "size",
+    );
+}
