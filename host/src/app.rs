@@ -229,6 +229,7 @@ impl Host {
         let now = Utc::now();
         let mut out = Vec::new();
         let mut entities: Vec<codeai_ir::EntityDecl> = Vec::new();
+        let mut prepared = Vec::new();
         for (file, bytes) in components {
             let job = self
                 .executor
@@ -237,13 +238,20 @@ impl Host {
                 .with_context(|| format!("`{file}` cannot run"))?;
             let manifest = job.manifest_arc();
             for e in &manifest.entities {
+                store::entities::check_declaration(e).map_err(|m| {
+                    anyhow::anyhow!("`{file}`: entity `{}` cannot be used: {m}", e.name)
+                })?;
                 if !entities.iter().any(|x| x.table == e.table) {
                     entities.push(e.clone());
                 }
             }
+            prepared.push((job, bytes));
+        }
+        // The tables first: a job never runs before the tables it declares exist.
+        store::entities::create_entity_tables(&self.db, tenant, &entities).await?;
+        for (job, bytes) in prepared {
             out.push(register_prepared(&self.db, &self.scheduler, tenant, &job, bytes, now).await?);
         }
-        store::entities::create_entity_tables(&self.db, &entities).await?;
         Ok(out)
     }
 

@@ -171,7 +171,7 @@ async fn seed_demo(db: &Database, tenant: &str) {
         tenant.to_string(),
     )
     .unwrap();
-    codeai_host::store::entities::create_entity_tables(db, &demo::example_entities())
+    codeai_host::store::entities::create_entity_tables(db, tenant, &demo::example_entities())
         .await
         .unwrap();
     demo::seed(&data, Utc::now(), chrono_tz::America::New_York)

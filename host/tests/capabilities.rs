@@ -132,7 +132,7 @@ struct Env {
 async fn setup(db: Database, vars: BTreeMap<String, String>) -> Env {
     migrate::migrate_up(&db).await.unwrap();
     let (_, manifest) = checked().remove("Expire").unwrap();
-    entities::create_entity_tables(&db, &manifest.entities)
+    entities::create_entity_tables(&db, "default", &manifest.entities)
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(common::unique("codeai_caps"));

@@ -33,6 +33,7 @@ on_both_databases!(
     refusals_bad_filters,
     limit_is_clamped,
     maintenance_runs,
+    a_tenants_maintenance_is_its_own_tables_once_an_hour,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -81,7 +82,10 @@ fn entities() -> Vec<EntityDecl> {
 
 async fn capability(db: &Database, tenant: &str) -> DataCapability {
     let entities = entities();
-    create_entity_tables(db, &entities)
+    codeai_host::store::migrate::migrate_up(db)
+        .await
+        .expect("migrate");
+    create_entity_tables(db, tenant, &entities)
         .await
         .expect("create tables");
     DataCapability::new(db.clone(), &entities, tenant).expect("capability")
@@ -613,7 +617,7 @@ async fn update_adds_to_a_counter_and_sets_values(db: Database) {
 
 async fn tenants_never_see_each_other(db: Database) {
     let a = capability(&db, "tenant-a").await;
-    let b = a.for_tenant("tenant-b").unwrap();
+    let b = capability(&db, "tenant-b").await;
     let summary = demo::seed(&a, now(), TZ).await.unwrap();
     seed_items(&a).await;
     for entity in [
@@ -1016,7 +1020,8 @@ async fn limit_is_clamped(db: Database) {
 }
 
 async fn maintenance_runs(db: Database) {
-    let data = capability(&db, "tenant-a").await;
+    // The operator's jobs maintain tables and the whole database.
+    let data = capability(&db, "default").await;
     demo::seed(&data, now(), TZ).await.unwrap();
     data.delete("Session", None).await.unwrap();
     for op in [
@@ -1027,7 +1032,7 @@ async fn maintenance_runs(db: Database) {
         let summary = data.maintain(op, Some("Session")).await.unwrap();
         assert!(!summary.is_empty());
         let summary = data.maintain(op, None).await.unwrap();
-        assert!(!summary.is_empty());
+        assert!(summary.contains("whole database"), "{summary}");
     }
     let summary = data
         .maintain(MaintenanceOp::Reindex, Some("Session"))
@@ -1036,4 +1041,56 @@ async fn maintenance_runs(db: Database) {
     assert!(summary.contains("sessions"), "{summary}");
     // The data is intact afterwards.
     assert_eq!(data.count("Product", None).await.unwrap(), 10);
+    // The platform's tables are not entities' to maintain.
+    let err = data
+        .maintain(MaintenanceOp::Vacuum, Some("JobExecution"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DataError::Denied(_)), "{err:?}");
+}
+
+async fn a_tenants_maintenance_is_its_own_tables_once_an_hour(db: Database) {
+    let data = capability(&db, "tenant-a").await;
+    demo::seed(&data, now(), TZ).await.unwrap();
+    // "The whole database" of a tenant is its own tables, each once.
+    let summary = data.maintain(MaintenanceOp::Analyze, None).await.unwrap();
+    assert!(!summary.contains("whole database"), "{summary}");
+    for table in ["products", "orders", "sessions", "webhooks", "items"] {
+        assert!(summary.contains(table), "{table} missing from {summary}");
+    }
+    assert!(
+        !summary.contains("job_executions") && !summary.contains("reports"),
+        "{summary}"
+    );
+    // Once per table and operation per hour.
+    let err = data
+        .maintain(MaintenanceOp::Analyze, Some("Session"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, DataError::Denied(m) if m.contains("once per 60 minutes")),
+        "{err:?}"
+    );
+    let summary = data
+        .maintain(MaintenanceOp::Reindex, Some("Session"))
+        .await
+        .unwrap();
+    assert!(summary.contains("sessions"), "{summary}");
+    // Another tenant has its own allowance.
+    let b = capability(&db, "tenant-b").await;
+    b.maintain(MaintenanceOp::Analyze, Some("Session"))
+        .await
+        .unwrap();
+    // SQLite vacuums whole files: never for a tenant. PostgreSQL vacuums the tenant's tables.
+    let vacuum = data.maintain(MaintenanceOp::Vacuum, Some("Product")).await;
+    match db {
+        Database::Sqlite(_) => assert!(
+            matches!(&vacuum, Err(DataError::Denied(m)) if m.contains("whole database file")),
+            "{vacuum:?}"
+        ),
+        Database::Postgres(_) => assert!(
+            vacuum.as_ref().is_ok_and(|s| s.contains("products")),
+            "{vacuum:?}"
+        ),
+    }
 }

@@ -77,6 +77,28 @@ async fn texts(db: &Database, sql: &str, binds: &[&str]) -> Vec<String> {
     }
 }
 
+/// The files of the reports matching `condition`, where the platform keeps them (found from
+/// each report's id, as the platform does).
+async fn report_files(w: &World, condition: &str, binds: &[&str]) -> Vec<PathBuf> {
+    let sql = format!(
+        "SELECT CAST(id AS TEXT) || ' ' || tenant_id || ' ' || format FROM reports WHERE {condition}"
+    );
+    texts(&w.db, &sql, binds)
+        .await
+        .iter()
+        .map(|row| {
+            let parts: Vec<&str> = row.split(' ').collect();
+            codeai_host::store::platform::report_path(
+                &w.dir.join("reports"),
+                parts[1],
+                uuid::Uuid::parse_str(parts[0]).unwrap(),
+                parts[2],
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
 fn poppler(tool: &str) -> bool {
     let present = std::process::Command::new(tool).arg("-v").output().is_ok();
     if !present {
@@ -177,7 +199,7 @@ impl World {
 
 async fn the_ten_example_jobs_do_their_real_work(db: Database) {
     migrate::migrate_up(&db).await.unwrap();
-    entities::create_entity_tables(&db, &demo::example_entities())
+    entities::create_entity_tables(&db, "default", &demo::example_entities())
         .await
         .unwrap();
     let tz: Tz = "America/New_York".parse().unwrap();
@@ -328,12 +350,7 @@ async fn daily_sales_report(w: &World, smtp: &SmtpSink, revenue: f64) {
     let r = w.run("DailySalesReport", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let id = r.execution_id.to_string();
-    let paths = texts(
-        &w.db,
-        "SELECT path FROM reports WHERE execution_id = $1 AND format = 'pdf'",
-        &[&id],
-    )
-    .await;
+    let paths = report_files(w, "execution_id = $1 AND format = 'pdf'", &[&id]).await;
     assert_eq!(paths.len(), 1, "one PDF report row");
     let pdf = std::fs::read(&paths[0]).unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
@@ -397,12 +414,7 @@ async fn weekly_inventory_report(w: &World, smtp: &SmtpSink) {
     let r = w.run("WeeklyInventoryReport", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let id = r.execution_id.to_string();
-    let paths = texts(
-        &w.db,
-        "SELECT path FROM reports WHERE execution_id = $1",
-        &[&id],
-    )
-    .await;
+    let paths = report_files(w, "execution_id = $1", &[&id]).await;
     assert_eq!(paths.len(), 1);
     if let Some(text) = read_pdf(Path::new(&paths[0])) {
         assert!(text.contains("Weekly Inventory Report"));
@@ -512,14 +524,8 @@ async fn cleanup_expired_reports(w: &World, expired: u64) {
         "exactly the expired reports are deleted"
     );
     // The reports rendered today are still there, files included.
-    for path in texts(
-        &w.db,
-        "SELECT path FROM reports WHERE path IS NOT NULL",
-        &[],
-    )
-    .await
-    {
-        assert!(Path::new(&path).exists(), "{path} was deleted");
+    for path in report_files(w, "execution_id IS NOT NULL", &[]).await {
+        assert!(path.exists(), "{} was deleted", path.display());
     }
 }
 

@@ -62,7 +62,7 @@ pub struct FileParams {
     pub signature: Option<String>,
 }
 
-const COLUMNS: &str = "id, tenant_id, job, execution_id, format, size, name, path, created_at, \
+const COLUMNS: &str = "id, tenant_id, job, execution_id, format, size, name, created_at, \
     expires_at";
 
 fn info(r: &JsonRow) -> ReportInfo {
@@ -268,11 +268,19 @@ pub(super) async fn file(
     )
     .await?
     .ok_or_else(|| ApiError::not_found("report", &id))?;
-    let path = row.text("path").unwrap_or_default();
+    // The file's path is computed from the report's identity under the report directory,
+    // never taken from the row.
+    let format = row.text("format").unwrap_or_default();
+    let path = crate::store::platform::report_path(
+        &state.executor.platform().config().report_dir,
+        &row.text("tenant_id").unwrap_or_default(),
+        uuid,
+        &format,
+    )
+    .ok_or_else(|| ApiError::not_found("report file", &id))?;
     let bytes = tokio::fs::read(&path)
         .await
         .map_err(|_| ApiError::not_found("report file", &id))?;
-    let format = row.text("format").unwrap_or_default();
     let content_type = match format.as_str() {
         "pdf" => "application/pdf",
         "csv" => "text/csv; charset=utf-8",

@@ -3,7 +3,7 @@
 //! An upload is checked before anything is stored, and refused with the reason
 //! ([`check_component`]): not a component, no or an invalid manifest, an IR version this host
 //! does not run, imports outside the `codeai:host` interfaces, a component that does not fit
-//! the `job` world, too large. A valid upload registers the job for the caller's tenant, or
+//! the `job` world, too large, an entity outside the tenant's namespace. A valid upload registers the job for the caller's tenant, or
 //! adds a version when the job exists (executions keep the version they ran).
 
 use super::auth::Auth;
@@ -60,6 +60,16 @@ pub fn check_component(bytes: &[u8]) -> Result<codeai_ir::Manifest, Refusal> {
     })?;
     if manifest.name.trim().is_empty() {
         return Err(("invalid_manifest", "the manifest names no job".into()));
+    }
+    // A manifest can be written by hand: its entities are checked as the compiler checks them
+    // (no platform table, nothing outside the tenant's namespace, built-in shapes).
+    for entity in &manifest.entities {
+        crate::store::entities::check_declaration(entity).map_err(|m| {
+            (
+                "entity_not_allowed",
+                format!("entity `{}` cannot be used: {m}", entity.name),
+            )
+        })?;
     }
     let mut outside = Vec::new();
     let mut depth = 0usize;
@@ -189,7 +199,7 @@ pub(super) async fn upload(
     if let Err(e) = crate::scheduler::fires_of(&manifest.schedule, &manifest.timezone) {
         return Err(refused(("invalid_manifest", e.to_string())));
     }
-    store::entities::create_entity_tables(&state.db, &manifest.entities)
+    store::entities::create_entity_tables(&state.db, &tenant, &manifest.entities)
         .await
         .map_err(|e| refused(("invalid_manifest", e.to_string())))?;
     let reg = crate::app::register_prepared(

@@ -6,7 +6,19 @@
 //! against its field's type, and builds the statement with [`sqlx::QueryBuilder`], so values only
 //! ever travel as bound parameters. Identifiers come from the declarations, never from the guest.
 //!
-//! Every statement is scoped by `tenant_id = <the execution's tenant>`; inserts set it.
+//! Tables are resolved in the namespace of the execution's tenant ([`Namespace`]): a tenant
+//! reaches its own tables only. Every statement is also scoped by
+//! `tenant_id = <the execution's tenant>`; inserts set it.
+//!
+//! The built-in entities (`JobExecution`, `Report`: [`codeai_ir::platform::BUILTIN_ENTITIES`])
+//! are the platform's own tables, reached through operations the platform defines
+//! ([`builtin`]): `select` and `count` of the tenant's rows and the declared fields only,
+//! `delete` of finished executions or of reports with their files; `insert`, `update` and
+//! `maintain` are denied.
+//!
+//! Maintenance of the whole database (`maintain vacuum` without an entity) is the operator's:
+//! a tenant's `maintain` acts on its own tables, at most once per table and operation per
+//! [`TENANT_MAINTENANCE_EVERY`], and never vacuums SQLite (which only vacuums whole files).
 //!
 //! The input types mirror the WIT records of `codeai:host/data` one to one (JSON values stay
 //! JSON text, as in WIT); the runtime adapts the bindgen types to them.
@@ -20,10 +32,14 @@
 //! Dialect differences smoothed over: `like` is case-insensitive on both (`ILIKE` on PostgreSQL,
 //! SQLite's ASCII-case-insensitive `LIKE`); `NULL`s sort first ascending and last descending on both.
 
+mod builtin;
+
 use crate::store::entities::{check_declaration, TENANT_COLUMN};
+use crate::store::namespace::{Namespace, NamespaceError};
 use crate::store::sql::{datetime_text, pg_builder, sqlite_builder, Param, Stmt};
 use crate::store::{quote_ident, Database, Dialect};
 use chrono::{DateTime, NaiveDate, Utc};
+use codeai_ir::platform::{builtin_entity, BuiltinEntity};
 use codeai_ir::{EntityDecl, FieldDecl, FieldType};
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::PgRow;
@@ -31,6 +47,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -54,6 +71,9 @@ pub const MAX_FILTER_EXPANSION: usize = 2_000;
 pub const MAX_IN_VALUES: usize = 1_000;
 /// Sort keys and assignments per call.
 pub const MAX_ORDER_KEYS: usize = 16;
+/// How often a tenant's job may run one maintenance operation on one of its tables: VACUUM and
+/// REINDEX lock and rewrite tables, and a job can run every minute.
+pub const TENANT_MAINTENANCE_EVERY: chrono::Duration = chrono::Duration::hours(1);
 /// Bound parameters per INSERT statement (SQLite allows 32 766, PostgreSQL 65 535); bigger
 /// inserts are split into several statements inside one transaction.
 const MAX_BINDS_PER_STATEMENT: usize = 16_000;
@@ -184,7 +204,8 @@ pub enum MaintenanceOp {
 #[derive(Debug)]
 struct Entity {
     decl: EntityDecl,
-    table: String,
+    /// The platform table behind a built-in entity.
+    builtin: Option<&'static BuiltinEntity>,
 }
 
 impl Entity {
@@ -209,23 +230,39 @@ impl Entity {
     }
 }
 
-/// The `data` capability of one execution: the job's entities, a pool, and the tenant every
-/// statement is scoped to. Cheap to clone; [`DataCapability::for_tenant`] reuses the checked
-/// declarations.
+/// The `data` capability of one execution: the job's entities, a pool, and the tenant whose
+/// namespace its tables are in and every statement is scoped to.
 #[derive(Debug, Clone)]
 pub struct DataCapability {
     db: Database,
     entities: Arc<BTreeMap<String, Entity>>,
-    tenant: String,
+    namespace: Namespace,
+    /// Where report files are kept (deleting a `Report` deletes its file too).
+    report_dir: Option<PathBuf>,
 }
 
 impl DataCapability {
-    /// Checks the declarations (identifiers only, no `tenant_id` field) and binds them to a pool
-    /// and a tenant. The tables must exist ([`crate::store::entities::create_entity_tables`]).
+    /// Checks the declarations ([`check_declaration`]: no platform table, built-in shapes,
+    /// identifiers only) and binds them to a pool and `tenant`'s namespace. The tables must
+    /// exist ([`crate::store::entities::create_entity_tables`]).
     pub fn new(
         db: Database,
         entities: &[EntityDecl],
         tenant: impl Into<String>,
+    ) -> Result<DataCapability, DataError> {
+        let tenant = tenant.into();
+        if tenant.is_empty() {
+            return Err(DataError::Invalid("the tenant id is empty".into()));
+        }
+        let namespace = Namespace::new(&db, &tenant);
+        DataCapability::in_namespace(db, entities, namespace)
+    }
+
+    /// [`DataCapability::new`] in a namespace made by the caller (sharing its schema cache).
+    pub fn in_namespace(
+        db: Database,
+        entities: &[EntityDecl],
+        namespace: Namespace,
     ) -> Result<DataCapability, DataError> {
         let mut map = BTreeMap::new();
         for decl in entities {
@@ -236,42 +273,67 @@ impl DataCapability {
                 decl.name.clone(),
                 Entity {
                     decl: decl.clone(),
-                    table: quote_ident(&decl.table),
+                    builtin: builtin_entity(&decl.table),
                 },
             );
         }
-        let tenant = tenant.into();
-        if tenant.is_empty() {
+        if namespace.tenant().is_empty() {
             return Err(DataError::Invalid("the tenant id is empty".into()));
         }
         Ok(DataCapability {
             db,
             entities: Arc::new(map),
-            tenant,
+            namespace,
+            report_dir: None,
         })
     }
 
-    /// The same declarations and pool, scoped to another tenant.
-    pub fn for_tenant(&self, tenant: impl Into<String>) -> Result<DataCapability, DataError> {
-        let tenant = tenant.into();
-        if tenant.is_empty() {
-            return Err(DataError::Invalid("the tenant id is empty".into()));
-        }
-        Ok(DataCapability {
-            db: self.db.clone(),
-            entities: self.entities.clone(),
-            tenant,
-        })
+    /// The report directory, so that deleting a `Report` removes its file.
+    pub fn with_report_dir(mut self, dir: impl Into<PathBuf>) -> DataCapability {
+        self.report_dir = Some(dir.into());
+        self
     }
 
     pub fn tenant(&self) -> &str {
-        &self.tenant
+        self.namespace.tenant()
+    }
+
+    /// The pool the capability works on.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     fn entity(&self, name: &str) -> Result<&Entity, DataError> {
         self.entities.get(name).ok_or_else(|| {
             DataError::Denied(format!("entity `{name}` is not declared by this job"))
         })
+    }
+
+    /// The quoted name of an entity's table: the platform's table for a built-in entity, the
+    /// table in the tenant's namespace otherwise.
+    async fn table(&self, entity: &Entity) -> Result<String, DataError> {
+        if let Some(b) = entity.builtin {
+            return Ok(quote_ident(b.table));
+        }
+        self.namespace
+            .table(&self.db, &entity.decl.table)
+            .await
+            .map_err(|e| match e {
+                NamespaceError::Name(m) => DataError::Denied(m),
+                NamespaceError::Db(e) => failed(e),
+            })
+    }
+
+    /// `Denied` for a write to a built-in entity.
+    fn writable(entity: &Entity, what: &str) -> Result<(), DataError> {
+        match entity.builtin {
+            Some(b) => Err(DataError::Denied(format!(
+                "cannot {what} `{}`: it is the platform's table `{}`, which jobs only read and \
+                 delete from",
+                entity.decl.name, b.table
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// `select`: the matching rows as a JSON array of objects (the declared fields only).
@@ -284,7 +346,8 @@ impl DataCapability {
     pub async fn select_rows(&self, query: &Query) -> Result<Vec<Map<String, Value>>, DataError> {
         let entity = self.entity(&query.entity)?;
         let mut stmt = Stmt::default();
-        stmt.sql(format!("SELECT {} FROM {}", entity.columns(), entity.table));
+        let table = self.table(entity).await?;
+        stmt.sql(format!("SELECT {} FROM {table}", entity.columns()));
         self.where_clause(entity, query.filter.as_ref(), &mut stmt)?;
         self.order_clause(entity, &query.order, &mut stmt)?;
         // Clamp rather than refuse: a job asking for "everything" gets the ceiling.
@@ -298,7 +361,8 @@ impl DataCapability {
     pub async fn count(&self, entity: &str, filter: Option<&Filter>) -> Result<u64, DataError> {
         let entity = self.entity(entity)?;
         let mut stmt = Stmt::default();
-        stmt.sql(format!("SELECT COUNT(*) FROM {}", entity.table));
+        let table = self.table(entity).await?;
+        stmt.sql(format!("SELECT COUNT(*) FROM {table}"));
         self.where_clause(entity, filter, &mut stmt)?;
         let n = match &self.db {
             Database::Sqlite(pool) => {
@@ -324,8 +388,12 @@ impl DataCapability {
     /// `delete`: returns how many rows were deleted.
     pub async fn delete(&self, entity: &str, filter: Option<&Filter>) -> Result<u64, DataError> {
         let entity = self.entity(entity)?;
+        if let Some(b) = entity.builtin {
+            return self.delete_builtin(entity, b, filter).await;
+        }
+        let table = self.table(entity).await?;
         let mut stmt = Stmt::default();
-        stmt.sql(format!("DELETE FROM {}", entity.table));
+        stmt.sql(format!("DELETE FROM {table}"));
         self.where_clause(entity, filter, &mut stmt)?;
         self.execute(&stmt).await
     }
@@ -338,6 +406,7 @@ impl DataCapability {
         set: &[Assignment],
     ) -> Result<u64, DataError> {
         let entity = self.entity(entity)?;
+        Self::writable(entity, "update")?;
         if set.is_empty() {
             return Err(DataError::Invalid(
                 "an update needs at least one assignment".into(),
@@ -350,7 +419,8 @@ impl DataCapability {
             )));
         }
         let mut stmt = Stmt::default();
-        stmt.sql(format!("UPDATE {} SET ", entity.table));
+        let table = self.table(entity).await?;
+        stmt.sql(format!("UPDATE {table} SET "));
         let mut seen = BTreeSet::new();
         for (i, assignment) in set.iter().enumerate() {
             let field = entity.field(&assignment.field)?;
@@ -413,6 +483,7 @@ impl DataCapability {
     /// missing field is `invalid`. All rows are inserted in one transaction.
     pub async fn insert(&self, entity: &str, rows: &str) -> Result<u64, DataError> {
         let entity = self.entity(entity)?;
+        Self::writable(entity, "insert into")?;
         let rows: Value = serde_json::from_str(rows)
             .map_err(|e| DataError::Invalid(format!("rows are not valid JSON: {e}")))?;
         let Value::Array(rows) = rows else {
@@ -461,14 +532,15 @@ impl DataCapability {
         }
         let columns = format!("{}, {}", quote_ident(TENANT_COLUMN), entity.columns());
         let per_statement = (MAX_BINDS_PER_STATEMENT / (fields.len() + 1)).max(1);
+        let table = self.table(entity).await?;
         let statements: Vec<Stmt> = values
             .chunks(per_statement)
             .map(|chunk| {
                 let mut stmt = Stmt::default();
-                stmt.sql(format!("INSERT INTO {} ({columns}) VALUES ", entity.table));
+                stmt.sql(format!("INSERT INTO {table} ({columns}) VALUES "));
                 for (i, row) in chunk.iter().enumerate() {
                     stmt.sql(if i == 0 { "(" } else { ", (" });
-                    stmt.bind(Param::Text(self.tenant.clone()));
+                    stmt.bind(Param::Text(self.tenant().to_string()));
                     for param in row {
                         stmt.sql(", ");
                         stmt.bind(param.clone());
@@ -484,50 +556,126 @@ impl DataCapability {
         Ok(inserted)
     }
 
-    /// `maintain`: runs a maintenance operation on one entity's table, or on every table the
-    /// job declares when `entity` is `None` (a job never touches tables it did not declare).
+    /// `maintain`: runs a maintenance operation on one entity's table, or, with `entity` `None`,
+    /// on the whole database (the operator's jobs) or on every table the job declares (a
+    /// tenant's: database-wide maintenance is the operator's).
     ///
-    /// SQLite: `VACUUM` (always the whole file: SQLite cannot vacuum one table), `ANALYZE t`,
-    /// `REINDEX t`. PostgreSQL: `VACUUM (ANALYZE) t`, `ANALYZE t`, `REINDEX TABLE t`.
+    /// SQLite: `VACUUM` (always the whole file: SQLite cannot vacuum one table, so a tenant's job
+    /// cannot), `ANALYZE t`, `REINDEX t`. PostgreSQL: `VACUUM (ANALYZE) t`, `ANALYZE t`,
+    /// `REINDEX TABLE t`. A tenant's job runs each operation on each table at most once per
+    /// [`TENANT_MAINTENANCE_EVERY`].
     pub async fn maintain(
         &self,
         op: MaintenanceOp,
         entity: Option<&str>,
     ) -> Result<String, DataError> {
-        let Some(name) = entity else {
-            return self.maintain_database(op).await;
+        let entities: Vec<&Entity> = match entity {
+            Some(name) => {
+                let e = self.entity(name)?;
+                Self::writable(e, "maintain")?;
+                vec![e]
+            }
+            None if self.namespace.is_operator() => return self.maintain_database(op).await,
+            // A tenant's "whole database" is its own tables.
+            None => {
+                let mut tables = BTreeSet::new();
+                self.entities
+                    .values()
+                    .filter(|e| e.builtin.is_none() && tables.insert(&e.decl.table))
+                    .collect()
+            }
         };
-        let e = self.entity(name)?;
-        let (table, quoted) = (e.decl.table.as_str(), e.table.as_str());
-        let (statements, summary): (Vec<String>, String) = match (self.db.dialect(), op) {
+        if entities.is_empty() {
+            return Err(DataError::Denied(
+                "maintenance of the whole database is the operator's; this job declares no \
+                 table of its own to maintain"
+                    .into(),
+            ));
+        }
+        let mut summaries = Vec::new();
+        for e in entities {
+            summaries.push(self.maintain_table(op, e).await?);
+        }
+        Ok(summaries.join("; "))
+    }
+
+    async fn maintain_table(&self, op: MaintenanceOp, e: &Entity) -> Result<String, DataError> {
+        let table = e.decl.table.as_str();
+        let quoted = self.table(e).await?;
+        let tenant_job = !self.namespace.is_operator();
+        let (statement, summary) = match (self.db.dialect(), op) {
+            (Dialect::Sqlite, MaintenanceOp::Vacuum) if tenant_job => {
+                return Err(DataError::Denied(
+                    "VACUUM on SQLite rewrites the whole database file, which only the \
+                     operator's jobs may do; use `maintain analyze` or `maintain reindex` on \
+                     your tables"
+                        .into(),
+                ))
+            }
             // SQLite vacuums whole files only.
             (Dialect::Sqlite, MaintenanceOp::Vacuum) => (
-                vec!["VACUUM".into()],
-                "VACUUM of the whole SQLite database".into(),
+                "VACUUM".to_string(),
+                "VACUUM of the whole SQLite database".to_string(),
             ),
             (Dialect::Postgres, MaintenanceOp::Vacuum) => (
-                vec![format!("VACUUM (ANALYZE) {quoted}")],
+                format!("VACUUM (ANALYZE) {quoted}"),
                 format!("VACUUM (ANALYZE) of {table}"),
             ),
-            (_, MaintenanceOp::Analyze) => (
-                vec![format!("ANALYZE {quoted}")],
-                format!("ANALYZE of {table}"),
-            ),
-            (Dialect::Sqlite, MaintenanceOp::Reindex) => (
-                vec![format!("REINDEX {quoted}")],
-                format!("REINDEX of {table}"),
-            ),
+            (_, MaintenanceOp::Analyze) => {
+                (format!("ANALYZE {quoted}"), format!("ANALYZE of {table}"))
+            }
+            (Dialect::Sqlite, MaintenanceOp::Reindex) => {
+                (format!("REINDEX {quoted}"), format!("REINDEX of {table}"))
+            }
             (Dialect::Postgres, MaintenanceOp::Reindex) => (
-                vec![format!("REINDEX TABLE {quoted}")],
+                format!("REINDEX TABLE {quoted}"),
                 format!("REINDEX TABLE of {table}"),
             ),
         };
-        self.run_maintenance(&statements).await?;
+        if tenant_job {
+            self.claim_maintenance(table, op).await?;
+        }
+        self.run_maintenance(std::slice::from_ref(&statement))
+            .await?;
         Ok(summary)
     }
 
-    /// Maintenance of the whole database (the WIT's `entity: none`).
+    /// Records that the tenant maintains `table` now, unless it did less than
+    /// [`TENANT_MAINTENANCE_EVERY`] ago (then `Denied`). One conditional upsert, so two
+    /// executions at once cannot both pass.
+    async fn claim_maintenance(&self, table: &str, op: MaintenanceOp) -> Result<(), DataError> {
+        let now = Utc::now();
+        let op_name = match op {
+            MaintenanceOp::Vacuum => "vacuum",
+            MaintenanceOp::Analyze => "analyze",
+            MaintenanceOp::Reindex => "reindex",
+        };
+        let claim = crate::store::sql::stmt(
+            "INSERT INTO maintenance_runs (tenant_id, target, op, last_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, target, op) DO UPDATE SET last_at = excluded.last_at \
+             WHERE maintenance_runs.last_at <= ?",
+            vec![
+                Param::Text(self.tenant().to_string()),
+                Param::Text(table.to_string()),
+                Param::Text(op_name.to_string()),
+                Param::DateTime(now),
+                Param::DateTime(now - TENANT_MAINTENANCE_EVERY),
+            ],
+        );
+        if self.execute(&claim).await? == 0 {
+            return Err(DataError::Denied(format!(
+                "`maintain {op_name}` of `{table}` ran less than {} minutes ago; a tenant's job \
+                 may run it once per {} minutes",
+                TENANT_MAINTENANCE_EVERY.num_minutes(),
+                TENANT_MAINTENANCE_EVERY.num_minutes()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Maintenance of the whole database (the WIT's `entity: none`): the operator's jobs only.
     async fn maintain_database(&self, op: MaintenanceOp) -> Result<String, DataError> {
+        debug_assert!(self.namespace.is_operator());
         let (statement, summary) = match (&self.db, op) {
             (Database::Sqlite(_), MaintenanceOp::Vacuum) => ("VACUUM".to_string(), "VACUUM"),
             (Database::Postgres(_), MaintenanceOp::Vacuum) => {
@@ -586,7 +734,7 @@ impl DataCapability {
         stmt: &mut Stmt,
     ) -> Result<(), DataError> {
         stmt.sql(format!(" WHERE {} = ", quote_ident(TENANT_COLUMN)));
-        stmt.bind(Param::Text(self.tenant.clone()));
+        stmt.bind(Param::Text(self.tenant().to_string()));
         if let Some(filter) = filter {
             if filter.nodes.len() > MAX_FILTER_NODES {
                 return Err(DataError::Invalid(format!(

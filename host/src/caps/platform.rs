@@ -95,6 +95,8 @@ impl PlatformConfig {
 /// What every execution on this host shares.
 pub struct Platform {
     db: Database,
+    /// The platform's PostgreSQL schema, asked once: tenants' namespaces are named after it.
+    schemas: crate::store::namespace::SchemaCache,
     recorder: crate::store::recorder::Recorder,
     config: PlatformConfig,
     integrations: reqwest::Client,
@@ -105,6 +107,7 @@ impl Platform {
     pub fn new(db: Database, config: PlatformConfig) -> Arc<Platform> {
         Arc::new(Platform {
             recorder: crate::store::recorder::Recorder::new(db.clone()),
+            schemas: Default::default(),
             db,
             config,
             integrations: h::client(),
@@ -132,8 +135,11 @@ impl Platform {
 
     /// The capabilities of one execution.
     pub fn caps(self: &Arc<Platform>, ctx: ExecContext) -> Result<JobCaps, DataError> {
+        let namespace =
+            crate::store::namespace::Namespace::with_cache(&self.db, &ctx.tenant, &self.schemas);
         let data =
-            DataCapability::new(self.db.clone(), &ctx.manifest.entities, ctx.tenant.clone())?;
+            DataCapability::in_namespace(self.db.clone(), &ctx.manifest.entities, namespace)?
+                .with_report_dir(&self.config.report_dir);
         let tz = ctx.manifest.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
         Ok(JobCaps {
             platform: self.clone(),
@@ -299,12 +305,16 @@ impl JobCaps {
         Ok(Delivery::Held(id))
     }
 
-    fn report_path(&self, id: &str, format: ReportFormat) -> PathBuf {
-        self.platform
-            .config
-            .report_dir
-            .join(&self.ctx.tenant)
-            .join(format!("{id}.{}", extension(format)))
+    fn report_path(&self, id: Uuid, format: ReportFormat) -> Result<PathBuf, CapError> {
+        store::report_path(
+            &self.platform.config.report_dir,
+            &self.ctx.tenant,
+            id,
+            extension(format),
+        )
+        .ok_or_else(|| {
+            CapError::Failed(format!("tenant `{}` has no report store", self.ctx.tenant))
+        })
     }
 }
 
@@ -585,7 +595,7 @@ impl report::Host for JobCaps {
                 .await
                 .map_err(|e| CapError::Failed(format!("rendering `{template}`: {e}")))?;
         let id = Uuid::new_v4();
-        let path = self.report_path(&id.to_string(), format);
+        let path = self.report_path(id, format)?;
         write_file(&path, &bytes).await?;
         let row = store::ReportRow {
             id,
@@ -595,7 +605,6 @@ impl report::Host for JobCaps {
             format: extension(format).to_string(),
             size: bytes.len() as i64,
             name: name.clone(),
-            path: path.to_string_lossy().into_owned(),
             created_at: now,
             expires_at: Some(now + self.platform.config.report_ttl),
         };
@@ -625,30 +634,15 @@ impl report::Host for JobCaps {
         let Ok(uuid) = Uuid::parse_str(&id) else {
             return Ok(false);
         };
-        let db = &self.platform.db;
-        let file = store::report_file(db, &self.ctx.tenant, uuid)
-            .await
-            .map_err(db_error("reports"))?;
-        let Some((_, _, path)) = file else {
-            return Ok(false);
-        };
-        // Only files inside the report directory are removed, whatever the row says.
-        let path = PathBuf::from(path);
-        if !path.as_os_str().is_empty() && path.starts_with(&self.platform.config.report_dir) {
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    return Err(CapError::Failed(format!(
-                        "deleting `{}`: {e}",
-                        path.display()
-                    )))
-                }
-            }
-        }
-        store::delete_report(db, &self.ctx.tenant, uuid)
-            .await
-            .map_err(db_error("reports"))
+        // The file is found from the report's id, under the report directory; never from a row.
+        store::remove_report(
+            &self.platform.db,
+            &self.platform.config.report_dir,
+            &self.ctx.tenant,
+            uuid,
+        )
+        .await
+        .map_err(|e| CapError::Failed(e.to_string()))
     }
 }
 

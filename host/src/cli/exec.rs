@@ -122,7 +122,7 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
             .prepare(&bytes)
             .with_context(|| format!("`{}` cannot run", args.component.display()))?;
         let manifest = job.manifest().clone();
-        store::entities::create_entity_tables(&db, &manifest.entities)
+        store::entities::create_entity_tables(&db, &args.tenant, &manifest.entities)
             .await
             .context("failed to create the job's entity tables")?;
         let registered = pstore::register_job(&db, &args.tenant, &manifest, &bytes, &crate::runtime::cache::hex(job.hash()))

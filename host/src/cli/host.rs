@@ -317,7 +317,12 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
                 args.tenant.clone(),
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-            store::entities::create_entity_tables(&db, &store::demo::example_entities()).await?;
+            store::entities::create_entity_tables(
+                &db,
+                &args.tenant,
+                &store::demo::example_entities(),
+            )
+            .await?;
             store::demo::seed(&data, now, chrono_tz::America::New_York)
                 .await
                 .map_err(|e| anyhow::anyhow!("loading the demo data failed: {e}"))?;

@@ -131,7 +131,7 @@ pub(super) fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        store::entities::create_entity_tables(&db, &entities)
+        store::entities::create_entity_tables(&db, &up.tenant, &entities)
             .await
             .context("failed to create the entity tables")?;
         if !entities.is_empty() {

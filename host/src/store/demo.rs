@@ -3,9 +3,11 @@
 //! (yesterday in the given timezone, relative to the given `now`) with orders on either side of
 //! that day, old and fresh reports and executions, and webhooks waiting for delivery.
 //!
-//! The rows go in through the [`DataCapability`], so they are checked against the entity
-//! declarations exactly like a job's inserts, and belong to the capability's tenant.
+//! The application's rows go in through the [`DataCapability`], so they are checked against the
+//! entity declarations exactly like a job's inserts, and land in the capability's tenant's
+//! namespace; the reports and executions are the platform's own rows, written through the store.
 
+use super::sql::Param;
 use crate::caps::data::{DataCapability, DataError};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -187,49 +189,70 @@ pub async fn seed(
         .insert("Order", &Value::Array(rows).to_string())
         .await?;
 
-    // Reports: two expired, one expiring later, one kept forever.
+    // Reports and executions are the platform's own tables: written through the store as the
+    // platform writes them (the data capability cannot write them).
+    // Reports: two expired, one expiring later, one kept forever (rows only: no file).
     let reports = [
         ("DailySalesReport", "pdf", 48_213, -40, Some(-10)),
         ("WeeklyInventoryReport", "csv", 3_904, -35, Some(-5)),
         ("DailySalesReport", "pdf", 47_530, -1, Some(29)),
         ("MonthlyBusinessSummary", "html", 12_288, -20, None),
     ];
-    let rows: Vec<Value> = reports
-        .iter()
-        .map(|(job, format, size, created, expires)| {
-            json!({ "id": id(), "job": job, "format": format, "size": size,
-                "created_at": ts(now + Duration::days(*created)),
-                "expires_at": expires.map(|d| ts(now + Duration::days(d))) })
-        })
-        .collect();
+    let db = data.database();
+    let tenant = data.tenant();
+    for (job, format, size, created, expires) in reports {
+        let report = super::platform::ReportRow {
+            id: Uuid::new_v4(),
+            tenant: tenant.to_string(),
+            job: job.to_string(),
+            execution_id: None,
+            format: format.to_string(),
+            size,
+            name: format!("demo-{}.{format}", job.to_lowercase()),
+            created_at: now + Duration::days(created),
+            expires_at: expires.map(|d| now + Duration::days(d)),
+        };
+        super::platform::insert_report(db, &report)
+            .await
+            .map_err(|e| DataError::Failed(format!("demo reports: {e}")))?;
+    }
     let expired_reports = reports
         .iter()
         .filter(|r| r.4.is_some_and(|d| d < 0))
         .count() as u64;
-    let n_reports = data
-        .insert("Report", &Value::Array(rows).to_string())
-        .await?;
 
-    // Job executions: old ones for cleanup, recent ones, one still running.
+    // Finished executions of the example's jobs: old ones for the cleanup job, recent ones.
     let executions = [
-        ("daily_sales_report", "completed", Some(-45)),
-        ("cleanup_expired_sessions", "completed", Some(-40)),
-        ("sync_inventory", "failed", Some(-31)),
-        ("daily_sales_report", "completed", Some(-1)),
-        ("retry_failed_webhooks", "failed", Some(-1)),
-        ("sync_inventory", "active", None),
+        ("DailySalesReport", "completed", -45),
+        ("CleanupExpiredSessions", "completed", -40),
+        ("SyncExternalInventory", "failed", -31),
+        ("DailySalesReport", "completed", -1),
+        ("ProcessPendingWebhooks", "failed", -1),
     ];
-    let rows: Vec<Value> = executions
+    let statements: Vec<_> = executions
         .iter()
         .map(|(job, status, days)| {
-            let started = days.map_or(now - Duration::minutes(2), |d| now + Duration::days(d));
-            json!({ "id": id(), "job_id": job, "status": status, "started_at": ts(started),
-                "finished_at": days.map(|_| ts(started + Duration::seconds(12))) })
+            let started = now + Duration::days(*days);
+            super::sql::stmt(
+                "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, trigger, \
+                 attempt, max_attempts, started_at, finished_at, duration_ms, created_at) \
+                 VALUES (?, ?, ?, ?, ?, 'demo', 1, 1, ?, ?, 12000, ?)",
+                vec![
+                    Param::Uuid(Uuid::new_v4()),
+                    Param::Text(tenant.to_string()),
+                    Param::Text(job.to_string()),
+                    Param::Text(job.to_string()),
+                    Param::Text(status.to_string()),
+                    Param::DateTime(started),
+                    Param::DateTime(started + Duration::seconds(12)),
+                    Param::DateTime(started),
+                ],
+            )
         })
         .collect();
-    let n_executions = data
-        .insert("JobExecution", &Value::Array(rows).to_string())
-        .await?;
+    let n_executions = super::rows::execute_all(db, &statements)
+        .await
+        .map_err(|e| DataError::Failed(format!("demo executions: {e}")))?;
 
     // Webhooks: three pending (0–2 attempts), two delivered, one given up.
     let webhooks = [
@@ -264,7 +287,7 @@ pub async fn seed(
         yesterday_orders: yesterdays.len() as u64,
         yesterday_revenue,
         yesterday: (y_start, y_end),
-        reports: n_reports,
+        reports: reports.len() as u64,
         expired_reports,
         job_executions: n_executions,
         webhooks: n_webhooks,

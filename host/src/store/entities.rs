@@ -1,7 +1,9 @@
 //! The tables behind a job's entity declarations.
 //!
-//! Every entity table gets the declared fields plus `tenant_id TEXT NOT NULL` and an index on
-//! it: the data capability scopes every statement by the execution's tenant. A declared primary
+//! A table lives in the namespace of the tenant whose job declares it ([`super::namespace`]);
+//! the built-in entities (`JobExecution`, `Report`) are the platform's own tables and are never
+//! created here. Every entity table gets the declared fields plus `tenant_id TEXT NOT NULL` and
+//! an index on it: the data capability also scopes every statement by the execution's tenant. A declared primary
 //! key becomes `PRIMARY KEY (tenant_id, key)`, so one tenant's keys never collide with (or reveal)
 //! another's.
 //!
@@ -16,7 +18,9 @@
 //! | `date`     | TEXT (`YYYY-MM-DD`) | DATE   |
 //! | `json`     | TEXT    | JSONB              |
 
+use super::namespace::{Namespace, NamespaceError};
 use super::{quote_ident, valid_identifier, Database, Dialect};
+use codeai_ir::platform::{builtin_entity, check_builtin_fields, check_table_name};
 use codeai_ir::{EntityDecl, FieldType};
 use std::collections::BTreeSet;
 
@@ -32,11 +36,31 @@ pub enum SchemaError {
     Database(#[from] sqlx::Error),
 }
 
-/// Checks that a declaration can be turned into a table safely: identifiers only, no duplicate
-/// fields, no field shadowing `tenant_id`, at most one primary key.
-pub(crate) fn check_declaration(decl: &EntityDecl) -> Result<(), String> {
-    if !valid_identifier(&decl.table) {
-        return Err(format!("table name `{}` is not an identifier", decl.table));
+impl From<NamespaceError> for SchemaError {
+    fn from(e: NamespaceError) -> SchemaError {
+        match e {
+            NamespaceError::Db(e) => SchemaError::Database(e),
+            NamespaceError::Name(message) => SchemaError::InvalidDeclaration {
+                entity: String::new(),
+                message,
+            },
+        }
+    }
+}
+
+/// Checks a declaration as the compiler did, for a manifest may be written by hand: the table
+/// name ([`check_table_name`]: no platform table, nothing a namespace could not hold), a
+/// built-in entity's fields against its shape, identifiers only, no duplicate fields, no field
+/// shadowing `tenant_id`, at most one primary key.
+pub fn check_declaration(decl: &EntityDecl) -> Result<(), String> {
+    check_table_name(&decl.table)?;
+    if let Some(builtin) = builtin_entity(&decl.table) {
+        let fields: Vec<(&str, FieldType, bool)> = decl
+            .fields
+            .iter()
+            .map(|f| (f.name.as_str(), f.ty, f.primary))
+            .collect();
+        check_builtin_fields(builtin, &fields)?;
     }
     let mut seen = BTreeSet::new();
     for field in &decl.fields {
@@ -76,13 +100,18 @@ pub fn column_type(ty: FieldType, dialect: Dialect) -> &'static str {
     }
 }
 
-/// The DDL statements for one entity: the table, then the tenant index.
-pub fn create_statements(decl: &EntityDecl, dialect: Dialect) -> Result<Vec<String>, SchemaError> {
+/// The DDL statements for one entity: the table, then the tenant index. `table` is the quoted,
+/// qualified name of the table in its namespace and `index` the index's (unquoted) name.
+pub fn create_statements(
+    decl: &EntityDecl,
+    dialect: Dialect,
+    table: &str,
+    index: &str,
+) -> Result<Vec<String>, SchemaError> {
     check_declaration(decl).map_err(|message| SchemaError::InvalidDeclaration {
         entity: decl.name.clone(),
         message,
     })?;
-    let table = quote_ident(&decl.table);
     let tenant = quote_ident(TENANT_COLUMN);
     let mut columns = vec![format!("{tenant} TEXT NOT NULL")];
     for field in &decl.fields {
@@ -99,7 +128,7 @@ pub fn create_statements(decl: &EntityDecl, dialect: Dialect) -> Result<Vec<Stri
             quote_ident(&primary.name)
         ));
     }
-    let index = quote_ident(&format!("{}_tenant_idx", truncate(&decl.table, 52)));
+    let index = quote_ident(truncate(index, 63));
     Ok(vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {table} ({})",
@@ -114,20 +143,32 @@ fn truncate(s: &str, max: usize) -> &str {
     &s[..s.len().min(max)]
 }
 
-/// Creates the tables (and tenant indexes) the given entities need, if they do not exist yet.
-/// Entities sharing a table name are created once (the first declaration wins).
+/// Creates the tables (and tenant indexes) the given entities need in `tenant`'s namespace, if
+/// they do not exist yet. Entities sharing a table name are created once (the first declaration
+/// wins); built-in entities are the platform's tables and are skipped.
 ///
 /// An existing table is left as it is: columns added to a declaration later are not migrated.
 pub async fn create_entity_tables(
     db: &Database,
+    tenant: &str,
     entities: &[EntityDecl],
 ) -> Result<(), SchemaError> {
+    let namespace = Namespace::new(db, tenant);
     let mut tables = BTreeSet::new();
     for decl in entities {
-        if !tables.insert(decl.table.clone()) {
+        check_declaration(decl).map_err(|message| SchemaError::InvalidDeclaration {
+            entity: decl.name.clone(),
+            message,
+        })?;
+        if builtin_entity(&decl.table).is_some() || !tables.insert(decl.table.clone()) {
             continue;
         }
-        for statement in create_statements(decl, db.dialect())? {
+        if tables.len() == 1 {
+            namespace.create(db).await?;
+        }
+        let table = namespace.table(db, &decl.table).await?;
+        let index = namespace.index_name(&decl.table);
+        for statement in create_statements(decl, db.dialect(), &table, &index)? {
             match db {
                 Database::Sqlite(pool) => {
                     sqlx::raw_sql(&statement).execute(pool).await?;
@@ -165,7 +206,13 @@ mod tests {
                 field("expires_at", FieldType::Datetime, false, true),
             ],
         };
-        let sqlite = create_statements(&decl, Dialect::Sqlite).unwrap();
+        let sqlite = create_statements(
+            &decl,
+            Dialect::Sqlite,
+            "\"sessions\"",
+            "sessions_tenant_idx",
+        )
+        .unwrap();
         assert_eq!(
             sqlite[0],
             "CREATE TABLE IF NOT EXISTS \"sessions\" (\"tenant_id\" TEXT NOT NULL, \"id\" TEXT NOT NULL, \"expires_at\" TEXT, PRIMARY KEY (\"tenant_id\", \"id\"))"
@@ -174,7 +221,7 @@ mod tests {
             sqlite[1],
             "CREATE INDEX IF NOT EXISTS \"sessions_tenant_idx\" ON \"sessions\" (\"tenant_id\")"
         );
-        let pg = create_statements(&decl, Dialect::Postgres).unwrap();
+        let pg = create_statements(&decl, Dialect::Postgres, "\"sessions\"", "i").unwrap();
         assert!(pg[0].contains("\"id\" UUID NOT NULL, \"expires_at\" TIMESTAMPTZ,"));
     }
 
@@ -185,10 +232,27 @@ mod tests {
             table: "x; DROP TABLE y".into(),
             fields: vec![field("a", FieldType::Int, false, false)],
         };
-        assert!(create_statements(&decl, Dialect::Sqlite).is_err());
+        assert!(check_declaration(&decl).is_err());
+        for table in [
+            "tokens",
+            "Tokens",
+            "tenant_acme__x",
+            "x__y",
+            "sqlite_master",
+        ] {
+            decl.table = table.into();
+            assert!(check_declaration(&decl).is_err(), "{table}");
+        }
         decl.table = "x".into();
+        assert!(check_declaration(&decl).is_ok());
         decl.fields
             .push(field("tenant_id", FieldType::String, false, false));
-        assert!(create_statements(&decl, Dialect::Sqlite).is_err());
+        assert!(check_declaration(&decl).is_err());
+        decl.table = "reports".into();
+        decl.fields = vec![field("path", FieldType::String, false, false)];
+        assert!(
+            check_declaration(&decl).is_err(),
+            "a report's path is not readable"
+        );
     }
 }

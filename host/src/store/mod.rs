@@ -8,6 +8,7 @@
 pub mod demo;
 pub mod entities;
 pub mod migrate;
+pub mod namespace;
 pub mod platform;
 pub mod recorder;
 pub mod rows;

@@ -14,7 +14,8 @@ use uuid::Uuid;
 /// The tenant that owns everything when no other is named (created by the first migration).
 pub const DEFAULT_TENANT: &str = "default";
 
-use super::rows::execute;
+use super::rows::{execute, fetch_one, RowExt as _};
+use std::path::{Path, PathBuf};
 
 /// The first column of the first row, as text.
 async fn fetch_text(db: &Database, s: &Stmt) -> Result<Option<String>, sqlx::Error> {
@@ -338,7 +339,6 @@ pub struct ReportRow {
     pub format: String,
     pub size: i64,
     pub name: String,
-    pub path: String,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -357,7 +357,8 @@ pub async fn insert_report(db: &Database, r: &ReportRow) -> Result<(), sqlx::Err
                 text(&r.format),
                 Param::Int(r.size),
                 text(&r.name),
-                text(&r.path),
+                // The file is found from the id ([`report_path`]), never from a row.
+                Param::Null(FieldType::String),
                 Param::DateTime(r.created_at),
                 opt_time(r.expires_at),
             ],
@@ -367,38 +368,63 @@ pub async fn insert_report(db: &Database, r: &ReportRow) -> Result<(), sqlx::Err
     Ok(())
 }
 
-/// The stored file of a tenant's report: `(name, format, path)`.
+/// Where the file of a report is: `<dir>/<tenant>/<id>.<format>`, computed from the report's
+/// identity alone, never read from a row (a row is data a job might have written). `None` when
+/// the format is not one the platform writes or the tenant id is not a tenant name, so the path
+/// has no `..`, no separator and no other surprise.
+pub fn report_path(dir: &Path, tenant: &str, id: Uuid, format: &str) -> Option<PathBuf> {
+    let tenant_ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let format_ok = matches!(format, "pdf" | "csv" | "html");
+    (tenant_ok && format_ok).then(|| {
+        dir.join(tenant)
+            .join(format!("{}.{format}", id.hyphenated()))
+    })
+}
+
+/// The name and format of a tenant's report.
 pub async fn report_file(
     db: &Database,
     tenant: &str,
     id: Uuid,
-) -> Result<Option<(String, String, String)>, sqlx::Error> {
-    let s = stmt(
-        "SELECT name, format, path FROM reports WHERE tenant_id = ? AND id = ?",
-        vec![text(tenant), Param::Uuid(id)],
-    );
-    Ok(match db {
-        Database::Sqlite(pool) => match sqlite_builder(&s).build().fetch_optional(pool).await? {
-            Some(row) => Some((
-                row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                row.try_get(1)?,
-                row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-            )),
-            None => None,
-        },
-        Database::Postgres(pool) => match pg_builder(&s).build().fetch_optional(pool).await? {
-            Some(row) => Some((
-                row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                row.try_get(1)?,
-                row.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-            )),
-            None => None,
-        },
-    })
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = fetch_one(
+        db,
+        &stmt(
+            "SELECT name, format FROM reports WHERE tenant_id = ? AND id = ?",
+            vec![text(tenant), Param::Uuid(id)],
+        ),
+    )
+    .await?;
+    Ok(row.map(|r| {
+        (
+            r.text("name").unwrap_or_default(),
+            r.text("format").unwrap_or_default(),
+        )
+    }))
 }
 
-/// Deletes a tenant's report row; true if there was one.
-pub async fn delete_report(db: &Database, tenant: &str, id: Uuid) -> Result<bool, sqlx::Error> {
+/// Deletes a tenant's report: its file (at [`report_path`] under `dir`), then its row. True if
+/// there was one.
+pub async fn remove_report(
+    db: &Database,
+    dir: &Path,
+    tenant: &str,
+    id: Uuid,
+) -> Result<bool, RemoveReportError> {
+    let Some((_, format)) = report_file(db, tenant, id).await? else {
+        return Ok(false);
+    };
+    if let Some(path) = report_path(dir, tenant, id, &format) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RemoveReportError::File(id, e)),
+        }
+    }
     let n = execute(
         db,
         &stmt(
@@ -408,6 +434,15 @@ pub async fn delete_report(db: &Database, tenant: &str, id: Uuid) -> Result<bool
     )
     .await?;
     Ok(n > 0)
+}
+
+/// Why a report could not be removed.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveReportError {
+    #[error("deleting the file of report {0}: {1}")]
+    File(Uuid, std::io::Error),
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,27 +50,36 @@ pub(crate) async fn fetch_one(db: &Database, s: &Stmt) -> Result<Option<JsonRow>
 
 /// Runs statements in order in one transaction; returns the rows they changed.
 pub(crate) async fn execute_all(db: &Database, stmts: &[Stmt]) -> Result<u64, sqlx::Error> {
-    let mut changed = 0;
+    Ok(execute_each(db, stmts).await?.iter().sum())
+}
+
+/// [`execute_all`], returning the rows each statement changed.
+pub(crate) async fn execute_each(db: &Database, stmts: &[Stmt]) -> Result<Vec<u64>, sqlx::Error> {
+    let mut changed = Vec::with_capacity(stmts.len());
     match db {
         Database::Sqlite(pool) => {
             let mut tx = pool.begin().await?;
             for s in stmts {
-                changed += sqlite_builder(s)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                changed.push(
+                    sqlite_builder(s)
+                        .build()
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                );
             }
             tx.commit().await?;
         }
         Database::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             for s in stmts {
-                changed += pg_builder(s)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                changed.push(
+                    pg_builder(s)
+                        .build()
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                );
             }
             tx.commit().await?;
         }

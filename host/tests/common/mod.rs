@@ -91,10 +91,20 @@ where
     .expect("connect to the schema");
     let outcome = tokio::spawn(scenario(db.clone())).await;
     db.close().await;
-    sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-        .execute(&admin)
-        .await
-        .expect("drop schema");
+    // The schema, and the tenants' schemas named after it (`<schema>_tenant_<tenant>`).
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::TEXT FROM pg_namespace WHERE nspname = $1 OR nspname LIKE $1 || '\\_%'",
+    )
+    .bind(&schema)
+    .fetch_all(&admin)
+    .await
+    .expect("list schemas");
+    for s in schemas {
+        sqlx::raw_sql(&format!("DROP SCHEMA \"{s}\" CASCADE"))
+            .execute(&admin)
+            .await
+            .expect("drop schema");
+    }
     admin.close().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
