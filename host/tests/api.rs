@@ -638,18 +638,13 @@ async fn a_tenant_sees_and_changes_only_its_own(db: Database) {
     assert_ne!(own["id"], job_id.as_str());
 
     // A job of globex cannot read acme's rows: its cleanup deletes nothing of acme's.
+    // acme's sessions, in acme's namespace.
     let expired = |db: Database| async move {
-        let sql = "SELECT COUNT(*) FROM sessions WHERE tenant_id = 'acme'";
-        match &db {
-            Database::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(p)
-                .await
-                .unwrap(),
-            Database::Postgres(p) => sqlx::query_scalar::<_, i64>(sql)
-                .fetch_one(p)
-                .await
-                .unwrap(),
-        }
+        codeai_host::caps::data::DataCapability::new(db, &demo::example_entities(), "acme")
+            .unwrap()
+            .count("Session", None)
+            .await
+            .unwrap() as i64
     };
     let before = expired(db.clone()).await;
     let (_, run) = t.post(&b, "/jobs/CleanupExpiredSessions/run", None).await;
