@@ -9,6 +9,7 @@ pub mod demo;
 pub mod entities;
 pub mod migrate;
 pub mod platform;
+pub mod quotas;
 pub mod recorder;
 pub mod rows;
 pub mod sql;
