@@ -8,3 +8,4 @@
 #[macro_use]
 mod common;
 mod support;
+mod uploads;
