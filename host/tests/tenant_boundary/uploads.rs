@@ -205,55 +205,6 @@ async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db:
     let _ = std::fs::remove_dir_all(cache_dir);
 }
 
-async fn a_version_a_pending_task_will_run_is_kept(db: Database) {
-    let (t, cache_dir) = host(&db).await;
-    let token = tenant(&db, "acme").await;
-    tenants::set_quotas(&db, "acme", None, Some(Some(2)), None)
-        .await
-        .unwrap();
-    let components: Vec<Vec<u8>> = (1..=5).map(|n| noop("Held", n)).collect();
-    let body = t.upload_ok(&token, components[0].clone()).await;
-    let job_id = body["id"].as_str().unwrap().to_string();
-    // A run of version 1 waiting for its time (as a later fire or a retry's delay would).
-    let task = t
-        .host()
-        .queue
-        .enqueue(&NewTask {
-            id: None,
-            tenant: "acme".into(),
-            job_id: job_id.clone(),
-            job_name: "Held".into(),
-            job_version: Some(1),
-            queue: "default".into(),
-            trigger: "schedule".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: chrono::Utc::now() + chrono::Duration::hours(1),
-            max_attempts: 1,
-            exclusive: false,
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    for bytes in &components[1..4] {
-        t.upload_ok(&token, bytes.clone()).await;
-    }
-    let stored = quotas::versions(&db, &job_id).await.unwrap();
-    assert_eq!(numbers(&stored), vec![1, 3, 4]);
-    assert!(artifact(&cache_dir, &components[0]).exists());
-    assert!(!artifact(&cache_dir, &components[1]).exists());
-
-    // Once nothing will run it, the next upload prunes it.
-    assert!(t.host().queue.cancel_pending(task).await.unwrap());
-    let body = t.upload_ok(&token, components[4].clone()).await;
-    assert_eq!(body["pruned_versions"], json!([1, 3]), "{body}");
-    let stored = quotas::versions(&db, &job_id).await.unwrap();
-    assert_eq!(numbers(&stored), vec![4, 5]);
-    assert!(!artifact(&cache_dir, &components[0]).exists());
-    t.stop().await;
-    let _ = std::fs::remove_dir_all(cache_dir);
-}
-
 async fn a_refused_upload_leaves_no_row_and_no_compiled_artifact(db: Database) {
     let (t, cache_dir) = host(&db).await;
     let token = tenant(&db, "acme").await;
@@ -381,10 +332,72 @@ async fn made_up_methods_and_paths_make_no_new_metric_series(db: Database) {
     t.stop().await;
 }
 
+/// The versions pending tasks will run come from the queue: on Redis too.
+mod held {
+    use super::*;
+    use codeai_host::queue::RedisQueue;
+
+    async fn a_version_a_pending_task_will_run_is_kept(db: Database, redis: Option<RedisQueue>) {
+        let cache = std::env::temp_dir().join(common::unique("codeai_uploads_cache"));
+        let cache_dir = cache.clone();
+        let t = TestHost::start(db.clone(), move |c| {
+            c.runtime.cache_dir = cache;
+            c.redis = redis;
+        })
+        .await;
+        let token = tenant(&db, "acme").await;
+        tenants::set_quotas(&db, "acme", None, Some(Some(2)), None)
+            .await
+            .unwrap();
+        let components: Vec<Vec<u8>> = (1..=5).map(|n| noop("Held", n)).collect();
+        let body = t.upload_ok(&token, components[0].clone()).await;
+        let job_id = body["id"].as_str().unwrap().to_string();
+        // A run of version 1 waiting for its time (as a later fire or a retry's delay would).
+        let task = t
+            .host()
+            .queue
+            .enqueue(&NewTask {
+                id: None,
+                tenant: "acme".into(),
+                job_id: job_id.clone(),
+                job_name: "Held".into(),
+                job_version: Some(1),
+                queue: "default".into(),
+                trigger: "schedule".into(),
+                input: "{}".into(),
+                fire_at: None,
+                run_after: chrono::Utc::now() + chrono::Duration::hours(1),
+                max_attempts: 1,
+                exclusive: false,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        for bytes in &components[1..4] {
+            t.upload_ok(&token, bytes.clone()).await;
+        }
+        let stored = quotas::versions(&db, &job_id).await.unwrap();
+        assert_eq!(numbers(&stored), vec![1, 3, 4]);
+        assert!(artifact(&cache_dir, &components[0]).exists());
+        assert!(!artifact(&cache_dir, &components[1]).exists());
+
+        // Once nothing will run it, the next upload prunes it.
+        assert!(t.host().queue.cancel_pending(task).await.unwrap());
+        let body = t.upload_ok(&token, components[4].clone()).await;
+        assert_eq!(body["pruned_versions"], json!([1, 3]), "{body}");
+        let stored = quotas::versions(&db, &job_id).await.unwrap();
+        assert_eq!(numbers(&stored), vec![4, 5]);
+        assert!(!artifact(&cache_dir, &components[0]).exists());
+        t.stop().await;
+        let _ = std::fs::remove_dir_all(cache_dir);
+    }
+
+    on_every_backend!(a_version_a_pending_task_will_run_is_kept);
+}
+
 on_both_databases!(
     over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason,
     versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts,
-    a_version_a_pending_task_will_run_is_kept,
     a_refused_upload_leaves_no_row_and_no_compiled_artifact,
     made_up_methods_and_paths_make_no_new_metric_series,
 );
