@@ -219,8 +219,9 @@ pub async fn sync_jobs(db: &Database, scheduler: &Scheduler) -> anyhow::Result<(
 }
 
 impl Host {
-    /// Registers components for `tenant` (a changed component becomes a new version), creates
-    /// the tables of their entities, and schedules them.
+    /// Registers components for `tenant` (a changed component becomes a new version, and the
+    /// versions beyond those the tenant keeps are pruned), creates the tables of their
+    /// entities, and schedules them.
     pub async fn register(
         &self,
         tenant: &str,
@@ -250,7 +251,14 @@ impl Host {
         // The tables first: a job never runs before the tables it declares exist.
         store::entities::create_entity_tables(&self.db, tenant, &entities).await?;
         for (job, bytes) in prepared {
-            out.push(register_prepared(&self.db, &self.scheduler, tenant, &job, bytes, now).await?);
+            let reg =
+                register_prepared(&self.db, &self.scheduler, tenant, &job, bytes, now).await?;
+            if reg.new_version {
+                // The operator registers: no job or byte quota, but the versions kept apply.
+                let quotas = self.api.config.quotas.of_tenant(&self.db, tenant).await?;
+                self.api.job_storage().prune(&reg.job_id, &quotas).await?;
+            }
+            out.push(reg);
         }
         Ok(out)
     }

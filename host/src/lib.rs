@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod executor;
 pub mod notify;
 pub mod queue;
+pub mod quotas;
 pub mod report;
 pub mod runtime;
 pub mod scheduler;

@@ -143,6 +143,11 @@ impl Components {
         lock(&self.cache).insert(key, job.clone());
         Ok(job)
     }
+
+    /// Forgets job versions that are no longer stored (pruned, or their job deleted).
+    pub fn forget(&self, job_id: &str, versions: &[i64]) {
+        lock(&self.cache).retain(|(job, version), _| job != job_id || !versions.contains(version));
+    }
 }
 
 /// The pool.
@@ -289,6 +294,12 @@ impl WorkerPool {
     pub fn notify(&self) {
         lock(&self.feed).woken = true;
         self.kick.notify_one();
+    }
+
+    /// Forgets the compiled components of job versions no longer stored (executions running
+    /// them finish).
+    pub fn forget_versions(&self, job_id: &str, versions: &[i64]) {
+        self.components.forget(job_id, versions);
     }
 
     /// Slots in the pool and slots running an execution.
@@ -640,7 +651,8 @@ impl WorkerPool {
             Ok(job) => job,
             Err(e) if is_row_not_found(&e) => {
                 // The job was deleted: nothing can run this task, now or later.
-                let error = "the job's component is gone (the job was deleted)";
+                let error = "the job's component is gone: the job was deleted, or this version \
+                             was pruned (a tenant keeps its newest versions); run the job again";
                 self.queue.finish(task.id, "failed", Some(error)).await?;
                 return Ok(Ended::Handled);
             }

@@ -19,6 +19,7 @@ pub mod upload;
 
 use crate::executor::Executor;
 use crate::queue::Queue;
+use crate::quotas::{JobStorage, Quotas};
 use crate::scheduler::Scheduler;
 use crate::store::Database;
 use crate::worker::WorkerPool;
@@ -42,6 +43,10 @@ pub struct ApiConfig {
     /// The URL download links start with (`CODEAI_PUBLIC_URL`; default: from the request's
     /// `Host`).
     pub public_url: Option<String>,
+    /// The upload quotas of a tenant without its own (`CODEAI_TENANT_MAX_JOBS`,
+    /// `CODEAI_TENANT_MAX_VERSIONS`, `CODEAI_TENANT_MAX_BYTES`; default 100 jobs, 10 versions
+    /// kept, 256 MiB).
+    pub quotas: Quotas,
 }
 
 impl Default for ApiConfig {
@@ -52,6 +57,7 @@ impl Default for ApiConfig {
             max_json: 1 << 20,
             download_ttl: Duration::from_secs(900),
             public_url: None,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -82,6 +88,7 @@ impl ApiConfig {
                 .ok()
                 .filter(|u| !u.trim().is_empty())
                 .map(|u| u.trim().trim_end_matches('/').to_string()),
+            quotas: Quotas::from_env()?,
         })
     }
 }
@@ -99,6 +106,8 @@ pub struct ApiState {
     pub signing_key: Vec<u8>,
     pub(crate) tokens: auth::TokenCache,
     pub(crate) metrics: system::HttpMetrics,
+    /// One upload at a time per tenant, from its quota check to its registration.
+    pub(crate) uploads: upload::UploadLocks,
 }
 
 impl ApiState {
@@ -121,7 +130,18 @@ impl ApiState {
             signing_key,
             tokens: auth::TokenCache::default(),
             metrics: system::HttpMetrics::default(),
+            uploads: upload::UploadLocks::default(),
         }))
+    }
+
+    /// What holds the jobs' versions, for pruning and deleting them.
+    pub fn job_storage(&self) -> JobStorage<'_> {
+        JobStorage {
+            db: &self.db,
+            queue: &self.queue,
+            executor: &self.executor,
+            pool: &self.pool,
+        }
     }
 }
 

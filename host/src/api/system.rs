@@ -8,7 +8,7 @@ use super::page::{fetch_newest_first, page_limit, IdColumn};
 use super::ApiState;
 use crate::store::rows::{fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -255,16 +255,38 @@ pub(super) async fn outbox(
 // Metrics
 // ---------------------------------------------------------------------------------------------
 
-/// Requests answered by this process, by method and status.
+/// Requests answered by this process, by method, route and status. Every label comes from a
+/// closed set, so a client cannot make series by sending made-up methods or paths: the method
+/// is one of [`method_label`]'s, the route is a template of the router (`/jobs/{id}`) or
+/// `unmatched`, the status one of the few this API answers.
 #[derive(Default)]
-pub(crate) struct HttpMetrics(Mutex<BTreeMap<(String, u16), u64>>);
+pub(crate) struct HttpMetrics(Mutex<BTreeMap<(&'static str, String, u16), u64>>);
+
+/// The method as a label: the methods this API knows, every other one `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
 
 pub(super) async fn count_requests(
     State(state): State<Arc<ApiState>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let response = next.run(req).await;
     let status = response.status().as_u16();
     *state
@@ -272,7 +294,7 @@ pub(super) async fn count_requests(
         .0
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .entry((method, status))
+        .entry((method, route, status))
         .or_default() += 1;
     response
 }
@@ -446,9 +468,11 @@ pub(super) async fn metrics(
         );
     }
 
-    out.push_str("# HELP http_requests_total Requests answered by this process.\n");
+    out.push_str(
+        "# HELP http_requests_total Requests answered by this process, by method, route and status.\n",
+    );
     out.push_str("# TYPE http_requests_total counter\n");
-    let requests: Vec<((String, u16), u64)> = state
+    let requests: Vec<((&str, String, u16), u64)> = state
         .metrics
         .0
         .lock()
@@ -456,10 +480,11 @@ pub(super) async fn metrics(
         .iter()
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    for ((method, status), n) in requests {
+    for ((method, route, status), n) in requests {
         let _ = writeln!(
             out,
-            "http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}"
+            "http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
+            label(&route)
         );
     }
     Ok((

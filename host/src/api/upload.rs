@@ -3,14 +3,19 @@
 //! An upload is checked before anything is stored, and refused with the reason
 //! ([`check_component`]): not a component, no or an invalid manifest, an IR version this host
 //! does not run, imports outside the `codeai:host` interfaces, a component that does not fit
-//! the `job` world, too large, an entity outside the tenant's namespace. A valid upload registers the job for the caller's tenant, or
-//! adds a version when the job exists (executions keep the version they ran).
+//! the `job` world, too large, an entity outside the tenant's namespace, beyond the tenant's
+//! quotas ([`crate::quotas`]). A valid upload registers the job for the caller's tenant, or adds
+//! a version when the job exists (executions keep the version they ran) and prunes the versions
+//! beyond those the tenant keeps. A refused upload leaves nothing: no row, no compiled artifact,
+//! no `InstancePre`.
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
 use super::jobs::find_job_row;
 use super::ApiState;
-use crate::runtime::RuntimeError;
+use crate::caps::platform::JobCaps;
+use crate::quotas::{self, Exceeded, QuotaError, Quotas};
+use crate::runtime::{PreparedJob, RuntimeError};
 use crate::store::rows::{execute, RowExt};
 use crate::store::sql::{stmt, Param};
 use crate::store::{self, platform as pstore};
@@ -21,6 +26,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -38,6 +44,9 @@ pub struct Uploaded {
     /// False when the same component was uploaded already (nothing changed).
     pub new_version: bool,
     pub next_run_at: Option<String>,
+    /// Older versions of the job pruned by this upload (beyond the versions its tenant keeps,
+    /// and used by nothing); their executions keep the version number.
+    pub pruned_versions: Vec<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -119,15 +128,30 @@ fn refused((code, message): Refusal) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
 }
 
+/// Checks what the manifest alone decides, before anything is compiled or stored: one line per
+/// check (add yours).
+fn check_manifest(_state: &ApiState, manifest: &codeai_ir::Manifest) -> Result<(), Refusal> {
+    crate::scheduler::fires_of(&manifest.schedule, &manifest.timezone)
+        .map_err(|e| ("invalid_manifest", e.to_string()))?;
+    Ok(())
+}
+
 /// Upload a compiled job (`codeai build` output): registers it, or adds a version.
+///
+/// Everything the manifest and the tenant's quotas decide is checked before the component is
+/// compiled; when anything fails after, what the compile left (its artifact, its `InstancePre`)
+/// is removed unless a stored version has the same component. A new version beyond the versions
+/// kept prunes the oldest that nothing uses.
 #[utoipa::path(post, path = "/jobs", tag = "jobs", params(UploadParams),
     request_body(description = "A job component built by `codeai build`",
         content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream"))),
     responses((status = 201, body = Uploaded, description = "A new job or a new version"),
         (status = 200, body = Uploaded, description = "The same component was there already"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody, description = "Larger than the server accepts, or beyond the tenant's storage quota"),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "Not a valid job component, or beyond the tenant's job quota")),
     security(("bearer" = [])))]
 pub(super) async fn upload(
     State(state): State<Arc<ApiState>>,
@@ -136,6 +160,44 @@ pub(super) async fn upload(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
+    check_media_type(&headers)?;
+    let bytes = check_size(&state, body)?;
+    let tenant = upload_tenant(&state, &auth, params.tenant).await?;
+    let manifest = check_component(&bytes).map_err(refused)?;
+    check_manifest(&state, &manifest).map_err(refused)?;
+    let _one_at_a_time = state.uploads.lock(&tenant).await;
+    let quotas = check_quotas(&state, &tenant, &manifest.name, &bytes).await?;
+    let job = compile(&state, &bytes).await?;
+    let reg = match store_job(&state, &tenant, &job, &bytes).await {
+        Ok(reg) => reg,
+        Err(e) => {
+            discard(&state, job.hash()).await;
+            return Err(e);
+        }
+    };
+    let pruned = prune(&state, &reg, &quotas).await;
+    tracing::info!(job = %manifest.name, %tenant, version = reg.version, ?pruned, "job uploaded");
+    Ok((
+        if reg.new_version {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(Uploaded {
+            id: reg.job_id,
+            name: manifest.name.clone(),
+            tenant,
+            version: reg.version,
+            new_version: reg.new_version,
+            next_run_at: reg
+                .next_run_at
+                .map(|t| crate::store::sql::datetime_text(&t)),
+            pruned_versions: pruned,
+        }),
+    ))
+}
+
+fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -149,6 +211,13 @@ pub(super) async fn upload(
             "send the component as `Content-Type: application/wasm`",
         ));
     }
+    Ok(())
+}
+
+fn check_size(
+    state: &ApiState,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
     let bytes = body.map_err(|e| {
         let mut err: ApiError = e.into();
         if err.status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -171,7 +240,16 @@ pub(super) async fn upload(
             ),
         ));
     }
-    let tenant = match (auth.scope(), params.tenant) {
+    Ok(bytes)
+}
+
+/// The tenant an upload is for: the token's, or the admin's `?tenant=` (default `default`).
+async fn upload_tenant(
+    state: &ApiState,
+    auth: &Auth,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
+    Ok(match (auth.scope(), asked) {
         (Some(t), None) => t.to_string(),
         (Some(t), Some(asked)) if asked == t => asked,
         (Some(_), Some(asked)) => return Err(ApiError::not_found("tenant", &asked)),
@@ -182,57 +260,120 @@ pub(super) async fn upload(
             }
             asked
         }
-    };
-    check_component(&bytes).map_err(refused)?;
-    // Compiling takes a while: off the async threads.
-    let executor = state.executor.clone();
-    let owned = bytes.clone();
-    let job = tokio::task::spawn_blocking(move || executor.runtime().prepare(&owned))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| match e {
-            RuntimeError::Link(_) => refused(("wrong_world", e.to_string())),
-            RuntimeError::Manifest(m) => refused(("invalid_manifest", m.to_string())),
-            other => ApiError::internal(other),
-        })?;
-    let manifest = job.manifest_arc();
-    if let Err(e) = crate::scheduler::fires_of(&manifest.schedule, &manifest.timezone) {
-        return Err(refused(("invalid_manifest", e.to_string())));
-    }
-    store::entities::create_entity_tables(&state.db, &tenant, &manifest.entities)
-        .await
-        .map_err(|e| refused(("invalid_manifest", e.to_string())))?;
-    let reg = crate::app::register_prepared(
-        &state.db,
-        &state.scheduler,
-        &tenant,
-        &job,
-        &bytes,
-        Utc::now(),
-    )
-    .await?;
-    tracing::info!(job = %manifest.name, %tenant, version = reg.version, "job uploaded");
-    Ok((
-        if reg.new_version {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        },
-        Json(Uploaded {
-            id: reg.job_id,
-            name: manifest.name.clone(),
-            tenant,
-            version: reg.version,
-            new_version: reg.new_version,
-            next_run_at: reg
-                .next_run_at
-                .map(|t| crate::store::sql::datetime_text(&t)),
-        }),
-    ))
+    })
 }
 
-/// Delete a job: it stops firing, its queued runs are cancelled; past executions and reports
-/// stay.
+/// The tenant's quotas, when the upload fits them; `quota_exceeded` (422 for the job quota,
+/// 413 for the storage quota) when it does not.
+async fn check_quotas(
+    state: &ApiState,
+    tenant: &str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Quotas, ApiError> {
+    let quotas = state.config.quotas.of_tenant(&state.db, tenant).await?;
+    match quotas::check_upload(&state.db, &state.queue, &quotas, tenant, name, bytes).await {
+        Ok(()) => Ok(quotas),
+        Err(e) => Err(quota_refused(e)),
+    }
+}
+
+fn quota_refused(e: QuotaError) -> ApiError {
+    match e {
+        QuotaError::Exceeded(e) => {
+            let status = match e {
+                Exceeded::Jobs { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                Exceeded::Bytes { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            };
+            ApiError::new(status, "quota_exceeded", e.to_string())
+        }
+        QuotaError::Failed(e) => e.into(),
+    }
+}
+
+/// Compiles and links the component (off the async threads: it takes a while). A component
+/// that does not compile or link leaves nothing behind.
+async fn compile(state: &ApiState, bytes: &Bytes) -> Result<Arc<PreparedJob<JobCaps>>, ApiError> {
+    let executor = state.executor.clone();
+    let owned = bytes.clone();
+    let prepared = tokio::task::spawn_blocking(move || executor.runtime().prepare(&owned))
+        .await
+        .map_err(ApiError::internal)?;
+    match prepared {
+        Ok(job) => Ok(job),
+        Err(e) => {
+            // A component that does not link was compiled and written already.
+            discard(state, &crate::runtime::cache::sha256(bytes)).await;
+            Err(match e {
+                RuntimeError::Link(_) => refused(("wrong_world", e.to_string())),
+                RuntimeError::Manifest(m) => refused(("invalid_manifest", m.to_string())),
+                other => ApiError::internal(other),
+            })
+        }
+    }
+}
+
+/// Creates the tables of the job's entities and registers it (a new job or a new version).
+async fn store_job(
+    state: &ApiState,
+    tenant: &str,
+    job: &PreparedJob<JobCaps>,
+    bytes: &[u8],
+) -> Result<crate::app::Registered, ApiError> {
+    store::entities::create_entity_tables(&state.db, tenant, &job.manifest().entities)
+        .await
+        .map_err(|e| refused(("invalid_manifest", e.to_string())))?;
+    Ok(
+        crate::app::register_prepared(&state.db, &state.scheduler, tenant, job, bytes, Utc::now())
+            .await?,
+    )
+}
+
+/// Removes what compiling a refused upload left, unless a stored version has the same
+/// component.
+async fn discard(state: &ApiState, hash: &crate::runtime::Digest) {
+    let hex = crate::runtime::cache::hex(hash);
+    if let Err(e) = state.job_storage().forget_unstored(&[hex]).await {
+        tracing::warn!("removing the compiled component of a refused upload failed: {e:#}");
+    }
+}
+
+/// Prunes the versions of a job beyond those its tenant keeps; the versions pruned. A failure
+/// is logged: the upload is stored, and the next one prunes again.
+async fn prune(state: &ApiState, reg: &crate::app::Registered, quotas: &Quotas) -> Vec<i64> {
+    if !reg.new_version {
+        return Vec::new();
+    }
+    match state.job_storage().prune(&reg.job_id, quotas).await {
+        Ok(pruned) => pruned,
+        Err(e) => {
+            tracing::warn!(job = %reg.job_id, "pruning old versions failed: {e:#}");
+            Vec::new()
+        }
+    }
+}
+
+/// One upload at a time per tenant, from its quota check to its registration, so concurrent
+/// uploads cannot together go beyond a quota (within one API process).
+#[derive(Default)]
+pub(crate) struct UploadLocks(std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl UploadLocks {
+    async fn lock(&self, tenant: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(tenant.to_string())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+}
+
+/// Delete a job: it stops firing, its queued runs are cancelled, its versions and their
+/// compiled components are removed (freeing its tenant's storage quota); past executions and
+/// reports stay.
 #[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
@@ -257,6 +398,7 @@ pub(super) async fn delete_job(
         ),
     )
     .await?;
+    let versions = store::quotas::versions(&state.db, &job_id).await?;
     execute(
         &state.db,
         &stmt(
@@ -267,8 +409,13 @@ pub(super) async fn delete_job(
     .await?;
     execute(
         &state.db,
-        &stmt("DELETE FROM jobs WHERE id = ?", vec![Param::Text(job_id)]),
+        &stmt(
+            "DELETE FROM jobs WHERE id = ?",
+            vec![Param::Text(job_id.clone())],
+        ),
     )
     .await?;
+    // Its bytes are free: the compiled components no other stored version has go too.
+    state.job_storage().forget(&job_id, &versions).await?;
     Ok(StatusCode::NO_CONTENT)
 }

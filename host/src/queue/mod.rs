@@ -583,6 +583,35 @@ impl SqlQueue {
         .collect())
     }
 
+    /// The versions of `job_id` that a pending or active task will run (they must stay stored).
+    pub async fn versions_in_use(
+        &self,
+        job_id: &str,
+    ) -> anyhow::Result<std::collections::BTreeSet<i64>> {
+        let versions: Vec<Option<i64>> = match &self.db {
+            Database::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT job_version FROM tasks \
+                     WHERE job_id = ? AND state IN ('pending', 'active')",
+                )
+                .bind(job_id)
+                .fetch_all(pool)
+                .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_scalar(
+                    "SELECT DISTINCT job_version FROM tasks \
+                     WHERE job_id = $1 AND state IN ('pending', 'active')",
+                )
+                .bind(job_id)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        // A task without a version runs version 1 (as the worker does).
+        Ok(versions.into_iter().map(|v| v.unwrap_or(1)).collect())
+    }
+
     /// Tasks per state for every queue that has any (and every configured queue); with a
     /// `tenant`, only that tenant's tasks.
     pub async fn counts(
@@ -904,6 +933,17 @@ impl Queue {
         match &self.redis {
             Some(r) => r.busy_jobs(jobs).await,
             None => self.sql.busy_jobs().await,
+        }
+    }
+
+    /// The versions of `job_id` that a pending or active task will run.
+    pub async fn versions_in_use(
+        &self,
+        job_id: &str,
+    ) -> anyhow::Result<std::collections::BTreeSet<i64>> {
+        match &self.redis {
+            Some(r) => r.versions_in_use(job_id).await,
+            None => self.sql.versions_in_use(job_id).await,
         }
     }
 

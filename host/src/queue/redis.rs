@@ -22,7 +22,7 @@ use super::{NewTask, QueueCounts, Task, TaskInfo};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::Script;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -740,6 +740,33 @@ impl RedisQueue {
             .zip(sizes)
             .filter(|(_, n)| *n > 0)
             .map(|(j, _)| j.clone())
+            .collect())
+    }
+
+    /// The versions of a job that its pending and active tasks will run.
+    pub(super) async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
+        let mut con = self.con.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}jobtasks:{job_id}", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        if ids.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.cmd("HGET")
+                .arg(format!("{}task:{id}", self.prefix))
+                .arg("v");
+        }
+        let versions: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(failed)?;
+        // A task without a version runs version 1 (as the worker does); a hash gone since the
+        // SMEMBERS is a task finished meanwhile.
+        Ok(versions
+            .into_iter()
+            .flatten()
+            .map(|v| v.parse().unwrap_or(1))
             .collect())
     }
 

@@ -36,6 +36,18 @@ pub fn hex(digest: &[u8]) -> String {
     })
 }
 
+/// The digest spelt by [`hex`]; `None` for anything else.
+pub fn from_hex(text: &str) -> Option<Digest> {
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Where a prepared component came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -125,6 +137,22 @@ impl ArtifactCache {
         let component = unsafe { Component::deserialize_file(engine, &artifact) }
             .map_err(|e| CacheError::Compile(e.into()))?;
         Ok((component, Source::Compiled))
+    }
+
+    /// Removes the artifact of `hash` and its header (header first: an artifact without one is
+    /// never loaded). True when there was an artifact.
+    pub(crate) fn remove(&self, hash: &Digest) -> Result<bool, CacheError> {
+        let (artifact, meta) = self.paths(hash);
+        let gone = |path: &Path| match std::fs::remove_file(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(CacheError::Io {
+                path: path.to_path_buf(),
+                source,
+            }),
+        };
+        gone(&meta)?;
+        gone(&artifact)
     }
 
     fn load_verified(

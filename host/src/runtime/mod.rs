@@ -369,6 +369,20 @@ impl<C: Capabilities> Runtime<C> {
             .clone())
     }
 
+    /// Forgets the component of `hash`: its `InstancePre` in memory and its artifact on disk
+    /// (when its job version is pruned or deleted, or its upload refused). Executions holding it
+    /// finish; preparing the same bytes again compiles them again. True when there was an
+    /// artifact on disk.
+    pub fn forget(&self, hash: &Digest) -> Result<bool, RuntimeError> {
+        self.lock_prepared().remove(hash);
+        Ok(self.cache.remove(hash)?)
+    }
+
+    /// Whether the component of `hash` is prepared in memory.
+    pub fn is_prepared(&self, hash: &Digest) -> bool {
+        self.lock_prepared().contains_key(hash)
+    }
+
     fn lock_prepared(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<PreparedJob<C>>>> {
         // A panic while holding the lock leaves the map consistent (inserts are single calls).
         self.prepared.lock().unwrap_or_else(|e| e.into_inner())

@@ -55,6 +55,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0006_tenant_boundary.sql"),
         postgres: include_str!("../../../migrations/postgres/0006_tenant_boundary.sql"),
     },
+    Migration {
+        version: 9,
+        name: "upload_quotas",
+        sqlite: include_str!("../../../migrations/sqlite/0009_upload_quotas.sql"),
+        postgres: include_str!("../../../migrations/postgres/0009_upload_quotas.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.

@@ -10,6 +10,7 @@ pub mod entities;
 pub mod migrate;
 pub mod namespace;
 pub mod platform;
+pub mod quotas;
 pub mod recorder;
 pub mod rows;
 pub mod sql;

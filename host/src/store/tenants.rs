@@ -25,6 +25,12 @@ pub struct Tenant {
     pub memory_limit_bytes: Option<i64>,
     /// The fuel budget of each execution.
     pub fuel_budget: Option<i64>,
+    /// Jobs it may have (upload quota).
+    pub max_jobs: Option<i64>,
+    /// Versions of each job kept; older unused ones are pruned (upload quota).
+    pub max_versions: Option<i64>,
+    /// Bytes of stored components, every version of every job (upload quota).
+    pub max_bytes: Option<i64>,
 }
 
 /// Whom a token speaks for.
@@ -85,6 +91,9 @@ fn tenant_of(row: &JsonRow) -> Tenant {
         max_concurrent: row.int("max_concurrent"),
         memory_limit_bytes: row.int("memory_limit_bytes"),
         fuel_budget: row.int("fuel_budget"),
+        max_jobs: row.int("max_jobs"),
+        max_versions: row.int("max_versions"),
+        max_bytes: row.int("max_bytes"),
     }
 }
 
@@ -128,6 +137,9 @@ pub async fn create_tenant(
         max_concurrent,
         memory_limit_bytes,
         fuel_budget,
+        max_jobs: None,
+        max_versions: None,
+        max_bytes: None,
     })
 }
 
@@ -168,12 +180,52 @@ pub async fn set_limits(
     Ok(t)
 }
 
+/// Changes a tenant's upload quotas (each `Some` replaces; `Some(None)` clears: the host's
+/// default applies again).
+pub async fn set_quotas(
+    db: &Database,
+    id: &str,
+    max_jobs: Option<Option<i64>>,
+    max_versions: Option<Option<i64>>,
+    max_bytes: Option<Option<i64>>,
+) -> Result<Tenant, TenantError> {
+    let Some(mut t) = tenant(db, id).await? else {
+        return Err(TenantError::Unknown(id.to_string()));
+    };
+    if let Some(v) = max_jobs {
+        t.max_jobs = v;
+    }
+    if let Some(v) = max_versions {
+        t.max_versions = v;
+    }
+    if let Some(v) = max_bytes {
+        t.max_bytes = v;
+    }
+    execute(
+        db,
+        &stmt(
+            "UPDATE tenants SET max_jobs = ?, max_versions = ?, max_bytes = ? WHERE id = ?",
+            vec![
+                opt_int(t.max_jobs),
+                opt_int(t.max_versions),
+                opt_int(t.max_bytes),
+                Param::Text(id.into()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(t)
+}
+
+/// The columns of a [`Tenant`].
+const COLUMNS: &str =
+    "id, name, max_concurrent, memory_limit_bytes, fuel_budget, max_jobs, max_versions, max_bytes";
+
 pub async fn tenant(db: &Database, id: &str) -> Result<Option<Tenant>, sqlx::Error> {
     Ok(fetch_one(
         db,
         &stmt(
-            "SELECT id, name, max_concurrent, memory_limit_bytes, fuel_budget FROM tenants \
-             WHERE id = ?",
+            &format!("SELECT {COLUMNS} FROM tenants WHERE id = ?"),
             vec![Param::Text(id.into())],
         ),
     )
@@ -186,8 +238,7 @@ pub async fn tenants(db: &Database) -> Result<Vec<Tenant>, sqlx::Error> {
     Ok(fetch_all(
         db,
         &stmt(
-            "SELECT id, name, max_concurrent, memory_limit_bytes, fuel_budget FROM tenants \
-             ORDER BY name",
+            &format!("SELECT {COLUMNS} FROM tenants ORDER BY name"),
             vec![],
         ),
     )

@@ -9,3 +9,4 @@
 mod common;
 mod namespace;
 mod support;
+mod uploads;

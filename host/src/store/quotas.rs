@@ -1,0 +1,151 @@
+//! What a tenant stores, for its upload quotas: its jobs, the versions of each with the size of
+//! their components, and whether a component is still stored by any version at all.
+//!
+//! Storage is counted by a query, not a counter: `LENGTH` of a BLOB (SQLite) or `bytea`
+//! (PostgreSQL) is read from the record header or the TOAST pointer, without reading the bytes,
+//! and the quotas themselves bound the rows summed (jobs × versions kept). A query is exact
+//! whatever deleted or added a version (another process, a crash between two statements), where
+//! a counter would have to be kept right by every writer.
+
+use super::rows::{execute, fetch_all, fetch_one, RowExt};
+use super::sql::{stmt, Param};
+use super::Database;
+use std::collections::HashSet;
+
+/// A tenant's jobs and the bytes of every version of their components.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub jobs: u64,
+    pub bytes: u64,
+}
+
+/// One stored version of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredVersion {
+    pub version: i64,
+    /// The SHA-256 of the component, hex (the name of its compiled artifact).
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size: u64,
+}
+
+fn count(v: Option<i64>) -> u64 {
+    v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
+}
+
+/// What `tenant` stores.
+pub async fn usage(db: &Database, tenant: &str) -> Result<Usage, sqlx::Error> {
+    let row = fetch_one(
+        db,
+        &stmt(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant_id = ?) AS jobs, \
+             (SELECT COALESCE(SUM(LENGTH(v.component)), 0) FROM job_versions v \
+              JOIN jobs j ON j.id = v.job_id WHERE j.tenant_id = ?) AS bytes",
+            vec![Param::Text(tenant.into()), Param::Text(tenant.into())],
+        ),
+    )
+    .await?;
+    Ok(row.map_or_else(Usage::default, |r| Usage {
+        jobs: count(r.int("jobs")),
+        bytes: count(r.int("bytes")),
+    }))
+}
+
+/// The id of `tenant`'s job `name`, if it has one.
+pub async fn job_id(
+    db: &Database,
+    tenant: &str,
+    name: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    Ok(fetch_one(
+        db,
+        &stmt(
+            "SELECT id FROM jobs WHERE tenant_id = ? AND name = ?",
+            vec![Param::Text(tenant.into()), Param::Text(name.into())],
+        ),
+    )
+    .await?
+    .and_then(|r| r.text("id")))
+}
+
+/// The current version of a job (`None` when it does not exist).
+pub async fn current_version(db: &Database, job_id: &str) -> Result<Option<i64>, sqlx::Error> {
+    Ok(fetch_one(
+        db,
+        &stmt(
+            "SELECT version FROM jobs WHERE id = ?",
+            vec![Param::Text(job_id.into())],
+        ),
+    )
+    .await?
+    .and_then(|r| r.int("version")))
+}
+
+/// The stored versions of a job, newest first.
+pub async fn versions(db: &Database, job_id: &str) -> Result<Vec<StoredVersion>, sqlx::Error> {
+    Ok(fetch_all(
+        db,
+        &stmt(
+            "SELECT version, sha256, LENGTH(component) AS size FROM job_versions \
+             WHERE job_id = ? ORDER BY version DESC",
+            vec![Param::Text(job_id.into())],
+        ),
+    )
+    .await?
+    .iter()
+    .map(|r| StoredVersion {
+        version: r.int("version").unwrap_or(0),
+        sha256: r.text("sha256").unwrap_or_default(),
+        size: count(r.int("size")),
+    })
+    .collect())
+}
+
+/// Deletes versions of a job; returns how many were there.
+pub async fn delete_versions(
+    db: &Database,
+    job_id: &str,
+    versions: &[i64],
+) -> Result<u64, sqlx::Error> {
+    if versions.is_empty() {
+        return Ok(0);
+    }
+    let mut s = stmt(
+        "DELETE FROM job_versions WHERE job_id = ? AND version IN (",
+        vec![Param::Text(job_id.into())],
+    );
+    for (i, v) in versions.iter().enumerate() {
+        if i > 0 {
+            s.sql(", ");
+        }
+        s.bind(Param::Int(*v));
+    }
+    s.sql(")");
+    execute(db, &s).await
+}
+
+/// Of `hashes` (hex SHA-256), those that some stored version of any job of any tenant has.
+pub async fn stored_hashes(
+    db: &Database,
+    hashes: &[String],
+) -> Result<HashSet<String>, sqlx::Error> {
+    if hashes.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let mut s = stmt(
+        "SELECT DISTINCT sha256 FROM job_versions WHERE sha256 IN (",
+        vec![],
+    );
+    for (i, h) in hashes.iter().enumerate() {
+        if i > 0 {
+            s.sql(", ");
+        }
+        s.bind(Param::Text(h.clone()));
+    }
+    s.sql(")");
+    Ok(fetch_all(db, &s)
+        .await?
+        .iter()
+        .filter_map(|r| r.text("sha256"))
+        .collect())
+}

@@ -1,0 +1,403 @@
+//! Uploads cannot fill the host: a tenant's jobs, the versions kept of each and the bytes of its
+//! components are bounded (refused with the quota, the usage and the limit), old versions go
+//! with their compiled artifacts, a refused upload leaves nothing behind, and made-up methods
+//! and paths make no new metric series.
+
+use crate::common::{self, run_postgres, run_sqlite};
+use crate::support::{job, tenant, with_manifest, TestHost, ADMIN};
+use codeai_host::queue::NewTask;
+use codeai_host::runtime::cache;
+use codeai_host::store::quotas::{self, StoredVersion};
+use codeai_host::store::{tenants, Database};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// A job whose program differs with `n`, so each `n` is another component (another version).
+fn noop(name: &str, n: u32) -> Vec<u8> {
+    job(
+        &format!("job {name} {{ steps {{ answer {{ compute: {n} as: answer }} }} }}"),
+        name,
+    )
+}
+
+/// A host whose compiled artifacts go to a directory of this test's own.
+async fn host(db: &Database) -> (TestHost, PathBuf) {
+    let cache = std::env::temp_dir().join(common::unique("codeai_uploads_cache"));
+    let dir = cache.clone();
+    let t = TestHost::start(db.clone(), move |c| c.runtime.cache_dir = dir).await;
+    (t, cache)
+}
+
+/// The files in the cache directory.
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn artifact(dir: &Path, component: &[u8]) -> PathBuf {
+    dir.join(format!("{}.cwasm", cache::hex(&cache::sha256(component))))
+}
+
+fn numbers(versions: &[StoredVersion]) -> Vec<i64> {
+    let mut n: Vec<i64> = versions.iter().map(|v| v.version).collect();
+    n.sort();
+    n
+}
+
+fn refusal(body: &Value) -> (&str, &str) {
+    (
+        body["error"]["code"].as_str().unwrap_or_default(),
+        body["error"]["message"].as_str().unwrap_or_default(),
+    )
+}
+
+async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Database) {
+    let (t, cache_dir) = host(&db).await;
+    let token = tenant(&db, "acme").await;
+    tenants::set_quotas(&db, "acme", Some(Some(2)), None, None)
+        .await
+        .unwrap();
+    let first = t.upload_ok(&token, noop("First", 1)).await;
+    t.upload_ok(&token, noop("Second", 2)).await;
+
+    // A third job: refused, with the quota, the usage, the limit and what to do.
+    let third = noop("Third", 3);
+    let before = files(&cache_dir);
+    let (status, body) = t.upload(&token, third.clone()).await;
+    let (code, message) = refusal(&body);
+    assert_eq!((status, code), (422, "quota_exceeded"), "{body}");
+    let message = message.to_lowercase();
+    for part in ["job quota", "has 2 jobs", "may have 2", "delete a job"] {
+        assert!(message.contains(part), "`{part}` missing: {message}");
+    }
+    assert_eq!(quotas::usage(&db, "acme").await.unwrap().jobs, 2);
+    assert_eq!(
+        files(&cache_dir),
+        before,
+        "a refused upload compiled nothing"
+    );
+    // A new version of a job it has is no new job.
+    t.upload_ok(&token, noop("First", 11)).await;
+    // Deleting a job makes room.
+    let id = first["id"].as_str().unwrap();
+    let (status, _) = t
+        .call(
+            Some(&token),
+            reqwest::Method::DELETE,
+            &format!("/jobs/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    t.upload_ok(&token, third).await;
+
+    // The bytes: a limit just above what it stores refuses a new job of any size.
+    let usage = quotas::usage(&db, "acme").await.unwrap();
+    let limit = usage.bytes + 1024;
+    tenants::set_quotas(
+        &db,
+        "acme",
+        Some(None),
+        Some(Some(1)),
+        Some(Some(limit as i64)),
+    )
+    .await
+    .unwrap();
+    let fourth = noop("Fourth", 4);
+    let before = files(&cache_dir);
+    let (status, body) = t.upload(&token, fourth.clone()).await;
+    let (code, message) = refusal(&body);
+    assert_eq!((status, code), (413, "quota_exceeded"), "{body}");
+    let message = message.to_lowercase();
+    for part in [
+        "storage quota".to_string(),
+        format!("stores {} bytes", usage.bytes),
+        format!("may store {limit}"),
+        format!("upload of {} bytes", fourth.len()),
+        "delete a job".to_string(),
+    ] {
+        assert!(message.contains(&part), "`{part}` missing: {message}");
+    }
+    assert_eq!(quotas::usage(&db, "acme").await.unwrap(), usage);
+    assert_eq!(
+        files(&cache_dir),
+        before,
+        "a refused upload compiled nothing"
+    );
+    // With one version kept, a new version of a job replaces the old one and fits.
+    let (status, body) = t.upload(&token, noop("Third", 33)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["pruned_versions"], json!([1]), "{body}");
+    assert!(quotas::usage(&db, "acme").await.unwrap().bytes <= limit);
+
+    // The operator has no quota unless it sets one.
+    t.upload_ok(ADMIN, noop("Fourth", 4)).await;
+    t.stop().await;
+    let _ = std::fs::remove_dir_all(cache_dir);
+}
+
+async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db: Database) {
+    let (t, cache_dir) = host(&db).await;
+    let token = tenant(&db, "acme").await;
+    tenants::set_quotas(&db, "acme", None, Some(Some(10)), None)
+        .await
+        .unwrap();
+    let components: Vec<Vec<u8>> = (1..=15).map(|n| noop("Churn", n)).collect();
+    let mut job_id = String::new();
+    for (i, bytes) in components.iter().enumerate() {
+        let body = t.upload_ok(&token, bytes.clone()).await;
+        job_id = body["id"].as_str().unwrap().to_string();
+        let version = i as i64 + 1;
+        let pruned = if version > 10 {
+            json!([version - 10])
+        } else {
+            json!([])
+        };
+        assert_eq!(body["pruned_versions"], pruned, "{body}");
+    }
+    let stored = quotas::versions(&db, &job_id).await.unwrap();
+    assert_eq!(numbers(&stored), (6..=15).collect::<Vec<_>>());
+    for (i, bytes) in components.iter().enumerate() {
+        let path = artifact(&cache_dir, bytes);
+        assert_eq!(
+            path.exists(),
+            i >= 5,
+            "version {}: {}",
+            i + 1,
+            path.display()
+        );
+    }
+    // Nor in memory.
+    let runtime = t.host().executor.runtime();
+    for (i, bytes) in components.iter().enumerate() {
+        let prepared = runtime.is_prepared(&cache::sha256(bytes));
+        assert_eq!(prepared, i >= 5, "version {}", i + 1);
+    }
+    // The kept versions still run; executions keep their version number.
+    let exec = t.run(&token, &job_id, json!({})).await;
+    assert_eq!(exec["status"], "completed", "{exec}");
+    assert_eq!(exec["job_version"], 15, "{exec}");
+
+    // Deleting the job frees every version and its artifacts.
+    let (status, _) = t
+        .call(
+            Some(&token),
+            reqwest::Method::DELETE,
+            &format!("/jobs/{job_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    assert!(quotas::versions(&db, &job_id).await.unwrap().is_empty());
+    assert_eq!(quotas::usage(&db, "acme").await.unwrap().bytes, 0);
+    for bytes in &components[5..] {
+        assert!(!artifact(&cache_dir, bytes).exists());
+    }
+    t.stop().await;
+    let _ = std::fs::remove_dir_all(cache_dir);
+}
+
+async fn a_refused_upload_leaves_no_row_and_no_compiled_artifact(db: Database) {
+    let (t, cache_dir) = host(&db).await;
+    let token = tenant(&db, "acme").await;
+    let good = noop("Refused", 1);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            // Passes `check_component`; only the schedule check refuses it.
+            "an invalid schedule",
+            with_manifest(&good, |m| {
+                m["schedule"] = json!({"kind": "cron", "expression": "61 * * * *"});
+            }),
+            "invalid_manifest",
+        ),
+        (
+            // Compiles (the artifact is written), then fails to link.
+            "no `run` export",
+            {
+                let mut bytes = wat::parse_str("(component)").unwrap();
+                let manifest = serde_json::to_vec(&crate::support::manifest_of(&good)).unwrap();
+                codeai_dsl::emit::append_custom_section(
+                    &mut bytes,
+                    codeai_ir::MANIFEST_SECTION,
+                    &manifest,
+                );
+                bytes
+            },
+            "wrong_world",
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let (status, body) = t.upload(&token, bytes.clone()).await;
+        assert_eq!((status, refusal(&body).0), (422, want), "{what}: {body}");
+        assert_eq!(files(&cache_dir), Vec::<String>::new(), "{what}");
+        assert_eq!(quotas::usage(&db, "acme").await.unwrap().jobs, 0, "{what}");
+    }
+    t.stop().await;
+    let _ = std::fs::remove_dir_all(cache_dir);
+}
+
+/// The `http_requests_total` lines of `/metrics`.
+async fn request_series(t: &TestHost) -> Vec<String> {
+    let res = t
+        .http
+        .get(format!("{}/metrics", t.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    res.text()
+        .await
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .map(str::to_string)
+        .collect()
+}
+
+async fn made_up_methods_and_paths_make_no_new_metric_series(db: Database) {
+    let t = TestHost::start(db.clone(), |_| {}).await;
+    let token = tenant(&db, "acme").await;
+    let send = |method: String, path: String| {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        t.http
+            .request(method, format!("{}{path}", t.base))
+            .bearer_auth(&token)
+            .send()
+    };
+    // One of each kind first (and `/metrics` itself): the series they make are the closed
+    // set's.
+    for (method, path) in [
+        ("BREW", "/jobs"),
+        ("BREW", "/nowhere/0"),
+        ("GET", "/nowhere/0"),
+    ] {
+        send(method.into(), path.into()).await.unwrap();
+    }
+    request_series(&t).await;
+    let before = request_series(&t).await;
+    for i in 0..3000 {
+        let path = if i % 2 == 0 {
+            "/jobs".to_string()
+        } else {
+            format!("/nowhere/{i}")
+        };
+        let res = send(format!("X-MADE-UP-{i}"), path).await.unwrap();
+        assert!(
+            matches!(res.status().as_u16(), 404 | 405),
+            "{}",
+            res.status()
+        );
+    }
+    let after = request_series(&t).await;
+    let labels = |l: &String| l.rsplit_once(' ').unwrap().0.to_string();
+    assert_eq!(
+        after.iter().map(labels).collect::<Vec<_>>(),
+        before.iter().map(labels).collect::<Vec<_>>(),
+        "3,000 made-up methods and paths added series"
+    );
+    for line in &after {
+        let method = line
+            .split("method=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(
+            ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other"].contains(&method),
+            "{line}"
+        );
+        assert!(line.contains("route=\""), "{line}");
+    }
+    assert!(
+        after.iter().any(|l| l
+            .starts_with("http_requests_total{method=\"other\",route=\"/jobs\",status=\"405\"}")),
+        "{after:?}"
+    );
+    assert!(
+        after.iter().any(|l| l.starts_with(
+            "http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"}"
+        )),
+        "{after:?}"
+    );
+    t.stop().await;
+}
+
+/// The versions pending tasks will run come from the queue: on Redis too.
+mod held {
+    use super::*;
+    use codeai_host::queue::RedisQueue;
+
+    async fn a_version_a_pending_task_will_run_is_kept(db: Database, redis: Option<RedisQueue>) {
+        let cache = std::env::temp_dir().join(common::unique("codeai_uploads_cache"));
+        let cache_dir = cache.clone();
+        let t = TestHost::start(db.clone(), move |c| {
+            c.runtime.cache_dir = cache;
+            c.redis = redis;
+        })
+        .await;
+        let token = tenant(&db, "acme").await;
+        tenants::set_quotas(&db, "acme", None, Some(Some(2)), None)
+            .await
+            .unwrap();
+        let components: Vec<Vec<u8>> = (1..=5).map(|n| noop("Held", n)).collect();
+        let body = t.upload_ok(&token, components[0].clone()).await;
+        let job_id = body["id"].as_str().unwrap().to_string();
+        // A run of version 1 waiting for its time (as a later fire or a retry's delay would).
+        let task = t
+            .host()
+            .queue
+            .enqueue(&NewTask {
+                id: None,
+                tenant: "acme".into(),
+                job_id: job_id.clone(),
+                job_name: "Held".into(),
+                job_version: Some(1),
+                queue: "default".into(),
+                trigger: "schedule".into(),
+                input: "{}".into(),
+                fire_at: None,
+                run_after: chrono::Utc::now() + chrono::Duration::hours(1),
+                max_attempts: 1,
+                exclusive: false,
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        for bytes in &components[1..4] {
+            t.upload_ok(&token, bytes.clone()).await;
+        }
+        let stored = quotas::versions(&db, &job_id).await.unwrap();
+        assert_eq!(numbers(&stored), vec![1, 3, 4]);
+        assert!(artifact(&cache_dir, &components[0]).exists());
+        assert!(!artifact(&cache_dir, &components[1]).exists());
+
+        // Once nothing will run it, the next upload prunes it.
+        assert!(t.host().queue.cancel_pending(task).await.unwrap());
+        let body = t.upload_ok(&token, components[4].clone()).await;
+        assert_eq!(body["pruned_versions"], json!([1, 3]), "{body}");
+        let stored = quotas::versions(&db, &job_id).await.unwrap();
+        assert_eq!(numbers(&stored), vec![4, 5]);
+        assert!(!artifact(&cache_dir, &components[0]).exists());
+        t.stop().await;
+        let _ = std::fs::remove_dir_all(cache_dir);
+    }
+
+    on_every_backend!(a_version_a_pending_task_will_run_is_kept);
+}
+
+on_both_databases!(
+    over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason,
+    versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts,
+    a_refused_upload_leaves_no_row_and_no_compiled_artifact,
+    made_up_methods_and_paths_make_no_new_metric_series,
+);
