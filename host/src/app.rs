@@ -11,7 +11,7 @@ use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
 use crate::store::rows::{fetch_all, RowExt};
-use crate::store::sql::stmt;
+use crate::store::sql::{stmt, Param};
 use crate::store::{self, platform as pstore, Database};
 use crate::worker::{run_reaper, PoolConfig, WorkerPool};
 use anyhow::Context as _;
@@ -173,9 +173,11 @@ pub async fn sync_jobs(db: &Database, scheduler: &Scheduler) -> anyhow::Result<(
         let rows = fetch_all(
             db,
             &stmt(
+                // The operator's jobs first: a tenant's job may run in a queue they declare.
                 "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest FROM jobs j \
-                 JOIN job_versions v ON v.job_id = j.id AND v.version = j.version",
-                vec![],
+                 JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
+                 ORDER BY CASE WHEN j.tenant_id = ? THEN 0 ELSE 1 END",
+                vec![Param::Text(pstore::DEFAULT_TENANT.into())],
             ),
         )
         .await?;

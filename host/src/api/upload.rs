@@ -173,7 +173,11 @@ pub(super) async fn upload(
             asked
         }
     };
-    check_component(&bytes).map_err(refused)?;
+    let declared = check_component(&bytes).map_err(refused)?;
+    state
+        .queue
+        .check_job(&tenant, &declared)
+        .map_err(|e| refused(("unknown_queue", e.to_string())))?;
     // Compiling takes a while: off the async threads.
     let executor = state.executor.clone();
     let owned = bytes.clone();
