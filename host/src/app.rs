@@ -161,8 +161,46 @@ impl Host {
         };
         if host.config.role != Role::Worker {
             sync_jobs(&host.db, &host.scheduler).await?;
+        } else {
+            declare_operator_queues(&host.db, &host.queue).await?;
         }
         Ok(host)
+    }
+}
+
+/// Adds the queues the operator's stored jobs declare in their source to the queues `queue`
+/// serves: what a worker process (which schedules no jobs) needs to take their tasks.
+pub async fn declare_operator_queues(db: &Database, queue: &Queue) -> anyhow::Result<()> {
+    let rows = fetch_all(
+        db,
+        &stmt(
+            "SELECT v.manifest FROM jobs j \
+             JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
+             WHERE j.tenant_id = ?",
+            vec![Param::Text(pstore::DEFAULT_TENANT.into())],
+        ),
+    )
+    .await?;
+    for r in rows {
+        if let Ok(m) = serde_json::from_str::<Manifest>(&r.text("manifest").unwrap_or_default()) {
+            // An operator's job in a queue it does not declare is the scheduler's to report.
+            let _ = queue.admit_job(pstore::DEFAULT_TENANT, &m);
+        }
+    }
+    Ok(())
+}
+
+/// A worker process's view of the queues: the operator's jobs' declarations, every 5 s.
+async fn queue_loop(db: Database, queue: Arc<Queue>, stop: Arc<AtomicBool>) {
+    let mut read = tokio::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if read.elapsed() >= Duration::from_secs(5) {
+            if let Err(e) = declare_operator_queues(&db, &queue).await {
+                tracing::warn!("reading the queues jobs declare failed: {e:#}");
+            }
+            read = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -257,6 +295,13 @@ impl Host {
         let role = self.config.role;
         if role != Role::Api {
             self.tasks.push(tokio::spawn(self.pool.clone().run()));
+        }
+        if role == Role::Worker {
+            self.tasks.push(tokio::spawn(queue_loop(
+                self.db.clone(),
+                self.queue.clone(),
+                stop.clone(),
+            )));
         }
         if role != Role::Worker {
             self.tasks.push(tokio::spawn(schedule_loop(

@@ -5,6 +5,7 @@
 use crate::common::{run_postgres, run_sqlite};
 use crate::support::{job, tenant, with_manifest, TestHost, ADMIN};
 use chrono::{DateTime, Utc};
+use codeai_host::queue::{Queue, QueueConfig};
 use codeai_host::store::Database;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -115,7 +116,8 @@ async fn a_tenants_job_in_a_queue_the_operator_has_not_configured_is_refused(db:
 
 /// The operator's own jobs may declare a queue in their source: it is added with its weight,
 /// and a manifest edited past the bounds gets the largest weight (1000), never a configured
-/// queue's weight changed. Tenants may then use the queue the operator declared.
+/// queue's weight changed. Tenants may then use the queue the operator declared, and worker
+/// processes serve it too.
 async fn the_operators_own_jobs_declare_queues_within_the_bounds(db: Database) {
     let th = TestHost::start(db.clone(), |_| {}).await;
     let source = "queue reports { weight: 2 }\n\
@@ -144,6 +146,16 @@ async fn the_operators_own_jobs_declare_queues_within_the_bounds(db: Database) {
         expected,
         "a tenant's declaration changes nothing"
     );
+
+    // A worker process (`codeai worker start`) schedules no jobs: it reads the declarations
+    // of the operator's stored jobs, the same ones.
+    let worker = Queue::new(db.clone(), QueueConfig::default());
+    codeai_host::app::declare_operator_queues(&db, &worker)
+        .await
+        .unwrap();
+    let mut seen = worker.weights();
+    seen.sort();
+    assert_eq!(seen, expected);
     th.stop().await;
 }
 
