@@ -19,6 +19,7 @@ on_every_backend!(
     concurrent_workers_never_claim_a_task_twice,
     leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly,
     a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood,
+    a_retried_task_goes_behind_its_tenants_waiting_tasks,
 );
 
 fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
@@ -377,6 +378,39 @@ async fn a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood(
         a.abs_diff(c) <= 1,
         "A {a} and C {c} leases: they take turns"
     );
+}
+
+/// A retry takes a new turn behind its tenant's waiting tasks, as a new task would: a tenant
+/// whose tasks fail and retry at once cannot keep its place ahead of another tenant's.
+async fn a_retried_task_goes_behind_its_tenants_waiting_tasks(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let mut a = Vec::new();
+    for _ in 0..3 {
+        a.push(
+            q.enqueue(&tenant_task("tenant-a", "default", t0))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let b = q
+        .enqueue(&tenant_task("tenant-b", "default", t0))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = Utc::now();
+    let first = q.dequeue(now).await.unwrap().unwrap();
+    assert_eq!(first.id, a[0]);
+    q.retry(first.id, now, "boom").await.unwrap();
+    let mut order = Vec::new();
+    while let Some(t) = q.dequeue(now).await.unwrap() {
+        order.push(t.id);
+    }
+    assert_eq!(order, [b, a[1], a[2], a[0]]);
 }
 
 /// A Redis queue written by the code before tenants took turns held each queue's runnable
