@@ -11,7 +11,7 @@ use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
 use crate::store::rows::{fetch_all, RowExt};
-use crate::store::sql::stmt;
+use crate::store::sql::{stmt, Param};
 use crate::store::{self, platform as pstore, Database};
 use crate::worker::{run_reaper, PoolConfig, WorkerPool};
 use anyhow::Context as _;
@@ -161,8 +161,46 @@ impl Host {
         };
         if host.config.role != Role::Worker {
             sync_jobs(&host.db, &host.scheduler).await?;
+        } else {
+            declare_operator_queues(&host.db, &host.queue).await?;
         }
         Ok(host)
+    }
+}
+
+/// Adds the queues the operator's stored jobs declare in their source to the queues `queue`
+/// serves: what a worker process (which schedules no jobs) needs to take their tasks.
+pub async fn declare_operator_queues(db: &Database, queue: &Queue) -> anyhow::Result<()> {
+    let rows = fetch_all(
+        db,
+        &stmt(
+            "SELECT v.manifest FROM jobs j \
+             JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
+             WHERE j.tenant_id = ?",
+            vec![Param::Text(pstore::DEFAULT_TENANT.into())],
+        ),
+    )
+    .await?;
+    for r in rows {
+        if let Ok(m) = serde_json::from_str::<Manifest>(&r.text("manifest").unwrap_or_default()) {
+            // An operator's job in a queue it does not declare is the scheduler's to report.
+            let _ = queue.admit_job(pstore::DEFAULT_TENANT, &m);
+        }
+    }
+    Ok(())
+}
+
+/// A worker process's view of the queues: the operator's jobs' declarations, every 5 s.
+async fn queue_loop(db: Database, queue: Arc<Queue>, stop: Arc<AtomicBool>) {
+    let mut read = tokio::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        if read.elapsed() >= Duration::from_secs(5) {
+            if let Err(e) = declare_operator_queues(&db, &queue).await {
+                tracing::warn!("reading the queues jobs declare failed: {e:#}");
+            }
+            read = tokio::time::Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -173,9 +211,11 @@ pub async fn sync_jobs(db: &Database, scheduler: &Scheduler) -> anyhow::Result<(
         let rows = fetch_all(
             db,
             &stmt(
+                // The operator's jobs first: a tenant's job may run in a queue they declare.
                 "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest FROM jobs j \
-                 JOIN job_versions v ON v.job_id = j.id AND v.version = j.version",
-                vec![],
+                 JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
+                 ORDER BY CASE WHEN j.tenant_id = ? THEN 0 ELSE 1 END",
+                vec![Param::Text(pstore::DEFAULT_TENANT.into())],
             ),
         )
         .await?;
@@ -271,6 +311,13 @@ impl Host {
         let role = self.config.role;
         if role != Role::Api {
             self.tasks.push(tokio::spawn(self.pool.clone().run()));
+        }
+        if role == Role::Worker {
+            self.tasks.push(tokio::spawn(queue_loop(
+                self.db.clone(),
+                self.queue.clone(),
+                stop.clone(),
+            )));
         }
         if role != Role::Worker {
             self.tasks.push(tokio::spawn(schedule_loop(

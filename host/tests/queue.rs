@@ -1,6 +1,6 @@
 //! The durable queue on SQLite, PostgreSQL and Redis: weighted shares, idempotent fires, leases
 //! that expire and are rescued, retries that wait, and no task claimed twice by concurrent
-//! workers.
+//! workers, and tenants served by turns within a queue.
 
 #[macro_use]
 mod common;
@@ -18,6 +18,8 @@ on_every_backend!(
     a_retry_waits_for_its_time,
     concurrent_workers_never_claim_a_task_twice,
     leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly,
+    a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood,
+    a_retried_task_goes_behind_its_tenants_waiting_tasks,
 );
 
 fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
@@ -305,4 +307,172 @@ async fn leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly(
             assert_eq!(n, 0, "finished tasks left in {key}");
         }
     }
+}
+
+fn tenant_task(tenant: &str, queue: &str, run_after: DateTime<Utc>) -> NewTask {
+    NewTask {
+        tenant: tenant.into(),
+        ..task(queue, &format!("{tenant}-job"), run_after)
+    }
+}
+
+/// Where `id` comes in `leased`, counted from 1.
+fn position(leased: &[uuid::Uuid], id: uuid::Uuid) -> Option<usize> {
+    leased.iter().position(|t| *t == id).map(|i| i + 1)
+}
+
+/// Tenant A has 2,000 tasks waiting in a queue; tenant B enqueues one after them. Tenants take
+/// turns within a queue, so B's task is leased within the turn it joins: among the first
+/// (tenants with waiting tasks) leases, not after A's 2,000. Then a third tenant floods too and
+/// B enqueues again: within three leases, whether the worker leases one at a time or many per
+/// call, and A and C alternate.
+async fn a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let flood: Vec<NewTask> = (0..2_000)
+        .map(|_| tenant_task("tenant-a", "default", t0))
+        .collect();
+    assert_eq!(q.enqueue_many(&flood).await.unwrap(), 2_000);
+    let b = q
+        .enqueue(&tenant_task("tenant-b", "default", t0))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = Utc::now();
+    let mut leased = Vec::new();
+    while position(&leased, b).is_none() && leased.len() < 2_001 {
+        leased.push(q.dequeue(now).await.unwrap().unwrap().id);
+    }
+    let at = position(&leased, b).unwrap();
+    eprintln!("fairness: B's task was lease {at} after A's 2,000");
+    assert!(at <= 2, "B's task was lease {at}, two tenants were waiting");
+
+    let flood: Vec<NewTask> = (0..500)
+        .map(|_| tenant_task("tenant-c", "default", t0))
+        .collect();
+    assert_eq!(q.enqueue_many(&flood).await.unwrap(), 500);
+    let b = q
+        .enqueue(&tenant_task("tenant-b", "default", t0))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tenants = Vec::new();
+    let mut leased = Vec::new();
+    for n in [16, 1, 7, 32, 5, 3] {
+        for t in q.dequeue_many(now, n).await.unwrap() {
+            leased.push(t.id);
+            tenants.push(t.tenant);
+        }
+    }
+    let at = position(&leased, b).unwrap_or(usize::MAX);
+    assert!(
+        at <= 3,
+        "B's second task was lease {at}, three tenants were waiting"
+    );
+    let a = tenants.iter().filter(|t| *t == "tenant-a").count();
+    let c = tenants.iter().filter(|t| *t == "tenant-c").count();
+    assert!(
+        a.abs_diff(c) <= 1,
+        "A {a} and C {c} leases: they take turns"
+    );
+}
+
+/// A retry takes a new turn behind its tenant's waiting tasks, as a new task would: a tenant
+/// whose tasks fail and retry at once cannot keep its place ahead of another tenant's.
+async fn a_retried_task_goes_behind_its_tenants_waiting_tasks(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let mut a = Vec::new();
+    for _ in 0..3 {
+        a.push(
+            q.enqueue(&tenant_task("tenant-a", "default", t0))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let b = q
+        .enqueue(&tenant_task("tenant-b", "default", t0))
+        .await
+        .unwrap()
+        .unwrap();
+    let now = Utc::now();
+    let first = q.dequeue(now).await.unwrap().unwrap();
+    assert_eq!(first.id, a[0]);
+    q.retry(first.id, now, "boom").await.unwrap();
+    let mut order = Vec::new();
+    while let Some(t) = q.dequeue(now).await.unwrap() {
+        order.push(t.id);
+    }
+    assert_eq!(order, [b, a[1], a[2], a[0]]);
+}
+
+/// A Redis queue written by the code before tenants took turns held each queue's runnable
+/// tasks in one `ready:{queue}` list. Connecting moves them into their tenants' lanes, in
+/// order, once: none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
+    common::run_postgres_redis(|db, redis| async move {
+        let redis = redis.expect("run_postgres_redis gives a Redis queue");
+        let prefix = redis.prefix().to_string();
+        let q = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let t0 = Utc::now() - Duration::seconds(1);
+        let mut ids = Vec::new();
+        for tenant in ["tenant-a", "tenant-b", "tenant-a"] {
+            ids.push(
+                q.enqueue(&tenant_task(tenant, "default", t0))
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        // The older layout: one list per queue, no lanes, no record of an upgrade.
+        let mut con = redis.connection();
+        let old: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        let _: () = ::redis::pipe()
+            .cmd("DEL")
+            .arg(format!("{prefix}lane:default:tenant-a"))
+            .arg(format!("{prefix}lane:default:tenant-b"))
+            .arg(format!("{prefix}lanes:default"))
+            .arg(format!("{prefix}layout"))
+            .ignore()
+            .cmd("RPUSH")
+            .arg(format!("{prefix}ready:default"))
+            .arg(&old)
+            .ignore()
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let upgraded = RedisQueue::connect(&url, &prefix).await.unwrap();
+        let q = Queue::with_redis(db, QueueConfig::default(), upgraded);
+        let now = Utc::now();
+        let leased: Vec<uuid::Uuid> = q
+            .dequeue_many(now, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.id)
+            .collect();
+        assert_eq!(
+            leased, ids,
+            "every task, tenants by turns, each tenant's in order"
+        );
+        let (list, layout): (i64, String) = ::redis::pipe()
+            .cmd("EXISTS")
+            .arg(format!("{prefix}ready:default"))
+            .cmd("GET")
+            .arg(format!("{prefix}layout"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!((list, layout.as_str()), (0, "lanes"));
+    })
+    .await
 }

@@ -3,7 +3,8 @@
 //! An upload is checked before anything is stored, and refused with the reason
 //! ([`check_component`]): not a component, no or an invalid manifest, an IR version this host
 //! does not run, imports outside the `codeai:host` interfaces, a component that does not fit
-//! the `job` world, too large, an entity outside the tenant's namespace, beyond the tenant's
+//! the `job` world, too large, an entity outside the tenant's namespace, a queue the operator
+//! does not have, beyond the tenant's
 //! quotas ([`crate::quotas`]). A valid upload registers the job for the caller's tenant, or adds
 //! a version when the job exists (executions keep the version they ran) and prunes the versions
 //! beyond those the tenant keeps. A refused upload leaves nothing: no row, no compiled artifact,
@@ -164,6 +165,11 @@ pub(super) async fn upload(
     let bytes = check_size(&state, body)?;
     let tenant = upload_tenant(&state, &auth, params.tenant).await?;
     let manifest = check_component(&bytes).map_err(refused)?;
+    // A tenant's job names a queue the operator has; it sets no weight.
+    state
+        .queue
+        .check_job(&tenant, &manifest)
+        .map_err(|e| refused(("unknown_queue", e.to_string())))?;
     check_manifest(&state, &manifest).map_err(refused)?;
     let _one_at_a_time = state.uploads.lock(&tenant).await;
     let quotas = check_quotas(&state, &tenant, &manifest.name, &bytes).await?;

@@ -11,7 +11,7 @@ use crate::alerts::AlertConfig;
 use crate::api::ApiConfig;
 use crate::app::{Host, HostConfig, Registered, Role};
 use crate::caps::platform::PlatformConfig;
-use crate::queue::{QueueConfig, RedisQueue};
+use crate::queue::{parse_weights, QueueConfig, RedisQueue, DEFAULT_QUEUES};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::MisfirePolicy;
 use crate::store::{self, platform as pstore, tenants};
@@ -53,6 +53,10 @@ pub(super) struct RunArgs {
     /// Serve the heaviest non-empty queue first instead of sharing by weight.
     #[arg(long)]
     pub(super) strict_priority: bool,
+    /// The queues and their weights, e.g. `critical=6,default=3,low=1,reports=2` (each 1 to
+    /// 1000; `default` required); jobs name a queue, they set no weight.
+    #[arg(long, env = "CODEAI_QUEUES", default_value = DEFAULT_QUEUES)]
+    pub(super) queue_weights: String,
     /// Seconds a task's lease lasts without a heartbeat (a crashed host's tasks run again after it).
     #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
     pub(super) lease_secs: u64,
@@ -79,6 +83,10 @@ pub(super) struct ServeArgs {
     /// What to do with fires missed while no scheduler ran: `run-once` or `skip`.
     #[arg(long, default_value = "run-once")]
     pub(super) misfire: String,
+    /// The queues and their weights, e.g. `critical=6,default=3,low=1,reports=2` (each 1 to
+    /// 1000; `default` required); jobs name a queue, they set no weight.
+    #[arg(long, env = "CODEAI_QUEUES", default_value = DEFAULT_QUEUES)]
+    pub(super) queue_weights: String,
     /// Seconds a task's lease lasts without a heartbeat.
     #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
     pub(super) lease_secs: u64,
@@ -107,6 +115,10 @@ pub(super) struct WorkerStartArgs {
     /// Serve the heaviest non-empty queue first instead of sharing by weight.
     #[arg(long)]
     pub(super) strict_priority: bool,
+    /// The queues and their weights, e.g. `critical=6,default=3,low=1,reports=2` (each 1 to
+    /// 1000; `default` required); jobs name a queue, they set no weight.
+    #[arg(long, env = "CODEAI_QUEUES", default_value = DEFAULT_QUEUES)]
+    pub(super) queue_weights: String,
     /// Seconds a task's lease lasts without a heartbeat.
     #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
     pub(super) lease_secs: u64,
@@ -128,6 +140,7 @@ struct Launch {
     grace_secs: u64,
     demo: bool,
     queues: Option<Vec<String>>,
+    weights: String,
 }
 
 pub(super) fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -143,6 +156,7 @@ pub(super) fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         grace_secs: 0,
         demo: false,
         queues: None,
+        weights: args.queue_weights.clone(),
     })
 }
 
@@ -160,6 +174,7 @@ pub(super) fn run_worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         grace_secs: args.grace_secs,
         demo: false,
         queues: args.queues.clone(),
+        weights: args.queue_weights.clone(),
     })
 }
 
@@ -244,6 +259,7 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         grace_secs: args.grace_secs,
         demo: args.demo,
         queues: None,
+        weights: args.queue_weights.clone(),
     })
 }
 
@@ -253,6 +269,8 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         "skip" => MisfirePolicy::Skip,
         other => anyhow::bail!("--misfire `{other}`: expected `run-once` or `skip`"),
     };
+    let weights = parse_weights(&args.weights)
+        .map_err(|e| anyhow::anyhow!("--queue-weights (CODEAI_QUEUES): {e}"))?;
     let api_config = ApiConfig::from_env().map_err(anyhow::Error::msg)?;
     let components = match &args.path {
         Some(path) => components(path)?,
@@ -287,10 +305,10 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
                 runtime: RuntimeConfig::default(),
                 platform: PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
                 queue: QueueConfig {
+                    weights,
                     strict: args.strict,
                     lease: Duration::from_secs(args.lease_secs.max(1)),
                     only: args.queues.clone(),
-                    ..QueueConfig::default()
                 },
                 pool: PoolConfig {
                     slots: args.workers.max(1),
@@ -397,6 +415,7 @@ fn print_banner(
         ),
         None => println!("queue     the database's `tasks` table"),
     }
+    println!("queues    {}", args.weights.replace(',', ", "));
     match args.role {
         Role::Api => println!("workers   none in this process (`codeai worker start`)"),
         _ => println!(

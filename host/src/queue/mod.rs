@@ -1,10 +1,25 @@
-//! The durable task queue of the embedded default: the `tasks` table in the platform's database
-//! (SQLite; PostgreSQL works too, with `FOR UPDATE SKIP LOCKED`).
+//! The durable task queue: the `tasks` table in the platform's database (the embedded default,
+//! SQLite; PostgreSQL works too, with `FOR UPDATE SKIP LOCKED`) or, for scale-out, Redis
+//! ([`redis`]); the rest of the host uses [`Queue`], which is either.
 //!
-//! - **Weighted dequeue** ([`Picker`]): queues are served by smooth weighted round robin over the
+//! - **Queues by weight** ([`Picker`]): queues are served by smooth weighted round robin over the
 //!   queues that have a runnable task — critical 6 : default 3 : low 1 by default — so no queue
 //!   starves and an empty queue yields its share to the others. A strict-priority mode always
-//!   serves the heaviest non-empty queue first.
+//!   serves the heaviest non-empty queue first. The queues and their weights are the operator's
+//!   ([`QueueConfig`], `CODEAI_QUEUES`; see `config.rs`): a job names its queue, it sets no
+//!   weight.
+//! - **Tenants by turns within a queue**: every tenant with waiting tasks in a queue has one
+//!   task leased per turn, so one tenant's flood cannot make another tenant's task wait for it.
+//!   A task enqueued behind another tenant's 10,000 is leased within the turn it joins — among
+//!   the next (tenants with waiting tasks) leases of that queue — after what workers had leased
+//!   already. A tenant's own tasks keep their order. On the SQL queue each task is given its
+//!   turn when it is enqueued (`next_turn`): one after its tenant's last waiting task in that
+//!   queue, and never before the queue's current turn; a lease takes the lowest turn (the
+//!   oldest first among equals) with the same single `UPDATE … RETURNING` as before, and writes
+//!   nothing more. On Redis each tenant has a list per queue and the queue a rotation of its
+//!   tenants (see [`redis`]). A retry, a deferral and a dead task run again go behind their
+//!   tenant's waiting tasks, as a new task would; a task put back at shutdown or rescued from
+//!   an expired lease keeps its place.
 //! - **Leases**: a dequeued task is `active` until its lease expires; the worker heartbeats it.
 //!   [`SqlQueue::rescue_expired`] puts tasks whose lease ran out back to `pending` (their attempt
 //!   given back), so a crashed worker's task runs again: at least once, never lost.
@@ -12,49 +27,26 @@
 //!   same fire is enqueued once however many times the scheduler tries.
 //! - **Retries**: [`SqlQueue::retry`] puts a failed task back with a later `run_after`.
 
+mod config;
 mod picker;
 pub mod redis;
 
+pub use config::{
+    clamp_weight, parse_weights, QueueConfig, UnknownQueue, DEFAULT_QUEUES, MAX_WEIGHT, MIN_WEIGHT,
+};
 pub use picker::Picker;
 pub use redis::RedisQueue;
 
 use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param, Stmt};
-use crate::store::Database;
+use crate::store::{Database, Dialect};
 use chrono::{DateTime, Utc};
-use codeai_ir::FieldType;
+use codeai_ir::{FieldType, Manifest};
 use sqlx::Row;
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 use uuid::Uuid;
-
-/// How queues are served.
-#[derive(Debug, Clone)]
-pub struct QueueConfig {
-    /// Queue names and weights (default critical 6, default 3, low 1).
-    pub weights: Vec<(String, u32)>,
-    /// Serve the heaviest non-empty queue first instead of sharing by weight.
-    pub strict: bool,
-    /// How long a dequeued task stays leased without a heartbeat (default 30 s).
-    pub lease: Duration,
-    /// Take tasks only from these queues (`codeai worker start --queues`); `None`: all.
-    pub only: Option<Vec<String>>,
-}
-
-impl Default for QueueConfig {
-    fn default() -> QueueConfig {
-        QueueConfig {
-            weights: vec![
-                ("critical".into(), 6),
-                ("default".into(), 3),
-                ("low".into(), 1),
-            ],
-            strict: false,
-            lease: Duration::from_secs(30),
-            only: None,
-        }
-    }
-}
 
 /// A task to enqueue.
 #[derive(Debug, Clone)]
@@ -153,11 +145,6 @@ impl SqlQueue {
         &self.config
     }
 
-    /// Makes a queue a job declares known to the picker (with its weight), if it is new.
-    pub fn declare(&self, name: &str, weight: u32) {
-        self.lock_picker().declare(name, weight);
-    }
-
     fn lock_picker(&self) -> std::sync::MutexGuard<'_, Picker> {
         self.picker.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -184,71 +171,49 @@ impl SqlQueue {
     pub async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
         let id = t.id.unwrap_or_else(Uuid::new_v4);
         let now = Utc::now();
+        let mut params = task_values(t, id, now);
+        params.extend([
+            text(&t.queue),
+            text(&t.queue),
+            text(&t.queue),
+            text(&t.queue),
+        ]);
+        params.push(text(&t.tenant));
         let n = self
             .execute(
-                "INSERT INTO tasks (id, tenant_id, job_id, job_name, job_version, queue, state, \
-                 trigger, input, fire_at, run_after, attempt, max_attempts, exclusive, created_at, \
-                 updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, 0, ?, ?, ?, ?) \
-                 ON CONFLICT DO NOTHING",
-                vec![
-                    text(id.to_string()),
-                    text(&t.tenant),
-                    text(&t.job_id),
-                    text(&t.job_name),
-                    t.job_version
-                        .map_or(Param::Null(FieldType::Int), Param::Int),
-                    text(&t.queue),
-                    text(&t.trigger),
-                    text(&t.input),
-                    t.fire_at
-                        .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
-                    Param::DateTime(t.run_after),
-                    Param::Int(t.max_attempts.max(1)),
-                    Param::Bool(t.exclusive),
-                    Param::DateTime(now),
-                    Param::DateTime(now),
-                ],
+                &format!(
+                    "INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, \
+                     ?, ?, ?, ?, ?, ?, ?, {}) ON CONFLICT DO NOTHING",
+                    next_turn(self.db.dialect(), "?", "?")
+                ),
+                params,
             )
             .await?;
         Ok((n == 1).then_some(id))
     }
 
-    /// Enqueues many tasks in one transaction; returns how many were new.
+    /// Enqueues many tasks, one statement per 500 (and one query for their turns); returns how
+    /// many were new.
     pub async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
-        // One statement per task inside a transaction: the cost is the commit, paid once.
         let mut n = 0;
         for chunk in tasks.chunks(500) {
             let now = Utc::now();
-            let mut s = crate::store::sql::Stmt::default();
-            s.sql(
-                "INSERT INTO tasks (id, tenant_id, job_id, job_name, job_version, queue, state, \
-                 trigger, input, fire_at, run_after, attempt, max_attempts, exclusive, created_at, \
-                 updated_at) VALUES ",
-            );
+            // The tasks of one tenant in one queue take consecutive turns from the next one.
+            let mut turns = self.next_turns(chunk).await?;
+            let mut s = Stmt::default();
+            s.sql(format!("INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES "));
             for (i, t) in chunk.iter().enumerate() {
                 if i > 0 {
                     s.sql(", ");
                 }
-                let values = vec![
-                    text(t.id.unwrap_or_else(Uuid::new_v4).to_string()),
-                    text(&t.tenant),
-                    text(&t.job_id),
-                    text(&t.job_name),
-                    t.job_version
-                        .map_or(Param::Null(FieldType::Int), Param::Int),
-                    text(&t.queue),
-                    text("pending"),
-                    text(&t.trigger),
-                    text(&t.input),
-                    t.fire_at
-                        .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
-                    Param::DateTime(t.run_after),
-                    Param::Int(0),
-                    Param::Int(t.max_attempts.max(1)),
-                    Param::Bool(t.exclusive),
-                    Param::DateTime(now),
-                    Param::DateTime(now),
-                ];
+                let mut values = task_values(t, t.id.unwrap_or_else(Uuid::new_v4), now);
+                let turn = turns
+                    .get_mut(&(t.queue.as_str(), t.tenant.as_str()))
+                    .map_or(0, |next| {
+                        *next += 1;
+                        *next - 1
+                    });
+                values.push(Param::Int(turn));
                 s.sql("(");
                 for (j, v) in values.into_iter().enumerate() {
                     if j > 0 {
@@ -275,6 +240,53 @@ impl SqlQueue {
             };
         }
         Ok(n)
+    }
+
+    /// The next turn of each (queue, tenant) of `tasks`, in one query.
+    async fn next_turns<'a>(
+        &self,
+        tasks: &'a [NewTask],
+    ) -> anyhow::Result<HashMap<(&'a str, &'a str), i64>> {
+        let mut lanes: Vec<(&str, &str)> = Vec::new();
+        for t in tasks {
+            if !lanes.contains(&(t.queue.as_str(), t.tenant.as_str())) {
+                lanes.push((&t.queue, &t.tenant));
+            }
+        }
+        let turn = next_turn(self.db.dialect(), "?", "?");
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for (i, (queue, tenant)) in lanes.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" UNION ALL ");
+            }
+            sql.push_str(&format!("SELECT ?, {turn}"));
+            params.push(Param::Int(i as i64));
+            params.extend(std::iter::repeat_n(text(*queue), 4));
+            params.push(text(*tenant));
+        }
+        let s = stmt(&sql, params);
+        let rows: Vec<(i64, i64)> = match &self.db {
+            Database::Sqlite(pool) => sqlite_builder(&s)
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .map_err(failed)?,
+            Database::Postgres(pool) => pg_builder(&s)
+                .build_query_as()
+                .fetch_all(pool)
+                .await
+                .map_err(failed)?,
+        };
+        Ok(rows
+            .into_iter()
+            .filter_map(|(i, turn)| Some((*lanes.get(usize::try_from(i).ok()?)?, turn)))
+            .collect())
+    }
+
+    /// The next turn of the task an `UPDATE` of `tasks` changes, in its queue for its tenant.
+    fn row_next_turn(&self) -> String {
+        next_turn(self.db.dialect(), "tasks.queue", "tasks.tenant_id")
     }
 
     /// Leases the next runnable task, choosing the queue by weight; `None` when nothing is
@@ -350,7 +362,7 @@ impl SqlQueue {
         .await
     }
 
-    /// Leases the oldest runnable task of one queue.
+    /// Leases the runnable task of one queue with the lowest turn (the oldest among equals).
     async fn claim(&self, queue: &str, now: DateTime<Utc>) -> anyhow::Result<Option<Task>> {
         let lease = now + chrono::Duration::from_std(self.config.lease).unwrap_or_default();
         let (lock, free) = match self.db {
@@ -363,7 +375,7 @@ impl SqlQueue {
              WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
              AND t.run_after <= ? AND (t.exclusive = {free} OR NOT EXISTS \
              (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
-             ORDER BY t.run_after, t.created_at LIMIT 1{lock}) \
+             ORDER BY t.turn, t.created_at LIMIT 1{lock}) \
              RETURNING id, tenant_id, job_id, job_name, job_version, queue, trigger, input, \
              fire_at, attempt, max_attempts"
         );
@@ -483,7 +495,8 @@ impl SqlQueue {
             .map_err(failed)
     }
 
-    /// Puts a failed task back to run again after `run_after`.
+    /// Puts a failed task back to run again after `run_after`, behind its tenant's waiting
+    /// tasks (a new turn).
     pub async fn retry(
         &self,
         id: Uuid,
@@ -491,8 +504,12 @@ impl SqlQueue {
         error: &str,
     ) -> anyhow::Result<()> {
         self.execute(
-            "UPDATE tasks SET state = 'pending', run_after = ?, last_error = ?, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = ? WHERE id = ?",
+            &format!(
+                "UPDATE tasks SET state = 'pending', run_after = ?, last_error = ?, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {} \
+                 WHERE id = ?",
+                self.row_next_turn()
+            ),
             vec![
                 Param::DateTime(run_after),
                 text(error),
@@ -516,12 +533,15 @@ impl SqlQueue {
     }
 
     /// Puts an active task back to `pending` until `run_after`, its attempt given back (its
-    /// tenant was at its concurrency limit).
+    /// tenant was at its concurrency limit), behind its tenant's waiting tasks (a new turn).
     pub async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
         self.execute(
-            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, run_after = ?, \
-             lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
-             WHERE id = ? AND state = 'active'",
+            &format!(
+                "UPDATE tasks SET state = 'pending', attempt = attempt - 1, run_after = ?, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {} \
+                 WHERE id = ? AND state = 'active'",
+                self.row_next_turn()
+            ),
             vec![
                 Param::DateTime(run_after),
                 Param::DateTime(Utc::now()),
@@ -533,12 +553,17 @@ impl SqlQueue {
     }
 
     /// Runs a finished-for-good task (failed, timed out, cancelled) again as the same execution,
-    /// with its attempts counted afresh; false if the task is not `dead`.
+    /// with its attempts counted afresh, behind its tenant's waiting tasks; false if the task is
+    /// not `dead`.
     pub async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
         let n = self
             .execute(
-                "UPDATE tasks SET state = 'pending', attempt = 0, outcome = NULL, run_after = ?, \
-                 trigger = 'retry', updated_at = ? WHERE id = ? AND state = 'dead'",
+                &format!(
+                    "UPDATE tasks SET state = 'pending', attempt = 0, outcome = NULL, \
+                     run_after = ?, trigger = 'retry', updated_at = ?, turn = {} \
+                     WHERE id = ? AND state = 'dead'",
+                    self.row_next_turn()
+                ),
                 vec![
                     Param::DateTime(now),
                     Param::DateTime(now),
@@ -753,13 +778,34 @@ impl Queue {
         &self.sql.owner
     }
 
-    pub fn declare(&self, name: &str, weight: u32) {
-        self.sql.declare(name, weight);
-    }
-
     /// The names of the known queues, heaviest first.
     pub fn names(&self) -> Vec<String> {
         self.sql.lock_picker().names()
+    }
+
+    /// The known queues and their weights, heaviest first.
+    pub fn weights(&self) -> Vec<(String, u32)> {
+        self.sql.lock_picker().weights()
+    }
+
+    /// Whether a job of `tenant` runs in a queue there is (the operator's job may also name a
+    /// queue its own source declares); changes nothing. What an upload checks first.
+    pub fn check_job(&self, tenant: &str, manifest: &Manifest) -> Result<(), UnknownQueue> {
+        config::check_job(&self.names(), tenant, manifest)
+    }
+
+    /// Admits a job to be scheduled: as [`Queue::check_job`], then the queues the operator's
+    /// job declares are added (weights clamped to [`MIN_WEIGHT`]..=[`MAX_WEIGHT`]; a known queue
+    /// keeps its weight). The weights in a tenant's manifest are ignored.
+    pub fn admit_job(&self, tenant: &str, manifest: &Manifest) -> Result<(), UnknownQueue> {
+        self.check_job(tenant, manifest)?;
+        if crate::store::tenants::is_operator(tenant) {
+            let mut picker = self.sql.lock_picker();
+            for q in &manifest.queues {
+                picker.declare(&q.name, q.weight);
+            }
+        }
+        Ok(())
     }
 
     pub async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
@@ -979,6 +1025,61 @@ impl Queue {
             None => self.sql.cancel_job(job_id).await,
         }
     }
+}
+
+/// The columns of a new task, in the order of [`task_values`].
+const TASK_COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, queue, state, trigger, \
+    input, fire_at, run_after, attempt, max_attempts, exclusive, created_at, updated_at";
+
+/// A new task's values for [`TASK_COLUMNS`].
+fn task_values(t: &NewTask, id: Uuid, now: DateTime<Utc>) -> Vec<Param> {
+    vec![
+        text(id.to_string()),
+        text(&t.tenant),
+        text(&t.job_id),
+        text(&t.job_name),
+        t.job_version
+            .map_or(Param::Null(FieldType::Int), Param::Int),
+        text(&t.queue),
+        text("pending"),
+        text(&t.trigger),
+        text(&t.input),
+        t.fire_at
+            .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+        Param::DateTime(t.run_after),
+        Param::Int(0),
+        Param::Int(t.max_attempts.max(1)),
+        Param::Bool(t.exclusive),
+        Param::DateTime(now),
+        Param::DateTime(now),
+    ]
+}
+
+/// The SQL expression of the turn a new task of tenant `tenant` in queue `queue` takes (both
+/// SQL: `?` placeholders, or columns of the row an `UPDATE` changes): one after the tenant's
+/// last waiting task in that queue, and not before the queue's current turn — the highest turn
+/// leased (active or done) or the lowest waiting, whichever is later. A tenant that had nothing
+/// waiting joins the current turn, so it comes next within one turn; a tenant that has waited
+/// long has no credit saved up. Each part is one step down an index: `tasks_ready_idx` (state,
+/// queue, turn) and `tasks_lane_idx` (the waiting tasks by queue, tenant and turn). With `?`
+/// placeholders it binds `queue` four times, then `tenant`. Dead tasks are left out: a
+/// cancelled flood's turns were never leased.
+fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
+    let greatest = match dialect {
+        Dialect::Sqlite => "MAX",
+        Dialect::Postgres => "GREATEST",
+    };
+    format!(
+        "{greatest}(\
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'active' AND x.queue = {queue} \
+         ORDER BY x.turn DESC LIMIT 1), 0), \
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'done' AND x.queue = {queue} \
+         ORDER BY x.turn DESC LIMIT 1), 0), \
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'pending' AND x.queue = {queue} \
+         ORDER BY x.turn LIMIT 1), 0), \
+         COALESCE((SELECT x.turn + 1 FROM tasks x WHERE x.state = 'pending' AND \
+         x.queue = {queue} AND x.tenant_id = {tenant} ORDER BY x.turn DESC LIMIT 1), 0))"
+    )
 }
 
 /// The update that finishes an active task.

@@ -3,7 +3,8 @@
 //! total from it. Over any run of picks among the same eligible queues the shares match the
 //! weights exactly, interleaved (6:3:1 gives c d c c d c l c d c, not six c in a row). A queue
 //! found empty is not eligible for that pick, so it neither gains credit nor holds others back:
-//! its share goes to the rest.
+//! its share goes to the rest. Weights are kept within [`MIN_WEIGHT`](super::MIN_WEIGHT) and
+//! [`MAX_WEIGHT`](super::MAX_WEIGHT), whoever gives them.
 
 /// Chooses the queue to serve next.
 #[derive(Debug, Clone)]
@@ -25,13 +26,14 @@ impl Picker {
         p
     }
 
-    /// Adds a queue (weight at least 1) unless it is known.
+    /// Adds a queue, its weight clamped to the bounds, unless it is known (a known queue keeps
+    /// its weight).
     pub fn declare(&mut self, name: &str, weight: u32) {
         if self.queues.iter().any(|(n, _, _)| n == name) {
             return;
         }
         self.queues
-            .push((name.to_string(), i64::from(weight.max(1)), 0));
+            .push((name.to_string(), i64::from(super::clamp_weight(weight)), 0));
         self.queues
             .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     }
@@ -47,6 +49,14 @@ impl Picker {
 
     pub fn names(&self) -> Vec<String> {
         self.queues.iter().map(|(n, _, _)| n.clone()).collect()
+    }
+
+    /// The queues and their weights, heaviest first.
+    pub fn weights(&self) -> Vec<(String, u32)> {
+        self.queues
+            .iter()
+            .map(|(n, w, _)| (n.clone(), u32::try_from(*w).unwrap_or(u32::MAX)))
+            .collect()
     }
 
     /// The queue to try next, skipping those in `empty`; `None` when all are empty.
@@ -140,5 +150,19 @@ mod tests {
         p.declare("reports", 10);
         let picks = run(&mut p, 20, &[]);
         assert_eq!(picks.iter().filter(|q| *q == "reports").count(), 10);
+    }
+
+    #[test]
+    fn a_declared_weight_is_bounded_and_never_changes_a_known_queue() {
+        let mut p = picker(false);
+        p.declare("critical", u32::MAX);
+        p.declare("flood", u32::MAX);
+        p.declare("zero", 0);
+        let weights = p.weights();
+        let weight = |q: &str| weights.iter().find(|(n, _)| n == q).unwrap().1;
+        assert_eq!(
+            (weight("critical"), weight("flood"), weight("zero")),
+            (6, 1000, 1)
+        );
     }
 }

@@ -6,13 +6,26 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `task:{id}` | hash | the task: tenant, job, queue, trigger, input, fire, attempts, state, outcome |
-//! | `ready:{queue}` | list | runnable task ids, oldest first |
+//! | `lane:{queue}:{tenant}` | list | one tenant's runnable task ids in one queue, oldest first |
+//! | `lanes:{queue}` | sorted set | the queue's rotation: its tenants with runnable tasks, next first |
+//! | `turns` | hash | per queue, the last place handed out in its rotation |
 //! | `delayed` | sorted set | tasks waiting for their time (a later fire, a retry delay), by time |
 //! | `active` | sorted set | leased tasks, by lease expiry (heartbeats push it on) |
 //! | `fire:{job}:{instant}` | string | the task of a schedule fire (`SET NX`: a fire is enqueued once) |
 //! | `jobtasks:{job}` | set | a job's pending and active tasks (overlap checks, cancel on delete) |
 //! | `jobactive` | hash | active tasks per exclusive job (overlap policy `queue`) |
 //! | `counts` | hash | `{queue}|{tenant}|{state}` → tasks (pending, scheduled, active, completed, failed) |
+//! | `layout` | string | `lanes` once tasks of an older layout (one `ready:{queue}` list) were moved |
+//!
+//! **Tenants take turns within a queue** (see the [`queue`](super) module): a lease in a queue
+//! takes the oldest task of the tenant at the head of the queue's rotation and moves that tenant
+//! to the tail, so every tenant with runnable tasks has one leased per round, in the order the
+//! tenants came. A tenant joins the tail when its lane gets a task while empty; a lane found
+//! empty leaves the rotation. A call that leases many tasks reads the head of the rotation once
+//! (as many tenants as it wants tasks), pops each tenant's share of ids with one `LPOP key
+//! count`, and writes the tenants it served back to the tail, in the order it last served them,
+//! with one command: a handful of commands per queue per call, nothing more per task. A released
+//! task goes back to the head of its lane; a retried, deferred or due one to the tail.
 //!
 //! Finished tasks keep their hash for 7 days (retry of a failed execution, the API's view).
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
@@ -40,6 +53,13 @@ local function deactivate(h, id)
   if f[2] == '1' then redis.call('HINCRBY', P .. 'jobactive', f[1], -1) end
   redis.call('HDEL', h, 'w')
 end
+-- Puts task `id` of tenant `t` into its lane of queue `q`, last ('RPUSH') or first ('LPUSH');
+-- a lane that was empty joins the tail of the queue's rotation (unless it is still in it).
+local function ready(push, q, t, id)
+  if redis.call(push, P .. 'lane:' .. q .. ':' .. t, id) == 1 then
+    redis.call('ZADD', P .. 'lanes:' .. q, 'NX', redis.call('HINCRBY', P .. 'turns', q, 1), t)
+  end
+end
 "#;
 
 /// For the scripts that move many tasks: key names made once per call (a string built in Lua
@@ -49,8 +69,9 @@ end
 /// command costs about the same with one member as with a hundred. Nothing in a script reads
 /// those keys after changing them.
 const BATCH_FN: &str = r#"
-local K = {task = P .. 'task:', ready = P .. 'ready:', active = P .. 'active',
-  delayed = P .. 'delayed', jobactive = P .. 'jobactive', jobtasks = P .. 'jobtasks:'}
+local K = {task = P .. 'task:', lane = P .. 'lane:', lanes = P .. 'lanes:', turns = P .. 'turns',
+  active = P .. 'active', delayed = P .. 'delayed', jobactive = P .. 'jobactive',
+  jobtasks = P .. 'jobtasks:'}
 local D = {}
 local ZADD, ZREM, SREM = {}, {}, {}
 local function add(q, t, s, d)
@@ -94,7 +115,7 @@ redis.call('HSET', h, 't', tenant, 'j', job, 'n', ARGV[6], 'v', ARGV[7], 'q', qu
   'c', ARGV[2])
 redis.call('SADD', P .. 'jobtasks:' .. job, id)
 if runafter <= now then
-  redis.call('RPUSH', P .. 'ready:' .. queue, id)
+  ready('RPUSH', queue, tenant, id)
   cnt(queue, tenant, 'pending', '1')
 else
   redis.call('ZADD', P .. 'delayed', ARGV[12], id)
@@ -113,53 +134,125 @@ return 1
 const CLAIM_FN: &str = r#"
 -- A leased task's fields, in the order `claimed` reads them (the input last).
 local FIELDS = {'t', 'j', 'n', 'v', 'q', 'tr', 'f', 'm', 'in'}
--- Ids popped from each queue's list in one `LPOP key count` for the tasks still wanted, and
--- the next one to use; those not used go back to the head of their list (`unpop`).
-local B = {}
-local function pop(queue, want)
-  local b = B[queue]
-  if b == nil or b.i > #b.ids then
-    local ids = redis.call('LPOP', K.ready .. queue, want)
-    if not ids then return nil end
-    b = {ids = ids, i = 1}
-    B[queue] = b
+-- Each queue's rotation as far as this call has read it: `list` its lanes from the head, `at`
+-- the next one to serve, `all` whether the whole rotation is read, `live` the lanes read that
+-- are not found empty. A lane: its tenant `t`; `ids` popped from its list with one
+-- `LPOP key count` and `i` the next to use (those not used go back to the head of the list,
+-- `settle`); `dry` once its list is found empty; `last`, when it was last served in this call.
+local R = {}
+local served = 0
+local function rotation(queue)
+  local r = R[queue]
+  if r == nil then
+    r = {list = {}, at = 1, all = false, live = 0}
+    R[queue] = r
   end
-  local id = b.ids[b.i]
-  b.i = b.i + 1
+  return r
+end
+-- Reads the next `count` lanes of the rotation; false when there are no more.
+local function more(queue, r, count)
+  if r.all then return false end
+  local got = redis.call('ZRANGE', K.lanes .. queue, #r.list, #r.list + count - 1)
+  if #got < count then r.all = true end
+  for _, t in ipairs(got) do r.list[#r.list + 1] = {t = t, ids = {}, i = 1} end
+  r.live = r.live + #got
+  return #got > 0
+end
+-- The next lane to serve: the rotation in order, round and round once all of it is read.
+local function next_lane(queue, r, want)
+  while true do
+    if r.at > #r.list then
+      if not more(queue, r, want) then
+        if r.live == 0 then return nil end
+        r.at = 1
+      end
+    end
+    local lane = r.list[r.at]
+    r.at = r.at + 1
+    if not lane.dry then return lane end
+  end
+end
+local function pop(queue, r, lane)
+  if lane.i > #lane.ids then
+    -- The lane's share of the tasks this call still wants, popped at once.
+    local ids = redis.call('LPOP', K.lane .. queue .. ':' .. lane.t, math.ceil(r.want / r.live))
+    if not ids then
+      lane.dry = true
+      r.live = r.live - 1
+      return nil
+    end
+    lane.ids, lane.i = ids, 1
+  end
+  local id = lane.ids[lane.i]
+  lane.i = lane.i + 1
   return id
 end
-local function unpop()
-  for queue, b in pairs(B) do
-    local rest = {}
-    for j = #b.ids, b.i, -1 do rest[#rest + 1] = b.ids[j] end
-    chunked('LPUSH', K.ready .. queue, rest)
+-- Lanes not used go back; lanes found empty leave the rotation; lanes served go to its tail in
+-- the order they were last served (one `ZADD`).
+local function settle()
+  for queue, r in pairs(R) do
+    local again, gone = {}, {}
+    for _, lane in ipairs(r.list) do
+      local rest = {}
+      for j = #lane.ids, lane.i, -1 do rest[#rest + 1] = lane.ids[j] end
+      chunked('LPUSH', K.lane .. queue .. ':' .. lane.t, rest)
+      if lane.dry then
+        gone[#gone + 1] = lane.t
+      elseif lane.last then
+        again[#again + 1] = lane
+      end
+    end
+    chunked('ZREM', K.lanes .. queue, gone)
+    if #again > 0 then
+      table.sort(again, function(a, b) return a.last < b.last end)
+      local top = redis.call('HINCRBY', K.turns, queue, #again)
+      local places = {}
+      for j, lane in ipairs(again) do
+        places[#places + 1] = top - #again + j
+        places[#places + 1] = lane.t
+      end
+      chunked('ZADD', K.lanes .. queue, places)
+    end
   end
 end
+-- Leases the next task of `queue`: the oldest of the lane whose turn it is. At most 1000 ids
+-- are looked at (ids of tasks no longer pending are dropped; tasks of an exclusive job whose
+-- previous run is active wait 100 ms in `delayed`).
 local function lease_one(queue, now, lease_end, owner, want)
-  for _ = 1, 1000 do
-    local id = pop(queue, want)
-    if not id then return nil end
-    local h = K.task .. id
-    local f = redis.call('HMGET', h, 's', 'x', 'a', unpack(FIELDS))
-    if f[1] == 'pending' then
-      local t, job = f[4], f[5]
-      if f[2] == '1' and tonumber(redis.call('HGET', K.jobactive, job) or '0') > 0 then
-        redis.call('ZADD', K.delayed, now + 100, id)
-        add(queue, t, 'pending', -1)
-        add(queue, t, 'scheduled', 1)
-      else
-        local a = tostring((tonumber(f[3]) or 0) + 1)
-        redis.call('HSET', h, 's', 'active', 'w', owner, 'a', a)
-        ZADD[#ZADD + 1] = lease_end
-        ZADD[#ZADD + 1] = id
-        if f[2] == '1' then redis.call('HINCRBY', K.jobactive, job, 1) end
-        add(queue, t, 'pending', -1)
-        add(queue, t, 'active', 1)
-        -- One string per task (a reply of one element parses far faster than of thirty):
-        -- id, attempt, then FIELDS, joined by a byte that UTF-8 text never holds.
-        local r = {id, a}
-        for j = 4, #f do r[#r + 1] = f[j] or '' end
-        return table.concat(r, '\255')
+  local r = rotation(queue)
+  r.want = want
+  local budget = 1000
+  while budget > 0 do
+    local lane = next_lane(queue, r, want)
+    if not lane then return nil end
+    while budget > 0 do
+      budget = budget - 1
+      local id = pop(queue, r, lane)
+      if not id then break end
+      local h = K.task .. id
+      local f = redis.call('HMGET', h, 's', 'x', 'a', unpack(FIELDS))
+      if f[1] == 'pending' then
+        local t, job = f[4], f[5]
+        if f[2] == '1' and tonumber(redis.call('HGET', K.jobactive, job) or '0') > 0 then
+          redis.call('ZADD', K.delayed, now + 100, id)
+          add(queue, t, 'pending', -1)
+          add(queue, t, 'scheduled', 1)
+        else
+          local a = tostring((tonumber(f[3]) or 0) + 1)
+          redis.call('HSET', h, 's', 'active', 'w', owner, 'a', a)
+          ZADD[#ZADD + 1] = lease_end
+          ZADD[#ZADD + 1] = id
+          if f[2] == '1' then redis.call('HINCRBY', K.jobactive, job, 1) end
+          add(queue, t, 'pending', -1)
+          add(queue, t, 'active', 1)
+          served = served + 1
+          lane.last = served
+          -- One string per task (a reply of one element parses far faster than of thirty):
+          -- id, attempt, then FIELDS, joined by a byte that UTF-8 text never holds.
+          local row = {id, a}
+          for j = 4, #f do row[#row + 1] = f[j] or '' end
+          return table.concat(row, '\255')
+        end
       end
     end
   end
@@ -178,7 +271,7 @@ local function claim(now, lease, owner, i)
     local f = redis.call('HMGET', h, 'q', 't', 's')
     local q, t = f[1], f[2]
     if q and f[3] == 'pending' then
-      redis.call('RPUSH', K.ready .. q, id)
+      ready('RPUSH', q, t, id)
       add(q, t, 'scheduled', -1)
       add(q, t, 'pending', 1)
     end
@@ -217,7 +310,7 @@ local function claim(now, lease, owner, i)
       empties[#empties + 1] = best[1]
     end
   end
-  unpop()
+  settle()
   return {empties, out}
 end
 "#;
@@ -286,7 +379,7 @@ local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
 deactivate(h, id)
 redis.call('HSET', h, 's', 'pending')
 redis.call('HINCRBY', h, 'a', -1)
-redis.call('LPUSH', P .. 'ready:' .. q, id)
+ready('LPUSH', q, t, id)
 cnt(q, t, 'active', -1)
 cnt(q, t, 'pending', 1)
 return 1
@@ -301,7 +394,7 @@ if redis.call('HGET', h, 'o') ~= 'cancelled' then cnt(q, t, 'failed', -1) end
 redis.call('HSET', h, 's', 'pending', 'a', 0, 'o', '', 'tr', 'retry', 'ra', ARGV[3])
 redis.call('PERSIST', h)
 redis.call('SADD', P .. 'jobtasks:' .. job, id)
-redis.call('RPUSH', P .. 'ready:' .. q, id)
+ready('RPUSH', q, t, id)
 cnt(q, t, 'pending', 1)
 return 1
 "#;
@@ -314,7 +407,7 @@ local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
 if redis.call('ZREM', P .. 'delayed', id) == 1 then
   cnt(q, t, 'scheduled', -1)
 else
-  redis.call('LREM', P .. 'ready:' .. q, 0, id)
+  redis.call('LREM', P .. 'lane:' .. q .. ':' .. t, 0, id)
   cnt(q, t, 'pending', -1)
 end
 untrack(h, id)
@@ -334,7 +427,7 @@ for _, id in ipairs(expired) do
     deactivate(h, id)
     redis.call('HSET', h, 's', 'pending')
     redis.call('HINCRBY', h, 'a', -1)
-    redis.call('RPUSH', P .. 'ready:' .. q, id)
+    ready('RPUSH', q, t, id)
     cnt(q, t, 'active', -1)
     cnt(q, t, 'pending', 1)
     n = n + 1
@@ -345,7 +438,20 @@ end
 return n
 "#;
 
+/// `upgrade(key)`: moves the ids of an older `ready:{queue}` list into their lanes, in order.
+const UPGRADE: &str = r#"
+local key = ARGV[2]
+local ids = redis.call('LRANGE', key, 0, -1)
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', P .. 'task:' .. id, 'q', 't', 's')
+  if f[1] and f[3] == 'pending' then ready('RPUSH', f[1], f[2], id) end
+end
+redis.call('DEL', key)
+return #ids
+"#;
+
 struct Scripts {
+    upgrade: Script,
     enqueue: Script,
     finish_claim: Script,
     heartbeat: Script,
@@ -372,6 +478,7 @@ fn scripts() -> &'static Scripts {
             flush()\n\
             return r";
         Scripts {
+            upgrade: s(UPGRADE),
             enqueue: s(ENQUEUE),
             finish_claim: s(&format!("{BATCH_FN}{FINISH_FN}{CLAIM_FN}{finish_claim}")),
             heartbeat: s(HEARTBEAT),
@@ -383,6 +490,18 @@ fn scripts() -> &'static Scripts {
             rescue: s(RESCUE),
         }
     })
+}
+
+/// `text` as a `SCAN MATCH` pattern that matches only itself.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -495,11 +614,62 @@ impl RedisQueue {
         let con = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(failed)?;
-        Ok(RedisQueue {
+        let queue = RedisQueue {
             con,
             client,
             prefix: prefix.to_string(),
-        })
+        };
+        queue.upgrade_layout().await?;
+        Ok(queue)
+    }
+
+    /// Moves the runnable tasks of the older layout (one `ready:{queue}` list per queue, before
+    /// tenants took turns) into their tenants' lanes, once per Redis: `layout` records it.
+    async fn upgrade_layout(&self) -> anyhow::Result<()> {
+        let mut con = self.con.clone();
+        let layout = format!("{}layout", self.prefix);
+        let done: Option<String> = redis::cmd("GET")
+            .arg(&layout)
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        if done.as_deref() == Some("lanes") {
+            return Ok(());
+        }
+        let pattern = format!("{}ready:*", glob_escape(&self.prefix));
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            for key in keys {
+                let moved: i64 = scripts()
+                    .upgrade
+                    .arg(&self.prefix)
+                    .arg(&key)
+                    .invoke_async(&mut con)
+                    .await
+                    .map_err(failed)?;
+                tracing::info!(%key, moved, "redis queue: tasks moved into their tenants' lanes");
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        let _: () = redis::cmd("SET")
+            .arg(&layout)
+            .arg("lanes")
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(())
     }
 
     pub fn prefix(&self) -> &str {

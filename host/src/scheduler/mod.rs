@@ -134,7 +134,9 @@ impl Scheduler {
     }
 
     /// Adds (or replaces) a registered job. Its stored `next_run_at` and `enabled` are kept when
-    /// present; otherwise the next fire is computed from `now` and stored.
+    /// present; otherwise the next fire is computed from `now` and stored. A job whose queue
+    /// does not exist is refused ([`Queue::admit_job`]: the operator's jobs may declare queues,
+    /// a tenant's may not).
     pub async fn add(
         &self,
         job_id: &str,
@@ -144,9 +146,7 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> anyhow::Result<ScheduledJob> {
         let fires = fires_of(&manifest.schedule, &manifest.timezone)?;
-        for q in &manifest.queues {
-            self.queue.declare(&q.name, q.weight);
-        }
+        self.queue.admit_job(tenant, &manifest)?;
         let (enabled, stored) = self.load_state(job_id).await?;
         let next_run_at = match stored {
             Some(t) => Some(t),

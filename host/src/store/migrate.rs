@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0006_tenant_boundary.sql"),
     },
     Migration {
+        version: 8,
+        name: "fair_queues",
+        sqlite: include_str!("../../../migrations/sqlite/0008_fair_queues.sql"),
+        postgres: include_str!("../../../migrations/postgres/0008_fair_queues.sql"),
+    },
+    Migration {
         version: 9,
         name: "upload_quotas",
         sqlite: include_str!("../../../migrations/sqlite/0009_upload_quotas.sql"),

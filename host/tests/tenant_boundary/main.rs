@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 #[macro_use]
 mod common;
+mod fairness;
 mod namespace;
 mod support;
 mod uploads;
