@@ -111,6 +111,43 @@ pub fn emit(program: &Program, manifest: &Manifest) -> Result<Vec<u8>, EmitError
     Ok(component)
 }
 
+/// Whether `component` is exactly what this compiler's [`emit`] makes of the program and the
+/// manifest it carries: the program is read back from where `emit` put it (the last data
+/// segment of the core module), both are emitted again, and the bytes must be identical. A
+/// component made by hand, changed after the build, or built by another version of the
+/// compiler (another guest runtime) is not. Takes about as long as one `emit`.
+pub fn is_this_compilers_build(component: &[u8]) -> bool {
+    let Ok(manifest) = read_manifest(component) else {
+        return false;
+    };
+    let Some(program) = program_data(component) else {
+        return false;
+    };
+    let Ok(program) = serde_json::from_slice::<Program>(program) else {
+        return false;
+    };
+    emit(&program, &manifest).is_ok_and(|rebuilt| rebuilt == component)
+}
+
+/// The bytes of the last data segment of the first core module in `component`: where [`emit`]
+/// writes the program.
+fn program_data(component: &[u8]) -> Option<&[u8]> {
+    let mut last = None;
+    let mut modules = 0;
+    for payload in Parser::new(0).parse_all(component) {
+        match payload.ok()? {
+            Payload::ModuleSection { .. } => modules += 1,
+            Payload::DataSection(reader) if modules == 1 => {
+                for data in reader {
+                    last = Some(data.ok()?.data);
+                }
+            }
+            _ => {}
+        }
+    }
+    last
+}
+
 /// Copies `module` with `program` written into a new data segment and the slot patched.
 fn embed_program(module: &[u8], program: &[u8]) -> Result<Vec<u8>, EmitError> {
     let len = u32::try_from(program.len()).map_err(|_| EmitError::TooLarge(program.len()))?;

@@ -309,3 +309,32 @@ fn an_emitted_component_runs_in_wasmtime_with_its_program_intact() {
     assert_eq!(out["greeting"], "hello world");
     assert!(out["marker"] == marker.as_str(), "the program was damaged");
 }
+
+#[test]
+fn a_build_is_recognised_and_any_change_to_it_is_not() {
+    use codeai_dsl::emit::{append_custom_section, is_this_compilers_build};
+    for artifact in example() {
+        assert!(
+            is_this_compilers_build(&artifact.bytes),
+            "{}",
+            artifact.name
+        );
+    }
+    let built = example().remove(0).bytes;
+    // One byte changed anywhere: in the program, the runtime's code, the manifest.
+    for at in [built.len() / 3, built.len() / 2, built.len() - 10] {
+        let mut changed = built.clone();
+        changed[at] ^= 0x01;
+        assert!(
+            !is_this_compilers_build(&changed),
+            "a change at byte {at} passed"
+        );
+    }
+    // Something appended (a second manifest, any section).
+    let mut longer = built.clone();
+    append_custom_section(&mut longer, "extra", b"x");
+    assert!(!is_this_compilers_build(&longer));
+    // The runtime module alone, and a component made by hand.
+    assert!(!is_this_compilers_build(guest_runtime()));
+    assert!(!is_this_compilers_build(b"\0asm\x0d\0\x01\0"));
+}

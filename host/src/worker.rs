@@ -96,28 +96,46 @@ type Active = Arc<Mutex<HashMap<Uuid, CancelToken>>>;
 type JobVersion = (String, i64);
 
 /// Compiled components by (job id, version), loaded from `job_versions` on first use.
+///
+/// A component is never compiled in a worker slot: one that is neither prepared nor on disk is
+/// handed to the runtime's compile pool (within the compile budget) and its task waits on the
+/// queue meanwhile, so a slow compile never holds a slot the other jobs could use.
 pub struct Components {
     executor: Arc<Executor>,
-    cache: Mutex<HashMap<JobVersion, Arc<PreparedJob<JobCaps>>>>,
+    cache: Arc<Mutex<HashMap<JobVersion, Arc<PreparedJob<JobCaps>>>>>,
+    /// Compiles under way (`None`) or failed (`Some(why)`), by job version.
+    compiling: Arc<Mutex<HashMap<JobVersion, Option<String>>>>,
+}
+
+/// A job version's component, as far as the worker can tell.
+pub enum Component {
+    Ready(Arc<PreparedJob<JobCaps>>),
+    /// Being compiled in the compile pool: try again shortly.
+    Compiling,
+    /// It could not be compiled (over the compile budget, or invalid).
+    Failed(String),
 }
 
 impl Components {
     pub fn new(executor: Arc<Executor>) -> Components {
         Components {
             executor,
-            cache: Mutex::new(HashMap::new()),
+            cache: Arc::default(),
+            compiling: Arc::default(),
         }
     }
 
-    /// The prepared component of a job version.
-    pub async fn get(
-        &self,
-        job_id: &str,
-        version: i64,
-    ) -> anyhow::Result<Arc<PreparedJob<JobCaps>>> {
+    /// The prepared component of a job version, if it needs no compiling; otherwise its compile
+    /// is started in the compile pool (once) and [`Component::Compiling`] returned.
+    pub async fn get(&self, job_id: &str, version: i64) -> anyhow::Result<Component> {
         let key = (job_id.to_string(), version);
         if let Some(job) = lock(&self.cache).get(&key) {
-            return Ok(job.clone());
+            return Ok(Component::Ready(job.clone()));
+        }
+        match lock(&self.compiling).get(&key) {
+            Some(None) => return Ok(Component::Compiling),
+            Some(Some(why)) => return Ok(Component::Failed(why.clone())),
+            None => {}
         }
         let db = self.executor.platform().db();
         let bytes: Vec<u8> = match db {
@@ -139,14 +157,41 @@ impl Components {
             }
         };
         let executor = self.executor.clone();
-        let job = tokio::task::spawn_blocking(move || executor.runtime().prepare(&bytes)).await??;
-        lock(&self.cache).insert(key, job.clone());
-        Ok(job)
+        let (cached, bytes) =
+            tokio::task::spawn_blocking(move || (executor.runtime().prepare_cached(&bytes), bytes))
+                .await?;
+        if let Some(job) = cached? {
+            lock(&self.cache).insert(key, job.clone());
+            return Ok(Component::Ready(job));
+        }
+        if lock(&self.compiling).insert(key.clone(), None).is_some() {
+            return Ok(Component::Compiling);
+        }
+        let (executor, cache, compiling) = (
+            self.executor.clone(),
+            self.cache.clone(),
+            self.compiling.clone(),
+        );
+        tokio::spawn(async move {
+            match executor.runtime().prepare_budgeted(&bytes, None).await {
+                Ok(job) => {
+                    lock(&cache).insert(key.clone(), job);
+                    lock(&compiling).remove(&key);
+                }
+                Err(e) => {
+                    tracing::warn!(job = %key.0, version = key.1, "the component does not compile: {e}");
+                    lock(&compiling).insert(key, Some(e.to_string()));
+                }
+            }
+        });
+        Ok(Component::Compiling)
     }
 
     /// Forgets job versions that are no longer stored (pruned, or their job deleted).
     pub fn forget(&self, job_id: &str, versions: &[i64]) {
         lock(&self.cache).retain(|(job, version), _| job != job_id || !versions.contains(version));
+        lock(&self.compiling)
+            .retain(|(job, version), _| job != job_id || !versions.contains(version));
     }
 }
 
@@ -648,7 +693,18 @@ impl WorkerPool {
         };
         let version = task.job_version.unwrap_or(1);
         let job = match self.components.get(&task.job_id, version).await {
-            Ok(job) => job,
+            Ok(Component::Ready(job)) => job,
+            Ok(Component::Compiling) => {
+                // Compiling in the compile pool, not in this slot: back on the queue a moment.
+                let at = Utc::now() + chrono::Duration::milliseconds(250);
+                self.queue.defer(task.id, at).await?;
+                return Ok(Ended::Handled);
+            }
+            Ok(Component::Failed(why)) => {
+                let error = format!("the job's component could not be compiled: {why}");
+                self.queue.finish(task.id, "failed", Some(&error)).await?;
+                return Ok(Ended::Handled);
+            }
             Err(e) if is_row_not_found(&e) => {
                 // The job was deleted: nothing can run this task, now or later.
                 let error = "the job's component is gone: the job was deleted, or this version \

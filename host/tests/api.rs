@@ -793,11 +793,11 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
             "imports_not_allowed",
         ),
         (
-            "no `run` export (wrong world)",
+            "made by hand (a tenant's must be a `codeai build` component)",
             component_with("(component)", &good_manifest),
             "application/wasm",
             422,
-            "wrong_world",
+            "hand_made_component",
         ),
         (
             "too large",
@@ -824,6 +824,19 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     }
     let (_, jobs) = t.get(&token, "/jobs").await;
     assert_eq!(jobs["data"].as_array().unwrap().len(), 0);
+    // The operator's own components may be hand-made; this one does not fit the `job` world.
+    let (got, body) = upload(
+        &t,
+        ADMIN,
+        component_with("(component)", &good_manifest),
+        "application/wasm",
+    )
+    .await;
+    assert_eq!(
+        (got, body["error"]["code"].as_str()),
+        (422, Some("wrong_world")),
+        "{body}"
+    );
 
     // A real upload registers the job for the token's tenant; it runs on its schedule.
     let (status, up) = upload(&t, &token, ticker.clone(), "application/wasm").await;

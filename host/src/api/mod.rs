@@ -47,6 +47,32 @@ pub struct ApiConfig {
     /// `CODEAI_TENANT_MAX_VERSIONS`, `CODEAI_TENANT_MAX_BYTES`; default 100 jobs, 10 versions
     /// kept, 256 MiB).
     pub quotas: Quotas,
+    /// Which components a tenant may upload (`CODEAI_TENANT_COMPONENTS`, default `codeai`).
+    pub tenant_components: TenantComponents,
+}
+
+/// Which components a tenant (not the operator) may upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TenantComponents {
+    /// Only components exactly as this host's `codeai build` makes them: the guest runtime the
+    /// host ships and a program, nothing else (`codeai`, the default).
+    #[default]
+    Codeai,
+    /// Any component that passes the upload checks, hand-made ones included (`any`): they are
+    /// compiled within the compile budget.
+    Any,
+}
+
+impl TenantComponents {
+    pub fn parse(value: &str) -> Result<TenantComponents, String> {
+        match value.trim() {
+            "" | "codeai" => Ok(TenantComponents::Codeai),
+            "any" => Ok(TenantComponents::Any),
+            other => Err(format!(
+                "CODEAI_TENANT_COMPONENTS=`{other}`: expected `codeai` or `any`"
+            )),
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -58,6 +84,7 @@ impl Default for ApiConfig {
             download_ttl: Duration::from_secs(900),
             public_url: None,
             quotas: Quotas::default(),
+            tenant_components: TenantComponents::default(),
         }
     }
 }
@@ -89,6 +116,9 @@ impl ApiConfig {
                 .filter(|u| !u.trim().is_empty())
                 .map(|u| u.trim().trim_end_matches('/').to_string()),
             quotas: Quotas::from_env()?,
+            tenant_components: TenantComponents::parse(
+                &std::env::var("CODEAI_TENANT_COMPONENTS").unwrap_or_default(),
+            )?,
         })
     }
 }

@@ -16,6 +16,7 @@ use super::jobs::find_job_row;
 use super::ApiState;
 use crate::caps::platform::JobCaps;
 use crate::quotas::{self, Exceeded, QuotaError, Quotas};
+use crate::runtime::compile::CompileError;
 use crate::runtime::{PreparedJob, RuntimeError};
 use crate::store::rows::{execute, RowExt};
 use crate::store::sql::{stmt, Param};
@@ -165,6 +166,7 @@ pub(super) async fn upload(
     let bytes = check_size(&state, body)?;
     let tenant = upload_tenant(&state, &auth, params.tenant).await?;
     let manifest = check_component(&bytes).map_err(refused)?;
+    check_origin(&state, &tenant, &bytes, &manifest)?;
     // A tenant's job names a queue the operator has; it sets no weight.
     state
         .queue
@@ -173,7 +175,7 @@ pub(super) async fn upload(
     check_manifest(&state, &manifest).map_err(refused)?;
     let _one_at_a_time = state.uploads.lock(&tenant).await;
     let quotas = check_quotas(&state, &tenant, &manifest.name, &bytes).await?;
-    let job = compile(&state, &bytes).await?;
+    let job = compile(&state, &tenant, &bytes).await?;
     let reg = match store_job(&state, &tenant, &job, &bytes).await {
         Ok(reg) => reg,
         Err(e) => {
@@ -297,14 +299,53 @@ fn quota_refused(e: QuotaError) -> ApiError {
     }
 }
 
-/// Compiles and links the component (off the async threads: it takes a while). A component
-/// that does not compile or link leaves nothing behind.
-async fn compile(state: &ApiState, bytes: &Bytes) -> Result<Arc<PreparedJob<JobCaps>>, ApiError> {
-    let executor = state.executor.clone();
-    let owned = bytes.clone();
-    let prepared = tokio::task::spawn_blocking(move || executor.runtime().prepare(&owned))
-        .await
-        .map_err(ApiError::internal)?;
+/// A tenant's component must be exactly what this host's `codeai build` makes (the guest
+/// runtime the host ships and a program), unless the operator allows hand-made components
+/// (`CODEAI_TENANT_COMPONENTS=any`). The operator's own uploads are trusted.
+fn check_origin(
+    state: &ApiState,
+    tenant: &str,
+    bytes: &[u8],
+    manifest: &codeai_ir::Manifest,
+) -> Result<(), ApiError> {
+    if store::tenants::is_operator(tenant)
+        || state.config.tenant_components == super::TenantComponents::Any
+        || codeai_dsl::emit::is_this_compilers_build(bytes)
+    {
+        return Ok(());
+    }
+    let built_by = if manifest.compiler == env!("CARGO_PKG_VERSION") {
+        "it was changed after `codeai build`, or made by hand".to_string()
+    } else {
+        format!(
+            "its manifest names compiler {}, this host's is {}",
+            manifest.compiler,
+            env!("CARGO_PKG_VERSION")
+        )
+    };
+    Err(refused((
+        "hand_made_component",
+        format!(
+            "this host runs a tenant's component only as its own `codeai build` makes it, and \
+             this one is not ({built_by}); build the job with this host's `codeai build`, or ask \
+             the operator to allow hand-made components (CODEAI_TENANT_COMPONENTS=any)"
+        ),
+    )))
+}
+
+/// Compiles and links the component in the compile pool, within the compile budget and the
+/// tenant's compile quota ([`crate::runtime::compile`]). A component that does not compile or
+/// link leaves nothing behind.
+async fn compile(
+    state: &ApiState,
+    tenant: &str,
+    bytes: &Bytes,
+) -> Result<Arc<PreparedJob<JobCaps>>, ApiError> {
+    let prepared = state
+        .executor
+        .runtime()
+        .prepare_budgeted(bytes, Some(tenant))
+        .await;
     match prepared {
         Ok(job) => Ok(job),
         Err(e) => {
@@ -313,6 +354,17 @@ async fn compile(state: &ApiState, bytes: &Bytes) -> Result<Arc<PreparedJob<JobC
             Err(match e {
                 RuntimeError::Link(_) => refused(("wrong_world", e.to_string())),
                 RuntimeError::Manifest(m) => refused(("invalid_manifest", m.to_string())),
+                RuntimeError::Budget(e) => {
+                    let status = match e {
+                        CompileError::Quota { .. } => StatusCode::TOO_MANY_REQUESTS,
+                        _ => StatusCode::UNPROCESSABLE_ENTITY,
+                    };
+                    ApiError::new(status, e.code(), e.to_string())
+                }
+                RuntimeError::Cache(crate::runtime::CacheError::Compile(e)) => refused((
+                    "malformed_component",
+                    format!("the component does not compile: {e:#}"),
+                )),
                 other => ApiError::internal(other),
             })
         }

@@ -302,7 +302,11 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
             HostConfig {
                 role: args.role,
                 redis: redis.clone(),
-                runtime: RuntimeConfig::default(),
+                runtime: RuntimeConfig {
+                    compile: crate::runtime::compile::CompileLimits::from_env()
+                        .map_err(anyhow::Error::msg)?,
+                    ..RuntimeConfig::default()
+                },
                 platform: PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
                 queue: QueueConfig {
                     weights,

@@ -71,6 +71,7 @@ pub enum CacheError {
     Compile(anyhow::Error),
 }
 
+#[derive(Clone)]
 pub(crate) struct ArtifactCache {
     dir: PathBuf,
     engine_fingerprint: String,
@@ -109,34 +110,57 @@ impl ArtifactCache {
     }
 
     /// The compiled component for `bytes` (whose SHA-256 is `hash`): from a verified artifact
-    /// when there is one, otherwise compiled, precompiled to disk and loaded from there.
+    /// when there is one, otherwise compiled here, precompiled to disk and loaded from there.
     pub(crate) fn load(
         &self,
         engine: &Engine,
         hash: &Digest,
         bytes: &[u8],
     ) -> Result<(Component, Source), CacheError> {
-        let (artifact, meta) = self.paths(hash);
-        if let Some(component) = self.load_verified(engine, hash, &artifact, &meta) {
+        if let Some(component) = self.load_from_disk(engine, hash) {
             return Ok((component, Source::Disk));
         }
         let compiled = engine
             .precompile_component(bytes)
             .map_err(|e| CacheError::Compile(e.into()))?;
+        Ok((self.store(engine, hash, &compiled)?, Source::Compiled))
+    }
+
+    /// The component of `hash` from a verified artifact, if there is one.
+    pub(crate) fn load_from_disk(&self, engine: &Engine, hash: &Digest) -> Option<Component> {
+        let (artifact, meta) = self.paths(hash);
+        self.load_verified(engine, hash, &artifact, &meta)
+    }
+
+    /// Writes `compiled` (what this engine's `precompile_component` made of the component
+    /// `hash`, here or in the compiler child process) with its header, and loads it.
+    pub(crate) fn store(
+        &self,
+        engine: &Engine,
+        hash: &Digest,
+        compiled: &[u8],
+    ) -> Result<Component, CacheError> {
+        let (artifact, meta) = self.paths(hash);
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| CacheError::Io { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         // Header last, both through a rename: a crash leaves no header for a partial artifact.
-        let header = self.header(hash, &compiled);
+        let header = self.header(hash, compiled);
         let _ = std::fs::remove_file(&meta);
-        write_atomically(&artifact, &compiled).map_err(io(&artifact))?;
+        write_atomically(&artifact, compiled).map_err(io(&artifact))?;
         write_atomically(&meta, header.as_bytes()).map_err(io(&meta))?;
-        // SAFETY: the file holds what this engine's `precompile_component` just returned.
-        let component = unsafe { Component::deserialize_file(engine, &artifact) }
-            .map_err(|e| CacheError::Compile(e.into()))?;
-        Ok((component, Source::Compiled))
+        // SAFETY: the file holds what this engine's `precompile_component` returned (in this
+        // process, or in the compiler child this host started with its own engine settings);
+        // deserialisation still checks the engine's compatibility.
+        unsafe { Component::deserialize_file(engine, &artifact) }
+            .map_err(|e| CacheError::Compile(e.into()))
+    }
+
+    /// The size of the artifact of `hash` on disk, if there is one.
+    pub(crate) fn artifact_size(&self, hash: &Digest) -> Option<u64> {
+        std::fs::metadata(self.paths(hash).0).ok().map(|m| m.len())
     }
 
     /// Removes the artifact of `hash` and its header (header first: an artifact without one is

@@ -16,6 +16,7 @@
 
 pub mod cache;
 pub mod cancel;
+pub mod compile;
 mod engine;
 pub mod gate;
 
@@ -32,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime::{UpdateDeadline, WasmBacktrace};
 
@@ -59,6 +60,8 @@ pub struct RuntimeConfig {
     pub epoch_tick: Duration,
     /// The timeout of a job whose manifest gives none (default 30 min).
     pub default_timeout: Duration,
+    /// What compiling a component may cost ([`compile`]).
+    pub compile: compile::CompileLimits,
 }
 
 impl Default for RuntimeConfig {
@@ -72,6 +75,7 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(10),
             default_timeout: Duration::from_secs(30 * 60),
+            compile: compile::CompileLimits::default(),
         }
     }
 }
@@ -178,6 +182,8 @@ pub enum RuntimeError {
     Link(anyhow::Error),
     #[error("the runtime could not start: {0:#}")]
     Setup(anyhow::Error),
+    #[error(transparent)]
+    Budget(#[from] compile::CompileError),
 }
 
 /// A job component ready to run: compiled, linked, its manifest read.
@@ -300,6 +306,7 @@ pub struct Runtime<C: 'static> {
     cache: ArtifactCache,
     prepared: Mutex<HashMap<Digest, Arc<PreparedJob<C>>>>,
     permits: Arc<Semaphore>,
+    compiles: compile::CompilePool,
     config: RuntimeConfig,
     _ticker: EpochTicker,
 }
@@ -322,6 +329,7 @@ impl<C: Capabilities> Runtime<C> {
             linker,
             prepared: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(config.pool_size.max(1) as usize)),
+            compiles: compile::CompilePool::new(config.compile.clone()),
             config,
             _ticker: ticker,
         })
@@ -341,8 +349,9 @@ impl<C: Capabilities> Runtime<C> {
     }
 
     /// Prepares a job component: reads its manifest, compiles it (or loads the artifact
-    /// compiled earlier for the same bytes) and links it. Compiling takes tens of milliseconds
-    /// and blocks: call it from `spawn_blocking` on a busy executor.
+    /// compiled earlier for the same bytes) and links it. Compiling blocks this thread and is
+    /// bounded by nothing: for the operator's own components (`codeai host run`, `codeai exec`,
+    /// benches). Anything a tenant sent goes through [`Runtime::prepare_budgeted`].
     pub fn prepare(&self, bytes: &[u8]) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
         let hash = cache::sha256(bytes);
         if let Some(job) = self.lock_prepared().get(&hash) {
@@ -350,9 +359,94 @@ impl<C: Capabilities> Runtime<C> {
         }
         let manifest = read_manifest(bytes)?;
         let (component, source) = self.cache.load(&self.engine, &hash, bytes)?;
+        self.link(hash, manifest, &component, source)
+    }
+
+    /// The prepared component for `bytes` if it needs no compiling: prepared in memory, or a
+    /// verified artifact on disk (loading one takes well under a millisecond). `None` when it
+    /// would have to be compiled.
+    pub fn prepare_cached(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Option<Arc<PreparedJob<C>>>, RuntimeError> {
+        let hash = cache::sha256(bytes);
+        if let Some(job) = self.lock_prepared().get(&hash) {
+            return Ok(Some(job.clone()));
+        }
+        let manifest = read_manifest(bytes)?;
+        match self.cache.load_from_disk(&self.engine, &hash) {
+            Some(component) => self
+                .link(hash, manifest, &component, Source::Disk)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Prepares a component within the compile budget ([`compile`]): what needs no compiling
+    /// is prepared at once; otherwise its code is measured against the limits (refused before
+    /// compiling when over), `charge`'s compile quota is counted (an upload's tenant), and it
+    /// is compiled in the compile pool — in the compiler child process under the time and
+    /// memory budget when one is configured.
+    pub async fn prepare_budgeted(
+        &self,
+        bytes: &[u8],
+        charge: Option<&str>,
+    ) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
+        if let Some(job) = self.prepare_cached(bytes)? {
+            return Ok(job);
+        }
+        let hash = cache::sha256(bytes);
+        let manifest = read_manifest(bytes)?;
+        self.compiles.check(bytes)?;
+        if let Some(tenant) = charge {
+            self.compiles.charge(tenant)?;
+        }
+        let engine = self.engine.clone();
+        let cache = self.cache.clone();
+        let limits = self.config.compile.clone();
+        let engine_args = compile::engine_args(&self.config);
+        let owned = bytes.to_vec();
+        let (component, source) = self
+            .compiles
+            .run(move || -> Result<(Component, Source), RuntimeError> {
+                // Another compile of the same bytes may have finished while this one waited.
+                if let Some(component) = cache.load_from_disk(&engine, &hash) {
+                    return Ok((component, Source::Disk));
+                }
+                let compiled = match &limits.program {
+                    Some(program) => {
+                        compile::compile_in_child(program, &engine_args, &owned, &limits)?
+                    }
+                    None => engine
+                        .precompile_component(&owned)
+                        .map_err(|e| compile::CompileError::Failed(format!("{e:#}")))?,
+                };
+                Ok((cache.store(&engine, &hash, &compiled)?, Source::Compiled))
+            })
+            .await??;
+        self.link(hash, manifest, &component, source)
+    }
+
+    /// The compile pool (its counters say how many compiles ran, and at most at once).
+    pub fn compile_pool(&self) -> &compile::CompilePool {
+        &self.compiles
+    }
+
+    /// The size of the compiled artifact of `hash` on disk, if any.
+    pub fn artifact_size(&self, hash: &Digest) -> Option<u64> {
+        self.cache.artifact_size(hash)
+    }
+
+    fn link(
+        &self,
+        hash: Digest,
+        manifest: Manifest,
+        component: &Component,
+        source: Source,
+    ) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
         let pre = self
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| RuntimeError::Link(e.into()))?;
         let pre = bindings::JobPre::new(pre).map_err(|e| RuntimeError::Link(e.into()))?;
         let job = Arc::new(PreparedJob {

@@ -49,7 +49,11 @@ fn greedy(manifest: &mut Value) {
 /// on a new queue: the upload is taken (it runs in a configured queue) and every weight stays
 /// the operator's; no queue is added, now or when the host reloads its jobs.
 async fn a_tenants_manifest_sets_no_queue_weight(db: Database) {
-    let th = TestHost::start(db.clone(), |_| {}).await;
+    let th = TestHost::start(db.clone(), |c| {
+        // The manifests below are edited after the build: hand-made, which this operator allows.
+        c.api.tenant_components = codeai_host::api::TenantComponents::Any
+    })
+    .await;
     let token = tenant(&db, "greedy").await;
     let bytes = with_manifest(&job(CRITICAL, "Urgent"), greedy);
     let body = th.upload_ok(&token, bytes).await;
@@ -73,7 +77,11 @@ async fn a_tenants_manifest_sets_no_queue_weight(db: Database) {
 /// there are; nothing of it is registered. Registered another way (a tenant's component given
 /// to `codeai host run --tenant`), the scheduler refuses it too.
 async fn a_tenants_job_in_a_queue_the_operator_has_not_configured_is_refused(db: Database) {
-    let th = TestHost::start(db.clone(), |_| {}).await;
+    let th = TestHost::start(db.clone(), |c| {
+        // The manifests below are edited after the build: hand-made, which this operator allows.
+        c.api.tenant_components = codeai_host::api::TenantComponents::Any
+    })
+    .await;
     let token = tenant(&db, "greedy").await;
     let bytes = with_manifest(&job(CRITICAL, "Urgent"), |m| {
         greedy(m);

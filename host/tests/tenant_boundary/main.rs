@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 #[macro_use]
 mod common;
+mod compile;
 mod fairness;
 mod namespace;
 mod support;

@@ -343,7 +343,11 @@ async fn executions_are_read_and_deleted_only_within_the_tenant(db: Database) {
 }
 
 async fn builtin_entities_cannot_be_written(db: Database) {
-    let t = TestHost::start(db, |_| {}).await;
+    // The edited component below is hand-made now: an operator who allows them.
+    let t = TestHost::start(db, |c| {
+        c.api.tenant_components = codeai_host::api::TenantComponents::Any
+    })
+    .await;
     let acme = tenant(&t.db, "acme").await;
     // A report row of its own choosing: with a `path`, the compiler and the upload refuse.
     let with_path = r#"
