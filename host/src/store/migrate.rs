@@ -49,6 +49,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0005_lean_executions.sql"),
         postgres: include_str!("../../../migrations/postgres/0005_lean_executions.sql"),
     },
+    Migration {
+        version: 7,
+        name: "secrets",
+        sqlite: include_str!("../../../migrations/sqlite/0007_secrets.sql"),
+        postgres: include_str!("../../../migrations/postgres/0007_secrets.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
