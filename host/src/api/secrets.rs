@@ -43,6 +43,7 @@ pub struct SecretList {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SecretValue {
     /// 1 to 65,536 bytes.
+    #[schema(min_length = 1, max_length = 65536)]
     pub value: String,
 }
 
@@ -99,8 +100,8 @@ fn secret_error(e: SecretError) -> ApiError {
 
 /// Set a secret: `env("NAME")` in the tenant's jobs reads it. Creates or replaces.
 #[utoipa::path(put, path = "/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path,
-        description = "Like an environment variable: `[A-Za-z_][A-Za-z0-9_]{0,127}`"),
+    params(("name" = String, Path, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description = "Like an environment variable"),
         SecretParams),
     request_body = SecretValue,
     responses((status = 201, body = SecretSummary, description = "A new secret"),
@@ -153,7 +154,8 @@ pub(super) async fn list_secrets(
 
 /// Delete a secret.
 #[utoipa::path(delete, path = "/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path, description = "The secret's name"), SecretParams),
+    params(("name" = String, Path, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
+        description = "The secret's name"), SecretParams),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

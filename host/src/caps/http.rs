@@ -63,7 +63,6 @@ pub fn uses_env(integrations: &[IntegrationDecl], req: &CallRequest) -> bool {
 }
 
 /// The parts of a call that do not need the network: the checked URL, method, body and auth.
-#[derive(Debug)]
 pub struct Prepared {
     pub method: Method,
     pub url: Url,
@@ -74,6 +73,19 @@ pub struct Prepared {
     /// What errors call the request: `` `Integration.operation` (GET /path) `` — not the URL,
     /// whose base may be a secret.
     pub label: String,
+}
+
+/// Shows no header value, credential or URL: any of them may hold a secret.
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Prepared")
+            .field("call", &self.label)
+            .field("headers", &headers)
+            .field("basic", &self.basic.is_some())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 fn find<'a>(
