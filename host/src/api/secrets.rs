@@ -93,6 +93,7 @@ fn secret_error(e: SecretError) -> ApiError {
             message,
         ),
         SecretError::TooMany(_) => ApiError::conflict("too_many_secrets", message),
+        SecretError::Busy(_) => ApiError::conflict("secret_busy", message),
         SecretError::UnknownTenant(t) => ApiError::not_found("tenant", &t),
         other => ApiError::internal(other),
     }
@@ -108,7 +109,8 @@ fn secret_error(e: SecretError) -> ApiError {
         (status = 200, body = SecretSummary, description = "The secret's value was replaced"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody,
-            description = "The tenant holds 1,000 secrets already"),
+            description = "The tenant holds 1,000 secrets already, or the secret was changed \
+                at the same time"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]

@@ -58,7 +58,6 @@ pub fn denied(name: &str, extra: &[String]) -> bool {
 
 /// Where an execution's `env("…")` values come from.
 pub struct EnvSources<'a> {
-    pub db: &'a Database,
     pub keys: &'a Keyring,
     /// The host's environment (the operator's jobs only).
     pub process: &'a Env,

@@ -292,7 +292,6 @@ impl JobCaps {
     fn prepare(&mut self, req: &http::CallRequest) -> Result<h::Prepared, CapError> {
         let config = &self.platform.config;
         let sources = EnvSources {
-            db: &self.platform.db,
             keys: &config.secret_keys,
             process: &config.env,
             deny: &config.env_deny,

@@ -59,6 +59,8 @@ pub enum SecretError {
     TooMany(String),
     #[error("no tenant `{0}`")]
     UnknownTenant(String),
+    #[error("secret `{0}` was changed by another request at the same time; try again")]
+    Busy(String),
     #[error(
         "secret `{name}` of tenant `{tenant}` was encrypted with key `{key_id}`, which is \
          neither CODEAI_SECRET_KEY nor in CODEAI_SECRET_KEY_OLD; configure that key, or set \
@@ -417,9 +419,7 @@ pub async fn put(
             return Err(SecretError::TooMany(tenant.into()));
         }
     }
-    Err(SecretError::Db(sqlx::Error::Protocol(
-        "the secret changed concurrently twice; try again".into(),
-    )))
+    Err(SecretError::Busy(name.into()))
 }
 
 async fn exists(db: &Database, tenant: &str, name: &str) -> Result<bool, sqlx::Error> {
