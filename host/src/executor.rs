@@ -1,6 +1,7 @@
 //! One execution from start to record: the execution row, the sandboxed run with the real
-//! capabilities, the finished row (status, output, error, log, capability calls, fuel, times)
-//! and the job's `on_complete` / `on_fail` event.
+//! capabilities, the finished row (status, output, error, log, capability calls, fuel, times;
+//! every secret value the execution resolved replaced by `[secret]`) and the job's
+//! `on_complete` / `on_fail` event.
 //!
 //! `codeai exec` runs one execution this way; the workers of the scheduler do the same for each
 //! task they take.
@@ -140,7 +141,9 @@ impl Executor {
             .runtime
             .execute(job, caps, req.input, req.options)
             .await;
-        let result = execution.result;
+        let mut result = execution.result;
+        // No `env("…")` value leaves the execution: not in what is recorded, returned or emitted.
+        execution.capabilities.redactor().result(&mut result);
 
         let log: Vec<Value> = result
             .logs

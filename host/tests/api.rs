@@ -1122,14 +1122,7 @@ async fn a_tenants_limits_hold_for_its_executions(db: Database) {
             }
         });
     }
-    let env_url = url.clone();
-    let t = TestHost::start(db.clone(), move |c| {
-        c.platform = PlatformConfig::local(
-            std::env::temp_dir().join(common::unique("codeai_limits")),
-            Arc::new(move |k| (k == "SLOW_URL").then(|| env_url.clone())),
-        );
-    })
-    .await;
+    let t = TestHost::start(db.clone(), |_| {}).await;
     tenants::create_tenant(&db, "small", Some(1), None, Some(1_000))
         .await
         .unwrap();
@@ -1151,6 +1144,16 @@ async fn a_tenants_limits_hold_for_its_executions(db: Database) {
     let small = tenants::create_token(&db, Some("small"), false, "t")
         .await
         .unwrap();
+    // A tenant's `env("SLOW_URL")` is its own secret.
+    let (status, _) = t
+        .call(
+            Some(&one),
+            reqwest::Method::PUT,
+            "/secrets/SLOW_URL",
+            Some(json!({ "value": url })),
+        )
+        .await;
+    assert_eq!(status, 201);
 
     // Fuel: 1,000 units is not enough to run the job.
     let (_, run) = t.post(&small, "/jobs/Waits/run", None).await;

@@ -452,3 +452,166 @@ fn exec_runs_example_jobs_against_the_seeded_database() {
     assert!(out.contains("WAREHOUSE_API_URL"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `codeai secret`: a value goes in on stdin and never comes out; the key file is made at first
+/// need (mode 0600); `rotate-key` re-encrypts under `CODEAI_SECRET_KEY` with the old key in
+/// `CODEAI_SECRET_KEY_OLD`, after which the old key is no longer needed and a job still reads
+/// the value.
+#[test]
+fn secret_set_list_delete_and_rotate_key() {
+    use std::io::{BufRead as _, Write as _};
+    let dir = TempDir::new("secrets");
+    let run = |args: &[&str], stdin: &str, env: &[(&str, &str)]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_codeai"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("DATABASE_URL", "sqlite:secrets.db")
+            .env_remove("CODEAI_SECRET_KEY")
+            .env_remove("CODEAI_SECRET_KEY_OLD")
+            .env_remove("CODEAI_SECRET_KEY_FILE")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, _, err) = run(&["tenant", "create", "acme"], "", &[]);
+    assert_eq!(code, Some(0), "{err}");
+
+    let set = ["secret", "set", "--tenant", "acme", "API_TOKEN"];
+    let (code, out, err) = run(&set, "first-value-1\n", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "secret API_TOKEN of tenant acme created");
+    let key_file = dir.path().join(".codeai/secret.key");
+    let old_key = std::fs::read_to_string(&key_file).unwrap();
+    assert_eq!(old_key.trim().len(), 64, "32 bytes in hex");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (code, out, _) = run(&set, "second-value-2\r\n", &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "secret API_TOKEN of tenant acme replaced");
+    let (code, _, err) = run(&["secret", "set", "--tenant", "acme", "1BAD"], "v", &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("`1BAD` is not a secret name"), "{err}");
+    let (code, _, err) = run(&["secret", "set", "--tenant", "nobody", "X"], "v", &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no tenant `nobody`"), "{err}");
+
+    let (code, out, _) = run(&["secret", "list", "--tenant", "acme"], "", &[]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("API_TOKEN") && !out.contains("value"), "{out}");
+    let (_, out, _) = run(&["secret", "list"], "", &[]);
+    assert!(
+        !out.contains("API_TOKEN"),
+        "the operator's list is its own: {out}"
+    );
+
+    // Rotation: the new key in CODEAI_SECRET_KEY, the file's key as the old one.
+    let new_key = "ab".repeat(32);
+    let (code, out, err) = run(
+        &["secret", "rotate-key"],
+        "",
+        &[
+            ("CODEAI_SECRET_KEY", &new_key),
+            ("CODEAI_SECRET_KEY_OLD", old_key.trim()),
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("1 secrets re-encrypted under key "),
+        "{out}"
+    );
+    let new_id = out["1 secrets re-encrypted under key ".len()..][..8].to_string();
+    let (code, out, _) = run(
+        &["secret", "rotate-key"],
+        "",
+        &[("CODEAI_SECRET_KEY", &new_key)],
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("0 secrets re-encrypted") && out.contains("1 were under it"),
+        "{out}"
+    );
+    let (code, _, err) = run(
+        &["secret", "rotate-key"],
+        "",
+        &[("CODEAI_SECRET_KEY", &"cd".repeat(32))],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains(&format!("encrypted with key `{new_id}`")),
+        "{err}"
+    );
+    assert!(
+        !err.contains("second-value") && !err.contains(&new_key),
+        "{err}"
+    );
+
+    // A job of the tenant reads the value under the new key alone.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut head = String::new();
+        let mut reader = std::io::BufReader::new(socket.try_clone().unwrap());
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            head.push_str(&line);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+            .unwrap();
+        head
+    });
+    std::fs::write(
+        dir.path().join("token.codeai"),
+        format!(
+            "integration Api {{\n  base_url: \"http://127.0.0.1:{port}\"\n  \
+             auth: bearer(env(\"API_TOKEN\"))\n  ping: GET \"/ping\" {{}}\n}}\n\
+             job SendToken {{\n  steps {{ p {{ call: Api.ping {{}} }} }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["build", "token.codeai", "-o", "out"], "", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, out, err) = run(
+        &["exec", "out/send_token.wasm", "--tenant", "acme", "--json"],
+        "",
+        &[("CODEAI_SECRET_KEY", &new_key)],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("second-value"), "{out}");
+    let head = server.join().unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("authorization: bearer second-value-2\r\n"),
+        "{head}"
+    );
+
+    let delete = ["secret", "delete", "--tenant", "acme", "API_TOKEN"];
+    let (code, out, _) = run(&delete, "", &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "secret API_TOKEN of tenant acme deleted");
+    let (code, _, err) = run(&delete, "", &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("tenant `acme` has no secret `API_TOKEN`"),
+        "{err}"
+    );
+}

@@ -23,6 +23,7 @@ pub const PLATFORM_TABLES: &[&str] = &[
     "maintenance_runs",
     "outbox",
     "reports",
+    "secrets",
     "settings",
     "tasks",
     "tenants",

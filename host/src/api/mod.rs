@@ -1,5 +1,5 @@
 //! The HTTP API (axum): the spec's endpoints for jobs, executions, reports and queues, upload of
-//! compiled jobs, tenants' tokens, OpenAPI, Prometheus metrics, health, alerts and the outbox.
+//! compiled jobs, tenants' secrets and tokens, OpenAPI, Prometheus metrics, health, alerts and the outbox.
 //!
 //! - Every request but `/healthz`, `/readyz`, `/openapi.json` and a signed report link carries
 //!   `Authorization: Bearer <token>`: the admin token sees everything, a tenant's token only its
@@ -14,6 +14,7 @@ pub mod executions;
 pub mod jobs;
 mod page;
 pub mod reports;
+pub mod secrets;
 pub mod system;
 pub mod upload;
 
@@ -196,6 +197,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/reports/{id}", get(reports::get_report))
         .route("/reports/{id}/download", get(reports::download))
         .route("/files/reports/{id}", get(reports::file))
+        .route("/secrets", get(secrets::list_secrets))
+        .route(
+            "/secrets/{name}",
+            put(secrets::put_secret).delete(secrets::delete_secret),
+        )
         .route("/queues/status", get(system::queues_status))
         .route("/alerts", get(system::alerts))
         .route("/outbox", get(system::outbox))

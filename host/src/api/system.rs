@@ -569,6 +569,7 @@ impl utoipa::Modify for BearerAuth {
         super::reports::get_report, super::reports::download, super::reports::file,
         queues_status, alerts, outbox, metrics, healthz, readyz, super::dashboard::me,
         super::dashboard::throughput, super::dashboard::schedule_preview,
+        super::secrets::put_secret, super::secrets::list_secrets, super::secrets::delete_secret,
     ),
     modifiers(&BearerAuth),
 )]

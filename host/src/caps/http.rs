@@ -4,9 +4,14 @@
 //! operation's path; `{name}` placeholders are filled from the arguments, which must be single
 //! path segments (no `/`, no `.` or `..`), so a call can never leave the base URL. What is left
 //! of the arguments becomes the query string (GET, DELETE) or a JSON body (the other methods).
-//! Authentication comes from the declaration (bearer, a header, basic), with secrets read from
-//! the environment at call time. A 2xx response's body comes back as JSON (a non-JSON body as a
-//! JSON string); any other status is `failed` with the start of the body.
+//! Authentication comes from the declaration (bearer, a header, basic). `env("NAME")` values
+//! come from a lookup the caller gives (the tenant's secrets, [`super::env`]). A 2xx response's
+//! body comes back as JSON (a non-JSON body as a JSON string); any other status is `failed`
+//! with the start of the body.
+//!
+//! No error message holds a value from `env("…")`: a bad base URL names the variable that held
+//! it, and failures of a sent call name the integration, the operation and the path, never the
+//! URL (its base may be a secret).
 
 use crate::wasm::http::{CallRequest, CallResponse};
 use crate::wasm::CapError;
@@ -21,8 +26,7 @@ pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// The timeout of an integration that declares none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Reads configuration values (`env("NAME")` in the DSL). Tests pass a map instead of the
-/// process environment.
+/// Reads the host's environment. Tests pass a map instead of the process environment.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// The process environment as an [`Env`].
@@ -30,19 +34,35 @@ pub fn process_env() -> Env {
     Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
 }
 
-fn resolve(env: &Env, source: &ValueSource, what: &str) -> Result<String, CapError> {
+/// The value of `env("NAME")`, or the `failed` error that says why there is none.
+pub type Lookup<'a> = dyn FnMut(&str) -> Result<String, CapError> + 'a;
+
+fn resolve(lookup: &mut Lookup<'_>, source: &ValueSource, what: &str) -> Result<String, CapError> {
     match source {
         ValueSource::Literal(v) => Ok(v.clone()),
-        ValueSource::Env(name) => env(name).ok_or_else(|| {
-            CapError::Failed(format!(
-                "{what}: the environment variable `{name}` is not set"
-            ))
+        ValueSource::Env(name) => lookup(name).map_err(|e| match e {
+            CapError::Failed(m) => CapError::Failed(format!("{what}: {m}")),
+            other => other,
         }),
     }
 }
 
+/// Whether a call to `req` reads any `env("…")` value (so its secrets must be read first).
+pub fn uses_env(integrations: &[IntegrationDecl], req: &CallRequest) -> bool {
+    let Some(i) = integrations.iter().find(|i| i.name == req.integration) else {
+        return false;
+    };
+    let env = |v: &ValueSource| matches!(v, ValueSource::Env(_));
+    env(&i.base_url)
+        || match &i.auth {
+            Auth::None => false,
+            Auth::Bearer { token } => env(token),
+            Auth::Header { value, .. } => env(value),
+            Auth::Basic { user, password } => env(user) || env(password),
+        }
+}
+
 /// The parts of a call that do not need the network: the checked URL, method, body and auth.
-#[derive(Debug)]
 pub struct Prepared {
     pub method: Method,
     pub url: Url,
@@ -50,6 +70,22 @@ pub struct Prepared {
     pub headers: Vec<(String, String)>,
     pub basic: Option<(String, String)>,
     pub timeout: Duration,
+    /// What errors call the request: `` `Integration.operation` (GET /path) `` — not the URL,
+    /// whose base may be a secret.
+    pub label: String,
+}
+
+/// Shows no header value, credential or URL: any of them may hold a secret.
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("Prepared")
+            .field("call", &self.label)
+            .field("headers", &headers)
+            .field("basic", &self.basic.is_some())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 fn find<'a>(
@@ -79,15 +115,20 @@ fn find<'a>(
 }
 
 /// The base URL with a trailing slash, so joining keeps its path.
-fn base_url(env: &Env, integration: &IntegrationDecl) -> Result<Url, CapError> {
+fn base_url(lookup: &mut Lookup<'_>, integration: &IntegrationDecl) -> Result<Url, CapError> {
     let raw = resolve(
-        env,
+        lookup,
         &integration.base_url,
         &format!("integration `{}`", integration.name),
     )?;
     let mut url = Url::parse(raw.trim()).map_err(|e| {
+        // The error of `url` never repeats its input; neither does this message.
+        let source = match &integration.base_url {
+            ValueSource::Env(name) => format!("the value of `{name}`"),
+            ValueSource::Literal(_) => "the base URL".to_string(),
+        };
         CapError::Failed(format!(
-            "integration `{}`: the base URL `{raw}` is not a URL: {e}",
+            "integration `{}`: {source} is not a URL: {e}",
             integration.name
         ))
     })?;
@@ -126,11 +167,11 @@ fn scalar_text(value: &Value) -> String {
 /// Builds the request of one call and checks that it stays within the integration.
 pub fn prepare(
     integrations: &[IntegrationDecl],
-    env: &Env,
+    lookup: &mut Lookup<'_>,
     req: &CallRequest,
 ) -> Result<Prepared, CapError> {
     let (integration, operation) = find(integrations, req)?;
-    let base = base_url(env, integration)?;
+    let base = base_url(lookup, integration)?;
     let mut args: Map<String, Value> = match serde_json::from_str::<Value>(&req.args) {
         Ok(Value::Object(map)) => map,
         Ok(Value::Null) => Map::new(),
@@ -183,12 +224,16 @@ pub fn prepare(
     })?;
     if !within(&base, &url) {
         return Err(CapError::Denied(format!(
-            "`{url}` is outside the base URL of integration `{}`",
-            integration.name
+            "the path `{path}` of `{}.{}` leaves the base URL of the integration",
+            integration.name, operation.name
         )));
     }
     let method = Method::from_bytes(operation.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| CapError::Invalid(format!("unknown HTTP method `{}`", operation.method)))?;
+    let label = format!(
+        "`{}.{}` ({method} /{path})",
+        integration.name, operation.name
+    );
     let mut url = url;
     let body = if matches!(method, Method::GET | Method::DELETE | Method::HEAD) {
         if !args.is_empty() {
@@ -211,12 +256,17 @@ pub fn prepare(
         Auth::Bearer { token } => {
             headers.push((
                 "authorization".into(),
-                format!("Bearer {}", resolve(env, token, &what)?),
+                format!("Bearer {}", resolve(lookup, token, &what)?),
             ));
         }
-        Auth::Header { name, value } => headers.push((name.clone(), resolve(env, value, &what)?)),
+        Auth::Header { name, value } => {
+            headers.push((name.clone(), resolve(lookup, value, &what)?));
+        }
         Auth::Basic { user, password } => {
-            basic = Some((resolve(env, user, &what)?, resolve(env, password, &what)?));
+            basic = Some((
+                resolve(lookup, user, &what)?,
+                resolve(lookup, password, &what)?,
+            ));
         }
     }
     let timeout = match req.timeout_ms {
@@ -231,6 +281,7 @@ pub fn prepare(
         headers,
         basic,
         timeout,
+        label,
     })
 }
 
@@ -246,10 +297,23 @@ fn percent_encode_segment(value: &str) -> String {
     out
 }
 
+/// A transport error without its URL, with its causes (they name no address).
+fn transport_error(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Sends a prepared call. Redirects are not followed (the client is built without them), so a
 /// server cannot send the call elsewhere.
 pub async fn send(client: &reqwest::Client, p: Prepared) -> Result<CallResponse, CapError> {
-    let mut request = client.request(p.method, p.url.clone()).timeout(p.timeout);
+    let mut request = client.request(p.method, p.url).timeout(p.timeout);
     for (name, value) in &p.headers {
         request = request.header(name.as_str(), value.as_str());
     }
@@ -259,24 +323,25 @@ pub async fn send(client: &reqwest::Client, p: Prepared) -> Result<CallResponse,
     if let Some(body) = &p.body {
         request = request.json(body);
     }
+    let label = &p.label;
     let mut response = request.send().await.map_err(|e| {
         if e.is_timeout() {
-            CapError::Timeout(format!("{} did not answer within {:?}", p.url, p.timeout))
+            CapError::Timeout(format!("{label} did not answer within {:?}", p.timeout))
         } else {
-            CapError::Failed(format!("{}: {e}", p.url))
+            CapError::Failed(format!("{label}: {}", transport_error(e)))
         }
     })?;
     let status = response.status();
     let mut bytes = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| CapError::Failed(format!("{}: reading the response: {e}", p.url)))?
-    {
+    while let Some(chunk) = response.chunk().await.map_err(|e| {
+        CapError::Failed(format!(
+            "{label}: reading the response: {}",
+            transport_error(e)
+        ))
+    })? {
         if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(CapError::Failed(format!(
-                "{}: the response is larger than {MAX_RESPONSE_BYTES} bytes",
-                p.url
+                "{label}: the response is larger than {MAX_RESPONSE_BYTES} bytes"
             )));
         }
         bytes.extend_from_slice(&chunk);
@@ -284,8 +349,7 @@ pub async fn send(client: &reqwest::Client, p: Prepared) -> Result<CallResponse,
     if !status.is_success() {
         let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
         return Err(CapError::Failed(format!(
-            "{} answered {status}: {text}",
-            p.url
+            "{label} answered {status}: {text}"
         )));
     }
     let body = match serde_json::from_slice::<Value>(&bytes) {
@@ -351,12 +415,12 @@ mod tests {
         }
     }
 
-    fn env() -> Env {
-        Arc::new(|name| match name {
-            "WH_URL" => Some("http://127.0.0.1:9/api".into()),
-            "WH_KEY" => Some("secret".into()),
-            _ => None,
-        })
+    fn env(name: &str) -> Result<String, CapError> {
+        match name {
+            "WH_URL" => Ok("http://127.0.0.1:9/api".into()),
+            "WH_KEY" => Ok("secret".into()),
+            _ => Err(CapError::Failed(format!("`{name}` is not set"))),
+        }
     }
 
     fn req(integration: &str, operation: &str, args: &str) -> CallRequest {
@@ -372,7 +436,7 @@ mod tests {
     fn builds_urls_under_the_base() {
         let p = prepare(
             &[integration()],
-            &env(),
+            &mut env,
             &req(
                 "Warehouse",
                 "get_inventory",
@@ -391,7 +455,7 @@ mod tests {
         assert_eq!(p.timeout, Duration::from_secs(5));
         let p = prepare(
             &[integration()],
-            &env(),
+            &mut env,
             &req("Warehouse", "item", r#"{"sku":"A 1","quantity":3}"#),
         )
         .unwrap();
@@ -404,19 +468,19 @@ mod tests {
         for sku in ["..", "../../admin", "x/y", ".", "http://evil.example/"] {
             let args = serde_json::json!({ "sku": sku, "quantity": 1 }).to_string();
             let err =
-                prepare(&[integration()], &env(), &req("Warehouse", "item", &args)).unwrap_err();
+                prepare(&[integration()], &mut env, &req("Warehouse", "item", &args)).unwrap_err();
             assert!(matches!(err, CapError::Denied(_)), "{sku}: {err:?}");
         }
         let err = prepare(
             &[integration()],
-            &env(),
+            &mut env,
             &req("Evil", "get_inventory", "{}"),
         )
         .unwrap_err();
         assert!(matches!(err, CapError::Denied(_)));
         let err = prepare(
             &[integration()],
-            &env(),
+            &mut env,
             &req("Warehouse", "delete_all", "{}"),
         )
         .unwrap_err();
@@ -438,16 +502,58 @@ mod tests {
 
     #[test]
     fn missing_configuration_is_a_clear_failure() {
-        let env: Env = Arc::new(|_| None);
         let err = prepare(
             &[integration()],
-            &env,
+            &mut |name: &str| Err(CapError::Failed(format!("`{name}` is not set"))),
             &req("Warehouse", "get_inventory", "{}"),
         )
         .unwrap_err();
         assert!(
-            matches!(&err, CapError::Failed(m) if m == "integration `Warehouse`: the environment variable `WH_URL` is not set"),
+            matches!(&err, CapError::Failed(m) if m == "integration `Warehouse`: `WH_URL` is not set"),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_bad_base_url_names_its_variable_not_its_value() {
+        let err = prepare(
+            &[integration()],
+            &mut |name: &str| Ok(format!("/home/{name}/s3cret")),
+            &req("Warehouse", "get_inventory", "{}"),
+        )
+        .unwrap_err();
+        let CapError::Failed(m) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            m.starts_with("integration `Warehouse`: the value of `WH_URL` is not a URL"),
+            "{m}"
+        );
+        assert!(!m.contains("s3cret"), "{m}");
+    }
+
+    #[test]
+    fn errors_of_sent_calls_name_the_operation_not_the_url() {
+        let p = prepare(
+            &[integration()],
+            &mut env,
+            &req("Warehouse", "item", r#"{"sku":"A1","quantity":3}"#),
+        )
+        .unwrap();
+        assert_eq!(p.label, "`Warehouse.item` (PUT /v1/items/A1)");
+        // Nothing listens on port 9 of loopback.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(send(&client(), p)).unwrap_err();
+        let CapError::Failed(m) = &err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            m.starts_with("`Warehouse.item` (PUT /v1/items/A1): "),
+            "{m}"
+        );
+        assert!(!m.contains("127.0.0.1"), "{m}");
     }
 }

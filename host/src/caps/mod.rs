@@ -5,5 +5,6 @@
 
 pub mod clock;
 pub mod data;
+pub mod env;
 pub mod http;
 pub mod platform;

@@ -3,7 +3,8 @@
 //! endpoints. One `JobCaps` serves one execution; [`Platform`] holds what executions share.
 //!
 //! - data: [`DataCapability`] (parameterised SQL, column allow-list, tenant scope);
-//! - http: [`super::http`] (base-URL confinement, auth from the environment);
+//! - http: [`super::http`] (base-URL confinement), `env("…")` from the tenant's secrets
+//!   ([`super::env`]; the operator's jobs also from the host's environment);
 //! - email / slack: SMTP through lettre and the Slack webhook when configured, otherwise the
 //!   outbox table (the delivery says `held`);
 //! - report: rendered with [`crate::report`], the file kept under the report directory and a
@@ -14,10 +15,12 @@
 
 use super::clock;
 use super::data::{self as d, DataCapability, DataError};
+use super::env::{EnvSources, JobEnv, Redactor};
 use super::http::{self as h, Env};
 use crate::notify::{self, SlackConfig, SmtpConfig};
 use crate::report::template::interpolate;
 use crate::store::platform as store;
+use crate::store::secrets::Keyring;
 use crate::store::Database;
 use crate::wasm::{
     clock as wclock, data, email, events, http, log, report, slack, state, types, CapError,
@@ -43,8 +46,14 @@ pub struct PlatformConfig {
     pub smtp: Option<SmtpConfig>,
     /// `SLACK_WEBHOOK`; `None` holds Slack messages in the outbox.
     pub slack: Option<SlackConfig>,
-    /// Where integrations' `env("…")` values come from.
+    /// The host's environment: where the operator's jobs read `env("…")` values that are not
+    /// secrets of the operator (tenants' jobs never do).
     pub env: Env,
+    /// `CODEAI_ENV_DENY`: names (`PREFIX*` allowed) the operator's jobs may not read from `env`,
+    /// besides the platform's own variables ([`super::env::PLATFORM_VARIABLES`]).
+    pub env_deny: Vec<String>,
+    /// The keys tenants' secrets are encrypted with (`CODEAI_SECRET_KEY`, …).
+    pub secret_keys: Arc<Keyring>,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -54,6 +63,8 @@ impl std::fmt::Debug for PlatformConfig {
             .field("report_ttl", &self.report_ttl)
             .field("smtp", &self.smtp.as_ref().map(|s| (&s.host, s.port)))
             .field("slack", &self.slack.is_some())
+            .field("env_deny", &self.env_deny)
+            .field("secret_keys", &self.secret_keys)
             .finish()
     }
 }
@@ -77,10 +88,15 @@ impl PlatformConfig {
             smtp: SmtpConfig::from_env()?,
             slack: SlackConfig::from_env(),
             env: h::process_env(),
+            env_deny: super::env::parse_deny_list(
+                &std::env::var("CODEAI_ENV_DENY").unwrap_or_default(),
+            ),
+            secret_keys: Arc::new(Keyring::from_env()?),
         })
     }
 
-    /// No mail server, no Slack, reports under `report_dir`, integrations from `env`.
+    /// No mail server, no Slack, reports under `report_dir`, the host's environment `env`, and
+    /// secrets under a key that lives as long as this configuration.
     pub fn local(report_dir: impl Into<PathBuf>, env: Env) -> PlatformConfig {
         PlatformConfig {
             report_dir: report_dir.into(),
@@ -88,6 +104,8 @@ impl PlatformConfig {
             smtp: None,
             slack: None,
             env,
+            env_deny: Vec::new(),
+            secret_keys: Arc::new(Keyring::ephemeral()),
         }
     }
 }
@@ -147,6 +165,7 @@ impl Platform {
             tz,
             started: Instant::now(),
             rendered: Vec::new(),
+            env: JobEnv::new(&ctx.tenant),
             ctx,
         })
     }
@@ -180,6 +199,8 @@ pub struct JobCaps {
     tz: Tz,
     started: Instant,
     rendered: Vec<RenderedFile>,
+    /// `env("…")` of this execution: its secrets, read once, and the values handed out.
+    env: JobEnv,
 }
 
 fn data_error(e: DataError) -> CapError {
@@ -259,6 +280,36 @@ fn kebab(name: &str) -> String {
 }
 
 impl JobCaps {
+    /// Replaces the `env("…")` values this execution resolved by `[secret]`: the executor
+    /// applies it to the result before recording it.
+    pub fn redactor(&self) -> &Redactor {
+        self.env.redactor()
+    }
+
+    /// Reads the secrets when a call to `req` needs them (once per execution).
+    async fn load_env(&mut self, req: &http::CallRequest) -> Result<(), CapError> {
+        if h::uses_env(&self.ctx.manifest.integrations, req) {
+            self.env.load(&self.platform.db).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the request of one call, `env("…")` resolved for this execution's tenant.
+    fn prepare(&mut self, req: &http::CallRequest) -> Result<h::Prepared, CapError> {
+        let config = &self.platform.config;
+        let sources = EnvSources {
+            keys: &config.secret_keys,
+            process: &config.env,
+            deny: &config.env_deny,
+        };
+        let env = &mut self.env;
+        h::prepare(
+            &self.ctx.manifest.integrations,
+            &mut |name: &str| env.lookup(name, &sources),
+            req,
+        )
+    }
+
     fn clock_now(&self) -> DateTime<Utc> {
         match self.ctx.now {
             Some(start) => {
@@ -397,12 +448,11 @@ impl data::Host for JobCaps {
 
 impl http::Host for JobCaps {
     async fn call(&mut self, req: http::CallRequest) -> Result<http::CallResponse, CapError> {
-        let prepared = h::prepare(
-            &self.ctx.manifest.integrations,
-            &self.platform.config.env,
-            &req,
-        )?;
-        h::send(&self.platform.integrations, prepared).await
+        self.load_env(&req).await?;
+        let prepared = self.prepare(&req).map_err(|e| self.redactor().error(e))?;
+        h::send(&self.platform.integrations, prepared)
+            .await
+            .map_err(|e| self.redactor().error(e))
     }
 
     async fn call_many(
@@ -418,11 +468,11 @@ impl http::Host for JobCaps {
             .map(|_| Err(CapError::Failed("not run".into())))
             .collect();
         for (i, req) in reqs.iter().enumerate() {
-            match h::prepare(
-                &self.ctx.manifest.integrations,
-                &self.platform.config.env,
-                req,
-            ) {
+            let prepared = match self.load_env(req).await {
+                Ok(()) => self.prepare(req),
+                Err(e) => Err(e),
+            };
+            match prepared {
                 Err(e) => results[i] = Err(e),
                 Ok(prepared) => {
                     let client = self.platform.integrations.clone();
@@ -439,7 +489,11 @@ impl http::Host for JobCaps {
                 results[i] = result;
             }
         }
+        let redactor = self.redactor();
         results
+            .into_iter()
+            .map(|r| r.map_err(|e| redactor.error(e)))
+            .collect()
     }
 }
 
@@ -732,6 +786,8 @@ impl state::Host for JobCaps {
 
 impl log::Host for JobCaps {
     async fn write(&mut self, level: log::Level, message: String) {
+        // A value a server echoed back is not written to the host's log either.
+        let message = self.redactor().owned(message);
         let job = self.job();
         let execution = self.ctx.execution_id;
         match level {

@@ -14,6 +14,7 @@ mod host;
 mod inspect;
 mod migrate;
 mod schedule;
+mod secret;
 mod tenant;
 
 use clap::{Parser, Subcommand};
@@ -52,6 +53,8 @@ enum Command {
     Tenant(tenant::TenantArgs),
     /// Manage API tokens: `token create --tenant NAME` or `--admin`.
     Token(tenant::TokenArgs),
+    /// Manage the secrets jobs read with `env("NAME")`: `secret set|list|delete`, `rotate-key`.
+    Secret(secret::SecretArgs),
 }
 
 /// Runs a parsed command line.
@@ -68,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule(args) => schedule::run(&args),
         Command::Tenant(args) => tenant::run_tenant(&args),
         Command::Token(args) => tenant::run_token(&args),
+        Command::Secret(args) => secret::run(&args),
     }
 }
 

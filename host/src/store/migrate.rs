@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../../migrations/postgres/0006_tenant_boundary.sql"),
     },
     Migration {
+        version: 7,
+        name: "secrets",
+        sqlite: include_str!("../../../migrations/sqlite/0007_secrets.sql"),
+        postgres: include_str!("../../../migrations/postgres/0007_secrets.sql"),
+    },
+    Migration {
         version: 8,
         name: "fair_queues",
         sqlite: include_str!("../../../migrations/sqlite/0008_fair_queues.sql"),

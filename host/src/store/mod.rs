@@ -4,6 +4,7 @@
 //! - [`Database`] is a pool of either kind; capabilities match on it to pick the SQL dialect.
 //! - [`entities`] creates the tables a job's entity declarations need.
 //! - [`demo`] fills those tables with demo data for the scheduled-jobs example.
+//! - [`secrets`] keeps each tenant's secrets, encrypted.
 
 pub mod demo;
 pub mod entities;
@@ -13,6 +14,7 @@ pub mod platform;
 pub mod quotas;
 pub mod recorder;
 pub mod rows;
+pub mod secrets;
 pub mod sql;
 pub mod tenants;
 

@@ -10,5 +10,6 @@ mod common;
 mod compile;
 mod fairness;
 mod namespace;
+mod secrets;
 mod support;
 mod uploads;
