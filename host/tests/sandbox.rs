@@ -43,6 +43,7 @@ fn unused<T>() -> Result<T, CapError> {
 }
 
 impl types::Host for Fake {}
+impl codeai_host::wasm::Capabilities for Fake {}
 
 impl data::Host for Fake {
     async fn select(&mut self, _: data::Query) -> Result<String, CapError> {

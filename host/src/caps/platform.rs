@@ -3,7 +3,8 @@
 //! endpoints. One `JobCaps` serves one execution; [`Platform`] holds what executions share.
 //!
 //! - data: [`DataCapability`] (parameterised SQL, column allow-list, tenant scope);
-//! - http: [`super::http`] (base-URL confinement, auth from the environment);
+//! - http: [`super::http`] (base-URL confinement, auth from the environment), through the
+//!   egress policy of [`super::egress`] (the operator's jobs and tenants' have a client each);
 //! - email / slack: SMTP through lettre and the Slack webhook when configured, otherwise the
 //!   outbox table (the delivery says `held`);
 //! - report: rendered with [`crate::report`], the file kept under the report directory and a
@@ -11,17 +12,25 @@
 //! - events, state: the `events` and `job_state` tables;
 //! - log: `tracing` (the runtime's gate keeps the execution log);
 //! - clock: [`super::clock`] in the job's timezone.
+//!
+//! What the host holds for an execution (response bodies, query results, parsed data, rendered
+//! reports, attachments) is charged to its [`MemoryBudget`]; a buffer handed to the guest stays
+//! charged until its next call. Over the budget a call never returns: the runtime ends the
+//! execution as `memory_exceeded` ([`JobCaps::within_budget`]).
 
+use super::budgeted::{self, ParseError};
 use super::clock;
 use super::data::{self as d, DataCapability, DataError};
-use super::http::{self as h, Env};
+use super::egress::EgressConfig;
+use super::http::{self as h, Env, Outbound};
 use crate::notify::{self, SlackConfig, SmtpConfig};
 use crate::report::template::interpolate;
+use crate::runtime::{MemoryBudget, Reservation};
 use crate::store::platform as store;
 use crate::store::Database;
 use crate::wasm::{
     clock as wclock, data, email, events, http, log, report, slack, state, types, CapError,
-    Delivery,
+    Capabilities, Delivery,
 };
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -45,6 +54,8 @@ pub struct PlatformConfig {
     pub slack: Option<SlackConfig>,
     /// Where integrations' `env("…")` values come from.
     pub env: Env,
+    /// Where jobs' HTTP may go (`CODEAI_EGRESS_ALLOW`, `CODEAI_OPERATOR_EGRESS_ALLOW`).
+    pub egress: EgressConfig,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -54,6 +65,7 @@ impl std::fmt::Debug for PlatformConfig {
             .field("report_ttl", &self.report_ttl)
             .field("smtp", &self.smtp.as_ref().map(|s| (&s.host, s.port)))
             .field("slack", &self.slack.is_some())
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -77,10 +89,12 @@ impl PlatformConfig {
             smtp: SmtpConfig::from_env()?,
             slack: SlackConfig::from_env(),
             env: h::process_env(),
+            egress: EgressConfig::from_env()?,
         })
     }
 
-    /// No mail server, no Slack, reports under `report_dir`, integrations from `env`.
+    /// No mail server, no Slack, reports under `report_dir`, integrations from `env`, HTTP to
+    /// public addresses only (tests that call a peer on loopback allow it in `egress`).
     pub fn local(report_dir: impl Into<PathBuf>, env: Env) -> PlatformConfig {
         PlatformConfig {
             report_dir: report_dir.into(),
@@ -88,6 +102,7 @@ impl PlatformConfig {
             smtp: None,
             slack: None,
             env,
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -97,7 +112,10 @@ pub struct Platform {
     db: Database,
     recorder: crate::store::recorder::Recorder,
     config: PlatformConfig,
-    integrations: reqwest::Client,
+    /// Integration calls of the operator's jobs, under the operator's allow list.
+    operator_http: Outbound,
+    /// Integration calls of tenants' jobs, under the tenants' allow list.
+    tenant_http: Outbound,
     webhooks: reqwest::Client,
 }
 
@@ -106,8 +124,9 @@ impl Platform {
         Arc::new(Platform {
             recorder: crate::store::recorder::Recorder::new(db.clone()),
             db,
+            operator_http: Outbound::new(config.egress.policy(true)),
+            tenant_http: Outbound::new(config.egress.policy(false)),
             config,
-            integrations: h::client(),
             webhooks: notify::http_client(),
         })
     }
@@ -135,9 +154,16 @@ impl Platform {
         let data =
             DataCapability::new(self.db.clone(), &ctx.manifest.entities, ctx.tenant.clone())?;
         let tz = ctx.manifest.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
+        let http = if crate::store::tenants::is_operator(&ctx.tenant) {
+            self.operator_http.clone()
+        } else {
+            self.tenant_http.clone()
+        };
         Ok(JobCaps {
             platform: self.clone(),
             data,
+            http,
+            budget: MemoryBudget::unlimited(),
             tz,
             started: Instant::now(),
             rendered: Vec::new(),
@@ -171,6 +197,10 @@ pub struct JobCaps {
     platform: Arc<Platform>,
     ctx: ExecContext,
     data: DataCapability,
+    /// The client of the job's kind (the operator's or tenants').
+    http: Outbound,
+    /// The execution's memory, shared with the guest (unlimited until the runtime sets it).
+    budget: MemoryBudget,
     tz: Tz,
     started: Instant,
     rendered: Vec<RenderedFile>,
@@ -223,6 +253,10 @@ fn parse_json(text: &str, what: &str) -> Result<Value, CapError> {
     serde_json::from_str(text).map_err(|e| CapError::Invalid(format!("{what} is not JSON: {e}")))
 }
 
+fn over(e: crate::runtime::Exceeded) -> CapError {
+    CapError::Failed(e.0)
+}
+
 fn extension(format: ReportFormat) -> &'static str {
     match format {
         ReportFormat::Pdf => "pdf",
@@ -252,7 +286,38 @@ fn kebab(name: &str) -> String {
         .collect()
 }
 
+impl Capabilities for JobCaps {
+    fn set_memory_budget(&mut self, budget: MemoryBudget) {
+        self.budget = budget;
+    }
+}
+
 impl JobCaps {
+    /// `r`, unless the execution's host buffers went over its memory cap: then the call never
+    /// returns, and the runtime, woken by the budget, ends the execution as `memory_exceeded`
+    /// (a guest must not get an error it could ignore with `on_fail: continue`).
+    async fn within_budget<T>(&self, r: Result<T, CapError>) -> Result<T, CapError> {
+        if self.budget.exceeded().is_some() {
+            return std::future::pending().await;
+        }
+        r
+    }
+
+    /// JSON text from the guest, parsed with the text and the tree charged to `held`.
+    fn parse_charged(
+        &self,
+        text: &str,
+        what: &str,
+        call: &str,
+        held: &mut Reservation,
+    ) -> Result<Value, CapError> {
+        held.grow(text.len(), call).map_err(over)?;
+        budgeted::parse_json(text, held, call).map_err(|e| match e {
+            ParseError::Invalid(e) => CapError::Invalid(format!("{what} is not JSON: {e}")),
+            ParseError::Exceeded(why) => CapError::Failed(why),
+        })
+    }
+
     fn clock_now(&self) -> DateTime<Utc> {
         match self.ctx.now {
             Some(start) => {
@@ -325,7 +390,19 @@ impl data::Host for JobCaps {
                 .collect(),
             limit: q.limit,
         };
-        self.data.select(&query).await.map_err(data_error)
+        let call = format!("`data.select` {}", query.entity);
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        let r = self
+            .data
+            .select_within(&query, &mut |bytes| {
+                held.resize(bytes, &call)
+                    .map_err(|e| DataError::Failed(e.0))
+            })
+            .await
+            .map_err(data_error);
+        let rows = self.within_budget(r).await?;
+        self.budget.hand_over(held);
+        Ok(rows)
     }
 
     async fn count(&mut self, entity: String, f: Option<data::Filter>) -> Result<u64, CapError> {
@@ -365,7 +442,15 @@ impl data::Host for JobCaps {
     }
 
     async fn insert(&mut self, entity: String, rows: String) -> Result<u64, CapError> {
-        self.data.insert(&entity, &rows).await.map_err(data_error)
+        let call = format!("`data.insert` {entity}");
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        // The parsed rows can take many times their text: charged as they are built.
+        let r = self.parse_charged(&rows, "the rows", &call, &mut held);
+        let rows = self.within_budget(r).await?;
+        self.data
+            .insert_parsed(&entity, rows)
+            .await
+            .map_err(data_error)
     }
 
     async fn maintain(
@@ -392,7 +477,11 @@ impl http::Host for JobCaps {
             &self.platform.config.env,
             &req,
         )?;
-        h::send(&self.platform.integrations, prepared).await
+        let call = format!("`http.call` {}.{}", req.integration, req.operation);
+        let r = h::send(&self.http, prepared, &self.budget, &call).await;
+        let (response, held) = self.within_budget(r).await?;
+        self.budget.hand_over(held);
+        Ok(response)
     }
 
     async fn call_many(
@@ -415,19 +504,35 @@ impl http::Host for JobCaps {
             ) {
                 Err(e) => results[i] = Err(e),
                 Ok(prepared) => {
-                    let client = self.platform.integrations.clone();
+                    let http = self.http.clone();
+                    let budget = self.budget.clone();
+                    let call = format!("`http.call-many` {}.{}", req.integration, req.operation);
                     let limit = limit.clone();
                     tasks.spawn(async move {
                         let _permit = limit.acquire_owned().await;
-                        (i, h::send(&client, prepared).await)
+                        (i, h::send(&http, prepared, &budget, &call).await)
                     });
                 }
             }
         }
+        // Every body stays charged until the guest's next call; one over the budget stops the
+        // others at once (dropping the set aborts them) and ends the execution.
+        let mut held = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            if let Ok((i, result)) = done {
-                results[i] = result;
+            if self.budget.exceeded().is_some() {
+                tasks.abort_all();
+                drop(held);
+                return std::future::pending().await;
             }
+            if let Ok((i, result)) = done {
+                results[i] = result.map(|(response, reservation)| {
+                    held.push(reservation);
+                    response
+                });
+            }
+        }
+        for reservation in held {
+            self.budget.hand_over(reservation);
         }
         results
     }
@@ -435,7 +540,16 @@ impl http::Host for JobCaps {
 
 impl email::Host for JobCaps {
     async fn send(&mut self, msg: email::Message) -> Result<Delivery, CapError> {
-        let data = parse_json(&msg.data, "the message data")?;
+        let r = self.send_email(msg).await;
+        self.within_budget(r).await
+    }
+}
+
+impl JobCaps {
+    async fn send_email(&mut self, msg: email::Message) -> Result<Delivery, CapError> {
+        let call = "`email.send`";
+        let mut held = self.budget.reserve(0, call).map_err(over)?;
+        let data = self.parse_charged(&msg.data, "the message data", call, &mut held)?;
         let template = match &msg.template {
             Some(name) => Some(self.template(name)?.clone()),
             None => None,
@@ -493,9 +607,13 @@ impl email::Host for JobCaps {
         };
         let mut attachments = Vec::new();
         for f in &files {
-            let bytes = tokio::fs::read(&f.path).await.map_err(|e| {
+            let failed = |e: std::io::Error| {
                 CapError::Failed(format!("reading report `{}`: {e}", f.path.display()))
-            })?;
+            };
+            // The file's bytes, and its base64 in the message built from them.
+            let size = tokio::fs::metadata(&f.path).await.map_err(failed)?.len() as usize;
+            held.grow(size + size.div_ceil(3) * 4, call).map_err(over)?;
+            let bytes = tokio::fs::read(&f.path).await.map_err(failed)?;
             attachments.push(notify::Attachment {
                 file_name: f.name.clone(),
                 content_type: content_type(f.format).to_string(),
@@ -525,7 +643,10 @@ impl slack::Host for JobCaps {
         template: Option<String>,
         data: String,
     ) -> Result<Delivery, CapError> {
-        let data = parse_json(&data, "the message data")?;
+        let call = "`slack.post`";
+        let mut held = self.budget.reserve(0, call).map_err(over)?;
+        let r = self.parse_charged(&data, "the message data", call, &mut held);
+        let data = self.within_budget(r).await?;
         let template = match &template {
             Some(name) => Some(self.template(name)?.clone()),
             None => None,
@@ -561,7 +682,10 @@ impl report::Host for JobCaps {
         format: report::Format,
     ) -> Result<report::Rendered, CapError> {
         let decl = self.template(&template)?.clone();
-        let data = parse_json(&data, "the report data")?;
+        let call = format!("`report.render` {template}");
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        let r = self.parse_charged(&data, "the report data", &call, &mut held);
+        let data = self.within_budget(r).await?;
         let format = match format {
             report::Format::Pdf => ReportFormat::Pdf,
             report::Format::Csv => ReportFormat::Csv,
@@ -584,6 +708,8 @@ impl report::Host for JobCaps {
             tokio::task::spawn_blocking(move || crate::report::render(&decl, &data, format))
                 .await
                 .map_err(|e| CapError::Failed(format!("rendering `{template}`: {e}")))?;
+        let r = held.grow(bytes.capacity(), &call).map_err(over);
+        self.within_budget(r).await?;
         let id = Uuid::new_v4();
         let path = self.report_path(&id.to_string(), format);
         write_file(&path, &bytes).await?;
@@ -670,7 +796,10 @@ impl events::Host for JobCaps {
                 "event `{name}` is not declared by this job"
             )));
         }
-        let payload = parse_json(&payload, "the event payload")?;
+        let call = format!("`events.emit` {name}");
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        let r = self.parse_charged(&payload, "the event payload", &call, &mut held);
+        let payload = self.within_budget(r).await?;
         if !payload.is_object() {
             return Err(CapError::Invalid(
                 "an event payload must be a JSON object".into(),

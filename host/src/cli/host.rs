@@ -279,13 +279,18 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         } else {
             tenants::ensure_admin_token(&db, configured.as_deref()).await?
         };
+        let mut platform = PlatformConfig::from_env().map_err(anyhow::Error::msg)?;
+        // Jobs must not call this host's own API (the interfaces' addresses are in already).
+        if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            platform.egress.listening_on(addr);
+        }
         let mut host = Host::new(
             db.clone(),
             HostConfig {
                 role: args.role,
                 redis: redis.clone(),
                 runtime: RuntimeConfig::default(),
-                platform: PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
+                platform,
                 queue: QueueConfig {
                     strict: args.strict,
                     lease: Duration::from_secs(args.lease_secs.max(1)),
