@@ -7,4 +7,5 @@
 #[path = "../common/mod.rs"]
 #[macro_use]
 mod common;
+mod egress;
 mod support;
