@@ -17,7 +17,7 @@
 use super::cancel::CancelToken;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// The memory of one execution: guest and host, against one cap. Cheap to clone (shared).
 #[derive(Clone)]
@@ -34,8 +34,8 @@ struct Inner {
     /// Why a host buffer was refused (the first refusal).
     exceeded: OnceLock<String>,
     signal: CancelToken,
-    /// Buffers given to the guest by the last host call.
-    handed: Mutex<Vec<Reservation>>,
+    /// Bytes of the buffers given to the guest by the last host call, still charged.
+    handed: AtomicUsize,
 }
 
 impl fmt::Debug for MemoryBudget {
@@ -73,7 +73,7 @@ impl MemoryBudget {
                 host: AtomicUsize::new(0),
                 exceeded: OnceLock::new(),
                 signal: CancelToken::new(),
-                handed: Mutex::new(Vec::new()),
+                handed: AtomicUsize::new(0),
             }),
         }
     }
@@ -172,20 +172,17 @@ impl MemoryBudget {
 
     /// Keeps `r` charged until the guest's next host call: a buffer returned to the guest is
     /// still held by the host while the guest copies it in.
-    pub fn hand_over(&self, r: Reservation) {
-        if r.bytes > 0 {
-            self.lock_handed().push(r);
-        }
+    pub fn hand_over(&self, mut r: Reservation) {
+        let bytes = std::mem::take(&mut r.bytes);
+        self.inner.handed.fetch_add(bytes, Ordering::AcqRel);
     }
 
     /// The guest made another call: the buffers of the last one are gone.
     pub fn settle(&self) {
-        let handed = std::mem::take(&mut *self.lock_handed());
-        drop(handed);
-    }
-
-    fn lock_handed(&self) -> std::sync::MutexGuard<'_, Vec<Reservation>> {
-        self.inner.handed.lock().unwrap_or_else(|e| e.into_inner())
+        let bytes = self.inner.handed.swap(0, Ordering::AcqRel);
+        if bytes > 0 {
+            self.release(bytes);
+        }
     }
 }
 

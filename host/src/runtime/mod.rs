@@ -7,9 +7,10 @@
 //!   bytes, the artifact kept in a cache directory (default `.codeai/cache/`) beside a header
 //!   that proves this host wrote it, and an `InstancePre` kept in memory per hash.
 //! - **Per execution** ([`Runtime::execute`]): a fresh [`Store`] with a memory cap shared by
-//!   the guest's memory and the host's buffers for it ([`budget`]), a fuel budget that yields to tokio every so often, an epoch deadline
-//!   checked at every 10 ms tick, a tokio timeout around the whole call (time inside host calls
-//!   counts), and cancellation through a [`CancelToken`]. The result says how it ended.
+//!   the guest's memory and the host's buffers for it ([`budget`]), a fuel budget that yields
+//!   to tokio every so often, an epoch deadline checked at every 10 ms tick, a tokio timeout
+//!   around the whole call (time inside host calls counts), and cancellation through a
+//!   [`CancelToken`]. The result says how it ended.
 //! - **Capability gating** ([`gate`]): calls to interfaces the manifest does not list, or the
 //!   tenant does not grant, are refused with `cap-error::denied`; the real capabilities are any
 //!   [`Capabilities`] implementation.
