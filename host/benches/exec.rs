@@ -30,6 +30,7 @@ fn refused<T>() -> Result<T, CapError> {
 }
 
 impl types::Host for Null {}
+impl codeai_host::wasm::Capabilities for Null {}
 impl data::Host for Null {
     async fn select(&mut self, _: data::Query) -> Result<String, CapError> {
         refused()

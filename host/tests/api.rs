@@ -1122,7 +1122,11 @@ async fn a_tenants_limits_hold_for_its_executions(db: Database) {
             }
         });
     }
-    let t = TestHost::start(db.clone(), |_| {}).await;
+    let t = TestHost::start(db.clone(), |c| {
+        // The tenants' jobs call the slow peer on loopback.
+        c.platform.egress.tenants = "127.0.0.1/32".parse().unwrap();
+    })
+    .await;
     tenants::create_tenant(&db, "small", Some(1), None, Some(1_000))
         .await
         .unwrap();
@@ -1202,6 +1206,7 @@ async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
             std::env::temp_dir().join(common::unique("codeai_starved")),
             Arc::new(move |k| (k == "SLOW_URL").then(|| url.clone())),
         );
+        c.platform.egress.operator = "127.0.0.1/32".parse().unwrap();
     })
     .await;
     let (waits, _) = compiled(SLOW, "Waits");

@@ -143,7 +143,10 @@ async fn setup(db: Database, vars: BTreeMap<String, String>) -> Env {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let platform = Platform::new(db.clone(), PlatformConfig::local(dir.join("reports"), env));
+    let mut config = PlatformConfig::local(dir.join("reports"), env);
+    // The integration is a fake peer on loopback.
+    config.egress.operator = "127.0.0.1/32".parse().unwrap();
+    let platform = Platform::new(db.clone(), config);
     Env {
         db,
         executor: Executor::new(runtime, platform),

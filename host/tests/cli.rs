@@ -450,6 +450,43 @@ fn exec_runs_example_jobs_against_the_seeded_database() {
     let (code, out, _) = run(&["exec", "out/sync_external_inventory.wasm"]);
     assert_eq!(code, Some(1));
     assert!(out.contains("WAREHOUSE_API_URL"), "{out}");
+
+    // An integration on loopback is refused by the egress policy, which names the variable
+    // that would allow it; a malformed allow list stops the command before anything runs.
+    let exec_with = |vars: &[(&str, &str)]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_codeai"))
+            .args(["exec", "out/sync_external_inventory.wasm", "--json"])
+            .current_dir(&dir)
+            .env("DATABASE_URL", "sqlite:demo.db")
+            .env("WAREHOUSE_API_URL", "http://127.0.0.1:9")
+            .env("WAREHOUSE_API_KEY", "k")
+            .env_remove("CODEAI_OPERATOR_EGRESS_ALLOW")
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = exec_with(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let calls = v["calls"].as_array().unwrap();
+    let call = calls.iter().find(|c| c["call"] == "http.call").unwrap();
+    let error = call["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("`127.0.0.1` is a loopback address")
+            && error.contains("CODEAI_OPERATOR_EGRESS_ALLOW=127.0.0.1/32"),
+        "{out}"
+    );
+    let (code, _, err) = exec_with(&[("CODEAI_OPERATOR_EGRESS_ALLOW", "127.0.0.1/33")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("CODEAI_OPERATOR_EGRESS_ALLOW=`127.0.0.1/33`: `127.0.0.1/33` is not a CIDR"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -594,7 +631,11 @@ fn secret_set_list_delete_and_rotate_key() {
     let (code, out, err) = run(
         &["exec", "out/send_token.wasm", "--tenant", "acme", "--json"],
         "",
-        &[("CODEAI_SECRET_KEY", &new_key)],
+        &[
+            ("CODEAI_SECRET_KEY", &new_key),
+            // The tenant's job calls the test's server on loopback.
+            ("CODEAI_EGRESS_ALLOW", "127.0.0.1/32"),
+        ],
     );
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!out.contains("second-value"), "{out}");

@@ -384,6 +384,7 @@ fn has_compare(
 }
 
 impl types::Host for Fake {}
+impl codeai_host::wasm::Capabilities for Fake {}
 
 impl data::Host for Fake {
     async fn select(&mut self, q: data::Query) -> Result<String, CapError> {

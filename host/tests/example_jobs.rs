@@ -253,7 +253,10 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
         })
         .unwrap()
     };
-    let mut online = PlatformConfig::local(dir.join("reports"), env.clone());
+    // The warehouse and the relay are fake peers on loopback.
+    let mut offline = PlatformConfig::local(dir.join("reports"), env.clone());
+    offline.egress.operator = "127.0.0.1/32".parse().unwrap();
+    let mut online = offline.clone();
     online.smtp = Some(SmtpConfig {
         host: "127.0.0.1".into(),
         port: smtp.port,
@@ -267,13 +270,7 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
     });
     let world = World {
         executor: Executor::new(runtime("cache"), Platform::new(db.clone(), online)),
-        offline: Executor::new(
-            runtime("cache"),
-            Platform::new(
-                db.clone(),
-                PlatformConfig::local(dir.join("reports"), env.clone()),
-            ),
-        ),
+        offline: Executor::new(runtime("cache"), Platform::new(db.clone(), offline)),
         db: db.clone(),
         jobs: components(),
         now,

@@ -4,8 +4,8 @@
 //! job that must keep working. The host surviving the whole binary is itself the last assertion.
 
 use codeai_host::runtime::{
-    CancelToken, CapabilitySet, ExecOptions, ExecResult, PreparedJob, Runtime, RuntimeConfig,
-    Source, Status,
+    CancelToken, CapabilitySet, ExecOptions, ExecResult, MemoryBudget, PreparedJob, Runtime,
+    RuntimeConfig, Source, Status,
 };
 use codeai_host::wasm::{
     clock, data, email, events, http, log, report, slack, state, types, CapError, Delivery,
@@ -18,11 +18,15 @@ use std::time::{Duration, Instant};
 // Fake capabilities
 // ---------------------------------------------------------------------------------------------
 
-/// Records which capability calls reached it; `state.get` takes `state_delay` to answer.
+/// Records which capability calls reached it; `state.get` takes `state_delay` to answer;
+/// `data.select` holds `select_bytes` of host buffer for its answer, charged to the execution's
+/// memory budget as the real capabilities do.
 #[derive(Default)]
 struct Fake {
     calls: Vec<String>,
     state_delay: Duration,
+    select_bytes: usize,
+    budget: Option<MemoryBudget>,
 }
 
 impl Fake {
@@ -43,10 +47,22 @@ fn unused<T>() -> Result<T, CapError> {
 }
 
 impl types::Host for Fake {}
+impl codeai_host::wasm::Capabilities for Fake {
+    fn set_memory_budget(&mut self, budget: MemoryBudget) {
+        self.budget = Some(budget);
+    }
+}
 
 impl data::Host for Fake {
-    async fn select(&mut self, _: data::Query) -> Result<String, CapError> {
+    async fn select(&mut self, q: data::Query) -> Result<String, CapError> {
         self.record("data.select");
+        if let Some(budget) = self.budget.as_ref().filter(|_| self.select_bytes > 0) {
+            match budget.reserve(self.select_bytes, &format!("`data.select` {}", q.entity)) {
+                Ok(held) => budget.hand_over(held),
+                // Over the cap the call never returns: the runtime ends the execution.
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
         Ok("[]".into())
     }
     async fn count(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
@@ -496,6 +512,46 @@ async fn memory_growth_past_the_cap_fails_alone() {
     // The default cap (64 MiB) holds too.
     let hogged = run(hog(), ExecOptions::default()).await;
     assert_eq!(hogged.status, Status::MemoryExceeded, "{hogged:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_buffers_past_the_cap_end_the_execution_whatever_the_job_says() {
+    const SOURCE: &str = r#"
+entity Row { table: "rows" id: uuid primary }
+job Hoard {
+    steps {
+        all { query: select Row as: rows on_fail: continue }
+        after { compute: 42 as: answer }
+    }
+}
+"#;
+    let (artifacts, _) = codeai_dsl::compile("hoard.codeai", SOURCE).unwrap();
+    let job = runtime().prepare(&artifacts[0].bytes).unwrap();
+    let hoard = |bytes: usize| Fake {
+        select_bytes: bytes,
+        ..Fake::default()
+    };
+    // Within the cap, the answer is held until the next call and the job completes.
+    let fits = runtime()
+        .execute(&job, hoard(16 << 20), "{}", ExecOptions::default())
+        .await;
+    assert_eq!(fits.result.status, Status::Completed, "{:?}", fits.result);
+    // Past it, the execution is over: `on_fail: continue` never sees an error to continue from.
+    let (over, ok) = tokio::join!(
+        runtime().execute(&job, hoard(80 << 20), "{}", ExecOptions::default()),
+        run_noop()
+    );
+    let result = over.result;
+    assert_eq!(result.status, Status::MemoryExceeded, "{result:?}");
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.starts_with(
+            "host-side buffers for `data.select` Row exceeded the execution's memory cap of 64.0 MiB"
+        ),
+        "{error}"
+    );
+    assert_eq!(over.capabilities.calls, ["data.select"]);
+    assert_eq!(ok.status, Status::Completed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,7 @@ use crate::store::{quote_ident, Database, Dialect};
 use chrono::{DateTime, NaiveDate, Utc};
 use codeai_ir::platform::{builtin_entity, BuiltinEntity};
 use codeai_ir::{EntityDecl, FieldDecl, FieldType};
+use futures_util::TryStreamExt as _;
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -338,12 +339,28 @@ impl DataCapability {
 
     /// `select`: the matching rows as a JSON array of objects (the declared fields only).
     pub async fn select(&self, query: &Query) -> Result<String, DataError> {
-        let rows = self.select_rows(query).await?;
-        Ok(Value::Array(rows.into_iter().map(Value::Object).collect()).to_string())
+        self.select_within(query, &mut |_| Ok(())).await
+    }
+
+    /// [`DataCapability::select`] that streams the rows into the JSON text and tells `charge`
+    /// how many bytes its buffers hold each time they grow; an error from `charge` stops the
+    /// query and is returned (a caller bounds the host memory one select can take this way).
+    pub async fn select_within(
+        &self,
+        query: &Query,
+        charge: &mut (dyn FnMut(usize) -> Result<(), DataError> + Send),
+    ) -> Result<String, DataError> {
+        let (entity, stmt) = self.select_statement(query).await?;
+        self.fetch_json(entity, &stmt, charge).await
     }
 
     /// `select`, returning the rows as JSON objects.
     pub async fn select_rows(&self, query: &Query) -> Result<Vec<Map<String, Value>>, DataError> {
+        let (entity, stmt) = self.select_statement(query).await?;
+        self.fetch_rows(entity, &stmt).await
+    }
+
+    async fn select_statement(&self, query: &Query) -> Result<(&Entity, Stmt), DataError> {
         let entity = self.entity(&query.entity)?;
         let mut stmt = Stmt::default();
         let table = self.table(entity).await?;
@@ -354,7 +371,7 @@ impl DataCapability {
         let limit = query.limit.unwrap_or(DEFAULT_ROW_LIMIT).min(MAX_ROW_LIMIT);
         stmt.sql(" LIMIT ");
         stmt.bind(Param::Int(i64::from(limit)));
-        self.fetch_rows(entity, &stmt).await
+        Ok((entity, stmt))
     }
 
     /// `count`.
@@ -482,10 +499,17 @@ impl DataCapability {
     /// A missing optional field is NULL; a missing `uuid` primary key is generated; any other
     /// missing field is `invalid`. All rows are inserted in one transaction.
     pub async fn insert(&self, entity: &str, rows: &str) -> Result<u64, DataError> {
-        let entity = self.entity(entity)?;
-        Self::writable(entity, "insert into")?;
+        Self::writable(self.entity(entity)?, "insert into")?;
         let rows: Value = serde_json::from_str(rows)
             .map_err(|e| DataError::Invalid(format!("rows are not valid JSON: {e}")))?;
+        self.insert_parsed(entity, rows).await
+    }
+
+    /// [`DataCapability::insert`] of rows parsed by the caller (who charged the parsed tree to
+    /// the execution's memory budget).
+    pub async fn insert_parsed(&self, entity: &str, rows: Value) -> Result<u64, DataError> {
+        let entity = self.entity(entity)?;
+        Self::writable(entity, "insert into")?;
         let Value::Array(rows) = rows else {
             return Err(DataError::Invalid(
                 "rows must be a JSON array of objects".into(),
@@ -835,6 +859,79 @@ impl DataCapability {
                 rows.iter().map(|r| pg_row(entity, r)).collect()
             }
         }
+    }
+
+    /// The rows as a JSON array, written one row at a time as they come from the database.
+    async fn fetch_json(
+        &self,
+        entity: &Entity,
+        stmt: &Stmt,
+        charge: &mut (dyn FnMut(usize) -> Result<(), DataError> + Send),
+    ) -> Result<String, DataError> {
+        let mut out = JsonRows::default();
+        match &self.db {
+            Database::Sqlite(pool) => {
+                let mut builder = sqlite_builder(stmt);
+                let mut rows = builder.build().fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(failed)? {
+                    out.push(&sqlite_row(entity, &row)?, charge)?;
+                }
+            }
+            Database::Postgres(pool) => {
+                let mut builder = pg_builder(stmt);
+                let mut rows = builder.build().fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(failed)? {
+                    out.push(&pg_row(entity, &row)?, charge)?;
+                }
+            }
+        }
+        out.finish(charge)
+    }
+}
+
+/// A JSON array of rows being written, its buffers' size reported as they grow.
+#[derive(Default)]
+struct JsonRows {
+    out: Vec<u8>,
+    /// The row being written (reused).
+    row: Vec<u8>,
+}
+
+impl JsonRows {
+    fn push(
+        &mut self,
+        row: &Map<String, Value>,
+        charge: &mut (dyn FnMut(usize) -> Result<(), DataError> + Send),
+    ) -> Result<(), DataError> {
+        self.row.clear();
+        serde_json::to_writer(&mut self.row, row)
+            .map_err(|e| DataError::Failed(format!("writing a row as JSON: {e}")))?;
+        // `[` or `,` before the row, `]` after the last.
+        let needed = self.out.len() + self.row.len() + 2;
+        if needed > self.out.capacity() {
+            let capacity = needed.max(self.out.capacity() * 2);
+            // While the buffer moves, the old one and the new one both exist.
+            charge(self.out.capacity() + capacity + self.row.capacity())?;
+            self.out.reserve_exact(capacity - self.out.len());
+        }
+        charge(self.out.capacity() + self.row.capacity())?;
+        self.out.push(if self.out.is_empty() { b'[' } else { b',' });
+        self.out.extend_from_slice(&self.row);
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        charge: &mut (dyn FnMut(usize) -> Result<(), DataError> + Send),
+    ) -> Result<String, DataError> {
+        if self.out.is_empty() {
+            self.out.push(b'[');
+        }
+        self.out.push(b']');
+        drop(self.row);
+        charge(self.out.capacity())?;
+        String::from_utf8(self.out)
+            .map_err(|e| DataError::Failed(format!("the rows are not UTF-8: {e}")))
     }
 }
 

@@ -12,7 +12,13 @@
 //! No error message holds a value from `env("…")`: a bad base URL names the variable that held
 //! it, and failures of a sent call name the integration, the operation and the path, never the
 //! URL (its base may be a secret).
+//!
+//! Where the call may connect is [`super::egress`]'s: an [`Outbound`] is a client whose resolver
+//! applies an egress policy, with IP-literal hosts checked before sending. The body is charged
+//! to the execution's [`MemoryBudget`] as it arrives, and reading stops once it is over.
 
+use super::egress::{self, EgressPolicy};
+use crate::runtime::{MemoryBudget, Reservation};
 use crate::wasm::http::{CallRequest, CallResponse};
 use crate::wasm::CapError;
 use codeai_ir::{Auth, IntegrationDecl, OperationDecl, ValueSource};
@@ -23,6 +29,12 @@ use std::time::Duration;
 
 /// Response bodies larger than this are refused (the guest would have to hold them).
 pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Of an error response, only this much is read (its start goes into the error).
+const ERROR_BODY_BYTES: usize = 4 << 10;
+/// What a connection's own buffers can hold while a response arrives, charged to the budget for
+/// as long as a call is in flight: hyper's read buffer grows to 8 KiB + 100 × 4 KiB before the
+/// body's chunks are handed over (64 calls in flight held ~20 MiB there, measured).
+pub const CONNECTION_BYTES: usize = (8 << 10) + 100 * (4 << 10);
 /// The timeout of an integration that declares none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -297,6 +309,71 @@ fn percent_encode_segment(value: &str) -> String {
     out
 }
 
+/// The HTTP client of one kind of job (the operator's, or tenants') and its egress policy.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    policy: EgressPolicy,
+}
+
+impl Outbound {
+    /// A client for integration calls: no redirects, no proxy, TLS through rustls, and names
+    /// resolved by the policy's resolver.
+    pub fn new(policy: EgressPolicy) -> Outbound {
+        // Installs the process's TLS provider as a side effect.
+        let _ = crate::notify::http_client();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("codeai-jobs/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(policy.resolver())
+            .build()
+            .expect("an HTTP client with rustls, a resolver and no proxy always builds");
+        Outbound { client, policy }
+    }
+
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.policy
+    }
+}
+
+/// A response body being read, charged to the execution's budget as its buffer grows.
+struct Body {
+    bytes: Vec<u8>,
+    held: Reservation,
+}
+
+impl Body {
+    fn new(budget: &MemoryBudget, capacity: usize, what: &str) -> Result<Body, CapError> {
+        let held = budget.reserve(capacity, what).map_err(over)?;
+        Ok(Body {
+            bytes: Vec::with_capacity(capacity),
+            held,
+        })
+    }
+
+    fn extend(&mut self, chunk: &[u8], what: &str) -> Result<(), CapError> {
+        let needed = self.bytes.len() + chunk.len();
+        if needed > self.bytes.capacity() {
+            let capacity = needed
+                .max(self.bytes.capacity() * 2)
+                .min(MAX_RESPONSE_BYTES);
+            let capacity = capacity.max(needed);
+            // While the buffer moves, the old one and the new one both exist.
+            let old = self.bytes.capacity();
+            self.held.resize(old + capacity, what).map_err(over)?;
+            self.bytes.reserve_exact(capacity - self.bytes.len());
+            self.held.resize(capacity, what).map_err(over)?;
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+fn over(e: crate::runtime::Exceeded) -> CapError {
+    CapError::Failed(e.0)
+}
+
 /// A transport error without its URL, with its causes (they name no address).
 fn transport_error(e: reqwest::Error) -> String {
     let e = e.without_url();
@@ -310,10 +387,36 @@ fn transport_error(e: reqwest::Error) -> String {
     text
 }
 
-/// Sends a prepared call. Redirects are not followed (the client is built without them), so a
-/// server cannot send the call elsewhere.
-pub async fn send(client: &reqwest::Client, p: Prepared) -> Result<CallResponse, CapError> {
-    let mut request = client.request(p.method, p.url).timeout(p.timeout);
+/// The error of a call the egress policy refused, or of a failed request; `label` names the
+/// call (never its URL, whose base may be a secret).
+fn request_error(label: &str, timeout: Duration, e: reqwest::Error) -> CapError {
+    if let Some(refused) = egress::refusal(&e) {
+        return CapError::Denied(format!("{label}: {refused}"));
+    }
+    if e.is_timeout() {
+        CapError::Timeout(format!("{label} did not answer within {timeout:?}"))
+    } else {
+        CapError::Failed(format!("{label}: {}", transport_error(e)))
+    }
+}
+
+/// Sends a prepared call through `out`, charging the response body to `budget` as `what`
+/// (e.g. "`http.call` Api.items"); the body's bytes stay charged in the returned reservation.
+/// Redirects are not followed (the client is built without them), so a server cannot send the
+/// call elsewhere. Over the budget the call fails at once and [`MemoryBudget::exceeded`] says
+/// why.
+pub async fn send(
+    out: &Outbound,
+    p: Prepared,
+    budget: &MemoryBudget,
+    what: &str,
+) -> Result<(CallResponse, Reservation), CapError> {
+    let label = p.label.clone();
+    out.policy
+        .check_url(&p.url)
+        .map_err(|refused| CapError::Denied(format!("{label}: {refused}")))?;
+    let _connection = budget.reserve(CONNECTION_BYTES, what).map_err(over)?;
+    let mut request = out.client.request(p.method, p.url).timeout(p.timeout);
     for (name, value) in &p.headers {
         request = request.header(name.as_str(), value.as_str());
     }
@@ -323,54 +426,83 @@ pub async fn send(client: &reqwest::Client, p: Prepared) -> Result<CallResponse,
     if let Some(body) = &p.body {
         request = request.json(body);
     }
-    let label = &p.label;
-    let mut response = request.send().await.map_err(|e| {
-        if e.is_timeout() {
-            CapError::Timeout(format!("{label} did not answer within {:?}", p.timeout))
-        } else {
-            CapError::Failed(format!("{label}: {}", transport_error(e)))
-        }
-    })?;
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| request_error(&label, p.timeout, e))?;
     let status = response.status();
-    let mut bytes = Vec::new();
+    let too_large = || {
+        CapError::Failed(format!(
+            "{label}: the response is larger than {MAX_RESPONSE_BYTES} bytes"
+        ))
+    };
+    // Only the start of an error response is kept.
+    let limit = if status.is_success() {
+        MAX_RESPONSE_BYTES
+    } else {
+        ERROR_BODY_BYTES
+    };
+    let announced = response.content_length().unwrap_or(0);
+    if status.is_success() && announced > MAX_RESPONSE_BYTES as u64 {
+        return Err(too_large());
+    }
+    let mut body = Body::new(budget, (announced as usize).min(limit), what)?;
     while let Some(chunk) = response.chunk().await.map_err(|e| {
         CapError::Failed(format!(
             "{label}: reading the response: {}",
             transport_error(e)
         ))
     })? {
-        if bytes.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(CapError::Failed(format!(
-                "{label}: the response is larger than {MAX_RESPONSE_BYTES} bytes"
-            )));
+        if body.bytes.len() + chunk.len() > limit {
+            if !status.is_success() {
+                let room = limit - body.bytes.len();
+                body.extend(&chunk[..room], what)?;
+                break;
+            }
+            return Err(too_large());
         }
-        bytes.extend_from_slice(&chunk);
+        body.extend(&chunk, what)?;
     }
     if !status.is_success() {
-        let text: String = String::from_utf8_lossy(&bytes).chars().take(300).collect();
+        let text: String = String::from_utf8_lossy(&body.bytes)
+            .chars()
+            .take(300)
+            .collect();
         return Err(CapError::Failed(format!(
             "{label} answered {status}: {text}"
         )));
     }
-    let body = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(value) => value.to_string(),
-        Err(_) => Value::String(String::from_utf8_lossy(&bytes).into_owned()).to_string(),
+    let Body { bytes, mut held } = body;
+    // A JSON body goes to the guest as it came (validated, not parsed into a tree and written
+    // out again); anything else becomes a JSON string.
+    let body = match String::from_utf8(bytes) {
+        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() => text,
+        Ok(text) => json_string(text.as_bytes(), &mut held, what)?,
+        Err(e) => json_string(e.as_bytes(), &mut held, what)?,
     };
-    Ok(CallResponse {
-        status: status.as_u16(),
-        body,
-    })
+    held.resize(body.capacity(), what).map_err(over)?;
+    Ok((
+        CallResponse {
+            status: status.as_u16(),
+            body,
+        },
+        held,
+    ))
 }
 
-/// An HTTP client for integration calls: no redirects, TLS through rustls.
-pub fn client() -> reqwest::Client {
-    // Installs the process's TLS provider as a side effect.
-    let _ = crate::notify::http_client();
-    reqwest::Client::builder()
-        .user_agent(concat!("codeai-jobs/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|_| reqwest::Client::new())
+/// `bytes` as a JSON string (invalid UTF-8 replaced), its buffer charged to `held` beside the
+/// bytes' own until they are dropped.
+fn json_string(bytes: &[u8], held: &mut Reservation, what: &str) -> Result<String, CapError> {
+    // Escaping adds at least the quotes; more is charged once the string exists.
+    held.grow(bytes.len() + 2, what).map_err(over)?;
+    let text = serde_json::to_string(&String::from_utf8_lossy(bytes))
+        .map_err(|e| CapError::Failed(format!("encoding the response: {e}")))?;
+    held.resize(
+        held.bytes() + text.capacity().saturating_sub(bytes.len() + 2),
+        what,
+    )
+    .map_err(over)?;
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -546,7 +678,18 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let err = rt.block_on(send(&client(), p)).unwrap_err();
+        let out = Outbound::new(
+            super::egress::EgressConfig {
+                tenants: "127.0.0.1/32".parse().unwrap(),
+                ..Default::default()
+            }
+            .policy(false),
+        );
+        let budget = crate::runtime::MemoryBudget::unlimited();
+        let err = rt
+            .block_on(send(&out, p, &budget, "test"))
+            .map(|_| ())
+            .unwrap_err();
         let CapError::Failed(m) = &err else {
             panic!("{err:?}")
         };

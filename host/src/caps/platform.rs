@@ -4,7 +4,8 @@
 //!
 //! - data: [`DataCapability`] (parameterised SQL, column allow-list, tenant scope);
 //! - http: [`super::http`] (base-URL confinement), `env("…")` from the tenant's secrets
-//!   ([`super::env`]; the operator's jobs also from the host's environment);
+//!   ([`super::env`]; the operator's jobs also from the host's environment), through the
+//!   egress policy of [`super::egress`] (the operator's jobs and tenants' have a client each);
 //! - email / slack: SMTP through lettre and the Slack webhook when configured, otherwise the
 //!   outbox table (the delivery says `held`);
 //! - report: rendered with [`crate::report`], the file kept under the report directory and a
@@ -12,19 +13,27 @@
 //! - events, state: the `events` and `job_state` tables;
 //! - log: `tracing` (the runtime's gate keeps the execution log);
 //! - clock: [`super::clock`] in the job's timezone.
+//!
+//! What the host holds for an execution (response bodies, query results, parsed data, rendered
+//! reports, attachments) is charged to its [`MemoryBudget`]; a buffer handed to the guest stays
+//! charged until its next call. Over the budget a call never returns: the runtime ends the
+//! execution as `memory_exceeded` ([`JobCaps::within_budget`]).
 
+use super::budgeted::{self, ParseError};
 use super::clock;
 use super::data::{self as d, DataCapability, DataError};
+use super::egress::EgressConfig;
 use super::env::{EnvSources, JobEnv, Redactor};
-use super::http::{self as h, Env};
+use super::http::{self as h, Env, Outbound};
 use crate::notify::{self, SlackConfig, SmtpConfig};
 use crate::report::template::interpolate;
+use crate::runtime::{MemoryBudget, Reservation};
 use crate::store::platform as store;
 use crate::store::secrets::Keyring;
 use crate::store::Database;
 use crate::wasm::{
     clock as wclock, data, email, events, http, log, report, slack, state, types, CapError,
-    Delivery,
+    Capabilities, Delivery,
 };
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -54,6 +63,8 @@ pub struct PlatformConfig {
     pub env_deny: Vec<String>,
     /// The keys tenants' secrets are encrypted with (`CODEAI_SECRET_KEY`, …).
     pub secret_keys: Arc<Keyring>,
+    /// Where jobs' HTTP may go (`CODEAI_EGRESS_ALLOW`, `CODEAI_OPERATOR_EGRESS_ALLOW`).
+    pub egress: EgressConfig,
 }
 
 impl std::fmt::Debug for PlatformConfig {
@@ -65,6 +76,7 @@ impl std::fmt::Debug for PlatformConfig {
             .field("slack", &self.slack.is_some())
             .field("env_deny", &self.env_deny)
             .field("secret_keys", &self.secret_keys)
+            .field("egress", &self.egress)
             .finish()
     }
 }
@@ -92,11 +104,13 @@ impl PlatformConfig {
                 &std::env::var("CODEAI_ENV_DENY").unwrap_or_default(),
             ),
             secret_keys: Arc::new(Keyring::from_env()?),
+            egress: EgressConfig::from_env()?,
         })
     }
 
-    /// No mail server, no Slack, reports under `report_dir`, the host's environment `env`, and
-    /// secrets under a key that lives as long as this configuration.
+    /// No mail server, no Slack, reports under `report_dir`, the host's environment `env`,
+    /// secrets under a key that lives as long as this configuration, and HTTP to public
+    /// addresses only (tests that call a peer on loopback allow it in `egress`).
     pub fn local(report_dir: impl Into<PathBuf>, env: Env) -> PlatformConfig {
         PlatformConfig {
             report_dir: report_dir.into(),
@@ -106,6 +120,7 @@ impl PlatformConfig {
             env,
             env_deny: Vec::new(),
             secret_keys: Arc::new(Keyring::ephemeral()),
+            egress: EgressConfig::default(),
         }
     }
 }
@@ -117,7 +132,10 @@ pub struct Platform {
     schemas: crate::store::namespace::SchemaCache,
     recorder: crate::store::recorder::Recorder,
     config: PlatformConfig,
-    integrations: reqwest::Client,
+    /// Integration calls of the operator's jobs, under the operator's allow list.
+    operator_http: Outbound,
+    /// Integration calls of tenants' jobs, under the tenants' allow list.
+    tenant_http: Outbound,
     webhooks: reqwest::Client,
 }
 
@@ -127,8 +145,9 @@ impl Platform {
             recorder: crate::store::recorder::Recorder::new(db.clone()),
             schemas: Default::default(),
             db,
+            operator_http: Outbound::new(config.egress.policy(true)),
+            tenant_http: Outbound::new(config.egress.policy(false)),
             config,
-            integrations: h::client(),
             webhooks: notify::http_client(),
         })
     }
@@ -159,9 +178,16 @@ impl Platform {
             DataCapability::in_namespace(self.db.clone(), &ctx.manifest.entities, namespace)?
                 .with_report_dir(&self.config.report_dir);
         let tz = ctx.manifest.timezone.parse::<Tz>().unwrap_or(Tz::UTC);
+        let http = if crate::store::tenants::is_operator(&ctx.tenant) {
+            self.operator_http.clone()
+        } else {
+            self.tenant_http.clone()
+        };
         Ok(JobCaps {
             platform: self.clone(),
             data,
+            http,
+            budget: MemoryBudget::unlimited(),
             tz,
             started: Instant::now(),
             rendered: Vec::new(),
@@ -196,6 +222,10 @@ pub struct JobCaps {
     platform: Arc<Platform>,
     ctx: ExecContext,
     data: DataCapability,
+    /// The client of the job's kind (the operator's or tenants').
+    http: Outbound,
+    /// The execution's memory, shared with the guest (unlimited until the runtime sets it).
+    budget: MemoryBudget,
     tz: Tz,
     started: Instant,
     rendered: Vec<RenderedFile>,
@@ -250,6 +280,10 @@ fn parse_json(text: &str, what: &str) -> Result<Value, CapError> {
     serde_json::from_str(text).map_err(|e| CapError::Invalid(format!("{what} is not JSON: {e}")))
 }
 
+fn over(e: crate::runtime::Exceeded) -> CapError {
+    CapError::Failed(e.0)
+}
+
 fn extension(format: ReportFormat) -> &'static str {
     match format {
         ReportFormat::Pdf => "pdf",
@@ -277,6 +311,12 @@ fn kebab(name: &str) -> String {
             }
         })
         .collect()
+}
+
+impl Capabilities for JobCaps {
+    fn set_memory_budget(&mut self, budget: MemoryBudget) {
+        self.budget = budget;
+    }
 }
 
 impl JobCaps {
@@ -308,6 +348,31 @@ impl JobCaps {
             &mut |name: &str| env.lookup(name, &sources),
             req,
         )
+    }
+
+    /// `r`, unless the execution's host buffers went over its memory cap: then the call never
+    /// returns, and the runtime, woken by the budget, ends the execution as `memory_exceeded`
+    /// (a guest must not get an error it could ignore with `on_fail: continue`).
+    async fn within_budget<T>(&self, r: Result<T, CapError>) -> Result<T, CapError> {
+        if self.budget.exceeded().is_some() {
+            return std::future::pending().await;
+        }
+        r
+    }
+
+    /// JSON text from the guest, parsed with the text and the tree charged to `held`.
+    fn parse_charged(
+        &self,
+        text: &str,
+        what: &str,
+        call: &str,
+        held: &mut Reservation,
+    ) -> Result<Value, CapError> {
+        held.grow(text.len(), call).map_err(over)?;
+        budgeted::parse_json(text, held, call).map_err(|e| match e {
+            ParseError::Invalid(e) => CapError::Invalid(format!("{what} is not JSON: {e}")),
+            ParseError::Exceeded(why) => CapError::Failed(why),
+        })
     }
 
     fn clock_now(&self) -> DateTime<Utc> {
@@ -386,7 +451,19 @@ impl data::Host for JobCaps {
                 .collect(),
             limit: q.limit,
         };
-        self.data.select(&query).await.map_err(data_error)
+        let call = format!("`data.select` {}", query.entity);
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        let r = self
+            .data
+            .select_within(&query, &mut |bytes| {
+                held.resize(bytes, &call)
+                    .map_err(|e| DataError::Failed(e.0))
+            })
+            .await
+            .map_err(data_error);
+        let rows = self.within_budget(r).await?;
+        self.budget.hand_over(held);
+        Ok(rows)
     }
 
     async fn count(&mut self, entity: String, f: Option<data::Filter>) -> Result<u64, CapError> {
@@ -426,7 +503,15 @@ impl data::Host for JobCaps {
     }
 
     async fn insert(&mut self, entity: String, rows: String) -> Result<u64, CapError> {
-        self.data.insert(&entity, &rows).await.map_err(data_error)
+        let call = format!("`data.insert` {entity}");
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        // The parsed rows can take many times their text: charged as they are built.
+        let r = self.parse_charged(&rows, "the rows", &call, &mut held);
+        let rows = self.within_budget(r).await?;
+        self.data
+            .insert_parsed(&entity, rows)
+            .await
+            .map_err(data_error)
     }
 
     async fn maintain(
@@ -449,10 +534,15 @@ impl data::Host for JobCaps {
 impl http::Host for JobCaps {
     async fn call(&mut self, req: http::CallRequest) -> Result<http::CallResponse, CapError> {
         self.load_env(&req).await?;
+        let call = format!("`http.call` {}.{}", req.integration, req.operation);
         let prepared = self.prepare(&req).map_err(|e| self.redactor().error(e))?;
-        h::send(&self.platform.integrations, prepared)
+        let r = h::send(&self.http, prepared, &self.budget, &call).await;
+        let (response, held) = self
+            .within_budget(r)
             .await
-            .map_err(|e| self.redactor().error(e))
+            .map_err(|e| self.redactor().error(e))?;
+        self.budget.hand_over(held);
+        Ok(response)
     }
 
     async fn call_many(
@@ -475,19 +565,35 @@ impl http::Host for JobCaps {
             match prepared {
                 Err(e) => results[i] = Err(e),
                 Ok(prepared) => {
-                    let client = self.platform.integrations.clone();
+                    let http = self.http.clone();
+                    let budget = self.budget.clone();
+                    let call = format!("`http.call-many` {}.{}", req.integration, req.operation);
                     let limit = limit.clone();
                     tasks.spawn(async move {
                         let _permit = limit.acquire_owned().await;
-                        (i, h::send(&client, prepared).await)
+                        (i, h::send(&http, prepared, &budget, &call).await)
                     });
                 }
             }
         }
+        // Every body stays charged until the guest's next call; one over the budget stops the
+        // others at once (dropping the set aborts them) and ends the execution.
+        let mut held = Vec::new();
         while let Some(done) = tasks.join_next().await {
-            if let Ok((i, result)) = done {
-                results[i] = result;
+            if self.budget.exceeded().is_some() {
+                tasks.abort_all();
+                drop(held);
+                return std::future::pending().await;
             }
+            if let Ok((i, result)) = done {
+                results[i] = result.map(|(response, reservation)| {
+                    held.push(reservation);
+                    response
+                });
+            }
+        }
+        for reservation in held {
+            self.budget.hand_over(reservation);
         }
         let redactor = self.redactor();
         results
@@ -499,7 +605,16 @@ impl http::Host for JobCaps {
 
 impl email::Host for JobCaps {
     async fn send(&mut self, msg: email::Message) -> Result<Delivery, CapError> {
-        let data = parse_json(&msg.data, "the message data")?;
+        let r = self.send_email(msg).await;
+        self.within_budget(r).await
+    }
+}
+
+impl JobCaps {
+    async fn send_email(&mut self, msg: email::Message) -> Result<Delivery, CapError> {
+        let call = "`email.send`";
+        let mut held = self.budget.reserve(0, call).map_err(over)?;
+        let data = self.parse_charged(&msg.data, "the message data", call, &mut held)?;
         let template = match &msg.template {
             Some(name) => Some(self.template(name)?.clone()),
             None => None,
@@ -557,9 +672,13 @@ impl email::Host for JobCaps {
         };
         let mut attachments = Vec::new();
         for f in &files {
-            let bytes = tokio::fs::read(&f.path).await.map_err(|e| {
+            let failed = |e: std::io::Error| {
                 CapError::Failed(format!("reading report `{}`: {e}", f.path.display()))
-            })?;
+            };
+            // The file's bytes, and its base64 in the message built from them.
+            let size = tokio::fs::metadata(&f.path).await.map_err(failed)?.len() as usize;
+            held.grow(size + size.div_ceil(3) * 4, call).map_err(over)?;
+            let bytes = tokio::fs::read(&f.path).await.map_err(failed)?;
             attachments.push(notify::Attachment {
                 file_name: f.name.clone(),
                 content_type: content_type(f.format).to_string(),
@@ -589,7 +708,10 @@ impl slack::Host for JobCaps {
         template: Option<String>,
         data: String,
     ) -> Result<Delivery, CapError> {
-        let data = parse_json(&data, "the message data")?;
+        let call = "`slack.post`";
+        let mut held = self.budget.reserve(0, call).map_err(over)?;
+        let r = self.parse_charged(&data, "the message data", call, &mut held);
+        let data = self.within_budget(r).await?;
         let template = match &template {
             Some(name) => Some(self.template(name)?.clone()),
             None => None,
@@ -625,7 +747,10 @@ impl report::Host for JobCaps {
         format: report::Format,
     ) -> Result<report::Rendered, CapError> {
         let decl = self.template(&template)?.clone();
-        let data = parse_json(&data, "the report data")?;
+        let call = format!("`report.render` {template}");
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        let r = self.parse_charged(&data, "the report data", &call, &mut held);
+        let data = self.within_budget(r).await?;
         let format = match format {
             report::Format::Pdf => ReportFormat::Pdf,
             report::Format::Csv => ReportFormat::Csv,
@@ -648,6 +773,8 @@ impl report::Host for JobCaps {
             tokio::task::spawn_blocking(move || crate::report::render(&decl, &data, format))
                 .await
                 .map_err(|e| CapError::Failed(format!("rendering `{template}`: {e}")))?;
+        let r = held.grow(bytes.capacity(), &call).map_err(over);
+        self.within_budget(r).await?;
         let id = Uuid::new_v4();
         let path = self.report_path(id, format)?;
         write_file(&path, &bytes).await?;
@@ -718,7 +845,10 @@ impl events::Host for JobCaps {
                 "event `{name}` is not declared by this job"
             )));
         }
-        let payload = parse_json(&payload, "the event payload")?;
+        let call = format!("`events.emit` {name}");
+        let mut held = self.budget.reserve(0, &call).map_err(over)?;
+        let r = self.parse_charged(&payload, "the event payload", &call, &mut held);
+        let payload = self.within_budget(r).await?;
         if !payload.is_object() {
             return Err(CapError::Invalid(
                 "an event payload must be a JSON object".into(),

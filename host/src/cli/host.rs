@@ -297,6 +297,11 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         } else {
             tenants::ensure_admin_token(&db, configured.as_deref()).await?
         };
+        let mut platform = PlatformConfig::from_env().map_err(anyhow::Error::msg)?;
+        // Jobs must not call this host's own API (the interfaces' addresses are in already).
+        if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
+            platform.egress.listening_on(addr);
+        }
         let mut host = Host::new(
             db.clone(),
             HostConfig {
@@ -307,7 +312,7 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
                         .map_err(anyhow::Error::msg)?,
                     ..RuntimeConfig::default()
                 },
-                platform: PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
+                platform,
                 queue: QueueConfig {
                     weights,
                     strict: args.strict,

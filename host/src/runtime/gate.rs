@@ -13,6 +13,7 @@
 //! Every refusal is recorded (`interface.function`) and ends up in the execution's result.
 //! `log.write` lines that are let through are also kept, bounded, as the execution log.
 
+use super::budget::MemoryBudget;
 use super::cancel::CancelToken;
 use crate::wasm::{
     clock, data, email, events, http, log, report, slack, state, types, CapError, Capabilities,
@@ -207,10 +208,17 @@ pub struct Gated<C> {
     /// Set when a denial ends the execution; the reason is in `fatal`.
     abort: CancelToken,
     fatal: Option<String>,
+    /// The execution's memory: every call releases the buffers the last one handed over.
+    budget: MemoryBudget,
 }
 
 impl<C> Gated<C> {
-    pub(crate) fn new(inner: C, allowed: CapabilitySet, job: &str) -> Gated<C> {
+    pub(crate) fn new(
+        inner: C,
+        allowed: CapabilitySet,
+        job: &str,
+        budget: MemoryBudget,
+    ) -> Gated<C> {
         Gated {
             inner,
             allowed,
@@ -223,6 +231,7 @@ impl<C> Gated<C> {
             started: Instant::now(),
             abort: CancelToken::new(),
             fatal: None,
+            budget,
         }
     }
 
@@ -309,6 +318,8 @@ impl<C> Gated<C> {
 
     /// `Ok` when `cap` is allowed; otherwise records the refusal and returns the guest's error.
     fn check(&mut self, cap: Capability, function: &str) -> Result<(), CapError> {
+        // A new call: the guest has copied what the last one returned.
+        self.budget.settle();
         if self.fatal.is_none() && self.allowed.contains(cap) {
             return Ok(());
         }

@@ -6,20 +6,23 @@
 //! - **A component cache** ([`cache`]): components are compiled once per SHA-256 of their
 //!   bytes, the artifact kept in a cache directory (default `.codeai/cache/`) beside a header
 //!   that proves this host wrote it, and an `InstancePre` kept in memory per hash.
-//! - **Per execution** ([`Runtime::execute`]): a fresh [`Store`] with a memory cap
-//!   (`StoreLimits`), a fuel budget that yields to tokio every so often, an epoch deadline
-//!   checked at every 10 ms tick, a tokio timeout around the whole call (time inside host calls
-//!   counts), and cancellation through a [`CancelToken`]. The result says how it ended.
+//! - **Per execution** ([`Runtime::execute`]): a fresh [`Store`] with a memory cap shared by
+//!   the guest's memory and the host's buffers for it ([`budget`]), a fuel budget that yields
+//!   to tokio every so often, an epoch deadline checked at every 10 ms tick, a tokio timeout
+//!   around the whole call (time inside host calls counts), and cancellation through a
+//!   [`CancelToken`]. The result says how it ended.
 //! - **Capability gating** ([`gate`]): calls to interfaces the manifest does not list, or the
 //!   tenant does not grant, are refused with `cap-error::denied`; the real capabilities are any
 //!   [`Capabilities`] implementation.
 
+pub mod budget;
 pub mod cache;
 pub mod cancel;
 pub mod compile;
 mod engine;
 pub mod gate;
 
+pub use budget::{Exceeded, MemoryBudget, Reservation};
 pub use cache::{CacheError, Digest, Source};
 pub use cancel::CancelToken;
 pub use gate::{CallRecord, Capability, CapabilitySet, Gated, LogLine};
@@ -113,7 +116,8 @@ pub enum Status {
     Cancelled,
     /// The fuel budget ran out.
     FuelExhausted,
-    /// The guest tried to grow its memory past the cap.
+    /// The guest tried to grow its memory past the cap, or the host's buffers for the
+    /// execution (response bodies, query results, reports) would have taken it past the cap.
     MemoryExceeded,
     /// Any other trap: `unreachable` (a guest panic), stack overflow, out-of-bounds access, ….
     Trapped,
@@ -230,13 +234,19 @@ pub struct ExecState<C> {
     deadline: Instant,
 }
 
-/// `StoreLimits` plus a record of whether the cap was hit, so a guest that turns a refused
-/// `memory.grow` into a trap (Rust's allocation-failure abort) is still reported as
-/// `memory_exceeded`.
+/// `StoreLimits` plus the execution's [`MemoryBudget`] (a growth is refused when the guest's
+/// memory and the host's buffers together would pass the cap), and a record of whether the cap
+/// was hit, so a guest that turns a refused `memory.grow` into a trap (Rust's allocation-failure
+/// abort) is still reported as `memory_exceeded`.
 struct Limits {
     inner: StoreLimits,
     cap: usize,
+    budget: MemoryBudget,
     exceeded: bool,
+    /// Host buffers held when a growth was refused because of them.
+    host_at_refusal: Option<usize>,
+    /// The last growth charged to the budget, given back if the grow fails after all.
+    last_growth: usize,
     /// `memory.grow`s past the initial size asked for (allowed or not).
     grows: u32,
 }
@@ -252,13 +262,25 @@ impl ResourceLimiter for Limits {
             self.grows += 1;
         }
         let allowed = self.inner.memory_growing(current, desired, maximum)?;
-        if !allowed && desired > self.cap {
-            self.exceeded = true;
+        if !allowed {
+            if desired > self.cap {
+                self.exceeded = true;
+            }
+            return Ok(false);
         }
-        Ok(allowed)
+        let growth = desired.saturating_sub(current);
+        if !self.budget.grow_guest(growth) {
+            self.exceeded = true;
+            self.host_at_refusal = Some(self.budget.host());
+            return Ok(false);
+        }
+        self.last_growth = growth;
+        Ok(true)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.budget
+            .ungrow_guest(std::mem::take(&mut self.last_growth));
         self.inner.memory_grow_failed(error)
     }
 
@@ -297,6 +319,8 @@ enum Stop {
     Denied,
     #[error("deadline passed")]
     TimedOut,
+    #[error("host-side buffers exceeded the memory cap")]
+    MemoryExceeded,
 }
 
 /// Runs job components whose capabilities are provided by `C`.
@@ -488,7 +512,7 @@ impl<C: Capabilities> Runtime<C> {
     pub async fn execute(
         &self,
         job: &PreparedJob<C>,
-        capabilities: C,
+        mut capabilities: C,
         input: &str,
         options: ExecOptions,
     ) -> Execution<C> {
@@ -519,7 +543,9 @@ impl<C: Capabilities> Runtime<C> {
         let allowed = job
             .capabilities
             .intersect(options.grants.unwrap_or_else(CapabilitySet::all));
-        let caps = Gated::new(capabilities, allowed, &job.manifest.name);
+        let budget = MemoryBudget::new(memory_cap);
+        capabilities.set_memory_budget(budget.clone());
+        let caps = Gated::new(capabilities, allowed, &job.manifest.name, budget.clone());
         let abort = caps.abort_token();
 
         let mut store = Store::new(
@@ -529,7 +555,10 @@ impl<C: Capabilities> Runtime<C> {
                 limits: Limits {
                     inner: StoreLimitsBuilder::new().memory_size(memory_cap).build(),
                     cap: memory_cap,
+                    budget: budget.clone(),
                     exceeded: false,
+                    host_at_refusal: None,
+                    last_growth: 0,
                     grows: 0,
                 },
                 cancel: cancel.clone(),
@@ -548,6 +577,8 @@ impl<C: Capabilities> Runtime<C> {
                 Err(Stop::Cancelled.into())
             } else if state.abort.is_cancelled() {
                 Err(Stop::Denied.into())
+            } else if state.limits.budget.exceeded().is_some() {
+                Err(Stop::MemoryExceeded.into())
             } else if Instant::now() >= state.deadline {
                 Err(Stop::TimedOut.into())
             } else {
@@ -565,6 +596,7 @@ impl<C: Capabilities> Runtime<C> {
                 biased;
                 _ = cancel.cancelled() => Ended::Stopped(Stop::Cancelled),
                 _ = abort.cancelled() => Ended::Stopped(Stop::Denied),
+                _ = budget.exceeded_signal() => Ended::Stopped(Stop::MemoryExceeded),
                 returned = tokio::time::timeout(timeout, call) => match returned {
                     Ok(result) => Ended::Returned(result),
                     Err(_) => Ended::Stopped(Stop::TimedOut),
@@ -576,19 +608,17 @@ impl<C: Capabilities> Runtime<C> {
         drop(permit);
 
         let state = store.into_data();
-        let memory_exceeded = state.limits.exceeded;
+        let memory = MemoryEnd {
+            cap: memory_cap,
+            guest_refused: state.limits.exceeded,
+            host_at_refusal: state.limits.host_at_refusal,
+            host_exceeded: budget.exceeded().map(str::to_string),
+        };
         let memory_grows = state.limits.grows;
         let fatal = state.caps.fatal().map(str::to_string);
         let parts = state.caps.into_parts();
         let capabilities = parts.inner;
-        let mut result = classify(
-            ended,
-            memory_exceeded,
-            memory_cap,
-            timeout,
-            fatal,
-            &parts.logs,
-        );
+        let mut result = classify(ended, memory, timeout, fatal, &parts.logs);
         result.fuel_used = fuel_used;
         result.wall_time = wall_time;
         result.logs = parts.logs;
@@ -635,14 +665,28 @@ impl ExecResult {
     }
 }
 
+/// How an execution's memory stood when it ended.
+struct MemoryEnd {
+    cap: usize,
+    /// The guest asked for memory past the cap.
+    guest_refused: bool,
+    /// Host buffers held when the guest was refused because of them.
+    host_at_refusal: Option<usize>,
+    /// Why host buffers were refused.
+    host_exceeded: Option<String>,
+}
+
 fn classify(
     ended: Ended,
-    memory_exceeded: bool,
-    memory_cap: usize,
+    memory: MemoryEnd,
     timeout: Duration,
     fatal: Option<String>,
     logs: &[LogLine],
 ) -> ExecResult {
+    // Host buffers over the cap end the execution whatever the guest did next.
+    if let Some(why) = memory.host_exceeded {
+        return ExecResult::ended(Status::MemoryExceeded, why);
+    }
     let stopped = |stop: &Stop| match stop {
         Stop::Cancelled => ExecResult::ended(Status::Cancelled, "cancelled"),
         Stop::TimedOut => ExecResult::ended(
@@ -652,6 +696,10 @@ fn classify(
         Stop::Denied => ExecResult::ended(
             Status::Failed,
             fatal.clone().unwrap_or_else(|| "capability denied".into()),
+        ),
+        Stop::MemoryExceeded => ExecResult::ended(
+            Status::MemoryExceeded,
+            "host-side buffers exceeded the memory cap",
         ),
     };
     let error = match ended {
@@ -673,10 +721,19 @@ fn classify(
         Ended::Returned(Err(error)) => error,
     };
     tracing::debug!("execution error: {error:?}");
-    if memory_exceeded {
+    if memory.guest_refused {
+        let host = match memory.host_at_refusal {
+            Some(bytes) if bytes > 0 => format!(
+                " (guest memory and the {bytes} bytes of host-side buffers held for it together)"
+            ),
+            _ => String::new(),
+        };
         return ExecResult::ended(
             Status::MemoryExceeded,
-            format!("memory limit of {memory_cap} bytes exceeded ({error})"),
+            format!(
+                "memory limit of {} bytes exceeded{host} ({error})",
+                memory.cap
+            ),
         );
     }
     if let Some(stop) = error.downcast_ref::<Stop>() {

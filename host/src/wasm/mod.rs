@@ -40,7 +40,8 @@ pub use types::{CapError, Delivery, JobError, Outcome};
 /// A host-state type that provides every capability of the `job` world.
 ///
 /// Implement the generated `Host` trait of each interface (`data::Host`, `http::Host`, …) for a
-/// type and it is a `Capabilities`; a [`Runner`] can then run components with it.
+/// type, and `Capabilities` (its method has a default); a [`Runner`] can then run components
+/// with it.
 pub trait Capabilities:
     types::Host
     + data::Host
@@ -55,22 +56,13 @@ pub trait Capabilities:
     + Send
     + 'static
 {
-}
-
-impl<T> Capabilities for T where
-    T: types::Host
-        + data::Host
-        + http::Host
-        + email::Host
-        + slack::Host
-        + report::Host
-        + events::Host
-        + state::Host
-        + log::Host
-        + clock::Host
-        + Send
-        + 'static
-{
+    /// The memory budget of the execution these capabilities serve, given before it starts:
+    /// what the host holds for the guest (response bodies, query results, rendered reports)
+    /// is charged to it, against the same cap as the guest's own memory. Capabilities that
+    /// hold nothing worth counting ignore it.
+    fn set_memory_budget(&mut self, budget: crate::runtime::MemoryBudget) {
+        let _ = budget;
+    }
 }
 
 /// What one call of a component's `run` returned: the job's outcome or its error.

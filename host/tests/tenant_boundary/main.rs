@@ -8,6 +8,7 @@
 #[macro_use]
 mod common;
 mod compile;
+mod egress;
 mod fairness;
 mod namespace;
 mod secrets;
