@@ -293,6 +293,12 @@ impl Host {
         for (job, bytes) in prepared {
             let reg =
                 register_prepared(&self.db, &self.scheduler, tenant, &job, bytes, now).await?;
+            let artifact = self
+                .executor
+                .runtime()
+                .artifact_size(job.hash())
+                .unwrap_or(0);
+            store::quotas::set_artifact_bytes(&self.db, &reg.job_id, reg.version, artifact).await?;
             if reg.new_version {
                 // The operator registers: no job or byte quota, but the versions kept apply.
                 let quotas = self.api.config.quotas.of_tenant(&self.db, tenant).await?;

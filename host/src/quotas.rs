@@ -118,7 +118,8 @@ pub enum Exceeded {
         limit: u64,
     },
     #[error(
-        "storage quota exceeded: tenant `{tenant}` stores {stored} bytes of components and may \
+        "storage quota exceeded: tenant `{tenant}` stores {stored} bytes of components and \
+         compiled code and may \
          store {limit} (max_bytes); with this upload of {adding} bytes it would store {after}. \
          Delete a job (`DELETE /jobs/{{id}}`) to free its versions, or ask the operator to raise \
          the limit"
@@ -171,7 +172,8 @@ fn kept(quotas: &Quotas) -> Option<usize> {
 /// Checks, before anything is compiled or stored, that `tenant` may store `component` as its
 /// job `name` under `quotas`: a new job within `max_jobs`, and its stored bytes within
 /// `max_bytes` once the versions this upload prunes are gone. The same component as the job's
-/// latest version stores nothing and passes.
+/// latest version stores nothing and passes. `artifact` is the size of its compiled artifact,
+/// which counts too: 0 before compiling, the real size once compiled (checked again then).
 pub async fn check_upload(
     db: &Database,
     queue: &Queue,
@@ -179,6 +181,7 @@ pub async fn check_upload(
     tenant: &str,
     name: &str,
     component: &[u8],
+    artifact: u64,
 ) -> Result<(), QuotaError> {
     if quotas.max_jobs.is_none() && quotas.max_bytes.is_none() {
         return Ok(());
@@ -211,7 +214,7 @@ pub async fn check_upload(
             }
         }
     }
-    let adding = component.len() as u64;
+    let adding = component.len() as u64 + artifact;
     let after = usage.bytes.saturating_sub(freed).saturating_add(adding);
     match quotas.max_bytes {
         Some(limit) if after > limit => Err(Exceeded::Bytes {

@@ -174,9 +174,19 @@ pub(super) async fn upload(
         .map_err(|e| refused(("unknown_queue", e.to_string())))?;
     check_manifest(&state, &manifest).map_err(refused)?;
     let _one_at_a_time = state.uploads.lock(&tenant).await;
-    let quotas = check_quotas(&state, &tenant, &manifest.name, &bytes).await?;
+    let quotas = check_quotas(&state, &tenant, &manifest.name, &bytes, 0).await?;
     let job = compile(&state, &tenant, &bytes).await?;
-    let reg = match store_job(&state, &tenant, &job, &bytes).await {
+    // The compiled artifact counts towards the storage quota too.
+    let artifact = state
+        .executor
+        .runtime()
+        .artifact_size(job.hash())
+        .unwrap_or(0);
+    if let Err(e) = check_quotas(&state, &tenant, &manifest.name, &bytes, artifact).await {
+        discard(&state, job.hash()).await;
+        return Err(e);
+    }
+    let reg = match store_job(&state, &tenant, &job, &bytes, artifact).await {
         Ok(reg) => reg,
         Err(e) => {
             discard(&state, job.hash()).await;
@@ -278,9 +288,20 @@ async fn check_quotas(
     tenant: &str,
     name: &str,
     bytes: &[u8],
+    artifact: u64,
 ) -> Result<Quotas, ApiError> {
     let quotas = state.config.quotas.of_tenant(&state.db, tenant).await?;
-    match quotas::check_upload(&state.db, &state.queue, &quotas, tenant, name, bytes).await {
+    match quotas::check_upload(
+        &state.db,
+        &state.queue,
+        &quotas,
+        tenant,
+        name,
+        bytes,
+        artifact,
+    )
+    .await
+    {
         Ok(()) => Ok(quotas),
         Err(e) => Err(quota_refused(e)),
     }
@@ -377,14 +398,16 @@ async fn store_job(
     tenant: &str,
     job: &PreparedJob<JobCaps>,
     bytes: &[u8],
+    artifact: u64,
 ) -> Result<crate::app::Registered, ApiError> {
     store::entities::create_entity_tables(&state.db, tenant, &job.manifest().entities)
         .await
         .map_err(|e| refused(("invalid_manifest", e.to_string())))?;
-    Ok(
+    let reg =
         crate::app::register_prepared(&state.db, &state.scheduler, tenant, job, bytes, Utc::now())
-            .await?,
-    )
+            .await?;
+    store::quotas::set_artifact_bytes(&state.db, &reg.job_id, reg.version, artifact).await?;
+    Ok(reg)
 }
 
 /// Removes what compiling a refused upload left, unless a stored version has the same

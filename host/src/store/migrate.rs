@@ -73,6 +73,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0009_upload_quotas.sql"),
         postgres: include_str!("../../../migrations/postgres/0009_upload_quotas.sql"),
     },
+    Migration {
+        version: 10,
+        name: "artifact_bytes",
+        sqlite: include_str!("../../../migrations/sqlite/0010_artifact_bytes.sql"),
+        postgres: include_str!("../../../migrations/postgres/0010_artifact_bytes.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.

@@ -1,5 +1,6 @@
 //! What a tenant stores, for its upload quotas: its jobs, the versions of each with the size of
-//! their components, and whether a component is still stored by any version at all.
+//! their components and of their compiled artifacts, and whether a component is still stored by
+//! any version at all.
 //!
 //! Storage is counted by a query, not a counter: `LENGTH` of a BLOB (SQLite) or `bytea`
 //! (PostgreSQL) is read from the record header or the TOAST pointer, without reading the bytes,
@@ -39,7 +40,8 @@ pub async fn usage(db: &Database, tenant: &str) -> Result<Usage, sqlx::Error> {
         db,
         &stmt(
             "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant_id = ?) AS jobs, \
-             (SELECT COALESCE(SUM(LENGTH(v.component)), 0) FROM job_versions v \
+             (SELECT CAST(COALESCE(SUM(LENGTH(v.component) + COALESCE(v.artifact_bytes, 0)), 0) \
+              AS BIGINT) FROM job_versions v \
               JOIN jobs j ON j.id = v.job_id WHERE j.tenant_id = ?) AS bytes",
             vec![Param::Text(tenant.into()), Param::Text(tenant.into())],
         ),
@@ -86,7 +88,8 @@ pub async fn versions(db: &Database, job_id: &str) -> Result<Vec<StoredVersion>,
     Ok(fetch_all(
         db,
         &stmt(
-            "SELECT version, sha256, LENGTH(component) AS size FROM job_versions \
+            "SELECT version, sha256, LENGTH(component) + COALESCE(artifact_bytes, 0) AS size \
+             FROM job_versions \
              WHERE job_id = ? ORDER BY version DESC",
             vec![Param::Text(job_id.into())],
         ),
@@ -148,4 +151,26 @@ pub async fn stored_hashes(
         .iter()
         .filter_map(|r| r.text("sha256"))
         .collect())
+}
+
+/// Records the size of the compiled artifact of a stored version (it counts towards the quota).
+pub async fn set_artifact_bytes(
+    db: &Database,
+    job_id: &str,
+    version: i64,
+    bytes: u64,
+) -> Result<(), sqlx::Error> {
+    execute(
+        db,
+        &stmt(
+            "UPDATE job_versions SET artifact_bytes = ? WHERE job_id = ? AND version = ?",
+            vec![
+                Param::Int(i64::try_from(bytes).unwrap_or(i64::MAX)),
+                Param::Text(job_id.into()),
+                Param::Int(version),
+            ],
+        ),
+    )
+    .await?;
+    Ok(())
 }

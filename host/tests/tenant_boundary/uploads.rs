@@ -149,6 +149,45 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
     let _ = std::fs::remove_dir_all(cache_dir);
 }
 
+async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
+    let (t, cache_dir) = host(&db).await;
+    let token = tenant(&db, "acme").await;
+    // Room for the component, not for what it compiles to (about three times its size).
+    let component = noop("Compiled", 7);
+    tenants::set_quotas(
+        &db,
+        "acme",
+        None,
+        None,
+        Some(Some(component.len() as i64 + 4096)),
+    )
+    .await
+    .unwrap();
+    let (status, body) = t.upload(&token, component.clone()).await;
+    let (code, message) = refusal(&body);
+    assert_eq!((status, code), (413, "quota_exceeded"), "{body}");
+    assert!(message.contains("compiled code"), "{message}");
+    assert!(
+        !artifact(&cache_dir, &component).exists(),
+        "the artifact was discarded"
+    );
+    assert_eq!(quotas::usage(&db, "acme").await.unwrap().jobs, 0);
+    // With room for both, the stored usage counts both.
+    tenants::set_quotas(&db, "acme", None, None, Some(None))
+        .await
+        .unwrap();
+    t.upload_ok(&token, component.clone()).await;
+    let compiled = std::fs::metadata(artifact(&cache_dir, &component))
+        .unwrap()
+        .len();
+    assert_eq!(
+        quotas::usage(&db, "acme").await.unwrap().bytes,
+        component.len() as u64 + compiled
+    );
+    t.stop().await;
+    let _ = std::fs::remove_dir_all(cache_dir);
+}
+
 async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db: Database) {
     let (t, cache_dir) = host(&db).await;
     let token = tenant(&db, "acme").await;
@@ -401,6 +440,7 @@ mod held {
 }
 
 on_both_databases!(
+    compiled_artifacts_count_towards_the_storage_quota,
     over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason,
     versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts,
     a_refused_upload_leaves_no_row_and_no_compiled_artifact,
