@@ -17,6 +17,7 @@ use crate::queue::Queue;
 use crate::store::platform::{insert_outbox, OutboxItem};
 use crate::store::rows::{execute, fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
+use crate::store::ExecutionStatus;
 use crate::worker::WorkerPool;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -68,14 +69,6 @@ pub struct Evaluation {
     pub resolved: Vec<String>,
 }
 
-const FAILED: &[&str] = &[
-    "failed",
-    "timed_out",
-    "fuel_exhausted",
-    "memory_exceeded",
-    "trapped",
-];
-
 /// Evaluates the alert conditions.
 pub struct Alerts {
     platform: Arc<Platform>,
@@ -111,11 +104,15 @@ impl Alerts {
         let finished = fetch_all(
             db,
             &stmt(
-                "SELECT tenant_id, job_id, job_name, status, error, created_at FROM (SELECT \
-                 tenant_id, job_id, job_name, status, error, created_at, ROW_NUMBER() OVER \
-                 (PARTITION BY job_id ORDER BY created_at DESC) AS rn FROM job_executions \
-                 WHERE status NOT IN ('pending', 'running', 'retrying', 'skipped', 'cancelled')) t \
-                 WHERE rn <= ? ORDER BY job_id, created_at DESC",
+                &format!(
+                    "SELECT tenant_id, job_id, job_name, status, error, created_at FROM (SELECT \
+                     tenant_id, job_id, job_name, status, error, created_at, ROW_NUMBER() OVER \
+                     (PARTITION BY job_id ORDER BY created_at DESC) AS rn FROM job_executions \
+                     WHERE status IN ({})) t WHERE rn <= ? ORDER BY job_id, created_at DESC",
+                    ExecutionStatus::sql_list_of(
+                        |s| s == ExecutionStatus::Completed || s.is_failure()
+                    )
+                ),
                 vec![Param::Int(self.config.failures)],
             ),
         )
@@ -131,9 +128,11 @@ impl Alerts {
         }
         for (job_id, runs) in by_job {
             let all_failed = runs.len() as i64 >= self.config.failures
-                && runs
-                    .iter()
-                    .all(|r| FAILED.contains(&r.text("status").unwrap_or_default().as_str()));
+                && runs.iter().all(|r| {
+                    r.text("status")
+                        .and_then(|s| s.parse::<ExecutionStatus>().ok())
+                        .is_some_and(ExecutionStatus::is_failure)
+                });
             if all_failed {
                 let name = runs[0].text("job_name").unwrap_or_else(|| job_id.clone());
                 let error = runs[0].text("error").unwrap_or_default();
@@ -172,8 +171,8 @@ impl Alerts {
             &stmt(
                 "SELECT e.id, e.tenant_id, e.job_name, e.started_at, j.timeout_ms \
                  FROM job_executions e JOIN jobs j ON j.id = e.job_id \
-                 WHERE e.status = 'running' AND e.started_at IS NOT NULL",
-                vec![],
+                 WHERE e.status = ? AND e.started_at IS NOT NULL",
+                vec![Param::Text(ExecutionStatus::Running.to_string())],
             ),
         )
         .await?;

@@ -168,7 +168,7 @@ impl Executor {
                 store::FinishedExecution {
                     attempt: req.attempt,
                     started_at,
-                    status: result.status.as_str(),
+                    status: result.status.into(),
                     output: result.output.as_deref(),
                     error: result.error.as_deref(),
                     step: result.step.as_deref(),

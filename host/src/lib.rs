@@ -11,6 +11,7 @@ pub mod app;
 pub mod caps;
 pub mod cli;
 pub mod cluster;
+pub mod domain;
 pub mod executor;
 pub mod notify;
 pub mod queue;

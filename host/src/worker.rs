@@ -27,11 +27,11 @@
 //! back), so a restart runs them again; then finish the tasks whose commits are still out.
 
 use crate::caps::platform::JobCaps;
+use crate::domain::executions::{self, ExecutionStatus};
 use crate::executor::{is_final, Commit, Executor, Request};
 use crate::queue::{retry_delay, Finished, Queue, Task};
 use crate::runtime::{CancelToken, ExecOptions, PreparedJob, Status};
 use crate::scheduler::Scheduler;
-use crate::store::platform as store;
 use crate::store::tenants::{self, Tenant};
 use crate::store::Database;
 use chrono::{DateTime, Utc};
@@ -42,6 +42,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
+
+/// A task that cannot run ends as a failed execution.
+const FAILED: &str = ExecutionStatus::Failed.as_str();
 
 /// How the pool runs.
 #[derive(Debug, Clone)]
@@ -702,14 +705,14 @@ impl WorkerPool {
             }
             Ok(Component::Failed(why)) => {
                 let error = format!("the job's component could not be compiled: {why}");
-                self.queue.finish(task.id, "failed", Some(&error)).await?;
+                self.queue.finish(task.id, FAILED, Some(&error)).await?;
                 return Ok(Ended::Handled);
             }
             Err(e) if is_row_not_found(&e) => {
                 // The job was deleted: nothing can run this task, now or later.
                 let error = "the job's component is gone: the job was deleted, or this version \
                              was pruned (a tenant keeps its newest versions); run the job again";
-                self.queue.finish(task.id, "failed", Some(error)).await?;
+                self.queue.finish(task.id, FAILED, Some(error)).await?;
                 return Ok(Ended::Handled);
             }
             Err(e) => return Err(e),
@@ -758,14 +761,7 @@ impl WorkerPool {
         self.queue
             .retry(task.id, at, r.error.as_deref().unwrap_or(r.status.as_str()))
             .await?;
-        store::set_execution_status(
-            self.executor.platform().db(),
-            &task.tenant,
-            task.id,
-            "retrying",
-            Some(at),
-        )
-        .await?;
+        executions::retrying(self.executor.platform().db(), &task.tenant, task.id, at).await?;
         Ok(Ended::Handled)
     }
 

@@ -18,6 +18,7 @@ use super::ApiState;
 use crate::store::rows::{fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
 use crate::store::Database;
+use crate::store::ExecutionStatus;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -183,12 +184,10 @@ pub(super) async fn throughput(
         };
         let n = r.int("n").unwrap_or(0).max(0) as u64;
         let bucket = by_minute.entry(minute).or_default();
-        match status.as_str() {
-            "completed" | "skipped" => bucket.completed += n,
-            "cancelled" => bucket.cancelled += n,
-            "failed" | "timed_out" | "fuel_exhausted" | "memory_exceeded" | "trapped" => {
-                bucket.failed += n
-            }
+        match status.parse::<ExecutionStatus>() {
+            Ok(s) if s.is_success() => bucket.completed += n,
+            Ok(ExecutionStatus::Cancelled) => bucket.cancelled += n,
+            Ok(s) if s.is_failure() => bucket.failed += n,
             // Still running or waiting for a retry: not finished.
             _ => {}
         }

@@ -1,6 +1,7 @@
 //! API errors: JSON `{"error": {"code": "...", "message": "..."}}` with a status code, and the
 //! extractors that turn axum's own rejections (a bad path, query or body) into that shape.
 
+use crate::domain::executions::Refused;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -80,6 +81,18 @@ impl From<sqlx::Error> for ApiError {
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> ApiError {
         ApiError::internal(format!("{e:#}"))
+    }
+}
+
+impl From<Refused> for ApiError {
+    fn from(e: Refused) -> ApiError {
+        match e {
+            Refused::RunningElsewhere | Refused::NotCancellable(_) => {
+                ApiError::conflict("not_cancellable", e.to_string())
+            }
+            Refused::NotRetryable(_) => ApiError::conflict("not_retryable", e.to_string()),
+            Refused::Store(e) => e.into(),
+        }
     }
 }
 

@@ -5,8 +5,9 @@ use super::error::{ApiError, ErrorBody, P, Q};
 use super::jobs::{find_job_row, tenant_clause};
 use super::page::{fetch_newest_first, page_limit, IdColumn};
 use super::ApiState;
-use crate::store::rows::{execute, fetch_all, fetch_one, JsonRow, RowExt};
-use crate::store::sql::{datetime_text, stmt, Param, Stmt};
+use crate::domain::executions::{CancelOutcome, ExecutionStatus, Lifecycle};
+use crate::store::rows::{fetch_all, fetch_one, JsonRow, RowExt};
+use crate::store::sql::{datetime_text, stmt, Param};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -184,8 +185,8 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow)
         .filter(|i| auth.scope().is_none_or(|t| t == i.tenant))
         .ok_or_else(|| ApiError::not_found("execution", id))?;
     let status = match (info.state.as_str(), info.outcome.as_deref()) {
-        ("pending", _) => "pending".to_string(),
-        ("active", _) => "running".to_string(),
+        ("pending", _) => ExecutionStatus::Pending.to_string(),
+        ("active", _) => ExecutionStatus::Running.to_string(),
         (_, Some(outcome)) => outcome.to_string(),
         (other, None) => other.to_string(),
     };
@@ -274,10 +275,10 @@ pub(super) async fn get_execution(
 fn last_attempt(row: &JsonRow) -> Option<AttemptInfo> {
     let status = row.text("status")?;
     let attempt = row.int("attempt").filter(|a| *a >= 1)?;
-    if matches!(
-        status.as_str(),
-        "running" | "retrying" | "queued" | "pending" | "scheduled"
-    ) {
+    if !status
+        .parse::<ExecutionStatus>()
+        .is_ok_and(ExecutionStatus::is_final)
+    {
         return None;
     }
     Some(AttemptInfo {
@@ -289,32 +290,6 @@ fn last_attempt(row: &JsonRow) -> Option<AttemptInfo> {
         fuel_used: row.int("fuel_used").unwrap_or(0),
         status,
     })
-}
-
-async fn task_state(state: &ApiState, id: Uuid) -> Result<Option<String>, ApiError> {
-    Ok(state.queue.task_info(id).await?.map(|i| i.state))
-}
-
-async fn set_status(
-    state: &ApiState,
-    tenant: &str,
-    id: Uuid,
-    status: &str,
-    finished: bool,
-) -> Result<(), ApiError> {
-    let mut s = Stmt::default();
-    s.sql("UPDATE job_executions SET status = ");
-    s.bind(Param::Text(status.into()));
-    if finished {
-        s.sql(", finished_at = ");
-        s.bind(Param::DateTime(Utc::now()));
-    }
-    s.sql(" WHERE tenant_id = ");
-    s.bind(Param::Text(tenant.into()));
-    s.sql(" AND id = ");
-    s.bind(Param::Uuid(id));
-    execute(&state.db, &s).await?;
-    Ok(())
 }
 
 /// Cancel a pending or running execution.
@@ -330,40 +305,18 @@ pub(super) async fn cancel(
 ) -> Result<(StatusCode, Json<ExecutionAction>), ApiError> {
     let (uuid, row) = find(&state, &auth, &id).await?;
     let tenant = row.text("tenant_id").unwrap_or_default();
-    let action = |status: &str| {
-        (
-            StatusCode::ACCEPTED,
-            Json(ExecutionAction {
-                id: uuid.to_string(),
-                status: status.into(),
-            }),
-        )
+    let shown = row.text("status").unwrap_or_default();
+    let status = match lifecycle(&state).cancel(&tenant, uuid, &shown).await? {
+        CancelOutcome::Cancelled => ExecutionStatus::Cancelled.as_str(),
+        CancelOutcome::Stopping => "cancelling",
     };
-    if state.queue.cancel_pending(uuid).await? {
-        set_status(&state, &tenant, uuid, "cancelled", true).await?;
-        return Ok(action("cancelled"));
-    }
-    if state.pool.cancel(uuid) {
-        return Ok(action("cancelling"));
-    }
-    let status = row.text("status").unwrap_or_default();
-    Err(match task_state(&state, uuid).await?.as_deref() {
-        Some("active") => {
-            if let Some(redis) = state.queue.redis() {
-                // Running in another worker process: it hears this and cancels.
-                crate::cluster::publish_cancel(redis, uuid).await?;
-                return Ok(action("cancelling"));
-            }
-            ApiError::conflict(
-                "not_cancellable",
-                "the execution is running in another process",
-            )
-        }
-        _ => ApiError::conflict(
-            "not_cancellable",
-            format!("the execution is not pending or running (it is {status})"),
-        ),
-    })
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ExecutionAction {
+            id: uuid.to_string(),
+            status: status.into(),
+        }),
+    ))
 }
 
 /// Retry a failed (or cancelled) execution: it runs again as the same execution.
@@ -379,20 +332,21 @@ pub(super) async fn retry(
 ) -> Result<(StatusCode, Json<ExecutionAction>), ApiError> {
     let (uuid, row) = find(&state, &auth, &id).await?;
     let tenant = row.text("tenant_id").unwrap_or_default();
-    if state.queue.requeue_dead(uuid, Utc::now()).await? {
-        set_status(&state, &tenant, uuid, "pending", false).await?;
-        state.pool.notify();
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(ExecutionAction {
-                id: uuid.to_string(),
-                status: "pending".into(),
-            }),
-        ));
-    }
-    let status = row.text("status").unwrap_or_default();
-    Err(ApiError::conflict(
-        "not_retryable",
-        format!("only a failed or cancelled execution can be retried (this one is {status})"),
+    let shown = row.text("status").unwrap_or_default();
+    lifecycle(&state).retry(&tenant, uuid, &shown).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(ExecutionAction {
+            id: uuid.to_string(),
+            status: ExecutionStatus::Pending.as_str().into(),
+        }),
     ))
+}
+
+fn lifecycle(state: &ApiState) -> Lifecycle<'_> {
+    Lifecycle {
+        db: &state.db,
+        queue: &state.queue,
+        pool: &state.pool,
+    }
 }

@@ -6,6 +6,7 @@ use super::page::{decode_cursor, next_page, page_limit};
 use super::ApiState;
 use crate::store::rows::{fetch_all, fetch_one, JsonRow, RowExt};
 use crate::store::sql::{stmt, Param, Stmt};
+use crate::store::ExecutionStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -14,6 +15,7 @@ use codeai_ir::{Manifest, Schedule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use utoipa::{IntoParams, ToSchema};
 
 /// A job's schedule.
@@ -142,14 +144,19 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "j.id, j.tenant_id, j.name, j.version, j.description, j.job_type, \
-     j.schedule_kind, j.cron, j.interval_ms, j.run_at, j.timezone, j.queue, j.timeout_ms, \
-     j.enabled, j.next_run_at, j.last_run_at, j.created_at, j.updated_at, \
-     (SELECT e.status FROM job_executions e WHERE e.tenant_id = j.tenant_id AND e.job_id = j.id \
-      AND e.status NOT IN ('pending', 'running', 'retrying') ORDER BY e.created_at DESC LIMIT 1) \
-      AS last_run_status, \
-     (SELECT MAX(e.started_at) FROM job_executions e WHERE e.tenant_id = j.tenant_id \
-      AND e.job_id = j.id) AS last_started_at";
+static JOB_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "j.id, j.tenant_id, j.name, j.version, j.description, j.job_type, \
+         j.schedule_kind, j.cron, j.interval_ms, j.run_at, j.timezone, j.queue, j.timeout_ms, \
+         j.enabled, j.next_run_at, j.last_run_at, j.created_at, j.updated_at, \
+         (SELECT e.status FROM job_executions e WHERE e.tenant_id = j.tenant_id \
+          AND e.job_id = j.id AND e.status IN ({}) ORDER BY e.created_at DESC LIMIT 1) \
+          AS last_run_status, \
+         (SELECT MAX(e.started_at) FROM job_executions e WHERE e.tenant_id = j.tenant_id \
+          AND e.job_id = j.id) AS last_started_at",
+        ExecutionStatus::sql_list_of(ExecutionStatus::is_final)
+    )
+});
 
 pub(super) fn schedule_of(row: &JsonRow) -> Schedule {
     match row.text("schedule_kind").as_deref() {
@@ -215,7 +222,7 @@ fn scoped(sql: &str, auth: &Auth, mut params: Vec<Param>) -> (String, Vec<Param>
 
 /// The job `id` (a uuid or a name) as the caller may see it, with every listed column.
 pub(super) async fn find_job(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
-    find_job_with(state, auth, id, JOB_COLUMNS).await
+    find_job_with(state, auth, id, &JOB_COLUMNS).await
 }
 
 /// The job `id` with only its own columns (no statistics): for the operations on it.
@@ -267,7 +274,7 @@ pub(super) async fn list(
     Q(params): Q<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_limit(params.limit, 100)?;
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs j WHERE 1 = 1");
+    let mut sql = format!("SELECT {} FROM jobs j WHERE 1 = 1", *JOB_COLUMNS);
     let mut binds = Vec::new();
     if let Some(t) = auth.scope() {
         sql.push_str(" AND j.tenant_id = ?");
@@ -356,11 +363,11 @@ async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> 
     let (mut completed, mut failed, mut skipped) = (0, 0, 0);
     for r in &counts {
         let n = r.int("n").unwrap_or(0);
-        match r.text("status").as_deref() {
-            Some("completed") => completed += n,
-            Some("skipped") => skipped += n,
-            Some("pending" | "running" | "retrying" | "cancelled") | None => {}
-            Some(_) => failed += n,
+        match r.text("status").and_then(|s| s.parse().ok()) {
+            Some(ExecutionStatus::Completed) => completed += n,
+            Some(ExecutionStatus::Skipped) => skipped += n,
+            Some(s) if s.is_failure() => failed += n,
+            _ => {}
         }
     }
     Ok(JobDetail {
@@ -462,7 +469,7 @@ pub(super) async fn run(
             id: execution.to_string(),
             job_id,
             execution_id: execution.to_string(),
-            status: "pending".into(),
+            status: ExecutionStatus::Pending.to_string(),
             scheduled_at: crate::store::sql::datetime_text(&now),
         }),
     ))

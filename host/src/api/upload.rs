@@ -20,6 +20,7 @@ use crate::runtime::compile::CompileError;
 use crate::runtime::{PreparedJob, RuntimeError};
 use crate::store::rows::{execute, RowExt};
 use crate::store::sql::{stmt, Param};
+use crate::store::ExecutionStatus;
 use crate::store::{self, platform as pstore};
 use crate::wasm::ManifestError;
 use axum::body::Bytes;
@@ -473,9 +474,14 @@ pub(super) async fn delete_job(
     execute(
         &state.db,
         &stmt(
-            "UPDATE job_executions SET status = 'cancelled', error = 'job deleted', finished_at = ? \
-             WHERE job_id = ? AND status = 'pending'",
-            vec![Param::DateTime(now), Param::Text(job_id.clone())],
+            "UPDATE job_executions SET status = ?, error = 'job deleted', finished_at = ? \
+             WHERE job_id = ? AND status = ?",
+            vec![
+                Param::Text(ExecutionStatus::Cancelled.to_string()),
+                Param::DateTime(now),
+                Param::Text(job_id.clone()),
+                Param::Text(ExecutionStatus::Pending.to_string()),
+            ],
         ),
     )
     .await?;

@@ -5,6 +5,7 @@
 //! - [`entities`] creates the tables a job's entity declarations need.
 //! - [`demo`] fills those tables with demo data for the scheduled-jobs example.
 //! - [`secrets`] keeps each tenant's secrets, encrypted.
+//! - [`status`] spells the states of an execution record.
 
 pub mod demo;
 pub mod entities;
@@ -16,7 +17,10 @@ pub mod recorder;
 pub mod rows;
 pub mod secrets;
 pub mod sql;
+pub mod status;
 pub mod tenants;
+
+pub use status::ExecutionStatus;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{

@@ -4,7 +4,7 @@
 
 use super::recorder::{FinishRow, Record, StartRow};
 use super::sql::{pg_builder, sqlite_builder, stmt, Param, Stmt};
-use super::Database;
+use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use codeai_ir::{FieldType, Manifest, Schedule};
 use serde_json::Value;
@@ -251,7 +251,7 @@ pub async fn record_pending(db: &Database, e: &NewExecution<'_>) -> Result<(), s
         &stmt(
             "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
              trigger, queue, input, attempt, max_attempts, scheduled_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
             vec![
                 Param::Uuid(e.id),
                 text(e.tenant),
@@ -259,6 +259,7 @@ pub async fn record_pending(db: &Database, e: &NewExecution<'_>) -> Result<(), s
                 text(e.job_name),
                 e.job_version
                     .map_or(Param::Null(FieldType::Int), Param::Int),
+                text(ExecutionStatus::Pending.as_str()),
                 text(e.trigger),
                 text(e.queue),
                 text(e.input),
@@ -277,7 +278,7 @@ pub async fn record_pending(db: &Database, e: &NewExecution<'_>) -> Result<(), s
 pub struct FinishedExecution<'a> {
     pub attempt: i64,
     pub started_at: DateTime<Utc>,
-    pub status: &'a str,
+    pub status: ExecutionStatus,
     pub output: Option<&'a str>,
     pub error: Option<&'a str>,
     pub step: Option<&'a str>,
@@ -311,7 +312,7 @@ impl FinishedExecution<'_> {
             tenant: tenant.to_string(),
             attempt: self.attempt,
             started_at: self.started_at,
-            status: self.status.to_string(),
+            status: self.status,
             output: self.output.map(str::to_string),
             error: self.error.map(str::to_string),
             step: self.step.map(str::to_string),
@@ -567,22 +568,25 @@ pub async fn state_set(
     Ok(())
 }
 
-/// Sets an execution's status, e.g. `retrying` with the time of the next attempt.
+/// Sets an execution's status, e.g. `retrying` with the time of the next attempt, or
+/// `cancelled` with the time it ended. Only [`crate::domain::executions`] calls it.
 pub async fn set_execution_status(
     db: &Database,
     tenant: &str,
     id: Uuid,
-    status: &str,
+    status: ExecutionStatus,
     scheduled_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
     execute(
         db,
         &stmt(
-            "UPDATE job_executions SET status = ?, scheduled_at = COALESCE(?, scheduled_at) \
-             WHERE tenant_id = ? AND id = ?",
+            "UPDATE job_executions SET status = ?, scheduled_at = COALESCE(?, scheduled_at), \
+             finished_at = COALESCE(?, finished_at) WHERE tenant_id = ? AND id = ?",
             vec![
-                text(status),
+                text(status.as_str()),
                 opt_time(scheduled_at),
+                opt_time(finished_at),
                 text(tenant),
                 Param::Uuid(id),
             ],

@@ -32,7 +32,7 @@
 //! pieces run in order in the transaction.
 
 use super::sql::{stmt, Param, Stmt};
-use super::Database;
+use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use sqlx::PgPool;
@@ -69,7 +69,7 @@ pub(crate) struct FinishRow {
     pub tenant: String,
     pub attempt: i64,
     pub started_at: DateTime<Utc>,
-    pub status: String,
+    pub status: ExecutionStatus,
     pub output: Option<String>,
     pub error: Option<String>,
     pub step: Option<String>,
@@ -388,7 +388,7 @@ fn insert_stmt(s: &StartRow, end: Option<&FinishRow>) -> Stmt {
         text(&s.job_name),
         s.job_version
             .map_or(Param::Null(FieldType::Int), Param::Int),
-        text(end.map_or("running", |f| f.status.as_str())),
+        text(end.map_or(ExecutionStatus::Running, |f| f.status).as_str()),
         text(&s.trigger),
         text(&s.queue),
         text(&s.input),
@@ -431,7 +431,7 @@ fn attempt_stmt(f: &FinishRow) -> Stmt {
             text(&f.id.to_string()),
             text(&f.tenant),
             Param::Int(f.attempt),
-            text(&f.status),
+            text(f.status.as_str()),
             opt_text(f.error.as_deref()),
             Param::DateTime(f.started_at),
             Param::DateTime(f.finished_at),
@@ -448,7 +448,7 @@ fn end_stmt(f: &FinishRow) -> Stmt {
         "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
          finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
          WHERE tenant_id = ? AND id = ?",
-        std::iter::once(text(&f.status))
+        std::iter::once(text(f.status.as_str()))
             .chain(end_params(f))
             .chain([text(&f.tenant), Param::Uuid(f.id)])
             .collect(),
@@ -601,7 +601,11 @@ fn pg_part(part: &Part<'_>) -> PgQuery {
             .bind(col(&|s, _| Some(s.job_name.clone())))
             .bind(execs.iter().map(|(s, _)| s.job_version).collect::<Vec<_>>())
             .bind(col(&|_, e| {
-                Some(e.map_or("running", |f| f.status.as_str()).to_string())
+                Some(
+                    e.map_or(ExecutionStatus::Running, |f| f.status)
+                        .as_str()
+                        .to_string(),
+                )
             }))
             .bind(col(&|s, _| Some(s.trigger.clone())))
             .bind(col(&|s, _| Some(s.queue.clone())))
@@ -655,7 +659,7 @@ fn pg_part(part: &Part<'_>) -> PgQuery {
             .bind(col(&|f| Some(f.id.to_string())))
             .bind(col(&|f| Some(f.tenant.clone())))
             .bind(attempts.iter().map(|f| f.attempt).collect::<Vec<_>>())
-            .bind(col(&|f| Some(f.status.clone())))
+            .bind(col(&|f| Some(f.status.as_str().to_string())))
             .bind(col(&|f| f.error.clone()))
             .bind(attempts.iter().map(|f| f.started_at).collect::<Vec<_>>())
             .bind(attempts.iter().map(|f| f.finished_at).collect::<Vec<_>>())
@@ -671,7 +675,7 @@ fn pg_part(part: &Part<'_>) -> PgQuery {
         q = q
             .bind(ends.iter().map(|f| f.id).collect::<Vec<Uuid>>())
             .bind(col(&|f| Some(f.tenant.clone())))
-            .bind(col(&|f| Some(f.status.clone())))
+            .bind(col(&|f| Some(f.status.as_str().to_string())))
             .bind(col(&|f| f.output.clone()))
             .bind(col(&|f| f.error.clone()))
             .bind(col(&|f| f.step.clone()))
@@ -712,7 +716,7 @@ mod tests {
             tenant: "t".into(),
             attempt: 1,
             started_at: Utc::now(),
-            status: "completed".into(),
+            status: ExecutionStatus::Completed,
             output: None,
             error: None,
             step: None,

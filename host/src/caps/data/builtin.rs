@@ -12,12 +12,14 @@ use super::{failed, DataCapability, DataError, Entity, Filter};
 use crate::store::platform::{remove_report, RemoveReportError};
 use crate::store::rows::{execute_each, fetch_all, RowExt as _};
 use crate::store::sql::{Param, Stmt};
+use crate::store::ExecutionStatus;
 use codeai_ir::platform::{BuiltinDelete, BuiltinEntity};
+use std::sync::LazyLock;
 use uuid::Uuid;
 
 /// The statuses of an execution that has ended.
-const ENDED: &str = "'completed', 'skipped', 'failed', 'timed_out', 'cancelled', \
-                     'fuel_exhausted', 'memory_exceeded', 'trapped'";
+static ENDED: LazyLock<String> =
+    LazyLock::new(|| ExecutionStatus::sql_list_of(ExecutionStatus::is_final));
 
 /// Reports one `delete` removes at most (the rest are left for the next run).
 const MAX_REPORTS_PER_DELETE: u32 = 10_000;
@@ -45,7 +47,7 @@ impl DataCapability {
         attempts.bind(Param::Text(self.tenant().to_string()));
         attempts.sql(" AND execution_id IN (SELECT CAST(id AS TEXT) FROM job_executions");
         self.where_clause(entity, filter, &mut attempts)?;
-        attempts.sql(format!(" AND status IN ({ENDED}))"));
+        attempts.sql(format!(" AND status IN ({}))", *ENDED));
         // The finished tasks of those executions go too (the SQL queue keeps them; Redis expires
         // them after a week), or the API would still show the execution from its task.
         let mut tasks = Stmt::default();
@@ -55,11 +57,11 @@ impl DataCapability {
             " AND state IN ('done', 'dead') AND id IN (SELECT CAST(id AS TEXT) FROM job_executions",
         );
         self.where_clause(entity, filter, &mut tasks)?;
-        tasks.sql(format!(" AND status IN ({ENDED}))"));
+        tasks.sql(format!(" AND status IN ({}))", *ENDED));
         let mut executions = Stmt::default();
         executions.sql("DELETE FROM job_executions");
         self.where_clause(entity, filter, &mut executions)?;
-        executions.sql(format!(" AND status IN ({ENDED})"));
+        executions.sql(format!(" AND status IN ({})", *ENDED));
         let counts = execute_each(&self.db, &[attempts, tasks, executions])
             .await
             .map_err(failed)?;

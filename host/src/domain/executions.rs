@@ -1,0 +1,146 @@
+//! An execution's lifecycle: the use cases that move an execution between its states
+//! ([`ExecutionStatus`]): cancel, retry, an attempt that will be retried.
+
+use crate::queue::Queue;
+use crate::runtime::Status;
+use crate::store::platform as store;
+use crate::store::Database;
+pub use crate::store::ExecutionStatus;
+use crate::worker::WorkerPool;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+impl From<Status> for ExecutionStatus {
+    /// How an attempt that ran to its end leaves the execution.
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Completed => ExecutionStatus::Completed,
+            Status::Skipped => ExecutionStatus::Skipped,
+            Status::Failed => ExecutionStatus::Failed,
+            Status::TimedOut => ExecutionStatus::TimedOut,
+            Status::Cancelled => ExecutionStatus::Cancelled,
+            Status::FuelExhausted => ExecutionStatus::FuelExhausted,
+            Status::MemoryExceeded => ExecutionStatus::MemoryExceeded,
+            Status::Trapped => ExecutionStatus::Trapped,
+        }
+    }
+}
+
+/// What cancelling did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// It had not started: it is cancelled and will not run.
+    Cancelled,
+    /// It is running (here or in another worker process): it stops within milliseconds.
+    Stopping,
+}
+
+/// Why an execution could not be moved.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    #[error("the execution is running in another process")]
+    RunningElsewhere,
+    #[error("the execution is not pending or running (it is {0})")]
+    NotCancellable(String),
+    #[error("only a failed or cancelled execution can be retried (this one is {0})")]
+    NotRetryable(String),
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(e: sqlx::Error) -> Refused {
+        Refused::Store(e.into())
+    }
+}
+
+/// What the lifecycle's use cases need: the records, the queue and this process's workers.
+pub struct Lifecycle<'a> {
+    pub db: &'a Database,
+    pub queue: &'a Queue,
+    pub pool: &'a std::sync::Arc<WorkerPool>,
+}
+
+impl Lifecycle<'_> {
+    /// Cancels a pending or running execution of `tenant`. `shown` is the status the caller
+    /// read, for the refusal's reason.
+    pub async fn cancel(
+        &self,
+        tenant: &str,
+        id: Uuid,
+        shown: &str,
+    ) -> Result<CancelOutcome, Refused> {
+        if self.queue.cancel_pending(id).await? {
+            let now = Utc::now();
+            store::set_execution_status(
+                self.db,
+                tenant,
+                id,
+                ExecutionStatus::Cancelled,
+                None,
+                Some(now),
+            )
+            .await?;
+            return Ok(CancelOutcome::Cancelled);
+        }
+        if self.pool.cancel(id) {
+            return Ok(CancelOutcome::Stopping);
+        }
+        let task = self.queue.task_info(id).await?.map(|i| i.state);
+        if task.as_deref() == Some("active") {
+            return match self.queue.redis() {
+                Some(redis) => {
+                    // Running in another worker process: it hears this and cancels.
+                    crate::cluster::publish_cancel(redis, id).await?;
+                    Ok(CancelOutcome::Stopping)
+                }
+                None => Err(Refused::RunningElsewhere),
+            };
+        }
+        Err(Refused::NotCancellable(shown.to_string()))
+    }
+
+    /// Runs a failed or cancelled execution again, as the same execution.
+    pub async fn retry(&self, tenant: &str, id: Uuid, shown: &str) -> Result<(), Refused> {
+        if !self.queue.requeue_dead(id, Utc::now()).await? {
+            return Err(Refused::NotRetryable(shown.to_string()));
+        }
+        store::set_execution_status(self.db, tenant, id, ExecutionStatus::Pending, None, None)
+            .await?;
+        self.pool.notify();
+        Ok(())
+    }
+}
+
+/// An attempt failed and the next one is due at `at` (its task is back on the queue).
+pub async fn retrying(
+    db: &Database,
+    tenant: &str,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    store::set_execution_status(db, tenant, id, ExecutionStatus::Retrying, Some(at), None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_runtime_outcome_is_a_final_state() {
+        for s in [
+            Status::Completed,
+            Status::Skipped,
+            Status::Failed,
+            Status::TimedOut,
+            Status::Cancelled,
+            Status::FuelExhausted,
+            Status::MemoryExceeded,
+            Status::Trapped,
+        ] {
+            let e = ExecutionStatus::from(s);
+            assert!(e.is_final());
+            assert_eq!(e.as_str(), s.as_str());
+        }
+    }
+}
