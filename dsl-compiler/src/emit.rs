@@ -116,17 +116,23 @@ pub fn emit(program: &Program, manifest: &Manifest) -> Result<Vec<u8>, EmitError
 /// segment of the core module), both are emitted again, and the bytes must be identical. A
 /// component made by hand, changed after the build, or built by another version of the
 /// compiler (another guest runtime) is not. Takes about as long as one `emit`.
+///
+/// It vouches for the code, not for the values in the program and the manifest: anyone can
+/// `emit` a program and a manifest of their own making. The host checks the manifest's bounds
+/// ([`codeai_ir::limits`]) and holds every capability call to its own limits.
 pub fn is_this_compilers_build(component: &[u8]) -> bool {
     let Ok(manifest) = read_manifest(component) else {
         return false;
     };
-    let Some(program) = program_data(component) else {
-        return false;
-    };
-    let Ok(program) = serde_json::from_slice::<Program>(program) else {
+    let Some(program) = read_program(component) else {
         return false;
     };
     emit(&program, &manifest).is_ok_and(|rebuilt| rebuilt == component)
+}
+
+/// The program [`emit`] wrote into `component`, if it holds one that reads back.
+pub fn read_program(component: &[u8]) -> Option<Program> {
+    serde_json::from_slice(program_data(component)?).ok()
 }
 
 /// The bytes of the last data segment of the first core module in `component`: where [`emit`]

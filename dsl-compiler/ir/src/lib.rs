@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod limits;
 pub mod platform;
 
 /// Version of the [`Program`] and [`Manifest`] formats. A host refuses components whose IR version

@@ -6,6 +6,7 @@ use super::suggest::{did_you_mean, hint_or_list, list};
 use super::{CheckedJob, Cx};
 use crate::ast::{self, JobValue, Span};
 use codeai_cron::CronExpr;
+use codeai_ir::limits;
 use codeai_ir::{Backoff, Manifest, Program, RetryPolicy, Schedule, StepKind, IR_VERSION};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
@@ -33,7 +34,7 @@ const DEFAULT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 const DEFAULT_RETRY_DELAY_MS: u64 = 1000;
 /// The base of `exponential_backoff`: 100ms, 200ms, 400ms …
 const EXPONENTIAL_BASE_MS: u64 = 100;
-const MAX_RETRIES: i64 = 100;
+const MAX_RETRIES: i64 = limits::MAX_RETRIES as i64;
 const OVERLAP_POLICIES: [&str; 3] = ["skip", "queue", "allow"];
 
 /// What a job's program uses: capabilities and the declarations it refers to.
@@ -172,6 +173,11 @@ pub(super) fn check_job(
                 JobValue::Duration(d) if d.node.millis == 0 => {
                     cx.error(d.span, "a job timeout must be greater than 0")
                 }
+                JobValue::Duration(d) if d.node.millis > limits::MAX_TIMEOUT_MS => cx.error_hint(
+                    d.span,
+                    "a job timeout must be at most 24h",
+                    "an execution holds a worker slot until it ends; split longer work into jobs",
+                ),
                 JobValue::Duration(d) => timeout_ms = d.node.millis,
                 _ => expected(cx, field, "a duration, like `timeout: 30m`"),
             },
@@ -464,7 +470,7 @@ fn schedule_value(cx: &mut Cx<'_>, field: &ast::JobField) -> Option<Schedule> {
             }
         }
         JobValue::Every(d) => {
-            if d.node.millis < 1000 {
+            if d.node.millis < limits::MIN_INTERVAL_MS {
                 cx.error_hint(
                     d.span,
                     "an interval must be at least 1s",

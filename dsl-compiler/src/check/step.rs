@@ -20,7 +20,7 @@ const STEP_FIELDS: &[&str] = &[
     "as", "on_empty", "on_fail", "timeout", "item", "parallel", "data", "format",
 ];
 
-const MAX_PARALLEL: i64 = 100;
+const MAX_PARALLEL: i64 = codeai_ir::limits::MAX_PARALLEL as i64;
 
 /// A step's fields by name (the first of each; repeats are reported).
 struct Fields<'a> {

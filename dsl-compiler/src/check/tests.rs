@@ -604,6 +604,12 @@ fn semantic_errors_point_at_the_mistake() {
             None,
         ),
         (
+            "job A { timeout: 25h steps { s { compute: 1 } } }",
+            "a job timeout must be at most 24h",
+            "25h",
+            Some("an execution holds a worker slot until it ends; split longer work into jobs"),
+        ),
+        (
             "job A { retry: 5 times retry_delays: [1m, 5m, 30m] steps { s { compute: 1 } } }",
             "5 retries but 3 delays",
             "retry_delays: [1m, 5m, 30m]",

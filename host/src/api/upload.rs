@@ -73,6 +73,8 @@ pub fn check_component(bytes: &[u8]) -> Result<codeai_ir::Manifest, Refusal> {
     if manifest.name.trim().is_empty() {
         return Err(("invalid_manifest", "the manifest names no job".into()));
     }
+    // The bounds the compiler keeps, again: a manifest can be edited after `codeai build`.
+    codeai_ir::limits::check_manifest(&manifest).map_err(|m| ("invalid_manifest", m))?;
     // A manifest can be written by hand: its entities are checked as the compiler checks them
     // (no platform table, nothing outside the tenant's namespace, built-in shapes).
     for entity in &manifest.entities {
@@ -136,6 +138,11 @@ fn refused((code, message): Refusal) -> ApiError {
 fn check_manifest(_state: &ApiState, manifest: &codeai_ir::Manifest) -> Result<(), Refusal> {
     crate::scheduler::fires_of(&manifest.schedule, &manifest.timezone)
         .map_err(|e| ("invalid_manifest", e.to_string()))?;
+    // Whatever the schedule: the zone is shown and used when the job is rescheduled.
+    if !manifest.timezone.is_empty() && manifest.timezone.parse::<chrono_tz::Tz>().is_err() {
+        let zone = &manifest.timezone;
+        return Err(("invalid_manifest", format!("unknown timezone `{zone}`")));
+    }
     Ok(())
 }
 

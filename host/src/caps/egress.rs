@@ -307,10 +307,22 @@ pub struct Refused {
     pub class: AddressClass,
     /// The variable that would allow it.
     pub variable: &'static str,
+    /// A tenant's job learns nothing of what a name resolves to (it would map the operator's
+    /// network, name by name): neither the address nor its class, nor whether the name resolves
+    /// at all. `ip` and `class` are then not shown.
+    pub hidden: bool,
 }
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let (true, Some(name)) = (self.hidden, &self.name) {
+            return write!(
+                f,
+                "`{name}` does not resolve to an address a tenant's job may call (public \
+                 addresses, and those the operator allows with {})",
+                self.variable
+            );
+        }
         if let Some(name) = &self.name {
             write!(f, "`{name}` resolves only to refused addresses: ")?;
         }
@@ -360,6 +372,7 @@ impl EgressPolicy {
                 ip,
                 class,
                 variable: self.variable,
+                hidden: false,
             }),
         }
     }
@@ -377,6 +390,12 @@ impl EgressPolicy {
             },
             None => Ok(()),
         }
+    }
+
+    /// Whether this is the tenants' policy, whose refusals of names say nothing of what they
+    /// resolve to.
+    fn hides_names(&self) -> bool {
+        self.variable == TENANT_ALLOW_VAR
     }
 
     /// The resolver that applies this policy at connect time.
@@ -399,7 +418,23 @@ impl reqwest::dns::Resolve for Resolver {
         let policy = self.policy.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved = tokio::net::lookup_host((host.as_str(), 0)).await?;
+            let lookup = tokio::net::lookup_host((host.clone(), 0)).await;
+            let resolved = match lookup {
+                Ok(resolved) => resolved,
+                // A name that does not resolve looks like one that resolves to refused
+                // addresses, so a tenant cannot tell the operator's internal names apart.
+                Err(_) if policy.hides_names() => {
+                    return Err(Box::new(Refused {
+                        name: Some(host),
+                        ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                        class: AddressClass::Unspecified,
+                        variable: policy.variable,
+                        hidden: true,
+                    })
+                        as Box<dyn std::error::Error + Send + Sync>);
+                }
+                Err(e) => return Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+            };
             let mut refused = None;
             let allowed: Vec<SocketAddr> = resolved
                 .filter(|addr| match policy.check(addr.ip()) {
@@ -413,6 +448,7 @@ impl reqwest::dns::Resolve for Resolver {
             match refused {
                 Some(mut refused) if allowed.is_empty() => {
                     refused.name = Some(host);
+                    refused.hidden = policy.hides_names();
                     Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>)
                 }
                 _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),

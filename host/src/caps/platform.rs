@@ -551,7 +551,7 @@ impl http::Host for JobCaps {
         concurrency: u32,
     ) -> Vec<Result<http::CallResponse, CapError>> {
         let limit = Arc::new(tokio::sync::Semaphore::new(
-            concurrency.clamp(1, 64) as usize
+            concurrency.clamp(1, codeai_ir::limits::MAX_PARALLEL) as usize,
         ));
         let mut tasks = tokio::task::JoinSet::new();
         let mut results: Vec<Result<http::CallResponse, CapError>> = (0..reqs.len())

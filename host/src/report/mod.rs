@@ -130,12 +130,22 @@ fn humanize(name: &str) -> String {
 }
 
 /// RFC 4180 CSV: the table (header, rows, totals); a document without a table gives its text.
+///
+/// A cell that a spreadsheet would take for a formula (it starts with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return, and is not a number) is written with a leading `'`, so a report made
+/// from someone else's data never runs a formula where it is opened.
 pub fn csv(doc: &Document) -> String {
     fn field(s: &str) -> String {
+        let formula = s.starts_with(['=', '+', '-', '@', '\t', '\r']) && s.parse::<f64>().is_err();
+        let s = if formula {
+            format!("'{s}")
+        } else {
+            s.to_string()
+        };
         if s.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", s.replace('"', "\"\""))
         } else {
-            s.to_string()
+            s
         }
     }
     let line = |cells: &[String]| cells.iter().map(|c| field(c)).collect::<Vec<_>>().join(",");

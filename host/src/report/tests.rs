@@ -57,6 +57,32 @@ fn csv_quotes_what_needs_quoting() {
 }
 
 #[test]
+fn csv_cells_never_become_formulas() {
+    let mut d = data(4);
+    d["orders"][0]["customer_email"] = json!("=HYPERLINK(\"http://evil\")");
+    d["orders"][1]["customer_email"] = json!("@SUM(1+1)");
+    d["orders"][2]["customer_email"] = json!("-2+3");
+    d["orders"][3]["customer_email"] = json!("-12.5");
+    let text = String::from_utf8(render(&daily_sales(), &d, ReportFormat::Csv)).unwrap();
+    let customers: Vec<&str> = text
+        .split("\r\n")
+        .skip(1)
+        .take(4)
+        .map(|l| l.split_once(',').unwrap().1.rsplit_once(',').unwrap().0)
+        .collect();
+    assert_eq!(
+        customers,
+        [
+            "\"'=HYPERLINK(\"\"http://evil\"\")\"",
+            "'@SUM(1+1)",
+            "'-2+3",
+            "-12.5"
+        ],
+        "{text}"
+    );
+}
+
+#[test]
 fn html_escapes_values() {
     let mut d = data(1);
     d["orders"][0]["customer_email"] = json!("<script>alert(1)</script>");

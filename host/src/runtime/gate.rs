@@ -444,6 +444,8 @@ impl<C: Capabilities> http::Host for Gated<C> {
         reqs: Vec<http::CallRequest>,
         concurrency: u32,
     ) -> Vec<Result<http::CallResponse, CapError>> {
+        // Whatever the component asks, at most `MAX_PARALLEL` calls are in flight.
+        let concurrency = concurrency.clamp(1, codeai_ir::limits::MAX_PARALLEL);
         match self.check(Capability::Http, "call-many") {
             Ok(()) => {
                 let detail = reqs

@@ -295,6 +295,55 @@ async fn a_tenants_compiles_per_hour_are_counted(db: Database) {
     t.stop().await;
 }
 
+async fn a_build_emitted_with_values_beyond_the_compilers_bounds_is_refused(db: Database) {
+    // What a tenant with the compiler can make: its own `emit` of a built program under an
+    // edited manifest. The bytes are exactly what this compiler makes of them, so the origin
+    // check passes; the values are what the compiler would never accept.
+    let (t, _gate) = host(db, |_, _| {}).await;
+    let acme = tenant(&t.db, "acme").await;
+    let built = job(
+        "job Tick { schedule: every 1s  timeout: 1m  steps { s { compute: 1 } } }",
+        "Tick",
+    );
+    let program = codeai_dsl::emit::read_program(&built).unwrap();
+    type Edit = fn(&mut codeai_ir::Manifest);
+    let emitted = |edit: Edit| {
+        let mut manifest = codeai_dsl::emit::read_manifest(&built).unwrap();
+        edit(&mut manifest);
+        codeai_dsl::emit::emit(&program, &manifest).unwrap()
+    };
+    let edits: [(&str, Edit); 7] = [
+        ("every 1ms", |m| {
+            m.schedule = codeai_ir::Schedule::Interval { every_ms: 1 }
+        }),
+        ("every 0ms", |m| {
+            m.schedule = codeai_ir::Schedule::Interval { every_ms: 0 }
+        }),
+        ("a timeout of a year", |m| {
+            m.timeout_ms = 365 * 24 * 3_600_000
+        }),
+        ("no timeout", |m| m.timeout_ms = 0),
+        ("a thousand retries", |m| m.retry.max_retries = 1_000),
+        ("a name that is a path", |m| m.name = "../T/ck".into()),
+        ("a zone that is none", |m| m.timezone = "XYZ".into()),
+    ];
+    for (what, edit) in edits {
+        let bytes = emitted(edit);
+        assert!(codeai_dsl::emit::is_this_compilers_build(&bytes), "{what}");
+        let (status, body) = t.upload(&acme, bytes).await;
+        assert_eq!(
+            (status, code(&body)),
+            (422, "invalid_manifest"),
+            "{what}: {body}"
+        );
+    }
+    let (_, jobs) = t.get(&acme, "/jobs").await;
+    assert_eq!(jobs["data"], json!([]), "nothing refused was registered");
+    // The same emit within the bounds is the build itself.
+    t.upload_ok(&acme, emitted(|_| {})).await;
+    t.stop().await;
+}
+
 on_both_databases!(
     hand_made_components_of_tenants_are_refused_by_default,
     code_over_the_limits_is_refused_before_any_compile,
@@ -303,4 +352,5 @@ on_both_databases!(
     a_compile_over_its_time_budget_fails_alone,
     a_compile_over_its_memory_budget_fails_alone,
     a_tenants_compiles_per_hour_are_counted,
+    a_build_emitted_with_values_beyond_the_compilers_bounds_is_refused,
 );
