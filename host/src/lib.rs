@@ -12,6 +12,7 @@ pub mod caps;
 pub mod cli;
 pub mod cluster;
 pub mod domain;
+pub mod envvar;
 pub mod executor;
 pub mod notify;
 pub mod queue;

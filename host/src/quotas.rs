@@ -62,15 +62,8 @@ impl Quotas {
     /// `CODEAI_TENANT_MAX_BYTES` (positive numbers), each [`Quotas::default`]'s when unset.
     pub fn from_env() -> Result<Quotas, String> {
         let defaults = Quotas::default();
-        let number = |name: &str, default: Option<u64>| match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| *n > 0)
-                .map(Some)
-                .ok_or_else(|| format!("{name}=`{v}` is not a positive number")),
-            _ => Ok(default),
+        let number = |name: &str, default: Option<u64>| -> Result<Option<u64>, String> {
+            Ok(crate::envvar::positive(name)?.or(default))
         };
         Ok(Quotas {
             max_jobs: number("CODEAI_TENANT_MAX_JOBS", defaults.max_jobs)?,

@@ -93,15 +93,7 @@ impl Default for ApiConfig {
 impl ApiConfig {
     pub fn from_env() -> Result<ApiConfig, String> {
         let number = |name: &str, default: u64| -> Result<u64, String> {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name}=`{v}` is not a positive number")),
-                _ => Ok(default),
-            }
+            Ok(crate::envvar::positive(name)?.unwrap_or(default))
         };
         Ok(ApiConfig {
             admin_token_hash: std::env::var("CODEAI_ADMIN_TOKEN")

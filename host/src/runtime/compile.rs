@@ -68,15 +68,7 @@ impl CompileLimits {
     /// `CODEAI_TENANT_COMPILES_PER_HOUR`), compiling in a child process of this binary.
     pub fn from_env() -> Result<CompileLimits, String> {
         let number = |name: &str, default: u64| -> Result<u64, String> {
-            match std::env::var(name) {
-                Ok(v) if !v.trim().is_empty() => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{name}=`{v}` is not a positive number")),
-                _ => Ok(default),
-            }
+            Ok(crate::envvar::positive(name)?.unwrap_or(default))
         };
         let d = CompileLimits::default();
         Ok(CompileLimits {
