@@ -82,11 +82,7 @@ fn main() {
                 PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
             ),
         ));
-        let queue = Arc::new(Queue::with_redis(
-            db.clone(),
-            QueueConfig::default(),
-            redis.clone(),
-        ));
+        let queue = Arc::new(Queue::on(redis.clone(), QueueConfig::default()));
         let tasks: Vec<NewTask> = (0..n)
             .map(|_| NewTask {
                 id: None,

@@ -193,7 +193,11 @@ async fn lateness(dir: &std::path::Path, n: usize) {
         .execute(pool)
         .await
         .unwrap();
-    let scheduler = Arc::new(Scheduler::new(queue.clone(), MisfirePolicy::RunOnce));
+    let scheduler = Arc::new(Scheduler::new(
+        db.clone(),
+        queue.clone(),
+        MisfirePolicy::RunOnce,
+    ));
     for i in 0..n {
         let mut m = template.clone();
         m.name = format!("Noop{i}");

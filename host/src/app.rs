@@ -128,7 +128,7 @@ impl Host {
         } else {
             Leadership::alone()
         };
-        let scheduler = Arc::new(Scheduler::new(queue.clone(), config.misfire));
+        let scheduler = Arc::new(Scheduler::new(db.clone(), queue.clone(), config.misfire));
         let pool = WorkerPool::new(queue.clone(), executor.clone(), config.pool.clone());
         let api = ApiState::new(
             db.clone(),

@@ -15,7 +15,6 @@ use crate::queue::RedisQueue;
 use crate::worker::WorkerPool;
 use futures_util::StreamExt as _;
 use redis::Script;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,6 @@ use uuid::Uuid;
 
 const LEADER_TTL_MS: u64 = 10_000;
 const RENEW_EVERY: Duration = Duration::from_secs(2);
-const WORKER_STALE_MS: i64 = 10_000;
 
 /// Whether this process is the scheduler now.
 #[derive(Clone)]
@@ -145,57 +143,16 @@ pub async fn run_worker_registry(
         .await;
 }
 
-/// Worker slots in all live worker processes: `(total, busy, processes)`; entries not seen for
-/// 10 s are removed.
-pub async fn workers(redis: &RedisQueue) -> anyhow::Result<(u64, u64, u64)> {
-    let key = format!("{}workers", redis.prefix());
-    let mut con = redis.connection();
-    let all: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(&key)
-        .query_async(&mut con)
-        .await?;
-    let (mut total, mut busy, mut live) = (0, 0, 0);
-    let now = now_ms();
-    for (id, entry) in all {
-        let v: serde_json::Value = serde_json::from_str(&entry).unwrap_or_default();
-        if now - v["seen"].as_i64().unwrap_or(0) > WORKER_STALE_MS {
-            let _: Result<i64, _> = redis::cmd("HDEL")
-                .arg(&key)
-                .arg(&id)
-                .query_async(&mut con)
-                .await;
-            continue;
-        }
-        total += v["slots"].as_u64().unwrap_or(0);
-        busy += v["busy"].as_u64().unwrap_or(0);
-        live += 1;
-    }
-    Ok((total, busy, live))
-}
-
-/// Worker slots and busy slots: of every live worker process when the queue is on Redis, else
-/// of this process's pool.
+/// Worker slots and busy slots: of every live worker process when the queue is shared (Redis),
+/// else of this process's pool.
 pub async fn slots(
     queue: &crate::queue::Queue,
     pool: &WorkerPool,
 ) -> anyhow::Result<(usize, usize)> {
-    Ok(match queue.redis() {
-        Some(r) => {
-            let (total, busy, _) = workers(r).await?;
-            (total as usize, busy as usize)
-        }
+    Ok(match queue.cluster_slots().await? {
+        Some(slots) => slots,
         None => pool.utilisation(),
     })
-}
-
-/// Asks every worker process to cancel an execution; returns how many listened.
-pub async fn publish_cancel(redis: &RedisQueue, id: Uuid) -> anyhow::Result<i64> {
-    let mut con = redis.connection();
-    Ok(redis::cmd("PUBLISH")
-        .arg(format!("{}cancel", redis.prefix()))
-        .arg(id.to_string())
-        .query_async(&mut con)
-        .await?)
 }
 
 /// Cancels the executions the API asks for, if this process runs them, until `stop`

@@ -308,7 +308,7 @@ enum Ended {
 
 impl WorkerPool {
     pub fn new(queue: Arc<Queue>, executor: Arc<Executor>, config: PoolConfig) -> Arc<WorkerPool> {
-        let db = queue.db().clone();
+        let db = executor.platform().db().clone();
         let slots = config.slots.max(1);
         let (commits, confirms) = mpsc::unbounded_channel();
         Arc::new(WorkerPool {

@@ -451,7 +451,7 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
             .unwrap();
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let upgraded = RedisQueue::connect(&url, &prefix).await.unwrap();
-        let q = Queue::with_redis(db, QueueConfig::default(), upgraded);
+        let q = Queue::on(upgraded, QueueConfig::default());
         let now = Utc::now();
         let leased: Vec<uuid::Uuid> = q
             .dequeue_many(now, 10)

@@ -208,7 +208,7 @@ async fn workers_killed_with_9_lose_no_task() {
     );
 
     let n = env_usize("SCALE_OUT_TASKS", 20_000);
-    let queue = Queue::with_redis(db.clone(), QueueConfig::default(), redis.clone());
+    let queue = Queue::on(redis.clone(), QueueConfig::default());
     let tasks = noop_tasks(&reg, n, 1);
     let started = Instant::now();
     assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), n as u64);
@@ -311,13 +311,17 @@ async fn two_schedulers_never_fire_twice(db: Database, redis: Option<RedisQueue>
         .iter()
         .find(|a| a.manifest.name == "EveryMinute")
         .unwrap();
-    let queue = Arc::new(Queue::with_redis(
+    let queue = Arc::new(Queue::on(redis.clone(), QueueConfig::default()));
+    let a = Arc::new(Scheduler::new(
         db.clone(),
-        QueueConfig::default(),
-        redis.clone(),
+        queue.clone(),
+        MisfirePolicy::RunOnce,
     ));
-    let a = Arc::new(Scheduler::new(queue.clone(), MisfirePolicy::RunOnce));
-    let b = Arc::new(Scheduler::new(queue.clone(), MisfirePolicy::RunOnce));
+    let b = Arc::new(Scheduler::new(
+        db.clone(),
+        queue.clone(),
+        MisfirePolicy::RunOnce,
+    ));
     let start: DateTime<Utc> = "2026-03-01T00:00:30Z".parse().unwrap();
     // 20 jobs firing every minute, 50 minutes: 1,000 fires.
     for i in 0..20 {
@@ -424,11 +428,7 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
         .await
         .unwrap();
     migrate::migrate_up(&db).await.unwrap();
-    let queue = Queue::with_redis(
-        db.clone(),
-        QueueConfig::default(),
-        connect_when_up(&url).await,
-    );
+    let queue = Queue::on(connect_when_up(&url).await, QueueConfig::default());
     let now = Utc::now();
     let tasks: Vec<NewTask> = (0..1_000)
         .map(|i| NewTask {
@@ -459,11 +459,7 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
     // kill -9 and start again on the same files.
     kill9(&mut server.0[0]);
     server.0[0] = redis_server(&dir, port);
-    let queue = Queue::with_redis(
-        db.clone(),
-        QueueConfig::default(),
-        connect_when_up(&url).await,
-    );
+    let queue = Queue::on(connect_when_up(&url).await, QueueConfig::default());
     let after = queue.counts(now, None).await.unwrap();
     assert_eq!(after, before);
     let sum = |f: fn(&codeai_host::queue::QueueCounts) -> u64| after.values().map(f).sum::<u64>();
@@ -592,7 +588,7 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
     )]);
 
     let n = 2_000;
-    let queue = Queue::with_redis(db.clone(), QueueConfig::default(), redis.clone());
+    let queue = Queue::on(redis.clone(), QueueConfig::default());
     // A run whose `emit` meets the database down fails like any job whose capability failed;
     // its retry runs it again once the database is back.
     let tasks = noop_tasks(&reg, n, 3);

@@ -34,7 +34,7 @@ async fn setup(
 ) -> (Arc<Queue>, Scheduler, BTreeMap<String, String>) {
     migrate::migrate_up(&db).await.unwrap();
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
-    let scheduler = Scheduler::new(queue.clone(), misfire);
+    let scheduler = Scheduler::new(db.clone(), queue.clone(), misfire);
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/05-scheduled-jobs/scheduled-jobs.codeai"
@@ -254,16 +254,13 @@ async fn a_trigger_runs_now_with_its_input_and_a_failed_execution_can_run_again(
     let (queue, scheduler, ids) = setup(db, redis, start, MisfirePolicy::RunOnce).await;
     let daily = &ids["DailySalesReport"];
     let input = r#"{"recipients":["me@example.com"]}"#;
-    let id = scheduler
-        .trigger(daily, input, "api")
+    let run_now = |job: &str, input: &str| scheduler.run_now(job, input, "api", Utc::now());
+    let id = queue
+        .enqueue(&run_now(daily, input).unwrap())
         .await
         .unwrap()
         .unwrap();
-    assert!(scheduler
-        .trigger("no-such-job", "{}", "api")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(run_now("no-such-job", "{}").is_none());
     let task = queue.dequeue(Utc::now()).await.unwrap().unwrap();
     assert_eq!(
         (task.id, task.input.as_str(), task.trigger.as_str()),
@@ -283,8 +280,8 @@ async fn a_trigger_runs_now_with_its_input_and_a_failed_execution_can_run_again(
         (id, 1, "retry")
     );
     // A pending task can be cancelled before it starts.
-    let other = scheduler
-        .trigger(daily, "{}", "api")
+    let other = queue
+        .enqueue(&run_now(daily, "{}").unwrap())
         .await
         .unwrap()
         .unwrap();

@@ -437,32 +437,10 @@ pub(super) async fn run(
     };
     let now = Utc::now();
     let execution = state
-        .scheduler
-        .trigger(&job_id, &input.to_string(), "manual")
+        .jobs()
+        .trigger(&job_id, &input.to_string(), "manual", now)
         .await?
         .ok_or_else(|| ApiError::not_found("job", &id))?;
-    crate::store::platform::record_pending(
-        &state.db,
-        &crate::store::platform::NewExecution {
-            id: execution,
-            tenant: &row.text("tenant_id").unwrap_or_default(),
-            job_id: &job_id,
-            job_name: &row.text("name").unwrap_or_default(),
-            job_version: row.int("version"),
-            trigger: "manual",
-            queue: &row.text("queue").unwrap_or_default(),
-            input: &input.to_string(),
-            attempt: 0,
-            max_attempts: state
-                .scheduler
-                .job(&job_id)
-                .map_or(1, |j| i64::from(j.manifest.retry.max_retries) + 1),
-            scheduled_at: Some(now),
-            started_at: now,
-        },
-    )
-    .await?;
-    state.pool.notify();
     Ok((
         StatusCode::ACCEPTED,
         Json(RunResponse {
@@ -493,9 +471,7 @@ pub(super) async fn pause(
 ) -> Result<Json<JobDetail>, ApiError> {
     let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
-    if !state.scheduler.pause(&job_id).await? {
-        set_enabled(&state, &job_id, false).await?;
-    }
+    state.jobs().pause(&job_id).await?;
     reload(&state, &auth, &job_id).await
 }
 
@@ -512,27 +488,8 @@ pub(super) async fn resume(
 ) -> Result<Json<JobDetail>, ApiError> {
     let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
-    if !state.scheduler.resume(&job_id, Utc::now()).await? {
-        set_enabled(&state, &job_id, true).await?;
-    }
+    state.jobs().resume(&job_id, Utc::now()).await?;
     reload(&state, &auth, &job_id).await
-}
-
-/// For a job this process's scheduler does not hold.
-async fn set_enabled(state: &ApiState, job_id: &str, enabled: bool) -> Result<(), ApiError> {
-    crate::store::rows::execute(
-        &state.db,
-        &stmt(
-            "UPDATE jobs SET enabled = ?, updated_at = ? WHERE id = ?",
-            vec![
-                Param::Bool(enabled),
-                Param::DateTime(Utc::now()),
-                Param::Text(job_id.into()),
-            ],
-        ),
-    )
-    .await?;
-    Ok(())
 }
 
 /// Update a job's schedule: a cron expression and a timezone.
@@ -569,7 +526,7 @@ pub(super) async fn schedule(
         ));
     }
     state
-        .scheduler
+        .jobs()
         .reschedule(&job_id, &body.cron_expression, &timezone, Utc::now())
         .await?;
     reload(&state, &auth, &job_id).await

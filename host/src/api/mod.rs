@@ -158,6 +158,16 @@ impl ApiState {
     }
 
     /// What holds the jobs' versions, for pruning and deleting them.
+    /// The jobs' use cases ([`crate::domain::jobs`]).
+    pub fn jobs(&self) -> crate::domain::jobs::Jobs<'_> {
+        crate::domain::jobs::Jobs {
+            db: &self.db,
+            queue: &self.queue,
+            scheduler: &self.scheduler,
+            storage: self.job_storage(),
+        }
+    }
+
     pub fn job_storage(&self) -> JobStorage<'_> {
         JobStorage {
             db: &self.db,

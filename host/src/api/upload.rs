@@ -18,9 +18,7 @@ use crate::caps::platform::JobCaps;
 use crate::quotas::{self, Exceeded, QuotaError, Quotas};
 use crate::runtime::compile::CompileError;
 use crate::runtime::{PreparedJob, RuntimeError};
-use crate::store::rows::{execute, RowExt};
-use crate::store::sql::{stmt, Param};
-use crate::store::ExecutionStatus;
+use crate::store::rows::RowExt;
 use crate::store::{self, platform as pstore};
 use crate::wasm::ManifestError;
 use axum::body::Bytes;
@@ -475,41 +473,6 @@ pub(super) async fn delete_job(
 ) -> Result<StatusCode, ApiError> {
     let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
-    state.scheduler.remove(&job_id);
-    let now = Utc::now();
-    state.queue.cancel_job(&job_id).await?;
-    execute(
-        &state.db,
-        &stmt(
-            "UPDATE job_executions SET status = ?, error = 'job deleted', finished_at = ? \
-             WHERE job_id = ? AND status = ?",
-            vec![
-                Param::Text(ExecutionStatus::Cancelled.to_string()),
-                Param::DateTime(now),
-                Param::Text(job_id.clone()),
-                Param::Text(ExecutionStatus::Pending.to_string()),
-            ],
-        ),
-    )
-    .await?;
-    let versions = store::quotas::versions(&state.db, &job_id).await?;
-    execute(
-        &state.db,
-        &stmt(
-            "DELETE FROM job_versions WHERE job_id = ?",
-            vec![Param::Text(job_id.clone())],
-        ),
-    )
-    .await?;
-    execute(
-        &state.db,
-        &stmt(
-            "DELETE FROM jobs WHERE id = ?",
-            vec![Param::Text(job_id.clone())],
-        ),
-    )
-    .await?;
-    // Its bytes are free: the compiled components no other stored version has go too.
-    state.job_storage().forget(&job_id, &versions).await?;
+    state.jobs().delete(&job_id, Utc::now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -88,13 +88,10 @@ impl Lifecycle<'_> {
         }
         let task = self.queue.task_info(id).await?.map(|i| i.state);
         if task.as_deref() == Some("active") {
-            return match self.queue.redis() {
-                Some(redis) => {
-                    // Running in another worker process: it hears this and cancels.
-                    crate::cluster::publish_cancel(redis, id).await?;
-                    Ok(CancelOutcome::Stopping)
-                }
-                None => Err(Refused::RunningElsewhere),
+            // Running in another worker process: it hears this and cancels.
+            return match self.queue.signal_cancel(id).await? {
+                true => Ok(CancelOutcome::Stopping),
+                false => Err(Refused::RunningElsewhere),
             };
         }
         Err(Refused::NotCancellable(shown.to_string()))

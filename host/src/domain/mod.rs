@@ -4,5 +4,7 @@
 //!
 //! - [`executions`]: an execution's moves between its states (cancel, retry, an attempt to
 //!   be retried); the states themselves are [`crate::store::ExecutionStatus`].
+//! - [`jobs`]: a registered job's use cases (run now, pause, resume, reschedule, delete).
 
 pub mod executions;
+pub mod jobs;

@@ -26,6 +26,11 @@ impl Picker {
         p
     }
 
+    /// A picker in the state [`Picker::queues`] showed: (name, weight, credit), heaviest first.
+    pub fn resume(queues: Vec<(String, i64, i64)>, strict: bool) -> Picker {
+        Picker { queues, strict }
+    }
+
     /// Adds a queue, its weight clamped to the bounds, unless it is known (a known queue keeps
     /// its weight).
     pub fn declare(&mut self, name: &str, weight: u32) {

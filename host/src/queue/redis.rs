@@ -31,12 +31,14 @@
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
 //! so a restart loses no acknowledged task.
 
+use super::backend::{Claim, Claimed, Finished, Leased, QueueBackend};
 use super::{NewTask, QueueCounts, Task, TaskInfo};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
+use std::time::Duration;
 use uuid::Uuid;
 
 const PRELUDE: &str = r#"
@@ -508,33 +510,15 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// What a claim chooses queues by: how many tasks to lease, strict priority, and the queues
-/// this process takes from as the picker holds them (name, weight, credit; heaviest first).
-pub(super) struct Picks<'a> {
-    pub n: usize,
-    pub strict: bool,
-    pub queues: &'a [(String, i64, i64)],
-}
-
-/// What a claim leased: the queues it found empty, in order, and per task the number of those
-/// found before its queue was chosen, its queue, and the task.
-pub(super) type Claimed = (Vec<String>, Vec<(usize, String, Task)>);
-
-fn claim_args(
-    invocation: &mut redis::ScriptInvocation<'_>,
-    picks: &Picks<'_>,
-    now: DateTime<Utc>,
-    lease: std::time::Duration,
-    owner: &str,
-) {
+fn claim_args(invocation: &mut redis::ScriptInvocation<'_>, claim: &Claim<'_>) {
     invocation
-        .arg(ms(now))
-        .arg(lease.as_millis() as i64)
-        .arg(owner)
-        .arg(picks.n)
-        .arg(if picks.strict { "1" } else { "0" })
-        .arg(picks.queues.len());
-    for (name, weight, credit) in picks.queues {
+        .arg(ms(claim.now))
+        .arg(claim.lease.as_millis() as i64)
+        .arg(claim.owner)
+        .arg(claim.n)
+        .arg(if claim.strict { "1" } else { "0" })
+        .arg(claim.queues.len());
+    for (name, weight, credit) in claim.queues {
         invocation.arg(name).arg(*weight).arg(*credit);
     }
 }
@@ -545,12 +529,12 @@ fn claimed(reply: (Vec<String>, Vec<Vec<u8>>)) -> anyhow::Result<Claimed> {
         .iter()
         .map(|row| task_of(row))
         .collect::<anyhow::Result<_>>()?;
-    Ok((empties, tasks))
+    Ok(Claimed { empties, tasks })
 }
 
 /// A leased task as `lease_one` returns it: the number of empty queues found before it, its
 /// queue, its id, its attempt, then `FIELDS`, separated by 0xFF bytes.
-fn task_of(row: &[u8]) -> anyhow::Result<(usize, String, Task)> {
+fn task_of(row: &[u8]) -> anyhow::Result<Leased> {
     let mut it = row.splitn(13, |b| *b == 0xFF);
     let mut next = || -> anyhow::Result<String> {
         let field = it
@@ -586,7 +570,11 @@ fn task_of(row: &[u8]) -> anyhow::Result<(usize, String, Task)> {
         attempt,
         max_attempts,
     };
-    Ok((before, queue, task))
+    Ok(Leased {
+        before,
+        queue,
+        task,
+    })
 }
 
 fn failed(e: redis::RedisError) -> anyhow::Error {
@@ -684,16 +672,76 @@ impl RedisQueue {
         self.con.clone()
     }
 
-    pub(super) async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
-        let id = t.id.unwrap_or_else(Uuid::new_v4);
-        let task = NewTask {
-            id: Some(id),
-            ..t.clone()
-        };
-        Ok((self.enqueue_many(std::slice::from_ref(&task)).await? == 1).then_some(id))
+    /// Runs one of the queue's scripts with the prefix and `args`; its integer reply.
+    async fn run(&self, script: &Script, args: Vec<String>) -> anyhow::Result<i64> {
+        let mut con = self.con.clone();
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for a in args {
+            invocation.arg(a);
+        }
+        invocation.invoke_async(&mut con).await.map_err(failed)
     }
 
-    pub(super) async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
+    /// Puts a task back until `run_after`: after a failed attempt (`give_back` false), or with
+    /// its attempt given back (a deferral).
+    async fn later(
+        &self,
+        id: Uuid,
+        run_after: DateTime<Utc>,
+        error: &str,
+        give_back: bool,
+    ) -> anyhow::Result<()> {
+        let give_back = if give_back { "1" } else { "0" };
+        let args = vec![
+            id.to_string(),
+            ms(run_after).to_string(),
+            error.to_string(),
+            give_back.to_string(),
+        ];
+        self.run(&scripts().later, args).await.map(drop)
+    }
+
+    /// Cancels a pending task, recording `reason` as its error; false if it is not pending.
+    async fn cancel_because(&self, id: Uuid, reason: &str) -> anyhow::Result<bool> {
+        let args = vec![id.to_string(), reason.to_string()];
+        Ok(self.run(&scripts().cancel_pending, args).await? == 1)
+    }
+
+    /// Worker slots in all live worker processes: `(total, busy, processes)`. Entries not seen
+    /// for 10 s are removed (a killed worker drops out).
+    pub async fn workers(&self) -> anyhow::Result<(u64, u64, u64)> {
+        const STALE_MS: i64 = 10_000;
+        let key = format!("{}workers", self.prefix);
+        let mut con = self.con.clone();
+        let all: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        let (mut total, mut busy, mut live) = (0, 0, 0);
+        let now = ms(Utc::now());
+        for (id, entry) in all {
+            let v: serde_json::Value = serde_json::from_str(&entry).unwrap_or_default();
+            if now - v["seen"].as_i64().unwrap_or(0) > STALE_MS {
+                let _: Result<i64, _> = redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(&id)
+                    .query_async(&mut con)
+                    .await;
+                continue;
+            }
+            total += v["slots"].as_u64().unwrap_or(0);
+            busy += v["busy"].as_u64().unwrap_or(0);
+            live += 1;
+        }
+        Ok((total, busy, live))
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueBackend for RedisQueue {
+    async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
         // Pipelined: one round trip per 500 tasks.
         let mut n = 0;
         for chunk in tasks.chunks(500) {
@@ -737,16 +785,12 @@ impl RedisQueue {
         Ok(n)
     }
 
-    /// Finishes active tasks (each as [`RedisQueue::finish`]) and leases up to `picks.n` tasks
-    /// in one round trip, each from the queue the picker would choose (moving due delayed tasks
-    /// to their queues first). With no finishes it is a plain lease.
-    pub(super) async fn finish_and_claim(
+    /// One round trip, each task from the queue the picker would choose (moving due delayed
+    /// tasks to their queues first). With no finishes it is a plain lease.
+    async fn finish_and_claim(
         &self,
-        done: &[super::Finished],
-        picks: &Picks<'_>,
-        now: DateTime<Utc>,
-        lease: std::time::Duration,
-        owner: &str,
+        done: &[Finished],
+        claim: &Claim<'_>,
     ) -> anyhow::Result<Claimed> {
         let mut con = self.con.clone();
         let mut invocation = scripts().finish_claim.prepare_invoke();
@@ -757,125 +801,65 @@ impl RedisQueue {
                 .arg(d.outcome)
                 .arg(d.error.as_deref().unwrap_or(""));
         }
-        claim_args(&mut invocation, picks, now, lease, owner);
+        claim_args(&mut invocation, claim);
         let reply = invocation.invoke_async(&mut con).await.map_err(failed)?;
         claimed(reply)
     }
 
-    /// Extends the leases of the active tasks `owner` holds of `ids`; returns how many.
-    pub(super) async fn heartbeat(
+    async fn heartbeat(
         &self,
         ids: &[Uuid],
         now: DateTime<Utc>,
-        lease: std::time::Duration,
+        lease: Duration,
         owner: &str,
     ) -> anyhow::Result<u64> {
-        let mut con = self.con.clone();
-        let mut invocation = scripts().heartbeat.prepare_invoke();
-        invocation
-            .arg(&self.prefix)
-            .arg(ms(now))
-            .arg(lease.as_millis() as i64)
-            .arg(owner);
-        for id in ids {
-            invocation.arg(id.to_string());
-        }
-        let n: i64 = invocation.invoke_async(&mut con).await.map_err(failed)?;
-        Ok(n.max(0) as u64)
+        let mut args = vec![
+            ms(now).to_string(),
+            lease.as_millis().to_string(),
+            owner.to_string(),
+        ];
+        args.extend(ids.iter().map(Uuid::to_string));
+        Ok(self.run(&scripts().heartbeat, args).await?.max(0) as u64)
     }
 
-    pub(super) async fn finish(
-        &self,
-        id: Uuid,
-        outcome: &str,
-        error: Option<&str>,
-    ) -> anyhow::Result<()> {
-        let mut con = self.con.clone();
-        let _: i64 = scripts()
-            .finish
-            .arg(&self.prefix)
-            .arg(id.to_string())
-            .arg(outcome)
-            .arg(error.unwrap_or(""))
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        Ok(())
+    async fn finish(&self, done: &Finished) -> anyhow::Result<()> {
+        let error = done.error.clone().unwrap_or_default();
+        let args = vec![done.id.to_string(), done.outcome.to_string(), error];
+        self.run(&scripts().finish, args).await.map(drop)
     }
 
-    pub(super) async fn later(
-        &self,
-        id: Uuid,
-        run_after: DateTime<Utc>,
-        error: &str,
-        give_back: bool,
-    ) -> anyhow::Result<()> {
-        let mut con = self.con.clone();
-        let _: i64 = scripts()
-            .later
-            .arg(&self.prefix)
-            .arg(id.to_string())
-            .arg(ms(run_after))
-            .arg(error)
-            .arg(if give_back { "1" } else { "0" })
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        Ok(())
+    async fn retry(&self, id: Uuid, run_after: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        self.later(id, run_after, error, false).await
     }
 
-    pub(super) async fn release(&self, id: Uuid) -> anyhow::Result<()> {
-        let mut con = self.con.clone();
-        let _: i64 = scripts()
-            .release
-            .arg(&self.prefix)
-            .arg(id.to_string())
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        Ok(())
+    async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
+        self.later(id, run_after, "", true).await
     }
 
-    pub(super) async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
-        let mut con = self.con.clone();
-        let n: i64 = scripts()
-            .requeue_dead
-            .arg(&self.prefix)
-            .arg(id.to_string())
-            .arg(ms(now))
-            .invoke_async(&mut con)
+    async fn release(&self, id: Uuid) -> anyhow::Result<()> {
+        self.run(&scripts().release, vec![id.to_string()])
             .await
-            .map_err(failed)?;
-        Ok(n == 1)
+            .map(drop)
     }
 
-    pub(super) async fn cancel_pending(&self, id: Uuid, reason: &str) -> anyhow::Result<bool> {
-        let mut con = self.con.clone();
-        let n: i64 = scripts()
-            .cancel_pending
-            .arg(&self.prefix)
-            .arg(id.to_string())
-            .arg(reason)
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
-        Ok(n == 1)
+    async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let args = vec![id.to_string(), ms(now).to_string()];
+        Ok(self.run(&scripts().requeue_dead, args).await? == 1)
     }
 
-    pub(super) async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
-        let mut con = self.con.clone();
-        let n: i64 = scripts()
-            .rescue
-            .arg(&self.prefix)
-            .arg(ms(now))
-            .invoke_async(&mut con)
-            .await
-            .map_err(failed)?;
+    async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
+        self.cancel_because(id, "cancelled").await
+    }
+
+    async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        let n = self
+            .run(&scripts().rescue, vec![ms(now).to_string()])
+            .await?;
         Ok(n.max(0) as u64)
     }
 
     /// Cancels every pending task of a job (deleted); returns how many.
-    pub(super) async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
+    async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
         let mut con = self.con.clone();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(format!("{}jobtasks:{job_id}", self.prefix))
@@ -885,7 +869,7 @@ impl RedisQueue {
         let mut n = 0;
         for id in ids {
             if let Ok(id) = Uuid::parse_str(&id) {
-                if self.cancel_pending(id, "job deleted").await? {
+                if self.cancel_because(id, "job deleted").await? {
                     n += 1;
                 }
             }
@@ -894,7 +878,7 @@ impl RedisQueue {
     }
 
     /// Jobs that have a pending or active task.
-    pub(super) async fn busy_jobs(&self, jobs: &[String]) -> anyhow::Result<HashSet<String>> {
+    async fn busy_jobs(&self, jobs: &[String]) -> anyhow::Result<HashSet<String>> {
         if jobs.is_empty() {
             return Ok(HashSet::new());
         }
@@ -914,7 +898,7 @@ impl RedisQueue {
     }
 
     /// The versions of a job that its pending and active tasks will run.
-    pub(super) async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
+    async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
         let mut con = self.con.clone();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(format!("{}jobtasks:{job_id}", self.prefix))
@@ -941,8 +925,9 @@ impl RedisQueue {
     }
 
     /// Tasks per queue and state (of one tenant, or all).
-    pub(super) async fn counts(
+    async fn counts(
         &self,
+        _now: DateTime<Utc>,
         tenant: Option<&str>,
     ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
         let mut con = self.con.clone();
@@ -975,7 +960,7 @@ impl RedisQueue {
     }
 
     /// One task as the API shows it.
-    pub(super) async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
+    async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
         let mut con = self.con.clone();
         let h: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(format!("{}task:{id}", self.prefix))
@@ -1009,5 +994,23 @@ impl RedisQueue {
             run_after: time("ra"),
             created_at: time("c"),
         }))
+    }
+
+    /// Publishes the id on `{prefix}cancel`; every worker process listens and cancels it if it
+    /// runs it.
+    async fn signal_cancel(&self, id: Uuid) -> anyhow::Result<bool> {
+        let mut con = self.con.clone();
+        let _listeners: i64 = redis::cmd("PUBLISH")
+            .arg(format!("{}cancel", self.prefix))
+            .arg(id.to_string())
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(true)
+    }
+
+    async fn cluster_slots(&self) -> anyhow::Result<Option<(usize, usize)>> {
+        let (total, busy, _) = self.workers().await?;
+        Ok(Some((total as usize, busy as usize)))
     }
 }

@@ -16,12 +16,10 @@
 //! - **Pause/resume**: a paused job does not fire; resuming computes the next fire from now.
 
 use crate::queue::{NewTask, Queue};
-use crate::store::sql::{pg_builder, sqlite_builder, stmt, Param};
-use crate::store::Database;
+use crate::store::{platform, schedules, Database};
 use chrono::{DateTime, Utc};
 use codeai_cron::{CronExpr, Schedule as Fires, Tz};
-use codeai_ir::{FieldType, Manifest, Schedule};
-use sqlx::Row;
+use codeai_ir::{Manifest, Schedule};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,6 +97,7 @@ pub struct Tick {
 
 /// Fires jobs onto the queue.
 pub struct Scheduler {
+    db: Database,
     queue: Arc<Queue>,
     jobs: Mutex<BTreeMap<String, ScheduledJob>>,
     misfire: MisfirePolicy,
@@ -107,8 +106,9 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(queue: Arc<Queue>, misfire: MisfirePolicy) -> Scheduler {
+    pub fn new(db: Database, queue: Arc<Queue>, misfire: MisfirePolicy) -> Scheduler {
         Scheduler {
+            db,
             queue,
             jobs: Mutex::new(BTreeMap::new()),
             misfire,
@@ -117,7 +117,7 @@ impl Scheduler {
     }
 
     fn db(&self) -> &Database {
-        self.queue.db()
+        &self.db
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ScheduledJob>> {
@@ -147,12 +147,12 @@ impl Scheduler {
     ) -> anyhow::Result<ScheduledJob> {
         let fires = fires_of(&manifest.schedule, &manifest.timezone)?;
         self.queue.admit_job(tenant, &manifest)?;
-        let (enabled, stored) = self.load_state(job_id).await?;
+        let (enabled, stored) = schedules::state(self.db(), job_id).await?;
         let next_run_at = match stored {
             Some(t) => Some(t),
             None => fires.as_ref().and_then(|f| f.next_after(now)),
         };
-        self.store_next(job_id, next_run_at, None).await?;
+        schedules::set_next(self.db(), job_id, next_run_at).await?;
         let job = ScheduledJob {
             job_id: job_id.to_string(),
             tenant: tenant.to_string(),
@@ -166,84 +166,6 @@ impl Scheduler {
         Ok(job)
     }
 
-    async fn load_state(&self, job_id: &str) -> anyhow::Result<(bool, Option<DateTime<Utc>>)> {
-        let s = stmt(
-            "SELECT enabled, next_run_at FROM jobs WHERE id = ?",
-            vec![Param::Text(job_id.into())],
-        );
-        Ok(match self.db() {
-            Database::Sqlite(pool) => {
-                match sqlite_builder(&s).build().fetch_optional(pool).await? {
-                    Some(row) => (
-                        row.try_get::<bool, _>(0)?,
-                        row.try_get::<Option<String>, _>(1)?
-                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                            .map(|t| t.with_timezone(&Utc)),
-                    ),
-                    None => (true, None),
-                }
-            }
-            Database::Postgres(pool) => match pg_builder(&s).build().fetch_optional(pool).await? {
-                Some(row) => (row.try_get(0)?, row.try_get(1)?),
-                None => (true, None),
-            },
-        })
-    }
-
-    /// Stores `next` as the job's next fire; with `expected`, only if the stored one is still
-    /// `expected` (compare-and-set). Returns whether it was stored.
-    async fn store_next(
-        &self,
-        job_id: &str,
-        next: Option<DateTime<Utc>>,
-        expected: Option<DateTime<Utc>>,
-    ) -> anyhow::Result<bool> {
-        let next = next.map_or(Param::Null(FieldType::Datetime), Param::DateTime);
-        let s = match expected {
-            None => stmt(
-                "UPDATE jobs SET next_run_at = ? WHERE id = ?",
-                vec![next, Param::Text(job_id.into())],
-            ),
-            Some(expected) => stmt(
-                "UPDATE jobs SET next_run_at = ?, last_run_at = ? WHERE id = ? AND next_run_at = ?",
-                vec![
-                    next,
-                    Param::DateTime(expected),
-                    Param::Text(job_id.into()),
-                    Param::DateTime(expected),
-                ],
-            ),
-        };
-        let n = match self.db() {
-            Database::Sqlite(pool) => sqlite_builder(&s)
-                .build()
-                .execute(pool)
-                .await?
-                .rows_affected(),
-            Database::Postgres(pool) => pg_builder(&s).build().execute(pool).await?.rows_affected(),
-        };
-        Ok(n == 1)
-    }
-
-    async fn set_enabled(&self, job_id: &str, enabled: bool) -> anyhow::Result<()> {
-        let s = stmt(
-            "UPDATE jobs SET enabled = ?, updated_at = ? WHERE id = ?",
-            vec![
-                Param::Bool(enabled),
-                Param::DateTime(Utc::now()),
-                Param::Text(job_id.into()),
-            ],
-        );
-        match self.db() {
-            Database::Sqlite(pool) => sqlite_builder(&s).build().execute(pool).await?,
-            Database::Postgres(pool) => {
-                pg_builder(&s).build().execute(pool).await?;
-                return Ok(());
-            }
-        };
-        Ok(())
-    }
-
     /// Forgets a job (deleted): it does not fire any more.
     pub fn remove(&self, job_id: &str) -> bool {
         self.lock().remove(job_id).is_some()
@@ -254,7 +176,7 @@ impl Scheduler {
         if !self.lock().contains_key(job_id) {
             return Ok(false);
         }
-        self.set_enabled(job_id, false).await?;
+        schedules::set_enabled(self.db(), job_id, false, None).await?;
         if let Some(job) = self.lock().get_mut(job_id) {
             job.enabled = false;
         }
@@ -267,8 +189,7 @@ impl Scheduler {
             return Ok(false);
         };
         let next = fires.and_then(|f| f.next_after(now));
-        self.set_enabled(job_id, true).await?;
-        self.store_next(job_id, next, None).await?;
+        schedules::set_enabled(self.db(), job_id, true, Some(next)).await?;
         if let Some(job) = self.lock().get_mut(job_id) {
             job.enabled = true;
             job.next_run_at = next;
@@ -291,25 +212,7 @@ impl Scheduler {
             timezone,
         )?;
         let next = fires.as_ref().and_then(|f| f.next_after(now));
-        let s = stmt(
-            "UPDATE jobs SET schedule_kind = 'cron', cron = ?, timezone = ?, interval_ms = NULL, \
-             run_at = NULL, next_run_at = ?, updated_at = ? WHERE id = ?",
-            vec![
-                Param::Text(cron.into()),
-                Param::Text(timezone.into()),
-                next.map_or(Param::Null(FieldType::Datetime), Param::DateTime),
-                Param::DateTime(Utc::now()),
-                Param::Text(job_id.into()),
-            ],
-        );
-        match self.db() {
-            Database::Sqlite(pool) => {
-                sqlite_builder(&s).build().execute(pool).await?;
-            }
-            Database::Postgres(pool) => {
-                pg_builder(&s).build().execute(pool).await?;
-            }
-        }
+        schedules::set_cron(self.db(), job_id, cron, timezone, next).await?;
         if let Some(job) = self.lock().get_mut(job_id) {
             job.fires = fires;
             job.next_run_at = next;
@@ -317,19 +220,18 @@ impl Scheduler {
         Ok(next)
     }
 
-    /// Runs a job now with `input` (a JSON object), outside its schedule; returns the execution id.
-    /// `None` if the job is unknown.
-    pub async fn trigger(
+    /// The task that runs a job now with `input` (a JSON object), outside its schedule (see
+    /// [`crate::domain::jobs::Jobs::trigger`], which queues it); `None` if the job is unknown.
+    pub fn run_now(
         &self,
         job_id: &str,
         input: &str,
         trigger: &str,
-    ) -> anyhow::Result<Option<Uuid>> {
-        let Some(job) = self.job(job_id) else {
-            return Ok(None);
-        };
-        let task = NewTask {
-            id: None,
+        now: DateTime<Utc>,
+    ) -> Option<NewTask> {
+        let job = self.job(job_id)?;
+        Some(NewTask {
+            id: Some(Uuid::new_v4()),
             tenant: job.tenant.clone(),
             job_id: job.job_id.clone(),
             job_name: job.manifest.name.clone(),
@@ -338,11 +240,10 @@ impl Scheduler {
             trigger: trigger.into(),
             input: input.into(),
             fire_at: None,
-            run_after: Utc::now(),
+            run_after: now,
             max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
             exclusive: job.manifest.overlap == "queue",
-        };
-        self.queue.enqueue(&task).await
+        })
     }
 
     /// Enqueues every fire due at `now` and moves each job's next fire on.
@@ -369,9 +270,9 @@ impl Scheduler {
             let fires = job.fires.clone();
             // Past fires are not replayed one by one: continue from now.
             let next = fires.as_ref().and_then(|f| f.next_after(fire.max(now)));
-            if !self.store_next(&job.job_id, next, Some(fire)).await? {
+            if !schedules::advance(self.db(), &job.job_id, fire, next).await? {
                 // Another scheduler moved it on; take its value.
-                let (_, stored) = self.load_state(&job.job_id).await?;
+                let (_, stored) = schedules::state(self.db(), &job.job_id).await?;
                 if let Some(j) = self.lock().get_mut(&job.job_id) {
                     j.next_run_at = stored;
                 }
@@ -438,33 +339,21 @@ impl Scheduler {
         fire: DateTime<Utc>,
         reason: &str,
     ) -> anyhow::Result<()> {
-        let now = Utc::now();
-        let s = stmt(
-            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
-             trigger, queue, input, error, attempt, max_attempts, scheduled_at, finished_at, \
-             duration_ms, created_at) VALUES (?, ?, ?, ?, ?, 'skipped', 'schedule', ?, '{}', ?, 0, \
-             0, ?, ?, 0, ?)",
-            vec![
-                Param::Uuid(Uuid::new_v4()),
-                Param::Text(job.tenant.clone()),
-                Param::Text(job.job_id.clone()),
-                Param::Text(job.manifest.name.clone()),
-                Param::Int(job.version),
-                Param::Text(job.manifest.queue.clone()),
-                Param::Text(reason.into()),
-                Param::DateTime(fire),
-                Param::DateTime(now),
-                Param::DateTime(now),
-            ],
-        );
-        match self.db() {
-            Database::Sqlite(pool) => {
-                sqlite_builder(&s).build().execute(pool).await?;
-            }
-            Database::Postgres(pool) => {
-                pg_builder(&s).build().execute(pool).await?;
-            }
-        }
+        let record = platform::NewExecution {
+            id: Uuid::new_v4(),
+            tenant: &job.tenant,
+            job_id: &job.job_id,
+            job_name: &job.manifest.name,
+            job_version: Some(job.version),
+            trigger: "schedule",
+            queue: &job.manifest.queue,
+            input: "{}",
+            attempt: 0,
+            max_attempts: 0,
+            scheduled_at: Some(fire),
+            started_at: fire,
+        };
+        platform::record_skipped_fire(self.db(), &record, reason).await?;
         Ok(())
     }
 }

@@ -15,6 +15,7 @@ pub mod platform;
 pub mod quotas;
 pub mod recorder;
 pub mod rows;
+pub mod schedules;
 pub mod secrets;
 pub mod sql;
 pub mod status;

@@ -3,12 +3,11 @@
 //! [`Stmt`], so each function works on SQLite and PostgreSQL alike.
 
 use super::recorder::{FinishRow, Record, StartRow};
-use super::sql::{pg_builder, sqlite_builder, stmt, Param, Stmt};
+use super::sql::{stmt, Param, Stmt};
 use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use codeai_ir::{FieldType, Manifest, Schedule};
 use serde_json::Value;
-use sqlx::Row;
 use uuid::Uuid;
 
 /// The tenant that owns everything when no other is named (created by the first migration).
@@ -19,16 +18,9 @@ use std::path::{Path, PathBuf};
 
 /// The first column of the first row, as text.
 async fn fetch_text(db: &Database, s: &Stmt) -> Result<Option<String>, sqlx::Error> {
-    Ok(match db {
-        Database::Sqlite(pool) => match sqlite_builder(s).build().fetch_optional(pool).await? {
-            Some(row) => row.try_get::<Option<String>, _>(0)?,
-            None => None,
-        },
-        Database::Postgres(pool) => match pg_builder(s).build().fetch_optional(pool).await? {
-            Some(row) => row.try_get::<Option<String>, _>(0)?,
-            None => None,
-        },
-    })
+    Ok(super::rows::scalar::<Option<String>>(db, s)
+        .await?
+        .flatten())
 }
 
 fn text(s: impl Into<String>) -> Param {
@@ -183,16 +175,8 @@ async fn latest_version(db: &Database, job_id: &str) -> Result<(i64, Option<Stri
         "SELECT version, sha256 FROM job_versions WHERE job_id = ? ORDER BY version DESC LIMIT 1",
         vec![text(job_id)],
     );
-    Ok(match db {
-        Database::Sqlite(pool) => match sqlite_builder(&s).build().fetch_optional(pool).await? {
-            Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => (0, None),
-        },
-        Database::Postgres(pool) => match pg_builder(&s).build().fetch_optional(pool).await? {
-            Some(row) => (row.try_get(0)?, row.try_get(1)?),
-            None => (0, None),
-        },
-    })
+    let latest = super::rows::fetch_optional_as::<(i64, Option<String>)>(db, &s).await?;
+    Ok(latest.unwrap_or((0, None)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,34 +227,118 @@ impl NewExecution<'_> {
     }
 }
 
-/// Records an execution that is queued and has not started (a manual run), so it is listed
-/// at once; its first attempt turns it `running`.
-pub async fn record_pending(db: &Database, e: &NewExecution<'_>) -> Result<(), sqlx::Error> {
-    execute(
-        db,
-        &stmt(
-            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
-             trigger, queue, input, attempt, max_attempts, scheduled_at, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
-            vec![
-                Param::Uuid(e.id),
-                text(e.tenant),
-                text(e.job_id),
-                text(e.job_name),
-                e.job_version
-                    .map_or(Param::Null(FieldType::Int), Param::Int),
-                text(ExecutionStatus::Pending.as_str()),
-                text(e.trigger),
-                text(e.queue),
-                text(e.input),
-                Param::Int(e.max_attempts),
-                opt_time(e.scheduled_at),
-                Param::DateTime(e.started_at),
-            ],
-        ),
+/// The statement that records an execution that is queued and has not started (a run now),
+/// so it is listed at once; its first attempt turns it `running`. Written with its task
+/// (see [`crate::domain::jobs`]).
+pub fn pending_execution(e: &NewExecution<'_>) -> Stmt {
+    stmt(
+        "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+         trigger, queue, input, attempt, max_attempts, scheduled_at, created_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
+        vec![
+            Param::Uuid(e.id),
+            text(e.tenant),
+            text(e.job_id),
+            text(e.job_name),
+            e.job_version
+                .map_or(Param::Null(FieldType::Int), Param::Int),
+            text(ExecutionStatus::Pending.as_str()),
+            text(e.trigger),
+            text(e.queue),
+            text(e.input),
+            Param::Int(e.max_attempts),
+            opt_time(e.scheduled_at),
+            Param::DateTime(e.started_at),
+        ],
     )
-    .await?;
-    Ok(())
+}
+
+/// Records a schedule fire that did not run (a misfire, an overlap) as a `skipped` execution
+/// with its reason.
+pub async fn record_skipped_fire(
+    db: &Database,
+    e: &NewExecution<'_>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let now = Utc::now();
+    let s = stmt(
+        "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+         trigger, queue, input, error, attempt, max_attempts, scheduled_at, finished_at, \
+         duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, 0, ?)",
+        vec![
+            Param::Uuid(e.id),
+            text(e.tenant),
+            text(e.job_id),
+            text(e.job_name),
+            e.job_version
+                .map_or(Param::Null(FieldType::Int), Param::Int),
+            text(ExecutionStatus::Skipped.as_str()),
+            text(e.trigger),
+            text(e.queue),
+            text(e.input),
+            text(reason),
+            opt_time(e.scheduled_at),
+            Param::DateTime(now),
+            Param::DateTime(now),
+        ],
+    );
+    execute(db, &s).await.map(drop)
+}
+
+/// Ends an execution that never ran with `status` and `error` (e.g. a run that could not be
+/// queued).
+pub async fn end_execution(
+    db: &Database,
+    tenant: &str,
+    id: Uuid,
+    status: ExecutionStatus,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let s = stmt(
+        "UPDATE job_executions SET status = ?, error = ?, finished_at = ? \
+         WHERE tenant_id = ? AND id = ?",
+        vec![
+            text(status.as_str()),
+            text(error),
+            Param::DateTime(Utc::now()),
+            text(tenant),
+            Param::Uuid(id),
+        ],
+    );
+    execute(db, &s).await.map(drop)
+}
+
+/// Cancels the pending executions of a job, with `reason` as their error.
+pub async fn cancel_pending_of_job(
+    db: &Database,
+    job_id: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    let s = stmt(
+        "UPDATE job_executions SET status = ?, error = ?, finished_at = ? \
+         WHERE job_id = ? AND status = ?",
+        vec![
+            text(ExecutionStatus::Cancelled.as_str()),
+            text(reason),
+            Param::DateTime(now),
+            text(job_id),
+            text(ExecutionStatus::Pending.as_str()),
+        ],
+    );
+    execute(db, &s).await
+}
+
+/// Removes a job's row and its versions, in one transaction (its executions stay).
+pub async fn delete_job(db: &Database, job_id: &str) -> Result<(), sqlx::Error> {
+    let stmts = [
+        stmt(
+            "DELETE FROM job_versions WHERE job_id = ?",
+            vec![text(job_id)],
+        ),
+        stmt("DELETE FROM jobs WHERE id = ?", vec![text(job_id)]),
+    ];
+    super::rows::execute_all(db, &stmts).await.map(drop)
 }
 
 /// How an execution ended, for its record.

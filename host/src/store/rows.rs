@@ -1,4 +1,5 @@
-//! Rows as JSON objects, the same on both databases: what the HTTP API reads.
+//! Statements run the same on both databases: rows as JSON objects (what the HTTP API reads),
+//! typed rows and scalars (what code that knows its columns reads), and writes.
 //!
 //! Each column is decoded by its database type: integers and floats as numbers, booleans
 //! (PostgreSQL `BOOLEAN`) as `true`/`false`, timestamps as RFC 3339 UTC text with microseconds
@@ -9,7 +10,10 @@ use super::sql::{datetime_text, pg_builder, sqlite_builder, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Number, Value};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
+use sqlx::{Decode, FromRow, Postgres, Sqlite, Type};
 
 /// One row: column name → value.
 pub type JsonRow = Map<String, Value>;
@@ -97,6 +101,68 @@ pub(crate) async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error>
             .rows_affected(),
         Database::Postgres(pool) => pg_builder(s).build().execute(pool).await?.rows_affected(),
     })
+}
+
+/// Every row of a statement as a `T` (a tuple or a `sqlx::FromRow` struct), the same on both
+/// databases: what code that knows its columns reads.
+pub(crate) async fn fetch_as<T>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error>
+where
+    T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
+{
+    match db {
+        Database::Sqlite(pool) => sqlite_builder(s).build_query_as().fetch_all(pool).await,
+        Database::Postgres(pool) => pg_builder(s).build_query_as().fetch_all(pool).await,
+    }
+}
+
+/// The first row of a statement as a `T`, if any (see [`fetch_as`]).
+pub(crate) async fn fetch_optional_as<T>(db: &Database, s: &Stmt) -> Result<Option<T>, sqlx::Error>
+where
+    T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
+{
+    match db {
+        Database::Sqlite(pool) => {
+            sqlite_builder(s)
+                .build_query_as()
+                .fetch_optional(pool)
+                .await
+        }
+        Database::Postgres(pool) => pg_builder(s).build_query_as().fetch_optional(pool).await,
+    }
+}
+
+/// The first column of every row of a statement.
+pub(crate) async fn scalars<T>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error>
+where
+    T: Send + Unpin,
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
+{
+    match db {
+        Database::Sqlite(pool) => sqlite_builder(s).build_query_scalar().fetch_all(pool).await,
+        Database::Postgres(pool) => pg_builder(s).build_query_scalar().fetch_all(pool).await,
+    }
+}
+
+/// The first column of the first row of a statement, if there is a row.
+pub(crate) async fn scalar<T>(db: &Database, s: &Stmt) -> Result<Option<T>, sqlx::Error>
+where
+    T: Send + Unpin,
+    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
+{
+    match db {
+        Database::Sqlite(pool) => {
+            sqlite_builder(s)
+                .build_query_scalar()
+                .fetch_optional(pool)
+                .await
+        }
+        Database::Postgres(pool) => {
+            pg_builder(s)
+                .build_query_scalar()
+                .fetch_optional(pool)
+                .await
+        }
+    }
 }
 
 fn float(v: f64) -> Value {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 /// A checked, typed value to bind.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Param {
+pub enum Param {
     /// NULL of a column type (PostgreSQL needs the type of a NULL parameter).
     Null(FieldType),
     Int(i64),
@@ -24,12 +24,12 @@ pub(crate) enum Param {
 }
 
 /// A statement as SQL text and bound parameters in order, independent of the dialect.
-#[derive(Debug, Default)]
-pub(crate) struct Stmt {
+#[derive(Debug, Clone, Default)]
+pub struct Stmt {
     pieces: Vec<Piece>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Piece {
     Sql(String),
     Bind(Param),

@@ -1,0 +1,581 @@
+//! The queue in the platform's database: the `tasks` table (SQLite, the embedded default; or
+//! PostgreSQL, with `FOR UPDATE SKIP LOCKED`). Each move is one statement, or one transaction.
+//!
+//! **Turns**: each task is given its turn when it is enqueued ([`next_turn`]): one after its
+//! tenant's last waiting task in that queue, and never before the queue's current turn; a lease
+//! takes the lowest turn (the oldest first among equals) with one `UPDATE … RETURNING`, and
+//! writes nothing more. A retry, a deferral and a dead task run again take a new turn; a task
+//! released at shutdown or rescued from an expired lease keeps its own.
+
+use super::backend::{Claim, Claimed, Finished, Leased, QueueBackend};
+use super::{NewTask, Picker, QueueCounts, Task, TaskInfo};
+use crate::store::rows::{self, RowExt as _};
+use crate::store::sql::{stmt, Param, Stmt};
+use crate::store::{Database, Dialect};
+use chrono::{DateTime, Utc};
+use codeai_ir::FieldType;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The queue in the `tasks` table.
+pub struct SqlQueue {
+    db: Database,
+}
+
+fn text(s: impl Into<String>) -> Param {
+    Param::Text(s.into())
+}
+
+fn failed(e: sqlx::Error) -> anyhow::Error {
+    anyhow::Error::new(e).context("queue")
+}
+
+fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(lease).unwrap_or_default()
+}
+
+/// A leased task's columns, as `claim` returns them.
+type TaskRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    String,
+    Option<DateTime<Utc>>,
+    i64,
+    i64,
+);
+
+impl SqlQueue {
+    pub fn new(db: Database) -> SqlQueue {
+        SqlQueue { db }
+    }
+
+    async fn execute(&self, sql: &str, params: Vec<Param>) -> anyhow::Result<u64> {
+        rows::execute(&self.db, &stmt(sql, params))
+            .await
+            .map_err(failed)
+    }
+
+    /// The next turn of each (queue, tenant) of `tasks`, in one query.
+    async fn next_turns<'a>(
+        &self,
+        tasks: &'a [NewTask],
+    ) -> anyhow::Result<HashMap<(&'a str, &'a str), i64>> {
+        let mut lanes: Vec<(&str, &str)> = Vec::new();
+        for t in tasks {
+            if !lanes.contains(&(t.queue.as_str(), t.tenant.as_str())) {
+                lanes.push((&t.queue, &t.tenant));
+            }
+        }
+        let turn = next_turn(self.db.dialect(), "?", "?");
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for (i, (queue, tenant)) in lanes.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(" UNION ALL ");
+            }
+            sql.push_str(&format!("SELECT ?, {turn}"));
+            params.push(Param::Int(i as i64));
+            params.extend(std::iter::repeat_n(text(*queue), 4));
+            params.push(text(*tenant));
+        }
+        let turns: Vec<(i64, i64)> = rows::fetch_as(&self.db, &stmt(&sql, params))
+            .await
+            .map_err(failed)?;
+        Ok(turns
+            .into_iter()
+            .filter_map(|(i, turn)| Some((*lanes.get(usize::try_from(i).ok()?)?, turn)))
+            .collect())
+    }
+
+    /// The statement that enqueues one task, with its turn.
+    fn insert(&self, t: &NewTask) -> Stmt {
+        let id = t.id.unwrap_or_else(Uuid::new_v4);
+        let mut params = task_values(t, id, Utc::now());
+        params.extend(std::iter::repeat_n(text(&t.queue), 4));
+        params.push(text(&t.tenant));
+        stmt(
+            &format!(
+                "INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, \
+                 ?, ?, ?, ?, ?, ?, ?, {}) ON CONFLICT DO NOTHING",
+                next_turn(self.db.dialect(), "?", "?")
+            ),
+            params,
+        )
+    }
+
+    /// The next turn of the task an `UPDATE` of `tasks` changes, in its queue for its tenant.
+    fn row_next_turn(&self) -> String {
+        next_turn(self.db.dialect(), "tasks.queue", "tasks.tenant_id")
+    }
+
+    /// Leases the runnable task of one queue with the lowest turn (the oldest among equals).
+    async fn claim_one(&self, queue: &str, claim: &Claim<'_>) -> anyhow::Result<Option<Task>> {
+        let (lock, free) = match self.db.dialect() {
+            Dialect::Sqlite => ("", "0"),
+            Dialect::Postgres => (" FOR UPDATE SKIP LOCKED", "FALSE"),
+        };
+        let sql = format!(
+            "UPDATE tasks SET state = 'active', attempt = attempt + 1, lease_owner = ?, \
+             lease_expires_at = ?, updated_at = ? \
+             WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
+             AND t.run_after <= ? AND (t.exclusive = {free} OR NOT EXISTS \
+             (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
+             ORDER BY t.turn, t.created_at LIMIT 1{lock}) \
+             RETURNING id, tenant_id, job_id, job_name, job_version, queue, trigger, input, \
+             fire_at, attempt, max_attempts"
+        );
+        let s = stmt(
+            &sql,
+            vec![
+                text(claim.owner),
+                Param::DateTime(lease_until(claim.now, claim.lease)),
+                Param::DateTime(claim.now),
+                text(queue),
+                Param::DateTime(claim.now),
+            ],
+        );
+        let Some(row) = rows::fetch_optional_as::<TaskRow>(&self.db, &s)
+            .await
+            .map_err(failed)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Task {
+            id: Uuid::parse_str(&row.0).map_err(|e| anyhow::anyhow!("task id `{}`: {e}", row.0))?,
+            tenant: row.1,
+            job_id: row.2,
+            job_name: row.3,
+            job_version: row.4,
+            queue: row.5,
+            trigger: row.6,
+            input: row.7,
+            fire_at: row.8,
+            attempt: row.9,
+            max_attempts: row.10,
+        }))
+    }
+
+    /// Finishes tasks (as [`QueueBackend::finish`]) in one transaction.
+    async fn finish_many(&self, done: &[Finished]) -> anyhow::Result<()> {
+        let stmts: Vec<Stmt> = done.iter().map(finish_stmt).collect();
+        match stmts.as_slice() {
+            [] => Ok(()),
+            [s] => rows::execute(&self.db, s).await.map(drop).map_err(failed),
+            _ => rows::execute_all(&self.db, &stmts)
+                .await
+                .map(drop)
+                .map_err(failed),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueBackend for SqlQueue {
+    /// One statement: the task and its turn.
+    async fn enqueue(&self, t: &NewTask) -> anyhow::Result<bool> {
+        let n = rows::execute(&self.db, &self.insert(t))
+            .await
+            .map_err(failed)?;
+        Ok(n == 1)
+    }
+
+    /// The record and the task in one transaction (the queue is in the platform's database).
+    async fn enqueue_recorded(
+        &self,
+        t: &NewTask,
+        _db: &Database,
+        record: &Stmt,
+    ) -> anyhow::Result<bool> {
+        let changed = rows::execute_each(&self.db, &[record.clone(), self.insert(t)])
+            .await
+            .map_err(failed)?;
+        Ok(changed.last() == Some(&1))
+    }
+
+    /// One statement per 500 tasks, and one query for their turns.
+    async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
+        let mut n = 0;
+        for chunk in tasks.chunks(500) {
+            let now = Utc::now();
+            // The tasks of one tenant in one queue take consecutive turns from the next one.
+            let mut turns = self.next_turns(chunk).await?;
+            let mut s = Stmt::default();
+            s.sql(format!("INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES "));
+            for (i, t) in chunk.iter().enumerate() {
+                if i > 0 {
+                    s.sql(", ");
+                }
+                let mut values = task_values(t, t.id.unwrap_or_else(Uuid::new_v4), now);
+                let turn = turns
+                    .get_mut(&(t.queue.as_str(), t.tenant.as_str()))
+                    .map_or(0, |next| {
+                        *next += 1;
+                        *next - 1
+                    });
+                values.push(Param::Int(turn));
+                s.sql("(");
+                for (j, v) in values.into_iter().enumerate() {
+                    if j > 0 {
+                        s.sql(", ");
+                    }
+                    s.bind(v);
+                }
+                s.sql(")");
+            }
+            s.sql(" ON CONFLICT DO NOTHING");
+            n += rows::execute(&self.db, &s).await.map_err(failed)?;
+        }
+        Ok(n)
+    }
+
+    /// The finishes in one transaction, then one `UPDATE … RETURNING` per task leased (and one
+    /// per queue found empty). An error after some tasks were leased returns those.
+    async fn finish_and_claim(
+        &self,
+        done: &[Finished],
+        claim: &Claim<'_>,
+    ) -> anyhow::Result<Claimed> {
+        self.finish_many(done).await?;
+        let mut picker = Picker::resume(claim.queues.to_vec(), claim.strict);
+        let mut out = Claimed::default();
+        while out.tasks.len() < claim.n {
+            let Some(queue) = picker.peek(&out.empties) else {
+                break;
+            };
+            match self.claim_one(&queue, claim).await {
+                Ok(Some(task)) => {
+                    picker.served(&queue, &out.empties);
+                    out.tasks.push(Leased {
+                        before: out.empties.len(),
+                        queue,
+                        task,
+                    });
+                }
+                Ok(None) => out.empties.push(queue),
+                Err(e) if out.tasks.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!("dequeue failed: {e:#}");
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn heartbeat(
+        &self,
+        ids: &[Uuid],
+        now: DateTime<Utc>,
+        lease: Duration,
+        owner: &str,
+    ) -> anyhow::Result<u64> {
+        let mut n = 0;
+        for chunk in ids.chunks(200) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut params = vec![
+                Param::DateTime(lease_until(now, lease)),
+                Param::DateTime(now),
+                text(owner),
+            ];
+            params.extend(chunk.iter().map(|id| text(id.to_string())));
+            n += self
+                .execute(
+                    &format!(
+                        "UPDATE tasks SET lease_expires_at = ?, updated_at = ? \
+                         WHERE state = 'active' AND lease_owner = ? AND id IN ({marks})"
+                    ),
+                    params,
+                )
+                .await?;
+        }
+        Ok(n)
+    }
+
+    async fn finish(&self, done: &Finished) -> anyhow::Result<()> {
+        self.finish_many(std::slice::from_ref(done)).await
+    }
+
+    async fn retry(&self, id: Uuid, run_after: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        self.execute(
+            &format!(
+                "UPDATE tasks SET state = 'pending', run_after = ?, last_error = ?, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {} \
+                 WHERE id = ?",
+                self.row_next_turn()
+            ),
+            vec![
+                Param::DateTime(run_after),
+                text(error),
+                Param::DateTime(Utc::now()),
+                text(id.to_string()),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
+        self.execute(
+            &format!(
+                "UPDATE tasks SET state = 'pending', attempt = attempt - 1, run_after = ?, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {} \
+                 WHERE id = ? AND state = 'active'",
+                self.row_next_turn()
+            ),
+            vec![
+                Param::DateTime(run_after),
+                Param::DateTime(Utc::now()),
+                text(id.to_string()),
+            ],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn release(&self, id: Uuid) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",
+            vec![Param::DateTime(Utc::now()), text(id.to_string())],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let n = self
+            .execute(
+                &format!(
+                    "UPDATE tasks SET state = 'pending', attempt = 0, outcome = NULL, \
+                     run_after = ?, trigger = 'retry', updated_at = ?, turn = {} \
+                     WHERE id = ? AND state = 'dead'",
+                    self.row_next_turn()
+                ),
+                vec![
+                    Param::DateTime(now),
+                    Param::DateTime(now),
+                    text(id.to_string()),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE tasks SET state = 'dead', outcome = 'cancelled', updated_at = ? \
+                 WHERE id = ? AND state = 'pending'",
+                vec![Param::DateTime(Utc::now()), text(id.to_string())],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
+        self.execute(
+            "UPDATE tasks SET state = 'dead', outcome = 'cancelled', last_error = 'job deleted', \
+             updated_at = ? WHERE job_id = ? AND state = 'pending'",
+            vec![Param::DateTime(Utc::now()), text(job_id)],
+        )
+        .await
+    }
+
+    async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.execute(
+            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, lease_owner = NULL, \
+             lease_expires_at = NULL, updated_at = ? WHERE state = 'active' AND lease_expires_at < ?",
+            vec![Param::DateTime(now), Param::DateTime(now)],
+        )
+        .await
+    }
+
+    /// Every job with a pending or active task (one query, whatever `jobs` holds).
+    async fn busy_jobs(&self, _jobs: &[String]) -> anyhow::Result<HashSet<String>> {
+        let busy: Vec<String> = rows::scalars(
+            &self.db,
+            &stmt(
+                "SELECT DISTINCT job_id FROM tasks WHERE state IN ('pending', 'active')",
+                vec![],
+            ),
+        )
+        .await
+        .map_err(failed)?;
+        Ok(busy.into_iter().collect())
+    }
+
+    async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
+        let versions: Vec<Option<i64>> = rows::scalars(
+            &self.db,
+            &stmt(
+                "SELECT DISTINCT job_version FROM tasks \
+                 WHERE job_id = ? AND state IN ('pending', 'active')",
+                vec![text(job_id)],
+            ),
+        )
+        .await
+        .map_err(failed)?;
+        Ok(versions.into_iter().map(|v| v.unwrap_or(1)).collect())
+    }
+
+    async fn counts(
+        &self,
+        now: DateTime<Utc>,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
+        let mut params = vec![Param::DateTime(now)];
+        let filter = match tenant {
+            Some(t) => {
+                params.push(text(t));
+                " WHERE tenant_id = ?"
+            }
+            None => "",
+        };
+        let s = stmt(
+            &format!(
+                "SELECT queue, state, outcome, later, COUNT(*) FROM (SELECT queue, state, outcome, \
+                 CASE WHEN run_after > ? THEN 1 ELSE 0 END AS later FROM tasks{filter}) t \
+                 GROUP BY queue, state, outcome, later"
+            ),
+            params,
+        );
+        let groups: Vec<(String, String, Option<String>, i32, i64)> =
+            rows::fetch_as(&self.db, &s).await.map_err(failed)?;
+        let mut out: BTreeMap<String, QueueCounts> = BTreeMap::new();
+        for (queue, state, outcome, later, n) in groups {
+            let c = out.entry(queue).or_default();
+            let n = n as u64;
+            match state.as_str() {
+                "pending" if later == 1 => c.scheduled += n,
+                "pending" => c.pending += n,
+                "active" => c.active += n,
+                "done" => c.completed += n,
+                _ if outcome.as_deref() == Some("cancelled") => {}
+                _ => c.failed += n,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
+        let row = rows::fetch_one(
+            &self.db,
+            &stmt(
+                "SELECT tenant_id, job_id, job_name, job_version, queue, trigger, input, attempt, \
+                 max_attempts, state, outcome, last_error, run_after, created_at FROM tasks \
+                 WHERE id = ?",
+                vec![text(id.to_string())],
+            ),
+        )
+        .await?;
+        Ok(row.map(|r| TaskInfo {
+            id,
+            tenant: r.text("tenant_id").unwrap_or_default(),
+            job_id: r.text("job_id").unwrap_or_default(),
+            job_name: r.text("job_name").unwrap_or_default(),
+            job_version: r.int("job_version"),
+            queue: r.text("queue").unwrap_or_default(),
+            trigger: r.text("trigger").unwrap_or_default(),
+            input: r.text("input").unwrap_or_default(),
+            attempt: r.int("attempt").unwrap_or(0),
+            max_attempts: r.int("max_attempts").unwrap_or(1),
+            state: r.text("state").unwrap_or_default(),
+            outcome: r.text("outcome"),
+            last_error: r.text("last_error"),
+            run_after: r.time("run_after"),
+            created_at: r.time("created_at"),
+        }))
+    }
+
+    /// One host process runs everything on the SQL queue: there is no other to ask.
+    async fn signal_cancel(&self, _id: Uuid) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+
+    async fn cluster_slots(&self) -> anyhow::Result<Option<(usize, usize)>> {
+        Ok(None)
+    }
+}
+
+/// The columns of a new task, in the order of [`task_values`].
+const TASK_COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, queue, state, trigger, \
+    input, fire_at, run_after, attempt, max_attempts, exclusive, created_at, updated_at";
+
+/// A new task's values for [`TASK_COLUMNS`].
+fn task_values(t: &NewTask, id: Uuid, now: DateTime<Utc>) -> Vec<Param> {
+    vec![
+        text(id.to_string()),
+        text(&t.tenant),
+        text(&t.job_id),
+        text(&t.job_name),
+        t.job_version
+            .map_or(Param::Null(FieldType::Int), Param::Int),
+        text(&t.queue),
+        text("pending"),
+        text(&t.trigger),
+        text(&t.input),
+        t.fire_at
+            .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+        Param::DateTime(t.run_after),
+        Param::Int(0),
+        Param::Int(t.max_attempts.max(1)),
+        Param::Bool(t.exclusive),
+        Param::DateTime(now),
+        Param::DateTime(now),
+    ]
+}
+
+/// The SQL expression of the turn a new task of tenant `tenant` in queue `queue` takes (both
+/// SQL: `?` placeholders, or columns of the row an `UPDATE` changes): one after the tenant's
+/// last waiting task in that queue, and not before the queue's current turn — the highest turn
+/// leased (active or done) or the lowest waiting, whichever is later. A tenant that had nothing
+/// waiting joins the current turn, so it comes next within one turn; a tenant that has waited
+/// long has no credit saved up. Each part is one step down an index: `tasks_ready_idx` (state,
+/// queue, turn) and `tasks_lane_idx` (the waiting tasks by queue, tenant and turn). With `?`
+/// placeholders it binds `queue` four times, then `tenant`. Dead tasks are left out: a
+/// cancelled flood's turns were never leased.
+fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
+    let greatest = match dialect {
+        Dialect::Sqlite => "MAX",
+        Dialect::Postgres => "GREATEST",
+    };
+    format!(
+        "{greatest}(\
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'active' AND x.queue = {queue} \
+         ORDER BY x.turn DESC LIMIT 1), 0), \
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'done' AND x.queue = {queue} \
+         ORDER BY x.turn DESC LIMIT 1), 0), \
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'pending' AND x.queue = {queue} \
+         ORDER BY x.turn LIMIT 1), 0), \
+         COALESCE((SELECT x.turn + 1 FROM tasks x WHERE x.state = 'pending' AND \
+         x.queue = {queue} AND x.tenant_id = {tenant} ORDER BY x.turn DESC LIMIT 1), 0))"
+    )
+}
+
+/// The update that finishes an active task.
+fn finish_stmt(done: &Finished) -> Stmt {
+    let state = if matches!(done.outcome, "completed" | "skipped") {
+        "done"
+    } else {
+        "dead"
+    };
+    stmt(
+        "UPDATE tasks SET state = ?, outcome = ?, last_error = ?, lease_owner = NULL, \
+         lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",
+        vec![
+            text(state),
+            text(done.outcome),
+            done.error
+                .as_deref()
+                .map_or(Param::Null(FieldType::String), text),
+            Param::DateTime(Utc::now()),
+            text(done.id.to_string()),
+        ],
+    )
+}
