@@ -28,12 +28,9 @@ job Noop {
 }
 "#;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
+use fixtures::env_number as env_u64;
 
 struct Outcome {
     latencies: Vec<Duration>,

@@ -143,60 +143,13 @@ impl clock::Host for Null {
 
 const NOOP_DSL: &str = r#"job Noop { steps { answer { compute: 42 as: answer } } }"#;
 
-/// A component whose `run` returns `ok(completed("{}"))`, with the DSL job's manifest.
-const TRIVIAL: &str = r#"(module
-  (memory (export "memory") 1)
-  (global $bump (mut i32) (i32.const 4096))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
-    (global.set $bump (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
-  (data (i32.const 16) "{}")
-  (func (export "run") (param i32 i32) (result i32)
-    (i32.store8 (i32.const 64) (i32.const 0))
-    (i32.store8 (i32.const 68) (i32.const 0))
-    (i32.store (i32.const 72) (i32.const 16))
-    (i32.store (i32.const 76) (i32.const 2))
-    (i32.const 64)))"#;
+#[path = "../tests/common/handmade.rs"]
+mod handmade;
 
+/// A component whose `run` returns `ok(completed("{}"))`, with the DSL job's manifest.
 fn trivial_component(manifest: &codeai_ir::Manifest) -> Vec<u8> {
-    let mut module = wat::parse_str(TRIVIAL).expect("the WAT parses");
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
-        .expect("the WIT parses");
-    let world = resolve
-        .select_world(&[package], Some("job"))
-        .expect("world");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("metadata");
-    let mut component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|e| e.validate(true).encode())
-        .expect("the component encodes");
     let manifest = serde_json::to_vec(manifest).expect("manifest");
-    let name = codeai_ir::MANIFEST_SECTION.as_bytes();
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name);
-    section.extend_from_slice(&manifest);
-    component.push(0);
-    let mut n = section.len();
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        component.push(if n == 0 { byte } else { byte | 0x80 });
-        if n == 0 {
-            break;
-        }
-    }
-    component.extend_from_slice(&section);
-    component
+    handmade::job_component("Trivial", "", handmade::RUN_COMPLETED, &manifest)
 }
 
 struct Stats {

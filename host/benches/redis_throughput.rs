@@ -12,27 +12,15 @@
 //! `cargo bench -p codeai-host --bench redis_throughput`
 
 use chrono::Utc;
-use codeai_host::caps::platform::{Platform, PlatformConfig};
-use codeai_host::executor::Executor;
 use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
-use codeai_host::runtime::{Runtime, RuntimeConfig};
 use codeai_host::store::{migrate, platform, Database};
 use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const NOOP: &str = r#"
-job Noop {
-    steps { one { compute: { ok: true } as: result } }
-}
-"#;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
+use fixtures::{env_number as env_usize, local_executor, run_now, NOOP};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -69,36 +57,14 @@ fn main() {
             .await
             .unwrap();
         let dir = std::env::temp_dir().join(&name);
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: dir.join("cache"),
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
-        runtime.prepare(&a.bytes).unwrap();
-        let executor = Arc::new(Executor::new(
-            runtime,
-            Platform::new(
-                db.clone(),
-                PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
-            ),
-        ));
+        let executor = local_executor(&db, &dir, "cache", None);
+        executor.runtime().prepare(&a.bytes).unwrap();
         let queue = Arc::new(Queue::on(redis.clone(), QueueConfig::default()));
-        let tasks: Vec<NewTask> = (0..n)
-            .map(|_| NewTask {
-                id: None,
-                tenant: "default".into(),
-                job_id: reg.job_id.clone(),
-                job_name: "Noop".into(),
-                job_version: Some(reg.version),
-                queue: "default".into(),
-                trigger: "bench".into(),
-                input: "{}".into(),
-                fire_at: None,
-                run_after: Utc::now(),
-                max_attempts: 1,
-                exclusive: false,
-            })
-            .collect();
+        let task = NewTask {
+            trigger: "bench".into(),
+            ..run_now(&reg.job_id, reg.version, "Noop")
+        };
+        let tasks = vec![task; n];
         let t = Instant::now();
         queue.enqueue_many(&tasks).await.unwrap();
         let enqueue = t.elapsed();

@@ -10,10 +10,7 @@
 //! `LATENESS_JOBS` (default 10000) change the sizes.
 
 use chrono::{Duration as ChronoDuration, Utc};
-use codeai_host::caps::platform::{Platform, PlatformConfig};
-use codeai_host::executor::Executor;
 use codeai_host::queue::{NewTask, Queue, QueueConfig};
-use codeai_host::runtime::{Runtime, RuntimeConfig};
 use codeai_host::scheduler::{MisfirePolicy, Scheduler};
 use codeai_host::store::{migrate, platform, Database};
 use codeai_host::worker::{run_scheduler, PoolConfig, WorkerPool};
@@ -21,18 +18,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const NOOP: &str = r#"
-job Noop {
-    steps { one { compute: { ok: true } as: result } }
-}
-"#;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "../tests/common/fixtures.rs"]
+mod fixtures;
+use fixtures::{env_number as env_usize, local_executor, run_now, NOOP};
 
 async fn database(dir: &std::path::Path) -> Database {
     let db = Database::connect(&format!("sqlite:{}", dir.join("bench.db").display()))
@@ -56,33 +44,13 @@ async fn throughput(dir: &std::path::Path, n: usize) {
     let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
         .await
         .unwrap();
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: dir.join("cache"),
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let executor = Arc::new(Executor::new(
-        runtime,
-        Platform::new(
-            db.clone(),
-            PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
-        ),
-    ));
+    let executor = local_executor(&db, dir, "cache", None);
     let queue = Arc::new(Queue::new(db.clone(), QueueConfig::default()));
     let tasks: Vec<NewTask> = (0..n)
         .map(|i| NewTask {
-            id: None,
-            tenant: "default".into(),
-            job_id: reg.job_id.clone(),
-            job_name: "Noop".into(),
-            job_version: Some(reg.version),
-            queue: ["critical", "default", "low"][i % 3].into(),
+            queue: fixtures::QUEUES[i % 3].into(),
             trigger: "bench".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: Utc::now(),
-            max_attempts: 1,
-            exclusive: false,
+            ..run_now(&reg.job_id, reg.version, "Noop")
         })
         .collect();
     // Where the time goes: one recorded execution alone, and the queue's own moves alone.
@@ -210,19 +178,7 @@ async fn lateness(dir: &std::path::Path, n: usize) {
             .unwrap();
     }
     let executor_less_pool = {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: dir.join("cache2"),
-            pool_size: 1,
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
-        let executor = Arc::new(Executor::new(
-            runtime,
-            Platform::new(
-                db.clone(),
-                PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
-            ),
-        ));
+        let executor = local_executor(&db, dir, "cache2", Some(1));
         WorkerPool::new(
             queue.clone(),
             executor,

@@ -846,15 +846,7 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
         (Some("Ticker"), Some("acme"))
     );
     assert_eq!(up["version"], 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let done = executions_of(&t, &token, "Ticker", "&status=completed").await;
-        if done.iter().filter(|e| e["trigger"] == "schedule").count() >= 2 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "Ticker did not fire");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_scheduled_runs(&t, &token, "Ticker", 2).await;
 
     // The same bytes again: nothing changes. A changed job: version 2, old runs keep 1.
     let (status, same) = upload(&t, &token, ticker.clone(), "application/wasm").await;
@@ -870,18 +862,13 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     assert_eq!(job["schedule"]["every_ms"], 2000);
     let old = executions_of(&t, &token, "Ticker", "").await;
     assert!(old.iter().any(|e| e["job_version"] == 1));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !executions_of(&t, &token, "Ticker", "&status=completed")
-        .await
-        .iter()
-        .any(|e| e["job_version"] == 2)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "version 2 did not run"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_until("version 2 did not run", || async {
+        executions_of(&t, &token, "Ticker", "&status=completed")
+            .await
+            .iter()
+            .any(|e| e["job_version"] == 2)
+    })
+    .await;
 
     // The admin uploads for a named tenant; an unknown tenant is refused.
     let (fails, _) = compiled(UPLOADED, "AlwaysFails");
@@ -902,33 +889,52 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
         .call(Some(&token), reqwest::Method::DELETE, "/jobs/Ticker", None)
         .await;
     assert_eq!(status, 204);
+    let deleted_at = Utc::now();
     let (status, body) = t.get(&token, "/jobs/Ticker").await;
     assert_error(status, &body, 404, "not_found");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let count = |db: Database, id: String| async move {
-        let sql = "SELECT COUNT(*) FROM job_executions WHERE job_id = ";
-        match &db {
-            Database::Sqlite(p) => sqlx::query_scalar::<_, i64>(&format!("{sql}?"))
-                .bind(id)
-                .fetch_one(p)
-                .await
-                .unwrap(),
-            Database::Postgres(p) => sqlx::query_scalar::<_, i64>(&format!("{sql}$1"))
-                .bind(id)
-                .fetch_one(p)
-                .await
-                .unwrap(),
-        }
-    };
-    let before = count(db.clone(), job_id.clone()).await;
-    assert!(before >= 3);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert_eq!(
-        count(db.clone(), job_id.clone()).await,
-        before,
-        "fired after delete"
+    // The scheduler has forgotten it: a tick a day ahead fires nothing of it.
+    assert!(t.host().scheduler.job(&job_id).is_none());
+    let tick = t
+        .host()
+        .scheduler
+        .tick(deleted_at + chrono::Duration::days(1))
+        .await
+        .unwrap();
+    assert!(
+        tick.enqueued.iter().all(|(name, _, _)| name != "Ticker"),
+        "{tick:?}"
     );
+    // And the host's own scheduler loop goes on without it: a marker job uploaded after the
+    // delete runs three scheduled fires (two seconds, Ticker's period, past the delete), and
+    // still no run of Ticker was scheduled after the delete. Runs of fires due before it may
+    // still finish; they are history.
+    let (marker, _) = compiled(&UPLOADED.replace("job Ticker", "job Marker"), "Marker");
+    let (status, body) = upload(&t, &token, marker, "application/wasm").await;
+    assert_eq!(status, 201, "{body}");
+    wait_scheduled_runs(&t, &token, "Marker", 3).await;
+    let fires: Vec<Option<DateTime<Utc>>> = common::column(
+        &db,
+        "SELECT scheduled_at FROM job_executions WHERE job_id = ?",
+        &[&job_id],
+    )
+    .await;
+    assert!(fires.len() >= 3, "the history is gone: {fires:?}");
+    let late: Vec<_> = fires
+        .iter()
+        .flatten()
+        .filter(|f| **f > deleted_at)
+        .collect();
+    assert!(late.is_empty(), "fired after delete: {late:?}");
     t.stop().await;
+}
+
+/// Waits until `job` has completed `n` scheduled runs.
+async fn wait_scheduled_runs(t: &TestHost, token: &str, job: &str, n: usize) {
+    common::wait_until(&format!("{job} did not fire {n} times"), || async {
+        let done = executions_of(t, token, job, "&status=completed").await;
+        done.iter().filter(|e| e["trigger"] == "schedule").count() >= n
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1187,19 +1193,8 @@ async fn sqlite_tenant_limits() {
 /// executions over the API frees the slots and resolves it.
 async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
     // A server that accepts and never answers: every call waits until cancelled.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let accepted = accepted.clone();
-        tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                held.push(socket);
-                accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
-    }
+    let slow = common::peers::HangingPeer::start().await;
+    let url = slow.url.clone();
     let t = TestHost::start(db.clone(), move |c| {
         c.pool.slots = 2;
         c.platform = PlatformConfig::local(
@@ -1219,14 +1214,7 @@ async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
         let (_, run) = t.post(ADMIN, "/jobs/Waits/run", None).await;
         ids.push(run["id"].as_str().unwrap().to_string());
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the runs did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until("the runs did not start", || async { slow.accepted() >= 2 }).await;
     let first = t.host().alerts.evaluate(Utc::now()).await.unwrap();
     assert!(!first.started.contains(&"worker_starvation".to_string()));
     let second = t.host().alerts.evaluate(Utc::now()).await.unwrap();
@@ -1254,11 +1242,10 @@ async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
     for id in &ids {
         assert_eq!(t.wait_final(ADMIN, id).await["status"], "cancelled");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while t.host().pool.utilisation().1 > 0 {
-        assert!(std::time::Instant::now() < deadline, "slots not freed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::wait_until("slots not freed", || async {
+        t.host().pool.utilisation().1 == 0
+    })
+    .await;
     let third = t.host().alerts.evaluate(Utc::now()).await.unwrap();
     assert_eq!(third.resolved, vec!["worker_starvation".to_string()]);
     t.stop().await;

@@ -4,6 +4,8 @@
 //! attempt was cut off by the kill runs again after its lease expires and writes the same row).
 //! `tests/scale_out.rs` counts duplicate runs through an event each run emits.
 
+mod common;
+
 use chrono::Utc;
 use codeai_host::queue::{NewTask, Queue, QueueConfig};
 use codeai_host::store::Database;
@@ -59,10 +61,7 @@ fn start(dir: &Path) -> Child {
 }
 
 async fn count(db: &Database, sql: &str) -> i64 {
-    let Database::Sqlite(pool) = db else {
-        unreachable!()
-    };
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    common::count(db, sql, &[]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,18 +93,8 @@ async fn kill_9_in_a_burst_loses_no_task() {
     let queue = Queue::new(db.clone(), QueueConfig::default());
     let tasks: Vec<NewTask> = (0..1000)
         .map(|i| NewTask {
-            id: None,
-            tenant: "default".into(),
-            job_id: job_id.clone(),
-            job_name: "Noop".into(),
-            job_version: Some(1),
-            queue: ["critical", "default", "low"][i % 3].into(),
-            trigger: "manual".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: Utc::now(),
-            max_attempts: 1,
-            exclusive: false,
+            queue: common::fixtures::QUEUES[i % 3].into(),
+            ..common::fixtures::run_now(&job_id, 1, "Noop")
         })
         .collect();
     assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), 1000);

@@ -373,73 +373,59 @@ async fn comparisons_on_every_type(db: Database) {
     let data = capability(&db, "tenant-a").await;
     seed_items(&data).await;
     let by_name = &[("name", false)];
-    assert_eq!(
-        names(&data, one("kind", CompareOp::Ne, json!("fruit")), by_name).await,
-        ["Cabbage", "carrot", "celery", "egg"]
-    );
-    assert_eq!(
-        names(&data, one("active", CompareOp::Eq, json!(false)), by_name).await,
-        ["celery", "cherry"]
-    );
-    assert_eq!(
-        names(&data, one("weight", CompareOp::Gt, json!(0.4)), by_name).await,
-        ["Cabbage", "celery"]
-    );
-    assert_eq!(
-        names(&data, one("score", CompareOp::Le, json!(3)), by_name).await,
-        ["banana", "celery"]
-    );
-    assert_eq!(
-        names(
-            &data,
-            one("due", CompareOp::Lt, json!("2026-01-09")),
-            by_name
-        )
-        .await,
-        ["celery"]
-    );
-    // Datetimes compare as instants whatever offset they were written with.
-    assert_eq!(
-        names(
-            &data,
-            one("seen_at", CompareOp::Lt, json!("2026-01-11T09:00:00Z")),
-            by_name
-        )
-        .await,
-        ["cherry"]
-    );
-    assert_eq!(
-        names(
-            &data,
-            one("seen_at", CompareOp::Eq, json!("2026-01-12T03:00:00-05:00")),
-            by_name
-        )
-        .await,
-        ["apple"]
-    );
-    assert_eq!(
-        names(
-            &data,
-            one("seen_at", CompareOp::Ge, json!("2026-01-11T08:00:00Z")),
-            by_name
-        )
-        .await,
-        ["apple", "cherry"]
-    );
-    // `like` is case-insensitive on both databases.
-    assert_eq!(
-        names(&data, one("name", CompareOp::Like, json!("%AB%")), by_name).await,
-        ["Cabbage"]
-    );
-    assert_eq!(
-        names(
-            &data,
-            one("name", CompareOp::Like, json!("c_rrot")),
-            by_name
-        )
-        .await,
-        ["carrot"]
-    );
+    // (field, comparison, value, the names of the rows that match, in order).
+    let cases: [(&str, CompareOp, Value, &[&str]); 10] = [
+        (
+            "kind",
+            CompareOp::Ne,
+            json!("fruit"),
+            &["Cabbage", "carrot", "celery", "egg"][..],
+        ),
+        (
+            "active",
+            CompareOp::Eq,
+            json!(false),
+            &["celery", "cherry"][..],
+        ),
+        (
+            "weight",
+            CompareOp::Gt,
+            json!(0.4),
+            &["Cabbage", "celery"][..],
+        ),
+        ("score", CompareOp::Le, json!(3), &["banana", "celery"][..]),
+        ("due", CompareOp::Lt, json!("2026-01-09"), &["celery"][..]),
+        // Datetimes compare as instants whatever offset they were written with.
+        (
+            "seen_at",
+            CompareOp::Lt,
+            json!("2026-01-11T09:00:00Z"),
+            &["cherry"][..],
+        ),
+        (
+            "seen_at",
+            CompareOp::Eq,
+            json!("2026-01-12T03:00:00-05:00"),
+            &["apple"][..],
+        ),
+        (
+            "seen_at",
+            CompareOp::Ge,
+            json!("2026-01-11T08:00:00Z"),
+            &["apple", "cherry"][..],
+        ),
+        // `like` is case-insensitive on both databases.
+        ("name", CompareOp::Like, json!("%AB%"), &["Cabbage"][..]),
+        ("name", CompareOp::Like, json!("c_rrot"), &["carrot"][..]),
+    ];
+    for (field, op, value, expected) in cases {
+        let what = format!("{field} {op:?} {value}");
+        assert_eq!(
+            names(&data, one(field, op, value), by_name).await,
+            expected,
+            "{what}"
+        );
+    }
     // A uuid by equality.
     let apple = data
         .select_rows(&query(

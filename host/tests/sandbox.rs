@@ -12,19 +12,23 @@ use codeai_host::wasm::{
 };
 use codeai_ir::Manifest;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
 
 // ---------------------------------------------------------------------------------------------
 // Fake capabilities
 // ---------------------------------------------------------------------------------------------
 
-/// Records which capability calls reached it; `state.get` takes `state_delay` to answer;
+/// Records which capability calls reached it; `state.get` signals `entered` and takes
+/// `state_delay` to answer;
 /// `data.select` holds `select_bytes` of host buffer for its answer, charged to the execution's
 /// memory budget as the real capabilities do.
 #[derive(Default)]
 struct Fake {
     calls: Vec<String>,
     state_delay: Duration,
+    entered: Option<Arc<tokio::sync::Notify>>,
     select_bytes: usize,
     budget: Option<MemoryBudget>,
 }
@@ -156,6 +160,9 @@ impl events::Host for Fake {
 impl state::Host for Fake {
     async fn get(&mut self, _: String) -> Option<String> {
         self.record("state.get");
+        if let Some(entered) = &self.entered {
+            entered.notify_one();
+        }
         tokio::time::sleep(self.state_delay).await;
         None
     }
@@ -251,57 +258,13 @@ fn noop() -> Arc<PreparedJob<Fake>> {
         .expect("the DSL job prepares")
 }
 
-/// The core module every WAT job starts from: a memory, a bump allocator for the host's strings,
-/// and `$completed`, which builds `ok(completed(<string>))` in a return area at 64.
-const PRELUDE: &str = r#"
-  (memory (export "memory") 2)
-  (global $bump (mut i32) (i32.const 4096))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
-    (global.set $bump (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
-  (func $completed (param $ptr i32) (param $len i32) (result i32)
-    (i32.store8 (i32.const 64) (i32.const 0))
-    (i32.store8 (i32.const 68) (i32.const 0))
-    (i32.store (i32.const 72) (local.get $ptr))
-    (i32.store (i32.const 76) (local.get $len))
-    (i32.const 64))
-  (data (i32.const 16) "{}")
-"#;
-
-/// A job component from WAT (imports, then `PRELUDE`, then `body`) with a manifest listing
-/// `capabilities`.
+/// A job component from WAT (imports, then the shared prelude, then `body`) with a manifest
+/// listing `capabilities`.
 fn wat_job(name: &str, imports: &str, body: &str, capabilities: &[&str]) -> Vec<u8> {
-    let text = format!("(module {imports} {PRELUDE} {body})");
-    let mut module = wat::parse_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
-        .expect("the WIT parses");
-    let world = resolve
-        .select_world(&[package], Some("job"))
-        .expect("the job world");
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .expect("metadata embeds");
-    let mut component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|e| e.validate(true).encode())
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
     let mut manifest = noop_dsl().1.clone();
     manifest.name = name.to_string();
     manifest.capabilities = capabilities.iter().map(|c| c.to_string()).collect();
-    codeai_dsl::emit::append_custom_section(
-        &mut component,
-        codeai_ir::MANIFEST_SECTION,
-        &serde_json::to_vec(&manifest).unwrap(),
-    );
-    component
+    common::handmade::job_component(name, imports, body, &serde_json::to_vec(&manifest).unwrap())
 }
 
 const LOG: &str = r#"(import "codeai:host/log@0.1.0" "write" (func $log (param i32 i32 i32)))"#;
@@ -661,49 +624,49 @@ async fn every_execution_starts_with_fresh_globals() {
     }
 }
 
+// Cancelling stops a guest that would otherwise never end on its own (unbounded fuel, a host
+// call answering in an hour): the execution ending `Cancelled` at all is the proof. How fast it
+// stops is measured by the `exec` bench, not asserted here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_cpu_bound_guest_stops_it_within_100_ms() {
+async fn cancelling_a_cpu_bound_guest_stops_it() {
     let cancel = CancelToken::new();
     let options = ExecOptions {
         fuel: Some(u64::MAX / 2),
+        timeout: Some(Duration::from_secs(3600)),
         cancel: Some(cancel.clone()),
         ..ExecOptions::default()
     };
     let running = tokio::spawn(async { run(spin(), options).await });
+    // Let it start spinning (a cancel before the start would end it just the same).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let requested = Instant::now();
     cancel.cancel();
-    let result = running.await.unwrap();
-    let latency = requested.elapsed();
+    let result = common::within_liveness("the cancelled guest did not stop", running)
+        .await
+        .unwrap();
     assert_eq!(result.status, Status::Cancelled, "{result:?}");
-    assert!(latency < Duration::from_millis(100), "{latency:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_guest_waiting_in_a_host_call_stops_it_within_100_ms() {
+async fn cancelling_a_guest_waiting_in_a_host_call_stops_it() {
     let cancel = CancelToken::new();
     let options = ExecOptions {
+        timeout: Some(Duration::from_secs(3600)),
         cancel: Some(cancel.clone()),
         ..ExecOptions::default()
     };
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let fake = Fake {
+        entered: Some(entered.clone()),
+        ..Fake::slow_state(Duration::from_secs(3600))
+    };
     let job = waits_on_state();
-    let running = tokio::spawn(async move {
-        runtime()
-            .execute(
-                &job,
-                Fake::slow_state(Duration::from_secs(30)),
-                "{}",
-                options,
-            )
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let requested = Instant::now();
+    let running = tokio::spawn(async move { runtime().execute(&job, fake, "{}", options).await });
+    common::within_liveness("the guest did not call `state.get`", entered.notified()).await;
     cancel.cancel();
-    let execution = running.await.unwrap();
-    let latency = requested.elapsed();
+    let execution = common::within_liveness("the cancelled guest did not stop", running)
+        .await
+        .unwrap();
     assert_eq!(execution.result.status, Status::Cancelled);
-    assert!(latency < Duration::from_millis(100), "{latency:?}");
     assert_eq!(execution.capabilities.calls, ["state.get"]);
 }
 

@@ -33,30 +33,13 @@ job EveryMinute {
 "#;
 
 fn pg_base() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+    common::postgres_url()
 }
 
 /// A fresh PostgreSQL database the processes can all open by URL; dropped by `drop_database`.
 async fn create_database(name: &str) -> Option<String> {
     let base = pg_base();
-    let admin = match PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(PgConnectOptions::from_str(&base).unwrap())
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("PostgreSQL at {base} is unreachable under CI=true: {e}");
-            }
-            eprintln!("notice: PostgreSQL unreachable ({e}); skipping");
-            return None;
-        }
-    };
+    let admin = common::postgres_admin(&base).await?;
     sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
         .execute(&admin)
         .await
@@ -118,17 +101,11 @@ fn kill9(child: &mut Child) {
 }
 
 async fn scalar(db: &Database, sql: &str) -> i64 {
-    let Database::Postgres(pool) = db else {
-        unreachable!()
-    };
-    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    common::count(db, sql, &[]).await
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    common::fixtures::env_number(name, default)
 }
 
 /// The `Noop` job of [`JOB`], compiled and registered for the default tenant.
@@ -145,23 +122,11 @@ async fn register_noop(db: &Database) -> platform::Registered {
 
 /// `n` manual runs of the registered `Noop`, runnable now.
 fn noop_tasks(reg: &platform::Registered, n: usize, max_attempts: i64) -> Vec<NewTask> {
-    let now = Utc::now();
-    (0..n)
-        .map(|_| NewTask {
-            id: None,
-            tenant: "default".into(),
-            job_id: reg.job_id.clone(),
-            job_name: "Noop".into(),
-            job_version: Some(reg.version),
-            queue: "default".into(),
-            trigger: "manual".into(),
-            input: "{}".into(),
-            fire_at: None,
-            run_after: now,
-            max_attempts,
-            exclusive: false,
-        })
-        .collect()
+    let task = NewTask {
+        max_attempts,
+        ..common::fixtures::run_now(&reg.job_id, reg.version, "Noop")
+    };
+    vec![task; n]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -600,14 +565,33 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The database goes away for 5 s in the middle of the run.
+    // The database goes away in the middle of the run. In its place at its port, a stand-in
+    // that takes each connection and closes it at once, counting them: the worker must come
+    // back to the database again and again (waiting with its backoff between tries), and be
+    // running still after it met the outage that many times.
     assert!(crash(), "pg_ctl stop -m immediate failed");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stand_in = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the database's port");
+    let tries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = tries.clone();
+    let refusing = tokio::spawn(async move {
+        while let Ok((socket, _)) = stand_in.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    common::wait_until("the worker did not come back to the database", || async {
+        tries.load(std::sync::atomic::Ordering::SeqCst) >= 10
+    })
+    .await;
     assert!(
         worker.0[0].try_wait().unwrap().is_none(),
         "the worker exited while the database was down"
     );
     let left = queue.counts(Utc::now(), None).await.unwrap()["default"].pending;
+    refusing.abort();
+    let _ = refusing.await;
     assert!(start(), "the private PostgreSQL did not start again");
 
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -5,7 +5,7 @@
 
 #[macro_use]
 mod common;
-use common::peers::HttpPeer;
+use common::peers::{HangingPeer, HttpPeer};
 
 use chrono::{DateTime, Utc};
 use codeai_host::caps::platform::{Platform, PlatformConfig};
@@ -117,18 +117,9 @@ async fn attempts(db: &Database, id: &str) -> Vec<(String, DateTime<Utc>, DateTi
 /// A manual run of a registered job, due now.
 fn manual_task(reg: &platform::Registered, name: &str, queue: &str, max_attempts: i64) -> NewTask {
     NewTask {
-        id: None,
-        tenant: "default".into(),
-        job_id: reg.job_id.clone(),
-        job_name: name.into(),
-        job_version: Some(reg.version),
         queue: queue.into(),
-        trigger: "manual".into(),
-        input: "{}".into(),
-        fire_at: None,
-        run_after: Utc::now(),
         max_attempts,
-        exclusive: false,
+        ..common::fixtures::run_now(&reg.job_id, reg.version, name)
     }
 }
 
@@ -196,19 +187,11 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
     }
     let running = tokio::spawn(pool.clone().run());
     // Wait until every task is finished (done or dead).
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    common::wait_until("tasks still open", || async {
         let c = queue.counts(Utc::now(), None).await.unwrap();
-        let open: u64 = c.values().map(|c| c.pending + c.scheduled + c.active).sum();
-        if open == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "tasks still open: {c:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        c.values().all(|c| c.pending + c.scheduled + c.active == 0)
+    })
+    .await;
     pool.shutdown().await;
     running.abort();
 
@@ -236,38 +219,22 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
     // The hopeless job: two attempts, then dead, and its on_fail event exactly once.
     let a = attempts(&db, &ids["Hopeless"]).await;
     assert_eq!(a.len(), 2);
-    let failed_events: i64 = match &db {
-        Database::Sqlite(pool) => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job = 'Hopeless'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-        Database::Postgres(pool) => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job = 'Hopeless'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-    };
+    let failed_events = common::count(
+        &db,
+        "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job = 'Hopeless'",
+        &[],
+    )
+    .await;
     assert_eq!(
         failed_events, 1,
         "on_fail runs after the final attempt only"
     );
-    let others: i64 = match &db {
-        Database::Sqlite(pool) => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job <> 'Hopeless'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-        Database::Postgres(pool) => sqlx::query_scalar(
-            "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job <> 'Hopeless'",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-    };
+    let others = common::count(
+        &db,
+        "SELECT COUNT(*) FROM events WHERE name = 'Failed' AND job <> 'Hopeless'",
+        &[],
+    )
+    .await;
     assert_eq!(
         others, 0,
         "jobs that succeeded on a retry do not report failure"
@@ -299,31 +266,22 @@ async fn task_state(queue: &Queue, id: uuid::Uuid) -> (String, Option<String>, i
     (t.state, t.outcome, t.attempt)
 }
 
-/// Waits until task `id` is dead with outcome `cancelled`, failing with `what` (and the task's
-/// state) if that takes longer than `within` from `asked`.
-async fn wait_cancelled(
-    queue: &Queue,
-    id: uuid::Uuid,
-    asked: std::time::Instant,
-    within: Duration,
-    what: &str,
-) {
-    loop {
-        let (state, outcome, _) = task_state(queue, id).await;
-        if state == "dead" {
-            assert_eq!(outcome.as_deref(), Some("cancelled"));
-            return;
-        }
-        assert!(asked.elapsed() < within, "{what}: {state}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits until task `id` is dead, failing with `what` if that does not happen within the
+/// liveness deadline; then it must have been cancelled, on its first attempt.
+async fn wait_cancelled(queue: &Queue, id: uuid::Uuid, what: &str) {
+    common::wait_until(what, || async { task_state(queue, id).await.0 == "dead" }).await;
+    let (_, outcome, attempt) = task_state(queue, id).await;
+    assert_eq!(
+        (outcome.as_deref(), attempt),
+        (Some("cancelled"), 1),
+        "{what}"
+    );
 }
 
 /// A queue and a worker pool (`slots`, `prefetch`; 10 ms poll, 200 ms grace) whose `API_URL` is
-/// a server that accepts and never answers: a job calling it sits in a host call. `accepted`
-/// counts the connections.
+/// a server that accepts and never answers: a job calling it sits in a host call.
 struct Hanging {
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    server: HangingPeer,
     dir: std::path::PathBuf,
     queue: Arc<Queue>,
     pool: Arc<WorkerPool>,
@@ -337,17 +295,8 @@ async fn hanging(
     prefetch: Option<usize>,
 ) -> Hanging {
     migrate::migrate_up(db).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
-    });
+    let server = HangingPeer::start().await;
+    let url = server.url.clone();
     let env: codeai_host::caps::http::Env =
         Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
     let dir = std::env::temp_dir().join(common::unique(name));
@@ -374,7 +323,7 @@ async fn hanging(
         },
     );
     Hanging {
-        accepted,
+        server,
         dir,
         queue,
         pool,
@@ -386,7 +335,7 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     redis: Option<RedisQueue>,
 ) {
     let Hanging {
-        accepted,
+        server,
         dir,
         queue,
         pool,
@@ -407,33 +356,17 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     }
     let running = tokio::spawn(pool.clone().run());
     // Both start (the first run compiles the component) and wait on the server.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the tasks did not reach the server"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // Cancel the first by id: it stops within 100 ms, is recorded as cancelled and not retried.
-    let asked = std::time::Instant::now();
-    assert!(pool.cancel(ids[0]));
-    wait_cancelled(
-        &queue,
-        ids[0],
-        asked,
-        Duration::from_secs(5),
-        "cancel did not stop the execution",
-    )
+    common::wait_until("the tasks did not reach the server", || async {
+        server.accepted() >= 2
+    })
     .await;
-    eprintln!("cancelled and recorded in {:?}", asked.elapsed());
-    // Stopped inside its host call and recorded: well under the 30 s call timeout.
-    assert!(
-        asked.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        asked.elapsed()
-    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Cancel the first by id: it stops inside its host call (the server never answers) and is
+    // recorded as cancelled, not retried. Had the cancel not stopped it, the call would time
+    // out after 30 s and the task be retried: not dead, or dead with outcome `failed`.
+    assert!(pool.cancel(ids[0]));
+    wait_cancelled(&queue, ids[0], "cancel did not stop the execution").await;
+    assert_eq!(server.accepted(), 2, "the cancelled task was run again");
     // Shut down while the second waits: after the 200 ms grace it is cancelled and put back,
     // its attempt given back, to run on the next start.
     pool.shutdown().await;
@@ -464,7 +397,7 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     redis: Option<RedisQueue>,
 ) {
     let Hanging {
-        accepted,
+        server,
         dir,
         queue,
         pool,
@@ -487,35 +420,26 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     let warm: Vec<NewTask> = (0..60).map(|_| task("Quick")).collect();
     queue.enqueue_many(&warm).await.unwrap();
     let running = tokio::spawn(pool.clone().run());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while completed().await < 60 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the short jobs did not run"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until("the short jobs did not run", || async {
+        completed().await >= 60
+    })
+    .await;
 
     // The one slot runs `Waits`; three short tasks enqueued behind it are leased ahead.
     let slow = queue.enqueue(&task("Waits")).await.unwrap().unwrap();
-    while accepted.load(std::sync::atomic::Ordering::SeqCst) < 1 {
-        assert!(std::time::Instant::now() < deadline, "Waits did not start");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until("Waits did not start", || async { server.accepted() >= 1 }).await;
     let q1 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
     let q2 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
     let q3 = queue.enqueue(&task("Quick")).await.unwrap().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    for q in [q1, q2, q3] {
-        while task_state(&queue, q).await.0 != "active" {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the short tasks were not leased ahead: {:?}",
-                task_state(&queue, q).await,
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+    common::wait_until("the short tasks were not leased ahead", || async {
+        for q in [q1, q2, q3] {
+            if task_state(&queue, q).await.0 != "active" {
+                return false;
+            }
         }
-    }
+        true
+    })
+    .await;
     assert_eq!(
         completed().await,
         60,
@@ -524,15 +448,20 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
 
     // Cancelling one leased ahead records it `cancelled` at once, the slot still busy.
     assert!(pool.cancel(q1));
+    // It is recorded while `Waits` still holds the slot, on its first attempt (the call it
+    // waits in never answered, so the slot never came free).
     wait_cancelled(
         &queue,
         q1,
-        std::time::Instant::now(),
-        Duration::from_secs(2),
-        "cancelling a task leased ahead waited for a slot",
+        "cancelling a task leased ahead was not recorded",
     )
     .await;
-    assert_eq!(task_state(&queue, slow).await.0, "active");
+    assert_eq!(
+        task_state(&queue, slow).await,
+        ("active".to_string(), None, 1),
+        "cancelling a task leased ahead waited for the slot"
+    );
+    assert_eq!(server.accepted(), 1);
 
     // Shutdown: `Waits` is cancelled after the grace and put back; the tasks still leased
     // ahead are put back too; none uses up an attempt, and they come back in their order.

@@ -6,6 +6,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fixtures;
+pub mod handmade;
 pub mod peers;
 
 use codeai_host::store::Database;
@@ -18,6 +20,35 @@ use std::time::Duration;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// How long a test waits for something the host must do before it fails: generous, so that a
+/// slow or busy machine is never taken for a broken host. Tests assert what happened, never how
+/// fast; speed is measured in the benches.
+pub const LIVENESS: Duration = Duration::from_secs(60);
+
+/// Polls `reached` until it holds; fails with `what` if it does not within [`LIVENESS`].
+pub async fn wait_until<F, Fut>(what: &str, mut reached: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + LIVENESS;
+    while !reached().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {LIVENESS:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `future`'s output; fails with `what` if it is not ready within [`LIVENESS`].
+pub async fn within_liveness<T>(what: &str, future: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(LIVENESS, future).await {
+        Ok(out) => out,
+        Err(_) => panic!("not within {LIVENESS:?}: {what}"),
+    }
+}
+
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -28,6 +59,48 @@ pub fn unique(prefix: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// One column of `sql`'s rows, on either database. `sql` is written with `?` placeholders
+/// (numbered `$1`, `$2`, … for PostgreSQL), each bound to one of `args` as text.
+pub async fn column<T>(db: &Database, sql: &str, args: &[&str]) -> Vec<T>
+where
+    T: Send
+        + Unpin
+        + for<'r> sqlx::Decode<'r, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + for<'r> sqlx::Decode<'r, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>,
+{
+    let rows = match db {
+        Database::Sqlite(pool) => {
+            let mut query = sqlx::query_scalar::<_, T>(sql);
+            for a in args {
+                query = query.bind(a.to_string());
+            }
+            query.fetch_all(pool).await
+        }
+        Database::Postgres(pool) => {
+            let mut numbered = String::new();
+            for (n, piece) in sql.split('?').enumerate() {
+                if n > 0 {
+                    numbered.push_str(&format!("${n}"));
+                }
+                numbered.push_str(piece);
+            }
+            let mut query = sqlx::query_scalar::<_, T>(&numbered);
+            for a in args {
+                query = query.bind(a.to_string());
+            }
+            query.fetch_all(pool).await
+        }
+    };
+    rows.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// The one number `sql` answers (a `COUNT(*)`, say); see [`column`].
+pub async fn count(db: &Database, sql: &str, args: &[&str]) -> i64 {
+    column::<i64>(db, sql, args).await[0]
 }
 
 pub async fn run_sqlite<F, Fut>(scenario: F)
@@ -52,30 +125,44 @@ where
     }
 }
 
-pub async fn run_postgres<F, Fut>(scenario: F)
-where
-    F: FnOnce(Database) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let url = std::env::var("DATABASE_URL")
+/// The PostgreSQL of the tests: `DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+pub fn postgres_url() -> String {
+    std::env::var("DATABASE_URL")
         .ok()
         .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
-    let options = PgConnectOptions::from_str(&url).expect("DATABASE_URL");
-    let admin = match PgPoolOptions::new()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// One connection to the PostgreSQL at `url` for creating and dropping schemas and databases;
+/// `None` (with a notice) when it is unreachable outside CI.
+pub async fn postgres_admin(url: &str) -> Option<sqlx::PgPool> {
+    let options = PgConnectOptions::from_str(url).expect("DATABASE_URL");
+    match PgPoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options.clone())
+        .connect_with(options)
         .await
     {
-        Ok(pool) => pool,
+        Ok(pool) => Some(pool),
         Err(e) => {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("PostgreSQL at {url} is unreachable under CI=true: {e}");
             }
             eprintln!("notice: PostgreSQL at {url} is unreachable ({e}); skipping this test");
-            return;
+            None
         }
+    }
+}
+
+pub async fn run_postgres<F, Fut>(scenario: F)
+where
+    F: FnOnce(Database) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let url = postgres_url();
+    let options = PgConnectOptions::from_str(&url).expect("DATABASE_URL");
+    let Some(admin) = postgres_admin(&url).await else {
+        return;
     };
     let schema = unique("codeai_data");
     sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))

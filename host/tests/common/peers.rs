@@ -1,6 +1,9 @@
 //! Local fake peers on loopback, real TCP: an HTTP server (a warehouse API, a webhook relay, a
-//! Slack webhook) and an SMTP sink. Both record what they received.
+//! Slack webhook), an SMTP sink, both recording what they received, and a server that accepts
+//! and never answers.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -42,16 +45,11 @@ impl HttpPeer {
         let received = Arc::new(Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
         let log = received.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let handler = handler.clone();
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let _ = read_request(socket, &handler, &log).await;
-                });
+        serve_each(listener, move |socket| {
+            let handler = handler.clone();
+            let log = log.clone();
+            async move {
+                let _ = read_request(socket, &handler, &log).await;
             }
         });
         HttpPeer { url, received }
@@ -59,6 +57,48 @@ impl HttpPeer {
 
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+}
+
+/// Accepts on `listener` until it fails, serving each connection on a task of its own.
+fn serve_each<F, Fut>(listener: TcpListener, serve: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(serve(socket));
+        }
+    });
+}
+
+/// A server that accepts every connection and never answers: a job calling it waits in its
+/// host call until cancelled (or the call times out). Counts the connections.
+pub struct HangingPeer {
+    pub url: String,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl HangingPeer {
+    pub async fn start() -> HangingPeer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        serve_each(listener, move |socket| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let _held = socket;
+                std::future::pending::<()>().await;
+            }
+        });
+        HangingPeer { url, accepted }
+    }
+
+    /// The connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 }
 
@@ -137,15 +177,10 @@ impl SmtpSink {
         let port = listener.local_addr().unwrap().port();
         let mails = Arc::new(Mutex::new(Vec::new()));
         let log = mails.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    return;
-                };
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let _ = session(socket, &log).await;
-                });
+        serve_each(listener, move |socket| {
+            let log = log.clone();
+            async move {
+                let _ = session(socket, &log).await;
             }
         });
         SmtpSink { port, mails }

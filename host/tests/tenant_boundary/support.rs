@@ -279,53 +279,18 @@ fn without_section(bytes: &[u8], name: &str) -> Vec<u8> {
 /// `completed("{}")`; `functions` are extra core functions (WAT) it carries; the manifest is a
 /// real build's, renamed `name`.
 pub fn hand_made(name: &str, functions: &str) -> Vec<u8> {
-    let text = format!(
-        r#"(module
-  (memory (export "memory") 2)
-  (global $bump (mut i32) (i32.const 4096))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
-    (global.set $bump (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
-  (data (i32.const 16) "{{}}")
-  (func (export "run") (param i32 i32) (result i32)
-    (i32.store8 (i32.const 64) (i32.const 0))
-    (i32.store8 (i32.const 68) (i32.const 0))
-    (i32.store (i32.const 72) (i32.const 16))
-    (i32.store (i32.const 76) (i32.const 2))
-    (i32.const 64))
-  {functions})"#
-    );
-    let mut module = wat::parse_str(&text).unwrap();
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
-        .unwrap();
-    let world = resolve.select_world(&[package], Some("job")).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    let mut component = wit_component::ComponentEncoder::default()
-        .module(&module)
-        .and_then(|e| e.validate(true).encode())
-        .unwrap();
     let mut manifest = manifest_of(&job(
         "job Template { steps { s { compute: 1 } } }",
         "Template",
     ));
     manifest["name"] = json!(name);
     manifest["capabilities"] = json!([]);
-    codeai_dsl::emit::append_custom_section(
-        &mut component,
-        codeai_ir::MANIFEST_SECTION,
+    common::handmade::job_component(
+        name,
+        "",
+        &format!("{} {functions}", common::handmade::RUN_COMPLETED),
         &serde_json::to_vec(&manifest).unwrap(),
-    );
-    component
+    )
 }
 
 /// `count` functions of straight-line arithmetic, each about `bytes` bytes of code (three bytes
