@@ -10,11 +10,12 @@
 //! `LATENESS_JOBS` (default 10000) change the sizes.
 
 use chrono::{Duration as ChronoDuration, Utc};
+use codeai_host::background::schedule;
+use codeai_host::cluster::Leadership;
 use codeai_host::queue::{NewTask, Queue, QueueConfig};
 use codeai_host::scheduler::{MisfirePolicy, Scheduler};
 use codeai_host::store::{migrate, platform, Database};
-use codeai_host::worker::{run_scheduler, PoolConfig, WorkerPool};
-use std::sync::atomic::AtomicBool;
+use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,16 +189,17 @@ async fn lateness(dir: &std::path::Path, n: usize) {
             },
         )
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let loop_task = tokio::spawn(run_scheduler(
+    let stop = tokio_util::sync::CancellationToken::new();
+    let loop_task = tokio::spawn(schedule::fire(
         scheduler.clone(),
         executor_less_pool,
+        Leadership::alone(),
         stop.clone(),
     ));
     while count(&db, "SELECT COUNT(*) FROM tasks").await < n as i64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stop.cancel();
     loop_task.abort();
     let created: Vec<String> = sqlx::query_scalar("SELECT created_at FROM tasks")
         .fetch_all(pool)

@@ -1,4 +1,5 @@
-//! The spec's alerts, evaluated by the host every few seconds ([`run_alerts`]):
+//! The spec's alerts, evaluated by the host every few seconds
+//! ([`crate::background::alerts`]):
 //!
 //! | kind                | condition                                              | tenant   |
 //! |---------------------|--------------------------------------------------------|----------|
@@ -12,11 +13,11 @@
 //! while the condition holds, and `resolved` when it clears. `GET /alerts` lists them.
 
 use crate::caps::platform::Platform;
-use crate::cluster::Leadership;
 use crate::queue::Queue;
+use crate::store::alerts::{self, NewAlert};
+use crate::store::executions;
 use crate::store::platform::{insert_outbox, OutboxItem};
-use crate::store::rows::{execute, fetch_all, RowExt};
-use crate::store::sql::{stmt, Param};
+use crate::store::rows::RowExt;
 use crate::store::ExecutionStatus;
 use crate::worker::WorkerPool;
 use chrono::{DateTime, Utc};
@@ -24,7 +25,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
 
 /// Thresholds of the alerts.
 #[derive(Debug, Clone)]
@@ -95,28 +95,17 @@ impl Alerts {
         }
     }
 
+    pub fn config(&self) -> &AlertConfig {
+        &self.config
+    }
+
     /// The conditions that hold at `now`.
     pub async fn conditions(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<Condition>> {
         let db = self.platform.db();
         let mut out = Vec::new();
 
         // job_failed: the last N finished executions of a job all failed.
-        let finished = fetch_all(
-            db,
-            &stmt(
-                &format!(
-                    "SELECT tenant_id, job_id, job_name, status, error, created_at FROM (SELECT \
-                     tenant_id, job_id, job_name, status, error, created_at, ROW_NUMBER() OVER \
-                     (PARTITION BY job_id ORDER BY created_at DESC) AS rn FROM job_executions \
-                     WHERE status IN ({})) t WHERE rn <= ? ORDER BY job_id, created_at DESC",
-                    ExecutionStatus::sql_list_of(
-                        |s| s == ExecutionStatus::Completed || s.is_failure()
-                    )
-                ),
-                vec![Param::Int(self.config.failures)],
-            ),
-        )
-        .await?;
+        let finished = executions::last_finished(db, self.config.failures).await?;
         let mut by_job: BTreeMap<String, Vec<&crate::store::rows::JsonRow>> = BTreeMap::new();
         for r in &finished {
             let runs = by_job
@@ -166,16 +155,7 @@ impl Alerts {
         }
 
         // long_running: running for more than twice the job's timeout.
-        let running = fetch_all(
-            db,
-            &stmt(
-                "SELECT e.id, e.tenant_id, e.job_name, e.started_at, j.timeout_ms \
-                 FROM job_executions e JOIN jobs j ON j.id = e.job_id \
-                 WHERE e.status = ? AND e.started_at IS NOT NULL",
-                vec![Param::Text(ExecutionStatus::Running.to_string())],
-            ),
-        )
-        .await?;
+        let running = executions::running(db).await?;
         for r in running {
             let (Some(started), Some(timeout)) = (r.time("started_at"), r.int("timeout_ms")) else {
                 continue;
@@ -218,72 +198,29 @@ impl Alerts {
     pub async fn evaluate(&self, now: DateTime<Utc>) -> anyhow::Result<Evaluation> {
         let db = self.platform.db();
         let conditions = self.conditions(now).await?;
-        let active = fetch_all(
-            db,
-            &stmt("SELECT id, key FROM alerts WHERE status = 'active'", vec![]),
-        )
-        .await?;
-        let active: BTreeMap<String, String> = active
-            .iter()
-            .map(|r| {
-                (
-                    r.text("key").unwrap_or_default(),
-                    r.text("id").unwrap_or_default(),
-                )
-            })
-            .collect();
+        let active: BTreeMap<String, String> = alerts::active(db).await?.into_iter().collect();
         let mut eval = Evaluation::default();
         for c in &conditions {
             if let Some(id) = active.get(&c.key) {
-                execute(
-                    db,
-                    &stmt(
-                        "UPDATE alerts SET last_seen_at = ?, message = ? WHERE id = ?",
-                        vec![
-                            Param::DateTime(now),
-                            Param::Text(c.message.clone()),
-                            Param::Text(id.clone()),
-                        ],
-                    ),
-                )
-                .await?;
+                alerts::seen(db, id, &c.message, now).await?;
                 continue;
             }
             let delivery = self.deliver(c).await;
-            execute(
-                db,
-                &stmt(
-                    "INSERT INTO alerts (id, tenant_id, key, kind, subject, message, status, \
-                     delivery, started_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
-                    vec![
-                        Param::Text(Uuid::new_v4().to_string()),
-                        c.tenant
-                            .clone()
-                            .map_or(Param::Null(codeai_ir::FieldType::String), Param::Text),
-                        Param::Text(c.key.clone()),
-                        Param::Text(c.kind.into()),
-                        Param::Text(c.subject.clone()),
-                        Param::Text(c.message.clone()),
-                        Param::Text(delivery),
-                        Param::DateTime(now),
-                        Param::DateTime(now),
-                    ],
-                ),
-            )
-            .await?;
+            let alert = NewAlert {
+                key: &c.key,
+                kind: c.kind,
+                tenant: c.tenant.as_deref(),
+                subject: &c.subject,
+                message: &c.message,
+                delivery: &delivery,
+            };
+            alerts::open(db, &alert, now).await?;
             tracing::warn!(alert = c.kind, subject = %c.subject, "{}", c.message);
             eval.started.push(c.key.clone());
         }
         for (key, id) in &active {
             if !conditions.iter().any(|c| &c.key == key) {
-                execute(
-                    db,
-                    &stmt(
-                        "UPDATE alerts SET status = 'resolved', resolved_at = ? WHERE id = ?",
-                        vec![Param::DateTime(now), Param::Text(id.clone())],
-                    ),
-                )
-                .await?;
+                alerts::resolve(db, id, now).await?;
                 eval.resolved.push(key.clone());
             }
         }
@@ -332,24 +269,6 @@ impl Alerts {
         match held {
             Ok(_) => "outbox".into(),
             Err(e) => format!("not delivered: {e}"),
-        }
-    }
-}
-
-/// Evaluates the alerts every [`AlertConfig::every`] while this process leads, until `stop`.
-pub async fn run_alerts(alerts: Arc<Alerts>, leadership: Leadership, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::SeqCst) {
-        if !leadership.is_leader() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        if let Err(e) = alerts.evaluate(Utc::now()).await {
-            tracing::warn!("alert evaluation failed: {e:#}");
-        }
-        let mut waited = Duration::ZERO;
-        while waited < alerts.config.every && !stop.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            waited += Duration::from_millis(100);
         }
     }
 }

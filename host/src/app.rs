@@ -2,22 +2,20 @@
 //! pool, lease reaper, alerts and the HTTP API. `codeai host run` uses it, and so do the tests
 //! that need a whole host.
 
-use crate::alerts::{run_alerts, AlertConfig, Alerts};
+use crate::alerts::{AlertConfig, Alerts};
 use crate::api::{self, ApiConfig, ApiState};
+use crate::background::{self, Background};
 use crate::caps::platform::{Platform, PlatformConfig};
-use crate::cluster::{self, Leadership};
+use crate::cluster::Leadership;
 use crate::executor::Executor;
 use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
-use crate::store::rows::{fetch_all, RowExt};
-use crate::store::sql::{stmt, Param};
 use crate::store::{self, platform as pstore, Database};
-use crate::worker::{run_reaper, PoolConfig, WorkerPool};
+use crate::worker::{PoolConfig, WorkerPool};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use codeai_ir::Manifest;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -99,8 +97,7 @@ pub struct Host {
     pub api: Arc<ApiState>,
     pub alerts: Arc<Alerts>,
     pub leadership: Leadership,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<JoinHandle<()>>,
+    background: Background,
     server: Option<(
         tokio::sync::oneshot::Sender<()>,
         JoinHandle<std::io::Result<()>>,
@@ -154,107 +151,16 @@ impl Host {
             api,
             alerts,
             leadership,
-            stop: Arc::new(AtomicBool::new(false)),
-            tasks: Vec::new(),
+            background: Background::new(),
             server: None,
             config,
         };
         if host.config.role != Role::Worker {
-            sync_jobs(&host.db, &host.scheduler).await?;
+            host.scheduler.reload(Utc::now()).await?;
         } else {
-            declare_operator_queues(&host.db, &host.queue).await?;
+            background::queues::declare_operator_queues(&host.db, &host.queue).await?;
         }
         Ok(host)
-    }
-}
-
-/// Adds the queues the operator's stored jobs declare in their source to the queues `queue`
-/// serves: what a worker process (which schedules no jobs) needs to take their tasks.
-pub async fn declare_operator_queues(db: &Database, queue: &Queue) -> anyhow::Result<()> {
-    let rows = fetch_all(
-        db,
-        &stmt(
-            "SELECT v.manifest FROM jobs j \
-             JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
-             WHERE j.tenant_id = ?",
-            vec![Param::Text(pstore::DEFAULT_TENANT.into())],
-        ),
-    )
-    .await?;
-    for r in rows {
-        if let Ok(m) = serde_json::from_str::<Manifest>(&r.text("manifest").unwrap_or_default()) {
-            // An operator's job in a queue it does not declare is the scheduler's to report.
-            let _ = queue.admit_job(pstore::DEFAULT_TENANT, &m);
-        }
-    }
-    Ok(())
-}
-
-/// A worker process's view of the queues: the operator's jobs' declarations, every 5 s.
-async fn queue_loop(db: Database, queue: Arc<Queue>, stop: Arc<AtomicBool>) {
-    let mut read = tokio::time::Instant::now();
-    while !stop.load(Ordering::SeqCst) {
-        if read.elapsed() >= Duration::from_secs(5) {
-            if let Err(e) = declare_operator_queues(&db, &queue).await {
-                tracing::warn!("reading the queues jobs declare failed: {e:#}");
-            }
-            read = tokio::time::Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Puts every job of the store into the scheduler with its latest version (jobs uploaded or
-/// changed by another process included) and forgets deleted ones.
-pub async fn sync_jobs(db: &Database, scheduler: &Scheduler) -> anyhow::Result<()> {
-    {
-        let rows = fetch_all(
-            db,
-            &stmt(
-                // The operator's jobs first: a tenant's job may run in a queue they declare.
-                "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest FROM jobs j \
-                 JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
-                 ORDER BY CASE WHEN j.tenant_id = ? THEN 0 ELSE 1 END",
-                vec![Param::Text(pstore::DEFAULT_TENANT.into())],
-            ),
-        )
-        .await?;
-        let now = Utc::now();
-        let known: std::collections::HashSet<String> =
-            rows.iter().filter_map(|r| r.text("id")).collect();
-        for j in scheduler.jobs() {
-            if !known.contains(&j.job_id) {
-                scheduler.remove(&j.job_id);
-            }
-        }
-        for r in rows {
-            let id = r.text("id").unwrap_or_default();
-            let version = r.int("version").unwrap_or(1);
-            let enabled = r.flag("enabled");
-            if scheduler
-                .job(&id)
-                .is_some_and(|j| j.version == version && j.enabled == enabled)
-            {
-                continue;
-            }
-            let manifest: Manifest = match serde_json::from_str(
-                &r.text("manifest").unwrap_or_default(),
-            ) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(job = %id, "stored manifest unreadable, job not scheduled: {e}");
-                    continue;
-                }
-            };
-            let tenant = r.text("tenant_id").unwrap_or_default();
-            if let Err(e) = scheduler
-                .add(&id, &tenant, version, Arc::new(manifest), now)
-                .await
-            {
-                tracing::warn!(job = %id, "job not scheduled: {e:#}");
-            }
-        }
-        Ok(())
     }
 }
 
@@ -310,48 +216,36 @@ impl Host {
     }
 
     /// Starts what the role runs: workers, the scheduler (while this process leads), the lease
-    /// reaper, the alerts, and with Redis the leader election, the worker registry and the
-    /// cancel listener.
+    /// reaper, the alerts, and with Redis the leader election, the worker heartbeat and the
+    /// cancel listener (see [`crate::background`]).
     pub fn start(&mut self) {
-        let stop = self.stop.clone();
         let role = self.config.role;
+        let bg = &self.background;
         if role != Role::Api {
-            self.tasks.push(tokio::spawn(self.pool.clone().run()));
+            let pool = self.pool.clone();
+            bg.spawn(|_| pool.run());
         }
         if role == Role::Worker {
-            self.tasks.push(tokio::spawn(queue_loop(
-                self.db.clone(),
-                self.queue.clone(),
-                stop.clone(),
-            )));
+            let (db, queue) = (self.db.clone(), self.queue.clone());
+            bg.spawn(|stop| background::queues::run(db, queue, stop));
         }
         if role != Role::Worker {
-            self.tasks.push(tokio::spawn(schedule_loop(
-                self.db.clone(),
-                self.scheduler.clone(),
-                self.pool.clone(),
-                self.leadership.clone(),
-                stop.clone(),
-            )));
-            self.tasks.push(tokio::spawn(run_alerts(
-                self.alerts.clone(),
-                self.leadership.clone(),
-                stop.clone(),
-            )));
+            let (scheduler, pool) = (self.scheduler.clone(), self.pool.clone());
+            let leadership = self.leadership.clone();
+            bg.spawn(|stop| background::schedule::fire(scheduler, pool, leadership, stop));
+            let scheduler = self.scheduler.clone();
+            bg.spawn(|stop| background::schedule::reload(scheduler, stop));
+            let (alerts, leadership) = (self.alerts.clone(), self.leadership.clone());
+            bg.spawn(|stop| background::alerts::run(alerts, leadership, stop));
         }
-        self.tasks.push(tokio::spawn(run_reaper(
-            self.queue.clone(),
-            self.config.reap_every,
-            stop.clone(),
-        )));
+        let (queue, every) = (self.queue.clone(), self.config.reap_every);
+        bg.spawn(|stop| background::reaper::run(queue, every, stop));
         if let Some(redis) = self.config.redis.clone() {
+            let owner = self.queue.owner().to_string();
             if role != Role::Worker {
-                self.tasks.push(tokio::spawn(cluster::run_leader_election(
-                    redis.clone(),
-                    self.queue.owner().to_string(),
-                    self.leadership.clone(),
-                    stop.clone(),
-                )));
+                let (redis, owner) = (redis.clone(), owner.clone());
+                let leadership = self.leadership.clone();
+                bg.spawn(|stop| background::election::run(redis, owner, leadership, stop));
             }
             if role != Role::Api {
                 let queues = self
@@ -360,18 +254,10 @@ impl Host {
                     .only
                     .clone()
                     .unwrap_or_else(|| self.queue.names());
-                self.tasks.push(tokio::spawn(cluster::run_worker_registry(
-                    redis.clone(),
-                    self.queue.owner().to_string(),
-                    self.pool.clone(),
-                    queues,
-                    stop.clone(),
-                )));
-                self.tasks.push(tokio::spawn(cluster::run_cancel_listener(
-                    redis,
-                    self.pool.clone(),
-                    stop,
-                )));
+                let (heartbeat, pool) = (redis.clone(), self.pool.clone());
+                bg.spawn(|stop| background::heartbeat::run(heartbeat, owner, pool, queues, stop));
+                let pool = self.pool.clone();
+                bg.spawn(|stop| background::cancellations::run(redis, pool, stop));
             }
         }
     }
@@ -389,44 +275,14 @@ impl Host {
     /// Stops: the API stops accepting, the scheduler stops firing, active executions get the
     /// pool's grace period and the rest go back on the queue.
     pub async fn shutdown(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
         if let Some((tx, handle)) = self.server.take() {
             let _ = tx.send(());
             let _ = tokio::time::timeout(Duration::from_secs(5), handle).await;
         }
         self.pool.shutdown().await;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        for mut t in self.tasks.drain(..) {
-            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
-                t.abort();
-            }
+        if !self.background.shutdown(Duration::from_secs(2)).await {
+            tracing::warn!("background services still running after 2 s; stopping anyway");
         }
         self.db.close().await;
-    }
-}
-
-/// The scheduler loop: ticks while this process leads (about every second, sooner when a fire
-/// is due), and picks up jobs added, changed or deleted by other processes every 5 s.
-async fn schedule_loop(
-    db: Database,
-    scheduler: Arc<Scheduler>,
-    pool: Arc<WorkerPool>,
-    leadership: Leadership,
-    stop: Arc<AtomicBool>,
-) {
-    let mut synced = tokio::time::Instant::now();
-    while !stop.load(Ordering::SeqCst) {
-        if synced.elapsed() >= Duration::from_secs(5) {
-            if let Err(e) = sync_jobs(&db, &scheduler).await {
-                tracing::warn!("reloading jobs failed: {e:#}");
-            }
-            synced = tokio::time::Instant::now();
-        }
-        if !leadership.is_leader() {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        }
-        let wait = crate::worker::tick(&scheduler, &pool).await;
-        tokio::time::sleep(wait).await;
     }
 }

@@ -13,15 +13,14 @@
 
 use crate::queue::RedisQueue;
 use crate::worker::WorkerPool;
-use futures_util::StreamExt as _;
 use redis::Script;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use uuid::Uuid;
 
 const LEADER_TTL_MS: u64 = 10_000;
-const RENEW_EVERY: Duration = Duration::from_secs(2);
+/// How often the leader renews its key and workers their entries.
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
 
 /// Whether this process is the scheduler now.
 #[derive(Clone)]
@@ -37,7 +36,7 @@ impl Leadership {
         }
     }
 
-    /// Not the leader until [`run_leader_election`] wins.
+    /// Not the leader until the election ([`crate::background::election`]) wins.
     pub fn contender() -> Leadership {
         Leadership {
             is_leader: Arc::new(AtomicBool::new(false)),
@@ -46,6 +45,13 @@ impl Leadership {
 
     pub fn is_leader(&self) -> bool {
         self.is_leader.load(Ordering::SeqCst)
+    }
+
+    /// Records whether this process holds the leader key now.
+    pub(crate) fn set(&self, lead: bool) {
+        if lead != self.is_leader.swap(lead, Ordering::SeqCst) {
+            tracing::info!(leader = lead, "scheduler leadership changed");
+        }
     }
 }
 
@@ -67,80 +73,64 @@ return 0
     Ok(n == 1)
 }
 
-/// Competes for leadership until `stop`; gives the key up on the way out.
-pub async fn run_leader_election(
-    redis: RedisQueue,
-    owner: String,
-    leadership: Leadership,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let lead = match try_lead(&redis, &owner).await {
-            Ok(lead) => lead,
-            Err(e) => {
-                tracing::warn!("leader election: {e:#}");
-                false
-            }
-        };
-        if lead != leadership.is_leader() {
-            tracing::info!(leader = lead, "scheduler leadership changed");
-        }
-        leadership.is_leader.store(lead, Ordering::SeqCst);
-        tokio::time::sleep(RENEW_EVERY).await;
+/// Gives the leader key up if this process holds it (on the way out).
+pub async fn resign(redis: &RedisQueue, owner: &str, leadership: &Leadership) {
+    if !leadership.is_leader() {
+        return;
     }
-    if leadership.is_leader() {
-        const RESIGN: &str = r#"
+    const RESIGN: &str = r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 "#;
-        let mut con = redis.connection();
-        let _: Result<i64, _> = Script::new(RESIGN)
-            .key(format!("{}leader", redis.prefix()))
-            .arg(&owner)
-            .invoke_async(&mut con)
-            .await;
-        leadership.is_leader.store(false, Ordering::SeqCst);
-    }
+    let mut con = redis.connection();
+    let _: Result<i64, _> = Script::new(RESIGN)
+        .key(format!("{}leader", redis.prefix()))
+        .arg(owner)
+        .invoke_async(&mut con)
+        .await;
+    leadership.set(false);
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Keeps this process's worker entry fresh until `stop`, then removes it.
-pub async fn run_worker_registry(
-    redis: RedisQueue,
-    id: String,
-    pool: Arc<WorkerPool>,
-    queues: Vec<String>,
-    stop: Arc<AtomicBool>,
-) {
-    let key = format!("{}workers", redis.prefix());
+/// Writes this worker process's entry: its slots, how many are busy, its queues.
+pub async fn heartbeat(
+    redis: &RedisQueue,
+    id: &str,
+    pool: &WorkerPool,
+    queues: &[String],
+) -> redis::RedisResult<()> {
+    let (slots, busy) = pool.utilisation();
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-    while !stop.load(Ordering::SeqCst) {
-        let (slots, busy) = pool.utilisation();
-        let entry = serde_json::json!({
-            "slots": slots, "busy": busy, "queues": queues, "host": host,
-            "pid": std::process::id(), "seen": now_ms(),
-        });
-        let mut con = redis.connection();
-        if let Err(e) = redis::cmd("HSET")
-            .arg(&key)
-            .arg(&id)
-            .arg(entry.to_string())
-            .query_async::<i64>(&mut con)
-            .await
-        {
-            tracing::warn!("worker registry: {e}");
-        }
-        tokio::time::sleep(RENEW_EVERY).await;
-    }
+    let entry = serde_json::json!({
+        "slots": slots, "busy": busy, "queues": queues, "host": host,
+        "pid": std::process::id(), "seen": now_ms(),
+    });
+    let mut con = redis.connection();
+    redis::cmd("HSET")
+        .arg(format!("{}workers", redis.prefix()))
+        .arg(id)
+        .arg(entry.to_string())
+        .query_async::<i64>(&mut con)
+        .await
+        .map(drop)
+}
+
+/// Removes this worker process's entry.
+pub async fn leave(redis: &RedisQueue, id: &str) {
     let mut con = redis.connection();
     let _: Result<i64, _> = redis::cmd("HDEL")
-        .arg(&key)
-        .arg(&id)
+        .arg(format!("{}workers", redis.prefix()))
+        .arg(id)
         .query_async(&mut con)
         .await;
+}
+
+/// The channel the API publishes the ids of executions to cancel on.
+pub fn cancel_channel(redis: &RedisQueue) -> String {
+    format!("{}cancel", redis.prefix())
 }
 
 /// Worker slots and busy slots: of every live worker process when the queue is shared (Redis),
@@ -153,46 +143,4 @@ pub async fn slots(
         Some(slots) => slots,
         None => pool.utilisation(),
     })
-}
-
-/// Cancels the executions the API asks for, if this process runs them, until `stop`
-/// (resubscribing after a lost connection).
-pub async fn run_cancel_listener(redis: RedisQueue, pool: Arc<WorkerPool>, stop: Arc<AtomicBool>) {
-    let channel = format!("{}cancel", redis.prefix());
-    while !stop.load(Ordering::SeqCst) {
-        let mut pubsub = match redis.client().get_async_pubsub().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!("cancel listener: {e}");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        if let Err(e) = pubsub.subscribe(&channel).await {
-            tracing::warn!("cancel listener: {e}");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        let mut messages = pubsub.on_message();
-        loop {
-            tokio::select! {
-                msg = messages.next() => match msg {
-                    Some(msg) => {
-                        let payload: String = msg.get_payload().unwrap_or_default();
-                        if let Ok(id) = Uuid::parse_str(&payload) {
-                            if pool.cancel(id) {
-                                tracing::info!(execution = %id, "cancelled on request");
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
 }

@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod api;
 pub mod app;
+pub mod background;
 pub mod caps;
 pub mod cli;
 pub mod cluster;

@@ -31,11 +31,9 @@ use crate::domain::executions::{self, ExecutionStatus};
 use crate::executor::{is_final, Commit, Executor, Request};
 use crate::queue::{retry_delay, Finished, Queue, Task};
 use crate::runtime::{CancelToken, ExecOptions, PreparedJob, Status};
-use crate::scheduler::Scheduler;
 use crate::store::tenants::{self, Tenant};
 use crate::store::Database;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,24 +139,10 @@ impl Components {
             None => {}
         }
         let db = self.executor.platform().db();
-        let bytes: Vec<u8> = match db {
-            Database::Sqlite(pool) => {
-                sqlx::query("SELECT component FROM job_versions WHERE job_id = ? AND version = ?")
-                    .bind(job_id)
-                    .bind(version)
-                    .fetch_one(pool)
-                    .await?
-                    .try_get(0)?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query("SELECT component FROM job_versions WHERE job_id = $1 AND version = $2")
-                    .bind(job_id)
-                    .bind(version)
-                    .fetch_one(pool)
-                    .await?
-                    .try_get(0)?
-            }
-        };
+        let bytes = crate::store::jobs::component(db, job_id, version)
+            .await?
+            // A version deleted since its task was queued: the caller drops the task.
+            .ok_or(sqlx::Error::RowNotFound)?;
         let executor = self.executor.clone();
         let (cached, bytes) =
             tokio::task::spawn_blocking(move || (executor.runtime().prepare_cached(&bytes), bytes))
@@ -217,6 +201,8 @@ pub struct WorkerPool {
     confirms: Mutex<Option<mpsc::UnboundedReceiver<Committing>>>,
     stopping: Arc<AtomicBool>,
     busy: Arc<AtomicUsize>,
+    /// Notified when an execution ends or the pool lets go of a task: what shutdown waits on.
+    settled: Notify,
     limits: TenantLimits,
     /// Platform failures in a row (backoff).
     failures: AtomicU32,
@@ -327,6 +313,7 @@ impl WorkerPool {
             confirms: Mutex::new(Some(confirms)),
             stopping: Arc::new(AtomicBool::new(false)),
             busy: Arc::new(AtomicUsize::new(0)),
+            settled: Notify::new(),
             limits: TenantLimits {
                 db,
                 cache: Mutex::new(HashMap::new()),
@@ -441,6 +428,7 @@ impl WorkerPool {
                     Some(t - t / 8 + took / 8)
                 });
             self.busy.fetch_sub(1, Ordering::Relaxed);
+            self.settled.notify_waiters();
         }
     }
 
@@ -518,6 +506,7 @@ impl WorkerPool {
                         }
                         held.extend(tasks.iter().map(|t| t.id));
                     }
+                    self.settled.notify_waiters();
                     {
                         // Cancellable from the lease on, running or not (`WorkerPool::cancel`).
                         let mut active = lock(&self.active);
@@ -615,7 +604,7 @@ impl WorkerPool {
         if let Err(e) = self.queue.release(id).await {
             tracing::warn!(%id, "putting a task back failed: {e:#}; its lease will run out");
         }
-        lock(&self.held).remove(&id);
+        self.let_go(id);
     }
 
     /// Runs one task and sees to its end on the queue.
@@ -639,12 +628,12 @@ impl WorkerPool {
                             .finish(task.id, c.finished.outcome, c.finished.error.as_deref())
                             .await;
                     }
-                    lock(&self.held).remove(&task.id);
+                    self.let_go(task.id);
                 }
             }
             Ok(Ended::Handled) => {
                 self.failures.store(0, Ordering::Relaxed);
-                lock(&self.held).remove(&task.id);
+                self.let_go(task.id);
             }
             Err(e) => {
                 // The platform failed, not the job: put the task back and pause the slots.
@@ -765,33 +754,50 @@ impl WorkerPool {
         Ok(Ended::Handled)
     }
 
+    /// The pool no longer holds the task `id`.
+    fn let_go(&self, id: Uuid) {
+        lock(&self.held).remove(&id);
+        self.settled.notify_waiters();
+    }
+
+    /// Returns once `done` holds, checking it each time an execution ends or a task is let go
+    /// (`kick` first wakes the feeder, which finishes what is committed).
+    async fn settle(&self, kick: bool, done: impl Fn() -> bool) {
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if done() {
+                return;
+            }
+            if kick {
+                self.kick.notify_one();
+            }
+            settled.await;
+        }
+    }
+
     /// Stops taking tasks, waits up to the grace period for active executions, then cancels the
-    /// rest (they go back on the queue), and waits for the commits still out.
+    /// rest (they go back on the queue), and waits (up to 10 s) for the commits still out and
+    /// their tasks to be finished on the queue.
     pub async fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.kick.notify_one();
-        let deadline = tokio::time::Instant::now() + self.config.grace;
-        while self.busy.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let idle = || self.busy.load(Ordering::Relaxed) == 0;
+        let _ = tokio::time::timeout(self.config.grace, self.settle(false, idle)).await;
         let left: Vec<CancelToken> = lock(&self.active).values().cloned().collect();
         for token in &left {
             token.cancel();
         }
-        while self.busy.load(Ordering::Relaxed) > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.settle(false, idle).await;
         self.drain().await;
     }
 
     /// Waits (up to 10 s) until the pool holds no task: the last commits are in and their
     /// tasks finished on the queue.
     async fn drain(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !lock(&self.held).is_empty() && tokio::time::Instant::now() < deadline {
-            self.kick.notify_one();
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let drained = || lock(&self.held).is_empty();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.settle(true, drained)).await;
     }
 }
 
@@ -815,50 +821,6 @@ fn is_row_not_found(e: &anyhow::Error) -> bool {
         e.downcast_ref::<sqlx::Error>(),
         Some(sqlx::Error::RowNotFound)
     )
-}
-
-/// Runs the scheduler: ticks when a fire is due (at least every second) until `stop`.
-pub async fn run_scheduler(
-    scheduler: Arc<Scheduler>,
-    pool: Arc<WorkerPool>,
-    stop: Arc<AtomicBool>,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let wait = tick(&scheduler, &pool).await;
-        tokio::time::sleep(wait).await;
-    }
-}
-
-/// One scheduler tick (waking the pool when it enqueued); how long to wait before the next.
-pub async fn tick(scheduler: &Scheduler, pool: &WorkerPool) -> Duration {
-    let wait = match scheduler.tick(Utc::now()).await {
-        Ok(tick) => {
-            if !tick.enqueued.is_empty() {
-                pool.notify();
-            }
-            tick.next_due
-                .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
-                .unwrap_or(Duration::from_secs(1))
-                .min(Duration::from_secs(1))
-        }
-        Err(e) => {
-            tracing::warn!("scheduler tick failed: {e:#}");
-            Duration::from_secs(1)
-        }
-    };
-    wait.max(Duration::from_millis(5))
-}
-
-/// Rescues tasks whose lease expired (a crashed worker's), every `every`, until `stop`.
-pub async fn run_reaper(queue: Arc<Queue>, every: Duration, stop: Arc<AtomicBool>) {
-    while !stop.load(Ordering::SeqCst) {
-        match queue.rescue_expired(Utc::now()).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!("rescued {n} task(s) whose lease expired"),
-            Err(e) => tracing::warn!("rescue failed: {e:#}"),
-        }
-        tokio::time::sleep(every).await;
-    }
 }
 
 #[cfg(test)]

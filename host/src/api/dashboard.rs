@@ -13,11 +13,7 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, Q};
-use super::jobs::tenant_clause;
 use super::ApiState;
-use crate::store::rows::{fetch_all, RowExt};
-use crate::store::sql::{stmt, Param};
-use crate::store::Database;
 use crate::store::ExecutionStatus;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
@@ -164,25 +160,10 @@ pub(super) async fn throughput(
     let now = Utc::now();
     let this_minute = now.duration_trunc(Duration::minutes(1)).unwrap_or(now);
     let from = this_minute - Duration::minutes(minutes - 1);
-    let minute = match state.db {
-        Database::Sqlite(_) => "substr(finished_at, 1, 16)",
-        Database::Postgres(_) => {
-            "to_char(date_trunc('minute', finished_at AT TIME ZONE 'UTC'), 'YYYY-MM-DD\"T\"HH24:MI')"
-        }
-    };
-    let mut s = stmt("SELECT ", vec![]);
-    s.sql(minute);
-    s.sql(" AS minute, status, COUNT(*) AS n FROM job_executions WHERE finished_at >= ");
-    s.bind(Param::DateTime(from));
-    tenant_clause(&auth, "tenant_id", &mut s);
-    s.sql(" GROUP BY 1, 2");
-    let rows = fetch_all(&state.db, &s).await?;
+    let rows = crate::store::executions::finished_by_minute(&state.db, from, auth.scope()).await?;
     let mut by_minute: HashMap<String, ThroughputBucket> = HashMap::new();
-    for r in &rows {
-        let (Some(minute), Some(status)) = (r.text("minute"), r.text("status")) else {
-            continue;
-        };
-        let n = r.int("n").unwrap_or(0).max(0) as u64;
+    for (minute, status, n) in rows {
+        let n = n.max(0) as u64;
         let bucket = by_minute.entry(minute).or_default();
         match status.parse::<ExecutionStatus>() {
             Ok(s) if s.is_success() => bucket.completed += n,

@@ -2,12 +2,13 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
-use super::jobs::{find_job_row, tenant_clause};
-use super::page::{fetch_newest_first, page_limit, IdColumn};
+use super::jobs::find_job_row;
+use super::page::{newest_first, next_page};
 use super::ApiState;
 use crate::domain::executions::{CancelOutcome, ExecutionStatus, Lifecycle};
-use crate::store::rows::{fetch_all, fetch_one, JsonRow, RowExt};
-use crate::store::sql::{datetime_text, stmt, Param};
+use crate::store::executions as store;
+use crate::store::rows::{JsonRow, RowExt};
+use crate::store::sql::datetime_text;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -99,10 +100,6 @@ pub struct ExecutionParams {
     pub cursor: Option<String>,
 }
 
-const COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, queue, \
-    attempt, max_attempts, scheduled_at, started_at, finished_at, duration_ms, fuel_used, error, \
-    step, created_at";
-
 fn summary(r: &JsonRow) -> ExecutionSummary {
     ExecutionSummary {
         id: r.text("id").unwrap_or_default(),
@@ -138,27 +135,17 @@ pub(super) async fn list(
     Q(params): Q<ExecutionParams>,
 ) -> Result<Json<ExecutionList>, ApiError> {
     let job = find_job_row(&state, &auth, &id).await?;
-    let limit = page_limit(params.limit, 50)?;
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS} FROM job_executions WHERE tenant_id = ? AND job_id = ?"),
-        vec![
-            Param::Text(job.text("tenant_id").unwrap_or_default()),
-            Param::Text(job.text("id").unwrap_or_default()),
-        ],
-    );
-    if let Some(status) = params.status.as_deref().filter(|s| !s.is_empty()) {
-        s.sql(" AND status = ");
-        s.bind(Param::Text(status.into()));
-    }
-    let (rows, next_cursor) = fetch_newest_first(
+    let page = newest_first(params.cursor.as_deref(), params.limit, 50)?;
+    let status = params.status.as_deref().filter(|s| !s.is_empty());
+    let mut rows = store::of_job(
         &state.db,
-        s,
-        "created_at",
-        IdColumn::Uuid,
-        params.cursor.as_deref(),
-        limit,
+        &job.text("tenant_id").unwrap_or_default(),
+        &job.text("id").unwrap_or_default(),
+        status,
+        &page,
     )
     .await?;
+    let next_cursor = next_page(&mut rows, page.limit, "created_at");
     Ok(Json(ExecutionList {
         data: rows.iter().map(summary).collect(),
         next_cursor,
@@ -169,12 +156,7 @@ pub(super) async fn list(
 /// may see it.
 async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow), ApiError> {
     let uuid = Uuid::parse_str(id).map_err(|_| ApiError::not_found("execution", id))?;
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS}, input, output, log, calls FROM job_executions WHERE id = ?"),
-        vec![Param::Uuid(uuid)],
-    );
-    tenant_clause(auth, "tenant_id", &mut s);
-    if let Some(row) = fetch_one(&state.db, &s).await? {
+    if let Some(row) = store::get(&state.db, uuid, auth.scope()).await? {
         return Ok((uuid, row));
     }
     // Queued by the scheduler and not started: the task is all there is.
@@ -230,29 +212,20 @@ pub(super) async fn get_execution(
 ) -> Result<Json<ExecutionDetail>, ApiError> {
     let (uuid, row) = find(&state, &auth, &id).await?;
     // Attempts that were retried have rows of their own; the last one is the execution row.
-    let mut attempts: Vec<AttemptInfo> = fetch_all(
-        &state.db,
-        &stmt(
-            "SELECT attempt, status, error, started_at, finished_at, duration_ms, fuel_used \
-             FROM execution_attempts WHERE execution_id = ? AND tenant_id = ? ORDER BY attempt",
-            vec![
-                Param::Text(uuid.to_string()),
-                Param::Text(row.text("tenant_id").unwrap_or_default()),
-            ],
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| AttemptInfo {
-        attempt: r.int("attempt").unwrap_or(0),
-        status: r.text("status").unwrap_or_default(),
-        error: r.text("error"),
-        started_at: r.text("started_at").unwrap_or_default(),
-        finished_at: r.text("finished_at").unwrap_or_default(),
-        duration_ms: r.int("duration_ms").unwrap_or(0),
-        fuel_used: r.int("fuel_used").unwrap_or(0),
-    })
-    .collect();
+    let tenant = row.text("tenant_id").unwrap_or_default();
+    let mut attempts: Vec<AttemptInfo> = store::attempts(&state.db, uuid, &tenant)
+        .await?
+        .iter()
+        .map(|r| AttemptInfo {
+            attempt: r.int("attempt").unwrap_or(0),
+            status: r.text("status").unwrap_or_default(),
+            error: r.text("error"),
+            started_at: r.text("started_at").unwrap_or_default(),
+            finished_at: r.text("finished_at").unwrap_or_default(),
+            duration_ms: r.int("duration_ms").unwrap_or(0),
+            fuel_used: r.int("fuel_used").unwrap_or(0),
+        })
+        .collect();
     if let Some(last) = last_attempt(&row) {
         // Rows written before the last attempt moved into the execution row repeat it.
         if !attempts.iter().any(|a| a.attempt == last.attempt) {

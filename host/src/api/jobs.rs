@@ -4,8 +4,8 @@ use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, OptJson, J, P, Q};
 use super::page::{decode_cursor, next_page, page_limit};
 use super::ApiState;
-use crate::store::rows::{fetch_all, fetch_one, JsonRow, RowExt};
-use crate::store::sql::{stmt, Param, Stmt};
+use crate::store::jobs::{self as store, JobColumns};
+use crate::store::rows::{JsonRow, RowExt};
 use crate::store::ExecutionStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -15,7 +15,6 @@ use codeai_ir::{Manifest, Schedule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
-use std::sync::LazyLock;
 use utoipa::{IntoParams, ToSchema};
 
 /// A job's schedule.
@@ -144,20 +143,6 @@ pub struct ListParams {
     pub cursor: Option<String>,
 }
 
-static JOB_COLUMNS: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "j.id, j.tenant_id, j.name, j.version, j.description, j.job_type, \
-         j.schedule_kind, j.cron, j.interval_ms, j.run_at, j.timezone, j.queue, j.timeout_ms, \
-         j.enabled, j.next_run_at, j.last_run_at, j.created_at, j.updated_at, \
-         (SELECT e.status FROM job_executions e WHERE e.tenant_id = j.tenant_id \
-          AND e.job_id = j.id AND e.status IN ({}) ORDER BY e.created_at DESC LIMIT 1) \
-          AS last_run_status, \
-         (SELECT MAX(e.started_at) FROM job_executions e WHERE e.tenant_id = j.tenant_id \
-          AND e.job_id = j.id) AS last_started_at",
-        ExecutionStatus::sql_list_of(ExecutionStatus::is_final)
-    )
-});
-
 pub(super) fn schedule_of(row: &JsonRow) -> Schedule {
     match row.text("schedule_kind").as_deref() {
         Some("cron") => Schedule::Cron {
@@ -209,20 +194,9 @@ fn summary(row: &JsonRow) -> JobSummary {
     }
 }
 
-/// Appends `AND j.tenant_id = ?` for a tenant's token.
-fn scoped(sql: &str, auth: &Auth, mut params: Vec<Param>) -> (String, Vec<Param>) {
-    match auth.scope() {
-        Some(t) => {
-            params.push(Param::Text(t.into()));
-            (format!("{sql} AND j.tenant_id = ?"), params)
-        }
-        None => (sql.to_string(), params),
-    }
-}
-
 /// The job `id` (a uuid or a name) as the caller may see it, with every listed column.
 pub(super) async fn find_job(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
-    find_job_with(state, auth, id, &JOB_COLUMNS).await
+    find_job_with(state, auth, id, JobColumns::Listed).await
 }
 
 /// The job `id` with only its own columns (no statistics): for the operations on it.
@@ -231,34 +205,16 @@ pub(super) async fn find_job_row(
     auth: &Auth,
     id: &str,
 ) -> Result<JsonRow, ApiError> {
-    find_job_with(
-        state,
-        auth,
-        id,
-        "j.id, j.tenant_id, j.name, j.version, j.queue, j.timezone",
-    )
-    .await
+    find_job_with(state, auth, id, JobColumns::Identity).await
 }
 
 async fn find_job_with(
     state: &ApiState,
     auth: &Auth,
     id: &str,
-    columns: &str,
+    columns: JobColumns,
 ) -> Result<JsonRow, ApiError> {
-    let (sql, params) = scoped(
-        &format!("SELECT {columns} FROM jobs j WHERE (j.id = ? OR j.name = ?)"),
-        auth,
-        vec![Param::Text(id.into()), Param::Text(id.into())],
-    );
-    // A name the admin finds in several tenants: the default tenant's first, then the oldest.
-    let sql = format!(
-        "{sql} ORDER BY CASE WHEN j.id = ? THEN 0 WHEN j.tenant_id = 'default' THEN 1 ELSE 2 END, \
-         j.created_at LIMIT 1"
-    );
-    let mut params = params;
-    params.push(Param::Text(id.into()));
-    fetch_one(&state.db, &stmt(&sql, params))
+    store::find(&state.db, id, auth.scope(), columns)
         .await?
         .ok_or_else(|| ApiError::not_found("job", id))
 }
@@ -274,22 +230,13 @@ pub(super) async fn list(
     Q(params): Q<ListParams>,
 ) -> Result<Json<JobList>, ApiError> {
     let limit = page_limit(params.limit, 100)?;
-    let mut sql = format!("SELECT {} FROM jobs j WHERE 1 = 1", *JOB_COLUMNS);
-    let mut binds = Vec::new();
-    if let Some(t) = auth.scope() {
-        sql.push_str(" AND j.tenant_id = ?");
-        binds.push(Param::Text(t.into()));
-    }
-    if let Some(c) = &params.cursor {
-        let c = decode_cursor(c, 2)?;
-        sql.push_str(" AND (j.name > ? OR (j.name = ? AND j.id > ?))");
-        binds.push(Param::Text(c[0].clone()));
-        binds.push(Param::Text(c[0].clone()));
-        binds.push(Param::Text(c[1].clone()));
-    }
-    sql.push_str(" ORDER BY j.name, j.id LIMIT ?");
-    binds.push(Param::Int(limit + 1));
-    let mut rows = fetch_all(&state.db, &stmt(&sql, binds)).await?;
+    let after = params
+        .cursor
+        .as_deref()
+        .map(|c| decode_cursor(c, 2))
+        .transpose()?;
+    let after = after.as_ref().map(|c| (c[0].as_str(), c[1].as_str()));
+    let mut rows = store::list(&state.db, auth.scope(), after, limit + 1).await?;
     let next_cursor = next_page(&mut rows, limit, "name");
     Ok(Json(JobList {
         data: rows.iter().map(summary).collect(),
@@ -298,16 +245,10 @@ pub(super) async fn list(
 }
 
 async fn manifest_of(state: &ApiState, job_id: &str, version: i64) -> Result<Manifest, ApiError> {
-    let row = fetch_one(
-        &state.db,
-        &stmt(
-            "SELECT manifest FROM job_versions WHERE job_id = ? AND version = ?",
-            vec![Param::Text(job_id.into()), Param::Int(version)],
-        ),
-    )
-    .await?
-    .ok_or_else(|| ApiError::internal(format!("job {job_id} has no version {version}")))?;
-    serde_json::from_str(&row.text("manifest").unwrap_or_default())
+    let text = store::manifest(&state.db, job_id, version)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("job {job_id} has no version {version}")))?;
+    serde_json::from_str(&text)
         .map_err(|e| ApiError::internal(format!("stored manifest of {job_id}: {e}")))
 }
 
@@ -335,35 +276,19 @@ fn retry_info(policy: &codeai_ir::RetryPolicy) -> RetryInfo {
 async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> {
     let job = summary(row);
     let manifest = manifest_of(state, &job.id, job.version).await?;
-    let versions = fetch_all(
-        &state.db,
-        &stmt(
-            "SELECT version, sha256, created_at FROM job_versions WHERE job_id = ? \
-             ORDER BY version DESC",
-            vec![Param::Text(job.id.clone())],
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| VersionInfo {
-        version: r.int("version").unwrap_or(0),
-        sha256: r.text("sha256").unwrap_or_default(),
-        created_at: r.text("created_at").unwrap_or_default(),
-    })
-    .collect();
-    let counts = fetch_all(
-        &state.db,
-        &stmt(
-            "SELECT status, COUNT(*) AS n FROM job_executions WHERE tenant_id = ? AND job_id = ? \
-             GROUP BY status",
-            vec![Param::Text(job.tenant.clone()), Param::Text(job.id.clone())],
-        ),
-    )
-    .await?;
+    let versions = store::versions(&state.db, &job.id)
+        .await?
+        .iter()
+        .map(|r| VersionInfo {
+            version: r.int("version").unwrap_or(0),
+            sha256: r.text("sha256").unwrap_or_default(),
+            created_at: r.text("created_at").unwrap_or_default(),
+        })
+        .collect();
+    let counts = crate::store::executions::status_counts(&state.db, &job.tenant, &job.id).await?;
     let (mut completed, mut failed, mut skipped) = (0, 0, 0);
-    for r in &counts {
-        let n = r.int("n").unwrap_or(0);
-        match r.text("status").and_then(|s| s.parse().ok()) {
+    for (status, n) in counts {
+        match status.parse().ok() {
             Some(ExecutionStatus::Completed) => completed += n,
             Some(ExecutionStatus::Skipped) => skipped += n,
             Some(s) if s.is_failure() => failed += n,
@@ -530,12 +455,4 @@ pub(super) async fn schedule(
         .reschedule(&job_id, &body.cron_expression, &timezone, Utc::now())
         .await?;
     reload(&state, &auth, &job_id).await
-}
-
-/// Builds `SELECT … WHERE <scope>` helpers for other modules.
-pub(super) fn tenant_clause(auth: &Auth, column: &str, s: &mut Stmt) {
-    if let Some(t) = auth.scope() {
-        s.sql(format!(" AND {column} = "));
-        s.bind(Param::Text(t.into()));
-    }
 }

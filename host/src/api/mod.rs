@@ -142,7 +142,7 @@ impl ApiState {
         pool: Arc<WorkerPool>,
         config: ApiConfig,
     ) -> anyhow::Result<Arc<ApiState>> {
-        let signing_key = reports::signing_key(&db).await?;
+        let signing_key = crate::store::reports::signing_key(&db).await?;
         Ok(Arc::new(ApiState {
             db,
             executor,

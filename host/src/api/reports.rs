@@ -7,12 +7,11 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, P, Q};
-use super::jobs::{tenant_clause, ListParams};
-use super::page::{fetch_newest_first, page_limit, IdColumn};
+use super::jobs::ListParams;
+use super::page::{newest_first, next_page};
 use super::ApiState;
-use crate::store::rows::{execute, fetch_one, JsonRow, RowExt};
-use crate::store::sql::{stmt, Param};
-use crate::store::Database;
+use crate::store::reports as store;
+use crate::store::rows::{JsonRow, RowExt};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -62,9 +61,6 @@ pub struct FileParams {
     pub signature: Option<String>,
 }
 
-const COLUMNS: &str = "id, tenant_id, job, execution_id, format, size, name, created_at, \
-    expires_at";
-
 fn info(r: &JsonRow) -> ReportInfo {
     ReportInfo {
         id: r.text("id").unwrap_or_default(),
@@ -76,35 +72,6 @@ fn info(r: &JsonRow) -> ReportInfo {
         created_at: r.text("created_at").unwrap_or_default(),
         expires_at: r.text("expires_at"),
     }
-}
-
-/// The host's key for download links: read from `settings`, made on first use.
-pub(super) async fn signing_key(db: &Database) -> Result<Vec<u8>, sqlx::Error> {
-    let read = || {
-        stmt(
-            "SELECT value FROM settings WHERE key = 'download_signing_key'",
-            vec![],
-        )
-    };
-    if let Some(v) = fetch_one(db, &read()).await?.and_then(|r| r.text("value")) {
-        return Ok(v.into_bytes());
-    }
-    let key = format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
-    execute(
-        db,
-        &stmt(
-            "INSERT INTO settings (key, value, created_at) VALUES ('download_signing_key', ?, ?) \
-             ON CONFLICT (key) DO NOTHING",
-            vec![Param::Text(key), Param::DateTime(Utc::now())],
-        ),
-    )
-    .await?;
-    // Another process may have won the race: its key is the one.
-    Ok(fetch_one(db, &read())
-        .await?
-        .and_then(|r| r.text("value"))
-        .unwrap_or_default()
-        .into_bytes())
 }
 
 fn sign(key: &[u8], id: &str, expires: i64) -> String {
@@ -132,21 +99,9 @@ pub(super) async fn list(
     auth: Auth,
     Q(params): Q<ListParams>,
 ) -> Result<Json<ReportList>, ApiError> {
-    let limit = page_limit(params.limit, 100)?;
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS} FROM reports WHERE 1 = 1"),
-        vec![],
-    );
-    tenant_clause(&auth, "tenant_id", &mut s);
-    let (rows, next_cursor) = fetch_newest_first(
-        &state.db,
-        s,
-        "created_at",
-        IdColumn::Uuid,
-        params.cursor.as_deref(),
-        limit,
-    )
-    .await?;
+    let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
+    let mut rows = store::list(&state.db, auth.scope(), &page).await?;
+    let next_cursor = next_page(&mut rows, page.limit, "created_at");
     Ok(Json(ReportList {
         data: rows.iter().map(info).collect(),
         next_cursor,
@@ -155,12 +110,7 @@ pub(super) async fn list(
 
 async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
     let uuid = Uuid::parse_str(id).map_err(|_| ApiError::not_found("report", id))?;
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS} FROM reports WHERE id = ?"),
-        vec![Param::Uuid(uuid)],
-    );
-    tenant_clause(auth, "tenant_id", &mut s);
-    fetch_one(&state.db, &s)
+    store::get(&state.db, uuid, auth.scope())
         .await?
         .ok_or_else(|| ApiError::not_found("report", id))
 }
@@ -259,15 +209,9 @@ pub(super) async fn file(
         ));
     }
     let uuid = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("report", &id))?;
-    let row = fetch_one(
-        &state.db,
-        &stmt(
-            &format!("SELECT {COLUMNS} FROM reports WHERE id = ?"),
-            vec![Param::Uuid(uuid)],
-        ),
-    )
-    .await?
-    .ok_or_else(|| ApiError::not_found("report", &id))?;
+    let row = store::get(&state.db, uuid, None)
+        .await?
+        .ok_or_else(|| ApiError::not_found("report", &id))?;
     // The file's path is computed from the report's identity under the report directory,
     // never taken from the row.
     let format = row.text("format").unwrap_or_default();

@@ -3,11 +3,11 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, Q};
-use super::jobs::tenant_clause;
-use super::page::{fetch_newest_first, page_limit, IdColumn};
+use super::page::{newest_first, next_page};
 use super::ApiState;
-use crate::store::rows::{fetch_all, RowExt};
-use crate::store::sql::{stmt, Param};
+use crate::store::alerts::{self as alert_store, Showing};
+use crate::store::executions as execution_store;
+use crate::store::rows::RowExt;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -124,35 +124,20 @@ pub(super) async fn alerts(
     auth: Auth,
     Q(params): Q<AlertParams>,
 ) -> Result<Json<AlertList>, ApiError> {
-    let limit = page_limit(params.limit, 100)?;
-    let mut s = stmt(
-        "SELECT id, tenant_id, kind, subject, message, status, delivery, started_at, \
-         last_seen_at, resolved_at FROM alerts WHERE 1 = 1",
-        vec![],
-    );
-    match params.status.as_deref().unwrap_or("active") {
-        "all" => {}
-        status @ ("active" | "resolved") => {
-            s.sql(" AND status = ");
-            s.bind(Param::Text(status.into()));
-        }
+    let showing = match params.status.as_deref().unwrap_or("active") {
+        "all" => Showing::All,
+        "active" => Showing::Active,
+        "resolved" => Showing::Resolved,
         other => {
             return Err(ApiError::bad_request(
                 "invalid_query",
                 format!("status `{other}`: expected active, resolved or all"),
             ))
         }
-    }
-    tenant_clause(&auth, "tenant_id", &mut s);
-    let (rows, next_cursor) = fetch_newest_first(
-        &state.db,
-        s,
-        "started_at",
-        IdColumn::Text,
-        params.cursor.as_deref(),
-        limit,
-    )
-    .await?;
+    };
+    let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
+    let mut rows = alert_store::list(&state.db, showing, auth.scope(), &page).await?;
+    let next_cursor = next_page(&mut rows, page.limit, "started_at");
     Ok(Json(AlertList {
         data: rows
             .iter()
@@ -210,22 +195,9 @@ pub(super) async fn outbox(
     auth: Auth,
     Q(params): Q<super::jobs::ListParams>,
 ) -> Result<Json<OutboxList>, ApiError> {
-    let limit = page_limit(params.limit, 100)?;
-    let mut s = stmt(
-        "SELECT id, tenant_id, job, execution_id, kind, recipient, subject, body, attachments, \
-         status, reason, created_at FROM outbox WHERE 1 = 1",
-        vec![],
-    );
-    tenant_clause(&auth, "tenant_id", &mut s);
-    let (rows, next_cursor) = fetch_newest_first(
-        &state.db,
-        s,
-        "created_at",
-        IdColumn::Text,
-        params.cursor.as_deref(),
-        limit,
-    )
-    .await?;
+    let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
+    let mut rows = crate::store::platform::outbox(&state.db, auth.scope(), &page).await?;
+    let next_cursor = next_page(&mut rows, page.limit, "created_at");
     Ok(Json(OutboxList {
         data: rows
             .iter()
@@ -329,23 +301,13 @@ pub(super) async fn metrics(
 
     out.push_str("# HELP job_executions_total Executions by job, final status and queue.\n");
     out.push_str("# TYPE job_executions_total counter\n");
-    let rows = fetch_all(
-        db,
-        &stmt(
-            "SELECT job_name, status, queue, COUNT(*) AS n FROM job_executions \
-             GROUP BY job_name, status, queue ORDER BY job_name, status, queue",
-            vec![],
-        ),
-    )
-    .await?;
-    for r in &rows {
+    for (job, status, queue, n) in execution_store::counts_by_job(db).await? {
         let _ = writeln!(
             out,
-            "job_executions_total{{job=\"{}\",status=\"{}\",queue=\"{}\"}} {}",
-            label(&r.text("job_name").unwrap_or_default()),
-            label(&r.text("status").unwrap_or_default()),
-            label(&r.text("queue").unwrap_or_default()),
-            r.int("n").unwrap_or(0)
+            "job_executions_total{{job=\"{}\",status=\"{}\",queue=\"{}\"}} {n}",
+            label(&job),
+            label(&status),
+            label(&queue),
         );
     }
 
@@ -353,35 +315,22 @@ pub(super) async fn metrics(
         "# HELP job_execution_duration_seconds Wall time of finished executions, by job and job type.\n",
     );
     out.push_str("# TYPE job_execution_duration_seconds histogram\n");
-    let mut sql = String::from("SELECT e.job_name, MAX(j.job_type) AS job_type");
-    for (i, b) in BUCKETS.iter().enumerate() {
-        let ms = (b * 1000.0) as i64;
-        let _ = write!(
-            sql,
-            ", SUM(CASE WHEN e.duration_ms <= {ms} THEN 1 ELSE 0 END) AS b{i}"
-        );
-    }
-    sql.push_str(
-        ", COUNT(*) AS n, SUM(e.duration_ms) AS total FROM job_executions e \
-         LEFT JOIN jobs j ON j.id = e.job_id WHERE e.duration_ms IS NOT NULL \
-         AND e.started_at IS NOT NULL GROUP BY e.job_name ORDER BY e.job_name",
-    );
-    for r in fetch_all(db, &stmt(&sql, vec![])).await? {
-        let job = label(&r.text("job_name").unwrap_or_default());
-        let kind = label(&r.text("job_type").unwrap_or_default());
-        for (i, b) in BUCKETS.iter().enumerate() {
+    let bounds: Vec<i64> = BUCKETS.iter().map(|b| (b * 1000.0) as i64).collect();
+    for d in execution_store::durations(db, &bounds).await? {
+        let job = label(&d.job);
+        let kind = label(&d.job_type);
+        for (b, n) in BUCKETS.iter().zip(&d.at_most) {
             let _ = writeln!(
                 out,
-                "job_execution_duration_seconds_bucket{{job=\"{job}\",job_type=\"{kind}\",le=\"{b}\"}} {}",
-                r.int(&format!("b{i}")).unwrap_or(0)
+                "job_execution_duration_seconds_bucket{{job=\"{job}\",job_type=\"{kind}\",le=\"{b}\"}} {n}"
             );
         }
-        let n = r.int("n").unwrap_or(0);
+        let n = d.count;
         let _ = writeln!(
             out,
             "job_execution_duration_seconds_bucket{{job=\"{job}\",job_type=\"{kind}\",le=\"+Inf\"}} {n}"
         );
-        let total = r.int("total").unwrap_or(0) as f64 / 1000.0;
+        let total = d.total_ms as f64 / 1000.0;
         let _ = writeln!(
             out,
             "job_execution_duration_seconds_sum{{job=\"{job}\",job_type=\"{kind}\"}} {total}"
@@ -394,22 +343,8 @@ pub(super) async fn metrics(
 
     out.push_str("# HELP job_retries_total Retry attempts (attempts after the first), by job.\n");
     out.push_str("# TYPE job_retries_total counter\n");
-    for r in fetch_all(
-        db,
-        &stmt(
-            "SELECT job_name, SUM(attempt - 1) AS n FROM job_executions WHERE attempt > 1 \
-             GROUP BY job_name ORDER BY job_name",
-            vec![],
-        ),
-    )
-    .await?
-    {
-        let _ = writeln!(
-            out,
-            "job_retries_total{{job=\"{}\"}} {}",
-            label(&r.text("job_name").unwrap_or_default()),
-            r.int("n").unwrap_or(0)
-        );
+    for (job, n) in execution_store::retries_by_job(db).await? {
+        let _ = writeln!(out, "job_retries_total{{job=\"{}\"}} {n}", label(&job));
     }
 
     out.push_str("# HELP queue_depth Tasks per queue and state.\n");
@@ -450,22 +385,8 @@ pub(super) async fn metrics(
     );
 
     out.push_str("# HELP alerts_active Active alerts by kind.\n# TYPE alerts_active gauge\n");
-    for r in fetch_all(
-        db,
-        &stmt(
-            "SELECT kind, COUNT(*) AS n FROM alerts WHERE status = 'active' GROUP BY kind \
-             ORDER BY kind",
-            vec![],
-        ),
-    )
-    .await?
-    {
-        let _ = writeln!(
-            out,
-            "alerts_active{{kind=\"{}\"}} {}",
-            label(&r.text("kind").unwrap_or_default()),
-            r.int("n").unwrap_or(0)
-        );
+    for (kind, n) in alert_store::active_by_kind(db).await? {
+        let _ = writeln!(out, "alerts_active{{kind=\"{}\"}} {n}", label(&kind));
     }
 
     out.push_str(
@@ -516,11 +437,7 @@ pub(super) async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "monitoring",
     responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
 pub(super) async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Health>, ApiError> {
-    let ok = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        fetch_all(&state.db, &stmt("SELECT 1 AS one", vec![])),
-    )
-    .await;
+    let ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await;
     match ok {
         Ok(Ok(_)) => Ok(Json(Health {
             status: "ready".into(),

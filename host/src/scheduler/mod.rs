@@ -166,6 +166,37 @@ impl Scheduler {
         Ok(job)
     }
 
+    /// Loads every job of the store with its current version (jobs uploaded, changed or
+    /// paused by another process included) and forgets deleted ones. The operator's jobs come
+    /// first: a tenant's job may run in a queue they declare.
+    pub async fn reload(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let rows = crate::store::jobs::current(self.db(), platform::DEFAULT_TENANT).await?;
+        let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+        self.lock().retain(|id, _| known.contains(id.as_str()));
+        for r in &rows {
+            if self
+                .job(&r.id)
+                .is_some_and(|j| j.version == r.version && j.enabled == r.enabled)
+            {
+                continue;
+            }
+            let manifest: Manifest = match serde_json::from_str(&r.manifest) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(job = %r.id, "stored manifest unreadable, job not scheduled: {e}");
+                    continue;
+                }
+            };
+            if let Err(e) = self
+                .add(&r.id, &r.tenant_id, r.version, Arc::new(manifest), now)
+                .await
+            {
+                tracing::warn!(job = %r.id, "job not scheduled: {e:#}");
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets a job (deleted): it does not fire any more.
     pub fn remove(&self, job_id: &str) -> bool {
         self.lock().remove(job_id).is_some()

@@ -7,13 +7,18 @@
 //! - [`secrets`] keeps each tenant's secrets, encrypted.
 //! - [`status`] spells the states of an execution record.
 
+pub mod alerts;
 pub mod demo;
 pub mod entities;
+pub mod executions;
+pub mod jobs;
 pub mod migrate;
 pub mod namespace;
+pub mod page;
 pub mod platform;
 pub mod quotas;
 pub mod recorder;
+pub mod reports;
 pub mod rows;
 pub mod schedules;
 pub mod secrets;
@@ -102,6 +107,13 @@ impl Database {
             .connect_with(options)
             .await?;
         Ok(Database::Postgres(pool))
+    }
+
+    /// Whether the database answers a trivial statement.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        rows::execute(self, &sql::stmt("SELECT 1", vec![]))
+            .await
+            .map(drop)
     }
 
     pub fn dialect(&self) -> Dialect {

@@ -13,7 +13,8 @@ use uuid::Uuid;
 /// The tenant that owns everything when no other is named (created by the first migration).
 pub const DEFAULT_TENANT: &str = "default";
 
-use super::rows::{execute, fetch_one, RowExt as _};
+use super::page::{and_tenant, newest_first, IdColumn, Page};
+use super::rows::{execute, fetch_one, JsonRow, RowExt as _};
 use std::path::{Path, PathBuf};
 
 /// The first column of the first row, as text.
@@ -662,4 +663,19 @@ pub async fn set_execution_status(
     )
     .await?;
     Ok(())
+}
+
+/// Messages held in the outbox, newest first, of the tenant `scope` (all when `None`).
+pub async fn outbox(
+    db: &Database,
+    scope: Option<&str>,
+    page: &Page,
+) -> Result<Vec<JsonRow>, sqlx::Error> {
+    let mut s = stmt(
+        "SELECT id, tenant_id, job, execution_id, kind, recipient, subject, body, attachments, \
+         status, reason, created_at FROM outbox WHERE 1 = 1",
+        vec![],
+    );
+    and_tenant(&mut s, "tenant_id", scope);
+    newest_first(db, s, "created_at", IdColumn::Text, page).await
 }

@@ -58,7 +58,9 @@ async fn a_tenants_manifest_sets_no_queue_weight(db: Database) {
     let bytes = with_manifest(&job(CRITICAL, "Urgent"), greedy);
     let body = th.upload_ok(&token, bytes).await;
     assert_eq!(weights(&th), builtin());
-    codeai_host::app::sync_jobs(&db, &th.host().scheduler)
+    th.host()
+        .scheduler
+        .reload(chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(weights(&th), builtin());
@@ -158,7 +160,7 @@ async fn the_operators_own_jobs_declare_queues_within_the_bounds(db: Database) {
     // A worker process (`codeai worker start`) schedules no jobs: it reads the declarations
     // of the operator's stored jobs, the same ones.
     let worker = Queue::new(db.clone(), QueueConfig::default());
-    codeai_host::app::declare_operator_queues(&db, &worker)
+    codeai_host::background::queues::declare_operator_queues(&db, &worker)
         .await
         .unwrap();
     let mut seen = worker.weights();

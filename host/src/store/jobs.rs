@@ -1,0 +1,187 @@
+//! Reading jobs and their versions: what the API lists and shows, what the scheduler loads and
+//! what a worker runs. Registering, replacing and deleting jobs is [`super::platform`]'s.
+
+use super::page::and_tenant;
+use super::rows::{fetch_all, fetch_as, fetch_one, scalar, JsonRow};
+use super::sql::{stmt, Param};
+use super::{Database, ExecutionStatus};
+use std::sync::LazyLock;
+
+/// Which columns of a job to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobColumns {
+    /// Its own columns and the statistics a listing shows (last run status, last start).
+    Listed,
+    /// Its identity only: what the operations on it need.
+    Identity,
+}
+
+impl JobColumns {
+    fn sql(self) -> &'static str {
+        match self {
+            JobColumns::Listed => &LISTED,
+            JobColumns::Identity => "j.id, j.tenant_id, j.name, j.version, j.queue, j.timezone",
+        }
+    }
+}
+
+static LISTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "j.id, j.tenant_id, j.name, j.version, j.description, j.job_type, \
+         j.schedule_kind, j.cron, j.interval_ms, j.run_at, j.timezone, j.queue, j.timeout_ms, \
+         j.enabled, j.next_run_at, j.last_run_at, j.created_at, j.updated_at, \
+         (SELECT e.status FROM job_executions e WHERE e.tenant_id = j.tenant_id \
+          AND e.job_id = j.id AND e.status IN ({}) ORDER BY e.created_at DESC LIMIT 1) \
+          AS last_run_status, \
+         (SELECT MAX(e.started_at) FROM job_executions e WHERE e.tenant_id = j.tenant_id \
+          AND e.job_id = j.id) AS last_started_at",
+        ExecutionStatus::sql_list_of(ExecutionStatus::is_final)
+    )
+});
+
+/// The job `id_or_name` (its uuid or its name) of the tenant `scope` (any when `None`). A name
+/// found in several tenants gives the default tenant's first, then the oldest.
+pub async fn find(
+    db: &Database,
+    id_or_name: &str,
+    scope: Option<&str>,
+    columns: JobColumns,
+) -> Result<Option<JsonRow>, sqlx::Error> {
+    let id = || Param::Text(id_or_name.into());
+    let mut s = stmt(
+        &format!(
+            "SELECT {} FROM jobs j WHERE (j.id = ? OR j.name = ?)",
+            columns.sql()
+        ),
+        vec![id(), id()],
+    );
+    and_tenant(&mut s, "j.tenant_id", scope);
+    s.sql(" ORDER BY CASE WHEN j.id = ");
+    s.bind(id());
+    s.sql(" THEN 0 WHEN j.tenant_id = 'default' THEN 1 ELSE 2 END, j.created_at LIMIT 1");
+    fetch_one(db, &s).await
+}
+
+/// Jobs by name (then id), of the tenant `scope` (all when `None`), after the job
+/// `(name, id)`: at most `limit` rows.
+pub async fn list(
+    db: &Database,
+    scope: Option<&str>,
+    after: Option<(&str, &str)>,
+    limit: i64,
+) -> Result<Vec<JsonRow>, sqlx::Error> {
+    let mut s = stmt(
+        &format!(
+            "SELECT {} FROM jobs j WHERE 1 = 1",
+            JobColumns::Listed.sql()
+        ),
+        vec![],
+    );
+    and_tenant(&mut s, "j.tenant_id", scope);
+    if let Some((name, id)) = after {
+        s.sql(" AND (j.name > ");
+        s.bind(Param::Text(name.into()));
+        s.sql(" OR (j.name = ");
+        s.bind(Param::Text(name.into()));
+        s.sql(" AND j.id > ");
+        s.bind(Param::Text(id.into()));
+        s.sql("))");
+    }
+    s.sql(" ORDER BY j.name, j.id LIMIT ");
+    s.bind(Param::Int(limit));
+    fetch_all(db, &s).await
+}
+
+/// The manifest (JSON text) of a version of a job.
+pub async fn manifest(
+    db: &Database,
+    job_id: &str,
+    version: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    scalar(
+        db,
+        &stmt(
+            "SELECT manifest FROM job_versions WHERE job_id = ? AND version = ?",
+            vec![Param::Text(job_id.into()), Param::Int(version)],
+        ),
+    )
+    .await
+}
+
+/// The component (the `.wasm` bytes) of a version of a job.
+pub async fn component(
+    db: &Database,
+    job_id: &str,
+    version: i64,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    scalar(
+        db,
+        &stmt(
+            "SELECT component FROM job_versions WHERE job_id = ? AND version = ?",
+            vec![Param::Text(job_id.into()), Param::Int(version)],
+        ),
+    )
+    .await
+}
+
+/// The versions a job keeps, newest first: `(version, sha256, created_at)`.
+pub async fn versions(db: &Database, job_id: &str) -> Result<Vec<JsonRow>, sqlx::Error> {
+    fetch_all(
+        db,
+        &stmt(
+            "SELECT version, sha256, created_at FROM job_versions WHERE job_id = ? \
+             ORDER BY version DESC",
+            vec![Param::Text(job_id.into())],
+        ),
+    )
+    .await
+}
+
+/// A job as the scheduler loads it: its current version and that version's manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Current {
+    pub id: String,
+    pub tenant_id: String,
+    pub version: i64,
+    pub enabled: bool,
+    /// JSON text.
+    pub manifest: String,
+}
+
+/// Every job with its current version, the tenant `first`'s jobs first.
+pub async fn current(db: &Database, first: &str) -> Result<Vec<Current>, sqlx::Error> {
+    let rows: Vec<(String, String, i64, bool, String)> = fetch_as(
+        db,
+        &stmt(
+            "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest FROM jobs j \
+             JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
+             ORDER BY CASE WHEN j.tenant_id = ? THEN 0 ELSE 1 END",
+            vec![Param::Text(first.into())],
+        ),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, tenant_id, version, enabled, manifest)| Current {
+            id,
+            tenant_id,
+            version,
+            enabled,
+            manifest,
+        })
+        .collect())
+}
+
+/// The manifests (JSON text) of the current versions of a tenant's jobs.
+pub async fn current_manifests(db: &Database, tenant: &str) -> Result<Vec<String>, sqlx::Error> {
+    super::rows::scalars(
+        db,
+        &stmt(
+            "SELECT v.manifest FROM jobs j \
+             JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
+             WHERE j.tenant_id = ?",
+            vec![Param::Text(tenant.into())],
+        ),
+    )
+    .await
+}
