@@ -194,7 +194,7 @@ fn small_manifest() -> Manifest {
             max_retries: 0,
             backoff: Backoff::Fixed { delay_ms: 0 },
         },
-        overlap: "skip".into(),
+        overlap: codeai_ir::Overlap::Skip,
         on_complete: None,
         on_fail: None,
         capabilities: vec![],

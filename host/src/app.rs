@@ -11,7 +11,7 @@ use crate::executor::Executor;
 use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
-use crate::store::{self, platform as pstore, Database};
+use crate::store::{self, Database};
 use crate::worker::{PoolConfig, WorkerPool};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -73,7 +73,7 @@ pub async fn register_prepared(
 ) -> anyhow::Result<Registered> {
     let manifest = job.manifest_arc();
     let hash = crate::runtime::cache::hex(job.hash());
-    let reg = pstore::register_job(db, tenant, &manifest, bytes, &hash).await?;
+    let reg = store::platform::register_job(db, tenant, &manifest, bytes, &hash).await?;
     let scheduled = scheduler
         .add(&reg.job_id, tenant, reg.version, manifest.clone(), now)
         .await

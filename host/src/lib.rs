@@ -1,9 +1,20 @@
-//! The CodeAI Jobs platform: the wasmtime runtime that runs job components and the `codeai`
-//! command line.
+//! The CodeAI Jobs host: runs job components built by the DSL compiler on a schedule, through
+//! queues and a worker pool, each execution in a fresh wasmtime sandbox, and serves the HTTP API
+//! and the dashboard. `main.rs` only parses arguments and calls [`cli`].
 //!
-//! - [`wasm`] loads a job component, links the `codeai:host` capabilities a host-state type
-//!   provides, and calls the component's `run` export. It is the seed of the real runtime.
-//! - [`cli`] is the `codeai` binary's commands; `main.rs` only parses arguments and calls in here.
+//! The layers, each using only the ones below it (ARCHITECTURE.md has the map and each
+//! module's invariant):
+//!
+//! - [`api`] (HTTP handlers) and [`cli`] (commands): parse, call one domain function, shape
+//!   the answer.
+//! - [`app`] wires a host together for its role; [`background`] holds its services (scheduler
+//!   fires, lease reaper, alerts, leader election, heartbeats), one file each.
+//! - [`domain`]: the job and execution lifecycle, the one writer of execution state;
+//!   [`scheduler`], [`worker`] and [`executor`] drive executions.
+//! - [`runtime`] (wasmtime: fuel, memory, deadlines, compile budgets) and [`caps`] (the
+//!   capabilities a job calls, one file per WIT interface); [`wasm`] is the generated bindings.
+//! - [`queue`] (one front over the SQL and Redis backends) and [`store`] (every SQL statement
+//!   outside the queue backends).
 
 pub mod alerts;
 pub mod api;

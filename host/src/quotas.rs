@@ -2,8 +2,8 @@
 //!
 //! An upload costs the host twice: the component in `job_versions` and its compiled artifact in
 //! the cache directory (a few times the component's size), both kept for every version. Without
-//! a limit a tenant uploading in a loop fills the database and the disk (40 versions of one job:
-//! +17 MB of database, +64 MB of cache). So each tenant has three quotas:
+//! a limit a tenant uploading in a loop fills the database and the disk. So each tenant has three
+//! quotas:
 //!
 //! - `max_jobs` (host default 100, `CODEAI_TENANT_MAX_JOBS`): an upload of a new job beyond it
 //!   is refused.

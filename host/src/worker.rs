@@ -49,8 +49,8 @@ const FAILED: &str = ExecutionStatus::Failed.as_str();
 pub struct PoolConfig {
     /// Executions at once (default 10).
     pub slots: usize,
-    /// How long the dispatcher sleeps when the queue is empty (default 50 ms; an enqueue in this
-    /// process wakes it at once).
+    /// How long the pool waits before asking the queue again after it found nothing to lease
+    /// (default 50 ms; an enqueue in this process wakes it at once).
     pub poll: Duration,
     /// How often an active task's lease is extended (default 10 s).
     pub heartbeat: Duration,

@@ -409,8 +409,8 @@ pub struct Manifest {
     pub queues: Vec<QueueDecl>,
     pub timeout_ms: u64,
     pub retry: RetryPolicy,
-    /// Overlap policy: `skip`, `queue` or `allow`.
-    pub overlap: String,
+    /// What a fire does while the previous run of the job is pending or active.
+    pub overlap: Overlap,
     /// Event the host emits after the job completes or is skipped (`on_complete: emit(E)`).
     pub on_complete: Option<String>,
     /// Event the host emits after the job's final failure, retries exhausted (`on_fail: emit(E)`).
@@ -454,6 +454,44 @@ pub struct RetryPolicy {
     /// Retries after the first attempt (so `retry: 3 times` allows 4 attempts).
     pub max_retries: u32,
     pub backoff: Backoff,
+}
+
+/// What a fire does while the previous run of the job is still pending or active
+/// (`overlap:` in the source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The fire is recorded as a skipped execution with its reason (the default).
+    #[default]
+    Skip,
+    /// The fire is enqueued and waits until the previous run ends (one at a time).
+    Queue,
+    /// The fire runs beside the previous run.
+    Allow,
+}
+
+impl Overlap {
+    pub const ALL: [Overlap; 3] = [Overlap::Skip, Overlap::Queue, Overlap::Allow];
+
+    /// The policy's name in the source and in manifests.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Skip => "skip",
+            Overlap::Queue => "queue",
+            Overlap::Allow => "allow",
+        }
+    }
+
+    /// The policy named `name`, if there is one.
+    pub fn named(name: &str) -> Option<Overlap> {
+        Overlap::ALL.into_iter().find(|o| o.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Overlap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use super::{CheckedJob, Cx};
 use crate::ast::{self, JobValue, Span};
 use codeai_cron::CronExpr;
 use codeai_ir::limits;
-use codeai_ir::{Backoff, Manifest, Program, RetryPolicy, Schedule, StepKind, IR_VERSION};
+use codeai_ir::{Backoff, Manifest, Overlap, Program, RetryPolicy, Schedule, StepKind, IR_VERSION};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::str::FromStr;
 
@@ -35,7 +35,11 @@ const DEFAULT_RETRY_DELAY_MS: u64 = 1000;
 /// The base of `exponential_backoff`: 100ms, 200ms, 400ms …
 const EXPONENTIAL_BASE_MS: u64 = 100;
 const MAX_RETRIES: i64 = limits::MAX_RETRIES as i64;
-const OVERLAP_POLICIES: [&str; 3] = ["skip", "queue", "allow"];
+const OVERLAP_POLICIES: [&str; 3] = [
+    Overlap::Skip.as_str(),
+    Overlap::Queue.as_str(),
+    Overlap::Allow.as_str(),
+];
 
 /// What a job's program uses: capabilities and the declarations it refers to.
 #[derive(Default)]
@@ -76,7 +80,7 @@ pub(super) fn check_job(
     let mut timeout_ms = DEFAULT_TIMEOUT_MS;
     let mut retries: Option<(u32, Option<&ast::Ident>, Span)> = None;
     let mut delays: Option<(Vec<u64>, Span)> = None;
-    let mut overlap = "skip".to_string();
+    let mut overlap = Overlap::default();
     let mut on_complete = None;
     let mut on_fail = None;
     let mut input: Vec<(ast::Ident, &ast::Expr)> = Vec::new();
@@ -220,11 +224,13 @@ pub(super) fn check_job(
                 ),
             },
             "overlap" => match name_value(&field.value) {
-                Some(n) if OVERLAP_POLICIES.contains(&n.node.as_str()) => overlap = n.node,
-                Some(n) => {
-                    let hint = hint_or_list(&n.node, "the overlap policies", &OVERLAP_POLICIES);
-                    cx.error_hint(n.span, format!("unknown overlap policy `{}`", n.node), hint)
-                }
+                Some(n) => match Overlap::named(&n.node) {
+                    Some(policy) => overlap = policy,
+                    None => {
+                        let hint = hint_or_list(&n.node, "the overlap policies", &OVERLAP_POLICIES);
+                        cx.error_hint(n.span, format!("unknown overlap policy `{}`", n.node), hint)
+                    }
+                },
                 None => expected(cx, field, "`skip`, `queue` or `allow`"),
             },
             "on_complete" | "on_fail" => match &field.value {

@@ -146,7 +146,7 @@ fn example_daily_sales_report_manifest() {
     assert_eq!(m.description.as_deref(), Some("Daily sales summary"));
     assert_eq!(m.on_complete.as_deref(), Some("JobCompleted"));
     assert_eq!(m.on_fail.as_deref(), Some("JobFailed"));
-    assert_eq!(m.overlap, "skip");
+    assert_eq!(m.overlap, codeai_ir::Overlap::Skip);
     assert_eq!(
         m.capabilities,
         ["clock", "data", "email", "events", "log", "report"]

@@ -46,6 +46,29 @@ impl TokenCache {
 pub struct Auth(pub Principal);
 
 impl Auth {
+    /// The tenant a request acts for: the token's own (a tenant's token naming another tenant
+    /// finds nothing), or the one the admin names with `?tenant=` (default `default`), which
+    /// must exist.
+    pub(super) async fn acting_tenant(
+        &self,
+        state: &ApiState,
+        asked: Option<String>,
+    ) -> Result<String, ApiError> {
+        match (self.scope(), asked) {
+            (Some(t), None) => Ok(t.to_string()),
+            (Some(t), Some(asked)) if asked == t => Ok(asked),
+            (Some(_), Some(asked)) => Err(ApiError::not_found("tenant", &asked)),
+            (None, asked) => {
+                let asked =
+                    asked.unwrap_or_else(|| crate::store::platform::DEFAULT_TENANT.to_string());
+                if tenants::tenant(&state.db, &asked).await?.is_none() {
+                    return Err(ApiError::not_found("tenant", &asked));
+                }
+                Ok(asked)
+            }
+        }
+    }
+
     /// The tenant the caller is limited to; `None` for the admin.
     pub fn scope(&self) -> Option<&str> {
         match &self.0 {

@@ -12,7 +12,7 @@
 //! times in a timezone, for the schedule editor's live preview).
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, Q};
+use super::error::{ApiError, ErrorBody, QueryParams};
 use super::ApiState;
 use crate::store::ExecutionStatus;
 use axum::extract::State;
@@ -145,7 +145,7 @@ pub struct Throughput {
 pub(super) async fn throughput(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<ThroughputParams>,
+    QueryParams(params): QueryParams<ThroughputParams>,
 ) -> Result<Json<Throughput>, ApiError> {
     let minutes = match params.minutes {
         None => 60,
@@ -235,7 +235,7 @@ pub struct SchedulePreview {
     security(("bearer" = [])))]
 pub(super) async fn schedule_preview(
     _auth: Auth,
-    Q(params): Q<PreviewParams>,
+    QueryParams(params): QueryParams<PreviewParams>,
 ) -> Result<Json<SchedulePreview>, ApiError> {
     let count = match params.count {
         None => 5,

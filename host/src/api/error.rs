@@ -156,39 +156,39 @@ impl From<BytesRejection> for ApiError {
 }
 
 /// `Path` with JSON errors.
-pub struct P<T>(pub T);
+pub struct PathParams<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for P<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(P(axum::extract::Path::<T>::from_request_parts(
-            parts, state,
-        )
-        .await?
-        .0))
+        Ok(PathParams(
+            axum::extract::Path::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
     }
 }
 
 /// `Query` with JSON errors.
-pub struct Q<T>(pub T);
+pub struct QueryParams<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Q<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryParams<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(Q(axum::extract::Query::<T>::from_request_parts(
-            parts, state,
-        )
-        .await?
-        .0))
+        Ok(QueryParams(
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
     }
 }
 
 /// A JSON body that may be absent (no body, or an empty one, is `T::default()`).
-pub struct OptJson<T>(pub T);
+pub struct OptionalJsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Default + Send> FromRequest<S> for OptJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Default + Send> FromRequest<S> for OptionalJsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -199,7 +199,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Default + Send> FromRequest<S> for Op
             .is_some_and(|v| v.starts_with("application/json"));
         let bytes = axum::body::Bytes::from_request(req, state).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(OptJson(T::default()));
+            return Ok(OptionalJsonBody(T::default()));
         }
         if !json_type {
             return Err(ApiError::new(
@@ -208,23 +208,25 @@ impl<S: Send + Sync, T: DeserializeOwned + Default + Send> FromRequest<S> for Op
                 "send the body as `Content-Type: application/json`",
             ));
         }
-        serde_json::from_slice(&bytes).map(OptJson).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                e.to_string(),
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .map(OptionalJsonBody)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    e.to_string(),
+                )
+            })
     }
 }
 
 /// A required JSON body.
-pub struct J<T>(pub T);
+pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for J<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(J(Json::<T>::from_request(req, state).await?.0))
+        Ok(JsonBody(Json::<T>::from_request(req, state).await?.0))
     }
 }

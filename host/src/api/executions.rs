@@ -1,9 +1,9 @@
 //! `/jobs/{id}/executions` and `/executions/{id}`: history, details, cancel and retry.
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, P, Q};
+use super::error::{ApiError, ErrorBody, PathParams, QueryParams};
 use super::jobs::find_job_row;
-use super::page::{newest_first, next_page};
+use super::page::{newest_first, Listing};
 use super::ApiState;
 use crate::domain::executions::{CancelOutcome, ExecutionStatus, Lifecycle};
 use crate::store::executions as store;
@@ -46,12 +46,6 @@ pub struct ExecutionSummary {
     /// The step an error belongs to.
     pub step: Option<String>,
     pub created_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ExecutionList {
-    pub data: Vec<ExecutionSummary>,
-    pub next_cursor: Option<String>,
 }
 
 /// One attempt of an execution.
@@ -125,19 +119,19 @@ fn summary(r: &JsonRow) -> ExecutionSummary {
 /// List a job's executions, newest first.
 #[utoipa::path(get, path = "/jobs/{id}/executions", tag = "executions",
     params(("id" = String, Path, description = "The job's uuid or name"), ExecutionParams),
-    responses((status = 200, body = ExecutionList), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Listing<ExecutionSummary>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
-    Q(params): Q<ExecutionParams>,
-) -> Result<Json<ExecutionList>, ApiError> {
+    PathParams(id): PathParams<String>,
+    QueryParams(params): QueryParams<ExecutionParams>,
+) -> Result<Json<Listing<ExecutionSummary>>, ApiError> {
     let job = find_job_row(&state, &auth, &id).await?;
     let page = newest_first(params.cursor.as_deref(), params.limit, 50)?;
     let status = params.status.as_deref().filter(|s| !s.is_empty());
-    let mut rows = store::of_job(
+    let rows = store::of_job(
         &state.db,
         &job.text("tenant_id").unwrap_or_default(),
         &job.text("id").unwrap_or_default(),
@@ -145,11 +139,7 @@ pub(super) async fn list(
         &page,
     )
     .await?;
-    let next_cursor = next_page(&mut rows, page.limit, "created_at");
-    Ok(Json(ExecutionList {
-        data: rows.iter().map(summary).collect(),
-        next_cursor,
-    }))
+    Ok(Json(Listing::of(rows, page.limit, "created_at", summary)))
 }
 
 /// The execution record (or the queued task of one that has no record yet), as the caller
@@ -208,7 +198,7 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow)
 pub(super) async fn get_execution(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<ExecutionDetail>, ApiError> {
     let (uuid, row) = find(&state, &auth, &id).await?;
     // Attempts that were retried have rows of their own; the last one is the execution row.
@@ -274,22 +264,14 @@ fn last_attempt(row: &JsonRow) -> Option<AttemptInfo> {
 pub(super) async fn cancel(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<(StatusCode, Json<ExecutionAction>), ApiError> {
-    let (uuid, row) = find(&state, &auth, &id).await?;
-    let tenant = row.text("tenant_id").unwrap_or_default();
-    let shown = row.text("status").unwrap_or_default();
+    let (uuid, tenant, shown) = find_for_action(&state, &auth, &id).await?;
     let status = match lifecycle(&state).cancel(&tenant, uuid, &shown).await? {
         CancelOutcome::Cancelled => ExecutionStatus::Cancelled.as_str(),
         CancelOutcome::Stopping => "cancelling",
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(ExecutionAction {
-            id: uuid.to_string(),
-            status: status.into(),
-        }),
-    ))
+    Ok(accepted(uuid, status))
 }
 
 /// Retry a failed (or cancelled) execution: it runs again as the same execution.
@@ -301,19 +283,33 @@ pub(super) async fn cancel(
 pub(super) async fn retry(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<(StatusCode, Json<ExecutionAction>), ApiError> {
-    let (uuid, row) = find(&state, &auth, &id).await?;
+    let (uuid, tenant, shown) = find_for_action(&state, &auth, &id).await?;
+    lifecycle(&state).retry(&tenant, uuid, &shown).await?;
+    Ok(accepted(uuid, ExecutionStatus::Pending.as_str()))
+}
+
+/// The execution `id` an action is asked of: its id, tenant and the status it shows.
+async fn find_for_action(
+    state: &ApiState,
+    auth: &Auth,
+    id: &str,
+) -> Result<(Uuid, String, String), ApiError> {
+    let (uuid, row) = find(state, auth, id).await?;
     let tenant = row.text("tenant_id").unwrap_or_default();
     let shown = row.text("status").unwrap_or_default();
-    lifecycle(&state).retry(&tenant, uuid, &shown).await?;
-    Ok((
+    Ok((uuid, tenant, shown))
+}
+
+fn accepted(id: Uuid, status: &str) -> (StatusCode, Json<ExecutionAction>) {
+    (
         StatusCode::ACCEPTED,
         Json(ExecutionAction {
-            id: uuid.to_string(),
-            status: ExecutionStatus::Pending.as_str().into(),
+            id: id.to_string(),
+            status: status.into(),
         }),
-    ))
+    )
 }
 
 fn lifecycle(state: &ApiState) -> Lifecycle<'_> {

@@ -1,8 +1,8 @@
 //! `/jobs`: list, details, run, pause, resume, reschedule.
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, OptJson, J, P, Q};
-use super::page::{decode_cursor, next_page, page_limit};
+use super::error::{ApiError, ErrorBody, JsonBody, OptionalJsonBody, PathParams, QueryParams};
+use super::page::{decode_cursor, page_limit, Listing};
 use super::ApiState;
 use crate::store::jobs::{self as store, JobColumns};
 use crate::store::rows::{JsonRow, RowExt};
@@ -52,13 +52,6 @@ pub struct JobSummary {
     pub last_run_status: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-}
-
-/// `{"data": [...]}` of jobs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct JobList {
-    pub data: Vec<JobSummary>,
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -221,14 +214,14 @@ async fn find_job_with(
 
 /// List all jobs.
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
-    responses((status = 200, body = JobList), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Listing<JobSummary>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<ListParams>,
-) -> Result<Json<JobList>, ApiError> {
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<Listing<JobSummary>>, ApiError> {
     let limit = page_limit(params.limit, 100)?;
     let after = params
         .cursor
@@ -236,12 +229,8 @@ pub(super) async fn list(
         .map(|c| decode_cursor(c, 2))
         .transpose()?;
     let after = after.as_ref().map(|c| (c[0].as_str(), c[1].as_str()));
-    let mut rows = store::list(&state.db, auth.scope(), after, limit + 1).await?;
-    let next_cursor = next_page(&mut rows, limit, "name");
-    Ok(Json(JobList {
-        data: rows.iter().map(summary).collect(),
-        next_cursor,
-    }))
+    let rows = store::list(&state.db, auth.scope(), after, limit + 1).await?;
+    Ok(Json(Listing::of(rows, limit, "name", summary)))
 }
 
 async fn manifest_of(state: &ApiState, job_id: &str, version: i64) -> Result<Manifest, ApiError> {
@@ -297,7 +286,7 @@ async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> 
     }
     Ok(JobDetail {
         retry: retry_info(&manifest.retry),
-        overlap: manifest.overlap.clone(),
+        overlap: manifest.overlap.to_string(),
         capabilities: manifest.capabilities.clone(),
         entities: manifest.entities.iter().map(|e| e.name.clone()).collect(),
         integrations: manifest
@@ -327,7 +316,7 @@ async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> 
 pub(super) async fn get_job(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let row = find_job(&state, &auth, &id).await?;
     Ok(Json(detail(&state, &row).await?))
@@ -344,8 +333,8 @@ pub(super) async fn get_job(
 pub(super) async fn run(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
-    OptJson(body): OptJson<RunRequest>,
+    PathParams(id): PathParams<String>,
+    OptionalJsonBody(body): OptionalJsonBody<RunRequest>,
 ) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
     let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();
@@ -383,6 +372,23 @@ async fn reload(state: &ApiState, auth: &Auth, job_id: &str) -> Result<Json<JobD
     Ok(Json(detail(state, &row).await?))
 }
 
+/// Pauses or resumes the job `id`; the job as it is then.
+async fn set_paused(
+    state: &ApiState,
+    auth: &Auth,
+    id: &str,
+    paused: bool,
+) -> Result<Json<JobDetail>, ApiError> {
+    let row = find_job_row(state, auth, id).await?;
+    let job_id = row.text("id").unwrap_or_default();
+    if paused {
+        state.jobs().pause(&job_id).await?;
+    } else {
+        state.jobs().resume(&job_id, Utc::now()).await?;
+    }
+    reload(state, auth, &job_id).await
+}
+
 /// Pause a job: it does not fire until resumed (running executions go on).
 #[utoipa::path(post, path = "/jobs/{id}/pause", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
@@ -392,12 +398,9 @@ async fn reload(state: &ApiState, auth: &Auth, job_id: &str) -> Result<Json<JobD
 pub(super) async fn pause(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let row = find_job_row(&state, &auth, &id).await?;
-    let job_id = row.text("id").unwrap_or_default();
-    state.jobs().pause(&job_id).await?;
-    reload(&state, &auth, &job_id).await
+    set_paused(&state, &auth, &id, true).await
 }
 
 /// Resume a job: its next fire is computed from now (missed fires do not run).
@@ -409,12 +412,9 @@ pub(super) async fn pause(
 pub(super) async fn resume(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let row = find_job_row(&state, &auth, &id).await?;
-    let job_id = row.text("id").unwrap_or_default();
-    state.jobs().resume(&job_id, Utc::now()).await?;
-    reload(&state, &auth, &job_id).await
+    set_paused(&state, &auth, &id, false).await
 }
 
 /// Update a job's schedule: a cron expression and a timezone.
@@ -428,8 +428,8 @@ pub(super) async fn resume(
 pub(super) async fn schedule(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
-    J(body): J<ScheduleRequest>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<ScheduleRequest>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();

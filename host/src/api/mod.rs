@@ -12,7 +12,7 @@ pub mod dashboard;
 pub mod error;
 pub mod executions;
 pub mod jobs;
-mod page;
+pub mod page;
 pub mod reports;
 pub mod secrets;
 pub mod system;

@@ -6,6 +6,8 @@ use super::error::ApiError;
 use crate::store::page::{After, Page};
 use crate::store::rows::{JsonRow, RowExt};
 use chrono::Utc;
+use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// `limit` checked: 1 to 500, `default` when absent.
@@ -61,9 +63,34 @@ pub(super) fn newest_first(
     Ok(Page { after, limit })
 }
 
+/// A page of a list: `{"data": [...], "next_cursor": ...}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Listing<T> {
+    pub data: Vec<T>,
+    /// Pass it back as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Listing<T> {
+    /// The page of `rows` (the store gives one more than the page holds, which says there is a
+    /// next page), each shown by `item`.
+    pub(super) fn of(
+        mut rows: Vec<JsonRow>,
+        limit: i64,
+        column: &str,
+        item: impl Fn(&JsonRow) -> T,
+    ) -> Listing<T> {
+        let next_cursor = next_page(&mut rows, limit, column);
+        Listing {
+            data: rows.iter().map(item).collect(),
+            next_cursor,
+        }
+    }
+}
+
 /// Cuts `rows` (the store gives one more than the page) to the page; the cursor of the next
 /// page, if there is one: the `column` and `id` of its last row.
-pub(super) fn next_page(rows: &mut Vec<JsonRow>, limit: i64, column: &str) -> Option<String> {
+fn next_page(rows: &mut Vec<JsonRow>, limit: i64, column: &str) -> Option<String> {
     if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|r| {

@@ -6,9 +6,9 @@
 //! serves the file until `expires`.
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, P, Q};
+use super::error::{ApiError, ErrorBody, PathParams, QueryParams};
 use super::jobs::ListParams;
-use super::page::{newest_first, next_page};
+use super::page::{newest_first, Listing};
 use super::ApiState;
 use crate::store::reports as store;
 use crate::store::rows::{JsonRow, RowExt};
@@ -37,12 +37,6 @@ pub struct ReportInfo {
     pub created_at: String,
     /// After this the report is gone.
     pub expires_at: Option<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReportList {
-    pub data: Vec<ReportInfo>,
-    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -91,21 +85,17 @@ fn verify(key: &[u8], id: &str, expires: i64, signature: &str) -> bool {
 
 /// List reports, newest first.
 #[utoipa::path(get, path = "/reports", tag = "reports", params(ListParams),
-    responses((status = 200, body = ReportList), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Listing<ReportInfo>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<ListParams>,
-) -> Result<Json<ReportList>, ApiError> {
+    QueryParams(params): QueryParams<ListParams>,
+) -> Result<Json<Listing<ReportInfo>>, ApiError> {
     let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
-    let mut rows = store::list(&state.db, auth.scope(), &page).await?;
-    let next_cursor = next_page(&mut rows, page.limit, "created_at");
-    Ok(Json(ReportList {
-        data: rows.iter().map(info).collect(),
-        next_cursor,
-    }))
+    let rows = store::list(&state.db, auth.scope(), &page).await?;
+    Ok(Json(Listing::of(rows, page.limit, "created_at", info)))
 }
 
 async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiError> {
@@ -124,7 +114,7 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiErr
 pub(super) async fn get_report(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<ReportInfo>, ApiError> {
     Ok(Json(info(&find(&state, &auth, &id).await?)))
 }
@@ -139,7 +129,7 @@ pub(super) async fn download(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
     headers: HeaderMap,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<Json<DownloadLink>, ApiError> {
     let row = find(&state, &auth, &id).await?;
     let now = Utc::now();
@@ -190,8 +180,8 @@ fn forbidden(code: &'static str, message: &str) -> ApiError {
         (status = 404, body = ErrorBody)))]
 pub(super) async fn file(
     State(state): State<Arc<ApiState>>,
-    P(id): P<String>,
-    Q(params): Q<FileParams>,
+    PathParams(id): PathParams<String>,
+    QueryParams(params): QueryParams<FileParams>,
 ) -> Result<Response, ApiError> {
     let (Some(expires), Some(signature)) = (params.expires, params.signature.as_deref()) else {
         return Err(forbidden("bad_signature", "the link is incomplete"));

@@ -4,10 +4,11 @@
 //! lists show names and update times only.
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, J, P, Q};
+use super::error::{ApiError, ErrorBody, JsonBody, PathParams, QueryParams};
+use super::page::Listing;
 use super::ApiState;
 use crate::store::secrets::{self, SecretError, SecretInfo};
-use crate::store::{platform::DEFAULT_TENANT, sql::datetime_text, tenants};
+use crate::store::sql::datetime_text;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -31,14 +32,6 @@ impl From<SecretInfo> for SecretSummary {
     }
 }
 
-/// `{"data": [...], "next_cursor": null}`: every secret of the tenant (at most 1,000), by name.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SecretList {
-    pub data: Vec<SecretSummary>,
-    /// Always null: one page holds them all.
-    pub next_cursor: Option<String>,
-}
-
 /// The body of `PUT /secrets/{name}`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SecretValue {
@@ -52,27 +45,6 @@ pub struct SecretValue {
 pub struct SecretParams {
     /// The tenant whose secrets (admin token only; default `default`).
     pub tenant: Option<String>,
-}
-
-/// The tenant a request acts on: a tenant token's own; for the admin, `asked` (default
-/// `default`), which must exist.
-async fn acting_tenant(
-    state: &ApiState,
-    auth: &Auth,
-    asked: Option<String>,
-) -> Result<String, ApiError> {
-    match (auth.scope(), asked) {
-        (Some(t), None) => Ok(t.to_string()),
-        (Some(t), Some(asked)) if asked == t => Ok(asked),
-        (Some(_), Some(asked)) => Err(ApiError::not_found("tenant", &asked)),
-        (None, asked) => {
-            let asked = asked.unwrap_or_else(|| DEFAULT_TENANT.to_string());
-            if tenants::tenant(&state.db, &asked).await?.is_none() {
-                return Err(ApiError::not_found("tenant", &asked));
-            }
-            Ok(asked)
-        }
-    }
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -117,12 +89,12 @@ fn secret_error(e: SecretError) -> ApiError {
 pub(super) async fn put_secret(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(name): P<String>,
-    Q(params): Q<SecretParams>,
-    J(body): J<SecretValue>,
+    PathParams(name): PathParams<String>,
+    QueryParams(params): QueryParams<SecretParams>,
+    JsonBody(body): JsonBody<SecretValue>,
 ) -> Result<(StatusCode, Json<SecretSummary>), ApiError> {
     check_name(&name)?;
-    let tenant = acting_tenant(&state, &auth, params.tenant).await?;
+    let tenant = auth.acting_tenant(&state, params.tenant).await?;
     let keys = &state.executor.platform().config().secret_keys;
     let (info, created) = secrets::put(&state.db, keys, &tenant, &name, &body.value)
         .await
@@ -136,19 +108,20 @@ pub(super) async fn put_secret(
     Ok((status, Json(info.into())))
 }
 
-/// List the tenant's secrets: names and update times, never values.
+/// List the tenant's secrets: names and update times, never values; every secret of the
+/// tenant (at most 1,000) by name, in one page (`next_cursor` is always null).
 #[utoipa::path(get, path = "/secrets", tag = "secrets", params(SecretParams),
-    responses((status = 200, body = SecretList), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Listing<SecretSummary>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn list_secrets(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<SecretParams>,
-) -> Result<Json<SecretList>, ApiError> {
-    let tenant = acting_tenant(&state, &auth, params.tenant).await?;
+    QueryParams(params): QueryParams<SecretParams>,
+) -> Result<Json<Listing<SecretSummary>>, ApiError> {
+    let tenant = auth.acting_tenant(&state, params.tenant).await?;
     let data = secrets::list(&state.db, &tenant).await?;
-    Ok(Json(SecretList {
+    Ok(Json(Listing {
         data: data.into_iter().map(SecretSummary::from).collect(),
         next_cursor: None,
     }))
@@ -164,11 +137,11 @@ pub(super) async fn list_secrets(
 pub(super) async fn delete_secret(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(name): P<String>,
-    Q(params): Q<SecretParams>,
+    PathParams(name): PathParams<String>,
+    QueryParams(params): QueryParams<SecretParams>,
 ) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
-    let tenant = acting_tenant(&state, &auth, params.tenant).await?;
+    let tenant = auth.acting_tenant(&state, params.tenant).await?;
     if !secrets::delete(&state.db, &tenant, &name).await? {
         return Err(ApiError::not_found("secret", &name));
     }

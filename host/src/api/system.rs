@@ -2,12 +2,12 @@
 //! unknown routes.
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, Q};
-use super::page::{newest_first, next_page};
+use super::error::{ApiError, ErrorBody, QueryParams};
+use super::page::{newest_first, Listing};
 use super::ApiState;
 use crate::store::alerts::{self as alert_store, Showing};
 use crate::store::executions as execution_store;
-use crate::store::rows::RowExt;
+use crate::store::rows::{JsonRow, RowExt};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -96,12 +96,6 @@ pub struct AlertInfo {
     pub resolved_at: Option<String>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AlertList {
-    pub data: Vec<AlertInfo>,
-    pub next_cursor: Option<String>,
-}
-
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AlertParams {
@@ -116,14 +110,14 @@ pub struct AlertParams {
 
 /// The host's alerts (3+ consecutive failures, backlog, long running, no idle worker).
 #[utoipa::path(get, path = "/alerts", tag = "monitoring", params(AlertParams),
-    responses((status = 200, body = AlertList), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Listing<AlertInfo>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn alerts(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<AlertParams>,
-) -> Result<Json<AlertList>, ApiError> {
+    QueryParams(params): QueryParams<AlertParams>,
+) -> Result<Json<Listing<AlertInfo>>, ApiError> {
     let showing = match params.status.as_deref().unwrap_or("active") {
         "all" => Showing::All,
         "active" => Showing::Active,
@@ -136,26 +130,28 @@ pub(super) async fn alerts(
         }
     };
     let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
-    let mut rows = alert_store::list(&state.db, showing, auth.scope(), &page).await?;
-    let next_cursor = next_page(&mut rows, page.limit, "started_at");
-    Ok(Json(AlertList {
-        data: rows
-            .iter()
-            .map(|r| AlertInfo {
-                id: r.text("id").unwrap_or_default(),
-                kind: r.text("kind").unwrap_or_default(),
-                subject: r.text("subject").unwrap_or_default(),
-                message: r.text("message").unwrap_or_default(),
-                status: r.text("status").unwrap_or_default(),
-                tenant: r.text("tenant_id"),
-                delivery: r.text("delivery"),
-                started_at: r.text("started_at").unwrap_or_default(),
-                last_seen_at: r.text("last_seen_at").unwrap_or_default(),
-                resolved_at: r.text("resolved_at"),
-            })
-            .collect(),
-        next_cursor,
-    }))
+    let rows = alert_store::list(&state.db, showing, auth.scope(), &page).await?;
+    Ok(Json(Listing::of(
+        rows,
+        page.limit,
+        "started_at",
+        alert_info,
+    )))
+}
+
+fn alert_info(r: &JsonRow) -> AlertInfo {
+    AlertInfo {
+        id: r.text("id").unwrap_or_default(),
+        kind: r.text("kind").unwrap_or_default(),
+        subject: r.text("subject").unwrap_or_default(),
+        message: r.text("message").unwrap_or_default(),
+        status: r.text("status").unwrap_or_default(),
+        tenant: r.text("tenant_id"),
+        delivery: r.text("delivery"),
+        started_at: r.text("started_at").unwrap_or_default(),
+        last_seen_at: r.text("last_seen_at").unwrap_or_default(),
+        resolved_at: r.text("resolved_at"),
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -179,48 +175,44 @@ pub struct OutboxMessage {
     pub created_at: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OutboxList {
-    pub data: Vec<OutboxMessage>,
-    pub next_cursor: Option<String>,
-}
-
 /// Mail and Slack messages held because no SMTP server or Slack webhook is configured.
 #[utoipa::path(get, path = "/outbox", tag = "monitoring", params(super::jobs::ListParams),
-    responses((status = 200, body = OutboxList), (status = 400, body = ErrorBody),
+    responses((status = 200, body = Listing<OutboxMessage>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn outbox(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<super::jobs::ListParams>,
-) -> Result<Json<OutboxList>, ApiError> {
+    QueryParams(params): QueryParams<super::jobs::ListParams>,
+) -> Result<Json<Listing<OutboxMessage>>, ApiError> {
     let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
-    let mut rows = crate::store::platform::outbox(&state.db, auth.scope(), &page).await?;
-    let next_cursor = next_page(&mut rows, page.limit, "created_at");
-    Ok(Json(OutboxList {
-        data: rows
-            .iter()
-            .map(|r| OutboxMessage {
-                id: r.text("id").unwrap_or_default(),
-                tenant: r.text("tenant_id").unwrap_or_default(),
-                job: r.text("job"),
-                execution_id: r.text("execution_id"),
-                kind: r.text("kind").unwrap_or_default(),
-                recipient: r
-                    .json("recipient")
-                    .filter(Value::is_array)
-                    .unwrap_or_else(|| Value::String(r.text("recipient").unwrap_or_default())),
-                subject: r.text("subject"),
-                body: r.text("body").unwrap_or_default(),
-                attachments: r.json("attachments").unwrap_or(Value::Array(vec![])),
-                status: r.text("status").unwrap_or_default(),
-                reason: r.text("reason"),
-                created_at: r.text("created_at").unwrap_or_default(),
-            })
-            .collect(),
-        next_cursor,
-    }))
+    let rows = crate::store::platform::outbox(&state.db, auth.scope(), &page).await?;
+    Ok(Json(Listing::of(
+        rows,
+        page.limit,
+        "created_at",
+        outbox_message,
+    )))
+}
+
+fn outbox_message(r: &JsonRow) -> OutboxMessage {
+    OutboxMessage {
+        id: r.text("id").unwrap_or_default(),
+        tenant: r.text("tenant_id").unwrap_or_default(),
+        job: r.text("job"),
+        execution_id: r.text("execution_id"),
+        kind: r.text("kind").unwrap_or_default(),
+        recipient: r
+            .json("recipient")
+            .filter(Value::is_array)
+            .unwrap_or_else(|| Value::String(r.text("recipient").unwrap_or_default())),
+        subject: r.text("subject"),
+        body: r.text("body").unwrap_or_default(),
+        attachments: r.json("attachments").unwrap_or(Value::Array(vec![])),
+        status: r.text("status").unwrap_or_default(),
+        reason: r.text("reason"),
+        created_at: r.text("created_at").unwrap_or_default(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@
 //! no `InstancePre`.
 
 use super::auth::Auth;
-use super::error::{ApiError, ErrorBody, P, Q};
+use super::error::{ApiError, ErrorBody, PathParams, QueryParams};
 use super::jobs::find_job_row;
 use super::ApiState;
 use crate::caps::platform::JobCaps;
@@ -19,7 +19,7 @@ use crate::quotas::{self, Exceeded, QuotaError, Quotas};
 use crate::runtime::compile::CompileError;
 use crate::runtime::{PreparedJob, RuntimeError};
 use crate::store::rows::RowExt;
-use crate::store::{self, platform as pstore};
+use crate::store::{self};
 use crate::wasm::ManifestError;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -164,13 +164,13 @@ fn check_manifest(_state: &ApiState, manifest: &codeai_ir::Manifest) -> Result<(
 pub(super) async fn upload(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    Q(params): Q<UploadParams>,
+    QueryParams(params): QueryParams<UploadParams>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Uploaded>), ApiError> {
     check_media_type(&headers)?;
     let bytes = check_size(&state, body)?;
-    let tenant = upload_tenant(&state, &auth, params.tenant).await?;
+    let tenant = auth.acting_tenant(&state, params.tenant).await?;
     let manifest = check_component(&bytes).map_err(refused)?;
     check_origin(&state, &tenant, &bytes, &manifest)?;
     // A tenant's job names a queue the operator has; it sets no weight.
@@ -265,26 +265,6 @@ fn check_size(
         ));
     }
     Ok(bytes)
-}
-
-/// The tenant an upload is for: the token's, or the admin's `?tenant=` (default `default`).
-async fn upload_tenant(
-    state: &ApiState,
-    auth: &Auth,
-    asked: Option<String>,
-) -> Result<String, ApiError> {
-    Ok(match (auth.scope(), asked) {
-        (Some(t), None) => t.to_string(),
-        (Some(t), Some(asked)) if asked == t => asked,
-        (Some(_), Some(asked)) => return Err(ApiError::not_found("tenant", &asked)),
-        (None, asked) => {
-            let asked = asked.unwrap_or_else(|| pstore::DEFAULT_TENANT.to_string());
-            if store::tenants::tenant(&state.db, &asked).await?.is_none() {
-                return Err(ApiError::not_found("tenant", &asked));
-            }
-            asked
-        }
-    })
 }
 
 /// The tenant's quotas, when the upload fits them; `quota_exceeded` (422 for the job quota,
@@ -469,7 +449,7 @@ impl UploadLocks {
 pub(super) async fn delete_job(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
-    P(id): P<String>,
+    PathParams(id): PathParams<String>,
 ) -> Result<StatusCode, ApiError> {
     let row = find_job_row(&state, &auth, &id).await?;
     let job_id = row.text("id").unwrap_or_default();

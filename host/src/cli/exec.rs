@@ -6,7 +6,7 @@ use super::format::{Align, Table};
 use crate::caps::platform::{Platform, PlatformConfig};
 use crate::executor::{Executor, Request};
 use crate::runtime::{ExecOptions, Runtime, RuntimeConfig, Status};
-use crate::store::{self, platform as pstore, Database};
+use crate::store::{self, Database};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use std::path::PathBuf;
@@ -21,7 +21,7 @@ pub(super) struct ExecArgs {
     #[arg(long, default_value = "{}")]
     pub(super) input: String,
     /// The tenant the job runs for.
-    #[arg(long, default_value = pstore::DEFAULT_TENANT)]
+    #[arg(long, default_value = store::platform::DEFAULT_TENANT)]
     pub(super) tenant: String,
     /// The instant the job's clock starts at (RFC 3339), e.g. a past fire time; default now.
     #[arg(long)]
@@ -125,7 +125,7 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
         store::entities::create_entity_tables(&db, &args.tenant, &manifest.entities)
             .await
             .context("failed to create the job's entity tables")?;
-        let registered = pstore::register_job(&db, &args.tenant, &manifest, &bytes, &crate::runtime::cache::hex(job.hash()))
+        let registered = store::platform::register_job(&db, &args.tenant, &manifest, &bytes, &crate::runtime::cache::hex(job.hash()))
             .await
             .context("failed to register the job")?;
         let platform = Platform::new(

@@ -3,7 +3,7 @@
 //! the example's demo data.
 
 use crate::caps::data::DataCapability;
-use crate::store::{self, demo, platform as pstore};
+use crate::store::{self, demo};
 use anyhow::Context as _;
 use chrono::Utc;
 use chrono_tz::Tz;
@@ -36,7 +36,7 @@ pub(super) struct UpArgs {
     #[arg(long, default_value = "America/New_York")]
     pub(super) demo_timezone: String,
     /// The tenant that owns the demo rows.
-    #[arg(long, default_value = pstore::DEFAULT_TENANT)]
+    #[arg(long, default_value = store::platform::DEFAULT_TENANT)]
     pub(super) tenant: String,
 }
 

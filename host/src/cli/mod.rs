@@ -2,9 +2,8 @@
 //!
 //! Each command returns the process's [`ExitCode`] for outcomes the user caused (a source with
 //! errors is exit 1, not a crash) and an `anyhow::Error` for everything else, which `main`
-//! prints with its context chain. Later commands (`exec`, `migrate`, `host run`, `run`,
-//! `worker start`, `schedule next`, `tenant`, `token`) are added as new variants of [`Command`]
-//! with a module each.
+//! prints with its context chain. Each command is a variant of [`Command`] with a module of its
+//! own.
 
 mod build;
 mod check;

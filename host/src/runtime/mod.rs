@@ -27,6 +27,7 @@ pub use cache::{CacheError, Digest, Source};
 pub use cancel::CancelToken;
 pub use gate::{CallRecord, Capability, CapabilitySet, Gated, LogLine};
 
+use crate::store::ExecutionStatus;
 use crate::wasm::{bindings, read_manifest, Capabilities, JobError, ManifestError, Outcome};
 use cache::ArtifactCache;
 use codeai_ir::Manifest;
@@ -124,17 +125,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// The ended state's name: the execution record's (spelled by [`ExecutionStatus`]).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Completed => "completed",
-            Status::Skipped => "skipped",
-            Status::Failed => "failed",
-            Status::TimedOut => "timed_out",
-            Status::Cancelled => "cancelled",
-            Status::FuelExhausted => "fuel_exhausted",
-            Status::MemoryExceeded => "memory_exceeded",
-            Status::Trapped => "trapped",
-        }
+        ExecutionStatus::from(self).as_str()
     }
 }
 

@@ -19,7 +19,7 @@ use crate::queue::{NewTask, Queue};
 use crate::store::{platform, schedules, Database};
 use chrono::{DateTime, Utc};
 use codeai_cron::{CronExpr, Schedule as Fires, Tz};
-use codeai_ir::{Manifest, Schedule};
+use codeai_ir::{Manifest, Overlap, Schedule};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -273,7 +273,7 @@ impl Scheduler {
             fire_at: None,
             run_after: now,
             max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
-            exclusive: job.manifest.overlap == "queue",
+            exclusive: job.manifest.overlap == Overlap::Queue,
         })
     }
 
@@ -319,8 +319,8 @@ impl Scheduler {
                 tick.skipped.push((name, fire, "misfire".into()));
                 continue;
             }
-            let overlap = job.manifest.overlap.as_str();
-            if overlap != "allow" && overlap != "queue" && busy.contains(&job.job_id) {
+            let overlap = job.manifest.overlap;
+            if overlap == Overlap::Skip && busy.contains(&job.job_id) {
                 let reason = "overlap: the previous run is still pending or active";
                 self.record_skipped(&job, fire, reason).await?;
                 tick.skipped.push((name, fire, reason.into()));
@@ -339,7 +339,7 @@ impl Scheduler {
                 fire_at: Some(fire),
                 run_after: fire,
                 max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
-                exclusive: overlap == "queue",
+                exclusive: overlap == Overlap::Queue,
             });
             tick.enqueued.push((name, fire, id));
             if batch.len() >= 200 {

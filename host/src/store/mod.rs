@@ -100,8 +100,8 @@ impl Database {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            // No ping before each use (a round trip per statement: 6 % of a worker's CPU at
-            // 9,000 jobs/s). A connection that broke meanwhile fails its statement, is dropped
+            // No ping before each use (a round trip per statement, a measurable share of a
+            // worker's CPU at full speed). A connection that broke meanwhile fails its statement, is dropped
             // by the pool, and the caller's retry gets a fresh one.
             .test_before_acquire(false)
             .connect_with(options)

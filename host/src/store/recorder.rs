@@ -165,9 +165,8 @@ impl Pending {
 
 /// Batches written at once on PostgreSQL. Two (the next written while the previous commits)
 /// halve the wait of a caller that waits for its record, but also the size of the batches: with
-/// workers that do not wait (see `worker.rs`), one at a time is faster (no-op jobs through
-/// `redis_throughput`: 4,400 → 5,200 jobs/s, ~9 → ~15 executions per batch). SQLite has one
-/// writer at a time.
+/// workers that do not wait (see `worker.rs`), one at a time is faster (BENCHMARKS.md,
+/// `redis_throughput`). SQLite has one writer at a time.
 const IN_FLIGHT: usize = 1;
 
 async fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<Item>) {
