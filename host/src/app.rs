@@ -4,12 +4,12 @@
 
 use crate::alerts::{run_alerts, AlertConfig, Alerts};
 use crate::api::{self, ApiConfig, ApiState};
-use crate::caps::platform::{Platform, PlatformConfig};
 use crate::cluster::{self, Leadership};
 use crate::executor::Executor;
 use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
+use crate::services::{Services, ServicesConfig};
 use crate::store::rows::{fetch_all, RowExt};
 use crate::store::sql::{stmt, Param};
 use crate::store::{self, platform as pstore, Database};
@@ -41,7 +41,7 @@ pub struct HostConfig {
     /// The queue on Redis (`REDIS_URL`); `None`: the `tasks` table of the database.
     pub redis: Option<RedisQueue>,
     pub runtime: RuntimeConfig,
-    pub platform: PlatformConfig,
+    pub services: ServicesConfig,
     pub queue: QueueConfig,
     pub pool: PoolConfig,
     pub misfire: MisfirePolicy,
@@ -69,7 +69,7 @@ pub async fn register_prepared(
     db: &Database,
     scheduler: &Scheduler,
     tenant: &str,
-    job: &crate::runtime::PreparedJob<crate::caps::platform::JobCaps>,
+    job: &crate::runtime::PreparedJob<crate::caps::JobCaps>,
     bytes: &[u8],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Registered> {
@@ -116,8 +116,8 @@ impl Host {
             .await
             .context("applying the migrations failed")?;
         let runtime = Runtime::new(config.runtime.clone())?;
-        let platform = Platform::new(db.clone(), config.platform.clone());
-        let executor = Arc::new(Executor::new(runtime, platform.clone()));
+        let services = Services::new(db.clone(), config.services.clone());
+        let executor = Arc::new(Executor::new(runtime, services.clone()));
         let queue = Arc::new(Queue::open(
             db.clone(),
             config.queue.clone(),
@@ -140,7 +140,7 @@ impl Host {
         )
         .await?;
         let alerts = Arc::new(Alerts::new(
-            platform,
+            services,
             queue.clone(),
             pool.clone(),
             config.alerts.clone(),

@@ -26,7 +26,7 @@
 //! the grace period, then cancel the rest and put them back on the queue (their attempt given
 //! back), so a restart runs them again; then finish the tasks whose commits are still out.
 
-use crate::caps::platform::JobCaps;
+use crate::caps::JobCaps;
 use crate::domain::executions::{self, ExecutionStatus};
 use crate::executor::{is_final, Commit, Executor, Request};
 use crate::queue::{retry_delay, Finished, Queue, Task};
@@ -140,7 +140,7 @@ impl Components {
             Some(Some(why)) => return Ok(Component::Failed(why.clone())),
             None => {}
         }
-        let db = self.executor.platform().db();
+        let db = self.executor.services().db();
         let bytes: Vec<u8> = match db {
             Database::Sqlite(pool) => {
                 sqlx::query("SELECT component FROM job_versions WHERE job_id = ? AND version = ?")
@@ -308,7 +308,7 @@ enum Ended {
 
 impl WorkerPool {
     pub fn new(queue: Arc<Queue>, executor: Arc<Executor>, config: PoolConfig) -> Arc<WorkerPool> {
-        let db = executor.platform().db().clone();
+        let db = executor.services().db().clone();
         let slots = config.slots.max(1);
         let (commits, confirms) = mpsc::unbounded_channel();
         Arc::new(WorkerPool {
@@ -761,7 +761,7 @@ impl WorkerPool {
         self.queue
             .retry(task.id, at, r.error.as_deref().unwrap_or(r.status.as_str()))
             .await?;
-        executions::retrying(self.executor.platform().db(), &task.tenant, task.id, at).await?;
+        executions::retrying(self.executor.services().db(), &task.tenant, task.id, at).await?;
         Ok(Ended::Handled)
     }
 

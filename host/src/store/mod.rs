@@ -12,6 +12,7 @@ pub mod entities;
 pub mod migrate;
 pub mod namespace;
 pub mod platform;
+pub mod query;
 pub mod quotas;
 pub mod recorder;
 pub mod rows;
