@@ -9,10 +9,10 @@
 use codeai_host::alerts::AlertConfig;
 use codeai_host::api::ApiConfig;
 use codeai_host::app::{Host, HostConfig};
-use codeai_host::caps::platform::PlatformConfig;
 use codeai_host::queue::QueueConfig;
 use codeai_host::runtime::RuntimeConfig;
 use codeai_host::scheduler::MisfirePolicy;
+use codeai_host::services::ServicesConfig;
 use codeai_host::store::{tenants, Database};
 use codeai_host::worker::PoolConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,7 +123,7 @@ fn main() {
                     cache_dir: dir.join("cache"),
                     ..RuntimeConfig::default()
                 },
-                platform: PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+                services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
                 queue: QueueConfig::default(),
                 pool: PoolConfig::default(),
                 misfire: MisfirePolicy::RunOnce,

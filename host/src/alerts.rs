@@ -12,8 +12,8 @@
 //! through `SLACK_WEBHOOK`, or held in the outbox when Slack is not configured), kept `active`
 //! while the condition holds, and `resolved` when it clears. `GET /alerts` lists them.
 
-use crate::caps::platform::Platform;
 use crate::queue::Queue;
+use crate::services::Services;
 use crate::store::alerts::{self, NewAlert};
 use crate::store::executions;
 use crate::store::platform::{insert_outbox, OutboxItem};
@@ -71,7 +71,7 @@ pub struct Evaluation {
 
 /// Evaluates the alert conditions.
 pub struct Alerts {
-    platform: Arc<Platform>,
+    services: Arc<Services>,
     queue: Arc<Queue>,
     pool: Arc<WorkerPool>,
     config: AlertConfig,
@@ -81,13 +81,13 @@ pub struct Alerts {
 
 impl Alerts {
     pub fn new(
-        platform: Arc<Platform>,
+        services: Arc<Services>,
         queue: Arc<Queue>,
         pool: Arc<WorkerPool>,
         config: AlertConfig,
     ) -> Alerts {
         Alerts {
-            platform,
+            services,
             queue,
             pool,
             config,
@@ -101,7 +101,7 @@ impl Alerts {
 
     /// The conditions that hold at `now`.
     pub async fn conditions(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<Condition>> {
-        let db = self.platform.db();
+        let db = self.services.db();
         let mut out = Vec::new();
 
         // job_failed: the last N finished executions of a job all failed.
@@ -196,7 +196,7 @@ impl Alerts {
 
     /// Records new alerts (and delivers them), keeps active ones, resolves the cleared ones.
     pub async fn evaluate(&self, now: DateTime<Utc>) -> anyhow::Result<Evaluation> {
-        let db = self.platform.db();
+        let db = self.services.db();
         let conditions = self.conditions(now).await?;
         let active: BTreeMap<String, String> = alerts::active(db).await?.into_iter().collect();
         let mut eval = Evaluation::default();
@@ -230,9 +230,9 @@ impl Alerts {
     /// Sends an alert to Slack, or holds it in the outbox; returns how it went.
     async fn deliver(&self, c: &Condition) -> String {
         let text = format!(":rotating_light: [{}] {}", c.kind, c.message);
-        if let Some(slack) = &self.platform.config().slack {
+        if let Some(slack) = &self.services.config().slack {
             match crate::notify::post_slack(
-                self.platform.webhooks(),
+                self.services.webhooks(),
                 slack,
                 &self.config.channel,
                 &text,
@@ -248,7 +248,7 @@ impl Alerts {
             .clone()
             .unwrap_or_else(|| crate::store::platform::DEFAULT_TENANT.to_string());
         let held = insert_outbox(
-            self.platform.db(),
+            self.services.db(),
             &OutboxItem {
                 tenant: &tenant,
                 job: "alerts",
@@ -258,7 +258,7 @@ impl Alerts {
                 subject: Some(format!("alert: {}", c.kind)),
                 body: text,
                 attachments: serde_json::json!([]),
-                reason: if self.platform.config().slack.is_some() {
+                reason: if self.services.config().slack.is_some() {
                     "Slack delivery failed"
                 } else {
                     "no SLACK_WEBHOOK configured"

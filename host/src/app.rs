@@ -5,12 +5,12 @@
 use crate::alerts::{AlertConfig, Alerts};
 use crate::api::{self, ApiConfig, ApiState};
 use crate::background::{self, Background};
-use crate::caps::platform::{Platform, PlatformConfig};
 use crate::cluster::Leadership;
 use crate::executor::Executor;
 use crate::queue::{Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
 use crate::scheduler::{MisfirePolicy, Scheduler};
+use crate::services::{Services, ServicesConfig};
 use crate::store::{self, Database};
 use crate::worker::{PoolConfig, WorkerPool};
 use anyhow::Context as _;
@@ -39,7 +39,7 @@ pub struct HostConfig {
     /// The queue on Redis (`REDIS_URL`); `None`: the `tasks` table of the database.
     pub redis: Option<RedisQueue>,
     pub runtime: RuntimeConfig,
-    pub platform: PlatformConfig,
+    pub services: ServicesConfig,
     pub queue: QueueConfig,
     pub pool: PoolConfig,
     pub misfire: MisfirePolicy,
@@ -67,7 +67,7 @@ pub async fn register_prepared(
     db: &Database,
     scheduler: &Scheduler,
     tenant: &str,
-    job: &crate::runtime::PreparedJob<crate::caps::platform::JobCaps>,
+    job: &crate::runtime::PreparedJob<crate::caps::JobCaps>,
     bytes: &[u8],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Registered> {
@@ -113,8 +113,8 @@ impl Host {
             .await
             .context("applying the migrations failed")?;
         let runtime = Runtime::new(config.runtime.clone())?;
-        let platform = Platform::new(db.clone(), config.platform.clone());
-        let executor = Arc::new(Executor::new(runtime, platform.clone()));
+        let services = Services::new(db.clone(), config.services.clone());
+        let executor = Arc::new(Executor::new(runtime, services.clone()));
         let queue = Arc::new(Queue::open(
             db.clone(),
             config.queue.clone(),
@@ -137,7 +137,7 @@ impl Host {
         )
         .await?;
         let alerts = Arc::new(Alerts::new(
-            platform,
+            services,
             queue.clone(),
             pool.clone(),
             config.alerts.clone(),

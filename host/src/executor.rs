@@ -6,8 +6,9 @@
 //! `codeai exec` runs one execution this way; the workers of the scheduler do the same for each
 //! task they take.
 
-use crate::caps::platform::{ExecContext, JobCaps, Platform};
+use crate::caps::{ExecContext, JobCaps};
 use crate::runtime::{ExecOptions, ExecResult, PreparedJob, Runtime, Status};
+use crate::services::Services;
 use crate::store::platform as store;
 use crate::store::recorder::{Pending, Record};
 use chrono::{DateTime, Utc};
@@ -15,10 +16,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use uuid::Uuid;
 
-/// Runs job components with the platform's capabilities and records every execution.
+/// Runs job components with the real capabilities and records every execution.
 pub struct Executor {
     runtime: Runtime<JobCaps>,
-    platform: Arc<Platform>,
+    services: Arc<Services>,
 }
 
 /// What to run and for whom.
@@ -64,22 +65,22 @@ pub struct Recorded {
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
     #[error("the job's entity declarations cannot be used: {0}")]
-    Entities(#[from] crate::caps::data::DataError),
+    Entities(#[from] crate::store::query::QueryError),
     #[error("recording the execution failed: {0}")]
     Store(#[from] sqlx::Error),
 }
 
 impl Executor {
-    pub fn new(runtime: Runtime<JobCaps>, platform: Arc<Platform>) -> Executor {
-        Executor { runtime, platform }
+    pub fn new(runtime: Runtime<JobCaps>, services: Arc<Services>) -> Executor {
+        Executor { runtime, services }
     }
 
     pub fn runtime(&self) -> &Runtime<JobCaps> {
         &self.runtime
     }
 
-    pub fn platform(&self) -> &Arc<Platform> {
-        &self.platform
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
     }
 
     /// Runs `job` once and records it. A job that fails, traps or runs out of a budget is a
@@ -107,15 +108,18 @@ impl Executor {
     ) -> Result<(Recorded, Commit), ExecError> {
         let manifest = job.manifest_arc();
         let execution_id = req.execution_id.unwrap_or_else(Uuid::new_v4);
-        let caps = self.platform.caps(ExecContext {
-            tenant: req.tenant.to_string(),
-            execution_id,
-            manifest: manifest.clone(),
-            now: req.now,
-        })?;
-        let db = self.platform.db();
+        let caps = JobCaps::new(
+            &self.services,
+            ExecContext {
+                tenant: req.tenant.to_string(),
+                execution_id,
+                manifest: manifest.clone(),
+                now: req.now,
+            },
+        )?;
+        let db = self.services.db();
         let started_at = Utc::now();
-        let recorder = self.platform.recorder();
+        let recorder = self.services.recorder();
         // Written while the job runs; the end record below is written after it and awaited.
         let start = recorder
             .submit(Record::Start(

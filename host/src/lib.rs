@@ -32,6 +32,7 @@ pub mod quotas;
 pub mod report;
 pub mod runtime;
 pub mod scheduler;
+pub mod services;
 pub mod store;
 pub mod wasm;
 pub mod worker;

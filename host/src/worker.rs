@@ -26,7 +26,7 @@
 //! the grace period, then cancel the rest and put them back on the queue (their attempt given
 //! back), so a restart runs them again; then finish the tasks whose commits are still out.
 
-use crate::caps::platform::JobCaps;
+use crate::caps::JobCaps;
 use crate::domain::executions::{self, ExecutionStatus};
 use crate::executor::{is_final, Commit, Executor, Request};
 use crate::queue::{retry_delay, Finished, Queue, Task};
@@ -138,7 +138,7 @@ impl Components {
             Some(Some(why)) => return Ok(Component::Failed(why.clone())),
             None => {}
         }
-        let db = self.executor.platform().db();
+        let db = self.executor.services().db();
         let bytes = crate::store::jobs::component(db, job_id, version)
             .await?
             // A version deleted since its task was queued: the caller drops the task.
@@ -294,7 +294,7 @@ enum Ended {
 
 impl WorkerPool {
     pub fn new(queue: Arc<Queue>, executor: Arc<Executor>, config: PoolConfig) -> Arc<WorkerPool> {
-        let db = executor.platform().db().clone();
+        let db = executor.services().db().clone();
         let slots = config.slots.max(1);
         let (commits, confirms) = mpsc::unbounded_channel();
         Arc::new(WorkerPool {
@@ -750,7 +750,7 @@ impl WorkerPool {
         self.queue
             .retry(task.id, at, r.error.as_deref().unwrap_or(r.status.as_str()))
             .await?;
-        executions::retrying(self.executor.platform().db(), &task.tenant, task.id, at).await?;
+        executions::retrying(self.executor.services().db(), &task.tenant, task.id, at).await?;
         Ok(Ended::Handled)
     }
 

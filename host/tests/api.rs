@@ -9,10 +9,10 @@ use chrono::{DateTime, Timelike, Utc};
 use codeai_host::alerts::AlertConfig;
 use codeai_host::api::ApiConfig;
 use codeai_host::app::{Host, HostConfig};
-use codeai_host::caps::platform::PlatformConfig;
 use codeai_host::queue::QueueConfig;
 use codeai_host::runtime::RuntimeConfig;
 use codeai_host::scheduler::MisfirePolicy;
+use codeai_host::services::ServicesConfig;
 use codeai_host::store::{demo, tenants, Database};
 use codeai_host::worker::PoolConfig;
 use common::{run_postgres, run_sqlite};
@@ -54,7 +54,7 @@ impl TestHost {
                 pool_size: 8,
                 ..RuntimeConfig::default()
             },
-            platform: PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+            services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
             queue: QueueConfig::default(),
             pool: PoolConfig {
                 slots: 4,
@@ -165,7 +165,7 @@ fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
 }
 
 async fn seed_demo(db: &Database, tenant: &str) {
-    let data = codeai_host::caps::data::DataCapability::new(
+    let data = codeai_host::store::query::EntityQueries::new(
         db.clone(),
         &demo::example_entities(),
         tenant.to_string(),
@@ -640,7 +640,7 @@ async fn a_tenant_sees_and_changes_only_its_own(db: Database) {
     // A job of globex cannot read acme's rows: its cleanup deletes nothing of acme's.
     // acme's sessions, in acme's namespace.
     let expired = |db: Database| async move {
-        codeai_host::caps::data::DataCapability::new(db, &demo::example_entities(), "acme")
+        codeai_host::store::query::EntityQueries::new(db, &demo::example_entities(), "acme")
             .unwrap()
             .count("Session", None)
             .await
@@ -1130,7 +1130,7 @@ async fn a_tenants_limits_hold_for_its_executions(db: Database) {
     }
     let t = TestHost::start(db.clone(), |c| {
         // The tenants' jobs call the slow peer on loopback.
-        c.platform.egress.tenants = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
     })
     .await;
     tenants::create_tenant(&db, "small", Some(1), None, Some(1_000))
@@ -1197,11 +1197,11 @@ async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
     let url = slow.url.clone();
     let t = TestHost::start(db.clone(), move |c| {
         c.pool.slots = 2;
-        c.platform = PlatformConfig::local(
+        c.services = ServicesConfig::local(
             std::env::temp_dir().join(common::unique("codeai_starved")),
             Arc::new(move |k| (k == "SLOW_URL").then(|| url.clone())),
         );
-        c.platform.egress.operator = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.operator = "127.0.0.1/32".parse().unwrap();
     })
     .await;
     let (waits, _) = compiled(SLOW, "Waits");

@@ -9,9 +9,9 @@ mod common;
 use common::peers::HttpPeer;
 use common::{run_postgres, run_sqlite};
 
-use codeai_host::caps::platform::{Platform, PlatformConfig};
 use codeai_host::executor::{Executor, Recorded, Request};
 use codeai_host::runtime::{ExecOptions, Runtime, RuntimeConfig, Status};
+use codeai_host::services::{Services, ServicesConfig};
 use codeai_host::store::{entities, migrate, Database};
 use codeai_ir::Manifest;
 use std::collections::BTreeMap;
@@ -143,10 +143,10 @@ async fn setup(db: Database, vars: BTreeMap<String, String>) -> Env {
         ..RuntimeConfig::default()
     })
     .unwrap();
-    let mut config = PlatformConfig::local(dir.join("reports"), env);
+    let mut config = ServicesConfig::local(dir.join("reports"), env);
     // The integration is a fake peer on loopback.
     config.egress.operator = "127.0.0.1/32".parse().unwrap();
-    let platform = Platform::new(db.clone(), config);
+    let platform = Services::new(db.clone(), config);
     Env {
         db,
         executor: Executor::new(runtime, platform),

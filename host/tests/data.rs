@@ -6,12 +6,12 @@
 //! notice and pass.
 
 use chrono::{DateTime, TimeZone, Utc};
-use codeai_host::caps::data::{
-    Assignment, CompareOp, Comparison, DataCapability, DataError, Filter, FilterNode,
-    MaintenanceOp, NewValue, OrderBy, Query, MAX_FILTER_DEPTH, MAX_ROW_LIMIT,
-};
 use codeai_host::store::entities::create_entity_tables;
+use codeai_host::store::query::{EntityQueries, QueryError, MAX_FILTER_DEPTH, MAX_ROW_LIMIT};
 use codeai_host::store::{demo, Database};
+use codeai_host::wasm::data::{
+    Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue, OrderBy, Query,
+};
 use codeai_ir::{EntityDecl, FieldDecl, FieldType};
 use serde_json::{json, Value};
 
@@ -80,7 +80,7 @@ fn entities() -> Vec<EntityDecl> {
     all
 }
 
-async fn capability(db: &Database, tenant: &str) -> DataCapability {
+async fn capability(db: &Database, tenant: &str) -> EntityQueries {
     let entities = entities();
     codeai_host::store::migrate::migrate_up(db)
         .await
@@ -88,10 +88,10 @@ async fn capability(db: &Database, tenant: &str) -> DataCapability {
     create_entity_tables(db, tenant, &entities)
         .await
         .expect("create tables");
-    DataCapability::new(db.clone(), &entities, tenant).expect("capability")
+    EntityQueries::new(db.clone(), &entities, tenant).expect("capability")
 }
 
-async fn seed_items(data: &DataCapability) {
+async fn seed_items(data: &EntityQueries) {
     let rows = json!([
         {"name": "apple", "kind": "fruit", "score": 5, "weight": 0.2, "active": true, "due": "2026-01-10",
          "seen_at": "2026-01-12T09:00:00+01:00", "meta": {"c": "red"}},
@@ -135,7 +135,7 @@ fn query(
     }
 }
 
-async fn names(data: &DataCapability, filter: Filter, order: &[(&str, bool)]) -> Vec<String> {
+async fn names(data: &EntityQueries, filter: Filter, order: &[(&str, bool)]) -> Vec<String> {
     data.select_rows(&query("Item", Some(filter), order, None))
         .await
         .unwrap()
@@ -144,16 +144,16 @@ async fn names(data: &DataCapability, filter: Filter, order: &[(&str, bool)]) ->
         .collect()
 }
 
-fn denied(result: Result<impl std::fmt::Debug, DataError>) {
+fn denied(result: Result<impl std::fmt::Debug, QueryError>) {
     match result {
-        Err(DataError::Denied(_)) => {}
+        Err(QueryError::Denied(_)) => {}
         other => panic!("expected denied, got {other:?}"),
     }
 }
 
-fn invalid(result: Result<impl std::fmt::Debug, DataError>) {
+fn invalid(result: Result<impl std::fmt::Debug, QueryError>) {
     match result {
-        Err(DataError::Invalid(_)) => {}
+        Err(QueryError::Invalid(_)) => {}
         other => panic!("expected invalid, got {other:?}"),
     }
 }
@@ -499,7 +499,7 @@ async fn rows_round_trip_with_declared_types(db: Database) {
         {"id": "00000000-0000-0000-0000-000000000001", "name": "y", "kind": "k", "score": 1, "active": true},
     ]);
     match data.insert("Item", &dup.to_string()).await {
-        Err(DataError::Failed(_)) => {}
+        Err(QueryError::Failed(_)) => {}
         other => panic!("expected failed, got {other:?}"),
     }
     assert_eq!(data.count("Item", None).await.unwrap(), 2);
@@ -691,7 +691,7 @@ async fn refusals_unknown_entity(db: Database) {
     // The table name is not the entity name.
     denied(data.count("products", None).await);
     // A capability without the entity refuses it even though the table exists.
-    let narrow = DataCapability::new(db.clone(), &[item_entity()], "tenant-a").unwrap();
+    let narrow = EntityQueries::new(db.clone(), &[item_entity()], "tenant-a").unwrap();
     denied(narrow.count("Product", None).await);
     assert_eq!(narrow.count("Item", None).await.unwrap(), 0);
 }
@@ -785,7 +785,7 @@ async fn refusals_wrong_value_types(db: Database) {
             .count("Item", Some(&one(field, op, value.clone())))
             .await;
         assert!(
-            matches!(result, Err(DataError::Invalid(_))),
+            matches!(result, Err(QueryError::Invalid(_))),
             "{field} {op:?} {value}: {result:?}"
         );
     }
@@ -825,7 +825,7 @@ async fn refusals_wrong_value_types(db: Database) {
     ] {
         let result = data.update("Item", None, std::slice::from_ref(&set)).await;
         assert!(
-            matches!(result, Err(DataError::Invalid(_))),
+            matches!(result, Err(QueryError::Invalid(_))),
             "{set:?}: {result:?}"
         );
     }
@@ -855,7 +855,7 @@ async fn refusals_wrong_value_types(db: Database) {
     ] {
         let result = data.insert("Item", &rows).await;
         assert!(
-            matches!(result, Err(DataError::Invalid(_))),
+            matches!(result, Err(QueryError::Invalid(_))),
             "{rows}: {result:?}"
         );
     }
@@ -938,7 +938,7 @@ async fn refusals_bad_filters(db: Database) {
     for filter in bad {
         let result = data.count("Item", Some(&filter)).await;
         assert!(
-            matches!(result, Err(DataError::Invalid(_))),
+            matches!(result, Err(QueryError::Invalid(_))),
             "{filter:?}: {result:?}"
         );
         invalid(data.delete("Item", Some(&filter)).await);
@@ -1032,7 +1032,7 @@ async fn maintenance_runs(db: Database) {
         .maintain(MaintenanceOp::Vacuum, Some("JobExecution"))
         .await
         .unwrap_err();
-    assert!(matches!(err, DataError::Denied(_)), "{err:?}");
+    assert!(matches!(err, QueryError::Denied(_)), "{err:?}");
 }
 
 async fn a_tenants_maintenance_is_its_own_tables_once_an_hour(db: Database) {
@@ -1054,7 +1054,7 @@ async fn a_tenants_maintenance_is_its_own_tables_once_an_hour(db: Database) {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, DataError::Denied(m) if m.contains("once per 60 minutes")),
+        matches!(&err, QueryError::Denied(m) if m.contains("once per 60 minutes")),
         "{err:?}"
     );
     let summary = data
@@ -1071,7 +1071,7 @@ async fn a_tenants_maintenance_is_its_own_tables_once_an_hour(db: Database) {
     let vacuum = data.maintain(MaintenanceOp::Vacuum, Some("Product")).await;
     match db {
         Database::Sqlite(_) => assert!(
-            matches!(&vacuum, Err(DataError::Denied(m)) if m.contains("whole database file")),
+            matches!(&vacuum, Err(QueryError::Denied(m)) if m.contains("whole database file")),
             "{vacuum:?}"
         ),
         Database::Postgres(_) => assert!(

@@ -12,12 +12,13 @@ use common::{run_postgres, run_sqlite};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
-use codeai_host::caps::data::{CompareOp, Comparison, DataCapability, Filter, Query};
-use codeai_host::caps::platform::{Platform, PlatformConfig};
 use codeai_host::executor::{Executor, Recorded, Request};
 use codeai_host::notify::{SlackConfig, SmtpConfig, Tls};
 use codeai_host::runtime::{ExecOptions, Runtime, RuntimeConfig, Status};
+use codeai_host::services::{Services, ServicesConfig};
+use codeai_host::store::query::EntityQueries;
 use codeai_host::store::{demo, entities, migrate, Database};
+use codeai_host::wasm::data::{CompareOp, Comparison, Filter, Query};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -204,7 +205,7 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
         .unwrap();
     let tz: Tz = "America/New_York".parse().unwrap();
     let now = Utc::now().trunc_subsecs(0);
-    let data = DataCapability::new(db.clone(), &demo::example_entities(), "default").unwrap();
+    let data = EntityQueries::new(db.clone(), &demo::example_entities(), "default").unwrap();
     let summary = demo::seed(&data, now, tz).await.unwrap();
 
     // The peers.
@@ -254,7 +255,7 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
         .unwrap()
     };
     // The warehouse and the relay are fake peers on loopback.
-    let mut offline = PlatformConfig::local(dir.join("reports"), env.clone());
+    let mut offline = ServicesConfig::local(dir.join("reports"), env.clone());
     offline.egress.operator = "127.0.0.1/32".parse().unwrap();
     let mut online = offline.clone();
     online.smtp = Some(SmtpConfig {
@@ -269,8 +270,8 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
         webhook_url: format!("{}/services/T000/B000/XXXX", slack.url),
     });
     let world = World {
-        executor: Executor::new(runtime("cache"), Platform::new(db.clone(), online)),
-        offline: Executor::new(runtime("cache"), Platform::new(db.clone(), offline)),
+        executor: Executor::new(runtime("cache"), Services::new(db.clone(), online)),
+        offline: Executor::new(runtime("cache"), Services::new(db.clone(), offline)),
         db: db.clone(),
         jobs: components(),
         now,
@@ -451,7 +452,7 @@ async fn monthly_business_summary(w: &World, smtp: &SmtpSink) {
     );
 }
 
-async fn cleanup_expired_sessions(w: &World, data: &DataCapability, expired: u64, total: u64) {
+async fn cleanup_expired_sessions(w: &World, data: &EntityQueries, expired: u64, total: u64) {
     let r = w.run("CleanupExpiredSessions", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     assert!(
@@ -548,7 +549,7 @@ async fn database_maintenance(w: &World) {
     );
 }
 
-async fn quantity(data: &DataCapability, sku: &str) -> i64 {
+async fn quantity(data: &EntityQueries, sku: &str) -> i64 {
     let rows = data
         .select_rows(&Query {
             entity: "Product".into(),
@@ -565,7 +566,7 @@ async fn quantity(data: &DataCapability, sku: &str) -> i64 {
     rows[0]["quantity"].as_i64().unwrap()
 }
 
-async fn sync_external_inventory(w: &World, data: &DataCapability, warehouse: &HttpPeer) {
+async fn sync_external_inventory(w: &World, data: &EntityQueries, warehouse: &HttpPeer) {
     assert_eq!(quantity(data, "SKU-1002").await, 8);
     let untouched = quantity(data, "SKU-1001").await;
     let r = w.run("SyncExternalInventory", false).await;

@@ -8,10 +8,10 @@ mod common;
 use common::peers::{HangingPeer, HttpPeer};
 
 use chrono::{DateTime, Utc};
-use codeai_host::caps::platform::{Platform, PlatformConfig};
 use codeai_host::executor::Executor;
 use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::runtime::{Runtime, RuntimeConfig};
+use codeai_host::services::{Services, ServicesConfig};
 use codeai_host::store::{migrate, platform, Database};
 use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::collections::BTreeMap;
@@ -154,7 +154,7 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
     .unwrap();
     let executor = Arc::new(Executor::new(
         runtime,
-        Platform::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
+        Services::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
     ));
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
     let pool = WorkerPool::new(
@@ -308,7 +308,7 @@ async fn hanging(
     .unwrap();
     let executor = Arc::new(Executor::new(
         runtime,
-        Platform::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
+        Services::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
     ));
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
     let pool = WorkerPool::new(
@@ -484,8 +484,8 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
 fn loopback_allowed(
     reports: std::path::PathBuf,
     env: codeai_host::caps::http::Env,
-) -> PlatformConfig {
-    let mut config = PlatformConfig::local(reports, env);
+) -> ServicesConfig {
+    let mut config = ServicesConfig::local(reports, env);
     config.egress.operator = "127.0.0.1/32".parse().unwrap();
     config
 }

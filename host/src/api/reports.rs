@@ -206,7 +206,7 @@ pub(super) async fn file(
     // never taken from the row.
     let format = row.text("format").unwrap_or_default();
     let path = crate::store::platform::report_path(
-        &state.executor.platform().config().report_dir,
+        &state.executor.services().config().report_dir,
         &row.text("tenant_id").unwrap_or_default(),
         uuid,
         &format,

@@ -95,7 +95,7 @@ pub(super) async fn put_secret(
 ) -> Result<(StatusCode, Json<SecretSummary>), ApiError> {
     check_name(&name)?;
     let tenant = auth.acting_tenant(&state, params.tenant).await?;
-    let keys = &state.executor.platform().config().secret_keys;
+    let keys = &state.executor.services().config().secret_keys;
     let (info, created) = secrets::put(&state.db, keys, &tenant, &name, &body.value)
         .await
         .map_err(secret_error)?;

@@ -14,7 +14,7 @@ use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, PathParams, QueryParams};
 use super::jobs::find_job_row;
 use super::ApiState;
-use crate::caps::platform::JobCaps;
+use crate::caps::JobCaps;
 use crate::quotas::{self, Exceeded, QuotaError, Quotas};
 use crate::runtime::compile::CompileError;
 use crate::runtime::{PreparedJob, RuntimeError};

@@ -1,11 +1,12 @@
-//! The `clock` capability's arithmetic: instants and calendar periods in a job's timezone.
+//! The `clock` interface: instants and calendar periods in a job's timezone.
 //!
 //! Periods are local calendar units: a day runs from local midnight to the next local midnight
 //! (23 or 25 hours long across a DST change), weeks start on Monday (ISO 8601), labels are
 //! `2026-01-12`, `2026-W02`, `2026-01` and `2026`. When a DST change skips local midnight, the
 //! day starts at the first instant that exists.
 
-use crate::wasm::clock::{CalendarPeriod, Instant, PeriodUnit};
+use super::JobCaps;
+use crate::wasm::clock::{self as wclock, CalendarPeriod, Instant, PeriodUnit};
 use chrono::{
     DateTime, Datelike, Days, Months, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
 };
@@ -100,6 +101,24 @@ pub fn shift(tz: Tz, at_ms: i64, unit: PeriodUnit, amount: i32) -> Instant {
         .map(|d| local_start(tz, d.and_time(local.time())))
         .unwrap_or(at);
     instant(tz, moved)
+}
+
+impl wclock::Host for JobCaps {
+    async fn now(&mut self) -> wclock::Instant {
+        instant(self.tz, self.clock_now())
+    }
+
+    async fn timezone(&mut self) -> String {
+        self.tz.name().to_string()
+    }
+
+    async fn period(&mut self, unit: wclock::PeriodUnit, offset: i32) -> wclock::CalendarPeriod {
+        period(self.tz, self.clock_now(), unit, offset)
+    }
+
+    async fn shift(&mut self, at: i64, unit: wclock::PeriodUnit, amount: i32) -> wclock::Instant {
+        shift(self.tz, at, unit, amount)
+    }
 }
 
 #[cfg(test)]

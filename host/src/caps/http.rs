@@ -1,4 +1,4 @@
-//! The `http` capability: calls to the operations of the integrations a job declares.
+//! The `http` interface: calls to the operations of the integrations a job declares.
 //!
 //! The URL is the integration's base URL (literal or from the environment) joined with the
 //! operation's path; `{name}` placeholders are filled from the arguments, which must be single
@@ -18,8 +18,10 @@
 //! to the execution's [`MemoryBudget`] as it arrives, and reading stops once it is over.
 
 use super::egress::{self, EgressPolicy};
+use super::env::EnvSources;
+use super::JobCaps;
 use crate::runtime::{MemoryBudget, Reservation};
-use crate::wasm::http::{CallRequest, CallResponse};
+use crate::wasm::http::{self, CallRequest, CallResponse};
 use crate::wasm::CapError;
 use codeai_ir::{Auth, IntegrationDecl, OperationDecl, ValueSource};
 use reqwest::{Method, Url};
@@ -503,6 +505,106 @@ fn json_string(bytes: &[u8], held: &mut Reservation, what: &str) -> Result<Strin
     )
     .map_err(over)?;
     Ok(text)
+}
+
+impl JobCaps {
+    /// Reads the secrets when a call to `req` needs them (once per execution).
+    async fn load_env(&mut self, req: &http::CallRequest) -> Result<(), CapError> {
+        if uses_env(&self.ctx.manifest.integrations, req) {
+            self.env.load(self.services.db()).await?;
+        }
+        Ok(())
+    }
+
+    /// Builds the request of one call, `env("…")` resolved for this execution's tenant.
+    fn build_request(&mut self, req: &http::CallRequest) -> Result<Prepared, CapError> {
+        let config = self.services.config();
+        let sources = EnvSources {
+            keys: &config.secret_keys,
+            process: &config.env,
+            deny: &config.env_deny,
+        };
+        let env = &mut self.env;
+        prepare(
+            &self.ctx.manifest.integrations,
+            &mut |name: &str| env.lookup(name, &sources),
+            req,
+        )
+    }
+}
+
+impl http::Host for JobCaps {
+    async fn call(&mut self, req: http::CallRequest) -> Result<http::CallResponse, CapError> {
+        self.load_env(&req).await?;
+        let call = format!("`http.call` {}.{}", req.integration, req.operation);
+        let prepared = self
+            .build_request(&req)
+            .map_err(|e| self.redactor().error(e))?;
+        let r = send(&self.http, prepared, &self.budget, &call).await;
+        let (response, held) = self
+            .within_budget(r)
+            .await
+            .map_err(|e| self.redactor().error(e))?;
+        self.budget.hand_over(held);
+        Ok(response)
+    }
+
+    async fn call_many(
+        &mut self,
+        reqs: Vec<http::CallRequest>,
+        concurrency: u32,
+    ) -> Vec<Result<http::CallResponse, CapError>> {
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            concurrency.clamp(1, codeai_ir::limits::MAX_PARALLEL) as usize,
+        ));
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut results: Vec<Result<http::CallResponse, CapError>> = (0..reqs.len())
+            .map(|_| Err(CapError::Failed("not run".into())))
+            .collect();
+        for (i, req) in reqs.iter().enumerate() {
+            let prepared = match self.load_env(req).await {
+                Ok(()) => self.build_request(req),
+                Err(e) => Err(e),
+            };
+            match prepared {
+                Err(e) => results[i] = Err(e),
+                Ok(prepared) => {
+                    let http = self.http.clone();
+                    let budget = self.budget.clone();
+                    let call = format!("`http.call-many` {}.{}", req.integration, req.operation);
+                    let limit = limit.clone();
+                    tasks.spawn(async move {
+                        let _permit = limit.acquire_owned().await;
+                        (i, send(&http, prepared, &budget, &call).await)
+                    });
+                }
+            }
+        }
+        // Every body stays charged until the guest's next call; one over the budget stops the
+        // others at once (dropping the set aborts them) and ends the execution.
+        let mut held = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            if self.budget.exceeded().is_some() {
+                tasks.abort_all();
+                drop(held);
+                return std::future::pending().await;
+            }
+            if let Ok((i, result)) = done {
+                results[i] = result.map(|(response, reservation)| {
+                    held.push(reservation);
+                    response
+                });
+            }
+        }
+        for reservation in held {
+            self.budget.hand_over(reservation);
+        }
+        let redactor = self.redactor();
+        results
+            .into_iter()
+            .map(|r| r.map_err(|e| redactor.error(e)))
+            .collect()
+    }
 }
 
 #[cfg(test)]

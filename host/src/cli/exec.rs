@@ -3,9 +3,9 @@
 //! execution, and prints the result, the log, the capability calls and the figures.
 
 use super::format::{Align, Table};
-use crate::caps::platform::{Platform, PlatformConfig};
 use crate::executor::{Executor, Request};
 use crate::runtime::{ExecOptions, Runtime, RuntimeConfig, Status};
+use crate::services::{Services, ServicesConfig};
 use crate::store::{self, Database};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -128,11 +128,11 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
         let registered = store::platform::register_job(&db, &args.tenant, &manifest, &bytes, &crate::runtime::cache::hex(job.hash()))
             .await
             .context("failed to register the job")?;
-        let platform = Platform::new(
+        let services = Services::new(
             db.clone(),
-            PlatformConfig::from_env().map_err(anyhow::Error::msg)?,
+            ServicesConfig::from_env().map_err(anyhow::Error::msg)?,
         );
-        let executor = Executor::new(runtime, platform);
+        let executor = Executor::new(runtime, services);
         let input_text = input.to_string();
         let recorded = executor
             .run(

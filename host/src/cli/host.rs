@@ -10,11 +10,11 @@ use super::exec::{database_url, open_database, redact};
 use crate::alerts::AlertConfig;
 use crate::api::ApiConfig;
 use crate::app::{Host, HostConfig, Registered, Role};
-use crate::caps::platform::PlatformConfig;
 use crate::queue::{parse_weights, QueueConfig, RedisQueue, DEFAULT_QUEUES};
 use crate::runtime::RuntimeConfig;
 use crate::scheduler::MisfirePolicy;
-use crate::store::{self, platform as pstore, tenants};
+use crate::services::ServicesConfig;
+use crate::store::{self, tenants};
 use crate::worker::PoolConfig;
 use anyhow::Context as _;
 use chrono::Utc;
@@ -45,7 +45,7 @@ pub(super) struct RunArgs {
     #[arg(long, default_value_t = 10)]
     pub(super) workers: usize,
     /// The tenant the jobs are registered for.
-    #[arg(long, default_value = pstore::DEFAULT_TENANT)]
+    #[arg(long, default_value = store::platform::DEFAULT_TENANT)]
     pub(super) tenant: String,
     /// What to do with fires missed while the host was down: `run-once` or `skip`.
     #[arg(long, default_value = "run-once")]
@@ -78,7 +78,7 @@ pub(super) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(super) listen: String,
     /// The tenant PATH's jobs are registered for.
-    #[arg(long, default_value = pstore::DEFAULT_TENANT)]
+    #[arg(long, default_value = store::platform::DEFAULT_TENANT)]
     pub(super) tenant: String,
     /// What to do with fires missed while no scheduler ran: `run-once` or `skip`.
     #[arg(long, default_value = "run-once")]
@@ -167,7 +167,7 @@ pub(super) fn run_worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         path: None,
         listen: None,
         workers: args.concurrency,
-        tenant: pstore::DEFAULT_TENANT.into(),
+        tenant: store::platform::DEFAULT_TENANT.into(),
         misfire: "run-once".into(),
         strict: args.strict_priority,
         lease_secs: args.lease_secs,
@@ -297,10 +297,10 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         } else {
             tenants::ensure_admin_token(&db, configured.as_deref()).await?
         };
-        let mut platform = PlatformConfig::from_env().map_err(anyhow::Error::msg)?;
+        let mut services = ServicesConfig::from_env().map_err(anyhow::Error::msg)?;
         // Jobs must not call this host's own API (the interfaces' addresses are in already).
         if let Some(addr) = listener.as_ref().and_then(|l| l.local_addr().ok()) {
-            platform.egress.listening_on(addr);
+            services.egress.listening_on(addr);
         }
         let mut host = Host::new(
             db.clone(),
@@ -312,7 +312,7 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
                         .map_err(anyhow::Error::msg)?,
                     ..RuntimeConfig::default()
                 },
-                platform,
+                services,
                 queue: QueueConfig {
                     weights,
                     strict: args.strict,
@@ -338,7 +338,7 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         let rows = host.register(&args.tenant, &components).await?;
         if args.demo {
             let now = Utc::now();
-            let data = crate::caps::data::DataCapability::new(
+            let data = crate::store::query::EntityQueries::new(
                 db.clone(),
                 &store::demo::example_entities(),
                 args.tenant.clone(),

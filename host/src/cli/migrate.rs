@@ -2,7 +2,7 @@
 //! configured database, creates the tables the given jobs' entities declare, and optionally loads
 //! the example's demo data.
 
-use crate::caps::data::DataCapability;
+use crate::store::query::EntityQueries;
 use crate::store::{self, demo};
 use anyhow::Context as _;
 use chrono::Utc;
@@ -139,7 +139,7 @@ pub(super) fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
             println!("entity tables ready: {}", tables.join(", "));
         }
         if up.demo {
-            let data = DataCapability::new(db.clone(), &demo::example_entities(), up.tenant.clone())
+            let data = EntityQueries::new(db.clone(), &demo::example_entities(), up.tenant.clone())
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let s = demo::seed(&data, Utc::now(), tz)
                 .await

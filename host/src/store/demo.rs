@@ -3,12 +3,12 @@
 //! (yesterday in the given timezone, relative to the given `now`) with orders on either side of
 //! that day, old and fresh reports and executions, and webhooks waiting for delivery.
 //!
-//! The application's rows go in through the [`DataCapability`], so they are checked against the
+//! The application's rows go in through the [`EntityQueries`], so they are checked against the
 //! entity declarations exactly like a job's inserts, and land in the capability's tenant's
 //! namespace; the reports and executions are the platform's own rows, written through the store.
 
+use super::query::{EntityQueries, QueryError};
 use super::sql::Param;
-use crate::caps::data::{DataCapability, DataError};
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use codeai_ir::EntityDecl;
@@ -84,10 +84,10 @@ fn midnight(tz: Tz, date: NaiveDate) -> DateTime<Utc> {
 /// Inserts the demo rows for the capability's tenant. The capability must declare the example's
 /// entities (see [`example_entities`]) and their tables must exist.
 pub async fn seed(
-    data: &DataCapability,
+    data: &EntityQueries,
     now: DateTime<Utc>,
     tz: Tz,
-) -> Result<DemoSummary, DataError> {
+) -> Result<DemoSummary, QueryError> {
     // Products: (sku, name, quantity, reorder level, price). Three are at or below reorder level.
     let products = [
         ("SKU-1001", "Espresso beans 1 kg", 42, 10, 24.90),
@@ -214,7 +214,7 @@ pub async fn seed(
         };
         super::platform::insert_report(db, &report)
             .await
-            .map_err(|e| DataError::Failed(format!("demo reports: {e}")))?;
+            .map_err(|e| QueryError::Failed(format!("demo reports: {e}")))?;
     }
     let expired_reports = reports
         .iter()
@@ -252,7 +252,7 @@ pub async fn seed(
         .collect();
     let n_executions = super::rows::execute_all(db, &statements)
         .await
-        .map_err(|e| DataError::Failed(format!("demo executions: {e}")))?;
+        .map_err(|e| QueryError::Failed(format!("demo executions: {e}")))?;
 
     // Webhooks: three pending (0–2 attempts), two delivered, one given up.
     let webhooks = [

@@ -16,6 +16,7 @@ pub mod migrate;
 pub mod namespace;
 pub mod page;
 pub mod platform;
+pub mod query;
 pub mod quotas;
 pub mod recorder;
 pub mod reports;

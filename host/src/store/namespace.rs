@@ -24,7 +24,7 @@
 //! beside the platform's tables, as an application's do); only the reserved names keep them
 //! apart, and the operator is trusted. The built-in entities (`JobExecution`, `Report`) are not
 //! in any namespace: they are the platform's tables, reached through its own operations
-//! (`caps::data`).
+//! (`store::query`).
 
 use super::{quote_ident, Database, Dialect};
 use sha2::{Digest as _, Sha256};

@@ -4,10 +4,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 use chrono::Utc;
-use codeai_host::caps::platform::{Platform, PlatformConfig};
 use codeai_host::executor::Executor;
 use codeai_host::queue::NewTask;
 use codeai_host::runtime::{Runtime, RuntimeConfig};
+use codeai_host::services::{Services, ServicesConfig};
 use codeai_host::store::Database;
 use std::path::Path;
 use std::sync::Arc;
@@ -66,9 +66,9 @@ pub fn local_executor(
     .unwrap();
     Arc::new(Executor::new(
         runtime,
-        Platform::new(
+        Services::new(
             db.clone(),
-            PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+            ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
         ),
     ))
 }

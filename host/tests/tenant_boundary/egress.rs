@@ -258,8 +258,8 @@ async fn the_allow_lists_open_what_they_name_for_whom_they_name(db: Database) {
     let tenants_peer = Listener::start(ok_body).await;
     let operator_peer = Listener::start_on("127.0.0.2", ok_body).await;
     let host = TestHost::start(db.clone(), |c| {
-        c.platform.egress.tenants = "127.0.0.1/32".parse().unwrap();
-        c.platform.egress.operator = "127.0.0.2/32".parse().unwrap();
+        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.operator = "127.0.0.2/32".parse().unwrap();
     })
     .await;
     let both = [tenants_peer.url.clone(), operator_peer.url.clone()];
@@ -392,7 +392,7 @@ async fn a_flood_of_big_responses_ends_memory_exceeded_with_host_memory_bounded(
     })
     .await;
     let host = TestHost::start(db.clone(), |c| {
-        c.platform.egress.tenants = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
     })
     .await;
     let token = tenant(&db, "hog").await;
@@ -520,7 +520,7 @@ async fn a_job_never_has_more_calls_in_flight_than_the_most_parallel(db: Databas
     const MOST: usize = codeai_ir::limits::MAX_PARALLEL as usize;
     let server = Holding::start(MOST + 50, std::time::Duration::from_secs(2)).await;
     let host = TestHost::start(db.clone(), |c| {
-        c.platform.egress.tenants = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
     })
     .await;
     let token = tenant(&db, "fan").await;

@@ -9,7 +9,7 @@
 
 use crate::common::{run_postgres, run_sqlite};
 use crate::support::{build, job, tenant, with_manifest, TestHost, ADMIN};
-use codeai_host::caps::data::DataCapability;
+use codeai_host::store::query::EntityQueries;
 use codeai_host::store::{entities, Database};
 use codeai_ir::platform::{builtin_entity, PLATFORM_TABLES};
 use serde_json::{json, Value};
@@ -196,7 +196,7 @@ async fn tenants_tables_are_their_own(db: Database) {
         let db = t.db.clone();
         let decls = decls.clone();
         async move {
-            DataCapability::new(db, &decls, tenant)
+            EntityQueries::new(db, &decls, tenant)
                 .unwrap()
                 .count("Product", None)
                 .await

@@ -3,7 +3,7 @@
 //! shows in an error, a log line or a recorded call; values are encrypted at rest and bound to
 //! their tenant and name; the API never shows a value nor another tenant's secret.
 //!
-//! The test host gets a fake process environment (`PlatformConfig::env`) holding known values
+//! The test host gets a fake process environment (`ServicesConfig::env`) holding known values
 //! for the platform's variables, and a loopback listener stands for the tenant's own server: it
 //! records every request, so "nothing arrived" is a count, not a wait.
 
@@ -55,11 +55,11 @@ fn host_env() -> Env {
 
 async fn start(db: Database) -> TestHost {
     TestHost::start(db, |c| {
-        c.platform.env = host_env();
-        c.platform.env_deny = vec!["AWS_*".into()];
+        c.services.env = host_env();
+        c.services.env_deny = vec!["AWS_*".into()];
         // The listeners are on loopback: the operator allows it (egress is not what is tested).
-        c.platform.egress.tenants = "127.0.0.1/32".parse().unwrap();
-        c.platform.egress.operator = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
+        c.services.egress.operator = "127.0.0.1/32".parse().unwrap();
     })
     .await
 }

@@ -8,10 +8,10 @@ use crate::common;
 use codeai_host::alerts::AlertConfig;
 use codeai_host::api::ApiConfig;
 use codeai_host::app::{Host, HostConfig};
-use codeai_host::caps::platform::PlatformConfig;
 use codeai_host::queue::QueueConfig;
 use codeai_host::runtime::RuntimeConfig;
 use codeai_host::scheduler::MisfirePolicy;
+use codeai_host::services::ServicesConfig;
 use codeai_host::store::{tenants, Database};
 use codeai_host::worker::PoolConfig;
 use serde_json::{json, Value};
@@ -44,7 +44,7 @@ impl TestHost {
                 pool_size: 8,
                 ..RuntimeConfig::default()
             },
-            platform: PlatformConfig::local(dir.join("reports"), Arc::new(|_| None)),
+            services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
             queue: QueueConfig::default(),
             pool: PoolConfig {
                 slots: 4,

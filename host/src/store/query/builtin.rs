@@ -8,7 +8,7 @@
 //! - `Report`: the tenant's matching reports, each file removed from the path the platform
 //!   computes from the report's id ([`report_path`]), then the rows.
 
-use super::{failed, DataCapability, DataError, Entity, Filter};
+use super::{failed, Entity, EntityQueries, Filter, QueryError};
 use crate::store::platform::{remove_report, RemoveReportError};
 use crate::store::rows::{execute_each, fetch_all, RowExt as _};
 use crate::store::sql::{Param, Stmt};
@@ -24,13 +24,13 @@ static ENDED: LazyLock<String> =
 /// Reports one `delete` removes at most (the rest are left for the next run).
 const MAX_REPORTS_PER_DELETE: u32 = 10_000;
 
-impl DataCapability {
+impl EntityQueries {
     pub(super) async fn delete_builtin(
         &self,
         entity: &Entity,
         builtin: &BuiltinEntity,
         filter: Option<&Filter>,
-    ) -> Result<u64, DataError> {
+    ) -> Result<u64, QueryError> {
         match builtin.delete {
             BuiltinDelete::FinishedExecutions => self.delete_executions(entity, filter).await,
             BuiltinDelete::ReportsAndFiles => self.delete_reports(entity, filter).await,
@@ -41,7 +41,7 @@ impl DataCapability {
         &self,
         entity: &Entity,
         filter: Option<&Filter>,
-    ) -> Result<u64, DataError> {
+    ) -> Result<u64, QueryError> {
         let mut attempts = Stmt::default();
         attempts.sql("DELETE FROM execution_attempts WHERE tenant_id = ");
         attempts.bind(Param::Text(self.tenant().to_string()));
@@ -72,9 +72,9 @@ impl DataCapability {
         &self,
         entity: &Entity,
         filter: Option<&Filter>,
-    ) -> Result<u64, DataError> {
+    ) -> Result<u64, QueryError> {
         let Some(dir) = &self.report_dir else {
-            return Err(DataError::Denied(
+            return Err(QueryError::Denied(
                 "reports can only be deleted where the report store is configured".into(),
             ));
         };
@@ -95,7 +95,7 @@ impl DataCapability {
                 Ok(true) => deleted += 1,
                 Ok(false) => {}
                 Err(RemoveReportError::Db(e)) => return Err(failed(e)),
-                Err(e) => return Err(DataError::Failed(e.to_string())),
+                Err(e) => return Err(QueryError::Failed(e.to_string())),
             }
         }
         Ok(deleted)

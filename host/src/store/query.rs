@@ -1,0 +1,1239 @@
+//! Queries on a job's entities: the structured queries of the `data` capability
+//! ([`crate::caps::data`]) compiled into parameterised SQL.
+//!
+//! A guest never sends SQL text (DESIGN.md, invariant 7). It sends an entity name, a flattened
+//! filter tree, sort keys, a limit, assignments or rows; this module checks every name against
+//! the entity declarations of the job's manifest (the column allow-list), checks every value
+//! against its field's type, and builds the statement with [`sqlx::QueryBuilder`], so values only
+//! ever travel as bound parameters. Identifiers come from the declarations, never from the guest.
+//!
+//! Tables are resolved in the namespace of the execution's tenant ([`Namespace`]): a tenant
+//! reaches its own tables only. Every statement is also scoped by
+//! `tenant_id = <the execution's tenant>`; inserts set it.
+//!
+//! The built-in entities (`JobExecution`, `Report`: [`codeai_ir::platform::BUILTIN_ENTITIES`])
+//! are the platform's own tables, reached through operations the platform defines
+//! ([`builtin`]): `select` and `count` of the tenant's rows and the declared fields only,
+//! `delete` of finished executions or of reports with their files; `insert`, `update` and
+//! `maintain` are denied.
+//!
+//! Maintenance of the whole database (`maintain vacuum` without an entity) is the operator's:
+//! a tenant's `maintain` acts on its own tables, at most once per table and operation per
+//! [`TENANT_MAINTENANCE_EVERY`], and never vacuums SQLite (which only vacuums whole files).
+//!
+//! The input is the generated WIT types of `codeai:host/data` ([`crate::wasm::data`]) as the
+//! guest sent them (JSON values stay JSON text, as in WIT): no copy of them to keep in step.
+//!
+//! Values on the wire and in rows:
+//! - `datetime`: RFC 3339 in, `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC, microseconds) out. SQLite stores
+//!   exactly that text, so text order is time order; PostgreSQL stores `TIMESTAMPTZ`.
+//! - `date`: `YYYY-MM-DD`. `uuid`: hyphenated lower case. `json`: any JSON value.
+//! - `int` accepts integral JSON numbers (`3` or `3.0`); `float` any number.
+//!
+//! Dialect differences smoothed over: `like` is case-insensitive on both (`ILIKE` on PostgreSQL,
+//! SQLite's ASCII-case-insensitive `LIKE`); `NULL`s sort first ascending and last descending on both.
+
+mod builtin;
+
+use crate::store::entities::{check_declaration, TENANT_COLUMN};
+use crate::store::namespace::{Namespace, NamespaceError};
+use crate::store::sql::{datetime_text, pg_builder, sqlite_builder, Param, Stmt};
+use crate::store::{quote_ident, Database, Dialect};
+use crate::wasm::data::{
+    Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue, OrderBy, Query,
+};
+use chrono::{DateTime, NaiveDate, Utc};
+use codeai_ir::platform::{builtin_entity, BuiltinEntity};
+use codeai_ir::{EntityDecl, FieldDecl, FieldType};
+use futures_util::TryStreamExt as _;
+use serde_json::{Map, Number, Value};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Rows a `select` returns when the query gives no limit.
+pub const DEFAULT_ROW_LIMIT: u32 = 10_000;
+/// Rows a `select` returns at most, whatever limit the query asks for. Without this ceiling a
+/// job could pull a whole multi-million-row table into host memory and then into the guest as
+/// one JSON string, starving every other execution on the worker.
+pub const MAX_ROW_LIMIT: u32 = 10_000;
+/// Rows one `insert` may carry: bounds the JSON parsed and the transaction held open.
+pub const MAX_INSERT_ROWS: usize = 10_000;
+/// Nodes a filter list may hold.
+pub const MAX_FILTER_NODES: usize = 1_000;
+/// How deep a filter tree may nest (the compiler recurses; a deep chain would exhaust the stack).
+pub const MAX_FILTER_DEPTH: usize = 64;
+/// Nodes visited when a filter is expanded into SQL. Children may be shared (the list is a DAG),
+/// so a few dozen nodes that each point twice at the next would expand to billions of SQL
+/// fragments; this budget refuses such a filter instead of building it.
+pub const MAX_FILTER_EXPANSION: usize = 2_000;
+/// Values in one `in` list.
+pub const MAX_IN_VALUES: usize = 1_000;
+/// Sort keys and assignments per call.
+pub const MAX_ORDER_KEYS: usize = 16;
+/// How often a tenant's job may run one maintenance operation on one of its tables: VACUUM and
+/// REINDEX lock and rewrite tables, and a job can run every minute.
+pub const TENANT_MAINTENANCE_EVERY: chrono::Duration = chrono::Duration::hours(1);
+/// Bound parameters per INSERT statement (SQLite allows 32 766, PostgreSQL 65 535); bigger
+/// inserts are split into several statements inside one transaction.
+const MAX_BINDS_PER_STATEMENT: usize = 16_000;
+
+// ---------------------------------------------------------------------------------------------
+// Errors and the WIT input types
+// ---------------------------------------------------------------------------------------------
+
+/// Why a query failed. Maps onto `cap-error` (`denied`, `invalid`, `failed`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The entity or a field is not declared by the job.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// A malformed argument: wrong value type, bad filter, unparsable JSON, over a limit.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database failed.
+    #[error("failed: {0}")]
+    Failed(String),
+}
+
+/// Constructors for Rust callers (the demo data, tests); the guest builds these in WIT.
+impl Comparison {
+    /// A comparison with a JSON value (serialised here).
+    pub fn new(field: impl Into<String>, op: CompareOp, value: Value) -> Comparison {
+        Comparison {
+            field: field.into(),
+            op,
+            value: value.to_string(),
+        }
+    }
+}
+
+impl Filter {
+    /// A filter of one comparison.
+    pub fn compare(comparison: Comparison) -> Filter {
+        Filter {
+            nodes: vec![FilterNode::Compare(comparison)],
+            root: 0,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The queries of one execution
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Entity {
+    decl: EntityDecl,
+    /// The platform table behind a built-in entity.
+    builtin: Option<&'static BuiltinEntity>,
+}
+
+impl Entity {
+    fn field(&self, name: &str) -> Result<&FieldDecl, QueryError> {
+        self.decl
+            .fields
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| {
+                QueryError::Denied(format!("entity `{}` has no field `{name}`", self.decl.name))
+            })
+    }
+
+    fn columns(&self) -> String {
+        let names: Vec<String> = self
+            .decl
+            .fields
+            .iter()
+            .map(|f| quote_ident(&f.name))
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// What one execution may query: the job's entities, a pool, and the tenant whose
+/// namespace its tables are in and every statement is scoped to.
+#[derive(Debug, Clone)]
+pub struct EntityQueries {
+    db: Database,
+    entities: Arc<BTreeMap<String, Entity>>,
+    namespace: Namespace,
+    /// Where report files are kept (deleting a `Report` deletes its file too).
+    report_dir: Option<PathBuf>,
+}
+
+impl EntityQueries {
+    /// Checks the declarations ([`check_declaration`]: no platform table, built-in shapes,
+    /// identifiers only) and binds them to a pool and `tenant`'s namespace. The tables must
+    /// exist ([`crate::store::entities::create_entity_tables`]).
+    pub fn new(
+        db: Database,
+        entities: &[EntityDecl],
+        tenant: impl Into<String>,
+    ) -> Result<EntityQueries, QueryError> {
+        let tenant = tenant.into();
+        if tenant.is_empty() {
+            return Err(QueryError::Invalid("the tenant id is empty".into()));
+        }
+        let namespace = Namespace::new(&db, &tenant);
+        EntityQueries::in_namespace(db, entities, namespace)
+    }
+
+    /// [`EntityQueries::new`] in a namespace made by the caller (sharing its schema cache).
+    pub fn in_namespace(
+        db: Database,
+        entities: &[EntityDecl],
+        namespace: Namespace,
+    ) -> Result<EntityQueries, QueryError> {
+        let mut map = BTreeMap::new();
+        for decl in entities {
+            check_declaration(decl).map_err(|m| {
+                QueryError::Invalid(format!("entity `{}` cannot be used: {m}", decl.name))
+            })?;
+            map.insert(
+                decl.name.clone(),
+                Entity {
+                    decl: decl.clone(),
+                    builtin: builtin_entity(&decl.table),
+                },
+            );
+        }
+        if namespace.tenant().is_empty() {
+            return Err(QueryError::Invalid("the tenant id is empty".into()));
+        }
+        Ok(EntityQueries {
+            db,
+            entities: Arc::new(map),
+            namespace,
+            report_dir: None,
+        })
+    }
+
+    /// The report directory, so that deleting a `Report` removes its file.
+    pub fn with_report_dir(mut self, dir: impl Into<PathBuf>) -> EntityQueries {
+        self.report_dir = Some(dir.into());
+        self
+    }
+
+    pub fn tenant(&self) -> &str {
+        self.namespace.tenant()
+    }
+
+    /// The pool the queries run on.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    fn entity(&self, name: &str) -> Result<&Entity, QueryError> {
+        self.entities.get(name).ok_or_else(|| {
+            QueryError::Denied(format!("entity `{name}` is not declared by this job"))
+        })
+    }
+
+    /// The quoted name of an entity's table: the platform's table for a built-in entity, the
+    /// table in the tenant's namespace otherwise.
+    async fn table(&self, entity: &Entity) -> Result<String, QueryError> {
+        if let Some(b) = entity.builtin {
+            return Ok(quote_ident(b.table));
+        }
+        self.namespace
+            .table(&self.db, &entity.decl.table)
+            .await
+            .map_err(|e| match e {
+                NamespaceError::Name(m) => QueryError::Denied(m),
+                NamespaceError::Db(e) => failed(e),
+            })
+    }
+
+    /// `Denied` for a write to a built-in entity.
+    fn writable(entity: &Entity, what: &str) -> Result<(), QueryError> {
+        match entity.builtin {
+            Some(b) => Err(QueryError::Denied(format!(
+                "cannot {what} `{}`: it is the platform's table `{}`, which jobs only read and \
+                 delete from",
+                entity.decl.name, b.table
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// `select`: the matching rows as a JSON array of objects (the declared fields only).
+    pub async fn select(&self, query: &Query) -> Result<String, QueryError> {
+        self.select_within(query, &mut |_| Ok(())).await
+    }
+
+    /// [`EntityQueries::select`] that streams the rows into the JSON text and tells `charge`
+    /// how many bytes its buffers hold each time they grow; an error from `charge` stops the
+    /// query and is returned (a caller bounds the host memory one select can take this way).
+    pub async fn select_within(
+        &self,
+        query: &Query,
+        charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
+    ) -> Result<String, QueryError> {
+        let (entity, stmt) = self.select_statement(query).await?;
+        self.fetch_json(entity, &stmt, charge).await
+    }
+
+    /// `select`, returning the rows as JSON objects.
+    pub async fn select_rows(&self, query: &Query) -> Result<Vec<Map<String, Value>>, QueryError> {
+        let (entity, stmt) = self.select_statement(query).await?;
+        self.fetch_rows(entity, &stmt).await
+    }
+
+    async fn select_statement(&self, query: &Query) -> Result<(&Entity, Stmt), QueryError> {
+        let entity = self.entity(&query.entity)?;
+        let mut stmt = Stmt::default();
+        let table = self.table(entity).await?;
+        stmt.sql(format!("SELECT {} FROM {table}", entity.columns()));
+        self.where_clause(entity, query.filter.as_ref(), &mut stmt)?;
+        self.order_clause(entity, &query.order, &mut stmt)?;
+        // Clamp rather than refuse: a job asking for "everything" gets the ceiling.
+        let limit = query.limit.unwrap_or(DEFAULT_ROW_LIMIT).min(MAX_ROW_LIMIT);
+        stmt.sql(" LIMIT ");
+        stmt.bind(Param::Int(i64::from(limit)));
+        Ok((entity, stmt))
+    }
+
+    /// `count`.
+    pub async fn count(&self, entity: &str, filter: Option<&Filter>) -> Result<u64, QueryError> {
+        let entity = self.entity(entity)?;
+        let mut stmt = Stmt::default();
+        let table = self.table(entity).await?;
+        stmt.sql(format!("SELECT COUNT(*) FROM {table}"));
+        self.where_clause(entity, filter, &mut stmt)?;
+        let n = match &self.db {
+            Database::Sqlite(pool) => {
+                let row = sqlite_builder(&stmt)
+                    .build()
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed)?;
+                row.try_get::<i64, _>(0).map_err(failed)?
+            }
+            Database::Postgres(pool) => {
+                let row = pg_builder(&stmt)
+                    .build()
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed)?;
+                row.try_get::<i64, _>(0).map_err(failed)?
+            }
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// `delete`: returns how many rows were deleted.
+    pub async fn delete(&self, entity: &str, filter: Option<&Filter>) -> Result<u64, QueryError> {
+        let entity = self.entity(entity)?;
+        if let Some(b) = entity.builtin {
+            return self.delete_builtin(entity, b, filter).await;
+        }
+        let table = self.table(entity).await?;
+        let mut stmt = Stmt::default();
+        stmt.sql(format!("DELETE FROM {table}"));
+        self.where_clause(entity, filter, &mut stmt)?;
+        self.execute(&stmt).await
+    }
+
+    /// `update`: returns how many rows were changed.
+    pub async fn update(
+        &self,
+        entity: &str,
+        filter: Option<&Filter>,
+        set: &[Assignment],
+    ) -> Result<u64, QueryError> {
+        let entity = self.entity(entity)?;
+        Self::writable(entity, "update")?;
+        if set.is_empty() {
+            return Err(QueryError::Invalid(
+                "an update needs at least one assignment".into(),
+            ));
+        }
+        if set.len() > MAX_ORDER_KEYS.max(entity.decl.fields.len()) {
+            return Err(QueryError::Invalid(format!(
+                "{} assignments is more than the entity has fields",
+                set.len()
+            )));
+        }
+        let mut stmt = Stmt::default();
+        let table = self.table(entity).await?;
+        stmt.sql(format!("UPDATE {table} SET "));
+        let mut seen = BTreeSet::new();
+        for (i, assignment) in set.iter().enumerate() {
+            let field = entity.field(&assignment.field)?;
+            if !seen.insert(field.name.as_str()) {
+                return Err(QueryError::Invalid(format!(
+                    "field `{}` is assigned twice",
+                    field.name
+                )));
+            }
+            if i > 0 {
+                stmt.sql(", ");
+            }
+            let column = quote_ident(&field.name);
+            match &assignment.value {
+                NewValue::Set(json) => {
+                    let value = parse_json(json, &field.name)?;
+                    let param = if value.is_null() {
+                        if !field.optional {
+                            return Err(QueryError::Invalid(format!(
+                                "field `{}` is not optional and cannot be set to null",
+                                field.name
+                            )));
+                        }
+                        Param::Null(field.ty)
+                    } else {
+                        typed(field, &value)?
+                    };
+                    stmt.sql(format!("{column} = "));
+                    stmt.bind(param);
+                }
+                NewValue::Add(delta) => {
+                    let param = match field.ty {
+                        FieldType::Int => Param::Int(integral(*delta).ok_or_else(|| {
+                            QueryError::Invalid(format!(
+                                "field `{}` is an int; cannot add {delta}",
+                                field.name
+                            ))
+                        })?),
+                        FieldType::Float if delta.is_finite() => Param::Float(*delta),
+                        _ => {
+                            return Err(QueryError::Invalid(format!(
+                                "field `{}` is {}; only int and float fields can be added to",
+                                field.name,
+                                type_name(field.ty)
+                            )))
+                        }
+                    };
+                    stmt.sql(format!("{column} = COALESCE({column}, 0) + "));
+                    stmt.bind(param);
+                }
+            }
+        }
+        self.where_clause(entity, filter, &mut stmt)?;
+        self.execute(&stmt).await
+    }
+
+    /// `insert`: `rows` is a JSON array of objects; returns how many rows were inserted.
+    ///
+    /// A missing optional field is NULL; a missing `uuid` primary key is generated; any other
+    /// missing field is `invalid`. All rows are inserted in one transaction.
+    pub async fn insert(&self, entity: &str, rows: &str) -> Result<u64, QueryError> {
+        Self::writable(self.entity(entity)?, "insert into")?;
+        let rows: Value = serde_json::from_str(rows)
+            .map_err(|e| QueryError::Invalid(format!("rows are not valid JSON: {e}")))?;
+        self.insert_parsed(entity, rows).await
+    }
+
+    /// [`EntityQueries::insert`] of rows parsed by the caller (who charged the parsed tree to
+    /// the execution's memory budget).
+    pub async fn insert_parsed(&self, entity: &str, rows: Value) -> Result<u64, QueryError> {
+        let entity = self.entity(entity)?;
+        Self::writable(entity, "insert into")?;
+        let Value::Array(rows) = rows else {
+            return Err(QueryError::Invalid(
+                "rows must be a JSON array of objects".into(),
+            ));
+        };
+        if rows.len() > MAX_INSERT_ROWS {
+            return Err(QueryError::Invalid(format!(
+                "{} rows is more than the {MAX_INSERT_ROWS} one insert may carry",
+                rows.len()
+            )));
+        }
+        let fields = &entity.decl.fields;
+        let mut values: Vec<Vec<Param>> = Vec::with_capacity(rows.len());
+        for (n, row) in rows.iter().enumerate() {
+            let Value::Object(object) = row else {
+                return Err(QueryError::Invalid(format!("row {n} is not a JSON object")));
+            };
+            for key in object.keys() {
+                entity.field(key)?;
+            }
+            let mut params = Vec::with_capacity(fields.len());
+            for field in fields {
+                let param = match object.get(&field.name) {
+                    Some(value) if !value.is_null() => {
+                        typed(field, value).map_err(|e| prefix_row(n, e))?
+                    }
+                    _ if field.optional => Param::Null(field.ty),
+                    None if field.primary && field.ty == FieldType::Uuid => {
+                        Param::Uuid(Uuid::new_v4())
+                    }
+                    _ => {
+                        return Err(QueryError::Invalid(format!(
+                            "row {n}: field `{}` is required",
+                            field.name
+                        )))
+                    }
+                };
+                params.push(param);
+            }
+            values.push(params);
+        }
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let columns = format!("{}, {}", quote_ident(TENANT_COLUMN), entity.columns());
+        let per_statement = (MAX_BINDS_PER_STATEMENT / (fields.len() + 1)).max(1);
+        let table = self.table(entity).await?;
+        let statements: Vec<Stmt> = values
+            .chunks(per_statement)
+            .map(|chunk| {
+                let mut stmt = Stmt::default();
+                stmt.sql(format!("INSERT INTO {table} ({columns}) VALUES "));
+                for (i, row) in chunk.iter().enumerate() {
+                    stmt.sql(if i == 0 { "(" } else { ", (" });
+                    stmt.bind(Param::Text(self.tenant().to_string()));
+                    for param in row {
+                        stmt.sql(", ");
+                        stmt.bind(param.clone());
+                    }
+                    stmt.sql(")");
+                }
+                stmt
+            })
+            .collect();
+        let inserted = crate::store::rows::execute_all(&self.db, &statements)
+            .await
+            .map_err(failed)?;
+        Ok(inserted)
+    }
+
+    /// `maintain`: runs a maintenance operation on one entity's table, or, with `entity` `None`,
+    /// on the whole database (the operator's jobs) or on every table the job declares (a
+    /// tenant's: database-wide maintenance is the operator's).
+    ///
+    /// SQLite: `VACUUM` (always the whole file: SQLite cannot vacuum one table, so a tenant's job
+    /// cannot), `ANALYZE t`, `REINDEX t`. PostgreSQL: `VACUUM (ANALYZE) t`, `ANALYZE t`,
+    /// `REINDEX TABLE t`. A tenant's job runs each operation on each table at most once per
+    /// [`TENANT_MAINTENANCE_EVERY`].
+    pub async fn maintain(
+        &self,
+        op: MaintenanceOp,
+        entity: Option<&str>,
+    ) -> Result<String, QueryError> {
+        let entities: Vec<&Entity> = match entity {
+            Some(name) => {
+                let e = self.entity(name)?;
+                Self::writable(e, "maintain")?;
+                vec![e]
+            }
+            None if self.namespace.is_operator() => return self.maintain_database(op).await,
+            // A tenant's "whole database" is its own tables.
+            None => {
+                let mut tables = BTreeSet::new();
+                self.entities
+                    .values()
+                    .filter(|e| e.builtin.is_none() && tables.insert(&e.decl.table))
+                    .collect()
+            }
+        };
+        if entities.is_empty() {
+            return Err(QueryError::Denied(
+                "maintenance of the whole database is the operator's; this job declares no \
+                 table of its own to maintain"
+                    .into(),
+            ));
+        }
+        let mut summaries = Vec::new();
+        for e in entities {
+            summaries.push(self.maintain_table(op, e).await?);
+        }
+        Ok(summaries.join("; "))
+    }
+
+    async fn maintain_table(&self, op: MaintenanceOp, e: &Entity) -> Result<String, QueryError> {
+        let table = e.decl.table.as_str();
+        let quoted = self.table(e).await?;
+        let tenant_job = !self.namespace.is_operator();
+        let (statement, summary) = match (self.db.dialect(), op) {
+            (Dialect::Sqlite, MaintenanceOp::Vacuum) if tenant_job => {
+                return Err(QueryError::Denied(
+                    "VACUUM on SQLite rewrites the whole database file, which only the \
+                     operator's jobs may do; use `maintain analyze` or `maintain reindex` on \
+                     your tables"
+                        .into(),
+                ))
+            }
+            // SQLite vacuums whole files only.
+            (Dialect::Sqlite, MaintenanceOp::Vacuum) => (
+                "VACUUM".to_string(),
+                "VACUUM of the whole SQLite database".to_string(),
+            ),
+            (Dialect::Postgres, MaintenanceOp::Vacuum) => (
+                format!("VACUUM (ANALYZE) {quoted}"),
+                format!("VACUUM (ANALYZE) of {table}"),
+            ),
+            (_, MaintenanceOp::Analyze) => {
+                (format!("ANALYZE {quoted}"), format!("ANALYZE of {table}"))
+            }
+            (Dialect::Sqlite, MaintenanceOp::Reindex) => {
+                (format!("REINDEX {quoted}"), format!("REINDEX of {table}"))
+            }
+            (Dialect::Postgres, MaintenanceOp::Reindex) => (
+                format!("REINDEX TABLE {quoted}"),
+                format!("REINDEX TABLE of {table}"),
+            ),
+        };
+        if tenant_job {
+            self.claim_maintenance(table, op).await?;
+        }
+        self.run_maintenance(std::slice::from_ref(&statement))
+            .await?;
+        Ok(summary)
+    }
+
+    /// Records that the tenant maintains `table` now, unless it did less than
+    /// [`TENANT_MAINTENANCE_EVERY`] ago (then `Denied`). One conditional upsert, so two
+    /// executions at once cannot both pass.
+    async fn claim_maintenance(&self, table: &str, op: MaintenanceOp) -> Result<(), QueryError> {
+        let now = Utc::now();
+        let op_name = match op {
+            MaintenanceOp::Vacuum => "vacuum",
+            MaintenanceOp::Analyze => "analyze",
+            MaintenanceOp::Reindex => "reindex",
+        };
+        let claim = crate::store::sql::stmt(
+            "INSERT INTO maintenance_runs (tenant_id, target, op, last_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant_id, target, op) DO UPDATE SET last_at = excluded.last_at \
+             WHERE maintenance_runs.last_at <= ?",
+            vec![
+                Param::Text(self.tenant().to_string()),
+                Param::Text(table.to_string()),
+                Param::Text(op_name.to_string()),
+                Param::DateTime(now),
+                Param::DateTime(now - TENANT_MAINTENANCE_EVERY),
+            ],
+        );
+        if self.execute(&claim).await? == 0 {
+            return Err(QueryError::Denied(format!(
+                "`maintain {op_name}` of `{table}` ran less than {} minutes ago; a tenant's job \
+                 may run it once per {} minutes",
+                TENANT_MAINTENANCE_EVERY.num_minutes(),
+                TENANT_MAINTENANCE_EVERY.num_minutes()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Maintenance of the whole database (the WIT's `entity: none`): the operator's jobs only.
+    async fn maintain_database(&self, op: MaintenanceOp) -> Result<String, QueryError> {
+        debug_assert!(self.namespace.is_operator());
+        let (statement, summary) = match (&self.db, op) {
+            (Database::Sqlite(_), MaintenanceOp::Vacuum) => ("VACUUM".to_string(), "VACUUM"),
+            (Database::Postgres(_), MaintenanceOp::Vacuum) => {
+                ("VACUUM (ANALYZE)".to_string(), "VACUUM (ANALYZE)")
+            }
+            (_, MaintenanceOp::Analyze) => ("ANALYZE".to_string(), "ANALYZE"),
+            (Database::Sqlite(_), MaintenanceOp::Reindex) => ("REINDEX".to_string(), "REINDEX"),
+            (Database::Postgres(pool), MaintenanceOp::Reindex) => {
+                // The schema the platform's tables live in (its `search_path`).
+                let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(pool)
+                    .await
+                    .map_err(failed)?;
+                (
+                    format!("REINDEX SCHEMA {}", quote_ident(&schema)),
+                    "REINDEX SCHEMA",
+                )
+            }
+        };
+        self.run_maintenance(std::slice::from_ref(&statement))
+            .await?;
+        Ok(format!("{summary} of the whole database"))
+    }
+
+    async fn run_maintenance(&self, statements: &[String]) -> Result<(), QueryError> {
+        for statement in statements {
+            // Maintenance statements cannot run inside a transaction (VACUUM) and take no
+            // parameters; the table names come from the declarations.
+            match &self.db {
+                Database::Sqlite(pool) => {
+                    sqlx::raw_sql(statement)
+                        .execute(pool)
+                        .await
+                        .map_err(failed)?;
+                }
+                Database::Postgres(pool) => {
+                    sqlx::raw_sql(statement)
+                        .execute(pool)
+                        .await
+                        .map_err(failed)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Compilation
+    // -----------------------------------------------------------------------------------------
+
+    /// ` WHERE tenant_id = ? [AND (filter)]`.
+    fn where_clause(
+        &self,
+        entity: &Entity,
+        filter: Option<&Filter>,
+        stmt: &mut Stmt,
+    ) -> Result<(), QueryError> {
+        stmt.sql(format!(" WHERE {} = ", quote_ident(TENANT_COLUMN)));
+        stmt.bind(Param::Text(self.tenant().to_string()));
+        if let Some(filter) = filter {
+            if filter.nodes.len() > MAX_FILTER_NODES {
+                return Err(QueryError::Invalid(format!(
+                    "the filter has {} nodes; at most {MAX_FILTER_NODES} are allowed",
+                    filter.nodes.len()
+                )));
+            }
+            let mut compiler = FilterCompiler {
+                entity,
+                filter,
+                dialect: self.db.dialect(),
+                on_path: vec![false; filter.nodes.len()],
+                visited: 0,
+            };
+            stmt.sql(" AND (");
+            compiler.node(filter.root, 0, stmt)?;
+            stmt.sql(")");
+        }
+        Ok(())
+    }
+
+    fn order_clause(
+        &self,
+        entity: &Entity,
+        order: &[OrderBy],
+        stmt: &mut Stmt,
+    ) -> Result<(), QueryError> {
+        if order.len() > MAX_ORDER_KEYS {
+            return Err(QueryError::Invalid(format!(
+                "{} sort keys; at most {MAX_ORDER_KEYS} are allowed",
+                order.len()
+            )));
+        }
+        let mut keys = Vec::new();
+        for key in order {
+            let field = entity.field(&key.field)?;
+            let column = quote_ident(&field.name);
+            keys.push(if key.descending {
+                format!("{column} DESC NULLS LAST")
+            } else {
+                format!("{column} ASC NULLS FIRST")
+            });
+        }
+        // A stable order for equal keys: the primary key last.
+        if let Some(primary) = entity.decl.fields.iter().find(|f| f.primary) {
+            if !order.iter().any(|k| k.field == primary.name) {
+                keys.push(format!("{} ASC", quote_ident(&primary.name)));
+            }
+        }
+        if !keys.is_empty() {
+            stmt.sql(format!(" ORDER BY {}", keys.join(", ")));
+        }
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Execution
+    // -----------------------------------------------------------------------------------------
+
+    async fn execute(&self, stmt: &Stmt) -> Result<u64, QueryError> {
+        let done = match &self.db {
+            Database::Sqlite(pool) => sqlite_builder(stmt)
+                .build()
+                .execute(pool)
+                .await
+                .map_err(failed)?
+                .rows_affected(),
+            Database::Postgres(pool) => pg_builder(stmt)
+                .build()
+                .execute(pool)
+                .await
+                .map_err(failed)?
+                .rows_affected(),
+        };
+        Ok(done)
+    }
+
+    async fn fetch_rows(
+        &self,
+        entity: &Entity,
+        stmt: &Stmt,
+    ) -> Result<Vec<Map<String, Value>>, QueryError> {
+        match &self.db {
+            Database::Sqlite(pool) => {
+                let rows = sqlite_builder(stmt)
+                    .build()
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed)?;
+                rows.iter().map(|r| sqlite_row(entity, r)).collect()
+            }
+            Database::Postgres(pool) => {
+                let rows = pg_builder(stmt)
+                    .build()
+                    .fetch_all(pool)
+                    .await
+                    .map_err(failed)?;
+                rows.iter().map(|r| pg_row(entity, r)).collect()
+            }
+        }
+    }
+
+    /// The rows as a JSON array, written one row at a time as they come from the database.
+    async fn fetch_json(
+        &self,
+        entity: &Entity,
+        stmt: &Stmt,
+        charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
+    ) -> Result<String, QueryError> {
+        let mut out = JsonRows::default();
+        match &self.db {
+            Database::Sqlite(pool) => {
+                let mut builder = sqlite_builder(stmt);
+                let mut rows = builder.build().fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(failed)? {
+                    out.push(&sqlite_row(entity, &row)?, charge)?;
+                }
+            }
+            Database::Postgres(pool) => {
+                let mut builder = pg_builder(stmt);
+                let mut rows = builder.build().fetch(pool);
+                while let Some(row) = rows.try_next().await.map_err(failed)? {
+                    out.push(&pg_row(entity, &row)?, charge)?;
+                }
+            }
+        }
+        out.finish(charge)
+    }
+}
+
+/// A JSON array of rows being written, its buffers' size reported as they grow.
+#[derive(Default)]
+struct JsonRows {
+    out: Vec<u8>,
+    /// The row being written (reused).
+    row: Vec<u8>,
+}
+
+impl JsonRows {
+    fn push(
+        &mut self,
+        row: &Map<String, Value>,
+        charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
+    ) -> Result<(), QueryError> {
+        self.row.clear();
+        serde_json::to_writer(&mut self.row, row)
+            .map_err(|e| QueryError::Failed(format!("writing a row as JSON: {e}")))?;
+        // `[` or `,` before the row, `]` after the last.
+        let needed = self.out.len() + self.row.len() + 2;
+        if needed > self.out.capacity() {
+            let capacity = needed.max(self.out.capacity() * 2);
+            // While the buffer moves, the old one and the new one both exist.
+            charge(self.out.capacity() + capacity + self.row.capacity())?;
+            self.out.reserve_exact(capacity - self.out.len());
+        }
+        charge(self.out.capacity() + self.row.capacity())?;
+        self.out.push(if self.out.is_empty() { b'[' } else { b',' });
+        self.out.extend_from_slice(&self.row);
+        Ok(())
+    }
+
+    fn finish(
+        mut self,
+        charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
+    ) -> Result<String, QueryError> {
+        if self.out.is_empty() {
+            self.out.push(b'[');
+        }
+        self.out.push(b']');
+        drop(self.row);
+        charge(self.out.capacity())?;
+        String::from_utf8(self.out)
+            .map_err(|e| QueryError::Failed(format!("the rows are not UTF-8: {e}")))
+    }
+}
+
+struct FilterCompiler<'a> {
+    entity: &'a Entity,
+    filter: &'a Filter,
+    dialect: Dialect,
+    /// Nodes on the path from the root to the node being compiled: meeting one again is a cycle.
+    on_path: Vec<bool>,
+    /// Nodes compiled so far, counting shared nodes each time (see [`MAX_FILTER_EXPANSION`]).
+    visited: usize,
+}
+
+impl FilterCompiler<'_> {
+    fn node(&mut self, index: u32, depth: usize, stmt: &mut Stmt) -> Result<(), QueryError> {
+        let i = index as usize;
+        let Some(node) = self.filter.nodes.get(i) else {
+            return Err(QueryError::Invalid(format!(
+                "filter node index {index} is out of range (the filter has {} nodes)",
+                self.filter.nodes.len()
+            )));
+        };
+        if self.on_path[i] {
+            return Err(QueryError::Invalid(format!(
+                "the filter has a cycle through node {index}"
+            )));
+        }
+        if depth >= MAX_FILTER_DEPTH {
+            return Err(QueryError::Invalid(format!(
+                "the filter nests deeper than {MAX_FILTER_DEPTH} levels"
+            )));
+        }
+        self.visited += 1;
+        if self.visited > MAX_FILTER_EXPANSION {
+            return Err(QueryError::Invalid(format!(
+                "the filter expands to more than {MAX_FILTER_EXPANSION} nodes"
+            )));
+        }
+        self.on_path[i] = true;
+        match node {
+            FilterNode::All(children) | FilterNode::Any(children) => {
+                let (empty, joiner) = match node {
+                    FilterNode::All(_) => ("1=1", " AND "),
+                    _ => ("1=0", " OR "),
+                };
+                if children.is_empty() {
+                    stmt.sql(empty);
+                } else {
+                    stmt.sql("(");
+                    for (n, child) in children.iter().enumerate() {
+                        if n > 0 {
+                            stmt.sql(joiner);
+                        }
+                        self.node(*child, depth + 1, stmt)?;
+                    }
+                    stmt.sql(")");
+                }
+            }
+            FilterNode::Not(child) => {
+                stmt.sql("NOT (");
+                self.node(*child, depth + 1, stmt)?;
+                stmt.sql(")");
+            }
+            FilterNode::Compare(comparison) => self.comparison(comparison, stmt)?,
+        }
+        self.on_path[i] = false;
+        Ok(())
+    }
+
+    fn comparison(&self, c: &Comparison, stmt: &mut Stmt) -> Result<(), QueryError> {
+        let field = self.entity.field(&c.field)?;
+        let column = quote_ident(&field.name);
+        let op = match c.op {
+            CompareOp::IsNull => {
+                stmt.sql(format!("{column} IS NULL"));
+                return Ok(());
+            }
+            CompareOp::IsNotNull => {
+                stmt.sql(format!("{column} IS NOT NULL"));
+                return Ok(());
+            }
+            CompareOp::Eq => "=",
+            CompareOp::Ne => "<>",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+            CompareOp::Like => match self.dialect {
+                Dialect::Sqlite => "LIKE",
+                Dialect::Postgres => "ILIKE",
+            },
+            CompareOp::In => "IN",
+        };
+        let value = parse_json(&c.value, &field.name)?;
+        match c.op {
+            CompareOp::Eq | CompareOp::Ne if value.is_null() => {
+                let not = if c.op == CompareOp::Ne { " NOT" } else { "" };
+                stmt.sql(format!("{column} IS{not} NULL"));
+                return Ok(());
+            }
+            _ if field.ty == FieldType::Json => {
+                return Err(QueryError::Invalid(format!(
+                    "field `{}` is json; it can only be compared with null",
+                    field.name
+                )))
+            }
+            CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+                if matches!(field.ty, FieldType::Bool | FieldType::Uuid) =>
+            {
+                return Err(QueryError::Invalid(format!(
+                    "field `{}` is {}; it has no order",
+                    field.name,
+                    type_name(field.ty)
+                )))
+            }
+            CompareOp::Like if field.ty != FieldType::String => {
+                return Err(QueryError::Invalid(format!(
+                    "`like` needs a string field; `{}` is {}",
+                    field.name,
+                    type_name(field.ty)
+                )))
+            }
+            _ => {}
+        }
+        if c.op == CompareOp::In {
+            let Value::Array(items) = &value else {
+                return Err(QueryError::Invalid(format!(
+                    "`in` on `{}` needs a JSON array, got {}",
+                    field.name,
+                    describe(&value)
+                )));
+            };
+            if items.len() > MAX_IN_VALUES {
+                return Err(QueryError::Invalid(format!(
+                    "`in` on `{}` has {} values; at most {MAX_IN_VALUES} are allowed",
+                    field.name,
+                    items.len()
+                )));
+            }
+            if items.is_empty() {
+                stmt.sql("1=0");
+                return Ok(());
+            }
+            stmt.sql(format!("{column} IN ("));
+            for (n, item) in items.iter().enumerate() {
+                if item.is_null() {
+                    return Err(QueryError::Invalid(format!(
+                        "`in` on `{}` contains null; use is_null",
+                        field.name
+                    )));
+                }
+                if n > 0 {
+                    stmt.sql(", ");
+                }
+                stmt.bind(typed(field, item)?);
+            }
+            stmt.sql(")");
+            return Ok(());
+        }
+        if value.is_null() {
+            return Err(QueryError::Invalid(format!(
+                "cannot compare `{}` with null using {}",
+                field.name,
+                op_label(c.op)
+            )));
+        }
+        let param = typed(field, &value)?;
+        stmt.sql(format!("{column} {op} "));
+        stmt.bind(param);
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Values
+// ---------------------------------------------------------------------------------------------
+
+fn sqlite_row(entity: &Entity, row: &SqliteRow) -> Result<Map<String, Value>, QueryError> {
+    let mut out = Map::new();
+    for (i, field) in entity.decl.fields.iter().enumerate() {
+        let value = match field.ty {
+            FieldType::Int => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
+            FieldType::Float => row.try_get::<Option<f64>, _>(i).map(|v| v.map(float)),
+            FieldType::Bool => row
+                .try_get::<Option<bool>, _>(i)
+                .map(|v| v.map(Value::Bool)),
+            FieldType::Json => row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| v.map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)))),
+            FieldType::String | FieldType::Uuid | FieldType::Datetime | FieldType::Date => row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| v.map(Value::String)),
+        }
+        .map_err(|e| QueryError::Failed(format!("reading `{}`: {e}", field.name)))?;
+        out.insert(field.name.clone(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+fn pg_row(entity: &Entity, row: &PgRow) -> Result<Map<String, Value>, QueryError> {
+    let mut out = Map::new();
+    for (i, field) in entity.decl.fields.iter().enumerate() {
+        let value = match field.ty {
+            FieldType::Int => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
+            FieldType::Float => row.try_get::<Option<f64>, _>(i).map(|v| v.map(float)),
+            FieldType::Bool => row
+                .try_get::<Option<bool>, _>(i)
+                .map(|v| v.map(Value::Bool)),
+            FieldType::String => row
+                .try_get::<Option<String>, _>(i)
+                .map(|v| v.map(Value::String)),
+            FieldType::Uuid => row
+                .try_get::<Option<Uuid>, _>(i)
+                .map(|v| v.map(|u| Value::String(u.hyphenated().to_string()))),
+            FieldType::Datetime => row
+                .try_get::<Option<DateTime<Utc>>, _>(i)
+                .map(|v| v.map(|d| Value::String(datetime_text(&d)))),
+            FieldType::Date => row
+                .try_get::<Option<NaiveDate>, _>(i)
+                .map(|v| v.map(|d| Value::String(d.format("%Y-%m-%d").to_string()))),
+            FieldType::Json => row.try_get::<Option<Value>, _>(i),
+        }
+        .map_err(|e| QueryError::Failed(format!("reading `{}`: {e}", field.name)))?;
+        out.insert(field.name.clone(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+/// How an error message names an operator.
+fn op_label(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Eq => "Eq",
+        CompareOp::Ne => "Ne",
+        CompareOp::Lt => "Lt",
+        CompareOp::Le => "Le",
+        CompareOp::Gt => "Gt",
+        CompareOp::Ge => "Ge",
+        CompareOp::Like => "Like",
+        CompareOp::In => "In",
+        CompareOp::IsNull => "IsNull",
+        CompareOp::IsNotNull => "IsNotNull",
+    }
+}
+
+fn float(v: f64) -> Value {
+    Number::from_f64(v).map_or(Value::Null, Value::Number)
+}
+
+/// `3`, `3.0` → 3; `3.5` or out of the exactly representable range → None.
+fn integral(v: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_007_199_254_740_992.0; // 2^53
+    (v.is_finite() && v.fract() == 0.0 && v.abs() <= LIMIT).then_some(v as i64)
+}
+
+fn parse_json(text: &str, field: &str) -> Result<Value, QueryError> {
+    serde_json::from_str(text)
+        .map_err(|e| QueryError::Invalid(format!("the value for `{field}` is not valid JSON: {e}")))
+}
+
+fn type_name(ty: FieldType) -> &'static str {
+    FieldType::ALL
+        .iter()
+        .find(|(t, _)| *t == ty)
+        .map_or("?", |(_, name)| name)
+}
+
+/// A short description of a value for error messages.
+fn describe(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let mut text = value.to_string();
+    if text.len() > 60 {
+        let mut end = 57;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    let mut out = String::new();
+    let _ = write!(out, "{kind} ({text})");
+    out
+}
+
+fn prefix_row(n: usize, error: QueryError) -> QueryError {
+    match error {
+        QueryError::Invalid(m) => QueryError::Invalid(format!("row {n}: {m}")),
+        other => other,
+    }
+}
+
+/// Checks a non-null JSON value against a field's type and converts it.
+fn typed(field: &FieldDecl, value: &Value) -> Result<Param, QueryError> {
+    let wrong = || {
+        QueryError::Invalid(format!(
+            "field `{}` is {}; got {}",
+            field.name,
+            type_name(field.ty),
+            describe(value)
+        ))
+    };
+    Ok(match field.ty {
+        FieldType::Int => match value {
+            Value::Number(n) => match n.as_i64() {
+                Some(v) => Param::Int(v),
+                None => Param::Int(n.as_f64().and_then(integral).ok_or_else(wrong)?),
+            },
+            _ => return Err(wrong()),
+        },
+        FieldType::Float => Param::Float(value.as_f64().ok_or_else(wrong)?),
+        FieldType::Bool => Param::Bool(value.as_bool().ok_or_else(wrong)?),
+        FieldType::String => Param::Text(value.as_str().ok_or_else(wrong)?.to_owned()),
+        FieldType::Uuid => {
+            Param::Uuid(Uuid::parse_str(value.as_str().ok_or_else(wrong)?).map_err(|_| wrong())?)
+        }
+        FieldType::Datetime => {
+            let text = value.as_str().ok_or_else(wrong)?;
+            let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| wrong())?;
+            Param::DateTime(parsed.with_timezone(&Utc))
+        }
+        FieldType::Date => {
+            let text = value.as_str().ok_or_else(wrong)?;
+            Param::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| wrong())?)
+        }
+        FieldType::Json => Param::Json(value.clone()),
+    })
+}
+
+fn failed(error: sqlx::Error) -> QueryError {
+    QueryError::Failed(format!("database error: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(name: &str, ty: FieldType) -> FieldDecl {
+        FieldDecl {
+            name: name.into(),
+            ty,
+            primary: false,
+            optional: false,
+        }
+    }
+
+    #[test]
+    fn values_are_checked_against_field_types() {
+        let int = field("n", FieldType::Int);
+        assert_eq!(typed(&int, &json!(3)).unwrap(), Param::Int(3));
+        assert_eq!(typed(&int, &json!(3.0)).unwrap(), Param::Int(3));
+        assert!(typed(&int, &json!(3.5)).is_err());
+        assert!(typed(&int, &json!("3")).is_err());
+        let dt = field("t", FieldType::Datetime);
+        let Param::DateTime(t) = typed(&dt, &json!("2026-01-12T09:30:00+01:00")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(datetime_text(&t), "2026-01-12T08:30:00.000000Z");
+        assert!(typed(&dt, &json!("yesterday")).is_err());
+        assert!(typed(&field("u", FieldType::Uuid), &json!("not-a-uuid")).is_err());
+        assert!(typed(&field("d", FieldType::Date), &json!("2026-02-30")).is_err());
+        assert!(typed(&field("b", FieldType::Bool), &json!(1)).is_err());
+        assert!(typed(&field("j", FieldType::Json), &json!({"a": [1]})).is_ok());
+    }
+
+    #[test]
+    fn integral_floats() {
+        assert_eq!(integral(1.0), Some(1));
+        assert_eq!(integral(-2.0), Some(-2));
+        assert_eq!(integral(0.5), None);
+        assert_eq!(integral(f64::NAN), None);
+        assert_eq!(integral(1e300), None);
+    }
+}
