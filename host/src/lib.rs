@@ -23,6 +23,7 @@ pub mod background;
 pub mod caps;
 pub mod cli;
 pub mod cluster;
+pub mod describe;
 pub mod domain;
 pub mod envvar;
 pub mod executor;

@@ -173,7 +173,7 @@ fn summary(row: &JsonRow) -> JobSummary {
             cron: row.text("cron"),
             every_ms: row.int("interval_ms"),
             run_at: row.text("run_at"),
-            description: crate::cli::format::schedule_described(&schedule),
+            description: crate::describe::schedule_described(&schedule),
         },
         timezone: row.text("timezone").unwrap_or_else(|| "UTC".into()),
         queue: row.text("queue").unwrap_or_default(),
@@ -258,7 +258,7 @@ fn retry_info(policy: &codeai_ir::RetryPolicy) -> RetryInfo {
                     .unwrap_or(u64::MAX)
             })
             .collect(),
-        description: crate::cli::format::retry(policy),
+        description: crate::describe::retry(policy),
     }
 }
 

@@ -1,67 +1,7 @@
-//! Small text formatting shared by the commands: schedules, durations, retry policies and
-//! aligned tables.
+//! Small text formatting shared by the commands: aligned tables, and schedules, durations and
+//! retry policies in words ([`crate::describe`]).
 
-use codeai_ir::{Backoff, RetryPolicy, Schedule};
-
-/// A schedule as the DSL spells it: the cron string, `every 30m`, `once at …` or `manual`.
-pub(crate) fn schedule(schedule: &Schedule) -> String {
-    match schedule {
-        Schedule::Cron { expression } => expression.clone(),
-        Schedule::Interval { every_ms } => format!("every {}", duration(*every_ms)),
-        Schedule::Once { at } => format!("once at {at}"),
-        Schedule::Manual => "manual".to_string(),
-    }
-}
-
-/// A schedule with a human description when there is one to give:
-/// `0 6 * * * (at 06:00 every day)`.
-pub(crate) fn schedule_described(schedule: &Schedule) -> String {
-    match schedule {
-        Schedule::Cron { expression } => match codeai_cron::CronExpr::parse(expression) {
-            Ok(cron) => format!("{expression} ({})", cron.describe()),
-            Err(_) => expression.clone(),
-        },
-        other => self::schedule(other),
-    }
-}
-
-/// Milliseconds in the largest DSL unit that divides them exactly: `30m`, `2h`, `1500ms`.
-pub(crate) fn duration(ms: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (86_400_000, "d"),
-        (3_600_000, "h"),
-        (60_000, "m"),
-        (1_000, "s"),
-    ];
-    if ms == 0 {
-        return "0s".to_string();
-    }
-    UNITS
-        .iter()
-        .find(|(size, _)| ms.is_multiple_of(*size))
-        .map(|(size, unit)| format!("{}{unit}", ms / size))
-        .unwrap_or_else(|| format!("{ms}ms"))
-}
-
-/// `3 retries, exponential backoff from 100ms`, `no retries`.
-pub(crate) fn retry(policy: &RetryPolicy) -> String {
-    let count = match policy.max_retries {
-        0 => return "no retries".to_string(),
-        1 => "1 retry".to_string(),
-        n => format!("{n} retries"),
-    };
-    let backoff = match &policy.backoff {
-        Backoff::Fixed { delay_ms } => format!("fixed delay {}", duration(*delay_ms)),
-        Backoff::Exponential { base_ms } => {
-            format!("exponential backoff from {}", duration(*base_ms))
-        }
-        Backoff::Custom { delays_ms } => {
-            let delays: Vec<String> = delays_ms.iter().map(|d| duration(*d)).collect();
-            format!("delays [{}]", delays.join(", "))
-        }
-    };
-    format!("{count}, {backoff}")
-}
+pub(crate) use crate::describe::{duration, retry, schedule, schedule_described};
 
 /// How a column's cells line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,74 +65,6 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_use_the_largest_exact_unit() {
-        for (ms, expected) in [
-            (0, "0s"),
-            (1_500, "1500ms"),
-            (30_000, "30s"),
-            (1_800_000, "30m"),
-            (5_400_000, "90m"),
-            (7_200_000, "2h"),
-            (86_400_000, "1d"),
-        ] {
-            assert_eq!(duration(ms), expected, "{ms}");
-        }
-    }
-
-    #[test]
-    fn schedules_read_like_the_dsl() {
-        let cron = Schedule::Cron {
-            expression: "0 6 * * *".into(),
-        };
-        assert_eq!(schedule(&cron), "0 6 * * *");
-        assert_eq!(
-            schedule(&Schedule::Interval {
-                every_ms: 1_800_000
-            }),
-            "every 30m"
-        );
-        assert_eq!(
-            schedule(&Schedule::Once {
-                at: "2026-01-01T00:00:00Z".into()
-            }),
-            "once at 2026-01-01T00:00:00Z"
-        );
-        assert_eq!(schedule(&Schedule::Manual), "manual");
-        let described = schedule_described(&cron);
-        assert!(described.starts_with("0 6 * * * ("), "{described}");
-        assert!(described.contains("06:00"), "{described}");
-    }
-
-    #[test]
-    fn retry_policies_are_spelled_out() {
-        let policy = |max_retries, backoff| RetryPolicy {
-            max_retries,
-            backoff,
-        };
-        assert_eq!(
-            retry(&policy(0, Backoff::Fixed { delay_ms: 0 })),
-            "no retries"
-        );
-        assert_eq!(
-            retry(&policy(3, Backoff::Exponential { base_ms: 100 })),
-            "3 retries, exponential backoff from 100ms"
-        );
-        assert_eq!(
-            retry(&policy(1, Backoff::Fixed { delay_ms: 60_000 })),
-            "1 retry, fixed delay 1m"
-        );
-        assert_eq!(
-            retry(&policy(
-                2,
-                Backoff::Custom {
-                    delays_ms: vec![60_000, 300_000]
-                }
-            )),
-            "2 retries, delays [1m, 5m]"
-        );
-    }
 
     #[test]
     fn tables_pad_columns_and_align_numbers() {

@@ -144,7 +144,7 @@ fn pg_schema(base: &str, tenant: &str) -> String {
         return readable;
     }
     let digest = Sha256::digest(format!("{base}\0{tenant}").as_bytes());
-    let hash = &crate::runtime::cache::hex(&digest)[..16];
+    let hash = &hex::encode(digest)[..16];
     let hashed = format!("{base}_tenanth_{hash}");
     if hashed.len() <= PG_MAX_IDENT {
         hashed

@@ -104,7 +104,7 @@ impl SecretKey {
 
 /// The id a row records for its key: the first 8 hex digits of the key's SHA-256.
 pub fn key_id(key: &[u8; 32]) -> String {
-    crate::runtime::cache::hex(&Sha256::digest(key))[..8].to_string()
+    hex::encode(Sha256::digest(key))[..8].to_string()
 }
 
 /// Reads a key written as 64 hex digits or as base64 (standard or URL-safe, padded or not).

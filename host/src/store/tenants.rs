@@ -64,7 +64,7 @@ pub fn is_operator(tenant: &str) -> bool {
 
 /// The SHA-256 of a token, hex: what `tokens.token_hash` holds.
 pub fn token_hash(token: &str) -> String {
-    crate::runtime::cache::hex(&Sha256::digest(token.as_bytes()))
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token.
