@@ -6,6 +6,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fake;
 pub mod fixtures;
 pub mod handmade;
 pub mod peers;
