@@ -13,132 +13,19 @@
 //! and the ratios runtime/bare. Set `EXEC_BENCH_ITERS` to change the number of iterations.
 
 use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
-use codeai_host::wasm::{
-    bindings, clock, data, email, events, http, log, report, slack, state, types, CapError,
-    Delivery,
-};
+use codeai_host::wasm::{self, bindings};
 use std::future::Future;
 use std::time::{Duration, Instant};
-use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::Store;
+
+#[path = "../tests/common/fake.rs"]
+mod fake;
 
 /// Capabilities that answer at once; only `log` and `clock` are ever called by the jobs here.
-struct Null;
+type Null = fake::Fake<fake::Refuse>;
 
-fn refused<T>() -> Result<T, CapError> {
-    Err(CapError::Failed("benchmark".into()))
-}
-
-impl types::Host for Null {}
-impl codeai_host::wasm::Capabilities for Null {}
-impl data::Host for Null {
-    async fn select(&mut self, _: data::Query) -> Result<String, CapError> {
-        refused()
-    }
-    async fn count(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
-        refused()
-    }
-    async fn delete(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
-        refused()
-    }
-    async fn update(
-        &mut self,
-        _: String,
-        _: Option<data::Filter>,
-        _: Vec<data::Assignment>,
-    ) -> Result<u64, CapError> {
-        refused()
-    }
-    async fn insert(&mut self, _: String, _: String) -> Result<u64, CapError> {
-        refused()
-    }
-    async fn maintain(
-        &mut self,
-        _: data::MaintenanceOp,
-        _: Option<String>,
-    ) -> Result<String, CapError> {
-        refused()
-    }
-}
-impl http::Host for Null {
-    async fn call(&mut self, _: http::CallRequest) -> Result<http::CallResponse, CapError> {
-        refused()
-    }
-    async fn call_many(
-        &mut self,
-        reqs: Vec<http::CallRequest>,
-        _: u32,
-    ) -> Vec<Result<http::CallResponse, CapError>> {
-        reqs.iter().map(|_| refused()).collect()
-    }
-}
-impl email::Host for Null {
-    async fn send(&mut self, _: email::Message) -> Result<Delivery, CapError> {
-        refused()
-    }
-}
-impl slack::Host for Null {
-    async fn post(
-        &mut self,
-        _: String,
-        _: Option<String>,
-        _: String,
-    ) -> Result<Delivery, CapError> {
-        refused()
-    }
-}
-impl report::Host for Null {
-    async fn render(
-        &mut self,
-        _: String,
-        _: String,
-        _: report::Format,
-    ) -> Result<report::Rendered, CapError> {
-        refused()
-    }
-    async fn delete(&mut self, _: String) -> Result<bool, CapError> {
-        refused()
-    }
-}
-impl events::Host for Null {
-    async fn emit(&mut self, _: String, _: String) -> Result<(), CapError> {
-        refused()
-    }
-}
-impl state::Host for Null {
-    async fn get(&mut self, _: String) -> Option<String> {
-        None
-    }
-    async fn set(&mut self, _: String, _: String) -> Result<(), CapError> {
-        refused()
-    }
-}
-impl log::Host for Null {
-    async fn write(&mut self, _: log::Level, _: String) {}
-}
-fn instant() -> clock::Instant {
-    clock::Instant {
-        unix_ms: 1_768_302_000_000,
-        utc_offset_seconds: 0,
-    }
-}
-impl clock::Host for Null {
-    async fn now(&mut self) -> clock::Instant {
-        instant()
-    }
-    async fn timezone(&mut self) -> String {
-        "UTC".into()
-    }
-    async fn period(&mut self, _: clock::PeriodUnit, _: i32) -> clock::CalendarPeriod {
-        clock::CalendarPeriod {
-            start: instant(),
-            end: instant(),
-            label: "2026-01-13".into(),
-        }
-    }
-    async fn shift(&mut self, _: i64, _: clock::PeriodUnit, _: i32) -> clock::Instant {
-        instant()
-    }
+fn null() -> Null {
+    fake::Fake::new(fake::Refuse("benchmark"))
 }
 
 const NOOP_DSL: &str = r#"job Noop { steps { answer { compute: 42 as: answer } } }"#;
@@ -190,7 +77,7 @@ fn print(name: &str, s: &Stats) {
 
 async fn runtime_case(rt: &Runtime<Null>, job: &PreparedJob<Null>, iters: usize) -> Stats {
     measure(iters, || async {
-        let execution = rt.execute(job, Null, "{}", ExecOptions::default()).await;
+        let execution = rt.execute(job, null(), "{}", ExecOptions::default()).await;
         assert_eq!(execution.result.status, Status::Completed);
     })
     .await
@@ -224,12 +111,9 @@ fn main() {
         .expect("the trivial component prepares");
 
     // Bare wasmtime: default engine, on-demand allocation, no fuel, no epochs, no limits.
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    let engine = Engine::new(&config).expect("engine");
-    let component = Component::new(&engine, &trivial).expect("compiles");
-    let mut linker = Linker::<Null>::new(&engine);
-    bindings::Job::add_to_linker::<Null, HasSelf<Null>>(&mut linker, |s| s).expect("links");
+    let engine = wasm::engine().expect("engine");
+    let component = wasm::compile(&engine, &trivial).expect("compiles");
+    let linker = wasm::linker::<Null>(&engine).expect("links");
     let pre = bindings::JobPre::new(linker.instantiate_pre(&component).expect("pre")).expect("run");
 
     tokio.block_on(async {
@@ -247,7 +131,7 @@ fn main() {
         print("runtime: trivial component", &trivial);
         let input = "{}".to_string();
         let bare = measure(iters, || async {
-            let mut store = Store::new(&engine, Null);
+            let mut store = Store::new(&engine, null());
             let job = pre
                 .instantiate_async(&mut store)
                 .await

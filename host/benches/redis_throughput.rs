@@ -14,13 +14,12 @@
 use chrono::Utc;
 use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::store::{migrate, platform, Database};
-use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/fixtures.rs"]
 mod fixtures;
-use fixtures::{env_number as env_usize, local_executor, run_now, NOOP};
+use fixtures::{bench_pool, env_number as env_usize, local_executor, run_now, NOOP};
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -68,18 +67,7 @@ fn main() {
         let t = Instant::now();
         queue.enqueue_many(&tasks).await.unwrap();
         let enqueue = t.elapsed();
-        let pool = WorkerPool::new(
-            queue.clone(),
-            executor,
-            PoolConfig {
-                slots,
-                poll: Duration::from_millis(5),
-                prefetch: std::env::var("PEER_PREFETCH")
-                    .ok()
-                    .and_then(|v| v.parse().ok()),
-                ..PoolConfig::default()
-            },
-        );
+        let pool = bench_pool(queue.clone(), executor, slots);
         let started = Instant::now();
         let running = tokio::spawn(pool.clone().run());
         loop {

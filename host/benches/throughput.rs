@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/common/fixtures.rs"]
 mod fixtures;
-use fixtures::{env_number as env_usize, local_executor, run_now, NOOP};
+use fixtures::{bench_pool, env_number as env_usize, local_executor, one_attempt, run_now, NOOP};
 
 async fn database(dir: &std::path::Path) -> Database {
     let db = Database::connect(&format!("sqlite:{}", dir.join("bench.db").display()))
@@ -62,17 +62,8 @@ async fn throughput(dir: &std::path::Path, n: usize) {
             .run(
                 &job,
                 codeai_host::executor::Request {
-                    tenant: "default",
-                    job_id: &reg.job_id,
                     job_version: Some(reg.version),
-                    trigger: "bench",
-                    input: "{}",
-                    now: None,
-                    attempt: 1,
-                    max_attempts: 1,
-                    execution_id: None,
-                    scheduled_at: None,
-                    options: Default::default(),
+                    ..one_attempt(&reg.job_id, "bench", "{}")
                 },
             )
             .await
@@ -97,19 +88,7 @@ async fn throughput(dir: &std::path::Path, n: usize) {
     let t = Instant::now();
     queue.enqueue_many(tasks).await.unwrap();
     let enqueue = t.elapsed();
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor,
-        PoolConfig {
-            slots: 10,
-            poll: Duration::from_millis(5),
-            // `PEER_PREFETCH`: tasks leased ahead (default: the pool's).
-            prefetch: std::env::var("PEER_PREFETCH")
-                .ok()
-                .and_then(|v| v.parse().ok()),
-            ..PoolConfig::default()
-        },
-    );
+    let pool = bench_pool(queue.clone(), executor, 10);
     let started = Instant::now();
     let running = tokio::spawn(pool.clone().run());
     while count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < (n + 1000) as i64 {

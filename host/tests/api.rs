@@ -6,21 +6,13 @@
 mod common;
 
 use chrono::{DateTime, Timelike, Utc};
-use codeai_host::alerts::AlertConfig;
-use codeai_host::api::ApiConfig;
-use codeai_host::app::{Host, HostConfig};
-use codeai_host::queue::QueueConfig;
-use codeai_host::runtime::RuntimeConfig;
-use codeai_host::scheduler::MisfirePolicy;
 use codeai_host::services::ServicesConfig;
 use codeai_host::store::{demo, tenants, Database};
-use codeai_host::worker::PoolConfig;
+use common::test_host::{each, token_of, TestHost, ADMIN};
 use common::{run_postgres, run_sqlite};
 use serde_json::{json, Value};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-const ADMIN: &str = "test-admin-token";
 
 /// The example's ten components, compiled once.
 fn example() -> &'static Vec<(String, Vec<u8>)> {
@@ -35,122 +27,13 @@ fn example() -> &'static Vec<(String, Vec<u8>)> {
     })
 }
 
-struct TestHost {
-    host: Option<Host>,
-    base: String,
-    http: reqwest::Client,
-    dir: std::path::PathBuf,
-}
-
-impl TestHost {
-    async fn start(db: Database, tweak: impl FnOnce(&mut HostConfig)) -> TestHost {
-        let dir = std::env::temp_dir().join(common::unique("codeai_api"));
-        let mut config = HostConfig {
-            role: codeai_host::app::Role::All,
-            redis: None,
-            runtime: RuntimeConfig {
-                // Shared by the tests: compiled once per component (content-addressed).
-                cache_dir: std::env::temp_dir().join("codeai_api_test_cache"),
-                pool_size: 8,
-                ..RuntimeConfig::default()
-            },
-            services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
-            queue: QueueConfig::default(),
-            pool: PoolConfig {
-                slots: 4,
-                poll: Duration::from_millis(10),
-                grace: Duration::from_millis(500),
-                ..PoolConfig::default()
-            },
-            misfire: MisfirePolicy::RunOnce,
-            api: ApiConfig {
-                admin_token_hash: Some(tenants::token_hash(ADMIN)),
-                ..ApiConfig::default()
-            },
-            alerts: AlertConfig {
-                every: Duration::from_secs(3600),
-                ..AlertConfig::default()
-            },
-            reap_every: Duration::from_millis(200),
-        };
-        tweak(&mut config);
-        let mut host = Host::new(db, config).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        host.start();
-        host.serve(listener);
-        TestHost {
-            host: Some(host),
-            base,
-            http: reqwest::Client::new(),
-            dir,
-        }
-    }
-
-    fn host(&self) -> &Host {
-        self.host.as_ref().unwrap()
-    }
-
-    async fn call(
-        &self,
-        token: Option<&str>,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .unwrap_or_else(|_| panic!("{path}: not JSON ({status}): {text}"))
-        };
-        (status, value)
-    }
-
-    async fn get(&self, token: &str, path: &str) -> (u16, Value) {
-        self.call(Some(token), reqwest::Method::GET, path, None)
-            .await
-    }
-
-    async fn post(&self, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        self.call(Some(token), reqwest::Method::POST, path, body)
-            .await
-    }
-
-    /// Waits until the execution's status is final; returns its detail.
-    async fn wait_final(&self, token: &str, id: &str) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let (status, exec) = self.get(token, &format!("/executions/{id}")).await;
-            assert_eq!(status, 200, "{exec}");
-            let s = exec["status"].as_str().unwrap_or_default().to_string();
-            if !["pending", "running", "retrying"].contains(&s.as_str()) {
-                return exec;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "execution {id} still {s}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(host) = self.host.take() {
-            host.shutdown().await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// The tasks completed on all queues, by `/queues/status`.
+fn completed_tasks(status: &Value) -> u64 {
+    let queues = status["queues"].as_array().unwrap();
+    queues
+        .iter()
+        .map(|q| q["completed"].as_u64().unwrap())
+        .sum()
 }
 
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
@@ -273,48 +156,27 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
     assert!(next > Utc::now());
 
     // Update the schedule: 07:00 in Los Angeles.
-    let (status, moved) = t
-        .call(
-            Some(ADMIN),
-            reqwest::Method::PUT,
-            "/jobs/DailySalesReport/schedule",
-            Some(json!({"cron_expression": "0 7 * * *", "timezone": "America/Los_Angeles"})),
-        )
-        .await;
+    let reschedule = |schedule: Value| t.put(ADMIN, "/jobs/DailySalesReport/schedule", schedule);
+    let los_angeles = json!({"cron_expression": "0 7 * * *", "timezone": "America/Los_Angeles"});
+    let (status, moved) = reschedule(los_angeles).await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["cron_expression"], "0 7 * * *");
     assert_eq!(moved["timezone"], "America/Los_Angeles");
     let next: DateTime<Utc> = moved["next_run_at"].as_str().unwrap().parse().unwrap();
     let local = next.with_timezone(&chrono_tz::America::Los_Angeles);
     assert_eq!((local.hour(), local.minute()), (7, 0));
-    let (status, bad) = t
-        .call(
-            Some(ADMIN),
-            reqwest::Method::PUT,
-            "/jobs/DailySalesReport/schedule",
-            Some(json!({"cron_expression": "61 * * * *"})),
-        )
-        .await;
-    assert_error(status, &bad, 422, "invalid_schedule");
-    let (status, bad) = t
-        .call(
-            Some(ADMIN),
-            reqwest::Method::PUT,
-            "/jobs/DailySalesReport/schedule",
-            Some(json!({"cron_expression": "0 7 * * *", "timezone": "Mars/Olympus"})),
-        )
-        .await;
-    assert_error(status, &bad, 422, "invalid_schedule");
+    for bad in [
+        json!({"cron_expression": "61 * * * *"}),
+        json!({"cron_expression": "0 7 * * *", "timezone": "Mars/Olympus"}),
+    ] {
+        let (status, body) = reschedule(bad).await;
+        assert_error(status, &body, 422, "invalid_schedule");
+    }
 
     // Queue status.
     let (status, queues) = t.get(ADMIN, "/queues/status").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = queues["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = each(&queues["queues"], "name");
     for q in ["critical", "default", "low"] {
         assert!(names.contains(&q), "{queues}");
     }
@@ -323,12 +185,7 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
             assert!(q[key].is_u64(), "{q}");
         }
     }
-    let completed: u64 = queues["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["completed"].as_u64().unwrap())
-        .sum();
+    let completed: u64 = completed_tasks(&queues);
     assert!(completed >= 1);
     assert_eq!(queues["workers"]["total"], 4);
     assert_eq!(
@@ -512,16 +369,7 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
             "{path} not in the OpenAPI document"
         );
     }
-    let metrics = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = t.metrics().await;
     assert!(
         metrics.contains(
             "job_executions_total{job=\"DailySalesReport\",status=\"completed\",queue=\"reports\"} 1"
@@ -589,12 +437,7 @@ async fn a_tenant_sees_and_changes_only_its_own(db: Database) {
     let (_, b_reports) = t.get(&b, "/reports").await;
     assert_eq!(b_reports["data"].as_array().unwrap().len(), 0);
     let (_, b_queues) = t.get(&b, "/queues/status").await;
-    let b_completed: u64 = b_queues["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["completed"].as_u64().unwrap())
-        .sum();
+    let b_completed: u64 = completed_tasks(&b_queues);
     assert_eq!(b_completed, 0, "{b_queues}");
 
     // Every attempt on acme's objects with globex's token is a 404.
@@ -710,20 +553,6 @@ fn component_with(wat: &str, manifest: &[u8]) -> Vec<u8> {
     bytes
 }
 
-async fn upload(t: &TestHost, token: &str, bytes: Vec<u8>, content_type: &str) -> (u16, Value) {
-    let res = t
-        .http
-        .post(format!("{}/jobs", t.base))
-        .bearer_auth(token)
-        .header("content-type", content_type)
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    let status = res.status().as_u16();
-    (status, res.json().await.unwrap())
-}
-
 async fn executions_of(t: &TestHost, token: &str, job: &str, query: &str) -> Vec<Value> {
     let (status, list) = t
         .get(token, &format!("/jobs/{job}/executions?limit=500{query}"))
@@ -737,9 +566,7 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     tenants::create_tenant(&db, "acme", None, None, None)
         .await
         .unwrap();
-    let token = tenants::create_token(&db, Some("acme"), false, "test")
-        .await
-        .unwrap();
+    let token = token_of(&db, "acme").await;
     let (ticker, manifest) = compiled(UPLOADED, "Ticker");
 
     // Every refusal, with its reason, and nothing registered.
@@ -815,7 +642,7 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
         ),
     ];
     for (what, bytes, content_type, status, code) in cases {
-        let (got, body) = upload(&t, &token, bytes, content_type).await;
+        let (got, body) = t.upload_as(&token, bytes, content_type).await;
         assert_eq!(
             (got, body["error"]["code"].as_str()),
             (status, Some(code)),
@@ -825,13 +652,13 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     let (_, jobs) = t.get(&token, "/jobs").await;
     assert_eq!(jobs["data"].as_array().unwrap().len(), 0);
     // The operator's own components may be hand-made; this one does not fit the `job` world.
-    let (got, body) = upload(
-        &t,
-        ADMIN,
-        component_with("(component)", &good_manifest),
-        "application/wasm",
-    )
-    .await;
+    let (got, body) = t
+        .upload_as(
+            ADMIN,
+            component_with("(component)", &good_manifest),
+            "application/wasm",
+        )
+        .await;
     assert_eq!(
         (got, body["error"]["code"].as_str()),
         (422, Some("wrong_world")),
@@ -839,7 +666,9 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     );
 
     // A real upload registers the job for the token's tenant; it runs on its schedule.
-    let (status, up) = upload(&t, &token, ticker.clone(), "application/wasm").await;
+    let (status, up) = t
+        .upload_as(&token, ticker.clone(), "application/wasm")
+        .await;
     assert_eq!(status, 201, "{up}");
     assert_eq!(
         (up["name"].as_str(), up["tenant"].as_str()),
@@ -849,11 +678,13 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     wait_scheduled_runs(&t, &token, "Ticker", 2).await;
 
     // The same bytes again: nothing changes. A changed job: version 2, old runs keep 1.
-    let (status, same) = upload(&t, &token, ticker.clone(), "application/wasm").await;
+    let (status, same) = t
+        .upload_as(&token, ticker.clone(), "application/wasm")
+        .await;
     assert_eq!(status, 200, "{same}");
     assert_eq!(same["new_version"], false);
     let (ticker2, _) = compiled(&UPLOADED.replace("every 1s", "every 2s"), "Ticker");
-    let (status, v2) = upload(&t, &token, ticker2, "application/wasm").await;
+    let (status, v2) = t.upload_as(&token, ticker2, "application/wasm").await;
     assert_eq!(status, 201, "{v2}");
     assert_eq!(v2["version"], 2);
     assert_eq!(v2["id"], up["id"]);
@@ -885,9 +716,7 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
 
     // Delete: it stops firing and is gone; its history stays in the database.
     let job_id = up["id"].as_str().unwrap().to_string();
-    let (status, _) = t
-        .call(Some(&token), reqwest::Method::DELETE, "/jobs/Ticker", None)
-        .await;
+    let (status, _) = t.delete(&token, "/jobs/Ticker").await;
     assert_eq!(status, 204);
     let deleted_at = Utc::now();
     let (status, body) = t.get(&token, "/jobs/Ticker").await;
@@ -909,7 +738,7 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     // still no run of Ticker was scheduled after the delete. Runs of fires due before it may
     // still finish; they are history.
     let (marker, _) = compiled(&UPLOADED.replace("job Ticker", "job Marker"), "Marker");
-    let (status, body) = upload(&t, &token, marker, "application/wasm").await;
+    let (status, body) = t.upload_as(&token, marker, "application/wasm").await;
     assert_eq!(status, 201, "{body}");
     wait_scheduled_runs(&t, &token, "Marker", 3).await;
     let fires: Vec<Option<DateTime<Utc>>> = common::column(
@@ -944,13 +773,8 @@ async fn wait_scheduled_runs(t: &TestHost, token: &str, job: &str, n: usize) {
 async fn alerts_start_are_delivered_and_resolve(db: Database) {
     let t = TestHost::start(db.clone(), |_| {}).await;
     let (fails, _) = compiled(UPLOADED, "AlwaysFails");
-    t.host()
-        .register("default", &[("fails.wasm".into(), fails)])
-        .await
-        .unwrap();
-    let tenant_token = tenants::create_token(&db, Some("default"), false, "t")
-        .await
-        .unwrap();
+    t.register_one("default", "fails.wasm", fails).await;
+    let tenant_token = token_of(&db, "default").await;
 
     // Two failures: no alert yet; the third makes one, delivered to the outbox (no Slack).
     for n in 1..=3 {
@@ -1034,12 +858,7 @@ async fn alerts_start_are_delivered_and_resolve(db: Database) {
         "{eval:?}"
     );
     let (_, all) = t.get(ADMIN, "/alerts").await;
-    let kinds: Vec<&str> = all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
+    let kinds: Vec<&str> = each(&all["data"], "kind");
     assert!(
         kinds.contains(&"queue_backlog") && kinds.contains(&"long_running"),
         "{all}"
@@ -1140,28 +959,13 @@ async fn a_tenants_limits_hold_for_its_executions(db: Database) {
         .await
         .unwrap();
     let (waits, _) = compiled(SLOW, "Waits");
-    t.host()
-        .register("one", &[("waits.wasm".into(), waits.clone())])
-        .await
-        .unwrap();
-    t.host()
-        .register("small", &[("waits.wasm".into(), waits)])
-        .await
-        .unwrap();
-    let one = tenants::create_token(&db, Some("one"), false, "t")
-        .await
-        .unwrap();
-    let small = tenants::create_token(&db, Some("small"), false, "t")
-        .await
-        .unwrap();
+    t.register_one("one", "waits.wasm", waits.clone()).await;
+    t.register_one("small", "waits.wasm", waits).await;
+    let one = token_of(&db, "one").await;
+    let small = token_of(&db, "small").await;
     // A tenant's `env("SLOW_URL")` is its own secret.
     let (status, _) = t
-        .call(
-            Some(&one),
-            reqwest::Method::PUT,
-            "/secrets/SLOW_URL",
-            Some(json!({ "value": url })),
-        )
+        .put(&one, "/secrets/SLOW_URL", json!({ "value": url }))
         .await;
     assert_eq!(status, 201);
 
@@ -1205,10 +1009,7 @@ async fn starved_workers_raise_an_alert_and_cancel_frees_them(db: Database) {
     })
     .await;
     let (waits, _) = compiled(SLOW, "Waits");
-    t.host()
-        .register("default", &[("waits.wasm".into(), waits)])
-        .await
-        .unwrap();
+    t.register_one("default", "waits.wasm", waits).await;
     let mut ids = Vec::new();
     for _ in 0..2 {
         let (_, run) = t.post(ADMIN, "/jobs/Waits/run", None).await;
@@ -1328,7 +1129,7 @@ async fn the_dashboard_is_served_and_its_endpoints_answer_for_the_caller(db: Dat
     // GET /stats/throughput: two completed runs and one failed, counted in this minute (or the
     // one before, when the minute turned meanwhile), for acme and the admin, not for globex.
     let (bytes, _) = compiled(UPLOADED, "AlwaysFails");
-    let (status, body) = upload(&t, &acme, bytes, "application/wasm").await;
+    let (status, body) = t.upload_as(&acme, bytes, "application/wasm").await;
     assert_eq!(status, 201, "{body}");
     let mut runs = vec![];
     for job in [

@@ -9,8 +9,8 @@ mod common;
 use common::peers::HttpPeer;
 use common::{run_postgres, run_sqlite};
 
-use codeai_host::executor::{Executor, Recorded, Request};
-use codeai_host::runtime::{ExecOptions, Runtime, RuntimeConfig, Status};
+use codeai_host::executor::{Executor, Recorded};
+use codeai_host::runtime::{Runtime, RuntimeConfig, Status};
 use codeai_host::services::{Services, ServicesConfig};
 use codeai_host::store::{entities, migrate, Database};
 use codeai_ir::Manifest;
@@ -157,23 +157,9 @@ async fn setup(db: Database, vars: BTreeMap<String, String>) -> Env {
 impl Env {
     async fn run(&self, bytes: &[u8], input: &str) -> Recorded {
         let job = self.executor.runtime().prepare(bytes).unwrap();
+        let name = job.manifest().name.clone();
         self.executor
-            .run(
-                &job,
-                Request {
-                    tenant: "default",
-                    job_id: &job.manifest().name.clone(),
-                    job_version: None,
-                    trigger: "test",
-                    input,
-                    now: None,
-                    attempt: 1,
-                    max_attempts: 1,
-                    execution_id: None,
-                    scheduled_at: None,
-                    options: ExecOptions::default(),
-                },
-            )
+            .run(&job, common::fixtures::one_attempt(&name, "test", input))
             .await
             .unwrap()
     }
@@ -276,45 +262,23 @@ async fn state_survives_executions_and_mail_is_held_with_its_report(db: Database
         assert_eq!(output["next"]["n"], expected, "{output}");
     }
     // Three mails held (no SMTP configured), each naming its PDF.
-    let (subjects, attachments): (Vec<String>, Vec<String>) = match &env.db {
-        Database::Sqlite(pool) => {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT subject, attachments FROM outbox WHERE kind = 'email' ORDER BY created_at",
-            )
-            .fetch_all(pool)
-            .await
-            .unwrap();
-            rows.into_iter().unzip()
-        }
-        Database::Postgres(pool) => {
-            let rows: Vec<(String, String)> = sqlx::query_as(
-                "SELECT subject, attachments FROM outbox WHERE kind = 'email' ORDER BY created_at",
-            )
-            .fetch_all(pool)
-            .await
-            .unwrap();
-            rows.into_iter().unzip()
-        }
+    let db = &env.db;
+    let mails = |column: &str| {
+        let sql = format!("SELECT {column} FROM outbox WHERE kind = 'email' ORDER BY created_at");
+        async move { common::column::<String>(db, &sql, &[]).await }
     };
+    let (subjects, attachments) = (mails("subject").await, mails("attachments").await);
     assert_eq!(subjects, ["Sessions 1", "Sessions 2", "Sessions 3"]);
     for a in &attachments {
         let a: serde_json::Value = serde_json::from_str(a).unwrap();
         assert!(a[0]["name"].as_str().unwrap().ends_with(".pdf"), "{a}");
     }
-    let events: i64 = match &env.db {
-        Database::Sqlite(pool) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE name = 'Counted'")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-        Database::Postgres(pool) => {
-            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE name = 'Counted'")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-    };
+    let events = common::count(
+        &env.db,
+        "SELECT COUNT(*) FROM events WHERE name = 'Counted'",
+        &[],
+    )
+    .await;
     assert_eq!(events, 3);
     let _ = std::fs::remove_dir_all(&env.dir);
 }

@@ -271,35 +271,32 @@ fn schedule_next(args: &[&str]) -> (Option<i32>, Vec<String>, String) {
     (output.status.code(), lines, text(&output.stderr))
 }
 
+/// `codeai schedule next <expression> <args>` (split at spaces), which must succeed: the times
+/// it prints.
+fn fires(expression: &str, args: &str) -> Vec<String> {
+    let all: Vec<&str> = std::iter::once(expression)
+        .chain(args.split_whitespace())
+        .collect();
+    let (code, lines, stderr) = schedule_next(&all);
+    assert_eq!(code, Some(0), "{stderr}");
+    lines
+}
+
 #[test]
 fn schedule_next_follows_the_spring_forward_gap() {
     // 2026-03-08: New York jumps from 02:00 EST to 03:00 EDT; 02:30 fires at the jump.
-    let (code, lines, stderr) = schedule_next(&[
+    let lines = fires(
         "30 2 * * *",
-        "--tz",
-        "America/New_York",
-        "--after",
-        "2026-03-07T12:00:00Z",
-        "-n",
-        "2",
-    ]);
-    assert_eq!(code, Some(0), "{stderr}");
+        "--tz America/New_York --after 2026-03-07T12:00:00Z -n 2",
+    );
     assert_eq!(lines, ["2026-03-08T07:00:00Z", "2026-03-09T06:30:00Z"]);
 }
 
 #[test]
 fn schedule_next_fires_a_wildcard_hour_in_both_passes_of_fall_back() {
     // 2026-11-01: New York repeats 01:00-01:59 (EDT, then EST).
-    let after = [
-        "--tz",
-        "America/New_York",
-        "--after",
-        "2026-11-01T04:00:00Z",
-        "-n",
-        "4",
-    ];
-    let (code, lines, stderr) = schedule_next(&[&["30 * * * *"][..], &after[..]].concat());
-    assert_eq!(code, Some(0), "{stderr}");
+    let after = "--tz America/New_York --after 2026-11-01T04:00:00Z";
+    let lines = fires("30 * * * *", &format!("{after} -n 4"));
     assert_eq!(
         lines,
         [
@@ -310,17 +307,14 @@ fn schedule_next_fires_a_wildcard_hour_in_both_passes_of_fall_back() {
         ]
     );
     // A fixed hour fires in the first pass only.
-    let (code, lines, stderr) =
-        schedule_next(&[&["30 1 * * *"][..], &after[..5], &["2"][..]].concat());
-    assert_eq!(code, Some(0), "{stderr}");
+    let lines = fires("30 1 * * *", &format!("{after} -n 2"));
     assert_eq!(lines, ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]);
 }
 
 #[test]
 fn schedule_next_prints_n_times_after_now_by_default() {
-    let after = ["--after", "2026-01-01T06:00:00+01:00"];
-    let (code, lines, stderr) = schedule_next(&[&["0 6 * * *"][..], &after[..]].concat());
-    assert_eq!(code, Some(0), "{stderr}");
+    let after = "--after 2026-01-01T06:00:00+01:00";
+    let lines = fires("0 6 * * *", after);
     assert_eq!(
         lines,
         [
@@ -331,7 +325,7 @@ fn schedule_next_prints_n_times_after_now_by_default() {
             "2026-01-05T06:00:00Z"
         ]
     );
-    let (_, lines, _) = schedule_next(&[&["@daily", "-n", "3"][..], &after[..]].concat());
+    let lines = fires("@daily", &format!("-n 3 {after}"));
     assert_eq!(
         lines,
         [
@@ -340,13 +334,12 @@ fn schedule_next_prints_n_times_after_now_by_default() {
             "2026-01-04T00:00:00Z"
         ]
     );
-    let (_, lines, _) = schedule_next(&[&["every 90m", "-n", "2"][..], &after[..]].concat());
+    let lines = fires("every 90m", &format!("-n 2 {after}"));
     assert_eq!(lines, ["2026-01-01T06:00:00Z", "2026-01-01T07:30:00Z"]);
 
     // Without --after: five times, strictly increasing, all in the future.
     let before = chrono::Utc::now();
-    let (code, lines, stderr) = schedule_next(&["* * * * *"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let lines = fires("* * * * *", "");
     assert_eq!(lines.len(), 5, "{lines:?}");
     let times: Vec<chrono::DateTime<chrono::Utc>> = lines
         .iter()

@@ -1,5 +1,7 @@
 //! The acceptance test of the job components: the example's ten jobs, compiled by
-//! `codeai_dsl::compile`, each run in wasmtime with recording fake capabilities.
+//! `codeai_dsl::compile`, each run through the production runtime (`Runtime::execute`: the
+//! pooling engine, limits and the capability gate, every capability the manifest lists granted)
+//! with the recording fake capabilities of `common::fake`.
 //!
 //! Every import the fake receives is recorded as `(interface, function, arguments as JSON)` and
 //! answered with canned data (three orders, low-stock products, two pending webhooks, a warehouse
@@ -8,19 +10,18 @@
 //! `clock.*` calls are left out of the sequence and asserted on their own where they matter.
 
 use chrono::{DateTime, FixedOffset, TimeZone as _, Utc};
-use codeai_host::wasm::{
-    self, clock, data, email, events, http, log, report, slack, state, types, CapError, Delivery,
-    JobError, Outcome, RunResult, Runner,
-};
+use codeai_host::runtime::{ExecOptions, ExecResult, Runtime, RuntimeConfig, Status};
+use codeai_host::wasm::{self, CapError};
 use codeai_ir::Manifest;
+use common::fake::{self, instant_json, parse_json, Call, Script};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
-use wasmtime::component::Component;
-use wasmtime::Engine;
+
+mod common;
 
 // ---------------------------------------------------------------------------------------------
-// The compiled example, shared by every test of this binary
+// The compiled example and the runtime, shared by every test of this binary
 // ---------------------------------------------------------------------------------------------
 
 const EXAMPLE: &str = concat!(
@@ -43,15 +44,12 @@ const JOBS: [(&str, &str); 10] = [
     ("LowStockAlert", "low_stock_alert.wasm"),
 ];
 
-struct Compiled {
-    engine: Engine,
-    /// Job name → (file name, manifest, component bytes, compiled component).
-    jobs: BTreeMap<String, (String, Manifest, Vec<u8>, Component)>,
-}
+/// Job name → (file name, manifest, component bytes).
+type Built = BTreeMap<String, (String, Manifest, Vec<u8>)>;
 
-fn compiled() -> &'static Compiled {
-    static COMPILED: OnceLock<Compiled> = OnceLock::new();
-    COMPILED.get_or_init(|| {
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
         let source = std::fs::read_to_string(EXAMPLE).expect("the example is readable");
         let (artifacts, warnings) = match codeai_dsl::compile("scheduled-jobs.codeai", &source) {
             Ok(built) => built,
@@ -69,60 +67,68 @@ fn compiled() -> &'static Compiled {
             "the example has warnings:\n{}",
             codeai_dsl::diagnostic::render_all("scheduled-jobs.codeai", &source, &warnings)
         );
-        let engine = wasm::engine().expect("engine");
-        let jobs = artifacts
+        artifacts
             .into_iter()
-            .map(|a| {
-                let component = wasm::compile(&engine, &a.bytes)
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", a.file_name));
-                (a.name, (a.file_name, a.manifest, a.bytes, component))
-            })
-            .collect();
-        Compiled { engine, jobs }
+            .map(|a| (a.name, (a.file_name, a.manifest, a.bytes)))
+            .collect()
     })
 }
 
-/// Runs one job of the example with `fake` as its capabilities and input `{}`.
-async fn run(job: &str, fake: Fake) -> (RunResult, Fake) {
-    let compiled = compiled();
-    let (_, manifest, _, component) = compiled
-        .jobs
+/// The production runtime (pooling, fuel, epochs, the capability gate) with the fake as its
+/// capabilities, shared by every test.
+fn runtime() -> &'static Runtime<Fake> {
+    static RUNTIME: OnceLock<Runtime<Fake>> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let cache_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("components-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&cache_dir);
+        Runtime::new(RuntimeConfig {
+            cache_dir,
+            pool_size: 8,
+            ..RuntimeConfig::default()
+        })
+        .expect("the runtime starts")
+    })
+}
+
+/// Runs one job of the example through the runtime with `canned` as its capabilities' answers
+/// and input `{}`, every capability its manifest lists granted. The run must end as the job
+/// says (completed, skipped or failed), not by a trap or an exhausted limit, and without a
+/// denied call.
+async fn run(job: &str, canned: Canned) -> (ExecResult, Fake) {
+    let (_, _, bytes) = built()
         .get(job)
         .unwrap_or_else(|| panic!("no component for job `{job}`"));
-    let fake = fake.in_timezone(&manifest.timezone);
-    let runner = Runner::<Fake>::new(&compiled.engine, component).expect("the component links");
-    runner
-        .run(fake, "{}")
-        .await
-        .expect("the execution does not trap")
+    let prepared = runtime().prepare(bytes).expect("the component prepares");
+    let canned = canned.in_timezone(&prepared.manifest().timezone);
+    let execution = runtime()
+        .execute(&prepared, Fake::new(canned), "{}", ExecOptions::default())
+        .await;
+    let result = execution.result;
+    assert!(
+        matches!(
+            result.status,
+            Status::Completed | Status::Skipped | Status::Failed
+        ) && result.step.is_some() == (result.status == Status::Failed),
+        "the execution ends by the job's own outcome: {result:?}"
+    );
+    assert!(result.denied.is_empty(), "{result:?}");
+    (result, execution.capabilities)
 }
 
 // ---------------------------------------------------------------------------------------------
-// The recording fake
+// The canned answers
 // ---------------------------------------------------------------------------------------------
 
-/// One capability call as the fake saw it.
-#[derive(Debug, Clone)]
-struct Call {
-    interface: &'static str,
-    function: &'static str,
-    args: Value,
-}
-
-impl Call {
-    fn name(&self) -> String {
-        format!("{}.{}", self.interface, self.function)
-    }
-}
+type Fake = fake::Fake<Canned>;
 
 /// The fixed "now" of every run: Tuesday 2026-01-13 11:00 UTC (06:00 in New York).
 fn now_utc() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 13, 11, 0, 0).unwrap()
 }
 
-/// Canned data and the record of calls. Builder methods change the canned answers.
-struct Fake {
-    calls: Vec<Call>,
+/// Canned data. Builder methods change the canned answers.
+struct Canned {
     utc_offset_seconds: i32,
     timezone: String,
     orders: Vec<Value>,
@@ -137,10 +143,9 @@ struct Fake {
     rendered: u32,
 }
 
-impl Fake {
-    fn new() -> Fake {
-        Fake {
-            calls: Vec::new(),
+impl Canned {
+    fn new() -> Canned {
+        Canned {
             utc_offset_seconds: 0,
             timezone: "UTC".into(),
             orders: vec![
@@ -179,18 +184,18 @@ impl Fake {
         }
     }
 
-    fn with_orders(mut self, orders: Vec<Value>) -> Fake {
+    fn with_orders(mut self, orders: Vec<Value>) -> Canned {
         self.orders = orders;
         self
     }
 
-    fn with_warehouse(mut self, answer: Result<Value, CapError>) -> Fake {
+    fn with_warehouse(mut self, answer: Result<Value, CapError>) -> Canned {
         self.warehouse = answer;
         self
     }
 
     /// The example's timezones are New York (UTC-5 in January) and UTC.
-    fn in_timezone(mut self, timezone: &str) -> Fake {
+    fn in_timezone(mut self, timezone: &str) -> Canned {
         self.utc_offset_seconds = if timezone == "America/New_York" {
             -5 * 3600
         } else {
@@ -204,41 +209,109 @@ impl Fake {
         FixedOffset::east_opt(self.utc_offset_seconds).unwrap()
     }
 
-    fn instant(&self, at: DateTime<Utc>) -> clock::Instant {
-        clock::Instant {
-            unix_ms: at.timestamp_millis(),
-            utc_offset_seconds: self.utc_offset_seconds,
+    fn instant(&self, at: DateTime<Utc>) -> Value {
+        instant_json(at.timestamp_millis(), self.utc_offset_seconds)
+    }
+
+    fn rows(&self, call: &Call) -> Result<Value, CapError> {
+        let filter = &call.args["filter"];
+        let rows = match call.args["entity"].as_str().unwrap_or_default() {
+            "Order" if has_compare(filter, &json!(["status", "eq", "cancelled"])) => {
+                self.cancelled_orders.clone()
+            }
+            "Order" => self.orders.clone(),
+            "Product" if !filter.is_null() => self.low_stock.clone(),
+            "Product" => self.products.clone(),
+            "Webhook" => self.webhooks.clone(),
+            "Report" => self.expired_reports.clone(),
+            other => return Err(CapError::Denied(format!("no canned rows for `{other}`"))),
+        };
+        Ok(Value::Array(rows))
+    }
+
+    fn clock(&self, call: &Call) -> Value {
+        let unit = call.args["unit"].as_str().unwrap_or_default();
+        match call.function {
+            "now" => self.instant(now_utc()),
+            "timezone" => json!(self.timezone),
+            "period" => {
+                let offset = call.args["offset"].as_i64().unwrap_or_default();
+                let (start, end, label) = period_bounds(unit, offset, self.offset());
+                json!({ "start": self.instant(start), "end": self.instant(end), "label": label })
+            }
+            _ => {
+                let at = call.args["at"].as_i64().unwrap_or_default();
+                let amount = call.args["amount"].as_i64().unwrap_or_default();
+                let at = DateTime::from_timestamp_millis(at).unwrap_or_else(now_utc);
+                let shifted = match unit {
+                    "day" => at + chrono::Duration::days(amount),
+                    "week" => at + chrono::Duration::weeks(amount),
+                    _ => at,
+                };
+                self.instant(shifted)
+            }
         }
     }
+}
 
-    fn record(&mut self, interface: &'static str, function: &'static str, args: Value) {
-        self.calls.push(Call {
-            interface,
-            function,
-            args,
-        });
-    }
-
-    /// The calls that make up a job's observable behaviour: everything but `log` and `clock`.
-    fn effects(&self) -> Vec<&Call> {
-        self.calls
-            .iter()
-            .filter(|c| c.interface != "log" && c.interface != "clock")
-            .collect()
-    }
-
-    fn calls_to(&self, interface: &str) -> Vec<&Call> {
-        self.calls
-            .iter()
-            .filter(|c| c.interface == interface)
-            .collect()
-    }
-
-    fn logs(&self) -> Vec<String> {
-        self.calls_to("log")
-            .iter()
-            .map(|c| c.args["message"].as_str().unwrap_or_default().to_string())
-            .collect()
+impl Script for Canned {
+    async fn answer(&mut self, call: &Call) -> Result<Value, CapError> {
+        let args = &call.args;
+        match (call.interface, call.function) {
+            ("data", "select") => self.rows(call),
+            ("data", "count") => Ok(json!(3)),
+            ("data", "delete") => Ok(json!(self.deleted_rows)),
+            ("data", "update") => Ok(json!(1)),
+            ("data", "insert") => Ok(json!(args["rows"].as_array().map_or(0, Vec::len))),
+            ("data", "maintain") => Ok(json!(format!(
+                "{} done",
+                args["op"].as_str().unwrap_or_default()
+            ))),
+            ("http", "call") => match (args["integration"].as_str(), args["operation"].as_str()) {
+                (Some("WarehouseAPI"), Some("get_inventory")) => self
+                    .warehouse
+                    .clone()
+                    .map(|body| json!({ "status": 200, "body": body })),
+                (integration, operation) => Err(CapError::Denied(format!(
+                    "{}.{}",
+                    integration.unwrap_or_default(),
+                    operation.unwrap_or_default()
+                ))),
+            },
+            // The first delivery succeeds, every later one fails: both paths of `on_fail: continue`.
+            ("http", "call-many") => {
+                let requests = args["requests"].as_array().map_or(0, Vec::len);
+                Ok((0..requests)
+                    .map(|i| match i {
+                        0 => json!({ "status": 202, "body": {"delivery": "d-1"} }),
+                        _ => json!({ "failed": "relay answered 503" }),
+                    })
+                    .collect())
+            }
+            ("email", "send") => Ok(json!({ "held": "mail-1" })),
+            ("slack", "post") => Ok(json!({ "held": "slack-1" })),
+            ("report", "render") => {
+                self.rendered += 1;
+                let id = format!("rpt-{}", self.rendered);
+                let format = args["format"].as_str().unwrap_or_default();
+                let name = format!(
+                    "{}-{id}.{format}",
+                    args["template"].as_str().unwrap_or_default()
+                );
+                Ok(json!({ "id": id, "format": format, "size": 2048, "name": name }))
+            }
+            ("report", "delete") => Ok(json!(true)),
+            ("state", "get") => Ok(match args["key"].as_str() {
+                Some("last_sync_timestamp") => self.last_sync.clone().unwrap_or(Value::Null),
+                _ => Value::Null,
+            }),
+            ("events", "emit") | ("state", "set") => Ok(Value::Null),
+            ("clock", _) => Ok(self.clock(call)),
+            _ => Err(CapError::Denied(format!(
+                "no canned answer for {}",
+                call.name()
+            ))),
+        }
     }
 }
 
@@ -258,419 +331,22 @@ fn webhook(id: &str, url: &str, event: &str, attempts: i64) -> Value {
            "updated_at": "2026-01-13T10:00:00Z"})
 }
 
-/// JSON text from the guest as a value; text that is not JSON is kept as `{"unparsed": text}`
-/// so a test sees it instead of the fake panicking.
-fn parse_json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| json!({ "unparsed": text }))
-}
-
-/// A filter tree as JSON: `{"all": [...]}`, `{"any": [...]}`, `{"not": x}` or
-/// `[field, op, value]`. Nested `all`s (from `a and b and c`) are flattened, since how the
-/// parser groups a chain of `and`s does not change what the filter means.
-fn filter_json(filter: &Option<data::Filter>) -> Value {
-    fn node(filter: &data::Filter, index: u32, depth: usize) -> Value {
-        if depth > 64 {
-            return json!("cycle");
-        }
-        let Some(n) = filter.nodes.get(index as usize) else {
-            return json!(format!("bad index {index}"));
-        };
-        match n {
-            data::FilterNode::All(children) => {
-                let mut flat = Vec::new();
-                for &child in children {
-                    match node(filter, child, depth + 1) {
-                        Value::Object(mut o) if o.contains_key("all") => {
-                            if let Some(Value::Array(inner)) = o.remove("all") {
-                                flat.extend(inner);
-                            }
-                        }
-                        other => flat.push(other),
-                    }
-                }
-                json!({ "all": flat })
-            }
-            data::FilterNode::Any(children) => {
-                json!({ "any": children.iter().map(|&c| node(filter, c, depth + 1)).collect::<Vec<_>>() })
-            }
-            data::FilterNode::Not(child) => json!({ "not": node(filter, *child, depth + 1) }),
-            data::FilterNode::Compare(c) => {
-                json!([c.field, compare_op(c.op), parse_json(&c.value)])
-            }
-        }
-    }
-    match filter {
-        None => Value::Null,
-        Some(f) => node(f, f.root, 0),
-    }
-}
-
-fn compare_op(op: data::CompareOp) -> &'static str {
-    use data::CompareOp::*;
-    match op {
-        Eq => "eq",
-        Ne => "ne",
-        Lt => "lt",
-        Le => "le",
-        Gt => "gt",
-        Ge => "ge",
-        Like => "like",
-        In => "in",
-        IsNull => "is-null",
-        IsNotNull => "is-not-null",
-    }
-}
-
-fn assignments_json(set: &[data::Assignment]) -> Value {
-    let mut out = serde_json::Map::new();
-    for a in set {
-        let value = match &a.value {
-            data::NewValue::Set(v) => json!({ "set": parse_json(v) }),
-            data::NewValue::Add(n) => json!({ "add": n }),
-        };
-        out.insert(a.field.clone(), value);
-    }
-    Value::Object(out)
-}
-
-fn request_json(r: &http::CallRequest) -> Value {
-    json!({
-        "integration": r.integration,
-        "operation": r.operation,
-        "args": parse_json(&r.args),
-        "timeout_ms": r.timeout_ms,
-    })
-}
-
-fn maintenance_op(op: data::MaintenanceOp) -> &'static str {
-    match op {
-        data::MaintenanceOp::Vacuum => "vacuum",
-        data::MaintenanceOp::Analyze => "analyze",
-        data::MaintenanceOp::Reindex => "reindex",
-    }
-}
-
-fn unit_name(unit: clock::PeriodUnit) -> &'static str {
-    match unit {
-        clock::PeriodUnit::Day => "day",
-        clock::PeriodUnit::Week => "week",
-        clock::PeriodUnit::Month => "month",
-        clock::PeriodUnit::Year => "year",
-    }
-}
-
-fn format_name(format: report::Format) -> &'static str {
-    match format {
-        report::Format::Pdf => "pdf",
-        report::Format::Csv => "csv",
-        report::Format::Html => "html",
-    }
-}
-
-fn has_compare(
-    filter: &Option<data::Filter>,
-    field: &str,
-    op: data::CompareOp,
-    value: &Value,
-) -> bool {
-    filter.as_ref().is_some_and(|f| {
-        f.nodes.iter().any(|n| match n {
-            data::FilterNode::Compare(c) => {
-                c.field == field && c.op == op && parse_json(&c.value) == *value
-            }
+/// Whether the recorded filter (see `fake::filter_json`) holds the comparison `[field, op,
+/// value]` anywhere.
+fn has_compare(filter: &Value, compare: &Value) -> bool {
+    filter == compare
+        || match filter {
+            Value::Array(nodes) => nodes.iter().any(|f| has_compare(f, compare)),
+            Value::Object(node) => node.values().any(|f| has_compare(f, compare)),
             _ => false,
-        })
-    })
-}
-
-impl types::Host for Fake {}
-impl codeai_host::wasm::Capabilities for Fake {}
-
-impl data::Host for Fake {
-    async fn select(&mut self, q: data::Query) -> Result<String, CapError> {
-        let order: Vec<Value> = q
-            .order
-            .iter()
-            .map(|o| json!([o.field, if o.descending { "desc" } else { "asc" }]))
-            .collect();
-        self.record(
-            "data",
-            "select",
-            json!({ "entity": q.entity, "filter": filter_json(&q.filter), "order": order, "limit": q.limit }),
-        );
-        let rows = match q.entity.as_str() {
-            "Order"
-                if has_compare(
-                    &q.filter,
-                    "status",
-                    data::CompareOp::Eq,
-                    &json!("cancelled"),
-                ) =>
-            {
-                self.cancelled_orders.clone()
-            }
-            "Order" => self.orders.clone(),
-            "Product" if q.filter.is_some() => self.low_stock.clone(),
-            "Product" => self.products.clone(),
-            "Webhook" => self.webhooks.clone(),
-            "Report" => self.expired_reports.clone(),
-            other => return Err(CapError::Denied(format!("no canned rows for `{other}`"))),
-        };
-        Ok(Value::Array(rows).to_string())
-    }
-
-    async fn count(
-        &mut self,
-        entity: String,
-        filter: Option<data::Filter>,
-    ) -> Result<u64, CapError> {
-        self.record(
-            "data",
-            "count",
-            json!({ "entity": entity, "filter": filter_json(&filter) }),
-        );
-        Ok(3)
-    }
-
-    async fn delete(
-        &mut self,
-        entity: String,
-        filter: Option<data::Filter>,
-    ) -> Result<u64, CapError> {
-        self.record(
-            "data",
-            "delete",
-            json!({ "entity": entity, "filter": filter_json(&filter) }),
-        );
-        Ok(self.deleted_rows)
-    }
-
-    async fn update(
-        &mut self,
-        entity: String,
-        filter: Option<data::Filter>,
-        set: Vec<data::Assignment>,
-    ) -> Result<u64, CapError> {
-        self.record(
-            "data",
-            "update",
-            json!({ "entity": entity, "filter": filter_json(&filter), "set": assignments_json(&set) }),
-        );
-        Ok(1)
-    }
-
-    async fn insert(&mut self, entity: String, rows: String) -> Result<u64, CapError> {
-        let rows = parse_json(&rows);
-        let n = rows.as_array().map_or(0, |r| r.len() as u64);
-        self.record("data", "insert", json!({ "entity": entity, "rows": rows }));
-        Ok(n)
-    }
-
-    async fn maintain(
-        &mut self,
-        op: data::MaintenanceOp,
-        entity: Option<String>,
-    ) -> Result<String, CapError> {
-        self.record(
-            "data",
-            "maintain",
-            json!({ "op": maintenance_op(op), "entity": entity }),
-        );
-        Ok(format!("{} done", maintenance_op(op)))
-    }
-}
-
-impl http::Host for Fake {
-    async fn call(&mut self, req: http::CallRequest) -> Result<http::CallResponse, CapError> {
-        self.record("http", "call", request_json(&req));
-        match (req.integration.as_str(), req.operation.as_str()) {
-            ("WarehouseAPI", "get_inventory") => {
-                self.warehouse.clone().map(|body| http::CallResponse {
-                    status: 200,
-                    body: body.to_string(),
-                })
-            }
-            _ => Err(CapError::Denied(format!(
-                "{}.{}",
-                req.integration, req.operation
-            ))),
         }
-    }
-
-    async fn call_many(
-        &mut self,
-        reqs: Vec<http::CallRequest>,
-        concurrency: u32,
-    ) -> Vec<Result<http::CallResponse, CapError>> {
-        self.record(
-            "http",
-            "call-many",
-            json!({ "requests": reqs.iter().map(request_json).collect::<Vec<_>>(), "concurrency": concurrency }),
-        );
-        // The first delivery succeeds, every later one fails: both paths of `on_fail: continue`.
-        reqs.iter()
-            .enumerate()
-            .map(|(i, _)| {
-                if i == 0 {
-                    Ok(http::CallResponse {
-                        status: 202,
-                        body: json!({"delivery": "d-1"}).to_string(),
-                    })
-                } else {
-                    Err(CapError::Failed("relay answered 503".into()))
-                }
-            })
-            .collect()
-    }
-}
-
-impl email::Host for Fake {
-    async fn send(&mut self, msg: email::Message) -> Result<Delivery, CapError> {
-        self.record(
-            "email",
-            "send",
-            json!({
-                "to": msg.to,
-                "subject": msg.subject,
-                "template": msg.template,
-                "data": parse_json(&msg.data),
-                "attachments": msg.attachments,
-            }),
-        );
-        Ok(Delivery::Held("mail-1".into()))
-    }
-}
-
-impl slack::Host for Fake {
-    async fn post(
-        &mut self,
-        channel: String,
-        template: Option<String>,
-        data: String,
-    ) -> Result<Delivery, CapError> {
-        self.record(
-            "slack",
-            "post",
-            json!({ "channel": channel, "template": template, "data": parse_json(&data) }),
-        );
-        Ok(Delivery::Held("slack-1".into()))
-    }
-}
-
-impl report::Host for Fake {
-    async fn render(
-        &mut self,
-        template: String,
-        data: String,
-        format: report::Format,
-    ) -> Result<report::Rendered, CapError> {
-        self.rendered += 1;
-        let id = format!("rpt-{}", self.rendered);
-        self.record(
-            "report",
-            "render",
-            json!({ "template": template, "data": parse_json(&data), "format": format_name(format) }),
-        );
-        Ok(report::Rendered {
-            id: id.clone(),
-            format,
-            size: 2048,
-            name: format!("{template}-{id}.{}", format_name(format)),
-        })
-    }
-
-    async fn delete(&mut self, id: String) -> Result<bool, CapError> {
-        self.record("report", "delete", json!({ "id": id }));
-        Ok(true)
-    }
-}
-
-impl events::Host for Fake {
-    async fn emit(&mut self, name: String, payload: String) -> Result<(), CapError> {
-        self.record(
-            "events",
-            "emit",
-            json!({ "name": name, "payload": parse_json(&payload) }),
-        );
-        Ok(())
-    }
-}
-
-impl state::Host for Fake {
-    async fn get(&mut self, key: String) -> Option<String> {
-        self.record("state", "get", json!({ "key": key }));
-        match key.as_str() {
-            "last_sync_timestamp" => self.last_sync.as_ref().map(Value::to_string),
-            _ => None,
-        }
-    }
-
-    async fn set(&mut self, key: String, value: String) -> Result<(), CapError> {
-        self.record(
-            "state",
-            "set",
-            json!({ "key": key, "value": parse_json(&value) }),
-        );
-        Ok(())
-    }
-}
-
-impl log::Host for Fake {
-    async fn write(&mut self, level: log::Level, message: String) {
-        self.record(
-            "log",
-            "write",
-            json!({ "level": format!("{level:?}"), "message": message }),
-        );
-    }
-}
-
-impl clock::Host for Fake {
-    async fn now(&mut self) -> clock::Instant {
-        self.record("clock", "now", json!({}));
-        self.instant(now_utc())
-    }
-
-    async fn timezone(&mut self) -> String {
-        self.record("clock", "timezone", json!({}));
-        self.timezone.clone()
-    }
-
-    async fn period(&mut self, unit: clock::PeriodUnit, offset: i32) -> clock::CalendarPeriod {
-        self.record(
-            "clock",
-            "period",
-            json!({ "unit": unit_name(unit), "offset": offset }),
-        );
-        let (start, end, label) = period_bounds(unit, offset, self.offset());
-        clock::CalendarPeriod {
-            start: self.instant(start),
-            end: self.instant(end),
-            label,
-        }
-    }
-
-    async fn shift(&mut self, at: i64, unit: clock::PeriodUnit, amount: i32) -> clock::Instant {
-        self.record(
-            "clock",
-            "shift",
-            json!({ "at": at, "unit": unit_name(unit), "amount": amount }),
-        );
-        let at = DateTime::from_timestamp_millis(at).unwrap_or_else(now_utc);
-        let shifted = match unit {
-            clock::PeriodUnit::Day => at + chrono::Duration::days(amount.into()),
-            clock::PeriodUnit::Week => at + chrono::Duration::weeks(amount.into()),
-            clock::PeriodUnit::Month | clock::PeriodUnit::Year => at,
-        };
-        self.instant(shifted)
-    }
 }
 
 /// Fixed periods around [`now_utc`] in the job's offset: yesterday, last week (Mon 5 – Mon 12
 /// January) and last month (December 2025). Other periods are never asked for by the example.
 fn period_bounds(
-    unit: clock::PeriodUnit,
-    offset: i32,
+    unit: &str,
+    offset: i64,
     tz: FixedOffset,
 ) -> (DateTime<Utc>, DateTime<Utc>, String) {
     let local = |y, m, d| {
@@ -679,14 +355,10 @@ fn period_bounds(
             .with_timezone(&Utc)
     };
     match (unit, offset) {
-        (clock::PeriodUnit::Day, -1) => {
-            (local(2026, 1, 12), local(2026, 1, 13), "2026-01-12".into())
-        }
-        (clock::PeriodUnit::Day, 0) => {
-            (local(2026, 1, 13), local(2026, 1, 14), "2026-01-13".into())
-        }
-        (clock::PeriodUnit::Week, -1) => (local(2026, 1, 5), local(2026, 1, 12), "2026-W02".into()),
-        (clock::PeriodUnit::Month, -1) => (local(2025, 12, 1), local(2026, 1, 1), "2025-12".into()),
+        ("day", -1) => (local(2026, 1, 12), local(2026, 1, 13), "2026-01-12".into()),
+        ("day", 0) => (local(2026, 1, 13), local(2026, 1, 14), "2026-01-13".into()),
+        ("week", -1) => (local(2026, 1, 5), local(2026, 1, 12), "2026-W02".into()),
+        ("month", -1) => (local(2025, 12, 1), local(2026, 1, 1), "2025-12".into()),
         other => panic!("the example does not ask for the period {other:?}"),
     }
 }
@@ -698,6 +370,15 @@ fn period_bounds(
 /// Matches a timestamp string by the instant it names, whatever its offset or precision.
 fn instant(rfc3339: &str) -> Value {
     json!({ "$instant": rfc3339 })
+}
+
+/// Matches the filter `created_at` in the instants `[start, end)` and `more`.
+fn created_between((start, end): &(&str, &str), more: &[Value]) -> Value {
+    let bounds = [
+        json!(["created_at", "ge", instant(start)]),
+        json!(["created_at", "lt", instant(end)]),
+    ];
+    json!({ "all": bounds.iter().chain(more).collect::<Vec<_>>() })
 }
 
 /// Matches any value.
@@ -772,10 +453,18 @@ fn matches(expected: &Value, actual: &Value, path: &str) -> Result<(), String> {
     }
 }
 
+/// The calls that make up a job's observable behaviour: everything but `log` and `clock`.
+fn effects(fake: &Fake) -> Vec<&Call> {
+    fake.calls
+        .iter()
+        .filter(|c| c.interface != "log" && c.interface != "clock")
+        .collect()
+}
+
 /// Asserts the exact ordered sequence of effects (all calls but `log.*` and `clock.*`).
 #[track_caller]
 fn assert_effects(fake: &Fake, expected: &[(&str, Value)]) {
-    let effects = fake.effects();
+    let effects = effects(fake);
     let listing = || {
         effects
             .iter()
@@ -799,11 +488,18 @@ fn assert_effects(fake: &Fake, expected: &[(&str, Value)]) {
     }
 }
 
+/// The job logged exactly the line `line`.
 #[track_caller]
-fn completed(result: &RunResult) -> Value {
-    match result {
-        Ok(Outcome::Completed(output)) => parse_json(output),
-        other => panic!("expected the job to complete, got {other:?}"),
+fn assert_logged(fake: &Fake, line: &str) {
+    let logs = fake.logs();
+    assert!(logs.iter().any(|l| l == line), "{logs:?}");
+}
+
+#[track_caller]
+fn completed(result: &ExecResult) -> Value {
+    match (result.status, &result.output) {
+        (Status::Completed, Some(output)) => parse_json(output),
+        _ => panic!("expected the job to complete, got {result:?}"),
     }
 }
 
@@ -813,16 +509,14 @@ fn completed(result: &RunResult) -> Value {
 
 #[test]
 fn the_example_compiles_to_ten_components() {
-    let compiled = compiled();
-    let built: Vec<(&str, &str)> = compiled
-        .jobs
+    let names: Vec<(&str, &str)> = built()
         .iter()
         .map(|(name, (file, ..))| (name.as_str(), file.as_str()))
         .collect();
     let mut expected = JOBS.to_vec();
     expected.sort();
-    assert_eq!(built, expected);
-    for (name, (_, manifest, bytes, _)) in &compiled.jobs {
+    assert_eq!(names, expected);
+    for (name, (_, manifest, bytes)) in built() {
         assert_eq!(&manifest.name, name);
         let read = wasm::read_manifest(bytes).expect("the component carries its manifest");
         assert_eq!(
@@ -834,9 +528,10 @@ fn the_example_compiles_to_ten_components() {
 
 #[test]
 fn every_component_exports_run_and_imports_only_codeai_host() {
-    let compiled = compiled();
-    for (name, (_, _, _, component)) in &compiled.jobs {
-        let shape = wasm::describe_component(&compiled.engine, component);
+    let engine = runtime().engine();
+    for (name, (_, _, bytes)) in built() {
+        let component = wasm::compile(engine, bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let shape = wasm::describe_component(engine, &component);
         let exports: Vec<&str> = shape.exports.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(exports, ["run"], "{name}");
         match &shape.exports[0].1 {
@@ -857,9 +552,8 @@ fn every_component_exports_run_and_imports_only_codeai_host() {
 
 #[tokio::test]
 async fn daily_sales_report() {
-    let (result, fake) = run("DailySalesReport", Fake::new()).await;
-    let yesterday_start = instant("2026-01-12T05:00:00Z");
-    let yesterday_end = instant("2026-01-13T05:00:00Z");
+    let (result, fake) = run("DailySalesReport", Canned::new()).await;
+    let yesterday = ("2026-01-12T05:00:00Z", "2026-01-13T05:00:00Z");
     let metrics =
         json!({ "order_count": 3, "revenue": approx(250.0), "average_order": approx(83.33) });
     assert_effects(
@@ -869,11 +563,7 @@ async fn daily_sales_report() {
                 "data.select",
                 json!({
                     "entity": "Order",
-                    "filter": { "all": [
-                        ["created_at", "ge", yesterday_start],
-                        ["created_at", "lt", yesterday_end],
-                        ["status", "ne", "cancelled"],
-                    ]},
+                    "filter": created_between(&yesterday, &[json!(["status", "ne", "cancelled"])]),
                     "order": [["created_at", "asc"]],
                     "limit": null,
                 }),
@@ -915,17 +605,15 @@ async fn daily_sales_report() {
 
 #[tokio::test]
 async fn daily_sales_report_without_orders_is_skipped() {
-    let (result, fake) = run("DailySalesReport", Fake::new().with_orders(vec![])).await;
-    match &result {
-        Ok(Outcome::Skipped(reason)) => assert_eq!(reason, "No orders yesterday"),
-        other => panic!("expected skipped, got {other:?}"),
-    }
+    let (result, fake) = run("DailySalesReport", Canned::new().with_orders(vec![])).await;
+    assert_eq!(result.status, Status::Skipped, "{result:?}");
+    assert_eq!(result.error.as_deref(), Some("No orders yesterday"));
     assert_effects(&fake, &[("data.select", json!({ "entity": "Order" }))]);
 }
 
 #[tokio::test]
 async fn weekly_inventory_report() {
-    let (result, fake) = run("WeeklyInventoryReport", Fake::new()).await;
+    let (result, fake) = run("WeeklyInventoryReport", Canned::new()).await;
     assert_effects(
         &fake,
         &[
@@ -967,9 +655,8 @@ async fn weekly_inventory_report() {
 
 #[tokio::test]
 async fn monthly_business_summary() {
-    let (result, fake) = run("MonthlyBusinessSummary", Fake::new()).await;
-    let start = instant("2025-12-01T05:00:00Z");
-    let end = instant("2026-01-01T05:00:00Z");
+    let (result, fake) = run("MonthlyBusinessSummary", Canned::new()).await;
+    let month = ("2025-12-01T05:00:00Z", "2026-01-01T05:00:00Z");
     let metrics = json!({ "order_count": 3, "revenue": approx(250.0), "cancelled": 1 });
     let report_data = json!({
         "period": { "label": "2025-12" },
@@ -983,7 +670,7 @@ async fn monthly_business_summary() {
                 "data.select",
                 json!({
                     "entity": "Order",
-                    "filter": { "all": [["created_at", "ge", start], ["created_at", "lt", end]] },
+                    "filter": created_between(&month, &[]),
                     "order": [["created_at", "asc"]],
                 }),
             ),
@@ -991,11 +678,7 @@ async fn monthly_business_summary() {
                 "data.select",
                 json!({
                     "entity": "Order",
-                    "filter": { "all": [
-                        ["created_at", "ge", start],
-                        ["created_at", "lt", end],
-                        ["status", "eq", "cancelled"],
-                    ]},
+                    "filter": created_between(&month, &[json!(["status", "eq", "cancelled"])]),
                     "order": [],
                 }),
             ),
@@ -1024,7 +707,7 @@ async fn monthly_business_summary() {
 
 #[tokio::test]
 async fn cleanup_expired_sessions() {
-    let (result, fake) = run("CleanupExpiredSessions", Fake::new()).await;
+    let (result, fake) = run("CleanupExpiredSessions", Canned::new()).await;
     assert_effects(
         &fake,
         &[(
@@ -1032,20 +715,14 @@ async fn cleanup_expired_sessions() {
             json!({ "entity": "Session", "filter": ["expires_at", "lt", instant("2026-01-13T11:00:00Z")] }),
         )],
     );
-    assert!(
-        fake.logs()
-            .iter()
-            .any(|l| l == "Deleted 7 expired sessions"),
-        "{:?}",
-        fake.logs()
-    );
+    assert_logged(&fake, "Deleted 7 expired sessions");
     let output = completed(&result);
     assert_eq!(output["delete_result"], json!(7), "{output}");
 }
 
 #[tokio::test]
 async fn cleanup_job_executions() {
-    let (result, fake) = run("CleanupJobExecutions", Fake::new()).await;
+    let (result, fake) = run("CleanupJobExecutions", Canned::new()).await;
     assert_effects(
         &fake,
         &[(
@@ -1059,19 +736,13 @@ async fn cleanup_job_executions() {
             }),
         )],
     );
-    assert!(
-        fake.logs()
-            .iter()
-            .any(|l| l == "Archived 7 executions older than 30 days"),
-        "{:?}",
-        fake.logs()
-    );
+    assert_logged(&fake, "Archived 7 executions older than 30 days");
     completed(&result);
 }
 
 #[tokio::test]
 async fn cleanup_expired_reports() {
-    let (result, fake) = run("CleanupExpiredReports", Fake::new()).await;
+    let (result, fake) = run("CleanupExpiredReports", Canned::new()).await;
     assert_effects(
         &fake,
         &[
@@ -1092,7 +763,7 @@ async fn cleanup_expired_reports() {
 
 #[tokio::test]
 async fn database_maintenance() {
-    let (result, fake) = run("DatabaseMaintenance", Fake::new()).await;
+    let (result, fake) = run("DatabaseMaintenance", Canned::new()).await;
     assert_effects(
         &fake,
         &[
@@ -1107,7 +778,7 @@ async fn database_maintenance() {
 
 #[tokio::test]
 async fn sync_external_inventory() {
-    let (result, fake) = run("SyncExternalInventory", Fake::new()).await;
+    let (result, fake) = run("SyncExternalInventory", Canned::new()).await;
     let now = instant("2026-01-13T11:00:00Z");
     assert_effects(
         &fake,
@@ -1153,15 +824,13 @@ async fn sync_external_inventory() {
 
 #[tokio::test]
 async fn sync_external_inventory_fails_when_the_warehouse_does() {
-    let fake = Fake::new().with_warehouse(Err(CapError::Failed("warehouse answered 500".into())));
-    let (result, fake) = run("SyncExternalInventory", fake).await;
-    match &result {
-        Err(JobError { step, message }) => {
-            assert!(message.contains("Sync failed"), "{message}");
-            assert_eq!(step.as_deref(), Some("sync_inventory"), "{message}");
-        }
-        other => panic!("expected a job error, got {other:?}"),
-    }
+    let canned =
+        Canned::new().with_warehouse(Err(CapError::Failed("warehouse answered 500".into())));
+    let (result, fake) = run("SyncExternalInventory", canned).await;
+    assert_eq!(result.status, Status::Failed, "{result:?}");
+    let message = result.error.as_deref().unwrap_or_default();
+    assert!(message.contains("Sync failed"), "{message}");
+    assert_eq!(result.step.as_deref(), Some("sync_inventory"), "{message}");
     assert_effects(
         &fake,
         &[
@@ -1176,8 +845,21 @@ async fn sync_external_inventory_fails_when_the_warehouse_does() {
 
 #[tokio::test]
 async fn process_pending_webhooks() {
-    let (result, fake) = run("ProcessPendingWebhooks", Fake::new()).await;
+    let (result, fake) = run("ProcessPendingWebhooks", Canned::new()).await;
     let now = instant("2026-01-13T11:00:00Z");
+    // The update of webhook `id` after an attempt: its new status and error.
+    let attempted = |id: &str, status: &str, error: Value| {
+        json!({
+            "entity": "Webhook",
+            "filter": ["id", "eq", id],
+            "set": {
+                "status": { "set": status },
+                "attempts": { "add": 1.0 },
+                "last_error": { "set": error },
+                "updated_at": { "set": now },
+            },
+        })
+    };
     let delivery = |url: &str, event: &str, id: &str| {
         json!({
             "integration": "WebhookRelay",
@@ -1208,31 +890,10 @@ async fn process_pending_webhooks() {
                     "concurrency": 10,
                 }),
             ),
+            ("data.update", attempted("w-1", "delivered", Value::Null)),
             (
                 "data.update",
-                json!({
-                    "entity": "Webhook",
-                    "filter": ["id", "eq", "w-1"],
-                    "set": {
-                        "status": { "set": "delivered" },
-                        "attempts": { "add": 1.0 },
-                        "last_error": { "set": null },
-                        "updated_at": { "set": now },
-                    },
-                }),
-            ),
-            (
-                "data.update",
-                json!({
-                    "entity": "Webhook",
-                    "filter": ["id", "eq", "w-2"],
-                    "set": {
-                        "status": { "set": "pending" },
-                        "attempts": { "add": 1.0 },
-                        "last_error": { "set": containing("503") },
-                        "updated_at": { "set": now },
-                    },
-                }),
+                attempted("w-2", "pending", containing("503")),
             ),
         ],
     );
@@ -1247,7 +908,7 @@ async fn process_pending_webhooks() {
 
 #[tokio::test]
 async fn low_stock_alert() {
-    let (result, fake) = run("LowStockAlert", Fake::new()).await;
+    let (result, fake) = run("LowStockAlert", Canned::new()).await;
     assert_effects(
         &fake,
         &[

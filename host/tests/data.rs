@@ -13,7 +13,7 @@ use codeai_host::wasm::data::{
     Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue, OrderBy, Query,
 };
 use codeai_ir::{EntityDecl, FieldDecl, FieldType};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 #[macro_use]
 mod common;
@@ -135,6 +135,27 @@ fn query(
     }
 }
 
+/// The rows of `entity` that `filter` picks, in no particular order.
+async fn rows_where(
+    data: &EntityQueries,
+    entity: &str,
+    filter: Option<Filter>,
+) -> Vec<Map<String, Value>> {
+    sorted_rows(data, entity, filter, &[]).await
+}
+
+/// The rows of `entity` that `filter` picks, in `order`.
+async fn sorted_rows(
+    data: &EntityQueries,
+    entity: &str,
+    filter: Option<Filter>,
+    order: &[(&str, bool)],
+) -> Vec<Map<String, Value>> {
+    data.select_rows(&query(entity, filter, order, None))
+        .await
+        .unwrap()
+}
+
 async fn names(data: &EntityQueries, filter: Filter, order: &[(&str, bool)]) -> Vec<String> {
     data.select_rows(&query("Item", Some(filter), order, None))
         .await
@@ -214,15 +235,7 @@ async fn demo_data_matches_its_summary(db: Database) {
         summary.yesterday_orders
     );
     assert!(summary.orders > summary.yesterday_orders);
-    let rows = data
-        .select_rows(&query(
-            "Order",
-            Some(yesterday),
-            &[("created_at", false)],
-            None,
-        ))
-        .await
-        .unwrap();
+    let rows = sorted_rows(&data, "Order", Some(yesterday), &[("created_at", false)]).await;
     let revenue: f64 = rows
         .iter()
         .filter(|r| r["status"] != "cancelled")
@@ -286,83 +299,57 @@ async fn filter_with_and_or_not_in_like_is_null_order_and_limit(db: Database) {
     assert_eq!(parsed.len(), 2);
     assert_eq!(parsed[0]["name"], "cherry");
 
-    assert_eq!(
-        names(
-            &data,
+    let every = |node| Filter {
+        nodes: vec![node],
+        root: 0,
+    };
+    // (filter, the names of the rows that match, by name).
+    let matching = [
+        (
             one("weight", CompareOp::IsNull, Value::Null),
-            &[("name", false)]
-        )
-        .await,
-        ["banana", "date"]
-    );
-    assert_eq!(
-        names(
-            &data,
+            &["banana", "date"][..],
+        ),
+        (
             one("weight", CompareOp::Eq, Value::Null),
-            &[("name", false)]
-        )
-        .await,
-        ["banana", "date"]
-    );
-    assert_eq!(
-        data.count(
-            "Item",
-            Some(&one("weight", CompareOp::IsNotNull, Value::Null))
-        )
-        .await
-        .unwrap(),
-        6
-    );
-    // Empty any is false, empty all is true.
-    let empty_any = Filter {
-        nodes: vec![FilterNode::Any(vec![])],
-        root: 0,
-    };
-    let empty_all = Filter {
-        nodes: vec![FilterNode::All(vec![])],
-        root: 0,
-    };
-    assert_eq!(data.count("Item", Some(&empty_any)).await.unwrap(), 0);
-    assert_eq!(data.count("Item", Some(&empty_all)).await.unwrap(), 8);
-    // An empty `in` matches nothing; `in` on ints.
-    assert_eq!(
-        data.count("Item", Some(&one("kind", CompareOp::In, json!([]))))
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        names(
-            &data,
+            &["banana", "date"][..],
+        ),
+        // `in` on ints.
+        (
             one("score", CompareOp::In, json!([2, 9])),
-            &[("name", false)]
-        )
-        .await,
-        ["celery", "cherry"]
-    );
+            &["celery", "cherry"][..],
+        ),
+    ];
+    for (filter, expected) in matching {
+        let what = format!("{filter:?}");
+        assert_eq!(
+            names(&data, filter, &[("name", false)]).await,
+            expected,
+            "{what}"
+        );
+    }
+    // (filter, how many rows match).
+    let counted = [
+        (one("weight", CompareOp::IsNotNull, Value::Null), 6),
+        // Empty any is false, empty all is true.
+        (every(FilterNode::Any(vec![])), 0),
+        (every(FilterNode::All(vec![])), 8),
+        // An empty `in` matches nothing.
+        (one("kind", CompareOp::In, json!([])), 0),
+    ];
+    for (filter, expected) in counted {
+        assert_eq!(
+            data.count("Item", Some(&filter)).await.unwrap(),
+            expected,
+            "{filter:?}"
+        );
+    }
     // NULLs sort first ascending and last descending, on both databases.
-    let asc = names(
-        &data,
-        Filter {
-            nodes: vec![FilterNode::All(vec![])],
-            root: 0,
-        },
-        &[("weight", false)],
-    )
-    .await;
+    let asc = names(&data, every(FilterNode::All(vec![])), &[("weight", false)]).await;
     let mut first_two = asc[..2].to_vec();
     first_two.sort();
     assert_eq!(first_two, ["banana", "date"]);
     assert_eq!(asc[2], "cherry");
-    let desc = names(
-        &data,
-        Filter {
-            nodes: vec![FilterNode::All(vec![])],
-            root: 0,
-        },
-        &[("weight", true)],
-    )
-    .await;
+    let desc = names(&data, every(FilterNode::All(vec![])), &[("weight", true)]).await;
     assert_eq!(desc[0], "Cabbage");
     let mut last_two = desc[6..].to_vec();
     last_two.sort();
@@ -427,15 +414,12 @@ async fn comparisons_on_every_type(db: Database) {
         );
     }
     // A uuid by equality.
-    let apple = data
-        .select_rows(&query(
-            "Item",
-            Some(one("name", CompareOp::Eq, json!("apple"))),
-            &[],
-            None,
-        ))
-        .await
-        .unwrap();
+    let apple = rows_where(
+        &data,
+        "Item",
+        Some(one("name", CompareOp::Eq, json!("apple"))),
+    )
+    .await;
     let id = apple[0]["id"].as_str().unwrap().to_uppercase();
     assert_eq!(
         names(&data, one("id", CompareOp::Eq, json!(id)), by_name).await,
@@ -462,10 +446,7 @@ async fn rows_round_trip_with_declared_types(db: Database) {
         "meta": {"tags": ["a", "b"], "depth": 2, "ok": true}
     }]);
     assert_eq!(data.insert("Item", &row.to_string()).await.unwrap(), 1);
-    let rows = data
-        .select_rows(&query("Item", None, &[], None))
-        .await
-        .unwrap();
+    let rows = rows_where(&data, "Item", None).await;
     assert_eq!(
         Value::Object(rows[0].clone()),
         json!({
@@ -478,15 +459,12 @@ async fn rows_round_trip_with_declared_types(db: Database) {
     // Optional fields left out are null; a missing uuid primary key is generated.
     let row = json!([{"name": "bare", "kind": "tool", "score": 1, "active": false}]);
     assert_eq!(data.insert("Item", &row.to_string()).await.unwrap(), 1);
-    let rows = data
-        .select_rows(&query(
-            "Item",
-            Some(one("name", CompareOp::Eq, json!("bare"))),
-            &[],
-            None,
-        ))
-        .await
-        .unwrap();
+    let rows = rows_where(
+        &data,
+        "Item",
+        Some(one("name", CompareOp::Eq, json!("bare"))),
+    )
+    .await;
     assert_eq!(rows[0]["weight"], Value::Null);
     assert_eq!(rows[0]["meta"], Value::Null);
     assert_eq!(rows[0]["seen_at"], Value::Null);
@@ -510,19 +488,19 @@ async fn update_adds_to_a_counter_and_sets_values(db: Database) {
     let data = capability(&db, "tenant-a").await;
     demo::seed(&data, now(), TZ).await.unwrap();
     let pending = one("status", CompareOp::Eq, json!("pending"));
-    let before: Vec<i64> = data
-        .select_rows(&query(
-            "Webhook",
-            Some(pending.clone()),
-            &[("attempts", false)],
-            None,
-        ))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r["attempts"].as_i64().unwrap())
-        .collect();
-    assert_eq!(before, [0, 1, 2]);
+    // The webhooks `filter` picks, by attempts, and their attempts.
+    let webhooks = |filter: Filter| {
+        let data = &data;
+        async move {
+            let rows = sorted_rows(data, "Webhook", Some(filter), &[("attempts", false)]).await;
+            let attempts: Vec<i64> = rows
+                .iter()
+                .map(|r| r["attempts"].as_i64().unwrap())
+                .collect();
+            (rows, attempts)
+        }
+    };
+    assert_eq!(webhooks(pending.clone()).await.1, [0, 1, 2]);
     let set = [
         Assignment {
             field: "attempts".into(),
@@ -541,38 +519,14 @@ async fn update_adds_to_a_counter_and_sets_values(db: Database) {
         data.update("Webhook", Some(&pending), &set).await.unwrap(),
         3
     );
-    let after = data
-        .select_rows(&query(
-            "Webhook",
-            Some(pending.clone()),
-            &[("attempts", false)],
-            None,
-        ))
-        .await
-        .unwrap();
-    let attempts: Vec<i64> = after
-        .iter()
-        .map(|r| r["attempts"].as_i64().unwrap())
-        .collect();
+    let (after, attempts) = webhooks(pending.clone()).await;
     assert_eq!(attempts, [1, 2, 3]);
     for row in &after {
         assert_eq!(row["updated_at"], "2026-01-12T07:00:00.000000Z");
         assert_eq!(row["last_error"], Value::Null);
     }
     // The other webhooks were not touched.
-    let others = data
-        .select_rows(&query(
-            "Webhook",
-            Some(one("status", CompareOp::Ne, json!("pending"))),
-            &[("attempts", false)],
-            None,
-        ))
-        .await
-        .unwrap();
-    let attempts: Vec<i64> = others
-        .iter()
-        .map(|r| r["attempts"].as_i64().unwrap())
-        .collect();
+    let (_, attempts) = webhooks(one("status", CompareOp::Ne, json!("pending"))).await;
     assert_eq!(attempts, [1, 2, 5]);
     // Adding to a float; setting a string.
     let first = Filter::compare(Comparison::new("sku", CompareOp::Eq, json!("SKU-1001")));
@@ -587,10 +541,7 @@ async fn update_adds_to_a_counter_and_sets_values(db: Database) {
         },
     ];
     assert_eq!(data.update("Product", Some(&first), &set).await.unwrap(), 1);
-    let rows = data
-        .select_rows(&query("Product", Some(first), &[], None))
-        .await
-        .unwrap();
+    let rows = rows_where(&data, "Product", Some(first)).await;
     assert!((rows[0]["price"].as_f64().unwrap() - 24.0).abs() < 1e-9);
     assert_eq!(rows[0]["name"], "Espresso 1kg");
     // No filter: every row of the tenant.
@@ -861,10 +812,8 @@ async fn refusals_wrong_value_types(db: Database) {
     }
     // Nothing changed.
     assert_eq!(data.count("Item", None).await.unwrap(), 8);
-    let scores: i64 = data
-        .select_rows(&query("Item", None, &[], None))
+    let scores: i64 = rows_where(&data, "Item", None)
         .await
-        .unwrap()
         .iter()
         .map(|r| r["score"].as_i64().unwrap())
         .sum();

@@ -14,7 +14,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use chrono_tz::Tz;
 use codeai_host::executor::{Executor, Recorded, Request};
 use codeai_host::notify::{SlackConfig, SmtpConfig, Tls};
-use codeai_host::runtime::{ExecOptions, Runtime, RuntimeConfig, Status};
+use codeai_host::runtime::{Runtime, RuntimeConfig, Status};
 use codeai_host::services::{Services, ServicesConfig};
 use codeai_host::store::query::EntityQueries;
 use codeai_host::store::{demo, entities, migrate, Database};
@@ -38,53 +38,13 @@ fn components() -> BTreeMap<String, Vec<u8>> {
     artifacts.into_iter().map(|a| (a.name, a.bytes)).collect()
 }
 
-/// `SELECT COUNT(*)` with text parameters (`$1`, `$2`, …) on either database.
-async fn count(db: &Database, sql: &str, binds: &[&str]) -> i64 {
-    match db {
-        Database::Sqlite(pool) => {
-            let mut q = sqlx::query_scalar::<_, i64>(sql);
-            for b in binds {
-                q = q.bind(b.to_string());
-            }
-            q.fetch_one(pool).await.unwrap()
-        }
-        Database::Postgres(pool) => {
-            let mut q = sqlx::query_scalar::<_, i64>(sql);
-            for b in binds {
-                q = q.bind(b.to_string());
-            }
-            q.fetch_one(pool).await.unwrap()
-        }
-    }
-}
-
-/// The first TEXT column of every row.
-async fn texts(db: &Database, sql: &str, binds: &[&str]) -> Vec<String> {
-    match db {
-        Database::Sqlite(pool) => {
-            let mut q = sqlx::query_scalar::<_, String>(sql);
-            for b in binds {
-                q = q.bind(b.to_string());
-            }
-            q.fetch_all(pool).await.unwrap()
-        }
-        Database::Postgres(pool) => {
-            let mut q = sqlx::query_scalar::<_, String>(sql);
-            for b in binds {
-                q = q.bind(b.to_string());
-            }
-            q.fetch_all(pool).await.unwrap()
-        }
-    }
-}
-
 /// The files of the reports matching `condition`, where the platform keeps them (found from
 /// each report's id, as the platform does).
 async fn report_files(w: &World, condition: &str, binds: &[&str]) -> Vec<PathBuf> {
     let sql = format!(
         "SELECT CAST(id AS TEXT) || ' ' || tenant_id || ' ' || format FROM reports WHERE {condition}"
     );
-    texts(&w.db, &sql, binds)
+    common::column::<String>(&w.db, &sql, binds)
         .await
         .iter()
         .map(|row| {
@@ -155,6 +115,17 @@ struct World {
 }
 
 impl World {
+    /// The first column of `sql`'s rows, as text.
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        common::column::<String>(&self.db, sql, &[]).await
+    }
+
+    /// How many rows of `table` meet `condition` (`?` placeholders bound to `binds`).
+    async fn rows(&self, table: &str, condition: &str, binds: &[&str]) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE {condition}");
+        common::count(&self.db, &sql, binds).await
+    }
+
     async fn run(&self, name: &str, offline: bool) -> Recorded {
         let executor = if offline {
             &self.offline
@@ -167,17 +138,8 @@ impl World {
             .run(
                 &job,
                 Request {
-                    tenant: "default",
-                    job_id: name,
-                    job_version: None,
-                    trigger: "test",
-                    input: "{}",
                     now: Some(self.now),
-                    attempt: 1,
-                    max_attempts: 1,
-                    execution_id: None,
-                    scheduled_at: None,
-                    options: ExecOptions::default(),
+                    ..common::fixtures::one_attempt(name, "test", "{}")
                 },
             )
             .await
@@ -291,21 +253,24 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
     low_stock_alert(&world, &slack).await;
 
     // Every execution is recorded, with its log and calls.
-    let recorded = count(
-        &world.db,
-        "SELECT COUNT(*) FROM job_executions WHERE trigger = 'test'",
-        &[],
-    )
-    .await;
+    let recorded = world.rows("job_executions", "trigger = 'test'", &[]).await;
     assert_eq!(recorded, 12, "ten jobs, two of them run twice");
-    let unfinished = count(
-        &world.db,
-        "SELECT COUNT(*) FROM job_executions WHERE trigger = 'test' AND (finished_at IS NULL OR calls IS NULL)",
-        &[],
-    )
-    .await;
+    let unfinished = world
+        .rows(
+            "job_executions",
+            "trigger = 'test' AND (finished_at IS NULL OR calls IS NULL)",
+            &[],
+        )
+        .await;
     assert_eq!(unfinished, 0);
     let _ = std::fs::remove_dir_all(&world.dir);
+}
+
+/// The execution logged exactly the line `line`.
+#[track_caller]
+fn assert_logged(r: &Recorded, line: impl AsRef<str>) {
+    let logs = &r.result.logs;
+    assert!(logs.iter().any(|l| l.message == line.as_ref()), "{logs:?}");
 }
 
 /// The attachments of a MIME message: (file name, decoded bytes).
@@ -348,7 +313,7 @@ async fn daily_sales_report(w: &World, smtp: &SmtpSink, revenue: f64) {
     let r = w.run("DailySalesReport", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let id = r.execution_id.to_string();
-    let paths = report_files(w, "execution_id = $1 AND format = 'pdf'", &[&id]).await;
+    let paths = report_files(w, "execution_id = ? AND format = 'pdf'", &[&id]).await;
     assert_eq!(paths.len(), 1, "one PDF report row");
     let pdf = std::fs::read(&paths[0]).unwrap();
     assert!(pdf.starts_with(b"%PDF-"));
@@ -398,12 +363,13 @@ async fn daily_sales_report(w: &World, smtp: &SmtpSink, revenue: f64) {
     );
     assert_eq!(bytes, &pdf, "the attachment is the stored report");
     // on_complete: emit(JobCompleted), by the host.
-    let events = count(
-        &w.db,
-        "SELECT COUNT(*) FROM events WHERE name = 'JobCompleted' AND execution_id = $1",
-        &[&id],
-    )
-    .await;
+    let events = w
+        .rows(
+            "events",
+            "name = 'JobCompleted' AND execution_id = ?",
+            &[&id],
+        )
+        .await;
     assert_eq!(events, 1);
 }
 
@@ -412,7 +378,7 @@ async fn weekly_inventory_report(w: &World, smtp: &SmtpSink) {
     let r = w.run("WeeklyInventoryReport", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let id = r.execution_id.to_string();
-    let paths = report_files(w, "execution_id = $1", &[&id]).await;
+    let paths = report_files(w, "execution_id = ?", &[&id]).await;
     assert_eq!(paths.len(), 1);
     if let Some(text) = read_pdf(Path::new(&paths[0])) {
         assert!(text.contains("Weekly Inventory Report"));
@@ -430,9 +396,9 @@ async fn monthly_business_summary(w: &World, smtp: &SmtpSink) {
     let r = w.run("MonthlyBusinessSummary", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let id = r.execution_id.to_string();
-    let formats = texts(
+    let formats = common::column::<String>(
         &w.db,
-        "SELECT format FROM reports WHERE execution_id = $1 ORDER BY format",
+        "SELECT format FROM reports WHERE execution_id = ? ORDER BY format",
         &[&id],
     )
     .await;
@@ -455,14 +421,7 @@ async fn monthly_business_summary(w: &World, smtp: &SmtpSink) {
 async fn cleanup_expired_sessions(w: &World, data: &EntityQueries, expired: u64, total: u64) {
     let r = w.run("CleanupExpiredSessions", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
-    assert!(
-        r.result
-            .logs
-            .iter()
-            .any(|l| l.message == format!("Deleted {expired} expired sessions")),
-        "{:?}",
-        r.result.logs
-    );
+    assert_logged(&r, format!("Deleted {expired} expired sessions"));
     let left = data
         .select_rows(&Query {
             entity: "Session".into(),
@@ -484,19 +443,12 @@ async fn cleanup_expired_sessions(w: &World, data: &EntityQueries, expired: u64,
 }
 
 async fn cleanup_job_executions(w: &World) {
-    let total_before = count(&w.db, "SELECT COUNT(*) FROM job_executions", &[]).await;
+    let total_before = w.rows("job_executions", "TRUE", &[]).await;
     let r = w.run("CleanupJobExecutions", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     // The demo has two completed executions older than 30 days (a failed one is kept).
-    assert!(
-        r.result
-            .logs
-            .iter()
-            .any(|l| l.message == "Archived 2 executions older than 30 days"),
-        "{:?}",
-        r.result.logs
-    );
-    let total_after = count(&w.db, "SELECT COUNT(*) FROM job_executions", &[]).await;
+    assert_logged(&r, "Archived 2 executions older than 30 days");
+    let total_after = w.rows("job_executions", "TRUE", &[]).await;
     assert_eq!(
         total_after,
         total_before + 1 - 2,
@@ -505,7 +457,7 @@ async fn cleanup_job_executions(w: &World) {
 }
 
 async fn cleanup_expired_reports(w: &World, expired: u64) {
-    let before = count(&w.db, "SELECT COUNT(*) FROM reports", &[]).await;
+    let before = w.rows("reports", "TRUE", &[]).await;
     let r = w.run("CleanupExpiredReports", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let deletes = r
@@ -515,7 +467,7 @@ async fn cleanup_expired_reports(w: &World, expired: u64) {
         .filter(|c| c.call == "report.delete")
         .count() as u64;
     assert_eq!(deletes, expired);
-    let after = count(&w.db, "SELECT COUNT(*) FROM reports", &[]).await;
+    let after = w.rows("reports", "TRUE", &[]).await;
     assert_eq!(
         after,
         before - expired as i64,
@@ -590,12 +542,7 @@ async fn sync_external_inventory(w: &World, data: &EntityQueries, warehouse: &Ht
     let second = &warehouse.requests()[1];
     let year = w.now.format("since=%Y-").to_string();
     assert!(second.target.contains(&year), "{}", second.target);
-    let synced = count(
-        &w.db,
-        "SELECT COUNT(*) FROM events WHERE name = 'InventorySynced'",
-        &[],
-    )
-    .await;
+    let synced = w.rows("events", "name = 'InventorySynced'", &[]).await;
     assert_eq!(synced, 2);
 }
 
@@ -611,12 +558,9 @@ async fn process_pending_webhooks(w: &World, relay: &HttpPeer) {
     assert!(requests
         .iter()
         .all(|q| q.method == "POST" && q.target == "/v1/deliveries"));
-    let delivered = texts(
-        &w.db,
-        "SELECT event FROM webhooks WHERE status = 'delivered' ORDER BY event",
-        &[],
-    )
-    .await;
+    let delivered = w
+        .texts("SELECT event FROM webhooks WHERE status = 'delivered' ORDER BY event")
+        .await;
     assert_eq!(
         delivered,
         [
@@ -626,12 +570,9 @@ async fn process_pending_webhooks(w: &World, relay: &HttpPeer) {
             "order.shipped"
         ]
     );
-    let pending = texts(
-        &w.db,
-        "SELECT last_error FROM webhooks WHERE status = 'pending' AND attempts = 3",
-        &[],
-    )
-    .await;
+    let pending = w
+        .texts("SELECT last_error FROM webhooks WHERE status = 'pending' AND attempts = 3")
+        .await;
     assert_eq!(
         pending.len(),
         1,
@@ -655,12 +596,9 @@ async fn low_stock_alert(w: &World, slack: &HttpPeer) {
     // Without a webhook the message is held in the outbox, and the log says so.
     let r = w.run("LowStockAlert", true).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
-    let held = texts(
-        &w.db,
-        "SELECT body FROM outbox WHERE kind = 'slack' AND recipient = '#alerts'",
-        &[],
-    )
-    .await;
+    let held = w
+        .texts("SELECT body FROM outbox WHERE kind = 'slack' AND recipient = '#alerts'")
+        .await;
     assert_eq!(held, [":warning: 1 products are low on stock: SKU-1004"]);
     assert!(
         r.result
@@ -670,11 +608,6 @@ async fn low_stock_alert(w: &World, slack: &HttpPeer) {
         "{:?}",
         r.result.logs
     );
-    let events = count(
-        &w.db,
-        "SELECT COUNT(*) FROM events WHERE name = 'LowStockDetected'",
-        &[],
-    )
-    .await;
+    let events = w.rows("events", "name = 'LowStockDetected'", &[]).await;
     assert_eq!(events, 2);
 }

@@ -316,6 +316,20 @@ fn tenant_task(tenant: &str, queue: &str, run_after: DateTime<Utc>) -> NewTask {
     }
 }
 
+/// Enqueues a task of `tenant` on the default queue, runnable from `run_after`; its id.
+async fn enqueue_for(q: &Queue, tenant: &str, run_after: DateTime<Utc>) -> uuid::Uuid {
+    let task = tenant_task(tenant, "default", run_after);
+    q.enqueue(&task).await.unwrap().unwrap()
+}
+
+/// Enqueues `n` tasks of `tenant` on the default queue at once, runnable from `run_after`.
+async fn flood(q: &Queue, tenant: &str, n: u64, run_after: DateTime<Utc>) {
+    let tasks: Vec<NewTask> = (0..n)
+        .map(|_| tenant_task(tenant, "default", run_after))
+        .collect();
+    assert_eq!(q.enqueue_many(&tasks).await.unwrap(), n);
+}
+
 /// Where `id` comes in `leased`, counted from 1.
 fn position(leased: &[uuid::Uuid], id: uuid::Uuid) -> Option<usize> {
     leased.iter().position(|t| *t == id).map(|i| i + 1)
@@ -332,15 +346,8 @@ async fn a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood(
 ) {
     let q = queue(db, redis, QueueConfig::default()).await;
     let t0 = Utc::now() - Duration::seconds(1);
-    let flood: Vec<NewTask> = (0..2_000)
-        .map(|_| tenant_task("tenant-a", "default", t0))
-        .collect();
-    assert_eq!(q.enqueue_many(&flood).await.unwrap(), 2_000);
-    let b = q
-        .enqueue(&tenant_task("tenant-b", "default", t0))
-        .await
-        .unwrap()
-        .unwrap();
+    flood(&q, "tenant-a", 2_000, t0).await;
+    let b = enqueue_for(&q, "tenant-b", t0).await;
     let now = Utc::now();
     let mut leased = Vec::new();
     while position(&leased, b).is_none() && leased.len() < 2_001 {
@@ -350,15 +357,8 @@ async fn a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood(
     eprintln!("fairness: B's task was lease {at} after A's 2,000");
     assert!(at <= 2, "B's task was lease {at}, two tenants were waiting");
 
-    let flood: Vec<NewTask> = (0..500)
-        .map(|_| tenant_task("tenant-c", "default", t0))
-        .collect();
-    assert_eq!(q.enqueue_many(&flood).await.unwrap(), 500);
-    let b = q
-        .enqueue(&tenant_task("tenant-b", "default", t0))
-        .await
-        .unwrap()
-        .unwrap();
+    flood(&q, "tenant-c", 500, t0).await;
+    let b = enqueue_for(&q, "tenant-b", t0).await;
     let mut tenants = Vec::new();
     let mut leased = Vec::new();
     for n in [16, 1, 7, 32, 5, 3] {
@@ -390,18 +390,9 @@ async fn a_retried_task_goes_behind_its_tenants_waiting_tasks(
     let t0 = Utc::now() - Duration::seconds(1);
     let mut a = Vec::new();
     for _ in 0..3 {
-        a.push(
-            q.enqueue(&tenant_task("tenant-a", "default", t0))
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+        a.push(enqueue_for(&q, "tenant-a", t0).await);
     }
-    let b = q
-        .enqueue(&tenant_task("tenant-b", "default", t0))
-        .await
-        .unwrap()
-        .unwrap();
+    let b = enqueue_for(&q, "tenant-b", t0).await;
     let now = Utc::now();
     let first = q.dequeue(now).await.unwrap().unwrap();
     assert_eq!(first.id, a[0]);
@@ -425,12 +416,7 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
         let t0 = Utc::now() - Duration::seconds(1);
         let mut ids = Vec::new();
         for tenant in ["tenant-a", "tenant-b", "tenant-a"] {
-            ids.push(
-                q.enqueue(&tenant_task(tenant, "default", t0))
-                    .await
-                    .unwrap()
-                    .unwrap(),
-            );
+            ids.push(enqueue_for(&q, tenant, t0).await);
         }
         // The older layout: one list per queue, no lanes, no record of an upgrade.
         let mut con = redis.connection();

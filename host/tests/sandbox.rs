@@ -7,10 +7,10 @@ use codeai_host::runtime::{
     CancelToken, CapabilitySet, ExecOptions, ExecResult, MemoryBudget, PreparedJob, Runtime,
     RuntimeConfig, Source, Status,
 };
-use codeai_host::wasm::{
-    clock, data, email, events, http, log, report, slack, state, types, CapError, Delivery,
-};
+use codeai_host::wasm::CapError;
 use codeai_ir::Manifest;
+use common::fake::{self, still_clock, Call, Script};
+use serde_json::{json, Value};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,188 +20,65 @@ mod common;
 // Fake capabilities
 // ---------------------------------------------------------------------------------------------
 
-/// Records which capability calls reached it; `state.get` signals `entered` and takes
-/// `state_delay` to answer;
-/// `data.select` holds `select_bytes` of host buffer for its answer, charged to the execution's
-/// memory budget as the real capabilities do.
+type Fake = fake::Fake<Answers>;
+
+/// What the components here are told: `state.get` signals `entered` and takes `state_delay` to
+/// answer; `data.select` holds `select_bytes` of host buffer for its answer, charged to the
+/// execution's memory budget as the real capabilities do; `events.emit` succeeds; the clock
+/// stands still; the rest is refused.
 #[derive(Default)]
-struct Fake {
-    calls: Vec<String>,
+struct Answers {
     state_delay: Duration,
     entered: Option<Arc<tokio::sync::Notify>>,
     select_bytes: usize,
     budget: Option<MemoryBudget>,
 }
 
-impl Fake {
-    fn slow_state(delay: Duration) -> Fake {
-        Fake {
-            state_delay: delay,
-            ..Fake::default()
+impl Script for Answers {
+    async fn answer(&mut self, call: &Call) -> Result<Value, CapError> {
+        if let Some(time) = still_clock(call) {
+            return Ok(time);
+        }
+        match call.name().as_str() {
+            "data.select" => {
+                if let Some(budget) = self.budget.as_ref().filter(|_| self.select_bytes > 0) {
+                    let what = format!(
+                        "`data.select` {}",
+                        call.args["entity"].as_str().unwrap_or_default()
+                    );
+                    match budget.reserve(self.select_bytes, &what) {
+                        Ok(held) => budget.hand_over(held),
+                        // Over the cap the call never returns: the runtime ends the execution.
+                        Err(_) => std::future::pending::<()>().await,
+                    }
+                }
+                Ok(json!([]))
+            }
+            "events.emit" => Ok(Value::Null),
+            "state.get" => {
+                if let Some(entered) = &self.entered {
+                    entered.notify_one();
+                }
+                tokio::time::sleep(self.state_delay).await;
+                Ok(Value::Null)
+            }
+            _ => Err(CapError::Failed("not used by these tests".into())),
         }
     }
 
-    fn record(&mut self, call: &str) {
-        self.calls.push(call.to_string());
-    }
-}
-
-fn unused<T>() -> Result<T, CapError> {
-    Err(CapError::Failed("not used by these tests".into()))
-}
-
-impl types::Host for Fake {}
-impl codeai_host::wasm::Capabilities for Fake {
     fn set_memory_budget(&mut self, budget: MemoryBudget) {
         self.budget = Some(budget);
     }
 }
 
-impl data::Host for Fake {
-    async fn select(&mut self, q: data::Query) -> Result<String, CapError> {
-        self.record("data.select");
-        if let Some(budget) = self.budget.as_ref().filter(|_| self.select_bytes > 0) {
-            match budget.reserve(self.select_bytes, &format!("`data.select` {}", q.entity)) {
-                Ok(held) => budget.hand_over(held),
-                // Over the cap the call never returns: the runtime ends the execution.
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-        Ok("[]".into())
-    }
-    async fn count(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
-        self.record("data.count");
-        Ok(0)
-    }
-    async fn delete(&mut self, _: String, _: Option<data::Filter>) -> Result<u64, CapError> {
-        self.record("data.delete");
-        Ok(0)
-    }
-    async fn update(
-        &mut self,
-        _: String,
-        _: Option<data::Filter>,
-        _: Vec<data::Assignment>,
-    ) -> Result<u64, CapError> {
-        self.record("data.update");
-        Ok(0)
-    }
-    async fn insert(&mut self, _: String, _: String) -> Result<u64, CapError> {
-        self.record("data.insert");
-        Ok(0)
-    }
-    async fn maintain(
-        &mut self,
-        _: data::MaintenanceOp,
-        _: Option<String>,
-    ) -> Result<String, CapError> {
-        self.record("data.maintain");
-        Ok("done".into())
-    }
+fn fake() -> Fake {
+    Fake::new(Answers::default())
 }
 
-impl http::Host for Fake {
-    async fn call(&mut self, _: http::CallRequest) -> Result<http::CallResponse, CapError> {
-        self.record("http.call");
-        unused()
-    }
-    async fn call_many(
-        &mut self,
-        reqs: Vec<http::CallRequest>,
-        _: u32,
-    ) -> Vec<Result<http::CallResponse, CapError>> {
-        self.record("http.call-many");
-        reqs.iter().map(|_| unused()).collect()
-    }
-}
-
-impl email::Host for Fake {
-    async fn send(&mut self, _: email::Message) -> Result<Delivery, CapError> {
-        self.record("email.send");
-        Ok(Delivery::Held("outbox-1".into()))
-    }
-}
-
-impl slack::Host for Fake {
-    async fn post(
-        &mut self,
-        _: String,
-        _: Option<String>,
-        _: String,
-    ) -> Result<Delivery, CapError> {
-        self.record("slack.post");
-        Ok(Delivery::Held("outbox-2".into()))
-    }
-}
-
-impl report::Host for Fake {
-    async fn render(
-        &mut self,
-        _: String,
-        _: String,
-        _: report::Format,
-    ) -> Result<report::Rendered, CapError> {
-        self.record("report.render");
-        unused()
-    }
-    async fn delete(&mut self, _: String) -> Result<bool, CapError> {
-        self.record("report.delete");
-        Ok(false)
-    }
-}
-
-impl events::Host for Fake {
-    async fn emit(&mut self, name: String, _: String) -> Result<(), CapError> {
-        self.record(&format!("events.emit({name})"));
-        Ok(())
-    }
-}
-
-impl state::Host for Fake {
-    async fn get(&mut self, _: String) -> Option<String> {
-        self.record("state.get");
-        if let Some(entered) = &self.entered {
-            entered.notify_one();
-        }
-        tokio::time::sleep(self.state_delay).await;
-        None
-    }
-    async fn set(&mut self, _: String, _: String) -> Result<(), CapError> {
-        self.record("state.set");
-        Ok(())
-    }
-}
-
-impl log::Host for Fake {
-    async fn write(&mut self, _: log::Level, _: String) {
-        self.record("log.write");
-    }
-}
-
-fn instant() -> clock::Instant {
-    clock::Instant {
-        unix_ms: 1_768_302_000_000,
-        utc_offset_seconds: 0,
-    }
-}
-
-impl clock::Host for Fake {
-    async fn now(&mut self) -> clock::Instant {
-        self.record("clock.now");
-        instant()
-    }
-    async fn timezone(&mut self) -> String {
-        "UTC".into()
-    }
-    async fn period(&mut self, _: clock::PeriodUnit, _: i32) -> clock::CalendarPeriod {
-        clock::CalendarPeriod {
-            start: instant(),
-            end: instant(),
-            label: "2026-01-13".into(),
-        }
-    }
-    async fn shift(&mut self, _: i64, _: clock::PeriodUnit, _: i32) -> clock::Instant {
-        instant()
+fn slow_state(delay: Duration) -> Answers {
+    Answers {
+        state_delay: delay,
+        ..Answers::default()
     }
 }
 
@@ -274,128 +151,120 @@ const STATE_GET: &str =
     r#"(import "codeai:host/state@0.1.0" "get" (func $get (param i32 i32 i32)))"#;
 const CLOCK_NOW: &str = r#"(import "codeai:host/clock@0.1.0" "now" (func $now (param i32)))"#;
 
-/// `loop {}`.
-fn spin() -> Arc<PreparedJob<Fake>> {
-    prepare(
-        "Spin",
-        "",
-        r#"(func (export "run") (param i32 i32) (result i32) (loop $l (br $l)) unreachable)"#,
-        &[],
-    )
+/// A hand-made job: its name, and the imports and body of its core module (after the prelude).
+struct Wat {
+    name: &'static str,
+    imports: &'static str,
+    body: &'static str,
 }
 
+/// `loop {}`.
+const SPIN: Wat = Wat {
+    name: "Spin",
+    imports: "",
+    body: r#"(func (export "run") (param i32 i32) (result i32) (loop $l (br $l)) unreachable)"#,
+};
+
 /// Grows memory 1 MiB at a time until refused, then aborts like Rust's allocation failure.
-fn hog() -> Arc<PreparedJob<Fake>> {
-    prepare(
-        "Hog",
-        "",
-        r#"(func (export "run") (param i32 i32) (result i32)
+const HOG: Wat = Wat {
+    name: "Hog",
+    imports: "",
+    body: r#"(func (export "run") (param i32 i32) (result i32)
              (loop $l
                (if (i32.eq (memory.grow (i32.const 16)) (i32.const -1)) (then unreachable))
                (br $l))
              unreachable)"#,
-        &[],
-    )
-}
+};
 
 /// Unbounded recursion.
-fn recurse() -> Arc<PreparedJob<Fake>> {
-    prepare(
-        "Recurse",
-        "",
-        r#"(func $deep (param i32) (result i32) (call $deep (i32.add (local.get 0) (i32.const 1))))
+const RECURSE: Wat = Wat {
+    name: "Recurse",
+    imports: "",
+    body: r#"(func $deep (param i32) (result i32) (call $deep (i32.add (local.get 0) (i32.const 1))))
            (func (export "run") (param i32 i32) (result i32)
              (drop (call $deep (i32.const 0)))
              (call $completed (i32.const 16) (i32.const 2)))"#,
-        &[],
-    )
-}
+};
 
 /// What the guest runtime does on a panic: its hook logs the message, then it aborts.
-fn panics() -> Arc<PreparedJob<Fake>> {
-    prepare(
-        "Panics",
-        LOG,
-        r#"(data (i32.const 128) "guest panic: panicked at src/job.rs:7:5: boom")
+const PANICS: Wat = Wat {
+    name: "Panics",
+    imports: LOG,
+    body: r#"(data (i32.const 128) "guest panic: panicked at src/job.rs:7:5: boom")
            (func (export "run") (param i32 i32) (result i32)
              (call $log (i32.const 4) (i32.const 128) (i32.const 45))
              unreachable)"#,
-        &["log"],
-    )
-}
+};
 
 /// Emits `Ping`; completes with `"emitted"`, or with the error's message if the call failed.
-fn emitter(capabilities: &[&str]) -> Arc<PreparedJob<Fake>> {
-    prepare(
-        &format!("Emitter{}", capabilities.len()),
-        EMIT,
-        r#"(data (i32.const 128) "Ping")
+const EMITTER: Wat = Wat {
+    name: "Emitter",
+    imports: EMIT,
+    body: r#"(data (i32.const 128) "Ping")
            (data (i32.const 136) "\"emitted\"")
            (func (export "run") (param i32 i32) (result i32)
              (call $emit (i32.const 128) (i32.const 4) (i32.const 16) (i32.const 2) (i32.const 256))
              (if (result i32) (i32.eqz (i32.load8_u (i32.const 256)))
                (then (call $completed (i32.const 136) (i32.const 9)))
                (else (call $completed (i32.load (i32.const 264)) (i32.load (i32.const 268))))))"#,
-        capabilities,
-    )
-}
+};
 
 /// Increments a global and completes with its value: `1` on a fresh instance.
-fn counter() -> Arc<PreparedJob<Fake>> {
-    prepare(
-        "Counter",
-        "",
-        r#"(global $count (mut i32) (i32.const 0))
+const COUNTER: Wat = Wat {
+    name: "Counter",
+    imports: "",
+    body: r#"(global $count (mut i32) (i32.const 0))
            (func (export "run") (param i32 i32) (result i32)
              (global.set $count (i32.add (global.get $count) (i32.const 1)))
              (i32.store8 (i32.const 200) (i32.add (i32.const 48) (global.get $count)))
              (call $completed (i32.const 200) (i32.const 1)))"#,
-        &[],
-    )
-}
+};
 
 /// Calls `state.get` (which the fake can make slow), then completes.
-fn waits_on_state() -> Arc<PreparedJob<Fake>> {
-    prepare(
-        "WaitsOnState",
-        STATE_GET,
-        r#"(data (i32.const 128) "last")
+const WAITS_ON_STATE: Wat = Wat {
+    name: "WaitsOnState",
+    imports: STATE_GET,
+    body: r#"(data (i32.const 128) "last")
            (func (export "run") (param i32 i32) (result i32)
              (call $get (i32.const 128) (i32.const 4) (i32.const 256))
              (call $completed (i32.const 16) (i32.const 2)))"#,
-        &["state"],
-    )
-}
+};
 
 /// Asks for the time, then completes.
-fn reads_clock(capabilities: &[&str]) -> Arc<PreparedJob<Fake>> {
-    prepare(
-        &format!("ReadsClock{}", capabilities.len()),
-        CLOCK_NOW,
-        r#"(func (export "run") (param i32 i32) (result i32)
+const READS_CLOCK: Wat = Wat {
+    name: "ReadsClock",
+    imports: CLOCK_NOW,
+    body: r#"(func (export "run") (param i32 i32) (result i32)
              (call $now (i32.const 256))
              (call $completed (i32.const 16) (i32.const 2)))"#,
-        capabilities,
-    )
-}
+};
 
-fn prepare(name: &str, imports: &str, body: &str, capabilities: &[&str]) -> Arc<PreparedJob<Fake>> {
+/// `wat` with a manifest listing `capabilities`, named after it and how many it lists (one
+/// program under two manifests is two jobs), prepared on the shared runtime.
+fn prepare(wat: &Wat, capabilities: &[&str]) -> Arc<PreparedJob<Fake>> {
+    let name = format!("{}{}", wat.name, capabilities.len());
     runtime()
-        .prepare(&wat_job(name, imports, body, capabilities))
+        .prepare(&wat_job(&name, wat.imports, wat.body, capabilities))
         .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 async fn run(job: Arc<PreparedJob<Fake>>, options: ExecOptions) -> ExecResult {
-    runtime()
-        .execute(&job, Fake::default(), "{}", options)
-        .await
-        .result
+    runtime().execute(&job, fake(), "{}", options).await.result
 }
 
 async fn run_noop() -> ExecResult {
     let result = run(noop(), ExecOptions::default()).await;
     assert_eq!(result.status, Status::Completed, "{result:?}");
     result
+}
+
+/// Fuel to spare, and a timeout of `ms` milliseconds.
+fn spin_for(ms: u64) -> ExecOptions {
+    ExecOptions {
+        timeout: Some(Duration::from_millis(ms)),
+        fuel: Some(u64::MAX / 2),
+        ..ExecOptions::default()
+    }
 }
 
 fn with_fuel(fuel: u64) -> ExecOptions {
@@ -423,7 +292,7 @@ async fn a_dsl_job_completes_with_its_output_and_fuel_used() {
 async fn an_infinite_loop_runs_out_of_fuel_while_another_execution_completes() {
     // Both components compiled first, so the race below is only between executions: the loop's
     // budget lasts about a second in a debug build, five no-op runs take milliseconds.
-    let (spinner, quick) = (spin(), noop());
+    let (spinner, quick) = (prepare(&SPIN, &[]), noop());
     let looping = tokio::spawn(async move { run(spinner, with_fuel(500_000_000)).await });
     // The loop is running; well-behaved executions on the same runtime keep completing.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -442,12 +311,8 @@ async fn an_infinite_loop_runs_out_of_fuel_while_another_execution_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_infinite_loop_with_fuel_to_spare_hits_its_deadline() {
-    let options = ExecOptions {
-        timeout: Some(Duration::from_millis(200)),
-        fuel: Some(u64::MAX / 2),
-        ..ExecOptions::default()
-    };
-    let result = run(spin(), options).await;
+    let options = spin_for(200);
+    let result = run(prepare(&SPIN, &[]), options).await;
     assert_eq!(result.status, Status::TimedOut, "{result:?}");
     assert!(result.wall_time >= Duration::from_millis(200));
     assert!(
@@ -464,7 +329,7 @@ async fn memory_growth_past_the_cap_fails_alone() {
         memory_limit: Some(8 << 20),
         ..ExecOptions::default()
     };
-    let (hogged, ok) = tokio::join!(run(hog(), options), run_noop());
+    let (hogged, ok) = tokio::join!(run(prepare(&HOG, &[]), options), run_noop());
     assert_eq!(hogged.status, Status::MemoryExceeded, "{hogged:?}");
     assert!(
         hogged.memory_grows >= 7,
@@ -473,7 +338,7 @@ async fn memory_growth_past_the_cap_fails_alone() {
     assert!(hogged.error.unwrap().contains("8388608"));
     assert_eq!(ok.status, Status::Completed);
     // The default cap (64 MiB) holds too.
-    let hogged = run(hog(), ExecOptions::default()).await;
+    let hogged = run(prepare(&HOG, &[]), ExecOptions::default()).await;
     assert_eq!(hogged.status, Status::MemoryExceeded, "{hogged:?}");
 }
 
@@ -490,9 +355,11 @@ job Hoard {
 "#;
     let (artifacts, _) = codeai_dsl::compile("hoard.codeai", SOURCE).unwrap();
     let job = runtime().prepare(&artifacts[0].bytes).unwrap();
-    let hoard = |bytes: usize| Fake {
-        select_bytes: bytes,
-        ..Fake::default()
+    let hoard = |bytes: usize| {
+        Fake::new(Answers {
+            select_bytes: bytes,
+            ..Answers::default()
+        })
     };
     // Within the cap, the answer is held until the next call and the job completes.
     let fits = runtime()
@@ -513,7 +380,7 @@ job Hoard {
         ),
         "{error}"
     );
-    assert_eq!(over.capabilities.calls, ["data.select"]);
+    assert_eq!(over.capabilities.names(), ["data.select"]);
     assert_eq!(ok.status, Status::Completed);
 }
 
@@ -529,7 +396,10 @@ async fn a_small_dsl_job_runs_in_its_initial_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_recursion_overflows_the_stack_alone() {
-    let (deep, ok) = tokio::join!(run(recurse(), ExecOptions::default()), run_noop());
+    let (deep, ok) = tokio::join!(
+        run(prepare(&RECURSE, &[]), ExecOptions::default()),
+        run_noop()
+    );
     assert_eq!(deep.status, Status::Trapped, "{deep:?}");
     assert!(deep.error.unwrap().contains("stack overflow"));
     assert_eq!(ok.status, Status::Completed);
@@ -537,7 +407,10 @@ async fn deep_recursion_overflows_the_stack_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_guest_panic_fails_alone_with_its_message() {
-    let (panicked, ok) = tokio::join!(run(panics(), ExecOptions::default()), run_noop());
+    let (panicked, ok) = tokio::join!(
+        run(prepare(&PANICS, &["log"]), ExecOptions::default()),
+        run_noop()
+    );
     assert_eq!(panicked.status, Status::Trapped, "{panicked:?}");
     let error = panicked.error.unwrap();
     assert!(
@@ -555,8 +428,8 @@ async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
     // the guest receives as a value and reports.
     let undeclared = runtime()
         .execute(
-            &emitter(&["log"]),
-            Fake::default(),
+            &prepare(&EMITTER, &["log"]),
+            fake(),
             "{}",
             ExecOptions::default(),
         )
@@ -571,11 +444,11 @@ async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
     assert!(undeclared.capabilities.calls.is_empty());
 
     // Declared but not granted to the tenant: refused the same way.
-    let job = emitter(&["events", "log"]);
+    let job = prepare(&EMITTER, &["events", "log"]);
     let ungranted = runtime()
         .execute(
             &job,
-            Fake::default(),
+            fake(),
             "{}",
             ExecOptions {
                 grants: Some(CapabilitySet::from_names(&["log"])),
@@ -588,10 +461,11 @@ async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
 
     // Declared and granted: the call reaches the capability.
     let granted = runtime()
-        .execute(&job, Fake::default(), "{}", ExecOptions::default())
+        .execute(&job, fake(), "{}", ExecOptions::default())
         .await;
     assert_eq!(granted.result.output.as_deref(), Some("\"emitted\""));
-    assert_eq!(granted.capabilities.calls, ["events.emit(Ping)"]);
+    assert_eq!(granted.capabilities.names(), ["events.emit"]);
+    assert_eq!(granted.capabilities.calls[0].args["name"], "Ping");
     assert!(granted.result.denied.is_empty());
 }
 
@@ -599,8 +473,8 @@ async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
 async fn a_denied_call_with_no_error_channel_ends_the_execution_as_failed() {
     let denied = runtime()
         .execute(
-            &reads_clock(&[]),
-            Fake::default(),
+            &prepare(&READS_CLOCK, &[]),
+            fake(),
             "{}",
             ExecOptions::default(),
         )
@@ -611,13 +485,13 @@ async fn a_denied_call_with_no_error_channel_ends_the_execution_as_failed() {
         Some("capability `clock` is not granted to job `ReadsClock0`")
     );
     assert!(denied.capabilities.calls.is_empty());
-    let allowed = run(reads_clock(&["clock"]), ExecOptions::default()).await;
+    let allowed = run(prepare(&READS_CLOCK, &["clock"]), ExecOptions::default()).await;
     assert_eq!(allowed.status, Status::Completed, "{allowed:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_execution_starts_with_fresh_globals() {
-    let job = counter();
+    let job = prepare(&COUNTER, &[]);
     for _ in 0..3 {
         let result = run(job.clone(), ExecOptions::default()).await;
         assert_eq!(result.output.as_deref(), Some("1"), "{result:?}");
@@ -636,7 +510,7 @@ async fn cancelling_a_cpu_bound_guest_stops_it() {
         cancel: Some(cancel.clone()),
         ..ExecOptions::default()
     };
-    let running = tokio::spawn(async { run(spin(), options).await });
+    let running = tokio::spawn(async { run(prepare(&SPIN, &[]), options).await });
     // Let it start spinning (a cancel before the start would end it just the same).
     tokio::time::sleep(Duration::from_millis(100)).await;
     cancel.cancel();
@@ -655,11 +529,11 @@ async fn cancelling_a_guest_waiting_in_a_host_call_stops_it() {
         ..ExecOptions::default()
     };
     let entered = Arc::new(tokio::sync::Notify::new());
-    let fake = Fake {
+    let fake = Fake::new(Answers {
         entered: Some(entered.clone()),
-        ..Fake::slow_state(Duration::from_secs(3600))
-    };
-    let job = waits_on_state();
+        ..slow_state(Duration::from_secs(3600))
+    });
+    let job = prepare(&WAITS_ON_STATE, &["state"]);
     let running = tokio::spawn(async move { runtime().execute(&job, fake, "{}", options).await });
     common::within_liveness("the guest did not call `state.get`", entered.notified()).await;
     cancel.cancel();
@@ -667,7 +541,7 @@ async fn cancelling_a_guest_waiting_in_a_host_call_stops_it() {
         .await
         .unwrap();
     assert_eq!(execution.result.status, Status::Cancelled);
-    assert_eq!(execution.capabilities.calls, ["state.get"]);
+    assert_eq!(execution.capabilities.names(), ["state.get"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -678,8 +552,8 @@ async fn time_spent_inside_host_calls_counts_against_the_timeout() {
     };
     let execution = runtime()
         .execute(
-            &waits_on_state(),
-            Fake::slow_state(Duration::from_secs(30)),
+            &prepare(&WAITS_ON_STATE, &["state"]),
+            Fake::new(slow_state(Duration::from_secs(30))),
             "{}",
             options,
         )
@@ -690,22 +564,18 @@ async fn time_spent_inside_host_calls_counts_against_the_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_survives_every_hostile_component_at_once() {
-    let deadline = ExecOptions {
-        timeout: Some(Duration::from_millis(300)),
-        fuel: Some(u64::MAX / 2),
-        ..ExecOptions::default()
-    };
+    let deadline = spin_for(300);
     let small = ExecOptions {
         memory_limit: Some(4 << 20),
         ..ExecOptions::default()
     };
     let (spin_fuel, spin_deadline, hogged, deep, panicked, denied, ok) = tokio::join!(
-        run(spin(), with_fuel(100_000_000)),
-        run(spin(), deadline),
-        run(hog(), small),
-        run(recurse(), ExecOptions::default()),
-        run(panics(), ExecOptions::default()),
-        run(emitter(&["log"]), ExecOptions::default()),
+        run(prepare(&SPIN, &[]), with_fuel(100_000_000)),
+        run(prepare(&SPIN, &[]), deadline),
+        run(prepare(&HOG, &[]), small),
+        run(prepare(&RECURSE, &[]), ExecOptions::default()),
+        run(prepare(&PANICS, &["log"]), ExecOptions::default()),
+        run(prepare(&EMITTER, &["log"]), ExecOptions::default()),
         run_noop(),
     );
     assert_eq!(spin_fuel.status, Status::FuelExhausted);
@@ -722,13 +592,32 @@ async fn the_host_survives_every_hostile_component_at_once() {
     }
 }
 
+/// A new runtime on `config` and `bytes` prepared on it, which must come from `source`.
+fn prepared_from(
+    config: &RuntimeConfig,
+    bytes: &[u8],
+    source: Source,
+) -> (Runtime<Fake>, Arc<PreparedJob<Fake>>) {
+    let runtime = Runtime::<Fake>::new(config.clone()).unwrap();
+    let job = runtime.prepare(bytes).unwrap();
+    assert_eq!(job.source(), source);
+    (runtime, job)
+}
+
+/// `job` runs to completion on `runtime`.
+async fn completes(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) {
+    let execution = runtime
+        .execute(job, fake(), "{}", ExecOptions::default())
+        .await;
+    let result = execution.result;
+    assert_eq!(result.status, Status::Completed, "{result:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_are_compiled_once_and_reloaded_from_verified_artifacts() {
     let config = config("cache");
     let bytes = &noop_dsl().0;
-    let first = Runtime::<Fake>::new(config.clone()).unwrap();
-    let job = first.prepare(bytes).unwrap();
-    assert_eq!(job.source(), Source::Compiled);
+    let (first, job) = prepared_from(&config, bytes, Source::Compiled);
     assert!(
         Arc::ptr_eq(&job, &first.prepare(bytes).unwrap()),
         "one InstancePre per hash"
@@ -736,14 +625,8 @@ async fn components_are_compiled_once_and_reloaded_from_verified_artifacts() {
     drop(first);
 
     // A new host with the same cache directory loads the artifact.
-    let second = Runtime::<Fake>::new(config.clone()).unwrap();
-    let job = second.prepare(bytes).unwrap();
-    assert_eq!(job.source(), Source::Disk);
-    let result = second
-        .execute(&job, Fake::default(), "{}", ExecOptions::default())
-        .await
-        .result;
-    assert_eq!(result.status, Status::Completed, "{result:?}");
+    let (second, job) = prepared_from(&config, bytes, Source::Disk);
+    completes(&second, &job).await;
     drop(second);
 
     // A tampered artifact (its header no longer matches) is never loaded: compiled again.
@@ -753,14 +636,8 @@ async fn components_are_compiled_once_and_reloaded_from_verified_artifacts() {
     let middle = tampered.len() / 2;
     tampered[middle] ^= 0xff;
     std::fs::write(&artifact, tampered).unwrap();
-    let third = Runtime::<Fake>::new(config.clone()).unwrap();
-    let job = third.prepare(bytes).unwrap();
-    assert_eq!(job.source(), Source::Compiled);
-    let result = third
-        .execute(&job, Fake::default(), "{}", ExecOptions::default())
-        .await
-        .result;
-    assert_eq!(result.status, Status::Completed, "{result:?}");
+    let (third, job) = prepared_from(&config, bytes, Source::Compiled);
+    completes(&third, &job).await;
 
     // A component without a manifest is not a job.
     let mut bare = bytes.clone();

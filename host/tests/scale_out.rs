@@ -146,11 +146,7 @@ async fn workers_killed_with_9_lose_no_task() {
     let reg = register_noop(&db).await;
 
     // The API/scheduler and three workers.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let api = Reaped(vec![spawn(
         &["run", "--listen", &listen],
@@ -323,23 +319,27 @@ mod redis_schedulers {
     }
 }
 
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// A Redis of its own on a free port, with the append-only file on.
 fn redis_server(dir: &std::path::Path, port: u16) -> Child {
+    let port = port.to_string();
     Command::new("redis-server")
+        .args(["--port", &port, "--bind", "127.0.0.1"])
         .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
             "--appendonly",
             "yes",
             "--appendfsync",
             "always",
             "--save",
             "",
-            "--dir",
-            dir.to_str().unwrap(),
         ])
+        .arg("--dir")
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -382,11 +382,7 @@ async fn a_redis_restart_with_aof_loses_no_acknowledged_task() {
     }
     let dir = std::env::temp_dir().join(common::unique("codeai_aof"));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("redis://127.0.0.1:{port}");
     let mut server = Reaped(vec![redis_server(&dir, port)]);
     let db = Database::connect(&format!("sqlite:{}", dir.join("state.db").display()))
@@ -498,14 +494,8 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
         && Command::new("runuser")
             .args(["-u", "postgres", "--"])
             .arg(bin.join("initdb"))
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "-D",
-                data.to_str().unwrap(),
-            ])
+            .args(["-A", "trust", "-U", "postgres", "-D"])
+            .arg(&data)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -515,11 +505,7 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
         eprintln!("notice: cannot run initdb as postgres; skipping");
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let options = format!(
         "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
         dir.display()

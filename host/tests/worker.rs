@@ -24,7 +24,7 @@ on_every_backend!(
     short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown,
 );
 
-const SOURCE: &str = r#"
+const API: &str = r#"
 integration Api {
     base_url: env("API_URL")
     timeout: 5s
@@ -32,36 +32,49 @@ integration Api {
 }
 
 event Failed { job: string, execution: string, error: string }
+"#;
 
-job Fixed {
-    retry: 2 times
-    input: { key: "fixed" }
-    steps { p { call: Api.ping { key: input.key } } }
-    on_fail: emit(Failed)
-}
-
-job Exponential {
-    retry: 2 times with exponential_backoff
-    input: { key: "exp" }
-    steps { p { call: Api.ping { key: input.key } } }
-    on_fail: emit(Failed)
-}
-
-job Listed {
-    retry: 2 times
-    retry_delays: [300ms, 600ms]
-    input: { key: "listed" }
-    steps { p { call: Api.ping { key: input.key } } }
-    on_fail: emit(Failed)
-}
-
-job Hopeless {
-    retry: 1 times with exponential_backoff
-    input: { key: "never" }
+/// A job that calls `Api.ping` with its key, retries per its policy and emits `Failed` when it
+/// gives up.
+const PINGER: &str = r#"
+job NAME {
+    RETRY
+    input: { key: "KEY" }
     steps { p { call: Api.ping { key: input.key } } }
     on_fail: emit(Failed)
 }
 "#;
+
+/// (job, its retry policy, the key it pings with).
+const PINGERS: [(&str, &str, &str); 4] = [
+    ("Fixed", "retry: 2 times", "fixed"),
+    (
+        "Exponential",
+        "retry: 2 times with exponential_backoff",
+        "exp",
+    ),
+    (
+        "Listed",
+        "retry: 2 times\n    retry_delays: [300ms, 600ms]",
+        "listed",
+    ),
+    (
+        "Hopeless",
+        "retry: 1 times with exponential_backoff",
+        "never",
+    ),
+];
+
+/// [`API`] and a [`PINGER`] for each of the [`PINGERS`].
+fn source() -> String {
+    let jobs = PINGERS.iter().map(|(job, retry, key)| {
+        PINGER
+            .replace("NAME", job)
+            .replace("RETRY", retry)
+            .replace("KEY", key)
+    });
+    std::iter::once(API.to_string()).chain(jobs).collect()
+}
 
 /// (status, started_at, finished_at) of each attempt of an execution, in order: the retried
 /// attempts' rows in `execution_attempts`, then the last attempt, which is the execution row.
@@ -127,7 +140,6 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    migrate::migrate_up(&db).await.unwrap();
     // The API fails the first two calls of each key, except `never`, which always fails.
     let calls: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
     let seen = calls.clone();
@@ -142,32 +154,19 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
         }
     })
     .await;
-    let url = api.url.clone();
-    let env: codeai_host::caps::http::Env =
-        Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
-    let dir = std::env::temp_dir().join(common::unique("codeai_worker"));
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: dir.join("cache"),
-        pool_size: 8,
-        ..RuntimeConfig::default()
-    })
-    .unwrap();
-    let executor = Arc::new(Executor::new(
-        runtime,
-        Services::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
-    ));
-    let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor.clone(),
+    let Workers { dir, queue, pool } = workers(
+        &db,
+        redis,
+        "codeai_worker",
+        api.url.clone(),
         PoolConfig {
             slots: 4,
-            poll: Duration::from_millis(10),
             ..PoolConfig::default()
         },
-    );
+    )
+    .await;
 
-    let (artifacts, _) = codeai_dsl::compile("retry.codeai", SOURCE).unwrap();
+    let (artifacts, _) = codeai_dsl::compile("retry.codeai", &source()).unwrap();
     let mut ids = BTreeMap::new();
     for a in &artifacts {
         let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, &a.name)
@@ -247,18 +246,28 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const SLOW: &str = r#"
+/// The integration whose `wait` the jobs below sit in: `API_URL` never answers.
+macro_rules! slow_api {
+    () => {
+        r#"
 integration Slow {
     base_url: env("API_URL")
     timeout: 30s
     wait: GET "/wait" {}
 }
+"#
+    };
+}
 
+const SLOW: &str = concat!(
+    slow_api!(),
+    r#"
 job Waits {
     retry: 3 times
     steps { w { call: Slow.wait {} } }
 }
-"#;
+"#
+);
 
 /// The state, outcome and attempt of a task.
 async fn task_state(queue: &Queue, id: uuid::Uuid) -> (String, Option<String>, i64) {
@@ -278,31 +287,28 @@ async fn wait_cancelled(queue: &Queue, id: uuid::Uuid, what: &str) {
     );
 }
 
-/// A queue and a worker pool (`slots`, `prefetch`; 10 ms poll, 200 ms grace) whose `API_URL` is
-/// a server that accepts and never answers: a job calling it sits in a host call.
-struct Hanging {
-    server: HangingPeer,
+/// A queue and a worker pool on `db` (`config`, polling every 10 ms) whose jobs' `API_URL` is
+/// `url`, a peer on loopback; the directory of its cache and reports, named after `name`.
+struct Workers {
     dir: std::path::PathBuf,
     queue: Arc<Queue>,
     pool: Arc<WorkerPool>,
 }
 
-async fn hanging(
+async fn workers(
     db: &Database,
     redis: Option<RedisQueue>,
     name: &str,
-    slots: usize,
-    prefetch: Option<usize>,
-) -> Hanging {
+    url: String,
+    config: PoolConfig,
+) -> Workers {
     migrate::migrate_up(db).await.unwrap();
-    let server = HangingPeer::start().await;
-    let url = server.url.clone();
     let env: codeai_host::caps::http::Env =
         Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
     let dir = std::env::temp_dir().join(common::unique(name));
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: dir.join("cache"),
-        pool_size: 4,
+        pool_size: 8,
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -311,35 +317,40 @@ async fn hanging(
         Services::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
     ));
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor,
-        PoolConfig {
-            slots,
-            poll: Duration::from_millis(10),
-            grace: Duration::from_millis(200),
-            prefetch,
-            ..PoolConfig::default()
-        },
-    );
-    Hanging {
-        server,
-        dir,
-        queue,
-        pool,
-    }
+    let config = PoolConfig {
+        poll: Duration::from_millis(10),
+        ..config
+    };
+    let pool = WorkerPool::new(queue.clone(), executor, config);
+    Workers { dir, queue, pool }
+}
+
+/// [`workers`] (`slots`, `prefetch`, 200 ms grace) whose `API_URL` is a server that accepts and
+/// never answers: a job calling it sits in a host call.
+async fn hanging(
+    db: &Database,
+    redis: Option<RedisQueue>,
+    name: &str,
+    slots: usize,
+    prefetch: Option<usize>,
+) -> (HangingPeer, Workers) {
+    let server = HangingPeer::start().await;
+    let config = PoolConfig {
+        slots,
+        grace: Duration::from_millis(200),
+        prefetch,
+        ..PoolConfig::default()
+    };
+    let workers = workers(db, redis, name, server.url.clone(), config).await;
+    (server, workers)
 }
 
 async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    let Hanging {
-        server,
-        dir,
-        queue,
-        pool,
-    } = hanging(&db, redis, "codeai_cancel", 2, None).await;
+    let (server, Workers { dir, queue, pool }) =
+        hanging(&db, redis, "codeai_cancel", 2, None).await;
     let (artifacts, _) = codeai_dsl::compile("slow.codeai", SLOW).unwrap();
     let a = &artifacts[0];
     let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "slow")
@@ -376,13 +387,9 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const QUICK_AND_SLOW: &str = r#"
-integration Slow {
-    base_url: env("API_URL")
-    timeout: 30s
-    wait: GET "/wait" {}
-}
-
+const QUICK_AND_SLOW: &str = concat!(
+    slow_api!(),
+    r#"
 job Waits {
     steps { w { call: Slow.wait {} } }
 }
@@ -390,18 +397,15 @@ job Waits {
 job Quick {
     steps { one { compute: { ok: true } as: result } }
 }
-"#;
+"#
+);
 
 async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    let Hanging {
-        server,
-        dir,
-        queue,
-        pool,
-    } = hanging(&db, redis, "codeai_ahead", 1, Some(3)).await;
+    let (server, Workers { dir, queue, pool }) =
+        hanging(&db, redis, "codeai_ahead", 1, Some(3)).await;
     let (artifacts, _) = codeai_dsl::compile("ahead.codeai", QUICK_AND_SLOW).unwrap();
     let mut jobs = BTreeMap::new();
     for a in &artifacts {

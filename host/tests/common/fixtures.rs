@@ -4,13 +4,15 @@
 #![allow(dead_code, unreachable_pub)]
 
 use chrono::Utc;
-use codeai_host::executor::Executor;
-use codeai_host::queue::NewTask;
-use codeai_host::runtime::{Runtime, RuntimeConfig};
+use codeai_host::executor::{Executor, Request};
+use codeai_host::queue::{NewTask, Queue};
+use codeai_host::runtime::{ExecOptions, Runtime, RuntimeConfig};
 use codeai_host::services::{Services, ServicesConfig};
 use codeai_host::store::Database;
+use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A job that does nothing: one `compute` step.
 pub const NOOP: &str = r#"
@@ -46,6 +48,25 @@ pub fn run_now(job_id: &str, version: i64, job_name: &str) -> NewTask {
     }
 }
 
+/// The first and only attempt of job `job_id` (unregistered: no version) for the default
+/// tenant, with `input`, on the wall clock and the default options; change a field with
+/// struct update.
+pub fn one_attempt<'a>(job_id: &'a str, trigger: &'a str, input: &'a str) -> Request<'a> {
+    Request {
+        tenant: "default",
+        job_id,
+        job_version: None,
+        trigger,
+        input,
+        now: None,
+        attempt: 1,
+        max_attempts: 1,
+        execution_id: None,
+        scheduled_at: None,
+        options: ExecOptions::default(),
+    }
+}
+
 /// The queues the tests and benches spread tasks over, in turn.
 pub const QUEUES: [&str; 3] = ["critical", "default", "low"];
 
@@ -71,4 +92,18 @@ pub fn local_executor(
             ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
         ),
     ))
+}
+
+/// The worker pool of the throughput benches: `slots` slots polling every 5 ms, leasing ahead
+/// the environment's `PEER_PREFETCH` tasks (default: the pool's).
+pub fn bench_pool(queue: Arc<Queue>, executor: Arc<Executor>, slots: usize) -> Arc<WorkerPool> {
+    let config = PoolConfig {
+        slots,
+        poll: Duration::from_millis(5),
+        prefetch: std::env::var("PEER_PREFETCH")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        ..PoolConfig::default()
+    };
+    WorkerPool::new(queue, executor, config)
 }

@@ -6,9 +6,11 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fake;
 pub mod fixtures;
 pub mod handmade;
 pub mod peers;
+pub mod test_host;
 
 use codeai_host::store::Database;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -198,22 +200,27 @@ where
     }
 }
 
+/// `mod $module` with a test `NAME` for each scenario `NAME`, whose body is `$run` with
+/// `$scenario` bound to the scenario function.
+#[allow(unused_macros)]
+macro_rules! scenario_tests {
+    ($module:ident, |$scenario:ident| $run:expr, $($name:ident),*) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let $scenario = super::$name;
+                $run.await
+            })*
+        }
+    };
+}
+
 /// Each scenario becomes `sqlite::NAME` and `postgres::NAME`.
 #[allow(unused_macros)]
 macro_rules! on_both_databases {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run_sqlite(super::$name).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::run_postgres(super::$name).await
-            })*
-        }
+        scenario_tests!(sqlite, |scenario| super::run_sqlite(scenario), $($name),*);
+        scenario_tests!(postgres, |scenario| super::run_postgres(scenario), $($name),*);
     };
 }
 
@@ -274,23 +281,20 @@ where
 #[allow(unused_macros)]
 macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::common::run_sqlite(|db| super::$name(db, None)).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::common::run_postgres(|db| super::$name(db, None)).await
-            })*
-        }
-        mod redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::common::run_postgres_redis(super::$name).await
-            })*
-        }
+        scenario_tests!(
+            sqlite,
+            |scenario| super::common::run_sqlite(move |db| scenario(db, None)),
+            $($name),*
+        );
+        scenario_tests!(
+            postgres,
+            |scenario| super::common::run_postgres(move |db| scenario(db, None)),
+            $($name),*
+        );
+        scenario_tests!(
+            redis,
+            |scenario| super::common::run_postgres_redis(scenario),
+            $($name),*
+        );
     };
 }

@@ -102,6 +102,20 @@ impl HangingPeer {
     }
 }
 
+/// Reads a request's head (request line and headers, up to the blank line) from `socket`;
+/// `None` if the connection ends first.
+pub async fn read_head(socket: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&chunk[..n]),
+        }
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 async fn read_request(
     mut socket: TcpStream,
     handler: &Handler,

@@ -81,25 +81,17 @@ async fn hand_made_components_of_tenants_are_refused_by_default(db: Database) {
     .await;
     let acme = tenant(&t.db, "acme").await;
     let before = t.host().executor.runtime().compile_pool().stats();
-    let (status, body) = t.upload(&acme, hand_made("Handy", "")).await;
-    assert_eq!(
-        (status, code(&body)),
-        (422, "hand_made_component"),
-        "{body}"
-    );
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = t
+        .upload_refused(&acme, hand_made("Handy", ""), 422, "hand_made_component")
+        .await;
     assert!(
         message.contains("CODEAI_TENANT_COMPONENTS=any"),
         "{message}"
     );
     // A real build changed afterwards is not a build any more.
     let edited = with_manifest(&job(SIMPLE, "Simple"), |m| m["timeout_ms"] = json!(1));
-    let (status, body) = t.upload(&acme, edited).await;
-    assert_eq!(
-        (status, code(&body)),
-        (422, "hand_made_component"),
-        "{body}"
-    );
+    t.upload_refused(&acme, edited, 422, "hand_made_component")
+        .await;
     let mut flipped = job(SIMPLE, "Simple");
     let at = flipped.len() / 2;
     flipped[at] ^= 1;
@@ -224,6 +216,12 @@ async fn ten_uploads_at_once_compile_one_at_a_time(db: Database) {
     t.stop().await;
 }
 
+/// Uploads `component`, which must be refused for its compile budget; the message.
+async fn over_budget(t: &TestHost, token: &str, component: Vec<u8>) -> String {
+    t.upload_refused(token, component, 422, "compile_budget_exceeded")
+        .await
+}
+
 async fn a_compile_over_its_time_budget_fails_alone(db: Database) {
     // The gate stays shut: the compile never ends by itself. The budget leaves a small component
     // compiled after it ample time even on a loaded machine.
@@ -233,15 +231,7 @@ async fn a_compile_over_its_time_budget_fails_alone(db: Database) {
     .await;
     let acme = tenant(&t.db, "acme").await;
     std::fs::remove_file(&gate).unwrap();
-    let (status, body) = t
-        .upload(&acme, hand_made("Slow", &arithmetic(1, 1_000, 4)))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (422, "compile_budget_exceeded"),
-        "{body}"
-    );
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = over_budget(&t, &acme, hand_made("Slow", &arithmetic(1, 1_000, 4))).await;
     assert!(message.contains("CODEAI_COMPILE_TIMEOUT_SECS"), "{message}");
     std::fs::write(&gate, "").unwrap();
     // The host goes on: the next component compiles within the budget.
@@ -255,15 +245,7 @@ async fn a_compile_over_its_time_budget_fails_alone(db: Database) {
 async fn a_compile_over_its_memory_budget_fails_alone(db: Database) {
     let (t, _gate) = host(db, |c, _| c.runtime.compile.max_memory = 24 << 20).await;
     let acme = tenant(&t.db, "acme").await;
-    let (status, body) = t
-        .upload(&acme, hand_made("Hungry", &arithmetic(9, 60_000, 5)))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (422, "compile_budget_exceeded"),
-        "{body}"
-    );
-    let message = body["error"]["message"].as_str().unwrap();
+    let message = over_budget(&t, &acme, hand_made("Hungry", &arithmetic(9, 60_000, 5))).await;
     assert!(message.contains("CODEAI_COMPILE_MAX_MEMORY"), "{message}");
     assert_eq!(cached_files(&t), 0, "nothing of the refused upload is kept");
     t.stop().await;
@@ -278,14 +260,13 @@ async fn a_tenants_compiles_per_hour_are_counted(db: Database) {
         // The same bytes again compile nothing and cost nothing.
         t.upload_ok(&acme, component).await;
     }
-    let (status, body) = t
-        .upload(&acme, hand_made("Job3", &arithmetic(1, 300, 3)))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (429, "compile_quota_exceeded"),
-        "{body}"
-    );
+    t.upload_refused(
+        &acme,
+        hand_made("Job3", &arithmetic(1, 300, 3)),
+        429,
+        "compile_quota_exceeded",
+    )
+    .await;
     // Another tenant, and the operator, have their own.
     let globex = tenant(&t.db, "globex").await;
     t.upload_ok(&globex, hand_made("Job3", &arithmetic(1, 300, 3)))

@@ -6,12 +6,13 @@
 //! cap, so the execution ends `memory_exceeded` with the host's memory bounded.
 
 use super::support::*;
+use crate::common::peers::read_head;
 use crate::common::{run_postgres, run_sqlite};
 use codeai_host::store::Database;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 on_both_databases!(
     a_tenant_cannot_reach_the_host_loopback_private_or_metadata_addresses,
@@ -52,14 +53,9 @@ impl Holding {
             while let Ok((mut socket, _)) = listener.accept().await {
                 let (seen, release, most) = (seen.clone(), release.clone(), most_seen.clone());
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&chunk[..n]),
-                        }
-                    }
+                    let Some(_) = read_head(&mut socket).await else {
+                        return;
+                    };
                     {
                         let mut s = seen.lock().unwrap();
                         s.held += 1;
@@ -128,16 +124,10 @@ impl Listener {
                 count.fetch_add(1, Ordering::SeqCst);
                 let body = body.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let text = String::from_utf8_lossy(&head);
-                    let path = text.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let Some(head) = read_head(&mut socket).await else {
+                        return;
+                    };
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let body = body(&path);
                     // A big body comes without its length (read until the connection closes),
                     // so the host cannot size its buffer from a header: it must count the
@@ -269,13 +259,7 @@ async fn the_allow_lists_open_what_they_name_for_whom_they_name(db: Database) {
     let done = host.run(&token, "Probe", json!({})).await;
     let errors = call_errors(&done);
     assert_eq!(errors[0], None, "{done}");
-    let error = errors[1].as_deref().unwrap_or_default();
-    assert!(
-        error.starts_with("denied: ")
-            && error.contains("`127.0.0.2` is a loopback address")
-            && error.contains("CODEAI_EGRESS_ALLOW=127.0.0.2/32"),
-        "{error}"
-    );
+    assert_loopback_denied(&errors[1], "127.0.0.2", "CODEAI_EGRESS_ALLOW");
     assert_eq!((tenants_peer.accepted(), operator_peer.accepted()), (1, 0));
 
     // A name is checked on what it resolves to: `localhost` leads to the allowed 127.0.0.1
@@ -292,16 +276,22 @@ async fn the_allow_lists_open_what_they_name_for_whom_they_name(db: Database) {
     host.upload_ok(ADMIN, job(&source, "OperatorProbe")).await;
     let done = host.run(ADMIN, "OperatorProbe", json!({})).await;
     let errors = call_errors(&done);
-    let error = errors[0].as_deref().unwrap_or_default();
-    assert!(
-        error.starts_with("denied: ")
-            && error.contains("`127.0.0.1` is a loopback address")
-            && error.contains("CODEAI_OPERATOR_EGRESS_ALLOW=127.0.0.1/32"),
-        "{error}"
-    );
+    assert_loopback_denied(&errors[0], "127.0.0.1", "CODEAI_OPERATOR_EGRESS_ALLOW");
     assert_eq!(errors[1], None, "{done}");
     assert_eq!((tenants_peer.accepted(), operator_peer.accepted()), (2, 1));
     host.stop().await;
+}
+
+/// `error` denies a call to the loopback `address` and names the setting that would allow it.
+#[track_caller]
+fn assert_loopback_denied(error: &Option<String>, address: &str, setting: &str) {
+    let error = error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("denied: ")
+            && error.contains(&format!("`{address}` is a loopback address"))
+            && error.contains(&format!("{setting}={address}/32")),
+        "{error}"
+    );
 }
 
 /// Peak-RSS measurements must not overlap: one at a time in this process.
@@ -348,6 +338,43 @@ async fn ran_in_child(db: &Database, scenario: &str) -> bool {
     true
 }
 
+/// A host whose tenants may call peers on loopback, and a token of its tenant `name`.
+async fn host_calling_loopback(db: &Database, name: &str) -> (TestHost, String) {
+    let host = TestHost::start(db.clone(), |c| {
+        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
+    })
+    .await;
+    let token = tenant(db, name).await;
+    (host, token)
+}
+
+/// The integration `Peer` at `url`, whose `get` fetches `/item/{n}`, and the job `name` that
+/// calls it for each of `input.items`, `parallel` at once, with `extra` in its step.
+fn fan_out(url: &str, name: &str, parallel: u32, extra: &str) -> String {
+    format!(
+        r#"
+integration Peer {{
+    base_url: "{url}"
+    timeout: 60s
+    get: GET "/item/{{n}}" {{ n: int }}
+}}
+
+job {name} {{
+    steps {{
+        fetch {{
+            for_each: input.items
+            item: i
+            parallel: {parallel}
+            call: Peer.get {{ n: i }}
+            {extra}
+            as: answers
+        }}
+    }}
+}}
+"#
+    )
+}
+
 const MEMORY_CAP: usize = 64 << 20;
 
 fn status_bytes(field: &str) -> usize {
@@ -376,7 +403,7 @@ async fn a_flood_of_big_responses_ends_memory_exceeded_with_host_memory_bounded(
     if ran_in_child(&db, scenario).await {
         return;
     }
-    // 16 MiB of JSON (one string), shared by every response; `/big/0` answers a small body.
+    // 16 MiB of JSON (one string), shared by every response; `/item/0` answers a small body.
     let big: Arc<[u8]> = {
         let mut body = vec![b'x'; 16 << 20];
         body[0] = b'"';
@@ -391,34 +418,8 @@ async fn a_flood_of_big_responses_ends_memory_exceeded_with_host_memory_bounded(
         }
     })
     .await;
-    let host = TestHost::start(db.clone(), |c| {
-        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
-    })
-    .await;
-    let token = tenant(&db, "hog").await;
-    let source = format!(
-        r#"
-integration Big {{
-    base_url: "{}"
-    timeout: 60s
-    get: GET "/big/{{n}}" {{ n: int }}
-}}
-
-job Flood {{
-    steps {{
-        fetch {{
-            for_each: input.items
-            item: i
-            parallel: 64
-            call: Big.get {{ n: i }}
-            on_fail: continue
-            as: bodies
-        }}
-    }}
-}}
-"#,
-        listener.url
-    );
+    let (host, token) = host_calling_loopback(&db, "hog").await;
+    let source = fan_out(&listener.url, "Flood", 64, "on_fail: continue");
     host.upload_ok(&token, job(&source, "Flood")).await;
     let _one_at_a_time = MEASURING.lock().await;
     // Warm-up: the component is compiled and instantiated, the connection code runs.
@@ -433,16 +434,11 @@ job Flood {{
         listener.accepted() - 1,
         growth as f64 / (1 << 20) as f64
     );
-    assert_eq!(done["status"], "memory_exceeded", "{done}");
-    let error = done["error"].as_str().unwrap_or_default();
-    assert!(
-        error.starts_with("host-side buffers for `http.call-many` Big.get exceeded the execution's memory cap of 64.0 MiB"),
-        "{error}"
+    assert_exceeded(
+        &done,
+        "host-side buffers for `http.call-many` Peer.get exceeded the execution's memory cap of 64.0 MiB",
     );
-    assert!(
-        growth < 2 * MEMORY_CAP,
-        "peak RSS grew by {growth} bytes for an execution capped at {MEMORY_CAP}"
-    );
+    assert_rss_held(growth);
     host.stop().await;
 }
 
@@ -500,18 +496,27 @@ job Dump {
         growth as f64 / (1 << 20) as f64
     );
     for done in [&warm, &done] {
-        assert_eq!(done["status"], "memory_exceeded", "{done}");
-        let error = done["error"].as_str().unwrap_or_default();
-        assert!(
-            error.starts_with("host-side buffers for `data.select` Blob exceeded"),
-            "{error}"
-        );
+        assert_exceeded(done, "host-side buffers for `data.select` Blob exceeded");
     }
+    assert_rss_held(growth);
+    host.stop().await;
+}
+
+/// The execution `done` ended `memory_exceeded` with an error that starts with `error`.
+#[track_caller]
+fn assert_exceeded(done: &Value, error: &str) {
+    assert_eq!(done["status"], "memory_exceeded", "{done}");
+    let got = done["error"].as_str().unwrap_or_default();
+    assert!(got.starts_with(error), "{got}");
+}
+
+/// The process's peak RSS grew by less than twice an execution's memory cap.
+#[track_caller]
+fn assert_rss_held(growth: usize) {
     assert!(
         growth < 2 * MEMORY_CAP,
         "peak RSS grew by {growth} bytes for an execution capped at {MEMORY_CAP}"
     );
-    host.stop().await;
 }
 
 async fn a_job_never_has_more_calls_in_flight_than_the_most_parallel(db: Database) {
@@ -519,33 +524,8 @@ async fn a_job_never_has_more_calls_in_flight_than_the_most_parallel(db: Databas
     // check passes: only the compiler's bound, not the host's, is stepped over).
     const MOST: usize = codeai_ir::limits::MAX_PARALLEL as usize;
     let server = Holding::start(MOST + 50, std::time::Duration::from_secs(2)).await;
-    let host = TestHost::start(db.clone(), |c| {
-        c.services.egress.tenants = "127.0.0.1/32".parse().unwrap();
-    })
-    .await;
-    let token = tenant(&db, "fan").await;
-    let source = format!(
-        r#"
-integration Peer {{
-    base_url: "{}"
-    timeout: 60s
-    get: GET "/item/{{n}}" {{ n: int }}
-}}
-
-job Fan {{
-    steps {{
-        fetch {{
-            for_each: input.items
-            item: i
-            parallel: 2
-            call: Peer.get {{ n: i }}
-            as: answers
-        }}
-    }}
-}}
-"#,
-        server.url
-    );
+    let (host, token) = host_calling_loopback(&db, "fan").await;
+    let source = fan_out(&server.url, "Fan", 2, "");
     let built = job(&source, "Fan");
     let mut program =
         serde_json::to_value(codeai_dsl::emit::read_program(&built).unwrap()).unwrap();

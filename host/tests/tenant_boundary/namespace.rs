@@ -53,6 +53,12 @@ fn calls(exec: &Value) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// The first call named `name` of an execution.
+fn call(exec: &Value, name: &str) -> (String, String, Option<String>) {
+    let found = calls(exec).into_iter().find(|(c, ..)| c == name);
+    found.unwrap_or_else(|| panic!("no {name} call: {exec}"))
+}
+
 fn source_with_table(table: &str) -> String {
     SHOP.replace(r#"table: "products""#, &format!("table: {}", json!(table)))
 }
@@ -157,8 +163,7 @@ job Escalate {{
     );
     // Run as it was built, the job writes its own `my_tokens`, nothing of the platform's.
     t.upload_ok(&acme, bytes).await;
-    let exec = t.run(&acme, "Escalate", json!({})).await;
-    assert_eq!(exec["status"], "completed", "{exec}");
+    t.run_completed(&acme, "Escalate", json!({})).await;
     let (status, _) = t.get(forged, "/jobs").await;
     assert_eq!(status, 401, "the forged token opens nothing");
     let (status, _) = t.get(ADMIN, "/jobs").await;
@@ -181,16 +186,11 @@ async fn tenants_tables_are_their_own(db: Database) {
         .await
         .unwrap();
     for _ in 0..2 {
-        let exec = t.run(&acme, "Restock", json!({})).await;
-        assert_eq!(exec["status"], "completed", "{exec}");
+        t.run_completed(&acme, "Restock", json!({})).await;
     }
-    let exec = t.run(&globex, "Restock", json!({})).await;
-    assert_eq!(exec["status"], "completed", "{exec}");
+    let exec = t.run_completed(&globex, "Restock", json!({})).await;
     // Each tenant's job saw its own rows only.
-    let read = calls(&exec)
-        .into_iter()
-        .find(|(c, ..)| c == "data.select")
-        .unwrap();
+    let read = call(&exec, "data.select");
     assert!(read.1.starts_with("Product: "), "{read:?}");
     let count = |tenant: &'static str| {
         let db = t.db.clone();
@@ -299,44 +299,32 @@ async fn executions_are_read_and_deleted_only_within_the_tenant(db: Database) {
     let globex = tenant(&t.db, "globex").await;
     t.upload_ok(&acme, job(JANITOR, "Janitor")).await;
     t.upload_ok(&globex, job(SHOP, "Restock")).await;
-    let theirs = t.run(&globex, "Restock", json!({})).await;
-    assert_eq!(theirs["status"], "completed");
+    let theirs = t.run_completed(&globex, "Restock", json!({})).await;
     // The janitor's own earlier run, finished; and one of its runs still pending.
-    let first = t.run(&acme, "Janitor", json!({})).await;
-    assert_eq!(first["status"], "completed", "{first}");
-    let second = t.run(&acme, "Janitor", json!({})).await;
-    assert_eq!(second["status"], "completed", "{second}");
-    let rows = calls(&second)
-        .into_iter()
-        .find(|(c, ..)| c == "data.delete")
-        .unwrap();
+    let first = t.run_completed(&acme, "Janitor", json!({})).await;
+    let second = t.run_completed(&acme, "Janitor", json!({})).await;
+    let rows = call(&second, "data.delete");
     // The first run only: not this running one, not globex's.
     assert_eq!(rows.1, "JobExecution: 1 rows", "{rows:?}");
-    let (status, _) = t
-        .get(
-            &globex,
-            &format!("/executions/{}", theirs["id"].as_str().unwrap()),
-        )
-        .await;
-    assert_eq!(status, 200, "another tenant's execution is still there");
-    let (status, _) = t
-        .get(
-            &acme,
-            &format!("/executions/{}", first["id"].as_str().unwrap()),
-        )
-        .await;
+    let shown = |token: &str, exec: &Value| {
+        let path = format!("/executions/{}", exec["id"].as_str().unwrap());
+        let token = token.to_string();
+        let t = &t;
+        async move { t.get(&token, &path).await.0 }
+    };
     assert_eq!(
-        status, 404,
+        shown(&globex, &theirs).await,
+        200,
+        "another tenant's execution is still there"
+    );
+    assert_eq!(
+        shown(&acme, &first).await,
+        404,
         "the tenant's own finished execution was deleted"
     );
-    let (status, _) = t
-        .get(
-            &acme,
-            &format!("/executions/{}", second["id"].as_str().unwrap()),
-        )
-        .await;
     assert_eq!(
-        status, 200,
+        shown(&acme, &second).await,
+        200,
         "the running execution was not deleted under its own feet"
     );
     t.stop().await;
@@ -368,16 +356,10 @@ job Plant { steps { s { action: insert Fake { job: "x", format: "pdf", size: 1, 
     t.upload_ok(&acme, bytes).await;
     let exec = t.run(&acme, "Plant", json!({})).await;
     assert_eq!(exec["status"], "failed", "{exec}");
-    let insert = calls(&exec)
-        .into_iter()
-        .find(|(c, ..)| c == "data.insert")
-        .unwrap();
+    let error = call(&exec, "data.insert").2.unwrap_or_default();
     assert!(
-        insert
-            .2
-            .as_deref()
-            .is_some_and(|e| e.starts_with("denied: cannot insert into `Fake`")),
-        "{insert:?}"
+        error.starts_with("denied: cannot insert into `Fake`"),
+        "{error}"
     );
     let (_, reports) = t.get(&acme, "/reports").await;
     assert_eq!(reports["data"], json!([]));
@@ -425,8 +407,7 @@ job Cleanup {
 }
 "#;
     t.upload_ok(&acme, job(cleanup, "Cleanup")).await;
-    let exec = t.run(&acme, "Cleanup", json!({})).await;
-    assert_eq!(exec["status"], "completed", "{exec}");
+    t.run_completed(&acme, "Cleanup", json!({})).await;
     assert_eq!(std::fs::read_to_string(&canary).unwrap(), "still here");
     assert!(std::path::Path::new("/etc/passwd").exists());
     let (_, left) = t.get(&acme, "/reports").await;
@@ -499,17 +480,8 @@ async fn a_tenants_maintenance_stays_in_its_tables(db: Database) {
     // Run again at once: the tenant's allowance is used.
     let again = t.run(&acme, "Tidy", json!({})).await;
     assert_eq!(again["status"], "failed");
-    let analyze = calls(&again)
-        .into_iter()
-        .find(|(c, ..)| c == "data.maintain")
-        .unwrap();
-    assert!(
-        analyze
-            .2
-            .as_deref()
-            .is_some_and(|e| e.contains("once per 60 minutes")),
-        "{analyze:?}"
-    );
+    let error = call(&again, "data.maintain").2.unwrap_or_default();
+    assert!(error.contains("once per 60 minutes"), "{error}");
     t.stop().await;
 }
 

@@ -8,17 +8,17 @@
 //! records every request, so "nothing arrived" is a count, not a wait.
 
 use crate::common::peers::{HttpPeer, Received};
+use crate::common::test_host::each;
 #[allow(unused_imports)]
 use crate::common::{run_postgres, run_sqlite};
 use crate::support::{job, tenant, TestHost, ADMIN};
 use codeai_host::caps::http::Env;
 use codeai_host::store::Database;
-use reqwest::Method;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-/// The host's environment as the test host sees it: the platform's variables, an ordinary one
-/// and one the operator denies with `CODEAI_ENV_DENY=AWS_*`.
+/// The host's environment as the test host sees it: the platform's variables (the first
+/// [`PLATFORM`]), one the operator denies with `CODEAI_ENV_DENY=AWS_*`, and ordinary ones.
 const HOST_ENV: &[(&str, &str)] = &[
     ("CODEAI_ADMIN_TOKEN", "host-admin-token-0001"),
     ("CODEAI_SECRET_KEY", "host-secret-key-0002"),
@@ -34,15 +34,8 @@ const HOST_ENV: &[(&str, &str)] = &[
     ("HOME", "/root/host-home-dir-0009"),
 ];
 
-/// The platform's variables of [`HOST_ENV`]: no job may read them.
-const PLATFORM: &[&str] = &[
-    "CODEAI_ADMIN_TOKEN",
-    "CODEAI_SECRET_KEY",
-    "DATABASE_URL",
-    "REDIS_URL",
-    "SMTP_PASSWORD",
-    "SLACK_WEBHOOK",
-];
+/// How many of [`HOST_ENV`], from the start, are the platform's variables: no job may read them.
+const PLATFORM: usize = 6;
 
 fn host_env() -> Env {
     Arc::new(|name| {
@@ -155,11 +148,10 @@ fn sent_values(peer: &HttpPeer) -> Vec<String> {
 }
 
 async fn put_secret(t: &TestHost, token: &str, name: &str, value: &str) -> (u16, Value) {
-    t.call(
-        Some(token),
-        Method::PUT,
+    t.put(
+        token,
         &format!("/secrets/{name}"),
-        Some(json!({ "value": value })),
+        json!({ "value": value }),
     )
     .await
 }
@@ -182,7 +174,7 @@ async fn a_tenants_job_reads_its_own_secrets_and_nothing_of_the_host(db: Databas
 
     // The platform's variables, an ordinary and a denied variable of the host, a name nobody
     // set, and another tenant's secret: none reaches the server.
-    let mut refused: Vec<&str> = PLATFORM.to_vec();
+    let mut refused: Vec<&str> = HOST_ENV[..PLATFORM].iter().map(|(name, _)| *name).collect();
     refused.extend([
         "WAREHOUSE_API_KEY",
         "AWS_SECRET_ACCESS_KEY",
@@ -418,20 +410,14 @@ async fn secrets_are_encrypted_and_bound_to_their_tenant_and_name(db: Database) 
     }
 
     // The row copied to another tenant, and to another name of its own tenant.
-    raw(
-        &db,
-        "INSERT INTO secrets (tenant_id, name, key_id, nonce, ciphertext, created_at, updated_at) \
-         SELECT 'beta', 'OWN', key_id, nonce, ciphertext, created_at, updated_at FROM secrets \
-         WHERE tenant_id = 'acme' AND name = 'OWN'",
-    )
-    .await;
-    raw(
-        &db,
-        "INSERT INTO secrets (tenant_id, name, key_id, nonce, ciphertext, created_at, updated_at) \
-         SELECT 'acme', 'COPY', key_id, nonce, ciphertext, created_at, updated_at FROM secrets \
-         WHERE tenant_id = 'acme' AND name = 'OWN'",
-    )
-    .await;
+    for (tenant, name) in [("beta", "OWN"), ("acme", "COPY")] {
+        let sql = format!(
+            "INSERT INTO secrets (tenant_id, name, key_id, nonce, ciphertext, created_at, \
+             updated_at) SELECT '{tenant}', '{name}', key_id, nonce, ciphertext, created_at, \
+             updated_at FROM secrets WHERE tenant_id = 'acme' AND name = 'OWN'"
+        );
+        raw(&db, &sql).await;
+    }
     let peer = echo_server().await;
     let source = leak_source(&peer.url, &["OWN", "COPY"]);
     upload_leaks(&t, &beta, &source, 1).await;
@@ -476,28 +462,17 @@ async fn the_secrets_api_shows_no_value_and_only_the_callers_tenant(db: Database
     let (status, list) = t.get(&acme, "/secrets").await;
     assert_eq!(status, 200);
     assert_eq!(list["next_cursor"], Value::Null);
-    let names: Vec<&str> = list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = each(&list["data"], "name");
     assert_eq!(names, ["API_TOKEN"]);
     assert_shows_none(&list, &["acme-listed", "beta-listed"]);
 
     // Another tenant's secrets: not listed, not deletable, not writable, as if absent.
     assert_eq!(t.get(&acme, "/secrets?tenant=beta").await.0, 404);
-    let (status, _) = t
-        .call(Some(&acme), Method::DELETE, "/secrets/BETA_ONLY", None)
-        .await;
+    let (status, _) = t.delete(&acme, "/secrets/BETA_ONLY").await;
     assert_eq!(status, 404);
+    let overwrite = json!({"value": "overwritten"});
     let (status, _) = t
-        .call(
-            Some(&acme),
-            Method::PUT,
-            "/secrets/BETA_ONLY?tenant=beta",
-            Some(json!({"value": "overwritten"})),
-        )
+        .put(&acme, "/secrets/BETA_ONLY?tenant=beta", overwrite)
         .await;
     assert_eq!(status, 404);
     let (_, list) = t.get(&beta, "/secrets").await;
@@ -553,13 +528,9 @@ async fn the_secrets_api_shows_no_value_and_only_the_callers_tenant(db: Database
     );
     assert_eq!(put_secret(&t, &beta, "ONE_MORE", "v1234").await.0, 201);
 
-    let (status, _) = t
-        .call(Some(&acme), Method::DELETE, "/secrets/API_TOKEN", None)
-        .await;
+    let (status, _) = t.delete(&acme, "/secrets/API_TOKEN").await;
     assert_eq!(status, 204);
-    let (status, body) = t
-        .call(Some(&acme), Method::DELETE, "/secrets/API_TOKEN", None)
-        .await;
+    let (status, body) = t.delete(&acme, "/secrets/API_TOKEN").await;
     assert_eq!(status, 404, "{body}");
     t.stop().await;
 }

@@ -21,16 +21,51 @@ fn noop(name: &str, n: u32) -> Vec<u8> {
 }
 
 /// A host whose compiled artifacts go to a directory of this test's own.
-async fn host(db: &Database) -> (TestHost, PathBuf) {
-    let cache = std::env::temp_dir().join(common::unique("codeai_uploads_cache"));
-    let dir = cache.clone();
+/// A host keeping compiled components in a directory of its own (`cache_dir`), its queue on
+/// `redis` when given, and a token of its tenant `acme`.
+struct Acme {
+    t: TestHost,
+    cache_dir: PathBuf,
+    token: String,
+}
+
+async fn acme(db: &Database, redis: Option<codeai_host::queue::RedisQueue>) -> Acme {
+    let cache_dir = std::env::temp_dir().join(common::unique("codeai_uploads_cache"));
+    let dir = cache_dir.clone();
     let t = TestHost::start(db.clone(), move |c| {
         c.runtime.cache_dir = dir;
+        c.redis = redis;
         // Some uploads below are edited after the build: hand-made, which this operator allows.
         c.api.tenant_components = codeai_host::api::TenantComponents::Any;
     })
     .await;
-    (t, cache)
+    let token = tenant(db, "acme").await;
+    Acme {
+        t,
+        cache_dir,
+        token,
+    }
+}
+
+impl Acme {
+    async fn stop(self) {
+        self.t.stop().await;
+        let _ = std::fs::remove_dir_all(self.cache_dir);
+    }
+}
+
+/// Uploads `component`, which must be refused with `status` for a quota; the message, in
+/// lower case.
+async fn over_quota(t: &TestHost, token: &str, component: &[u8], status: u16) -> String {
+    let refused = t.upload_refused(token, component.to_vec(), status, "quota_exceeded");
+    refused.await.to_lowercase()
+}
+
+/// Tenant `acme` keeps `n` versions of each job.
+async fn keep_versions(db: &Database, n: i64) {
+    tenants::set_quotas(db, "acme", None, Some(Some(n)), None)
+        .await
+        .unwrap();
 }
 
 /// The files in the cache directory.
@@ -65,8 +100,8 @@ fn refusal(body: &Value) -> (&str, &str) {
 }
 
 async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Database) {
-    let (t, cache_dir) = host(&db).await;
-    let token = tenant(&db, "acme").await;
+    let acme = acme(&db, None).await;
+    let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
     tenants::set_quotas(&db, "acme", Some(Some(2)), None, None)
         .await
         .unwrap();
@@ -76,10 +111,7 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
     // A third job: refused, with the quota, the usage, the limit and what to do.
     let third = noop("Third", 3);
     let before = files(&cache_dir);
-    let (status, body) = t.upload(&token, third.clone()).await;
-    let (code, message) = refusal(&body);
-    assert_eq!((status, code), (422, "quota_exceeded"), "{body}");
-    let message = message.to_lowercase();
+    let message = over_quota(t, &token, &third, 422).await;
     for part in ["job quota", "has 2 jobs", "may have 2", "delete a job"] {
         assert!(message.contains(part), "`{part}` missing: {message}");
     }
@@ -93,14 +125,7 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
     t.upload_ok(&token, noop("First", 11)).await;
     // Deleting a job makes room.
     let id = first["id"].as_str().unwrap();
-    let (status, _) = t
-        .call(
-            Some(&token),
-            reqwest::Method::DELETE,
-            &format!("/jobs/{id}"),
-            None,
-        )
-        .await;
+    let (status, _) = t.delete(&token, &format!("/jobs/{id}")).await;
     assert_eq!(status, 204);
     t.upload_ok(&token, third).await;
 
@@ -118,10 +143,7 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
     .unwrap();
     let fourth = noop("Fourth", 4);
     let before = files(&cache_dir);
-    let (status, body) = t.upload(&token, fourth.clone()).await;
-    let (code, message) = refusal(&body);
-    assert_eq!((status, code), (413, "quota_exceeded"), "{body}");
-    let message = message.to_lowercase();
+    let message = over_quota(t, &token, &fourth, 413).await;
     for part in [
         "storage quota".to_string(),
         format!("stores {} bytes", usage.bytes),
@@ -145,13 +167,12 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
 
     // The operator has no quota unless it sets one.
     t.upload_ok(ADMIN, noop("Fourth", 4)).await;
-    t.stop().await;
-    let _ = std::fs::remove_dir_all(cache_dir);
+    acme.stop().await;
 }
 
 async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
-    let (t, cache_dir) = host(&db).await;
-    let token = tenant(&db, "acme").await;
+    let acme = acme(&db, None).await;
+    let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
     // Room for the component, not for what it compiles to (about three times its size).
     let component = noop("Compiled", 7);
     tenants::set_quotas(
@@ -184,16 +205,13 @@ async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
         quotas::usage(&db, "acme").await.unwrap().bytes,
         component.len() as u64 + compiled
     );
-    t.stop().await;
-    let _ = std::fs::remove_dir_all(cache_dir);
+    acme.stop().await;
 }
 
 async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db: Database) {
-    let (t, cache_dir) = host(&db).await;
-    let token = tenant(&db, "acme").await;
-    tenants::set_quotas(&db, "acme", None, Some(Some(10)), None)
-        .await
-        .unwrap();
+    let acme = acme(&db, None).await;
+    let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
+    keep_versions(&db, 10).await;
     let components: Vec<Vec<u8>> = (1..=15).map(|n| noop("Churn", n)).collect();
     let mut job_id = String::new();
     for (i, bytes) in components.iter().enumerate() {
@@ -231,27 +249,19 @@ async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db:
     assert_eq!(exec["job_version"], 15, "{exec}");
 
     // Deleting the job frees every version and its artifacts.
-    let (status, _) = t
-        .call(
-            Some(&token),
-            reqwest::Method::DELETE,
-            &format!("/jobs/{job_id}"),
-            None,
-        )
-        .await;
+    let (status, _) = t.delete(&token, &format!("/jobs/{job_id}")).await;
     assert_eq!(status, 204);
     assert!(quotas::versions(&db, &job_id).await.unwrap().is_empty());
     assert_eq!(quotas::usage(&db, "acme").await.unwrap().bytes, 0);
     for bytes in &components[5..] {
         assert!(!artifact(&cache_dir, bytes).exists());
     }
-    t.stop().await;
-    let _ = std::fs::remove_dir_all(cache_dir);
+    acme.stop().await;
 }
 
 async fn a_refused_upload_leaves_no_row_and_no_compiled_artifact(db: Database) {
-    let (t, cache_dir) = host(&db).await;
-    let token = tenant(&db, "acme").await;
+    let acme = acme(&db, None).await;
+    let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
     let good = noop("Refused", 1);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -284,23 +294,13 @@ async fn a_refused_upload_leaves_no_row_and_no_compiled_artifact(db: Database) {
         assert_eq!(files(&cache_dir), Vec::<String>::new(), "{what}");
         assert_eq!(quotas::usage(&db, "acme").await.unwrap().jobs, 0, "{what}");
     }
-    t.stop().await;
-    let _ = std::fs::remove_dir_all(cache_dir);
+    acme.stop().await;
 }
 
 /// The `http_requests_total` lines of `/metrics`.
 async fn request_series(t: &TestHost) -> Vec<String> {
-    let res = t
-        .http
-        .get(format!("{}/metrics", t.base))
-        .bearer_auth(ADMIN)
-        .send()
+    t.metrics()
         .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    res.text()
-        .await
-        .unwrap()
         .lines()
         .filter(|l| l.starts_with("http_requests_total{"))
         .map(str::to_string)
@@ -382,17 +382,9 @@ mod held {
     use codeai_host::queue::RedisQueue;
 
     async fn a_version_a_pending_task_will_run_is_kept(db: Database, redis: Option<RedisQueue>) {
-        let cache = std::env::temp_dir().join(common::unique("codeai_uploads_cache"));
-        let cache_dir = cache.clone();
-        let t = TestHost::start(db.clone(), move |c| {
-            c.runtime.cache_dir = cache;
-            c.redis = redis;
-        })
-        .await;
-        let token = tenant(&db, "acme").await;
-        tenants::set_quotas(&db, "acme", None, Some(Some(2)), None)
-            .await
-            .unwrap();
+        let acme = acme(&db, redis).await;
+        let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
+        keep_versions(&db, 2).await;
         let components: Vec<Vec<u8>> = (1..=5).map(|n| noop("Held", n)).collect();
         let body = t.upload_ok(&token, components[0].clone()).await;
         let job_id = body["id"].as_str().unwrap().to_string();
@@ -401,18 +393,10 @@ mod held {
             .host()
             .queue
             .enqueue(&NewTask {
-                id: None,
                 tenant: "acme".into(),
-                job_id: job_id.clone(),
-                job_name: "Held".into(),
-                job_version: Some(1),
-                queue: "default".into(),
                 trigger: "schedule".into(),
-                input: "{}".into(),
-                fire_at: None,
                 run_after: chrono::Utc::now() + chrono::Duration::hours(1),
-                max_attempts: 1,
-                exclusive: false,
+                ..common::fixtures::run_now(&job_id, 1, "Held")
             })
             .await
             .unwrap()
@@ -432,8 +416,7 @@ mod held {
         let stored = quotas::versions(&db, &job_id).await.unwrap();
         assert_eq!(numbers(&stored), vec![4, 5]);
         assert!(!artifact(&cache_dir, &components[0]).exists());
-        t.stop().await;
-        let _ = std::fs::remove_dir_all(cache_dir);
+        acme.stop().await;
     }
 
     on_every_backend!(a_version_a_pending_task_will_run_is_kept);
