@@ -50,6 +50,16 @@ pub(super) struct RunArgs {
     /// What to do with fires missed while the host was down: `run-once` or `skip`.
     #[arg(long, default_value = "run-once")]
     pub(super) misfire: String,
+    #[command(flatten)]
+    pub(super) queue: QueueArgs,
+    /// Load the example's demo data into the entity tables first.
+    #[arg(long)]
+    pub(super) demo: bool,
+}
+
+/// How a process that runs executions takes them from the queues.
+#[derive(Debug, clap::Args)]
+pub(super) struct QueueArgs {
     /// Serve the heaviest non-empty queue first instead of sharing by weight.
     #[arg(long)]
     pub(super) strict_priority: bool,
@@ -63,9 +73,6 @@ pub(super) struct RunArgs {
     /// Seconds shutdown waits for active executions.
     #[arg(long, default_value_t = 30)]
     pub(super) grace_secs: u64,
-    /// Load the example's demo data into the entity tables first.
-    #[arg(long)]
-    pub(super) demo: bool,
 }
 
 /// `codeai run [PATH]`: the API and the scheduler, no workers.
@@ -112,19 +119,8 @@ pub(super) struct WorkerStartArgs {
     /// Take tasks only from these queues, e.g. `critical,default`.
     #[arg(long, value_delimiter = ',')]
     pub(super) queues: Option<Vec<String>>,
-    /// Serve the heaviest non-empty queue first instead of sharing by weight.
-    #[arg(long)]
-    pub(super) strict_priority: bool,
-    /// The queues and their weights, e.g. `critical=6,default=3,low=1,reports=2` (each 1 to
-    /// 1000; `default` required); jobs name a queue, they set no weight.
-    #[arg(long, env = "CODEAI_QUEUES", default_value = DEFAULT_QUEUES)]
-    pub(super) queue_weights: String,
-    /// Seconds a task's lease lasts without a heartbeat.
-    #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
-    pub(super) lease_secs: u64,
-    /// Seconds shutdown waits for active executions.
-    #[arg(long, default_value_t = 30)]
-    pub(super) grace_secs: u64,
+    #[command(flatten)]
+    pub(super) queue: QueueArgs,
 }
 
 /// What one process runs, from any of the three commands.
@@ -169,12 +165,12 @@ pub(super) fn run_worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         workers: args.concurrency,
         tenant: store::platform::DEFAULT_TENANT.into(),
         misfire: "run-once".into(),
-        strict: args.strict_priority,
-        lease_secs: args.lease_secs,
-        grace_secs: args.grace_secs,
+        strict: args.queue.strict_priority,
+        lease_secs: args.queue.lease_secs,
+        grace_secs: args.queue.grace_secs,
         demo: false,
         queues: args.queues.clone(),
-        weights: args.queue_weights.clone(),
+        weights: args.queue.queue_weights.clone(),
     })
 }
 
@@ -197,12 +193,7 @@ async fn redis_from_env() -> anyhow::Result<Option<RedisQueue>> {
 /// The components to register: compiled from a `.codeai` file, or read from a folder.
 fn components(path: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect();
-        files.sort();
+        let files = super::wasm_files(path)?;
         anyhow::ensure!(
             !files.is_empty(),
             "`{}` holds no `.wasm` job",
@@ -254,12 +245,12 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
         workers: args.workers,
         tenant: args.tenant.clone(),
         misfire: args.misfire.clone(),
-        strict: args.strict_priority,
-        lease_secs: args.lease_secs,
-        grace_secs: args.grace_secs,
+        strict: args.queue.strict_priority,
+        lease_secs: args.queue.lease_secs,
+        grace_secs: args.queue.grace_secs,
         demo: args.demo,
         queues: None,
-        weights: args.queue_weights.clone(),
+        weights: args.queue.queue_weights.clone(),
     })
 }
 

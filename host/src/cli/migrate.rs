@@ -51,12 +51,7 @@ pub(super) fn entities_of(path: &Path) -> anyhow::Result<Vec<EntityDecl>> {
         }
     };
     if path.is_dir() {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("failed to read `{}`", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
-            .collect();
-        files.sort();
+        let files = super::wasm_files(path)?;
         for file in files {
             add(component_entities(&file)?);
         }

@@ -3,8 +3,8 @@
 //! What writes them is the recorder ([`super::recorder`]) and the lifecycle
 //! ([`crate::domain::executions`]).
 
-use super::page::{and_tenant, newest_first, IdColumn, Page};
-use super::rows::{fetch_all, fetch_as, fetch_one, JsonRow};
+use super::page::{and_tenant, by_id, newest_first, IdColumn, Page};
+use super::rows::{fetch_all, fetch_as, JsonRow};
 use super::sql::{stmt, Param};
 use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
@@ -42,12 +42,8 @@ pub async fn get(
     id: Uuid,
     scope: Option<&str>,
 ) -> Result<Option<JsonRow>, sqlx::Error> {
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS}, input, output, log, calls FROM job_executions WHERE id = ?"),
-        vec![Param::Uuid(id)],
-    );
-    and_tenant(&mut s, "tenant_id", scope);
-    fetch_one(db, &s).await
+    let select = format!("SELECT {COLUMNS}, input, output, log, calls FROM job_executions");
+    by_id(db, &select, id, scope).await
 }
 
 /// The attempts of an execution that were retried (each has a row of its own), in order.

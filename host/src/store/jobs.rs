@@ -98,14 +98,7 @@ pub async fn manifest(
     job_id: &str,
     version: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    scalar(
-        db,
-        &stmt(
-            "SELECT manifest FROM job_versions WHERE job_id = ? AND version = ?",
-            vec![Param::Text(job_id.into()), Param::Int(version)],
-        ),
-    )
-    .await
+    scalar(db, &of_version("manifest", job_id, version)).await
 }
 
 /// The component (the `.wasm` bytes) of a version of a job.
@@ -114,14 +107,15 @@ pub async fn component(
     job_id: &str,
     version: i64,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    scalar(
-        db,
-        &stmt(
-            "SELECT component FROM job_versions WHERE job_id = ? AND version = ?",
-            vec![Param::Text(job_id.into()), Param::Int(version)],
-        ),
+    scalar(db, &of_version("component", job_id, version)).await
+}
+
+/// Reads the column `column` (one of this module's, never input) of a version of a job.
+fn of_version(column: &str, job_id: &str, version: i64) -> super::sql::Stmt {
+    stmt(
+        &format!("SELECT {column} FROM job_versions WHERE job_id = ? AND version = ?"),
+        vec![Param::Text(job_id.into()), Param::Int(version)],
     )
-    .await
 }
 
 /// The versions a job keeps, newest first: `(version, sha256, created_at)`.

@@ -62,3 +62,34 @@ pub(crate) async fn newest_first(
     s.bind(Param::Int(page.limit + 1));
     fetch_all(db, &s).await
 }
+
+/// The rows of `select` (a `SELECT … FROM t` without `WHERE`) newest first by `column`, of the
+/// tenant `scope` (all when `None`), for `page`.
+pub(crate) async fn newest_of(
+    db: &Database,
+    select: &str,
+    column: &str,
+    id: IdColumn,
+    scope: Option<&str>,
+    page: &Page,
+) -> Result<Vec<JsonRow>, sqlx::Error> {
+    let mut s = Stmt::default();
+    s.sql(format!("{select} WHERE 1 = 1"));
+    and_tenant(&mut s, "tenant_id", scope);
+    newest_first(db, s, column, id, page).await
+}
+
+/// The row of `select` (a `SELECT … FROM t` without `WHERE`) whose uuid is `id`, if the tenant
+/// `scope` (any when `None`) has it.
+pub(crate) async fn by_id(
+    db: &Database,
+    select: &str,
+    id: Uuid,
+    scope: Option<&str>,
+) -> Result<Option<JsonRow>, sqlx::Error> {
+    let mut s = Stmt::default();
+    s.sql(format!("{select} WHERE id = "));
+    s.bind(Param::Uuid(id));
+    and_tenant(&mut s, "tenant_id", scope);
+    super::rows::fetch_one(db, &s).await
+}

@@ -13,7 +13,7 @@ use uuid::Uuid;
 /// The tenant that owns everything when no other is named (created by the first migration).
 pub const DEFAULT_TENANT: &str = "default";
 
-use super::page::{and_tenant, newest_first, IdColumn, Page};
+use super::page::{newest_of, IdColumn, Page};
 use super::rows::{execute, fetch_one, JsonRow, RowExt as _};
 use std::path::{Path, PathBuf};
 
@@ -671,11 +671,7 @@ pub async fn outbox(
     scope: Option<&str>,
     page: &Page,
 ) -> Result<Vec<JsonRow>, sqlx::Error> {
-    let mut s = stmt(
-        "SELECT id, tenant_id, job, execution_id, kind, recipient, subject, body, attachments, \
-         status, reason, created_at FROM outbox WHERE 1 = 1",
-        vec![],
-    );
-    and_tenant(&mut s, "tenant_id", scope);
-    newest_first(db, s, "created_at", IdColumn::Text, page).await
+    let select = "SELECT id, tenant_id, job, execution_id, kind, recipient, subject, body, \
+         attachments, status, reason, created_at FROM outbox";
+    newest_of(db, select, "created_at", IdColumn::Text, scope, page).await
 }

@@ -2,8 +2,8 @@
 //! Reports are written by the `report` capability through the recorder's store
 //! ([`super::platform`]); their files live under the report directory.
 
-use super::page::{and_tenant, newest_first, IdColumn, Page};
-use super::rows::{execute, fetch_one, scalar, JsonRow};
+use super::page::{by_id, newest_of, IdColumn, Page};
+use super::rows::{execute, scalar, JsonRow};
 use super::sql::{stmt, Param};
 use super::Database;
 use chrono::Utc;
@@ -18,12 +18,8 @@ pub async fn list(
     scope: Option<&str>,
     page: &Page,
 ) -> Result<Vec<JsonRow>, sqlx::Error> {
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS} FROM reports WHERE 1 = 1"),
-        vec![],
-    );
-    and_tenant(&mut s, "tenant_id", scope);
-    newest_first(db, s, "created_at", IdColumn::Uuid, page).await
+    let select = format!("SELECT {COLUMNS} FROM reports");
+    newest_of(db, &select, "created_at", IdColumn::Uuid, scope, page).await
 }
 
 /// The report `id`, if the tenant `scope` (any when `None`) has it.
@@ -32,12 +28,7 @@ pub async fn get(
     id: Uuid,
     scope: Option<&str>,
 ) -> Result<Option<JsonRow>, sqlx::Error> {
-    let mut s = stmt(
-        &format!("SELECT {COLUMNS} FROM reports WHERE id = ?"),
-        vec![Param::Uuid(id)],
-    );
-    and_tenant(&mut s, "tenant_id", scope);
-    fetch_one(db, &s).await
+    by_id(db, &format!("SELECT {COLUMNS} FROM reports"), id, scope).await
 }
 
 /// The host's key for download links: read from `settings`, made on first use. Every process
