@@ -25,6 +25,7 @@ pub mod cli;
 pub mod cluster;
 pub mod describe;
 pub mod domain;
+pub mod egress;
 pub mod envvar;
 pub mod executor;
 pub mod notify;

@@ -8,8 +8,7 @@
 //! A capability ([`crate::caps::JobCaps`]) serves one execution and borrows these; the services
 //! implement no interface of the `job` world themselves.
 
-use crate::caps::egress::EgressConfig;
-use crate::caps::http::{self as h, Env, Outbound};
+use crate::egress::{EgressConfig, Outbound};
 use crate::notify::{self, SlackConfig, SmtpConfig};
 use crate::store::namespace::{Namespace, SchemaCache};
 use crate::store::recorder::Recorder;
@@ -73,10 +72,8 @@ impl ServicesConfig {
             report_ttl: chrono::Duration::days(ttl_days),
             smtp: SmtpConfig::from_env()?,
             slack: SlackConfig::from_env(),
-            env: h::process_env(),
-            env_deny: crate::caps::env::parse_deny_list(
-                &std::env::var("CODEAI_ENV_DENY").unwrap_or_default(),
-            ),
+            env: process_env(),
+            env_deny: parse_deny_list(&std::env::var("CODEAI_ENV_DENY").unwrap_or_default()),
             secret_keys: Arc::new(Keyring::from_env()?),
             egress: EgressConfig::from_env()?,
         })
@@ -158,4 +155,21 @@ impl Services {
             &self.tenant_http
         }
     }
+}
+
+/// Reads the host's environment. Tests pass a map instead of the process environment.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The process environment as an [`Env`].
+pub fn process_env() -> Env {
+    Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// `CODEAI_ENV_DENY`: comma-separated names, `PREFIX*` allowed.
+pub fn parse_deny_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
 }

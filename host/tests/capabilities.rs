@@ -136,7 +136,7 @@ async fn setup(db: Database, vars: BTreeMap<String, String>) -> Env {
         .await
         .unwrap();
     let dir = std::env::temp_dir().join(common::unique("codeai_caps"));
-    let env: codeai_host::caps::http::Env = Arc::new(move |k| vars.get(k).cloned());
+    let env: codeai_host::services::Env = Arc::new(move |k| vars.get(k).cloned());
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: dir.join("cache"),
         pool_size: 4,

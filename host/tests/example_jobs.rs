@@ -205,7 +205,7 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
         ("WEBHOOK_RELAY_URL".into(), relay.url.clone()),
         ("WEBHOOK_RELAY_KEY".into(), "relay-key".into()),
     ]);
-    let env: codeai_host::caps::http::Env = Arc::new(move |k| env_map.get(k).cloned());
+    let env: codeai_host::services::Env = Arc::new(move |k| env_map.get(k).cloned());
 
     let dir = std::env::temp_dir().join(common::unique("codeai_example_jobs"));
     let runtime = |sub: &str| {

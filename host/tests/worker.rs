@@ -303,8 +303,7 @@ async fn workers(
     config: PoolConfig,
 ) -> Workers {
     migrate::migrate_up(db).await.unwrap();
-    let env: codeai_host::caps::http::Env =
-        Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
+    let env: codeai_host::services::Env = Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
     let dir = std::env::temp_dir().join(common::unique(name));
     let runtime = Runtime::new(RuntimeConfig {
         cache_dir: dir.join("cache"),
@@ -487,7 +486,7 @@ async fn short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown(
 /// The platform of these tests: their operator's jobs call a peer on loopback.
 fn loopback_allowed(
     reports: std::path::PathBuf,
-    env: codeai_host::caps::http::Env,
+    env: codeai_host::services::Env,
 ) -> ServicesConfig {
     let mut config = ServicesConfig::local(reports, env);
     config.egress.operator = "127.0.0.1/32".parse().unwrap();

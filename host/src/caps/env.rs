@@ -12,7 +12,7 @@
 //! [`Redactor`] can replace it by `[secret]` in what the execution leaves behind (its error,
 //! output, log lines, call records) and in the errors handed back to the guest.
 
-use super::http::Env;
+use crate::services::Env;
 use crate::store::secrets::{self, Keyring, Sealed};
 use crate::store::Database;
 use crate::wasm::CapError;
@@ -34,15 +34,6 @@ pub const MIN_REDACTED_LEN: usize = 4;
 
 /// What a redacted value is replaced by.
 pub const REDACTED: &str = "[secret]";
-
-/// `CODEAI_ENV_DENY`: comma-separated names, `PREFIX*` allowed.
-pub fn parse_deny_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
@@ -265,6 +256,7 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::services::parse_deny_list;
 
     #[test]
     fn platform_variables_and_the_operators_list_are_denied() {

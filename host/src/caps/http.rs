@@ -13,13 +13,13 @@
 //! it, and failures of a sent call name the integration, the operation and the path, never the
 //! URL (its base may be a secret).
 //!
-//! Where the call may connect is [`super::egress`]'s: an [`Outbound`] is a client whose resolver
+//! Where the call may connect is [`crate::egress`]'s: an [`Outbound`] is a client whose resolver
 //! applies an egress policy, with IP-literal hosts checked before sending. The body is charged
 //! to the execution's [`MemoryBudget`] as it arrives, and reading stops once it is over.
 
-use super::egress::{self, EgressPolicy};
 use super::env::EnvSources;
 use super::JobCaps;
+use crate::egress::{self, Outbound};
 use crate::runtime::{MemoryBudget, Reservation};
 use crate::wasm::http::{self, CallRequest, CallResponse};
 use crate::wasm::CapError;
@@ -39,14 +39,6 @@ const ERROR_BODY_BYTES: usize = 4 << 10;
 pub const CONNECTION_BYTES: usize = (8 << 10) + 100 * (4 << 10);
 /// The timeout of an integration that declares none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Reads the host's environment. Tests pass a map instead of the process environment.
-pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
-
-/// The process environment as an [`Env`].
-pub fn process_env() -> Env {
-    Arc::new(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-}
 
 /// The value of `env("NAME")`, or the `failed` error that says why there is none.
 pub type Lookup<'a> = dyn FnMut(&str) -> Result<String, CapError> + 'a;
@@ -311,34 +303,6 @@ fn percent_encode_segment(value: &str) -> String {
     out
 }
 
-/// The HTTP client of one kind of job (the operator's, or tenants') and its egress policy.
-#[derive(Debug, Clone)]
-pub struct Outbound {
-    client: reqwest::Client,
-    policy: EgressPolicy,
-}
-
-impl Outbound {
-    /// A client for integration calls: no redirects, no proxy, TLS through rustls, and names
-    /// resolved by the policy's resolver.
-    pub fn new(policy: EgressPolicy) -> Outbound {
-        // Installs the process's TLS provider as a side effect.
-        let _ = crate::notify::http_client();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("codeai-jobs/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .dns_resolver(policy.resolver())
-            .build()
-            .expect("an HTTP client with rustls, a resolver and no proxy always builds");
-        Outbound { client, policy }
-    }
-
-    pub fn policy(&self) -> &EgressPolicy {
-        &self.policy
-    }
-}
-
 /// A response body being read, charged to the execution's budget as its buffer grows.
 struct Body {
     bytes: Vec<u8>,
@@ -414,11 +378,11 @@ pub async fn send(
     what: &str,
 ) -> Result<(CallResponse, Reservation), CapError> {
     let label = p.label.clone();
-    out.policy
+    out.policy()
         .check_url(&p.url)
         .map_err(|refused| CapError::Denied(format!("{label}: {refused}")))?;
     let _connection = budget.reserve(CONNECTION_BYTES, what).map_err(over)?;
-    let mut request = out.client.request(p.method, p.url).timeout(p.timeout);
+    let mut request = out.client().request(p.method, p.url).timeout(p.timeout);
     for (name, value) in &p.headers {
         request = request.header(name.as_str(), value.as_str());
     }
@@ -781,7 +745,7 @@ mod tests {
             .build()
             .unwrap();
         let out = Outbound::new(
-            super::egress::EgressConfig {
+            crate::egress::EgressConfig {
                 tenants: "127.0.0.1/32".parse().unwrap(),
                 ..Default::default()
             }

@@ -31,7 +31,6 @@
 pub mod budgeted;
 pub mod clock;
 pub mod data;
-pub mod egress;
 pub mod email;
 pub mod env;
 pub mod events;
@@ -43,7 +42,7 @@ pub mod state;
 
 use self::budgeted::ParseError;
 use self::env::{JobEnv, Redactor};
-use self::http::Outbound;
+use crate::egress::Outbound;
 use crate::report::template::interpolate;
 use crate::runtime::{MemoryBudget, Reservation};
 use crate::services::Services;

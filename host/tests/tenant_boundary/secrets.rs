@@ -12,7 +12,7 @@ use crate::common::test_host::each;
 #[allow(unused_imports)]
 use crate::common::{run_postgres, run_sqlite};
 use crate::support::{job, tenant, TestHost, ADMIN};
-use codeai_host::caps::http::Env;
+use codeai_host::services::Env;
 use codeai_host::store::Database;
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -470,6 +470,39 @@ pub fn refusal<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a R
     None
 }
 
+/// The HTTP client of one kind of job (the operator's, or tenants') and its egress policy.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    client: reqwest::Client,
+    policy: EgressPolicy,
+}
+
+impl Outbound {
+    /// A client for integration calls: no redirects, no proxy, TLS through rustls, and names
+    /// resolved by the policy's resolver.
+    pub fn new(policy: EgressPolicy) -> Outbound {
+        // Installs the process's TLS provider as a side effect.
+        let _ = crate::notify::http_client();
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("codeai-jobs/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(policy.resolver())
+            .build()
+            .expect("an HTTP client with rustls, a resolver and no proxy always builds");
+        Outbound { client, policy }
+    }
+
+    pub fn policy(&self) -> &EgressPolicy {
+        &self.policy
+    }
+
+    /// The client, whose connections the policy's resolver checks.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
