@@ -232,26 +232,37 @@ impl NewExecution<'_> {
 /// so it is listed at once; its first attempt turns it `running`. Written with its task
 /// (see [`crate::domain::jobs`]).
 pub fn pending_execution(e: &NewExecution<'_>) -> Stmt {
+    let mut params = new_row(e, ExecutionStatus::Pending);
+    params.extend([
+        Param::Int(e.max_attempts),
+        opt_time(e.scheduled_at),
+        Param::DateTime(e.started_at),
+    ]);
     stmt(
-        "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
-         trigger, queue, input, attempt, max_attempts, scheduled_at, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING",
-        vec![
-            Param::Uuid(e.id),
-            text(e.tenant),
-            text(e.job_id),
-            text(e.job_name),
-            e.job_version
-                .map_or(Param::Null(FieldType::Int), Param::Int),
-            text(ExecutionStatus::Pending.as_str()),
-            text(e.trigger),
-            text(e.queue),
-            text(e.input),
-            Param::Int(e.max_attempts),
-            opt_time(e.scheduled_at),
-            Param::DateTime(e.started_at),
-        ],
+        &format!(
+            "INSERT INTO job_executions ({NEW_ROW}, attempt, max_attempts, scheduled_at, \
+             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING"
+        ),
+        params,
     )
+}
+
+/// The columns every new execution row starts with ([`new_row`] gives their values).
+const NEW_ROW: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, queue, input";
+
+fn new_row(e: &NewExecution<'_>, status: ExecutionStatus) -> Vec<Param> {
+    vec![
+        Param::Uuid(e.id),
+        text(e.tenant),
+        text(e.job_id),
+        text(e.job_name),
+        e.job_version
+            .map_or(Param::Null(FieldType::Int), Param::Int),
+        text(status.as_str()),
+        text(e.trigger),
+        text(e.queue),
+        text(e.input),
+    ]
 }
 
 /// Records a schedule fire that did not run (a misfire, an overlap) as a `skipped` execution
@@ -262,26 +273,20 @@ pub async fn record_skipped_fire(
     reason: &str,
 ) -> Result<(), sqlx::Error> {
     let now = Utc::now();
+    let mut params = new_row(e, ExecutionStatus::Skipped);
+    params.extend([
+        text(reason),
+        opt_time(e.scheduled_at),
+        Param::DateTime(now),
+        Param::DateTime(now),
+    ]);
     let s = stmt(
-        "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
-         trigger, queue, input, error, attempt, max_attempts, scheduled_at, finished_at, \
-         duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?, 0, ?)",
-        vec![
-            Param::Uuid(e.id),
-            text(e.tenant),
-            text(e.job_id),
-            text(e.job_name),
-            e.job_version
-                .map_or(Param::Null(FieldType::Int), Param::Int),
-            text(ExecutionStatus::Skipped.as_str()),
-            text(e.trigger),
-            text(e.queue),
-            text(e.input),
-            text(reason),
-            opt_time(e.scheduled_at),
-            Param::DateTime(now),
-            Param::DateTime(now),
-        ],
+        &format!(
+            "INSERT INTO job_executions ({NEW_ROW}, error, attempt, max_attempts, scheduled_at, \
+             finished_at, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, \
+             ?, ?, 0, ?)"
+        ),
+        params,
     );
     execute(db, &s).await.map(drop)
 }

@@ -18,38 +18,40 @@ use sqlx::{Decode, FromRow, Postgres, Sqlite, Type};
 /// One row: column name → value.
 pub type JsonRow = Map<String, Value>;
 
+/// Runs `$body` once per database kind, with `$pool` the pool, `$builder` the dialect's
+/// statement builder and `$row` its row-to-JSON reader: the code is written once and compiled
+/// for each database.
+macro_rules! per_database {
+    ($db:expr, |$pool:ident, $builder:ident, $row:ident| $body:expr) => {
+        match $db {
+            Database::Sqlite($pool) => {
+                #[allow(unused_variables)]
+                let ($builder, $row) = (sqlite_builder, sqlite_row);
+                $body
+            }
+            Database::Postgres($pool) => {
+                #[allow(unused_variables)]
+                let ($builder, $row) = (pg_builder, pg_row);
+                $body
+            }
+        }
+    };
+}
+
 /// Every row of a statement.
 pub(crate) async fn fetch_all(db: &Database, s: &Stmt) -> Result<Vec<JsonRow>, sqlx::Error> {
-    match db {
-        Database::Sqlite(pool) => {
-            let rows = sqlite_builder(s).build().fetch_all(pool).await?;
-            rows.iter().map(sqlite_row).collect()
-        }
-        Database::Postgres(pool) => {
-            let rows = pg_builder(s).build().fetch_all(pool).await?;
-            rows.iter().map(pg_row).collect()
-        }
-    }
+    per_database!(db, |pool, builder, row| {
+        let rows = builder(s).build().fetch_all(pool).await?;
+        rows.iter().map(row).collect()
+    })
 }
 
 /// The first row of a statement, if any.
 pub(crate) async fn fetch_one(db: &Database, s: &Stmt) -> Result<Option<JsonRow>, sqlx::Error> {
-    match db {
-        Database::Sqlite(pool) => sqlite_builder(s)
-            .build()
-            .fetch_optional(pool)
-            .await?
-            .as_ref()
-            .map(sqlite_row)
-            .transpose(),
-        Database::Postgres(pool) => pg_builder(s)
-            .build()
-            .fetch_optional(pool)
-            .await?
-            .as_ref()
-            .map(pg_row)
-            .transpose(),
-    }
+    per_database!(db, |pool, builder, row| {
+        let first = builder(s).build().fetch_optional(pool).await?;
+        first.as_ref().map(row).transpose()
+    })
 }
 
 /// Runs statements in order in one transaction; returns the rows they changed.
@@ -60,46 +62,21 @@ pub(crate) async fn execute_all(db: &Database, stmts: &[Stmt]) -> Result<u64, sq
 /// [`execute_all`], returning the rows each statement changed.
 pub(crate) async fn execute_each(db: &Database, stmts: &[Stmt]) -> Result<Vec<u64>, sqlx::Error> {
     let mut changed = Vec::with_capacity(stmts.len());
-    match db {
-        Database::Sqlite(pool) => {
-            let mut tx = pool.begin().await?;
-            for s in stmts {
-                changed.push(
-                    sqlite_builder(s)
-                        .build()
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected(),
-                );
-            }
-            tx.commit().await?;
+    per_database!(db, |pool, builder, row| {
+        let mut tx = pool.begin().await?;
+        for s in stmts {
+            let done = builder(s).build().execute(&mut *tx).await?;
+            changed.push(done.rows_affected());
         }
-        Database::Postgres(pool) => {
-            let mut tx = pool.begin().await?;
-            for s in stmts {
-                changed.push(
-                    pg_builder(s)
-                        .build()
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected(),
-                );
-            }
-            tx.commit().await?;
-        }
-    }
+        tx.commit().await?;
+    });
     Ok(changed)
 }
 
 /// Runs a statement; returns the rows it changed.
 pub(crate) async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error> {
-    Ok(match db {
-        Database::Sqlite(pool) => sqlite_builder(s)
-            .build()
-            .execute(pool)
-            .await?
-            .rows_affected(),
-        Database::Postgres(pool) => pg_builder(s).build().execute(pool).await?.rows_affected(),
+    per_database!(db, |pool, builder, row| {
+        Ok(builder(s).build().execute(pool).await?.rows_affected())
     })
 }
 
@@ -109,10 +86,9 @@ pub(crate) async fn fetch_as<T>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx:
 where
     T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
 {
-    match db {
-        Database::Sqlite(pool) => sqlite_builder(s).build_query_as().fetch_all(pool).await,
-        Database::Postgres(pool) => pg_builder(s).build_query_as().fetch_all(pool).await,
-    }
+    per_database!(db, |pool, builder, row| {
+        builder(s).build_query_as().fetch_all(pool).await
+    })
 }
 
 /// The first row of a statement as a `T`, if any (see [`fetch_as`]).
@@ -120,15 +96,9 @@ pub(crate) async fn fetch_optional_as<T>(db: &Database, s: &Stmt) -> Result<Opti
 where
     T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
 {
-    match db {
-        Database::Sqlite(pool) => {
-            sqlite_builder(s)
-                .build_query_as()
-                .fetch_optional(pool)
-                .await
-        }
-        Database::Postgres(pool) => pg_builder(s).build_query_as().fetch_optional(pool).await,
-    }
+    per_database!(db, |pool, builder, row| {
+        builder(s).build_query_as().fetch_optional(pool).await
+    })
 }
 
 /// The first column of every row of a statement.
@@ -137,10 +107,9 @@ where
     T: Send + Unpin,
     T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
 {
-    match db {
-        Database::Sqlite(pool) => sqlite_builder(s).build_query_scalar().fetch_all(pool).await,
-        Database::Postgres(pool) => pg_builder(s).build_query_scalar().fetch_all(pool).await,
-    }
+    per_database!(db, |pool, builder, row| {
+        builder(s).build_query_scalar().fetch_all(pool).await
+    })
 }
 
 /// The first column of the first row of a statement, if there is a row.
@@ -149,20 +118,9 @@ where
     T: Send + Unpin,
     T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
 {
-    match db {
-        Database::Sqlite(pool) => {
-            sqlite_builder(s)
-                .build_query_scalar()
-                .fetch_optional(pool)
-                .await
-        }
-        Database::Postgres(pool) => {
-            pg_builder(s)
-                .build_query_scalar()
-                .fetch_optional(pool)
-                .await
-        }
-    }
+    per_database!(db, |pool, builder, row| {
+        builder(s).build_query_scalar().fetch_optional(pool).await
+    })
 }
 
 fn float(v: f64) -> Value {
