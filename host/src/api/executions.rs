@@ -3,7 +3,7 @@
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, PathParams, QueryParams};
 use super::jobs::find_job_row;
-use super::page::{newest_first, Listing};
+use super::page::{requested_page, Listing};
 use super::ApiState;
 use crate::domain::executions::{CancelOutcome, ExecutionStatus, Lifecycle};
 use crate::store::executions as store;
@@ -129,7 +129,7 @@ pub(super) async fn list(
     QueryParams(params): QueryParams<ExecutionParams>,
 ) -> Result<Json<Listing<ExecutionSummary>>, ApiError> {
     let job = find_job_row(&state, &auth, &id).await?;
-    let page = newest_first(params.cursor.as_deref(), params.limit, 50)?;
+    let page = requested_page(params.cursor.as_deref(), params.limit, 50)?;
     let status = params.status.as_deref().filter(|s| !s.is_empty());
     let rows = store::of_job(
         &state.db,

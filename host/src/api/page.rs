@@ -43,7 +43,7 @@ pub(super) fn decode_cursor(cursor: &str, n: usize) -> Result<Vec<String>, ApiEr
 
 /// The page a list newest first asks for: `limit` (1–500, `default` when absent) rows after
 /// `cursor`.
-pub(super) fn newest_first(
+pub(super) fn requested_page(
     cursor: Option<&str>,
     limit: Option<i64>,
     default: i64,

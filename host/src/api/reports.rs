@@ -8,7 +8,7 @@
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, PathParams, QueryParams};
 use super::jobs::ListParams;
-use super::page::{newest_first, Listing};
+use super::page::{requested_page, Listing};
 use super::ApiState;
 use crate::store::reports as store;
 use crate::store::rows::{JsonRow, RowExt};
@@ -93,7 +93,7 @@ pub(super) async fn list(
     auth: Auth,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Result<Json<Listing<ReportInfo>>, ApiError> {
-    let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
+    let page = requested_page(params.cursor.as_deref(), params.limit, 100)?;
     let rows = store::list(&state.db, auth.scope(), &page).await?;
     Ok(Json(Listing::of(rows, page.limit, "created_at", info)))
 }

@@ -3,7 +3,7 @@
 
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, QueryParams};
-use super::page::{newest_first, Listing};
+use super::page::{requested_page, Listing};
 use super::ApiState;
 use crate::store::alerts::{self as alert_store, Showing};
 use crate::store::executions as execution_store;
@@ -129,7 +129,7 @@ pub(super) async fn alerts(
             ))
         }
     };
-    let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
+    let page = requested_page(params.cursor.as_deref(), params.limit, 100)?;
     let rows = alert_store::list(&state.db, showing, auth.scope(), &page).await?;
     Ok(Json(Listing::of(
         rows,
@@ -185,7 +185,7 @@ pub(super) async fn outbox(
     auth: Auth,
     QueryParams(params): QueryParams<super::jobs::ListParams>,
 ) -> Result<Json<Listing<OutboxMessage>>, ApiError> {
-    let page = newest_first(params.cursor.as_deref(), params.limit, 100)?;
+    let page = requested_page(params.cursor.as_deref(), params.limit, 100)?;
     let rows = crate::store::platform::outbox(&state.db, auth.scope(), &page).await?;
     Ok(Json(Listing::of(
         rows,

@@ -46,11 +46,6 @@ impl Background {
         self.tracker.spawn(service(self.stop.child_token()));
     }
 
-    /// The token cancelled at shutdown, for work that is not a service of its own.
-    pub fn token(&self) -> CancellationToken {
-        self.stop.clone()
-    }
-
     /// Tells every service to stop and waits until each has returned (a service gives up what
     /// it holds on its way out: the leader key, its worker entry), at most `grace`. Returns
     /// whether all of them ended within it.

@@ -2,10 +2,9 @@
 //! delivery says `held`); attachments are reports this execution rendered.
 
 use super::report::content_type;
-use super::{over, JobCaps};
+use super::{over, Held, JobCaps};
 use crate::notify;
 use crate::report::template::interpolate;
-use crate::store::platform as store;
 use crate::wasm::{email, CapError, Delivery};
 use serde_json::{json, Value};
 
@@ -63,10 +62,7 @@ impl JobCaps {
                 .map(|f| json!({ "id": f.id, "name": f.name }))
                 .collect();
             return self
-                .hold(store::OutboxItem {
-                    tenant: &self.ctx.tenant,
-                    job: self.job(),
-                    execution_id: Some(self.ctx.execution_id),
+                .hold(Held {
                     kind: "email",
                     recipient: Value::from(msg.to.clone()).to_string(),
                     subject: Some(subject),

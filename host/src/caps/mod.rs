@@ -186,13 +186,39 @@ impl JobCaps {
         }
     }
 
-    async fn hold(&self, item: store::OutboxItem<'_>) -> Result<Delivery, CapError> {
+    /// Holds a message of this execution in the outbox instead of sending it.
+    async fn hold(&self, message: Held<'_>) -> Result<Delivery, CapError> {
+        let item = store::OutboxItem {
+            tenant: &self.ctx.tenant,
+            job: self.job(),
+            execution_id: Some(self.ctx.execution_id),
+            kind: message.kind,
+            recipient: message.recipient,
+            subject: message.subject,
+            body: message.body,
+            attachments: message.attachments,
+            reason: message.reason,
+        };
         let id = store::insert_outbox(self.services.db(), &item)
             .await
             .map_err(db_error("outbox"))?;
         tracing::info!(job = %self.job(), kind = item.kind, %id, "message held in the outbox: {}", item.reason);
         Ok(Delivery::Held(id))
     }
+}
+
+/// A message held in the outbox (the execution it belongs to is the caller's).
+struct Held<'a> {
+    /// `email` or `slack`.
+    kind: &'a str,
+    /// Email: the recipients as a JSON array; Slack: the channel.
+    recipient: String,
+    subject: Option<String>,
+    body: String,
+    /// JSON array of `{id, name}`.
+    attachments: serde_json::Value,
+    /// Why it is held.
+    reason: &'a str,
 }
 
 impl Capabilities for JobCaps {

@@ -1,9 +1,8 @@
 //! The `slack` interface: the Slack webhook when configured, otherwise the outbox (the delivery
 //! says `held`).
 
-use super::{over, JobCaps};
+use super::{over, Held, JobCaps};
 use crate::notify;
-use crate::store::platform as store;
 use crate::wasm::{slack, CapError, Delivery};
 use serde_json::json;
 
@@ -25,10 +24,7 @@ impl slack::Host for JobCaps {
         let text = self.message_text(template.as_ref(), &data);
         let Some(config) = self.services.config().slack.clone() else {
             return self
-                .hold(store::OutboxItem {
-                    tenant: &self.ctx.tenant,
-                    job: self.job(),
-                    execution_id: Some(self.ctx.execution_id),
+                .hold(Held {
                     kind: "slack",
                     recipient: channel,
                     subject: None,

@@ -4,7 +4,7 @@
 //! ([`crate::domain::executions`]).
 
 use super::page::{and_tenant, by_id, newest_first, IdColumn, Page};
-use super::rows::{fetch_all, fetch_as, JsonRow};
+use super::rows::{fetch_all, fetch_as, JsonRow, RowExt as _};
 use super::sql::{stmt, Param};
 use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
@@ -139,7 +139,6 @@ pub async fn durations(db: &Database, bounds_ms: &[i64]) -> Result<Vec<Durations
          LEFT JOIN jobs j ON j.id = e.job_id WHERE e.duration_ms IS NOT NULL \
          AND e.started_at IS NOT NULL GROUP BY e.job_name ORDER BY e.job_name",
     );
-    use super::rows::RowExt as _;
     Ok(fetch_all(db, &stmt(&sql, vec![]))
         .await?
         .iter()
@@ -157,7 +156,6 @@ pub async fn durations(db: &Database, bounds_ms: &[i64]) -> Result<Vec<Durations
 
 /// Attempts after the first, by job: `(job, retries)`.
 pub async fn retries_by_job(db: &Database) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    use super::rows::RowExt as _;
     // SUM is NUMERIC on PostgreSQL: read through the JSON row, which takes either.
     Ok(fetch_all(
         db,
