@@ -252,14 +252,25 @@ impl CronExpr {
         &self.fields[field.index()]
     }
 
-    /// Whether the hour field is "wildcard-like": its text is `*` or contains a `/` step. Such
-    /// jobs fire in both passes of a repeated (fall-back) hour; jobs with a fixed hour fire in the
-    /// first pass only.
+    /// Whether the hour field is written as `*` or with a `/` step (`*`, `*/2`, `1-5/2`, `3/4`):
+    /// [`CronExpr::describe`] then words it as a pattern rather than listing times. It plays no
+    /// part in the DST rules, which use [`CronExpr::is_fixed_time`].
     pub fn hour_is_wildcard(&self) -> bool {
         self.field(CronField::Hour)
             .items
             .iter()
             .any(|i| i.step.is_some() || i.base == Base::All)
+    }
+
+    /// Whether the job runs at *fixed times* for the DST rules of the crate docs: neither its
+    /// minute nor its hour field starts with `*`, and its hour field does not list all 24 hours
+    /// (`30 2 * * *`, `0,30 1-3 * * *`, `0 1/2 * * *`; not `*/15 2 * * *`, `0 * * * *`,
+    /// `0 */2 * * *` or `0 0-23 * * *`). In a spring-forward gap only fixed-time jobs fire (once,
+    /// at the jump); in a fall-back overlap a fixed-time job fires in the first pass only, every
+    /// other job in both passes.
+    pub fn is_fixed_time(&self) -> bool {
+        let (minute, hour) = (self.field(CronField::Minute), self.field(CronField::Hour));
+        !minute.starts_with_star() && !hour.starts_with_star() && hour.count() < 24
     }
 
     /// Whether the day-of-month field is restricted (does not start with `*`).
@@ -552,14 +563,14 @@ impl fmt::Display for CronExpr {
 }
 
 impl CronExpr {
-    /// What decides when the expression fires: the five value sets and the two flags that
-    /// change the rules (day restriction and wildcard hour).
+    /// What decides when the expression fires: the five value sets and the flags that change
+    /// the rules (day restriction and fixed time).
     fn semantic_key(&self) -> ([u64; 5], bool, bool, bool) {
         (
             self.fields.each_ref().map(|f| f.bits),
             self.day_of_month_restricted(),
             self.day_of_week_restricted(),
-            self.hour_is_wildcard(),
+            self.is_fixed_time(),
         )
     }
 }

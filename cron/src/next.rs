@@ -97,11 +97,13 @@ impl CronExpr {
 
     /// The first fire instant `>= start` (a whole minute) and `< horizon`.
     fn next_from_secs(&self, start: Secs, horizon: Secs, tz: Tz) -> Option<Secs> {
-        let wild = self.hour_is_wildcard();
+        // Only fixed-time jobs fire for a wall-clock time that a forward jump skips, and they
+        // fire in the first pass only of a repeated one; other jobs follow the real instants.
+        let fixed = self.is_fixed_time();
         // `start` itself may be a forward jump (windows below only look at jumps after their
-        // start): the gap's fire is then due at `start`.
+        // start): a fixed-time job's gap fire is then due at `start`.
         let (before, at) = (offset_at(tz, start - 1)?, offset_at(tz, start)?);
-        if at > before {
+        if fixed && at > before {
             let gap_start = naive(start + i64::from(before))?;
             let gap_end = naive(start + i64::from(at))?;
             if self.next_local_match(gap_start, gap_end).is_some() {
@@ -137,16 +139,16 @@ impl CronExpr {
             let until = naive(end + off_secs)?;
             while let Some(local) = self.next_local_match(from, until) {
                 let instant = secs(local) - off_secs;
-                if wild || !self.is_second_pass(local, instant, tz) {
+                if !fixed || !self.is_second_pass(local, instant, tz) {
                     return Some(instant);
                 }
                 from = local + TimeDelta::minutes(1);
             }
 
             // At a forward jump, wall-clock times in [end + off, end + next_off) never show: if
-            // one matches, the job fires once at the jump itself.
+            // one matches, a fixed-time job fires once at the jump itself (others skip them).
             if let Some(new_off) = next_off {
-                if new_off > off {
+                if fixed && new_off > off {
                     let gap_end = naive(end + i64::from(new_off))?;
                     if self.next_local_match(until, gap_end).is_some() {
                         return Some(end);

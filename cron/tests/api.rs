@@ -303,9 +303,13 @@ fn semantic_equality() {
     assert_eq!(expr("0 0 * * 5-7"), expr("0 0 * * 0,5,6"));
     // A restricted day field changes the rules even when it lists every value.
     assert_ne!(expr("0 0 * * *"), expr("0 0 * * 0-6"));
-    // So does a wildcard-like hour.
-    assert_ne!(expr("0 0-23 * * *"), expr("0 * * * *"));
+    // So does being fixed-time (the DST rules): a minute or hour field starting with `*` ...
+    assert_ne!(expr("*/30 2 * * *"), expr("0,30 2 * * *"));
+    assert_ne!(expr("0 */2 * * *"), expr("0 0-22/2 * * *"));
+    // ... while an hour field listing all 24 hours is not fixed-time, whatever its text.
+    assert_eq!(expr("0 0-23 * * *"), expr("0 * * * *"));
     assert_eq!(expr("0 0-23/1 * * *"), expr("0 * * * *"));
+    assert_eq!(expr("0 0-11,12-23 * * *"), expr("0 * * * *"));
 }
 
 #[test]
@@ -317,6 +321,30 @@ fn field_flags() {
     assert!(!expr("0 1 * * *").hour_is_wildcard());
     assert!(!expr("0 1,2 * * *").hour_is_wildcard());
     assert!(!expr("0 1-3 * * *").hour_is_wildcard());
+    for fixed in [
+        "30 2 * * *",
+        "0,30 1-3 * * *",
+        "0 1/2 * * *",
+        "0 1-5/2 * * *",
+        "0-59 2 * * *",
+        "0 0-22 * * *",
+        "@daily",
+    ] {
+        assert!(expr(fixed).is_fixed_time(), "{fixed}");
+    }
+    for other in [
+        "*/15 2 * * *",
+        "* 2 * * *",
+        "*/15 1-3 * * *",
+        "0 * * * *",
+        "0 */2 * * *",
+        "0 0-23 * * *",
+        "0 0/1 * * *",
+        "0 0-11,12-23 * * *",
+        "@hourly",
+    ] {
+        assert!(!expr(other).is_fixed_time(), "{other}");
+    }
     assert!(expr("0 0 1 * 5").day_of_month_restricted());
     assert!(!expr("0 0 */2 * 5").day_of_month_restricted());
     assert!(expr("0 0 */2 * 5").day_of_week_restricted());
@@ -461,16 +489,29 @@ fn vixie_either_day_rule() {
 }
 
 #[test]
-fn dst_gap_collapses_and_never_repeats_an_instant() {
+fn dst_gap_fixed_time_collapses_others_skip() {
     let after = utc(2025, 3, 9, 0, 0, 0); // New York jumps 02:00 EST -> 03:00 EDT at 07:00Z
     assert_eq!(
         fires("30 2 * * *", NY, after, 2),
         ["2025-03-09T07:00:00Z", "2025-03-10T06:30:00Z"]
     );
     assert_eq!(
-        fires("*/15 2 * * *", NY, after, 2),
+        fires("0,30 2 * * *", NY, after, 2),
         ["2025-03-09T07:00:00Z", "2025-03-10T06:00:00Z"]
     );
+    // Not fixed-time (minute field starts with `*`): the missing 02:xx are skipped.
+    assert_eq!(
+        fires("*/15 2 * * *", NY, after, 2),
+        ["2025-03-10T06:00:00Z", "2025-03-10T06:15:00Z"]
+    );
+    // Hour `*`, or all 24 hours listed: 01:30 EST, then 03:30 EDT, nothing at the jump.
+    for text in ["30 * * * *", "30 0-23 * * *"] {
+        assert_eq!(
+            fires(text, NY, utc(2025, 3, 9, 6, 0, 0), 2),
+            ["2025-03-09T06:30:00Z", "2025-03-09T07:30:00Z"],
+            "{text}"
+        );
+    }
     assert_eq!(
         fires("0 2,3 * * *", NY, after, 3),
         [
@@ -492,7 +533,7 @@ fn dst_gap_collapses_and_never_repeats_an_instant() {
 }
 
 #[test]
-fn dst_overlap_fixed_hour_once_wildcard_hour_twice() {
+fn dst_overlap_fixed_time_once_others_twice() {
     let after = utc(2025, 11, 2, 4, 0, 0); // New York repeats 01:00-01:59 (05:00Z-06:59Z)
     assert_eq!(
         fires("30 1 * * *", NY, after, 2),
@@ -516,15 +557,38 @@ fn dst_overlap_fixed_hour_once_wildcard_hour_twice() {
             "2025-11-02T07:30:00Z"
         ]
     );
+    // `1/1` (01-23) neither starts with `*` nor lists all 24 hours: fixed-time.
     assert_eq!(
         fires("30 1/1 * * *", NY, after, 3),
         [
             "2025-11-02T05:30:00Z",
-            "2025-11-02T06:30:00Z",
-            "2025-11-02T07:30:00Z"
+            "2025-11-02T07:30:00Z",
+            "2025-11-02T08:30:00Z"
         ]
     );
-    // Starting inside the first pass, a wildcard hour still sees the whole second pass.
+    // All 24 hours listed: not fixed-time, both passes.
+    assert_eq!(
+        fires("30 0-23 * * *", NY, after, 3),
+        [
+            "2025-11-02T04:30:00Z",
+            "2025-11-02T05:30:00Z",
+            "2025-11-02T06:30:00Z"
+        ]
+    );
+    // A minute field starting with `*` and a range of hours: both passes.
+    assert_eq!(
+        fires("*/20 1-3 * * *", NY, after, 7),
+        [
+            "2025-11-02T05:00:00Z",
+            "2025-11-02T05:20:00Z",
+            "2025-11-02T05:40:00Z",
+            "2025-11-02T06:00:00Z",
+            "2025-11-02T06:20:00Z",
+            "2025-11-02T06:40:00Z",
+            "2025-11-02T07:00:00Z"
+        ]
+    );
+    // Starting inside the first pass, a `*` hour still sees the whole second pass.
     assert_eq!(
         fires("0,55 * * * *", NY, utc(2025, 11, 2, 5, 50, 0), 3),
         [

@@ -1,30 +1,37 @@
 #!/usr/bin/env python3
 """Generates cron/tests/conformance.json, the conformance table for the codeai-cron crate.
 
-The expected fire times do NOT come from the Rust code. Two independent Python sources
-compute them:
+The expected fire times do NOT come from the Rust code. They come from a brute-force reference
+written below (``bruteforce``), and every case is cross-checked with two independent
+implementations from PyPI:
 
-* ``croniter`` (PyPI package; ``croniter(expr, start_local_aware).get_next(datetime)``), and
-* a brute-force reference written below (``bruteforce``): it walks whole-minute UTC instants
-  one by one (skipping only whole local days/hours that cannot match while the UTC offset stays
-  the same), converts each to the zone's wall clock with the standard library's ``zoneinfo``,
-  matches the five fields with Vixie cron semantics, and implements the crate's DST rules
-  explicitly:
-    - gap (spring forward): at the transition instant T, if any wall-clock minute in the
-      skipped range [T + old offset, T + new offset) matches, fire once at T;
+* ``croniter`` (``croniter(expr, start_local_aware).get_next(datetime)``), and
+* ``cronsim`` (``next(CronSim(expr, start_local_aware))``; given the expansion of @macros, which
+  it does not parse).
+
+The brute force walks whole-minute UTC instants one by one (skipping only whole local days/hours
+that cannot match while the UTC offset stays the same), converts each to the zone's wall clock
+with the standard library's ``zoneinfo``, matches the five fields with Vixie cron semantics, and
+implements the crate's DST rules explicitly. A job is *fixed-time* when neither its minute nor
+its hour field text starts with ``*`` and its hour field does not list all 24 hours:
+    - gap (spring forward): at the transition instant T, if the job is fixed-time and any
+      wall-clock minute in the skipped range [T + old offset, T + new offset) matches, fire once
+      at T; other jobs simply never see the skipped times;
     - overlap (fall back): a wall-clock time that occurs twice fires on its second occurrence
-      (zoneinfo ``fold == 1``) only when the hour field is wildcard-like (text ``*`` or
-      containing ``/``);
+      (zoneinfo ``fold == 1``) only when the job is not fixed-time;
     - candidates are whole minutes strictly after ``after``; an instant fires at most once.
+These follow what croniter and cronsim agree on (see tests/README.md); where one of them differs in
+a case, the case records it (see below and tests/README.md).
 
-Every case is computed by both. When they agree the case's ``source`` is ``croniter``; when they
-disagree (croniter has known DST quirks, and treats a day-of-month such as ``*/2`` as restricted
-where Vixie cron does not) the brute-force values are used, ``source`` is ``bruteforce`` and
-croniter's answer is kept in ``croniter`` for the record.
+The expected values are always the brute force's. A case's ``source`` names the references
+that agree with them (``croniter+cronsim``, ``croniter`` or ``cronsim``), or is ``bruteforce``
+when neither does; a reference that disagrees has its answer kept under its own name
+(``croniter``, ``cronsim``) for the record. croniter has known DST quirks and treats a
+day-of-month such as ``*/2`` as restricted where Vixie cron does not.
 
 Regenerate (from the repository root):
 
-    pip install --user croniter        # or: pip install --break-system-packages croniter
+    pip install --user croniter cronsim   # or: pip install --break-system-packages croniter cronsim
     python3 cron/tests/gen_conformance.py
 
 The zone rules come from the system tz database (/usr/share/zoneinfo, Debian tzdata 2025b when
@@ -45,6 +52,7 @@ from zoneinfo import TZPATH as ZONEINFO_TZPATH
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
+from cronsim import CronSim
 
 UTC = timezone.utc
 MINUTE = timedelta(minutes=1)
@@ -76,7 +84,7 @@ class Spec:
     dows: set[int]  # 0 = Sunday
     dom_star: bool  # field text starts with '*'
     dow_star: bool
-    hour_wild: bool  # hour text is '*' or contains '/'
+    fixed: bool  # fixed-time job: minute and hour text don't start with '*', hours not all 24
 
 
 def _value(tok: str, lo: int, hi: int, names: list[str] | None, first: int) -> int:
@@ -118,15 +126,16 @@ def parse(expr: str) -> Spec:
     expr = MACROS.get(expr.strip().lower(), expr)
     f = expr.split()
     assert len(f) == 5, expr
+    hours = _field(f[1], 0, 23)
     return Spec(
         minutes=_field(f[0], 0, 59),
-        hours=_field(f[1], 0, 23),
+        hours=hours,
         doms=_field(f[2], 1, 31),
         months=_field(f[3], 1, 12, MONTHS, 1),
         dows=_field(f[4], 0, 7, DAYS, 0, dow=True),
         dom_star=f[2].startswith("*"),
         dow_star=f[4].startswith("*"),
-        hour_wild=f[1] == "*" or "/" in f[1],
+        fixed=not f[0].startswith("*") and not f[1].startswith("*") and len(hours) < 24,
     )
 
 
@@ -164,8 +173,8 @@ def bruteforce(expr: str, tzname: str, after: datetime, n: int) -> list[datetime
         fire = False
         if wall_matches(s, wall):
             second_pass = is_ambiguous(wall, tz) and loc.fold == 1
-            fire = not second_pass or s.hour_wild
-        if not fire and off > prev_off:
+            fire = not second_pass or not s.fixed
+        if not fire and s.fixed and off > prev_off:
             # t is a spring-forward transition: wall times [t+prev_off, t+off) never happen.
             m = (t + prev_off).replace(tzinfo=None)
             gap_end = (t + off).replace(tzinfo=None)
@@ -207,6 +216,19 @@ def via_croniter(expr: str, tzname: str, after: datetime, n: int) -> list[dateti
         return f"error: {e}"
 
 
+def via_cronsim(expr: str, tzname: str, after: datetime, n: int) -> list[datetime] | str:
+    # cronsim has no @macros: it is given their standard expansion.
+    text = MACROS.get(expr.strip().lower(), expr)
+    try:
+        it = CronSim(text, after.astimezone(ZoneInfo(tzname)))
+        return [next(it).astimezone(UTC) for _ in range(n)]
+    except Exception as e:  # noqa: BLE001 - recorded as a disagreement
+        return f"error: {e!r}"
+
+
+REFERENCES = {"croniter": via_croniter, "cronsim": via_cronsim}
+
+
 # ---------------------------------------------------------------------------------------------
 # The cases
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +262,8 @@ DST_EXPRS = [
     "0 2,3 * * *",
     "45 2 * * 0",
     "0,30 1/1 * * *",
+    "*/15 1-3 * * *",
+    "0 0-23 * * *",
 ]
 
 GENERAL_EXPRS = [
@@ -336,15 +360,85 @@ def dst_afters(tzname: str) -> list[datetime]:
     return out
 
 
-def build_cases() -> list[tuple[str, str, datetime, int]]:
-    cases: list[tuple[str, str, datetime, int]] = []
-    seen = set()
+PIN_ZONES = ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe"]  # Lord Howe: 30-minute DST
+# The DST rules, one pin each; conformance.rs checks that every one is pinned in New York and
+# Berlin at least.
+PINS = [
+    "gap-fixed",  # a fixed-time job in a gap fires once, at the transition
+    "gap-fixed-collapses",  # several fixed times in one gap: still one fire, at the transition
+    "gap-star-hour",  # hour `*`: skips the missing times, no extra fire at the jump
+    "gap-all-24-hours",  # an hour list of all 24 hours is not fixed: skips too
+    "gap-star-minute",  # minute `*/15`, fixed hour: not fixed-time, skips
+    "overlap-fixed",  # a fixed-time job fires once, in the first pass
+    "overlap-fixed-second-pass",  # from inside the second pass: next day
+    "overlap-star-minute-hour-range",  # `*/15 1-3 * * *`: both passes
+    "overlap-star-hour",  # `0 * * * *`: both passes
+    "overlap-all-24-hours",  # `0-23` and a list of all 24 hours: both passes
+]
 
-    def add(expr, tz, after, n=5):
+
+def pinned_cases(tzname: str) -> list[tuple[str, datetime, int, str]]:
+    """Cases that pin each DST rule on the zone's first gap and first overlap of 2025 and 2026.
+
+    The expressions are built from the zone's own transition: `m h` is the wall-clock time half
+    way into the skipped or repeated range (02:30 in New York's gap, 01:30 in its overlap; 02:15
+    and 01:45 for Lord Howe's 30-minute shifts).
+    """
+    tz = ZoneInfo(tzname)
+    out = []
+    all24 = ",".join(str(h) for h in range(24))
+    seen_kinds: dict[tuple[int, bool], int] = {}
+    for t in transitions(tzname, years=(2025, 2026)):
+        before = (t - timedelta(seconds=1)).astimezone(tz).utcoffset()
+        after = t.astimezone(tz).utcoffset()
+        gap = after > before
+        key = (t.year, gap)
+        if key in seen_kinds:
+            continue
+        seen_kinds[key] = 1
+        shift = abs(after - before)
+        # The skipped range starts at T + old offset; the repeated one at T + new offset.
+        start = (t + (before if gap else after)).replace(tzinfo=None)
+        mid = start + shift / 2
+        m, h = mid.minute, mid.hour
+        if gap:
+            a = t - timedelta(minutes=90) + timedelta(seconds=30, milliseconds=500)
+            out += [
+                (f"{m} {h} * * *", a, 4, "gap-fixed"),
+                (f"{m} {h} * * *", t - MINUTE, 2, "gap-fixed"),
+                (f"{start.minute},{m} {h} * * *", a, 4, "gap-fixed-collapses"),
+                (f"{m} * * * *", a, 4, "gap-star-hour"),
+                (f"{m} {all24} * * *", a, 4, "gap-all-24-hours"),
+                (f"*/15 {h} * * *", a, 4, "gap-star-minute"),
+            ]
+        else:
+            a = t - timedelta(minutes=90)
+            out += [
+                (f"{m} {h} * * *", a, 3, "overlap-fixed"),
+                (f"{m} {h} * * *", t + shift / 4, 2, "overlap-fixed-second-pass"),
+                ("*/15 1-3 * * *", t - timedelta(minutes=20), 8, "overlap-star-minute-hour-range"),
+                ("0 * * * *", a, 4, "overlap-star-hour"),
+                (f"{m} * * * *", a, 4, "overlap-star-hour"),
+                (f"{m} 0-23 * * *", a, 4, "overlap-all-24-hours"),
+                (f"{m} {all24} * * *", a, 4, "overlap-all-24-hours"),
+            ]
+    return out
+
+
+def build_cases() -> list[tuple[str, str, datetime, int, str | None]]:
+    cases: list[tuple[str, str, datetime, int, str | None]] = []
+    index: dict[tuple[str, str, datetime], int] = {}
+
+    def add(expr, tz, after, n=5, pin=None):
         key = (expr, tz, after)
-        if key not in seen:
-            seen.add(key)
-            cases.append((expr, tz, after, n))
+        if key in index:
+            if pin is not None:
+                i = index[key]
+                e, z, a, n0, _ = cases[i]
+                cases[i] = (e, z, a, max(n0, n), pin)
+            return
+        index[key] = len(cases)
+        cases.append((expr, tz, after, n, pin))
 
     # 1. DST-sensitive expressions around every transition of every DST zone, 2025-2027.
     #    Each transition has five `after`s (T-26h, T-90m+30.5s, T-1m, T, T+30m); the core
@@ -375,6 +469,10 @@ def build_cases() -> list[tuple[str, str, datetime, int]]:
         for tz in ["UTC", "America/New_York", "Australia/Sydney", "Asia/Kolkata"]:
             for after in (GENERAL_AFTERS[2], GENERAL_AFTERS[5]):
                 add(expr, tz, after, 3)
+    # 4. One pin per DST rule (PINS) in each of PIN_ZONES.
+    for tz in PIN_ZONES:
+        for expr, after, n, pin in pinned_cases(tz):
+            add(expr, tz, after, n, pin)
     return cases
 
 
@@ -389,11 +487,12 @@ def tzdata_version() -> str:
 
 def main() -> int:
     out_cases = []
-    disagreements = 0
-    for i, (expr, tz, after, n) in enumerate(build_cases()):
+    disagreements = {name: 0 for name in REFERENCES}
+    disagreements["all"] = 0
+    pins_seen: dict[str, set[str]] = {}
+    for i, (expr, tz, after, n, pin) in enumerate(build_cases()):
         brute = bruteforce(expr, tz, after, n)
         assert len(brute) == n, (expr, tz, after, brute)
-        cron = via_croniter(expr, tz, after, n)
         case = {
             "id": i + 1,
             "expr": expr,
@@ -401,37 +500,53 @@ def main() -> int:
             "after": rfc3339(after),
             "expected": [rfc3339(t) for t in brute],
         }
-        if cron == brute:
-            case["source"] = "croniter"
-        else:
-            disagreements += 1
-            case["source"] = "bruteforce"
-            case["croniter"] = cron if isinstance(cron, str) else [rfc3339(t) for t in cron]
+        agree = []
+        for name, ref in REFERENCES.items():
+            got = ref(expr, tz, after, n)
+            if got == brute:
+                agree.append(name)
+            else:
+                disagreements[name] += 1
+                case[name] = got if isinstance(got, str) else [rfc3339(t) for t in got]
+        if not agree:
+            disagreements["all"] += 1
+        case["source"] = "+".join(agree) if agree else "bruteforce"
+        if pin is not None:
+            case["pin"] = pin
+            pins_seen.setdefault(pin, set()).add(tz)
         out_cases.append(case)
 
     doc = {
         "about": (
             "Expected cron fire times for codeai-cron, computed by tests/gen_conformance.py with "
-            "croniter and an independent brute-force reference (Python zoneinfo). 'source' says "
-            "which one the expected values are from: 'croniter' = croniter and brute force agree; "
-            "'bruteforce' = they disagree and the brute force (the crate's documented rules) is "
-            "used, croniter's answer kept under 'croniter'. Regenerate: "
-            "python3 cron/tests/gen_conformance.py"
+            "a brute-force reference of the crate's documented rules (Python zoneinfo), "
+            "cross-checked with croniter and cronsim. The expected values are always the brute "
+            "force's. 'source' names the references that agree with them ('croniter+cronsim', "
+            "'croniter', 'cronsim'), or is 'bruteforce' when neither does; a reference that "
+            "disagrees has its answer kept under its name. 'disagreements' counts the cases each "
+            "reference disagrees on ('all': both). Regenerate: python3 cron/tests/gen_conformance.py"
         ),
         "generator": {
             "python": platform.python_version(),
             "croniter": version("croniter"),
+            "cronsim": version("cronsim"),
             "tzdata": tzdata_version(),
         },
+        "pins": PINS,
         "case_count": len(out_cases),
         "disagreements": disagreements,
         "cases": out_cases,
     }
+    for pin in PINS:
+        assert set(PIN_ZONES) <= pins_seen.get(pin, set()), (pin, pins_seen.get(pin))
     OUT.write_text(json.dumps(doc, indent=1) + "\n")
     by_tz: dict[str, int] = {}
+    by_source: dict[str, int] = {}
     for c in out_cases:
         by_tz[c["tz"]] = by_tz.get(c["tz"], 0) + 1
-    print(f"wrote {len(out_cases)} cases to {OUT} ({disagreements} croniter/brute-force disagreements)")
+        by_source[c["source"]] = by_source.get(c["source"], 0) + 1
+    print(f"wrote {len(out_cases)} cases to {OUT}; disagreements with the brute force: {disagreements}")
+    print("per source:", by_source)
     print("per zone:", by_tz)
     return 0
 

@@ -56,6 +56,20 @@ pub enum Item {
     Event(Event),
     Queue(Queue),
     Job(Job),
+    Action(ActionDecl),
+}
+
+/// `action process_item(item) { steps { … } }`: steps a job runs with `action: process_item(x)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionDecl {
+    pub name: Ident,
+    pub params: Vec<Ident>,
+    pub steps: Vec<Step>,
+    /// Span of the `steps` keyword, if the action has a `steps { }` block.
+    pub steps_span: Option<Span>,
+    pub span: Span,
+    /// Part of the action failed to parse (and was reported).
+    pub broken: bool,
 }
 
 /// `entity Product { table: "products"  id: uuid primary  name: string optional … }`
@@ -193,6 +207,8 @@ pub enum JobValue {
     Durations(Vec<Spanned<Duration>>),
     /// `on_complete: emit(Event)`, `on_fail: emit(Event)`
     Emit(Ident),
+    /// `trigger: on(Event)`
+    On(Ident),
     /// `input: { … }` and any other expression-valued field.
     Expr(Expr),
 }
@@ -208,6 +224,8 @@ pub struct Duration {
 pub struct Step {
     pub name: Ident,
     pub fields: Vec<StepField>,
+    /// `steps { … }` inside the step: the body of a `for_each`, several steps per item.
+    pub body: Option<Spanned<Vec<Step>>>,
     pub span: Span,
     /// A field of the step failed to parse (and was reported): the checker does not complain
     /// about what is missing from it.
@@ -333,6 +351,8 @@ pub enum ExprKind {
     Duration(Duration),
     Ident(String),
     Field(Box<Expr>, Ident),
+    /// `expr?.field`: null when `expr` is null or has no `field`.
+    OptField(Box<Expr>, Ident),
     Index(Box<Expr>, Box<Expr>),
     List(Vec<Expr>),
     Object(Vec<(Ident, Expr)>),

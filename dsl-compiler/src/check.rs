@@ -15,11 +15,13 @@
 
 mod decls;
 mod expr;
+mod input;
 mod job;
 mod step;
 mod suggest;
 #[cfg(test)]
 mod tests;
+mod types;
 
 use crate::ast::{self, Span};
 use crate::diagnostic::{line_col, Diagnostic};
@@ -66,7 +68,79 @@ pub fn check(
         seen.insert(&job.name.node, job.name.span);
         jobs.push(job::check_job(job, &decls, &mut cx, &source_hash));
     }
+    for action in &decls.actions {
+        job::check_action(action, &decls, &mut cx);
+    }
+    trigger_cycles(file, &jobs, &mut cx);
+    // An action's steps are checked at every call and once on their own: one report each.
+    let mut reported = std::collections::HashSet::new();
+    cx.diagnostics
+        .retain(|d| reported.insert((d.span, d.message.clone())));
     (jobs, cx.diagnostics)
+}
+
+/// A job that runs on an event (`trigger: on(E)`) and, through the events it and the jobs it
+/// sets off emit, sets off `E` again would run forever: an error at its `trigger:`, naming the
+/// chain. (Across files the host bounds the depth of such chains at run time.)
+fn trigger_cycles(file: &ast::File, jobs: &[CheckedJob], cx: &mut Cx<'_>) {
+    let emitted = |m: &codeai_ir::Manifest| -> Vec<String> {
+        m.events.iter().map(|e| e.name.clone()).collect()
+    };
+    for job in jobs {
+        let Some(start) = &job.manifest.trigger else {
+            continue;
+        };
+        // Breadth first over events, remembering how each was reached: (job, event emitted).
+        let mut reached: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        let mut frontier: Vec<(String, Vec<(String, String)>)> = emitted(&job.manifest)
+            .into_iter()
+            .map(|e| (e.clone(), vec![(job.manifest.name.clone(), e)]))
+            .collect();
+        let mut cycle = None;
+        while let Some((event, path)) = frontier.pop() {
+            if &event == start {
+                cycle = Some(path);
+                break;
+            }
+            if reached.insert(event.clone(), path.clone()).is_some() {
+                continue;
+            }
+            for next in jobs
+                .iter()
+                .filter(|j| j.manifest.trigger.as_deref() == Some(event.as_str()))
+            {
+                for e in emitted(&next.manifest) {
+                    let mut longer = path.clone();
+                    longer.push((next.manifest.name.clone(), e.clone()));
+                    frontier.push((e, longer));
+                }
+            }
+        }
+        let Some(path) = cycle else { continue };
+        let span = file
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                ast::Item::Job(j) if j.name.node == job.manifest.name => Some(j),
+                _ => None,
+            })
+            .flat_map(|j| j.fields.iter())
+            .find(|f| f.key.node == "trigger")
+            .map_or(Span::default(), |f| f.key.span);
+        let chain: Vec<String> = path
+            .iter()
+            .map(|(j, e)| format!("`{j}` emits `{e}`"))
+            .collect();
+        cx.error_hint(
+            span,
+            format!(
+                "job `{}` runs on `{start}` and sets it off again: {}",
+                job.manifest.name,
+                chain.join(", then ")
+            ),
+            "a chain of triggers must end: trigger on another event, or do not emit this one",
+        );
+    }
 }
 
 /// The state shared by every part of the checker: the source and the diagnostics found so far.

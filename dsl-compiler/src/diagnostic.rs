@@ -51,6 +51,27 @@ impl Diagnostic {
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
     }
+
+    /// The diagnostic as a JSON object for editors and CI annotations: `file`, `line`,
+    /// `column`, `end_line`, `end_column` (1-based, columns in characters, the end exclusive),
+    /// `severity` (`error` or `warning`), `message` and `hint` (null when there is none).
+    pub fn to_json(&self, file: &str, source: &str) -> serde_json::Value {
+        let (line, column) = line_col(source, self.span.start);
+        let (end_line, end_column) = line_col(source, self.span.end.max(self.span.start));
+        serde_json::json!({
+            "file": file,
+            "line": line,
+            "column": column,
+            "end_line": end_line,
+            "end_column": end_column,
+            "severity": match self.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+            },
+            "message": self.message,
+            "hint": self.hint,
+        })
+    }
 }
 
 /// 1-based line and column (in characters) of a byte offset.

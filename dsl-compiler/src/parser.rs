@@ -15,7 +15,15 @@ use lexer::{Tok, TokKind};
 /// Deepest nesting of expressions and blocks accepted; deeper input is reported, not recursed into.
 const MAX_DEPTH: usize = 64;
 
-const ITEM_KEYWORDS: &[&str] = &["entity", "integration", "template", "event", "queue", "job"];
+const ITEM_KEYWORDS: &[&str] = &[
+    "entity",
+    "integration",
+    "template",
+    "event",
+    "queue",
+    "job",
+    "action",
+];
 
 /// Words that end an expression: they introduce the next clause of a query or a field.
 const CLAUSE_WORDS: &[&str] = &[
@@ -31,17 +39,40 @@ pub fn parse(source: &str) -> (File, Vec<Diagnostic>) {
     let eof_explained = diagnostics
         .iter()
         .any(|d| d.message.starts_with("unterminated "));
-    let mut p = Parser {
-        source,
-        tokens,
-        pos: 0,
-        diagnostics,
-        depth: 0,
-        silent_failures: 0,
-        eof_explained,
-    };
+    let mut p = Parser::new(source, tokens, diagnostics, eof_explained);
     let file = p.file();
     (file, p.diagnostics)
+}
+
+/// Parses the expression at `span` of `source` (the inside of a `{{…}}` in a string literal):
+/// spans and messages point into `source`. The diagnostics when it is not one expression.
+pub(crate) fn parse_embedded_expr(source: &str, span: Span) -> Result<Expr, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let Some(text) = source.get(span.range()) else {
+        return Err(vec![Diagnostic::error(span, "not an expression")]);
+    };
+    let mut tokens = lexer::lex(text, &mut diagnostics);
+    for t in &mut tokens {
+        t.span = Span::new(t.span.start + span.start, t.span.end + span.start);
+    }
+    let mut p = Parser::new(source, tokens, diagnostics, true);
+    let parsed = p.expr();
+    if parsed.is_ok() && !p.at_eof() {
+        let found = p.peek().describe(source);
+        let at = p.peek().span;
+        p.diagnostics.push(Diagnostic::error(
+            at,
+            format!("expected the end of the expression, found {found}"),
+        ));
+    }
+    for d in &mut p.diagnostics {
+        d.message = d.message.replace("end of file", "the end of the `{{…}}`");
+    }
+    match parsed {
+        Ok(e) if p.diagnostics.is_empty() => Ok(e),
+        _ if p.diagnostics.is_empty() => Err(vec![Diagnostic::error(span, "not an expression")]),
+        _ => Err(p.diagnostics),
+    }
 }
 
 /// A syntax error; the diagnostic has already been recorded when this is returned.
@@ -61,6 +92,25 @@ struct Parser<'s> {
     /// A missing `}` at the end of the file is already explained (reported once, or caused by
     /// an unterminated string or comment): further blocks open at the end close silently.
     eof_explained: bool,
+}
+
+impl<'s> Parser<'s> {
+    fn new(
+        source: &'s str,
+        tokens: Vec<Tok>,
+        diagnostics: Vec<Diagnostic>,
+        eof_explained: bool,
+    ) -> Parser<'s> {
+        Parser {
+            source,
+            tokens,
+            pos: 0,
+            diagnostics,
+            depth: 0,
+            silent_failures: 0,
+            eof_explained,
+        }
+    }
 }
 
 impl Parser<'_> {
@@ -237,6 +287,7 @@ impl Parser<'_> {
                         && tok.line_start
                         && self.pos > from
                         && ITEM_KEYWORDS.contains(&w.as_str())
+                        && !matches!(self.peek_at(1).kind, TokKind::Punct(":"))
                         && self.column_is_zero(tok.span.start) =>
                 {
                     return
@@ -255,6 +306,7 @@ impl Parser<'_> {
     fn item_keyword_at_column_zero(&self) -> bool {
         let tok = self.peek();
         matches!(&tok.kind, TokKind::Ident(w) if ITEM_KEYWORDS.contains(&w.as_str()))
+            && !matches!(self.peek_at(1).kind, TokKind::Punct(":"))
             && tok.line_start
             && self.column_is_zero(tok.span.start)
     }
@@ -282,7 +334,8 @@ impl Parser<'_> {
                 TokKind::Ident(w)
                     if tok.line_start
                         && self.pos > start
-                        && ITEM_KEYWORDS.contains(&w.as_str()) =>
+                        && ITEM_KEYWORDS.contains(&w.as_str())
+                        && !matches!(self.peek_at(1).kind, TokKind::Punct(":")) =>
                 {
                     return
                 }
@@ -309,9 +362,10 @@ impl Parser<'_> {
                 TokKind::Ident(w) if w == "event" => self.event().map(Item::Event),
                 TokKind::Ident(w) if w == "queue" => self.queue().map(Item::Queue),
                 TokKind::Ident(w) if w == "job" => self.job().map(Item::Job),
-                _ => {
-                    self.expected("`entity`, `integration`, `template`, `event`, `queue` or `job`")
-                }
+                TokKind::Ident(w) if w == "action" => self.action_decl().map(Item::Action),
+                _ => self.expected(
+                    "`entity`, `integration`, `template`, `event`, `queue`, `job` or `action`",
+                ),
             };
             match item {
                 Ok(item) => items.push(item),
@@ -686,6 +740,57 @@ impl Parser<'_> {
         })
     }
 
+    /// `action name(param, …) { steps { … } }`
+    fn action_decl(&mut self) -> PResult<ActionDecl> {
+        let errors_before = self.error_mark();
+        let kw = self.bump().span;
+        let name = self.ident("an action name")?;
+        if !self.eat_punct("(") {
+            return self.expected_hint(
+                "`(`",
+                &format!(
+                    "an action lists its parameters in parentheses, even none: `action {}() {{ … }}`",
+                    name.node
+                ),
+            );
+        }
+        let mut params = Vec::new();
+        while !self.is_punct(")") {
+            params.push(self.ident("a parameter name")?);
+            if !self.eat_punct(",") {
+                break;
+            }
+        }
+        self.expect_punct(")")?;
+        let mut steps = Vec::new();
+        let mut steps_span = None;
+        let end = self.block(|p| {
+            let key = p.ident("`steps`")?;
+            if key.node != "steps" {
+                p.diagnostics.push(
+                    Diagnostic::error(key.span, format!("unknown action field `{}`", key.node))
+                        .with_hint("an action holds one block: `steps { … }`"),
+                );
+                return Err(Failed);
+            }
+            steps_span = Some(key.span);
+            p.eat_punct(":");
+            p.block(|p| {
+                steps.push(p.step()?);
+                Ok(())
+            })?;
+            Ok(())
+        })?;
+        Ok(ActionDecl {
+            name,
+            params,
+            steps,
+            steps_span,
+            span: kw.to(end),
+            broken: self.error_mark() > errors_before,
+        })
+    }
+
     fn job_value(&mut self, key: &str) -> PResult<JobValue> {
         match key {
             "description" | "run_at" | "timezone" => {
@@ -746,6 +851,15 @@ impl Parser<'_> {
                 self.expect_punct(")")?;
                 Ok(JobValue::Emit(event))
             }
+            "trigger" => {
+                if !self.eat_word("on") {
+                    return self.expected_hint("`on(Event)`", "e.g. `trigger: on(OrderPlaced)`");
+                }
+                self.expect_punct("(")?;
+                let event = self.ident("an event name")?;
+                self.expect_punct(")")?;
+                Ok(JobValue::On(event))
+            }
             _ => Ok(JobValue::Expr(self.expr()?)),
         }
     }
@@ -754,14 +868,31 @@ impl Parser<'_> {
         let errors_before = self.error_mark();
         let name = self.ident("a step name")?;
         let mut fields = Vec::new();
-        // `name {` at the start of a line is the next step: this step's `}` is missing.
+        let mut body: Option<Spanned<Vec<Step>>> = None;
+        // `name {` at the start of a line is the next step: this step's `}` is missing
+        // (`steps {` is this step's own block of steps).
         let next_step = |p: &Self| {
             p.peek().line_start
-                && matches!(p.peek().kind, TokKind::Ident(_))
+                && matches!(&p.peek().kind, TokKind::Ident(w) if w != "steps")
                 && matches!(p.peek_at(1).kind, TokKind::Punct("{"))
         };
         let end = self.block_until(next_step, |p| {
             let key = p.ident("a step field")?;
+            if key.node == "steps" && !p.is_punct(":") {
+                let mut steps = Vec::new();
+                p.block(|p| {
+                    steps.push(p.step()?);
+                    Ok(())
+                })?;
+                if body.is_some() {
+                    p.diagnostics.push(Diagnostic::error(
+                        key.span,
+                        "`steps` is given twice in this step",
+                    ));
+                }
+                body = Some(Spanned::new(steps, key.span));
+                return Ok(());
+            }
             p.expect_punct(":")?;
             let value = p.step_value(&key.node)?;
             fields.push(StepField {
@@ -775,6 +906,7 @@ impl Parser<'_> {
             span: name.span.to(end),
             name,
             fields,
+            body,
             broken: self.error_mark() > errors_before,
         })
     }
@@ -1220,14 +1352,17 @@ impl Parser<'_> {
         let mut e = self.atom()?;
         let mut chain = 0usize;
         loop {
-            if self.is_punct(".") {
+            if self.is_punct(".") || self.is_punct("?.") {
+                let optional = self.is_punct("?.");
                 self.bump();
                 let field = self.ident("a field name after `.`")?;
                 let span = e.span.to(field.span);
-                e = Expr {
-                    kind: ExprKind::Field(Box::new(e), field),
-                    span,
+                let kind = if optional {
+                    ExprKind::OptField(Box::new(e), field)
+                } else {
+                    ExprKind::Field(Box::new(e), field)
                 };
+                e = Expr { kind, span };
             } else if self.is_punct("[") && !self.peek().line_start {
                 self.bump();
                 let index = self.expr()?;

@@ -138,7 +138,7 @@ fn read_manifest_refuses_what_codeai_did_not_build() {
 // ---------------------------------------------------------------------------------------------
 
 /// A program whose steps use no capability (so a component with trapping imports can run it):
-/// the size of `input.blob`, a large literal `marker`, and a greeting from an input default.
+/// the size of `input?.blob` (absent in the second run), a large literal `marker`, and a greeting from an input default.
 fn small_program(marker: &str) -> Program {
     let step = |name: &str, value: Expr| Step {
         name: name.to_string(),
@@ -148,17 +148,19 @@ fn small_program(marker: &str) -> Program {
         on_empty: None,
         on_fail: None,
         timeout_ms: None,
+        when: None,
     };
     Program {
         ir_version: IR_VERSION,
         job: "Small".into(),
         input_defaults: BTreeMap::from([("who".to_string(), Expr::Str("world".into()))]),
+        input: None,
         steps: vec![
             step(
                 "size",
                 Expr::Call(
                     Builtin::Len,
-                    vec![Expr::Field(
+                    vec![Expr::OptField(
                         Box::new(Expr::Var("input".into())),
                         "blob".into(),
                     )],
@@ -197,11 +199,13 @@ fn small_manifest() -> Manifest {
         overlap: codeai_ir::Overlap::Skip,
         on_complete: None,
         on_fail: None,
+        trigger: None,
         capabilities: vec![],
         entities: vec![],
         integrations: vec![],
         templates: vec![],
         events: vec![],
+        input: None,
         source_hash: "0".repeat(64),
         source_file: "small.codeai".into(),
         compiler: "test".into(),
@@ -290,6 +294,12 @@ fn an_emitted_component_runs_in_wasmtime_with_its_program_intact() {
     let engine = wasmtime::Engine::default();
     let component = Component::new(&engine, &bytes).expect("wasmtime compiles the component");
     let mut linker = Linker::<()>::new(&engine);
+    // The program calls no capability; the guest marks its steps (for traces) and nothing else.
+    linker
+        .instance("codeai:host/log@0.1.0")
+        .unwrap()
+        .func_wrap("step", |_, (_name,): (String,)| Ok(()))
+        .unwrap();
     linker.define_unknown_imports_as_traps(&component).unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = linker.instantiate(&mut store, &component).unwrap();

@@ -5,6 +5,7 @@
 #   CODEAI_TOKEN=<admin-token> bash examples/05-scheduled-jobs/test.sh
 #
 # BASE_URL defaults to http://localhost:8080. Each request prints its HTTP status and body.
+# The job's schedule and paused state are put back as they were at the end (python3 reads them).
 set -euo pipefail
 
 BASE_URL="${BASE_URL:-http://localhost:8080}"
@@ -23,6 +24,31 @@ req() {
   fi
   echo
 }
+
+# What the job is before the requests below change it, to put back at the end: the body of a
+# PUT /jobs/$JOB/schedule that restores its schedule, and whether it is enabled.
+before=$(curl -sS "$BASE_URL/jobs/$JOB" -H "Authorization: Bearer $TOKEN")
+read -r enabled restore < <(printf '%s' "$before" | python3 -c '
+import json, sys
+job = json.load(sys.stdin)
+s = job["schedule"]
+body = {
+    "cron": {"cron_expression": s.get("cron"), "timezone": job.get("timezone") or "UTC"},
+    "every": {"every": "%sms" % s.get("every_ms")},
+    "once": {"run_at": s.get("run_at")},
+}.get(s["kind"])
+print(str(job["is_enabled"]).lower(), json.dumps(body) if body else "")
+')
+put_back() {
+  if [ -n "$restore" ]; then
+    echo "### putting back the schedule of $JOB"
+    req PUT "/jobs/$JOB/schedule" "$restore" >/dev/null
+  fi
+  if [ "$enabled" = false ]; then
+    req POST "/jobs/$JOB/pause" >/dev/null
+  fi
+}
+trap put_back EXIT
 
 # List all jobs
 req GET /jobs

@@ -131,9 +131,50 @@ fn filter(f: Option<h::Filter>) -> Option<data::Filter> {
                         value: value.to_string(),
                     })
                 }
+                h::FilterNode::Terms {
+                    terms,
+                    left,
+                    op,
+                    right,
+                } => data::FilterNode::Terms(data::TermComparison {
+                    terms: terms.into_iter().map(term).collect(),
+                    left,
+                    op: compare_op(op),
+                    right,
+                }),
             })
             .collect(),
     })
+}
+
+fn term(t: h::Term) -> data::Term {
+    use codeai_ir::{ArithOp as A, TermFunc as F};
+    match t {
+        h::Term::Column(c) => data::Term::Column(c),
+        h::Term::Value(v) => data::Term::Value(v.to_string()),
+        h::Term::Arith(op, a, b) => data::Term::Arith((
+            match op {
+                A::Add => data::ArithOp::Add,
+                A::Sub => data::ArithOp::Sub,
+                A::Mul => data::ArithOp::Mul,
+                A::Div => data::ArithOp::Div,
+            },
+            a,
+            b,
+        )),
+        h::Term::Func(f, a) => data::Term::Apply((
+            match f {
+                F::Lower => data::TermFunc::Lowercase,
+                F::Upper => data::TermFunc::Uppercase,
+                F::Length => data::TermFunc::Length,
+                F::Year => data::TermFunc::Year,
+                F::Month => data::TermFunc::Month,
+                F::Day => data::TermFunc::Day,
+                F::Hour => data::TermFunc::Hour,
+            },
+            a,
+        )),
+    }
 }
 
 fn compare_op(op: codeai_ir::CompareOp) -> data::CompareOp {
@@ -334,6 +375,10 @@ impl Host for Imports {
             codeai_ir::LogLevel::Error => log::Level::Error,
         };
         log::write(level, message);
+    }
+
+    fn step(&mut self, name: &str) {
+        log::step(name);
     }
 
     fn now(&mut self) -> h::Instant {

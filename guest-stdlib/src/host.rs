@@ -4,7 +4,7 @@
 //! bindings (`component.rs`), and tests implement it with a recording fake. Values that cross as
 //! JSON text in WIT are `serde_json::Value` here.
 
-use codeai_ir::{CompareOp, LogLevel, MaintenanceOp, ReportFormat};
+use codeai_ir::{ArithOp, CompareOp, LogLevel, MaintenanceOp, ReportFormat, TermFunc};
 use serde_json::Value;
 
 /// Why a capability call failed (WIT `cap-error`).
@@ -38,6 +38,22 @@ pub enum FilterNode {
         op: CompareOp,
         value: Value,
     },
+    /// WIT `term-comparison`: operands are indices into `terms`, each below its user's index.
+    Terms {
+        terms: Vec<Term>,
+        left: u32,
+        op: CompareOp,
+        right: u32,
+    },
+}
+
+/// One term of a [`FilterNode::Terms`] (WIT `term`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Term {
+    Column(String),
+    Value(Value),
+    Arith(ArithOp, u32, u32),
+    Func(TermFunc, u32),
 }
 
 /// A filter tree flattened into a list (WIT `filter`).
@@ -166,6 +182,8 @@ pub trait Host {
     fn state_get(&mut self, key: &str) -> Option<Value>;
     fn state_set(&mut self, key: &str, value: Value) -> Result<(), CapError>;
     fn log(&mut self, level: LogLevel, message: &str);
+    /// Marks the start of one of the job's own steps (for the host's traces).
+    fn step(&mut self, _name: &str) {}
     fn now(&mut self) -> Instant;
     fn period(&mut self, unit: PeriodUnit, offset: i32) -> Period;
 }

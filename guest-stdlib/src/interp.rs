@@ -8,7 +8,7 @@ use crate::host::*;
 use crate::time;
 use codeai_ir::{
     Assignment, BinaryOp, Builtin, CompareOp, Expr, Filter as IrFilter, LogLevel, Part, Policy,
-    Program, Step, StepKind, UnaryOp,
+    Program, Step, StepKind, Term as IrTerm, UnaryOp,
 };
 use serde_json::{json, Map, Number, Value};
 use std::collections::BTreeMap;
@@ -56,10 +56,23 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
     let mut scope = Scope {
         vars: BTreeMap::new(),
         host,
+        skipped: None,
+        lenient: 0,
+        blocks: 0,
     };
+    // A typed declaration checks the input first (the host did when it came through the API).
+    if let Some(fields) = &program.input {
+        codeai_ir::input::validate(fields, &input).map_err(|e| JobError {
+            step: None,
+            message: e.to_string(),
+        })?;
+    }
     // Defaults first, then the trigger's input over them.
     let mut merged = Map::new();
     for (k, e) in &program.input_defaults {
+        if matches!(&input, Value::Object(given) if given.contains_key(k)) {
+            continue; // given: its default is not needed
+        }
         let v = scope.eval(e).map_err(|Fail(m)| JobError {
             step: None,
             message: format!("input default `{k}`: {m}"),
@@ -76,68 +89,25 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
             })
         }
     }
+    // ISO dates of typed `date` fields become the start of that day in the job's timezone.
+    if let Some(fields) = &program.input {
+        let mut today = None;
+        for f in fields.iter().filter(|f| f.ty.has_date()) {
+            if let Some(v) = merged.get_mut(&f.name) {
+                iso_dates(scope.host, &f.ty, v, &mut today);
+            }
+        }
+    }
     for (k, v) in &merged {
         scope.vars.insert(k.clone(), v.clone());
     }
     scope.vars.insert("input".into(), Value::Object(merged));
 
     let mut outputs = Map::new();
-    for step in &program.steps {
-        let result = scope.step(step);
-        let value = match result {
-            Ok(value) => {
-                if is_empty(&step.kind, &value) {
-                    match &step.on_empty {
-                        Some(Policy::Skip(reason)) => {
-                            scope
-                                .host
-                                .log(LogLevel::Info, &format!("step `{}`: {reason}", step.name));
-                            return Ok(Outcome::Skipped(reason.clone()));
-                        }
-                        Some(Policy::Abort(message)) => {
-                            return Err(JobError {
-                                step: Some(step.name.clone()),
-                                message: message.clone(),
-                            })
-                        }
-                        Some(Policy::Continue) | None => {}
-                    }
-                }
-                value
-            }
-            Err(Fail(message)) => {
-                let message = format!("step `{}` ({}): {message}", step.name, step.location);
-                match &step.on_fail {
-                    Some(Policy::Continue) => {
-                        scope
-                            .host
-                            .log(LogLevel::Warn, &format!("{message}; continuing"));
-                        Value::Null
-                    }
-                    Some(Policy::Skip(reason)) => {
-                        scope.host.log(LogLevel::Warn, &message);
-                        return Ok(Outcome::Skipped(reason.clone()));
-                    }
-                    Some(Policy::Abort(text)) => {
-                        scope.host.log(LogLevel::Error, &message);
-                        return Err(JobError {
-                            step: Some(step.name.clone()),
-                            message: text.clone(),
-                        });
-                    }
-                    None => {
-                        return Err(JobError {
-                            step: Some(step.name.clone()),
-                            message,
-                        })
-                    }
-                }
-            }
-        };
-        if let Some(name) = &step.bind {
-            outputs.insert(name.clone(), value.clone());
-            scope.vars.insert(name.clone(), value);
-        }
+    match scope.steps(&program.steps, &mut outputs) {
+        Ok(()) => {}
+        Err(End::Skipped(reason)) => return Ok(Outcome::Skipped(reason)),
+        Err(End::Failed(e)) => return Err(e),
     }
     let output = Value::Object(outputs);
     let size = serde_json::to_string(&output).map(|s| s.len()).unwrap_or(0);
@@ -173,15 +143,173 @@ fn is_empty(kind: &StepKind, value: &Value) -> bool {
     }
 }
 
+/// How a block of steps ended early.
+enum End {
+    /// A skip policy or `action: skip(…)`: the job ends as skipped.
+    Skipped(String),
+    /// A failure no `on_fail` absorbed.
+    Failed(JobError),
+}
+
 struct Scope<'h> {
     vars: BTreeMap<String, Value>,
     host: &'h mut dyn Host,
+    /// Set when a step inside a block (an action, a `for_each` body) ends the job as skipped:
+    /// the failure it returns carries the reason up to the job's own steps, past any
+    /// `on_fail` on the way.
+    skipped: Option<String>,
+    /// Above zero while evaluating the first argument of `default(…)`: a missing field or
+    /// index reads as null instead of failing.
+    lenient: u32,
+    /// Above zero inside a block: only the job's own steps are marked for the host's traces.
+    blocks: u32,
 }
 
 impl Scope<'_> {
     // -----------------------------------------------------------------------------------------
     // Steps
     // -----------------------------------------------------------------------------------------
+
+    /// Runs steps in order, binding each result to its `as:` name (and into `outputs`);
+    /// `when:`, `on_empty` and `on_fail` decide what is skipped, absorbed or ends the block.
+    fn steps(&mut self, steps: &[Step], outputs: &mut Map<String, Value>) -> Result<(), End> {
+        for step in steps {
+            let result = match self.holds(step) {
+                Ok(true) => {
+                    if self.blocks == 0 {
+                        self.host.step(&step.name);
+                    }
+                    self.step(step)
+                }
+                Ok(false) => {
+                    if let Some(name) = &step.bind {
+                        outputs.insert(name.clone(), Value::Null);
+                        self.vars.insert(name.clone(), Value::Null);
+                    }
+                    continue;
+                }
+                Err(f) => Err(f),
+            };
+            if let Some(reason) = self.skipped.take() {
+                return Err(End::Skipped(reason));
+            }
+            let value = match result {
+                Ok(value) => {
+                    if is_empty(&step.kind, &value) {
+                        match &step.on_empty {
+                            Some(Policy::Skip(reason)) => {
+                                self.host.log(
+                                    LogLevel::Info,
+                                    &format!("step `{}`: {reason}", step.name),
+                                );
+                                return Err(End::Skipped(reason.clone()));
+                            }
+                            Some(Policy::Abort(message)) => {
+                                return Err(End::Failed(JobError {
+                                    step: Some(step.name.clone()),
+                                    message: message.clone(),
+                                }))
+                            }
+                            Some(Policy::Continue) | None => {}
+                        }
+                    }
+                    value
+                }
+                Err(Fail(message)) => {
+                    let message = format!("step `{}` ({}): {message}", step.name, step.location);
+                    match &step.on_fail {
+                        Some(Policy::Continue) => {
+                            self.host
+                                .log(LogLevel::Warn, &format!("{message}; continuing"));
+                            Value::Null
+                        }
+                        Some(Policy::Skip(reason)) => {
+                            self.host.log(LogLevel::Warn, &message);
+                            return Err(End::Skipped(reason.clone()));
+                        }
+                        Some(Policy::Abort(text)) => {
+                            self.host.log(LogLevel::Error, &message);
+                            return Err(End::Failed(JobError {
+                                step: Some(step.name.clone()),
+                                message: text.clone(),
+                            }));
+                        }
+                        None => {
+                            return Err(End::Failed(JobError {
+                                step: Some(step.name.clone()),
+                                message,
+                            }))
+                        }
+                    }
+                }
+            };
+            if let Some(name) = &step.bind {
+                outputs.insert(name.clone(), value.clone());
+                self.vars.insert(name.clone(), value);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a step's `when:` holds (a step without one always runs); a step that does not
+    /// run is logged as skipped with the condition.
+    fn holds(&mut self, step: &Step) -> R<bool> {
+        let Some(when) = &step.when else {
+            return Ok(true);
+        };
+        match self.eval(&when.expr)? {
+            Value::Bool(true) => Ok(true),
+            Value::Bool(false) => {
+                self.host.log(
+                    LogLevel::Info,
+                    &format!(
+                        "step `{}` skipped: `when: {}` does not hold",
+                        step.name, when.text
+                    ),
+                );
+                Ok(false)
+            }
+            other => fail(format!(
+                "`when: {}` needs true or false, got {}",
+                when.text,
+                type_name(&other)
+            )),
+        }
+    }
+
+    /// A block of steps: a declared action (a scope of its own holding its parameters) or the
+    /// `steps { }` of a `for_each` (the caller's scope, its own bindings dropped afterwards).
+    fn block(&mut self, action: Option<&str>, bind: &[(String, Expr)], steps: &[Step]) -> R<Value> {
+        let mut args = Vec::with_capacity(bind.len());
+        for (name, e) in bind {
+            args.push((name.clone(), self.eval(e)?));
+        }
+        let saved = action.map(|_| std::mem::take(&mut self.vars));
+        self.vars.extend(args);
+        let mut outputs = Map::new();
+        self.blocks += 1;
+        let ended = self.steps(steps, &mut outputs);
+        self.blocks -= 1;
+        match saved {
+            Some(vars) => self.vars = vars,
+            None => {
+                for name in steps.iter().filter_map(|s| s.bind.as_ref()) {
+                    self.vars.remove(name);
+                }
+            }
+        }
+        match ended {
+            Ok(()) => Ok(Value::Object(outputs)),
+            Err(End::Skipped(reason)) => {
+                self.skipped = Some(reason.clone());
+                fail(reason)
+            }
+            Err(End::Failed(e)) => match action {
+                Some(name) => fail(format!("action `{name}`: {}", e.message)),
+                None => fail(e.message),
+            },
+        }
+    }
 
     fn step(&mut self, step: &Step) -> R<Value> {
         if let StepKind::ForEach {
@@ -380,6 +508,18 @@ impl Scope<'_> {
                 Ok(Value::Null)
             }
             StepKind::ForEach { .. } => fail("a `for_each` cannot be nested in a `for_each`"),
+            StepKind::Block {
+                action,
+                bind,
+                steps,
+            } => self.block(action.as_deref(), bind, steps),
+            StepKind::Fail { message } => fail(display(&self.eval(message)?)),
+            StepKind::Skip { reason } => {
+                let reason = display(&self.eval(reason)?);
+                self.host.log(LogLevel::Info, &format!("skipped: {reason}"));
+                self.skipped = Some(reason.clone());
+                fail(reason)
+            }
         }
     }
 
@@ -491,6 +631,9 @@ impl Scope<'_> {
             self.vars.insert(item.to_string(), v.clone());
             let r = self.kind(body, step.timeout_ms);
             if let Err(Fail(e)) = &r {
+                if self.skipped.is_some() {
+                    return fail(e.clone());
+                }
                 if !continue_on_fail {
                     return fail(format!("item {i}: {e}"));
                 }
@@ -551,9 +694,39 @@ impl Scope<'_> {
                     value,
                 }
             }
+            IrFilter::Terms { left, op, right } => {
+                let mut terms = Vec::new();
+                let left = self.term(left, &mut terms, 0)?;
+                let right = self.term(right, &mut terms, 0)?;
+                FilterNode::Terms {
+                    terms,
+                    left,
+                    op: *op,
+                    right,
+                }
+            }
         };
         nodes.push(node);
         Ok((nodes.len() - 1) as u32)
+    }
+
+    /// Flattens one side of a term comparison, operands first; values are evaluated here.
+    fn term(&mut self, t: &IrTerm, terms: &mut Vec<Term>, depth: usize) -> R<u32> {
+        if depth > 64 {
+            return fail("filter nested too deeply");
+        }
+        let term = match t {
+            IrTerm::Column(c) => Term::Column(c.clone()),
+            IrTerm::Value(e) => Term::Value(self.eval(e)?),
+            IrTerm::Arith(op, a, b) => {
+                let a = self.term(a, terms, depth + 1)?;
+                let b = self.term(b, terms, depth + 1)?;
+                Term::Arith(*op, a, b)
+            }
+            IrTerm::Func(f, a) => Term::Func(*f, self.term(a, terms, depth + 1)?),
+        };
+        terms.push(term);
+        Ok((terms.len() - 1) as u32)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -582,29 +755,48 @@ impl Scope<'_> {
                 Some(v) => v.clone(),
                 None => return fail(format!("`{name}` has no value")),
             },
-            Expr::Field(base, field) => match self.eval(base)? {
-                Value::Object(mut m) => m.remove(field).unwrap_or(Value::Null),
-                Value::Null => Value::Null,
-                Value::Array(items) if field == "length" => json!(items.len()),
-                other => return fail(format!("cannot read `.{field}` of {}", type_name(&other))),
-            },
+            Expr::Field(base, field) => {
+                let value = self.eval(base)?;
+                self.field(base, value, field, self.lenient > 0)?
+            }
+            Expr::OptField(base, field) => {
+                let value = self.eval(base)?;
+                self.field(base, value, field, true)?
+            }
             Expr::Index(base, index) => {
-                let base = self.eval(base)?;
+                let value = self.eval(base)?;
                 let index = self.eval(index)?;
-                match (base, index) {
-                    (Value::Array(items), Value::Number(n)) => {
-                        let i = n.as_i64().unwrap_or(-1);
-                        let i = if i < 0 { items.len() as i64 + i } else { i };
-                        usize::try_from(i)
-                            .ok()
-                            .and_then(|i| items.get(i).cloned())
-                            .unwrap_or(Value::Null)
+                let lenient = self.lenient > 0;
+                match (value, index) {
+                    (Value::Array(mut items), Value::Number(n)) => {
+                        let len = items.len();
+                        let i = n.as_i64().unwrap_or(i64::MIN);
+                        let at = if i < 0 { len as i64 + i } else { i };
+                        match usize::try_from(at).ok().filter(|at| *at < len) {
+                            Some(at) => items.swap_remove(at),
+                            None if lenient => Value::Null,
+                            None => {
+                                return fail(format!(
+                                    "`{}[{}]` is out of range: the list has {len} item{}",
+                                    path(base),
+                                    display(&Value::Number(n)),
+                                    if len == 1 { "" } else { "s" }
+                                ))
+                            }
+                        }
                     }
-                    (Value::Object(mut m), Value::String(k)) => m.remove(&k).unwrap_or(Value::Null),
-                    (Value::Null, _) => Value::Null,
+                    (Value::Object(mut m), Value::String(k)) => match m.remove(&k) {
+                        Some(v) => v,
+                        None if lenient => Value::Null,
+                        None => {
+                            return fail(missing(&format!("{}[\"{k}\"]", path(base)), base, &m))
+                        }
+                    },
+                    (Value::Null, _) if lenient => Value::Null,
                     (b, i) => {
                         return fail(format!(
-                            "cannot index {} with {}",
+                            "cannot index `{}` ({}) with {}",
+                            path(base),
                             type_name(&b),
                             type_name(&i)
                         ))
@@ -646,7 +838,40 @@ impl Scope<'_> {
                     self.eval(b)?
                 }
             }
+            Expr::Call(Builtin::Default, args) => {
+                let (Some(value), Some(fallback)) = (args.first(), args.get(1)) else {
+                    return fail("default() takes 2 arguments");
+                };
+                self.lenient += 1;
+                let v = self.eval(value);
+                self.lenient -= 1;
+                match v? {
+                    Value::Null => self.eval(fallback)?,
+                    v => v,
+                }
+            }
             Expr::Call(f, args) => self.builtin(*f, args)?,
+        })
+    }
+
+    /// `value.field`; a missing field (or a null `value`) fails unless `optional`.
+    fn field(&mut self, base: &Expr, value: Value, field: &str, optional: bool) -> R<Value> {
+        Ok(match value {
+            Value::Object(mut m) => match m.remove(field) {
+                Some(v) => v,
+                None if optional => Value::Null,
+                None => return fail(missing(&format!("{}.{field}", path(base)), base, &m)),
+            },
+            Value::Null if optional => Value::Null,
+            Value::Array(items) if field == "length" => json!(items.len()),
+            other => {
+                return fail(format!(
+                    "cannot read `{}.{field}`: `{}` is {}",
+                    path(base),
+                    path(base),
+                    type_name(&other)
+                ))
+            }
         })
     }
 
@@ -863,6 +1088,11 @@ impl Scope<'_> {
                 Value::Bool(b) => json!(u8::from(b)),
                 other => return fail(format!("number() cannot convert {}", type_name(&other))),
             },
+            // Evaluated lazily in `eval`; reached only with the arguments already evaluated.
+            Builtin::Default => vals
+                .into_iter()
+                .find(|v| !v.is_null())
+                .unwrap_or(Value::Null),
         })
     }
 
@@ -879,6 +1109,81 @@ impl Scope<'_> {
 // ---------------------------------------------------------------------------------------------
 // Values
 // ---------------------------------------------------------------------------------------------
+
+/// Turns the ISO dates (`2026-01-12`) a value of type `ty` holds into the start of that day in
+/// the job's timezone, as `yesterday().start` is; `today` is the job's current day, asked once.
+fn iso_dates(
+    host: &mut dyn Host,
+    ty: &codeai_ir::input::InputType,
+    v: &mut Value,
+    today: &mut Option<chrono::NaiveDate>,
+) {
+    use codeai_ir::input::{parse_date, InputType};
+    match (ty, v) {
+        (InputType::Date, Value::String(s)) => {
+            let Some((y, m, d)) = parse_date(s) else {
+                return;
+            };
+            let Some(date) = chrono::NaiveDate::from_ymd_opt(y, m, d) else {
+                return;
+            };
+            let today = *today.get_or_insert_with(|| {
+                let label = host.period(PeriodUnit::Day, 0).label;
+                parse_date(&label)
+                    .and_then(|(y, m, d)| chrono::NaiveDate::from_ymd_opt(y, m, d))
+                    .unwrap_or(date)
+            });
+            let days = date.signed_duration_since(today).num_days();
+            if let Ok(days) = i32::try_from(days) {
+                *s = time::format(host.period(PeriodUnit::Day, days).start);
+            }
+        }
+        (InputType::List(t), Value::Array(items)) => {
+            for item in items {
+                iso_dates(host, t, item, today);
+            }
+        }
+        (InputType::Optional(t), v) => iso_dates(host, t, v, today),
+        _ => {}
+    }
+}
+
+/// How an expression reads in an error message: `resp.data[0].sku`.
+fn path(e: &Expr) -> String {
+    match e {
+        Expr::Var(name) => name.clone(),
+        Expr::Field(base, f) => format!("{}.{f}", path(base)),
+        Expr::OptField(base, f) => format!("{}?.{f}", path(base)),
+        Expr::Index(base, i) => match &**i {
+            Expr::Int(n) => format!("{}[{n}]", path(base)),
+            Expr::Str(k) => format!("{}[\"{k}\"]", path(base)),
+            _ => format!("{}[…]", path(base)),
+        },
+        Expr::Call(f, _) => format!("{}(…)", f.name()),
+        _ => "(value)".to_string(),
+    }
+}
+
+/// "`resp.data` is missing: `resp` has the keys `items`, `total`".
+fn missing(what: &str, base: &Expr, object: &Map<String, Value>) -> String {
+    const SHOWN: usize = 20;
+    if object.is_empty() {
+        return format!("`{what}` is missing: `{}` is an empty object", path(base));
+    }
+    let mut keys: Vec<String> = object
+        .keys()
+        .take(SHOWN)
+        .map(|k| format!("`{k}`"))
+        .collect();
+    if object.len() > SHOWN {
+        keys.push(format!("… ({} in all)", object.len()));
+    }
+    format!(
+        "`{what}` is missing: `{}` has the keys {}",
+        path(base),
+        keys.join(", ")
+    )
+}
 
 /// A JSON number, integral when the value is (so `3.0` prints as `3`).
 fn number(x: f64) -> Value {

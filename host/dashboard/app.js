@@ -275,7 +275,11 @@ function showLogin(message) {
       "p",
       { id: "token-help", class: "help" },
       "An admin token sees every tenant; a tenant's token sees its own jobs. ",
-      "Make one with ",
+      "The admin token is the one ",
+      h("code", {}, "codeai host run"),
+      " printed at its first start (or the one in ",
+      h("code", {}, "CODEAI_ADMIN_TOKEN"),
+      "). Make another with ",
       h("code", {}, "codeai token create --tenant NAME"),
       " or ",
       h("code", {}, "--admin"),
@@ -323,9 +327,11 @@ const ROUTES = [
   [/^#\/?$/, () => overviewView()],
   [/^#\/jobs\/?$/, () => jobsView()],
   [/^#\/jobs\/([^/?]+)(?:\?(.*))?$/, (m) => jobView(decodeURIComponent(m[1]), new URLSearchParams(m[2] || ""))],
+  [/^#\/executions\/?(?:\?(.*))?$/, (m) => executionsView(new URLSearchParams(m[1] || ""))],
   [/^#\/executions\/([^/?]+)$/, (m) => executionView(decodeURIComponent(m[1]))],
   [/^#\/reports\/?$/, () => reportsView()],
   [/^#\/outbox\/?$/, () => outboxView()],
+  [/^#\/events\/?(?:\?(.*))?$/, (m) => eventsView(new URLSearchParams(m[1] || ""))],
 ];
 
 function route() {
@@ -405,6 +411,11 @@ function makeView(title, build) {
   return view;
 }
 
+/** What a part of a view shows until its first answer. */
+function loading() {
+  return h("p", { class: "empty loading", role: "status" }, "Loading…");
+}
+
 function notFoundView() {
   return makeView("Not found", (view, root) => {
     root.append(h("h1", { id: "view-title" }, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the overview")));
@@ -417,10 +428,11 @@ function notFoundView() {
 
 function overviewView() {
   return makeView("Overview", (view, root) => {
-    const queues = h("div", { id: "queues" });
-    const workers = h("div", { id: "workers" });
-    const chart = h("div", { id: "throughput" });
-    const alerts = h("div", { id: "alerts" });
+    // Each card says it is loading until its first answer arrives.
+    const queues = h("div", { id: "queues" }, loading());
+    const workers = h("div", { id: "workers" }, loading());
+    const chart = h("div", { id: "throughput" }, loading());
+    const alerts = h("div", { id: "alerts" }, loading());
     root.append(
       h("h1", { id: "view-title" }, "Overview"),
       h(
@@ -642,7 +654,7 @@ function toggle(job, act) {
 
 function jobsView() {
   return makeView("Jobs", (view, root) => {
-    const list = h("div", { id: "jobs" });
+    const list = h("div", { id: "jobs" }, loading());
     root.append(
       h("h1", { id: "view-title" }, "Jobs"),
       h("p", { class: "help" }, `Times are in your timezone (${VIEWER_TZ}), with the job's own beneath when it differs.`),
@@ -849,7 +861,7 @@ function jobView(id, params) {
     filter.addEventListener("change", () => {
       location.hash = `#/jobs/${enc(id)}${filter.value ? `?status=${enc(filter.value)}` : ""}`;
     });
-    const list = h("div", { id: "executions" });
+    const list = h("div", { id: "executions" }, loading());
     let shown = 25;
     let more = false;
     const moreButton = h("button", { type: "button", id: "more", hidden: true, onclick: async () => { shown += 25; await refresh(false); } }, "Show more");
@@ -886,6 +898,7 @@ function jobView(id, params) {
           fact("Timeout", duration(job.timeout_ms)),
           fact("Retries", detail.retry.description),
           fact("Overlap", detail.overlap),
+          fact("Runs on", detail.trigger ? `every ${detail.trigger} event` : "—"),
           fact("Next run", job.is_enabled ? when(job.next_run_at, job.timezone) : "paused"),
           fact("Last run", h("span", {}, badge(job.last_run_status), " ", when(job.last_run_at, job.timezone))),
           fact("Success rate", s.success_rate === null || s.success_rate === undefined ? "—" : `${(s.success_rate * 100).toFixed(1)}% of ${number(s.finished)}`),
@@ -967,7 +980,7 @@ function executionView(id) {
           { class: "facts" },
           fact("Id", h("code", {}, e.id)),
           fact("Job", h("span", {}, h("a", { href: `#/jobs/${enc(e.job_id)}` }, e.job_name || e.job_id), e.job_version ? ` v${e.job_version}` : "")),
-          fact("Trigger", e.trigger || "—"),
+          fact("Trigger", e.event_id ? h("span", {}, "event ", h("code", { id: "event-id" }, e.event_id)) : e.trigger || "—"),
           fact("Queue", e.queue || "—"),
           fact("Attempt", `${e.attempt} of ${e.max_attempts}`),
           fact("Scheduled", when(e.scheduled_at, null, true)),
@@ -976,7 +989,8 @@ function executionView(id) {
           fact("Duration", duration(e.duration_ms)),
           fact("Fuel", number(e.fuel_used)),
           e.step ? fact("Step", h("code", {}, e.step)) : null,
-          e.error ? fact("Error", h("span", { class: "error-text" }, e.error)) : null,
+          // A skip is a decision of the job, not an error: its reason in plain text.
+          e.error ? (e.status === "skipped" ? fact("Skipped", h("span", { id: "skip-reason" }, e.error)) : fact("Error", h("span", { class: "error-text" }, e.error))) : null,
         ),
         h("h2", {}, "Capability calls"),
         table(
@@ -1040,7 +1054,7 @@ function executionView(id) {
 /** What each step bound (`as: name`), in the job's output, summarised; the failing step. */
 function stepResults(output, e) {
   const results = output && typeof output === "object" && !Array.isArray(output) ? Object.entries(output) : [];
-  const failed = e.step ? h("p", { class: "error" }, `Failed in step `, h("code", {}, e.step), ".") : null;
+  const failed = !e.step ? null : e.status === "skipped" ? h("p", {}, "Skipped at step ", h("code", {}, e.step), ".") : h("p", { class: "error" }, `Failed in step `, h("code", {}, e.step), ".");
   if (!results.length) return failed || h("p", { class: "empty" }, "No step result recorded.");
   const summary = (v) => {
     if (v === null) return "null";
@@ -1082,7 +1096,7 @@ async function download(report) {
 
 function reportsView() {
   return makeView("Reports", (view, root) => {
-    const list = h("div", { id: "reports" });
+    const list = h("div", { id: "reports" }, loading());
     root.append(h("h1", { id: "view-title" }, "Reports"), list);
     view.refresh = async () => {
       const page = await api("GET", "/reports?limit=100");
@@ -1111,9 +1125,14 @@ function reportsView() {
   });
 }
 
+/** A held message's recipients in one line. */
+function recipients(m) {
+  return Array.isArray(m.recipient) ? m.recipient.join(", ") : String(m.recipient);
+}
+
 function outboxView() {
   return makeView("Outbox", (view, root) => {
-    const list = h("div", { id: "outbox" });
+    const list = h("div", { id: "outbox" }, loading());
     root.append(
       h("h1", { id: "view-title" }, "Outbox"),
       h("p", { class: "help" }, "Mail and Slack messages held because no SMTP server or Slack webhook is configured."),
@@ -1139,9 +1158,9 @@ function outboxView() {
                       { "data-key": `msg-${m.id}` },
                       h("span", { class: `badge ${m.kind === "email" ? "wait" : "run"}` }, m.kind),
                       " ",
-                      h("strong", {}, m.subject || (Array.isArray(m.recipient) ? m.recipient.join(", ") : m.recipient)),
-                      " · ",
-                      Array.isArray(m.recipient) ? m.recipient.join(", ") : String(m.recipient),
+                      // The subject and the recipients; a Slack message has no subject: its channel once.
+                      h("strong", {}, m.subject || recipients(m)),
+                      m.subject ? ` · ${recipients(m)}` : "",
                       m.job ? ` · ${m.job}` : "",
                       " · ",
                       when(m.created_at),
@@ -1156,6 +1175,189 @@ function outboxView() {
               ),
             )
           : h("p", { class: "empty" }, "The outbox is empty."),
+      );
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------------
+
+/** JSON data in one line, cut to `max` characters. */
+function brief(value, max = 160) {
+  const text = value === undefined || value === null ? "" : JSON.stringify(value);
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+function eventsView(params) {
+  return makeView("Events", (view, root) => {
+    const type = params.get("type") || "";
+    const job = params.get("job") || "";
+    const typeInput = h("input", { id: "event-type", name: "type", value: type, autocomplete: "off", placeholder: "JobCompleted" });
+    const jobInput = h("input", { id: "event-job", name: "job", value: job, autocomplete: "off", placeholder: "DailySalesReport" });
+    const form = h(
+      "form",
+      { class: "bar filters", role: "search", "aria-label": "Filter events" },
+      h("label", { for: "event-type" }, "Type "),
+      typeInput,
+      h("label", { for: "event-job" }, "Job "),
+      jobInput,
+      h("button", { type: "submit" }, "Filter"),
+      type || job ? h("a", { href: "#/events", id: "clear-filters" }, "Clear") : null,
+    );
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams();
+      if (typeInput.value.trim()) q.set("type", typeInput.value.trim());
+      if (jobInput.value.trim()) q.set("job", jobInput.value.trim());
+      const query = q.toString();
+      location.hash = `#/events${query ? `?${query}` : ""}`;
+    });
+    const list = h("div", { id: "events" }, loading());
+    let shown = 50;
+    const moreButton = h("button", { type: "button", id: "more-events", hidden: true, onclick: async () => { shown += 50; await refresh(false); } }, "Show more");
+    root.append(
+      h("h1", { id: "view-title" }, "Events"),
+      h("p", { class: "help" }, "What jobs emitted: their emit steps and their on_complete and on_fail events, newest first."),
+      form,
+      list,
+      moreButton,
+    );
+    view.refresh = async () => {
+      const q = new URLSearchParams({ limit: String(Math.min(shown, 500)) });
+      if (type) q.set("type", type);
+      if (job) q.set("job", job);
+      const page = await api("GET", `/events?${q}`);
+      moreButton.hidden = !page.next_cursor;
+      const admin = state.me.role === "admin";
+      replace(
+        list,
+        table(
+          "Events",
+          ["Event", "Job", "Execution", "Data", "Emitted"].concat(admin ? ["Tenant"] : []),
+          page.data.map((ev) =>
+            h(
+              "tr",
+              { "data-event": ev.id, "data-type": ev.type },
+              h("th", { scope: "row" }, ev.type),
+              h("td", {}, ev.job || "—"),
+              h("td", {}, ev.execution_id ? h("a", { href: `#/executions/${enc(ev.execution_id)}` }, h("code", {}, shortId(ev.execution_id))) : "—"),
+              h("td", { class: "detail" }, h("code", {}, brief(ev.data))),
+              h("td", {}, when(ev.created_at)),
+              admin ? h("td", {}, ev.tenant) : null,
+            ),
+          ),
+          type || job ? "No event matches these filters." : "No event yet. Jobs with emit steps, on_complete or on_fail put theirs here.",
+        ),
+      );
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executions: search, and retry or cancel what the search found
+// ---------------------------------------------------------------------------------------------
+
+const FILTERS = ["job", "status", "since", "until", "error"];
+
+/** `datetime-local` text (the viewer's zone) as an RFC 3339 instant, and back. */
+function instantOf(local) {
+  return local ? new Date(local).toISOString() : "";
+}
+function localOf(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
+
+function executionsView(params) {
+  return makeView("Executions", (view, root) => {
+    const given = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || ""]));
+    const input = (name, attrs) => h("input", { id: `exec-${name}`, name, autocomplete: "off", ...attrs });
+    const job = input("job", { value: given.job, placeholder: "DailySalesReport" });
+    const status = h(
+      "select",
+      { id: "exec-status", name: "status" },
+      ["", "failed", "timed_out", "cancelled", "pending", "running", "retrying", "completed", "skipped"].map((s) =>
+        h("option", { value: s, selected: s === given.status }, s || "any"),
+      ),
+    );
+    const since = input("since", { type: "datetime-local", value: localOf(given.since) });
+    const until = input("until", { type: "datetime-local", value: localOf(given.until) });
+    const error = input("error", { value: given.error, placeholder: "timed out" });
+    const form = h(
+      "form",
+      { class: "bar filters", role: "search", "aria-label": "Search executions" },
+      h("label", { for: "exec-job" }, "Job "),
+      job,
+      h("label", { for: "exec-status" }, "Status "),
+      status,
+      h("label", { for: "exec-since" }, "From "),
+      since,
+      h("label", { for: "exec-until" }, "To "),
+      until,
+      h("label", { for: "exec-error" }, "Error "),
+      error,
+      h("button", { type: "submit" }, "Search"),
+      FILTERS.some((f) => given[f]) ? h("a", { href: "#/executions", id: "clear-filters" }, "Clear") : null,
+    );
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const q = new URLSearchParams();
+      const values = { job: job.value.trim(), status: status.value, since: instantOf(since.value), until: instantOf(until.value), error: error.value.trim() };
+      for (const f of FILTERS) if (values[f]) q.set(f, values[f]);
+      const query = q.toString();
+      location.hash = `#/executions${query ? `?${query}` : ""}`;
+    });
+    // The filter as the bulk endpoints take it.
+    const filter = Object.fromEntries(FILTERS.filter((f) => given[f]).map((f) => [f, given[f]]));
+    const bulk = (action, verb, applies) => {
+      const body = [
+        h("p", {}, `${verb} up to 100 ${applies} executions that match `, FILTERS.some((f) => given[f]) ? "these filters" : h("strong", {}, "no filter (all of them)"), ", newest first?"),
+        h("p", { class: "help" }, "Executions the action does not apply to are left as they are."),
+      ];
+      dialog(`${verb} matching executions`, body, `${verb} executions`, async () => {
+        const r = await api("POST", `/executions/${action}`, { ...filter, limit: 100 });
+        const refused = r.refused.length ? `, ${r.refused.length} refused` : "";
+        toast(`${verb}: ${r.done.length} of ${r.matched}${refused}${r.more ? "; more match" : ""}`, "ok");
+      });
+    };
+    const actions = h(
+      "div",
+      { class: "actions" },
+      h("button", { type: "button", id: "retry-matching", onclick: () => bulk("retry", "Retry", "failed or cancelled") }, "Retry matching…"),
+      h("button", { type: "button", id: "cancel-matching", onclick: () => bulk("cancel", "Cancel", "pending or running") }, "Cancel matching…"),
+    );
+    const list = h("div", { id: "executions" }, loading());
+    let shown = 50;
+    const moreButton = h("button", { type: "button", id: "more-executions", hidden: true, onclick: async () => { shown += 50; await refresh(false); } }, "Show more");
+    root.append(h("h1", { id: "view-title" }, "Executions"), form, actions, list, moreButton);
+    view.refresh = async () => {
+      const q = new URLSearchParams({ limit: String(Math.min(shown, 500)) });
+      for (const f of FILTERS) if (given[f]) q.set(f, given[f]);
+      const page = await api("GET", `/executions?${q}`);
+      moreButton.hidden = !page.next_cursor;
+      replace(
+        list,
+        table(
+          "Executions",
+          ["Execution", "Job", "Status", "Trigger", "Started", "Duration", "Error or reason"],
+          page.data.map((e) =>
+            h(
+              "tr",
+              { "data-execution": e.id, "data-status": e.status },
+              h("th", { scope: "row" }, h("a", { href: `#/executions/${enc(e.id)}` }, h("code", {}, shortId(e.id)))),
+              h("td", {}, e.job_name || e.job_id),
+              h("td", {}, badge(e.status)),
+              h("td", {}, e.trigger || "—"),
+              h("td", {}, when(e.started_at || e.scheduled_at)),
+              h("td", { class: "num" }, duration(e.duration_ms)),
+              h("td", { class: e.status === "skipped" ? "detail" : "error-cell" }, e.error || ""),
+            ),
+          ),
+          FILTERS.some((f) => given[f]) ? "No execution matches these filters." : "No execution yet.",
+        ),
       );
     };
   });

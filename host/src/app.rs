@@ -237,6 +237,8 @@ impl Host {
             bg.spawn(|stop| background::schedule::reload(scheduler, stop));
             let (alerts, leadership) = (self.alerts.clone(), self.leadership.clone());
             bg.spawn(|stop| background::alerts::run(alerts, leadership, stop));
+            let (api, leadership) = (self.api.clone(), self.leadership.clone());
+            bg.spawn(|stop| background::triggers::run(api, leadership, stop));
         }
         let (queue, every) = (self.queue.clone(), self.config.reap_every);
         bg.spawn(|stop| background::reaper::run(queue, every, stop));

@@ -1,5 +1,6 @@
 //! Schedules, durations and retry policies in words, as the DSL spells them: what the commands
-//! print and the API shows.
+//! print and the API shows, and durations read back ([`parse_duration`]) from the commands'
+//! and the API's arguments.
 
 use codeai_ir::{Backoff, RetryPolicy, Schedule};
 
@@ -43,6 +44,35 @@ pub(crate) fn duration(ms: u64) -> String {
         .unwrap_or_else(|| format!("{ms}ms"))
 }
 
+/// A duration as the DSL spells one: digits and a unit `ms`, `s`, `m`, `h` or `d` (`250ms`,
+/// `90s`, `10m`, `2h`, `1d`). The error says what is wrong with `text`.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit (ms, s, m, h or d)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let scale: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{text}` (ms, s, m, h or d)"
+            ))
+        }
+    };
+    let ms = n
+        .checked_mul(scale)
+        .ok_or_else(|| format!("`{text}` is too long"))?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 /// `3 retries, exponential backoff from 100ms`, `no retries`.
 pub(crate) fn retry(policy: &RetryPolicy) -> String {
     let count = match policy.max_retries {
@@ -66,6 +96,27 @@ pub(crate) fn retry(policy: &RetryPolicy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_read_back_as_written() {
+        for ms in [
+            250, 1_500, 30_000, 1_800_000, 5_400_000, 7_200_000, 86_400_000,
+        ] {
+            let text = duration(ms);
+            assert_eq!(
+                parse_duration(&text),
+                Ok(std::time::Duration::from_millis(ms))
+            );
+        }
+        assert_eq!(
+            parse_duration(" 10 m "),
+            Ok(std::time::Duration::from_secs(600))
+        );
+        for bad in ["", "10", "m", "10w", "-5s", "1.5h", "99999999999999999999d"] {
+            let e = parse_duration(bad).expect_err(bad);
+            assert!(!e.is_empty(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations_use_the_largest_exact_unit() {

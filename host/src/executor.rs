@@ -11,6 +11,7 @@ use crate::runtime::{ExecOptions, ExecResult, PreparedJob, Runtime, Status};
 use crate::services::Services;
 use crate::store::platform as store;
 use crate::store::recorder::{Pending, Record};
+use crate::telemetry::ExecutionSpan;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -108,6 +109,34 @@ impl Executor {
     ) -> Result<(Recorded, Commit), ExecError> {
         let manifest = job.manifest_arc();
         let execution_id = req.execution_id.unwrap_or_else(Uuid::new_v4);
+        let db = self.services.db();
+        let new = store::NewExecution {
+            id: execution_id,
+            tenant: req.tenant,
+            job_id: req.job_id,
+            job_name: &manifest.name,
+            job_version: req.job_version,
+            trigger: req.trigger,
+            queue: &manifest.queue,
+            input: req.input,
+            attempt: req.attempt,
+            max_attempts: req.max_attempts,
+            scheduled_at: req.scheduled_at,
+            started_at: Utc::now(),
+        };
+        let span = match crate::telemetry::enabled() {
+            false => None,
+            true => {
+                // A run request's trace context is on its pending record.
+                let parent = match req.trigger {
+                    "schedule" => None,
+                    _ => crate::store::executions::traceparent(db, execution_id)
+                        .await
+                        .unwrap_or(None),
+                };
+                ExecutionSpan::start(&new, parent.as_deref())
+            }
+        };
         let caps = JobCaps::new(
             &self.services,
             ExecContext {
@@ -115,31 +144,13 @@ impl Executor {
                 execution_id,
                 manifest: manifest.clone(),
                 now: req.now,
+                traceparent: span.as_ref().and_then(ExecutionSpan::traceparent),
             },
         )?;
-        let db = self.services.db();
-        let started_at = Utc::now();
+        let started_at = new.started_at;
         let recorder = self.services.recorder();
         // Written while the job runs; the end record below is written after it and awaited.
-        let start = recorder
-            .submit(Record::Start(
-                store::NewExecution {
-                    id: execution_id,
-                    tenant: req.tenant,
-                    job_id: req.job_id,
-                    job_name: &manifest.name,
-                    job_version: req.job_version,
-                    trigger: req.trigger,
-                    queue: &manifest.queue,
-                    input: req.input,
-                    attempt: req.attempt,
-                    max_attempts: req.max_attempts,
-                    scheduled_at: req.scheduled_at,
-                    started_at,
-                }
-                .row(),
-            ))
-            .await;
+        let start = recorder.submit(Record::Start(new.row())).await;
 
         let execution = self
             .runtime
@@ -148,6 +159,15 @@ impl Executor {
         let mut result = execution.result;
         // No `env("…")` value leaves the execution: not in what is recorded, returned or emitted.
         execution.capabilities.redactor().result(&mut result);
+        if let Some(span) = span {
+            span.finish(&result);
+        }
+        log_finished(
+            (req.tenant, req.attempt, req.trigger),
+            &manifest.name,
+            execution_id,
+            &result,
+        );
 
         let log: Vec<Value> = result
             .logs
@@ -234,6 +254,31 @@ impl Executor {
             },
             commit,
         ))
+    }
+}
+
+/// The execution's line in the host's log (after redaction: it holds no `env("…")` value):
+/// `info` when it completed, was skipped or cancelled, `warn` for every failure.
+fn log_finished(
+    (tenant, attempt, trigger): (&str, i64, &str),
+    job: &str,
+    execution_id: Uuid,
+    result: &ExecResult,
+) {
+    let status = result.status.as_str();
+    let duration_ms = result.wall_time.as_millis() as u64;
+    let fuel = result.fuel_used;
+    let error = result.error.as_deref().unwrap_or_default();
+    let step = result.step.as_deref().unwrap_or_default();
+    match result.status {
+        Status::Completed | Status::Skipped | Status::Cancelled => tracing::info!(
+            job, tenant, execution = %execution_id, attempt, trigger, status, duration_ms, fuel,
+            error, "execution finished"
+        ),
+        _ => tracing::warn!(
+            job, tenant, execution = %execution_id, attempt, trigger, status, duration_ms, fuel,
+            error, step, "execution finished"
+        ),
     }
 }
 

@@ -15,6 +15,7 @@
 //!   capabilities a job calls, one file per WIT interface); [`wasm`] is the generated bindings.
 //! - [`queue`] (one front over the SQL and Redis backends) and [`store`] (every SQL statement
 //!   outside the queue backends).
+//! - [`logging`] and [`telemetry`]: the process's log lines and its OpenTelemetry traces.
 
 pub mod alerts;
 pub mod api;
@@ -28,6 +29,8 @@ pub mod domain;
 pub mod egress;
 pub mod envvar;
 pub mod executor;
+pub mod integrations;
+pub mod logging;
 pub mod notify;
 pub mod queue;
 pub mod quotas;
@@ -36,5 +39,6 @@ pub mod runtime;
 pub mod scheduler;
 pub mod services;
 pub mod store;
+pub mod telemetry;
 pub mod wasm;
 pub mod worker;

@@ -7,7 +7,7 @@ mod common;
 
 use chrono::{DateTime, Timelike, Utc};
 use codeai_host::services::ServicesConfig;
-use codeai_host::store::{demo, tenants, Database};
+use codeai_host::store::{demo, executions, migrate, tenants, Database};
 use common::test_host::{each, token_of, TestHost, ADMIN};
 use common::{run_postgres, run_sqlite};
 use serde_json::{json, Value};
@@ -127,6 +127,14 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
     let exec_id = run["id"].as_str().unwrap().to_string();
     let exec = t.wait_final(ADMIN, &exec_id).await;
     assert_eq!(exec["status"], "completed", "{exec}");
+    // The days asked for, not yesterday: the demo's four orders of 1–12 January 2026.
+    assert_eq!(exec["calls"][0]["call"], "data.select", "{exec}");
+    assert!(
+        exec["calls"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("Order: 4 rows")),
+        "{exec}"
+    );
     assert_eq!(exec["job_name"], "DailySalesReport");
     assert_eq!(exec["trigger"], "manual");
     assert_eq!(exec["input"]["start_date"], "2026-01-01");
@@ -503,7 +511,148 @@ async fn a_tenant_sees_and_changes_only_its_own(db: Database) {
 on_both_databases!(
     spec_requests_answer_with_the_spec_shapes,
     a_tenant_sees_and_changes_only_its_own,
+    metrics_totals_follow_every_write_of_an_execution,
 );
+
+/// `/metrics` reads totals the database keeps as executions are written (so a scrape does not
+/// count the history): after inserts, moves between states, new attempts and deletes, by any
+/// statement, they equal counting `job_executions`.
+async fn metrics_totals_follow_every_write_of_an_execution(db: Database) {
+    migrate::migrate_up(&db).await.unwrap();
+    let write = |sql: String| {
+        let db = db.clone();
+        async move {
+            match &db {
+                Database::Sqlite(pool) => sqlx::raw_sql(&sql).execute(pool).await.map(drop),
+                Database::Postgres(pool) => sqlx::raw_sql(&sql).execute(pool).await.map(drop),
+            }
+            .unwrap()
+        }
+    };
+    let quoted = |v: Option<&str>| v.map_or("NULL".to_string(), |v| format!("'{v}'"));
+    let row =
+        |id: &str,
+         job: Option<&str>,
+         status: &str,
+         queue: Option<&str>,
+         attempt: i64,
+         ms: Option<i64>| {
+            format!(
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, queue, attempt, \
+             started_at, duration_ms) VALUES ('{id}', 'default', 'j-{}', {}, '{status}', {}, \
+             {attempt}, {}, {})",
+            job.unwrap_or("none"),
+            quoted(job),
+            quoted(queue),
+            if attempt > 0 { "'2026-12-01T00:00:00.000000Z'" } else { "NULL" },
+            ms.map_or("NULL".to_string(), |ms| ms.to_string()),
+        )
+        };
+    // On each side of two bucket bounds and past the last one; a run with a duration but no
+    // start (attempt 0: never counted in the histogram); no job name or queue; a third attempt.
+    let (a, b) = (Some("A"), Some("B"));
+    for sql in [
+        row(
+            "00000000-0000-4000-8000-000000000001",
+            a,
+            "pending",
+            Some("default"),
+            0,
+            None,
+        ),
+        row(
+            "00000000-0000-4000-8000-000000000002",
+            a,
+            "completed",
+            Some("default"),
+            1,
+            Some(5),
+        ),
+        row(
+            "00000000-0000-4000-8000-000000000003",
+            a,
+            "completed",
+            Some("default"),
+            1,
+            Some(6),
+        ),
+        row(
+            "00000000-0000-4000-8000-000000000004",
+            b,
+            "failed",
+            Some("critical"),
+            2,
+            Some(300_000),
+        ),
+        row(
+            "00000000-0000-4000-8000-000000000005",
+            b,
+            "failed",
+            Some("critical"),
+            1,
+            Some(300_001),
+        ),
+        row(
+            "00000000-0000-4000-8000-000000000006",
+            None,
+            "timed_out",
+            None,
+            3,
+            Some(1000),
+        ),
+        row(
+            "00000000-0000-4000-8000-000000000007",
+            b,
+            "cancelled",
+            Some("critical"),
+            0,
+            Some(40),
+        ),
+    ] {
+        write(sql).await;
+    }
+    common::assert_metrics_match_history(&db).await;
+    let counts = executions::counts_by_job(&db).await.unwrap();
+    assert!(
+        counts.contains(&("A".into(), "completed".into(), "default".into(), 2)),
+        "{counts:?}"
+    );
+    let durations = executions::durations(&db, &executions::DURATION_BOUNDS_MS)
+        .await
+        .unwrap();
+    let a = durations.iter().find(|d| d.job == "A").unwrap();
+    // 5 ms is in the 5 ms bucket, 6 ms in the 10 ms one.
+    assert_eq!((a.at_most[0], a.at_most[1], a.count), (1, 2, 2));
+
+    // A pending run starts, fails, is retried and completes; one moves queue; one is deleted.
+    write(
+        "UPDATE job_executions SET status = 'running', attempt = 1, \
+           started_at = '2026-12-01T00:00:00.000000Z' WHERE id = '00000000-0000-4000-8000-000000000001'"
+            .into(),
+    )
+    .await;
+    common::assert_metrics_match_history(&db).await;
+    write(
+        "UPDATE job_executions SET status = 'completed', attempt = 2, duration_ms = 250 \
+           WHERE id = '00000000-0000-4000-8000-000000000001'"
+            .into(),
+    )
+    .await;
+    write("UPDATE job_executions SET queue = 'low', job_name = 'C' WHERE id = '00000000-0000-4000-8000-000000000006'".into()).await;
+    write("DELETE FROM job_executions WHERE id IN ('00000000-0000-4000-8000-000000000002', '00000000-0000-4000-8000-000000000004')".into()).await;
+    common::assert_metrics_match_history(&db).await;
+    let retries = executions::retries_by_job(&db).await.unwrap();
+    assert_eq!(retries, [("A".to_string(), 1), ("C".to_string(), 2)]);
+
+    // Rows written many at once (the recorder's batches) count one by one.
+    write(
+        "UPDATE job_executions SET status = 'failed', duration_ms = duration_ms + 1 \
+           WHERE duration_ms IS NOT NULL"
+            .into(),
+    )
+    .await;
+    common::assert_metrics_match_history(&db).await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Upload

@@ -219,8 +219,8 @@ fn check_points_at_errors_and_exits_1() {
     let dir = TempDir::new("check");
     let source = std::fs::read_to_string(EXAMPLE).unwrap();
     let broken = source.replacen(
-        "select Product where quantity < 10",
-        "select Prodcut where quantity < 10",
+        "select Product where quantity <= reorder_level",
+        "select Prodcut where quantity <= reorder_level",
         1,
     );
     assert_ne!(
@@ -253,6 +253,32 @@ fn check_points_at_errors_and_exits_1() {
         "expected broken.codeai:{line}:{col} in:\n{stderr}"
     );
     assert!(stderr.contains("Prodcut"), "{stderr}");
+
+    // The same as JSON for editors: the position, its end, the message and the hint.
+    let output = codeai(&["check", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)));
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(doc["errors"], 1, "{doc}");
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["file"], dir.str().to_owned() + "/broken.codeai", "{d}");
+    assert_eq!(
+        (d["line"].clone(), d["column"].clone()),
+        (line.into(), col.into()),
+        "{d}"
+    );
+    assert_eq!(d["end_line"], line, "{d}");
+    assert_eq!(d["end_column"], col + "Prodcut".len(), "{d}");
+    assert_eq!(d["severity"], "error", "{d}");
+    assert!(d["message"].as_str().unwrap().contains("Prodcut"), "{d}");
+    assert_eq!(d["hint"], "did you mean `Product`?", "{d}");
+    let output = codeai(&["check", EXAMPLE, "--format", "json"]);
+    assert!(output.status.success());
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(doc["jobs"], 10, "{doc}");
+    assert_eq!(doc["diagnostics"], serde_json::json!([]), "{doc}");
 
     // `build` refuses the same file and writes nothing.
     let out = dir.path().join("out");
@@ -306,7 +332,7 @@ fn schedule_next_fires_a_wildcard_hour_in_both_passes_of_fall_back() {
             "2026-11-01T07:30:00Z"
         ]
     );
-    // A fixed hour fires in the first pass only.
+    // A fixed-time job (minute and hour not starting with `*`) fires in the first pass only.
     let lines = fires("30 1 * * *", &format!("{after} -n 2"));
     assert_eq!(lines, ["2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"]);
 }
@@ -648,4 +674,84 @@ fn secret_set_list_delete_and_rotate_key() {
         err.contains("tenant `acme` has no secret `API_TOKEN`"),
         "{err}"
     );
+}
+
+/// `codeai bench throughput`'s results, `key=value` lines, as a map.
+fn bench(env: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_codeai"));
+    command.args(["bench", "throughput", "--jobs", "40", "--concurrency", "3"]);
+    command.env_remove("DATABASE_URL").env_remove("REDIS_URL");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("running them on 3 worker slots"));
+    text(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not key=value: {l}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// The figures a throughput run prints, each a number where it should be.
+fn assert_throughput_shape(r: &std::collections::BTreeMap<String, String>, backend: &str) {
+    assert_eq!(r["bench"], "throughput");
+    assert_eq!(r["backend"], backend);
+    assert_eq!((r["jobs"].as_str(), r["concurrency"].as_str()), ("40", "3"));
+    let number = |k: &str| -> f64 { r[k].parse().unwrap_or_else(|_| panic!("{k}={}", r[k])) };
+    assert!(number("jobs_per_second") > 0.0);
+    assert!(number("seconds") > 0.0);
+    assert!(number("queue_wait_p50_ms") <= number("queue_wait_p99_ms"));
+    assert!(number("execution_p50_ms") <= number("execution_p99_ms"));
+}
+
+#[test]
+fn bench_throughput_runs_no_op_jobs_on_a_scratch_sqlite_file_it_removes() {
+    let dir = TempDir::new("bench");
+    let url = format!("sqlite:{}/codeai.db", dir.str());
+    let r = bench(&[("DATABASE_URL", &url)]);
+    assert_throughput_shape(&r, "sqlite");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
+    let pg = std::env::var("DATABASE_URL_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Ok(admin) = rt.block_on(sqlx::PgPool::connect(&pg)) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "PostgreSQL is not reachable at {pg}"
+        );
+        return;
+    };
+    let r = bench(&[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)]);
+    assert_throughput_shape(&r, "postgres+redis");
+    let schemas: i64 = rt
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'codeai\\_bench\\_%'",
+            )
+            .fetch_one(&admin),
+        )
+        .unwrap();
+    assert_eq!(schemas, 0, "the bench's schema is dropped");
+    let keys: Vec<String> = rt.block_on(async {
+        let client = redis::Client::open(redis_url.as_str()).unwrap();
+        let mut con = client.get_multiplexed_async_connection().await.unwrap();
+        redis::cmd("KEYS")
+            .arg("codeai_bench_*")
+            .query_async(&mut con)
+            .await
+            .unwrap()
+    });
+    assert!(keys.is_empty(), "keys left behind: {keys:?}");
 }

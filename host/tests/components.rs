@@ -96,13 +96,18 @@ fn runtime() -> &'static Runtime<Fake> {
 /// says (completed, skipped or failed), not by a trap or an exhausted limit, and without a
 /// denied call.
 async fn run(job: &str, canned: Canned) -> (ExecResult, Fake) {
+    run_with_input(job, canned, "{}").await
+}
+
+/// [`run`] with a trigger's input (JSON text).
+async fn run_with_input(job: &str, canned: Canned, input: &str) -> (ExecResult, Fake) {
     let (_, _, bytes) = built()
         .get(job)
         .unwrap_or_else(|| panic!("no component for job `{job}`"));
     let prepared = runtime().prepare(bytes).expect("the component prepares");
     let canned = canned.in_timezone(&prepared.manifest().timezone);
     let execution = runtime()
-        .execute(&prepared, Fake::new(canned), "{}", ExecOptions::default())
+        .execute(&prepared, Fake::new(canned), input, ExecOptions::default())
         .await;
     let result = execution.result;
     assert!(
@@ -342,7 +347,7 @@ fn has_compare(filter: &Value, compare: &Value) -> bool {
         }
 }
 
-/// Fixed periods around [`now_utc`] in the job's offset: yesterday, last week (Mon 5 – Mon 12
+/// Fixed periods around [`now_utc`] in the job's offset: any day, last week (Mon 5 – Mon 12
 /// January) and last month (December 2025). Other periods are never asked for by the example.
 fn period_bounds(
     unit: &str,
@@ -355,8 +360,18 @@ fn period_bounds(
             .with_timezone(&Utc)
     };
     match (unit, offset) {
-        ("day", -1) => (local(2026, 1, 12), local(2026, 1, 13), "2026-01-12".into()),
-        ("day", 0) => (local(2026, 1, 13), local(2026, 1, 14), "2026-01-13".into()),
+        // Today is 2026-01-13; a date given as input is a day `offset` days away.
+        ("day", offset) => {
+            let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 13).unwrap()
+                + chrono::Duration::days(offset);
+            let next = day + chrono::Duration::days(1);
+            use chrono::Datelike;
+            (
+                local(day.year(), day.month(), day.day()),
+                local(next.year(), next.month(), next.day()),
+                day.format("%Y-%m-%d").to_string(),
+            )
+        }
         ("week", -1) => (local(2026, 1, 5), local(2026, 1, 12), "2026-W02".into()),
         ("month", -1) => (local(2025, 12, 1), local(2026, 1, 1), "2025-12".into()),
         other => panic!("the example does not ask for the period {other:?}"),
@@ -604,10 +619,43 @@ async fn daily_sales_report() {
 }
 
 #[tokio::test]
+async fn daily_sales_report_honours_the_seeds_trigger_input() {
+    // The spec's sample trigger: both days included, in the job's timezone (New York).
+    let input = r#"{"start_date": "2026-01-01", "end_date": "2026-01-12"}"#;
+    let (result, fake) = run_with_input("DailySalesReport", Canned::new(), input).await;
+    let range = ("2026-01-01T05:00:00Z", "2026-01-13T05:00:00Z");
+    let period = json!({ "label": "2026-01-01 to 2026-01-12" });
+    assert_effects(
+        &fake,
+        &[
+            (
+                "data.select",
+                json!({
+                    "entity": "Order",
+                    "filter": created_between(&range, &[json!(["status", "ne", "cancelled"])]),
+                }),
+            ),
+            (
+                "report.render",
+                json!({ "template": "daily_sales_report", "data": { "period": period } }),
+            ),
+            (
+                "email.send",
+                json!({
+                    "to": ["sales@example.com", "ops@example.com"],
+                    "data": { "period": period },
+                }),
+            ),
+        ],
+    );
+    completed(&result);
+}
+
+#[tokio::test]
 async fn daily_sales_report_without_orders_is_skipped() {
     let (result, fake) = run("DailySalesReport", Canned::new().with_orders(vec![])).await;
     assert_eq!(result.status, Status::Skipped, "{result:?}");
-    assert_eq!(result.error.as_deref(), Some("No orders yesterday"));
+    assert_eq!(result.error.as_deref(), Some("No orders in the period"));
     assert_effects(&fake, &[("data.select", json!({ "entity": "Order" }))]);
 }
 
@@ -623,7 +671,7 @@ async fn weekly_inventory_report() {
             ),
             (
                 "data.select",
-                json!({ "entity": "Product", "filter": ["quantity", "le", 10], "order": [], "limit": null }),
+                json!({ "entity": "Product", "filter": [{ "column": "quantity" }, "le", { "column": "reorder_level" }], "order": [], "limit": null }),
             ),
             (
                 "report.render",
@@ -914,7 +962,7 @@ async fn low_stock_alert() {
         &[
             (
                 "data.select",
-                json!({ "entity": "Product", "filter": ["quantity", "lt", 10], "order": [], "limit": null }),
+                json!({ "entity": "Product", "filter": [{ "column": "quantity" }, "le", { "column": "reorder_level" }], "order": [], "limit": null }),
             ),
             (
                 "slack.post",

@@ -1,9 +1,10 @@
 //! The web dashboard end to end: `codeai host run` on the example, driven in headless Chromium
 //! by `tests/e2e/dashboard.mjs` (playwright-core): sign in with a token, the ten jobs, pause and
 //! resume, edit a schedule with its live preview, run a job and watch it complete, its detail,
-//! the executions filter, download a report, the outbox, cancel a long-running execution, a
-//! phone-sized screen, keyboard use, and a tenant's token that sees only its own job. No console
-//! error and no failed request on any page. Screenshots go to `target/tmp/dashboard-e2e/`.
+//! the executions filter, download a report, the outbox, the events and their filters, cancel a
+//! long-running execution, a phone-sized screen, keyboard use, and a tenant's token that sees
+//! only its own job and events. No console error and no failed request on any page. Screenshots
+//! go to `target/tmp/dashboard-e2e/`.
 //!
 //! Needs Debian's `chromium` and `npm ci` in `host/tests/e2e` (`.ci/run` does both); under
 //! `CI=true` a missing one fails the test, elsewhere it is skipped with a notice.
@@ -169,6 +170,7 @@ fn the_dashboard_works_in_a_real_browser() {
         "05-execution-completed",
         "07-reports",
         "08-outbox",
+        "08-events",
         "10-execution-cancelled",
         "14-tenant-jobs",
     ] {

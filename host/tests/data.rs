@@ -244,16 +244,21 @@ async fn demo_data_matches_its_summary(db: Database) {
     assert!((revenue - summary.yesterday_revenue).abs() < 1e-9);
     let pending = one("status", CompareOp::Eq, json!("pending"));
     assert_eq!(data.count("Webhook", Some(&pending)).await.unwrap(), 3);
+    // Demo data is the application's rows only: no platform history.
+    assert_eq!(data.count("JobExecution", None).await.unwrap(), 0);
+    assert_eq!(data.count("Report", None).await.unwrap(), 0);
+    // The history tests add is the platform's rows, seen through the same entities.
+    let history = demo::history(&db, "tenant-a", now()).await.unwrap();
     let expired_reports = one("expires_at", CompareOp::Lt, rfc3339(now()));
     assert_eq!(
         data.count("Report", Some(&expired_reports)).await.unwrap(),
-        summary.expired_reports
+        history.expired_reports
     );
     assert_eq!(
         data.count("JobExecution", None).await.unwrap(),
-        summary.job_executions
+        history.job_executions
     );
-    assert_eq!(data.count("Report", None).await.unwrap(), summary.reports);
+    assert_eq!(data.count("Report", None).await.unwrap(), history.reports);
 }
 
 async fn filter_with_and_or_not_in_like_is_null_order_and_limit(db: Database) {

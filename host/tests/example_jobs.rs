@@ -169,6 +169,7 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
     let now = Utc::now().trunc_subsecs(0);
     let data = EntityQueries::new(db.clone(), &demo::example_entities(), "default").unwrap();
     let summary = demo::seed(&data, now, tz).await.unwrap();
+    let history = demo::history(&db, "default", now).await.unwrap();
 
     // The peers.
     let smtp = SmtpSink::start().await;
@@ -246,7 +247,7 @@ async fn the_ten_example_jobs_do_their_real_work(db: Database) {
     monthly_business_summary(&world, &smtp).await;
     cleanup_expired_sessions(&world, &data, summary.expired_sessions, summary.sessions).await;
     cleanup_job_executions(&world).await;
-    cleanup_expired_reports(&world, summary.expired_reports).await;
+    cleanup_expired_reports(&world, history.expired_reports).await;
     database_maintenance(&world).await;
     sync_external_inventory(&world, &data, &warehouse).await;
     process_pending_webhooks(&world, &relay).await;
@@ -389,6 +390,12 @@ async fn weekly_inventory_report(w: &World, smtp: &SmtpSink) {
     let mails = smtp.mails();
     assert_eq!(mails.len(), before + 1);
     assert_eq!(mails[before].recipients, ["inventory@example.com"]);
+    // `quantity <= reorder_level`: SKU-1002 (8 ≤ 12), SKU-1004 (5 ≤ 5), SKU-1006 (0 ≤ 4).
+    assert!(
+        mails[before].data.contains("3 products need reordering"),
+        "{}",
+        mails[before].data
+    );
 }
 
 async fn monthly_business_summary(w: &World, smtp: &SmtpSink) {
@@ -422,6 +429,12 @@ async fn cleanup_expired_sessions(w: &World, data: &EntityQueries, expired: u64,
     let r = w.run("CleanupExpiredSessions", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     assert_logged(&r, format!("Deleted {expired} expired sessions"));
+    // The call's detail says what it did in words.
+    let details: Vec<&str> = r.result.calls.iter().map(|c| c.detail.as_str()).collect();
+    assert!(
+        details.contains(&format!("Session: {expired} rows").as_str()),
+        "{details:?}"
+    );
     let left = data
         .select_rows(&Query {
             entity: "Session".into(),
@@ -582,7 +595,8 @@ async fn process_pending_webhooks(w: &World, relay: &HttpPeer) {
 }
 
 async fn low_stock_alert(w: &World, slack: &HttpPeer) {
-    // Quantities after the sync: SKU-1004 (5) is the only product under 10 … plus none else.
+    // After the sync (SKU-1002 at 40, SKU-1006 at 12), SKU-1004 (5, reorder level 5) is the only
+    // product at or below its reorder level.
     let r = w.run("LowStockAlert", false).await;
     assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
     let posts = slack.requests();

@@ -51,7 +51,13 @@ fn test_sh_gets_the_spec_answers_from_host_run() {
         "{banner}"
     );
 
+    let (_, before) = host.get(TOKEN, "/jobs/DailySalesReport");
     let answers = test_sh(&host.base, TOKEN, &[]);
+    // It changed the job's schedule and put it back.
+    let (_, after) = host.get(TOKEN, "/jobs/DailySalesReport");
+    for field in ["schedule", "timezone", "is_enabled"] {
+        assert_eq!(after[field], before[field], "{field}: {after}");
+    }
     let expected = [
         "GET /jobs",
         "GET /jobs/DailySalesReport",

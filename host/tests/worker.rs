@@ -243,6 +243,17 @@ async fn failing_twice_then_succeeding_shows_three_attempts_per_strategy(
         .values()
         .fold((0, 0), |(d, f), c| (d + c.completed, f + c.failed));
     assert_eq!((done, dead), (3, 1));
+    // What /metrics reports of these runs (totals kept as they were recorded, in batches).
+    common::assert_metrics_match_history(&db).await;
+    let retries = codeai_host::store::executions::retries_by_job(&db)
+        .await
+        .unwrap();
+    // Three jobs took two retries each, the hopeless one one.
+    assert_eq!(
+        retries.iter().map(|(_, n)| n).sum::<i64>(),
+        7,
+        "{retries:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub mod input;
 pub mod limits;
 pub mod platform;
 
@@ -38,6 +39,10 @@ pub struct Program {
     pub job: String,
     /// Default input; keys of the trigger's input override these. Every key is bound as a variable.
     pub input_defaults: BTreeMap<String, Expr>,
+    /// The typed input declaration, when the job has one: the guest checks a run's input
+    /// against it and turns ISO dates into the start of that day in the job's timezone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<input::InputField>>,
     pub steps: Vec<Step>,
 }
 
@@ -56,6 +61,18 @@ pub struct Step {
     pub on_fail: Option<Policy>,
     /// `timeout:` of a call step, in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// `when: cond` — the step runs only when this holds; otherwise it is skipped (logged with
+    /// the condition's text) and its binding is null.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+}
+
+/// A step's `when:` condition: the expression and its source text, the reason given when the
+/// step is skipped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Condition {
+    pub expr: Expr,
+    pub text: String,
 }
 
 /// What a step does when it is empty or fails.
@@ -148,6 +165,20 @@ pub enum StepKind {
         parallel: u32,
         body: Box<StepKind>,
     },
+    /// Several steps run in order in a scope of their own: a user-defined action
+    /// (`action: name(args)`, its parameters bound to the arguments) or the `steps { }` of a
+    /// `for_each`. Binds the object of the inner steps' `as:` bindings.
+    Block {
+        /// The action's name, or `None` for a `for_each` body.
+        action: Option<String>,
+        /// Parameters bound before the steps run (the arguments, evaluated in the caller).
+        bind: Vec<(String, Expr)>,
+        steps: Vec<Step>,
+    },
+    /// `action: fail("message")` — fails the step (its `on_fail` applies).
+    Fail { message: Expr },
+    /// `action: skip("reason")` — ends the job as skipped with this reason.
+    Skip { reason: Expr },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +214,60 @@ pub enum Filter {
         op: CompareOp,
         value: Expr,
     },
+    /// `left op right` where either side involves a field beyond `field op value`:
+    /// `quantity <= reorder_level`, `lower(name) = x`, `price * quantity > 100`.
+    Terms {
+        left: Term,
+        op: CompareOp,
+        right: Term,
+    },
+}
+
+/// One side of a [`Filter::Terms`] comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Term {
+    /// A declared field of the entity.
+    Column(String),
+    /// A value, evaluated by the guest before the call.
+    Value(Expr),
+    Arith(ArithOp, Box<Term>, Box<Term>),
+    Func(TermFunc, Box<Term>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// The functions a filter applies to fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TermFunc {
+    Lower,
+    Upper,
+    Length,
+    Year,
+    Month,
+    Day,
+    Hour,
+}
+
+impl TermFunc {
+    pub const ALL: [(TermFunc, &'static str); 7] = [
+        (TermFunc::Lower, "lower"),
+        (TermFunc::Upper, "upper"),
+        (TermFunc::Length, "length"),
+        (TermFunc::Year, "year"),
+        (TermFunc::Month, "month"),
+        (TermFunc::Day, "day"),
+        (TermFunc::Hour, "hour"),
+    ];
+
+    pub fn by_name(name: &str) -> Option<TermFunc> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,8 +318,10 @@ pub enum Expr {
     Duration(u64),
     /// A binding by name (`orders`, `input`, an item variable).
     Var(String),
-    /// `expr.field`
+    /// `expr.field` — reading a field that is not there fails the step.
     Field(Box<Expr>, String),
+    /// `expr?.field` — null when `expr` is null or has no such field.
+    OptField(Box<Expr>, String),
     /// `expr[index]`
     Index(Box<Expr>, Box<Expr>),
     List(Vec<Expr>),
@@ -324,6 +411,8 @@ pub enum Builtin {
     Coalesce,
     ToString,
     ToNumber,
+    /// `default(path, value)`: `value` when `path` is missing or null.
+    Default,
 }
 
 impl Builtin {
@@ -368,6 +457,7 @@ impl Builtin {
         (Builtin::Coalesce, "coalesce", 1, usize::MAX),
         (Builtin::ToString, "string", 1, 1),
         (Builtin::ToNumber, "number", 1, 1),
+        (Builtin::Default, "default", 2, 2),
     ];
 
     /// Looks a built-in up by its DSL name.
@@ -415,6 +505,10 @@ pub struct Manifest {
     pub on_complete: Option<String>,
     /// Event the host emits after the job's final failure, retries exhausted (`on_fail: emit(E)`).
     pub on_fail: Option<String>,
+    /// `trigger: on(E)`: the job runs once per event `E` of its tenant, with the event's data as
+    /// its input (beside its schedule, if it has one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// WIT interface names the program calls (`data`, `http`, `email`, `slack`, `report`, `events`,
     /// `state`, `log`, `clock`). The host denies the others.
     pub capabilities: Vec<String>,
@@ -422,6 +516,10 @@ pub struct Manifest {
     pub integrations: Vec<IntegrationDecl>,
     pub templates: Vec<TemplateDecl>,
     pub events: Vec<EventDecl>,
+    /// The typed input declaration (`input: { name: type = default }`), when the job has one:
+    /// the host refuses a run whose input does not fit it. `None`: any JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<input::InputField>>,
     /// Hex SHA-256 of the whole `.codeai` source file.
     pub source_hash: String,
     /// The source file name (not its path).

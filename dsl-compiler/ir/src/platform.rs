@@ -9,18 +9,22 @@
 
 use crate::FieldType;
 
-/// Every table of the platform's schema (the host's migrations create exactly these; a test
-/// in the host compares the two).
+/// Every table (and view) of the platform's schema (the host's migrations create exactly these;
+/// a test in the host compares the two).
 pub const PLATFORM_TABLES: &[&str] = &[
     "_codeai_migrations",
     "alerts",
     "events",
     "execution_attempts",
+    "idempotency_keys",
     "job_executions",
     "job_state",
     "job_versions",
     "jobs",
     "maintenance_runs",
+    "metric_changes",
+    "metric_durations",
+    "metric_executions",
     "outbox",
     "reports",
     "secrets",

@@ -13,6 +13,17 @@ use codeai_ir::{
 /// The built-in queues and their weights.
 pub(super) const BUILTIN_QUEUES: [(&str, u32); 3] = [("critical", 6), ("default", 3), ("low", 1)];
 
+/// The names of the built-in actions (`action: fail("…")`, …), which a declared action cannot take.
+pub(super) const RESERVED_ACTIONS: &[&str] = &[
+    "delete",
+    "update",
+    "insert",
+    "maintain",
+    "delete_report",
+    "fail",
+    "skip",
+];
+
 /// The HTTP methods an operation may use.
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 
@@ -27,6 +38,8 @@ pub(super) struct Decls {
     pub(super) events: Vec<EventDecl>,
     /// The built-in queues (weights possibly overridden) and the declared ones.
     pub(super) queues: Vec<QueueDecl>,
+    /// The user-defined actions, as written: each call site lowers the steps in the calling job.
+    pub(super) actions: Vec<ast::ActionDecl>,
 }
 
 /// An entity, with its field types as far as they resolved.
@@ -59,6 +72,10 @@ impl EntityInfo {
 }
 
 impl Decls {
+    pub(super) fn action(&self, name: &str) -> Option<&ast::ActionDecl> {
+        self.actions.iter().find(|a| a.name.node == name)
+    }
+
     pub(super) fn entity(&self, name: &str) -> Option<&EntityInfo> {
         self.entities.iter().find(|e| e.decl.name == name)
     }
@@ -110,6 +127,7 @@ pub(super) fn collect(file: &ast::File, cx: &mut Cx<'_>) -> Decls {
                 weight: *weight,
             })
             .collect(),
+        actions: Vec::new(),
     };
     let of_kind = |f: fn(&ast::Item) -> Option<&ast::Ident>| file.items.iter().filter_map(f);
     cx.check_unique(
@@ -144,6 +162,13 @@ pub(super) fn collect(file: &ast::File, cx: &mut Cx<'_>) -> Decls {
         "queue",
         of_kind(|i| match i {
             ast::Item::Queue(e) => Some(&e.name),
+            _ => None,
+        }),
+    );
+    cx.check_unique(
+        "action",
+        of_kind(|i| match i {
+            ast::Item::Action(e) => Some(&e.name),
             _ => None,
         }),
     );
@@ -182,6 +207,21 @@ pub(super) fn collect(file: &ast::File, cx: &mut Cx<'_>) -> Decls {
                 if !declared_queues.contains(&q.name.node.as_str()) {
                     declared_queues.push(&q.name.node);
                     queue(q, &mut decls.queues, cx);
+                }
+            }
+            ast::Item::Action(a) => {
+                if RESERVED_ACTIONS.contains(&a.name.node.as_str()) {
+                    cx.error_hint(
+                        a.name.span,
+                        format!("`{}` is a built-in action", a.name.node),
+                        format!(
+                            "the built-in actions are {}; give this action another name",
+                            super::suggest::list(RESERVED_ACTIONS)
+                        ),
+                    );
+                } else if !decls.actions.iter().any(|b| b.name.node == a.name.node) {
+                    cx.check_unique("parameter", a.params.iter());
+                    decls.actions.push(a.clone());
                 }
             }
             ast::Item::Job(_) => {}

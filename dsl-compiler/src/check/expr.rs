@@ -5,8 +5,11 @@
 use super::decls::{EntityInfo, FieldInfo};
 use super::job::JobCx;
 use super::suggest::{did_you_mean, hint_or_list};
+use super::types::{self, Ty};
 use crate::ast::{self, BinaryOp, ExprKind, Span};
-use codeai_ir::{self as ir, Assignment, Builtin, CompareOp, FieldType, Filter, OrderBy};
+use codeai_ir::{
+    self as ir, ArithOp, Assignment, Builtin, CompareOp, FieldType, Filter, OrderBy, Term, TermFunc,
+};
 
 /// Built-ins that read the clock (the `clock` capability).
 const CLOCK_BUILTINS: &[Builtin] = &[
@@ -32,6 +35,24 @@ const STATE_BUILTINS: &[Builtin] = &[
     Builtin::LastRunAt,
     Builtin::StateGet,
 ];
+
+/// The type of one side of a field comparison: a field type (numbers computed in a filter are
+/// `Float`), or unknown (a binding, a string that may be a timestamp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TermKind {
+    Field(FieldType),
+    Unknown,
+}
+
+impl TermKind {
+    fn describe(self) -> &'static str {
+        match self {
+            TermKind::Field(FieldType::Int | FieldType::Float) => "a number",
+            TermKind::Field(ty) => type_name(ty),
+            TermKind::Unknown => "a value",
+        }
+    }
+}
 
 /// The shape of a literal, for type checks against entity fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +106,17 @@ fn lit_name(lit: Lit) -> &'static str {
     }
 }
 
+/// How to turn a value of type `t` into a condition.
+fn condition_hint(t: Ty, text: &str) -> String {
+    match t {
+        Ty::Number => format!("compare it, like `{text} > 0`"),
+        Ty::Str => format!("compare it, like `{text} = \"…\"`"),
+        Ty::List => format!("test its size, like `count({text}) > 0`"),
+        _ => "write a comparison, like `count(rows) > 0`, or combine them with `and` / `or`"
+            .to_string(),
+    }
+}
+
 fn arity(min: usize, max: usize) -> String {
     let n = |k: usize| {
         if k == 1 {
@@ -114,7 +146,13 @@ impl JobCx<'_, '_> {
             ExprKind::Duration(d) => ir::Expr::Duration(d.millis),
             ExprKind::Ident(name) => self.var(name, e.span, None),
             ExprKind::Field(base, field) => {
+                if matches!(&base.kind, ExprKind::Ident(b) if b == "input") {
+                    self.input_name(&field.node, field.span);
+                }
                 ir::Expr::Field(Box::new(self.expr(base)), field.node.clone())
+            }
+            ExprKind::OptField(base, field) => {
+                ir::Expr::OptField(Box::new(self.expr(base)), field.node.clone())
             }
             ExprKind::Index(base, index) => {
                 ir::Expr::Index(Box::new(self.expr(base)), Box::new(self.expr(index)))
@@ -122,6 +160,9 @@ impl JobCx<'_, '_> {
             ExprKind::List(items) => ir::Expr::List(items.iter().map(|i| self.expr(i)).collect()),
             ExprKind::Object(entries) => ir::Expr::Object(self.object(entries)),
             ExprKind::Unary(op, inner) => {
+                if *op == ast::UnaryOp::Not {
+                    self.boolean(inner, "`not`");
+                }
                 let op = match op {
                     ast::UnaryOp::Not => ir::UnaryOp::Not,
                     ast::UnaryOp::Neg => ir::UnaryOp::Neg,
@@ -161,14 +202,48 @@ impl JobCx<'_, '_> {
                     BinaryOp::Or => ir::BinaryOp::Or,
                     BinaryOp::Coalesce | BinaryOp::In | BinaryOp::Like => ir::BinaryOp::Coalesce,
                 };
+                if let ir::BinaryOp::And | ir::BinaryOp::Or = op {
+                    let what = if op == ir::BinaryOp::And {
+                        "`and`"
+                    } else {
+                        "`or`"
+                    };
+                    self.boolean(left, what);
+                    self.boolean(right, what);
+                }
                 ir::Expr::Binary(op, Box::new(self.expr(left)), Box::new(self.expr(right)))
             }
             ExprKind::Cond(c, a, b) => ir::Expr::Cond(
-                Box::new(self.expr(c)),
+                Box::new(self.condition(c, "`? :`").expr),
                 Box::new(self.expr(a)),
                 Box::new(self.expr(b)),
             ),
             ExprKind::Call(name, args) => self.call(name, args, e.span),
+        }
+    }
+
+    /// Reports an operand of `what` whose type is known and not a boolean.
+    fn boolean(&mut self, e: &ast::Expr, what: &str) {
+        let t = types::ty(e);
+        if t.not_a_condition() {
+            let text = self.cx.text(e.span).to_string();
+            self.cx.error_hint(
+                e.span,
+                format!(
+                    "{what} needs a condition (true or false), but `{text}` is {}",
+                    t.describe()
+                ),
+                condition_hint(t, &text),
+            );
+        }
+    }
+
+    /// Lowers a condition (`when:`, the test of `? :`): its type must be a boolean.
+    pub(super) fn condition(&mut self, e: &ast::Expr, what: &str) -> ir::Condition {
+        self.boolean(e, what);
+        ir::Condition {
+            expr: self.expr(e),
+            text: self.cx.text(e.span).to_string(),
         }
     }
 
@@ -186,6 +261,22 @@ impl JobCx<'_, '_> {
 
     /// A name used as a value: it must be in scope. `entity` adds a hint when the name is a
     /// field of the entity a filter or update is about.
+    /// `input.x` where a typed `input:` declares no `x`.
+    fn input_name(&mut self, field: &str, span: Span) {
+        let Some(names) = &self.input_names else {
+            return;
+        };
+        if names.iter().any(|n| n == field) {
+            return;
+        }
+        let hint = did_you_mean(field, names.iter().map(String::as_str)).unwrap_or_else(|| {
+            let quoted: Vec<&str> = names.iter().map(String::as_str).collect();
+            format!("the job's input declares {}", super::suggest::list(&quoted))
+        });
+        self.cx
+            .error_hint(span, format!("`{field}` is not a declared input"), hint);
+    }
+
     fn var(&mut self, name: &str, span: Span, entity: Option<&EntityInfo>) -> ir::Expr {
         if self.scope.iter().any(|n| n == name) {
             return ir::Expr::Var(name.to_string());
@@ -208,6 +299,12 @@ impl JobCx<'_, '_> {
                     entity.map(EntityInfo::name).unwrap_or_default()
                 ),
             );
+        } else if let Some(hint) = entity.and_then(|e| {
+            did_you_mean(name, e.field_names().iter().copied())
+                .map(|h| format!("{h} (a field of `{}`)", e.name()))
+        }) {
+            self.cx
+                .error_hint(span, format!("unknown name `{name}`"), hint);
         } else if Builtin::by_name(name).is_some_and(|(_, min, _)| min == 0) {
             self.cx.error_hint(
                 span,
@@ -258,7 +355,8 @@ impl JobCx<'_, '_> {
         ir::Expr::Call(builtin, lowered)
     }
 
-    /// A string literal: plain text, or `Interpolated` parts when it contains `{{path}}`.
+    /// A string literal: plain text, or `Interpolated` parts when it contains `{{path}}` or
+    /// `{{expression}}` (`{{count(rows)}}`, `{{round(total, 2)}}`).
     fn string(&mut self, s: &str, span: Span) -> ir::Expr {
         if !s.contains("{{") {
             return ir::Expr::Str(s.to_string());
@@ -298,7 +396,29 @@ impl JobCx<'_, '_> {
                 }
                 None => span,
             };
-            parts.push(ir::Part::Expr(self.path(path, inner_span)));
+            let value = match self.path(path, inner_span) {
+                Some(e) => e,
+                // Any other expression, where it can be read in place (no escapes inside).
+                None if inner_span != span => {
+                    match crate::parser::parse_embedded_expr(self.cx.source, inner_span) {
+                        Ok(e) => self.expr(&e),
+                        Err(diagnostics) => {
+                            self.cx.diagnostics.extend(diagnostics);
+                            ir::Expr::Null
+                        }
+                    }
+                }
+                None => {
+                    self.cx.error_hint(
+                        span,
+                        format!("`{{{{{path}}}}}` is not a valid interpolation"),
+                        "interpolate a name, a path like `{{metrics.revenue}}` or an expression \
+                         without escapes",
+                    );
+                    ir::Expr::Null
+                }
+            };
+            parts.push(ir::Part::Expr(value));
             rest = &after[close + 2..];
         }
         if !rest.is_empty() {
@@ -307,8 +427,8 @@ impl JobCx<'_, '_> {
         ir::Expr::Interpolated(parts)
     }
 
-    /// `name.field.0.other` inside `{{ }}`.
-    fn path(&mut self, path: &str, span: Span) -> ir::Expr {
+    /// `name.field.0.other` inside `{{ }}`; `None` when it is not such a path.
+    fn path(&mut self, path: &str, span: Span) -> Option<ir::Expr> {
         let is_ident = |s: &str| {
             s.chars()
                 .next()
@@ -323,21 +443,20 @@ impl JobCx<'_, '_> {
                 .iter()
                 .all(|s| is_ident(s) || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())));
         if !valid {
-            self.cx.error_hint(
-                span,
-                format!("`{{{{{path}}}}}` is not a valid interpolation"),
-                "interpolate a name or a path like `{{metrics.revenue}}`",
-            );
-            return ir::Expr::Null;
+            return None;
         }
         let mut e = self.var(first, Span::new(span.start, span.start + first.len()), None);
+        if let (true, Some(field)) = (first == "input", rest.first()) {
+            let start = span.start + first.len() + 1;
+            self.input_name(field, Span::new(start, start + field.len()));
+        }
         for seg in rest {
             e = match seg.parse::<i64>() {
                 Ok(i) => ir::Expr::Index(Box::new(e), Box::new(ir::Expr::Int(i))),
                 Err(_) => ir::Expr::Field(Box::new(e), seg.to_string()),
             };
         }
-        e
+        Some(e)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -440,6 +559,11 @@ impl JobCx<'_, '_> {
         span: Span,
         entity: &EntityInfo,
     ) -> Filter {
+        if self.mentions_column(right, entity)
+            || (!matches!(left.kind, ExprKind::Ident(_)) && self.mentions_column(left, entity))
+        {
+            return self.term_compare(op, left, right, span, entity);
+        }
         let ExprKind::Ident(name) = &left.kind else {
             self.cx.error_hint(
                 left.span,
@@ -485,6 +609,235 @@ impl JobCx<'_, '_> {
             field: name.clone(),
             op,
             value,
+        }
+    }
+
+    /// Whether `e` computes with a field of the entity (a name no binding in scope hides, or a
+    /// filter function or arithmetic over one); such comparisons become [`Filter::Terms`].
+    fn mentions_column(&self, e: &ast::Expr, entity: &EntityInfo) -> bool {
+        match &e.kind {
+            ExprKind::Ident(n) => !self.scope.contains(n) && entity.field(n).is_some(),
+            ExprKind::Binary(
+                BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem,
+                a,
+                b,
+            ) => self.mentions_column(a, entity) || self.mentions_column(b, entity),
+            ExprKind::Unary(ast::UnaryOp::Neg, inner) => self.mentions_column(inner, entity),
+            ExprKind::Call(name, args) if TermFunc::by_name(&name.node).is_some() => {
+                args.iter().any(|a| self.mentions_column(a, entity))
+            }
+            _ => false,
+        }
+    }
+
+    /// `left op right` where a side computes with fields: `quantity <= reorder_level`,
+    /// `lower(name) = x`, `price * quantity > 100`.
+    fn term_compare(
+        &mut self,
+        op: BinaryOp,
+        left: &ast::Expr,
+        right: &ast::Expr,
+        span: Span,
+        entity: &EntityInfo,
+    ) -> Filter {
+        let op = match op {
+            BinaryOp::Eq => CompareOp::Eq,
+            BinaryOp::Ne => CompareOp::Ne,
+            BinaryOp::Lt => CompareOp::Lt,
+            BinaryOp::Le => CompareOp::Le,
+            BinaryOp::Gt => CompareOp::Gt,
+            BinaryOp::Ge => CompareOp::Ge,
+            other => {
+                let word = if other == BinaryOp::In { "in" } else { "like" };
+                self.cx.error_hint(
+                    span,
+                    format!("`{word}` compares a field with values, not with other fields"),
+                    "compare fields with `=`, `!=`, `<`, `<=`, `>` or `>=`",
+                );
+                return Filter::All(Vec::new());
+            }
+        };
+        for side in [left, right] {
+            if matches!(side.kind, ExprKind::Null) {
+                self.cx.error_hint(
+                    side.span,
+                    "a comparison of fields cannot use `null`",
+                    "test a field with `field = null` or `field != null`",
+                );
+                return Filter::All(Vec::new());
+            }
+        }
+        let (l, lk) = self.term(left, entity);
+        let (r, rk) = self.term(right, entity);
+        let comparable = match (lk, rk) {
+            (TermKind::Unknown, _) | (_, TermKind::Unknown) => true,
+            (TermKind::Field(a), TermKind::Field(b)) => {
+                a == b
+                    || matches!(
+                        (a, b),
+                        (
+                            FieldType::Int | FieldType::Float,
+                            FieldType::Int | FieldType::Float
+                        )
+                    )
+                    || matches!(
+                        (a, b),
+                        (
+                            FieldType::String | FieldType::Uuid,
+                            FieldType::String | FieldType::Uuid
+                        )
+                    )
+            }
+        };
+        if !comparable {
+            let text = |this: &Self, e: &ast::Expr| this.cx.text(e.span).to_string();
+            let message = format!(
+                "cannot compare `{}` ({}) with `{}` ({})",
+                text(self, left),
+                lk.describe(),
+                text(self, right),
+                rk.describe()
+            );
+            self.cx.error_hint(
+                span,
+                message,
+                "both sides of a comparison have the same type: numbers, strings, dates or datetimes",
+            );
+        } else if matches!(
+            op,
+            CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge
+        ) && [lk, rk].iter().any(|k| {
+            matches!(
+                k,
+                TermKind::Field(FieldType::Bool | FieldType::Uuid | FieldType::Json)
+            )
+        }) {
+            self.cx.error(
+                span,
+                "booleans, uuids and json have no order: compare them with `=` or `!=`",
+            );
+        }
+        Filter::Terms {
+            left: l,
+            op,
+            right: r,
+        }
+    }
+
+    /// One side of a field comparison, with its type as far as it is known.
+    fn term(&mut self, e: &ast::Expr, entity: &EntityInfo) -> (Term, TermKind) {
+        if !self.mentions_column(e, entity) {
+            let kind = match literal(e) {
+                Some(Lit::Number | Lit::Duration) => TermKind::Field(FieldType::Float),
+                Some(Lit::Str) => TermKind::Unknown,
+                Some(Lit::Bool) => TermKind::Field(FieldType::Bool),
+                _ => TermKind::Unknown,
+            };
+            return (Term::Value(self.expr(e)), kind);
+        }
+        match &e.kind {
+            ExprKind::Ident(name) => {
+                let ident = ast::Ident::new(name.clone(), e.span);
+                let kind = self
+                    .entity_field(entity, &ident)
+                    .and_then(|f| f.ty)
+                    .map_or(TermKind::Unknown, TermKind::Field);
+                (Term::Column(name.clone()), kind)
+            }
+            ExprKind::Unary(ast::UnaryOp::Neg, inner) => {
+                let (t, k) = self.term(inner, entity);
+                self.numeric(inner, k);
+                (
+                    Term::Arith(
+                        ArithOp::Sub,
+                        Box::new(Term::Value(ir::Expr::Int(0))),
+                        Box::new(t),
+                    ),
+                    TermKind::Field(FieldType::Float),
+                )
+            }
+            ExprKind::Binary(
+                op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div),
+                a,
+                b,
+            ) => {
+                let (ta, ka) = self.term(a, entity);
+                let (tb, kb) = self.term(b, entity);
+                self.numeric(a, ka);
+                self.numeric(b, kb);
+                let op = match op {
+                    BinaryOp::Add => ArithOp::Add,
+                    BinaryOp::Sub => ArithOp::Sub,
+                    BinaryOp::Mul => ArithOp::Mul,
+                    _ => ArithOp::Div,
+                };
+                (
+                    Term::Arith(op, Box::new(ta), Box::new(tb)),
+                    TermKind::Field(FieldType::Float),
+                )
+            }
+            ExprKind::Call(name, args) => {
+                let Some(func) = TermFunc::by_name(&name.node) else {
+                    return (Term::Value(ir::Expr::Null), TermKind::Unknown);
+                };
+                if args.len() != 1 {
+                    self.cx.error(
+                        e.span,
+                        format!("`{}` takes 1 argument, found {}", name.node, args.len()),
+                    );
+                    return (Term::Value(ir::Expr::Null), TermKind::Unknown);
+                }
+                let (t, k) = self.term(&args[0], entity);
+                let (wants, result): (&[FieldType], FieldType) = match func {
+                    TermFunc::Lower | TermFunc::Upper => (&[FieldType::String], FieldType::String),
+                    TermFunc::Length => (&[FieldType::String], FieldType::Int),
+                    TermFunc::Hour => (&[FieldType::Datetime], FieldType::Int),
+                    _ => (&[FieldType::Date, FieldType::Datetime], FieldType::Int),
+                };
+                if let TermKind::Field(ty) = k {
+                    if !wants.contains(&ty) {
+                        let needs = wants
+                            .iter()
+                            .map(|t| type_name(*t))
+                            .collect::<Vec<_>>()
+                            .join(" or ");
+                        self.cx.error(
+                            args[0].span,
+                            format!(
+                                "`{}` needs {needs}, but `{}` is {}",
+                                name.node,
+                                self.cx.text(args[0].span),
+                                type_name(ty)
+                            ),
+                        );
+                    }
+                }
+                (Term::Func(func, Box::new(t)), TermKind::Field(result))
+            }
+            _ => {
+                self.cx.error_hint(
+                    e.span,
+                    "a filter cannot compute this with fields",
+                    "filters compute with `+ - * /` and `lower`, `upper`, `length`, `year`, `month`, `day`, `hour` of fields",
+                );
+                (Term::Value(ir::Expr::Null), TermKind::Unknown)
+            }
+        }
+    }
+
+    /// Reports an operand of filter arithmetic that is not a number.
+    fn numeric(&mut self, e: &ast::Expr, kind: TermKind) {
+        if let TermKind::Field(ty) = kind {
+            if !matches!(ty, FieldType::Int | FieldType::Float) {
+                let text = self.cx.text(e.span).to_string();
+                self.cx.error(
+                    e.span,
+                    format!(
+                        "arithmetic in a filter needs numbers, but `{text}` is {}",
+                        type_name(ty)
+                    ),
+                );
+            }
         }
     }
 

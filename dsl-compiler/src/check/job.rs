@@ -8,7 +8,7 @@ use crate::ast::{self, JobValue, Span};
 use codeai_cron::CronExpr;
 use codeai_ir::limits;
 use codeai_ir::{Backoff, Manifest, Overlap, Program, RetryPolicy, Schedule, StepKind, IR_VERSION};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
 /// The fields a job may set.
@@ -25,6 +25,7 @@ const JOB_FIELDS: &[&str] = &[
     "overlap",
     "on_complete",
     "on_fail",
+    "trigger",
     "input",
 ];
 
@@ -61,6 +62,28 @@ pub(super) struct JobCx<'c, 's> {
     /// Bindings of the current and later steps, with the step that binds each: using one is
     /// "used before the step that binds it".
     pub(super) later: HashMap<String, String>,
+    /// The declared actions being lowered, outermost first (a call to one of them is recursion).
+    pub(super) action_stack: Vec<String>,
+    /// Action calls expanded so far in this job.
+    pub(super) action_calls: usize,
+    /// The names a typed `input:` declares (`input.x` of another name is an error).
+    pub(super) input_names: Option<Vec<String>>,
+}
+
+/// Checks a declared action once on its own, so that its errors (recursion included) are
+/// reported even when no job calls it. What it uses counts only where it is called.
+pub(super) fn check_action(decl: &ast::ActionDecl, decls: &Decls, cx: &mut Cx<'_>) {
+    let mut jcx = JobCx {
+        cx,
+        decls,
+        usage: Usage::default(),
+        scope: Vec::new(),
+        later: HashMap::new(),
+        action_stack: Vec::new(),
+        action_calls: 0,
+        input_names: None,
+    };
+    jcx.action_steps(decl);
 }
 
 /// Checks one job and lowers it.
@@ -82,6 +105,7 @@ pub(super) fn check_job(
     let mut delays: Option<(Vec<u64>, Span)> = None;
     let mut overlap = Overlap::default();
     let mut on_complete = None;
+    let mut trigger = None;
     let mut on_fail = None;
     let mut input: Vec<(ast::Ident, &ast::Expr)> = Vec::new();
     let mut usage = Usage::default();
@@ -251,6 +275,18 @@ pub(super) fn check_job(
                 }
                 _ => expected(cx, field, "`emit(Event)`"),
             },
+            "trigger" => match &field.value {
+                JobValue::On(event) => {
+                    if decls.event(&event.node).is_some() {
+                        trigger = Some((event.node.clone(), event.span));
+                    } else {
+                        let hint =
+                            hint_or_list(&event.node, "the declared events", &decls.event_names());
+                        cx.error_hint(event.span, format!("unknown event `{}`", event.node), hint);
+                    }
+                }
+                _ => expected(cx, field, "`on(Event)`"),
+            },
             "input" => match &field.value {
                 JobValue::Expr(ast::Expr {
                     kind: ast::ExprKind::Object(entries),
@@ -312,16 +348,42 @@ pub(super) fn check_job(
         usage,
         scope: Vec::new(),
         later: HashMap::new(),
+        action_stack: Vec::new(),
+        action_calls: 0,
+        input_names: None,
     };
     jcx.cx
         .check_unique("input key", input.iter().map(|(k, _)| k));
-    let mut input_defaults = BTreeMap::new();
-    for (key, value) in &input {
-        let lowered = jcx.expr(value);
-        input_defaults.entry(key.node.clone()).or_insert(lowered);
-    }
+    let declared = super::input::declaration(&mut jcx, &input);
+    let input_defaults = declared.defaults;
+    let input_fields = declared.fields;
     jcx.scope.push("input".to_string());
-    jcx.scope.extend(input_defaults.keys().cloned());
+    jcx.scope.extend(declared.names.iter().cloned());
+    if input_fields.is_some() {
+        jcx.input_names = Some(declared.names);
+    }
+    // A scheduled fire gives no input: a field it requires would fail every scheduled run.
+    if let (Some(_), Some(fields)) = (&schedule, &input_fields) {
+        for field in fields.iter().filter(|f| !f.has_default) {
+            let span = input
+                .iter()
+                .find(|(k, _)| k.node == field.name)
+                .map_or(job.name.span, |(k, _)| k.span);
+            jcx.cx.error_hint(
+                span,
+                format!(
+                    "input `{}` is required, but the job's scheduled runs are given no input",
+                    field.name
+                ),
+                "give it a default (`= …`), or a `null` default to make it optional",
+            );
+        }
+    }
+    if let (Some((event, span)), Some(fields)) = (&trigger, &input_fields) {
+        if let Some(decl) = decls.event(event) {
+            super::input::fits_event(jcx.cx, *span, decl, fields);
+        }
+    }
 
     // Steps.
     let steps = match job.steps_span {
@@ -367,6 +429,7 @@ pub(super) fn check_job(
         overlap,
         on_complete,
         on_fail,
+        trigger: trigger.map(|(event, _)| event),
         capabilities: caps.into_iter().map(str::to_string).collect(),
         entities: decls
             .entities
@@ -392,6 +455,7 @@ pub(super) fn check_job(
             .filter(|e| usage.events.contains(&e.name))
             .cloned()
             .collect(),
+        input: input_fields.clone(),
         source_hash: source_hash.to_string(),
         source_file: cx.source_file.to_string(),
         compiler: env!("CARGO_PKG_VERSION").to_string(),
@@ -404,6 +468,7 @@ pub(super) fn check_job(
             ir_version: IR_VERSION,
             job: job.name.node.clone(),
             input_defaults,
+            input: input_fields,
             steps,
         },
         manifest,
@@ -551,6 +616,11 @@ fn infer_job_type(steps: &[codeai_ir::Step]) -> &'static str {
             StepKind::Call { .. } => out.push("sync"),
             StepKind::Slack { .. } => out.push("alert"),
             StepKind::ForEach { body, .. } => kinds(body, out),
+            StepKind::Block { steps, .. } => {
+                for step in steps {
+                    kinds(&step.kind, out);
+                }
+            }
             _ => {}
         }
     }

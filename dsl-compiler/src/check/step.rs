@@ -17,8 +17,12 @@ const KINDS: &[&str] = &[
 /// Every field a step may have.
 const STEP_FIELDS: &[&str] = &[
     "query", "action", "call", "template", "send", "for_each", "emit", "state", "compute", "log",
-    "as", "on_empty", "on_fail", "timeout", "item", "parallel", "data", "format",
+    "as", "on_empty", "on_fail", "timeout", "item", "parallel", "data", "format", "when",
 ];
+
+/// How many action calls one job may expand (an action's steps are lowered at every call, so
+/// actions calling each other twice over would otherwise grow the program exponentially).
+const MAX_ACTION_CALLS: usize = 256;
 
 const MAX_PARALLEL: i64 = codeai_ir::limits::MAX_PARALLEL as i64;
 
@@ -60,11 +64,16 @@ fn policy(p: &ast::PolicyDef) -> Policy {
 impl JobCx<'_, '_> {
     /// Checks and lowers the steps of a job, in order.
     pub(super) fn steps(&mut self, job: &ast::Job) -> Vec<ir::Step> {
-        self.cx
-            .check_unique("step", job.steps.iter().map(|s| &s.name));
-        // Every `as:` of the job, so that a use before its step is reported as such.
+        self.steps_of(&job.steps)
+    }
+
+    /// Checks and lowers a block of steps (a job's, an action's or a `for_each`'s), in order;
+    /// their bindings are added to the scope.
+    pub(super) fn steps_of(&mut self, steps: &[ast::Step]) -> Vec<ir::Step> {
+        self.cx.check_unique("step", steps.iter().map(|s| &s.name));
+        // Every `as:` of the block, so that a use before its step is reported as such.
         let mut binders: HashMap<String, (String, Span)> = HashMap::new();
-        for step in &job.steps {
+        for step in steps {
             for field in step.fields.iter().filter(|f| f.key.node == "as") {
                 let Some(name) = ident_value(&field.value) else {
                     continue;
@@ -83,11 +92,8 @@ impl JobCx<'_, '_> {
                 } else if self.scope.contains(&name.node) {
                     self.cx.error_hint(
                         name.span,
-                        format!(
-                            "`as: {}` would hide the job's input `{}`",
-                            name.node, name.node
-                        ),
-                        "give this binding another name",
+                        format!("`as: {}` would hide the name `{}`", name.node, name.node),
+                        "the input, a parameter or an earlier binding has this name: give this binding another name",
                     );
                 } else {
                     binders.insert(name.node.clone(), (step.name.node.clone(), name.span));
@@ -100,7 +106,7 @@ impl JobCx<'_, '_> {
             .collect();
 
         let mut out = Vec::new();
-        for step in &job.steps {
+        for step in steps {
             let lowered = self.step(step);
             if let Some(bind) = &lowered.bind {
                 if binders.get(bind).is_some_and(|(s, _)| *s == step.name.node) {
@@ -202,13 +208,64 @@ impl JobCx<'_, '_> {
             None => 1,
         };
 
+        // `when:` sees what the step itself sees, the item of a `for_each` aside.
+        let when = fields.get("when").map(|f| match &f.value {
+            StepValue::Expr(e) => self.condition(e, "`when:`"),
+            _ => {
+                self.cx.error(
+                    f.span,
+                    "`when` expects a condition, like `when: count(rows) > 0`",
+                );
+                ir::Condition {
+                    expr: ir::Expr::Bool(true),
+                    text: String::new(),
+                }
+            }
+        });
+
         // The kind, with the item variable in scope inside a `for_each`.
         if for_each.is_some() {
             self.scope.push(item.clone());
         }
-        let kind = match body.first() {
-            Some(field) => self.kind(field, &fields, step),
-            None => {
+        let kind = match (&step.body, body.first()) {
+            (Some(block), other) => {
+                if let Some(field) = other {
+                    self.cx.error_hint(
+                        field.key.span,
+                        format!(
+                            "step `{}` has both `steps {{ … }}` and `{}`",
+                            step.name.node, field.key.node
+                        ),
+                        "put the work inside the `steps { … }` block",
+                    );
+                }
+                if for_each.is_none() {
+                    self.cx.error_hint(
+                        block.span,
+                        "`steps { … }` inside a step only applies to a `for_each` step",
+                        "add `for_each: list` to run the steps once per item, or move them up into the job's steps",
+                    );
+                }
+                if block.node.is_empty() {
+                    self.cx.error_hint(
+                        block.span,
+                        format!("the `steps` of step `{}` are empty", step.name.node),
+                        "add at least one step",
+                    );
+                }
+                let scope = self.scope.clone();
+                let later = std::mem::take(&mut self.later);
+                let steps = self.steps_of(&block.node);
+                self.scope = scope;
+                self.later = later;
+                StepKind::Block {
+                    action: None,
+                    bind: Vec::new(),
+                    steps,
+                }
+            }
+            (None, Some(field)) => self.kind(field, &fields, step),
+            (None, None) => {
                 if for_each.is_some() && !step.broken {
                     self.cx.error_hint(
                         step.name.span,
@@ -292,6 +349,8 @@ impl JobCx<'_, '_> {
                     | StepKind::Slack { .. }
                     | StepKind::Report { .. }
                     | StepKind::Maintain { .. }
+                    | StepKind::Fail { .. }
+                    | StepKind::Skip { .. }
             )
         {
             if let Some(f) = fields.get("on_empty") {
@@ -328,6 +387,7 @@ impl JobCx<'_, '_> {
             on_empty,
             on_fail,
             timeout_ms,
+            when,
         }
     }
 
@@ -598,10 +658,39 @@ impl JobCx<'_, '_> {
                 }
             }
             ast::Action::Proc { name, args, span } => {
+                if let Some(kind) = self.user_action(name, args, *span) {
+                    return kind;
+                }
                 let lowered: Vec<ir::Expr> = args.iter().map(|a| self.expr(a)).collect();
+                if let "fail" | "skip" = name.node.as_str() {
+                    if lowered.len() != 1 {
+                        self.cx.error_hint(
+                            *span,
+                            format!(
+                                "`{}` takes 1 argument (the {}), found {}",
+                                name.node,
+                                if name.node == "fail" {
+                                    "message"
+                                } else {
+                                    "reason"
+                                },
+                                lowered.len()
+                            ),
+                            format!("write it like `action: {}(\"…\")`", name.node),
+                        );
+                    }
+                    let text = lowered.into_iter().next().unwrap_or(ir::Expr::Null);
+                    return if name.node == "fail" {
+                        StepKind::Fail { message: text }
+                    } else {
+                        StepKind::Skip { reason: text }
+                    };
+                }
                 if name.node != "delete_report" {
-                    let hint = did_you_mean(&name.node, ["delete_report"]).unwrap_or_else(|| {
-                        "actions are `delete`, `update`, `insert`, `maintain` and `delete_report(id)`".to_string()
+                    let mut names = vec!["delete_report", "fail", "skip"];
+                    names.extend(decls.actions.iter().map(|a| a.name.node.as_str()));
+                    let hint = did_you_mean(&name.node, names.iter().copied()).unwrap_or_else(|| {
+                        "actions are `delete`, `update`, `insert`, `maintain`, `delete_report(id)`, `fail(\"…\")`, `skip(\"…\")` and the file's own `action name(…) { steps { … } }`".to_string()
                     });
                     self.cx
                         .error_hint(name.span, format!("unknown action `{}`", name.node), hint);
@@ -624,6 +713,116 @@ impl JobCx<'_, '_> {
                 }
             }
         }
+    }
+
+    /// `action: name(args)` of a declared action: its steps, lowered here (so that what they use
+    /// counts towards this job's manifest), its parameters bound to the arguments. `None` when
+    /// no action of that name is declared.
+    fn user_action(
+        &mut self,
+        name: &ast::Ident,
+        args: &[ast::Expr],
+        span: Span,
+    ) -> Option<StepKind> {
+        let decls = self.decls;
+        let decl = decls.action(&name.node)?;
+        let lowered: Vec<ir::Expr> = args.iter().map(|a| self.expr(a)).collect();
+        if args.len() != decl.params.len() {
+            let params: Vec<&str> = decl.params.iter().map(|p| p.node.as_str()).collect();
+            self.cx.error_hint(
+                span,
+                format!(
+                    "action `{}` takes {} argument{}, found {}",
+                    name.node,
+                    params.len(),
+                    if params.len() == 1 { "" } else { "s" },
+                    args.len()
+                ),
+                format!(
+                    "it is declared as `action {}({})`",
+                    name.node,
+                    params.join(", ")
+                ),
+            );
+        }
+        let null = || StepKind::Compute {
+            value: ir::Expr::Null,
+        };
+        if let Some(at) = self.action_stack.iter().position(|a| *a == name.node) {
+            let mut cycle = self.action_stack[at..].to_vec();
+            cycle.push(name.node.clone());
+            self.cx.error_hint(
+                name.span,
+                format!(
+                    "action `{}` calls itself: {}",
+                    name.node,
+                    cycle
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(" → ")
+                ),
+                "actions cannot be recursive; repeat work over a list with `for_each`",
+            );
+            return Some(null());
+        }
+        self.action_calls += 1;
+        if self.action_calls > MAX_ACTION_CALLS {
+            if self.action_calls == MAX_ACTION_CALLS + 1 {
+                self.cx.error_hint(
+                    name.span,
+                    format!("this job expands more than {MAX_ACTION_CALLS} action calls"),
+                    "actions that call other actions several times multiply; call fewer of them, or loop with `for_each`",
+                );
+            }
+            return Some(null());
+        }
+        let steps = self.action_steps(decl);
+        Some(StepKind::Block {
+            action: Some(name.node.clone()),
+            bind: decl
+                .params
+                .iter()
+                .map(|p| p.node.clone())
+                .zip(lowered)
+                .collect(),
+            steps,
+        })
+    }
+
+    /// The steps of a declared action, checked in a scope of their own: its parameters, then
+    /// its own bindings.
+    pub(super) fn action_steps(&mut self, decl: &ast::ActionDecl) -> Vec<ir::Step> {
+        self.action_stack.push(decl.name.node.clone());
+        let scope = std::mem::replace(
+            &mut self.scope,
+            decl.params.iter().map(|p| p.node.clone()).collect(),
+        );
+        let later = std::mem::take(&mut self.later);
+        let steps = match decl.steps_span {
+            _ if decl.steps.is_empty() && decl.broken => Vec::new(),
+            None => {
+                self.cx.error_hint(
+                    decl.name.span,
+                    format!("action `{}` has no `steps`", decl.name.node),
+                    "add `steps { … }` with at least one step",
+                );
+                Vec::new()
+            }
+            Some(span) if decl.steps.is_empty() => {
+                self.cx.error_hint(
+                    span,
+                    format!("action `{}` has no steps", decl.name.node),
+                    "add at least one step",
+                );
+                Vec::new()
+            }
+            Some(_) => self.steps_of(&decl.steps),
+        };
+        self.scope = scope;
+        self.later = later;
+        self.action_stack.pop();
+        steps
     }
 
     fn call_step(&mut self, c: &ast::CallSpec) -> StepKind {
@@ -791,7 +990,7 @@ impl JobCx<'_, '_> {
     fn send(&mut self, s: &ast::Send) -> StepKind {
         let target = self.expr(&s.target);
         let allowed: &[&str] = match s.channel_kind.node.as_str() {
-            "email" => &["template", "subject", "attachment", "data"],
+            "email" => &["template", "subject", "attachment", "data", "text"],
             "slack" => &["template", "data", "text"],
             other => {
                 let hint = hint_or_list(other, "the channels", &["email", "slack"]);
@@ -848,15 +1047,57 @@ impl JobCx<'_, '_> {
                 _ => {}
             }
         }
+        let found = template.is_some();
         let template = template.flatten();
-        if s.channel_kind.node == "email" {
-            self.usage.caps.insert("email");
-            let subject = subject.unwrap_or_else(|| {
+        // Without a template, `text` (or `data`) is the message: one of them, and something.
+        let channel = s.channel_kind.node.as_str();
+        let data = match (text, &template) {
+            (Some((_, span)), Some(_)) => {
+                self.cx.error_hint(
+                    span,
+                    format!(
+                        "{} has a `template` or a `text`, not both",
+                        message(channel)
+                    ),
+                    "remove one of them",
+                );
+                data
+            }
+            (Some((_, span)), None) if data.is_some() => {
+                self.cx.error_hint(
+                    span,
+                    "`text` and `data` cannot both be set without a template",
+                    "without a template, `data` is the text: remove one of them",
+                );
+                data
+            }
+            (Some((t, _)), None) => Some(t),
+            // A template that was named but is unknown is reported already.
+            (None, None) if data.is_none() && !found => {
                 self.cx.error_hint(
                     s.channel_kind.span,
-                    "an email needs a `subject`",
-                    "add `subject: \"…\"` inside the braces",
+                    format!("{} needs a `template` or a `text`", message(channel)),
+                    "add `text: \"…\"` or `template: \"name\"` with `data: …`",
                 );
+                None
+            }
+            (None, _) => data,
+        };
+        if channel == "email" {
+            self.usage.caps.insert("email");
+            // The template's own subject is used when it declares one.
+            let template_subject = template
+                .as_deref()
+                .and_then(|t| self.decls.template(t))
+                .is_some_and(|t| t.subject.is_some());
+            let subject = subject.unwrap_or_else(|| {
+                if !template_subject {
+                    self.cx.error_hint(
+                        s.channel_kind.span,
+                        "an email needs a `subject`",
+                        "add `subject: \"…\"` inside the braces, or use a template that declares one",
+                    );
+                }
                 ir::Expr::Null
             });
             StepKind::Email {
@@ -868,35 +1109,6 @@ impl JobCx<'_, '_> {
             }
         } else {
             self.usage.caps.insert("slack");
-            // Without a template, Slack posts `data` as the text.
-            let data = match (text, &template) {
-                (Some((_, span)), Some(_)) => {
-                    self.cx.error_hint(
-                        span,
-                        "a Slack message has a `template` or a `text`, not both",
-                        "remove one of them",
-                    );
-                    data
-                }
-                (Some((_, span)), None) if data.is_some() => {
-                    self.cx.error_hint(
-                        span,
-                        "`text` and `data` cannot both be set without a template",
-                        "without a template, `data` is the text: remove one of them",
-                    );
-                    data
-                }
-                (Some((t, _)), None) => Some(t),
-                (None, None) if data.is_none() => {
-                    self.cx.error_hint(
-                        s.channel_kind.span,
-                        "a Slack message needs a `template` or a `text`",
-                        "add `text: \"…\"` or `template: \"name\"` with `data: …`",
-                    );
-                    None
-                }
-                (None, _) => data,
-            };
             StepKind::Slack {
                 channel: target,
                 template,
@@ -950,5 +1162,13 @@ impl JobCx<'_, '_> {
             event: event.node.clone(),
             payload,
         }
+    }
+}
+
+/// A message of a channel, in words: `an email`, `a Slack message`.
+fn message(channel: &str) -> &'static str {
+    match channel {
+        "email" => "an email",
+        _ => "a Slack message",
     }
 }

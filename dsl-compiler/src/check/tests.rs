@@ -5,7 +5,7 @@ use super::{check, CheckedJob};
 use crate::diagnostic::Diagnostic;
 use codeai_ir::{
     Assignment, Backoff, BinaryOp, Builtin, CompareOp, Expr, Filter, Part, Policy, ReportFormat,
-    Schedule, StepKind,
+    Schedule, StepKind, Term,
 };
 
 const EXAMPLE: &str = include_str!("../../../examples/05-scheduled-jobs/scheduled-jobs.codeai");
@@ -236,10 +236,10 @@ fn example_low_stock_alert_program() {
         first.kind,
         StepKind::Query {
             entity: "Product".into(),
-            filter: Some(Filter::Compare {
-                field: "quantity".into(),
-                op: CompareOp::Lt,
-                value: Expr::Int(10)
+            filter: Some(Filter::Terms {
+                left: Term::Column("quantity".into()),
+                op: CompareOp::Le,
+                right: Term::Column("reorder_level".into()),
             }),
             order: vec![],
             limit: None,
@@ -544,10 +544,10 @@ fn semantic_errors_point_at_the_mistake() {
             Some("write a list, like `sku in [\"a\", \"b\"]`"),
         ),
         (
-            "job A { steps { s { query: select Product where quantity < price } } }",
-            "unknown name `price`",
-            "price",
-            Some("`price` is a field of `Product`, but the right side is a value: fields cannot be compared with each other"),
+            "job A { steps { s { query: select Product where quantity < sku } } }",
+            "cannot compare `quantity` (a number) with `sku` (a string)",
+            "quantity < sku",
+            Some("both sides of a comparison have the same type: numbers, strings, dates or datetimes"),
         ),
         (
             "job A { steps { s { compute: metrics } t { compute: 1 as: metrics } } }",
@@ -960,5 +960,167 @@ fn builtin_entities_are_read_and_deleted_only() {
         "entity Report { id: uuid primary size: string }\njob A { steps { s { query: select Report } } }",
         "field `size` of the built-in entity `Report` is int, not string",
         "size",
+    );
+}
+
+#[test]
+fn an_actions_capabilities_and_declarations_count_towards_the_calling_job_only() {
+    let source = format!(
+        "{PRELUDE}
+action restock(sku) {{
+    steps {{
+        bump {{ action: update Product set quantity = quantity + 10 where sku = sku }}
+        tell {{ emit: Done {{ count: 1 }} }}
+    }}
+}}
+job Caller {{
+    input: {{ skus: [\"a\"] }}
+    steps {{
+        each {{ for_each: skus  action: restock(item) }}
+    }}
+}}
+job Other {{
+    steps {{ hello {{ log: \"hi\" }} }}
+}}
+"
+    );
+    let (jobs, diagnostics) = run(&source);
+    assert!(diagnostics.is_empty(), "{diagnostics:#?}");
+    let caller = job(&jobs, "Caller");
+    assert_eq!(caller.manifest.capabilities, ["data", "events", "log"]);
+    assert_eq!(caller.manifest.entities[0].name, "Product");
+    assert_eq!(caller.manifest.events[0].name, "Done");
+    let StepKind::ForEach { body, .. } = &caller.program.steps[0].kind else {
+        panic!("{:?}", caller.program.steps[0].kind)
+    };
+    let StepKind::Block {
+        action,
+        bind,
+        steps,
+    } = &**body
+    else {
+        panic!("{body:?}")
+    };
+    assert_eq!(action.as_deref(), Some("restock"));
+    assert_eq!(bind, &[("sku".to_string(), Expr::Var("item".into()))]);
+    assert_eq!(steps.len(), 2);
+    assert!(matches!(steps[0].kind, StepKind::Update { .. }));
+    let other = job(&jobs, "Other");
+    assert_eq!(other.manifest.capabilities, ["log"]);
+    assert!(other.manifest.entities.is_empty());
+}
+
+#[test]
+fn when_is_lowered_with_its_source_text() {
+    let job = ok("job J { input: { n: 1 } steps { s { log: \"x\"  when: n > 0 and n < 5 } } }");
+    let when = job.program.steps[0].when.as_ref().expect("a condition");
+    assert_eq!(when.text, "n > 0 and n < 5");
+    assert!(matches!(when.expr, Expr::Binary(BinaryOp::And, ..)));
+}
+
+#[test]
+fn filters_compare_fields_and_compute_with_them() {
+    let job = ok(
+        "job J { input: { n: 1 } steps { s { query: select Product where lower(sku) = \"a\" and quantity * 2 > n } } }",
+    );
+    let StepKind::Query {
+        filter: Some(Filter::All(parts)),
+        ..
+    } = &job.program.steps[0].kind
+    else {
+        panic!("{:?}", job.program.steps[0].kind)
+    };
+    assert_eq!(
+        parts[0],
+        Filter::Terms {
+            left: Term::Func(
+                codeai_ir::TermFunc::Lower,
+                Box::new(Term::Column("sku".into()))
+            ),
+            op: CompareOp::Eq,
+            right: Term::Value(Expr::Str("a".into())),
+        }
+    );
+    assert_eq!(
+        parts[1],
+        Filter::Terms {
+            left: Term::Arith(
+                codeai_ir::ArithOp::Mul,
+                Box::new(Term::Column("quantity".into())),
+                Box::new(Term::Value(Expr::Int(2)))
+            ),
+            op: CompareOp::Gt,
+            // A binding in scope is a value, not a field.
+            right: Term::Value(Expr::Var("n".into())),
+        }
+    );
+}
+
+#[test]
+fn typed_input_goes_into_program_and_manifest() {
+    use codeai_ir::input::{InputField, InputType};
+    let j = ok("job J {
+        input: { start_date: date = yesterday(), to: [string] = [\"a@b.c\"], n: int, note: string = null, raw: json = 1 }
+        steps { s { log: \"{{start_date}} {{to}} {{n}} {{note}} {{input.raw}}\" } }
+    }");
+    let field = |name: &str, ty: InputType, has_default: bool| InputField {
+        name: name.into(),
+        ty,
+        has_default,
+    };
+    let expected = vec![
+        field("start_date", InputType::Date, true),
+        field("to", InputType::List(Box::new(InputType::String)), true),
+        field("n", InputType::Int, false),
+        field(
+            "note",
+            InputType::Optional(Box::new(InputType::String)),
+            true,
+        ),
+        field("raw", InputType::Any, true),
+    ];
+    assert_eq!(j.manifest.input.as_ref(), Some(&expected));
+    assert_eq!(j.program.input.as_ref(), Some(&expected));
+    // `date = yesterday()` is the period's start; a date input needs the clock.
+    assert_eq!(
+        j.program.input_defaults["start_date"],
+        Expr::Field(
+            Box::new(Expr::Call(codeai_ir::Builtin::Yesterday, vec![])),
+            "start".into()
+        )
+    );
+    assert!(!j.program.input_defaults.contains_key("n"));
+    assert!(j.manifest.capabilities.contains(&"clock".to_string()));
+    // Plain defaults are the untyped form: no declaration for the host to check.
+    let untyped = ok("job J { input: { who: [\"a@b.c\"] } steps { s { log: \"{{who}}\" } } }");
+    assert_eq!(untyped.manifest.input, None);
+    assert_eq!(untyped.program.input, None);
+}
+
+#[test]
+fn an_email_takes_its_templates_subject_or_a_text_as_its_body() {
+    // The template declares a subject: the step need not repeat one.
+    let job = ok(
+        r#"template greeting { subject: "Hi {{name}}" body: "Hello {{name}}" }
+        job A { steps { s { send: email("a@b.c") { template: "greeting" data: { name: "Ann" } } } } }"#,
+    );
+    let StepKind::Email {
+        subject, template, ..
+    } = &job.program.steps[0].kind
+    else {
+        panic!("{:?}", job.program.steps[0].kind)
+    };
+    assert_eq!(template.as_deref(), Some("greeting"));
+    assert_eq!(*subject, Expr::Null);
+    // Without a template, `text` is the body (sent as the message's data).
+    let job =
+        ok(r#"job A { steps { s { send: email("a@b.c") { subject: "S" text: "Hello" } } } }"#);
+    let StepKind::Email { data, template, .. } = &job.program.steps[0].kind else {
+        panic!("{:?}", job.program.steps[0].kind)
+    };
+    assert_eq!(*template, None);
+    assert!(
+        matches!(data, Some(Expr::Str(s)) if s == "Hello") || format!("{data:?}").contains("Hello"),
+        "{data:?}"
     );
 }

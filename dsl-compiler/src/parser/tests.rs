@@ -30,6 +30,7 @@ fn show(e: &Expr) -> String {
         ExprKind::Duration(d) => format!("{}ms", d.millis),
         ExprKind::Ident(n) => n.clone(),
         ExprKind::Field(b, f) => format!("{}.{}", show(b), f.node),
+        ExprKind::OptField(b, f) => format!("{}?.{}", show(b), f.node),
         ExprKind::Index(b, i) => format!("{}[{}]", show(b), show(i)),
         ExprKind::List(items) => format!(
             "[{}]",
@@ -140,6 +141,7 @@ job J {
                 ),
                 JobValue::Durations(d) => format!("durations {}", d.len()),
                 JobValue::Emit(e) => format!("emit {}", e.node),
+                JobValue::On(e) => format!("on {}", e.node),
                 JobValue::Expr(e) => format!("expr {}", show(e)),
             };
             format!("{}: {v}", f.key.node)
@@ -340,7 +342,7 @@ fn unknown_top_level_word() {
     assert_eq!(
         errors("jbo A {}\njob B { steps {} }\n"),
         vec![
-            "expected `entity`, `integration`, `template`, `event`, `queue` or `job`, found `jbo`"
+            "expected `entity`, `integration`, `template`, `event`, `queue`, `job` or `action`, found `jbo`"
         ]
     );
 }
@@ -386,7 +388,10 @@ fn the_example_parses_completely() {
         panic!()
     };
     assert_eq!(q.entity.node, "Product");
-    assert_eq!(show(q.filter.as_ref().unwrap()), "(quantity Lt 10)");
+    assert_eq!(
+        show(q.filter.as_ref().unwrap()),
+        "(quantity Le reorder_level)"
+    );
     // Spans point at the text they came from.
     assert_eq!(&src[q.entity.span.range()], "Product");
 }

@@ -38,6 +38,19 @@ struct Fake {
     rows: Vec<Value>,
     fail_call: bool,
     state: serde_json::Map<String, Value>,
+    /// The steps marked as started (the job's own, for traces).
+    marks: Vec<String>,
+}
+
+impl Fake {
+    /// The log lines written, as recorded calls (`log Info …`).
+    fn logs(&self) -> Vec<&str> {
+        self.calls
+            .iter()
+            .map(String::as_str)
+            .filter(|c| c.starts_with("log"))
+            .collect()
+    }
 }
 
 const NOW: Instant = Instant {
@@ -64,6 +77,24 @@ fn show_filter(f: &Option<Filter>) -> String {
             ),
             FilterNode::Not(c) => format!("not {}", node(f, *c)),
             FilterNode::Compare { field, op, value } => format!("{field} {op:?} {value}"),
+            FilterNode::Terms {
+                terms,
+                left,
+                op,
+                right,
+            } => {
+                fn term(terms: &[Term], i: u32) -> String {
+                    match &terms[i as usize] {
+                        Term::Column(c) => c.clone(),
+                        Term::Value(v) => v.to_string(),
+                        Term::Arith(op, a, b) => {
+                            format!("({} {op:?} {})", term(terms, *a), term(terms, *b))
+                        }
+                        Term::Func(f, a) => format!("{f:?}({})", term(terms, *a)),
+                    }
+                }
+                format!("{} {op:?} {}", term(terms, *left), term(terms, *right))
+            }
         }
     }
     match f {
@@ -198,11 +229,32 @@ impl Host for Fake {
     fn log(&mut self, level: LogLevel, message: &str) {
         self.calls.push(format!("log {level:?} {message}"));
     }
+    fn step(&mut self, name: &str) {
+        self.marks.push(name.to_string());
+    }
     fn now(&mut self) -> Instant {
         NOW
     }
     fn period(&mut self, unit: PeriodUnit, offset: i32) -> Period {
         self.calls.push(format!("period {unit:?} {offset}"));
+        if unit == PeriodUnit::Day && offset != -1 {
+            // Days in New York (no daylight saving change in January), day 0 is 2026-01-12.
+            let start = 1_768_194_000_000 + i64::from(offset) * 86_400_000;
+            let label = chrono::DateTime::from_timestamp_millis(start - 18_000_000)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_default();
+            return Period {
+                start: Instant {
+                    unix_ms: start,
+                    utc_offset_seconds: -18000,
+                },
+                end: Instant {
+                    unix_ms: start + 86_400_000,
+                    utc_offset_seconds: -18000,
+                },
+                label,
+            };
+        }
         if (unit, offset) != (PeriodUnit::Day, -1) {
             // Other periods: a fixed start, one day long, labelled by what was asked.
             return Period {
@@ -516,9 +568,17 @@ fn runtime_type_errors_are_step_failures() {
     for (expr, message) in [
         (r#""a" * 2"#, "cannot apply Mul to a string and a number"),
         ("1 / 0", "division by zero"),
-        ("input.x.y.z", ""),
+        (
+            "input.x.y.z",
+            "`input.x` is missing: `input` is an empty object",
+        ),
         (r#"number("abc")"#, "`abc` is not a number"),
-        ("[1][5]", ""),
+        ("[1][5]", "is out of range: the list has 1 item"),
+        ("input?.x.y", "cannot read `input?.x.y`: `input?.x` is null"),
+        (
+            r#""abc"[0]"#,
+            "cannot index `(value)` (a string) with a number",
+        ),
         (r#"format_date("nope")"#, "format_date() needs a timestamp"),
         ("1 < \"a\"", "cannot compare a number with a string"),
     ] {
@@ -528,16 +588,8 @@ fn runtime_type_errors_are_step_failures() {
             &mut host,
             json!({}),
         );
-        if message.is_empty() {
-            // Missing fields and indices read as null.
-            let Ok(Outcome::Completed(out)) = result else {
-                panic!("{expr}: {result:?}")
-            };
-            assert_eq!(out["v"], Value::Null, "{expr}");
-        } else {
-            let err = result.expect_err(expr);
-            assert!(err.message.contains(message), "{expr}: {}", err.message);
-        }
+        let err = result.expect_err(expr);
+        assert!(err.message.contains(message), "{expr}: {}", err.message);
     }
 }
 
@@ -598,8 +650,11 @@ fn builtins_compute_what_they_say() {
         (r#"upper("AbC")"#.into(), json!("ABC")),
         (r#"trim("  x ")"#.into(), json!("x")),
         (r#"concat("a", 1, true)"#.into(), json!("a1true")),
-        (r#"coalesce(null, input.missing, "d")"#.into(), json!("d")),
-        (r#"input.missing ?? 7"#.into(), json!(7)),
+        (r#"coalesce(null, input?.missing, "d")"#.into(), json!("d")),
+        (r#"input?.missing ?? 7"#.into(), json!(7)),
+        ("default(input.missing.deeper[3], [])".into(), json!([])),
+        ("default(input.n, 7)".into(), json!(0)),
+        ("default(null, 7)".into(), json!(7)),
         ("string(2.0)".into(), json!("2")),
         (r#"number(" 12.5 ")"#.into(), json!(12.5)),
         ("1 + 2 * 3 - 4 / 2".into(), json!(5)),
@@ -628,7 +683,7 @@ fn builtins_compute_what_they_say() {
         ("this_week().label".into(), json!("Week0")),
         ("last_month().label".into(), json!("Month-1")),
         ("this_year().label".into(), json!("Year0")),
-        ("today().end".into(), json!("2026-01-13T06:00:00-05:00")),
+        ("today().end".into(), json!("2026-01-13T00:00:00-05:00")),
     ] {
         let mut host = Fake::default();
         let got = compute(&expr, &mut host, json!({}));
@@ -849,4 +904,308 @@ fn a_huge_output_is_replaced_by_a_note() {
     assert_eq!(out["truncated"], true);
     assert_eq!(out["bindings"], json!(["copy"]));
     assert!(out["size"].as_u64().unwrap() > 2 << 20);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions, blocks, conditions and strict data
+// ---------------------------------------------------------------------------------------------
+
+/// Compiles a file of declarations and one job (no shared declarations) and runs it.
+fn exec_file(source: &str, host: &mut Fake, input: Value) -> Result<Outcome, JobError> {
+    run(&program(source), input, host)
+}
+
+#[test]
+fn a_declared_action_runs_per_item_with_its_parameters() {
+    let mut host = Fake::default();
+    let out = exec_file(
+        r#"
+        action process_item(item, label) {
+            steps {
+                push { call: Api.push { id: item.sku, qty: item.n }  as: pushed }
+                note { log: "{{label}} {{item.sku}}" }
+            }
+        }
+        job J {
+            input: { items: [{ sku: "a", n: 1 }, { sku: "b", n: 2 }] }
+            steps {
+                process_items {
+                    for_each: items
+                    parallel: 10
+                    action: process_item(item, "pushed")
+                    as: results
+                }
+            }
+        }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    let lines: Vec<&str> = host
+        .calls
+        .iter()
+        .map(String::as_str)
+        .filter(|c| c.starts_with("call") || c.starts_with("log"))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            r#"call Api.push {"id":"a","qty":1} None"#,
+            "log Info pushed a",
+            r#"call Api.push {"id":"b","qty":2} None"#,
+            "log Info pushed b",
+        ]
+    );
+    let Outcome::Completed(out) = out else {
+        panic!("{out:?}")
+    };
+    // Each item's value is the object of the action's bindings.
+    assert_eq!(out["results"][1]["ok"], json!(true));
+    assert!(out["results"][1]["value"]["pushed"].is_object(), "{out}");
+    // The action's parameters do not leak into the job's scope.
+    assert!(out.get("label").is_none());
+    // Only the job's own step is marked for traces, not the action's steps per item.
+    assert_eq!(host.marks, ["process_items"]);
+}
+
+#[test]
+fn a_for_each_block_runs_several_steps_per_item_in_order() {
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J {
+            input: { xs: [1, 2, 3] }
+            steps {
+                each {
+                    for_each: xs
+                    item: x
+                    steps {
+                        double { compute: x * 2  as: d }
+                        show { log: "{{x}}->{{d}}"  when: d != 4 }
+                    }
+                    as: all
+                }
+                after { compute: count(all) as: n }
+            }
+        }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    let logs = host.logs();
+    assert_eq!(
+        logs,
+        vec![
+            "log Info 1->2",
+            "log Info step `show` skipped: `when: d != 4` does not hold",
+            "log Info 3->6",
+        ]
+    );
+    let Outcome::Completed(out) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out["n"], json!(3));
+    assert_eq!(out["all"][2]["value"]["d"], json!(6));
+    // The job's own steps are marked, not the block's.
+    assert_eq!(host.marks, ["each", "after"]);
+}
+
+#[test]
+fn when_skips_a_step_and_binds_null() {
+    for (n, ran) in [(0, false), (5, true)] {
+        let mut host = Fake::default();
+        let out = exec(
+            r#"job J {
+                input: { n: 0 }
+                steps {
+                    s { emit: Done { n: n }  when: n > 0 and not (n = 3) }
+                    c { compute: n * 10  when: n > 0 ? true : false  as: v }
+                }
+            }"#,
+            &mut host,
+            json!({ "n": n }),
+        )
+        .unwrap();
+        let emitted = host.calls.iter().any(|c| c.starts_with("emit"));
+        assert_eq!(emitted, ran, "n = {n}: {:?}", host.calls);
+        let Outcome::Completed(out) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(out["v"], if ran { json!(50) } else { Value::Null });
+        // A step that does not run is not marked as started.
+        let marked: &[&str] = if ran { &["s", "c"] } else { &[] };
+        assert_eq!(host.marks, marked, "n = {n}");
+    }
+}
+
+#[test]
+fn a_when_that_is_not_a_boolean_at_run_time_fails_the_step() {
+    let mut host = Fake::default();
+    let err = exec(
+        r#"job J { input: { flag: 0 } steps { s { log: "x"  when: flag } } }"#,
+        &mut host,
+        json!({ "flag": "yes" }),
+    )
+    .unwrap_err();
+    assert_eq!(err.step.as_deref(), Some("s"));
+    assert!(
+        err.message
+            .contains("`when: flag` needs true or false, got a string"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn fail_and_skip_as_conditional_steps() {
+    // `fail` fails the job with its message unless `on_fail` says otherwise.
+    let mut host = Fake::default();
+    let err = exec(
+        r#"job J { input: { n: 1 } steps {
+            check { action: fail("n is {{n}}")  when: n > 0 }
+            later { log: "not reached" }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.step.as_deref(), Some("check"));
+    assert!(err.message.ends_with("n is 1"), "{}", err.message);
+    assert!(!host.calls.iter().any(|c| c.contains("not reached")));
+
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { input: { n: 1 } steps {
+            check { action: fail("bad")  on_fail: continue }
+            later { compute: 1  as: v }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert!(
+        matches!(out, Outcome::Completed(ref o) if o["v"] == json!(1)),
+        "{out:?}"
+    );
+
+    // `skip` inside an action inside a `for_each` ends the job as skipped, past `on_fail`.
+    let mut host = Fake::default();
+    let out = exec_file(
+        r#"
+        action guard(x) { steps { stop { action: skip("nothing for {{x}}")  when: x = 2 } } }
+        job J { input: { xs: [1, 2, 3] } steps {
+            each { for_each: xs  action: guard(item)  on_fail: continue }
+            later { log: "not reached" }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Skipped("nothing for 2".into()));
+    assert!(!host.calls.iter().any(|c| c.contains("not reached")));
+}
+
+#[test]
+fn a_missing_field_fails_the_step_with_the_path_and_the_keys() {
+    let mut host = Fake::default();
+    let err = exec(
+        r#"job J { input: { resp: { items: [], total: 0 } } steps {
+            each { for_each: resp.data  action: fail("x") }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.step.as_deref(), Some("each"));
+    assert!(
+        err.message
+            .contains("`resp.data` is missing: `resp` has the keys `items`, `total`"),
+        "{}",
+        err.message
+    );
+    // The same read made optional runs over nothing.
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { input: { resp: { items: [] } } steps {
+            each { for_each: default(resp.data, [])  action: fail("x")  as: r }
+            other { compute: resp?.data ?? "none"  as: o }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    let Outcome::Completed(out) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out["r"], json!([]));
+    assert_eq!(out["o"], json!("none"));
+}
+
+#[test]
+fn typed_input_is_checked_and_iso_dates_become_days() {
+    let job = "job J {
+        input: { start_date: date = yesterday(), end_date: date = \"2026-01-12\", to: [string] = [\"a@b.c\"], n: int }
+        steps { l { log: \"{{start_date}} {{input.end_date}} {{to}} {{n}}\" } }
+    }";
+    // Defaults: `yesterday()` is its start; the literal date is the start of that day.
+    let mut host = Fake::default();
+    exec(job, &mut host, json!({"n": 1})).unwrap();
+    let log = host.calls.iter().find(|c| c.starts_with("log ")).unwrap();
+    assert_eq!(
+        log,
+        "log Info 2026-01-11T00:00:00-05:00 2026-01-12T00:00:00-05:00 a@b.c 1"
+    );
+    // Given dates: the start of those days in the job's timezone, asked of the host.
+    let mut host = Fake::default();
+    exec(
+        job,
+        &mut host,
+        json!({"n": 2, "start_date": "2026-01-01", "to": ["x@y.z"]}),
+    )
+    .unwrap();
+    let log = host.calls.iter().find(|c| c.starts_with("log ")).unwrap();
+    assert_eq!(
+        log,
+        "log Info 2026-01-01T00:00:00-05:00 2026-01-12T00:00:00-05:00 x@y.z 2"
+    );
+    assert!(
+        host.calls.contains(&"period Day -11".to_string()),
+        "{:?}",
+        host.calls
+    );
+    // The declaration is checked here too (a run that did not come through the API).
+    let mut host = Fake::default();
+    let err = exec(job, &mut host, json!({"n": 1, "start_date": "2026-13-01"})).unwrap_err();
+    assert_eq!(
+        err.message,
+        "input `start_date`: `2026-13-01` is not an ISO date (YYYY-MM-DD)"
+    );
+    let err = exec(job, &mut host, json!({})).unwrap_err();
+    assert_eq!(err.message, "input `n`: required (int) and missing");
+    let err = exec(job, &mut host, json!({"n": 1, "m": 2})).unwrap_err();
+    assert!(
+        err.message.starts_with("input `m`: not a declared input"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn interpolations_take_expressions() {
+    let mut host = Fake::default();
+    exec(
+        r#"job J {
+            input: { xs: [1, 2, 3], total: 12.345 }
+            steps {
+                say { log: "{{count(xs)}} items, first doubled {{xs[0] * 2}}, total {{round(total, 2)}}, many {{count(xs) > 2}}" }
+            }
+        }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    let logs = host.logs();
+    assert_eq!(
+        logs,
+        ["log Info 3 items, first doubled 2, total 12.35, many true"]
+    );
 }

@@ -95,8 +95,7 @@ pub struct Me {
 
 /// Whom the token speaks for.
 #[utoipa::path(get, path = "/me", tag = "monitoring",
-    responses((status = 200, body = Me), (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = Me), (status = 401, body = ErrorBody)))]
 pub(super) async fn me(auth: Auth) -> Json<Me> {
     Json(Me {
         role: if auth.is_admin() { "admin" } else { "tenant" }.to_string(),
@@ -140,8 +139,7 @@ pub struct Throughput {
 /// token counts its own.
 #[utoipa::path(get, path = "/stats/throughput", tag = "monitoring", params(ThroughputParams),
     responses((status = 200, body = Throughput), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody)))]
 pub(super) async fn throughput(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -231,8 +229,7 @@ pub struct SchedulePreview {
 /// invalid expression or zone is a 200 with `valid: false` and the reason, not an error.
 #[utoipa::path(get, path = "/schedule/preview", tag = "jobs", params(PreviewParams),
     responses((status = 200, body = SchedulePreview), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody)))]
 pub(super) async fn schedule_preview(
     _auth: Auth,
     QueryParams(params): QueryParams<PreviewParams>,

@@ -4,7 +4,6 @@
 use crate::domain::executions::Refused;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -156,34 +155,19 @@ impl From<BytesRejection> for ApiError {
 }
 
 /// `Path` with JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct PathParams<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParams<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(PathParams(
-            axum::extract::Path::<T>::from_request_parts(parts, state)
-                .await?
-                .0,
-        ))
-    }
-}
-
 /// `Query` with JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct QueryParams<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for QueryParams<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Ok(QueryParams(
-            axum::extract::Query::<T>::from_request_parts(parts, state)
-                .await?
-                .0,
-        ))
-    }
-}
+/// A required JSON body.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
 
 /// A JSON body that may be absent (no body, or an empty one, is `T::default()`).
 pub struct OptionalJsonBody<T>(pub T);
@@ -217,16 +201,5 @@ impl<S: Send + Sync, T: DeserializeOwned + Default + Send> FromRequest<S> for Op
                     e.to_string(),
                 )
             })
-    }
-}
-
-/// A required JSON body.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        Ok(JsonBody(Json::<T>::from_request(req, state).await?.0))
     }
 }

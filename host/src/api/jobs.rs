@@ -91,6 +91,8 @@ pub struct JobDetail {
     pub retry: RetryInfo,
     /// `skip`, `queue` or `allow`.
     pub overlap: String,
+    /// The event whose every occurrence runs the job (`trigger: on(E)`), if any.
+    pub trigger: Option<String>,
     pub capabilities: Vec<String>,
     pub entities: Vec<String>,
     pub integrations: Vec<String>,
@@ -103,6 +105,14 @@ pub struct RunRequest {
     /// The job's input, a JSON object (default `{}`).
     #[serde(default)]
     pub input: Option<Value>,
+    /// Start it later: seconds (a number) or a duration (`"90s"`, `"10m"`, `"2h"`, `"1d"`), at
+    /// most 366 days. Not with `run_at`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "10m")]
+    pub delay: Option<Value>,
+    /// Start it not before this RFC 3339 instant (one past runs now), at most 366 days ahead.
+    #[serde(default)]
+    pub run_at: Option<String>,
 }
 
 /// The execution a run request made.
@@ -120,10 +130,52 @@ pub struct RunResponse {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ScheduleRequest {
-    /// A 5-field cron expression.
-    pub cron_expression: String,
+    /// A 5-field cron expression or macro (`"0 7 * * *"`, `"@daily"`), read on `timezone`'s
+    /// wall clock.
+    pub cron_expression: Option<String>,
+    /// An interval as the DSL writes one (`"10m"`, `"1h"`, `"90s"`; at least 1s).
+    pub every: Option<String>,
+    /// One run at this RFC 3339 instant (in the future), then none.
+    pub run_at: Option<String>,
     /// An IANA timezone (default: the job's current one).
     pub timezone: Option<String>,
+}
+
+impl ScheduleRequest {
+    /// The schedule asked for: exactly one of `cron_expression`, `every` and `run_at`.
+    fn schedule(&self, now: chrono::DateTime<Utc>) -> Result<Schedule, String> {
+        fn given(v: &Option<String>) -> Option<&str> {
+            v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+        }
+        match (
+            given(&self.cron_expression),
+            given(&self.every),
+            given(&self.run_at),
+        ) {
+            (Some(cron), None, None) => Ok(Schedule::Cron {
+                expression: cron.to_string(),
+            }),
+            (None, Some(every), None) => {
+                let every =
+                    crate::describe::parse_duration(every).map_err(|e| format!("`every`: {e}"))?;
+                if every.as_millis() < u128::from(codeai_ir::limits::MIN_INTERVAL_MS) {
+                    return Err("`every` must be at least 1s".into());
+                }
+                Ok(Schedule::Interval {
+                    every_ms: every.as_millis() as u64,
+                })
+            }
+            (None, None, Some(at)) => {
+                let t = chrono::DateTime::parse_from_rfc3339(at)
+                    .map_err(|e| format!("`run_at` `{at}` is not an RFC 3339 instant: {e}"))?;
+                if t <= now {
+                    return Err(format!("`run_at` {at} is not in the future"));
+                }
+                Ok(Schedule::Once { at: at.to_string() })
+            }
+            _ => Err("give exactly one of `cron_expression`, `every` and `run_at`".into()),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -215,8 +267,7 @@ async fn find_job_with(
 /// List all jobs.
 #[utoipa::path(get, path = "/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = Listing<JobSummary>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -287,6 +338,7 @@ async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> 
     Ok(JobDetail {
         retry: retry_info(&manifest.retry),
         overlap: manifest.overlap.to_string(),
+        trigger: manifest.trigger.clone(),
         capabilities: manifest.capabilities.clone(),
         entities: manifest.entities.iter().map(|e| e.name.clone()).collect(),
         integrations: manifest
@@ -311,8 +363,7 @@ async fn detail(state: &ApiState, row: &JsonRow) -> Result<JobDetail, ApiError> 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn get_job(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -322,21 +373,31 @@ pub(super) async fn get_job(
     Ok(Json(detail(&state, &row).await?))
 }
 
-/// Trigger a job now, with an input.
+/// Trigger a job now or later, with an input; idempotent with an `Idempotency-Key`.
 #[utoipa::path(post, path = "/jobs/{id}/run", tag = "jobs",
-    params(("id" = String, Path, description = "The job's uuid or name")),
+    params(("id" = String, Path, description = "The job's uuid or name"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1–255 visible ASCII \
+            characters: a request with a key used for this job within 24 hours answers the \
+            first request's execution (header `Idempotent-Replayed: true`) and runs nothing"),
+        ("traceparent" = Option<String>, Header, description = "A W3C trace context: the \
+            parent of the execution's span when the host exports traces")),
     request_body(content = RunRequest, content_type = "application/json"),
     responses((status = 202, body = RunResponse), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody, description = "\
+            `invalid_input`: the input does not fit the job's `input:` declaration (a required \
+            field missing, a value of the wrong type, a date or date-time that does not parse, an \
+            undeclared key; the message names the field and the reason), and nothing is run; \
+            `invalid_body`: an `input` that is not an object, a bad `delay` or `run_at`; \
+            `idempotency_key_reused`")))]
 pub(super) async fn run(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
     PathParams(id): PathParams<String>,
+    headers: axum::http::HeaderMap,
     OptionalJsonBody(body): OptionalJsonBody<RunRequest>,
-) -> Result<(StatusCode, Json<RunResponse>), ApiError> {
-    let row = find_job_row(&state, &auth, &id).await?;
+) -> Result<axum::response::Response, ApiError> {
+    let row = find_job_with(&state, &auth, &id, JobColumns::Run).await?;
     let job_id = row.text("id").unwrap_or_default();
     let input = match body.input {
         None | Some(Value::Null) => Value::Object(Default::default()),
@@ -349,22 +410,20 @@ pub(super) async fn run(
             ))
         }
     };
+    super::run::check_input(row.text("manifest").as_deref(), &input)?;
     let now = Utc::now();
-    let execution = state
-        .jobs()
-        .trigger(&job_id, &input.to_string(), "manual", now)
+    let asked = super::run::RunAsked {
+        tenant: &row.text("tenant_id").unwrap_or_default(),
+        job_id: &job_id,
+        input: &input.to_string(),
+        run_after: super::run::run_after(body.delay.as_ref(), body.run_at.as_deref(), now)?,
+        key: super::run::idempotency_key(&headers)?,
+        traceparent: super::run::traceparent(&headers),
+        now,
+    };
+    super::run::start(&state, asked)
         .await?
-        .ok_or_else(|| ApiError::not_found("job", &id))?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(RunResponse {
-            id: execution.to_string(),
-            job_id,
-            execution_id: execution.to_string(),
-            status: ExecutionStatus::Pending.to_string(),
-            scheduled_at: crate::store::sql::datetime_text(&now),
-        }),
-    ))
+        .ok_or_else(|| ApiError::not_found("job", &id))
 }
 
 async fn reload(state: &ApiState, auth: &Auth, job_id: &str) -> Result<Json<JobDetail>, ApiError> {
@@ -393,8 +452,7 @@ async fn set_paused(
 #[utoipa::path(post, path = "/jobs/{id}/pause", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn pause(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -407,8 +465,7 @@ pub(super) async fn pause(
 #[utoipa::path(post, path = "/jobs/{id}/resume", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn resume(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -417,14 +474,14 @@ pub(super) async fn resume(
     set_paused(&state, &auth, &id, false).await
 }
 
-/// Update a job's schedule: a cron expression and a timezone.
+/// Update a job's schedule: a cron expression (with its timezone), an interval or one run at
+/// an instant. It holds until a new version of the job is uploaded with its own.
 #[utoipa::path(put, path = "/jobs/{id}/schedule", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     request_body(content = ScheduleRequest, content_type = "application/json"),
     responses((status = 200, body = JobDetail), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 422, body = ErrorBody)))]
 pub(super) async fn schedule(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -437,22 +494,23 @@ pub(super) async fn schedule(
         .timezone
         .clone()
         .unwrap_or_else(|| row.text("timezone").unwrap_or_else(|| "UTC".into()));
-    // Checked before anything changes.
-    if let Err(e) = crate::scheduler::fires_of(
-        &Schedule::Cron {
-            expression: body.cron_expression.clone(),
-        },
-        &timezone,
-    ) {
-        return Err(ApiError::new(
+    let invalid = |message: String| {
+        ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_schedule",
-            e.to_string(),
-        ));
+            message,
+        )
+    };
+    let now = Utc::now();
+    // Checked before anything changes.
+    let schedule = body.schedule(now).map_err(invalid)?;
+    if timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(invalid(format!("`{timezone}` is not an IANA timezone")));
     }
+    crate::scheduler::fires_of(&schedule, &timezone).map_err(|e| invalid(e.to_string()))?;
     state
         .jobs()
-        .reschedule(&job_id, &body.cron_expression, &timezone, Utc::now())
+        .reschedule(&job_id, &schedule, &timezone, now)
         .await?;
     reload(&state, &auth, &job_id).await
 }

@@ -1,5 +1,6 @@
 //! The HTTP API (axum): the spec's endpoints for jobs, executions, reports and queues, upload of
-//! compiled jobs, tenants' secrets and tokens, OpenAPI, Prometheus metrics, health, alerts and the outbox.
+//! compiled jobs, tenants' secrets and tokens, emitted events, OpenAPI, Prometheus metrics, health,
+//! alerts and the outbox.
 //!
 //! - Every request but `/healthz`, `/readyz`, `/openapi.json` and a signed report link carries
 //!   `Authorization: Bearer <token>`: the admin token sees everything, a tenant's token only its
@@ -10,10 +11,12 @@
 pub mod auth;
 pub mod dashboard;
 pub mod error;
+pub mod events;
 pub mod executions;
 pub mod jobs;
 pub mod page;
 pub mod reports;
+pub mod run;
 pub mod secrets;
 pub mod system;
 pub mod upload;
@@ -192,9 +195,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/jobs/{id}/resume", post(jobs::resume))
         .route("/jobs/{id}/schedule", put(jobs::schedule))
         .route("/jobs/{id}/executions", get(executions::list))
+        .route("/executions", get(executions::search))
+        .route("/executions/retry", post(executions::retry_many))
+        .route("/executions/cancel", post(executions::cancel_many))
         .route("/executions/{id}", get(executions::get_execution))
         .route("/executions/{id}/cancel", post(executions::cancel))
         .route("/executions/{id}/retry", post(executions::retry))
+        .route("/events", get(events::list))
         .route("/reports", get(reports::list))
         .route("/reports/{id}", get(reports::get_report))
         .route("/reports/{id}/download", get(reports::download))

@@ -86,8 +86,7 @@ fn verify(key: &[u8], id: &str, expires: i64, signature: &str) -> bool {
 /// List reports, newest first.
 #[utoipa::path(get, path = "/reports", tag = "reports", params(ListParams),
     responses((status = 200, body = Listing<ReportInfo>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -109,8 +108,7 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<JsonRow, ApiErr
 #[utoipa::path(get, path = "/reports/{id}", tag = "reports",
     params(("id" = String, Path, description = "The report's uuid")),
     responses((status = 200, body = ReportInfo), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn get_report(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -123,8 +121,7 @@ pub(super) async fn get_report(
 #[utoipa::path(get, path = "/reports/{id}/download", tag = "reports",
     params(("id" = String, Path, description = "The report's uuid")),
     responses((status = 200, body = DownloadLink), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)))]
 pub(super) async fn download(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -177,7 +174,8 @@ fn forbidden(code: &'static str, message: &str) -> ApiError {
     params(("id" = String, Path, description = "The report's uuid"), FileParams),
     responses((status = 200, description = "The report file", content_type = "application/octet-stream"),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)),
+    security(()))]
 pub(super) async fn file(
     State(state): State<Arc<ApiState>>,
     PathParams(id): PathParams<String>,

@@ -84,8 +84,7 @@ fn secret_error(e: SecretError) -> ApiError {
             description = "The tenant holds 1,000 secrets already, or the secret was changed \
                 at the same time"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 422, body = ErrorBody)))]
 pub(super) async fn put_secret(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -112,8 +111,7 @@ pub(super) async fn put_secret(
 /// tenant (at most 1,000) by name, in one page (`next_cursor` is always null).
 #[utoipa::path(get, path = "/secrets", tag = "secrets", params(SecretParams),
     responses((status = 200, body = Listing<SecretSummary>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn list_secrets(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -132,8 +130,7 @@ pub(super) async fn list_secrets(
     params(("name" = String, Path, pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$",
         description = "The secret's name"), SecretParams),
     responses((status = 204, description = "Deleted"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn delete_secret(
     State(state): State<Arc<ApiState>>,
     auth: Auth,

@@ -49,8 +49,7 @@ pub struct QueuesStatus {
 /// Queue statistics: tasks per state of each queue (a tenant's token counts its own tasks),
 /// and the worker slots.
 #[utoipa::path(get, path = "/queues/status", tag = "queues",
-    responses((status = 200, body = QueuesStatus), (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = QueuesStatus), (status = 401, body = ErrorBody)))]
 pub(super) async fn queues_status(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -111,8 +110,7 @@ pub struct AlertParams {
 /// The host's alerts (3+ consecutive failures, backlog, long running, no idle worker).
 #[utoipa::path(get, path = "/alerts", tag = "monitoring", params(AlertParams),
     responses((status = 200, body = Listing<AlertInfo>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody)))]
 pub(super) async fn alerts(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -178,8 +176,7 @@ pub struct OutboxMessage {
 /// Mail and Slack messages held because no SMTP server or Slack webhook is configured.
 #[utoipa::path(get, path = "/outbox", tag = "monitoring", params(super::jobs::ListParams),
     responses((status = 200, body = Listing<OutboxMessage>), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody)))]
 pub(super) async fn outbox(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -263,11 +260,6 @@ pub(super) async fn count_requests(
     response
 }
 
-/// Duration buckets of the execution histogram, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
-
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -275,12 +267,12 @@ fn label(v: &str) -> String {
 }
 
 /// Prometheus metrics: executions by job/status/queue, the duration histogram, retries, queue
-/// depth, worker utilisation, active alerts, HTTP requests. Counted from the database, so every
-/// process of a deployment reports the same totals (admin token).
+/// depth, worker utilisation, active alerts, HTTP requests. The execution figures are totals the
+/// database keeps as executions are written, so every process of a deployment reports the same
+/// and a scrape costs the same whatever the history (admin token).
 #[utoipa::path(get, path = "/metrics", tag = "monitoring",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn metrics(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -307,11 +299,12 @@ pub(super) async fn metrics(
         "# HELP job_execution_duration_seconds Wall time of finished executions, by job and job type.\n",
     );
     out.push_str("# TYPE job_execution_duration_seconds histogram\n");
-    let bounds: Vec<i64> = BUCKETS.iter().map(|b| (b * 1000.0) as i64).collect();
+    let bounds = execution_store::DURATION_BOUNDS_MS;
     for d in execution_store::durations(db, &bounds).await? {
         let job = label(&d.job);
         let kind = label(&d.job_type);
-        for (b, n) in BUCKETS.iter().zip(&d.at_most) {
+        for (ms, n) in bounds.iter().zip(&d.at_most) {
+            let b = *ms as f64 / 1000.0;
             let _ = writeln!(
                 out,
                 "job_execution_duration_seconds_bucket{{job=\"{job}\",job_type=\"{kind}\",le=\"{b}\"}} {n}"
@@ -418,7 +411,7 @@ pub struct Health {
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "monitoring",
-    responses((status = 200, body = Health)))]
+    responses((status = 200, body = Health)), security(()))]
 pub(super) async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -427,7 +420,8 @@ pub(super) async fn healthz() -> Json<Health> {
 
 /// The process can reach its database.
 #[utoipa::path(get, path = "/readyz", tag = "monitoring",
-    responses((status = 200, body = Health), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Health), (status = 503, body = ErrorBody)),
+    security(()))]
 pub(super) async fn readyz(State(state): State<Arc<ApiState>>) -> Result<Json<Health>, ApiError> {
     let ok = tokio::time::timeout(std::time::Duration::from_secs(2), state.db.ping()).await;
     match ok {
@@ -474,13 +468,16 @@ impl utoipa::Modify for BearerAuth {
         super::jobs::list, super::jobs::get_job, super::jobs::run, super::jobs::pause,
         super::jobs::resume, super::jobs::schedule, super::upload::upload,
         super::upload::delete_job, super::executions::list, super::executions::get_execution,
-        super::executions::cancel, super::executions::retry, super::reports::list,
+        super::executions::cancel, super::executions::retry, super::executions::search,
+        super::executions::retry_many, super::executions::cancel_many, super::reports::list,
         super::reports::get_report, super::reports::download, super::reports::file,
         queues_status, alerts, outbox, metrics, healthz, readyz, super::dashboard::me,
         super::dashboard::throughput, super::dashboard::schedule_preview,
         super::secrets::put_secret, super::secrets::list_secrets, super::secrets::delete_secret,
+        super::events::list,
     ),
     modifiers(&BearerAuth),
+    security(("bearer" = [])),
 )]
 pub(super) struct ApiDoc;
 

@@ -159,8 +159,7 @@ fn check_manifest(_state: &ApiState, manifest: &codeai_ir::Manifest) -> Result<(
         (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody, description = "Larger than the server accepts, or beyond the tenant's storage quota"),
         (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody, description = "Not a valid job component, or beyond the tenant's job quota")),
-    security(("bearer" = [])))]
+        (status = 422, body = ErrorBody, description = "Not a valid job component, or beyond the tenant's job quota")))]
 pub(super) async fn upload(
     State(state): State<Arc<ApiState>>,
     auth: Auth,
@@ -444,8 +443,7 @@ impl UploadLocks {
 #[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
-        (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn delete_job(
     State(state): State<Arc<ApiState>>,
     auth: Auth,

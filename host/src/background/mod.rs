@@ -8,6 +8,7 @@
 //! | [`schedule`] | API and all-in-one hosts, while leading | fires due jobs; reloads jobs changed elsewhere |
 //! | [`reaper`] | every host | puts tasks whose lease expired back on the queue |
 //! | [`alerts`] | API and all-in-one hosts, while leading | evaluates the alert conditions |
+//! | [`triggers`] | API and all-in-one hosts, while leading | runs the jobs new events set off |
 //! | [`election`] | API hosts on Redis | competes for leadership of the scheduler and alerts |
 //! | [`heartbeat`] | worker hosts on Redis | keeps this process's worker entry fresh |
 //! | [`cancellations`] | worker hosts on Redis | cancels the executions the API asks for |
@@ -20,6 +21,7 @@ pub mod heartbeat;
 pub mod queues;
 pub mod reaper;
 pub mod schedule;
+pub mod triggers;
 
 use std::future::Future;
 use std::time::Duration;

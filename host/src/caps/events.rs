@@ -2,6 +2,10 @@
 //! platform's events.
 
 use super::{db_error, over, JobCaps};
+
+/// At most this many events per execution: each may set off runs (`trigger: on(E)`), so a job
+/// cannot fan out without bound.
+pub const MAX_PER_EXECUTION: usize = 100;
 use crate::store::platform as store;
 use crate::wasm::{events, CapError};
 
@@ -10,6 +14,11 @@ impl events::Host for JobCaps {
         if !self.ctx.manifest.events.iter().any(|e| e.name == name) {
             return Err(CapError::Denied(format!(
                 "event `{name}` is not declared by this job"
+            )));
+        }
+        if self.emitted >= MAX_PER_EXECUTION {
+            return Err(CapError::Invalid(format!(
+                "at most {MAX_PER_EXECUTION} events per execution"
             )));
         }
         let call = format!("`events.emit` {name}");
@@ -31,6 +40,7 @@ impl events::Host for JobCaps {
         )
         .await
         .map_err(db_error("events"))?;
+        self.emitted += 1;
         Ok(())
     }
 }

@@ -489,11 +489,29 @@ impl JobCaps {
             deny: &config.env_deny,
         };
         let env = &mut self.env;
-        prepare(
+        let (tenant, job) = (&self.ctx.tenant, &self.ctx.manifest.name);
+        let mut prepared = prepare(
             &self.ctx.manifest.integrations,
-            &mut |name: &str| env.lookup(name, &sources),
+            &mut |name: &str| {
+                env.lookup(name, &sources).inspect_err(|_| {
+                    crate::integrations::unset_at_use(tenant, job, &req.integration, name)
+                })
+            },
             req,
-        )
+        )?;
+        // The execution's trace goes on with the call (a declared header of that name wins).
+        if let Some(traceparent) = &self.ctx.traceparent {
+            let declared = prepared
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case(crate::telemetry::TRACEPARENT));
+            if !declared {
+                prepared
+                    .headers
+                    .push((crate::telemetry::TRACEPARENT.into(), traceparent.clone()));
+            }
+        }
+        Ok(prepared)
     }
 }
 

@@ -18,4 +18,7 @@ impl log::Host for JobCaps {
             log::Level::Error => tracing::error!(%job, %execution, "{message}"),
         }
     }
+
+    /// Step marks are kept by the runtime's gate, for the execution's trace.
+    async fn step(&mut self, _name: String) {}
 }

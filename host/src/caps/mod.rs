@@ -67,6 +67,9 @@ pub struct ExecContext {
     /// The clock's start (a schedule's fire time, or a test's instant); `None` is the wall
     /// clock. The clock moves on from it in real time.
     pub now: Option<DateTime<Utc>>,
+    /// The execution span's W3C trace context, sent on with integration calls (when traces
+    /// are exported).
+    pub traceparent: Option<String>,
 }
 
 /// A report rendered during this execution (attachable by id).
@@ -90,6 +93,8 @@ pub struct JobCaps {
     tz: Tz,
     started: Instant,
     rendered: Vec<RenderedFile>,
+    /// Events emitted by this execution (at most [`events::MAX_PER_EXECUTION`]).
+    emitted: usize,
     /// `env("…")` of this execution: its secrets, read once, and the values handed out.
     env: JobEnv,
 }
@@ -112,6 +117,7 @@ impl JobCaps {
             tz,
             started: Instant::now(),
             rendered: Vec::new(),
+            emitted: 0,
             env: JobEnv::new(&ctx.tenant),
             ctx,
         })

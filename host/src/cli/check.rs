@@ -1,4 +1,5 @@
-//! `codeai check FILE`: parse and check a source file and print its diagnostics; builds nothing.
+//! `codeai check FILE [--format json]`: parse and check a source file and print its diagnostics;
+//! builds nothing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,6 +8,17 @@ use std::process::ExitCode;
 pub(super) struct CheckArgs {
     /// The `.codeai` source file.
     pub(super) file: PathBuf,
+    /// `human` (rendered with the source, on stderr) or `json` (one document on stdout:
+    /// `{file, ok, jobs, errors, warnings, diagnostics: [{file, line, column, end_line,
+    /// end_column, severity, message, hint}]}`, for editors and CI annotations).
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub(super) format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Format {
+    Human,
+    Json,
 }
 
 pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -17,6 +29,26 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
+    if args.format == Format::Json {
+        let list: Vec<serde_json::Value> = diagnostics
+            .iter()
+            .map(|d| d.to_json(&display_name, &source))
+            .collect();
+        let document = serde_json::json!({
+            "file": display_name,
+            "ok": errors == 0,
+            "jobs": jobs.len(),
+            "errors": errors,
+            "warnings": warnings,
+            "diagnostics": list,
+        });
+        println!("{document}");
+        return Ok(if errors > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
     if !diagnostics.is_empty() {
         eprintln!(
             "{}",

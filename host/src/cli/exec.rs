@@ -27,7 +27,7 @@ pub(super) struct ExecArgs {
     #[arg(long)]
     pub(super) now: Option<String>,
     /// Overrides the job's `timeout:` (e.g. `30s`, `5m`).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::describe::parse_duration)]
     pub(super) timeout: Option<Duration>,
     /// Overrides the fuel budget.
     #[arg(long)]
@@ -35,25 +35,6 @@ pub(super) struct ExecArgs {
     /// Print the execution as one JSON object instead of text.
     #[arg(long)]
     pub(super) json: bool,
-}
-
-/// `250ms`, `30s`, `5m`, `2h`.
-pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("`{text}` has no unit (ms, s, m, h)"))?;
-    let (n, unit) = text.split_at(split);
-    let n: u64 = n
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("unknown unit `{unit}` (ms, s, m, h)")),
-    })
 }
 
 /// The database the commands use: `DATABASE_URL`, or `codeai.db` in the working directory.

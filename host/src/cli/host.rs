@@ -55,6 +55,8 @@ pub(super) struct RunArgs {
     /// Load the example's demo data into the entity tables first.
     #[arg(long)]
     pub(super) demo: bool,
+    #[command(flatten)]
+    pub(super) log: crate::logging::LogArgs,
 }
 
 /// How a process that runs executions takes them from the queues.
@@ -97,6 +99,8 @@ pub(super) struct ServeArgs {
     /// Seconds a task's lease lasts without a heartbeat.
     #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
     pub(super) lease_secs: u64,
+    #[command(flatten)]
+    pub(super) log: crate::logging::LogArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +125,22 @@ pub(super) struct WorkerStartArgs {
     pub(super) queues: Option<Vec<String>>,
     #[command(flatten)]
     pub(super) queue: QueueArgs,
+    #[command(flatten)]
+    pub(super) log: crate::logging::LogArgs,
+}
+
+impl HostArgs {
+    pub(super) fn log_format(&self) -> crate::logging::LogFormat {
+        let HostAction::Run(args) = &self.action;
+        args.log.log_format
+    }
+}
+
+impl WorkerArgs {
+    pub(super) fn log_format(&self) -> crate::logging::LogFormat {
+        let WorkerAction::Start(args) = &self.action;
+        args.log.log_format
+    }
 }
 
 /// What one process runs, from any of the three commands.
@@ -267,8 +287,11 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         Some(path) => components(path)?,
         None => Vec::new(),
     };
+    // Traces when OTEL_EXPORTER_OTLP_ENDPOINT names a collector (outside the runtime: the
+    // exporter sends from a thread of its own).
+    let telemetry = crate::telemetry::init(|name| std::env::var(name).ok())?;
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
+    let code = rt.block_on(async {
         // Bind first: a busy port is an error before anything else starts.
         let listener = match &args.listen {
             Some(listen) => Some(
@@ -346,6 +369,15 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("loading the demo data failed: {e}"))?;
         }
 
+        // Jobs whose integrations are not configured fail at their first call: say so now.
+        let jobs = host.scheduler.jobs();
+        crate::integrations::warn_unset(
+            &db,
+            host.executor.services().config(),
+            jobs.iter().map(|j| (j.tenant.as_str(), &*j.manifest)),
+        )
+        .await;
+
         let address = listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
@@ -355,6 +387,7 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
             address.as_deref(),
             redis.as_ref(),
             &rows,
+            jobs.len(),
             generated.as_deref(),
             configured.is_some(),
         );
@@ -364,14 +397,19 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         }
 
         shutdown_signal().await;
-        eprintln!(
-            "shutting down: waiting up to {}s for active executions",
-            args.grace_secs
+        tracing::info!(
+            grace_secs = args.grace_secs,
+            "shutting down: waiting for active executions"
         );
         host.shutdown().await;
-        eprintln!("stopped");
+        tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    drop(rt);
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    code
 }
 
 async fn shutdown_signal() {
@@ -401,6 +439,7 @@ fn print_banner(
     address: Option<&str>,
     redis: Option<&RedisQueue>,
     rows: &[Registered],
+    loaded: usize,
     generated: Option<&str>,
     configured: bool,
 ) {
@@ -444,6 +483,19 @@ fn print_banner(
         }
     }
     if rows.is_empty() {
+        if loaded == 0 {
+            let api = address.unwrap_or("HOST:PORT");
+            println!("jobs      none registered yet; to register some, either");
+            println!("          - start with a DSL file or a folder of built jobs:");
+            println!("              codeai run examples/05-scheduled-jobs/scheduled-jobs.codeai");
+            println!("          - or upload a built job (`codeai build FILE -o out`):");
+            println!(
+                "              curl -X POST http://{api}/jobs -H \"Authorization: Bearer $TOKEN\" \\"
+            );
+            println!(
+                "                -H \"Content-Type: application/wasm\" --data-binary @out/JOB.wasm"
+            );
+        }
         println!("running; Ctrl-C to stop");
         return;
     }

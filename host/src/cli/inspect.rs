@@ -66,6 +66,12 @@ fn describe(m: &Manifest, size: usize) -> String {
         ("overlap", m.overlap.to_string()),
         ("on complete", emit(&m.on_complete)),
         ("on fail", emit(&m.on_fail)),
+        (
+            "trigger",
+            m.trigger
+                .as_ref()
+                .map_or_else(|| "-".to_string(), |e| format!("on({e})")),
+        ),
         ("capabilities", list(m.capabilities.clone())),
         (
             "entities",
@@ -181,6 +187,7 @@ mod tests {
             overlap: codeai_ir::Overlap::Skip,
             on_complete: None,
             on_fail: Some("JobFailed".into()),
+            trigger: Some("InventoryRequested".into()),
             capabilities: vec!["data".into(), "http".into(), "state".into()],
             entities: vec![EntityDecl {
                 name: "Product".into(),
@@ -201,6 +208,7 @@ mod tests {
             }],
             templates: vec![],
             events: vec![],
+            input: None,
             source_hash: "ab12".into(),
             source_file: "jobs.codeai".into(),
             compiler: "codeai-dsl 0.1.0".into(),
@@ -222,6 +230,7 @@ retry:        5 retries, delays [1m, 5m]
 overlap:      skip
 on complete:  -
 on fail:      emit JobFailed
+trigger:      on(InventoryRequested)
 capabilities: data, http, state
 entities:     Product (products)
 integrations: WarehouseAPI [get_inventory]

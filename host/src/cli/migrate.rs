@@ -141,8 +141,8 @@ pub(super) fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("loading the demo data failed: {e}"))?;
             println!(
                 "demo data loaded for tenant `{}`: {} products ({} low on stock), {} sessions ({} expired), \
-                 {} orders ({} yesterday, revenue {:.2}), {} reports ({} expired), {} executions, \
-                 {} webhooks ({} pending)",
+                 {} orders ({} yesterday, revenue {:.2}; {} in the spec's sample period, 1–12 January \
+                 2026), {} webhooks ({} pending)",
                 up.tenant,
                 s.products,
                 s.low_stock_products,
@@ -151,9 +151,7 @@ pub(super) fn run(args: &MigrateArgs) -> anyhow::Result<ExitCode> {
                 s.orders,
                 s.yesterday_orders,
                 s.yesterday_revenue,
-                s.reports,
-                s.expired_reports,
-                s.job_executions,
+                s.sample_period_orders,
                 s.webhooks,
                 s.pending_webhooks
             );

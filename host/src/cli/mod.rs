@@ -5,6 +5,7 @@
 //! prints with its context chain. Each command is a variant of [`Command`] with a module of its
 //! own.
 
+mod bench;
 mod build;
 mod check;
 mod exec;
@@ -54,10 +55,20 @@ enum Command {
     Token(tenant::TokenArgs),
     /// Manage the secrets jobs read with `env("NAME")`: `secret set|list|delete`, `rotate-key`.
     Secret(secret::SecretArgs),
+    /// Measure this machine and backend: `bench throughput [--jobs N] [--concurrency C]`.
+    Bench(bench::BenchArgs),
 }
 
-/// Runs a parsed command line.
+/// Runs a parsed command line, its log installed first ([`crate::logging`]): the commands
+/// that serve log at `info` in the `--log-format` chosen, the others at `warn` as text.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    use crate::logging::{init, LogFormat};
+    match &cli.command {
+        Command::Host(args) => init(args.log_format(), "info")?,
+        Command::Run(args) => init(args.log.log_format, "info")?,
+        Command::Worker(args) => init(args.log_format(), "info")?,
+        _ => init(LogFormat::Pretty, "warn")?,
+    }
     match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Check(args) => check::run(&args),
@@ -71,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tenant(args) => tenant::run_tenant(&args),
         Command::Token(args) => tenant::run_token(&args),
         Command::Secret(args) => secret::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

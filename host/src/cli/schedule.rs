@@ -5,7 +5,6 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use codeai_cron::{CronExpr, Schedule, Tz};
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub(super) struct ScheduleArgs {
@@ -64,7 +63,7 @@ fn schedule(expression: &str, zone: &str) -> Result<Schedule, String> {
         )
     })?;
     if let Some(interval) = expression.trim().strip_prefix("every ") {
-        return match parse_interval(interval.trim()) {
+        return match crate::describe::parse_duration(interval).ok().filter(|d| !d.is_zero()) {
             Some(every) => Ok(Schedule::Every(every)),
             None => Err(format!(
                 "error: invalid interval `{}`\n  = hint: write it like `every 30s`, `every 5m`, `every 2h` or `every 1d`\n",
@@ -92,23 +91,6 @@ fn schedule(expression: &str, zone: &str) -> Result<Schedule, String> {
     Ok(Schedule::Cron { expr, tz })
 }
 
-/// `30s`, `5m`, `2h`, `1d` or `500ms`; `None` for anything else or zero.
-fn parse_interval(text: &str) -> Option<Duration> {
-    let digits = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(digits);
-    let n: u64 = number.parse().ok()?;
-    let millis = match unit {
-        "ms" => Some(1),
-        "s" => Some(1_000),
-        "m" => Some(60_000),
-        "h" => Some(3_600_000),
-        "d" => Some(86_400_000),
-        _ => None,
-    }?;
-    let ms = n.checked_mul(millis).filter(|ms| *ms > 0)?;
-    Some(Duration::from_millis(ms))
-}
-
 fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -118,16 +100,6 @@ fn parse_instant(text: &str) -> Result<DateTime<Utc>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn intervals_parse() {
-        assert_eq!(parse_interval("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_interval("1d"), Some(Duration::from_secs(86_400)));
-        assert_eq!(parse_interval("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "5", "m", "0s", "5 m", "5w", "-5m"] {
-            assert_eq!(parse_interval(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn a_cron_error_points_at_the_token() {

@@ -146,14 +146,13 @@ pub(super) fn run_tenant(args: &TenantArgs) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
                 if max_jobs.is_some() || max_versions.is_some() || max_bytes.is_some() {
-                    tenants::set_quotas(
-                        &db,
-                        &t.id,
-                        max_jobs.map(Some),
-                        max_versions.map(Some),
-                        max_bytes.map(Some),
-                    )
-                    .await?;
+                    let quotas = tenants::LimitChanges {
+                        max_jobs: max_jobs.map(Some),
+                        max_versions: max_versions.map(Some),
+                        max_bytes: max_bytes.map(Some),
+                        ..Default::default()
+                    };
+                    tenants::set_limits(&db, &t.id, &quotas).await?;
                 }
                 println!("tenant {} created", t.name);
                 println!(
@@ -171,16 +170,15 @@ pub(super) fn run_tenant(args: &TenantArgs) -> anyhow::Result<ExitCode> {
                 max_bytes,
             } => {
                 let value = |s: &Option<Setting>| s.map(|s| s.0);
-                let memory = value(memory_mib).map(|m| m.map(|m| m << 20));
-                tenants::set_limits(&db, name, value(max_concurrent), memory, value(fuel)).await?;
-                tenants::set_quotas(
-                    &db,
-                    name,
-                    value(max_jobs),
-                    value(max_versions),
-                    value(max_bytes),
-                )
-                .await?;
+                let changes = tenants::LimitChanges {
+                    max_concurrent: value(max_concurrent),
+                    memory_limit_bytes: value(memory_mib).map(|m| m.map(|m| m << 20)),
+                    fuel_budget: value(fuel),
+                    max_jobs: value(max_jobs),
+                    max_versions: value(max_versions),
+                    max_bytes: value(max_bytes),
+                };
+                tenants::set_limits(&db, name, &changes).await?;
                 println!("tenant {name} changed (running hosts apply it within seconds)");
             }
             TenantAction::List => {

@@ -16,6 +16,7 @@ use crate::scheduler::Scheduler;
 use crate::store::{platform, quotas, schedules, Database, ExecutionStatus};
 use crate::worker::WorkerPool;
 use chrono::{DateTime, Utc};
+use codeai_ir::Schedule;
 use uuid::Uuid;
 
 /// What the jobs' use cases need: the records, the queue, this process's scheduler and workers.
@@ -25,6 +26,24 @@ pub struct Jobs<'a> {
     pub queue: &'a Queue,
     pub scheduler: &'a Scheduler,
     pub storage: JobStorage<'a>,
+}
+
+/// A run asked for outside the schedule.
+pub struct RunNow<'a> {
+    /// A JSON object.
+    pub input: &'a str,
+    /// `manual`, `api`, …
+    pub trigger: &'a str,
+    pub now: DateTime<Utc>,
+    /// Not before this instant (`now` at the earliest).
+    pub run_after: DateTime<Utc>,
+    /// The execution's id (chosen by the caller: an idempotency key names it before it
+    /// exists).
+    pub id: Uuid,
+    /// The W3C trace context the request carried: the parent of the execution's span.
+    pub traceparent: Option<&'a str>,
+    /// The event that set the run off (`trigger: on(E)`).
+    pub event_id: Option<&'a str>,
 }
 
 impl<'a> Jobs<'a> {
@@ -41,13 +60,38 @@ impl<'a> Jobs<'a> {
         trigger: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<Uuid>> {
+        let run = RunNow {
+            input,
+            trigger,
+            now,
+            run_after: now,
+            id: Uuid::new_v4(),
+            traceparent: None,
+            event_id: None,
+        };
+        self.trigger_at(job_id, run).await
+    }
+
+    /// [`Jobs::trigger`] for a run as [`RunNow`] describes it: not before `run_after`, as the
+    /// execution `id`, with the caller's trace context.
+    pub async fn trigger_at(&self, job_id: &str, run: RunNow<'_>) -> anyhow::Result<Option<Uuid>> {
+        let RunNow {
+            input,
+            trigger,
+            now,
+            run_after,
+            id,
+            traceparent,
+            event_id,
+        } = run;
         let Some(task) = self.scheduler.run_now(job_id, input, trigger, now) else {
             return Ok(None);
         };
         // The task has its id: the execution's.
-        let id = task.id.unwrap_or_else(Uuid::new_v4);
+        let run_after = run_after.max(now);
         let task = crate::queue::NewTask {
             id: Some(id),
+            run_after,
             ..task
         };
         let record = platform::NewExecution {
@@ -61,12 +105,16 @@ impl<'a> Jobs<'a> {
             input,
             attempt: 0,
             max_attempts: task.max_attempts,
-            scheduled_at: Some(now),
+            scheduled_at: Some(run_after),
             started_at: now,
         };
         let queued = self
             .queue
-            .enqueue_recorded(&task, self.db, &platform::pending_execution(&record))
+            .enqueue_recorded(
+                &task,
+                self.db,
+                &platform::pending_execution(&record, traceparent, event_id),
+            )
             .await;
         if let Err(e) = queued {
             let error = format!("it could not be queued: {e:#}");
@@ -94,16 +142,19 @@ impl<'a> Jobs<'a> {
         Ok(())
     }
 
-    /// Gives a job a cron schedule in `timezone` (checked by the caller with
-    /// [`crate::scheduler::fires_of`]); its next fire is computed from `now`.
+    /// Gives a job another schedule (cron, interval or one time) in `timezone`, checked by the
+    /// caller with [`crate::scheduler::fires_of`]; its next fire is computed from `now`. It holds
+    /// until a new version of the job brings its own.
     pub async fn reschedule(
         &self,
         job_id: &str,
-        cron: &str,
+        schedule: &Schedule,
         timezone: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        self.scheduler.reschedule(job_id, cron, timezone, now).await
+        self.scheduler
+            .reschedule(job_id, schedule, timezone, now)
+            .await
     }
 
     /// Deletes a job: it stops firing, its pending runs are cancelled (their executions say

@@ -185,14 +185,20 @@ pub async fn send_email(config: &SmtpConfig, email: &Email) -> Result<String, No
     Ok(response.message().collect::<Vec<_>>().join(" "))
 }
 
-/// An HTTP client for outgoing calls (Slack webhooks, integrations), with TLS through rustls and
-/// the ring provider, installed for the process on first use.
-pub fn http_client() -> reqwest::Client {
+/// Installs rustls's ring provider for the process (once); every HTTP client (reqwest is built
+/// without a provider of its own) needs it before it is built.
+pub fn install_tls_provider() {
     static PROVIDER: std::sync::Once = std::sync::Once::new();
     PROVIDER.call_once(|| {
         // Fails only if another provider was installed first, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+}
+
+/// An HTTP client for outgoing calls (Slack webhooks, integrations), with TLS through rustls and
+/// the ring provider, installed for the process on first use.
+pub fn http_client() -> reqwest::Client {
+    install_tls_provider();
     reqwest::Client::builder()
         .user_agent(concat!("codeai-jobs/", env!("CARGO_PKG_VERSION")))
         .build()

@@ -34,10 +34,23 @@ pub struct Claim<'a> {
     pub strict: bool,
     /// (name, weight, credit) of the queues this process takes from, heaviest first.
     pub queues: &'a [(String, i64, i64)],
+    pub lease: Lease<'a>,
+}
+
+/// The terms of the leases a call takes or extends: from `now`, for `length`, held by `owner`
+/// (this process's id).
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
     pub now: DateTime<Utc>,
-    pub lease: Duration,
-    /// This process's id on the leases it takes.
+    pub length: Duration,
     pub owner: &'a str,
+}
+
+impl Lease<'_> {
+    /// When a lease taken on these terms expires.
+    pub fn until(&self) -> DateTime<Utc> {
+        self.now + chrono::Duration::from_std(self.length).unwrap_or_default()
+    }
 }
 
 /// A task a lease call took.
@@ -92,14 +105,9 @@ pub trait QueueBackend: Send + Sync {
         claim: &Claim<'_>,
     ) -> anyhow::Result<Claimed>;
 
-    /// Extends the leases of those of `ids` that are active and held by `owner`; how many.
-    async fn heartbeat(
-        &self,
-        ids: &[Uuid],
-        now: DateTime<Utc>,
-        lease: Duration,
-        owner: &str,
-    ) -> anyhow::Result<u64>;
+    /// Extends the leases of those of `ids` that are active and held by `lease.owner`, on
+    /// `lease`'s terms; how many.
+    async fn heartbeat(&self, ids: &[Uuid], lease: &Lease<'_>) -> anyhow::Result<u64>;
 
     /// Marks an active task finished: `done` when it completed or was skipped, else `dead`.
     async fn finish(&self, done: &Finished) -> anyhow::Result<()>;

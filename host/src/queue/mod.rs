@@ -32,7 +32,7 @@ mod picker;
 pub mod redis;
 mod sql;
 
-pub use backend::{Claim, Claimed, Finished, Leased, QueueBackend};
+pub use backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 pub use config::{
     clamp_weight, parse_weights, QueueConfig, UnknownQueue, DEFAULT_QUEUES, MAX_WEIGHT, MIN_WEIGHT,
 };
@@ -261,9 +261,7 @@ impl Queue {
             n,
             strict: self.config.strict,
             queues: &queues,
-            now,
-            lease: self.config.lease,
-            owner: &self.owner,
+            lease: self.lease(now),
         };
         let claimed = self.backend.finish_and_claim(done, &claim).await?;
         Ok(self.replay(&excluded, claimed))
@@ -302,9 +300,16 @@ impl Queue {
         if ids.is_empty() {
             return Ok(0);
         }
-        self.backend
-            .heartbeat(ids, now, self.config.lease, &self.owner)
-            .await
+        self.backend.heartbeat(ids, &self.lease(now)).await
+    }
+
+    /// The terms of this process's leases, from `now`.
+    fn lease(&self, now: DateTime<Utc>) -> Lease<'_> {
+        Lease {
+            now,
+            length: self.config.lease,
+            owner: &self.owner,
+        }
     }
 
     /// Marks an active task finished: `done` when `outcome` is completed or skipped, else

@@ -31,14 +31,13 @@
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
 //! so a restart loses no acknowledged task.
 
-use super::backend::{Claim, Claimed, Finished, Leased, QueueBackend};
+use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, QueueCounts, Task, TaskInfo};
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::Script;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
-use std::time::Duration;
 use uuid::Uuid;
 
 const PRELUDE: &str = r#"
@@ -512,9 +511,9 @@ fn ms(t: DateTime<Utc>) -> i64 {
 
 fn claim_args(invocation: &mut redis::ScriptInvocation<'_>, claim: &Claim<'_>) {
     invocation
-        .arg(ms(claim.now))
-        .arg(claim.lease.as_millis() as i64)
-        .arg(claim.owner)
+        .arg(ms(claim.lease.now))
+        .arg(claim.lease.length.as_millis() as i64)
+        .arg(claim.lease.owner)
         .arg(claim.n)
         .arg(if claim.strict { "1" } else { "0" })
         .arg(claim.queues.len());
@@ -664,6 +663,37 @@ impl RedisQueue {
         &self.prefix
     }
 
+    /// Deletes every key under this queue's prefix (`codeai bench` and tests clean up with it):
+    /// SCAN, not KEYS, so a large Redis is not blocked.
+    pub async fn forget_all(&self) -> anyhow::Result<u64> {
+        let mut con = self.con.clone();
+        let mut cursor = 0u64;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut con)
+                .await
+                .map_err(failed)?;
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(failed)?;
+                deleted += n;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
     pub fn client(&self) -> &redis::Client {
         &self.client
     }
@@ -806,17 +836,11 @@ impl QueueBackend for RedisQueue {
         claimed(reply)
     }
 
-    async fn heartbeat(
-        &self,
-        ids: &[Uuid],
-        now: DateTime<Utc>,
-        lease: Duration,
-        owner: &str,
-    ) -> anyhow::Result<u64> {
+    async fn heartbeat(&self, ids: &[Uuid], lease: &Lease<'_>) -> anyhow::Result<u64> {
         let mut args = vec![
-            ms(now).to_string(),
-            lease.as_millis().to_string(),
-            owner.to_string(),
+            ms(lease.now).to_string(),
+            lease.length.as_millis().to_string(),
+            lease.owner.to_string(),
         ];
         args.extend(ids.iter().map(Uuid::to_string));
         Ok(self.run(&scripts().heartbeat, args).await?.max(0) as u64)

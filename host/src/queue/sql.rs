@@ -7,7 +7,7 @@
 //! writes nothing more. A retry, a deferral and a dead task run again take a new turn; a task
 //! released at shutdown or rescued from an expired lease keeps its own.
 
-use super::backend::{Claim, Claimed, Finished, Leased, QueueBackend};
+use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, Picker, QueueCounts, Task, TaskInfo};
 use crate::store::rows::{self, RowExt as _};
 use crate::store::sql::{stmt, Param, Stmt};
@@ -15,7 +15,6 @@ use crate::store::{Database, Dialect};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::time::Duration;
 use uuid::Uuid;
 
 /// The queue in the `tasks` table.
@@ -29,10 +28,6 @@ fn text(s: impl Into<String>) -> Param {
 
 fn failed(e: sqlx::Error) -> anyhow::Error {
     anyhow::Error::new(e).context("queue")
-}
-
-fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(lease).unwrap_or_default()
 }
 
 /// A leased task's columns, as `claim` returns them.
@@ -133,11 +128,11 @@ impl SqlQueue {
         let s = stmt(
             &sql,
             vec![
-                text(claim.owner),
-                Param::DateTime(lease_until(claim.now, claim.lease)),
-                Param::DateTime(claim.now),
+                text(claim.lease.owner),
+                Param::DateTime(claim.lease.until()),
+                Param::DateTime(claim.lease.now),
                 text(queue),
-                Param::DateTime(claim.now),
+                Param::DateTime(claim.lease.now),
             ],
         );
         let Some(row) = rows::fetch_optional_as::<TaskRow>(&self.db, &s)
@@ -268,20 +263,14 @@ impl QueueBackend for SqlQueue {
         Ok(out)
     }
 
-    async fn heartbeat(
-        &self,
-        ids: &[Uuid],
-        now: DateTime<Utc>,
-        lease: Duration,
-        owner: &str,
-    ) -> anyhow::Result<u64> {
+    async fn heartbeat(&self, ids: &[Uuid], lease: &Lease<'_>) -> anyhow::Result<u64> {
         let mut n = 0;
         for chunk in ids.chunks(200) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let mut params = vec![
-                Param::DateTime(lease_until(now, lease)),
-                Param::DateTime(now),
-                text(owner),
+                Param::DateTime(lease.until()),
+                Param::DateTime(lease.now),
+                text(lease.owner),
             ];
             params.extend(chunk.iter().map(|id| text(id.to_string())));
             n += self

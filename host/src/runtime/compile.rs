@@ -480,22 +480,27 @@ mod tests {
         .unwrap();
         let size = code_size(&module).unwrap();
         assert_eq!(size.functions, 2);
-        let limits = CompileLimits {
-            max_code_bytes: size.total - 1,
+        let code = |max_code_bytes| CompileLimits {
+            max_code_bytes,
             ..CompileLimits::default()
         };
-        assert!(matches!(
-            limits.check(&module),
-            Err(CompileError::TooMuchCode { .. })
-        ));
-        let limits = CompileLimits {
-            max_function_bytes: size.largest - 1,
+        let function = |max_function_bytes| CompileLimits {
+            max_function_bytes,
             ..CompileLimits::default()
         };
-        assert!(matches!(
-            limits.check(&module),
-            Err(CompileError::FunctionTooLarge { .. })
-        ));
+        // A limit holds up to its value, inclusive.
+        assert_eq!(code(size.total).check(&module), Ok(size));
+        assert_eq!(function(size.largest).check(&module), Ok(size));
+        let over_total = code(size.total - 1).check(&module);
+        assert!(
+            matches!(over_total, Err(CompileError::TooMuchCode { .. })),
+            "{over_total:?}"
+        );
+        let over_largest = function(size.largest - 1).check(&module);
+        assert!(
+            matches!(over_largest, Err(CompileError::FunctionTooLarge { .. })),
+            "{over_largest:?}"
+        );
     }
 
     #[test]

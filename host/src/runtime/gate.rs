@@ -161,6 +161,22 @@ pub const MAX_LOG_LINE_BYTES: usize = 8 * 1024;
 /// At most this many capability calls are recorded per execution; later ones are counted.
 pub const MAX_CALL_RECORDS: usize = 1_000;
 
+/// At most this many step marks are kept per execution; later ones are ignored.
+pub const MAX_STEP_RECORDS: usize = 1_000;
+/// Longer step names (from the guest) are cut to this many bytes.
+const MAX_STEP_NAME_BYTES: usize = 256;
+
+/// One of the job's own steps, as the guest marked it (`log.step`): from its mark to the next
+/// one, the last to the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub name: String,
+    /// When it started, from the start of the execution.
+    pub at: Duration,
+    /// Until the next step started; `None` for the last one (it ends with the run).
+    pub duration: Option<Duration>,
+}
+
 /// One capability call an execution made, for its log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallRecord {
@@ -192,6 +208,7 @@ pub(crate) struct Parts<C> {
     pub(crate) logs_dropped: usize,
     pub(crate) calls: Vec<CallRecord>,
     pub(crate) calls_dropped: usize,
+    pub(crate) steps: Vec<StepRecord>,
 }
 
 /// The host state of one execution's capabilities: the real implementations `C` behind the gate.
@@ -204,6 +221,7 @@ pub struct Gated<C> {
     logs_dropped: usize,
     calls: Vec<CallRecord>,
     calls_dropped: usize,
+    steps: Vec<StepRecord>,
     started: Instant,
     /// Set when a denial ends the execution; the reason is in `fatal`.
     abort: CancelToken,
@@ -228,6 +246,7 @@ impl<C> Gated<C> {
             logs_dropped: 0,
             calls: Vec::new(),
             calls_dropped: 0,
+            steps: Vec::new(),
             started: Instant::now(),
             abort: CancelToken::new(),
             fatal: None,
@@ -256,7 +275,31 @@ impl<C> Gated<C> {
             logs_dropped: self.logs_dropped,
             calls: self.calls,
             calls_dropped: self.calls_dropped,
+            steps: self.steps,
         }
+    }
+
+    /// Marks the start of a step: the one before ends now.
+    fn mark_step(&mut self, mut name: String) {
+        if self.steps.len() >= MAX_STEP_RECORDS {
+            return;
+        }
+        if name.len() > MAX_STEP_NAME_BYTES {
+            let mut cut = MAX_STEP_NAME_BYTES;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name.truncate(cut);
+        }
+        let at = self.started.elapsed();
+        if let Some(last) = self.steps.last_mut() {
+            last.duration = Some(at.saturating_sub(last.at));
+        }
+        self.steps.push(StepRecord {
+            name,
+            at,
+            duration: None,
+        });
     }
 
     /// Records a capability call that was let through, with its timing and outcome.
@@ -351,10 +394,17 @@ impl<C: Capabilities> data::Host for Gated<C> {
         self.check(Capability::Data, "select")?;
         let t = Instant::now();
         let r = self.inner.select(q).await;
-        let rows = r
-            .as_ref()
-            .ok()
-            .map(|json| format!("{detail}: {} bytes", json.len()));
+        let rows = r.as_ref().ok().map(|json| {
+            // The rows counted without building them.
+            match serde_json::from_str::<Vec<serde::de::IgnoredAny>>(json) {
+                Ok(rows) => format!(
+                    "{detail}: {} ({} bytes)",
+                    rows_in_words(rows.len()),
+                    json.len()
+                ),
+                Err(_) => format!("{detail}: {} bytes", json.len()),
+            }
+        });
         self.record("data.select", rows.unwrap_or(detail), t, &r);
         r
     }
@@ -418,10 +468,19 @@ impl<C: Capabilities> data::Host for Gated<C> {
     }
 }
 
-fn counted<T: std::fmt::Display>(entity: &str, r: &Result<T, CapError>) -> String {
+fn counted(entity: &str, r: &Result<u64, CapError>) -> String {
     match r {
-        Ok(n) => format!("{entity}: {n} rows"),
+        Ok(n) => format!("{entity}: {}", rows_in_words(*n as usize)),
         Err(_) => entity.to_string(),
+    }
+}
+
+/// `no rows`, `1 row`, `12 rows`.
+fn rows_in_words(n: usize) -> String {
+    match n {
+        0 => "no rows".to_string(),
+        1 => "1 row".to_string(),
+        n => format!("{n} rows"),
     }
 }
 
@@ -571,6 +630,12 @@ impl<C: Capabilities> log::Host for Gated<C> {
         }
         self.push_log(level, message.clone());
         self.inner.write(level, message).await;
+    }
+
+    async fn step(&mut self, name: String) {
+        if self.check(Capability::Log, "step").is_ok() {
+            self.mark_step(name);
+        }
     }
 }
 

@@ -156,6 +156,8 @@ pub struct ExecResult {
     pub calls: Vec<CallRecord>,
     /// Calls beyond the limit, counted.
     pub calls_dropped: usize,
+    /// The job's own steps as the guest marked them (at most [`gate::MAX_STEP_RECORDS`]).
+    pub steps: Vec<gate::StepRecord>,
     /// Times the guest grew its memory past its initial size. Each grow costs the host a remap
     /// (and a TLB flush on every core), so a small job should not grow at all: the guest's
     /// allocator starts with a heap reserved in the initial memory (`guest-stdlib/src/heap.rs`).
@@ -619,6 +621,7 @@ impl<C: Capabilities> Runtime<C> {
         result.denied = parts.denied;
         result.calls = parts.calls;
         result.calls_dropped = parts.calls_dropped;
+        result.steps = parts.steps;
         result.memory_grows = memory_grows;
         tracing::debug!(
             job = %job.manifest.name,
@@ -653,6 +656,7 @@ impl ExecResult {
             denied: Vec::new(),
             calls: Vec::new(),
             calls_dropped: 0,
+            steps: Vec::new(),
             memory_grows: 0,
         }
     }

@@ -95,6 +95,20 @@ pub struct Tick {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+/// The log line of each fire enqueued (one per fire, at `info`).
+fn log_fires(batch: &[NewTask]) {
+    for task in batch {
+        tracing::info!(
+            job = %task.job_name,
+            tenant = %task.tenant,
+            execution = %task.id.map(|id| id.to_string()).unwrap_or_default(),
+            fire_at = %task.fire_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            queue = %task.queue,
+            "scheduled fire enqueued"
+        );
+    }
+}
+
 /// Fires jobs onto the queue.
 pub struct Scheduler {
     db: Database,
@@ -170,23 +184,32 @@ impl Scheduler {
     /// paused by another process included) and forgets deleted ones. The operator's jobs come
     /// first: a tenant's job may run in a queue they declare.
     pub async fn reload(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        // Only jobs held before the read can be forgotten: one registered while it ran is not
+        // in the rows read, and is not deleted.
+        let held: std::collections::HashSet<String> = self.lock().keys().cloned().collect();
         let rows = crate::store::jobs::current(self.db(), platform::DEFAULT_TENANT).await?;
         let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-        self.lock().retain(|id, _| known.contains(id.as_str()));
+        self.lock()
+            .retain(|id, _| known.contains(id.as_str()) || !held.contains(id));
         for r in &rows {
-            if self
-                .job(&r.id)
-                .is_some_and(|j| j.version == r.version && j.enabled == r.enabled)
-            {
+            if self.job(&r.id).is_some_and(|j| {
+                j.version == r.version
+                    && j.enabled == r.enabled
+                    && j.manifest.schedule == r.schedule
+                    && j.manifest.timezone == r.timezone
+            }) {
                 continue;
             }
-            let manifest: Manifest = match serde_json::from_str(&r.manifest) {
+            let mut manifest: Manifest = match serde_json::from_str(&r.manifest) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(job = %r.id, "stored manifest unreadable, job not scheduled: {e}");
                     continue;
                 }
             };
+            // The schedule it fires on is the row's: the manifest's, or the API's since.
+            manifest.schedule = r.schedule.clone();
+            manifest.timezone = r.timezone.clone();
             if let Err(e) = self
                 .add(&r.id, &r.tenant_id, r.version, Arc::new(manifest), now)
                 .await
@@ -228,23 +251,23 @@ impl Scheduler {
         Ok(true)
     }
 
-    /// Replaces a job's cron expression and timezone; the next fire is computed from `now`.
+    /// Replaces a job's schedule and timezone (until a new version brings its own); the next
+    /// fire is computed from `now`.
     pub async fn reschedule(
         &self,
         job_id: &str,
-        cron: &str,
+        schedule: &Schedule,
         timezone: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let fires = fires_of(
-            &Schedule::Cron {
-                expression: cron.to_string(),
-            },
-            timezone,
-        )?;
+        let fires = fires_of(schedule, timezone)?;
         let next = fires.as_ref().and_then(|f| f.next_after(now));
-        schedules::set_cron(self.db(), job_id, cron, timezone, next).await?;
+        schedules::set(self.db(), job_id, schedule, timezone, next).await?;
         if let Some(job) = self.lock().get_mut(job_id) {
+            let mut manifest = (*job.manifest).clone();
+            manifest.schedule = schedule.clone();
+            manifest.timezone = timezone.to_string();
+            job.manifest = Arc::new(manifest);
             job.fires = fires;
             job.next_run_at = next;
         }
@@ -316,6 +339,8 @@ impl Scheduler {
             if self.misfire == MisfirePolicy::Skip && now - fire > self.grace {
                 self.record_skipped(&job, fire, "misfire: the host was down when it fell due")
                     .await?;
+                tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
+                    "scheduled fire skipped: misfire");
                 tick.skipped.push((name, fire, "misfire".into()));
                 continue;
             }
@@ -323,6 +348,8 @@ impl Scheduler {
             if overlap == Overlap::Skip && busy.contains(&job.job_id) {
                 let reason = "overlap: the previous run is still pending or active";
                 self.record_skipped(&job, fire, reason).await?;
+                tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
+                    "scheduled fire skipped: overlap");
                 tick.skipped.push((name, fire, reason.into()));
                 continue;
             }
@@ -344,12 +371,14 @@ impl Scheduler {
             tick.enqueued.push((name, fire, id));
             if batch.len() >= 200 {
                 self.queue.enqueue_many(&batch).await?;
+                log_fires(&batch);
                 batch.clear();
             }
         }
         // The compare-and-set above makes this scheduler the only one enqueuing these fires;
         // the unique (job, fire) index would drop a duplicate anyway.
         self.queue.enqueue_many(&batch).await?;
+        log_fires(&batch);
         tick.next_due = self.next_due();
         Ok(tick)
     }

@@ -1,11 +1,12 @@
 //! Demo data for the scheduled-jobs example (`examples/05-scheduled-jobs/scheduled-jobs.codeai`):
 //! products of which some are low on stock, expired and live sessions, yesterday's orders
 //! (yesterday in the given timezone, relative to the given `now`) with orders on either side of
-//! that day, old and fresh reports and executions, and webhooks waiting for delivery.
+//! that day, and webhooks waiting for delivery ([`seed`], what `codeai migrate up --demo` loads).
 //!
 //! The application's rows go in through the [`EntityQueries`], so they are checked against the
 //! entity declarations exactly like a job's inserts, and land in the capability's tenant's
-//! namespace; the reports and executions are the platform's own rows, written through the store.
+//! namespace. The platform's own history is never demo data: [`history`] (old and fresh reports
+//! and executions, for the cleanup jobs to find) is for tests that need a past.
 
 use super::query::{EntityQueries, QueryError};
 use super::sql::Param;
@@ -51,14 +52,18 @@ pub struct DemoSummary {
     pub yesterday_revenue: f64,
     /// Start (inclusive) and end (exclusive) of yesterday in the given timezone, in UTC.
     pub yesterday: (DateTime<Utc>, DateTime<Utc>),
-    pub reports: u64,
-    /// Reports with `expires_at < now`.
-    pub expired_reports: u64,
-    pub job_executions: u64,
+    /// Orders in [`SAMPLE_PERIOD`] (none when it is too close to now).
+    pub sample_period_orders: u64,
     pub webhooks: u64,
     /// Webhooks with status `pending`.
     pub pending_webhooks: u64,
 }
+
+/// The days (both included) the spec's sample run of `DailySalesReport` asks for.
+pub const SAMPLE_PERIOD: (NaiveDate, NaiveDate) = (
+    NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+    NaiveDate::from_ymd_opt(2026, 1, 12).unwrap(),
+);
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -185,10 +190,91 @@ pub async fn seed(
             "created_at": ts(y_end + elapsed / part) }),
         );
     }
+    // The spec's sample run asks for 1–12 January 2026 (`{"start_date": "2026-01-01",
+    // "end_date": "2026-01-12"}`): orders in that period, and one on either side of it, unless
+    // those days are close enough to now to be counted as yesterday's or today's.
+    let sample_start = midnight(tz, SAMPLE_PERIOD.0);
+    let sample_end = midnight(tz, SAMPLE_PERIOD.1 + Duration::days(1));
+    let mut sample_period_orders = 0;
+    if sample_end + Duration::days(1) < y_start - Duration::hours(14) {
+        for (day, hour, email, total) in [
+            (0, 10, "olivia@example.com", 42.00),
+            (3, 15, "peggy@example.com", 87.25),
+            (7, 9, "rupert@example.com", 15.50),
+            (11, 23, "sybil@example.com", 64.00),
+            (-1, 12, "trent@example.com", 30.00),
+            (12, 1, "victor@example.com", 25.00),
+        ] {
+            let at = sample_start + Duration::days(day) + Duration::hours(hour);
+            if at >= sample_start && at < sample_end {
+                sample_period_orders += 1;
+            }
+            rows.push(
+                json!({ "id": id(), "customer_email": email, "status": "completed", "total": total,
+                "created_at": ts(at) }),
+            );
+        }
+    }
     let n_orders = data
         .insert("Order", &Value::Array(rows).to_string())
         .await?;
 
+    // Webhooks: three pending (0–2 attempts), two delivered, one given up.
+    let webhooks = [
+        ("order.created", "pending", 0, None),
+        ("order.shipped", "pending", 1, Some("HTTP 502 from relay")),
+        ("inventory.low", "pending", 2, Some("timed out after 10s")),
+        ("order.created", "delivered", 1, None),
+        ("order.cancelled", "delivered", 2, None),
+        ("order.refunded", "failed", 5, Some("HTTP 410 Gone")),
+    ];
+    let rows: Vec<Value> = webhooks
+        .iter()
+        .enumerate()
+        .map(|(i, (event, status, attempts, error))| {
+            json!({ "id": id(), "url": format!("https://hooks.example.com/shop/{i}"), "event": event,
+                "payload": { "order": format!("ORD-{}", 5000 + i), "sequence": i },
+                "status": status, "attempts": attempts, "last_error": error,
+                "updated_at": ts(now - Duration::minutes(10 * (i as i64 + 1))) })
+        })
+        .collect();
+    let pending_webhooks = webhooks.iter().filter(|w| w.1 == "pending").count() as u64;
+    let n_webhooks = data
+        .insert("Webhook", &Value::Array(rows).to_string())
+        .await?;
+
+    Ok(DemoSummary {
+        products: n_products,
+        low_stock_products,
+        sessions: n_sessions,
+        expired_sessions,
+        orders: n_orders,
+        yesterday_orders: yesterdays.len() as u64,
+        yesterday_revenue,
+        yesterday: (y_start, y_end),
+        sample_period_orders,
+        webhooks: n_webhooks,
+        pending_webhooks,
+    })
+}
+
+/// What [`history`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    pub reports: u64,
+    /// Reports with `expires_at < now`.
+    pub expired_reports: u64,
+    pub job_executions: u64,
+}
+
+/// A past for the example's cleanup jobs: reports (expired and not) and finished executions of
+/// `tenant`, old and recent, written as the platform writes them. For tests; the demo data
+/// ([`seed`]) never includes platform rows.
+pub async fn history(
+    db: &super::Database,
+    tenant: &str,
+    now: DateTime<Utc>,
+) -> Result<History, QueryError> {
     // Reports and executions are the platform's own tables: written through the store as the
     // platform writes them (the data capability cannot write them).
     // Reports: two expired, one expiring later, one kept forever (rows only: no file).
@@ -198,8 +284,6 @@ pub async fn seed(
         ("DailySalesReport", "pdf", 47_530, -1, Some(29)),
         ("MonthlyBusinessSummary", "html", 12_288, -20, None),
     ];
-    let db = data.database();
-    let tenant = data.tenant();
     for (job, format, size, created, expires) in reports {
         let report = super::platform::ReportRow {
             id: Uuid::new_v4(),
@@ -254,43 +338,9 @@ pub async fn seed(
         .await
         .map_err(|e| QueryError::Failed(format!("demo executions: {e}")))?;
 
-    // Webhooks: three pending (0–2 attempts), two delivered, one given up.
-    let webhooks = [
-        ("order.created", "pending", 0, None),
-        ("order.shipped", "pending", 1, Some("HTTP 502 from relay")),
-        ("inventory.low", "pending", 2, Some("timed out after 10s")),
-        ("order.created", "delivered", 1, None),
-        ("order.cancelled", "delivered", 2, None),
-        ("order.refunded", "failed", 5, Some("HTTP 410 Gone")),
-    ];
-    let rows: Vec<Value> = webhooks
-        .iter()
-        .enumerate()
-        .map(|(i, (event, status, attempts, error))| {
-            json!({ "id": id(), "url": format!("https://hooks.example.com/shop/{i}"), "event": event,
-                "payload": { "order": format!("ORD-{}", 5000 + i), "sequence": i },
-                "status": status, "attempts": attempts, "last_error": error,
-                "updated_at": ts(now - Duration::minutes(10 * (i as i64 + 1))) })
-        })
-        .collect();
-    let pending_webhooks = webhooks.iter().filter(|w| w.1 == "pending").count() as u64;
-    let n_webhooks = data
-        .insert("Webhook", &Value::Array(rows).to_string())
-        .await?;
-
-    Ok(DemoSummary {
-        products: n_products,
-        low_stock_products,
-        sessions: n_sessions,
-        expired_sessions,
-        orders: n_orders,
-        yesterday_orders: yesterdays.len() as u64,
-        yesterday_revenue,
-        yesterday: (y_start, y_end),
+    Ok(History {
         reports: reports.len() as u64,
         expired_reports,
         job_executions: n_executions,
-        webhooks: n_webhooks,
-        pending_webhooks,
     })
 }

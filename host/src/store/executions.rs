@@ -4,33 +4,71 @@
 //! ([`crate::domain::executions`]).
 
 use super::page::{and_tenant, by_id, newest_first, IdColumn, Page};
-use super::rows::{fetch_all, fetch_as, JsonRow, RowExt as _};
+use super::rows::{fetch_all, fetch_as, JsonRow};
 use super::sql::{stmt, Param};
 use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
-use std::fmt::Write as _;
 use uuid::Uuid;
 
 /// The columns of an execution as listed.
-const COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, queue, \
-    attempt, max_attempts, scheduled_at, started_at, finished_at, duration_ms, fuel_used, error, \
+const COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, status, trigger, event_id, \
+    queue, attempt, max_attempts, scheduled_at, started_at, finished_at, duration_ms, fuel_used, error, \
     step, created_at";
 
-/// A job's executions, newest first (with `status` only those).
-pub async fn of_job(
+/// Which executions a search or a bulk action takes: every condition given holds.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Filter {
+    pub job_id: Option<String>,
+    /// Any of these states (all when empty).
+    pub statuses: Vec<ExecutionStatus>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Whose error contains this text, case-insensitively.
+    pub error: Option<String>,
+}
+
+/// The executions of the tenant `scope` (all when `None`) that `filter` takes, newest first.
+pub async fn search(
     db: &Database,
-    tenant: &str,
-    job_id: &str,
-    status: Option<&str>,
+    scope: Option<&str>,
+    filter: &Filter,
     page: &Page,
 ) -> Result<Vec<JsonRow>, sqlx::Error> {
     let mut s = stmt(
-        &format!("SELECT {COLUMNS} FROM job_executions WHERE tenant_id = ? AND job_id = ?"),
-        vec![Param::Text(tenant.into()), Param::Text(job_id.into())],
+        &format!("SELECT {COLUMNS} FROM job_executions WHERE 1 = 1"),
+        vec![],
     );
-    if let Some(status) = status {
-        s.sql(" AND status = ");
-        s.bind(Param::Text(status.into()));
+    and_tenant(&mut s, "tenant_id", scope);
+    if let Some(job_id) = &filter.job_id {
+        s.sql(" AND job_id = ");
+        s.bind(Param::Text(job_id.clone()));
+    }
+    if !filter.statuses.is_empty() {
+        s.sql(format!(
+            " AND status IN ({})",
+            ExecutionStatus::sql_list(&filter.statuses)
+        ));
+    }
+    if let Some(since) = filter.since {
+        s.sql(" AND created_at >= ");
+        s.bind(Param::DateTime(since));
+    }
+    if let Some(until) = filter.until {
+        s.sql(" AND created_at < ");
+        s.bind(Param::DateTime(until));
+    }
+    if let Some(text) = filter.error.as_deref().filter(|t| !t.is_empty()) {
+        // A substring, not a pattern: LIKE's wildcards in it match themselves.
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        s.sql(" AND LOWER(error) LIKE ");
+        s.bind(Param::Text(format!("%{escaped}%")));
+        s.sql(" ESCAPE '\\'");
     }
     newest_first(db, s, "created_at", IdColumn::Uuid, page).await
 }
@@ -44,6 +82,19 @@ pub async fn get(
 ) -> Result<Option<JsonRow>, sqlx::Error> {
     let select = format!("SELECT {COLUMNS}, input, output, log, calls FROM job_executions");
     by_id(db, &select, id, scope).await
+}
+
+/// The W3C trace context the run request of execution `id` carried, if any.
+pub async fn traceparent(db: &Database, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let rows: Vec<(Option<String>,)> = super::rows::fetch_as(
+        db,
+        &stmt(
+            "SELECT traceparent FROM job_executions WHERE id = ?",
+            vec![Param::Uuid(id)],
+        ),
+    )
+    .await?;
+    Ok(rows.into_iter().next().and_then(|(t,)| t))
 }
 
 /// The attempts of an execution that were retried (each has a row of its own), in order.
@@ -98,20 +149,25 @@ pub async fn finished_by_minute(
     fetch_as(db, &s).await
 }
 
-/// Executions by job, status and queue: `(job, status, queue, count)`.
+/// Executions by job, status and queue, each counted under its current status:
+/// `(job, status, queue, n)`. Read from the totals kept as executions are written
+/// (`metric_executions`, kept by triggers: migration 0011), so its cost does not grow with the
+/// history.
 pub async fn counts_by_job(
     db: &Database,
 ) -> Result<Vec<(String, String, String, i64)>, sqlx::Error> {
-    fetch_as(
-        db,
-        &stmt(
-            "SELECT COALESCE(job_name, ''), status, COALESCE(queue, ''), COUNT(*) AS n \
-             FROM job_executions GROUP BY job_name, status, queue ORDER BY job_name, status, queue",
-            vec![],
-        ),
-    )
-    .await
+    let sql = "SELECT job_name, status, queue, CAST(SUM(n) AS BIGINT) FROM metric_executions \
+               GROUP BY job_name, status, queue HAVING SUM(n) > 0 \
+               ORDER BY job_name, status, queue";
+    fetch_as(db, &stmt(sql, vec![])).await
 }
+
+/// The bounds of the duration histogram's buckets, in milliseconds. Migration 0011's
+/// `metric_durations` counts each finished execution under the smallest bound at least its
+/// duration (0 beyond the last), so these are the bounds a scrape can report.
+pub const DURATION_BOUNDS_MS: [i64; 14] = [
+    5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
+];
 
 /// The wall time of a job's finished executions, counted into buckets.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,55 +181,46 @@ pub struct Durations {
 }
 
 /// The durations of finished executions by job, counted into buckets of at most each of
-/// `bounds_ms`.
+/// `bounds_ms` (each one of [`DURATION_BOUNDS_MS`]: the totals are kept per bucket). Read from
+/// the kept totals (`metric_durations`).
 pub async fn durations(db: &Database, bounds_ms: &[i64]) -> Result<Vec<Durations>, sqlx::Error> {
-    let mut sql = String::from("SELECT e.job_name, MAX(j.job_type) AS job_type");
-    for (i, ms) in bounds_ms.iter().enumerate() {
-        let _ = write!(
-            sql,
-            ", SUM(CASE WHEN e.duration_ms <= {ms} THEN 1 ELSE 0 END) AS b{i}"
-        );
+    let sql = "SELECT d.job_name, COALESCE(MAX(j.job_type), ''), d.le_ms, \
+               CAST(SUM(d.n) AS BIGINT), CAST(SUM(d.total_ms) AS BIGINT) \
+               FROM metric_durations d LEFT JOIN jobs j ON j.id = d.job_id \
+               GROUP BY d.job_name, d.le_ms ORDER BY d.job_name, d.le_ms";
+    let rows: Vec<(String, String, i64, i64, i64)> = fetch_as(db, &stmt(sql, vec![])).await?;
+    let mut out: Vec<Durations> = Vec::new();
+    for (job, job_type, le_ms, n, total_ms) in rows {
+        if out.last().is_none_or(|d| d.job != job) {
+            out.push(Durations {
+                job,
+                job_type: String::new(),
+                at_most: vec![0; bounds_ms.len()],
+                count: 0,
+                total_ms: 0,
+            });
+        }
+        let d = out.last_mut().expect("pushed above");
+        // MAX(job_type) over the job's rows, as the query it replaced.
+        d.job_type = d.job_type.clone().max(job_type);
+        d.count += n;
+        d.total_ms += total_ms;
+        // `le_ms` 0: beyond the last bound, in no bucket but +Inf.
+        for (bound, at_most) in bounds_ms.iter().zip(&mut d.at_most) {
+            if le_ms != 0 && le_ms <= *bound {
+                *at_most += n;
+            }
+        }
     }
-    sql.push_str(
-        ", COUNT(*) AS n, SUM(e.duration_ms) AS total FROM job_executions e \
-         LEFT JOIN jobs j ON j.id = e.job_id WHERE e.duration_ms IS NOT NULL \
-         AND e.started_at IS NOT NULL GROUP BY e.job_name ORDER BY e.job_name",
-    );
-    Ok(fetch_all(db, &stmt(&sql, vec![]))
-        .await?
-        .iter()
-        .map(|r| Durations {
-            job: r.text("job_name").unwrap_or_default(),
-            job_type: r.text("job_type").unwrap_or_default(),
-            at_most: (0..bounds_ms.len())
-                .map(|i| r.int(&format!("b{i}")).unwrap_or(0))
-                .collect(),
-            count: r.int("n").unwrap_or(0),
-            total_ms: r.int("total").unwrap_or(0),
-        })
-        .collect())
+    out.retain(|d| d.count > 0);
+    Ok(out)
 }
 
-/// Attempts after the first, by job: `(job, retries)`.
+/// Attempts after the first, by job: `(job, retries)`. Read from the kept totals.
 pub async fn retries_by_job(db: &Database) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    // SUM is NUMERIC on PostgreSQL: read through the JSON row, which takes either.
-    Ok(fetch_all(
-        db,
-        &stmt(
-            "SELECT job_name, SUM(attempt - 1) AS n FROM job_executions WHERE attempt > 1 \
-             GROUP BY job_name ORDER BY job_name",
-            vec![],
-        ),
-    )
-    .await?
-    .iter()
-    .map(|r| {
-        (
-            r.text("job_name").unwrap_or_default(),
-            r.int("n").unwrap_or(0),
-        )
-    })
-    .collect())
+    let sql = "SELECT job_name, CAST(SUM(retries) AS BIGINT) FROM metric_executions \
+               GROUP BY job_name HAVING SUM(retries) > 0 ORDER BY job_name";
+    fetch_as(db, &stmt(sql, vec![])).await
 }
 
 /// The last `n` executions of each job that completed or failed, newest first per job.
@@ -206,4 +253,14 @@ pub async fn running(db: &Database) -> Result<Vec<JsonRow>, sqlx::Error> {
         ),
     )
     .await
+}
+
+/// When each execution of a job started and how long it ran (ms), for `codeai bench`.
+pub async fn starts_and_durations(
+    db: &Database,
+    job_id: &str,
+) -> Result<Vec<(DateTime<Utc>, i64)>, sqlx::Error> {
+    let sql = "SELECT started_at, COALESCE(duration_ms, 0) FROM job_executions \
+               WHERE job_id = ? AND started_at IS NOT NULL";
+    fetch_as(db, &stmt(sql, vec![Param::Text(job_id.into())])).await
 }

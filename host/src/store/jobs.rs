@@ -5,6 +5,8 @@ use super::page::and_tenant;
 use super::rows::{fetch_all, fetch_as, fetch_one, scalar, JsonRow};
 use super::sql::{stmt, Param};
 use super::{Database, ExecutionStatus};
+use chrono::{DateTime, Utc};
+use codeai_ir::Schedule;
 use std::sync::LazyLock;
 
 /// Which columns of a job to read.
@@ -14,6 +16,9 @@ pub enum JobColumns {
     Listed,
     /// Its identity only: what the operations on it need.
     Identity,
+    /// Its identity and its current version's manifest (`manifest`): what a run request checks
+    /// its input against.
+    Run,
 }
 
 impl JobColumns {
@@ -21,6 +26,11 @@ impl JobColumns {
         match self {
             JobColumns::Listed => &LISTED,
             JobColumns::Identity => "j.id, j.tenant_id, j.name, j.version, j.queue, j.timezone",
+            JobColumns::Run => {
+                "j.id, j.tenant_id, j.name, j.version, j.queue, j.timezone, \
+                 (SELECT v.manifest FROM job_versions v WHERE v.job_id = j.id \
+                  AND v.version = j.version) AS manifest"
+            }
         }
     }
 }
@@ -131,8 +141,9 @@ pub async fn versions(db: &Database, job_id: &str) -> Result<Vec<JsonRow>, sqlx:
     .await
 }
 
-/// A job as the scheduler loads it: its current version and that version's manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A job as the scheduler loads it: its current version, that version's manifest and the
+/// schedule it fires on (the manifest's unless rescheduled since).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Current {
     pub id: String,
     pub tenant_id: String,
@@ -140,14 +151,29 @@ pub struct Current {
     pub enabled: bool,
     /// JSON text.
     pub manifest: String,
+    pub schedule: Schedule,
+    pub timezone: String,
 }
 
 /// Every job with its current version, the tenant `first`'s jobs first.
 pub async fn current(db: &Database, first: &str) -> Result<Vec<Current>, sqlx::Error> {
-    let rows: Vec<(String, String, i64, bool, String)> = fetch_as(
+    type Row = (
+        String,
+        String,
+        i64,
+        bool,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = fetch_as(
         db,
         &stmt(
-            "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest FROM jobs j \
+            "SELECT j.id, j.tenant_id, j.version, j.enabled, v.manifest, j.schedule_kind, j.cron, \
+             j.interval_ms, j.run_at, j.timezone FROM jobs j \
              JOIN job_versions v ON v.job_id = j.id AND v.version = j.version \
              ORDER BY CASE WHEN j.tenant_id = ? THEN 0 ELSE 1 END",
             vec![Param::Text(first.into())],
@@ -156,13 +182,24 @@ pub async fn current(db: &Database, first: &str) -> Result<Vec<Current>, sqlx::E
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, tenant_id, version, enabled, manifest)| Current {
-            id,
-            tenant_id,
-            version,
-            enabled,
-            manifest,
-        })
+        .map(
+            |(id, tenant_id, version, enabled, manifest, kind, cron, interval_ms, run_at, tz)| {
+                Current {
+                    id,
+                    tenant_id,
+                    version,
+                    enabled,
+                    manifest,
+                    schedule: super::schedules::from_columns(
+                        kind.as_deref(),
+                        cron,
+                        interval_ms,
+                        run_at,
+                    ),
+                    timezone: tz.unwrap_or_else(|| "UTC".into()),
+                }
+            },
+        )
         .collect())
 }
 

@@ -79,6 +79,30 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0010_artifact_bytes.sql"),
         postgres: include_str!("../../../migrations/postgres/0010_artifact_bytes.sql"),
     },
+    Migration {
+        version: 11,
+        name: "metrics",
+        sqlite: include_str!("../../../migrations/sqlite/0011_metrics.sql"),
+        postgres: include_str!("../../../migrations/postgres/0011_metrics.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "idempotency_keys",
+        sqlite: include_str!("../../../migrations/sqlite/0012_idempotency_keys.sql"),
+        postgres: include_str!("../../../migrations/postgres/0012_idempotency_keys.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "execution_traceparent",
+        sqlite: include_str!("../../../migrations/sqlite/0013_execution_traceparent.sql"),
+        postgres: include_str!("../../../migrations/postgres/0013_execution_traceparent.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "event_triggers",
+        sqlite: include_str!("../../../migrations/sqlite/0014_event_triggers.sql"),
+        postgres: include_str!("../../../migrations/postgres/0014_event_triggers.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.

@@ -10,7 +10,9 @@
 pub mod alerts;
 pub mod demo;
 pub mod entities;
+pub mod events;
 pub mod executions;
+pub mod idempotency;
 pub mod jobs;
 pub mod migrate;
 pub mod namespace;

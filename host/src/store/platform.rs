@@ -6,7 +6,7 @@ use super::recorder::{FinishRow, Record, StartRow};
 use super::sql::{stmt, Param, Stmt};
 use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
-use codeai_ir::{FieldType, Manifest, Schedule};
+use codeai_ir::{FieldType, Manifest};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub const DEFAULT_TENANT: &str = "default";
 
 use super::page::{newest_of, IdColumn, Page};
-use super::rows::{execute, fetch_one, JsonRow, RowExt as _};
+use super::rows::{execute, fetch_optional_as, JsonRow};
 use std::path::{Path, PathBuf};
 
 /// The first column of the first row, as text.
@@ -67,19 +67,7 @@ pub async fn register_job(
         ),
     )
     .await?;
-    let (kind, cron, interval, run_at) = match &manifest.schedule {
-        Schedule::Cron { expression } => ("cron", Some(expression.clone()), None, None),
-        Schedule::Interval { every_ms } => ("every", None, Some(*every_ms as i64), None),
-        Schedule::Once { at } => (
-            "once",
-            None,
-            None,
-            DateTime::parse_from_rfc3339(at)
-                .ok()
-                .map(|t| t.with_timezone(&Utc)),
-        ),
-        Schedule::Manual => ("manual", None, None, None),
-    };
+    let (kind, cron, interval, run_at) = super::schedules::columns(&manifest.schedule);
     let timezone = if manifest.timezone.is_empty() {
         "UTC".to_string()
     } else {
@@ -230,18 +218,26 @@ impl NewExecution<'_> {
 
 /// The statement that records an execution that is queued and has not started (a run now),
 /// so it is listed at once; its first attempt turns it `running`. Written with its task
-/// (see [`crate::domain::jobs`]).
-pub fn pending_execution(e: &NewExecution<'_>) -> Stmt {
+/// (see [`crate::domain::jobs`]), with the trace context the request carried and the event
+/// that set it off, if any.
+pub fn pending_execution(
+    e: &NewExecution<'_>,
+    traceparent: Option<&str>,
+    event_id: Option<&str>,
+) -> Stmt {
     let mut params = new_row(e, ExecutionStatus::Pending);
     params.extend([
         Param::Int(e.max_attempts),
         opt_time(e.scheduled_at),
         Param::DateTime(e.started_at),
+        traceparent.map_or(Param::Null(FieldType::String), text),
+        event_id.map_or(Param::Null(FieldType::String), text),
     ]);
     stmt(
         &format!(
             "INSERT INTO job_executions ({NEW_ROW}, attempt, max_attempts, scheduled_at, \
-             created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT DO NOTHING"
+             created_at, traceparent, event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, \
+             ?, ?) ON CONFLICT DO NOTHING"
         ),
         params,
     )
@@ -466,20 +462,8 @@ pub async fn report_file(
     tenant: &str,
     id: Uuid,
 ) -> Result<Option<(String, String)>, sqlx::Error> {
-    let row = fetch_one(
-        db,
-        &stmt(
-            "SELECT name, format FROM reports WHERE tenant_id = ? AND id = ?",
-            vec![text(tenant), Param::Uuid(id)],
-        ),
-    )
-    .await?;
-    Ok(row.map(|r| {
-        (
-            r.text("name").unwrap_or_default(),
-            r.text("format").unwrap_or_default(),
-        )
-    }))
+    let sql = "SELECT COALESCE(name, ''), format FROM reports WHERE tenant_id = ? AND id = ?";
+    fetch_optional_as(db, &stmt(sql, vec![text(tenant), Param::Uuid(id)])).await
 }
 
 /// Deletes a tenant's report: its file (at [`report_path`] under `dir`), then its row. True if

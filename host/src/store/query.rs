@@ -37,10 +37,12 @@ mod builtin;
 
 use crate::store::entities::{check_declaration, TENANT_COLUMN};
 use crate::store::namespace::{Namespace, NamespaceError};
-use crate::store::sql::{datetime_text, pg_builder, sqlite_builder, Param, Stmt};
+use crate::store::rows::{per_database, scalar};
+use crate::store::sql::{datetime_text, Param, Stmt};
 use crate::store::{quote_ident, Database, Dialect};
 use crate::wasm::data::{
-    Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue, OrderBy, Query,
+    ArithOp, Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue,
+    OrderBy, Query, Term, TermComparison, TermFunc,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use codeai_ir::platform::{builtin_entity, BuiltinEntity};
@@ -74,6 +76,9 @@ pub const MAX_FILTER_DEPTH: usize = 64;
 pub const MAX_FILTER_EXPANSION: usize = 2_000;
 /// Values in one `in` list.
 pub const MAX_IN_VALUES: usize = 1_000;
+/// Most terms in one comparison of fields (`price * quantity > 100` has four): a guest cannot
+/// hand the database an expression of unbounded size.
+pub const MAX_TERMS: usize = 64;
 /// Sort keys and assignments per call.
 pub const MAX_ORDER_KEYS: usize = 16;
 /// How often a tenant's job may run one maintenance operation on one of its tables: VACUUM and
@@ -306,25 +311,8 @@ impl EntityQueries {
         let table = self.table(entity).await?;
         stmt.sql(format!("SELECT COUNT(*) FROM {table}"));
         self.where_clause(entity, filter, &mut stmt)?;
-        let n = match &self.db {
-            Database::Sqlite(pool) => {
-                let row = sqlite_builder(&stmt)
-                    .build()
-                    .fetch_one(pool)
-                    .await
-                    .map_err(failed)?;
-                row.try_get::<i64, _>(0).map_err(failed)?
-            }
-            Database::Postgres(pool) => {
-                let row = pg_builder(&stmt)
-                    .build()
-                    .fetch_one(pool)
-                    .await
-                    .map_err(failed)?;
-                row.try_get::<i64, _>(0).map_err(failed)?
-            }
-        };
-        Ok(u64::try_from(n).unwrap_or(0))
+        let n = scalar::<i64>(&self.db, &stmt).await.map_err(failed)?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
     /// `delete`: returns how many rows were deleted.
@@ -653,20 +641,12 @@ impl EntityQueries {
         for statement in statements {
             // Maintenance statements cannot run inside a transaction (VACUUM) and take no
             // parameters; the table names come from the declarations.
-            match &self.db {
-                Database::Sqlite(pool) => {
-                    sqlx::raw_sql(statement)
-                        .execute(pool)
-                        .await
-                        .map_err(failed)?;
-                }
-                Database::Postgres(pool) => {
-                    sqlx::raw_sql(statement)
-                        .execute(pool)
-                        .await
-                        .map_err(failed)?;
-                }
-            }
+            per_database!(&self.db, |pool, builder, row| {
+                sqlx::raw_sql(statement)
+                    .execute(pool)
+                    .await
+                    .map_err(failed)?;
+            });
         }
         Ok(())
     }
@@ -744,21 +724,9 @@ impl EntityQueries {
     // -----------------------------------------------------------------------------------------
 
     async fn execute(&self, stmt: &Stmt) -> Result<u64, QueryError> {
-        let done = match &self.db {
-            Database::Sqlite(pool) => sqlite_builder(stmt)
-                .build()
-                .execute(pool)
-                .await
-                .map_err(failed)?
-                .rows_affected(),
-            Database::Postgres(pool) => pg_builder(stmt)
-                .build()
-                .execute(pool)
-                .await
-                .map_err(failed)?
-                .rows_affected(),
-        };
-        Ok(done)
+        crate::store::rows::execute(&self.db, stmt)
+            .await
+            .map_err(failed)
     }
 
     async fn fetch_rows(
@@ -766,24 +734,14 @@ impl EntityQueries {
         entity: &Entity,
         stmt: &Stmt,
     ) -> Result<Vec<Map<String, Value>>, QueryError> {
-        match &self.db {
-            Database::Sqlite(pool) => {
-                let rows = sqlite_builder(stmt)
-                    .build()
-                    .fetch_all(pool)
-                    .await
-                    .map_err(failed)?;
-                rows.iter().map(|r| sqlite_row(entity, r)).collect()
-            }
-            Database::Postgres(pool) => {
-                let rows = pg_builder(stmt)
-                    .build()
-                    .fetch_all(pool)
-                    .await
-                    .map_err(failed)?;
-                rows.iter().map(|r| pg_row(entity, r)).collect()
-            }
-        }
+        per_database!(&self.db, |pool, builder, row| {
+            let rows = builder(stmt)
+                .build()
+                .fetch_all(pool)
+                .await
+                .map_err(failed)?;
+            rows.iter().map(|r| entity_row(entity, r)).collect()
+        })
     }
 
     /// The rows as a JSON array, written one row at a time as they come from the database.
@@ -794,22 +752,13 @@ impl EntityQueries {
         charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
     ) -> Result<String, QueryError> {
         let mut out = JsonRows::default();
-        match &self.db {
-            Database::Sqlite(pool) => {
-                let mut builder = sqlite_builder(stmt);
-                let mut rows = builder.build().fetch(pool);
-                while let Some(row) = rows.try_next().await.map_err(failed)? {
-                    out.push(&sqlite_row(entity, &row)?, charge)?;
-                }
+        per_database!(&self.db, |pool, builder, row| {
+            let mut builder = builder(stmt);
+            let mut rows = builder.build().fetch(pool);
+            while let Some(row) = rows.try_next().await.map_err(failed)? {
+                out.push(&entity_row(entity, &row)?, charge)?;
             }
-            Database::Postgres(pool) => {
-                let mut builder = pg_builder(stmt);
-                let mut rows = builder.build().fetch(pool);
-                while let Some(row) = rows.try_next().await.map_err(failed)? {
-                    out.push(&pg_row(entity, &row)?, charge)?;
-                }
-            }
-        }
+        });
         out.finish(charge)
     }
 }
@@ -921,8 +870,234 @@ impl FilterCompiler<'_> {
                 stmt.sql(")");
             }
             FilterNode::Compare(comparison) => self.comparison(comparison, stmt)?,
+            FilterNode::Terms(terms) => self.terms(terms, stmt)?,
         }
         self.on_path[i] = false;
+        Ok(())
+    }
+
+    /// `left op right` between terms over the entity's declared columns; values are bound.
+    fn terms(&mut self, t: &TermComparison, stmt: &mut Stmt) -> Result<(), QueryError> {
+        let invalid = |m: String| Err(QueryError::Invalid(m));
+        if t.terms.len() > MAX_TERMS {
+            return invalid(format!(
+                "a comparison has {} terms; at most {MAX_TERMS} are allowed",
+                t.terms.len()
+            ));
+        }
+        let op = match t.op {
+            CompareOp::Eq => "=",
+            CompareOp::Ne => "<>",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+            other => {
+                return invalid(format!(
+                    "a comparison of terms uses =, !=, <, <=, > or >=, not {}",
+                    op_label(other)
+                ))
+            }
+        };
+        // The type of every term, operands first (an operand comes before its user).
+        let mut kinds: Vec<Option<FieldType>> = Vec::with_capacity(t.terms.len());
+        for (i, term) in t.terms.iter().enumerate() {
+            let operand = |j: u32| match kinds.get(j as usize) {
+                Some(k) => Ok(*k),
+                None => Err(QueryError::Invalid(format!(
+                    "term {i} uses term {j}, which does not come before it"
+                ))),
+            };
+            let numeric =
+                |k: Option<FieldType>| matches!(k, Some(FieldType::Int | FieldType::Float));
+            let kind = match term {
+                Term::Column(name) => {
+                    let field = self.entity.field(name)?;
+                    if field.ty == FieldType::Json {
+                        return invalid(format!(
+                            "field `{}` is json; it can only be compared with null",
+                            field.name
+                        ));
+                    }
+                    Some(field.ty)
+                }
+                Term::Value(v) => match parse_json(v, "a filter value")? {
+                    Value::Number(n) if n.is_i64() => Some(FieldType::Int),
+                    Value::Number(_) => Some(FieldType::Float),
+                    Value::String(_) => None,
+                    Value::Bool(_) => Some(FieldType::Bool),
+                    other => {
+                        return invalid(format!(
+                        "a value compared with fields is a number, a string or a boolean; got {}",
+                        describe(&other)
+                    ))
+                    }
+                },
+                Term::Arith((_, a, b)) => {
+                    if !numeric(operand(*a)?) || !numeric(operand(*b)?) {
+                        return invalid("arithmetic in a filter needs numbers".into());
+                    }
+                    Some(FieldType::Float)
+                }
+                Term::Apply((f, a)) => {
+                    let k = operand(*a)?;
+                    let (fits, result) = match f {
+                        TermFunc::Lowercase | TermFunc::Uppercase => (
+                            matches!(k, None | Some(FieldType::String)),
+                            FieldType::String,
+                        ),
+                        TermFunc::Length => {
+                            (matches!(k, None | Some(FieldType::String)), FieldType::Int)
+                        }
+                        TermFunc::Hour => (k == Some(FieldType::Datetime), FieldType::Int),
+                        TermFunc::Year | TermFunc::Month | TermFunc::Day => (
+                            matches!(k, Some(FieldType::Date | FieldType::Datetime)),
+                            FieldType::Int,
+                        ),
+                    };
+                    if !fits {
+                        return invalid(format!(
+                            "{}() does not apply to {} values in a filter",
+                            func_name(*f),
+                            k.map_or("string", type_name)
+                        ));
+                    }
+                    Some(result)
+                }
+            };
+            kinds.push(kind);
+        }
+        let (Some(&lk), Some(&rk)) = (kinds.get(t.left as usize), kinds.get(t.right as usize))
+        else {
+            return invalid("a comparison's side is out of range of its terms".into());
+        };
+        let class = |k: Option<FieldType>| match k {
+            Some(FieldType::Int | FieldType::Float) => "number",
+            Some(FieldType::Bool) => "bool",
+            // A string value takes the type of the other side (a date, a datetime, a uuid).
+            None => "any",
+            Some(_) => "text",
+        };
+        let comparable = match (lk, rk) {
+            (None, None) => true,
+            (None, Some(ty)) | (Some(ty), None) => class(Some(ty)) == "text",
+            (Some(a), Some(b)) => {
+                let time = |k: FieldType| matches!(k, FieldType::Date | FieldType::Datetime);
+                class(Some(a)) == class(Some(b)) && (a == b || !(time(a) || time(b)))
+            }
+        };
+        if !comparable {
+            return invalid(format!(
+                "cannot compare {} with {} in a filter",
+                lk.map_or("string", type_name),
+                rk.map_or("string", type_name)
+            ));
+        }
+        if op != "="
+            && op != "<>"
+            && [lk, rk]
+                .iter()
+                .any(|k| matches!(k, Some(FieldType::Bool | FieldType::Uuid)))
+        {
+            return invalid("booleans and uuids have no order".into());
+        }
+        self.term_sql(t, &kinds, t.left, rk, stmt)?;
+        stmt.sql(format!(" {op} "));
+        self.term_sql(t, &kinds, t.right, lk, stmt)
+    }
+
+    /// The SQL of term `i`; a string value is bound as the type of `other`, the other side.
+    fn term_sql(
+        &mut self,
+        t: &TermComparison,
+        kinds: &[Option<FieldType>],
+        i: u32,
+        other: Option<FieldType>,
+        stmt: &mut Stmt,
+    ) -> Result<(), QueryError> {
+        // A term used twice is compiled twice: bounded like shared filter nodes.
+        self.visited += 1;
+        if self.visited > MAX_FILTER_EXPANSION {
+            return Err(QueryError::Invalid(format!(
+                "the filter expands to more than {MAX_FILTER_EXPANSION} nodes"
+            )));
+        }
+        match &t.terms[i as usize] {
+            Term::Column(name) => stmt.sql(quote_ident(&self.entity.field(name)?.name)),
+            Term::Value(v) => {
+                let value = parse_json(v, "a filter value")?;
+                let ty = match (&value, other) {
+                    (Value::String(_), Some(ty)) => ty,
+                    (Value::String(_), None) => FieldType::String,
+                    _ => kinds[i as usize].unwrap_or(FieldType::String),
+                };
+                let decl = FieldDecl {
+                    name: "a filter value".into(),
+                    ty,
+                    primary: false,
+                    optional: false,
+                };
+                stmt.bind(typed(&decl, &value)?);
+            }
+            Term::Arith((op, a, b)) => {
+                if *op == ArithOp::Div {
+                    // Never integral, and NULL (not an error) when dividing by zero.
+                    let real = match self.dialect {
+                        Dialect::Sqlite => "REAL",
+                        Dialect::Postgres => "DOUBLE PRECISION",
+                    };
+                    stmt.sql("(CAST(");
+                    self.term_sql(t, kinds, *a, None, stmt)?;
+                    stmt.sql(format!(" AS {real}) / NULLIF("));
+                    self.term_sql(t, kinds, *b, None, stmt)?;
+                    stmt.sql(", 0))");
+                } else {
+                    stmt.sql("(");
+                    self.term_sql(t, kinds, *a, None, stmt)?;
+                    stmt.sql(match op {
+                        ArithOp::Add => " + ",
+                        ArithOp::Sub => " - ",
+                        _ => " * ",
+                    });
+                    self.term_sql(t, kinds, *b, None, stmt)?;
+                    stmt.sql(")");
+                }
+            }
+            Term::Apply((f, a)) => {
+                let (sqlite, postgres) = match f {
+                    TermFunc::Lowercase => ("LOWER(", "LOWER("),
+                    TermFunc::Uppercase => ("UPPER(", "UPPER("),
+                    TermFunc::Length => ("LENGTH(", "LENGTH("),
+                    TermFunc::Year => ("CAST(strftime('%Y', ", "CAST(EXTRACT(YEAR FROM "),
+                    TermFunc::Month => ("CAST(strftime('%m', ", "CAST(EXTRACT(MONTH FROM "),
+                    TermFunc::Day => ("CAST(strftime('%d', ", "CAST(EXTRACT(DAY FROM "),
+                    TermFunc::Hour => ("CAST(strftime('%H', ", "CAST(EXTRACT(HOUR FROM "),
+                };
+                let part = !matches!(
+                    f,
+                    TermFunc::Lowercase | TermFunc::Uppercase | TermFunc::Length
+                );
+                stmt.sql(match self.dialect {
+                    Dialect::Sqlite => sqlite,
+                    Dialect::Postgres => postgres,
+                });
+                let utc = part
+                    && self.dialect == Dialect::Postgres
+                    && kinds[*a as usize] == Some(FieldType::Datetime);
+                if utc {
+                    stmt.sql("(");
+                }
+                self.term_sql(t, kinds, *a, None, stmt)?;
+                if utc {
+                    stmt.sql(") AT TIME ZONE 'UTC'");
+                }
+                stmt.sql(match (part, self.dialect) {
+                    (false, _) => ")",
+                    (true, Dialect::Sqlite) => ") AS INTEGER)",
+                    (true, Dialect::Postgres) => ") AS BIGINT)",
+                });
+            }
+        }
         Ok(())
     }
 
@@ -1034,55 +1209,71 @@ impl FilterCompiler<'_> {
 // Values
 // ---------------------------------------------------------------------------------------------
 
-fn sqlite_row(entity: &Entity, row: &SqliteRow) -> Result<Map<String, Value>, QueryError> {
+/// An entity's row as JSON, its columns read by their declared types.
+fn entity_row<R: EntityRow>(entity: &Entity, row: &R) -> Result<Map<String, Value>, QueryError> {
     let mut out = Map::new();
     for (i, field) in entity.decl.fields.iter().enumerate() {
-        let value = match field.ty {
-            FieldType::Int => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
-            FieldType::Float => row.try_get::<Option<f64>, _>(i).map(|v| v.map(float)),
-            FieldType::Bool => row
-                .try_get::<Option<bool>, _>(i)
-                .map(|v| v.map(Value::Bool)),
-            FieldType::Json => row
-                .try_get::<Option<String>, _>(i)
-                .map(|v| v.map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)))),
-            FieldType::String | FieldType::Uuid | FieldType::Datetime | FieldType::Date => row
-                .try_get::<Option<String>, _>(i)
-                .map(|v| v.map(Value::String)),
-        }
-        .map_err(|e| QueryError::Failed(format!("reading `{}`: {e}", field.name)))?;
+        let value = row
+            .read(i, field.ty)
+            .map_err(|e| QueryError::Failed(format!("reading `{}`: {e}", field.name)))?;
         out.insert(field.name.clone(), value.unwrap_or(Value::Null));
     }
     Ok(out)
 }
 
-fn pg_row(entity: &Entity, row: &PgRow) -> Result<Map<String, Value>, QueryError> {
-    let mut out = Map::new();
-    for (i, field) in entity.decl.fields.iter().enumerate() {
-        let value = match field.ty {
-            FieldType::Int => row.try_get::<Option<i64>, _>(i).map(|v| v.map(Value::from)),
-            FieldType::Float => row.try_get::<Option<f64>, _>(i).map(|v| v.map(float)),
-            FieldType::Bool => row
-                .try_get::<Option<bool>, _>(i)
-                .map(|v| v.map(Value::Bool)),
-            FieldType::String => row
-                .try_get::<Option<String>, _>(i)
-                .map(|v| v.map(Value::String)),
-            FieldType::Uuid => row
-                .try_get::<Option<Uuid>, _>(i)
-                .map(|v| v.map(|u| Value::String(u.hyphenated().to_string()))),
-            FieldType::Datetime => row
-                .try_get::<Option<DateTime<Utc>>, _>(i)
-                .map(|v| v.map(|d| Value::String(datetime_text(&d)))),
-            FieldType::Date => row
-                .try_get::<Option<NaiveDate>, _>(i)
-                .map(|v| v.map(|d| Value::String(d.format("%Y-%m-%d").to_string()))),
-            FieldType::Json => row.try_get::<Option<Value>, _>(i),
-        }
-        .map_err(|e| QueryError::Failed(format!("reading `{}`: {e}", field.name)))?;
-        out.insert(field.name.clone(), value.unwrap_or(Value::Null));
+/// Reads a column of a field type as JSON: the databases differ where SQLite stores text.
+trait EntityRow {
+    fn read(&self, i: usize, ty: FieldType) -> Result<Option<Value>, sqlx::Error>;
+}
+
+impl EntityRow for SqliteRow {
+    fn read(&self, i: usize, ty: FieldType) -> Result<Option<Value>, sqlx::Error> {
+        Ok(match ty {
+            FieldType::Int | FieldType::Float | FieldType::Bool => scalar_column(self, i, ty)?,
+            FieldType::Json => self
+                .try_get::<Option<String>, _>(i)?
+                .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text))),
+            FieldType::String | FieldType::Uuid | FieldType::Datetime | FieldType::Date => {
+                self.try_get::<Option<String>, _>(i)?.map(Value::String)
+            }
+        })
     }
-    Ok(out)
+}
+
+impl EntityRow for PgRow {
+    fn read(&self, i: usize, ty: FieldType) -> Result<Option<Value>, sqlx::Error> {
+        Ok(match ty {
+            FieldType::Int | FieldType::Float | FieldType::Bool => scalar_column(self, i, ty)?,
+            FieldType::String => self.try_get::<Option<String>, _>(i)?.map(Value::String),
+            FieldType::Uuid => self
+                .try_get::<Option<Uuid>, _>(i)?
+                .map(|u| Value::String(u.hyphenated().to_string())),
+            FieldType::Datetime => self
+                .try_get::<Option<DateTime<Utc>>, _>(i)?
+                .map(|d| Value::String(datetime_text(&d))),
+            FieldType::Date => self
+                .try_get::<Option<NaiveDate>, _>(i)?
+                .map(|d| Value::String(d.format("%Y-%m-%d").to_string())),
+            FieldType::Json => self.try_get::<Option<Value>, _>(i)?,
+        })
+    }
+}
+
+/// An `int`, `float` or `bool` column, stored alike by both databases.
+fn scalar_column<'r, R>(row: &'r R, i: usize, ty: FieldType) -> Result<Option<Value>, sqlx::Error>
+where
+    R: Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    f64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(match ty {
+        FieldType::Int => row.try_get::<Option<i64>, _>(i)?.map(Value::from),
+        FieldType::Float => row.try_get::<Option<f64>, _>(i)?.map(float),
+        FieldType::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
+        _ => unreachable!("scalar_column reads int, float and bool columns"),
+    })
 }
 
 /// How an error message names an operator.
@@ -1098,6 +1289,18 @@ fn op_label(op: CompareOp) -> &'static str {
         CompareOp::In => "In",
         CompareOp::IsNull => "IsNull",
         CompareOp::IsNotNull => "IsNotNull",
+    }
+}
+
+fn func_name(f: TermFunc) -> &'static str {
+    match f {
+        TermFunc::Lowercase => "lower",
+        TermFunc::Uppercase => "upper",
+        TermFunc::Length => "length",
+        TermFunc::Year => "year",
+        TermFunc::Month => "month",
+        TermFunc::Day => "day",
+        TermFunc::Hour => "hour",
     }
 }
 

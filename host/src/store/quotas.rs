@@ -8,7 +8,7 @@
 //! whatever deleted or added a version (another process, a crash between two statements), where
 //! a counter would have to be kept right by every writer.
 
-use super::rows::{execute, fetch_all, fetch_one, RowExt};
+use super::rows::{execute, fetch_all, fetch_one, scalar, RowExt};
 use super::sql::{stmt, Param};
 use super::Database;
 use std::collections::HashSet;
@@ -59,28 +59,21 @@ pub async fn job_id(
     tenant: &str,
     name: &str,
 ) -> Result<Option<String>, sqlx::Error> {
-    Ok(fetch_one(
+    let sql = "SELECT id FROM jobs WHERE tenant_id = ? AND name = ?";
+    scalar(
         db,
         &stmt(
-            "SELECT id FROM jobs WHERE tenant_id = ? AND name = ?",
+            sql,
             vec![Param::Text(tenant.into()), Param::Text(name.into())],
         ),
     )
-    .await?
-    .and_then(|r| r.text("id")))
+    .await
 }
 
 /// The current version of a job (`None` when it does not exist).
 pub async fn current_version(db: &Database, job_id: &str) -> Result<Option<i64>, sqlx::Error> {
-    Ok(fetch_one(
-        db,
-        &stmt(
-            "SELECT version FROM jobs WHERE id = ?",
-            vec![Param::Text(job_id.into())],
-        ),
-    )
-    .await?
-    .and_then(|r| r.int("version")))
+    let sql = "SELECT version FROM jobs WHERE id = ?";
+    scalar(db, &stmt(sql, vec![Param::Text(job_id.into())])).await
 }
 
 /// The stored versions of a job, newest first.

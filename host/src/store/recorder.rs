@@ -469,55 +469,17 @@ async fn write_pg(pool: &PgPool, parts: &[Part<'_>]) -> Result<(), sqlx::Error> 
 
 type PgQuery = sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
-const EXEC_TYPES: &[&str] = &[
-    "uuid",
-    "text",
-    "text",
-    "text",
-    "int8",
-    "text",
-    "text",
-    "text",
-    "text",
-    "int8",
-    "int8",
-    "timestamptz",
-    "timestamptz",
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "int8",
-    "int8",
-    "text",
-    "text",
-];
-const ATTEMPT_TYPES: &[&str] = &[
-    "text",
-    "text",
-    "int8",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "int8",
-    "int8",
-    "text",
-    "text",
-];
-const END_TYPES: &[&str] = &[
-    "uuid",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "timestamptz",
-    "int8",
-    "int8",
-    "text",
-    "text",
-];
+/// The arrays a part binds, as `name type` (the `UNNEST` aliases and the arrays' element types,
+/// in bind order).
+const EXEC_ARRAYS: &str = "id uuid, tenant_id text, job_id text, job_name text, job_version int8, \
+     status text, trigger text, queue text, input text, attempt int8, max_attempts int8, \
+     scheduled_at timestamptz, started_at timestamptz, output text, error text, step text, \
+     finished_at timestamptz, duration_ms int8, fuel_used int8, log text, calls text";
+const ATTEMPT_ARRAYS: &str = "execution_id text, tenant_id text, attempt int8, status text, \
+     error text, started_at timestamptz, finished_at timestamptz, duration_ms int8, \
+     fuel_used int8, log text, calls text";
+const END_ARRAYS: &str = "id uuid, tenant_id text, status text, output text, error text, \
+     step text, finished_at timestamptz, duration_ms int8, fuel_used int8, log text, calls text";
 
 /// The statement of a part that has executions to insert (`mask & 1`), attempts (`& 2`) and
 /// ends of executions started earlier (`& 4`): eight shapes, made once, each prepared once per
@@ -530,44 +492,41 @@ fn pg_sql(mask: usize) -> &'static str {
 fn make_pg_sql(mask: usize) -> String {
     let mut ctes: Vec<String> = Vec::new();
     let mut n = 0;
-    let mut args = |types: &[&str]| -> String {
-        types
-            .iter()
-            .map(|t| {
+    // `UNNEST($1::uuid[], …) AS v(id, …)`, numbering the arrays across the statement.
+    let mut unnest = |arrays: &str| -> String {
+        let (names, args): (Vec<&str>, Vec<String>) = arrays
+            .split(", ")
+            .map(|array| {
+                let (name, ty) = array.split_once(' ').expect("`name type`");
                 n += 1;
-                format!("${n}::{t}[]")
+                (name, format!("${n}::{ty}[]"))
             })
-            .collect::<Vec<_>>()
-            .join(", ")
+            .unzip();
+        format!("UNNEST({}) AS v({})", args.join(", "), names.join(", "))
     };
     if mask & 1 != 0 {
-        let a = args(EXEC_TYPES);
+        let v = unnest(EXEC_ARRAYS);
         ctes.push(format!(
             "s AS (INSERT INTO job_executions ({INSERT_COLUMNS}) SELECT id, tenant_id, job_id, \
              job_name, job_version, status, trigger, queue, input, attempt, max_attempts, \
              scheduled_at, started_at, started_at, output, error, step, finished_at, \
-             duration_ms, fuel_used, log, calls FROM UNNEST({a}) AS v(id, tenant_id, job_id, \
-             job_name, job_version, status, trigger, queue, input, attempt, max_attempts, \
-             scheduled_at, started_at, output, error, step, finished_at, duration_ms, \
-             fuel_used, log, calls){ON_CONFLICT})"
+             duration_ms, fuel_used, log, calls FROM {v}{ON_CONFLICT})"
         ));
     }
     if mask & 2 != 0 {
-        let a = args(ATTEMPT_TYPES);
+        let v = unnest(ATTEMPT_ARRAYS);
         ctes.push(format!(
-            "a AS (INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) SELECT * FROM UNNEST({a}) \
+            "a AS (INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) SELECT * FROM {v} \
              ON CONFLICT DO NOTHING)"
         ));
     }
     if mask & 4 != 0 {
-        let a = args(END_TYPES);
+        let v = unnest(END_ARRAYS);
         ctes.push(format!(
             "u AS (UPDATE job_executions e SET status = v.status, output = v.output, \
              error = v.error, step = v.step, finished_at = v.finished_at, \
              duration_ms = v.duration_ms, fuel_used = v.fuel_used, log = v.log, calls = v.calls \
-             FROM UNNEST({a}) AS v(id, tenant_id, status, output, error, step, finished_at, \
-             duration_ms, fuel_used, log, calls) \
-             WHERE e.tenant_id = v.tenant_id AND e.id = v.id)"
+             FROM {v} WHERE e.tenant_id = v.tenant_id AND e.id = v.id)"
         ));
     }
     if ctes.is_empty() {

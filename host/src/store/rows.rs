@@ -6,13 +6,13 @@
 //! (PostgreSQL `TIMESTAMPTZ`; SQLite stores that text already), UUIDs as hyphenated text, JSON as
 //! JSON, everything else as text.
 
-use super::sql::{datetime_text, pg_builder, sqlite_builder, Stmt};
+use super::sql::{datetime_text, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Number, Value};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Column as _, Row as _, TypeInfo as _, ValueRef as _};
+use sqlx::{Column as _, ColumnIndex, Row, TypeInfo as _, ValueRef as _};
 use sqlx::{Decode, FromRow, Postgres, Sqlite, Type};
 
 /// One row: column name → value.
@@ -26,17 +26,22 @@ macro_rules! per_database {
         match $db {
             Database::Sqlite($pool) => {
                 #[allow(unused_variables)]
-                let ($builder, $row) = (sqlite_builder, sqlite_row);
+                let ($builder, $row) = (
+                    $crate::store::sql::sqlite_builder,
+                    $crate::store::rows::sqlite_row,
+                );
                 $body
             }
             Database::Postgres($pool) => {
                 #[allow(unused_variables)]
-                let ($builder, $row) = (pg_builder, pg_row);
+                let ($builder, $row) =
+                    ($crate::store::sql::pg_builder, $crate::store::rows::pg_row);
                 $body
             }
         }
     };
 }
+pub(super) use per_database;
 
 /// Every row of a statement.
 pub(crate) async fn fetch_all(db: &Database, s: &Stmt) -> Result<Vec<JsonRow>, sqlx::Error> {
@@ -80,44 +85,65 @@ pub(crate) async fn execute(db: &Database, s: &Stmt) -> Result<u64, sqlx::Error>
     })
 }
 
+/// A row type both databases read: a tuple or a `sqlx::FromRow` struct.
+pub(crate) trait Record:
+    Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>
+{
+}
+
+impl<T> Record for T where
+    T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>
+{
+}
+
+/// A column type both databases decode.
+pub(crate) trait Column:
+    Send
+    + Unpin
+    + for<'r> Decode<'r, Sqlite>
+    + Type<Sqlite>
+    + for<'r> Decode<'r, Postgres>
+    + Type<Postgres>
+{
+}
+
+impl<T> Column for T where
+    T: Send
+        + Unpin
+        + for<'r> Decode<'r, Sqlite>
+        + Type<Sqlite>
+        + for<'r> Decode<'r, Postgres>
+        + Type<Postgres>
+{
+}
+
 /// Every row of a statement as a `T` (a tuple or a `sqlx::FromRow` struct), the same on both
 /// databases: what code that knows its columns reads.
-pub(crate) async fn fetch_as<T>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error>
-where
-    T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
-{
+pub(crate) async fn fetch_as<T: Record>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error> {
     per_database!(db, |pool, builder, row| {
         builder(s).build_query_as().fetch_all(pool).await
     })
 }
 
 /// The first row of a statement as a `T`, if any (see [`fetch_as`]).
-pub(crate) async fn fetch_optional_as<T>(db: &Database, s: &Stmt) -> Result<Option<T>, sqlx::Error>
-where
-    T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>,
-{
+pub(crate) async fn fetch_optional_as<T: Record>(
+    db: &Database,
+    s: &Stmt,
+) -> Result<Option<T>, sqlx::Error> {
     per_database!(db, |pool, builder, row| {
         builder(s).build_query_as().fetch_optional(pool).await
     })
 }
 
 /// The first column of every row of a statement.
-pub(crate) async fn scalars<T>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error>
-where
-    T: Send + Unpin,
-    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
-{
+pub(crate) async fn scalars<T: Column>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error> {
     per_database!(db, |pool, builder, row| {
         builder(s).build_query_scalar().fetch_all(pool).await
     })
 }
 
 /// The first column of the first row of a statement, if there is a row.
-pub(crate) async fn scalar<T>(db: &Database, s: &Stmt) -> Result<Option<T>, sqlx::Error>
-where
-    T: Send + Unpin,
-    T: for<'r> Decode<'r, Sqlite> + Type<Sqlite> + for<'r> Decode<'r, Postgres> + Type<Postgres>,
-{
+pub(crate) async fn scalar<T: Column>(db: &Database, s: &Stmt) -> Result<Option<T>, sqlx::Error> {
     per_database!(db, |pool, builder, row| {
         builder(s).build_query_scalar().fetch_optional(pool).await
     })
@@ -127,53 +153,56 @@ fn float(v: f64) -> Value {
     Number::from_f64(v).map_or(Value::Null, Value::Number)
 }
 
-fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> Result<JsonRow, sqlx::Error> {
+/// A row as JSON: NULL as null, every other column as `value` reads it.
+fn json_row<R: Row>(
+    row: &R,
+    value: fn(&R, usize) -> Result<Value, sqlx::Error>,
+) -> Result<JsonRow, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+{
     let mut out = Map::new();
     for (i, col) in row.columns().iter().enumerate() {
-        let raw = row.try_get_raw(i)?;
-        let value = if raw.is_null() {
+        let value = if row.try_get_raw(i)?.is_null() {
             Value::Null
         } else {
-            // SQLite is dynamically typed: the value's own type decides.
-            match raw.type_info().name() {
-                "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i)?),
-                "REAL" | "FLOAT" | "DOUBLE" => float(row.try_get::<f64, _>(i)?),
-                "BLOB" => Value::String(format!("<{} bytes>", row.try_get::<Vec<u8>, _>(i)?.len())),
-                _ => Value::String(row.try_get::<String, _>(i)?),
-            }
+            value(row, i)?
         };
         out.insert(col.name().to_string(), value);
     }
     Ok(out)
 }
 
-fn pg_row(row: &sqlx::postgres::PgRow) -> Result<JsonRow, sqlx::Error> {
-    let mut out = Map::new();
-    for (i, col) in row.columns().iter().enumerate() {
+pub(super) fn sqlite_row(row: &SqliteRow) -> Result<JsonRow, sqlx::Error> {
+    json_row(row, |row, i| {
         let raw = row.try_get_raw(i)?;
-        let value = if raw.is_null() {
-            Value::Null
-        } else {
-            match col.type_info().name() {
-                "INT8" => Value::from(row.try_get::<i64, _>(i)?),
-                "INT4" => Value::from(row.try_get::<i32, _>(i)?),
-                "INT2" => Value::from(row.try_get::<i16, _>(i)?),
-                "FLOAT8" => float(row.try_get::<f64, _>(i)?),
-                "FLOAT4" => float(f64::from(row.try_get::<f32, _>(i)?)),
-                "NUMERIC" => Value::String(row.try_get::<String, _>(i).unwrap_or_default()),
-                "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
-                "TIMESTAMPTZ" => Value::String(datetime_text(&row.try_get::<DateTime<Utc>, _>(i)?)),
-                "UUID" => Value::String(row.try_get::<uuid::Uuid, _>(i)?.hyphenated().to_string()),
-                "JSON" | "JSONB" => row.try_get::<sqlx::types::Json<Value>, _>(i)?.0,
-                "BYTEA" => {
-                    Value::String(format!("<{} bytes>", row.try_get::<Vec<u8>, _>(i)?.len()))
-                }
-                _ => Value::String(row.try_get::<String, _>(i)?),
-            }
-        };
-        out.insert(col.name().to_string(), value);
-    }
-    Ok(out)
+        // SQLite is dynamically typed: the value's own type decides.
+        Ok(match raw.type_info().name() {
+            "INTEGER" | "INT" | "BIGINT" | "BOOLEAN" => Value::from(row.try_get::<i64, _>(i)?),
+            "REAL" | "FLOAT" | "DOUBLE" => float(row.try_get::<f64, _>(i)?),
+            "BLOB" => Value::String(format!("<{} bytes>", row.try_get::<Vec<u8>, _>(i)?.len())),
+            _ => Value::String(row.try_get::<String, _>(i)?),
+        })
+    })
+}
+
+pub(super) fn pg_row(row: &PgRow) -> Result<JsonRow, sqlx::Error> {
+    json_row(row, |row, i| {
+        Ok(match row.column(i).type_info().name() {
+            "INT8" => Value::from(row.try_get::<i64, _>(i)?),
+            "INT4" => Value::from(row.try_get::<i32, _>(i)?),
+            "INT2" => Value::from(row.try_get::<i16, _>(i)?),
+            "FLOAT8" => float(row.try_get::<f64, _>(i)?),
+            "FLOAT4" => float(f64::from(row.try_get::<f32, _>(i)?)),
+            "NUMERIC" => Value::String(row.try_get::<String, _>(i).unwrap_or_default()),
+            "BOOL" => Value::Bool(row.try_get::<bool, _>(i)?),
+            "TIMESTAMPTZ" => Value::String(datetime_text(&row.try_get::<DateTime<Utc>, _>(i)?)),
+            "UUID" => Value::String(row.try_get::<uuid::Uuid, _>(i)?.hyphenated().to_string()),
+            "JSON" | "JSONB" => row.try_get::<sqlx::types::Json<Value>, _>(i)?.0,
+            "BYTEA" => Value::String(format!("<{} bytes>", row.try_get::<Vec<u8>, _>(i)?.len())),
+            _ => Value::String(row.try_get::<String, _>(i)?),
+        })
+    })
 }
 
 /// Typed access to a [`JsonRow`]'s columns.

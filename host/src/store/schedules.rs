@@ -1,12 +1,13 @@
 //! A job's schedule as the `jobs` table keeps it: whether it is enabled, its next fire
-//! (`next_run_at`) and its last, and a cron schedule set through the API. What the scheduler
+//! (`next_run_at`) and its last, and the schedule itself (set at registration, replaced
+//! through the API). What the scheduler
 //! reads and writes; the same on SQLite and PostgreSQL.
 
 use super::rows::{execute, fetch_optional_as};
 use super::sql::{stmt, Param};
 use super::Database;
 use chrono::{DateTime, Utc};
-use codeai_ir::FieldType;
+use codeai_ir::{FieldType, Schedule};
 
 fn id(job_id: &str) -> Param {
     Param::Text(job_id.to_string())
@@ -94,19 +95,70 @@ pub async fn set_enabled(
     execute(db, &s).await.map(drop)
 }
 
-/// Replaces a job's schedule with a cron expression in `timezone`, and its next fire.
-pub async fn set_cron(
+/// A job's schedule as the `jobs` table's columns keep it (`schedule_kind`, `cron`,
+/// `interval_ms`, `run_at`): `(kind, cron, interval_ms, run_at)`. The columns are the schedule the
+/// job fires on: its manifest's at registration, the API's after a reschedule.
+pub fn columns(
+    schedule: &Schedule,
+) -> (
+    &'static str,
+    Option<String>,
+    Option<i64>,
+    Option<DateTime<Utc>>,
+) {
+    match schedule {
+        Schedule::Cron { expression } => ("cron", Some(expression.clone()), None, None),
+        Schedule::Interval { every_ms } => ("every", None, Some(*every_ms as i64), None),
+        Schedule::Once { at } => (
+            "once",
+            None,
+            None,
+            DateTime::parse_from_rfc3339(at)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        ),
+        Schedule::Manual => ("manual", None, None, None),
+    }
+}
+
+/// The schedule the `jobs` columns hold (the inverse of [`columns`]).
+pub fn from_columns(
+    kind: Option<&str>,
+    cron: Option<String>,
+    interval_ms: Option<i64>,
+    run_at: Option<DateTime<Utc>>,
+) -> Schedule {
+    match kind {
+        Some("cron") => Schedule::Cron {
+            expression: cron.unwrap_or_default(),
+        },
+        Some("every") => Schedule::Interval {
+            every_ms: interval_ms.unwrap_or(0).max(0) as u64,
+        },
+        Some("once") => Schedule::Once {
+            at: run_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        },
+        _ => Schedule::Manual,
+    }
+}
+
+/// Replaces a job's schedule and timezone, and its next fire.
+pub async fn set(
     db: &Database,
     job_id: &str,
-    cron: &str,
+    schedule: &Schedule,
     timezone: &str,
     next: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
+    let (kind, cron, interval_ms, run_at) = columns(schedule);
     let s = stmt(
-        "UPDATE jobs SET schedule_kind = 'cron', cron = ?, timezone = ?, interval_ms = NULL, \
-         run_at = NULL, next_run_at = ?, updated_at = ? WHERE id = ?",
+        "UPDATE jobs SET schedule_kind = ?, cron = ?, interval_ms = ?, run_at = ?, timezone = ?, \
+         next_run_at = ?, updated_at = ? WHERE id = ?",
         vec![
-            Param::Text(cron.into()),
+            Param::Text(kind.into()),
+            cron.map_or(Param::Null(FieldType::String), Param::Text),
+            interval_ms.map_or(Param::Null(FieldType::Int), Param::Int),
+            opt_time(run_at),
             Param::Text(timezone.into()),
             opt_time(next),
             Param::DateTime(Utc::now()),

@@ -12,7 +12,7 @@
 //! first time a value is sealed or opened. A key is never printed, and values never leave this
 //! module but as the plaintext its caller asked for.
 
-use super::rows::{execute, execute_all, fetch_all, fetch_one, RowExt};
+use super::rows::{execute, execute_all, fetch_all, scalar, RowExt};
 use super::sql::{stmt, Param, Stmt};
 use super::Database;
 use base64::Engine as _;
@@ -423,15 +423,9 @@ pub async fn put(
 }
 
 async fn exists(db: &Database, tenant: &str, name: &str) -> Result<bool, sqlx::Error> {
-    Ok(fetch_one(
-        db,
-        &stmt(
-            "SELECT name FROM secrets WHERE tenant_id = ? AND name = ?",
-            vec![Param::Text(tenant.into()), Param::Text(name.into())],
-        ),
-    )
-    .await?
-    .is_some())
+    let sql = "SELECT name FROM secrets WHERE tenant_id = ? AND name = ?";
+    let params = vec![Param::Text(tenant.into()), Param::Text(name.into())];
+    Ok(scalar::<String>(db, &stmt(sql, params)).await?.is_some())
 }
 
 /// The names of `tenant`'s secrets and when each was last set, by name.

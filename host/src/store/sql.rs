@@ -51,57 +51,56 @@ pub(crate) fn datetime_text(value: &DateTime<Utc>) -> String {
 }
 
 pub(crate) fn sqlite_builder(stmt: &Stmt) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::new("");
-    for piece in &stmt.pieces {
-        match piece {
-            Piece::Sql(sql) => {
-                qb.push(sql);
-            }
-            Piece::Bind(param) => {
-                match param {
-                    Param::Null(_) => qb.push_bind(None::<String>),
-                    Param::Int(v) => qb.push_bind(*v),
-                    Param::Float(v) => qb.push_bind(*v),
-                    Param::Bool(v) => qb.push_bind(*v),
-                    Param::Text(v) => qb.push_bind(v.clone()),
-                    Param::Uuid(v) => qb.push_bind(v.hyphenated().to_string()),
-                    Param::DateTime(v) => qb.push_bind(datetime_text(v)),
-                    Param::Date(v) => qb.push_bind(v.format("%Y-%m-%d").to_string()),
-                    Param::Json(v) => qb.push_bind(v.to_string()),
-                };
-            }
-        }
-    }
-    qb
+    builder(stmt, |qb, param| {
+        match param {
+            Param::Null(_) => qb.push_bind(None::<String>),
+            Param::Int(v) => qb.push_bind(*v),
+            Param::Float(v) => qb.push_bind(*v),
+            Param::Bool(v) => qb.push_bind(*v),
+            Param::Text(v) => qb.push_bind(v.clone()),
+            Param::Uuid(v) => qb.push_bind(v.hyphenated().to_string()),
+            Param::DateTime(v) => qb.push_bind(datetime_text(v)),
+            Param::Date(v) => qb.push_bind(v.format("%Y-%m-%d").to_string()),
+            Param::Json(v) => qb.push_bind(v.to_string()),
+        };
+    })
 }
 
 pub(crate) fn pg_builder(stmt: &Stmt) -> QueryBuilder<'static, Postgres> {
+    builder(stmt, |qb, param| {
+        match param {
+            Param::Null(FieldType::Int) => qb.push_bind(None::<i64>),
+            Param::Null(FieldType::Float) => qb.push_bind(None::<f64>),
+            Param::Null(FieldType::Bool) => qb.push_bind(None::<bool>),
+            Param::Null(FieldType::String) => qb.push_bind(None::<String>),
+            Param::Null(FieldType::Uuid) => qb.push_bind(None::<Uuid>),
+            Param::Null(FieldType::Datetime) => qb.push_bind(None::<DateTime<Utc>>),
+            Param::Null(FieldType::Date) => qb.push_bind(None::<NaiveDate>),
+            Param::Null(FieldType::Json) => qb.push_bind(None::<sqlx::types::Json<Value>>),
+            Param::Int(v) => qb.push_bind(*v),
+            Param::Float(v) => qb.push_bind(*v),
+            Param::Bool(v) => qb.push_bind(*v),
+            Param::Text(v) => qb.push_bind(v.clone()),
+            Param::Uuid(v) => qb.push_bind(*v),
+            Param::DateTime(v) => qb.push_bind(*v),
+            Param::Date(v) => qb.push_bind(*v),
+            Param::Json(v) => qb.push_bind(sqlx::types::Json(v.clone())),
+        };
+    })
+}
+
+/// The statement's SQL pushed as it is and its parameters bound by `bind`, in order.
+fn builder<DB: sqlx::Database>(
+    stmt: &Stmt,
+    bind: impl Fn(&mut QueryBuilder<'static, DB>, &Param),
+) -> QueryBuilder<'static, DB> {
     let mut qb = QueryBuilder::new("");
     for piece in &stmt.pieces {
         match piece {
             Piece::Sql(sql) => {
                 qb.push(sql);
             }
-            Piece::Bind(param) => {
-                match param {
-                    Param::Null(FieldType::Int) => qb.push_bind(None::<i64>),
-                    Param::Null(FieldType::Float) => qb.push_bind(None::<f64>),
-                    Param::Null(FieldType::Bool) => qb.push_bind(None::<bool>),
-                    Param::Null(FieldType::String) => qb.push_bind(None::<String>),
-                    Param::Null(FieldType::Uuid) => qb.push_bind(None::<Uuid>),
-                    Param::Null(FieldType::Datetime) => qb.push_bind(None::<DateTime<Utc>>),
-                    Param::Null(FieldType::Date) => qb.push_bind(None::<NaiveDate>),
-                    Param::Null(FieldType::Json) => qb.push_bind(None::<sqlx::types::Json<Value>>),
-                    Param::Int(v) => qb.push_bind(*v),
-                    Param::Float(v) => qb.push_bind(*v),
-                    Param::Bool(v) => qb.push_bind(*v),
-                    Param::Text(v) => qb.push_bind(v.clone()),
-                    Param::Uuid(v) => qb.push_bind(*v),
-                    Param::DateTime(v) => qb.push_bind(*v),
-                    Param::Date(v) => qb.push_bind(*v),
-                    Param::Json(v) => qb.push_bind(sqlx::types::Json(v.clone())),
-                };
-            }
+            Piece::Bind(param) => bind(&mut qb, param),
         }
     }
     qb

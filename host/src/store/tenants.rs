@@ -143,69 +143,47 @@ pub async fn create_tenant(
     })
 }
 
-/// Changes a tenant's limits (each `Some` replaces; `Some(None)` clears).
+/// Changes to a tenant's limits and upload quotas: each `Some` replaces, `Some(None)` clears
+/// (the host's default applies again), `None` keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitChanges {
+    pub max_concurrent: Option<Option<i64>>,
+    pub memory_limit_bytes: Option<Option<i64>>,
+    pub fuel_budget: Option<Option<i64>>,
+    pub max_jobs: Option<Option<i64>>,
+    pub max_versions: Option<Option<i64>>,
+    pub max_bytes: Option<Option<i64>>,
+}
+
+/// Changes a tenant's limits; the tenant as it is now.
 pub async fn set_limits(
     db: &Database,
     id: &str,
-    max_concurrent: Option<Option<i64>>,
-    memory_limit_bytes: Option<Option<i64>>,
-    fuel_budget: Option<Option<i64>>,
+    changes: &LimitChanges,
 ) -> Result<Tenant, TenantError> {
     let Some(mut t) = tenant(db, id).await? else {
         return Err(TenantError::Unknown(id.to_string()));
     };
-    if let Some(v) = max_concurrent {
-        t.max_concurrent = v;
-    }
-    if let Some(v) = memory_limit_bytes {
-        t.memory_limit_bytes = v;
-    }
-    if let Some(v) = fuel_budget {
-        t.fuel_budget = v;
-    }
+    let apply = |limit: &mut Option<i64>, change: Option<Option<i64>>| {
+        if let Some(value) = change {
+            *limit = value;
+        }
+    };
+    apply(&mut t.max_concurrent, changes.max_concurrent);
+    apply(&mut t.memory_limit_bytes, changes.memory_limit_bytes);
+    apply(&mut t.fuel_budget, changes.fuel_budget);
+    apply(&mut t.max_jobs, changes.max_jobs);
+    apply(&mut t.max_versions, changes.max_versions);
+    apply(&mut t.max_bytes, changes.max_bytes);
     execute(
         db,
         &stmt(
-            "UPDATE tenants SET max_concurrent = ?, memory_limit_bytes = ?, fuel_budget = ? \
-             WHERE id = ?",
+            "UPDATE tenants SET max_concurrent = ?, memory_limit_bytes = ?, fuel_budget = ?, \
+             max_jobs = ?, max_versions = ?, max_bytes = ? WHERE id = ?",
             vec![
                 opt_int(t.max_concurrent),
                 opt_int(t.memory_limit_bytes),
                 opt_int(t.fuel_budget),
-                Param::Text(id.into()),
-            ],
-        ),
-    )
-    .await?;
-    Ok(t)
-}
-
-/// Changes a tenant's upload quotas (each `Some` replaces; `Some(None)` clears: the host's
-/// default applies again).
-pub async fn set_quotas(
-    db: &Database,
-    id: &str,
-    max_jobs: Option<Option<i64>>,
-    max_versions: Option<Option<i64>>,
-    max_bytes: Option<Option<i64>>,
-) -> Result<Tenant, TenantError> {
-    let Some(mut t) = tenant(db, id).await? else {
-        return Err(TenantError::Unknown(id.to_string()));
-    };
-    if let Some(v) = max_jobs {
-        t.max_jobs = v;
-    }
-    if let Some(v) = max_versions {
-        t.max_versions = v;
-    }
-    if let Some(v) = max_bytes {
-        t.max_bytes = v;
-    }
-    execute(
-        db,
-        &stmt(
-            "UPDATE tenants SET max_jobs = ?, max_versions = ?, max_bytes = ? WHERE id = ?",
-            vec![
                 opt_int(t.max_jobs),
                 opt_int(t.max_versions),
                 opt_int(t.max_bytes),

@@ -255,6 +255,23 @@ pub fn filter_json(filter: &Option<data::Filter>) -> Value {
             data::FilterNode::Compare(c) => {
                 json!([c.field, compare_op(c.op), parse_json(&c.value)])
             }
+            data::FilterNode::Terms(t) => {
+                json!([term(t, t.left), compare_op(t.op), term(t, t.right)])
+            }
+        }
+    }
+    /// A term as JSON: `{"column": …}`, the value, `["mul", a, b]` or `["lower", a]`.
+    fn term(t: &data::TermComparison, i: u32) -> Value {
+        match t.terms.get(i as usize) {
+            Some(data::Term::Column(c)) => json!({ "column": c }),
+            Some(data::Term::Value(v)) => parse_json(v),
+            Some(data::Term::Arith((op, a, b))) if *a < i && *b < i => {
+                json!([format!("{op:?}").to_lowercase(), term(t, *a), term(t, *b)])
+            }
+            Some(data::Term::Apply((f, a))) if *a < i => {
+                json!([format!("{f:?}").to_lowercase(), term(t, *a)])
+            }
+            _ => json!("invalid term"),
         }
     }
     match filter {
@@ -481,6 +498,8 @@ impl<S: Script> log::Host for Fake<S> {
             args: json!({ "level": format!("{level:?}"), "message": message }),
         });
     }
+
+    async fn step(&mut self, _name: String) {}
 }
 
 impl<S: Script> clock::Host for Fake<S> {

@@ -100,6 +100,15 @@ where
     rows.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
+/// Runs `sql` (statements without parameters) on either database.
+pub async fn exec_sql(db: &Database, sql: &str) {
+    let done = match db {
+        Database::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+        Database::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
+    };
+    done.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 /// The one number `sql` answers (a `COUNT(*)`, say); see [`column`].
 pub async fn count(db: &Database, sql: &str, args: &[&str]) -> i64 {
     column::<i64>(db, sql, args).await[0]
@@ -297,4 +306,80 @@ macro_rules! on_every_backend {
             $($name),*
         );
     };
+}
+
+/// Every row a query returns, on either database.
+pub async fn query_rows<T>(db: &Database, sql: &str) -> Vec<T>
+where
+    T: Send
+        + Unpin
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
+    match db {
+        Database::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+        Database::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await.unwrap(),
+    }
+}
+
+/// The figures `/metrics` reads (totals the database keeps as executions are written) equal what
+/// counting the whole of `job_executions` gives, as the scrape did before the totals existed.
+pub async fn assert_metrics_match_history(db: &Database) {
+    use codeai_host::store::executions::{self, DURATION_BOUNDS_MS};
+    let mut counts = executions::counts_by_job(db).await.unwrap();
+    let mut counted: Vec<(String, String, String, i64)> = query_rows(
+        db,
+        "SELECT COALESCE(job_name, ''), status, COALESCE(queue, ''), COUNT(*) \
+         FROM job_executions GROUP BY job_name, status, queue",
+    )
+    .await;
+    counts.sort();
+    counted.sort();
+    assert_eq!(counts, counted, "executions by job, status and queue");
+
+    let mut retries = executions::retries_by_job(db).await.unwrap();
+    let mut summed: Vec<(String, i64)> = query_rows(
+        db,
+        "SELECT COALESCE(job_name, ''), CAST(SUM(attempt - 1) AS BIGINT) FROM job_executions \
+         WHERE attempt > 1 GROUP BY job_name",
+    )
+    .await;
+    retries.sort();
+    summed.sort();
+    assert_eq!(retries, summed, "retries by job");
+
+    let finished: Vec<(String, String, i64)> = query_rows(
+        db,
+        "SELECT COALESCE(e.job_name, ''), COALESCE(j.job_type, ''), e.duration_ms \
+         FROM job_executions e LEFT JOIN jobs j ON j.id = e.job_id \
+         WHERE e.duration_ms IS NOT NULL AND e.started_at IS NOT NULL",
+    )
+    .await;
+    let mut by_job: std::collections::BTreeMap<String, executions::Durations> = Default::default();
+    for (job, job_type, ms) in finished {
+        let d = by_job
+            .entry(job.clone())
+            .or_insert_with(|| executions::Durations {
+                job,
+                job_type: String::new(),
+                at_most: vec![0; DURATION_BOUNDS_MS.len()],
+                count: 0,
+                total_ms: 0,
+            });
+        d.job_type = d.job_type.clone().max(job_type);
+        d.count += 1;
+        d.total_ms += ms;
+        for (bound, n) in DURATION_BOUNDS_MS.iter().zip(&mut d.at_most) {
+            *n += i64::from(ms <= *bound);
+        }
+    }
+    let mut durations = executions::durations(db, &DURATION_BOUNDS_MS)
+        .await
+        .unwrap();
+    durations.sort_by(|a, b| a.job.cmp(&b.job));
+    assert_eq!(
+        durations,
+        by_job.into_values().collect::<Vec<_>>(),
+        "the duration histogram"
+    );
 }

@@ -141,6 +141,8 @@ try {
   step = "sign in page";
   await page.goto(BASE + "/");
   await page.getByLabel("API token").waitFor();
+  check(!(await page.getByRole("navigation", { name: "Main" }).isVisible()), "no navigation before signing in");
+  check((await page.locator("#token-help").textContent()).includes("codeai host run"), "the sign-in help names the banner's admin token");
   await shot(page, "01-sign-in");
   await audit(page, "sign-in");
   step = "sign in as admin";
@@ -248,7 +250,7 @@ try {
   // --- Run now and watch the execution reach completed ------------------------------------------
   step = "run now";
   await daily.getByRole("button", { name: "Run now" }).click();
-  await page.locator("dialog[open] textarea").fill('{"requested_by": "e2e"}');
+  await page.locator("dialog[open] textarea").fill('{"start_date": "2026-01-01", "end_date": "2026-01-12"}');
   await page.locator("dialog[open]").getByRole("button", { name: "Run" }).click();
   await page.waitForURL(/#\/executions\//);
   const executionId = decodeURIComponent(page.url().split("#/executions/")[1]);
@@ -257,7 +259,7 @@ try {
   await waitForStatus(page, "completed");
   await page.locator("#execution table tbody tr").first().waitFor();
   const detail = await page.locator("#execution").textContent();
-  check(detail.includes("requested_by"), "the detail shows the input");
+  check(detail.includes("2026-01-12"), "the detail shows the input");
   const calls = await page.locator("#execution table tbody tr").count();
   check(calls >= 2, `capability calls listed with timings (${calls})`);
   check(await page.getByRole("button", { name: "Cancel" }).isDisabled(), "a completed execution cannot be cancelled");
@@ -311,6 +313,26 @@ try {
   await audit(page, "outbox");
   log("the report's mail is held in the outbox");
 
+  // --- Events: the run's JobCompleted, and the filters ---------------------------------------------
+  step = "events";
+  await page.getByRole("link", { name: "Events", exact: true }).click();
+  await page.getByRole("heading", { name: "Events" }).waitFor();
+  await page.locator('tr[data-type="JobCompleted"]').first().waitFor();
+  await shot(page, "08-events");
+  await audit(page, "events");
+  step = "events filter";
+  await page.locator("#event-type").fill("JobCompleted");
+  await page.locator("#event-job").fill("DailySalesReport");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.waitForURL(/#\/events\?type=JobCompleted&job=DailySalesReport$/);
+  await page.locator('tr[data-type="JobCompleted"]').first().waitFor();
+  const types = await page.locator("tr[data-event]").evaluateAll((rows) => rows.map((r) => r.dataset.type));
+  check(types.length > 0 && types.every((t) => t === "JobCompleted"), `only JobCompleted events: ${types.join(", ")}`);
+  await page.locator("#event-type").fill("NoSuchEvent");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await page.getByText("No event matches these filters.").waitFor();
+  log("the run's JobCompleted event is on the Events page, and the filters narrow it");
+
   // --- Cancel a long-running execution -------------------------------------------------------------
   step = "run the long job";
   await page.getByRole("link", { name: "Jobs", exact: true }).click();
@@ -328,6 +350,41 @@ try {
   check(!(await page.getByRole("button", { name: "Retry" }).isDisabled()), "a cancelled execution can be retried");
   await shot(page, "10-execution-cancelled");
   log("cancelled a running SyncExternalInventory");
+
+  // --- Executions: search, retry what the search found, then cancel it ------------------------------
+  step = "executions search";
+  await page.getByRole("link", { name: "Executions", exact: true }).click();
+  await page.getByRole("heading", { name: "Executions" }).waitFor();
+  await page.locator("#exec-job").fill("SyncExternalInventory");
+  await page.locator("#exec-status").selectOption("cancelled");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.waitForURL(/#\/executions\?job=SyncExternalInventory&status=cancelled$/);
+  await page.locator(`tr[data-execution="${longId}"]`).waitFor();
+  const shown = await page.locator("tr[data-execution]").evaluateAll((rows) => rows.map((r) => r.dataset.status));
+  check(shown.length > 0 && shown.every((s) => s === "cancelled"), `only cancelled executions: ${shown.join(", ")}`);
+  await audit(page, "executions");
+  step = "bulk retry";
+  await page.getByRole("button", { name: "Retry matching…" }).click();
+  await page.locator("dialog[open]").getByRole("button", { name: "Retry executions" }).click();
+  await page.getByText(/^Retry: 1 of 1$/).waitFor();
+  const retried = await api(ADMIN, "GET", `/executions/${longId}`);
+  check(["pending", "running"].includes(retried.body.status), `retried: ${retried.body.status}`);
+  step = "bulk cancel";
+  await page.locator("#exec-status").selectOption("");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.waitForURL(/#\/executions\?job=SyncExternalInventory$/);
+  await page.getByRole("button", { name: "Cancel matching…" }).click();
+  await shot(page, "10-executions-bulk-cancel");
+  await page.locator("dialog[open]").getByRole("button", { name: "Cancel executions" }).click();
+  await page.getByText(/^Cancel: 1 of 1$/).waitFor();
+  await page.waitForFunction(
+    async ([token, id]) => {
+      const r = await fetch(`/executions/${id}`, { headers: { Authorization: `Bearer ${token}` } });
+      return (await r.json()).status === "cancelled";
+    },
+    [ADMIN, longId],
+  );
+  log("found the cancelled run on the Executions page, retried it and cancelled it again in bulk");
 
   // --- Overview again: the throughput chart counts the runs ------------------------------------------
   step = "overview after runs";
@@ -384,6 +441,8 @@ try {
   await shot(tenantPage, "14-tenant-jobs");
   await tenantPage.getByRole("link", { name: "Reports", exact: true }).click();
   await tenantPage.getByText("No report yet.").waitFor();
+  await tenantPage.getByRole("link", { name: "Events", exact: true }).click();
+  await tenantPage.getByText("No event yet.").waitFor();
   step = "tenant sign out";
   await tenantPage.getByRole("button", { name: "Sign out" }).click();
   await tenantPage.getByLabel("API token").waitFor();

@@ -8,6 +8,7 @@ use crate::support::{job, tenant, with_manifest, TestHost, ADMIN};
 use codeai_host::queue::NewTask;
 use codeai_host::runtime::cache;
 use codeai_host::store::quotas::{self, StoredVersion};
+use codeai_host::store::tenants::LimitChanges;
 use codeai_host::store::{tenants, Database};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -63,9 +64,11 @@ async fn over_quota(t: &TestHost, token: &str, component: &[u8], status: u16) ->
 
 /// Tenant `acme` keeps `n` versions of each job.
 async fn keep_versions(db: &Database, n: i64) {
-    tenants::set_quotas(db, "acme", None, Some(Some(n)), None)
-        .await
-        .unwrap();
+    let keep = LimitChanges {
+        max_versions: Some(Some(n)),
+        ..Default::default()
+    };
+    tenants::set_limits(db, "acme", &keep).await.unwrap();
 }
 
 /// The files in the cache directory.
@@ -102,9 +105,11 @@ fn refusal(body: &Value) -> (&str, &str) {
 async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Database) {
     let acme = acme(&db, None).await;
     let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
-    tenants::set_quotas(&db, "acme", Some(Some(2)), None, None)
-        .await
-        .unwrap();
+    let two_jobs = LimitChanges {
+        max_jobs: Some(Some(2)),
+        ..Default::default()
+    };
+    tenants::set_limits(&db, "acme", &two_jobs).await.unwrap();
     let first = t.upload_ok(&token, noop("First", 1)).await;
     t.upload_ok(&token, noop("Second", 2)).await;
 
@@ -132,15 +137,13 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
     // The bytes: a limit just above what it stores refuses a new job of any size.
     let usage = quotas::usage(&db, "acme").await.unwrap();
     let limit = usage.bytes + 1024;
-    tenants::set_quotas(
-        &db,
-        "acme",
-        Some(None),
-        Some(Some(1)),
-        Some(Some(limit as i64)),
-    )
-    .await
-    .unwrap();
+    let bytes = LimitChanges {
+        max_jobs: Some(None),
+        max_versions: Some(Some(1)),
+        max_bytes: Some(Some(limit as i64)),
+        ..Default::default()
+    };
+    tenants::set_limits(&db, "acme", &bytes).await.unwrap();
     let fourth = noop("Fourth", 4);
     let before = files(&cache_dir);
     let message = over_quota(t, &token, &fourth, 413).await;
@@ -175,15 +178,11 @@ async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
     let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
     // Room for the component, not for what it compiles to (about three times its size).
     let component = noop("Compiled", 7);
-    tenants::set_quotas(
-        &db,
-        "acme",
-        None,
-        None,
-        Some(Some(component.len() as i64 + 4096)),
-    )
-    .await
-    .unwrap();
+    let room = LimitChanges {
+        max_bytes: Some(Some(component.len() as i64 + 4096)),
+        ..Default::default()
+    };
+    tenants::set_limits(&db, "acme", &room).await.unwrap();
     let (status, body) = t.upload(&token, component.clone()).await;
     let (code, message) = refusal(&body);
     assert_eq!((status, code), (413, "quota_exceeded"), "{body}");
@@ -194,9 +193,11 @@ async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
     );
     assert_eq!(quotas::usage(&db, "acme").await.unwrap().jobs, 0);
     // With room for both, the stored usage counts both.
-    tenants::set_quotas(&db, "acme", None, None, Some(None))
-        .await
-        .unwrap();
+    let unlimited = LimitChanges {
+        max_bytes: Some(None),
+        ..Default::default()
+    };
+    tenants::set_limits(&db, "acme", &unlimited).await.unwrap();
     t.upload_ok(&token, component.clone()).await;
     let compiled = std::fs::metadata(artifact(&cache_dir, &component))
         .unwrap()

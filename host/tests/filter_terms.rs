@@ -1,0 +1,302 @@
+//! The `data` capability's comparisons of fields (`term-comparison`) as a hostile guest could send
+//! them, straight to `EntityQueries` on SQLite and on PostgreSQL: every limit and check of
+//! `store/query.rs` is committed here — undeclared and json columns, operands after their users,
+//! too many terms, a shared term that would expand without end, types that do not mix — and a
+//! few honest comparisons whose values are typed by the other side.
+
+#[macro_use]
+mod common;
+use common::{run_postgres, run_sqlite};
+
+use codeai_host::store::entities::create_entity_tables;
+use codeai_host::store::query::{EntityQueries, QueryError, MAX_TERMS};
+use codeai_host::store::Database;
+use codeai_host::wasm::data::{
+    ArithOp, CompareOp, Filter, FilterNode, OrderBy, Query, Term, TermComparison, TermFunc,
+};
+use codeai_ir::{EntityDecl, FieldDecl, FieldType};
+use serde_json::json;
+
+on_both_databases!(
+    hostile_term_comparisons_are_refused,
+    values_take_the_type_of_the_other_side,
+);
+
+fn entity() -> EntityDecl {
+    let field = |name: &str, ty, optional| FieldDecl {
+        name: name.into(),
+        ty,
+        primary: name == "id",
+        optional,
+    };
+    EntityDecl {
+        name: "Part".into(),
+        table: "terms_parts".into(),
+        fields: vec![
+            field("id", FieldType::Uuid, false),
+            field("name", FieldType::String, false),
+            field("stock", FieldType::Int, false),
+            field("minimum", FieldType::Int, false),
+            field("seen_at", FieldType::Datetime, true),
+            field("due", FieldType::Date, true),
+            field("meta", FieldType::Json, true),
+        ],
+    }
+}
+
+async fn capability(db: &Database) -> EntityQueries {
+    codeai_host::store::migrate::migrate_up(db).await.unwrap();
+    create_entity_tables(db, "default", &[entity()])
+        .await
+        .unwrap();
+    let data = EntityQueries::new(db.clone(), &[entity()], "default").unwrap();
+    let rows = json!([
+        { "name": "Bolt", "stock": 3, "minimum": 5, "seen_at": "2026-01-12T23:30:00+02:00", "due": "2026-02-01" },
+        { "name": "nut", "stock": 9, "minimum": 2, "seen_at": "2026-01-10T08:00:00Z" },
+    ]);
+    assert_eq!(data.insert("Part", &rows.to_string()).await.unwrap(), 2);
+    data
+}
+
+fn terms(terms: Vec<Term>, left: u32, op: CompareOp, right: u32) -> Filter {
+    Filter {
+        nodes: vec![FilterNode::Terms(TermComparison {
+            terms,
+            left,
+            op,
+            right,
+        })],
+        root: 0,
+    }
+}
+
+fn column(name: &str) -> Term {
+    Term::Column(name.into())
+}
+
+fn value(v: serde_json::Value) -> Term {
+    Term::Value(v.to_string())
+}
+
+async fn names(data: &EntityQueries, filter: Filter) -> Result<Vec<String>, QueryError> {
+    let rows = data
+        .select_rows(&Query {
+            entity: "Part".into(),
+            filter: Some(filter),
+            order: vec![OrderBy {
+                field: "name".into(),
+                descending: false,
+            }],
+            limit: None,
+        })
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .collect())
+}
+
+#[track_caller]
+fn refused(result: Result<Vec<String>, QueryError>, kind: &str, contains: &str) {
+    let message = match (&result, kind) {
+        (Err(QueryError::Invalid(m)), "invalid") | (Err(QueryError::Denied(m)), "denied") => m,
+        _ => panic!("expected {kind} ({contains}), got {result:?}"),
+    };
+    assert!(message.contains(contains), "{message}");
+}
+
+async fn hostile_term_comparisons_are_refused(db: Database) {
+    let data = capability(&db).await;
+    let le = CompareOp::Le;
+    // A column the manifest does not declare.
+    refused(
+        names(
+            &data,
+            terms(vec![column("stock"), column("secret")], 0, le, 1),
+        )
+        .await,
+        "denied",
+        "no field `secret`",
+    );
+    // A json column.
+    refused(
+        names(
+            &data,
+            terms(vec![column("meta"), column("name")], 0, CompareOp::Eq, 1),
+        )
+        .await,
+        "invalid",
+        "json",
+    );
+    // An operand that comes after its user (a cycle would need one).
+    refused(
+        names(
+            &data,
+            terms(
+                vec![Term::Arith((ArithOp::Add, 1, 1)), column("stock")],
+                0,
+                le,
+                1,
+            ),
+        )
+        .await,
+        "invalid",
+        "does not come before it",
+    );
+    // A side out of range.
+    refused(
+        names(&data, terms(vec![column("stock")], 0, le, 7)).await,
+        "invalid",
+        "out of range",
+    );
+    // Too many terms.
+    let many = std::iter::repeat_with(|| column("stock"))
+        .take(MAX_TERMS + 1)
+        .collect();
+    refused(
+        names(&data, terms(many, 0, le, 1)).await,
+        "invalid",
+        "terms",
+    );
+    // Each term adding the previous one to itself: 2^63 leaves if expanded; refused early.
+    let mut doubling = vec![column("stock")];
+    for i in 0..(MAX_TERMS as u32 - 1) {
+        doubling.push(Term::Arith((ArithOp::Add, i, i)));
+    }
+    let last = doubling.len() as u32 - 1;
+    refused(
+        names(&data, terms(doubling, last, le, 0)).await,
+        "invalid",
+        "expands to more than",
+    );
+    // Operators that do not compare terms, and types that do not mix.
+    refused(
+        names(
+            &data,
+            terms(
+                vec![column("stock"), column("minimum")],
+                0,
+                CompareOp::Like,
+                1,
+            ),
+        )
+        .await,
+        "invalid",
+        "=, !=, <, <=, > or >=",
+    );
+    refused(
+        names(
+            &data,
+            terms(
+                vec![
+                    column("name"),
+                    value(json!(1)),
+                    Term::Arith((ArithOp::Mul, 0, 1)),
+                    column("stock"),
+                ],
+                2,
+                le,
+                3,
+            ),
+        )
+        .await,
+        "invalid",
+        "needs numbers",
+    );
+    refused(
+        names(
+            &data,
+            terms(
+                vec![
+                    column("due"),
+                    Term::Apply((TermFunc::Hour, 0)),
+                    value(json!(3)),
+                ],
+                1,
+                CompareOp::Eq,
+                2,
+            ),
+        )
+        .await,
+        "invalid",
+        "hour() does not apply to date values",
+    );
+    refused(
+        names(
+            &data,
+            terms(vec![column("name"), column("stock")], 0, CompareOp::Eq, 1),
+        )
+        .await,
+        "invalid",
+        "cannot compare",
+    );
+    refused(
+        names(
+            &data,
+            terms(vec![column("seen_at"), column("due")], 0, le, 1),
+        )
+        .await,
+        "invalid",
+        "cannot compare",
+    );
+    refused(
+        names(
+            &data,
+            terms(vec![column("stock"), value(json!([1]))], 0, le, 1),
+        )
+        .await,
+        "invalid",
+        "a number, a string or a boolean",
+    );
+}
+
+async fn values_take_the_type_of_the_other_side(db: Database) {
+    let data = capability(&db).await;
+    // A string compared with a datetime column is a datetime (the offset is honoured).
+    let after = terms(
+        vec![column("seen_at"), value(json!("2026-01-12T22:00:00+00:00"))],
+        0,
+        CompareOp::Lt,
+        1,
+    );
+    assert_eq!(names(&data, after).await.unwrap(), ["Bolt", "nut"]);
+    let after = terms(
+        vec![column("seen_at"), value(json!("2026-01-12T21:00:00Z"))],
+        0,
+        CompareOp::Gt,
+        1,
+    );
+    assert_eq!(names(&data, after).await.unwrap(), ["Bolt"]);
+    // Fields against fields, and functions of them.
+    let low = terms(
+        vec![column("stock"), column("minimum")],
+        0,
+        CompareOp::Lt,
+        1,
+    );
+    assert_eq!(names(&data, low).await.unwrap(), ["Bolt"]);
+    let upper = terms(
+        vec![
+            column("name"),
+            Term::Apply((TermFunc::Uppercase, 0)),
+            value(json!("NUT")),
+        ],
+        1,
+        CompareOp::Eq,
+        2,
+    );
+    assert_eq!(names(&data, upper).await.unwrap(), ["nut"]);
+    // Division by zero matches nothing on both databases (no error).
+    let by_zero = terms(
+        vec![
+            column("stock"),
+            value(json!(0)),
+            Term::Arith((ArithOp::Div, 0, 1)),
+            value(json!(0)),
+        ],
+        2,
+        CompareOp::Ge,
+        3,
+    );
+    assert!(names(&data, by_zero).await.unwrap().is_empty());
+}

@@ -1,0 +1,426 @@
+//! The job language's constructs end to end: a `.codeai` source compiled by `codeai_dsl`, its
+//! components run for real by the executor (the sandboxed runtime, the platform's capabilities)
+//! against a database — on SQLite and on PostgreSQL. Each scenario checks what the job did (rows,
+//! the recorded status, error and log), not how it is lowered (the compiler's and the
+//! interpreter's own tests do that).
+
+#[macro_use]
+mod common;
+use common::peers::HttpPeer;
+use common::{run_postgres, run_sqlite};
+
+use codeai_host::executor::{Executor, Recorded};
+use codeai_host::runtime::{Runtime, RuntimeConfig, Status};
+use codeai_host::services::{Services, ServicesConfig};
+use codeai_host::store::{demo, entities, migrate, Database};
+use codeai_ir::EntityDecl;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+on_both_databases!(
+    declared_actions_and_for_each_blocks_do_their_work,
+    when_skips_steps_and_fail_and_skip_end_the_job,
+    a_wrong_shaped_response_fails_the_sync_with_the_missing_path,
+    filters_compare_fields_compute_and_apply_functions,
+);
+
+const SOURCE: &str = r#"
+entity Stock {
+    table: "lang_stock"
+    id: uuid primary
+    sku: string
+    quantity: int
+    reorder_level: int
+    note: string optional
+    received: date optional
+    seen_at: datetime optional
+}
+
+event Restocked { sku: string }
+
+// The seed's snippet: `for_each: items … action: process_item(item)`.
+action process_item(item) {
+    steps {
+        add {
+            action: insert Stock { sku: item.sku, quantity: item.quantity, reorder_level: default(item.reorder, 5) }
+        }
+        announce {
+            emit: Restocked { sku: item.sku }
+            when: item.quantity > 0
+        }
+    }
+}
+
+job Load {
+    input: { items: [] }
+    steps {
+        process_items {
+            for_each: items
+            parallel: 10
+            action: process_item(item)
+        }
+    }
+}
+
+job Annotate {
+    steps {
+        low {
+            query: select Stock order by sku
+            as: rows
+        }
+        mark {
+            for_each: rows
+            item: row
+            steps {
+                label {
+                    compute: row.quantity <= row.reorder_level ? "reorder" : "ok"
+                    as: label
+                }
+                save {
+                    action: update Stock set note = label where id = row.id
+                    when: label = "reorder"
+                }
+            }
+        }
+    }
+}
+
+job Stamp {
+    steps {
+        received { action: update Stock set received = "2026-03-15" where sku = "A" }
+        seen { action: update Stock set seen_at = "2026-03-15T23:30:00+02:00" where sku = "C" }
+    }
+}
+
+job Filters {
+    input: { wanted: "a" }
+    steps {
+        at_or_below { query: select Stock where quantity <= reorder_level order by sku  as: low }
+        computed { query: select Stock where quantity * 2 > reorder_level + 1 order by sku  as: doubled }
+        lowered { query: select Stock where lower(sku) = wanted  as: lowered }
+        short { query: count Stock where length(sku) = 1 and quantity - reorder_level < 0  as: short }
+        halves { query: count Stock where quantity / 2 >= 4.5  as: halves }
+        dated { query: select Stock where year(received) = 2026 and month(received) = 3 and day(received) = 15  as: dated }
+        hours { query: select Stock where hour(seen_at) = 21 and day(seen_at) = 15  as: hours }
+        result {
+            compute: {
+                low: pluck(low, "sku"), doubled: pluck(doubled, "sku"), lowered: pluck(lowered, "sku"),
+                short: short, halves: halves, dated: pluck(dated, "sku"), hours: pluck(hours, "sku")
+            }
+            as: result
+        }
+    }
+}
+
+job Guarded {
+    input: { mode: "run" }
+    steps {
+        count_rows {
+            query: count Stock
+            as: n
+        }
+        nothing_to_do {
+            action: skip("no stock rows")
+            when: n = 0
+        }
+        refuse {
+            action: fail("mode {{mode}} is not allowed")
+            when: mode = "forbidden"
+        }
+        quiet {
+            log: "verbose: {{n}} rows"
+            when: mode = "verbose"
+        }
+        done {
+            compute: n
+            as: total
+        }
+    }
+}
+"#;
+
+/// The jobs of `source` by name, as components.
+fn components(file: &str, source: &str) -> BTreeMap<String, Vec<u8>> {
+    let (artifacts, _) = codeai_dsl::compile(file, source).unwrap_or_else(|e| {
+        panic!(
+            "the source does not compile:\n{}",
+            codeai_dsl::diagnostic::render_all(file, source, &e.diagnostics)
+        )
+    });
+    artifacts.into_iter().map(|a| (a.name, a.bytes)).collect()
+}
+
+struct World {
+    db: Database,
+    executor: Executor,
+    jobs: BTreeMap<String, Vec<u8>>,
+    dir: std::path::PathBuf,
+}
+
+impl World {
+    async fn new(
+        db: Database,
+        jobs: BTreeMap<String, Vec<u8>>,
+        entities: &[EntityDecl],
+        vars: BTreeMap<String, String>,
+    ) -> World {
+        migrate::migrate_up(&db).await.unwrap();
+        entities::create_entity_tables(&db, "default", entities)
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(common::unique("codeai_language"));
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: dir.join("cache"),
+            pool_size: 4,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let env: codeai_host::services::Env = Arc::new(move |k| vars.get(k).cloned());
+        let mut config = ServicesConfig::local(dir.join("reports"), env);
+        // Integrations are fake peers on loopback.
+        config.egress.operator = "127.0.0.1/32".parse().unwrap();
+        World {
+            executor: Executor::new(runtime, Services::new(db.clone(), config)),
+            db,
+            jobs,
+            dir,
+        }
+    }
+
+    async fn run(&self, job: &str, input: Value) -> Recorded {
+        let bytes = &self.jobs[job];
+        let prepared = self.executor.runtime().prepare(bytes).unwrap();
+        let input = input.to_string();
+        self.executor
+            .run(
+                &prepared,
+                common::fixtures::one_attempt(job, "test", &input),
+            )
+            .await
+            .unwrap()
+    }
+
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        common::column::<String>(&self.db, sql, &[]).await
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn source_world_entities() -> Vec<EntityDecl> {
+    let (artifacts, _) = codeai_dsl::compile("lang.codeai", SOURCE).unwrap();
+    let mut all: Vec<EntityDecl> = Vec::new();
+    for a in artifacts {
+        for e in a.manifest.entities {
+            if !all.iter().any(|x| x.name == e.name) {
+                all.push(e);
+            }
+        }
+    }
+    all
+}
+
+#[track_caller]
+fn assert_logged(r: &Recorded, line: &str) {
+    let logs = &r.result.logs;
+    assert!(logs.iter().any(|l| l.message == line), "{logs:?}");
+}
+
+async fn declared_actions_and_for_each_blocks_do_their_work(db: Database) {
+    let w = World::new(
+        db,
+        components("lang.codeai", SOURCE),
+        &source_world_entities(),
+        BTreeMap::new(),
+    )
+    .await;
+    // `Load` declares the data and events capabilities its action uses.
+    let load = codeai_dsl::compile("lang.codeai", SOURCE).unwrap().0;
+    let load = load.iter().find(|a| a.name == "Load").unwrap();
+    assert_eq!(load.manifest.capabilities, ["data", "events", "log"]);
+
+    let items = json!({ "items": [
+        { "sku": "A", "quantity": 2, "reorder": 3 },
+        { "sku": "B", "quantity": 0 },
+        { "sku": "C", "quantity": 9, "reorder": 4 },
+    ]});
+    let r = w.run("Load", items).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let rows = w
+        .texts("SELECT sku || ':' || CAST(quantity AS TEXT) || ':' || CAST(reorder_level AS TEXT) FROM lang_stock ORDER BY sku")
+        .await;
+    assert_eq!(rows, ["A:2:3", "B:0:5", "C:9:4"]);
+    // The action's `when:` held for A and C only.
+    let events = w
+        .texts("SELECT payload FROM events WHERE name = 'Restocked' ORDER BY payload")
+        .await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(
+        events[0].contains("\"A\"") && events[1].contains("\"C\""),
+        "{events:?}"
+    );
+    assert_logged(
+        &r,
+        "step `announce` skipped: `when: item.quantity > 0` does not hold",
+    );
+
+    // Several steps per item: the second sees the first's binding.
+    let r = w.run("Annotate", json!({})).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let notes = w
+        .texts("SELECT sku || ':' || COALESCE(note, '-') FROM lang_stock ORDER BY sku")
+        .await;
+    assert_eq!(notes, ["A:reorder", "B:reorder", "C:-"]);
+}
+
+async fn when_skips_steps_and_fail_and_skip_end_the_job(db: Database) {
+    let w = World::new(
+        db,
+        components("lang.codeai", SOURCE),
+        &source_world_entities(),
+        BTreeMap::new(),
+    )
+    .await;
+    // No rows: `skip(…)` ends the job as skipped, with its reason.
+    let r = w.run("Guarded", json!({})).await;
+    assert_eq!(r.result.status, Status::Skipped, "{:?}", r.result.error);
+    assert_eq!(r.result.error.as_deref(), Some("no stock rows"));
+
+    let r = w
+        .run("Load", json!({ "items": [{ "sku": "A", "quantity": 1 }] }))
+        .await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+
+    // A condition that does not hold skips its step and says why; the job completes.
+    let r = w.run("Guarded", json!({ "mode": "run" })).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    assert_logged(
+        &r,
+        "step `refuse` skipped: `when: mode = \"forbidden\"` does not hold",
+    );
+    assert!(
+        !r.result
+            .logs
+            .iter()
+            .any(|l| l.message.starts_with("verbose")),
+        "{:?}",
+        r.result.logs
+    );
+    let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["total"], json!(1));
+
+    let r = w.run("Guarded", json!({ "mode": "verbose" })).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    assert_logged(&r, "verbose: 1 rows");
+
+    // `fail(…)` fails the job at its step, with its message.
+    let r = w.run("Guarded", json!({ "mode": "forbidden" })).await;
+    assert_eq!(r.result.status, Status::Failed);
+    assert_eq!(r.result.step.as_deref(), Some("refuse"));
+    let error = r.result.error.unwrap_or_default();
+    assert!(error.ends_with("mode forbidden is not allowed"), "{error}");
+}
+
+/// The example's `SyncExternalInventory` against a warehouse that answers with another shape
+/// (`{"data": …}` instead of `{"items": …}`): the job fails at `update_products`, naming the
+/// missing path and the keys the response has, and neither updates a product nor emits
+/// `InventorySynced`.
+async fn a_wrong_shaped_response_fails_the_sync_with_the_missing_path(db: Database) {
+    let warehouse = HttpPeer::start(|_| {
+        (
+            200,
+            json!({ "data": [{ "sku": "SKU-1002", "quantity": 40 }], "next": null }).to_string(),
+        )
+    })
+    .await;
+    let vars = BTreeMap::from([
+        ("WAREHOUSE_API_URL".to_string(), warehouse.url.clone()),
+        ("WAREHOUSE_API_KEY".to_string(), "wh-secret".to_string()),
+    ]);
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/05-scheduled-jobs/scheduled-jobs.codeai"
+    );
+    let source = std::fs::read_to_string(path).unwrap();
+    let w = World::new(
+        db,
+        components("scheduled-jobs.codeai", &source),
+        &demo::example_entities(),
+        vars,
+    )
+    .await;
+    let data = codeai_host::store::query::EntityQueries::new(
+        w.db.clone(),
+        &demo::example_entities(),
+        "default",
+    )
+    .unwrap();
+    demo::seed(&data, chrono::Utc::now(), chrono_tz::UTC)
+        .await
+        .unwrap();
+    let before = w
+        .texts("SELECT CAST(quantity AS TEXT) FROM products WHERE sku = 'SKU-1002'")
+        .await;
+
+    let r = w.run("SyncExternalInventory", json!({})).await;
+    assert_eq!(r.result.status, Status::Failed, "{:?}", r.result);
+    assert_eq!(r.result.step.as_deref(), Some("update_products"));
+    let error = r.result.error.unwrap_or_default();
+    assert!(
+        error.contains("`inventory.items` is missing: `inventory` has the keys `data`, `next`"),
+        "{error}"
+    );
+    assert_eq!(warehouse.requests().len(), 1);
+    let after = w
+        .texts("SELECT CAST(quantity AS TEXT) FROM products WHERE sku = 'SKU-1002'")
+        .await;
+    assert_eq!(before, after);
+    let synced = w
+        .texts("SELECT name FROM events WHERE name = 'InventorySynced'")
+        .await;
+    assert!(synced.is_empty(), "{synced:?}");
+}
+
+/// `where` clauses beyond `field op value`, compiled to SQL on each database: rows A (2 of 3),
+/// B (0 of 5) and C (9 of 4), as `quantity` of `reorder_level`.
+async fn filters_compare_fields_compute_and_apply_functions(db: Database) {
+    let w = World::new(
+        db,
+        components("lang.codeai", SOURCE),
+        &source_world_entities(),
+        BTreeMap::new(),
+    )
+    .await;
+    let items = json!({ "items": [
+        { "sku": "A", "quantity": 2, "reorder": 3 },
+        { "sku": "B", "quantity": 0 },
+        { "sku": "C", "quantity": 9, "reorder": 4 },
+    ]});
+    let r = w.run("Load", items).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let r = w.run("Stamp", json!({})).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+
+    let r = w.run("Filters", json!({})).await;
+    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
+    let result = &output["result"];
+    // quantity <= reorder_level
+    assert_eq!(result["low"], json!(["A", "B"]));
+    // quantity * 2 > reorder_level + 1: A 4 > 4 no, B 0 > 6 no, C 18 > 5 yes.
+    assert_eq!(result["doubled"], json!(["C"]));
+    // lower(sku) = "a"
+    assert_eq!(result["lowered"], json!(["A"]));
+    // length(sku) = 1 and quantity - reorder_level < 0: A and B.
+    assert_eq!(result["short"], json!(2));
+    // quantity / 2 >= 4.5 divides as numbers, not integers: C (9 / 2 = 4.5) only.
+    assert_eq!(result["halves"], json!(1));
+    assert_eq!(result["dated"], json!(["A"]));
+    // 23:30 at +02:00 is 21:30 UTC.
+    assert_eq!(result["hours"], json!(["C"]));
+}
