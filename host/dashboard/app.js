@@ -210,6 +210,11 @@ function shortId(id) {
   return id ? id.slice(0, 8) : "";
 }
 
+/** Shows in `el` the table of `rows` (or `empty` when there are none). */
+function fill(el, caption, headers, rows, empty) {
+  replace(el, table(caption, headers, rows, empty));
+}
+
 function table(caption, headers, rows, empty) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
   // Each cell carries its column's name: on a phone the rows become cards labelled by it.
@@ -450,25 +455,23 @@ function overviewView() {
         api("GET", "/stats/throughput?minutes=60"),
         api("GET", "/alerts?status=active&limit=50"),
       ]);
-      replace(
+      fill(
         queues,
-        table(
-          "Queues",
-          ["Queue", "Pending", "Active", "Scheduled", "Completed", "Failed"],
-          status.queues.map((q) =>
-            h(
-              "tr",
-              { "data-queue": q.name },
-              h("th", { scope: "row" }, q.name),
-              h("td", { class: "num" }, number(q.pending)),
-              h("td", { class: "num" }, number(q.active)),
-              h("td", { class: "num" }, number(q.scheduled)),
-              h("td", { class: "num" }, number(q.completed)),
-              h("td", { class: "num" }, number(q.failed)),
-            ),
+        "Queues",
+        ["Queue", "Pending", "Active", "Scheduled", "Completed", "Failed"],
+        status.queues.map((q) =>
+          h(
+            "tr",
+            { "data-queue": q.name },
+            h("th", { scope: "row" }, q.name),
+            h("td", { class: "num" }, number(q.pending)),
+            h("td", { class: "num" }, number(q.active)),
+            h("td", { class: "num" }, number(q.scheduled)),
+            h("td", { class: "num" }, number(q.completed)),
+            h("td", { class: "num" }, number(q.failed)),
           ),
-          "No queue has any task yet.",
         ),
+        "No queue has any task yet.",
       );
       const w = status.workers;
       const busy = w.total ? Math.round((w.active / w.total) * 100) : 0;
@@ -670,33 +673,31 @@ function jobsView() {
       } while (cursor);
       await loadSuccessRates(jobs);
       const admin = state.me.role === "admin";
-      replace(
+      fill(
         list,
-        table(
-          "Jobs",
-          ["Job", admin ? "Tenant" : null, "Schedule", "Queue", "Enabled", "Next run", "Last run", "Success", "Actions"].filter(Boolean),
-          jobs.map((j) =>
+        "Jobs",
+        ["Job", admin ? "Tenant" : null, "Schedule", "Queue", "Enabled", "Next run", "Last run", "Success", "Actions"].filter(Boolean),
+        jobs.map((j) =>
+          h(
+            "tr",
+            { "data-job": j.name },
             h(
-              "tr",
-              { "data-job": j.name },
-              h(
-                "th",
-                { scope: "row" },
-                h("a", { href: `#/jobs/${enc(j.id)}`, "data-key": `open-${j.id}` }, j.name),
-                j.description ? h("div", { class: "help" }, j.description) : null,
-              ),
-              admin ? h("td", {}, j.tenant) : null,
-              h("td", {}, scheduleCell(j)),
-              h("td", {}, j.queue),
-              h("td", { class: "enabled" }, j.is_enabled ? badge("enabled") : badge("paused")),
-              h("td", {}, j.is_enabled ? when(j.next_run_at, j.timezone) : h("span", { class: "muted" }, "paused")),
-              h("td", {}, badge(j.last_run_status), j.last_run_at ? h("div", {}, when(j.last_run_at, j.timezone)) : null),
-              h("td", { class: "num" }, rate(j.id)),
-              h("td", {}, jobActions(j, () => refresh(false))),
+              "th",
+              { scope: "row" },
+              h("a", { href: `#/jobs/${enc(j.id)}`, "data-key": `open-${j.id}` }, j.name),
+              j.description ? h("div", { class: "help" }, j.description) : null,
             ),
+            admin ? h("td", {}, j.tenant) : null,
+            h("td", {}, scheduleCell(j)),
+            h("td", {}, j.queue),
+            h("td", { class: "enabled" }, j.is_enabled ? badge("enabled") : badge("paused")),
+            h("td", {}, j.is_enabled ? when(j.next_run_at, j.timezone) : h("span", { class: "muted" }, "paused")),
+            h("td", {}, badge(j.last_run_status), j.last_run_at ? h("div", {}, when(j.last_run_at, j.timezone)) : null),
+            h("td", { class: "num" }, rate(j.id)),
+            h("td", {}, jobActions(j, () => refresh(false))),
           ),
-          "No job yet. Upload one with POST /jobs, or start the host on a .codeai file.",
         ),
+        "No job yet. Upload one with POST /jobs, or start the host on a .codeai file.",
       );
     };
   });
@@ -907,27 +908,25 @@ function jobView(id, params) {
           state.me.role === "admin" ? fact("Tenant", job.tenant) : null,
         ),
       );
-      replace(
+      fill(
         list,
-        table(
-          `Executions of ${job.name}`,
-          ["Execution", "Status", "Trigger", "Attempt", "Started", "Duration", "Fuel", "Error"],
-          executions.data.map((e) =>
-            h(
-              "tr",
-              { "data-execution": e.id },
-              h("th", { scope: "row" }, h("a", { href: `#/executions/${enc(e.id)}`, "data-key": `exec-${e.id}` }, h("code", {}, shortId(e.id)))),
-              h("td", {}, badge(e.status)),
-              h("td", {}, e.trigger || "—"),
-              h("td", { class: "num" }, `${e.attempt}/${e.max_attempts}`),
-              h("td", {}, when(e.started_at || e.scheduled_at || e.created_at, job.timezone)),
-              h("td", { class: "num" }, duration(e.duration_ms)),
-              h("td", { class: "num" }, number(e.fuel_used)),
-              h("td", { class: "error-cell" }, e.error || ""),
-            ),
+        `Executions of ${job.name}`,
+        ["Execution", "Status", "Trigger", "Attempt", "Started", "Duration", "Fuel", "Error"],
+        executions.data.map((e) =>
+          h(
+            "tr",
+            { "data-execution": e.id },
+            h("th", { scope: "row" }, h("a", { href: `#/executions/${enc(e.id)}`, "data-key": `exec-${e.id}` }, h("code", {}, shortId(e.id)))),
+            h("td", {}, badge(e.status)),
+            h("td", {}, e.trigger || "—"),
+            h("td", { class: "num" }, `${e.attempt}/${e.max_attempts}`),
+            h("td", {}, when(e.started_at || e.scheduled_at || e.created_at, job.timezone)),
+            h("td", { class: "num" }, duration(e.duration_ms)),
+            h("td", { class: "num" }, number(e.fuel_used)),
+            h("td", { class: "error-cell" }, e.error || ""),
           ),
-          status ? `No ${status.replace(/_/g, " ")} execution.` : "No execution yet.",
         ),
+        status ? `No ${status.replace(/_/g, " ")} execution.` : "No execution yet.",
       );
     };
   });
@@ -1100,26 +1099,24 @@ function reportsView() {
     root.append(h("h1", { id: "view-title" }, "Reports"), list);
     view.refresh = async () => {
       const page = await api("GET", "/reports?limit=100");
-      replace(
+      fill(
         list,
-        table(
-          "Reports",
-          ["Report", "Job", "Format", "Size", "Created", "Expires", ""],
-          page.data.map((r) =>
-            h(
-              "tr",
-              { "data-report": r.id },
-              h("th", { scope: "row" }, r.name || shortId(r.id)),
-              h("td", {}, r.job),
-              h("td", {}, r.format.toUpperCase()),
-              h("td", { class: "num" }, bytes(r.size)),
-              h("td", {}, when(r.created_at)),
-              h("td", {}, when(r.expires_at)),
-              h("td", {}, h("button", { type: "button", "data-key": `dl-${r.id}`, onclick: () => download(r) }, "Download")),
-            ),
+        "Reports",
+        ["Report", "Job", "Format", "Size", "Created", "Expires", ""],
+        page.data.map((r) =>
+          h(
+            "tr",
+            { "data-report": r.id },
+            h("th", { scope: "row" }, r.name || shortId(r.id)),
+            h("td", {}, r.job),
+            h("td", {}, r.format.toUpperCase()),
+            h("td", { class: "num" }, bytes(r.size)),
+            h("td", {}, when(r.created_at)),
+            h("td", {}, when(r.expires_at)),
+            h("td", {}, h("button", { type: "button", "data-key": `dl-${r.id}`, onclick: () => download(r) }, "Download")),
           ),
-          "No report yet. Jobs with a report step put their files here.",
         ),
+        "No report yet. Jobs with a report step put their files here.",
       );
     };
   });
@@ -1231,25 +1228,23 @@ function eventsView(params) {
       const page = await api("GET", `/events?${q}`);
       moreButton.hidden = !page.next_cursor;
       const admin = state.me.role === "admin";
-      replace(
+      fill(
         list,
-        table(
-          "Events",
-          ["Event", "Job", "Execution", "Data", "Emitted"].concat(admin ? ["Tenant"] : []),
-          page.data.map((ev) =>
-            h(
-              "tr",
-              { "data-event": ev.id, "data-type": ev.type },
-              h("th", { scope: "row" }, ev.type),
-              h("td", {}, ev.job || "—"),
-              h("td", {}, ev.execution_id ? h("a", { href: `#/executions/${enc(ev.execution_id)}` }, h("code", {}, shortId(ev.execution_id))) : "—"),
-              h("td", { class: "detail" }, h("code", {}, brief(ev.data))),
-              h("td", {}, when(ev.created_at)),
-              admin ? h("td", {}, ev.tenant) : null,
-            ),
+        "Events",
+        ["Event", "Job", "Execution", "Data", "Emitted"].concat(admin ? ["Tenant"] : []),
+        page.data.map((ev) =>
+          h(
+            "tr",
+            { "data-event": ev.id, "data-type": ev.type },
+            h("th", { scope: "row" }, ev.type),
+            h("td", {}, ev.job || "—"),
+            h("td", {}, ev.execution_id ? h("a", { href: `#/executions/${enc(ev.execution_id)}` }, h("code", {}, shortId(ev.execution_id))) : "—"),
+            h("td", { class: "detail" }, h("code", {}, brief(ev.data))),
+            h("td", {}, when(ev.created_at)),
+            admin ? h("td", {}, ev.tenant) : null,
           ),
-          type || job ? "No event matches these filters." : "No event yet. Jobs with emit steps, on_complete or on_fail put theirs here.",
         ),
+        type || job ? "No event matches these filters." : "No event yet. Jobs with emit steps, on_complete or on_fail put theirs here.",
       );
     };
   });
@@ -1338,26 +1333,24 @@ function executionsView(params) {
       for (const f of FILTERS) if (given[f]) q.set(f, given[f]);
       const page = await api("GET", `/executions?${q}`);
       moreButton.hidden = !page.next_cursor;
-      replace(
+      fill(
         list,
-        table(
-          "Executions",
-          ["Execution", "Job", "Status", "Trigger", "Started", "Duration", "Error or reason"],
-          page.data.map((e) =>
-            h(
-              "tr",
-              { "data-execution": e.id, "data-status": e.status },
-              h("th", { scope: "row" }, h("a", { href: `#/executions/${enc(e.id)}` }, h("code", {}, shortId(e.id)))),
-              h("td", {}, e.job_name || e.job_id),
-              h("td", {}, badge(e.status)),
-              h("td", {}, e.trigger || "—"),
-              h("td", {}, when(e.started_at || e.scheduled_at)),
-              h("td", { class: "num" }, duration(e.duration_ms)),
-              h("td", { class: e.status === "skipped" ? "detail" : "error-cell" }, e.error || ""),
-            ),
+        "Executions",
+        ["Execution", "Job", "Status", "Trigger", "Started", "Duration", "Error or reason"],
+        page.data.map((e) =>
+          h(
+            "tr",
+            { "data-execution": e.id, "data-status": e.status },
+            h("th", { scope: "row" }, h("a", { href: `#/executions/${enc(e.id)}` }, h("code", {}, shortId(e.id)))),
+            h("td", {}, e.job_name || e.job_id),
+            h("td", {}, badge(e.status)),
+            h("td", {}, e.trigger || "—"),
+            h("td", {}, when(e.started_at || e.scheduled_at)),
+            h("td", { class: "num" }, duration(e.duration_ms)),
+            h("td", { class: e.status === "skipped" ? "detail" : "error-cell" }, e.error || ""),
           ),
-          FILTERS.some((f) => given[f]) ? "No execution matches these filters." : "No execution yet.",
         ),
+        FILTERS.some((f) => given[f]) ? "No execution matches these filters." : "No execution yet.",
       );
     };
   });

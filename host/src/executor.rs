@@ -192,7 +192,7 @@ impl Executor {
                 store::FinishedExecution {
                     attempt: req.attempt,
                     started_at,
-                    status: result.status.into(),
+                    status: result.status,
                     output: result.output.as_deref(),
                     error: result.error.as_deref(),
                     step: result.step.as_deref(),

@@ -221,7 +221,8 @@ async fn spec_requests_answer_with_the_spec_shapes(db: Database) {
         t.wait_final(ADMIN, r["id"].as_str().unwrap()).await;
         ours.push(r["id"].as_str().unwrap().to_string());
     }
-    let all: Vec<String> = executions_of(&t, ADMIN, "CleanupExpiredSessions", "")
+    let all: Vec<String> = t
+        .executions_of(ADMIN, "CleanupExpiredSessions", "")
         .await
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_string())
@@ -702,14 +703,6 @@ fn component_with(wat: &str, manifest: &[u8]) -> Vec<u8> {
     bytes
 }
 
-async fn executions_of(t: &TestHost, token: &str, job: &str, query: &str) -> Vec<Value> {
-    let (status, list) = t
-        .get(token, &format!("/jobs/{job}/executions?limit=500{query}"))
-        .await;
-    assert_eq!(status, 200, "{list}");
-    list["data"].as_array().unwrap().clone()
-}
-
 async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Database) {
     let t = TestHost::start(db.clone(), |c| c.api.max_upload = 1 << 20).await;
     tenants::create_tenant(&db, "acme", None, None, None)
@@ -840,10 +833,10 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
     let (_, job) = t.get(&token, "/jobs/Ticker").await;
     assert_eq!(job["version"], 2);
     assert_eq!(job["schedule"]["every_ms"], 2000);
-    let old = executions_of(&t, &token, "Ticker", "").await;
+    let old = t.executions_of(&token, "Ticker", "").await;
     assert!(old.iter().any(|e| e["job_version"] == 1));
     common::wait_until("version 2 did not run", || async {
-        executions_of(&t, &token, "Ticker", "&status=completed")
+        t.executions_of(&token, "Ticker", "&status=completed")
             .await
             .iter()
             .any(|e| e["job_version"] == 2)
@@ -909,7 +902,7 @@ async fn an_uploaded_job_runs_on_its_schedule_and_bad_uploads_are_refused(db: Da
 /// Waits until `job` has completed `n` scheduled runs.
 async fn wait_scheduled_runs(t: &TestHost, token: &str, job: &str, n: usize) {
     common::wait_until(&format!("{job} did not fire {n} times"), || async {
-        let done = executions_of(t, token, job, "&status=completed").await;
+        let done = t.executions_of(token, job, "&status=completed").await;
         done.iter().filter(|e| e["trigger"] == "schedule").count() >= n
     })
     .await;

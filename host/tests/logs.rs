@@ -8,7 +8,7 @@
 #[path = "common/host_process.rs"]
 mod host_process;
 
-use host_process::{codeai, free_port, temp_dir};
+use host_process::{codeai, free_port, read_lines, temp_dir};
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::Path;
@@ -138,16 +138,7 @@ fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Host {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let out = stdout.clone();
-    let pipe = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut s = out.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
+    let stdout = read_lines(child.stdout.take().unwrap());
     let stderr = Arc::new(Mutex::new(Vec::new()));
     collect(child.stderr.take().unwrap(), stderr.clone());
     let host = Host {

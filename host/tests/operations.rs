@@ -12,7 +12,7 @@ use codeai_host::scheduler::{MisfirePolicy, Scheduler};
 use codeai_host::store::{tenants, Database};
 use codeai_ir::Schedule;
 use common::test_host::{each, token_of, TestHost, ADMIN};
-use common::{run_postgres, run_sqlite};
+use common::{run_postgres, run_sqlite, time};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,19 +51,6 @@ job Daily {
     }
 }
 "#;
-
-async fn register(host: &TestHost, tenant: &str) {
-    let (artifacts, _) = codeai_dsl::compile("ops.codeai", SOURCE).unwrap();
-    for a in artifacts {
-        host.register_one(tenant, &a.file_name, a.bytes).await;
-    }
-}
-
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
-}
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
@@ -133,12 +120,12 @@ async fn job_id(host: &TestHost, token: &str, name: &str) -> String {
 
 async fn executions_are_searched_and_retried_by_filter(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    register(&host, "default").await;
+    host.register_source("default", "ops.codeai", SOURCE).await;
     tenants::create_tenant(&db, "acme", None, None, None)
         .await
         .unwrap();
     let acme = token_of(&db, "acme").await;
-    register(&host, "acme").await;
+    host.register_source("acme", "ops.codeai", SOURCE).await;
 
     let t0 = Utc::now();
     let broken = runs(&host, ADMIN, "Broken", 3, "failed").await;
@@ -251,7 +238,7 @@ async fn executions_are_searched_and_retried_by_filter(db: Database) {
 
 async fn pending_executions_are_cancelled_by_filter(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    register(&host, "default").await;
+    host.register_source("default", "ops.codeai", SOURCE).await;
     let mut later = Vec::new();
     for _ in 0..3 {
         let (status, run) = host
@@ -277,20 +264,13 @@ async fn pending_executions_are_cancelled_by_filter(db: Database) {
     assert_eq!(again["matched"], 0, "{again}");
     bulk_refused(&host, "cancel", json!({ "status": "failed" })).await;
     // The queue holds none of them any more.
-    let (_, queues) = host.get(ADMIN, "/queues/status").await;
-    let scheduled: u64 = queues["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["scheduled"].as_u64().unwrap_or(0))
-        .sum();
-    assert_eq!(scheduled, 0, "{queues}");
+    assert_eq!(host.scheduled_tasks().await, 0);
     host.stop().await;
 }
 
 async fn a_schedule_becomes_an_interval_or_one_run_and_survives_a_restart(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    register(&host, "default").await;
+    host.register_source("default", "ops.codeai", SOURCE).await;
     let id = job_id(&host, ADMIN, "Daily").await;
     // Another process's scheduler, which loaded the jobs before the change.
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), None));

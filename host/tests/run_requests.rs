@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use codeai_host::store::idempotency::{self, Claim, FirstUse};
 use codeai_host::store::{tenants, Database};
 use common::test_host::{token_of, TestHost, ADMIN};
-use common::{count, run_postgres, run_sqlite};
+use common::{run_postgres, run_sqlite, runs_of, time};
 use serde_json::{json, Value};
 
 const SOURCE: &str = r#"
@@ -27,13 +27,6 @@ job Other {
     }
 }
 "#;
-
-async fn register(host: &TestHost, tenant: &str) {
-    let (artifacts, _) = codeai_dsl::compile("run.codeai", SOURCE).unwrap();
-    for a in artifacts {
-        host.register_one(tenant, &a.file_name, a.bytes).await;
-    }
-}
 
 /// POST /jobs/{job}/run with `body` and an optional key: (status, replayed header, body).
 async fn run(
@@ -60,24 +53,9 @@ async fn run(
     (status, replayed, res.json().await.unwrap_or(Value::Null))
 }
 
-fn time(v: &Value) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
-        .unwrap()
-        .with_timezone(&Utc)
-}
-
-async fn executions_of(db: &Database, job: &str) -> i64 {
-    count(
-        db,
-        "SELECT COUNT(*) FROM job_executions WHERE job_name = ?",
-        &[job],
-    )
-    .await
-}
-
 async fn delayed_runs_start_not_before_their_time(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    register(&host, "default").await;
+    host.register_source("default", "run.codeai", SOURCE).await;
 
     // Two seconds later: pending until then, started after.
     let asked = Utc::now();
@@ -102,14 +80,7 @@ async fn delayed_runs_start_not_before_their_time(db: Database) {
     let (status, _, answer) = run(&host, ADMIN, "Noop", json!({ "run_at": later }), None).await;
     assert_eq!(status, 202, "{answer}");
     assert_eq!(time(&answer["scheduled_at"]), time(&json!(later)));
-    let (_, status_now) = host.get(ADMIN, "/queues/status").await;
-    let scheduled_tasks: u64 = status_now["queues"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|q| q["scheduled"].as_u64().unwrap_or(0))
-        .sum();
-    assert!(scheduled_tasks >= 1, "{status_now}");
+    assert!(host.scheduled_tasks().await >= 1);
     let (status, _, answer) = run(
         &host,
         ADMIN,
@@ -139,7 +110,7 @@ async fn delayed_runs_start_not_before_their_time(db: Database) {
 
 async fn an_idempotency_key_runs_the_job_once(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    register(&host, "default").await;
+    host.register_source("default", "run.codeai", SOURCE).await;
 
     // A retried request answers the first execution and runs nothing more.
     let (status, replayed, first) = run(&host, ADMIN, "Noop", json!({}), Some("order-1")).await;
@@ -148,7 +119,7 @@ async fn an_idempotency_key_runs_the_job_once(db: Database) {
     let (status, replayed, again) = run(&host, ADMIN, "Noop", json!({}), Some("order-1")).await;
     assert_eq!((status, replayed), (202, true), "{again}");
     assert_eq!(again, first);
-    assert_eq!(executions_of(&db, "Noop").await, 1);
+    assert_eq!(runs_of(&db, "Noop").await, 1);
 
     // Many at once with one key: one execution, every answer names it.
     let answers = futures_util::future::join_all(
@@ -164,13 +135,13 @@ async fn an_idempotency_key_runs_the_job_once(db: Database) {
         "{answers:?}"
     );
     host.wait_final(ADMIN, ids[0].as_str().unwrap()).await;
-    assert_eq!(executions_of(&db, "Noop").await, 2);
+    assert_eq!(runs_of(&db, "Noop").await, 2);
 
     // Another job with a used key is refused; no key, or another key, runs again.
     let (status, _, refused) = run(&host, ADMIN, "Other", json!({}), Some("order-1")).await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["error"]["code"], "idempotency_key_reused");
-    assert_eq!(executions_of(&db, "Other").await, 0);
+    assert_eq!(runs_of(&db, "Other").await, 0);
     let (_, replayed, fresh) = run(&host, ADMIN, "Noop", json!({}), Some("order-3")).await;
     assert!(!replayed);
     assert_ne!(fresh["id"], first["id"]);
@@ -182,7 +153,7 @@ async fn an_idempotency_key_runs_the_job_once(db: Database) {
     tenants::create_tenant(&db, "acme", None, None, None)
         .await
         .unwrap();
-    register(&host, "acme").await;
+    host.register_source("acme", "run.codeai", SOURCE).await;
     let acme = token_of(&db, "acme").await;
     let (status, replayed, theirs) = run(&host, &acme, "Noop", json!({}), Some("order-1")).await;
     assert_eq!((status, replayed), (202, false), "{theirs}");

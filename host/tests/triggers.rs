@@ -11,7 +11,7 @@ use codeai_host::background::triggers::{self, MAX_DEPTH};
 use codeai_host::store::{tenants, Database};
 use common::test_host::{token_of, TestHost, ADMIN};
 use common::{count, run_postgres, run_sqlite};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 const SHOP: &str = r#"
@@ -75,16 +75,6 @@ job Flood {
 }
 "#;
 
-async fn register(host: &TestHost, tenant: &str, file: &str, source: &str) {
-    let (artifacts, diagnostics) = codeai_dsl::compile(file, source).unwrap_or_else(|d| {
-        panic!("{file} does not build: {d:?}");
-    });
-    assert!(diagnostics.is_empty(), "{diagnostics:?}");
-    for a in artifacts {
-        host.register_one(tenant, &a.file_name, a.bytes).await;
-    }
-}
-
 /// Waits until every event is dispatched and no execution is pending or running.
 async fn settled(db: &Database) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -110,22 +100,14 @@ async fn settled(db: &Database) {
     }
 }
 
-async fn executions(host: &TestHost, token: &str, job: &str) -> Vec<Value> {
-    let (status, list) = host
-        .get(token, &format!("/jobs/{job}/executions?limit=100"))
-        .await;
-    assert_eq!(status, 200, "{list}");
-    list["data"].as_array().unwrap().clone()
-}
-
 async fn an_event_runs_the_jobs_waiting_for_it_once(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
     tenants::create_tenant(&db, "acme", None, None, None)
         .await
         .unwrap();
     let acme = token_of(&db, "acme").await;
-    register(&host, "default", "shop.codeai", SHOP).await;
-    register(&host, "acme", "shop.codeai", SHOP).await;
+    host.register_source("default", "shop.codeai", SHOP).await;
+    host.register_source("acme", "shop.codeai", SHOP).await;
 
     // Two orders placed by the default tenant.
     host.run_completed(ADMIN, "PlaceOrder", json!({})).await;
@@ -144,7 +126,7 @@ async fn an_event_runs_the_jobs_waiting_for_it_once(db: Database) {
     assert_eq!(event_ids.len(), 2, "{events}");
 
     // One run per event, with the event's data as its input and its id.
-    let runs = executions(&host, ADMIN, "ConfirmOrder").await;
+    let runs = host.executions_of(ADMIN, "ConfirmOrder", "").await;
     let mut set_off: Vec<String> = runs
         .iter()
         .map(|r| r["event_id"].as_str().unwrap_or_default().to_string())
@@ -171,7 +153,10 @@ async fn an_event_runs_the_jobs_waiting_for_it_once(db: Database) {
         );
     }
     // The other tenant's identical job saw none of them.
-    assert!(executions(&host, &acme, "ConfirmOrder").await.is_empty());
+    assert!(host
+        .executions_of(&acme, "ConfirmOrder", "")
+        .await
+        .is_empty());
 
     // Dispatching an event again (as after a crash before it was marked) runs nothing twice.
     common::exec_sql(&db, "UPDATE events SET dispatched_at = NULL").await;
@@ -179,14 +164,14 @@ async fn an_event_runs_the_jobs_waiting_for_it_once(db: Database) {
     let dispatched = triggers::dispatch(&state).await.unwrap();
     assert!(dispatched >= 2, "{dispatched}");
     settled(&db).await;
-    assert_eq!(executions(&host, ADMIN, "ConfirmOrder").await.len(), 2);
+    assert_eq!(host.executions_of(ADMIN, "ConfirmOrder", "").await.len(), 2);
     host.stop().await;
 }
 
 async fn a_chain_of_triggers_across_files_stops_at_the_bound(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    register(&host, "default", "ping.codeai", PING).await;
-    register(&host, "default", "pong.codeai", PONG).await;
+    host.register_source("default", "ping.codeai", PING).await;
+    host.register_source("default", "pong.codeai", PONG).await;
 
     // A run by hand starts the chain: Ping, Pong, Ping, … until an event is MAX_DEPTH runs deep.
     host.run_completed(ADMIN, "PingJob", json!({})).await;
@@ -233,9 +218,9 @@ async fn fan_out_is_bounded_per_execution_and_held_back_per_tenant(db: Database)
         .await
         .unwrap();
     let acme = token_of(&db, "acme").await;
-    register(&host, "acme", "flood.codeai", FLOOD).await;
-    register(&host, "acme", "shop.codeai", SHOP).await;
-    register(&host, "default", "shop.codeai", SHOP).await;
+    host.register_source("acme", "flood.codeai", FLOOD).await;
+    host.register_source("acme", "shop.codeai", SHOP).await;
+    host.register_source("default", "shop.codeai", SHOP).await;
 
     // 101 events asked of one execution: 100 are stored, the job fails at the next.
     let xs: Vec<i64> = (0..101).collect();
@@ -281,14 +266,21 @@ async fn fan_out_is_bounded_per_execution_and_held_back_per_tenant(db: Database)
     assert_eq!(count(&db, waiting, &["default"]).await, 0);
     assert_eq!(count(&db, waiting, &["acme"]).await, 1);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while executions(&host, ADMIN, "ConfirmOrder").await.is_empty() {
+    while host
+        .executions_of(ADMIN, "ConfirmOrder", "")
+        .await
+        .is_empty()
+    {
         assert!(
             Instant::now() < deadline,
             "the default tenant's order set nothing off"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(executions(&host, &acme, "ConfirmOrder").await.is_empty());
+    assert!(host
+        .executions_of(&acme, "ConfirmOrder", "")
+        .await
+        .is_empty());
 
     // Once acme's delayed runs are cancelled, its order sets off its run.
     let (status, cancelled) = host
@@ -314,7 +306,7 @@ async fn fan_out_is_bounded_per_execution_and_held_back_per_tenant(db: Database)
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let runs = executions(&host, &acme, "ConfirmOrder").await;
+        let runs = host.executions_of(&acme, "ConfirmOrder", "").await;
         if runs.iter().any(|r| r["status"] == "completed") {
             break;
         }

@@ -65,21 +65,10 @@ fn log_of(exec: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn executions_of(db: &Database, job: &str) -> i64 {
-    common::count(
-        db,
-        "SELECT COUNT(*) FROM job_executions WHERE job_id IN (SELECT id FROM jobs WHERE name = ?)",
-        &[job],
-    )
-    .await
-}
-
 async fn a_typed_input_is_parsed_defaulted_and_checked_before_anything_runs(db: Database) {
     let host = TestHost::start(db.clone(), |_| {}).await;
-    let (artifacts, _) = codeai_dsl::compile("typed.codeai", SOURCE).unwrap();
-    for a in artifacts {
-        host.register_one("default", &a.file_name, a.bytes).await;
-    }
+    host.register_source("default", "typed.codeai", SOURCE)
+        .await;
     // Orders around New York's days (UTC-5 in January): 2026-01-01 04:59:59Z is still
     // 2025-12-31 there, 2026-01-13 05:00:00Z already the 13th.
     let rows = json!([
@@ -128,7 +117,7 @@ async fn a_typed_input_is_parsed_defaulted_and_checked_before_anything_runs(db: 
         ],
         "{done}"
     );
-    let runs_before = executions_of(&db, "OrdersInRange").await;
+    let runs_before = common::runs_of(&db, "OrdersInRange").await;
     assert_eq!(runs_before, 2);
 
     // Every input that does not fit is refused before anything is enqueued.
@@ -193,6 +182,6 @@ async fn a_typed_input_is_parsed_defaulted_and_checked_before_anything_runs(db: 
         );
     }
     // No execution was made for any of them (the refusal comes before the enqueue).
-    assert_eq!(executions_of(&db, "OrdersInRange").await, runs_before);
+    assert_eq!(common::runs_of(&db, "OrdersInRange").await, runs_before);
     host.stop().await;
 }

@@ -283,7 +283,7 @@ job Waits {
 /// The state, outcome and attempt of a task.
 async fn task_state(queue: &Queue, id: uuid::Uuid) -> (String, Option<String>, i64) {
     let t = queue.task_info(id).await.unwrap().unwrap();
-    (t.state, t.outcome, t.attempt)
+    (t.state, t.outcome, t.task.attempt)
 }
 
 /// Waits until task `id` is dead, failing with `what` if that does not happen within the

@@ -385,7 +385,7 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow)
         .queue
         .task_info(uuid)
         .await?
-        .filter(|i| auth.scope().is_none_or(|t| t == i.tenant))
+        .filter(|i| auth.scope().is_none_or(|t| t == i.task.tenant))
         .ok_or_else(|| ApiError::not_found("execution", id))?;
     let status = match (info.state.as_str(), info.outcome.as_deref()) {
         ("pending", _) => ExecutionStatus::Pending.to_string(),
@@ -398,18 +398,19 @@ async fn find(state: &ApiState, auth: &Auth, id: &str) -> Result<(Uuid, JsonRow)
     };
     let mut row = JsonRow::new();
     row.insert("id".into(), Value::String(uuid.to_string()));
-    row.insert("tenant_id".into(), Value::String(info.tenant));
-    row.insert("job_id".into(), Value::String(info.job_id));
-    row.insert("job_name".into(), Value::String(info.job_name));
+    let task = info.task;
+    row.insert("tenant_id".into(), Value::String(task.tenant));
+    row.insert("job_id".into(), Value::String(task.job_id));
+    row.insert("job_name".into(), Value::String(task.job_name));
     row.insert(
         "job_version".into(),
-        info.job_version.map_or(Value::Null, Value::from),
+        task.job_version.map_or(Value::Null, Value::from),
     );
-    row.insert("trigger".into(), Value::String(info.trigger));
-    row.insert("queue".into(), Value::String(info.queue));
-    row.insert("attempt".into(), Value::from(info.attempt));
-    row.insert("max_attempts".into(), Value::from(info.max_attempts));
-    row.insert("input".into(), Value::String(info.input));
+    row.insert("trigger".into(), Value::String(task.trigger));
+    row.insert("queue".into(), Value::String(task.queue));
+    row.insert("attempt".into(), Value::from(task.attempt));
+    row.insert("max_attempts".into(), Value::from(task.max_attempts));
+    row.insert("input".into(), Value::String(task.input));
     row.insert(
         "error".into(),
         info.last_error.map_or(Value::Null, Value::String),

@@ -730,6 +730,16 @@ mod tests {
         );
     }
 
+    /// The message of a `failed` error, which must start with `prefix`.
+    #[track_caller]
+    fn failed_starting<'e>(err: &'e CapError, prefix: &str) -> &'e str {
+        let CapError::Failed(m) = err else {
+            panic!("{err:?}")
+        };
+        assert!(m.starts_with(prefix), "{m}");
+        m
+    }
+
     #[test]
     fn a_bad_base_url_names_its_variable_not_its_value() {
         let err = prepare(
@@ -738,12 +748,9 @@ mod tests {
             &req("Warehouse", "get_inventory", "{}"),
         )
         .unwrap_err();
-        let CapError::Failed(m) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(
-            m.starts_with("integration `Warehouse`: the value of `WH_URL` is not a URL"),
-            "{m}"
+        let m = failed_starting(
+            &err,
+            "integration `Warehouse`: the value of `WH_URL` is not a URL",
         );
         assert!(!m.contains("s3cret"), "{m}");
     }
@@ -774,13 +781,7 @@ mod tests {
             .block_on(send(&out, p, &budget, "test"))
             .map(|_| ())
             .unwrap_err();
-        let CapError::Failed(m) = &err else {
-            panic!("{err:?}")
-        };
-        assert!(
-            m.starts_with("`Warehouse.item` (PUT /v1/items/A1): "),
-            "{m}"
-        );
+        let m = failed_starting(&err, "`Warehouse.item` (PUT /v1/items/A1): ");
         assert!(!m.contains("127.0.0.1"), "{m}");
     }
 }

@@ -38,18 +38,11 @@ pub(super) enum HostAction {
 pub(super) struct RunArgs {
     /// A `.codeai` file, or a folder of compiled `.wasm` jobs.
     pub(super) path: PathBuf,
-    /// Where the HTTP API listens.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub(super) listen: String,
+    #[command(flatten)]
+    pub(super) serve: ServeOptions,
     /// Executions at once.
     #[arg(long, default_value_t = 10)]
     pub(super) workers: usize,
-    /// The tenant the jobs are registered for.
-    #[arg(long, default_value = store::platform::DEFAULT_TENANT)]
-    pub(super) tenant: String,
-    /// What to do with fires missed while the host was down: `run-once` or `skip`.
-    #[arg(long, default_value = "run-once")]
-    pub(super) misfire: String,
     #[command(flatten)]
     pub(super) queue: QueueArgs,
     /// Load the example's demo data into the entity tables first.
@@ -60,11 +53,21 @@ pub(super) struct RunArgs {
 }
 
 /// How a process that runs executions takes them from the queues.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(super) struct QueueArgs {
+    #[command(flatten)]
+    pub(super) layout: QueueLayout,
     /// Serve the heaviest non-empty queue first instead of sharing by weight.
     #[arg(long)]
     pub(super) strict_priority: bool,
+    /// Seconds shutdown waits for active executions.
+    #[arg(long, default_value_t = 30)]
+    pub(super) grace_secs: u64,
+}
+
+/// What every process that enqueues or leases tasks agrees on: the queues and the lease length.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct QueueLayout {
     /// The queues and their weights, e.g. `critical=6,default=3,low=1,reports=2` (each 1 to
     /// 1000; `default` required); jobs name a queue, they set no weight.
     #[arg(long, env = "CODEAI_QUEUES", default_value = DEFAULT_QUEUES)]
@@ -72,17 +75,11 @@ pub(super) struct QueueArgs {
     /// Seconds a task's lease lasts without a heartbeat (a crashed host's tasks run again after it).
     #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
     pub(super) lease_secs: u64,
-    /// Seconds shutdown waits for active executions.
-    #[arg(long, default_value_t = 30)]
-    pub(super) grace_secs: u64,
 }
 
-/// `codeai run [PATH]`: the API and the scheduler, no workers.
-#[derive(Debug, clap::Args)]
-pub(super) struct ServeArgs {
-    /// A `.codeai` file or a folder of `.wasm` jobs to register first (optional: jobs already
-    /// in the database, built or uploaded, are served either way).
-    pub(super) path: Option<PathBuf>,
+/// What a process that serves the API and schedules jobs is told.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct ServeOptions {
     /// Where the HTTP API listens.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub(super) listen: String,
@@ -92,13 +89,18 @@ pub(super) struct ServeArgs {
     /// What to do with fires missed while no scheduler ran: `run-once` or `skip`.
     #[arg(long, default_value = "run-once")]
     pub(super) misfire: String,
-    /// The queues and their weights, e.g. `critical=6,default=3,low=1,reports=2` (each 1 to
-    /// 1000; `default` required); jobs name a queue, they set no weight.
-    #[arg(long, env = "CODEAI_QUEUES", default_value = DEFAULT_QUEUES)]
-    pub(super) queue_weights: String,
-    /// Seconds a task's lease lasts without a heartbeat.
-    #[arg(long, env = "CODEAI_LEASE_SECS", default_value_t = 30)]
-    pub(super) lease_secs: u64,
+}
+
+/// `codeai run [PATH]`: the API and the scheduler, no workers.
+#[derive(Debug, clap::Args)]
+pub(super) struct ServeArgs {
+    /// A `.codeai` file or a folder of `.wasm` jobs to register first (optional: jobs already
+    /// in the database, built or uploaded, are served either way).
+    pub(super) path: Option<PathBuf>,
+    #[command(flatten)]
+    pub(super) serve: ServeOptions,
+    #[command(flatten)]
+    pub(super) queues: QueueLayout,
     #[command(flatten)]
     pub(super) log: crate::logging::LogArgs,
 }
@@ -151,28 +153,27 @@ struct Launch {
     workers: usize,
     tenant: String,
     misfire: String,
-    strict: bool,
-    lease_secs: u64,
-    grace_secs: u64,
+    queue: QueueArgs,
     demo: bool,
+    /// The queues a worker takes from (all when `None`).
     queues: Option<Vec<String>>,
-    weights: String,
 }
 
 pub(super) fn run_serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     launch(Launch {
         role: Role::Api,
         path: args.path.clone(),
-        listen: Some(args.listen.clone()),
+        listen: Some(args.serve.listen.clone()),
         workers: 0,
-        tenant: args.tenant.clone(),
-        misfire: args.misfire.clone(),
-        strict: false,
-        lease_secs: args.lease_secs,
-        grace_secs: 0,
+        tenant: args.serve.tenant.clone(),
+        misfire: args.serve.misfire.clone(),
+        queue: QueueArgs {
+            layout: args.queues.clone(),
+            strict_priority: false,
+            grace_secs: 0,
+        },
         demo: false,
         queues: None,
-        weights: args.queue_weights.clone(),
     })
 }
 
@@ -185,12 +186,9 @@ pub(super) fn run_worker(args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         workers: args.concurrency,
         tenant: store::platform::DEFAULT_TENANT.into(),
         misfire: "run-once".into(),
-        strict: args.queue.strict_priority,
-        lease_secs: args.queue.lease_secs,
-        grace_secs: args.queue.grace_secs,
+        queue: args.queue.clone(),
         demo: false,
         queues: args.queues.clone(),
-        weights: args.queue.queue_weights.clone(),
     })
 }
 
@@ -261,16 +259,13 @@ pub(super) fn run(args: &HostArgs) -> anyhow::Result<ExitCode> {
     launch(Launch {
         role: Role::All,
         path: Some(args.path.clone()),
-        listen: Some(args.listen.clone()),
+        listen: Some(args.serve.listen.clone()),
         workers: args.workers,
-        tenant: args.tenant.clone(),
-        misfire: args.misfire.clone(),
-        strict: args.queue.strict_priority,
-        lease_secs: args.queue.lease_secs,
-        grace_secs: args.queue.grace_secs,
+        tenant: args.serve.tenant.clone(),
+        misfire: args.serve.misfire.clone(),
+        queue: args.queue.clone(),
         demo: args.demo,
         queues: None,
-        weights: args.queue.queue_weights.clone(),
     })
 }
 
@@ -280,7 +275,7 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
         "skip" => MisfirePolicy::Skip,
         other => anyhow::bail!("--misfire `{other}`: expected `run-once` or `skip`"),
     };
-    let weights = parse_weights(&args.weights)
+    let weights = parse_weights(&args.queue.layout.queue_weights)
         .map_err(|e| anyhow::anyhow!("--queue-weights (CODEAI_QUEUES): {e}"))?;
     let api_config = ApiConfig::from_env().map_err(anyhow::Error::msg)?;
     let components = match &args.path {
@@ -329,14 +324,14 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
                 services,
                 queue: QueueConfig {
                     weights,
-                    strict: args.strict,
-                    lease: Duration::from_secs(args.lease_secs.max(1)),
+                    strict: args.queue.strict_priority,
+                    lease: Duration::from_secs(args.queue.layout.lease_secs.max(1)),
                     only: args.queues.clone(),
                 },
                 pool: PoolConfig {
                     slots: args.workers.max(1),
-                    grace: Duration::from_secs(args.grace_secs),
-                    heartbeat: Duration::from_secs((args.lease_secs / 3).max(1)),
+                    grace: Duration::from_secs(args.queue.grace_secs),
+                    heartbeat: Duration::from_secs((args.queue.layout.lease_secs / 3).max(1)),
                     ..PoolConfig::default()
                 },
                 misfire,
@@ -398,7 +393,7 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
 
         shutdown_signal().await;
         tracing::info!(
-            grace_secs = args.grace_secs,
+            grace_secs = args.queue.grace_secs,
             "shutting down: waiting for active executions"
         );
         host.shutdown().await;
@@ -454,7 +449,10 @@ fn print_banner(
         ),
         None => println!("queue     the database's `tasks` table"),
     }
-    println!("queues    {}", args.weights.replace(',', ", "));
+    println!(
+        "queues    {}",
+        args.queue.layout.queue_weights.replace(',', ", ")
+    );
     match args.role {
         Role::Api => println!("workers   none in this process (`codeai worker start`)"),
         _ => println!(

@@ -2,29 +2,12 @@
 //! ([`ExecutionStatus`]): cancel, retry, an attempt that will be retried.
 
 use crate::queue::Queue;
-use crate::runtime::Status;
 use crate::store::platform as store;
 use crate::store::Database;
 pub use crate::store::ExecutionStatus;
 use crate::worker::WorkerPool;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-
-impl From<Status> for ExecutionStatus {
-    /// How an attempt that ran to its end leaves the execution.
-    fn from(s: Status) -> Self {
-        match s {
-            Status::Completed => ExecutionStatus::Completed,
-            Status::Skipped => ExecutionStatus::Skipped,
-            Status::Failed => ExecutionStatus::Failed,
-            Status::TimedOut => ExecutionStatus::TimedOut,
-            Status::Cancelled => ExecutionStatus::Cancelled,
-            Status::FuelExhausted => ExecutionStatus::FuelExhausted,
-            Status::MemoryExceeded => ExecutionStatus::MemoryExceeded,
-            Status::Trapped => ExecutionStatus::Trapped,
-        }
-    }
-}
 
 /// What cancelling did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,27 +100,4 @@ pub async fn retrying(
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     store::set_execution_status(db, tenant, id, ExecutionStatus::Retrying, Some(at), None).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_runtime_outcome_is_a_final_state() {
-        for s in [
-            Status::Completed,
-            Status::Skipped,
-            Status::Failed,
-            Status::TimedOut,
-            Status::Cancelled,
-            Status::FuelExhausted,
-            Status::MemoryExceeded,
-            Status::Trapped,
-        ] {
-            let e = ExecutionStatus::from(s);
-            assert!(e.is_final());
-            assert_eq!(e.as_str(), s.as_str());
-        }
-    }
 }

@@ -103,16 +103,8 @@ pub struct QueueCounts {
 /// A task as the API shows it (an execution that has not started yet).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskInfo {
-    pub id: Uuid,
-    pub tenant: String,
-    pub job_id: String,
-    pub job_name: String,
-    pub job_version: Option<i64>,
-    pub queue: String,
-    pub trigger: String,
-    pub input: String,
-    pub attempt: i64,
-    pub max_attempts: i64,
+    /// The task as a worker would lease it, `attempt` being the attempts started so far.
+    pub task: Task,
     /// `pending`, `active`, `done` or `dead`.
     pub state: String,
     pub outcome: Option<String>,

@@ -61,6 +61,26 @@ local function ready(push, q, t, id)
     redis.call('ZADD', P .. 'lanes:' .. q, 'NX', redis.call('HINCRBY', P .. 'turns', q, 1), t)
   end
 end
+-- Takes task `id` out of `active`: its hash, queue and tenant; nil when it is not active.
+local function take_active(id)
+  local h = P .. 'task:' .. id
+  if redis.call('HGET', h, 's') ~= 'active' then return nil end
+  local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+  deactivate(h, id)
+  cnt(q, t, 'active', -1)
+  return h, q, t
+end
+-- Active → pending now, the attempt given back, first ('LPUSH') or last ('RPUSH') in its lane;
+-- false when the task is not active.
+local function put_back(id, push)
+  local h, q, t = take_active(id)
+  if not h then return false end
+  redis.call('HSET', h, 's', 'pending')
+  redis.call('HINCRBY', h, 'a', -1)
+  ready(push, q, t, id)
+  cnt(q, t, 'pending', 1)
+  return true
+end
 "#;
 
 /// For the scripts that move many tasks: key names made once per call (a string built in Lua
@@ -358,32 +378,20 @@ return n
 /// (ARGV[5] = '1').
 const LATER: &str = r#"
 local id, runafter, err, giveback = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local h = P .. 'task:' .. id
-if redis.call('HGET', h, 's') ~= 'active' then return 0 end
-local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
-deactivate(h, id)
+local h, q, t = take_active(id)
+if not h then return 0 end
 redis.call('HSET', h, 's', 'pending', 'ra', runafter)
 if err ~= '' then redis.call('HSET', h, 'e', err) end
 if giveback == '1' then redis.call('HINCRBY', h, 'a', -1) end
 redis.call('ZADD', P .. 'delayed', runafter, id)
-cnt(q, t, 'active', -1)
 cnt(q, t, 'scheduled', 1)
 return 1
 "#;
 
 /// Active → pending now, attempt given back (shutdown).
 const RELEASE: &str = r#"
-local id = ARGV[2]
-local h = P .. 'task:' .. id
-if redis.call('HGET', h, 's') ~= 'active' then return 0 end
-local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
-deactivate(h, id)
-redis.call('HSET', h, 's', 'pending')
-redis.call('HINCRBY', h, 'a', -1)
-ready('LPUSH', q, t, id)
-cnt(q, t, 'active', -1)
-cnt(q, t, 'pending', 1)
-return 1
+if put_back(ARGV[2], 'LPUSH') then return 1 end
+return 0
 "#;
 
 const REQUEUE_DEAD: &str = r#"
@@ -422,15 +430,7 @@ local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, 1000)
 local n = 0
 for _, id in ipairs(expired) do
-  local h = P .. 'task:' .. id
-  if redis.call('HGET', h, 's') == 'active' then
-    local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
-    deactivate(h, id)
-    redis.call('HSET', h, 's', 'pending')
-    redis.call('HINCRBY', h, 'a', -1)
-    ready('RPUSH', q, t, id)
-    cnt(q, t, 'active', -1)
-    cnt(q, t, 'pending', 1)
+  if put_back(id, 'RPUSH') then
     n = n + 1
   else
     redis.call('ZREM', P .. 'active', id)
@@ -589,6 +589,30 @@ pub struct RedisQueue {
 }
 
 impl RedisQueue {
+    /// Every field of the hash `{prefix}{key}`.
+    async fn hash<V: redis::FromRedisValue>(
+        &self,
+        key: &str,
+    ) -> anyhow::Result<HashMap<String, V>> {
+        let mut con = self.con.clone();
+        redis::cmd("HGETALL")
+            .arg(format!("{}{key}", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)
+    }
+
+    /// The ids of a job's pending and active tasks.
+    async fn job_tasks(&self, job_id: &str) -> anyhow::Result<Vec<String>> {
+        let mut con = self.con.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(format!("{}jobtasks:{job_id}", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        Ok(ids)
+    }
+
     /// Connects (reconnecting by itself later). `prefix` namespaces every key.
     pub async fn connect(url: &str, prefix: &str) -> anyhow::Result<RedisQueue> {
         let client = redis::Client::open(url).map_err(failed)?;
@@ -884,12 +908,7 @@ impl QueueBackend for RedisQueue {
 
     /// Cancels every pending task of a job (deleted); returns how many.
     async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
-        let mut con = self.con.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("{}jobtasks:{job_id}", self.prefix))
-            .query_async(&mut con)
-            .await
-            .map_err(failed)?;
+        let ids = self.job_tasks(job_id).await?;
         let mut n = 0;
         for id in ids {
             if let Ok(id) = Uuid::parse_str(&id) {
@@ -923,12 +942,7 @@ impl QueueBackend for RedisQueue {
 
     /// The versions of a job that its pending and active tasks will run.
     async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
-        let mut con = self.con.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(format!("{}jobtasks:{job_id}", self.prefix))
-            .query_async(&mut con)
-            .await
-            .map_err(failed)?;
+        let ids = self.job_tasks(job_id).await?;
         if ids.is_empty() {
             return Ok(BTreeSet::new());
         }
@@ -938,6 +952,7 @@ impl QueueBackend for RedisQueue {
                 .arg(format!("{}task:{id}", self.prefix))
                 .arg("v");
         }
+        let mut con = self.con.clone();
         let versions: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(failed)?;
         // A task without a version runs version 1 (as the worker does); a hash gone since the
         // SMEMBERS is a task finished meanwhile.
@@ -954,12 +969,7 @@ impl QueueBackend for RedisQueue {
         _now: DateTime<Utc>,
         tenant: Option<&str>,
     ) -> anyhow::Result<BTreeMap<String, QueueCounts>> {
-        let mut con = self.con.clone();
-        let all: HashMap<String, i64> = redis::cmd("HGETALL")
-            .arg(format!("{}counts", self.prefix))
-            .query_async(&mut con)
-            .await
-            .map_err(failed)?;
+        let all: HashMap<String, i64> = self.hash("counts").await?;
         let mut out: BTreeMap<String, QueueCounts> = BTreeMap::new();
         for (field, n) in all {
             let mut parts = field.splitn(3, '|');
@@ -985,12 +995,7 @@ impl QueueBackend for RedisQueue {
 
     /// One task as the API shows it.
     async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
-        let mut con = self.con.clone();
-        let h: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(format!("{}task:{id}", self.prefix))
-            .query_async(&mut con)
-            .await
-            .map_err(failed)?;
+        let h: HashMap<String, String> = self.hash(&format!("task:{id}")).await?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -1002,16 +1007,21 @@ impl QueueBackend for RedisQueue {
                 .and_then(DateTime::from_timestamp_millis)
         };
         Ok(Some(TaskInfo {
-            id,
-            tenant: get("t"),
-            job_id: get("j"),
-            job_name: get("n"),
-            job_version: get("v").parse().ok(),
-            queue: get("q"),
-            trigger: get("tr"),
-            input: get("in"),
-            attempt: get("a").parse().unwrap_or(0),
-            max_attempts: get("m").parse().unwrap_or(1),
+            task: Task {
+                id,
+                tenant: get("t"),
+                job_id: get("j"),
+                job_name: get("n"),
+                job_version: get("v").parse().ok(),
+                queue: get("q"),
+                trigger: get("tr"),
+                input: get("in"),
+                fire_at: DateTime::parse_from_rfc3339(&get("f"))
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
+                attempt: get("a").parse().unwrap_or(0),
+                max_attempts: get("m").parse().unwrap_or(1),
+            },
             state: get("s"),
             outcome: Some(get("o")).filter(|o| !o.is_empty()),
             last_error: Some(get("e")).filter(|e| !e.is_empty()),

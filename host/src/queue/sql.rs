@@ -456,24 +456,27 @@ impl QueueBackend for SqlQueue {
         let row = rows::fetch_one(
             &self.db,
             &stmt(
-                "SELECT tenant_id, job_id, job_name, job_version, queue, trigger, input, attempt, \
-                 max_attempts, state, outcome, last_error, run_after, created_at FROM tasks \
-                 WHERE id = ?",
+                "SELECT tenant_id, job_id, job_name, job_version, queue, trigger, input, fire_at, \
+                 attempt, max_attempts, state, outcome, last_error, run_after, created_at \
+                 FROM tasks WHERE id = ?",
                 vec![text(id.to_string())],
             ),
         )
         .await?;
         Ok(row.map(|r| TaskInfo {
-            id,
-            tenant: r.text("tenant_id").unwrap_or_default(),
-            job_id: r.text("job_id").unwrap_or_default(),
-            job_name: r.text("job_name").unwrap_or_default(),
-            job_version: r.int("job_version"),
-            queue: r.text("queue").unwrap_or_default(),
-            trigger: r.text("trigger").unwrap_or_default(),
-            input: r.text("input").unwrap_or_default(),
-            attempt: r.int("attempt").unwrap_or(0),
-            max_attempts: r.int("max_attempts").unwrap_or(1),
+            task: Task {
+                id,
+                tenant: r.text("tenant_id").unwrap_or_default(),
+                job_id: r.text("job_id").unwrap_or_default(),
+                job_name: r.text("job_name").unwrap_or_default(),
+                job_version: r.int("job_version"),
+                queue: r.text("queue").unwrap_or_default(),
+                trigger: r.text("trigger").unwrap_or_default(),
+                input: r.text("input").unwrap_or_default(),
+                fire_at: r.time("fire_at"),
+                attempt: r.int("attempt").unwrap_or(0),
+                max_attempts: r.int("max_attempts").unwrap_or(1),
+            },
             state: r.text("state").unwrap_or_default(),
             outcome: r.text("outcome"),
             last_error: r.text("last_error"),

@@ -27,7 +27,6 @@ pub use cache::{CacheError, Digest, Source};
 pub use cancel::CancelToken;
 pub use gate::{CallRecord, Capability, CapabilitySet, Gated, LogLine};
 
-use crate::store::ExecutionStatus;
 use crate::wasm::{bindings, read_manifest, Capabilities, JobError, ManifestError, Outcome};
 use cache::ArtifactCache;
 use codeai_ir::Manifest;
@@ -100,36 +99,9 @@ pub struct ExecOptions {
     pub cancel: Option<CancelToken>,
 }
 
-/// How an execution ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// `run` returned `completed`.
-    Completed,
-    /// `run` returned `skipped`.
-    Skipped,
-    /// `run` returned a job error, the component could not be instantiated, or a capability
-    /// denial with no error channel ended it.
-    Failed,
-    /// The wall-clock budget ran out (epoch deadline or tokio timeout).
-    TimedOut,
-    /// The [`CancelToken`] was cancelled.
-    Cancelled,
-    /// The fuel budget ran out.
-    FuelExhausted,
-    /// The guest tried to grow its memory past the cap, or the host's buffers for the
-    /// execution (response bodies, query results, reports) would have taken it past the cap.
-    MemoryExceeded,
-    /// Any other trap: `unreachable` (a guest panic), stack overflow, out-of-bounds access, ….
-    Trapped,
-}
-
-impl Status {
-    /// The ended state's name: the execution record's (spelled by [`ExecutionStatus`]).
-    pub fn as_str(self) -> &'static str {
-        ExecutionStatus::from(self).as_str()
-    }
-}
+/// How an execution ended: one of the final [`crate::store::ExecutionStatus`]es (the runtime
+/// never answers `pending`, `running` or `retrying`). The states are spelled once, there.
+pub use crate::store::ExecutionStatus as Status;
 
 /// What one execution produced.
 #[derive(Debug, Clone)]

@@ -156,17 +156,25 @@ fn done(m: &Migration) -> String {
     )
 }
 
+/// In transaction `tx`: runs `sql`, migration `m`'s, and records it, unless it is recorded;
+/// commits; whether it ran.
+macro_rules! apply_once {
+    ($tx:ident, $m:ident, $sql:expr) => {{
+        let seen = !(&mut *$tx).fetch_all(done($m).as_str()).await?.is_empty();
+        if !seen {
+            (&mut *$tx).execute($sql).await?;
+            (&mut *$tx).execute(record($m).as_str()).await?;
+        }
+        $tx.commit().await?;
+        Ok(!seen)
+    }};
+}
+
 fn apply_sqlite<'a>(pool: &'a sqlx::SqlitePool, m: &'static Migration) -> Step<'a> {
     Box::pin(async move {
         sqlx::raw_sql(LEDGER).execute(pool).await?;
         let mut tx = pool.begin().await?;
-        let seen = !(&mut *tx).fetch_all(done(m).as_str()).await?.is_empty();
-        if !seen {
-            (&mut *tx).execute(m.sqlite).await?;
-            (&mut *tx).execute(record(m).as_str()).await?;
-        }
-        tx.commit().await?;
-        Ok(!seen)
+        apply_once!(tx, m, m.sqlite)
     })
 }
 
@@ -176,12 +184,6 @@ fn apply_postgres<'a>(pool: &'a sqlx::PgPool, m: &'static Migration) -> Step<'a>
         let lock = format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})");
         (&mut *tx).execute(lock.as_str()).await?;
         (&mut *tx).execute(LEDGER).await?;
-        let seen = !(&mut *tx).fetch_all(done(m).as_str()).await?.is_empty();
-        if !seen {
-            (&mut *tx).execute(m.postgres).await?;
-            (&mut *tx).execute(record(m).as_str()).await?;
-        }
-        tx.commit().await?;
-        Ok(!seen)
+        apply_once!(tx, m, m.postgres)
     })
 }

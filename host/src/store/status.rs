@@ -5,78 +5,68 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Where an execution is in its life, as its record says.
-///
-/// ```text
-/// pending ──▶ running ──▶ completed | skipped | failed | timed_out | cancelled
-///    │           │                  | fuel_exhausted | memory_exceeded | trapped
-///    │           └──▶ retrying ──▶ running
-///    └──▶ cancelled
-/// failed, timed_out, …, cancelled ──(retry)──▶ pending
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ExecutionStatus {
+/// Declares [`ExecutionStatus`] with [`ExecutionStatus::ALL`] and [`ExecutionStatus::as_str`]
+/// from one list: each state and its word once.
+macro_rules! states {
+    ($( $(#[$doc:meta])* $state:ident => $word:literal, )*) => {
+        /// Where an execution is in its life, as its record says.
+        ///
+        /// ```text
+        /// pending ──▶ running ──▶ completed | skipped | failed | timed_out | cancelled
+        ///    │           │                  | fuel_exhausted | memory_exceeded | trapped
+        ///    │           └──▶ retrying ──▶ running
+        ///    └──▶ cancelled
+        /// failed, timed_out, …, cancelled ──(retry)──▶ pending
+        /// ```
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum ExecutionStatus {
+            $( $(#[$doc])* #[serde(rename = $word)] $state, )*
+        }
+
+        impl ExecutionStatus {
+            pub const ALL: [ExecutionStatus; [$($word),*].len()] = [$(ExecutionStatus::$state),*];
+
+            /// As stored and as the API shows it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $( ExecutionStatus::$state => $word, )*
+                }
+            }
+        }
+    };
+}
+
+states! {
     /// Queued and not started (a manual run, a retry asked for through the API).
-    Pending,
+    Pending => "pending",
     /// An attempt is running.
-    Running,
+    Running => "running",
     /// An attempt failed; the next one waits for its time on the queue.
-    Retrying,
+    Retrying => "retrying",
     /// `run` returned `completed`.
-    Completed,
+    Completed => "completed",
     /// `run` returned `skipped` (an overlap policy, a guard).
-    Skipped,
+    Skipped => "skipped",
     /// The job's error, a capability denial, or a component that could not run.
-    Failed,
+    Failed => "failed",
     /// Over its wall-clock budget.
-    TimedOut,
+    TimedOut => "timed_out",
     /// Cancelled by a user (or its job was deleted).
-    Cancelled,
+    Cancelled => "cancelled",
     /// Over its fuel budget.
-    FuelExhausted,
+    FuelExhausted => "fuel_exhausted",
     /// Over its memory cap (guest memory or what the host held for it).
-    MemoryExceeded,
+    MemoryExceeded => "memory_exceeded",
     /// A trap: a guest panic, a stack overflow, an out-of-bounds access.
-    Trapped,
+    Trapped => "trapped",
 }
 
 use ExecutionStatus::*;
 
 impl ExecutionStatus {
-    pub const ALL: [ExecutionStatus; 11] = [
-        Pending,
-        Running,
-        Retrying,
-        Completed,
-        Skipped,
-        Failed,
-        TimedOut,
-        Cancelled,
-        FuelExhausted,
-        MemoryExceeded,
-        Trapped,
-    ];
-
     /// The states of an execution that ended badly (what alerts and failure counts see).
     pub const FAILURES: [ExecutionStatus; 5] =
         [Failed, TimedOut, FuelExhausted, MemoryExceeded, Trapped];
-
-    /// As stored and as the API shows it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Pending => "pending",
-            Running => "running",
-            Retrying => "retrying",
-            Completed => "completed",
-            Skipped => "skipped",
-            Failed => "failed",
-            TimedOut => "timed_out",
-            Cancelled => "cancelled",
-            FuelExhausted => "fuel_exhausted",
-            MemoryExceeded => "memory_exceeded",
-            Trapped => "trapped",
-        }
-    }
 
     /// Whether the execution has ended (nothing of it runs or waits to run).
     pub fn is_final(self) -> bool {

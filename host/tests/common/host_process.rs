@@ -48,6 +48,20 @@ pub(crate) fn codeai(dir: &Path) -> Command {
     cmd
 }
 
+/// What `pipe` prints, as it prints it (a thread reads it line by line).
+pub(crate) fn read_lines(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    text
+}
+
 /// Starts `codeai host run` on the example (demo data, SQLite in `dir`) and waits until it
 /// serves; `admin` is `CODEAI_ADMIN_TOKEN` (none: the host generates one).
 pub(crate) fn start(dir: &Path, admin: Option<&str>) -> Running {
@@ -78,16 +92,7 @@ pub(crate) fn start_with(dir: &Path, admin: Option<&str>, env: &[(&str, &str)]) 
         None => cmd.env_remove("CODEAI_ADMIN_TOKEN"),
     };
     let mut child = cmd.spawn().unwrap();
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let sink = stdout.clone();
-    let pipe = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
+    let stdout = read_lines(child.stdout.take().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {

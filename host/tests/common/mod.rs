@@ -114,6 +114,20 @@ pub async fn count(db: &Database, sql: &str, args: &[&str]) -> i64 {
     column::<i64>(db, sql, args).await[0]
 }
 
+/// How many executions `job` has, of every tenant.
+pub async fn runs_of(db: &Database, job: &str) -> i64 {
+    let sql = "SELECT COUNT(*) FROM job_executions WHERE job_name = ?";
+    count(db, sql, &[job]).await
+}
+
+/// An RFC 3339 instant of an API answer.
+#[track_caller]
+pub fn time(v: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
 pub async fn run_sqlite<F, Fut>(scenario: F)
 where
     F: FnOnce(Database) -> Fut,

@@ -140,6 +140,37 @@ impl TestHost {
         self.host().register(tenant, &components).await.unwrap();
     }
 
+    /// Builds `source` (which must build without a warning) as the file `file` and registers
+    /// its jobs for `tenant`.
+    pub async fn register_source(&self, tenant: &str, file: &str, source: &str) {
+        let (artifacts, warnings) = codeai_dsl::compile(file, source)
+            .unwrap_or_else(|d| panic!("{file} does not build: {d:?}"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        for a in artifacts {
+            self.register_one(tenant, &a.file_name, a.bytes).await;
+        }
+    }
+
+    /// `GET /jobs/{job}/executions?limit=500{query}`: the executions it lists.
+    pub async fn executions_of(&self, token: &str, job: &str, query: &str) -> Vec<Value> {
+        let path = format!("/jobs/{job}/executions?limit=500{query}");
+        let (status, list) = self.get(token, &path).await;
+        assert_eq!(status, 200, "{list}");
+        list["data"].as_array().unwrap().clone()
+    }
+
+    /// Tasks waiting for their time, over every queue (`GET /queues/status`).
+    pub async fn scheduled_tasks(&self) -> u64 {
+        let (status, queues) = self.get(ADMIN, "/queues/status").await;
+        assert_eq!(status, 200, "{queues}");
+        queues["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["scheduled"].as_u64().unwrap_or(0))
+            .sum()
+    }
+
     /// `POST /jobs` with a component.
     pub async fn upload(&self, token: &str, bytes: Vec<u8>) -> (u16, Value) {
         self.upload_as(token, bytes, "application/wasm").await

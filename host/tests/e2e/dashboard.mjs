@@ -105,6 +105,29 @@ async function signIn(page, token) {
   await page.getByRole("heading", { name: "Overview" }).waitFor({ timeout: TIMEOUT });
 }
 
+/** Opens a page of the navigation and waits for its heading. */
+async function goTo(page, name) {
+  await page.getByRole("link", { name, exact: true }).click();
+  await page.getByRole("heading", { name }).waitFor();
+}
+
+/**
+ * Submits a view's filters with `button` and waits for the view they open: the URL changes first,
+ * and the view before (whose rows may pass for the filtered ones) stays until the hash is routed.
+ */
+async function submitFilters(page, button, url) {
+  const before = await page.locator("section.view").elementHandle();
+  await page.getByRole("button", { name: button }).click();
+  await page.waitForURL(url);
+  await page.waitForFunction((el) => !el.isConnected, before);
+}
+
+/** The `attr` of each row `selector` finds, once the view shows rows. */
+async function rowsOf(page, selector, attr) {
+  await page.locator(selector).first().waitFor();
+  return page.locator(selector).evaluateAll((rows, attr) => rows.map((r) => r.dataset[attr]), attr);
+}
+
 /** The row of a job in the jobs table. */
 const jobRow = (page, name) => page.locator(`tr[data-job="${name}"]`);
 
@@ -164,8 +187,7 @@ try {
 
   // --- Jobs: the ten of the example ---------------------------------------------------------
   step = "jobs list";
-  await page.getByRole("link", { name: "Jobs", exact: true }).click();
-  await page.getByRole("heading", { name: "Jobs" }).waitFor();
+  await goTo(page, "Jobs");
   await page.locator("tr[data-job]").nth(9).waitFor();
   const names = await page.locator("tr[data-job]").evaluateAll((rows) => rows.map((r) => r.dataset.job));
   const example = [
@@ -286,8 +308,7 @@ try {
 
   // --- Reports: download the PDF the run made ---------------------------------------------------
   step = "reports";
-  await page.getByRole("link", { name: "Reports", exact: true }).click();
-  await page.getByRole("heading", { name: "Reports" }).waitFor();
+  await goTo(page, "Reports");
   const reportRow = page.locator("tr[data-report]").first();
   await reportRow.waitFor();
   await shot(page, "07-reports");
@@ -305,8 +326,7 @@ try {
 
   // --- Outbox -------------------------------------------------------------------------------------
   step = "outbox";
-  await page.getByRole("link", { name: "Outbox", exact: true }).click();
-  await page.getByRole("heading", { name: "Outbox" }).waitFor();
+  await goTo(page, "Outbox");
   await page.locator("#outbox li").first().waitFor();
   await page.locator("#outbox summary").first().click();
   await shot(page, "08-outbox");
@@ -315,27 +335,24 @@ try {
 
   // --- Events: the run's JobCompleted, and the filters ---------------------------------------------
   step = "events";
-  await page.getByRole("link", { name: "Events", exact: true }).click();
-  await page.getByRole("heading", { name: "Events" }).waitFor();
+  await goTo(page, "Events");
   await page.locator('tr[data-type="JobCompleted"]').first().waitFor();
   await shot(page, "08-events");
   await audit(page, "events");
   step = "events filter";
   await page.locator("#event-type").fill("JobCompleted");
   await page.locator("#event-job").fill("DailySalesReport");
-  await page.getByRole("button", { name: "Filter" }).click();
-  await page.waitForURL(/#\/events\?type=JobCompleted&job=DailySalesReport$/);
-  await page.locator('tr[data-type="JobCompleted"]').first().waitFor();
-  const types = await page.locator("tr[data-event]").evaluateAll((rows) => rows.map((r) => r.dataset.type));
+  await submitFilters(page, "Filter", /#\/events\?type=JobCompleted&job=DailySalesReport$/);
+  const types = await rowsOf(page, "tr[data-event]", "type");
   check(types.length > 0 && types.every((t) => t === "JobCompleted"), `only JobCompleted events: ${types.join(", ")}`);
   await page.locator("#event-type").fill("NoSuchEvent");
-  await page.getByRole("button", { name: "Filter" }).click();
+  await submitFilters(page, "Filter", /#\/events\?type=NoSuchEvent&job=DailySalesReport$/);
   await page.getByText("No event matches these filters.").waitFor();
   log("the run's JobCompleted event is on the Events page, and the filters narrow it");
 
   // --- Cancel a long-running execution -------------------------------------------------------------
   step = "run the long job";
-  await page.getByRole("link", { name: "Jobs", exact: true }).click();
+  await goTo(page, "Jobs");
   await jobRow(page, "SyncExternalInventory").getByRole("button", { name: "Run now" }).click();
   await page.locator("dialog[open]").getByRole("button", { name: "Run" }).click();
   await page.waitForURL(/#\/executions\//);
@@ -353,14 +370,12 @@ try {
 
   // --- Executions: search, retry what the search found, then cancel it ------------------------------
   step = "executions search";
-  await page.getByRole("link", { name: "Executions", exact: true }).click();
-  await page.getByRole("heading", { name: "Executions" }).waitFor();
+  await goTo(page, "Executions");
   await page.locator("#exec-job").fill("SyncExternalInventory");
   await page.locator("#exec-status").selectOption("cancelled");
-  await page.getByRole("button", { name: "Search" }).click();
-  await page.waitForURL(/#\/executions\?job=SyncExternalInventory&status=cancelled$/);
-  await page.locator(`tr[data-execution="${longId}"]`).waitFor();
-  const shown = await page.locator("tr[data-execution]").evaluateAll((rows) => rows.map((r) => r.dataset.status));
+  await submitFilters(page, "Search", /#\/executions\?job=SyncExternalInventory&status=cancelled$/);
+  const shown = await rowsOf(page, "tr[data-execution]", "status");
+  check(shown.length > 0 && (await page.locator(`tr[data-execution="${longId}"]`).count()) === 1, "the cancelled run is found");
   check(shown.length > 0 && shown.every((s) => s === "cancelled"), `only cancelled executions: ${shown.join(", ")}`);
   await audit(page, "executions");
   step = "bulk retry";
@@ -371,8 +386,7 @@ try {
   check(["pending", "running"].includes(retried.body.status), `retried: ${retried.body.status}`);
   step = "bulk cancel";
   await page.locator("#exec-status").selectOption("");
-  await page.getByRole("button", { name: "Search" }).click();
-  await page.waitForURL(/#\/executions\?job=SyncExternalInventory$/);
+  await submitFilters(page, "Search", /#\/executions\?job=SyncExternalInventory$/);
   await page.getByRole("button", { name: "Cancel matching…" }).click();
   await shot(page, "10-executions-bulk-cancel");
   await page.locator("dialog[open]").getByRole("button", { name: "Cancel executions" }).click();
@@ -399,7 +413,7 @@ try {
   mobile.setDefaultTimeout(TIMEOUT);
   watch(mobile, "phone");
   await signIn(mobile, ADMIN);
-  await mobile.getByRole("link", { name: "Jobs", exact: true }).click();
+  await goTo(mobile, "Jobs");
   await mobile.locator("tr[data-job]").nth(9).waitFor();
   const overflow = await mobile.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 0, `the page fits the phone's width (overflows by ${overflow}px); tables scroll in their box`);
@@ -433,15 +447,15 @@ try {
   watch(tenantPage, "tenant");
   await signIn(tenantPage, TENANT_TOKEN);
   check((await tenantPage.locator("#who").textContent()) === `tenant ${TENANT}`, "the header names the tenant");
-  await tenantPage.getByRole("link", { name: "Jobs", exact: true }).click();
+  await goTo(tenantPage, "Jobs");
   await tenantPage.locator(`tr[data-job="${TENANT_JOB}"]`).waitFor();
   const tenantJobs = await tenantPage.locator("tr[data-job]").evaluateAll((rows) => rows.map((r) => r.dataset.job));
   check(tenantJobs.length === 1 && tenantJobs[0] === TENANT_JOB, `the tenant sees only ${TENANT_JOB}: ${tenantJobs.join(", ")}`);
   check(!(await tenantPage.locator("thead").textContent()).includes("Tenant"), "no tenant column for a tenant");
   await shot(tenantPage, "14-tenant-jobs");
-  await tenantPage.getByRole("link", { name: "Reports", exact: true }).click();
+  await goTo(tenantPage, "Reports");
   await tenantPage.getByText("No report yet.").waitFor();
-  await tenantPage.getByRole("link", { name: "Events", exact: true }).click();
+  await goTo(tenantPage, "Events");
   await tenantPage.getByText("No event yet.").waitFor();
   step = "tenant sign out";
   await tenantPage.getByRole("button", { name: "Sign out" }).click();
