@@ -89,6 +89,8 @@ pub struct FieldDef {
     pub ty: Ident,
     pub primary: bool,
     pub optional: bool,
+    /// `unique`: no two rows of a tenant share the value (an `upsert` may match on it).
+    pub unique: bool,
 }
 
 /// `integration WarehouseAPI { base_url: env("X")  auth: bearer(env("K"))  timeout: 30s
@@ -243,7 +245,7 @@ pub struct StepField {
 pub enum StepValue {
     /// `query: select E where … order by … limit …` / `query: count E where …`
     Query(Query),
-    /// `action: delete|update|insert|maintain …` or `action: builtin_proc(args)`
+    /// `action: delete|update|insert|upsert|maintain …` or `action: builtin_proc(args)`
     Action(Action),
     /// `call: Integration.operation { arg: expr … }`
     Call(CallSpec),
@@ -298,6 +300,14 @@ pub enum Action {
     Insert {
         entity: Ident,
         values: Vec<(Ident, Expr)>,
+        span: Span,
+    },
+    /// `upsert E { f: v, … } [on [key, …]]`: inserts the row, or updates the one with the same
+    /// keys (the primary key when `on` is left out).
+    Upsert {
+        entity: Ident,
+        values: Vec<(Ident, Expr)>,
+        keys: Vec<Ident>,
         span: Span,
     },
     /// `maintain vacuum [Entity]`

@@ -444,13 +444,14 @@ impl Parser<'_> {
                 return Ok(());
             }
             let ty = p.ident("a field type")?;
-            let mut primary = false;
-            let mut optional = false;
+            let (mut primary, mut optional, mut unique) = (false, false, false);
             while !p.peek().line_start {
                 if p.eat_word("primary") {
                     primary = true;
                 } else if p.eat_word("optional") {
                     optional = true;
+                } else if p.eat_word("unique") {
+                    unique = true;
                 } else {
                     break;
                 }
@@ -460,6 +461,7 @@ impl Parser<'_> {
                 ty,
                 primary,
                 optional,
+                unique,
             });
             Ok(())
         })?;
@@ -1062,7 +1064,8 @@ impl Parser<'_> {
 
     fn action(&mut self) -> PResult<Action> {
         let start = self.peek().span;
-        let word = self.ident("`delete`, `update`, `insert`, `maintain` or a procedure call")?;
+        let word =
+            self.ident("`delete`, `update`, `insert`, `upsert`, `maintain` or a procedure call")?;
         match word.node.as_str() {
             "delete" if !self.is_punct("(") => {
                 let entity = self.entity_name()?;
@@ -1115,6 +1118,29 @@ impl Parser<'_> {
                     span: start.to(self.prev_span()),
                 })
             }
+            "upsert" if !self.is_punct("(") => {
+                let entity = self.entity_name()?;
+                let values = self.named_args()?;
+                let mut keys = Vec::new();
+                if self.eat_word("on") {
+                    if !self.eat_punct("[") {
+                        return self.expected_hint("`[`", "the key in brackets: `on [sku]`");
+                    }
+                    loop {
+                        keys.push(self.ident("a key field")?);
+                        if !self.eat_punct(",") {
+                            break;
+                        }
+                    }
+                    self.expect_punct("]")?;
+                }
+                Ok(Action::Upsert {
+                    entity,
+                    values,
+                    keys,
+                    span: start.to(self.prev_span()),
+                })
+            }
             "maintain" if !self.is_punct("(") => {
                 let op = self.ident("`vacuum`, `analyze` or `reindex`")?;
                 let entity = match &self.peek().kind {
@@ -1131,7 +1157,7 @@ impl Parser<'_> {
                 if !self.is_punct("(") {
                     return self.expected_hint(
                         "`(` after a procedure name",
-                        "actions are `delete E where …`, `update E set … where …`, `insert E { … }`, `maintain vacuum` or a call like `delete_report(id)`",
+                        "actions are `delete E where …`, `update E set … where …`, `insert E { … }`, `upsert E { … } on [key]`, `maintain vacuum` or a call like `delete_report(id)`",
                     );
                 }
                 let args = self.call_args()?;

@@ -284,6 +284,10 @@ impl Host for Imports {
         data::insert(entity, &rows.to_string()).map_err(cap)
     }
 
+    fn upsert(&mut self, entity: &str, rows: Value, keys: &[String]) -> Result<u64, CapError> {
+        data::upsert(entity, &rows.to_string(), keys).map_err(cap)
+    }
+
     fn maintain(
         &mut self,
         op: codeai_ir::MaintenanceOp,

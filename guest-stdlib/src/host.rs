@@ -157,6 +157,7 @@ pub trait Host {
         set: Vec<Assign>,
     ) -> Result<u64, CapError>;
     fn insert(&mut self, entity: &str, rows: Value) -> Result<u64, CapError>;
+    fn upsert(&mut self, entity: &str, rows: Value, keys: &[String]) -> Result<u64, CapError>;
     fn maintain(&mut self, op: MaintenanceOp, entity: Option<&str>) -> Result<String, CapError>;
     fn call(&mut self, request: CallRequest) -> Result<CallResponse, CapError>;
     fn call_many(

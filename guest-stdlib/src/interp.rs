@@ -383,13 +383,16 @@ impl Scope<'_> {
                 Ok(json!(self.host.update(entity, filter, assigns)?))
             }
             StepKind::Insert { entity, values } => {
-                let mut row = Map::new();
-                for (k, e) in values {
-                    row.insert(k.clone(), self.eval(e)?);
-                }
-                Ok(json!(self
-                    .host
-                    .insert(entity, Value::Array(vec![Value::Object(row)]))?))
+                let row = self.row(values)?;
+                Ok(json!(self.host.insert(entity, row)?))
+            }
+            StepKind::Upsert {
+                entity,
+                values,
+                keys,
+            } => {
+                let row = self.row(values)?;
+                Ok(json!(self.host.upsert(entity, row, keys)?))
             }
             StepKind::Maintain { op, entity } => {
                 Ok(Value::String(self.host.maintain(*op, entity.as_deref())?))
@@ -645,6 +648,15 @@ impl Scope<'_> {
             results.push(record(v, r));
         }
         Ok(Value::Array(results))
+    }
+
+    /// The one-row JSON array an `insert` or `upsert` writes.
+    fn row(&mut self, values: &[(String, Expr)]) -> R<Value> {
+        let mut row = Map::new();
+        for (k, e) in values {
+            row.insert(k.clone(), self.eval(e)?);
+        }
+        Ok(Value::Array(vec![Value::Object(row)]))
     }
 
     /// Evaluates every value in a filter and flattens the tree for the host.

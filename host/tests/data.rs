@@ -34,6 +34,8 @@ on_both_databases!(
     limit_is_clamped,
     maintenance_runs,
     a_tenants_maintenance_is_its_own_tables_once_an_hour,
+    upserts_write_new_keys_update_known_ones_and_stay_in_their_tenant,
+    a_unique_field_added_later_gets_its_index_and_every_connection_sees_it,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -52,6 +54,23 @@ fn field(name: &str, ty: FieldType, optional: bool) -> FieldDecl {
         ty,
         primary: name == "id",
         optional,
+        unique: false,
+    }
+}
+
+/// Prices by `sku`, a unique field an upsert matches on.
+fn price_entity() -> EntityDecl {
+    let mut sku = field("sku", FieldType::String, false);
+    sku.unique = true;
+    EntityDecl {
+        name: "Price".into(),
+        table: "prices".into(),
+        fields: vec![
+            field("id", FieldType::Uuid, false),
+            sku,
+            field("amount", FieldType::Float, false),
+            field("note", FieldType::String, true),
+        ],
     }
 }
 
@@ -77,6 +96,7 @@ fn item_entity() -> EntityDecl {
 fn entities() -> Vec<EntityDecl> {
     let mut all = demo::example_entities();
     all.push(item_entity());
+    all.push(price_entity());
     all
 }
 
@@ -1033,4 +1053,118 @@ async fn a_tenants_maintenance_is_its_own_tables_once_an_hour(db: Database) {
             "{vacuum:?}"
         ),
     }
+}
+
+/// An upsert of prices matching on `keys`.
+async fn upsert(data: &EntityQueries, rows: Value, keys: &[&str]) -> Result<u64, QueryError> {
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    data.insert_parsed("Price", rows, Some(&keys)).await
+}
+
+/// `sku:amount:note` of every price, by sku.
+async fn prices(data: &EntityQueries) -> Vec<String> {
+    sorted_rows(data, "Price", None, &[("sku", false)])
+        .await
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}:{}",
+                r["sku"].as_str().unwrap(),
+                r["amount"],
+                r["note"]
+            )
+        })
+        .collect()
+}
+
+async fn upserts_write_new_keys_update_known_ones_and_stay_in_their_tenant(db: Database) {
+    let a = capability(&db, "tenant-a").await;
+    let b = capability(&db, "tenant-b").await;
+    let sku = ["sku"];
+    let first = json!([{ "sku": "A", "amount": 1, "note": "first" }, { "sku": "B", "amount": 2 }]);
+    assert_eq!(upsert(&a, first, &sku).await.unwrap(), 2);
+    let id_of_a = |rows: Vec<Map<String, Value>>| rows[0]["id"].clone();
+    let a_id = id_of_a(rows_where(&a, "Price", Some(one("sku", CompareOp::Eq, json!("A")))).await);
+    // Another tenant's row with the same key is its own.
+    let theirs = json!([{ "sku": "A", "amount": 100 }]);
+    assert_eq!(upsert(&b, theirs, &sku).await.unwrap(), 1);
+
+    // A known key updates what the row gives (the note it leaves alone); a new key inserts;
+    // the same key twice in one call: the last wins.
+    let second = json!([
+        { "sku": "A", "amount": 3 },
+        { "sku": "C", "amount": 4 },
+        { "sku": "C", "amount": 5, "note": null },
+    ]);
+    assert_eq!(upsert(&a, second, &sku).await.unwrap(), 2);
+    assert_eq!(
+        prices(&a).await,
+        ["A:3.0:\"first\"", "B:2.0:null", "C:5.0:null"]
+    );
+    let still = rows_where(&a, "Price", Some(one("sku", CompareOp::Eq, json!("A")))).await;
+    assert_eq!(id_of_a(still), a_id, "an upsert keeps the row's id");
+    assert_eq!(prices(&b).await, ["A:100.0:null"]);
+
+    // On the primary key, the unique field is an ordinary value.
+    let by_id = json!([{ "id": a_id, "sku": "A2", "amount": 9 }]);
+    assert_eq!(upsert(&a, by_id, &["id"]).await.unwrap(), 1);
+    assert_eq!(a.count("Price", None).await.unwrap(), 3);
+    let renamed = rows_where(&a, "Price", Some(one("id", CompareOp::Eq, a_id))).await;
+    assert_eq!(
+        (&renamed[0]["sku"], &renamed[0]["amount"]),
+        (&json!("A2"), &json!(9.0))
+    );
+
+    // The unique index holds for a plain insert.
+    let twice = json!([{ "sku": "B", "amount": 7 }]).to_string();
+    assert!(matches!(
+        a.insert("Price", &twice).await,
+        Err(QueryError::Failed(_))
+    ));
+    // Keys that are not keys, rows without their key, tables jobs only read.
+    invalid(upsert(&a, json!([{ "sku": "D", "amount": 1 }]), &["amount"]).await);
+    invalid(upsert(&a, json!([{ "sku": "D", "amount": 1 }]), &["sku", "id"]).await);
+    invalid(upsert(&a, json!([{ "amount": 1 }]), &sku).await);
+    invalid(upsert(&a, json!([{ "sku": null, "amount": 1 }]), &sku).await);
+    denied(upsert(&a, json!([{ "sku": "D", "amount": 1 }]), &["secret"]).await);
+    let report = json!([{ "id": "x" }]);
+    denied(
+        a.insert_parsed("Report", report, Some(&["id".to_string()]))
+            .await,
+    );
+    assert_eq!(prices(&b).await, ["A:100.0:null"]);
+}
+
+/// A table made before its field was declared `unique` gets the index at the next creation, and
+/// the pool's connections that read the schema before it upsert all the same (SQLite checks an
+/// upsert's target against the schema a connection holds).
+async fn a_unique_field_added_later_gets_its_index_and_every_connection_sees_it(db: Database) {
+    codeai_host::store::migrate::migrate_up(&db).await.unwrap();
+    let mut plain = price_entity();
+    plain.fields[1].unique = false;
+    create_entity_tables(&db, "tenant-c", &[plain])
+        .await
+        .unwrap();
+    let data = EntityQueries::new(db.clone(), &[price_entity()], "tenant-c").unwrap();
+    // Every connection of the pool reads the schema without the index.
+    let warm = (0..8).map(|_| data.count("Price", None));
+    for n in futures_util::future::join_all(warm).await {
+        assert_eq!(n.unwrap(), 0);
+    }
+    create_entity_tables(&db, "tenant-c", &[price_entity()])
+        .await
+        .unwrap();
+    let writes = (0..8).map(|i| {
+        upsert(
+            &data,
+            json!([{ "sku": format!("S{i}"), "amount": i }]),
+            &["sku"],
+        )
+    });
+    for written in futures_util::future::join_all(writes).await {
+        assert_eq!(written.unwrap(), 1);
+    }
+    let again = json!([{ "sku": "S1", "amount": 10 }]);
+    assert_eq!(upsert(&data, again, &["sku"]).await.unwrap(), 1);
+    assert_eq!(data.count("Price", None).await.unwrap(), 8);
 }

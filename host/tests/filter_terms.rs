@@ -28,6 +28,7 @@ fn entity() -> EntityDecl {
         ty,
         primary: name == "id",
         optional,
+        unique: false,
     };
     EntityDecl {
         name: "Part".into(),
@@ -70,6 +71,11 @@ fn terms(terms: Vec<Term>, left: u32, op: CompareOp, right: u32) -> Filter {
     }
 }
 
+/// `a op b`.
+fn pair(a: Term, op: CompareOp, b: Term) -> Filter {
+    terms(vec![a, b], 0, op, 1)
+}
+
 fn column(name: &str) -> Term {
     Term::Column(name.into())
 }
@@ -107,105 +113,71 @@ fn refused(result: Result<Vec<String>, QueryError>, kind: &str, contains: &str) 
 
 async fn hostile_term_comparisons_are_refused(db: Database) {
     let data = capability(&db).await;
-    let le = CompareOp::Le;
-    // A column the manifest does not declare.
-    refused(
-        names(
-            &data,
-            terms(vec![column("stock"), column("secret")], 0, le, 1),
-        )
-        .await,
-        "denied",
-        "no field `secret`",
-    );
-    // A json column.
-    refused(
-        names(
-            &data,
-            terms(vec![column("meta"), column("name")], 0, CompareOp::Eq, 1),
-        )
-        .await,
-        "invalid",
-        "json",
-    );
-    // An operand that comes after its user (a cycle would need one).
-    refused(
-        names(
-            &data,
-            terms(
-                vec![Term::Arith((ArithOp::Add, 1, 1)), column("stock")],
-                0,
-                le,
-                1,
-            ),
-        )
-        .await,
-        "invalid",
-        "does not come before it",
-    );
-    // A side out of range.
-    refused(
-        names(&data, terms(vec![column("stock")], 0, le, 7)).await,
-        "invalid",
-        "out of range",
-    );
-    // Too many terms.
+    use CompareOp::{Eq, Le, Like};
     let many = std::iter::repeat_with(|| column("stock"))
         .take(MAX_TERMS + 1)
         .collect();
-    refused(
-        names(&data, terms(many, 0, le, 1)).await,
-        "invalid",
-        "terms",
-    );
     // Each term adding the previous one to itself: 2^63 leaves if expanded; refused early.
     let mut doubling = vec![column("stock")];
     for i in 0..(MAX_TERMS as u32 - 1) {
         doubling.push(Term::Arith((ArithOp::Add, i, i)));
     }
     let last = doubling.len() as u32 - 1;
-    refused(
-        names(&data, terms(doubling, last, le, 0)).await,
-        "invalid",
-        "expands to more than",
-    );
-    // Operators that do not compare terms, and types that do not mix.
-    refused(
-        names(
-            &data,
+    let (stock, name) = (column("stock"), column("name"));
+    // Each filter is refused as (kind, with these words).
+    let cases: Vec<(Filter, &str, &str)> = vec![
+        // A column the manifest does not declare; a json column.
+        (
+            pair(stock.clone(), Le, column("secret")),
+            "denied",
+            "no field `secret`",
+        ),
+        (pair(column("meta"), Eq, name.clone()), "invalid", "json"),
+        // An operand that comes after its user (a cycle would need one); a side out of range.
+        (
             terms(
-                vec![column("stock"), column("minimum")],
+                vec![Term::Arith((ArithOp::Add, 1, 1)), stock.clone()],
                 0,
-                CompareOp::Like,
+                Le,
                 1,
             ),
-        )
-        .await,
-        "invalid",
-        "=, !=, <, <=, > or >=",
-    );
-    refused(
-        names(
-            &data,
+            "invalid",
+            "does not come before it",
+        ),
+        (
+            terms(vec![stock.clone()], 0, Le, 7),
+            "invalid",
+            "out of range",
+        ),
+        // Too many terms, and too many once expanded.
+        (terms(many, 0, Le, 1), "invalid", "terms"),
+        (
+            terms(doubling, last, Le, 0),
+            "invalid",
+            "expands to more than",
+        ),
+        // Operators that do not compare terms, and types that do not mix.
+        (
+            pair(stock.clone(), Like, column("minimum")),
+            "invalid",
+            "=, !=, <, <=, > or >=",
+        ),
+        (
             terms(
                 vec![
-                    column("name"),
+                    name.clone(),
                     value(json!(1)),
                     Term::Arith((ArithOp::Mul, 0, 1)),
-                    column("stock"),
+                    stock.clone(),
                 ],
                 2,
-                le,
+                Le,
                 3,
             ),
-        )
-        .await,
-        "invalid",
-        "needs numbers",
-    );
-    refused(
-        names(
-            &data,
+            "invalid",
+            "needs numbers",
+        ),
+        (
             terms(
                 vec![
                     column("due"),
@@ -213,67 +185,46 @@ async fn hostile_term_comparisons_are_refused(db: Database) {
                     value(json!(3)),
                 ],
                 1,
-                CompareOp::Eq,
+                Eq,
                 2,
             ),
-        )
-        .await,
-        "invalid",
-        "hour() does not apply to date values",
-    );
-    refused(
-        names(
-            &data,
-            terms(vec![column("name"), column("stock")], 0, CompareOp::Eq, 1),
-        )
-        .await,
-        "invalid",
-        "cannot compare",
-    );
-    refused(
-        names(
-            &data,
-            terms(vec![column("seen_at"), column("due")], 0, le, 1),
-        )
-        .await,
-        "invalid",
-        "cannot compare",
-    );
-    refused(
-        names(
-            &data,
-            terms(vec![column("stock"), value(json!([1]))], 0, le, 1),
-        )
-        .await,
-        "invalid",
-        "a number, a string or a boolean",
-    );
+            "invalid",
+            "hour() does not apply to date values",
+        ),
+        (pair(name, Eq, stock.clone()), "invalid", "cannot compare"),
+        (
+            pair(column("seen_at"), Le, column("due")),
+            "invalid",
+            "cannot compare",
+        ),
+        (
+            pair(stock, Le, value(json!([1]))),
+            "invalid",
+            "a number, a string or a boolean",
+        ),
+    ];
+    for (filter, kind, contains) in cases {
+        refused(names(&data, filter).await, kind, contains);
+    }
 }
 
 async fn values_take_the_type_of_the_other_side(db: Database) {
     let data = capability(&db).await;
     // A string compared with a datetime column is a datetime (the offset is honoured).
-    let after = terms(
-        vec![column("seen_at"), value(json!("2026-01-12T22:00:00+00:00"))],
-        0,
+    let after = pair(
+        column("seen_at"),
         CompareOp::Lt,
-        1,
+        value(json!("2026-01-12T22:00:00+00:00")),
     );
     assert_eq!(names(&data, after).await.unwrap(), ["Bolt", "nut"]);
-    let after = terms(
-        vec![column("seen_at"), value(json!("2026-01-12T21:00:00Z"))],
-        0,
+    let after = pair(
+        column("seen_at"),
         CompareOp::Gt,
-        1,
+        value(json!("2026-01-12T21:00:00Z")),
     );
     assert_eq!(names(&data, after).await.unwrap(), ["Bolt"]);
     // Fields against fields, and functions of them.
-    let low = terms(
-        vec![column("stock"), column("minimum")],
-        0,
-        CompareOp::Lt,
-        1,
-    );
+    let low = pair(column("stock"), CompareOp::Lt, column("minimum"));
     assert_eq!(names(&data, low).await.unwrap(), ["Bolt"]);
     let upper = terms(
         vec![

@@ -23,6 +23,7 @@ on_both_databases!(
     when_skips_steps_and_fail_and_skip_end_the_job,
     a_wrong_shaped_response_fails_the_sync_with_the_missing_path,
     filters_compare_fields_compute_and_apply_functions,
+    an_upsert_inserts_new_keys_and_updates_known_ones,
 );
 
 const SOURCE: &str = r#"
@@ -38,6 +39,32 @@ entity Stock {
 }
 
 event Restocked { sku: string }
+
+entity Price {
+    table: "lang_prices"
+    id: uuid primary
+    sku: string unique
+    amount: float
+    note: string optional
+}
+
+// A sync whose windows overlap: a price seen again updates its row.
+job SyncPrices {
+    input: { prices: [] }
+    steps {
+        save {
+            for_each: prices
+            item: p
+            action: upsert Price { sku: p.sku, amount: p.amount } on [sku]
+        }
+    }
+}
+
+job NotePrice {
+    steps {
+        note { action: update Price set note = "checked" where sku = "A" }
+    }
+}
 
 // The seed's snippet: `for_each: items … action: process_item(item)`.
 action process_item(item) {
@@ -188,6 +215,41 @@ impl World {
         }
     }
 
+    /// A world with the jobs and entities of [`SOURCE`].
+    async fn of_source(db: Database) -> World {
+        let entities = source_world_entities();
+        World::new(
+            db,
+            components("lang.codeai", SOURCE),
+            &entities,
+            BTreeMap::new(),
+        )
+        .await
+    }
+
+    /// Runs `Load` with rows A (2 of 3), B (0 of the default 5) and C (9 of 4), as `quantity`
+    /// of `reorder_level`; it must complete.
+    async fn load_stock(&self) -> Recorded {
+        let items = json!({ "items": [
+            { "sku": "A", "quantity": 2, "reorder": 3 },
+            { "sku": "B", "quantity": 0 },
+            { "sku": "C", "quantity": 9, "reorder": 4 },
+        ]});
+        self.completed("Load", items).await
+    }
+
+    /// Runs `job`, which must complete.
+    async fn completed(&self, job: &str, input: Value) -> Recorded {
+        let r = self.run(job, input).await;
+        assert_eq!(
+            r.result.status,
+            Status::Completed,
+            "{job}: {:?}",
+            r.result.error
+        );
+        r
+    }
+
     async fn run(&self, job: &str, input: Value) -> Recorded {
         let bytes = &self.jobs[job];
         let prepared = self.executor.runtime().prepare(bytes).unwrap();
@@ -214,15 +276,7 @@ impl Drop for World {
 
 fn source_world_entities() -> Vec<EntityDecl> {
     let (artifacts, _) = codeai_dsl::compile("lang.codeai", SOURCE).unwrap();
-    let mut all: Vec<EntityDecl> = Vec::new();
-    for a in artifacts {
-        for e in a.manifest.entities {
-            if !all.iter().any(|x| x.name == e.name) {
-                all.push(e);
-            }
-        }
-    }
-    all
+    entities::declared_by(artifacts.iter().map(|a| &a.manifest))
 }
 
 #[track_caller]
@@ -232,25 +286,13 @@ fn assert_logged(r: &Recorded, line: &str) {
 }
 
 async fn declared_actions_and_for_each_blocks_do_their_work(db: Database) {
-    let w = World::new(
-        db,
-        components("lang.codeai", SOURCE),
-        &source_world_entities(),
-        BTreeMap::new(),
-    )
-    .await;
+    let w = World::of_source(db).await;
     // `Load` declares the data and events capabilities its action uses.
     let load = codeai_dsl::compile("lang.codeai", SOURCE).unwrap().0;
     let load = load.iter().find(|a| a.name == "Load").unwrap();
     assert_eq!(load.manifest.capabilities, ["data", "events", "log"]);
 
-    let items = json!({ "items": [
-        { "sku": "A", "quantity": 2, "reorder": 3 },
-        { "sku": "B", "quantity": 0 },
-        { "sku": "C", "quantity": 9, "reorder": 4 },
-    ]});
-    let r = w.run("Load", items).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let r = w.load_stock().await;
     let rows = w
         .texts("SELECT sku || ':' || CAST(quantity AS TEXT) || ':' || CAST(reorder_level AS TEXT) FROM lang_stock ORDER BY sku")
         .await;
@@ -270,8 +312,7 @@ async fn declared_actions_and_for_each_blocks_do_their_work(db: Database) {
     );
 
     // Several steps per item: the second sees the first's binding.
-    let r = w.run("Annotate", json!({})).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    w.completed("Annotate", json!({})).await;
     let notes = w
         .texts("SELECT sku || ':' || COALESCE(note, '-') FROM lang_stock ORDER BY sku")
         .await;
@@ -279,26 +320,17 @@ async fn declared_actions_and_for_each_blocks_do_their_work(db: Database) {
 }
 
 async fn when_skips_steps_and_fail_and_skip_end_the_job(db: Database) {
-    let w = World::new(
-        db,
-        components("lang.codeai", SOURCE),
-        &source_world_entities(),
-        BTreeMap::new(),
-    )
-    .await;
+    let w = World::of_source(db).await;
     // No rows: `skip(…)` ends the job as skipped, with its reason.
     let r = w.run("Guarded", json!({})).await;
     assert_eq!(r.result.status, Status::Skipped, "{:?}", r.result.error);
     assert_eq!(r.result.error.as_deref(), Some("no stock rows"));
 
-    let r = w
-        .run("Load", json!({ "items": [{ "sku": "A", "quantity": 1 }] }))
+    w.completed("Load", json!({ "items": [{ "sku": "A", "quantity": 1 }] }))
         .await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
 
     // A condition that does not hold skips its step and says why; the job completes.
-    let r = w.run("Guarded", json!({ "mode": "run" })).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let r = w.completed("Guarded", json!({ "mode": "run" })).await;
     assert_logged(
         &r,
         "step `refuse` skipped: `when: mode = \"forbidden\"` does not hold",
@@ -314,8 +346,7 @@ async fn when_skips_steps_and_fail_and_skip_end_the_job(db: Database) {
     let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
     assert_eq!(output["total"], json!(1));
 
-    let r = w.run("Guarded", json!({ "mode": "verbose" })).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let r = w.completed("Guarded", json!({ "mode": "verbose" })).await;
     assert_logged(&r, "verbose: 1 rows");
 
     // `fail(…)` fails the job at its step, with its message.
@@ -389,25 +420,11 @@ async fn a_wrong_shaped_response_fails_the_sync_with_the_missing_path(db: Databa
 /// `where` clauses beyond `field op value`, compiled to SQL on each database: rows A (2 of 3),
 /// B (0 of 5) and C (9 of 4), as `quantity` of `reorder_level`.
 async fn filters_compare_fields_compute_and_apply_functions(db: Database) {
-    let w = World::new(
-        db,
-        components("lang.codeai", SOURCE),
-        &source_world_entities(),
-        BTreeMap::new(),
-    )
-    .await;
-    let items = json!({ "items": [
-        { "sku": "A", "quantity": 2, "reorder": 3 },
-        { "sku": "B", "quantity": 0 },
-        { "sku": "C", "quantity": 9, "reorder": 4 },
-    ]});
-    let r = w.run("Load", items).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
-    let r = w.run("Stamp", json!({})).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let w = World::of_source(db).await;
+    w.load_stock().await;
+    w.completed("Stamp", json!({})).await;
 
-    let r = w.run("Filters", json!({})).await;
-    assert_eq!(r.result.status, Status::Completed, "{:?}", r.result.error);
+    let r = w.completed("Filters", json!({})).await;
     let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
     let result = &output["result"];
     // quantity <= reorder_level
@@ -423,4 +440,35 @@ async fn filters_compare_fields_compute_and_apply_functions(db: Database) {
     assert_eq!(result["dated"], json!(["A"]));
     // 23:30 at +02:00 is 21:30 UTC.
     assert_eq!(result["hours"], json!(["C"]));
+}
+
+/// The seed's overlapping sync windows: the second run updates A (keeping its id and the note
+/// it does not give), inserts C, and nothing fails on the unique key.
+async fn an_upsert_inserts_new_keys_and_updates_known_ones(db: Database) {
+    let w = World::of_source(db).await;
+    let prices = |rows: Value| json!({ "prices": rows });
+    let first = prices(json!([{ "sku": "A", "amount": 1.5 }, { "sku": "B", "amount": 2 }]));
+    w.completed("SyncPrices", first).await;
+    w.completed("NotePrice", json!({})).await;
+    let ids = "SELECT sku || ':' || CAST(id AS TEXT) FROM lang_prices ORDER BY sku";
+    let before = w.texts(ids).await;
+
+    let again = prices(json!([{ "sku": "A", "amount": 3 }, { "sku": "C", "amount": 4 }]));
+    let r = w.completed("SyncPrices", again).await;
+    let rows = w
+        .texts("SELECT sku || ':' || CAST(amount AS TEXT) || ':' || COALESCE(note, '-') FROM lang_prices ORDER BY sku")
+        .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows[0].starts_with("A:3") && rows[0].ends_with(":checked"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[1].starts_with("B:2") && rows[2].starts_with("C:4"),
+        "{rows:?}"
+    );
+    assert_eq!(w.texts(ids).await[..2], before[..], "rows keep their ids");
+    let calls = &r.result.calls;
+    let upserts = calls.iter().filter(|c| c.call == "data.upsert").count();
+    assert_eq!(upserts, 2, "{calls:?}");
 }

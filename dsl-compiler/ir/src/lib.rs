@@ -116,6 +116,14 @@ pub enum StepKind {
         entity: String,
         values: Vec<(String, Expr)>,
     },
+    /// `action: upsert E { f: v, … } on [k, …]` — inserts the row or, when a row with the same
+    /// `keys` (the primary key or `unique` fields) exists, sets the given fields on it; binds the
+    /// number of rows written.
+    Upsert {
+        entity: String,
+        values: Vec<(String, Expr)>,
+        keys: Vec<String>,
+    },
     /// `action: maintain vacuum|analyze|reindex [E]` — binds the host's summary text.
     Maintain {
         op: MaintenanceOp,
@@ -616,6 +624,9 @@ pub struct FieldDecl {
     pub ty: FieldType,
     pub primary: bool,
     pub optional: bool,
+    /// No two rows of a tenant share the value (a unique index; an upsert may match on it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unique: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

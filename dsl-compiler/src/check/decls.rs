@@ -275,11 +275,22 @@ fn entity(e: &ast::Entity, cx: &mut Cx<'_>) -> EntityInfo {
             ty,
             optional: f.optional,
         });
+        if f.unique && ty == Some(FieldType::Json) {
+            cx.error_hint(
+                f.name.span,
+                format!(
+                    "field `{}` is json; a json field cannot be `unique`",
+                    f.name.node
+                ),
+                "make a scalar field unique (a string, a number, a uuid, a date)",
+            );
+        }
         decl_fields.push(FieldDecl {
             name: f.name.node.clone(),
             ty: ty.unwrap_or(FieldType::Json),
             primary: f.primary,
             optional: f.optional,
+            unique: f.unique && !f.primary,
         });
     }
     let (table, table_span) = match &e.table {
@@ -341,6 +352,7 @@ fn builtin_info(b: &'static BuiltinEntity) -> EntityInfo {
                     ty: *ty,
                     primary: *name == b.primary,
                     optional: *optional,
+                    unique: false,
                 })
                 .collect(),
         },

@@ -470,6 +470,78 @@ impl JobCx<'_, '_> {
         }
     }
 
+    /// The fields an `upsert` matches rows on: those of `on [...]`, each the primary key or a
+    /// `unique` field and given a value; the primary key when `on` is left out.
+    fn upsert_keys(
+        &mut self,
+        e: &EntityInfo,
+        values: &[(ast::Ident, ast::Expr)],
+        keys: &[ast::Ident],
+        span: Span,
+    ) -> Vec<String> {
+        if keys.is_empty() {
+            return match e.decl.fields.iter().find(|f| f.primary) {
+                Some(primary) => vec![primary.name.clone()],
+                None => {
+                    self.cx.error_hint(
+                        span,
+                        format!(
+                            "`upsert {}` needs `on [field]`: the entity has no primary key",
+                            e.name()
+                        ),
+                        "name the field that identifies a row, e.g. `on [sku]`, and declare it `unique`",
+                    );
+                    Vec::new()
+                }
+            };
+        }
+        if let [_, second, ..] = keys {
+            self.cx.error_hint(
+                second.span,
+                "an upsert matches rows on one key field",
+                "name the primary key or one `unique` field; keys of several fields are not \
+                 supported",
+            );
+        }
+        let mut lowered = Vec::new();
+        for key in keys {
+            let Some(decl) = e.decl.fields.iter().find(|f| f.name == key.node) else {
+                let hint = hint_or_list(&key.node, "its fields", &e.field_names());
+                self.cx.error_hint(
+                    key.span,
+                    format!("entity `{}` has no field `{}`", e.name(), key.node),
+                    hint,
+                );
+                continue;
+            };
+            if !decl.primary && !decl.unique {
+                self.cx.error_hint(
+                    key.span,
+                    format!(
+                        "`{}` is not a key of `{}`: an upsert matches rows on the primary key \
+                         or on `unique` fields",
+                        key.node,
+                        e.name()
+                    ),
+                    format!(
+                        "declare it `{}: … unique` in entity `{}`",
+                        key.node,
+                        e.name()
+                    ),
+                );
+            }
+            if !values.iter().any(|(f, _)| f.node == key.node) {
+                self.cx.error_hint(
+                    key.span,
+                    format!("the upsert gives no value for its key `{}`", key.node),
+                    format!("add `{}: …` to the row", key.node),
+                );
+            }
+            lowered.push(key.node.clone());
+        }
+        lowered
+    }
+
     /// Looks an entity up and records its use.
     fn use_entity(&mut self, name: &ast::Ident) -> Option<usize> {
         self.usage.caps.insert("data");
@@ -626,6 +698,32 @@ impl JobCx<'_, '_> {
                 StepKind::Insert {
                     entity: entity.node.clone(),
                     values,
+                }
+            }
+            ast::Action::Upsert {
+                entity,
+                values,
+                keys,
+                span,
+            } => {
+                let info = self.use_entity(entity).map(|i| &decls.entities[i]);
+                self.refuse_builtin(info, entity, "upsert into");
+                let Some(e) = info else {
+                    for (_, v) in values {
+                        self.expr(v);
+                    }
+                    return StepKind::Upsert {
+                        entity: entity.node.clone(),
+                        values: Vec::new(),
+                        keys: Vec::new(),
+                    };
+                };
+                let lowered = self.insert_values(values, e);
+                let keys = self.upsert_keys(e, values, keys, *span);
+                StepKind::Upsert {
+                    entity: entity.node.clone(),
+                    values: lowered,
+                    keys,
                 }
             }
             ast::Action::Maintain { op, entity, .. } => {

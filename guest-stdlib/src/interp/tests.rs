@@ -6,7 +6,7 @@ use codeai_ir::{LogLevel, MaintenanceOp, Program, ReportFormat};
 use serde_json::{json, Value};
 
 const DECLS: &str = r#"
-entity Product { id: uuid primary, sku: string, quantity: int, price: float, updated_at: datetime }
+entity Product { id: uuid primary, sku: string unique, quantity: int, price: float, updated_at: datetime }
 entity Order { id: uuid primary, total: float, status: string, created_at: datetime }
 integration Api {
     base_url: env("API_URL")
@@ -138,6 +138,11 @@ impl Host for Fake {
     }
     fn insert(&mut self, entity: &str, rows: Value) -> Result<u64, CapError> {
         self.calls.push(format!("insert {entity} {rows}"));
+        Ok(1)
+    }
+    fn upsert(&mut self, entity: &str, rows: Value, keys: &[String]) -> Result<u64, CapError> {
+        self.calls
+            .push(format!("upsert {entity} {rows} on {keys:?}"));
         Ok(1)
     }
     fn maintain(&mut self, op: MaintenanceOp, entity: Option<&str>) -> Result<String, CapError> {
@@ -725,6 +730,35 @@ fn interpolation_formats_values_naturally() {
     )
     .unwrap();
     assert_eq!(host.calls, ["log Warn Ann has 3 (2, 1.25) [a, b] <>"]);
+}
+
+#[test]
+fn upserts_send_their_row_and_key() {
+    let mut host = Fake::default();
+    exec(
+        r#"job J {
+            input: { items: [] }
+            steps {
+                save {
+                    for_each: items
+                    item: it
+                    action: upsert Product { sku: it.sku, quantity: it.n } on [sku]
+                }
+                order { action: upsert Order { id: "5d0c6f0e-3c39-4a8f-9a59-1f8a3a8f6b10", total: 2, status: "new", created_at: now() } }
+            }
+        }"#,
+        &mut host,
+        json!({ "items": [{ "sku": "A", "n": 1 }, { "sku": "B", "n": 2 }] }),
+    )
+    .unwrap();
+    assert_eq!(
+        host.calls,
+        [
+            r#"upsert Product [{"quantity":1,"sku":"A"}] on ["sku"]"#,
+            r#"upsert Product [{"quantity":2,"sku":"B"}] on ["sku"]"#,
+            r#"upsert Order [{"created_at":"2026-01-12T06:00:00-05:00","id":"5d0c6f0e-3c39-4a8f-9a59-1f8a3a8f6b10","status":"new","total":2}] on ["id"]"#,
+        ]
+    );
 }
 
 #[test]

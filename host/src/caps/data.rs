@@ -4,8 +4,10 @@
 //! is charged to the execution's budget.
 
 use super::{over, JobCaps};
+use crate::runtime::Reservation;
 use crate::store::query::QueryError;
 use crate::wasm::{data, CapError};
+use serde_json::Value;
 
 fn query_error(e: QueryError) -> CapError {
     match e {
@@ -67,13 +69,22 @@ impl data::Host for JobCaps {
     }
 
     async fn insert(&mut self, entity: String, rows: String) -> Result<u64, CapError> {
-        let call = format!("`data.insert` {entity}");
-        let mut held = self.budget.reserve(0, &call).map_err(over)?;
-        // The parsed rows can take many times their text: charged as they are built.
-        let r = self.parse_charged(&rows, "the rows", &call, &mut held);
-        let rows = self.within_budget(r).await?;
+        let (rows, _held) = self.rows(&rows, &format!("`data.insert` {entity}")).await?;
         self.data
-            .insert_parsed(&entity, rows)
+            .insert_parsed(&entity, rows, None)
+            .await
+            .map_err(query_error)
+    }
+
+    async fn upsert(
+        &mut self,
+        entity: String,
+        rows: String,
+        keys: Vec<String>,
+    ) -> Result<u64, CapError> {
+        let (rows, _held) = self.rows(&rows, &format!("`data.upsert` {entity}")).await?;
+        self.data
+            .insert_parsed(&entity, rows, Some(&keys))
             .await
             .map_err(query_error)
     }
@@ -87,5 +98,15 @@ impl data::Host for JobCaps {
             .maintain(op, entity.as_deref())
             .await
             .map_err(query_error)
+    }
+}
+
+impl JobCaps {
+    /// The rows of an insert or upsert, parsed, with what they hold of the execution's memory
+    /// budget (the parsed tree can take many times its text; charged as it is built).
+    async fn rows(&mut self, rows: &str, call: &str) -> Result<(Value, Reservation), CapError> {
+        let mut held = self.budget.reserve(0, call).map_err(over)?;
+        let r = self.parse_charged(rows, "the rows", call, &mut held);
+        Ok((self.within_budget(r).await?, held))
     }
 }

@@ -454,6 +454,19 @@ impl<C: Capabilities> data::Host for Gated<C> {
         r
     }
 
+    async fn upsert(
+        &mut self,
+        entity: String,
+        rows: String,
+        keys: Vec<String>,
+    ) -> Result<u64, CapError> {
+        self.check(Capability::Data, "upsert")?;
+        let t = Instant::now();
+        let r = self.inner.upsert(entity.clone(), rows, keys).await;
+        self.record("data.upsert", counted(&entity, &r), t, &r);
+        r
+    }
+
     async fn maintain(
         &mut self,
         op: data::MaintenanceOp,

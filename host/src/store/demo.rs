@@ -25,15 +25,7 @@ pub const EXAMPLE_SOURCE: &str =
 pub fn example_entities() -> Vec<EntityDecl> {
     let (file, _) = codeai_dsl::parse(EXAMPLE_SOURCE);
     let (jobs, _) = codeai_dsl::check::check(&file, EXAMPLE_SOURCE, "scheduled-jobs.codeai");
-    let mut entities: Vec<EntityDecl> = Vec::new();
-    for job in jobs {
-        for entity in job.manifest.entities {
-            if !entities.iter().any(|e| e.name == entity.name) {
-                entities.push(entity);
-            }
-        }
-    }
-    entities
+    super::entities::declared_by(jobs.iter().map(|j| &j.manifest))
 }
 
 /// What [`seed`] inserted, for tests and for the `codeai` command's output.

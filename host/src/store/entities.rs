@@ -24,6 +24,20 @@ use codeai_ir::platform::{builtin_entity, check_builtin_fields, check_table_name
 use codeai_ir::{EntityDecl, FieldType};
 use std::collections::BTreeSet;
 
+/// The entities `manifests` declare, each once (the first declaration of a name), in order of
+/// first use.
+pub fn declared_by<'a>(
+    manifests: impl IntoIterator<Item = &'a codeai_ir::Manifest>,
+) -> Vec<EntityDecl> {
+    let mut all: Vec<EntityDecl> = Vec::new();
+    for entity in manifests.into_iter().flat_map(|m| &m.entities) {
+        if !all.iter().any(|e| e.name == entity.name) {
+            all.push(entity.clone());
+        }
+    }
+    all
+}
+
 /// The column holding the owning tenant in every entity table.
 pub const TENANT_COLUMN: &str = "tenant_id";
 
@@ -77,6 +91,13 @@ pub fn check_declaration(decl: &EntityDecl) -> Result<(), String> {
     if decl.fields.iter().filter(|f| f.primary).count() > 1 {
         return Err("more than one primary key".into());
     }
+    if let Some(f) = decl
+        .fields
+        .iter()
+        .find(|f| f.unique && f.ty == FieldType::Json)
+    {
+        return Err(format!("field `{}` is json; it cannot be unique", f.name));
+    }
     if decl.fields.is_empty() {
         return Err("no fields".into());
     }
@@ -100,8 +121,10 @@ pub fn column_type(ty: FieldType, dialect: Dialect) -> &'static str {
     }
 }
 
-/// The DDL statements for one entity: the table, then the tenant index. `table` is the quoted,
-/// qualified name of the table in its namespace and `index` the index's (unquoted) name.
+/// The DDL statements for one entity: the table, the tenant index, then a unique index on
+/// `(tenant_id, field)` for each `unique` field. `table` is the quoted, qualified name of the
+/// table in its namespace and `index` the tenant index's (unquoted) name, which the unique
+/// indexes' names derive from.
 pub fn create_statements(
     decl: &EntityDecl,
     dialect: Dialect,
@@ -128,14 +151,36 @@ pub fn create_statements(
             quote_ident(&primary.name)
         ));
     }
-    let index = quote_ident(truncate(index, 63));
-    Ok(vec![
+    let base = index.strip_suffix("_tenant_idx").unwrap_or(index);
+    let mut statements = vec![
         format!(
             "CREATE TABLE IF NOT EXISTS {table} ({})",
             columns.join(", ")
         ),
-        format!("CREATE INDEX IF NOT EXISTS {index} ON {table} ({tenant})"),
-    ])
+        format!(
+            "CREATE INDEX IF NOT EXISTS {} ON {table} ({tenant})",
+            quote_ident(truncate(index, 63))
+        ),
+    ];
+    for field in decl.fields.iter().filter(|f| f.unique && !f.primary) {
+        statements.push(format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {table} ({tenant}, {})",
+            quote_ident(&index_name(&format!("{base}_{}_key", field.name))),
+            quote_ident(&field.name)
+        ));
+    }
+    Ok(statements)
+}
+
+/// `name` as an index name both databases take (PostgreSQL keeps 63 bytes): a longer one is cut
+/// and ends with a digest of the whole, so two long names do not meet.
+fn index_name(name: &str) -> String {
+    if name.len() <= 63 {
+        return name.to_string();
+    }
+    use sha2::Digest;
+    let digest = hex::encode(&sha2::Sha256::digest(name.as_bytes())[..4]);
+    format!("{}_{digest}", truncate(name, 54))
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -193,6 +238,7 @@ mod tests {
             ty,
             primary,
             optional,
+            unique: false,
         }
     }
 
@@ -223,6 +269,41 @@ mod tests {
         );
         let pg = create_statements(&decl, Dialect::Postgres, "\"sessions\"", "i").unwrap();
         assert!(pg[0].contains("\"id\" UUID NOT NULL, \"expires_at\" TIMESTAMPTZ,"));
+        assert_eq!(sqlite.len(), 2, "no unique field, no unique index");
+    }
+
+    #[test]
+    fn unique_fields_get_unique_indexes_with_names_that_fit() {
+        let mut sku = field("sku", FieldType::String, false, false);
+        sku.unique = true;
+        // The longest table name (48) with a tenant's prefix: its index names pass 63 bytes.
+        let long = "t".repeat(48);
+        let decl = EntityDecl {
+            name: "Item".into(),
+            table: long.clone(),
+            fields: vec![field("id", FieldType::Uuid, true, false), sku],
+        };
+        let index = format!("tenant_acme__{long}_tenant_idx");
+        let ddl = create_statements(&decl, Dialect::Sqlite, "\"t\"", &index).unwrap();
+        assert_eq!(ddl.len(), 3, "{ddl:?}");
+        assert!(
+            ddl[2].starts_with("CREATE UNIQUE INDEX IF NOT EXISTS \"tenant_acme__ttt")
+                && ddl[2].ends_with("ON \"t\" (\"tenant_id\", \"sku\")"),
+            "{}",
+            ddl[2]
+        );
+        let name = ddl[2].split('"').nth(1).unwrap();
+        assert_eq!(name.len(), 63, "{name}");
+        assert_ne!(index_name(&format!("{name}x")), name);
+        let mut json = field("meta", FieldType::Json, false, true);
+        json.unique = true;
+        let bad = EntityDecl {
+            fields: vec![json],
+            ..decl
+        };
+        assert!(check_declaration(&bad)
+            .unwrap_err()
+            .contains("cannot be unique"));
     }
 
     #[test]

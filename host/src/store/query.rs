@@ -52,7 +52,8 @@ use serde_json::{Map, Number, Value};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -415,14 +416,35 @@ impl EntityQueries {
         Self::writable(self.entity(entity)?, "insert into")?;
         let rows: Value = serde_json::from_str(rows)
             .map_err(|e| QueryError::Invalid(format!("rows are not valid JSON: {e}")))?;
-        self.insert_parsed(entity, rows).await
+        self.insert_parsed(entity, rows, None).await
     }
 
     /// [`EntityQueries::insert`] of rows parsed by the caller (who charged the parsed tree to
-    /// the execution's memory budget).
-    pub async fn insert_parsed(&self, entity: &str, rows: Value) -> Result<u64, QueryError> {
+    /// the execution's memory budget); with `keys`, an upsert.
+    ///
+    /// An upsert matches rows on `keys` (the primary key or `unique` fields, each given by every
+    /// row): a row whose keys are new is inserted as by `insert`; one whose keys exist sets the
+    /// fields it gives (not the keys, nor the primary key) on that row and leaves the others.
+    /// Rows with the same keys: the last wins. Returns how many rows were written.
+    pub async fn insert_parsed(
+        &self,
+        entity: &str,
+        rows: Value,
+        keys: Option<&[String]>,
+    ) -> Result<u64, QueryError> {
         let entity = self.entity(entity)?;
-        Self::writable(entity, "insert into")?;
+        Self::writable(
+            entity,
+            if keys.is_some() {
+                "upsert into"
+            } else {
+                "insert into"
+            },
+        )?;
+        let keys = match keys {
+            Some(keys) => Some(Self::upsert_keys(entity, keys)?),
+            None => None,
+        };
         let Value::Array(rows) = rows else {
             return Err(QueryError::Invalid(
                 "rows must be a JSON array of objects".into(),
@@ -435,7 +457,9 @@ impl EntityQueries {
             )));
         }
         let fields = &entity.decl.fields;
-        let mut values: Vec<Vec<Param>> = Vec::with_capacity(rows.len());
+        // Each row's values, and which fields it gives (an insert writes them all).
+        let mut values: Vec<(Vec<Param>, Vec<bool>)> = Vec::with_capacity(rows.len());
+        let mut by_keys: HashMap<String, usize> = HashMap::new();
         for (n, row) in rows.iter().enumerate() {
             let Value::Object(object) = row else {
                 return Err(QueryError::Invalid(format!("row {n} is not a JSON object")));
@@ -444,6 +468,7 @@ impl EntityQueries {
                 entity.field(key)?;
             }
             let mut params = Vec::with_capacity(fields.len());
+            let mut given = Vec::with_capacity(fields.len());
             for field in fields {
                 let param = match object.get(&field.name) {
                     Some(value) if !value.is_null() => {
@@ -461,36 +486,114 @@ impl EntityQueries {
                     }
                 };
                 params.push(param);
+                given.push(keys.is_none() || object.contains_key(&field.name) || field.primary);
             }
-            values.push(params);
+            let Some(keys) = &keys else {
+                values.push((params, given));
+                continue;
+            };
+            let mut identity = Vec::with_capacity(keys.len());
+            for &k in keys {
+                match object.get(&fields[k].name) {
+                    Some(v) if !v.is_null() => identity.push(v.to_string()),
+                    _ => {
+                        return Err(QueryError::Invalid(format!(
+                            "row {n}: the upsert's key `{}` is required",
+                            fields[k].name
+                        )))
+                    }
+                }
+            }
+            // One statement cannot write a row twice (PostgreSQL refuses): the last row wins.
+            match by_keys.entry(identity.join("\u{1f}")) {
+                Entry::Occupied(seen) => values[*seen.get()] = (params, given),
+                Entry::Vacant(slot) => {
+                    slot.insert(values.len());
+                    values.push((params, given));
+                }
+            }
+        }
+        let table = self.table(entity).await?;
+        let mut statements: Vec<Stmt> = Vec::new();
+        if keys.is_some() && self.db.dialect() == Dialect::Sqlite {
+            // SQLite matches an upsert's conflict target against the schema the connection
+            // holds, and does not reload it when the match fails: a pooled connection that read
+            // the schema before the unique index was made would refuse the upsert. A first
+            // statement that writes nothing brings the schema up to date (and takes the write
+            // lock the transaction needs anyway).
+            let mut refresh = Stmt::default();
+            refresh.sql(format!("DELETE FROM {table} WHERE 0"));
+            statements.push(refresh);
+        }
+        // Rows that give the same fields share statements.
+        let mut shapes: Vec<&Vec<bool>> = Vec::new();
+        for (_, given) in &values {
+            if !shapes.contains(&given) {
+                shapes.push(given);
+            }
+        }
+        for shape in shapes {
+            let written: Vec<usize> = (0..fields.len()).filter(|&i| shape[i]).collect();
+            let mut columns = quote_ident(TENANT_COLUMN);
+            for &i in &written {
+                columns.push_str(", ");
+                columns.push_str(&quote_ident(&fields[i].name));
+            }
+            let conflict = keys
+                .as_ref()
+                .map(|keys| upsert_clause(fields, keys, &written));
+            let rows: Vec<&Vec<Param>> = values
+                .iter()
+                .filter(|(_, given)| given == shape)
+                .map(|(params, _)| params)
+                .collect();
+            let per_statement = (MAX_BINDS_PER_STATEMENT / (written.len() + 1)).max(1);
+            for chunk in rows.chunks(per_statement) {
+                let mut stmt = Stmt::default();
+                stmt.sql(format!("INSERT INTO {table} ({columns}) VALUES "));
+                for (r, row) in chunk.iter().enumerate() {
+                    stmt.sql(if r == 0 { "(" } else { ", (" });
+                    stmt.bind(Param::Text(self.tenant().to_string()));
+                    for &i in &written {
+                        stmt.sql(", ");
+                        stmt.bind(row[i].clone());
+                    }
+                    stmt.sql(")");
+                }
+                if let Some(conflict) = &conflict {
+                    stmt.sql(conflict.clone());
+                }
+                statements.push(stmt);
+            }
         }
         if values.is_empty() {
             return Ok(0);
         }
-        let columns = format!("{}, {}", quote_ident(TENANT_COLUMN), entity.columns());
-        let per_statement = (MAX_BINDS_PER_STATEMENT / (fields.len() + 1)).max(1);
-        let table = self.table(entity).await?;
-        let statements: Vec<Stmt> = values
-            .chunks(per_statement)
-            .map(|chunk| {
-                let mut stmt = Stmt::default();
-                stmt.sql(format!("INSERT INTO {table} ({columns}) VALUES "));
-                for (i, row) in chunk.iter().enumerate() {
-                    stmt.sql(if i == 0 { "(" } else { ", (" });
-                    stmt.bind(Param::Text(self.tenant().to_string()));
-                    for param in row {
-                        stmt.sql(", ");
-                        stmt.bind(param.clone());
-                    }
-                    stmt.sql(")");
-                }
-                stmt
-            })
-            .collect();
-        let inserted = crate::store::rows::execute_all(&self.db, &statements)
+        crate::store::rows::execute_all(&self.db, &statements)
             .await
-            .map_err(failed)?;
-        Ok(inserted)
+            .map_err(failed)
+    }
+
+    /// The field (its index, in a list) an upsert matches on: one declared field, the primary
+    /// key or `unique` (the conflict target needs an index of exactly those columns, and each
+    /// unique field has one of its own).
+    fn upsert_keys(entity: &Entity, keys: &[String]) -> Result<Vec<usize>, QueryError> {
+        let [key] = keys else {
+            return Err(QueryError::Invalid(format!(
+                "an upsert matches rows on one key field, not {}",
+                keys.len()
+            )));
+        };
+        let field = entity.field(key)?;
+        if !field.primary && !field.unique {
+            return Err(QueryError::Invalid(format!(
+                "`{key}` is not a key of `{}`: an upsert matches rows on the primary key or on \
+                 a unique field",
+                entity.decl.name
+            )));
+        }
+        let i = entity.decl.fields.iter().position(|f| f.name == *key);
+        Ok(i.into_iter().collect())
     }
 
     /// `maintain`: runs a maintenance operation on one entity's table, or, with `entity` `None`,
@@ -885,13 +988,9 @@ impl FilterCompiler<'_> {
                 t.terms.len()
             ));
         }
+        use CompareOp::{Eq, Ge, Gt, Le, Lt, Ne};
         let op = match t.op {
-            CompareOp::Eq => "=",
-            CompareOp::Ne => "<>",
-            CompareOp::Lt => "<",
-            CompareOp::Le => "<=",
-            CompareOp::Gt => ">",
-            CompareOp::Ge => ">=",
+            Eq | Ne | Lt | Le | Gt | Ge => sql_operator(t.op, self.dialect),
             other => {
                 return invalid(format!(
                     "a comparison of terms uses =, !=, <, <=, > or >=, not {}",
@@ -1036,6 +1135,7 @@ impl FilterCompiler<'_> {
                     ty,
                     primary: false,
                     optional: false,
+                    unique: false,
                 };
                 stmt.bind(typed(&decl, &value)?);
             }
@@ -1104,27 +1204,11 @@ impl FilterCompiler<'_> {
     fn comparison(&self, c: &Comparison, stmt: &mut Stmt) -> Result<(), QueryError> {
         let field = self.entity.field(&c.field)?;
         let column = quote_ident(&field.name);
-        let op = match c.op {
-            CompareOp::IsNull => {
-                stmt.sql(format!("{column} IS NULL"));
-                return Ok(());
-            }
-            CompareOp::IsNotNull => {
-                stmt.sql(format!("{column} IS NOT NULL"));
-                return Ok(());
-            }
-            CompareOp::Eq => "=",
-            CompareOp::Ne => "<>",
-            CompareOp::Lt => "<",
-            CompareOp::Le => "<=",
-            CompareOp::Gt => ">",
-            CompareOp::Ge => ">=",
-            CompareOp::Like => match self.dialect {
-                Dialect::Sqlite => "LIKE",
-                Dialect::Postgres => "ILIKE",
-            },
-            CompareOp::In => "IN",
-        };
+        let op = sql_operator(c.op, self.dialect);
+        if matches!(c.op, CompareOp::IsNull | CompareOp::IsNotNull) {
+            stmt.sql(format!("{column} {op}"));
+            return Ok(());
+        }
         let value = parse_json(&c.value, &field.name)?;
         match c.op {
             CompareOp::Eq | CompareOp::Ne if value.is_null() => {
@@ -1276,6 +1360,47 @@ where
     })
 }
 
+/// ` ON CONFLICT (tenant, keys…) DO UPDATE SET f = excluded.f, …` for the `written` fields
+/// that are neither keys nor the primary key (`DO NOTHING` when there are none).
+fn upsert_clause(fields: &[FieldDecl], keys: &[usize], written: &[usize]) -> String {
+    let target: Vec<String> = std::iter::once(quote_ident(TENANT_COLUMN))
+        .chain(keys.iter().map(|&k| quote_ident(&fields[k].name)))
+        .collect();
+    let set: Vec<String> = written
+        .iter()
+        .filter(|&&i| !keys.contains(&i) && !fields[i].primary)
+        .map(|&i| {
+            let column = quote_ident(&fields[i].name);
+            format!("{column} = excluded.{column}")
+        })
+        .collect();
+    let action = if set.is_empty() {
+        "NOTHING".to_string()
+    } else {
+        format!("UPDATE SET {}", set.join(", "))
+    };
+    format!(" ON CONFLICT ({}) DO {action}", target.join(", "))
+}
+
+/// An operator in SQL (`LIKE` ignores case on both databases).
+fn sql_operator(op: CompareOp, dialect: Dialect) -> &'static str {
+    match op {
+        CompareOp::Eq => "=",
+        CompareOp::Ne => "<>",
+        CompareOp::Lt => "<",
+        CompareOp::Le => "<=",
+        CompareOp::Gt => ">",
+        CompareOp::Ge => ">=",
+        CompareOp::Like => match dialect {
+            Dialect::Sqlite => "LIKE",
+            Dialect::Postgres => "ILIKE",
+        },
+        CompareOp::In => "IN",
+        CompareOp::IsNull => "IS NULL",
+        CompareOp::IsNotNull => "IS NOT NULL",
+    }
+}
+
 /// How an error message names an operator.
 fn op_label(op: CompareOp) -> &'static str {
     match op {
@@ -1409,6 +1534,7 @@ mod tests {
             ty,
             primary: false,
             optional: false,
+            unique: false,
         }
     }
 

@@ -392,6 +392,11 @@ impl<S: Script> data::Host for Fake<S> {
         self.counted("insert", args).await
     }
 
+    async fn upsert(&mut self, entity: String, rows: String, keys: Vec<String>) -> Counted {
+        let args = json!({ "entity": entity, "rows": parse_json(&rows), "keys": keys });
+        self.counted("upsert", args).await
+    }
+
     async fn maintain(
         &mut self,
         op: data::MaintenanceOp,
