@@ -278,10 +278,20 @@ pub struct Query {
     /// `select` or `count`
     pub count: bool,
     pub entity: Ident,
+    /// `aggregate E { name: func(field), … } … group by f, …`
+    pub aggregate: Option<Aggregate>,
     pub filter: Option<Expr>,
     pub order: Vec<(Ident, bool)>,
     pub limit: Option<Expr>,
     pub span: Span,
+}
+
+/// The columns and groups of `query: aggregate E { revenue: sum(total) } group by status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    /// Each column's name and its `func(field)` as written.
+    pub columns: Vec<(Ident, Expr)>,
+    pub group_by: Vec<Ident>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -1013,22 +1013,47 @@ impl Parser<'_> {
 
     fn query(&mut self) -> PResult<Query> {
         let start = self.peek().span;
-        let count = if self.eat_word("select") {
-            false
+        let (count, aggregate) = if self.eat_word("select") {
+            (false, false)
         } else if self.eat_word("count") {
-            true
+            (true, false)
+        } else if self.eat_word("aggregate") {
+            (false, true)
         } else {
             return self.expected_hint(
-                "`select` or `count`",
+                "`select`, `count` or `aggregate`",
                 "e.g. `query: select Product where quantity < 10`",
             );
         };
         let entity = self.entity_name()?;
+        let columns = if aggregate {
+            if !self.is_punct("{") {
+                return self.expected_hint(
+                    "`{` and the aggregate's columns",
+                    "e.g. `query: aggregate Order { revenue: sum(total), orders: count() }`",
+                );
+            }
+            self.named_args()?
+        } else {
+            Vec::new()
+        };
         let filter = if self.eat_word("where") {
             Some(self.expr()?)
         } else {
             None
         };
+        let mut group_by = Vec::new();
+        if aggregate && self.eat_word("group") {
+            if !self.eat_word("by") {
+                return self.expected("`by`");
+            }
+            loop {
+                group_by.push(self.ident("a field name")?);
+                if !self.eat_punct(",") {
+                    break;
+                }
+            }
+        }
         let mut order = Vec::new();
         let mut limit = None;
         if !count && self.eat_word("order") {
@@ -1055,6 +1080,7 @@ impl Parser<'_> {
         Ok(Query {
             count,
             entity,
+            aggregate: aggregate.then_some(Aggregate { columns, group_by }),
             filter,
             order,
             limit,

@@ -250,6 +250,38 @@ impl Host for Imports {
         parse_json(&rows)
     }
 
+    fn aggregate(&mut self, q: h::AggregateQuery) -> Result<Value, CapError> {
+        let columns = q
+            .columns
+            .into_iter()
+            .map(|c| data::AggregateColumn {
+                name: c.name,
+                function: match c.func {
+                    codeai_ir::AggFunc::Count => data::AggFunc::Count,
+                    codeai_ir::AggFunc::Sum => data::AggFunc::Sum,
+                    codeai_ir::AggFunc::Avg => data::AggFunc::Avg,
+                    codeai_ir::AggFunc::Min => data::AggFunc::Min,
+                    codeai_ir::AggFunc::Max => data::AggFunc::Max,
+                },
+                field: c.field,
+            })
+            .collect();
+        let rows = data::aggregate(&data::AggregateQuery {
+            entity: q.entity,
+            columns,
+            filter: filter(q.filter),
+            group_by: q.group_by,
+            order: q
+                .order
+                .into_iter()
+                .map(|(field, descending)| data::OrderBy { field, descending })
+                .collect(),
+            limit: q.limit,
+        })
+        .map_err(cap)?;
+        parse_json(&rows)
+    }
+
     fn count(&mut self, entity: &str, f: Option<h::Filter>) -> Result<u64, CapError> {
         data::count(entity, filter(f).as_ref()).map_err(cap)
     }

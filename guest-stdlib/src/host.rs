@@ -73,6 +73,19 @@ pub struct Query {
     pub limit: Option<u32>,
 }
 
+/// `aggregate <entity> { columns } where <filter> group by … order by … limit …` (WIT
+/// `aggregate-query`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateQuery {
+    pub entity: String,
+    pub columns: Vec<codeai_ir::AggColumn>,
+    pub filter: Option<Filter>,
+    pub group_by: Vec<String>,
+    /// (column or group field, descending)
+    pub order: Vec<(String, bool)>,
+    pub limit: Option<u32>,
+}
+
 /// The new value of a column in an update (WIT `assignment`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assign {
@@ -149,6 +162,8 @@ pub struct Period {
 pub trait Host {
     fn select(&mut self, query: Query) -> Result<Value, CapError>;
     fn count(&mut self, entity: &str, filter: Option<Filter>) -> Result<u64, CapError>;
+    /// The rows of an aggregate (one without `group by`), as a JSON array of objects.
+    fn aggregate(&mut self, query: AggregateQuery) -> Result<Value, CapError>;
     fn delete(&mut self, entity: &str, filter: Option<Filter>) -> Result<u64, CapError>;
     fn update(
         &mut self,

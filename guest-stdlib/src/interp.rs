@@ -128,7 +128,10 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
 /// Whether a step's result triggers `on_empty`.
 fn is_empty(kind: &StepKind, value: &Value) -> bool {
     match kind {
-        StepKind::Query { .. } | StepKind::ForEach { .. } | StepKind::Compute { .. } => {
+        StepKind::Query { .. }
+        | StepKind::Aggregate { .. }
+        | StepKind::ForEach { .. }
+        | StepKind::Compute { .. } => {
             matches!(value, Value::Array(a) if a.is_empty()) || value.is_null()
         }
         StepKind::Count { .. } | StepKind::Delete { .. } | StepKind::Update { .. } => {
@@ -333,17 +336,11 @@ impl Scope<'_> {
                 limit,
             } => {
                 let filter = self.filter(filter.as_ref())?;
-                let limit = match limit {
-                    Some(e) => Some(as_u32(&self.eval(e)?, "limit")?),
-                    None => None,
-                };
+                let limit = self.limit(limit.as_ref())?;
                 let rows = self.host.select(Query {
                     entity: entity.clone(),
                     filter,
-                    order: order
-                        .iter()
-                        .map(|o| (o.field.clone(), o.descending))
-                        .collect(),
+                    order: order_keys(order),
                     limit,
                 })?;
                 Ok(rows)
@@ -351,6 +348,32 @@ impl Scope<'_> {
             StepKind::Count { entity, filter } => {
                 let filter = self.filter(filter.as_ref())?;
                 Ok(json!(self.host.count(entity, filter)?))
+            }
+            StepKind::Aggregate {
+                entity,
+                columns,
+                filter,
+                group_by,
+                order,
+                limit,
+            } => {
+                let filter = self.filter(filter.as_ref())?;
+                let limit = self.limit(limit.as_ref())?;
+                let rows = self.host.aggregate(AggregateQuery {
+                    entity: entity.clone(),
+                    columns: columns.clone(),
+                    filter,
+                    group_by: group_by.clone(),
+                    order: order_keys(order),
+                    limit,
+                })?;
+                // Without groups, the one row itself.
+                match rows {
+                    Value::Array(mut rows) if group_by.is_empty() => {
+                        Ok(rows.pop().unwrap_or_else(|| Value::Object(Map::new())))
+                    }
+                    rows => Ok(rows),
+                }
             }
             StepKind::Delete { entity, filter } => {
                 let filter = self.filter(filter.as_ref())?;
@@ -648,6 +671,14 @@ impl Scope<'_> {
             results.push(record(v, r));
         }
         Ok(Value::Array(results))
+    }
+
+    /// A query's `limit`, evaluated.
+    fn limit(&mut self, limit: Option<&Expr>) -> R<Option<u32>> {
+        match limit {
+            Some(e) => Ok(Some(as_u32(&self.eval(e)?, "limit")?)),
+            None => Ok(None),
+        }
     }
 
     /// The one-row JSON array an `insert` or `upsert` writes.
@@ -1438,3 +1469,11 @@ fn numeric(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
 
 #[cfg(test)]
 mod tests;
+
+/// `order by` keys as the host takes them: (field, descending).
+fn order_keys(order: &[codeai_ir::OrderBy]) -> Vec<(String, bool)> {
+    order
+        .iter()
+        .map(|o| (o.field.clone(), o.descending))
+        .collect()
+}

@@ -7,10 +7,11 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use codeai_host::store::entities::create_entity_tables;
-use codeai_host::store::query::{EntityQueries, QueryError, MAX_FILTER_DEPTH, MAX_ROW_LIMIT};
+use codeai_host::store::query::{EntityQueries, QueryError, Read, MAX_FILTER_DEPTH, MAX_ROW_LIMIT};
 use codeai_host::store::{demo, Database};
 use codeai_host::wasm::data::{
-    Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue, OrderBy, Query,
+    AggFunc, AggregateColumn, AggregateQuery, Assignment, CompareOp, Comparison, Filter,
+    FilterNode, MaintenanceOp, NewValue, OrderBy, Query,
 };
 use codeai_ir::{EntityDecl, FieldDecl, FieldType};
 use serde_json::{json, Map, Value};
@@ -36,6 +37,7 @@ on_both_databases!(
     a_tenants_maintenance_is_its_own_tables_once_an_hour,
     upserts_write_new_keys_update_known_ones_and_stay_in_their_tenant,
     a_unique_field_added_later_gets_its_index_and_every_connection_sees_it,
+    aggregates_count_sum_average_and_bound_their_groups,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1167,4 +1169,127 @@ async fn a_unique_field_added_later_gets_its_index_and_every_connection_sees_it(
     let again = json!([{ "sku": "S1", "amount": 10 }]);
     assert_eq!(upsert(&data, again, &["sku"]).await.unwrap(), 1);
     assert_eq!(data.count("Price", None).await.unwrap(), 8);
+}
+
+/// `name: func(field)` columns of an aggregate of items.
+fn aggregate(columns: &[(&str, AggFunc, Option<&str>)], group_by: &[&str]) -> AggregateQuery {
+    AggregateQuery {
+        entity: "Item".into(),
+        columns: columns
+            .iter()
+            .map(|(name, func, field)| AggregateColumn {
+                name: (*name).into(),
+                function: *func,
+                field: field.map(str::to_string),
+            })
+            .collect(),
+        filter: None,
+        group_by: group_by.iter().map(|g| g.to_string()).collect(),
+        order: Vec::new(),
+        limit: None,
+    }
+}
+
+async fn aggregates_count_sum_average_and_bound_their_groups(db: Database) {
+    let a = capability(&db, "tenant-a").await;
+    let b = capability(&db, "tenant-b").await;
+    seed_items(&a).await;
+    use AggFunc::{Avg, Count, Max, Min, Sum};
+    let all = aggregate(
+        &[
+            ("n", Count, None),
+            ("total", Sum, Some("score")),
+            ("mean", Avg, Some("score")),
+            ("heaviest", Max, Some("weight")),
+            ("weighed", Count, Some("weight")),
+            ("first_due", Min, Some("due")),
+            ("last_seen", Max, Some("seen_at")),
+        ],
+        &[],
+    );
+    let rows = a.aggregate_rows(&all).await.unwrap();
+    assert_eq!(
+        Value::Object(rows[0].clone()),
+        json!({
+            "n": 8, "total": 44, "mean": 5.5, "heaviest": 1.5, "weighed": 6,
+            "first_due": "2026-01-05", "last_seen": "2026-01-12T08:00:00.000000Z"
+        })
+    );
+    // Over no rows: counts and sums are 0, the others null; another tenant has none of a's.
+    let mut none = all.clone();
+    none.filter = Some(one("score", CompareOp::Gt, json!(100)));
+    let empty = json!({
+        "n": 0, "total": 0, "mean": null, "heaviest": null, "weighed": 0,
+        "first_due": null, "last_seen": null
+    });
+    assert_eq!(
+        Value::Object(a.aggregate_rows(&none).await.unwrap()[0].clone()),
+        empty
+    );
+    assert_eq!(
+        Value::Object(b.aggregate_rows(&all).await.unwrap()[0].clone()),
+        empty
+    );
+
+    // Groups, by a column descending, bounded; by default in the groups' order.
+    let mut by_kind = aggregate(
+        &[("n", Count, None), ("total", Sum, Some("score"))],
+        &["kind"],
+    );
+    by_kind.order = vec![OrderBy {
+        field: "total".into(),
+        descending: true,
+    }];
+    by_kind.limit = Some(2);
+    let groups = |rows: Vec<Map<String, Value>>| -> Vec<String> {
+        rows.iter()
+            .map(|r| format!("{}:{}:{}", r["kind"].as_str().unwrap(), r["n"], r["total"]))
+            .collect()
+    };
+    assert_eq!(
+        groups(a.aggregate_rows(&by_kind).await.unwrap()),
+        ["fruit:4:23", "veg:3:17"]
+    );
+    by_kind.order.clear();
+    by_kind.limit = None;
+    by_kind.filter = Some(one("active", CompareOp::Eq, json!(true)));
+    assert_eq!(
+        groups(a.aggregate_rows(&by_kind).await.unwrap()),
+        ["fruit:3:14", "other:1:4", "veg:2:15"]
+    );
+    let json_text = a
+        .read_within(Read::Aggregate(&by_kind), &mut |_| Ok(()))
+        .await
+        .unwrap();
+    assert!(json_text.starts_with("[{\"kind\":\"fruit\""), "{json_text}");
+
+    // What the host refuses, whatever the guest sends.
+    let refused = [
+        aggregate(&[("s", Sum, Some("name"))], &[]),
+        aggregate(&[("m", Min, Some("active"))], &[]),
+        aggregate(&[("s", Sum, None)], &[]),
+        aggregate(&[("n", Count, None)], &["meta"]),
+        aggregate(&[], &[]),
+        aggregate(&[("n", Count, None), ("n", Count, Some("score"))], &[]),
+        aggregate(&[("kind", Count, None)], &["kind"]),
+        aggregate(&[("x; DROP TABLE items", Count, None)], &[]),
+        AggregateQuery {
+            order: vec![OrderBy {
+                field: "score".into(),
+                descending: false,
+            }],
+            ..aggregate(&[("n", Count, None)], &["kind"])
+        },
+    ];
+    for q in &refused {
+        invalid(a.aggregate_rows(q).await);
+    }
+    denied(
+        a.aggregate_rows(&aggregate(&[("s", Sum, Some("secret"))], &[]))
+            .await,
+    );
+    denied(
+        a.aggregate_rows(&aggregate(&[("n", Count, None)], &["secret"]))
+            .await,
+    );
 }

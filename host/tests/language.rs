@@ -24,6 +24,7 @@ on_both_databases!(
     a_wrong_shaped_response_fails_the_sync_with_the_missing_path,
     filters_compare_fields_compute_and_apply_functions,
     an_upsert_inserts_new_keys_and_updates_known_ones,
+    aggregates_bind_one_row_or_their_groups,
 );
 
 const SOURCE: &str = r#"
@@ -57,6 +58,20 @@ job SyncPrices {
             item: p
             action: upsert Price { sku: p.sku, amount: p.amount } on [sku]
         }
+    }
+}
+
+job Totals {
+    steps {
+        overall {
+            query: aggregate Stock { skus: count(), units: sum(quantity), mean: avg(quantity), fewest: min(quantity) }
+            as: overall
+        }
+        by_level {
+            query: aggregate Stock { skus: count(), units: sum(quantity) } where quantity <= reorder_level group by reorder_level order by units desc limit 5
+            as: by_level
+        }
+        report { log: "{{overall.skus}} skus, {{overall.units}} units; {{count(by_level)}} levels low" }
     }
 }
 
@@ -471,4 +486,36 @@ async fn an_upsert_inserts_new_keys_and_updates_known_ones(db: Database) {
     let calls = &r.result.calls;
     let upserts = calls.iter().filter(|c| c.call == "data.upsert").count();
     assert_eq!(upserts, 2, "{calls:?}");
+}
+
+/// A = 2 of 3, B = 0 of 5, C = 9 of 4: three skus, eleven units, two levels at or below.
+async fn aggregates_bind_one_row_or_their_groups(db: Database) {
+    let w = World::of_source(db).await;
+    w.load_stock().await;
+    let r = w.completed("Totals", json!({})).await;
+    let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
+    let overall = &output["overall"];
+    assert_eq!(
+        (&overall["skus"], &overall["units"], &overall["fewest"]),
+        (&json!(3), &json!(11), &json!(0)),
+        "{output}"
+    );
+    assert!(
+        (overall["mean"].as_f64().unwrap() - 11.0 / 3.0).abs() < 1e-9,
+        "{output}"
+    );
+    assert_eq!(
+        output["by_level"],
+        json!([
+            { "reorder_level": 3, "skus": 1, "units": 2 },
+            { "reorder_level": 5, "skus": 1, "units": 0 },
+        ])
+    );
+    assert_logged(&r, "3 skus, 11 units; 2 levels low");
+    let calls = &r.result.calls;
+    assert_eq!(
+        calls.iter().filter(|c| c.call == "data.aggregate").count(),
+        2,
+        "{calls:?}"
+    );
 }

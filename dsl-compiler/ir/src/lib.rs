@@ -95,6 +95,18 @@ pub enum StepKind {
         order: Vec<OrderBy>,
         limit: Option<Expr>,
     },
+    /// `query: aggregate E { name: func(field), … } where … group by g, … order by … limit …` —
+    /// binds one object of the columns, or with `group by` a list of them, each with its group's
+    /// fields.
+    Aggregate {
+        entity: String,
+        columns: Vec<AggColumn>,
+        filter: Option<Filter>,
+        group_by: Vec<String>,
+        /// By a group field or a column's name.
+        order: Vec<OrderBy>,
+        limit: Option<Expr>,
+    },
     /// `query: count E where …` — binds a number.
     Count {
         entity: String,
@@ -290,6 +302,45 @@ pub enum CompareOp {
     In,
     IsNull,
     IsNotNull,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AggColumn {
+    pub name: String,
+    pub func: AggFunc,
+    /// `None` for `count()`: the rows.
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggFunc {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+}
+
+impl AggFunc {
+    pub const ALL: [(AggFunc, &'static str); 5] = [
+        (AggFunc::Count, "count"),
+        (AggFunc::Sum, "sum"),
+        (AggFunc::Avg, "avg"),
+        (AggFunc::Min, "min"),
+        (AggFunc::Max, "max"),
+    ];
+
+    pub fn by_name(name: &str) -> Option<AggFunc> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("", |(_, n)| n)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

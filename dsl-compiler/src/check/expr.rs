@@ -464,7 +464,7 @@ impl JobCx<'_, '_> {
     // -----------------------------------------------------------------------------------------
 
     /// Looks a field up, reporting "entity `Product` has no field `qty`".
-    fn entity_field<'e>(
+    pub(super) fn entity_field<'e>(
         &mut self,
         entity: &'e EntityInfo,
         name: &ast::Ident,

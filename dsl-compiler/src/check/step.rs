@@ -580,6 +580,9 @@ impl JobCx<'_, '_> {
             }
             _ => None,
         };
+        if let Some(agg) = &q.aggregate {
+            return self.aggregate(q, agg, entity, filter);
+        }
         if q.count {
             if let Some((first, _)) = q.order.first() {
                 self.cx.error(first.span, "`count` has no `order by`");
@@ -608,6 +611,175 @@ impl JobCx<'_, '_> {
         StepKind::Query {
             entity: q.entity.node.clone(),
             filter,
+            order,
+            limit,
+        }
+    }
+
+    /// `query: aggregate E { name: func(field), … } where … group by … order by … limit …`.
+    fn aggregate(
+        &mut self,
+        q: &ast::Query,
+        agg: &ast::Aggregate,
+        entity: Option<&EntityInfo>,
+        filter: Option<ir::Filter>,
+    ) -> StepKind {
+        use codeai_ir::{AggColumn, AggFunc, FieldType};
+        if agg.columns.is_empty() {
+            self.cx.error_hint(
+                q.entity.span,
+                "an aggregate needs at least one column",
+                "e.g. `aggregate Order { orders: count(), revenue: sum(total) }`",
+            );
+        }
+        self.cx
+            .check_unique("column", agg.columns.iter().map(|(n, _)| n));
+        self.cx.check_unique("group field", agg.group_by.iter());
+        let mut columns = Vec::new();
+        for (name, e) in &agg.columns {
+            let ast::ExprKind::Call(func, args) = &e.kind else {
+                self.cx.error_hint(
+                    e.span,
+                    format!("column `{}` is not an aggregate", name.node),
+                    "a column is `count()`, `count(field)`, `sum(field)`, `avg(field)`, \
+                     `min(field)` or `max(field)`",
+                );
+                continue;
+            };
+            let Some(f) = AggFunc::by_name(&func.node) else {
+                let hint = hint_or_list(
+                    &func.node,
+                    "the aggregates",
+                    &["count", "sum", "avg", "min", "max"],
+                );
+                self.cx.error_hint(
+                    func.span,
+                    format!("unknown aggregate `{}`", func.node),
+                    hint,
+                );
+                continue;
+            };
+            let field = match (f, args.as_slice()) {
+                (AggFunc::Count, []) => None,
+                (_, [arg]) => match &arg.kind {
+                    ast::ExprKind::Ident(field) => Some((field.clone(), arg.span)),
+                    _ => {
+                        self.cx.error_hint(
+                            arg.span,
+                            format!("`{}` takes a field of `{}`", f.name(), q.entity.node),
+                            "aggregates compute over the entity's columns, not over values",
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    let takes = if f == AggFunc::Count {
+                        "no field or one"
+                    } else {
+                        "one field"
+                    };
+                    self.cx.error(
+                        e.span,
+                        format!("`{}` takes {takes}, found {}", f.name(), args.len()),
+                    );
+                    continue;
+                }
+            };
+            if let (Some(info), Some((field, span))) = (entity, &field) {
+                let ident = ast::Ident {
+                    node: field.clone(),
+                    span: *span,
+                };
+                if let Some(x) = self.entity_field(info, &ident) {
+                    {
+                        let numeric = matches!(x.ty, Some(FieldType::Int | FieldType::Float));
+                        let ordered = !matches!(
+                            x.ty,
+                            Some(FieldType::Json | FieldType::Bool | FieldType::Uuid)
+                        );
+                        let refused = match f {
+                            AggFunc::Sum | AggFunc::Avg if !numeric => Some("a number"),
+                            AggFunc::Min | AggFunc::Max if !ordered => {
+                                Some("a number, a string, a date or a datetime")
+                            }
+                            _ => None,
+                        };
+                        if let (Some(wanted), Some(ty)) = (refused, x.ty) {
+                            self.cx.error(
+                                *span,
+                                format!(
+                                    "`{}` needs {wanted}; `{field}` is {}",
+                                    f.name(),
+                                    ty.name()
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+            columns.push(AggColumn {
+                name: name.node.clone(),
+                func: f,
+                field: field.map(|(f, _)| f),
+            });
+        }
+        if let Some(info) = entity {
+            for g in &agg.group_by {
+                if let Some(x) = self.entity_field(info, g) {
+                    if x.ty == Some(FieldType::Json) {
+                        self.cx.error(
+                            g.span,
+                            format!("`{}` is json; rows cannot be grouped by it", g.node),
+                        );
+                    }
+                }
+                if let Some((clash, _)) = agg.columns.iter().find(|(n, _)| n.node == g.node) {
+                    self.cx.error_hint(
+                        clash.span,
+                        format!("column `{}` has the name of a group field", clash.node),
+                        "each row holds its group's fields under their names; name the column \
+                         otherwise",
+                    );
+                }
+            }
+        }
+        let mut order = Vec::new();
+        for (key, descending) in &q.order {
+            let known = agg.columns.iter().any(|(n, _)| n.node == key.node)
+                || agg.group_by.iter().any(|g| g.node == key.node);
+            if !known {
+                let mut names: Vec<&str> =
+                    agg.columns.iter().map(|(n, _)| n.node.as_str()).collect();
+                names.extend(agg.group_by.iter().map(|g| g.node.as_str()));
+                let hint = hint_or_list(&key.node, "the columns and group fields", &names);
+                self.cx.error_hint(
+                    key.span,
+                    format!(
+                        "`{}` is neither a column nor a group field of the aggregate",
+                        key.node
+                    ),
+                    hint,
+                );
+            }
+            order.push(ir::OrderBy {
+                field: key.node.clone(),
+                descending: *descending,
+            });
+        }
+        let limit = q.limit.as_ref().map(|l| {
+            if agg.group_by.is_empty() {
+                self.cx.error(
+                    l.span,
+                    "an aggregate without `group by` has one row: no `limit`",
+                );
+            }
+            self.expr(l)
+        });
+        StepKind::Aggregate {
+            entity: q.entity.node.clone(),
+            columns,
+            filter,
+            group_by: agg.group_by.iter().map(|g| g.node.clone()).collect(),
             order,
             limit,
         }

@@ -104,6 +104,30 @@ fn show_filter(f: &Option<Filter>) -> String {
 }
 
 impl Host for Fake {
+    fn aggregate(&mut self, q: AggregateQuery) -> Result<Value, CapError> {
+        let columns: Vec<String> = q
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}({})",
+                    c.name,
+                    c.func.name(),
+                    c.field.as_deref().unwrap_or("")
+                )
+            })
+            .collect();
+        self.calls.push(format!(
+            "aggregate {} {} where {} group {:?} order {:?} limit {:?}",
+            q.entity,
+            columns.join(","),
+            show_filter(&q.filter),
+            q.group_by,
+            q.order,
+            q.limit
+        ));
+        Ok(Value::Array(self.rows.clone()))
+    }
     fn select(&mut self, q: Query) -> Result<Value, CapError> {
         self.calls.push(format!(
             "select {} where {} order {:?} limit {:?}",
@@ -730,6 +754,36 @@ fn interpolation_formats_values_naturally() {
     )
     .unwrap();
     assert_eq!(host.calls, ["log Warn Ann has 3 (2, 1.25) [a, b] <>"]);
+}
+
+#[test]
+fn aggregates_bind_their_one_row_or_their_groups() {
+    let mut host = Fake {
+        rows: vec![json!({"n": 2, "total": 3.5})],
+        ..Fake::default()
+    };
+    let out = exec(
+        r#"job J { steps {
+            a { query: aggregate Order { n: count(), total: sum(total) } where status = "new", as: a }
+            g { query: aggregate Order { n: count() } group by status order by n desc limit 3, as: g }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(
+        host.calls,
+        [
+            r#"aggregate Order n=count(),total=sum(total) where status Eq "new" group [] order [] limit None"#,
+            r#"aggregate Order n=count() where - group ["status"] order [("n", true)] limit Some(3)"#,
+        ]
+    );
+    let Outcome::Completed(out) = out else {
+        panic!("{out:?}")
+    };
+    // Without groups the row itself; with them the list.
+    assert_eq!(out["a"], json!({"n": 2, "total": 3.5}));
+    assert_eq!(out["g"], json!([{"n": 2, "total": 3.5}]));
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use super::{over, JobCaps};
 use crate::runtime::Reservation;
-use crate::store::query::QueryError;
+use crate::store::query::{QueryError, Read};
 use crate::wasm::{data, CapError};
 use serde_json::Value;
 
@@ -20,18 +20,12 @@ fn query_error(e: QueryError) -> CapError {
 impl data::Host for JobCaps {
     async fn select(&mut self, query: data::Query) -> Result<String, CapError> {
         let call = format!("`data.select` {}", query.entity);
-        let mut held = self.budget.reserve(0, &call).map_err(over)?;
-        let r = self
-            .data
-            .select_within(&query, &mut |bytes| {
-                held.resize(bytes, &call)
-                    .map_err(|e| QueryError::Failed(e.0))
-            })
-            .await
-            .map_err(query_error);
-        let rows = self.within_budget(r).await?;
-        self.budget.hand_over(held);
-        Ok(rows)
+        self.read(&call, Read::Select(&query)).await
+    }
+
+    async fn aggregate(&mut self, query: data::AggregateQuery) -> Result<String, CapError> {
+        let call = format!("`data.aggregate` {}", query.entity);
+        self.read(&call, Read::Aggregate(&query)).await
     }
 
     async fn count(
@@ -102,6 +96,23 @@ impl data::Host for JobCaps {
 }
 
 impl JobCaps {
+    /// The rows of a read as a JSON array, charged to the execution's memory budget as they
+    /// come (and handed over to the guest's share when they are returned).
+    async fn read(&mut self, call: &str, read: Read<'_>) -> Result<String, CapError> {
+        let mut held = self.budget.reserve(0, call).map_err(over)?;
+        let r = self
+            .data
+            .read_within(read, &mut |bytes| {
+                held.resize(bytes, call)
+                    .map_err(|e| QueryError::Failed(e.0))
+            })
+            .await
+            .map_err(query_error);
+        let rows = self.within_budget(r).await?;
+        self.budget.hand_over(held);
+        Ok(rows)
+    }
+
     /// The rows of an insert or upsert, parsed, with what they hold of the execution's memory
     /// budget (the parsed tree can take many times its text; charged as it is built).
     async fn rows(&mut self, rows: &str, call: &str) -> Result<(Value, Reservation), CapError> {

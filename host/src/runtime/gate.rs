@@ -390,22 +390,20 @@ impl<C: Capabilities> types::Host for Gated<C> {}
 
 impl<C: Capabilities> data::Host for Gated<C> {
     async fn select(&mut self, q: data::Query) -> Result<String, CapError> {
-        let detail = q.entity.clone();
+        let entity = q.entity.clone();
         self.check(Capability::Data, "select")?;
         let t = Instant::now();
         let r = self.inner.select(q).await;
-        let rows = r.as_ref().ok().map(|json| {
-            // The rows counted without building them.
-            match serde_json::from_str::<Vec<serde::de::IgnoredAny>>(json) {
-                Ok(rows) => format!(
-                    "{detail}: {} ({} bytes)",
-                    rows_in_words(rows.len()),
-                    json.len()
-                ),
-                Err(_) => format!("{detail}: {} bytes", json.len()),
-            }
-        });
-        self.record("data.select", rows.unwrap_or(detail), t, &r);
+        self.record("data.select", rows_read(entity, &r), t, &r);
+        r
+    }
+
+    async fn aggregate(&mut self, q: data::AggregateQuery) -> Result<String, CapError> {
+        let entity = q.entity.clone();
+        self.check(Capability::Data, "aggregate")?;
+        let t = Instant::now();
+        let r = self.inner.aggregate(q).await;
+        self.record("data.aggregate", rows_read(entity, &r), t, &r);
         r
     }
 
@@ -478,6 +476,21 @@ impl<C: Capabilities> data::Host for Gated<C> {
         let detail = r.clone().unwrap_or_default();
         self.record("data.maintain", detail, t, &r);
         r
+    }
+}
+
+/// `Entity: 3 rows (120 bytes)`: the rows a read returned, counted without building them.
+fn rows_read(entity: String, r: &Result<String, CapError>) -> String {
+    match r {
+        Ok(json) => match serde_json::from_str::<Vec<serde::de::IgnoredAny>>(json) {
+            Ok(rows) => format!(
+                "{entity}: {} ({} bytes)",
+                rows_in_words(rows.len()),
+                json.len()
+            ),
+            Err(_) => format!("{entity}: {} bytes", json.len()),
+        },
+        Err(_) => entity,
     }
 }
 

@@ -41,8 +41,8 @@ use crate::store::rows::{per_database, scalar};
 use crate::store::sql::{datetime_text, Param, Stmt};
 use crate::store::{quote_ident, Database, Dialect};
 use crate::wasm::data::{
-    ArithOp, Assignment, CompareOp, Comparison, Filter, FilterNode, MaintenanceOp, NewValue,
-    OrderBy, Query, Term, TermComparison, TermFunc,
+    AggFunc, AggregateColumn, AggregateQuery, ArithOp, Assignment, CompareOp, Comparison, Filter,
+    FilterNode, MaintenanceOp, NewValue, OrderBy, Query, Term, TermComparison, TermFunc,
 };
 use chrono::{DateTime, NaiveDate, Utc};
 use codeai_ir::platform::{builtin_entity, BuiltinEntity};
@@ -82,6 +82,8 @@ pub const MAX_IN_VALUES: usize = 1_000;
 pub const MAX_TERMS: usize = 64;
 /// Sort keys and assignments per call.
 pub const MAX_ORDER_KEYS: usize = 16;
+/// Columns and group fields of one aggregate.
+pub const MAX_AGGREGATE_COLUMNS: usize = 32;
 /// How often a tenant's job may run one maintenance operation on one of its tables: VACUUM and
 /// REINDEX lock and rewrite tables, and a job can run every minute.
 pub const TENANT_MAINTENANCE_EVERY: chrono::Duration = chrono::Duration::hours(1);
@@ -171,6 +173,12 @@ pub struct EntityQueries {
     namespace: Namespace,
     /// Where report files are kept (deleting a `Report` deletes its file too).
     report_dir: Option<PathBuf>,
+}
+
+/// What a read asks for: rows, or aggregates of them.
+pub enum Read<'a> {
+    Select(&'a Query),
+    Aggregate(&'a AggregateQuery),
 }
 
 impl EntityQueries {
@@ -281,8 +289,129 @@ impl EntityQueries {
         query: &Query,
         charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
     ) -> Result<String, QueryError> {
-        let (entity, stmt) = self.select_statement(query).await?;
-        self.fetch_json(entity, &stmt, charge).await
+        self.read_within(Read::Select(query), charge).await
+    }
+
+    /// A `select` or an `aggregate` as [`EntityQueries::select_within`] runs a select.
+    pub async fn read_within(
+        &self,
+        read: Read<'_>,
+        charge: &mut (dyn FnMut(usize) -> Result<(), QueryError> + Send),
+    ) -> Result<String, QueryError> {
+        match read {
+            Read::Select(query) => {
+                let (entity, stmt) = self.select_statement(query).await?;
+                self.fetch_json(entity, &stmt, charge).await
+            }
+            Read::Aggregate(query) => {
+                let (columns, stmt) = self.aggregate_statement(query).await?;
+                self.fetch_json(&columns, &stmt, charge).await
+            }
+        }
+    }
+
+    /// `aggregate`, returning the rows as JSON objects.
+    pub async fn aggregate_rows(
+        &self,
+        query: &AggregateQuery,
+    ) -> Result<Vec<Map<String, Value>>, QueryError> {
+        let (columns, stmt) = self.aggregate_statement(query).await?;
+        self.fetch_rows(&columns, &stmt).await
+    }
+
+    /// `SELECT groups…, AGG(field) AS name, … FROM t WHERE tenant AND filter GROUP BY groups
+    /// ORDER BY … LIMIT …`, with the shape of its rows (as an entity whose fields are the group
+    /// fields, then the columns).
+    async fn aggregate_statement(
+        &self,
+        query: &AggregateQuery,
+    ) -> Result<(Entity, Stmt), QueryError> {
+        let entity = self.entity(&query.entity)?;
+        let invalid = |m: String| Err(QueryError::Invalid(m));
+        if query.columns.is_empty() {
+            return invalid("an aggregate needs at least one column".into());
+        }
+        if query.columns.len() + query.group_by.len() > MAX_AGGREGATE_COLUMNS {
+            return invalid(format!(
+                "an aggregate has at most {MAX_AGGREGATE_COLUMNS} columns and group fields"
+            ));
+        }
+        let dialect = self.db.dialect();
+        let mut names = BTreeSet::new();
+        let mut shape: Vec<FieldDecl> = Vec::new();
+        let mut select: Vec<String> = Vec::new();
+        for group in &query.group_by {
+            let field = entity.field(group)?;
+            if field.ty == FieldType::Json {
+                return invalid(format!("`{group}` is json; rows cannot be grouped by it"));
+            }
+            if !names.insert(group.as_str()) {
+                return invalid(format!("`{group}` is named twice"));
+            }
+            select.push(quote_ident(group));
+            shape.push(FieldDecl {
+                optional: true,
+                ..field.clone()
+            });
+        }
+        for column in &query.columns {
+            if !crate::store::valid_identifier(&column.name) || !names.insert(&column.name) {
+                return invalid(format!(
+                    "column name `{}` is not an identifier or is named twice",
+                    column.name
+                ));
+            }
+            let (sql, ty) = aggregate_sql(entity, column, dialect)?;
+            select.push(format!("{sql} AS {}", quote_ident(&column.name)));
+            shape.push(FieldDecl {
+                name: column.name.clone(),
+                ty,
+                primary: false,
+                optional: true,
+                unique: false,
+            });
+        }
+        let mut stmt = Stmt::default();
+        let table = self.table(entity).await?;
+        stmt.sql(format!("SELECT {} FROM {table}", select.join(", ")));
+        self.where_clause(entity, query.filter.as_ref(), &mut stmt)?;
+        if !query.group_by.is_empty() {
+            let groups: Vec<String> = query.group_by.iter().map(|g| quote_ident(g)).collect();
+            stmt.sql(format!(" GROUP BY {}", groups.join(", ")));
+            if query.order.len() > MAX_ORDER_KEYS {
+                return invalid(format!("at most {MAX_ORDER_KEYS} sort keys are allowed"));
+            }
+            let mut keys = Vec::new();
+            for key in &query.order {
+                if !names.contains(key.field.as_str()) {
+                    return invalid(format!(
+                        "`{}` is neither a column nor a group field of the aggregate",
+                        key.field
+                    ));
+                }
+                let direction = if key.descending {
+                    "DESC NULLS LAST"
+                } else {
+                    "ASC NULLS FIRST"
+                };
+                keys.push(format!("{} {direction}", quote_ident(&key.field)));
+            }
+            // Equal keys: by the groups, so that the order is the same each time.
+            keys.extend(groups);
+            stmt.sql(format!(" ORDER BY {}", keys.join(", ")));
+            let limit = query.limit.unwrap_or(DEFAULT_ROW_LIMIT).min(MAX_ROW_LIMIT);
+            stmt.sql(" LIMIT ");
+            stmt.bind(Param::Int(i64::from(limit)));
+        }
+        let columns = Entity {
+            decl: EntityDecl {
+                name: entity.decl.name.clone(),
+                table: entity.decl.table.clone(),
+                fields: shape,
+            },
+            builtin: None,
+        };
+        Ok((columns, stmt))
     }
 
     /// `select`, returning the rows as JSON objects.
@@ -1357,6 +1486,64 @@ where
         FieldType::Float => row.try_get::<Option<f64>, _>(i)?.map(float),
         FieldType::Bool => row.try_get::<Option<bool>, _>(i)?.map(Value::Bool),
         _ => unreachable!("scalar_column reads int, float and bool columns"),
+    })
+}
+
+/// One aggregate column's SQL and the type of its value: `count` an int; `sum` of ints an int
+/// and of floats a float, 0 over no rows; `avg` a float; `min`/`max` the field's type, null over
+/// no rows.
+fn aggregate_sql(
+    entity: &Entity,
+    column: &AggregateColumn,
+    dialect: Dialect,
+) -> Result<(String, FieldType), QueryError> {
+    let func = match column.function {
+        AggFunc::Count => "count",
+        AggFunc::Sum => "sum",
+        AggFunc::Avg => "avg",
+        AggFunc::Min => "min",
+        AggFunc::Max => "max",
+    };
+    let Some(name) = &column.field else {
+        return match column.function {
+            AggFunc::Count => Ok(("COUNT(*)".into(), FieldType::Int)),
+            _ => Err(QueryError::Invalid(format!("`{func}` needs a field"))),
+        };
+    };
+    let field = entity.field(name)?;
+    let col = quote_ident(&field.name);
+    let refused = |wanted: &str| {
+        Err(QueryError::Invalid(format!(
+            "`{func}` needs {wanted}; `{name}` is {}",
+            field.ty.name()
+        )))
+    };
+    Ok(match (column.function, field.ty, dialect) {
+        (AggFunc::Count, _, _) => (format!("COUNT({col})"), FieldType::Int),
+        (AggFunc::Sum, FieldType::Int, Dialect::Sqlite) => {
+            (format!("COALESCE(SUM({col}), 0)"), FieldType::Int)
+        }
+        // PostgreSQL's sum of bigints is a numeric.
+        (AggFunc::Sum, FieldType::Int, Dialect::Postgres) => (
+            format!("CAST(COALESCE(SUM({col}), 0) AS BIGINT)"),
+            FieldType::Int,
+        ),
+        (AggFunc::Sum, FieldType::Float, _) => {
+            (format!("COALESCE(SUM({col}), 0.0)"), FieldType::Float)
+        }
+        (AggFunc::Avg, FieldType::Int | FieldType::Float, Dialect::Sqlite) => {
+            (format!("AVG({col})"), FieldType::Float)
+        }
+        (AggFunc::Avg, FieldType::Int | FieldType::Float, Dialect::Postgres) => (
+            format!("CAST(AVG({col}) AS DOUBLE PRECISION)"),
+            FieldType::Float,
+        ),
+        (AggFunc::Sum | AggFunc::Avg, _, _) => return refused("a number"),
+        (AggFunc::Min | AggFunc::Max, FieldType::Json | FieldType::Bool | FieldType::Uuid, _) => {
+            return refused("a number, a string, a date or a datetime")
+        }
+        (AggFunc::Min, ty, _) => (format!("MIN({col})"), ty),
+        (AggFunc::Max, ty, _) => (format!("MAX({col})"), ty),
     })
 }
 

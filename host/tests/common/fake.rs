@@ -361,6 +361,16 @@ type Rendered = Result<report::Rendered, CapError>;
 impl<S: Script> types::Host for Fake<S> {}
 
 impl<S: Script> data::Host for Fake<S> {
+    async fn aggregate(&mut self, q: data::AggregateQuery) -> Result<String, CapError> {
+        let columns: Vec<Value> = q
+            .columns
+            .iter()
+            .map(|c| json!([c.name, format!("{:?}", c.function), c.field]))
+            .collect();
+        let args = json!({ "entity": q.entity, "columns": columns, "group_by": q.group_by });
+        Ok(self.ask("data", "aggregate", args).await?.to_string())
+    }
+
     async fn select(&mut self, q: data::Query) -> Result<String, CapError> {
         let order: Vec<Value> = q
             .order
