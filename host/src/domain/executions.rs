@@ -81,12 +81,31 @@ impl Lifecycle<'_> {
     }
 
     /// Runs a failed or cancelled execution again, as the same execution.
+    ///
+    /// The record says `pending` before the task can be leased: a worker may take the task the
+    /// moment it is back, and what it records (running, then the attempt's end) must come after,
+    /// never be overwritten by this. A task that cannot be put back puts the record back too.
     pub async fn retry(&self, tenant: &str, id: Uuid, shown: &str) -> Result<(), Refused> {
-        if !self.queue.requeue_dead(id, Utc::now()).await? {
-            return Err(Refused::NotRetryable(shown.to_string()));
+        let refused = || Refused::NotRetryable(shown.to_string());
+        let Ok(before) = shown.parse::<ExecutionStatus>() else {
+            return Err(refused());
+        };
+        let pending = ExecutionStatus::Pending;
+        let moved = store::move_execution_status(self.db, tenant, id, before, pending).await?;
+        if !moved
+            && crate::store::executions::get(self.db, id, Some(tenant))
+                .await?
+                .is_some()
+        {
+            // Its state changed since the caller read it (another retry, say).
+            return Err(refused());
         }
-        store::set_execution_status(self.db, tenant, id, ExecutionStatus::Pending, None, None)
-            .await?;
+        if !self.queue.requeue_dead(id, Utc::now()).await? {
+            if moved {
+                store::move_execution_status(self.db, tenant, id, pending, before).await?;
+            }
+            return Err(refused());
+        }
         self.pool.notify();
         Ok(())
     }

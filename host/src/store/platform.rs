@@ -654,6 +654,31 @@ pub async fn set_execution_status(
     Ok(())
 }
 
+/// Moves an execution of `tenant` from `from` to `to`; whether it was in `from` (a record in
+/// another state, or none, is left as it is).
+pub async fn move_execution_status(
+    db: &Database,
+    tenant: &str,
+    id: Uuid,
+    from: ExecutionStatus,
+    to: ExecutionStatus,
+) -> Result<bool, sqlx::Error> {
+    let changed = execute(
+        db,
+        &stmt(
+            "UPDATE job_executions SET status = ? WHERE tenant_id = ? AND id = ? AND status = ?",
+            vec![
+                text(to.as_str()),
+                text(tenant),
+                Param::Uuid(id),
+                text(from.as_str()),
+            ],
+        ),
+    )
+    .await?;
+    Ok(changed > 0)
+}
+
 /// Messages held in the outbox, newest first, of the tenant `scope` (all when `None`).
 pub async fn outbox(
     db: &Database,

@@ -246,10 +246,20 @@ impl TestHost {
             if !["pending", "running", "retrying"].contains(&s.as_str()) {
                 return exec;
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "execution {id} still {s}"
-            );
+            if std::time::Instant::now() >= deadline {
+                // What the queue holds of it, to tell a lost task from a slow one.
+                let task = super::column::<String>(
+                    &self.db,
+                    "SELECT state || ' attempt ' || CAST(attempt AS TEXT) || ' after ' || run_after \
+                     || ' owner ' || COALESCE(lease_owner, '-') || ' until ' \
+                     || COALESCE(CAST(lease_expires_at AS TEXT), '-') || ' turn ' \
+                     || CAST(turn AS TEXT) || ' exclusive ' || CAST(exclusive AS TEXT) \
+                     FROM tasks WHERE CAST(id AS TEXT) = ?",
+                    &[id],
+                )
+                .await;
+                panic!("execution {id} still {s}; its task: {task:?}; {exec}");
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
