@@ -429,9 +429,13 @@ impl Scope<'_> {
                 integration,
                 operation,
                 args,
+                paginate,
             } => {
                 let request = self.call_request(integration, operation, args, timeout_ms)?;
-                Ok(self.host.call(request)?.body)
+                match paginate {
+                    None => Ok(self.host.call(request)?.body),
+                    Some(p) => self.pages(request, p),
+                }
             }
             StepKind::Report {
                 template,
@@ -627,6 +631,7 @@ impl Scope<'_> {
                 integration,
                 operation,
                 args,
+                paginate: None,
             },
         ) = (parallel > 1, body)
         {
@@ -671,6 +676,62 @@ impl Scope<'_> {
             results.push(record(v, r));
         }
         Ok(Value::Array(results))
+    }
+
+    /// The items of every page of a paginated call: the call again with `param` set to `next`
+    /// while `next` is not null or empty, at most `max_pages` times (a warning says so when
+    /// more remained).
+    fn pages(&mut self, mut request: CallRequest, p: &codeai_ir::Paginate) -> R<Value> {
+        let saved = self.vars.remove("page");
+        let result = (|| {
+            let mut all = Vec::new();
+            for fetched in 1.. {
+                let page = self.host.call(request.clone())?.body;
+                self.vars.insert("page".into(), page);
+                let items = match &p.items {
+                    Some(e) => self.eval(e)?,
+                    None => self.vars["page"].clone(),
+                };
+                match items {
+                    Value::Array(items) => all.extend(items),
+                    Value::Null => {}
+                    other => {
+                        return fail(format!(
+                            "page {fetched}: `paginate` items must be a list, got {}",
+                            type_name(&other)
+                        ))
+                    }
+                }
+                if all.len() > MAX_ITEMS {
+                    return fail(format!(
+                        "`paginate` gathered more than {MAX_ITEMS} items by page {fetched}"
+                    ));
+                }
+                let next = self.eval(&p.next)?;
+                if next.is_null() || next == json!("") {
+                    break;
+                }
+                if fetched >= p.max_pages {
+                    self.host.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "`paginate` stopped after max_pages ({}) pages; more remain",
+                            p.max_pages
+                        ),
+                    );
+                    break;
+                }
+                if let Value::Object(args) = &mut request.args {
+                    args.insert(p.param.clone(), next);
+                }
+            }
+            Ok(Value::Array(all))
+        })();
+        self.vars.remove("page");
+        if let Some(v) = saved {
+            self.vars.insert("page".into(), v);
+        }
+        result
     }
 
     /// A query's `limit`, evaluated.

@@ -25,6 +25,7 @@ on_both_databases!(
     filters_compare_fields_compute_and_apply_functions,
     an_upsert_inserts_new_keys_and_updates_known_ones,
     aggregates_bind_one_row_or_their_groups,
+    a_paginated_sync_follows_the_cursor_to_the_last_page,
 );
 
 const SOURCE: &str = r#"
@@ -72,6 +73,37 @@ job Totals {
             as: by_level
         }
         report { log: "{{overall.skus}} skus, {{overall.units}} units; {{count(by_level)}} levels low" }
+    }
+}
+
+integration Billing {
+    base_url: env("BILLING_URL")
+    timeout: 5s
+
+    invoices: GET "/v1/invoices" { cursor: string }
+}
+
+entity Invoice {
+    table: "lang_invoices"
+    id: uuid primary
+    number: string unique
+    amount: float
+}
+
+// A billing API that pages with a cursor: every page followed, each invoice upserted.
+job SyncInvoices {
+    steps {
+        fetch {
+            call: Billing.invoices
+            paginate: { next: page.next, param: "cursor", items: page.data, max_pages: 10 }
+            as: invoices
+        }
+        save {
+            for_each: invoices
+            item: inv
+            action: upsert Invoice { number: inv.number, amount: inv.amount } on [number]
+        }
+        report { log: "{{count(invoices)}} invoices" }
     }
 }
 
@@ -517,5 +549,45 @@ async fn aggregates_bind_one_row_or_their_groups(db: Database) {
         calls.iter().filter(|c| c.call == "data.aggregate").count(),
         2,
         "{calls:?}"
+    );
+}
+
+async fn a_paginated_sync_follows_the_cursor_to_the_last_page(db: Database) {
+    let billing = HttpPeer::start(|req| {
+        let page = match req.target.split_once("cursor=").map(|(_, c)| c) {
+            None => json!({ "data": [{ "number": "I-1", "amount": 10 }, { "number": "I-2", "amount": 20 }], "next": "p2" }),
+            Some("p2") => json!({ "data": [{ "number": "I-3", "amount": 30 }], "next": "p3" }),
+            Some(_) => json!({ "data": [], "next": null }),
+        };
+        (200, page.to_string())
+    })
+    .await;
+    let vars = BTreeMap::from([("BILLING_URL".to_string(), billing.url.clone())]);
+    let entities = source_world_entities();
+    let w = World::new(db, components("lang.codeai", SOURCE), &entities, vars).await;
+    let r = w.completed("SyncInvoices", json!({})).await;
+    assert_logged(&r, "3 invoices");
+    let targets: Vec<String> = billing
+        .requests()
+        .iter()
+        .map(|q| q.target.clone())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "/v1/invoices",
+            "/v1/invoices?cursor=p2",
+            "/v1/invoices?cursor=p3"
+        ]
+    );
+    // The next sync finds the same invoices and writes them again, no duplicate, no failure.
+    w.completed("SyncInvoices", json!({})).await;
+    let rows = w
+        .texts("SELECT number || ':' || CAST(amount AS TEXT) FROM lang_invoices ORDER BY number")
+        .await;
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        rows[0].starts_with("I-1:10") && rows[2].starts_with("I-3:30"),
+        "{rows:?}"
     );
 }

@@ -67,6 +67,19 @@ pub struct Step {
     pub when: Option<Condition>,
 }
 
+/// `paginate: { next: page.next_cursor, param: "cursor", items: page.data, max_pages: 20 }` on a
+/// call step: after each response (bound as `page` in `next` and `items`), while `next` is not
+/// null or empty and fewer than `max_pages` pages were fetched, the call is made again with the
+/// parameter `param` set to `next`. The step binds the items of every page, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paginate {
+    pub next: Expr,
+    pub param: String,
+    /// The page's items (default: the response, which must be a list).
+    pub items: Option<Expr>,
+    pub max_pages: u32,
+}
+
 /// A step's `when:` condition: the expression and its source text, the reason given when the
 /// step is skipped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -143,11 +156,14 @@ pub enum StepKind {
     },
     /// `action: delete_report(id)` — binds whether the report existed.
     DeleteReport { id: Expr },
-    /// `call: Integration.operation { arg: v, … }` — binds the response body.
+    /// `call: Integration.operation { arg: v, … }` — binds the response body, or with
+    /// `paginate:` the items of every page.
     Call {
         integration: String,
         operation: String,
         args: Vec<(String, Expr)>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        paginate: Option<Paginate>,
     },
     /// `template: "t" data: {…} format: pdf` — binds `{id, format, size, name}` of the stored report.
     Report {

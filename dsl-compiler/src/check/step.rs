@@ -18,6 +18,7 @@ const KINDS: &[&str] = &[
 const STEP_FIELDS: &[&str] = &[
     "query", "action", "call", "template", "send", "for_each", "emit", "state", "compute", "log",
     "as", "on_empty", "on_fail", "timeout", "item", "parallel", "data", "format", "when",
+    "paginate",
 ];
 
 /// How many action calls one job may expand (an action's steps are lowered at every call, so
@@ -25,6 +26,9 @@ const STEP_FIELDS: &[&str] = &[
 const MAX_ACTION_CALLS: usize = 256;
 
 const MAX_PARALLEL: i64 = codeai_ir::limits::MAX_PARALLEL as i64;
+
+/// The most pages one paginated call step may fetch.
+const MAX_PAGES: i64 = 1_000;
 
 /// A step's fields by name (the first of each; repeats are reported).
 struct Fields<'a> {
@@ -227,7 +231,7 @@ impl JobCx<'_, '_> {
         if for_each.is_some() {
             self.scope.push(item.clone());
         }
-        let kind = match (&step.body, body.first()) {
+        let mut kind = match (&step.body, body.first()) {
             (Some(block), other) => {
                 if let Some(field) = other {
                     self.cx.error_hint(
@@ -284,6 +288,12 @@ impl JobCx<'_, '_> {
                 }
             }
         };
+        if let Some(f) = fields.get("paginate") {
+            let lowered = self.paginate(f, &kind);
+            if let StepKind::Call { paginate, .. } = &mut kind {
+                *paginate = lowered;
+            }
+        }
         if for_each.is_some() {
             self.scope.pop();
         }
@@ -391,13 +401,97 @@ impl JobCx<'_, '_> {
         }
     }
 
+    /// `paginate: { next: page.…, param: "…", items: page.…, max_pages: N }` of a call step:
+    /// `next` and `items` see the response as `page`; `param` is a parameter of the operation.
+    fn paginate(&mut self, f: &ast::StepField, kind: &StepKind) -> Option<ir::Paginate> {
+        const USAGE: &str = "e.g. `paginate: { next: page.next_cursor, param: \"cursor\", items: page.data, max_pages: 20 }`";
+        let StepKind::Call {
+            integration,
+            operation,
+            ..
+        } = kind
+        else {
+            self.cx
+                .error(f.key.span, "`paginate:` only applies to a `call` step");
+            return None;
+        };
+        let StepValue::Expr(ast::Expr {
+            kind: ast::ExprKind::Object(entries),
+            ..
+        }) = &f.value
+        else {
+            self.cx
+                .error_hint(f.span, "`paginate` expects an object", USAGE);
+            return None;
+        };
+        self.cx.check_unique("key", entries.iter().map(|(k, _)| k));
+        let (mut next, mut param, mut items, mut max_pages) = (None, None, None, 10);
+        self.scope.push("page".to_string());
+        for (key, value) in entries {
+            match key.node.as_str() {
+                "next" => next = Some(self.expr(value)),
+                "items" => items = Some(self.expr(value)),
+                "param" => match &value.kind {
+                    ast::ExprKind::Str(name) => param = Some((name.clone(), value.span)),
+                    _ => self.cx.error_hint(
+                        value.span,
+                        "`param` names the operation's parameter in quotes",
+                        "e.g. `param: \"cursor\"`",
+                    ),
+                },
+                "max_pages" => match value.kind {
+                    ast::ExprKind::Int(n) if (1..=MAX_PAGES).contains(&n) => max_pages = n as u32,
+                    _ => self.cx.error(
+                        value.span,
+                        format!("`max_pages` expects an integer from 1 to {MAX_PAGES}"),
+                    ),
+                },
+                other => {
+                    let hint =
+                        hint_or_list(other, "its keys", &["next", "param", "items", "max_pages"]);
+                    self.cx
+                        .error_hint(key.span, format!("`paginate` has no key `{other}`"), hint);
+                }
+            }
+        }
+        self.scope.pop();
+        let (Some(next), Some((param, span))) = (next, param) else {
+            self.cx
+                .error_hint(f.span, "`paginate` needs `next` and `param`", USAGE);
+            return None;
+        };
+        let op = self
+            .decls
+            .integration(integration)
+            .and_then(|i| i.operations.iter().find(|o| &o.name == operation));
+        if let Some(op) = op {
+            if !op.params.iter().any(|p| p.name == param) {
+                let names: Vec<&str> = op.params.iter().map(|p| p.name.as_str()).collect();
+                let hint = hint_or_list(&param, "its parameters", &names);
+                self.cx.error_hint(
+                    span,
+                    format!("operation `{integration}.{operation}` has no parameter `{param}`"),
+                    hint,
+                );
+            }
+        }
+        Some(ir::Paginate {
+            next,
+            param,
+            items,
+            max_pages,
+        })
+    }
+
     /// Lowers the kind field of a step.
     fn kind(&mut self, field: &ast::StepField, fields: &Fields<'_>, step: &ast::Step) -> StepKind {
         let key = field.key.node.as_str();
         match (key, &field.value) {
             ("query", StepValue::Query(q)) => self.query(q),
             ("action", StepValue::Action(a)) => self.action(a),
-            ("call", StepValue::Call(c)) => self.call_step(c),
+            ("call", StepValue::Call(c)) => {
+                self.call_step(c, fields.get("paginate").and_then(paginated_param))
+            }
             ("send", StepValue::Send(s)) => self.send(s),
             ("emit", StepValue::Emit { event, payload }) => self.emit(event, payload.as_ref()),
             ("log", StepValue::Log { level, message }) => {
@@ -1095,7 +1189,9 @@ impl JobCx<'_, '_> {
         steps
     }
 
-    fn call_step(&mut self, c: &ast::CallSpec) -> StepKind {
+    /// A `call:` step; `paged` is the parameter its `paginate:` sets, which the first call may
+    /// leave out.
+    fn call_step(&mut self, c: &ast::CallSpec, paged: Option<&str>) -> StepKind {
         self.usage.caps.insert("http");
         let args: Vec<(String, ir::Expr)> = {
             self.cx
@@ -1109,6 +1205,7 @@ impl JobCx<'_, '_> {
             integration: c.integration.node.clone(),
             operation: c.operation.node.clone(),
             args,
+            paginate: None,
         };
         let Some(integration) = self.decls.integration(&c.integration.node) else {
             let hint = hint_or_list(
@@ -1160,7 +1257,7 @@ impl JobCx<'_, '_> {
             }
         }
         for p in &op.params {
-            if !c.args.iter().any(|(n, _)| n.node == p.name) {
+            if !c.args.iter().any(|(n, _)| n.node == p.name) && paged != Some(p.name.as_str()) {
                 self.cx.error_hint(
                     c.operation.span,
                     format!(
@@ -1441,4 +1538,19 @@ fn message(channel: &str) -> &'static str {
         "email" => "an email",
         _ => "a Slack message",
     }
+}
+
+/// The `param` of a `paginate: { … }` field, as written.
+fn paginated_param(f: &ast::StepField) -> Option<&str> {
+    let StepValue::Expr(ast::Expr {
+        kind: ast::ExprKind::Object(entries),
+        ..
+    }) = &f.value
+    else {
+        return None;
+    };
+    entries.iter().find_map(|(k, v)| match &v.kind {
+        ast::ExprKind::Str(name) if k.node == "param" => Some(name.as_str()),
+        _ => None,
+    })
 }

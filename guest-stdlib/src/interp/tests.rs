@@ -40,6 +40,8 @@ struct Fake {
     state: serde_json::Map<String, Value>,
     /// The steps marked as started (the job's own, for traces).
     marks: Vec<String>,
+    /// Bodies `call` answers with, one per call, before its default one.
+    pages: std::collections::VecDeque<Value>,
 }
 
 impl Fake {
@@ -181,10 +183,10 @@ impl Host for Fake {
         if self.fail_call {
             return Err(CapError::Failed("503 Service Unavailable".into()));
         }
-        Ok(CallResponse {
-            status: 200,
-            body: json!({"items": [{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 0}]}),
-        })
+        let body = self.pages.pop_front().unwrap_or_else(
+            || json!({"items": [{"sku": "A", "quantity": 5}, {"sku": "B", "quantity": 0}]}),
+        );
+        Ok(CallResponse { status: 200, body })
     }
     fn call_many(
         &mut self,
@@ -784,6 +786,75 @@ fn aggregates_bind_their_one_row_or_their_groups() {
     // Without groups the row itself; with them the list.
     assert_eq!(out["a"], json!({"n": 2, "total": 3.5}));
     assert_eq!(out["g"], json!([{"n": 2, "total": 3.5}]));
+}
+
+#[test]
+fn a_paginated_call_follows_next_and_gathers_every_page() {
+    const JOB: &str = r#"job J {
+        steps {
+            fetch {
+                call: Api.get { since: now() }
+                paginate: { next: page?.next, param: "since", items: page.data, max_pages: 3 }
+                as: all
+            }
+        }
+    }"#;
+    let pages = [
+        json!({"data": [1, 2], "next": "c1"}),
+        json!({"data": [], "next": "c2"}),
+        json!({"data": [3], "next": null}),
+        json!({"data": [4], "next": "c4"}),
+    ];
+    let mut host = Fake {
+        pages: pages.iter().cloned().collect(),
+        ..Fake::default()
+    };
+    let Outcome::Completed(out) = exec(JOB, &mut host, json!({})).unwrap() else {
+        panic!()
+    };
+    assert_eq!(out["all"], json!([1, 2, 3]));
+    assert_eq!(
+        host.calls,
+        [
+            r#"call Api.get {"since":"2026-01-12T06:00:00-05:00"} None"#,
+            r#"call Api.get {"since":"c1"} None"#,
+            r#"call Api.get {"since":"c2"} None"#,
+        ]
+    );
+    // Bounded: a fourth page is not asked for; the log says more remained.
+    let mut host = Fake {
+        pages: std::iter::repeat_n(json!({"data": [1], "next": "a"}), 5).collect(),
+        ..Fake::default()
+    };
+    let Outcome::Completed(out) = exec(JOB, &mut host, json!({})).unwrap() else {
+        panic!()
+    };
+    assert_eq!(out["all"], json!([1, 1, 1]));
+    assert_eq!(
+        host.calls.iter().filter(|c| c.starts_with("call")).count(),
+        3
+    );
+    assert_eq!(
+        host.logs(),
+        ["log Warn `paginate` stopped after max_pages (3) pages; more remain"]
+    );
+    // Items that are not a list fail the step with the page's number.
+    let mut host = Fake {
+        pages: [
+            json!({"data": [1], "next": "a"}),
+            json!({"data": "x", "next": null}),
+        ]
+        .into_iter()
+        .collect(),
+        ..Fake::default()
+    };
+    let err = exec(JOB, &mut host, json!({})).unwrap_err();
+    assert!(
+        err.message
+            .contains("page 2: `paginate` items must be a list, got a string"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
