@@ -26,6 +26,7 @@ on_both_databases!(
     an_upsert_inserts_new_keys_and_updates_known_ones,
     aggregates_bind_one_row_or_their_groups,
     a_paginated_sync_follows_the_cursor_to_the_last_page,
+    the_saas_example_signs_up_expires_syncs_and_sums_for_real,
 );
 
 const SOURCE: &str = r#"
@@ -590,4 +591,155 @@ async fn a_paginated_sync_follows_the_cursor_to_the_last_page(db: Database) {
         rows[0].starts_with("I-1:10") && rows[2].starts_with("I-3:30"),
         "{rows:?}"
     );
+}
+
+/// examples/06-saas-jobs end to end on a real database, against a local billing API that
+/// pages by cursor and wants its key.
+async fn the_saas_example_signs_up_expires_syncs_and_sums_for_real(db: Database) {
+    let day = |n: i64| (chrono::Utc::now() - chrono::Duration::days(n)).to_rfc3339();
+    let pages = [
+        json!({ "data": [
+            { "number": "INV-1", "customer_email": "ann@example.com", "plan": "pro", "amount": 49.5, "status": "paid", "issued_at": day(2) },
+            { "number": "INV-2", "customer_email": "bo@example.com", "plan": "team", "amount": 199, "status": "paid", "issued_at": day(3) },
+        ], "next_cursor": "p2" }),
+        json!({ "data": [
+            { "number": "INV-3", "customer_email": "cy@example.com", "plan": "pro", "amount": 49.5, "status": "open", "issued_at": day(1) },
+            { "number": "INV-4", "customer_email": "ann@example.com", "plan": "pro", "amount": 49.5, "status": "paid", "issued_at": day(30) },
+        ], "next_cursor": "p3" }),
+        json!({ "data": [
+            { "number": "INV-5", "customer_email": "di@example.com", "plan": "team", "amount": 99, "status": "paid", "issued_at": day(4) },
+        ], "next_cursor": null }),
+    ];
+    let billing = HttpPeer::start(move |req| {
+        if !req
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer bill-key")
+        {
+            return (401, json!({ "error": "no key" }).to_string());
+        }
+        let page = match req.target.split_once("cursor=").map(|(_, c)| c) {
+            None => 0,
+            Some(c) if c.starts_with("p2") => 1,
+            Some(_) => 2,
+        };
+        (200, pages[page].to_string())
+    })
+    .await;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/06-saas-jobs/saas-jobs.codeai"
+    );
+    let source = std::fs::read_to_string(path).unwrap();
+    let (artifacts, warnings) = codeai_dsl::compile("saas-jobs.codeai", &source).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let entities = entities::declared_by(artifacts.iter().map(|a| &a.manifest));
+    let vars = BTreeMap::from([
+        ("BILLING_API_URL".to_string(), billing.url.clone()),
+        ("BILLING_API_KEY".to_string(), "bill-key".to_string()),
+    ]);
+    let w = World::new(db, components("saas-jobs.codeai", &source), &entities, vars).await;
+
+    // Sign-ups through the typed input: two trials already over, one running; a second sign-up
+    // of the same email updates its account; a sign-up without an email is refused.
+    for input in [
+        json!({ "email": "ann@example.com", "trial_days": -1 }),
+        json!({ "email": "bo@example.com", "plan": "free", "trial_days": -2 }),
+        json!({ "email": "cy@example.com" }),
+        json!({ "email": "cy@example.com", "plan": "team" }),
+    ] {
+        w.completed("SignUp", input).await;
+    }
+    let refused = w.run("SignUp", json!({ "plan": "pro" })).await;
+    assert_eq!(refused.result.status, Status::Failed);
+    assert!(refused.result.error.unwrap_or_default().contains("email"));
+    let accounts = "SELECT email || ':' || plan || ':' || status FROM saas_accounts ORDER BY email";
+    assert_eq!(
+        w.texts(accounts).await,
+        [
+            "ann@example.com:pro:trial",
+            "bo@example.com:free:trial",
+            "cy@example.com:team:trial"
+        ]
+    );
+
+    // The two trials that ran out expire through the action; only the paying plan gets a mail.
+    let r = w.completed("ExpireTrials", json!({})).await;
+    assert_logged(&r, "2 trials expired");
+    assert_eq!(
+        w.texts(accounts).await,
+        [
+            "ann@example.com:pro:expired",
+            "bo@example.com:free:expired",
+            "cy@example.com:team:trial"
+        ]
+    );
+    let mails = w
+        .texts("SELECT recipient || ' ' || subject FROM outbox ORDER BY created_at")
+        .await;
+    assert_eq!(mails, ["[\"ann@example.com\"] Your pro trial has ended"]);
+    let expired = w
+        .texts("SELECT payload FROM events WHERE name = 'AccountExpired'")
+        .await;
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    // Nothing left to expire: the job skips.
+    let again = w.run("ExpireTrials", json!({})).await;
+    assert_eq!(
+        again.result.status,
+        Status::Skipped,
+        "{:?}",
+        again.result.error
+    );
+
+    // Invoices: three pages, five invoices; the next sync updates the same five.
+    let r = w.completed("SyncInvoices", json!({})).await;
+    assert_eq!(
+        r.result
+            .calls
+            .iter()
+            .filter(|c| c.call == "http.call")
+            .count(),
+        3
+    );
+    w.completed("SyncInvoices", json!({})).await;
+    let invoices = w
+        .texts("SELECT number FROM saas_invoices ORDER BY number")
+        .await;
+    assert_eq!(invoices, ["INV-1", "INV-2", "INV-3", "INV-4", "INV-5"]);
+    let second = &billing.requests()[3];
+    assert!(
+        second.target.contains("since="),
+        "the second sync sends its last time: {}",
+        second.target
+    );
+
+    // The digest of the last week: paid ones only, INV-4 is a month old.
+    let r = w.completed("RevenueDigest", json!({})).await;
+    let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
+    assert_eq!(output["totals"]["invoices"], json!(3), "{output}");
+    assert!(
+        (output["totals"]["revenue"].as_f64().unwrap() - 347.5).abs() < 1e-9,
+        "{output}"
+    );
+    assert_eq!(
+        output["by_plan"],
+        json!([
+            { "plan": "team", "invoices": 2, "revenue": 298.0 },
+            { "plan": "pro", "invoices": 1, "revenue": 49.5 },
+        ])
+    );
+    let digest = w
+        .texts("SELECT subject FROM outbox WHERE subject LIKE 'Revenue%'")
+        .await;
+    assert_eq!(digest.len(), 1, "{digest:?}");
+    assert!(digest[0].ends_with(": 347.50"), "{digest:?}");
+    // A week with nothing paid sends nothing.
+    let r = w
+        .completed("RevenueDigest", json!({ "since": "2099-01-01" }))
+        .await;
+    assert_logged(&r, "0 paid invoices, 0 plans");
+    let digest = w
+        .texts("SELECT subject FROM outbox WHERE subject LIKE 'Revenue%'")
+        .await;
+    assert_eq!(digest.len(), 1, "{digest:?}");
 }
