@@ -186,6 +186,7 @@ impl JobCx<'_, '_> {
                 ir::Expr::Null
             }
             ExprKind::Binary(op, left, right) => {
+                self.check_arithmetic(*op, left, right);
                 let op = match op {
                     BinaryOp::Add => ir::BinaryOp::Add,
                     BinaryOp::Sub => ir::BinaryOp::Sub,
@@ -464,6 +465,38 @@ impl JobCx<'_, '_> {
     // -----------------------------------------------------------------------------------------
 
     /// Looks a field up, reporting "entity `Product` has no field `qty`".
+    /// Arithmetic on an operand the text shows is not a number (nor, for `+`, a string or a
+    /// list) is a build error: it would only fail at run time.
+    fn check_arithmetic(&mut self, op: BinaryOp, left: &ast::Expr, right: &ast::Expr) {
+        use super::types::{ty, Ty};
+        let verb = match op {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "subtract",
+            BinaryOp::Mul => "multiply",
+            BinaryOp::Div => "divide",
+            BinaryOp::Rem => "take the remainder of",
+            _ => return,
+        };
+        // Times are strings to the types here (`now() - 30d`), and `+` joins strings and lists.
+        let (l, r) = (ty(left), ty(right));
+        let lists = op == BinaryOp::Add && l == Ty::List && r == Ty::List;
+        for (side, t) in [(left, l), (right, r)] {
+            if lists || matches!(t, Ty::Number | Ty::Unknown | Ty::Str) {
+                continue;
+            }
+            let hint = match &side.kind {
+                ExprKind::Call(name, _) if t == Ty::Object => format!(
+                    "`{}()` is a period `{{start, end, label}}`: use `{}().start` or `{}().end`",
+                    name.node, name.node, name.node
+                ),
+                _ => "arithmetic takes numbers, durations and times".to_string(),
+            };
+            self.cx
+                .error_hint(side.span, format!("cannot {verb} {}", t.describe()), hint);
+            return;
+        }
+    }
+
     pub(super) fn entity_field<'e>(
         &mut self,
         entity: &'e EntityInfo,
