@@ -276,6 +276,14 @@ impl JobCx<'_, '_> {
                         format!("`for_each` step `{}` has nothing to do for each item", step.name.node),
                         "add one of `action`, `call`, `send`, `template`, `emit`, `state`, `compute` or `log`",
                     );
+                } else if !step.broken && fields.list.is_empty() {
+                    // An empty step is a placeholder while a job is being written (the spec's
+                    // skeleton has one): it builds, and runs as a no-op.
+                    self.cx.warning(
+                        step.name.span,
+                        format!("step `{}` does nothing", step.name.node),
+                        format!("give it one of {}", list(KINDS)),
+                    );
                 } else if !step.broken {
                     self.cx.error_hint(
                         step.name.span,

@@ -882,6 +882,17 @@ job A { steps { s { compute: 1 } } }
 }
 
 #[test]
+fn an_empty_step_is_a_placeholder_that_warns() {
+    // The spec's skeleton: `step_name { // Step logic }`.
+    let (_, diagnostics) = diagnostics("job A { steps { step_name {\n // Step logic\n } } }");
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+    assert!(!diagnostics[0].is_error());
+    assert_eq!(diagnostics[0].message, "step `step_name` does nothing");
+    let job = ok("job A { steps { step_name { } } }");
+    assert_eq!(job.program.steps.len(), 1);
+}
+
+#[test]
 fn delete_without_where_warns() {
     let (_, diagnostics) = diagnostics("job A { steps { s { action: delete Product } } }");
     assert_eq!(diagnostics.len(), 1);
