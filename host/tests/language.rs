@@ -27,6 +27,7 @@ on_both_databases!(
     aggregates_bind_one_row_or_their_groups,
     a_paginated_sync_follows_the_cursor_to_the_last_page,
     the_saas_example_signs_up_expires_syncs_and_sums_for_real,
+    an_event_payload_that_does_not_fit_its_declaration_fails_the_emit,
 );
 
 const SOURCE: &str = r#"
@@ -42,6 +43,14 @@ entity Stock {
 }
 
 event Restocked { sku: string }
+event Late { sku: string, days: int }
+
+// The build sees a number; the host sees 2.5 days where the event wants a whole number.
+job EmitLate {
+    steps {
+        late { emit: Late { sku: "A", days: 10 / 4 } }
+    }
+}
 
 entity Price {
     table: "lang_prices"
@@ -742,4 +751,21 @@ async fn the_saas_example_signs_up_expires_syncs_and_sums_for_real(db: Database)
         .texts("SELECT subject FROM outbox WHERE subject LIKE 'Revenue%'")
         .await;
     assert_eq!(digest.len(), 1, "{digest:?}");
+}
+
+/// A payload the build could not judge is checked when it is emitted: the step fails, saying
+/// which field, and nothing is stored (a job triggered on it would only have failed later).
+async fn an_event_payload_that_does_not_fit_its_declaration_fails_the_emit(db: Database) {
+    let w = World::of_source(db).await;
+    let r = w.run("EmitLate", json!({})).await;
+    assert_eq!(r.result.status, Status::Failed, "{:?}", r.result);
+    let error = r.result.error.unwrap_or_default();
+    assert!(
+        error.contains("event `Late`: field `days`: expected an integer"),
+        "{error}"
+    );
+    assert!(w
+        .texts("SELECT payload FROM events WHERE name = 'Late'")
+        .await
+        .is_empty());
 }

@@ -259,7 +259,38 @@ pub(super) fn check_job(
             },
             "on_complete" | "on_fail" => match &field.value {
                 JobValue::Emit(event) => {
-                    if decls.event(&event.node).is_some() {
+                    if let Some(decl) = decls.event(&event.node) {
+                        // The platform sends these, as strings: the event must not want more.
+                        let sent: &[&str] = if key == "on_complete" {
+                            &["job", "execution"]
+                        } else {
+                            &["job", "execution", "error"]
+                        };
+                        let wanted = decl.fields.iter().find(|f| {
+                            !sent.contains(&f.name.as_str()) || f.ty != codeai_ir::FieldType::String
+                        });
+                        if let Some(f) = wanted {
+                            cx.error_hint(
+                                event.span,
+                                format!(
+                                    "`{key}: emit({})` sends {{{}}} as strings; the event declares \
+                                     `{}: {}`",
+                                    event.node,
+                                    sent.join(", "),
+                                    f.name,
+                                    f.ty.name()
+                                ),
+                                format!(
+                                    "declare `event {} {{ {} }}` (any of them), or emit an event \
+                                     of your own from a step",
+                                    event.node,
+                                    sent.iter()
+                                        .map(|n| format!("{n}: string"))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            );
+                        }
                         usage.caps.insert("events");
                         usage.events.insert(event.node.clone());
                         if key == "on_complete" {

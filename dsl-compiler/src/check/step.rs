@@ -1511,23 +1511,22 @@ impl JobCx<'_, '_> {
             }
         }
         let payload = match payload {
-            None => ir::Expr::Object(Vec::new()),
+            None => {
+                if let Some(f) = decl.and_then(|d| d.fields.first()) {
+                    self.cx.error_hint(
+                        event.span,
+                        format!("event `{}` has fields; `emit` gives none", event.node),
+                        format!("e.g. `emit: {} {{ {}: … }}`", event.node, f.name),
+                    );
+                }
+                ir::Expr::Object(Vec::new())
+            }
             Some(ast::Expr {
                 kind: ast::ExprKind::Object(entries),
-                ..
+                span,
             }) => {
                 if let Some(d) = decl {
-                    let names: Vec<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
-                    for (key, _) in entries {
-                        if !names.contains(&key.node.as_str()) {
-                            let hint = hint_or_list(&key.node, "its fields", &names);
-                            self.cx.error_hint(
-                                key.span,
-                                format!("event `{}` has no field `{}`", d.name, key.node),
-                                hint,
-                            );
-                        }
-                    }
+                    self.check_payload(d, entries, *span);
                 }
                 ir::Expr::Object(self.object(entries))
             }
@@ -1536,6 +1535,69 @@ impl JobCx<'_, '_> {
         StepKind::Emit {
             event: event.node.clone(),
             payload,
+        }
+    }
+}
+
+impl JobCx<'_, '_> {
+    /// An `emit`'s literal payload against its event: no unknown field, every declared one given,
+    /// no value whose type the text shows that the field cannot take (the host checks the values
+    /// again when the event is emitted).
+    fn check_payload(
+        &mut self,
+        d: &ir::EventDecl,
+        entries: &[(ast::Ident, ast::Expr)],
+        span: Span,
+    ) {
+        use super::types::{ty, Ty};
+        use codeai_ir::FieldType as F;
+        let names: Vec<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
+        for (key, value) in entries {
+            let Some(field) = d.fields.iter().find(|f| f.name == key.node) else {
+                let hint = hint_or_list(&key.node, "its fields", &names);
+                self.cx.error_hint(
+                    key.span,
+                    format!("event `{}` has no field `{}`", d.name, key.node),
+                    hint,
+                );
+                continue;
+            };
+            let t = ty(value);
+            let fits = match field.ty {
+                F::Json => true,
+                F::Int | F::Float => matches!(t, Ty::Number | Ty::Unknown),
+                F::Bool => matches!(t, Ty::Bool | Ty::Unknown),
+                F::String | F::Uuid | F::Date | F::Datetime => matches!(t, Ty::Str | Ty::Unknown),
+            } && !(field.ty == F::Int && matches!(value.kind, ast::ExprKind::Float(_)));
+            if !fits {
+                let this = match value.kind {
+                    ast::ExprKind::Float(_) => "a number with a fraction",
+                    _ => t.describe(),
+                };
+                self.cx.error(
+                    value.span,
+                    format!(
+                        "field `{}` of event `{}` is {}; this is {this}",
+                        field.name,
+                        d.name,
+                        field.ty.name(),
+                    ),
+                );
+            }
+        }
+        for f in &d.fields {
+            if !entries.iter().any(|(k, _)| k.node == f.name) {
+                self.cx.error_hint(
+                    span,
+                    format!(
+                        "the payload of `{}` gives no `{}` ({})",
+                        d.name,
+                        f.name,
+                        f.ty.name()
+                    ),
+                    format!("add `{}: …`; every declared field is carried", f.name),
+                );
+            }
         }
     }
 }

@@ -750,7 +750,7 @@ fn semantic_errors_point_at_the_mistake() {
             Some("did you mean `Done`?"),
         ),
         (
-            "job A { steps { s { emit: Done { total: 1 } } } }",
+            "job A { steps { s { emit: Done { count: 1, total: 1 } } } }",
             "event `Done` has no field `total`",
             "total",
             None,

@@ -30,6 +30,9 @@ impl events::Host for JobCaps {
                 "an event payload must be a JSON object".into(),
             ));
         }
+        if let Some(decl) = self.ctx.manifest.events.iter().find(|e| e.name == name) {
+            fits(decl, &payload).map_err(CapError::Invalid)?;
+        }
         store::insert_event(
             self.services.db(),
             &self.ctx.tenant,
@@ -43,4 +46,41 @@ impl events::Host for JobCaps {
         self.emitted += 1;
         Ok(())
     }
+}
+
+/// A payload against its event's declaration: every declared field, of its type, and no other
+/// (what a job triggered on the event reads as its input, so a bad one fails here, at the emit).
+fn fits(decl: &codeai_ir::EventDecl, payload: &serde_json::Value) -> Result<(), String> {
+    use codeai_ir::input::InputType;
+    use codeai_ir::FieldType;
+    let serde_json::Value::Object(fields) = payload else {
+        return Err("an event payload must be a JSON object".into());
+    };
+    for key in fields.keys() {
+        if !decl.fields.iter().any(|f| &f.name == key) {
+            return Err(format!("event `{}` has no field `{key}`", decl.name));
+        }
+    }
+    for field in &decl.fields {
+        let Some(value) = fields.get(&field.name) else {
+            return Err(format!(
+                "event `{}`: field `{}` ({}) is missing",
+                decl.name,
+                field.name,
+                field.ty.name()
+            ));
+        };
+        let ty = match field.ty {
+            FieldType::String | FieldType::Uuid => InputType::String,
+            FieldType::Int => InputType::Int,
+            FieldType::Float => InputType::Float,
+            FieldType::Bool => InputType::Bool,
+            FieldType::Date => InputType::Date,
+            FieldType::Datetime => InputType::Datetime,
+            FieldType::Json => InputType::Any,
+        };
+        ty.check(value)
+            .map_err(|e| format!("event `{}`: field `{}`: {e}", decl.name, field.name))?;
+    }
+    Ok(())
 }
