@@ -700,7 +700,7 @@ impl EntityQueries {
         }
         crate::store::rows::execute_all(&self.db, &statements)
             .await
-            .map_err(failed)
+            .map_err(|e| conflict(entity, e))
     }
 
     /// The field (its index, in a list) an upsert matches on: one declared field, the primary
@@ -1704,6 +1704,28 @@ fn typed(field: &FieldDecl, value: &Value) -> Result<Param, QueryError> {
         }
         FieldType::Json => Param::Json(value.clone()),
     })
+}
+
+/// A write refused by a unique index or the primary key, said in the entity's terms (the
+/// database's words name the tenant's table and the tenant column); any other error as is.
+fn conflict(entity: &Entity, error: sqlx::Error) -> QueryError {
+    let unique = matches!(&error, sqlx::Error::Database(e) if e.is_unique_violation());
+    if !unique {
+        return failed(error);
+    }
+    let keys: Vec<String> = entity
+        .decl
+        .fields
+        .iter()
+        .filter(|f| f.primary || f.unique)
+        .map(|f| format!("`{}`", f.name))
+        .collect();
+    QueryError::Invalid(format!(
+        "`{}` already has a row with this {} (unique); `upsert {} {{ … }} on [field]` updates it instead",
+        entity.decl.name,
+        keys.join(" or "),
+        entity.decl.name
+    ))
 }
 
 fn failed(error: sqlx::Error) -> QueryError {
