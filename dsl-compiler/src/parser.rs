@@ -844,24 +844,12 @@ impl Parser<'_> {
                 self.expect_punct("]")?;
                 Ok(JobValue::Durations(delays))
             }
-            "on_complete" | "on_fail" => {
-                if !self.eat_word("emit") {
-                    return self.expected_hint("`emit(Event)`", "e.g. `on_fail: emit(JobFailed)`");
-                }
-                self.expect_punct("(")?;
-                let event = self.ident("an event name")?;
-                self.expect_punct(")")?;
-                Ok(JobValue::Emit(event))
-            }
-            "trigger" => {
-                if !self.eat_word("on") {
-                    return self.expected_hint("`on(Event)`", "e.g. `trigger: on(OrderPlaced)`");
-                }
-                self.expect_punct("(")?;
-                let event = self.ident("an event name")?;
-                self.expect_punct(")")?;
-                Ok(JobValue::On(event))
-            }
+            "on_complete" | "on_fail" => Ok(JobValue::Emit(
+                self.event_of("emit", "e.g. `on_fail: emit(JobFailed)`")?,
+            )),
+            "trigger" => Ok(JobValue::On(
+                self.event_of("on", "e.g. `trigger: on(OrderPlaced)`")?,
+            )),
             _ => Ok(JobValue::Expr(self.expr()?)),
         }
     }
@@ -1047,12 +1035,7 @@ impl Parser<'_> {
             if !self.eat_word("by") {
                 return self.expected("`by`");
             }
-            loop {
-                group_by.push(self.ident("a field name")?);
-                if !self.eat_punct(",") {
-                    break;
-                }
-            }
+            group_by = self.idents("a field name")?;
         }
         let mut order = Vec::new();
         let mut limit = None;
@@ -1152,12 +1135,7 @@ impl Parser<'_> {
                     if !self.eat_punct("[") {
                         return self.expected_hint("`[`", "the key in brackets: `on [sku]`");
                     }
-                    loop {
-                        keys.push(self.ident("a key field")?);
-                        if !self.eat_punct(",") {
-                            break;
-                        }
-                    }
+                    keys = self.idents("a key field")?;
                     self.expect_punct("]")?;
                 }
                 Ok(Action::Upsert {
@@ -1194,6 +1172,26 @@ impl Parser<'_> {
                 })
             }
         }
+    }
+
+    /// `word(Event)`, as in `emit(JobFailed)` and `on(OrderPlaced)`: the event.
+    fn event_of(&mut self, word: &str, hint: &str) -> PResult<Ident> {
+        if !self.eat_word(word) {
+            return self.expected_hint(&format!("`{word}(Event)`"), hint);
+        }
+        self.expect_punct("(")?;
+        let event = self.ident("an event name")?;
+        self.expect_punct(")")?;
+        Ok(event)
+    }
+
+    /// `a, b, c`: one name or more, separated by commas.
+    fn idents(&mut self, what: &str) -> PResult<Vec<Ident>> {
+        let mut names = vec![self.ident(what)?];
+        while self.eat_punct(",") {
+            names.push(self.ident(what)?);
+        }
+        Ok(names)
     }
 
     /// `{ name: expr, … }`

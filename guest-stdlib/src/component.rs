@@ -239,11 +239,7 @@ impl Host for Imports {
         let rows = data::select(&data::Query {
             entity: q.entity,
             filter: filter(q.filter),
-            order: q
-                .order
-                .into_iter()
-                .map(|(field, descending)| data::OrderBy { field, descending })
-                .collect(),
+            order: order_by(q.order),
             limit: q.limit,
         })
         .map_err(cap)?;
@@ -271,11 +267,7 @@ impl Host for Imports {
             columns,
             filter: filter(q.filter),
             group_by: q.group_by,
-            order: q
-                .order
-                .into_iter()
-                .map(|(field, descending)| data::OrderBy { field, descending })
-                .collect(),
+            order: order_by(q.order),
             limit: q.limit,
         })
         .map_err(cap)?;
@@ -435,4 +427,12 @@ impl Host for Imports {
             label: p.label,
         }
     }
+}
+
+/// `order by` keys, (field, descending), as WIT records.
+fn order_by(order: Vec<(String, bool)>) -> Vec<data::OrderBy> {
+    order
+        .into_iter()
+        .map(|(field, descending)| data::OrderBy { field, descending })
+        .collect()
 }
