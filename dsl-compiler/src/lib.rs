@@ -12,6 +12,7 @@ pub mod ast;
 pub mod check;
 pub mod diagnostic;
 pub mod emit;
+pub mod format;
 pub mod parser;
 
 pub use check::CheckedJob;

@@ -6,7 +6,7 @@
 //! that every syntax error of a file is reported in one run and the items that did parse are kept
 //! for the checker.
 
-mod lexer;
+pub(crate) mod lexer;
 
 use crate::ast::*;
 use crate::diagnostic::Diagnostic;

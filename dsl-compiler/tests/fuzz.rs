@@ -1,5 +1,6 @@
-//! The parser and checker never panic: random text and mutations of the example always give a
-//! result or diagnostics, with every diagnostic span inside the input and on character boundaries.
+//! The parser, checker and formatter never panic: random text and mutations of the example
+//! always give a result or diagnostics, with every diagnostic span inside the input and on
+//! character boundaries; what formats keeps its tokens and is a fixed point.
 //!
 //! The number of cases comes from `CODEAI_FUZZ_CASES` (default 2000 to keep CI fast);
 //! `cargo xtask fuzz 100000` runs a long session in release mode.
@@ -130,6 +131,17 @@ fn assert_sane(source: &str) {
         assert!(!d.message.is_empty());
         // Rendering never panics either.
         let _ = codeai_dsl::diagnostic::render("fuzz.codeai", source, d);
+    }
+    // The formatter refuses what does not parse, never changes a token of what does, and
+    // formats its own output to itself.
+    use codeai_dsl::format::{format, FormatError};
+    match format(source) {
+        Ok(out) => match format(&out) {
+            Ok(again) => assert_eq!(again, out, "not a fixed point:\n{source}"),
+            Err(e) => panic!("its own output: {e}\n{out}"),
+        },
+        Err(FormatError::Syntax(_)) => {}
+        Err(e) => panic!("{e}:\n{source}"),
     }
 }
 

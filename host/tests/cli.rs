@@ -755,3 +755,52 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
     });
     assert!(keys.is_empty(), "keys left behind: {keys:?}");
 }
+
+/// `codeai fmt`: the examples are in the canonical layout (`--check` passes and changes
+/// nothing); a file that is not is listed by `--check`, rewritten by `fmt`, its comments kept,
+/// and then passes; a file that does not parse is left as it was.
+#[test]
+fn fmt_rewrites_a_file_into_the_canonical_layout_and_check_says_which_differ() {
+    let saas = EXAMPLE.replace("05-scheduled-jobs/scheduled-jobs", "06-saas-jobs/saas-jobs");
+    let output = codeai(&["fmt", "--check", EXAMPLE, &saas]);
+    assert!(output.status.success(), "{}", text(&output.stdout));
+    assert_eq!(text(&output.stdout), "");
+
+    let dir = TempDir::new("fmt");
+    let path = dir.path().join("messy.codeai");
+    let messy = "// Keep me.\njob   Tidy{\nschedule:every 1h\n  steps {\n\n\n      say{log:\"hi\"}   // and me\n}}\n";
+    std::fs::write(&path, messy).unwrap();
+    let file = path.to_str().unwrap();
+
+    let output = codeai(&["fmt", "--check", file]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(text(&output.stdout).trim(), file);
+    assert!(text(&output.stderr).contains("1 file is not in the canonical layout"));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        messy,
+        "--check writes nothing"
+    );
+
+    let output = codeai(&["fmt", file]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "// Keep me.\njob Tidy {\n    schedule: every 1h\n    steps {\n        say { log: \"hi\" } // and me\n    }\n}\n"
+    );
+    assert!(codeai(&["fmt", "--check", file]).status.success());
+
+    let broken = dir.path().join("broken.codeai");
+    std::fs::write(&broken, "job A {\n  steps {\n").unwrap();
+    let output = codeai(&["fmt", broken.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("does not parse"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&broken).unwrap(),
+        "job A {\n  steps {\n"
+    );
+}

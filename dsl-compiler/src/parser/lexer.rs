@@ -67,12 +67,22 @@ const UNITS: &[(&str, u64)] = &[
 ];
 
 pub(crate) fn lex(source: &str, diagnostics: &mut Vec<Diagnostic>) -> Vec<Tok> {
+    lex_keeping_comments(source, diagnostics, &mut Vec::new())
+}
+
+/// [`lex`], and the span of every comment (`// …` without its newline, `/* … */` whole) in
+/// `comments`, in source order: the formatter puts them back.
+pub(crate) fn lex_keeping_comments(
+    source: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+    comments: &mut Vec<Span>,
+) -> Vec<Tok> {
     let mut tokens = Vec::new();
     let mut input = In::new(source);
     let mut line_start = true;
     loop {
         // Whitespace and comments.
-        let (rest, saw_newline) = skip_trivia(input, diagnostics);
+        let (rest, saw_newline) = skip_trivia(input, diagnostics, comments);
         input = rest;
         line_start |= saw_newline;
         let start = input.location_offset();
@@ -114,7 +124,11 @@ fn advance(input: In<'_>, n: usize) -> In<'_> {
 }
 
 /// Skips spaces, newlines and comments; reports whether a newline was crossed.
-fn skip_trivia<'a>(mut input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<'a>, bool) {
+fn skip_trivia<'a>(
+    mut input: In<'a>,
+    diagnostics: &mut Vec<Diagnostic>,
+    comments: &mut Vec<Span>,
+) -> (In<'a>, bool) {
     let mut newline = false;
     loop {
         let frag = *input.fragment();
@@ -126,12 +140,16 @@ fn skip_trivia<'a>(mut input: In<'a>, diagnostics: &mut Vec<Diagnostic>) -> (In<
         }
         if frag.starts_with("//") {
             let len = frag.find('\n').unwrap_or(frag.len());
+            let start = input.location_offset();
+            comments.push(Span::new(start, start + frag[..len].trim_end().len()));
             input = advance(input, len);
             continue;
         }
         if let Some(body) = frag.strip_prefix("/*") {
             match body.find("*/") {
                 Some(i) => {
+                    let start = input.location_offset();
+                    comments.push(Span::new(start, start + i + 4));
                     newline |= frag[..i + 4].contains('\n');
                     input = advance(input, i + 4);
                 }

@@ -9,6 +9,7 @@ mod bench;
 mod build;
 mod check;
 mod exec;
+mod fmt;
 pub(crate) mod format;
 mod host;
 mod inspect;
@@ -35,6 +36,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Parse and check a `.codeai` file; print its diagnostics without building anything.
     Check(check::CheckArgs),
+    /// Rewrite `.codeai` files in the canonical layout (`--check`: change nothing, fail if any differs).
+    Fmt(fmt::FmtArgs),
     /// Show the manifest, imports and exports of a job component.
     Inspect(inspect::InspectArgs),
     /// Run one job component once against the configured database and print what it did.
@@ -72,6 +75,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Fmt(args) => fmt::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Exec(args) => exec::run(&args),
         Command::Migrate(args) => migrate::run(&args),
