@@ -804,3 +804,27 @@ fn fmt_rewrites_a_file_into_the_canonical_layout_and_check_says_which_differ() {
         "job A {\n  steps {\n"
     );
 }
+
+/// A command whose reader goes away (`codeai schedule next … | head -1`) ends quietly, as
+/// Unix tools do: no panic message about a broken pipe.
+#[test]
+fn a_closed_pipe_ends_a_printing_command_quietly() {
+    use std::io::Read as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_codeai"))
+        .args(["schedule", "next", "* * * * *", "-n", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe while it still has thousands to print.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 64];
+    let n = stdout.read(&mut first).unwrap();
+    assert!(n > 0);
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}

@@ -1029,6 +1029,27 @@ impl JobCx<'_, '_> {
             if let Some(field) = field {
                 self.check_assigned(field, value);
             }
+            // A value that reads the row's own fields (`price = price * 1.19`) is not a value.
+            if !matches!(value.kind, ExprKind::Ident(_)) {
+                let mut read = Vec::new();
+                fields_read(value, entity, &self.scope, &mut read);
+                if let Some(other) = read.first() {
+                    self.cx.error_hint(
+                        other.span,
+                        format!(
+                            "`set {} = …` cannot compute from the row's field `{}`",
+                            name.node, other.node
+                        ),
+                        format!(
+                            "`set` takes values, and `{0} = {0} + n` or `{0} = {0} - n` to add to a \
+                             number; for other arithmetic on a row, read the rows (`query: select …`) \
+                             and update each in a `for_each`",
+                            name.node
+                        ),
+                    );
+                    continue;
+                }
+            }
             let value = self.value(value, entity);
             out.push(Assignment::Set {
                 field: name.node.clone(),
@@ -1098,5 +1119,38 @@ impl JobCx<'_, '_> {
                 }
             })
             .collect()
+    }
+}
+
+/// The names in `e` that are fields of `entity` and not bindings in `scope` (object keys and
+/// field accesses are not names).
+fn fields_read(e: &ast::Expr, entity: &EntityInfo, scope: &[String], out: &mut Vec<ast::Ident>) {
+    match &e.kind {
+        ExprKind::Ident(n) if entity.field(n).is_some() && !scope.iter().any(|s| s == n) => {
+            out.push(ast::Spanned::new(n.clone(), e.span));
+        }
+        ExprKind::Field(x, _) | ExprKind::OptField(x, _) | ExprKind::Unary(_, x) => {
+            fields_read(x, entity, scope, out)
+        }
+        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
+            fields_read(a, entity, scope, out);
+            fields_read(b, entity, scope, out);
+        }
+        ExprKind::Cond(a, b, c) => {
+            for x in [a, b, c] {
+                fields_read(x, entity, scope, out);
+            }
+        }
+        ExprKind::List(items) | ExprKind::Call(_, items) => {
+            for x in items {
+                fields_read(x, entity, scope, out);
+            }
+        }
+        ExprKind::Object(fields) => {
+            for (_, x) in fields {
+                fields_read(x, entity, scope, out);
+            }
+        }
+        _ => {}
     }
 }

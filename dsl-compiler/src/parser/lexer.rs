@@ -108,10 +108,21 @@ pub(crate) fn lex_keeping_comments(
             None => {
                 let c = input.fragment().chars().next().unwrap_or(' ');
                 let end = start + c.len_utf8();
-                diagnostics.push(Diagnostic::error(
+                let shown: String = match c {
+                    c if c.is_control() || c.is_whitespace() => c.escape_debug().collect(),
+                    c => c.to_string(),
+                };
+                let d = Diagnostic::error(
                     Span::new(start, end),
-                    format!("unexpected character `{}`", c.escape_debug()),
-                ));
+                    format!("unexpected character `{shown}`"),
+                );
+                diagnostics.push(match c {
+                    '\'' | '‘' | '’' | '“' | '”' | '`' => {
+                        d.with_hint("strings are written in straight double quotes: \"text\"")
+                    }
+                    '#' => d.with_hint("a comment starts with `//` (or is `/* … */`)"),
+                    _ => d,
+                });
                 input = advance(input, c.len_utf8());
             }
         }

@@ -70,7 +70,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Host(args) => init(args.log_format(), "info")?,
         Command::Run(args) => init(args.log.log_format, "info")?,
         Command::Worker(args) => init(args.log_format(), "info")?,
-        _ => init(LogFormat::Pretty, "warn")?,
+        Command::Bench(_) => init(LogFormat::Pretty, "warn")?,
+        _ => {
+            init(LogFormat::Pretty, "warn")?;
+            quiet_on_closed_pipe();
+        }
     }
     match cli.command {
         Command::Build(args) => build::run(&args),
@@ -87,6 +91,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(args) => tenant::run_token(&args),
         Command::Secret(args) => secret::run(&args),
         Command::Bench(args) => bench::run(&args),
+    }
+}
+
+/// A command that prints and ends (`codeai exec … | head`) stops quietly when its reader
+/// goes away, as Unix tools do, instead of panicking in `println!` on the broken pipe: the
+/// default action of `SIGPIPE` is restored (Rust ignores it). The commands that serve keep
+/// it ignored: a peer closing a socket must not end the server.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start, before any thread of this process writes to a pipe;
+    // `SIG_DFL` is a valid disposition for `SIGPIPE`.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
