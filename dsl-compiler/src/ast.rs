@@ -147,7 +147,16 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableDef {
     pub source: Ident,
-    pub columns: Vec<(Ident, Spanned<String>)>,
+    pub columns: Vec<Column>,
+}
+
+/// `field: "Header"` or `field: "Header" money` / `decimal(2)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub field: Ident,
+    pub header: Spanned<String>,
+    /// The format's name and its count of decimals, if given in parentheses.
+    pub format: Option<(Ident, Option<Spanned<i64>>)>,
 }
 
 /// `event Name { field: type, … }` (the braces are optional for an event without fields).
@@ -283,6 +292,9 @@ pub struct Query {
     pub filter: Option<Expr>,
     pub order: Vec<(Ident, bool)>,
     pub limit: Option<Expr>,
+    /// `offset n`: rows of the order passed over first (boxed: it is rare, and a query is
+    /// held in every step value).
+    pub offset: Option<Box<Expr>>,
     pub span: Span,
 }
 

@@ -27,7 +27,7 @@ const ITEM_KEYWORDS: &[&str] = &[
 
 /// Words that end an expression: they introduce the next clause of a query or a field.
 const CLAUSE_WORDS: &[&str] = &[
-    "where", "order", "by", "limit", "set", "asc", "desc", "times", "with",
+    "where", "order", "by", "limit", "offset", "set", "asc", "desc", "times", "with",
 ];
 
 /// Parses a whole file. Always returns a tree (possibly partial) and the syntax diagnostics.
@@ -54,6 +54,10 @@ pub(crate) fn parse_embedded_expr(source: &str, span: Span) -> Result<Expr, Vec<
     let mut tokens = lexer::lex(text, &mut diagnostics);
     for t in &mut tokens {
         t.span = Span::new(t.span.start + span.start, t.span.end + span.start);
+    }
+    // The lexer's own diagnostics (a stray `'`) point into the string too.
+    for d in &mut diagnostics {
+        d.span = Span::new(d.span.start + span.start, d.span.end + span.start);
     }
     let mut p = Parser::new(source, tokens, diagnostics, true);
     let parsed = p.expr();
@@ -603,10 +607,31 @@ impl Parser<'_> {
                     let source = p.ident("the name of the rows in the template's data")?;
                     let mut columns = Vec::new();
                     p.block(|p| {
-                        let f = p.ident("a column's field name")?;
+                        let field = p.ident("a column's field name")?;
                         p.expect_punct(":")?;
-                        let h = p.string("a column header in quotes")?;
-                        columns.push((f, h));
+                        let header = p.string("a column header in quotes")?;
+                        // A format follows the header on its line: `total: "Total" money`.
+                        let on_line =
+                            matches!(p.peek().kind, TokKind::Ident(_)) && !p.peek().line_start;
+                        let format = match on_line {
+                            true => {
+                                let name = p.ident("a column format")?;
+                                let decimals = if p.eat_punct("(") {
+                                    let n = p.int("a count of decimals")?;
+                                    p.expect_punct(")")?;
+                                    Some(n)
+                                } else {
+                                    None
+                                };
+                                Some((name, decimals))
+                            }
+                            false => None,
+                        };
+                        columns.push(Column {
+                            field,
+                            header,
+                            format,
+                        });
                         Ok(())
                     })?;
                     t.table = Some(TableDef { source, columns });
@@ -1060,6 +1085,11 @@ impl Parser<'_> {
         if !count && self.eat_word("limit") {
             limit = Some(self.expr()?);
         }
+        let offset = if !count && self.eat_word("offset") {
+            Some(Box::new(self.expr()?))
+        } else {
+            None
+        };
         Ok(Query {
             count,
             entity,
@@ -1067,6 +1097,7 @@ impl Parser<'_> {
             filter,
             order,
             limit,
+            offset,
             span: start.to(self.prev_span()),
         })
     }

@@ -236,12 +236,16 @@ fn instant(i: clock::Instant) -> h::Instant {
 
 impl Host for Imports {
     fn select(&mut self, q: h::Query) -> Result<Value, CapError> {
-        let rows = data::select(&data::Query {
+        let query = data::Query {
             entity: q.entity,
             filter: filter(q.filter),
             order: order_by(q.order),
             limit: q.limit,
-        })
+        };
+        let rows = match q.offset {
+            0 => data::select(&query),
+            offset => data::select_page(&query, offset),
+        }
         .map_err(cap)?;
         parse_json(&rows)
     }

@@ -71,6 +71,8 @@ pub struct Query {
     /// (field, descending)
     pub order: Vec<(String, bool)>,
     pub limit: Option<u32>,
+    /// Rows of the order passed over first (`offset n`); 0 for none.
+    pub offset: u32,
 }
 
 /// `aggregate <entity> { columns } where <filter> group by … order by … limit …` (WIT

@@ -334,14 +334,20 @@ impl Scope<'_> {
                 filter,
                 order,
                 limit,
+                offset,
             } => {
                 let filter = self.filter(filter.as_ref())?;
                 let limit = self.limit(limit.as_ref())?;
+                let offset = match offset {
+                    Some(e) => as_u32(&self.eval(e)?, "offset")?,
+                    None => 0,
+                };
                 let rows = self.host.select(Query {
                     entity: entity.clone(),
                     filter,
                     order: order_keys(order),
                     limit,
+                    offset,
                 })?;
                 Ok(rows)
             }

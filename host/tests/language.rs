@@ -26,6 +26,7 @@ on_both_databases!(
     an_upsert_inserts_new_keys_and_updates_known_ones,
     aggregates_bind_one_row_or_their_groups,
     a_paginated_sync_follows_the_cursor_to_the_last_page,
+    a_select_pages_with_offset_in_its_order,
     the_saas_example_signs_up_expires_syncs_and_sums_for_real,
     an_event_payload_that_does_not_fit_its_declaration_fails_the_emit,
 );
@@ -83,6 +84,15 @@ job Totals {
             as: by_level
         }
         report { log: "{{overall.skus}} skus, {{overall.units}} units; {{count(by_level)}} levels low" }
+    }
+}
+
+// Pages of two by sku: the page number comes with the run (typed input).
+job StockPage {
+    input: { page: int = 0 }
+    steps {
+        rows { query: select Stock order by sku limit 2 offset page * 2 as: rows }
+        out { compute: pluck(rows, "sku") as: skus }
     }
 }
 
@@ -559,6 +569,28 @@ async fn aggregates_bind_one_row_or_their_groups(db: Database) {
         calls.iter().filter(|c| c.call == "data.aggregate").count(),
         2,
         "{calls:?}"
+    );
+}
+
+async fn a_select_pages_with_offset_in_its_order(db: Database) {
+    let w = World::of_source(db).await;
+    w.load_stock().await;
+    let mut pages = Vec::new();
+    for page in 0..3 {
+        let r = w.completed("StockPage", json!({ "page": page })).await;
+        let calls: Vec<String> = r.result.calls.iter().map(|c| c.call.to_string()).collect();
+        assert_eq!(calls, ["data.select"], "one read a page");
+        let output: Value = serde_json::from_str(r.result.output.as_deref().unwrap()).unwrap();
+        pages.push(output["skus"].clone());
+    }
+    assert_eq!(pages, [json!(["A", "B"]), json!(["C"]), json!([])]);
+    // Past the bound, the step fails with the reason (and the way to page instead).
+    let r = w.run("StockPage", json!({ "page": 600_000 })).await;
+    assert_eq!(r.result.status, Status::Failed);
+    let error = r.result.error.unwrap_or_default();
+    assert!(
+        error.contains("offset 1200000 is beyond 1000000 rows"),
+        "{error}"
     );
 }
 

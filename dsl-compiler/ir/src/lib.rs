@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 pub mod input;
 pub mod limits;
 pub mod platform;
+pub mod template;
 
 /// Version of the [`Program`] and [`Manifest`] formats. A host refuses components whose IR version
 /// it does not know.
@@ -101,12 +102,15 @@ pub enum Policy {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StepKind {
-    /// `query: select E where … order by … limit …` — binds a list of row objects.
+    /// `query: select E where … order by … limit … offset …` — binds a list of row objects.
     Query {
         entity: String,
         filter: Option<Filter>,
         order: Vec<OrderBy>,
         limit: Option<Expr>,
+        /// Rows of the order to pass over first (a page after the first).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<Expr>,
     },
     /// `query: aggregate E { name: func(field), … } where … group by g, … order by … limit …` —
     /// binds one object of the columns, or with `group by` a list of them, each with its group's
@@ -806,6 +810,42 @@ pub struct TableDecl {
     pub columns: Vec<(String, String)>,
     /// Fields summed in a totals row.
     pub totals: Vec<String>,
+    /// How a column's values read, by field (`total: "Total" money`); a column without one
+    /// shows its numbers with the decimals of its most precise value.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub formats: std::collections::BTreeMap<String, ColumnFormat>,
+}
+
+/// The format of a report column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnFormat {
+    /// Two decimals; thousands separated by `,` in PDF and HTML (not in CSV): `1,249.50`.
+    Money,
+    /// Rounded to a whole number: `12`.
+    Integer,
+    /// A fixed number of decimals (0–6): `decimal(1)` → `23.7`.
+    Decimal(u8),
+    /// A fraction shown as a percentage with a fixed number of decimals: `percent(1)` of
+    /// `0.125` → `12.5%`.
+    Percent(u8),
+    /// A timestamp as its day in the job's time zone: `2026-01-12`.
+    Date,
+    /// A timestamp in the job's time zone to the minute: `2026-01-12 14:05`.
+    Datetime,
+}
+
+impl ColumnFormat {
+    /// The names a template writes after a column's header, and whether they take a count of
+    /// decimals in parentheses.
+    pub const NAMES: &'static [(&'static str, bool)] = &[
+        ("money", false),
+        ("integer", false),
+        ("decimal", true),
+        ("percent", true),
+        ("date", false),
+        ("datetime", false),
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

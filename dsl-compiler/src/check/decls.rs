@@ -6,8 +6,8 @@ use super::Cx;
 use crate::ast::{self, Span};
 use codeai_ir::platform::{builtin_entity, check_builtin_fields, BuiltinEntity, BUILTIN_ENTITIES};
 use codeai_ir::{
-    Auth, EntityDecl, EventDecl, FieldDecl, FieldType, IntegrationDecl, OperationDecl, ParamDecl,
-    QueueDecl, TableDecl, TemplateDecl, ValueSource,
+    Auth, ColumnFormat, EntityDecl, EventDecl, FieldDecl, FieldType, IntegrationDecl,
+    OperationDecl, ParamDecl, QueueDecl, TableDecl, TemplateDecl, ValueSource,
 };
 
 /// The built-in queues and their weights.
@@ -532,16 +532,33 @@ fn operation(op: &ast::Operation, cx: &mut Cx<'_>) -> OperationDecl {
 }
 
 fn template(t: &ast::Template, cx: &mut Cx<'_>) -> TemplateDecl {
+    for text in [&t.title, &t.subtitle, &t.subject, &t.body]
+        .into_iter()
+        .flatten()
+    {
+        template_paths(text, cx);
+    }
     let table = t.table.as_ref().map(|table| {
-        cx.check_unique("column", table.columns.iter().map(|(n, _)| n));
+        cx.check_unique("column", table.columns.iter().map(|c| &c.field));
         TableDecl {
             source: table.source.node.clone(),
             columns: table
                 .columns
                 .iter()
-                .map(|(f, h)| (f.node.clone(), h.node.clone()))
+                .map(|c| (c.field.node.clone(), c.header.node.clone()))
                 .collect(),
             totals: Vec::new(),
+            formats: table
+                .columns
+                .iter()
+                .filter_map(|c| {
+                    let (name, decimals) = c.format.as_ref()?;
+                    Some((
+                        c.field.node.clone(),
+                        column_format(name, decimals.as_ref(), cx)?,
+                    ))
+                })
+                .collect(),
         }
     });
     let mut table = table;
@@ -584,6 +601,84 @@ fn template(t: &ast::Template, cx: &mut Cx<'_>) -> TemplateDecl {
         body: t.body.as_ref().map(|s| s.node.clone()),
         table,
     }
+}
+
+/// A template's `{{…}}` is a path into the data the step hands over (README, "Templates").
+fn template_paths(text: &ast::Spanned<String>, cx: &mut Cx<'_>) {
+    let raw = cx.text(text.span).to_string();
+    for p in codeai_ir::template::placeholders(&text.node) {
+        if codeai_ir::template::path(p.inner).is_some() {
+            continue;
+        }
+        let written = &text.node[p.start..p.end];
+        let span = match raw.find(written) {
+            Some(at) => Span::new(text.span.start + at, text.span.start + at + written.len()),
+            None => text.span,
+        };
+        cx.error_hint(
+            span,
+            format!(
+                "a template's `{{{{…}}}}` is a path into its data, not `{}`",
+                p.inner
+            ),
+            "compute the value in the step's `data:` (`data: { fee: round(fee, 2) }`) and \
+             write its name here (`{{fee}}`); a column can carry a format (`fee: \"Fee\" money`)",
+        );
+    }
+}
+
+/// `money`, `integer`, `decimal(N)`, `percent(N)`, `date`, `datetime` after a column's header.
+fn column_format(
+    name: &ast::Ident,
+    decimals: Option<&ast::Spanned<i64>>,
+    cx: &mut Cx<'_>,
+) -> Option<ColumnFormat> {
+    let names: Vec<&str> = ColumnFormat::NAMES.iter().map(|(n, _)| *n).collect();
+    let Some((_, takes_decimals)) = ColumnFormat::NAMES.iter().find(|(n, _)| *n == name.node)
+    else {
+        let hint = match super::suggest::did_you_mean(&name.node, names.iter().copied()) {
+            Some(hint) => hint,
+            None => format!(
+                "the column formats are {}; `decimal` and `percent` take a count of decimals: `decimal(2)`",
+                super::suggest::list(&names)
+            ),
+        };
+        cx.error_hint(
+            name.span,
+            format!("unknown column format `{}`", name.node),
+            hint,
+        );
+        return None;
+    };
+    let n = match (takes_decimals, decimals) {
+        (false, Some(d)) => {
+            cx.error_hint(
+                d.span,
+                format!("the `{}` format takes no count of decimals", name.node),
+                format!("write `{}` alone", name.node),
+            );
+            return None;
+        }
+        (false, None) => 0,
+        (true, None) => 0,
+        (true, Some(d)) if (0..=6).contains(&d.node) => d.node as u8,
+        (true, Some(d)) => {
+            cx.error_hint(
+                d.span,
+                format!("{} decimals is out of range", d.node),
+                "a column shows 0 to 6 decimals",
+            );
+            return None;
+        }
+    };
+    Some(match name.node.as_str() {
+        "money" => ColumnFormat::Money,
+        "integer" => ColumnFormat::Integer,
+        "decimal" => ColumnFormat::Decimal(n),
+        "percent" => ColumnFormat::Percent(n),
+        "date" => ColumnFormat::Date,
+        _ => ColumnFormat::Datetime,
+    })
 }
 
 /// Adds a declared queue, or changes the weight of a built-in one. Only called for the first

@@ -710,11 +710,35 @@ impl JobCx<'_, '_> {
             }
             self.expr(l)
         });
+        let offset = q.offset.as_ref().map(|o| {
+            match &o.kind {
+                ast::ExprKind::Unary(ast::UnaryOp::Neg, _) => {
+                    self.cx.error(o.span, "`offset` cannot be negative");
+                }
+                ast::ExprKind::Int(_) if q.order.is_empty() => {
+                    self.cx.warning(
+                        o.span,
+                        "`offset` without `order by`: the database may return the rows in any order, so pages can overlap or miss rows",
+                        "add `order by` a field that tells the rows apart, e.g. `order by id`",
+                    );
+                }
+                ast::ExprKind::Str(_) | ast::ExprKind::Float(_) | ast::ExprKind::Bool(_) => {
+                    self.cx.error_hint(
+                        o.span,
+                        "`offset` is a whole number of rows",
+                        "e.g. `offset 100`, or `offset page * 50`",
+                    );
+                }
+                _ => {}
+            }
+            self.expr(o)
+        });
         StepKind::Query {
             entity: q.entity.node.clone(),
             filter,
             order,
             limit,
+            offset,
         }
     }
 
@@ -867,6 +891,13 @@ impl JobCx<'_, '_> {
                 field: key.node.clone(),
                 descending: *descending,
             });
+        }
+        if let Some(offset) = &q.offset {
+            self.cx.error_hint(
+                offset.span,
+                "an aggregate has no `offset`",
+                "order the groups and keep the first with `limit`, or `select` the rows to page them",
+            );
         }
         let limit = q.limit.as_ref().map(|l| {
             if agg.group_by.is_empty() {
@@ -1313,10 +1344,84 @@ impl JobCx<'_, '_> {
         Some(name)
     }
 
+    /// A template's `{{…}}` paths (and for a report its table's rows) must be in the `data`
+    /// the step hands it, as far as the data is written out as objects here (the rest is
+    /// checked when it runs). A message shows the table only when its data holds the rows.
+    fn template_data(&mut self, template: &str, data: Option<&ast::Expr>, at: Span, report: bool) {
+        let Some(decl) = self.decls.template(template) else {
+            return;
+        };
+        let mut paths: Vec<String> = [&decl.title, &decl.subtitle, &decl.subject, &decl.body]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| codeai_ir::template::placeholders(t))
+            .map(|p| p.inner.to_string())
+            .collect();
+        if report {
+            paths.extend(decl.table.as_ref().map(|t| t.source.clone()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        paths.retain(|p| seen.insert(p.clone()));
+        if data.is_none() && !paths.is_empty() {
+            let first = paths
+                .first()
+                .and_then(|p| codeai_ir::template::path(p))
+                .map_or(String::new(), |s| s[0].name.to_string());
+            let shown: Vec<String> = paths.iter().map(|p| format!("`{{{{{p}}}}}`")).collect();
+            self.cx.error_hint(
+                at,
+                format!(
+                    "template `{template}` reads {}, but this step gives it no `data`",
+                    shown.join(", ")
+                ),
+                format!("add `data: {{ {first}: … }}` with what the template reads"),
+            );
+            return;
+        }
+        for inner in paths {
+            let Some(segments) = codeai_ir::template::path(&inner) else {
+                continue;
+            };
+            let mut value = data;
+            for segment in segments {
+                if segment.optional {
+                    break;
+                }
+                let fields = match value.map(|v| &v.kind) {
+                    Some(ast::ExprKind::Object(fields)) => fields,
+                    Some(_) => break,
+                    None => break,
+                };
+                match fields.iter().find(|(k, _)| k.node == segment.name) {
+                    Some((_, v)) => value = Some(v),
+                    None => {
+                        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.node.as_str()).collect();
+                        let hint = hint_or_list(segment.name, "its fields", &keys);
+                        self.cx.error_hint(
+                            value.map_or(at, |v| v.span),
+                            format!(
+                                "template `{template}` reads `{{{{{inner}}}}}`, but this data \
+                                 has no `{}`",
+                                segment.name
+                            ),
+                            hint,
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     /// `template: "t"  data: {…}  format: pdf`.
     fn report(&mut self, template: &ast::Expr, fields: &Fields<'_>) -> StepKind {
         self.usage.caps.insert("report");
         let name = self.template_name(template).unwrap_or_default();
+        let data_ast = match fields.get("data").map(|f| &f.value) {
+            Some(StepValue::Expr(e)) => Some(e),
+            _ => None,
+        };
+        self.template_data(&name, data_ast, template.span, true);
         let data = match fields.get("data") {
             Some(f) => match &f.value {
                 StepValue::Expr(e) => self.expr(e),
@@ -1388,6 +1493,7 @@ impl JobCx<'_, '_> {
         let mut subject = None;
         let mut attachments = Vec::new();
         let mut data = None;
+        let mut data_ast = None;
         let mut text = None;
         for (key, value) in &s.fields {
             if !allowed.contains(&key.node.as_str()) {
@@ -1410,7 +1516,10 @@ impl JobCx<'_, '_> {
             match key.node.as_str() {
                 "template" if template.is_none() => template = Some(self.template_name(value)),
                 "subject" if subject.is_none() => subject = Some(self.expr(value)),
-                "data" if data.is_none() => data = Some(self.expr(value)),
+                "data" if data.is_none() => {
+                    data = Some(self.expr(value));
+                    data_ast = Some(value);
+                }
                 "text" if text.is_none() => text = Some((self.expr(value), key.span)),
                 "attachment" if attachments.is_empty() => match &value.kind {
                     ast::ExprKind::List(items) => {
@@ -1424,6 +1533,9 @@ impl JobCx<'_, '_> {
         }
         let found = template.is_some();
         let template = template.flatten();
+        if let Some(name) = &template {
+            self.template_data(name, data_ast, s.channel_kind.span, false);
+        }
         // Without a template, `text` (or `data`) is the message: one of them, and something.
         let channel = s.channel_kind.node.as_str();
         let data = match (text, &template) {

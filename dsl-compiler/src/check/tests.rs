@@ -243,6 +243,7 @@ fn example_low_stock_alert_program() {
             }),
             order: vec![],
             limit: None,
+            offset: None,
         }
     );
     match &j.program.steps[2].kind {
@@ -726,13 +727,13 @@ fn semantic_errors_point_at_the_mistake() {
             Some("did you mean `summary`?"),
         ),
         (
-            "job A { steps { s { template: \"summary\" format: docx } } }",
+            "job A { steps { s { template: \"summary\" data: { count: 1 } format: docx } } }",
             "unknown report format `docx`",
             "docx",
             None,
         ),
         (
-            "job A { steps { s { send: email(\"a@b.c\") { template: \"summary\" } } } }",
+            "job A { steps { s { send: email(\"a@b.c\") { template: \"summary\" data: { count: 1 } } } } }",
             "an email needs a `subject`",
             "email",
             None,

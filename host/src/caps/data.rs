@@ -23,6 +23,11 @@ impl data::Host for JobCaps {
         self.read(&call, Read::Select(&query)).await
     }
 
+    async fn select_page(&mut self, query: data::Query, offset: u32) -> Result<String, CapError> {
+        let call = format!("`data.select-page` {}", query.entity);
+        self.read(&call, Read::Page(&query, offset)).await
+    }
+
     async fn aggregate(&mut self, query: data::AggregateQuery) -> Result<String, CapError> {
         let call = format!("`data.aggregate` {}", query.entity);
         self.read(&call, Read::Aggregate(&query)).await

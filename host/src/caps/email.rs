@@ -2,7 +2,7 @@
 //! delivery says `held`); attachments are reports this execution rendered.
 
 use super::report::content_type;
-use super::{over, Held, JobCaps};
+use super::{filled, over, Held, JobCaps};
 use crate::notify;
 use crate::report::template::interpolate;
 use crate::wasm::{email, CapError, Delivery};
@@ -27,11 +27,13 @@ impl JobCaps {
         // A template that declares a subject renders it with the data (the DSL's `send` step
         // always carries a plain subject too, which is the fallback).
         let subject = match template.as_ref().and_then(|t| t.subject.as_deref()) {
-            Some(s) => interpolate(s, &data),
-            None if !msg.subject.trim().is_empty() => interpolate(&msg.subject, &data),
+            Some(s) => filled(template.as_ref(), interpolate(s, &data))?,
+            None if !msg.subject.trim().is_empty() => {
+                filled(template.as_ref(), interpolate(&msg.subject, &data))?
+            }
             None => format!("{} from CodeAI Jobs", self.job()),
         };
-        let body = self.message_text(template.as_ref(), &data);
+        let body = self.message_text(template.as_ref(), &data)?;
         let mut files = Vec::new();
         for id in &msg.attachments {
             let file = self

@@ -43,7 +43,6 @@ pub mod state;
 use self::budgeted::ParseError;
 use self::env::{JobEnv, Redactor};
 use crate::egress::Outbound;
-use crate::report::template::interpolate;
 use crate::runtime::{MemoryBudget, Reservation};
 use crate::services::Services;
 use crate::store::platform as store;
@@ -178,18 +177,32 @@ impl JobCaps {
             })
     }
 
-    /// The text of a message: the template's body rendered with `data`, or `data` itself.
-    fn message_text(&self, template: Option<&TemplateDecl>, data: &Value) -> String {
-        match template.and_then(|t| t.body.as_deref()) {
-            Some(body) => interpolate(body, data),
-            None => match data {
-                Value::String(s) => s.clone(),
-                Value::Object(m) if m.get("text").is_some_and(Value::is_string) => {
-                    m["text"].as_str().unwrap_or_default().to_string()
+    /// The text of a message: the template's body rendered with `data` (its table, if it has
+    /// one, as lines of text below), or `data` itself.
+    fn message_text(
+        &self,
+        template: Option<&TemplateDecl>,
+        data: &Value,
+    ) -> Result<String, CapError> {
+        if let Some(t) = template.filter(|t| t.body.is_some() || t.table.is_some()) {
+            // The table is shown when the data holds its rows (a report's template is often
+            // the message's too, without the rows).
+            let mut shown = t.clone();
+            if let Some(table) = &t.table {
+                if crate::report::template::resolve(data, &table.source).is_err() {
+                    shown.table = None;
                 }
-                other => other.to_string(),
-            },
+            }
+            let doc = crate::report::layout(&shown, data, crate::report::Reader::Person, self.tz);
+            return filled(Some(t), doc.map(|doc| crate::report::text(&doc)));
         }
+        Ok(match data {
+            Value::String(s) => s.clone(),
+            Value::Object(m) if m.get("text").is_some_and(Value::is_string) => {
+                m["text"].as_str().unwrap_or_default().to_string()
+            }
+            other => other.to_string(),
+        })
     }
 
     /// Holds a message of this execution in the outbox instead of sending it.
@@ -241,4 +254,15 @@ fn db_error(what: &str) -> impl Fn(sqlx::Error) -> CapError + '_ {
 
 fn over(e: crate::runtime::Exceeded) -> CapError {
     CapError::Failed(e.0)
+}
+
+/// A template's text, or the step's error naming the template and the path that is missing.
+fn filled(
+    template: Option<&TemplateDecl>,
+    text: Result<String, String>,
+) -> Result<String, CapError> {
+    text.map_err(|e| match template {
+        Some(t) => CapError::Invalid(format!("template `{}`: {e}", t.name)),
+        None => CapError::Invalid(e),
+    })
 }

@@ -82,10 +82,12 @@ impl report::Host for JobCaps {
             kebab(&label),
             extension(format)
         );
+        let tz = self.tz;
         let bytes =
-            tokio::task::spawn_blocking(move || crate::report::render(&decl, &data, format))
+            tokio::task::spawn_blocking(move || crate::report::render(&decl, &data, format, tz))
                 .await
-                .map_err(|e| CapError::Failed(format!("rendering `{template}`: {e}")))?;
+                .map_err(|e| CapError::Failed(format!("rendering `{template}`: {e}")))?
+                .map_err(|e| CapError::Invalid(format!("template `{template}`: {e}")))?;
         let r = held.grow(bytes.capacity(), &call).map_err(over);
         self.within_budget(r).await?;
         let id = Uuid::new_v4();

@@ -21,7 +21,7 @@ impl slack::Host for JobCaps {
             Some(name) => Some(self.template(name)?.clone()),
             None => None,
         };
-        let text = self.message_text(template.as_ref(), &data);
+        let text = self.message_text(template.as_ref(), &data)?;
         let Some(config) = self.services.config().slack.clone() else {
             return self
                 .hold(Held {

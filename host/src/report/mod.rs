@@ -9,9 +9,10 @@
 
 pub mod template;
 
-use codeai_ir::{ReportFormat, TemplateDecl};
+use chrono_tz::Tz;
+use codeai_ir::{ColumnFormat, ReportFormat, TemplateDecl};
 use serde_json::Value;
-use template::{display, interpolate, lookup};
+use template::{display, interpolate, kind_of, lookup, resolve};
 
 /// The most rows a report renders. A job hands over whatever its query returned; this keeps a
 /// runaway query from producing a file of gigabytes (the document says it was cut).
@@ -32,15 +33,28 @@ pub struct Document {
     pub omitted_rows: usize,
 }
 
-/// Lays a template out with its data.
-pub fn layout(template: &TemplateDecl, data: &Value) -> Document {
-    let title = template
-        .title
-        .as_deref()
-        .map(|t| interpolate(t, data))
-        .unwrap_or_else(|| humanize(&template.name));
-    let subtitle = template.subtitle.as_deref().map(|t| interpolate(t, data));
-    let body = template.body.as_deref().map(|t| interpolate(t, data));
+/// Where a document goes: CSV keeps numbers machine-readable (no thousands separators), the
+/// PDF and HTML pages are read by people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    Machine,
+    Person,
+}
+
+/// Lays a template out with its data: `{{path}}` filled in (a missing path is an error that
+/// names it, `?.` reads missing as nothing), the table's cells in their column's format, or
+/// else each numeric column with the decimals of its most precise value, so a column reads
+/// `5.00, 9.99, 1249.50` and never `5, 9.99, 1249.5`. Timestamps are shown in `tz`.
+pub fn layout(
+    template: &TemplateDecl,
+    data: &Value,
+    reader: Reader,
+    tz: Tz,
+) -> Result<Document, String> {
+    let fill = |text: &Option<String>| text.as_deref().map(|t| interpolate(t, data)).transpose();
+    let title = fill(&template.title)?.unwrap_or_else(|| humanize(&template.name));
+    let subtitle = fill(&template.subtitle)?;
+    let body = fill(&template.body)?;
     let mut doc = Document {
         title,
         subtitle,
@@ -51,33 +65,37 @@ pub fn layout(template: &TemplateDecl, data: &Value) -> Document {
         omitted_rows: 0,
     };
     let Some(table) = &template.table else {
-        return doc;
+        return Ok(doc);
     };
     doc.headers = table.columns.iter().map(|(_, h)| h.clone()).collect();
-    let rows: &[Value] = match lookup(data, &table.source) {
+    let rows: &[Value] = match resolve(data, &table.source)? {
         Value::Array(items) => items,
-        _ => &[],
+        Value::Null => &[],
+        other => {
+            return Err(format!(
+                "the table's rows `{}` are {}, not a list",
+                table.source,
+                kind_of(other)
+            ))
+        }
     };
     doc.omitted_rows = rows.len().saturating_sub(MAX_ROWS);
-    let mut sums = vec![0f64; table.columns.len()];
-    // A column with any fractional value (money) gets its total with two decimals too.
-    let mut fractional = vec![false; table.columns.len()];
-    for row in rows.iter().take(MAX_ROWS) {
+    let rows = &rows[..rows.len().min(MAX_ROWS)];
+    let columns: Vec<Column> = table
+        .columns
+        .iter()
+        .map(|(field, _)| {
+            let format = table.formats.get(field).copied();
+            let values = rows.iter().map(|row| lookup(row, field));
+            Column::new(format, values, reader, tz)
+        })
+        .collect();
+    for row in rows {
         let cells = table
             .columns
             .iter()
-            .enumerate()
-            .map(|(i, (field, _))| {
-                let v = lookup(row, field);
-                if let Some(n) = v
-                    .as_f64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                {
-                    sums[i] += n;
-                    fractional[i] |= n.fract() != 0.0;
-                }
-                display(v)
-            })
+            .zip(&columns)
+            .map(|((field, _), column)| column.cell(lookup(row, field)))
             .collect();
         doc.rows.push(cells);
     }
@@ -85,18 +103,16 @@ pub fn layout(template: &TemplateDecl, data: &Value) -> Document {
         let mut totals: Vec<String> = table
             .columns
             .iter()
-            .enumerate()
-            .map(|(i, (field, _))| {
-                if table.totals.contains(field) {
-                    let total = (sums[i] * 100.0).round() / 100.0;
-                    if fractional[i] {
-                        format!("{total:.2}")
-                    } else {
-                        display(&serde_json::json!(total))
-                    }
-                } else {
-                    String::new()
+            .zip(&columns)
+            .map(|((field, _), column)| {
+                if !table.totals.contains(field) {
+                    return String::new();
                 }
+                let sum: f64 = rows
+                    .iter()
+                    .filter_map(|row| number(lookup(row, field)))
+                    .sum();
+                column.cell(&serde_json::json!(sum))
             })
             .collect();
         if let Some(first) = totals.first_mut() {
@@ -106,17 +122,154 @@ pub fn layout(template: &TemplateDecl, data: &Value) -> Document {
         }
         doc.totals = Some(totals);
     }
-    doc
+    Ok(doc)
 }
 
-/// Renders a template with data in a format.
-pub fn render(template: &TemplateDecl, data: &Value, format: ReportFormat) -> Vec<u8> {
-    let doc = layout(template, data);
-    match format {
+/// A number, or a string that holds one (PostgreSQL's `numeric` comes as text).
+fn number(v: &Value) -> Option<f64> {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// How one column of a table shows its values.
+struct Column {
+    format: Option<ColumnFormat>,
+    /// Decimals of a column without a format: those of its most precise number (at most 6).
+    decimals: usize,
+    reader: Reader,
+    tz: Tz,
+}
+
+impl Column {
+    fn new<'a>(
+        format: Option<ColumnFormat>,
+        values: impl Iterator<Item = &'a Value>,
+        reader: Reader,
+        tz: Tz,
+    ) -> Column {
+        let decimals = values
+            .filter_map(|v| v.as_f64().filter(|_| v.is_number()))
+            .map(|f| {
+                let text = format!("{f:.6}");
+                let fraction = text.split_once('.').map_or("", |(_, d)| d);
+                fraction.trim_end_matches('0').len()
+            })
+            .max()
+            .unwrap_or(0);
+        Column {
+            format,
+            decimals,
+            reader,
+            tz,
+        }
+    }
+
+    fn cell(&self, v: &Value) -> String {
+        let grouped = self.reader == Reader::Person;
+        match (self.format, v) {
+            (_, Value::Null) => String::new(),
+            (None, Value::Number(_)) => match v.as_i64() {
+                Some(i) if self.decimals == 0 => i.to_string(),
+                _ => fixed(v.as_f64().unwrap_or(0.0), self.decimals, false),
+            },
+            (None, _) => display(v),
+            (Some(ColumnFormat::Date | ColumnFormat::Datetime), Value::String(s)) => {
+                let pattern = match self.format {
+                    Some(ColumnFormat::Date) => "%Y-%m-%d",
+                    _ => "%Y-%m-%d %H:%M",
+                };
+                match chrono::DateTime::parse_from_rfc3339(s) {
+                    Ok(t) => t.with_timezone(&self.tz).format(pattern).to_string(),
+                    Err(_) => s.clone(),
+                }
+            }
+            (Some(format), v) => match number(v) {
+                Some(n) => match format {
+                    ColumnFormat::Money => fixed(n, 2, grouped),
+                    ColumnFormat::Integer => fixed(n, 0, false),
+                    ColumnFormat::Decimal(d) => fixed(n, d as usize, false),
+                    ColumnFormat::Percent(d) => format!("{}%", fixed(n * 100.0, d as usize, false)),
+                    ColumnFormat::Date | ColumnFormat::Datetime => display(v),
+                },
+                None => display(v),
+            },
+        }
+    }
+}
+
+/// `n` with `decimals` decimals, thousands separated by `,` when `grouped`.
+fn fixed(n: f64, decimals: usize, grouped: bool) -> String {
+    let text = format!("{n:.decimals$}");
+    let text = if text.starts_with('-') && text[1..].chars().all(|c| c == '0' || c == '.') {
+        text[1..].to_string()
+    } else {
+        text
+    };
+    if !grouped {
+        return text;
+    }
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", text.as_str()),
+    };
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (digits, None),
+    };
+    let mut out = String::from(sign);
+    for (i, c) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = fraction {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
+}
+
+/// Renders a template with data in a format (timestamps of date/datetime columns in `tz`).
+pub fn render(
+    template: &TemplateDecl,
+    data: &Value,
+    format: ReportFormat,
+    tz: Tz,
+) -> Result<Vec<u8>, String> {
+    let reader = match format {
+        ReportFormat::Csv => Reader::Machine,
+        _ => Reader::Person,
+    };
+    let doc = layout(template, data, reader, tz)?;
+    Ok(match format {
         ReportFormat::Pdf => pdf(&doc),
         ReportFormat::Csv => csv(&doc).into_bytes(),
         ReportFormat::Html => html(&doc).into_bytes(),
+    })
+}
+
+/// A document as the text of a message (email, Slack): its body, then its table as lines of
+/// cells separated by ` | `, the header first.
+pub fn text(doc: &Document) -> String {
+    let mut out = doc.body.clone().unwrap_or_default();
+    if doc.headers.is_empty() {
+        return out;
     }
+    if !out.is_empty() {
+        out.push_str("\n\n");
+    }
+    let lines = std::iter::once(&doc.headers)
+        .chain(&doc.rows)
+        .chain(doc.totals.iter());
+    for cells in lines {
+        out.push_str(&cells.join(" | "));
+        out.push('\n');
+    }
+    if doc.omitted_rows > 0 {
+        out.push_str(&format!("{} more rows not shown.\n", doc.omitted_rows));
+    }
+    out.trim_end().to_string()
 }
 
 /// `daily_sales_report` → `Daily sales report`.
@@ -232,8 +385,8 @@ pub fn html(doc: &Document) -> String {
 /// An A4 PDF: title, subtitle, body, then the table with its header repeated on every page.
 pub fn pdf(doc: &Document) -> Vec<u8> {
     use printpdf::{
-        BuiltinFont, Line, LinePoint, Mm, Op, PdfDocument, PdfFontHandle, PdfPage, PdfSaveOptions,
-        Point, Pt, TextItem,
+        BuiltinFont, DictItem, Line, LinePoint, Mm, Op, PdfDocument, PdfFontHandle, PdfPage,
+        PdfSaveOptions, Point, Pt,
     };
 
     const WIDTH: f32 = 210.0;
@@ -241,23 +394,27 @@ pub fn pdf(doc: &Document) -> Vec<u8> {
     const MARGIN: f32 = 15.0;
     const ROW: f32 = 6.0;
 
-    /// The standard fonts cover ASCII reliably; printpdf writes builtin-font text as raw bytes,
-    /// so other characters would show as mojibake. Common punctuation is transliterated, the
-    /// rest becomes `?` (embedding a Unicode font is the fix for non-Latin reports).
-    fn ascii(s: &str) -> String {
+    /// The standard fonts' WinAnsiEncoding (Windows-1252): Latin text (`München`, `ß`, `€`,
+    /// `—`) as one byte a character; a character outside it becomes `?` (embedding a Unicode
+    /// font is the way to non-Latin reports). printpdf writes a builtin font's `Text` as its
+    /// UTF-8 bytes, so the text goes out as the `Tj` operator with the encoded bytes.
+    fn win_ansi(s: &str) -> Vec<u8> {
+        const HIGH: [char; 32] = [
+            '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž',
+            '\u{8f}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ',
+            '\u{9d}', 'ž', 'Ÿ',
+        ];
         s.chars()
-            .map(|c| match c {
-                '—' | '–' => "-".to_string(),
-                '…' => "...".to_string(),
-                '‘' | '’' => "'".to_string(),
-                '“' | '”' => "\"".to_string(),
-                c if c.is_ascii() && !c.is_ascii_control() => c.to_string(),
-                _ => "?".to_string(),
+            .map(|c| match c as u32 {
+                0x20..=0x7e | 0xa0..=0xff => c as u32 as u8,
+                _ => match HIGH.iter().position(|h| *h == c && !h.is_control()) {
+                    Some(i) => 0x80 + i as u8,
+                    None => b'?',
+                },
             })
             .collect()
     }
     fn text(ops: &mut Vec<Op>, s: &str, x: f32, y: f32, font: BuiltinFont, size: f32) {
-        let s = ascii(s);
         ops.push(Op::StartTextSection);
         ops.push(Op::SetTextCursor {
             pos: Point::new(Mm(x), Mm(y)),
@@ -266,8 +423,12 @@ pub fn pdf(doc: &Document) -> Vec<u8> {
             font: PdfFontHandle::Builtin(font),
             size: Pt(size),
         });
-        ops.push(Op::ShowText {
-            items: vec![TextItem::Text(s.to_string())],
+        ops.push(Op::Unknown {
+            key: "Tj".to_string(),
+            value: vec![DictItem::String {
+                data: win_ansi(s),
+                literal: false,
+            }],
         });
         ops.push(Op::EndTextSection);
     }
@@ -420,7 +581,15 @@ pub fn pdf(doc: &Document) -> Vec<u8> {
     let mut warnings = Vec::new();
     PdfDocument::new(&doc.title)
         .with_pages(pages)
-        .save(&PdfSaveOptions::default(), &mut warnings)
+        // `secure: false` lets the `Tj` operators of `text` through (every operator here is
+        // made by this function, none comes from the data).
+        .save(
+            &PdfSaveOptions {
+                secure: false,
+                ..PdfSaveOptions::default()
+            },
+            &mut warnings,
+        )
 }
 
 #[cfg(test)]

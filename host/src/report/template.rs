@@ -1,35 +1,83 @@
 //! `{{path}}` interpolation of template text against a job's JSON data.
 //!
 //! Template declarations (titles, subjects, bodies) are rendered by the host with the data the
-//! job hands over; a path that is missing renders as nothing rather than failing the job, so a
-//! template stays usable when a field is optional.
+//! job hands over. A path names what the data holds ([`codeai_ir::template`]); one that is
+//! missing is an error naming it and what is there (the compiler checks the same where the step
+//! writes its data out), unless it reads on through `?.`, where missing is nothing.
 
+use codeai_ir::template::{path, placeholders};
 use serde_json::Value;
 
 /// Replaces every `{{a.b.0.c}}` in `text` with the value at that path in `data`.
-pub fn interpolate(text: &str, data: &Value) -> String {
+pub fn interpolate(text: &str, data: &Value) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        match after.find("}}") {
-            Some(close) => {
-                let path = after[..close].trim();
-                out.push_str(&display(lookup(data, path)));
-                rest = &after[close + 2..];
-            }
-            None => {
-                out.push_str(&rest[open..]);
-                rest = "";
-            }
-        }
+    let mut at = 0;
+    for p in placeholders(text) {
+        out.push_str(&text[at..p.start]);
+        out.push_str(&display(resolve(data, p.inner)?));
+        at = p.end;
     }
-    out.push_str(rest);
-    out
+    out.push_str(&text[at..]);
+    Ok(out)
 }
 
-/// The value at a dotted path (`metrics.revenue`, `orders.0.id`), or null.
+/// The value at a path, or why there is none: `customer.name` where the data has no
+/// `customer` is an error (with the fields it has); after `?.` missing reads as null.
+pub fn resolve<'a>(data: &'a Value, text: &str) -> Result<&'a Value, String> {
+    let Some(segments) = path(text) else {
+        return Err(format!("`{{{{{text}}}}}` is not a path into the data"));
+    };
+    let mut current = data;
+    let mut optional = false;
+    for (i, segment) in segments.iter().enumerate() {
+        optional |= segment.optional;
+        let next = match current {
+            Value::Object(m) => m.get(segment.name),
+            Value::Array(items) => segment
+                .name
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get(i)),
+            _ => None,
+        };
+        current = match next {
+            Some(v) => v,
+            None if optional => return Ok(&Value::Null),
+            None => {
+                let so_far = segments[..i]
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(".");
+                let place = if so_far.is_empty() {
+                    "the data".to_string()
+                } else {
+                    format!("`{so_far}`")
+                };
+                let has = match current {
+                    Value::Object(m) if m.is_empty() => "it has no fields".to_string(),
+                    Value::Object(m) => format!(
+                        "it has {}",
+                        m.keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    Value::Array(items) => format!("it is a list of {}", items.len()),
+                    other => format!("it is {}", kind_of(other)),
+                };
+                return Err(format!(
+                    "`{{{{{text}}}}}`: {place} has no `{}` ({has}; `?.` reads a field that may be missing)",
+                    segment.name
+                ));
+            }
+        };
+    }
+    Ok(current)
+}
+
+/// The value at a dotted path (`metrics.revenue`, `orders.0.id`), or null: for the cells of a
+/// table, whose rows may leave a field out.
 pub fn lookup<'a>(data: &'a Value, path: &str) -> &'a Value {
     let mut current = data;
     for segment in path.split('.').filter(|s| !s.is_empty()) {
@@ -44,6 +92,18 @@ pub fn lookup<'a>(data: &'a Value, path: &str) -> &'a Value {
         };
     }
     current
+}
+
+/// A value's kind in words.
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// How a value reads in a document: strings without quotes, whole numbers without `.0`,
@@ -73,8 +133,27 @@ mod tests {
     fn interpolates_paths_and_leaves_the_rest() {
         let data = json!({"period": {"label": "2026-01-11"}, "m": {"revenue": 1234.5, "n": 3}, "rows": [{"id": "a"}]});
         assert_eq!(
-            interpolate("Sales {{period.label}}: {{ m.n }} orders, {{m.revenue}} ({{rows.0.id}}){{missing}} {{open", &data),
+            interpolate("Sales {{period.label}}: {{ m.n }} orders, {{m.revenue}} ({{rows.0.id}}){{m?.missing}}{{m?.a.b}} {{open", &data).unwrap(),
             "Sales 2026-01-11: 3 orders, 1234.50 (a) {{open"
         );
+    }
+
+    #[test]
+    fn a_missing_path_is_an_error_naming_what_is_there() {
+        let data = json!({"customer": {"name": "Ann", "email": "a@x"}, "rows": []});
+        assert_eq!(
+            interpolate("Hi {{custmer.name}}", &data).unwrap_err(),
+            "`{{custmer.name}}`: the data has no `custmer` (it has `customer`, `rows`; `?.` reads a field that may be missing)"
+        );
+        assert_eq!(
+            interpolate("{{customer.phone}}", &data).unwrap_err(),
+            "`{{customer.phone}}`: `customer` has no `phone` (it has `email`, `name`; `?.` reads a field that may be missing)"
+        );
+        assert!(interpolate("{{rows.0}}", &data)
+            .unwrap_err()
+            .contains("it is a list of 0"));
+        assert!(interpolate("{{round(x)}}", &data)
+            .unwrap_err()
+            .contains("not a path"));
     }
 }

@@ -398,6 +398,15 @@ impl<C: Capabilities> data::Host for Gated<C> {
         r
     }
 
+    async fn select_page(&mut self, q: data::Query, offset: u32) -> Result<String, CapError> {
+        let entity = q.entity.clone();
+        self.check(Capability::Data, "select-page")?;
+        let t = Instant::now();
+        let r = self.inner.select_page(q, offset).await;
+        self.record("data.select", rows_read(entity, &r), t, &r);
+        r
+    }
+
     async fn aggregate(&mut self, q: data::AggregateQuery) -> Result<String, CapError> {
         let entity = q.entity.clone();
         self.check(Capability::Data, "aggregate")?;

@@ -65,6 +65,9 @@ pub const DEFAULT_ROW_LIMIT: u32 = 10_000;
 /// job could pull a whole multi-million-row table into host memory and then into the guest as
 /// one JSON string, starving every other execution on the worker.
 pub const MAX_ROW_LIMIT: u32 = 10_000;
+/// The largest `offset` a select may pass over: the database reads every row it passes, so a
+/// deep page costs like reading them all; beyond this, a job pages by a key.
+pub const MAX_OFFSET: u32 = 1_000_000;
 /// Rows one `insert` may carry: bounds the JSON parsed and the transaction held open.
 pub const MAX_INSERT_ROWS: usize = 10_000;
 /// Nodes a filter list may hold.
@@ -178,6 +181,8 @@ pub struct EntityQueries {
 /// What a read asks for: rows, or aggregates of them.
 pub enum Read<'a> {
     Select(&'a Query),
+    /// A select from the row at this offset of its order on.
+    Page(&'a Query, u32),
     Aggregate(&'a AggregateQuery),
 }
 
@@ -300,7 +305,11 @@ impl EntityQueries {
     ) -> Result<String, QueryError> {
         match read {
             Read::Select(query) => {
-                let (entity, stmt) = self.select_statement(query).await?;
+                let (entity, stmt) = self.select_statement(query, 0).await?;
+                self.fetch_json(entity, &stmt, charge).await
+            }
+            Read::Page(query, offset) => {
+                let (entity, stmt) = self.select_statement(query, offset).await?;
                 self.fetch_json(entity, &stmt, charge).await
             }
             Read::Aggregate(query) => {
@@ -416,11 +425,21 @@ impl EntityQueries {
 
     /// `select`, returning the rows as JSON objects.
     pub async fn select_rows(&self, query: &Query) -> Result<Vec<Map<String, Value>>, QueryError> {
-        let (entity, stmt) = self.select_statement(query).await?;
+        let (entity, stmt) = self.select_statement(query, 0).await?;
         self.fetch_rows(entity, &stmt).await
     }
 
-    async fn select_statement(&self, query: &Query) -> Result<(&Entity, Stmt), QueryError> {
+    async fn select_statement(
+        &self,
+        query: &Query,
+        offset: u32,
+    ) -> Result<(&Entity, Stmt), QueryError> {
+        if offset > MAX_OFFSET {
+            return Err(QueryError::Invalid(format!(
+                "offset {offset} is beyond {MAX_OFFSET} rows: page by a key instead \
+                 (`where id > last.id order by id limit n`)"
+            )));
+        }
         let entity = self.entity(&query.entity)?;
         let mut stmt = Stmt::default();
         let table = self.table(entity).await?;
@@ -431,6 +450,10 @@ impl EntityQueries {
         let limit = query.limit.unwrap_or(DEFAULT_ROW_LIMIT).min(MAX_ROW_LIMIT);
         stmt.sql(" LIMIT ");
         stmt.bind(Param::Int(i64::from(limit)));
+        if offset > 0 {
+            stmt.sql(" OFFSET ");
+            stmt.bind(Param::Int(i64::from(offset)));
+        }
         Ok((entity, stmt))
     }
 

@@ -381,6 +381,11 @@ impl<S: Script> data::Host for Fake<S> {
         Ok(self.ask("data", "select", args).await?.to_string())
     }
 
+    async fn select_page(&mut self, q: data::Query, offset: u32) -> Result<String, CapError> {
+        let args = json!({ "entity": q.entity, "limit": q.limit, "offset": offset });
+        Ok(self.ask("data", "select_page", args).await?.to_string())
+    }
+
     async fn count(&mut self, entity: String, filter: Filter) -> Counted {
         let args = json!({ "entity": entity, "filter": filter_json(&filter) });
         self.counted("count", args).await
