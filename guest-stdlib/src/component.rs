@@ -417,6 +417,10 @@ impl Host for Imports {
         instant(clock::now())
     }
 
+    fn local(&mut self, unix_ms: i64) -> h::Instant {
+        instant(clock::local(unix_ms))
+    }
+
     fn period(&mut self, unit: h::PeriodUnit, offset: i32) -> h::Period {
         let unit = match unit {
             h::PeriodUnit::Day => clock::PeriodUnit::Day,

@@ -203,5 +203,7 @@ pub trait Host {
     /// Marks the start of one of the job's own steps (for the host's traces).
     fn step(&mut self, _name: &str) {}
     fn now(&mut self) -> Instant;
+    /// The instant at `unix_ms` with the job timezone's offset at that point.
+    fn local(&mut self, unix_ms: i64) -> Instant;
     fn period(&mut self, unit: PeriodUnit, offset: i32) -> Period;
 }

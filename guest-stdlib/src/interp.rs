@@ -1059,6 +1059,9 @@ impl Scope<'_> {
                         ))
                     }
                 };
+                // In the job's timezone, whatever offset the value was written with (a
+                // database gives UTC).
+                let at = self.host.local(at.unix_ms);
                 Value::String(
                     time::format_with(at, &pattern)
                         .ok_or_else(|| Fail(format!("invalid date pattern `{pattern}`")))?,

@@ -266,6 +266,13 @@ impl Host for Fake {
     fn now(&mut self) -> Instant {
         NOW
     }
+    fn local(&mut self, unix_ms: i64) -> Instant {
+        // New York in winter, as `NOW`.
+        Instant {
+            unix_ms,
+            utc_offset_seconds: NOW.utc_offset_seconds,
+        }
+    }
     fn period(&mut self, unit: PeriodUnit, offset: i32) -> Period {
         self.calls.push(format!("period {unit:?} {offset}"));
         if unit == PeriodUnit::Day && offset != -1 {
@@ -711,6 +718,11 @@ fn builtins_compute_what_they_say() {
             json!(true),
         ),
         ("format_date(now(), \"%H:%M\")".into(), json!("06:00")),
+        // A value in UTC (as a database gives it) is shown in the job's timezone.
+        (
+            r#"format_date("2026-01-12T20:30:00Z", "%Y-%m-%d %H:%M")"#.into(),
+            json!("2026-01-12 15:30"),
+        ),
         ("this_week().label".into(), json!("Week0")),
         ("last_month().label".into(), json!("Month-1")),
         ("this_year().label".into(), json!("Year0")),

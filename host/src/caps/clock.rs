@@ -119,6 +119,13 @@ impl wclock::Host for JobCaps {
     async fn shift(&mut self, at: i64, unit: wclock::PeriodUnit, amount: i32) -> wclock::Instant {
         shift(self.tz, at, unit, amount)
     }
+
+    async fn local(&mut self, at: i64) -> wclock::Instant {
+        instant(
+            self.tz,
+            DateTime::from_timestamp_millis(at).unwrap_or_default(),
+        )
+    }
 }
 
 #[cfg(test)]

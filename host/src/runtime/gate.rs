@@ -702,6 +702,13 @@ impl<C: Capabilities> clock::Host for Gated<C> {
             Err(denied) => self.deny_fatally(denied).await,
         }
     }
+
+    async fn local(&mut self, at: i64) -> clock::Instant {
+        match self.check(Capability::Clock, "local") {
+            Ok(()) => self.inner.local(at).await,
+            Err(denied) => self.deny_fatally(denied).await,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -549,4 +549,8 @@ impl<S: Script> clock::Host for Fake<S> {
         let args = json!({ "at": at, "unit": unit_name(unit), "amount": amount });
         instant(&self.tell("clock", "shift", args).await)
     }
+
+    async fn local(&mut self, at: i64) -> clock::Instant {
+        instant(&self.tell("clock", "local", json!({ "at": at })).await)
+    }
 }
