@@ -395,6 +395,43 @@ pub enum ExprKind {
     Call(Ident, Vec<Expr>),
 }
 
+impl Expr {
+    /// Puts `span` on this expression and every part of it: for one read from text that is
+    /// not the source's (an interpolation with escapes), so that messages point at where it
+    /// was written.
+    pub fn respan(&mut self, span: Span) {
+        self.span = span;
+        match &mut self.kind {
+            ExprKind::Field(x, name) | ExprKind::OptField(x, name) => {
+                name.span = span;
+                x.respan(span);
+            }
+            ExprKind::Unary(_, x) => x.respan(span),
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
+                a.respan(span);
+                b.respan(span);
+            }
+            ExprKind::Cond(a, b, c) => {
+                for x in [a, b, c] {
+                    x.respan(span);
+                }
+            }
+            ExprKind::List(items) => items.iter_mut().for_each(|x| x.respan(span)),
+            ExprKind::Call(name, args) => {
+                name.span = span;
+                args.iter_mut().for_each(|x| x.respan(span));
+            }
+            ExprKind::Object(fields) => {
+                for (name, x) in fields {
+                    name.span = span;
+                    x.respan(span);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnaryOp {
     Not,

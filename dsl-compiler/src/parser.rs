@@ -610,9 +610,11 @@ impl Parser<'_> {
                         let field = p.ident("a column's field name")?;
                         p.expect_punct(":")?;
                         let header = p.string("a column header in quotes")?;
-                        // A format follows the header on its line: `total: "Total" money`.
-                        let on_line =
-                            matches!(p.peek().kind, TokKind::Ident(_)) && !p.peek().line_start;
+                        // A format follows the header on its line: `total: "Total" money`
+                        // (a word followed by `:` is the next column's field).
+                        let on_line = matches!(p.peek().kind, TokKind::Ident(_))
+                            && !p.peek().line_start
+                            && p.peek_at(1).kind != TokKind::Punct(":");
                         let format = match on_line {
                             true => {
                                 let name = p.ident("a column format")?;

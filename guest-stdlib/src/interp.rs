@@ -1113,15 +1113,16 @@ impl Scope<'_> {
             Builtin::Pluck => {
                 let field = display(&arg(1));
                 match arg(0) {
-                    Value::Array(items) => Value::Array(
-                        items
-                            .into_iter()
-                            .map(|v| match v {
-                                Value::Object(mut m) => m.remove(&field).unwrap_or(Value::Null),
+                    Value::Array(items) => {
+                        let mut out = Vec::with_capacity(items.len());
+                        for (i, v) in items.into_iter().enumerate() {
+                            out.push(match v {
+                                Value::Object(m) => field_of(&m, &field, i, "pluck")?.clone(),
                                 _ => Value::Null,
-                            })
-                            .collect(),
-                    ),
+                            });
+                        }
+                        Value::Array(out)
+                    }
                     Value::Null => Value::Array(Vec::new()),
                     other => {
                         return fail(format!("pluck() needs a list, got {}", type_name(&other)))
@@ -1179,6 +1180,25 @@ impl Scope<'_> {
                 let digits = arg(1).as_i64().unwrap_or(0).clamp(0, 12) as i32;
                 let factor = 10f64.powi(digits);
                 number((x * factor).round() / factor)
+            }
+            Builtin::Format => {
+                // A number, or text that holds one (PostgreSQL's `numeric` comes as text).
+                let x = match arg(0) {
+                    Value::String(t) => t.trim().parse::<f64>().map_err(|_| {
+                        Fail(format!("format() needs a number, got the text `{t}`"))
+                    })?,
+                    v => num_arg(&v, "format")?,
+                };
+                let pattern = match arg(1) {
+                    Value::String(p) => p,
+                    other => {
+                        return fail(format!(
+                            "format() pattern must be a string, got {}",
+                            type_name(&other)
+                        ))
+                    }
+                };
+                Value::String(codeai_ir::number::format(x, &pattern).map_err(Fail)?)
             }
             Builtin::Abs => number(num_arg(&arg(0), "abs")?.abs()),
             Builtin::Floor => number(num_arg(&arg(0), "floor")?.floor()),
@@ -1327,6 +1347,21 @@ fn as_u32(v: &Value, what: &str) -> R<u32> {
 }
 
 /// The numbers of a list, or of one field of a list of objects.
+/// Item `i`'s `name` for `f(list, "name")`: an item without the field is the step's error
+/// (strict data), naming the fields it has; a field holding null is null.
+fn field_of<'a>(m: &'a Map<String, Value>, name: &str, i: usize, f: &str) -> R<&'a Value> {
+    m.get(name).ok_or_else(|| {
+        let has: Vec<String> = m.keys().take(12).map(|k| format!("`{k}`")).collect();
+        let has = match has.is_empty() {
+            true => "no fields".to_string(),
+            false => has.join(", "),
+        };
+        Fail(format!(
+            "{f}(list, \"{name}\"): item {i} has no `{name}` (it has {has})"
+        ))
+    })
+}
+
 fn numbers(list: &Value, field: Option<&Value>, f: &str) -> R<Vec<f64>> {
     let items = match list {
         Value::Array(items) => items,
@@ -1335,9 +1370,9 @@ fn numbers(list: &Value, field: Option<&Value>, f: &str) -> R<Vec<f64>> {
     };
     let field = field.map(display);
     let mut out = Vec::with_capacity(items.len());
-    for item in items {
+    for (i, item) in items.iter().enumerate() {
         let v = match (&field, item) {
-            (Some(name), Value::Object(m)) => m.get(name).cloned().unwrap_or(Value::Null),
+            (Some(name), Value::Object(m)) => field_of(m, name, i, f)?.clone(),
             (Some(name), other) => {
                 return fail(format!(
                     "{f}(list, \"{name}\") needs objects, got {}",

@@ -27,6 +27,7 @@ on_both_databases!(
     aggregates_bind_one_row_or_their_groups,
     a_paginated_sync_follows_the_cursor_to_the_last_page,
     a_select_pages_with_offset_in_its_order,
+    a_template_computes_over_its_data_and_shows_its_table,
     the_saas_example_signs_up_expires_syncs_and_sums_for_real,
     an_event_payload_that_does_not_fit_its_declaration_fails_the_emit,
 );
@@ -84,6 +85,20 @@ job Totals {
             as: by_level
         }
         report { log: "{{overall.skus}} skus, {{overall.units}} units; {{count(by_level)}} levels low" }
+    }
+}
+
+// A template computes over its data's fields; the table shows in the message with its rows.
+template stock_note {
+    subject: "{{count(rows)}} skus, {{format(sum(rows, \"quantity\") / 2, \"0.0\")}} pairs"
+    body: "First {{lower(rows[0].sku)}}, last {{rows[2]?.sku}}."
+    table: rows { sku: "SKU"  quantity: "Units" decimal(1) }
+}
+
+job StockNote {
+    steps {
+        rows { query: select Stock order by sku as: rows }
+        tell { send: email("ops@example.com") { template: "stock_note" data: { rows: rows } } }
     }
 }
 
@@ -569,6 +584,19 @@ async fn aggregates_bind_one_row_or_their_groups(db: Database) {
         calls.iter().filter(|c| c.call == "data.aggregate").count(),
         2,
         "{calls:?}"
+    );
+}
+
+async fn a_template_computes_over_its_data_and_shows_its_table(db: Database) {
+    let w = World::of_source(db).await;
+    w.load_stock().await;
+    w.completed("StockNote", json!({})).await;
+    let held = w
+        .texts("SELECT subject || ' / ' || body FROM outbox WHERE job = 'StockNote'")
+        .await;
+    assert_eq!(
+        held,
+        ["3 skus, 5.5 pairs / First a, last C.\n\nSKU | Units\nA | 2.0\nB | 0.0\nC | 9.0"]
     );
 }
 

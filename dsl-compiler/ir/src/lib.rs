@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 pub mod input;
 pub mod limits;
+pub mod number;
 pub mod platform;
 pub mod template;
 
@@ -492,6 +493,8 @@ pub enum Builtin {
     ToNumber,
     /// `default(path, value)`: `value` when `path` is missing or null.
     Default,
+    /// `format(x, "#,##0.00")`: a number as text in a pattern.
+    Format,
 }
 
 impl Builtin {
@@ -537,6 +540,7 @@ impl Builtin {
         (Builtin::ToString, "string", 1, 1),
         (Builtin::ToNumber, "number", 1, 1),
         (Builtin::Default, "default", 2, 2),
+        (Builtin::Format, "format", 2, 2),
     ];
 
     /// Looks a built-in up by its DSL name.

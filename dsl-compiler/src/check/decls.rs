@@ -40,6 +40,10 @@ pub(super) struct Decls {
     pub(super) queues: Vec<QueueDecl>,
     /// The user-defined actions, as written: each call site lowers the steps in the calling job.
     pub(super) actions: Vec<ast::ActionDecl>,
+    /// The expressions of templates' `{{…}}` that are not paths, by template: each is written
+    /// `{{__N}}` in the template's text, and a step using the template computes it over its
+    /// data's fields and hands it over as the data's `__N`.
+    pub(super) template_exprs: Vec<(String, String, ast::Expr)>,
 }
 
 /// An entity, with its field types as far as they resolved.
@@ -128,6 +132,7 @@ pub(super) fn collect(file: &ast::File, cx: &mut Cx<'_>) -> Decls {
             })
             .collect(),
         actions: Vec::new(),
+        template_exprs: Vec::new(),
     };
     let of_kind = |f: fn(&ast::Item) -> Option<&ast::Ident>| file.items.iter().filter_map(f);
     cx.check_unique(
@@ -190,8 +195,12 @@ pub(super) fn collect(file: &ast::File, cx: &mut Cx<'_>) -> Decls {
             }
             ast::Item::Template(t) => {
                 if decls.template(&t.name.node).is_none() {
-                    let info = template(t, cx);
+                    let (info, exprs) = template(t, cx);
                     decls.templates.push(info);
+                    let name = &t.name.node;
+                    decls
+                        .template_exprs
+                        .extend(exprs.into_iter().map(|(k, e)| (name.clone(), k, e)));
                 }
             }
             ast::Item::Event(e) => {
@@ -531,13 +540,16 @@ fn operation(op: &ast::Operation, cx: &mut Cx<'_>) -> OperationDecl {
     }
 }
 
-fn template(t: &ast::Template, cx: &mut Cx<'_>) -> TemplateDecl {
-    for text in [&t.title, &t.subtitle, &t.subject, &t.body]
-        .into_iter()
-        .flatten()
-    {
-        template_paths(text, cx);
-    }
+fn template(t: &ast::Template, cx: &mut Cx<'_>) -> (TemplateDecl, Vec<(String, ast::Expr)>) {
+    let mut exprs = Vec::new();
+    let mut text =
+        |s: &Option<ast::Spanned<String>>| s.as_ref().map(|s| template_text(s, &mut exprs, cx));
+    let (title, subtitle, subject, body) = (
+        text(&t.title),
+        text(&t.subtitle),
+        text(&t.subject),
+        text(&t.body),
+    );
     let table = t.table.as_ref().map(|table| {
         cx.check_unique("column", table.columns.iter().map(|c| &c.field));
         TableDecl {
@@ -593,38 +605,76 @@ fn template(t: &ast::Template, cx: &mut Cx<'_>) -> TemplateDecl {
             }
         }
     }
-    TemplateDecl {
+    let decl = TemplateDecl {
         name: t.name.node.clone(),
-        title: t.title.as_ref().map(|s| s.node.clone()),
-        subtitle: t.subtitle.as_ref().map(|s| s.node.clone()),
-        subject: t.subject.as_ref().map(|s| s.node.clone()),
-        body: t.body.as_ref().map(|s| s.node.clone()),
+        title,
+        subtitle,
+        subject,
+        body,
         table,
-    }
+    };
+    (decl, exprs)
 }
 
-/// A template's `{{…}}` is a path into the data the step hands over (README, "Templates").
-fn template_paths(text: &ast::Spanned<String>, cx: &mut Cx<'_>) {
+/// A template's text as the host renders it: a `{{…}}` that is a path stays; any other
+/// expression is parsed here (its mistakes point into the string), kept in `exprs` under the
+/// key `__N`, and written `{{__N}}` (README, "Templates").
+fn template_text(
+    text: &ast::Spanned<String>,
+    exprs: &mut Vec<(String, ast::Expr)>,
+    cx: &mut Cx<'_>,
+) -> String {
     let raw = cx.text(text.span).to_string();
+    let mut out = String::with_capacity(text.node.len());
+    let mut at = 0;
+    let mut raw_from = 0;
     for p in codeai_ir::template::placeholders(&text.node) {
+        let written = &text.node[p.start..p.end];
+        // Where the placeholder is in the source: exactly when it has no escapes.
+        let found = raw[raw_from..].find(written).map(|i| raw_from + i);
+        if let Some(i) = found {
+            raw_from = i + written.len();
+        }
         if codeai_ir::template::path(p.inner).is_some() {
             continue;
         }
-        let written = &text.node[p.start..p.end];
-        let span = match raw.find(written) {
-            Some(at) => Span::new(text.span.start + at, text.span.start + at + written.len()),
-            None => text.span,
+        let parsed = match found {
+            Some(i) => {
+                let inner = &written[2..written.len() - 2];
+                let offset = inner.len() - inner.trim_start().len();
+                let start = text.span.start + i + 2 + offset;
+                let span = Span::new(start, start + p.inner.len());
+                crate::parser::parse_embedded_expr(cx.source, span)
+            }
+            None => {
+                let whole = Span::new(0, p.inner.len());
+                crate::parser::parse_embedded_expr(p.inner, whole).map(|mut e| {
+                    e.respan(text.span);
+                    e
+                })
+            }
         };
-        cx.error_hint(
-            span,
-            format!(
-                "a template's `{{{{…}}}}` is a path into its data, not `{}`",
-                p.inner
-            ),
-            "compute the value in the step's `data:` (`data: { fee: round(fee, 2) }`) and \
-             write its name here (`{{fee}}`); a column can carry a format (`fee: \"Fee\" money`)",
-        );
+        match parsed {
+            Ok(e) => {
+                let key = format!("__{}", exprs.len());
+                out.push_str(&text.node[at..p.start]);
+                out.push_str(&format!("{{{{{key}}}}}"));
+                at = p.end;
+                exprs.push((key, e));
+            }
+            Err(diagnostics) => {
+                for d in diagnostics {
+                    let span = if found.is_some() { d.span } else { text.span };
+                    match d.hint {
+                        Some(h) => cx.error_hint(span, d.message, h),
+                        None => cx.error(span, d.message),
+                    }
+                }
+            }
+        }
     }
+    out.push_str(&text.node[at..]);
+    out
 }
 
 /// `money`, `integer`, `decimal(N)`, `percent(N)`, `date`, `datetime` after a column's header.

@@ -330,7 +330,8 @@ impl JobCx<'_, '_> {
         let Some((builtin, min, max)) = Builtin::by_name(&name.node) else {
             let names: Vec<&str> = Builtin::ALL.iter().map(|(_, n, ..)| *n).collect();
             let hint = did_you_mean(&name.node, names.iter().copied()).unwrap_or_else(|| {
-                "see the list of built-in functions in the language guide".to_string()
+                "the built-in functions are listed in the README's \"The DSL in one page\""
+                    .to_string()
             });
             self.cx
                 .error_hint(name.span, format!("unknown function `{}`", name.node), hint);
@@ -352,6 +353,18 @@ impl JobCx<'_, '_> {
         }
         if STATE_BUILTINS.contains(&builtin) {
             self.usage.caps.insert("state");
+        }
+        // A pattern written out is checked now, not when the job runs.
+        if let (Builtin::Format, Some(pattern)) = (builtin, args.get(1)) {
+            if let ExprKind::Str(p) = &pattern.kind {
+                if let Err(e) = codeai_ir::number::format(0.0, p) {
+                    self.cx.error_hint(
+                        pattern.span,
+                        e,
+                        "`0` a digit always shown, `#` one shown when needed, `,` thousands, `.` decimals: \"#,##0.00\"",
+                    );
+                }
+            }
         }
         ir::Expr::Call(builtin, lowered)
     }
@@ -409,14 +422,28 @@ impl JobCx<'_, '_> {
                         }
                     }
                 }
+                // An expression with escapes (`{{format(x, \"0.00\")}}`): read as the string
+                // means it, its mistakes shown at the whole `{{…}}`.
                 None => {
-                    self.cx.error_hint(
-                        span,
-                        format!("`{{{{{path}}}}}` is not a valid interpolation"),
-                        "interpolate a name, a path like `{{metrics.revenue}}` or an expression \
-                         without escapes",
-                    );
-                    ir::Expr::Null
+                    let whole = raw[raw_from..].find("}}").map_or(span, |end| {
+                        Span::new(span.start + raw_from - 2, span.start + raw_from + end + 2)
+                    });
+                    match crate::parser::parse_embedded_expr(path, Span::new(0, path.len())) {
+                        Ok(mut e) => {
+                            e.respan(whole);
+                            self.expr(&e)
+                        }
+                        Err(diagnostics) => {
+                            for d in diagnostics {
+                                let message = format!("in `{{{{{path}}}}}`: {}", d.message);
+                                match d.hint {
+                                    Some(h) => self.cx.error_hint(whole, message, h),
+                                    None => self.cx.error(whole, message),
+                                }
+                            }
+                            ir::Expr::Null
+                        }
+                    }
                 }
             };
             parts.push(ir::Part::Expr(value));

@@ -994,7 +994,10 @@ impl JobCx<'_, '_> {
                 let info = self.use_entity(entity).map(|i| &decls.entities[i]);
                 self.refuse_builtin(info, entity, "insert into");
                 let values = match info {
-                    Some(e) => self.insert_values(values, e),
+                    Some(e) => {
+                        self.required_given(e, values, entity, "insert");
+                        self.insert_values(values, e)
+                    }
                     None => values
                         .iter()
                         .map(|(k, v)| (k.node.clone(), self.expr(v)))
@@ -1023,6 +1026,13 @@ impl JobCx<'_, '_> {
                         keys: Vec::new(),
                     };
                 };
+                // A key left out has its own error.
+                if keys
+                    .iter()
+                    .all(|k| values.iter().any(|(v, _)| v.node == k.node))
+                {
+                    self.required_given(e, values, entity, "upsert");
+                }
                 let lowered = self.insert_values(values, e);
                 let keys = self.upsert_keys(e, values, keys, *span);
                 StepKind::Upsert {
@@ -1344,18 +1354,69 @@ impl JobCx<'_, '_> {
         Some(name)
     }
 
+    /// An `insert`/`upsert` gives every field a row needs: all but the optional ones and a
+    /// `uuid primary`, which is generated.
+    fn required_given(
+        &mut self,
+        entity: &EntityInfo,
+        values: &[(ast::Ident, ast::Expr)],
+        at: &ast::Ident,
+        what: &str,
+    ) {
+        // A platform table or a misspelt field is reported already: one error is enough.
+        let unknown = values.iter().any(|(k, _)| entity.field(&k.node).is_none());
+        if entity.builtin.is_some() || unknown {
+            return;
+        }
+        let missing: Vec<String> = entity
+            .decl
+            .fields
+            .iter()
+            .filter(|f| !(f.optional || (f.primary && f.ty == codeai_ir::FieldType::Uuid)))
+            .filter(|f| !values.iter().any(|(k, _)| k.node == f.name))
+            .map(|f| format!("`{}`", f.name))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let (noun, them) = match missing.len() {
+            1 => ("field", "it"),
+            _ => ("fields", "them"),
+        };
+        self.cx.error_hint(
+            at.span,
+            format!(
+                "{what} `{}` leaves out the required {noun} {}",
+                at.node,
+                missing.join(", ")
+            ),
+            format!(
+                "give {them} a value, or declare {them} `optional` in `entity {}`",
+                at.node
+            ),
+        );
+    }
+
     /// A template's `{{…}}` paths (and for a report its table's rows) must be in the `data`
     /// the step hands it, as far as the data is written out as objects here (the rest is
     /// checked when it runs). A message shows the table only when its data holds the rows.
-    fn template_data(&mut self, template: &str, data: Option<&ast::Expr>, at: Span, report: bool) {
+    fn template_data(
+        &mut self,
+        template: &str,
+        data: Option<&ast::Expr>,
+        at: Span,
+        report: bool,
+    ) -> Vec<(String, ir::Expr)> {
         let Some(decl) = self.decls.template(template) else {
-            return;
+            return Vec::new();
         };
         let mut paths: Vec<String> = [&decl.title, &decl.subtitle, &decl.subject, &decl.body]
             .into_iter()
             .flatten()
             .flat_map(|t| codeai_ir::template::placeholders(t))
             .map(|p| p.inner.to_string())
+            // `{{__N}}` is an expression of the template's, computed below.
+            .filter(|p| !p.starts_with("__"))
             .collect();
         if report {
             paths.extend(decl.table.as_ref().map(|t| t.source.clone()));
@@ -1376,7 +1437,7 @@ impl JobCx<'_, '_> {
                 ),
                 format!("add `data: {{ {first}: … }}` with what the template reads"),
             );
-            return;
+            return Vec::new();
         }
         for inner in paths {
             let Some(segments) = codeai_ir::template::path(&inner) else {
@@ -1411,6 +1472,66 @@ impl JobCx<'_, '_> {
                 }
             }
         }
+        self.template_exprs(template, data, at)
+    }
+
+    /// A template's `{{…}}` expressions, computed over the data's fields where the step
+    /// writes its data out: each becomes the data's `__N` (see [`super::decls::Decls`]).
+    fn template_exprs(
+        &mut self,
+        template: &str,
+        data: Option<&ast::Expr>,
+        at: Span,
+    ) -> Vec<(String, ir::Expr)> {
+        let exprs: Vec<(String, ast::Expr)> = self
+            .decls
+            .template_exprs
+            .iter()
+            .filter(|(t, ..)| t == template)
+            .map(|(_, k, e)| (k.clone(), e.clone()))
+            .collect();
+        if exprs.is_empty() {
+            return Vec::new();
+        }
+        let Some(ast::ExprKind::Object(fields)) = data.map(|d| &d.kind) else {
+            self.cx.error_hint(
+                data.map_or(at, |d| d.span),
+                format!(
+                    "template `{template}` computes its `{{{{…}}}}` from its data, so the data \
+                     is written out here as an object"
+                ),
+                "e.g. `data: { fee: order.fee, rows: rows }`",
+            );
+            return Vec::new();
+        };
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.node.as_str()).collect();
+        let mut extras = Vec::new();
+        for (key, mut e) in exprs {
+            let mut unknown = Vec::new();
+            in_data(&mut e, fields, &mut unknown);
+            for name in &unknown {
+                let hint = hint_or_list(name, "its fields", &keys);
+                self.cx.error_hint(
+                    data.map_or(at, |d| d.span),
+                    format!(
+                        "template `{template}` computes with `{name}`, but this data has no `{name}`"
+                    ),
+                    hint,
+                );
+            }
+            if !unknown.is_empty() {
+                continue;
+            }
+            // The data's own expressions were checked once already: no second message.
+            let before = self.cx.diagnostics.len();
+            let lowered = self.expr(&e);
+            let (old, new) = self.cx.diagnostics.split_at(before);
+            let new: Vec<_> = new.iter().filter(|d| !old.contains(d)).cloned().collect();
+            self.cx.diagnostics.truncate(before);
+            self.cx.diagnostics.extend(new);
+            extras.push((key, lowered));
+        }
+        extras
     }
 
     /// `template: "t"  data: {…}  format: pdf`.
@@ -1421,8 +1542,7 @@ impl JobCx<'_, '_> {
             Some(StepValue::Expr(e)) => Some(e),
             _ => None,
         };
-        self.template_data(&name, data_ast, template.span, true);
-        let data = match fields.get("data") {
+        let mut data = match fields.get("data") {
             Some(f) => match &f.value {
                 StepValue::Expr(e) => self.expr(e),
                 _ => {
@@ -1435,6 +1555,8 @@ impl JobCx<'_, '_> {
             },
             None => ir::Expr::Object(Vec::new()),
         };
+        let extras = self.template_data(&name, data_ast, template.span, true);
+        with_extras(&mut data, extras);
         let format = match fields.get("format") {
             Some(f) => match ident_value(&f.value) {
                 Some(n) => match n.node.as_str() {
@@ -1534,7 +1656,10 @@ impl JobCx<'_, '_> {
         let found = template.is_some();
         let template = template.flatten();
         if let Some(name) = &template {
-            self.template_data(name, data_ast, s.channel_kind.span, false);
+            let extras = self.template_data(name, data_ast, s.channel_kind.span, false);
+            if let Some(data) = &mut data {
+                with_extras(data, extras);
+            }
         }
         // Without a template, `text` (or `data`) is the message: one of them, and something.
         let channel = s.channel_kind.node.as_str();
@@ -1735,4 +1860,40 @@ fn paginated_param(f: &ast::StepField) -> Option<&str> {
         ast::ExprKind::Str(name) if k.node == "param" => Some(name.as_str()),
         _ => None,
     })
+}
+
+/// Puts the data's field expressions in place of the names of a template's expression; the
+/// names the data does not hold go to `unknown`.
+fn in_data(e: &mut ast::Expr, fields: &[(ast::Ident, ast::Expr)], unknown: &mut Vec<String>) {
+    use ast::ExprKind::*;
+    match &mut e.kind {
+        Ident(n) => match fields.iter().find(|(k, _)| k.node == *n) {
+            Some((_, value)) => *e = value.clone(),
+            None => {
+                if !unknown.contains(n) {
+                    unknown.push(n.clone());
+                }
+            }
+        },
+        Field(x, _) | OptField(x, _) | Unary(_, x) => in_data(x, fields, unknown),
+        Index(a, b) | Binary(_, a, b) => {
+            in_data(a, fields, unknown);
+            in_data(b, fields, unknown);
+        }
+        Cond(a, b, c) => {
+            for x in [a, b, c] {
+                in_data(x, fields, unknown);
+            }
+        }
+        List(items) | Call(_, items) => items.iter_mut().for_each(|x| in_data(x, fields, unknown)),
+        Object(kv) => kv.iter_mut().for_each(|(_, x)| in_data(x, fields, unknown)),
+        _ => {}
+    }
+}
+
+/// Adds a template's computed `__N` values to the data object a step hands over.
+fn with_extras(data: &mut ir::Expr, extras: Vec<(String, ir::Expr)>) {
+    if let ir::Expr::Object(fields) = data {
+        fields.extend(extras);
+    }
 }

@@ -97,7 +97,7 @@ fn builtin(b: Builtin) -> Ty {
         Count | Len | Sum | Avg | Round | Abs | Floor | Ceil | ToNumber => Ty::Number,
         Contains => Ty::Bool,
         Now | DaysAgo | HoursAgo | MinutesAgo | FormatDate | Lower | Upper | Trim | Concat
-        | ToString | Join => Ty::Str,
+        | ToString | Join | Format => Ty::Str,
         Today | Yesterday | Tomorrow | ThisWeek | LastWeek | ThisMonth | LastMonth | ThisYear
         | LastYear => Ty::Object,
         Pluck => Ty::List,

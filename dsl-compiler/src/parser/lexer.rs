@@ -121,6 +121,9 @@ pub(crate) fn lex_keeping_comments(
                         d.with_hint("strings are written in straight double quotes: \"text\"")
                     }
                     '#' => d.with_hint("a comment starts with `//` (or is `/* … */`)"),
+                    '|' => d.with_hint(
+                        "there are no filters: call a function, as in `format(x, \"#,##0.00\")` or `upper(s)`",
+                    ),
                     _ => d,
                 });
                 input = advance(input, c.len_utf8());

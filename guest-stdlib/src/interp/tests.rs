@@ -618,6 +618,14 @@ fn runtime_type_errors_are_step_failures() {
             "cannot index `(value)` (a string) with a number",
         ),
         (r#"format_date("nope")"#, "format_date() needs a timestamp"),
+        (
+            r#"pluck([{"a": 1}, {"b": 2}], "a")"#,
+            "pluck(list, \"a\"): item 1 has no `a` (it has `b`)",
+        ),
+        (
+            r#"sum([{"a": 1}, {}], "a")"#,
+            "sum(list, \"a\"): item 1 has no `a` (it has no fields)",
+        ),
         ("1 < \"a\"", "cannot compare a number with a string"),
     ] {
         let mut host = Fake::default();
@@ -685,6 +693,8 @@ fn builtins_compute_what_they_say() {
         ("floor(2.7)".into(), json!(2)),
         ("ceil(2.1)".into(), json!(3)),
         (r#"lower("AbC")"#.into(), json!("abc")),
+        (r##"format(1249.5, "#,##0.00")"##.into(), json!("1,249.50")),
+        (r#"format("0.125", "0.0%")"#.into(), json!("12.5%")),
         (r#"upper("AbC")"#.into(), json!("ABC")),
         (r#"trim("  x ")"#.into(), json!("x")),
         (r#"concat("a", 1, true)"#.into(), json!("a1true")),
@@ -761,13 +771,22 @@ fn state_builtins_read_the_job_state() {
 fn interpolation_formats_values_naturally() {
     let mut host = Fake::default();
     exec(
-        r#"job J { input: { who: "Ann", n: 3, x: 2.0, y: 1.25, tags: ["a", "b"], none: null }
-          steps { l { log: warn "{{who}} has {{n}} ({{x}}, {{y}}) [{{tags}}] <{{none}}>" } } }"#,
+        r##"job J { input: { who: "Ann", n: 3, x: 2.0, y: 1.25, tags: ["a", "b"], none: null }
+          steps {
+            l { log: warn "{{who}} has {{n}} ({{x}}, {{y}}) [{{tags}}] <{{none}}>" }
+            m { log: "paid {{format(y * 1000, \"#,##0.00\")}}" }
+          } }"##,
         &mut host,
         json!({}),
     )
     .unwrap();
-    assert_eq!(host.calls, ["log Warn Ann has 3 (2, 1.25) [a, b] <>"]);
+    assert_eq!(
+        host.calls,
+        [
+            "log Warn Ann has 3 (2, 1.25) [a, b] <>",
+            "log Info paid 1,250.00"
+        ]
+    );
 }
 
 #[test]
@@ -879,7 +898,7 @@ fn upserts_send_their_row_and_key() {
                 save {
                     for_each: items
                     item: it
-                    action: upsert Product { sku: it.sku, quantity: it.n } on [sku]
+                    action: upsert Product { sku: it.sku, quantity: it.n, price: 1, updated_at: now() } on [sku]
                 }
                 order { action: upsert Order { id: "5d0c6f0e-3c39-4a8f-9a59-1f8a3a8f6b10", total: 2, status: "new", created_at: now() } }
             }
@@ -891,8 +910,8 @@ fn upserts_send_their_row_and_key() {
     assert_eq!(
         host.calls,
         [
-            r#"upsert Product [{"quantity":1,"sku":"A"}] on ["sku"]"#,
-            r#"upsert Product [{"quantity":2,"sku":"B"}] on ["sku"]"#,
+            r#"upsert Product [{"price":1,"quantity":1,"sku":"A","updated_at":"2026-01-12T06:00:00-05:00"}] on ["sku"]"#,
+            r#"upsert Product [{"price":1,"quantity":2,"sku":"B","updated_at":"2026-01-12T06:00:00-05:00"}] on ["sku"]"#,
             r#"upsert Order [{"created_at":"2026-01-12T06:00:00-05:00","id":"5d0c6f0e-3c39-4a8f-9a59-1f8a3a8f6b10","status":"new","total":2}] on ["id"]"#,
         ]
     );
