@@ -1423,16 +1423,7 @@ fn format_name(f: codeai_ir::ReportFormat) -> &'static str {
     }
 }
 
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use codeai_ir::kind_of as type_name;
 
 fn truthy(v: &Value) -> bool {
     match v {

@@ -94,17 +94,7 @@ pub fn lookup<'a>(data: &'a Value, path: &str) -> &'a Value {
     current
 }
 
-/// A value's kind in words.
-pub fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
+pub use codeai_ir::kind_of;
 
 /// How a value reads in a document: strings without quotes, whole numbers without `.0`,
 /// other numbers with two decimals, lists joined by commas.
