@@ -798,10 +798,16 @@ async fn the_saas_example_signs_up_expires_syncs_and_sums_for_real(db: Database)
         ])
     );
     let digest = w
-        .texts("SELECT subject FROM outbox WHERE subject LIKE 'Revenue%'")
+        .texts("SELECT subject || ' / ' || body FROM outbox WHERE subject LIKE 'Revenue%'")
         .await;
     assert_eq!(digest.len(), 1, "{digest:?}");
-    assert!(digest[0].ends_with(": 347.50"), "{digest:?}");
+    assert!(
+        digest[0].ends_with(
+            ": 347.50 / 3 paid invoices, 347.50 in revenue, 115.83 on average.\n\n\
+             Plan | Invoices | Revenue\nteam | 2 | 298.00\npro | 1 | 49.50"
+        ),
+        "{digest:?}"
+    );
     // A week with nothing paid sends nothing.
     let r = w
         .completed("RevenueDigest", json!({ "since": "2099-01-01" }))
