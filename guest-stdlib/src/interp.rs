@@ -1041,6 +1041,26 @@ impl Scope<'_> {
                     ..now
                 }))
             }
+            // A day (`2026-02-01`, a `date` field) formats as that day.
+            Builtin::FormatDate if arg(0).as_str().is_some_and(|s| s.len() == 10) => {
+                let v = arg(0);
+                let text = v.as_str().unwrap_or_default();
+                let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .map_err(|_| Fail(format!("format_date() needs a timestamp, got {text}")))?;
+                let pattern = match arg(1) {
+                    Value::String(p) => p,
+                    _ => "%Y-%m-%d".to_string(),
+                };
+                let mut out = String::new();
+                use std::fmt::Write as _;
+                write!(
+                    out,
+                    "{}",
+                    day.and_time(chrono::NaiveTime::MIN).format(&pattern)
+                )
+                .map_err(|_| Fail(format!("invalid date pattern `{pattern}`")))?;
+                Value::String(out)
+            }
             Builtin::FormatDate => {
                 let v = arg(0);
                 let at = instant_of(&v).ok_or_else(|| {
@@ -1206,6 +1226,15 @@ impl Scope<'_> {
             Builtin::Lower => Value::String(display(&arg(0)).to_lowercase()),
             Builtin::Upper => Value::String(display(&arg(0)).to_uppercase()),
             Builtin::Trim => Value::String(display(&arg(0)).trim().to_string()),
+            // Lists join into one list; anything else joins as text.
+            Builtin::Concat if vals.iter().all(Value::is_array) => Value::Array(
+                vals.into_iter()
+                    .flat_map(|v| match v {
+                        Value::Array(items) => items,
+                        _ => Vec::new(),
+                    })
+                    .collect(),
+            ),
             Builtin::Concat => Value::String(vals.iter().map(display).collect()),
             Builtin::Coalesce => vals
                 .into_iter()
@@ -1534,8 +1563,23 @@ fn arith_or_compare(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
 
 fn numeric(op: BinaryOp, x: &Value, y: &Value) -> R<Value> {
     let (Some(a), Some(b)) = (x.as_f64(), y.as_f64()) else {
+        let symbol = match op {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            _ => "%",
+        };
+        // Times subtract when both are timestamps; a day (`2026-02-01`) is not one.
+        let hint = match (x, y) {
+            (Value::String(_), Value::String(_)) if op == BinaryOp::Sub => {
+                " (times subtract when both are timestamps such as `now()` or a datetime field; \
+                 a `date` is a day: compare it with `format_date(t)`)"
+            }
+            _ => "",
+        };
         return fail(format!(
-            "cannot apply {op:?} to {} and {}",
+            "cannot apply `{symbol}` to {} and {}{hint}",
             type_name(x),
             type_name(y)
         ));

@@ -38,6 +38,7 @@ on_both_databases!(
     upserts_write_new_keys_update_known_ones_and_stay_in_their_tenant,
     a_unique_field_added_later_gets_its_index_and_every_connection_sees_it,
     aggregates_count_sum_average_and_bound_their_groups,
+    fields_declared_later_become_columns_of_the_table,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -496,6 +497,15 @@ async fn rows_round_trip_with_declared_types(db: Database) {
     assert_eq!(rows[0]["meta"], Value::Null);
     assert_eq!(rows[0]["seen_at"], Value::Null);
     assert!(uuid::Uuid::parse_str(rows[0]["id"].as_str().unwrap()).is_ok());
+    // A timestamp given for a date is the day it names where it was written (`today().start`
+    // in Chicago is that day, not the UTC one).
+    let row = json!([{"name": "dated", "kind": "tool", "score": 1, "active": false,
+        "due": "2026-02-01T00:00:00-06:00"}]);
+    assert_eq!(data.insert("Item", &row.to_string()).await.unwrap(), 1);
+    let filter = one("due", CompareOp::Eq, json!("2026-02-01"));
+    let rows = rows_where(&data, "Item", Some(filter)).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], "dated");
     // An empty insert is fine.
     assert_eq!(data.insert("Item", "[]").await.unwrap(), 0);
     // A failed insert inserts nothing (one transaction): the second row repeats a primary key.
@@ -507,7 +517,7 @@ async fn rows_round_trip_with_declared_types(db: Database) {
         Err(QueryError::Invalid(m)) if m.contains("already has a row with this `id`") => {}
         other => panic!("expected a refusal naming the key, got {other:?}"),
     }
-    assert_eq!(data.count("Item", None).await.unwrap(), 2);
+    assert_eq!(data.count("Item", None).await.unwrap(), 3);
 }
 
 /// RetryFailedWebhooks: `update Webhook set attempts = attempts + 1, … where status = "pending"`.
@@ -1174,6 +1184,51 @@ async fn a_unique_field_added_later_gets_its_index_and_every_connection_sees_it(
     let again = json!([{ "sku": "S1", "amount": 10 }]);
     assert_eq!(upsert(&data, again, &["sku"]).await.unwrap(), 1);
     assert_eq!(data.count("Price", None).await.unwrap(), 8);
+}
+
+/// An entity that gains fields after its table was made (the operator's namespace and a
+/// tenant's): the table gains the columns, old rows read null there, new rows carry them.
+async fn fields_declared_later_become_columns_of_the_table(db: Database) {
+    codeai_host::store::migrate::migrate_up(&db).await.unwrap();
+    for tenant in ["default", "tenant-d"] {
+        let mut before = price_entity();
+        before.table = "later_prices".into();
+        let mut after = before.clone();
+        before.fields.retain(|f| f.name != "note");
+        after
+            .fields
+            .push(field("currency", FieldType::String, false));
+        create_entity_tables(&db, tenant, std::slice::from_ref(&before))
+            .await
+            .unwrap();
+        let old = EntityQueries::new(db.clone(), &[before], tenant).unwrap();
+        let row = json!([{ "sku": "A", "amount": 1 }]);
+        assert_eq!(old.insert("Price", &row.to_string()).await.unwrap(), 1);
+
+        create_entity_tables(&db, tenant, std::slice::from_ref(&after))
+            .await
+            .unwrap();
+        let new = EntityQueries::new(db.clone(), std::slice::from_ref(&after), tenant).unwrap();
+        let row = json!([{ "sku": "B", "amount": 2, "note": "n", "currency": "EUR" }]);
+        assert_eq!(new.insert("Price", &row.to_string()).await.unwrap(), 1);
+        let rows = sorted_rows(&new, "Price", None, &[("sku", false)]).await;
+        let seen: Vec<(Value, Value, Value)> = rows
+            .iter()
+            .map(|r| (r["sku"].clone(), r["note"].clone(), r["currency"].clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (json!("A"), Value::Null, Value::Null),
+                (json!("B"), json!("n"), json!("EUR")),
+            ],
+            "{tenant}"
+        );
+        // Declaring the same fields again changes nothing.
+        create_entity_tables(&db, tenant, std::slice::from_ref(&after))
+            .await
+            .unwrap();
+    }
 }
 
 /// `name: func(field)` columns of an aggregate of items.

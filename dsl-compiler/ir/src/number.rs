@@ -40,11 +40,13 @@ pub fn format(x: f64, pattern: &str) -> Result<String, String> {
         Some((i, f)) => (i, Some(f)),
         None => (text.as_str(), None),
     };
-    let mut out = String::from(prefix);
+    // The sign goes before the pattern's text: `-$411.00`, not `$-411.00`.
     let negative = x < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0');
+    let mut out = String::new();
     if negative {
         out.push('-');
     }
+    out.push_str(prefix);
     if whole.contains(',') {
         for (i, c) in int.chars().enumerate() {
             if i > 0 && (int.len() - i) % 3 == 0 {
@@ -75,7 +77,8 @@ mod tests {
             (1_234_567.891, "#,##0", "1,234,568"),
             (0.125, "0.0%", "12.5%"),
             (3.0, "0 kg", "3 kg"),
-            (-1249.5, "€ #,##0.00", "€ -1,249.50"),
+            (-1249.5, "€ #,##0.00", "-€ 1,249.50"),
+            (-411.0, "$#,##0.00", "-$411.00"),
             (-0.001, "0.00", "0.00"),
             (999.999, "#,##0.00", "1,000.00"),
             (7.0, "#", "7"),

@@ -604,7 +604,7 @@ fn maintenance_and_report_deletion() {
 #[test]
 fn runtime_type_errors_are_step_failures() {
     for (expr, message) in [
-        (r#""a" * 2"#, "cannot apply Mul to a string and a number"),
+        (r#""a" * 2"#, "cannot apply `*` to a string and a number"),
         ("1 / 0", "division by zero"),
         (
             "input.x.y.z",
@@ -693,6 +693,15 @@ fn builtins_compute_what_they_say() {
         ("floor(2.7)".into(), json!(2)),
         ("ceil(2.1)".into(), json!(3)),
         (r#"lower("AbC")"#.into(), json!("abc")),
+        (
+            r#"concat(["a"], ["b", "c"])"#.into(),
+            json!(["a", "b", "c"]),
+        ),
+        (
+            r#"format_date("2026-02-01", "%d.%m.%Y")"#.into(),
+            json!("01.02.2026"),
+        ),
+        (r#"concat("a", 1, ["b"])"#.into(), json!("a1b")),
         (r##"format(1249.5, "#,##0.00")"##.into(), json!("1,249.50")),
         (r#"format("0.125", "0.0%")"#.into(), json!("12.5%")),
         (r#"upper("AbC")"#.into(), json!("ABC")),

@@ -213,7 +213,25 @@ pub async fn create_entity_tables(
         }
         let table = namespace.table(db, &decl.table).await?;
         let index = namespace.index_name(&decl.table);
-        for statement in create_statements(decl, db.dialect(), &table, &index)? {
+        // A field declared after its table was made becomes a column of it, nullable: the
+        // rows already there have no value (an insert still has to give a required one).
+        let existing = namespace.columns(db, &decl.table).await?;
+        let mut statements = Vec::new();
+        if !existing.is_empty() {
+            for field in decl.fields.iter().filter(|f| !existing.contains(&f.name)) {
+                tracing::info!(
+                    entity = %decl.name, tenant, field = %field.name,
+                    "adding a column the entity declares to its table"
+                );
+                statements.push(format!(
+                    "ALTER TABLE {table} ADD COLUMN {} {}",
+                    quote_ident(&field.name),
+                    column_type(field.ty, db.dialect())
+                ));
+            }
+        }
+        statements.extend(create_statements(decl, db.dialect(), &table, &index)?);
+        for statement in statements {
             match db {
                 Database::Sqlite(pool) => {
                     sqlx::raw_sql(&statement).execute(pool).await?;

@@ -116,6 +116,41 @@ impl Namespace {
         Ok(pg_schema(base, &self.tenant))
     }
 
+    /// The columns `table` of this namespace has (none when it does not exist).
+    pub async fn columns(&self, db: &Database, table: &str) -> Result<Vec<String>, NamespaceError> {
+        codeai_ir::platform::check_table_name(table).map_err(NamespaceError::Name)?;
+        Ok(match db {
+            Database::Sqlite(pool) => {
+                let name = match self.is_operator() {
+                    true => table.to_string(),
+                    false => sqlite_table(&self.tenant, table),
+                };
+                sqlx::query_scalar::<_, String>("SELECT name FROM pragma_table_info(?)")
+                    .bind(name)
+                    .fetch_all(pool)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                let schema = match self.is_operator() {
+                    true => {
+                        sqlx::query_scalar::<_, String>("SELECT current_schema()")
+                            .fetch_one(pool)
+                            .await?
+                    }
+                    false => self.schema(db).await?,
+                };
+                sqlx::query_scalar::<_, String>(
+                    "SELECT column_name::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = $2",
+                )
+                .bind(schema)
+                .bind(table)
+                .fetch_all(pool)
+                .await?
+            }
+        })
+    }
+
     /// Creates what the namespace needs before its first table (PostgreSQL: the tenant's schema).
     pub async fn create(&self, db: &Database) -> Result<(), NamespaceError> {
         if self.is_operator() {

@@ -1721,9 +1721,13 @@ fn typed(field: &FieldDecl, value: &Value) -> Result<Param, QueryError> {
             let parsed = DateTime::parse_from_rfc3339(text).map_err(|_| wrong())?;
             Param::DateTime(parsed.with_timezone(&Utc))
         }
+        // A day, or a timestamp (`today().start`, a typed `date` input) as the day it names
+        // where it was written: `2026-02-01T00:00:00-06:00` is 2026-02-01.
         FieldType::Date => {
             let text = value.as_str().ok_or_else(wrong)?;
-            Param::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| wrong())?)
+            let day = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .or_else(|_| chrono::DateTime::parse_from_rfc3339(text).map(|t| t.date_naive()));
+            Param::Date(day.map_err(|_| wrong())?)
         }
         FieldType::Json => Param::Json(value.clone()),
     })
