@@ -277,8 +277,9 @@ pub enum StepValue {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PolicyDef {
-    Skip(Option<String>),
-    Abort(Option<String>),
+    /// The reason, as written (it may interpolate `{{…}}`).
+    Skip(Option<Spanned<String>>),
+    Abort(Option<Spanned<String>>),
     Continue,
 }
 

@@ -1003,11 +1003,11 @@ impl Parser<'_> {
 
     fn policy(&mut self) -> PResult<PolicyDef> {
         let word = self.ident("`skip(\"…\")`, `abort(\"…\")` or `continue`")?;
-        let message = |p: &mut Self| -> PResult<Option<String>> {
+        let message = |p: &mut Self| -> PResult<Option<Spanned<String>>> {
             if p.eat_punct("(") {
                 let s = p.string("a message in quotes")?;
                 p.expect_punct(")")?;
-                Ok(Some(s.node))
+                Ok(Some(s))
             } else {
                 Ok(None)
             }

@@ -201,16 +201,17 @@ impl Scope<'_> {
                     if is_empty(&step.kind, &value) {
                         match &step.on_empty {
                             Some(Policy::Skip(reason)) => {
+                                let reason = self.text_of(reason);
                                 self.host.log(
                                     LogLevel::Info,
                                     &format!("step `{}`: {reason}", step.name),
                                 );
-                                return Err(End::Skipped(reason.clone()));
+                                return Err(End::Skipped(reason));
                             }
                             Some(Policy::Abort(message)) => {
                                 return Err(End::Failed(JobError {
                                     step: Some(step.name.clone()),
-                                    message: message.clone(),
+                                    message: self.text_of(message),
                                 }))
                             }
                             Some(Policy::Continue) | None => {}
@@ -228,13 +229,13 @@ impl Scope<'_> {
                         }
                         Some(Policy::Skip(reason)) => {
                             self.host.log(LogLevel::Warn, &message);
-                            return Err(End::Skipped(reason.clone()));
+                            return Err(End::Skipped(self.text_of(reason)));
                         }
                         Some(Policy::Abort(text)) => {
                             self.host.log(LogLevel::Error, &message);
                             return Err(End::Failed(JobError {
                                 step: Some(step.name.clone()),
-                                message: text.clone(),
+                                message: self.text_of(text),
                             }));
                         }
                         None => {
@@ -741,6 +742,14 @@ impl Scope<'_> {
     }
 
     /// A query's `limit`, evaluated.
+    /// A policy's reason or message as text; one that cannot be computed says why.
+    fn text_of(&mut self, e: &Expr) -> String {
+        match self.eval(e) {
+            Ok(v) => display(&v),
+            Err(Fail(why)) => format!("(the message could not be written: {why})"),
+        }
+    }
+
     fn limit(&mut self, limit: Option<&Expr>) -> R<Option<u32>> {
         match limit {
             Some(e) => Ok(Some(as_u32(&self.eval(e)?, "limit")?)),

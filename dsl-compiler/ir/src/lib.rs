@@ -107,10 +107,10 @@ pub struct Condition {
 /// What a step does when it is empty or fails.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Policy {
-    /// End the job with status `skipped` and this reason.
-    Skip(String),
+    /// End the job with status `skipped` and this reason (text, or text with `{{…}}`).
+    Skip(Expr),
     /// Fail the job with this message.
-    Abort(String),
+    Abort(Expr),
     /// Log and go on with the next step (the binding holds `null` after a failure).
     Continue,
 }

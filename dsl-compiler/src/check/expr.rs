@@ -371,7 +371,7 @@ impl JobCx<'_, '_> {
 
     /// A string literal: plain text, or `Interpolated` parts when it contains `{{path}}` or
     /// `{{expression}}` (`{{count(rows)}}`, `{{round(total, 2)}}`).
-    fn string(&mut self, s: &str, span: Span) -> ir::Expr {
+    pub(super) fn string(&mut self, s: &str, span: Span) -> ir::Expr {
         if !s.contains("{{") {
             return ir::Expr::Str(s.to_string());
         }

@@ -53,19 +53,20 @@ fn ident_value(value: &StepValue) -> Option<ast::Ident> {
     }
 }
 
-fn policy(p: &ast::PolicyDef) -> Policy {
-    match p {
-        ast::PolicyDef::Skip(reason) => {
-            Policy::Skip(reason.clone().unwrap_or_else(|| "skipped".to_string()))
-        }
-        ast::PolicyDef::Abort(reason) => {
-            Policy::Abort(reason.clone().unwrap_or_else(|| "aborted".to_string()))
-        }
-        ast::PolicyDef::Continue => Policy::Continue,
-    }
-}
-
 impl JobCx<'_, '_> {
+    /// `skip("…")`, `abort("…")` (the text may interpolate the step's names) or `continue`.
+    fn policy(&mut self, p: &ast::PolicyDef) -> Policy {
+        let mut text = |reason: &Option<ast::Spanned<String>>, default: &str| match reason {
+            Some(s) => self.string(&s.node, s.span),
+            None => ir::Expr::Str(default.to_string()),
+        };
+        match p {
+            ast::PolicyDef::Skip(reason) => Policy::Skip(text(reason, "skipped")),
+            ast::PolicyDef::Abort(reason) => Policy::Abort(text(reason, "aborted")),
+            ast::PolicyDef::Continue => Policy::Continue,
+        }
+    }
+
     /// Checks and lowers the steps of a job, in order.
     pub(super) fn steps(&mut self, job: &ast::Job) -> Vec<ir::Step> {
         self.steps_of(&job.steps)
@@ -342,7 +343,7 @@ impl JobCx<'_, '_> {
 
         let policy_of = |this: &mut Self, key: &str| {
             fields.get(key).and_then(|f| match &f.value {
-                StepValue::Policy(p) => Some(policy(&p.node)),
+                StepValue::Policy(p) => Some(this.policy(&p.node)),
                 _ => {
                     this.cx.error(
                         f.span,

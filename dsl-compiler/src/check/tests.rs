@@ -225,7 +225,9 @@ fn example_low_stock_alert_program() {
     assert_eq!(first.bind.as_deref(), Some("low_stock_items"));
     assert_eq!(
         first.on_empty,
-        Some(Policy::Skip("No data to process".into()))
+        Some(Policy::Skip(codeai_ir::Expr::Str(
+            "No data to process".into()
+        )))
     );
     assert!(
         first.location.starts_with("test.codeai:"),

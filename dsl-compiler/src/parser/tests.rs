@@ -247,12 +247,12 @@ job J {
     assert!(matches!(first_values[12], StepValue::Log { level: Some(l), .. } if l.node == "warn"));
     let q = &job.steps[0].fields;
     assert!(
-        matches!(&q[2].value, StepValue::Policy(p) if p.node == PolicyDef::Skip(Some("none".into())))
+        matches!(&q[2].value, StepValue::Policy(p) if matches!(&p.node, PolicyDef::Skip(Some(s)) if s.node == "none"))
     );
     let h = &job.steps[7].fields;
     assert!(matches!(&h[1].value, StepValue::Duration(d) if d.node.millis == 60_000));
     assert!(
-        matches!(&h[2].value, StepValue::Policy(p) if p.node == PolicyDef::Abort(Some("failed".into())))
+        matches!(&h[2].value, StepValue::Policy(p) if matches!(&p.node, PolicyDef::Abort(Some(s)) if s.node == "failed"))
     );
     let f = &job.steps[13].fields;
     assert_eq!(f.len(), 4);

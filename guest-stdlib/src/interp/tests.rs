@@ -373,6 +373,31 @@ fn on_empty_skip_ends_the_job_as_skipped() {
     assert!(host.calls[1].starts_with("log Info"));
 }
 
+/// A policy's text interpolates the step's names like any step string.
+#[test]
+fn policy_messages_interpolate() {
+    let mut host = Fake::default();
+    let out = exec(
+        r#"job J { input: { depot: "B1" } steps {
+            q { query: select Order, as: rows, on_empty: skip("no orders in {{input.depot}}") }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap();
+    assert_eq!(out, Outcome::Skipped("no orders in B1".into()));
+    let mut host = Fake::default();
+    let err = exec(
+        r#"job J { input: { n: 2 } steps {
+            c { compute: 1 / 0, on_fail: abort("gave up after {{input.n * 2}} tries") }
+        } }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.message, "gave up after 4 tries");
+}
+
 #[test]
 fn failures_follow_the_step_policy() {
     let job = |policy: &str| {
