@@ -26,6 +26,20 @@ pub(crate) fn schedule_described(schedule: &Schedule) -> String {
     }
 }
 
+/// When a job runs, as the tables of the commands show it: its schedule (described), and
+/// `on(Event)` for a job that runs on an event (`manual` only for a job that has neither).
+pub(crate) fn runs_when(schedule: &Schedule, trigger: Option<&str>, described: bool) -> String {
+    let text = match described {
+        true => schedule_described(schedule),
+        false => self::schedule(schedule),
+    };
+    match (schedule, trigger) {
+        (_, None) => text,
+        (Schedule::Manual, Some(event)) => format!("on({event})"),
+        (_, Some(event)) => format!("{text}; on({event})"),
+    }
+}
+
 /// Milliseconds in the largest DSL unit that divides them exactly: `30m`, `2h`, `1500ms`.
 pub(crate) fn duration(ms: u64) -> String {
     const UNITS: [(u64, &str); 4] = [
@@ -152,6 +166,15 @@ mod tests {
             "once at 2026-01-01T00:00:00Z"
         );
         assert_eq!(schedule(&Schedule::Manual), "manual");
+        assert_eq!(runs_when(&Schedule::Manual, Some("Paid"), true), "on(Paid)");
+        let hourly = Schedule::Interval {
+            every_ms: 3_600_000,
+        };
+        assert_eq!(
+            runs_when(&hourly, Some("Paid"), false),
+            "every 1h; on(Paid)"
+        );
+        assert_eq!(runs_when(&Schedule::Manual, None, false), "manual");
         let described = schedule_described(&cron);
         assert!(described.starts_with("0 6 * * * ("), "{described}");
         assert!(described.contains("06:00"), "{described}");

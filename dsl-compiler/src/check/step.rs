@@ -1703,8 +1703,10 @@ impl JobCx<'_, '_> {
                 .as_deref()
                 .and_then(|t| self.decls.template(t))
                 .is_some_and(|t| t.subject.is_some());
+            // A template named but unknown is reported already: its subject is unknown too.
+            let unknown_template = found && template.is_none();
             let subject = subject.unwrap_or_else(|| {
-                if !template_subject {
+                if !template_subject && !unknown_template {
                     self.cx.error_hint(
                         s.channel_kind.span,
                         "an email needs a `subject`",

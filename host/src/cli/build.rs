@@ -1,7 +1,7 @@
 //! `codeai build FILE [-o DIR]` (alias `codeai generate`): one component per job, written as
 //! `<job_name>.wasm` into the output directory, then a summary table.
 
-use super::format::{self, Align, Table};
+use super::format::{Align, Table};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,7 +57,7 @@ pub(super) fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         let manifest = &artifact.manifest;
         table.row(vec![
             artifact.name.clone(),
-            format::schedule(&manifest.schedule),
+            crate::describe::runs_when(&manifest.schedule, manifest.trigger.as_deref(), false),
             manifest.timezone.clone(),
             manifest.queue.clone(),
             format!("{:.1} KiB", artifact.bytes.len() as f64 / 1024.0),

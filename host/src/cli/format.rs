@@ -1,7 +1,7 @@
 //! Small text formatting shared by the commands: aligned tables, and schedules, durations and
 //! retry policies in words ([`crate::describe`]).
 
-pub(crate) use crate::describe::{duration, retry, schedule, schedule_described};
+pub(crate) use crate::describe::{duration, retry};
 
 /// How a column's cells line up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -438,7 +438,7 @@ fn print_banner(
     generated: Option<&str>,
     configured: bool,
 ) {
-    use super::format::{self, Align, Table};
+    use super::format::{Align, Table};
     println!("CodeAI Jobs host {}", env!("CARGO_PKG_VERSION"));
     println!("database  {}", redact(&database_url()));
     match redis {
@@ -509,7 +509,7 @@ fn print_banner(
         let m = &r.manifest;
         table.row(vec![
             m.name.clone(),
-            format::schedule_described(&m.schedule),
+            crate::describe::runs_when(&m.schedule, m.trigger.as_deref(), true),
             m.timezone.clone(),
             m.queue.clone(),
             r.next_run_at.map_or("-".to_string(), |t| {

@@ -58,7 +58,7 @@ fn describe(m: &Manifest, size: usize) -> String {
             m.description.clone().unwrap_or_else(|| "-".into()),
         ),
         ("type", m.job_type.clone()),
-        ("schedule", format::schedule_described(&m.schedule)),
+        ("schedule", crate::describe::schedule_described(&m.schedule)),
         ("timezone", m.timezone.clone()),
         ("queue", m.queue.clone()),
         ("timeout", format::duration(m.timeout_ms)),
