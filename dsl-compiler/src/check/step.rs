@@ -215,7 +215,24 @@ impl JobCx<'_, '_> {
 
         // `when:` sees what the step itself sees, the item of a `for_each` aside.
         let when = fields.get("when").map(|f| match &f.value {
-            StepValue::Expr(e) => self.condition(e, "`when:`"),
+            StepValue::Expr(e) => {
+                let before = self.cx.diagnostics.len();
+                let condition = self.condition(e, "`when:`");
+                // Naming the item: the user meant a condition per item.
+                if for_each.is_some() {
+                    let unknown = format!("unknown name `{item}`");
+                    for d in &mut self.cx.diagnostics[before..] {
+                        if d.message == unknown {
+                            d.hint = Some(format!(
+                                "`when:` is checked once, before the step's items; to skip some \
+                                 items, give the step a `steps {{ … }}` block whose step has \
+                                 `when:` on `{item}`"
+                            ));
+                        }
+                    }
+                }
+                condition
+            }
             _ => {
                 self.cx.error(
                     f.span,
