@@ -28,19 +28,36 @@ pub(super) fn distance(a: &str, b: &str) -> usize {
     d[a.len() * width + b.len()]
 }
 
-/// The candidate closest to `name`, if it is close enough to be a plausible typo.
+/// The candidate closest to `name`, if it is close enough to be a plausible typo. When none is
+/// a single edit away, a candidate that `name` extends with words (`format_number` for
+/// `format`) is the one meant, before a farther spelling (`format_date`).
 pub(super) fn closest<'c>(
     name: &str,
     candidates: impl IntoIterator<Item = &'c str>,
 ) -> Option<&'c str> {
+    let candidates: Vec<&'c str> = candidates.into_iter().collect();
     let limit = name.chars().count().div_ceil(3);
-    candidates
-        .into_iter()
-        .filter(|c| *c != name)
-        .map(|c| (distance(name, c), c))
+    let best = candidates
+        .iter()
+        .filter(|c| **c != name)
+        .map(|c| (distance(name, c), *c))
         .filter(|(d, _)| *d <= limit.max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
+        .min_by_key(|(d, _)| *d);
+    if let Some((d, c)) = best {
+        if d <= 1 {
+            return Some(c);
+        }
+    }
+    let extended = candidates
+        .iter()
+        .filter(|c| {
+            name.len() > c.len() + 1
+                && name.is_char_boundary(c.len())
+                && name[..c.len()].eq_ignore_ascii_case(c)
+                && name[c.len()..].starts_with('_')
+        })
+        .max_by_key(|c| c.len());
+    extended.copied().or(best.map(|(_, c)| c))
 }
 
 /// "did you mean `X`?" for the closest candidate.
@@ -96,6 +113,9 @@ mod tests {
         assert_eq!(closest("Prodcut", names), Some("Product"));
         assert_eq!(closest("order", names), Some("Order"));
         assert_eq!(closest("Invoice", names), None);
+        let functions = ["format", "format_date", "round"];
+        assert_eq!(closest("format_number", functions), Some("format"));
+        assert_eq!(closest("format_dat", functions), Some("format_date"));
         assert_eq!(
             did_you_mean("America/New_Yrok", ["America/New_York", "Europe/Paris"]),
             Some("did you mean `America/New_York`?".to_string())
