@@ -397,38 +397,44 @@ pub enum ExprKind {
 }
 
 impl Expr {
-    /// Puts `span` on this expression and every part of it: for one read from text that is
-    /// not the source's (an interpolation with escapes), so that messages point at where it
-    /// was written.
+    /// The expressions directly inside this one (not names: a field's, a function's, a key).
+    pub fn parts(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Field(x, _) | ExprKind::OptField(x, _) | ExprKind::Unary(_, x) => vec![x],
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
+            ExprKind::Cond(a, b, c) => vec![a, b, c],
+            ExprKind::List(items) | ExprKind::Call(_, items) => items.iter().collect(),
+            ExprKind::Object(fields) => fields.iter().map(|(_, x)| x).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Expr::parts`], to change them.
+    pub fn parts_mut(&mut self) -> Vec<&mut Expr> {
+        match &mut self.kind {
+            ExprKind::Field(x, _) | ExprKind::OptField(x, _) | ExprKind::Unary(_, x) => vec![x],
+            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
+            ExprKind::Cond(a, b, c) => vec![a, b, c],
+            ExprKind::List(items) | ExprKind::Call(_, items) => items.iter_mut().collect(),
+            ExprKind::Object(fields) => fields.iter_mut().map(|(_, x)| x).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Puts `span` on this expression and every part of it, names included: for one read from
+    /// text that is not the source's (an interpolation with escapes), so that messages point
+    /// at where it was written.
     pub fn respan(&mut self, span: Span) {
         self.span = span;
         match &mut self.kind {
-            ExprKind::Field(x, name) | ExprKind::OptField(x, name) => {
-                name.span = span;
-                x.respan(span);
+            ExprKind::Field(_, name) | ExprKind::OptField(_, name) | ExprKind::Call(name, _) => {
+                name.span = span
             }
-            ExprKind::Unary(_, x) => x.respan(span),
-            ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
-                a.respan(span);
-                b.respan(span);
-            }
-            ExprKind::Cond(a, b, c) => {
-                for x in [a, b, c] {
-                    x.respan(span);
-                }
-            }
-            ExprKind::List(items) => items.iter_mut().for_each(|x| x.respan(span)),
-            ExprKind::Call(name, args) => {
-                name.span = span;
-                args.iter_mut().for_each(|x| x.respan(span));
-            }
-            ExprKind::Object(fields) => {
-                for (name, x) in fields {
-                    name.span = span;
-                    x.respan(span);
-                }
-            }
+            ExprKind::Object(fields) => fields.iter_mut().for_each(|(name, _)| name.span = span),
             _ => {}
+        }
+        for part in self.parts_mut() {
+            part.respan(span);
         }
     }
 }

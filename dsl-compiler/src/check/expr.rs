@@ -1152,32 +1152,12 @@ impl JobCx<'_, '_> {
 /// The names in `e` that are fields of `entity` and not bindings in `scope` (object keys and
 /// field accesses are not names).
 fn fields_read(e: &ast::Expr, entity: &EntityInfo, scope: &[String], out: &mut Vec<ast::Ident>) {
-    match &e.kind {
-        ExprKind::Ident(n) if entity.field(n).is_some() && !scope.iter().any(|s| s == n) => {
+    if let ExprKind::Ident(n) = &e.kind {
+        if entity.field(n).is_some() && !scope.iter().any(|s| s == n) {
             out.push(ast::Spanned::new(n.clone(), e.span));
         }
-        ExprKind::Field(x, _) | ExprKind::OptField(x, _) | ExprKind::Unary(_, x) => {
-            fields_read(x, entity, scope, out)
-        }
-        ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => {
-            fields_read(a, entity, scope, out);
-            fields_read(b, entity, scope, out);
-        }
-        ExprKind::Cond(a, b, c) => {
-            for x in [a, b, c] {
-                fields_read(x, entity, scope, out);
-            }
-        }
-        ExprKind::List(items) | ExprKind::Call(_, items) => {
-            for x in items {
-                fields_read(x, entity, scope, out);
-            }
-        }
-        ExprKind::Object(fields) => {
-            for (_, x) in fields {
-                fields_read(x, entity, scope, out);
-            }
-        }
-        _ => {}
+    }
+    for part in e.parts() {
+        fields_read(part, entity, scope, out);
     }
 }

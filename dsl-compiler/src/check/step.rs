@@ -1885,29 +1885,16 @@ fn paginated_param(f: &ast::StepField) -> Option<&str> {
 /// Puts the data's field expressions in place of the names of a template's expression; the
 /// names the data does not hold go to `unknown`.
 fn in_data(e: &mut ast::Expr, fields: &[(ast::Ident, ast::Expr)], unknown: &mut Vec<String>) {
-    use ast::ExprKind::*;
-    match &mut e.kind {
-        Ident(n) => match fields.iter().find(|(k, _)| k.node == *n) {
+    if let ast::ExprKind::Ident(n) = &e.kind {
+        match fields.iter().find(|(k, _)| k.node == *n) {
             Some((_, value)) => *e = value.clone(),
-            None => {
-                if !unknown.contains(n) {
-                    unknown.push(n.clone());
-                }
-            }
-        },
-        Field(x, _) | OptField(x, _) | Unary(_, x) => in_data(x, fields, unknown),
-        Index(a, b) | Binary(_, a, b) => {
-            in_data(a, fields, unknown);
-            in_data(b, fields, unknown);
+            None if !unknown.contains(n) => unknown.push(n.clone()),
+            None => {}
         }
-        Cond(a, b, c) => {
-            for x in [a, b, c] {
-                in_data(x, fields, unknown);
-            }
-        }
-        List(items) | Call(_, items) => items.iter_mut().for_each(|x| in_data(x, fields, unknown)),
-        Object(kv) => kv.iter_mut().for_each(|(_, x)| in_data(x, fields, unknown)),
-        _ => {}
+        return;
+    }
+    for part in e.parts_mut() {
+        in_data(part, fields, unknown);
     }
 }
 

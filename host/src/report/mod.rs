@@ -197,37 +197,15 @@ impl Column {
     }
 }
 
-/// `n` with `decimals` decimals, thousands separated by `,` when `grouped`.
+/// `n` with `decimals` decimals, thousands separated by `,` when `grouped`: the language's
+/// `format` with the pattern that says so (`#,##0.00`), so a column and `{{format(…)}}` agree.
 fn fixed(n: f64, decimals: usize, grouped: bool) -> String {
-    let text = format!("{n:.decimals$}");
-    let text = if text.starts_with('-') && text[1..].chars().all(|c| c == '0' || c == '.') {
-        text[1..].to_string()
-    } else {
-        text
+    let whole = if grouped { "#,##0" } else { "0" };
+    let pattern = match decimals {
+        0 => whole.to_string(),
+        d => format!("{whole}.{}", "0".repeat(d)),
     };
-    if !grouped {
-        return text;
-    }
-    let (sign, digits) = match text.strip_prefix('-') {
-        Some(rest) => ("-", rest),
-        None => ("", text.as_str()),
-    };
-    let (whole, fraction) = match digits.split_once('.') {
-        Some((w, f)) => (w, Some(f)),
-        None => (digits, None),
-    };
-    let mut out = String::from(sign);
-    for (i, c) in whole.chars().enumerate() {
-        if i > 0 && (whole.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if let Some(f) = fraction {
-        out.push('.');
-        out.push_str(f);
-    }
-    out
+    codeai_ir::number::format(n, &pattern).unwrap_or_else(|_| n.to_string())
 }
 
 /// Renders a template with data in a format (timestamps of date/datetime columns in `tz`).

@@ -27,51 +27,55 @@ pub fn resolve<'a>(data: &'a Value, text: &str) -> Result<&'a Value, String> {
     let Some(segments) = path(text) else {
         return Err(format!("`{{{{{text}}}}}` is not a path into the data"));
     };
+    let (i, current) = match step_down(data, segments.iter().map(|s| s.name)) {
+        Ok(v) => return Ok(v),
+        Err(stop) => stop,
+    };
+    if segments[..=i].iter().any(|s| s.optional) {
+        return Ok(&Value::Null);
+    }
+    let so_far = segments[..i]
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(".");
+    let place = if so_far.is_empty() {
+        "the data".to_string()
+    } else {
+        format!("`{so_far}`")
+    };
+    let has = match current {
+        Value::Object(m) if m.is_empty() => "it has no fields".to_string(),
+        Value::Object(m) => format!(
+            "it has {}",
+            m.keys()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Array(items) => format!("it is a list of {}", items.len()),
+        other => format!("it is {}", kind_of(other)),
+    };
+    Err(format!(
+        "`{{{{{text}}}}}`: {place} has no `{}` ({has}; `?.` reads a field that may be missing)",
+        segments[i].name
+    ))
+}
+
+/// Follows `segments` down from `data` (a field of an object, a position in a list); where one
+/// is missing, its index and the value that lacks it.
+fn step_down<'a, 's>(
+    data: &'a Value,
+    segments: impl Iterator<Item = &'s str>,
+) -> Result<&'a Value, (usize, &'a Value)> {
     let mut current = data;
-    let mut optional = false;
-    for (i, segment) in segments.iter().enumerate() {
-        optional |= segment.optional;
+    for (i, segment) in segments.enumerate() {
         let next = match current {
-            Value::Object(m) => m.get(segment.name),
-            Value::Array(items) => segment
-                .name
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| items.get(i)),
+            Value::Object(m) => m.get(segment),
+            Value::Array(items) => segment.parse::<usize>().ok().and_then(|n| items.get(n)),
             _ => None,
         };
-        current = match next {
-            Some(v) => v,
-            None if optional => return Ok(&Value::Null),
-            None => {
-                let so_far = segments[..i]
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(".");
-                let place = if so_far.is_empty() {
-                    "the data".to_string()
-                } else {
-                    format!("`{so_far}`")
-                };
-                let has = match current {
-                    Value::Object(m) if m.is_empty() => "it has no fields".to_string(),
-                    Value::Object(m) => format!(
-                        "it has {}",
-                        m.keys()
-                            .map(|k| format!("`{k}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    Value::Array(items) => format!("it is a list of {}", items.len()),
-                    other => format!("it is {}", kind_of(other)),
-                };
-                return Err(format!(
-                    "`{{{{{text}}}}}`: {place} has no `{}` ({has}; `?.` reads a field that may be missing)",
-                    segment.name
-                ));
-            }
-        };
+        current = next.ok_or((i, current))?;
     }
     Ok(current)
 }
@@ -79,19 +83,7 @@ pub fn resolve<'a>(data: &'a Value, text: &str) -> Result<&'a Value, String> {
 /// The value at a dotted path (`metrics.revenue`, `orders.0.id`), or null: for the cells of a
 /// table, whose rows may leave a field out.
 pub fn lookup<'a>(data: &'a Value, path: &str) -> &'a Value {
-    let mut current = data;
-    for segment in path.split('.').filter(|s| !s.is_empty()) {
-        current = match current {
-            Value::Object(m) => m.get(segment).unwrap_or(&Value::Null),
-            Value::Array(items) => segment
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| items.get(i))
-                .unwrap_or(&Value::Null),
-            _ => &Value::Null,
-        };
-    }
-    current
+    step_down(data, path.split('.').filter(|s| !s.is_empty())).unwrap_or(&Value::Null)
 }
 
 pub use codeai_ir::kind_of;
