@@ -1,48 +1,47 @@
 //! Emission: one job's [`Program`] and [`Manifest`] → a self-contained WebAssembly component.
 //!
-//! Every component is the same guest runtime (`guest-stdlib`, built for `wasm32-unknown-unknown`
-//! by `build.rs` and embedded here) with the job's program written into its linear memory:
+//! Every component `codeai build` makes is the same **runtime component** — the guest runtime
+//! (`guest-stdlib`, built for `wasm32-unknown-unknown` by `build.rs` and embedded here), wrapped
+//! into a component — followed by two top-level custom sections:
 //!
-//! 1. the program is serialised as JSON;
-//! 2. the runtime's core module is copied with memory 0's minimum raised by enough 64 KiB pages
-//!    for the program and [`HEAP_PAGES`] more, a new active data segment at the old minimum
-//!    holding the program, and the runtime's program slot (found by [`PROGRAM_SLOT_MAGIC`])
-//!    patched with the program's address and length. The runtime's allocator starts with the
-//!    pages above the program (`guest-stdlib/src/heap.rs`) and grows memory for more, so the
-//!    program stays intact and a job that needs less than the heap never grows its memory;
-//! 3. debug names are dropped, the module becomes a component with `wit-component` (the world
-//!    comes from the `component-type` section `wit-bindgen` left in the module);
-//! 4. the manifest is appended as a top-level custom section named [`MANIFEST_SECTION`].
+//! ```text
+//! [ runtime component: the same bytes for every job of this compiler ]
+//! [ custom section `codeai-program`: the program as JSON             ]
+//! [ custom section `codeai-manifest`: the manifest as JSON           ]
+//! ```
 //!
-//! The result needs no Rust toolchain and takes well under a millisecond to produce.
+//! The guest asks the host for its program (`program.get` in `wit/host.wit`), and the host
+//! answers with the component's `codeai-program` section. So a job's code is the runtime's code,
+//! byte for byte, and a host compiles it once for every job ([`split_build`] recognises such a
+//! component by its bytes). The runtime component is made once per process from the core module:
+//!
+//! 1. memory 0's minimum is raised by [`HEAP_PAGES`]: the runtime's allocator starts with the
+//!    pages above the module's data (`guest-stdlib/src/heap.rs`) and grows memory for more, so
+//!    a job that needs less than that heap never grows its memory;
+//! 2. debug names and producer notes are dropped;
+//! 3. the module becomes a component with `wit-component` (the world comes from the
+//!    `component-type` section `wit-bindgen` left in the module).
+//!
+//! Emitting a job is then a copy and two appends: no Rust toolchain, well under a millisecond.
 
-use codeai_ir::{Manifest, Program, MANIFEST_SECTION, PROGRAM_SLOT_MAGIC};
-use wasm_encoder::{
-    ConstExpr, DataCountSection, DataSection, MemorySection, MemoryType, RawSection,
-};
-use wasmparser::{DataKind, Operator, Parser, Payload};
+use codeai_ir::{Manifest, Program, MANIFEST_SECTION, PROGRAM_SECTION};
+use std::sync::OnceLock;
+use wasm_encoder::{MemorySection, MemoryType, RawSection};
+use wasmparser::{Parser, Payload};
 
-const PAGE: u64 = 65_536;
-
-/// Pages of heap in a component's initial memory, above the program (1 MiB). Growing memory
-/// costs the host two `mprotect`s per run (see `guest-stdlib/src/heap.rs`); untouched pages
-/// cost nothing, and the host's memory cap still counts them.
+/// Pages of heap in the runtime's initial memory, above its data (1 MiB). Growing memory costs
+/// the host two `mprotect`s per run (see `guest-stdlib/src/heap.rs`); untouched pages cost
+/// nothing, and the host's memory cap still counts them.
 pub const HEAP_PAGES: u64 = 16;
 
 /// Why a component could not be emitted. These are bugs or a corrupt build, never user errors:
 /// the checker has already accepted the program.
 #[derive(Debug, thiserror::Error)]
 pub enum EmitError {
-    #[error("the embedded guest runtime is not a valid module: {0}")]
+    #[error("the embedded guest runtime is not usable: {0}")]
     Runtime(String),
-    #[error("the guest runtime has no program slot (magic bytes not found exactly once)")]
-    NoSlot,
     #[error("the program could not be serialised: {0}")]
     Serialize(#[from] serde_json::Error),
-    #[error("the program is too large ({0} bytes)")]
-    TooLarge(usize),
-    #[error("the component could not be encoded: {0}")]
-    Component(String),
 }
 
 /// Why a file does not carry a usable job manifest.
@@ -68,23 +67,7 @@ pub enum ManifestError {
 /// nested inside are not looked at, so a nested module cannot pose as the job; a component with
 /// two manifests is refused.
 pub fn read_manifest(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-    if !Parser::is_component(bytes) {
-        return Err(ManifestError::NotAComponent);
-    }
-    let mut depth = 0usize;
-    let mut sections: Vec<&[u8]> = Vec::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload? {
-            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
-            // The outermost `End` takes the depth below zero; nothing follows it.
-            Payload::End(_) => depth = depth.saturating_sub(1),
-            Payload::CustomSection(section) if depth == 0 && section.name() == MANIFEST_SECTION => {
-                sections.push(section.data());
-            }
-            _ => {}
-        }
-    }
-    match sections.as_slice() {
+    match top_level_sections(bytes, MANIFEST_SECTION)?.as_slice() {
         [] => Err(ManifestError::Missing),
         [data] => Manifest::from_json(data).map_err(ManifestError::Invalid),
         _ => Err(ManifestError::Duplicate),
@@ -96,76 +79,151 @@ pub fn guest_runtime() -> &'static [u8] {
     include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm"))
 }
 
+/// The runtime component: what every component [`emit`] makes starts with (made once per
+/// process, in a few milliseconds).
+pub fn runtime_component() -> Result<&'static [u8], EmitError> {
+    static RUNTIME: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            let core = with_heap(guest_runtime()).map_err(|e| e.to_string())?;
+            wit_component::ComponentEncoder::default()
+                .module(&core)
+                .and_then(|encoder| encoder.validate(true).encode())
+                .map_err(|e| format!("{e:#}"))
+        })
+        .as_deref()
+        .map_err(|e| EmitError::Runtime(e.clone()))
+}
+
 /// Emits the component of one job.
 pub fn emit(program: &Program, manifest: &Manifest) -> Result<Vec<u8>, EmitError> {
-    let program_json = serde_json::to_vec(program)?;
-    let core = embed_program(guest_runtime(), &program_json)?;
-    let mut component = wit_component::ComponentEncoder::default()
-        .module(&core)
-        .map_err(|e| EmitError::Component(format!("{e:#}")))?
-        .validate(true)
-        .encode()
-        .map_err(|e| EmitError::Component(format!("{e:#}")))?;
-    let manifest_json = serde_json::to_vec(manifest)?;
-    append_custom_section(&mut component, MANIFEST_SECTION, &manifest_json);
+    let program = serde_json::to_vec(program)?;
+    let manifest = serde_json::to_vec(manifest)?;
+    let runtime = runtime_component()?;
+    let mut component = Vec::with_capacity(runtime.len() + program.len() + manifest.len() + 64);
+    component.extend_from_slice(runtime);
+    append_custom_section(&mut component, PROGRAM_SECTION, &program);
+    append_custom_section(&mut component, MANIFEST_SECTION, &manifest);
     Ok(component)
 }
 
+/// A component in the shape [`emit`] gives: this compiler's runtime component, byte for byte,
+/// then the program's section and the manifest's, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Build<'a> {
+    /// The `codeai-program` section's bytes (not checked: see [`is_this_compilers_build`]).
+    pub program: &'a [u8],
+    /// The `codeai-manifest` section's bytes (not checked).
+    pub manifest: &'a [u8],
+}
+
+/// Splits a component in the shape [`emit`] gives into its program and manifest; `None` for
+/// anything else. It compares bytes and reads two section headers, so it costs a `memcmp` of
+/// the runtime. What it vouches for is the code — every function, import and export is this
+/// compiler's runtime — so a host may run the program on the runtime it compiled once.
+pub fn split_build(component: &[u8]) -> Option<Build<'_>> {
+    let mut rest = component.strip_prefix(runtime_component().ok()?)?;
+    let program = take_custom_section(&mut rest, PROGRAM_SECTION)?;
+    let manifest = take_custom_section(&mut rest, MANIFEST_SECTION)?;
+    rest.is_empty().then_some(Build { program, manifest })
+}
+
 /// Whether `component` is exactly what this compiler's [`emit`] makes of the program and the
-/// manifest it carries: the program is read back from where `emit` put it (the last data
-/// segment of the core module), both are emitted again, and the bytes must be identical. A
-/// component made by hand, changed after the build, or built by another version of the
-/// compiler (another guest runtime) is not. Takes about as long as one `emit`.
+/// manifest it carries: [`split_build`]'s shape, and both sections read back and are what
+/// serialising them again gives. A component made by hand, changed after the build, or built
+/// by another version of the compiler (another guest runtime) is not.
 ///
 /// It vouches for the code, not for the values in the program and the manifest: anyone can
 /// `emit` a program and a manifest of their own making. The host checks the manifest's bounds
 /// ([`codeai_ir::limits`]) and holds every capability call to its own limits.
 pub fn is_this_compilers_build(component: &[u8]) -> bool {
-    let Ok(manifest) = read_manifest(component) else {
+    let Some(build) = split_build(component) else {
         return false;
     };
-    let Some(program) = read_program(component) else {
-        return false;
-    };
-    emit(&program, &manifest).is_ok_and(|rebuilt| rebuilt == component)
+    let program = serde_json::from_slice::<Program>(build.program)
+        .ok()
+        .and_then(|p| serde_json::to_vec(&p).ok());
+    let manifest = Manifest::from_json(build.manifest)
+        .ok()
+        .and_then(|m| serde_json::to_vec(&m).ok());
+    program.as_deref() == Some(build.program) && manifest.as_deref() == Some(build.manifest)
 }
 
-/// The program [`emit`] wrote into `component`, if it holds one that reads back.
+/// The program a component carries in its top-level `codeai-program` section, if it holds
+/// one that reads back.
 pub fn read_program(component: &[u8]) -> Option<Program> {
-    serde_json::from_slice(program_data(component)?).ok()
+    serde_json::from_slice(program_section(component)?).ok()
 }
 
-/// The bytes of the last data segment of the first core module in `component`: where [`emit`]
-/// writes the program.
-fn program_data(component: &[u8]) -> Option<&[u8]> {
-    let mut last = None;
-    let mut modules = 0;
-    for payload in Parser::new(0).parse_all(component) {
-        match payload.ok()? {
-            Payload::ModuleSection { .. } => modules += 1,
-            Payload::DataSection(reader) if modules == 1 => {
-                for data in reader {
-                    last = Some(data.ok()?.data);
-                }
+/// The bytes of a component's top-level `codeai-program` section: what the host hands the
+/// guest's `program.get`. As with the manifest, sections of nested modules are not looked at
+/// and a component with two is refused (`None`).
+pub fn program_section(component: &[u8]) -> Option<&[u8]> {
+    match top_level_sections(component, PROGRAM_SECTION)
+        .ok()?
+        .as_slice()
+    {
+        [data] => Some(data),
+        _ => None,
+    }
+}
+
+/// The data of a component's top-level custom sections named `name`.
+fn top_level_sections<'a>(bytes: &'a [u8], name: &str) -> Result<Vec<&'a [u8]>, ManifestError> {
+    if !Parser::is_component(bytes) {
+        return Err(ManifestError::NotAComponent);
+    }
+    let mut depth = 0usize;
+    let mut sections = Vec::new();
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload? {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            // The outermost `End` takes the depth below zero; nothing follows it.
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::CustomSection(section) if depth == 0 && section.name() == name => {
+                sections.push(section.data());
             }
             _ => {}
         }
     }
-    last
+    Ok(sections)
 }
 
-/// Copies `module` with `program` written into a new data segment and the slot patched.
-fn embed_program(module: &[u8], program: &[u8]) -> Result<Vec<u8>, EmitError> {
-    let len = u32::try_from(program.len()).map_err(|_| EmitError::TooLarge(program.len()))?;
-    let pages = (program.len() as u64).div_ceil(PAGE).max(1);
-    let runtime = |e: wasmparser::BinaryReaderError| EmitError::Runtime(e.to_string());
+/// Takes a custom section named `name` off the front of `rest`: its data.
+fn take_custom_section<'a>(rest: &mut &'a [u8], name: &str) -> Option<&'a [u8]> {
+    let (&0, after) = rest.split_first()? else {
+        return None;
+    };
+    let (size, after) = read_leb128(after)?;
+    let (content, after) = after.split_at_checked(usize::try_from(size).ok()?)?;
+    let (name_len, named) = read_leb128(content)?;
+    let (section_name, data) = named.split_at_checked(usize::try_from(name_len).ok()?)?;
+    if section_name != name.as_bytes() {
+        return None;
+    }
+    *rest = after;
+    Some(data)
+}
 
+/// A LEB128 `u32` (as section sizes are) and what follows it.
+fn read_leb128(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value = 0u64;
+    for (i, &byte) in bytes.iter().enumerate().take(5) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// Copies the runtime's core `module` with memory 0's minimum raised by [`HEAP_PAGES`] and its
+/// debug names and producer notes dropped.
+fn with_heap(module: &[u8]) -> Result<Vec<u8>, EmitError> {
+    let runtime = |e: wasmparser::BinaryReaderError| EmitError::Runtime(e.to_string());
     let mut out = wasm_encoder::Module::new();
-    let mut program_addr: Option<u64> = None;
-    let mut slot_found = 0usize;
     for payload in Parser::new(0).parse_all(module) {
-        let payload = payload.map_err(runtime)?;
-        match payload {
+        match payload.map_err(runtime)? {
             Payload::Version { .. } | Payload::End(_) => {}
             Payload::MemorySection(reader) => {
                 let mut section = MemorySection::new();
@@ -174,8 +232,7 @@ fn embed_program(module: &[u8], program: &[u8]) -> Result<Vec<u8>, EmitError> {
                     let mut minimum = memory.initial;
                     let mut maximum = memory.maximum;
                     if i == 0 {
-                        program_addr = Some(memory.initial * PAGE);
-                        minimum += pages + HEAP_PAGES;
+                        minimum += HEAP_PAGES;
                         maximum = maximum.map(|m| m.max(minimum));
                     }
                     section.memory(MemoryType {
@@ -186,55 +243,6 @@ fn embed_program(module: &[u8], program: &[u8]) -> Result<Vec<u8>, EmitError> {
                         page_size_log2: memory.page_size_log2,
                     });
                 }
-                out.section(&section);
-            }
-            Payload::DataCountSection { count, .. } => {
-                out.section(&DataCountSection { count: count + 1 });
-            }
-            Payload::DataSection(reader) => {
-                let addr = program_addr.ok_or_else(|| {
-                    EmitError::Runtime("data section before memory section".into())
-                })?;
-                let mut section = DataSection::new();
-                for data in reader {
-                    let data = data.map_err(runtime)?;
-                    let mut bytes = data.data.to_vec();
-                    if let Some(at) = find(&bytes, &PROGRAM_SLOT_MAGIC) {
-                        slot_found += 1;
-                        let fields = at + PROGRAM_SLOT_MAGIC.len();
-                        if bytes.len() < fields + 8 {
-                            return Err(EmitError::NoSlot);
-                        }
-                        let addr32 =
-                            u32::try_from(addr).map_err(|_| EmitError::TooLarge(program.len()))?;
-                        bytes[fields..fields + 4].copy_from_slice(&addr32.to_le_bytes());
-                        bytes[fields + 4..fields + 8].copy_from_slice(&len.to_le_bytes());
-                    }
-                    match data.kind {
-                        DataKind::Passive => {
-                            section.passive(bytes);
-                        }
-                        DataKind::Active {
-                            memory_index,
-                            offset_expr,
-                        } => {
-                            let mut ops = offset_expr.get_operators_reader();
-                            let offset = match (ops.read(), ops.read()) {
-                                (Ok(Operator::I32Const { value }), Ok(Operator::End)) => {
-                                    ConstExpr::i32_const(value)
-                                }
-                                _ => {
-                                    return Err(EmitError::Runtime(
-                                        "data segment offset is not an i32.const".into(),
-                                    ))
-                                }
-                            };
-                            section.active(memory_index, &offset, bytes);
-                        }
-                    }
-                }
-                let addr = i32::try_from(addr).map_err(|_| EmitError::TooLarge(program.len()))?;
-                section.active(0, &ConstExpr::i32_const(addr), program.iter().copied());
                 out.section(&section);
             }
             // Debug names and producer notes only make every component bigger.
@@ -250,14 +258,7 @@ fn embed_program(module: &[u8], program: &[u8]) -> Result<Vec<u8>, EmitError> {
             }
         }
     }
-    if slot_found != 1 {
-        return Err(EmitError::NoSlot);
-    }
     Ok(out.finish())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Appends a custom section `name` holding `data` to a module or component binary (how the
@@ -303,53 +304,65 @@ mod tests {
     }
 
     #[test]
-    fn the_runtime_has_exactly_one_program_slot() {
-        let runtime = guest_runtime();
-        let hits = runtime
-            .windows(PROGRAM_SLOT_MAGIC.len())
-            .filter(|w| *w == PROGRAM_SLOT_MAGIC)
-            .count();
-        assert_eq!(hits, 1, "the magic must occur once in the guest runtime");
+    fn the_runtime_component_reserves_the_heap_and_drops_debug_names() {
+        let initial = |bytes: &[u8]| {
+            let mut found = Vec::new();
+            for payload in Parser::new(0).parse_all(bytes) {
+                if let Payload::MemorySection(r) = payload.unwrap() {
+                    found.push(r.into_iter().next().unwrap().unwrap().initial);
+                }
+            }
+            found
+        };
+        let runtime = runtime_component().unwrap();
+        wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+            .validate_all(runtime)
+            .unwrap();
+        // The runtime's own module is the first with a memory (wit-component's shims have none).
+        assert_eq!(
+            initial(runtime).first(),
+            Some(&(initial(guest_runtime())[0] + HEAP_PAGES))
+        );
+        let names = |bytes: &[u8]| {
+            Parser::new(0)
+                .parse_all(bytes)
+                .filter(|p| matches!(p, Ok(Payload::CustomSection(c)) if c.name() == "name"))
+                .count()
+        };
+        assert!(names(guest_runtime()) > 0, "the built runtime has names");
+        assert_eq!(names(&with_heap(guest_runtime()).unwrap()), 0);
     }
 
     #[test]
-    fn embedding_patches_the_slot_and_grows_memory() {
-        let program = vec![b'x'; 70_000]; // needs two pages
-        let patched = embed_program(guest_runtime(), &program).unwrap();
-        wasmparser::Validator::new().validate_all(&patched).unwrap();
-        let mut initial = None;
-        let mut segments = Vec::new();
-        for payload in Parser::new(0).parse_all(&patched) {
-            match payload.unwrap() {
-                Payload::MemorySection(r) => {
-                    initial = Some(r.into_iter().next().unwrap().unwrap().initial)
-                }
-                Payload::DataSection(r) => {
-                    for d in r {
-                        segments.push(d.unwrap().data.to_vec());
-                    }
-                }
-                _ => {}
-            }
-        }
-        let original_initial = Parser::new(0)
-            .parse_all(guest_runtime())
-            .find_map(|p| match p.unwrap() {
-                Payload::MemorySection(r) => Some(r.into_iter().next().unwrap().unwrap().initial),
-                _ => None,
+    fn a_build_splits_into_the_runtime_and_its_two_sections() {
+        let runtime = runtime_component().unwrap();
+        let mut built = runtime.to_vec();
+        append_custom_section(&mut built, PROGRAM_SECTION, b"{\"p\":1}");
+        append_custom_section(&mut built, MANIFEST_SECTION, b"{\"m\":2}");
+        assert_eq!(
+            split_build(&built),
+            Some(Build {
+                program: b"{\"p\":1}",
+                manifest: b"{\"m\":2}",
             })
-            .unwrap();
-        assert_eq!(initial, Some(original_initial + 2 + HEAP_PAGES));
-        assert_eq!(segments.last().unwrap(), &program);
-        let slot_segment = segments
-            .iter()
-            .find(|s| find(s, &PROGRAM_SLOT_MAGIC).is_some())
-            .unwrap();
-        let at = find(slot_segment, &PROGRAM_SLOT_MAGIC).unwrap() + 16;
-        let ptr = u32::from_le_bytes(slot_segment[at..at + 4].try_into().unwrap());
-        let len = u32::from_le_bytes(slot_segment[at + 4..at + 8].try_into().unwrap());
-        assert_eq!(u64::from(ptr), original_initial * PAGE);
-        assert_eq!(len as usize, program.len());
+        );
+        assert_eq!(program_section(&built), Some(&b"{\"p\":1}"[..]));
+        // The sections in the other order, one missing, one more, or truncated: not a build.
+        let mut swapped = runtime.to_vec();
+        append_custom_section(&mut swapped, MANIFEST_SECTION, b"{}");
+        append_custom_section(&mut swapped, PROGRAM_SECTION, b"{}");
+        assert_eq!(split_build(&swapped), None);
+        let mut alone = runtime.to_vec();
+        append_custom_section(&mut alone, PROGRAM_SECTION, b"{}");
+        assert_eq!(split_build(&alone), None);
+        let mut more = built.clone();
+        append_custom_section(&mut more, "extra", b"");
+        assert_eq!(split_build(&more), None);
+        assert_eq!(split_build(&built[..built.len() - 1]), None);
+        // The runtime's code changed anywhere.
+        let mut changed = built.clone();
+        changed[runtime.len() / 2] ^= 1;
+        assert_eq!(split_build(&changed), None);
     }
 }
 

@@ -1,9 +1,10 @@
 //! End-to-end emission: a hand-built program and the example's ten jobs become valid components
-//! that import only `codeai:host/*`, export `run`, carry their program as data and their manifest
-//! as a section; one emitted component runs in wasmtime and finds its program intact after the
-//! guest has allocated far more memory than the program occupies.
+//! that import only `codeai:host/*`, export `run`, and are one runtime component (the same bytes
+//! for every job) followed by their program and manifest sections; one emitted component runs
+//! in wasmtime, handed its program by `program.get`, and finds it intact after the guest has
+//! allocated far more memory than the program occupies.
 
-use codeai_dsl::emit::{emit, guest_runtime, read_manifest};
+use codeai_dsl::emit::{emit, guest_runtime, read_manifest, read_program, runtime_component};
 use codeai_ir::{
     Backoff, Builtin, Expr, Manifest, Part, Program, QueueDecl, RetryPolicy, Schedule, Step,
     StepKind, IR_VERSION,
@@ -87,13 +88,11 @@ fn the_example_emits_ten_valid_components() {
         }
         let manifest = read_manifest(&a.bytes).unwrap();
         assert_eq!(manifest, a.manifest);
-        // The program travels as data: its JSON (which names the job) is inside the component.
-        let needle = format!("\"job\":\"{}\"", a.name);
+        // The program travels in its own section; the code is the runtime's, byte for byte.
+        assert_eq!(read_program(&a.bytes).unwrap().job, a.name);
         assert!(
-            a.bytes
-                .windows(needle.len())
-                .any(|w| w == needle.as_bytes()),
-            "{}: program not embedded",
+            a.bytes.starts_with(runtime_component().unwrap()),
+            "{}",
             a.name
         );
     }
@@ -239,6 +238,7 @@ fn a_hand_built_program_emits_a_valid_component() {
             "codeai:host/events@0.1.0",
             "codeai:host/http@0.1.0",
             "codeai:host/log@0.1.0",
+            "codeai:host/program@0.1.0",
             "codeai:host/report@0.1.0",
             "codeai:host/slack@0.1.0",
             "codeai:host/state@0.1.0",
@@ -248,9 +248,10 @@ fn a_hand_built_program_emits_a_valid_component() {
     );
     assert_eq!(read_manifest(&bytes).unwrap(), manifest);
     let json = serde_json::to_vec(&program).unwrap();
-    assert!(
-        bytes.windows(json.len()).any(|w| w == json.as_slice()),
-        "the program's JSON is in the component verbatim"
+    assert_eq!(
+        codeai_dsl::emit::program_section(&bytes),
+        Some(json.as_slice()),
+        "the program's JSON is its section, verbatim"
     );
     // The component is the runtime plus the program, the manifest and the component wrapping.
     let overhead = bytes.len() as i64 - guest_runtime().len() as i64 - json.len() as i64;
@@ -300,12 +301,19 @@ fn an_emitted_component_runs_in_wasmtime_with_its_program_intact() {
         .unwrap()
         .func_wrap("step", |_, (_name,): (String,)| Ok(()))
         .unwrap();
+    // What a host does: hand the guest the component's own program section.
+    let program = codeai_dsl::emit::program_section(&bytes).unwrap().to_vec();
+    linker
+        .instance("codeai:host/program@0.1.0")
+        .unwrap()
+        .func_wrap("get", move |_, ()| Ok((program.clone(),)))
+        .unwrap();
     linker.define_unknown_imports_as_traps(&component).unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = linker.instantiate(&mut store, &component).unwrap();
 
-    // The 8 MiB input is copied into guest memory (and parsed) before the guest reads its
-    // program: had the allocator handed out the program's pages, the program would be garbage.
+    // The 8 MiB input is copied into guest memory (and parsed) around the program, both on the
+    // guest's heap: the program must come through whole.
     let blob = "x".repeat(8 << 20);
     let input = serde_json::json!({ "blob": blob, "who": "wasm" }).to_string();
     let out = call_run(&mut store, &instance, input).unwrap();
@@ -346,5 +354,6 @@ fn a_build_is_recognised_and_any_change_to_it_is_not() {
     assert!(!is_this_compilers_build(&longer));
     // The runtime module alone, and a component made by hand.
     assert!(!is_this_compilers_build(guest_runtime()));
+    assert!(!is_this_compilers_build(runtime_component().unwrap()));
     assert!(!is_this_compilers_build(b"\0asm\x0d\0\x01\0"));
 }

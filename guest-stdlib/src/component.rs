@@ -1,56 +1,15 @@
-//! The wasm side of the guest: the WIT bindings, the program slot, and a [`Host`] made of the
-//! generated imports. Only compiled for `wasm32`.
+//! The wasm side of the guest: the WIT bindings and a [`Host`] made of the generated imports.
+//! Only compiled for `wasm32`.
 //!
-//! The compiler (`dsl-compiler/src/emit.rs`) writes the job's program into a data segment and
-//! patches [`PROGRAM_SLOT`] with its address and length; nothing else in the guest may contain
-//! the slot's magic bytes.
+//! The job's program is not in this module: `codeai build` writes it into the component's
+//! `codeai-program` custom section, and the host hands it over through `program.get` at the
+//! start of each run. The module is the same for every job, so a host compiles it once.
 
 wit_bindgen::generate!({ path: "../wit", world: "job" });
 
 use crate::host::{self as h, CapError, Host};
-use codeai::host::{clock, data, email, events, http, log, report, slack, state, types};
+use codeai::host::{clock, data, email, events, http, log, program, report, slack, state, types};
 use serde_json::Value;
-
-#[repr(C)]
-struct ProgramSlot {
-    magic: [u8; 16],
-    ptr: u32,
-    len: u32,
-}
-
-#[used]
-static PROGRAM_SLOT: ProgramSlot = ProgramSlot {
-    magic: codeai_ir::PROGRAM_SLOT_MAGIC,
-    ptr: 0,
-    len: 0,
-};
-
-fn program_bytes() -> &'static [u8] {
-    // SAFETY: the compiler wrote `len` bytes at `ptr` into an active data segment of this
-    // module's memory, below the heap the allocator starts with (`heap.rs`).
-    // `read_volatile` keeps the optimiser from folding the zeros the slot is compiled with.
-    unsafe {
-        let ptr = core::ptr::read_volatile(&PROGRAM_SLOT.ptr);
-        let len = core::ptr::read_volatile(&PROGRAM_SLOT.len);
-        if ptr == 0 || len == 0 {
-            return &[];
-        }
-        core::slice::from_raw_parts(ptr as usize as *const u8, len as usize)
-    }
-}
-
-/// Where the program ends in linear memory (0 when no program was written in).
-pub(crate) fn program_end() -> usize {
-    // SAFETY: as in `program_bytes`.
-    unsafe {
-        let ptr = core::ptr::read_volatile(&PROGRAM_SLOT.ptr);
-        let len = core::ptr::read_volatile(&PROGRAM_SLOT.len);
-        if ptr == 0 {
-            return 0;
-        }
-        ptr as usize + len as usize
-    }
-}
 
 struct Runtime;
 
@@ -60,7 +19,7 @@ impl Guest for Runtime {
             log::write(log::Level::Error, &format!("guest panic: {info}"));
         }));
         let program: codeai_ir::Program =
-            serde_json::from_slice(program_bytes()).map_err(|e| types::JobError {
+            serde_json::from_slice(&program::get()).map_err(|e| types::JobError {
                 step: None,
                 message: format!("the component's program is unreadable: {e}"),
             })?;

@@ -1,6 +1,6 @@
 //! The guest's allocator: dlmalloc (as Rust's own for `wasm32-unknown-unknown`), whose first
-//! block of memory is the heap the compiler reserves in the initial memory, above the program
-//! (`HEAP_PAGES` in `dsl-compiler/src/emit.rs`). Later blocks come from `memory.grow`.
+//! block of memory is the heap the compiler reserves in the initial memory, above the module's
+//! data (`HEAP_PAGES` in `dsl-compiler/src/emit.rs`). Later blocks come from `memory.grow`.
 //!
 //! Why: Rust's allocator gets every block from `memory.grow`, so every run grew its memory at
 //! least once. On the host, growing an instance's memory is an `mprotect` of the new pages, and
@@ -18,6 +18,11 @@ const PAGE: usize = 65_536;
 /// Blocks of linear memory for dlmalloc: the reserved heap first, then `memory.grow`.
 struct Memory;
 
+extern "C" {
+    /// Where the linker put the end of the module's data and stack: the heap may start here.
+    static __heap_base: u8;
+}
+
 /// The reserved heap: `None` until the first request (when memory has not grown yet), then
 /// its bounds until it is handed out (to the first request it fits), then empty.
 static mut RESERVED: Option<(usize, usize)> = None;
@@ -28,8 +33,10 @@ unsafe impl Allocator for Memory {
         // SAFETY: the guest is single-threaded; only this function touches `RESERVED`.
         let reserved = unsafe { &mut *ptr::addr_of_mut!(RESERVED) };
         let (start, end) = *reserved.get_or_insert_with(|| {
-            // The first request, before any `memory.grow`: the initial memory above the program.
-            let start = crate::component::program_end().next_multiple_of(PAGE);
+            // The first request, before any `memory.grow`: the initial memory above the data.
+            // Only the symbol's address is taken (which needs no `unsafe`).
+            let base = ptr::addr_of!(__heap_base) as usize;
+            let start = base.next_multiple_of(PAGE);
             let end = core::arch::wasm32::memory_size(0) * PAGE;
             if start == 0 || end <= start {
                 (0, 0)

@@ -10,7 +10,8 @@
 //! - `bare wasmtime: trivial component`: a default engine (on-demand allocator, no fuel, no
 //!   epochs), `Linker::instantiate_pre` once, then a new `Store` + instantiate + `run` + drop.
 //!
-//! and the ratios runtime/bare. Set `EXEC_BENCH_ITERS` to change the number of iterations.
+//! and the ratios runtime/bare. Set `EXEC_BENCH_ITERS` to change the number of iterations, and
+//! `EXEC_BENCH_ONLY=dsl` to run the DSL case alone (to profile it).
 
 use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
 use codeai_host::wasm::{self, bindings};
@@ -127,6 +128,9 @@ fn main() {
         );
         let dsl = runtime_case(&rt, &dsl_job, iters).await;
         print("runtime: DSL no-op job", &dsl);
+        if std::env::var("EXEC_BENCH_ONLY").as_deref() == Ok("dsl") {
+            return;
+        }
         let trivial = runtime_case(&rt, &trivial_job, iters).await;
         print("runtime: trivial component", &trivial);
         let input = "{}".to_string();

@@ -612,17 +612,20 @@ async fn completes(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn components_are_compiled_once_and_reloaded_from_verified_artifacts() {
+    // A hand-made component: what `codeai build` makes is not compiled at all (below).
     let config = config("cache");
-    let bytes = &noop_dsl().0;
+    let bytes = &wat_job("Done", "", common::handmade::RUN_COMPLETED, &["log"]);
     let (first, job) = prepared_from(&config, bytes, Source::Compiled);
     assert!(
         Arc::ptr_eq(&job, &first.prepare(bytes).unwrap()),
         "one InstancePre per hash"
     );
+    assert_eq!(first.compiled(), 1);
     drop(first);
 
     // A new host with the same cache directory loads the artifact.
     let (second, job) = prepared_from(&config, bytes, Source::Disk);
+    assert_eq!(second.compiled(), 0);
     completes(&second, &job).await;
     drop(second);
 
@@ -640,4 +643,123 @@ async fn components_are_compiled_once_and_reloaded_from_verified_artifacts() {
     let mut bare = bytes.clone();
     bare.truncate(8);
     assert!(third.prepare(&bare).is_err());
+}
+
+/// `job <name> { steps { answer { compute: <answer> as: answer } } }`, built.
+fn answering(name: &str, answer: u32) -> Vec<u8> {
+    let source = format!("job {name} {{ steps {{ answer {{ compute: {answer} as: answer }} }} }}");
+    let (mut artifacts, _) = codeai_dsl::compile("answer.codeai", &source).expect("builds");
+    artifacts.remove(0).bytes
+}
+
+/// The `answer` a completed execution's output holds.
+async fn answer_of(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) -> Value {
+    let result = runtime
+        .execute(job, fake(), "{}", ExecOptions::default())
+        .await
+        .result;
+    assert_eq!(result.status, Status::Completed, "{result:?}");
+    serde_json::from_str::<Value>(result.output.as_deref().unwrap()).unwrap()["answer"].clone()
+}
+
+fn artifacts_in(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            })
+            .count()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_built_job_runs_on_one_runtime_compiled_once() {
+    let config = config("one-runtime");
+    let runtime = Runtime::<Fake>::new(config.clone()).unwrap();
+    let jobs: Vec<_> = (1..=3)
+        .map(|n| {
+            runtime
+                .prepare(&answering(&format!("Answer{n}"), n))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(runtime.compiled(), 1, "the runtime, once for the three");
+    for (n, job) in (1..).zip(&jobs) {
+        assert_eq!(job.source(), Source::Shared);
+        assert_eq!(
+            answer_of(&runtime, job).await,
+            n,
+            "each runs its own program"
+        );
+    }
+    assert_eq!(
+        artifacts_in(&config.cache_dir),
+        1,
+        "only the runtime's artifact"
+    );
+    drop((jobs, runtime));
+
+    // A new host loads the runtime from its cache: nothing is compiled at all.
+    let again = Runtime::<Fake>::new(config.clone()).unwrap();
+    let job = again.prepare(&answering("Answer4", 4)).unwrap();
+    assert_eq!((again.compiled(), job.source()), (0, Source::Shared));
+    assert_eq!(answer_of(&again, &job).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_changed_in_its_code_is_compiled_on_its_own() {
+    let runtime = Runtime::<Fake>::new(config("changed")).unwrap();
+    let built = answering("Changed", 5);
+    // One byte of the runtime's own text (an error message in its data), so the changed module
+    // is still valid and runs: not the shared runtime's code any more.
+    let text = b", this runtime runs ";
+    let at = built
+        .windows(text.len())
+        .position(|w| w == text)
+        .expect("the runtime's message");
+    let mut changed = built.clone();
+    changed[at + 2] = b'T';
+    let job = runtime.prepare(&changed).unwrap();
+    assert_eq!((job.source(), runtime.compiled()), (Source::Compiled, 1));
+    // Compiled on its own, it is still handed its own program.
+    assert_eq!(answer_of(&runtime, &job).await, 5);
+    // The build as made runs on the shared runtime (compiled now, once).
+    let job = runtime.prepare(&built).unwrap();
+    assert_eq!((job.source(), runtime.compiled()), (Source::Shared, 2));
+    assert_eq!(answer_of(&runtime, &job).await, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_for_another_ir_version_is_refused() {
+    let runtime = Runtime::<Fake>::new(config("ir-version")).unwrap();
+    let built = answering("Versioned", 6);
+    let program = codeai_dsl::emit::read_program(&built).unwrap();
+    let manifest = codeai_dsl::emit::read_manifest(&built).unwrap();
+    let future = codeai_ir::IR_VERSION + 1;
+
+    let mut newer = program.clone();
+    newer.ir_version = future;
+    let bytes = codeai_dsl::emit::emit(&newer, &manifest).unwrap();
+    let error = runtime.prepare(&bytes).err().expect("refused").to_string();
+    assert!(error.contains(&format!("IR version {future}")), "{error}");
+
+    let mut json = serde_json::to_value(&manifest).unwrap();
+    json["ir_version"] = json!(future);
+    let mut bytes = codeai_dsl::emit::runtime_component().unwrap().to_vec();
+    for (section, data) in [
+        (
+            codeai_ir::PROGRAM_SECTION,
+            serde_json::to_vec(&program).unwrap(),
+        ),
+        (
+            codeai_ir::MANIFEST_SECTION,
+            serde_json::to_vec(&json).unwrap(),
+        ),
+    ] {
+        codeai_dsl::emit::append_custom_section(&mut bytes, section, &data);
+    }
+    let error = runtime.prepare(&bytes).err().expect("refused").to_string();
+    assert!(error.contains(&format!("IR version {future}")), "{error}");
+    assert_eq!(runtime.compiled(), 0, "nothing was compiled for either");
 }

@@ -40,9 +40,9 @@ pub const IR_VERSION: u32 = 1;
 /// Name of the custom section holding the JSON [`Manifest`].
 pub const MANIFEST_SECTION: &str = "codeai-manifest";
 
-/// The 16 bytes that mark the program slot in the guest runtime's data. The compiler finds them,
-/// writes the program into the module's memory and stores its address and length after them.
-pub const PROGRAM_SLOT_MAGIC: [u8; 16] = *b"\0CODEAI-PROGRAM\x01";
+/// Name of the custom section holding the JSON [`Program`]. The host hands its bytes to the
+/// guest runtime through the WIT import `program.get`.
+pub const PROGRAM_SECTION: &str = "codeai-program";
 
 // ---------------------------------------------------------------------------------------------
 // Program (compiler -> guest)

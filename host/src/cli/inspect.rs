@@ -31,13 +31,27 @@ pub(super) fn run(args: &InspectArgs) -> anyhow::Result<ExitCode> {
     let component =
         wasm::compile(&engine, &bytes).with_context(|| format!("failed to load `{path}`"))?;
     let shape = wasm::describe_component(&engine, &component);
-    print!("{}", describe(&manifest, bytes.len()));
+    print!("{}", describe(&manifest, bytes.len(), &code(&bytes)));
     print!("{}", describe_shape(&shape));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifest as aligned `label: value` lines.
-fn describe(m: &Manifest, size: usize) -> String {
+/// Whose code a component holds: this compiler's guest runtime (which a host compiles once for
+/// every job), or code of its own.
+fn code(bytes: &[u8]) -> String {
+    match codeai_dsl::emit::split_build(bytes) {
+        Some(build) => format!(
+            "the guest runtime of codeai {} (compiled once per host for every job) and a \
+             program of {:.1} KiB",
+            env!("CARGO_PKG_VERSION"),
+            build.program.len() as f64 / 1024.0
+        ),
+        None => "its own (not this compiler's runtime: a host compiles it on its own)".into(),
+    }
+}
+
+/// The manifest as aligned `label: value` lines, then the size and whose `code` it is.
+fn describe(m: &Manifest, size: usize, code: &str) -> String {
     let list = |items: Vec<String>| {
         if items.is_empty() {
             "-".to_string()
@@ -109,6 +123,7 @@ fn describe(m: &Manifest, size: usize) -> String {
         ("ir version", m.ir_version.to_string()),
         ("compiler", m.compiler.clone()),
         ("size", format!("{:.1} KiB", size as f64 / 1024.0)),
+        ("code", code.to_string()),
     ];
     let mut out = String::new();
     for (label, value) in lines {
@@ -217,7 +232,7 @@ mod tests {
 
     #[test]
     fn the_manifest_is_described_line_by_line() {
-        let text = describe(&manifest(), 2048);
+        let text = describe(&manifest(), 2048, &code(b"\0asm\x0d\0\x01\0"));
         let expected = "\
 job:          SyncExternalInventory
 description:  Sync from warehouse
@@ -240,6 +255,7 @@ source:       jobs.codeai (sha256 ab12)
 ir version:   1
 compiler:     codeai-dsl 0.1.0
 size:         2.0 KiB
+code:         its own (not this compiler's runtime: a host compiles it on its own)
 ";
         assert_eq!(text, expected);
     }

@@ -57,6 +57,9 @@ pub enum Source {
     Disk,
     /// Compiled now (and written to the cache directory).
     Compiled,
+    /// A `codeai build` component: it runs on the guest runtime this host compiled once for
+    /// all of them, with its own program; nothing of its own was compiled or cached.
+    Shared,
 }
 
 /// Failures of the cache directory itself. A bad artifact is not one: it is recompiled.

@@ -16,10 +16,11 @@
 use super::budget::MemoryBudget;
 use super::cancel::CancelToken;
 use crate::wasm::{
-    clock, data, email, events, http, log, report, slack, state, types, CapError, Capabilities,
-    Delivery,
+    clock, data, email, events, http, log, program, report, slack, state, types, CapError,
+    Capabilities, Delivery,
 };
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One WIT interface of the `job` world that a manifest can list.
@@ -228,6 +229,8 @@ pub struct Gated<C> {
     fatal: Option<String>,
     /// The execution's memory: every call releases the buffers the last one handed over.
     budget: MemoryBudget,
+    /// The job's program, handed to the guest by `program.get`.
+    program: Arc<[u8]>,
 }
 
 impl<C> Gated<C> {
@@ -236,6 +239,7 @@ impl<C> Gated<C> {
         allowed: CapabilitySet,
         job: &str,
         budget: MemoryBudget,
+        program: Arc<[u8]>,
     ) -> Gated<C> {
         Gated {
             inner,
@@ -251,6 +255,7 @@ impl<C> Gated<C> {
             abort: CancelToken::new(),
             fatal: None,
             budget,
+            program,
         }
     }
 
@@ -708,6 +713,13 @@ impl<C: Capabilities> clock::Host for Gated<C> {
             Ok(()) => self.inner.local(at).await,
             Err(denied) => self.deny_fatally(denied).await,
         }
+    }
+}
+
+/// Not a capability: every job may read its own program, and nothing is recorded.
+impl<C: Capabilities> program::Host for Gated<C> {
+    async fn get(&mut self) -> Vec<u8> {
+        self.program.to_vec()
     }
 }
 

@@ -3,9 +3,15 @@
 //! - **One engine** ([`engine`]): pooling allocator (tuned to keep 4 MiB of memory and tables
 //!   resident, `pagemap_scan` when the kernel has it), fuel metering, epoch interruption, a
 //!   bounded wasm stack, async calls. A semaphore keeps executions within the pool's capacity.
-//! - **A component cache** ([`cache`]): components are compiled once per SHA-256 of their
-//!   bytes, the artifact kept in a cache directory (default `.codeai/cache/`) beside a header
-//!   that proves this host wrote it, and an `InstancePre` kept in memory per hash.
+//! - **One compiled guest runtime**: every component `codeai build` makes is the same runtime
+//!   component followed by its program and manifest ([`codeai_dsl::emit::split_build`] checks
+//!   the bytes), so such a job is not compiled at all: it runs on the runtime this host compiled
+//!   once, which asks for its program through `program.get` and is handed the job's own.
+//! - **A component cache** ([`cache`]): any other component (hand-made, changed after its
+//!   build, built by another version) is compiled once per SHA-256 of its bytes, the artifact
+//!   kept in a cache directory (default `.codeai/cache/`) beside a header that proves this host
+//!   wrote it, and an `InstancePre` kept in memory per hash. The shared runtime is cached the
+//!   same way.
 //! - **Per execution** ([`Runtime::execute`]): a fresh [`Store`] with a memory cap shared by
 //!   the guest's memory and the host's buffers for it ([`budget`]), a fuel budget that yields
 //!   to tokio every so often, an epoch deadline checked at every 10 ms tick, a tokio timeout
@@ -29,10 +35,12 @@ pub use gate::{CallRecord, Capability, CapabilitySet, Gated, LogLine};
 
 use crate::wasm::{bindings, read_manifest, Capabilities, JobError, ManifestError, Outcome};
 use cache::ArtifactCache;
+use codeai_dsl::emit::{program_section, split_build, Build};
 use codeai_ir::Manifest;
 use engine::EpochTicker;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -157,12 +165,15 @@ pub enum RuntimeError {
     Budget(#[from] compile::CompileError),
 }
 
-/// A job component ready to run: compiled, linked, its manifest read.
+/// A job component ready to run: compiled (or recognised as a build of the shared runtime),
+/// linked, its manifest read.
 pub struct PreparedJob<C: 'static> {
     hash: Digest,
     manifest: Arc<Manifest>,
     capabilities: CapabilitySet,
     source: Source,
+    /// What `program.get` answers: the component's `codeai-program` section (empty if none).
+    program: Arc<[u8]>,
     pre: bindings::JobPre<ExecState<C>>,
 }
 
@@ -189,6 +200,11 @@ impl<C: 'static> PreparedJob<C> {
     /// Where the compiled component came from when it was prepared.
     pub fn source(&self) -> Source {
         self.source
+    }
+
+    /// The program the guest is handed (the component's `codeai-program` section).
+    pub fn program(&self) -> &[u8] {
+        &self.program
     }
 }
 
@@ -296,6 +312,10 @@ pub struct Runtime<C: 'static> {
     linker: Linker<ExecState<C>>,
     cache: ArtifactCache,
     prepared: Mutex<HashMap<Digest, Arc<PreparedJob<C>>>>,
+    /// The guest runtime every `codeai build` component shares, once compiled and linked.
+    shared: Mutex<Option<bindings::JobPre<ExecState<C>>>>,
+    /// Components compiled by this runtime (the shared runtime counts once).
+    compiled: AtomicU64,
     permits: Arc<Semaphore>,
     compiles: compile::CompilePool,
     config: RuntimeConfig,
@@ -319,6 +339,8 @@ impl<C: Capabilities> Runtime<C> {
             engine,
             linker,
             prepared: Mutex::new(HashMap::new()),
+            shared: Mutex::new(None),
+            compiled: AtomicU64::new(0),
             permits: Arc::new(Semaphore::new(config.pool_size.max(1) as usize)),
             compiles: compile::CompilePool::new(config.compile.clone()),
             config,
@@ -348,9 +370,23 @@ impl<C: Capabilities> Runtime<C> {
         if let Some(job) = self.lock_prepared().get(&hash) {
             return Ok(job.clone());
         }
+        if let Some(build) = split_build(bytes) {
+            let manifest = build_manifest(&build)?;
+            let pre = match self.shared_runtime()? {
+                Some(pre) => pre,
+                None => {
+                    let (runtime, hash) = shared_runtime_bytes()?;
+                    let (component, source) = self.cache.load(&self.engine, &hash, runtime)?;
+                    self.count(source);
+                    self.link_shared(&component)?
+                }
+            };
+            return Ok(self.register(hash, manifest, build.program, pre, Source::Shared));
+        }
         let manifest = read_manifest(bytes)?;
         let (component, source) = self.cache.load(&self.engine, &hash, bytes)?;
-        self.link(hash, manifest, &component, source)
+        self.count(source);
+        self.link(hash, manifest, program_section(bytes), &component, source)
     }
 
     /// The prepared component for `bytes` if it needs no compiling: prepared in memory, or a
@@ -364,10 +400,22 @@ impl<C: Capabilities> Runtime<C> {
         if let Some(job) = self.lock_prepared().get(&hash) {
             return Ok(Some(job.clone()));
         }
+        if let Some(build) = split_build(bytes) {
+            let manifest = build_manifest(&build)?;
+            return Ok(self
+                .shared_runtime()?
+                .map(|pre| self.register(hash, manifest, build.program, pre, Source::Shared)));
+        }
         let manifest = read_manifest(bytes)?;
         match self.cache.load_from_disk(&self.engine, &hash) {
             Some(component) => self
-                .link(hash, manifest, &component, Source::Disk)
+                .link(
+                    hash,
+                    manifest,
+                    program_section(bytes),
+                    &component,
+                    Source::Disk,
+                )
                 .map(Some),
             None => Ok(None),
         }
@@ -387,11 +435,30 @@ impl<C: Capabilities> Runtime<C> {
             return Ok(job);
         }
         let hash = cache::sha256(bytes);
+        if let Some(build) = split_build(bytes) {
+            // The host's own runtime, not yet compiled: no tenant's budget pays for it.
+            let manifest = build_manifest(&build)?;
+            let (runtime, runtime_hash) = shared_runtime_bytes()?;
+            let (component, _) = self.compile_in_pool(runtime_hash, runtime).await?;
+            let pre = self.link_shared(&component)?;
+            return Ok(self.register(hash, manifest, build.program, pre, Source::Shared));
+        }
         let manifest = read_manifest(bytes)?;
         self.compiles.check(bytes)?;
         if let Some(tenant) = charge {
             self.compiles.charge(tenant)?;
         }
+        let (component, source) = self.compile_in_pool(hash, bytes).await?;
+        self.link(hash, manifest, program_section(bytes), &component, source)
+    }
+
+    /// Compiles `bytes` (whose SHA-256 is `hash`) in the compile pool, in the compiler child
+    /// process when one is configured, unless a verified artifact turned up meanwhile.
+    async fn compile_in_pool(
+        &self,
+        hash: Digest,
+        bytes: &[u8],
+    ) -> Result<(Component, Source), RuntimeError> {
         let engine = self.engine.clone();
         let cache = self.cache.clone();
         let limits = self.config.compile.clone();
@@ -415,7 +482,46 @@ impl<C: Capabilities> Runtime<C> {
                 Ok((cache.store(&engine, &hash, &compiled)?, Source::Compiled))
             })
             .await??;
-        self.link(hash, manifest, &component, source)
+        self.count(source);
+        Ok((component, source))
+    }
+
+    /// How many components this runtime compiled (not loaded from disk, not shared): the
+    /// shared guest runtime counts once, however many jobs run on it.
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, source: Source) {
+        if source == Source::Compiled {
+            self.compiled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The shared runtime, linked, if it is prepared or its artifact is on disk.
+    fn shared_runtime(&self) -> Result<Option<bindings::JobPre<ExecState<C>>>, RuntimeError> {
+        if let Some(pre) = self.lock_shared().clone() {
+            return Ok(Some(pre));
+        }
+        let (_, hash) = shared_runtime_bytes()?;
+        match self.cache.load_from_disk(&self.engine, &hash) {
+            Some(component) => self.link_shared(&component).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Links the compiled shared runtime and keeps it (the first one linked wins).
+    fn link_shared(
+        &self,
+        component: &Component,
+    ) -> Result<bindings::JobPre<ExecState<C>>, RuntimeError> {
+        let pre = self.instantiate_pre(component)?;
+        Ok(self.lock_shared().get_or_insert(pre).clone())
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<bindings::JobPre<ExecState<C>>>> {
+        // A panic while holding the lock leaves it consistent (one assignment).
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The compile pool (its counters say how many compiles ran, and at most at once).
@@ -428,30 +534,50 @@ impl<C: Capabilities> Runtime<C> {
         self.cache.artifact_size(hash)
     }
 
-    fn link(
+    fn instantiate_pre(
         &self,
-        hash: Digest,
-        manifest: Manifest,
         component: &Component,
-        source: Source,
-    ) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
+    ) -> Result<bindings::JobPre<ExecState<C>>, RuntimeError> {
         let pre = self
             .linker
             .instantiate_pre(component)
             .map_err(|e| RuntimeError::Link(e.into()))?;
-        let pre = bindings::JobPre::new(pre).map_err(|e| RuntimeError::Link(e.into()))?;
+        bindings::JobPre::new(pre).map_err(|e| RuntimeError::Link(e.into()))
+    }
+
+    fn link(
+        &self,
+        hash: Digest,
+        manifest: Manifest,
+        program: Option<&[u8]>,
+        component: &Component,
+        source: Source,
+    ) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
+        let pre = self.instantiate_pre(component)?;
+        Ok(self.register(hash, manifest, program.unwrap_or_default(), pre, source))
+    }
+
+    /// Keeps a prepared job in memory (the first one prepared for `hash` wins).
+    fn register(
+        &self,
+        hash: Digest,
+        manifest: Manifest,
+        program: &[u8],
+        pre: bindings::JobPre<ExecState<C>>,
+        source: Source,
+    ) -> Arc<PreparedJob<C>> {
         let job = Arc::new(PreparedJob {
             hash,
             capabilities: CapabilitySet::from_names(&manifest.capabilities),
             manifest: Arc::new(manifest),
             source,
+            program: program.into(),
             pre,
         });
-        Ok(self
-            .lock_prepared()
+        self.lock_prepared()
             .entry(hash)
             .or_insert_with(|| job)
-            .clone())
+            .clone()
     }
 
     /// Forgets the component of `hash`: its `InstancePre` in memory and its artifact on disk
@@ -512,7 +638,13 @@ impl<C: Capabilities> Runtime<C> {
             .intersect(options.grants.unwrap_or_else(CapabilitySet::all));
         let budget = MemoryBudget::new(memory_cap);
         capabilities.set_memory_budget(budget.clone());
-        let caps = Gated::new(capabilities, allowed, &job.manifest.name, budget.clone());
+        let caps = Gated::new(
+            capabilities,
+            allowed,
+            &job.manifest.name,
+            budget.clone(),
+            job.program.clone(),
+        );
         let abort = caps.abort_token();
 
         let mut store = Store::new(
@@ -606,6 +738,36 @@ impl<C: Capabilities> Runtime<C> {
             result,
             capabilities,
         }
+    }
+}
+
+/// The shared runtime's component (what every `codeai build` component starts with) and its
+/// SHA-256, its key in the artifact cache.
+fn shared_runtime_bytes() -> Result<(&'static [u8], Digest), RuntimeError> {
+    static HASH: std::sync::OnceLock<Digest> = std::sync::OnceLock::new();
+    let bytes = codeai_dsl::emit::runtime_component()
+        .map_err(|e| RuntimeError::Setup(anyhow::anyhow!(e)))?;
+    Ok((bytes, *HASH.get_or_init(|| cache::sha256(bytes))))
+}
+
+/// The manifest of a component in the shape `codeai build` gives, once its manifest and its
+/// program are both of this runtime's IR version (the shared runtime would refuse the program
+/// at every run; it is refused once, here).
+fn build_manifest(build: &Build<'_>) -> Result<Manifest, RuntimeError> {
+    #[derive(serde::Deserialize)]
+    struct Versioned {
+        ir_version: u32,
+    }
+    let manifest = Manifest::from_json(build.manifest).map_err(ManifestError::Invalid)?;
+    match serde_json::from_slice::<Versioned>(build.program) {
+        Ok(v) if v.ir_version == codeai_ir::IR_VERSION => Ok(manifest),
+        Ok(v) => Err(ManifestError::Invalid(format!(
+            "the program has IR version {}, this host runs {}",
+            v.ir_version,
+            codeai_ir::IR_VERSION
+        ))
+        .into()),
+        Err(e) => Err(ManifestError::Invalid(format!("the program is unreadable: {e}")).into()),
     }
 }
 

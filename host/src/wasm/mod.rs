@@ -31,7 +31,7 @@ pub mod bindings {
 }
 
 pub use bindings::codeai::host::{
-    clock, data, email, events, http, log, report, slack, state, types,
+    clock, data, email, events, http, log, program, report, slack, state, types,
 };
 pub use bindings::Job;
 pub use types::{CapError, Delivery, JobError, Outcome};
@@ -80,8 +80,9 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
     Ok(Component::new(engine, bytes).context("failed to compile the component")?)
 }
 
-/// A linker that satisfies the `job` world's imports with the state type `T`.
-pub fn linker<T: Capabilities>(engine: &Engine) -> anyhow::Result<Linker<T>> {
+/// A linker that satisfies the `job` world's imports with the state type `T` (which answers
+/// `program.get` too: the runtime's own gate does, for the jobs it runs).
+pub fn linker<T: Capabilities + program::Host>(engine: &Engine) -> anyhow::Result<Linker<T>> {
     let mut linker = Linker::new(engine);
     Job::add_to_linker::<T, HasSelf<T>>(&mut linker, |state: &mut T| state)?;
     Ok(linker)

@@ -10,7 +10,7 @@
 
 use codeai_host::runtime::MemoryBudget;
 use codeai_host::wasm::{
-    clock, data, email, events, http, log, report, slack, state, types, CapError, Delivery,
+    clock, data, email, events, http, log, program, report, slack, state, types, CapError, Delivery,
 };
 use serde_json::{json, Value};
 use std::future::Future;
@@ -520,6 +520,14 @@ impl<S: Script> log::Host for Fake<S> {
     }
 
     async fn step(&mut self, _name: String) {}
+}
+
+/// Only for running a component bare (the `exec` bench's baseline): the runtime's gate answers
+/// `program.get` for the jobs it runs.
+impl<S: Script> program::Host for Fake<S> {
+    async fn get(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
 }
 
 impl<S: Script> clock::Host for Fake<S> {

@@ -21,6 +21,15 @@ fn noop(name: &str, n: u32) -> Vec<u8> {
     )
 }
 
+/// [`noop`] with a section added after the build: no longer the shape `codeai build` gives, so
+/// the host compiles it on its own (this file's hosts allow such components) and caches the
+/// artifact; a build itself runs on the host's shared runtime and has none.
+fn own_code(name: &str, n: u32) -> Vec<u8> {
+    let mut bytes = noop(name, n);
+    codeai_dsl::emit::append_custom_section(&mut bytes, "tenant-note", b"edited");
+    bytes
+}
+
 /// A host whose compiled artifacts go to a directory of this test's own.
 /// A host keeping compiled components in a directory of its own (`cache_dir`), its queue on
 /// `redis` when given, and a token of its tenant `acme`.
@@ -176,8 +185,18 @@ async fn over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason(db: Da
 async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
     let acme = acme(&db, None).await;
     let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
+    // A build stores its bytes and nothing compiled.
+    let built = noop("Built", 8);
+    t.upload_ok(&token, built.clone()).await;
+    assert!(!artifact(&cache_dir, &built).exists());
+    assert_eq!(
+        quotas::usage(&db, "acme").await.unwrap().bytes,
+        built.len() as u64
+    );
+    let (status, _) = t.delete(&token, "/jobs/Built").await;
+    assert_eq!(status, 204);
     // Room for the component, not for what it compiles to (about three times its size).
-    let component = noop("Compiled", 7);
+    let component = own_code("Compiled", 7);
     let room = LimitChanges {
         max_bytes: Some(Some(component.len() as i64 + 4096)),
         ..Default::default()
@@ -213,7 +232,7 @@ async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db:
     let acme = acme(&db, None).await;
     let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
     keep_versions(&db, 10).await;
-    let components: Vec<Vec<u8>> = (1..=15).map(|n| noop("Churn", n)).collect();
+    let components: Vec<Vec<u8>> = (1..=15).map(|n| own_code("Churn", n)).collect();
     let mut job_id = String::new();
     for (i, bytes) in components.iter().enumerate() {
         let body = t.upload_ok(&token, bytes.clone()).await;
@@ -386,7 +405,7 @@ mod held {
         let acme = acme(&db, redis).await;
         let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
         keep_versions(&db, 2).await;
-        let components: Vec<Vec<u8>> = (1..=5).map(|n| noop("Held", n)).collect();
+        let components: Vec<Vec<u8>> = (1..=5).map(|n| own_code("Held", n)).collect();
         let body = t.upload_ok(&token, components[0].clone()).await;
         let job_id = body["id"].as_str().unwrap().to_string();
         // A run of version 1 waiting for its time (as a later fire or a retry's delay would).
