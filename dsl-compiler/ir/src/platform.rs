@@ -16,6 +16,7 @@ pub const PLATFORM_TABLES: &[&str] = &[
     "alerts",
     "events",
     "execution_attempts",
+    "guest_runtimes",
     "idempotency_keys",
     "job_executions",
     "job_state",

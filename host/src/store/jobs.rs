@@ -111,13 +111,33 @@ pub async fn manifest(
     scalar(db, &of_version("manifest", job_id, version)).await
 }
 
-/// The component (the `.wasm` bytes) of a version of a job.
+/// The component (the `.wasm` bytes) of a version of a job, exactly as registered: a build's
+/// stored part after the guest runtime it names, stored once (`platform::register_job`).
 pub async fn component(
     db: &Database,
     job_id: &str,
     version: i64,
 ) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    scalar(db, &of_version("component", job_id, version)).await
+    let rows: Vec<(Vec<u8>, Option<Vec<u8>>)> = fetch_as(
+        db,
+        &stmt(
+            "SELECT v.component, r.component FROM job_versions v \
+             LEFT JOIN guest_runtimes r ON r.sha256 = v.runtime_sha256 \
+             WHERE v.job_id = ? AND v.version = ?",
+            vec![Param::Text(job_id.into()), Param::Int(version)],
+        ),
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(|(stored, runtime)| match runtime {
+            Some(mut whole) => {
+                whole.extend_from_slice(&stored);
+                whole
+            }
+            None => stored,
+        }))
 }
 
 /// Reads the column `column` (one of this module's, never input) of a version of a job.

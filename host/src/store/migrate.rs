@@ -103,6 +103,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0014_event_triggers.sql"),
         postgres: include_str!("../../../migrations/postgres/0014_event_triggers.sql"),
     },
+    Migration {
+        version: 15,
+        name: "guest_runtimes",
+        sqlite: include_str!("../../../migrations/sqlite/0015_guest_runtimes.sql"),
+        postgres: include_str!("../../../migrations/postgres/0015_guest_runtimes.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.

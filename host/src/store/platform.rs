@@ -121,30 +121,37 @@ pub async fn register_job(
         ),
     )
     .await?;
+    // A build keeps only what follows the guest runtime; the runtime is stored once.
+    let (runtime, stored) = match split_runtime(component) {
+        Some((runtime, rest)) => (Some(store_runtime(db, runtime).await?), rest),
+        None => (None, component),
+    };
     let blob = match db {
         // The component as bytes: `Param` has no blob, so bind it directly.
         Database::Sqlite(pool) => sqlx::query(
-            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, \
+             runtime_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&job_id)
         .bind(version)
         .bind(sha256)
         .bind(&manifest_json)
-        .bind(component)
+        .bind(stored)
+        .bind(runtime)
         .bind(super::sql::datetime_text(&now))
         .execute(pool)
         .await?
         .rows_affected(),
         Database::Postgres(pool) => sqlx::query(
-            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, \
+             runtime_sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&job_id)
         .bind(version)
         .bind(sha256)
         .bind(&manifest_json)
-        .bind(component)
+        .bind(stored)
+        .bind(runtime)
         .bind(now)
         .execute(pool)
         .await?
@@ -156,6 +163,63 @@ pub async fn register_job(
         version,
         new_version: true,
     })
+}
+
+/// A component `codeai build` made, split into this compiler's guest runtime and what follows it
+/// (its program and manifest sections); `None` for any other component (stored whole).
+fn split_runtime(component: &[u8]) -> Option<(&'static [u8], &[u8])> {
+    codeai_dsl::emit::split_build(component)?;
+    let runtime = codeai_dsl::emit::runtime_component().ok()?;
+    Some((runtime, &component[runtime.len()..]))
+}
+
+/// Stores `runtime` once (the first version that needs it); its SHA-256, as hex.
+async fn store_runtime(db: &Database, runtime: &'static [u8]) -> Result<String, sqlx::Error> {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let hash = HASH
+        .get_or_init(|| {
+            use sha2::Digest as _;
+            sha2::Sha256::digest(runtime)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        })
+        .clone();
+    let known = fetch_text(
+        db,
+        &stmt(
+            "SELECT sha256 FROM guest_runtimes WHERE sha256 = ?",
+            vec![text(&hash)],
+        ),
+    )
+    .await?;
+    if known.is_some() {
+        return Ok(hash);
+    }
+    let now = Utc::now();
+    match db {
+        Database::Sqlite(pool) => sqlx::query(
+            "INSERT INTO guest_runtimes (sha256, component, created_at) VALUES (?, ?, ?) \
+                 ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&hash)
+        .bind(runtime)
+        .bind(super::sql::datetime_text(&now))
+        .execute(pool)
+        .await?
+        .rows_affected(),
+        Database::Postgres(pool) => sqlx::query(
+            "INSERT INTO guest_runtimes (sha256, component, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&hash)
+        .bind(runtime)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    };
+    Ok(hash)
 }
 
 /// The latest version of a job and its component's hash (`(0, None)` before the first).

@@ -34,15 +34,22 @@ fn count(v: Option<i64>) -> u64 {
     v.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
+/// The bytes of the guest runtime a version of `job_versions v` is stored apart from (0 for a
+/// component stored whole): a version counts as its whole component, however it is stored.
+const RUNTIME_BYTES: &str = "COALESCE((SELECT LENGTH(r.component) FROM guest_runtimes r \
+                             WHERE r.sha256 = v.runtime_sha256), 0)";
+
 /// What `tenant` stores.
 pub async fn usage(db: &Database, tenant: &str) -> Result<Usage, sqlx::Error> {
     let row = fetch_one(
         db,
         &stmt(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant_id = ?) AS jobs, \
-             (SELECT CAST(COALESCE(SUM(LENGTH(v.component) + COALESCE(v.artifact_bytes, 0)), 0) \
-              AS BIGINT) FROM job_versions v \
-              JOIN jobs j ON j.id = v.job_id WHERE j.tenant_id = ?) AS bytes",
+            &format!(
+                "SELECT (SELECT COUNT(*) FROM jobs WHERE tenant_id = ?) AS jobs, \
+                 (SELECT CAST(COALESCE(SUM(LENGTH(v.component) + COALESCE(v.artifact_bytes, 0) \
+                  + {RUNTIME_BYTES}), 0) AS BIGINT) FROM job_versions v \
+                  JOIN jobs j ON j.id = v.job_id WHERE j.tenant_id = ?) AS bytes"
+            ),
             vec![Param::Text(tenant.into()), Param::Text(tenant.into())],
         ),
     )
@@ -81,9 +88,11 @@ pub async fn versions(db: &Database, job_id: &str) -> Result<Vec<StoredVersion>,
     Ok(fetch_all(
         db,
         &stmt(
-            "SELECT version, sha256, LENGTH(component) + COALESCE(artifact_bytes, 0) AS size \
-             FROM job_versions \
-             WHERE job_id = ? ORDER BY version DESC",
+            &format!(
+                "SELECT version, sha256, LENGTH(v.component) + COALESCE(artifact_bytes, 0) \
+                 + {RUNTIME_BYTES} AS size FROM job_versions v \
+                 WHERE job_id = ? ORDER BY version DESC"
+            ),
             vec![Param::Text(job_id.into())],
         ),
     )

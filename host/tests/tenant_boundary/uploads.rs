@@ -228,6 +228,64 @@ async fn compiled_artifacts_count_towards_the_storage_quota(db: Database) {
     acme.stop().await;
 }
 
+async fn a_build_is_stored_apart_from_its_runtime_and_read_back_whole(db: Database) {
+    let acme = acme(&db, None).await;
+    let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
+    let runtime = codeai_dsl::emit::runtime_component().unwrap();
+    let builds: Vec<Vec<u8>> = (1..=3).map(|n| noop("Stored", n)).collect();
+    let mut built_id = String::new();
+    for bytes in &builds {
+        built_id = t.upload_ok(&token, bytes.clone()).await["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    let edited = own_code("Edited", 1);
+    let edited_id = t.upload_ok(&token, edited.clone()).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The runtime is stored once; a build's versions keep only their own sections; a component
+    // of any other shape is stored whole.
+    let stored = |id: &str| {
+        let sql =
+            "SELECT CAST(SUM(LENGTH(component)) AS BIGINT) FROM job_versions WHERE job_id = ?";
+        let (db, id) = (db.clone(), id.to_string());
+        async move { common::count(&db, sql, &[&id]).await as usize }
+    };
+    let runtimes = common::count(&db, "SELECT COUNT(*) FROM guest_runtimes", &[]).await;
+    assert_eq!(runtimes, 1);
+    let whole: usize = builds.iter().map(Vec::len).sum();
+    assert_eq!(stored(&built_id).await, whole - 3 * runtime.len());
+    assert_eq!(stored(&edited_id).await, edited.len());
+    // Each reads back byte for byte, and runs.
+    for (version, bytes) in (1..).zip(&builds) {
+        let read = codeai_host::store::jobs::component(&db, &built_id, version)
+            .await
+            .unwrap();
+        assert!(
+            read.as_deref() == Some(bytes.as_slice()),
+            "version {version}"
+        );
+    }
+    let read = codeai_host::store::jobs::component(&db, &edited_id, 1)
+        .await
+        .unwrap();
+    assert!(read.as_deref() == Some(edited.as_slice()));
+    for job in ["Stored", "Edited"] {
+        assert_eq!(t.run(&token, job, json!({})).await["status"], "completed");
+    }
+    // The storage quota counts every version whole (and the edited one's compiled artifact).
+    let compiled = std::fs::metadata(artifact(&cache_dir, &edited))
+        .unwrap()
+        .len();
+    assert_eq!(
+        quotas::usage(&db, "acme").await.unwrap().bytes,
+        (whole + edited.len()) as u64 + compiled
+    );
+    acme.stop().await;
+}
+
 async fn versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts(db: Database) {
     let acme = acme(&db, None).await;
     let (t, cache_dir, token) = (&acme.t, acme.cache_dir.clone(), acme.token.clone());
@@ -443,6 +501,7 @@ mod held {
 }
 
 on_both_databases!(
+    a_build_is_stored_apart_from_its_runtime_and_read_back_whole,
     compiled_artifacts_count_towards_the_storage_quota,
     over_the_job_and_byte_quotas_uploads_are_refused_with_the_reason,
     versions_beyond_those_kept_are_pruned_with_their_compiled_artifacts,
