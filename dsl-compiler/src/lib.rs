@@ -3,8 +3,8 @@
 //! The pipeline is [`parse`] (text → [`ast::File`] with spans; never fails, collects syntax
 //! diagnostics) → [`check::check`] (names, types, cron, timezones, durations → one
 //! [`codeai_ir::Program`] and [`codeai_ir::Manifest`] per job; collects semantic diagnostics) →
-//! [`emit::emit`] (the embedded guest runtime + the program as data + the manifest as a custom
-//! section → component bytes).
+//! [`emit::emit`] (the embedded guest runtime's component, the same for every job, + the program
+//! and the manifest as custom sections → component bytes).
 //!
 //! This crate knows nothing about wasmtime, databases or the network.
 
