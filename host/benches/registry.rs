@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/common/fixtures.rs"]
 mod fixtures;
-use fixtures::{env_number, run_now};
+use fixtures::{artifacts_in as artifacts, env_number, run_now};
 
 const JOB: &str = "job Tick { schedule: every 1h  steps { answer { compute: 1 as: answer } } }";
 
@@ -37,18 +37,6 @@ fn rss() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
-}
-
-/// Compiled artifacts in the cache directory `dir`: how many components were compiled.
-fn artifacts(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-            })
-            .count()
-    })
 }
 
 fn dir_bytes(dir: &Path) -> u64 {

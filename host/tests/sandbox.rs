@@ -662,17 +662,6 @@ async fn answer_of(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) -> Value {
     serde_json::from_str::<Value>(result.output.as_deref().unwrap()).unwrap()["answer"].clone()
 }
 
-fn artifacts_in(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |entries| {
-        entries
-            .filter(|e| {
-                e.as_ref()
-                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-            })
-            .count()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_built_job_runs_on_one_runtime_compiled_once() {
     let config = config("one-runtime");
@@ -694,7 +683,7 @@ async fn every_built_job_runs_on_one_runtime_compiled_once() {
         );
     }
     assert_eq!(
-        artifacts_in(&config.cache_dir),
+        common::fixtures::artifacts_in(&config.cache_dir),
         1,
         "only the runtime's artifact"
     );

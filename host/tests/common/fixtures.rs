@@ -107,3 +107,15 @@ pub fn bench_pool(queue: Arc<Queue>, executor: Arc<Executor>, slots: usize) -> A
     };
     WorkerPool::new(queue, executor, config)
 }
+
+/// The compiled artifacts (`.cwasm`) in a runtime's cache directory `dir`.
+pub fn artifacts_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            })
+            .count()
+    })
+}
