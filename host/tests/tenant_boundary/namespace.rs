@@ -4,13 +4,15 @@
 //! The attacks: an entity over each platform table and with quoting and metacharacters (at build
 //! and, with the manifest edited after the build, at upload); a forged admin token; writes to
 //! the built-in entities; report rows whose path points at a host file or climbs out with `..`;
-//! reading or deleting another tenant's executions; another tenant's tables of the same name;
-//! maintenance of the whole database.
+//! reading or deleting another tenant's executions; another tenant's tables of the same name,
+//! also through upserts on the same key and aggregates over them; maintenance of the whole
+//! database.
 
 use crate::common::{run_postgres, run_sqlite};
 use crate::support::{build, job, tenant, with_manifest, TestHost, ADMIN};
 use codeai_host::store::query::EntityQueries;
 use codeai_host::store::{entities, Database};
+use codeai_host::wasm::data::Query;
 use codeai_ir::platform::{builtin_entity, PLATFORM_TABLES};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -171,10 +173,16 @@ job Escalate {{
     t.stop().await;
 }
 
-async fn tenants_tables_are_their_own(db: Database) {
+/// A host with two tenants, `acme` and `globex`, and their tokens.
+async fn acme_and_globex(db: Database) -> (TestHost, String, String) {
     let t = TestHost::start(db, |_| {}).await;
     let acme = tenant(&t.db, "acme").await;
     let globex = tenant(&t.db, "globex").await;
+    (t, acme, globex)
+}
+
+async fn tenants_tables_are_their_own(db: Database) {
+    let (t, acme, globex) = acme_and_globex(db).await;
     let bytes = job(SHOP, "Restock");
     t.upload_ok(&acme, bytes.clone()).await;
     t.upload_ok(&globex, bytes).await;
@@ -246,6 +254,98 @@ async fn tenants_tables_are_their_own(db: Database) {
     t.stop().await;
 }
 
+/// Stock by `sku`, a unique field: an upsert that matches on it, then totals over the table.
+const STOCK: &str = r#"
+entity Product {
+    table: "products"
+    id: uuid primary
+    sku: string unique
+    quantity: int
+}
+
+job Stock {
+    input: { quantity: int = 1 }
+    steps {
+        put {
+            action: upsert Product { sku: "SKU-1", quantity: input.quantity } on [sku]
+        }
+        totals {
+            query: aggregate Product { rows: count(), units: sum(quantity) }
+            as: totals
+        }
+    }
+}
+"#;
+
+/// A second tenant uploads the same job: its upsert on the same key cannot overwrite the first
+/// tenant's row (nor the operator's), and its aggregate counts its own rows only.
+async fn upserts_and_aggregates_stay_in_the_tenants_tables(db: Database) {
+    let (t, acme, globex) = acme_and_globex(db).await;
+    let bytes = job(STOCK, "Stock");
+    // The operator's own table of the same name, with a row of the same key.
+    let decls = codeai_host::wasm::read_manifest(&bytes).unwrap().entities;
+    entities::create_entity_tables(&t.db, "default", &decls)
+        .await
+        .unwrap();
+    let operator = EntityQueries::new(t.db.clone(), &decls, "default").unwrap();
+    operator
+        .insert("Product", r#"[{"sku": "SKU-1", "quantity": 5}]"#)
+        .await
+        .unwrap();
+    t.upload_ok(&acme, bytes.clone()).await;
+    t.upload_ok(&globex, bytes).await;
+
+    let totals = |exec: &Value| exec["output"]["totals"].clone();
+    let first = t
+        .run_completed(&acme, "Stock", json!({ "quantity": 7 }))
+        .await;
+    assert_eq!(totals(&first), json!({ "rows": 1, "units": 7 }), "{first}");
+    // Globex writes the same key with its own quantity, and sees its own row only.
+    let theirs = t
+        .run_completed(&globex, "Stock", json!({ "quantity": 1000 }))
+        .await;
+    assert_eq!(
+        totals(&theirs),
+        json!({ "rows": 1, "units": 1000 }),
+        "{theirs}"
+    );
+    // Acme's row was not overwritten: its next upsert updates its own row, once.
+    let again = t
+        .run_completed(&acme, "Stock", json!({ "quantity": 8 }))
+        .await;
+    assert_eq!(totals(&again), json!({ "rows": 1, "units": 8 }), "{again}");
+    let quantities = |tenant: &'static str| {
+        let db = t.db.clone();
+        let decls = decls.clone();
+        async move {
+            let rows = EntityQueries::new(db, &decls, tenant)
+                .unwrap()
+                .select_rows(&Query {
+                    entity: "Product".into(),
+                    filter: None,
+                    order: vec![],
+                    limit: None,
+                })
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| (r["sku"].clone(), r["quantity"].clone()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(quantities("acme").await, vec![(json!("SKU-1"), json!(8))]);
+    assert_eq!(
+        quantities("globex").await,
+        vec![(json!("SKU-1"), json!(1000))]
+    );
+    assert_eq!(
+        quantities("default").await,
+        vec![(json!("SKU-1"), json!(5))],
+        "the operator's row is untouched"
+    );
+    t.stop().await;
+}
+
 /// The tables of the platform's schema (SQLite: the file; PostgreSQL: `current_schema()`).
 async fn table_names(db: &Database) -> Vec<String> {
     match db {
@@ -295,9 +395,7 @@ job Janitor {
 "#;
 
 async fn executions_are_read_and_deleted_only_within_the_tenant(db: Database) {
-    let t = TestHost::start(db, |_| {}).await;
-    let acme = tenant(&t.db, "acme").await;
-    let globex = tenant(&t.db, "globex").await;
+    let (t, acme, globex) = acme_and_globex(db).await;
     t.upload_ok(&acme, job(JANITOR, "Janitor")).await;
     t.upload_ok(&globex, job(SHOP, "Restock")).await;
     let theirs = t.run_completed(&globex, "Restock", json!({})).await;
@@ -490,6 +588,7 @@ on_both_databases!(
     no_entity_reaches_a_platform_table,
     a_forged_admin_token_stays_forged,
     tenants_tables_are_their_own,
+    upserts_and_aggregates_stay_in_the_tenants_tables,
     the_reserved_names_are_the_platform_tables,
     executions_are_read_and_deleted_only_within_the_tenant,
     builtin_entities_cannot_be_written,
