@@ -6,15 +6,9 @@
 //!
 //! `cargo bench -p codeai-host --bench api_load`
 
-use codeai_host::alerts::AlertConfig;
 use codeai_host::api::ApiConfig;
 use codeai_host::app::{Host, HostConfig};
-use codeai_host::queue::QueueConfig;
-use codeai_host::runtime::RuntimeConfig;
-use codeai_host::scheduler::MisfirePolicy;
-use codeai_host::services::ServicesConfig;
 use codeai_host::store::{tenants, Database};
-use codeai_host::worker::PoolConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -117,22 +111,11 @@ fn main() {
         let mut host = Host::new(
             db.clone(),
             HostConfig {
-                role: codeai_host::app::Role::All,
-                redis: None,
-                runtime: RuntimeConfig {
-                    cache_dir: dir.join("cache"),
-                    ..RuntimeConfig::default()
-                },
-                services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
-                queue: QueueConfig::default(),
-                pool: PoolConfig::default(),
-                misfire: MisfirePolicy::RunOnce,
                 api: ApiConfig {
                     admin_token_hash: Some(tenants::token_hash(TOKEN)),
                     ..ApiConfig::default()
                 },
-                alerts: AlertConfig::default(),
-                reap_every: Duration::from_secs(1),
+                ..HostConfig::local(&dir)
             },
         )
         .await

@@ -12,15 +12,11 @@
 //!
 //! `cargo bench -p codeai-host --bench registry`.
 
-use codeai_host::app::{Host, HostConfig, Role};
-use codeai_host::queue::{NewTask, QueueConfig};
-use codeai_host::runtime::RuntimeConfig;
-use codeai_host::scheduler::MisfirePolicy;
-use codeai_host::services::ServicesConfig;
+use codeai_host::app::{Host, HostConfig};
+use codeai_host::queue::NewTask;
 use codeai_host::store::{migrate, tenants, Database};
 use codeai_host::worker::PoolConfig;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "../tests/common/fixtures.rs"]
@@ -50,23 +46,12 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 fn config(dir: &Path) -> HostConfig {
     HostConfig {
-        role: Role::All,
-        redis: None,
-        runtime: RuntimeConfig {
-            cache_dir: dir.join("cache"),
-            ..RuntimeConfig::default()
-        },
-        services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
-        queue: QueueConfig::default(),
         pool: PoolConfig {
             slots: 10,
             poll: Duration::from_millis(5),
             ..PoolConfig::default()
         },
-        misfire: MisfirePolicy::RunOnce,
-        api: Default::default(),
-        alerts: Default::default(),
-        reap_every: Duration::from_secs(1),
+        ..HostConfig::local(dir)
     }
 }
 

@@ -215,6 +215,32 @@ function fill(el, caption, headers, rows, empty) {
   replace(el, table(caption, headers, rows, empty));
 }
 
+/**
+ * A search form of labelled controls for the view at `route`: submitting it opens the view with
+ * the non-empty values in its address (`#/route?name=value…`), and "Clear" (when `anySet`) opens
+ * it without. A field reads its control's trimmed value unless it says how (`value`).
+ */
+function filterForm(route, label, submit, fields, anySet) {
+  const form = h(
+    "form",
+    { class: "bar filters", role: "search", "aria-label": label },
+    ...fields.flatMap((f) => [h("label", { for: f.control.id }, `${f.label} `), f.control]),
+    h("button", { type: "submit" }, submit),
+    anySet ? h("a", { href: route, id: "clear-filters" }, "Clear") : null,
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = new URLSearchParams();
+    for (const f of fields) {
+      const value = f.value ? f.value() : f.control.value.trim();
+      if (value) q.set(f.name, value);
+    }
+    const query = q.toString();
+    location.hash = `${route}${query ? `?${query}` : ""}`;
+  });
+  return form;
+}
+
 function table(caption, headers, rows, empty) {
   if (!rows.length) return h("p", { class: "empty" }, empty);
   // Each cell carries its column's name: on a phone the rows become cards labelled by it.
@@ -1191,26 +1217,10 @@ function eventsView(params) {
   return makeView("Events", (view, root) => {
     const type = params.get("type") || "";
     const job = params.get("job") || "";
-    const typeInput = h("input", { id: "event-type", name: "type", value: type, autocomplete: "off", placeholder: "JobCompleted" });
-    const jobInput = h("input", { id: "event-job", name: "job", value: job, autocomplete: "off", placeholder: "DailySalesReport" });
-    const form = h(
-      "form",
-      { class: "bar filters", role: "search", "aria-label": "Filter events" },
-      h("label", { for: "event-type" }, "Type "),
-      typeInput,
-      h("label", { for: "event-job" }, "Job "),
-      jobInput,
-      h("button", { type: "submit" }, "Filter"),
-      type || job ? h("a", { href: "#/events", id: "clear-filters" }, "Clear") : null,
-    );
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const q = new URLSearchParams();
-      if (typeInput.value.trim()) q.set("type", typeInput.value.trim());
-      if (jobInput.value.trim()) q.set("job", jobInput.value.trim());
-      const query = q.toString();
-      location.hash = `#/events${query ? `?${query}` : ""}`;
-    });
+    const form = filterForm("#/events", "Filter events", "Filter", [
+      { name: "type", label: "Type", control: h("input", { id: "event-type", name: "type", value: type, autocomplete: "off", placeholder: "JobCompleted" }) },
+      { name: "job", label: "Job", control: h("input", { id: "event-job", name: "job", value: job, autocomplete: "off", placeholder: "DailySalesReport" }) },
+    ], Boolean(type || job));
     const list = h("div", { id: "events" }, loading());
     let shown = 50;
     const moreButton = h("button", { type: "button", id: "more-events", hidden: true, onclick: async () => { shown += 50; await refresh(false); } }, "Show more");
@@ -1281,30 +1291,13 @@ function executionsView(params) {
     const since = input("since", { type: "datetime-local", value: localOf(given.since) });
     const until = input("until", { type: "datetime-local", value: localOf(given.until) });
     const error = input("error", { value: given.error, placeholder: "timed out" });
-    const form = h(
-      "form",
-      { class: "bar filters", role: "search", "aria-label": "Search executions" },
-      h("label", { for: "exec-job" }, "Job "),
-      job,
-      h("label", { for: "exec-status" }, "Status "),
-      status,
-      h("label", { for: "exec-since" }, "From "),
-      since,
-      h("label", { for: "exec-until" }, "To "),
-      until,
-      h("label", { for: "exec-error" }, "Error "),
-      error,
-      h("button", { type: "submit" }, "Search"),
-      FILTERS.some((f) => given[f]) ? h("a", { href: "#/executions", id: "clear-filters" }, "Clear") : null,
-    );
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      const q = new URLSearchParams();
-      const values = { job: job.value.trim(), status: status.value, since: instantOf(since.value), until: instantOf(until.value), error: error.value.trim() };
-      for (const f of FILTERS) if (values[f]) q.set(f, values[f]);
-      const query = q.toString();
-      location.hash = `#/executions${query ? `?${query}` : ""}`;
-    });
+    const form = filterForm("#/executions", "Search executions", "Search", [
+      { name: "job", label: "Job", control: job },
+      { name: "status", label: "Status", control: status },
+      { name: "since", label: "From", control: since, value: () => instantOf(since.value) },
+      { name: "until", label: "To", control: until, value: () => instantOf(until.value) },
+      { name: "error", label: "Error", control: error },
+    ], FILTERS.some((f) => given[f]));
     // The filter as the bulk endpoints take it.
     const filter = Object.fromEntries(FILTERS.filter((f) => given[f]).map((f) => [f, given[f]]));
     const bulk = (action, verb, applies) => {

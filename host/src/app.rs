@@ -49,6 +49,30 @@ pub struct HostConfig {
     pub reap_every: Duration,
 }
 
+impl HostConfig {
+    /// A whole host on one machine that keeps its files under `dir` (the compile cache in
+    /// `dir/cache`, reports in `dir/reports`): the database's own queue, no admin token, no
+    /// environment for jobs, every other setting at its default. For embedding a host and for
+    /// tests and benches; set the fields that differ.
+    pub fn local(dir: &std::path::Path) -> HostConfig {
+        HostConfig {
+            role: Role::All,
+            redis: None,
+            runtime: RuntimeConfig {
+                cache_dir: dir.join("cache"),
+                ..RuntimeConfig::default()
+            },
+            services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
+            queue: QueueConfig::default(),
+            pool: PoolConfig::default(),
+            misfire: MisfirePolicy::RunOnce,
+            api: ApiConfig::default(),
+            alerts: AlertConfig::default(),
+            reap_every: Duration::from_secs(1),
+        }
+    }
+}
+
 /// A job registered at start.
 #[derive(Debug, Clone)]
 pub struct Registered {

@@ -178,15 +178,12 @@ async fn a_paused_job_does_not_fire_and_resumes_without_a_backlog(
     );
     // A new schedule takes effect from now.
     let daily = &ids["DailySalesReport"];
+    let seven = codeai_ir::Schedule::Cron {
+        expression: "0 7 * * *".into(),
+    };
+    let fires = codeai_host::scheduler::fires_of(&seven, "America/Los_Angeles").unwrap();
     let next = scheduler
-        .reschedule(
-            daily,
-            &codeai_ir::Schedule::Cron {
-                expression: "0 7 * * *".into(),
-            },
-            "America/Los_Angeles",
-            resumed,
-        )
+        .reschedule(daily, &seven, "America/Los_Angeles", fires, resumed)
         .await
         .unwrap();
     assert_eq!(next, Some(utc("2026-05-31T14:00:00Z")), "07:00 PDT");

@@ -4,6 +4,7 @@ use super::auth::Auth;
 use super::error::{ApiError, ErrorBody, JsonBody, OptionalJsonBody, PathParams, QueryParams};
 use super::page::{decode_cursor, page_limit, Listing};
 use super::ApiState;
+use crate::scheduler::ScheduleError;
 use crate::store::jobs::{self as store, JobColumns};
 use crate::store::rows::{JsonRow, RowExt};
 use crate::store::ExecutionStatus;
@@ -474,6 +475,14 @@ pub(super) async fn resume(
     set_paused(&state, &auth, &id, false).await
 }
 
+fn invalid_schedule(message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_schedule",
+        message,
+    )
+}
+
 /// Update a job's schedule: a cron expression (with its timezone), an interval or one run at
 /// an instant. It holds until a new version of the job is uploaded with its own.
 #[utoipa::path(put, path = "/jobs/{id}/schedule", tag = "jobs",
@@ -494,23 +503,15 @@ pub(super) async fn schedule(
         .timezone
         .clone()
         .unwrap_or_else(|| row.text("timezone").unwrap_or_else(|| "UTC".into()));
-    let invalid = |message: String| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_schedule",
-            message,
-        )
-    };
     let now = Utc::now();
-    // Checked before anything changes.
-    let schedule = body.schedule(now).map_err(invalid)?;
-    if timezone.parse::<chrono_tz::Tz>().is_err() {
-        return Err(invalid(format!("`{timezone}` is not an IANA timezone")));
-    }
-    crate::scheduler::fires_of(&schedule, &timezone).map_err(|e| invalid(e.to_string()))?;
+    let schedule = body.schedule(now).map_err(invalid_schedule)?;
     state
         .jobs()
         .reschedule(&job_id, &schedule, &timezone, now)
-        .await?;
+        .await
+        .map_err(|e| match e.downcast::<ScheduleError>() {
+            Ok(invalid) => invalid_schedule(invalid.to_string()),
+            Err(e) => e.into(),
+        })?;
     reload(&state, &auth, &job_id).await
 }

@@ -687,20 +687,14 @@ mod tests {
                 prepare(&[integration()], &mut env, &req("Warehouse", "item", &args)).unwrap_err();
             assert!(matches!(err, CapError::Denied(_)), "{sku}: {err:?}");
         }
-        let err = prepare(
-            &[integration()],
-            &mut env,
-            &req("Evil", "get_inventory", "{}"),
-        )
-        .unwrap_err();
-        assert!(matches!(err, CapError::Denied(_)));
-        let err = prepare(
-            &[integration()],
-            &mut env,
-            &req("Warehouse", "delete_all", "{}"),
-        )
-        .unwrap_err();
-        assert!(matches!(err, CapError::Denied(_)));
+        // An integration the job does not declare, and an operation its integration lacks.
+        for (integration_name, operation) in
+            [("Evil", "get_inventory"), ("Warehouse", "delete_all")]
+        {
+            let call = req(integration_name, operation, "{}");
+            let err = prepare(&[integration()], &mut env, &call).unwrap_err();
+            assert!(matches!(err, CapError::Denied(_)), "{operation}: {err:?}");
+        }
         let base = Url::parse("http://127.0.0.1:9/api/").unwrap();
         assert!(!within(
             &base,

@@ -12,7 +12,7 @@
 
 use crate::queue::Queue;
 use crate::quotas::JobStorage;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{fires_of, ScheduleError, Scheduler};
 use crate::store::{platform, quotas, schedules, Database, ExecutionStatus};
 use crate::worker::WorkerPool;
 use chrono::{DateTime, Utc};
@@ -142,9 +142,10 @@ impl<'a> Jobs<'a> {
         Ok(())
     }
 
-    /// Gives a job another schedule (cron, interval or one time) in `timezone`, checked by the
-    /// caller with [`crate::scheduler::fires_of`]; its next fire is computed from `now`. It holds
-    /// until a new version of the job brings its own.
+    /// Gives a job another schedule (cron, interval or one time) in `timezone`; its next fire is
+    /// computed from `now`. It holds until a new version of the job brings its own. Both are
+    /// checked before anything changes: an invalid one is refused with its [`ScheduleError`]
+    /// and the job keeps its schedule.
     pub async fn reschedule(
         &self,
         job_id: &str,
@@ -152,8 +153,13 @@ impl<'a> Jobs<'a> {
         timezone: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        // An interval does not need its timezone, but a later cron schedule would.
+        if timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(ScheduleError::Timezone(timezone.to_string()).into());
+        }
+        let fires = fires_of(schedule, timezone)?;
         self.scheduler
-            .reschedule(job_id, schedule, timezone, now)
+            .reschedule(job_id, schedule, timezone, fires, now)
             .await
     }
 

@@ -251,16 +251,17 @@ impl Scheduler {
         Ok(true)
     }
 
-    /// Replaces a job's schedule and timezone (until a new version brings its own); the next
-    /// fire is computed from `now`.
+    /// Replaces a job's schedule and timezone (until a new version brings its own) with their
+    /// `fires`, checked by the caller ([`crate::domain::jobs::Jobs::reschedule`]); the next fire
+    /// is computed from `now`.
     pub async fn reschedule(
         &self,
         job_id: &str,
         schedule: &Schedule,
         timezone: &str,
+        fires: Option<Fires>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let fires = fires_of(schedule, timezone)?;
         let next = fires.as_ref().and_then(|f| f.next_after(now));
         schedules::set(self.db(), job_id, schedule, timezone, next).await?;
         if let Some(job) = self.lock().get_mut(job_id) {

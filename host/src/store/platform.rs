@@ -126,37 +126,20 @@ pub async fn register_job(
         Some((runtime, rest)) => (Some(store_runtime(db, runtime).await?), rest),
         None => (None, component),
     };
-    let blob = match db {
-        // The component as bytes: `Param` has no blob, so bind it directly.
-        Database::Sqlite(pool) => sqlx::query(
-            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, \
-             runtime_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&job_id)
-        .bind(version)
-        .bind(sha256)
-        .bind(&manifest_json)
-        .bind(stored)
-        .bind(runtime)
-        .bind(super::sql::datetime_text(&now))
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Database::Postgres(pool) => sqlx::query(
-            "INSERT INTO job_versions (job_id, version, sha256, manifest, component, \
-             runtime_sha256, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&job_id)
-        .bind(version)
-        .bind(sha256)
-        .bind(&manifest_json)
-        .bind(stored)
-        .bind(runtime)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
+    let version_row = stmt(
+        "INSERT INTO job_versions (job_id, version, sha256, manifest, component, \
+         runtime_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        vec![
+            text(&job_id),
+            Param::Int(version),
+            text(sha256),
+            text(&manifest_json),
+            Param::Bytes(stored.to_vec()),
+            opt_text(runtime),
+            Param::DateTime(now),
+        ],
+    );
+    let blob = execute(db, &version_row).await?;
     debug_assert_eq!(blob, 1);
     Ok(Registered {
         job_id,
@@ -196,29 +179,16 @@ async fn store_runtime(db: &Database, runtime: &'static [u8]) -> Result<String, 
     if known.is_some() {
         return Ok(hash);
     }
-    let now = Utc::now();
-    match db {
-        Database::Sqlite(pool) => sqlx::query(
-            "INSERT INTO guest_runtimes (sha256, component, created_at) VALUES (?, ?, ?) \
-                 ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&hash)
-        .bind(runtime)
-        .bind(super::sql::datetime_text(&now))
-        .execute(pool)
-        .await?
-        .rows_affected(),
-        Database::Postgres(pool) => sqlx::query(
-            "INSERT INTO guest_runtimes (sha256, component, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (sha256) DO NOTHING",
-        )
-        .bind(&hash)
-        .bind(runtime)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
+    let insert = stmt(
+        "INSERT INTO guest_runtimes (sha256, component, created_at) VALUES (?, ?, ?) \
+         ON CONFLICT (sha256) DO NOTHING",
+        vec![
+            text(&hash),
+            Param::Bytes(runtime.to_vec()),
+            Param::DateTime(Utc::now()),
+        ],
+    );
+    execute(db, &insert).await?;
     Ok(hash)
 }
 

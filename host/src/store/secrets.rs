@@ -12,7 +12,7 @@
 //! first time a value is sealed or opened. A key is never printed, and values never leave this
 //! module but as the plaintext its caller asked for.
 
-use super::rows::{execute, execute_all, fetch_all, scalar, RowExt};
+use super::rows::{execute, execute_all, fetch_all, fetch_as, scalar, RowExt};
 use super::sql::{stmt, Param, Stmt};
 use super::Database;
 use base64::Engine as _;
@@ -460,28 +460,22 @@ pub async fn delete(db: &Database, tenant: &str, name: &str) -> Result<bool, sql
         > 0)
 }
 
-fn sealed_of(row: &super::rows::JsonRow) -> Sealed {
-    Sealed {
-        key_id: row.text("key_id").unwrap_or_default(),
-        nonce: row.text("nonce").unwrap_or_default(),
-        ciphertext: row.text("ciphertext").unwrap_or_default(),
-    }
-}
-
 /// Every secret of `tenant`, still sealed, by name: one query; [`Keyring::open`] decrypts the
 /// ones a job uses.
 pub async fn load(db: &Database, tenant: &str) -> Result<HashMap<String, Sealed>, sqlx::Error> {
-    let rows = fetch_all(
-        db,
-        &stmt(
-            "SELECT name, key_id, nonce, ciphertext FROM secrets WHERE tenant_id = ?",
-            vec![Param::Text(tenant.into())],
-        ),
-    )
-    .await?;
+    let sql = "SELECT name, key_id, nonce, ciphertext FROM secrets WHERE tenant_id = ?";
+    let rows: Vec<(String, String, String, String)> =
+        fetch_as(db, &stmt(sql, vec![Param::Text(tenant.into())])).await?;
     Ok(rows
-        .iter()
-        .map(|r| (r.text("name").unwrap_or_default(), sealed_of(r)))
+        .into_iter()
+        .map(|(name, key_id, nonce, ciphertext)| {
+            let sealed = Sealed {
+                key_id,
+                nonce,
+                ciphertext,
+            };
+            (name, sealed)
+        })
         .collect())
 }
 
@@ -499,28 +493,25 @@ pub struct Rotated {
 /// names it.
 pub async fn rotate(db: &Database, keys: &Keyring) -> Result<Rotated, SecretError> {
     let current = keys.current_id()?;
-    let rows = fetch_all(
-        db,
-        &stmt(
-            "SELECT tenant_id, name, key_id, nonce, ciphertext FROM secrets \
-             ORDER BY tenant_id, name",
-            vec![],
-        ),
-    )
-    .await?;
+    let sql = "SELECT tenant_id, name, key_id, nonce, ciphertext FROM secrets \
+               ORDER BY tenant_id, name";
+    let rows: Vec<(String, String, String, String, String)> =
+        fetch_as(db, &stmt(sql, vec![])).await?;
     let mut updates: Vec<Stmt> = Vec::new();
     let mut done = Rotated {
         reencrypted: 0,
         current: 0,
     };
-    for row in &rows {
-        let old = sealed_of(row);
-        if old.key_id == current {
+    for (tenant, name, key_id, nonce, ciphertext) in rows {
+        if key_id == current {
             done.current += 1;
             continue;
         }
-        let tenant = row.text("tenant_id").unwrap_or_default();
-        let name = row.text("name").unwrap_or_default();
+        let old = Sealed {
+            key_id,
+            nonce,
+            ciphertext,
+        };
         let value = keys.open(&tenant, &name, &old)?;
         let new = keys.seal(&tenant, &name, &value)?;
         // Only the row as it was read: a value set meanwhile is under the current key already.

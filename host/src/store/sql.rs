@@ -21,6 +21,8 @@ pub enum Param {
     DateTime(DateTime<Utc>),
     Date(NaiveDate),
     Json(Value),
+    /// A blob (the platform's stored components; no entity field has this type).
+    Bytes(Vec<u8>),
 }
 
 /// A statement as SQL text and bound parameters in order, independent of the dialect.
@@ -62,6 +64,7 @@ pub(crate) fn sqlite_builder(stmt: &Stmt) -> QueryBuilder<'static, Sqlite> {
             Param::DateTime(v) => qb.push_bind(datetime_text(v)),
             Param::Date(v) => qb.push_bind(v.format("%Y-%m-%d").to_string()),
             Param::Json(v) => qb.push_bind(v.to_string()),
+            Param::Bytes(v) => qb.push_bind(v.clone()),
         };
     })
 }
@@ -85,6 +88,7 @@ pub(crate) fn pg_builder(stmt: &Stmt) -> QueryBuilder<'static, Postgres> {
             Param::DateTime(v) => qb.push_bind(*v),
             Param::Date(v) => qb.push_bind(*v),
             Param::Json(v) => qb.push_bind(sqlx::types::Json(v.clone())),
+            Param::Bytes(v) => qb.push_bind(v.clone()),
         };
     })
 }

@@ -4,14 +4,10 @@
 use codeai_host::alerts::AlertConfig;
 use codeai_host::api::ApiConfig;
 use codeai_host::app::{Host, HostConfig};
-use codeai_host::queue::QueueConfig;
 use codeai_host::runtime::RuntimeConfig;
-use codeai_host::scheduler::MisfirePolicy;
-use codeai_host::services::ServicesConfig;
 use codeai_host::store::{tenants, Database};
 use codeai_host::worker::PoolConfig;
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The admin token of every test host.
@@ -35,8 +31,6 @@ impl TestHost {
             env!("CARGO_CRATE_NAME")
         )));
         let mut config = HostConfig {
-            role: codeai_host::app::Role::All,
-            redis: None,
             runtime: RuntimeConfig {
                 // Shared by the tests of this binary: compiled once per component
                 // (content-addressed).
@@ -45,15 +39,12 @@ impl TestHost {
                 pool_size: 8,
                 ..RuntimeConfig::default()
             },
-            services: ServicesConfig::local(dir.join("reports"), Arc::new(|_| None)),
-            queue: QueueConfig::default(),
             pool: PoolConfig {
                 slots: 4,
                 poll: Duration::from_millis(10),
                 grace: Duration::from_millis(500),
                 ..PoolConfig::default()
             },
-            misfire: MisfirePolicy::RunOnce,
             api: ApiConfig {
                 admin_token_hash: Some(tenants::token_hash(ADMIN)),
                 ..ApiConfig::default()
@@ -63,6 +54,7 @@ impl TestHost {
                 ..AlertConfig::default()
             },
             reap_every: Duration::from_millis(200),
+            ..HostConfig::local(&dir)
         };
         tweak(&mut config);
         let mut host = Host::new(db.clone(), config).await.unwrap();
