@@ -677,18 +677,20 @@ fn secret_set_list_delete_and_rotate_key() {
     );
 }
 
-/// `codeai bench throughput`'s results, `key=value` lines, as a map.
-fn bench(env: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+/// A `codeai bench` run's results, `key=value` lines, as a map, and what it said on stderr.
+fn bench(
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (std::collections::BTreeMap<String, String>, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_codeai"));
-    command.args(["bench", "throughput", "--jobs", "40", "--concurrency", "3"]);
+    command.arg("bench").args(args);
     command.env_remove("DATABASE_URL").env_remove("REDIS_URL");
     for (k, v) in env {
         command.env(k, v);
     }
     let out = command.output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("running them on 3 worker slots"));
-    text(&out.stdout)
+    let results = text(&out.stdout)
         .lines()
         .map(|l| {
             let (k, v) = l
@@ -696,8 +698,11 @@ fn bench(env: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
                 .unwrap_or_else(|| panic!("not key=value: {l}"));
             (k.to_string(), v.to_string())
         })
-        .collect()
+        .collect();
+    (results, text(&out.stderr))
 }
+
+const THROUGHPUT: [&str; 5] = ["throughput", "--jobs", "40", "--concurrency", "3"];
 
 /// The figures a throughput run prints, each a number where it should be.
 fn assert_throughput_shape(r: &std::collections::BTreeMap<String, String>, backend: &str) {
@@ -715,7 +720,8 @@ fn assert_throughput_shape(r: &std::collections::BTreeMap<String, String>, backe
 fn bench_throughput_runs_no_op_jobs_on_a_scratch_sqlite_file_it_removes() {
     let dir = TempDir::new("bench");
     let url = format!("sqlite:{}/codeai.db", dir.str());
-    let r = bench(&[("DATABASE_URL", &url)]);
+    let (r, said) = bench(&THROUGHPUT, &[("DATABASE_URL", &url)]);
+    assert!(said.contains("running them on 3 worker slots"), "{said}");
     assert_throughput_shape(&r, "sqlite");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
@@ -734,8 +740,13 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
         );
         return;
     };
-    let r = bench(&[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)]);
+    let (r, _) = bench(
+        &THROUGHPUT,
+        &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)],
+    );
     assert_throughput_shape(&r, "postgres+redis");
+    let (r, _) = bench(&FIRE, &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)]);
+    assert_fire_shape(&r, "postgres+redis");
     let schemas: i64 = rt
         .block_on(
             sqlx::query_scalar(
@@ -755,6 +766,43 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
             .unwrap()
     });
     assert!(keys.is_empty(), "keys left behind: {keys:?}");
+}
+
+const FIRE: [&str; 5] = ["fire", "--jobs", "30", "--concurrency", "3"];
+
+/// The figures a fire run prints: lateness after the instant, never before it, and no task
+/// started before it was leasable.
+fn assert_fire_shape(r: &std::collections::BTreeMap<String, String>, backend: &str) {
+    assert_eq!(r["bench"], "fire");
+    assert_eq!(r["backend"], backend);
+    assert_eq!((r["jobs"].as_str(), r["concurrency"].as_str()), ("30", "3"));
+    let number = |k: &str| -> f64 { r[k].parse().unwrap_or_else(|_| panic!("{k}={}", r[k])) };
+    for kind in ["leasable", "started"] {
+        let (p50, p99, max) = (
+            number(&format!("{kind}_p50_ms")),
+            number(&format!("{kind}_p99_ms")),
+            number(&format!("{kind}_max_ms")),
+        );
+        assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{kind}: {r:?}");
+    }
+    // Each task started after it was leasable, so every quantile is at least as late.
+    for q in ["p50", "p99", "max"] {
+        assert!(
+            number(&format!("started_{q}_ms")) >= number(&format!("leasable_{q}_ms")),
+            "{q}: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn bench_fire_schedules_no_op_jobs_at_one_instant_on_a_scratch_sqlite_file_it_removes() {
+    let dir = TempDir::new("bench-fire");
+    let url = format!("sqlite:{}/codeai.db", dir.str());
+    let (r, said) = bench(&FIRE, &[("DATABASE_URL", &url)]);
+    assert!(said.contains("30 jobs due at"), "{said}");
+    assert_fire_shape(&r, "sqlite");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// `codeai fmt`: the examples are in the canonical layout (`--check` passes and changes

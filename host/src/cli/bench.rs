@@ -1,6 +1,11 @@
-//! `codeai bench throughput [--jobs N] [--concurrency C]`: what this machine and backend do with
-//! a built-in no-op job, end to end (enqueue → lease → a fresh sandbox → the execution recorded →
-//! the task finished), on the backend `DATABASE_URL` and `REDIS_URL` name.
+//! What this machine and backend do with a built-in no-op job, on the backend `DATABASE_URL` and
+//! `REDIS_URL` name:
+//!
+//! - `codeai bench throughput [--jobs N] [--concurrency C]`: jobs/s end to end (enqueue → lease →
+//!   a fresh sandbox → the execution recorded → the task finished);
+//! - `codeai bench fire [--jobs N] [--concurrency C]`: N jobs scheduled at one instant, fired by
+//!   the host's own scheduler loop: how late each was *leasable* (in the queue and due) and how
+//!   late it *started*, after the instant.
 //!
 //! It leaves nothing behind: on PostgreSQL it works in a schema of its own, dropped at the end; on
 //! SQLite in a new file beside `DATABASE_URL`'s (in the temp dir by default), removed at the end;
@@ -9,9 +14,12 @@
 //! progress to stderr.
 
 use super::exec::{database_url, redact};
+use crate::background::schedule;
+use crate::cluster::Leadership;
 use crate::executor::Executor;
 use crate::queue::{NewTask, Queue, QueueConfig, RedisQueue};
 use crate::runtime::{Runtime, RuntimeConfig};
+use crate::scheduler::{MisfirePolicy, Scheduler};
 use crate::services::{Services, ServicesConfig};
 use crate::store::{self, Database};
 use crate::worker::{PoolConfig, WorkerPool};
@@ -24,6 +32,7 @@ use std::process::ExitCode;
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub(super) struct BenchArgs {
@@ -42,6 +51,15 @@ enum BenchCommand {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1024))]
         concurrency: u32,
     },
+    /// Schedules N no-op jobs due at one instant; prints how late they were leasable and started.
+    Fire {
+        /// How many jobs.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        jobs: u32,
+        /// Worker slots.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        concurrency: u32,
+    },
 }
 
 /// The job every bench runs: one `compute` step.
@@ -54,6 +72,12 @@ pub(super) fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
             BenchCommand::Throughput { jobs, concurrency } => {
                 let scratch = Scratch::open().await?;
                 let result = throughput(&scratch, jobs as usize, concurrency as usize).await;
+                scratch.remove().await;
+                result?;
+            }
+            BenchCommand::Fire { jobs, concurrency } => {
+                let scratch = Scratch::open().await?;
+                let result = fire(&scratch, jobs as usize, concurrency as usize).await;
                 scratch.remove().await;
                 result?;
             }
@@ -166,25 +190,8 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     let registered =
         store::platform::register_job(db, "default", &job.manifest, &job.bytes, "codeai-bench")
             .await?;
-    // A queue of its own: a host sharing the backend does not serve it.
-    let queue_name = "codeai-bench";
-    let config = QueueConfig {
-        weights: vec![(queue_name.to_string(), 1)],
-        ..QueueConfig::default()
-    };
-    let queue = Arc::new(match &scratch.redis {
-        Some(redis) => Queue::on(redis.clone(), config),
-        None => Queue::new(db.clone(), config),
-    });
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: scratch.dir.join("cache"),
-        ..RuntimeConfig::default()
-    })?;
-    let services = Services::new(
-        db.clone(),
-        ServicesConfig::local(scratch.dir.join("reports"), Arc::new(|_| None)),
-    );
-    let executor = Arc::new(Executor::new(runtime, services));
+    let queue = bench_queue(scratch);
+    let executor = executor(scratch)?;
     eprintln!("compiling the bench job …");
     executor.runtime().prepare(&job.bytes)?;
 
@@ -197,7 +204,7 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
             job_id: registered.job_id.clone(),
             job_name: job.name.clone(),
             job_version: Some(registered.version),
-            queue: queue_name.into(),
+            queue: QUEUE.into(),
             trigger: "bench".into(),
             input: "{}".into(),
             fire_at: None,
@@ -222,7 +229,7 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     let running = tokio::spawn(pool.clone().run());
     loop {
         let counts = queue.counts(Utc::now(), None).await?;
-        let c = counts.get(queue_name).copied().unwrap_or_default();
+        let c = counts.get(QUEUE).copied().unwrap_or_default();
         if c.completed + c.failed >= jobs as u64 {
             break;
         }
@@ -253,6 +260,156 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     println!("queue_wait_p99_ms={:.1}", percentile(&mut waits, 0.99));
     println!("execution_p50_ms={:.1}", percentile(&mut runs_ms, 0.50));
     println!("execution_p99_ms={:.1}", percentile(&mut runs_ms, 0.99));
+    Ok(())
+}
+
+/// The queue every bench uses: a queue of its own, which a host sharing the backend does not
+/// serve.
+const QUEUE: &str = "codeai-bench";
+
+fn bench_queue(scratch: &Scratch) -> Arc<Queue> {
+    let config = QueueConfig {
+        weights: vec![(QUEUE.to_string(), 1)],
+        ..QueueConfig::default()
+    };
+    Arc::new(match &scratch.redis {
+        Some(redis) => Queue::on(redis.clone(), config),
+        None => Queue::new(scratch.db.clone(), config),
+    })
+}
+
+fn executor(scratch: &Scratch) -> anyhow::Result<Arc<Executor>> {
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: scratch.dir.join("cache"),
+        ..RuntimeConfig::default()
+    })?;
+    let services = Services::new(
+        scratch.db.clone(),
+        ServicesConfig::local(scratch.dir.join("reports"), Arc::new(|_| None)),
+    );
+    Ok(Arc::new(Executor::new(runtime, services)))
+}
+
+/// Waits until `jobs` tasks of the bench queue have finished.
+async fn finished(queue: &Queue, jobs: usize) -> anyhow::Result<()> {
+    loop {
+        let counts = queue.counts(Utc::now(), None).await?;
+        let c = counts.get(QUEUE).copied().unwrap_or_default();
+        if c.completed + c.failed >= jobs as u64 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// N jobs scheduled at one instant, fired by the host's scheduler loop ([`schedule::fire`]).
+async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Result<()> {
+    let db = &scratch.db;
+    eprintln!(
+        "building and registering {jobs} jobs on {} …",
+        scratch.backend
+    );
+    let mut registered = Vec::with_capacity(jobs);
+    let mut one_build = Vec::new();
+    for n in 0..jobs {
+        let source = NOOP.replace("CodeaiBench", &format!("CodeaiFire{n}"));
+        let (mut artifacts, _) = codeai_dsl::compile("fire.codeai", &source)
+            .map_err(|d| anyhow::anyhow!("the bench job does not build: {d:?}"))?;
+        let job = artifacts.remove(0);
+        let mut manifest = job.manifest;
+        manifest.queue = QUEUE.into();
+        let reg =
+            store::platform::register_job(db, "default", &manifest, &job.bytes, "codeai-bench")
+                .await?;
+        registered.push((reg.job_id, reg.version, manifest));
+        one_build = job.bytes;
+    }
+    let queue = bench_queue(scratch);
+    let executor = executor(scratch)?;
+    let scheduler = Arc::new(Scheduler::new(
+        db.clone(),
+        queue.clone(),
+        MisfirePolicy::RunOnce,
+    ));
+    eprintln!("compiling the bench job …");
+    // Every job is the same guest runtime: one compile, before the instant.
+    executor.runtime().prepare(&one_build)?;
+    // The instant: far enough ahead for the scheduler to take every job first.
+    let lead = chrono::Duration::milliseconds(2000 + jobs as i64);
+    let instant = Utc::now() + lead;
+    let once = codeai_ir::Schedule::Once {
+        at: instant.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    };
+    for (job_id, version, mut manifest) in registered {
+        manifest.schedule = once.clone();
+        manifest.timezone = "UTC".into();
+        scheduler
+            .add(&job_id, "default", version, Arc::new(manifest), Utc::now())
+            .await?;
+    }
+    anyhow::ensure!(
+        Utc::now() < instant,
+        "scheduling {jobs} jobs took longer than the {} ms lead; try fewer jobs",
+        lead.num_milliseconds()
+    );
+    let pool = WorkerPool::new(
+        queue.clone(),
+        executor,
+        PoolConfig {
+            slots: concurrency,
+            ..PoolConfig::default()
+        },
+    );
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(pool.clone().run());
+    let firing = tokio::spawn(schedule::fire(
+        scheduler,
+        pool.clone(),
+        Leadership::alone(),
+        stop.clone(),
+    ));
+    eprintln!(
+        "{jobs} jobs due at {} ({} ms from now), {concurrency} worker slots …",
+        instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        (instant - Utc::now()).num_milliseconds()
+    );
+    finished(&queue, jobs).await?;
+    stop.cancel();
+    let _ = firing.await;
+    pool.shutdown().await;
+    running.abort();
+
+    let starts = store::executions::scheduled_starts(db).await?;
+    anyhow::ensure!(
+        starts.len() == jobs,
+        "{} of {jobs} scheduled executions were recorded",
+        starts.len()
+    );
+    let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    let mut leasable = Vec::with_capacity(jobs);
+    let mut started = Vec::with_capacity(jobs);
+    for (id, due, start) in &starts {
+        started.push(ms(*start - *due));
+        let id = uuid::Uuid::parse_str(id)?;
+        let info = queue
+            .task_info(id)
+            .await?
+            .with_context(|| format!("the task of execution {id} is gone"))?;
+        // In the queue, and due.
+        let ready = info.created_at.into_iter().chain(info.run_after).max();
+        let ready = ready.with_context(|| format!("task {id} has no enqueue time"))?;
+        leasable.push(ms(ready - *due));
+    }
+    println!("bench=fire");
+    println!("backend={}", scratch.backend);
+    println!("jobs={jobs}");
+    println!("concurrency={concurrency}");
+    println!("leasable_p50_ms={:.1}", percentile(&mut leasable, 0.50));
+    println!("leasable_p99_ms={:.1}", percentile(&mut leasable, 0.99));
+    println!("leasable_max_ms={:.1}", percentile(&mut leasable, 1.0));
+    println!("started_p50_ms={:.1}", percentile(&mut started, 0.50));
+    println!("started_p99_ms={:.1}", percentile(&mut started, 0.99));
+    println!("started_max_ms={:.1}", percentile(&mut started, 1.0));
     Ok(())
 }
 

@@ -109,6 +109,9 @@ fn log_fires(batch: &[NewTask]) {
     }
 }
 
+/// How many due fires [`Scheduler::tick`] moves on and enqueues together.
+pub const FIRES_PER_BATCH: usize = 500;
+
 /// Fires jobs onto the queue.
 pub struct Scheduler {
     db: Database,
@@ -301,85 +304,92 @@ impl Scheduler {
         })
     }
 
-    /// Enqueues every fire due at `now` and moves each job's next fire on.
+    /// Enqueues every fire due at `now` and moves each job's next fire on, [`FIRES_PER_BATCH`]
+    /// at a time: one transaction moves a batch's next fires, one insert enqueues its tasks, so
+    /// the first fires are in the queue while the later ones are being moved.
     pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<Tick> {
-        let due: Vec<ScheduledJob> = self
+        let due: Vec<(ScheduledJob, DateTime<Utc>)> = self
             .lock()
             .values()
-            .filter(|j| j.enabled && j.next_run_at.is_some_and(|t| t <= now))
-            .cloned()
+            .filter(|j| j.enabled)
+            .filter_map(|j| Some((j.clone(), j.next_run_at.filter(|t| *t <= now)?)))
             .collect();
         let mut tick = Tick::default();
         if due.is_empty() {
             tick.next_due = self.next_due();
             return Ok(tick);
         }
-        // One query for the overlap check of every due job, one insert per 200 fires.
-        let due_ids: Vec<String> = due.iter().map(|j| j.job_id.clone()).collect();
+        // One query for the overlap check of every due job.
+        let due_ids: Vec<String> = due.iter().map(|(j, _)| j.job_id.clone()).collect();
         let busy = self.queue.busy_jobs(&due_ids).await?;
-        let mut batch: Vec<NewTask> = Vec::new();
-        for job in due {
-            let Some(fire) = job.next_run_at else {
-                continue;
-            };
-            let fires = job.fires.clone();
+        for chunk in due.chunks(FIRES_PER_BATCH) {
             // Past fires are not replayed one by one: continue from now.
-            let next = fires.as_ref().and_then(|f| f.next_after(fire.max(now)));
-            if !schedules::advance(self.db(), &job.job_id, fire, next).await? {
-                // Another scheduler moved it on; take its value.
-                let (_, stored) = schedules::state(self.db(), &job.job_id).await?;
-                if let Some(j) = self.lock().get_mut(&job.job_id) {
-                    j.next_run_at = stored;
+            let moves: Vec<schedules::Advance<'_>> = chunk
+                .iter()
+                .map(|(job, fire)| schedules::Advance {
+                    job_id: &job.job_id,
+                    fired: *fire,
+                    next: job
+                        .fires
+                        .as_ref()
+                        .and_then(|f| f.next_after((*fire).max(now))),
+                })
+                .collect();
+            let won = schedules::advance(self.db(), &moves).await?;
+            let mut batch: Vec<NewTask> = Vec::with_capacity(chunk.len());
+            for (((job, fire), moved), won) in chunk.iter().zip(&moves).zip(won) {
+                let fire = *fire;
+                if !won {
+                    // Another scheduler moved it on; take its value.
+                    let (_, stored) = schedules::state(self.db(), &job.job_id).await?;
+                    if let Some(j) = self.lock().get_mut(&job.job_id) {
+                        j.next_run_at = stored;
+                    }
+                    continue;
                 }
-                continue;
+                if let Some(j) = self.lock().get_mut(&job.job_id) {
+                    j.next_run_at = moved.next;
+                }
+                let name = job.manifest.name.clone();
+                if self.misfire == MisfirePolicy::Skip && now - fire > self.grace {
+                    self.record_skipped(job, fire, "misfire: the host was down when it fell due")
+                        .await?;
+                    tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
+                        "scheduled fire skipped: misfire");
+                    tick.skipped.push((name, fire, "misfire".into()));
+                    continue;
+                }
+                let overlap = job.manifest.overlap;
+                if overlap == Overlap::Skip && busy.contains(&job.job_id) {
+                    let reason = "overlap: the previous run is still pending or active";
+                    self.record_skipped(job, fire, reason).await?;
+                    tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
+                        "scheduled fire skipped: overlap");
+                    tick.skipped.push((name, fire, reason.into()));
+                    continue;
+                }
+                let id = Uuid::new_v4();
+                batch.push(NewTask {
+                    id: Some(id),
+                    tenant: job.tenant.clone(),
+                    job_id: job.job_id.clone(),
+                    job_name: name.clone(),
+                    job_version: Some(job.version),
+                    queue: job.manifest.queue.clone(),
+                    trigger: "schedule".into(),
+                    input: "{}".into(),
+                    fire_at: Some(fire),
+                    run_after: fire,
+                    max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
+                    exclusive: overlap == Overlap::Queue,
+                });
+                tick.enqueued.push((name, fire, id));
             }
-            if let Some(j) = self.lock().get_mut(&job.job_id) {
-                j.next_run_at = next;
-            }
-            let name = job.manifest.name.clone();
-            if self.misfire == MisfirePolicy::Skip && now - fire > self.grace {
-                self.record_skipped(&job, fire, "misfire: the host was down when it fell due")
-                    .await?;
-                tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
-                    "scheduled fire skipped: misfire");
-                tick.skipped.push((name, fire, "misfire".into()));
-                continue;
-            }
-            let overlap = job.manifest.overlap;
-            if overlap == Overlap::Skip && busy.contains(&job.job_id) {
-                let reason = "overlap: the previous run is still pending or active";
-                self.record_skipped(&job, fire, reason).await?;
-                tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
-                    "scheduled fire skipped: overlap");
-                tick.skipped.push((name, fire, reason.into()));
-                continue;
-            }
-            let id = Uuid::new_v4();
-            batch.push(NewTask {
-                id: Some(id),
-                tenant: job.tenant.clone(),
-                job_id: job.job_id.clone(),
-                job_name: name.clone(),
-                job_version: Some(job.version),
-                queue: job.manifest.queue.clone(),
-                trigger: "schedule".into(),
-                input: "{}".into(),
-                fire_at: Some(fire),
-                run_after: fire,
-                max_attempts: i64::from(job.manifest.retry.max_retries) + 1,
-                exclusive: overlap == Overlap::Queue,
-            });
-            tick.enqueued.push((name, fire, id));
-            if batch.len() >= 200 {
-                self.queue.enqueue_many(&batch).await?;
-                log_fires(&batch);
-                batch.clear();
-            }
+            // The compare-and-set above makes this scheduler the only one enqueuing these
+            // fires; the unique (job, fire) index would drop a duplicate anyway.
+            self.queue.enqueue_many(&batch).await?;
+            log_fires(&batch);
         }
-        // The compare-and-set above makes this scheduler the only one enqueuing these fires;
-        // the unique (job, fire) index would drop a duplicate anyway.
-        self.queue.enqueue_many(&batch).await?;
-        log_fires(&batch);
         tick.next_due = self.next_due();
         Ok(tick)
     }

@@ -255,6 +255,16 @@ pub async fn running(db: &Database) -> Result<Vec<JsonRow>, sqlx::Error> {
     .await
 }
 
+/// Each scheduled execution's id, the fire it was due at and when it started, for `codeai bench
+/// fire`.
+pub async fn scheduled_starts(
+    db: &Database,
+) -> Result<Vec<(String, DateTime<Utc>, DateTime<Utc>)>, sqlx::Error> {
+    let sql = "SELECT CAST(id AS TEXT), scheduled_at, started_at FROM job_executions \
+               WHERE trigger = 'schedule' AND scheduled_at IS NOT NULL AND started_at IS NOT NULL";
+    fetch_as(db, &stmt(sql, vec![])).await
+}
+
 /// When each execution of a job started and how long it ran (ms), for `codeai bench`.
 pub async fn starts_and_durations(
     db: &Database,

@@ -3,11 +3,12 @@
 //! through the API). What the scheduler
 //! reads and writes; the same on SQLite and PostgreSQL.
 
-use super::rows::{execute, fetch_optional_as};
-use super::sql::{stmt, Param};
+use super::rows::{execute, fetch_optional_as, scalars};
+use super::sql::{stmt, Param, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
 use codeai_ir::{FieldType, Schedule};
+use std::collections::HashSet;
 
 fn id(job_id: &str) -> Param {
     Param::Text(job_id.to_string())
@@ -46,24 +47,36 @@ pub async fn set_next(
     execute(db, &s).await.map(drop)
 }
 
-/// Moves the job's next fire from `fired` (now its last) to `next`, only if the stored next
-/// fire is still `fired` (compare-and-set: one scheduler wins a fire). Returns whether it moved.
-pub async fn advance(
-    db: &Database,
-    job_id: &str,
-    fired: DateTime<Utc>,
-    next: Option<DateTime<Utc>>,
-) -> Result<bool, sqlx::Error> {
-    let s = stmt(
-        "UPDATE jobs SET next_run_at = ?, last_run_at = ? WHERE id = ? AND next_run_at = ?",
-        vec![
-            opt_time(next),
-            Param::DateTime(fired),
-            id(job_id),
-            Param::DateTime(fired),
-        ],
-    );
-    Ok(execute(db, &s).await? == 1)
+/// A move of a job's next fire: from `fired` (now its last) to `next`.
+#[derive(Debug, Clone)]
+pub struct Advance<'a> {
+    pub job_id: &'a str,
+    pub fired: DateTime<Utc>,
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Moves each job's next fire on, only where the stored next fire is still the one fired
+/// (compare-and-set: one scheduler wins a fire), in one statement. Returns, for each, whether
+/// it moved.
+pub async fn advance(db: &Database, moves: &[Advance<'_>]) -> Result<Vec<bool>, sqlx::Error> {
+    if moves.is_empty() {
+        return Ok(Vec::new());
+    }
+    // `VALUES` names its columns column1… on both databases.
+    let mut s = Stmt::default();
+    s.sql("UPDATE jobs SET next_run_at = v.column3, last_run_at = v.column2 FROM (VALUES ");
+    for (i, m) in moves.iter().enumerate() {
+        s.sql(if i == 0 { "(" } else { ", (" });
+        s.bind(id(m.job_id));
+        s.sql(", ");
+        s.bind(Param::DateTime(m.fired));
+        s.sql(", ");
+        s.bind(opt_time(m.next));
+        s.sql(")");
+    }
+    s.sql(") AS v WHERE jobs.id = v.column1 AND jobs.next_run_at = v.column2 RETURNING jobs.id");
+    let moved: HashSet<String> = scalars::<String>(db, &s).await?.into_iter().collect();
+    Ok(moves.iter().map(|m| moved.contains(m.job_id)).collect())
 }
 
 /// Enables or disables (pauses) a job; with `next`, its next fire too.
