@@ -50,7 +50,6 @@ pub fn check(
         diagnostics: Vec::new(),
     };
     let decls = decls::collect(file, &mut cx);
-    let source_hash = format!("{:x}", Sha256::digest(source.as_bytes()));
 
     let mut jobs = Vec::new();
     let mut seen: HashMap<&str, Span> = HashMap::new();
@@ -66,6 +65,10 @@ pub fn check(
             continue;
         }
         seen.insert(&job.name.node, job.name.span);
+        // The job's own text: editing another job of the file leaves this one's component (and
+        // so its version on a host) as it was. What it uses is in its program and manifest.
+        let text = source.get(job.span.start..job.span.end).unwrap_or(source);
+        let source_hash = format!("{:x}", Sha256::digest(text.as_bytes()));
         jobs.push(job::check_job(job, &decls, &mut cx, &source_hash));
     }
     for action in &decls.actions {

@@ -105,6 +105,50 @@ fn components_differ_only_by_what_the_job_says() {
     assert!(artifacts[1..].iter().all(|a| &a.bytes != first));
 }
 
+/// Editing one job of a file rebuilds that job's component only: the others come out byte for
+/// byte as before, so a host registers no new version of them; a declaration a job uses changes
+/// that job too. (Lines added above a job move its steps' locations, which its program
+/// carries for error messages: that job is then rebuilt too.)
+#[test]
+fn editing_one_job_leaves_the_other_jobs_components_as_they_were() {
+    let source = r#"
+template note {
+    subject: "Note"
+    body: "{{n}}"
+}
+
+job First {
+    schedule: every 1h
+    steps { one { compute: 1 as: n } }
+}
+
+job Second {
+    schedule: every 2h
+    steps { two { log: "second" } }
+}
+"#;
+    let build = |source: &str| -> Vec<Vec<u8>> {
+        let (artifacts, _) = codeai_dsl::compile("file.codeai", source).expect("builds");
+        artifacts.into_iter().map(|a| a.bytes).collect()
+    };
+    let before = build(source);
+    let edited = build(&source.replace("log: \"second\"", "log: \"second, edited\""));
+    assert_eq!(before[0], edited[0], "First is untouched");
+    assert_ne!(before[1], edited[1], "Second changed");
+    // A job that sends the template changes with it.
+    let sender = source.replace(
+        "steps { one { compute: 1 as: n } }",
+        "steps { one { compute: 1 as: n } mail { send: email(\"a@example.com\") { template: \"note\" data: { n: n } } } }",
+    );
+    let with_mail = build(&sender);
+    let with_other_subject = build(&sender.replace("subject: \"Note\"", "subject: \"Notice\""));
+    assert_ne!(
+        with_mail[0], with_other_subject[0],
+        "First sends the template"
+    );
+    assert_eq!(with_mail[1], with_other_subject[1], "Second does not");
+}
+
 #[test]
 fn read_manifest_refuses_what_codeai_did_not_build() {
     use codeai_dsl::emit::ManifestError;

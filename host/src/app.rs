@@ -98,8 +98,19 @@ pub async fn register_prepared(
     let manifest = job.manifest_arc();
     let hash = crate::runtime::cache::hex(job.hash());
     let reg = store::platform::register_job(db, tenant, &manifest, bytes, &hash).await?;
+    // It fires on its row's schedule: the manifest's, or one the API gave it that the new
+    // version left as it was.
+    let mut fires_on = manifest.clone();
+    if let Some((schedule, timezone)) = store::schedules::stored(db, &reg.job_id).await? {
+        if schedule != manifest.schedule || timezone != manifest.timezone {
+            let mut m = (*manifest).clone();
+            m.schedule = schedule;
+            m.timezone = timezone;
+            fires_on = Arc::new(m);
+        }
+    }
     let scheduled = scheduler
-        .add(&reg.job_id, tenant, reg.version, manifest.clone(), now)
+        .add(&reg.job_id, tenant, reg.version, fires_on, now)
         .await
         .with_context(|| format!("job `{}`", manifest.name))?;
     Ok(Registered {

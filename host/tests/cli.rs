@@ -155,7 +155,7 @@ fn inspect_shows_the_manifest_and_the_interface() {
         "queue:        default",
         "timeout:      30m",
         "retry:        3 retries, exponential backoff",
-        "source:       scheduled-jobs.codeai (sha256 ",
+        "source:       scheduled-jobs.codeai (job text sha256 ",
         "code:         the guest runtime of codeai ",
         "imports:",
         "codeai:host/data@0.1.0",

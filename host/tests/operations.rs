@@ -382,8 +382,55 @@ fn urlencoding(text: &str) -> String {
     text.replace('+', "%2B").replace(':', "%3A")
 }
 
+/// A schedule the API gave a job holds when a new version of it brings the schedule the
+/// version before it brought (an edit of its steps, or of another job of the file, which does not
+/// even make a new version of it); a new version that changes the schedule in the source wins.
+async fn an_api_schedule_holds_across_new_versions_that_bring_the_same_schedule(db: Database) {
+    let host = TestHost::start(db, |_| {}).await;
+    host.register_source("default", "ops.codeai", SOURCE).await;
+    let id = job_id(&host, ADMIN, "Daily").await;
+    let (status, job) = host
+        .put(ADMIN, "/jobs/Daily/schedule", json!({ "every": "10m" }))
+        .await;
+    assert_eq!(status, 200, "{job}");
+    let every = Schedule::Interval { every_ms: 600_000 };
+    let fires_on = || {
+        host.host()
+            .scheduler
+            .job(&id)
+            .unwrap()
+            .manifest
+            .schedule
+            .clone()
+    };
+
+    // Daily's steps change: a new version, the same schedule in the source.
+    let edited = SOURCE.replace(r#"log: "daily""#, r#"log: "daily, edited""#);
+    host.register_source("default", "ops.codeai", &edited).await;
+    let daily = get_ok(&host, ADMIN, "/jobs/Daily").await;
+    assert_eq!(daily["version"], 2, "{daily}");
+    assert_eq!(daily["schedule"]["kind"], "every", "{daily}");
+    assert_eq!(fires_on(), every);
+    // The other jobs of the file were not touched: no new version.
+    let fine = get_ok(&host, ADMIN, "/jobs/Fine").await;
+    assert_eq!(fine["version"], 1, "{fine}");
+
+    // The source changes the schedule: the new one wins.
+    let moved = edited.replace(r#"schedule: "0 6 * * *""#, r#"schedule: "0 8 * * *""#);
+    host.register_source("default", "ops.codeai", &moved).await;
+    let daily = get_ok(&host, ADMIN, "/jobs/Daily").await;
+    assert_eq!(daily["version"], 3, "{daily}");
+    assert_eq!(daily["cron_expression"], "0 8 * * *", "{daily}");
+    let eight = Schedule::Cron {
+        expression: "0 8 * * *".into(),
+    };
+    assert_eq!(fires_on(), eight);
+    host.stop().await;
+}
+
 on_both_databases!(
     executions_are_searched_and_retried_by_filter,
     pending_executions_are_cancelled_by_filter,
     a_schedule_becomes_an_interval_or_one_run_and_survives_a_restart,
+    an_api_schedule_holds_across_new_versions_that_bring_the_same_schedule,
 );

@@ -617,7 +617,8 @@ pub struct Manifest {
     /// the host refuses a run whose input does not fit it. `None`: any JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input: Option<Vec<input::InputField>>,
-    /// Hex SHA-256 of the whole `.codeai` source file.
+    /// Hex SHA-256 of the job's own text in its source file (`job Name { … }`): another job of
+    /// the same file changing leaves it as it was (and so the component and its version).
     pub source_hash: String,
     /// The source file name (not its path).
     pub source_file: String,

@@ -484,7 +484,8 @@ fn invalid_schedule(message: String) -> ApiError {
 }
 
 /// Update a job's schedule: a cron expression (with its timezone), an interval or one run at
-/// an instant. It holds until a new version of the job is uploaded with its own.
+/// an instant. It holds until a new version of the job brings a schedule of its own different
+/// from the one the version before it brought.
 #[utoipa::path(put, path = "/jobs/{id}/schedule", tag = "jobs",
     params(("id" = String, Path, description = "The job's uuid or name")),
     request_body(content = ScheduleRequest, content_type = "application/json"),

@@ -118,7 +118,7 @@ fn describe(m: &Manifest, size: usize, code: &str) -> String {
         ),
         (
             "source",
-            format!("{} (sha256 {})", m.source_file, m.source_hash),
+            format!("{} (job text sha256 {})", m.source_file, m.source_hash),
         ),
         ("ir version", m.ir_version.to_string()),
         ("compiler", m.compiler.clone()),

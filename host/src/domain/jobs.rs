@@ -143,9 +143,9 @@ impl<'a> Jobs<'a> {
     }
 
     /// Gives a job another schedule (cron, interval or one time) in `timezone`; its next fire is
-    /// computed from `now`. It holds until a new version of the job brings its own. Both are
-    /// checked before anything changes: an invalid one is refused with its [`ScheduleError`]
-    /// and the job keeps its schedule.
+    /// computed from `now`. It holds until a new version of the job brings another one
+    /// ([`crate::store::platform::register_job`]). Both are checked before anything changes: an
+    /// invalid one is refused with its [`ScheduleError`] and the job keeps its schedule.
     pub async fn reschedule(
         &self,
         job_id: &str,

@@ -254,7 +254,7 @@ impl Scheduler {
         Ok(true)
     }
 
-    /// Replaces a job's schedule and timezone (until a new version brings its own) with their
+    /// Replaces a job's schedule and timezone (until a new version brings another one) with their
     /// `fires`, checked by the caller ([`crate::domain::jobs::Jobs::reschedule`]); the next fire
     /// is computed from `now`.
     pub async fn reschedule(

@@ -50,7 +50,9 @@ pub struct Registered {
 }
 
 /// Registers a job component for a tenant: creates the job, or adds a version when the
-/// component's bytes changed. The schedule columns follow the manifest.
+/// component's bytes changed. The schedule columns follow the manifest, unless the new version
+/// brings the same schedule as the version before it: then the job keeps the schedule it has
+/// (one the API gave it holds).
 pub async fn register_job(
     db: &Database,
     tenant: &str,
@@ -74,9 +76,9 @@ pub async fn register_job(
         manifest.timezone.clone()
     };
     let manifest_json = serde_json::to_string(manifest).unwrap_or_else(|_| "{}".into());
-    let (job_id, version) = match existing {
+    let (job_id, version, keep_schedule) = match existing {
         Some(job_id) => {
-            let (version, latest) = latest_version(db, &job_id).await?;
+            let (version, latest, before) = latest_version(db, &job_id).await?;
             if latest.as_deref() == Some(sha256) {
                 return Ok(Registered {
                     job_id,
@@ -84,9 +86,19 @@ pub async fn register_job(
                     new_version: false,
                 });
             }
-            (job_id, version + 1)
+            let keep = same_schedule(&before, manifest);
+            (job_id, version + 1, keep)
         }
-        None => (Uuid::new_v4().to_string(), 1),
+        None => (Uuid::new_v4().to_string(), 1, false),
+    };
+    // A new version that brings the schedule the one before it brought leaves the job's
+    // schedule as it is: one the API gave it (`PUT /jobs/{id}/schedule`) holds.
+    let schedule_update = if keep_schedule {
+        ""
+    } else {
+        "schedule_kind = excluded.schedule_kind, cron = excluded.cron, \
+         interval_ms = excluded.interval_ms, run_at = excluded.run_at, \
+         timezone = excluded.timezone, "
     };
     let params = vec![
         text(&job_id),
@@ -105,22 +117,15 @@ pub async fn register_job(
         Param::DateTime(now),
         Param::DateTime(now),
     ];
-    execute(
-        db,
-        &stmt(
-            "INSERT INTO jobs (id, tenant_id, name, version, description, job_type, schedule_kind, \
-             cron, interval_ms, run_at, timezone, queue, timeout_ms, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
-             description = excluded.description, job_type = excluded.job_type, \
-             schedule_kind = excluded.schedule_kind, cron = excluded.cron, \
-             interval_ms = excluded.interval_ms, run_at = excluded.run_at, \
-             timezone = excluded.timezone, queue = excluded.queue, \
-             timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at",
-            params,
-        ),
-    )
-    .await?;
+    let upsert = format!(
+        "INSERT INTO jobs (id, tenant_id, name, version, description, job_type, schedule_kind, \
+         cron, interval_ms, run_at, timezone, queue, timeout_ms, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+         ON CONFLICT (id) DO UPDATE SET version = excluded.version, \
+         description = excluded.description, job_type = excluded.job_type, {schedule_update}\
+         queue = excluded.queue, timeout_ms = excluded.timeout_ms, updated_at = excluded.updated_at"
+    );
+    execute(db, &stmt(&upsert, params)).await?;
     // A build keeps only what follows the guest runtime; the runtime is stored once.
     let (runtime, stored) = match split_runtime(component) {
         Some((runtime, rest)) => (Some(store_runtime(db, runtime).await?), rest),
@@ -193,13 +198,27 @@ async fn store_runtime(db: &Database, runtime: &'static [u8]) -> Result<String, 
 }
 
 /// The latest version of a job and its component's hash (`(0, None)` before the first).
-async fn latest_version(db: &Database, job_id: &str) -> Result<(i64, Option<String>), sqlx::Error> {
+async fn latest_version(db: &Database, job_id: &str) -> Result<LatestVersion, sqlx::Error> {
     let s = stmt(
-        "SELECT version, sha256 FROM job_versions WHERE job_id = ? ORDER BY version DESC LIMIT 1",
+        "SELECT version, sha256, manifest FROM job_versions WHERE job_id = ? \
+         ORDER BY version DESC LIMIT 1",
         vec![text(job_id)],
     );
-    let latest = super::rows::fetch_optional_as::<(i64, Option<String>)>(db, &s).await?;
-    Ok(latest.unwrap_or((0, None)))
+    let latest = super::rows::fetch_optional_as::<LatestVersion>(db, &s).await?;
+    Ok(latest.unwrap_or((0, None, String::new())))
+}
+
+/// The latest version of a job: its number, its component's hash and its manifest (JSON).
+type LatestVersion = (i64, Option<String>, String);
+
+/// Whether `manifest` brings the same schedule (and timezone) as the earlier version's
+/// manifest `before` (JSON): then a schedule the API gave the job since is kept.
+fn same_schedule(before: &str, manifest: &Manifest) -> bool {
+    let Ok(before) = serde_json::from_str::<Value>(before) else {
+        return false;
+    };
+    serde_json::to_value(&manifest.schedule).is_ok_and(|s| before.get("schedule") == Some(&s))
+        && before.get("timezone").and_then(Value::as_str) == Some(manifest.timezone.as_str())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -34,6 +34,32 @@ pub async fn state(
     Ok(row.unwrap_or((true, None)))
 }
 
+/// The schedule and timezone a job fires on (its `jobs` row's); `None` for a job not stored.
+pub async fn stored(
+    db: &Database,
+    job_id: &str,
+) -> Result<Option<(Schedule, String)>, sqlx::Error> {
+    type Row = (
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    );
+    let row: Option<Row> = fetch_optional_as(
+        db,
+        &stmt(
+            "SELECT schedule_kind, cron, interval_ms, run_at, timezone FROM jobs WHERE id = ?",
+            vec![id(job_id)],
+        ),
+    )
+    .await?;
+    Ok(row.map(|(kind, cron, interval_ms, run_at, timezone)| {
+        let schedule = from_columns(kind.as_deref(), cron, interval_ms, run_at);
+        (schedule, timezone.unwrap_or_else(|| "UTC".into()))
+    }))
+}
+
 /// Stores `next` as the job's next fire.
 pub async fn set_next(
     db: &Database,
