@@ -181,6 +181,22 @@ async fn a_typed_input_is_parsed_defaulted_and_checked_before_anything_runs(db: 
             "{input}"
         );
     }
+    // The input sent without its `input` wrapper is refused, naming the field, not taken as
+    // an empty input.
+    let (status, body) = host
+        .post(
+            ADMIN,
+            "/jobs/OrdersInRange/run",
+            Some(json!({ "dry_run": true, "start_date": "2026-01-01" })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_body", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("unknown field `dry_run`, expected one of `input`, `delay`, `run_at`"),
+        "{message}"
+    );
     // No execution was made for any of them (the refusal comes before the enqueue).
     assert_eq!(common::runs_of(&db, "OrdersInRange").await, runs_before);
     host.stop().await;

@@ -101,7 +101,10 @@ pub struct JobDetail {
     pub stats: JobStats,
 }
 
+/// A run's body: anything but these fields is refused (a job's input sent without its `input`
+/// wrapper would otherwise be dropped unseen).
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The job's input, a JSON object (default `{}`).
     #[serde(default)]
