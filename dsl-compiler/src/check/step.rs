@@ -601,7 +601,44 @@ impl JobCx<'_, '_> {
     ) -> Vec<String> {
         if keys.is_empty() {
             return match e.decl.fields.iter().find(|f| f.primary) {
-                Some(primary) => vec![primary.name.clone()],
+                Some(primary) if values.iter().any(|(f, _)| f.node == primary.name) => {
+                    vec![primary.name.clone()]
+                }
+                Some(primary) => {
+                    // Left out, `on` is the primary key, which the row must then give.
+                    // A `unique` field the row gives could be the key instead.
+                    let unique: Vec<&str> = e
+                        .decl
+                        .fields
+                        .iter()
+                        .filter(|f| f.unique && f.ty != codeai_ir::FieldType::Json)
+                        .filter(|f| values.iter().any(|(v, _)| v.node == f.name))
+                        .map(|f| f.name.as_str())
+                        .collect();
+                    let hint = match unique.first() {
+                        Some(field) => format!(
+                            "match on a `unique` field the row gives, e.g. `on [{field}]`, or add \
+                             `{}: …` to the row",
+                            primary.name
+                        ),
+                        None => format!(
+                            "add `{}: …` to the row, or declare a field the row gives `unique` \
+                             and match on it with `on [field]`",
+                            primary.name
+                        ),
+                    };
+                    self.cx.error_hint(
+                        span,
+                        format!(
+                            "the upsert gives no value for its key `{}` (the primary key of `{}`, \
+                             matched on when `on` is left out)",
+                            primary.name,
+                            e.name()
+                        ),
+                        hint,
+                    );
+                    Vec::new()
+                }
                 None => {
                     self.cx.error_hint(
                         span,
