@@ -971,6 +971,7 @@ impl JobCx<'_, '_> {
             (FieldType::Bool, l) => l == Lit::Bool,
         };
         if fits {
+            self.check_time_literal(field.name.as_str(), ty, value);
             return;
         }
         let text = self.cx.text(value.span).to_string();
@@ -1001,6 +1002,46 @@ impl JobCx<'_, '_> {
             _ => None,
         };
         self.cx.error_maybe(value.span, message, hint);
+    }
+
+    /// A string compared with a `datetime` field must be an RFC 3339 date-time, and one compared
+    /// with a `date` field a day (`2026-01-15`) or a date-time: what the host takes. Checked
+    /// here, not at run time.
+    fn check_time_literal(&mut self, field: &str, ty: FieldType, value: &ast::Expr) {
+        let ExprKind::Str(text) = &value.kind else {
+            return;
+        };
+        if text.contains("{{") {
+            return;
+        }
+        let instant = chrono::DateTime::parse_from_rfc3339(text).is_ok();
+        let day = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").is_ok();
+        let (ok, wanted) = match ty {
+            FieldType::Datetime => (instant, "an RFC 3339 date-time"),
+            FieldType::Date => (instant || day, "a date (YYYY-MM-DD)"),
+            _ => return,
+        };
+        if ok {
+            return;
+        }
+        let hint = if day {
+            format!("give the time and its offset: `\"{text}T00:00:00Z\"` (midnight UTC)")
+        } else if ty == FieldType::Date {
+            "write it like `\"2026-01-15\"`, or compare with `today().start` or `days_ago(7)`"
+                .to_string()
+        } else {
+            "write it like `\"2026-01-15T10:00:00Z\"`, or compare with `now()`, `today().start` \
+             or `days_ago(7)`"
+                .to_string()
+        };
+        self.cx.error_hint(
+            value.span,
+            format!(
+                "field `{field}` is {}, but `\"{text}\"` is not {wanted}",
+                type_name(ty)
+            ),
+            hint,
+        );
     }
 
     /// `set f = v, g = g + 1` of an update.
