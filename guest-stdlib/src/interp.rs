@@ -1015,7 +1015,19 @@ impl Scope<'_> {
         }
         let x = self.eval(a)?;
         let y = self.eval(b)?;
-        arith_or_compare(op, &x, &y)
+        arith_or_compare(op, &x, &y).map_err(|Fail(message)| {
+            // A null read from the data: say which, and how to give it a value.
+            let null = [(a, &x), (b, &y)]
+                .into_iter()
+                .find_map(|(e, v)| v.is_null().then(|| path_text(e)).flatten());
+            Fail(match null {
+                Some(path) => format!(
+                    "{message}: `{path}` is null (give it a value with `{path} ?? 0`, or test \
+                     `{path} != null` first)"
+                ),
+                None => message,
+            })
+        })
     }
 
     fn builtin(&mut self, f: Builtin, args: &[Expr]) -> R<Value> {
@@ -1497,6 +1509,16 @@ fn instant_of(v: &Value) -> Option<Instant> {
             .get("start")
             .and_then(|s| s.as_str())
             .and_then(time::parse),
+        _ => None,
+    }
+}
+
+/// `a.b?.c` as written, for a path of bindings and fields; `None` for anything else.
+fn path_text(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Var(name) => Some(name.clone()),
+        Expr::Field(inner, field) => Some(format!("{}.{field}", path_text(inner)?)),
+        Expr::OptField(inner, field) => Some(format!("{}?.{field}", path_text(inner)?)),
         _ => None,
     }
 }

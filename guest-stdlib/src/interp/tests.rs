@@ -652,6 +652,12 @@ fn runtime_type_errors_are_step_failures() {
             "sum(list, \"a\"): item 1 has no `a` (it has no fields)",
         ),
         ("1 < \"a\"", "cannot compare a number with a string"),
+        // A null read from the data is named, with the two ways to handle it.
+        (
+            "input?.avg >= 90",
+            "cannot compare null with a number: `input?.avg` is null (give it a value with \
+             `input?.avg ?? 0`, or test `input?.avg != null` first)",
+        ),
     ] {
         let mut host = Fake::default();
         let result = exec(

@@ -251,7 +251,7 @@ entities:     Product (products)
 integrations: WarehouseAPI [get_inventory]
 templates:    -
 events:       -
-source:       jobs.codeai (sha256 ab12)
+source:       jobs.codeai (job text sha256 ab12)
 ir version:   1
 compiler:     codeai-dsl 0.1.0
 size:         2.0 KiB
