@@ -1347,7 +1347,21 @@ impl JobCx<'_, '_> {
             return lowered;
         };
         let params: Vec<&str> = op.params.iter().map(|p| p.name.as_str()).collect();
-        for (name, _) in &c.args {
+        for (name, value) in &c.args {
+            if let Some(p) = op.params.iter().find(|p| p.name == name.node) {
+                if let Some(this) = misfit(p.ty, value) {
+                    self.cx.error(
+                        value.span,
+                        format!(
+                            "parameter `{}` of `{}.{}` is {}; this is {this}",
+                            p.name,
+                            integration.name,
+                            op.name,
+                            p.ty.name()
+                        ),
+                    );
+                }
+            }
             if !params.contains(&name.node.as_str()) {
                 let hint = hint_or_list(&name.node, "its parameters", &params);
                 self.cx.error_hint(
@@ -1843,8 +1857,6 @@ impl JobCx<'_, '_> {
         entries: &[(ast::Ident, ast::Expr)],
         span: Span,
     ) {
-        use super::types::{ty, Ty};
-        use codeai_ir::FieldType as F;
         let names: Vec<&str> = d.fields.iter().map(|f| f.name.as_str()).collect();
         for (key, value) in entries {
             let Some(field) = d.fields.iter().find(|f| f.name == key.node) else {
@@ -1856,18 +1868,7 @@ impl JobCx<'_, '_> {
                 );
                 continue;
             };
-            let t = ty(value);
-            let fits = match field.ty {
-                F::Json => true,
-                F::Int | F::Float => matches!(t, Ty::Number | Ty::Unknown),
-                F::Bool => matches!(t, Ty::Bool | Ty::Unknown),
-                F::String | F::Uuid | F::Date | F::Datetime => matches!(t, Ty::Str | Ty::Unknown),
-            } && !(field.ty == F::Int && matches!(value.kind, ast::ExprKind::Float(_)));
-            if !fits {
-                let this = match value.kind {
-                    ast::ExprKind::Float(_) => "a number with a fraction",
-                    _ => t.describe(),
-                };
+            if let Some(this) = misfit(field.ty, value) {
                 self.cx.error(
                     value.span,
                     format!(
@@ -1893,6 +1894,25 @@ impl JobCx<'_, '_> {
                 );
             }
         }
+    }
+}
+
+/// What `value` is, in words, when the compiler can tell that it does not fit a field of type
+/// `field` (an event's field, an operation's parameter); `None` when it fits or cannot be known.
+fn misfit(field: codeai_ir::FieldType, value: &ast::Expr) -> Option<&'static str> {
+    use super::types::{ty, Ty};
+    use codeai_ir::FieldType as F;
+    let t = ty(value);
+    let fits = match field {
+        F::Json => true,
+        F::Int | F::Float => matches!(t, Ty::Number | Ty::Unknown),
+        F::Bool => matches!(t, Ty::Bool | Ty::Unknown),
+        F::String | F::Uuid | F::Date | F::Datetime => matches!(t, Ty::Str | Ty::Unknown),
+    } && !(field == F::Int && matches!(value.kind, ast::ExprKind::Float(_)));
+    match (fits, &value.kind) {
+        (true, _) => None,
+        (false, ast::ExprKind::Float(_)) => Some("a number with a fraction"),
+        (false, _) => Some(t.describe()),
     }
 }
 

@@ -197,7 +197,7 @@ async fn store_runtime(db: &Database, runtime: &'static [u8]) -> Result<String, 
     Ok(hash)
 }
 
-/// The latest version of a job and its component's hash (`(0, None)` before the first).
+/// The latest version of a job (`(0, None, "")` before the first).
 async fn latest_version(db: &Database, job_id: &str) -> Result<LatestVersion, sqlx::Error> {
     let s = stmt(
         "SELECT version, sha256, manifest FROM job_versions WHERE job_id = ? \
