@@ -704,25 +704,42 @@ fn bench(
 
 const THROUGHPUT: [&str; 5] = ["throughput", "--jobs", "40", "--concurrency", "3"];
 
+/// Checks what every bench run prints about itself (which bench, the backend, the jobs and
+/// concurrency it was given: `args`) and reads its figures as numbers.
+fn figures<'r>(
+    r: &'r std::collections::BTreeMap<String, String>,
+    args: &[&str; 5],
+    backend: &str,
+) -> impl Fn(&str) -> f64 + 'r {
+    assert_eq!(r["bench"], args[0]);
+    assert_eq!(r["backend"], backend);
+    assert_eq!(
+        (r["jobs"].as_str(), r["concurrency"].as_str()),
+        (args[2], args[4])
+    );
+    move |k: &str| r[k].parse().unwrap_or_else(|_| panic!("{k}={}", r[k]))
+}
+
 /// The figures a throughput run prints, each a number where it should be.
 fn assert_throughput_shape(r: &std::collections::BTreeMap<String, String>, backend: &str) {
-    assert_eq!(r["bench"], "throughput");
-    assert_eq!(r["backend"], backend);
-    assert_eq!((r["jobs"].as_str(), r["concurrency"].as_str()), ("40", "3"));
-    let number = |k: &str| -> f64 { r[k].parse().unwrap_or_else(|_| panic!("{k}={}", r[k])) };
+    let number = figures(r, &THROUGHPUT, backend);
     assert!(number("jobs_per_second") > 0.0);
     assert!(number("seconds") > 0.0);
     assert!(number("queue_wait_p50_ms") <= number("queue_wait_p99_ms"));
     assert!(number("execution_p50_ms") <= number("execution_p99_ms"));
 }
 
+/// Both benches on SQLite: each works in a scratch file beside `DATABASE_URL`'s and removes it.
 #[test]
-fn bench_throughput_runs_no_op_jobs_on_a_scratch_sqlite_file_it_removes() {
+fn benches_run_on_a_scratch_sqlite_file_they_remove() {
     let dir = TempDir::new("bench");
     let url = format!("sqlite:{}/codeai.db", dir.str());
     let (r, said) = bench(&THROUGHPUT, &[("DATABASE_URL", &url)]);
     assert!(said.contains("running them on 3 worker slots"), "{said}");
     assert_throughput_shape(&r, "sqlite");
+    let (r, said) = bench(&FIRE, &[("DATABASE_URL", &url)]);
+    assert!(said.contains("30 jobs due at"), "{said}");
+    assert_fire_shape(&r, "sqlite");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
@@ -773,10 +790,7 @@ const FIRE: [&str; 5] = ["fire", "--jobs", "30", "--concurrency", "3"];
 /// The figures a fire run prints: lateness after the instant, never before it, and no task
 /// started before it was leasable.
 fn assert_fire_shape(r: &std::collections::BTreeMap<String, String>, backend: &str) {
-    assert_eq!(r["bench"], "fire");
-    assert_eq!(r["backend"], backend);
-    assert_eq!((r["jobs"].as_str(), r["concurrency"].as_str()), ("30", "3"));
-    let number = |k: &str| -> f64 { r[k].parse().unwrap_or_else(|_| panic!("{k}={}", r[k])) };
+    let number = figures(r, &FIRE, backend);
     for kind in ["leasable", "started"] {
         let (p50, p99, max) = (
             number(&format!("{kind}_p50_ms")),
@@ -792,17 +806,6 @@ fn assert_fire_shape(r: &std::collections::BTreeMap<String, String>, backend: &s
             "{q}: {r:?}"
         );
     }
-}
-
-#[test]
-fn bench_fire_schedules_no_op_jobs_at_one_instant_on_a_scratch_sqlite_file_it_removes() {
-    let dir = TempDir::new("bench-fire");
-    let url = format!("sqlite:{}/codeai.db", dir.str());
-    let (r, said) = bench(&FIRE, &[("DATABASE_URL", &url)]);
-    assert!(said.contains("30 jobs due at"), "{said}");
-    assert_fire_shape(&r, "sqlite");
-    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 /// `codeai fmt`: the examples are in the canonical layout (`--check` passes and changes

@@ -216,14 +216,7 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     for chunk in tasks.chunks(1000) {
         queue.enqueue_many(chunk).await?;
     }
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor,
-        PoolConfig {
-            slots: concurrency,
-            ..PoolConfig::default()
-        },
-    );
+    let pool = pool(&queue, executor, concurrency);
     eprintln!("running them on {concurrency} worker slots …");
     let started = Instant::now();
     let running = tokio::spawn(pool.clone().run());
@@ -290,6 +283,15 @@ fn executor(scratch: &Scratch) -> anyhow::Result<Arc<Executor>> {
     Ok(Arc::new(Executor::new(runtime, services)))
 }
 
+/// The worker pool of a bench: `concurrency` slots on the bench's queue.
+fn pool(queue: &Arc<Queue>, executor: Arc<Executor>, concurrency: usize) -> Arc<WorkerPool> {
+    let config = PoolConfig {
+        slots: concurrency,
+        ..PoolConfig::default()
+    };
+    WorkerPool::new(queue.clone(), executor, config)
+}
+
 /// Waits until `jobs` tasks of the bench queue have finished.
 async fn finished(queue: &Queue, jobs: usize) -> anyhow::Result<()> {
     loop {
@@ -352,14 +354,7 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
         "scheduling {jobs} jobs took longer than the {} ms lead; try fewer jobs",
         lead.num_milliseconds()
     );
-    let pool = WorkerPool::new(
-        queue.clone(),
-        executor,
-        PoolConfig {
-            slots: concurrency,
-            ..PoolConfig::default()
-        },
-    );
+    let pool = pool(&queue, executor, concurrency);
     let stop = CancellationToken::new();
     let running = tokio::spawn(pool.clone().run());
     let firing = tokio::spawn(schedule::fire(

@@ -3,7 +3,7 @@
 //! through the API). What the scheduler
 //! reads and writes; the same on SQLite and PostgreSQL.
 
-use super::rows::{execute, fetch_optional_as, scalars};
+use super::rows::{execute, fetch_one, fetch_optional_as, scalars, RowExt};
 use super::sql::{stmt, Param, Stmt};
 use super::Database;
 use chrono::{DateTime, Utc};
@@ -39,24 +39,17 @@ pub async fn stored(
     db: &Database,
     job_id: &str,
 ) -> Result<Option<(Schedule, String)>, sqlx::Error> {
-    type Row = (
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<DateTime<Utc>>,
-        Option<String>,
-    );
-    let row: Option<Row> = fetch_optional_as(
-        db,
-        &stmt(
-            "SELECT schedule_kind, cron, interval_ms, run_at, timezone FROM jobs WHERE id = ?",
-            vec![id(job_id)],
-        ),
-    )
-    .await?;
-    Ok(row.map(|(kind, cron, interval_ms, run_at, timezone)| {
-        let schedule = from_columns(kind.as_deref(), cron, interval_ms, run_at);
-        (schedule, timezone.unwrap_or_else(|| "UTC".into()))
+    let sql = "SELECT schedule_kind, cron, interval_ms, run_at, timezone FROM jobs WHERE id = ?";
+    let row = fetch_one(db, &stmt(sql, vec![id(job_id)])).await?;
+    Ok(row.map(|r| {
+        let kind = r.text("schedule_kind");
+        let schedule = from_columns(
+            kind.as_deref(),
+            r.text("cron"),
+            r.int("interval_ms"),
+            r.time("run_at"),
+        );
+        (schedule, r.text("timezone").unwrap_or_else(|| "UTC".into()))
     }))
 }
 
