@@ -95,6 +95,17 @@ pub fn runtime_component() -> Result<&'static [u8], EmitError> {
         .map_err(|e| EmitError::Runtime(e.clone()))
 }
 
+/// The SHA-256 of [`runtime_component`] (computed once per process): the key a host stores and
+/// caches the runtime under.
+pub fn runtime_sha256() -> Result<[u8; 32], EmitError> {
+    static HASH: OnceLock<[u8; 32]> = OnceLock::new();
+    let runtime = runtime_component()?;
+    Ok(*HASH.get_or_init(|| {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(runtime).into()
+    }))
+}
+
 /// Emits the component of one job.
 pub fn emit(program: &Program, manifest: &Manifest) -> Result<Vec<u8>, EmitError> {
     let program = serde_json::to_vec(program)?;

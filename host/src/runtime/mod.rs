@@ -744,10 +744,9 @@ impl<C: Capabilities> Runtime<C> {
 /// The shared runtime's component (what every `codeai build` component starts with) and its
 /// SHA-256, its key in the artifact cache.
 fn shared_runtime_bytes() -> Result<(&'static [u8], Digest), RuntimeError> {
-    static HASH: std::sync::OnceLock<Digest> = std::sync::OnceLock::new();
-    let bytes = codeai_dsl::emit::runtime_component()
-        .map_err(|e| RuntimeError::Setup(anyhow::anyhow!(e)))?;
-    Ok((bytes, *HASH.get_or_init(|| cache::sha256(bytes))))
+    let setup = |e: codeai_dsl::emit::EmitError| RuntimeError::Setup(anyhow::anyhow!(e));
+    let bytes = codeai_dsl::emit::runtime_component().map_err(setup)?;
+    Ok((bytes, codeai_dsl::emit::runtime_sha256().map_err(setup)?))
 }
 
 /// The manifest of a component in the shape `codeai build` gives, once its manifest and its

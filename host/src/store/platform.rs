@@ -163,16 +163,11 @@ fn split_runtime(component: &[u8]) -> Option<(&'static [u8], &[u8])> {
 
 /// Stores `runtime` once (the first version that needs it); its SHA-256, as hex.
 async fn store_runtime(db: &Database, runtime: &'static [u8]) -> Result<String, sqlx::Error> {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let hash = HASH
-        .get_or_init(|| {
-            use sha2::Digest as _;
-            sha2::Sha256::digest(runtime)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
-        })
-        .clone();
+    // The key the runtime cache uses too (one hash, computed once per process).
+    let hash = match codeai_dsl::emit::runtime_sha256() {
+        Ok(digest) => hex::encode(digest),
+        Err(e) => return Err(sqlx::Error::Protocol(format!("the guest runtime: {e}"))),
+    };
     let known = fetch_text(
         db,
         &stmt(
