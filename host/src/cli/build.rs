@@ -1,7 +1,7 @@
 //! `codeai build FILE [-o DIR]` (alias `codeai generate`): one component per job, written as
 //! `<job_name>.wasm` into the output directory, then a summary table.
 
-use super::format::{Align, Table};
+use super::format::{job_cells, job_table, Align};
 use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -45,24 +45,15 @@ pub(super) fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
 
     write_artifacts(&args.out_dir, &artifacts)?;
 
-    let mut table = Table::new(&[
-        ("JOB", Align::Left),
-        ("SCHEDULE", Align::Left),
-        ("TIMEZONE", Align::Left),
-        ("QUEUE", Align::Left),
-        ("SIZE", Align::Right),
-        ("BUILD TIME", Align::Right),
-    ]);
+    let mut table = job_table(&[("SIZE", Align::Right), ("BUILD TIME", Align::Right)]);
     for artifact in &artifacts {
-        let manifest = &artifact.manifest;
-        table.row(vec![
-            artifact.name.clone(),
-            crate::describe::runs_when(&manifest.schedule, manifest.trigger.as_deref(), false),
-            manifest.timezone.clone(),
-            manifest.queue.clone(),
-            format!("{:.1} KiB", artifact.bytes.len() as f64 / 1024.0),
-            format!("{:.2} ms", artifact.emit_time.as_secs_f64() * 1000.0),
-        ]);
+        let mut cells = job_cells(&artifact.manifest, false);
+        cells.push(format!("{:.1} KiB", artifact.bytes.len() as f64 / 1024.0));
+        cells.push(format!(
+            "{:.2} ms",
+            artifact.emit_time.as_secs_f64() * 1000.0
+        ));
+        table.row(cells);
     }
     print!("{}", table.render());
     println!(

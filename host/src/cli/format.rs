@@ -62,6 +62,29 @@ impl Table {
     }
 }
 
+/// A table of jobs: each row starts with the job's name and when it runs (schedule or trigger,
+/// timezone, queue), the way `codeai build` and `codeai host run` list them; `extra` columns follow.
+pub(super) fn job_table(extra: &[(&'static str, Align)]) -> Table {
+    let mut columns = vec![
+        ("JOB", Align::Left),
+        ("SCHEDULE", Align::Left),
+        ("TIMEZONE", Align::Left),
+        ("QUEUE", Align::Left),
+    ];
+    columns.extend_from_slice(extra);
+    Table::new(&columns)
+}
+
+/// The first cells of a [`job_table`] row: the schedule as written, or in words if `described`.
+pub(super) fn job_cells(manifest: &codeai_ir::Manifest, described: bool) -> Vec<String> {
+    vec![
+        manifest.name.clone(),
+        crate::describe::runs_when(&manifest.schedule, manifest.trigger.as_deref(), described),
+        manifest.timezone.clone(),
+        manifest.queue.clone(),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -438,7 +438,7 @@ fn print_banner(
     generated: Option<&str>,
     configured: bool,
 ) {
-    use super::format::{Align, Table};
+    use super::format::{job_cells, job_table, Align};
     println!("CodeAI Jobs host {}", env!("CARGO_PKG_VERSION"));
     println!("database  {}", redact(&database_url()));
     match redis {
@@ -497,26 +497,14 @@ fn print_banner(
         println!("running; Ctrl-C to stop");
         return;
     }
-    let mut table = Table::new(&[
-        ("JOB", Align::Left),
-        ("SCHEDULE", Align::Left),
-        ("TIMEZONE", Align::Left),
-        ("QUEUE", Align::Left),
-        ("NEXT RUN (UTC)", Align::Left),
-        ("VERSION", Align::Right),
-    ]);
+    let mut table = job_table(&[("NEXT RUN (UTC)", Align::Left), ("VERSION", Align::Right)]);
     for r in rows {
-        let m = &r.manifest;
-        table.row(vec![
-            m.name.clone(),
-            crate::describe::runs_when(&m.schedule, m.trigger.as_deref(), true),
-            m.timezone.clone(),
-            m.queue.clone(),
-            r.next_run_at.map_or("-".to_string(), |t| {
-                t.format("%Y-%m-%d %H:%M:%S").to_string()
-            }),
-            r.version.to_string(),
-        ]);
+        let mut cells = job_cells(&r.manifest, true);
+        cells.push(r.next_run_at.map_or("-".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        }));
+        cells.push(r.version.to_string());
+        table.row(cells);
     }
     print!("{}", table.render());
     println!("running; Ctrl-C to stop");
