@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Peer job queues (BullMQ, RQ) running no-op jobs on the local Redis; see README.md.
 # Env: PEER_JOBS (20000), PEER_CONCURRENCY (10), PEER_REDIS (redis://127.0.0.1:6379),
-#      CODEAI_CMD (optional command run after the peers; its output is passed through).
+#      PEER_FIRE_JOBS (10000: jobs due at one instant, BullMQ delayed jobs vs `codeai bench fire`),
+#      CODEAI_CMD (optional command run after the peers; its output is passed through),
+#      CODEAI_FIRE_CMD (the same for the fire comparison; `skip` leaves either out).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,7 +21,7 @@ step() { echo "[peers] $*" >&2; }
 t0=$SECONDS
 mkdir "$tmp/node"
 (cd "$tmp/node" && npm init -y >/dev/null && npm install --no-audit --no-fund --loglevel=error bullmq ioredis >&2)
-cp "$here/bullmq.mjs" "$tmp/node/"   # ESM resolves `bullmq` next to the script
+cp "$here/bullmq.mjs" "$here/bullmq_delayed.mjs" "$tmp/node/"   # ESM resolves `bullmq` next to the script
 step "npm install bullmq ioredis: $((SECONDS - t0)) s"
 
 t0=$SECONDS
@@ -30,6 +32,10 @@ step "pip install rq: $((SECONDS - t0)) s"
 # --- runs: each peer flushes only its own Redis DB (5: BullMQ, 6: RQ) ---
 step "bullmq: $jobs jobs, concurrency $conc"
 node "$tmp/node/bullmq.mjs" "$redis/5" "$jobs" "$conc"
+
+fire_jobs="${PEER_FIRE_JOBS:-10000}"
+step "bullmq delayed: $fire_jobs jobs due at one instant, concurrency $conc"
+node "$tmp/node/bullmq_delayed.mjs" "$redis/5" "$fire_jobs" "$conc"
 
 step "rq: $jobs jobs, $conc SimpleWorker processes"
 PYTHONPATH="$here" "$tmp/venv/bin/python" "$here/rq_bench.py" "$redis/6" "$jobs" "$conc"
@@ -43,4 +49,13 @@ CODEAI_CMD="${CODEAI_CMD:-cd '$root' && cargo bench -q -p codeai-host --bench re
 if [[ -n "${CODEAI_CMD:-}" ]]; then
   step "codeai: $CODEAI_CMD"
   bash -c "$CODEAI_CMD"
+fi
+
+# The fire comparison's own side: `codeai bench fire` on the embedded default (a temporary SQLite
+# file), release build.
+CODEAI_FIRE_CMD="${CODEAI_FIRE_CMD:-cd '$root' && env -u DATABASE_URL -u REDIS_URL cargo run -q --release -p codeai-host --bin codeai -- bench fire --jobs $fire_jobs --concurrency $conc 2>/dev/null | paste -sd' '}"
+[[ "$CODEAI_FIRE_CMD" == skip ]] && CODEAI_FIRE_CMD=""
+if [[ -n "${CODEAI_FIRE_CMD:-}" ]]; then
+  step "codeai fire: $CODEAI_FIRE_CMD"
+  bash -c "$CODEAI_FIRE_CMD"
 fi

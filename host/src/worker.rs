@@ -32,8 +32,9 @@ use crate::executor::{is_final, Commit, Executor, Request};
 use crate::queue::{retry_delay, Finished, Queue, Task};
 use crate::runtime::{CancelToken, ExecOptions, PreparedJob, Status};
 use crate::store::tenants::{self, Tenant};
-use crate::store::Database;
+use crate::store::{platform, Database};
 use chrono::{DateTime, Utc};
+use codeai_ir::Overlap;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -43,6 +44,7 @@ use uuid::Uuid;
 
 /// A task that cannot run ends as a failed execution.
 const FAILED: &str = ExecutionStatus::Failed.as_str();
+const SKIPPED: &str = ExecutionStatus::Skipped.as_str();
 
 /// How the pool runs.
 #[derive(Debug, Clone)]
@@ -706,6 +708,9 @@ impl WorkerPool {
             }
             Err(e) => return Err(e),
         };
+        if task.attempt == 1 && self.overlaps(task, &job).await? {
+            return Ok(Ended::Handled);
+        }
         let (recorded, commit) = self
             .executor
             .run_uncommitted(
@@ -752,6 +757,42 @@ impl WorkerPool {
             .await?;
         executions::retrying(self.executor.services().db(), &task.tenant, task.id, at).await?;
         Ok(Ended::Handled)
+    }
+
+    /// Whether `task` is the fire of a job with `overlap: skip` whose previous run is still
+    /// pending or active; if so, its execution is recorded as skipped and the task finished.
+    /// (The scheduler checks the fires due when it enqueues them; a fire enqueued ahead of its
+    /// instant is checked here, when it comes to run.)
+    async fn overlaps(&self, task: &Task, job: &PreparedJob<JobCaps>) -> anyhow::Result<bool> {
+        let Some(fire) = task.fire_at else {
+            return Ok(false);
+        };
+        if task.trigger != "schedule" || job.manifest().overlap != Overlap::Skip {
+            return Ok(false);
+        }
+        if !self.queue.busy_besides(&task.job_id, task.id, fire).await? {
+            return Ok(false);
+        }
+        let reason = executions::OVERLAP_SKIPPED;
+        let record = platform::NewExecution {
+            id: task.id,
+            tenant: &task.tenant,
+            job_id: &task.job_id,
+            job_name: &task.job_name,
+            job_version: task.job_version,
+            trigger: &task.trigger,
+            queue: &task.queue,
+            input: &task.input,
+            attempt: 0,
+            max_attempts: 0,
+            scheduled_at: Some(fire),
+            started_at: Utc::now(),
+        };
+        executions::skipped_fire(self.executor.services().db(), &record, reason).await?;
+        self.queue.finish(task.id, SKIPPED, Some(reason)).await?;
+        tracing::info!(job = %task.job_name, tenant = %task.tenant, fire_at = %fire.to_rfc3339(),
+            "scheduled fire skipped: overlap");
+        Ok(true)
     }
 
     /// The pool no longer holds the task `id`.

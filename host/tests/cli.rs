@@ -787,8 +787,8 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
 
 const FIRE: [&str; 5] = ["fire", "--jobs", "30", "--concurrency", "3"];
 
-/// The figures a fire run prints: lateness after the instant, never before it, and no task
-/// started before it was leasable.
+/// The figures a fire run prints: lateness after the instant, never before it, no task leasable
+/// before the last was enqueued, and no task started before it was leasable.
 fn assert_fire_shape(r: &std::collections::BTreeMap<String, String>, backend: &str) {
     let number = figures(r, &FIRE, backend);
     for kind in ["leasable", "started"] {
@@ -799,6 +799,11 @@ fn assert_fire_shape(r: &std::collections::BTreeMap<String, String>, backend: &s
         );
         assert!(0.0 <= p50 && p50 <= p99 && p99 <= max, "{kind}: {r:?}");
     }
+    // A task is leasable once it is in the queue: never before the last one was enqueued.
+    assert!(
+        number("last_enqueued_ms") <= number("leasable_max_ms"),
+        "{r:?}"
+    );
     // Each task started after it was leasable, so every quantile is at least as late.
     for q in ["p50", "p99", "max"] {
         assert!(

@@ -18,6 +18,7 @@ on_every_backend!(
     missed_fires_run_once_after_downtime,
     a_fire_while_the_previous_run_is_busy_is_skipped_with_its_reason,
     a_trigger_runs_now_with_its_input_and_a_failed_execution_can_run_again,
+    a_fire_is_enqueued_ahead_once_across_a_restart_and_taken_back_by_changes_inside_the_window,
 );
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -154,7 +155,7 @@ async fn a_paused_job_does_not_fire_and_resumes_without_a_backlog(
     let start = utc("2026-05-31T00:00:00Z");
     let (queue, scheduler, ids) = setup(db, redis, start, MisfirePolicy::RunOnce).await;
     let hooks = &ids["ProcessPendingWebhooks"];
-    assert!(scheduler.pause(hooks).await.unwrap());
+    assert!(scheduler.pause(hooks, start).await.unwrap());
     let fires = simulate(&queue, &scheduler, start, start + Duration::hours(2)).await;
     assert!(
         !fires.contains_key("ProcessPendingWebhooks"),
@@ -291,4 +292,118 @@ async fn a_trigger_runs_now_with_its_input_and_a_failed_execution_can_run_again(
         .unwrap();
     assert!(queue.cancel_pending(other).await.unwrap());
     assert!(queue.dequeue(Utc::now()).await.unwrap().is_none());
+}
+
+/// The fires of `job` in the queue, pending or leased, in order of their instant.
+async fn fires_queued(queue: &Queue, ids: &[(uuid::Uuid, DateTime<Utc>)]) -> Vec<DateTime<Utc>> {
+    let mut out = Vec::new();
+    for (id, fire) in ids {
+        if let Some(t) = queue.task_info(*id).await.unwrap() {
+            if t.state == "pending" || t.state == "active" {
+                out.push(*fire);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The look-ahead: a fire is in the queue before its instant and runnable from it; a second
+/// scheduler (a restart, a new leader) does not enqueue it again; pausing, rescheduling and
+/// deleting the job inside the window take it back, and resuming enqueues it once.
+async fn a_fire_is_enqueued_ahead_once_across_a_restart_and_taken_back_by_changes_inside_the_window(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    // A midnight ahead of the wall clock, which the Redis queue reads when it enqueues: a task
+    // whose time has not come on it waits in `delayed`.
+    let start = (Utc::now() + Duration::days(2))
+        .date_naive()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let (queue, scheduler, ids) = setup(db.clone(), redis, start, MisfirePolicy::RunOnce).await;
+    let hooks = &ids["ProcessPendingWebhooks"];
+    let at = |m: i64, s: i64| start + Duration::minutes(m) + Duration::seconds(s);
+    // Every five minutes, and the only job of the example due between 00:04 and 00:21.
+    let mut enqueued: Vec<(uuid::Uuid, DateTime<Utc>)> = Vec::new();
+    let tick = |now: DateTime<Utc>| {
+        let scheduler = &scheduler;
+        async move { scheduler.tick(now).await.unwrap() }
+    };
+
+    // 00:04:57: the 00:05 fire is enqueued, not runnable yet.
+    let t = tick(at(4, 57)).await;
+    assert_eq!(
+        t.enqueued
+            .iter()
+            .map(|(j, f, _)| (j.as_str(), *f))
+            .collect::<Vec<_>>(),
+        vec![("ProcessPendingWebhooks", at(5, 0))]
+    );
+    enqueued.extend(t.enqueued.iter().map(|(_, f, id)| (*id, *f)));
+    assert!(queue.dequeue(at(4, 59)).await.unwrap().is_none());
+    // A restart (or another leader) at 00:04:58: the fire is not enqueued again.
+    let again = Scheduler::new(db.clone(), queue.clone(), MisfirePolicy::RunOnce);
+    again.reload(at(4, 58)).await.unwrap();
+    for now in [at(4, 58), at(4, 59), at(5, 0)] {
+        assert!(again.tick(now).await.unwrap().enqueued.is_empty(), "{now}");
+        assert!(tick(now).await.enqueued.is_empty(), "{now}");
+    }
+    let task = queue.dequeue(at(5, 0)).await.unwrap().unwrap();
+    assert_eq!(
+        (task.job_id.as_str(), task.fire_at),
+        (hooks.as_str(), Some(at(5, 0)))
+    );
+    assert!(
+        queue.dequeue(at(5, 0)).await.unwrap().is_none(),
+        "enqueued once"
+    );
+    // While the 00:05 run is active, the 00:10 fire enqueued ahead is not another run ahead of
+    // it, and the 00:05 run is one ahead of the 00:10 fire (what a worker checks at lease).
+    let t = tick(at(9, 56)).await;
+    let (_, _, later) = t.enqueued[0];
+    enqueued.push((later, at(10, 0)));
+    assert!(!queue.busy_besides(hooks, task.id, at(5, 0)).await.unwrap());
+    assert!(queue.busy_besides(hooks, later, at(10, 0)).await.unwrap());
+    queue.finish(task.id, "completed", None).await.unwrap();
+    assert!(!queue.busy_besides(hooks, later, at(10, 0)).await.unwrap());
+
+    // Paused at 00:09:57, inside the window: the 00:10 fire is taken back.
+    assert!(scheduler.pause(hooks, at(9, 57)).await.unwrap());
+    assert!(fires_queued(&queue, &enqueued).await.is_empty());
+    // Resumed at 00:09:58: the 00:10 fire is enqueued again, once.
+    assert!(scheduler.resume(hooks, at(9, 58)).await.unwrap());
+    let t = tick(at(9, 58)).await;
+    enqueued.extend(t.enqueued.iter().map(|(_, f, id)| (*id, *f)));
+    assert!(tick(at(9, 59)).await.enqueued.is_empty());
+    assert_eq!(fires_queued(&queue, &enqueued).await, vec![at(10, 0)]);
+    let task = queue.dequeue(at(10, 0)).await.unwrap().unwrap();
+    assert_eq!(task.fire_at, Some(at(10, 0)));
+    queue.finish(task.id, "completed", None).await.unwrap();
+
+    // Rescheduled at 00:14:57, inside the window: the 00:15 fire is taken back; the new
+    // schedule (every 10 minutes) fires next at 00:20.
+    let t = tick(at(14, 57)).await;
+    enqueued.extend(t.enqueued.iter().map(|(_, f, id)| (*id, *f)));
+    assert_eq!(fires_queued(&queue, &enqueued).await, vec![at(15, 0)]);
+    let ten = codeai_ir::Schedule::Interval { every_ms: 600_000 };
+    let fires = codeai_host::scheduler::fires_of(&ten, "UTC").unwrap();
+    let next = scheduler
+        .reschedule(hooks, &ten, "UTC", fires, at(14, 57))
+        .await
+        .unwrap();
+    assert_eq!(next, Some(at(20, 0)));
+    assert!(fires_queued(&queue, &enqueued).await.is_empty());
+    assert!(queue.dequeue(at(15, 0)).await.unwrap().is_none());
+
+    // Deleted at 00:19:56, inside the window of its 00:20 fire: taken back (the domain's
+    // delete: the scheduler forgets it, the queue cancels its tasks).
+    let t = tick(at(19, 56)).await;
+    enqueued.extend(t.enqueued.iter().map(|(_, f, id)| (*id, *f)));
+    assert_eq!(fires_queued(&queue, &enqueued).await, vec![at(20, 0)]);
+    assert!(scheduler.remove(hooks).await);
+    queue.cancel_job(hooks).await.unwrap();
+    assert!(fires_queued(&queue, &enqueued).await.is_empty());
+    assert!(queue.dequeue(at(20, 0)).await.unwrap().is_none());
 }

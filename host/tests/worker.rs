@@ -22,6 +22,7 @@ on_every_backend!(
     failing_twice_then_succeeding_shows_three_attempts_per_strategy,
     a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back,
     short_jobs_are_leased_ahead_cancellable_and_put_back_on_shutdown,
+    a_fire_that_comes_to_run_beside_the_previous_run_is_skipped_with_its_reason,
 );
 
 const API: &str = r#"
@@ -359,13 +360,8 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    let (server, Workers { dir, queue, pool }) =
-        hanging(&db, redis, "codeai_cancel", 2, None).await;
-    let (artifacts, _) = codeai_dsl::compile("slow.codeai", SLOW).unwrap();
-    let a = &artifacts[0];
-    let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "slow")
-        .await
-        .unwrap();
+    let (server, Workers { dir, queue, pool }, reg) =
+        hanging_slow(&db, redis, "codeai_cancel").await;
     let mut ids = Vec::new();
     for _ in 0..2 {
         let id = queue
@@ -395,6 +391,83 @@ async fn a_running_execution_is_cancelled_by_id_and_shutdown_puts_the_rest_back(
     let (state, outcome, attempt) = task_state(&queue, ids[1]).await;
     assert_eq!((state.as_str(), outcome, attempt), ("pending", None, 0));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The scheduler enqueues a fire ahead of its instant without looking at the job's other runs;
+/// with `overlap: skip` (the default), the worker that leases the fire skips it when another run
+/// of the job is still active, and runs the next fire once that run is over.
+async fn a_fire_that_comes_to_run_beside_the_previous_run_is_skipped_with_its_reason(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let (server, Workers { dir, queue, pool }, reg) =
+        hanging_slow(&db, redis, "codeai_overlap").await;
+    let previous = queue
+        .enqueue(&manual_task(&reg, "Waits", "default", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let running = tokio::spawn(pool.clone().run());
+    common::wait_until("the previous run did not start", || async {
+        server.accepted() >= 1
+    })
+    .await;
+    // Two fires whose instants have come, enqueued the way the scheduler enqueues them.
+    let fire = |at: DateTime<Utc>| NewTask {
+        trigger: "schedule".into(),
+        fire_at: Some(at),
+        run_after: at,
+        ..manual_task(&reg, "Waits", "default", 1)
+    };
+    let first = Utc::now();
+    let skipped = queue.enqueue(&fire(first)).await.unwrap().unwrap();
+    pool.notify();
+    common::wait_until("the fire was not skipped", || async {
+        task_state(&queue, skipped).await.0 == "done"
+    })
+    .await;
+    assert_eq!(
+        task_state(&queue, skipped).await.1.as_deref(),
+        Some("skipped")
+    );
+    assert_eq!(server.accepted(), 1, "the fire ran beside the previous run");
+    let id = skipped.to_string();
+    let recorded = "SELECT COUNT(*) FROM job_executions WHERE CAST(id AS TEXT) = ? \
+                    AND status = 'skipped' AND error LIKE 'overlap:%' AND scheduled_at IS NOT NULL";
+    assert_eq!(common::count(&db, recorded, &[&id]).await, 1);
+    // Once the previous run is over, the next fire runs.
+    assert!(pool.cancel(previous));
+    wait_cancelled(&queue, previous, "cancel did not stop the previous run").await;
+    let next = queue
+        .enqueue(&fire(first + chrono::Duration::seconds(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    pool.notify();
+    common::wait_until("the next fire did not run", || async {
+        server.accepted() >= 2
+    })
+    .await;
+    assert!(pool.cancel(next));
+    wait_cancelled(&queue, next, "cancel did not stop the next fire").await;
+    pool.shutdown().await;
+    running.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// [`hanging`] workers (2 slots) and [`SLOW`]'s job, registered: each run of it hangs.
+async fn hanging_slow(
+    db: &Database,
+    redis: Option<RedisQueue>,
+    name: &str,
+) -> (HangingPeer, Workers, platform::Registered) {
+    let (server, workers) = hanging(db, redis, name, 2, None).await;
+    let (artifacts, _) = codeai_dsl::compile("slow.codeai", SLOW).unwrap();
+    let a = &artifacts[0];
+    let reg = platform::register_job(db, "default", &a.manifest, &a.bytes, "slow")
+        .await
+        .unwrap();
+    (server, workers, reg)
 }
 
 const QUICK_AND_SLOW: &str = concat!(

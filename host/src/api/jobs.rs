@@ -11,7 +11,7 @@ use crate::store::ExecutionStatus;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use codeai_ir::{Manifest, Schedule};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -209,7 +209,17 @@ pub(super) fn schedule_of(row: &JsonRow) -> Schedule {
 
 fn summary(row: &JsonRow) -> JobSummary {
     let schedule = schedule_of(row);
-    let last_run_at = match (row.text("last_started_at"), row.text("last_run_at")) {
+    // The scheduler stores a fire as the job's last when it enqueues it, up to
+    // `scheduler::LOOKAHEAD` ahead of its instant: until that instant it is the next run, not
+    // the last.
+    let is_enabled = row.flag("enabled");
+    let (fired, ahead) = match row.text("last_run_at") {
+        Some(t) if DateTime::parse_from_rfc3339(&t).is_ok_and(|t| t > Utc::now()) => {
+            (None, is_enabled.then_some(t))
+        }
+        t => (t, None),
+    };
+    let last_run_at = match (row.text("last_started_at"), fired) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
@@ -234,8 +244,8 @@ fn summary(row: &JsonRow) -> JobSummary {
         timezone: row.text("timezone").unwrap_or_else(|| "UTC".into()),
         queue: row.text("queue").unwrap_or_default(),
         timeout_ms: row.int("timeout_ms").unwrap_or(0),
-        is_enabled: row.flag("enabled"),
-        next_run_at: row.text("next_run_at"),
+        is_enabled,
+        next_run_at: ahead.or_else(|| row.text("next_run_at")),
         last_run_at,
         last_run_status: row.text("last_run_status"),
         created_at: row.text("created_at").unwrap_or_default(),
@@ -445,7 +455,7 @@ async fn set_paused(
     let row = find_job_row(state, auth, id).await?;
     let job_id = row.text("id").unwrap_or_default();
     if paused {
-        state.jobs().pause(&job_id).await?;
+        state.jobs().pause(&job_id, Utc::now()).await?;
     } else {
         state.jobs().resume(&job_id, Utc::now()).await?;
     }

@@ -5,7 +5,8 @@
 //!   a fresh sandbox → the execution recorded → the task finished);
 //! - `codeai bench fire [--jobs N] [--concurrency C]`: N jobs scheduled at one instant, fired by
 //!   the host's own scheduler loop: how late each was *leasable* (in the queue and due) and how
-//!   late it *started*, after the instant.
+//!   late it *started*, after the instant, and when the last fire was enqueued (negative: that
+//!   long ahead of the instant, as the scheduler's look-ahead enqueues them).
 //!
 //! It leaves nothing behind: on PostgreSQL it works in a schema of its own, dropped at the end; on
 //! SQLite in a new file beside `DATABASE_URL`'s (in the temp dir by default), removed at the end;
@@ -383,6 +384,8 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
     let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
     let mut leasable = Vec::with_capacity(jobs);
     let mut started = Vec::with_capacity(jobs);
+    // When the last fire was enqueued, from the instant (negative: ahead of it).
+    let mut last_enqueued = f64::MIN;
     for (id, due, start) in &starts {
         started.push(ms(*start - *due));
         let id = uuid::Uuid::parse_str(id)?;
@@ -390,6 +393,9 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
             .task_info(id)
             .await?
             .with_context(|| format!("the task of execution {id} is gone"))?;
+        if let Some(created) = info.created_at {
+            last_enqueued = last_enqueued.max(ms(created - *due));
+        }
         // In the queue, and due.
         let ready = info.created_at.into_iter().chain(info.run_after).max();
         let ready = ready.with_context(|| format!("task {id} has no enqueue time"))?;
@@ -402,6 +408,7 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
     println!("leasable_p50_ms={:.1}", percentile(&mut leasable, 0.50));
     println!("leasable_p99_ms={:.1}", percentile(&mut leasable, 0.99));
     println!("leasable_max_ms={:.1}", percentile(&mut leasable, 1.0));
+    println!("last_enqueued_ms={last_enqueued:.1}");
     println!("started_p50_ms={:.1}", percentile(&mut started, 0.50));
     println!("started_p99_ms={:.1}", percentile(&mut started, 0.99));
     println!("started_max_ms={:.1}", percentile(&mut started, 1.0));

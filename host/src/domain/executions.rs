@@ -111,6 +111,19 @@ impl Lifecycle<'_> {
     }
 }
 
+/// Why a fire of a job with `overlap: skip` did not run.
+pub const OVERLAP_SKIPPED: &str = "overlap: the previous run is still pending or active";
+
+/// A schedule fire that does not run (a misfire, an overlap): its execution is recorded as
+/// `skipped` with `reason`.
+pub async fn skipped_fire(
+    db: &Database,
+    record: &store::NewExecution<'_>,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    store::record_skipped_fire(db, record, reason).await
+}
+
 /// An attempt failed and the next one is due at `at` (its task is back on the queue).
 pub async fn retrying(
     db: &Database,

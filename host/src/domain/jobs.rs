@@ -126,10 +126,12 @@ impl<'a> Jobs<'a> {
         Ok(Some(id))
     }
 
-    /// Pauses a job: it does not fire until resumed (running executions go on).
-    pub async fn pause(&self, job_id: &str) -> anyhow::Result<()> {
-        if !self.scheduler.pause(job_id).await? {
+    /// Pauses a job: it does not fire until resumed, and its fires enqueued ahead of their
+    /// instant are taken back (running executions and fires already due go on).
+    pub async fn pause(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if !self.scheduler.pause(job_id, now).await? {
             schedules::set_enabled(self.db, job_id, false, None).await?;
+            self.queue.drop_fires_after(job_id, now).await?;
         }
         Ok(())
     }
@@ -167,7 +169,7 @@ impl<'a> Jobs<'a> {
     /// "job deleted"), its versions and row are removed, and the compiled components no other
     /// stored version has are forgotten. Running executions finish.
     pub async fn delete(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.scheduler.remove(job_id);
+        self.scheduler.remove(job_id).await;
         self.queue.cancel_job(job_id).await?;
         platform::cancel_pending_of_job(self.db, job_id, "job deleted", now).await?;
         let versions = quotas::versions(self.db, job_id).await?;

@@ -141,6 +141,21 @@ pub trait QueueBackend: Send + Sync {
     /// Of `jobs`, those with a pending or active task.
     async fn busy_jobs(&self, jobs: &[String]) -> anyhow::Result<HashSet<String>>;
 
+    /// Whether `job_id` has a pending or active task other than `id` that is not a later fire
+    /// than `fire` (a run of an earlier fire, a retry, a manual run): the overlap check of the
+    /// task of a fire when a worker leases it.
+    async fn busy_besides(
+        &self,
+        job_id: &str,
+        id: Uuid,
+        fire: DateTime<Utc>,
+    ) -> anyhow::Result<bool>;
+
+    /// Takes back the pending tasks of `job_id`'s fires later than `after` (enqueued ahead of
+    /// their instant: they have no execution yet), as if they had never been enqueued, so the
+    /// same fire can be enqueued again; returns how many.
+    async fn drop_fires_after(&self, job_id: &str, after: DateTime<Utc>) -> anyhow::Result<u64>;
+
     /// The versions of `job_id` that a pending or active task will run (a task without a
     /// version runs version 1).
     async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>>;

@@ -365,6 +365,27 @@ impl Queue {
         self.backend.busy_jobs(jobs).await
     }
 
+    /// Whether another run of `job_id` than task `id` (of the fire at `fire`) is pending or
+    /// active, later fires enqueued ahead not counted (see [`QueueBackend::busy_besides`]).
+    pub async fn busy_besides(
+        &self,
+        job_id: &str,
+        id: Uuid,
+        fire: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        self.backend.busy_besides(job_id, id, fire).await
+    }
+
+    /// Takes back the pending tasks of `job_id`'s fires later than `after`, enqueued ahead of
+    /// their instant; how many (see [`QueueBackend::drop_fires_after`]).
+    pub async fn drop_fires_after(
+        &self,
+        job_id: &str,
+        after: DateTime<Utc>,
+    ) -> anyhow::Result<u64> {
+        self.backend.drop_fires_after(job_id, after).await
+    }
+
     /// The versions of `job_id` that a pending or active task will run.
     pub async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
         self.backend.versions_in_use(job_id).await

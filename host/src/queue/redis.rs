@@ -33,6 +33,7 @@
 
 use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, QueueCounts, Task, TaskInfo};
+use crate::store::ExecutionStatus;
 use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::Script;
@@ -425,6 +426,43 @@ redis.call('EXPIRE', h, 604800)
 return 1
 "#;
 
+/// `busy_besides(job, id, fire)`: 1 when the job has a pending or active task other than `id`
+/// that is not of a fire later than `fire` (fires are RFC 3339 texts of one width: they compare
+/// as strings).
+const BUSY_BESIDES: &str = r#"
+local job, me, fire = ARGV[2], ARGV[3], ARGV[4]
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobtasks:' .. job)) do
+  if id ~= me then
+    local f = redis.call('HMGET', P .. 'task:' .. id, 's', 'f')
+    if (f[1] == 'pending' or f[1] == 'active') and (f[2] == '' or f[2] < fire) then return 1 end
+  end
+end
+return 0
+"#;
+
+/// `drop_fires_after(job, after)`: deletes the job's pending tasks of fires later than `after`,
+/// with their fire keys (so the fire can be enqueued again); returns how many.
+const DROP_FIRES_AFTER: &str = r#"
+local job, after = ARGV[2], ARGV[3]
+local n = 0
+for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobtasks:' .. job)) do
+  local h = P .. 'task:' .. id
+  local f = redis.call('HMGET', h, 's', 'f', 'q', 't')
+  if f[1] == 'pending' and f[2] and f[2] ~= '' and f[2] > after then
+    if redis.call('ZREM', P .. 'delayed', id) == 1 then
+      cnt(f[3], f[4], 'scheduled', -1)
+    else
+      redis.call('LREM', P .. 'lane:' .. f[3] .. ':' .. f[4], 0, id)
+      cnt(f[3], f[4], 'pending', -1)
+    end
+    redis.call('SREM', P .. 'jobtasks:' .. job, id)
+    redis.call('DEL', h, P .. 'fire:' .. job .. ':' .. f[2])
+    n = n + 1
+  end
+end
+return n
+"#;
+
 const RESCUE: &str = r#"
 local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, 1000)
@@ -462,6 +500,8 @@ struct Scripts {
     requeue_dead: Script,
     cancel_pending: Script,
     rescue: Script,
+    busy_besides: Script,
+    drop_fires_after: Script,
 }
 
 fn scripts() -> &'static Scripts {
@@ -489,6 +529,8 @@ fn scripts() -> &'static Scripts {
             requeue_dead: s(REQUEUE_DEAD),
             cancel_pending: s(CANCEL_PENDING),
             rescue: s(RESCUE),
+            busy_besides: s(BUSY_BESIDES),
+            drop_fires_after: s(DROP_FIRES_AFTER),
         }
     })
 }
@@ -507,6 +549,16 @@ fn glob_escape(text: &str) -> String {
 
 fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
+}
+
+/// `t` in whole milliseconds, rounded up: a task is never runnable before its `run_after`.
+fn ms_ceil(t: DateTime<Utc>) -> i64 {
+    let ms = t.timestamp_millis();
+    if t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
+        ms
+    } else {
+        ms + 1
+    }
 }
 
 fn claim_args(invocation: &mut redis::ScriptInvocation<'_>, claim: &Claim<'_>) {
@@ -749,7 +801,7 @@ impl RedisQueue {
         let give_back = if give_back { "1" } else { "0" };
         let args = vec![
             id.to_string(),
-            ms(run_after).to_string(),
+            ms_ceil(run_after).to_string(),
             error.to_string(),
             give_back.to_string(),
         ];
@@ -800,7 +852,8 @@ impl QueueBackend for RedisQueue {
         let mut n = 0;
         for chunk in tasks.chunks(500) {
             let mut pipe = redis::pipe();
-            let now = ms(Utc::now());
+            // Rounded up as `run_after` is: a task for now goes straight to its lane.
+            let now = ms_ceil(Utc::now());
             let hash = scripts().enqueue.get_hash().to_string();
             for t in chunk {
                 let id = t.id.unwrap_or_else(Uuid::new_v4);
@@ -821,7 +874,7 @@ impl QueueBackend for RedisQueue {
                         t.fire_at
                             .map_or(String::new(), |f| crate::store::sql::datetime_text(&f)),
                     )
-                    .arg(ms(t.run_after))
+                    .arg(ms_ceil(t.run_after))
                     .arg(t.max_attempts.max(1))
                     .arg(if t.exclusive { "1" } else { "0" });
             }
@@ -896,7 +949,8 @@ impl QueueBackend for RedisQueue {
     }
 
     async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
-        self.cancel_because(id, "cancelled").await
+        self.cancel_because(id, ExecutionStatus::Cancelled.as_str())
+            .await
     }
 
     async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
@@ -938,6 +992,25 @@ impl QueueBackend for RedisQueue {
             .filter(|(_, n)| *n > 0)
             .map(|(j, _)| j.clone())
             .collect())
+    }
+
+    async fn busy_besides(
+        &self,
+        job_id: &str,
+        id: Uuid,
+        fire: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let args = vec![
+            job_id.to_string(),
+            id.to_string(),
+            crate::store::sql::datetime_text(&fire),
+        ];
+        Ok(self.run(&scripts().busy_besides, args).await? == 1)
+    }
+
+    async fn drop_fires_after(&self, job_id: &str, after: DateTime<Utc>) -> anyhow::Result<u64> {
+        let args = vec![job_id.to_string(), crate::store::sql::datetime_text(&after)];
+        Ok(self.run(&scripts().drop_fires_after, args).await?.max(0) as u64)
     }
 
     /// The versions of a job that its pending and active tasks will run.

@@ -11,7 +11,7 @@ use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, Picker, QueueCounts, Task, TaskInfo};
 use crate::store::rows::{self, RowExt as _};
 use crate::store::sql::{stmt, Param, Stmt};
-use crate::store::{Database, Dialect};
+use crate::store::{Database, Dialect, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -399,6 +399,33 @@ impl QueueBackend for SqlQueue {
         Ok(busy.into_iter().collect())
     }
 
+    async fn busy_besides(
+        &self,
+        job_id: &str,
+        id: Uuid,
+        fire: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let other: Option<String> = rows::scalar(
+            &self.db,
+            &stmt(
+                "SELECT id FROM tasks WHERE job_id = ? AND state IN ('pending', 'active') \
+                 AND id <> ? AND (fire_at IS NULL OR fire_at < ?) LIMIT 1",
+                vec![text(job_id), text(id.to_string()), Param::DateTime(fire)],
+            ),
+        )
+        .await
+        .map_err(failed)?;
+        Ok(other.is_some())
+    }
+
+    async fn drop_fires_after(&self, job_id: &str, after: DateTime<Utc>) -> anyhow::Result<u64> {
+        self.execute(
+            "DELETE FROM tasks WHERE job_id = ? AND state = 'pending' AND fire_at > ?",
+            vec![text(job_id), Param::DateTime(after)],
+        )
+        .await
+    }
+
     async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
         let versions: Vec<Option<i64>> = rows::scalars(
             &self.db,
@@ -445,7 +472,7 @@ impl QueueBackend for SqlQueue {
                 "pending" => c.pending += n,
                 "active" => c.active += n,
                 "done" => c.completed += n,
-                _ if outcome.as_deref() == Some("cancelled") => {}
+                _ if outcome.as_deref() == Some(ExecutionStatus::Cancelled.as_str()) => {}
                 _ => c.failed += n,
             }
         }
@@ -552,11 +579,11 @@ fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
 
 /// The update that finishes an active task.
 fn finish_stmt(done: &Finished) -> Stmt {
-    let state = if matches!(done.outcome, "completed" | "skipped") {
-        "done"
-    } else {
-        "dead"
-    };
+    let ended_well = done
+        .outcome
+        .parse::<ExecutionStatus>()
+        .is_ok_and(ExecutionStatus::is_success);
+    let state = if ended_well { "done" } else { "dead" };
     stmt(
         "UPDATE tasks SET state = ?, outcome = ?, last_error = ?, lease_owner = NULL, \
          lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",

@@ -1,20 +1,30 @@
 //! The scheduler: turns each job's schedule into tasks on the queue, at the right instants.
 //!
 //! Every job's next fire time is kept in `jobs.next_run_at`. [`Scheduler::tick`] enqueues every
-//! fire that is due at `now` and moves the job's next fire on; the host calls it in a loop (about
-//! once a second, sooner when a fire is due), tests call it with a controlled clock.
+//! fire that falls due within [`LOOKAHEAD`] of `now` and moves the job's next fire on; the host
+//! calls it in a loop (about once a second, sooner when a fire enters the window), tests call it
+//! with a controlled clock.
 //!
+//! - **Ahead of time**: a fire is enqueued up to [`LOOKAHEAD`] before its instant, as a task
+//!   that is not runnable before it (`run_after`), so at the instant it is already in the queue
+//!   and the workers only have to lease it (the host's loop wakes its pool at the instant).
+//!   Pausing, rescheduling or deleting a job takes back the fires it has in the queue ahead of
+//!   their instant ([`Queue::drop_fires_after`]); a new version with another schedule does too.
 //! - **Idempotent**: the task of a fire is unique on (job, fire time), and the move of
-//!   `next_run_at` is a compare-and-set, so a fire is enqueued once however often `tick` runs.
+//!   `next_run_at` is a compare-and-set (of an enabled job), so a fire is enqueued once however
+//!   often `tick` runs, across restarts and leader changes.
 //! - **Misfires** (the host was down when a fire fell due): the missed fire runs once when the
 //!   host is back, and the schedule continues from now — no backlog storm
 //!   ([`MisfirePolicy::RunOnce`], the default); [`MisfirePolicy::Skip`] drops missed fires
 //!   (recorded as a skipped execution).
 //! - **Overlap** (the job's previous run still pending or active when a fire comes), by the job's
-//!   `overlap:` — `skip` (default): the fire is recorded as a skipped execution with its reason;
-//!   `queue`: the fire is enqueued and waits for the previous run; `allow`: it runs alongside.
+//!   `overlap:` — `skip` (default): the fire is recorded as a skipped execution with its reason
+//!   (a fire already due is checked here; a fire enqueued ahead is checked by the worker that
+//!   leases it, [`Queue::busy_besides`]); `queue`: the fire is enqueued and waits for the
+//!   previous run; `allow`: it runs alongside.
 //! - **Pause/resume**: a paused job does not fire; resuming computes the next fire from now.
 
+use crate::domain::executions;
 use crate::queue::{NewTask, Queue};
 use crate::store::{platform, schedules, Database};
 use chrono::{DateTime, Utc};
@@ -112,6 +122,10 @@ fn log_fires(batch: &[NewTask]) {
 /// How many due fires [`Scheduler::tick`] moves on and enqueues together.
 pub const FIRES_PER_BATCH: usize = 500;
 
+/// How far ahead of its instant a fire is enqueued: more than a tick of 10,000 fires takes
+/// (under a second on SQLite and on PostgreSQL + Redis), so they are all in the queue in time.
+pub const LOOKAHEAD: chrono::Duration = chrono::Duration::seconds(5);
+
 /// Fires jobs onto the queue.
 pub struct Scheduler {
     db: Database,
@@ -120,6 +134,12 @@ pub struct Scheduler {
     misfire: MisfirePolicy,
     /// A fire later than this is a misfire (default 60 s).
     grace: chrono::Duration,
+    /// How far ahead fires are enqueued ([`LOOKAHEAD`]).
+    lookahead: chrono::Duration,
+    /// Held by a tick and by every change of a job's schedule, so that a job paused (or
+    /// rescheduled) while a tick runs does not get a fire of the tick's enqueued after its
+    /// fires ahead were taken back.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl Scheduler {
@@ -130,7 +150,21 @@ impl Scheduler {
             jobs: Mutex::new(BTreeMap::new()),
             misfire,
             grace: chrono::Duration::seconds(60),
+            lookahead: LOOKAHEAD,
+            changing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same scheduler with fires enqueued `lookahead` ahead of their instant (zero: at
+    /// their instant).
+    pub fn with_lookahead(mut self, lookahead: chrono::Duration) -> Scheduler {
+        self.lookahead = lookahead.max(chrono::Duration::zero());
+        self
+    }
+
+    /// How far ahead of their instant fires are enqueued.
+    pub fn lookahead(&self) -> chrono::Duration {
+        self.lookahead
     }
 
     fn db(&self) -> &Database {
@@ -164,6 +198,14 @@ impl Scheduler {
     ) -> anyhow::Result<ScheduledJob> {
         let fires = fires_of(&manifest.schedule, &manifest.timezone)?;
         self.queue.admit_job(tenant, &manifest)?;
+        let _changing = self.changing.lock().await;
+        let held = self.job(job_id);
+        if held.is_some_and(|j| {
+            j.manifest.schedule != manifest.schedule || j.manifest.timezone != manifest.timezone
+        }) {
+            // Its fires ahead are of the schedule it had.
+            self.queue.drop_fires_after(job_id, now).await?;
+        }
         let (enabled, stored) = schedules::state(self.db(), job_id).await?;
         let next_run_at = match stored {
             Some(t) => Some(t),
@@ -223,13 +265,17 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Forgets a job (deleted): it does not fire any more.
-    pub fn remove(&self, job_id: &str) -> bool {
+    /// Forgets a job (deleted): it does not fire any more. (Its tasks, fires ahead included,
+    /// are cancelled with the job: [`crate::domain::jobs::Jobs::delete`].)
+    pub async fn remove(&self, job_id: &str) -> bool {
+        let _changing = self.changing.lock().await;
         self.lock().remove(job_id).is_some()
     }
 
-    /// Pauses a job: it does not fire until resumed. False if the job is unknown.
-    pub async fn pause(&self, job_id: &str) -> anyhow::Result<bool> {
+    /// Pauses a job: it does not fire until resumed, and the fires it has in the queue ahead of
+    /// their instant are taken back (those already due stay). False if the job is unknown.
+    pub async fn pause(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let _changing = self.changing.lock().await;
         if !self.lock().contains_key(job_id) {
             return Ok(false);
         }
@@ -237,11 +283,13 @@ impl Scheduler {
         if let Some(job) = self.lock().get_mut(job_id) {
             job.enabled = false;
         }
+        self.queue.drop_fires_after(job_id, now).await?;
         Ok(true)
     }
 
     /// Resumes a job; its next fire is computed from `now` (missed fires are not run).
     pub async fn resume(&self, job_id: &str, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let _changing = self.changing.lock().await;
         let Some(fires) = self.lock().get(job_id).map(|j| j.fires.clone()) else {
             return Ok(false);
         };
@@ -256,7 +304,8 @@ impl Scheduler {
 
     /// Replaces a job's schedule and timezone (until a new version brings another one) with their
     /// `fires`, checked by the caller ([`crate::domain::jobs::Jobs::reschedule`]); the next fire
-    /// is computed from `now`.
+    /// is computed from `now`, and the fires of the old schedule in the queue ahead of their
+    /// instant are taken back.
     pub async fn reschedule(
         &self,
         job_id: &str,
@@ -265,8 +314,10 @@ impl Scheduler {
         fires: Option<Fires>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let _changing = self.changing.lock().await;
         let next = fires.as_ref().and_then(|f| f.next_after(now));
         schedules::set(self.db(), job_id, schedule, timezone, next).await?;
+        self.queue.drop_fires_after(job_id, now).await?;
         if let Some(job) = self.lock().get_mut(job_id) {
             let mut manifest = (*job.manifest).clone();
             manifest.schedule = schedule.clone();
@@ -304,23 +355,31 @@ impl Scheduler {
         })
     }
 
-    /// Enqueues every fire due at `now` and moves each job's next fire on, [`FIRES_PER_BATCH`]
-    /// at a time: one transaction moves a batch's next fires, one insert enqueues its tasks, so
-    /// the first fires are in the queue while the later ones are being moved.
+    /// Enqueues every fire due within the look-ahead of `now` (each a task runnable from its
+    /// instant) and moves each job's next fire on, [`FIRES_PER_BATCH`] at a time: one
+    /// transaction moves a batch's next fires, one insert enqueues its tasks, so the first fires
+    /// are in the queue while the later ones are being moved.
     pub async fn tick(&self, now: DateTime<Utc>) -> anyhow::Result<Tick> {
+        let _changing = self.changing.lock().await;
+        let horizon = now + self.lookahead;
         let due: Vec<(ScheduledJob, DateTime<Utc>)> = self
             .lock()
             .values()
             .filter(|j| j.enabled)
-            .filter_map(|j| Some((j.clone(), j.next_run_at.filter(|t| *t <= now)?)))
+            .filter_map(|j| Some((j.clone(), j.next_run_at.filter(|t| *t <= horizon)?)))
             .collect();
         let mut tick = Tick::default();
         if due.is_empty() {
             tick.next_due = self.next_due();
             return Ok(tick);
         }
-        // One query for the overlap check of every due job.
-        let due_ids: Vec<String> = due.iter().map(|(j, _)| j.job_id.clone()).collect();
+        // One query for the overlap check of every job due now (a fire ahead is checked when
+        // a worker leases it).
+        let due_ids: Vec<String> = due
+            .iter()
+            .filter(|(_, fire)| *fire <= now)
+            .map(|(j, _)| j.job_id.clone())
+            .collect();
         let busy = self.queue.busy_jobs(&due_ids).await?;
         for chunk in due.chunks(FIRES_PER_BATCH) {
             // Past fires are not replayed one by one: continue from now.
@@ -340,9 +399,11 @@ impl Scheduler {
             for (((job, fire), moved), won) in chunk.iter().zip(&moves).zip(won) {
                 let fire = *fire;
                 if !won {
-                    // Another scheduler moved it on; take its value.
-                    let (_, stored) = schedules::state(self.db(), &job.job_id).await?;
+                    // Another scheduler moved it on, or another process paused it; take its
+                    // values.
+                    let (enabled, stored) = schedules::state(self.db(), &job.job_id).await?;
                     if let Some(j) = self.lock().get_mut(&job.job_id) {
+                        j.enabled = enabled;
                         j.next_run_at = stored;
                     }
                     continue;
@@ -360,8 +421,8 @@ impl Scheduler {
                     continue;
                 }
                 let overlap = job.manifest.overlap;
-                if overlap == Overlap::Skip && busy.contains(&job.job_id) {
-                    let reason = "overlap: the previous run is still pending or active";
+                if overlap == Overlap::Skip && fire <= now && busy.contains(&job.job_id) {
+                    let reason = executions::OVERLAP_SKIPPED;
                     self.record_skipped(job, fire, reason).await?;
                     tracing::info!(job = %name, tenant = %job.tenant, fire_at = %fire.to_rfc3339(),
                         "scheduled fire skipped: overlap");
@@ -424,7 +485,7 @@ impl Scheduler {
             scheduled_at: Some(fire),
             started_at: fire,
         };
-        platform::record_skipped_fire(self.db(), &record, reason).await?;
+        executions::skipped_fire(self.db(), &record, reason).await?;
         Ok(())
     }
 }

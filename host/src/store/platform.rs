@@ -310,7 +310,7 @@ fn new_row(e: &NewExecution<'_>, status: ExecutionStatus) -> Vec<Param> {
 }
 
 /// Records a schedule fire that did not run (a misfire, an overlap) as a `skipped` execution
-/// with its reason.
+/// with its reason (once: an execution of that id already recorded is left as it is).
 pub async fn record_skipped_fire(
     db: &Database,
     e: &NewExecution<'_>,
@@ -328,7 +328,7 @@ pub async fn record_skipped_fire(
         &format!(
             "INSERT INTO job_executions ({NEW_ROW}, error, attempt, max_attempts, scheduled_at, \
              finished_at, duration_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, \
-             ?, ?, 0, ?)"
+             ?, ?, 0, ?) ON CONFLICT DO NOTHING"
         ),
         params,
     );

@@ -74,9 +74,9 @@ pub struct Advance<'a> {
     pub next: Option<DateTime<Utc>>,
 }
 
-/// Moves each job's next fire on, only where the stored next fire is still the one fired
-/// (compare-and-set: one scheduler wins a fire), in one statement. Returns, for each, whether
-/// it moved.
+/// Moves each job's next fire on, only where the job is enabled and its stored next fire is
+/// still the one fired (compare-and-set: one scheduler wins a fire, and none fires a job another
+/// process paused), in one statement. Returns, for each, whether it moved.
 pub async fn advance(db: &Database, moves: &[Advance<'_>]) -> Result<Vec<bool>, sqlx::Error> {
     if moves.is_empty() {
         return Ok(Vec::new());
@@ -93,7 +93,10 @@ pub async fn advance(db: &Database, moves: &[Advance<'_>]) -> Result<Vec<bool>, 
         s.bind(opt_time(m.next));
         s.sql(")");
     }
-    s.sql(") AS v WHERE jobs.id = v.column1 AND jobs.next_run_at = v.column2 RETURNING jobs.id");
+    s.sql(
+        ") AS v WHERE jobs.id = v.column1 AND jobs.next_run_at = v.column2 AND jobs.enabled \
+           RETURNING jobs.id",
+    );
     let moved: HashSet<String> = scalars::<String>(db, &s).await?.into_iter().collect();
     Ok(moves.iter().map(|m| moved.contains(m.job_id)).collect())
 }
