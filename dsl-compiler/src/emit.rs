@@ -133,10 +133,29 @@ pub struct Build<'a> {
 /// the runtime. What it vouches for is the code — every function, import and export is this
 /// compiler's runtime — so a host may run the program on the runtime it compiled once.
 pub fn split_build(component: &[u8]) -> Option<Build<'_>> {
-    let mut rest = component.strip_prefix(runtime_component().ok()?)?;
+    split_own_sections(component.strip_prefix(runtime_component().ok()?)?)
+}
+
+/// What follows the runtime in a component of [`emit`]'s shape (the bytes a host stores for a
+/// build apart from the runtime), split into its program and manifest; `None` for anything else.
+pub fn split_own_sections(mut rest: &[u8]) -> Option<Build<'_>> {
     let program = take_custom_section(&mut rest, PROGRAM_SECTION)?;
     let manifest = take_custom_section(&mut rest, MANIFEST_SECTION)?;
     rest.is_empty().then_some(Build { program, manifest })
+}
+
+/// The SHA-256 of the component made of [`runtime_component`] followed by `own` (a build's own
+/// sections): the hash of the whole component, from the runtime's hashed state kept once per
+/// process, so it costs the hashing of `own` only.
+pub fn build_sha256(own: &[u8]) -> Result<[u8; 32], EmitError> {
+    use sha2::Digest as _;
+    static AFTER_RUNTIME: OnceLock<sha2::Sha256> = OnceLock::new();
+    let runtime = runtime_component()?;
+    let mut hasher = AFTER_RUNTIME
+        .get_or_init(|| sha2::Sha256::new_with_prefix(runtime))
+        .clone();
+    hasher.update(own);
+    Ok(hasher.finalize().into())
 }
 
 /// Whether `component` is exactly what this compiler's [`emit`] makes of the program and the
@@ -312,6 +331,29 @@ mod tests {
             leb128(&mut out, value);
             assert_eq!(out, expected, "{value}");
         }
+    }
+
+    #[test]
+    fn a_builds_hash_from_its_own_sections_is_the_hash_of_the_whole_component() {
+        use sha2::Digest as _;
+        for (program, manifest) in [(&b"{}"[..], &b"{\"name\":\"A\"}"[..]), (b"[1,2,3]", b"")] {
+            let mut whole = runtime_component().unwrap().to_vec();
+            let at = whole.len();
+            append_custom_section(&mut whole, PROGRAM_SECTION, program);
+            append_custom_section(&mut whole, MANIFEST_SECTION, manifest);
+            let own = &whole[at..];
+            let expected: [u8; 32] = sha2::Sha256::digest(&whole).into();
+            assert_eq!(build_sha256(own).unwrap(), expected);
+            let build = split_own_sections(own).unwrap();
+            assert_eq!((build.program, build.manifest), (program, manifest));
+            assert_eq!(split_build(&whole), Some(build));
+        }
+        // Anything else after the runtime is not a build's own sections.
+        assert!(split_own_sections(b"").is_none());
+        let mut reversed = Vec::new();
+        append_custom_section(&mut reversed, MANIFEST_SECTION, b"{}");
+        append_custom_section(&mut reversed, PROGRAM_SECTION, b"{}");
+        assert!(split_own_sections(&reversed).is_none());
     }
 
     #[test]

@@ -141,10 +141,23 @@ impl Components {
             None => {}
         }
         let db = self.executor.services().db();
-        let bytes = crate::store::jobs::component(db, job_id, version)
+        // A version deleted since its task was queued: the caller drops the task.
+        let (runtime, own) = crate::store::jobs::stored_component(db, job_id, version)
             .await?
-            // A version deleted since its task was queued: the caller drops the task.
             .ok_or(sqlx::Error::RowNotFound)?;
+        if runtime.as_deref() == Some(runtime_hex()?.as_str()) {
+            // A build on this host's runtime: its own sections are enough.
+            if let Some(job) = self.executor.runtime().prepare_stored_build(&own)? {
+                lock(&self.cache).insert(key, job.clone());
+                return Ok(Component::Ready(job));
+            }
+        }
+        let bytes = match runtime {
+            Some(_) => crate::store::jobs::component(db, job_id, version)
+                .await?
+                .ok_or(sqlx::Error::RowNotFound)?,
+            None => own,
+        };
         let executor = self.executor.clone();
         let (cached, bytes) =
             tokio::task::spawn_blocking(move || (executor.runtime().prepare_cached(&bytes), bytes))
@@ -182,6 +195,13 @@ impl Components {
         lock(&self.compiling)
             .retain(|(job, version), _| job != job_id || !versions.contains(version));
     }
+}
+
+/// This host's guest runtime's SHA-256 in hex, as `job_versions.runtime_sha256` names it.
+fn runtime_hex() -> anyhow::Result<&'static String> {
+    static HEX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sha = codeai_dsl::emit::runtime_sha256()?;
+    Ok(HEX.get_or_init(|| hex::encode(sha)))
 }
 
 /// The pool.

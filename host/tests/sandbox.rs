@@ -696,6 +696,32 @@ async fn every_built_job_runs_on_one_runtime_compiled_once() {
     assert_eq!(answer_of(&again, &job).await, 4);
 }
 
+/// A worker reads a build stored apart from its runtime as its own sections only: prepared from
+/// them, it is the same prepared job as the whole component's (one hash, the whole component's),
+/// and runs its program; until the runtime is compiled, or for bytes that are not a build's
+/// sections, it is not prepared that way (the whole component takes the general path).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_is_prepared_from_its_own_sections_as_from_the_whole_component() {
+    let runtime = Runtime::<Fake>::new(config("own-sections")).unwrap();
+    let whole = answering("Answer7", 7);
+    let runtime_len = codeai_dsl::emit::runtime_component().unwrap().len();
+    let own = &whole[runtime_len..];
+    assert!(
+        runtime.prepare_stored_build(own).unwrap().is_none(),
+        "the runtime is not compiled yet"
+    );
+    let first = runtime.prepare(&answering("Answer8", 8)).unwrap();
+    let from_own = runtime.prepare_stored_build(own).unwrap().unwrap();
+    assert_eq!(from_own.source(), Source::Shared);
+    assert_eq!(answer_of(&runtime, &from_own).await, 7);
+    let from_whole = runtime.prepare(&whole).unwrap();
+    assert!(Arc::ptr_eq(&from_own, &from_whole), "two entries for one job");
+    assert_eq!(runtime.compiled(), 1);
+    assert!(runtime.prepare_stored_build(&own[1..]).unwrap().is_none());
+    assert!(runtime.prepare_stored_build(&[]).unwrap().is_none());
+    drop(first);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_build_changed_in_its_code_is_compiled_on_its_own() {
     let runtime = Runtime::<Fake>::new(config("changed")).unwrap();

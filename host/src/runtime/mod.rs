@@ -421,6 +421,29 @@ impl<C: Capabilities> Runtime<C> {
         }
     }
 
+    /// The prepared component of a build stored apart from its runtime — `own`, its program
+    /// and manifest sections, stored with the SHA-256 of this host's runtime — without the
+    /// runtime's bytes: the same job as [`Runtime::prepare_cached`] of the whole component, for
+    /// the hashing of `own` alone. `None` when `own` is not a build's two sections or the shared
+    /// runtime is not compiled yet (then the whole component takes the general path).
+    pub fn prepare_stored_build(
+        &self,
+        own: &[u8],
+    ) -> Result<Option<Arc<PreparedJob<C>>>, RuntimeError> {
+        let Some(build) = codeai_dsl::emit::split_own_sections(own) else {
+            return Ok(None);
+        };
+        let setup = |e: codeai_dsl::emit::EmitError| RuntimeError::Setup(anyhow::anyhow!(e));
+        let hash = codeai_dsl::emit::build_sha256(own).map_err(setup)?;
+        if let Some(job) = self.lock_prepared().get(&hash) {
+            return Ok(Some(job.clone()));
+        }
+        let manifest = build_manifest(&build)?;
+        Ok(self
+            .shared_runtime()?
+            .map(|pre| self.register(hash, manifest, build.program, pre, Source::Shared)))
+    }
+
     /// Prepares a component within the compile budget ([`compile`]): what needs no compiling
     /// is prepared at once; otherwise its code is measured against the limits (refused before
     /// compiling when over), `charge`'s compile quota is counted (an upload's tenant), and it

@@ -140,6 +140,18 @@ pub async fn component(
         }))
 }
 
+/// A version's stored bytes and, for a build stored apart from its runtime, the runtime's
+/// SHA-256 (hex): [`component`] without the runtime's bytes.
+pub async fn stored_component(
+    db: &Database,
+    job_id: &str,
+    version: i64,
+) -> Result<Option<(Option<String>, Vec<u8>)>, sqlx::Error> {
+    let sql = "SELECT runtime_sha256, component FROM job_versions WHERE job_id = ? AND version = ?";
+    let stmt = stmt(sql, vec![Param::Text(job_id.into()), Param::Int(version)]);
+    Ok(fetch_as(db, &stmt).await?.into_iter().next())
+}
+
 /// Reads the column `column` (one of this module's, never input) of a version of a job.
 fn of_version(column: &str, job_id: &str, version: i64) -> super::sql::Stmt {
     stmt(
