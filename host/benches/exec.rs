@@ -10,7 +10,9 @@
 //! - `bare wasmtime: trivial component`: a default engine (on-demand allocator, no fuel, no
 //!   epochs), `Linker::instantiate_pre` once, then a new `Store` + instantiate + `run` + drop.
 //!
-//! and the ratios runtime/bare. Set `EXEC_BENCH_ITERS` to change the number of iterations, and
+//! and the ratios runtime/bare; then, on a pooling engine like the runtime's, the time of
+//! instantiating each component alone (no `run`): how much of each case is making the instance.
+//! Set `EXEC_BENCH_ITERS` to change the number of iterations, and
 //! `EXEC_BENCH_ONLY=dsl` to run the DSL case alone (to profile it).
 
 use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
@@ -97,7 +99,7 @@ fn main() {
     let (mut artifacts, _) = codeai_dsl::compile("noop.codeai", NOOP_DSL)
         .unwrap_or_else(|_| panic!("the no-op job compiles"));
     let noop = artifacts.remove(0);
-    let trivial = trivial_component(&noop.manifest);
+    let trivial_bytes = trivial_component(&noop.manifest);
 
     let cache_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-bench-cache");
     let rt = Runtime::<Null>::new(RuntimeConfig {
@@ -108,12 +110,12 @@ fn main() {
     .expect("runtime");
     let dsl_job = rt.prepare(&noop.bytes).expect("the DSL job prepares");
     let trivial_job = rt
-        .prepare(&trivial)
+        .prepare(&trivial_bytes)
         .expect("the trivial component prepares");
 
     // Bare wasmtime: default engine, on-demand allocation, no fuel, no epochs, no limits.
     let engine = wasm::engine().expect("engine");
-    let component = wasm::compile(&engine, &trivial).expect("compiles");
+    let component = wasm::compile(&engine, &trivial_bytes).expect("compiles");
     let linker = wasm::linker::<Null>(&engine).expect("links");
     let pre = bindings::JobPre::new(linker.instantiate_pre(&component).expect("pre")).expect("run");
 
@@ -155,5 +157,48 @@ fn main() {
             dsl.p50 / bare.p50,
             dsl.mean / bare.mean
         );
+
+        // Instantiation alone, on a pooling engine like the runtime's (no fuel, no epochs):
+        // the part of each case's time that is making the instance, before `run`.
+        let pooled = pooled_engine();
+        let linker = wasm::linker::<Null>(&pooled).expect("links");
+        let mut made = Vec::new();
+        for (name, bytes) in [("DSL no-op job", &noop.bytes[..]), ("trivial component", &trivial_bytes[..])] {
+            let component = wasm::compile(&pooled, bytes).expect("compiles");
+            let pre = linker.instantiate_pre(&component).expect("pre");
+            let stats = measure(iters, || async {
+                let mut store = Store::new(&pooled, null());
+                pre.instantiate_async(&mut store).await.expect("instantiates");
+            })
+            .await;
+            print(&format!("instantiate only: {name}"), &stats);
+            made.push(stats);
+        }
+        println!(
+            "of the runtime's time, instantiating: DSL no-op p50 {:.1} of {:.1} µs, trivial {:.1} of {:.1} µs",
+            made[0].p50, dsl.p50, made[1].p50, trivial.p50
+        );
     });
+}
+
+/// An engine with the runtime's pooling allocator and copy-on-write memory images, without
+/// fuel or epochs (`runtime::engine` is not public).
+fn pooled_engine() -> wasmtime::Engine {
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(4)
+        .total_core_instances(64)
+        .total_memories(8)
+        .total_tables(16)
+        .max_core_instances_per_component(16)
+        .max_memories_per_component(2)
+        .max_tables_per_component(4)
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(4 << 20)
+        .pagemap_scan(wasmtime::Enabled::Auto);
+    let mut config = wasmtime::Config::new();
+    config
+        .wasm_component_model(true)
+        .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true);
+    wasmtime::Engine::new(&config).expect("engine")
 }

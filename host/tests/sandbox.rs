@@ -715,7 +715,10 @@ async fn a_build_is_prepared_from_its_own_sections_as_from_the_whole_component()
     assert_eq!(from_own.source(), Source::Shared);
     assert_eq!(answer_of(&runtime, &from_own).await, 7);
     let from_whole = runtime.prepare(&whole).unwrap();
-    assert!(Arc::ptr_eq(&from_own, &from_whole), "two entries for one job");
+    assert!(
+        Arc::ptr_eq(&from_own, &from_whole),
+        "two entries for one job"
+    );
     assert_eq!(runtime.compiled(), 1);
     assert!(runtime.prepare_stored_build(&own[1..]).unwrap().is_none());
     assert!(runtime.prepare_stored_build(&[]).unwrap().is_none());
