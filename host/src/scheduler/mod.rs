@@ -155,13 +155,6 @@ impl Scheduler {
         }
     }
 
-    /// The same scheduler with fires enqueued `lookahead` ahead of their instant (zero: at
-    /// their instant).
-    pub fn with_lookahead(mut self, lookahead: chrono::Duration) -> Scheduler {
-        self.lookahead = lookahead.max(chrono::Duration::zero());
-        self
-    }
-
     /// How far ahead of their instant fires are enqueued.
     pub fn lookahead(&self) -> chrono::Duration {
         self.lookahead
@@ -185,7 +178,8 @@ impl Scheduler {
     }
 
     /// Adds (or replaces) a registered job. Its stored `next_run_at` and `enabled` are kept when
-    /// present; otherwise the next fire is computed from `now` and stored. A job whose queue
+    /// present; otherwise, or when it replaces the job with another schedule (whose fires ahead
+    /// are taken back), the next fire is computed from `now` and stored. A job whose queue
     /// does not exist is refused ([`Queue::admit_job`]: the operator's jobs may declare queues,
     /// a tenant's may not).
     pub async fn add(
@@ -199,17 +193,18 @@ impl Scheduler {
         let fires = fires_of(&manifest.schedule, &manifest.timezone)?;
         self.queue.admit_job(tenant, &manifest)?;
         let _changing = self.changing.lock().await;
-        let held = self.job(job_id);
-        if held.is_some_and(|j| {
+        let changed = self.job(job_id).is_some_and(|j| {
             j.manifest.schedule != manifest.schedule || j.manifest.timezone != manifest.timezone
-        }) {
-            // Its fires ahead are of the schedule it had.
+        });
+        if changed {
+            // Its fires ahead, and the next fire this scheduler moved on to, are of the
+            // schedule it had: the new one takes effect from now.
             self.queue.drop_fires_after(job_id, now).await?;
         }
         let (enabled, stored) = schedules::state(self.db(), job_id).await?;
         let next_run_at = match stored {
-            Some(t) => Some(t),
-            None => fires.as_ref().and_then(|f| f.next_after(now)),
+            Some(t) if !changed => Some(t),
+            _ => fires.as_ref().and_then(|f| f.next_after(now)),
         };
         schedules::set_next(self.db(), job_id, next_run_at).await?;
         let job = ScheduledJob {
