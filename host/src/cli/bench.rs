@@ -25,7 +25,7 @@ use crate::services::{Services, ServicesConfig};
 use crate::store::{self, Database};
 use crate::worker::{PoolConfig, WorkerPool};
 use anyhow::Context as _;
-use chrono::Utc;
+use chrono::{DurationRound as _, Utc};
 use clap::{Args, Subcommand};
 use sqlx::postgres::PgConnectOptions;
 use std::path::{Path, PathBuf};
@@ -339,7 +339,10 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
     executor.runtime().prepare(&one_build)?;
     // The instant: far enough ahead for the scheduler to take every job first.
     let lead = chrono::Duration::milliseconds(2000 + jobs as i64);
-    let instant = Utc::now() + lead;
+    // In whole milliseconds, as the Redis queue keeps times (and cron fires are whole seconds).
+    let instant = (Utc::now() + lead)
+        .duration_trunc(chrono::Duration::milliseconds(1))
+        .context("the instant")?;
     let once = codeai_ir::Schedule::Once {
         at: instant.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
     };

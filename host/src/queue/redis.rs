@@ -551,16 +551,6 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-/// `t` in whole milliseconds, rounded up: a task is never runnable before its `run_after`.
-fn ms_ceil(t: DateTime<Utc>) -> i64 {
-    let ms = t.timestamp_millis();
-    if t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
-        ms
-    } else {
-        ms + 1
-    }
-}
-
 fn claim_args(invocation: &mut redis::ScriptInvocation<'_>, claim: &Claim<'_>) {
     invocation
         .arg(ms(claim.lease.now))
@@ -801,7 +791,7 @@ impl RedisQueue {
         let give_back = if give_back { "1" } else { "0" };
         let args = vec![
             id.to_string(),
-            ms_ceil(run_after).to_string(),
+            ms(run_after).to_string(),
             error.to_string(),
             give_back.to_string(),
         ];
@@ -852,8 +842,7 @@ impl QueueBackend for RedisQueue {
         let mut n = 0;
         for chunk in tasks.chunks(500) {
             let mut pipe = redis::pipe();
-            // Rounded up as `run_after` is: a task for now goes straight to its lane.
-            let now = ms_ceil(Utc::now());
+            let now = ms(Utc::now());
             let hash = scripts().enqueue.get_hash().to_string();
             for t in chunk {
                 let id = t.id.unwrap_or_else(Uuid::new_v4);
@@ -874,7 +863,7 @@ impl QueueBackend for RedisQueue {
                         t.fire_at
                             .map_or(String::new(), |f| crate::store::sql::datetime_text(&f)),
                     )
-                    .arg(ms_ceil(t.run_after))
+                    .arg(ms(t.run_after))
                     .arg(t.max_attempts.max(1))
                     .arg(if t.exclusive { "1" } else { "0" });
             }

@@ -359,9 +359,13 @@ impl QueueBackend for SqlQueue {
     async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
         let n = self
             .execute(
-                "UPDATE tasks SET state = 'dead', outcome = 'cancelled', updated_at = ? \
+                "UPDATE tasks SET state = 'dead', outcome = ?, updated_at = ? \
                  WHERE id = ? AND state = 'pending'",
-                vec![Param::DateTime(Utc::now()), text(id.to_string())],
+                vec![
+                    text(ExecutionStatus::Cancelled.as_str()),
+                    Param::DateTime(Utc::now()),
+                    text(id.to_string()),
+                ],
             )
             .await?;
         Ok(n == 1)
@@ -369,9 +373,13 @@ impl QueueBackend for SqlQueue {
 
     async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
         self.execute(
-            "UPDATE tasks SET state = 'dead', outcome = 'cancelled', last_error = 'job deleted', \
+            "UPDATE tasks SET state = 'dead', outcome = ?, last_error = 'job deleted', \
              updated_at = ? WHERE job_id = ? AND state = 'pending'",
-            vec![Param::DateTime(Utc::now()), text(job_id)],
+            vec![
+                text(ExecutionStatus::Cancelled.as_str()),
+                Param::DateTime(Utc::now()),
+                text(job_id),
+            ],
         )
         .await
     }
