@@ -78,6 +78,8 @@ impl HostConfig {
 pub struct Registered {
     pub manifest: Arc<Manifest>,
     pub next_run_at: Option<DateTime<Utc>>,
+    /// False when the job is paused.
+    pub enabled: bool,
     pub job_id: String,
     pub version: i64,
     /// False when the same component was registered already.
@@ -116,6 +118,7 @@ pub async fn register_prepared(
     Ok(Registered {
         manifest,
         next_run_at: scheduled.next_run_at,
+        enabled: scheduled.enabled,
         job_id: reg.job_id,
         version: reg.version,
         new_version: reg.new_version,

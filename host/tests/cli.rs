@@ -450,6 +450,10 @@ fn exec_runs_example_jobs_against_the_seeded_database() {
     assert_eq!(code, Some(0), "{out}{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["status"], "completed");
+    assert_eq!(
+        v["database"], "sqlite:demo.db",
+        "where the execution is recorded"
+    );
     assert_eq!(v["log"][0]["message"], "Deleted 5 expired sessions");
     assert!(v["fuel_used"].as_u64().unwrap() > 0 && v["wall_time_ms"].as_f64().unwrap() > 0.0);
 
@@ -457,6 +461,7 @@ fn exec_runs_example_jobs_against_the_seeded_database() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(
         out.contains("status     completed")
+            && out.contains("recorded   in sqlite:demo.db")
             && out.contains("report.render")
             && out.contains("held in the outbox"),
         "{out}"

@@ -120,6 +120,8 @@ fn test_sh_gets_the_spec_answers_from_host_run() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The generated token is printed at the first start only; a job paused over the API shows as
+/// paused in the next start's list of jobs.
 #[test]
 fn without_an_admin_token_one_is_generated_and_printed_once() {
     let dir = temp_dir("token");
@@ -132,8 +134,19 @@ fn without_an_admin_token_one_is_generated_and_printed_once() {
         .filter(|t| t.starts_with("cai_"))
         .unwrap_or_else(|| panic!("no generated token in the banner: {banner}"))
         .to_string();
-    assert_eq!(host.get(&token, "/jobs").0, 200);
+    let (status, jobs) = host.get(&token, "/jobs");
+    assert_eq!(status, 200);
     assert_eq!(host.get("cai_wrong", "/jobs").0, 401);
+    // Paused while the host runs: the next start says so instead of a next run.
+    let hooks = jobs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "ProcessPendingWebhooks")
+        .map(|j| j["id"].as_str().unwrap().to_string())
+        .unwrap();
+    let path = format!("/jobs/{hooks}/pause");
+    assert!(host.post(&token, &path).0 < 300);
     host.stop();
 
     // Second start: not printed again, still valid.
@@ -142,6 +155,20 @@ fn without_an_admin_token_one_is_generated_and_printed_once() {
     assert!(!banner.contains(&token), "{banner}");
     assert!(banner.contains("not shown again"), "{banner}");
     assert_eq!(host.get(&token, "/jobs").0, 200);
+    let row = |job: &str| {
+        banner
+            .lines()
+            .find(|l| l.starts_with(job))
+            .unwrap_or_default()
+    };
+    assert!(
+        row("ProcessPendingWebhooks ").contains("paused"),
+        "{banner}"
+    );
+    assert!(
+        !row("SyncExternalInventory ").contains("paused"),
+        "{banner}"
+    );
     host.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }

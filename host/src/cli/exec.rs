@@ -139,9 +139,12 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
             .await?;
         db.close().await;
         let r = &recorded.result;
+        // Where the execution's record went (the job is registered there too).
+        let database = redact(&database_url());
         if args.json {
             let out = serde_json::json!({
                 "execution_id": recorded.execution_id.to_string(),
+                "database": database,
                 "job": manifest.name,
                 "status": r.status.as_str(),
                 "output": r.output.as_deref().and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok()),
@@ -155,7 +158,7 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
-            print_text(&manifest.name, recorded.execution_id, r);
+            print_text(&manifest.name, recorded.execution_id, r, &database);
         }
         Ok(match r.status {
             Status::Completed | Status::Skipped => ExitCode::SUCCESS,
@@ -164,9 +167,10 @@ pub(super) fn run(args: &ExecArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_text(job: &str, id: uuid::Uuid, r: &crate::runtime::ExecResult) {
+fn print_text(job: &str, id: uuid::Uuid, r: &crate::runtime::ExecResult, database: &str) {
     println!("{job}  execution {id}");
     println!("status     {}", r.status.as_str());
+    println!("recorded   in {database}");
     if let Some(step) = &r.step {
         println!("step       {step}");
     }

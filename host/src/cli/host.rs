@@ -500,9 +500,11 @@ fn print_banner(
     let mut table = job_table(&[("NEXT RUN (UTC)", Align::Left), ("VERSION", Align::Right)]);
     for r in rows {
         let mut cells = job_cells(&r.manifest, true);
-        cells.push(r.next_run_at.map_or("-".to_string(), |t| {
-            t.format("%Y-%m-%d %H:%M:%S").to_string()
-        }));
+        cells.push(match (r.enabled, r.next_run_at) {
+            (false, _) => "paused".to_string(),
+            (true, Some(t)) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            (true, None) => "-".to_string(),
+        });
         cells.push(r.version.to_string());
         table.row(cells);
     }

@@ -135,8 +135,17 @@ impl Running {
     }
 
     pub(crate) fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, token, path)
+    }
+
+    /// A `POST` without a body.
+    pub(crate) fn post(&self, token: &str, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::POST, token, path)
+    }
+
+    fn call(&self, method: reqwest::Method, token: &str, path: &str) -> (u16, Value) {
         let r = reqwest::blocking::Client::new()
-            .get(format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base))
             .bearer_auth(token)
             .send()
             .unwrap();
