@@ -31,6 +31,7 @@ use crate::domain::executions::{self, ExecutionStatus};
 use crate::executor::{is_final, Commit, Executor, Request};
 use crate::queue::{retry_delay, Finished, Queue, Task};
 use crate::runtime::{CancelToken, ExecOptions, PreparedJob, Status};
+use crate::store::jobs::{self, StoredComponent};
 use crate::store::tenants::{self, Tenant};
 use crate::store::{platform, Database};
 use chrono::{DateTime, Utc};
@@ -142,21 +143,22 @@ impl Components {
         }
         let db = self.executor.services().db();
         // A version deleted since its task was queued: the caller drops the task.
-        let (runtime, own) = crate::store::jobs::stored_component(db, job_id, version)
+        let gone = || sqlx::Error::RowNotFound;
+        let bytes = match jobs::stored_component(db, job_id, version)
             .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
-        if runtime.as_deref() == Some(runtime_hex()?.as_str()) {
-            // A build on this host's runtime: its own sections are enough.
-            if let Some(job) = self.executor.runtime().prepare_stored_build(&own)? {
-                lock(&self.cache).insert(key, job.clone());
-                return Ok(Component::Ready(job));
+            .ok_or_else(gone)?
+        {
+            StoredComponent::OwnSections(own) => {
+                if let Some(job) = self.executor.runtime().prepare_stored_build(&own)? {
+                    lock(&self.cache).insert(key, job.clone());
+                    return Ok(Component::Ready(job));
+                }
+                // The runtime is not compiled yet: the whole component goes to the compile pool.
+                jobs::component(db, job_id, version)
+                    .await?
+                    .ok_or_else(gone)?
             }
-        }
-        let bytes = match runtime {
-            Some(_) => crate::store::jobs::component(db, job_id, version)
-                .await?
-                .ok_or(sqlx::Error::RowNotFound)?,
-            None => own,
+            StoredComponent::Whole(bytes) => bytes,
         };
         let executor = self.executor.clone();
         let (cached, bytes) =
@@ -195,13 +197,6 @@ impl Components {
         lock(&self.compiling)
             .retain(|(job, version), _| job != job_id || !versions.contains(version));
     }
-}
-
-/// This host's guest runtime's SHA-256 in hex, as `job_versions.runtime_sha256` names it.
-fn runtime_hex() -> anyhow::Result<&'static String> {
-    static HEX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    let sha = codeai_dsl::emit::runtime_sha256()?;
-    Ok(HEX.get_or_init(|| hex::encode(sha)))
 }
 
 /// The pool.

@@ -360,8 +360,12 @@ impl Queue {
         self.backend.rescue_expired(now).await
     }
 
-    /// Of `jobs`, those with a pending or active task.
+    /// Of `jobs`, those with a pending or active task (no query for none: a tick whose fires
+    /// are all ahead of their instant asks for none).
     pub async fn busy_jobs(&self, jobs: &[String]) -> anyhow::Result<HashSet<String>> {
+        if jobs.is_empty() {
+            return Ok(HashSet::new());
+        }
         self.backend.busy_jobs(jobs).await
     }
 

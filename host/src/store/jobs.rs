@@ -140,16 +140,37 @@ pub async fn component(
         }))
 }
 
-/// A version's stored bytes and, for a build stored apart from its runtime, the runtime's
-/// SHA-256 (hex): [`component`] without the runtime's bytes.
+/// A version's component as a worker needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredComponent {
+    /// A build stored apart from this host's guest runtime: its own (program and manifest)
+    /// sections, without the runtime's bytes.
+    OwnSections(Vec<u8>),
+    /// Anything else, whole (as [`component`] reads it).
+    Whole(Vec<u8>),
+}
+
+/// A version's component: a build on this host's runtime as its own sections only, anything
+/// else whole; `None` when the version is not stored.
 pub async fn stored_component(
     db: &Database,
     job_id: &str,
     version: i64,
-) -> Result<Option<(Option<String>, Vec<u8>)>, sqlx::Error> {
+) -> Result<Option<StoredComponent>, sqlx::Error> {
     let sql = "SELECT runtime_sha256, component FROM job_versions WHERE job_id = ? AND version = ?";
     let stmt = stmt(sql, vec![Param::Text(job_id.into()), Param::Int(version)]);
-    Ok(fetch_as(db, &stmt).await?.into_iter().next())
+    let row: Option<(Option<String>, Vec<u8>)> = fetch_as(db, &stmt).await?.into_iter().next();
+    Ok(match row {
+        None => None,
+        Some((None, whole)) => Some(StoredComponent::Whole(whole)),
+        Some((Some(runtime), own)) if runtime == super::platform::runtime_hex()? => {
+            Some(StoredComponent::OwnSections(own))
+        }
+        // Stored by a host of another runtime: put back together.
+        Some(_) => component(db, job_id, version)
+            .await?
+            .map(StoredComponent::Whole),
+    })
 }
 
 /// Reads the column `column` (one of this module's, never input) of a version of a job.

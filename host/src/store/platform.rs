@@ -161,13 +161,18 @@ fn split_runtime(component: &[u8]) -> Option<(&'static [u8], &[u8])> {
     Some((runtime, &component[runtime.len()..]))
 }
 
+/// This host's guest runtime's SHA-256 in hex (computed once per process): its key in
+/// `guest_runtimes` and `job_versions.runtime_sha256`, and the runtime cache's key too.
+pub(crate) fn runtime_hex() -> Result<&'static str, sqlx::Error> {
+    static HEX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let digest = codeai_dsl::emit::runtime_sha256()
+        .map_err(|e| sqlx::Error::Protocol(format!("the guest runtime: {e}")))?;
+    Ok(HEX.get_or_init(|| hex::encode(digest)))
+}
+
 /// Stores `runtime` once (the first version that needs it); its SHA-256, as hex.
 async fn store_runtime(db: &Database, runtime: &'static [u8]) -> Result<String, sqlx::Error> {
-    // The key the runtime cache uses too (one hash, computed once per process).
-    let hash = match codeai_dsl::emit::runtime_sha256() {
-        Ok(digest) => hex::encode(digest),
-        Err(e) => return Err(sqlx::Error::Protocol(format!("the guest runtime: {e}"))),
-    };
+    let hash = runtime_hex()?.to_string();
     let known = fetch_text(
         db,
         &stmt(
