@@ -220,6 +220,8 @@ pub struct WorkerPool {
     busy: Arc<AtomicUsize>,
     /// Notified when an execution ends or the pool lets go of a task: what shutdown waits on.
     settled: Notify,
+    /// Tasks this pool finished on the queue with their execution's final outcome.
+    finished: AtomicU64,
     limits: TenantLimits,
     /// Platform failures in a row (backoff).
     failures: AtomicU32,
@@ -331,6 +333,7 @@ impl WorkerPool {
             stopping: Arc::new(AtomicBool::new(false)),
             busy: Arc::new(AtomicUsize::new(0)),
             settled: Notify::new(),
+            finished: AtomicU64::new(0),
             limits: TenantLimits {
                 db,
                 cache: Mutex::new(HashMap::new()),
@@ -357,6 +360,18 @@ impl WorkerPool {
     /// Slots in the pool and slots running an execution.
     pub fn utilisation(&self) -> (usize, usize) {
         (self.config.slots, self.busy.load(Ordering::Relaxed))
+    }
+
+    /// How many tasks this pool has finished on the queue (their executions recorded with
+    /// their final outcome).
+    pub fn finished(&self) -> u64 {
+        self.finished.load(Ordering::Relaxed)
+    }
+
+    /// Returns once this pool has finished `n` tasks on the queue (see
+    /// [`WorkerPool::finished`]).
+    pub async fn until_finished(&self, n: u64) {
+        self.settle(false, || self.finished() >= n).await;
     }
 
     /// Cancels an execution this pool holds, running or leased ahead; false if it does not
@@ -516,6 +531,8 @@ impl WorkerPool {
                 .await
             {
                 Ok(tasks) => {
+                    self.finished
+                        .fetch_add(finished.len() as u64, Ordering::Relaxed);
                     {
                         let mut held = lock(&self.held);
                         for f in &finished {
@@ -641,7 +658,6 @@ impl WorkerPool {
                     // The confirmer is gone (the runtime is ending): wait here.
                     if c.commit.wait().await.is_ok() {
                         let _ = self
-                            .queue
                             .finish(task.id, c.finished.outcome, c.finished.error.as_deref())
                             .await;
                     }
@@ -711,14 +727,14 @@ impl WorkerPool {
             }
             Ok(Component::Failed(why)) => {
                 let error = format!("the job's component could not be compiled: {why}");
-                self.queue.finish(task.id, FAILED, Some(&error)).await?;
+                self.finish(task.id, FAILED, Some(&error)).await?;
                 return Ok(Ended::Handled);
             }
             Err(e) if is_row_not_found(&e) => {
                 // The job was deleted: nothing can run this task, now or later.
                 let error = "the job's component is gone: the job was deleted, or this version \
                              was pruned (a tenant keeps its newest versions); run the job again";
-                self.queue.finish(task.id, FAILED, Some(error)).await?;
+                self.finish(task.id, FAILED, Some(error)).await?;
                 return Ok(Ended::Handled);
             }
             Err(e) => return Err(e),
@@ -804,10 +820,23 @@ impl WorkerPool {
             started_at: Utc::now(),
         };
         executions::skipped_fire(self.executor.services().db(), &record, reason).await?;
-        self.queue.finish(task.id, SKIPPED, Some(reason)).await?;
+        self.finish(task.id, SKIPPED, Some(reason)).await?;
         tracing::info!(job = %task.job_name, tenant = %task.tenant, fire_at = %fire.to_rfc3339(),
             "scheduled fire skipped: overlap");
         Ok(true)
+    }
+
+    /// Finishes a task on the queue at once (not through the feeder), counted in
+    /// [`WorkerPool::finished`].
+    async fn finish(
+        &self,
+        id: Uuid,
+        outcome: &'static str,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.queue.finish(id, outcome, error).await?;
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The pool no longer holds the task `id`.

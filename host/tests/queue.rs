@@ -20,6 +20,7 @@ on_every_backend!(
     leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly,
     a_tenants_task_is_leased_within_one_turn_of_another_tenants_flood,
     a_retried_task_goes_behind_its_tenants_waiting_tasks,
+    a_lease_of_many_takes_one_task_of_a_job_that_may_not_overlap,
 );
 
 fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
@@ -461,4 +462,56 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
         assert_eq!((list, layout.as_str()), (0, "lanes"));
     })
     .await
+}
+
+/// A job whose runs may not overlap (`overlap: queue`) has one task active at a time, also when
+/// one call leases many: its next task stays pending, in its place and with no attempt spent,
+/// until the first is finished; the other jobs' tasks are leased around it.
+async fn a_lease_of_many_takes_one_task_of_a_job_that_may_not_overlap(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let one_at_a_time = |i: usize| NewTask {
+        id: Some(uuid::Uuid::new_v4()),
+        exclusive: true,
+        ..task("default", "Serial", t0 + Duration::milliseconds(i as i64))
+    };
+    let (first, second) = (one_at_a_time(0), one_at_a_time(1));
+    let other = NewTask {
+        id: Some(uuid::Uuid::new_v4()),
+        ..task("default", "Free", t0 + Duration::milliseconds(2))
+    };
+    let tasks = [first.clone(), second.clone(), other.clone()];
+    assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 3);
+    let now = Utc::now();
+    let got: Vec<uuid::Uuid> = q
+        .dequeue_many(now, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(got, vec![first.id.unwrap(), other.id.unwrap()]);
+    let waiting = q.task_info(second.id.unwrap()).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.state.as_str(), waiting.task.attempt),
+        ("pending", 0),
+        "the serial job's second task waits, no attempt spent"
+    );
+    assert!(q.dequeue_many(now, 10).await.unwrap().is_empty());
+    let done = Finished {
+        id: first.id.unwrap(),
+        outcome: "completed",
+        error: None,
+    };
+    // (Redis puts a task that found its job active aside for 100 ms: ask a second later.)
+    let later = now + Duration::seconds(1);
+    let next = q.finish_and_dequeue(&[done], later, 10).await.unwrap();
+    assert_eq!(
+        next.iter().map(|t| (t.id, t.attempt)).collect::<Vec<_>>(),
+        vec![(second.id.unwrap(), 1)],
+        "once the first is finished, the second runs"
+    );
 }

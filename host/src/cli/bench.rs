@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::str::FromStr as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
@@ -221,14 +221,9 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     eprintln!("running them on {concurrency} worker slots …");
     let started = Instant::now();
     let running = tokio::spawn(pool.clone().run());
-    loop {
-        let counts = queue.counts(Utc::now(), None).await?;
-        let c = counts.get(QUEUE).copied().unwrap_or_default();
-        if c.completed + c.failed >= jobs as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // Told by the pool, as a peer's worker tells its own completions: no query competes with
+    // the work measured.
+    pool.until_finished(jobs as u64).await;
     let elapsed = started.elapsed();
     pool.shutdown().await;
     running.abort();
@@ -291,18 +286,6 @@ fn pool(queue: &Arc<Queue>, executor: Arc<Executor>, concurrency: usize) -> Arc<
         ..PoolConfig::default()
     };
     WorkerPool::new(queue.clone(), executor, config)
-}
-
-/// Waits until `jobs` tasks of the bench queue have finished.
-async fn finished(queue: &Queue, jobs: usize) -> anyhow::Result<()> {
-    loop {
-        let counts = queue.counts(Utc::now(), None).await?;
-        let c = counts.get(QUEUE).copied().unwrap_or_default();
-        if c.completed + c.failed >= jobs as u64 {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// N jobs scheduled at one instant, fired by the host's scheduler loop ([`schedule::fire`]).
@@ -372,7 +355,7 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
         instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         (instant - Utc::now()).num_milliseconds()
     );
-    finished(&queue, jobs).await?;
+    pool.until_finished(jobs as u64).await;
     stop.cancel();
     let _ = firing.await;
     pool.shutdown().await;

@@ -14,7 +14,7 @@ use crate::store::sql::{stmt, Param, Stmt};
 use crate::store::{Database, Dialect, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use uuid::Uuid;
 
 /// The queue in the `tasks` table.
@@ -30,8 +30,9 @@ fn failed(e: sqlx::Error) -> anyhow::Error {
     anyhow::Error::new(e).context("queue")
 }
 
-/// A leased task's columns, as `claim` returns them.
-type TaskRow = (
+/// A leased task's columns, as `claim_batch` returns them: the task's, then whether its job's
+/// tasks may not overlap, its turn and when it was enqueued.
+type ClaimedRow = (
     String,
     String,
     String,
@@ -43,6 +44,9 @@ type TaskRow = (
     Option<DateTime<Utc>>,
     i64,
     i64,
+    bool,
+    i64,
+    DateTime<Utc>,
 );
 
 impl SqlQueue {
@@ -109,8 +113,16 @@ impl SqlQueue {
         next_turn(self.db.dialect(), "tasks.queue", "tasks.tenant_id")
     }
 
-    /// Leases the runnable task of one queue with the lowest turn (the oldest among equals).
-    async fn claim_one(&self, queue: &str, claim: &Claim<'_>) -> anyhow::Result<Option<Task>> {
+    /// Leases up to `n` runnable tasks of one queue with the lowest turns (the oldest among
+    /// equals), in one `UPDATE … RETURNING`; in turn order. A job whose tasks may not overlap
+    /// (`exclusive`) gets at most one: its other tasks the statement took are put back, in their
+    /// place, by a second statement (only then).
+    async fn claim_batch(
+        &self,
+        queue: &str,
+        n: usize,
+        claim: &Claim<'_>,
+    ) -> anyhow::Result<Vec<Task>> {
         let (lock, free) = match self.db.dialect() {
             Dialect::Sqlite => ("", "0"),
             Dialect::Postgres => (" FOR UPDATE SKIP LOCKED", "FALSE"),
@@ -118,12 +130,12 @@ impl SqlQueue {
         let sql = format!(
             "UPDATE tasks SET state = 'active', attempt = attempt + 1, lease_owner = ?, \
              lease_expires_at = ?, updated_at = ? \
-             WHERE id = (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
+             WHERE id IN (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
              AND t.run_after <= ? AND (t.exclusive = {free} OR NOT EXISTS \
              (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
-             ORDER BY t.turn, t.created_at LIMIT 1{lock}) \
+             ORDER BY t.turn, t.created_at LIMIT ?{lock}) \
              RETURNING id, tenant_id, job_id, job_name, job_version, queue, trigger, input, \
-             fire_at, attempt, max_attempts"
+             fire_at, attempt, max_attempts, exclusive, turn, created_at"
         );
         let s = stmt(
             &sql,
@@ -133,40 +145,68 @@ impl SqlQueue {
                 Param::DateTime(claim.lease.now),
                 text(queue),
                 Param::DateTime(claim.lease.now),
+                Param::Int(i64::try_from(n).unwrap_or(i64::MAX)),
             ],
         );
-        let Some(row) = rows::fetch_optional_as::<TaskRow>(&self.db, &s)
-            .await
-            .map_err(failed)?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Task {
-            id: Uuid::parse_str(&row.0).map_err(|e| anyhow::anyhow!("task id `{}`: {e}", row.0))?,
-            tenant: row.1,
-            job_id: row.2,
-            job_name: row.3,
-            job_version: row.4,
-            queue: row.5,
-            trigger: row.6,
-            input: row.7,
-            fire_at: row.8,
-            attempt: row.9,
-            max_attempts: row.10,
-        }))
+        let mut rows: Vec<ClaimedRow> = rows::fetch_as(&self.db, &s).await.map_err(failed)?;
+        rows.sort_by_key(|r| (r.12, r.13));
+        let mut exclusive_jobs = HashSet::new();
+        let mut tasks = Vec::with_capacity(rows.len());
+        let mut back = Vec::new();
+        for row in rows {
+            let id =
+                Uuid::parse_str(&row.0).map_err(|e| anyhow::anyhow!("task id `{}`: {e}", row.0))?;
+            if row.11 && !exclusive_jobs.insert(row.2.clone()) {
+                back.push(id);
+                continue;
+            }
+            tasks.push(Task {
+                id,
+                tenant: row.1,
+                job_id: row.2,
+                job_name: row.3,
+                job_version: row.4,
+                queue: row.5,
+                trigger: row.6,
+                input: row.7,
+                fire_at: row.8,
+                attempt: row.9,
+                max_attempts: row.10,
+            });
+        }
+        if !back.is_empty() {
+            self.release_many(&back).await?;
+        }
+        Ok(tasks)
     }
 
-    /// Finishes tasks (as [`QueueBackend::finish`]) in one transaction.
-    async fn finish_many(&self, done: &[Finished]) -> anyhow::Result<()> {
-        let stmts: Vec<Stmt> = done.iter().map(finish_stmt).collect();
-        match stmts.as_slice() {
-            [] => Ok(()),
-            [s] => rows::execute(&self.db, s).await.map(drop).map_err(failed),
-            _ => rows::execute_all(&self.db, &stmts)
-                .await
-                .map(drop)
-                .map_err(failed),
+    /// Puts active tasks back to `pending` at once, their attempt given back, in their place.
+    async fn release_many(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut params = vec![Param::DateTime(Utc::now())];
+            params.extend(chunk.iter().map(|id| text(id.to_string())));
+            self.execute(
+                &format!(
+                    "UPDATE tasks SET state = 'pending', attempt = attempt - 1, \
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \
+                     WHERE state = 'active' AND id IN ({marks})"
+                ),
+                params,
+            )
+            .await?;
         }
+        Ok(())
+    }
+
+    /// Finishes tasks (as [`QueueBackend::finish`]): one statement per 500.
+    async fn finish_many(&self, done: &[Finished]) -> anyhow::Result<()> {
+        for chunk in done.chunks(500) {
+            rows::execute(&self.db, &finish_stmt(chunk))
+                .await
+                .map_err(failed)?;
+        }
+        Ok(())
     }
 }
 
@@ -229,8 +269,12 @@ impl QueueBackend for SqlQueue {
         Ok(n)
     }
 
-    /// The finishes in one transaction, then one `UPDATE … RETURNING` per task leased (and one
-    /// per queue found empty). An error after some tasks were leased returns those.
+    /// The finishes in one statement, then the leases: one `UPDATE … RETURNING` per queue the
+    /// picker chooses from. The picker's `n` choices are played ahead as if no queue were empty,
+    /// each queue's share leased at once, and the choices played again on what came back: a
+    /// queue that gave fewer than its share is empty from where it ran out, and if that moved
+    /// choices to a queue whose share is used up, that queue is asked again. An error after
+    /// some tasks were leased returns those.
     async fn finish_and_claim(
         &self,
         done: &[Finished],
@@ -239,25 +283,76 @@ impl QueueBackend for SqlQueue {
         self.finish_many(done).await?;
         let mut picker = Picker::resume(claim.queues.to_vec(), claim.strict);
         let mut out = Claimed::default();
-        while out.tasks.len() < claim.n {
-            let Some(queue) = picker.peek(&out.empties) else {
-                break;
-            };
-            match self.claim_one(&queue, claim).await {
-                Ok(Some(task)) => {
-                    picker.served(&queue, &out.empties);
-                    out.tasks.push(Leased {
-                        before: out.empties.len(),
-                        queue,
-                        task,
-                    });
-                }
-                Ok(None) => out.empties.push(queue),
-                Err(e) if out.tasks.is_empty() => return Err(e),
-                Err(e) => {
-                    tracing::warn!("dequeue failed: {e:#}");
+        // Tasks leased from each queue and not handed out yet, and the queues that gave fewer
+        // than they were asked for.
+        let mut leased: HashMap<String, VecDeque<Task>> = HashMap::new();
+        let mut short: HashSet<String> = HashSet::new();
+        'rounds: while out.tasks.len() < claim.n {
+            // Each queue's share of the remaining choices, in the order they come.
+            let mut ahead = picker.clone();
+            let mut shares: Vec<(String, usize)> = Vec::new();
+            for _ in out.tasks.len()..claim.n {
+                let Some(queue) = ahead.peek(&out.empties) else {
                     break;
+                };
+                ahead.served(&queue, &out.empties);
+                match shares.iter_mut().find(|(q, _)| *q == queue) {
+                    Some((_, k)) => *k += 1,
+                    None => shares.push((queue, 1)),
                 }
+            }
+            if shares.is_empty() {
+                break;
+            }
+            for (queue, share) in shares {
+                let have = leased.get(&queue).map_or(0, VecDeque::len);
+                if have >= share || short.contains(&queue) {
+                    continue;
+                }
+                match self.claim_batch(&queue, share - have, claim).await {
+                    Ok(tasks) => {
+                        if tasks.len() < share - have {
+                            short.insert(queue.clone());
+                        }
+                        leased.entry(queue).or_default().extend(tasks);
+                    }
+                    Err(e) if out.tasks.is_empty() && leased.values().all(VecDeque::is_empty) => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        tracing::warn!("dequeue failed: {e:#}");
+                        break 'rounds;
+                    }
+                }
+            }
+            // The choices again, on what the queues gave.
+            while out.tasks.len() < claim.n {
+                let Some(queue) = picker.peek(&out.empties) else {
+                    break 'rounds;
+                };
+                match leased.get_mut(&queue).and_then(VecDeque::pop_front) {
+                    Some(task) => {
+                        picker.served(&queue, &out.empties);
+                        out.tasks.push(Leased {
+                            before: out.empties.len(),
+                            queue,
+                            task,
+                        });
+                    }
+                    None if short.contains(&queue) => out.empties.push(queue),
+                    // Its share is used up: another round asks it for more.
+                    None => continue 'rounds,
+                }
+            }
+        }
+        // What was leased and not handed out (only after an error) goes with the rest.
+        for (queue, tasks) in leased {
+            for task in tasks {
+                out.tasks.push(Leased {
+                    before: out.empties.len(),
+                    queue: queue.clone(),
+                    task,
+                });
             }
         }
         Ok(out)
@@ -585,24 +680,35 @@ fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
     )
 }
 
-/// The update that finishes an active task.
-fn finish_stmt(done: &Finished) -> Stmt {
-    let ended_well = done
-        .outcome
-        .parse::<ExecutionStatus>()
-        .is_ok_and(ExecutionStatus::is_success);
-    let state = if ended_well { "done" } else { "dead" };
-    stmt(
-        "UPDATE tasks SET state = ?, outcome = ?, last_error = ?, lease_owner = NULL, \
-         lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",
-        vec![
-            text(state),
-            text(done.outcome),
-            done.error
+/// The update that finishes active tasks, each `done` when it completed or was skipped, else
+/// `dead`.
+fn finish_stmt(done: &[Finished]) -> Stmt {
+    let mut s = Stmt::default();
+    s.sql("WITH v (id, state, outcome, error) AS (VALUES ");
+    for (i, d) in done.iter().enumerate() {
+        let ended_well = d
+            .outcome
+            .parse::<ExecutionStatus>()
+            .is_ok_and(ExecutionStatus::is_success);
+        s.sql(if i == 0 { "(" } else { ", (" });
+        s.bind(text(d.id.to_string()));
+        s.sql(", ");
+        s.bind(text(if ended_well { "done" } else { "dead" }));
+        s.sql(", ");
+        s.bind(text(d.outcome));
+        s.sql(", ");
+        s.bind(
+            d.error
                 .as_deref()
                 .map_or(Param::Null(FieldType::String), text),
-            Param::DateTime(Utc::now()),
-            text(done.id.to_string()),
-        ],
-    )
+        );
+        s.sql(")");
+    }
+    s.sql(
+        ") UPDATE tasks SET state = v.state, outcome = v.outcome, last_error = v.error, \
+         lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
+    );
+    s.bind(Param::DateTime(Utc::now()));
+    s.sql(" FROM v WHERE tasks.id = v.id AND tasks.state = 'active'");
+    s
 }

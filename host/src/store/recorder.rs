@@ -25,13 +25,15 @@
 //! - An execution's last attempt is its execution row only; an attempt that is retried also
 //!   gets an `execution_attempts` row, since the next attempt overwrites the execution row. So
 //!   a job that succeeds at once is one row, and no log is stored twice.
-//! - On SQLite (a local file) each row is its own statement inside the one transaction.
+//! - On SQLite the batch is one statement per kind of write (multi-row `INSERT … ON CONFLICT`,
+//!   `UPDATE … FROM (VALUES …)`), in one transaction: each statement is a hop to the
+//!   connection's thread, which costs more than the rows (BENCHMARKS.md, 2026-12-05).
 //!
 //! Records of one execution keep their order: a batch is cut where a record would depend on one
 //! before it in the same statement (an execution started again after its end, say), and the
 //! pieces run in order in the transaction.
 
-use super::sql::{stmt, Param, Stmt};
+use super::sql::{Param, Stmt};
 use super::{Database, ExecutionStatus};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
@@ -301,21 +303,25 @@ impl<'a> Part<'a> {
             .filter(|f| !f.last)
     }
 
-    /// The same writes as statements of one row each (SQLite).
+    /// The same writes as SQLite statements: one per kind of write and 500 rows.
     fn sqlite_stmts(&self) -> Vec<Stmt> {
         let mut out = Vec::new();
-        for (start, end) in &self.execs {
-            out.push(insert_stmt(start, *end));
+        for chunk in self.execs.chunks(SQLITE_ROWS) {
+            out.push(insert_stmt(chunk));
         }
-        for f in self.attempts() {
-            out.push(attempt_stmt(f));
+        let attempts: Vec<&FinishRow> = self.attempts().collect();
+        for chunk in attempts.chunks(SQLITE_ROWS) {
+            out.push(attempt_stmt(chunk));
         }
-        for f in &self.ends {
-            out.push(end_stmt(f));
+        for chunk in self.ends.chunks(SQLITE_ROWS) {
+            out.push(end_stmt(chunk));
         }
         out
     }
 }
+
+/// Rows per SQLite statement: 500 rows of 22 parameters stay under SQLite's 32,766.
+const SQLITE_ROWS: usize = 500;
 
 /// Splits records into parts that each can be one statement, in order.
 fn plan<'a>(records: &[&'a Record]) -> Vec<Part<'a>> {
@@ -379,79 +385,114 @@ const ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET status = excluded.sta
 const ATTEMPT_COLUMNS: &str = "execution_id, tenant_id, attempt, status, error, started_at, \
      finished_at, duration_ms, fuel_used, log, calls";
 
-fn insert_stmt(s: &StartRow, end: Option<&FinishRow>) -> Stmt {
-    let mut params = vec![
-        Param::Uuid(s.id),
-        text(&s.tenant),
-        text(&s.job_id),
-        text(&s.job_name),
-        s.job_version
-            .map_or(Param::Null(FieldType::Int), Param::Int),
-        text(end.map_or(ExecutionStatus::Running, |f| f.status).as_str()),
-        text(&s.trigger),
-        text(&s.queue),
-        text(&s.input),
-        Param::Int(s.attempt),
-        Param::Int(s.max_attempts),
-        s.scheduled_at
-            .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
-        Param::DateTime(s.started_at),
-        Param::DateTime(s.started_at),
-    ];
-    match end {
-        Some(f) => params.extend(end_params(f)),
-        None => params.extend([
-            Param::Null(FieldType::String),
-            Param::Null(FieldType::String),
-            Param::Null(FieldType::String),
-            Param::Null(FieldType::Datetime),
-            Param::Null(FieldType::Int),
-            Param::Null(FieldType::Int),
-            Param::Null(FieldType::String),
-            Param::Null(FieldType::String),
-        ]),
+/// `(?, ?, …)` binding `params`, after a comma unless it is the first row.
+fn push_row(s: &mut Stmt, first: bool, params: impl IntoIterator<Item = Param>) {
+    s.sql(if first { "(" } else { ", (" });
+    for (i, p) in params.into_iter().enumerate() {
+        if i > 0 {
+            s.sql(", ");
+        }
+        s.bind(p);
     }
-    stmt(
-        &format!(
-            "INSERT INTO job_executions ({INSERT_COLUMNS}) VALUES \
-             (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){ON_CONFLICT}"
-        ),
-        params,
-    )
+    s.sql(")");
 }
 
-fn attempt_stmt(f: &FinishRow) -> Stmt {
-    stmt(
-        &format!(
-            "INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-        ),
-        vec![
-            text(&f.id.to_string()),
-            text(&f.tenant),
-            Param::Int(f.attempt),
-            text(f.status.as_str()),
-            opt_text(f.error.as_deref()),
-            Param::DateTime(f.started_at),
-            Param::DateTime(f.finished_at),
-            Param::Int(f.duration_ms),
-            Param::Int(f.fuel_used),
-            text(&f.log),
-            text(&f.calls),
-        ],
-    )
+/// Inserts (or restarts) executions, each with its end when it is known.
+fn insert_stmt(execs: &[(&StartRow, Option<&FinishRow>)]) -> Stmt {
+    let mut out = Stmt::default();
+    out.sql(format!(
+        "INSERT INTO job_executions ({INSERT_COLUMNS}) VALUES "
+    ));
+    for (i, (s, end)) in execs.iter().enumerate() {
+        let mut params = vec![
+            Param::Uuid(s.id),
+            text(&s.tenant),
+            text(&s.job_id),
+            text(&s.job_name),
+            s.job_version
+                .map_or(Param::Null(FieldType::Int), Param::Int),
+            text(end.map_or(ExecutionStatus::Running, |f| f.status).as_str()),
+            text(&s.trigger),
+            text(&s.queue),
+            text(&s.input),
+            Param::Int(s.attempt),
+            Param::Int(s.max_attempts),
+            s.scheduled_at
+                .map_or(Param::Null(FieldType::Datetime), Param::DateTime),
+            Param::DateTime(s.started_at),
+            Param::DateTime(s.started_at),
+        ];
+        match end {
+            Some(f) => params.extend(end_params(f)),
+            None => params.extend([
+                Param::Null(FieldType::String),
+                Param::Null(FieldType::String),
+                Param::Null(FieldType::String),
+                Param::Null(FieldType::Datetime),
+                Param::Null(FieldType::Int),
+                Param::Null(FieldType::Int),
+                Param::Null(FieldType::String),
+                Param::Null(FieldType::String),
+            ]),
+        }
+        push_row(&mut out, i == 0, params);
+    }
+    out.sql(ON_CONFLICT);
+    out
 }
 
-fn end_stmt(f: &FinishRow) -> Stmt {
-    stmt(
-        "UPDATE job_executions SET status = ?, output = ?, error = ?, step = ?, \
-         finished_at = ?, duration_ms = ?, fuel_used = ?, log = ?, calls = ? \
-         WHERE tenant_id = ? AND id = ?",
-        std::iter::once(text(f.status.as_str()))
-            .chain(end_params(f))
-            .chain([text(&f.tenant), Param::Uuid(f.id)])
-            .collect(),
-    )
+/// The rows of attempts that are retried.
+fn attempt_stmt(attempts: &[&FinishRow]) -> Stmt {
+    let mut out = Stmt::default();
+    out.sql(format!(
+        "INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) VALUES "
+    ));
+    for (i, f) in attempts.iter().enumerate() {
+        push_row(
+            &mut out,
+            i == 0,
+            [
+                text(&f.id.to_string()),
+                text(&f.tenant),
+                Param::Int(f.attempt),
+                text(f.status.as_str()),
+                opt_text(f.error.as_deref()),
+                Param::DateTime(f.started_at),
+                Param::DateTime(f.finished_at),
+                Param::Int(f.duration_ms),
+                Param::Int(f.fuel_used),
+                text(&f.log),
+                text(&f.calls),
+            ],
+        );
+    }
+    out.sql(" ON CONFLICT DO NOTHING");
+    out
+}
+
+/// The ends of executions started in an earlier batch.
+fn end_stmt(ends: &[&FinishRow]) -> Stmt {
+    let mut out = Stmt::default();
+    out.sql(
+        "WITH v (id, tenant_id, status, output, error, step, finished_at, duration_ms, \
+         fuel_used, log, calls) AS (VALUES ",
+    );
+    for (i, f) in ends.iter().enumerate() {
+        push_row(
+            &mut out,
+            i == 0,
+            [Param::Uuid(f.id), text(&f.tenant), text(f.status.as_str())]
+                .into_iter()
+                .chain(end_params(f)),
+        );
+    }
+    out.sql(
+        ") UPDATE job_executions SET status = v.status, output = v.output, error = v.error, \
+         step = v.step, finished_at = v.finished_at, duration_ms = v.duration_ms, \
+         fuel_used = v.fuel_used, log = v.log, calls = v.calls \
+         FROM v WHERE job_executions.tenant_id = v.tenant_id AND job_executions.id = v.id",
+    );
+    out
 }
 
 /// The parts, each one statement, in one transaction (no transaction for a single part: one
