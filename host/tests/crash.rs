@@ -2,7 +2,8 @@
 //! a burst of 1,000 tasks and started again; every task completes at least once, none is lost
 //! (counted in the SQLite file), and each has one execution recorded completed (a task whose
 //! attempt was cut off by the kill runs again after its lease expires and writes the same row).
-//! `tests/scale_out.rs` counts duplicate runs through an event each run emits.
+//! `tests/scale_out.rs` counts duplicate runs through an event each run emits. A second host on
+//! the same file is refused while the first runs, and not after it was killed.
 
 mod common;
 
@@ -36,6 +37,8 @@ fn start(dir: &Path) -> Child {
             "2",
             "--grace-secs",
             "1",
+            "--listen",
+            "127.0.0.1:0",
         ])
         .current_dir(dir)
         .env("DATABASE_URL", "sqlite:codeai.db")
@@ -60,14 +63,10 @@ fn start(dir: &Path) -> Child {
     child
 }
 
-async fn count(db: &Database, sql: &str) -> i64 {
-    common::count(db, sql, &[]).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_in_a_burst_loses_no_task() {
+/// A folder with the no-op job built into `jobs/`.
+fn workdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
-        "codeai_crash_{}_{}",
+        "codeai_{name}_{}_{}",
         std::process::id(),
         Utc::now().timestamp_micros()
     ));
@@ -78,6 +77,16 @@ async fn kill_9_in_a_burst_loses_no_task() {
         &artifacts[0].bytes,
     )
     .unwrap();
+    dir
+}
+
+async fn count(db: &Database, sql: &str) -> i64 {
+    common::count(db, sql, &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_a_burst_loses_no_task() {
+    let dir = workdir("crash");
 
     let mut host = start(&dir);
     let db = Database::connect(&format!("sqlite:{}", dir.join("codeai.db").display()))
@@ -141,6 +150,60 @@ async fn kill_9_in_a_burst_loses_no_task() {
     eprintln!("{tasks} tasks, {recorded} executions recorded completed");
     assert_eq!(tasks, 1000);
     assert_eq!(recorded, 1000);
+    db.close().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A second host process on the file, beside the first: refused before it does anything, with
+/// the first one's pid; the first keeps running its tasks; once the first is killed, a host
+/// starts on the file again (the kernel let go of the lock with the process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_host_on_the_same_sqlite_file_is_refused_until_the_first_is_gone() {
+    let dir = workdir("second_host");
+    let mut first = start(&dir);
+    let second = Command::new(env!("CARGO_BIN_EXE_codeai"))
+        .args(["host", "run", "jobs", "--listen", "127.0.0.1:0"])
+        .current_dir(&dir)
+        .env("DATABASE_URL", "sqlite:codeai.db")
+        .output()
+        .expect("run a second host");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second host ran: {err}");
+    assert!(
+        err.contains(&format!("another CodeAI host (process {})", first.id()))
+            && err.contains("codeai.db"),
+        "{err}"
+    );
+
+    // The first still runs what is enqueued.
+    let db = Database::connect(&format!("sqlite:{}", dir.join("codeai.db").display()))
+        .await
+        .unwrap();
+    let Database::Sqlite(pool) = &db else {
+        unreachable!()
+    };
+    let job_id: String = sqlx::query_scalar("SELECT id FROM jobs WHERE name = 'Noop'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let queue = Queue::new(db.clone(), QueueConfig::default());
+    let tasks: Vec<NewTask> = (0..20)
+        .map(|_| common::fixtures::run_now(&job_id, 1, "Noop"))
+        .collect();
+    assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), 20);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < 20 {
+        assert!(Instant::now() < deadline, "the first host stopped working");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    first.kill().unwrap(); // SIGKILL: no clean exit to release anything
+    first.wait().unwrap();
+    let mut again = start(&dir);
+    let _ = Command::new("kill")
+        .args(["-TERM", &again.id().to_string()])
+        .status();
+    let _ = again.wait();
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

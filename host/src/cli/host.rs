@@ -297,6 +297,8 @@ fn launch(args: Launch) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let db = open_database().await?;
+        // One host process per SQLite file (store/host_lock.rs), held until the process ends.
+        let _host_lock = store::host_lock::take(&db)?;
         let redis = redis_from_env().await?;
         let configured = std::env::var("CODEAI_ADMIN_TOKEN")
             .ok()

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod entities;
 pub mod events;
 pub mod executions;
+pub mod host_lock;
 pub mod idempotency;
 pub mod jobs;
 pub mod migrate;
@@ -84,7 +85,13 @@ impl Database {
             // reader are host memory no execution's budget sees. A `data.select` counts each
             // row as it takes it, so keep what is read ahead to two rows (sqlx's default, 50,
             // is 50 rows of a table a tenant filled with big ones).
-            .row_buffer_size(2);
+            .row_buffer_size(2)
+            // A statement's undo journal (an upsert of many rows with the metric triggers
+            // outgrows the 64 KiB SQLite keeps in memory) stays in memory instead of a temp file.
+            .pragma("temp_store", "memory")
+            // Pages read through a shared mapping of the file instead of copied by `pread` into
+            // each connection's cache, which a commit of another connection empties.
+            .pragma("mmap_size", "268435456");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
