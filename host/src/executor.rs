@@ -108,7 +108,7 @@ impl Executor {
         req: Request<'_>,
     ) -> Result<(Recorded, Commit), ExecError> {
         let manifest = job.manifest_arc();
-        let execution_id = req.execution_id.unwrap_or_else(Uuid::new_v4);
+        let execution_id = req.execution_id.unwrap_or_else(crate::queue::new_task_id);
         let db = self.services.db();
         let new = store::NewExecution {
             id: execution_id,

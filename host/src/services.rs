@@ -113,7 +113,7 @@ pub struct Services {
 impl Services {
     pub fn new(db: Database, config: ServicesConfig) -> Arc<Services> {
         Arc::new(Services {
-            recorder: Recorder::new(db.clone()),
+            recorder: Recorder::new(db.own_pool(2)),
             schemas: Default::default(),
             db,
             operator_http: Outbound::new(config.egress.policy(true)),

@@ -81,6 +81,13 @@ pub const AHEAD: Duration = Duration::from_millis(10);
 /// for more).
 pub const MAX_AHEAD: usize = 32;
 
+/// Finishes wait to be made with others: a queue call finishes at least this many tasks, unless
+/// it is made anyway (to lease) or the oldest has waited [`FINISH_WAIT`].
+const FINISH_BATCH: usize = 64;
+
+/// The longest a committed task waits to be finished on the queue with others.
+const FINISH_WAIT: Duration = Duration::from_millis(2);
+
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
         PoolConfig {
@@ -245,6 +252,8 @@ struct Feed {
     done: Vec<Finished>,
     /// Their room in the pool, given back once they are finished.
     rooms: Vec<OwnedSemaphorePermit>,
+    /// When the oldest of `done` was committed.
+    done_since: Option<tokio::time::Instant>,
     /// An enqueue in this process since the feeder last looked.
     woken: bool,
 }
@@ -369,9 +378,12 @@ impl WorkerPool {
     }
 
     /// Returns once this pool has finished `n` tasks on the queue (see
-    /// [`WorkerPool::finished`]).
+    /// [`WorkerPool::finished`]), looking every millisecond: a wake-up at every execution's end
+    /// would cost more than a bench measures.
     pub async fn until_finished(&self, n: u64) {
-        self.settle(false, || self.finished() >= n).await;
+        while self.finished() < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 
     /// Cancels an execution this pool holds, running or leased ahead; false if it does not
@@ -483,7 +495,7 @@ impl WorkerPool {
         let mut idle_since: Option<tokio::time::Instant> = None;
         loop {
             let stopping = self.stopping.load(Ordering::SeqCst);
-            let (finished, rooms, want, ahead, unneeded) = {
+            let (finished, rooms, want, ahead, unneeded, finish_in) = {
                 let mut feed = lock(&self.feed);
                 if std::mem::take(&mut feed.woken)
                     || idle_since.is_some_and(|t| t.elapsed() >= self.config.poll)
@@ -498,28 +510,54 @@ impl WorkerPool {
                 let (want, ahead) = if idle_since.is_some() || stopping {
                     (0, Vec::new())
                 } else {
-                    // Lease ahead only with room in the pool to spare.
-                    let missing = self.prefetch().saturating_sub(feed.ready.len());
+                    // Lease ahead only with room in the pool to spare, and once half of what
+                    // was leased ahead is taken (one call for many tasks, not one per task).
+                    let prefetch = self.prefetch();
+                    let missing = match feed.ready.len() > prefetch / 2 {
+                        true => 0,
+                        false => prefetch.saturating_sub(feed.ready.len()),
+                    };
                     let ahead: Vec<OwnedSemaphorePermit> = (0..missing)
                         .map_while(|_| self.room.clone().try_acquire_owned().ok())
                         .collect();
                     (feed.wanting.len() + ahead.len(), ahead)
                 };
-                let (finished, rooms) = (
-                    std::mem::take(&mut feed.done),
-                    std::mem::take(&mut feed.rooms),
-                );
-                (finished, rooms, want, ahead, unneeded)
+                // Finishes go with a call made anyway, or in a batch of their own.
+                let waited = feed.done_since.map(|t| t.elapsed()).unwrap_or_default();
+                let (finished, rooms, finish_in) = if want > 0
+                    || stopping
+                    || feed.done.len() >= FINISH_BATCH
+                    || waited >= FINISH_WAIT
+                {
+                    feed.done_since = None;
+                    (
+                        std::mem::take(&mut feed.done),
+                        std::mem::take(&mut feed.rooms),
+                        None,
+                    )
+                } else {
+                    let finish_in = feed.done_since.map(|_| FINISH_WAIT - waited);
+                    (Vec::new(), Vec::new(), finish_in)
+                };
+                (finished, rooms, want, ahead, unneeded, finish_in)
             };
             // Back on the queue at once, in the order they were leased (each goes to the head
             // of its queue, so the last leased goes first).
             futures_util::future::join_all(unneeded.iter().rev().map(|id| self.put_back(*id)))
                 .await;
             if finished.is_empty() && want == 0 {
-                match idle_since {
-                    Some(since) => tokio::select! {
+                let now = tokio::time::Instant::now();
+                let wake = [
+                    idle_since.map(|since| since + self.config.poll),
+                    finish_in.map(|d| now + d),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
+                match wake {
+                    Some(at) => tokio::select! {
                         _ = self.kick.notified() => {}
-                        _ = tokio::time::sleep_until(since + self.config.poll) => {}
+                        _ = tokio::time::sleep_until(at) => {}
                     },
                     None => self.kick.notified().await,
                 }
@@ -577,6 +615,10 @@ impl WorkerPool {
                     tracing::warn!("the queue call failed: {e:#}; retrying");
                     {
                         let mut feed = lock(&self.feed);
+                        if !finished.is_empty() {
+                            feed.done_since
+                                .get_or_insert_with(tokio::time::Instant::now);
+                        }
                         feed.done.splice(0..0, finished);
                         feed.rooms.extend(rooms);
                     }
@@ -594,6 +636,8 @@ impl WorkerPool {
                     self.failures.store(0, Ordering::Relaxed);
                     {
                         let mut feed = lock(&self.feed);
+                        feed.done_since
+                            .get_or_insert_with(tokio::time::Instant::now);
                         feed.done.push(c.finished);
                         feed.rooms.push(c.room);
                     }

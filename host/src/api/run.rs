@@ -19,7 +19,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use uuid::Uuid;
 
 /// The latest start a run request may ask for.
 pub const MAX_DELAY: chrono::Duration = chrono::Duration::days(366);
@@ -175,7 +174,7 @@ pub(super) async fn start(
     state: &ApiState,
     asked: RunAsked<'_>,
 ) -> Result<Option<Response>, ApiError> {
-    let id = Uuid::new_v4();
+    let id = crate::queue::new_task_id();
     let answer = RunResponse {
         id: id.to_string(),
         job_id: asked.job_id.to_string(),

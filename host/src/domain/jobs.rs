@@ -65,7 +65,7 @@ impl<'a> Jobs<'a> {
             trigger,
             now,
             run_after: now,
-            id: Uuid::new_v4(),
+            id: crate::queue::new_task_id(),
             traceparent: None,
             event_id: None,
         };

@@ -113,6 +113,14 @@ pub struct TaskInfo {
     pub created_at: Option<DateTime<Utc>>,
 }
 
+/// A new task's id, which is also its execution's: a UUIDv7, ordered by the time it was made, so
+/// new tasks and executions are appended to the end of the indexes on their ids instead of
+/// landing all over them (fewer pages written per commit: 10,500 → 14,000 no-op jobs/s on
+/// SQLite, BENCHMARKS.md).
+pub fn new_task_id() -> Uuid {
+    Uuid::now_v7()
+}
+
 /// The queue a process uses, in front of its backend: the `tasks` table of the platform's
 /// database (the embedded default) or Redis when `REDIS_URL` is set (scale-out). It owns what is
 /// the same for both: the weighted picker, the lease length and this process's lease owner id.
@@ -193,7 +201,7 @@ impl Queue {
 
     /// Enqueues a task; `None` when a task for the same job and fire exists already.
     pub async fn enqueue(&self, t: &NewTask) -> anyhow::Result<Option<Uuid>> {
-        let id = t.id.unwrap_or_else(Uuid::new_v4);
+        let id = t.id.unwrap_or_else(new_task_id);
         let task = NewTask {
             id: Some(id),
             ..t.clone()
@@ -209,7 +217,7 @@ impl Queue {
         db: &Database,
         record: &crate::store::sql::Stmt,
     ) -> anyhow::Result<Option<Uuid>> {
-        let id = t.id.unwrap_or_else(Uuid::new_v4);
+        let id = t.id.unwrap_or_else(new_task_id);
         let task = NewTask {
             id: Some(id),
             ..t.clone()

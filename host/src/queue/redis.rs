@@ -845,7 +845,7 @@ impl QueueBackend for RedisQueue {
             let now = ms(Utc::now());
             let hash = scripts().enqueue.get_hash().to_string();
             for t in chunk {
-                let id = t.id.unwrap_or_else(Uuid::new_v4);
+                let id = t.id.unwrap_or_else(super::new_task_id);
                 pipe.cmd("EVALSHA")
                     .arg(&hash)
                     .arg(0)

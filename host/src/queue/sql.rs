@@ -11,7 +11,7 @@ use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, Picker, QueueCounts, Task, TaskInfo};
 use crate::store::rows::{self, RowExt as _};
 use crate::store::sql::{stmt, Param, Stmt};
-use crate::store::{Database, Dialect, ExecutionStatus};
+use crate::store::{Database, Dialect, ExecutionStatus, WriteGate};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -20,6 +20,8 @@ use uuid::Uuid;
 /// The queue in the `tasks` table.
 pub struct SqlQueue {
     db: Database,
+    /// This process's turn to write the file (SQLite), shared with the execution recorder.
+    gate: WriteGate,
 }
 
 fn text(s: impl Into<String>) -> Param {
@@ -51,11 +53,20 @@ type ClaimedRow = (
 
 impl SqlQueue {
     pub fn new(db: Database) -> SqlQueue {
-        SqlQueue { db }
+        SqlQueue {
+            gate: WriteGate::of(&db),
+            db: db.own_pool(4),
+        }
+    }
+
+    /// Runs `write` in this process's turn to write the database.
+    async fn in_turn<T>(&self, write: impl std::future::Future<Output = T>) -> T {
+        let _turn = self.gate.turn().await;
+        write.await
     }
 
     async fn execute(&self, sql: &str, params: Vec<Param>) -> anyhow::Result<u64> {
-        rows::execute(&self.db, &stmt(sql, params))
+        self.in_turn(rows::execute(&self.db, &stmt(sql, params)))
             .await
             .map_err(failed)
     }
@@ -94,7 +105,7 @@ impl SqlQueue {
 
     /// The statement that enqueues one task, with its turn.
     fn insert(&self, t: &NewTask) -> Stmt {
-        let id = t.id.unwrap_or_else(Uuid::new_v4);
+        let id = t.id.unwrap_or_else(super::new_task_id);
         let mut params = task_values(t, id, Utc::now());
         params.extend(std::iter::repeat_n(text(&t.queue), 4));
         params.push(text(&t.tenant));
@@ -148,7 +159,10 @@ impl SqlQueue {
                 Param::Int(i64::try_from(n).unwrap_or(i64::MAX)),
             ],
         );
-        let mut rows: Vec<ClaimedRow> = rows::fetch_as(&self.db, &s).await.map_err(failed)?;
+        let mut rows: Vec<ClaimedRow> = self
+            .in_turn(rows::fetch_as(&self.db, &s))
+            .await
+            .map_err(failed)?;
         rows.sort_by_key(|r| (r.12, r.13));
         let mut exclusive_jobs = HashSet::new();
         let mut tasks = Vec::with_capacity(rows.len());
@@ -202,7 +216,7 @@ impl SqlQueue {
     /// Finishes tasks (as [`QueueBackend::finish`]): one statement per 500.
     async fn finish_many(&self, done: &[Finished]) -> anyhow::Result<()> {
         for chunk in done.chunks(500) {
-            rows::execute(&self.db, &finish_stmt(chunk))
+            self.in_turn(rows::execute(&self.db, &finish_stmt(chunk)))
                 .await
                 .map_err(failed)?;
         }
@@ -214,7 +228,8 @@ impl SqlQueue {
 impl QueueBackend for SqlQueue {
     /// One statement: the task and its turn.
     async fn enqueue(&self, t: &NewTask) -> anyhow::Result<bool> {
-        let n = rows::execute(&self.db, &self.insert(t))
+        let n = self
+            .in_turn(rows::execute(&self.db, &self.insert(t)))
             .await
             .map_err(failed)?;
         Ok(n == 1)
@@ -227,7 +242,11 @@ impl QueueBackend for SqlQueue {
         _db: &Database,
         record: &Stmt,
     ) -> anyhow::Result<bool> {
-        let changed = rows::execute_each(&self.db, &[record.clone(), self.insert(t)])
+        let changed = self
+            .in_turn(rows::execute_each(
+                &self.db,
+                &[record.clone(), self.insert(t)],
+            ))
             .await
             .map_err(failed)?;
         Ok(changed.last() == Some(&1))
@@ -246,7 +265,7 @@ impl QueueBackend for SqlQueue {
                 if i > 0 {
                     s.sql(", ");
                 }
-                let mut values = task_values(t, t.id.unwrap_or_else(Uuid::new_v4), now);
+                let mut values = task_values(t, t.id.unwrap_or_else(super::new_task_id), now);
                 let turn = turns
                     .get_mut(&(t.queue.as_str(), t.tenant.as_str()))
                     .map_or(0, |next| {
@@ -264,7 +283,10 @@ impl QueueBackend for SqlQueue {
                 s.sql(")");
             }
             s.sql(" ON CONFLICT DO NOTHING");
-            n += rows::execute(&self.db, &s).await.map_err(failed)?;
+            n += self
+                .in_turn(rows::execute(&self.db, &s))
+                .await
+                .map_err(failed)?;
         }
         Ok(n)
     }

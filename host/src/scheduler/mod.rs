@@ -335,7 +335,7 @@ impl Scheduler {
     ) -> Option<NewTask> {
         let job = self.job(job_id)?;
         Some(NewTask {
-            id: Some(Uuid::new_v4()),
+            id: Some(crate::queue::new_task_id()),
             tenant: job.tenant.clone(),
             job_id: job.job_id.clone(),
             job_name: job.manifest.name.clone(),
@@ -424,7 +424,7 @@ impl Scheduler {
                     tick.skipped.push((name, fire, reason.into()));
                     continue;
                 }
-                let id = Uuid::new_v4();
+                let id = crate::queue::new_task_id();
                 batch.push(NewTask {
                     id: Some(id),
                     tenant: job.tenant.clone(),
@@ -467,7 +467,7 @@ impl Scheduler {
         reason: &str,
     ) -> anyhow::Result<()> {
         let record = platform::NewExecution {
-            id: Uuid::new_v4(),
+            id: crate::queue::new_task_id(),
             tenant: &job.tenant,
             job_id: &job.job_id,
             job_name: &job.manifest.name,

@@ -34,7 +34,7 @@
 //! pieces run in order in the transaction.
 
 use super::sql::{Param, Stmt};
-use super::{Database, ExecutionStatus};
+use super::{Database, ExecutionStatus, WriteGate};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use sqlx::PgPool;
@@ -112,12 +112,15 @@ struct Item {
 /// The writer of execution records for one database.
 pub struct Recorder {
     db: Database,
+    /// This process's turn to write the file (SQLite), shared with the queue.
+    gate: WriteGate,
     tx: OnceLock<mpsc::UnboundedSender<Item>>,
 }
 
 impl Recorder {
     pub fn new(db: Database) -> Recorder {
         Recorder {
+            gate: WriteGate::of(&db),
             db,
             tx: OnceLock::new(),
         }
@@ -129,7 +132,7 @@ impl Recorder {
     pub(crate) async fn submit(&self, record: Record) -> Pending {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(writer(self.db.clone(), rx));
+            tokio::spawn(writer(self.db.clone(), self.gate.clone(), rx));
             tx
         });
         let (done, wait) = oneshot::channel();
@@ -137,6 +140,7 @@ impl Recorder {
             Ok(()) => Pending::Waiting(wait),
             // The writer is gone (its runtime ended): write directly.
             Err(mpsc::error::SendError(item)) => {
+                let _turn = self.gate.turn().await;
                 Pending::Done(write_records(&self.db, &[&item.record]).await)
             }
         }
@@ -171,7 +175,7 @@ impl Pending {
 /// `redis_throughput`). SQLite has one writer at a time.
 const IN_FLIGHT: usize = 1;
 
-async fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<Item>) {
+async fn writer(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<Item>) {
     // Batches being written, with the executions they touch: a record of an execution that is
     // in one of them waits until that batch is done, so records of an execution stay in order.
     let mut flying: VecDeque<(JoinHandle<()>, HashSet<Uuid>)> = VecDeque::new();
@@ -216,7 +220,10 @@ async fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<Item>) {
         }
         let ids = batch.iter().map(|i| i.record.id()).collect();
         let items = std::mem::take(&mut batch);
-        flying.push_back((tokio::spawn(write_batch(db.clone(), items)), ids));
+        flying.push_back((
+            tokio::spawn(write_batch(db.clone(), gate.clone(), items)),
+            ids,
+        ));
     }
     for (h, _) in flying {
         let _ = h.await;
@@ -225,7 +232,8 @@ async fn writer(db: Database, mut rx: mpsc::UnboundedReceiver<Item>) {
 
 /// Writes a batch and answers each of its callers; if the batch fails, its records are
 /// written one by one, so one bad record fails alone.
-async fn write_batch(db: Database, batch: Vec<Item>) {
+async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
+    let _turn = gate.turn().await;
     let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
     let written = write_records(&db, &records).await;
     drop(records);
