@@ -4,6 +4,10 @@
 //! keep-alive connections). Prints requests/s, p50/p99/max latency and the errors (any answer
 //! other than the expected status).
 //!
+//! Then fairness between the API and the workers: the workers' throughput on a backlog of
+//! `FAIR_BACKLOG` no-op tasks (default 100,000) over `FAIR_SECS` seconds (default 3), alone and
+//! while the clients flood `POST /jobs/Noop/run`, and the ratio of the two.
+//!
 //! `cargo bench -p codeai-host --bench api_load`
 
 use codeai_host::api::ApiConfig;
@@ -25,6 +29,44 @@ job Noop {
 #[path = "../tests/common/fixtures.rs"]
 mod fixtures;
 use fixtures::env_number as env_u64;
+
+/// Tasks finished (completed or failed) so far.
+async fn finished(host: &Host) -> u64 {
+    let counts = host.queue.counts(chrono::Utc::now(), None).await.unwrap();
+    counts.values().map(|c| c.completed + c.failed).sum()
+}
+
+/// The workers' executions finished per second over `secs` from now.
+async fn pool_rate(host: &Host, secs: u64) -> f64 {
+    let (before, started) = (finished(host).await, Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    (finished(host).await - before) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Waits until no task is pending or active.
+async fn drained(host: &Host) {
+    loop {
+        let counts = host.queue.counts(chrono::Utc::now(), None).await.unwrap();
+        if counts.values().all(|c| c.pending + c.active == 0) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Enqueues `n` runs of the no-op job (as many as a flood would leave waiting).
+async fn backlog(host: &Host, job: &codeai_host::app::Registered, n: u64) {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| codeai_host::queue::NewTask {
+            queue: job.manifest.queue.clone(),
+            ..fixtures::run_now(&job.job_id, job.version, &job.manifest.name)
+        })
+        .collect();
+    for chunk in tasks.chunks(1000) {
+        host.queue.enqueue_many(chunk).await.unwrap();
+    }
+    host.pool.notify();
+}
 
 struct Outcome {
     latencies: Vec<Duration>,
@@ -131,7 +173,12 @@ fn main() {
             .chain(noop)
             .map(|a| (a.file_name, a.bytes))
             .collect();
-        host.register("default", &components).await.unwrap();
+        let registered = host.register("default", &components).await.unwrap();
+        let noop = registered
+            .iter()
+            .find(|r| r.manifest.name == "Noop")
+            .unwrap()
+            .clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         host.start();
@@ -158,6 +205,29 @@ fn main() {
             Database::Postgres(_) => 0,
         };
         println!("Noop executions completed while the load ran: {executed}");
+
+        // Fairness: the workers on a backlog, alone and under a flood of run requests.
+        let (fair_backlog, fair_secs) = (env_u64("FAIR_BACKLOG", 100_000), env_u64("FAIR_SECS", 3));
+        drained(&host).await;
+        backlog(&host, &noop, fair_backlog).await;
+        let alone = pool_rate(&host, fair_secs).await;
+        drained(&host).await;
+        backlog(&host, &noop, fair_backlog).await;
+        let flood = load(
+            &base,
+            reqwest::Method::POST,
+            "/jobs/Noop/run",
+            Some(r#"{"input": {}}"#),
+            202,
+            clients,
+            fair_secs,
+        );
+        let (loaded, ()) = tokio::join!(pool_rate(&host, fair_secs), flood);
+        println!(
+            "workers on a backlog: {alone:.0} executions/s alone, {loaded:.0}/s under the flood \
+             above ({:.0} %)",
+            loaded / alone * 100.0
+        );
         host.shutdown().await;
         let _ = std::fs::remove_dir_all(&dir);
     });

@@ -15,6 +15,8 @@ use crate::store::{Database, Dialect, ExecutionStatus, WriteGate};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::OnceLock;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 /// The queue in the `tasks` table.
@@ -22,6 +24,54 @@ pub struct SqlQueue {
     db: Database,
     /// This process's turn to write the file (SQLite), shared with the execution recorder.
     gate: WriteGate,
+    /// The writer of run requests on SQLite ([`SqlQueue::enqueue_recorded`]), started at the
+    /// first.
+    runs: OnceLock<mpsc::UnboundedSender<Run>>,
+}
+
+/// A run request to enqueue: its record and its task's statements, and who waits for them.
+struct Run {
+    stmts: [Stmt; 2],
+    done: oneshot::Sender<Result<bool, String>>,
+}
+
+/// Run requests written in one transaction at most.
+const RUNS_PER_TRANSACTION: usize = 256;
+
+/// Writes the run requests that arrive, all those waiting in one transaction, in this process's
+/// turn to write: a flood of requests takes one turn at a time, as the workers' lease and
+/// record writes do, instead of one turn per request (measured: the workers kept 13 % of their
+/// throughput under a flood of `POST /jobs/{id}/run` with a turn per request). A transaction
+/// that fails is written again one request at a time, so one bad request fails alone.
+async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<Run>) {
+    while let Some(first) = rx.recv().await {
+        let mut runs = vec![first];
+        while runs.len() < RUNS_PER_TRANSACTION {
+            match rx.try_recv() {
+                Ok(run) => runs.push(run),
+                Err(_) => break,
+            }
+        }
+        let turn = gate.turn().await;
+        let stmts: Vec<Stmt> = runs.iter().flat_map(|r| r.stmts.clone()).collect();
+        match rows::execute_each(&db, &stmts).await {
+            Ok(changed) => {
+                for (run, changed) in runs.into_iter().zip(changed.chunks(2)) {
+                    let _ = run.done.send(Ok(changed.last() == Some(&1)));
+                }
+            }
+            Err(_) => {
+                for run in runs {
+                    let written = rows::execute_each(&db, &run.stmts)
+                        .await
+                        .map(|changed| changed.last() == Some(&1))
+                        .map_err(|e| format!("{:#}", failed(e)));
+                    let _ = run.done.send(written);
+                }
+            }
+        }
+        drop(turn);
+    }
 }
 
 fn text(s: impl Into<String>) -> Param {
@@ -56,6 +106,7 @@ impl SqlQueue {
         SqlQueue {
             gate: WriteGate::of(&db),
             db: db.own_pool(4),
+            runs: OnceLock::new(),
         }
     }
 
@@ -235,13 +286,32 @@ impl QueueBackend for SqlQueue {
         Ok(n == 1)
     }
 
-    /// The record and the task in one transaction (the queue is in the platform's database).
+    /// The record and the task in one transaction (the queue is in the platform's database); on
+    /// SQLite with the other run requests waiting ([`write_runs`]).
     async fn enqueue_recorded(
         &self,
         t: &NewTask,
         _db: &Database,
         record: &Stmt,
     ) -> anyhow::Result<bool> {
+        if self.db.dialect() == Dialect::Sqlite {
+            let runs = self.runs.get_or_init(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(write_runs(self.db.clone(), self.gate.clone(), rx));
+                tx
+            });
+            let (done, wait) = oneshot::channel();
+            let run = Run {
+                stmts: [record.clone(), self.insert(t)],
+                done,
+            };
+            if runs.send(run).is_ok() {
+                return match wait.await {
+                    Ok(written) => written.map_err(anyhow::Error::msg),
+                    Err(_) => Err(anyhow::anyhow!("queue: the run writer stopped")),
+                };
+            }
+        }
         let changed = self
             .in_turn(rows::execute_each(
                 &self.db,
