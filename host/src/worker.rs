@@ -9,7 +9,10 @@
 //!   (by weight): one Redis round trip, however many of each. While a call is out, the next
 //!   one's finishes and requests gather, so a busy pool makes fewer, larger calls. While
 //!   executions are short (under [`SHORT`] on average) it also leases ahead
-//!   ([`PoolConfig::prefetch`]), so a slot that ends one finds its next task waiting.
+//!   ([`PoolConfig::prefetch`]), so a slot that ends one finds its next task waiting; it tops
+//!   that up once half of it is taken, not after every task. Finishes go with the next lease,
+//!   or on their own once [`FINISH_BATCH`] are waiting or the oldest has waited
+//!   [`FINISH_WAIT`].
 //! - **The confirmer** (one): waits for the commits, in order, and passes each task to the
 //!   feeder to finish. A task leaves the queue only when its execution is recorded; if the host
 //!   dies first, the task's lease runs out and it runs again.
