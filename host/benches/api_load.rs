@@ -30,6 +30,21 @@ job Noop {
 mod fixtures;
 use fixtures::env_number as env_u64;
 
+/// `POST /jobs/Noop/run` from `clients` clients for `secs` seconds.
+async fn flood(base: &str, clients: u64, secs: u64) {
+    let body = Some(r#"{"input": {}}"#);
+    load(
+        base,
+        reqwest::Method::POST,
+        "/jobs/Noop/run",
+        body,
+        202,
+        clients,
+        secs,
+    )
+    .await;
+}
+
 /// Tasks finished (completed or failed) so far.
 async fn finished(host: &Host) -> u64 {
     let counts = host.queue.counts(chrono::Utc::now(), None).await.unwrap();
@@ -185,16 +200,7 @@ fn main() {
         host.serve(listener);
 
         load(&base, reqwest::Method::GET, "/jobs", None, 200, clients, secs).await;
-        load(
-            &base,
-            reqwest::Method::POST,
-            "/jobs/Noop/run",
-            Some(r#"{"input": {}}"#),
-            202,
-            clients,
-            secs,
-        )
-        .await;
+        flood(&base, clients, secs).await;
         let executed = match &db {
             Database::Sqlite(pool) => sqlx::query_scalar::<_, i64>(
                 "SELECT COUNT(*) FROM job_executions WHERE job_name = 'Noop' AND status = 'completed'",
@@ -213,16 +219,10 @@ fn main() {
         let alone = pool_rate(&host, fair_secs).await;
         drained(&host).await;
         backlog(&host, &noop, fair_backlog).await;
-        let flood = load(
-            &base,
-            reqwest::Method::POST,
-            "/jobs/Noop/run",
-            Some(r#"{"input": {}}"#),
-            202,
-            clients,
-            fair_secs,
+        let (loaded, ()) = tokio::join!(
+            pool_rate(&host, fair_secs),
+            flood(&base, clients, fair_secs)
         );
-        let (loaded, ()) = tokio::join!(pool_rate(&host, fair_secs), flood);
         println!(
             "workers on a backlog: {alone:.0} executions/s alone, {loaded:.0}/s under the flood \
              above ({:.0} %)",

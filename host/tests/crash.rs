@@ -1,5 +1,5 @@
 //! Durability of the embedded default: `codeai host run` is killed with SIGKILL in the middle of
-//! a burst of 1,000 tasks and started again; every task completes at least once, none is lost
+//! a burst of 3,000 tasks and started again; every task completes at least once, none is lost
 //! (counted in the SQLite file), and each has one execution recorded completed (a task whose
 //! attempt was cut off by the kill runs again after its lease expires and writes the same row).
 //! `tests/scale_out.rs` counts duplicate runs through an event each run emits. A second host on
@@ -80,15 +80,9 @@ fn workdir(name: &str) -> std::path::PathBuf {
     dir
 }
 
-async fn count(db: &Database, sql: &str) -> i64 {
-    common::count(db, sql, &[]).await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_in_a_burst_loses_no_task() {
-    let dir = workdir("crash");
-
-    let mut host = start(&dir);
+/// The host's database in `dir`, and `n` runs of its no-op job enqueued there (spread over
+/// the three queues).
+async fn enqueue_runs(dir: &Path, n: usize) -> Database {
     let db = Database::connect(&format!("sqlite:{}", dir.join("codeai.db").display()))
         .await
         .unwrap();
@@ -100,34 +94,56 @@ async fn kill_9_in_a_burst_loses_no_task() {
         .await
         .unwrap();
     let queue = Queue::new(db.clone(), QueueConfig::default());
-    let tasks: Vec<NewTask> = (0..1000)
+    let tasks: Vec<NewTask> = (0..n)
         .map(|i| NewTask {
             queue: common::fixtures::QUEUES[i % 3].into(),
             ..common::fixtures::run_now(&job_id, 1, "Noop")
         })
         .collect();
-    assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), 1000);
+    assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), n as u64);
+    db
+}
 
-    // Kill it once part of the burst is done.
+/// Waits until at least `n` tasks are done; `stuck` is the failure's message.
+async fn until_done(db: &Database, n: i64, stuck: &str) {
     let deadline = Instant::now() + Duration::from_secs(120);
-    while count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < 150 {
-        assert!(Instant::now() < deadline, "the host made no progress");
+    while count(db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < n {
+        assert!(Instant::now() < deadline, "{stuck}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn count(db: &Database, sql: &str) -> i64 {
+    common::count(db, sql, &[]).await
+}
+
+/// Tasks in the burst: enough that the kill, once 150 are done, comes in the middle of it
+/// however fast the host runs them.
+const BURST: i64 = 3000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_a_burst_loses_no_task() {
+    let dir = workdir("crash");
+
+    let mut host = start(&dir);
+    let db = enqueue_runs(&dir, BURST as usize).await;
+
+    // Kill it once part of the burst is done.
+    until_done(&db, 150, "the host made no progress").await;
     host.kill().unwrap(); // SIGKILL
     host.wait().unwrap();
     let done_at_kill = count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await;
     let active_at_kill = count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'active'").await;
     eprintln!("killed with {done_at_kill} done and {active_at_kill} active");
     assert!(
-        done_at_kill < 1000,
+        done_at_kill < BURST,
         "the kill came too late to test anything"
     );
 
     // Restart: the rest, and the tasks whose lease the kill left behind, complete.
     let mut host = start(&dir);
     let deadline = Instant::now() + Duration::from_secs(180);
-    while count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < 1000 {
+    while count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < BURST {
         assert!(
             Instant::now() < deadline,
             "tasks were lost: {} done",
@@ -148,8 +164,8 @@ async fn kill_9_in_a_burst_loses_no_task() {
     )
     .await;
     eprintln!("{tasks} tasks, {recorded} executions recorded completed");
-    assert_eq!(tasks, 1000);
-    assert_eq!(recorded, 1000);
+    assert_eq!(tasks, BURST);
+    assert_eq!(recorded, BURST);
     db.close().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -176,26 +192,8 @@ async fn a_second_host_on_the_same_sqlite_file_is_refused_until_the_first_is_gon
     );
 
     // The first still runs what is enqueued.
-    let db = Database::connect(&format!("sqlite:{}", dir.join("codeai.db").display()))
-        .await
-        .unwrap();
-    let Database::Sqlite(pool) = &db else {
-        unreachable!()
-    };
-    let job_id: String = sqlx::query_scalar("SELECT id FROM jobs WHERE name = 'Noop'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    let queue = Queue::new(db.clone(), QueueConfig::default());
-    let tasks: Vec<NewTask> = (0..20)
-        .map(|_| common::fixtures::run_now(&job_id, 1, "Noop"))
-        .collect();
-    assert_eq!(queue.enqueue_many(&tasks).await.unwrap(), 20);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count(&db, "SELECT COUNT(*) FROM tasks WHERE state = 'done'").await < 20 {
-        assert!(Instant::now() < deadline, "the first host stopped working");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let db = enqueue_runs(&dir, 20).await;
+    until_done(&db, 20, "the first host stopped working").await;
 
     first.kill().unwrap(); // SIGKILL: no clean exit to release anything
     first.wait().unwrap();

@@ -40,6 +40,12 @@ fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
     }
 }
 
+/// The ids of up to `n` tasks leased at `now`, in the order leased.
+async fn leased_ids(q: &Queue, now: DateTime<Utc>, n: usize) -> Vec<uuid::Uuid> {
+    let leased = q.dequeue_many(now, n).await.unwrap();
+    leased.into_iter().map(|t| t.id).collect()
+}
+
 async fn queue(db: Database, redis: Option<RedisQueue>, config: QueueConfig) -> Queue {
     migrate::migrate_up(&db).await.unwrap();
     Queue::open(db, config, redis)
@@ -439,14 +445,7 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
         let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
         let upgraded = RedisQueue::connect(&url, &prefix).await.unwrap();
         let q = Queue::on(upgraded, QueueConfig::default());
-        let now = Utc::now();
-        let leased: Vec<uuid::Uuid> = q
-            .dequeue_many(now, 10)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
+        let leased = leased_ids(&q, Utc::now(), 10).await;
         assert_eq!(
             leased, ids,
             "every task, tenants by turns, each tenant's in order"
@@ -486,13 +485,7 @@ async fn a_lease_of_many_takes_one_task_of_a_job_that_may_not_overlap(
     let tasks = [first.clone(), second.clone(), other.clone()];
     assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 3);
     let now = Utc::now();
-    let got: Vec<uuid::Uuid> = q
-        .dequeue_many(now, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.id)
-        .collect();
+    let got = leased_ids(&q, now, 10).await;
     assert_eq!(got, vec![first.id.unwrap(), other.id.unwrap()]);
     let waiting = q.task_info(second.id.unwrap()).await.unwrap().unwrap();
     assert_eq!(

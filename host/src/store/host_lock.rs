@@ -27,14 +27,9 @@ pub struct HostLock {
 /// Takes the host lock of `db` when it is a SQLite file (PostgreSQL and in-memory SQLite need
 /// none); an error naming the process that holds it when another host runs on the file.
 pub fn take(db: &Database) -> anyhow::Result<Option<HostLock>> {
-    let Database::Sqlite(pool) = db else {
+    let Some(file) = db.sqlite_file() else {
         return Ok(None);
     };
-    let options = pool.connect_options();
-    let file = options.get_filename();
-    if file.as_os_str().is_empty() || file.to_string_lossy().contains(":memory:") {
-        return Ok(None);
-    }
     let mut path = file.as_os_str().to_owned();
     path.push(".lock");
     let path = PathBuf::from(path);
