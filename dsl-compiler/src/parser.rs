@@ -850,7 +850,19 @@ impl Parser<'_> {
                     }
                 };
                 if !self.eat_word("times") {
-                    return self.expected_hint("`times`", "write it like `retry: 3 times`");
+                    let hint = "write it like `retry: 3 times`";
+                    // `retry: 3` at the end of its line: the mistake is on that line, not at the
+                    // next line's first word.
+                    let next = self.peek().span;
+                    let between = self.source.get(times.span.end..next.start).unwrap_or("");
+                    if next.start >= times.span.end && between.contains('\n') {
+                        let message = format!("expected `times` after `retry: {}`", times.node);
+                        let mut d = Diagnostic::error(times.span, message);
+                        d.hint = Some(hint.to_string());
+                        self.diagnostics.push(d);
+                        return Err(Failed);
+                    }
+                    return self.expected_hint("`times`", hint);
                 }
                 let strategy = if self.eat_word("with") {
                     Some(self.ident("a retry strategy such as `exponential_backoff`")?)
