@@ -332,9 +332,6 @@ impl QueueBackend for SqlQueue {
             let mut s = Stmt::default();
             s.sql(format!("INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES "));
             for (i, t) in chunk.iter().enumerate() {
-                if i > 0 {
-                    s.sql(", ");
-                }
                 let mut values = task_values(t, t.id.unwrap_or_else(super::new_task_id), now);
                 let turn = turns
                     .get_mut(&(t.queue.as_str(), t.tenant.as_str()))
@@ -343,14 +340,7 @@ impl QueueBackend for SqlQueue {
                         *next - 1
                     });
                 values.push(Param::Int(turn));
-                s.sql("(");
-                for (j, v) in values.into_iter().enumerate() {
-                    if j > 0 {
-                        s.sql(", ");
-                    }
-                    s.bind(v);
-                }
-                s.sql(")");
+                s.row(i == 0, values);
             }
             s.sql(" ON CONFLICT DO NOTHING");
             n += self
@@ -515,13 +505,7 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn release(&self, id: Uuid) -> anyhow::Result<()> {
-        self.execute(
-            "UPDATE tasks SET state = 'pending', attempt = attempt - 1, lease_owner = NULL, \
-             lease_expires_at = NULL, updated_at = ? WHERE id = ? AND state = 'active'",
-            vec![Param::DateTime(Utc::now()), text(id.to_string())],
-        )
-        .await
-        .map(drop)
+        self.release_many(&[id]).await
     }
 
     async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
@@ -782,19 +766,17 @@ fn finish_stmt(done: &[Finished]) -> Stmt {
             .outcome
             .parse::<ExecutionStatus>()
             .is_ok_and(ExecutionStatus::is_success);
-        s.sql(if i == 0 { "(" } else { ", (" });
-        s.bind(text(d.id.to_string()));
-        s.sql(", ");
-        s.bind(text(if ended_well { "done" } else { "dead" }));
-        s.sql(", ");
-        s.bind(text(d.outcome));
-        s.sql(", ");
-        s.bind(
-            d.error
-                .as_deref()
-                .map_or(Param::Null(FieldType::String), text),
+        s.row(
+            i == 0,
+            [
+                text(d.id.to_string()),
+                text(if ended_well { "done" } else { "dead" }),
+                text(d.outcome),
+                d.error
+                    .as_deref()
+                    .map_or(Param::Null(FieldType::String), text),
+            ],
         );
-        s.sql(")");
     }
     s.sql(
         ") UPDATE tasks SET state = v.state, outcome = v.outcome, last_error = v.error, \

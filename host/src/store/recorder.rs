@@ -393,18 +393,6 @@ const ON_CONFLICT: &str = " ON CONFLICT (id) DO UPDATE SET status = excluded.sta
 const ATTEMPT_COLUMNS: &str = "execution_id, tenant_id, attempt, status, error, started_at, \
      finished_at, duration_ms, fuel_used, log, calls";
 
-/// `(?, ?, …)` binding `params`, after a comma unless it is the first row.
-fn push_row(s: &mut Stmt, first: bool, params: impl IntoIterator<Item = Param>) {
-    s.sql(if first { "(" } else { ", (" });
-    for (i, p) in params.into_iter().enumerate() {
-        if i > 0 {
-            s.sql(", ");
-        }
-        s.bind(p);
-    }
-    s.sql(")");
-}
-
 /// Inserts (or restarts) executions, each with its end when it is known.
 fn insert_stmt(execs: &[(&StartRow, Option<&FinishRow>)]) -> Stmt {
     let mut out = Stmt::default();
@@ -443,7 +431,7 @@ fn insert_stmt(execs: &[(&StartRow, Option<&FinishRow>)]) -> Stmt {
                 Param::Null(FieldType::String),
             ]),
         }
-        push_row(&mut out, i == 0, params);
+        out.row(i == 0, params);
     }
     out.sql(ON_CONFLICT);
     out
@@ -456,8 +444,7 @@ fn attempt_stmt(attempts: &[&FinishRow]) -> Stmt {
         "INSERT INTO execution_attempts ({ATTEMPT_COLUMNS}) VALUES "
     ));
     for (i, f) in attempts.iter().enumerate() {
-        push_row(
-            &mut out,
+        out.row(
             i == 0,
             [
                 text(&f.id.to_string()),
@@ -486,8 +473,7 @@ fn end_stmt(ends: &[&FinishRow]) -> Stmt {
          fuel_used, log, calls) AS (VALUES ",
     );
     for (i, f) in ends.iter().enumerate() {
-        push_row(
-            &mut out,
+        out.row(
             i == 0,
             [Param::Uuid(f.id), text(&f.tenant), text(f.status.as_str())]
                 .into_iter()

@@ -45,6 +45,19 @@ impl Stmt {
     pub(crate) fn bind(&mut self, param: Param) {
         self.pieces.push(Piece::Bind(param));
     }
+
+    /// A row of a `VALUES` list, `(?, ?, …)` binding `params`, after a comma unless it is the
+    /// first row.
+    pub(crate) fn row(&mut self, first: bool, params: impl IntoIterator<Item = Param>) {
+        self.sql(if first { "(" } else { ", (" });
+        for (i, p) in params.into_iter().enumerate() {
+            if i > 0 {
+                self.sql(", ");
+            }
+            self.bind(p);
+        }
+        self.sql(")");
+    }
 }
 
 /// The text a `datetime` is stored as in SQLite and returned as from both databases.
