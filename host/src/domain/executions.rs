@@ -72,10 +72,18 @@ impl Lifecycle<'_> {
         let task = self.queue.task_info(id).await?.map(|i| i.state);
         if task.as_deref() == Some("active") {
             // Running in another worker process: it hears this and cancels.
-            return match self.queue.signal_cancel(id).await? {
-                true => Ok(CancelOutcome::Stopping),
-                false => Err(Refused::RunningElsewhere),
-            };
+            if self.queue.signal_cancel(id).await? {
+                return Ok(CancelOutcome::Stopping);
+            }
+            // No other process to tell (the SQL queue): the task was leased by this pool's
+            // lease call, which has not handed it over yet. Ask the pool again as it arrives.
+            for _ in 0..50 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                if self.pool.cancel(id) {
+                    return Ok(CancelOutcome::Stopping);
+                }
+            }
+            return Err(Refused::RunningElsewhere);
         }
         Err(Refused::NotCancellable(shown.to_string()))
     }
