@@ -163,6 +163,14 @@ impl JobCx<'_, '_> {
                 if *op == ast::UnaryOp::Not {
                     self.boolean(inner, "`not`");
                 }
+                let t = types::ty(inner);
+                if *op == ast::UnaryOp::Neg && !matches!(t, Ty::Number | Ty::Unknown) {
+                    self.cx.error_hint(
+                        inner.span,
+                        format!("cannot negate {}", t.describe()),
+                        "`-` takes a number or a duration",
+                    );
+                }
                 let op = match op {
                     ast::UnaryOp::Not => ir::UnaryOp::Not,
                     ast::UnaryOp::Neg => ir::UnaryOp::Neg,
@@ -186,7 +194,7 @@ impl JobCx<'_, '_> {
                 ir::Expr::Null
             }
             ExprKind::Binary(op, left, right) => {
-                self.check_arithmetic(*op, left, right);
+                self.check_operands(*op, left, right);
                 let op = match op {
                     BinaryOp::Add => ir::BinaryOp::Add,
                     BinaryOp::Sub => ir::BinaryOp::Sub,
@@ -327,6 +335,7 @@ impl JobCx<'_, '_> {
 
     fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], span: Span) -> ir::Expr {
         let lowered: Vec<ir::Expr> = args.iter().map(|a| self.expr(a)).collect();
+        self.builtin_arguments(&name.node, args);
         let Some((builtin, min, max)) = Builtin::by_name(&name.node) else {
             let names: Vec<&str> = Builtin::ALL.iter().map(|(_, n, ..)| *n).collect();
             let hint = did_you_mean(&name.node, names.iter().copied()).unwrap_or_else(|| {
@@ -491,22 +500,33 @@ impl JobCx<'_, '_> {
     // Entity-bound forms
     // -----------------------------------------------------------------------------------------
 
-    /// Looks a field up, reporting "entity `Product` has no field `qty`".
-    /// Arithmetic on an operand the text shows is not a number (nor, for `+`, a string or a
-    /// list) is a build error: it would only fail at run time.
-    fn check_arithmetic(&mut self, op: BinaryOp, left: &ast::Expr, right: &ast::Expr) {
-        use super::types::{ty, Ty};
+    /// Arithmetic and comparisons whose operands' types the text shows and which would only
+    /// fail when the job runs (or never hold) are build errors: arithmetic on an operand that is
+    /// not a number (nor, for `+`, a string or a list; a time takes durations), `1 + "a"`,
+    /// `"abc" - 1`, `count(rows) > "5"`, `count(rows) = "0"`.
+    fn check_operands(&mut self, op: BinaryOp, left: &ast::Expr, right: &ast::Expr) {
+        use super::types::{text, ty, Text, Ty};
+        let (l, r) = (ty(left), ty(right));
         let verb = match op {
             BinaryOp::Add => "add",
             BinaryOp::Sub => "subtract",
             BinaryOp::Mul => "multiply",
             BinaryOp::Div => "divide",
             BinaryOp::Rem => "take the remainder of",
+            BinaryOp::Lt
+            | BinaryOp::Le
+            | BinaryOp::Gt
+            | BinaryOp::Ge
+            | BinaryOp::Eq
+            | BinaryOp::Ne => return self.check_comparison(op, left, right, l, r),
             _ => return,
         };
-        // Times are strings to the types here (`now() - 30d`), and `+` joins strings and lists.
-        let (l, r) = (ty(left), ty(right));
-        let lists = op == BinaryOp::Add && l == Ty::List && r == Ty::List;
+        // `+` joins lists (a list and something unknown may be two lists).
+        let lists = op == BinaryOp::Add
+            && matches!(
+                (l, r),
+                (Ty::List, Ty::List | Ty::Unknown) | (Ty::Unknown, Ty::List)
+            );
         for (side, t) in [(left, l), (right, r)] {
             if lists || matches!(t, Ty::Number | Ty::Unknown | Ty::Str) {
                 continue;
@@ -522,8 +542,252 @@ impl JobCx<'_, '_> {
                 .error_hint(side.span, format!("cannot {verb} {}", t.describe()), hint);
             return;
         }
+        // Strings: `+` after a string joins text; a time takes and gives durations; nothing
+        // else takes a string.
+        let (lt, rt) = (
+            self.cx.text(left.span).to_string(),
+            self.cx.text(right.span).to_string(),
+        );
+        let quoted_number = |e: &ast::Expr| match &e.kind {
+            ExprKind::Str(s) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
+            _ => None,
+        };
+        let unquote = |e: &ast::Expr, text: &str| match quoted_number(e) {
+            Some(n) => format!(
+                "`{text}` is text: remove the quotes (`{n}`), or convert a value with `number(…)`"
+            ),
+            None => String::new(),
+        };
+        match (op, l, r) {
+            // `1 + "a"`, `30d + now()`, `1 - "a"`.
+            (BinaryOp::Add | BinaryOp::Sub, Ty::Number, Ty::Str) => {
+                let hint = if quoted_number(right).is_some() {
+                    unquote(right, &rt)
+                } else if text(right) == Some(Text::Time) && op == BinaryOp::Add {
+                    format!("a time and a duration are added time first: `{rt} + {lt}`")
+                } else if op == BinaryOp::Add {
+                    format!("to join them as text, start with the text: `concat({lt}, {rt})` or `string({lt}) + {rt}`")
+                } else {
+                    "only a time takes a duration away (`now() - 7d`); a number takes numbers"
+                        .to_string()
+                };
+                let message = if op == BinaryOp::Add && text(right) == Some(Text::Time) {
+                    format!("cannot add a time to a number: `{lt} + {rt}` fails when the job runs")
+                } else if op == BinaryOp::Add {
+                    format!(
+                        "cannot add a string to a number: `{lt}` is a number and `{rt}` a string"
+                    )
+                } else {
+                    format!("cannot subtract a string from a number: `{lt}` is a number and `{rt}` a string")
+                };
+                self.cx.error_hint(right.span, message, hint);
+            }
+            // `"abc" - 1`, `now() - "abc"`: only times subtract.
+            (BinaryOp::Sub, _, _)
+                if text(left) == Some(Text::Other) || text(right) == Some(Text::Other) =>
+            {
+                let side = if text(left) == Some(Text::Other) {
+                    left
+                } else {
+                    right
+                };
+                let shown = self.cx.text(side.span).to_string();
+                let day = matches!(&side.kind, ExprKind::Str(s)
+                    if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok());
+                let hint = if quoted_number(side).is_some() {
+                    unquote(side, &shown)
+                } else if day {
+                    let day = shown.trim_matches('"');
+                    format!(
+                        "a day is not a time: write the time and its offset, `\"{day}T00:00:00Z\"`"
+                    )
+                } else {
+                    "subtraction takes numbers, durations and times (`now() - 7d`, `b - a` of two times)".to_string()
+                };
+                self.cx.error_hint(
+                    side.span,
+                    format!("cannot subtract with `{shown}`: it is text, not a number or a time"),
+                    hint,
+                );
+            }
+            // `"5" * 2`, `now() / 2`.
+            (BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem, _, _)
+                if l == Ty::Str || r == Ty::Str =>
+            {
+                let (side, shown) = if l == Ty::Str {
+                    (left, &lt)
+                } else {
+                    (right, &rt)
+                };
+                let hint = match quoted_number(side) {
+                    Some(_) => unquote(side, shown),
+                    None => "arithmetic takes numbers and durations: convert text that holds a number with `number(…)`".to_string(),
+                };
+                self.cx
+                    .error_hint(side.span, format!("cannot {verb} a string"), hint);
+            }
+            _ => {}
+        }
     }
 
+    /// `a < b` of values that cannot be ordered fails when the job runs, and `a = b` of a
+    /// number and a string never holds: both are build errors where the types are known.
+    fn check_comparison(
+        &mut self,
+        op: BinaryOp,
+        left: &ast::Expr,
+        right: &ast::Expr,
+        l: Ty,
+        r: Ty,
+    ) {
+        use super::types::Ty;
+        if l == Ty::Unknown || r == Ty::Unknown {
+            return;
+        }
+        let (lt, rt) = (
+            self.cx.text(left.span).to_string(),
+            self.cx.text(right.span).to_string(),
+        );
+        let number_text = |e: &ast::Expr| match &e.kind {
+            ExprKind::Str(s) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
+            _ => None,
+        };
+        let unquote = || {
+            [(left, &lt), (right, &rt)]
+                .into_iter()
+                .find_map(|(e, text)| {
+                    number_text(e).map(|n| format!("`{text}` is text: remove the quotes (`{n}`)"))
+                })
+        };
+        let written = self
+            .cx
+            .text(Span::new(
+                left.span.end,
+                right.span.start.max(left.span.end),
+            ))
+            .trim()
+            .to_string();
+        let symbol = match op {
+            _ if !written.is_empty() => written,
+            BinaryOp::Eq => "=".to_string(),
+            BinaryOp::Ne => "!=".to_string(),
+            BinaryOp::Lt => "<".to_string(),
+            BinaryOp::Le => "<=".to_string(),
+            BinaryOp::Gt => ">".to_string(),
+            _ => ">=".to_string(),
+        };
+        let whole = left.span.to(right.span);
+        match op {
+            BinaryOp::Eq | BinaryOp::Ne => {
+                // Only the mix the quotes make: a number and a string, never equal.
+                let mixed = matches!((l, r), (Ty::Number, Ty::Str) | (Ty::Str, Ty::Number));
+                if !mixed {
+                    return;
+                }
+                let never = if op == BinaryOp::Eq {
+                    "never holds"
+                } else {
+                    "always holds"
+                };
+                let hint = unquote().unwrap_or_else(|| {
+                    "a number never equals a string: convert one with `number(…)` or `string(…)`"
+                        .to_string()
+                });
+                self.cx.error_hint(
+                    whole,
+                    format!(
+                        "`{lt} {symbol} {rt}` compares {} with {}, so it {never}",
+                        l.describe(),
+                        r.describe()
+                    ),
+                    hint,
+                );
+            }
+            _ if l.ordered_with(r) => {}
+            _ => {
+                let hint = unquote().unwrap_or_else(|| {
+                    "`<`, `<=`, `>`, `>=` order numbers with numbers, strings with strings (times \
+                     by their instant) and booleans with booleans"
+                        .to_string()
+                });
+                self.cx.error_hint(
+                    whole,
+                    format!(
+                        "cannot order {} and {}: `{lt} {symbol} {rt}` fails when the job runs",
+                        l.describe(),
+                        r.describe()
+                    ),
+                    hint,
+                );
+            }
+        }
+    }
+
+    /// A built-in's arguments whose types the text shows and that it cannot take (it would fail
+    /// when the job runs): `round("3.5")`, `sum(12)`, `count(true)`, `format_date(42)`.
+    fn builtin_arguments(&mut self, name: &str, args: &[ast::Expr]) {
+        use super::types::{text, ty, Text, Ty};
+        use Builtin as B;
+        let Some((builtin, ..)) = Builtin::by_name(name) else {
+            return;
+        };
+        let Some(first) = args.first() else { return };
+        let t = ty(first);
+        if t == Ty::Unknown {
+            return;
+        }
+        let (fits, wanted) = match builtin {
+            B::Round | B::Abs | B::Floor | B::Ceil | B::DaysAgo | B::HoursAgo | B::MinutesAgo => {
+                (t == Ty::Number, "a number")
+            }
+            B::Format => (
+                t == Ty::Number
+                    || (t == Ty::Str && text(first) != Some(Text::Other))
+                    || matches!(&first.kind, ExprKind::Str(s) if s.trim().parse::<f64>().is_ok()),
+                "a number",
+            ),
+            B::Count | B::Len => (
+                matches!(t, Ty::List | Ty::Object | Ty::Str | Ty::Null),
+                "a list",
+            ),
+            B::Contains => (
+                matches!(t, Ty::List | Ty::Object | Ty::Str | Ty::Null),
+                "a list or a string",
+            ),
+            B::Sum | B::Avg | B::Min | B::Max | B::Pluck | B::First | B::Last | B::Join => {
+                (matches!(t, Ty::List | Ty::Null), "a list")
+            }
+            B::FormatDate => (
+                (t == Ty::Str && text(first) != Some(Text::Other))
+                    || t == Ty::Object
+                    || matches!(&first.kind, ExprKind::Str(s)
+                        if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()),
+                "a time",
+            ),
+            _ => return,
+        };
+        if fits {
+            return;
+        }
+        let shown = self.cx.text(first.span).to_string();
+        let hint = match (&first.kind, wanted) {
+            (ExprKind::Str(s), "a number") if s.trim().parse::<f64>().is_ok() => {
+                format!("`{shown}` is text: remove the quotes (`{}`)", s.trim())
+            }
+            (_, "a number") => "convert text that holds a number with `number(…)`".to_string(),
+            (_, "a time") => {
+                "e.g. `format_date(now())`, `format_date(row.created_at, \"%d.%m.%Y\")`".to_string()
+            }
+            _ => format!("`{name}` takes a list, like the rows a `query:` step binds"),
+        };
+        self.cx.error_hint(
+            first.span,
+            format!("`{name}` needs {wanted}, but `{shown}` is {}", t.describe()),
+            hint,
+        );
+    }
+
+    /// Looks a field up, reporting "entity `Product` has no field `qty`".
     pub(super) fn entity_field<'e>(
         &mut self,
         entity: &'e EntityInfo,

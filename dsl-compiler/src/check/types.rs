@@ -31,6 +31,15 @@ impl Ty {
         }
     }
 
+    /// Whether values of these two types can be ordered (`<`, `>=`, …): numbers with numbers,
+    /// strings with strings (times by their instant), booleans with booleans.
+    pub(super) fn ordered_with(self, other: Ty) -> bool {
+        matches!(
+            (self, other),
+            (Ty::Number, Ty::Number) | (Ty::Str, Ty::Str) | (Ty::Bool, Ty::Bool)
+        )
+    }
+
     /// Whether a condition of this type is refused at build time.
     pub(super) fn not_a_condition(self) -> bool {
         !matches!(self, Ty::Bool | Ty::Unknown)
@@ -104,4 +113,46 @@ fn builtin(b: Builtin) -> Ty {
         LastSyncTimestamp | LastRunAt | StateGet | Min | Max | First | Last | Coalesce
         | Default => Ty::Unknown,
     }
+}
+
+/// What a string's text is, where the text of the program shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Text {
+    /// A timestamp (`now()`, `"2026-01-15T10:00:00Z"`, `now() - 7d`): it takes and gives
+    /// durations.
+    Time,
+    /// Text that is not a timestamp (`"abc"`, `"2026-01-15"`, `"12"`): no arithmetic takes it.
+    Other,
+}
+
+/// The kind of a string expression's text, `None` when only the run shows it (a field, an
+/// interpolation, `format_date(…)`).
+pub(super) fn text(e: &ast::Expr) -> Option<Text> {
+    match &e.kind {
+        ExprKind::Str(s) if !s.contains("{{") => {
+            Some(if is_time(s) { Text::Time } else { Text::Other })
+        }
+        ExprKind::Call(name, _) => match Builtin::by_name(&name.node) {
+            Some((
+                Builtin::Now | Builtin::DaysAgo | Builtin::HoursAgo | Builtin::MinutesAgo,
+                ..,
+            )) => Some(Text::Time),
+            _ => None,
+        },
+        ExprKind::Binary(BinaryOp::Add | BinaryOp::Sub, a, b)
+            if text(a) == Some(Text::Time) && ty(b) == Ty::Number =>
+        {
+            Some(Text::Time)
+        }
+        _ => None,
+    }
+}
+
+/// Whether the guest reads `s` as a timestamp: RFC 3339 with the `T` (as `time::parse` there).
+pub(super) fn is_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 20
+        && b[4] == b'-'
+        && b[10] == b'T'
+        && chrono::DateTime::parse_from_rfc3339(s).is_ok()
 }

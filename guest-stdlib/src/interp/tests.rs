@@ -629,7 +629,11 @@ fn maintenance_and_report_deletion() {
 #[test]
 fn runtime_type_errors_are_step_failures() {
     for (expr, message) in [
-        (r#""a" * 2"#, "cannot apply `*` to a string and a number"),
+        // Values the build cannot type (`"a" * 2` is a build error).
+        (
+            r#"first(["a"]) * 2"#,
+            "cannot apply `*` to a string and a number",
+        ),
         ("1 / 0", "division by zero"),
         (
             "input.x.y.z",
@@ -642,7 +646,10 @@ fn runtime_type_errors_are_step_failures() {
             r#""abc"[0]"#,
             "cannot index `(value)` (a string) with a number",
         ),
-        (r#"format_date("nope")"#, "format_date() needs a timestamp"),
+        (
+            r#"format_date(first(["nope"]))"#,
+            "format_date() needs a timestamp",
+        ),
         (
             r#"pluck([{"a": 1}, {"b": 2}], "a")"#,
             "pluck(list, \"a\"): item 1 has no `a` (it has `b`)",
@@ -651,7 +658,10 @@ fn runtime_type_errors_are_step_failures() {
             r#"sum([{"a": 1}, {}], "a")"#,
             "sum(list, \"a\"): item 1 has no `a` (it has no fields)",
         ),
-        ("1 < \"a\"", "cannot compare a number with a string"),
+        (
+            "1 < first([\"a\"])",
+            "cannot compare a number with a string",
+        ),
         // A null read from the data is named, with the two ways to handle it.
         (
             "input?.avg >= 90",
