@@ -11,12 +11,15 @@
 //! - `job`: the fields of a job (schedule, timezone, queue, retry…) and its manifest;
 //! - `step`: the steps of a job and their kinds;
 //! - `expr`: expressions, string interpolation, `where` filters, updates and scopes;
+//! - `shape`: what is known of a binding's value (an object's fields, an entity's rows), so
+//!   that reading a field it cannot have fails the build;
 //! - `suggest`: edit distance and "did you mean" hints.
 
 mod decls;
 mod expr;
 mod input;
 mod job;
+mod shape;
 mod step;
 mod suggest;
 #[cfg(test)]

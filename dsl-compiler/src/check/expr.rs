@@ -4,6 +4,7 @@
 
 use super::decls::{EntityInfo, FieldInfo};
 use super::job::JobCx;
+use super::shape::{Read, Shape};
 use super::suggest::{did_you_mean, hint_or_list};
 use super::types::{self, Ty};
 use crate::ast::{self, BinaryOp, ExprKind, Span};
@@ -144,12 +145,17 @@ impl JobCx<'_, '_> {
             ExprKind::Float(f) => ir::Expr::Float(*f),
             ExprKind::Str(s) => self.string(s, e.span),
             ExprKind::Duration(d) => ir::Expr::Duration(d.millis),
-            ExprKind::Ident(name) => self.var(name, e.span, None),
+            ExprKind::Ident(name) => self.var(name, e.span, None, None),
             ExprKind::Field(base, field) => {
                 if matches!(&base.kind, ExprKind::Ident(b) if b == "input") {
                     self.input_name(&field.node, field.span);
                 }
-                ir::Expr::Field(Box::new(self.expr(base)), field.node.clone())
+                let lowered = match &base.kind {
+                    ExprKind::Ident(name) => self.var(name, base.span, None, Some(&field.node)),
+                    _ => self.expr(base),
+                };
+                self.check_read(base, field);
+                ir::Expr::Field(Box::new(lowered), field.node.clone())
             }
             ExprKind::OptField(base, field) => {
                 ir::Expr::OptField(Box::new(self.expr(base)), field.node.clone())
@@ -286,7 +292,14 @@ impl JobCx<'_, '_> {
             .error_hint(span, format!("`{field}` is not a declared input"), hint);
     }
 
-    fn var(&mut self, name: &str, span: Span, entity: Option<&EntityInfo>) -> ir::Expr {
+    /// `field` is the field read of the name right after it (`name.field`), if any.
+    fn var(
+        &mut self,
+        name: &str,
+        span: Span,
+        entity: Option<&EntityInfo>,
+        field: Option<&str>,
+    ) -> ir::Expr {
         if self.scope.iter().any(|n| n == name) {
             return ir::Expr::Var(name.to_string());
         }
@@ -321,20 +334,82 @@ impl JobCx<'_, '_> {
                 format!("`{name}` is a function: call it with `{name}()`"),
             );
         } else {
-            let hint = did_you_mean(name, self.scope.iter().map(String::as_str)).or_else(|| {
-                (!self.scope.is_empty()).then(|| {
-                    let names: Vec<&str> = self.scope.iter().map(String::as_str).collect();
-                    format!("names in scope here are {}", super::suggest::list(&names))
-                })
-            });
+            let hint = self.unknown_name_hint(name, field);
             self.cx
                 .error_maybe(span, format!("unknown name `{name}`"), hint);
         }
         ir::Expr::Var(name.to_string())
     }
 
+    /// The hint for a name not in scope. The items of the enclosing `for_each` steps come
+    /// first (innermost first), then the other names in the order they came into scope; for `name.field`, a name whose value cannot have `field` (a list
+    /// of rows, for `row.sku`) is not suggested, and inside a loop whose item can have it, the
+    /// item is.
+    fn unknown_name_hint(&self, name: &str, field: Option<&str>) -> Option<String> {
+        let mut names: Vec<&str> = self.items.iter().rev().map(String::as_str).collect();
+        for n in &self.scope {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        // The item of a `for_each` step that has ended.
+        if let Some((_, step)) = self.past_items.iter().rev().find(|(item, _)| item == name) {
+            return Some(format!(
+                "`{name}` is the item of step `{step}`'s `for_each`, in scope only inside that \
+                 step; to use its items later, bind the step (`as: …`) and read its records' \
+                 `item`"
+            ));
+        }
+        let can_read =
+            |n: &str, f: &str| matches!(self.read(&self.binding_shape(n), n, f), Read::Found(_));
+        // `sku` where the item `row` is a row with a field `sku`.
+        if field.is_none() {
+            let holder = self.items.iter().rev().find(|item| {
+                matches!(self.binding_shape(item), Shape::Row(_) | Shape::Object(_))
+                    && can_read(item, name)
+            });
+            if let Some(item) = holder {
+                return Some(format!(
+                    "`{name}` is a field of `{item}`: write `{item}.{name}`"
+                ));
+            }
+        }
+        let candidates: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| field.is_none_or(|f| can_read(n, f)))
+            .collect();
+        if let Some(hint) = did_you_mean(name, candidates.iter().copied()) {
+            return Some(hint);
+        }
+        // `row.sku` inside a loop over rows whose item is named otherwise.
+        if let (Some(f), Some(item)) = (field, self.items.last()) {
+            let shape = self.binding_shape(item);
+            if matches!(shape, Shape::Row(_) | Shape::Object(_)) && can_read(item, f) {
+                return Some(format!(
+                    "the item here is `{item}`: did you mean `{item}.{f}`?"
+                ));
+            }
+        }
+        (!names.is_empty())
+            .then(|| format!("names in scope here are {}", super::suggest::list(&names)))
+    }
+
     fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], span: Span) -> ir::Expr {
-        let lowered: Vec<ir::Expr> = args.iter().map(|a| self.expr(a)).collect();
+        let lowered: Vec<ir::Expr> = match Builtin::by_name(&name.node) {
+            // A missing field in `default`'s path reads as nothing: no build error for it.
+            Some((Builtin::Default, ..)) => args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    self.lenient += u32::from(i == 0);
+                    let e = self.expr(a);
+                    self.lenient -= u32::from(i == 0);
+                    e
+                })
+                .collect(),
+            _ => args.iter().map(|a| self.expr(a)).collect(),
+        };
         self.builtin_arguments(&name.node, args);
         let Some((builtin, min, max)) = Builtin::by_name(&name.node) else {
             let names: Vec<&str> = Builtin::ALL.iter().map(|(_, n, ..)| *n).collect();
@@ -482,16 +557,49 @@ impl JobCx<'_, '_> {
         if !valid {
             return None;
         }
-        let mut e = self.var(first, Span::new(span.start, span.start + first.len()), None);
+        let field = rest
+            .first()
+            .filter(|f| f.parse::<usize>().is_err())
+            .copied();
+        let mut e = self.var(
+            first,
+            Span::new(span.start, span.start + first.len()),
+            None,
+            field,
+        );
         if let (true, Some(field)) = (first == "input", rest.first()) {
             let start = span.start + first.len() + 1;
             self.input_name(field, Span::new(start, start + field.len()));
         }
+        // What is known of the value, segment by segment (a field a row or an object written
+        // out cannot have is an error at that segment).
+        let precise = span.end - span.start == path.len();
+        let mut shape = self.binding_shape(first);
+        let mut text = first.to_string();
+        let mut at = span.start + first.len() + 1;
         for seg in rest {
-            e = match seg.parse::<i64>() {
-                Ok(i) => ir::Expr::Index(Box::new(e), Box::new(ir::Expr::Int(i))),
-                Err(_) => ir::Expr::Field(Box::new(e), seg.to_string()),
+            let seg_span = match precise {
+                true => Span::new(at, at + seg.len()),
+                false => span,
             };
+            at += seg.len() + 1;
+            e = match seg.parse::<i64>() {
+                Ok(i) => {
+                    shape = shape.item();
+                    ir::Expr::Index(Box::new(e), Box::new(ir::Expr::Int(i)))
+                }
+                Err(_) => {
+                    shape = match self.read(&shape, &text, seg) {
+                        Read::Found(next) => next,
+                        Read::Missing(message, hint) => {
+                            self.cx.error_hint(seg_span, message, hint);
+                            Shape::Unknown
+                        }
+                    };
+                    ir::Expr::Field(Box::new(e), seg.to_string())
+                }
+            };
+            text = format!("{text}.{seg}");
         }
         Some(e)
     }
@@ -1168,7 +1276,7 @@ impl JobCx<'_, '_> {
     /// A value on the right of a comparison or assignment (a bare field name gets a hint).
     fn value(&mut self, e: &ast::Expr, entity: &EntityInfo) -> ir::Expr {
         match &e.kind {
-            ExprKind::Ident(name) => self.var(name, e.span, Some(entity)),
+            ExprKind::Ident(name) => self.var(name, e.span, Some(entity), None),
             _ => self.expr(e),
         }
     }

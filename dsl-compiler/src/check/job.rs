@@ -68,6 +68,18 @@ pub(super) struct JobCx<'c, 's> {
     pub(super) action_calls: usize,
     /// The names a typed `input:` declares (`input.x` of another name is an error).
     pub(super) input_names: Option<Vec<String>>,
+    /// What is known of the values of names in scope (a binding's object, a query's rows, a
+    /// loop's item), latest last; see [`super::shape`].
+    pub(super) shapes: Vec<(String, super::shape::Shape)>,
+    /// The names of the items of the enclosing `for_each` steps, innermost last: the first
+    /// names a "did you mean" considers.
+    pub(super) items: Vec<String>,
+    /// The items of the `for_each` steps that ended in the current block, with their step:
+    /// a use after the step is told where the item was in scope.
+    pub(super) past_items: Vec<(String, String)>,
+    /// Above zero inside the first argument of `default(…)`, where a missing field reads as
+    /// nothing.
+    pub(super) lenient: u32,
 }
 
 /// Checks a declared action once on its own, so that its errors (recursion included) are
@@ -82,6 +94,10 @@ pub(super) fn check_action(decl: &ast::ActionDecl, decls: &Decls, cx: &mut Cx<'_
         action_stack: Vec::new(),
         action_calls: 0,
         input_names: None,
+        shapes: Vec::new(),
+        items: Vec::new(),
+        past_items: Vec::new(),
+        lenient: 0,
     };
     jcx.action_steps(decl);
 }
@@ -382,6 +398,10 @@ pub(super) fn check_job(
         action_stack: Vec::new(),
         action_calls: 0,
         input_names: None,
+        shapes: Vec::new(),
+        items: Vec::new(),
+        past_items: Vec::new(),
+        lenient: 0,
     };
     jcx.cx
         .check_unique("input key", input.iter().map(|(k, _)| k));

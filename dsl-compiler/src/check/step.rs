@@ -4,6 +4,7 @@
 
 use super::decls::EntityInfo;
 use super::job::JobCx;
+use super::shape::{Read, Shape};
 use super::suggest::{did_you_mean, hint_or_list, list};
 use crate::ast::{self, Span, StepValue};
 use codeai_ir::{self as ir, LogLevel, MaintenanceOp, Policy, ReportFormat, StepKind};
@@ -116,7 +117,8 @@ impl JobCx<'_, '_> {
             if let Some(bind) = &lowered.bind {
                 if binders.get(bind).is_some_and(|(s, _)| *s == step.name.node) {
                     self.later.remove(bind);
-                    self.scope.push(bind.clone());
+                    let shape = self.step_shape(step);
+                    self.bind(bind, shape, false);
                 }
             }
             out.push(lowered);
@@ -246,8 +248,12 @@ impl JobCx<'_, '_> {
         });
 
         // The kind, with the item variable in scope inside a `for_each`.
-        if for_each.is_some() {
-            self.scope.push(item.clone());
+        if let Some(f) = for_each {
+            let shape = match &f.value {
+                StepValue::Expr(e) => self.shape_of(e).item(),
+                _ => Shape::Unknown,
+            };
+            self.bind(&item, shape, true);
         }
         let mut kind = match (&step.body, body.first()) {
             (Some(block), other) => {
@@ -275,10 +281,10 @@ impl JobCx<'_, '_> {
                         "add at least one step",
                     );
                 }
-                let scope = self.scope.clone();
+                let (scope, shapes) = (self.scope.clone(), self.shapes.clone());
                 let later = std::mem::take(&mut self.later);
                 let steps = self.steps_of(&block.node);
-                self.scope = scope;
+                (self.scope, self.shapes) = (scope, shapes);
                 self.later = later;
                 StepKind::Block {
                     action: None,
@@ -321,7 +327,8 @@ impl JobCx<'_, '_> {
             }
         }
         if for_each.is_some() {
-            self.scope.pop();
+            self.unbind(true);
+            self.past_items.push((item.clone(), step.name.node.clone()));
         }
 
         // Fields that belong to a `template` step.
@@ -452,7 +459,7 @@ impl JobCx<'_, '_> {
         };
         self.cx.check_unique("key", entries.iter().map(|(k, _)| k));
         let (mut next, mut param, mut items, mut max_pages) = (None, None, None, 10);
-        self.scope.push("page".to_string());
+        self.bind("page", Shape::Unknown, false);
         for (key, value) in entries {
             match key.node.as_str() {
                 "next" => next = Some(self.expr(value)),
@@ -480,7 +487,7 @@ impl JobCx<'_, '_> {
                 }
             }
         }
-        self.scope.pop();
+        self.unbind(false);
         let (Some(next), Some((param, span))) = (next, param) else {
             self.cx
                 .error_hint(f.span, "`paginate` needs `next` and `param`", USAGE);
@@ -1267,6 +1274,10 @@ impl JobCx<'_, '_> {
             decl.params.iter().map(|p| p.node.clone()).collect(),
         );
         let later = std::mem::take(&mut self.later);
+        // The caller's bindings and items are not the action's.
+        let shapes = std::mem::take(&mut self.shapes);
+        let items = std::mem::take(&mut self.items);
+        let past_items = std::mem::take(&mut self.past_items);
         let steps = match decl.steps_span {
             _ if decl.steps.is_empty() && decl.broken => Vec::new(),
             None => {
@@ -1289,6 +1300,7 @@ impl JobCx<'_, '_> {
         };
         self.scope = scope;
         self.later = later;
+        (self.shapes, self.items, self.past_items) = (shapes, items, past_items);
         self.action_stack.pop();
         steps
     }
@@ -1512,36 +1524,154 @@ impl JobCx<'_, '_> {
             let Some(segments) = codeai_ir::template::path(&inner) else {
                 continue;
             };
-            let mut value = data;
-            for segment in segments {
-                if segment.optional {
-                    break;
-                }
-                let fields = match value.map(|v| &v.kind) {
-                    Some(ast::ExprKind::Object(fields)) => fields,
-                    Some(_) => break,
-                    None => break,
-                };
-                match fields.iter().find(|(k, _)| k.node == segment.name) {
-                    Some((_, v)) => value = Some(v),
-                    None => {
-                        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.node.as_str()).collect();
-                        let hint = hint_or_list(segment.name, "its fields", &keys);
-                        self.cx.error_hint(
-                            value.map_or(at, |v| v.span),
-                            format!(
-                                "template `{template}` reads `{{{{{inner}}}}}`, but this data \
-                                 has no `{}`",
-                                segment.name
-                            ),
-                            hint,
-                        );
-                        break;
+            self.template_path(template, &inner, &segments, data);
+        }
+        if let (Some(table), Some(data)) = (&decl.table, data) {
+            self.table_columns(template, table, data);
+        }
+        self.template_exprs(template, data, at)
+    }
+
+    /// One `{{path}}` of a template against the data a step hands it: through the object the
+    /// step writes out, then through what is known of the values it holds (a binding's object,
+    /// a query's rows, a list's items), as far as it is known.
+    fn template_path(
+        &mut self,
+        template: &str,
+        inner: &str,
+        segments: &[codeai_ir::template::Segment<'_>],
+        data: Option<&ast::Expr>,
+    ) {
+        let Some(mut value) = data else { return };
+        // Past the object written out here: the shape of a value in it, where that value is
+        // written, and the value's text while the path has not gone further into it.
+        let mut beyond: Option<(Shape, Span, Option<String>)> = None;
+        let mut so_far: Vec<&str> = Vec::new();
+        for segment in segments {
+            if segment.optional {
+                return;
+            }
+            if beyond.is_none() {
+                match &value.kind {
+                    ast::ExprKind::Object(fields) => {
+                        match fields.iter().find(|(k, _)| k.node == segment.name) {
+                            Some((_, v)) => {
+                                value = v;
+                                so_far.push(segment.name);
+                                continue;
+                            }
+                            None => {
+                                let keys: Vec<&str> =
+                                    fields.iter().map(|(k, _)| k.node.as_str()).collect();
+                                let hint = hint_or_list(segment.name, "its fields", &keys);
+                                let whose = data_place(&so_far, None, None);
+                                self.cx.error_hint(
+                                    value.span,
+                                    format!(
+                                        "template `{template}` reads `{{{{{inner}}}}}`, but \
+                                         {whose} has no `{}`",
+                                        segment.name
+                                    ),
+                                    hint,
+                                );
+                                return;
+                            }
+                        }
+                    }
+                    _ => {
+                        let text = self.path_text(value);
+                        beyond = Some((self.shape_of(value), value.span, Some(text)));
                     }
                 }
             }
+            let Some((shape, span, origin)) = beyond.take() else {
+                return;
+            };
+            let whose = data_place(&so_far, origin.as_deref(), shape.describe());
+            let position = segment.name.parse::<usize>().is_ok();
+            let next = match (&shape, position) {
+                (Shape::Unknown, _) => return,
+                (Shape::List(item), true) => Read::Found((**item).clone()),
+                (Shape::List(_), false) => Read::Missing(
+                    format!(
+                        "template `{template}` reads `{{{{{inner}}}}}`, but {whose} is a list: \
+                         it has no `{}`",
+                        segment.name
+                    ),
+                    format!(
+                        "a template reads an item by its position, like `{{{{{}.0.{}}}}}`, or \
+                         shows every item in its `table`",
+                        so_far.join("."),
+                        segment.name
+                    ),
+                ),
+                _ => match self.read(&shape, "", segment.name) {
+                    Read::Missing(_, hint) => Read::Missing(
+                        format!(
+                            "template `{template}` reads `{{{{{inner}}}}}`, but {whose} has no \
+                             `{}`",
+                            segment.name
+                        ),
+                        hint,
+                    ),
+                    found => found,
+                },
+            };
+            match next {
+                Read::Found(next) => {
+                    so_far.push(segment.name);
+                    beyond = Some((next, span, None));
+                }
+                Read::Missing(message, hint) => {
+                    self.cx.error_hint(span, message, hint);
+                    return;
+                }
+            }
         }
-        self.template_exprs(template, data, at)
+    }
+
+    /// A template's table columns against the rows the step hands it, where they are known
+    /// (a query's rows, objects written out): a column no row has would be empty.
+    fn table_columns(&mut self, template: &str, table: &ir::TableDecl, data: &ast::Expr) {
+        let Some((rows, span, text)) = self.data_value(data, &table.source) else {
+            return;
+        };
+        let item = match &rows {
+            Shape::List(item) => (**item).clone(),
+            _ => return,
+        };
+        let whose = data_place(&[table.source.as_str()], Some(&text), None);
+        let what = rows.describe().unwrap_or_default();
+        for (column, _) in &table.columns {
+            if let Read::Missing(_, hint) = self.read(&item, "", column) {
+                self.cx.error_hint(
+                    span,
+                    format!(
+                        "template `{template}` has a table column `{column}`, but {whose} is \
+                         {what}, which have no `{column}`"
+                    ),
+                    hint,
+                );
+            }
+        }
+    }
+
+    /// The shape of the data's field `name`, where it is and how it reads, when the data is
+    /// written out here (or is a binding whose object is known).
+    fn data_value(&self, data: &ast::Expr, name: &str) -> Option<(Shape, Span, String)> {
+        match &data.kind {
+            ast::ExprKind::Object(fields) => {
+                let (_, value) = fields.iter().find(|(k, _)| k.node == name)?;
+                Some((self.shape_of(value), value.span, self.path_text(value)))
+            }
+            _ => match self.shape_of(data) {
+                Shape::Object(fields) => {
+                    let (_, shape) = fields.into_iter().find(|(k, _)| k == name)?;
+                    Some((shape, data.span, format!("{}.{name}", self.path_text(data))))
+                }
+                _ => None,
+            },
+        }
     }
 
     /// A template's `{{…}}` expressions, computed over the data's fields where the step
@@ -1913,6 +2043,25 @@ fn misfit(field: codeai_ir::FieldType, value: &ast::Expr) -> Option<&'static str
         (true, _) => None,
         (false, ast::ExprKind::Float(_)) => Some("a number with a fraction"),
         (false, _) => Some(t.describe()),
+    }
+}
+
+/// Where in a template's data a value is, for messages: "this data", "this data's `customer`
+/// (`first(rows)`, a row of `Customer`)" — the value's text when it differs from the path.
+fn data_place(path: &[&str], text: Option<&str>, shape: Option<String>) -> String {
+    let path = path.join(".");
+    let place = match path.is_empty() {
+        true => "this data".to_string(),
+        false => format!("this data's `{path}`"),
+    };
+    let mut about = Vec::new();
+    if let Some(text) = text.filter(|t| *t != path) {
+        about.push(format!("`{text}`"));
+    }
+    about.extend(shape);
+    match about.is_empty() {
+        true => place,
+        false => format!("{place} ({})", about.join(", ")),
     }
 }
 
