@@ -1505,18 +1505,22 @@ impl JobCx<'_, '_> {
         let mut seen = std::collections::BTreeSet::new();
         paths.retain(|p| seen.insert(p.clone()));
         if data.is_none() && !paths.is_empty() {
-            let first = paths
-                .first()
-                .and_then(|p| codeai_ir::template::path(p))
-                .map_or(String::new(), |s| s[0].name.to_string());
             let shown: Vec<String> = paths.iter().map(|p| format!("`{{{{{p}}}}}`")).collect();
+            let fields: Vec<String> = self
+                .template_names(template)
+                .iter()
+                .map(|n| format!("{n}: …"))
+                .collect();
             self.cx.error_hint(
                 at,
                 format!(
                     "template `{template}` reads {}, but this step gives it no `data`",
                     shown.join(", ")
                 ),
-                format!("add `data: {{ {first}: … }}` with what the template reads"),
+                format!(
+                    "add `data: {{ {} }}`: the fields the template reads",
+                    fields.join(", ")
+                ),
             );
             return Vec::new();
         }
@@ -1693,14 +1697,53 @@ impl JobCx<'_, '_> {
             return Vec::new();
         }
         let Some(ast::ExprKind::Object(fields)) = data.map(|d| &d.kind) else {
-            self.cx.error_hint(
-                data.map_or(at, |d| d.span),
-                format!(
-                    "template `{template}` computes its `{{{{…}}}}` from its data, so the data \
-                     is written out here as an object"
-                ),
-                "e.g. `data: { fee: order.fee, rows: rows }`",
-            );
+            // Say which `{{…}}` it is, and write the object out from what the template reads.
+            let shown = exprs
+                .first()
+                .map(|(_, e)| self.cx.text(e.span).to_string())
+                .filter(|t| !t.contains("{{"))
+                .unwrap_or_else(|| "…".to_string());
+            let names = self.template_names(template);
+            let (message, hint) = match data {
+                Some(d) => {
+                    let given = self.path_text(d);
+                    let fields: Vec<String> = names
+                        .iter()
+                        .map(|n| match &d.kind {
+                            ast::ExprKind::Ident(_)
+                            | ast::ExprKind::Field(..)
+                            | ast::ExprKind::Index(..) => format!("{n}: {given}.{n}"),
+                            _ => format!("{n}: …"),
+                        })
+                        .collect();
+                    (
+                        format!(
+                            "template `{template}` computes `{{{{{shown}}}}}` from the fields of \
+                             its data, so this step writes its data out as an object, not as \
+                             `{given}`"
+                        ),
+                        format!(
+                            "write `data: {{ {} }}`: the fields the template reads",
+                            fields.join(", ")
+                        ),
+                    )
+                }
+                None => {
+                    let fields: Vec<String> = names.iter().map(|n| format!("{n}: …")).collect();
+                    (
+                        format!(
+                            "template `{template}` computes `{{{{{shown}}}}}` from the fields of \
+                             its data, but this step gives it no `data`"
+                        ),
+                        format!(
+                            "add `data: {{ {} }}`: the fields the template reads",
+                            fields.join(", ")
+                        ),
+                    )
+                }
+            };
+            self.cx
+                .error_hint(data.map_or(at, |d| d.span), message, hint);
             return Vec::new();
         };
         let keys: Vec<&str> = fields.iter().map(|(k, _)| k.node.as_str()).collect();
@@ -1731,6 +1774,36 @@ impl JobCx<'_, '_> {
             extras.push((key, lowered));
         }
         extras
+    }
+
+    /// The names of the data a template reads, in the order it reads them: the first names of
+    /// its paths, then its table's rows, then the names its expressions compute with.
+    fn template_names(&self, template: &str) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let Some(decl) = self.decls.template(template) else {
+            return names;
+        };
+        let texts = [&decl.title, &decl.subtitle, &decl.subject, &decl.body];
+        let paths = texts
+            .into_iter()
+            .flatten()
+            .flat_map(|t| codeai_ir::template::placeholders(t))
+            .filter_map(|p| Some(codeai_ir::template::path(p.inner)?[0].name.to_string()))
+            .filter(|n| !n.starts_with("__"));
+        for name in paths.chain(decl.table.as_ref().map(|t| t.source.clone())) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        for (_, _, e) in self
+            .decls
+            .template_exprs
+            .iter()
+            .filter(|(t, ..)| t == template)
+        {
+            free_names(e, &mut names);
+        }
+        names
     }
 
     /// `template: "t"  data: {…}  format: pdf`.
@@ -2101,6 +2174,19 @@ fn in_data(e: &mut ast::Expr, fields: &[(ast::Ident, ast::Expr)], unknown: &mut 
     }
     for part in e.parts_mut() {
         in_data(part, fields, unknown);
+    }
+}
+
+/// The names an expression reads (not functions, fields or keys), each once, in order.
+fn free_names(e: &ast::Expr, out: &mut Vec<String>) {
+    if let ast::ExprKind::Ident(n) = &e.kind {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+        return;
+    }
+    for part in e.parts() {
+        free_names(part, out);
     }
 }
 
