@@ -394,13 +394,19 @@ pub enum ExprKind {
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),
     /// `name(args)`
     Call(Ident, Vec<Expr>),
+    /// `item -> condition`: a condition on each item of a list (an argument of `filter` and
+    /// `find`), its item named.
+    Lambda(Ident, Box<Expr>),
 }
 
 impl Expr {
     /// The expressions directly inside this one (not names: a field's, a function's, a key).
     pub fn parts(&self) -> Vec<&Expr> {
         match &self.kind {
-            ExprKind::Field(x, _) | ExprKind::OptField(x, _) | ExprKind::Unary(_, x) => vec![x],
+            ExprKind::Field(x, _)
+            | ExprKind::OptField(x, _)
+            | ExprKind::Unary(_, x)
+            | ExprKind::Lambda(_, x) => vec![x],
             ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
             ExprKind::Cond(a, b, c) => vec![a, b, c],
             ExprKind::List(items) | ExprKind::Call(_, items) => items.iter().collect(),
@@ -412,7 +418,10 @@ impl Expr {
     /// [`Expr::parts`], to change them.
     pub fn parts_mut(&mut self) -> Vec<&mut Expr> {
         match &mut self.kind {
-            ExprKind::Field(x, _) | ExprKind::OptField(x, _) | ExprKind::Unary(_, x) => vec![x],
+            ExprKind::Field(x, _)
+            | ExprKind::OptField(x, _)
+            | ExprKind::Unary(_, x)
+            | ExprKind::Lambda(_, x) => vec![x],
             ExprKind::Index(a, b) | ExprKind::Binary(_, a, b) => vec![a, b],
             ExprKind::Cond(a, b, c) => vec![a, b, c],
             ExprKind::List(items) | ExprKind::Call(_, items) => items.iter_mut().collect(),
@@ -427,9 +436,10 @@ impl Expr {
     pub fn respan(&mut self, span: Span) {
         self.span = span;
         match &mut self.kind {
-            ExprKind::Field(_, name) | ExprKind::OptField(_, name) | ExprKind::Call(name, _) => {
-                name.span = span
-            }
+            ExprKind::Field(_, name)
+            | ExprKind::OptField(_, name)
+            | ExprKind::Call(name, _)
+            | ExprKind::Lambda(name, _) => name.span = span,
             ExprKind::Object(fields) => fields.iter_mut().for_each(|(name, _)| name.span = span),
             _ => {}
         }

@@ -41,7 +41,7 @@ const INDENT: &str = "    ";
 
 /// Operators written with a space on each side.
 const SPACED: &[&str] = &[
-    "==", "!=", "<=", ">=", "&&", "||", "??", "=", "<", ">", "+", "*", "/", "%", "?",
+    "==", "!=", "<=", ">=", "&&", "||", "??", "->", "=", "<", ">", "+", "*", "/", "%", "?",
 ];
 
 /// Words that are operators or introduce a clause: after them a `-` or `!` is unary.
@@ -329,6 +329,14 @@ mod tests {
             format("job A { steps { s { log: } }"),
             Err(super::FormatError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn conditions_on_items_are_spaced_like_operators() {
+        assert_eq!(
+            fmt("job A { steps { s { compute: filter(rows, r->r.total>-1) } } }\n"),
+            "job A { steps { s { compute: filter(rows, r -> r.total > -1) } } }\n"
+        );
     }
 
     #[test]

@@ -1299,7 +1299,14 @@ impl Parser<'_> {
 
     fn expr(&mut self) -> PResult<Expr> {
         self.enter()?;
-        let r = self.conditional();
+        // `item -> condition` anywhere (the checker takes it only in `filter` and `find`).
+        let r = match (&self.peek().kind, &self.peek_at(1).kind) {
+            (TokKind::Ident(name), TokKind::Punct("->")) => {
+                let param = Spanned::new(name.clone(), self.bump().span);
+                self.lambda(param)
+            }
+            _ => self.conditional(),
+        };
         self.leave();
         r
     }
@@ -1483,13 +1490,75 @@ impl Parser<'_> {
         self.expect_punct("(")?;
         let mut args = Vec::new();
         while !self.is_punct(")") {
-            args.push(self.expr()?);
+            args.push(match self.lambda_start() {
+                Some(param) => self.lambda(param)?,
+                None => self.expr()?,
+            });
             if !self.eat_punct(",") {
                 break;
             }
         }
         self.expect_punct(")")?;
         Ok(args)
+    }
+
+    /// At `item -> condition` (an argument of `filter` and `find`): the item's name, the
+    /// parser left at the `->`. JavaScript's `item => …` and Python's `lambda item: …` are read
+    /// as that too, after an error that says how it is written here.
+    fn lambda_start(&mut self) -> Option<Ident> {
+        let TokKind::Ident(word) = &self.peek().kind else {
+            return None;
+        };
+        let word = word.clone();
+        let (next, after) = (self.peek_at(1).clone(), self.peek_at(2).clone());
+        if next.kind == TokKind::Punct("->") {
+            return Some(Spanned::new(word, self.bump().span));
+        }
+        let arrow = next.kind == TokKind::Punct("=")
+            && after.kind == TokKind::Punct(">")
+            && next.span.end == after.span.start;
+        if arrow {
+            let param = Spanned::new(word, self.bump().span);
+            self.bump(); // `=`: `lambda` takes the `>`
+            self.diagnostics.push(
+                Diagnostic::error(
+                    next.span.to(after.span),
+                    "a condition on each item is written with `->`, not `=>`",
+                )
+                .with_hint(format!("write `{} -> …`", param.node)),
+            );
+            return Some(param);
+        }
+        let python = word == "lambda"
+            && matches!(next.kind, TokKind::Ident(_))
+            && after.kind == TokKind::Punct(":");
+        if python {
+            let TokKind::Ident(name) = next.kind else {
+                return None;
+            };
+            let keyword = self.bump().span;
+            let param = Spanned::new(name, self.bump().span);
+            self.diagnostics.push(
+                Diagnostic::error(
+                    keyword.to(after.span),
+                    "a condition on each item is written without `lambda`",
+                )
+                .with_hint(format!("write `{} -> …`", param.node)),
+            );
+            return Some(param);
+        }
+        None
+    }
+
+    /// The condition of `item -> condition`, after the item's name (the `->` is next).
+    fn lambda(&mut self, param: Ident) -> PResult<Expr> {
+        self.bump(); // `->` (or the `>` of `=>`, or the `:` after `lambda x`)
+        let body = self.expr()?;
+        let span = param.span.to(body.span);
+        Ok(Expr {
+            kind: ExprKind::Lambda(param, Box::new(body)),
+            span,
+        })
     }
 
     fn atom(&mut self) -> PResult<Expr> {

@@ -55,6 +55,12 @@ const TOKENS: &[&str] = &[
     "not",
     "and",
     "9999999999999999999999",
+    "->",
+    "=>",
+    "r -> r.",
+    "filter(rows, ",
+    "find(",
+    "lambda x:",
 ];
 
 fn cases() -> u32 {

@@ -969,8 +969,69 @@ impl Scope<'_> {
                     v => v,
                 }
             }
+            Expr::Call(each @ (Builtin::Filter | Builtin::Find), args) => self.each(*each, args)?,
             Expr::Call(f, args) => self.builtin(*f, args)?,
+            Expr::Lambda(item, _) => {
+                return fail(format!(
+                    "`{item} -> …` is evaluated only by filter() and find(), for each item"
+                ))
+            }
         })
+    }
+
+    /// `filter(list, item -> condition)`: the items for which the condition holds, in order;
+    /// `find(…)`: the first of them, or null. The condition must be true or false for every
+    /// item it is asked about (as a `when:` must); a null list has no items.
+    fn each(&mut self, f: Builtin, args: &[Expr]) -> R<Value> {
+        let name = f.name();
+        let (Some(list), Some(Expr::Lambda(item, condition))) = (args.first(), args.get(1)) else {
+            return fail(format!("{name}() takes a list and a condition `item -> …`"));
+        };
+        let items = match self.eval(list)? {
+            Value::Array(items) => items,
+            Value::Null => Vec::new(),
+            other => {
+                return fail(format!(
+                    "{name}() needs a list, but `{}` is {}",
+                    path(list),
+                    type_name(&other)
+                ));
+            }
+        };
+        let saved = self.vars.remove(item);
+        let result = (|| {
+            let mut kept = Vec::new();
+            for (i, v) in items.into_iter().enumerate() {
+                self.vars.insert(item.clone(), v);
+                let holds = match self.eval(condition) {
+                    Ok(Value::Bool(b)) => b,
+                    Ok(other) => {
+                        return fail(format!(
+                            "{name}(…, {item} -> …) needs true or false for each item, got {} \
+                             for item {i}",
+                            type_name(&other)
+                        ))
+                    }
+                    Err(Fail(e)) => return fail(format!("{name}(…, {item} -> …), item {i}: {e}")),
+                };
+                if holds {
+                    let v = self.vars.remove(item).unwrap_or(Value::Null);
+                    if f == Builtin::Find {
+                        return Ok(v);
+                    }
+                    kept.push(v);
+                }
+            }
+            Ok(match f {
+                Builtin::Find => Value::Null,
+                _ => Value::Array(kept),
+            })
+        })();
+        self.vars.remove(item);
+        if let Some(v) = saved {
+            self.vars.insert(item.clone(), v);
+        }
+        result
     }
 
     /// `value.field`; a missing field (or a null `value`) fails unless `optional`.
@@ -1271,6 +1332,10 @@ impl Scope<'_> {
                 Value::Bool(b) => json!(u8::from(b)),
                 other => return fail(format!("number() cannot convert {}", type_name(&other))),
             },
+            // Evaluated in `each`, item by item.
+            Builtin::Filter | Builtin::Find => {
+                return fail(format!("{}() takes a condition `item -> …`", f.name()))
+            }
             // Evaluated lazily in `eval`; reached only with the arguments already evaluated.
             Builtin::Default => vals
                 .into_iter()

@@ -426,6 +426,9 @@ pub enum Expr {
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),
     /// A built-in function call.
     Call(Builtin, Vec<Expr>),
+    /// `item -> condition`: a condition on each item of a list, the second argument of
+    /// `filter` and `find` (which bind the item under this name while they evaluate it).
+    Lambda(String, Box<Expr>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -509,6 +512,10 @@ pub enum Builtin {
     Default,
     /// `format(x, "#,##0.00")`: a number as text in a pattern.
     Format,
+    /// `filter(list, item -> condition)`: the items for which the condition holds, in order.
+    Filter,
+    /// `find(list, item -> condition)`: the first item for which the condition holds, or null.
+    Find,
 }
 
 impl Builtin {
@@ -542,6 +549,8 @@ impl Builtin {
         (Builtin::Last, "last", 1, 1),
         (Builtin::Join, "join", 1, 2),
         (Builtin::Contains, "contains", 2, 2),
+        (Builtin::Filter, "filter", 2, 2),
+        (Builtin::Find, "find", 2, 2),
         (Builtin::Round, "round", 1, 2),
         (Builtin::Abs, "abs", 1, 1),
         (Builtin::Floor, "floor", 1, 1),

@@ -234,6 +234,25 @@ impl JobCx<'_, '_> {
                 Box::new(self.expr(b)),
             ),
             ExprKind::Call(name, args) => self.call(name, args, e.span),
+            ExprKind::Lambda(param, body) => {
+                self.cx.error_hint(
+                    e.span,
+                    format!(
+                        "`{} -> …` is a condition on each item of a list: only `filter` and \
+                         `find` take one",
+                        param.node
+                    ),
+                    format!(
+                        "`filter(list, {0} -> …)` keeps the items for which it holds, \
+                         `find(list, {0} -> …)` is the first of them (or null)",
+                        param.node
+                    ),
+                );
+                self.bind(&param.node, Shape::Unknown, true);
+                self.expr(body);
+                self.unbind(true);
+                ir::Expr::Null
+            }
         }
     }
 
@@ -341,8 +360,9 @@ impl JobCx<'_, '_> {
         ir::Expr::Var(name.to_string())
     }
 
-    /// The hint for a name not in scope. The items of the enclosing `for_each` steps come
-    /// first (innermost first), then the other names in the order they came into scope; for `name.field`, a name whose value cannot have `field` (a list
+    /// The hint for a name not in scope. The items of the enclosing `for_each` steps and
+    /// `item -> …` conditions come first (innermost first), then the other names in the order
+    /// they came into scope; for `name.field`, a name whose value cannot have `field` (a list
     /// of rows, for `row.sku`) is not suggested, and inside a loop whose item can have it, the
     /// item is.
     fn unknown_name_hint(&self, name: &str, field: Option<&str>) -> Option<String> {
@@ -397,6 +417,7 @@ impl JobCx<'_, '_> {
 
     fn call(&mut self, name: &ast::Ident, args: &[ast::Expr], span: Span) -> ir::Expr {
         let lowered: Vec<ir::Expr> = match Builtin::by_name(&name.node) {
+            Some((each @ (Builtin::Filter | Builtin::Find), ..)) => self.each_args(each, args),
             // A missing field in `default`'s path reads as nothing: no build error for it.
             Some((Builtin::Default, ..)) => args
                 .iter()
@@ -451,6 +472,65 @@ impl JobCx<'_, '_> {
             }
         }
         ir::Expr::Call(builtin, lowered)
+    }
+
+    /// The arguments of `filter(list, item -> condition)` and `find(…)`: the condition is
+    /// checked with the item in scope (its shape the list's items'), and must be a condition.
+    fn each_args(&mut self, each: Builtin, args: &[ast::Expr]) -> Vec<ir::Expr> {
+        let name = each.name();
+        let mut lowered = Vec::with_capacity(args.len());
+        let Some(list) = args.first() else {
+            return lowered;
+        };
+        lowered.push(self.expr(list));
+        let list_text = self.cx.text(list.span).to_string();
+        for arg in &args[1..] {
+            let ExprKind::Lambda(item, body) = &arg.kind else {
+                let example = match &arg.kind {
+                    // `filter(rows, "status")`: a condition on that field, as its type reads.
+                    ExprKind::Str(field) if !field.contains("{{") => {
+                        let ty = match self.shape_of(list).item() {
+                            Shape::Row(entity) => self
+                                .decls
+                                .entity(&entity)
+                                .and_then(|e| e.field(field))
+                                .and_then(|f| f.ty),
+                            _ => None,
+                        };
+                        let test = match ty {
+                            Some(FieldType::Bool) => String::new(),
+                            Some(FieldType::Int | FieldType::Float) => " > 0".to_string(),
+                            Some(FieldType::Date | FieldType::Datetime) => {
+                                " >= today().start".to_string()
+                            }
+                            Some(_) => " = \"…\"".to_string(),
+                            None => " = …".to_string(),
+                        };
+                        format!("{name}({list_text}, item -> item.{field}{test})")
+                    }
+                    _ => format!("{name}({list_text}, item -> item.amount > 100)"),
+                };
+                self.cx.error_hint(
+                    arg.span,
+                    format!(
+                        "`{name}` takes a condition on each item of the list, written \
+                         `item -> condition`"
+                    ),
+                    format!("e.g. `{example}`"),
+                );
+                lowered.push(self.expr(arg));
+                continue;
+            };
+            let shape = self.shape_of(list).item();
+            self.bind(&item.node, shape, true);
+            let condition = self.condition(body, &format!("`{} -> …` of `{name}`", item.node));
+            self.unbind(true);
+            lowered.push(ir::Expr::Lambda(
+                item.node.clone(),
+                Box::new(condition.expr),
+            ));
+        }
+        lowered
     }
 
     /// A string literal: plain text, or `Interpolated` parts when it contains `{{path}}` or
@@ -862,9 +942,16 @@ impl JobCx<'_, '_> {
                 matches!(t, Ty::List | Ty::Object | Ty::Str | Ty::Null),
                 "a list or a string",
             ),
-            B::Sum | B::Avg | B::Min | B::Max | B::Pluck | B::First | B::Last | B::Join => {
-                (matches!(t, Ty::List | Ty::Null), "a list")
-            }
+            B::Sum
+            | B::Avg
+            | B::Min
+            | B::Max
+            | B::Pluck
+            | B::First
+            | B::Last
+            | B::Join
+            | B::Filter
+            | B::Find => (matches!(t, Ty::List | Ty::Null), "a list"),
             B::FormatDate => (
                 (t == Ty::Str && text(first) != Some(Text::Other))
                     || t == Ty::Object
@@ -1565,12 +1652,20 @@ impl JobCx<'_, '_> {
 /// The names in `e` that are fields of `entity` and not bindings in `scope` (object keys and
 /// field accesses are not names).
 fn fields_read(e: &ast::Expr, entity: &EntityInfo, scope: &[String], out: &mut Vec<ast::Ident>) {
-    if let ExprKind::Ident(n) = &e.kind {
-        if entity.field(n).is_some() && !scope.iter().any(|s| s == n) {
+    match &e.kind {
+        ExprKind::Ident(n) if entity.field(n).is_some() && !scope.iter().any(|s| s == n) => {
             out.push(ast::Spanned::new(n.clone(), e.span));
         }
-    }
-    for part in e.parts() {
-        fields_read(part, entity, scope, out);
+        // The item of `item -> …` is not a field.
+        ExprKind::Lambda(item, body) => {
+            let mut inner = scope.to_vec();
+            inner.push(item.node.clone());
+            fields_read(body, entity, &inner, out);
+        }
+        _ => {
+            for part in e.parts() {
+                fields_read(part, entity, scope, out);
+            }
+        }
     }
 }

@@ -71,8 +71,8 @@ pub(super) struct JobCx<'c, 's> {
     /// What is known of the values of names in scope (a binding's object, a query's rows, a
     /// loop's item), latest last; see [`super::shape`].
     pub(super) shapes: Vec<(String, super::shape::Shape)>,
-    /// The names of the items of the enclosing `for_each` steps, innermost last: the first
-    /// names a "did you mean" considers.
+    /// The names of the items of the enclosing `for_each` steps and `item -> …` conditions,
+    /// innermost last: the first names a "did you mean" considers.
     pub(super) items: Vec<String>,
     /// The items of the `for_each` steps that ended in the current block, with their step:
     /// a use after the step is told where the item was in scope.

@@ -1,7 +1,8 @@
 //! What the checker knows of a value beyond its type ([`super::types`]): the fields of an object
 //! the text writes out (`compute: { total: …, rows: … }`), the rows of a `select` (objects with
 //! exactly their entity's declared fields), an aggregate's columns, a `for_each`'s records, lists
-//! of those, and what `first`, `last`, `[i]` or a `for_each` item take from them.
+//! of those, and what `first`, `last`, `filter`, `find`, `[i]`, a `for_each` item or the item of
+//! an `item -> …` condition take from them.
 //!
 //! Reading a field such a value cannot have — `row.nme`, `totals.revnue`, a template's
 //! `{{summary.totl}}` — is a build error instead of a failed run. A binding that may be `null`
@@ -70,8 +71,8 @@ impl JobCx<'_, '_> {
             .map_or(Shape::Unknown, |(_, s)| s.clone())
     }
 
-    /// Brings a name into scope with what is known of its value (a `for_each` item, a
-    /// binding); [`JobCx::unbind`] takes the latest one out.
+    /// Brings a name into scope with what is known of its value (a `for_each` item, the item
+    /// of an `item -> …` condition, a binding); [`JobCx::unbind`] takes the latest one out.
     pub(super) fn bind(&mut self, name: &str, shape: Shape, item: bool) {
         self.scope.push(name.to_string());
         self.shapes.push((name.to_string(), shape));
@@ -123,7 +124,11 @@ impl JobCx<'_, '_> {
                 }
             }
             ExprKind::Call(name, args) => match (name.node.as_str(), args.first()) {
-                ("first" | "last", Some(list)) => self.shape_of(list).item(),
+                ("first" | "last" | "find", Some(list)) => self.shape_of(list).item(),
+                ("filter", Some(list)) => match self.shape_of(list) {
+                    list @ Shape::List(_) => list,
+                    _ => Shape::Unknown,
+                },
                 _ => Shape::Unknown,
             },
             _ => Shape::Unknown,

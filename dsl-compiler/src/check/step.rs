@@ -1750,7 +1750,7 @@ impl JobCx<'_, '_> {
         let mut extras = Vec::new();
         for (key, mut e) in exprs {
             let mut unknown = Vec::new();
-            in_data(&mut e, fields, &mut unknown);
+            in_data(&mut e, fields, &mut Vec::new(), &mut unknown);
             for name in &unknown {
                 let hint = hint_or_list(name, "its fields", &keys);
                 self.cx.error_hint(
@@ -1801,7 +1801,7 @@ impl JobCx<'_, '_> {
             .iter()
             .filter(|(t, ..)| t == template)
         {
-            free_names(e, &mut names);
+            free_names(e, &mut Vec::new(), &mut names);
         }
         names
     }
@@ -2161,32 +2161,54 @@ fn paginated_param(f: &ast::StepField) -> Option<&str> {
     })
 }
 
-/// Puts the data's field expressions in place of the names of a template's expression; the
-/// names the data does not hold go to `unknown`.
-fn in_data(e: &mut ast::Expr, fields: &[(ast::Ident, ast::Expr)], unknown: &mut Vec<String>) {
-    if let ast::ExprKind::Ident(n) = &e.kind {
-        match fields.iter().find(|(k, _)| k.node == *n) {
+/// Puts the data's field expressions in place of the names of a template's expression (not
+/// the item of an `item -> …` condition, in `bound`); the names the data does not hold go to
+/// `unknown`.
+fn in_data(
+    e: &mut ast::Expr,
+    fields: &[(ast::Ident, ast::Expr)],
+    bound: &mut Vec<String>,
+    unknown: &mut Vec<String>,
+) {
+    match &mut e.kind {
+        ast::ExprKind::Ident(n) if bound.contains(n) => {}
+        ast::ExprKind::Ident(n) => match fields.iter().find(|(k, _)| k.node == *n) {
             Some((_, value)) => *e = value.clone(),
             None if !unknown.contains(n) => unknown.push(n.clone()),
             None => {}
+        },
+        ast::ExprKind::Lambda(item, body) => {
+            bound.push(item.node.clone());
+            in_data(body, fields, bound, unknown);
+            bound.pop();
         }
-        return;
-    }
-    for part in e.parts_mut() {
-        in_data(part, fields, unknown);
+        _ => {
+            for part in e.parts_mut() {
+                in_data(part, fields, bound, unknown);
+            }
+        }
     }
 }
 
-/// The names an expression reads (not functions, fields or keys), each once, in order.
-fn free_names(e: &ast::Expr, out: &mut Vec<String>) {
-    if let ast::ExprKind::Ident(n) = &e.kind {
-        if !out.contains(n) {
-            out.push(n.clone());
+/// The names an expression reads (not functions, fields or keys, nor the item of an
+/// `item -> …` condition), each once, in order.
+fn free_names(e: &ast::Expr, bound: &mut Vec<String>, out: &mut Vec<String>) {
+    match &e.kind {
+        ast::ExprKind::Ident(n) => {
+            if !bound.contains(n) && !out.contains(n) {
+                out.push(n.clone());
+            }
         }
-        return;
-    }
-    for part in e.parts() {
-        free_names(part, out);
+        ast::ExprKind::Lambda(item, body) => {
+            bound.push(item.node.clone());
+            free_names(body, bound, out);
+            bound.pop();
+        }
+        _ => {
+            for part in e.parts() {
+                free_names(part, bound, out);
+            }
+        }
     }
 }
 

@@ -89,6 +89,7 @@ pub(super) fn ty(e: &ast::Expr) -> Ty {
             Some((b, ..)) => builtin(b),
             None => Ty::Unknown,
         },
+        ExprKind::Lambda(..) => Ty::Unknown,
     }
 }
 
@@ -109,9 +110,9 @@ fn builtin(b: Builtin) -> Ty {
         | ToString | Join | Format => Ty::Str,
         Today | Yesterday | Tomorrow | ThisWeek | LastWeek | ThisMonth | LastMonth | ThisYear
         | LastYear => Ty::Object,
-        Pluck => Ty::List,
+        Pluck | Filter => Ty::List,
         LastSyncTimestamp | LastRunAt | StateGet | Min | Max | First | Last | Coalesce
-        | Default => Ty::Unknown,
+        | Default | Find => Ty::Unknown,
     }
 }
 

@@ -52,6 +52,7 @@ fn show(e: &Expr) -> String {
             n.node,
             args.iter().map(show).collect::<Vec<_>>().join(", ")
         ),
+        ExprKind::Lambda(item, body) => format!("({} -> {})", item.node, show(body)),
     }
 }
 
@@ -92,9 +93,45 @@ fn precedence() {
         ),
         ("1.5 % 2", "(1.5 Rem 2)"),
         ("null ?? true", "(null Coalesce true)"),
+        (
+            "filter(rows, r -> r.amount > 100 and not r.void)",
+            "filter(rows, (r -> ((r.amount Gt 100) And (Not r.void))))",
+        ),
+        (
+            "count(find(xs, x -> x.id = input.id ? a : b))",
+            "count(find(xs, (x -> ((x.id Eq input.id) ? a : b))))",
+        ),
+        ("a-1", "(a Sub 1)"),
     ] {
         assert_eq!(expr(src), expected, "{src}");
     }
+}
+
+#[test]
+fn javascript_and_python_conditions_on_items_are_read_with_an_error_saying_how() {
+    let job = |e: &str| format!("job J {{\n steps {{\n s {{\n compute: {e}\n }}\n }}\n}}\n");
+    let (file, diags) = parse(&job("filter(rows, r => r.ok)"));
+    assert_eq!(
+        diags.iter().map(|d| d.message.as_str()).collect::<Vec<_>>(),
+        ["a condition on each item is written with `->`, not `=>`"]
+    );
+    assert_eq!(diags[0].hint.as_deref(), Some("write `r -> …`"));
+    let Item::Job(j) = &file.items[0] else {
+        panic!("not a job")
+    };
+    let StepValue::Expr(e) = &j.steps[0].fields[0].value else {
+        panic!("not an expression")
+    };
+    assert_eq!(show(e), "filter(rows, (r -> r.ok))");
+    assert_eq!(
+        errors(&job("find(rows, lambda r: r.ok)")),
+        ["a condition on each item is written without `lambda`"]
+    );
+    // `a = > b` is not an arrow.
+    assert_eq!(
+        errors(&job("f(a = > b)")),
+        ["expected an expression, found `>`"]
+    );
 }
 
 #[test]

@@ -1449,3 +1449,106 @@ fn interpolations_take_expressions() {
         ["log Info 3 items, first doubled 2, total 12.35, many true"]
     );
 }
+
+#[test]
+fn filter_and_find_take_a_condition_on_each_item() {
+    let mut host = Fake {
+        rows: vec![
+            json!({"id": "a", "total": 50.0, "status": "paid", "created_at": "2026-01-10T00:00:00Z"}),
+            json!({"id": "b", "total": 150.0, "status": "open", "created_at": "2026-01-11T00:00:00Z"}),
+            json!({"id": "c", "total": 250.0, "status": "paid", "created_at": "2026-01-12T00:00:00Z"}),
+        ],
+        ..Fake::default()
+    };
+    let Outcome::Completed(out) = exec(
+        r#"job J {
+            input: { wanted: "c", min: 100 }
+            steps {
+                load { query: select Order  as: rows }
+                big { compute: filter(rows, r -> r.total > min)  as: big }
+                paid { compute: pluck(filter(big, r -> r.status = "paid"), "id")  as: paid }
+                one { compute: find(rows, r -> r.id = wanted)  as: one }
+                none { compute: find(rows, r -> r.id = "zz")  as: none }
+                empty { compute: filter(null, r -> r.ok)  as: empty }
+                say { log: "{{count(filter(rows, o -> o.status = \"open\"))}} open of {{count(rows)}}" }
+            }
+        }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(pluck_ids(&out["big"]), ["b", "c"]);
+    assert_eq!(out["paid"], json!(["c"]));
+    assert_eq!(out["one"]["id"], json!("c"));
+    assert_eq!(out["none"], Value::Null);
+    assert_eq!(out["empty"], json!([]));
+    assert_eq!(host.logs(), ["log Info 1 open of 3"]);
+    // The item's name does not leak: a binding of that name keeps its value.
+    let Outcome::Completed(out) = exec(
+        r#"job J {
+            input: { r: 7, xs: [1, 5, 9] }
+            steps {
+                f { compute: filter(xs, r -> r > 4)  as: f }
+                after { compute: r  as: after }
+            }
+        }"#,
+        &mut Fake::default(),
+        json!({}),
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (out["f"].clone(), out["after"].clone()),
+        (json!([5, 9]), json!(7))
+    );
+}
+
+fn pluck_ids(rows: &Value) -> Vec<&str> {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_condition_that_is_not_true_or_false_for_an_item_fails_the_step_naming_it() {
+    let err = exec(
+        r#"job J {
+            input: { xs: [{ ok: true }, { ok: "yes" }] }
+            steps {
+                f { compute: filter(xs, x -> x.ok)  as: f }
+            }
+        }"#,
+        &mut Fake::default(),
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.ends_with(
+            "filter(…, x -> …) needs true or false for each item, got a string for item 1"
+        ),
+        "{}",
+        err.message
+    );
+    let err = exec(
+        r#"job J {
+            input: { xs: 3 }
+            steps {
+                f { compute: find(xs, x -> x.ok)  as: f }
+            }
+        }"#,
+        &mut Fake::default(),
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .ends_with("find() needs a list, but `xs` is a number"),
+        "{}",
+        err.message
+    );
+}
