@@ -59,6 +59,8 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
         skipped: None,
         lenient: 0,
         blocks: 0,
+        texts: BTreeMap::new(),
+        last_text: None,
     };
     // A typed declaration checks the input first (the host did when it came through the API).
     if let Some(fields) = &program.input {
@@ -166,6 +168,69 @@ struct Scope<'h> {
     lenient: u32,
     /// Above zero inside a block: only the job's own steps are marked for the host's traces.
     blocks: u32,
+    /// The bindings (and `page` of a paginated call) that hold the text of a call's response
+    /// that was not JSON: where such a value is first used as an object or a list, the error
+    /// says so instead of only "is a string".
+    texts: BTreeMap<String, TextResponse>,
+    /// The last call's response, when it was text: bound by the call step's `as:`.
+    last_text: Option<TextResponse>,
+}
+
+/// A call whose response body was text, not JSON (the host hands such a body over as a JSON
+/// string): an HTML error or login page, a proxy's message, a CSV file.
+#[derive(Debug, Clone)]
+struct TextResponse {
+    /// `Integration.operation`.
+    call: String,
+    status: u16,
+    /// The text's length and its start, to tell it from another string bound by the same name.
+    len: usize,
+    start: String,
+}
+
+impl TextResponse {
+    fn of(call: String, status: u16, text: &str) -> TextResponse {
+        const SHOWN: usize = 60;
+        let mut start: String = text.trim_start().chars().take(SHOWN).collect();
+        start = start.split_whitespace().collect::<Vec<_>>().join(" ");
+        if text.trim_start().chars().count() > SHOWN {
+            start.push('…');
+        }
+        TextResponse {
+            call,
+            status,
+            len: text.len(),
+            start,
+        }
+    }
+
+    fn is_html(&self) -> bool {
+        let lower = self.start.to_ascii_lowercase();
+        lower.starts_with("<!doctype html")
+            || lower.starts_with("<html")
+            || lower.starts_with("<head")
+    }
+
+    /// "the response of `Shop.page` was not JSON: it answered 200 with text, `<!DOCTYPE …`".
+    fn explain(&self) -> String {
+        let what = if self.is_html() {
+            "an HTML page"
+        } else if self.start.starts_with('<') {
+            "XML or HTML"
+        } else {
+            "text"
+        };
+        let advice = if self.is_html() {
+            " (check the integration's `base_url`, the operation's path and its `auth`: \
+             a wrong address or a login or error page answers with HTML)"
+        } else {
+            ""
+        };
+        format!(
+            "the response of `{}` was not JSON: it answered {} with {what}, `{}`{advice}",
+            self.call, self.status, self.start
+        )
+    }
 }
 
 impl Scope<'_> {
@@ -247,12 +312,32 @@ impl Scope<'_> {
                     }
                 }
             };
+            let text = self.last_text.take();
             if let Some(name) = &step.bind {
+                match text {
+                    Some(t) if value.is_string() => {
+                        self.texts.insert(name.clone(), t);
+                    }
+                    _ => {
+                        self.texts.remove(name);
+                    }
+                }
                 outputs.insert(name.clone(), value.clone());
                 self.vars.insert(name.clone(), value);
             }
         }
         Ok(())
+    }
+
+    /// Why the value of `e` is text where it is used as an object or a list, when it is the
+    /// text of a call's response that was not JSON.
+    fn not_json(&self, e: &Expr) -> Option<String> {
+        let Expr::Var(name) = e else { return None };
+        let t = self.texts.get(name)?;
+        match self.vars.get(name) {
+            Some(Value::String(text)) if text.len() == t.len => Some(t.explain()),
+            _ => None,
+        }
     }
 
     /// Whether a step's `when:` holds (a step without one always runs); a step that does not
@@ -440,7 +525,21 @@ impl Scope<'_> {
             } => {
                 let request = self.call_request(integration, operation, args, timeout_ms)?;
                 match paginate {
-                    None => Ok(self.host.call(request)?.body),
+                    None => {
+                        let response = self.host.call(request)?;
+                        if let Value::String(text) = &response.body {
+                            let t = TextResponse::of(
+                                format!("{integration}.{operation}"),
+                                response.status,
+                                text,
+                            );
+                            if t.is_html() {
+                                self.host.log(LogLevel::Warn, &t.explain());
+                            }
+                            self.last_text = Some(t);
+                        }
+                        Ok(response.body)
+                    }
                     Some(p) => self.pages(request, p),
                 }
             }
@@ -587,14 +686,18 @@ impl Scope<'_> {
         body: &StepKind,
         step: &Step,
     ) -> R<Value> {
+        let list = items;
         let items = match self.eval(items)? {
             Value::Array(items) => items,
             Value::Null => Vec::new(),
             other => {
+                let why = self
+                    .not_json(list)
+                    .map_or(String::new(), |w| format!(": {w}"));
                 return fail(format!(
-                    "`for_each` needs a list, got {}",
+                    "`for_each` needs a list, got {}{why}",
                     type_name(&other)
-                ))
+                ));
             }
         };
         if items.len() > MAX_ITEMS {
@@ -693,8 +796,21 @@ impl Scope<'_> {
         let result = (|| {
             let mut all = Vec::new();
             for fetched in 1.. {
-                let page = self.host.call(request.clone())?.body;
-                self.vars.insert("page".into(), page);
+                let response = self.host.call(request.clone())?;
+                match &response.body {
+                    Value::String(text) => {
+                        let t = TextResponse::of(
+                            format!("{}.{}", request.integration, request.operation),
+                            response.status,
+                            text,
+                        );
+                        self.texts.insert("page".into(), t);
+                    }
+                    _ => {
+                        self.texts.remove("page");
+                    }
+                }
+                self.vars.insert("page".into(), response.body);
                 let items = match &p.items {
                     Some(e) => self.eval(e)?,
                     None => self.vars["page"].clone(),
@@ -703,10 +819,15 @@ impl Scope<'_> {
                     Value::Array(items) => all.extend(items),
                     Value::Null => {}
                     other => {
+                        let why = match &p.items {
+                            Some(e) => self.not_json(e),
+                            None => self.not_json(&Expr::Var("page".into())),
+                        };
+                        let why = why.map_or(String::new(), |w| format!(": {w}"));
                         return fail(format!(
-                            "page {fetched}: `paginate` items must be a list, got {}",
+                            "page {fetched}: `paginate` items must be a list, got {}{why}",
                             type_name(&other)
-                        ))
+                        ));
                     }
                 }
                 if all.len() > MAX_ITEMS {
@@ -913,12 +1034,15 @@ impl Scope<'_> {
                     },
                     (Value::Null, _) if lenient => Value::Null,
                     (b, i) => {
+                        let why = self
+                            .not_json(base)
+                            .map_or(String::new(), |w| format!(": {w}"));
                         return fail(format!(
-                            "cannot index `{}` ({}) with {}",
+                            "cannot index `{}` ({}) with {}{why}",
                             path(base),
                             type_name(&b),
                             type_name(&i)
-                        ))
+                        ));
                     }
                 }
             }
@@ -970,7 +1094,12 @@ impl Scope<'_> {
                 }
             }
             Expr::Call(each @ (Builtin::Filter | Builtin::Find), args) => self.each(*each, args)?,
-            Expr::Call(f, args) => self.builtin(*f, args)?,
+            Expr::Call(f, args) => self.builtin(*f, args).map_err(|Fail(e)| {
+                match args.first().and_then(|a| self.not_json(a)) {
+                    Some(why) => Fail(format!("{e}: {why}")),
+                    None => Fail(e),
+                }
+            })?,
             Expr::Lambda(item, _) => {
                 return fail(format!(
                     "`{item} -> …` is evaluated only by filter() and find(), for each item"
@@ -991,8 +1120,11 @@ impl Scope<'_> {
             Value::Array(items) => items,
             Value::Null => Vec::new(),
             other => {
+                let why = self
+                    .not_json(list)
+                    .map_or(String::new(), |w| format!(": {w}"));
                 return fail(format!(
-                    "{name}() needs a list, but `{}` is {}",
+                    "{name}() needs a list, but `{}` is {}{why}",
                     path(list),
                     type_name(&other)
                 ));
@@ -1045,12 +1177,11 @@ impl Scope<'_> {
             Value::Null if optional => Value::Null,
             Value::Array(items) if field == "length" => json!(items.len()),
             other => {
-                return fail(format!(
-                    "cannot read `{}.{field}`: `{}` is {}",
-                    path(base),
-                    path(base),
-                    type_name(&other)
-                ))
+                let why = match self.not_json(base) {
+                    Some(why) => why,
+                    None => format!("`{}` is {}", path(base), type_name(&other)),
+                };
+                return fail(format!("cannot read `{}.{field}`: {why}", path(base)));
             }
         })
     }

@@ -1552,3 +1552,105 @@ fn a_condition_that_is_not_true_or_false_for_an_item_fails_the_step_naming_it() 
         err.message
     );
 }
+
+#[test]
+fn a_call_answered_with_html_is_said_not_to_be_json_where_it_is_used_as_an_object() {
+    let page = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in to continue to the dashboard</body></html>";
+    let mut host = Fake {
+        pages: [json!(page)].into_iter().collect(),
+        ..Fake::default()
+    };
+    let err = exec(
+        r#"job J {
+            steps {
+                fetch { call: Api.get { since: now() }  as: resp }
+                each { for_each: resp.items  log: "{{item.sku}}" }
+            }
+        }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert_eq!(err.step.as_deref(), Some("each"));
+    let expected = "cannot read `resp.items`: the response of `Api.get` was not JSON: it \
+        answered 200 with an HTML page, `<!DOCTYPE html> <html><head><title>Sign \
+        in</title></head><bo…` (check the integration's `base_url`, the operation's \
+        path and its `auth`: a wrong address or a login or error page answers with HTML)";
+    assert!(err.message.ends_with(expected), "{}", err.message);
+    // The call's step logs it as a warning when it happens.
+    assert_eq!(host.logs().len(), 1, "{:?}", host.logs());
+    assert!(host.logs()[0].starts_with("log Warn the response of `Api.get` was not JSON"));
+
+    // Other first uses as a list or an object say the same.
+    for use_ in [
+        "for_each: resp  log: \"x\"",
+        "compute: pluck(resp, \"sku\")",
+        "compute: filter(resp, r -> r.ok)",
+        "compute: resp[0]",
+    ] {
+        let mut host = Fake {
+            pages: [json!("plain text, not json")].into_iter().collect(),
+            ..Fake::default()
+        };
+        let job = format!(
+            "job J {{ steps {{ fetch {{ call: Api.get {{ since: now() }}  as: resp }}  use {{ {use_} }} }} }}"
+        );
+        let err = exec(&job, &mut host, json!({})).unwrap_err();
+        assert!(
+            err.message.ends_with(
+                "the response of `Api.get` was not JSON: it answered 200 with text, `plain text, not json`"
+            ),
+            "{use_}: {}",
+            err.message
+        );
+        assert!(host.logs().is_empty(), "{:?}", host.logs());
+    }
+
+    // A string that is not a call's response reads as before.
+    let err = exec(
+        r#"job J { input: { resp: "text" } steps { use { compute: resp.items } } }"#,
+        &mut Fake::default(),
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message
+            .ends_with("cannot read `resp.items`: `resp` is a string"),
+        "{}",
+        err.message
+    );
+}
+
+#[test]
+fn a_paginated_call_answered_with_text_says_so_at_its_page() {
+    let mut host = Fake {
+        pages: [json!("<html><body>Bad gateway</body></html>")]
+            .into_iter()
+            .collect(),
+        ..Fake::default()
+    };
+    let err = exec(
+        r#"job J {
+            steps {
+                fetch {
+                    call: Api.get { since: now() }
+                    paginate: { next: page.next, param: "since", items: page.data }
+                    as: all
+                }
+            }
+        }"#,
+        &mut host,
+        json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        err.message.ends_with(
+            "cannot read `page.data`: the response of `Api.get` was not JSON: it answered 200 \
+             with an HTML page, `<html><body>Bad gateway</body></html>` (check the \
+             integration's `base_url`, the operation's path and its `auth`: a wrong address or \
+             a login or error page answers with HTML)"
+        ),
+        "{}",
+        err.message
+    );
+}
