@@ -339,6 +339,81 @@ mod tests {
         );
     }
 
+    /// The README's examples are what `codeai fmt` writes, so that formatting a file made of
+    /// them changes nothing the reader copied. A block is a file, steps, or a step's fields
+    /// (each formatted inside the smallest wrapper that parses); a line `…` separates parts.
+    #[test]
+    fn the_readmes_examples_are_formatted() {
+        let readme = include_str!("../../README.md");
+        let mut blocks = Vec::new();
+        let mut lines = readme.lines();
+        while let Some(line) = lines.next() {
+            if line.trim_start() == "```codeai" {
+                let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "```").collect();
+                blocks.push(body);
+            }
+        }
+        assert!(blocks.len() >= 10, "{} codeai blocks", blocks.len());
+        let mut wrong = Vec::new();
+        for block in &blocks {
+            for part in block.split(|l| l.trim() == "…") {
+                let text = part.join("\n");
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match canonical(&text) {
+                    Some(formatted) if formatted == text => {}
+                    Some(formatted) => wrong.push(format!(
+                        "--- README.md\n{text}\n--- codeai fmt\n{formatted}"
+                    )),
+                    None => wrong.push(format!(
+                        "--- README.md (not a file, steps or a step's fields)\n{text}"
+                    )),
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    }
+
+    /// `part` as `codeai fmt` writes it: as a file, or as the steps of a job, or as the fields
+    /// of a step.
+    fn canonical(part: &str) -> Option<String> {
+        let wrappers = [
+            ("", "", 0),
+            ("job W {\n    steps {\n", "\n    }\n}\n", 2),
+            (
+                "job W {\n    steps {\n        s {\n",
+                "\n        }\n    }\n}\n",
+                3,
+            ),
+        ];
+        for (open, close, depth) in wrappers {
+            let indent = super::INDENT.repeat(depth);
+            let body: Vec<String> = part
+                .lines()
+                .map(|l| match l.is_empty() {
+                    true => String::new(),
+                    false => format!("{indent}{l}"),
+                })
+                .collect();
+            let wrapped = format!("{open}{}{close}", body.join("\n"));
+            let Ok(out) = format(&wrapped) else {
+                continue;
+            };
+            let lines: Vec<&str> = out.lines().collect();
+            let (skip, keep) = (
+                open.lines().count(),
+                lines.len() - close.trim().lines().count(),
+            );
+            let inner: Vec<&str> = lines[skip..keep]
+                .iter()
+                .map(|l| l.strip_prefix(indent.as_str()).unwrap_or(l))
+                .collect();
+            return Some(inner.join("\n"));
+        }
+        None
+    }
+
     #[test]
     fn formatting_is_a_fixed_point() {
         let sources = [
