@@ -111,20 +111,26 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
         Err(End::Skipped(reason)) => return Ok(Outcome::Skipped(reason)),
         Err(End::Failed(e)) => return Err(e),
     }
-    let output = Value::Object(outputs);
-    let size = serde_json::to_string(&output).map(|s| s.len()).unwrap_or(0);
-    if size > MAX_OUTPUT_BYTES {
-        let names: Vec<Value> = match &output {
-            Value::Object(m) => m.keys().map(|k| Value::String(k.clone())).collect(),
-            _ => Vec::new(),
-        };
-        return Ok(Outcome::Completed(json!({
-            "truncated": true,
-            "size": size,
-            "bindings": names,
-        })));
+    Ok(Outcome::Completed(Value::Object(outputs)))
+}
+
+/// A completed job's output as the JSON text the host records: serialised once, and replaced by
+/// a summary (its size and its bindings' names) when larger than [`MAX_OUTPUT_BYTES`].
+pub fn output_text(output: &Value) -> String {
+    let text = output.to_string();
+    if text.len() <= MAX_OUTPUT_BYTES {
+        return text;
     }
-    Ok(Outcome::Completed(output))
+    let names: Vec<Value> = match output {
+        Value::Object(m) => m.keys().map(|k| Value::String(k.clone())).collect(),
+        _ => Vec::new(),
+    };
+    json!({
+        "truncated": true,
+        "size": text.len(),
+        "bindings": names,
+    })
+    .to_string()
 }
 
 /// Whether a step's result triggers `on_empty`.

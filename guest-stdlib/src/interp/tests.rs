@@ -1,6 +1,6 @@
 //! Interpreter tests: programs compiled from small DSL files, run against a recording fake host.
 
-use super::{run, JobError, Outcome};
+use super::{output_text, run, JobError, Outcome};
 use crate::host::*;
 use codeai_ir::{LogLevel, MaintenanceOp, Program, ReportFormat};
 use serde_json::{json, Value};
@@ -1141,6 +1141,7 @@ fn a_huge_output_is_replaced_by_a_note() {
     .unwrap() else {
         panic!()
     };
+    let out: Value = serde_json::from_str(&output_text(&out)).unwrap();
     assert_eq!(out["truncated"], true);
     assert_eq!(out["bindings"], json!(["copy"]));
     assert!(out["size"].as_u64().unwrap() > 2 << 20);

@@ -16,7 +16,8 @@
 //!   the guest's memory and the host's buffers for it ([`budget`]), a fuel budget that yields
 //!   to tokio every so often, an epoch deadline checked at every 10 ms tick, a tokio timeout
 //!   around the whole call (time inside host calls counts), and cancellation through a
-//!   [`CancelToken`]. The result says how it ended.
+//!   [`CancelToken`]. The call is polled once before any of these is registered: most
+//!   executions end in that poll and cost no timer and no waiters. The result says how it ended.
 //! - **Capability gating** ([`gate`]): calls to interfaces the manifest does not list, or the
 //!   tenant does not grant, are refused with `cap-error::denied`; the real capabilities are any
 //!   [`Capabilities`] implementation.
@@ -39,9 +40,11 @@ use codeai_dsl::emit::{program_section, split_build, Build};
 use codeai_ir::Manifest;
 use engine::EpochTicker;
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -714,14 +717,33 @@ impl<C: Capabilities> Runtime<C> {
                 let instance = job.pre.instantiate_async(&mut store).await?;
                 instance.call_run(&mut store, &input).await
             };
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => Ended::Stopped(Stop::Cancelled),
-                _ = abort.cancelled() => Ended::Stopped(Stop::Denied),
-                _ = budget.exceeded_signal() => Ended::Stopped(Stop::MemoryExceeded),
-                returned = tokio::time::timeout(timeout, call) => match returned {
-                    Ok(result) => Ended::Returned(result),
-                    Err(_) => Ended::Stopped(Stop::TimedOut),
+            let mut call = std::pin::pin!(call);
+            // Most executions end on their first poll (no host call waits). That poll comes
+            // first, with the same checks the `select!` below makes in its first round, so
+            // such an execution registers no timer and no waiters.
+            let first = if cancel.is_cancelled() {
+                Poll::Ready(Ended::Stopped(Stop::Cancelled))
+            } else if abort.is_cancelled() {
+                Poll::Ready(Ended::Stopped(Stop::Denied))
+            } else if budget.exceeded().is_some() {
+                Poll::Ready(Ended::Stopped(Stop::MemoryExceeded))
+            } else {
+                std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx).map(Ended::Returned)))
+                    .await
+            };
+            match first {
+                Poll::Ready(ended) => ended,
+                Poll::Pending => tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Ended::Stopped(Stop::Cancelled),
+                    _ = abort.cancelled() => Ended::Stopped(Stop::Denied),
+                    _ = budget.exceeded_signal() => Ended::Stopped(Stop::MemoryExceeded),
+                    returned = tokio::time::timeout_at((started + timeout).into(), call) => {
+                        match returned {
+                            Ok(result) => Ended::Returned(result),
+                            Err(_) => Ended::Stopped(Stop::TimedOut),
+                        }
+                    }
                 },
             }
         };
