@@ -1002,6 +1002,25 @@ impl Parser<'_> {
         }
     }
 
+    /// Whether the clause word at the cursor, where an expression should begin, begins a clause
+    /// instead (`order by total`, `limit 10`): the expression was left out. Followed by anything
+    /// else (`order.total`, `order -> …`, `limit * 2`, the end of the line, the next field), it
+    /// is a name: an item or a binding may be called `order`, `limit` or `set`.
+    fn begins_clause(&self) -> bool {
+        let next = self.peek_at(1);
+        if next.line_start {
+            return false;
+        }
+        match &next.kind {
+            TokKind::Int(_) | TokKind::Float(_) | TokKind::Str(_) | TokKind::Duration(_) => true,
+            TokKind::Ident(n) => {
+                !matches!(n.as_str(), "and" | "or" | "in" | "like")
+                    && !matches!(&self.peek_at(2).kind, TokKind::Punct(":"))
+            }
+            _ => false,
+        }
+    }
+
     /// The entity of a query or action; a clause word there means the entity was left out.
     fn entity_name(&mut self) -> PResult<Ident> {
         match &self.peek().kind {
@@ -1594,7 +1613,7 @@ impl Parser<'_> {
                 self.bump();
                 simple(ExprKind::Null)
             }
-            TokKind::Ident(w) if CLAUSE_WORDS.contains(&w.as_str()) => {
+            TokKind::Ident(w) if CLAUSE_WORDS.contains(&w.as_str()) && self.begins_clause() => {
                 self.expected("an expression")
             }
             TokKind::Ident(w) => {

@@ -411,6 +411,19 @@ impl JobCx<'_, '_> {
                 ));
             }
         }
+        // Inside an action, a name of the calling job: actions see only their parameters.
+        if let Some(action) = self.action_stack.last() {
+            let have = if names.is_empty() {
+                "none here".to_string()
+            } else {
+                format!("here {}", super::suggest::list(&names))
+            };
+            return Some(format!(
+                "an action sees its parameters and its own bindings ({have}), not those of the \
+                 job that calls it: add `{name}` to `action {action}(…)`'s parameters and pass \
+                 it where the action is called"
+            ));
+        }
         (!names.is_empty())
             .then(|| format!("names in scope here are {}", super::suggest::list(&names)))
     }
@@ -467,6 +480,24 @@ impl JobCx<'_, '_> {
                         pattern.span,
                         e,
                         "`0` a digit always shown, `#` one shown when needed, `,` thousands, `.` decimals: \"#,##0.00\"",
+                    );
+                }
+            }
+        }
+        // `sum(orders, "totl")` over rows whose fields are known: the field is checked now (over
+        // an empty list the run would not notice, and report 0).
+        if let (
+            Builtin::Sum | Builtin::Avg | Builtin::Min | Builtin::Max | Builtin::Pluck,
+            [list, field],
+        ) = (builtin, args)
+        {
+            if let (ExprKind::Str(f), Shape::List(item)) = (&field.kind, self.shape_of(list)) {
+                let text = self.path_text(list);
+                if let Read::Missing(_, hint) = self.read(&item, "", f) {
+                    self.cx.error_hint(
+                        field.span,
+                        format!("the items of `{text}` have no field `{f}`"),
+                        hint,
                     );
                 }
             }

@@ -562,3 +562,35 @@ fn a_step_missing_its_brace_ends_at_the_next_step() {
     assert_eq!(names, ["a", "b"]);
     assert_eq!(job.steps[0].fields.len(), 1);
 }
+
+#[test]
+fn clause_words_are_names_where_no_clause_follows() {
+    // An e-commerce job's loop item is called `order`; a binding may be called `limit`.
+    for (src, expected) in [
+        ("order.total * 2", "(order.total Mul 2)"),
+        ("limit * 2", "(limit Mul 2)"),
+        ("order", "order"),
+        (
+            "filter(orders, order -> order.total > 10)",
+            "filter(orders, (order -> (order.total Gt 10)))",
+        ),
+        ("count(set) and by", "(count(set) And by)"),
+    ] {
+        assert_eq!(expr(src), expected, "{src}");
+    }
+    let file = ok("job J {\n steps {\n s { for_each: orders item: order action: update Order set status = \"x\" where id = order.id }\n t { query: select Order where total > 10 order by total desc limit 5 as: big }\n }\n}\n");
+    assert_eq!(file.items.len(), 1);
+    // Where the expression was left out, the clause word still says so.
+    for src in [
+        "job J { steps { s { query: select Order where order by total } } }",
+        "job J { steps { s { query: select Order where limit 10 } } }",
+    ] {
+        let found = errors(src);
+        assert!(
+            found
+                .iter()
+                .any(|m| m.starts_with("expected an expression")),
+            "{src}: {found:?}"
+        );
+    }
+}
