@@ -55,15 +55,22 @@ fn ident_value(value: &StepValue) -> Option<ast::Ident> {
 }
 
 impl JobCx<'_, '_> {
-    /// `skip("…")`, `abort("…")` (the text may interpolate the step's names) or `continue`.
-    fn policy(&mut self, p: &ast::PolicyDef) -> Policy {
-        let mut text = |reason: &Option<ast::Spanned<String>>, default: &str| match reason {
+    /// `skip("…")`, `abort("…")` (the text may interpolate the step's names) or `continue`, of
+    /// `key` (`on_empty`, `on_fail`) on step `step`. Without a text, the reason says which step
+    /// and what happened: ``step `orders` found nothing (`on_empty: skip`)``.
+    fn policy(&mut self, p: &ast::PolicyDef, key: &str, step: &str) -> Policy {
+        let (what, more) = if key == "on_empty" {
+            ("found nothing", "")
+        } else {
+            ("failed", "; its error is in the log")
+        };
+        let mut text = |reason: &Option<ast::Spanned<String>>, word: &str| match reason {
             Some(s) => self.string(&s.node, s.span),
-            None => ir::Expr::Str(default.to_string()),
+            None => ir::Expr::Str(format!("step `{step}` {what} (`{key}: {word}`{more})")),
         };
         match p {
-            ast::PolicyDef::Skip(reason) => Policy::Skip(text(reason, "skipped")),
-            ast::PolicyDef::Abort(reason) => Policy::Abort(text(reason, "aborted")),
+            ast::PolicyDef::Skip(reason) => Policy::Skip(text(reason, "skip")),
+            ast::PolicyDef::Abort(reason) => Policy::Abort(text(reason, "abort")),
             ast::PolicyDef::Continue => Policy::Continue,
         }
     }
@@ -367,7 +374,7 @@ impl JobCx<'_, '_> {
 
         let policy_of = |this: &mut Self, key: &str| {
             fields.get(key).and_then(|f| match &f.value {
-                StepValue::Policy(p) => Some(this.policy(&p.node)),
+                StepValue::Policy(p) => Some(this.policy(&p.node, key, &step.name.node)),
                 _ => {
                     this.cx.error(
                         f.span,

@@ -1655,3 +1655,28 @@ fn a_paginated_call_answered_with_text_says_so_at_its_page() {
         err.message
     );
 }
+
+#[test]
+fn a_policy_without_a_text_says_which_step_and_what_happened() {
+    let mut host = Fake::default();
+    assert_eq!(
+        exec(
+            r#"job J { steps { none { compute: [] as: none on_empty: skip } } }"#,
+            &mut host,
+            Value::Null
+        ),
+        Ok(Outcome::Skipped(
+            "step `none` found nothing (`on_empty: skip`)".into()
+        ))
+    );
+    let failed = exec(
+        r#"job J { input: { n: 0 } steps { bad { compute: 1 / n on_fail: abort } } }"#,
+        &mut host,
+        Value::Null,
+    )
+    .unwrap_err();
+    assert_eq!(
+        failed.message,
+        "step `bad` failed (`on_fail: abort`; its error is in the log)"
+    );
+}
