@@ -280,6 +280,23 @@ fn check_points_at_errors_and_exits_1() {
     assert_eq!(doc["ok"], true, "{doc}");
     assert_eq!(doc["jobs"], 10, "{doc}");
     assert_eq!(doc["diagnostics"], serde_json::json!([]), "{doc}");
+    // A file that is not there is a diagnostic of the same document, not text.
+    let missing = dir.path().join("missing.codeai");
+    let output = codeai(&["check", missing.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)));
+    assert_eq!(
+        (doc["ok"].clone(), doc["errors"].clone()),
+        (false.into(), 1.into()),
+        "{doc}"
+    );
+    let d = &doc["diagnostics"][0];
+    assert_eq!(d["severity"], "error", "{d}");
+    assert!(
+        d["message"].as_str().unwrap().contains("missing.codeai"),
+        "{d}"
+    );
 
     // `build` refuses the same file and writes nothing.
     let out = dir.path().join("out");

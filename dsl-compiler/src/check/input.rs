@@ -142,6 +142,18 @@ fn start_of_period(t: &InputType, d: &ast::Expr, lowered: Expr) -> Expr {
 
 /// Reports a default whose type, as far as the text shows, is not the declared one.
 fn check_default(jcx: &mut JobCx<'_, '_>, name: &str, t: &InputType, d: &ast::Expr) {
+    // A date written out that is not one (`"2026-13-01"`, a datetime without its offset): what
+    // is wrong with it, as `POST /jobs/{id}/run` says it of an input.
+    if let (ExprKind::Str(text), InputType::Date | InputType::Datetime) = (&d.kind, t) {
+        if let Err(reason) = t.check(&serde_json::Value::String(text.clone())) {
+            jcx.cx.error_hint(
+                d.span,
+                format!("the default of input `{name}`: {reason}"),
+                default_hint(t),
+            );
+            return;
+        }
+    }
     if let Some(reason) = misfit(t, d) {
         jcx.cx.error_hint(
             d.span,

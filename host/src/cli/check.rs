@@ -22,7 +22,34 @@ pub(super) enum Format {
 }
 
 pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let (display_name, source) = super::read_source(&args.file)?;
+    let (display_name, source) = match super::read_source(&args.file) {
+        Ok(read) => read,
+        // An editor or a CI step asked for JSON: a file it cannot read is a diagnostic too
+        // (at line 1, column 1), in the same document.
+        Err(e) if args.format == Format::Json => {
+            let file = args.file.display().to_string();
+            let document = serde_json::json!({
+                "file": file,
+                "ok": false,
+                "jobs": 0,
+                "errors": 1,
+                "warnings": 0,
+                "diagnostics": [{
+                    "file": file,
+                    "line": 1,
+                    "column": 1,
+                    "end_line": 1,
+                    "end_column": 1,
+                    "severity": "error",
+                    "message": format!("{e:#}"),
+                    "hint": "check the path: `codeai check` takes a `.codeai` source file",
+                }],
+            });
+            println!("{document}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e),
+    };
     let (file, mut diagnostics) = codeai_dsl::parse(&source);
     let (jobs, more) = codeai_dsl::check::check(&file, &source, &display_name);
     diagnostics.extend(more);
