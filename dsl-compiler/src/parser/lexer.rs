@@ -106,6 +106,25 @@ pub(crate) fn lex_keeping_comments(
                 input = rest;
             }
             None => {
+                if let Some((rest, text)) = quoted_otherwise(input.fragment()) {
+                    // `'pending'`, `“pending”`: one error, and the string it was meant to be,
+                    // so that the rest of the line reads as intended.
+                    let end = start + rest;
+                    let d = Diagnostic::error(
+                        Span::new(start, end),
+                        "strings are written in straight double quotes",
+                    )
+                    .with_hint(format!("write {}", serde_json::Value::String(text.clone())));
+                    diagnostics.push(d);
+                    tokens.push(Tok {
+                        kind: TokKind::Str(text),
+                        span: Span::new(start, end),
+                        line_start,
+                    });
+                    line_start = false;
+                    input = advance(input, rest);
+                    continue;
+                }
                 let c = input.fragment().chars().next().unwrap_or(' ');
                 let end = start + c.len_utf8();
                 let shown: String = match c {
@@ -120,7 +139,15 @@ pub(crate) fn lex_keeping_comments(
                     '\'' | '‘' | '’' | '“' | '”' | '`' => {
                         d.with_hint("strings are written in straight double quotes: \"text\"")
                     }
-                    '#' => d.with_hint("a comment starts with `//` (or is `/* … */`)"),
+                    '#' => {
+                        // The rest of the line is the comment it was meant to be.
+                        let line = input.fragment().find('\n').unwrap_or(input.fragment().len());
+                        diagnostics.push(
+                            d.with_hint("a comment starts with `//` (or is `/* … */`)"),
+                        );
+                        input = advance(input, line);
+                        continue;
+                    }
                     '|' => d.with_hint(
                         "there are no filters: call a function, as in `format(x, \"#,##0.00\")` or `upper(s)`",
                     ),
@@ -130,6 +157,27 @@ pub(crate) fn lex_keeping_comments(
             }
         }
     }
+}
+
+/// A string in quotes other than `"` at the start of `frag` (`'…'`, `‘…’`, `“…”`, `` `…` ``)
+/// closed on the same line: its length in bytes with the quotes, and its text.
+fn quoted_otherwise(frag: &str) -> Option<(usize, String)> {
+    let open = frag.chars().next()?;
+    let closers: &[char] = match open {
+        '\'' => &['\''],
+        '‘' | '’' => &['’', '‘', '\''],
+        '“' | '”' => &['”', '“'],
+        '`' => &['`'],
+        _ => return None,
+    };
+    let body = &frag[open.len_utf8()..];
+    let line = &body[..body.find('\n').unwrap_or(body.len())];
+    let close = line.find(closers)?;
+    let closer = line[close..].chars().next()?;
+    Some((
+        open.len_utf8() + close + closer.len_utf8(),
+        line[..close].to_string(),
+    ))
 }
 
 fn advance(input: In<'_>, n: usize) -> In<'_> {
