@@ -692,20 +692,7 @@ impl Scope<'_> {
         body: &StepKind,
         step: &Step,
     ) -> R<Value> {
-        let list = items;
-        let items = match self.eval(items)? {
-            Value::Array(items) => items,
-            Value::Null => Vec::new(),
-            other => {
-                let why = self
-                    .not_json(list)
-                    .map_or(String::new(), |w| format!(": {w}"));
-                return fail(format!(
-                    "`for_each` needs a list, got {}{why}",
-                    type_name(&other)
-                ));
-            }
-        };
+        let items = self.items_of(items, |got| format!("`for_each` needs a list, got {got}"))?;
         if items.len() > MAX_ITEMS {
             return fail(format!(
                 "`for_each` over {} items (the limit is {MAX_ITEMS})",
@@ -1114,6 +1101,19 @@ impl Scope<'_> {
         })
     }
 
+    /// The items of the list `e` is (none when it is null). Anything else fails with `needs`
+    /// of its kind, and with why when it is the text of a response that was not JSON.
+    fn items_of(&mut self, e: &Expr, needs: impl FnOnce(&str) -> String) -> R<Vec<Value>> {
+        match self.eval(e)? {
+            Value::Array(items) => Ok(items),
+            Value::Null => Ok(Vec::new()),
+            other => {
+                let why = self.not_json(e).map_or(String::new(), |w| format!(": {w}"));
+                fail(format!("{}{why}", needs(type_name(&other))))
+            }
+        }
+    }
+
     /// `filter(list, item -> condition)`: the items for which the condition holds, in order;
     /// `find(…)`: the first of them, or null. The condition must be true or false for every
     /// item it is asked about (as a `when:` must); a null list has no items.
@@ -1122,20 +1122,9 @@ impl Scope<'_> {
         let (Some(list), Some(Expr::Lambda(item, condition))) = (args.first(), args.get(1)) else {
             return fail(format!("{name}() takes a list and a condition `item -> …`"));
         };
-        let items = match self.eval(list)? {
-            Value::Array(items) => items,
-            Value::Null => Vec::new(),
-            other => {
-                let why = self
-                    .not_json(list)
-                    .map_or(String::new(), |w| format!(": {w}"));
-                return fail(format!(
-                    "{name}() needs a list, but `{}` is {}{why}",
-                    path(list),
-                    type_name(&other)
-                ));
-            }
-        };
+        let items = self.items_of(list, |got| {
+            format!("{name}() needs a list, but `{}` is {got}", path(list))
+        })?;
         let saved = self.vars.remove(item);
         let result = (|| {
             let mut kept = Vec::new();
