@@ -1172,9 +1172,16 @@ impl Scope<'_> {
             Value::Null if optional => Value::Null,
             Value::Array(items) if field == "length" => json!(items.len()),
             other => {
-                let why = match self.not_json(base) {
-                    Some(why) => why,
-                    None => format!("`{}` is {}", path(base), type_name(&other)),
+                let why = match (self.not_json(base), &other) {
+                    (Some(why), _) => why,
+                    // A step skipped by `when:`, a failed one under `on_fail: continue`, a
+                    // `find` that found nothing: say how to read such a value.
+                    (None, Value::Null) => format!(
+                        "`{0}` is null (if it may be, read `{0}?.{field}`, which is null then, \
+                         or `default({0}.{field}, …)`)",
+                        path(base)
+                    ),
+                    (None, _) => format!("`{}` is {}", path(base), type_name(&other)),
                 };
                 return fail(format!("cannot read `{}.{field}`: {why}", path(base)));
             }

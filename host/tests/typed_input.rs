@@ -126,7 +126,7 @@ async fn a_typed_input_is_parsed_defaulted_and_checked_before_anything_runs(db: 
         (
             json!({"dry_run": "yes"}),
             "dry_run",
-            "expected true or false, got a string",
+            "expected true or false, got \"yes\"",
         ),
         (
             json!({"dry_run": true, "start_date": "2026-02-30"}),
@@ -146,17 +146,17 @@ async fn a_typed_input_is_parsed_defaulted_and_checked_before_anything_runs(db: 
         (
             json!({"dry_run": true, "limit": 2.5}),
             "limit",
-            "expected an integer, got a number",
+            "expected an integer, got 2.5",
         ),
         (
             json!({"dry_run": true, "tags": ["a", 1]}),
             "tags",
-            "item 1: expected a string, got an integer",
+            "item 1: expected a string, got 1",
         ),
         (
             json!({"dry_run": true, "tags": "a"}),
             "tags",
-            "expected a list ([string]), got a string",
+            "expected a list ([string]), got \"a\"",
         ),
         (
             json!({"dry_run": true, "start": "2026-01-01"}),

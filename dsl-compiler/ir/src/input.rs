@@ -63,7 +63,7 @@ impl InputType {
 
     /// Checks a value against the type; the reason names what was expected and what came.
     pub fn check(&self, value: &Value) -> Result<(), String> {
-        let wrong = |what: &str| Err(format!("expected {what}, got {}", describe(value)));
+        let wrong = |what: &str| Err(format!("expected {what}, got {}", shown(value)));
         match (self, value) {
             (InputType::Any, _) => Ok(()),
             (InputType::Optional(_), Value::Null) => Ok(()),
@@ -240,6 +240,17 @@ fn clip(s: &str) -> String {
     }
 }
 
+/// A value for "expected …, got …": a scalar as written (a string in quotes, clipped), a list
+/// or an object by its kind.
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("\"{}\"", clip(s)),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => describe(other).to_string(),
+    }
+}
+
 fn describe(v: &Value) -> &'static str {
     match v {
         Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
@@ -297,7 +308,7 @@ mod tests {
         let e = err(json!({"start": "2026-01-01", "to": ["a", 3]}));
         assert_eq!(
             (e.field.as_str(), e.reason.as_str()),
-            ("to", "item 1: expected a string, got an integer")
+            ("to", "item 1: expected a string, got 3")
         );
         assert_eq!(err(json!({"start": "2026-01-01", "n": 1.5})).field, "n");
         let e = err(json!({"start": "2026-01-01", "extra": 1}));

@@ -641,7 +641,10 @@ fn runtime_type_errors_are_step_failures() {
         ),
         (r#"number("abc")"#, "`abc` is not a number"),
         ("[1][5]", "is out of range: the list has 1 item"),
-        ("input?.x.y", "cannot read `input?.x.y`: `input?.x` is null"),
+        (
+            "input?.x.y",
+            "cannot read `input?.x.y`: `input?.x` is null (if it may be, read `input?.x?.y`",
+        ),
         (
             r#""abc"[0]"#,
             "cannot index `(value)` (a string) with a number",

@@ -133,8 +133,14 @@ fn base_url(lookup: &mut Lookup<'_>, integration: &IntegrationDecl) -> Result<Ur
             ValueSource::Env(name) => format!("the value of `{name}`"),
             ValueSource::Literal(_) => "the base URL".to_string(),
         };
+        let hint = match e {
+            url::ParseError::RelativeUrlWithoutBase => {
+                " (a base URL starts with `https://` or `http://`)"
+            }
+            _ => "",
+        };
         CapError::Failed(format!(
-            "integration `{}`: {source} is not a URL: {e}",
+            "integration `{}`: {source} is not a URL: {e}{hint}",
             integration.name
         ))
     })?;
@@ -747,6 +753,11 @@ mod tests {
             "integration `Warehouse`: the value of `WH_URL` is not a URL",
         );
         assert!(!m.contains("s3cret"), "{m}");
+        // A host without its scheme (`127.0.0.1:8080/api`, `/srv/api`) is told what is missing.
+        assert!(
+            m.ends_with("(a base URL starts with `https://` or `http://`)"),
+            "{m}"
+        );
     }
 
     #[test]
