@@ -489,9 +489,11 @@ fn exec_runs_example_jobs_against_the_seeded_database() {
     assert_eq!(reports.len(), 1, "one PDF in the report store");
 
     // A job whose integration is not configured fails, with its reason, and exit code 1.
-    let (code, out, _) = run(&["exec", "out/sync_external_inventory.wasm"]);
+    let (code, out, err) = run(&["exec", "out/sync_external_inventory.wasm"]);
     assert_eq!(code, Some(1));
     assert!(out.contains("WAREHOUSE_API_URL"), "{out}");
+    // Said once, in the report: not again as the executor's warning on stderr.
+    assert!(!err.contains("WAREHOUSE_API_URL"), "{err}");
 
     // An integration on loopback is refused by the egress policy, which names the variable
     // that would allow it; a malformed allow list stops the command before anything runs.

@@ -71,6 +71,17 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => init(args.log.log_format, "info")?,
         Command::Worker(args) => init(args.log_format(), "info")?,
         Command::Bench(_) => init(LogFormat::Pretty, "warn")?,
+        // `exec` prints how the execution ended, its calls and its log: the executor's
+        // warning, the job's log lines and the integrations' advice to the operator would
+        // say each of those a second time on stderr.
+        Command::Exec(_) => {
+            init(
+                LogFormat::Pretty,
+                "warn,codeai_host::executor=error,codeai_host::caps::log=off,\
+                 codeai_host::integrations=error",
+            )?;
+            quiet_on_closed_pipe();
+        }
         _ => {
             init(LogFormat::Pretty, "warn")?;
             quiet_on_closed_pipe();
