@@ -767,10 +767,6 @@ impl JobCx<'_, '_> {
             self.cx.text(left.span).to_string(),
             self.cx.text(right.span).to_string(),
         );
-        let quoted_number = |e: &ast::Expr| match &e.kind {
-            ExprKind::Str(s) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
-            _ => None,
-        };
         let unquote = |e: &ast::Expr, text: &str| match quoted_number(e) {
             Some(n) => format!(
                 "`{text}` is text: remove the quotes (`{n}`), or convert a value with `number(…)`"
@@ -867,15 +863,11 @@ impl JobCx<'_, '_> {
             self.cx.text(left.span).to_string(),
             self.cx.text(right.span).to_string(),
         );
-        let number_text = |e: &ast::Expr| match &e.kind {
-            ExprKind::Str(s) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
-            _ => None,
-        };
         let unquote = || {
             [(left, &lt), (right, &rt)]
                 .into_iter()
                 .find_map(|(e, text)| {
-                    number_text(e).map(|n| format!("`{text}` is text: remove the quotes (`{n}`)"))
+                    quoted_number(e).map(|n| format!("`{text}` is text: remove the quotes (`{n}`)"))
                 })
         };
         let written = self
@@ -1698,5 +1690,13 @@ fn fields_read(e: &ast::Expr, entity: &EntityInfo, scope: &[String], out: &mut V
                 fields_read(part, entity, scope, out);
             }
         }
+    }
+}
+
+/// The number a string literal holds (`"5"` → `5`): text where a number was meant.
+fn quoted_number(e: &ast::Expr) -> Option<String> {
+    match &e.kind {
+        ExprKind::Str(s) if s.trim().parse::<f64>().is_ok() => Some(s.trim().to_string()),
+        _ => None,
     }
 }

@@ -1,6 +1,8 @@
 //! `codeai check FILE [--format json]`: parse and check a source file and print its diagnostics;
 //! builds nothing.
 
+use codeai_dsl::ast::Span;
+use codeai_dsl::diagnostic::Diagnostic;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -22,37 +24,27 @@ pub(super) enum Format {
 }
 
 pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let (display_name, source) = match super::read_source(&args.file) {
-        Ok(read) => read,
+    let (display_name, source, diagnostics, jobs) = match super::read_source(&args.file) {
+        Ok((display_name, source)) => {
+            let (file, mut diagnostics) = codeai_dsl::parse(&source);
+            let (jobs, more) = codeai_dsl::check::check(&file, &source, &display_name);
+            diagnostics.extend(more);
+            (display_name, source, diagnostics, jobs.len())
+        }
         // An editor or a CI step asked for JSON: a file it cannot read is a diagnostic too
         // (at line 1, column 1), in the same document.
         Err(e) if args.format == Format::Json => {
-            let file = args.file.display().to_string();
-            let document = serde_json::json!({
-                "file": file,
-                "ok": false,
-                "jobs": 0,
-                "errors": 1,
-                "warnings": 0,
-                "diagnostics": [{
-                    "file": file,
-                    "line": 1,
-                    "column": 1,
-                    "end_line": 1,
-                    "end_column": 1,
-                    "severity": "error",
-                    "message": format!("{e:#}"),
-                    "hint": "check the path: `codeai check` takes a `.codeai` source file",
-                }],
-            });
-            println!("{document}");
-            return Ok(ExitCode::FAILURE);
+            let unread = Diagnostic::error(Span::new(0, 0), format!("{e:#}"))
+                .with_hint("check the path: `codeai check` takes a `.codeai` source file");
+            (
+                args.file.display().to_string(),
+                String::new(),
+                vec![unread],
+                0,
+            )
         }
         Err(e) => return Err(e),
     };
-    let (file, mut diagnostics) = codeai_dsl::parse(&source);
-    let (jobs, more) = codeai_dsl::check::check(&file, &source, &display_name);
-    diagnostics.extend(more);
 
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
@@ -64,7 +56,7 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         let document = serde_json::json!({
             "file": display_name,
             "ok": errors == 0,
-            "jobs": jobs.len(),
+            "jobs": jobs,
             "errors": errors,
             "warnings": warnings,
             "diagnostics": list,
@@ -90,7 +82,6 @@ pub(super) fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::FAILURE);
     }
-    let jobs = jobs.len();
     if warnings == 0 {
         println!("ok: {jobs} job{}, no problems", plural(jobs));
     } else {
