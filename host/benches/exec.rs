@@ -7,6 +7,8 @@
 //!   `InstancePre`, call `run`, classify, drop;
 //! - `runtime: trivial component`: the same path with a hand-written component whose `run`
 //!   returns `completed("{}")` at once;
+//! - `runtime: DSL job of 50 steps`: the same path with 50 `compute` steps, each from the one
+//!   before;
 //! - `bare wasmtime: trivial component`: a default engine (on-demand allocator, no fuel, no
 //!   epochs), `Linker::instantiate_pre` once, then a new `Store` + instantiate + `run` + drop.
 //!
@@ -32,6 +34,14 @@ fn null() -> Null {
 }
 
 const NOOP_DSL: &str = r#"job Noop { steps { answer { compute: 42 as: answer } } }"#;
+
+/// A job of 50 `compute` steps, each from the one before (`v1 = v0 + 1`, …).
+fn fifty_steps_dsl() -> String {
+    let steps: Vec<String> = std::iter::once("s0 { compute: 0 as: v0 }".to_string())
+        .chain((1..50).map(|i| format!("s{i} {{ compute: v{} + {i} as: v{i} }}", i - 1)))
+        .collect();
+    format!("job Fifty {{ steps {{ {} }} }}", steps.join(" "))
+}
 
 #[path = "../tests/common/handmade.rs"]
 mod handmade;
@@ -100,6 +110,9 @@ fn main() {
         .unwrap_or_else(|_| panic!("the no-op job compiles"));
     let noop = artifacts.remove(0);
     let trivial_bytes = trivial_component(&noop.manifest);
+    let (mut fifty, _) = codeai_dsl::compile("fifty.codeai", &fifty_steps_dsl())
+        .unwrap_or_else(|_| panic!("the 50-step job compiles"));
+    let fifty = fifty.remove(0);
 
     let cache_dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("exec-bench-cache");
     let rt = Runtime::<Null>::new(RuntimeConfig {
@@ -112,6 +125,7 @@ fn main() {
     let trivial_job = rt
         .prepare(&trivial_bytes)
         .expect("the trivial component prepares");
+    let fifty_job = rt.prepare(&fifty.bytes).expect("the 50-step job prepares");
 
     // Bare wasmtime: default engine, on-demand allocation, no fuel, no epochs, no limits.
     let engine = wasm::engine().expect("engine");
@@ -135,6 +149,17 @@ fn main() {
         }
         let trivial = runtime_case(&rt, &trivial_job, iters).await;
         print("runtime: trivial component", &trivial);
+        let once = rt.execute(&fifty_job, null(), "{}", ExecOptions::default()).await;
+        let output: serde_json::Value =
+            serde_json::from_str(once.result.output.as_deref().unwrap_or("null")).expect("JSON");
+        assert_eq!(output["v49"], 1225, "the 50 steps ran: {output}");
+        let fifty = runtime_case(&rt, &fifty_job, iters).await;
+        print("runtime: DSL job of 50 steps", &fifty);
+        println!(
+            "ratio to the trivial component: DSL no-op p50 {:.2}x, 50 steps p50 {:.2}x",
+            dsl.p50 / trivial.p50,
+            fifty.p50 / trivial.p50
+        );
         let input = "{}".to_string();
         let bare = measure(iters, || async {
             let mut store = Store::new(&engine, null());
