@@ -359,8 +359,9 @@ impl QueueBackend for SqlQueue {
     /// All in one turn to write: a worker's round (its finishes, then a lease from each queue
     /// the picker chooses, several when some are empty) waits for the file once, not once per
     /// statement behind every other writer of it. Measured on SQLite under a flood of
-    /// `POST /jobs/{id}/run` (`api_load`): the workers kept 45–61 % of their throughput with a
-    /// turn per statement, 65–91 % with one turn a round (BENCHMARKS.md).
+    /// `POST /jobs/{id}/run` (`api_load`): the workers kept 41–69 % (median 49 %) of their
+    /// throughput with a turn per statement, 65–91 % (median 81 %) with one turn a round
+    /// (BENCHMARKS.md).
     async fn finish_and_claim(
         &self,
         done: &[Finished],
