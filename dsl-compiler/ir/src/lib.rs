@@ -70,12 +70,16 @@ pub struct Step {
     pub location: String,
     pub kind: StepKind,
     /// `as: name` — the binding that receives the step's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bind: Option<String>,
     /// `on_empty:` — what to do when the result is an empty list (or zero rows affected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_empty: Option<Policy>,
     /// `on_fail:` — what to do when the step fails. `None` means the job fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_fail: Option<Policy>,
     /// `timeout:` of a call step, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// `when: cond` — the step runs only when this holds; otherwise it is skipped (logged with
     /// the condition's text) and its binding is null.
