@@ -230,13 +230,7 @@ async fn workers_killed_with_9_lose_no_task() {
     );
     assert_eq!(distinct as usize, n);
     assert_eq!(run_executions as usize, n, "a task that never ran");
-    // A task is finished in the queue after its execution is committed (and finishes are
-    // batched), so the queue's count follows the records' by a moment.
-    common::wait_until("the queue did not count every task completed", || async {
-        let counts = queue.counts(Utc::now(), None).await.unwrap();
-        counts["default"].completed as usize >= n
-    })
-    .await;
+    queue_counts_completed(&queue, n).await;
     let counts = queue.counts(Utc::now(), None).await.unwrap();
     assert_eq!(counts["default"].completed as usize, n);
     assert_eq!(counts["default"].pending + counts["default"].active, 0);
@@ -622,13 +616,7 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
         worker.0[0].try_wait().unwrap().is_none(),
         "the worker exited after the restart"
     );
-    // A task is finished in the queue after its execution is committed (and finishes are
-    // batched), so the queue's count follows the records' by a moment.
-    common::wait_until("the queue did not count every task completed", || async {
-        let counts = queue.counts(Utc::now(), None).await.unwrap();
-        counts["default"].completed as usize >= n
-    })
-    .await;
+    queue_counts_completed(&queue, n).await;
     let counts = queue.counts(Utc::now(), None).await.unwrap();
     assert_eq!(counts["default"].completed as usize, n);
     kill9(&mut worker.0[0]);
@@ -637,4 +625,15 @@ async fn a_postgresql_restart_makes_workers_wait_not_crash() {
     drop(stop);
     common::redis_cleanup(&redis).await;
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Waits until the queue counts `n` tasks of `default` completed. A task is finished in the queue
+/// after its execution is committed (and finishes are batched), so the queue's count follows the
+/// records' by a moment.
+async fn queue_counts_completed(queue: &Queue, n: usize) {
+    common::wait_until("the queue did not count every task completed", || async {
+        let counts = queue.counts(Utc::now(), None).await.unwrap();
+        counts["default"].completed as usize >= n
+    })
+    .await;
 }
