@@ -988,17 +988,10 @@ impl Parser<'_> {
     /// continue an expression whose first word is the level count (`warn - 1` and `warn(x)` stay
     /// expressions over a binding named `warn`).
     fn starts_log_message(&self, next: &Tok) -> bool {
-        if next.line_start {
-            return false;
-        }
         match &next.kind {
-            TokKind::Str(_) | TokKind::Int(_) | TokKind::Float(_) | TokKind::Duration(_) => true,
-            TokKind::Ident(w) => {
-                !matches!(w.as_str(), "and" | "or" | "in" | "like")
-                    && !CLAUSE_WORDS.contains(&w.as_str())
-            }
-            TokKind::Punct(p) => matches!(*p, "{" | "!"),
-            _ => false,
+            TokKind::Punct(p) => !next.line_start && matches!(*p, "{" | "!"),
+            TokKind::Ident(w) if CLAUSE_WORDS.contains(&w.as_str()) => false,
+            _ => starts_operand(next),
         }
     }
 
@@ -1008,17 +1001,9 @@ impl Parser<'_> {
     /// is a name: an item or a binding may be called `order`, `limit` or `set`.
     fn begins_clause(&self) -> bool {
         let next = self.peek_at(1);
-        if next.line_start {
-            return false;
-        }
-        match &next.kind {
-            TokKind::Int(_) | TokKind::Float(_) | TokKind::Str(_) | TokKind::Duration(_) => true,
-            TokKind::Ident(n) => {
-                !matches!(n.as_str(), "and" | "or" | "in" | "like")
-                    && !matches!(&self.peek_at(2).kind, TokKind::Punct(":"))
-            }
-            _ => false,
-        }
+        let names_a_field = matches!(next.kind, TokKind::Ident(_))
+            && matches!(&self.peek_at(2).kind, TokKind::Punct(":"));
+        starts_operand(next) && !names_a_field
     }
 
     /// The entity of a query or action; a clause word there means the entity was left out.
@@ -1685,6 +1670,17 @@ impl Parser<'_> {
             _ => self.expected("an expression"),
         }
     }
+}
+
+/// Whether `next`, on the same line, starts an operand of its own rather than continuing an
+/// expression: a literal, or a word that is not an infix operator (`and`, `or`, `in`, `like`).
+fn starts_operand(next: &Tok) -> bool {
+    !next.line_start
+        && match &next.kind {
+            TokKind::Str(_) | TokKind::Int(_) | TokKind::Float(_) | TokKind::Duration(_) => true,
+            TokKind::Ident(w) => !matches!(w.as_str(), "and" | "or" | "in" | "like"),
+            _ => false,
+        }
 }
 
 #[cfg(test)]
