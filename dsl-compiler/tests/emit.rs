@@ -77,7 +77,7 @@ fn the_example_emits_ten_valid_components() {
             .validate_all(&a.bytes)
             .unwrap_or_else(|e| panic!("{}: invalid component: {e}", a.name));
         let (imports, exports) = imports_exports(&a.bytes);
-        assert_eq!(exports, ["run"], "{}", a.name);
+        assert_eq!(exports, ["run", "codeai:host/decoded@0.1.0"], "{}", a.name);
         assert!(!imports.is_empty());
         for import in &imports {
             assert!(
@@ -270,7 +270,7 @@ fn a_hand_built_program_emits_a_valid_component() {
         .validate_all(&bytes)
         .expect("a valid component");
     let (imports, exports) = imports_exports(&bytes);
-    assert_eq!(exports, ["run"]);
+    assert_eq!(exports, ["run", "codeai:host/decoded@0.1.0"]);
     let mut imports = imports;
     imports.sort();
     assert_eq!(

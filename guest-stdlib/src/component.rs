@@ -4,57 +4,101 @@
 //! The job's program is not in this module: `codeai build` writes it into the component's
 //! `codeai-program` custom section, and the host hands it over through `program.get` at the
 //! start of each run. The module is the same for every job, so a host compiles it once.
+//!
+//! A host that runs a job many times reads its program once: `decode-program`, in an instance
+//! of its own, returns the image of the arena holding the program read ([`crate::heap::image`]),
+//! and each run's fresh instance gets that image through `run-decoded` instead of reading the
+//! text again. `run` stays for hosts (and components) that do not.
 
-wit_bindgen::generate!({ path: "../wit", world: "job" });
+wit_bindgen::generate!({ path: "../wit", world: "job-runtime" });
 
 use crate::host::{self as h, CapError, Host};
 use codeai::host::{clock, data, email, events, http, log, program, report, slack, state, types};
+use codeai_ir::Program;
 use serde_json::Value;
 
 struct Runtime;
 
 impl Guest for Runtime {
     fn run(input: String) -> Result<types::Outcome, types::JobError> {
-        std::panic::set_hook(Box::new(|info| {
-            log::write(log::Level::Error, &format!("guest panic: {info}"));
-        }));
-        let unreadable = |e: &dyn std::fmt::Display| types::JobError {
+        set_panic_hook();
+        let program = read_program(program::get())?;
+        run_program(&program, &input)
+    }
+}
+
+impl exports::codeai::host::decoded::Guest for Runtime {
+    fn decode_program() -> Result<Vec<u8>, types::JobError> {
+        set_panic_hook();
+        // Read outside the arena (reading leaves blocks behind: the text, a `Vec` outgrown),
+        // then cloned into it: a clone takes each block at its size, so the image holds the
+        // program and nothing else.
+        let program = crate::heap::outside_arena(|| read_program(program::get()))?;
+        let root = Box::into_raw(Box::new(program.clone())) as usize;
+        Ok(crate::heap::image(root).unwrap_or_default())
+    }
+
+    fn run_decoded(image: Vec<u8>, input: String) -> Result<types::Outcome, types::JobError> {
+        set_panic_hook();
+        match crate::heap::adopt(image, core::alloc::Layout::new::<Program>()) {
+            // SAFETY: `adopt` checked that the image lies at the addresses it was taken from,
+            // in this instance's arena, and holds a `Program` at `root`: the one another
+            // instance of this same module read (`decode_program`), every block it points to
+            // inside the image or in the module's own static data. It is never freed.
+            Some(root) => run_program(unsafe { &*(root as *const Program) }, &input),
+            None => run_program(&read_program(program::get())?, &input),
+        }
+    }
+}
+
+fn set_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        log::write(log::Level::Error, &format!("guest panic: {info}"));
+    }));
+}
+
+/// The program from the text of the component's `codeai-program` section, of this runtime's
+/// IR version.
+fn read_program(bytes: Vec<u8>) -> Result<Program, types::JobError> {
+    let unreadable = |e: &dyn std::fmt::Display| types::JobError {
+        step: None,
+        message: format!("the component's program is unreadable: {e}"),
+    };
+    // Checked as UTF-8 once, then read as text: `from_slice` checks each string on its own,
+    // which was a third of the time a no-op job spent reading its program.
+    let text = core::str::from_utf8(&bytes).map_err(|e| unreadable(&e))?;
+    let program: Program = serde_json::from_str(text).map_err(|e| unreadable(&e))?;
+    if program.ir_version != codeai_ir::IR_VERSION {
+        return Err(types::JobError {
             step: None,
-            message: format!("the component's program is unreadable: {e}"),
-        };
-        // Checked as UTF-8 once, then read as text: `from_slice` checks each string on its own,
-        // which was a third of the time a no-op job spent reading its program.
-        let bytes = program::get();
-        let text = core::str::from_utf8(&bytes).map_err(|e| unreadable(&e))?;
-        let program: codeai_ir::Program = serde_json::from_str(text).map_err(|e| unreadable(&e))?;
-        if program.ir_version != codeai_ir::IR_VERSION {
-            return Err(types::JobError {
-                step: None,
-                message: format!(
-                    "the program has IR version {}, this runtime runs {}",
-                    program.ir_version,
-                    codeai_ir::IR_VERSION
-                ),
-            });
+            message: format!(
+                "the program has IR version {}, this runtime runs {}",
+                program.ir_version,
+                codeai_ir::IR_VERSION
+            ),
+        });
+    }
+    Ok(program)
+}
+
+fn run_program(program: &Program, input: &str) -> Result<types::Outcome, types::JobError> {
+    let input: Value = if input.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(input).map_err(|e| types::JobError {
+            step: None,
+            message: format!("the input is not JSON: {e}"),
+        })?
+    };
+    match crate::interp::run(program, input, &mut Imports) {
+        Ok(crate::interp::Outcome::Completed(v)) => {
+            Ok(types::Outcome::Completed(crate::interp::output_text(&v)))
         }
-        let input: Value = if input.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&input).map_err(|e| types::JobError {
-                step: None,
-                message: format!("the input is not JSON: {e}"),
-            })?
-        };
-        match crate::interp::run(&program, input, &mut Imports) {
-            Ok(crate::interp::Outcome::Completed(v)) => {
-                Ok(types::Outcome::Completed(crate::interp::output_text(&v)))
-            }
-            Ok(crate::interp::Outcome::Skipped(reason)) => Ok(types::Outcome::Skipped(reason)),
-            Err(e) => Err(types::JobError {
-                step: e.step,
-                message: e.message,
-            }),
-        }
+        Ok(crate::interp::Outcome::Skipped(reason)) => Ok(types::Outcome::Skipped(reason)),
+        Err(e) => Err(types::JobError {
+            step: e.step,
+            message: e.message,
+        }),
     }
 }
 

@@ -15,6 +15,13 @@
 //! `mprotect` in a multithreaded host flushes the TLBs of every core (an interrupt to each). A
 //! job whose allocations fit in the reserved heap never grows its memory, so a run costs no
 //! `mprotect`. Wasm memory starts zeroed, so the arena is fresh on each run.
+//!
+//! Why an image: a program read into the arena is the same bytes at the same addresses in every
+//! instance of the runtime (the arena starts at a fixed address and hands out blocks in order),
+//! so what one instance read can be copied into another and used in place. [`image`] takes that
+//! copy after the program is read (read outside the arena by [`outside_arena`], then cloned into
+//! it, so the copy holds nothing else), and
+//! [`adopt`] checks, in the next instance, that the copy landed where it was taken.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
@@ -27,18 +34,28 @@ extern "C" {
     static __heap_base: u8;
 }
 
-/// The reserved heap, taken from the bottom up: `next` is the first free byte, `end` the end
-/// of the initial memory. Empty (`next == end`) until the first request.
+/// The reserved heap, taken from the bottom up: `start` is where it begins, `next` the first
+/// free byte, `end` the end of the initial memory. Empty (`next == end`) until the first
+/// request.
 struct Arena {
     ready: bool,
+    start: usize,
     next: usize,
     end: usize,
+    /// Requests go to dlmalloc, not to the arena (see [`outside_arena`]).
+    outside: bool,
+    /// A request the arena had no room for went to dlmalloc: not everything allocated since
+    /// the start is in the arena.
+    overflowed: bool,
 }
 
 static mut ARENA: Arena = Arena {
     ready: false,
+    start: 0,
     next: 0,
     end: 0,
+    outside: false,
+    overflowed: false,
 };
 
 fn arena() -> &'static mut Arena {
@@ -57,8 +74,11 @@ fn arena() -> &'static mut Arena {
         };
         *arena = Arena {
             ready: true,
+            start,
             next: start,
             end,
+            outside: false,
+            overflowed: false,
         };
     }
     arena
@@ -67,9 +87,13 @@ fn arena() -> &'static mut Arena {
 impl Arena {
     /// A block of `layout` from the arena, if it has room.
     fn take(&mut self, layout: Layout) -> Option<*mut u8> {
+        if self.outside || layout.size() == 0 {
+            return None;
+        }
         let at = self.next.checked_next_multiple_of(layout.align())?;
         let end = at.checked_add(layout.size())?;
-        if end > self.end || layout.size() == 0 {
+        if end > self.end {
+            self.overflowed = true;
             return None;
         }
         self.next = end;
@@ -181,7 +205,10 @@ unsafe impl GlobalAlloc for Heap {
             return unsafe { dl().realloc(ptr, layout.size(), layout.align(), new_size) };
         }
         // The last block taken grows or shrinks in place while the arena has room.
-        if arena.is_last(ptr, layout.size()) && ptr as usize + new_size <= arena.end {
+        if !arena.outside
+            && arena.is_last(ptr, layout.size())
+            && ptr as usize + new_size <= arena.end
+        {
             arena.next = ptr as usize + new_size;
             return ptr;
         }
@@ -199,4 +226,57 @@ unsafe impl GlobalAlloc for Heap {
         }
         block
     }
+}
+
+/// Runs `f` with every allocation it makes taken from dlmalloc, not from the arena: what it
+/// allocates stays out of an [`image`] (the program's text, and the program read from it before
+/// it is cloned into the arena at its size).
+pub(crate) fn outside_arena<T>(f: impl FnOnce() -> T) -> T {
+    arena().outside = true;
+    let out = f();
+    arena().outside = false;
+    out
+}
+
+/// The bytes of the arena from its start to its first free byte, followed by the arena's start
+/// and `root` (each a little-endian `u32`): what an instance of this module can [`adopt`] to
+/// use what this one allocated, at the same addresses. `None` when an allocation went past the
+/// arena (its block, in dlmalloc's memory, would not be in the image).
+pub(crate) fn image(root: usize) -> Option<Vec<u8>> {
+    let (start, used) = {
+        let arena = arena();
+        if arena.overflowed {
+            return None;
+        }
+        (arena.start, arena.next - arena.start)
+    };
+    let mut image = Vec::with_capacity(used + 8);
+    // SAFETY: `start..start + used` is memory the arena handed out, all of it initialised
+    // (wasm memory starts zeroed), and `image` was taken after it, so the two do not overlap.
+    image.extend_from_slice(unsafe { core::slice::from_raw_parts(start as *const u8, used) });
+    image.extend_from_slice(&(u32::try_from(start).ok()?).to_le_bytes());
+    image.extend_from_slice(&(u32::try_from(root).ok()?).to_le_bytes());
+    Some(image)
+}
+
+/// Takes an [`image`] made by another instance of this module as this instance's own memory,
+/// when it lies where it was taken: it must be the first block this arena handed out (so its
+/// bytes sit at the addresses they were copied from) and the arena must not have overflowed.
+/// Returns `root` (checked to hold a `root` of `layout` inside the image) and keeps the image's
+/// block for good; `None` (and the image dropped) when it does not fit.
+pub(crate) fn adopt(image: Vec<u8>, root: Layout) -> Option<usize> {
+    let n = image.len().checked_sub(8)?;
+    let word =
+        |at: usize| u32::from_le_bytes([image[at], image[at + 1], image[at + 2], image[at + 3]]);
+    let (start, at) = (word(n) as usize, word(n + 4) as usize);
+    let arena = arena();
+    if arena.overflowed || arena.start != start || image.as_ptr() as usize != start {
+        return None;
+    }
+    // The image's bytes past `n` (its trailer) are not part of what it holds.
+    if at < start || at % root.align() != 0 || at + root.size() > start + n {
+        return None;
+    }
+    core::mem::forget(image);
+    Some(at)
 }

@@ -542,13 +542,13 @@ fn the_example_compiles_to_ten_components() {
 }
 
 #[test]
-fn every_component_exports_run_and_imports_only_codeai_host() {
+fn every_component_exports_run_and_its_program_read_once_and_imports_only_codeai_host() {
     let engine = runtime().engine();
     for (name, (_, _, bytes)) in built() {
         let component = wasm::compile(engine, bytes).unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let shape = wasm::describe_component(engine, &component);
         let exports: Vec<&str> = shape.exports.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(exports, ["run"], "{name}");
+        assert_eq!(exports, ["run", "codeai:host/decoded@0.1.0"], "{name}");
         match &shape.exports[0].1 {
             wasm::ExternShape::Func(signature) => assert!(
                 signature.starts_with("func(input: string) -> result<"),

@@ -5,7 +5,7 @@
 
 use codeai_host::runtime::{
     CancelToken, CapabilitySet, ExecOptions, ExecResult, MemoryBudget, PreparedJob, Runtime,
-    RuntimeConfig, Source, Status,
+    RuntimeConfig, Source, Status, MAX_DECODED_IMAGE,
 };
 use codeai_host::wasm::CapError;
 use codeai_ir::Manifest;
@@ -780,4 +780,93 @@ async fn a_build_for_another_ir_version_is_refused() {
     let error = runtime.prepare(&bytes).err().expect("refused").to_string();
     assert!(error.contains(&format!("IR version {future}")), "{error}");
     assert_eq!(runtime.compiled(), 0, "nothing was compiled for either");
+}
+
+/// `job <name>` of `n` `compute` steps, each from the one before (`v1 = v0 + 1`, …): its
+/// output's `v<n-1>` is `n(n-1)/2`.
+fn steps(name: &str, n: u32) -> Vec<u8> {
+    let steps: Vec<String> = std::iter::once("s0 { compute: 0 as: v0 }".to_string())
+        .chain((1..n).map(|i| format!("s{i} {{ compute: v{} + {i} as: v{i} }}", i - 1)))
+        .collect();
+    let source = format!("job {name} {{ steps {{ {} }} }}", steps.join(" "));
+    let (mut artifacts, _) = codeai_dsl::compile("steps.codeai", &source).expect("builds");
+    artifacts.remove(0).bytes
+}
+
+/// A built job reads its program once, on its first run, and every run starts from what was
+/// read: each runs the whole program (its output is complete), each burns the same fuel (no
+/// run sees what another did), and less than the same program read at each run by a component
+/// compiled on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_built_job_reads_its_program_once_and_each_run_starts_from_it() {
+    let runtime = Runtime::<Fake>::new(config("read-once")).unwrap();
+    let built = steps("ReadOnce", 20);
+    let job = runtime.prepare(&built).unwrap();
+    assert_eq!(job.source(), Source::Shared);
+    assert_eq!(job.decoded_image_size(), None, "nothing read before a run");
+
+    let mut fuel = Vec::new();
+    for _ in 0..3 {
+        let result = runtime
+            .execute(&job, fake(), "{}", ExecOptions::default())
+            .await
+            .result;
+        assert_eq!(result.status, Status::Completed, "{result:?}");
+        let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output["v19"], 190, "{output}");
+        assert_eq!(result.steps.len(), 20);
+        fuel.push(result.fuel_used);
+    }
+    let size = job
+        .decoded_image_size()
+        .expect("an image, after the first run");
+    assert!(size > 0 && size <= MAX_DECODED_IMAGE, "{size}");
+    assert!(fuel.iter().all(|&f| f == fuel[0]), "{fuel:?}");
+
+    // The same program in a component that is not the runtime's bytes (one byte of the runtime's
+    // text changed) runs on its own and reads the program at each run.
+    let text = b", this runtime runs ";
+    let at = built
+        .windows(text.len())
+        .position(|w| w == text)
+        .expect("the runtime's message");
+    let mut changed = built.clone();
+    changed[at + 2] = b'T';
+    let own = runtime.prepare(&changed).unwrap();
+    assert_eq!(own.source(), Source::Compiled);
+    let result = runtime
+        .execute(&own, fake(), "{}", ExecOptions::default())
+        .await
+        .result;
+    assert_eq!(result.status, Status::Completed, "{result:?}");
+    assert_eq!(own.decoded_image_size(), None);
+    assert!(
+        result.fuel_used > fuel[0],
+        "read at each run: {} against {}",
+        result.fuel_used,
+        fuel[0]
+    );
+}
+
+/// A program whose image would pass `MAX_DECODED_IMAGE` is not kept read: it is read at each
+/// run, as before, and runs the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_too_large_to_keep_read_is_read_at_each_run() {
+    let runtime = Runtime::<Fake>::new(config("read-each-run")).unwrap();
+    let long = "x".repeat(MAX_DECODED_IMAGE + 1);
+    let source =
+        format!(r#"job Long {{ steps {{ size {{ compute: len("{long}") as: size }} }} }}"#);
+    let (mut artifacts, _) = codeai_dsl::compile("long.codeai", &source).expect("builds");
+    let job = runtime.prepare(&artifacts.remove(0).bytes).unwrap();
+    assert_eq!(job.source(), Source::Shared);
+    for _ in 0..2 {
+        let result = runtime
+            .execute(&job, fake(), "{}", ExecOptions::default())
+            .await
+            .result;
+        assert_eq!(result.status, Status::Completed, "{result:?}");
+        let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output["size"], MAX_DECODED_IMAGE + 1);
+    }
+    assert_eq!(job.decoded_image_size(), None);
 }

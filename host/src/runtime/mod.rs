@@ -43,11 +43,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime::{UpdateDeadline, WasmBacktrace};
 
@@ -178,6 +178,41 @@ pub struct PreparedJob<C: 'static> {
     /// What `program.get` answers: the component's `codeai-program` section (empty if none).
     program: Arc<[u8]>,
     pre: bindings::JobPre<ExecState<C>>,
+    /// For a job on the shared runtime: its program read once, and the export that runs from it.
+    decoded: Option<Decoded>,
+}
+
+/// The largest image of a program read once that a prepared job keeps (a program whose image
+/// is larger is read again at each run, as a component of any other shape is).
+pub const MAX_DECODED_IMAGE: usize = 64 << 10;
+
+/// How long reading a program once may take (it is a few dozen microseconds; the bound is for
+/// a program made to be slow to read).
+const DECODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A shared-runtime job's program read once: the guest runtime's `decode-program`, run in an
+/// instance of its own on the job's first run, returns the image of the memory holding the
+/// program read, and each run hands it to `run-decoded` in its fresh instance (see
+/// `guest-stdlib/src/heap.rs`). The image is the guest's memory, not read by the host.
+struct Decoded {
+    decode: ComponentExportIndex,
+    run: ComponentExportIndex,
+    /// Set on the first run: `None` when the guest kept no image (or one past
+    /// [`MAX_DECODED_IMAGE`]), or could not read the program (each run then says why).
+    image: OnceLock<Option<Arc<[u8]>>>,
+}
+
+impl Decoded {
+    /// The two functions of the shared runtime's `decoded` export, if it has them.
+    fn of<C>(pre: &bindings::JobPre<ExecState<C>>) -> Option<Decoded> {
+        let component = pre.instance_pre().component();
+        let decoded = component.get_export_index(None, "codeai:host/decoded@0.1.0")?;
+        Some(Decoded {
+            decode: component.get_export_index(Some(&decoded), "decode-program")?,
+            run: component.get_export_index(Some(&decoded), "run-decoded")?,
+            image: OnceLock::new(),
+        })
+    }
 }
 
 impl<C: 'static> PreparedJob<C> {
@@ -209,6 +244,14 @@ impl<C: 'static> PreparedJob<C> {
     pub fn program(&self) -> &[u8] {
         &self.program
     }
+
+    /// The size of the image of its program read once, once its first run made one: `None`
+    /// before, or when each run reads the program (a component not on the shared runtime, a
+    /// program too large to keep read, or one the guest could not read).
+    pub fn decoded_image_size(&self) -> Option<usize> {
+        let image = self.decoded.as_ref()?.image.get()?.as_ref()?;
+        Some(image.len())
+    }
 }
 
 /// The store data of one execution.
@@ -235,6 +278,20 @@ struct Limits {
     last_growth: usize,
     /// `memory.grow`s past the initial size asked for (allowed or not).
     grows: u32,
+}
+
+impl Limits {
+    fn new(cap: usize, budget: MemoryBudget) -> Limits {
+        Limits {
+            inner: StoreLimitsBuilder::new().memory_size(cap).build(),
+            cap,
+            budget,
+            exceeded: false,
+            host_at_refusal: None,
+            last_growth: 0,
+            grows: 0,
+        }
+    }
 }
 
 impl ResourceLimiter for Limits {
@@ -592,6 +649,10 @@ impl<C: Capabilities> Runtime<C> {
         pre: bindings::JobPre<ExecState<C>>,
         source: Source,
     ) -> Arc<PreparedJob<C>> {
+        let decoded = match source {
+            Source::Shared => Decoded::of(&pre),
+            _ => None,
+        };
         let job = Arc::new(PreparedJob {
             hash,
             capabilities: CapabilitySet::from_names(&manifest.capabilities),
@@ -599,6 +660,7 @@ impl<C: Capabilities> Runtime<C> {
             source,
             program: program.into(),
             pre,
+            decoded,
         });
         self.lock_prepared()
             .entry(hash)
@@ -648,6 +710,21 @@ impl<C: Capabilities> Runtime<C> {
                 capabilities,
             };
         }
+        // A shared-runtime job's first run reads its program once, for every run after it.
+        let decoded = match &job.decoded {
+            Some(decoded) => {
+                let image = match decoded.image.get() {
+                    Some(image) => image.clone(),
+                    None => {
+                        let (caps, image) = self.decode_program(job, decoded, capabilities).await;
+                        capabilities = caps;
+                        decoded.image.get_or_init(|| image).clone()
+                    }
+                };
+                image.map(|image| (decoded.run, image))
+            }
+            None => None,
+        };
 
         let started = Instant::now();
         let timeout = options.timeout.unwrap_or(if job.manifest.timeout_ms > 0 {
@@ -677,15 +754,7 @@ impl<C: Capabilities> Runtime<C> {
             &self.engine,
             ExecState {
                 caps,
-                limits: Limits {
-                    inner: StoreLimitsBuilder::new().memory_size(memory_cap).build(),
-                    cap: memory_cap,
-                    budget: budget.clone(),
-                    exceeded: false,
-                    host_at_refusal: None,
-                    last_growth: 0,
-                    grows: 0,
-                },
+                limits: Limits::new(memory_cap, budget.clone()),
                 cancel: cancel.clone(),
                 abort: abort.clone(),
                 deadline: started + timeout,
@@ -714,8 +783,21 @@ impl<C: Capabilities> Runtime<C> {
         let ended = {
             let input = input.to_owned();
             let call = async {
-                let instance = job.pre.instantiate_async(&mut store).await?;
-                instance.call_run(&mut store, &input).await
+                match &decoded {
+                    Some((run, image)) => {
+                        let instance = job.pre.instance_pre().instantiate_async(&mut store).await?;
+                        let run = instance
+                            .get_typed_func::<(&[u8], &str), (Result<Outcome, JobError>,)>(
+                                &mut store, run,
+                            )?;
+                        let (returned,) = run.call_async(&mut store, (image, &input)).await?;
+                        Ok(returned)
+                    }
+                    None => {
+                        let instance = job.pre.instantiate_async(&mut store).await?;
+                        instance.call_run(&mut store, &input).await
+                    }
+                }
             };
             let mut call = std::pin::pin!(call);
             // Most executions end on their first poll (no host call waits). That poll comes
@@ -783,6 +865,67 @@ impl<C: Capabilities> Runtime<C> {
             result,
             capabilities,
         }
+    }
+}
+
+impl<C: Capabilities> Runtime<C> {
+    /// Reads `job`'s program once, in an instance of its own (the guest runtime's
+    /// `decode-program`), with no capability granted, the runtime's fuel and memory cap, and
+    /// [`DECODE_TIMEOUT`]. Hands `capabilities` back (the store needs them, the guest may not
+    /// use them) with the image, if the guest kept one within [`MAX_DECODED_IMAGE`].
+    async fn decode_program(
+        &self,
+        job: &PreparedJob<C>,
+        decoded: &Decoded,
+        capabilities: C,
+    ) -> (C, Option<Arc<[u8]>>) {
+        let budget = MemoryBudget::new(self.config.max_memory);
+        let caps = Gated::new(
+            capabilities,
+            CapabilitySet::NONE,
+            &job.manifest.name,
+            budget.clone(),
+            job.program.clone(),
+        );
+        let mut store = Store::new(
+            &self.engine,
+            ExecState {
+                caps,
+                limits: Limits::new(self.config.max_memory, budget),
+                cancel: CancelToken::new(),
+                abort: CancelToken::new(),
+                deadline: Instant::now() + DECODE_TIMEOUT,
+            },
+        );
+        store.limiter(|state| &mut state.limits);
+        let _ = store.set_fuel(self.config.fuel);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(Stop::TimedOut.into())
+            } else {
+                Ok(UpdateDeadline::Continue(1))
+            }
+        });
+        let read: wasmtime::Result<Result<Vec<u8>, JobError>> = async {
+            let instance = job.pre.instance_pre().instantiate_async(&mut store).await?;
+            let decode = instance
+                .get_typed_func::<(), (Result<Vec<u8>, JobError>,)>(&mut store, &decoded.decode)?;
+            let (image,) = decode.call_async(&mut store, ()).await?;
+            Ok(image)
+        }
+        .await;
+        let image = match read {
+            Ok(Ok(image)) if !image.is_empty() && image.len() <= MAX_DECODED_IMAGE => {
+                Some(Arc::from(image))
+            }
+            Ok(Ok(_)) | Ok(Err(_)) => None,
+            Err(e) => {
+                tracing::debug!(job = %job.manifest.name, error = %e, "reading the program once failed");
+                None
+            }
+        };
+        (store.into_data().caps.into_parts().inner, image)
     }
 }
 
