@@ -116,6 +116,11 @@ fn cap(e: types::CapError) -> CapError {
     }
 }
 
+/// `v` as JSON text, for the host ([`crate::interp::json_text`]).
+fn json(v: &Value) -> String {
+    crate::interp::json_text(v)
+}
+
 fn parse_json(text: &str) -> Result<Value, CapError> {
     serde_json::from_str(text)
         .map_err(|e| CapError::Invalid(format!("the host sent invalid JSON: {e}")))
@@ -135,7 +140,7 @@ fn filter(f: Option<h::Filter>) -> Option<data::Filter> {
                     data::FilterNode::Compare(data::Comparison {
                         field,
                         op: compare_op(op),
-                        value: value.to_string(),
+                        value: json(&value),
                     })
                 }
                 h::FilterNode::Terms {
@@ -158,7 +163,7 @@ fn term(t: h::Term) -> data::Term {
     use codeai_ir::{ArithOp as A, TermFunc as F};
     match t {
         h::Term::Column(c) => data::Term::Column(c),
-        h::Term::Value(v) => data::Term::Value(v.to_string()),
+        h::Term::Value(v) => data::Term::Value(json(&v)),
         h::Term::Arith(op, a, b) => data::Term::Arith((
             match op {
                 A::Add => data::ArithOp::Add,
@@ -204,7 +209,7 @@ fn call_request(r: &h::CallRequest) -> http::CallRequest {
     http::CallRequest {
         integration: r.integration.clone(),
         operation: r.operation.clone(),
-        args: r.args.to_string(),
+        args: json(&r.args),
         timeout_ms: r.timeout_ms,
     }
 }
@@ -304,7 +309,7 @@ impl Host for Imports {
             .map(|a| match a {
                 h::Assign::Set(field, v) => data::Assignment {
                     field,
-                    value: data::NewValue::Set(v.to_string()),
+                    value: data::NewValue::Set(json(&v)),
                 },
                 h::Assign::Add(field, n) => data::Assignment {
                     field,
@@ -316,11 +321,11 @@ impl Host for Imports {
     }
 
     fn insert(&mut self, entity: &str, rows: Value) -> Result<u64, CapError> {
-        data::insert(entity, &rows.to_string()).map_err(cap)
+        data::insert(entity, &json(&rows)).map_err(cap)
     }
 
     fn upsert(&mut self, entity: &str, rows: Value, keys: &[String]) -> Result<u64, CapError> {
-        data::upsert(entity, &rows.to_string(), keys).map_err(cap)
+        data::upsert(entity, &json(&rows), keys).map_err(cap)
     }
 
     fn maintain(
@@ -357,7 +362,7 @@ impl Host for Imports {
             to: m.to,
             subject: m.subject,
             template: m.template,
-            data: m.data.to_string(),
+            data: json(&m.data),
             attachments: m.attachments,
         })
         .map(delivery)
@@ -370,7 +375,7 @@ impl Host for Imports {
         template: Option<&str>,
         data: Value,
     ) -> Result<h::Delivery, CapError> {
-        slack::post(channel, template, &data.to_string())
+        slack::post(channel, template, &json(&data))
             .map(delivery)
             .map_err(cap)
     }
@@ -381,7 +386,7 @@ impl Host for Imports {
         data: Value,
         format: codeai_ir::ReportFormat,
     ) -> Result<h::Rendered, CapError> {
-        let r = report::render(template, &data.to_string(), report_format(format)).map_err(cap)?;
+        let r = report::render(template, &json(&data), report_format(format)).map_err(cap)?;
         Ok(h::Rendered {
             id: r.id,
             format,
@@ -395,7 +400,7 @@ impl Host for Imports {
     }
 
     fn emit_event(&mut self, name: &str, payload: Value) -> Result<(), CapError> {
-        events::emit(name, &payload.to_string()).map_err(cap)
+        events::emit(name, &json(&payload)).map_err(cap)
     }
 
     fn state_get(&mut self, key: &str) -> Option<Value> {
@@ -403,7 +408,7 @@ impl Host for Imports {
     }
 
     fn state_set(&mut self, key: &str, value: Value) -> Result<(), CapError> {
-        state::set(key, &value.to_string()).map_err(cap)
+        state::set(key, &json(&value)).map_err(cap)
     }
 
     fn log(&mut self, level: codeai_ir::LogLevel, message: &str) {

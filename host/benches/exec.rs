@@ -15,7 +15,8 @@
 //! and the ratios runtime/bare; then, on a pooling engine like the runtime's, the time of
 //! instantiating each component alone (no `run`): how much of each case is making the instance.
 //! Set `EXEC_BENCH_ITERS` to change the number of iterations, and
-//! `EXEC_BENCH_ONLY=dsl` to run the DSL case alone (to profile it).
+//! `EXEC_BENCH_ONLY=dsl` (or `=fifty`) to run the DSL no-op (or the 50-step) case alone, to
+//! profile it.
 
 use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
 use codeai_host::wasm::{self, bindings};
@@ -142,9 +143,15 @@ fn main() {
                 "unavailable"
             }
         );
+        // `EXEC_BENCH_ONLY=dsl` (the no-op job) or `=fifty` (the 50-step job): one case, to profile.
+        let only = std::env::var("EXEC_BENCH_ONLY").ok();
+        if only.as_deref() == Some("fifty") {
+            print("runtime: DSL job of 50 steps", &runtime_case(&rt, &fifty_job, iters).await);
+            return;
+        }
         let dsl = runtime_case(&rt, &dsl_job, iters).await;
         print("runtime: DSL no-op job", &dsl);
-        if std::env::var("EXEC_BENCH_ONLY").as_deref() == Ok("dsl") {
+        if only.as_deref() == Some("dsl") {
             return;
         }
         let trivial = runtime_case(&rt, &trivial_job, iters).await;
