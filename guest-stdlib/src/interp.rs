@@ -10,6 +10,7 @@ use codeai_ir::{
     Assignment, BinaryOp, Builtin, CompareOp, Expr, Filter as IrFilter, LogLevel, Part, Policy,
     Program, Step, StepKind, Term as IrTerm, UnaryOp,
 };
+use rustc_hash::FxHashMap;
 use serde_json::{json, Map, Number, Value};
 use std::collections::BTreeMap;
 
@@ -54,7 +55,7 @@ impl From<CapError> for Fail {
 /// Runs a program with the trigger's input (a JSON object, or null).
 pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outcome, JobError> {
     let mut scope = Scope {
-        vars: BTreeMap::new(),
+        vars: FxHashMap::default(),
         host,
         skipped: None,
         lenient: 0,
@@ -171,7 +172,10 @@ enum End {
 }
 
 struct Scope<'h> {
-    vars: BTreeMap<String, Value>,
+    /// The names in scope. A hash map: each step looks names up and binds one, and a B-tree's
+    /// lookups were a string comparison per key of each node on the way (a fifth of the run of
+    /// a job of 50 steps). Nothing lists them in order.
+    vars: FxHashMap<String, Value>,
     host: &'h mut dyn Host,
     /// Set when a step inside a block (an action, a `for_each` body) ends the job as skipped:
     /// the failure it returns carries the reason up to the job's own steps, past any
