@@ -167,6 +167,11 @@ fn main() {
             dsl.p50 / trivial.p50,
             fifty.p50 / trivial.p50
         );
+        println!(
+            "programs read once: the no-op job's image {} bytes, the 50-step job's {} bytes",
+            dsl_job.decoded_image_size().unwrap_or(0),
+            fifty_job.decoded_image_size().unwrap_or(0)
+        );
         let input = "{}".to_string();
         let bare = measure(iters, || async {
             let mut store = Store::new(&engine, null());
