@@ -10,7 +10,7 @@
 use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, Picker, QueueCounts, Task, TaskInfo};
 use crate::store::rows::{self, RowExt as _};
-use crate::store::sql::{stmt, Param, Stmt};
+use crate::store::sql::{merge_rows, stmt, Param, Stmt};
 use crate::store::{Database, Dialect, ExecutionStatus, WriteGate};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
@@ -29,9 +29,11 @@ pub struct SqlQueue {
     runs: OnceLock<mpsc::UnboundedSender<Run>>,
 }
 
-/// A run request to enqueue: its record and its task's statements, and who waits for them.
+/// A run request to enqueue: its record's statement and its task (its id set), and who waits
+/// for them.
 struct Run {
-    stmts: [Stmt; 2],
+    record: Stmt,
+    task: NewTask,
     done: oneshot::Sender<Result<bool, String>>,
 }
 
@@ -41,8 +43,14 @@ const RUNS_PER_TRANSACTION: usize = 256;
 /// Writes the run requests that arrive, all those waiting in one transaction, in this process's
 /// turn to write: a flood of requests takes one turn at a time, as the workers' lease and
 /// record writes do, instead of one turn per request (measured: the workers kept 13 % of their
-/// throughput under a flood of `POST /jobs/{id}/run` with a turn per request). A transaction
-/// that fails is written again one request at a time, so one bad request fails alone.
+/// throughput under a flood of `POST /jobs/{id}/run` with a turn per request).
+///
+/// The transaction is three statements however many requests it holds: their records as one
+/// `INSERT` of many rows ([`merge_rows`]; one by one when they are not of one shape), the next
+/// turn of each queue and tenant, and their tasks as one `INSERT … RETURNING id`, which says
+/// which were new. A statement per request was most of the time a run request held the file
+/// (BENCHMARKS.md). A transaction that fails is written again one request at a time, so one bad
+/// request fails alone.
 async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<Run>) {
     while let Some(first) = rx.recv().await {
         let mut runs = vec![first];
@@ -53,16 +61,17 @@ async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiv
             }
         }
         let turn = gate.turn().await;
-        let stmts: Vec<Stmt> = runs.iter().flat_map(|r| r.stmts.clone()).collect();
-        match rows::execute_each(&db, &stmts).await {
-            Ok(changed) => {
-                for (run, changed) in runs.into_iter().zip(changed.chunks(2)) {
-                    let _ = run.done.send(Ok(changed.last() == Some(&1)));
+        match write_together(&db, &runs).await {
+            Ok(new) => {
+                for run in runs {
+                    let id = run.task.id.map(|id| id.to_string()).unwrap_or_default();
+                    let _ = run.done.send(Ok(new.contains(&id)));
                 }
             }
             Err(_) => {
                 for run in runs {
-                    let written = rows::execute_each(&db, &run.stmts)
+                    let stmts = [run.record, insert_one(db.dialect(), &run.task)];
+                    let written = rows::execute_each(&db, &stmts)
                         .await
                         .map(|changed| changed.last() == Some(&1))
                         .map_err(|e| format!("{:#}", failed(e)));
@@ -72,6 +81,97 @@ async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiv
         }
         drop(turn);
     }
+}
+
+/// The records and tasks of `runs` in one transaction (see [`write_runs`]); the ids of the tasks
+/// that were new.
+async fn write_together(db: &Database, runs: &[Run]) -> anyhow::Result<HashSet<String>> {
+    let records: Vec<Stmt> = runs.iter().map(|r| r.record.clone()).collect();
+    let records = match merge_rows(&records) {
+        Some(merged) => vec![merged],
+        None => records,
+    };
+    let tasks: Vec<NewTask> = runs.iter().map(|r| r.task.clone()).collect();
+    let turns = next_turns(db, &tasks).await?;
+    let insert = insert_many(&tasks, turns, " RETURNING id");
+    let new: Vec<(String,)> = rows::execute_then_fetch(db, &records, &insert)
+        .await
+        .map_err(failed)?;
+    Ok(new.into_iter().map(|(id,)| id).collect())
+}
+
+/// The next turn of each (queue, tenant) of `tasks`, in one query.
+async fn next_turns<'a>(
+    db: &Database,
+    tasks: &'a [NewTask],
+) -> anyhow::Result<HashMap<(&'a str, &'a str), i64>> {
+    let mut lanes: Vec<(&str, &str)> = Vec::new();
+    for t in tasks {
+        if !lanes.contains(&(t.queue.as_str(), t.tenant.as_str())) {
+            lanes.push((&t.queue, &t.tenant));
+        }
+    }
+    let turn = next_turn(db.dialect(), "?", "?");
+    let mut sql = String::new();
+    let mut params = Vec::new();
+    for (i, (queue, tenant)) in lanes.iter().enumerate() {
+        if i > 0 {
+            sql.push_str(" UNION ALL ");
+        }
+        sql.push_str(&format!("SELECT ?, {turn}"));
+        params.push(Param::Int(i as i64));
+        params.extend(std::iter::repeat_n(text(*queue), 4));
+        params.push(text(*tenant));
+    }
+    let turns: Vec<(i64, i64)> = rows::fetch_as(db, &stmt(&sql, params))
+        .await
+        .map_err(failed)?;
+    Ok(turns
+        .into_iter()
+        .filter_map(|(i, turn)| Some((*lanes.get(usize::try_from(i).ok()?)?, turn)))
+        .collect())
+}
+
+/// The statement that enqueues one task, with its turn.
+fn insert_one(dialect: Dialect, t: &NewTask) -> Stmt {
+    let id = t.id.unwrap_or_else(super::new_task_id);
+    let mut params = task_values(t, id, Utc::now());
+    params.extend(std::iter::repeat_n(text(&t.queue), 4));
+    params.push(text(&t.tenant));
+    stmt(
+        &format!(
+            "INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, \
+             ?, ?, ?, ?, ?, ?, ?, {}) ON CONFLICT DO NOTHING",
+            next_turn(dialect, "?", "?")
+        ),
+        params,
+    )
+}
+
+/// The insert of `tasks` in one statement, each with its id (or a new one), its turn from
+/// `turns` (the next turn of each queue and tenant, [`next_turns`]: the tasks of one tenant in one
+/// queue take consecutive turns from it) and `ON CONFLICT DO NOTHING`, then `returning`.
+fn insert_many<'a>(
+    tasks: &'a [NewTask],
+    mut turns: HashMap<(&'a str, &'a str), i64>,
+    returning: &str,
+) -> Stmt {
+    let now = Utc::now();
+    let mut s = Stmt::default();
+    s.sql(format!("INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES "));
+    for (i, t) in tasks.iter().enumerate() {
+        let mut values = task_values(t, t.id.unwrap_or_else(super::new_task_id), now);
+        let turn = turns
+            .get_mut(&(t.queue.as_str(), t.tenant.as_str()))
+            .map_or(0, |next| {
+                *next += 1;
+                *next - 1
+            });
+        values.push(Param::Int(turn));
+        s.row(i == 0, values);
+    }
+    s.sql(format!(" ON CONFLICT DO NOTHING{returning}"));
+    s
 }
 
 fn text(s: impl Into<String>) -> Param {
@@ -120,54 +220,6 @@ impl SqlQueue {
         self.in_turn(rows::execute(&self.db, &stmt(sql, params)))
             .await
             .map_err(failed)
-    }
-
-    /// The next turn of each (queue, tenant) of `tasks`, in one query.
-    async fn next_turns<'a>(
-        &self,
-        tasks: &'a [NewTask],
-    ) -> anyhow::Result<HashMap<(&'a str, &'a str), i64>> {
-        let mut lanes: Vec<(&str, &str)> = Vec::new();
-        for t in tasks {
-            if !lanes.contains(&(t.queue.as_str(), t.tenant.as_str())) {
-                lanes.push((&t.queue, &t.tenant));
-            }
-        }
-        let turn = next_turn(self.db.dialect(), "?", "?");
-        let mut sql = String::new();
-        let mut params = Vec::new();
-        for (i, (queue, tenant)) in lanes.iter().enumerate() {
-            if i > 0 {
-                sql.push_str(" UNION ALL ");
-            }
-            sql.push_str(&format!("SELECT ?, {turn}"));
-            params.push(Param::Int(i as i64));
-            params.extend(std::iter::repeat_n(text(*queue), 4));
-            params.push(text(*tenant));
-        }
-        let turns: Vec<(i64, i64)> = rows::fetch_as(&self.db, &stmt(&sql, params))
-            .await
-            .map_err(failed)?;
-        Ok(turns
-            .into_iter()
-            .filter_map(|(i, turn)| Some((*lanes.get(usize::try_from(i).ok()?)?, turn)))
-            .collect())
-    }
-
-    /// The statement that enqueues one task, with its turn.
-    fn insert(&self, t: &NewTask) -> Stmt {
-        let id = t.id.unwrap_or_else(super::new_task_id);
-        let mut params = task_values(t, id, Utc::now());
-        params.extend(std::iter::repeat_n(text(&t.queue), 4));
-        params.push(text(&t.tenant));
-        stmt(
-            &format!(
-                "INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, \
-                 ?, ?, ?, ?, ?, ?, ?, {}) ON CONFLICT DO NOTHING",
-                next_turn(self.db.dialect(), "?", "?")
-            ),
-            params,
-        )
     }
 
     /// The next turn of the task an `UPDATE` of `tasks` changes, in its queue for its tenant.
@@ -278,7 +330,7 @@ impl QueueBackend for SqlQueue {
     /// One statement: the task and its turn.
     async fn enqueue(&self, t: &NewTask) -> anyhow::Result<bool> {
         let n = self
-            .in_turn(rows::execute(&self.db, &self.insert(t)))
+            .in_turn(rows::execute(&self.db, &insert_one(self.db.dialect(), t)))
             .await
             .map_err(failed)?;
         Ok(n == 1)
@@ -300,7 +352,11 @@ impl QueueBackend for SqlQueue {
             });
             let (done, wait) = oneshot::channel();
             let run = Run {
-                stmts: [record.clone(), self.insert(t)],
+                record: record.clone(),
+                task: NewTask {
+                    id: Some(t.id.unwrap_or_else(super::new_task_id)),
+                    ..t.clone()
+                },
                 done,
             };
             if runs.send(run).is_ok() {
@@ -313,7 +369,7 @@ impl QueueBackend for SqlQueue {
         let changed = self
             .in_turn(rows::execute_each(
                 &self.db,
-                &[record.clone(), self.insert(t)],
+                &[record.clone(), insert_one(self.db.dialect(), t)],
             ))
             .await
             .map_err(failed)?;
@@ -324,23 +380,7 @@ impl QueueBackend for SqlQueue {
     async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
         let mut n = 0;
         for chunk in tasks.chunks(500) {
-            let now = Utc::now();
-            // The tasks of one tenant in one queue take consecutive turns from the next one.
-            let mut turns = self.next_turns(chunk).await?;
-            let mut s = Stmt::default();
-            s.sql(format!("INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES "));
-            for (i, t) in chunk.iter().enumerate() {
-                let mut values = task_values(t, t.id.unwrap_or_else(super::new_task_id), now);
-                let turn = turns
-                    .get_mut(&(t.queue.as_str(), t.tenant.as_str()))
-                    .map_or(0, |next| {
-                        *next += 1;
-                        *next - 1
-                    });
-                values.push(Param::Int(turn));
-                s.row(i == 0, values);
-            }
-            s.sql(" ON CONFLICT DO NOTHING");
+            let s = insert_many(chunk, next_turns(&self.db, chunk).await?, "");
             n += self
                 .in_turn(rows::execute(&self.db, &s))
                 .await

@@ -117,6 +117,24 @@ impl<T> Column for T where
 {
 }
 
+/// Runs `stmts` in order, then `query`, in one transaction; returns the query's rows as `T`s
+/// (an `INSERT … RETURNING` written with the statements it must not be without).
+pub(crate) async fn execute_then_fetch<T: Record>(
+    db: &Database,
+    stmts: &[Stmt],
+    query: &Stmt,
+) -> Result<Vec<T>, sqlx::Error> {
+    per_database!(db, |pool, builder, row| {
+        let mut tx = pool.begin().await?;
+        for s in stmts {
+            builder(s).build().execute(&mut *tx).await?;
+        }
+        let rows = builder(query).build_query_as().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(rows)
+    })
+}
+
 /// Every row of a statement as a `T` (a tuple or a `sqlx::FromRow` struct), the same on both
 /// databases: what code that knows its columns reads.
 pub(crate) async fn fetch_as<T: Record>(db: &Database, s: &Stmt) -> Result<Vec<T>, sqlx::Error> {

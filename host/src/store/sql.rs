@@ -60,6 +60,51 @@ impl Stmt {
     }
 }
 
+/// One `INSERT … VALUES (…), (…) …` of many single-row inserts of one shape — the same SQL
+/// text, one `VALUES` row each, nothing after the row but a clause without parentheses (such
+/// as `ON CONFLICT DO NOTHING`) — their rows in order. `None` when they are not of that shape
+/// (or there are none): the caller runs them one by one.
+pub(crate) fn merge_rows(stmts: &[Stmt]) -> Option<Stmt> {
+    let (first, rest) = stmts.split_first()?;
+    // The SQL text with `?` for each bound parameter: what `stmt` splits.
+    let text = |s: &Stmt| {
+        let mut text = String::new();
+        let mut params = Vec::new();
+        for piece in &s.pieces {
+            match piece {
+                Piece::Sql(sql) => text.push_str(sql),
+                Piece::Bind(p) => {
+                    text.push('?');
+                    params.push(p.clone());
+                }
+            }
+        }
+        (text, params)
+    };
+    let (sql, mut params) = text(first);
+    if sql.contains('\'') || sql.contains(';') {
+        return None;
+    }
+    let close = sql.rfind(')')?;
+    let open = sql[..close].rfind('(')?;
+    let (head, row, tail) = (&sql[..open], &sql[open..=close], &sql[close + 1..]);
+    if !head.trim_end().to_ascii_uppercase().ends_with(" VALUES") || tail.contains('(') {
+        return None;
+    }
+    let mut merged = format!("{head}{row}");
+    for s in rest {
+        let (other, more) = text(s);
+        if other != sql {
+            return None;
+        }
+        merged.push_str(", ");
+        merged.push_str(row);
+        params.extend(more);
+    }
+    merged.push_str(tail);
+    Some(stmt(&merged, params))
+}
+
 /// The text a `datetime` is stored as in SQLite and returned as from both databases.
 pub(crate) fn datetime_text(value: &DateTime<Utc>) -> String {
     value.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -137,4 +182,75 @@ pub(crate) fn stmt(sql: &str, params: Vec<Param>) -> Stmt {
         s.sql(piece);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{merge_rows, stmt, Param, Piece, Stmt};
+
+    /// The statement's SQL with `?` for its parameters, and its parameters.
+    fn shown(s: &Stmt) -> (String, String) {
+        let mut sql = String::new();
+        let mut params = Vec::new();
+        for piece in &s.pieces {
+            match piece {
+                Piece::Sql(text) => sql.push_str(text),
+                Piece::Bind(p) => {
+                    sql.push('?');
+                    params.push(format!("{p:?}"));
+                }
+            }
+        }
+        (sql, params.join(" "))
+    }
+
+    fn insert(n: i64, name: &str) -> Stmt {
+        stmt(
+            "INSERT INTO t (a, b, c) VALUES (?, ?, 0) ON CONFLICT DO NOTHING",
+            vec![Param::Int(n), Param::Text(name.into())],
+        )
+    }
+
+    #[test]
+    fn single_row_inserts_of_one_shape_are_one_insert_of_their_rows_in_order() {
+        let merged = merge_rows(&[insert(1, "x"), insert(2, "y"), insert(3, "z")]).unwrap();
+        let (sql, params) = shown(&merged);
+        assert_eq!(
+            sql,
+            "INSERT INTO t (a, b, c) VALUES (?, ?, 0), (?, ?, 0), (?, ?, 0) ON CONFLICT DO NOTHING"
+        );
+        assert_eq!(
+            params,
+            r#"Int(1) Text("x") Int(2) Text("y") Int(3) Text("z")"#
+        );
+        assert_eq!(
+            shown(&merge_rows(&[insert(1, "x")]).unwrap()),
+            shown(&insert(1, "x"))
+        );
+    }
+
+    #[test]
+    fn statements_of_other_shapes_are_not_merged() {
+        assert!(merge_rows(&[]).is_none());
+        let other = stmt(
+            "INSERT INTO t (a, b) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            vec![Param::Int(1), Param::Int(2)],
+        );
+        assert!(merge_rows(&[insert(1, "x"), other]).is_none(), "two shapes");
+        let subquery = stmt(
+            "INSERT INTO t (a, b) VALUES (?, (SELECT max(b) FROM t))",
+            vec![Param::Int(1)],
+        );
+        assert!(merge_rows(&[subquery.clone(), subquery]).is_none());
+        let update = stmt(
+            "UPDATE t SET a = ? WHERE b IN (?)",
+            vec![Param::Int(1), Param::Int(2)],
+        );
+        assert!(merge_rows(&[update.clone(), update]).is_none());
+        let conflict = stmt(
+            "INSERT INTO t (a) VALUES (?) ON CONFLICT (a) DO NOTHING",
+            vec![Param::Int(1)],
+        );
+        assert!(merge_rows(&[conflict.clone(), conflict]).is_none());
+    }
 }
