@@ -870,3 +870,39 @@ async fn a_program_too_large_to_keep_read_is_read_at_each_run() {
     }
     assert_eq!(job.decoded_image_size(), None);
 }
+
+/// A component in the shape `codeai build` makes whose program is not one (written by hand: its
+/// IR version right, its steps not a list) runs on the shared runtime, which cannot read it once:
+/// no image is kept, and each run says why, as it did when every run read its program.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_the_runtime_cannot_read_fails_each_run_with_the_reason() {
+    let runtime = Runtime::<Fake>::new(config("unreadable")).unwrap();
+    let built = answering("Unreadable", 1);
+    let manifest = codeai_dsl::emit::read_manifest(&built).unwrap();
+    let program = json!({ "ir_version": codeai_ir::IR_VERSION, "steps": "not a list" });
+    let mut bytes = codeai_dsl::emit::runtime_component().unwrap().to_vec();
+    for (section, data) in [
+        (
+            codeai_ir::PROGRAM_SECTION,
+            serde_json::to_vec(&program).unwrap(),
+        ),
+        (
+            codeai_ir::MANIFEST_SECTION,
+            serde_json::to_vec(&manifest).unwrap(),
+        ),
+    ] {
+        codeai_dsl::emit::append_custom_section(&mut bytes, section, &data);
+    }
+    let job = runtime.prepare(&bytes).unwrap();
+    assert_eq!(job.source(), Source::Shared);
+    for _ in 0..2 {
+        let result = runtime
+            .execute(&job, fake(), "{}", ExecOptions::default())
+            .await
+            .result;
+        assert_eq!(result.status, Status::Failed, "{result:?}");
+        let error = result.error.unwrap_or_default();
+        assert!(error.contains("program is unreadable"), "{error}");
+    }
+    assert_eq!(job.decoded_image_size(), None);
+}
