@@ -20,8 +20,8 @@
 //! instance of the runtime (the arena starts at a fixed address and hands out blocks in order),
 //! so what one instance read can be copied into another and used in place. [`image`] takes that
 //! copy after the program is read (read outside the arena by [`outside_arena`], then cloned into
-//! it, so the copy holds nothing else), and
-//! [`adopt`] checks, in the next instance, that the copy landed where it was taken.
+//! it, so the copy holds nothing else), and [`adopt`] checks, in the next instance, that the
+//! copy landed where it was taken.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;

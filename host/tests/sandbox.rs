@@ -725,20 +725,24 @@ async fn a_build_is_prepared_from_its_own_sections_as_from_the_whole_component()
     drop(first);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_build_changed_in_its_code_is_compiled_on_its_own() {
-    let runtime = Runtime::<Fake>::new(config("changed")).unwrap();
-    let built = answering("Changed", 5);
-    // One byte of the runtime's own text (an error message in its data), so the changed module
-    // is still valid and runs: not the shared runtime's code any more.
+/// `built` with one byte of the runtime's own text changed (an error message in its data), so
+/// the changed module is still valid and runs: not the shared runtime's code any more.
+fn changed_in_its_code(built: &[u8]) -> Vec<u8> {
     let text = b", this runtime runs ";
     let at = built
         .windows(text.len())
         .position(|w| w == text)
         .expect("the runtime's message");
-    let mut changed = built.clone();
+    let mut changed = built.to_vec();
     changed[at + 2] = b'T';
-    let job = runtime.prepare(&changed).unwrap();
+    changed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_changed_in_its_code_is_compiled_on_its_own() {
+    let runtime = Runtime::<Fake>::new(config("changed")).unwrap();
+    let built = answering("Changed", 5);
+    let job = runtime.prepare(&changed_in_its_code(&built)).unwrap();
     assert_eq!((job.source(), runtime.compiled()), (Source::Compiled, 1));
     // Compiled on its own, it is still handed its own program.
     assert_eq!(answer_of(&runtime, &job).await, 5);
@@ -746,6 +750,20 @@ async fn a_build_changed_in_its_code_is_compiled_on_its_own() {
     let job = runtime.prepare(&built).unwrap();
     assert_eq!((job.source(), runtime.compiled()), (Source::Shared, 2));
     assert_eq!(answer_of(&runtime, &job).await, 5);
+}
+
+/// A component in the shape `codeai build` makes — the runtime, then a program and a manifest
+/// section — with the given program and manifest, whatever they hold.
+fn build_of(program: &Value, manifest: &Value) -> Vec<u8> {
+    let mut bytes = codeai_dsl::emit::runtime_component().unwrap().to_vec();
+    for (section, data) in [
+        (codeai_ir::PROGRAM_SECTION, program),
+        (codeai_ir::MANIFEST_SECTION, manifest),
+    ] {
+        let data = serde_json::to_vec(data).unwrap();
+        codeai_dsl::emit::append_custom_section(&mut bytes, section, &data);
+    }
+    bytes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -764,19 +782,7 @@ async fn a_build_for_another_ir_version_is_refused() {
 
     let mut json = serde_json::to_value(&manifest).unwrap();
     json["ir_version"] = json!(future);
-    let mut bytes = codeai_dsl::emit::runtime_component().unwrap().to_vec();
-    for (section, data) in [
-        (
-            codeai_ir::PROGRAM_SECTION,
-            serde_json::to_vec(&program).unwrap(),
-        ),
-        (
-            codeai_ir::MANIFEST_SECTION,
-            serde_json::to_vec(&json).unwrap(),
-        ),
-    ] {
-        codeai_dsl::emit::append_custom_section(&mut bytes, section, &data);
-    }
+    let bytes = build_of(&serde_json::to_value(&program).unwrap(), &json);
     let error = runtime.prepare(&bytes).err().expect("refused").to_string();
     assert!(error.contains(&format!("IR version {future}")), "{error}");
     assert_eq!(runtime.compiled(), 0, "nothing was compiled for either");
@@ -823,16 +829,9 @@ async fn a_built_job_reads_its_program_once_and_each_run_starts_from_it() {
     assert!(size > 0 && size <= MAX_DECODED_IMAGE, "{size}");
     assert!(fuel.iter().all(|&f| f == fuel[0]), "{fuel:?}");
 
-    // The same program in a component that is not the runtime's bytes (one byte of the runtime's
-    // text changed) runs on its own and reads the program at each run.
-    let text = b", this runtime runs ";
-    let at = built
-        .windows(text.len())
-        .position(|w| w == text)
-        .expect("the runtime's message");
-    let mut changed = built.clone();
-    changed[at + 2] = b'T';
-    let own = runtime.prepare(&changed).unwrap();
+    // The same program in a component that is not the runtime's bytes runs on its own and reads
+    // the program at each run.
+    let own = runtime.prepare(&changed_in_its_code(&built)).unwrap();
     assert_eq!(own.source(), Source::Compiled);
     let result = runtime
         .execute(&own, fake(), "{}", ExecOptions::default())
@@ -880,19 +879,7 @@ async fn a_program_the_runtime_cannot_read_fails_each_run_with_the_reason() {
     let built = answering("Unreadable", 1);
     let manifest = codeai_dsl::emit::read_manifest(&built).unwrap();
     let program = json!({ "ir_version": codeai_ir::IR_VERSION, "steps": "not a list" });
-    let mut bytes = codeai_dsl::emit::runtime_component().unwrap().to_vec();
-    for (section, data) in [
-        (
-            codeai_ir::PROGRAM_SECTION,
-            serde_json::to_vec(&program).unwrap(),
-        ),
-        (
-            codeai_ir::MANIFEST_SECTION,
-            serde_json::to_vec(&manifest).unwrap(),
-        ),
-    ] {
-        codeai_dsl::emit::append_custom_section(&mut bytes, section, &data);
-    }
+    let bytes = build_of(&program, &serde_json::to_value(&manifest).unwrap());
     let job = runtime.prepare(&bytes).unwrap();
     assert_eq!(job.source(), Source::Shared);
     for _ in 0..2 {

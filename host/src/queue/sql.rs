@@ -48,7 +48,8 @@ const RUNS_PER_TRANSACTION: usize = 256;
 /// The transaction is three statements however many requests it holds: their records as one
 /// `INSERT` of many rows ([`merge_rows`]; one by one when they are not of one shape), the next
 /// turn of each queue and tenant, and their tasks as one `INSERT … RETURNING id`, which says
-/// which were new. A statement per request was most of the time a run request held the file
+/// which were new. Two statements a request (each task's turn found by four index lookups in its
+/// own `INSERT`) cost the workers 6–8 more points of their throughput under a flood
 /// (BENCHMARKS.md). A transaction that fails is written again one request at a time, so one bad
 /// request fails alone.
 async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<Run>) {

@@ -6,7 +6,9 @@
 //! - **One compiled guest runtime**: every component `codeai build` makes is the same runtime
 //!   component followed by its program and manifest ([`codeai_dsl::emit::split_build`] checks
 //!   the bytes), so such a job is not compiled at all: it runs on the runtime this host compiled
-//!   once, which asks for its program through `program.get` and is handed the job's own.
+//!   once, which asks for its program through `program.get` and is handed the job's own. Its
+//!   first run reads the program once ([`Runtime::decode_program`]), and every run starts from
+//!   the image of what was read (`run-decoded`) instead of reading it again.
 //! - **A component cache** ([`cache`]): any other component (hand-made, changed after its
 //!   build, built by another version) is compiled once per SHA-256 of its bytes, the artifact
 //!   kept in a cache directory (default `.codeai/cache/`) beside a header that proves this host
@@ -866,9 +868,7 @@ impl<C: Capabilities> Runtime<C> {
             capabilities,
         }
     }
-}
 
-impl<C: Capabilities> Runtime<C> {
     /// Reads `job`'s program once, in an instance of its own (the guest runtime's
     /// `decode-program`), with no capability granted, the runtime's fuel and memory cap, and
     /// [`DECODE_TIMEOUT`]. Hands `capabilities` back (the store needs them, the guest may not
@@ -919,11 +919,12 @@ impl<C: Capabilities> Runtime<C> {
             Ok(Ok(image)) if !image.is_empty() && image.len() <= MAX_DECODED_IMAGE => {
                 Some(Arc::from(image))
             }
-            Ok(Ok(_)) | Ok(Err(_)) => None,
             Err(e) => {
                 tracing::debug!(job = %job.manifest.name, error = %e, "reading the program once failed");
                 None
             }
+            // No image kept, or a program the guest cannot read: each run reads it (and says why).
+            Ok(_) => None,
         };
         (store.into_data().caps.into_parts().inner, image)
     }

@@ -46,6 +46,22 @@ impl Stmt {
         self.pieces.push(Piece::Bind(param));
     }
 
+    /// The SQL text with `?` for each bound parameter (what [`stmt`] splits), and the parameters.
+    pub(crate) fn text_and_params(&self) -> (String, Vec<Param>) {
+        let mut text = String::new();
+        let mut params = Vec::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Sql(sql) => text.push_str(sql),
+                Piece::Bind(p) => {
+                    text.push('?');
+                    params.push(p.clone());
+                }
+            }
+        }
+        (text, params)
+    }
+
     /// A row of a `VALUES` list, `(?, ?, …)` binding `params`, after a comma unless it is the
     /// first row.
     pub(crate) fn row(&mut self, first: bool, params: impl IntoIterator<Item = Param>) {
@@ -66,22 +82,7 @@ impl Stmt {
 /// (or there are none): the caller runs them one by one.
 pub(crate) fn merge_rows(stmts: &[Stmt]) -> Option<Stmt> {
     let (first, rest) = stmts.split_first()?;
-    // The SQL text with `?` for each bound parameter: what `stmt` splits.
-    let text = |s: &Stmt| {
-        let mut text = String::new();
-        let mut params = Vec::new();
-        for piece in &s.pieces {
-            match piece {
-                Piece::Sql(sql) => text.push_str(sql),
-                Piece::Bind(p) => {
-                    text.push('?');
-                    params.push(p.clone());
-                }
-            }
-        }
-        (text, params)
-    };
-    let (sql, mut params) = text(first);
+    let (sql, mut params) = first.text_and_params();
     if sql.contains('\'') || sql.contains(';') {
         return None;
     }
@@ -93,7 +94,7 @@ pub(crate) fn merge_rows(stmts: &[Stmt]) -> Option<Stmt> {
     }
     let mut merged = format!("{head}{row}");
     for s in rest {
-        let (other, more) = text(s);
+        let (other, more) = s.text_and_params();
         if other != sql {
             return None;
         }
@@ -186,21 +187,12 @@ pub(crate) fn stmt(sql: &str, params: Vec<Param>) -> Stmt {
 
 #[cfg(test)]
 mod tests {
-    use super::{merge_rows, stmt, Param, Piece, Stmt};
+    use super::{merge_rows, stmt, Param, Stmt};
 
     /// The statement's SQL with `?` for its parameters, and its parameters.
     fn shown(s: &Stmt) -> (String, String) {
-        let mut sql = String::new();
-        let mut params = Vec::new();
-        for piece in &s.pieces {
-            match piece {
-                Piece::Sql(text) => sql.push_str(text),
-                Piece::Bind(p) => {
-                    sql.push('?');
-                    params.push(format!("{p:?}"));
-                }
-            }
-        }
+        let (sql, params) = s.text_and_params();
+        let params: Vec<String> = params.iter().map(|p| format!("{p:?}")).collect();
         (sql, params.join(" "))
     }
 
