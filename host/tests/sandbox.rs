@@ -603,11 +603,18 @@ fn prepared_from(
 
 /// `job` runs to completion on `runtime`.
 async fn completes(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) {
-    let execution = runtime
+    completed(runtime, job).await;
+}
+
+/// Runs `job` once, checks that it completed, and returns the result with its output.
+async fn completed(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) -> (ExecResult, Value) {
+    let result = runtime
         .execute(job, fake(), "{}", ExecOptions::default())
-        .await;
-    let result = execution.result;
+        .await
+        .result;
     assert_eq!(result.status, Status::Completed, "{result:?}");
+    let output = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
+    (result, output)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -654,12 +661,7 @@ fn answering(name: &str, answer: u32) -> Vec<u8> {
 
 /// The `answer` a completed execution's output holds.
 async fn answer_of(runtime: &Runtime<Fake>, job: &PreparedJob<Fake>) -> Value {
-    let result = runtime
-        .execute(job, fake(), "{}", ExecOptions::default())
-        .await
-        .result;
-    assert_eq!(result.status, Status::Completed, "{result:?}");
-    serde_json::from_str::<Value>(result.output.as_deref().unwrap()).unwrap()["answer"].clone()
+    completed(runtime, job).await.1["answer"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -813,12 +815,7 @@ async fn a_built_job_reads_its_program_once_and_each_run_starts_from_it() {
 
     let mut fuel = Vec::new();
     for _ in 0..3 {
-        let result = runtime
-            .execute(&job, fake(), "{}", ExecOptions::default())
-            .await
-            .result;
-        assert_eq!(result.status, Status::Completed, "{result:?}");
-        let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
+        let (result, output) = completed(&runtime, &job).await;
         assert_eq!(output["v19"], 190, "{output}");
         assert_eq!(result.steps.len(), 20);
         fuel.push(result.fuel_used);
@@ -833,11 +830,8 @@ async fn a_built_job_reads_its_program_once_and_each_run_starts_from_it() {
     // the program at each run.
     let own = runtime.prepare(&changed_in_its_code(&built)).unwrap();
     assert_eq!(own.source(), Source::Compiled);
-    let result = runtime
-        .execute(&own, fake(), "{}", ExecOptions::default())
-        .await
-        .result;
-    assert_eq!(result.status, Status::Completed, "{result:?}");
+    let (result, output) = completed(&runtime, &own).await;
+    assert_eq!(output["v19"], 190, "{output}");
     assert_eq!(own.decoded_image_size(), None);
     assert!(
         result.fuel_used > fuel[0],
@@ -859,12 +853,7 @@ async fn a_program_too_large_to_keep_read_is_read_at_each_run() {
     let job = runtime.prepare(&artifacts.remove(0).bytes).unwrap();
     assert_eq!(job.source(), Source::Shared);
     for _ in 0..2 {
-        let result = runtime
-            .execute(&job, fake(), "{}", ExecOptions::default())
-            .await
-            .result;
-        assert_eq!(result.status, Status::Completed, "{result:?}");
-        let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
+        let (_, output) = completed(&runtime, &job).await;
         assert_eq!(output["size"], MAX_DECODED_IMAGE + 1);
     }
     assert_eq!(job.decoded_image_size(), None);
