@@ -13,6 +13,7 @@
 wit_bindgen::generate!({ path: "../wit", world: "job-runtime" });
 
 use crate::host::{self as h, CapError, Host};
+use crate::interp::json_text as json;
 use codeai::host::{clock, data, email, events, http, log, program, report, slack, state, types};
 use codeai_ir::Program;
 use serde_json::Value;
@@ -114,11 +115,6 @@ fn cap(e: types::CapError) -> CapError {
         types::CapError::Timeout(m) => CapError::Timeout(m),
         types::CapError::Failed(m) => CapError::Failed(m),
     }
-}
-
-/// `v` as JSON text, for the host ([`crate::interp::json_text`]).
-fn json(v: &Value) -> String {
-    crate::interp::json_text(v)
 }
 
 fn parse_json(text: &str) -> Result<Value, CapError> {

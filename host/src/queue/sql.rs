@@ -87,12 +87,11 @@ async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiv
 /// The records and tasks of `runs` in one transaction (see [`write_runs`]); the ids of the tasks
 /// that were new.
 async fn write_together(db: &Database, runs: &[Run]) -> anyhow::Result<HashSet<String>> {
-    let records: Vec<Stmt> = runs.iter().map(|r| r.record.clone()).collect();
-    let records = match merge_rows(&records) {
+    let records = match merge_rows(runs.iter().map(|r| &r.record)) {
         Some(merged) => vec![merged],
-        None => records,
+        None => runs.iter().map(|r| r.record.clone()).collect(),
     };
-    let tasks: Vec<NewTask> = runs.iter().map(|r| r.task.clone()).collect();
+    let tasks: Vec<&NewTask> = runs.iter().map(|r| &r.task).collect();
     let turns = next_turns(db, &tasks).await?;
     let insert = insert_many(&tasks, turns, " RETURNING id");
     let new: Vec<(String,)> = rows::execute_then_fetch(db, &records, &insert)
@@ -104,7 +103,7 @@ async fn write_together(db: &Database, runs: &[Run]) -> anyhow::Result<HashSet<S
 /// The next turn of each (queue, tenant) of `tasks`, in one query.
 async fn next_turns<'a>(
     db: &Database,
-    tasks: &'a [NewTask],
+    tasks: &[&'a NewTask],
 ) -> anyhow::Result<HashMap<(&'a str, &'a str), i64>> {
     let mut lanes: Vec<(&str, &str)> = Vec::new();
     for t in tasks {
@@ -153,7 +152,7 @@ fn insert_one(dialect: Dialect, t: &NewTask) -> Stmt {
 /// `turns` (the next turn of each queue and tenant, [`next_turns`]: the tasks of one tenant in one
 /// queue take consecutive turns from it) and `ON CONFLICT DO NOTHING`, then `returning`.
 fn insert_many<'a>(
-    tasks: &'a [NewTask],
+    tasks: &[&'a NewTask],
     mut turns: HashMap<(&'a str, &'a str), i64>,
     returning: &str,
 ) -> Stmt {
@@ -381,7 +380,8 @@ impl QueueBackend for SqlQueue {
     async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
         let mut n = 0;
         for chunk in tasks.chunks(500) {
-            let s = insert_many(chunk, next_turns(&self.db, chunk).await?, "");
+            let chunk: Vec<&NewTask> = chunk.iter().collect();
+            let s = insert_many(&chunk, next_turns(&self.db, &chunk).await?, "");
             n += self
                 .in_turn(rows::execute(&self.db, &s))
                 .await

@@ -80,9 +80,9 @@ impl Stmt {
 /// text, one `VALUES` row each, nothing after the row but a clause without parentheses (such
 /// as `ON CONFLICT DO NOTHING`) — their rows in order. `None` when they are not of that shape
 /// (or there are none): the caller runs them one by one.
-pub(crate) fn merge_rows(stmts: &[Stmt]) -> Option<Stmt> {
-    let (first, rest) = stmts.split_first()?;
-    let (sql, mut params) = first.text_and_params();
+pub(crate) fn merge_rows<'a>(stmts: impl IntoIterator<Item = &'a Stmt>) -> Option<Stmt> {
+    let mut stmts = stmts.into_iter();
+    let (sql, mut params) = stmts.next()?.text_and_params();
     if sql.contains('\'') || sql.contains(';') {
         return None;
     }
@@ -93,7 +93,7 @@ pub(crate) fn merge_rows(stmts: &[Stmt]) -> Option<Stmt> {
         return None;
     }
     let mut merged = format!("{head}{row}");
-    for s in rest {
+    for s in stmts {
         let (other, more) = s.text_and_params();
         if other != sql {
             return None;
