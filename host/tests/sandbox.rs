@@ -150,6 +150,9 @@ const EMIT: &str =
 const STATE_GET: &str =
     r#"(import "codeai:host/state@0.1.0" "get" (func $get (param i32 i32 i32)))"#;
 const CLOCK_NOW: &str = r#"(import "codeai:host/clock@0.1.0" "now" (func $now (param i32)))"#;
+/// `calls.call`: the request variant flattened (its case, then 14 slots, the first an `i64`
+/// because `clock-local` carries an `s64`), then where the response goes.
+const CALL: &str = r#"(import "codeai:host/calls@0.1.0" "call" (func $call (param i32 i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))"#;
 
 /// A hand-made job: its name, and the imports and body of its core module (after the prelude).
 struct Wat {
@@ -207,6 +210,24 @@ const EMITTER: Wat = Wat {
              (if (result i32) (i32.eqz (i32.load8_u (i32.const 256)))
                (then (call $completed (i32.const 136) (i32.const 9)))
                (else (call $completed (i32.load (i32.const 264)) (i32.load (i32.const 268))))))"#,
+};
+
+/// [`EMITTER`] through `calls`: the request `events-emit(("Ping", "{}"))` (case 15); the
+/// response `done(result)` (case 8) at 256, its result at 264, an error's message at 272.
+const EMITTER_THROUGH_CALLS: Wat = Wat {
+    name: "CallsEmitter",
+    imports: CALL,
+    body: r#"(data (i32.const 128) "Ping")
+           (data (i32.const 136) "\"emitted\"")
+           (func (export "run") (param i32 i32) (result i32)
+             (call $call (i32.const 15) (i64.const 128) (i32.const 4) (i32.const 16) (i32.const 2)
+               (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+               (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)
+               (i32.const 256))
+             (if (i32.ne (i32.load8_u (i32.const 256)) (i32.const 8)) (then unreachable))
+             (if (result i32) (i32.eqz (i32.load8_u (i32.const 264)))
+               (then (call $completed (i32.const 136) (i32.const 9)))
+               (else (call $completed (i32.load (i32.const 272)) (i32.load (i32.const 276))))))"#,
 };
 
 /// Increments a global and completes with its value: `1` on a fresh instance.
@@ -420,49 +441,58 @@ async fn a_guest_panic_fails_alone_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
-    // The manifest lists only `log`: `events.emit` is refused with `cap-error::denied`, which
-    // the guest receives as a value and reports.
-    let undeclared = runtime()
-        .execute(
-            &prepare(&EMITTER, &["log"]),
-            fake(),
-            "{}",
-            ExecOptions::default(),
-        )
-        .await;
-    let result = &undeclared.result;
-    assert_eq!(result.status, Status::Completed, "{result:?}");
-    assert_eq!(
-        result.output.as_deref(),
-        Some("capability `events` is not granted to job `Emitter1`")
-    );
-    assert_eq!(result.denied, ["events.emit"]);
-    assert!(undeclared.capabilities.calls.is_empty());
+    // Asked directly (`events.emit`) or through `calls`, the same gate answers.
+    for emitter in [EMITTER, EMITTER_THROUGH_CALLS] {
+        // The manifest lists only `log`: `events.emit` is refused with `cap-error::denied`,
+        // which the guest receives as a value and reports.
+        let undeclared = runtime()
+            .execute(
+                &prepare(&emitter, &["log"]),
+                fake(),
+                "{}",
+                ExecOptions::default(),
+            )
+            .await;
+        let result = &undeclared.result;
+        assert_eq!(result.status, Status::Completed, "{result:?}");
+        assert_eq!(
+            result.output.as_deref(),
+            Some(
+                format!(
+                    "capability `events` is not granted to job `{}1`",
+                    emitter.name
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(result.denied, ["events.emit"]);
+        assert!(undeclared.capabilities.calls.is_empty());
 
-    // Declared but not granted to the tenant: refused the same way.
-    let job = prepare(&EMITTER, &["events", "log"]);
-    let ungranted = runtime()
-        .execute(
-            &job,
-            fake(),
-            "{}",
-            ExecOptions {
-                grants: Some(CapabilitySet::from_names(&["log"])),
-                ..ExecOptions::default()
-            },
-        )
-        .await;
-    assert_eq!(ungranted.result.denied, ["events.emit"]);
-    assert!(ungranted.capabilities.calls.is_empty());
+        // Declared but not granted to the tenant: refused the same way.
+        let job = prepare(&emitter, &["events", "log"]);
+        let ungranted = runtime()
+            .execute(
+                &job,
+                fake(),
+                "{}",
+                ExecOptions {
+                    grants: Some(CapabilitySet::from_names(&["log"])),
+                    ..ExecOptions::default()
+                },
+            )
+            .await;
+        assert_eq!(ungranted.result.denied, ["events.emit"]);
+        assert!(ungranted.capabilities.calls.is_empty());
 
-    // Declared and granted: the call reaches the capability.
-    let granted = runtime()
-        .execute(&job, fake(), "{}", ExecOptions::default())
-        .await;
-    assert_eq!(granted.result.output.as_deref(), Some("\"emitted\""));
-    assert_eq!(granted.capabilities.names(), ["events.emit"]);
-    assert_eq!(granted.capabilities.calls[0].args["name"], "Ping");
-    assert!(granted.result.denied.is_empty());
+        // Declared and granted: the call reaches the capability.
+        let granted = runtime()
+            .execute(&job, fake(), "{}", ExecOptions::default())
+            .await;
+        assert_eq!(granted.result.output.as_deref(), Some("\"emitted\""));
+        assert_eq!(granted.capabilities.names(), ["events.emit"]);
+        assert_eq!(granted.capabilities.calls[0].args["name"], "Ping");
+        assert!(granted.result.denied.is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

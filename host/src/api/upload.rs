@@ -34,7 +34,7 @@ use utoipa::{IntoParams, ToSchema};
 /// The interfaces a job may import (`codeai:host/<name>@<version>`).
 const ALLOWED_INTERFACES: &[&str] = &[
     "types", "data", "http", "email", "slack", "report", "events", "state", "log", "clock",
-    "program",
+    "program", "calls",
 ];
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -16,7 +16,7 @@
 use super::budget::MemoryBudget;
 use super::cancel::CancelToken;
 use crate::wasm::{
-    clock, data, email, events, http, log, program, report, slack, state, types, CapError,
+    calls, clock, data, email, events, http, log, program, report, slack, state, types, CapError,
     Capabilities, Delivery,
 };
 use std::fmt;
@@ -717,6 +717,12 @@ impl<C: Capabilities> clock::Host for Gated<C> {
 }
 
 /// Not a capability: every job may read its own program, and nothing is recorded.
+impl<C: Capabilities> calls::Host for Gated<C> {
+    async fn call(&mut self, request: calls::Request) -> calls::Response {
+        crate::wasm::call(self, request).await
+    }
+}
+
 impl<C: Capabilities> program::Host for Gated<C> {
     async fn get(&mut self) -> Vec<u8> {
         self.program.to_vec()

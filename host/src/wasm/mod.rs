@@ -31,7 +31,7 @@ pub mod bindings {
 }
 
 pub use bindings::codeai::host::{
-    clock, data, email, events, http, log, program, report, slack, state, types,
+    calls, clock, data, email, events, http, log, program, report, slack, state, types,
 };
 pub use bindings::Job;
 pub use types::{CapError, Delivery, JobError, Outcome};
@@ -64,6 +64,72 @@ pub trait Capabilities:
     }
 }
 
+/// `calls.call` on `host`: the `job` world function the request names, with its arguments, so a
+/// call through `calls` meets exactly the checks and limits of a direct one. A state type's
+/// `calls::Host` is this function (the runtime's gate, the tests' fake).
+pub async fn call<T>(host: &mut T, request: calls::Request) -> calls::Response
+where
+    T: data::Host
+        + http::Host
+        + email::Host
+        + slack::Host
+        + report::Host
+        + events::Host
+        + state::Host
+        + log::Host
+        + clock::Host
+        + program::Host
+        + Send,
+{
+    use calls::{Request as Q, Response as R};
+    match request {
+        Q::DataSelect(q) => R::Rows(data::Host::select(host, q).await),
+        Q::DataSelectPage((q, offset)) => R::Rows(data::Host::select_page(host, q, offset).await),
+        Q::DataAggregate(q) => R::Rows(data::Host::aggregate(host, q).await),
+        Q::DataCount((entity, filter)) => R::Count(data::Host::count(host, entity, filter).await),
+        Q::DataDelete((entity, filter)) => R::Count(data::Host::delete(host, entity, filter).await),
+        Q::DataUpdate((entity, filter, set)) => {
+            R::Count(data::Host::update(host, entity, filter, set).await)
+        }
+        Q::DataInsert((entity, rows)) => R::Count(data::Host::insert(host, entity, rows).await),
+        Q::DataUpsert((entity, rows, keys)) => {
+            R::Count(data::Host::upsert(host, entity, rows, keys).await)
+        }
+        Q::DataMaintain((op, entity)) => R::Summary(data::Host::maintain(host, op, entity).await),
+        Q::HttpCall(req) => R::Called(http::Host::call(host, req).await),
+        Q::HttpCallMany((reqs, concurrency)) => {
+            R::CalledMany(http::Host::call_many(host, reqs, concurrency).await)
+        }
+        Q::EmailSend(msg) => R::Delivered(email::Host::send(host, msg).await),
+        Q::SlackPost((channel, template, data)) => {
+            R::Delivered(slack::Host::post(host, channel, template, data).await)
+        }
+        Q::ReportRender((template, data, format)) => {
+            R::Rendered(report::Host::render(host, template, data, format).await)
+        }
+        Q::ReportDelete(id) => R::Deleted(report::Host::delete(host, id).await),
+        Q::EventsEmit((name, payload)) => R::Done(events::Host::emit(host, name, payload).await),
+        Q::StateGet(key) => R::Value(state::Host::get(host, key).await),
+        Q::StateSet((key, value)) => R::Done(state::Host::set(host, key, value).await),
+        Q::LogWrite((level, message)) => {
+            log::Host::write(host, level, message).await;
+            R::Logged
+        }
+        Q::LogStep(name) => {
+            log::Host::step(host, name).await;
+            R::Logged
+        }
+        Q::ClockNow => R::Instant(clock::Host::now(host).await),
+        Q::ClockTimezone => R::Timezone(clock::Host::timezone(host).await),
+        Q::ClockPeriod((unit, offset)) => R::Period(clock::Host::period(host, unit, offset).await),
+        Q::ClockShift((at, unit, amount)) => {
+            R::Instant(clock::Host::shift(host, at, unit, amount).await)
+        }
+        Q::ClockLocal(at) => R::Instant(clock::Host::local(host, at).await),
+        Q::ProgramGet => R::Program(program::Host::get(host).await),
+    }
+}
+
 /// A plain engine: the component model with async host calls, and none of the runtime's
 /// pooling or limits (for inspecting a component, or as a bare baseline).
 ///
@@ -82,7 +148,9 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
 
 /// A linker that satisfies the `job` world's imports with the state type `T` (which answers
 /// `program.get` too: the runtime's own gate does, for the jobs it runs).
-pub fn linker<T: Capabilities + program::Host>(engine: &Engine) -> anyhow::Result<Linker<T>> {
+pub fn linker<T: Capabilities + program::Host + calls::Host>(
+    engine: &Engine,
+) -> anyhow::Result<Linker<T>> {
     let mut linker = Linker::new(engine);
     Job::add_to_linker::<T, HasSelf<T>>(&mut linker, |state: &mut T| state)?;
     Ok(linker)

@@ -10,7 +10,8 @@
 
 use codeai_host::runtime::MemoryBudget;
 use codeai_host::wasm::{
-    clock, data, email, events, http, log, program, report, slack, state, types, CapError, Delivery,
+    calls, clock, data, email, events, http, log, program, report, slack, state, types, CapError,
+    Delivery,
 };
 use serde_json::{json, Value};
 use std::future::Future;
@@ -524,6 +525,12 @@ impl<S: Script> log::Host for Fake<S> {
 
 /// Only for running a component bare (the `exec` bench's baseline): the runtime's gate answers
 /// `program.get` for the jobs it runs.
+impl<S: Script> calls::Host for Fake<S> {
+    async fn call(&mut self, request: calls::Request) -> calls::Response {
+        codeai_host::wasm::call(self, request).await
+    }
+}
+
 impl<S: Script> program::Host for Fake<S> {
     async fn get(&mut self) -> Vec<u8> {
         Vec::new()
