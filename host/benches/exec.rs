@@ -9,6 +9,10 @@
 //!   returns `completed("{}")` at once;
 //! - `runtime: DSL job of 50 steps`: the same path with 50 `compute` steps, each from the one
 //!   before;
+//! - `runtime: DSL no-op, 900 KiB input`: that big run itself (a twentieth of the iterations);
+//! - `runtime: DSL no-op, after a big run`: the no-op job again, once a run with a 900 KiB
+//!   input (most of the guest's heap) has gone through every slot of the pool: what a small
+//!   job pays for the largest one that ran in its slot before (the pool's memory reset);
 //! - `bare wasmtime: trivial component`: a default engine (on-demand allocator, no fuel, no
 //!   epochs), `Linker::instantiate_pre` once, then a new `Store` + instantiate + `run` + drop.
 //!
@@ -171,6 +175,29 @@ fn main() {
             "programs read once: the no-op job's image {} bytes, the 50-step job's {} bytes",
             dsl_job.decoded_image_size().unwrap_or(0),
             fifty_job.decoded_image_size().unwrap_or(0)
+        );
+        // A slot of the pool keeps resident (and resets at every later run) what the largest job
+        // that ran in it touched, up to the pool's `keep_resident`; what it does not keep, a job
+        // faults in again. The no-op job with a 900 KiB input (most of its heap) through every
+        // slot, then on its own, then the no-op job with `{}` again.
+        let big = serde_json::json!({ "blob": "x".repeat(900 << 10) }).to_string();
+        let bigs: Vec<_> = (0..16)
+            .map(|_| rt.execute(&dsl_job, null(), &big, ExecOptions::default()))
+            .collect();
+        for execution in futures_util::future::join_all(bigs).await {
+            assert_eq!(execution.result.status, Status::Completed);
+        }
+        let big_runs = measure(iters / 20, || async {
+            let execution = rt.execute(&dsl_job, null(), &big, ExecOptions::default()).await;
+            assert_eq!(execution.result.status, Status::Completed);
+        })
+        .await;
+        print("runtime: DSL no-op, 900 KiB input", &big_runs);
+        let after_big = runtime_case(&rt, &dsl_job, iters).await;
+        print("runtime: DSL no-op, after a big run", &after_big);
+        println!(
+            "ratio after a big run / before: p50 {:.2}x",
+            after_big.p50 / dsl.p50
         );
         let input = "{}".to_string();
         let bare = measure(iters, || async {
