@@ -717,6 +717,13 @@ impl<C: Capabilities> clock::Host for Gated<C> {
 }
 
 /// Not a capability: every job may read its own program, and nothing is recorded.
+/// The gate is itself the capabilities a job sees.
+impl<C: Capabilities> Capabilities for Gated<C> {
+    fn set_memory_budget(&mut self, budget: MemoryBudget) {
+        self.inner.set_memory_budget(budget);
+    }
+}
+
 impl<C: Capabilities> calls::Host for Gated<C> {
     async fn call(&mut self, request: calls::Request) -> calls::Response {
         crate::wasm::call(self, request).await

@@ -67,20 +67,10 @@ pub trait Capabilities:
 /// `calls.call` on `host`: the `job` world function the request names, with its arguments, so a
 /// call through `calls` meets exactly the checks and limits of a direct one. A state type's
 /// `calls::Host` is this function (the runtime's gate, the tests' fake).
-pub async fn call<T>(host: &mut T, request: calls::Request) -> calls::Response
-where
-    T: data::Host
-        + http::Host
-        + email::Host
-        + slack::Host
-        + report::Host
-        + events::Host
-        + state::Host
-        + log::Host
-        + clock::Host
-        + program::Host
-        + Send,
-{
+pub async fn call<T: Capabilities + program::Host>(
+    host: &mut T,
+    request: calls::Request,
+) -> calls::Response {
     use calls::{Request as Q, Response as R};
     match request {
         Q::DataSelect(q) => R::Rows(data::Host::select(host, q).await),
