@@ -29,10 +29,14 @@ use std::sync::OnceLock;
 use wasm_encoder::{MemorySection, MemoryType, RawSection};
 use wasmparser::{Parser, Payload};
 
-/// Pages of heap in the runtime's initial memory, above its data (1 MiB). Growing memory costs
-/// the host two `mprotect`s per run (see `guest-stdlib/src/heap.rs`); untouched pages cost
-/// nothing, and the host's memory cap still counts them.
-pub const HEAP_PAGES: u64 = 16;
+/// Pages of heap in the runtime's initial memory, above its data (256 KiB). Growing memory costs
+/// the host two `mprotect`s per run (see `guest-stdlib/src/heap.rs`), so a small job should not
+/// need to; but the host's pool keeps every page of the initial memory that any run in a slot
+/// ever touched, and restores it at every later run in that slot, while pages grown beyond it
+/// are given back. With 1 MiB here, a no-op job took 26–30 µs instead of 8–9 once a job that
+/// used a few hundred KiB had run in its slot; with 256 KiB, 8–9 µs, and that job's own run
+/// took ~30 µs more (BENCHMARKS.md, "What a pool slot keeps resident").
+pub const HEAP_PAGES: u64 = 4;
 
 /// Why a component could not be emitted. These are bugs or a corrupt build, never user errors:
 /// the checker has already accepted the program.
