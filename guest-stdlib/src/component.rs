@@ -268,36 +268,15 @@ fn unexpected(function: &str) -> CapError {
     ))
 }
 
-/// `data.*` calls that return rows: the rows, read.
-fn rows(request: &Request, function: &str) -> Result<Value, CapError> {
-    match calls::call(request) {
-        Response::Rows(rows) => parse_json(&rows.map_err(cap)?),
-        _ => Err(unexpected(function)),
-    }
-}
-
-/// `data.*` calls that return a number of rows.
-fn count(request: &Request, function: &str) -> Result<u64, CapError> {
-    match calls::call(request) {
-        Response::Count(n) => n.map_err(cap),
-        _ => Err(unexpected(function)),
-    }
-}
-
-/// Calls that return nothing but may fail.
-fn done(request: &Request, function: &str) -> Result<(), CapError> {
-    match calls::call(request) {
-        Response::Done(r) => r.map_err(cap),
-        _ => Err(unexpected(function)),
-    }
-}
-
-/// `email.send` and `slack.post`.
-fn delivered(request: &Request, function: &str) -> Result<h::Delivery, CapError> {
-    match calls::call(request) {
-        Response::Delivered(d) => d.map(delivery).map_err(cap),
-        _ => Err(unexpected(function)),
-    }
+/// Calls `calls.call` with `request` and takes the result out of the response case `case`
+/// (`Result<_, cap-error>`, made a [`CapError`]); another case is [`unexpected`].
+macro_rules! ask {
+    ($request:expr, $case:ident, $function:literal) => {
+        match calls::call(&$request) {
+            Response::$case(result) => result.map_err(cap),
+            _ => Err(unexpected($function)),
+        }
+    };
 }
 
 /// `clock.*` calls that return an instant; they have no error channel, so a wrong answer
@@ -318,11 +297,14 @@ impl Host for Imports {
             limit: q.limit,
         };
         match q.offset {
-            0 => rows(&Request::DataSelect(query), "data.select"),
-            offset => rows(
-                &Request::DataSelectPage((query, offset)),
-                "data.select-page",
-            ),
+            0 => ask!(Request::DataSelect(query), Rows, "data.select")
+                .and_then(|rows| parse_json(&rows)),
+            offset => ask!(
+                Request::DataSelectPage((query, offset)),
+                Rows,
+                "data.select-page"
+            )
+            .and_then(|rows| parse_json(&rows)),
         }
     }
 
@@ -350,20 +332,23 @@ impl Host for Imports {
             order: order_by(q.order),
             limit: q.limit,
         };
-        rows(&Request::DataAggregate(query), "data.aggregate")
+        ask!(Request::DataAggregate(query), Rows, "data.aggregate")
+            .and_then(|rows| parse_json(&rows))
     }
 
     fn count(&mut self, entity: &str, f: Option<h::Filter>) -> Result<u64, CapError> {
-        count(
-            &Request::DataCount((entity.to_string(), filter(f))),
-            "data.count",
+        ask!(
+            Request::DataCount((entity.to_string(), filter(f))),
+            Count,
+            "data.count"
         )
     }
 
     fn delete(&mut self, entity: &str, f: Option<h::Filter>) -> Result<u64, CapError> {
-        count(
-            &Request::DataDelete((entity.to_string(), filter(f))),
-            "data.delete",
+        ask!(
+            Request::DataDelete((entity.to_string(), filter(f))),
+            Count,
+            "data.delete"
         )
     }
 
@@ -386,23 +371,26 @@ impl Host for Imports {
                 },
             })
             .collect();
-        count(
-            &Request::DataUpdate((entity.to_string(), filter(f), set)),
-            "data.update",
+        ask!(
+            Request::DataUpdate((entity.to_string(), filter(f), set)),
+            Count,
+            "data.update"
         )
     }
 
     fn insert(&mut self, entity: &str, rows: Value) -> Result<u64, CapError> {
-        count(
-            &Request::DataInsert((entity.to_string(), json(&rows))),
-            "data.insert",
+        ask!(
+            Request::DataInsert((entity.to_string(), json(&rows))),
+            Count,
+            "data.insert"
         )
     }
 
     fn upsert(&mut self, entity: &str, rows: Value, keys: &[String]) -> Result<u64, CapError> {
-        count(
-            &Request::DataUpsert((entity.to_string(), json(&rows), keys.to_vec())),
-            "data.upsert",
+        ask!(
+            Request::DataUpsert((entity.to_string(), json(&rows), keys.to_vec())),
+            Count,
+            "data.upsert"
         )
     }
 
@@ -416,10 +404,11 @@ impl Host for Imports {
             codeai_ir::MaintenanceOp::Analyze => data::MaintenanceOp::Analyze,
             codeai_ir::MaintenanceOp::Reindex => data::MaintenanceOp::Reindex,
         };
-        match calls::call(&Request::DataMaintain((op, entity.map(str::to_string)))) {
-            Response::Summary(r) => r.map_err(cap),
-            _ => Err(unexpected("data.maintain")),
-        }
+        ask!(
+            Request::DataMaintain((op, entity.map(str::to_string))),
+            Summary,
+            "data.maintain"
+        )
     }
 
     fn call(&mut self, request: h::CallRequest) -> Result<h::CallResponse, CapError> {
@@ -450,7 +439,7 @@ impl Host for Imports {
             data: json(&m.data),
             attachments: m.attachments,
         };
-        delivered(&Request::EmailSend(message), "email.send")
+        ask!(Request::EmailSend(message), Delivered, "email.send").map(delivery)
     }
 
     fn post_slack(
@@ -464,7 +453,7 @@ impl Host for Imports {
             template.map(str::to_string),
             json(&data),
         ));
-        delivered(&request, "slack.post")
+        ask!(request, Delivered, "slack.post").map(delivery)
     }
 
     fn render_report(
@@ -475,31 +464,28 @@ impl Host for Imports {
     ) -> Result<h::Rendered, CapError> {
         let request =
             Request::ReportRender((template.to_string(), json(&data), report_format(format)));
-        match calls::call(&request) {
-            Response::Rendered(r) => {
-                let r = r.map_err(cap)?;
-                Ok(h::Rendered {
-                    id: r.id,
-                    format,
-                    size: r.size,
-                    name: r.name,
-                })
-            }
-            _ => Err(unexpected("report.render")),
-        }
+        let r = ask!(request, Rendered, "report.render")?;
+        Ok(h::Rendered {
+            id: r.id,
+            format,
+            size: r.size,
+            name: r.name,
+        })
     }
 
     fn delete_report(&mut self, id: &str) -> Result<bool, CapError> {
-        match calls::call(&Request::ReportDelete(id.to_string())) {
-            Response::Deleted(r) => r.map_err(cap),
-            _ => Err(unexpected("report.delete")),
-        }
+        ask!(
+            Request::ReportDelete(id.to_string()),
+            Deleted,
+            "report.delete"
+        )
     }
 
     fn emit_event(&mut self, name: &str, payload: Value) -> Result<(), CapError> {
-        done(
-            &Request::EventsEmit((name.to_string(), json(&payload))),
-            "events.emit",
+        ask!(
+            Request::EventsEmit((name.to_string(), json(&payload))),
+            Done,
+            "events.emit"
         )
     }
 
@@ -511,9 +497,10 @@ impl Host for Imports {
     }
 
     fn state_set(&mut self, key: &str, value: Value) -> Result<(), CapError> {
-        done(
-            &Request::StateSet((key.to_string(), json(&value))),
-            "state.set",
+        ask!(
+            Request::StateSet((key.to_string(), json(&value))),
+            Done,
+            "state.set"
         )
     }
 

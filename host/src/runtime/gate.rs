@@ -716,7 +716,6 @@ impl<C: Capabilities> clock::Host for Gated<C> {
     }
 }
 
-/// Not a capability: every job may read its own program, and nothing is recorded.
 /// The gate is itself the capabilities a job sees.
 impl<C: Capabilities> Capabilities for Gated<C> {
     fn set_memory_budget(&mut self, budget: MemoryBudget) {
@@ -730,6 +729,7 @@ impl<C: Capabilities> calls::Host for Gated<C> {
     }
 }
 
+/// Not a capability: every job may read its own program, and nothing is recorded.
 impl<C: Capabilities> program::Host for Gated<C> {
     async fn get(&mut self) -> Vec<u8> {
         self.program.to_vec()
