@@ -23,7 +23,6 @@ pub const PLATFORM_TABLES: &[&str] = &[
     "job_versions",
     "jobs",
     "maintenance_runs",
-    "metric_changes",
     "metric_durations",
     "metric_executions",
     "outbox",

@@ -109,6 +109,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0015_guest_runtimes.sql"),
         postgres: include_str!("../../../migrations/postgres/0015_guest_runtimes.sql"),
     },
+    Migration {
+        version: 16,
+        name: "metric_triggers",
+        sqlite: include_str!("../../../migrations/sqlite/0016_metric_triggers.sql"),
+        postgres: include_str!("../../../migrations/postgres/0016_metric_triggers.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
