@@ -409,7 +409,7 @@ impl QueueBackend for SqlQueue {
         claim: &Claim<'_>,
     ) -> anyhow::Result<Claimed> {
         let _turn = self.gate.turn().await;
-        for chunk in done.chunks(500) {
+        for chunk in done.chunks(512) {
             rows::execute(&self.db, &finish_stmt(chunk))
                 .await
                 .map_err(failed)?;
@@ -835,6 +835,7 @@ fn finish_stmt(done: &[Finished]) -> Stmt {
             ],
         );
     }
+    s.pad_rows(done.len(), &[const { Param::Null(FieldType::String) }; 4]);
     s.sql(
         ") UPDATE tasks SET state = v.state, outcome = v.outcome, last_error = v.error, \
          lease_owner = NULL, lease_expires_at = NULL, updated_at = ",

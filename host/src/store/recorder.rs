@@ -328,8 +328,8 @@ impl<'a> Part<'a> {
     }
 }
 
-/// Rows per SQLite statement: 500 rows of 22 parameters stay under SQLite's 32,766.
-const SQLITE_ROWS: usize = 500;
+/// Rows per SQLite statement: 512 rows of 22 parameters stay under SQLite's 32,766.
+const SQLITE_ROWS: usize = 512;
 
 /// Splits records into parts that each can be one statement, in order.
 fn plan<'a>(records: &[&'a Record]) -> Vec<Part<'a>> {
@@ -396,9 +396,7 @@ const ATTEMPT_COLUMNS: &str = "execution_id, tenant_id, attempt, status, error, 
 /// Inserts (or restarts) executions, each with its end when it is known.
 fn insert_stmt(execs: &[(&StartRow, Option<&FinishRow>)]) -> Stmt {
     let mut out = Stmt::default();
-    out.sql(format!(
-        "INSERT INTO job_executions ({INSERT_COLUMNS}) VALUES "
-    ));
+    out.sql(format!("WITH v ({INSERT_COLUMNS}) AS (VALUES "));
     for (i, (s, end)) in execs.iter().enumerate() {
         let mut params = vec![
             Param::Uuid(s.id),
@@ -433,9 +431,16 @@ fn insert_stmt(execs: &[(&StartRow, Option<&FinishRow>)]) -> Stmt {
         }
         out.row(i == 0, params);
     }
+    out.pad_rows(execs.len(), &NULL_EXECUTION);
+    out.sql(format!(
+        ") INSERT INTO job_executions ({INSERT_COLUMNS}) SELECT * FROM v WHERE v.id IS NOT NULL"
+    ));
     out.sql(ON_CONFLICT);
     out
 }
+
+/// A row of [`INSERT_COLUMNS`] that [`insert_stmt`] leaves out (see [`Stmt::pad_rows`]).
+const NULL_EXECUTION: [Param; 22] = [const { Param::Null(FieldType::String) }; 22];
 
 /// The rows of attempts that are retried.
 fn attempt_stmt(attempts: &[&FinishRow]) -> Stmt {
@@ -480,6 +485,7 @@ fn end_stmt(ends: &[&FinishRow]) -> Stmt {
                 .chain(end_params(f)),
         );
     }
+    out.pad_rows(ends.len(), &[const { Param::Null(FieldType::String) }; 11]);
     out.sql(
         ") UPDATE job_executions SET status = v.status, output = v.output, error = v.error, \
          step = v.step, finished_at = v.finished_at, duration_ms = v.duration_ms, \

@@ -74,6 +74,17 @@ impl Stmt {
         }
         self.sql(")");
     }
+
+    /// Rows of `nulls` after the `rows` rows of a `VALUES` list, up to the next power of two.
+    /// A statement that takes any number of rows is then one of a few SQL texts, which each
+    /// connection keeps prepared: preparing a text of hundreds of rows costs more than binding
+    /// them, and on SQLite it would take the write lock's time (BENCHMARKS.md, 2026-12-05). The
+    /// statement must leave a row of NULLs out (its `WHERE` compares the row's id).
+    pub(crate) fn pad_rows(&mut self, rows: usize, nulls: &[Param]) {
+        for i in rows..rows.next_power_of_two() {
+            self.row(i == 0, nulls.iter().cloned());
+        }
+    }
 }
 
 /// One `INSERT … VALUES (…), (…) …` of many single-row inserts of one shape — the same SQL
@@ -187,7 +198,7 @@ pub(crate) fn stmt(sql: &str, params: Vec<Param>) -> Stmt {
 
 #[cfg(test)]
 mod tests {
-    use super::{merge_rows, stmt, Param, Stmt};
+    use super::{merge_rows, stmt, FieldType, Param, Stmt};
 
     /// The statement's SQL with `?` for its parameters, and its parameters.
     fn shown(s: &Stmt) -> (String, String) {
@@ -218,6 +229,41 @@ mod tests {
         assert_eq!(
             shown(&merge_rows(&[insert(1, "x")]).unwrap()),
             shown(&insert(1, "x"))
+        );
+    }
+
+    #[test]
+    fn rows_are_padded_with_the_null_row_to_the_next_power_of_two() {
+        let rows = |n: i64| {
+            let mut s = Stmt::default();
+            s.sql("WITH v (a, b) AS (VALUES ");
+            for i in 0..n {
+                s.row(i == 0, [Param::Int(i), Param::Int(i)]);
+            }
+            s.pad_rows(n as usize, &[Param::Null(FieldType::Int), Param::Int(-1)]);
+            s.sql(")");
+            s
+        };
+        let (three, params) = shown(&rows(3));
+        assert_eq!(three, shown(&rows(4)).0, "3 rows and 4 are one text");
+        assert_eq!(
+            three,
+            "WITH v (a, b) AS (VALUES (?, ?), (?, ?), (?, ?), (?, ?))"
+        );
+        assert!(
+            params.ends_with("Int(2) Int(2) Null(Int) Int(-1)"),
+            "{params}"
+        );
+        assert_eq!(shown(&rows(1)).0, "WITH v (a, b) AS (VALUES (?, ?))");
+        assert_eq!(
+            shown(&rows(5)).1.matches("Null(Int)").count(),
+            3,
+            "5 rows become 8"
+        );
+        assert_eq!(
+            shown(&rows(0)).0,
+            "WITH v (a, b) AS (VALUES (?, ?))",
+            "none: one null row"
         );
     }
 
