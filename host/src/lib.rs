@@ -17,6 +17,14 @@
 //!   outside the queue backends).
 //! - [`logging`] and [`telemetry`]: the process's log lines and its OpenTelemetry traces.
 
+/// The allocator of every program that links the host (the `codeai` binary, its tests and
+/// benches alike): mimalloc, which also serves the C code's `malloc` (SQLite's), without
+/// transparent huge pages. With glibc's allocator, `malloc` and `free` took a fifth of the CPU of a
+/// no-op throughput run, half of it on the SQLite connections' threads while they held the one
+/// write lock; with huge pages, clearing them took half (BENCHMARKS.md, 2026-12-05, session 9).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod alerts;
 pub mod api;
 pub mod app;

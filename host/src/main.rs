@@ -3,9 +3,6 @@
 use clap::Parser as _;
 use std::process::ExitCode;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     // The compiler child process of the compile pool (`runtime::compile`), not a user command.
     let args: Vec<String> = std::env::args().skip(1).collect();
