@@ -25,9 +25,11 @@
 //! - An execution's last attempt is its execution row only; an attempt that is retried also
 //!   gets an `execution_attempts` row, since the next attempt overwrites the execution row. So
 //!   a job that succeeds at once is one row, and no log is stored twice.
-//! - On SQLite the batch is one statement per kind of write (multi-row `INSERT … ON CONFLICT`,
-//!   `UPDATE … FROM (VALUES …)`), in one transaction: each statement is a hop to the
-//!   connection's thread, which costs more than the rows (BENCHMARKS.md, 2026-12-05).
+//! - On SQLite the batch is one statement per kind of write (`WITH v AS (VALUES …) INSERT …
+//!   SELECT … ON CONFLICT`, `UPDATE … FROM (VALUES …)`), in one transaction: each statement is a
+//!   hop to the connection's thread, which costs more than the rows (BENCHMARKS.md, 2026-12-05).
+//!   Their `VALUES` are padded to a power of two rows (`Stmt::pad_rows`), so each connection
+//!   prepares a few texts once instead of one per batch size.
 //!
 //! Records of one execution keep their order: a batch is cut where a record would depend on one
 //! before it in the same statement (an execution started again after its end, say), and the
