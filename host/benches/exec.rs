@@ -17,7 +17,9 @@
 //!   epochs), `Linker::instantiate_pre` once, then a new `Store` + instantiate + `run` + drop.
 //!
 //! and the ratios runtime/bare; then, on a pooling engine like the runtime's, the time of
-//! instantiating each component alone (no `run`): how much of each case is making the instance.
+//! instantiating each component alone (no `run`): how much of each case is making the instance;
+//! and of instantiating the guest runtime's core module alone, outside its component (the floor
+//! of a `codeai build` job on this engine, whatever wraps the module).
 //! Set `EXEC_BENCH_ITERS` to change the number of iterations, and
 //! `EXEC_BENCH_ONLY=dsl` (or `=fifty`) to run the DSL no-op (or the 50-step) case alone, to
 //! profile it.
@@ -242,7 +244,40 @@ fn main() {
             "of the runtime's time, instantiating: DSL no-op p50 {:.1} of {:.1} µs, trivial {:.1} of {:.1} µs",
             made[0].p50, dsl.p50, made[1].p50, trivial.p50
         );
+        // The guest runtime's core module alone, outside any component (its two imports
+        // trap): what instantiating a `codeai build` job costs on this engine whatever wraps
+        // the module (BENCHMARKS.md, "The core-module route").
+        let module = wasmtime::Module::new(&pooled, runtime_core_module())
+            .expect("the runtime's core module compiles");
+        let mut linker = wasmtime::Linker::<Null>::new(&pooled);
+        linker
+            .define_unknown_imports_as_traps(&module)
+            .expect("its imports are functions");
+        let pre = linker.instantiate_pre(&module).expect("pre");
+        let core = measure(iters, || async {
+            let mut store = Store::new(&pooled, null());
+            pre.instantiate_async(&mut store).await.expect("instantiates");
+        })
+        .await;
+        print("instantiate only: runtime core module", &core);
     });
+}
+
+/// The largest core module nested in the runtime component: the guest runtime, as the
+/// component instantiates it (the other two are `wit-component`'s shim and fix-up).
+fn runtime_core_module() -> &'static [u8] {
+    let component = codeai_dsl::emit::runtime_component().expect("the runtime component");
+    let range = wasmparser::Parser::new(0)
+        .parse_all(component)
+        .filter_map(|payload| match payload {
+            Ok(wasmparser::Payload::ModuleSection {
+                unchecked_range, ..
+            }) => Some(unchecked_range),
+            _ => None,
+        })
+        .max_by_key(|range| range.len())
+        .expect("the runtime component nests a core module");
+    &component[range]
 }
 
 /// An engine with the runtime's pooling allocator and copy-on-write memory images, without
