@@ -99,6 +99,24 @@ pub fn runtime_component() -> Result<&'static [u8], EmitError> {
         .map_err(|e| EmitError::Runtime(e.clone()))
 }
 
+/// The core module of [`runtime_component`] that is the guest runtime (the largest of the three
+/// it nests: the others are `wit-component`'s shim and fix-up), byte for byte as the component
+/// holds it: what a host may instantiate without the component around it.
+pub fn runtime_core_module() -> Result<&'static [u8], EmitError> {
+    let component = runtime_component()?;
+    Parser::new(0)
+        .parse_all(component)
+        .filter_map(|payload| match payload {
+            Ok(Payload::ModuleSection {
+                unchecked_range, ..
+            }) => Some(unchecked_range),
+            _ => None,
+        })
+        .max_by_key(|range| range.len())
+        .map(|range| &component[range])
+        .ok_or_else(|| EmitError::Runtime("the runtime component nests no core module".into()))
+}
+
 /// The SHA-256 of [`runtime_component`] (computed once per process): the key a host stores and
 /// caches the runtime under.
 pub fn runtime_sha256() -> Result<[u8; 32], EmitError> {

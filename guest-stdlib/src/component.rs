@@ -5,18 +5,23 @@
 //! `codeai-program` custom section, and the host hands it over through `program.get` at the
 //! start of each run. The module is the same for every job, so a host compiles it once.
 //!
-//! Every capability is reached through the one function of the `calls` interface: a request
-//! names the `job` world function and carries its arguments, the response its result. A fresh
-//! instance of a component costs the host work for each function it imports, and this runtime
-//! would otherwise import two dozen. `log.step`, which every step calls, is the one other
-//! import.
+//! Every capability is reached through one function of the `calls` interface, `call-encoded`: a
+//! request names the `job` world function and carries its arguments, the response its result,
+//! each sent as postcard bytes. A fresh instance of a component costs the host work for each
+//! function it imports, and this runtime would otherwise import two dozen; and a host that runs
+//! this module without its component (as ours does) lifts one byte string per call instead of
+//! every case of `request`. `log.step`, which every step calls, is the one other import.
 //!
 //! A host that runs a job many times reads its program once: `decode-program`, in an instance
 //! of its own, returns the image of the arena holding the program read ([`crate::heap::image`]),
 //! and each run's fresh instance gets that image through `run-decoded` instead of reading the
 //! text again. `run` stays for hosts (and components) that do not.
 
-wit_bindgen::generate!({ path: "../wit", world: "job-runtime" });
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "job-runtime",
+    additional_derives: [serde::Serialize, serde::Deserialize],
+});
 
 use crate::host::{self as h, CapError, Host};
 use crate::interp::json_text as json;
@@ -61,16 +66,24 @@ impl exports::codeai::host::decoded::Guest for Runtime {
 
 fn set_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        calls::call(&Request::LogWrite((
+        call(&Request::LogWrite((
             log::Level::Error,
             format!("guest panic: {info}"),
         )));
     }));
 }
 
+/// `calls.call`, through `calls.call-encoded`: the request and the response in postcard. A
+/// response that is not one ends the run (the host sent what it may not).
+fn call(request: &Request) -> Response {
+    let bytes = postcard::to_allocvec(request).expect("a request encodes");
+    let response = calls::call_encoded(&bytes);
+    postcard::from_bytes(&response).expect("the host's response is a `response`")
+}
+
 /// The component's `codeai-program` section (`program.get`).
 fn program_text() -> Vec<u8> {
-    match calls::call(&Request::ProgramGet) {
+    match call(&Request::ProgramGet) {
         Response::Program(bytes) => bytes,
         _ => Vec::new(),
     }
@@ -272,7 +285,7 @@ fn unexpected(function: &str) -> CapError {
 /// (`Result<_, cap-error>`, made a [`CapError`]); another case is [`unexpected`].
 macro_rules! ask {
     ($request:expr, $case:ident, $function:literal) => {
-        match calls::call(&$request) {
+        match call(&$request) {
             Response::$case(result) => result.map_err(cap),
             _ => Err(unexpected($function)),
         }
@@ -282,7 +295,7 @@ macro_rules! ask {
 /// `clock.*` calls that return an instant; they have no error channel, so a wrong answer
 /// ends the run.
 fn instant_of(request: &Request, function: &str) -> h::Instant {
-    match calls::call(request) {
+    match call(request) {
         Response::Instant(i) => instant(i),
         _ => panic!("{}", unexpected(function)),
     }
@@ -412,7 +425,7 @@ impl Host for Imports {
     }
 
     fn call(&mut self, request: h::CallRequest) -> Result<h::CallResponse, CapError> {
-        match calls::call(&Request::HttpCall(call_request(&request))) {
+        match call(&Request::HttpCall(call_request(&request))) {
             Response::Called(r) => call_response(r),
             _ => Err(unexpected("http.call")),
         }
@@ -425,7 +438,7 @@ impl Host for Imports {
     ) -> Vec<Result<h::CallResponse, CapError>> {
         let n = requests.len();
         let requests: Vec<http::CallRequest> = requests.iter().map(call_request).collect();
-        match calls::call(&Request::HttpCallMany((requests, concurrency))) {
+        match call(&Request::HttpCallMany((requests, concurrency))) {
             Response::CalledMany(all) => all.into_iter().map(call_response).collect(),
             _ => (0..n).map(|_| Err(unexpected("http.call-many"))).collect(),
         }
@@ -490,7 +503,7 @@ impl Host for Imports {
     }
 
     fn state_get(&mut self, key: &str) -> Option<Value> {
-        match calls::call(&Request::StateGet(key.to_string())) {
+        match call(&Request::StateGet(key.to_string())) {
             Response::Value(text) => text.and_then(|text| serde_json::from_str(&text).ok()),
             _ => None,
         }
@@ -511,7 +524,7 @@ impl Host for Imports {
             codeai_ir::LogLevel::Warn => log::Level::Warn,
             codeai_ir::LogLevel::Error => log::Level::Error,
         };
-        calls::call(&Request::LogWrite((level, message.to_string())));
+        call(&Request::LogWrite((level, message.to_string())));
     }
 
     fn step(&mut self, name: &str) {
@@ -535,7 +548,7 @@ impl Host for Imports {
             h::PeriodUnit::Month => clock::PeriodUnit::Month,
             h::PeriodUnit::Year => clock::PeriodUnit::Year,
         };
-        match calls::call(&Request::ClockPeriod((unit, offset))) {
+        match call(&Request::ClockPeriod((unit, offset))) {
             Response::Period(p) => h::Period {
                 start: instant(p.start),
                 end: instant(p.end),

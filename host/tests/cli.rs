@@ -158,7 +158,7 @@ fn inspect_shows_the_manifest_and_the_interface() {
         "source:       scheduled-jobs.codeai (job text sha256 ",
         "code:         the guest runtime of codeai ",
         "imports:",
-        "codeai:host/data@0.1.0",
+        "codeai:host/calls@0.1.0: call-encoded",
         "exports:",
         "run: func(input: string) -> result<",
     ] {

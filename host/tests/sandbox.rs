@@ -154,6 +154,10 @@ const CLOCK_NOW: &str = r#"(import "codeai:host/clock@0.1.0" "now" (func $now (p
 /// because `clock-local` carries an `s64`), then where the response goes.
 const CALL: &str = r#"(import "codeai:host/calls@0.1.0" "call" (func $call (param i32 i64 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))"#;
 
+/// `calls.call-encoded`: the request's bytes (offset, length), then where the response's go.
+const CALL_ENCODED: &str =
+    r#"(import "codeai:host/calls@0.1.0" "call-encoded" (func $call (param i32 i32 i32)))"#;
+
 /// A hand-made job: its name, and the imports and body of its core module (after the prelude).
 struct Wat {
     name: &'static str,
@@ -228,6 +232,35 @@ const EMITTER_THROUGH_CALLS: Wat = Wat {
              (if (result i32) (i32.eqz (i32.load8_u (i32.const 264)))
                (then (call $completed (i32.const 136) (i32.const 9)))
                (else (call $completed (i32.load (i32.const 272)) (i32.load (i32.const 276))))))"#,
+};
+
+/// [`EMITTER`] through `calls.call-encoded`: the request `events-emit(("Ping", "{}"))` in
+/// postcard (case 15, then each string's length and bytes); the response's offset and length at
+/// 256. It must be `done` (case 8) of `ok` (0), or of `err` (1) of a `cap-error` whose message's
+/// length is at 3 and its text from 4.
+const EMITTER_ENCODED: Wat = Wat {
+    name: "EncodedEmitter",
+    imports: CALL_ENCODED,
+    body: r#"(data (i32.const 128) "\0f\04Ping\02{}")
+           (data (i32.const 144) "\"emitted\"")
+           (func (export "run") (param i32 i32) (result i32)
+             (local $r i32)
+             (call $call (i32.const 128) (i32.const 9) (i32.const 256))
+             (local.set $r (i32.load (i32.const 256)))
+             (if (i32.ne (i32.load8_u (local.get $r)) (i32.const 8)) (then unreachable))
+             (if (result i32) (i32.eqz (i32.load8_u offset=1 (local.get $r)))
+               (then (call $completed (i32.const 144) (i32.const 9)))
+               (else (call $completed (i32.add (local.get $r) (i32.const 4))
+                                      (i32.load8_u offset=3 (local.get $r))))))"#,
+};
+
+/// Sends `calls.call-encoded` two bytes that are no `request` (`{}`: case 123 of 26).
+const GARBAGE_REQUEST: Wat = Wat {
+    name: "GarbageRequest",
+    imports: CALL_ENCODED,
+    body: r#"(func (export "run") (param i32 i32) (result i32)
+             (call $call (i32.const 16) (i32.const 2) (i32.const 256))
+             (call $completed (i32.const 16) (i32.const 2)))"#,
 };
 
 /// Increments a global and completes with its value: `1` on a fresh instance.
@@ -441,8 +474,8 @@ async fn a_guest_panic_fails_alone_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
-    // Asked directly (`events.emit`) or through `calls`, the same gate answers.
-    for emitter in [EMITTER, EMITTER_THROUGH_CALLS] {
+    // Asked directly (`events.emit`) or through `calls`, typed or encoded, the same gate answers.
+    for emitter in [EMITTER, EMITTER_THROUGH_CALLS, EMITTER_ENCODED] {
         // The manifest lists only `log`: `events.emit` is refused with `cap-error::denied`,
         // which the guest receives as a value and reports.
         let undeclared = runtime()
@@ -493,6 +526,24 @@ async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
         assert_eq!(granted.capabilities.calls[0].args["name"], "Ping");
         assert!(granted.result.denied.is_empty());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_that_are_not_a_request_end_the_run_and_reach_nothing() {
+    let sent = runtime()
+        .execute(
+            &prepare(&GARBAGE_REQUEST, &["events", "log"]),
+            fake(),
+            "{}",
+            ExecOptions::default(),
+        )
+        .await;
+    // As a malformed value of a typed call ends it (wasmtime's canonical ABI errors are not
+    // traps, so the run is `failed`, with the reason).
+    assert_eq!(sent.result.status, Status::Failed, "{:?}", sent.result);
+    let error = sent.result.error.as_deref().unwrap_or_default();
+    assert!(error.contains("not a `request`"), "{error}");
+    assert!(sent.capabilities.calls.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

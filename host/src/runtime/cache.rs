@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::component::Component;
-use wasmtime::Engine;
+use wasmtime::{Engine, Module};
 
 const HEADER_MAGIC: &str = "codeai-artifact 1";
 
@@ -102,9 +102,9 @@ impl ArtifactCache {
         )
     }
 
-    fn header(&self, hash: &Digest, artifact: &[u8]) -> String {
+    fn header(&self, kind: &str, hash: &Digest, artifact: &[u8]) -> String {
         format!(
-            "{HEADER_MAGIC}\ncomponent {}\nartifact {}\nsize {}\nengine {}\n",
+            "{HEADER_MAGIC}\n{kind} {}\nartifact {}\nsize {}\nengine {}\n",
             hex(hash),
             hex(&sha256(artifact)),
             artifact.len(),
@@ -150,7 +150,7 @@ impl ArtifactCache {
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         // Header last, both through a rename: a crash leaves no header for a partial artifact.
-        let header = self.header(hash, compiled);
+        let header = self.header("component", hash, compiled);
         let _ = std::fs::remove_file(&meta);
         write_atomically(&artifact, compiled).map_err(io(&artifact))?;
         write_atomically(&meta, header.as_bytes()).map_err(io(&meta))?;
@@ -191,7 +191,7 @@ impl ArtifactCache {
     ) -> Option<Component> {
         let header = std::fs::read_to_string(meta).ok()?;
         let bytes = std::fs::read(artifact).ok()?;
-        if header != self.header(hash, &bytes) {
+        if header != self.header("component", hash, &bytes) {
             tracing::warn!(
                 artifact = %artifact.display(),
                 "cached artifact does not match its header; compiling again"
@@ -203,6 +203,60 @@ impl ArtifactCache {
         // this host produced with `Engine::precompile_component`.
         match unsafe { Component::deserialize_file(engine, artifact) } {
             Ok(component) => Some(component),
+            Err(e) => {
+                tracing::warn!(artifact = %artifact.display(), "cached artifact rejected: {e}");
+                None
+            }
+        }
+    }
+}
+
+impl ArtifactCache {
+    /// The compiled core module for `bytes` (whose SHA-256 is `hash`), as [`ArtifactCache::load`]
+    /// is for a component: from a verified artifact when there is one, otherwise compiled here
+    /// and written beside its header.
+    pub(crate) fn load_module(
+        &self,
+        engine: &Engine,
+        hash: &Digest,
+        bytes: &[u8],
+    ) -> Result<(Module, Source), CacheError> {
+        if let Some(module) = self.module_from_disk(engine, hash) {
+            return Ok((module, Source::Disk));
+        }
+        let compiled = engine
+            .precompile_module(bytes)
+            .map_err(|e| CacheError::Compile(e.into()))?;
+        let (artifact, meta) = self.paths(hash);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CacheError::Io { path, source }
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
+        let _ = std::fs::remove_file(&meta);
+        write_atomically(&artifact, &compiled).map_err(io(&artifact))?;
+        write_atomically(&meta, self.header("module", hash, &compiled).as_bytes())
+            .map_err(io(&meta))?;
+        // SAFETY: the file holds what this engine's `precompile_module` just returned;
+        // deserialisation still checks the engine's compatibility.
+        let module = unsafe { Module::deserialize_file(engine, &artifact) }
+            .map_err(|e| CacheError::Compile(e.into()))?;
+        Ok((module, Source::Compiled))
+    }
+
+    /// The core module of `hash` from a verified artifact, if there is one. Its header names a
+    /// module: a component's artifact is never loaded as one, nor the other way round.
+    pub(crate) fn module_from_disk(&self, engine: &Engine, hash: &Digest) -> Option<Module> {
+        let (artifact, meta) = self.paths(hash);
+        let header = std::fs::read_to_string(&meta).ok()?;
+        let bytes = std::fs::read(&artifact).ok()?;
+        if header != self.header("module", hash, &bytes) {
+            return None;
+        }
+        // SAFETY: the header this host wrote after precompiling matches the file byte for byte
+        // (SHA-256 and size) and names this engine's configuration and a module.
+        match unsafe { Module::deserialize_file(engine, &artifact) } {
+            Ok(module) => Some(module),
             Err(e) => {
                 tracing::warn!(artifact = %artifact.display(), "cached artifact rejected: {e}");
                 None

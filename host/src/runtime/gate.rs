@@ -727,6 +727,10 @@ impl<C: Capabilities> calls::Host for Gated<C> {
     async fn call(&mut self, request: calls::Request) -> calls::Response {
         crate::wasm::call(self, request).await
     }
+
+    async fn call_encoded(&mut self, request: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        crate::wasm::call_encoded(self, &request).await
+    }
 }
 
 /// Not a capability: every job may read its own program, and nothing is recorded.

@@ -6,14 +6,15 @@
 //! - **One compiled guest runtime**: every component `codeai build` makes is the same runtime
 //!   component followed by its program and manifest ([`codeai_dsl::emit::split_build`] checks
 //!   the bytes), so such a job is not compiled at all: it runs on the runtime this host compiled
-//!   once, which asks for its program through `program.get` and is handed the job's own. Its
-//!   first run reads the program once ([`Runtime::decode_program`]), and every run starts from
-//!   the image of what was read (`run-decoded`) instead of reading it again.
+//!   once — the core module that component nests, instantiated without the component around it
+//!   ([`core_module`]) — which asks for its program through `program.get` and is handed the
+//!   job's own. Its first run reads the program once ([`Runtime::decode_program`]), and every
+//!   run starts from the image of what was read (`run-decoded`) instead of reading it again.
 //! - **A component cache** ([`cache`]): any other component (hand-made, changed after its
 //!   build, built by another version) is compiled once per SHA-256 of its bytes, the artifact
 //!   kept in a cache directory (default `.codeai/cache/`) beside a header that proves this host
-//!   wrote it, and an `InstancePre` kept in memory per hash. The shared runtime is cached the
-//!   same way.
+//!   wrote it, and an `InstancePre` kept in memory per hash. The shared runtime's core module is
+//!   cached the same way (its header names a module).
 //! - **Per execution** ([`Runtime::execute`]): a fresh [`Store`] with a memory cap shared by
 //!   the guest's memory and the host's buffers for it ([`budget`]), a fuel budget that yields
 //!   to tokio every so often, an epoch deadline checked at every 10 ms tick, a tokio timeout
@@ -28,6 +29,7 @@ pub mod budget;
 pub mod cache;
 pub mod cancel;
 pub mod compile;
+mod core_module;
 mod engine;
 pub mod gate;
 
@@ -40,6 +42,7 @@ use crate::wasm::{bindings, read_manifest, Capabilities, JobError, ManifestError
 use cache::ArtifactCache;
 use codeai_dsl::emit::{program_section, split_build, Build};
 use codeai_ir::Manifest;
+use core_module::SharedCore;
 use engine::EpochTicker;
 use std::collections::HashMap;
 use std::future::Future;
@@ -49,7 +52,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use wasmtime::component::{Component, ComponentExportIndex, HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime::{UpdateDeadline, WasmBacktrace};
 
@@ -179,9 +182,17 @@ pub struct PreparedJob<C: 'static> {
     source: Source,
     /// What `program.get` answers: the component's `codeai-program` section (empty if none).
     program: Arc<[u8]>,
-    pre: bindings::JobPre<ExecState<C>>,
-    /// For a job on the shared runtime: its program read once, and the export that runs from it.
+    linked: Linked<C>,
+    /// For a job on the shared runtime: its program read once.
     decoded: Option<Decoded>,
+}
+
+/// What a prepared job instantiates.
+enum Linked<C: 'static> {
+    /// A component of its own (any component not in the shape `codeai build` gives).
+    Component(bindings::JobPre<ExecState<C>>),
+    /// The guest runtime's core module, shared by every `codeai build` job ([`core_module`]).
+    Shared(Arc<SharedCore<C>>),
 }
 
 /// The largest image of a program read once that a prepared job keeps (a program whose image
@@ -196,25 +207,11 @@ const DECODE_TIMEOUT: Duration = Duration::from_secs(5);
 /// instance of its own on the job's first run, returns the image of the memory holding the
 /// program read, and each run hands it to `run-decoded` in its fresh instance (see
 /// `guest-stdlib/src/heap.rs`). The image is the guest's memory, not read by the host.
+#[derive(Default)]
 struct Decoded {
-    decode: ComponentExportIndex,
-    run: ComponentExportIndex,
     /// Set on the first run: `None` when the guest kept no image (or one past
     /// [`MAX_DECODED_IMAGE`]), or could not read the program (each run then says why).
     image: OnceLock<Option<Arc<[u8]>>>,
-}
-
-impl Decoded {
-    /// The two functions of the shared runtime's `decoded` export, if it has them.
-    fn of<C>(pre: &bindings::JobPre<ExecState<C>>) -> Option<Decoded> {
-        let component = pre.instance_pre().component();
-        let decoded = component.get_export_index(None, "codeai:host/decoded@0.1.0")?;
-        Some(Decoded {
-            decode: component.get_export_index(Some(&decoded), "decode-program")?,
-            run: component.get_export_index(Some(&decoded), "run-decoded")?,
-            image: OnceLock::new(),
-        })
-    }
 }
 
 impl<C: 'static> PreparedJob<C> {
@@ -375,7 +372,7 @@ pub struct Runtime<C: 'static> {
     cache: ArtifactCache,
     prepared: Mutex<HashMap<Digest, Arc<PreparedJob<C>>>>,
     /// The guest runtime every `codeai build` component shares, once compiled and linked.
-    shared: Mutex<Option<bindings::JobPre<ExecState<C>>>>,
+    shared: Mutex<Option<Arc<SharedCore<C>>>>,
     /// Components compiled by this runtime (the shared runtime counts once).
     compiled: AtomicU64,
     permits: Arc<Semaphore>,
@@ -434,16 +431,16 @@ impl<C: Capabilities> Runtime<C> {
         }
         if let Some(build) = split_build(bytes) {
             let manifest = build_manifest(&build)?;
-            let pre = match self.shared_runtime()? {
-                Some(pre) => pre,
+            let shared = match self.shared_runtime()? {
+                Some(shared) => shared,
                 None => {
                     let (runtime, hash) = shared_runtime_bytes()?;
-                    let (component, source) = self.cache.load(&self.engine, &hash, runtime)?;
+                    let (module, source) = self.cache.load_module(&self.engine, &hash, runtime)?;
                     self.count(source);
-                    self.link_shared(&component)?
+                    self.link_shared(&module)?
                 }
             };
-            return Ok(self.register(hash, manifest, build.program, pre, Source::Shared));
+            return Ok(self.register_build(hash, manifest, build.program, shared));
         }
         let manifest = read_manifest(bytes)?;
         let (component, source) = self.cache.load(&self.engine, &hash, bytes)?;
@@ -466,7 +463,7 @@ impl<C: Capabilities> Runtime<C> {
             let manifest = build_manifest(&build)?;
             return Ok(self
                 .shared_runtime()?
-                .map(|pre| self.register(hash, manifest, build.program, pre, Source::Shared)));
+                .map(|shared| self.register_build(hash, manifest, build.program, shared)));
         }
         let manifest = read_manifest(bytes)?;
         match self.cache.load_from_disk(&self.engine, &hash) {
@@ -503,7 +500,7 @@ impl<C: Capabilities> Runtime<C> {
         let manifest = build_manifest(&build)?;
         Ok(self
             .shared_runtime()?
-            .map(|pre| self.register(hash, manifest, build.program, pre, Source::Shared)))
+            .map(|shared| self.register_build(hash, manifest, build.program, shared)))
     }
 
     /// Prepares a component within the compile budget ([`compile`]): what needs no compiling
@@ -524,9 +521,14 @@ impl<C: Capabilities> Runtime<C> {
             // The host's own runtime, not yet compiled: no tenant's budget pays for it.
             let manifest = build_manifest(&build)?;
             let (runtime, runtime_hash) = shared_runtime_bytes()?;
-            let (component, _) = self.compile_in_pool(runtime_hash, runtime).await?;
-            let pre = self.link_shared(&component)?;
-            return Ok(self.register(hash, manifest, build.program, pre, Source::Shared));
+            let (engine, cache) = (self.engine.clone(), self.cache.clone());
+            let (module, source) = self
+                .compiles
+                .run(move || cache.load_module(&engine, &runtime_hash, runtime))
+                .await??;
+            self.count(source);
+            let shared = self.link_shared(&module)?;
+            return Ok(self.register_build(hash, manifest, build.program, shared));
         }
         let manifest = read_manifest(bytes)?;
         self.compiles.check(bytes)?;
@@ -584,27 +586,24 @@ impl<C: Capabilities> Runtime<C> {
     }
 
     /// The shared runtime, linked, if it is prepared or its artifact is on disk.
-    fn shared_runtime(&self) -> Result<Option<bindings::JobPre<ExecState<C>>>, RuntimeError> {
-        if let Some(pre) = self.lock_shared().clone() {
-            return Ok(Some(pre));
+    fn shared_runtime(&self) -> Result<Option<Arc<SharedCore<C>>>, RuntimeError> {
+        if let Some(shared) = self.lock_shared().clone() {
+            return Ok(Some(shared));
         }
         let (_, hash) = shared_runtime_bytes()?;
-        match self.cache.load_from_disk(&self.engine, &hash) {
-            Some(component) => self.link_shared(&component).map(Some),
+        match self.cache.module_from_disk(&self.engine, &hash) {
+            Some(module) => self.link_shared(&module).map(Some),
             None => Ok(None),
         }
     }
 
     /// Links the compiled shared runtime and keeps it (the first one linked wins).
-    fn link_shared(
-        &self,
-        component: &Component,
-    ) -> Result<bindings::JobPre<ExecState<C>>, RuntimeError> {
-        let pre = self.instantiate_pre(component)?;
-        Ok(self.lock_shared().get_or_insert(pre).clone())
+    fn link_shared(&self, module: &wasmtime::Module) -> Result<Arc<SharedCore<C>>, RuntimeError> {
+        let shared = SharedCore::link(&self.engine, module).map_err(RuntimeError::Link)?;
+        Ok(self.lock_shared().get_or_insert(Arc::new(shared)).clone())
     }
 
-    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<bindings::JobPre<ExecState<C>>>> {
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, Option<Arc<SharedCore<C>>>> {
         // A panic while holding the lock leaves it consistent (one assignment).
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -639,7 +638,30 @@ impl<C: Capabilities> Runtime<C> {
         source: Source,
     ) -> Result<Arc<PreparedJob<C>>, RuntimeError> {
         let pre = self.instantiate_pre(component)?;
-        Ok(self.register(hash, manifest, program.unwrap_or_default(), pre, source))
+        Ok(self.register(
+            hash,
+            manifest,
+            program.unwrap_or_default(),
+            Linked::Component(pre),
+            source,
+        ))
+    }
+
+    /// Keeps a `codeai build` job, which runs on `shared`, in memory.
+    fn register_build(
+        &self,
+        hash: Digest,
+        manifest: Manifest,
+        program: &[u8],
+        shared: Arc<SharedCore<C>>,
+    ) -> Arc<PreparedJob<C>> {
+        self.register(
+            hash,
+            manifest,
+            program,
+            Linked::Shared(shared),
+            Source::Shared,
+        )
     }
 
     /// Keeps a prepared job in memory (the first one prepared for `hash` wins).
@@ -648,12 +670,12 @@ impl<C: Capabilities> Runtime<C> {
         hash: Digest,
         manifest: Manifest,
         program: &[u8],
-        pre: bindings::JobPre<ExecState<C>>,
+        linked: Linked<C>,
         source: Source,
     ) -> Arc<PreparedJob<C>> {
-        let decoded = match source {
-            Source::Shared => Decoded::of(&pre),
-            _ => None,
+        let decoded = match linked {
+            Linked::Shared(_) => Some(Decoded::default()),
+            Linked::Component(_) => None,
         };
         let job = Arc::new(PreparedJob {
             hash,
@@ -661,7 +683,7 @@ impl<C: Capabilities> Runtime<C> {
             manifest: Arc::new(manifest),
             source,
             program: program.into(),
-            pre,
+            linked,
             decoded,
         });
         self.lock_prepared()
@@ -718,12 +740,12 @@ impl<C: Capabilities> Runtime<C> {
                 let image = match decoded.image.get() {
                     Some(image) => image.clone(),
                     None => {
-                        let (caps, image) = self.decode_program(job, decoded, capabilities).await;
+                        let (caps, image) = self.decode_program(job, capabilities).await;
                         capabilities = caps;
                         decoded.image.get_or_init(|| image).clone()
                     }
                 };
-                image.map(|image| (decoded.run, image))
+                image
             }
             None => None,
         };
@@ -785,18 +807,12 @@ impl<C: Capabilities> Runtime<C> {
         let ended = {
             let input = input.to_owned();
             let call = async {
-                match &decoded {
-                    Some((run, image)) => {
-                        let instance = job.pre.instance_pre().instantiate_async(&mut store).await?;
-                        let run = instance
-                            .get_typed_func::<(&[u8], &str), (Result<Outcome, JobError>,)>(
-                                &mut store, run,
-                            )?;
-                        let (returned,) = run.call_async(&mut store, (image, &input)).await?;
-                        Ok(returned)
+                match &job.linked {
+                    Linked::Shared(shared) => {
+                        shared.run(&mut store, decoded.as_deref(), &input).await
                     }
-                    None => {
-                        let instance = job.pre.instantiate_async(&mut store).await?;
+                    Linked::Component(pre) => {
+                        let instance = pre.instantiate_async(&mut store).await?;
                         instance.call_run(&mut store, &input).await
                     }
                 }
@@ -876,7 +892,6 @@ impl<C: Capabilities> Runtime<C> {
     async fn decode_program(
         &self,
         job: &PreparedJob<C>,
-        decoded: &Decoded,
         capabilities: C,
     ) -> (C, Option<Arc<[u8]>>) {
         let budget = MemoryBudget::new(self.config.max_memory);
@@ -907,14 +922,10 @@ impl<C: Capabilities> Runtime<C> {
                 Ok(UpdateDeadline::Continue(1))
             }
         });
-        let read: wasmtime::Result<Result<Vec<u8>, JobError>> = async {
-            let instance = job.pre.instance_pre().instantiate_async(&mut store).await?;
-            let decode = instance
-                .get_typed_func::<(), (Result<Vec<u8>, JobError>,)>(&mut store, &decoded.decode)?;
-            let (image,) = decode.call_async(&mut store, ()).await?;
-            Ok(image)
-        }
-        .await;
+        let read: wasmtime::Result<Result<Vec<u8>, JobError>> = match &job.linked {
+            Linked::Shared(shared) => shared.decode(&mut store).await,
+            Linked::Component(_) => Ok(Ok(Vec::new())),
+        };
         let image = match read {
             Ok(Ok(image)) if !image.is_empty() && image.len() <= MAX_DECODED_IMAGE => {
                 Some(Arc::from(image))
@@ -930,12 +941,13 @@ impl<C: Capabilities> Runtime<C> {
     }
 }
 
-/// The shared runtime's component (what every `codeai build` component starts with) and its
-/// SHA-256, its key in the artifact cache.
+/// The shared runtime's core module (the one the component every `codeai build` component
+/// starts with nests) and its SHA-256, its key in the artifact cache.
 fn shared_runtime_bytes() -> Result<(&'static [u8], Digest), RuntimeError> {
+    static HASH: OnceLock<Digest> = OnceLock::new();
     let setup = |e: codeai_dsl::emit::EmitError| RuntimeError::Setup(anyhow::anyhow!(e));
-    let bytes = codeai_dsl::emit::runtime_component().map_err(setup)?;
-    Ok((bytes, codeai_dsl::emit::runtime_sha256().map_err(setup)?))
+    let bytes = codeai_dsl::emit::runtime_core_module().map_err(setup)?;
+    Ok((bytes, *HASH.get_or_init(|| cache::sha256(bytes))))
 }
 
 /// The manifest of a component in the shape `codeai build` gives, once its manifest and its

@@ -25,8 +25,12 @@ pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "job",
-        imports: { default: async },
+        imports: {
+            "codeai:host/calls.call-encoded": async | trappable,
+            default: async,
+        },
         exports: { default: async },
+        additional_derives: [serde::Serialize, serde::Deserialize],
     });
 }
 
@@ -118,6 +122,23 @@ pub async fn call<T: Capabilities + program::Host>(
         Q::ClockLocal(at) => R::Instant(clock::Host::local(host, at).await),
         Q::ProgramGet => R::Program(program::Host::get(host).await),
     }
+}
+
+/// `calls.call-encoded` on `host`: the request read from its postcard bytes and answered by
+/// [`call`], the response written back in postcard. Bytes that are not a `request` are an
+/// error: the guest's call traps, as it would on a malformed value of a typed call.
+pub async fn call_encoded<T: Capabilities + program::Host>(
+    host: &mut T,
+    request: &[u8],
+) -> wasmtime::Result<Vec<u8>> {
+    let request: calls::Request = postcard::from_bytes(request).map_err(|e| {
+        wasmtime::Error::msg(format!(
+            "`calls.call-encoded` was sent bytes that are not a `request`: {e}"
+        ))
+    })?;
+    let response = call(host, request).await;
+    postcard::to_allocvec(&response)
+        .map_err(|e| wasmtime::Error::msg(format!("a `response` did not encode: {e}")))
 }
 
 /// A plain engine: the component model with async host calls, and none of the runtime's

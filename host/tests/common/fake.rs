@@ -529,6 +529,10 @@ impl<S: Script> calls::Host for Fake<S> {
     async fn call(&mut self, request: calls::Request) -> calls::Response {
         codeai_host::wasm::call(self, request).await
     }
+
+    async fn call_encoded(&mut self, request: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
+        codeai_host::wasm::call_encoded(self, &request).await
+    }
 }
 
 impl<S: Script> program::Host for Fake<S> {

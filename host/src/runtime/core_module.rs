@@ -1,0 +1,381 @@
+//! The guest runtime run as the core module it is, without the component around it.
+//!
+//! Every `codeai build` component is the runtime component — one core module, the guest runtime,
+//! that `wit-component` wrapped with a shim and a fix-up module for its two imports — followed
+//! by the job's program and manifest. A job of that shape runs here on that core module, byte for
+//! byte the one the component nests ([`codeai_dsl::emit::runtime_core_module`]), compiled once
+//! per host, in one core instance; the host does the canonical ABI's work at the module's edge
+//! itself, for the few functions the module has there:
+//!
+//! - imports: `calls.call-encoded` (`list<u8> -> list<u8>`: the request and the response in
+//!   postcard, answered by [`crate::wasm::call_encoded`], the gate's own `calls.call`) and
+//!   `log.step` (`string`);
+//! - exports: `run`, `decode-program` and `run-decoded`, each `-> result<_, job-error>`, and
+//!   `cabi_realloc`, through which the host writes every list and string it hands in.
+//!
+//! Why: a component instance of the runtime is three core instances, their trampolines, and
+//! lowered imports passed through a table; measured, that layer was ~3 µs of a no-op job's ~12
+//! (BENCHMARKS.md, "The core-module route"). What the component would check, this does: every
+//! pointer and length is checked against the memory (a `u32` offset, in bounds, aligned where
+//! the ABI aligns), every string the guest hands out is checked as UTF-8, every discriminant
+//! against its cases, and each is a trap as in the component. The invariant: only the runtime's
+//! own core module is instantiated here ([`SharedCore::link`] refuses a module with other
+//! imports or without these exports), so these hand-written lifts and lowers meet only the code
+//! they were written for.
+
+use super::ExecState;
+use crate::wasm::{log, Capabilities, JobError, Outcome};
+use wasmtime::{AsContext, AsContextMut, Caller, Engine, Extern, InstancePre, Linker, Memory};
+use wasmtime::{Module, ModuleExport, Store};
+
+/// The import modules of the runtime's core module.
+const CALLS: &str = "codeai:host/calls@0.1.0";
+const LOG: &str = "codeai:host/log@0.1.0";
+
+/// An export and its `cabi_post_` function, if the module has one.
+struct Export {
+    func: ModuleExport,
+    post: Option<ModuleExport>,
+}
+
+impl Export {
+    fn of(module: &Module, name: &str) -> anyhow::Result<Export> {
+        Ok(Export {
+            func: export(module, name)?,
+            post: module.get_export_index(&format!("cabi_post_{name}")),
+        })
+    }
+}
+
+fn export(module: &Module, name: &str) -> anyhow::Result<ModuleExport> {
+    module
+        .get_export_index(name)
+        .ok_or_else(|| anyhow::anyhow!("the runtime's core module has no export `{name}`"))
+}
+
+/// The runtime's core module, compiled and linked: what every `codeai build` job runs on.
+pub(crate) struct SharedCore<C: 'static> {
+    pre: InstancePre<ExecState<C>>,
+    memory: ModuleExport,
+    realloc: ModuleExport,
+    run: Export,
+    decode: Export,
+    run_decoded: Export,
+}
+
+type Trap = wasmtime::Error;
+
+fn trap(message: &str) -> Trap {
+    wasmtime::Error::msg(format!("canonical ABI: {message}"))
+}
+
+impl<C: Capabilities> SharedCore<C> {
+    /// Links `module` (the runtime's core module) to the two host functions it imports.
+    pub(crate) fn link(engine: &Engine, module: &Module) -> anyhow::Result<SharedCore<C>> {
+        let mut linker: Linker<ExecState<C>> = Linker::new(engine);
+        linker.func_wrap_async(
+            CALLS,
+            "call-encoded",
+            |mut caller: Caller<'_, ExecState<C>>, (ptr, len, ret): (i32, i32, i32)| {
+                Box::new(async move {
+                    let memory = memory_of(&mut caller)?;
+                    let request = slice(memory.data(&caller), ptr, len)?.to_vec();
+                    let response =
+                        crate::wasm::call_encoded(&mut caller.data_mut().caps, &request).await?;
+                    let at = lower(&mut caller, &memory, &response).await?;
+                    let pair = [at, response.len() as u32];
+                    store_u32s(memory.data_mut(&mut caller), ret, &pair)
+                })
+            },
+        )?;
+        linker.func_wrap_async(
+            LOG,
+            "step",
+            |mut caller: Caller<'_, ExecState<C>>, (ptr, len): (i32, i32)| {
+                Box::new(async move {
+                    let memory = memory_of(&mut caller)?;
+                    let name = string(memory.data(&caller), ptr, len)?.to_owned();
+                    log::Host::step(&mut caller.data_mut().caps, name).await;
+                    Ok(())
+                })
+            },
+        )?;
+        Ok(SharedCore {
+            pre: linker.instantiate_pre(module)?,
+            memory: export(module, "memory")?,
+            realloc: export(module, "cabi_realloc")?,
+            run: Export::of(module, "run")?,
+            decode: Export::of(module, "codeai:host/decoded@0.1.0#decode-program")?,
+            run_decoded: Export::of(module, "codeai:host/decoded@0.1.0#run-decoded")?,
+        })
+    }
+
+    /// `run(input)`, or `run-decoded(image, input)` with an image, in a fresh instance in `store`.
+    pub(crate) async fn run(
+        &self,
+        store: &mut Store<ExecState<C>>,
+        image: Option<&[u8]>,
+        input: &str,
+    ) -> wasmtime::Result<Result<Outcome, JobError>> {
+        let (instance, memory) = self.instantiate(store).await?;
+        let realloc = instance.get_module_export(&mut *store, &self.realloc);
+        let realloc = as_func(realloc)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+        // The canonical ABI lowers the arguments in order: the image is the first block the
+        // guest's arena hands out, where `run-decoded` expects it.
+        let (export, ret) = match image {
+            Some(image) => {
+                let (ip, il) = lower_with(&mut *store, &realloc, &memory, image).await?;
+                let (np, nl) = lower_with(&mut *store, &realloc, &memory, input.as_bytes()).await?;
+                let run = instance.get_module_export(&mut *store, &self.run_decoded.func);
+                let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+                (
+                    &self.run_decoded,
+                    run.call_async(&mut *store, (ip, il, np, nl)).await?,
+                )
+            }
+            None => {
+                let (np, nl) = lower_with(&mut *store, &realloc, &memory, input.as_bytes()).await?;
+                let run = instance.get_module_export(&mut *store, &self.run.func);
+                let run = as_func(run)?.typed::<(i32, i32), i32>(&*store)?;
+                (&self.run, run.call_async(&mut *store, (np, nl)).await?)
+            }
+        };
+        let returned = lift_run_result(memory.data(&*store), ret)?;
+        self.post_return(store, &instance, export, ret).await?;
+        Ok(returned)
+    }
+
+    /// `decode-program()` in a fresh instance in `store`.
+    pub(crate) async fn decode(
+        &self,
+        store: &mut Store<ExecState<C>>,
+    ) -> wasmtime::Result<Result<Vec<u8>, JobError>> {
+        let (instance, memory) = self.instantiate(store).await?;
+        let decode = instance.get_module_export(&mut *store, &self.decode.func);
+        let decode = as_func(decode)?.typed::<(), i32>(&*store)?;
+        let ret = decode.call_async(&mut *store, ()).await?;
+        let data = memory.data(&*store);
+        let at = aligned(ret, 4)?;
+        let returned = match byte(data, at)? {
+            0 => Ok(slice(data, load_u32(data, at + 4)?, load_u32(data, at + 8)?)?.to_vec()),
+            1 => Err(lift_job_error(data, at + 4)?),
+            _ => return Err(trap("invalid `result` discriminant")),
+        };
+        self.post_return(store, &instance, &self.decode, ret)
+            .await?;
+        Ok(returned)
+    }
+
+    async fn instantiate(
+        &self,
+        store: &mut Store<ExecState<C>>,
+    ) -> wasmtime::Result<(wasmtime::Instance, Memory)> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let memory = match instance.get_module_export(&mut *store, &self.memory) {
+            Some(Extern::Memory(memory)) => memory,
+            _ => return Err(trap("the module's `memory` is not a memory")),
+        };
+        Ok((instance, memory))
+    }
+
+    async fn post_return(
+        &self,
+        store: &mut Store<ExecState<C>>,
+        instance: &wasmtime::Instance,
+        export: &Export,
+        ret: i32,
+    ) -> wasmtime::Result<()> {
+        if let Some(post) = &export.post {
+            let post = instance.get_module_export(&mut *store, post);
+            let post = as_func(post)?.typed::<i32, ()>(&*store)?;
+            post.call_async(&mut *store, ret).await?;
+        }
+        Ok(())
+    }
+}
+
+fn as_func(export: Option<Extern>) -> wasmtime::Result<wasmtime::Func> {
+    match export {
+        Some(Extern::Func(func)) => Ok(func),
+        _ => Err(trap("an export is not a function")),
+    }
+}
+
+fn memory_of<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
+    match caller.get_export("memory") {
+        Some(Extern::Memory(memory)) => Ok(memory),
+        _ => Err(trap("the module exports no `memory`")),
+    }
+}
+
+/// Writes `bytes` into a block the guest's `cabi_realloc` gives (alignment 1), as the canonical
+/// ABI lowers a `list<u8>` or a `string`; the block's offset and length.
+async fn lower_with<T: Send + 'static>(
+    mut store: impl AsContextMut<Data = T>,
+    realloc: &wasmtime::TypedFunc<(i32, i32, i32, i32), i32>,
+    memory: &Memory,
+    bytes: &[u8],
+) -> wasmtime::Result<(i32, i32)> {
+    let len = i32::try_from(bytes.len()).map_err(|_| trap("a list longer than 4 GiB"))?;
+    let at = realloc
+        .call_async(store.as_context_mut(), (0, 0, 1, len))
+        .await?;
+    let data = memory.data_mut(store.as_context_mut());
+    slice_mut(data, at, len)?.copy_from_slice(bytes);
+    Ok((at, len))
+}
+
+/// [`lower_with`] from inside a host function, through the caller's `cabi_realloc`.
+async fn lower<T: Send + 'static>(
+    caller: &mut Caller<'_, T>,
+    memory: &Memory,
+    bytes: &[u8],
+) -> wasmtime::Result<u32> {
+    let realloc = match caller.get_export("cabi_realloc") {
+        Some(Extern::Func(func)) => func.typed::<(i32, i32, i32, i32), i32>(caller.as_context())?,
+        _ => return Err(trap("the module exports no `cabi_realloc`")),
+    };
+    let (at, _) = lower_with(&mut *caller, &realloc, memory, bytes).await?;
+    Ok(at as u32)
+}
+
+/// `run`'s `result<outcome, job-error>` at `ret`.
+fn lift_run_result(data: &[u8], ret: i32) -> wasmtime::Result<Result<Outcome, JobError>> {
+    let at = aligned(ret, 4)?;
+    Ok(match byte(data, at)? {
+        0 => Ok(match byte(data, at + 4)? {
+            0 => Outcome::Completed(lift_string(data, at + 8)?),
+            1 => Outcome::Skipped(lift_string(data, at + 8)?),
+            _ => return Err(trap("invalid `outcome` discriminant")),
+        }),
+        1 => Err(lift_job_error(data, at + 4)?),
+        _ => return Err(trap("invalid `result` discriminant")),
+    })
+}
+
+/// A `job-error` (`{ step: option<string>, message: string }`) at `at`.
+fn lift_job_error(data: &[u8], at: usize) -> wasmtime::Result<JobError> {
+    let step = match byte(data, at)? {
+        0 => None,
+        1 => Some(lift_string(data, at + 4)?),
+        _ => return Err(trap("invalid `option` discriminant")),
+    };
+    Ok(JobError {
+        step,
+        message: lift_string(data, at + 12)?,
+    })
+}
+
+/// The `string` whose offset and length are at `at`.
+fn lift_string(data: &[u8], at: usize) -> wasmtime::Result<String> {
+    let (ptr, len) = (load_u32(data, at)?, load_u32(data, at + 4)?);
+    Ok(string(data, ptr, len)?.to_owned())
+}
+
+fn string(data: &[u8], ptr: i32, len: i32) -> wasmtime::Result<&str> {
+    std::str::from_utf8(slice(data, ptr, len)?).map_err(|_| trap("a string that is not UTF-8"))
+}
+
+fn aligned(ptr: i32, align: u32) -> wasmtime::Result<usize> {
+    let ptr = ptr as u32;
+    if !ptr.is_multiple_of(align) {
+        return Err(trap("an unaligned pointer"));
+    }
+    Ok(ptr as usize)
+}
+
+fn byte(data: &[u8], at: usize) -> wasmtime::Result<u8> {
+    data.get(at)
+        .copied()
+        .ok_or_else(|| trap("a pointer out of bounds"))
+}
+
+fn load_u32(data: &[u8], at: usize) -> wasmtime::Result<i32> {
+    let bytes = at
+        .checked_add(4)
+        .and_then(|end| data.get(at..end))
+        .ok_or_else(|| trap("a pointer out of bounds"))?;
+    Ok(i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+fn store_u32s(data: &mut [u8], ptr: i32, values: &[u32]) -> wasmtime::Result<()> {
+    let at = aligned(ptr, 4)?;
+    let out = at
+        .checked_add(4 * values.len())
+        .and_then(|end| data.get_mut(at..end))
+        .ok_or_else(|| trap("a pointer out of bounds"))?;
+    for (chunk, value) in out.chunks_exact_mut(4).zip(values) {
+        chunk.copy_from_slice(&value.to_le_bytes());
+    }
+    Ok(())
+}
+
+/// The `len` bytes at `ptr` (both `u32`s, as the canonical ABI reads them).
+fn slice(data: &[u8], ptr: i32, len: i32) -> wasmtime::Result<&[u8]> {
+    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    ptr.checked_add(len)
+        .and_then(|end| data.get(ptr..end))
+        .ok_or_else(|| trap("a list out of bounds"))
+}
+
+fn slice_mut(data: &mut [u8], ptr: i32, len: i32) -> wasmtime::Result<&mut [u8]> {
+    let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
+    ptr.checked_add(len)
+        .and_then(|end| data.get_mut(ptr..end))
+        .ok_or_else(|| trap("a block out of bounds"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A memory of 64 bytes with `result<outcome, job-error>` values written at 0.
+    fn memory(words: &[(usize, u32)], bytes: &[(usize, &[u8])]) -> Vec<u8> {
+        let mut data = vec![0u8; 64];
+        for (at, word) in words {
+            data[*at..*at + 4].copy_from_slice(&word.to_le_bytes());
+        }
+        for (at, b) in bytes {
+            data[*at..*at + b.len()].copy_from_slice(b);
+        }
+        data
+    }
+
+    #[test]
+    fn a_run_result_is_lifted_as_the_canonical_abi_lays_it_out() {
+        // ok(completed("{}")): discriminants at 0 and 4, the string's offset and length at 8.
+        let data = memory(&[(0, 0), (4, 0), (8, 40), (12, 2)], &[(40, b"{}")]);
+        assert!(
+            matches!(lift_run_result(&data, 0).unwrap(), Ok(Outcome::Completed(s)) if s == "{}")
+        );
+        // err({ step: some("a"), message: "no" }).
+        let data = memory(
+            &[(0, 1), (4, 1), (8, 40), (12, 1), (16, 44), (20, 2)],
+            &[(40, b"a"), (44, b"no")],
+        );
+        let error = lift_run_result(&data, 0).unwrap().unwrap_err();
+        assert_eq!(
+            (error.step.as_deref(), error.message.as_str()),
+            (Some("a"), "no")
+        );
+    }
+
+    #[test]
+    fn what_the_component_would_trap_on_traps() {
+        let completed = |ptr: u32, len: u32| memory(&[(0, 0), (4, 0), (8, ptr), (12, len)], &[]);
+        // A string past the end of memory, or wrapping around it.
+        assert!(lift_run_result(&completed(60, 8), 0).is_err());
+        assert!(lift_run_result(&completed(u32::MAX, 2), 0).is_err());
+        // A string that is not UTF-8.
+        let data = memory(&[(0, 0), (4, 0), (8, 40), (12, 1)], &[(40, &[0xff])]);
+        assert!(lift_run_result(&data, 0).is_err());
+        // Discriminants out of range, and an unaligned return area.
+        assert!(lift_run_result(&memory(&[(0, 2)], &[]), 0).is_err());
+        assert!(lift_run_result(&memory(&[(0, 0), (4, 2)], &[]), 0).is_err());
+        assert!(lift_run_result(&memory(&[(0, 1), (4, 2)], &[]), 0).is_err());
+        assert!(lift_run_result(&completed(40, 0), 2).is_err());
+        // A return area past the end.
+        assert!(lift_run_result(&completed(40, 0), 60).is_err());
+        assert!(store_u32s(&mut [0u8; 8], 4, &[1, 2]).is_err());
+    }
+}
