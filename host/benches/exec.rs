@@ -187,7 +187,7 @@ fn main() {
             .map(|_| rt.execute(&dsl_job, null(), &big, ExecOptions::default()))
             .collect();
         for execution in futures_util::future::join_all(bigs).await {
-            assert_eq!(execution.result.status, Status::Completed);
+            assert_eq!(execution.result.status, Status::Completed, "{:?}", execution.result.error);
         }
         let big_runs = measure(iters / 20, || async {
             let execution = rt.execute(&dsl_job, null(), &big, ExecOptions::default()).await;
@@ -247,7 +247,10 @@ fn main() {
         // The guest runtime's core module alone, outside any component (its two imports
         // trap): what instantiating a `codeai build` job costs on this engine whatever wraps
         // the module (BENCHMARKS.md, "The core-module route").
-        let module = wasmtime::Module::new(&pooled, runtime_core_module())
+        let module = wasmtime::Module::new(
+            &pooled,
+            codeai_dsl::emit::runtime_core_module().expect("the runtime's core module"),
+        )
             .expect("the runtime's core module compiles");
         let mut linker = wasmtime::Linker::<Null>::new(&pooled);
         linker
@@ -261,23 +264,6 @@ fn main() {
         .await;
         print("instantiate only: runtime core module", &core);
     });
-}
-
-/// The largest core module nested in the runtime component: the guest runtime, as the
-/// component instantiates it (the other two are `wit-component`'s shim and fix-up).
-fn runtime_core_module() -> &'static [u8] {
-    let component = codeai_dsl::emit::runtime_component().expect("the runtime component");
-    let range = wasmparser::Parser::new(0)
-        .parse_all(component)
-        .filter_map(|payload| match payload {
-            Ok(wasmparser::Payload::ModuleSection {
-                unchecked_range, ..
-            }) => Some(unchecked_range),
-            _ => None,
-        })
-        .max_by_key(|range| range.len())
-        .expect("the runtime component nests a core module");
-    &component[range]
 }
 
 /// An engine with the runtime's pooling allocator and copy-on-write memory images, without

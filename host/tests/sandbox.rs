@@ -529,6 +529,29 @@ async fn a_capability_the_manifest_does_not_list_is_denied_not_trapped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in_a_full_pool() {
+    // An input past the guest's reserved heap leaves the program's image unusable, so the
+    // guest asks for its program (`calls.call-encoded`) and the host writes the answer through
+    // the guest's `cabi_realloc`: a call into the guest from inside a host call, which takes a
+    // second fiber stack while the first is in use. A pool of one slot must still hold both.
+    let runtime = Runtime::<Fake>::new(RuntimeConfig {
+        pool_size: 1,
+        ..config("one-slot")
+    })
+    .unwrap();
+    let job = runtime.prepare(&noop_dsl().0).unwrap();
+    let big = serde_json::json!({ "blob": "x".repeat(600 << 10) }).to_string();
+    for input in [big.as_str(), "{}", big.as_str()] {
+        let result = runtime
+            .execute(&job, fake(), input, ExecOptions::default())
+            .await
+            .result;
+        assert_eq!(result.status, Status::Completed, "{result:?}");
+        assert_eq!(result.output.as_deref(), Some(r#"{"answer":42}"#));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_that_are_not_a_request_end_the_run_and_reach_nothing() {
     let sent = runtime()
         .execute(

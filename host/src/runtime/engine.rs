@@ -25,7 +25,10 @@ pub(crate) fn build(config: &RuntimeConfig) -> anyhow::Result<Engine> {
         .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
         .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
         .total_tables(slots * MAX_TABLES_PER_COMPONENT)
-        .total_stacks(slots)
+        // Two fiber stacks a slot: a `codeai build` job's host call that hands the guest a list
+        // calls the guest's `cabi_realloc` from inside that call (`core_module.rs`), on a
+        // second fiber while the first is suspended in it.
+        .total_stacks(slots * 2)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
