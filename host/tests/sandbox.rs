@@ -263,6 +263,17 @@ const GARBAGE_REQUEST: Wat = Wat {
              (call $completed (i32.const 16) (i32.const 2)))"#,
 };
 
+/// Sends `calls.call-encoded` 1 MiB of zeros (memory grown to hold them): decoding that many
+/// bytes could take ~128 times as much host memory.
+const HUGE_REQUEST: Wat = Wat {
+    name: "HugeRequest",
+    imports: CALL_ENCODED,
+    body: r#"(func (export "run") (param i32 i32) (result i32)
+             (drop (memory.grow (i32.const 16)))
+             (call $call (i32.const 131072) (i32.const 1048576) (i32.const 256))
+             (call $completed (i32.const 16) (i32.const 2)))"#,
+};
+
 /// Increments a global and completes with its value: `1` on a fresh instance.
 const COUNTER: Wat = Wat {
     name: "Counter",
@@ -549,6 +560,32 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
         assert_eq!(result.status, Status::Completed, "{result:?}");
         assert_eq!(result.output.as_deref(), Some(r#"{"answer":42}"#));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_request_is_charged_what_decoding_it_may_take() {
+    // 1 MiB of request against the 64 MiB cap: decoding it is charged 128 MiB, refused before
+    // anything is allocated for it.
+    let sent = runtime()
+        .execute(
+            &prepare(&HUGE_REQUEST, &["data", "log"]),
+            fake(),
+            "{}",
+            ExecOptions::default(),
+        )
+        .await;
+    assert_eq!(
+        sent.result.status,
+        Status::MemoryExceeded,
+        "{:?}",
+        sent.result
+    );
+    let error = sent.result.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("decoding a `calls.call-encoded` request"),
+        "{error}"
+    );
+    assert!(sent.capabilities.calls.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,9 +237,9 @@ impl ArtifactCache {
         write_atomically(&artifact, &compiled).map_err(io(&artifact))?;
         write_atomically(&meta, self.header("module", hash, &compiled).as_bytes())
             .map_err(io(&meta))?;
-        // SAFETY: the file holds what this engine's `precompile_module` just returned;
+        // SAFETY: these are the bytes this engine's `precompile_module` just returned;
         // deserialisation still checks the engine's compatibility.
-        let module = unsafe { Module::deserialize_file(engine, &artifact) }
+        let module = unsafe { Module::deserialize(engine, &compiled) }
             .map_err(|e| CacheError::Compile(e.into()))?;
         Ok((module, Source::Compiled))
     }
@@ -253,9 +253,10 @@ impl ArtifactCache {
         if header != self.header("module", hash, &bytes) {
             return None;
         }
-        // SAFETY: the header this host wrote after precompiling matches the file byte for byte
-        // (SHA-256 and size) and names this engine's configuration and a module.
-        match unsafe { Module::deserialize_file(engine, &artifact) } {
+        // SAFETY: the header this host wrote after precompiling matches these bytes (SHA-256 and
+        // size) and names this engine's configuration and a module; the bytes checked are the
+        // bytes loaded (not the file opened again).
+        match unsafe { Module::deserialize(engine, &bytes) } {
             Ok(module) => Some(module),
             Err(e) => {
                 tracing::warn!(artifact = %artifact.display(), "cached artifact rejected: {e}");

@@ -728,8 +728,34 @@ impl<C: Capabilities> calls::Host for Gated<C> {
         crate::wasm::call(self, request).await
     }
 
+    /// Through a component of any shape (the guest runtime runs as a core module, and its
+    /// requests come through [`Gated::call_encoded_trusted`]): what decoding the bytes may
+    /// allocate is charged to the execution's memory first ([`crate::wasm::ENCODED_EXPANSION`]).
     async fn call_encoded(&mut self, request: Vec<u8>) -> wasmtime::Result<Vec<u8>> {
-        crate::wasm::call_encoded(self, &request).await
+        let charge = request.len().saturating_mul(crate::wasm::ENCODED_EXPANSION);
+        let decoded = {
+            let _decoding = self
+                .budget
+                .reserve(charge, "decoding a `calls.call-encoded` request")
+                .map_err(|e| wasmtime::Error::msg(e.0))?;
+            crate::wasm::decode_request(&request)?
+        };
+        drop(request);
+        let response = crate::wasm::call(self, decoded).await;
+        postcard::to_allocvec(&response)
+            .map_err(|e| wasmtime::Error::msg(format!("a `response` did not encode: {e}")))
+    }
+}
+
+impl<C: Capabilities> Gated<C> {
+    /// `calls.call-encoded` from the guest runtime's own core module (`core_module.rs`), whose
+    /// requests are typed values it encoded itself: decoding one allocates about what the guest
+    /// holds, so nothing more is charged.
+    pub(crate) async fn call_encoded_trusted(
+        &mut self,
+        request: &[u8],
+    ) -> wasmtime::Result<Vec<u8>> {
+        crate::wasm::call_encoded(self, request).await
     }
 }
 

@@ -162,7 +162,8 @@ fn split_runtime(component: &[u8]) -> Option<(&'static [u8], &[u8])> {
 }
 
 /// This host's guest runtime's SHA-256 in hex (computed once per process): its key in
-/// `guest_runtimes` and `job_versions.runtime_sha256`, and the runtime cache's key too.
+/// `guest_runtimes` and `job_versions.runtime_sha256` (the artifact cache keys the runtime's
+/// core module by that module's own SHA-256).
 pub(crate) fn runtime_hex() -> Result<&'static str, sqlx::Error> {
     static HEX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let digest = codeai_dsl::emit::runtime_sha256()

@@ -124,22 +124,40 @@ pub async fn call<T: Capabilities + program::Host>(
     }
 }
 
-/// `calls.call-encoded` on `host`: the request read from its postcard bytes and answered by
-/// [`call`], the response written back in postcard. Bytes that are not a `request` are an
-/// error: the guest's call traps, as it would on a malformed value of a typed call.
+/// `calls.call-encoded` on `host`: the request read from its postcard bytes
+/// ([`decode_request`]) and answered by [`call`], the response written back in postcard.
 pub async fn call_encoded<T: Capabilities + program::Host>(
     host: &mut T,
     request: &[u8],
 ) -> wasmtime::Result<Vec<u8>> {
-    let request: calls::Request = postcard::from_bytes(request).map_err(|e| {
-        wasmtime::Error::msg(format!(
-            "`calls.call-encoded` was sent bytes that are not a `request`: {e}"
-        ))
-    })?;
-    let response = call(host, request).await;
+    let response = call(host, decode_request(request)?).await;
     postcard::to_allocvec(&response)
         .map_err(|e| wasmtime::Error::msg(format!("a `response` did not encode: {e}")))
 }
+
+/// The `calls.request` in `bytes` (postcard, nothing after it). Bytes that are not one are an
+/// error that ends the guest's call, as a malformed value of a typed call does.
+///
+/// Decoding allocates more than the bytes it reads: postcard spends one byte on an empty string
+/// or a `filter-node` like `not(0)`, which take 24 and ~64 bytes in memory. A component of any
+/// shape may send any bytes, so the runtime's gate charges [`ENCODED_EXPANSION`] times their
+/// length to the execution's memory budget while they are decoded.
+pub fn decode_request(bytes: &[u8]) -> wasmtime::Result<calls::Request> {
+    let not_a_request = |why: &dyn std::fmt::Display| {
+        wasmtime::Error::msg(format!(
+            "`calls.call-encoded` was sent bytes that are not a `request`: {why}"
+        ))
+    };
+    match postcard::take_from_bytes::<calls::Request>(bytes) {
+        Ok((request, [])) => Ok(request),
+        Ok((_, rest)) => Err(not_a_request(&format!("{} bytes after it", rest.len()))),
+        Err(e) => Err(not_a_request(&e)),
+    }
+}
+
+/// At most this many bytes in memory for each byte of an encoded request while it is decoded
+/// (the largest case of one byte per element, a `filter-node`, with a `Vec`'s doubling).
+pub const ENCODED_EXPANSION: usize = 128;
 
 /// A plain engine: the component model with async host calls, and none of the runtime's
 /// pooling or limits (for inspecting a component, or as a bare baseline).
