@@ -562,48 +562,36 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_encoded_request_is_charged_what_decoding_it_may_take() {
-    // 1 MiB of request against the 64 MiB cap: decoding it is charged 128 MiB, refused before
-    // anything is allocated for it.
+/// Runs `wat` (its manifest lists `data`, `events` and `log`) and checks that it ended as
+/// `status`, its error saying `why`, having reached no capability.
+async fn ends_before_any_call(wat: &Wat, status: Status, why: &str) {
     let sent = runtime()
         .execute(
-            &prepare(&HUGE_REQUEST, &["data", "log"]),
+            &prepare(wat, &["data", "events", "log"]),
             fake(),
             "{}",
             ExecOptions::default(),
         )
         .await;
-    assert_eq!(
-        sent.result.status,
-        Status::MemoryExceeded,
-        "{:?}",
-        sent.result
-    );
+    assert_eq!(sent.result.status, status, "{:?}", sent.result);
     let error = sent.result.error.as_deref().unwrap_or_default();
-    assert!(
-        error.contains("decoding a `calls.call-encoded` request"),
-        "{error}"
-    );
+    assert!(error.contains(why), "{error}");
     assert!(sent.capabilities.calls.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoded_request_is_charged_what_decoding_it_may_take() {
+    // 1 MiB of request against the 64 MiB cap: decoding it is charged 128 MiB, refused before
+    // anything is allocated for it.
+    let why = "decoding a `calls.call-encoded` request";
+    ends_before_any_call(&HUGE_REQUEST, Status::MemoryExceeded, why).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_that_are_not_a_request_end_the_run_and_reach_nothing() {
-    let sent = runtime()
-        .execute(
-            &prepare(&GARBAGE_REQUEST, &["events", "log"]),
-            fake(),
-            "{}",
-            ExecOptions::default(),
-        )
-        .await;
     // As a malformed value of a typed call ends it (wasmtime's canonical ABI errors are not
     // traps, so the run is `failed`, with the reason).
-    assert_eq!(sent.result.status, Status::Failed, "{:?}", sent.result);
-    let error = sent.result.error.as_deref().unwrap_or_default();
-    assert!(error.contains("not a `request`"), "{error}");
-    assert!(sent.capabilities.calls.is_empty());
+    ends_before_any_call(&GARBAGE_REQUEST, Status::Failed, "not a `request`").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,6 +143,17 @@ impl ArtifactCache {
         hash: &Digest,
         compiled: &[u8],
     ) -> Result<Component, CacheError> {
+        let artifact = self.write("component", hash, compiled)?;
+        // SAFETY: the file holds what this engine's `precompile_component` returned (in this
+        // process, or in the compiler child this host started with its own engine settings);
+        // deserialisation still checks the engine's compatibility.
+        unsafe { Component::deserialize_file(engine, &artifact) }
+            .map_err(|e| CacheError::Compile(e.into()))
+    }
+
+    /// Writes the artifact `compiled` of the `kind` ("component" or "module") `hash`, then its
+    /// header; the artifact's path.
+    fn write(&self, kind: &str, hash: &Digest, compiled: &[u8]) -> Result<PathBuf, CacheError> {
         let (artifact, meta) = self.paths(hash);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -150,15 +161,11 @@ impl ArtifactCache {
         };
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         // Header last, both through a rename: a crash leaves no header for a partial artifact.
-        let header = self.header("component", hash, compiled);
+        let header = self.header(kind, hash, compiled);
         let _ = std::fs::remove_file(&meta);
         write_atomically(&artifact, compiled).map_err(io(&artifact))?;
         write_atomically(&meta, header.as_bytes()).map_err(io(&meta))?;
-        // SAFETY: the file holds what this engine's `precompile_component` returned (in this
-        // process, or in the compiler child this host started with its own engine settings);
-        // deserialisation still checks the engine's compatibility.
-        unsafe { Component::deserialize_file(engine, &artifact) }
-            .map_err(|e| CacheError::Compile(e.into()))
+        Ok(artifact)
     }
 
     /// The size of the artifact of `hash` on disk, if there is one.
@@ -227,16 +234,7 @@ impl ArtifactCache {
         let compiled = engine
             .precompile_module(bytes)
             .map_err(|e| CacheError::Compile(e.into()))?;
-        let (artifact, meta) = self.paths(hash);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CacheError::Io { path, source }
-        };
-        std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let _ = std::fs::remove_file(&meta);
-        write_atomically(&artifact, &compiled).map_err(io(&artifact))?;
-        write_atomically(&meta, self.header("module", hash, &compiled).as_bytes())
-            .map_err(io(&meta))?;
+        self.write("module", hash, &compiled)?;
         // SAFETY: these are the bytes this engine's `precompile_module` just returned;
         // deserialisation still checks the engine's compatibility.
         let module = unsafe { Module::deserialize(engine, &compiled) }
