@@ -924,6 +924,7 @@ impl<C: Capabilities> Runtime<C> {
         });
         let read: wasmtime::Result<Result<Vec<u8>, JobError>> = match &job.linked {
             Linked::Shared(shared) => shared.decode(&mut store).await,
+            // Only a job on the shared runtime has a program to read once (`register`).
             Linked::Component(_) => Ok(Ok(Vec::new())),
         };
         let image = match read {
