@@ -741,9 +741,7 @@ impl<C: Capabilities> calls::Host for Gated<C> {
             crate::wasm::decode_request(&request)?
         };
         drop(request);
-        let response = crate::wasm::call(self, decoded).await;
-        postcard::to_allocvec(&response)
-            .map_err(|e| wasmtime::Error::msg(format!("a `response` did not encode: {e}")))
+        crate::wasm::encode_response(&crate::wasm::call(self, decoded).await)
     }
 }
 

@@ -130,8 +130,12 @@ pub async fn call_encoded<T: Capabilities + program::Host>(
     host: &mut T,
     request: &[u8],
 ) -> wasmtime::Result<Vec<u8>> {
-    let response = call(host, decode_request(request)?).await;
-    postcard::to_allocvec(&response)
+    encode_response(&call(host, decode_request(request)?).await)
+}
+
+/// `response` in postcard, as `calls.call-encoded` returns it.
+pub fn encode_response(response: &calls::Response) -> wasmtime::Result<Vec<u8>> {
+    postcard::to_allocvec(response)
         .map_err(|e| wasmtime::Error::msg(format!("a `response` did not encode: {e}")))
 }
 
