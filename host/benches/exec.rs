@@ -21,8 +21,8 @@
 //! and of instantiating the guest runtime's core module alone, outside its component (the floor
 //! of a `codeai build` job on this engine, whatever wraps the module).
 //! Set `EXEC_BENCH_ITERS` to change the number of iterations, and
-//! `EXEC_BENCH_ONLY=dsl` (or `=fifty`) to run the DSL no-op (or the 50-step) case alone, to
-//! profile it.
+//! `EXEC_BENCH_ONLY=dsl` (or `=fifty`, `=trivial`) to run the DSL no-op (or the 50-step job, the
+//! trivial component) alone, to profile it.
 
 use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
 use codeai_host::wasm::{self, bindings};
@@ -149,10 +149,16 @@ fn main() {
                 "unavailable"
             }
         );
-        // `EXEC_BENCH_ONLY=dsl` (the no-op job) or `=fifty` (the 50-step job): one case, to profile.
+        // `EXEC_BENCH_ONLY=dsl` (the no-op job), `=fifty` (the 50-step job) or `=trivial`: one
+        // case, to profile.
         let only = std::env::var("EXEC_BENCH_ONLY").ok();
         if only.as_deref() == Some("fifty") {
             print("runtime: DSL job of 50 steps", &runtime_case(&rt, &fifty_job, iters).await);
+            return;
+        }
+        if only.as_deref() == Some("trivial") {
+            let trivial = runtime_case(&rt, &trivial_job, iters).await;
+            print("runtime: trivial component", &trivial);
             return;
         }
         let dsl = runtime_case(&rt, &dsl_job, iters).await;

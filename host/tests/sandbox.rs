@@ -562,6 +562,78 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
     }
 }
 
+/// The host writes `run-decoded`'s two lists into the runtime's memory itself and calls
+/// `codeai-run-decoded-in-place`, which makes the two `cabi_realloc` calls the canonical ABI
+/// would have made and runs only if the lists are in the blocks they give. Here the module
+/// alone, on a plain engine, its imports trapping with the name of the one called: lists that
+/// are not where `cabi_realloc` puts them end the call before any code of the job's runs; lists
+/// where it puts them (an image the runtime cannot adopt, an empty input) get as far as asking
+/// the host for the program.
+#[test]
+fn the_in_place_entry_runs_only_on_the_blocks_cabi_realloc_gives() {
+    use wasmtime::{Caller, Engine, Linker, Module, Store};
+    let engine = Engine::default();
+    let module = Module::new(&engine, codeai_dsl::emit::runtime_core_module().unwrap()).unwrap();
+    let mut linker = Linker::<()>::new(&engine);
+    linker
+        .func_wrap(
+            "codeai:host/calls@0.1.0",
+            "call-encoded",
+            |_: Caller<'_, ()>, _: i32, _: i32, _: i32| -> wasmtime::Result<()> {
+                Err(wasmtime::Error::msg("reached calls.call-encoded"))
+            },
+        )
+        .unwrap()
+        .func_wrap(
+            "codeai:host/log@0.1.0",
+            "step",
+            |_: Caller<'_, ()>, _: i32, _: i32| -> wasmtime::Result<()> {
+                Err(wasmtime::Error::msg("reached log.step"))
+            },
+        )
+        .unwrap();
+    let run = |image_offset: u32, input_offset: u32, input: &[u8]| {
+        let mut store = Store::new(&engine, ());
+        let instance = linker.instantiate(&mut store, &module).unwrap();
+        // Where a fresh instance's first block goes: ask `cabi_realloc` in another instance.
+        let start = {
+            let mut probe = Store::new(&engine, ());
+            let other = linker.instantiate(&mut probe, &module).unwrap();
+            let realloc = other
+                .get_typed_func::<(i32, i32, i32, i32), i32>(&mut probe, "cabi_realloc")
+                .unwrap();
+            realloc.call(&mut probe, (0, 0, 1, 16)).unwrap() as u32
+        };
+        let image = [0u8; 16];
+        let (image_at, input_at) = (start + image_offset, start + 16 + input_offset);
+        let memory = instance.get_memory(&mut store, "memory").unwrap();
+        memory.write(&mut store, image_at as usize, &image).unwrap();
+        memory.write(&mut store, input_at as usize, input).unwrap();
+        let input_ptr = if input.is_empty() { 1 } else { input_at };
+        instance
+            .get_typed_func::<(u32, u32, u32, u32), u32>(&mut store, "codeai-run-decoded-in-place")
+            .unwrap()
+            .call(&mut store, (image_at, 16, input_ptr, input.len() as u32))
+            .map(|_| ())
+            .unwrap_err()
+    };
+    let (trapped, asked) = ("wasm `unreachable` instruction executed", "reached calls");
+    for (image_offset, input_offset, input, expected) in [
+        // The image a byte further on, or the input past the image's end: nothing runs.
+        (1, 0, &b"{}"[..], trapped),
+        (0, 4, b"{}", trapped),
+        // Where `cabi_realloc` puts them: the job's code runs until it asks for its program.
+        (0, 0, b"{}", asked),
+        (0, 0, b"", asked),
+    ] {
+        let error = format!("{:?}", run(image_offset, input_offset, input));
+        assert!(
+            error.contains(expected),
+            "{image_offset} {input_offset}: {error}"
+        );
+    }
+}
+
 /// Runs `wat` (its manifest lists `data`, `events` and `log`) and checks that it ended as
 /// `status`, its error saying `why`, having reached no capability.
 async fn ends_before_any_call(wat: &Wat, status: Status, why: &str) {

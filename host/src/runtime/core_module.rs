@@ -14,7 +14,12 @@
 //!   `cabi_realloc`, through which the host writes every list and string it hands in. The
 //!   exports' `cabi_post_` functions are not called: they only free the result the host has
 //!   just copied out, in an instance the host drops next, and each call into the module is a
-//!   fiber switch (~0.8 µs of a no-op job's ~11, measured).
+//!   fiber switch (~0.8 µs of a no-op job's ~11, measured);
+//! - and one core export outside the component's interface, `codeai-run-decoded-in-place`:
+//!   `run-decoded` for a host that wrote the image and the input where the two `cabi_realloc`
+//!   calls of lowering them would have put them (the start of a fresh instance's arena), so a
+//!   run is one call into the module instead of three. The guest makes those two calls itself
+//!   and traps, having run nothing, if the blocks they give are not where the host wrote.
 //!
 //! Why: a component instance of the runtime is three core instances, their trampolines, and
 //! lowered imports passed through a table; measured, that layer was ~3 µs of a no-op job's ~12
@@ -49,6 +54,7 @@ pub(crate) struct SharedCore<C: 'static> {
     run: ModuleExport,
     decode: ModuleExport,
     run_decoded: ModuleExport,
+    run_decoded_in_place: ModuleExport,
 }
 
 type Trap = wasmtime::Error;
@@ -98,6 +104,7 @@ impl<C: Capabilities> SharedCore<C> {
             run: export(module, "run")?,
             decode: export(module, "codeai:host/decoded@0.1.0#decode-program")?,
             run_decoded: export(module, "codeai:host/decoded@0.1.0#run-decoded")?,
+            run_decoded_in_place: export(module, "codeai-run-decoded-in-place")?,
         })
     }
 
@@ -109,19 +116,31 @@ impl<C: Capabilities> SharedCore<C> {
         input: &str,
     ) -> wasmtime::Result<Result<Outcome, JobError>> {
         let (instance, memory) = self.instantiate(store).await?;
-        let realloc = instance.get_module_export(&mut *store, &self.realloc);
-        let realloc = as_func(realloc)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+        let realloc = |store: &mut Store<ExecState<C>>| {
+            let realloc = instance.get_module_export(&mut *store, &self.realloc);
+            as_func(realloc)?.typed::<(i32, i32, i32, i32), i32>(&*store)
+        };
         // The canonical ABI lowers the arguments in order: the image is the first block the
         // guest's arena hands out, where `run-decoded` expects it.
         let ret = match image {
-            Some(image) => {
-                let (ip, il) = lower_with(&mut *store, &realloc, &memory, image).await?;
-                let (np, nl) = lower_with(&mut *store, &realloc, &memory, input.as_bytes()).await?;
-                let run = instance.get_module_export(&mut *store, &self.run_decoded);
-                let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
-                run.call_async(&mut *store, (ip, il, np, nl)).await?
-            }
+            Some(image) => match self.in_place(&mut *store, &memory, image, input)? {
+                Some(args) => {
+                    let run = instance.get_module_export(&mut *store, &self.run_decoded_in_place);
+                    let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+                    run.call_async(&mut *store, args).await?
+                }
+                None => {
+                    let realloc = realloc(&mut *store)?;
+                    let (ip, il) = lower_with(&mut *store, &realloc, &memory, image).await?;
+                    let input = input.as_bytes();
+                    let (np, nl) = lower_with(&mut *store, &realloc, &memory, input).await?;
+                    let run = instance.get_module_export(&mut *store, &self.run_decoded);
+                    let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+                    run.call_async(&mut *store, (ip, il, np, nl)).await?
+                }
+            },
             None => {
+                let realloc = realloc(&mut *store)?;
                 let (np, nl) = lower_with(&mut *store, &realloc, &memory, input.as_bytes()).await?;
                 let run = instance.get_module_export(&mut *store, &self.run);
                 let run = as_func(run)?.typed::<(i32, i32), i32>(&*store)?;
@@ -129,6 +148,44 @@ impl<C: Capabilities> SharedCore<C> {
             }
         };
         lift_run_result(memory.data(&*store), ret)
+    }
+
+    /// Writes `image` and `input` where the guest's `cabi_realloc` would put them in this fresh
+    /// instance — the image at the start of its arena, the input right after (an empty input at
+    /// 1, as `cabi_realloc` answers for no bytes) — and returns `run-decoded`'s four arguments,
+    /// for `codeai-run-decoded-in-place`, which makes the two allocations itself and traps if
+    /// they are not these blocks. `None` when the two do not fit in the arena: they are lowered
+    /// through `cabi_realloc` as usual.
+    fn in_place(
+        &self,
+        store: &mut Store<ExecState<C>>,
+        memory: &Memory,
+        image: &[u8],
+        input: &str,
+    ) -> wasmtime::Result<Option<(i32, i32, i32, i32)>> {
+        // An image ends with the address of the arena it was taken from, then its root
+        // (`guest-stdlib/src/heap.rs`): where a fresh instance's arena starts too.
+        let Some(trailer) = image.len().checked_sub(8).map(|n| &image[n..n + 4]) else {
+            return Ok(None);
+        };
+        let start = u32::from_le_bytes(trailer.try_into().expect("four bytes"));
+        let (image_at, input) = (start as usize, input.as_bytes());
+        let input_at = image_at + image.len();
+        let end = input_at + input.len();
+        // The arena ends where the initial memory does: a fresh instance has not grown it.
+        if start == 0 || end > memory.data_size(&*store) || end > i32::MAX as usize {
+            return Ok(None);
+        }
+        let data = memory.data_mut(&mut *store);
+        data[image_at..input_at].copy_from_slice(image);
+        data[input_at..end].copy_from_slice(input);
+        let input_ptr = if input.is_empty() { 1 } else { input_at };
+        Ok(Some((
+            image_at as i32,
+            image.len() as i32,
+            input_ptr as i32,
+            input.len() as i32,
+        )))
     }
 
     /// `decode-program()` in a fresh instance in `store`.
