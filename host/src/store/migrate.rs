@@ -115,6 +115,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0016_metric_triggers.sql"),
         postgres: include_str!("../../../migrations/postgres/0016_metric_triggers.sql"),
     },
+    Migration {
+        version: 17,
+        name: "metric_statements",
+        sqlite: include_str!("../../../migrations/sqlite/0017_metric_statements.sql"),
+        postgres: include_str!("../../../migrations/postgres/0017_metric_statements.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
