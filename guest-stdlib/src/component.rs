@@ -69,13 +69,14 @@ impl exports::codeai::host::decoded::Guest for Runtime {
 ///
 /// Lowering `run-decoded(image, input)` is two calls of `cabi_realloc(0, 0, 1, len)` — each a
 /// call into the instance, which a host with async support makes on a fiber of its own (~0.8 µs
-/// of a no-op job's ~10) — a copy into each block, then the call of the export. A fresh
+/// of a no-op job's ~8) — a copy into each block, then the call of the export. A fresh
 /// instance's first blocks are the start of its arena, the same addresses in every instance,
 /// which the image names ([`crate::heap::image`]): so the host writes both lists there and calls
 /// this with the four words it would have passed `run-decoded`. This makes the two
 /// `cabi_realloc` calls itself, in the same order, and runs `run-decoded` on their blocks only
-/// when they are where the host wrote: otherwise it traps, having run nothing. So a run here is
-/// the canonical one, byte for byte, minus two fiber switches.
+/// when they are where the host wrote: otherwise it traps before any of the job's code runs. So a
+/// run here makes the canonical run's allocations and call, in the guest's memory byte for byte,
+/// minus two fiber switches (and plus the few instructions of this wrapper, in fuel).
 ///
 /// # Safety
 /// Called by the host only, as a canonical export: `image_ptr..+image_len` and

@@ -655,19 +655,20 @@ async fn metrics_totals_follow_every_write_of_an_execution(db: Database) {
     common::assert_metrics_match_history(&db).await;
 
     // The recorder's shapes: an upsert that inserts one row and updates another, and (PostgreSQL)
-    // an insert and an update of other rows in one statement.
-    write(format!(
-        "{} , ('00000000-0000-4000-8000-000000000003', 'default', 'j-A', 'A', 'timed_out', \
-         'default', 4, '2026-12-01T00:00:00.000000Z', 9) ON CONFLICT (id) DO UPDATE SET \
-         status = excluded.status, attempt = excluded.attempt, duration_ms = excluded.duration_ms",
-        row(
-            "00000000-0000-4000-8000-000000000008",
-            Some("A"),
-            "completed",
-            Some("default"),
-            1,
-            Some(20)
+    // such an upsert and an update of a third row in one statement.
+    let upsert = |new: &str, existing: &str, status: &str| {
+        format!(
+            "{} , ('{existing}', 'default', 'j-A', 'A', '{status}', 'default', 4, \
+             '2026-12-01T00:00:00.000000Z', 9) ON CONFLICT (id) DO UPDATE SET \
+             status = excluded.status, attempt = excluded.attempt, \
+             duration_ms = excluded.duration_ms",
+            row(new, Some("A"), "completed", Some("default"), 1, Some(20))
         )
+    };
+    write(upsert(
+        "00000000-0000-4000-8000-000000000008",
+        "00000000-0000-4000-8000-000000000003",
+        "timed_out",
     ))
     .await;
     common::assert_metrics_match_history(&db).await;
@@ -675,13 +676,10 @@ async fn metrics_totals_follow_every_write_of_an_execution(db: Database) {
         write(format!(
             "WITH s AS ({}), u AS (UPDATE job_executions SET status = 'completed', attempt = 2 \
              WHERE id = '00000000-0000-4000-8000-000000000008') SELECT 1",
-            row(
+            upsert(
                 "00000000-0000-4000-8000-000000000009",
-                Some("B"),
-                "completed",
-                Some("critical"),
-                1,
-                Some(3)
+                "00000000-0000-4000-8000-000000000001",
+                "failed",
             )
         ))
         .await;

@@ -560,15 +560,17 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
         assert_eq!(result.status, Status::Completed, "{result:?}");
         assert_eq!(result.output.as_deref(), Some(r#"{"answer":42}"#));
     }
+    // Only the small input was written in place; the big ones went through `cabi_realloc`.
+    assert_eq!(runtime.runs_in_place(), 1);
 }
 
 /// The host writes `run-decoded`'s two lists into the runtime's memory itself and calls
 /// `codeai-run-decoded-in-place`, which makes the two `cabi_realloc` calls the canonical ABI
 /// would have made and runs only if the lists are in the blocks they give. Here the module
-/// alone, on a plain engine, its imports trapping with the name of the one called: lists that
-/// are not where `cabi_realloc` puts them end the call before any code of the job's runs; lists
-/// where it puts them (an image the runtime cannot adopt, an empty input) get as far as asking
-/// the host for the program.
+/// alone, on a plain engine, its imports ending the call with what was asked: lists that are not
+/// where `cabi_realloc` puts them end the call before any code of the job's runs; lists where it
+/// puts them (an image the runtime cannot adopt, an empty input) get as far as asking the host
+/// for the program.
 #[test]
 fn the_in_place_entry_runs_only_on_the_blocks_cabi_realloc_gives() {
     use wasmtime::{Caller, Engine, Linker, Module, Store};
@@ -579,8 +581,14 @@ fn the_in_place_entry_runs_only_on_the_blocks_cabi_realloc_gives() {
         .func_wrap(
             "codeai:host/calls@0.1.0",
             "call-encoded",
-            |_: Caller<'_, ()>, _: i32, _: i32, _: i32| -> wasmtime::Result<()> {
-                Err(wasmtime::Error::msg("reached calls.call-encoded"))
+            |mut caller: Caller<'_, ()>, ptr: i32, len: i32, _: i32| -> wasmtime::Result<()> {
+                let Some(wasmtime::Extern::Memory(memory)) = caller.get_export("memory") else {
+                    panic!("the runtime exports its memory");
+                };
+                let (ptr, len) = (ptr as usize, len as usize);
+                let bytes = memory.data(&caller)[ptr..ptr + len].to_vec();
+                let request = codeai_host::wasm::decode_request(&bytes)?;
+                Err(wasmtime::Error::msg(format!("asked for {request:?}")))
             },
         )
         .unwrap()
@@ -617,7 +625,10 @@ fn the_in_place_entry_runs_only_on_the_blocks_cabi_realloc_gives() {
             .map(|_| ())
             .unwrap_err()
     };
-    let (trapped, asked) = ("wasm `unreachable` instruction executed", "reached calls");
+    let (trapped, asked) = (
+        "wasm `unreachable` instruction executed",
+        "asked for Request::ProgramGet",
+    );
     for (image_offset, input_offset, input, expected) in [
         // The image a byte further on, or the input past the image's end: nothing runs.
         (1, 0, &b"{}"[..], trapped),
@@ -1026,6 +1037,8 @@ async fn a_built_job_reads_its_program_once_and_each_run_starts_from_it() {
         .expect("an image, after the first run");
     assert!(size > 0 && size <= MAX_DECODED_IMAGE, "{size}");
     assert!(fuel.iter().all(|&f| f == fuel[0]), "{fuel:?}");
+    // Each run's image and input were written into the guest by the host: one call per run.
+    assert_eq!(runtime.runs_in_place(), 3);
 
     // The same program in a component that is not the runtime's bytes runs on its own and reads
     // the program at each run.

@@ -579,6 +579,15 @@ impl<C: Capabilities> Runtime<C> {
         self.compiled.load(Ordering::Relaxed)
     }
 
+    /// How many runs of `codeai build` jobs had their program's image and input written into
+    /// the guest by the host (one call into the module; `core_module.rs`) rather than lowered
+    /// through the guest's `cabi_realloc`.
+    pub fn runs_in_place(&self) -> u64 {
+        self.lock_shared()
+            .as_ref()
+            .map_or(0, |shared| shared.in_place_runs())
+    }
+
     fn count(&self, source: Source) {
         if source == Source::Compiled {
             self.compiled.fetch_add(1, Ordering::Relaxed);
