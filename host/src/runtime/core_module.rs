@@ -131,23 +131,24 @@ impl<C: Capabilities> SharedCore<C> {
         // The canonical ABI lowers the arguments in order: the image is the first block the
         // guest's arena hands out, where `run-decoded` expects it.
         let ret = match image {
-            Some(image) => match self.in_place(&mut *store, &memory, image, input)? {
-                Some(args) => {
-                    self.in_place_runs.fetch_add(1, Ordering::Relaxed);
-                    let run = instance.get_module_export(&mut *store, &self.run_decoded_in_place);
-                    let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
-                    run.call_async(&mut *store, args).await?
-                }
-                None => {
-                    let realloc = realloc(&mut *store)?;
-                    let (ip, il) = lower_with(&mut *store, &realloc, &memory, image).await?;
-                    let input = input.as_bytes();
-                    let (np, nl) = lower_with(&mut *store, &realloc, &memory, input).await?;
-                    let run = instance.get_module_export(&mut *store, &self.run_decoded);
-                    let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
-                    run.call_async(&mut *store, (ip, il, np, nl)).await?
-                }
-            },
+            Some(image) => {
+                let (export, args) = match self.in_place(&mut *store, &memory, image, input)? {
+                    Some(args) => {
+                        self.in_place_runs.fetch_add(1, Ordering::Relaxed);
+                        (&self.run_decoded_in_place, args)
+                    }
+                    None => {
+                        let realloc = realloc(&mut *store)?;
+                        let (ip, il) = lower_with(&mut *store, &realloc, &memory, image).await?;
+                        let input = input.as_bytes();
+                        let (np, nl) = lower_with(&mut *store, &realloc, &memory, input).await?;
+                        (&self.run_decoded, (ip, il, np, nl))
+                    }
+                };
+                let run = instance.get_module_export(&mut *store, export);
+                let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+                run.call_async(&mut *store, args).await?
+            }
             None => {
                 let realloc = realloc(&mut *store)?;
                 let (np, nl) = lower_with(&mut *store, &realloc, &memory, input.as_bytes()).await?;
