@@ -46,7 +46,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-const MAX_BATCH: usize = 512;
+/// The most records one batch writes.
+pub(crate) const MAX_BATCH: usize = 512;
 
 /// The start of an execution's attempt: the row is created `running` (a later attempt, or a
 /// row recorded `pending` earlier, is updated to `running`).
