@@ -18,8 +18,9 @@
 //! - **The heartbeat** (one): every `heartbeat`, extends the leases of all the tasks the pool
 //!   holds (running or waiting for their commit) in one call.
 //!
-//! The pool holds at most [`UNFINISHED`] tasks besides `slots * 4` and those it may lease ahead,
-//! so a slow database slows the slots down instead of piling up unfinished tasks. When a task ends:
+//! The pool holds at most `slots * 4` tasks, plus [`UNFINISHED_REMOTE`] (PostgreSQL) or
+//! [`UNFINISHED_EMBEDDED`] (SQLite) whose records are being committed, plus those it may lease
+//! ahead, so a slow database slows the slots down instead of piling up unfinished tasks. When a task ends:
 //! completed/skipped → `done`; failed with attempts left → back on the queue after the job's retry delay (fixed,
 //! exponential, or the `retry_delays` list) and the execution shows `retrying`; otherwise →
 //! `dead` and the job's `on_fail` event.
@@ -92,12 +93,17 @@ const FINISH_BATCH: usize = 64;
 const FINISH_WAIT: Duration = Duration::from_millis(2);
 
 /// The tasks a pool may hold whose executions have ended but that are not finished on the queue
-/// yet, besides its slots' own: a full batch of records being committed while the next one
-/// gathers, and the same of finishes. With room for only 64 (before 2026-12-06), the slots of a
-/// pool running no-op jobs waited on the commits: about a fifth of both cores stood idle, and
-/// this made it 11–15 % faster on PostgreSQL + Redis and 4–25 % on SQLite (BENCHMARKS.md). If
-/// the host dies, these tasks run again once their leases run out (at least once, as before).
-pub const UNFINISHED: usize = 2 * (crate::store::recorder::MAX_BATCH + FINISH_BATCH);
+/// yet, besides its slots' own, when its records go to PostgreSQL: a full batch of records being
+/// committed while the next one gathers, and the same of finishes. A commit there is a round trip
+/// to another process and its flush; with room for only 64 ended tasks (before 2026-12-06), the
+/// slots of a pool running no-op jobs waited on the commits and a fifth of both cores stood idle.
+/// This room made the scale-out 29 % faster (BENCHMARKS.md). If the host dies, these tasks run
+/// again once their leases run out (at least once, as before).
+pub const UNFINISHED_REMOTE: usize = 2 * (crate::store::recorder::MAX_BATCH + FINISH_BATCH);
+
+/// The same on SQLite, where a commit is a write in this process: the larger room made no
+/// difference to `codeai bench throughput` and cost the workers 12 % in `api_load`'s backlog.
+pub const UNFINISHED_EMBEDDED: usize = FINISH_BATCH;
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {
@@ -339,7 +345,12 @@ impl WorkerPool {
         Arc::new(WorkerPool {
             components: Arc::new(Components::new(executor.clone())),
             room: Arc::new(Semaphore::new(
-                slots * 4 + UNFINISHED + config.prefetch.unwrap_or(MAX_AHEAD * slots),
+                slots * 4
+                    + match db {
+                        Database::Postgres(_) => UNFINISHED_REMOTE,
+                        Database::Sqlite(_) => UNFINISHED_EMBEDDED,
+                    }
+                    + config.prefetch.unwrap_or(MAX_AHEAD * slots),
             )),
             held: Mutex::new(HashSet::new()),
             queue,
