@@ -3,6 +3,7 @@
 //! every task completes at least once (counted in the database), duplicates reported. Two
 //! schedulers at once never enqueue one fire twice (1,000 fires). A Redis restart with AOF loses
 //! no acknowledged task; a PostgreSQL crash and restart under a running worker loses none either.
+//! A migration gives way to a long read of the table it changes, and applies after it.
 
 #[macro_use]
 mod common;
@@ -636,4 +637,57 @@ async fn queue_counts_completed(queue: &Queue, n: usize) {
         counts["default"].completed as usize >= n
     })
     .await;
+}
+
+/// An upgrade while a long read holds `job_executions` (a dashboard query, a report): migration
+/// 17 replaces that table's triggers, so it needs the table to itself. Waiting would hold up every
+/// write that comes after it for as long as the read runs; it gives way instead, and applies once
+/// the read is gone. (Without a lock timeout this test waits until its own minute runs out.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_gives_way_to_a_long_read_and_applies_after_it() {
+    common::run_postgres(|db| async move {
+        let wait = migrate::LockWait {
+            timeout: Duration::from_millis(200),
+            tries: 3,
+            pause: Duration::from_millis(50),
+        };
+        migrate::migrate_up_to(&db, 16, wait).await.unwrap();
+        let Database::Postgres(pool) = &db else {
+            unreachable!()
+        };
+        // The read: a transaction that has read the table holds its lock until it ends.
+        let mut read = pool.begin().await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM job_executions")
+            .fetch_one(&mut *read)
+            .await
+            .unwrap();
+
+        let upgrade = migrate::migrate_up_to(&db, 17, wait);
+        let refused = tokio::time::timeout(Duration::from_secs(60), upgrade)
+            .await
+            .expect("the migration waited behind the read without end");
+        let e = refused.expect_err("migration 17 changed job_executions while a read held it");
+        let code = e.as_database_error().and_then(|d| d.code());
+        assert_eq!(code.as_deref(), Some("55P03"), "{e}");
+        let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _codeai_migrations")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(
+            version, 16,
+            "a migration that gave way left something behind"
+        );
+        // Meanwhile writes go on: nothing waits for the table behind the migration.
+        let mut write = pool.begin().await.unwrap();
+        sqlx::query("LOCK TABLE job_executions IN ROW EXCLUSIVE MODE NOWAIT")
+            .execute(&mut *write)
+            .await
+            .expect("a write waited behind the migration that gave way");
+        write.rollback().await.unwrap();
+
+        read.commit().await.unwrap();
+        let applied = migrate::migrate_up_to(&db, 17, wait).await.unwrap();
+        assert_eq!(applied, vec![(17, "metric_statements")]);
+    })
+    .await
 }

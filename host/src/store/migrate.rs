@@ -5,10 +5,19 @@
 //! transaction with its record, so a failure leaves the database at the previous version. On
 //! PostgreSQL a transaction-scoped advisory lock serialises processes that start together (many
 //! `codeai worker start` at once); SQLite's write lock does the same for one file.
+//!
+//! On PostgreSQL a migration that alters a table in use (a trigger on `job_executions`, say)
+//! waits for the table's lock behind the queries that hold it, and every query that comes after
+//! waits behind the migration: one long dashboard read during an upgrade would stall the workers'
+//! writes for as long as it runs. So a migration waits at most [`LockWait::timeout`] for a lock,
+//! then gives way (its transaction rolls back, so the others go on), pauses and tries again, up to
+//! [`LockWait::tries`] times, saying so in the log; after the last it fails with PostgreSQL's
+//! `lock_not_available` error and the database stays at the version before it.
 
 use super::Database;
 use chrono::Utc;
 use sqlx::Executor as _;
+use std::time::Duration;
 
 /// One migration: its version, a name, and the SQL of each dialect.
 struct Migration {
@@ -131,20 +140,77 @@ pub fn latest_version() -> i64 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// How a migration on PostgreSQL waits for the locks of tables in use (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct LockWait {
+    /// The longest one try waits for a lock (`lock_timeout`).
+    pub timeout: Duration,
+    /// Tries before the migration fails.
+    pub tries: u32,
+    /// The pause between two tries, in which the queries that waited behind it run.
+    pub pause: Duration,
+}
+
+impl Default for LockWait {
+    /// Five seconds a try, twelve tries a second apart: a minute and more for the reads in the
+    /// way to end, and never more than five seconds of writes held up at once.
+    fn default() -> LockWait {
+        LockWait {
+            timeout: Duration::from_secs(5),
+            tries: 12,
+            pause: Duration::from_secs(1),
+        }
+    }
+}
+
 /// Applies every migration the database does not have yet; returns the `(version, name)` of
 /// those applied now (empty when it was up to date).
 pub async fn migrate_up(db: &Database) -> Result<Vec<(i64, &'static str)>, sqlx::Error> {
+    migrate_up_to(db, latest_version(), LockWait::default()).await
+}
+
+/// [`migrate_up`] up to version `last`, waiting for locks as `wait` says.
+pub async fn migrate_up_to(
+    db: &Database,
+    last: i64,
+    wait: LockWait,
+) -> Result<Vec<(i64, &'static str)>, sqlx::Error> {
     let mut applied = Vec::new();
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.iter().filter(|m| m.version <= last) {
         let ran = match db {
             Database::Sqlite(pool) => apply_sqlite(pool, m).await?,
-            Database::Postgres(pool) => apply_postgres(pool, m).await?,
+            Database::Postgres(pool) => {
+                let mut tried = 1;
+                loop {
+                    match apply_postgres(pool, m, wait.timeout).await {
+                        Err(e) if lock_not_available(&e) && tried < wait.tries => {
+                            tracing::warn!(
+                                version = m.version,
+                                name = m.name,
+                                tried,
+                                tries = wait.tries,
+                                "migration: a table it changes is in use; gave way, trying again"
+                            );
+                            tokio::time::sleep(wait.pause).await;
+                            tried += 1;
+                        }
+                        outcome => break outcome?,
+                    }
+                }
+            }
         };
         if ran {
             applied.push((m.version, m.name));
         }
     }
     Ok(applied)
+}
+
+/// PostgreSQL's `lock_not_available`: a `lock_timeout` ran out.
+fn lock_not_available(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "55P03")
 }
 
 const LEDGER: &str = "CREATE TABLE IF NOT EXISTS _codeai_migrations (\
@@ -196,11 +262,21 @@ fn apply_sqlite<'a>(pool: &'a sqlx::SqlitePool, m: &'static Migration) -> Step<'
     })
 }
 
-fn apply_postgres<'a>(pool: &'a sqlx::PgPool, m: &'static Migration) -> Step<'a> {
+fn apply_postgres<'a>(
+    pool: &'a sqlx::PgPool,
+    m: &'static Migration,
+    lock_timeout: Duration,
+) -> Step<'a> {
     Box::pin(async move {
         let mut tx = pool.begin().await?;
         let lock = format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})");
         (&mut *tx).execute(lock.as_str()).await?;
+        // After the advisory lock: processes starting together wait for each other in full.
+        let timeout = format!(
+            "SET LOCAL lock_timeout = {}",
+            lock_timeout.as_millis().max(1)
+        );
+        (&mut *tx).execute(timeout.as_str()).await?;
         (&mut *tx).execute(LEDGER).await?;
         apply_once!(tx, m, m.postgres)
     })
