@@ -18,9 +18,10 @@
 //! - **The heartbeat** (one): every `heartbeat`, extends the leases of all the tasks the pool
 //!   holds (running or waiting for their commit) in one call.
 //!
-//! The pool holds at most `slots * 4` tasks, plus [`UNFINISHED_REMOTE`] (PostgreSQL) or
-//! [`UNFINISHED_EMBEDDED`] (SQLite) whose records are being committed, plus those it may lease
-//! ahead, so a slow database slows the slots down instead of piling up unfinished tasks. When a task ends:
+//! The pool's tasks share one room: `slots * 4`, plus [`UNFINISHED_REMOTE`] (PostgreSQL) or
+//! [`UNFINISHED_EMBEDDED`] (SQLite), plus the most it may lease ahead. Running, ended but not yet
+//! committed or finished, and leased ahead, each takes a place, so a slow database slows the
+//! slots down instead of piling up unfinished tasks. When a task ends:
 //! completed/skipped → `done`; failed with attempts left → back on the queue after the job's retry delay (fixed,
 //! exponential, or the `retry_delays` list) and the execution shows `retrying`; otherwise →
 //! `dead` and the job's `on_fail` event.
@@ -92,18 +93,23 @@ const FINISH_BATCH: usize = 64;
 /// The longest a committed task waits to be finished on the queue with others.
 const FINISH_WAIT: Duration = Duration::from_millis(2);
 
-/// The tasks a pool may hold whose executions have ended but that are not finished on the queue
-/// yet, besides its slots' own, when its records go to PostgreSQL: a full batch of records being
-/// committed while the next one gathers, and the same of finishes. A commit there is a round trip
-/// to another process and its flush; with room for only 64 ended tasks (before 2026-12-06), the
-/// slots of a pool running no-op jobs waited on the commits and a fifth of both cores stood idle.
-/// This room made the scale-out 29 % faster (BENCHMARKS.md). If the host dies, these tasks run
-/// again once their leases run out (at least once, as before).
+/// The pool's room besides its slots' share and what it may lease ahead, when its records go to
+/// PostgreSQL: room for the tasks whose executions have ended while a batch of records is being
+/// committed and the next gathers, and for their finishes. Twice a record batch (up to 512
+/// records, an execution's start and end being two) and twice a finish batch: sized by
+/// measurement, not derived. A commit there is a round trip to another process; with 64 in its
+/// place (before 2026-12-06) the slots of a pool running no-op jobs waited on the commits and a
+/// fifth of both cores stood idle. This made the scale-out 11–29 % faster (BENCHMARKS.md).
+///
+/// What it costs: more tasks that ran but are not recorded yet when a host dies (they run again
+/// once their leases run out: at least once, as before), and more end records held in memory
+/// while PostgreSQL is slow (each up to its log's bound).
 pub const UNFINISHED_REMOTE: usize = 2 * (crate::store::recorder::MAX_BATCH + FINISH_BATCH);
 
-/// The same on SQLite, where a commit is a write in this process: the larger room made no
-/// difference to `codeai bench throughput` and cost the workers 12 % in `api_load`'s backlog.
-pub const UNFINISHED_EMBEDDED: usize = FINISH_BATCH;
+/// The same on SQLite, where a commit is a write in this process. [`UNFINISHED_REMOTE`] there
+/// made no difference to `codeai bench throughput` and cost the workers 12–14 % in `api_load`'s
+/// backlog, so SQLite keeps the room it had.
+pub const UNFINISHED_EMBEDDED: usize = 64;
 
 impl Default for PoolConfig {
     fn default() -> PoolConfig {

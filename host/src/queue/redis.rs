@@ -739,7 +739,7 @@ impl RedisQueue {
             let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                 .arg(cursor)
                 .arg("MATCH")
-                .arg(format!("{}*", self.prefix))
+                .arg(format!("{}*", glob_escape(&self.prefix)))
                 .arg("COUNT")
                 .arg(1000)
                 .query_async(&mut con)
