@@ -641,20 +641,23 @@ async fn queue_counts_completed(queue: &Queue, n: usize) {
 
 /// An upgrade while a long read holds `job_executions` (a dashboard query, a report): migration
 /// 17 replaces that table's triggers, so it needs the table to itself. Waiting would hold up every
-/// write that comes after it for as long as the read runs; it gives way instead, and applies once
-/// the read is gone. (Without a lock timeout this test waits until its own minute runs out.)
+/// query that comes after it for as long as the read runs; it gives way instead, so a write gets
+/// through while the read goes on, and it applies once the read is gone. When the read outlasts
+/// its tries, it fails and leaves the database as it was. (Without a lock timeout the migration
+/// and the write wait behind the read for good, and the test's hang guards fail.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_gives_way_to_a_long_read_and_applies_after_it() {
     common::run_postgres(|db| async move {
-        let wait = migrate::LockWait {
-            timeout: Duration::from_millis(200),
-            tries: 3,
-            pause: Duration::from_millis(50),
+        let patient = migrate::LockWait {
+            timeout: Duration::from_millis(100),
+            tries: 1000,
+            pause: Duration::from_millis(20),
         };
-        migrate::migrate_up_to(&db, 16, wait).await.unwrap();
+        migrate::migrate_up_to(&db, 16, patient).await.unwrap();
         let Database::Postgres(pool) = &db else {
             unreachable!()
         };
+        let hang_guard = Duration::from_secs(60);
         // The read: a transaction that has read the table holds its lock until it ends.
         let mut read = pool.begin().await.unwrap();
         sqlx::query("SELECT COUNT(*) FROM job_executions")
@@ -662,8 +665,12 @@ async fn a_migration_gives_way_to_a_long_read_and_applies_after_it() {
             .await
             .unwrap();
 
-        let upgrade = migrate::migrate_up_to(&db, 17, wait);
-        let refused = tokio::time::timeout(Duration::from_secs(60), upgrade)
+        // Out of tries while the read goes on: refused, nothing of it left.
+        let impatient = migrate::LockWait {
+            tries: 3,
+            ..patient
+        };
+        let refused = tokio::time::timeout(hang_guard, migrate::migrate_up_to(&db, 17, impatient))
             .await
             .expect("the migration waited behind the read without end");
         let e = refused.expect_err("migration 17 changed job_executions while a read held it");
@@ -677,16 +684,42 @@ async fn a_migration_gives_way_to_a_long_read_and_applies_after_it() {
             version, 16,
             "a migration that gave way left something behind"
         );
-        // Meanwhile writes go on: nothing waits for the table behind the migration.
-        let mut write = pool.begin().await.unwrap();
-        sqlx::query("LOCK TABLE job_executions IN ROW EXCLUSIVE MODE NOWAIT")
-            .execute(&mut *write)
-            .await
-            .expect("a write waited behind the migration that gave way");
-        write.rollback().await.unwrap();
 
+        // With tries to spare: once it waits for the table, a write still gets through (it
+        // queues behind the migration's request, which gives way), then the read ends and the
+        // migration, trying again, applies.
+        let upgrade = tokio::spawn({
+            let db = db.clone();
+            async move { migrate::migrate_up_to(&db, 17, patient).await }
+        });
+        let waiting = "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE relation = \
+            'job_executions'::regclass AND mode = 'AccessExclusiveLock' AND NOT granted)";
+        tokio::time::timeout(hang_guard, async {
+            while !sqlx::query_scalar::<_, bool>(waiting)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the migration never asked for job_executions");
+        let mut write = pool.begin().await.unwrap();
+        tokio::time::timeout(
+            hang_guard,
+            sqlx::query("LOCK TABLE job_executions IN ROW EXCLUSIVE MODE").execute(&mut *write),
+        )
+        .await
+        .expect("a write waited behind the migration as long as the read ran")
+        .unwrap();
+        write.rollback().await.unwrap();
         read.commit().await.unwrap();
-        let applied = migrate::migrate_up_to(&db, 17, wait).await.unwrap();
+        let applied = tokio::time::timeout(hang_guard, upgrade)
+            .await
+            .expect("the migration did not apply once the read was gone")
+            .unwrap()
+            .unwrap();
         assert_eq!(applied, vec![(17, "metric_statements")]);
     })
     .await

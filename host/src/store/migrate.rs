@@ -7,12 +7,15 @@
 //! `codeai worker start` at once); SQLite's write lock does the same for one file.
 //!
 //! On PostgreSQL a migration that alters a table in use (a trigger on `job_executions`, say)
-//! waits for the table's lock behind the queries that hold it, and every query that comes after
-//! waits behind the migration: one long dashboard read during an upgrade would stall the workers'
-//! writes for as long as it runs. So a migration waits at most [`LockWait::timeout`] for a lock,
-//! then gives way (its transaction rolls back, so the others go on), pauses and tries again, up to
-//! [`LockWait::tries`] times, saying so in the log; after the last it fails with PostgreSQL's
-//! `lock_not_available` error and the database stays at the version before it.
+//! waits for the table's lock behind the queries that hold it, and every query that comes after,
+//! reads and writes, waits behind the migration: one long dashboard read during an upgrade would
+//! stall the workers for as long as it runs. So a migration waits at most [`LockWait::timeout`]
+//! for any one lock, then gives way (its transaction rolls back and releases what it held, and the
+//! queries behind it go on), pauses [`LockWait::pause`] and tries again, up to [`LockWait::tries`]
+//! times, saying so in the log; after the last it fails with PostgreSQL's `lock_not_available`
+//! error and the database stays at the version before it. A try that gives way is done again from
+//! the start (a migration that rewrites rows does its work again). Once it has its locks, a
+//! migration holds them until it commits.
 
 use super::Database;
 use chrono::Utc;
@@ -143,22 +146,23 @@ pub fn latest_version() -> i64 {
 /// How a migration on PostgreSQL waits for the locks of tables in use (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct LockWait {
-    /// The longest one try waits for a lock (`lock_timeout`).
+    /// The longest one try waits for any one lock (`lock_timeout`).
     pub timeout: Duration,
-    /// Tries before the migration fails.
+    /// Tries before the migration fails (at least one).
     pub tries: u32,
     /// The pause between two tries, in which the queries that waited behind it run.
     pub pause: Duration,
 }
 
 impl Default for LockWait {
-    /// Five seconds a try, twelve tries a second apart: a minute and more for the reads in the
-    /// way to end, and never more than five seconds of writes held up at once.
+    /// Two seconds a try, then two seconds of pause, thirty tries: two minutes for the reads in
+    /// the way to end, the queries behind the migration held up at most two seconds at a time and
+    /// never during the pauses.
     fn default() -> LockWait {
         LockWait {
-            timeout: Duration::from_secs(5),
-            tries: 12,
-            pause: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            tries: 30,
+            pause: Duration::from_secs(2),
         }
     }
 }
@@ -183,13 +187,14 @@ pub async fn migrate_up_to(
                 let mut tried = 1;
                 loop {
                     match apply_postgres(pool, m, wait.timeout).await {
-                        Err(e) if lock_not_available(&e) && tried < wait.tries => {
+                        Err(e) if lock_not_available(&e) && tried < wait.tries.max(1) => {
                             tracing::warn!(
                                 version = m.version,
                                 name = m.name,
                                 tried,
                                 tries = wait.tries,
-                                "migration: a table it changes is in use; gave way, trying again"
+                                "migration: waited too long for a lock (a table or rows it \
+                                 changes are in use); gave way, trying again"
                             );
                             tokio::time::sleep(wait.pause).await;
                             tried += 1;
@@ -206,7 +211,8 @@ pub async fn migrate_up_to(
     Ok(applied)
 }
 
-/// PostgreSQL's `lock_not_available`: a `lock_timeout` ran out.
+/// PostgreSQL's `lock_not_available`: a `lock_timeout` ran out (or a `NOWAIT` found a lock
+/// taken: as well tried again).
 fn lock_not_available(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .and_then(|d| d.code())
@@ -269,9 +275,11 @@ fn apply_postgres<'a>(
 ) -> Step<'a> {
     Box::pin(async move {
         let mut tx = pool.begin().await?;
+        // Processes starting together wait for each other in full, whatever `lock_timeout` the
+        // role or the URL sets; the migration's own comes after the advisory lock.
+        (&mut *tx).execute("SET LOCAL lock_timeout = 0").await?;
         let lock = format!("SELECT pg_advisory_xact_lock({PG_LOCK_KEY})");
         (&mut *tx).execute(lock.as_str()).await?;
-        // After the advisory lock: processes starting together wait for each other in full.
         let timeout = format!(
             "SET LOCAL lock_timeout = {}",
             lock_timeout.as_millis().max(1)
