@@ -434,6 +434,12 @@ impl WorkerPool {
         true
     }
 
+    /// Whether an execution of this pool has ended and is waiting for its record's commit or
+    /// its task's finish: too late to cancel, not yet recorded (it still shows `running`).
+    pub fn ended_unrecorded(&self, execution_id: Uuid) -> bool {
+        lock(&self.held).contains(&execution_id) && !lock(&self.active).contains_key(&execution_id)
+    }
+
     /// Runs the pool until [`WorkerPool::shutdown`]: the slots, the feeder, the confirmer and
     /// the heartbeat (see the module's doc).
     pub async fn run(self: Arc<Self>) {

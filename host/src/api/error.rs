@@ -86,7 +86,7 @@ impl From<anyhow::Error> for ApiError {
 impl From<Refused> for ApiError {
     fn from(e: Refused) -> ApiError {
         match e {
-            Refused::RunningElsewhere | Refused::NotCancellable(_) => {
+            Refused::RunningElsewhere | Refused::Ended | Refused::NotCancellable(_) => {
                 ApiError::conflict("not_cancellable", e.to_string())
             }
             Refused::NotRetryable(_) => ApiError::conflict("not_retryable", e.to_string()),

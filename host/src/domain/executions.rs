@@ -23,6 +23,8 @@ pub enum CancelOutcome {
 pub enum Refused {
     #[error("the execution is running in another process")]
     RunningElsewhere,
+    #[error("the execution has just ended; its outcome is being recorded")]
+    Ended,
     #[error("the execution is not pending or running (it is {0})")]
     NotCancellable(String),
     #[error("only a failed or cancelled execution can be retried (this one is {0})")]
@@ -68,6 +70,11 @@ impl Lifecycle<'_> {
         }
         if self.pool.cancel(id) {
             return Ok(CancelOutcome::Stopping);
+        }
+        if self.pool.ended_unrecorded(id) {
+            // Its task is still active on the queue until the record commits: not "stopping"
+            // (it will not stop, it is over), nor running elsewhere.
+            return Err(Refused::Ended);
         }
         let task = self.queue.task_info(id).await?.map(|i| i.state);
         if task.as_deref() == Some("active") {
