@@ -437,7 +437,10 @@ impl WorkerPool {
     /// Whether an execution of this pool has ended and is waiting for its record's commit or
     /// its task's finish: too late to cancel, not yet recorded (it still shows `running`).
     pub fn ended_unrecorded(&self, execution_id: Uuid) -> bool {
-        lock(&self.held).contains(&execution_id) && !lock(&self.active).contains_key(&execution_id)
+        // One lock at a time. A leased task is made active before it is held, and stops being
+        // active when its execution ends, before it stops being held (once finished).
+        let held = lock(&self.held).contains(&execution_id);
+        held && !lock(&self.active).contains_key(&execution_id)
     }
 
     /// Runs the pool until [`WorkerPool::shutdown`]: the slots, the feeder, the confirmer and
@@ -608,6 +611,15 @@ impl WorkerPool {
                     self.finished
                         .fetch_add(finished.len() as u64, Ordering::Relaxed);
                     {
+                        // Cancellable from the lease on, running or not (`WorkerPool::cancel`);
+                        // active before held, so that a held task not active has ended
+                        // (`WorkerPool::ended_unrecorded`).
+                        let mut active = lock(&self.active);
+                        for t in &tasks {
+                            active.insert(t.id, CancelToken::new());
+                        }
+                    }
+                    {
                         let mut held = lock(&self.held);
                         for f in &finished {
                             held.remove(&f.id);
@@ -615,13 +627,6 @@ impl WorkerPool {
                         held.extend(tasks.iter().map(|t| t.id));
                     }
                     self.settled.notify_waiters();
-                    {
-                        // Cancellable from the lease on, running or not (`WorkerPool::cancel`).
-                        let mut active = lock(&self.active);
-                        for t in &tasks {
-                            active.insert(t.id, CancelToken::new());
-                        }
-                    }
                     drop(rooms);
                     if tasks.len() < want {
                         idle_since = Some(tokio::time::Instant::now());
