@@ -1,7 +1,8 @@
 //! The worker pool end to end: jobs that fail twice and then succeed show three attempts, with
 //! the delays of their retry strategy between them; a job that always fails runs its `on_fail`
 //! once, after the last attempt; a long execution is cancelled by id; while jobs are short, the
-//! pool leases ahead, and a task leased ahead can be cancelled and is put back on shutdown.
+//! pool leases ahead, and a task leased ahead can be cancelled and is put back on shutdown; an
+//! execution that has ended while its record is being written is refused a cancel.
 
 #[macro_use]
 mod common;
@@ -18,82 +19,6 @@ use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// An execution that has ended while PostgreSQL is slow to commit its record: its task stays
-/// active on the queue and its record says `running` until the commit, but it is over. Cancelling
-/// it is refused at once with that reason; before, the answer was "stopping" (Redis: the cancel
-/// went to other workers) or, after half a second, "running in another process" (SQL queue).
-async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
-    db: Database,
-    redis: Option<RedisQueue>,
-) {
-    let Database::Postgres(pg) = &db else {
-        unreachable!("the commit is held with a PostgreSQL table lock")
-    };
-    let config = PoolConfig {
-        slots: 1,
-        ..PoolConfig::default()
-    };
-    let url = "http://127.0.0.1:9".to_string();
-    let Workers { dir, queue, pool } = workers(&db, redis, "codeai_ended", url, config).await;
-    let (artifacts, _) = codeai_dsl::compile("noop.codeai", common::fixtures::NOOP).unwrap();
-    let a = &artifacts[0];
-    let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
-        .await
-        .unwrap();
-    // The record writer's statements wait for the table until this transaction ends.
-    let mut hold = pg.begin().await.unwrap();
-    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
-    let id = queue
-        .enqueue(&manual_task(&reg, "Noop", "default", 1))
-        .await
-        .unwrap()
-        .unwrap();
-    let running = tokio::spawn(pool.clone().run());
-    common::wait_until("the execution did not end", || {
-        let pool = pool.clone();
-        async move { pool.ended_unrecorded(id) }
-    })
-    .await;
-    let lifecycle = Lifecycle {
-        db: &db,
-        queue: &queue,
-        pool: &pool,
-    };
-    let refused = lifecycle.cancel("default", id, "running").await;
-    assert!(matches!(refused, Err(Refused::Ended)), "{refused:?}");
-
-    hold.commit().await.unwrap();
-    common::wait_until("the ended execution was not finished", || {
-        let queue = queue.clone();
-        async move { task_state(&queue, id).await.0 == "done" }
-    })
-    .await;
-    assert_eq!(
-        task_state(&queue, id).await,
-        ("done".to_string(), Some("completed".to_string()), 1)
-    );
-    pool.shutdown().await;
-    running.abort();
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-mod ended {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
-        super::common::run_postgres(move |db| scenario(db, None)).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
-        super::common::run_postgres_redis(scenario).await
-    }
-}
 
 on_every_backend!(
     failing_twice_then_succeeding_shows_three_attempts_per_strategy,
@@ -652,4 +577,80 @@ fn loopback_allowed(
     let mut config = ServicesConfig::local(reports, env);
     config.egress.operator = "127.0.0.1/32".parse().unwrap();
     config
+}
+
+/// An execution that has ended while PostgreSQL is slow to commit its record: its task stays
+/// active on the queue and its record says `running` until the commit, but it is over. Cancelling
+/// it is refused at once with that reason; before, the answer was "stopping" (Redis: the cancel
+/// went to other workers) or, after half a second, "running in another process" (SQL queue).
+async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let Database::Postgres(pg) = &db else {
+        unreachable!("the commit is held with a PostgreSQL table lock")
+    };
+    let config = PoolConfig {
+        slots: 1,
+        ..PoolConfig::default()
+    };
+    let url = "http://127.0.0.1:9".to_string();
+    let Workers { dir, queue, pool } = workers(&db, redis, "codeai_ended", url, config).await;
+    let (artifacts, _) = codeai_dsl::compile("noop.codeai", common::fixtures::NOOP).unwrap();
+    let a = &artifacts[0];
+    let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
+        .await
+        .unwrap();
+    // The record writer's statements wait for the table until this transaction ends.
+    let mut hold = pg.begin().await.unwrap();
+    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let id = queue
+        .enqueue(&manual_task(&reg, "Noop", "default", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    let running = tokio::spawn(pool.clone().run());
+    common::wait_until("the execution did not end", || {
+        let pool = pool.clone();
+        async move { pool.ended_unrecorded(id) }
+    })
+    .await;
+    let lifecycle = Lifecycle {
+        db: &db,
+        queue: &queue,
+        pool: &pool,
+    };
+    let refused = lifecycle.cancel("default", id, "running").await;
+    assert!(matches!(refused, Err(Refused::Ended)), "{refused:?}");
+
+    hold.commit().await.unwrap();
+    common::wait_until("the ended execution was not finished", || {
+        let queue = queue.clone();
+        async move { task_state(&queue, id).await.0 == "done" }
+    })
+    .await;
+    assert_eq!(
+        task_state(&queue, id).await,
+        ("done".to_string(), Some("completed".to_string()), 1)
+    );
+    pool.shutdown().await;
+    running.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod ended {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
+        super::common::run_postgres(move |db| scenario(db, None)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
+        super::common::run_postgres_redis(scenario).await
+    }
 }
