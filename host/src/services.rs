@@ -38,6 +38,9 @@ pub struct ServicesConfig {
     pub secret_keys: Arc<Keyring>,
     /// Where jobs' HTTP may go (`CODEAI_EGRESS_ALLOW`, `CODEAI_OPERATOR_EGRESS_ALLOW`).
     pub egress: EgressConfig,
+    /// The most bytes of execution records waiting for their commit in this process
+    /// ([`crate::store::recorder::HELD_BYTES`]).
+    pub held_record_bytes: usize,
 }
 
 impl std::fmt::Debug for ServicesConfig {
@@ -50,6 +53,7 @@ impl std::fmt::Debug for ServicesConfig {
             .field("env_deny", &self.env_deny)
             .field("secret_keys", &self.secret_keys)
             .field("egress", &self.egress)
+            .field("held_record_bytes", &self.held_record_bytes)
             .finish()
     }
 }
@@ -76,6 +80,7 @@ impl ServicesConfig {
             env_deny: parse_deny_list(&std::env::var("CODEAI_ENV_DENY").unwrap_or_default()),
             secret_keys: Arc::new(Keyring::from_env()?),
             egress: EgressConfig::from_env()?,
+            held_record_bytes: crate::store::recorder::HELD_BYTES,
         })
     }
 
@@ -92,6 +97,7 @@ impl ServicesConfig {
             env_deny: Vec::new(),
             secret_keys: Arc::new(Keyring::ephemeral()),
             egress: EgressConfig::default(),
+            held_record_bytes: crate::store::recorder::HELD_BYTES,
         }
     }
 }
@@ -113,7 +119,7 @@ pub struct Services {
 impl Services {
     pub fn new(db: Database, config: ServicesConfig) -> Arc<Services> {
         Arc::new(Services {
-            recorder: Recorder::new(db.own_pool(2)),
+            recorder: Recorder::holding(db.own_pool(2), config.held_record_bytes),
             schemas: Default::default(),
             db,
             operator_http: Outbound::new(config.egress.policy(true)),

@@ -2,7 +2,8 @@
 //! the delays of their retry strategy between them; a job that always fails runs its `on_fail`
 //! once, after the last attempt; a long execution is cancelled by id; while jobs are short, the
 //! pool leases ahead, and a task leased ahead can be cancelled and is put back on shutdown; an
-//! execution that has ended while its record is being written is refused a cancel.
+//! execution that has ended while its record is being written is refused a cancel; records
+//! waiting for their commit hold at most the recorder's bytes.
 
 #[macro_use]
 mod common;
@@ -316,6 +317,18 @@ async fn workers(
     url: String,
     config: PoolConfig,
 ) -> Workers {
+    workers_with(db, redis, name, url, config, |_| {}).await.0
+}
+
+/// [`workers`] with its services' configuration changed by `services`, and their executor.
+async fn workers_with(
+    db: &Database,
+    redis: Option<RedisQueue>,
+    name: &str,
+    url: String,
+    config: PoolConfig,
+    services: impl FnOnce(&mut ServicesConfig),
+) -> (Workers, Arc<Executor>) {
     migrate::migrate_up(db).await.unwrap();
     let env: codeai_host::services::Env = Arc::new(move |k| (k == "API_URL").then(|| url.clone()));
     let dir = std::env::temp_dir().join(common::unique(name));
@@ -325,17 +338,19 @@ async fn workers(
         ..RuntimeConfig::default()
     })
     .unwrap();
+    let mut services_config = loopback_allowed(dir.join("reports"), env);
+    services(&mut services_config);
     let executor = Arc::new(Executor::new(
         runtime,
-        Services::new(db.clone(), loopback_allowed(dir.join("reports"), env)),
+        Services::new(db.clone(), services_config),
     ));
     let queue = Arc::new(Queue::open(db.clone(), QueueConfig::default(), redis));
     let config = PoolConfig {
         poll: Duration::from_millis(10),
         ..config
     };
-    let pool = WorkerPool::new(queue.clone(), executor, config);
-    Workers { dir, queue, pool }
+    let pool = WorkerPool::new(queue.clone(), executor.clone(), config);
+    (Workers { dir, queue, pool }, executor)
 }
 
 /// [`workers`] (`slots`, `prefetch`, 200 ms grace) whose `API_URL` is a server that accepts and
@@ -651,6 +666,104 @@ mod ended {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis() {
         let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
+        super::common::run_postgres_redis(scenario).await
+    }
+}
+
+/// Jobs whose outputs are large, run while PostgreSQL is slow to commit: the records waiting for
+/// their commit hold at most the recorder's bytes. The executions that end meanwhile wait to hand
+/// their records over (so the pool stops taking tasks), and once the commits go through every
+/// execution is recorded whole. Before, every ended execution's record waited in memory, so a
+/// tenant's jobs that each return megabytes could fill the host's memory while the database was
+/// slow.
+async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let Database::Postgres(pg) = &db else {
+        unreachable!("the commit is held with a PostgreSQL table lock")
+    };
+    const HELD: usize = 1 << 20;
+    const RUNS: usize = 8;
+    const BLOB: usize = 300 * 1024;
+    let config = PoolConfig {
+        slots: 4,
+        ..PoolConfig::default()
+    };
+    let url = "http://127.0.0.1:9".to_string();
+    let (Workers { dir, queue, pool }, executor) =
+        workers_with(&db, redis, "codeai_held", url, config, |services| {
+            services.held_record_bytes = HELD
+        })
+        .await;
+    let source = "job Echo { steps { echo { compute: input.blob as: blob } } }";
+    let (artifacts, _) = codeai_dsl::compile("echo.codeai", source).unwrap();
+    let a = &artifacts[0];
+    let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "echo")
+        .await
+        .unwrap();
+    // The record writer's statements wait for the table until this transaction ends.
+    let mut hold = pg.begin().await.unwrap();
+    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let blob = "x".repeat(BLOB);
+    let input = serde_json::json!({ "blob": blob }).to_string();
+    let mut ids = Vec::new();
+    for _ in 0..RUNS {
+        let task = NewTask {
+            input: input.clone(),
+            ..manual_task(&reg, "Echo", "default", 1)
+        };
+        ids.push(queue.enqueue(&task).await.unwrap().unwrap());
+    }
+    let running = tokio::spawn(pool.clone().run());
+    // Each run's records are two copies of its input (the start's input, the end's output):
+    // eight runs would hold ~4.8 MiB.
+    let recorder = executor.services().recorder();
+    common::wait_until("no record waited for room", || async {
+        recorder.waiting() > 0
+    })
+    .await;
+    assert!(
+        recorder.held_bytes() <= HELD,
+        "{} bytes held",
+        recorder.held_bytes()
+    );
+
+    hold.commit().await.unwrap();
+    for id in &ids {
+        common::wait_until("a run was not finished", || async {
+            task_state(&queue, *id).await.0 == "done"
+        })
+        .await;
+        let (status, output): (String, Option<String>) =
+            sqlx::query_as("SELECT status, output FROM job_executions WHERE id = $1")
+                .bind(id)
+                .fetch_one(pg)
+                .await
+                .unwrap();
+        assert_eq!(status, "completed");
+        let output: serde_json::Value = serde_json::from_str(&output.unwrap()).unwrap();
+        assert_eq!(output["blob"].as_str().map(str::len), Some(BLOB), "{id}");
+    }
+    assert_eq!(recorder.held_bytes(), 0);
+    pool.shutdown().await;
+    running.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod held_records {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let scenario = super::records_waiting_for_their_commit_hold_at_most_the_recorders_bytes;
+        super::common::run_postgres(move |db| scenario(db, None)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        let scenario = super::records_waiting_for_their_commit_hold_at_most_the_recorders_bytes;
         super::common::run_postgres_redis(scenario).await
     }
 }

@@ -34,6 +34,15 @@
 //! Records of one execution keep their order: a batch is cut where a record would depend on one
 //! before it in the same statement (an execution started again after its end, say), and the
 //! pieces run in order in the transaction.
+//!
+//! The records waiting for their commit hold at most [`HELD_BYTES`] between them (or one record,
+//! when a single one is larger), counted by their text: [`Recorder::submit`] waits for room. An
+//! end record carries the job's output and log (up to the guest's memory and 1,000 lines of 8
+//! KiB), and a pool keeps running executions while earlier ones commit, so without the bound a
+//! tenant's jobs with large outputs, run while the database is slow, would pile their records up
+//! in the host's memory until it ran out. With it, the executions that end meanwhile wait to
+//! hand over their records, and the pool stops taking tasks (`host/tests/worker.rs`,
+//! `held_records`).
 
 use super::sql::{Param, Stmt};
 use super::{Database, ExecutionStatus, WriteGate};
@@ -41,13 +50,21 @@ use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::OnceLock;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// The most records one batch writes.
 pub(crate) const MAX_BATCH: usize = 512;
+
+/// The most bytes of records waiting for their commit, per recorder (see the module's doc). A
+/// no-op job's records are about 1 KiB, so this is felt only by records of megabytes.
+pub const HELD_BYTES: usize = 64 << 20;
+
+/// What a record costs besides its text: its fixed fields and the allocations that hold it.
+const RECORD_OVERHEAD: usize = 256;
 
 /// The start of an execution's attempt: the row is created `running` (a later attempt, or a
 /// row recorded `pending` earlier, is updated to `running`).
@@ -105,11 +122,34 @@ impl Record {
             Record::Finish(f) => f.id,
         }
     }
+
+    /// About what the record holds in memory: its text and a fixed part.
+    fn bytes(&self) -> usize {
+        let text = match self {
+            Record::Start(s) => [&s.tenant, &s.job_id, &s.job_name, &s.trigger, &s.queue, &s.input]
+                .iter()
+                .map(|t| t.len())
+                .sum::<usize>(),
+            Record::Finish(f) => {
+                let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
+                f.tenant.len()
+                    + optional(&f.output)
+                    + optional(&f.error)
+                    + optional(&f.step)
+                    + f.log.len()
+                    + f.calls.len()
+            }
+        };
+        RECORD_OVERHEAD + text
+    }
 }
 
 struct Item {
     record: Record,
     done: oneshot::Sender<Result<(), String>>,
+    /// The record's room among the bytes held ([`HELD_BYTES`]), given back when the item is
+    /// dropped: after its commit (or its failure) is answered.
+    _room: OwnedSemaphorePermit,
 }
 
 /// The writer of execution records for one database.
@@ -118,28 +158,70 @@ pub struct Recorder {
     /// This process's turn to write the file (SQLite), shared with the queue.
     gate: WriteGate,
     tx: OnceLock<mpsc::UnboundedSender<Item>>,
+    /// Room for the bytes of the records waiting for their commit: `held` permits in all.
+    room: Arc<Semaphore>,
+    held: usize,
+    /// Submits waiting for room.
+    waiting: AtomicUsize,
 }
 
 impl Recorder {
     pub fn new(db: Database) -> Recorder {
+        Recorder::holding(db, HELD_BYTES)
+    }
+
+    /// A recorder whose records waiting for their commit hold at most `bytes` (at least one
+    /// record's worth).
+    pub fn holding(db: Database, bytes: usize) -> Recorder {
+        let held = bytes.clamp(RECORD_OVERHEAD, u32::MAX as usize);
         Recorder {
             gate: WriteGate::of(&db),
             db,
             tx: OnceLock::new(),
+            room: Arc::new(Semaphore::new(held)),
+            held,
+            waiting: AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes of records handed to the writer and not yet committed (or failed).
+    pub fn held_bytes(&self) -> usize {
+        self.held - self.room.available_permits()
+    }
+
+    /// How many submits are waiting for room among the bytes held.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Hands `record` to the writer without waiting for the commit; [`Pending::wait`] waits.
     /// Records are written in the order they are submitted, so a later record of the same
-    /// execution never lands before an earlier one.
+    /// execution never lands before an earlier one. Waits first while the records already
+    /// handed over hold the recorder's bytes (see the module's doc).
     pub(crate) async fn submit(&self, record: Record) -> Pending {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(writer(self.db.clone(), self.gate.clone(), rx));
             tx
         });
+        // A record larger than the whole room takes all of it: it waits for the others to
+        // commit, then goes alone.
+        let bytes = record.bytes().min(self.held) as u32;
+        let _room = match self.room.clone().try_acquire_many_owned(bytes) {
+            Ok(room) => room,
+            Err(_) => {
+                self.waiting.fetch_add(1, Ordering::Relaxed);
+                let room = self.room.clone().acquire_many_owned(bytes).await;
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+                room.expect("the recorder's room is never closed")
+            }
+        };
         let (done, wait) = oneshot::channel();
-        match tx.send(Item { record, done }) {
+        match tx.send(Item {
+            record,
+            done,
+            _room,
+        }) {
             Ok(()) => Pending::Waiting(wait),
             // The writer is gone (its runtime ended): write directly.
             Err(mpsc::error::SendError(item)) => {
