@@ -126,10 +126,17 @@ impl Record {
     /// About what the record holds in memory: its text and a fixed part.
     fn bytes(&self) -> usize {
         let text = match self {
-            Record::Start(s) => [&s.tenant, &s.job_id, &s.job_name, &s.trigger, &s.queue, &s.input]
-                .iter()
-                .map(|t| t.len())
-                .sum::<usize>(),
+            Record::Start(s) => [
+                &s.tenant,
+                &s.job_id,
+                &s.job_name,
+                &s.trigger,
+                &s.queue,
+                &s.input,
+            ]
+            .iter()
+            .map(|t| t.len())
+            .sum::<usize>(),
             Record::Finish(f) => {
                 let optional = |t: &Option<String>| t.as_ref().map_or(0, String::len);
                 f.tenant.len()
