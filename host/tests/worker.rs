@@ -3,7 +3,7 @@
 //! once, after the last attempt; a long execution is cancelled by id; while jobs are short, the
 //! pool leases ahead, and a task leased ahead can be cancelled and is put back on shutdown; an
 //! execution that has ended while its record is being written is refused a cancel; records
-//! waiting for their commit hold at most the recorder's bytes.
+//! waiting for their commit hold at most the recorder's bytes, and one tenant's at most half.
 
 #[macro_use]
 mod common;
@@ -15,7 +15,7 @@ use codeai_host::executor::Executor;
 use codeai_host::queue::{NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::runtime::{Runtime, RuntimeConfig};
 use codeai_host::services::{Services, ServicesConfig};
-use codeai_host::store::{migrate, platform, Database};
+use codeai_host::store::{migrate, platform, tenants, Database};
 use codeai_host::worker::{PoolConfig, WorkerPool};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -764,6 +764,124 @@ mod held_records {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn redis() {
         let scenario = super::records_waiting_for_their_commit_hold_at_most_the_recorders_bytes;
+        super::common::run_postgres_redis(scenario).await
+    }
+}
+
+/// A tenant whose jobs return large outputs, run while PostgreSQL is slow to commit, holds at most
+/// half of the recorder's bytes: another tenant's execution still hands its record over (and its
+/// slot goes on), where before the first tenant's records alone filled the room and every other
+/// tenant's execution waited behind them.
+async fn one_tenants_large_records_leave_room_for_anothers(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let Database::Postgres(pg) = &db else {
+        unreachable!("the commit is held with a PostgreSQL table lock")
+    };
+    const HELD: usize = 1 << 20;
+    const BLOB: usize = 300 * 1024;
+    let config = PoolConfig {
+        slots: 4,
+        ..PoolConfig::default()
+    };
+    let url = "http://127.0.0.1:9".to_string();
+    let (Workers { dir, queue, pool }, executor) =
+        workers_with(&db, redis, "codeai_shares", url, config, |services| {
+            services.held_record_bytes = HELD
+        })
+        .await;
+    // Two of the pool's four slots for the tenant with large outputs (as SECURITY.md advises).
+    tenants::create_tenant(&db, "acme", Some(2), None, None)
+        .await
+        .unwrap();
+    let source = "job Echo { steps { echo { compute: input.blob as: blob } } }";
+    let (artifacts, _) = codeai_dsl::compile("echo.codeai", source).unwrap();
+    let a = &artifacts[0];
+    let echo = platform::register_job(&db, "acme", &a.manifest, &a.bytes, "echo")
+        .await
+        .unwrap();
+    let (artifacts, _) = codeai_dsl::compile("noop.codeai", common::fixtures::NOOP).unwrap();
+    let a = &artifacts[0];
+    let noop = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
+        .await
+        .unwrap();
+    let mut hold = pg.begin().await.unwrap();
+    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let input = serde_json::json!({ "blob": "x".repeat(BLOB) }).to_string();
+    let mut echoes = Vec::new();
+    for _ in 0..4 {
+        let task = NewTask {
+            tenant: "acme".into(),
+            input: input.clone(),
+            ..manual_task(&echo, "Echo", "default", 1)
+        };
+        echoes.push(queue.enqueue(&task).await.unwrap().unwrap());
+    }
+    let running = tokio::spawn(pool.clone().run());
+    // An echo's two records are ~600 KiB: more than the tenant's half of the room.
+    let recorder = executor.services().recorder();
+    common::wait_until("no record of acme's waited for room", || async {
+        recorder.waiting() > 0
+    })
+    .await;
+    let small = queue
+        .enqueue(&manual_task(&noop, "Noop", "default", 1))
+        .await
+        .unwrap()
+        .unwrap();
+    common::wait_until(
+        "the other tenant's execution did not hand its record over",
+        || {
+            let pool = pool.clone();
+            async move { pool.ended_unrecorded(small) }
+        },
+    )
+    .await;
+    assert!(
+        recorder.held_by("acme") <= HELD / 2,
+        "acme holds {} bytes",
+        recorder.held_by("acme")
+    );
+    assert!(recorder.held_bytes() <= HELD);
+
+    hold.commit().await.unwrap();
+    for id in echoes.iter().chain([&small]) {
+        common::wait_until("a run was not finished", || async {
+            task_state(&queue, *id).await.0 == "done"
+        })
+        .await;
+    }
+    let outputs: Vec<(String, i32)> = sqlx::query_as(
+        "SELECT status, length(output) FROM job_executions WHERE tenant_id = 'acme'",
+    )
+    .fetch_all(pg)
+    .await
+    .unwrap();
+    assert_eq!(outputs.len(), echoes.len());
+    for (status, length) in outputs {
+        assert_eq!(status, "completed");
+        assert!(length as usize > BLOB, "{length}");
+    }
+    assert_eq!(recorder.held_bytes(), 0);
+    pool.shutdown().await;
+    running.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod held_shares {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let scenario = super::one_tenants_large_records_leave_room_for_anothers;
+        super::common::run_postgres(move |db| scenario(db, None)).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn redis() {
+        let scenario = super::one_tenants_large_records_leave_room_for_anothers;
         super::common::run_postgres_redis(scenario).await
     }
 }

@@ -35,14 +35,15 @@
 //! before it in the same statement (an execution started again after its end, say), and the
 //! pieces run in order in the transaction.
 //!
-//! The records waiting for their commit hold at most [`HELD_BYTES`] between them (or one record,
-//! when a single one is larger), counted by their text: [`Recorder::submit`] waits for room. An
-//! end record carries the job's output and log (up to the guest's memory and 1,000 lines of 8
-//! KiB), and a pool keeps running executions while earlier ones commit, so without the bound a
-//! tenant's jobs with large outputs, run while the database is slow, would pile their records up
-//! in the host's memory until it ran out. With it, the executions that end meanwhile wait to
-//! hand over their records, and the pool stops taking tasks (`host/tests/worker.rs`,
-//! `held_records`).
+//! The records waiting for their commit hold at most [`HELD_BYTES`] between them, and the records
+//! of one tenant at most half of that (a record larger than its share takes all of the share),
+//! counted by their text: [`Recorder::submit`] waits for room. An end record carries the job's
+//! output and log (up to the guest's memory and 1,000 lines of 8 KiB), and a pool keeps running
+//! executions while earlier ones commit, so without the bound a tenant's jobs with large outputs,
+//! run while the database is slow, would pile their records up in the host's memory until it ran
+//! out. With it, the executions that end meanwhile wait to hand over their records, and the pool
+//! stops taking tasks. Without the share, that tenant's records alone could fill the room and
+//! hold up every other tenant's (`host/tests/worker.rs`, `held_records`, `held_shares`).
 
 use super::sql::{Param, Stmt};
 use super::{Database, ExecutionStatus, WriteGate};
@@ -51,16 +52,17 @@ use codeai_ir::FieldType;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 /// The most records one batch writes.
 pub(crate) const MAX_BATCH: usize = 512;
 
-/// The most bytes of records waiting for their commit, per recorder (see the module's doc). A
-/// no-op job's records are about 1 KiB, so this is felt only by records of megabytes.
+/// The most bytes of records waiting for their commit, per recorder (see the module's doc); one
+/// tenant's records hold at most half. A no-op job's records are about 1 KiB, so this is felt
+/// only by records of megabytes.
 pub const HELD_BYTES: usize = 64 << 20;
 
 /// What a record costs besides its text: its fixed fields and the allocations that hold it.
@@ -123,6 +125,13 @@ impl Record {
         }
     }
 
+    fn tenant(&self) -> &str {
+        match self {
+            Record::Start(s) => &s.tenant,
+            Record::Finish(f) => &f.tenant,
+        }
+    }
+
     /// About what the record holds in memory: its text and a fixed part.
     fn bytes(&self) -> usize {
         let text = match self {
@@ -156,7 +165,105 @@ struct Item {
     done: oneshot::Sender<Result<(), String>>,
     /// The record's room among the bytes held ([`HELD_BYTES`]), given back when the item is
     /// dropped: after its commit (or its failure) is answered.
-    _room: OwnedSemaphorePermit,
+    _room: Held,
+}
+
+/// The bytes records waiting for their commit may hold: `total` in all, `share` per tenant.
+struct Room {
+    total: usize,
+    share: usize,
+    bytes: Arc<Semaphore>,
+    /// Bytes held by each tenant's records.
+    tenants: Mutex<HashMap<String, usize>>,
+    /// Notified when a tenant's records give back room.
+    freed: Notify,
+    /// Submits waiting for room.
+    waiting: AtomicUsize,
+}
+
+/// A record's room, given back when dropped.
+struct Held {
+    room: Arc<Room>,
+    tenant: String,
+    bytes: usize,
+    /// Its bytes of the total (`None` while it waits for them: its share is counted already).
+    _bytes: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        {
+            let mut tenants = self.room.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(held) = tenants.get_mut(&self.tenant) {
+                *held -= self.bytes;
+                if *held == 0 {
+                    tenants.remove(&self.tenant);
+                }
+            }
+        }
+        self.room.freed.notify_waiters();
+    }
+}
+
+/// Counts a submit as waiting while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Room {
+    /// Room for `bytes` of `tenant`'s records: first within the tenant's share, then within the
+    /// total. (A record larger than the share takes all of it.)
+    async fn take(self: &Arc<Room>, tenant: &str, bytes: usize) -> Held {
+        let bytes = bytes.min(self.share);
+        let mut waiting = None;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+                let held = tenants.entry(tenant.to_string()).or_insert(0);
+                if *held + bytes <= self.share {
+                    *held += bytes;
+                    break;
+                }
+            }
+            waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
+            freed.await;
+        }
+        // The share is counted from here: dropping `held` gives it back.
+        let mut held = Held {
+            room: self.clone(),
+            tenant: tenant.to_string(),
+            bytes,
+            _bytes: None,
+        };
+        // `bytes` is at most the share, at most `u32::MAX` (`Recorder::holding`).
+        let permit = match self.bytes.clone().try_acquire_many_owned(bytes as u32) {
+            Ok(permit) => permit,
+            Err(_) => {
+                waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
+                self.bytes
+                    .clone()
+                    .acquire_many_owned(bytes as u32)
+                    .await
+                    .expect("the recorder's room is never closed")
+            }
+        };
+        held._bytes = Some(permit);
+        held
+    }
 }
 
 /// The writer of execution records for one database.
@@ -165,11 +272,8 @@ pub struct Recorder {
     /// This process's turn to write the file (SQLite), shared with the queue.
     gate: WriteGate,
     tx: OnceLock<mpsc::UnboundedSender<Item>>,
-    /// Room for the bytes of the records waiting for their commit: `held` permits in all.
-    room: Arc<Semaphore>,
-    held: usize,
-    /// Submits waiting for room.
-    waiting: AtomicUsize,
+    /// Room for the bytes of the records waiting for their commit.
+    room: Arc<Room>,
 }
 
 impl Recorder {
@@ -177,52 +281,54 @@ impl Recorder {
         Recorder::holding(db, HELD_BYTES)
     }
 
-    /// A recorder whose records waiting for their commit hold at most `bytes` (at least one
-    /// record's worth).
+    /// A recorder whose records waiting for their commit hold at most `bytes`, and one tenant's
+    /// at most half (at least one record's worth each).
     pub fn holding(db: Database, bytes: usize) -> Recorder {
-        let held = bytes.clamp(RECORD_OVERHEAD, u32::MAX as usize);
+        let total = bytes.clamp(2 * RECORD_OVERHEAD, u32::MAX as usize);
         Recorder {
             gate: WriteGate::of(&db),
             db,
             tx: OnceLock::new(),
-            room: Arc::new(Semaphore::new(held)),
-            held,
-            waiting: AtomicUsize::new(0),
+            room: Arc::new(Room {
+                total,
+                share: total / 2,
+                bytes: Arc::new(Semaphore::new(total)),
+                tenants: Mutex::new(HashMap::new()),
+                freed: Notify::new(),
+                waiting: AtomicUsize::new(0),
+            }),
         }
     }
 
     /// Bytes of records handed to the writer and not yet committed (or failed).
     pub fn held_bytes(&self) -> usize {
-        self.held - self.room.available_permits()
+        self.room.total - self.room.bytes.available_permits()
+    }
+
+    /// Bytes of `tenant`'s records handed to the writer or waiting for the total's room, and not
+    /// yet committed (or failed).
+    pub fn held_by(&self, tenant: &str) -> usize {
+        let tenants = self.room.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        tenants.get(tenant).copied().unwrap_or(0)
     }
 
     /// How many submits are waiting for room among the bytes held.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.room.waiting.load(Ordering::Relaxed)
     }
 
     /// Hands `record` to the writer without waiting for the commit; [`Pending::wait`] waits.
     /// Records are written in the order they are submitted, so a later record of the same
     /// execution never lands before an earlier one. Waits first while the records already
-    /// handed over hold the recorder's bytes (see the module's doc).
+    /// handed over hold the recorder's bytes, or the tenant's share of them (see the module's
+    /// doc).
     pub(crate) async fn submit(&self, record: Record) -> Pending {
         let tx = self.tx.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(writer(self.db.clone(), self.gate.clone(), rx));
             tx
         });
-        // A record larger than the whole room takes all of it: it waits for the others to
-        // commit, then goes alone.
-        let bytes = record.bytes().min(self.held) as u32;
-        let _room = match self.room.clone().try_acquire_many_owned(bytes) {
-            Ok(room) => room,
-            Err(_) => {
-                self.waiting.fetch_add(1, Ordering::Relaxed);
-                let room = self.room.clone().acquire_many_owned(bytes).await;
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-                room.expect("the recorder's room is never closed")
-            }
-        };
+        let _room = self.room.take(record.tenant(), record.bytes()).await;
         let (done, wait) = oneshot::channel();
         match tx.send(Item {
             record,
