@@ -769,9 +769,9 @@ mod held_records {
 }
 
 /// A tenant whose jobs return large outputs, run while PostgreSQL is slow to commit, holds at most
-/// half of the recorder's bytes: another tenant's execution still hands its record over (and its
-/// slot goes on), where before the first tenant's records alone filled the room and every other
-/// tenant's execution waited behind them.
+/// half of the recorder's bytes (without the share it held ~900 KiB of the 1 MiB here, and could
+/// take all of it, leaving every other tenant's ended execution waiting behind its records);
+/// another tenant's execution meanwhile hands its record over and its slot goes on.
 async fn one_tenants_large_records_leave_room_for_anothers(
     db: Database,
     redis: Option<RedisQueue>,
