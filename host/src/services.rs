@@ -38,8 +38,8 @@ pub struct ServicesConfig {
     pub secret_keys: Arc<Keyring>,
     /// Where jobs' HTTP may go (`CODEAI_EGRESS_ALLOW`, `CODEAI_OPERATOR_EGRESS_ALLOW`).
     pub egress: EgressConfig,
-    /// The most bytes of execution records waiting for their commit in this process
-    /// ([`crate::store::recorder::HELD_BYTES`]).
+    /// The most bytes of execution records waiting for their commit in this process, one
+    /// tenant's at most half ([`crate::store::recorder::HELD_BYTES`]).
     pub held_record_bytes: usize,
 }
 
