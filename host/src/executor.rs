@@ -187,25 +187,24 @@ impl Executor {
                 })
             })
             .collect();
-        let end = recorder
-            .submit(Record::Finish(
-                store::FinishedExecution {
-                    attempt: req.attempt,
-                    started_at,
-                    status: result.status,
-                    output: result.output.as_deref(),
-                    error: result.error.as_deref(),
-                    step: result.step.as_deref(),
-                    finished_at: Utc::now(),
-                    duration_ms: result.wall_time.as_millis() as i64,
-                    fuel_used: result.fuel_used as i64,
-                    log: Value::Array(log),
-                    calls: Value::Array(calls),
-                    last: is_final(result.status, req.attempt, req.max_attempts),
-                }
-                .row(req.tenant, execution_id),
-            ))
-            .await;
+        // The row made before the submit (which may wait for room): the JSON values it is made
+        // from are not held meanwhile.
+        let row = store::FinishedExecution {
+            attempt: req.attempt,
+            started_at,
+            status: result.status,
+            output: result.output.as_deref(),
+            error: result.error.as_deref(),
+            step: result.step.as_deref(),
+            finished_at: Utc::now(),
+            duration_ms: result.wall_time.as_millis() as i64,
+            fuel_used: result.fuel_used as i64,
+            log: Value::Array(log),
+            calls: Value::Array(calls),
+            last: is_final(result.status, req.attempt, req.max_attempts),
+        }
+        .row(req.tenant, execution_id);
+        let end = recorder.submit(Record::Finish(row)).await;
         let commit = Commit {
             pending: vec![start, end],
         };

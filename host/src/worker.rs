@@ -948,8 +948,10 @@ impl WorkerPool {
     }
 
     /// Stops taking tasks, waits up to the grace period for active executions, then cancels the
-    /// rest (they go back on the queue), and waits (up to 10 s) for the commits still out and
-    /// their tasks to be finished on the queue.
+    /// rest (they go back on the queue) and waits (up to 10 s) for them to end, and waits (up
+    /// to 10 s) for the commits still out and their tasks to be finished on the queue. (An
+    /// execution that has ended may still wait for its record's room or commit while the
+    /// database is stuck; its task runs again once its lease runs out.)
     pub async fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         self.kick.notify_one();
@@ -959,7 +961,7 @@ impl WorkerPool {
         for token in &left {
             token.cancel();
         }
-        self.settle(false, idle).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.settle(false, idle)).await;
         self.drain().await;
     }
 
