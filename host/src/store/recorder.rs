@@ -41,8 +41,8 @@
 //! output and log (up to the guest's memory and 1,000 lines of 8 KiB), and a pool keeps running
 //! executions while earlier ones commit, so without the bound a tenant's jobs with large outputs,
 //! run while the database is slow, would pile their records up in the host's memory until it ran
-//! out. With it, the executions that end meanwhile wait to hand over their records, and the pool
-//! stops taking tasks. Without the share, that tenant's records alone could fill the room and
+//! out. With it, an execution waits to hand over its start record (before it runs) or its end
+//! record (after it ends) until there is room, and the pool stops taking tasks. Without the share, that tenant's records alone could fill the room and
 //! hold up every other tenant's (`host/tests/worker.rs`, `held_records`, `held_shares`).
 
 use super::sql::{Param, Stmt};
@@ -223,7 +223,10 @@ impl Drop for Waiting<'_> {
 
 impl Room {
     /// Room for `bytes` of `tenant`'s records: first within the tenant's share, then within the
-    /// total. (A record larger than the share takes all of it.)
+    /// total. (A record larger than the share takes all of it.) Within the total, waiters are
+    /// served in order; within a share they are not (each release wakes them all, and the first
+    /// that fits goes): a record needing the whole share can wait behind its own tenant's stream
+    /// of small ones, never behind another tenant's.
     async fn take(self: &Arc<Room>, tenant: &str, bytes: usize) -> Held {
         let bytes = bytes.min(self.share);
         let mut waiting = None;
