@@ -287,7 +287,11 @@ impl Recorder {
     /// A recorder whose records waiting for their commit hold at most `bytes`, and one tenant's
     /// at most half (at least one record's worth each).
     pub fn holding(db: Database, bytes: usize) -> Recorder {
-        let total = bytes.clamp(2 * RECORD_OVERHEAD, u32::MAX as usize);
+        // A record's permits are a `u32`; the semaphore has its own ceiling (lower on 32 bits).
+        let total = bytes.clamp(
+            2 * RECORD_OVERHEAD,
+            (u32::MAX as usize).min(Semaphore::MAX_PERMITS),
+        );
         Recorder {
             gate: WriteGate::of(&db),
             db,
