@@ -14,6 +14,7 @@ use std::sync::Arc;
 on_every_backend!(
     ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing,
     a_fire_is_enqueued_once,
+    tasks_enqueued_together_keep_each_ones_dedup_turns_and_time,
     an_expired_lease_is_rescued_and_its_attempt_given_back,
     a_retry_waits_for_its_time,
     concurrent_workers_never_claim_a_task_twice,
@@ -114,6 +115,68 @@ async fn a_fire_is_enqueued_once(db: Database, redis: Option<RedisQueue>) {
     let manual = task("default", "Daily", fire);
     assert!(q.enqueue(&manual).await.unwrap().is_some());
     assert!(q.enqueue(&manual).await.unwrap().is_some());
+}
+
+/// One `enqueue_many` with what a batch of fires and run requests can hold: the same fire twice,
+/// the same id twice, two tenants' tasks interleaved in one queue, a task for later. Each counts as
+/// if enqueued alone: one task per fire and per id, the tenants taking turns from their first task
+/// on, the later one leased only at its time (Redis writes a batch's lanes, sets and counts once
+/// per key, `queue/redis.rs`).
+async fn tasks_enqueued_together_keep_each_ones_dedup_turns_and_time(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let of = |tenant: &str, job: &str, i: i64| NewTask {
+        id: Some(uuid::Uuid::new_v4()),
+        tenant: tenant.into(),
+        ..task("default", job, t0 + Duration::milliseconds(i))
+    };
+    let (a1, b1, a2, b2) = (
+        of("a", "A", 0),
+        of("b", "B", 1),
+        of("a", "A", 2),
+        of("b", "B", 3),
+    );
+    let fire = t0 - Duration::minutes(1);
+    let daily = NewTask {
+        fire_at: Some(fire),
+        ..of("a", "Daily", 4)
+    };
+    let daily_again = NewTask {
+        fire_at: Some(fire),
+        ..of("a", "Daily", 5)
+    };
+    let later = of("b", "B", 60_000);
+    let tasks = [
+        a1.clone(),
+        b1.clone(),
+        a2.clone(),
+        a1.clone(),
+        daily.clone(),
+        b2.clone(),
+        daily_again.clone(),
+        later.clone(),
+    ];
+    assert_eq!(
+        q.enqueue_many(&tasks).await.unwrap(),
+        6,
+        "the repeated id and the repeated fire are not new"
+    );
+    let now = Utc::now();
+    let got = leased_ids(&q, now, 10).await;
+    let id = |t: &NewTask| t.id.unwrap();
+    assert_eq!(
+        got,
+        vec![id(&a1), id(&b1), id(&a2), id(&b2), id(&daily)],
+        "a and b take turns from their first tasks on"
+    );
+    assert!(q.task_info(id(&daily_again)).await.unwrap().is_none());
+    let waiting = q.task_info(id(&later)).await.unwrap().unwrap();
+    assert_eq!(waiting.state, "pending");
+    let at_its_time = leased_ids(&q, now + Duration::minutes(2), 10).await;
+    assert_eq!(at_its_time, vec![id(&later)]);
 }
 
 async fn an_expired_lease_is_rescued_and_its_attempt_given_back(

@@ -670,6 +670,78 @@ mod ended {
     }
 }
 
+/// The records' room of the two tests below, and the size of each echo's input (each run's two
+/// records are about two of it: the start's input, the end's output).
+const HELD: usize = 1 << 20;
+const BLOB: usize = 300 * 1024;
+
+/// [`workers`] with 4 slots whose recorder holds at most [`HELD`] bytes, the job `Echo` (its
+/// output is its input's `blob`) registered for `tenant`, and PostgreSQL's commits of execution
+/// records held until the returned transaction ends (the record writer's statements wait for the
+/// table).
+async fn held_workers(
+    db: &Database,
+    redis: Option<RedisQueue>,
+    name: &str,
+    tenant: &str,
+) -> (
+    Workers,
+    Arc<Executor>,
+    platform::Registered,
+    sqlx::Transaction<'static, sqlx::Postgres>,
+) {
+    let Database::Postgres(pg) = db else {
+        unreachable!("the commit is held with a PostgreSQL table lock")
+    };
+    let config = PoolConfig {
+        slots: 4,
+        ..PoolConfig::default()
+    };
+    let url = "http://127.0.0.1:9".to_string();
+    let (workers, executor) = workers_with(db, redis, name, url, config, |services| {
+        services.held_record_bytes = HELD
+    })
+    .await;
+    if tenant != "default" {
+        // Two of the pool's four slots for that tenant (as SECURITY.md advises).
+        tenants::create_tenant(db, tenant, Some(2), None, None)
+            .await
+            .unwrap();
+    }
+    let source = "job Echo { steps { echo { compute: input.blob as: blob } } }";
+    let (artifacts, _) = codeai_dsl::compile("echo.codeai", source).unwrap();
+    let a = &artifacts[0];
+    let echo = platform::register_job(db, tenant, &a.manifest, &a.bytes, "echo")
+        .await
+        .unwrap();
+    let mut hold = pg.begin().await.unwrap();
+    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    (workers, executor, echo, hold)
+}
+
+/// `runs` runs of `echo` for `tenant`, each with a [`BLOB`] to echo.
+async fn enqueue_echoes(
+    queue: &Queue,
+    echo: &platform::Registered,
+    tenant: &str,
+    runs: usize,
+) -> Vec<uuid::Uuid> {
+    let input = serde_json::json!({ "blob": "x".repeat(BLOB) }).to_string();
+    let mut ids = Vec::new();
+    for _ in 0..runs {
+        let task = NewTask {
+            tenant: tenant.into(),
+            input: input.clone(),
+            ..manual_task(echo, "Echo", "default", 1)
+        };
+        ids.push(queue.enqueue(&task).await.unwrap().unwrap());
+    }
+    ids
+}
+
 /// Jobs whose outputs are large, run while PostgreSQL is slow to commit: the records waiting for
 /// their commit hold at most the recorder's bytes. The executions that end meanwhile wait to hand
 /// their records over (so the pool stops taking tasks), and once the commits go through every
@@ -680,44 +752,13 @@ async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    let Database::Postgres(pg) = &db else {
-        unreachable!("the commit is held with a PostgreSQL table lock")
-    };
-    const HELD: usize = 1 << 20;
     const RUNS: usize = 8;
-    const BLOB: usize = 300 * 1024;
-    let config = PoolConfig {
-        slots: 4,
-        ..PoolConfig::default()
+    let (Workers { dir, queue, pool }, executor, echo, hold) =
+        held_workers(&db, redis, "codeai_held", "default").await;
+    let Database::Postgres(pg) = &db else {
+        unreachable!("held_workers runs on PostgreSQL only")
     };
-    let url = "http://127.0.0.1:9".to_string();
-    let (Workers { dir, queue, pool }, executor) =
-        workers_with(&db, redis, "codeai_held", url, config, |services| {
-            services.held_record_bytes = HELD
-        })
-        .await;
-    let source = "job Echo { steps { echo { compute: input.blob as: blob } } }";
-    let (artifacts, _) = codeai_dsl::compile("echo.codeai", source).unwrap();
-    let a = &artifacts[0];
-    let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "echo")
-        .await
-        .unwrap();
-    // The record writer's statements wait for the table until this transaction ends.
-    let mut hold = pg.begin().await.unwrap();
-    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
-    let blob = "x".repeat(BLOB);
-    let input = serde_json::json!({ "blob": blob }).to_string();
-    let mut ids = Vec::new();
-    for _ in 0..RUNS {
-        let task = NewTask {
-            input: input.clone(),
-            ..manual_task(&reg, "Echo", "default", 1)
-        };
-        ids.push(queue.enqueue(&task).await.unwrap().unwrap());
-    }
+    let ids = enqueue_echoes(&queue, &echo, "default", RUNS).await;
     let running = tokio::spawn(pool.clone().run());
     // Each run's records are two copies of its input (the start's input, the end's output):
     // eight runs would hold ~4.8 MiB.
@@ -779,51 +820,17 @@ async fn one_tenants_large_records_leave_room_for_anothers(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
+    let (Workers { dir, queue, pool }, executor, echo, hold) =
+        held_workers(&db, redis, "codeai_shares", "acme").await;
     let Database::Postgres(pg) = &db else {
-        unreachable!("the commit is held with a PostgreSQL table lock")
+        unreachable!("held_workers runs on PostgreSQL only")
     };
-    const HELD: usize = 1 << 20;
-    const BLOB: usize = 300 * 1024;
-    let config = PoolConfig {
-        slots: 4,
-        ..PoolConfig::default()
-    };
-    let url = "http://127.0.0.1:9".to_string();
-    let (Workers { dir, queue, pool }, executor) =
-        workers_with(&db, redis, "codeai_shares", url, config, |services| {
-            services.held_record_bytes = HELD
-        })
-        .await;
-    // Two of the pool's four slots for the tenant with large outputs (as SECURITY.md advises).
-    tenants::create_tenant(&db, "acme", Some(2), None, None)
-        .await
-        .unwrap();
-    let source = "job Echo { steps { echo { compute: input.blob as: blob } } }";
-    let (artifacts, _) = codeai_dsl::compile("echo.codeai", source).unwrap();
-    let a = &artifacts[0];
-    let echo = platform::register_job(&db, "acme", &a.manifest, &a.bytes, "echo")
-        .await
-        .unwrap();
     let (artifacts, _) = codeai_dsl::compile("noop.codeai", common::fixtures::NOOP).unwrap();
     let a = &artifacts[0];
     let noop = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
         .await
         .unwrap();
-    let mut hold = pg.begin().await.unwrap();
-    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
-    let input = serde_json::json!({ "blob": "x".repeat(BLOB) }).to_string();
-    let mut echoes = Vec::new();
-    for _ in 0..4 {
-        let task = NewTask {
-            tenant: "acme".into(),
-            input: input.clone(),
-            ..manual_task(&echo, "Echo", "default", 1)
-        };
-        echoes.push(queue.enqueue(&task).await.unwrap().unwrap());
-    }
+    let echoes = enqueue_echoes(&queue, &echo, "acme", 4).await;
     let running = tokio::spawn(pool.clone().run());
     // An echo's two records are ~600 KiB: more than the tenant's half of the room.
     let recorder = executor.services().recorder();

@@ -123,27 +123,68 @@ local function flush()
 end
 "#;
 
+/// `enqueue(now, tasks...)`: each task as 12 arguments (id, tenant, job, name, version, queue,
+/// trigger, input, fire, run after, max attempts, exclusive); returns how many were new. A task
+/// whose id exists, or whose job has a task for its fire already, is skipped.
+///
+/// One call for many tasks: a call costs Redis more than most of its commands (the script's
+/// arguments, its functions), so tasks enqueued together go in one, and what they add to shared
+/// keys is written once per key: the job's task set (`SADD`), each lane (`RPUSH` of its tasks in
+/// order, the lane joining its queue's rotation if it was empty, as one task at a time would),
+/// the delayed set (`ZADD`) and the counts.
 const ENQUEUE: &str = r#"
-local now, id, tenant, job, queue = tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5], ARGV[8]
-local fire, runafter = ARGV[11], tonumber(ARGV[12])
-local h = P .. 'task:' .. id
-if redis.call('EXISTS', h) == 1 then return 0 end
-if fire ~= '' then
-  if not redis.call('SET', P .. 'fire:' .. job .. ':' .. fire, id, 'NX', 'EX', '604800') then return 0 end
+local now = ARGV[2]
+local nnow = tonumber(now)
+local new = 0
+local jobs, lanes, order, delayed = {}, {}, {}, {}
+for i = 3, #ARGV, 12 do
+  local id, tenant, job, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 5]
+  local fire, runafter = ARGV[i + 8], ARGV[i + 9]
+  local h = K.task .. id
+  if redis.call('EXISTS', h) == 0 and (fire == '' or
+      redis.call('SET', P .. 'fire:' .. job .. ':' .. fire, id, 'NX', 'EX', '604800')) then
+    -- Numbers go to commands as the strings they came as (formatting one costs about a command).
+    redis.call('HSET', h, 't', tenant, 'j', job, 'n', ARGV[i + 3], 'v', ARGV[i + 4], 'q', queue,
+      'tr', ARGV[i + 6], 'in', ARGV[i + 7], 'f', fire, 'ra', runafter, 'a', '0', 'm', ARGV[i + 10],
+      'x', ARGV[i + 11], 's', 'pending', 'c', now)
+    local ids = jobs[job]
+    if not ids then ids = {}; jobs[job] = ids end
+    ids[#ids + 1] = id
+    if tonumber(runafter) <= nnow then
+      local lq = lanes[queue]
+      if not lq then lq = {}; lanes[queue] = lq end
+      local lane = lq[tenant]
+      if not lane then
+        lane = {q = queue, t = tenant, ids = {}}
+        lq[tenant] = lane
+        order[#order + 1] = lane
+      end
+      lane.ids[#lane.ids + 1] = id
+      add(queue, tenant, 'pending', 1)
+    else
+      delayed[#delayed + 1] = runafter
+      delayed[#delayed + 1] = id
+      add(queue, tenant, 'scheduled', 1)
+    end
+    new = new + 1
+  end
 end
--- Numbers go to commands as the strings they came as (formatting one costs about a command).
-redis.call('HSET', h, 't', tenant, 'j', job, 'n', ARGV[6], 'v', ARGV[7], 'q', queue, 'tr', ARGV[9],
-  'in', ARGV[10], 'f', fire, 'ra', ARGV[12], 'a', '0', 'm', ARGV[13], 'x', ARGV[14], 's', 'pending',
-  'c', ARGV[2])
-redis.call('SADD', P .. 'jobtasks:' .. job, id)
-if runafter <= now then
-  ready('RPUSH', queue, tenant, id)
-  cnt(queue, tenant, 'pending', '1')
-else
-  redis.call('ZADD', P .. 'delayed', ARGV[12], id)
-  cnt(queue, tenant, 'scheduled', '1')
+for job, ids in pairs(jobs) do chunked('SADD', K.jobtasks .. job, ids) end
+chunked('ZADD', K.delayed, delayed)
+-- Lanes in the order their first task came, each joining its queue's rotation when its list was
+-- empty: the length after the first push is then that push's.
+for _, lane in ipairs(order) do
+  local key = K.lane .. lane.q .. ':' .. lane.t
+  for j = 1, #lane.ids, 1000 do
+    local last = math.min(j + 999, #lane.ids)
+    local len = redis.call('RPUSH', key, unpack(lane.ids, j, last))
+    if j == 1 and len == last then
+      redis.call('ZADD', K.lanes .. lane.q, 'NX', redis.call('HINCRBY', K.turns, lane.q, 1), lane.t)
+    end
+  end
 end
-return 1
+flush()
+return new
 "#;
 
 /// `claim(now, lease, owner, i)`: leases up to `n` tasks, choosing each one's queue as the
@@ -520,7 +561,7 @@ fn scripts() -> &'static Scripts {
             return r";
         Scripts {
             upgrade: s(UPGRADE),
-            enqueue: s(ENQUEUE),
+            enqueue: s(&format!("{BATCH_FN}{ENQUEUE}")),
             finish_claim: s(&format!("{BATCH_FN}{FINISH_FN}{CLAIM_FN}{finish_claim}")),
             heartbeat: s(HEARTBEAT),
             finish: s(&format!("{BATCH_FN}{FINISH_FN}{finish}")),
@@ -838,19 +879,14 @@ impl RedisQueue {
 #[async_trait::async_trait]
 impl QueueBackend for RedisQueue {
     async fn enqueue_many(&self, tasks: &[NewTask]) -> anyhow::Result<u64> {
-        // Pipelined: one round trip per 500 tasks.
+        // One script call per 500 tasks.
         let mut n = 0;
         for chunk in tasks.chunks(500) {
-            let mut pipe = redis::pipe();
-            let now = ms(Utc::now());
-            let hash = scripts().enqueue.get_hash().to_string();
+            let mut invocation = scripts().enqueue.prepare_invoke();
+            invocation.arg(&self.prefix).arg(ms(Utc::now()));
             for t in chunk {
                 let id = t.id.unwrap_or_else(super::new_task_id);
-                pipe.cmd("EVALSHA")
-                    .arg(&hash)
-                    .arg(0)
-                    .arg(&self.prefix)
-                    .arg(now)
+                invocation
                     .arg(id.to_string())
                     .arg(&t.tenant)
                     .arg(&t.job_id)
@@ -868,15 +904,8 @@ impl QueueBackend for RedisQueue {
                     .arg(if t.exclusive { "1" } else { "0" });
             }
             let mut con = self.con.clone();
-            // EVALSHA needs the script loaded (once per server; cheap to repeat).
-            scripts()
-                .enqueue
-                .prepare_invoke()
-                .load_async(&mut con)
-                .await
-                .map_err(failed)?;
-            let results: Vec<i64> = pipe.query_async(&mut con).await.map_err(failed)?;
-            n += results.iter().filter(|r| **r == 1).count() as u64;
+            let new: u64 = invocation.invoke_async(&mut con).await.map_err(failed)?;
+            n += new;
         }
         Ok(n)
     }
