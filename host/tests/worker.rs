@@ -28,6 +28,30 @@ on_every_backend!(
     a_fire_that_comes_to_run_beside_the_previous_run_is_skipped_with_its_reason,
 );
 
+/// Scenarios whose commits are held with a PostgreSQL table lock: each `MODULE: NAME` becomes
+/// `MODULE::postgres` (the queue in the database) and `MODULE::redis` (the queue on Redis).
+macro_rules! on_postgres_with_either_queue {
+    ($($module:ident: $name:ident),* $(,)?) => {$(
+        mod $module {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::common::run_postgres(move |db| super::$name(db, None)).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                super::common::run_postgres_redis(super::$name).await
+            }
+        }
+    )*};
+}
+
+on_postgres_with_either_queue!(
+    ended: an_ended_execution_whose_record_is_being_written_is_refused_a_cancel,
+    held_records: records_waiting_for_their_commit_hold_at_most_the_recorders_bytes,
+    held_shares: one_tenants_large_records_leave_room_for_anothers,
+);
+
 const API: &str = r#"
 integration Api {
     base_url: env("API_URL")
@@ -594,6 +618,26 @@ fn loopback_allowed(
     config
 }
 
+/// `source` compiled and registered for `tenant`.
+async fn register(db: &Database, tenant: &str, source: &str) -> platform::Registered {
+    let (artifacts, _) = codeai_dsl::compile("job.codeai", source).unwrap();
+    let a = &artifacts[0];
+    platform::register_job(db, tenant, &a.manifest, &a.bytes, "job")
+        .await
+        .unwrap()
+}
+
+/// Holds PostgreSQL's commits of execution records until the transaction ends: the record
+/// writer's statements wait for the table.
+async fn hold_record_commits(pg: &sqlx::PgPool) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut hold = pg.begin().await.unwrap();
+    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    hold
+}
+
 /// An execution that has ended while PostgreSQL is slow to commit its record: its task stays
 /// active on the queue and its record says `running` until the commit, but it is over. Cancelling
 /// it is refused at once with that reason; before, the answer was "stopping" (Redis: the cancel
@@ -611,17 +655,8 @@ async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
     };
     let url = "http://127.0.0.1:9".to_string();
     let Workers { dir, queue, pool } = workers(&db, redis, "codeai_ended", url, config).await;
-    let (artifacts, _) = codeai_dsl::compile("noop.codeai", common::fixtures::NOOP).unwrap();
-    let a = &artifacts[0];
-    let reg = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
-        .await
-        .unwrap();
-    // The record writer's statements wait for the table until this transaction ends.
-    let mut hold = pg.begin().await.unwrap();
-    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
+    let reg = register(&db, "default", common::fixtures::NOOP).await;
+    let hold = hold_record_commits(pg).await;
     let id = queue
         .enqueue(&manual_task(&reg, "Noop", "default", 1))
         .await
@@ -656,24 +691,13 @@ async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-mod ended {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
-        super::common::run_postgres(move |db| scenario(db, None)).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        let scenario = super::an_ended_execution_whose_record_is_being_written_is_refused_a_cancel;
-        super::common::run_postgres_redis(scenario).await
-    }
-}
-
 /// The records' room of the two tests below, and the size of each echo's input (each run's two
 /// records are about two of it: the start's input, the end's output).
 const HELD: usize = 1 << 20;
 const BLOB: usize = 300 * 1024;
+
+/// A job whose output is its input's `blob`.
+const ECHO: &str = "job Echo { steps { echo { compute: input.blob as: blob } } }";
 
 /// [`workers`] with 4 slots whose recorder holds at most [`HELD`] bytes, the job `Echo` (its
 /// output is its input's `blob`) registered for `tenant`, and PostgreSQL's commits of execution
@@ -708,18 +732,8 @@ async fn held_workers(
             .await
             .unwrap();
     }
-    let source = "job Echo { steps { echo { compute: input.blob as: blob } } }";
-    let (artifacts, _) = codeai_dsl::compile("echo.codeai", source).unwrap();
-    let a = &artifacts[0];
-    let echo = platform::register_job(db, tenant, &a.manifest, &a.bytes, "echo")
-        .await
-        .unwrap();
-    let mut hold = pg.begin().await.unwrap();
-    sqlx::query("LOCK TABLE job_executions IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *hold)
-        .await
-        .unwrap();
-    (workers, executor, echo, hold)
+    let echo = register(db, tenant, ECHO).await;
+    (workers, executor, echo, hold_record_commits(pg).await)
 }
 
 /// `runs` runs of `echo` for `tenant`, each with a [`BLOB`] to echo.
@@ -798,20 +812,6 @@ async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-mod held_records {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        let scenario = super::records_waiting_for_their_commit_hold_at_most_the_recorders_bytes;
-        super::common::run_postgres(move |db| scenario(db, None)).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        let scenario = super::records_waiting_for_their_commit_hold_at_most_the_recorders_bytes;
-        super::common::run_postgres_redis(scenario).await
-    }
-}
-
 /// A tenant whose jobs return large outputs, run while PostgreSQL is slow to commit, holds at most
 /// half of the recorder's bytes (without the share it held ~900 KiB of the 1 MiB here, and could
 /// take all of it, leaving every other tenant's ended execution waiting behind its records);
@@ -825,11 +825,7 @@ async fn one_tenants_large_records_leave_room_for_anothers(
     let Database::Postgres(pg) = &db else {
         unreachable!("held_workers runs on PostgreSQL only")
     };
-    let (artifacts, _) = codeai_dsl::compile("noop.codeai", common::fixtures::NOOP).unwrap();
-    let a = &artifacts[0];
-    let noop = platform::register_job(&db, "default", &a.manifest, &a.bytes, "noop")
-        .await
-        .unwrap();
+    let noop = register(&db, "default", common::fixtures::NOOP).await;
     let echoes = enqueue_echoes(&queue, &echo, "acme", 4).await;
     let running = tokio::spawn(pool.clone().run());
     // An echo's two records are ~600 KiB: more than the tenant's half of the room.
@@ -886,18 +882,4 @@ async fn one_tenants_large_records_leave_room_for_anothers(
     pool.shutdown().await;
     running.abort();
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-mod held_shares {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        let scenario = super::one_tenants_large_records_leave_room_for_anothers;
-        super::common::run_postgres(move |db| scenario(db, None)).await
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn redis() {
-        let scenario = super::one_tenants_large_records_leave_room_for_anothers;
-        super::common::run_postgres_redis(scenario).await
-    }
 }
