@@ -165,19 +165,29 @@ async fn tasks_enqueued_together_keep_each_ones_dedup_turns_and_time(
         6,
         "the repeated id and the repeated fire are not new"
     );
+    // A second batch into lanes that have tasks already.
+    let (a3, b3) = (of("a", "A", 6), of("b", "B", 7));
+    assert_eq!(q.enqueue_many(&[b3.clone(), a3.clone()]).await.unwrap(), 2);
     let now = Utc::now();
+    let counts = q.counts(now, None).await.unwrap();
+    assert_eq!(
+        (counts["default"].pending, counts["default"].scheduled),
+        (7, 1)
+    );
     let got = leased_ids(&q, now, 10).await;
     let id = |t: &NewTask| t.id.unwrap();
     // a and b take turns from their first tasks on. Which of the two goes first is the SQL
     // queue's tie between equal turns; on Redis, a lane joins the rotation when its first task
     // comes, as when the tasks are enqueued one at a time.
     let pair = |i: usize| HashSet::from([got[i], got[i + 1]]);
-    assert_eq!(got.len(), 5, "{got:?}");
+    assert_eq!(got.len(), 7, "{got:?}");
     assert_eq!(pair(0), HashSet::from([id(&a1), id(&b1)]), "{got:?}");
     assert_eq!(pair(2), HashSet::from([id(&a2), id(&b2)]), "{got:?}");
-    assert_eq!(got[4], id(&daily));
+    assert_eq!(pair(4), HashSet::from([id(&daily), id(&b3)]), "{got:?}");
+    assert_eq!(got[6], id(&a3));
     if on_redis {
-        assert_eq!(got[..2], [id(&a1), id(&b1)], "a's lane joined first");
+        let order = [&a1, &b1, &a2, &b2, &daily, &b3, &a3].map(id);
+        assert_eq!(got, order, "a's lane joined first");
     }
     assert!(q.task_info(id(&daily_again)).await.unwrap().is_none());
     let waiting = q.task_info(id(&later)).await.unwrap().unwrap();

@@ -691,7 +691,7 @@ async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The records' room of the two tests below, and the size of each echo's input (each run's two
+/// The records' room of the two tests below, and the size of an echo's input (each run's two
 /// records are about two of it: the start's input, the end's output).
 const HELD: usize = 1 << 20;
 const BLOB: usize = 300 * 1024;
@@ -699,19 +699,15 @@ const BLOB: usize = 300 * 1024;
 /// A job whose output is its input's `blob`.
 const ECHO: &str = "job Echo { steps { echo { compute: input.blob as: blob } } }";
 
-/// [`workers`] with 4 slots whose recorder holds at most [`HELD`] bytes, the job `Echo` (its
-/// output is its input's `blob`) registered for `tenant`, and PostgreSQL's commits of execution
-/// records held until the returned transaction ends (the record writer's statements wait for the
-/// table).
+/// [`workers`] with 4 slots whose recorder holds at most [`HELD`] bytes, and PostgreSQL's commits
+/// of execution records held until the returned transaction ends.
 async fn held_workers(
     db: &Database,
     redis: Option<RedisQueue>,
     name: &str,
-    tenant: &str,
 ) -> (
     Workers,
     Arc<Executor>,
-    platform::Registered,
     sqlx::Transaction<'static, sqlx::Postgres>,
 ) {
     let Database::Postgres(pg) = db else {
@@ -726,74 +722,43 @@ async fn held_workers(
         services.held_record_bytes = HELD
     })
     .await;
+    (workers, executor, hold_record_commits(pg).await)
+}
+
+/// `runs` runs of the job `Echo` for `tenant` (made, with two of the pool's four slots, as
+/// SECURITY.md advises, unless it is `default`), each echoing `bytes`.
+async fn enqueue_echoes(
+    db: &Database,
+    queue: &Queue,
+    tenant: &str,
+    runs: usize,
+    bytes: usize,
+) -> Vec<uuid::Uuid> {
     if tenant != "default" {
-        // Two of the pool's four slots for that tenant (as SECURITY.md advises).
         tenants::create_tenant(db, tenant, Some(2), None, None)
             .await
             .unwrap();
     }
     let echo = register(db, tenant, ECHO).await;
-    (workers, executor, echo, hold_record_commits(pg).await)
-}
-
-/// `runs` runs of `echo` for `tenant`, each with a [`BLOB`] to echo.
-async fn enqueue_echoes(
-    queue: &Queue,
-    echo: &platform::Registered,
-    tenant: &str,
-    runs: usize,
-) -> Vec<uuid::Uuid> {
-    let input = serde_json::json!({ "blob": "x".repeat(BLOB) }).to_string();
+    let input = serde_json::json!({ "blob": "x".repeat(bytes) }).to_string();
     let mut ids = Vec::new();
     for _ in 0..runs {
         let task = NewTask {
             tenant: tenant.into(),
             input: input.clone(),
-            ..manual_task(echo, "Echo", "default", 1)
+            ..manual_task(&echo, "Echo", "default", 1)
         };
         ids.push(queue.enqueue(&task).await.unwrap().unwrap());
     }
     ids
 }
 
-/// Jobs whose outputs are large, run while PostgreSQL is slow to commit: the records waiting for
-/// their commit hold at most the recorder's bytes. The executions that end meanwhile wait to hand
-/// their records over (so the pool stops taking tasks), and once the commits go through every
-/// execution is recorded whole. Before, every ended execution's record waited in memory, so a
-/// tenant's jobs that each return megabytes could fill the host's memory while the database was
-/// slow.
-async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
-    db: Database,
-    redis: Option<RedisQueue>,
-) {
-    const RUNS: usize = 8;
-    let (Workers { dir, queue, pool }, executor, echo, hold) =
-        held_workers(&db, redis, "codeai_held", "default").await;
-    let Database::Postgres(pg) = &db else {
-        unreachable!("held_workers runs on PostgreSQL only")
-    };
-    let ids = enqueue_echoes(&queue, &echo, "default", RUNS).await;
-    let running = tokio::spawn(pool.clone().run());
-    // Each run's records are two copies of its input (the start's input, the end's output):
-    // eight runs would hold ~4.8 MiB.
-    let recorder = executor.services().recorder();
-    common::wait_until("no record waited for room", || async {
-        recorder.waiting() > 0
-    })
-    .await;
-    assert!(
-        recorder.held_bytes() <= HELD,
-        "{} bytes held",
-        recorder.held_bytes()
-    );
-    // What the records' room admits, seen from the pool: not every run has handed its end over.
-    let handed = ids.iter().filter(|id| pool.ended_unrecorded(**id)).count();
-    assert!(handed < RUNS, "all {handed} runs handed their records over");
-
-    hold.commit().await.unwrap();
-    for id in &ids {
+/// Waits until every run of `ids` is finished and recorded `completed` with its whole output of
+/// `bytes`.
+async fn assert_echoed(queue: &Queue, pg: &sqlx::PgPool, ids: &[uuid::Uuid], bytes: usize) {
+    for id in ids {
         common::wait_until("a run was not finished", || async {
-            task_state(&queue, *id).await.0 == "done"
+            task_state(queue, *id).await.0 == "done"
         })
         .await;
         let (status, output): (String, Option<String>) =
@@ -804,8 +769,49 @@ async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
                 .unwrap();
         assert_eq!(status, "completed");
         let output: serde_json::Value = serde_json::from_str(&output.unwrap()).unwrap();
-        assert_eq!(output["blob"].as_str().map(str::len), Some(BLOB), "{id}");
+        assert_eq!(output["blob"].as_str().map(str::len), Some(bytes), "{id}");
     }
+}
+
+/// Jobs of four tenants whose outputs are large, run while PostgreSQL is slow to commit: the
+/// records waiting for their commit hold at most the recorder's bytes, though no tenant is at its
+/// share. A run whose record does not fit waits to hand it over (so the pool stops taking tasks),
+/// and once the commits go through every execution is recorded whole. Before, every record waited
+/// in memory, so jobs that each return megabytes could fill the host's memory while the database
+/// was slow.
+async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let (Workers { dir, queue, pool }, executor, hold) =
+        held_workers(&db, redis, "codeai_held").await;
+    let Database::Postgres(pg) = &db else {
+        unreachable!("held_workers runs on PostgreSQL only")
+    };
+    let mut ids = Vec::new();
+    for tenant in ["default", "acme", "bravo", "carol"] {
+        ids.extend(enqueue_echoes(&db, &queue, tenant, 1, BLOB).await);
+    }
+    let running = tokio::spawn(pool.clone().run());
+    // Each run's start record is ~300 KiB, within its tenant's half: three fit in the room, the
+    // fourth waits for room in the total; the three that run then wait to hand their ends over
+    // (start and end, ~600 KiB, pass a tenant's half). Without the total, all four starts would
+    // be held (~1.2 MiB).
+    let recorder = executor.services().recorder();
+    common::wait_until("not every run waited for room", || async {
+        recorder.waiting() == ids.len()
+    })
+    .await;
+    assert!(
+        recorder.held_bytes() <= HELD,
+        "{} bytes held",
+        recorder.held_bytes()
+    );
+    let handed = ids.iter().filter(|id| pool.ended_unrecorded(**id)).count();
+    assert_eq!(handed, 0, "runs handed their ends over");
+
+    hold.commit().await.unwrap();
+    assert_echoed(&queue, pg, &ids, BLOB).await;
     assert_eq!(recorder.held_bytes(), 0);
     pool.shutdown().await;
     running.abort();
@@ -813,20 +819,20 @@ async fn records_waiting_for_their_commit_hold_at_most_the_recorders_bytes(
 }
 
 /// A tenant whose jobs return large outputs, run while PostgreSQL is slow to commit, holds at most
-/// half of the recorder's bytes (without the share it held ~900 KiB of the 1 MiB here, and could
-/// take all of it, leaving every other tenant's ended execution waiting behind its records);
-/// another tenant's execution meanwhile hands its record over and its slot goes on.
+/// half of the recorder's bytes, and another tenant's run that returns a large output too hands
+/// its records over meanwhile. Without the share the first tenant held ~900 KiB of the 1 MiB and
+/// the other's run waited behind its records.
 async fn one_tenants_large_records_leave_room_for_anothers(
     db: Database,
     redis: Option<RedisQueue>,
 ) {
-    let (Workers { dir, queue, pool }, executor, echo, hold) =
-        held_workers(&db, redis, "codeai_shares", "acme").await;
+    const OTHER: usize = 200 * 1024;
+    let (Workers { dir, queue, pool }, executor, hold) =
+        held_workers(&db, redis, "codeai_shares").await;
     let Database::Postgres(pg) = &db else {
         unreachable!("held_workers runs on PostgreSQL only")
     };
-    let noop = register(&db, "default", common::fixtures::NOOP).await;
-    let echoes = enqueue_echoes(&queue, &echo, "acme", 4).await;
+    let echoes = enqueue_echoes(&db, &queue, "acme", 4, BLOB).await;
     let running = tokio::spawn(pool.clone().run());
     // An echo's two records are ~600 KiB: more than the tenant's half of the room.
     let recorder = executor.services().recorder();
@@ -834,16 +840,12 @@ async fn one_tenants_large_records_leave_room_for_anothers(
         recorder.waiting() > 0
     })
     .await;
-    let small = queue
-        .enqueue(&manual_task(&noop, "Noop", "default", 1))
-        .await
-        .unwrap()
-        .unwrap();
+    let other = enqueue_echoes(&db, &queue, "default", 1, OTHER).await[0];
     common::wait_until(
         "the other tenant's execution did not hand its record over",
         || {
             let pool = pool.clone();
-            async move { pool.ended_unrecorded(small) }
+            async move { pool.ended_unrecorded(other) }
         },
     )
     .await;
@@ -861,23 +863,8 @@ async fn one_tenants_large_records_leave_room_for_anothers(
     assert!(handed.is_empty(), "acme's {handed:?} handed over");
 
     hold.commit().await.unwrap();
-    for id in echoes.iter().chain([&small]) {
-        common::wait_until("a run was not finished", || async {
-            task_state(&queue, *id).await.0 == "done"
-        })
-        .await;
-    }
-    let outputs: Vec<(String, i32)> = sqlx::query_as(
-        "SELECT status, length(output) FROM job_executions WHERE tenant_id = 'acme'",
-    )
-    .fetch_all(pg)
-    .await
-    .unwrap();
-    assert_eq!(outputs.len(), echoes.len());
-    for (status, length) in outputs {
-        assert_eq!(status, "completed");
-        assert!(length as usize > BLOB, "{length}");
-    }
+    assert_echoed(&queue, pg, &echoes, BLOB).await;
+    assert_echoed(&queue, pg, &[other], OTHER).await;
     assert_eq!(recorder.held_bytes(), 0);
     pool.shutdown().await;
     running.abort();
