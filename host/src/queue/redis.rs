@@ -131,7 +131,9 @@ end
 /// arguments, its functions), so tasks enqueued together go in one, and what they add to shared
 /// keys is written once per key: the job's task set (`SADD`), each lane (`RPUSH` of its tasks in
 /// order, the lane joining its queue's rotation if it was empty, as one task at a time would),
-/// the delayed set (`ZADD`) and the counts.
+/// the delayed set (`ZADD`) and the counts. (A script that failed halfway would leave the tasks
+/// written so far without their lanes and counts, and a retry would skip them as existing; nothing
+/// in it can fail on the arguments `enqueue_many` sends.)
 const ENQUEUE: &str = r#"
 local now = ARGV[2]
 local nnow = tonumber(now)

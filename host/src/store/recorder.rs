@@ -236,10 +236,16 @@ impl Room {
             freed.as_mut().enable();
             {
                 let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-                let held = tenants.entry(tenant.to_string()).or_insert(0);
-                if *held + bytes <= self.share {
-                    *held += bytes;
-                    break;
+                match tenants.get_mut(tenant) {
+                    Some(held) if *held + bytes <= self.share => {
+                        *held += bytes;
+                        break;
+                    }
+                    Some(_) => {}
+                    None => {
+                        tenants.insert(tenant.to_string(), bytes);
+                        break;
+                    }
                 }
             }
             waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
