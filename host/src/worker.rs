@@ -102,8 +102,8 @@ const FINISH_WAIT: Duration = Duration::from_millis(2);
 /// fifth of both cores stood idle. This made the scale-out 11–29 % faster (BENCHMARKS.md).
 ///
 /// What it costs: more tasks that ran but are not recorded yet when a host dies (they run again
-/// once their leases run out: at least once, as before), and more end records held in memory
-/// while PostgreSQL is slow (each up to its log's bound).
+/// once their leases run out: at least once, as before). The memory their records hold while
+/// PostgreSQL is slow is bounded by the recorder's room (`store::recorder::HELD_BYTES`).
 pub const UNFINISHED_REMOTE: usize = 2 * (crate::store::recorder::MAX_BATCH + FINISH_BATCH);
 
 /// The same on SQLite, where a commit is a write in this process. [`UNFINISHED_REMOTE`] there

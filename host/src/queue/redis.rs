@@ -55,12 +55,14 @@ local function deactivate(h, id)
   if f[2] == '1' then redis.call('HINCRBY', P .. 'jobactive', f[1], -1) end
   redis.call('HDEL', h, 'w')
 end
--- Puts task `id` of tenant `t` into its lane of queue `q`, last ('RPUSH') or first ('LPUSH');
--- a lane that was empty joins the tail of the queue's rotation (unless it is still in it).
+-- Tenant `t`'s lane, which was empty, joins the tail of queue `q`'s rotation (unless it is
+-- still in it).
+local function join(q, t)
+  redis.call('ZADD', P .. 'lanes:' .. q, 'NX', redis.call('HINCRBY', P .. 'turns', q, 1), t)
+end
+-- Puts task `id` of tenant `t` into its lane of queue `q`, last ('RPUSH') or first ('LPUSH').
 local function ready(push, q, t, id)
-  if redis.call(push, P .. 'lane:' .. q .. ':' .. t, id) == 1 then
-    redis.call('ZADD', P .. 'lanes:' .. q, 'NX', redis.call('HINCRBY', P .. 'turns', q, 1), t)
-  end
+  if redis.call(push, P .. 'lane:' .. q .. ':' .. t, id) == 1 then join(q, t) end
 end
 -- Takes task `id` out of `active`: its hash, queue and tenant; nil when it is not active.
 local function take_active(id)
@@ -180,9 +182,7 @@ for _, lane in ipairs(order) do
   for j = 1, #lane.ids, 1000 do
     local last = math.min(j + 999, #lane.ids)
     local len = redis.call('RPUSH', key, unpack(lane.ids, j, last))
-    if j == 1 and len == last then
-      redis.call('ZADD', K.lanes .. lane.q, 'NX', redis.call('HINCRBY', K.turns, lane.q, 1), lane.t)
-    end
+    if j == 1 and len == last then join(lane.q, lane.t) end
   end
 end
 flush()

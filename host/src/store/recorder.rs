@@ -42,8 +42,9 @@
 //! executions while earlier ones commit, so without the bound a tenant's jobs with large outputs,
 //! run while the database is slow, would pile their records up in the host's memory until it ran
 //! out. With it, an execution waits to hand over its start record (before it runs) or its end
-//! record (after it ends) until there is room, and the pool stops taking tasks. Without the share, that tenant's records alone could fill the room and
-//! hold up every other tenant's (`host/tests/worker.rs`, `held_records`, `held_shares`).
+//! record (after it ends) until there is room, and the pool stops taking tasks. Without the
+//! share, that tenant's records alone could fill the room and hold up every other tenant's
+//! (`host/tests/worker.rs`, `held_records`, `held_shares`).
 
 use super::sql::{Param, Stmt};
 use super::{Database, ExecutionStatus, WriteGate};
@@ -187,7 +188,7 @@ struct Held {
     tenant: String,
     bytes: usize,
     /// Its bytes of the total (`None` while it waits for them: its share is counted already).
-    _bytes: Option<OwnedSemaphorePermit>,
+    _total: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Held {
@@ -256,7 +257,7 @@ impl Room {
             room: self.clone(),
             tenant: tenant.to_string(),
             bytes,
-            _bytes: None,
+            _total: None,
         };
         // `bytes` is at most the share, at most `u32::MAX` (`Recorder::holding`).
         let permit = match self.bytes.clone().try_acquire_many_owned(bytes as u32) {
@@ -270,7 +271,7 @@ impl Room {
                     .expect("the recorder's room is never closed")
             }
         };
-        held._bytes = Some(permit);
+        held._total = Some(permit);
         held
     }
 }
@@ -286,10 +287,6 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(db: Database) -> Recorder {
-        Recorder::holding(db, HELD_BYTES)
-    }
-
     /// A recorder whose records waiting for their commit hold at most `bytes`, and one tenant's
     /// at most half (at least one record's worth each).
     pub fn holding(db: Database, bytes: usize) -> Recorder {
