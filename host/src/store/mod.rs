@@ -160,6 +160,10 @@ impl Database {
             .pragma("mmap_size", "268435456");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // No ping before each use: a ping is a hop to the connection's thread and back,
+            // as dear as a statement, and a connection to a file in this process does not
+            // break between uses the way a network connection does.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Database::Sqlite(pool))
@@ -199,6 +203,7 @@ impl Database {
                 Database::Sqlite(
                     SqlitePoolOptions::new()
                         .max_connections(connections)
+                        .test_before_acquire(false)
                         .connect_lazy_with(options),
                 )
             }
