@@ -228,9 +228,10 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     pool.shutdown().await;
     running.abort();
 
-    // Read through a pool that hands SQLite's rows over 256 at a time, not two (see
-    // `Database::own_pool`): a run of 200,000 jobs took 2.7 s to read back otherwise.
-    let runs = store::executions::starts_and_durations(&db.own_pool(1), &registered.job_id).await?;
+    let runs = read_back(db, async |reader| {
+        store::executions::starts_and_durations(reader, &registered.job_id).await
+    })
+    .await?;
     anyhow::ensure!(
         runs.len() == jobs,
         "{} of {jobs} executions were recorded",
@@ -252,6 +253,19 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     println!("execution_p50_ms={:.1}", percentile(&mut runs_ms, 0.50));
     println!("execution_p99_ms={:.1}", percentile(&mut runs_ms, 0.99));
     Ok(())
+}
+
+/// `read` of a bench's results, on SQLite through a pool of its own that hands rows over 256 at a
+/// time, not two (see `Database::own_pool`; a run of 200,000 jobs took 2.7 s to read back
+/// otherwise), closed before the scratch files are removed. PostgreSQL reads through `db`.
+async fn read_back<T>(db: &Database, read: impl AsyncFnOnce(&Database) -> T) -> T {
+    if db.sqlite_file().is_none() {
+        return read(db).await;
+    }
+    let reader = db.own_pool(1);
+    let out = read(&reader).await;
+    reader.close().await;
+    out
 }
 
 /// The queue every bench uses: a queue of its own, which a host sharing the backend does not
@@ -363,8 +377,10 @@ async fn fire(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyhow::Res
     pool.shutdown().await;
     running.abort();
 
-    // Read as `throughput` reads its runs.
-    let starts = store::executions::scheduled_starts(&db.own_pool(1)).await?;
+    let starts = read_back(db, async |reader| {
+        store::executions::scheduled_starts(reader).await
+    })
+    .await?;
     anyhow::ensure!(
         starts.len() == jobs,
         "{} of {jobs} scheduled executions were recorded",

@@ -160,9 +160,10 @@ impl Database {
             .pragma("mmap_size", "268435456");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            // No ping before each use: a ping is a hop to the connection's thread and back,
-            // as dear as a statement, and a connection to a file in this process does not
-            // break between uses the way a network connection does.
+            // No ping when a connection is taken from the pool: a ping is a hop to the
+            // connection's thread and back, in the caller's way, and a connection to a file in
+            // this process does not break while it waits in the pool. (sqlx still pings one on
+            // its return, after the caller is done, and drops it if that fails.)
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
