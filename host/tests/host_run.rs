@@ -77,8 +77,17 @@ fn test_sh_gets_the_spec_answers_from_host_run() {
 
     // The run it triggered completes and renders a report; then the execution and report
     // requests of the script.
+    // The script's run, not a fire of the job's schedule that may have come meanwhile.
     let (_, runs) = host.get(TOKEN, "/jobs/DailySalesReport/executions");
-    let execution = runs["data"][0]["id"].as_str().unwrap().to_string();
+    let execution = runs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["trigger"] == "manual")
+        .unwrap_or_else(|| panic!("no manual run: {runs}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (_, e) = host.get(TOKEN, &format!("/executions/{execution}"));

@@ -277,6 +277,15 @@ fn an_execution_span_has_the_requests_parent_and_its_calls_as_children() {
         })
         .collect();
     assert_eq!(sent.len(), 1, "{:?}", warehouse.requests());
+    // Every call of an execution carries its trace, the schedule's fires too.
+    assert!(
+        warehouse
+            .requests()
+            .iter()
+            .all(|r| r.header("traceparent").is_some()),
+        "{:?}",
+        warehouse.requests()
+    );
     assert_eq!(
         sent[0].header("traceparent"),
         Some(format!("00-{TRACE_ID}-{execution_span}-01").as_str()),

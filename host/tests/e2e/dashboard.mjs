@@ -390,7 +390,9 @@ try {
   await page.getByRole("button", { name: "Cancel matching…" }).click();
   await shot(page, "10-executions-bulk-cancel");
   await page.locator("dialog[open]").getByRole("button", { name: "Cancel executions" }).click();
-  await page.getByText(/^Cancel: 1 of 1$/).waitFor();
+  // Every unfinished run of the job: the retried one, and a fire of its schedule (`every 30m`, on
+  // the clock's half hours) if one came during the test. The retried run's own status is checked below.
+  await page.getByText(/^Cancel: (\d+) of \1$/).waitFor();
   await page.waitForFunction(
     async ([token, id]) => {
       const r = await fetch(`/executions/${id}`, { headers: { Authorization: `Bearer ${token}` } });
