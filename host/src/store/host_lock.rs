@@ -27,6 +27,11 @@ pub struct HostLock {
 /// Takes the host lock of `db` when it is a SQLite file (PostgreSQL and in-memory SQLite need
 /// none); an error naming the process that holds it when another host runs on the file.
 pub fn take(db: &Database) -> anyhow::Result<Option<HostLock>> {
+    // An in-memory database is its process's alone (and its name is no file's: the lock
+    // would be a stray file in the working directory).
+    if db.sqlite_in_memory() {
+        return Ok(None);
+    }
     let Some(file) = db.sqlite_file() else {
         return Ok(None);
     };
@@ -68,4 +73,36 @@ pub fn take(db: &Database) -> anyhow::Result<Option<HostLock>> {
     write!(lock, "{}", std::process::id())?;
     lock.flush()?;
     Ok(Some(HostLock { _file: lock, path }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An in-memory database, in each way sqlx names one, has no file: no host lock and no lock
+    /// file (which would land in the working directory); a file has its lock beside it.
+    #[tokio::test]
+    async fn only_a_sqlite_file_gets_a_lock_beside_it() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite:codeai-lock-test?mode=memory",
+        ] {
+            let db = Database::connect(url).await.unwrap();
+            assert!(db.sqlite_in_memory(), "{url}");
+            assert!(take(&db).unwrap().is_none(), "{url}");
+        }
+        let dir = std::env::temp_dir().join(format!("codeai-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jobs.db");
+        let db = Database::connect(&format!("sqlite:{}", file.display()))
+            .await
+            .unwrap();
+        assert!(!db.sqlite_in_memory());
+        let lock = take(&db).unwrap().expect("a SQLite file's host lock");
+        assert_eq!(lock.path, dir.join("jobs.db.lock"));
+        drop(lock);
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

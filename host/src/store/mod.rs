@@ -212,7 +212,20 @@ impl Database {
         }
     }
 
-    /// The file of a SQLite database; `None` for PostgreSQL and an in-memory database.
+    /// Whether this is a SQLite database in memory, however its URL said so (`sqlite::memory:`,
+    /// which sqlx names `file:sqlx-in-memory-<n>`, or `?mode=memory`, which keeps its name).
+    pub fn sqlite_in_memory(&self) -> bool {
+        let Database::Sqlite(pool) = self else {
+            return false;
+        };
+        // sqlx keeps it to itself (a field with a setter and no getter); its `Debug` shows it.
+        format!("{:?}", pool.connect_options()).contains("in_memory: true")
+    }
+
+    /// The file of a SQLite database; `None` for PostgreSQL and a `:memory:` name. sqlx renames
+    /// `sqlite::memory:` to `file:sqlx-in-memory-<n>` (shared cache), which comes back as it is:
+    /// a name per database, for the write gate and `own_pool`. Ask [`Database::sqlite_in_memory`]
+    /// whether there is a file.
     pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
         let Database::Sqlite(pool) = self else {
             return None;
