@@ -174,8 +174,8 @@ struct Room {
     total: usize,
     share: usize,
     bytes: Arc<Semaphore>,
-    /// Bytes held by each tenant's records.
-    tenants: Mutex<HashMap<String, usize>>,
+    /// Bytes held by each tenant's records (the key shared with their `Held`s).
+    tenants: Mutex<HashMap<Arc<str>, usize>>,
     /// Notified when a tenant's records give back room.
     freed: Notify,
     /// Submits waiting for room.
@@ -185,7 +185,7 @@ struct Room {
 /// A record's room, given back when dropped.
 struct Held {
     room: Arc<Room>,
-    tenant: String,
+    tenant: Arc<str>,
     bytes: usize,
     /// Its bytes of the total (`None` while it waits for them: its share is counted already).
     _total: Option<OwnedSemaphorePermit>,
@@ -195,10 +195,10 @@ impl Drop for Held {
     fn drop(&mut self) {
         {
             let mut tenants = self.room.tenants.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(held) = tenants.get_mut(&self.tenant) {
+            if let Some(held) = tenants.get_mut(&*self.tenant) {
                 *held -= self.bytes;
                 if *held == 0 {
-                    tenants.remove(&self.tenant);
+                    tenants.remove(&*self.tenant);
                 }
             }
         }
@@ -231,31 +231,34 @@ impl Room {
     async fn take(self: &Arc<Room>, tenant: &str, bytes: usize) -> Held {
         let bytes = bytes.min(self.share);
         let mut waiting = None;
-        loop {
+        let tenant: Arc<str> = loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             {
                 let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
-                match tenants.get_mut(tenant) {
-                    Some(held) if *held + bytes <= self.share => {
-                        *held += bytes;
-                        break;
+                match tenants.get_key_value(tenant) {
+                    // The tenant's key, shared: no allocation per record while it holds room.
+                    Some((key, held)) if held + bytes <= self.share => {
+                        let key = key.clone();
+                        *tenants.get_mut(tenant).expect("just found") += bytes;
+                        break key;
                     }
                     Some(_) => {}
                     None => {
-                        tenants.insert(tenant.to_string(), bytes);
-                        break;
+                        let key: Arc<str> = tenant.into();
+                        tenants.insert(key.clone(), bytes);
+                        break key;
                     }
                 }
             }
             waiting.get_or_insert_with(|| Waiting::new(&self.waiting));
             freed.await;
-        }
+        };
         // The share is counted from here: dropping `held` gives it back.
         let mut held = Held {
             room: self.clone(),
-            tenant: tenant.to_string(),
+            tenant,
             bytes,
             _total: None,
         };
