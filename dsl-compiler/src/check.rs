@@ -72,7 +72,9 @@ pub fn check(
         // so its version on a host) as it was. What it uses is in its program and manifest.
         let text = source.get(job.span.start..job.span.end).unwrap_or(source);
         let source_hash = format!("{:x}", Sha256::digest(text.as_bytes()));
-        jobs.push(job::check_job(job, &decls, &mut cx, &source_hash));
+        let checked = job::check_job(job, &decls, &mut cx, &source_hash);
+        readable_depth(&checked.program, job, &mut cx);
+        jobs.push(checked);
     }
     for action in &decls.actions {
         job::check_action(action, &decls, &mut cx);
@@ -211,5 +213,39 @@ impl Cx<'_> {
                 }
             }
         }
+    }
+}
+
+/// Reports a job whose program nests deeper than the runtime reads
+/// ([`codeai_ir::MAX_PROGRAM_DEPTH`]): at the step that goes deepest, or at the job's name when
+/// no step does (its input's defaults). The parser's nesting limit bounds what it builds, but
+/// not in the program's own terms: an operand of an operator is two levels of the program, an
+/// argument of a call three, a field of an object literal four.
+fn readable_depth(program: &codeai_ir::Program, job: &ast::Job, cx: &mut Cx) {
+    fn depth(value: &impl serde::Serialize) -> usize {
+        serde_json::to_vec(value).map_or(0, |text| codeai_ir::json_depth(&text))
+    }
+    let whole = depth(program);
+    if whole <= codeai_ir::MAX_PROGRAM_DEPTH {
+        return;
+    }
+    let message = format!(
+        "job `{}` nests too deeply to run: its compiled program is {whole} levels deep, and \
+         the runtime reads {} at most",
+        job.name.node,
+        codeai_ir::MAX_PROGRAM_DEPTH
+    );
+    let hint = "split the deepest expression into steps that bind its parts (`as:`), or \
+                shorten a long chain of operators, nested calls or nested object literals";
+    // The program holds its steps two levels down (`{"steps": [step]}`).
+    let deepest = program
+        .steps
+        .iter()
+        .zip(&job.steps)
+        .map(|(step, ast)| (depth(step) + 2, ast))
+        .max_by_key(|(levels, _)| *levels);
+    match deepest {
+        Some((levels, step)) if levels == whole => cx.error_hint(step.name.span, message, hint),
+        _ => cx.error_hint(job.name.span, message, hint),
     }
 }

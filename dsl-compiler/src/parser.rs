@@ -1336,24 +1336,35 @@ impl Parser<'_> {
         ops: &[(&str, BinaryOp)],
     ) -> PResult<Expr> {
         let mut lhs = next(self)?;
-        loop {
+        // Each operator of a chain (`a + b + c`) nests the expression one level deeper (the tree
+        // leans left), so each counts toward the nesting limit until the chain ends: a chain of
+        // thousands of terms is reported, not built into a tree too deep to check or to read.
+        let mut levels = 0;
+        let chained = loop {
             let op = ops.iter().find(|(t, _)| match &self.peek().kind {
                 TokKind::Punct(p) => p == t,
                 TokKind::Ident(w) => w == t,
                 _ => false,
             });
-            let Some((_, op)) = op else { return Ok(lhs) };
+            let Some((_, op)) = op else { break Ok(lhs) };
+            // Reported at the operator.
+            if let Err(failed) = self.enter() {
+                break Err(failed);
+            }
+            levels += 1;
             self.bump();
-            self.enter()?;
-            let rhs = next(self);
-            self.leave();
-            let rhs = rhs?;
+            let rhs = match next(self) {
+                Ok(rhs) => rhs,
+                Err(failed) => break Err(failed),
+            };
             let span = lhs.span.to(rhs.span);
             lhs = Expr {
                 kind: ExprKind::Binary(*op, Box::new(lhs), Box::new(rhs)),
                 span,
             };
-        }
+        };
+        self.depth -= levels;
+        chained
     }
 
     fn coalesce(&mut self) -> PResult<Expr> {
@@ -1456,38 +1467,57 @@ impl Parser<'_> {
 
     fn postfix(&mut self) -> PResult<Expr> {
         let mut e = self.atom()?;
-        let mut chain = 0usize;
-        loop {
-            if self.is_punct(".") || self.is_punct("?.") {
-                let optional = self.is_punct("?.");
-                self.bump();
-                let field = self.ident("a field name after `.`")?;
-                let span = e.span.to(field.span);
-                let kind = if optional {
-                    ExprKind::OptField(Box::new(e), field)
-                } else {
-                    ExprKind::Field(Box::new(e), field)
-                };
-                e = Expr { kind, span };
-            } else if self.is_punct("[") && !self.peek().line_start {
-                self.bump();
-                let index = self.expr()?;
-                let end = self.expect_punct("]")?;
-                let span = e.span.to(end);
-                e = Expr {
-                    kind: ExprKind::Index(Box::new(e), Box::new(index)),
-                    span,
-                };
+        // As with operators, each link of a chain (`a.b[0].c`) is one level deeper.
+        let mut levels = 0;
+        let chained = loop {
+            let field = self.is_punct(".") || self.is_punct("?.");
+            // A `[` that starts a line begins something else (a list), not an index.
+            let index = self.is_punct("[") && !self.peek().line_start;
+            if !(field || index) {
+                break Ok(e);
+            }
+            if let Err(failed) = self.enter() {
+                break Err(failed);
+            }
+            levels += 1;
+            let link = if field {
+                self.field_link(e)
             } else {
-                return Ok(e);
+                self.index_link(e)
+            };
+            match link {
+                Ok(linked) => e = linked,
+                Err(failed) => break Err(failed),
             }
-            chain += 1;
-            if chain > MAX_DEPTH * 4 {
-                self.diagnostics
-                    .push(Diagnostic::error(e.span, "expression nested too deeply"));
-                return Err(Failed);
-            }
-        }
+        };
+        self.depth -= levels;
+        chained
+    }
+
+    /// `e.field` or `e?.field`, at the `.` or `?.`.
+    fn field_link(&mut self, e: Expr) -> PResult<Expr> {
+        let optional = self.is_punct("?.");
+        self.bump();
+        let field = self.ident("a field name after `.`")?;
+        let span = e.span.to(field.span);
+        let kind = if optional {
+            ExprKind::OptField(Box::new(e), field)
+        } else {
+            ExprKind::Field(Box::new(e), field)
+        };
+        Ok(Expr { kind, span })
+    }
+
+    /// `e[index]`, at the `[`.
+    fn index_link(&mut self, e: Expr) -> PResult<Expr> {
+        self.bump();
+        let index = self.expr()?;
+        let end = self.expect_punct("]")?;
+        let span = e.span.to(end);
+        Ok(Expr {
+            kind: ExprKind::Index(Box::new(e), Box::new(index)),
+            span,
+        })
     }
 
     fn call_args(&mut self) -> PResult<Vec<Expr>> {

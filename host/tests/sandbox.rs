@@ -564,6 +564,69 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
     assert_eq!(runtime.runs_in_place(), 1);
 }
 
+/// The deepest jobs the compiler accepts run: the guest reads their programs (nested as deep as
+/// `serde_json` reads, which the compiler checks) and evaluates them on the stacks it has, its
+/// own in its memory and wasm's. The guest's stack is sized by this test: it fails when the
+/// stack is too small for what the language accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deepest_jobs_the_compiler_accepts_run() {
+    type Shape = fn(usize) -> String;
+    let shapes: [(&str, Shape); 4] = [
+        ("operators", |n| vec!["1"; n + 1].join(" + ")),
+        ("fields", |n| format!("input{}", ".a".repeat(n))),
+        ("calls", |n| {
+            format!("{}1{}", "abs(".repeat(n), ")".repeat(n))
+        }),
+        ("objects", |n| {
+            format!("{}1{}", "{a: ".repeat(n), "}".repeat(n))
+        }),
+    ];
+    // A deep input (the output that echoes it is one level deeper, and JSON is read 127 levels
+    // deep), echoed back whole; its `a`s lead to 1.
+    let mut input = serde_json::json!(1);
+    for _ in 0..120 {
+        input = serde_json::json!({ "a": input });
+    }
+    let (deep_input, input) = (input.clone(), input.to_string());
+    for (what, shape) in shapes {
+        // The deepest of this shape that builds.
+        let build = |n: usize| {
+            let source = format!(
+                "job Deep {{ steps {{ deep {{ compute: {} as: x }} echo {{ compute: input as: y }} }} }}",
+                shape(n)
+            );
+            codeai_dsl::compile("deep.codeai", &source).ok()
+        };
+        let deepest = (1..).take_while(|&n| build(n).is_some()).last().unwrap();
+        let (artifacts, _) = build(deepest).unwrap();
+        let job = runtime().prepare(&artifacts[0].bytes).unwrap();
+        let result = runtime()
+            .execute(&job, fake(), &input, ExecOptions::default())
+            .await
+            .result;
+        assert_eq!(
+            result.status,
+            Status::Completed,
+            "{what} {deepest} deep: {result:?}"
+        );
+        let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
+        assert_eq!(output["y"].to_string(), input, "{what}");
+        let expected = match what {
+            "operators" => serde_json::json!(deepest + 1),
+            "objects" => {
+                let mut v = serde_json::json!(1);
+                for _ in 0..deepest {
+                    v = serde_json::json!({ "a": v });
+                }
+                v
+            }
+            "fields" => (0..deepest).fold(&deep_input, |v, _| &v["a"]).clone(),
+            _ => serde_json::json!(1),
+        };
+        assert_eq!(output["x"], expected, "{what} {deepest} deep");
+    }
+}
+
 /// The host writes `run-decoded`'s two lists into the runtime's memory itself and calls
 /// `codeai-run-decoded-in-place`, which makes the two `cabi_realloc` calls the canonical ABI
 /// would have made and runs only if the lists are in the blocks they give. Here the module

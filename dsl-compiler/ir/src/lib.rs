@@ -44,6 +44,41 @@ pub const MANIFEST_SECTION: &str = "codeai-manifest";
 /// guest runtime through the WIT import `program.get`.
 pub const PROGRAM_SECTION: &str = "codeai-program";
 
+/// The deepest nesting of lists and objects a [`Program`]'s JSON may have. The guest runtime and
+/// the host read programs with `serde_json`, whose recursion limit (128 nested lists and objects
+/// at most, so 127 levels are read) keeps a hostile program from exhausting the reader's stack.
+/// The compiler refuses a job whose program would nest deeper: it would build, and fail at every
+/// run with "the component's program is unreadable".
+pub const MAX_PROGRAM_DEPTH: usize = 127;
+
+/// The deepest nesting of lists and objects in JSON `text` (brackets inside strings do not
+/// count). `text` is taken to be JSON, as serialising gives it.
+pub fn json_depth(text: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 // ---------------------------------------------------------------------------------------------
 // Program (compiler -> guest)
 // ---------------------------------------------------------------------------------------------
@@ -898,5 +933,37 @@ impl Manifest {
             ));
         }
         Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nested(levels: usize) -> String {
+        format!("{}\"[{{]}}\\\"\"{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn json_depth_is_what_serde_json_reads_up_to() {
+        for levels in [
+            1,
+            2,
+            MAX_PROGRAM_DEPTH - 1,
+            MAX_PROGRAM_DEPTH,
+            MAX_PROGRAM_DEPTH + 1,
+        ] {
+            let text = nested(levels);
+            // The brackets inside the string (and its escaped quote) do not count.
+            assert_eq!(json_depth(text.as_bytes()), levels, "{text}");
+            let read = serde_json::from_str::<serde_json::Value>(&text);
+            assert_eq!(
+                read.is_ok(),
+                levels <= MAX_PROGRAM_DEPTH,
+                "{levels}: {read:?}"
+            );
+        }
+        assert_eq!(json_depth(br#"{"a":[1,{"b":[]}],"c":{}}"#), 4);
+        assert_eq!(json_depth(b"42"), 0);
     }
 }

@@ -1138,3 +1138,67 @@ fn an_email_takes_its_templates_subject_or_a_text_as_its_body() {
         "{data:?}"
     );
 }
+
+/// Every program the checker accepts is one the runtime reads (`serde_json` reads 127 levels of
+/// lists and objects): a job nested deeper, though within the parser's limit, is refused at the
+/// step that goes deepest, instead of building and failing at every run.
+#[test]
+fn a_program_the_checker_accepts_is_one_the_runtime_reads() {
+    type Shape = fn(usize) -> String;
+    let shapes: [(&str, Shape); 4] = [
+        ("a chain of operators", |n| vec!["1"; n + 1].join(" + ")),
+        ("a chain of fields", |n| format!("input{}", ".a".repeat(n))),
+        ("nested calls", |n| {
+            format!("{}1{}", "abs(".repeat(n), ")".repeat(n))
+        }),
+        ("nested object literals", |n| {
+            format!("{}1{}", "{a: ".repeat(n), "}".repeat(n))
+        }),
+    ];
+    let mut refusals = 0;
+    for (what, expr) in shapes {
+        let (mut accepted, mut refused) = (0, 0);
+        for n in 1.. {
+            let source = format!(
+                "job J {{\n    steps {{\n        one {{ compute: 1 as: one }}\n        \
+                 deep {{ compute: {} as: x }}\n    }}\n}}\n",
+                expr(n)
+            );
+            let (file, syntax) = crate::parse(&source);
+            if syntax
+                .iter()
+                .any(|d| d.message == "expression nested too deeply")
+            {
+                break;
+            }
+            assert!(syntax.is_empty(), "{what} of {n}: {syntax:?}");
+            let (jobs, diagnostics) = check(&file, &source, "test.codeai");
+            let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+            if errors.is_empty() {
+                accepted += 1;
+                let text = serde_json::to_string(&jobs[0].program).unwrap();
+                if let Err(e) = serde_json::from_str::<codeai_ir::Program>(&text) {
+                    panic!("{what} of {n}: accepted, and the runtime cannot read it: {e}");
+                }
+            } else {
+                refused += 1;
+                assert_eq!(errors.len(), 1, "{what} of {n}: {errors:#?}");
+                assert!(
+                    errors[0]
+                        .message
+                        .starts_with("job `J` nests too deeply to run"),
+                    "{what} of {n}: {}",
+                    errors[0].message
+                );
+                assert!(source[errors[0].span.start..].starts_with("deep {"));
+            }
+        }
+        assert!(accepted > 0, "{what}: none accepted");
+        refusals += refused;
+    }
+    // Nested calls (three levels of the program each) reach it before the parser's limit.
+    assert!(
+        refusals > 0,
+        "no job reached the runtime's limit: the test does not test it"
+    );
+}

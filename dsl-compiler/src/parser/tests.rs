@@ -404,6 +404,39 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
     assert!(!errors(&deep_objects).is_empty());
 }
 
+/// Operators and postfix links chain without nesting brackets, and each link is one level of
+/// the tree: a chain of a hundred thousand terms is reported at the operator that goes too deep,
+/// as nesting is, instead of overflowing the stack of what reads the tree after the parser.
+#[test]
+fn a_chain_of_operators_or_links_counts_as_nesting() {
+    for (chain, at) in [
+        (vec!["1"; 100_000].join(" + "), " + "),
+        (vec!["1"; 100_000].join(" and "), " and "),
+        (format!("input{}", ".a".repeat(100_000)), "."),
+        // The index inside the last `[` goes too deep first.
+        (format!("input{}", "[0]".repeat(100_000)), "0"),
+    ] {
+        let source = format!("job J {{ steps {{ s {{ compute: {chain} as: x }} }} }}");
+        let (_, diagnostics) = parse(&source);
+        let errors: Vec<_> = diagnostics.iter().filter(|d| d.is_error()).collect();
+        assert_eq!(errors.len(), 1, "{:?}", &errors[..errors.len().min(3)]);
+        assert_eq!(errors[0].message, "expression nested too deeply");
+        assert!(
+            source[errors[0].span.start..].starts_with(at.trim()),
+            "{:?}",
+            errors[0].span
+        );
+    }
+    // Inside the limit, a chain is fine.
+    let chain = vec!["1"; 50].join(" + ");
+    assert_eq!(
+        errors(&format!(
+            "job J {{ steps {{ s {{ compute: {chain} as: x }} }} }}"
+        )),
+        Vec::<String>::new()
+    );
+}
+
 #[test]
 fn the_example_parses_completely() {
     let src = include_str!("../../../examples/05-scheduled-jobs/scheduled-jobs.codeai");
