@@ -355,6 +355,34 @@ mod tests {
         }
     }
 
+    /// The runtime's memory: its stack (256 KiB, `guest-stdlib/build.rs`), then its read-only
+    /// data, the one data segment, so the memory's initial image holds nothing else: the
+    /// writable statics (`.bss`, not in the module) start on a page of their own
+    /// (`guest-stdlib/src/heap.rs`). A static with a nonzero initial value (a `.data` segment)
+    /// would share the image's last page with them again.
+    #[test]
+    fn the_runtimes_image_is_its_read_only_data_above_its_stack() {
+        let mut segments = Vec::new();
+        for payload in Parser::new(0).parse_all(runtime_core_module().unwrap()) {
+            let Payload::DataSection(reader) = payload.unwrap() else {
+                continue;
+            };
+            for data in reader {
+                let data = data.unwrap();
+                let wasmparser::DataKind::Active { offset_expr, .. } = data.kind else {
+                    panic!("a passive data segment");
+                };
+                let at = match offset_expr.get_operators_reader().read().unwrap() {
+                    wasmparser::Operator::I32Const { value } => value,
+                    other => panic!("a data segment at {other:?}"),
+                };
+                segments.push((at, data.data.len()));
+            }
+        }
+        assert_eq!(segments.len(), 1, "{segments:?}");
+        assert_eq!(segments[0].0, 256 << 10, "{segments:?}");
+    }
+
     #[test]
     fn a_builds_hash_from_its_own_sections_is_the_hash_of_the_whole_component() {
         use sha2::Digest as _;
