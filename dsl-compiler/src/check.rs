@@ -218,9 +218,10 @@ impl Cx<'_> {
 
 /// Reports a job whose program nests deeper than the runtime reads
 /// ([`codeai_ir::MAX_PROGRAM_DEPTH`]): at the step that goes deepest, or at the job's name when
-/// no step does (its input's defaults). The parser's nesting limit bounds what it builds, but
-/// not in the program's own terms: an operand of an operator is two levels of the program, an
-/// argument of a call three, a field of an object literal four.
+/// no step does (its input's defaults). The parser's nesting limit bounds the depth of what it
+/// builds, but not in the program's own terms: an operand of an operator is two levels of the
+/// program, an argument of a call or a field of an object literal three, and a step inside a
+/// block more.
 fn readable_depth(program: &codeai_ir::Program, job: &ast::Job, cx: &mut Cx) {
     fn depth(value: &impl serde::Serialize) -> usize {
         serde_json::to_vec(value).map_or(0, |text| codeai_ir::json_depth(&text))
@@ -229,10 +230,9 @@ fn readable_depth(program: &codeai_ir::Program, job: &ast::Job, cx: &mut Cx) {
     if whole <= codeai_ir::MAX_PROGRAM_DEPTH {
         return;
     }
-    let message = format!(
-        "job `{}` nests too deeply to run: its compiled program is {whole} levels deep, and \
-         the runtime reads {} at most",
-        job.name.node,
+    let why = format!(
+        "too deeply to run: the job's compiled program is {whole} levels deep, and the runtime \
+         reads {} at most",
         codeai_ir::MAX_PROGRAM_DEPTH
     );
     let hint = "split the deepest expression into steps that bind its parts (`as:`), or \
@@ -245,7 +245,18 @@ fn readable_depth(program: &codeai_ir::Program, job: &ast::Job, cx: &mut Cx) {
         .map(|(step, ast)| (depth(step) + 2, ast))
         .max_by_key(|(levels, _)| *levels);
     match deepest {
-        Some((levels, step)) if levels == whole => cx.error_hint(step.name.span, message, hint),
-        _ => cx.error_hint(job.name.span, message, hint),
+        Some((levels, step)) if levels == whole => cx.error_hint(
+            step.name.span,
+            format!(
+                "step `{}` of job `{}` nests {why}",
+                step.name.node, job.name.node
+            ),
+            hint,
+        ),
+        _ => cx.error_hint(
+            job.name.span,
+            format!("the input defaults of job `{}` nest {why}", job.name.node),
+            hint,
+        ),
     }
 }

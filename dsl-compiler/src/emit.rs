@@ -356,31 +356,57 @@ mod tests {
     }
 
     /// The runtime's memory: its stack (256 KiB, `guest-stdlib/build.rs`), then its read-only
-    /// data, the one data segment, so the memory's initial image holds nothing else: the
-    /// writable statics (`.bss`, not in the module) start on a page of their own
-    /// (`guest-stdlib/src/heap.rs`). A static with a nonzero initial value (a `.data` segment)
-    /// would share the image's last page with them again.
+    /// data, the one data segment, so the memory's initial image holds nothing else (a static
+    /// with a nonzero initial value would add a `.data` segment on the image's last page); then
+    /// the writable statics (`.bss`, not in the module) from the next page on
+    /// (`guest-stdlib/src/heap.rs`, `PageStart`). Where `.bss` starts is not in the module, but
+    /// where it ends is (`__data_end`): right after the image's end, the runtime's few hundred
+    /// bytes of statics would end on the image's last page.
     #[test]
     fn the_runtimes_image_is_its_read_only_data_above_its_stack() {
-        let mut segments = Vec::new();
-        for payload in Parser::new(0).parse_all(runtime_core_module().unwrap()) {
-            let Payload::DataSection(reader) = payload.unwrap() else {
-                continue;
+        let module = runtime_core_module().unwrap();
+        let (mut segments, mut globals, mut data_end) = (Vec::new(), Vec::new(), None);
+        let const_i32 =
+            |expr: wasmparser::ConstExpr| match expr.get_operators_reader().read().unwrap() {
+                wasmparser::Operator::I32Const { value } => value,
+                other => panic!("not an i32 constant: {other:?}"),
             };
-            for data in reader {
-                let data = data.unwrap();
-                let wasmparser::DataKind::Active { offset_expr, .. } = data.kind else {
-                    panic!("a passive data segment");
-                };
-                let at = match offset_expr.get_operators_reader().read().unwrap() {
-                    wasmparser::Operator::I32Const { value } => value,
-                    other => panic!("a data segment at {other:?}"),
-                };
-                segments.push((at, data.data.len()));
+        for payload in Parser::new(0).parse_all(module) {
+            match payload.unwrap() {
+                Payload::DataSection(reader) => {
+                    for data in reader {
+                        let data = data.unwrap();
+                        let wasmparser::DataKind::Active { offset_expr, .. } = data.kind else {
+                            panic!("a passive data segment");
+                        };
+                        segments.push((const_i32(offset_expr), data.data.len() as i32));
+                    }
+                }
+                Payload::GlobalSection(reader) => {
+                    for global in reader {
+                        globals.push(const_i32(global.unwrap().init_expr));
+                    }
+                }
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export.unwrap();
+                        if export.name == "__data_end" {
+                            data_end = Some(export.index as usize);
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         assert_eq!(segments.len(), 1, "{segments:?}");
-        assert_eq!(segments[0].0, 256 << 10, "{segments:?}");
+        let (at, len) = segments[0];
+        assert_eq!(at, 256 << 10, "{segments:?}");
+        let image_end = ((at + len) as u32).next_multiple_of(4096) as i32;
+        let data_end = globals[data_end.expect("`__data_end` is exported")];
+        assert!(
+            data_end > image_end,
+            "the statics end at {data_end:#x}, on the image's last page"
+        );
     }
 
     #[test]

@@ -90,6 +90,9 @@ struct Parser<'s> {
     pos: usize,
     diagnostics: Vec<Diagnostic>,
     depth: usize,
+    /// The deepest `depth` reached since [`Parser::measured`] last looked: how far down the
+    /// expression being parsed goes.
+    high: usize,
     /// Failures at a token the lexer already reported (a malformed literal): no new diagnostic,
     /// but the construct is still broken. Counted so that [`Parser::error_mark`] sees them.
     silent_failures: usize,
@@ -111,6 +114,7 @@ impl<'s> Parser<'s> {
             pos: 0,
             diagnostics,
             depth: 0,
+            high: 0,
             silent_failures: 0,
             eof_explained,
         }
@@ -263,6 +267,7 @@ impl Parser<'_> {
 
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
+        self.high = self.high.max(self.depth);
         if self.depth > MAX_DEPTH {
             let span = self.peek().span;
             self.diagnostics
@@ -275,6 +280,34 @@ impl Parser<'_> {
 
     fn leave(&mut self) {
         self.depth -= 1;
+    }
+
+    /// Parses with `parse` and returns how many levels below the current one the result goes
+    /// (0 for a leaf).
+    fn measured<T>(&mut self, parse: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<(T, usize)> {
+        let outer = std::mem::replace(&mut self.high, self.depth);
+        let parsed = parse(self);
+        let height = self.high - self.depth;
+        self.high = self.high.max(outer);
+        Ok((parsed?, height))
+    }
+
+    /// A chain (`a + b + c`, `a.b[0].c`) leans left: each link puts everything before it one
+    /// level further down. `height` is how far the chain goes so far; reported at `at` (the
+    /// link) when that passes the nesting limit, as a bracket that deep would be.
+    fn chained(&mut self, height: usize, at: Span) -> PResult<()> {
+        let deepest = self.depth + height;
+        self.high = self.high.max(deepest);
+        if deepest > MAX_DEPTH {
+            self.diagnostics.push(
+                Diagnostic::error(at, "expression nested too deeply").with_hint(
+                    "each operator of a chain, and each `.field` or `[index]` after a value, \
+                     is one level deeper: bind parts of it in steps (`as:`) and combine those",
+                ),
+            );
+            return Err(Failed);
+        }
+        Ok(())
     }
 
     /// Skips to the next line that starts at this block's nesting level, or to the `}` that
@@ -1335,36 +1368,24 @@ impl Parser<'_> {
         next: fn(&mut Self) -> PResult<Expr>,
         ops: &[(&str, BinaryOp)],
     ) -> PResult<Expr> {
-        let mut lhs = next(self)?;
-        // Each operator of a chain (`a + b + c`) nests the expression one level deeper (the tree
-        // leans left), so each counts toward the nesting limit until the chain ends: a chain of
-        // thousands of terms is reported, not built into a tree too deep to check or to read.
-        let mut levels = 0;
-        let chained = loop {
+        let (mut lhs, mut height) = self.measured(next)?;
+        loop {
             let op = ops.iter().find(|(t, _)| match &self.peek().kind {
                 TokKind::Punct(p) => p == t,
                 TokKind::Ident(w) => w == t,
                 _ => false,
             });
-            let Some((_, op)) = op else { break Ok(lhs) };
-            // Reported at the operator.
-            if let Err(failed) = self.enter() {
-                break Err(failed);
-            }
-            levels += 1;
-            self.bump();
-            let rhs = match next(self) {
-                Ok(rhs) => rhs,
-                Err(failed) => break Err(failed),
-            };
+            let Some((_, op)) = op else { return Ok(lhs) };
+            let at = self.bump().span;
+            let (rhs, rhs_height) = self.measured(next)?;
+            height = height.max(rhs_height) + 1;
+            self.chained(height, at)?;
             let span = lhs.span.to(rhs.span);
             lhs = Expr {
                 kind: ExprKind::Binary(*op, Box::new(lhs), Box::new(rhs)),
                 span,
             };
-        };
-        self.depth -= levels;
-        chained
+        }
     }
 
     fn coalesce(&mut self) -> PResult<Expr> {
@@ -1466,32 +1487,26 @@ impl Parser<'_> {
     }
 
     fn postfix(&mut self) -> PResult<Expr> {
-        let mut e = self.atom()?;
-        // As with operators, each link of a chain (`a.b[0].c`) is one level deeper.
-        let mut levels = 0;
-        let chained = loop {
+        let (mut e, mut height) = self.measured(Self::atom)?;
+        loop {
             let field = self.is_punct(".") || self.is_punct("?.");
             // A `[` that starts a line begins something else (a list), not an index.
             let index = self.is_punct("[") && !self.peek().line_start;
             if !(field || index) {
-                break Ok(e);
+                return Ok(e);
             }
-            if let Err(failed) = self.enter() {
-                break Err(failed);
-            }
-            levels += 1;
-            let link = if field {
-                self.field_link(e)
+            let at = self.peek().span;
+            if field {
+                e = self.field_link(e)?;
+                height += 1;
             } else {
-                self.index_link(e)
-            };
-            match link {
-                Ok(linked) => e = linked,
-                Err(failed) => break Err(failed),
+                let (linked, index_height) = self.measured(|p| p.index_link(e))?;
+                e = linked;
+                // The index is a child of the link, as the value before it is.
+                height = height.max(index_height) + 1;
             }
-        };
-        self.depth -= levels;
-        chained
+            self.chained(height, at)?;
+        }
     }
 
     /// `e.field` or `e?.field`, at the `.` or `?.`.

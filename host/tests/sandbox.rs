@@ -564,10 +564,10 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
     assert_eq!(runtime.runs_in_place(), 1);
 }
 
-/// The deepest jobs the compiler accepts run: the guest reads their programs (nested as deep as
-/// `serde_json` reads, which the compiler checks) and evaluates them on the stacks it has, its
-/// own in its memory and wasm's. The guest's stack is sized by this test: it fails when the
-/// stack is too small for what the language accepts.
+/// The deepest jobs of four shapes the compiler accepts run: the guest reads their programs
+/// (the compiler checks they nest no deeper than `serde_json` reads) and evaluates them on the
+/// stacks it has, its own in its memory and wasm's. The guest's stack (`guest-stdlib/build.rs`)
+/// was sized with this test: it fails when the stack is too small for these jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deepest_jobs_the_compiler_accepts_run() {
     type Shape = fn(usize) -> String;

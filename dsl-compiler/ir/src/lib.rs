@@ -44,11 +44,11 @@ pub const MANIFEST_SECTION: &str = "codeai-manifest";
 /// guest runtime through the WIT import `program.get`.
 pub const PROGRAM_SECTION: &str = "codeai-program";
 
-/// The deepest nesting of lists and objects a [`Program`]'s JSON may have. The guest runtime and
-/// the host read programs with `serde_json`, whose recursion limit (128 nested lists and objects
-/// at most, so 127 levels are read) keeps a hostile program from exhausting the reader's stack.
-/// The compiler refuses a job whose program would nest deeper: it would build, and fail at every
-/// run with "the component's program is unreadable".
+/// The deepest nesting of lists and objects a [`Program`]'s JSON may have. The guest runtime
+/// reads programs with `serde_json`, whose recursion limit (127 levels are read, the 128th is
+/// refused) keeps a hostile program from exhausting the reader's stack. The compiler refuses a
+/// job whose program would nest deeper: it would build, and fail at every run with "the
+/// component's program is unreadable".
 pub const MAX_PROGRAM_DEPTH: usize = 127;
 
 /// The deepest nesting of lists and objects in JSON `text` (brackets inside strings do not

@@ -1186,11 +1186,14 @@ fn a_program_the_checker_accepts_is_one_the_runtime_reads() {
                 assert!(
                     errors[0]
                         .message
-                        .starts_with("job `J` nests too deeply to run"),
+                        .starts_with("step `deep` of job `J` nests too deeply to run"),
                     "{what} of {n}: {}",
                     errors[0].message
                 );
                 assert!(source[errors[0].span.start..].starts_with("deep {"));
+                // Refused because the runtime could not read it, not short of that.
+                let text = serde_json::to_string(&jobs[0].program).unwrap();
+                assert!(serde_json::from_str::<codeai_ir::Program>(&text).is_err());
             }
         }
         assert!(accepted > 0, "{what}: none accepted");
@@ -1201,4 +1204,23 @@ fn a_program_the_checker_accepts_is_one_the_runtime_reads() {
         refusals > 0,
         "no job reached the runtime's limit: the test does not test it"
     );
+}
+
+/// A job too deep for the runtime in its input's defaults (no step goes that deep) is reported
+/// at its name.
+#[test]
+fn input_defaults_too_deep_to_run_are_reported_at_the_job() {
+    let nested = format!("{}1{}", "abs(".repeat(45), ")".repeat(45));
+    let job = format!("job Deep {{\n    input: {{ x: {nested} }}\n    steps {{\n        s {{ compute: 1 as: one }}\n    }}\n}}");
+    let (source, diagnostics) = diagnostics(&job);
+    let errors: Vec<&Diagnostic> = diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .message
+            .starts_with("the input defaults of job `Deep` nest too deeply to run"),
+        "{}",
+        errors[0].message
+    );
+    assert!(source[errors[0].span.start..].starts_with("Deep {"));
 }

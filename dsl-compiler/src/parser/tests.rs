@@ -413,8 +413,21 @@ fn a_chain_of_operators_or_links_counts_as_nesting() {
         (vec!["1"; 100_000].join(" + "), " + "),
         (vec!["1"; 100_000].join(" and "), " and "),
         (format!("input{}", ".a".repeat(100_000)), "."),
-        // The index inside the last `[` goes too deep first.
-        (format!("input{}", "[0]".repeat(100_000)), "0"),
+        (format!("input{}", "[0]".repeat(100_000)), "["),
+        // Everything before a link is below it: a chain's first operand (here a chain in
+        // brackets, itself starting with one) counts, so bracketing does not start afresh.
+        (
+            (0..30).fold("1".to_string(), |e, _| {
+                format!("({e}{})", " + 1".repeat(30))
+            }),
+            " + ",
+        ),
+        (
+            (0..30).fold("input".to_string(), |e, _| {
+                format!("({e}{})", ".a".repeat(30))
+            }),
+            ".",
+        ),
     ] {
         let source = format!("job J {{ steps {{ s {{ compute: {chain} as: x }} }} }}");
         let (_, diagnostics) = parse(&source);
