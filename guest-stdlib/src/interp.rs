@@ -107,7 +107,12 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
     scope.vars.insert("input".into(), Value::Object(merged));
 
     let mut outputs = Map::new();
-    match scope.steps(&program.steps, &mut outputs) {
+    let ended = scope.steps(&program.steps, &mut outputs);
+    // In the guest, an instance runs one job once and is thrown away with its memory: freeing
+    // the bindings (their values, maps and strings, the input among them) is work for nothing.
+    #[cfg(target_arch = "wasm32")]
+    core::mem::forget(scope);
+    match ended {
         Ok(()) => {}
         Err(End::Skipped(reason)) => return Ok(Outcome::Skipped(reason)),
         Err(End::Failed(e)) => return Err(e),
