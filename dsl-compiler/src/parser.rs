@@ -91,7 +91,8 @@ struct Parser<'s> {
     diagnostics: Vec<Diagnostic>,
     depth: usize,
     /// The deepest `depth` reached since [`Parser::measured`] last looked: how far down the
-    /// expression being parsed goes.
+    /// expression being parsed goes, counting each level entered (a bracket, a call's
+    /// arguments) and each link of a chain.
     high: usize,
     /// Failures at a token the lexer already reported (a malformed literal): no new diagnostic,
     /// but the construct is still broken. Counted so that [`Parser::error_mark`] sees them.
@@ -267,7 +268,6 @@ impl Parser<'_> {
 
     fn enter(&mut self) -> PResult<()> {
         self.depth += 1;
-        self.high = self.high.max(self.depth);
         if self.depth > MAX_DEPTH {
             let span = self.peek().span;
             self.diagnostics
@@ -275,6 +275,7 @@ impl Parser<'_> {
             self.depth -= 1;
             return Err(Failed);
         }
+        self.high = self.high.max(self.depth);
         Ok(())
     }
 
@@ -294,11 +295,16 @@ impl Parser<'_> {
 
     /// A chain (`a + b + c`, `a.b[0].c`) leans left: each link puts everything before it one
     /// level further down. `height` is how far the chain goes so far; reported at `at` (the
-    /// link) when that passes the nesting limit, as a bracket that deep would be.
-    fn chained(&mut self, height: usize, at: Span) -> PResult<()> {
+    /// link) when that passes the nesting limit, as a bracket that deep would be, unless an
+    /// error was reported in the chain since `mark` (a part too deep, recovered from: its depth
+    /// is already explained).
+    fn chained(&mut self, height: usize, at: Span, mark: usize) -> PResult<()> {
         let deepest = self.depth + height;
         self.high = self.high.max(deepest);
         if deepest > MAX_DEPTH {
+            if self.error_mark() > mark {
+                return Err(Failed);
+            }
             self.diagnostics.push(
                 Diagnostic::error(at, "expression nested too deeply").with_hint(
                     "each operator of a chain, and each `.field` or `[index]` after a value, \
@@ -1368,6 +1374,7 @@ impl Parser<'_> {
         next: fn(&mut Self) -> PResult<Expr>,
         ops: &[(&str, BinaryOp)],
     ) -> PResult<Expr> {
+        let mark = self.error_mark();
         let (mut lhs, mut height) = self.measured(next)?;
         loop {
             let op = ops.iter().find(|(t, _)| match &self.peek().kind {
@@ -1379,7 +1386,7 @@ impl Parser<'_> {
             let at = self.bump().span;
             let (rhs, rhs_height) = self.measured(next)?;
             height = height.max(rhs_height) + 1;
-            self.chained(height, at)?;
+            self.chained(height, at, mark)?;
             let span = lhs.span.to(rhs.span);
             lhs = Expr {
                 kind: ExprKind::Binary(*op, Box::new(lhs), Box::new(rhs)),
@@ -1487,6 +1494,7 @@ impl Parser<'_> {
     }
 
     fn postfix(&mut self) -> PResult<Expr> {
+        let mark = self.error_mark();
         let (mut e, mut height) = self.measured(Self::atom)?;
         loop {
             let field = self.is_punct(".") || self.is_punct("?.");
@@ -1505,7 +1513,7 @@ impl Parser<'_> {
                 // The index is a child of the link, as the value before it is.
                 height = height.max(index_height) + 1;
             }
-            self.chained(height, at)?;
+            self.chained(height, at, mark)?;
         }
     }
 

@@ -57,8 +57,9 @@ struct Arena {
 /// of it makes the kernel map the pages around it too (fault-around, 64 KiB at a time). With the
 /// statics on the image's last page, every run read there and so mapped the image's last 64 KiB
 /// (Unicode case tables and float formatting, which a no-op job never reads), and wrote that
-/// page, which the pool then copied back from the image after each run: 23 pages of the image
-/// present in a slot instead of 16, and a no-op run ~0.1 µs slower (BENCHMARKS.md, "The
+/// page, which the pool then copied back from the image after each run: 23 pages mapped from
+/// the image and one copied, in a slot after each run, instead of 16 and none, and a no-op run
+/// ~0.1 µs slower (BENCHMARKS.md, "The
 /// runtime's memory made smaller").
 #[repr(C, align(4096))]
 struct PageStart([u8; 0]);
@@ -256,6 +257,12 @@ unsafe impl GlobalAlloc for Heap {
         }
         block
     }
+}
+
+/// Whether every block taken so far came from the arena (none from dlmalloc): then freeing
+/// blocks makes no room for later ones (the arena gives back its last block only).
+pub(crate) fn all_in_arena() -> bool {
+    !arena().overflowed
 }
 
 /// Runs `f` with every allocation it makes taken from dlmalloc, not from the arena: what it

@@ -440,6 +440,18 @@ fn a_chain_of_operators_or_links_counts_as_nesting() {
             errors[0].span
         );
     }
+    // A part too deep, recovered from, is reported once, not again by the chain around it.
+    let deep = format!("{{a: {}1{}}} + 1", "(".repeat(70), ")".repeat(70));
+    let errs = errors(&format!(
+        "job J {{ steps {{ s {{ compute: {deep} as: x }} }} }}"
+    ));
+    assert_eq!(
+        errs.iter()
+            .filter(|e| *e == "expression nested too deeply")
+            .count(),
+        1,
+        "{errs:?}"
+    );
     // Inside the limit, a chain is fine.
     let chain = vec!["1"; 50].join(" + ");
     assert_eq!(
