@@ -167,8 +167,7 @@ fn run_program(program: &Program, input: &str) -> Result<types::Outcome, types::
     match crate::interp::run(program, input, &mut Imports) {
         Ok(crate::interp::Outcome::Completed(v)) => {
             let text = crate::interp::output_text(&v);
-            // Not freed: the instance is thrown away after this run (see `interp::run`).
-            core::mem::forget(v);
+            crate::heap::discard(v);
             Ok(types::Outcome::Completed(text))
         }
         Ok(crate::interp::Outcome::Skipped(reason)) => Ok(types::Outcome::Skipped(reason)),

@@ -259,10 +259,14 @@ unsafe impl GlobalAlloc for Heap {
     }
 }
 
-/// Whether every block taken so far came from the arena (none from dlmalloc): then freeing
-/// blocks makes no room for later ones (the arena gives back its last block only).
-pub(crate) fn all_in_arena() -> bool {
-    !arena().overflowed
+/// Done with `value` at the end of a run. An instance runs one job once and is thrown away with
+/// its memory, so freeing what a run built is work for nothing while every block it took came
+/// from the arena, which gives back its last block only: `value` is then forgotten. A run that
+/// outgrew the arena frees it, so that dlmalloc can reuse the room.
+pub(crate) fn discard<T>(value: T) {
+    if !arena().overflowed {
+        core::mem::forget(value);
+    }
 }
 
 /// Runs `f` with every allocation it makes taken from dlmalloc, not from the arena: what it

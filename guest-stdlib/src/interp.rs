@@ -108,14 +108,11 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
 
     let mut outputs = Map::new();
     let ended = scope.steps(&program.steps, &mut outputs);
-    // In the guest, an instance runs one job once and is thrown away with its memory: freeing
-    // the bindings (their values, maps and strings, the input among them) is work for nothing
-    // while all the run took is in the arena, which gives nothing back. A run that outgrew it
-    // frees them, so that dlmalloc can reuse their room for the output's text.
+    // In the guest, the bindings (their values, maps and strings, the input among them) are
+    // not freed while the run stays in the arena (`heap::discard`); they are before the output's
+    // text is written when it outgrew it.
     #[cfg(target_arch = "wasm32")]
-    if crate::heap::all_in_arena() {
-        core::mem::forget(scope);
-    }
+    crate::heap::discard(scope);
     match ended {
         Ok(()) => {}
         Err(End::Skipped(reason)) => return Ok(Outcome::Skipped(reason)),
