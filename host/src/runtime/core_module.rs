@@ -33,10 +33,10 @@
 //! they were written for.
 
 use super::ExecState;
-use crate::wasm::{log, Capabilities, JobError, Outcome};
+use crate::wasm::{Capabilities, JobError, Outcome};
 use std::sync::atomic::{AtomicU64, Ordering};
-use wasmtime::{AsContext, AsContextMut, Caller, Engine, Extern, InstancePre, Linker, Memory};
-use wasmtime::{Module, ModuleExport, Store};
+use wasmtime::{AsContext, AsContextMut, Caller, Engine, Extern, ExternType, InstancePre};
+use wasmtime::{Linker, Memory, Module, ModuleExport, Store, TypedFunc, ValType};
 
 /// A page of wasm memory.
 const PAGE: usize = 65_536;
@@ -71,47 +71,55 @@ fn trap(message: &str) -> Trap {
 }
 
 impl<C: Capabilities> SharedCore<C> {
-    /// Links `module` (the runtime's core module) to the two host functions it imports.
+    /// Links `module` (the runtime's core module) to the two host functions it imports. Refuses
+    /// a module without the exports a run calls, each of the type the calls below take for it.
     pub(crate) fn link(engine: &Engine, module: &Module) -> anyhow::Result<SharedCore<C>> {
+        let memory_export = export(module, "memory")?;
+        if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+            anyhow::bail!("the runtime's core module's `memory` is not a memory");
+        }
+        let realloc = func_export(module, "cabi_realloc", 4)?;
         let mut linker: Linker<ExecState<C>> = Linker::new(engine);
         linker.func_wrap_async(
             CALLS,
             "call-encoded",
-            |mut caller: Caller<'_, ExecState<C>>, (ptr, len, ret): (i32, i32, i32)| {
+            move |mut caller: Caller<'_, ExecState<C>>, (ptr, len, ret): (i32, i32, i32)| {
                 Box::new(async move {
-                    let memory = memory_of(&mut caller)?;
+                    let memory = memory_of(&mut caller, &memory_export)?;
                     let request = slice(memory.data(&caller), ptr, len)?.to_vec();
                     let response = caller
                         .data_mut()
                         .caps
                         .call_encoded_trusted(&request)
                         .await?;
-                    let at = lower(&mut caller, &memory, &response).await?;
-                    let pair = [at, response.len() as u32];
+                    let realloc = caller.get_module_export(&realloc);
+                    // SAFETY: `func_export` checked the export's type when linking.
+                    let realloc = unsafe { typed(&caller, realloc)? };
+                    let (at, _) = lower_with(&mut caller, &realloc, &memory, &response).await?;
+                    let pair = [at as u32, response.len() as u32];
                     store_u32s(memory.data_mut(&mut caller), ret, &pair)
                 })
             },
         )?;
-        linker.func_wrap_async(
+        // `log.step` waits for nothing: a plain host function, called without a future.
+        linker.func_wrap(
             LOG,
             "step",
-            |mut caller: Caller<'_, ExecState<C>>, (ptr, len): (i32, i32)| {
-                Box::new(async move {
-                    let memory = memory_of(&mut caller)?;
-                    let name = string(memory.data(&caller), ptr, len)?.to_owned();
-                    log::Host::step(&mut caller.data_mut().caps, name).await;
-                    Ok(())
-                })
+            move |mut caller: Caller<'_, ExecState<C>>, ptr: i32, len: i32| {
+                let memory = memory_of(&mut caller, &memory_export)?;
+                let name = string(memory.data(&caller), ptr, len)?.to_owned();
+                caller.data_mut().caps.step_now(name);
+                Ok(())
             },
         )?;
         Ok(SharedCore {
             pre: linker.instantiate_pre(module)?,
-            memory: export(module, "memory")?,
-            realloc: export(module, "cabi_realloc")?,
-            run: export(module, "run")?,
-            decode: export(module, "codeai:host/decoded@0.1.0#decode-program")?,
-            run_decoded: export(module, "codeai:host/decoded@0.1.0#run-decoded")?,
-            run_decoded_in_place: export(module, "codeai-run-decoded-in-place")?,
+            memory: memory_export,
+            realloc,
+            run: func_export(module, "run", 2)?,
+            decode: func_export(module, "codeai:host/decoded@0.1.0#decode-program", 0)?,
+            run_decoded: func_export(module, "codeai:host/decoded@0.1.0#run-decoded", 4)?,
+            run_decoded_in_place: func_export(module, "codeai-run-decoded-in-place", 4)?,
             in_place_runs: AtomicU64::new(0),
         })
     }
@@ -126,7 +134,8 @@ impl<C: Capabilities> SharedCore<C> {
         let (instance, memory) = self.instantiate(store).await?;
         let realloc = |store: &mut Store<ExecState<C>>| {
             let realloc = instance.get_module_export(&mut *store, &self.realloc);
-            as_func(realloc)?.typed::<(i32, i32, i32, i32), i32>(&*store)
+            // SAFETY: `func_export` checked the export's type when linking.
+            unsafe { typed::<(i32, i32, i32, i32)>(&*store, realloc) }
         };
         // The canonical ABI lowers the arguments in order: the image is the first block the
         // guest's arena hands out, where `run-decoded` expects it.
@@ -146,14 +155,16 @@ impl<C: Capabilities> SharedCore<C> {
                     }
                 };
                 let run = instance.get_module_export(&mut *store, export);
-                let run = as_func(run)?.typed::<(i32, i32, i32, i32), i32>(&*store)?;
+                // SAFETY: `func_export` checked the export's type when linking.
+                let run = unsafe { typed::<(i32, i32, i32, i32)>(&*store, run)? };
                 run.call_async(&mut *store, args).await?
             }
             None => {
                 let realloc = realloc(&mut *store)?;
                 let (np, nl) = lower_with(&mut *store, &realloc, &memory, input.as_bytes()).await?;
                 let run = instance.get_module_export(&mut *store, &self.run);
-                let run = as_func(run)?.typed::<(i32, i32), i32>(&*store)?;
+                // SAFETY: `func_export` checked the export's type when linking.
+                let run = unsafe { typed::<(i32, i32)>(&*store, run)? };
                 run.call_async(&mut *store, (np, nl)).await?
             }
         };
@@ -219,7 +230,8 @@ impl<C: Capabilities> SharedCore<C> {
     ) -> wasmtime::Result<Result<Vec<u8>, JobError>> {
         let (instance, memory) = self.instantiate(store).await?;
         let decode = instance.get_module_export(&mut *store, &self.decode);
-        let decode = as_func(decode)?.typed::<(), i32>(&*store)?;
+        // SAFETY: `func_export` checked the export's type when linking.
+        let decode = unsafe { typed::<()>(&*store, decode)? };
         let ret = decode.call_async(&mut *store, ()).await?;
         let data = memory.data(&*store);
         let at = aligned(ret, 4)?;
@@ -243,15 +255,42 @@ impl<C: Capabilities> SharedCore<C> {
     }
 }
 
-fn as_func(export: Option<Extern>) -> wasmtime::Result<wasmtime::Func> {
+/// The export `name` of `module`, a function of `params` `i32`s to one `i32`, as every export
+/// a run calls is: [`typed`] relies on this check.
+fn func_export(module: &Module, name: &str, params: usize) -> anyhow::Result<ModuleExport> {
+    fn i32s(mut types: impl ExactSizeIterator<Item = ValType>, n: usize) -> bool {
+        types.len() == n && types.all(|t| matches!(t, ValType::I32))
+    }
+    let index = export(module, name)?;
+    match module.get_export(name) {
+        Some(ExternType::Func(ty)) if i32s(ty.params(), params) && i32s(ty.results(), 1) => {
+            Ok(index)
+        }
+        _ => anyhow::bail!(
+            "the runtime's core module's export `{name}` is not a function of {params} i32s to an i32"
+        ),
+    }
+}
+
+/// The function `export` as a `TypedFunc` of `P` to one `i32`, without loading its type from
+/// the engine's registry twice, as `Func::typed` does to check it (each load ~0.05 µs of a
+/// no-op run).
+///
+/// # Safety
+/// `export` is of an instance of a module that [`func_export`] checked it in, for `P`.
+unsafe fn typed<P: wasmtime::WasmParams>(
+    store: impl AsContext,
+    export: Option<Extern>,
+) -> wasmtime::Result<TypedFunc<P, i32>> {
     match export {
-        Some(Extern::Func(func)) => Ok(func),
+        // SAFETY: the caller's contract: the function is of `P` to `i32`.
+        Some(Extern::Func(func)) => Ok(unsafe { TypedFunc::new_unchecked(store, func) }),
         _ => Err(trap("an export is not a function")),
     }
 }
 
-fn memory_of<T>(caller: &mut Caller<'_, T>) -> wasmtime::Result<Memory> {
-    match caller.get_export("memory") {
+fn memory_of<T>(caller: &mut Caller<'_, T>, memory: &ModuleExport) -> wasmtime::Result<Memory> {
+    match caller.get_module_export(memory) {
         Some(Extern::Memory(memory)) => Ok(memory),
         _ => Err(trap("the module exports no `memory`")),
     }
@@ -272,20 +311,6 @@ async fn lower_with<T: Send + 'static>(
     let data = memory.data_mut(store.as_context_mut());
     slice_mut(data, at, len)?.copy_from_slice(bytes);
     Ok((at, len))
-}
-
-/// [`lower_with`] from inside a host function, through the caller's `cabi_realloc`.
-async fn lower<T: Send + 'static>(
-    caller: &mut Caller<'_, T>,
-    memory: &Memory,
-    bytes: &[u8],
-) -> wasmtime::Result<u32> {
-    let realloc = match caller.get_export("cabi_realloc") {
-        Some(Extern::Func(func)) => func.typed::<(i32, i32, i32, i32), i32>(caller.as_context())?,
-        _ => return Err(trap("the module exports no `cabi_realloc`")),
-    };
-    let (at, _) = lower_with(&mut *caller, &realloc, memory, bytes).await?;
-    Ok(at as u32)
 }
 
 /// `run`'s `result<outcome, job-error>` at `ret`.

@@ -284,6 +284,13 @@ impl<C> Gated<C> {
         }
     }
 
+    /// `log.step`, which waits for nothing: a host may call it without a future.
+    pub(crate) fn step_now(&mut self, name: String) {
+        if self.check(Capability::Log, "step").is_ok() {
+            self.mark_step(name);
+        }
+    }
+
     /// Marks the start of a step: the one before ends now.
     fn mark_step(&mut self, mut name: String) {
         if self.steps.len() >= MAX_STEP_RECORDS {
@@ -673,9 +680,7 @@ impl<C: Capabilities> log::Host for Gated<C> {
     }
 
     async fn step(&mut self, name: String) {
-        if self.check(Capability::Log, "step").is_ok() {
-            self.mark_step(name);
-        }
+        self.step_now(name);
     }
 }
 
