@@ -117,6 +117,41 @@ pub fn runtime_core_module() -> Result<&'static [u8], EmitError> {
         .ok_or_else(|| EmitError::Runtime("the runtime component nests no core module".into()))
 }
 
+/// Where the runtime's core module's heap starts (its `__heap_base`): past its stack, read-only
+/// data and writable statics. The guest's arena starts there (`guest-stdlib/src/heap.rs`), and a
+/// host that writes a program's image into a fresh instance writes nowhere below it.
+pub fn runtime_heap_base() -> Result<u32, EmitError> {
+    static BASE: OnceLock<Option<u32>> = OnceLock::new();
+    let module = runtime_core_module()?;
+    BASE.get_or_init(|| {
+        let (mut globals, mut heap_base) = (Vec::new(), None);
+        for payload in Parser::new(0).parse_all(module) {
+            match payload.ok()? {
+                Payload::GlobalSection(reader) => {
+                    for global in reader {
+                        let init = global.ok()?.init_expr.get_operators_reader().read().ok()?;
+                        globals.push(match init {
+                            wasmparser::Operator::I32Const { value } => Some(value as u32),
+                            _ => None,
+                        });
+                    }
+                }
+                Payload::ExportSection(reader) => {
+                    for export in reader {
+                        let export = export.ok()?;
+                        if export.name == "__heap_base" {
+                            heap_base = Some(export.index as usize);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        *globals.get(heap_base?)?
+    })
+    .ok_or_else(|| EmitError::Runtime("the runtime's core module exports no `__heap_base`".into()))
+}
+
 /// The SHA-256 of [`runtime_component`] (computed once per process): the key a host stores and
 /// caches the runtime under.
 pub fn runtime_sha256() -> Result<[u8; 32], EmitError> {
@@ -355,13 +390,15 @@ mod tests {
         }
     }
 
-    /// The runtime's memory: its stack (256 KiB, `guest-stdlib/build.rs`), then its read-only
+    /// The runtime's memory: its stack (128 KiB, `guest-stdlib/build.rs`), then its read-only
     /// data, the one data segment, so the memory's initial image holds nothing else (a static
     /// with a nonzero initial value would add a `.data` segment on the image's last page); then
     /// the writable statics (`.bss`, not in the module) from the next page on
-    /// (`guest-stdlib/src/heap.rs`, `PageStart`). Where `.bss` starts is not in the module, but
-    /// where it ends is (`__data_end`): right after the image's end, the runtime's few hundred
-    /// bytes of statics would end on the image's last page.
+    /// (`guest-stdlib/src/heap.rs`, `PageStart`), and the heap right after them, on the same
+    /// page: a run that fits there writes one page of the heap and statics together. Where
+    /// `.bss` starts is not in the module, but where it ends is (`__data_end`): right after the
+    /// image's end, the runtime's few hundred bytes of statics would end on the image's last
+    /// page.
     #[test]
     fn the_runtimes_image_is_its_read_only_data_above_its_stack() {
         let module = runtime_core_module().unwrap();
@@ -400,12 +437,18 @@ mod tests {
         }
         assert_eq!(segments.len(), 1, "{segments:?}");
         let (at, len) = segments[0];
-        assert_eq!(at, 256 << 10, "{segments:?}");
+        assert_eq!(at, 128 << 10, "{segments:?}");
         let image_end = ((at + len) as u32).next_multiple_of(4096) as i32;
         let data_end = globals[data_end.expect("`__data_end` is exported")];
         assert!(
             data_end > image_end,
             "the statics end at {data_end:#x}, on the image's last page"
+        );
+        // The heap starts past the statics, on the page they end on.
+        let heap_base = runtime_heap_base().unwrap() as i32;
+        assert!(
+            heap_base >= data_end && heap_base / 4096 == (data_end - 1) / 4096,
+            "the heap starts at {heap_base:#x}, the statics end at {data_end:#x}"
         );
     }
 

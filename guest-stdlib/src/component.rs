@@ -153,11 +153,11 @@ fn read_program(bytes: Vec<u8>) -> Result<Program, types::JobError> {
 }
 
 fn run_program(program: &Program, input: &str) -> Result<types::Outcome, types::JobError> {
-    let input: Value = if input.trim().is_empty() {
-        Value::Null
-    } else if input == "{}" {
+    let input: Value = if input == "{}" {
         // What a schedule's fire and most runs pass: no need to read it.
         Value::Object(serde_json::Map::new())
+    } else if input.trim().is_empty() {
+        Value::Null
     } else {
         serde_json::from_str(input).map_err(|e| types::JobError {
             step: None,

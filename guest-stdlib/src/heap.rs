@@ -80,10 +80,12 @@ fn arena() -> &'static mut Arena {
     // SAFETY: the guest is single-threaded and the allocator is not reentrant.
     let arena = unsafe { &mut *ptr::addr_of_mut!(ARENA) };
     if !arena.ready {
-        // The first request comes before any `memory.grow`: the initial memory above the data.
-        // Only the symbol's address is taken (which needs no `unsafe`).
+        // The first request comes before any `memory.grow`: the initial memory above the data,
+        // from the end of the statics on, so that a run that fits writes one page for both
+        // (the linker aligns `__heap_base` to 16 already). Only the symbol's address is taken
+        // (which needs no `unsafe`).
         let base = ptr::addr_of!(__heap_base) as usize;
-        let start = base.next_multiple_of(PAGE);
+        let start = base.next_multiple_of(16);
         let end = core::arch::wasm32::memory_size(0) * PAGE;
         let start = if start == 0 || end <= start {
             end

@@ -564,21 +564,51 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
     assert_eq!(runtime.runs_in_place(), 1);
 }
 
-/// The deepest jobs of four shapes the compiler accepts run: the guest reads their programs
+/// The deepest jobs of six shapes the compiler accepts run: the guest reads their programs
 /// (the compiler checks they nest no deeper than `serde_json` reads) and evaluates them on the
-/// stacks it has, its own in its memory and wasm's. The guest's stack (`guest-stdlib/build.rs`)
-/// was sized with this test: it fails when the stack is too small for these jobs.
+/// stacks it has, its own in its memory and wasm's. Four shapes nest expressions, two nest
+/// steps (chains of declared actions, `for_each` in `for_each`). The guest's
+/// stack (`guest-stdlib/build.rs`) was sized with this test: it fails when the stack is too
+/// small for these jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deepest_jobs_the_compiler_accepts_run() {
     type Shape = fn(usize) -> String;
-    let shapes: [(&str, Shape); 4] = [
-        ("operators", |n| vec!["1"; n + 1].join(" + ")),
-        ("fields", |n| format!("input{}", ".a".repeat(n))),
+    // A job whose step `deep` computes `x` from an expression nested `n` deep.
+    fn expression(expr: String) -> String {
+        format!(
+            "job Deep {{ steps {{ deep {{ compute: {expr} as: x }} echo {{ compute: input as: y }} }} }}"
+        )
+    }
+    let shapes: [(&str, Shape); 6] = [
+        ("operators", |n| expression(vec!["1"; n + 1].join(" + "))),
+        ("fields", |n| expression(format!("input{}", ".a".repeat(n)))),
         ("calls", |n| {
-            format!("{}1{}", "abs(".repeat(n), ")".repeat(n))
+            expression(format!("{}1{}", "abs(".repeat(n), ")".repeat(n)))
         }),
         ("objects", |n| {
-            format!("{}1{}", "{a: ".repeat(n), "}".repeat(n))
+            expression(format!("{}1{}", "{a: ".repeat(n), "}".repeat(n)))
+        }),
+        // Action `d0` calls `d1`, … `dn` computes 1; each binds its call's result as `a`.
+        ("actions", |n| {
+            let mut source = format!("action d{n}(v) {{ steps {{ a {{ compute: v as: a }} }} }}\n");
+            for i in (0..n).rev() {
+                source += &format!(
+                    "action d{i}(v) {{ steps {{ a {{ action: d{}(v) as: a }} }} }}\n",
+                    i + 1
+                );
+            }
+            source + "job Deep { steps { deep { action: d0(1) as: x } echo { compute: input as: y } } }"
+        }),
+        // `for_each` over `[1]` in `for_each`, `n + 1` of them: each binds a list of one
+        // `{item, ok, value, error}`, its `value` the object its steps bind.
+        ("for_each", |n| {
+            let mut step = "a { compute: 1 as: a }".to_string();
+            for _ in 0..n {
+                step = format!("a {{ for_each: [1] item: i steps {{ {step} }} as: a }}");
+            }
+            format!(
+                "job Deep {{ steps {{ deep {{ for_each: [1] item: i steps {{ {step} }} as: x }} echo {{ compute: input as: y }} }} }}"
+            )
         }),
     ];
     // A deep input (the output that echoes it is one level deeper, and JSON is read 127 levels
@@ -590,13 +620,7 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
     let (deep_input, input) = (input.clone(), input.to_string());
     for (what, shape) in shapes {
         // The deepest of this shape that builds.
-        let build = |n: usize| {
-            let source = format!(
-                "job Deep {{ steps {{ deep {{ compute: {} as: x }} echo {{ compute: input as: y }} }} }}",
-                shape(n)
-            );
-            codeai_dsl::compile("deep.codeai", &source).ok()
-        };
+        let build = |n: usize| codeai_dsl::compile("deep.codeai", &shape(n)).ok();
         let deepest = (1..).take_while(|&n| build(n).is_some()).last().unwrap();
         let (artifacts, _) = build(deepest).unwrap();
         let job = runtime().prepare(&artifacts[0].bytes).unwrap();
@@ -611,18 +635,21 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
         );
         let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
         assert_eq!(output["y"].to_string(), input, "{what}");
+        let nested = |levels: usize, each: fn(Value) -> Value| {
+            (0..levels).fold(serde_json::json!(1), |v, _| each(v))
+        };
         let expected = match what {
             "operators" => serde_json::json!(deepest + 1),
-            "objects" => {
-                let mut v = serde_json::json!(1);
-                for _ in 0..deepest {
-                    v = serde_json::json!({ "a": v });
-                }
-                v
-            }
+            "objects" => nested(deepest, |v| serde_json::json!({ "a": v })),
             "fields" => (0..deepest).fold(&deep_input, |v, _| &v["a"]).clone(),
+            "actions" => nested(deepest + 1, |v| serde_json::json!({ "a": v })),
+            "for_each" => nested(
+                deepest + 1,
+                |v| serde_json::json!([{ "item": 1, "ok": true, "value": { "a": v }, "error": null }]),
+            ),
             _ => serde_json::json!(1),
         };
+        eprintln!("{what}: {deepest} deep");
         assert_eq!(output["x"], expected, "{what} {deepest} deep");
     }
 }

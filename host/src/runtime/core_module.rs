@@ -38,9 +38,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::{AsContext, AsContextMut, Caller, Engine, Extern, ExternType, InstancePre};
 use wasmtime::{Linker, Memory, Module, ModuleExport, Store, TypedFunc, ValType};
 
-/// A page of wasm memory.
-const PAGE: usize = 65_536;
-
 /// The import modules of the runtime's core module.
 const CALLS: &str = "codeai:host/calls@0.1.0";
 const LOG: &str = "codeai:host/log@0.1.0";
@@ -60,6 +57,8 @@ pub(crate) struct SharedCore<C: 'static> {
     decode: ModuleExport,
     run_decoded: ModuleExport,
     run_decoded_in_place: ModuleExport,
+    /// The module's `__heap_base`: where its arena starts, above its stack and statics.
+    heap_base: usize,
     /// Runs that went through `codeai-run-decoded-in-place`.
     in_place_runs: AtomicU64,
 }
@@ -120,6 +119,7 @@ impl<C: Capabilities> SharedCore<C> {
             decode: func_export(module, "codeai:host/decoded@0.1.0#decode-program", 0)?,
             run_decoded: func_export(module, "codeai:host/decoded@0.1.0#run-decoded", 4)?,
             run_decoded_in_place: func_export(module, "codeai-run-decoded-in-place", 4)?,
+            heap_base: codeai_dsl::emit::runtime_heap_base()? as usize,
             in_place_runs: AtomicU64::new(0),
         })
     }
@@ -190,16 +190,14 @@ impl<C: Capabilities> SharedCore<C> {
             return Ok(None);
         };
         let start = u32::from_le_bytes(trailer.try_into().expect("four bytes")) as usize;
-        // The arena starts on a page of its own, above the module's data (`heap.rs`): an
-        // address that is not one is not written to.
+        // The arena starts at the module's heap base, above its stack and statics (`heap.rs`):
+        // an address below it is not written to.
         let (input, end_of_memory) = (input.as_bytes(), memory.data_size(&*store));
         let (image_at, input_at, end) = match start
             .checked_add(image.len())
             .and_then(|input_at| Some((input_at, input_at.checked_add(input.len())?)))
         {
-            Some((input_at, end)) if start != 0 && start.is_multiple_of(PAGE) => {
-                (start, input_at, end)
-            }
+            Some((input_at, end)) if start >= self.heap_base => (start, input_at, end),
             _ => return Ok(None),
         };
         // The arena ends where the initial memory does: a fresh instance has not grown it.
