@@ -15,9 +15,10 @@
 //! byte for byte, and a host compiles it once for every job ([`split_build`] recognises such a
 //! component by its bytes). The runtime component is made once per process from the core module:
 //!
-//! 1. memory 0's minimum is raised by [`HEAP_PAGES`]: the runtime's allocator starts with the
-//!    pages above the module's data (`guest-stdlib/src/heap.rs`) and grows memory for more, so
-//!    a job that needs less than that heap never grows its memory;
+//! 1. memory 0's minimum is raised by [`HEAP_PAGES`]: the runtime's allocator hands out the
+//!    memory from the end of the module's data (`__heap_base`) to the end of the initial memory
+//!    (`guest-stdlib/src/heap.rs`) and grows memory for more, so a job that needs less than that
+//!    heap never grows its memory;
 //! 2. debug names and producer notes are dropped;
 //! 3. the module becomes a component with `wit-component` (the world comes from the
 //!    `component-type` section `wit-bindgen` left in the module).
@@ -29,7 +30,8 @@ use std::sync::OnceLock;
 use wasm_encoder::{MemorySection, MemoryType, RawSection};
 use wasmparser::{Parser, Payload};
 
-/// Pages of heap in the runtime's initial memory, above its data (256 KiB). Growing memory costs
+/// Pages added to the runtime's initial memory for its heap (256 KiB); the heap runs from the end
+/// of the module's data to the end of that memory (~287 KiB today). Growing memory costs
 /// the host two `mprotect`s per run (see `guest-stdlib/src/heap.rs`), so a small job should not
 /// need to; but the host's pool keeps every page of the initial memory that any run in a slot
 /// ever touched, and restores it at every later run in that slot, while pages grown beyond it
@@ -124,9 +126,17 @@ pub fn runtime_heap_base() -> Result<u32, EmitError> {
     static BASE: OnceLock<Option<u32>> = OnceLock::new();
     let module = runtime_core_module()?;
     BASE.get_or_init(|| {
-        let (mut globals, mut heap_base) = (Vec::new(), None);
+        // Global indices count imported globals first (the runtime imports none today).
+        let (mut imported, mut globals, mut heap_base) = (0, Vec::new(), None);
         for payload in Parser::new(0).parse_all(module) {
             match payload.ok()? {
+                Payload::ImportSection(reader) => {
+                    for import in reader.into_imports() {
+                        if matches!(import.ok()?.ty, wasmparser::TypeRef::Global(_)) {
+                            imported += 1;
+                        }
+                    }
+                }
                 Payload::GlobalSection(reader) => {
                     for global in reader {
                         let init = global.ok()?.init_expr.get_operators_reader().read().ok()?;
@@ -139,7 +149,9 @@ pub fn runtime_heap_base() -> Result<u32, EmitError> {
                 Payload::ExportSection(reader) => {
                     for export in reader {
                         let export = export.ok()?;
-                        if export.name == "__heap_base" {
+                        if export.name == "__heap_base"
+                            && export.kind == wasmparser::ExternalKind::Global
+                        {
                             heap_base = Some(export.index as usize);
                         }
                     }
@@ -147,7 +159,7 @@ pub fn runtime_heap_base() -> Result<u32, EmitError> {
                 _ => {}
             }
         }
-        *globals.get(heap_base?)?
+        *globals.get(heap_base?.checked_sub(imported)?)?
     })
     .ok_or_else(|| EmitError::Runtime("the runtime's core module exports no `__heap_base`".into()))
 }

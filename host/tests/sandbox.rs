@@ -564,10 +564,11 @@ async fn a_job_whose_input_outgrows_its_arena_reads_its_program_and_completes_in
     assert_eq!(runtime.runs_in_place(), 1);
 }
 
-/// The deepest jobs of six shapes the compiler accepts run: the guest reads their programs
+/// The deepest jobs of seven shapes the compiler accepts run: the guest reads their programs
 /// (the compiler checks they nest no deeper than `serde_json` reads) and evaluates them on the
-/// stacks it has, its own in its memory and wasm's. Four shapes nest expressions, two nest
-/// steps (chains of declared actions, `for_each` in `for_each`). The guest's
+/// stacks it has, its own in its memory and wasm's. Four shapes nest expressions, three nest
+/// steps (chains of declared actions, one whose deepest step fails and is logged through a host
+/// call, `for_each` in `for_each`); one level deeper, each is refused for its depth. The guest's
 /// stack (`guest-stdlib/build.rs`) was sized with this test: it fails when the stack is too
 /// small for these jobs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,7 +580,7 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
             "job Deep {{ steps {{ deep {{ compute: {expr} as: x }} echo {{ compute: input as: y }} }} }}"
         )
     }
-    let shapes: [(&str, Shape); 6] = [
+    let shapes: [(&str, Shape); 7] = [
         ("operators", |n| expression(vec!["1"; n + 1].join(" + "))),
         ("fields", |n| expression(format!("input{}", ".a".repeat(n)))),
         ("calls", |n| {
@@ -591,6 +592,20 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
         // Action `d0` calls `d1`, … `dn` computes 1; each binds its call's result as `a`.
         ("actions", |n| {
             let mut source = format!("action d{n}(v) {{ steps {{ a {{ compute: v as: a }} }} }}\n");
+            for i in (0..n).rev() {
+                source += &format!(
+                    "action d{i}(v) {{ steps {{ a {{ action: d{}(v) as: a }} }} }}\n",
+                    i + 1
+                );
+            }
+            source + "job Deep { steps { deep { action: d0(1) as: x } echo { compute: input as: y } } }"
+        }),
+        // The same chain, its deepest step failing: the failure is written and logged (a host
+        // call) at the deepest level, and the step binds null.
+        ("failing", |n| {
+            let mut source = format!(
+                "action d{n}(v) {{ steps {{ a {{ action: fail(\"deep {{{{v}}}}\") on_fail: continue as: a }} }} }}\n"
+            );
             for i in (0..n).rev() {
                 source += &format!(
                     "action d{i}(v) {{ steps {{ a {{ action: d{}(v) as: a }} }} }}\n",
@@ -619,9 +634,14 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
     }
     let (deep_input, input) = (input.clone(), input.to_string());
     for (what, shape) in shapes {
-        // The deepest of this shape that builds.
-        let build = |n: usize| codeai_dsl::compile("deep.codeai", &shape(n)).ok();
-        let deepest = (1..).take_while(|&n| build(n).is_some()).last().unwrap();
+        // The deepest of this shape that builds; one level deeper is refused for its depth.
+        let build = |n: usize| codeai_dsl::compile("deep.codeai", &shape(n));
+        let deepest = (1..).take_while(|&n| build(n).is_ok()).last().unwrap();
+        let refused = format!("{:?}", build(deepest + 1).err().unwrap());
+        assert!(
+            refused.contains("nests too deeply") || refused.contains("nested too deeply"),
+            "{what}: {refused}"
+        );
         let (artifacts, _) = build(deepest).unwrap();
         let job = runtime().prepare(&artifacts[0].bytes).unwrap();
         let result = runtime()
@@ -636,13 +656,18 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
         let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
         assert_eq!(output["y"].to_string(), input, "{what}");
         let nested = |levels: usize, each: fn(Value) -> Value| {
-            (0..levels).fold(serde_json::json!(1), |v, _| each(v))
+            let start = if what == "failing" {
+                Value::Null
+            } else {
+                serde_json::json!(1)
+            };
+            (0..levels).fold(start, |v, _| each(v))
         };
         let expected = match what {
             "operators" => serde_json::json!(deepest + 1),
             "objects" => nested(deepest, |v| serde_json::json!({ "a": v })),
             "fields" => (0..deepest).fold(&deep_input, |v, _| &v["a"]).clone(),
-            "actions" => nested(deepest + 1, |v| serde_json::json!({ "a": v })),
+            "actions" | "failing" => nested(deepest + 1, |v| serde_json::json!({ "a": v })),
             "for_each" => nested(
                 deepest + 1,
                 |v| serde_json::json!([{ "item": 1, "ok": true, "value": { "a": v }, "error": null }]),

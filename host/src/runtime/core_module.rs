@@ -57,8 +57,9 @@ pub(crate) struct SharedCore<C: 'static> {
     decode: ModuleExport,
     run_decoded: ModuleExport,
     run_decoded_in_place: ModuleExport,
-    /// The module's `__heap_base`: where its arena starts, above its stack and statics.
-    heap_base: usize,
+    /// Where a fresh instance's arena starts: the module's `__heap_base` (above its stack and
+    /// statics) aligned to 16, as `guest-stdlib/src/heap.rs` computes it.
+    arena_start: usize,
     /// Runs that went through `codeai-run-decoded-in-place`.
     in_place_runs: AtomicU64,
 }
@@ -119,7 +120,9 @@ impl<C: Capabilities> SharedCore<C> {
             decode: func_export(module, "codeai:host/decoded@0.1.0#decode-program", 0)?,
             run_decoded: func_export(module, "codeai:host/decoded@0.1.0#run-decoded", 4)?,
             run_decoded_in_place: func_export(module, "codeai-run-decoded-in-place", 4)?,
-            heap_base: codeai_dsl::emit::runtime_heap_base()? as usize,
+            // Read from the runtime's bytes that this host ships, which are the module's: the
+            // shared runtime is compiled from them and cached under their hash.
+            arena_start: (codeai_dsl::emit::runtime_heap_base()? as usize).next_multiple_of(16),
             in_place_runs: AtomicU64::new(0),
         })
     }
@@ -175,7 +178,8 @@ impl<C: Capabilities> SharedCore<C> {
     /// instance — the image at the start of its arena, the input right after (an empty input at
     /// 1, as `cabi_realloc` answers for no bytes) — and returns `run-decoded`'s four arguments,
     /// for `codeai-run-decoded-in-place`, which makes the two allocations itself and traps if
-    /// they are not these blocks. `None` when the two do not fit in the arena: they are lowered
+    /// they are not these blocks. `None` when the image names another address than the arena's
+    /// start, or the two do not fit in the arena ([`in_place_layout`]): they are lowered
     /// through `cabi_realloc` as usual.
     fn in_place(
         &self,
@@ -184,26 +188,13 @@ impl<C: Capabilities> SharedCore<C> {
         image: &[u8],
         input: &str,
     ) -> wasmtime::Result<Option<(i32, i32, i32, i32)>> {
-        // An image ends with the address of the arena it was taken from, then its root
-        // (`guest-stdlib/src/heap.rs`): where a fresh instance's arena starts too.
-        let Some(trailer) = image.len().checked_sub(8).map(|n| &image[n..n + 4]) else {
+        let input = input.as_bytes();
+        let end_of_memory = memory.data_size(&*store);
+        let Some((image_at, input_at, end)) =
+            in_place_layout(image, input.len(), self.arena_start, end_of_memory)
+        else {
             return Ok(None);
         };
-        let start = u32::from_le_bytes(trailer.try_into().expect("four bytes")) as usize;
-        // The arena starts at the module's heap base, above its stack and statics (`heap.rs`):
-        // an address below it is not written to.
-        let (input, end_of_memory) = (input.as_bytes(), memory.data_size(&*store));
-        let (image_at, input_at, end) = match start
-            .checked_add(image.len())
-            .and_then(|input_at| Some((input_at, input_at.checked_add(input.len())?)))
-        {
-            Some((input_at, end)) if start >= self.heap_base => (start, input_at, end),
-            _ => return Ok(None),
-        };
-        // The arena ends where the initial memory does: a fresh instance has not grown it.
-        if end > end_of_memory || end > i32::MAX as usize {
-            return Ok(None);
-        }
         let data = memory.data_mut(&mut *store);
         data[image_at..input_at].copy_from_slice(image);
         data[input_at..end].copy_from_slice(input);
@@ -251,6 +242,27 @@ impl<C: Capabilities> SharedCore<C> {
         };
         Ok((instance, memory))
     }
+}
+
+/// Where an `image` of a program read once goes in a fresh instance, with an input of
+/// `input_len` bytes after it: the image's offset, the input's, and the end of both. An image
+/// ends with the address of the arena it was taken from, then its root
+/// (`guest-stdlib/src/heap.rs`); it goes there only when that is where a fresh instance's arena
+/// starts (`arena_start`) and the two fit in the initial memory (`memory_len` bytes: a fresh
+/// instance has not grown it). `None` otherwise: the two are then lowered through
+/// `cabi_realloc`, and nothing is written below the arena (the module's stack and statics).
+fn in_place_layout(
+    image: &[u8],
+    input_len: usize,
+    arena_start: usize,
+    memory_len: usize,
+) -> Option<(usize, usize, usize)> {
+    let trailer = image.len().checked_sub(8).map(|n| &image[n..n + 4])?;
+    let start = u32::from_le_bytes(trailer.try_into().expect("four bytes")) as usize;
+    let input_at = start.checked_add(image.len())?;
+    let end = input_at.checked_add(input_len)?;
+    (start == arena_start && end <= memory_len && end <= i32::MAX as usize)
+        .then_some((start, input_at, end))
 }
 
 /// The export `name` of `module`, a function of `params` `i32`s to one `i32`, as every export
@@ -429,6 +441,39 @@ mod tests {
         assert_eq!(
             (error.step.as_deref(), error.message.as_str()),
             (Some("a"), "no")
+        );
+    }
+
+    #[test]
+    fn an_image_is_written_at_the_arena_start_it_names_or_not_at_all() {
+        let image = |start: u32| {
+            let mut bytes = vec![7u8; 24];
+            bytes.extend_from_slice(&start.to_le_bytes());
+            bytes.extend_from_slice(&(start + 8).to_le_bytes());
+            bytes
+        };
+        let (arena, memory) = (0x38240, 0x80000);
+        assert_eq!(
+            in_place_layout(&image(arena as u32), 2, arena, memory),
+            Some((arena, arena + 32, arena + 34))
+        );
+        // An address below the arena (the stack, the statics), above it, or none at all.
+        for start in [0, 16, arena as u32 - 16, arena as u32 + 16] {
+            assert_eq!(
+                in_place_layout(&image(start), 2, arena, memory),
+                None,
+                "{start:#x}"
+            );
+        }
+        assert_eq!(in_place_layout(&[0; 7], 2, arena, memory), None);
+        // The two past the end of the initial memory.
+        assert_eq!(
+            in_place_layout(&image(arena as u32), memory, arena, memory),
+            None
+        );
+        assert_eq!(
+            in_place_layout(&image(arena as u32), usize::MAX, arena, memory),
+            None
         );
     }
 
