@@ -161,7 +161,11 @@ pub fn runtime_heap_base() -> Result<u32, EmitError> {
         }
         *globals.get(heap_base?.checked_sub(imported)?)?
     })
-    .ok_or_else(|| EmitError::Runtime("the runtime's core module exports no `__heap_base`".into()))
+    .ok_or_else(|| {
+        EmitError::Runtime(
+            "the runtime's core module exports no `__heap_base` global of a constant value".into(),
+        )
+    })
 }
 
 /// The SHA-256 of [`runtime_component`] (computed once per process): the key a host stores and

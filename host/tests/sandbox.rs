@@ -580,6 +580,17 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
             "job Deep {{ steps {{ deep {{ compute: {expr} as: x }} echo {{ compute: input as: y }} }} }}"
         )
     }
+    // Actions `d0` … `dn`, each calling the next; the last's one step is `deepest`.
+    fn action_chain(n: usize, deepest: &str) -> String {
+        let mut source = format!("action d{n}(v) {{ steps {{ a {{ {deepest} as: a }} }} }}\n");
+        for i in (0..n).rev() {
+            source += &format!(
+                "action d{i}(v) {{ steps {{ a {{ action: d{}(v) as: a }} }} }}\n",
+                i + 1
+            );
+        }
+        source + "job Deep { steps { deep { action: d0(1) as: x } echo { compute: input as: y } } }"
+    }
     let shapes: [(&str, Shape); 7] = [
         ("operators", |n| expression(vec!["1"; n + 1].join(" + "))),
         ("fields", |n| expression(format!("input{}", ".a".repeat(n)))),
@@ -590,29 +601,11 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
             expression(format!("{}1{}", "{a: ".repeat(n), "}".repeat(n)))
         }),
         // Action `d0` calls `d1`, … `dn` computes 1; each binds its call's result as `a`.
-        ("actions", |n| {
-            let mut source = format!("action d{n}(v) {{ steps {{ a {{ compute: v as: a }} }} }}\n");
-            for i in (0..n).rev() {
-                source += &format!(
-                    "action d{i}(v) {{ steps {{ a {{ action: d{}(v) as: a }} }} }}\n",
-                    i + 1
-                );
-            }
-            source + "job Deep { steps { deep { action: d0(1) as: x } echo { compute: input as: y } } }"
-        }),
+        ("actions", |n| action_chain(n, "compute: v")),
         // The same chain, its deepest step failing: the failure is written and logged (a host
         // call) at the deepest level, and the step binds null.
         ("failing", |n| {
-            let mut source = format!(
-                "action d{n}(v) {{ steps {{ a {{ action: fail(\"deep {{{{v}}}}\") on_fail: continue as: a }} }} }}\n"
-            );
-            for i in (0..n).rev() {
-                source += &format!(
-                    "action d{i}(v) {{ steps {{ a {{ action: d{}(v) as: a }} }} }}\n",
-                    i + 1
-                );
-            }
-            source + "job Deep { steps { deep { action: d0(1) as: x } echo { compute: input as: y } } }"
+            action_chain(n, "action: fail(\"deep {{v}}\") on_fail: continue")
         }),
         // `for_each` over `[1]` in `for_each`, `n + 1` of them: each binds a list of one
         // `{item, ok, value, error}`, its `value` the object its steps bind.
@@ -655,25 +648,32 @@ async fn the_deepest_jobs_the_compiler_accepts_run() {
         );
         let output: Value = serde_json::from_str(result.output.as_deref().unwrap()).unwrap();
         assert_eq!(output["y"].to_string(), input, "{what}");
-        let nested = |levels: usize, each: fn(Value) -> Value| {
-            let start = if what == "failing" {
-                Value::Null
-            } else {
-                serde_json::json!(1)
-            };
+        // `levels` of `each` around `start`.
+        let nested = |levels: usize, start: Value, each: fn(Value) -> Value| {
             (0..levels).fold(start, |v, _| each(v))
         };
         let expected = match what {
             "operators" => serde_json::json!(deepest + 1),
-            "objects" => nested(deepest, |v| serde_json::json!({ "a": v })),
+            "objects" => nested(deepest, json!(1), |v| json!({ "a": v })),
             "fields" => (0..deepest).fold(&deep_input, |v, _| &v["a"]).clone(),
-            "actions" | "failing" => nested(deepest + 1, |v| serde_json::json!({ "a": v })),
+            "actions" => nested(deepest + 1, json!(1), |v| json!({ "a": v })),
+            "failing" => nested(deepest + 1, Value::Null, |v| json!({ "a": v })),
             "for_each" => nested(
                 deepest + 1,
-                |v| serde_json::json!([{ "item": 1, "ok": true, "value": { "a": v }, "error": null }]),
+                json!(1),
+                |v| json!([{ "item": 1, "ok": true, "value": { "a": v }, "error": null }]),
             ),
             _ => serde_json::json!(1),
         };
+        if what == "failing" {
+            // The deepest step's failure was logged, with the argument passed down the chain.
+            let warned = result.logs.iter().any(|line| {
+                line.level_name() == "warn"
+                    && line.message.contains("deep 1")
+                    && line.message.contains("continuing")
+            });
+            assert!(warned, "{:?}", result.logs);
+        }
         eprintln!("{what}: {deepest} deep");
         assert_eq!(output["x"], expected, "{what} {deepest} deep");
     }

@@ -466,15 +466,27 @@ mod tests {
             );
         }
         assert_eq!(in_place_layout(&[0; 7], 2, arena, memory), None);
-        // The two past the end of the initial memory.
+        // The two ending exactly at the end of the initial memory, or past it.
+        let (image_at_arena, room) = (image(arena as u32), memory - arena - 32);
         assert_eq!(
-            in_place_layout(&image(arena as u32), memory, arena, memory),
+            in_place_layout(&image_at_arena, room, arena, memory),
+            Some((arena, arena + 32, memory))
+        );
+        assert_eq!(
+            in_place_layout(&image_at_arena, room + 1, arena, memory),
             None
         );
         assert_eq!(
-            in_place_layout(&image(arena as u32), usize::MAX, arena, memory),
+            in_place_layout(&image_at_arena, usize::MAX, arena, memory),
             None
         );
+        // Past what a wasm32 pointer (an `i32` argument) can name, whatever the memory.
+        let past = i32::MAX as usize - arena - 32 + 1;
+        assert_eq!(
+            in_place_layout(&image_at_arena, past, arena, usize::MAX),
+            None
+        );
+        assert!(in_place_layout(&image_at_arena, past - 1, arena, usize::MAX).is_some());
     }
 
     #[test]
