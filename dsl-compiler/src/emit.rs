@@ -125,47 +125,50 @@ pub fn runtime_core_module() -> Result<&'static [u8], EmitError> {
 pub fn runtime_heap_base() -> Result<u32, EmitError> {
     static BASE: OnceLock<Option<u32>> = OnceLock::new();
     let module = runtime_core_module()?;
-    BASE.get_or_init(|| {
-        // Global indices count imported globals first (the runtime imports none today).
-        let (mut imported, mut globals, mut heap_base) = (0, Vec::new(), None);
-        for payload in Parser::new(0).parse_all(module) {
-            match payload.ok()? {
-                Payload::ImportSection(reader) => {
-                    for import in reader.into_imports() {
-                        if matches!(import.ok()?.ty, wasmparser::TypeRef::Global(_)) {
-                            imported += 1;
-                        }
+    BASE.get_or_init(|| exported_i32_global(module, "__heap_base"))
+        .ok_or_else(|| {
+            EmitError::Runtime(
+                "the runtime's core module exports no `__heap_base` global of a constant value"
+                    .into(),
+            )
+        })
+}
+
+/// The value of `module`'s global exported as `name`, when it is defined there with an
+/// `i32.const` (as the linker's `__heap_base` and `__data_end` are).
+fn exported_i32_global(module: &[u8], name: &str) -> Option<u32> {
+    // Global indices count imported globals first (the runtime imports none today).
+    let (mut imported, mut globals, mut index) = (0, Vec::new(), None);
+    for payload in Parser::new(0).parse_all(module) {
+        match payload.ok()? {
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    if matches!(import.ok()?.ty, wasmparser::TypeRef::Global(_)) {
+                        imported += 1;
                     }
                 }
-                Payload::GlobalSection(reader) => {
-                    for global in reader {
-                        let init = global.ok()?.init_expr.get_operators_reader().read().ok()?;
-                        globals.push(match init {
-                            wasmparser::Operator::I32Const { value } => Some(value as u32),
-                            _ => None,
-                        });
-                    }
-                }
-                Payload::ExportSection(reader) => {
-                    for export in reader {
-                        let export = export.ok()?;
-                        if export.name == "__heap_base"
-                            && export.kind == wasmparser::ExternalKind::Global
-                        {
-                            heap_base = Some(export.index as usize);
-                        }
-                    }
-                }
-                _ => {}
             }
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    let init = global.ok()?.init_expr.get_operators_reader().read().ok()?;
+                    globals.push(match init {
+                        wasmparser::Operator::I32Const { value } => Some(value as u32),
+                        _ => None,
+                    });
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.ok()?;
+                    if export.name == name && export.kind == wasmparser::ExternalKind::Global {
+                        index = Some(export.index as usize);
+                    }
+                }
+            }
+            _ => {}
         }
-        *globals.get(heap_base?.checked_sub(imported)?)?
-    })
-    .ok_or_else(|| {
-        EmitError::Runtime(
-            "the runtime's core module exports no `__heap_base` global of a constant value".into(),
-        )
-    })
+    }
+    *globals.get(index?.checked_sub(imported)?)?
 }
 
 /// The SHA-256 of [`runtime_component`] (computed once per process): the key a host stores and
@@ -418,44 +421,28 @@ mod tests {
     #[test]
     fn the_runtimes_image_is_its_read_only_data_above_its_stack() {
         let module = runtime_core_module().unwrap();
-        let (mut segments, mut globals, mut data_end) = (Vec::new(), Vec::new(), None);
-        let const_i32 =
-            |expr: wasmparser::ConstExpr| match expr.get_operators_reader().read().unwrap() {
-                wasmparser::Operator::I32Const { value } => value,
-                other => panic!("not an i32 constant: {other:?}"),
-            };
+        let mut segments = Vec::new();
         for payload in Parser::new(0).parse_all(module) {
-            match payload.unwrap() {
-                Payload::DataSection(reader) => {
-                    for data in reader {
-                        let data = data.unwrap();
-                        let wasmparser::DataKind::Active { offset_expr, .. } = data.kind else {
-                            panic!("a passive data segment");
-                        };
-                        segments.push((const_i32(offset_expr), data.data.len() as i32));
-                    }
+            if let Payload::DataSection(reader) = payload.unwrap() {
+                for data in reader {
+                    let data = data.unwrap();
+                    let wasmparser::DataKind::Active { offset_expr, .. } = data.kind else {
+                        panic!("a passive data segment");
+                    };
+                    let offset = match offset_expr.get_operators_reader().read().unwrap() {
+                        wasmparser::Operator::I32Const { value } => value,
+                        other => panic!("not an i32 constant: {other:?}"),
+                    };
+                    segments.push((offset, data.data.len() as i32));
                 }
-                Payload::GlobalSection(reader) => {
-                    for global in reader {
-                        globals.push(const_i32(global.unwrap().init_expr));
-                    }
-                }
-                Payload::ExportSection(reader) => {
-                    for export in reader {
-                        let export = export.unwrap();
-                        if export.name == "__data_end" {
-                            data_end = Some(export.index as usize);
-                        }
-                    }
-                }
-                _ => {}
             }
         }
         assert_eq!(segments.len(), 1, "{segments:?}");
         let (at, len) = segments[0];
         assert_eq!(at, 128 << 10, "{segments:?}");
         let image_end = ((at + len) as u32).next_multiple_of(4096) as i32;
-        let data_end = globals[data_end.expect("`__data_end` is exported")];
+        let data_end = exported_i32_global(module, "__data_end").expect("`__data_end` is exported");
+        let data_end = data_end as i32;
         assert!(
             data_end > image_end,
             "the statics end at {data_end:#x}, on the image's last page"
