@@ -70,28 +70,31 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
             message: e.to_string(),
         })?;
     }
-    // Defaults first, then the trigger's input over them.
-    let mut merged = Map::new();
-    for (k, e) in &program.input_defaults {
-        if matches!(&input, Value::Object(given) if given.contains_key(k)) {
-            continue; // given: its default is not needed
-        }
-        let v = scope.eval(e).map_err(|Fail(m)| JobError {
-            step: None,
-            message: format!("input default `{k}`: {m}"),
-        })?;
-        merged.insert(k.clone(), v);
-    }
-    match input {
-        Value::Object(given) => merged.extend(given),
-        Value::Null => {}
+    // The trigger's input, with the defaults of the fields it does not give. The given object
+    // is kept as it is (moving its entries into another map walked it and dropped it, even
+    // empty: ~2 % of a no-op job's run in the guest, `perf`).
+    let mut merged = match input {
+        Value::Object(given) => given,
+        Value::Null => Map::new(),
         other => {
             return Err(JobError {
                 step: None,
                 message: format!("the input must be a JSON object, got {}", type_name(&other)),
             })
         }
+    };
+    let mut defaults = Vec::new();
+    for (k, e) in &program.input_defaults {
+        if merged.contains_key(k) {
+            continue; // given: its default is not needed
+        }
+        let v = scope.eval(e).map_err(|Fail(m)| JobError {
+            step: None,
+            message: format!("input default `{k}`: {m}"),
+        })?;
+        defaults.push((k.clone(), v));
     }
+    merged.extend(defaults);
     // ISO dates of typed `date` fields become the start of that day in the job's timezone.
     if let Some(fields) = &program.input {
         let mut today = None;
@@ -101,6 +104,10 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
             }
         }
     }
+    // Room for the input, its fields and the job's own bindings at once: growing the table
+    // rehashes every name in it.
+    let bound = program.steps.iter().filter(|s| s.bind.is_some()).count();
+    scope.vars.reserve(merged.len() + bound + 1);
     for (k, v) in &merged {
         scope.vars.insert(k.clone(), v.clone());
     }
@@ -121,12 +128,70 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
     Ok(Outcome::Completed(Value::Object(outputs)))
 }
 
-/// `v` as JSON text, written to bytes by the serialiser directly: `Value::to_string` goes through
-/// `Display`, whose formatter takes every token on its own (a job of 50 bindings spent a tenth of
-/// its run writing its output that way).
+/// `v` as JSON text, byte for byte what `serde_json::to_string` writes (`tests` compares the
+/// two), by a writer of its own. `Value::to_string` goes through `Display`, whose formatter takes
+/// every token on its own (a job of 50 bindings spent a tenth of its run writing its output that
+/// way); `serde_json::to_string` goes through the generic serializer, a call or more per token,
+/// each paying for fuel in the guest: writing a no-op job's `{"answer":42}` that way took ~8 %
+/// of its run (`perf`, session 17). Only what needs more than copying is left to `serde_json`:
+/// floats, and strings with a byte to escape.
 pub fn json_text(v: &Value) -> String {
-    // A `Value` always serialises: its map keys are strings and its numbers finite.
-    serde_json::to_string(v).unwrap_or_default()
+    let mut out = String::with_capacity(128);
+    write_json(&mut out, v);
+    out
+}
+
+fn write_json(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(true) => out.push_str("true"),
+        Value::Bool(false) => out.push_str("false"),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                out.push_str(itoa::Buffer::new().format(u));
+            } else if let Some(i) = n.as_i64() {
+                out.push_str(itoa::Buffer::new().format(i));
+            } else {
+                // A float: `serde_json` picks its shortest form (a `Value` holds finite ones).
+                out.push_str(&serde_json::to_string(n).unwrap_or_default());
+            }
+        }
+        Value::String(s) => write_json_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_json_str(out, k);
+                out.push(':');
+                write_json(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+/// A string in quotes. JSON escapes the control characters, `"` and `\\` (and `serde_json`
+/// nothing else): a string without them is copied as it is.
+fn write_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
+    }
 }
 
 /// A completed job's output as the JSON text the host records: serialised once, and replaced by

@@ -90,7 +90,7 @@ where
 
 fn print(name: &str, s: &Stats) {
     println!(
-        "{name:<36} p50 {:>8.1} µs   p99 {:>8.1} µs   mean {:>8.1} µs",
+        "{name:<36} p50 {:>8.2} µs   p99 {:>8.2} µs   mean {:>8.2} µs",
         s.p50, s.p99, s.mean
     );
 }

@@ -1,6 +1,6 @@
 //! Interpreter tests: programs compiled from small DSL files, run against a recording fake host.
 
-use super::{output_text, run, JobError, Outcome};
+use super::{json_text, output_text, run, JobError, Outcome};
 use crate::host::*;
 use codeai_ir::{LogLevel, MaintenanceOp, Program, ReportFormat};
 use serde_json::{json, Value};
@@ -1682,4 +1682,81 @@ fn a_policy_without_a_text_says_which_step_and_what_happened() {
         failed.message,
         "step `bad` failed (`on_fail: abort`; its error is in the log)"
     );
+}
+
+/// Values of every kind, from a seeded generator: nested lists and objects, integers across
+/// their range, floats of every exponent, strings with quotes, backslashes, control characters,
+/// DEL, non-ASCII and the escapes' neighbours.
+fn values(seed: u64, n: usize) -> Vec<Value> {
+    struct Gen(u64);
+    impl Gen {
+        fn next(&mut self) -> u64 {
+            // xorshift64*
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn string(&mut self) -> String {
+            const PIECES: &[&str] = &[
+                "a", "Z", " ", "\"", "\\", "/", "\n", "\t", "\r", "\u{8}", "\u{c}", "\u{0}",
+                "\u{1f}", "\u{7f}", "é", "日本", "🦀", "\u{2028}", "'", "{}", "0x", "\\u00",
+            ];
+            (0..self.below(8))
+                .map(|_| PIECES[self.below(PIECES.len() as u64) as usize])
+                .collect()
+        }
+        fn value(&mut self, depth: u32) -> Value {
+            match self.below(if depth == 0 { 6 } else { 8 }) {
+                0 => Value::Null,
+                1 => Value::Bool(self.below(2) == 0),
+                2 => match self.below(4) {
+                    0 => json!(self.next()),
+                    1 => json!(self.next() as i64),
+                    2 => json!(self.below(1000) as i64 - 500),
+                    _ => {
+                        let f = f64::from_bits(self.next());
+                        if f.is_finite() {
+                            json!(f)
+                        } else {
+                            json!(self.below(10_000) as f64 / 7.0)
+                        }
+                    }
+                },
+                3..=5 => Value::String(self.string()),
+                6 => Value::Array((0..self.below(5)).map(|_| self.value(depth - 1)).collect()),
+                _ => Value::Object(
+                    (0..self.below(5))
+                        .map(|_| (self.string(), self.value(depth - 1)))
+                        .collect(),
+                ),
+            }
+        }
+    }
+    let mut gen = Gen(seed);
+    (0..n).map(|_| gen.value(4)).collect()
+}
+
+#[test]
+fn json_text_writes_what_serde_json_writes() {
+    let edges = [
+        json!(null),
+        json!({}),
+        json!([]),
+        json!(""),
+        json!(u64::MAX),
+        json!(i64::MIN),
+        json!(-0.0),
+        json!(0.1),
+        json!(1e300),
+        json!(5e-324),
+        json!(1.0),
+        json!({"answer": 42, "b": [true, false, null], "c": {"": "\u{0}\"\\/"}}),
+    ];
+    for v in edges.iter().chain(&values(0x9e37_79b9_7f4a_7c15, 3000)) {
+        assert_eq!(json_text(v), serde_json::to_string(v).unwrap(), "{v:?}");
+    }
 }
