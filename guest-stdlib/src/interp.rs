@@ -12,6 +12,7 @@ use codeai_ir::{
 };
 use rustc_hash::FxHashMap;
 use serde_json::{json, Map, Number, Value};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The largest output a job returns; larger outputs are replaced by a summary.
@@ -109,7 +110,7 @@ pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outco
     let bound = program.steps.iter().filter(|s| s.bind.is_some()).count();
     scope.vars.reserve(merged.len() + bound + 1);
     for (k, v) in &merged {
-        scope.vars.insert(k.clone(), v.clone());
+        scope.vars.insert(Cow::Owned(k.clone()), v.clone());
     }
     scope.vars.insert("input".into(), Value::Object(merged));
 
@@ -242,11 +243,13 @@ enum End {
     Failed(JobError),
 }
 
-struct Scope<'h> {
+struct Scope<'p, 'h> {
     /// The names in scope. A hash map: each step looks names up and binds one, and a B-tree's
     /// lookups were a string comparison per key of each node on the way (a fifth of the run of
-    /// a job of 50 steps). Nothing lists them in order.
-    vars: FxHashMap<String, Value>,
+    /// a job of 50 steps). Nothing lists them in order. A name the program gives (a step's
+    /// `as:`, an action's parameter, a `for_each` item, `input`) is borrowed from it, not copied
+    /// at each binding: only the input's fields are owned.
+    vars: FxHashMap<Cow<'p, str>, Value>,
     host: &'h mut dyn Host,
     /// Set when a step inside a block (an action, a `for_each` body) ends the job as skipped:
     /// the failure it returns carries the reason up to the job's own steps, past any
@@ -322,14 +325,14 @@ impl TextResponse {
     }
 }
 
-impl Scope<'_> {
+impl<'p> Scope<'p, '_> {
     // -----------------------------------------------------------------------------------------
     // Steps
     // -----------------------------------------------------------------------------------------
 
     /// Runs steps in order, binding each result to its `as:` name (and into `outputs`);
     /// `when:`, `on_empty` and `on_fail` decide what is skipped, absorbed or ends the block.
-    fn steps(&mut self, steps: &[Step], outputs: &mut Map<String, Value>) -> Result<(), End> {
+    fn steps(&mut self, steps: &'p [Step], outputs: &mut Map<String, Value>) -> Result<(), End> {
         for step in steps {
             let result = match self.holds(step) {
                 Ok(true) => {
@@ -341,7 +344,7 @@ impl Scope<'_> {
                 Ok(false) => {
                     if let Some(name) = &step.bind {
                         outputs.insert(name.clone(), Value::Null);
-                        self.vars.insert(name.clone(), Value::Null);
+                        self.vars.insert(Cow::Borrowed(name), Value::Null);
                     }
                     continue;
                 }
@@ -412,7 +415,7 @@ impl Scope<'_> {
                     }
                 }
                 outputs.insert(name.clone(), value.clone());
-                self.vars.insert(name.clone(), value);
+                self.vars.insert(Cow::Borrowed(name), value);
             }
         }
         Ok(())
@@ -420,10 +423,10 @@ impl Scope<'_> {
 
     /// Why the value of `e` is text where it is used as an object or a list, when it is the
     /// text of a call's response that was not JSON.
-    fn not_json(&self, e: &Expr) -> Option<String> {
+    fn not_json(&self, e: &'p Expr) -> Option<String> {
         let Expr::Var(name) = e else { return None };
         let t = self.texts.get(name)?;
-        match self.vars.get(name) {
+        match self.vars.get(name.as_str()) {
             Some(Value::String(text)) if text.len() == t.len => Some(t.explain()),
             _ => None,
         }
@@ -431,7 +434,7 @@ impl Scope<'_> {
 
     /// Whether a step's `when:` holds (a step without one always runs); a step that does not
     /// run is logged as skipped with the condition.
-    fn holds(&mut self, step: &Step) -> R<bool> {
+    fn holds(&mut self, step: &'p Step) -> R<bool> {
         let Some(when) = &step.when else {
             return Ok(true);
         };
@@ -457,10 +460,15 @@ impl Scope<'_> {
 
     /// A block of steps: a declared action (a scope of its own holding its parameters) or the
     /// `steps { }` of a `for_each` (the caller's scope, its own bindings dropped afterwards).
-    fn block(&mut self, action: Option<&str>, bind: &[(String, Expr)], steps: &[Step]) -> R<Value> {
+    fn block(
+        &mut self,
+        action: Option<&str>,
+        bind: &'p [(String, Expr)],
+        steps: &'p [Step],
+    ) -> R<Value> {
         let mut args = Vec::with_capacity(bind.len());
         for (name, e) in bind {
-            args.push((name.clone(), self.eval(e)?));
+            args.push((Cow::Borrowed(name.as_str()), self.eval(e)?));
         }
         let saved = action.map(|_| std::mem::take(&mut self.vars));
         self.vars.extend(args);
@@ -472,7 +480,7 @@ impl Scope<'_> {
             Some(vars) => self.vars = vars,
             None => {
                 for name in steps.iter().filter_map(|s| s.bind.as_ref()) {
-                    self.vars.remove(name);
+                    self.vars.remove(name.as_str());
                 }
             }
         }
@@ -489,7 +497,7 @@ impl Scope<'_> {
         }
     }
 
-    fn step(&mut self, step: &Step) -> R<Value> {
+    fn step(&mut self, step: &'p Step) -> R<Value> {
         if let StepKind::ForEach {
             items,
             item,
@@ -502,7 +510,7 @@ impl Scope<'_> {
         self.kind(&step.kind, step.timeout_ms)
     }
 
-    fn kind(&mut self, kind: &StepKind, timeout_ms: Option<u64>) -> R<Value> {
+    fn kind(&mut self, kind: &'p StepKind, timeout_ms: Option<u64>) -> R<Value> {
         match kind {
             StepKind::Query {
                 entity,
@@ -752,7 +760,7 @@ impl Scope<'_> {
         &mut self,
         integration: &str,
         operation: &str,
-        args: &[(String, Expr)],
+        args: &'p [(String, Expr)],
         timeout_ms: Option<u64>,
     ) -> R<CallRequest> {
         let mut object = Map::new();
@@ -769,11 +777,11 @@ impl Scope<'_> {
 
     fn for_each(
         &mut self,
-        items: &Expr,
-        item: &str,
+        items: &'p Expr,
+        item: &'p str,
         parallel: u32,
-        body: &StepKind,
-        step: &Step,
+        body: &'p StepKind,
+        step: &'p Step,
     ) -> R<Value> {
         let items = self.items_of(items, |got| format!("`for_each` needs a list, got {got}"))?;
         if items.len() > MAX_ITEMS {
@@ -786,7 +794,7 @@ impl Scope<'_> {
         let result = self.for_each_items(&items, item, parallel, body, step);
         match saved {
             Some(v) => {
-                self.vars.insert(item.to_string(), v);
+                self.vars.insert(Cow::Borrowed(item), v);
             }
             None => {
                 self.vars.remove(item);
@@ -800,10 +808,10 @@ impl Scope<'_> {
     fn for_each_items(
         &mut self,
         items: &[Value],
-        item: &str,
+        item: &'p str,
         parallel: u32,
-        body: &StepKind,
-        step: &Step,
+        body: &'p StepKind,
+        step: &'p Step,
     ) -> R<Value> {
         let continue_on_fail = matches!(step.on_fail, Some(Policy::Continue));
         let mut results = Vec::with_capacity(items.len());
@@ -824,7 +832,7 @@ impl Scope<'_> {
             // One batched host call: the host runs up to `parallel` requests at a time.
             let mut requests = Vec::with_capacity(items.len());
             for v in items {
-                self.vars.insert(item.to_string(), v.clone());
+                self.vars.insert(Cow::Borrowed(item), v.clone());
                 requests.push(self.call_request(integration, operation, args, step.timeout_ms)?);
             }
             let responses = self.host.call_many(requests, parallel);
@@ -845,7 +853,7 @@ impl Scope<'_> {
             return Ok(Value::Array(results));
         }
         for (i, v) in items.iter().enumerate() {
-            self.vars.insert(item.to_string(), v.clone());
+            self.vars.insert(Cow::Borrowed(item), v.clone());
             let r = self.kind(body, step.timeout_ms);
             if let Err(Fail(e)) = &r {
                 if self.skipped.is_some() {
@@ -867,7 +875,7 @@ impl Scope<'_> {
     /// The items of every page of a paginated call: the call again with `param` set to `next`
     /// while `next` is not null or empty, at most `max_pages` times (a warning says so when
     /// more remained).
-    fn pages(&mut self, mut request: CallRequest, p: &codeai_ir::Paginate) -> R<Value> {
+    fn pages(&mut self, mut request: CallRequest, p: &'p codeai_ir::Paginate) -> R<Value> {
         let saved = self.vars.remove("page");
         let result = (|| {
             let mut all = Vec::new();
@@ -940,14 +948,14 @@ impl Scope<'_> {
 
     /// A query's `limit`, evaluated.
     /// A policy's reason or message as text; one that cannot be computed says why.
-    fn text_of(&mut self, e: &Expr) -> String {
+    fn text_of(&mut self, e: &'p Expr) -> String {
         match self.eval(e) {
             Ok(v) => display(&v),
             Err(Fail(why)) => format!("(the message could not be written: {why})"),
         }
     }
 
-    fn limit(&mut self, limit: Option<&Expr>) -> R<Option<u32>> {
+    fn limit(&mut self, limit: Option<&'p Expr>) -> R<Option<u32>> {
         match limit {
             Some(e) => Ok(Some(as_u32(&self.eval(e)?, "limit")?)),
             None => Ok(None),
@@ -955,7 +963,7 @@ impl Scope<'_> {
     }
 
     /// The one-row JSON array an `insert` or `upsert` writes.
-    fn row(&mut self, values: &[(String, Expr)]) -> R<Value> {
+    fn row(&mut self, values: &'p [(String, Expr)]) -> R<Value> {
         let mut row = Map::new();
         for (k, e) in values {
             row.insert(k.clone(), self.eval(e)?);
@@ -964,7 +972,7 @@ impl Scope<'_> {
     }
 
     /// Evaluates every value in a filter and flattens the tree for the host.
-    fn filter(&mut self, filter: Option<&IrFilter>) -> R<Option<Filter>> {
+    fn filter(&mut self, filter: Option<&'p IrFilter>) -> R<Option<Filter>> {
         let Some(filter) = filter else {
             return Ok(None);
         };
@@ -973,7 +981,7 @@ impl Scope<'_> {
         Ok(Some(Filter { nodes, root }))
     }
 
-    fn flatten(&mut self, f: &IrFilter, nodes: &mut Vec<FilterNode>, depth: usize) -> R<u32> {
+    fn flatten(&mut self, f: &'p IrFilter, nodes: &mut Vec<FilterNode>, depth: usize) -> R<u32> {
         if depth > 64 {
             return fail("filter nested too deeply");
         }
@@ -1027,7 +1035,7 @@ impl Scope<'_> {
     }
 
     /// Flattens one side of a term comparison, operands first; values are evaluated here.
-    fn term(&mut self, t: &IrTerm, terms: &mut Vec<Term>, depth: usize) -> R<u32> {
+    fn term(&mut self, t: &'p IrTerm, terms: &mut Vec<Term>, depth: usize) -> R<u32> {
         if depth > 64 {
             return fail("filter nested too deeply");
         }
@@ -1049,7 +1057,7 @@ impl Scope<'_> {
     // Expressions
     // -----------------------------------------------------------------------------------------
 
-    fn eval(&mut self, e: &Expr) -> R<Value> {
+    fn eval(&mut self, e: &'p Expr) -> R<Value> {
         Ok(match e {
             Expr::Null => Value::Null,
             Expr::Bool(b) => Value::Bool(*b),
@@ -1067,7 +1075,7 @@ impl Scope<'_> {
                 }
                 Value::String(out)
             }
-            Expr::Var(name) => match self.vars.get(name) {
+            Expr::Var(name) => match self.vars.get(name.as_str()) {
                 Some(v) => v.clone(),
                 None => return fail(format!("`{name}` has no value")),
             },
@@ -1186,7 +1194,7 @@ impl Scope<'_> {
 
     /// The items of the list `e` is (none when it is null). Anything else fails with `needs`
     /// of its kind, and with why when it is the text of a response that was not JSON.
-    fn items_of(&mut self, e: &Expr, needs: impl FnOnce(&str) -> String) -> R<Vec<Value>> {
+    fn items_of(&mut self, e: &'p Expr, needs: impl FnOnce(&str) -> String) -> R<Vec<Value>> {
         match self.eval(e)? {
             Value::Array(items) => Ok(items),
             Value::Null => Ok(Vec::new()),
@@ -1200,7 +1208,7 @@ impl Scope<'_> {
     /// `filter(list, item -> condition)`: the items for which the condition holds, in order;
     /// `find(…)`: the first of them, or null. The condition must be true or false for every
     /// item it is asked about (as a `when:` must); a null list has no items.
-    fn each(&mut self, f: Builtin, args: &[Expr]) -> R<Value> {
+    fn each(&mut self, f: Builtin, args: &'p [Expr]) -> R<Value> {
         let name = f.name();
         let (Some(list), Some(Expr::Lambda(item, condition))) = (args.first(), args.get(1)) else {
             return fail(format!("{name}() takes a list and a condition `item -> …`"));
@@ -1208,11 +1216,11 @@ impl Scope<'_> {
         let items = self.items_of(list, |got| {
             format!("{name}() needs a list, but `{}` is {got}", path(list))
         })?;
-        let saved = self.vars.remove(item);
+        let saved = self.vars.remove(item.as_str());
         let result = (|| {
             let mut kept = Vec::new();
             for (i, v) in items.into_iter().enumerate() {
-                self.vars.insert(item.clone(), v);
+                self.vars.insert(Cow::Borrowed(item), v);
                 let holds = match self.eval(condition) {
                     Ok(Value::Bool(b)) => b,
                     Ok(other) => {
@@ -1225,7 +1233,7 @@ impl Scope<'_> {
                     Err(Fail(e)) => return fail(format!("{name}(…, {item} -> …), item {i}: {e}")),
                 };
                 if holds {
-                    let v = self.vars.remove(item).unwrap_or(Value::Null);
+                    let v = self.vars.remove(item.as_str()).unwrap_or(Value::Null);
                     if f == Builtin::Find {
                         return Ok(v);
                     }
@@ -1237,15 +1245,15 @@ impl Scope<'_> {
                 _ => Value::Array(kept),
             })
         })();
-        self.vars.remove(item);
+        self.vars.remove(item.as_str());
         if let Some(v) = saved {
-            self.vars.insert(item.clone(), v);
+            self.vars.insert(Cow::Borrowed(item), v);
         }
         result
     }
 
     /// `value.field`; a missing field (or a null `value`) fails unless `optional`.
-    fn field(&mut self, base: &Expr, value: Value, field: &str, optional: bool) -> R<Value> {
+    fn field(&mut self, base: &'p Expr, value: Value, field: &str, optional: bool) -> R<Value> {
         Ok(match value {
             Value::Object(mut m) => match m.remove(field) {
                 Some(v) => v,
@@ -1271,7 +1279,7 @@ impl Scope<'_> {
         })
     }
 
-    fn binary(&mut self, op: BinaryOp, a: &Expr, b: &Expr) -> R<Value> {
+    fn binary(&mut self, op: BinaryOp, a: &'p Expr, b: &'p Expr) -> R<Value> {
         // Short-circuiting operators evaluate their right side only when needed.
         match op {
             BinaryOp::And => {
@@ -1307,7 +1315,7 @@ impl Scope<'_> {
         })
     }
 
-    fn builtin(&mut self, f: Builtin, args: &[Expr]) -> R<Value> {
+    fn builtin(&mut self, f: Builtin, args: &'p [Expr]) -> R<Value> {
         let mut vals = Vec::with_capacity(args.len());
         for a in args {
             vals.push(self.eval(a)?);

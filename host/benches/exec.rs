@@ -9,6 +9,8 @@
 //!   returns `completed("{}")` at once;
 //! - `runtime: DSL job of 50 steps`: the same path with 50 `compute` steps, each from the one
 //!   before;
+//! - `runtime: DSL no-op, input of 250 rows`: a job of middling size (~180 KiB of the guest's
+//!   heap; a tenth of the iterations);
 //! - `runtime: DSL no-op, 900 KiB input`: that big run itself (a twentieth of the iterations);
 //! - `runtime: DSL no-op, after a big run`: the no-op job again, once a run with a 900 KiB
 //!   input (most of the guest's heap) has gone through every slot of the pool: what a small
@@ -21,8 +23,8 @@
 //! and of instantiating the guest runtime's core module alone, outside its component (the floor
 //! of a `codeai build` job on this engine, whatever wraps the module).
 //! Set `EXEC_BENCH_ITERS` to change the number of iterations, and
-//! `EXEC_BENCH_ONLY=dsl` (or `=fifty`, `=trivial`) to run the DSL no-op (or the 50-step job, the
-//! trivial component) alone, to profile it.
+//! `EXEC_BENCH_ONLY=dsl` (or `=fifty`, `=trivial`, `=rows`) to run the DSL no-op (or the 50-step
+//! job, the trivial component, the no-op with 250 rows) alone, to profile it.
 
 use codeai_host::runtime::{ExecOptions, PreparedJob, Runtime, RuntimeConfig, Status};
 use codeai_host::wasm::{self, bindings};
@@ -103,6 +105,24 @@ async fn runtime_case(rt: &Runtime<Null>, job: &PreparedJob<Null>, iters: usize)
     .await
 }
 
+/// The no-op job with an input of 250 rows (~10 KiB of JSON; read, then bound as `input` and as
+/// its field `rows`, ~180 KiB of the guest's heap): a job of middling size, whose allocations fit
+/// in the reserved heap or not (then the guest grows its memory, and the pool shrinks it back
+/// after the run).
+async fn rows_case(rt: &Runtime<Null>, job: &PreparedJob<Null>, iters: usize) -> Stats {
+    let rows: Vec<_> = (0..250)
+        .map(|i| serde_json::json!({ "id": i, "name": format!("item {i}") }))
+        .collect();
+    let input = serde_json::json!({ "rows": rows }).to_string();
+    measure(iters / 10, || async {
+        let execution = rt
+            .execute(job, null(), &input, ExecOptions::default())
+            .await;
+        assert_eq!(execution.result.status, Status::Completed);
+    })
+    .await
+}
+
 fn main() {
     let iters: usize = std::env::var("EXEC_BENCH_ITERS")
         .ok()
@@ -161,6 +181,11 @@ fn main() {
             print("runtime: trivial component", &trivial);
             return;
         }
+        if only.as_deref() == Some("rows") {
+            let rows = rows_case(&rt, &dsl_job, iters).await;
+            print("runtime: DSL no-op, input of 250 rows", &rows);
+            return;
+        }
         let dsl = runtime_case(&rt, &dsl_job, iters).await;
         print("runtime: DSL no-op job", &dsl);
         if only.as_deref() == Some("dsl") {
@@ -179,6 +204,8 @@ fn main() {
             dsl.p50 / trivial.p50,
             fifty.p50 / trivial.p50
         );
+        let rows = rows_case(&rt, &dsl_job, iters).await;
+        print("runtime: DSL no-op, input of 250 rows", &rows);
         println!(
             "programs read once: the no-op job's image {} bytes, the 50-step job's {} bytes",
             dsl_job.decoded_image_size().unwrap_or(0),
