@@ -85,7 +85,7 @@ impl<C: Capabilities> SharedCore<C> {
             "call-encoded",
             move |mut caller: Caller<'_, ExecState<C>>, (ptr, len, ret): (i32, i32, i32)| {
                 Box::new(async move {
-                    let memory = memory_of(&mut caller, &memory_export)?;
+                    let memory = memory_of(&caller)?;
                     let request = slice(memory.data(&caller), ptr, len)?.to_vec();
                     let response = caller
                         .data_mut()
@@ -106,7 +106,7 @@ impl<C: Capabilities> SharedCore<C> {
             LOG,
             "step",
             move |mut caller: Caller<'_, ExecState<C>>, ptr: i32, len: i32| {
-                let memory = memory_of(&mut caller, &memory_export)?;
+                let memory = memory_of(&caller)?;
                 let name = string(memory.data(&caller), ptr, len)?.to_owned();
                 caller.data_mut().caps.step_now(name);
                 Ok(())
@@ -240,6 +240,7 @@ impl<C: Capabilities> SharedCore<C> {
             Some(Extern::Memory(memory)) => memory,
             _ => return Err(trap("the module's `memory` is not a memory")),
         };
+        store.data_mut().memory = Some(memory);
         Ok((instance, memory))
     }
 }
@@ -299,11 +300,12 @@ unsafe fn typed<P: wasmtime::WasmParams>(
     }
 }
 
-fn memory_of<T>(caller: &mut Caller<'_, T>, memory: &ModuleExport) -> wasmtime::Result<Memory> {
-    match caller.get_module_export(memory) {
-        Some(Extern::Memory(memory)) => Ok(memory),
-        _ => Err(trap("the module exports no `memory`")),
-    }
+/// The instance's memory, kept in the store's data when the instance was made.
+fn memory_of<C>(caller: &Caller<'_, ExecState<C>>) -> wasmtime::Result<Memory> {
+    caller
+        .data()
+        .memory
+        .ok_or_else(|| trap("the module exports no `memory`"))
 }
 
 /// Writes `bytes` into a block the guest's `cabi_realloc` gives (alignment 1), as the canonical

@@ -260,6 +260,9 @@ pub struct ExecState<C> {
     cancel: CancelToken,
     abort: CancelToken,
     deadline: Instant,
+    /// The memory of a shared runtime's instance, once made (`core_module.rs`): what its host
+    /// functions read and write, without looking the export up at every call.
+    memory: Option<wasmtime::Memory>,
 }
 
 /// `StoreLimits` plus the execution's [`MemoryBudget`] (a growth is refused when the guest's
@@ -791,6 +794,7 @@ impl<C: Capabilities> Runtime<C> {
                 cancel: cancel.clone(),
                 abort: abort.clone(),
                 deadline: started + timeout,
+                memory: None,
             },
         );
         store.limiter(|state| &mut state.limits);
@@ -919,6 +923,7 @@ impl<C: Capabilities> Runtime<C> {
                 cancel: CancelToken::new(),
                 abort: CancelToken::new(),
                 deadline: Instant::now() + DECODE_TIMEOUT,
+                memory: None,
             },
         );
         store.limiter(|state| &mut state.limits);
