@@ -54,7 +54,11 @@ impl From<CapError> for Fail {
 }
 
 /// Runs a program with the trigger's input (a JSON object, or null).
-pub fn run(program: &Program, input: Value, host: &mut dyn Host) -> Result<Outcome, JobError> {
+pub fn run<H: Host + ?Sized>(
+    program: &Program,
+    input: Value,
+    host: &mut H,
+) -> Result<Outcome, JobError> {
     let mut scope = Scope {
         vars: FxHashMap::default(),
         host,
@@ -243,14 +247,17 @@ enum End {
     Failed(JobError),
 }
 
-struct Scope<'p, 'h> {
+struct Scope<'p, 'h, H: Host + ?Sized> {
     /// The names in scope. A hash map: each step looks names up and binds one, and a B-tree's
     /// lookups were a string comparison per key of each node on the way (a fifth of the run of
     /// a job of 50 steps). Nothing lists them in order. A name the program gives (a step's
     /// `as:`, an action's parameter, a `for_each` item, `input`) is borrowed from it, not copied
     /// at each binding: only the input's fields are owned.
     vars: FxHashMap<Cow<'p, str>, Value>,
-    host: &'h mut dyn Host,
+    /// The host, a type parameter rather than a `dyn Host`: in the guest a call through a
+    /// `dyn` is an indirect call, and the first one to each function in a fresh instance has
+    /// wasmtime fill that entry of the module's table, a call out to the host.
+    host: &'h mut H,
     /// Set when a step inside a block (an action, a `for_each` body) ends the job as skipped:
     /// the failure it returns carries the reason up to the job's own steps, past any
     /// `on_fail` on the way.
@@ -325,7 +332,7 @@ impl TextResponse {
     }
 }
 
-impl<'p> Scope<'p, '_> {
+impl<'p, H: Host + ?Sized> Scope<'p, '_, H> {
     // -----------------------------------------------------------------------------------------
     // Steps
     // -----------------------------------------------------------------------------------------
@@ -1584,8 +1591,8 @@ impl<'p> Scope<'p, '_> {
 
 /// Turns the ISO dates (`2026-01-12`) a value of type `ty` holds into the start of that day in
 /// the job's timezone, as `yesterday().start` is; `today` is the job's current day, asked once.
-fn iso_dates(
-    host: &mut dyn Host,
+fn iso_dates<H: Host + ?Sized>(
+    host: &mut H,
     ty: &codeai_ir::input::InputType,
     v: &mut Value,
     today: &mut Option<chrono::NaiveDate>,
