@@ -9,8 +9,8 @@
 //!   returns `completed("{}")` at once;
 //! - `runtime: DSL job of 50 steps`: the same path with 50 `compute` steps, each from the one
 //!   before;
-//! - `runtime: DSL no-op, input of 250 rows`: a job of middling size (~180 KiB of the guest's
-//!   heap; a tenth of the iterations);
+//! - `runtime: DSL no-op, 250-row input`: a job of middling size (more of the guest's heap than
+//!   95 KiB, less than 287; a tenth of the iterations);
 //! - `runtime: DSL no-op, 900 KiB input`: that big run itself (a twentieth of the iterations);
 //! - `runtime: DSL no-op, after a big run`: the no-op job again, once a run with a 900 KiB
 //!   input (most of the guest's heap) has gone through every slot of the pool: what a small
@@ -105,16 +105,16 @@ async fn runtime_case(rt: &Runtime<Null>, job: &PreparedJob<Null>, iters: usize)
     .await
 }
 
-/// The no-op job with an input of 250 rows (~10 KiB of JSON; read, then bound as `input` and as
-/// its field `rows`, ~180 KiB of the guest's heap): a job of middling size, whose allocations fit
-/// in the reserved heap or not (then the guest grows its memory, and the pool shrinks it back
-/// after the run).
+/// The no-op job with a 250-row input (~7 KiB of JSON; read, then bound as `input` and as its
+/// field `rows`): a job of middling size, whose allocations fit in the reserved heap of 4 pages
+/// (287 KiB) but not in one of 1 page (95 KiB), where the guest grows its memory and the pool
+/// shrinks it back after the run (BENCHMARKS.md, session 17).
 async fn rows_case(rt: &Runtime<Null>, job: &PreparedJob<Null>, iters: usize) -> Stats {
     let rows: Vec<_> = (0..250)
         .map(|i| serde_json::json!({ "id": i, "name": format!("item {i}") }))
         .collect();
     let input = serde_json::json!({ "rows": rows }).to_string();
-    measure(iters / 10, || async {
+    measure((iters / 10).max(1), || async {
         let execution = rt
             .execute(job, null(), &input, ExecOptions::default())
             .await;
@@ -169,8 +169,8 @@ fn main() {
                 "unavailable"
             }
         );
-        // `EXEC_BENCH_ONLY=dsl` (the no-op job), `=fifty` (the 50-step job) or `=trivial`: one
-        // case, to profile.
+        // `EXEC_BENCH_ONLY=dsl` (the no-op job), `=fifty` (the 50-step job), `=trivial` or `=rows`
+        // (the no-op job with 250 rows of input): one case, to profile.
         let only = std::env::var("EXEC_BENCH_ONLY").ok();
         if only.as_deref() == Some("fifty") {
             print("runtime: DSL job of 50 steps", &runtime_case(&rt, &fifty_job, iters).await);
@@ -183,7 +183,7 @@ fn main() {
         }
         if only.as_deref() == Some("rows") {
             let rows = rows_case(&rt, &dsl_job, iters).await;
-            print("runtime: DSL no-op, input of 250 rows", &rows);
+            print("runtime: DSL no-op, 250-row input", &rows);
             return;
         }
         let dsl = runtime_case(&rt, &dsl_job, iters).await;
@@ -205,7 +205,7 @@ fn main() {
             fifty.p50 / trivial.p50
         );
         let rows = rows_case(&rt, &dsl_job, iters).await;
-        print("runtime: DSL no-op, input of 250 rows", &rows);
+        print("runtime: DSL no-op, 250-row input", &rows);
         println!(
             "programs read once: the no-op job's image {} bytes, the 50-step job's {} bytes",
             dsl_job.decoded_image_size().unwrap_or(0),
@@ -222,7 +222,7 @@ fn main() {
         for execution in futures_util::future::join_all(bigs).await {
             assert_eq!(execution.result.status, Status::Completed, "{:?}", execution.result.error);
         }
-        let big_runs = measure(iters / 20, || async {
+        let big_runs = measure((iters / 20).max(1), || async {
             let execution = rt.execute(&dsl_job, null(), &big, ExecOptions::default()).await;
             assert_eq!(execution.result.status, Status::Completed);
         })

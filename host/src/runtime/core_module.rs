@@ -240,6 +240,11 @@ impl<C: Capabilities> SharedCore<C> {
             Some(Extern::Memory(memory)) => memory,
             _ => return Err(trap("the module's `memory` is not a memory")),
         };
+        // One instance per store: each execution (and each decoding) has a store of its own.
+        debug_assert!(
+            store.data().memory.is_none(),
+            "a second instance in one store"
+        );
         store.data_mut().memory = Some(memory);
         Ok((instance, memory))
     }
@@ -305,7 +310,7 @@ fn memory_of<C>(caller: &Caller<'_, ExecState<C>>) -> wasmtime::Result<Memory> {
     caller
         .data()
         .memory
-        .ok_or_else(|| trap("the module exports no `memory`"))
+        .ok_or_else(|| trap("a host function was called before the instance's memory was known"))
 }
 
 /// Writes `bytes` into a block the guest's `cabi_realloc` gives (alignment 1), as the canonical
