@@ -9,8 +9,9 @@
 //! deepest step, `for_each` in `for_each`: `host/tests/sandbox.rs`,
 //! `the_deepest_jobs_the_compiler_accepts_run`), ran on 80 KiB; on 64 KiB the four shapes of
 //! expressions ran and the chain of actions overflowed (the test stops there). So 128 KiB leaves
-//! the deepest shape measured at least 1.6x. A program deeper than the compiler builds (a hand-made one) that overflows the
-//! stack traps: the stack is at the bottom of the memory, and its run fails alone.
+//! the deepest shape measured at least 1.6x. A program deeper than the compiler builds (a
+//! hand-made one) that overflows the stack traps: the stack is at the bottom of the memory, and
+//! its run fails alone.
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

@@ -119,13 +119,15 @@ pub fn runtime_core_module() -> Result<&'static [u8], EmitError> {
         .ok_or_else(|| EmitError::Runtime("the runtime component nests no core module".into()))
 }
 
-/// Where the runtime's core module's heap starts (its `__heap_base`): past its stack, read-only
-/// data and writable statics. The guest's arena starts there (`guest-stdlib/src/heap.rs`), and a
-/// host that writes a program's image into a fresh instance writes nowhere below it.
-pub fn runtime_heap_base() -> Result<u32, EmitError> {
+/// Where a fresh instance of the runtime's core module starts its arena: its `__heap_base` (past
+/// its stack, read-only data and writable statics) aligned to 16, as the guest computes it
+/// (`guest-stdlib/src/heap.rs`). A host that writes a program's image into a fresh instance
+/// writes it there and nowhere else.
+pub fn runtime_arena_start() -> Result<usize, EmitError> {
     static BASE: OnceLock<Option<u32>> = OnceLock::new();
     let module = runtime_core_module()?;
     BASE.get_or_init(|| exported_i32_global(module, "__heap_base"))
+        .map(|base| (base as usize).next_multiple_of(16))
         .ok_or_else(|| {
             EmitError::Runtime(
                 "the runtime's core module exports no `__heap_base` global of a constant value"
@@ -448,7 +450,9 @@ mod tests {
             "the statics end at {data_end:#x}, on the image's last page"
         );
         // The heap starts past the statics, on the page they end on.
-        let heap_base = runtime_heap_base().unwrap() as i32;
+        let heap_base =
+            exported_i32_global(module, "__heap_base").expect("`__heap_base` is exported");
+        let heap_base = heap_base as i32;
         assert!(
             heap_base >= data_end && heap_base / 4096 == (data_end - 1) / 4096,
             "the heap starts at {heap_base:#x}, the statics end at {data_end:#x}"

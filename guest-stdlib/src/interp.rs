@@ -440,7 +440,7 @@ impl<'p, H: Host + ?Sized> Scope<'p, '_, H> {
 
     /// Why the value of `e` is text where it is used as an object or a list, when it is the
     /// text of a call's response that was not JSON.
-    fn not_json(&self, e: &'p Expr) -> Option<String> {
+    fn not_json(&self, e: &Expr) -> Option<String> {
         let Expr::Var(name) = e else { return None };
         let t = self.texts.get(name)?;
         match self.vars.get(name.as_str()) {
@@ -798,7 +798,7 @@ impl<'p, H: Host + ?Sized> Scope<'p, '_, H> {
         item: &'p str,
         parallel: u32,
         body: &'p StepKind,
-        step: &'p Step,
+        step: &Step,
     ) -> R<Value> {
         let items = self.items_of(items, |got| format!("`for_each` needs a list, got {got}"))?;
         if items.len() > MAX_ITEMS {
@@ -828,7 +828,7 @@ impl<'p, H: Host + ?Sized> Scope<'p, '_, H> {
         item: &'p str,
         parallel: u32,
         body: &'p StepKind,
-        step: &'p Step,
+        step: &Step,
     ) -> R<Value> {
         let continue_on_fail = matches!(step.on_fail, Some(Policy::Continue));
         let mut results = Vec::with_capacity(items.len());
@@ -1270,7 +1270,7 @@ impl<'p, H: Host + ?Sized> Scope<'p, '_, H> {
     }
 
     /// `value.field`; a missing field (or a null `value`) fails unless `optional`.
-    fn field(&mut self, base: &'p Expr, value: Value, field: &str, optional: bool) -> R<Value> {
+    fn field(&mut self, base: &Expr, value: Value, field: &str, optional: bool) -> R<Value> {
         Ok(match value {
             Value::Object(mut m) => match m.remove(field) {
                 Some(v) => v,

@@ -57,8 +57,7 @@ pub(crate) struct SharedCore<C: 'static> {
     decode: ModuleExport,
     run_decoded: ModuleExport,
     run_decoded_in_place: ModuleExport,
-    /// Where a fresh instance's arena starts: the module's `__heap_base` (above its stack and
-    /// statics) aligned to 16, as `guest-stdlib/src/heap.rs` computes it.
+    /// Where a fresh instance's arena starts (`codeai_dsl::emit::runtime_arena_start`).
     arena_start: usize,
     /// Runs that went through `codeai-run-decoded-in-place`.
     in_place_runs: AtomicU64,
@@ -122,7 +121,7 @@ impl<C: Capabilities> SharedCore<C> {
             run_decoded_in_place: func_export(module, "codeai-run-decoded-in-place", 4)?,
             // Read from the runtime's bytes that this host ships, which are the module's: the
             // shared runtime is compiled from them and cached under their hash.
-            arena_start: (codeai_dsl::emit::runtime_heap_base()? as usize).next_multiple_of(16),
+            arena_start: codeai_dsl::emit::runtime_arena_start()?,
             in_place_runs: AtomicU64::new(0),
         })
     }
