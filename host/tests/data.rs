@@ -34,6 +34,7 @@ on_both_databases!(
     refusals_bad_filters,
     limit_is_clamped,
     maintenance_runs,
+    a_table_made_after_the_pool_read_the_schema_is_maintained_through_any_connection,
     a_tenants_maintenance_is_its_own_tables_once_an_hour,
     upserts_write_new_keys_update_known_ones_and_stay_in_their_tenant,
     a_unique_field_added_later_gets_its_index_and_every_connection_sees_it,
@@ -1019,6 +1020,33 @@ async fn maintenance_runs(db: Database) {
         .await
         .unwrap_err();
     assert!(matches!(err, QueryError::Denied(_)), "{err:?}");
+}
+
+/// A table made after every connection of the pool read the schema is reindexed and analyzed
+/// through any of them (SQLite looks a REINDEX's table up in the connection's own copy of the
+/// schema without checking that it is current).
+async fn a_table_made_after_the_pool_read_the_schema_is_maintained_through_any_connection(
+    db: Database,
+) {
+    let data = capability(&db, "default").await;
+    // Every connection of the pool reads the schema before `prices` exists.
+    let warm = (0..8).map(|_| data.count("Product", None));
+    for n in futures_util::future::join_all(warm).await {
+        n.unwrap();
+    }
+    let mut late = price_entity();
+    late.name = "LatePrice".into();
+    late.table = "late_prices".into();
+    create_entity_tables(&db, "default", std::slice::from_ref(&late))
+        .await
+        .unwrap();
+    let data = EntityQueries::new(db.clone(), &[late], "default").unwrap();
+    for op in [MaintenanceOp::Reindex, MaintenanceOp::Analyze] {
+        let runs = (0..8).map(|_| data.maintain(op, Some("LatePrice")));
+        for summary in futures_util::future::join_all(runs).await {
+            assert!(summary.unwrap().contains("late_prices"));
+        }
+    }
 }
 
 async fn a_tenants_maintenance_is_its_own_tables_once_an_hour(db: Database) {

@@ -896,12 +896,24 @@ impl EntityQueries {
         for statement in statements {
             // Maintenance statements cannot run inside a transaction (VACUUM) and take no
             // parameters; the table names come from the declarations.
-            per_database!(&self.db, |pool, builder, row| {
-                sqlx::raw_sql(statement)
-                    .execute(pool)
-                    .await
-                    .map_err(failed)?;
-            });
+            match &self.db {
+                Database::Sqlite(pool) => {
+                    // A pooled connection keeps its own copy of the schema, and SQLite looks a
+                    // REINDEX's table up in that copy without checking that it is current (any
+                    // other statement finds out and reloads it): a table made through another
+                    // connection since would be "unable to identify". Reading the schema table
+                    // first, on the same connection (one text: sqlx prepares each statement
+                    // after the one before it ran), reloads a stale copy.
+                    let both = format!("SELECT 1 FROM sqlite_schema LIMIT 1; {statement}");
+                    sqlx::raw_sql(&both).execute(pool).await.map_err(failed)?;
+                }
+                Database::Postgres(pool) => {
+                    sqlx::raw_sql(statement)
+                        .execute(pool)
+                        .await
+                        .map_err(failed)?;
+                }
+            }
         }
         Ok(())
     }
