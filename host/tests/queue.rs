@@ -544,6 +544,103 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
     .await
 }
 
+/// A Redis task's hash packs the fields only a lease reads into one (`d`); a hash written before
+/// that, with those fields apart, is leased, shown and counted the same, field for field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
+    common::run_postgres_redis(|db, redis| async move {
+        let redis = redis.expect("run_postgres_redis gives a Redis queue");
+        let prefix = redis.prefix().to_string();
+        let q = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let t0 = Utc::now() - Duration::seconds(1);
+        // Texts with the separators' neighbours in them: a `|`, a tab, non-ASCII, a JSON input.
+        let new = |i: i64, job: &str| NewTask {
+            id: Some(uuid::Uuid::new_v4()),
+            job_name: format!("Nightly | 報告 {i}"),
+            job_version: Some(7 + i),
+            input: format!("{{\"n\":{i},\"s\":\"a\\tb ü\"}}"),
+            max_attempts: 4 + i,
+            trigger: "schedule".into(),
+            fire_at: Some(t0 - Duration::minutes(i)),
+            ..task("default", job, t0 + Duration::milliseconds(i))
+        };
+        let (packed, unpacked) = (new(0, "packed-job"), new(1, "unpacked-job"));
+        assert_eq!(
+            q.enqueue_many(&[packed.clone(), unpacked.clone()])
+                .await
+                .unwrap(),
+            2
+        );
+        // The second as an older version wrote it: name, version, most attempts and input as
+        // fields of their own, no `d`.
+        let key = format!("{prefix}task:{}", unpacked.id.unwrap());
+        let mut con = redis.connection();
+        let _: () = ::redis::pipe()
+            .cmd("HDEL")
+            .arg(&key)
+            .arg("d")
+            .ignore()
+            .cmd("HSET")
+            .arg(&key)
+            .arg("n")
+            .arg(&unpacked.job_name)
+            .arg("v")
+            .arg(unpacked.job_version.unwrap())
+            .arg("m")
+            .arg(unpacked.max_attempts)
+            .arg("in")
+            .arg(&unpacked.input)
+            .ignore()
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let whole = |t: &NewTask| {
+            (
+                t.id.unwrap(),
+                t.tenant.clone(),
+                t.job_id.clone(),
+                t.job_name.clone(),
+                t.job_version,
+                t.queue.clone(),
+                t.trigger.clone(),
+                t.input.clone(),
+                t.fire_at.map(|f| f.timestamp()),
+                t.max_attempts,
+            )
+        };
+        let shown = |t: &codeai_host::queue::Task| {
+            (
+                t.id,
+                t.tenant.clone(),
+                t.job_id.clone(),
+                t.job_name.clone(),
+                t.job_version,
+                t.queue.clone(),
+                t.trigger.clone(),
+                t.input.clone(),
+                t.fire_at.map(|f| f.timestamp()),
+                t.max_attempts,
+            )
+        };
+        for t in [&packed, &unpacked] {
+            let info = q.task_info(t.id.unwrap()).await.unwrap().unwrap();
+            assert_eq!(shown(&info.task), whole(t), "{} before its lease", t.job_id);
+            let versions = q.versions_in_use(&t.job_id).await.unwrap();
+            assert_eq!(
+                versions.into_iter().collect::<Vec<_>>(),
+                vec![t.job_version.unwrap()]
+            );
+        }
+        let leased = q.dequeue_many(Utc::now(), 10).await.unwrap();
+        assert_eq!(
+            leased.iter().map(shown).collect::<Vec<_>>(),
+            vec![whole(&packed), whole(&unpacked)]
+        );
+        assert!(leased.iter().all(|t| t.attempt == 1));
+    })
+    .await
+}
+
 /// A job whose runs may not overlap (`overlap: queue`) has one task active at a time, also when
 /// one call leases many: its next task stays pending, in its place and with no attempt spent,
 /// until the first is finished; the other jobs' tasks are leased around it.
