@@ -14,6 +14,15 @@ const version = JSON.parse(readFileSync(pkg, 'utf8')).version;
 const [queueConn, workerConn] = [connect(), connect()];
 const queue = new Queue('peer-bench', { connection: queueConn });
 await queueConn.flushdb(); // only this peer's DB
+// What the Redis server did over the run (the whole server's: other clients count too): CPU
+// (user + system) and commands, those of scripts included, as `codeai bench throughput` reports.
+const redisWork = async () => {
+  const [cpu, stats] = [await queueConn.info('cpu'), await queueConn.info('commandstats')];
+  const field = (name) => Number((cpu.match(new RegExp(`^${name}:([0-9.]+)`, 'm')) || [])[1] || 0);
+  const commands = [...stats.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)].reduce((s, m) => s + Number(m[1]), 0);
+  return { cpu: field('used_cpu_user') + field('used_cpu_sys'), commands };
+};
+const before = await redisWork();
 for (let i = 0; i < n; i += 1000) {
   const batch = [];
   for (let j = i; j < Math.min(n, i + 1000); j++) batch.push({ name: 'noop', data: { i: j } });
@@ -31,6 +40,7 @@ const finished = new Promise((resolve) => {
   worker.on('failed', (job, err) => { console.error('job failed', err); process.exit(1); });
 });
 const worker = await finished;
+const after = await redisWork();
 await worker.close();
 await queue.close();
 await queueConn.flushdb(); // leave nothing behind
@@ -38,4 +48,6 @@ await Promise.all([queueConn.quit(), workerConn.quit()]); // clients we built, w
 
 const seconds = Number(last - first) / 1e9;
 console.log(`peer=bullmq version=${version} jobs=${n} concurrency=${c} ` +
-  `seconds=${seconds.toFixed(3)} jobs_per_s=${(n / seconds).toFixed(1)}`);
+  `seconds=${seconds.toFixed(3)} jobs_per_s=${(n / seconds).toFixed(1)} ` +
+  `redis_cpu_us_per_job=${((after.cpu - before.cpu) * 1e6 / n).toFixed(1)} ` +
+  `redis_commands_per_job=${((after.commands - before.commands) / n).toFixed(2)}`);

@@ -40,10 +40,13 @@ node "$tmp/node/bullmq_delayed.mjs" "$redis/5" "$fire_jobs" "$conc"
 step "rq: $jobs jobs, $conc SimpleWorker processes"
 PYTHONPATH="$here" "$tmp/venv/bin/python" "$here/rq_bench.py" "$redis/6" "$jobs" "$conc"
 
-# CodeAI Jobs' own side (release build of the bench; PostgreSQL at DATABASE_URL or 127.0.0.1).
+# CodeAI Jobs' own side: `codeai bench throughput` (release build) on PostgreSQL (DATABASE_URL if it
+# names one, else 127.0.0.1) + this Redis (DB 7, under a key prefix of its own it removes), one line.
 # CODEAI_CMD replaces it; CODEAI_CMD=skip leaves it out.
 root="$(cd "$here/../.." && pwd)"
-CODEAI_CMD="${CODEAI_CMD:-cd '$root' && cargo bench -q -p codeai-host --bench redis_throughput 2>/dev/null | grep '^peer='}"
+pg="${DATABASE_URL:-}"
+[[ "$pg" == postgres* ]] || pg="postgres://postgres@127.0.0.1:5432/test"
+CODEAI_CMD="${CODEAI_CMD:-cd '$root' && DATABASE_URL='$pg' REDIS_URL='$redis/7' cargo run -q --release -p codeai-host --bin codeai -- bench throughput --jobs $jobs --concurrency $conc 2>/dev/null | paste -sd' '}"
 [[ "$CODEAI_CMD" == skip ]] && CODEAI_CMD=""
 
 if [[ -n "${CODEAI_CMD:-}" ]]; then

@@ -761,6 +761,7 @@ fn benches_run_on_a_scratch_sqlite_file_they_remove() {
     let (r, said) = bench(&THROUGHPUT, &[("DATABASE_URL", &url)]);
     assert!(said.contains("running them on 3 worker slots"), "{said}");
     assert_throughput_shape(&r, "sqlite");
+    assert!(!r.contains_key("redis_cpu_us_per_job"), "no Redis: {r:?}");
     let (r, said) = bench(&FIRE, &[("DATABASE_URL", &url)]);
     assert!(said.contains("30 jobs due at"), "{said}");
     assert_fire_shape(&r, "sqlite");
@@ -786,6 +787,11 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
         &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)],
     );
     assert_throughput_shape(&r, "postgres+redis");
+    // On Redis it also reports what Redis did per job: every job's lease and finish are at
+    // least one command of a script each, and take some of Redis's CPU.
+    let number = figures(&r, &THROUGHPUT, "postgres+redis");
+    assert!(number("redis_commands_per_job") >= 2.0, "{r:?}");
+    assert!(number("redis_cpu_us_per_job") > 0.0, "{r:?}");
     let (r, _) = bench(&FIRE, &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)]);
     assert_fire_shape(&r, "postgres+redis");
     let schemas: i64 = rt

@@ -2,7 +2,9 @@
 //! `REDIS_URL` name:
 //!
 //! - `codeai bench throughput [--jobs N] [--concurrency C]`: jobs/s end to end (enqueue → lease →
-//!   a fresh sandbox → the execution recorded → the task finished);
+//!   a fresh sandbox → the execution recorded → the task finished); on Redis also what the Redis
+//!   server did per job from the enqueue to the last finish (CPU time, commands), as
+//!   `bench/peers/bullmq.mjs` reports it for BullMQ;
 //! - `codeai bench fire [--jobs N] [--concurrency C]`: N jobs scheduled at one instant, fired by
 //!   the host's own scheduler loop: how late each was *leasable* (in the queue and due) and how
 //!   late it *started*, after the instant, and when the last fire was enqueued (negative: that
@@ -197,6 +199,10 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     executor.runtime().prepare(&job.bytes)?;
 
     eprintln!("enqueueing {jobs} jobs on {} …", scratch.backend);
+    let redis_before = match &scratch.redis {
+        Some(redis) => Some(redis_work(redis).await?),
+        None => None,
+    };
     let due = Utc::now();
     let tasks: Vec<NewTask> = (0..jobs)
         .map(|_| NewTask {
@@ -225,6 +231,10 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     // the work measured.
     pool.until_finished(jobs as u64).await;
     let elapsed = started.elapsed();
+    let redis_spent = match (&scratch.redis, redis_before) {
+        (Some(redis), Some(before)) => Some(redis_work(redis).await?.since(before)),
+        _ => None,
+    };
     pool.shutdown().await;
     running.abort();
 
@@ -252,7 +262,61 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     println!("queue_wait_p99_ms={:.1}", percentile(&mut waits, 0.99));
     println!("execution_p50_ms={:.1}", percentile(&mut runs_ms, 0.50));
     println!("execution_p99_ms={:.1}", percentile(&mut runs_ms, 0.99));
+    if let Some(spent) = redis_spent {
+        println!(
+            "redis_cpu_us_per_job={:.1}",
+            spent.cpu_seconds * 1e6 / jobs as f64
+        );
+        println!(
+            "redis_commands_per_job={:.2}",
+            spent.commands as f64 / jobs as f64
+        );
+    }
     Ok(())
+}
+
+/// What a Redis server has done since it started: CPU time (user and system) and commands run
+/// (every command, those its scripts ran included). The whole server's: other clients of the
+/// same Redis count too.
+#[derive(Debug, Clone, Copy)]
+struct RedisWork {
+    cpu_seconds: f64,
+    commands: u64,
+}
+
+impl RedisWork {
+    fn since(self, before: RedisWork) -> RedisWork {
+        RedisWork {
+            cpu_seconds: (self.cpu_seconds - before.cpu_seconds).max(0.0),
+            commands: self.commands.saturating_sub(before.commands),
+        }
+    }
+}
+
+/// Reads [`RedisWork`] from `INFO cpu` and `INFO commandstats`.
+async fn redis_work(redis: &RedisQueue) -> anyhow::Result<RedisWork> {
+    let mut con = redis.connection();
+    let cpu: String = redis::cmd("INFO").arg("cpu").query_async(&mut con).await?;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut con)
+        .await?;
+    Ok(RedisWork {
+        cpu_seconds: cpu
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("used_cpu_user:")
+                    .or_else(|| l.strip_prefix("used_cpu_sys:"))
+            })
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum(),
+        // `cmdstat_<name>:calls=<n>,usec=…`
+        commands: stats
+            .lines()
+            .filter_map(|l| l.strip_prefix("cmdstat_")?.split_once(":calls="))
+            .filter_map(|(_, rest)| rest.split(',').next()?.trim().parse::<u64>().ok())
+            .sum(),
+    })
 }
 
 /// `read` of a bench's results, on SQLite through a pool of its own that hands rows over 256 at a
