@@ -43,10 +43,14 @@ PYTHONPATH="$here" "$tmp/venv/bin/python" "$here/rq_bench.py" "$redis/6" "$jobs"
 # CodeAI Jobs' own side: `codeai bench throughput` (release build) on PostgreSQL (DATABASE_URL if it
 # names one, else 127.0.0.1) + this Redis (DB 7, under a key prefix of its own it removes), one line.
 # CODEAI_CMD replaces it; CODEAI_CMD=skip leaves it out.
+# The URLs go through the environment, not the command's text, which is printed.
 root="$(cd "$here/../.." && pwd)"
-pg="${DATABASE_URL:-}"
-[[ "$pg" == postgres* ]] || pg="postgres://postgres@127.0.0.1:5432/test"
-CODEAI_CMD="${CODEAI_CMD:-cd '$root' && DATABASE_URL='$pg' REDIS_URL='$redis/7' cargo run -q --release -p codeai-host --bin codeai -- bench throughput --jobs $jobs --concurrency $conc 2>/dev/null | paste -sd' '}"
+CODEAI_PG="${DATABASE_URL:-}"
+[[ "$CODEAI_PG" == postgres* ]] || CODEAI_PG="postgres://postgres@127.0.0.1:5432/test"
+export CODEAI_PG CODEAI_REDIS="$redis/7"
+# A failure prints the command's stderr and stops the script (`paste` alone would hide it).
+default="set -o pipefail; cd '$root' && DATABASE_URL=\"\$CODEAI_PG\" REDIS_URL=\"\$CODEAI_REDIS\" cargo run -q --release -p codeai-host --bin codeai -- bench throughput --jobs $jobs --concurrency $conc 2>'$tmp/codeai.err' | paste -sd' ' || { cat '$tmp/codeai.err' >&2; exit 1; }"
+CODEAI_CMD="${CODEAI_CMD:-$default}"
 [[ "$CODEAI_CMD" == skip ]] && CODEAI_CMD=""
 
 if [[ -n "${CODEAI_CMD:-}" ]]; then
@@ -56,7 +60,8 @@ fi
 
 # The fire comparison's own side: `codeai bench fire` on the embedded default (a temporary SQLite
 # file), release build.
-CODEAI_FIRE_CMD="${CODEAI_FIRE_CMD:-cd '$root' && env -u DATABASE_URL -u REDIS_URL cargo run -q --release -p codeai-host --bin codeai -- bench fire --jobs $fire_jobs --concurrency $conc 2>/dev/null | paste -sd' '}"
+default="set -o pipefail; cd '$root' && env -u DATABASE_URL -u REDIS_URL cargo run -q --release -p codeai-host --bin codeai -- bench fire --jobs $fire_jobs --concurrency $conc 2>'$tmp/codeai-fire.err' | paste -sd' ' || { cat '$tmp/codeai-fire.err' >&2; exit 1; }"
+CODEAI_FIRE_CMD="${CODEAI_FIRE_CMD:-$default}"
 [[ "$CODEAI_FIRE_CMD" == skip ]] && CODEAI_FIRE_CMD=""
 if [[ -n "${CODEAI_FIRE_CMD:-}" ]]; then
   step "codeai fire: $CODEAI_FIRE_CMD"

@@ -1029,7 +1029,7 @@ async fn a_table_made_after_the_pool_read_the_schema_is_maintained_through_any_c
     db: Database,
 ) {
     let data = capability(&db, "default").await;
-    // Every connection of the pool reads the schema before `prices` exists.
+    // Every connection of the pool reads the schema before `late_prices` exists.
     let warm = (0..8).map(|_| data.count("Product", None));
     for n in futures_util::future::join_all(warm).await {
         n.unwrap();

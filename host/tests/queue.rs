@@ -544,8 +544,9 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
     .await
 }
 
-/// A Redis task's hash packs the fields only a lease reads into one (`d`); a hash written before
-/// that, with those fields apart, is leased, shown and counted the same, field for field.
+/// A Redis task's hash packs the fields no script but the lease reads into one (`d`); a hash
+/// written before that, with those fields apart, is leased and shown the same, field for field,
+/// and its version is seen as in use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
     common::run_postgres_redis(|db, redis| async move {
@@ -571,8 +572,8 @@ async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
                 .unwrap(),
             2
         );
-        // The second as an older version wrote it: name, version, most attempts and input as
-        // fields of their own, no `d`.
+        // The second as an older version wrote it: name, most attempts and input as fields of
+        // their own, no `d`.
         let key = format!("{prefix}task:{}", unpacked.id.unwrap());
         let mut con = redis.connection();
         let _: () = ::redis::pipe()
@@ -584,8 +585,6 @@ async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
             .arg(&key)
             .arg("n")
             .arg(&unpacked.job_name)
-            .arg("v")
-            .arg(unpacked.job_version.unwrap())
             .arg("m")
             .arg(unpacked.max_attempts)
             .arg("in")

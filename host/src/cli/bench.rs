@@ -200,7 +200,7 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
 
     eprintln!("enqueueing {jobs} jobs on {} …", scratch.backend);
     let redis_before = match &scratch.redis {
-        Some(redis) => Some(redis_work(redis).await?),
+        Some(redis) => redis_work(redis).await,
         None => None,
     };
     let due = Utc::now();
@@ -232,7 +232,7 @@ async fn throughput(scratch: &Scratch, jobs: usize, concurrency: usize) -> anyho
     pool.until_finished(jobs as u64).await;
     let elapsed = started.elapsed();
     let redis_spent = match (&scratch.redis, redis_before) {
-        (Some(redis), Some(before)) => Some(redis_work(redis).await?.since(before)),
+        (Some(redis), Some(before)) => redis_work(redis).await.map(|after| after.since(before)),
         _ => None,
     };
     pool.shutdown().await;
@@ -293,15 +293,24 @@ impl RedisWork {
     }
 }
 
-/// Reads [`RedisWork`] from `INFO cpu` and `INFO commandstats`.
-async fn redis_work(redis: &RedisQueue) -> anyhow::Result<RedisWork> {
-    let mut con = redis.connection();
-    let cpu: String = redis::cmd("INFO").arg("cpu").query_async(&mut con).await?;
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut con)
-        .await?;
-    Ok(RedisWork {
+/// Reads [`RedisWork`] from `INFO cpu` and `INFO commandstats`; `None`, with a notice, where
+/// `INFO` is not allowed (an ACL, a managed Redis): the bench runs without these figures.
+async fn redis_work(redis: &RedisQueue) -> Option<RedisWork> {
+    let con = redis.connection();
+    let info = async |section: &str| -> redis::RedisResult<String> {
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut con.clone())
+            .await
+    };
+    let (cpu, stats) = match (info("cpu").await, info("commandstats").await) {
+        (Ok(cpu), Ok(stats)) => (cpu, stats),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("Redis's figures left out: INFO failed ({e})");
+            return None;
+        }
+    };
+    Some(RedisWork {
         cpu_seconds: cpu
             .lines()
             .filter_map(|l| {

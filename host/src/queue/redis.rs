@@ -5,7 +5,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `task:{id}` | hash | the task: tenant, job, queue, trigger, fire, attempts, state, outcome; `d` the fields only a lease reads, packed (see below) |
+//! | `task:{id}` | hash | the task: tenant, job, version, queue, trigger, fire, attempts, state, outcome; `d` name, most attempts and input, packed (see below) |
 //! | `lane:{queue}:{tenant}` | list | one tenant's runnable task ids in one queue, oldest first |
 //! | `lanes:{queue}` | sorted set | the queue's rotation: its tenants with runnable tasks, next first |
 //! | `turns` | hash | per queue, the last place handed out in its rotation |
@@ -28,14 +28,19 @@
 //! task goes back to the head of its lane; a retried, deferred or due one to the tail.
 //!
 //! **A task's hash is laid out for its lease**, the hottest read: the fields a lease reads
-//! first (`s`, `x`, `a`, `j`, `tr`, `f`), then `d`, the fields nothing else reads (the job's
-//! name and version, the most attempts, the input) as one value, separated by the byte 0xFF
-//! (which UTF-8 text never holds). A lease reads 7 fields instead of 12 and hands `d` on as it
-//! is; a hash's fields are found by a scan from its start, so the fields read most come first
-//! (measured, BENCHMARKS.md: the lease and finish of a task 2.0–2.5 µs less of Redis's time).
-//! Hashes written before (`n`, `v`, `m`, `in` as fields of their own) are still read: a lease
-//! that finds no `d` reads those. A worker of an older version does not know `d`, so the
-//! workers that share a Redis are upgraded together (as for the lanes layout, below).
+//! first (`s`, `x`, `a`, `j`, `tr`, `f`, `v`), then `d`, the fields no script but the lease
+//! reads (the job's name, the most attempts, the input) as one value, separated by the byte
+//! 0xFF (which UTF-8 text never holds). A lease reads 8 fields instead of 12 and hands `d` on as
+//! it is; while a hash is small (Redis's listpack encoding: every value up to
+//! `hash-max-listpack-value`, 64 bytes by default, so a short input) its fields are found by a
+//! scan from its start, so the fields read most come first. Measured with small inputs
+//! (BENCHMARKS.md, session 18): a task's lease and finish about 1.5–2 µs less of Redis's time.
+//!
+//! **Upgrading.** Hashes written before (`n`, `m`, `in` as fields of their own) are still read:
+//! a lease that finds no `d` reads those. The other way round does not hold: a worker of an
+//! older version leasing a task written by this one finds no `n`, `m`, `in`, and would run it
+//! with an empty input. So stop every worker of an older version before starting this one on
+//! the same Redis, and do not go back to an older version while tasks it wrote wait.
 //!
 //! Finished tasks keep their hash for 7 days (retry of a failed execution, the API's view).
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
@@ -135,8 +140,8 @@ local function flush()
 end
 "#;
 
-/// `enqueue(now, tasks...)`: each task as 9 arguments (id, tenant, job, queue, trigger, fire,
-/// run after, exclusive, and `d`: name, version, max attempts and input, packed as the module
+/// `enqueue(now, tasks...)`: each task as 10 arguments (id, tenant, job, queue, trigger, fire,
+/// run after, exclusive, version, and `d`: name, most attempts and input, packed as the module
 /// says); returns how many were new. A task
 /// whose id exists, or whose job has a task for its fire already, is skipped.
 ///
@@ -152,7 +157,7 @@ local now = ARGV[2]
 local nnow = tonumber(now)
 local new = 0
 local jobs, lanes, order, delayed = {}, {}, {}, {}
-for i = 3, #ARGV, 9 do
+for i = 3, #ARGV, 10 do
   local id, tenant, job, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local fire, runafter = ARGV[i + 5], ARGV[i + 6]
   local h = K.task .. id
@@ -161,7 +166,8 @@ for i = 3, #ARGV, 9 do
     -- Numbers go to commands as the strings they came as (formatting one costs about a command).
     -- The fields a lease reads first, in its order (the module's doc).
     redis.call('HSET', h, 's', 'pending', 'x', ARGV[i + 7], 'a', '0', 'j', job, 'tr', ARGV[i + 4],
-      'f', fire, 'd', ARGV[i + 8], 'q', queue, 't', tenant, 'ra', runafter, 'c', now)
+      'f', fire, 'v', ARGV[i + 8], 'd', ARGV[i + 9], 'q', queue, 't', tenant, 'ra', runafter,
+      'c', now)
     local ids = jobs[job]
     if not ids then ids = {}; jobs[job] = ids end
     ids[#ids + 1] = id
@@ -209,7 +215,7 @@ return new
 /// its queue, then the task, so the caller can replay the picks on its picker.
 const CLAIM_FN: &str = r#"
 -- The fields of a hash written before `d` (the module's doc) that `d` packs, in its order.
-local UNPACKED = {'n', 'v', 'm', 'in'}
+local UNPACKED = {'n', 'm', 'in'}
 -- Each queue's rotation as far as this call has read it: `list` its lanes from the head, `at`
 -- the next one to serve, `all` whether the whole rotation is read, `live` the lanes read that
 -- are not found empty. A lane: its tenant `t`; `ids` popped from its list with one
@@ -306,7 +312,7 @@ local function lease_one(queue, now, lease_end, owner, want)
       local id = pop(queue, r, lane)
       if not id then break end
       local h = K.task .. id
-      local f = redis.call('HMGET', h, 's', 'x', 'a', 'j', 'tr', 'f', 'd')
+      local f = redis.call('HMGET', h, 's', 'x', 'a', 'j', 'tr', 'f', 'v', 'd')
       if f[1] == 'pending' then
         -- The lane is the task's queue and tenant.
         local t, job = lane.t, f[4] or ''
@@ -324,16 +330,17 @@ local function lease_one(queue, now, lease_end, owner, want)
           add(queue, t, 'active', 1)
           served = served + 1
           lane.last = served
-          local d = f[7]
+          local d = f[8]
           if not d then
             local o = redis.call('HMGET', h, unpack(UNPACKED))
             for j = 1, #UNPACKED do o[j] = o[j] or '' end
             d = table.concat(o, '\255')
           end
           -- One string per task (a reply of one element parses far faster than of thirty):
-          -- queue, id, attempt, tenant, job, trigger, fire, then `d`, joined by a byte that
-          -- UTF-8 text never holds.
-          return table.concat({queue, id, a, t, job, f[5] or '', f[6] or '', d}, '\255')
+          -- queue, id, attempt, tenant, job, trigger, fire, version, then `d`, joined by a
+          -- byte that UTF-8 text never holds.
+          return table.concat({queue, id, a, t, job, f[5] or '', f[6] or '', f[7] or '', d},
+            '\255')
         end
       end
     end
@@ -634,7 +641,7 @@ fn claimed(reply: (Vec<String>, Vec<Vec<u8>>)) -> anyhow::Result<Claimed> {
 }
 
 /// A leased task as `lease_one` returns it: the number of empty queues found before it, its
-/// queue, its id, attempt, tenant, job, trigger and fire, then `d` (name, version, most
+/// queue, its id, attempt, tenant, job, trigger, fire and version, then `d` (name, most
 /// attempts, input: see the module's doc), separated by 0xFF bytes.
 fn task_of(row: &[u8]) -> anyhow::Result<Leased> {
     let mut it = row.splitn(12, |b| *b == 0xFF);
@@ -654,8 +661,8 @@ fn task_of(row: &[u8]) -> anyhow::Result<Leased> {
     let fire_at = DateTime::parse_from_rfc3339(&next()?)
         .ok()
         .map(|t| t.with_timezone(&Utc));
-    let job_name = next()?;
     let job_version = next()?.parse().ok();
+    let job_name = next()?;
     let max_attempts = next()?.parse().unwrap_or(1);
     let input = next()?;
     let task = Task {
@@ -678,17 +685,12 @@ fn task_of(row: &[u8]) -> anyhow::Result<Leased> {
     })
 }
 
-/// `d`, the fields only a lease reads (the module's doc): name, version, most attempts and
+/// `d`, the fields no script but the lease reads (the module's doc): name, most attempts and
 /// input, separated by 0xFF bytes.
-fn packed(name: &str, version: Option<i64>, max_attempts: i64, input: &str) -> Vec<u8> {
-    let version = version.map_or(String::new(), |v| v.to_string());
+fn packed(name: &str, max_attempts: i64, input: &str) -> Vec<u8> {
     let max_attempts = max_attempts.to_string();
-    let mut d =
-        Vec::with_capacity(name.len() + version.len() + max_attempts.len() + input.len() + 3);
-    for (i, part) in [name, &version, &max_attempts, input]
-        .into_iter()
-        .enumerate()
-    {
+    let mut d = Vec::with_capacity(name.len() + max_attempts.len() + input.len() + 2);
+    for (i, part) in [name, &max_attempts, input].into_iter().enumerate() {
         if i > 0 {
             d.push(0xFF);
         }
@@ -697,9 +699,9 @@ fn packed(name: &str, version: Option<i64>, max_attempts: i64, input: &str) -> V
     d
 }
 
-/// The parts of `d` ([`packed`]): name, version, most attempts, input (missing parts empty).
-fn unpacked(d: &[u8]) -> [String; 4] {
-    let mut parts = d.splitn(4, |b| *b == 0xFF);
+/// The parts of `d` ([`packed`]): name, most attempts, input (missing parts empty).
+fn unpacked(d: &[u8]) -> [String; 3] {
+    let mut parts = d.splitn(3, |b| *b == 0xFF);
     std::array::from_fn(|_| String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned())
 }
 
@@ -942,12 +944,8 @@ impl QueueBackend for RedisQueue {
                     )
                     .arg(ms(t.run_after))
                     .arg(if t.exclusive { "1" } else { "0" })
-                    .arg(packed(
-                        &t.job_name,
-                        t.job_version,
-                        t.max_attempts.max(1),
-                        &t.input,
-                    ));
+                    .arg(t.job_version.map_or(String::new(), |v| v.to_string()))
+                    .arg(packed(&t.job_name, t.max_attempts.max(1), &t.input));
             }
             let mut con = self.con.clone();
             let new: u64 = invocation.invoke_async(&mut con).await.map_err(failed)?;
@@ -1085,23 +1083,17 @@ impl QueueBackend for RedisQueue {
         }
         let mut pipe = redis::pipe();
         for id in &ids {
-            pipe.cmd("HMGET")
+            pipe.cmd("HGET")
                 .arg(format!("{}task:{id}", self.prefix))
-                .arg("d")
                 .arg("v");
         }
         let mut con = self.con.clone();
-        let found: Vec<(Option<Vec<u8>>, Option<String>)> =
-            pipe.query_async(&mut con).await.map_err(failed)?;
+        let versions: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(failed)?;
         // A task without a version runs version 1 (as the worker does); a hash gone since the
-        // SMEMBERS is a task finished meanwhile. The version is in `d`, or a field of its own
-        // in a hash written before `d`.
-        Ok(found
+        // SMEMBERS is a task finished meanwhile.
+        Ok(versions
             .into_iter()
-            .filter_map(|(d, v)| match d {
-                Some(d) => Some(unpacked(&d)[1].clone()),
-                None => v,
-            })
+            .flatten()
             .map(|v| v.parse().unwrap_or(1))
             .collect())
     }
@@ -1144,7 +1136,7 @@ impl QueueBackend for RedisQueue {
         }
         // `d` as the fields it packs, as a hash written before `d` has them.
         if let Some(d) = h.remove("d") {
-            for (field, value) in ["n", "v", "m", "in"].into_iter().zip(unpacked(&d)) {
+            for (field, value) in ["n", "m", "in"].into_iter().zip(unpacked(&d)) {
                 h.insert(field.to_string(), value.into_bytes());
             }
         }
