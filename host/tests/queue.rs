@@ -593,34 +593,25 @@ async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
             .query_async(&mut con)
             .await
             .unwrap();
-        let whole = |t: &NewTask| {
-            (
-                t.id.unwrap(),
-                t.tenant.clone(),
-                t.job_id.clone(),
-                t.job_name.clone(),
-                t.job_version,
-                t.queue.clone(),
-                t.trigger.clone(),
-                t.input.clone(),
-                t.fire_at.map(|f| f.timestamp()),
-                t.max_attempts,
-            )
-        };
-        let shown = |t: &codeai_host::queue::Task| {
-            (
-                t.id,
-                t.tenant.clone(),
-                t.job_id.clone(),
-                t.job_name.clone(),
-                t.job_version,
-                t.queue.clone(),
-                t.trigger.clone(),
-                t.input.clone(),
-                t.fire_at.map(|f| f.timestamp()),
-                t.max_attempts,
-            )
-        };
+        // What a task keeps of its request, from the request or from the task.
+        macro_rules! kept {
+            ($t:expr, $id:expr) => {
+                (
+                    $id,
+                    $t.tenant.clone(),
+                    $t.job_id.clone(),
+                    $t.job_name.clone(),
+                    $t.job_version,
+                    $t.queue.clone(),
+                    $t.trigger.clone(),
+                    $t.input.clone(),
+                    $t.fire_at.map(|f| f.timestamp()),
+                    $t.max_attempts,
+                )
+            };
+        }
+        let whole = |t: &NewTask| kept!(t, t.id.unwrap());
+        let shown = |t: &codeai_host::queue::Task| kept!(t, t.id);
         for t in [&packed, &unpacked] {
             let info = q.task_info(t.id.unwrap()).await.unwrap().unwrap();
             assert_eq!(shown(&info.task), whole(t), "{} before its lease", t.job_id);
