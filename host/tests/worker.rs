@@ -50,6 +50,7 @@ on_postgres_with_either_queue!(
     ended: an_ended_execution_whose_record_is_being_written_is_refused_a_cancel,
     held_records: records_waiting_for_their_commit_hold_at_most_the_recorders_bytes,
     held_shares: one_tenants_large_records_leave_room_for_anothers,
+    copied: a_start_copied_in_whose_row_exists_is_written_again_as_an_upsert,
 );
 
 const API: &str = r#"
@@ -686,6 +687,79 @@ async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
         task_state(&queue, id).await,
         ("done".to_string(), Some("completed".to_string()), 1)
     );
+    pool.shutdown().await;
+    running.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// On PostgreSQL the starts that look new (a first attempt of a task nobody recorded beforehand:
+/// here a scheduled fire) are copied in (`COPY`), which cannot update a row. When the row exists
+/// after all (here written beforehand, as a start committed by a worker that then died), the
+/// batch fails and is written again as upserts: every execution ends recorded once, completed,
+/// those whose row existed and those copied beside them.
+async fn a_start_copied_in_whose_row_exists_is_written_again_as_an_upsert(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let Database::Postgres(pg) = &db else {
+        unreachable!("COPY is PostgreSQL's")
+    };
+    let url = "http://127.0.0.1:9".to_string();
+    let config = PoolConfig::default();
+    let Workers { dir, queue, pool } = workers(&db, redis, "codeai_copied", url, config).await;
+    let reg = register(&db, "default", common::fixtures::NOOP).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let task = NewTask {
+            trigger: "schedule".into(),
+            ..manual_task(&reg, "Noop", "default", 1)
+        };
+        let id = queue.enqueue(&task).await.unwrap().unwrap();
+        if i % 4 == 0 {
+            sqlx::query(
+                "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, trigger, \
+                 queue, input, attempt, max_attempts, started_at, created_at) VALUES ($1, \
+                 'default', $2, 'Noop', 'running', 'schedule', 'default', '{}', 1, 1, now(), now())",
+            )
+            .bind(id)
+            .bind(&reg.job_id)
+            .execute(pg)
+            .await
+            .unwrap();
+        }
+        ids.push(id);
+    }
+    let running = tokio::spawn(pool.clone().run());
+    for id in &ids {
+        common::wait_until("a run was not finished", || {
+            let queue = queue.clone();
+            async move { task_state(&queue, *id).await.0 == "done" }
+        })
+        .await;
+    }
+    let rows: Vec<(uuid::Uuid, String, i64, bool)> = sqlx::query_as(
+        "SELECT id, status, attempt, finished_at IS NOT NULL FROM job_executions \
+         WHERE job_id = $1 ORDER BY id",
+    )
+    .bind(&reg.job_id)
+    .fetch_all(pg)
+    .await
+    .unwrap();
+    let mut expected: Vec<(uuid::Uuid, String, i64, bool)> = ids
+        .iter()
+        .map(|id| (*id, "completed".to_string(), 1, true))
+        .collect();
+    expected.sort();
+    assert_eq!(rows, expected);
+    // The rows copied in count in `/metrics`' totals as the upserted ones do.
+    let totals: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, SUM(n)::int8 FROM metric_executions WHERE job_name = 'Noop' \
+         GROUP BY status HAVING SUM(n) <> 0 ORDER BY status",
+    )
+    .fetch_all(pg)
+    .await
+    .unwrap();
+    assert_eq!(totals, vec![("completed".to_string(), ids.len() as i64)]);
     pool.shutdown().await;
     running.abort();
     let _ = std::fs::remove_dir_all(&dir);

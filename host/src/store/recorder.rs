@@ -21,7 +21,10 @@
 //! - On PostgreSQL the whole batch is one statement (data-modifying CTEs over `UNNEST`ed
 //!   arrays: the new and restarted executions, the attempts that are retried, the ends of
 //!   executions started in an earlier batch), so a batch costs one round trip and one commit,
-//!   whatever its size.
+//!   whatever its size. The starts that look new (a first attempt nobody recorded beforehand:
+//!   a scheduled fire, not a run now) are copied in first (`COPY … FORMAT BINARY`, in the same
+//!   transaction), which costs PostgreSQL about half an upsert's CPU a row; `COPY` cannot update
+//!   a row, so when one existed after all the batch is written again as upserts ([`Copy`]).
 //! - An execution's last attempt is its execution row only; an attempt that is retried also
 //!   gets an `execution_attempts` row, since the next attempt overwrites the execution row. So
 //!   a job that succeeds at once is one row, and no log is stored twice.
@@ -446,7 +449,12 @@ async fn writer(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<I
 async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
     let _turn = gate.turn().await;
     let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
-    let written = write_records(&db, &records).await;
+    let mut written = write_with(&db, &records, Copy::NewRows).await;
+    if written.is_err() && copies_any(&db, &records) {
+        // A start copied in as new whose row existed after all (see `Copy`): the batch again,
+        // every start an upsert.
+        written = write_with(&db, &records, Copy::Never).await;
+    }
     drop(records);
     if written.is_ok() {
         for item in batch {
@@ -455,22 +463,54 @@ async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
         return;
     }
     for item in batch {
-        let result = write_records(&db, &[&item.record])
+        let result = write_with(&db, &[&item.record], Copy::Never)
             .await
             .map_err(|e| e.to_string());
         let _ = item.done.send(result);
     }
 }
 
+/// Whether starts that look new are copied in (PostgreSQL's `COPY`) instead of upserted.
+///
+/// `COPY` costs PostgreSQL about half an upsert's CPU a row (BENCHMARKS.md, session 18), but it
+/// cannot update a row that exists. A start looks new on its first attempt of a task no one
+/// recorded beforehand ([`looks_new`]); a guess the database checks: a start copied in whose row
+/// exists (a task run again after its worker died, say) fails its batch with a unique violation,
+/// and the batch is written again with `Never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Copy {
+    NewRows,
+    Never,
+}
+
+/// A start whose execution has no row yet, as far as the worker can tell: its first attempt,
+/// and not of a run now (`manual`) or an event's run, which are recorded `pending` when asked
+/// for, nor of a failed execution run again (`retry`), which has its row.
+fn looks_new(s: &StartRow) -> bool {
+    s.attempt == 1 && !matches!(s.trigger.as_str(), "manual" | "event" | "retry")
+}
+
+/// Whether writing `records` with [`Copy::NewRows`] copies any start in.
+fn copies_any(db: &Database, records: &[&Record]) -> bool {
+    matches!(db, Database::Postgres(_))
+        && records
+            .iter()
+            .any(|r| matches!(r, Record::Start(s) if looks_new(s)))
+}
+
 /// Writes records in one transaction, in order.
 pub(crate) async fn write_records(db: &Database, records: &[&Record]) -> Result<(), sqlx::Error> {
+    write_with(db, records, Copy::Never).await
+}
+
+async fn write_with(db: &Database, records: &[&Record], copy: Copy) -> Result<(), sqlx::Error> {
     let parts = plan(records);
     match db {
         Database::Sqlite(_) => {
             let stmts: Vec<Stmt> = parts.iter().flat_map(Part::sqlite_stmts).collect();
             super::rows::execute_all(db, &stmts).await.map(|_| ())
         }
-        Database::Postgres(pool) => write_pg(pool, &parts).await,
+        Database::Postgres(pool) => write_pg(pool, &parts, copy).await,
     }
 }
 
@@ -511,6 +551,19 @@ impl<'a> Part<'a> {
             },
         }
         true
+    }
+
+    /// The same writes, without the bookkeeping of [`Part::add`].
+    fn clone_shallow(&self) -> Part<'a> {
+        Part {
+            execs: self.execs.clone(),
+            ends: self.ends.clone(),
+            seen: HashMap::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.execs.is_empty() && self.ends.is_empty()
     }
 
     /// The ends that get an attempt row: those of attempts that are retried.
@@ -706,17 +759,114 @@ fn end_stmt(ends: &[&FinishRow]) -> Stmt {
     out
 }
 
-/// The parts, each one statement, in one transaction (no transaction for a single part: one
-/// statement is atomic by itself).
-async fn write_pg(pool: &PgPool, parts: &[Part<'_>]) -> Result<(), sqlx::Error> {
-    if let [part] = parts {
-        return pg_part(part).execute(pool).await.map(|_| ());
+/// The parts, each one statement (and with [`Copy::NewRows`], its starts that look new copied
+/// in first), in one transaction (no transaction for a single statement: it is atomic by
+/// itself).
+async fn write_pg(pool: &PgPool, parts: &[Part<'_>], copy: Copy) -> Result<(), sqlx::Error> {
+    let split: Vec<(Part<'_>, Vec<ExecRow<'_>>)> = parts
+        .iter()
+        .map(|part| {
+            let mut rest = part.clone_shallow();
+            let copied = match copy {
+                Copy::NewRows => {
+                    // (An attempt that is retried also needs its attempt row: upserted.)
+                    let (new, old) = part
+                        .execs
+                        .iter()
+                        .partition(|(s, e)| looks_new(s) && e.is_none_or(|f| f.last));
+                    rest.execs = old;
+                    new
+                }
+                Copy::Never => Vec::new(),
+            };
+            (rest, copied)
+        })
+        .collect();
+    if let [(part, copied)] = split.as_slice() {
+        if copied.is_empty() {
+            return pg_part(part).execute(pool).await.map(|_| ());
+        }
     }
     let mut tx = pool.begin().await?;
-    for part in parts {
-        pg_part(part).execute(&mut *tx).await?;
+    for (part, copied) in &split {
+        if !copied.is_empty() {
+            let mut copy_in = tx
+                .copy_in_raw(&format!(
+                    "COPY job_executions ({INSERT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                ))
+                .await?;
+            copy_in.send(copy_binary(copied)).await?;
+            copy_in.finish().await?;
+        }
+        if !part.is_empty() {
+            pg_part(part).execute(&mut *tx).await?;
+        }
     }
     tx.commit().await
+}
+
+/// A start and its end when the end came in the same batch.
+type ExecRow<'a> = (&'a StartRow, Option<&'a FinishRow>);
+
+/// `rows` in `COPY`'s binary format, the columns of [`INSERT_COLUMNS`] as the upsert writes them
+/// (`created_at` is the start).
+fn copy_binary(rows: &[ExecRow<'_>]) -> Vec<u8> {
+    fn text(out: &mut Vec<u8>, v: Option<&str>) {
+        match v {
+            Some(v) => {
+                out.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    fn int(out: &mut Vec<u8>, v: Option<i64>) {
+        match v {
+            Some(v) => {
+                out.extend_from_slice(&8i32.to_be_bytes());
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    // PostgreSQL's timestamps: microseconds since 2000-01-01 00:00:00 UTC.
+    const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+    fn time(out: &mut Vec<u8>, v: Option<DateTime<Utc>>) {
+        int(out, v.map(|t| t.timestamp_micros() - PG_EPOCH_MICROS));
+    }
+    let mut out = Vec::with_capacity(19 + rows.len() * 512);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes()); // flags
+    out.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    for (s, e) in rows {
+        out.extend_from_slice(&22i16.to_be_bytes());
+        out.extend_from_slice(&16i32.to_be_bytes());
+        out.extend_from_slice(s.id.as_bytes());
+        text(&mut out, Some(&s.tenant));
+        text(&mut out, Some(&s.job_id));
+        text(&mut out, Some(&s.job_name));
+        int(&mut out, s.job_version);
+        let status = e.map_or(ExecutionStatus::Running, |f| f.status);
+        text(&mut out, Some(status.as_str()));
+        text(&mut out, Some(&s.trigger));
+        text(&mut out, Some(&s.queue));
+        text(&mut out, Some(&s.input));
+        int(&mut out, Some(s.attempt));
+        int(&mut out, Some(s.max_attempts));
+        time(&mut out, s.scheduled_at);
+        time(&mut out, Some(s.started_at));
+        time(&mut out, Some(s.started_at));
+        text(&mut out, e.and_then(|f| f.output.as_deref()));
+        text(&mut out, e.and_then(|f| f.error.as_deref()));
+        text(&mut out, e.and_then(|f| f.step.as_deref()));
+        time(&mut out, e.map(|f| f.finished_at));
+        int(&mut out, e.map(|f| f.duration_ms));
+        int(&mut out, e.map(|f| f.fuel_used));
+        text(&mut out, e.map(|f| f.log.as_str()));
+        text(&mut out, e.map(|f| f.calls.as_str()));
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
 
 type PgQuery = sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>;
