@@ -693,10 +693,11 @@ async fn an_ended_execution_whose_record_is_being_written_is_refused_a_cancel(
 }
 
 /// On PostgreSQL the starts that look new (a first attempt of a task nobody recorded beforehand:
-/// here a scheduled fire) are copied in (`COPY`), which cannot update a row. When the row exists
-/// after all (here written beforehand, as a start committed by a worker that then died), the
-/// batch fails and is written again as upserts: every execution ends recorded once, completed,
-/// those whose row existed and those copied beside them.
+/// here scheduled fires) are copied in (`COPY`), and their rows hold what the upsert writes (a
+/// run now's row, upserted, beside them). `COPY` cannot update a row: when the row exists after
+/// all (here written beforehand, as a start committed by a worker that then died), the batch
+/// fails and is written again as upserts, and every execution ends recorded once, completed,
+/// those whose row existed and those copied beside them, and counted in `/metrics`' totals.
 async fn a_start_copied_in_whose_row_exists_is_written_again_as_an_upsert(
     db: Database,
     redis: Option<RedisQueue>,
@@ -708,11 +709,118 @@ async fn a_start_copied_in_whose_row_exists_is_written_again_as_an_upsert(
     let config = PoolConfig::default();
     let Workers { dir, queue, pool } = workers(&db, redis, "codeai_copied", url, config).await;
     let reg = register(&db, "default", common::fixtures::NOOP).await;
+    let fire = || NewTask {
+        trigger: "schedule".into(),
+        ..manual_task(&reg, "Noop", "default", 1)
+    };
+    let t0 = Utc::now();
+    let running = tokio::spawn(pool.clone().run());
+    let wait_done = |ids: Vec<uuid::Uuid>| {
+        let queue = queue.clone();
+        async move {
+            for id in ids {
+                common::wait_until("a run was not finished", || {
+                    let queue = queue.clone();
+                    async move { task_state(&queue, id).await.0 == "done" }
+                })
+                .await;
+            }
+        }
+    };
+
+    // New fires are copied in, each; a run now is upserted.
+    let before = codeai_host::store::recorder::rows_copied();
+    let mut fresh = Vec::new();
+    for _ in 0..10 {
+        fresh.push(queue.enqueue(&fire()).await.unwrap().unwrap());
+    }
+    let manual = manual_task(&reg, "Noop", "default", 1);
+    let upserted = queue.enqueue(&manual).await.unwrap().unwrap();
+    wait_done(fresh.iter().copied().chain([upserted]).collect()).await;
+    assert_eq!(codeai_host::store::recorder::rows_copied() - before, 10);
+    type Row = (
+        String,
+        String,
+        String,
+        Option<i64>,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+    );
+    type Texts = (
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let columns = "tenant_id, job_id, job_name, job_version, status, queue, input, attempt, \
+                   max_attempts";
+    let row = |id: uuid::Uuid| async move {
+        let kept: Row = sqlx::query_as(&format!(
+            "SELECT {columns} FROM job_executions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .unwrap();
+        let (output, error, step, log, calls): Texts = sqlx::query_as(
+            "SELECT output, error, step, log, calls FROM job_executions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .unwrap();
+        let times: (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>, i64) = sqlx::query_as(
+            "SELECT started_at, created_at, finished_at, duration_ms FROM job_executions \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(pg)
+        .await
+        .unwrap();
+        (
+            kept,
+            output,
+            error,
+            step,
+            log.is_some(),
+            calls.is_some(),
+            times,
+        )
+    };
+    let reference = row(upserted).await;
+    for id in &fresh {
+        let copied = row(*id).await;
+        assert_eq!(
+            (&copied.0, &copied.1, &copied.2, &copied.3, copied.4, copied.5),
+            (
+                &reference.0,
+                &reference.1,
+                &reference.2,
+                &reference.3,
+                reference.4,
+                reference.5
+            ),
+            "{id}"
+        );
+        let (started, created, finished, duration) = copied.6;
+        assert_eq!(created, started, "{id}");
+        assert!(
+            t0 - chrono::Duration::seconds(1) <= started && started <= finished,
+            "{id}"
+        );
+        assert!(finished <= Utc::now() && duration >= 0, "{id}");
+    }
+
+    // Fires of which every fourth has its row already: those batches are upserted instead.
     let mut ids = Vec::new();
     for i in 0..40 {
         let task = NewTask {
-            trigger: "schedule".into(),
-            ..manual_task(&reg, "Noop", "default", 1)
+            run_after: Utc::now() + chrono::Duration::seconds(1),
+            ..fire()
         };
         let id = queue.enqueue(&task).await.unwrap().unwrap();
         if i % 4 == 0 {
@@ -729,19 +837,13 @@ async fn a_start_copied_in_whose_row_exists_is_written_again_as_an_upsert(
         }
         ids.push(id);
     }
-    let running = tokio::spawn(pool.clone().run());
-    for id in &ids {
-        common::wait_until("a run was not finished", || {
-            let queue = queue.clone();
-            async move { task_state(&queue, *id).await.0 == "done" }
-        })
-        .await;
-    }
+    wait_done(ids.clone()).await;
     let rows: Vec<(uuid::Uuid, String, i64, bool)> = sqlx::query_as(
         "SELECT id, status, attempt, finished_at IS NOT NULL FROM job_executions \
-         WHERE job_id = $1 ORDER BY id",
+         WHERE job_id = $1 AND id = ANY($2) ORDER BY id",
     )
     .bind(&reg.job_id)
+    .bind(&ids)
     .fetch_all(pg)
     .await
     .unwrap();
@@ -759,7 +861,8 @@ async fn a_start_copied_in_whose_row_exists_is_written_again_as_an_upsert(
     .fetch_all(pg)
     .await
     .unwrap();
-    assert_eq!(totals, vec![("completed".to_string(), ids.len() as i64)]);
+    let all = fresh.len() + 1 + ids.len();
+    assert_eq!(totals, vec![("completed".to_string(), all as i64)]);
     pool.shutdown().await;
     running.abort();
     let _ = std::fs::remove_dir_all(&dir);

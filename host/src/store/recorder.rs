@@ -5,8 +5,8 @@
 //! disk flush on PostgreSQL and the one write lock on SQLite, so with many executions at once
 //! the commits are the bottleneck. [`Recorder::submit`] hands its record to one writer task that
 //! takes everything waiting (up to 512 records), writes it in one transaction, and answers each
-//! caller after the commit ([`Pending::wait`]). If a batch fails, its records are retried one
-//! by one, so one bad record fails alone. One batch is written at a time: what arrives meanwhile
+//! caller after the commit ([`Pending::wait`]). If a batch fails, its records are written again
+//! (see below), then one by one, so one bad record fails alone. One batch is written at a time: what arrives meanwhile
 //! is the next batch, so under load batches grow instead of multiplying (a batch's statement
 //! and commit cost about as much as fifteen rows).
 //!
@@ -24,7 +24,7 @@
 //!   whatever its size. The starts that look new (a first attempt nobody recorded beforehand:
 //!   a scheduled fire, not a run now) are copied in first (`COPY … FORMAT BINARY`, in the same
 //!   transaction), which costs PostgreSQL about half an upsert's CPU a row; `COPY` cannot update
-//!   a row, so when one existed after all the batch is written again as upserts ([`Copy`]).
+//!   a row, so when one existed after all the batch is written again as upserts ([`CopyMode`]).
 //! - An execution's last attempt is its execution row only; an attempt that is retried also
 //!   gets an `execution_attempts` row, since the next attempt overwrites the execution row. So
 //!   a job that succeeds at once is one row, and no log is stored twice.
@@ -449,11 +449,22 @@ async fn writer(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<I
 async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
     let _turn = gate.turn().await;
     let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
-    let mut written = write_with(&db, &records, Copy::NewRows).await;
-    if written.is_err() && copies_any(&db, &records) {
-        // A start copied in as new whose row existed after all (see `Copy`): the batch again,
-        // every start an upsert.
-        written = write_with(&db, &records, Copy::Never).await;
+    let mut written = write_with(&db, &records, CopyMode::NewRows).await;
+    if let Err(e) = &written {
+        if copies_any(&db, &records) {
+            // A start copied in as new whose row existed after all (see `CopyMode`): the batch
+            // again, every start an upsert. A unique violation is that case; any other error
+            // copying is worth a look (a column whose type changed, say).
+            let conflict = e
+                .as_database_error()
+                .is_some_and(|d| d.code().as_deref() == Some("23505"));
+            if conflict {
+                tracing::debug!(error = %e, "recorder: a start copied in had its row; upserting the batch");
+            } else {
+                tracing::warn!(error = %e, "recorder: a batch with copied starts failed; upserting it");
+            }
+            written = write_with(&db, &records, CopyMode::Never).await;
+        }
     }
     drop(records);
     if written.is_ok() {
@@ -463,7 +474,7 @@ async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
         return;
     }
     for item in batch {
-        let result = write_with(&db, &[&item.record], Copy::Never)
+        let result = write_with(&db, &[&item.record], CopyMode::Never)
             .await
             .map_err(|e| e.to_string());
         let _ = item.done.send(result);
@@ -471,6 +482,7 @@ async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
 }
 
 /// Whether starts that look new are copied in (PostgreSQL's `COPY`) instead of upserted.
+/// (Not `Copy`, which would hide the trait in this module.)
 ///
 /// `COPY` costs PostgreSQL about half an upsert's CPU a row (BENCHMARKS.md, session 18), but it
 /// cannot update a row that exists. A start looks new on its first attempt of a task no one
@@ -478,7 +490,7 @@ async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
 /// exists (a task run again after its worker died, say) fails its batch with a unique violation,
 /// and the batch is written again with `Never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Copy {
+enum CopyMode {
     NewRows,
     Never,
 }
@@ -490,20 +502,36 @@ fn looks_new(s: &StartRow) -> bool {
     s.attempt == 1 && !matches!(s.trigger.as_str(), "manual" | "event" | "retry")
 }
 
-/// Whether writing `records` with [`Copy::NewRows`] copies any start in.
+/// Whether a start (with its end, when the end came in the same batch) is copied in with
+/// [`CopyMode::NewRows`]: it looks new and needs no attempt row (an attempt that is retried gets
+/// one, written by the upsert's statement).
+fn copied(s: &StartRow, end: Option<&FinishRow>) -> bool {
+    looks_new(s) && end.is_none_or(|f| f.last)
+}
+
+/// Whether writing `records` with [`CopyMode::NewRows`] copies any start in.
 fn copies_any(db: &Database, records: &[&Record]) -> bool {
     matches!(db, Database::Postgres(_))
-        && records
+        && plan(records)
             .iter()
-            .any(|r| matches!(r, Record::Start(s) if looks_new(s)))
+            .any(|p| p.execs.iter().any(|(s, e)| copied(s, *e)))
+}
+
+/// Executions whose start was copied in and committed, since the process started (tests see
+/// that the copy is taken).
+static ROWS_COPIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many starts were copied into PostgreSQL and committed by this process.
+pub fn rows_copied() -> u64 {
+    ROWS_COPIED.load(Ordering::Relaxed)
 }
 
 /// Writes records in one transaction, in order.
 pub(crate) async fn write_records(db: &Database, records: &[&Record]) -> Result<(), sqlx::Error> {
-    write_with(db, records, Copy::Never).await
+    write_with(db, records, CopyMode::Never).await
 }
 
-async fn write_with(db: &Database, records: &[&Record], copy: Copy) -> Result<(), sqlx::Error> {
+async fn write_with(db: &Database, records: &[&Record], copy: CopyMode) -> Result<(), sqlx::Error> {
     let parts = plan(records);
     match db {
         Database::Sqlite(_) => {
@@ -759,25 +787,21 @@ fn end_stmt(ends: &[&FinishRow]) -> Stmt {
     out
 }
 
-/// The parts, each one statement (and with [`Copy::NewRows`], its starts that look new copied
+/// The parts, each one statement (and with [`CopyMode::NewRows`], its starts that look new copied
 /// in first), in one transaction (no transaction for a single statement: it is atomic by
 /// itself).
-async fn write_pg(pool: &PgPool, parts: &[Part<'_>], copy: Copy) -> Result<(), sqlx::Error> {
+async fn write_pg(pool: &PgPool, parts: &[Part<'_>], copy: CopyMode) -> Result<(), sqlx::Error> {
     let split: Vec<(Part<'_>, Vec<ExecRow<'_>>)> = parts
         .iter()
         .map(|part| {
             let mut rest = part.clone_shallow();
             let copied = match copy {
-                Copy::NewRows => {
-                    // (An attempt that is retried also needs its attempt row: upserted.)
-                    let (new, old) = part
-                        .execs
-                        .iter()
-                        .partition(|(s, e)| looks_new(s) && e.is_none_or(|f| f.last));
+                CopyMode::NewRows => {
+                    let (new, old) = part.execs.iter().partition(|(s, e)| copied(s, *e));
                     rest.execs = old;
                     new
                 }
-                Copy::Never => Vec::new(),
+                CopyMode::Never => Vec::new(),
             };
             (rest, copied)
         })
@@ -788,7 +812,9 @@ async fn write_pg(pool: &PgPool, parts: &[Part<'_>], copy: Copy) -> Result<(), s
         }
     }
     let mut tx = pool.begin().await?;
+    let mut rows = 0;
     for (part, copied) in &split {
+        rows += copied.len() as u64;
         if !copied.is_empty() {
             let mut copy_in = tx
                 .copy_in_raw(&format!(
@@ -802,7 +828,9 @@ async fn write_pg(pool: &PgPool, parts: &[Part<'_>], copy: Copy) -> Result<(), s
             pg_part(part).execute(&mut *tx).await?;
         }
     }
-    tx.commit().await
+    tx.commit().await?;
+    ROWS_COPIED.fetch_add(rows, Ordering::Relaxed);
+    Ok(())
 }
 
 /// A start and its end when the end came in the same batch.
