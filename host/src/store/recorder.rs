@@ -6,9 +6,9 @@
 //! the commits are the bottleneck. [`Recorder::submit`] hands its record to one writer task that
 //! takes everything waiting (up to 512 records), writes it in one transaction, and answers each
 //! caller after the commit ([`Pending::wait`]). If a batch fails, its records are written again
-//! (see below), then one by one, so one bad record fails alone. One batch is written at a time: what arrives meanwhile
-//! is the next batch, so under load batches grow instead of multiplying (a batch's statement
-//! and commit cost about as much as fifteen rows).
+//! (see below), then one by one, so one bad record fails alone. One batch is written at a time:
+//! what arrives meanwhile is the next batch, so under load batches grow instead of multiplying
+//! (a batch's statement and commit cost about as much as fifteen rows).
 //!
 //! An execution's start record is submitted without waiting: the job runs while it is written.
 //! The end record, written after it in the same order, is waited for by `codeai exec`; a worker
@@ -546,7 +546,7 @@ async fn write_with(db: &Database, records: &[&Record], copy: CopyMode) -> Resul
 /// its end when the end came in the same batch; ends of executions started earlier; attempts.
 #[derive(Default)]
 struct Part<'a> {
-    execs: Vec<(&'a StartRow, Option<&'a FinishRow>)>,
+    execs: Vec<ExecRow<'a>>,
     ends: Vec<&'a FinishRow>,
     /// Execution id → index in `execs`, or `usize::MAX` for one in `ends`.
     seen: HashMap<Uuid, usize>,
@@ -686,7 +686,7 @@ const ATTEMPT_COLUMNS: &str = "execution_id, tenant_id, attempt, status, error, 
      finished_at, duration_ms, fuel_used, log, calls";
 
 /// Inserts (or restarts) executions, each with its end when it is known.
-fn insert_stmt(execs: &[(&StartRow, Option<&FinishRow>)]) -> Stmt {
+fn insert_stmt(execs: &[ExecRow<'_>]) -> Stmt {
     let mut out = Stmt::default();
     out.sql(format!("WITH v ({INSERT_COLUMNS}) AS (VALUES "));
     for (i, (s, end)) in execs.iter().enumerate() {
@@ -862,12 +862,15 @@ fn copy_binary(rows: &[ExecRow<'_>]) -> Vec<u8> {
     fn time(out: &mut Vec<u8>, v: Option<DateTime<Utc>>) {
         int(out, v.map(|t| t.timestamp_micros() - PG_EPOCH_MICROS));
     }
+    // Each row says how many fields it has: the columns named, so the two cannot drift apart
+    // unnoticed (a row of another length is refused by the database).
+    let fields = INSERT_COLUMNS.split(',').count() as i16;
     let mut out = Vec::with_capacity(19 + rows.len() * 512);
     out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension
     for (s, e) in rows {
-        out.extend_from_slice(&22i16.to_be_bytes());
+        out.extend_from_slice(&fields.to_be_bytes());
         out.extend_from_slice(&16i32.to_be_bytes());
         out.extend_from_slice(s.id.as_bytes());
         text(&mut out, Some(&s.tenant));
