@@ -539,20 +539,21 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
             .query_async(&mut con)
             .await
             .unwrap();
-        assert_eq!((list, layout.as_str()), (0, "lanes"));
+        assert_eq!((list, layout.as_str()), (0, "columns"));
     })
     .await
 }
 
-/// A Redis task's hash packs the fields no script but the lease reads into one (`d`); a hash
-/// written before that, with those fields apart, is leased and shown the same, field for field,
-/// and its version is seen as in use.
+/// A Redis queue written before the task columns kept a hash `task:{id}` per task, with the
+/// job's name, most attempts and input packed in one field `d` or (earlier) as fields of their
+/// own. Connecting moves every task into the columns, once: pending ones are shown and leased
+/// whole, in order; ended ones keep their outcome, error and the time they have left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
+async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whole() {
     common::run_postgres_redis(|db, redis| async move {
         let redis = redis.expect("run_postgres_redis gives a Redis queue");
         let prefix = redis.prefix().to_string();
-        let q = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let _ = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
         let t0 = Utc::now() - Duration::seconds(1);
         // Texts with the separators' neighbours in them: a `|`, a tab, non-ASCII, a JSON input.
         let new = |i: i64, job: &str| NewTask {
@@ -566,33 +567,95 @@ async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
             ..task("default", job, t0 + Duration::milliseconds(i))
         };
         let (packed, unpacked) = (new(0, "packed-job"), new(1, "unpacked-job"));
-        assert_eq!(
-            q.enqueue_many(&[packed.clone(), unpacked.clone()])
-                .await
-                .unwrap(),
-            2
-        );
-        // The second as an older version wrote it: name, most attempts and input as fields of
-        // their own, no `d`.
-        let key = format!("{prefix}task:{}", unpacked.id.unwrap());
+        let (done, dead) = (new(2, "done-job"), new(3, "dead-job"));
+        // The older layout, as those versions wrote it.
+        let mut pipe = ::redis::pipe();
+        for (t, state) in [
+            (&packed, "pending"),
+            (&unpacked, "pending"),
+            (&done, "done"),
+            (&dead, "dead"),
+        ] {
+            let id = t.id.unwrap().to_string();
+            let key = format!("{prefix}task:{id}");
+            let fire = t.fire_at.map(|f| f.to_rfc3339()).unwrap_or_default();
+            pipe.cmd("HSET")
+                .arg(&key)
+                .arg(&[("s", state), ("x", "0"), ("j", t.job_id.as_str())])
+                .arg(&[
+                    ("tr", t.trigger.as_str()),
+                    ("q", t.queue.as_str()),
+                    ("t", t.tenant.as_str()),
+                ])
+                .arg(&[("f", fire), ("v", t.job_version.unwrap().to_string())])
+                .arg(&[("ra", t.run_after.timestamp_millis()), ("c", 1)])
+                .ignore();
+            let max = t.max_attempts.to_string();
+            if t.job_id == "unpacked-job" {
+                pipe.cmd("HSET")
+                    .arg(&key)
+                    .arg(&[("n", &t.job_name), ("m", &max), ("in", &t.input)])
+                    .ignore();
+            } else {
+                let d = [t.job_name.as_bytes(), max.as_bytes(), t.input.as_bytes()].join(&0xFF);
+                pipe.cmd("HSET").arg(&key).arg("d").arg(d).ignore();
+            }
+            match state {
+                "pending" => {
+                    pipe.cmd("HSET").arg(&key).arg("a").arg(0).ignore();
+                    pipe.cmd("RPUSH")
+                        .arg(format!("{prefix}lane:default:default"))
+                        .arg(&id)
+                        .ignore();
+                    pipe.cmd("SADD")
+                        .arg(format!("{prefix}jobtasks:{}", t.job_id))
+                        .arg(&id)
+                        .ignore();
+                }
+                "done" => {
+                    pipe.cmd("HSET")
+                        .arg(&key)
+                        .arg(&[("a", "1"), ("o", "completed")])
+                        .ignore();
+                    // Ended 7 days less an hour ago.
+                    pipe.cmd("EXPIRE").arg(&key).arg(3600).ignore();
+                }
+                _ => {
+                    pipe.cmd("HSET")
+                        .arg(&key)
+                        .arg(&[("a", "4"), ("o", "failed"), ("e", "boom")])
+                        .ignore();
+                    pipe.cmd("EXPIRE").arg(&key).arg(5 * 24 * 3600).ignore();
+                }
+            }
+        }
+        pipe.cmd("ZADD")
+            .arg(format!("{prefix}lanes:default"))
+            .arg(1)
+            .arg("default")
+            .ignore();
+        pipe.cmd("SET")
+            .arg(format!("{prefix}layout"))
+            .arg("lanes")
+            .ignore();
         let mut con = redis.connection();
-        let _: () = ::redis::pipe()
-            .cmd("HDEL")
-            .arg(&key)
-            .arg("d")
-            .ignore()
-            .cmd("HSET")
-            .arg(&key)
-            .arg("n")
-            .arg(&unpacked.job_name)
-            .arg("m")
-            .arg(unpacked.max_attempts)
-            .arg("in")
-            .arg(&unpacked.input)
-            .ignore()
+        let _: () = pipe.query_async(&mut con).await.unwrap();
+
+        let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let q = Queue::on(
+            RedisQueue::connect(&url, &prefix).await.unwrap(),
+            QueueConfig::default(),
+        );
+        let (left, layout): (Vec<String>, String) = ::redis::pipe()
+            .cmd("KEYS")
+            .arg(format!("{prefix}task:*"))
+            .cmd("GET")
+            .arg(format!("{prefix}layout"))
             .query_async(&mut con)
             .await
             .unwrap();
+        assert_eq!((left, layout.as_str()), (vec![], "columns"));
+
         // What a task keeps of its request, from the request or from the task.
         macro_rules! kept {
             ($t:expr, $id:expr) => {
@@ -612,21 +675,108 @@ async fn redis_tasks_of_the_unpacked_layout_are_leased_and_shown_whole() {
         }
         let whole = |t: &NewTask| kept!(t, t.id.unwrap());
         let shown = |t: &codeai_host::queue::Task| kept!(t, t.id);
-        for t in [&packed, &unpacked] {
+        for t in [&packed, &unpacked, &done, &dead] {
             let info = q.task_info(t.id.unwrap()).await.unwrap().unwrap();
-            assert_eq!(shown(&info.task), whole(t), "{} before its lease", t.job_id);
+            assert_eq!(shown(&info.task), whole(t), "{}", t.job_id);
+        }
+        for t in [&packed, &unpacked] {
             let versions = q.versions_in_use(&t.job_id).await.unwrap();
             assert_eq!(
                 versions.into_iter().collect::<Vec<_>>(),
                 vec![t.job_version.unwrap()]
             );
         }
+        let ended = |info: codeai_host::queue::TaskInfo| {
+            (info.state, info.task.attempt, info.outcome, info.last_error)
+        };
+        let info = q.task_info(done.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!(
+            ended(info),
+            ("done".into(), 1, Some("completed".into()), None)
+        );
+        let info = q.task_info(dead.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!(
+            ended(info),
+            ("dead".into(), 4, Some("failed".into()), Some("boom".into()))
+        );
+        // The done task has an hour left, the dead one five days.
+        q.rescue_expired(Utc::now()).await.unwrap();
+        assert!(q.task_info(done.id.unwrap()).await.unwrap().is_some());
+        q.rescue_expired(Utc::now() + Duration::hours(2))
+            .await
+            .unwrap();
+        assert!(q.task_info(done.id.unwrap()).await.unwrap().is_none());
+        assert!(q.requeue_dead(dead.id.unwrap(), Utc::now()).await.unwrap());
+
         let leased = q.dequeue_many(Utc::now(), 10).await.unwrap();
         assert_eq!(
             leased.iter().map(shown).collect::<Vec<_>>(),
-            vec![whole(&packed), whole(&unpacked)]
+            vec![
+                whole(&packed),
+                whole(&unpacked),
+                whole(&NewTask {
+                    trigger: "retry".into(),
+                    ..dead.clone()
+                })
+            ]
         );
         assert!(leased.iter().all(|t| t.attempt == 1));
+    })
+    .await
+}
+
+/// A Redis queue keeps an ended task 7 days (an enqueue of its id meanwhile is skipped), then
+/// the lease reaper forgets it, however many ended at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_ended_tasks_are_kept_seven_days_then_forgotten() {
+    common::run_postgres_redis(|db, redis| async move {
+        let redis = redis.expect("run_postgres_redis gives a Redis queue");
+        let prefix = redis.prefix().to_string();
+        let q = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let t0 = Utc::now() - Duration::seconds(1);
+        let tasks: Vec<NewTask> = (0..2500)
+            .map(|_| NewTask {
+                id: Some(uuid::Uuid::new_v4()),
+                ..task("default", "Bulk", t0)
+            })
+            .collect();
+        assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 2500);
+        let leased = q.dequeue_many(Utc::now(), 2500).await.unwrap();
+        assert_eq!(leased.len(), 2500);
+        let done: Vec<Finished> = leased
+            .iter()
+            .map(|t| Finished {
+                id: t.id,
+                outcome: "completed",
+                error: None,
+            })
+            .collect();
+        let ended = Utc::now();
+        q.finish_and_dequeue(&done, ended, 0).await.unwrap();
+        assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 0, "known for 7 days");
+
+        let (first, last) = (tasks[0].id.unwrap(), tasks[2499].id.unwrap());
+        q.rescue_expired(ended + Duration::days(6)).await.unwrap();
+        for id in [first, last] {
+            let info = q.task_info(id).await.unwrap().unwrap();
+            assert_eq!(info.state, "done");
+        }
+        q.rescue_expired(ended + Duration::days(8)).await.unwrap();
+        for id in [first, last] {
+            assert!(q.task_info(id).await.unwrap().is_none());
+        }
+        let mut con = redis.connection();
+        let left: (i64, i64, i64) = ::redis::pipe()
+            .cmd("HLEN")
+            .arg(format!("{prefix}td"))
+            .cmd("HLEN")
+            .arg(format!("{prefix}ts"))
+            .cmd("ZCARD")
+            .arg(format!("{prefix}ended"))
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert_eq!(left, (0, 0, 0));
     })
     .await
 }

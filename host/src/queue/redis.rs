@@ -5,7 +5,10 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `task:{id}` | hash | the task: tenant, job, version, queue, trigger, fire, attempts, state, outcome; `d` name, most attempts and input, packed (see below) |
+//! | `td` | hash | per task id, what its request says (see below), written when it is enqueued |
+//! | `ts` | hash | per task id, its state: `pending`, `active`, `done` or `dead`, its attempts, and its owner (active) or outcome (ended) |
+//! | `te` | hash | per task id, its last error, if it has one |
+//! | `ended` | sorted set | ended tasks, by the time they ended: a task is forgotten 7 days after |
 //! | `lane:{queue}:{tenant}` | list | one tenant's runnable task ids in one queue, oldest first |
 //! | `lanes:{queue}` | sorted set | the queue's rotation: its tenants with runnable tasks, next first |
 //! | `turns` | hash | per queue, the last place handed out in its rotation |
@@ -15,7 +18,7 @@
 //! | `jobtasks:{job}` | set | a job's pending and active tasks (overlap checks, cancel on delete) |
 //! | `jobactive` | hash | active tasks per exclusive job (overlap policy `queue`) |
 //! | `counts` | hash | `{queue}|{tenant}|{state}` → tasks (pending, scheduled, active, completed, failed) |
-//! | `layout` | string | `lanes` once tasks of an older layout (one `ready:{queue}` list) were moved |
+//! | `layout` | string | `columns` once the tasks of the older layouts were moved (below) |
 //!
 //! **Tenants take turns within a queue** (see the [`queue`](super) module): a lease in a queue
 //! takes the oldest task of the tenant at the head of the queue's rotation and moves that tenant
@@ -27,22 +30,26 @@
 //! with one command: a handful of commands per queue per call, nothing more per task. A released
 //! task goes back to the head of its lane; a retried, deferred or due one to the tail.
 //!
-//! **A task's hash is laid out for its lease**, the hottest read: the fields a lease reads
-//! first (`s`, `x`, `a`, `j`, `tr`, `f`, `v`), then `d`, the fields no script but the lease
-//! reads (the job's name, the most attempts, the input) as one value, separated by the byte
-//! 0xFF (which UTF-8 text never holds). A lease reads 8 fields instead of 12 and hands `d` on as
-//! it is; while a hash is small (Redis's listpack encoding: every value up to
-//! `hash-max-listpack-value`, 64 bytes by default, so a short input) its fields are found by a
-//! scan from its start, so the fields read most come first. Measured with small inputs
-//! (BENCHMARKS.md, session 18): a task's lease and finish about 1.5–2 µs less of Redis's time.
+//! **Tasks are kept in columns**, three hashes keyed by task id (`td`, `ts`, `te`), not a hash
+//! per task. A script that leases, finishes or enqueues many tasks reads and writes each column
+//! with one command for all of them (`HMGET`, `HSET`); with a hash per task it made one command
+//! per task for each, and a command run from a script costs Redis more in the script's glue
+//! (its arguments and reply turned into Lua values) than the command itself (measured,
+//! BENCHMARKS.md, session 19). A task's `td` is one value, its fields separated by the byte 0xFF
+//! (which UTF-8 text never holds), in this order: exclusive (`1` or `0`), job, trigger, fire,
+//! version, queue, tenant, enqueued at (ms), run after (ms), the job's name, the most attempts,
+//! the input; a lease hands it on as it is. Its `ts` is state 0xFF attempts 0xFF owner or
+//! outcome. Errors, rarer, are a column of their own.
 //!
-//! **Upgrading.** Hashes written before (`n`, `m`, `in` as fields of their own) are still read:
-//! a lease that finds no `d` reads those. The other way round does not hold: a worker of an
-//! older version leasing a task written by this one finds no `n`, `m`, `in`, and would run it
-//! with an empty input. So stop every worker of an older version before starting this one on
-//! the same Redis, and do not go back to an older version while tasks it wrote wait.
+//! **Upgrading.** The layouts before kept a hash `task:{id}` per task (and, before tenants took
+//! turns, one `ready:{queue}` list per queue). A worker of this version that connects to a
+//! Redis of an older layout moves its tasks into their lanes and columns once (`layout` records
+//! it). A worker of an older version would not see tasks written in columns: stop every worker
+//! of an older version before starting this one on the same Redis, and do not go back to an
+//! older version while tasks it would need wait.
 //!
-//! Finished tasks keep their hash for 7 days (retry of a failed execution, the API's view).
+//! Ended tasks are kept for 7 days (retry of a failed execution, the API's view, an enqueue of
+//! an id seen before skipped), then forgotten by the lease reaper (`rescue_expired`).
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
 //! so a restart loses no acknowledged task.
 
@@ -56,19 +63,39 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::OnceLock;
 use uuid::Uuid;
 
+/// How long an ended task is kept, in ms (7 days).
+const KEEP_ENDED_MS: i64 = 7 * 24 * 3600 * 1000;
+
 const PRELUDE: &str = r#"
 local P = ARGV[1]
+local S = '\255'
+local TD, TS, TE, ENDED = P .. 'td', P .. 'ts', P .. 'te', P .. 'ended'
 local function cnt(q, t, s, d) redis.call('HINCRBY', P .. 'counts', q .. '|' .. t .. '|' .. s, d) end
-local function untrack(h, id)
-  local job = redis.call('HGET', h, 'j')
-  redis.call('SREM', P .. 'jobtasks:' .. job, id)
+-- The fields of a task's `td` (the module's doc), all twelve, missing ones empty.
+local function parts(v)
+  local out, at = {}, 1
+  v = v or ''
+  for i = 1, 11 do
+    local j = string.find(v, S, at, true)
+    if not j then break end
+    out[i] = string.sub(v, at, j - 1)
+    at = j + 1
+  end
+  out[#out + 1] = string.sub(v, at)
+  for i = #out + 1, 12 do out[i] = '' end
+  return out
 end
--- `jobactive` counts the active tasks of exclusive jobs only (the only ones that look).
-local function deactivate(h, id)
-  redis.call('ZREM', P .. 'active', id)
-  local f = redis.call('HMGET', h, 'j', 'x')
-  if f[2] == '1' then redis.call('HINCRBY', P .. 'jobactive', f[1], -1) end
-  redis.call('HDEL', h, 'w')
+local function td(id) return parts(redis.call('HGET', TD, id)) end
+-- A task's state, attempts, and owner or outcome (`ts`); nil when the task is not known.
+local function unstate(v)
+  if not v then return nil end
+  return string.match(v, '^([^\255]*)\255([^\255]*)\255(.*)$')
+end
+local function state(id) return unstate(redis.call('HGET', TS, id)) end
+local function set_state(id, s, a, w) redis.call('HSET', TS, id, s .. S .. a .. S .. w) end
+local function now_ms()
+  local t = redis.call('TIME')
+  return t[1] * 1000 + math.floor(t[2] / 1000)
 end
 -- Tenant `t`'s lane, which was empty, joins the tail of queue `q`'s rotation (unless it is
 -- still in it).
@@ -79,40 +106,43 @@ end
 local function ready(push, q, t, id)
   if redis.call(push, P .. 'lane:' .. q .. ':' .. t, id) == 1 then join(q, t) end
 end
--- Takes task `id` out of `active`: its hash, queue and tenant; nil when it is not active.
+-- Takes task `id` out of `active`: its fields and attempts; nil when it is not active.
 local function take_active(id)
-  local h = P .. 'task:' .. id
-  if redis.call('HGET', h, 's') ~= 'active' then return nil end
-  local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
-  deactivate(h, id)
-  cnt(q, t, 'active', -1)
-  return h, q, t
+  local s, a = state(id)
+  if s ~= 'active' then return nil end
+  local p = td(id)
+  redis.call('ZREM', P .. 'active', id)
+  if p[1] == '1' then redis.call('HINCRBY', P .. 'jobactive', p[2], -1) end
+  cnt(p[6], p[7], 'active', -1)
+  return p, a
 end
 -- Active → pending now, the attempt given back, first ('LPUSH') or last ('RPUSH') in its lane;
 -- false when the task is not active.
 local function put_back(id, push)
-  local h, q, t = take_active(id)
-  if not h then return false end
-  redis.call('HSET', h, 's', 'pending')
-  redis.call('HINCRBY', h, 'a', -1)
-  ready(push, q, t, id)
-  cnt(q, t, 'pending', 1)
+  local p, a = take_active(id)
+  if not p then return false end
+  set_state(id, 'pending', tostring((tonumber(a) or 1) - 1), '')
+  ready(push, p[6], p[7], id)
+  cnt(p[6], p[7], 'pending', 1)
   return true
 end
+-- A task ended at `at` (ms): kept 7 days, then forgotten (`RESCUE`).
+local function ended(id, at) redis.call('ZADD', ENDED, at, id) end
 "#;
 
 /// For the scripts that move many tasks: key names made once per call (a string built in Lua
 /// costs about as much as a command); the changes to `counts` added up by queue, tenant and state
-/// and written once per call (`add`, then `flush`); and the moves in and out of `active` and
-/// `jobtasks:<job>` gathered and written with one command per key per call (`flush`), since a
-/// command costs about the same with one member as with a hundred. Nothing in a script reads
-/// those keys after changing them.
+/// and written once per call (`add`, then `flush`); the writes to the task columns and the moves
+/// in and out of `active`, `ended` and `jobtasks:<job>` gathered and written with one command
+/// per key per call (`flush`), since a command costs about the same with one member as with a
+/// hundred. A script that reads a column it wrote to calls `flush_columns` first.
 const BATCH_FN: &str = r#"
-local K = {task = P .. 'task:', lane = P .. 'lane:', lanes = P .. 'lanes:', turns = P .. 'turns',
+local K = {lane = P .. 'lane:', lanes = P .. 'lanes:', turns = P .. 'turns',
   active = P .. 'active', delayed = P .. 'delayed', jobactive = P .. 'jobactive',
   jobtasks = P .. 'jobtasks:'}
 local D = {}
-local ZADD, ZREM, SREM = {}, {}, {}
+local ZADD, ZREM, SREM, ENDS = {}, {}, {}, {}
+local STATES, ERRORS, CLEARED = {}, {}, {}
 local function add(q, t, s, d)
   local dq = D[q]
   if not dq then dq = {}; D[q] = dq end
@@ -126,6 +156,21 @@ local function chunked(cmd, key, args)
     redis.call(cmd, key, unpack(args, i, math.min(i + 999, #args)))
   end
 end
+-- `HMGET key ids...` for any number of ids: the values, in order (false for none).
+local function column(key, ids)
+  local out = {}
+  for i = 1, #ids, 1000 do
+    local got = redis.call('HMGET', key, unpack(ids, i, math.min(i + 999, #ids)))
+    for _, v in ipairs(got) do out[#out + 1] = v end
+  end
+  return out
+end
+local function flush_columns()
+  chunked('HSET', TS, STATES)
+  chunked('HSET', TE, ERRORS)
+  chunked('HDEL', TE, CLEARED)
+  STATES, ERRORS, CLEARED = {}, {}, {}
+end
 local function flush()
   for q, dq in pairs(D) do
     for t, dt in pairs(dq) do
@@ -134,43 +179,51 @@ local function flush()
       end
     end
   end
+  flush_columns()
   chunked('ZREM', K.active, ZREM)
   chunked('ZADD', K.active, ZADD)
+  chunked('ZADD', ENDED, ENDS)
   for job, ids in pairs(SREM) do chunked('SREM', K.jobtasks .. job, ids) end
 end
 "#;
 
 /// `enqueue(now, tasks...)`: each task as 10 arguments (id, tenant, job, queue, trigger, fire,
-/// run after, exclusive, version, and `d`: name, most attempts and input, packed as the module
-/// says); returns how many were new. A task
-/// whose id exists, or whose job has a task for its fire already, is skipped.
+/// run after, exclusive, version, and name, most attempts and input packed as in `td`);
+/// returns how many were new. A task whose id is known (pending, active, or ended in the last
+/// 7 days), or whose job has a task for its fire already, is skipped.
 ///
 /// One call for many tasks: a call costs Redis more than most of its commands (the script's
 /// arguments, its functions), so tasks enqueued together go in one, and what they add to shared
-/// keys is written once per key: the job's task set (`SADD`), each lane (`RPUSH` of its tasks in
-/// order, the lane joining its queue's rotation if it was empty, as one task at a time would),
-/// the delayed set (`ZADD`) and the counts. (A script that failed halfway would leave the tasks
-/// written so far without their lanes and counts, and a retry would skip them as existing; nothing
-/// in it can fail on the arguments `enqueue_many` sends.)
+/// keys is written once per key: the columns (`HSET`), the job's task set (`SADD`), each lane
+/// (`RPUSH` of its tasks in order, the lane joining its queue's rotation if it was empty, as one
+/// task at a time would), the delayed set (`ZADD`) and the counts. (A script that failed halfway
+/// would leave the fires claimed so far without their tasks; nothing in it can fail on the
+/// arguments `enqueue_many` sends.)
 const ENQUEUE: &str = r#"
 local now = ARGV[2]
 local nnow = tonumber(now)
 local new = 0
-local jobs, lanes, order, delayed = {}, {}, {}, {}
-for i = 3, #ARGV, 10 do
+local jobs, lanes, order, delayed, rows = {}, {}, {}, {}, {}
+local ids = {}
+for i = 3, #ARGV, 10 do ids[#ids + 1] = ARGV[i] end
+local known = column(TS, ids)
+local seen = {}
+for n = 1, #ids do
+  local i = 3 + (n - 1) * 10
   local id, tenant, job, queue = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local fire, runafter = ARGV[i + 5], ARGV[i + 6]
-  local h = K.task .. id
-  if redis.call('EXISTS', h) == 0 and (fire == '' or
+  if not known[n] and not seen[id] and (fire == '' or
       redis.call('SET', P .. 'fire:' .. job .. ':' .. fire, id, 'NX', 'EX', '604800')) then
+    seen[id] = true
     -- Numbers go to commands as the strings they came as (formatting one costs about a command).
-    -- The fields a lease reads first, in its order (the module's doc).
-    redis.call('HSET', h, 's', 'pending', 'x', ARGV[i + 7], 'a', '0', 'j', job, 'tr', ARGV[i + 4],
-      'f', fire, 'v', ARGV[i + 8], 'd', ARGV[i + 9], 'q', queue, 't', tenant, 'ra', runafter,
-      'c', now)
-    local ids = jobs[job]
-    if not ids then ids = {}; jobs[job] = ids end
-    ids[#ids + 1] = id
+    rows[#rows + 1] = id
+    rows[#rows + 1] = table.concat({ARGV[i + 7], job, ARGV[i + 4], fire, ARGV[i + 8], queue,
+      tenant, now, runafter, ARGV[i + 9]}, S)
+    STATES[#STATES + 1] = id
+    STATES[#STATES + 1] = 'pending' .. S .. '0' .. S
+    local jids = jobs[job]
+    if not jids then jids = {}; jobs[job] = jids end
+    jids[#jids + 1] = id
     if tonumber(runafter) <= nnow then
       local lq = lanes[queue]
       if not lq then lq = {}; lanes[queue] = lq end
@@ -190,7 +243,8 @@ for i = 3, #ARGV, 10 do
     new = new + 1
   end
 end
-for job, ids in pairs(jobs) do chunked('SADD', K.jobtasks .. job, ids) end
+chunked('HSET', TD, rows)
+for job, jids in pairs(jobs) do chunked('SADD', K.jobtasks .. job, jids) end
 chunked('ZADD', K.delayed, delayed)
 -- Lanes in the order their first task came, each joining its queue's rotation when its list was
 -- empty: the length after the first push is then that push's.
@@ -212,17 +266,18 @@ return new
 /// credit. A queue found empty is not eligible for the rest of the call. Due delayed tasks are
 /// moved to their queues first. Returns `{empties, tasks}`: the queues found empty, in order,
 /// and per leased task one string (see `task_of`): how many of empties were found before it,
-/// its queue, then the task, so the caller can replay the picks on its picker.
+/// its id and attempt, then its `td`, so the caller can replay the picks on its picker.
 const CLAIM_FN: &str = r#"
--- The fields of a hash written before `d` (the module's doc) that `d` packs, in its order.
-local UNPACKED = {'n', 'm', 'in'}
 -- Each queue's rotation as far as this call has read it: `list` its lanes from the head, `at`
 -- the next one to serve, `all` whether the whole rotation is read, `live` the lanes read that
 -- are not found empty. A lane: its tenant `t`; `ids` popped from its list with one
--- `LPOP key count` and `i` the next to use (those not used go back to the head of the list,
--- `settle`); `dry` once its list is found empty; `last`, when it was last served in this call.
+-- `LPOP key count`, their states `st` and fields `td` read with one `HMGET` each, and `i` the
+-- next to use (those not used go back to the head of the list, `settle`); `dry` once its list
+-- is found empty; `last`, when it was last served in this call.
 local R = {}
 local served = 0
+-- Tasks leased in this call (their new state is written at its end).
+local taken = {}
 local function rotation(queue)
   local r = R[queue]
   if r == nil then
@@ -254,6 +309,7 @@ local function next_lane(queue, r, want)
     if not lane.dry then return lane end
   end
 end
+-- The lane's next task id, with its `ts` and `td`.
 local function pop(queue, r, lane)
   if lane.i > #lane.ids then
     -- The lane's share of the tasks this call still wants, popped at once.
@@ -264,10 +320,12 @@ local function pop(queue, r, lane)
       return nil
     end
     lane.ids, lane.i = ids, 1
+    lane.st = column(TS, ids)
+    lane.td = column(TD, ids)
   end
-  local id = lane.ids[lane.i]
-  lane.i = lane.i + 1
-  return id
+  local i = lane.i
+  lane.i = i + 1
+  return lane.ids[i], lane.st[i], lane.td[i]
 end
 -- Lanes not used go back; lanes found empty leave the rotation; lanes served go to its tail in
 -- the order they were last served (one `ZADD`).
@@ -300,7 +358,7 @@ end
 -- Leases the next task of `queue`: the oldest of the lane whose turn it is. At most 1000 ids
 -- are looked at (ids of tasks no longer pending are dropped; tasks of an exclusive job whose
 -- previous run is active wait 100 ms in `delayed`).
-local function lease_one(queue, now, lease_end, owner, want)
+local function lease_one(queue, now, lease_end, owner, want, before)
   local r = rotation(queue)
   r.want = want
   local budget = 1000
@@ -309,38 +367,33 @@ local function lease_one(queue, now, lease_end, owner, want)
     if not lane then return nil end
     while budget > 0 do
       budget = budget - 1
-      local id = pop(queue, r, lane)
+      local id, st, fields = pop(queue, r, lane)
       if not id then break end
-      local h = K.task .. id
-      local f = redis.call('HMGET', h, 's', 'x', 'a', 'j', 'tr', 'f', 'v', 'd')
-      if f[1] == 'pending' then
-        -- The lane is the task's queue and tenant.
-        local t, job = lane.t, f[4] or ''
-        if f[2] == '1' and tonumber(redis.call('HGET', K.jobactive, job) or '0') > 0 then
+      local s, a = unstate(st)
+      if s == 'pending' and not taken[id] then
+        -- The lane is the task's queue and tenant; exclusive is `td`'s first byte.
+        fields = fields or ''
+        local t, x = lane.t, string.byte(fields, 1) == 49
+        local job
+        if x then job = string.match(fields, '^[^\255]*\255([^\255]*)') end
+        if x and tonumber(redis.call('HGET', K.jobactive, job) or '0') > 0 then
           redis.call('ZADD', K.delayed, now + 100, id)
           add(queue, t, 'pending', -1)
           add(queue, t, 'scheduled', 1)
         else
-          local a = tostring((tonumber(f[3]) or 0) + 1)
-          redis.call('HSET', h, 's', 'active', 'w', owner, 'a', a)
+          a = tostring((tonumber(a) or 0) + 1)
+          taken[id] = true
+          STATES[#STATES + 1] = id
+          STATES[#STATES + 1] = 'active' .. S .. a .. S .. owner
           ZADD[#ZADD + 1] = lease_end
           ZADD[#ZADD + 1] = id
-          if f[2] == '1' then redis.call('HINCRBY', K.jobactive, job, 1) end
+          if x then redis.call('HINCRBY', K.jobactive, job, 1) end
           add(queue, t, 'pending', -1)
           add(queue, t, 'active', 1)
           served = served + 1
           lane.last = served
-          local d = f[8]
-          if not d then
-            local o = redis.call('HMGET', h, unpack(UNPACKED))
-            for j = 1, #UNPACKED do o[j] = o[j] or '' end
-            d = table.concat(o, '\255')
-          end
-          -- One string per task (a reply of one element parses far faster than of thirty):
-          -- queue, id, attempt, tenant, job, trigger, fire, version, then `d`, joined by a
-          -- byte that UTF-8 text never holds.
-          return table.concat({queue, id, a, t, job, f[5] or '', f[6] or '', f[7] or '', d},
-            '\255')
+          -- One string per task (a reply of one element parses far faster than of thirty).
+          return table.concat({before, id, a, fields}, S)
         end
       end
     end
@@ -354,15 +407,17 @@ local function claim(now, lease, owner, i)
     qs[#qs + 1] = {ARGV[i + 3 + 3 * j], tonumber(ARGV[i + 4 + 3 * j]), tonumber(ARGV[i + 5 + 3 * j])}
   end
   local due = redis.call('ZRANGEBYSCORE', K.delayed, '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', K.delayed, id)
-    local h = K.task .. id
-    local f = redis.call('HMGET', h, 'q', 't', 's')
-    local q, t = f[1], f[2]
-    if q and f[3] == 'pending' then
-      ready('RPUSH', q, t, id)
-      add(q, t, 'scheduled', -1)
-      add(q, t, 'pending', 1)
+  if #due > 0 then
+    chunked('ZREM', K.delayed, due)
+    local st = column(TS, due)
+    local fields = column(TD, due)
+    for j, id in ipairs(due) do
+      if unstate(st[j]) == 'pending' then
+        local p = parts(fields[j])
+        ready('RPUSH', p[6], p[7], id)
+        add(p[6], p[7], 'scheduled', -1)
+        add(p[6], p[7], 'pending', 1)
+      end
     end
   end
   local out, empty, empties = {}, {}, {}
@@ -381,7 +436,7 @@ local function claim(now, lease, owner, i)
       end
     end
     if not best then break end
-    local r = lease_one(best[1], now, lease_end, owner, n - #out)
+    local r = lease_one(best[1], now, lease_end, owner, n - #out, #empties)
     if r then
       if not strict then
         local total = 0
@@ -393,7 +448,7 @@ local function claim(now, lease, owner, i)
         end
         best[3] = best[3] - total
       end
-      out[#out + 1] = tostring(#empties) .. '\255' .. r
+      out[#out + 1] = r
     else
       empty[best[1]] = true
       empties[#empties + 1] = best[1]
@@ -404,55 +459,84 @@ local function claim(now, lease, owner, i)
 end
 "#;
 
-/// `finish(id, outcome, error)`: active → done (completed, skipped) or dead.
+/// `finish(now, first, k)`: the `k` tasks given as (id, outcome, error) from ARGV[first]:
+/// active → done (completed, skipped) or dead; returns how many were active.
 const FINISH_FN: &str = r#"
-local function finish(id, outcome, err)
-  local h = K.task .. id
-  local f = redis.call('HMGET', h, 's', 'q', 't', 'j', 'x')
-  if f[1] ~= 'active' then return 0 end
-  local q, t, job = f[2], f[3], f[4]
-  ZREM[#ZREM + 1] = id
-  if f[5] == '1' then redis.call('HINCRBY', K.jobactive, job, -1) end
-  local ids = SREM[job]
-  if not ids then ids = {}; SREM[job] = ids end
-  ids[#ids + 1] = id
-  local state = 'dead'
-  if outcome == 'completed' or outcome == 'skipped' then state = 'done' end
-  -- `w` emptied (no owner) in the same write as the state.
-  redis.call('HSET', h, 's', state, 'o', outcome, 'e', err, 'w', '')
-  redis.call('EXPIRE', h, '604800')
-  add(q, t, 'active', -1)
-  if state == 'done' then add(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then add(q, t, 'failed', 1) end
-  return 1
+local function finish(now, first, k)
+  if k == 0 then return 0 end
+  local ids = {}
+  for j = 0, k - 1 do ids[#ids + 1] = ARGV[first + 3 * j] end
+  local st = column(TS, ids)
+  local fields = column(TD, ids)
+  local n = 0
+  for j, id in ipairs(ids) do
+    local s, a = unstate(st[j])
+    if s == 'active' then
+      local outcome, err = ARGV[first + 3 * (j - 1) + 1], ARGV[first + 3 * (j - 1) + 2]
+      local x, job, q, t = string.match(fields[j] or '',
+        '^([^\255]*)\255([^\255]*)\255[^\255]*\255[^\255]*\255[^\255]*\255([^\255]*)\255([^\255]*)')
+      job, q, t = job or '', q or '', t or ''
+      ZREM[#ZREM + 1] = id
+      if x == '1' then redis.call('HINCRBY', K.jobactive, job, -1) end
+      local jids = SREM[job]
+      if not jids then jids = {}; SREM[job] = jids end
+      jids[#jids + 1] = id
+      local to = 'dead'
+      if outcome == 'completed' or outcome == 'skipped' then to = 'done' end
+      STATES[#STATES + 1] = id
+      STATES[#STATES + 1] = to .. S .. a .. S .. outcome
+      if err ~= '' then
+        ERRORS[#ERRORS + 1] = id
+        ERRORS[#ERRORS + 1] = err
+      else
+        CLEARED[#CLEARED + 1] = id
+      end
+      ENDS[#ENDS + 1] = now
+      ENDS[#ENDS + 1] = id
+      add(q, t, 'active', -1)
+      if to == 'done' then add(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then add(q, t, 'failed', 1) end
+      n = n + 1
+    end
+  end
+  -- What a claim after this reads, written.
+  flush_columns()
+  return n
 end
 "#;
 
 /// `heartbeat(now, lease, owner, ids...)`: extends the leases this owner still holds; returns
 /// how many.
 const HEARTBEAT: &str = r#"
-local lease_end, owner, n = tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[4], 0
-for i = 5, #ARGV do
-  local h = P .. 'task:' .. ARGV[i]
-  local f = redis.call('HMGET', h, 's', 'w')
-  if f[1] == 'active' and f[2] == owner then
-    redis.call('ZADD', P .. 'active', lease_end, ARGV[i])
-    n = n + 1
+local lease_end, owner = tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[4]
+local ids = {}
+for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ids == 0 then return 0 end
+local st = column(TS, ids)
+local places = {}
+for j, id in ipairs(ids) do
+  local s, _, w = unstate(st[j])
+  if s == 'active' and w == owner then
+    places[#places + 1] = lease_end
+    places[#places + 1] = id
   end
 end
-return n
+chunked('ZADD', K.active, places)
+return #places / 2
 "#;
 
 /// Active → pending later: a retry (ARGV[5] = '0') or a deferral that gives the attempt back
 /// (ARGV[5] = '1').
 const LATER: &str = r#"
-local id, runafter, err, giveback = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
-local h, q, t = take_active(id)
-if not h then return 0 end
-redis.call('HSET', h, 's', 'pending', 'ra', runafter)
-if err ~= '' then redis.call('HSET', h, 'e', err) end
-if giveback == '1' then redis.call('HINCRBY', h, 'a', -1) end
+local id, runafter, err, giveback = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, a = take_active(id)
+if not p then return 0 end
+if giveback == '1' then a = tostring((tonumber(a) or 1) - 1) end
+set_state(id, 'pending', a, '')
+p[9] = runafter
+redis.call('HSET', TD, id, table.concat(p, S))
+if err ~= '' then redis.call('HSET', TE, id, err) end
 redis.call('ZADD', P .. 'delayed', runafter, id)
-cnt(q, t, 'scheduled', 1)
+cnt(p[6], p[7], 'scheduled', 1)
 return 1
 "#;
 
@@ -464,13 +548,16 @@ return 0
 
 const REQUEUE_DEAD: &str = r#"
 local id = ARGV[2]
-local h = P .. 'task:' .. id
-if redis.call('HGET', h, 's') ~= 'dead' then return 0 end
-local q, t, job = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't'), redis.call('HGET', h, 'j')
-if redis.call('HGET', h, 'o') ~= 'cancelled' then cnt(q, t, 'failed', -1) end
-redis.call('HSET', h, 's', 'pending', 'a', 0, 'o', '', 'tr', 'retry', 'ra', ARGV[3])
-redis.call('PERSIST', h)
-redis.call('SADD', P .. 'jobtasks:' .. job, id)
+local s, _, outcome = state(id)
+if s ~= 'dead' then return 0 end
+local p = td(id)
+local q, t = p[6], p[7]
+if outcome ~= 'cancelled' then cnt(q, t, 'failed', -1) end
+set_state(id, 'pending', '0', '')
+p[3], p[9] = 'retry', ARGV[3]
+redis.call('HSET', TD, id, table.concat(p, S))
+redis.call('ZREM', ENDED, id)
+redis.call('SADD', P .. 'jobtasks:' .. p[2], id)
 ready('RPUSH', q, t, id)
 cnt(q, t, 'pending', 1)
 return 1
@@ -478,18 +565,20 @@ return 1
 
 const CANCEL_PENDING: &str = r#"
 local id, err = ARGV[2], ARGV[3]
-local h = P .. 'task:' .. id
-if redis.call('HGET', h, 's') ~= 'pending' then return 0 end
-local q, t = redis.call('HGET', h, 'q'), redis.call('HGET', h, 't')
+local s, a = state(id)
+if s ~= 'pending' then return 0 end
+local p = td(id)
+local q, t = p[6], p[7]
 if redis.call('ZREM', P .. 'delayed', id) == 1 then
   cnt(q, t, 'scheduled', -1)
 else
   redis.call('LREM', P .. 'lane:' .. q .. ':' .. t, 0, id)
   cnt(q, t, 'pending', -1)
 end
-untrack(h, id)
-redis.call('HSET', h, 's', 'dead', 'o', 'cancelled', 'e', err)
-redis.call('EXPIRE', h, 604800)
+redis.call('SREM', P .. 'jobtasks:' .. p[2], id)
+set_state(id, 'dead', a, 'cancelled')
+redis.call('HSET', TE, id, err)
+ended(id, now_ms())
 return 1
 "#;
 
@@ -500,8 +589,11 @@ const BUSY_BESIDES: &str = r#"
 local job, me, fire = ARGV[2], ARGV[3], ARGV[4]
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobtasks:' .. job)) do
   if id ~= me then
-    local f = redis.call('HMGET', P .. 'task:' .. id, 's', 'f')
-    if (f[1] == 'pending' or f[1] == 'active') and (f[2] == '' or f[2] < fire) then return 1 end
+    local s = state(id)
+    if s == 'pending' or s == 'active' then
+      local f = td(id)[4]
+      if f == '' or f < fire then return 1 end
+    end
   end
 end
 return 0
@@ -513,23 +605,28 @@ const DROP_FIRES_AFTER: &str = r#"
 local job, after = ARGV[2], ARGV[3]
 local n = 0
 for _, id in ipairs(redis.call('SMEMBERS', P .. 'jobtasks:' .. job)) do
-  local h = P .. 'task:' .. id
-  local f = redis.call('HMGET', h, 's', 'f', 'q', 't')
-  if f[1] == 'pending' and f[2] and f[2] ~= '' and f[2] > after then
+  local s = state(id)
+  local p = td(id)
+  local f, q, t = p[4], p[6], p[7]
+  if s == 'pending' and f ~= '' and f > after then
     if redis.call('ZREM', P .. 'delayed', id) == 1 then
-      cnt(f[3], f[4], 'scheduled', -1)
+      cnt(q, t, 'scheduled', -1)
     else
-      redis.call('LREM', P .. 'lane:' .. f[3] .. ':' .. f[4], 0, id)
-      cnt(f[3], f[4], 'pending', -1)
+      redis.call('LREM', P .. 'lane:' .. q .. ':' .. t, 0, id)
+      cnt(q, t, 'pending', -1)
     end
     redis.call('SREM', P .. 'jobtasks:' .. job, id)
-    redis.call('DEL', h, P .. 'fire:' .. job .. ':' .. f[2])
+    redis.call('HDEL', TD, id)
+    redis.call('HDEL', TS, id)
+    redis.call('HDEL', TE, id)
+    redis.call('DEL', P .. 'fire:' .. job .. ':' .. f)
     n = n + 1
   end
 end
 return n
 "#;
 
+/// `rescue(now)`: puts back the tasks whose lease expired; returns how many.
 const RESCUE: &str = r#"
 local now = tonumber(ARGV[2])
 local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, 1000)
@@ -544,20 +641,89 @@ end
 return n
 "#;
 
-/// `upgrade(key)`: moves the ids of an older `ready:{queue}` list into their lanes, in order.
+/// `forget(before)`: forgets up to [`FORGET_BATCH`] of the tasks that ended before `before`
+/// (ms); returns how many it looked at.
+const FORGET: &str = r#"
+local old = redis.call('ZRANGEBYSCORE', ENDED, '-inf', ARGV[2], 'LIMIT', 0, 1000)
+if #old == 0 then return 0 end
+local gone = {}
+local st = redis.call('HMGET', TS, unpack(old))
+for j, id in ipairs(old) do
+  -- Ended still (not run again since).
+  local s = unstate(st[j])
+  if s == 'done' or s == 'dead' or not s then gone[#gone + 1] = id end
+end
+if #gone > 0 then
+  redis.call('HDEL', TD, unpack(gone))
+  redis.call('HDEL', TS, unpack(gone))
+  redis.call('HDEL', TE, unpack(gone))
+end
+redis.call('ZREM', ENDED, unpack(old))
+return #old
+"#;
+
+/// The most ended tasks one `FORGET` call forgets (as its script says).
+const FORGET_BATCH: i64 = 1000;
+
+/// The most `FORGET` calls one [`QueueBackend::rescue_expired`] makes: a Redis that ended more
+/// tasks than that a tick, 7 days ago, is caught up with over the next ticks.
+const FORGET_CALLS: usize = 50;
+
+/// `upgrade(key)`: moves the ids of an older `ready:{queue}` list into their lanes, in order
+/// (their tasks in hashes of their own, as this runs before `COLUMNS`, or in the columns).
 const UPGRADE: &str = r#"
 local key = ARGV[2]
 local ids = redis.call('LRANGE', key, 0, -1)
 for _, id in ipairs(ids) do
   local f = redis.call('HMGET', P .. 'task:' .. id, 'q', 't', 's')
-  if f[1] and f[3] == 'pending' then ready('RPUSH', f[1], f[2], id) end
+  if not f[1] then
+    -- Moved into the columns already (or written there).
+    local p = td(id)
+    f = {p[6], p[7], state(id)}
+  end
+  if f[1] and f[1] ~= '' and f[3] == 'pending' then ready('RPUSH', f[1], f[2], id) end
 end
 redis.call('DEL', key)
 return #ids
 "#;
 
+/// `columns(now, keys...)`: moves tasks of the older layout (a hash `task:{id}` each, its name,
+/// most attempts and input either packed in `d` or as fields `n`, `m`, `in`) into the columns;
+/// an ended one keeps the time it has left. Returns how many were moved.
+const COLUMNS: &str = r#"
+local now = tonumber(ARGV[2])
+local n = 0
+for i = 3, #ARGV do
+  local h = ARGV[i]
+  local all = redis.call('HGETALL', h)
+  if #all > 0 then
+    local m = {}
+    for j = 1, #all, 2 do m[all[j]] = all[j + 1] end
+    local id = string.sub(h, #P + 6)
+    local d = m.d
+    if not d then d = table.concat({m.n or '', m.m or '1', m['in'] or ''}, S) end
+    redis.call('HSET', TD, id, table.concat({m.x or '0', m.j or '', m.tr or '', m.f or '',
+      m.v or '', m.q or '', m.t or '', m.c or '', m.ra or '', d}, S))
+    local s = m.s or 'pending'
+    local third = m.o or ''
+    if s == 'active' then third = m.w or '' elseif s == 'pending' then third = '' end
+    set_state(id, s, m.a or '0', third)
+    if m.e and m.e ~= '' then redis.call('HSET', TE, id, m.e) end
+    if s == 'done' or s == 'dead' then
+      local left = redis.call('PTTL', h)
+      if left < 0 then left = 0 end
+      ended(id, now - (604800000 - left))
+    end
+    redis.call('DEL', h)
+    n = n + 1
+  end
+end
+return n
+"#;
+
 struct Scripts {
     upgrade: Script,
+    columns: Script,
     enqueue: Script,
     finish_claim: Script,
     heartbeat: Script,
@@ -567,6 +733,7 @@ struct Scripts {
     requeue_dead: Script,
     cancel_pending: Script,
     rescue: Script,
+    forget: Script,
     busy_besides: Script,
     drop_fires_after: Script,
 }
@@ -575,27 +742,31 @@ fn scripts() -> &'static Scripts {
     static SCRIPTS: OnceLock<Scripts> = OnceLock::new();
     SCRIPTS.get_or_init(|| {
         let s = |body: &str| Script::new(&format!("{PRELUDE}{body}"));
-        let finish = "local r = finish(ARGV[2], ARGV[3], ARGV[4])\n\
+        // ARGV[2] = now, ARGV[3] = k finishes, then k (id, outcome, error).
+        let finish = "local r = finish(ARGV[2], 4, tonumber(ARGV[3]))\n\
             flush()\n\
             return r";
-        // ARGV[2] = k finishes, then k (id, outcome, error), then the claim's arguments.
+        // ARGV[2] = k finishes, then k (id, outcome, error), then the claim's arguments (its
+        // first, now, is the time the finished tasks ended).
         let finish_claim = "local k = tonumber(ARGV[2])\n\
-            for j = 0, k - 1 do finish(ARGV[3 + 3 * j], ARGV[4 + 3 * j], ARGV[5 + 3 * j]) end\n\
             local i = 3 + 3 * k\n\
+            finish(ARGV[i], 3, k)\n\
             local r = claim(tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], i + 3)\n\
             flush()\n\
             return r";
         Scripts {
             upgrade: s(UPGRADE),
+            columns: s(COLUMNS),
             enqueue: s(&format!("{BATCH_FN}{ENQUEUE}")),
             finish_claim: s(&format!("{BATCH_FN}{FINISH_FN}{CLAIM_FN}{finish_claim}")),
-            heartbeat: s(HEARTBEAT),
+            heartbeat: s(&format!("{BATCH_FN}{HEARTBEAT}")),
             finish: s(&format!("{BATCH_FN}{FINISH_FN}{finish}")),
             later: s(LATER),
             release: s(RELEASE),
             requeue_dead: s(REQUEUE_DEAD),
             cancel_pending: s(CANCEL_PENDING),
             rescue: s(RESCUE),
+            forget: s(FORGET),
             busy_besides: s(BUSY_BESIDES),
             drop_fires_after: s(DROP_FIRES_AFTER),
         }
@@ -640,53 +811,72 @@ fn claimed(reply: (Vec<String>, Vec<Vec<u8>>)) -> anyhow::Result<Claimed> {
     Ok(Claimed { empties, tasks })
 }
 
-/// A leased task as `lease_one` returns it: the number of empty queues found before it, its
-/// queue, its id, attempt, tenant, job, trigger, fire and version, then `d` (name, most
-/// attempts, input: see the module's doc), separated by 0xFF bytes.
+/// A leased task as `lease_one` returns it: the number of empty queues found before it, its id
+/// and attempt, then its `td` (see the module's doc), separated by 0xFF bytes.
 fn task_of(row: &[u8]) -> anyhow::Result<Leased> {
-    let mut it = row.splitn(12, |b| *b == 0xFF);
-    let mut next = || -> anyhow::Result<String> {
-        let field = it
-            .next()
-            .ok_or_else(|| anyhow::anyhow!("redis queue: a leased task's reply is short"))?;
-        Ok(String::from_utf8(field.to_vec())?)
+    let mut it = row.splitn(4, |b| *b == 0xFF);
+    let mut next = || -> anyhow::Result<&[u8]> {
+        it.next()
+            .ok_or_else(|| anyhow::anyhow!("redis queue: a leased task's reply is short"))
     };
-    let before = next()?.parse().unwrap_or(0);
-    let queue = next()?;
-    let id = Uuid::parse_str(&next()?)?;
-    let attempt = next()?.parse().unwrap_or(1);
-    let tenant = next()?;
-    let job_id = next()?;
-    let trigger = next()?;
-    let fire_at = DateTime::parse_from_rfc3339(&next()?)
-        .ok()
-        .map(|t| t.with_timezone(&Utc));
-    let job_version = next()?.parse().ok();
-    let job_name = next()?;
-    let max_attempts = next()?.parse().unwrap_or(1);
-    let input = next()?;
-    let task = Task {
-        id,
-        tenant,
-        job_id,
-        job_name,
-        job_version,
-        queue: queue.clone(),
-        trigger,
-        input,
-        fire_at,
-        attempt,
-        max_attempts,
-    };
+    let before = std::str::from_utf8(next()?)?.parse().unwrap_or(0);
+    let id = Uuid::parse_str(std::str::from_utf8(next()?)?)?;
+    let attempt = std::str::from_utf8(next()?)?.parse().unwrap_or(1);
+    let fields = Fields::of(next()?)?;
+    let task = fields.task(id, attempt);
     Ok(Leased {
         before,
-        queue,
+        queue: task.queue.clone(),
         task,
     })
 }
 
-/// `d`, the fields no script but the lease reads (the module's doc): name, most attempts and
-/// input, separated by 0xFF bytes.
+/// A task's `td`: what its request says (the module's doc).
+struct Fields([String; 12]);
+
+impl Fields {
+    fn of(td: &[u8]) -> anyhow::Result<Fields> {
+        let mut parts = td.splitn(12, |b| *b == 0xFF);
+        let mut fields: [String; 12] = Default::default();
+        for f in &mut fields {
+            *f = String::from_utf8(parts.next().unwrap_or_default().to_vec())?;
+        }
+        Ok(Fields(fields))
+    }
+
+    fn version(&self) -> Option<i64> {
+        self.0[4].parse().ok()
+    }
+
+    fn time(&self, i: usize) -> Option<DateTime<Utc>> {
+        self.0[i]
+            .parse::<i64>()
+            .ok()
+            .and_then(DateTime::from_timestamp_millis)
+    }
+
+    fn task(self, id: Uuid, attempt: i64) -> Task {
+        let [_, job_id, trigger, fire, _, queue, tenant, _, _, job_name, max_attempts, input] =
+            &self.0;
+        Task {
+            id,
+            tenant: tenant.clone(),
+            job_id: job_id.clone(),
+            job_name: job_name.clone(),
+            job_version: self.version(),
+            queue: queue.clone(),
+            trigger: trigger.clone(),
+            input: input.clone(),
+            fire_at: DateTime::parse_from_rfc3339(fire)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            attempt,
+            max_attempts: max_attempts.parse().unwrap_or(1),
+        }
+    }
+}
+
+/// The job's name, the most attempts and the input as the last three fields of a `td`.
 fn packed(name: &str, max_attempts: i64, input: &str) -> Vec<u8> {
     let max_attempts = max_attempts.to_string();
     let mut d = Vec::with_capacity(name.len() + max_attempts.len() + input.len() + 2);
@@ -697,12 +887,6 @@ fn packed(name: &str, max_attempts: i64, input: &str) -> Vec<u8> {
         d.extend_from_slice(part.as_bytes());
     }
     d
-}
-
-/// The parts of `d` ([`packed`]): name, most attempts, input (missing parts empty).
-fn unpacked(d: &[u8]) -> [String; 3] {
-    let mut parts = d.splitn(3, |b| *b == 0xFF);
-    std::array::from_fn(|_| String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned())
 }
 
 fn failed(e: redis::RedisError) -> anyhow::Error {
@@ -763,8 +947,9 @@ impl RedisQueue {
         Ok(queue)
     }
 
-    /// Moves the runnable tasks of the older layout (one `ready:{queue}` list per queue, before
-    /// tenants took turns) into their tenants' lanes, once per Redis: `layout` records it.
+    /// Moves the tasks of the older layouts into this one, once per Redis (`layout` records
+    /// it): the runnable tasks of one `ready:{queue}` list per queue (before tenants took turns)
+    /// into their tenants' lanes, then the tasks of a hash `task:{id}` each into the columns.
     async fn upgrade_layout(&self) -> anyhow::Result<()> {
         let mut con = self.con.clone();
         let layout = format!("{}layout", self.prefix);
@@ -773,43 +958,74 @@ impl RedisQueue {
             .query_async(&mut con)
             .await
             .map_err(failed)?;
-        if done.as_deref() == Some("lanes") {
+        if done.as_deref() == Some("columns") {
             return Ok(());
         }
-        let pattern = format!("{}ready:*", glob_escape(&self.prefix));
-        let mut cursor = 0u64;
+        if done.as_deref() != Some("lanes") {
+            let pattern = format!("{}ready:*", glob_escape(&self.prefix));
+            let mut cursor = 0;
+            loop {
+                let (next, keys) = self.scan(cursor, &pattern).await?;
+                for key in keys {
+                    let moved: i64 = scripts()
+                        .upgrade
+                        .arg(&self.prefix)
+                        .arg(&key)
+                        .invoke_async(&mut con)
+                        .await
+                        .map_err(failed)?;
+                    tracing::info!(%key, moved, "redis queue: tasks moved into their tenants' lanes");
+                }
+                match next {
+                    0 => break,
+                    next => cursor = next,
+                }
+            }
+        }
+        let pattern = format!("{}task:*", glob_escape(&self.prefix));
+        let (mut cursor, mut moved) = (0, 0);
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
-            for key in keys {
-                let moved: i64 = scripts()
-                    .upgrade
+            let (next, keys) = self.scan(cursor, &pattern).await?;
+            if !keys.is_empty() {
+                let n: i64 = scripts()
+                    .columns
                     .arg(&self.prefix)
-                    .arg(&key)
+                    .arg(ms(Utc::now()))
+                    .arg(&keys)
                     .invoke_async(&mut con)
                     .await
                     .map_err(failed)?;
-                tracing::info!(%key, moved, "redis queue: tasks moved into their tenants' lanes");
+                moved += n;
             }
-            cursor = next;
-            if cursor == 0 {
-                break;
+            match next {
+                0 => break,
+                next => cursor = next,
             }
+        }
+        if moved > 0 {
+            tracing::info!(moved, "redis queue: tasks moved into the task columns");
         }
         let _: () = redis::cmd("SET")
             .arg(&layout)
-            .arg("lanes")
+            .arg("columns")
             .query_async(&mut con)
             .await
             .map_err(failed)?;
         Ok(())
+    }
+
+    /// One page of the keys that match `pattern` from `cursor` (`SCAN`, not `KEYS`, so a large
+    /// Redis is not blocked): the next cursor (0 at the end) and the keys.
+    async fn scan(&self, cursor: u64, pattern: &str) -> anyhow::Result<(u64, Vec<String>)> {
+        redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut self.con.clone())
+            .await
+            .map_err(failed)
     }
 
     pub fn prefix(&self) -> &str {
@@ -819,31 +1035,22 @@ impl RedisQueue {
     /// Deletes every key under this queue's prefix (`codeai bench` and tests clean up with it):
     /// SCAN, not KEYS, so a large Redis is not blocked.
     pub async fn forget_all(&self) -> anyhow::Result<u64> {
-        let mut con = self.con.clone();
-        let mut cursor = 0u64;
-        let mut deleted = 0;
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let (mut cursor, mut deleted) = (0, 0);
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}*", glob_escape(&self.prefix)))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut con)
-                .await
-                .map_err(failed)?;
+            let (next, keys) = self.scan(cursor, &pattern).await?;
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("DEL")
                     .arg(&keys)
-                    .query_async(&mut con)
+                    .query_async(&mut self.con.clone())
                     .await
                     .map_err(failed)?;
                 deleted += n;
             }
-            if next == 0 {
-                return Ok(deleted);
+            match next {
+                0 => return Ok(deleted),
+                next => cursor = next,
             }
-            cursor = next;
         }
     }
 
@@ -987,7 +1194,13 @@ impl QueueBackend for RedisQueue {
 
     async fn finish(&self, done: &Finished) -> anyhow::Result<()> {
         let error = done.error.clone().unwrap_or_default();
-        let args = vec![done.id.to_string(), done.outcome.to_string(), error];
+        let args = vec![
+            ms(Utc::now()).to_string(),
+            "1".to_string(),
+            done.id.to_string(),
+            done.outcome.to_string(),
+            error,
+        ];
         self.run(&scripts().finish, args).await.map(drop)
     }
 
@@ -1019,6 +1232,13 @@ impl QueueBackend for RedisQueue {
         let n = self
             .run(&scripts().rescue, vec![ms(now).to_string()])
             .await?;
+        // Tasks that ended more than 7 days ago are forgotten.
+        let before = (ms(now) - KEEP_ENDED_MS).to_string();
+        for _ in 0..FORGET_CALLS {
+            if self.run(&scripts().forget, vec![before.clone()]).await? < FORGET_BATCH {
+                break;
+            }
+        }
         Ok(n.max(0) as u64)
     }
 
@@ -1081,21 +1301,20 @@ impl QueueBackend for RedisQueue {
         if ids.is_empty() {
             return Ok(BTreeSet::new());
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGET")
-                .arg(format!("{}task:{id}", self.prefix))
-                .arg("v");
-        }
         let mut con = self.con.clone();
-        let versions: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(failed)?;
-        // A task without a version runs version 1 (as the worker does); a hash gone since the
-        // SMEMBERS is a task finished meanwhile.
-        Ok(versions
+        let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(format!("{}td", self.prefix))
+            .arg(&ids)
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        // A task without a version runs version 1 (as the worker does); a task gone since the
+        // SMEMBERS is a task forgotten meanwhile.
+        Ok(fields
             .into_iter()
             .flatten()
-            .map(|v| v.parse().unwrap_or(1))
-            .collect())
+            .map(|td| Fields::of(&td).map(|f| f.version().unwrap_or(1)))
+            .collect::<anyhow::Result<_>>()?)
     }
 
     /// Tasks per queue and state (of one tenant, or all).
@@ -1130,48 +1349,36 @@ impl QueueBackend for RedisQueue {
 
     /// One task as the API shows it.
     async fn task_info(&self, id: Uuid) -> anyhow::Result<Option<TaskInfo>> {
-        let mut h: HashMap<String, Vec<u8>> = self.hash(&format!("task:{id}")).await?;
-        if h.is_empty() {
+        let column = |name: &str| {
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(format!("{}{name}", self.prefix))
+                .arg(id.to_string());
+            cmd
+        };
+        let mut con = self.con.clone();
+        let (td, ts, te): (Option<Vec<u8>>, Option<Vec<u8>>, Option<String>) = redis::pipe()
+            .add_command(column("td"))
+            .add_command(column("ts"))
+            .add_command(column("te"))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
+        let (Some(td), Some(ts)) = (td, ts) else {
             return Ok(None);
-        }
-        // `d` as the fields it packs, as a hash written before `d` has them.
-        if let Some(d) = h.remove("d") {
-            for (field, value) in ["n", "m", "in"].into_iter().zip(unpacked(&d)) {
-                h.insert(field.to_string(), value.into_bytes());
-            }
-        }
-        let get = |k: &str| {
-            h.get(k)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
         };
-        let time = |k: &str| {
-            get(k)
-                .parse::<i64>()
-                .ok()
-                .and_then(DateTime::from_timestamp_millis)
-        };
+        let mut st = ts.splitn(3, |b| *b == 0xFF);
+        let mut next = || String::from_utf8_lossy(st.next().unwrap_or_default()).into_owned();
+        let (state, attempt, third) = (next(), next(), next());
+        let fields = Fields::of(&td)?;
+        let (run_after, created_at) = (fields.time(8), fields.time(7));
+        let ended = state == "done" || state == "dead";
         Ok(Some(TaskInfo {
-            task: Task {
-                id,
-                tenant: get("t"),
-                job_id: get("j"),
-                job_name: get("n"),
-                job_version: get("v").parse().ok(),
-                queue: get("q"),
-                trigger: get("tr"),
-                input: get("in"),
-                fire_at: DateTime::parse_from_rfc3339(&get("f"))
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc)),
-                attempt: get("a").parse().unwrap_or(0),
-                max_attempts: get("m").parse().unwrap_or(1),
-            },
-            state: get("s"),
-            outcome: Some(get("o")).filter(|o| !o.is_empty()),
-            last_error: Some(get("e")).filter(|e| !e.is_empty()),
-            run_after: time("ra"),
-            created_at: time("c"),
+            task: fields.task(id, attempt.parse().unwrap_or(0)),
+            outcome: Some(third).filter(|o| ended && !o.is_empty()),
+            state,
+            last_error: te.filter(|e| !e.is_empty()),
+            run_after,
+            created_at,
         }))
     }
 
