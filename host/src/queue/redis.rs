@@ -8,12 +8,14 @@
 //! | `td` | hash | per task id, what its request says (see below), written when it is enqueued |
 //! | `ts` | hash | per task id, its state: `pending`, `active`, `done` or `dead`, its attempts, and its owner (active) or outcome (ended) |
 //! | `te` | hash | per task id, its last error, if it has one |
-//! | `ended` | sorted set | ended tasks, by the time they ended: a task is forgotten 7 days after |
+//! | `ended:{hour}` | list | the tasks that ended in that hour (ms since the epoch / 3,600,000): forgotten 7 days after |
+//! | `endedhours` | sorted set | the hours that have an `ended:{hour}` list |
 //! | `lane:{queue}:{tenant}` | list | one tenant's runnable task ids in one queue, oldest first |
 //! | `lanes:{queue}` | sorted set | the queue's rotation: its tenants with runnable tasks, next first |
 //! | `turns` | hash | per queue, the last place handed out in its rotation |
 //! | `delayed` | sorted set | tasks waiting for their time (a later fire, a retry delay), by time |
-//! | `active` | sorted set | leased tasks, by lease expiry (heartbeats push it on) |
+//! | `held:{owner}` | set | the tasks a worker process (`owner`) has leased and not yet ended or put back |
+//! | `owners` | sorted set | worker processes holding tasks, by lease expiry (each lease call and heartbeat pushes it on) |
 //! | `fire:{job}:{instant}` | string | the task of a schedule fire (`SET NX`: a fire is enqueued once) |
 //! | `jobtasks:{job}` | set | a job's pending and active tasks (overlap checks, cancel on delete) |
 //! | `jobactive` | hash | active tasks per exclusive job (overlap policy `queue`) |
@@ -48,8 +50,14 @@
 //! of an older version before starting this one on the same Redis, and do not go back to an
 //! older version while tasks it would need wait.
 //!
+//! **A lease is its owner's**, as in Sidekiq's reliable fetch: a worker process holds the tasks
+//! it leased in one set, and one expiry for all of them, pushed on by each of its lease calls
+//! and heartbeats. A process that dies or loses Redis stops pushing it; once it has run out, the
+//! lease reaper (`rescue_expired`) puts all its tasks back. (A task per lease expiry, a sorted
+//! set of every leased task, cost Redis an insert and a removal in a skip list per task.)
+//!
 //! Ended tasks are kept for 7 days (retry of a failed execution, the API's view, an enqueue of
-//! an id seen before skipped), then forgotten by the lease reaper (`rescue_expired`).
+//! an id seen before skipped), then forgotten by the lease reaper, an hour's bucket at a time.
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
 //! so a restart loses no acknowledged task.
 
@@ -69,7 +77,10 @@ const KEEP_ENDED_MS: i64 = 7 * 24 * 3600 * 1000;
 const PRELUDE: &str = r#"
 local P = ARGV[1]
 local S = '\255'
-local TD, TS, TE, ENDED = P .. 'td', P .. 'ts', P .. 'te', P .. 'ended'
+local TD, TS, TE, OWNERS = P .. 'td', P .. 'ts', P .. 'te', P .. 'owners'
+local HOUR = 3600000
+-- The tasks owner `owner` holds (leased and not ended or put back).
+local function held(owner) return P .. 'held:' .. owner end
 local function cnt(q, t, s, d) redis.call('HINCRBY', P .. 'counts', q .. '|' .. t .. '|' .. s, d) end
 -- The fields of a task's `td` (the module's doc), all twelve, missing ones empty.
 local function parts(v)
@@ -89,7 +100,7 @@ local function td(id) return parts(redis.call('HGET', TD, id)) end
 -- A task's state, attempts, and owner or outcome (`ts`); nil when the task is not known.
 local function unstate(v)
   if not v then return nil end
-  return string.match(v, '^([^\255]*)\255([^\255]*)\255(.*)$')
+  return string.match(v, '^([^\255]*)\255([^\255]*)\255([^\255]*)')
 end
 local function state(id) return unstate(redis.call('HGET', TS, id)) end
 local function set_state(id, s, a, w) redis.call('HSET', TS, id, s .. S .. a .. S .. w) end
@@ -108,10 +119,10 @@ local function ready(push, q, t, id)
 end
 -- Takes task `id` out of `active`: its fields and attempts; nil when it is not active.
 local function take_active(id)
-  local s, a = state(id)
+  local s, a, w = state(id)
   if s ~= 'active' then return nil end
   local p = td(id)
-  redis.call('ZREM', P .. 'active', id)
+  redis.call('SREM', held(w), id)
   if p[1] == '1' then redis.call('HINCRBY', P .. 'jobactive', p[2], -1) end
   cnt(p[6], p[7], 'active', -1)
   return p, a
@@ -126,23 +137,29 @@ local function put_back(id, push)
   cnt(p[6], p[7], 'pending', 1)
   return true
 end
--- A task ended at `at` (ms): kept 7 days, then forgotten (`RESCUE`).
-local function ended(id, at) redis.call('ZADD', ENDED, at, id) end
+-- Task `id` ended at `at` (ms; its `ts` says so too): listed in the hour's bucket, whose tasks
+-- are forgotten 7 days after (`FORGET`).
+local function ended(id, at)
+  local h = math.floor(tonumber(at) / HOUR)
+  redis.call('RPUSH', P .. 'ended:' .. h, id)
+  redis.call('ZADD', P .. 'endedhours', 'NX', h, h)
+end
 "#;
 
 /// For the scripts that move many tasks: key names made once per call (a string built in Lua
 /// costs about as much as a command); the changes to `counts` added up by queue, tenant and state
 /// and written once per call (`add`, then `flush`); the writes to the task columns and the moves
-/// in and out of `active`, `ended` and `jobtasks:<job>` gathered and written with one command
-/// per key per call (`flush`), since a command costs about the same with one member as with a
-/// hundred. A script that reads a column it wrote to calls `flush_columns` first.
+/// in and out of the owners' `held` sets, the hour's `ended` bucket and `jobtasks:<job>`
+/// gathered and written with one command per key per call (`flush`), since a command costs
+/// about the same with one member as with a hundred. A script that reads a column it wrote to calls `flush_columns` first.
 const BATCH_FN: &str = r#"
 local K = {lane = P .. 'lane:', lanes = P .. 'lanes:', turns = P .. 'turns',
-  active = P .. 'active', delayed = P .. 'delayed', jobactive = P .. 'jobactive',
-  jobtasks = P .. 'jobtasks:'}
+  delayed = P .. 'delayed', jobactive = P .. 'jobactive', jobtasks = P .. 'jobtasks:'}
 local D = {}
-local ZADD, ZREM, SREM, ENDS = {}, {}, {}, {}
-local STATES, ERRORS, CLEARED = {}, {}, {}
+-- Per job, tasks leaving its task set; per owner, tasks it no longer holds; tasks that ended
+-- (at `ENDS_AT`).
+local SREM, UNHELD, ENDS, ENDS_AT = {}, {}, {}, nil
+local STATES, ERRORS = {}, {}
 local function add(q, t, s, d)
   local dq = D[q]
   if not dq then dq = {}; D[q] = dq end
@@ -168,8 +185,13 @@ end
 local function flush_columns()
   chunked('HSET', TS, STATES)
   chunked('HSET', TE, ERRORS)
-  chunked('HDEL', TE, CLEARED)
-  STATES, ERRORS, CLEARED = {}, {}, {}
+  STATES, ERRORS = {}, {}
+end
+-- `ids` added to `SREM`-like `sets[key]`.
+local function gather(sets, key, id)
+  local ids = sets[key]
+  if not ids then ids = {}; sets[key] = ids end
+  ids[#ids + 1] = id
 end
 local function flush()
   for q, dq in pairs(D) do
@@ -180,9 +202,12 @@ local function flush()
     end
   end
   flush_columns()
-  chunked('ZREM', K.active, ZREM)
-  chunked('ZADD', K.active, ZADD)
-  chunked('ZADD', ENDED, ENDS)
+  for owner, ids in pairs(UNHELD) do chunked('SREM', held(owner), ids) end
+  if #ENDS > 0 then
+    local h = math.floor(tonumber(ENDS_AT) / HOUR)
+    chunked('RPUSH', P .. 'ended:' .. h, ENDS)
+    redis.call('ZADD', P .. 'endedhours', 'NX', h, h)
+  end
   for job, ids in pairs(SREM) do chunked('SREM', K.jobtasks .. job, ids) end
 end
 "#;
@@ -276,8 +301,8 @@ const CLAIM_FN: &str = r#"
 -- is found empty; `last`, when it was last served in this call.
 local R = {}
 local served = 0
--- Tasks leased in this call (their new state is written at its end).
-local taken = {}
+-- Tasks leased in this call (their new state is written at its end), as a set and in order.
+local taken, leased = {}, {}
 local function rotation(queue)
   local r = R[queue]
   if r == nil then
@@ -383,10 +408,9 @@ local function lease_one(queue, now, lease_end, owner, want, before)
         else
           a = tostring((tonumber(a) or 0) + 1)
           taken[id] = true
+          leased[#leased + 1] = id
           STATES[#STATES + 1] = id
           STATES[#STATES + 1] = 'active' .. S .. a .. S .. owner
-          ZADD[#ZADD + 1] = lease_end
-          ZADD[#ZADD + 1] = id
           if x then redis.call('HINCRBY', K.jobactive, job, 1) end
           add(queue, t, 'pending', -1)
           add(queue, t, 'active', 1)
@@ -455,6 +479,12 @@ local function claim(now, lease, owner, i)
     end
   end
   settle()
+  if #leased > 0 then
+    -- The owner's tasks are held while it lives: its lease, pushed on by each call and
+    -- heartbeat (`RESCUE` puts back the tasks of an owner whose lease ran out).
+    chunked('SADD', held(owner), leased)
+    redis.call('ZADD', OWNERS, lease_end, owner)
+  end
   return {empties, out}
 end
 "#;
@@ -470,29 +500,26 @@ local function finish(now, first, k)
   local fields = column(TD, ids)
   local n = 0
   for j, id in ipairs(ids) do
-    local s, a = unstate(st[j])
+    local s, a, w = unstate(st[j])
     if s == 'active' then
       local outcome, err = ARGV[first + 3 * (j - 1) + 1], ARGV[first + 3 * (j - 1) + 2]
       local x, job, q, t = string.match(fields[j] or '',
         '^([^\255]*)\255([^\255]*)\255[^\255]*\255[^\255]*\255[^\255]*\255([^\255]*)\255([^\255]*)')
       job, q, t = job or '', q or '', t or ''
-      ZREM[#ZREM + 1] = id
+      gather(UNHELD, w, id)
       if x == '1' then redis.call('HINCRBY', K.jobactive, job, -1) end
-      local jids = SREM[job]
-      if not jids then jids = {}; SREM[job] = jids end
-      jids[#jids + 1] = id
+      gather(SREM, job, id)
       local to = 'dead'
       if outcome == 'completed' or outcome == 'skipped' then to = 'done' end
       STATES[#STATES + 1] = id
-      STATES[#STATES + 1] = to .. S .. a .. S .. outcome
+      STATES[#STATES + 1] = to .. S .. a .. S .. outcome .. S .. now
+      -- The last error, kept (the API shows none for a task done).
       if err ~= '' then
         ERRORS[#ERRORS + 1] = id
         ERRORS[#ERRORS + 1] = err
-      else
-        CLEARED[#CLEARED + 1] = id
       end
-      ENDS[#ENDS + 1] = now
       ENDS[#ENDS + 1] = id
+      ENDS_AT = now
       add(q, t, 'active', -1)
       if to == 'done' then add(q, t, 'completed', 1) elseif outcome ~= 'cancelled' then add(q, t, 'failed', 1) end
       n = n + 1
@@ -504,24 +531,21 @@ local function finish(now, first, k)
 end
 "#;
 
-/// `heartbeat(now, lease, owner, ids...)`: extends the leases this owner still holds; returns
-/// how many.
+/// `heartbeat(now, lease, owner, ids...)`: pushes the owner's lease on (every task it holds
+/// with it); returns how many of `ids` it still holds.
 const HEARTBEAT: &str = r#"
 local lease_end, owner = tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[4]
+redis.call('ZADD', OWNERS, lease_end, owner)
 local ids = {}
 for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return 0 end
 local st = column(TS, ids)
-local places = {}
-for j, id in ipairs(ids) do
+local n = 0
+for j = 1, #ids do
   local s, _, w = unstate(st[j])
-  if s == 'active' and w == owner then
-    places[#places + 1] = lease_end
-    places[#places + 1] = id
-  end
+  if s == 'active' and w == owner then n = n + 1 end
 end
-chunked('ZADD', K.active, places)
-return #places / 2
+return n
 "#;
 
 /// Active → pending later: a retry (ARGV[5] = '0') or a deferral that gives the attempt back
@@ -556,7 +580,6 @@ if outcome ~= 'cancelled' then cnt(q, t, 'failed', -1) end
 set_state(id, 'pending', '0', '')
 p[3], p[9] = 'retry', ARGV[3]
 redis.call('HSET', TD, id, table.concat(p, S))
-redis.call('ZREM', ENDED, id)
 redis.call('SADD', P .. 'jobtasks:' .. p[2], id)
 ready('RPUSH', q, t, id)
 cnt(q, t, 'pending', 1)
@@ -576,9 +599,10 @@ else
   cnt(q, t, 'pending', -1)
 end
 redis.call('SREM', P .. 'jobtasks:' .. p[2], id)
-set_state(id, 'dead', a, 'cancelled')
+local at = now_ms()
+set_state(id, 'dead', a, 'cancelled' .. S .. at)
 redis.call('HSET', TE, id, err)
-ended(id, now_ms())
+ended(id, at)
 return 1
 "#;
 
@@ -626,47 +650,59 @@ end
 return n
 "#;
 
-/// `rescue(now)`: puts back the tasks whose lease expired; returns how many.
+/// `rescue(now)`: puts back the tasks held by owners whose lease ran out (their process died
+/// or lost Redis); returns how many.
 const RESCUE: &str = r#"
 local now = tonumber(ARGV[2])
-local expired = redis.call('ZRANGEBYSCORE', P .. 'active', '-inf', now, 'LIMIT', 0, 1000)
 local n = 0
-for _, id in ipairs(expired) do
-  if put_back(id, 'RPUSH') then
-    n = n + 1
-  else
-    redis.call('ZREM', P .. 'active', id)
+for _, owner in ipairs(redis.call('ZRANGEBYSCORE', OWNERS, '-inf', now, 'LIMIT', 0, 100)) do
+  local key = held(owner)
+  for _, id in ipairs(redis.call('SMEMBERS', key)) do
+    local s, _, w = state(id)
+    if s == 'active' and w == owner and put_back(id, 'RPUSH') then n = n + 1 end
   end
+  redis.call('DEL', key)
+  redis.call('ZREM', OWNERS, owner)
 end
 return n
 "#;
 
-/// `forget(before)`: forgets up to [`FORGET_BATCH`] of the tasks that ended before `before`
-/// (ms); returns how many it looked at.
+/// `forget(before)`: forgets up to 1000 of the tasks that ended before `before` (ms), from the
+/// oldest hour's bucket whose tasks all did (a task that ran again since and is not ended, or
+/// ended later, is not forgotten); returns -1 when no bucket is that old, else how many it
+/// looked at.
 const FORGET: &str = r#"
-local old = redis.call('ZRANGEBYSCORE', ENDED, '-inf', ARGV[2], 'LIMIT', 0, 1000)
-if #old == 0 then return 0 end
+local before = tonumber(ARGV[2])
+local hours = redis.call('ZRANGEBYSCORE', P .. 'endedhours', '-inf', math.floor(before / HOUR) - 1,
+  'LIMIT', 0, 1)
+if #hours == 0 then return -1 end
+local key = P .. 'ended:' .. hours[1]
+local old = redis.call('LPOP', key, 1000)
+if not old or #old < 1000 then redis.call('ZREM', P .. 'endedhours', hours[1]) end
+if not old then return 0 end
 local gone = {}
 local st = redis.call('HMGET', TS, unpack(old))
 for j, id in ipairs(old) do
-  -- Ended still (not run again since).
-  local s = unstate(st[j])
-  if s == 'done' or s == 'dead' or not s then gone[#gone + 1] = id end
+  local v = st[j]
+  local s = unstate(v)
+  if not s then
+    gone[#gone + 1] = id
+  elseif s == 'done' or s == 'dead' then
+    local at = string.match(v, '^[^\255]*\255[^\255]*\255[^\255]*\255(%d+)')
+    if not at or tonumber(at) <= before then gone[#gone + 1] = id end
+  end
 end
 if #gone > 0 then
   redis.call('HDEL', TD, unpack(gone))
   redis.call('HDEL', TS, unpack(gone))
   redis.call('HDEL', TE, unpack(gone))
 end
-redis.call('ZREM', ENDED, unpack(old))
 return #old
 "#;
 
-/// The most ended tasks one `FORGET` call forgets (as its script says).
-const FORGET_BATCH: i64 = 1000;
-
-/// The most `FORGET` calls one [`QueueBackend::rescue_expired`] makes: a Redis that ended more
-/// tasks than that a tick, 7 days ago, is caught up with over the next ticks.
+/// The most `FORGET` calls (of up to 1000 tasks each) one [`QueueBackend::rescue_expired`]
+/// makes: a Redis that ended more tasks than that a tick, 7 days ago, is caught up with over the
+/// next ticks.
 const FORGET_CALLS: usize = 50;
 
 /// `upgrade(key)`: moves the ids of an older `ready:{queue}` list into their lanes, in order
@@ -688,8 +724,9 @@ return #ids
 "#;
 
 /// `columns(now, keys...)`: moves tasks of the older layout (a hash `task:{id}` each, its name,
-/// most attempts and input either packed in `d` or as fields `n`, `m`, `in`) into the columns;
-/// an ended one keeps the time it has left. Returns how many were moved.
+/// most attempts and input either packed in `d` or as fields `n`, `m`, `in`; leases in one
+/// sorted set `active`) into the columns; an ended one keeps the time it has left, an active
+/// one its lease (as its owner's). Returns how many were moved.
 const COLUMNS: &str = r#"
 local now = tonumber(ARGV[2])
 local n = 0
@@ -707,13 +744,22 @@ for i = 3, #ARGV do
     local s = m.s or 'pending'
     local third = m.o or ''
     if s == 'active' then third = m.w or '' elseif s == 'pending' then third = '' end
-    set_state(id, s, m.a or '0', third)
     if m.e and m.e ~= '' then redis.call('HSET', TE, id, m.e) end
     if s == 'done' or s == 'dead' then
       local left = redis.call('PTTL', h)
       if left < 0 then left = 0 end
-      ended(id, now - (604800000 - left))
+      local at = now - (604800000 - left)
+      third = third .. S .. at
+      ended(id, at)
+    elseif s == 'active' then
+      -- Held by its owner until the latest lease of the owner's tasks runs out.
+      local lease = tonumber(redis.call('ZSCORE', P .. 'active', id) or now)
+      local cur = redis.call('ZSCORE', OWNERS, third)
+      if not cur or tonumber(cur) < lease then redis.call('ZADD', OWNERS, lease, third) end
+      redis.call('SADD', held(third), id)
+      redis.call('ZREM', P .. 'active', id)
     end
+    set_state(id, s, m.a or '0', third)
     redis.call('DEL', h)
     n = n + 1
   end
@@ -1235,7 +1281,7 @@ impl QueueBackend for RedisQueue {
         // Tasks that ended more than 7 days ago are forgotten.
         let before = (ms(now) - KEEP_ENDED_MS).to_string();
         for _ in 0..FORGET_CALLS {
-            if self.run(&scripts().forget, vec![before.clone()]).await? < FORGET_BATCH {
+            if self.run(&scripts().forget, vec![before.clone()]).await? < 0 {
                 break;
             }
         }
@@ -1366,17 +1412,20 @@ impl QueueBackend for RedisQueue {
         let (Some(td), Some(ts)) = (td, ts) else {
             return Ok(None);
         };
-        let mut st = ts.splitn(3, |b| *b == 0xFF);
+        // State, attempts, owner or outcome (then, once ended, when).
+        let mut st = ts.splitn(4, |b| *b == 0xFF);
         let mut next = || String::from_utf8_lossy(st.next().unwrap_or_default()).into_owned();
         let (state, attempt, third) = (next(), next(), next());
         let fields = Fields::of(&td)?;
         let (run_after, created_at) = (fields.time(8), fields.time(7));
         let ended = state == "done" || state == "dead";
+        // A task done has no error (the one kept is an earlier attempt's).
+        let last_error = te.filter(|e| !e.is_empty() && state != "done");
         Ok(Some(TaskInfo {
             task: fields.task(id, attempt.parse().unwrap_or(0)),
             outcome: Some(third).filter(|o| ended && !o.is_empty()),
             state,
-            last_error: te.filter(|e| !e.is_empty()),
+            last_error,
             run_after,
             created_at,
         }))
