@@ -16,8 +16,7 @@
 //!   feeder to finish. A task leaves the queue only when its execution is recorded; if the host
 //!   dies first, the task's lease runs out and it runs again.
 //! - **The heartbeat** (one): every `heartbeat`, extends the leases of all the tasks the pool
-//!   holds (running or waiting for their commit) in one call, then tries again to put back the
-//!   tasks the queue did not take back when they were put back.
+//!   holds (running or waiting for their commit) in one call.
 //!
 //! The pool's tasks share one room: `slots * 4`, plus [`UNFINISHED_REMOTE`] (PostgreSQL) or
 //! [`UNFINISHED_EMBEDDED`] (SQLite), plus the most it may lease ahead. Running, ended but not yet
@@ -261,10 +260,6 @@ pub struct WorkerPool {
     typical_us: AtomicU64,
     /// No slot takes a task before this instant (after a platform failure).
     paused_until: Mutex<Option<tokio::time::Instant>>,
-    /// Tasks the queue did not take back when they were put back (it did not answer): tried
-    /// again at each heartbeat. (On Redis a task stays held by this process while it lives, so
-    /// nothing else would put it back.)
-    stranded: Mutex<Vec<Uuid>>,
     /// Executions running per tenant (for tenants with a concurrency limit).
     per_tenant: Mutex<HashMap<String, i64>>,
 }
@@ -383,7 +378,6 @@ impl WorkerPool {
             failures: AtomicU32::new(0),
             typical_us: AtomicU64::new(1_000_000),
             paused_until: Mutex::new(None),
-            stranded: Mutex::new(Vec::new()),
             per_tenant: Mutex::new(HashMap::new()),
         })
     }
@@ -708,14 +702,6 @@ impl WorkerPool {
             let ids: Vec<Uuid> = lock(&self.held).iter().copied().collect();
             if let Err(e) = self.queue.heartbeat(&ids, Utc::now()).await {
                 tracing::warn!(tasks = ids.len(), "heartbeat failed: {e:#}");
-                continue;
-            }
-            let stranded = std::mem::take(&mut *lock(&self.stranded));
-            for id in stranded {
-                if let Err(e) = self.queue.release(id).await {
-                    tracing::warn!(%id, "putting a task back failed again: {e:#}");
-                    lock(&self.stranded).push(id);
-                }
             }
         }
     }
@@ -735,8 +721,7 @@ impl WorkerPool {
     async fn put_back(&self, id: Uuid) {
         lock(&self.active).remove(&id);
         if let Err(e) = self.queue.release(id).await {
-            tracing::warn!(%id, "putting a task back failed: {e:#}; tried again at the next heartbeat");
-            lock(&self.stranded).push(id);
+            tracing::warn!(%id, "putting a task back failed: {e:#}; its lease will run out");
         }
         self.let_go(id);
     }

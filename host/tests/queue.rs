@@ -382,8 +382,8 @@ async fn leases_of_many_at_once_keep_each_queue_in_order_and_finish_cleanly(
     let active: u64 = counts.values().map(|c| c.active).sum();
     assert_eq!((completed, active), (300, 0));
     if let Some(r) = keys {
-        // Members left in the lease set and in each job's task set.
-        let mut left = vec![("ZCARD", "active".to_string())];
+        // Members left in the pool's set of held tasks and in each job's task set.
+        let mut left = vec![("SCARD", format!("held:{}", q.owner()))];
         left.extend((0..7).map(|j| ("SCARD", format!("jobtasks:job-{j}"))));
         let mut con = r.connection();
         for (card, key) in left {
@@ -568,6 +568,11 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
         };
         let (packed, unpacked) = (new(0, "packed-job"), new(1, "unpacked-job"));
         let (done, dead) = (new(2, "done-job"), new(3, "dead-job"));
+        let (active, later) = (new(4, "active-job"), new(5, "later-job"));
+        let later = NewTask {
+            run_after: Utc::now() + Duration::hours(1),
+            ..later
+        };
         // The older layout, as those versions wrote it.
         let mut pipe = ::redis::pipe();
         for (t, state) in [
@@ -575,7 +580,11 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
             (&unpacked, "pending"),
             (&done, "done"),
             (&dead, "dead"),
+            (&active, "active"),
+            (&later, "later"),
         ] {
+            let (later, state) = (state == "later", state.replace("later", "pending"));
+            let state = state.as_str();
             let id = t.id.unwrap().to_string();
             let key = format!("{prefix}task:{id}");
             let fire = t.fire_at.map(|f| f.to_rfc3339()).unwrap_or_default();
@@ -601,6 +610,34 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
                 pipe.cmd("HSET").arg(&key).arg("d").arg(d).ignore();
             }
             match state {
+                "pending" if later => {
+                    pipe.cmd("HSET").arg(&key).arg("a").arg(0).ignore();
+                    pipe.cmd("ZADD")
+                        .arg(format!("{prefix}delayed"))
+                        .arg(t.run_after.timestamp_millis())
+                        .arg(&id)
+                        .ignore();
+                    pipe.cmd("SADD")
+                        .arg(format!("{prefix}jobtasks:{}", t.job_id))
+                        .arg(&id)
+                        .ignore();
+                }
+                "active" => {
+                    // Leased by a worker whose lease runs out in a minute.
+                    pipe.cmd("HSET")
+                        .arg(&key)
+                        .arg(&[("a", "1"), ("w", "old-worker")])
+                        .ignore();
+                    pipe.cmd("ZADD")
+                        .arg(format!("{prefix}active"))
+                        .arg((Utc::now() + Duration::minutes(1)).timestamp_millis())
+                        .arg(&id)
+                        .ignore();
+                    pipe.cmd("SADD")
+                        .arg(format!("{prefix}jobtasks:{}", t.job_id))
+                        .arg(&id)
+                        .ignore();
+                }
                 "pending" => {
                     pipe.cmd("HSET").arg(&key).arg("a").arg(0).ignore();
                     pipe.cmd("RPUSH")
@@ -675,10 +712,12 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
         }
         let whole = |t: &NewTask| kept!(t, t.id.unwrap());
         let shown = |t: &codeai_host::queue::Task| kept!(t, t.id);
-        for t in [&packed, &unpacked, &done, &dead] {
+        for t in [&packed, &unpacked, &done, &dead, &active, &later] {
             let info = q.task_info(t.id.unwrap()).await.unwrap().unwrap();
             assert_eq!(shown(&info.task), whole(t), "{}", t.job_id);
         }
+        let info = q.task_info(active.id.unwrap()).await.unwrap().unwrap();
+        assert_eq!((info.state.as_str(), info.task.attempt), ("active", 1));
         for t in [&packed, &unpacked] {
             let versions = q.versions_in_use(&t.job_id).await.unwrap();
             assert_eq!(
@@ -699,12 +738,12 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
             ended(info),
             ("dead".into(), 4, Some("failed".into()), Some("boom".into()))
         );
-        // The done task has an hour left, the dead one five days.
-        q.rescue_expired(Utc::now()).await.unwrap();
+        // The done task has an hour left, the dead one five days; the active one's lease a
+        // minute.
+        assert_eq!(q.rescue_expired(Utc::now()).await.unwrap(), 0);
         assert!(q.task_info(done.id.unwrap()).await.unwrap().is_some());
-        q.rescue_expired(Utc::now() + Duration::hours(2))
-            .await
-            .unwrap();
+        let rescued = q.rescue_expired(Utc::now() + Duration::hours(2));
+        assert_eq!(rescued.await.unwrap(), 1);
         assert!(q.task_info(done.id.unwrap()).await.unwrap().is_none());
         assert!(q.requeue_dead(dead.id.unwrap(), Utc::now()).await.unwrap());
 
@@ -714,6 +753,7 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
             vec![
                 whole(&packed),
                 whole(&unpacked),
+                whole(&active),
                 whole(&NewTask {
                     trigger: "retry".into(),
                     ..dead.clone()
@@ -721,6 +761,43 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
             ]
         );
         assert!(leased.iter().all(|t| t.attempt == 1));
+        let due = q.dequeue_many(Utc::now() + Duration::hours(2), 10);
+        let due = due.await.unwrap();
+        assert_eq!(
+            due.iter().map(shown).collect::<Vec<_>>(),
+            vec![whole(&later)]
+        );
+    })
+    .await
+}
+
+/// On Redis a lease is its worker process's: a task the process holds but lost track of (a
+/// lease call whose answer never came) goes back on the queue at a heartbeat once it was leased
+/// more than a lease ago, while the tasks the process names stay leased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_a_task_its_worker_lost_track_of_goes_back_once_its_lease_would_have_run_out() {
+    common::run_postgres_redis(|db, redis| async move {
+        let q = queue(db, redis, QueueConfig::default()).await;
+        let t0 = Utc::now() - Duration::seconds(1);
+        let known = enqueue_for(&q, "default", t0).await;
+        let lost = enqueue_for(&q, "default", t0).await;
+        let now = Utc::now();
+        assert_eq!(leased_ids(&q, now, 10).await, vec![known, lost]);
+        macro_rules! states {
+            () => {
+                (
+                    q.task_info(known).await.unwrap().unwrap().state,
+                    q.task_info(lost).await.unwrap().unwrap().state,
+                )
+            };
+        }
+        assert_eq!(q.heartbeat(&[known], now).await.unwrap(), 1);
+        assert_eq!(states!(), ("active".into(), "active".into()));
+        let lease = Duration::from_std(QueueConfig::default().lease).unwrap();
+        let later = now + lease + Duration::seconds(1);
+        assert_eq!(q.heartbeat(&[known], later).await.unwrap(), 1);
+        assert_eq!(states!(), ("active".into(), "pending".into()));
+        assert_eq!(leased_ids(&q, Utc::now(), 10).await, vec![lost]);
     })
     .await
 }
@@ -766,17 +843,26 @@ async fn redis_ended_tasks_are_kept_seven_days_then_forgotten() {
             assert!(q.task_info(id).await.unwrap().is_none());
         }
         let mut con = redis.connection();
-        let left: (i64, i64, i64) = ::redis::pipe()
+        let left: (i64, i64, i64, i64, Vec<String>) = ::redis::pipe()
             .cmd("HLEN")
             .arg(format!("{prefix}td"))
             .cmd("HLEN")
             .arg(format!("{prefix}ts"))
+            .cmd("HLEN")
+            .arg(format!("{prefix}te"))
             .cmd("ZCARD")
-            .arg(format!("{prefix}ended"))
+            .arg(format!("{prefix}endedhours"))
+            .cmd("KEYS")
+            .arg(format!("{prefix}ended:*"))
             .query_async(&mut con)
             .await
             .unwrap();
-        assert_eq!(left, (0, 0, 0));
+        assert_eq!(left, (0, 0, 0, 0, vec![]));
+        assert_eq!(
+            q.enqueue_many(&tasks).await.unwrap(),
+            2500,
+            "unknown once forgotten"
+        );
     })
     .await
 }

@@ -295,11 +295,10 @@ impl Queue {
             .collect()
     }
 
-    /// Extends the leases of those of `ids` that this process still holds; how many.
+    /// Extends the leases of those of `ids` that this process still holds; how many. (Called
+    /// with none too: on Redis it puts back the tasks this process holds and lost track of, see
+    /// [`QueueBackend::heartbeat`].)
     pub async fn heartbeat(&self, ids: &[Uuid], now: DateTime<Utc>) -> anyhow::Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
         self.backend.heartbeat(ids, &self.lease(now)).await
     }
 

@@ -5,8 +5,8 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `td` | hash | per task id, what its request says (see below), written when it is enqueued |
-//! | `ts` | hash | per task id, its state: `pending`, `active`, `done` or `dead`, its attempts, and its owner (active) or outcome (ended) |
+//! | `td` | hash | per task id, what its request says (see below), written when it is enqueued (its trigger and time to run rewritten when it is retried, deferred or run again) |
+//! | `ts` | hash | per task id, its state: `pending`, `active`, `done` or `dead`, its attempts, and its owner and when it was leased (active) or its outcome and when it ended (ended) |
 //! | `te` | hash | per task id, its last error, if it has one |
 //! | `ended:{hour}` | list | the tasks that ended in that hour (ms since the epoch / 3,600,000): forgotten 7 days after |
 //! | `endedhours` | sorted set | the hours that have an `ended:{hour}` list |
@@ -40,24 +40,30 @@
 //! BENCHMARKS.md, session 19). A task's `td` is one value, its fields separated by the byte 0xFF
 //! (which UTF-8 text never holds), in this order: exclusive (`1` or `0`), job, trigger, fire,
 //! version, queue, tenant, enqueued at (ms), run after (ms), the job's name, the most attempts,
-//! the input; a lease hands it on as it is. Its `ts` is state 0xFF attempts 0xFF owner or
-//! outcome. Errors, rarer, are a column of their own.
+//! the input; a lease hands it on as it is. Its `ts` is state 0xFF attempts, then 0xFF owner
+//! 0xFF leased at (ms) while active, or 0xFF outcome 0xFF ended at (ms) once ended. Errors,
+//! rarer, are a column of their own.
 //!
 //! **Upgrading.** The layouts before kept a hash `task:{id}` per task (and, before tenants took
 //! turns, one `ready:{queue}` list per queue). A worker of this version that connects to a
 //! Redis of an older layout moves its tasks into their lanes and columns once (`layout` records
-//! it). A worker of an older version would not see tasks written in columns: stop every worker
-//! of an older version before starting this one on the same Redis, and do not go back to an
-//! older version while tasks it would need wait.
+//! it). A worker of an older version does not read the columns: the tasks it pops from a lane
+//! or from `delayed` it drops as gone, and they are lost (they stay `pending`, in no lane). So
+//! stop every worker of an older version before starting this one on the same Redis, and do not
+//! go back to an older version while tasks this one queued wait.
 //!
 //! **A lease is its owner's**, as in Sidekiq's reliable fetch: a worker process holds the tasks
 //! it leased in one set, and one expiry for all of them, pushed on by each of its lease calls
 //! and heartbeats. A process that dies or loses Redis stops pushing it; once it has run out, the
-//! lease reaper (`rescue_expired`) puts all its tasks back. (A task per lease expiry, a sorted
-//! set of every leased task, cost Redis an insert and a removal in a skip list per task.)
+//! lease reaper (`rescue_expired`) puts all its tasks back. A live process's heartbeat names the
+//! tasks it knows it holds, and puts back those it holds but does not know of (a lease call
+//! whose answer never came, a put-back that failed) once they were leased more than a lease
+//! ago, as their own lease would have run out. (A task per lease expiry, a sorted set of every
+//! leased task, cost Redis an insert and a removal in a skip list per task.)
 //!
 //! Ended tasks are kept for 7 days (retry of a failed execution, the API's view, an enqueue of
-//! an id seen before skipped), then forgotten by the lease reaper, an hour's bucket at a time.
+//! an id seen before skipped), then forgotten by the lease reaper, an hour's bucket at a time
+//! (so 7 days to 7 days and an hour after they ended).
 //! Durability is Redis's: run it with `appendonly yes` (AOF, `appendfsync everysec` or `always`)
 //! so a restart loses no acknowledged task.
 
@@ -159,7 +165,7 @@ local D = {}
 -- Per job, tasks leaving its task set; per owner, tasks it no longer holds; tasks that ended
 -- (at `ENDS_AT`).
 local SREM, UNHELD, ENDS, ENDS_AT = {}, {}, {}, nil
-local STATES, ERRORS = {}, {}
+local STATES, ERRORS, CLEARED = {}, {}, {}
 local function add(q, t, s, d)
   local dq = D[q]
   if not dq then dq = {}; D[q] = dq end
@@ -185,7 +191,8 @@ end
 local function flush_columns()
   chunked('HSET', TS, STATES)
   chunked('HSET', TE, ERRORS)
-  STATES, ERRORS = {}, {}
+  chunked('HDEL', TE, CLEARED)
+  STATES, ERRORS, CLEARED = {}, {}, {}
 end
 -- `ids` added to `SREM`-like `sets[key]`.
 local function gather(sets, key, id)
@@ -289,9 +296,10 @@ return new
 /// process's [`Picker`](super::Picker) would: ARGV[i] = n, ARGV[i+1] = '1' for strict priority,
 /// ARGV[i+2] = the number of queues, then per queue (heaviest first) its name, weight and
 /// credit. A queue found empty is not eligible for the rest of the call. Due delayed tasks are
-/// moved to their queues first. Returns `{empties, tasks}`: the queues found empty, in order,
-/// and per leased task one string (see `task_of`): how many of empties were found before it,
-/// its id and attempt, then its `td`, so the caller can replay the picks on its picker.
+/// moved to their queues first. Returns `{empties, befores, ids, attempts, tds}`: the queues
+/// found empty, in order, and per leased task how many of those were found before it (so the
+/// caller can replay the picks on its picker), its id, attempt and `td` (each column an array,
+/// so no string is made per task).
 const CLAIM_FN: &str = r#"
 -- Each queue's rotation as far as this call has read it: `list` its lanes from the head, `at`
 -- the next one to serve, `all` whether the whole rotation is read, `live` the lanes read that
@@ -303,6 +311,10 @@ local R = {}
 local served = 0
 -- Tasks leased in this call (their new state is written at its end), as a set and in order.
 local taken, leased = {}, {}
+-- Attempts after each of the first few, and an active task's state per attempt (strings made
+-- once per call, not once per task).
+local NEXT, ACTIVE = {}, {}
+for j = 0, 19 do NEXT[tostring(j)] = tostring(j + 1) end
 local function rotation(queue)
   local r = R[queue]
   if r == nil then
@@ -383,7 +395,7 @@ end
 -- Leases the next task of `queue`: the oldest of the lane whose turn it is. At most 1000 ids
 -- are looked at (ids of tasks no longer pending are dropped; tasks of an exclusive job whose
 -- previous run is active wait 100 ms in `delayed`).
-local function lease_one(queue, now, lease_end, owner, want, before)
+local function lease_one(queue, now, lease_end, owner, want)
   local r = rotation(queue)
   r.want = want
   local budget = 1000
@@ -394,8 +406,8 @@ local function lease_one(queue, now, lease_end, owner, want, before)
       budget = budget - 1
       local id, st, fields = pop(queue, r, lane)
       if not id then break end
-      local s, a = unstate(st)
-      if s == 'pending' and not taken[id] then
+      local a = string.match(st or '', '^pending\255(%d*)')
+      if a and not taken[id] then
         -- The lane is the task's queue and tenant; exclusive is `td`'s first byte.
         fields = fields or ''
         local t, x = lane.t, string.byte(fields, 1) == 49
@@ -406,18 +418,22 @@ local function lease_one(queue, now, lease_end, owner, want, before)
           add(queue, t, 'pending', -1)
           add(queue, t, 'scheduled', 1)
         else
-          a = tostring((tonumber(a) or 0) + 1)
+          a = NEXT[a] or tostring((tonumber(a) or 0) + 1)
           taken[id] = true
           leased[#leased + 1] = id
+          local v = ACTIVE[a]
+          if not v then
+            v = 'active' .. S .. a .. S .. owner .. S .. now
+            ACTIVE[a] = v
+          end
           STATES[#STATES + 1] = id
-          STATES[#STATES + 1] = 'active' .. S .. a .. S .. owner
+          STATES[#STATES + 1] = v
           if x then redis.call('HINCRBY', K.jobactive, job, 1) end
           add(queue, t, 'pending', -1)
           add(queue, t, 'active', 1)
           served = served + 1
           lane.last = served
-          -- One string per task (a reply of one element parses far faster than of thirty).
-          return table.concat({before, id, a, fields}, S)
+          return id, a, fields
         end
       end
     end
@@ -444,7 +460,8 @@ local function claim(now, lease, owner, i)
       end
     end
   end
-  local out, empty, empties = {}, {}, {}
+  -- Per task leased: how many queues were found empty before it, its id, attempt and `td`.
+  local befores, out, attempts, tds, empty, empties = {}, {}, {}, {}, {}, {}
   -- A number is formatted for each command that gets it: format the lease's end once.
   local lease_end = tostring(now + lease)
   while #out < n do
@@ -460,8 +477,8 @@ local function claim(now, lease, owner, i)
       end
     end
     if not best then break end
-    local r = lease_one(best[1], now, lease_end, owner, n - #out, #empties)
-    if r then
+    local id, a, fields = lease_one(best[1], now, lease_end, owner, n - #out)
+    if id then
       if not strict then
         local total = 0
         for _, q in ipairs(qs) do
@@ -472,7 +489,10 @@ local function claim(now, lease, owner, i)
         end
         best[3] = best[3] - total
       end
-      out[#out + 1] = r
+      befores[#out + 1] = #empties
+      out[#out + 1] = id
+      attempts[#out] = a
+      tds[#out] = fields
     else
       empty[best[1]] = true
       empties[#empties + 1] = best[1]
@@ -483,9 +503,9 @@ local function claim(now, lease, owner, i)
     -- The owner's tasks are held while it lives: its lease, pushed on by each call and
     -- heartbeat (`RESCUE` puts back the tasks of an owner whose lease ran out).
     chunked('SADD', held(owner), leased)
-    redis.call('ZADD', OWNERS, lease_end, owner)
+    redis.call('ZADD', OWNERS, 'GT', lease_end, owner)
   end
-  return {empties, out}
+  return {empties, befores, out, attempts, tds}
 end
 "#;
 
@@ -494,14 +514,18 @@ end
 const FINISH_FN: &str = r#"
 local function finish(now, first, k)
   if k == 0 then return 0 end
+  -- An ended task's state per outcome and attempt (made once per call); the ids finished (an id
+  -- given twice is finished once).
+  local ENDED_AS, seen = {}, {}
   local ids = {}
   for j = 0, k - 1 do ids[#ids + 1] = ARGV[first + 3 * j] end
   local st = column(TS, ids)
   local fields = column(TD, ids)
   local n = 0
   for j, id in ipairs(ids) do
-    local s, a, w = unstate(st[j])
-    if s == 'active' then
+    local a, w = string.match(st[j] or '', '^active\255(%d*)\255([^\255]*)')
+    if a and not seen[id] then
+      seen[id] = true
       local outcome, err = ARGV[first + 3 * (j - 1) + 1], ARGV[first + 3 * (j - 1) + 2]
       local x, job, q, t = string.match(fields[j] or '',
         '^([^\255]*)\255([^\255]*)\255[^\255]*\255[^\255]*\255[^\255]*\255([^\255]*)\255([^\255]*)')
@@ -511,12 +535,20 @@ local function finish(now, first, k)
       gather(SREM, job, id)
       local to = 'dead'
       if outcome == 'completed' or outcome == 'skipped' then to = 'done' end
+      local ends = ENDED_AS[outcome]
+      if not ends then ends = {}; ENDED_AS[outcome] = ends end
+      local v = ends[a]
+      if not v then
+        v = to .. S .. a .. S .. outcome .. S .. now
+        ends[a] = v
+      end
       STATES[#STATES + 1] = id
-      STATES[#STATES + 1] = to .. S .. a .. S .. outcome .. S .. now
-      -- The last error, kept (the API shows none for a task done).
+      STATES[#STATES + 1] = v
       if err ~= '' then
         ERRORS[#ERRORS + 1] = id
         ERRORS[#ERRORS + 1] = err
+      else
+        CLEARED[#CLEARED + 1] = id
       end
       ENDS[#ENDS + 1] = id
       ENDS_AT = now
@@ -532,18 +564,27 @@ end
 "#;
 
 /// `heartbeat(now, lease, owner, ids...)`: pushes the owner's lease on (every task it holds
-/// with it); returns how many of `ids` it still holds.
+/// with it), and puts back the tasks it holds that are not among `ids` (the tasks the caller
+/// knows it holds) and were leased more than a lease ago: tasks it lost track of (a lease call
+/// whose answer never came, a put-back that failed), whose lease would have run out. Returns how
+/// many of `ids` it holds.
 const HEARTBEAT: &str = r#"
-local lease_end, owner = tonumber(ARGV[2]) + tonumber(ARGV[3]), ARGV[4]
-redis.call('ZADD', OWNERS, lease_end, owner)
-local ids = {}
-for i = 5, #ARGV do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then return 0 end
-local st = column(TS, ids)
+local now, lease, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+redis.call('ZADD', OWNERS, 'GT', now + lease, owner)
+local known = {}
+for i = 5, #ARGV do known[ARGV[i]] = true end
 local n = 0
-for j = 1, #ids do
-  local s, _, w = unstate(st[j])
-  if s == 'active' and w == owner then n = n + 1 end
+for _, id in ipairs(redis.call('SMEMBERS', held(owner))) do
+  local v = redis.call('HGET', TS, id)
+  local s, _, w = unstate(v)
+  if s == 'active' and w == owner then
+    if known[id] then
+      n = n + 1
+    else
+      local at = tonumber(string.match(v, '^[^\255]*\255[^\255]*\255[^\255]*\255(%d+)') or 0)
+      if at < now - lease then put_back(id, 'RPUSH') end
+    end
+  end
 end
 return n
 "#;
@@ -754,10 +795,10 @@ for i = 3, #ARGV do
     elseif s == 'active' then
       -- Held by its owner until the latest lease of the owner's tasks runs out.
       local lease = tonumber(redis.call('ZSCORE', P .. 'active', id) or now)
-      local cur = redis.call('ZSCORE', OWNERS, third)
-      if not cur or tonumber(cur) < lease then redis.call('ZADD', OWNERS, lease, third) end
+      redis.call('ZADD', OWNERS, 'GT', lease, third)
       redis.call('SADD', held(third), id)
       redis.call('ZREM', P .. 'active', id)
+      third = third .. S .. now
     end
     set_state(id, s, m.a or '0', third)
     redis.call('DEL', h)
@@ -848,33 +889,37 @@ fn claim_args(invocation: &mut redis::ScriptInvocation<'_>, claim: &Claim<'_>) {
     }
 }
 
-fn claimed(reply: (Vec<String>, Vec<Vec<u8>>)) -> anyhow::Result<Claimed> {
-    let (empties, rows) = reply;
-    let tasks = rows
+/// What the claim script returns (see `CLAIM_FN`): the queues found empty, and per leased task
+/// how many of those before it, its id, attempt and `td`.
+type ClaimReply = (
+    Vec<String>,
+    Vec<usize>,
+    Vec<String>,
+    Vec<String>,
+    Vec<Vec<u8>>,
+);
+
+fn claimed(reply: ClaimReply) -> anyhow::Result<Claimed> {
+    let (empties, befores, ids, attempts, tds) = reply;
+    anyhow::ensure!(
+        [befores.len(), attempts.len(), tds.len()] == [ids.len(); 3],
+        "redis queue: a lease's reply is short"
+    );
+    let tasks = ids
         .iter()
-        .map(|row| task_of(row))
+        .zip(befores)
+        .zip(attempts)
+        .zip(tds)
+        .map(|(((id, before), attempt), td)| {
+            let task = Fields::of(&td)?.task(Uuid::parse_str(id)?, attempt.parse().unwrap_or(1));
+            Ok(Leased {
+                before,
+                queue: task.queue.clone(),
+                task,
+            })
+        })
         .collect::<anyhow::Result<_>>()?;
     Ok(Claimed { empties, tasks })
-}
-
-/// A leased task as `lease_one` returns it: the number of empty queues found before it, its id
-/// and attempt, then its `td` (see the module's doc), separated by 0xFF bytes.
-fn task_of(row: &[u8]) -> anyhow::Result<Leased> {
-    let mut it = row.splitn(4, |b| *b == 0xFF);
-    let mut next = || -> anyhow::Result<&[u8]> {
-        it.next()
-            .ok_or_else(|| anyhow::anyhow!("redis queue: a leased task's reply is short"))
-    };
-    let before = std::str::from_utf8(next()?)?.parse().unwrap_or(0);
-    let id = Uuid::parse_str(std::str::from_utf8(next()?)?)?;
-    let attempt = std::str::from_utf8(next()?)?.parse().unwrap_or(1);
-    let fields = Fields::of(next()?)?;
-    let task = fields.task(id, attempt);
-    Ok(Leased {
-        before,
-        queue: task.queue.clone(),
-        task,
-    })
 }
 
 /// A task's `td`: what its request says (the module's doc).
@@ -1419,8 +1464,7 @@ impl QueueBackend for RedisQueue {
         let fields = Fields::of(&td)?;
         let (run_after, created_at) = (fields.time(8), fields.time(7));
         let ended = state == "done" || state == "dead";
-        // A task done has no error (the one kept is an earlier attempt's).
-        let last_error = te.filter(|e| !e.is_empty() && state != "done");
+        let last_error = te.filter(|e| !e.is_empty());
         Ok(Some(TaskInfo {
             task: fields.task(id, attempt.parse().unwrap_or(0)),
             outcome: Some(third).filter(|o| ended && !o.is_empty()),
