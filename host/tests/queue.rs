@@ -683,15 +683,17 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
             RedisQueue::connect(&url, &prefix).await.unwrap(),
             QueueConfig::default(),
         );
-        let (left, layout): (Vec<String>, String) = ::redis::pipe()
+        let (left, leases, layout): (Vec<String>, i64, String) = ::redis::pipe()
             .cmd("KEYS")
             .arg(format!("{prefix}task:*"))
+            .cmd("EXISTS")
+            .arg(format!("{prefix}active"))
             .cmd("GET")
             .arg(format!("{prefix}layout"))
             .query_async(&mut con)
             .await
             .unwrap();
-        assert_eq!((left, layout.as_str()), (vec![], "columns"));
+        assert_eq!((left, leases, layout.as_str()), (vec![], 0, "columns"));
 
         // What a task keeps of its request, from the request or from the task.
         macro_rules! kept {

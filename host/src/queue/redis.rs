@@ -1096,6 +1096,12 @@ impl RedisQueue {
         if moved > 0 {
             tracing::info!(moved, "redis queue: tasks moved into the task columns");
         }
+        // The leases of the older layout, moved with their tasks (an id left has no task).
+        let _: () = redis::cmd("DEL")
+            .arg(format!("{}active", self.prefix))
+            .query_async(&mut con)
+            .await
+            .map_err(failed)?;
         let _: () = redis::cmd("SET")
             .arg(&layout)
             .arg("columns")
