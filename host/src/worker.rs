@@ -721,7 +721,7 @@ impl WorkerPool {
     async fn put_back(&self, id: Uuid) {
         lock(&self.active).remove(&id);
         if let Err(e) = self.queue.release(id).await {
-            tracing::warn!(%id, "putting a task back failed: {e:#}; its lease will run out");
+            tracing::warn!(%id, "putting a task back failed: {e:#}; it goes back once its lease runs out");
         }
         self.let_go(id);
     }

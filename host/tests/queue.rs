@@ -23,6 +23,7 @@ on_every_backend!(
     a_retried_task_goes_behind_its_tenants_waiting_tasks,
     a_lease_of_many_takes_one_task_of_a_job_that_may_not_overlap,
     run_requests_at_once_each_get_their_record_their_task_and_their_turn,
+    a_task_finished_twice_at_once_counts_once_and_ends_with_no_error_once_it_succeeds,
 );
 
 fn task(queue: &str, job: &str, run_after: DateTime<Utc>) -> NewTask {
@@ -671,6 +672,12 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
             .arg(1)
             .arg("default")
             .ignore();
+        // A lease left of a task that is gone.
+        pipe.cmd("ZADD")
+            .arg(format!("{prefix}active"))
+            .arg(1)
+            .arg(uuid::Uuid::new_v4().to_string())
+            .ignore();
         pipe.cmd("SET")
             .arg(format!("{prefix}layout"))
             .arg("lanes")
@@ -796,10 +803,19 @@ async fn redis_a_task_its_worker_lost_track_of_goes_back_once_its_lease_would_ha
         assert_eq!(q.heartbeat(&[known], now).await.unwrap(), 1);
         assert_eq!(states!(), ("active".into(), "active".into()));
         let lease = Duration::from_std(QueueConfig::default().lease).unwrap();
-        let later = now + lease + Duration::seconds(1);
+        // Still within two leases and 10 s (its lease call might be answering).
+        let soon = now + lease + Duration::seconds(1);
+        assert_eq!(q.heartbeat(&[known], soon).await.unwrap(), 1);
+        assert_eq!(states!(), ("active".into(), "active".into()));
+        let later = now + lease * 2 + Duration::seconds(11);
         assert_eq!(q.heartbeat(&[known], later).await.unwrap(), 1);
         assert_eq!(states!(), ("active".into(), "pending".into()));
-        assert_eq!(leased_ids(&q, Utc::now(), 10).await, vec![lost]);
+        let again = q.dequeue_many(Utc::now(), 10).await.unwrap();
+        assert_eq!(
+            again.iter().map(|t| (t.id, t.attempt)).collect::<Vec<_>>(),
+            vec![(lost, 1)],
+            "its attempt given back"
+        );
     })
     .await
 }
@@ -822,12 +838,14 @@ async fn redis_ended_tasks_are_kept_seven_days_then_forgotten() {
         assert_eq!(q.enqueue_many(&tasks).await.unwrap(), 2500);
         let leased = q.dequeue_many(Utc::now(), 2500).await.unwrap();
         assert_eq!(leased.len(), 2500);
+        // A tenth failed, with an error.
         let done: Vec<Finished> = leased
             .iter()
-            .map(|t| Finished {
+            .enumerate()
+            .map(|(i, t)| Finished {
                 id: t.id,
-                outcome: "completed",
-                error: None,
+                outcome: if i % 10 == 0 { "failed" } else { "completed" },
+                error: (i % 10 == 0).then(|| "boom".to_string()),
             })
             .collect();
         let ended = Utc::now();
@@ -836,9 +854,15 @@ async fn redis_ended_tasks_are_kept_seven_days_then_forgotten() {
 
         let (first, last) = (tasks[0].id.unwrap(), tasks[2499].id.unwrap());
         q.rescue_expired(ended + Duration::days(6)).await.unwrap();
+        let failed = leased[0].id;
+        let info = q.task_info(failed).await.unwrap().unwrap();
+        assert_eq!(
+            (info.state.as_str(), info.last_error),
+            ("dead", Some("boom".into()))
+        );
         for id in [first, last] {
             let info = q.task_info(id).await.unwrap().unwrap();
-            assert_eq!(info.state, "done");
+            assert!(info.state == "done" || info.state == "dead");
         }
         q.rescue_expired(ended + Duration::days(8)).await.unwrap();
         for id in [first, last] {
@@ -867,6 +891,39 @@ async fn redis_ended_tasks_are_kept_seven_days_then_forgotten() {
         );
     })
     .await
+}
+
+/// A task finished twice in one call (a pool that ran it again) is counted once; a task whose
+/// attempt failed and whose next one succeeded shows no error.
+async fn a_task_finished_twice_at_once_counts_once_and_ends_with_no_error_once_it_succeeds(
+    db: Database,
+    redis: Option<RedisQueue>,
+) {
+    let q = queue(db, redis, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(1);
+    let id = enqueue_for(&q, "default", t0).await;
+    let now = Utc::now();
+    assert_eq!(leased_ids(&q, now, 10).await, vec![id]);
+    q.retry(id, now, "boom").await.unwrap();
+    let info = q.task_info(id).await.unwrap().unwrap();
+    assert_eq!(info.last_error.as_deref(), Some("boom"));
+    assert_eq!(leased_ids(&q, Utc::now(), 10).await, vec![id]);
+    let done = Finished {
+        id,
+        outcome: "completed",
+        error: None,
+    };
+    q.finish_and_dequeue(&[done.clone(), done], Utc::now(), 0)
+        .await
+        .unwrap();
+    let counts = q.counts(Utc::now(), None).await.unwrap();
+    let (completed, active): (u64, u64) = (
+        counts.values().map(|c| c.completed).sum(),
+        counts.values().map(|c| c.active).sum(),
+    );
+    assert_eq!((completed, active), (1, 0));
+    let info = q.task_info(id).await.unwrap().unwrap();
+    assert_eq!((info.state.as_str(), info.last_error), ("done", None));
 }
 
 /// A job whose runs may not overlap (`overlap: queue`) has one task active at a time, also when

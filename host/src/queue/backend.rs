@@ -107,8 +107,8 @@ pub trait QueueBackend: Send + Sync {
 
     /// Extends the leases of those of `ids` that are active and held by `lease.owner`, on
     /// `lease`'s terms; how many. (On Redis the lease is the owner's: every task it holds is
-    /// extended, and those it holds that are not among `ids` and were leased more than a lease
-    /// ago are put back.)
+    /// extended, and those it holds that are not among `ids` and were leased more than two
+    /// leases and 10 s ago are put back.)
     async fn heartbeat(&self, ids: &[Uuid], lease: &Lease<'_>) -> anyhow::Result<u64>;
 
     /// Marks an active task finished: `done` when it completed or was skipped, else `dead`.

@@ -57,8 +57,9 @@
 //! and heartbeats. A process that dies or loses Redis stops pushing it; once it has run out, the
 //! lease reaper (`rescue_expired`) puts all its tasks back. A live process's heartbeat names the
 //! tasks it knows it holds, and puts back those it holds but does not know of (a lease call
-//! whose answer never came, a put-back that failed) once they were leased more than a lease
-//! ago, as their own lease would have run out. (A task per lease expiry, a sorted set of every
+//! whose answer never came, a put-back that failed) once they were leased more than two leases
+//! and 10 s ago, as their own lease would have run out. (So one `Queue`, whose owner id is its
+//! process's, is leased from by one worker pool.) (A task per lease expiry, a sorted set of every
 //! leased task, cost Redis an insert and a removal in a skip list per task.)
 //!
 //! Ended tasks are kept for 7 days (retry of a failed execution, the API's view, an enqueue of
@@ -565,9 +566,10 @@ end
 
 /// `heartbeat(now, lease, owner, ids...)`: pushes the owner's lease on (every task it holds
 /// with it), and puts back the tasks it holds that are not among `ids` (the tasks the caller
-/// knows it holds) and were leased more than a lease ago: tasks it lost track of (a lease call
-/// whose answer never came, a put-back that failed), whose lease would have run out. Returns how
-/// many of `ids` it holds.
+/// knows it holds) and were leased more than two leases and 10 s ago: tasks it lost track of (a
+/// lease call whose answer never came, a put-back that failed), whose lease would have run out;
+/// the margin keeps a lease call whose answer is on its way from being taken for lost. Returns
+/// how many of `ids` it holds.
 const HEARTBEAT: &str = r#"
 local now, lease, owner = tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 redis.call('ZADD', OWNERS, 'GT', now + lease, owner)
@@ -581,8 +583,10 @@ for _, id in ipairs(redis.call('SMEMBERS', held(owner))) do
     if known[id] then
       n = n + 1
     else
+      -- A lease and then some: a lease call whose answer is on its way (the caller has not
+      -- counted its tasks yet) is never taken for lost.
       local at = tonumber(string.match(v, '^[^\255]*\255[^\255]*\255[^\255]*\255(%d+)') or 0)
-      if at < now - lease then put_back(id, 'RPUSH') end
+      if at < now - 2 * lease - 10000 then put_back(id, 'RPUSH') end
     end
   end
 end
@@ -785,7 +789,11 @@ for i = 3, #ARGV do
     local s = m.s or 'pending'
     local third = m.o or ''
     if s == 'active' then third = m.w or '' elseif s == 'pending' then third = '' end
-    if m.e and m.e ~= '' then redis.call('HSET', TE, id, m.e) end
+    -- A task done has no error (a completed one kept an earlier attempt's; a skipped one its
+    -- reason).
+    if m.e and m.e ~= '' and not (s == 'done' and m.o == 'completed') then
+      redis.call('HSET', TE, id, m.e)
+    end
     if s == 'done' or s == 'dead' then
       local left = redis.call('PTTL', h)
       if left < 0 then left = 0 end
