@@ -54,6 +54,14 @@ async fn queue(db: Database, redis: Option<RedisQueue>, config: QueueConfig) -> 
     Queue::open(db, config, redis)
 }
 
+/// A Redis-only test's queue, its Redis and the Redis's key prefix.
+async fn redis_queue(db: Database, redis: Option<RedisQueue>) -> (Queue, RedisQueue, String) {
+    let redis = redis.expect("run_postgres_redis gives a Redis queue");
+    let q = queue(db, Some(redis.clone()), QueueConfig::default()).await;
+    let prefix = redis.prefix().to_string();
+    (q, redis, prefix)
+}
+
 async fn ten_thousand_tasks_are_shared_60_30_10_and_low_keeps_progressing(
     db: Database,
     redis: Option<RedisQueue>,
@@ -499,9 +507,7 @@ async fn a_retried_task_goes_behind_its_tenants_waiting_tasks(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
     common::run_postgres_redis(|db, redis| async move {
-        let redis = redis.expect("run_postgres_redis gives a Redis queue");
-        let prefix = redis.prefix().to_string();
-        let q = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let (q, redis, prefix) = redis_queue(db, redis).await;
         let t0 = Utc::now() - Duration::seconds(1);
         let mut ids = Vec::new();
         for tenant in ["tenant-a", "tenant-b", "tenant-a"] {
@@ -552,9 +558,7 @@ async fn redis_tasks_of_the_older_layout_are_moved_into_lanes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whole() {
     common::run_postgres_redis(|db, redis| async move {
-        let redis = redis.expect("run_postgres_redis gives a Redis queue");
-        let prefix = redis.prefix().to_string();
-        let _ = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let (_, redis, prefix) = redis_queue(db, redis).await;
         let t0 = Utc::now() - Duration::seconds(1);
         // Texts with the separators' neighbours in them: a `|`, a tab, non-ASCII, a JSON input.
         let new = |i: i64, job: &str| NewTask {
@@ -825,9 +829,7 @@ async fn redis_a_task_its_worker_lost_track_of_goes_back_once_its_lease_would_ha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_ended_tasks_are_kept_seven_days_then_forgotten() {
     common::run_postgres_redis(|db, redis| async move {
-        let redis = redis.expect("run_postgres_redis gives a Redis queue");
-        let prefix = redis.prefix().to_string();
-        let q = queue(db.clone(), Some(redis.clone()), QueueConfig::default()).await;
+        let (q, redis, prefix) = redis_queue(db, redis).await;
         let t0 = Utc::now() - Duration::seconds(1);
         let tasks: Vec<NewTask> = (0..2500)
             .map(|_| NewTask {

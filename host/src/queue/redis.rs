@@ -576,8 +576,10 @@ redis.call('ZADD', OWNERS, 'GT', now + lease, owner)
 local known = {}
 for i = 5, #ARGV do known[ARGV[i]] = true end
 local n = 0
-for _, id in ipairs(redis.call('SMEMBERS', held(owner))) do
-  local v = redis.call('HGET', TS, id)
+local ids = redis.call('SMEMBERS', held(owner))
+local st = column(TS, ids)
+for j, id in ipairs(ids) do
+  local v = st[j]
   local s, _, w = unstate(v)
   if s == 'active' and w == owner then
     if known[id] then
