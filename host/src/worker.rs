@@ -95,11 +95,12 @@ const FINISH_WAIT: Duration = Duration::from_millis(2);
 
 /// The pool's room besides its slots' share and what it may lease ahead, when its records go to
 /// PostgreSQL: room for the tasks whose executions have ended while a batch of records is being
-/// committed and the next gathers, and for their finishes. Twice a record batch (up to 512
-/// records, an execution's start and end being two) and twice a finish batch: sized by
-/// measurement, not derived. A commit there is a round trip to another process; with 64 in its
+/// committed and the next gathers, and for their finishes. Twice a record batch (up to 2,048
+/// records, an execution's start and end being two: `store::recorder::MAX_BATCH`) and twice a
+/// finish batch: sized by measurement, not derived. A commit there is a round trip to another process; with 64 in its
 /// place (before 2026-12-06) the slots of a pool running no-op jobs waited on the commits and a
-/// fifth of both cores stood idle. This made the scale-out 11–29 % faster (BENCHMARKS.md).
+/// fifth of both cores stood idle. This made the scale-out 11–29 % faster (BENCHMARKS.md); the
+/// batches' cap going from 512 records to 2,048, and this room with it, another 18 % (session 20).
 ///
 /// What it costs: more tasks that ran but are not recorded yet when a host dies (they run again
 /// once their leases run out: at least once, as before). The memory their records hold while

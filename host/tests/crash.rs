@@ -42,6 +42,7 @@ fn start(dir: &Path) -> Child {
         ])
         .current_dir(dir)
         .env("DATABASE_URL", "sqlite:codeai.db")
+        .env_remove("REDIS_URL")
         .env_remove("SMTP_HOST")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -181,6 +182,7 @@ async fn a_second_host_on_the_same_sqlite_file_is_refused_until_the_first_is_gon
         .args(["host", "run", "jobs", "--listen", "127.0.0.1:0"])
         .current_dir(&dir)
         .env("DATABASE_URL", "sqlite:codeai.db")
+        .env_remove("REDIS_URL")
         .output()
         .expect("run a second host");
     let err = String::from_utf8_lossy(&second.stderr);

@@ -184,6 +184,7 @@ impl Workspace {
             .args(args)
             .current_dir(&self.dir)
             .env("DATABASE_URL", "sqlite:snippets.db")
+            .env_remove("REDIS_URL")
             .env("WAREHOUSE_API_URL", &self.warehouse)
             .env("WAREHOUSE_API_KEY", "k")
             .env("CODEAI_OPERATOR_EGRESS_ALLOW", "127.0.0.1/32")

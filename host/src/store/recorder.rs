@@ -4,7 +4,8 @@
 //! Every execution writes its record when it starts and when it ends. One commit each costs a
 //! disk flush on PostgreSQL and the one write lock on SQLite, so with many executions at once
 //! the commits are the bottleneck. [`Recorder::submit`] hands its record to one writer task that
-//! takes everything waiting (up to 512 records), writes it in one transaction, and answers each
+//! takes everything waiting (up to [`MAX_BATCH`] records on PostgreSQL, [`MAX_BATCH_EMBEDDED`] on
+//! SQLite), writes it in one transaction, and answers each
 //! caller after the commit ([`Pending::wait`]). If a batch fails, its records are written again
 //! (see below), then one by one, so one bad record fails alone. One batch is written at a time:
 //! what arrives meanwhile is the next batch, so under load batches grow instead of multiplying
@@ -61,8 +62,21 @@ use tokio::sync::{mpsc, oneshot, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-/// The most records one batch writes.
-pub(crate) const MAX_BATCH: usize = 512;
+/// The most records one batch writes on PostgreSQL.
+///
+/// A commit there waits for the disk (`fdatasync`: ~3 ms on the project's machines) whatever the
+/// batch's size, and one batch is written at a time, so the cap is what the records of that wait
+/// must fit in. With 512 (before 2026-12-07) the scale-out bench's batches stood at the cap (~200
+/// jobs a commit: the writer had fallen behind, and the pool's slots waited on its room); with
+/// 2,048 they settle at ~330–380 jobs a commit, under the cap, and the bench ran 18 % faster
+/// (BENCHMARKS.md, "Session 20"). Such a batch is one statement of arrays and a `COPY`, so its
+/// size costs no statement text.
+pub(crate) const MAX_BATCH: usize = 2048;
+
+/// The most records one batch writes on SQLite, where a batch holds the one write lock the API's
+/// writes wait for too (a longer turn is a longer wait for them), and a commit is a write in this
+/// process, not a wait for another.
+pub(crate) const MAX_BATCH_EMBEDDED: usize = 512;
 
 /// The most bytes of records waiting for their commit, per recorder (see the module's doc); one
 /// tenant's records hold at most half. A no-op job's records are about 1 KiB, so this is felt
@@ -394,9 +408,9 @@ async fn writer(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<I
     // in one of them waits until that batch is done, so records of an execution stay in order.
     let mut flying: VecDeque<(JoinHandle<()>, HashSet<Uuid>)> = VecDeque::new();
     let mut batch: Vec<Item> = Vec::new();
-    let in_flight = match db {
-        Database::Sqlite(_) => 1,
-        Database::Postgres(_) => IN_FLIGHT,
+    let (in_flight, max_batch) = match db {
+        Database::Sqlite(_) => (1, MAX_BATCH_EMBEDDED),
+        Database::Postgres(_) => (IN_FLIGHT, MAX_BATCH),
     };
     let mut open = true;
     while open || !batch.is_empty() {
@@ -406,7 +420,7 @@ async fn writer(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<I
                 None => break,
             }
         }
-        while batch.len() < MAX_BATCH {
+        while batch.len() < max_batch {
             match rx.try_recv() {
                 Ok(item) => batch.push(item),
                 Err(mpsc::error::TryRecvError::Empty) => break,
