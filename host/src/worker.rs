@@ -100,7 +100,8 @@ const FINISH_WAIT: Duration = Duration::from_millis(2);
 /// finish batch: sized by measurement, not derived. A commit there is a round trip to another process; with 64 in its
 /// place (before 2026-12-06) the slots of a pool running no-op jobs waited on the commits and a
 /// fifth of both cores stood idle. This made the scale-out 11–29 % faster (BENCHMARKS.md); the
-/// batches' cap going from 512 records to 2,048, and this room with it, another 18 % (session 20).
+/// batches' cap going from 512 records to 2,048, and this room with it, another 20 % (the
+/// median of 10 paired rounds, session 20).
 ///
 /// What it costs: more tasks that ran but are not recorded yet when a host dies (they run again
 /// once their leases run out: at least once, as before). The memory their records hold while

@@ -7,9 +7,9 @@
 //! takes everything waiting (up to [`MAX_BATCH`] records on PostgreSQL, [`MAX_BATCH_EMBEDDED`] on
 //! SQLite), writes it in one transaction, and answers each
 //! caller after the commit ([`Pending::wait`]). If a batch fails, its records are written again
-//! (see below), then one by one, so one bad record fails alone. One batch is written at a time:
-//! what arrives meanwhile is the next batch, so under load batches grow instead of multiplying
-//! (a batch's statement and commit cost about as much as fifteen rows).
+//! (see below), then by halves down to single records, so one bad record fails alone. One batch
+//! is written at a time: what arrives meanwhile is the next batch, so under load batches grow
+//! instead of multiplying (a batch's statement and commit cost about as much as fifteen rows).
 //!
 //! An execution's start record is submitted without waiting: the job runs while it is written.
 //! The end record, written after it in the same order, is waited for by `codeai exec`; a worker
@@ -64,12 +64,12 @@ use uuid::Uuid;
 
 /// The most records one batch writes on PostgreSQL.
 ///
-/// A commit there waits for the disk (`fdatasync`: ~3 ms on the project's machines) whatever the
-/// batch's size, and one batch is written at a time, so the cap is what the records of that wait
-/// must fit in. With 512 (before 2026-12-07) the scale-out bench's batches stood at the cap (~200
-/// jobs a commit: the writer had fallen behind, and the pool's slots waited on its room); with
-/// 2,048 they settle at ~330–380 jobs a commit, under the cap, and the bench ran 18 % faster
-/// (BENCHMARKS.md, "Session 20"). Such a batch is one statement of arrays and a `COPY`, so its
+/// One batch is written at a time, so what arrives during a batch's round trips and commit
+/// (whose flush waits for the disk, ~3 ms on the project's machines) must fit in the next. With
+/// 512 (before 2026-12-07) the scale-out bench's batches stood near the cap (~200 jobs a commit
+/// on average) and the pool's slots waited on its room; with 2,048 they settle at ~330–380 jobs
+/// a commit, under the cap, and the bench ran 20 % faster (the median of 10 paired rounds;
+/// BENCHMARKS.md, "Session 20"). Such a batch is one statement of arrays and a `COPY`, so its
 /// size costs no statement text.
 pub(crate) const MAX_BATCH: usize = 2048;
 
@@ -458,8 +458,9 @@ async fn writer(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<I
     }
 }
 
-/// Writes a batch and answers each of its callers; if the batch fails, its records are
-/// written one by one, so one bad record fails alone.
+/// Writes a batch and answers each of its callers; if the database refuses the batch, its
+/// halves are written, and theirs, down to single records ([`isolate`]), so one bad record
+/// fails alone.
 async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
     let _turn = gate.turn().await;
     let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
@@ -487,12 +488,51 @@ async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
         }
         return;
     }
-    for item in batch {
-        let result = write_with(&db, &[&item.record], CopyMode::Never)
-            .await
-            .map_err(|e| e.to_string());
+    let results = match written {
+        // Not the database's answer (the connection broke, none came in time): every record
+        // fails with it at once, instead of waiting for it again record by record.
+        Err(e) if e.as_database_error().is_none() => {
+            vec![Err(e.to_string()); batch.len()]
+        }
+        _ => {
+            let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
+            isolate(&db, &records).await
+        }
+    };
+    for (item, result) in batch.into_iter().zip(results) {
         let _ = item.done.send(result);
     }
+}
+
+/// Writes the halves of `records`, a batch the database refused, and the halves of each half
+/// it refuses, down to single records, in order (a record of an execution still comes after
+/// the earlier ones): each record's outcome. One bad record among `n` costs about `2·log2(n)`
+/// writes; record by record (before 2026-12-07) a batch of 2,048 took 2,048 commits, seconds
+/// in which nothing else was recorded.
+async fn isolate(db: &Database, records: &[&Record]) -> Vec<Result<(), String>> {
+    let mut results = vec![Ok(()); records.len()];
+    let halves = |from: usize, to: usize| {
+        let mid = from + (to - from) / 2;
+        [(mid, to), (from, mid)] // popped first half first
+    };
+    let mut todo: Vec<(usize, usize)> = match records.len() {
+        0 => Vec::new(),
+        1 => vec![(0, 1)],
+        n => halves(0, n).to_vec(),
+    };
+    while let Some((from, to)) = todo.pop() {
+        match write_with(db, &records[from..to], CopyMode::Never).await {
+            Ok(()) => {}
+            Err(e) if to - from == 1 || e.as_database_error().is_none() => {
+                let e = e.to_string();
+                for result in &mut results[from..to] {
+                    *result = Err(e.clone());
+                }
+            }
+            Err(_) => todo.extend(halves(from, to)),
+        }
+    }
+    results
 }
 
 /// Whether starts that look new are copied in (PostgreSQL's `COPY`) instead of upserted.
@@ -1174,5 +1214,77 @@ mod tests {
             3,
             "c's insert, b's attempt row, b's end"
         );
+    }
+
+    /// A batch of 1,500 executions (3,000 records, past the PostgreSQL cap, so two batches or
+    /// more) with one end PostgreSQL refuses (a NUL character in its output): that record fails
+    /// alone, by halves, and every other is written with its final values.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_the_database_refuses_fails_alone_in_a_large_batch() {
+        use sqlx::postgres::PgConnectOptions;
+        use std::str::FromStr;
+        let url = std::env::var("DATABASE_URL")
+            .ok()
+            .filter(|u| u.starts_with("postgres"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        let admin = match PgPool::connect(&url).await {
+            Ok(admin) => admin,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("PostgreSQL at {url} is unreachable under CI=true: {e}")
+            }
+            Err(e) => return eprintln!("notice: PostgreSQL unreachable ({e}); skipping"),
+        };
+        let schema = format!("codeai_recorder_{}", Uuid::new_v4().simple());
+        sqlx::raw_sql(&format!("CREATE SCHEMA \"{schema}\""))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let options = PgConnectOptions::from_str(&url)
+            .unwrap()
+            .options([("search_path", schema.as_str())]);
+        let db = Database::connect_postgres(options).await.unwrap();
+        crate::store::migrate::migrate_up(&db).await.unwrap();
+
+        let ids: Vec<Uuid> = (0..1500).map(|_| Uuid::now_v7()).collect();
+        let bad = ids[1100];
+        let recorder = Recorder::holding(db.clone(), HELD_BYTES);
+        let mut pending = Vec::new();
+        for id in &ids {
+            let Record::Finish(mut end) = finish(*id, true) else {
+                unreachable!()
+            };
+            end.output = Some(if *id == bad { "a\0b" } else { "{}" }.into());
+            pending.push((*id, recorder.submit(start(*id)).await));
+            pending.push((*id, recorder.submit(Record::Finish(end)).await));
+        }
+        let mut failed = HashSet::new();
+        for (id, p) in pending {
+            if p.wait().await.is_err() {
+                failed.insert(id);
+            }
+        }
+        assert_eq!(
+            failed,
+            HashSet::from([bad]),
+            "only the bad record's execution fails"
+        );
+        let Database::Postgres(pool) = &db else {
+            unreachable!()
+        };
+        let completed: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM job_executions WHERE status = 'completed' AND output = '{}'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            completed, 1499,
+            "every other execution is written with its end"
+        );
+        db.close().await;
+        sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
 }
