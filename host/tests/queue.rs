@@ -614,16 +614,18 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
                 let d = [t.job_name.as_bytes(), max.as_bytes(), t.input.as_bytes()].join(&0xFF);
                 pipe.cmd("HSET").arg(&key).arg("d").arg(d).ignore();
             }
+            if matches!(state, "pending" | "active") {
+                pipe.cmd("SADD")
+                    .arg(format!("{prefix}jobtasks:{}", t.job_id))
+                    .arg(&id)
+                    .ignore();
+            }
             match state {
                 "pending" if later => {
                     pipe.cmd("HSET").arg(&key).arg("a").arg(0).ignore();
                     pipe.cmd("ZADD")
                         .arg(format!("{prefix}delayed"))
                         .arg(t.run_after.timestamp_millis())
-                        .arg(&id)
-                        .ignore();
-                    pipe.cmd("SADD")
-                        .arg(format!("{prefix}jobtasks:{}", t.job_id))
                         .arg(&id)
                         .ignore();
                 }
@@ -638,19 +640,11 @@ async fn redis_tasks_kept_in_hashes_of_their_own_are_moved_into_the_columns_whol
                         .arg((Utc::now() + Duration::minutes(1)).timestamp_millis())
                         .arg(&id)
                         .ignore();
-                    pipe.cmd("SADD")
-                        .arg(format!("{prefix}jobtasks:{}", t.job_id))
-                        .arg(&id)
-                        .ignore();
                 }
                 "pending" => {
                     pipe.cmd("HSET").arg(&key).arg("a").arg(0).ignore();
                     pipe.cmd("RPUSH")
                         .arg(format!("{prefix}lane:default:default"))
-                        .arg(&id)
-                        .ignore();
-                    pipe.cmd("SADD")
-                        .arg(format!("{prefix}jobtasks:{}", t.job_id))
                         .arg(&id)
                         .ignore();
                 }

@@ -481,24 +481,14 @@ async fn write_batch(db: Database, gate: WriteGate, batch: Vec<Item>) {
             written = write_with(&db, &records, CopyMode::Never).await;
         }
     }
-    drop(records);
-    if written.is_ok() {
-        for item in batch {
-            let _ = item.done.send(Ok(()));
-        }
-        return;
-    }
     let results = match written {
+        Ok(()) => vec![Ok(()); records.len()],
         // Not the database's answer (the connection broke, none came in time): every record
         // fails with it at once, instead of waiting for it again record by record.
-        Err(e) if e.as_database_error().is_none() => {
-            vec![Err(e.to_string()); batch.len()]
-        }
-        _ => {
-            let records: Vec<&Record> = batch.iter().map(|i| &i.record).collect();
-            isolate(&db, &records).await
-        }
+        Err(e) if e.as_database_error().is_none() => vec![Err(e.to_string()); records.len()],
+        Err(_) => isolate(&db, &records).await,
     };
+    drop(records);
     for (item, result) in batch.into_iter().zip(results) {
         let _ = item.done.send(result);
     }
