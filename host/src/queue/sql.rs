@@ -237,14 +237,16 @@ impl SqlQueue {
         n: usize,
         claim: &Claim<'_>,
     ) -> anyhow::Result<Vec<Task>> {
-        let (lock, free) = match self.db.dialect() {
-            Dialect::Sqlite => ("", "0"),
-            Dialect::Postgres => (" FOR UPDATE SKIP LOCKED", "FALSE"),
+        // SQLite finds each task the walk chose by its row number, not by a search of the
+        // index on `id` first.
+        let (key, lock, free) = match self.db.dialect() {
+            Dialect::Sqlite => ("rowid", "", "0"),
+            Dialect::Postgres => ("id", " FOR UPDATE SKIP LOCKED", "FALSE"),
         };
         let sql = format!(
             "UPDATE tasks SET state = 'active', attempt = attempt + 1, lease_owner = ?, \
              lease_expires_at = ?, updated_at = ? \
-             WHERE id IN (SELECT t.id FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
+             WHERE {key} IN (SELECT t.{key} FROM tasks t WHERE t.state = 'pending' AND t.queue = ? \
              AND t.run_after <= ? AND (t.exclusive = {free} OR NOT EXISTS \
              (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
              ORDER BY t.turn, t.created_at LIMIT ?{lock}) \
@@ -626,7 +628,7 @@ impl QueueBackend for SqlQueue {
         let busy: Vec<String> = rows::scalars(
             &self.db,
             &stmt(
-                "SELECT DISTINCT job_id FROM tasks WHERE state IN ('pending', 'active')",
+                "SELECT DISTINCT job_id FROM tasks WHERE (state = 'pending' OR state = 'active')",
                 vec![],
             ),
         )
@@ -644,7 +646,7 @@ impl QueueBackend for SqlQueue {
         let other: Option<String> = rows::scalar(
             &self.db,
             &stmt(
-                "SELECT id FROM tasks WHERE job_id = ? AND state IN ('pending', 'active') \
+                "SELECT id FROM tasks WHERE job_id = ? AND (state = 'pending' OR state = 'active') \
                  AND id <> ? AND (fire_at IS NULL OR fire_at < ?) LIMIT 1",
                 vec![text(job_id), text(id.to_string()), Param::DateTime(fire)],
             ),
@@ -667,7 +669,7 @@ impl QueueBackend for SqlQueue {
             &self.db,
             &stmt(
                 "SELECT DISTINCT job_version FROM tasks \
-                 WHERE job_id = ? AND state IN ('pending', 'active')",
+                 WHERE job_id = ? AND (state = 'pending' OR state = 'active')",
                 vec![text(job_id)],
             ),
         )

@@ -133,6 +133,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../../../migrations/sqlite/0017_metric_statements.sql"),
         postgres: include_str!("../../../migrations/postgres/0017_metric_statements.sql"),
     },
+    Migration {
+        version: 18,
+        name: "lean_keys",
+        sqlite: include_str!("../../../migrations/sqlite/0018_lean_keys.sql"),
+        postgres: include_str!("../../../migrations/postgres/0018_lean_keys.sql"),
+    },
 ];
 
 /// An arbitrary, fixed key for `pg_advisory_xact_lock`: "codeai" in ASCII.
@@ -288,4 +294,131 @@ fn apply_postgres<'a>(
         (&mut *tx).execute(LEDGER).await?;
         apply_once!(tx, m, m.postgres)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type ExecutionRow = (String, String, String, String, Option<i64>, Option<String>);
+    type Totals = (Vec<(String, String, i64)>, Vec<(String, i64, i64, i64)>);
+
+    async fn executions(pool: &sqlx::SqlitePool) -> Vec<ExecutionRow> {
+        sqlx::query_as(
+            "SELECT id, tenant_id, job_id, status, duration_ms, log FROM job_executions ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    async fn totals(pool: &sqlx::SqlitePool) -> Totals {
+        let by_status = sqlx::query_as(
+            "SELECT job_name, status, SUM(n) FROM metric_executions GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let durations = sqlx::query_as(
+            "SELECT job_id, le_ms, SUM(n), SUM(total_ms) FROM metric_durations \
+             GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        (by_status, durations)
+    }
+
+    fn insert(id: &str, tenant: &str, status: &str, ms: i64) -> String {
+        format!(
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, attempt, \
+             started_at, finished_at, duration_ms, log, created_at) VALUES ('{id}', '{tenant}', \
+             'job-{tenant}', 'Job', '{status}', 1, '2026-12-07T00:00:00Z', \
+             '2026-12-07T00:00:01Z', {ms}, '[\"line of {id}\"]', '2026-12-07T00:00:00Z')"
+        )
+    }
+
+    /// Migration 18 builds `job_executions` again on SQLite (keyed by `id` alone): the rows are
+    /// all there after it, the /metrics totals the triggers kept are neither lost nor counted
+    /// twice, the triggers count what comes after, and an id is still unique across tenants.
+    #[tokio::test]
+    async fn keying_executions_by_id_keeps_rows_totals_and_triggers() {
+        let dir = std::env::temp_dir().join(format!("codeai-migrate-18-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("jobs.db");
+        let db = Database::connect(&format!("sqlite:{}", file.display()))
+            .await
+            .unwrap();
+        let Database::Sqlite(pool) = &db else {
+            unreachable!()
+        };
+        migrate_up_to(&db, 17, LockWait::default()).await.unwrap();
+        for (id, tenant, status, ms) in [
+            ("0001", "acme", "completed", 3),
+            ("0002", "acme", "failed", 40),
+            ("0003", "globex", "completed", 700),
+        ] {
+            sqlx::query(&insert(id, tenant, status, ms))
+                .execute(pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status) \
+             VALUES ('0004', 'acme', 'job-acme', 'Job', 'running')",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let (rows, before) = (executions(pool).await, totals(pool).await);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(before.0.iter().map(|r| r.2).sum::<i64>(), 4);
+
+        let applied = migrate_up(&db).await.unwrap();
+        assert!(applied.contains(&(18, "lean_keys")), "{applied:?}");
+        assert_eq!(executions(pool).await, rows);
+        assert_eq!(
+            totals(pool).await,
+            before,
+            "the copy counted the rows again"
+        );
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE tbl_name = 'job_executions' \
+             AND type = 'index' ORDER BY name",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        assert!(
+            !keys.iter().any(|k| k.starts_with("sqlite_autoindex")),
+            "{keys:?}"
+        );
+
+        sqlx::query(&insert("0005", "globex", "completed", 2))
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE job_executions SET status = 'completed' WHERE id = '0004'")
+            .execute(pool)
+            .await
+            .unwrap();
+        let (by_status, durations) = totals(pool).await;
+        let count = |status: &str| by_status.iter().find(|r| r.1 == status).map_or(0, |r| r.2);
+        assert_eq!(
+            (count("completed"), count("failed"), count("running")),
+            (4, 1, 0)
+        );
+        let globex: Vec<_> = durations.iter().filter(|d| d.0 == "job-globex").collect();
+        assert_eq!(
+            globex.iter().map(|d| (d.1, d.2, d.3)).collect::<Vec<_>>(),
+            vec![(5, 1, 2), (1000, 1, 700)]
+        );
+
+        let twice = sqlx::query(&insert("0001", "globex", "completed", 1))
+            .execute(pool)
+            .await;
+        assert!(twice.is_err(), "an id taken by another tenant was written");
+        db.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
