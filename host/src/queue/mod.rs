@@ -30,7 +30,7 @@ mod backend;
 mod config;
 mod picker;
 pub mod redis;
-mod sql;
+pub(crate) mod sql;
 
 pub use backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 pub use config::{
@@ -247,8 +247,8 @@ impl Queue {
 
     /// Finishes active tasks (each as [`Queue::finish`]) and leases up to `n` runnable tasks
     /// (as [`Queue::dequeue_many`]): on Redis one round trip, on the SQL queue the finishes in
-    /// one transaction and then the leases. A failed call may have finished some of `done` or
-    /// all of them; finishing a task again does nothing, so the caller repeats it.
+    /// the first lease's transaction. A failed call may have finished some of `done` or all of
+    /// them; finishing a task again does nothing, so the caller repeats it.
     pub async fn finish_and_dequeue(
         &self,
         done: &[Finished],

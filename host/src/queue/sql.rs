@@ -236,6 +236,7 @@ impl SqlQueue {
         queue: &str,
         n: usize,
         claim: &Claim<'_>,
+        before: &[Stmt],
     ) -> anyhow::Result<Vec<Task>> {
         // SQLite finds each task the walk chose by its row number, not by a search of the
         // index on `id` first.
@@ -264,7 +265,12 @@ impl SqlQueue {
                 Param::Int(i64::try_from(n).unwrap_or(i64::MAX)),
             ],
         );
-        let mut rows: Vec<ClaimedRow> = rows::fetch_as(&self.db, &s).await.map_err(failed)?;
+        let mut rows: Vec<ClaimedRow> = if before.is_empty() {
+            rows::fetch_as(&self.db, &s).await
+        } else {
+            rows::execute_then_fetch(&self.db, before, &s).await
+        }
+        .map_err(failed)?;
         rows.sort_by_key(|r| (r.12, r.13));
         let mut exclusive_jobs = HashSet::new();
         let mut tasks = Vec::with_capacity(rows.len());
@@ -392,8 +398,11 @@ impl QueueBackend for SqlQueue {
         Ok(n)
     }
 
-    /// The finishes in one statement, then the leases: one `UPDATE … RETURNING` per queue the
-    /// picker chooses from. The picker's `n` choices are played ahead as if no queue were empty,
+    /// The finishes (one statement per 512), then the leases: one `UPDATE … RETURNING` per
+    /// queue the picker chooses from. The finishes are written in the first lease's transaction
+    /// (alone when no lease is asked for, or when that transaction fails: a lease that keeps
+    /// failing does not hold them back): one commit fewer a round, +3–5 % no-op jobs/s on
+    /// SQLite (BENCHMARKS.md, session 21). The picker's `n` choices are played ahead as if no queue were empty,
     /// each queue's share leased at once, and the choices played again on what came back: a
     /// queue that gave fewer than its share is empty from where it ran out, and if that moved
     /// choices to a queue whose share is used up, that queue is asked again. An error after
@@ -411,11 +420,7 @@ impl QueueBackend for SqlQueue {
         claim: &Claim<'_>,
     ) -> anyhow::Result<Claimed> {
         let _turn = self.gate.turn().await;
-        for chunk in done.chunks(512) {
-            rows::execute(&self.db, &finish_stmt(chunk))
-                .await
-                .map_err(failed)?;
-        }
+        let mut finishes: Vec<Stmt> = done.chunks(512).map(finish_stmt).collect();
         let mut picker = Picker::resume(claim.queues.to_vec(), claim.strict);
         let mut out = Claimed::default();
         // Tasks leased from each queue and not handed out yet, and the queues that gave fewer
@@ -444,7 +449,15 @@ impl QueueBackend for SqlQueue {
                 if have >= share || short.contains(&queue) {
                     continue;
                 }
-                match self.claim_batch(&queue, share - have, claim).await {
+                let before = std::mem::take(&mut finishes);
+                let tasks = match self.claim_batch(&queue, share - have, claim, &before).await {
+                    Err(e) if !before.is_empty() => {
+                        rows::execute_all(&self.db, &before).await.map_err(failed)?;
+                        Err(e)
+                    }
+                    tasks => tasks,
+                };
+                match tasks {
                     Ok(tasks) => {
                         if tasks.len() < share - have {
                             short.insert(queue.clone());
@@ -479,6 +492,11 @@ impl QueueBackend for SqlQueue {
                     None => continue 'rounds,
                 }
             }
+        }
+        if !finishes.is_empty() {
+            rows::execute_all(&self.db, &finishes)
+                .await
+                .map_err(failed)?;
         }
         // What was leased and not handed out (only after an error) goes with the rest.
         for (queue, tasks) in leased {
@@ -646,8 +664,7 @@ impl QueueBackend for SqlQueue {
         let other: Option<String> = rows::scalar(
             &self.db,
             &stmt(
-                "SELECT id FROM tasks WHERE job_id = ? AND (state = 'pending' OR state = 'active') \
-                 AND id <> ? AND (fire_at IS NULL OR fire_at < ?) LIMIT 1",
+                BUSY_BESIDES,
                 vec![text(job_id), text(id.to_string()), Param::DateTime(fire)],
             ),
         )
@@ -665,16 +682,10 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn versions_in_use(&self, job_id: &str) -> anyhow::Result<BTreeSet<i64>> {
-        let versions: Vec<Option<i64>> = rows::scalars(
-            &self.db,
-            &stmt(
-                "SELECT DISTINCT job_version FROM tasks \
-                 WHERE job_id = ? AND (state = 'pending' OR state = 'active')",
-                vec![text(job_id)],
-            ),
-        )
-        .await
-        .map_err(failed)?;
+        let versions: Vec<Option<i64>> =
+            rows::scalars(&self.db, &stmt(VERSIONS_IN_USE, vec![text(job_id)]))
+                .await
+                .map_err(failed)?;
         Ok(versions.into_iter().map(|v| v.unwrap_or(1)).collect())
     }
 
@@ -759,6 +770,18 @@ impl QueueBackend for SqlQueue {
         Ok(None)
     }
 }
+
+/// A job's other waiting or running task, older than a fire. The states are written as an `OR`,
+/// as `tasks_job_state_idx`'s condition is: SQLite's planner takes a partial index only for a
+/// condition it can match to the index's, and `state IN ('pending', 'active')` it does not (it
+/// would walk the waiting and running tasks of every job instead).
+pub(crate) const BUSY_BESIDES: &str = "SELECT id FROM tasks WHERE job_id = ? \
+     AND (state = 'pending' OR state = 'active') AND id <> ? \
+     AND (fire_at IS NULL OR fire_at < ?) LIMIT 1";
+
+/// The versions of a job its waiting and running tasks run (see [`BUSY_BESIDES`]).
+pub(crate) const VERSIONS_IN_USE: &str = "SELECT DISTINCT job_version FROM tasks \
+     WHERE job_id = ? AND (state = 'pending' OR state = 'active')";
 
 /// The columns of a new task, in the order of [`task_values`].
 const TASK_COLUMNS: &str = "id, tenant_id, job_id, job_name, job_version, queue, state, trigger, \

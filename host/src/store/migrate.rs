@@ -214,6 +214,13 @@ pub async fn migrate_up_to(
             applied.push((m.version, m.name));
         }
     }
+    if let (Database::Sqlite(pool), false) = (db, applied.is_empty()) {
+        // A migration that builds a table again (0018) writes all of it to the write-ahead log,
+        // which keeps its size on disk until a checkpoint truncates it.
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(pool)
+            .await?;
+    }
     Ok(applied)
 }
 
@@ -300,21 +307,52 @@ fn apply_postgres<'a>(
 mod tests {
     use super::*;
 
-    type ExecutionRow = (String, String, String, String, Option<i64>, Option<String>);
-    type Totals = (Vec<(String, String, i64)>, Vec<(String, i64, i64, i64)>);
+    type Totals = (
+        Vec<(String, String, i64, i64)>,
+        Vec<(String, i64, i64, i64)>,
+    );
 
-    async fn executions(pool: &sqlx::SqlitePool) -> Vec<ExecutionRow> {
-        sqlx::query_as(
-            "SELECT id, tenant_id, job_id, status, duration_ms, log FROM job_executions ORDER BY id",
+    /// Every row of `job_executions`, every column, as JSON text, in id order.
+    async fn executions(pool: &sqlx::SqlitePool) -> Vec<String> {
+        let columns: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info('job_executions') ORDER BY cid")
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        assert_eq!(columns.len(), 24, "{columns:?}");
+        let sql = format!(
+            "SELECT json_array({}) FROM job_executions ORDER BY id",
+            columns.join(", ")
+        );
+        sqlx::query_scalar(&sql).fetch_all(pool).await.unwrap()
+    }
+
+    /// What else the database holds for `job_executions`: its columns and their types, its
+    /// indexes and its triggers (their SQL), SQLite's automatic indexes left out.
+    async fn schema(pool: &sqlx::SqlitePool) -> Vec<String> {
+        let mut out: Vec<String> = sqlx::query_scalar(
+            "SELECT name || ' ' || type || ' ' || \"notnull\" FROM pragma_table_info('job_executions') \
+             ORDER BY cid",
         )
         .fetch_all(pool)
         .await
-        .unwrap()
+        .unwrap();
+        let objects: Vec<String> = sqlx::query_scalar(
+            "SELECT type || ' ' || name || ': ' || sql FROM sqlite_master \
+             WHERE tbl_name = 'job_executions' AND type IN ('index', 'trigger') \
+             AND sql IS NOT NULL ORDER BY type, name",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        out.extend(objects);
+        out
     }
 
     async fn totals(pool: &sqlx::SqlitePool) -> Totals {
         let by_status = sqlx::query_as(
-            "SELECT job_name, status, SUM(n) FROM metric_executions GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT job_name, status, SUM(n), SUM(retries) FROM metric_executions \
+             GROUP BY 1, 2 ORDER BY 1, 2",
         )
         .fetch_all(pool)
         .await
@@ -329,21 +367,32 @@ mod tests {
         (by_status, durations)
     }
 
-    fn insert(id: &str, tenant: &str, status: &str, ms: i64) -> String {
+    /// An execution with every column given, each value its own.
+    fn insert(id: &str, tenant: &str, status: &str, attempt: i64, ms: i64) -> String {
         format!(
-            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, attempt, \
-             started_at, finished_at, duration_ms, log, created_at) VALUES ('{id}', '{tenant}', \
-             'job-{tenant}', 'Job', '{status}', 1, '2026-12-07T00:00:00Z', \
-             '2026-12-07T00:00:01Z', {ms}, '[\"line of {id}\"]', '2026-12-07T00:00:00Z')"
+            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, job_version, status, \
+             trigger, queue, input, output, error, step, attempt, max_attempts, scheduled_at, \
+             started_at, finished_at, duration_ms, fuel_used, log, calls, created_at, \
+             traceparent, event_id) VALUES ('{id}', '{tenant}', 'job-{tenant}', 'Job', 3, \
+             '{status}', 'manual', 'q-{id}', '{{\"n\":{id}}}', 'out {id}', 'error {id}', \
+             'step {id}', {attempt}, 5, '2026-12-07T00:00:00Z', '2026-12-07T00:00:01Z', \
+             '2026-12-07T00:00:02Z', {ms}, 1{id}, '[\"line of {id}\"]', '[\"call of {id}\"]', \
+             '2026-12-07T00:00:00.{id}Z', '00-trace-{id}-01', 'event-{id}')"
         )
     }
 
-    /// Migration 18 builds `job_executions` again on SQLite (keyed by `id` alone): the rows are
-    /// all there after it, the /metrics totals the triggers kept are neither lost nor counted
-    /// twice, the triggers count what comes after, and an id is still unique across tenants.
+    /// Migration 18 builds `job_executions` again on SQLite (keyed by `id` alone): every row and
+    /// column is there after it, its columns, indexes and triggers are what they were, the
+    /// /metrics totals the triggers kept are neither lost nor counted twice, the triggers count
+    /// what comes after (inserts, updates, deletes, retries), and an id is still unique across
+    /// tenants. The queue's queries by job then use the partial index 0018 makes.
     #[tokio::test]
-    async fn keying_executions_by_id_keeps_rows_totals_and_triggers() {
-        let dir = std::env::temp_dir().join(format!("codeai-migrate-18-{}", std::process::id()));
+    async fn keying_executions_by_id_keeps_rows_schema_totals_and_triggers() {
+        let dir = std::env::temp_dir().join(format!(
+            "codeai-migrate-18-{}-{}",
+            std::process::id(),
+            uuid::Uuid::now_v7()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("jobs.db");
         let db = Database::connect(&format!("sqlite:{}", file.display()))
@@ -353,60 +402,66 @@ mod tests {
             unreachable!()
         };
         migrate_up_to(&db, 17, LockWait::default()).await.unwrap();
-        for (id, tenant, status, ms) in [
-            ("0001", "acme", "completed", 3),
-            ("0002", "acme", "failed", 40),
-            ("0003", "globex", "completed", 700),
+        for (id, tenant, status, attempt, ms) in [
+            ("1001", "acme", "completed", 1, 3),
+            ("1002", "acme", "failed", 2, 40),
+            ("1003", "globex", "completed", 1, 700),
+            ("1004", "acme", "running", 1, 9),
         ] {
-            sqlx::query(&insert(id, tenant, status, ms))
+            sqlx::query(&insert(id, tenant, status, attempt, ms))
                 .execute(pool)
                 .await
                 .unwrap();
         }
-        sqlx::query(
-            "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status) \
-             VALUES ('0004', 'acme', 'job-acme', 'Job', 'running')",
-        )
-        .execute(pool)
-        .await
-        .unwrap();
-        let (rows, before) = (executions(pool).await, totals(pool).await);
+        let (rows, schema_before, before) = (
+            executions(pool).await,
+            schema(pool).await,
+            totals(pool).await,
+        );
         assert_eq!(rows.len(), 4);
         assert_eq!(before.0.iter().map(|r| r.2).sum::<i64>(), 4);
 
         let applied = migrate_up(&db).await.unwrap();
         assert!(applied.contains(&(18, "lean_keys")), "{applied:?}");
         assert_eq!(executions(pool).await, rows);
+        assert_eq!(schema(pool).await, schema_before);
         assert_eq!(
             totals(pool).await,
             before,
             "the copy counted the rows again"
         );
-        let keys: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE tbl_name = 'job_executions' \
-             AND type = 'index' ORDER BY name",
+        let automatic: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE tbl_name = 'job_executions' \
+             AND name LIKE 'sqlite_autoindex%'",
         )
-        .fetch_all(pool)
+        .fetch_one(pool)
         .await
         .unwrap();
-        assert!(
-            !keys.iter().any(|k| k.starts_with("sqlite_autoindex")),
-            "{keys:?}"
-        );
+        assert_eq!(automatic, 0, "the key on (tenant_id, id) is still there");
 
-        sqlx::query(&insert("0005", "globex", "completed", 2))
+        sqlx::query(&insert("1005", "globex", "completed", 3, 2))
             .execute(pool)
             .await
             .unwrap();
-        sqlx::query("UPDATE job_executions SET status = 'completed' WHERE id = '0004'")
+        sqlx::query("UPDATE job_executions SET status = 'completed' WHERE id = '1004'")
+            .execute(pool)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM job_executions WHERE id = '1002'")
             .execute(pool)
             .await
             .unwrap();
         let (by_status, durations) = totals(pool).await;
-        let count = |status: &str| by_status.iter().find(|r| r.1 == status).map_or(0, |r| r.2);
+        let count = |status: &str| {
+            by_status
+                .iter()
+                .find(|r| r.1 == status)
+                .map_or((0, 0), |r| (r.2, r.3))
+        };
+        // Completed: 1001, 1003, 1004 and 1005 (two retries); 1002 deleted; 1004 not running.
         assert_eq!(
             (count("completed"), count("failed"), count("running")),
-            (4, 1, 0)
+            ((4, 2), (0, 0), (0, 0))
         );
         let globex: Vec<_> = durations.iter().filter(|d| d.0 == "job-globex").collect();
         assert_eq!(
@@ -414,10 +469,27 @@ mod tests {
             vec![(5, 1, 2), (1000, 1, 700)]
         );
 
-        let twice = sqlx::query(&insert("0001", "globex", "completed", 1))
+        let twice = sqlx::query(&insert("1001", "globex", "completed", 1, 1))
             .execute(pool)
             .await;
         assert!(twice.is_err(), "an id taken by another tenant was written");
+
+        for sql in [
+            crate::queue::sql::BUSY_BESIDES,
+            crate::queue::sql::VERSIONS_IN_USE,
+        ] {
+            let text = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut explain = sqlx::query_as(&text);
+            for _ in 0..sql.matches('?').count() {
+                explain = explain.bind("x");
+            }
+            let plan: Vec<(i64, i64, i64, String)> = explain.fetch_all(pool).await.unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|row| row.3).collect();
+            assert!(
+                plan.iter().any(|d| d.contains("tasks_job_state_idx")),
+                "{sql}: {plan:?}"
+            );
+        }
         db.close().await;
         let _ = std::fs::remove_dir_all(&dir);
     }
