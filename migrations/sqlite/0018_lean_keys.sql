@@ -9,8 +9,10 @@
 -- then its indexes and the triggers of 0016 as they were. This copies every execution, logs
 -- included, in the first start after the upgrade: measured on the project's 2-vCPU machine,
 -- 200,000 executions of ~550 bytes (a 109 MB file) took 1.6 s, and the write-ahead log grew to
--- 185 MB before `store::migrate` truncated it; so it needs free disk of about twice the table.
--- Deleting old executions first (a job that archives them, as the example's does) shortens it.
+-- 185 MB before `store::migrate` truncated it. So it needs free disk of up to about three times
+-- the table while it runs; after it, the file keeps the old table's pages as free pages, which
+-- later writes reuse (`VACUUM` gives them back). Deleting old executions first (a job that
+-- archives them, as the example's does) shortens all of it.
 CREATE TABLE job_executions_keyed_by_id (
     id           TEXT NOT NULL,
     tenant_id    TEXT NOT NULL,

@@ -247,8 +247,9 @@ impl Queue {
 
     /// Finishes active tasks (each as [`Queue::finish`]) and leases up to `n` runnable tasks
     /// (as [`Queue::dequeue_many`]): on Redis one round trip, on the SQL queue the finishes in
-    /// the first lease's transaction. A failed call may have finished some of `done` or all of
-    /// them; finishing a task again does nothing, so the caller repeats it.
+    /// the first lease's transaction (alone when no lease is asked for or that one fails). A
+    /// failed call may have finished none of `done`, some of them (Redis) or all of them;
+    /// finishing a task again does nothing, so the caller repeats it.
     pub async fn finish_and_dequeue(
         &self,
         done: &[Finished],

@@ -231,6 +231,10 @@ impl SqlQueue {
     /// equals), in one `UPDATE … RETURNING`; in turn order. A job whose tasks may not overlap
     /// (`exclusive`) gets at most one: its other tasks the statement took are put back, in their
     /// place, by a second statement (only then). The caller holds the turn to write.
+    ///
+    /// `before` (a round's finishes) is written first, in the lease's transaction; if that
+    /// transaction fails, `before` is written again alone, so a lease that keeps failing does
+    /// not hold it back, and the lease's error is returned.
     async fn claim_batch(
         &self,
         queue: &str,
@@ -266,11 +270,20 @@ impl SqlQueue {
             ],
         );
         let mut rows: Vec<ClaimedRow> = if before.is_empty() {
-            rows::fetch_as(&self.db, &s).await
+            rows::fetch_as(&self.db, &s).await.map_err(failed)?
         } else {
-            rows::execute_then_fetch(&self.db, before, &s).await
-        }
-        .map_err(failed)?;
+            match rows::execute_then_fetch(&self.db, before, &s).await {
+                Ok(rows) => rows,
+                Err(e) => {
+                    let lease = failed(e);
+                    rows::execute_all(&self.db, before).await.map_err(|e| {
+                        tracing::warn!("lease failed: {lease:#}");
+                        failed(e)
+                    })?;
+                    return Err(lease);
+                }
+            }
+        };
         rows.sort_by_key(|r| (r.12, r.13));
         let mut exclusive_jobs = HashSet::new();
         let mut tasks = Vec::with_capacity(rows.len());
@@ -399,11 +412,11 @@ impl QueueBackend for SqlQueue {
     }
 
     /// The finishes (one statement per 512), then the leases: one `UPDATE … RETURNING` per
-    /// queue the picker chooses from. The finishes are written in the first lease's transaction
-    /// (alone when no lease is asked for, or when that transaction fails: a lease that keeps
-    /// failing does not hold them back): one commit fewer a round, +3–5 % no-op jobs/s on
-    /// SQLite (BENCHMARKS.md, session 21). The picker's `n` choices are played ahead as if no queue were empty,
-    /// each queue's share leased at once, and the choices played again on what came back: a
+    /// queue the picker chooses from. The finishes are written in the first lease's
+    /// transaction (alone when no lease is asked for, or when that transaction fails: see
+    /// [`SqlQueue::claim_batch`]): one commit fewer a round, +4.3 % no-op jobs/s on SQLite at
+    /// the median of 14 pairs (BENCHMARKS.md, session 21). The picker's `n` choices are played
+    /// ahead as if no queue were empty, each queue's share leased at once, and the choices played again on what came back: a
     /// queue that gave fewer than its share is empty from where it ran out, and if that moved
     /// choices to a queue whose share is used up, that queue is asked again. An error after
     /// some tasks were leased returns those.
@@ -450,14 +463,7 @@ impl QueueBackend for SqlQueue {
                     continue;
                 }
                 let before = std::mem::take(&mut finishes);
-                let tasks = match self.claim_batch(&queue, share - have, claim, &before).await {
-                    Err(e) if !before.is_empty() => {
-                        rows::execute_all(&self.db, &before).await.map_err(failed)?;
-                        Err(e)
-                    }
-                    tasks => tasks,
-                };
-                match tasks {
+                match self.claim_batch(&queue, share - have, claim, &before).await {
                     Ok(tasks) => {
                         if tasks.len() < share - have {
                             short.insert(queue.clone());
