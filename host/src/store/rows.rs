@@ -64,8 +64,13 @@ pub(crate) async fn execute_all(db: &Database, stmts: &[Stmt]) -> Result<u64, sq
     Ok(execute_each(db, stmts).await?.iter().sum())
 }
 
-/// [`execute_all`], returning the rows each statement changed.
+/// [`execute_all`], returning the rows each statement changed. One statement is written
+/// without `BEGIN` and `COMMIT` around it (it is atomic alone): on SQLite each is a hand-over
+/// to the connection's thread and back, on PostgreSQL a round trip.
 pub(crate) async fn execute_each(db: &Database, stmts: &[Stmt]) -> Result<Vec<u64>, sqlx::Error> {
+    if let [one] = stmts {
+        return Ok(vec![execute(db, one).await?]);
+    }
     let mut changed = Vec::with_capacity(stmts.len());
     per_database!(db, |pool, builder, row| {
         let mut tx = pool.begin().await?;
