@@ -416,10 +416,10 @@ impl QueueBackend for SqlQueue {
     /// transaction (alone when no lease is asked for, or when that transaction fails: see
     /// [`SqlQueue::claim_batch`]): one commit fewer a round, +4.3 % no-op jobs/s on SQLite at
     /// the median of 14 pairs (BENCHMARKS.md, session 21). The picker's `n` choices are played
-    /// ahead as if no queue were empty, each queue's share leased at once, and the choices played again on what came back: a
-    /// queue that gave fewer than its share is empty from where it ran out, and if that moved
-    /// choices to a queue whose share is used up, that queue is asked again. An error after
-    /// some tasks were leased returns those.
+    /// ahead as if no queue were empty, each queue's share leased at once, and the choices
+    /// played again on what came back: a queue that gave fewer than its share is empty from
+    /// where it ran out, and if that moved choices to a queue whose share is used up, that
+    /// queue is asked again. An error after some tasks were leased returns those.
     ///
     /// All in one turn to write: a worker's round (its finishes, then a lease from each queue
     /// the picker chooses, several when some are empty) waits for the file once, not once per

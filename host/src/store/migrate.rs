@@ -214,8 +214,10 @@ pub async fn migrate_up_to(
             applied.push((m.version, m.name));
         }
     }
-    if !applied.is_empty() && db.sqlite_file().is_some() && !db.sqlite_in_memory() {
-        truncate_log(db).await;
+    if let Database::Sqlite(pool) = db {
+        if !applied.is_empty() && !db.sqlite_in_memory() {
+            truncate_log(pool).await;
+        }
     }
     Ok(applied)
 }
@@ -224,10 +226,7 @@ pub async fn migrate_up_to(
 /// again (0018) writes all of it to the log, which keeps that size on disk until a checkpoint
 /// truncates it. The migrations are committed already, so a checkpoint that fails or cannot
 /// finish (another connection reading) is said in the log, not returned.
-async fn truncate_log(db: &Database) {
-    let Database::Sqlite(pool) = db else {
-        return;
-    };
+async fn truncate_log(pool: &sqlx::SqlitePool) {
     let done: Result<(i64, i64, i64), _> = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
         .fetch_one(pool)
         .await;
