@@ -1050,3 +1050,85 @@ async fn run_requests_at_once_each_get_their_record_their_task_and_their_turn(
         rest = after;
     }
 }
+
+/// On SQLite a host process holds the file alone (`PATH.lock`) and holds its leases in memory:
+/// a lease writes nothing (the task stays `pending` in the table, with the attempts that ended),
+/// while the queue shows it active. What moves waiting tasks (a cancel, a deleted job's tasks)
+/// leaves a leased one alone, and another queue on the file in the same process does not lease
+/// it again. When the process's queues are gone (it died), the task is leased again at once,
+/// its attempt not counted twice; its finish writes the attempt.
+#[tokio::test]
+async fn sqlite_leases_are_held_in_memory_and_go_with_the_process() {
+    common::run_sqlite(|db| async move {
+        let q = queue(db.clone(), None, QueueConfig::default()).await;
+        let now = Utc::now();
+        let a = q
+            .enqueue(&task("default", "j", now - Duration::seconds(2)))
+            .await
+            .unwrap()
+            .unwrap();
+        let b = q
+            .enqueue(&task("default", "j", now - Duration::seconds(1)))
+            .await
+            .unwrap()
+            .unwrap();
+        let leased = q.dequeue(now).await.unwrap().unwrap();
+        assert_eq!((leased.id, leased.attempt), (a, 1));
+
+        let row = |id: uuid::Uuid| {
+            let db = db.clone();
+            async move {
+                let state: Vec<String> = common::column(
+                    &db,
+                    "SELECT state FROM tasks WHERE id = ?",
+                    &[&id.to_string()],
+                )
+                .await;
+                let attempt: Vec<i64> = common::column(
+                    &db,
+                    "SELECT attempt FROM tasks WHERE id = ?",
+                    &[&id.to_string()],
+                )
+                .await;
+                (state[0].clone(), attempt[0])
+            }
+        };
+        assert_eq!(
+            row(a).await,
+            ("pending".to_string(), 0),
+            "a lease writes nothing"
+        );
+        let info = q.task_info(a).await.unwrap().unwrap();
+        assert_eq!((info.state.as_str(), info.task.attempt), ("active", 1));
+        let counts = q.counts(now, None).await.unwrap();
+        assert_eq!(
+            (counts["default"].active, counts["default"].pending),
+            (1, 1)
+        );
+
+        assert!(
+            !q.cancel_pending(a).await.unwrap(),
+            "a leased task is not a waiting one"
+        );
+        assert_eq!(q.cancel_job("j").await.unwrap(), 1, "only the waiting task");
+        assert_eq!(q.task_info(b).await.unwrap().unwrap().state, "dead");
+        assert_eq!(q.task_info(a).await.unwrap().unwrap().state, "active");
+
+        let beside = queue(db.clone(), None, QueueConfig::default()).await;
+        assert!(
+            beside.dequeue(now).await.unwrap().is_none(),
+            "held by this process, whichever queue asks"
+        );
+
+        // The process dies: its leases go with it.
+        drop(q);
+        drop(beside);
+        let after = queue(db.clone(), None, QueueConfig::default()).await;
+        let again = after.dequeue(now).await.unwrap().unwrap();
+        assert_eq!((again.id, again.attempt), (a, 1));
+        after.finish(a, "completed", None).await.unwrap();
+        assert_eq!(row(a).await, ("done".to_string(), 1));
+        assert!(after.dequeue(now).await.unwrap().is_none());
+    })
+    .await;
+}

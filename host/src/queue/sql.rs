@@ -15,7 +15,7 @@ use crate::store::{Database, Dialect, ExecutionStatus, WriteGate};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -27,6 +27,82 @@ pub struct SqlQueue {
     /// The writer of run requests on SQLite ([`SqlQueue::enqueue_recorded`]), started at the
     /// first.
     runs: OnceLock<mpsc::UnboundedSender<Run>>,
+    /// On SQLite, the leases this process holds on the file's tasks ([`Held`]); on PostgreSQL
+    /// leases are written to the table.
+    held: Option<Arc<Held>>,
+}
+
+/// The leases this process holds on the tasks of a SQLite file: one per file in the process,
+/// shared by every queue on it. A host process holds the file alone (`PATH.lock`, see
+/// `store::lock`), so no other process leases its tasks, and a lease need not be written: a
+/// leased task stays `pending` in the table while this process holds it, and the lease is
+/// this process's memory. A lease call is a read, outside the turn to write; the task is
+/// written once, when it ends (or is retried, or deferred). If the process dies, its leases go
+/// with it, and its tasks, still `pending`, run again as soon as a host starts on the file.
+///
+/// A lease written to the table cost each task an update of its row and five index entries
+/// (to `active` and back), in the one turn to write every worker and API request waits for.
+/// Measured on `codeai bench throughput` (BENCHMARKS.md, session 22): the turn was held 90 % of
+/// the time, half of it by the queue's leases and finishes.
+#[derive(Default)]
+struct Held {
+    tasks: std::sync::Mutex<HashMap<Uuid, HeldTask>>,
+    /// A lease call (its read and its hold) and the moves of pending tasks by others (a cancel,
+    /// a deleted job's tasks, fires taken back) take turns, so that neither acts on what the
+    /// other has changed since it read.
+    moves: tokio::sync::Mutex<()>,
+}
+
+/// A lease this process holds on a SQLite file's task.
+struct HeldTask {
+    queue: String,
+    tenant: String,
+    job_id: String,
+    owner: String,
+    expires: DateTime<Utc>,
+}
+
+impl Held {
+    /// The leases of `db`'s file in this process; `None` for PostgreSQL.
+    fn of(db: &Database) -> Option<Arc<Held>> {
+        type Registry = std::sync::Mutex<HashMap<std::path::PathBuf, std::sync::Weak<Held>>>;
+        static HELD: OnceLock<Registry> = OnceLock::new();
+        let file = db.sqlite_file()?;
+        let file = std::fs::canonicalize(&file).unwrap_or(file);
+        let mut all = HELD
+            .get_or_init(Registry::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, held| held.strong_count() > 0);
+        if let Some(held) = all.get(&file).and_then(std::sync::Weak::upgrade) {
+            return Some(held);
+        }
+        let held = Arc::new(Held::default());
+        all.insert(file, Arc::downgrade(&held));
+        Some(held)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, HeldTask>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The ids held, as a JSON array (for `json_each`).
+    fn ids_json(&self) -> String {
+        let tasks = self.lock();
+        let ids: Vec<String> = tasks.keys().map(Uuid::to_string).collect();
+        serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
+    }
+
+    fn contains(&self, id: &Uuid) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    fn let_go(&self, ids: impl IntoIterator<Item = Uuid>) {
+        let mut tasks = self.lock();
+        for id in ids {
+            tasks.remove(&id);
+        }
+    }
 }
 
 /// A run request to enqueue: its record's statement and its task (its id set), and who waits
@@ -52,7 +128,12 @@ const RUNS_PER_TRANSACTION: usize = 256;
 /// own `INSERT`) cost the workers 6–8 more points of their throughput under a flood
 /// (BENCHMARKS.md). A transaction that fails is written again one request at a time, so one bad
 /// request fails alone.
-async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiver<Run>) {
+async fn write_runs(
+    db: Database,
+    gate: WriteGate,
+    held: Option<Arc<Held>>,
+    mut rx: mpsc::UnboundedReceiver<Run>,
+) {
     while let Some(first) = rx.recv().await {
         let mut runs = vec![first];
         while runs.len() < RUNS_PER_TRANSACTION {
@@ -62,7 +143,7 @@ async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiv
             }
         }
         let turn = gate.turn().await;
-        match write_together(&db, &runs).await {
+        match write_together(&db, held.as_deref(), &runs).await {
             Ok(new) => {
                 for run in runs {
                     let id = run.task.id.map(|id| id.to_string()).unwrap_or_default();
@@ -71,7 +152,10 @@ async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiv
             }
             Err(_) => {
                 for run in runs {
-                    let stmts = [run.record, insert_one(db.dialect(), &run.task)];
+                    let stmts = [
+                        run.record,
+                        insert_one(db.dialect(), held.as_deref(), &run.task),
+                    ];
                     let written = rows::execute_each(&db, &stmts)
                         .await
                         .map(|changed| changed.last() == Some(&1))
@@ -86,13 +170,17 @@ async fn write_runs(db: Database, gate: WriteGate, mut rx: mpsc::UnboundedReceiv
 
 /// The records and tasks of `runs` in one transaction (see [`write_runs`]); the ids of the tasks
 /// that were new.
-async fn write_together(db: &Database, runs: &[Run]) -> anyhow::Result<HashSet<String>> {
+async fn write_together(
+    db: &Database,
+    held: Option<&Held>,
+    runs: &[Run],
+) -> anyhow::Result<HashSet<String>> {
     let records = match merge_rows(runs.iter().map(|r| &r.record)) {
         Some(merged) => vec![merged],
         None => runs.iter().map(|r| r.record.clone()).collect(),
     };
     let tasks: Vec<&NewTask> = runs.iter().map(|r| &r.task).collect();
-    let turns = next_turns(db, &tasks).await?;
+    let turns = next_turns(db, held, &tasks).await?;
     let insert = insert_many(&tasks, turns, " RETURNING id");
     let new: Vec<(String,)> = rows::execute_then_fetch(db, &records, &insert)
         .await
@@ -103,6 +191,7 @@ async fn write_together(db: &Database, runs: &[Run]) -> anyhow::Result<HashSet<S
 /// The next turn of each (queue, tenant) of `tasks`, in one query.
 async fn next_turns<'a>(
     db: &Database,
+    held: Option<&Held>,
     tasks: &[&'a NewTask],
 ) -> anyhow::Result<HashMap<(&'a str, &'a str), i64>> {
     let mut lanes: Vec<(&str, &str)> = Vec::new();
@@ -111,7 +200,7 @@ async fn next_turns<'a>(
             lanes.push((&t.queue, &t.tenant));
         }
     }
-    let turn = next_turn(db.dialect(), "?", "?");
+    let turn = next_turn(db.dialect(), "?", "?", held.is_some());
     let mut sql = String::new();
     let mut params = Vec::new();
     for (i, (queue, tenant)) in lanes.iter().enumerate() {
@@ -120,8 +209,7 @@ async fn next_turns<'a>(
         }
         sql.push_str(&format!("SELECT ?, {turn}"));
         params.push(Param::Int(i as i64));
-        params.extend(std::iter::repeat_n(text(*queue), 4));
-        params.push(text(*tenant));
+        params.extend(turn_params(held, queue, tenant));
     }
     let turns: Vec<(i64, i64)> = rows::fetch_as(db, &stmt(&sql, params))
         .await
@@ -133,16 +221,15 @@ async fn next_turns<'a>(
 }
 
 /// The statement that enqueues one task, with its turn.
-fn insert_one(dialect: Dialect, t: &NewTask) -> Stmt {
+fn insert_one(dialect: Dialect, held: Option<&Held>, t: &NewTask) -> Stmt {
     let id = t.id.unwrap_or_else(super::new_task_id);
     let mut params = task_values(t, id, Utc::now());
-    params.extend(std::iter::repeat_n(text(&t.queue), 4));
-    params.push(text(&t.tenant));
+    params.extend(turn_params(held, &t.queue, &t.tenant));
     stmt(
         &format!(
             "INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, \
              ?, ?, ?, ?, ?, ?, ?, {}) ON CONFLICT DO NOTHING",
-            next_turn(dialect, "?", "?")
+            next_turn(dialect, "?", "?", held.is_some())
         ),
         params,
     )
@@ -205,8 +292,24 @@ impl SqlQueue {
     pub fn new(db: Database) -> SqlQueue {
         SqlQueue {
             gate: WriteGate::of(&db),
+            held: match db.dialect() {
+                Dialect::Sqlite => Held::of(&db),
+                Dialect::Postgres => None,
+            },
             db: db.own_pool(4),
             runs: OnceLock::new(),
+        }
+    }
+
+    /// A condition (after `AND`) that leaves out the tasks this process holds ([`Held`]), with
+    /// its parameters; nothing where leases are written to the table.
+    fn not_held(&self) -> (&'static str, Vec<Param>) {
+        match &self.held {
+            Some(held) => (
+                " AND id NOT IN (SELECT value FROM json_each(?))",
+                vec![text(held.ids_json())],
+            ),
+            None => ("", Vec::new()),
         }
     }
 
@@ -223,8 +326,15 @@ impl SqlQueue {
     }
 
     /// The next turn of the task an `UPDATE` of `tasks` changes, in its queue for its tenant.
-    fn row_next_turn(&self) -> String {
-        next_turn(self.db.dialect(), "tasks.queue", "tasks.tenant_id")
+    /// With its parameter: the ids this process holds ([`Held`]), if it holds the leases.
+    fn row_next_turn(&self) -> (String, Vec<Param>) {
+        let sql = next_turn(
+            self.db.dialect(),
+            "tasks.queue",
+            "tasks.tenant_id",
+            self.held.is_some(),
+        );
+        (sql, self.held.iter().map(|h| text(h.ids_json())).collect())
     }
 
     /// Leases up to `n` runnable tasks of one queue with the lowest turns (the oldest among
@@ -242,6 +352,9 @@ impl SqlQueue {
         claim: &Claim<'_>,
         before: &[Stmt],
     ) -> anyhow::Result<Vec<Task>> {
+        if let Some(held) = &self.held {
+            return self.hold_batch(held, queue, n, claim).await;
+        }
         // SQLite finds each task the walk chose by its row number, not by a search of the
         // index on `id` first.
         let (key, lock, free) = match self.db.dialect() {
@@ -315,8 +428,80 @@ impl SqlQueue {
         Ok(tasks)
     }
 
+    /// [`SqlQueue::claim_batch`] where this process holds the leases ([`Held`]): the runnable
+    /// tasks of `queue` it does not hold yet, read (no write, no turn to write), then held. Their
+    /// attempt is the one they start (the table's count, of attempts that ended, plus one). A
+    /// job whose tasks may not overlap gets one only while this process holds none of its tasks
+    /// (and none is `active` in the table: leased by a host before this kind of lease).
+    async fn hold_batch(
+        &self,
+        held: &Held,
+        queue: &str,
+        n: usize,
+        claim: &Claim<'_>,
+    ) -> anyhow::Result<Vec<Task>> {
+        let _moves = held.moves.lock().await;
+        let s = stmt(
+            "SELECT id, tenant_id, job_id, job_name, job_version, queue, trigger, input, \
+             fire_at, attempt + 1, max_attempts, exclusive, turn, created_at FROM tasks t \
+             WHERE t.state = 'pending' AND t.queue = ? AND t.run_after <= ? \
+             AND (t.exclusive = 0 OR NOT EXISTS \
+             (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
+             AND t.id NOT IN (SELECT value FROM json_each(?)) \
+             ORDER BY t.turn, t.created_at LIMIT ?",
+            vec![
+                text(queue),
+                Param::DateTime(claim.lease.now),
+                text(held.ids_json()),
+                Param::Int(i64::try_from(n).unwrap_or(i64::MAX)),
+            ],
+        );
+        let rows: Vec<ClaimedRow> = rows::fetch_as(&self.db, &s).await.map_err(failed)?;
+        let mut tasks = held.lock();
+        let mut exclusive_jobs: HashSet<String> =
+            tasks.values().map(|t| t.job_id.clone()).collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id =
+                Uuid::parse_str(&row.0).map_err(|e| anyhow::anyhow!("task id `{}`: {e}", row.0))?;
+            if row.11 && !exclusive_jobs.insert(row.2.clone()) {
+                continue;
+            }
+            exclusive_jobs.insert(row.2.clone());
+            tasks.insert(
+                id,
+                HeldTask {
+                    queue: row.5.clone(),
+                    tenant: row.1.clone(),
+                    job_id: row.2.clone(),
+                    owner: claim.lease.owner.to_string(),
+                    expires: claim.lease.until(),
+                },
+            );
+            out.push(Task {
+                id,
+                tenant: row.1,
+                job_id: row.2,
+                job_name: row.3,
+                job_version: row.4,
+                queue: row.5,
+                trigger: row.6,
+                input: row.7,
+                fire_at: row.8,
+                attempt: row.9,
+                max_attempts: row.10,
+            });
+        }
+        Ok(out)
+    }
+
     /// Puts active tasks back to `pending` at once, their attempt given back, in their place.
     async fn release_many(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+        if let Some(held) = &self.held {
+            // Still `pending` in the table, with the attempts that ended.
+            held.let_go(ids.iter().copied());
+            return Ok(());
+        }
         for s in release_stmts(ids) {
             self.in_turn(rows::execute(&self.db, &s))
                 .await
@@ -351,7 +536,10 @@ impl QueueBackend for SqlQueue {
     /// One statement: the task and its turn.
     async fn enqueue(&self, t: &NewTask) -> anyhow::Result<bool> {
         let n = self
-            .in_turn(rows::execute(&self.db, &insert_one(self.db.dialect(), t)))
+            .in_turn(rows::execute(
+                &self.db,
+                &insert_one(self.db.dialect(), self.held.as_deref(), t),
+            ))
             .await
             .map_err(failed)?;
         Ok(n == 1)
@@ -368,7 +556,12 @@ impl QueueBackend for SqlQueue {
         if self.db.dialect() == Dialect::Sqlite {
             let runs = self.runs.get_or_init(|| {
                 let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(write_runs(self.db.clone(), self.gate.clone(), rx));
+                tokio::spawn(write_runs(
+                    self.db.clone(),
+                    self.gate.clone(),
+                    self.held.clone(),
+                    rx,
+                ));
                 tx
             });
             let (done, wait) = oneshot::channel();
@@ -390,7 +583,10 @@ impl QueueBackend for SqlQueue {
         let changed = self
             .in_turn(rows::execute_each(
                 &self.db,
-                &[record.clone(), insert_one(self.db.dialect(), t)],
+                &[
+                    record.clone(),
+                    insert_one(self.db.dialect(), self.held.as_deref(), t),
+                ],
             ))
             .await
             .map_err(failed)?;
@@ -402,7 +598,8 @@ impl QueueBackend for SqlQueue {
         let mut n = 0;
         for chunk in tasks.chunks(500) {
             let chunk: Vec<&NewTask> = chunk.iter().collect();
-            let s = insert_many(&chunk, next_turns(&self.db, &chunk).await?, "");
+            let turns = next_turns(&self.db, self.held.as_deref(), &chunk).await?;
+            let s = insert_many(&chunk, turns, "");
             n += self
                 .in_turn(rows::execute(&self.db, &s))
                 .await
@@ -432,8 +629,23 @@ impl QueueBackend for SqlQueue {
         done: &[Finished],
         claim: &Claim<'_>,
     ) -> anyhow::Result<Claimed> {
-        let _turn = self.gate.turn().await;
-        let mut finishes: Vec<Stmt> = done.chunks(512).map(finish_stmt).collect();
+        let held = self.held.is_some();
+        let mut finishes: Vec<Stmt> = done.chunks(512).map(|d| finish_stmt(d, held)).collect();
+        if let Some(held) = &self.held {
+            // The finishes in a turn to write of their own; the leases are read ([`Held`]).
+            if !finishes.is_empty() {
+                let turn = self.gate.turn().await;
+                rows::execute_all(&self.db, &std::mem::take(&mut finishes))
+                    .await
+                    .map_err(failed)?;
+                drop(turn);
+                held.let_go(done.iter().map(|d| d.id));
+            }
+        }
+        let _turn = match held {
+            true => None,
+            false => self.gate.turn().await,
+        };
         let mut picker = Picker::resume(claim.queues.to_vec(), claim.strict);
         let mut out = Claimed::default();
         // Tasks leased from each queue and not handed out yet, and the queues that gave fewer
@@ -518,6 +730,17 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn heartbeat(&self, ids: &[Uuid], lease: &Lease<'_>) -> anyhow::Result<u64> {
+        if let Some(held) = &self.held {
+            let mut tasks = held.lock();
+            let mut n = 0;
+            for id in ids {
+                if let Some(t) = tasks.get_mut(id).filter(|t| t.owner == lease.owner) {
+                    t.expires = lease.until();
+                    n += 1;
+                }
+            }
+            return Ok(n);
+        }
         let mut n = 0;
         for chunk in ids.chunks(200) {
             let marks = vec!["?"; chunk.len()].join(", ");
@@ -543,48 +766,69 @@ impl QueueBackend for SqlQueue {
     async fn finish(&self, done: &Finished) -> anyhow::Result<()> {
         self.in_turn(rows::execute(
             &self.db,
-            &finish_stmt(std::slice::from_ref(done)),
+            &finish_stmt(std::slice::from_ref(done), self.held.is_some()),
         ))
         .await
         .map(drop)
-        .map_err(failed)
+        .map_err(failed)?;
+        if let Some(held) = &self.held {
+            held.let_go([done.id]);
+        }
+        Ok(())
     }
 
     async fn retry(&self, id: Uuid, run_after: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        // A lease held in memory ([`Held`]) did not count the attempt that failed.
+        let counted = match self.held {
+            Some(_) => "attempt = attempt + 1, ",
+            None => "",
+        };
+        let (turn, turn_params) = self.row_next_turn();
+        let mut params = vec![
+            Param::DateTime(run_after),
+            text(error),
+            Param::DateTime(Utc::now()),
+        ];
+        params.extend(turn_params);
+        params.push(text(id.to_string()));
         self.execute(
             &format!(
-                "UPDATE tasks SET state = 'pending', run_after = ?, last_error = ?, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {} \
-                 WHERE id = ?",
-                self.row_next_turn()
+                "UPDATE tasks SET state = 'pending', {counted}run_after = ?, last_error = ?, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {turn} \
+                 WHERE id = ?"
             ),
-            vec![
-                Param::DateTime(run_after),
-                text(error),
-                Param::DateTime(Utc::now()),
-                text(id.to_string()),
-            ],
+            params,
         )
-        .await
-        .map(drop)
+        .await?;
+        if let Some(held) = &self.held {
+            held.let_go([id]);
+        }
+        Ok(())
     }
 
     async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
+        // A lease held in memory ([`Held`]) left the task `pending`, its attempt not counted.
+        let (attempt, state) = match self.held {
+            Some(_) => ("", "pending"),
+            None => ("attempt = attempt - 1, ", "active"),
+        };
+        let (turn, turn_params) = self.row_next_turn();
+        let mut params = vec![Param::DateTime(run_after), Param::DateTime(Utc::now())];
+        params.extend(turn_params);
+        params.push(text(id.to_string()));
         self.execute(
             &format!(
-                "UPDATE tasks SET state = 'pending', attempt = attempt - 1, run_after = ?, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {} \
-                 WHERE id = ? AND state = 'active'",
-                self.row_next_turn()
+                "UPDATE tasks SET state = 'pending', {attempt}run_after = ?, \
+                 lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {turn} \
+                 WHERE id = ? AND state = '{state}'"
             ),
-            vec![
-                Param::DateTime(run_after),
-                Param::DateTime(Utc::now()),
-                text(id.to_string()),
-            ],
+            params,
         )
-        .await
-        .map(drop)
+        .await?;
+        if let Some(held) = &self.held {
+            held.let_go([id]);
+        }
+        Ok(())
     }
 
     async fn release(&self, id: Uuid) -> anyhow::Result<()> {
@@ -592,25 +836,34 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn requeue_dead(&self, id: Uuid, now: DateTime<Utc>) -> anyhow::Result<bool> {
+        let (turn, turn_params) = self.row_next_turn();
+        let mut params = vec![Param::DateTime(now), Param::DateTime(now)];
+        params.extend(turn_params);
+        params.push(text(id.to_string()));
         let n = self
             .execute(
                 &format!(
                     "UPDATE tasks SET state = 'pending', attempt = 0, outcome = NULL, \
-                     run_after = ?, trigger = 'retry', updated_at = ?, turn = {} \
-                     WHERE id = ? AND state = 'dead'",
-                    self.row_next_turn()
+                     run_after = ?, trigger = 'retry', updated_at = ?, turn = {turn} \
+                     WHERE id = ? AND state = 'dead'"
                 ),
-                vec![
-                    Param::DateTime(now),
-                    Param::DateTime(now),
-                    text(id.to_string()),
-                ],
+                params,
             )
             .await?;
         Ok(n == 1)
     }
 
     async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
+        let _moves = match &self.held {
+            Some(held) => {
+                let moves = held.moves.lock().await;
+                if held.contains(&id) {
+                    return Ok(false); // leased: running, or about to
+                }
+                Some(moves)
+            }
+            None => None,
+        };
         let n = self
             .execute(
                 "UPDATE tasks SET state = 'dead', outcome = ?, updated_at = ? \
@@ -626,25 +879,48 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
-        self.execute(
-            "UPDATE tasks SET state = 'dead', outcome = ?, last_error = 'job deleted', \
-             updated_at = ? WHERE job_id = ? AND state = 'pending'",
-            vec![
+        // The tasks this process holds ([`Held`]) are running: they end as they would have.
+        let _moves = match &self.held {
+            Some(held) => Some(held.moves.lock().await),
+            None => None,
+        };
+        let (not_held, mut params) = self.not_held();
+        params.splice(
+            0..0,
+            [
                 text(ExecutionStatus::Cancelled.as_str()),
                 Param::DateTime(Utc::now()),
                 text(job_id),
             ],
+        );
+        self.execute(
+            &format!(
+                "UPDATE tasks SET state = 'dead', outcome = ?, last_error = 'job deleted', \
+                 updated_at = ? WHERE job_id = ? AND state = 'pending'{not_held}"
+            ),
+            params,
         )
         .await
     }
 
     async fn rescue_expired(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
-        self.execute(
+        // Leases held in memory whose holder stopped extending them: let go, the task is
+        // runnable again (still `pending`, its attempt not counted).
+        let mut rescued = 0;
+        if let Some(held) = &self.held {
+            let mut tasks = held.lock();
+            let before = tasks.len();
+            tasks.retain(|_, t| t.expires >= now);
+            rescued = (before - tasks.len()) as u64;
+        }
+        // Leases written to the table (by a host before leases were held in memory, or on
+        // PostgreSQL).
+        Ok(rescued + self.execute(
             "UPDATE tasks SET state = 'pending', attempt = attempt - 1, lease_owner = NULL, \
              lease_expires_at = NULL, updated_at = ? WHERE state = 'active' AND lease_expires_at < ?",
             vec![Param::DateTime(now), Param::DateTime(now)],
         )
-        .await
+        .await?)
     }
 
     /// Every job with a pending or active task (one query, whatever `jobs` holds).
@@ -680,9 +956,17 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn drop_fires_after(&self, job_id: &str, after: DateTime<Utc>) -> anyhow::Result<u64> {
+        let _moves = match &self.held {
+            Some(held) => Some(held.moves.lock().await),
+            None => None,
+        };
+        let (not_held, mut params) = self.not_held();
+        params.splice(0..0, [text(job_id), Param::DateTime(after)]);
         self.execute(
-            "DELETE FROM tasks WHERE job_id = ? AND state = 'pending' AND fire_at > ?",
-            vec![text(job_id), Param::DateTime(after)],
+            &format!(
+                "DELETE FROM tasks WHERE job_id = ? AND state = 'pending' AND fire_at > ?{not_held}"
+            ),
+            params,
         )
         .await
     }
@@ -719,6 +1003,19 @@ impl QueueBackend for SqlQueue {
         let groups: Vec<(String, String, Option<String>, i32, i64)> =
             rows::fetch_as(&self.db, &s).await.map_err(failed)?;
         let mut out: BTreeMap<String, QueueCounts> = BTreeMap::new();
+        // The tasks this process holds ([`Held`]) are `pending` in the table: active here.
+        let mut holding: HashMap<String, u64> = HashMap::new();
+        if let Some(held) = &self.held {
+            for t in held.lock().values() {
+                if tenant.is_none_or(|tenant| t.tenant == tenant) {
+                    *holding.entry(t.queue.clone()).or_default() += 1;
+                }
+            }
+        }
+        for (queue, n) in &holding {
+            let c = out.entry(queue.clone()).or_default();
+            c.active += n;
+        }
         for (queue, state, outcome, later, n) in groups {
             let c = out.entry(queue).or_default();
             let n = n as u64;
@@ -729,6 +1026,11 @@ impl QueueBackend for SqlQueue {
                 "done" => c.completed += n,
                 _ if outcome.as_deref() == Some(ExecutionStatus::Cancelled.as_str()) => {}
                 _ => c.failed += n,
+            }
+        }
+        for (queue, n) in holding {
+            if let Some(c) = out.get_mut(&queue) {
+                c.pending = c.pending.saturating_sub(n);
             }
         }
         Ok(out)
@@ -745,25 +1047,34 @@ impl QueueBackend for SqlQueue {
             ),
         )
         .await?;
-        Ok(row.map(|r| TaskInfo {
-            task: Task {
-                id,
-                tenant: r.text("tenant_id").unwrap_or_default(),
-                job_id: r.text("job_id").unwrap_or_default(),
-                job_name: r.text("job_name").unwrap_or_default(),
-                job_version: r.int("job_version"),
-                queue: r.text("queue").unwrap_or_default(),
-                trigger: r.text("trigger").unwrap_or_default(),
-                input: r.text("input").unwrap_or_default(),
-                fire_at: r.time("fire_at"),
-                attempt: r.int("attempt").unwrap_or(0),
-                max_attempts: r.int("max_attempts").unwrap_or(1),
-            },
-            state: r.text("state").unwrap_or_default(),
-            outcome: r.text("outcome"),
-            last_error: r.text("last_error"),
-            run_after: r.time("run_after"),
-            created_at: r.time("created_at"),
+        let holding = self.held.as_ref().is_some_and(|h| h.contains(&id));
+        Ok(row.map(|r| {
+            let mut info = TaskInfo {
+                task: Task {
+                    id,
+                    tenant: r.text("tenant_id").unwrap_or_default(),
+                    job_id: r.text("job_id").unwrap_or_default(),
+                    job_name: r.text("job_name").unwrap_or_default(),
+                    job_version: r.int("job_version"),
+                    queue: r.text("queue").unwrap_or_default(),
+                    trigger: r.text("trigger").unwrap_or_default(),
+                    input: r.text("input").unwrap_or_default(),
+                    fire_at: r.time("fire_at"),
+                    attempt: r.int("attempt").unwrap_or(0),
+                    max_attempts: r.int("max_attempts").unwrap_or(1),
+                },
+                state: r.text("state").unwrap_or_default(),
+                outcome: r.text("outcome"),
+                last_error: r.text("last_error"),
+                run_after: r.time("run_after"),
+                created_at: r.time("created_at"),
+            };
+            // Held in memory ([`Held`]): `pending` in the table, its attempt not counted yet.
+            if holding && info.state == "pending" {
+                info.state = "active".into();
+                info.task.attempt += 1;
+            }
+            info
         }))
     }
 
@@ -824,12 +1135,20 @@ fn task_values(t: &NewTask, id: Uuid, now: DateTime<Utc>) -> Vec<Param> {
 /// waiting joins the current turn, so it comes next within one turn; a tenant that has waited
 /// long has no credit saved up. Each part is one step down an index: `tasks_ready_idx` (state,
 /// queue, turn) and `tasks_lane_idx` (the waiting tasks by queue, tenant and turn). With `?`
-/// placeholders it binds `queue` four times, then `tenant`. Dead tasks are left out: a
-/// cancelled flood's turns were never leased.
-fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
+/// placeholders it binds `queue` three times, the ids `held` (if any), then `queue` and `tenant`
+/// ([`turn_params`]); with columns, the ids `held` alone. Dead tasks are left out: a cancelled
+/// flood's turns were never leased. Where this process holds the leases ([`Held`]), the tasks it
+/// holds do not count as waiting (`held`), and the highest of them is the lowest waiting or
+/// below: the tasks of a queue are leased in turn order.
+fn next_turn(dialect: Dialect, queue: &str, tenant: &str, held: bool) -> String {
     let greatest = match dialect {
         Dialect::Sqlite => "MAX",
         Dialect::Postgres => "GREATEST",
+    };
+    // The tasks this process holds ([`Held`]) are `pending` in the table, but not waiting.
+    let waiting = match held {
+        true => " AND x.id NOT IN (SELECT value FROM json_each(?))",
+        false => "",
     };
     format!(
         "{greatest}(\
@@ -837,8 +1156,8 @@ fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
          ORDER BY x.turn DESC LIMIT 1), 0), \
          COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'done' AND x.queue = {queue} \
          ORDER BY x.turn DESC LIMIT 1), 0), \
-         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'pending' AND x.queue = {queue} \
-         ORDER BY x.turn LIMIT 1), 0), \
+         COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'pending' AND x.queue = {queue}\
+         {waiting} ORDER BY x.turn LIMIT 1), 0), \
          COALESCE((SELECT x.turn + 1 FROM tasks x WHERE x.state = 'pending' AND \
          x.queue = {queue} AND x.tenant_id = {tenant} ORDER BY x.turn DESC LIMIT 1), 0))"
     )
@@ -846,7 +1165,16 @@ fn next_turn(dialect: Dialect, queue: &str, tenant: &str) -> String {
 
 /// The update that finishes active tasks, each `done` when it completed or was skipped, else
 /// `dead`.
-fn finish_stmt(done: &[Finished]) -> Stmt {
+/// The parameters of [`next_turn`] with `?` placeholders: `queue` three times, the ids `held`
+/// (if any), `queue` and `tenant`.
+fn turn_params(held: Option<&Held>, queue: &str, tenant: &str) -> Vec<Param> {
+    let mut params = vec![text(queue), text(queue), text(queue)];
+    params.extend(held.map(|h| text(h.ids_json())));
+    params.extend([text(queue), text(tenant)]);
+    params
+}
+
+fn finish_stmt(done: &[Finished], held: bool) -> Stmt {
     let mut s = Stmt::default();
     s.sql("WITH v (id, state, outcome, error) AS (VALUES ");
     for (i, d) in done.iter().enumerate() {
@@ -872,6 +1200,10 @@ fn finish_stmt(done: &[Finished]) -> Stmt {
          lease_owner = NULL, lease_expires_at = NULL, updated_at = ",
     );
     s.bind(Param::DateTime(Utc::now()));
-    s.sql(" FROM v WHERE tasks.id = v.id AND tasks.state = 'active'");
+    // A lease held in memory ([`Held`]) left the task `pending`, its attempt not counted yet.
+    s.sql(match held {
+        true => ", attempt = attempt + 1 FROM v WHERE tasks.id = v.id AND tasks.state = 'pending'",
+        false => " FROM v WHERE tasks.id = v.id AND tasks.state = 'active'",
+    });
     s
 }
