@@ -14,7 +14,8 @@
 //!   oldest has waited [`FINISH_WAIT`].
 //! - **The confirmer** (one): waits for the commits, in order, and passes each task to the
 //!   feeder to finish. A task leaves the queue only when its execution is recorded; if the host
-//!   dies first, the task's lease runs out and it runs again.
+//!   dies first, the task's lease runs out and it runs again (on SQLite, where the process holds
+//!   its leases in memory, as soon as a host starts on the file again).
 //! - **The heartbeat** (one): every `heartbeat`, extends the leases of all the tasks the pool
 //!   holds (running or waiting for their commit) in one call.
 //!

@@ -21,7 +21,10 @@
 //!   place.
 //! - **Leases**: a dequeued task is `active` until its lease expires; the worker heartbeats it.
 //!   [`Queue::rescue_expired`] puts tasks whose lease ran out back to `pending` (their attempt
-//!   given back), so a crashed worker's task runs again: at least once, never lost.
+//!   given back), so a crashed worker's task runs again: at least once, never lost. On SQLite
+//!   the one host process on the file holds its leases in memory (`sql.rs`, `Held`): the task
+//!   stays `pending` in the table (shown `active`), and if the process dies it runs again as
+//!   soon as a host starts on the file.
 //! - **Idempotent fires**: a task for a schedule fire carries `fire_at`, unique per job, so the
 //!   same fire is enqueued once however many times the scheduler tries.
 //! - **Retries**: [`Queue::retry`] puts a failed task back with a later `run_after`.

@@ -1,6 +1,10 @@
 //! The queue in the platform's database: the `tasks` table (SQLite, the embedded default; or
 //! PostgreSQL, with `FOR UPDATE SKIP LOCKED`). Each move is one statement, or one transaction.
 //!
+//! **Leases**: on PostgreSQL a lease is written to the task (`active`, an owner, an expiry); on
+//! SQLite the one host process on the file holds its leases in memory ([`Held`]), and a lease
+//! is a read.
+//!
 //! **Turns**: each task is given its turn when it is enqueued ([`next_turn`]): one after its
 //! tenant's last waiting task in that queue, and never before the queue's current turn; a lease
 //! takes the lowest turn (the oldest first among equals) with one `UPDATE … RETURNING`, and

@@ -14,7 +14,8 @@
 //! An execution's start record is submitted without waiting: the job runs while it is written.
 //! The end record, written after it in the same order, is waited for by `codeai exec`; a worker
 //! takes its next task meanwhile and finishes the task on the queue only after the commit. If
-//! the host dies before either commits, the task's lease runs out and it runs again.
+//! the host dies before either commits, the task runs again (once its lease runs out; on SQLite,
+//! whose leases are the host process's memory, once a host starts on the file again).
 //!
 //! How a batch is written:
 //! - A start and the end of the same execution in one batch become one row written with its
