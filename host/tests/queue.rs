@@ -1132,3 +1132,36 @@ async fn sqlite_leases_are_held_in_memory_and_go_with_the_process() {
     })
     .await;
 }
+
+/// While a job that may not overlap has a task running, its other tasks wait without taking the
+/// places of the tasks behind them: a lease of one takes the next runnable task of another job.
+async fn a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it(db: Database) {
+    let q = queue(db, None, QueueConfig::default()).await;
+    let now = Utc::now();
+    let exclusive = |at: i64| NewTask {
+        exclusive: true,
+        ..task("default", "one-at-a-time", now - Duration::seconds(at))
+    };
+    let first = q.enqueue(&exclusive(4)).await.unwrap().unwrap();
+    q.enqueue(&exclusive(3)).await.unwrap().unwrap();
+    let other = q
+        .enqueue(&task("default", "other", now - Duration::seconds(2)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased_ids(&q, now, 1).await, vec![first]);
+    assert_eq!(leased_ids(&q, now, 1).await, vec![other]);
+    assert!(leased_ids(&q, now, 1).await.is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it() {
+    common::run_sqlite(a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it)
+        .await;
+}
+
+#[tokio::test]
+async fn postgres_a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it() {
+    common::run_postgres(a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it)
+        .await;
+}

@@ -71,6 +71,10 @@ impl Held {
     fn of(db: &Database) -> Option<Arc<Held>> {
         type Registry = std::sync::Mutex<HashMap<std::path::PathBuf, std::sync::Weak<Held>>>;
         static HELD: OnceLock<Registry> = OnceLock::new();
+        // An in-memory database's name is no file's: its leases are written to the table.
+        if db.sqlite_in_memory() {
+            return None;
+        }
         let file = db.sqlite_file()?;
         let file = std::fs::canonicalize(&file).unwrap_or(file);
         let mut all = HELD
@@ -95,6 +99,13 @@ impl Held {
         let tasks = self.lock();
         let ids: Vec<String> = tasks.keys().map(Uuid::to_string).collect();
         serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// The jobs of the tasks held, as a JSON array (for `json_each`).
+    fn jobs_json(&self) -> String {
+        let tasks = self.lock();
+        let jobs: BTreeSet<&str> = tasks.values().map(|t| t.job_id.as_str()).collect();
+        serde_json::to_string(&jobs).unwrap_or_else(|_| "[]".into())
     }
 
     fn contains(&self, id: &Uuid) -> bool {
@@ -305,6 +316,16 @@ impl SqlQueue {
         }
     }
 
+    /// The turn of a move of tasks by id against lease calls ([`Held::moves`]), where this
+    /// process holds the leases: a task it lets go is not left out by a move that read the ids
+    /// held before.
+    async fn moving(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.held {
+            Some(held) => Some(held.moves.lock().await),
+            None => None,
+        }
+    }
+
     /// A condition (after `AND`) that leaves out the tasks this process holds ([`Held`]), with
     /// its parameters; nothing where leases are written to the table.
     fn not_held(&self) -> (&'static str, Vec<Param>) {
@@ -330,7 +351,7 @@ impl SqlQueue {
     }
 
     /// The next turn of the task an `UPDATE` of `tasks` changes, in its queue for its tenant.
-    /// With its parameter: the ids this process holds ([`Held`]), if it holds the leases.
+    /// With its parameters: the ids this process holds ([`Held`]), twice, if it holds the leases.
     fn row_next_turn(&self) -> (String, Vec<Param>) {
         let sql = next_turn(
             self.db.dialect(),
@@ -338,7 +359,13 @@ impl SqlQueue {
             "tasks.tenant_id",
             self.held.is_some(),
         );
-        (sql, self.held.iter().map(|h| text(h.ids_json())).collect())
+        let ids = self.held.as_ref().map(|h| h.ids_json());
+        (
+            sql,
+            ids.into_iter()
+                .flat_map(|ids| [text(&ids), text(ids)])
+                .collect(),
+        )
     }
 
     /// Leases up to `n` runnable tasks of one queue with the lowest turns (the oldest among
@@ -436,7 +463,8 @@ impl SqlQueue {
     /// tasks of `queue` it does not hold yet, read (no write, no turn to write), then held. Their
     /// attempt is the one they start (the table's count, of attempts that ended, plus one). A
     /// job whose tasks may not overlap gets one only while this process holds none of its tasks
-    /// (and none is `active` in the table: leased by a host before this kind of lease).
+    /// (and none is `active` in the table: leased by a host before this kind of lease); the read
+    /// leaves its other tasks out, so they do not take the places of runnable tasks behind them.
     async fn hold_batch(
         &self,
         held: &Held,
@@ -449,13 +477,15 @@ impl SqlQueue {
             "SELECT id, tenant_id, job_id, job_name, job_version, queue, trigger, input, \
              fire_at, attempt + 1, max_attempts, exclusive, turn, created_at FROM tasks t \
              WHERE t.state = 'pending' AND t.queue = ? AND t.run_after <= ? \
-             AND (t.exclusive = 0 OR NOT EXISTS \
-             (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active')) \
+             AND (t.exclusive = 0 OR (t.job_id NOT IN (SELECT value FROM json_each(?)) \
+             AND NOT EXISTS \
+             (SELECT 1 FROM tasks a WHERE a.job_id = t.job_id AND a.state = 'active'))) \
              AND t.id NOT IN (SELECT value FROM json_each(?)) \
              ORDER BY t.turn, t.created_at LIMIT ?",
             vec![
                 text(queue),
                 Param::DateTime(claim.lease.now),
+                text(held.jobs_json()),
                 text(held.ids_json()),
                 Param::Int(i64::try_from(n).unwrap_or(i64::MAX)),
             ],
@@ -503,6 +533,7 @@ impl SqlQueue {
     async fn release_many(&self, ids: &[Uuid]) -> anyhow::Result<()> {
         if let Some(held) = &self.held {
             // Still `pending` in the table, with the attempts that ended.
+            let _moves = held.moves.lock().await;
             held.let_go(ids.iter().copied());
             return Ok(());
         }
@@ -782,6 +813,7 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn retry(&self, id: Uuid, run_after: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
+        let _moves = self.moving().await;
         // A lease held in memory ([`Held`]) did not count the attempt that failed.
         let counted = match self.held {
             Some(_) => "attempt = attempt + 1, ",
@@ -811,6 +843,7 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
+        let _moves = self.moving().await;
         // A lease held in memory ([`Held`]) left the task `pending`, its attempt not counted.
         let (attempt, state) = match self.held {
             Some(_) => ("", "pending"),
@@ -884,10 +917,7 @@ impl QueueBackend for SqlQueue {
 
     async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
         // The tasks this process holds ([`Held`]) are running: they end as they would have.
-        let _moves = match &self.held {
-            Some(held) => Some(held.moves.lock().await),
-            None => None,
-        };
+        let _moves = self.moving().await;
         let (not_held, mut params) = self.not_held();
         params.splice(
             0..0,
@@ -960,10 +990,7 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn drop_fires_after(&self, job_id: &str, after: DateTime<Utc>) -> anyhow::Result<u64> {
-        let _moves = match &self.held {
-            Some(held) => Some(held.moves.lock().await),
-            None => None,
-        };
+        let _moves = self.moving().await;
         let (not_held, mut params) = self.not_held();
         params.splice(0..0, [text(job_id), Param::DateTime(after)]);
         self.execute(
@@ -1139,11 +1166,13 @@ fn task_values(t: &NewTask, id: Uuid, now: DateTime<Utc>) -> Vec<Param> {
 /// waiting joins the current turn, so it comes next within one turn; a tenant that has waited
 /// long has no credit saved up. Each part is one step down an index: `tasks_ready_idx` (state,
 /// queue, turn) and `tasks_lane_idx` (the waiting tasks by queue, tenant and turn). With `?`
-/// placeholders it binds `queue` three times, the ids `held` (if any), then `queue` and `tenant`
-/// ([`turn_params`]); with columns, the ids `held` alone. Dead tasks are left out: a cancelled
-/// flood's turns were never leased. Where this process holds the leases ([`Held`]), the tasks it
-/// holds do not count as waiting (`held`), and the highest of them is the lowest waiting or
-/// below: the tasks of a queue are leased in turn order.
+/// placeholders it binds `queue` three times, the ids `held` (if any), `queue`, `tenant` and the
+/// ids `held` again ([`turn_params`]); with columns, the ids `held` twice. Dead tasks are left
+/// out: a cancelled flood's turns were never leased. Where this process holds the leases
+/// ([`Held`]), the tasks it holds count neither as waiting nor as leased (`held`): a leased task
+/// is `pending` in the table, and the highest turn leased is no longer there to read. What that
+/// changes: a tenant joins at the lowest turn still waiting, which may be below a turn leased
+/// ahead of it (a task that may not overlap, or not runnable yet, was passed over).
 fn next_turn(dialect: Dialect, queue: &str, tenant: &str, held: bool) -> String {
     let greatest = match dialect {
         Dialect::Sqlite => "MAX",
@@ -1163,21 +1192,23 @@ fn next_turn(dialect: Dialect, queue: &str, tenant: &str, held: bool) -> String 
          COALESCE((SELECT x.turn FROM tasks x WHERE x.state = 'pending' AND x.queue = {queue}\
          {waiting} ORDER BY x.turn LIMIT 1), 0), \
          COALESCE((SELECT x.turn + 1 FROM tasks x WHERE x.state = 'pending' AND \
-         x.queue = {queue} AND x.tenant_id = {tenant} ORDER BY x.turn DESC LIMIT 1), 0))"
+         x.queue = {queue} AND x.tenant_id = {tenant}{waiting} ORDER BY x.turn DESC LIMIT 1), 0))"
     )
 }
 
-/// The update that finishes active tasks, each `done` when it completed or was skipped, else
-/// `dead`.
 /// The parameters of [`next_turn`] with `?` placeholders: `queue` three times, the ids `held`
-/// (if any), `queue` and `tenant`.
+/// (if any), `queue`, `tenant` and the ids `held` again.
 fn turn_params(held: Option<&Held>, queue: &str, tenant: &str) -> Vec<Param> {
+    let ids = held.map(Held::ids_json);
     let mut params = vec![text(queue), text(queue), text(queue)];
-    params.extend(held.map(|h| text(h.ids_json())));
+    params.extend(ids.clone().map(text));
     params.extend([text(queue), text(tenant)]);
+    params.extend(ids.map(text));
     params
 }
 
+/// The update that finishes active tasks (held ones: [`Held`]), each `done` when it completed
+/// or was skipped, else `dead`.
 fn finish_stmt(done: &[Finished], held: bool) -> Stmt {
     let mut s = Stmt::default();
     s.sql("WITH v (id, state, outcome, error) AS (VALUES ");
