@@ -439,19 +439,7 @@ impl SqlQueue {
                 back.push(id);
                 continue;
             }
-            tasks.push(Task {
-                id,
-                tenant: row.1,
-                job_id: row.2,
-                job_name: row.3,
-                job_version: row.4,
-                queue: row.5,
-                trigger: row.6,
-                input: row.7,
-                fire_at: row.8,
-                attempt: row.9,
-                max_attempts: row.10,
-            });
+            tasks.push(claimed_task(id, row));
         }
         for s in release_stmts(&back) {
             rows::execute(&self.db, &s).await.map_err(failed)?;
@@ -512,19 +500,7 @@ impl SqlQueue {
                     expires: claim.lease.until(),
                 },
             );
-            out.push(Task {
-                id,
-                tenant: row.1,
-                job_id: row.2,
-                job_name: row.3,
-                job_version: row.4,
-                queue: row.5,
-                trigger: row.6,
-                input: row.7,
-                fire_at: row.8,
-                attempt: row.9,
-                max_attempts: row.10,
-            });
+            out.push(claimed_task(id, row));
         }
         Ok(out)
     }
@@ -543,6 +519,23 @@ impl SqlQueue {
                 .map_err(failed)?;
         }
         Ok(())
+    }
+}
+
+/// The task a lease call read, with its id.
+fn claimed_task(id: Uuid, row: ClaimedRow) -> Task {
+    Task {
+        id,
+        tenant: row.1,
+        job_id: row.2,
+        job_name: row.3,
+        job_version: row.4,
+        queue: row.5,
+        trigger: row.6,
+        input: row.7,
+        fire_at: row.8,
+        attempt: row.9,
+        max_attempts: row.10,
     }
 }
 
