@@ -9,6 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use codeai_host::queue::{Finished, NewTask, Queue, QueueConfig, RedisQueue};
 use codeai_host::store::{migrate, Database};
 use std::collections::{BTreeMap, HashSet};
+use std::str::FromStr;
 use std::sync::Arc;
 
 on_every_backend!(
@@ -1164,4 +1165,82 @@ async fn sqlite_a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_be
 async fn postgres_a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it() {
     common::run_postgres(a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it)
         .await;
+}
+
+/// An in-memory SQLite database (no file, so no host lock) keeps its leases in the table, as
+/// PostgreSQL does: a lease marks the task `active` with its attempt, a task is not leased
+/// twice, and a job that may not overlap runs one task at a time without holding up the tasks
+/// behind it.
+#[tokio::test]
+async fn sqlite_in_memory_writes_its_leases_to_the_table() {
+    // One connection: a database in memory lives as long as a connection holds it, and SQLite's
+    // shared cache (which lets several connections share one) answers a write beside another
+    // connection's read with SQLITE_LOCKED at once instead of waiting.
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite::memory:").unwrap();
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let db = Database::Sqlite(pool);
+    assert!(db.sqlite_in_memory());
+    let q = queue(db.clone(), None, QueueConfig::default()).await;
+    let now = Utc::now();
+    let a = q
+        .enqueue(&task("default", "j", now - Duration::seconds(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased_ids(&q, now, 1).await, vec![a]);
+    let state: Vec<String> = common::column(
+        &db,
+        "SELECT state || ':' || attempt FROM tasks WHERE id = ?",
+        &[&a.to_string()],
+    )
+    .await;
+    assert_eq!(state, vec!["active:1".to_string()]);
+    assert!(leased_ids(&q, now, 1).await.is_empty(), "not leased twice");
+
+    // A job that may not overlap: one task at a time, and the tasks behind it are not held up.
+    let exclusive = |at: i64| NewTask {
+        exclusive: true,
+        ..task("default", "one-at-a-time", now - Duration::seconds(at))
+    };
+    let first = q.enqueue(&exclusive(4)).await.unwrap().unwrap();
+    let second = q.enqueue(&exclusive(3)).await.unwrap().unwrap();
+    let other = q
+        .enqueue(&task("default", "other", now - Duration::seconds(2)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(leased_ids(&q, now, 1).await, vec![first]);
+    assert_eq!(leased_ids(&q, now, 1).await, vec![other]);
+    assert!(leased_ids(&q, now, 1).await.is_empty());
+    q.finish(first, "completed", None).await.unwrap();
+    assert_eq!(leased_ids(&q, now, 5).await, vec![second]);
+}
+
+/// A tenant whose only other task is running joins the current turn with its next one, as a
+/// tenant with nothing waiting does: B's flood waits from turn 0, A's running task took turn 0,
+/// and A's next task is leased second, not behind B's next turn.
+async fn a_tenant_whose_task_runs_joins_the_current_turn(db: Database) {
+    let q = queue(db, None, QueueConfig::default()).await;
+    let t0 = Utc::now() - Duration::seconds(10);
+    let a1 = enqueue_for(&q, "tenant-a", t0).await;
+    flood(&q, "tenant-b", 3, t0).await;
+    assert_eq!(leased_ids(&q, Utc::now(), 1).await, vec![a1]);
+    let a2 = enqueue_for(&q, "tenant-a", t0).await;
+    let next = leased_ids(&q, Utc::now(), 2).await;
+    assert_eq!(next.len(), 2);
+    assert_eq!(next[1], a2, "A's next task comes within the turn it joins");
+}
+
+#[tokio::test]
+async fn sqlite_a_tenant_whose_task_runs_joins_the_current_turn() {
+    common::run_sqlite(a_tenant_whose_task_runs_joins_the_current_turn).await;
+}
+
+#[tokio::test]
+async fn postgres_a_tenant_whose_task_runs_joins_the_current_turn() {
+    common::run_postgres(a_tenant_whose_task_runs_joins_the_current_turn).await;
 }

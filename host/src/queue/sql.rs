@@ -7,8 +7,8 @@
 //!
 //! **Turns**: each task is given its turn when it is enqueued ([`next_turn`]): one after its
 //! tenant's last waiting task in that queue, and never before the queue's current turn; a lease
-//! takes the lowest turn (the oldest first among equals) with one `UPDATE … RETURNING`, and
-//! writes nothing more. A retry, a deferral and a dead task run again take a new turn; a task
+//! takes the lowest turn (the oldest first among equals), with one `UPDATE … RETURNING` that
+//! writes nothing more (PostgreSQL) or a read (SQLite). A retry, a deferral and a dead task run again take a new turn; a task
 //! released at shutdown or rescued from an expired lease keeps its own.
 
 use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
@@ -51,9 +51,10 @@ pub struct SqlQueue {
 #[derive(Default)]
 struct Held {
     tasks: std::sync::Mutex<HashMap<Uuid, HeldTask>>,
-    /// A lease call (its read and its hold) and the moves of pending tasks by others (a cancel,
-    /// a deleted job's tasks, fires taken back) take turns, so that neither acts on what the
-    /// other has changed since it read.
+    /// A lease call (its read and its hold), the moves of pending tasks by others (a cancel, a
+    /// deleted job's tasks, fires taken back), and the tasks let go by a retry, a deferral, a
+    /// release or an expiry take turns, so that none acts on what another has changed since it
+    /// read. Taken after the turn to write where both are taken ([`SqlQueue::turn_and_moves`]).
     moves: tokio::sync::Mutex<()>,
 }
 
@@ -316,14 +317,29 @@ impl SqlQueue {
         }
     }
 
-    /// The turn of a move of tasks by id against lease calls ([`Held::moves`]), where this
-    /// process holds the leases: a task it lets go is not left out by a move that read the ids
-    /// held before.
-    async fn moving(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.held {
+    /// This process's turn to write, then, where it holds the leases, the turn of moves against
+    /// lease calls ([`Held::moves`]): a task let go is not left out by a move that read the ids
+    /// held before. Always in this order (a lease call takes only the second), so a lease call
+    /// never waits behind the turn to write.
+    async fn turn_and_moves(
+        &self,
+    ) -> (
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+    ) {
+        let turn = self.gate.turn().await;
+        let moves = match &self.held {
             Some(held) => Some(held.moves.lock().await),
             None => None,
-        }
+        };
+        (turn, moves)
+    }
+
+    /// A statement, the caller holding the turn to write ([`SqlQueue::turn_and_moves`]).
+    async fn execute_taken(&self, sql: &str, params: Vec<Param>) -> anyhow::Result<u64> {
+        rows::execute(&self.db, &stmt(sql, params))
+            .await
+            .map_err(failed)
     }
 
     /// A condition (after `AND`) that leaves out the tasks this process holds ([`Held`]), with
@@ -371,7 +387,8 @@ impl SqlQueue {
     /// Leases up to `n` runnable tasks of one queue with the lowest turns (the oldest among
     /// equals), in one `UPDATE … RETURNING`; in turn order. A job whose tasks may not overlap
     /// (`exclusive`) gets at most one: its other tasks the statement took are put back, in their
-    /// place, by a second statement (only then). The caller holds the turn to write.
+    /// place, by a second statement (only then). The caller holds the turn to write. Where this
+    /// process holds the leases ([`Held`]), [`SqlQueue::hold_batch`] instead (no turn).
     ///
     /// `before` (a round's finishes) is written first, in the lease's transaction; if that
     /// transaction fails, `before` is written again alone, so a lease that keeps failing does
@@ -646,6 +663,9 @@ impl QueueBackend for SqlQueue {
     /// where it ran out, and if that moved choices to a queue whose share is used up, that
     /// queue is asked again. An error after some tasks were leased returns those.
     ///
+    /// Where this process holds the leases ([`Held`], SQLite), the finishes (of the tasks it
+    /// still holds) are a turn to write of their own and the leases are reads; otherwise:
+    ///
     /// All in one turn to write: a worker's round (its finishes, then a lease from each queue
     /// the picker chooses, several when some are empty) waits for the file once, not once per
     /// statement behind every other writer of it. Measured on SQLite under a flood of
@@ -657,6 +677,20 @@ impl QueueBackend for SqlQueue {
         done: &[Finished],
         claim: &Claim<'_>,
     ) -> anyhow::Result<Claimed> {
+        // Where this process holds the leases ([`Held`]), only the tasks it still holds: one whose
+        // lease ran out may be another's now, or dead and run again.
+        let held_done: Vec<Finished>;
+        let done = match &self.held {
+            Some(held) => {
+                held_done = done
+                    .iter()
+                    .filter(|d| held.contains(&d.id))
+                    .cloned()
+                    .collect();
+                &held_done[..]
+            }
+            None => done,
+        };
         let held = self.held.is_some();
         let mut finishes: Vec<Stmt> = done.chunks(512).map(|d| finish_stmt(d, held)).collect();
         if let Some(held) = &self.held {
@@ -792,6 +826,9 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn finish(&self, done: &Finished) -> anyhow::Result<()> {
+        if self.held.as_ref().is_some_and(|h| !h.contains(&done.id)) {
+            return Ok(()); // its lease ran out: another's now, or dead and run again
+        }
         self.in_turn(rows::execute(
             &self.db,
             &finish_stmt(std::slice::from_ref(done), self.held.is_some()),
@@ -806,7 +843,7 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn retry(&self, id: Uuid, run_after: DateTime<Utc>, error: &str) -> anyhow::Result<()> {
-        let _moves = self.moving().await;
+        let _turns = self.turn_and_moves().await;
         // A lease held in memory ([`Held`]) did not count the attempt that failed.
         let counted = match self.held {
             Some(_) => "attempt = attempt + 1, ",
@@ -820,7 +857,7 @@ impl QueueBackend for SqlQueue {
         ];
         params.extend(turn_params);
         params.push(text(id.to_string()));
-        self.execute(
+        self.execute_taken(
             &format!(
                 "UPDATE tasks SET state = 'pending', {counted}run_after = ?, last_error = ?, \
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {turn} \
@@ -836,7 +873,7 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn defer(&self, id: Uuid, run_after: DateTime<Utc>) -> anyhow::Result<()> {
-        let _moves = self.moving().await;
+        let _turns = self.turn_and_moves().await;
         // A lease held in memory ([`Held`]) left the task `pending`, its attempt not counted.
         let (attempt, state) = match self.held {
             Some(_) => ("", "pending"),
@@ -846,7 +883,7 @@ impl QueueBackend for SqlQueue {
         let mut params = vec![Param::DateTime(run_after), Param::DateTime(Utc::now())];
         params.extend(turn_params);
         params.push(text(id.to_string()));
-        self.execute(
+        self.execute_taken(
             &format!(
                 "UPDATE tasks SET state = 'pending', {attempt}run_after = ?, \
                  lease_owner = NULL, lease_expires_at = NULL, updated_at = ?, turn = {turn} \
@@ -884,18 +921,12 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn cancel_pending(&self, id: Uuid) -> anyhow::Result<bool> {
-        let _moves = match &self.held {
-            Some(held) => {
-                let moves = held.moves.lock().await;
-                if held.contains(&id) {
-                    return Ok(false); // leased: running, or about to
-                }
-                Some(moves)
-            }
-            None => None,
-        };
+        let _turns = self.turn_and_moves().await;
+        if self.held.as_ref().is_some_and(|h| h.contains(&id)) {
+            return Ok(false); // leased: running, or about to
+        }
         let n = self
-            .execute(
+            .execute_taken(
                 "UPDATE tasks SET state = 'dead', outcome = ?, updated_at = ? \
                  WHERE id = ? AND state = 'pending'",
                 vec![
@@ -910,7 +941,7 @@ impl QueueBackend for SqlQueue {
 
     async fn cancel_job(&self, job_id: &str) -> anyhow::Result<u64> {
         // The tasks this process holds ([`Held`]) are running: they end as they would have.
-        let _moves = self.moving().await;
+        let _turns = self.turn_and_moves().await;
         let (not_held, mut params) = self.not_held();
         params.splice(
             0..0,
@@ -920,7 +951,7 @@ impl QueueBackend for SqlQueue {
                 text(job_id),
             ],
         );
-        self.execute(
+        self.execute_taken(
             &format!(
                 "UPDATE tasks SET state = 'dead', outcome = ?, last_error = 'job deleted', \
                  updated_at = ? WHERE job_id = ? AND state = 'pending'{not_held}"
@@ -935,6 +966,7 @@ impl QueueBackend for SqlQueue {
         // runnable again (still `pending`, its attempt not counted).
         let mut rescued = 0;
         if let Some(held) = &self.held {
+            let _moves = held.moves.lock().await;
             let mut tasks = held.lock();
             let before = tasks.len();
             tasks.retain(|_, t| t.expires >= now);
@@ -983,10 +1015,10 @@ impl QueueBackend for SqlQueue {
     }
 
     async fn drop_fires_after(&self, job_id: &str, after: DateTime<Utc>) -> anyhow::Result<u64> {
-        let _moves = self.moving().await;
+        let _turns = self.turn_and_moves().await;
         let (not_held, mut params) = self.not_held();
         params.splice(0..0, [text(job_id), Param::DateTime(after)]);
-        self.execute(
+        self.execute_taken(
             &format!(
                 "DELETE FROM tasks WHERE job_id = ? AND state = 'pending' AND fire_at > ?{not_held}"
             ),
