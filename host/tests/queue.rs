@@ -1244,3 +1244,37 @@ async fn sqlite_a_tenant_whose_task_runs_joins_the_current_turn() {
 async fn postgres_a_tenant_whose_task_runs_joins_the_current_turn() {
     common::run_postgres(a_tenant_whose_task_runs_joins_the_current_turn).await;
 }
+
+/// A task deferred (its tenant at its concurrency limit) goes back to wait until its time, its
+/// attempt given back: not leasable before, then leased with the same attempt.
+async fn a_deferred_task_waits_for_its_time_with_its_attempt_given_back(db: Database) {
+    let q = queue(db, None, QueueConfig::default()).await;
+    let now = Utc::now();
+    let id = q
+        .enqueue(&task("default", "j", now - Duration::seconds(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(q.dequeue(now).await.unwrap().unwrap().attempt, 1);
+    q.defer(id, now + Duration::minutes(1)).await.unwrap();
+    let info = q.task_info(id).await.unwrap().unwrap();
+    assert_eq!((info.state.as_str(), info.task.attempt), ("pending", 0));
+    assert_eq!(q.counts(now, None).await.unwrap()["default"].active, 0);
+    assert!(q.dequeue(now).await.unwrap().is_none());
+    let again = q
+        .dequeue(now + Duration::minutes(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id, again.attempt), (id, 1));
+}
+
+#[tokio::test]
+async fn sqlite_a_deferred_task_waits_for_its_time_with_its_attempt_given_back() {
+    common::run_sqlite(a_deferred_task_waits_for_its_time_with_its_attempt_given_back).await;
+}
+
+#[tokio::test]
+async fn postgres_a_deferred_task_waits_for_its_time_with_its_attempt_given_back() {
+    common::run_postgres(a_deferred_task_waits_for_its_time_with_its_attempt_given_back).await;
+}
