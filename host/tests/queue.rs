@@ -1135,7 +1135,8 @@ async fn sqlite_leases_are_held_in_memory_and_go_with_the_process() {
 }
 
 /// While a job that may not overlap has a task running, its other tasks wait without taking the
-/// places of the tasks behind them: a lease of one takes the next runnable task of another job.
+/// places of the tasks behind them: a lease of one takes the next runnable task of another job;
+/// once the running one is finished, the next of the job is leased.
 async fn a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it(db: Database) {
     let q = queue(db, None, QueueConfig::default()).await;
     let now = Utc::now();
@@ -1144,7 +1145,7 @@ async fn a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it
         ..task("default", "one-at-a-time", now - Duration::seconds(at))
     };
     let first = q.enqueue(&exclusive(4)).await.unwrap().unwrap();
-    q.enqueue(&exclusive(3)).await.unwrap().unwrap();
+    let second = q.enqueue(&exclusive(3)).await.unwrap().unwrap();
     let other = q
         .enqueue(&task("default", "other", now - Duration::seconds(2)))
         .await
@@ -1153,6 +1154,8 @@ async fn a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it
     assert_eq!(leased_ids(&q, now, 1).await, vec![first]);
     assert_eq!(leased_ids(&q, now, 1).await, vec![other]);
     assert!(leased_ids(&q, now, 1).await.is_empty());
+    q.finish(first, "completed", None).await.unwrap();
+    assert_eq!(leased_ids(&q, now, 5).await, vec![second]);
 }
 
 #[tokio::test]
@@ -1200,24 +1203,8 @@ async fn sqlite_in_memory_writes_its_leases_to_the_table() {
     .await;
     assert_eq!(state, vec!["active:1".to_string()]);
     assert!(leased_ids(&q, now, 1).await.is_empty(), "not leased twice");
-
-    // A job that may not overlap: one task at a time, and the tasks behind it are not held up.
-    let exclusive = |at: i64| NewTask {
-        exclusive: true,
-        ..task("default", "one-at-a-time", now - Duration::seconds(at))
-    };
-    let first = q.enqueue(&exclusive(4)).await.unwrap().unwrap();
-    let second = q.enqueue(&exclusive(3)).await.unwrap().unwrap();
-    let other = q
-        .enqueue(&task("default", "other", now - Duration::seconds(2)))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(leased_ids(&q, now, 1).await, vec![first]);
-    assert_eq!(leased_ids(&q, now, 1).await, vec![other]);
-    assert!(leased_ids(&q, now, 1).await.is_empty());
-    q.finish(first, "completed", None).await.unwrap();
-    assert_eq!(leased_ids(&q, now, 5).await, vec![second]);
+    // That task stays leased: the scenario's leases see only its own tasks.
+    a_running_job_that_may_not_overlap_does_not_hold_up_the_tasks_behind_it(db).await;
 }
 
 /// A tenant whose only other task is running joins the current turn with its next one, as a
