@@ -53,9 +53,9 @@ async fn fill(db: &Database, n: usize) {
             format!(
                 "INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, queue, \
                  attempt, started_at, finished_at, duration_ms, created_at) \
-                 SELECT gen_random_uuid()::text, 'default', 'job-' || (i % 20), 'Job' || (i % 20), \
-                 CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END, 'default', \
-                 1 + (i % 5 = 0)::int, now(), now(), (i * 7919) % 120000, now() \
+                 SELECT gen_random_uuid(), 'default', 'job-' || (i % 20), 'Job' || (i % 20), \
+                 CASE WHEN (i / 20) % 10 = 0 THEN 'failed' ELSE 'completed' END, 'default', \
+                 1 + (i % 5 = 0)::int, now(), now(), (i::bigint * 7919) % 120000, now() \
                  FROM generate_series({done}, {}) AS i",
                 done + chunk - 1
             )
@@ -66,7 +66,7 @@ async fn fill(db: &Database, n: usize) {
                  INSERT INTO job_executions (id, tenant_id, job_id, job_name, status, queue, \
                  attempt, started_at, finished_at, duration_ms, created_at) \
                  SELECT lower(hex(randomblob(16))), 'default', 'job-' || (i % 20), \
-                 'Job' || (i % 20), CASE WHEN i % 10 = 0 THEN 'failed' ELSE 'completed' END, \
+                 'Job' || (i % 20), CASE WHEN (i / 20) % 10 = 0 THEN 'failed' ELSE 'completed' END, \
                  'default', 1 + (i % 5 = 0), '2026-01-01T00:00:00.000000Z', \
                  '2026-01-01T00:00:01.000000Z', (i * 7919) % 120000, \
                  '2026-01-01T00:00:00.000000Z' FROM s",
