@@ -818,6 +818,64 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
     assert!(keys.is_empty(), "keys left behind: {keys:?}");
 }
 
+/// A bench that fails after it made its scratch (here: Redis does not answer, after the
+/// database was made and migrated) says why and removes the scratch, as a run's end does: no
+/// file beside `DATABASE_URL`'s, no folder in the temp dir, no schema on PostgreSQL.
+#[test]
+fn a_bench_that_cannot_reach_redis_says_so_and_leaves_nothing_behind() {
+    let nowhere = "redis://127.0.0.1:1";
+    let fails = |database: &str| {
+        let child = Command::new(env!("CARGO_BIN_EXE_codeai"))
+            .args(["bench", "throughput", "--jobs", "10"])
+            .env("DATABASE_URL", database)
+            .env("REDIS_URL", nowhere)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let err = text(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains(&format!("failed to connect to `{nowhere}`")),
+            "{err}"
+        );
+        let scratch = format!("codeai_bench_{pid}_");
+        let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&scratch))
+            .collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        scratch
+    };
+    let dir = TempDir::new("bench-fails");
+    fails(&format!("sqlite:{}/codeai.db", dir.str()));
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+
+    let pg = std::env::var("DATABASE_URL_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Ok(admin) = rt.block_on(sqlx::PgPool::connect(&pg)) else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "PostgreSQL is not reachable at {pg}"
+        );
+        return;
+    };
+    let scratch = fails(&pg);
+    let schemas: i64 = rt
+        .block_on(
+            sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname, $1)")
+                .bind(&scratch)
+                .fetch_one(&admin),
+        )
+        .unwrap();
+    assert_eq!(schemas, 0, "the bench's schema is dropped");
+}
+
 const FIRE: [&str; 5] = ["fire", "--jobs", "30", "--concurrency", "3"];
 
 /// The figures a fire run prints: lateness after the instant, never before it, no task leasable

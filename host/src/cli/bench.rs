@@ -110,20 +110,58 @@ impl Scratch {
         );
         let dir = std::env::temp_dir().join(&unique);
         std::fs::create_dir_all(&dir)?;
-        let (db, sqlite_file, postgres, mut backend) = if url.starts_with("postgres") {
-            let admin = sqlx::PgPool::connect(&url)
+        let made = Self::make(&url, &unique, &dir).await;
+        if made.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        let mut scratch = made?;
+        // From here on a failure removes what was made, as the end of a run does.
+        if let Err(e) = store::migrate::migrate_up(&scratch.db).await {
+            scratch.remove().await;
+            return Err(e.into());
+        }
+        if let Some(url) = std::env::var("REDIS_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            match RedisQueue::connect(&url, &format!("{unique}:")).await {
+                Ok(redis) => {
+                    scratch.backend.push_str("+redis");
+                    scratch.redis = Some(redis);
+                }
+                Err(e) => {
+                    scratch.remove().await;
+                    return Err(e)
+                        .with_context(|| format!("failed to connect to `{}`", redact(&url)));
+                }
+            }
+        }
+        Ok(scratch)
+    }
+
+    /// The database of a new scratch: a schema of its own on PostgreSQL, a new file on SQLite.
+    async fn make(url: &str, unique: &str, dir: &Path) -> anyhow::Result<Scratch> {
+        let (db, sqlite_file, postgres, backend) = if url.starts_with("postgres") {
+            let admin = sqlx::PgPool::connect(url)
                 .await
-                .with_context(|| format!("failed to connect to `{}`", redact(&url)))?;
+                .with_context(|| format!("failed to connect to `{}`", redact(url)))?;
             sqlx::raw_sql(&format!("CREATE SCHEMA \"{unique}\""))
                 .execute(&admin)
                 .await?;
-            let options =
-                PgConnectOptions::from_str(&url)?.options([("search_path", unique.as_str())]);
-            let db = Database::connect_postgres(options).await?;
+            let options = PgConnectOptions::from_str(url)?.options([("search_path", unique)]);
+            let db = match Database::connect_postgres(options).await {
+                Ok(db) => db,
+                Err(e) => {
+                    let _ = sqlx::raw_sql(&format!("DROP SCHEMA \"{unique}\" CASCADE"))
+                        .execute(&admin)
+                        .await;
+                    return Err(e.into());
+                }
+            };
             (
                 db,
                 None,
-                Some((admin, unique.clone())),
+                Some((admin, unique.to_string())),
                 "postgres".to_string(),
             )
         } else {
@@ -135,42 +173,31 @@ impl Scratch {
             let beside = Path::new(configured)
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty() && std::env::var("DATABASE_URL").is_ok())
-                .map_or_else(|| dir.clone(), Path::to_path_buf);
+                .map_or_else(|| dir.to_path_buf(), Path::to_path_buf);
             let file = beside.join(format!("{unique}.db"));
-            let db = Database::connect(&format!("sqlite:{}", file.display())).await?;
+            let db = match Database::connect(&format!("sqlite:{}", file.display())).await {
+                Ok(db) => db,
+                Err(e) => {
+                    remove_sqlite(&file);
+                    return Err(e.into());
+                }
+            };
             (db, Some(file), None, "sqlite".to_string())
-        };
-        store::migrate::migrate_up(&db).await?;
-        let redis = match std::env::var("REDIS_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        {
-            Some(url) => {
-                backend.push_str("+redis");
-                Some(
-                    RedisQueue::connect(&url, &format!("{unique}:"))
-                        .await
-                        .with_context(|| format!("failed to connect to `{}`", redact(&url)))?,
-                )
-            }
-            None => None,
         };
         Ok(Scratch {
             db,
             backend,
-            dir,
+            dir: dir.to_path_buf(),
             sqlite_file,
             postgres,
-            redis,
+            redis: None,
         })
     }
 
     async fn remove(self) {
         self.db.close().await;
         if let Some(file) = &self.sqlite_file {
-            for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-            }
+            remove_sqlite(file);
         }
         if let Some((admin, schema)) = &self.postgres {
             let _ = sqlx::raw_sql(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
@@ -182,6 +209,13 @@ impl Scratch {
             let _ = redis.forget_all().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a SQLite file with its log and shared memory.
+fn remove_sqlite(file: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
     }
 }
 

@@ -20,6 +20,8 @@ pub struct TestHost {
     /// Reports and anything else the host writes live under here.
     pub dir: std::path::PathBuf,
     pub db: Database,
+    /// Folders of the test's own, removed with `dir` when the host stops.
+    scratch: Vec<std::path::PathBuf>,
 }
 
 impl TestHost {
@@ -68,7 +70,13 @@ impl TestHost {
             http: reqwest::Client::new(),
             dir,
             db,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Removes `dir` (a folder the test made for this host) when the host stops.
+    pub fn remove_on_stop(&mut self, dir: std::path::PathBuf) {
+        self.scratch.push(dir);
     }
 
     pub fn host(&self) -> &Host {
@@ -261,6 +269,9 @@ impl TestHost {
             host.shutdown().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        for dir in &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -50,7 +50,7 @@ async fn host(db: Database, tweak: impl FnOnce(&mut HostConfig, &Path)) -> (Test
     let dir = std::env::temp_dir().join(crate::common::unique("codeai_compile"));
     let (script, gate) = gated_compiler(&dir);
     std::fs::write(&gate, "").unwrap();
-    let t = TestHost::start(db, |c| {
+    let mut t = TestHost::start(db, |c| {
         c.runtime.cache_dir = dir.join("cache");
         c.runtime.compile = CompileLimits {
             max_code_bytes: MAX_CODE,
@@ -62,6 +62,7 @@ async fn host(db: Database, tweak: impl FnOnce(&mut HostConfig, &Path)) -> (Test
         tweak(c, &dir);
     })
     .await;
+    t.remove_on_stop(dir);
     (t, gate)
 }
 
@@ -75,10 +76,9 @@ fn code(body: &Value) -> &str {
 }
 
 async fn hand_made_components_of_tenants_are_refused_by_default(db: Database) {
-    let t = TestHost::start(db, |c| {
-        c.runtime.cache_dir = std::env::temp_dir().join(crate::common::unique("codeai_hm"));
-    })
-    .await;
+    let cache = std::env::temp_dir().join(crate::common::unique("codeai_hm"));
+    let mut t = TestHost::start(db, |c| c.runtime.cache_dir = cache.clone()).await;
+    t.remove_on_stop(cache);
     let acme = tenant(&t.db, "acme").await;
     let before = t.host().executor.runtime().compile_pool().stats();
     let message = t
