@@ -704,18 +704,25 @@ fn secret_set_list_delete_and_rotate_key() {
     );
 }
 
-/// A `codeai bench` run's results, `key=value` lines, as a map, and what it said on stderr.
+/// A `codeai bench` run's results, `key=value` lines, as a map, what it said on stderr, and
+/// the name its scratch (folder, file, schema, key prefix) starts with: `codeai_bench_{pid}_`.
 fn bench(
     args: &[&str],
     env: &[(&str, &str)],
-) -> (std::collections::BTreeMap<String, String>, String) {
+) -> (std::collections::BTreeMap<String, String>, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_codeai"));
     command.arg("bench").args(args);
     command.env_remove("DATABASE_URL").env_remove("REDIS_URL");
     for (k, v) in env {
         command.env(k, v);
     }
-    let out = command.output().unwrap();
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let scratch = format!("codeai_bench_{}_", child.id());
+    let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let results = text(&out.stdout)
         .lines()
@@ -726,7 +733,7 @@ fn bench(
             (k.to_string(), v.to_string())
         })
         .collect();
-    (results, text(&out.stderr))
+    (results, text(&out.stderr), scratch)
 }
 
 const THROUGHPUT: [&str; 5] = ["throughput", "--jobs", "40", "--concurrency", "3"];
@@ -761,11 +768,11 @@ fn assert_throughput_shape(r: &std::collections::BTreeMap<String, String>, backe
 fn benches_run_on_a_scratch_sqlite_file_they_remove() {
     let dir = TempDir::new("bench");
     let url = format!("sqlite:{}/codeai.db", dir.str());
-    let (r, said) = bench(&THROUGHPUT, &[("DATABASE_URL", &url)]);
+    let (r, said, _) = bench(&THROUGHPUT, &[("DATABASE_URL", &url)]);
     assert!(said.contains("running them on 3 worker slots"), "{said}");
     assert_throughput_shape(&r, "sqlite");
     assert!(!r.contains_key("redis_cpu_us_per_job"), "no Redis: {r:?}");
-    let (r, said) = bench(&FIRE, &[("DATABASE_URL", &url)]);
+    let (r, said, _) = bench(&FIRE, &[("DATABASE_URL", &url)]);
     assert!(said.contains("30 jobs due at"), "{said}");
     assert_fire_shape(&r, "sqlite");
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -785,7 +792,7 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
         );
         return;
     };
-    let (r, _) = bench(
+    let (r, _, throughput) = bench(
         &THROUGHPUT,
         &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)],
     );
@@ -795,27 +802,31 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
     let number = figures(&r, &THROUGHPUT, "postgres+redis");
     assert!(number("redis_commands_per_job") >= 2.0, "{r:?}");
     assert!(number("redis_cpu_us_per_job") > 0.0, "{r:?}");
-    let (r, _) = bench(&FIRE, &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)]);
+    let (r, _, fire) = bench(&FIRE, &[("DATABASE_URL", &pg), ("REDIS_URL", &redis_url)]);
     assert_fire_shape(&r, "postgres+redis");
-    let schemas: i64 = rt
-        .block_on(
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM pg_namespace WHERE nspname LIKE 'codeai\\_bench\\_%'",
+    // Only these runs' own: other tests may run benches on the same servers meanwhile.
+    for scratch in [throughput, fire] {
+        let schemas: i64 = rt
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname, $1)",
+                )
+                .bind(&scratch)
+                .fetch_one(&admin),
             )
-            .fetch_one(&admin),
-        )
-        .unwrap();
-    assert_eq!(schemas, 0, "the bench's schema is dropped");
-    let keys: Vec<String> = rt.block_on(async {
-        let client = redis::Client::open(redis_url.as_str()).unwrap();
-        let mut con = client.get_multiplexed_async_connection().await.unwrap();
-        redis::cmd("KEYS")
-            .arg("codeai_bench_*")
-            .query_async(&mut con)
-            .await
-            .unwrap()
-    });
-    assert!(keys.is_empty(), "keys left behind: {keys:?}");
+            .unwrap();
+        assert_eq!(schemas, 0, "the bench's schema is dropped");
+        let keys: Vec<String> = rt.block_on(async {
+            let client = redis::Client::open(redis_url.as_str()).unwrap();
+            let mut con = client.get_multiplexed_async_connection().await.unwrap();
+            redis::cmd("KEYS")
+                .arg(format!("{scratch}*"))
+                .query_async(&mut con)
+                .await
+                .unwrap()
+        });
+        assert!(keys.is_empty(), "keys left behind: {keys:?}");
+    }
 }
 
 /// A bench that fails after it made its scratch (here: Redis does not answer, after the
@@ -824,11 +835,13 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
 #[test]
 fn a_bench_that_cannot_reach_redis_says_so_and_leaves_nothing_behind() {
     let nowhere = "redis://127.0.0.1:1";
+    let temp = TempDir::new("bench-fails-tmp");
     let fails = |database: &str| {
         let child = Command::new(env!("CARGO_BIN_EXE_codeai"))
             .args(["bench", "throughput", "--jobs", "10"])
             .env("DATABASE_URL", database)
             .env("REDIS_URL", nowhere)
+            .env("TMPDIR", temp.path())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -841,14 +854,9 @@ fn a_bench_that_cannot_reach_redis_says_so_and_leaves_nothing_behind() {
             err.contains(&format!("failed to connect to `{nowhere}`")),
             "{err}"
         );
-        let scratch = format!("codeai_bench_{pid}_");
-        let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&scratch))
-            .collect();
-        assert!(left.is_empty(), "left behind: {left:?}");
-        scratch
+        let left: Vec<_> = std::fs::read_dir(temp.path()).unwrap().collect();
+        assert!(left.is_empty(), "left behind in its temp dir: {left:?}");
+        format!("codeai_bench_{pid}_")
     };
     let dir = TempDir::new("bench-fails");
     fails(&format!("sqlite:{}/codeai.db", dir.str()));

@@ -142,13 +142,13 @@ impl Scratch {
     /// The database of a new scratch: a schema of its own on PostgreSQL, a new file on SQLite.
     async fn make(url: &str, unique: &str, dir: &Path) -> anyhow::Result<Scratch> {
         let (db, sqlite_file, postgres, backend) = if url.starts_with("postgres") {
+            let options = PgConnectOptions::from_str(url)?.options([("search_path", unique)]);
             let admin = sqlx::PgPool::connect(url)
                 .await
                 .with_context(|| format!("failed to connect to `{}`", redact(url)))?;
             sqlx::raw_sql(&format!("CREATE SCHEMA \"{unique}\""))
                 .execute(&admin)
                 .await?;
-            let options = PgConnectOptions::from_str(url)?.options([("search_path", unique)]);
             let db = match Database::connect_postgres(options).await {
                 Ok(db) => db,
                 Err(e) => {
