@@ -781,15 +781,9 @@ fn benches_run_on_a_scratch_sqlite_file_they_remove() {
 
 #[test]
 fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
-    let pg = std::env::var("DATABASE_URL_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let Ok(admin) = rt.block_on(sqlx::PgPool::connect(&pg)) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "PostgreSQL is not reachable at {pg}"
-        );
+    let Some((pg, admin)) = postgres(&rt) else {
         return;
     };
     let (r, _, throughput) = bench(
@@ -806,16 +800,11 @@ fn bench_throughput_on_postgres_and_redis_leaves_no_schema_and_no_key() {
     assert_fire_shape(&r, "postgres+redis");
     // Only these runs' own: other tests may run benches on the same servers meanwhile.
     for scratch in [throughput, fire] {
-        let schemas: i64 = rt
-            .block_on(
-                sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname, $1)",
-                )
-                .bind(&scratch)
-                .fetch_one(&admin),
-            )
-            .unwrap();
-        assert_eq!(schemas, 0, "the bench's schema is dropped");
+        assert_eq!(
+            schemas(&rt, &admin, &scratch),
+            0,
+            "the bench's schema is dropped"
+        );
         let keys: Vec<String> = rt.block_on(async {
             let client = redis::Client::open(redis_url.as_str()).unwrap();
             let mut con = client.get_multiplexed_async_connection().await.unwrap();
@@ -863,25 +852,43 @@ fn a_bench_that_cannot_reach_redis_says_so_and_leaves_nothing_behind() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 
-    let pg = std::env::var("DATABASE_URL_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let Ok(admin) = rt.block_on(sqlx::PgPool::connect(&pg)) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "PostgreSQL is not reachable at {pg}"
-        );
+    let Some((pg, admin)) = postgres(&rt) else {
         return;
     };
     let scratch = fails(&pg);
-    let schemas: i64 = rt
-        .block_on(
-            sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname, $1)")
-                .bind(&scratch)
-                .fetch_one(&admin),
-        )
-        .unwrap();
-    assert_eq!(schemas, 0, "the bench's schema is dropped");
+    assert_eq!(
+        schemas(&rt, &admin, &scratch),
+        0,
+        "the bench's schema is dropped"
+    );
+}
+
+/// The PostgreSQL the bench tests use and a pool on it; none where it is not reachable outside
+/// CI (in CI that fails the test).
+fn postgres(rt: &tokio::runtime::Runtime) -> Option<(String, sqlx::PgPool)> {
+    let pg = std::env::var("DATABASE_URL_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    match rt.block_on(sqlx::PgPool::connect(&pg)) {
+        Ok(admin) => Some((pg, admin)),
+        Err(e) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "PostgreSQL is not reachable at {pg}: {e}"
+            );
+            None
+        }
+    }
+}
+
+/// How many schemas' names start with `prefix`.
+fn schemas(rt: &tokio::runtime::Runtime, admin: &sqlx::PgPool, prefix: &str) -> i64 {
+    rt.block_on(
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname, $1)")
+            .bind(prefix)
+            .fetch_one(admin),
+    )
+    .unwrap()
 }
 
 const FIRE: [&str; 5] = ["fire", "--jobs", "30", "--concurrency", "3"];
