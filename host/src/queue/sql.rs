@@ -15,7 +15,7 @@ use super::backend::{Claim, Claimed, Finished, Lease, Leased, QueueBackend};
 use super::{NewTask, Picker, QueueCounts, Task, TaskInfo};
 use crate::store::rows::{self, RowExt as _};
 use crate::store::sql::{merge_rows, stmt, Param, Stmt};
-use crate::store::{Database, Dialect, ExecutionStatus, WriteGate};
+use crate::store::{Database, Dialect, ExecutionStatus, PerFile, WriteGate};
 use chrono::{DateTime, Utc};
 use codeai_ir::FieldType;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -70,25 +70,12 @@ struct HeldTask {
 impl Held {
     /// The leases of `db`'s file in this process; `None` for PostgreSQL.
     fn of(db: &Database) -> Option<Arc<Held>> {
-        type Registry = std::sync::Mutex<HashMap<std::path::PathBuf, std::sync::Weak<Held>>>;
-        static HELD: OnceLock<Registry> = OnceLock::new();
+        static HELD: PerFile<Held> = PerFile::new();
         // An in-memory database's name is no file's: its leases are written to the table.
         if db.sqlite_in_memory() {
             return None;
         }
-        let file = db.sqlite_file()?;
-        let file = std::fs::canonicalize(&file).unwrap_or(file);
-        let mut all = HELD
-            .get_or_init(Registry::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        all.retain(|_, held| held.strong_count() > 0);
-        if let Some(held) = all.get(&file).and_then(std::sync::Weak::upgrade) {
-            return Some(held);
-        }
-        let held = Arc::new(Held::default());
-        all.insert(file, Arc::downgrade(&held));
-        Some(held)
+        db.sqlite_file().map(|file| HELD.of(&file))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, HeldTask>> {

@@ -52,26 +52,8 @@ impl WriteGate {
     /// The gate of `db`'s file (one per file in this process); none for PostgreSQL and for an
     /// in-memory database.
     pub(crate) fn of(db: &Database) -> WriteGate {
-        use std::collections::HashMap;
-        use std::path::PathBuf;
-        use std::sync::{Arc, Mutex, OnceLock, Weak};
-        type Gates = Mutex<HashMap<PathBuf, Weak<tokio::sync::Mutex<()>>>>;
-        static GATES: OnceLock<Gates> = OnceLock::new();
-        let Some(file) = db.sqlite_file() else {
-            return WriteGate(None);
-        };
-        let file = std::fs::canonicalize(&file).unwrap_or(file);
-        let mut gates = GATES
-            .get_or_init(Gates::default)
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        gates.retain(|_, gate| gate.strong_count() > 0);
-        if let Some(gate) = gates.get(&file).and_then(Weak::upgrade) {
-            return WriteGate(Some(gate));
-        }
-        let gate = Arc::new(tokio::sync::Mutex::new(()));
-        gates.insert(file, Arc::downgrade(&gate));
-        WriteGate(Some(gate))
+        static GATES: PerFile<tokio::sync::Mutex<()>> = PerFile::new();
+        WriteGate(db.sqlite_file().map(|file| GATES.of(&file)))
     }
 
     /// Waits for this process's turn to write; the turn lasts while the guard lives.
@@ -80,6 +62,37 @@ impl WriteGate {
             Some(gate) => Some(gate.lock().await),
             None => None,
         }
+    }
+}
+
+/// One `T` per SQLite file in this process, shared by whoever asks for the same file while any
+/// of them holds it (a `static` each: the write gate, the queue's held leases).
+pub(crate) struct PerFile<T>(
+    std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, std::sync::Weak<T>>>,
+    >,
+);
+
+impl<T: Default> PerFile<T> {
+    pub(crate) const fn new() -> PerFile<T> {
+        PerFile(std::sync::OnceLock::new())
+    }
+
+    /// The `T` of `file` (however its path is spelled), made if nobody holds one.
+    pub(crate) fn of(&self, file: &std::path::Path) -> std::sync::Arc<T> {
+        let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+        let mut all = self
+            .0
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        all.retain(|_, t| t.strong_count() > 0);
+        if let Some(t) = all.get(&file).and_then(std::sync::Weak::upgrade) {
+            return t;
+        }
+        let t = std::sync::Arc::new(T::default());
+        all.insert(file, std::sync::Arc::downgrade(&t));
+        t
     }
 }
 
