@@ -204,6 +204,7 @@ async fn next_turns<'a>(
         }
     }
     let turn = next_turn(db.dialect(), "?", "?", held.is_some());
+    let held_ids = held.map(Held::ids_json);
     let mut sql = String::new();
     let mut params = Vec::new();
     for (i, (queue, tenant)) in lanes.iter().enumerate() {
@@ -212,7 +213,7 @@ async fn next_turns<'a>(
         }
         sql.push_str(&format!("SELECT ?, {turn}"));
         params.push(Param::Int(i as i64));
-        params.extend(turn_params(held, queue, tenant));
+        params.extend(turn_params(held_ids.as_deref(), queue, tenant));
     }
     let turns: Vec<(i64, i64)> = rows::fetch_as(db, &stmt(&sql, params))
         .await
@@ -227,7 +228,11 @@ async fn next_turns<'a>(
 fn insert_one(dialect: Dialect, held: Option<&Held>, t: &NewTask) -> Stmt {
     let id = t.id.unwrap_or_else(super::new_task_id);
     let mut params = task_values(t, id, Utc::now());
-    params.extend(turn_params(held, &t.queue, &t.tenant));
+    params.extend(turn_params(
+        held.map(Held::ids_json).as_deref(),
+        &t.queue,
+        &t.tenant,
+    ));
     stmt(
         &format!(
             "INSERT INTO tasks ({TASK_COLUMNS}, turn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, \
@@ -295,10 +300,7 @@ impl SqlQueue {
     pub fn new(db: Database) -> SqlQueue {
         SqlQueue {
             gate: WriteGate::of(&db),
-            held: match db.dialect() {
-                Dialect::Sqlite => Held::of(&db),
-                Dialect::Postgres => None,
-            },
+            held: Held::of(&db),
             db: db.own_pool(4),
             runs: OnceLock::new(),
         }
@@ -484,16 +486,16 @@ impl SqlQueue {
         );
         let rows: Vec<ClaimedRow> = rows::fetch_as(&self.db, &s).await.map_err(failed)?;
         let mut tasks = held.lock();
-        let mut exclusive_jobs: HashSet<String> =
-            tasks.values().map(|t| t.job_id.clone()).collect();
+        // The query left out the no-overlap tasks of jobs held already (nothing is held
+        // meanwhile: `moves` is ours); of those it read, one per job.
+        let mut jobs: HashSet<String> = HashSet::new();
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let id =
                 Uuid::parse_str(&row.0).map_err(|e| anyhow::anyhow!("task id `{}`: {e}", row.0))?;
-            if row.11 && !exclusive_jobs.insert(row.2.clone()) {
+            if !jobs.insert(row.2.clone()) && row.11 {
                 continue;
             }
-            exclusive_jobs.insert(row.2.clone());
             tasks.insert(
                 id,
                 HeldTask {
@@ -1208,14 +1210,13 @@ fn next_turn(dialect: Dialect, queue: &str, tenant: &str, held: bool) -> String 
     )
 }
 
-/// The parameters of [`next_turn`] with `?` placeholders: `queue` three times, the ids `held`
-/// (if any), `queue`, `tenant` and the ids `held` again.
-fn turn_params(held: Option<&Held>, queue: &str, tenant: &str) -> Vec<Param> {
-    let ids = held.map(Held::ids_json);
+/// The parameters of [`next_turn`] with `?` placeholders: `queue` three times, the held ids
+/// (a JSON array, [`Held::ids_json`], if any), `queue`, `tenant` and the held ids again.
+fn turn_params(held_ids: Option<&str>, queue: &str, tenant: &str) -> Vec<Param> {
     let mut params = vec![text(queue), text(queue), text(queue)];
-    params.extend(ids.clone().map(text));
+    params.extend(held_ids.map(text));
     params.extend([text(queue), text(tenant)]);
-    params.extend(ids.map(text));
+    params.extend(held_ids.map(text));
     params
 }
 
